@@ -1,0 +1,32 @@
+// The shape of a LLaMA-family decoder and the presets the project knows by name.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+struct ModelConfig {
+    int32_t vocab_size = 0;
+    int32_t dim = 0;          // hidden size
+    int32_t n_layers = 0;
+    int32_t n_heads = 0;      // query heads
+    int32_t n_kv_heads = 0;   // key/value heads (GQA: n_heads is a multiple of n_kv_heads)
+    int32_t head_dim = 0;     // usually dim / n_heads
+    int32_t ffn_dim = 0;      // SwiGLU intermediate size
+    int32_t max_seq_len = 0;  // max positions the model was trained for
+    float rope_theta = 10000.0f;
+    float norm_eps = 1e-5f;
+    int32_t tied_embeddings = 0;  // lm_head shares the token embedding
+    int32_t qkv_bias = 0;         // q/k/v projections have a bias (Qwen2)
+
+    int q_dim() const { return n_heads * head_dim; }
+    int kv_dim() const { return n_kv_heads * head_dim; }
+    int64_t num_params() const;      // every weight of the model
+    uint64_t hash() const;           // fingerprint stored in adapters to refuse a wrong base
+    std::string describe() const;    // one line: "dim 576, 30 layers, 9/3 heads of 64, ffn 1536, vocab 49152"
+    void validate(const std::string& where) const;  // fails naming `where` and the bad field
+};
+
+// Presets with the real shapes (random weights are made by ./init_model). Fails listing the names
+// it knows when `name` is unknown.
+ModelConfig config_preset(const std::string& name);
+std::vector<std::string> config_preset_names();

@@ -1,0 +1,90 @@
+#include "model/util.h"
+
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdarg>
+#include <cstring>
+#include <sys/stat.h>
+#include <unistd.h>
+
+void fail(const char* fmt, ...) {
+    char buf[2048];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    throw std::runtime_error(buf);
+}
+
+bool file_exists(const std::string& path) {
+    struct stat st;
+    return stat(path.c_str(), &st) == 0;
+}
+
+std::string read_file(const std::string& path) {
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) fail("%s: cannot open: %s", path.c_str(), strerror(errno));
+    std::string out;
+    char buf[1 << 16];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
+    bool err = ferror(f);
+    fclose(f);
+    if (err) fail("%s: read error", path.c_str());
+    return out;
+}
+
+AtomicFile::AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
+    f_ = fopen(tmp_.c_str(), "wb");
+    if (!f_) fail("%s: cannot write: %s", tmp_.c_str(), strerror(errno));
+}
+
+AtomicFile::~AtomicFile() {
+    if (f_) {
+        fclose(f_);
+        remove(tmp_.c_str());
+    }
+}
+
+void AtomicFile::write(const void* data, size_t n) {
+    if (n && fwrite(data, 1, n, f_) != n) fail("%s: write failed (disk full?): %s", tmp_.c_str(), strerror(errno));
+    written_ += n;
+}
+
+void AtomicFile::pad_to(size_t alignment) {
+    static const char zeros[256] = {0};
+    while (written_ % alignment) write(zeros, std::min(alignment - written_ % alignment, sizeof zeros));
+}
+
+void AtomicFile::commit() {
+    if (fflush(f_) != 0 || fsync(fileno(f_)) != 0) fail("%s: flush failed: %s", tmp_.c_str(), strerror(errno));
+    fclose(f_);
+    f_ = nullptr;
+    if (rename(tmp_.c_str(), path_.c_str()) != 0) fail("%s: rename to %s failed: %s", tmp_.c_str(), path_.c_str(), strerror(errno));
+}
+
+void ByteReader::read(void* dst, size_t n, const char* what) {
+    if (n > remaining())
+        fail("%s: file is truncated: %s needs %zu bytes at offset %zu but only %zu remain", path.c_str(), what, n, pos,
+             remaining());
+    memcpy(dst, data.data() + pos, n);
+    pos += n;
+}
+
+void ByteReader::align(size_t alignment, const char* what) {
+    size_t next = (pos + alignment - 1) / alignment * alignment;
+    if (next > data.size()) fail("%s: file is truncated before %s", path.c_str(), what);
+    pos = next;
+}
+
+float Rng::normal() {
+    // Box-Muller; u1 in (0,1] so the log is finite.
+    float u1 = 1.0f - uniform(), u2 = uniform();
+    return std::sqrt(-2.0f * std::log(u1)) * std::cos(6.2831853f * u2);
+}
+
+double now_seconds() {
+    using namespace std::chrono;
+    return duration<double>(steady_clock::now().time_since_epoch()).count();
+}

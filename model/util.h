@@ -1,0 +1,71 @@
+// Small shared helpers: errors, file reading, atomic writes, a deterministic RNG.
+// Errors are exceptions carrying a message that names the file/field and what to do; main()
+// catches them and prints "error: ...". Tests check the messages.
+#pragma once
+#include <cstdint>
+#include <cstdio>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+// Throws std::runtime_error with a printf-formatted message.
+[[noreturn]] void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+
+// Whole file as bytes; fails with the path in the message when it cannot be read.
+std::string read_file(const std::string& path);
+bool file_exists(const std::string& path);
+
+// Writes `path` atomically: the bytes go to path.tmp, are flushed and fsync'ed, then renamed over
+// `path`, so a kill at any moment leaves either the old file or the complete new one.
+struct AtomicFile {
+    explicit AtomicFile(const std::string& path);
+    ~AtomicFile();  // removes the .tmp if commit() was never reached
+    void write(const void* data, size_t n);
+    template <class T> void put(const T& v) { write(&v, sizeof(T)); }
+    void pad_to(size_t alignment);  // zero bytes up to the next multiple of alignment
+    size_t offset() const { return written_; }
+    void commit();
+private:
+    std::string path_, tmp_;
+    FILE* f_ = nullptr;
+    size_t written_ = 0;
+};
+
+// Bounds-checked reader over a file's bytes: every read checks the remaining length and fails
+// naming the file and what was being read ("truncated while reading X").
+struct ByteReader {
+    ByteReader(std::string path, std::string bytes) : path(std::move(path)), data(std::move(bytes)) {}
+    std::string path, data;
+    size_t pos = 0;
+    void read(void* dst, size_t n, const char* what);
+    template <class T> T get(const char* what) { T v; read(&v, sizeof(T), what); return v; }
+    void align(size_t alignment, const char* what);
+    size_t remaining() const { return data.size() - pos; }
+};
+
+// splitmix64: a tiny counter-friendly RNG. Deterministic across platforms and backends, and its
+// whole state is one uint64 (saved in the .state file, so a resumed run draws the same numbers).
+struct Rng {
+    uint64_t s;
+    explicit Rng(uint64_t seed = 0) : s(seed) {}
+    uint64_t next_u64() {
+        uint64_t z = (s += 0x9E3779B97F4A7C15ull);
+        z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+        z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+        return z ^ (z >> 31);
+    }
+    float uniform() { return (float)((next_u64() >> 40) * (1.0 / 16777216.0)); }  // [0,1)
+    float normal();
+};
+
+// Stateless hash of (key, index) → uniform [0,1): used for dropout masks so forward, recompute and
+// backward regenerate the same mask without storing it, on any backend.
+inline float hash_uniform(uint64_t key, uint64_t index) {
+    uint64_t z = key ^ (index * 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    z ^= z >> 31;
+    return (float)((z >> 40) * (1.0 / 16777216.0));
+}
+
+double now_seconds();

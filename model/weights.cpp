@@ -1,0 +1,208 @@
+#include "model/weights.h"
+
+#include <climits>
+#include <cmath>
+#include <cstring>
+
+#include "model/util.h"
+
+namespace {
+const uint32_t kModelMagic = 0x424d4c4c;  // "LLMB"
+const uint32_t kModelVersion = 1;
+const size_t kAlign = 64;                 // bytes; lets readers mmap tensors with aligned vector loads
+
+void add(ParamLayout& L, const std::string& name, std::vector<int64_t> shape, bool decay) {
+    TensorInfo t;
+    t.name = name;
+    t.shape = std::move(shape);
+    t.numel = 1;
+    for (int64_t d : t.shape) t.numel *= (size_t)d;
+    t.offset = L.total;
+    t.decay = decay;
+    L.total += t.numel;
+    L.tensors.push_back(t);
+}
+}  // namespace
+
+const TensorInfo* ParamLayout::find(const std::string& name) const {
+    for (const TensorInfo& t : tensors)
+        if (t.name == name) return &t;
+    return nullptr;
+}
+
+ParamLayout param_layout(const ModelConfig& c) {
+    ParamLayout L;
+    int64_t C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
+    add(L, "model.embed_tokens.weight", {c.vocab_size, C}, true);
+    for (int i = 0; i < c.n_layers; i++) {
+        std::string p = "model.layers." + std::to_string(i) + ".";
+        add(L, p + "input_layernorm.weight", {C}, false);
+        add(L, p + "self_attn.q_proj.weight", {Q, C}, true);
+        if (c.qkv_bias) add(L, p + "self_attn.q_proj.bias", {Q}, false);
+        add(L, p + "self_attn.k_proj.weight", {KV, C}, true);
+        if (c.qkv_bias) add(L, p + "self_attn.k_proj.bias", {KV}, false);
+        add(L, p + "self_attn.v_proj.weight", {KV, C}, true);
+        if (c.qkv_bias) add(L, p + "self_attn.v_proj.bias", {KV}, false);
+        add(L, p + "self_attn.o_proj.weight", {C, Q}, true);
+        add(L, p + "post_attention_layernorm.weight", {C}, false);
+        add(L, p + "mlp.gate_proj.weight", {F, C}, true);
+        add(L, p + "mlp.up_proj.weight", {F, C}, true);
+        add(L, p + "mlp.down_proj.weight", {C, F}, true);
+    }
+    add(L, "model.norm.weight", {C}, false);
+    if (!c.tied_embeddings) add(L, "lm_head.weight", {c.vocab_size, C}, true);
+    return L;
+}
+
+ModelOffsets model_offsets(const ModelConfig& c) {
+    ParamLayout L = param_layout(c);
+    auto off = [&](const std::string& n) {
+        const TensorInfo* t = L.find(n);
+        return t ? t->offset : SIZE_MAX;
+    };
+    ModelOffsets o;
+    o.embed = off("model.embed_tokens.weight");
+    o.final_norm = off("model.norm.weight");
+    o.lm_head = c.tied_embeddings ? o.embed : off("lm_head.weight");
+    for (int i = 0; i < c.n_layers; i++) {
+        std::string p = "model.layers." + std::to_string(i) + ".";
+        LayerOffsets l;
+        l.attn_norm = off(p + "input_layernorm.weight");
+        l.wq = off(p + "self_attn.q_proj.weight");
+        l.wk = off(p + "self_attn.k_proj.weight");
+        l.wv = off(p + "self_attn.v_proj.weight");
+        l.bq = off(p + "self_attn.q_proj.bias");
+        l.bk = off(p + "self_attn.k_proj.bias");
+        l.bv = off(p + "self_attn.v_proj.bias");
+        l.wo = off(p + "self_attn.o_proj.weight");
+        l.mlp_norm = off(p + "post_attention_layernorm.weight");
+        l.w_gate = off(p + "mlp.gate_proj.weight");
+        l.w_up = off(p + "mlp.up_proj.weight");
+        l.w_down = off(p + "mlp.down_proj.weight");
+        o.layers.push_back(l);
+    }
+    return o;
+}
+
+uint16_t f32_to_bf16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    if ((u & 0x7fffffff) > 0x7f800000) return (uint16_t)((u >> 16) | 0x40);  // NaN stays a (quiet) NaN
+    u += 0x7fff + ((u >> 16) & 1);                                          // round to nearest even
+    return (uint16_t)(u >> 16);
+}
+
+float bf16_to_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+// Header: magic, version, then the config fields in declaration order, dtype, tensor count.
+static void write_header(AtomicFile& f, const ModelConfig& c, DType dtype, uint32_t n_tensors) {
+    f.put(kModelMagic);
+    f.put(kModelVersion);
+    f.put(c);  // ModelConfig is a plain struct of int32/float: written as is (little-endian)
+    f.put((uint32_t)dtype);
+    f.put(n_tensors);
+}
+
+void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype) {
+    ParamLayout L = param_layout(cfg);
+    if (params.size() != L.total)
+        fail("%s: internal error: %zu parameters given, the config needs %zu", path.c_str(), params.size(), L.total);
+    AtomicFile f(path);
+    write_header(f, cfg, dtype, (uint32_t)L.tensors.size());
+    std::vector<uint16_t> tmp;
+    for (const TensorInfo& t : L.tensors) {
+        f.pad_to(kAlign);
+        const float* src = params.data() + t.offset;
+        if (dtype == DType::F32) {
+            f.write(src, t.numel * sizeof(float));
+        } else {
+            tmp.resize(t.numel);
+            for (size_t i = 0; i < t.numel; i++) tmp[i] = f32_to_bf16(src[i]);
+            f.write(tmp.data(), t.numel * sizeof(uint16_t));
+        }
+    }
+    f.commit();
+}
+
+static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t& n_tensors) {
+    uint32_t magic = r.get<uint32_t>("magic");
+    if (magic != kModelMagic) fail("%s: not a model .bin file (bad magic 0x%08x; convert models with ./convert)", r.path.c_str(), magic);
+    uint32_t version = r.get<uint32_t>("version");
+    if (version != kModelVersion)
+        fail("%s: model file version %u is not supported (this build reads version %u)", r.path.c_str(), version, kModelVersion);
+    cfg = r.get<ModelConfig>("config");
+    uint32_t dt = r.get<uint32_t>("dtype");
+    if (dt > (uint32_t)DType::BF16) fail("%s: unknown dtype code %u", r.path.c_str(), dt);
+    dtype = (DType)dt;
+    n_tensors = r.get<uint32_t>("tensor count");
+    cfg.validate(r.path);
+}
+
+ModelConfig model_read_config(const std::string& path) {
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) fail("%s: cannot open model file", path.c_str());
+    std::string head(256, '\0');
+    head.resize(fread(&head[0], 1, head.size(), f));
+    fclose(f);
+    ByteReader r(path, head);
+    ModelConfig cfg;
+    DType dtype;
+    uint32_t n;
+    read_header(r, cfg, dtype, n);
+    return cfg;
+}
+
+void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params) {
+    ByteReader r(path, read_file(path));
+    DType dtype;
+    uint32_t n_tensors;
+    read_header(r, cfg, dtype, n_tensors);
+    ParamLayout L = param_layout(cfg);
+    if (n_tensors != L.tensors.size())
+        fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(),
+             L.tensors.size());
+    // Check the length up front so a truncated file names the first tensor that is cut.
+    params.assign(L.total, 0.0f);
+    size_t esize = dtype == DType::F32 ? 4 : 2;
+    for (const TensorInfo& t : L.tensors) {
+        r.align(kAlign, t.name.c_str());
+        float* dst = params.data() + t.offset;
+        if (dtype == DType::F32) {
+            r.read(dst, t.numel * esize, t.name.c_str());
+        } else {
+            if (t.numel * esize > r.remaining()) r.read(nullptr, t.numel * esize, t.name.c_str());  // fails with the name
+            const uint16_t* src = (const uint16_t*)(r.data.data() + r.pos);
+            for (size_t i = 0; i < t.numel; i++) dst[i] = bf16_to_f32(src[i]);
+            r.pos += t.numel * esize;
+        }
+    }
+    if (r.remaining() != 0) fail("%s: %zu unexpected bytes after the last tensor (wrong shapes?)", path.c_str(), r.remaining());
+}
+
+void model_init_random(const ModelConfig& cfg, std::vector<float>& params, uint64_t seed) {
+    ParamLayout L = param_layout(cfg);
+    params.assign(L.total, 0.0f);
+    for (size_t ti = 0; ti < L.tensors.size(); ti++) {
+        const TensorInfo& t = L.tensors[ti];
+        float* p = params.data() + t.offset;
+        bool is_norm = t.name.find("norm") != std::string::npos;
+        bool is_bias = t.name.find(".bias") != std::string::npos;
+        if (is_norm) {
+            for (size_t i = 0; i < t.numel; i++) p[i] = 1.0f;
+        } else if (!is_bias) {
+            // One stream per tensor, parallel over chunks so a 7B-shape init takes seconds, not minutes.
+            const size_t chunk = 1 << 16;
+            #pragma omp parallel for schedule(static)
+            for (size_t c0 = 0; c0 < t.numel; c0 += chunk) {
+                Rng rng(seed * 1000003ull + ti * 7919ull + c0);
+                size_t end = std::min(t.numel, c0 + chunk);
+                for (size_t i = c0; i < end; i++) p[i] = 0.02f * rng.normal();
+            }
+        }
+    }
+}

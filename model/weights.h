@@ -1,0 +1,67 @@
+// The parameter layout of a model (every tensor's name, shape and offset in one flat buffer) and
+// the model .bin file. Tensor names are Hugging Face's, so converters map names one to one.
+//
+// Order in the flat buffer and in the file (DESIGN.md §5):
+//   model.embed_tokens.weight                        [vocab, dim]
+//   for each layer i: model.layers.i.
+//     input_layernorm.weight                         [dim]
+//     self_attn.q_proj.weight [q_dim, dim]  (+ .bias [q_dim] when qkv_bias)
+//     self_attn.k_proj.weight [kv_dim, dim] (+ .bias [kv_dim])
+//     self_attn.v_proj.weight [kv_dim, dim] (+ .bias [kv_dim])
+//     self_attn.o_proj.weight                        [dim, q_dim]
+//     post_attention_layernorm.weight                [dim]
+//     mlp.gate_proj.weight                           [ffn, dim]
+//     mlp.up_proj.weight                             [ffn, dim]
+//     mlp.down_proj.weight                           [dim, ffn]
+//   model.norm.weight                                [dim]
+//   lm_head.weight                                   [vocab, dim]   (absent when tied)
+// Linear weights are [out, in] (PyTorch's layout): y = x Wᵀ.
+#pragma once
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+
+enum class DType : uint32_t { F32 = 0, BF16 = 1 };
+
+struct TensorInfo {
+    std::string name;
+    std::vector<int64_t> shape;
+    size_t offset = 0;  // in floats, into the flat buffer
+    size_t numel = 0;
+    bool decay = true;  // AdamW weight decay applies (not to norms and biases)
+};
+
+struct ParamLayout {
+    std::vector<TensorInfo> tensors;
+    size_t total = 0;
+    const TensorInfo* find(const std::string& name) const;  // nullptr when absent
+};
+
+ParamLayout param_layout(const ModelConfig& cfg);
+
+// Offsets of one layer's tensors inside the flat buffer (bias offsets are SIZE_MAX when absent).
+struct LayerOffsets {
+    size_t attn_norm, wq, wk, wv, bq, bk, bv, wo, mlp_norm, w_gate, w_up, w_down;
+};
+struct ModelOffsets {
+    size_t embed, final_norm, lm_head;  // lm_head == embed when tied
+    std::vector<LayerOffsets> layers;
+};
+ModelOffsets model_offsets(const ModelConfig& cfg);
+
+// model .bin: magic "LLMB", version, the config, dtype, tensor count, then the tensors in layout
+// order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory on the CPU backend.
+void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype);
+void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params);
+// Only the header: for tools that need the shape (memory estimator, adapters).
+ModelConfig model_read_config(const std::string& path);
+
+// Random initialisation as HF does for LLaMA: normal(0, 0.02) for matrices, ones for norms, zero bias.
+void model_init_random(const ModelConfig& cfg, std::vector<float>& params, uint64_t seed);
+
+// BF16 rounding (round-to-nearest-even), used by files and later by the CUDA backend.
+uint16_t f32_to_bf16(float f);
+float bf16_to_f32(uint16_t h);
