@@ -1,0 +1,32 @@
+// The default dataset: a generated format-following task that a few minutes of LoRA visibly teaches
+// a small instruct model. Each example is a short sentence about a made-up person; the answer is one
+// line of strict JSON with the keys in a fixed order:
+//   instruction: Extract the person as JSON with keys name, year, city, job.
+//   input:       Born in Oslo in 1987, Maria Lopez works as a nurse.
+//   output:      {"name": "Maria Lopez", "year": 1987, "city": "Oslo", "job": "nurse"}
+// The sentences come in several phrasings with the fields in different orders, so the model has to
+// find each field, not copy positions. Nothing here is copied text: names, cities and jobs are
+// common words combined at random. data/default/{train,val}.jsonl are this generator's output
+// (./make_dataset rewrites them; a test checks they still match), and score_task measures exact
+// match on held-out items through the trainer's generate callback.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+struct TaskItem {
+    std::string instruction, input, output;
+};
+
+// `n` items with pairwise different inputs, drawn from `seed`; the same arguments always give the
+// same items, and a longer list starts with the shorter one.
+std::vector<TaskItem> default_task_items(uint64_t seed, int n);
+
+// One jsonl line {"instruction": ..., "input": ..., "output": ...} without the newline.
+std::string task_item_jsonl(const TaskItem& item);
+
+// The shipped files: the first kDefaultTrainSize items of seed kDefaultTaskSeed are train.jsonl and
+// the next kDefaultValSize are val.jsonl (held out: no input appears in both).
+constexpr uint64_t kDefaultTaskSeed = 1;
+constexpr int kDefaultTrainSize = 400, kDefaultValSize = 64;

@@ -1,0 +1,39 @@
+// Writes the default dataset (data/default_task.h): train.jsonl and val.jsonl under --out
+// (default data/default). The output is a pure function of the generator, so rerunning it leaves
+// the committed files unchanged unless the generator changed.
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "data/default_task.h"
+#include "model/util.h"
+
+static void write_jsonl(const std::string& path, const std::vector<TaskItem>& items, size_t from, size_t to) {
+    AtomicFile f(path);
+    for (size_t i = from; i < to; i++) {
+        std::string line = task_item_jsonl(items[i]) + "\n";
+        f.write(line.data(), line.size());
+    }
+    f.commit();
+    std::printf("wrote %s: %zu examples\n", path.c_str(), to - from);
+}
+
+int main(int argc, char** argv) {
+    std::string out = "data/default";
+    for (int i = 1; i < argc; i++) {
+        if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
+        else {
+            std::fprintf(stderr, "usage: %s [--out DIR]   (writes DIR/train.jsonl and DIR/val.jsonl)\n", argv[0]);
+            return 2;
+        }
+    }
+    try {
+        auto items = default_task_items(kDefaultTaskSeed, kDefaultTrainSize + kDefaultValSize);
+        write_jsonl(out + "/train.jsonl", items, 0, kDefaultTrainSize);
+        write_jsonl(out + "/val.jsonl", items, kDefaultTrainSize, items.size());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
