@@ -1,6 +1,7 @@
 // One micro-batch as the model consumes it. Produced by the data pipeline (padding or packing),
 // consumed by model forward/backward. Row-major: position t of row b is index b*T + t.
 #pragma once
+#include <cstddef>
 #include <cstdint>
 #include <vector>
 

@@ -1,0 +1,107 @@
+// Causal grouped-query attention, flash-attention style on the CPU: for each query row the scores
+// are computed, softmaxed and applied on the fly; only the row's log-sum-exp is kept, so memory is
+// O(T) per thread, never O(T²).
+//
+// Forward, per query t of head h (kv head g = h / (nh/nkv)):
+//   s_j = q_t·k_j / sqrt(hd) for allowed j,  lse_t = log Σ_j exp(s_j),  o_t = Σ_j exp(s_j − lse_t) v_j
+// Backward (p_j recomputed from lse):
+//   D_t = dO_t·O_t,  dp_j = dO_t·v_j,  ds_j = p_j (dp_j − D_t)
+//   dq_t = Σ_j ds_j k_j / sqrt(hd),  dk_j += ds_j q_t / sqrt(hd),  dv_j += p_j dO_t
+// Key j is allowed for query t when j <= t and seg[j] == seg[t]: causal, and never across packed
+// examples or into padding (padding has seg −1 and only sees other padding).
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace cpu {
+
+static inline float dot(const float* a, const float* b, int n) {
+    float s = 0.0f;
+    for (int i = 0; i < n; i++) s += a[i] * b[i];
+    return s;
+}
+
+void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* seg,
+                       int B, int T, int nh, int nkv, int hd) {
+    const float scale = 1.0f / std::sqrt((float)hd);
+    const int group = nh / nkv;
+    #pragma omp parallel
+    {
+        std::vector<float> p(T);
+        #pragma omp for schedule(dynamic, 1) collapse(2)
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < nh; h++) {
+                int g = h / group;
+                const int32_t* sg = seg + (size_t)b * T;
+                for (int t = 0; t < T; t++) {
+                    const float* qt = q + (((size_t)b * T + t) * nh + h) * hd;
+                    float mx = -INFINITY;
+                    for (int j = 0; j <= t; j++) {
+                        if (sg[j] != sg[t]) { p[j] = -INFINITY; continue; }
+                        p[j] = dot(qt, k + (((size_t)b * T + j) * nkv + g) * hd, hd) * scale;
+                        mx = std::max(mx, p[j]);
+                    }
+                    float sum = 0.0f;
+                    for (int j = 0; j <= t; j++) {
+                        p[j] = sg[j] == sg[t] ? std::exp(p[j] - mx) : 0.0f;
+                        sum += p[j];
+                    }
+                    float inv = 1.0f / sum;
+                    float* ot = out + (((size_t)b * T + t) * nh + h) * hd;
+                    memset(ot, 0, hd * sizeof(float));
+                    for (int j = 0; j <= t; j++) {
+                        if (p[j] == 0.0f) continue;
+                        const float* vj = v + (((size_t)b * T + j) * nkv + g) * hd;
+                        float w = p[j] * inv;
+                        for (int d = 0; d < hd; d++) ot[d] += w * vj[d];
+                    }
+                    lse[((size_t)b * T + t) * nh + h] = mx + std::log(sum);
+                }
+            }
+    }
+}
+
+void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse,
+                        const float* q, const float* k, const float* v, const int32_t* seg, int B, int T, int nh,
+                        int nkv, int hd) {
+    const float scale = 1.0f / std::sqrt((float)hd);
+    const int group = nh / nkv;
+    // One task per (row, kv head): all query heads that share a kv head write the same dk/dv, so
+    // they run in one thread, in a fixed order (no atomics, deterministic).
+    #pragma omp parallel for schedule(dynamic, 1) collapse(2)
+    for (int b = 0; b < B; b++)
+        for (int g = 0; g < nkv; g++) {
+            const int32_t* sg = seg + (size_t)b * T;
+            for (int t = 0; t < T; t++) {
+                memset(dk + (((size_t)b * T + t) * nkv + g) * hd, 0, hd * sizeof(float));
+                memset(dv + (((size_t)b * T + t) * nkv + g) * hd, 0, hd * sizeof(float));
+            }
+            for (int h = g * group; h < (g + 1) * group; h++)
+                for (int t = 0; t < T; t++) {
+                    size_t row = ((size_t)b * T + t) * nh + h;
+                    const float* qt = q + row * hd;
+                    const float* dot_ = dout + row * hd;
+                    float* dqt = dq + row * hd;
+                    memset(dqt, 0, hd * sizeof(float));
+                    float D = dot(dot_, out + row * hd, hd), L = lse[row];
+                    for (int j = 0; j <= t; j++) {
+                        if (sg[j] != sg[t]) continue;
+                        size_t krow = (((size_t)b * T + j) * nkv + g) * hd;
+                        float p = std::exp(dot(qt, k + krow, hd) * scale - L);
+                        float ds = p * (dot(dot_, v + krow, hd) - D) * scale;
+                        float* dkj = dk + krow;
+                        float* dvj = dv + krow;
+                        const float* kj = k + krow;
+                        for (int d = 0; d < hd; d++) {
+                            dqt[d] += ds * kj[d];
+                            dkj[d] += ds * qt[d];
+                            dvj[d] += p * dot_[d];
+                        }
+                    }
+                }
+        }
+}
+
+}  // namespace cpu

@@ -1,0 +1,114 @@
+// A cache-blocked, packed SGEMM in the style of BLIS/GotoBLAS, small enough to read.
+//
+// The product is cut into KC-deep slices of the inner dimension. For each slice:
+//  1. A[:, slice] is packed into row panels of MR rows: for each k, the MR values of a column sit
+//     next to each other, so the micro-kernel reads A with unit stride whatever A's layout.
+//  2. B[slice, :] is packed into column panels of NR columns likewise.
+//  3. Every (MR×NR) tile of C is computed by the micro-kernel: MR×NR accumulators live in vector
+//     registers, and each k does MR broadcasts and MR×NR/16 fused multiply-adds.
+// Transposes cost nothing extra: they only change how the packing reads. Threads split the tiles
+// (OpenMP, static), and every C element is summed in the same order whatever the thread count, so
+// results are bit-reproducible.
+#include "kernels/cpu/gemm.h"
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+namespace cpu {
+namespace {
+
+constexpr int MR = 6;    // rows of a micro-tile
+constexpr int NR = 32;   // columns of a micro-tile: two 16-float vectors (AVX-512) or four AVX2 ones
+constexpr int KC = 256;  // depth of a slice: an A panel (6 KB) and a B panel (32 KB) stay in L1/L2
+
+typedef float vfloat __attribute__((vector_size(64)));  // 16 floats; GCC lowers to the widest ISA
+
+// C tile (MR×NR, leading dim NR) = Σ_k a[k*MR + i] · b[k*NR + j]
+inline void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* __restrict c) {
+    vfloat acc[MR][2] = {};
+    for (int k = 0; k < kc; k++) {
+        vfloat b0, b1;
+        memcpy(&b0, b + k * NR, 64);
+        memcpy(&b1, b + k * NR + 16, 64);
+        for (int i = 0; i < MR; i++) {
+            float ai = a[k * MR + i];
+            acc[i][0] += ai * b0;
+            acc[i][1] += ai * b1;
+        }
+    }
+    memcpy(c, acc, sizeof acc);
+}
+
+// Pack op(A)[i0:i0+mc, k0:k0+kc] into panels of MR rows (zero-padded past M).
+void pack_a(bool trans, const float* A, int lda, int M, int k0, int kc, float* dst) {
+    int panels = (M + MR - 1) / MR;
+    #pragma omp for schedule(static)
+    for (int p = 0; p < panels; p++) {
+        float* d = dst + (size_t)p * MR * kc;
+        for (int k = 0; k < kc; k++)
+            for (int i = 0; i < MR; i++) {
+                int row = p * MR + i;
+                d[k * MR + i] = row < M ? (trans ? A[(size_t)(k0 + k) * lda + row] : A[(size_t)row * lda + k0 + k]) : 0.0f;
+            }
+    }
+}
+
+// Pack op(B)[k0:k0+kc, :] into panels of NR columns (zero-padded past N).
+void pack_b(bool trans, const float* B, int ldb, int N, int k0, int kc, float* dst) {
+    int panels = (N + NR - 1) / NR;
+    #pragma omp for schedule(static)
+    for (int p = 0; p < panels; p++) {
+        float* d = dst + (size_t)p * NR * kc;
+        for (int k = 0; k < kc; k++) {
+            int j0 = p * NR, jn = std::min(NR, N - j0);
+            float* row = d + k * NR;
+            if (!trans) {
+                memcpy(row, B + (size_t)(k0 + k) * ldb + j0, jn * sizeof(float));
+            } else {
+                for (int j = 0; j < jn; j++) row[j] = B[(size_t)(j0 + j) * ldb + k0 + k];
+            }
+            for (int j = jn; j < NR; j++) row[j] = 0.0f;
+        }
+    }
+}
+
+}  // namespace
+
+void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
+          float beta, float* C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (beta == 0.0f)
+        for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, N * sizeof(float));
+    if (K <= 0) return;
+    int a_panels = (M + MR - 1) / MR, b_panels = (N + NR - 1) / NR;
+    static thread_local std::vector<float> abuf, bbuf;  // reused across calls: no allocation per GEMM
+    abuf.resize((size_t)a_panels * MR * KC);
+    bbuf.resize((size_t)b_panels * NR * KC);
+    float* ap = abuf.data();
+    float* bp = bbuf.data();
+    for (int k0 = 0; k0 < K; k0 += KC) {
+        int kc = std::min(KC, K - k0);
+        #pragma omp parallel
+        {
+            pack_a(transA, A, lda, M, k0, kc, ap);
+            pack_b(transB, B, ldb, N, k0, kc, bp);  // implicit barrier after each omp for
+            // Tiles in column-panel-major order: consecutive tiles of a thread share the B panel.
+            #pragma omp for schedule(static)
+            for (int t = 0; t < a_panels * b_panels; t++) {
+                int jp = t / a_panels, ip = t % a_panels;
+                alignas(64) float tile[MR * NR];
+                micro_kernel(kc, ap + (size_t)ip * MR * kc, bp + (size_t)jp * NR * kc, tile);
+                int i0 = ip * MR, j0 = jp * NR;
+                int mi = std::min(MR, M - i0), nj = std::min(NR, N - j0);
+                for (int i = 0; i < mi; i++) {
+                    float* c = C + (size_t)(i0 + i) * ldc + j0;
+                    const float* tr = tile + i * NR;
+                    for (int j = 0; j < nj; j++) c[j] += alpha * tr[j];
+                }
+            }
+        }
+    }
+}
+
+}  // namespace cpu

@@ -1,0 +1,138 @@
+#include "model/lora.h"
+
+#include <climits>
+#include <cmath>
+#include <sstream>
+
+#include "kernels/cpu/gemm.h"
+#include "model/util.h"
+
+const char* const kLoraTargetNames[LORA_NUM_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+namespace {
+const uint32_t kLoraMagic = 0x414d4c4c;  // "LLMA"
+const uint32_t kLoraVersion = 1;
+}  // namespace
+
+float LoraConfig::scale() const { return use_rslora ? alpha / std::sqrt((float)rank) : alpha / (float)rank; }
+
+uint32_t lora_parse_targets(const std::string& list) {
+    if (list == "all") return (1u << LORA_NUM_TARGETS) - 1;
+    uint32_t mask = 0;
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        // Accept HF module names too: q_proj, gate_proj, ...
+        std::string name = item.size() > 5 && item.compare(item.size() - 5, 5, "_proj") == 0 ? item.substr(0, item.size() - 5) : item;
+        int found = -1;
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (name == kLoraTargetNames[t]) found = t;
+        if (found < 0) fail("--lora-targets: unknown target '%s' (use a comma list of q,k,v,o,gate,up,down, or all)", item.c_str());
+        mask |= 1u << found;
+    }
+    if (!mask) fail("--lora-targets: empty list (use e.g. q,k,v,o or all)");
+    return mask;
+}
+
+std::string lora_targets_string(uint32_t mask) {
+    std::string s;
+    for (int t = 0; t < LORA_NUM_TARGETS; t++)
+        if (mask >> t & 1u) s += std::string(s.empty() ? "" : ",") + kLoraTargetNames[t];
+    return s;
+}
+
+void lora_target_shape(const ModelConfig& c, LoraTarget t, int& in, int& out) {
+    switch (t) {
+        case LORA_Q: in = c.dim; out = c.q_dim(); break;
+        case LORA_K: case LORA_V: in = c.dim; out = c.kv_dim(); break;
+        case LORA_O: in = c.q_dim(); out = c.dim; break;
+        case LORA_GATE: case LORA_UP: in = c.dim; out = c.ffn_dim; break;
+        default: in = c.ffn_dim; out = c.dim; break;  // LORA_DOWN
+    }
+}
+
+LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc) {
+    LoraLayout L;
+    L.a.assign((size_t)cfg.n_layers * LORA_NUM_TARGETS, SIZE_MAX);
+    L.b = L.a;
+    for (int l = 0; l < cfg.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lc.has((LoraTarget)t)) continue;
+            int in, out;
+            lora_target_shape(cfg, (LoraTarget)t, in, out);
+            std::string base = "layers." + std::to_string(l) + "." + kLoraTargetNames[t];
+            TensorInfo a{base + ".lora_A", {lc.rank, in}, L.total, (size_t)lc.rank * in, true};
+            L.a[(size_t)l * LORA_NUM_TARGETS + t] = L.total;
+            L.total += a.numel;
+            TensorInfo b{base + ".lora_B", {out, lc.rank}, L.total, (size_t)out * lc.rank, true};
+            L.b[(size_t)l * LORA_NUM_TARGETS + t] = L.total;
+            L.total += b.numel;
+            L.tensors.push_back(a);
+            L.tensors.push_back(b);
+        }
+    return L;
+}
+
+void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed) {
+    LoraLayout L = lora_layout(cfg, lc);
+    adapters.assign(L.total, 0.0f);
+    Rng rng(seed);
+    for (const TensorInfo& t : L.tensors) {
+        if (t.name.compare(t.name.size() - 6, 6, "lora_A") != 0) continue;  // B stays zero
+        float bound = 1.0f / std::sqrt((float)t.shape[1]);
+        for (size_t i = 0; i < t.numel; i++) adapters[t.offset + i] = (2.0f * rng.uniform() - 1.0f) * bound;
+    }
+}
+
+void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters, std::vector<float>& params) {
+    LoraLayout L = lora_layout(cfg, lc);
+    ModelOffsets off = model_offsets(cfg);
+    for (int l = 0; l < cfg.n_layers; l++) {
+        const LayerOffsets& lo = off.layers[l];
+        const size_t w[LORA_NUM_TARGETS] = {lo.wq, lo.wk, lo.wv, lo.wo, lo.w_gate, lo.w_up, lo.w_down};
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lc.has((LoraTarget)t)) continue;
+            int in, out;
+            lora_target_shape(cfg, (LoraTarget)t, in, out);
+            // W[out,in] += s · B[out,r] · A[r,in]
+            cpu::gemm(false, false, out, in, lc.rank, lc.scale(), adapters.data() + L.B(l, t), lc.rank,
+                      adapters.data() + L.A(l, t), in, 1.0f, params.data() + w[t], in);
+        }
+    }
+}
+
+void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters) {
+    AtomicFile f(path);
+    f.put(kLoraMagic);
+    f.put(kLoraVersion);
+    f.put(lc);
+    f.put(cfg.hash());
+    f.put((int32_t)cfg.n_layers);
+    f.put((uint64_t)adapters.size());
+    f.write(adapters.data(), adapters.size() * sizeof(float));
+    f.commit();
+}
+
+void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters) {
+    ByteReader r(path, read_file(path));
+    uint32_t magic = r.get<uint32_t>("magic");
+    if (magic != kLoraMagic) fail("%s: not a LoRA adapter file (bad magic 0x%08x)", path.c_str(), magic);
+    uint32_t version = r.get<uint32_t>("version");
+    if (version != kLoraVersion) fail("%s: adapter file version %u is not supported (this build reads %u)", path.c_str(), version, kLoraVersion);
+    lc = r.get<LoraConfig>("LoRA config");
+    uint64_t hash = r.get<uint64_t>("base model hash");
+    int32_t layers = r.get<int32_t>("layer count");
+    if (hash != cfg.hash() || layers != cfg.n_layers)
+        fail("%s: this adapter was trained on another base model (%d layers, shape hash %016llx) than the one loaded (%s)",
+             path.c_str(), layers, (unsigned long long)hash, cfg.describe().c_str());
+    if (lc.rank <= 0 || lc.rank > 65536 || lc.targets == 0 || lc.targets >> LORA_NUM_TARGETS)
+        fail("%s: corrupt LoRA config (rank %d, targets 0x%x)", path.c_str(), lc.rank, lc.targets);
+    uint64_t n = r.get<uint64_t>("adapter size");
+    LoraLayout L = lora_layout(cfg, lc);
+    if (n != L.total)
+        fail("%s: holds %llu adapter values but rank %d on targets %s needs %zu (mismatched shapes)", path.c_str(),
+             (unsigned long long)n, lc.rank, lora_targets_string(lc.targets).c_str(), L.total);
+    adapters.resize(n);
+    r.read(adapters.data(), n * sizeof(float), "adapter weights");
+    if (r.remaining()) fail("%s: %zu unexpected bytes after the adapter weights", path.c_str(), r.remaining());
+}

@@ -1,0 +1,50 @@
+// LoRA adapters (Hu et al. 2021): for each targeted linear layer W [out, in] of each decoder layer,
+// A [r, in] and B [out, r] in one flat buffer, so the optimizer and the files see one array.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/weights.h"
+
+enum LoraTarget { LORA_Q, LORA_K, LORA_V, LORA_O, LORA_GATE, LORA_UP, LORA_DOWN, LORA_NUM_TARGETS };
+extern const char* const kLoraTargetNames[LORA_NUM_TARGETS];  // "q", "k", "v", "o", "gate", "up", "down"
+
+struct LoraConfig {
+    int32_t rank = 8;
+    float alpha = 16.0f;
+    float dropout = 0.0f;
+    int32_t use_rslora = 0;                                         // scale alpha/sqrt(r) instead of alpha/r
+    uint32_t targets = (1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V) | (1u << LORA_O);  // bitmask
+    float scale() const;
+    bool has(LoraTarget t) const { return targets >> t & 1u; }
+};
+
+// "q,k,v,o" or "all" → bitmask; fails naming the unknown target.
+uint32_t lora_parse_targets(const std::string& list);
+std::string lora_targets_string(uint32_t mask);
+
+// in/out features of a target's base weight.
+void lora_target_shape(const ModelConfig& cfg, LoraTarget t, int& in, int& out);
+
+struct LoraLayout {
+    // Offsets into the adapter buffer, SIZE_MAX where the target is not adapted.
+    std::vector<size_t> a, b;  // [layer * LORA_NUM_TARGETS + target]
+    std::vector<TensorInfo> tensors;  // for the optimizer (decay on A and B, as PEFT + HF Trainer do)
+    size_t total = 0;
+    size_t A(int layer, int t) const { return a[(size_t)layer * LORA_NUM_TARGETS + t]; }
+    size_t B(int layer, int t) const { return b[(size_t)layer * LORA_NUM_TARGETS + t]; }
+};
+LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc);
+
+// PEFT's init: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in); B = 0, so training starts at the base model.
+void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed);
+
+// W += scale · B A for every adapted weight: afterwards the base alone gives the adapted model.
+void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters, std::vector<float>& params);
+
+// adapter .lora: magic "LLMA", version, the LoraConfig, the base config's hash and layer count,
+// then A and B of each adapted weight in layout order (FP32).
+void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters);
+void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);

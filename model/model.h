@@ -1,0 +1,76 @@
+// The LLaMA-family decoder: parameters, optional LoRA adapters, and forward/backward of a
+// micro-batch through the op interface (kernels/kernels.h).
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "data/batch.h"
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "model/lora.h"
+#include "model/weights.h"
+
+// What is trained. qlora (NF4 base + adapters) joins with the NF4 kernels.
+enum class Method { Full, Lora };
+
+struct Model {
+    ModelConfig cfg;
+    ParamLayout layout;
+    ModelOffsets off;
+    std::vector<float> params;  // base weights, FP32, in layout order
+
+    Method method = Method::Full;
+    LoraConfig lora;
+    LoraLayout lora_layout;
+    std::vector<float> adapters;  // LoRA A and B, in lora_layout order
+
+    // The trainable parameters as one flat array (all weights, or the adapters) with their tensors.
+    float* trainable() { return method == Method::Full ? params.data() : adapters.data(); }
+    const float* trainable() const { return method == Method::Full ? params.data() : adapters.data(); }
+    size_t num_trainable() const { return method == Method::Full ? params.size() : adapters.size(); }
+    const std::vector<TensorInfo>& trainable_tensors() const {
+        return method == Method::Full ? layout.tensors : lora_layout.tensors;
+    }
+};
+
+// Takes ownership of the weights; method Full.
+void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params);
+// Switches to LoRA with fresh adapters (A Kaiming-uniform, B zero) or the given ones.
+void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
+void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters);
+
+// Saved activations of one decoder layer (see model.cpp for what each holds).
+struct LayerActs {
+    std::vector<float> ln1, rstd1, q, k, v, att, lse, x_mid, ln2, rstd2, gate, up, h;
+    std::vector<float> u[LORA_NUM_TARGETS];  // x·Aᵀ of each adapter (rank-wide)
+};
+
+// Every buffer a micro-batch of B×T needs, allocated once. With recompute only each layer's input
+// is kept (resid) and one LayerActs is refilled per layer in the backward.
+struct Workspace {
+    int B = 0, T = 0;
+    bool recompute = false;
+    std::vector<float> resid;     // [(n_layers+1), B*T, dim]: each layer's input, then the final output
+    std::vector<LayerActs> acts;  // n_layers, or 1 when recomputing
+    std::vector<float> final_ln, final_rstd;
+    // backward scratch, shared by all layers
+    std::vector<float> dresid, dln, datt, dq, dk, dv, dh, dgate, dup, dfinal;
+    // LM head chunk: rows of one chunk, their logits (then dlogits), gathered hidden states
+    std::vector<float> logits, hc, dhc, nll;
+    std::vector<int32_t> rows;
+    size_t bytes() const;
+};
+void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute);
+
+// Tokens the LM head processes at once: logits are never held for more than this many rows.
+const int kLossChunk = 128;
+
+// One micro-batch forward and backward. Gradients of the trainable parameters accumulate into
+// `grads` (num_trainable floats). grad_scale = 1 / (total loss weight of the whole accumulated
+// batch). dropout_key seeds the LoRA dropout masks. Returns Σ weight·nll over the micro-batch.
+double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch, float* grads, float grad_scale,
+                              uint64_t dropout_key, const Ops& ops);
+// Forward only, no dropout (evaluation). Returns Σ weight·nll.
+double model_forward_loss(const Model& m, Workspace& ws, const Batch& batch, const Ops& ops);
+// Logits of every position of one sequence: logits[T × vocab]. For tests, fidelity checks, sampling.
+void model_logits(const Model& m, const int32_t* tokens, int T, float* logits);

@@ -1,0 +1,163 @@
+// Finite-difference gradient checks of every CPU op, and the GEMM against a naive triple loop.
+// Sizes are deliberately awkward (not multiples of the GEMM's 6×32 tiles or of 16-wide vectors).
+#include "kernels/cpu/gemm.h"
+#include "kernels/kernels.h"
+#include "tests/test_util.h"
+
+using std::vector;
+
+TEST_CASE("gemm matches a naive product for every transpose, beta and awkward size") {
+    for (int ta = 0; ta < 2; ta++)
+        for (int tb = 0; tb < 2; tb++)
+            for (float beta : {0.0f, 1.0f}) {
+                int M = 37, N = 70, K = 300;  // K > one 256-deep slice
+                vector<float> A = random_vec((size_t)M * K, 1), B = random_vec((size_t)K * N, 2), C = random_vec((size_t)M * N, 3);
+                vector<float> ref = C;
+                for (int i = 0; i < M; i++)
+                    for (int j = 0; j < N; j++) {
+                        double s = 0;
+                        for (int k = 0; k < K; k++)
+                            s += (double)(ta ? A[(size_t)k * M + i] : A[(size_t)i * K + k]) * (tb ? B[(size_t)j * K + k] : B[(size_t)k * N + j]);
+                        ref[(size_t)i * N + j] = (float)(0.5 * s + beta * ref[(size_t)i * N + j]);
+                    }
+                cpu::gemm(ta, tb, M, N, K, 0.5f, A.data(), ta ? M : K, B.data(), tb ? K : N, beta, C.data(), N);
+                double worst = 0;
+                for (size_t i = 0; i < C.size(); i++) worst = std::max(worst, (double)std::fabs(C[i] - ref[i]));
+                CHECK(worst < 1e-3);
+            }
+}
+
+TEST_CASE("matmul backward: dinp, dw, dbias") {
+    int N = 7, C = 13, OC = 11;
+    vector<float> x = random_vec(N * C, 1), w = random_vec(OC * C, 2), b = random_vec(OC, 3), R = random_vec(N * OC, 4);
+    vector<float> out(N * OC), dx(N * C, 0), dw(OC * C, 0), db(OC, 0);
+    cpu::matmul_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), N, C, OC);
+    auto loss = [&] { cpu::matmul_forward(out.data(), x.data(), w.data(), b.data(), N, C, OC, false); return dot_loss(out, R); };
+    grad_check("matmul dinp", x, dx, loss, 1e-3);
+    grad_check("matmul dw", w, dw, loss, 1e-3);
+    grad_check("matmul dbias", b, db, loss, 1e-3);
+}
+
+TEST_CASE("embedding backward with repeated tokens") {
+    int N = 9, C = 5, V = 4;
+    vector<int32_t> tok = {0, 1, 3, 1, 1, 2, 0, 3, 3};
+    vector<float> table = random_vec(V * C, 1), R = random_vec(N * C, 2), out(N * C), dt(V * C, 0);
+    cpu::embedding_backward(dt.data(), R.data(), tok.data(), N, C);
+    auto loss = [&] { cpu::embedding_forward(out.data(), tok.data(), table.data(), N, C); return dot_loss(out, R); };
+    grad_check("embedding dtable", table, dt, loss, 1e-3);
+}
+
+TEST_CASE("rmsnorm backward: dx and dw") {
+    int N = 5, C = 19;
+    vector<float> x = random_vec(N * C, 1), w = random_vec(C, 2), R = random_vec(N * C, 3);
+    vector<float> out(N * C), rstd(N), dx(N * C, 0), dw(C, 0);
+    cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+    cpu::rmsnorm_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), rstd.data(), N, C);
+    auto loss = [&] { cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f); return dot_loss(out, R); };
+    grad_check("rmsnorm dx", x, dx, loss, 2e-3);
+    grad_check("rmsnorm dw", w, dw, loss, 2e-3);
+}
+
+TEST_CASE("rope: backward is the transpose, and position 0 is the identity") {
+    int N = 6, H = 3, D = 8;
+    vector<int32_t> pos = {0, 1, 2, 7, 100, 3};
+    vector<float> x = random_vec(N * H * D, 1), R = random_vec(N * H * D, 2), y;
+    vector<float> dx = R;
+    cpu::rope_backward(dx.data(), pos.data(), N, H, D, 10000.0f);
+    auto loss = [&] { y = x; cpu::rope_forward(y.data(), pos.data(), N, H, D, 10000.0f); return dot_loss(y, R); };
+    grad_check("rope dx", x, dx, loss, 1e-3);
+    loss();
+    for (int i = 0; i < H * D; i++) CHECK(y[i] == x[i]);
+}
+
+TEST_CASE("swiglu backward") {
+    size_t N = 23;
+    vector<float> g = random_vec(N, 1, 2.0f), u = random_vec(N, 2), R = random_vec(N, 3), h(N), dg(N), du(N);
+    cpu::swiglu_backward(dg.data(), du.data(), R.data(), g.data(), u.data(), N);
+    auto loss = [&] { cpu::swiglu_forward(h.data(), g.data(), u.data(), N); return dot_loss(h, R); };
+    grad_check("swiglu dgate", g, dg, loss, 1e-3);
+    grad_check("swiglu dup", u, du, loss, 1e-3);
+}
+
+// Attention with GQA (4 query heads on 2 kv heads), two rows, packed segments and right padding.
+TEST_CASE("attention backward with causal, segment and padding masks, GQA") {
+    int B = 2, T = 7, nh = 4, nkv = 2, hd = 6;
+    vector<int32_t> seg = {0, 0, 0, 1, 1, 2, 2,    // row 0: three packed examples
+                           0, 0, 0, 0, 0, -1, -1};  // row 1: one example, then padding
+    size_t NQ = (size_t)B * T * nh * hd, NK = (size_t)B * T * nkv * hd;
+    vector<float> q = random_vec(NQ, 1), k = random_vec(NK, 2), v = random_vec(NK, 3), R = random_vec(NQ, 4);
+    vector<float> out(NQ), lse(B * T * nh), dq(NQ), dk(NK), dv(NK);
+    auto run = [&] { cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd); };
+    run();
+    cpu::attention_backward(dq.data(), dk.data(), dv.data(), R.data(), out.data(), lse.data(), q.data(), k.data(),
+                            v.data(), seg.data(), B, T, nh, nkv, hd);
+    auto loss = [&] { run(); return dot_loss(out, R); };
+    grad_check("attention dq", q, dq, loss, 2e-3, 60);
+    grad_check("attention dk", k, dk, loss, 2e-3, 60);
+    grad_check("attention dv", v, dv, loss, 2e-3, 60);
+
+    SUBCASE("the first token of each segment attends only to itself") {
+        run();
+        int firsts[] = {0, 3, 5};
+        for (int t : firsts)
+            for (int h = 0; h < nh; h++)
+                for (int d = 0; d < hd; d++)
+                    CHECK(out[((size_t)t * nh + h) * hd + d] == v[((size_t)t * nkv + h / 2) * hd + d]);
+    }
+    SUBCASE("changing a later segment's keys leaves an earlier segment's outputs unchanged") {
+        run();
+        vector<float> before = out;
+        for (int d = 0; d < nkv * hd; d++) k[(size_t)5 * nkv * hd + d] += 3.0f;
+        run();
+        for (size_t i = 0; i < (size_t)5 * nh * hd; i++) CHECK(out[i] == before[i]);
+    }
+}
+
+TEST_CASE("lora backward: dx, dA, dB, with and without dropout") {
+    int N = 5, C = 9, OC = 7, r = 3;
+    for (float p : {0.0f, 0.3f}) {
+        CAPTURE(p);
+        vector<float> x = random_vec(N * C, 1), A = random_vec(r * C, 2), Bm = random_vec(OC * r, 3), R = random_vec(N * OC, 4);
+        vector<float> y(N * OC), u(N * r), dx(N * C, 0), dA(r * C, 0), dB(OC * r, 0);
+        auto loss = [&] {
+            std::fill(y.begin(), y.end(), 0.0f);
+            cpu::lora_forward(y.data(), u.data(), x.data(), A.data(), Bm.data(), N, C, OC, r, 1.5f, p, 42);
+            return dot_loss(y, R);
+        };
+        loss();
+        cpu::lora_backward(dx.data(), dA.data(), dB.data(), R.data(), x.data(), u.data(), A.data(), Bm.data(), N, C, OC,
+                           r, 1.5f, p, 42);
+        // The adapter output is linear in each of x, A and B, so a wide step has no truncation
+        // error and keeps FP32 rounding of the loss out of the difference.
+        grad_check("lora dx", x, dx, loss, 1e-3, 40, 5e-2f);
+        grad_check("lora dA", A, dA, loss, 1e-3, 40, 5e-2f);
+        grad_check("lora dB", Bm, dB, loss, 1e-3, 40, 5e-2f);
+    }
+}
+
+TEST_CASE("cross-entropy gradient with per-token weights") {
+    int n = 4, V = 11;
+    vector<float> z = random_vec(n * V, 1, 2.0f), w = {1.0f, 0.0f, 0.1f, 2.0f}, nll(n);
+    vector<int32_t> tgt = {3, 0, 10, 5};
+    vector<float> dz = z;
+    cpu::crossentropy_forward_backward(dz.data(), nll.data(), tgt.data(), w.data(), n, V, 0.5f);
+    auto loss = [&] {
+        vector<float> zz = z;
+        cpu::crossentropy_forward_backward(zz.data(), nll.data(), tgt.data(), w.data(), n, V, 0.0f);
+        double s = 0;
+        for (int i = 0; i < n; i++) s += 0.5 * w[i] * nll[i];
+        return s;
+    };
+    grad_check("cross-entropy dlogits", z, dz, loss, 1e-3, 44);
+    for (int j = 0; j < V; j++) CHECK(dz[V + j] == 0.0f);  // weight 0: no gradient at all
+}
+
+TEST_CASE("adamw: first step moves each weight by lr against the gradient's sign, decay is decoupled") {
+    vector<float> p = {1.0f, -2.0f, 0.5f}, g = {0.3f, -0.1f, 0.0f}, m(3, 0), v(3, 0);
+    cpu::adamw_update(p.data(), g.data(), m.data(), v.data(), 3, 0.1f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, 1);
+    // m̂ = g, v̂ = g², so the step is lr·sign(g) plus lr·wd·p.
+    CHECK(p[0] == doctest::Approx(1.0f - 0.1f * (1.0f + 0.01f * 1.0f)).epsilon(1e-6));
+    CHECK(p[1] == doctest::Approx(-2.0f - 0.1f * (-1.0f + 0.01f * -2.0f)).epsilon(1e-6));
+    CHECK(p[2] == doctest::Approx(0.5f - 0.1f * 0.01f * 0.5f).epsilon(1e-6));
+    CHECK(cpu::sum_squares(g.data(), 3) == doctest::Approx(0.1));
+}

@@ -1,0 +1,52 @@
+// Helpers shared by the tests: random tensors and a finite-difference gradient checker.
+#pragma once
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstdio>
+#include <functional>
+#include <vector>
+
+#include "model/util.h"
+
+inline std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f) {
+    Rng r(seed);
+    std::vector<float> v(n);
+    for (float& x : v) x = scale * r.normal();
+    return v;
+}
+
+// Σ out·R in double: a scalar "loss" whose gradient w.r.t. out is R, so an op's backward called with
+// dout = R must give d(loss)/d(input).
+inline double dot_loss(const std::vector<float>& out, const std::vector<float>& R) {
+    double s = 0;
+    for (size_t i = 0; i < out.size(); i++) s += (double)out[i] * R[i];
+    return s;
+}
+
+// Compares analytic[i] with the central difference (loss(x+h) − loss(x−h)) / 2h on up to `samples`
+// indices spread over x. Passes when |num − ana| <= tol · max(1, |num|); returns the worst ratio
+// |num − ana| / max(1, |num|) so tests can report the tolerance achieved.
+inline double grad_check(const char* what, std::vector<float>& x, const std::vector<float>& analytic,
+                         const std::function<double()>& loss, double tol, int samples = 40, float h = 1e-3f) {
+    REQUIRE(x.size() == analytic.size());
+    double worst = 0;
+    size_t stride = x.size() > (size_t)samples ? x.size() / samples : 1;
+    for (size_t i = (stride > 1 ? stride / 2 : 0); i < x.size(); i += stride) {
+        float saved = x[i];
+        x[i] = saved + h;
+        double lp = loss();
+        x[i] = saved - h;
+        double lm = loss();
+        x[i] = saved;
+        double num = (lp - lm) / (2.0 * h);
+        double err = std::fabs(num - analytic[i]) / std::max(1.0, std::fabs(num));
+        worst = std::max(worst, err);
+        if (err > tol) {
+            INFO(std::string(what) << "[" << i << "]: numeric " << num << " vs analytic " << analytic[i]);
+            CHECK(err <= tol);
+        }
+    }
+    MESSAGE(std::string(what) << ": worst gradient error " << worst << " (tolerance " << tol << ")");
+    return worst;
+}
