@@ -1,0 +1,49 @@
+// Chat templates: render a conversation to the exact text Hugging Face's apply_chat_template gives
+// for the model's Jinja template, without a Jinja engine. We support the families LLaMA-style
+// models ship with and detect which one a Jinja template string is:
+//   ChatML  <|im_start|>role\ncontent<|im_end|>\n         (SmolLM2, Qwen2; optional default system)
+//   Llama3  <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
+//           (Llama-3-Instruct's template: content is trimmed)
+//   Gemma   <bos><start_of_turn>user\ncontent<end_of_turn>\n, assistant renamed "model", content
+//           trimmed, no system role, roles must alternate user/assistant
+//   Plain   contents one after another, each followed by "\n"; no markers (base models)
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+enum class ChatTemplateKind : int32_t { Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3 };
+
+struct ChatTemplate {
+    ChatTemplateKind kind = ChatTemplateKind::Plain;
+    // ChatML only: the system message a template injects when the conversation has none
+    // (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"); empty = none.
+    std::string default_system;
+};
+
+struct ChatMessage {
+    std::string role;  // "system", "user" or "assistant"
+    std::string content;
+};
+
+// A run of rendered text. assistant = true marks an assistant message's content together with its
+// end-of-turn marker ("...<|im_end|>"): the tokens a fine-tune learns to produce. Concatenating all
+// pieces' text gives exactly chat_render's output.
+struct ChatPiece {
+    std::string text;
+    bool assistant;
+};
+
+// Fails (naming the message index) on a role the template cannot express.
+std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
+                                          bool add_generation_prompt);
+std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt);
+
+// For a --template flag: "chatml", "llama3", "gemma", "plain"; fails listing them otherwise.
+ChatTemplate chat_template_from_name(const std::string& name);
+const char* chat_template_name(ChatTemplateKind kind);
+
+// Recognises a Jinja chat template (from tokenizer_config.json or GGUF tokenizer.chat_template) by
+// its markers, taking a ChatML default system prompt from it. Fails, quoting the template's start,
+// when it is none of the families above: pass --template to choose one.
+ChatTemplate chat_template_from_jinja(const std::string& jinja);

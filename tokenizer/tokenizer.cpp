@@ -1,0 +1,186 @@
+#include "tokenizer/tokenizer.h"
+
+#include "model/util.h"
+#include "tokenizer/unicode.h"
+
+#include <algorithm>
+#include <queue>
+
+namespace {
+
+uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << 32 | (uint32_t)b; }
+
+bool is_special(TokenType t) { return t == TokenType::Control || t == TokenType::UserDefined; }
+
+// The raw bytes a byte-level token string stands for. A character outside GPT-2's byte map (only
+// in hand-made vocabularies) is kept as its own UTF-8 so nothing is lost.
+std::string byte_level_to_bytes(const std::string& s) {
+    std::string out;
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp;
+        size_t n = utf8_decode(s, i, cp);
+        int b = cp == kInvalidCodepoint ? -1 : unicode_to_byte(cp);
+        if (b >= 0) out += (char)b;
+        else out.append(s, i, n);
+        i += n;
+    }
+    return out;
+}
+
+// Byte-pair merging of one pre-tokenized piece, lowest rank first and leftmost among equal ranks
+// (as Hugging Face's BPE does), in O(n log n) with a heap over a linked list of symbols so that a
+// pathological piece (a megabyte of spaces) does not go quadratic.
+void bpe(const Tokenizer& tok, std::string_view piece, std::vector<int32_t>& out) {
+    struct Sym { int32_t id; int32_t prev, next; };
+    struct Cand {
+        int32_t rank, left, left_id, right_id;
+        bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
+    };
+    std::vector<Sym> sym(piece.size());
+    for (size_t i = 0; i < piece.size(); i++) {
+        int32_t id = tok.byte_token[(uint8_t)piece[i]];
+        if (id < 0) fail("byte 0x%02X has no token in this vocabulary, so the text cannot be encoded", (uint8_t)piece[i]);
+        sym[i] = {id, (int32_t)i - 1, i + 1 < piece.size() ? (int32_t)i + 1 : -1};
+    }
+    std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
+    auto push = [&](int32_t left) {
+        if (left < 0 || sym[left].next < 0) return;
+        auto it = tok.merge_of.find(pair_key(sym[left].id, sym[sym[left].next].id));
+        if (it != tok.merge_of.end()) heap.push({it->second.rank, left, sym[left].id, sym[sym[left].next].id});
+    };
+    for (int32_t i = 0; i + 1 < (int32_t)sym.size(); i++) push(i);
+    while (!heap.empty()) {
+        Cand c = heap.top();
+        heap.pop();
+        // stale if either side has changed since the candidate was queued; a position's id only
+        // ever grows into longer tokens, so comparing ids is enough
+        Sym& l = sym[c.left];
+        if (l.id != c.left_id || l.next < 0 || sym[l.next].id != c.right_id) continue;
+        int32_t r = l.next;
+        l.id = tok.merge_of.at(pair_key(c.left_id, c.right_id)).result;
+        l.next = sym[r].next;
+        if (l.next >= 0) sym[l.next].prev = c.left;
+        sym[r].id = -1;
+        push(l.prev);
+        push(c.left);
+    }
+    for (int32_t i = piece.empty() ? -1 : 0; i >= 0; i = sym[i].next) out.push_back(sym[i].id);
+}
+
+// Encodes text that contains no special tokens. Pieces repeat a lot in real text, so a per-call
+// cache (thread-safe, unlike a shared one) skips most merging.
+void encode_ordinary(const Tokenizer& tok, std::string_view text, std::vector<int32_t>& out,
+                     std::unordered_map<std::string_view, std::vector<int32_t>>& cache) {
+    std::vector<std::string_view> pieces;
+    pretokenize(tok.pre, text, pieces);
+    std::string mapped;
+    for (std::string_view p : pieces) {
+        auto it = cache.find(p);
+        if (it == cache.end()) {
+            std::vector<int32_t> ids;
+            int32_t whole = -1;
+            if (tok.ignore_merges) {
+                mapped.clear();
+                for (char b : p) mapped += byte_to_unicode((uint8_t)b);
+                auto w = tok.token_to_id.find(mapped);
+                if (w != tok.token_to_id.end()) whole = w->second;
+            }
+            if (whole >= 0) ids.push_back(whole);
+            else bpe(tok, p, ids);
+            it = cache.emplace(p, std::move(ids)).first;
+        }
+        out.insert(out.end(), it->second.begin(), it->second.end());
+    }
+}
+
+// The longest special token starting at text[i] (its id), or -1.
+int32_t match_special(const Tokenizer& tok, std::string_view text, size_t i, bool parse_special) {
+    for (int32_t id : tok.special_by_byte[(uint8_t)text[i]]) {
+        if (!parse_special && tok.token_type[id] == TokenType::Control) continue;
+        const std::string& s = tok.token_bytes[id];
+        if (text.compare(i, s.size(), s) == 0) return id;
+    }
+    return -1;
+}
+
+}  // namespace
+
+void tokenizer_build(Tokenizer& tok) {
+    size_t n = tok.vocab.size();
+    if (n == 0) fail("tokenizer: the vocabulary is empty");
+    if (n > (size_t)INT32_MAX) fail("tokenizer: vocabulary of %zu tokens is too large", n);
+    if (tok.token_type.size() != n)
+        fail("tokenizer: %zu token types for %zu vocabulary entries: they must match", tok.token_type.size(), n);
+    for (int32_t* id : {&tok.bos_id, &tok.eos_id, &tok.pad_id})
+        if (*id < -1 || *id >= (int64_t)n) {
+            const char* what = id == &tok.bos_id ? "bos" : id == &tok.eos_id ? "eos" : "pad";
+            fail("tokenizer: %s id %d is outside the vocabulary (size %zu)", what, *id, n);
+        }
+    tok.token_to_id.clear();
+    tok.token_to_id.reserve(n);
+    tok.token_bytes.assign(n, "");
+    std::fill(std::begin(tok.byte_token), std::end(tok.byte_token), -1);
+    for (auto& v : tok.special_by_byte) v.clear();
+    for (size_t id = 0; id < n; id++) {
+        const std::string& s = tok.vocab[id];
+        if (s.empty()) fail("tokenizer: token %zu is empty", id);
+        if (!tok.token_to_id.emplace(s, (int32_t)id).second)
+            fail("tokenizer: token %zu ('%s') duplicates token %d", id, s.c_str(), tok.token_to_id[s]);
+        if (is_special(tok.token_type[id])) {
+            tok.token_bytes[id] = s;
+            tok.special_by_byte[(uint8_t)s[0]].push_back((int32_t)id);
+        } else {
+            tok.token_bytes[id] = byte_level_to_bytes(s);
+        }
+    }
+    for (int b = 0; b < 256; b++) {
+        auto it = tok.token_to_id.find(byte_to_unicode((uint8_t)b));
+        if (it != tok.token_to_id.end()) tok.byte_token[b] = it->second;
+    }
+    for (auto& v : tok.special_by_byte)
+        std::stable_sort(v.begin(), v.end(), [&](int32_t a, int32_t b) { return tok.vocab[a].size() > tok.vocab[b].size(); });
+    tok.merge_of.clear();
+    tok.merge_of.reserve(tok.merges.size());
+    for (size_t r = 0; r < tok.merges.size(); r++) {
+        const auto& [a, b] = tok.merges[r];
+        auto ia = tok.token_to_id.find(a), ib = tok.token_to_id.find(b), ic = tok.token_to_id.find(a + b);
+        if (ia == tok.token_to_id.end() || ib == tok.token_to_id.end() || ic == tok.token_to_id.end())
+            fail("tokenizer: merge %zu ('%s' + '%s') refers to a token that is not in the vocabulary", r, a.c_str(), b.c_str());
+        // a repeated pair keeps its first (lowest) rank, as in Hugging Face
+        tok.merge_of.emplace(pair_key(ia->second, ib->second), Tokenizer::Merge{(int32_t)r, ic->second});
+    }
+}
+
+std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special) {
+    std::vector<int32_t> out;
+    std::unordered_map<std::string_view, std::vector<int32_t>> cache;
+    size_t start = 0;
+    for (size_t i = 0; i < text.size(); i++) {
+        if (tok.special_by_byte[(uint8_t)text[i]].empty()) continue;
+        int32_t id = match_special(tok, text, i, parse_special);
+        if (id < 0) continue;
+        encode_ordinary(tok, text.substr(start, i - start), out, cache);
+        out.push_back(id);
+        i += tok.token_bytes[id].size() - 1;
+        start = i + 1;
+    }
+    encode_ordinary(tok, text.substr(start), out, cache);
+    return out;
+}
+
+const std::string& decode_token(const Tokenizer& tok, int32_t id) {
+    if (id < 0 || (size_t)id >= tok.token_bytes.size())
+        fail("token id %d is outside the vocabulary (size %zu)", id, tok.token_bytes.size());
+    return tok.token_bytes[id];
+}
+
+std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids) {
+    std::string out;
+    for (int32_t id : ids) out += decode_token(tok, id);
+    return out;
+}
+
+int32_t token_id(const Tokenizer& tok, const std::string& token) {
+    auto it = tok.token_to_id.find(token);
+    return it == tok.token_to_id.end() ? -1 : it->second;
+}

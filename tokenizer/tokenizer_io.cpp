@@ -1,0 +1,254 @@
+// Loading tokenizers from Hugging Face tokenizer.json and from/to our .tok file.
+//
+// .tok layout (little-endian):
+//   char[4] "BTOK", u32 version (1)
+//   u32 vocab_size, u32 n_merges, i32 pre_tokenizer, i32 chat_template_kind, i32 bos, eos, pad,
+//   u32 flags (bit 0: ignore_merges), u32 len + bytes: the ChatML default system prompt
+//   vocab_size × (i32 token_type, u32 len, bytes)          token strings in byte-level form
+//   n_merges × (u32 len, bytes, u32 len, bytes)            in rank order
+// and nothing after. Strings are length-prefixed, so any byte may appear in them.
+#include "tokenizer/tokenizer.h"
+
+#include "data/json.h"
+#include "model/util.h"
+
+#include <cstring>
+
+namespace {
+
+constexpr char kMagic[4] = {'B', 'T', 'O', 'K'};
+constexpr uint32_t kVersion = 1;
+
+std::string dir_of(const std::string& path) {
+    size_t slash = path.rfind('/');
+    return slash == std::string::npos ? "." : path.substr(0, slash);
+}
+
+JsonValue parse_file(const std::string& path) {
+    std::string text = read_file(path);
+    try {
+        return json_parse(text);
+    } catch (const std::runtime_error& e) {
+        fail("%s: %s", path.c_str(), e.what());
+    }
+}
+
+const JsonValue& member(const JsonValue& obj, const char* key, JsonValue::Type type, const std::string& path, const char* where) {
+    const JsonValue* v = obj.get(key);
+    if (!v) fail("%s: %s has no \"%s\"", path.c_str(), where, key);
+    if (v->type != type)
+        fail("%s: %s.%s should be a %s, not a %s", path.c_str(), where, key, json_type_name(type), json_type_name(v->type));
+    return *v;
+}
+
+int32_t token_id_value(const JsonValue& v, const std::string& path, const char* what) {
+    if (v.type != JsonValue::Number || !v.exact_integer || v.integer < 0 || v.integer > INT32_MAX)
+        fail("%s: %s must be a non-negative integer id", path.c_str(), what);
+    return (int32_t)v.integer;
+}
+
+// A merge is "a b" in older files and ["a", "b"] in newer ones.
+std::pair<std::string, std::string> merge_value(const JsonValue& m, size_t rank, const std::string& path) {
+    if (m.type == JsonValue::String) {
+        size_t sp = m.string.find(' ');
+        if (sp == std::string::npos || m.string.find(' ', sp + 1) != std::string::npos)
+            fail("%s: model.merges[%zu] '%s' should be two tokens separated by one space", path.c_str(), rank, m.string.c_str());
+        return {m.string.substr(0, sp), m.string.substr(sp + 1)};
+    }
+    if (m.type == JsonValue::Array && m.array.size() == 2 && m.array[0].type == JsonValue::String &&
+        m.array[1].type == JsonValue::String)
+        return {m.array[0].string, m.array[1].string};
+    fail("%s: model.merges[%zu] should be \"a b\" or [\"a\", \"b\"]", path.c_str(), rank);
+}
+
+// tokenizer_config.json writes special tokens as "text" or {"content": "text", ...}.
+std::string token_text(const JsonValue* v) {
+    if (!v) return "";
+    if (v->type == JsonValue::String) return v->string;
+    const JsonValue* c = v->get("content");
+    return c && c->type == JsonValue::String ? c->string : "";
+}
+
+// Reads the model's bos/eos/pad ids from config.json and the chat template from
+// tokenizer_config.json when these sit beside tokenizer.json.
+void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
+    std::string cfg_path = dir + "/config.json", tcfg_path = dir + "/tokenizer_config.json";
+    if (file_exists(cfg_path)) {
+        JsonValue cfg = parse_file(cfg_path);
+        auto id = [&](const char* key, int32_t& dst) {
+            const JsonValue* v = cfg.get(key);
+            if (v && v->type == JsonValue::Number) dst = token_id_value(*v, cfg_path, key);
+        };
+        id("bos_token_id", tok.bos_id);
+        id("eos_token_id", tok.eos_id);
+        id("pad_token_id", tok.pad_id);
+    }
+    bool have_template = false;
+    if (file_exists(tcfg_path)) {
+        JsonValue tcfg = parse_file(tcfg_path);
+        auto id_of = [&](const char* key, int32_t& dst) {
+            std::string text = token_text(tcfg.get(key));
+            for (size_t i = 0; dst < 0 && !text.empty() && i < tok.vocab.size(); i++)
+                if (tok.vocab[i] == text) dst = (int32_t)i;
+        };
+        id_of("bos_token", tok.bos_id);
+        id_of("eos_token", tok.eos_id);
+        id_of("pad_token", tok.pad_id);
+        const JsonValue* t = tcfg.get("chat_template");
+        if (t && t->type == JsonValue::Array)  // several named templates: use "default"
+            for (const JsonValue& named : t->array)
+                if (named.get("name") && named.get("name")->string == "default") t = named.get("template");
+        if (t && t->type == JsonValue::String) {
+            try {
+                tok.chat_template = chat_template_from_jinja(t->string);
+            } catch (const std::runtime_error& e) {
+                fail("%s: chat_template: %s", tcfg_path.c_str(), e.what());
+            }
+            have_template = true;
+        }
+    }
+    bool chatml_tokens = false;
+    for (size_t i = 0; i < tok.vocab.size() && !chatml_tokens; i++) chatml_tokens = tok.vocab[i] == "<|im_start|>";
+    if (!have_template && chatml_tokens) tok.chat_template.kind = ChatTemplateKind::ChatML;
+}
+
+}  // namespace
+
+Tokenizer tokenizer_load_hf(const std::string& path) {
+    JsonValue j = parse_file(path);
+    Tokenizer tok;
+    const JsonValue& model = member(j, "model", JsonValue::Object, path, "the file");
+    const JsonValue& type = member(model, "type", JsonValue::String, path, "model");
+    if (type.string != "BPE") fail("%s: model.type is '%s': only byte-level BPE tokenizers are supported", path.c_str(), type.string.c_str());
+    const JsonValue* norm = j.get("normalizer");
+    if (norm && !norm->is_null()) fail("%s: has a normalizer, which byte-level BPE tokenizers do not use and we do not implement", path.c_str());
+    for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix", "dropout"}) {
+        const JsonValue* v = model.get(key);
+        if (v && !v->is_null()) fail("%s: model.%s is set, which we do not implement", path.c_str(), key);
+    }
+    const JsonValue* bf = model.get("byte_fallback");
+    if (bf && bf->boolean) fail("%s: model.byte_fallback is true (a SentencePiece-style BPE), which we do not implement", path.c_str());
+    const JsonValue* im = model.get("ignore_merges");
+    tok.ignore_merges = im && im->boolean;
+    tok.pre = pre_tokenizer_from_hf(member(j, "pre_tokenizer", JsonValue::Object, path, "the file"), path);
+
+    const JsonValue& vocab = member(model, "vocab", JsonValue::Object, path, "model");
+    std::vector<bool> seen;
+    auto place = [&](int32_t id, const std::string& text, TokenType t) {
+        if ((size_t)id >= tok.vocab.size()) tok.vocab.resize(id + 1), tok.token_type.resize(id + 1, TokenType::Normal), seen.resize(id + 1);
+        if (seen[id] && tok.vocab[id] != text)
+            fail("%s: id %d is given to both '%s' and '%s'", path.c_str(), id, tok.vocab[id].c_str(), text.c_str());
+        tok.vocab[id] = text, tok.token_type[id] = t, seen[id] = true;
+    };
+    for (const auto& [text, id] : vocab.object) place(token_id_value(id, path, ("model.vocab['" + text + "']").c_str()), text, TokenType::Normal);
+    if (const JsonValue* added = j.get("added_tokens")) {
+        for (size_t i = 0; i < added->array.size(); i++) {
+            const JsonValue& a = added->array[i];
+            std::string where = "added_tokens[" + std::to_string(i) + "]";
+            for (const char* f : {"lstrip", "rstrip", "single_word"}) {
+                const JsonValue* v = a.get(f);
+                if (v && v->boolean) fail("%s: %s uses %s, which we do not implement", path.c_str(), where.c_str(), f);
+            }
+            const JsonValue* special = a.get("special");
+            place(token_id_value(member(a, "id", JsonValue::Number, path, where.c_str()), path, (where + ".id").c_str()),
+                  member(a, "content", JsonValue::String, path, where.c_str()).string,
+                  special && special->boolean ? TokenType::Control : TokenType::UserDefined);
+        }
+    }
+    for (size_t id = 0; id < seen.size(); id++)
+        if (!seen[id]) fail("%s: no token has id %zu: ids must be contiguous from 0", path.c_str(), id);
+
+    const JsonValue& merges = member(model, "merges", JsonValue::Array, path, "model");
+    tok.merges.reserve(merges.array.size());
+    for (size_t r = 0; r < merges.array.size(); r++) tok.merges.push_back(merge_value(merges.array[r], r, path));
+
+    load_hf_side_files(tok, dir_of(path));
+    try {
+        tokenizer_build(tok);
+    } catch (const std::runtime_error& e) {
+        fail("%s: %s", path.c_str(), e.what());
+    }
+    return tok;
+}
+
+void tokenizer_save(const Tokenizer& tok, const std::string& path) {
+    AtomicFile f(path);
+    auto put_str = [&](const std::string& s) {
+        f.put<uint32_t>((uint32_t)s.size());
+        f.write(s.data(), s.size());
+    };
+    f.write(kMagic, 4);
+    f.put<uint32_t>(kVersion);
+    f.put<uint32_t>((uint32_t)tok.vocab.size());
+    f.put<uint32_t>((uint32_t)tok.merges.size());
+    f.put<int32_t>((int32_t)tok.pre);
+    f.put<int32_t>((int32_t)tok.chat_template.kind);
+    f.put<int32_t>(tok.bos_id);
+    f.put<int32_t>(tok.eos_id);
+    f.put<int32_t>(tok.pad_id);
+    f.put<uint32_t>(tok.ignore_merges ? 1u : 0u);
+    put_str(tok.chat_template.default_system);
+    for (size_t i = 0; i < tok.vocab.size(); i++) {
+        f.put<int32_t>((int32_t)tok.token_type[i]);
+        put_str(tok.vocab[i]);
+    }
+    for (const auto& [a, b] : tok.merges) put_str(a), put_str(b);
+    f.commit();
+}
+
+Tokenizer tokenizer_load(const std::string& path) {
+    ByteReader r(path, read_file(path));
+    char magic[4];
+    r.read(magic, 4, "magic");
+    if (memcmp(magic, kMagic, 4) != 0) fail("%s: not a .tok tokenizer file (bad magic); convert a tokenizer.json with ./tokenize --tokenizer tokenizer.json --save out.tok", path.c_str());
+    uint32_t version = r.get<uint32_t>("version");
+    if (version != kVersion) fail("%s: .tok version %u is not supported (this build reads version %u)", path.c_str(), version, kVersion);
+    uint32_t n_vocab = r.get<uint32_t>("vocab size"), n_merges = r.get<uint32_t>("merge count");
+    Tokenizer tok;
+    int32_t pre = r.get<int32_t>("pre-tokenizer kind"), chat = r.get<int32_t>("chat template kind");
+    if (pre < 0 || pre > (int32_t)PreTokenizerKind::Qwen2) fail("%s: unknown pre-tokenizer kind %d", path.c_str(), pre);
+    if (chat < 0 || chat > (int32_t)ChatTemplateKind::Gemma) fail("%s: unknown chat template kind %d", path.c_str(), chat);
+    tok.pre = (PreTokenizerKind)pre;
+    tok.chat_template.kind = (ChatTemplateKind)chat;
+    tok.bos_id = r.get<int32_t>("bos id");
+    tok.eos_id = r.get<int32_t>("eos id");
+    tok.pad_id = r.get<int32_t>("pad id");
+    tok.ignore_merges = r.get<uint32_t>("flags") & 1;
+    auto get_str = [&](const char* what) {
+        uint32_t n = r.get<uint32_t>(what);
+        if (n > r.remaining())
+            fail("%s: file is truncated: %s needs %u bytes at offset %zu but only %zu remain", path.c_str(), what, n,
+                 r.pos, r.remaining());
+        std::string s(n, '\0');
+        r.read(s.data(), n, what);
+        return s;
+    };
+    tok.chat_template.default_system = get_str("default system prompt");
+    // each token takes at least 8 bytes and each merge 8: check before allocating, so a corrupt
+    // count fails with a clear message instead of a huge allocation
+    if ((uint64_t)n_vocab * 8 + (uint64_t)n_merges * 8 > r.remaining())
+        fail("%s: header says %u tokens and %u merges but only %zu bytes follow: the file is truncated or corrupt",
+             path.c_str(), n_vocab, n_merges, r.remaining());
+    tok.vocab.resize(n_vocab);
+    tok.token_type.resize(n_vocab);
+    for (uint32_t i = 0; i < n_vocab; i++) {
+        int32_t t = r.get<int32_t>("token type");
+        if (t < (int32_t)TokenType::Normal || t > (int32_t)TokenType::Byte) fail("%s: token %u has unknown type %d", path.c_str(), i, t);
+        tok.token_type[i] = (TokenType)t;
+        tok.vocab[i] = get_str("token text");
+    }
+    tok.merges.resize(n_merges);
+    for (auto& [a, b] : tok.merges) a = get_str("merge"), b = get_str("merge");
+    if (r.remaining() != 0) fail("%s: %zu unexpected bytes after the last merge: the file is corrupt", path.c_str(), r.remaining());
+    try {
+        tokenizer_build(tok);
+    } catch (const std::runtime_error& e) {
+        fail("%s: %s", path.c_str(), e.what());
+    }
+    return tok;
+}
+
+Tokenizer tokenizer_load_any(const std::string& path) {
+    bool json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
+    return json ? tokenizer_load_hf(path) : tokenizer_load(path);
+}
