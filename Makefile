@@ -7,6 +7,12 @@ CXXFLAGS ?= -O3 -march=native -fno-math-errno
 CXXFLAGS += -std=c++17 -fopenmp -Wall -Wextra -I.
 LDFLAGS  += -fopenmp
 NVCC     := $(shell command -v nvcc 2>/dev/null)
+ifdef NVCC
+# nvcc-compiled objects need the CUDA runtime; the static one keeps ./train free of libcudart.so,
+# so the same binary runs (on the CPU backend) on machines without CUDA installed.
+CUDA_LIB := $(dir $(NVCC))../lib64
+LDFLAGS  += -L$(CUDA_LIB) -lcudart_static -ldl -lrt -lpthread
+endif
 
 LIB_SRC  := $(wildcard model/*.cpp kernels/cpu/*.cpp tokenizer/*.cpp data/*.cpp)
 LIB_OBJ  := $(LIB_SRC:%.cpp=build/%.o)

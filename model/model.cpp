@@ -53,6 +53,7 @@ size_t Workspace::bytes() const {
 void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute) {
     const ModelConfig& c = m.cfg;
     size_t N = (size_t)B * T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
+    ws.capacity = N;
     ws.B = B;
     ws.T = T;
     ws.recompute = recompute;
@@ -172,8 +173,11 @@ LayerActs& acts_for(Workspace& ws, int l) { return ws.recompute ? ws.acts[0] : w
 
 void forward_layers(const Pass& P, Workspace& ws, const Batch& batch) {
     const ModelConfig& c = P.m.cfg;
+    if ((size_t)batch.B * batch.T > ws.capacity)
+        fail("internal: a %dx%d batch does not fit the workspace (%zu tokens)", batch.B, batch.T, ws.capacity);
+    ws.B = batch.B;
+    ws.T = batch.T;
     int N = ws.B * ws.T;
-    if (batch.B != ws.B || batch.T != ws.T) fail("internal: batch %dx%d does not fit workspace %dx%d", batch.B, batch.T, ws.B, ws.T);
     P.ops.embedding_forward(ws.resid.data(), batch.tokens.data(), P.w(P.m.off.embed), N, c.dim);
     for (int l = 0; l < c.n_layers; l++) layer_forward(P, ws, batch, l, acts_for(ws, l));
     P.ops.rmsnorm_forward(ws.final_ln.data(), ws.final_rstd.data(), ws.resid.data() + (size_t)c.n_layers * N * c.dim,

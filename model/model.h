@@ -48,7 +48,8 @@ struct LayerActs {
 // Every buffer a micro-batch of B×T needs, allocated once. With recompute only each layer's input
 // is kept (resid) and one LayerActs is refilled per layer in the backward.
 struct Workspace {
-    int B = 0, T = 0;
+    size_t capacity = 0;  // tokens (B*T) the buffers hold; any batch up to this size fits
+    int B = 0, T = 0;     // the shape of the batch in flight
     bool recompute = false;
     std::vector<float> resid;     // [(n_layers+1), B*T, dim]: each layer's input, then the final output
     std::vector<LayerActs> acts;  // n_layers, or 1 when recomputing

@@ -1,0 +1,36 @@
+// AdamW over the trainable parameters, the learning-rate schedule, and clipping by global norm.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/weights.h"
+
+enum class Schedule { constant, linear, cosine };
+Schedule parse_schedule(const std::string& s);  // fails naming the accepted values
+const char* schedule_name(Schedule s);
+
+struct OptimConfig {
+    float lr = 2e-4f;
+    float weight_decay = 0.0f;  // decoupled; never applied to norms and biases
+    float beta1 = 0.9f, beta2 = 0.999f, eps = 1e-8f;
+    float max_grad_norm = 1.0f; // 0 disables clipping
+    Schedule schedule = Schedule::cosine;
+    int warmup_steps = 0;
+    float min_lr_ratio = 0.0f;  // the schedule ends at lr × this (the lr floor)
+};
+
+// Learning rate of optimizer step `step` (0-based) of `total`: linear warmup over warmup_steps,
+// (step+1)/warmup so the first step already moves, then constant / linear / cosine decay from lr
+// to lr·min_lr_ratio at the last step.
+float lr_at(const OptimConfig& oc, int step, int total);
+
+struct AdamState {
+    std::vector<float> m, v;  // first and second moments, one per trainable parameter
+    int t = 0;                // steps taken (bias correction)
+};
+
+// Clips by global norm and applies one AdamW step to every trainable tensor. Returns the gradient
+// norm before clipping.
+double optimizer_step(const Ops& ops, float* params, float* grads, const std::vector<TensorInfo>& tensors,
+                      AdamState& st, const OptimConfig& oc, float lr);

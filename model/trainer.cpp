@@ -1,0 +1,254 @@
+#include "model/trainer.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <filesystem>
+
+#include "model/util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+const uint32_t kStateMagic = 0x534d4c4c;  // "LLMS"
+const uint32_t kStateVersion = 1;
+
+// Epoch e's order: a Fisher-Yates shuffle seeded by (seed, e). Stateless, so a resumed run
+// rebuilds exactly the order it was in.
+void build_order(Trainer& t) {
+    t.order.resize(t.train.size());
+    for (size_t i = 0; i < t.order.size(); i++) t.order[i] = i;
+    Rng rng(t.cfg.seed ^ (0xA0761D6478BD642Full * (t.epoch + 1)));
+    for (size_t i = t.order.size(); i > 1; i--) std::swap(t.order[i - 1], t.order[rng.next_u64() % i]);
+}
+
+// The next micro-batch in data order, moving to the next epoch when this one is used up.
+void next_micro_batch(Trainer& t, Batch& b) {
+    if (t.cursor >= t.order.size()) {
+        t.epoch++;
+        t.cursor = 0;
+        build_order(t);
+    }
+    t.cursor += fill_batch(t.train, t.order, t.cursor, t.cfg.batch, b);
+}
+
+void zero_grads(Trainer& t) { std::fill(t.grads.begin(), t.grads.end(), 0.0f); }
+}  // namespace
+
+std::string TrainConfig::signature() const {
+    char buf[512];
+    snprintf(buf, sizeof buf,
+             "method=%d lora_r=%d lora_alpha=%g lora_dropout=%g rslora=%d targets=%s lr=%g wd=%g betas=%g,%g eps=%g "
+             "clip=%g schedule=%s warmup=%d/%g floor=%g batch=%d seq=%d padding=%d packing=%d accum=%d steps=%d "
+             "epochs=%g seed=%llu",
+             (int)method, lora.rank, lora.alpha, lora.dropout, lora.use_rslora, lora_targets_string(lora.targets).c_str(),
+             optim.lr, optim.weight_decay, optim.beta1, optim.beta2, optim.eps, optim.max_grad_norm,
+             schedule_name(optim.schedule), optim.warmup_steps, warmup_ratio, optim.min_lr_ratio, batch.batch_size,
+             batch.max_seq_len, (int)batch.padding, (int)batch.packing, grad_accum, max_steps, epochs,
+             (unsigned long long)seed);
+    return buf;
+}
+
+void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
+    if (t.train.empty()) fail("no training examples");
+    if (cfg.grad_accum < 1) fail("--grad-accum must be at least 1");
+    if (cfg.batch.batch_size < 1) fail("--batch-size must be at least 1");
+    t.cfg = cfg;
+    t.ops = &ops;
+    t.step = 0;
+    t.epoch = 0;
+    t.cursor = 0;
+    t.tokens_seen = 0;
+    build_order(t);
+    if (cfg.max_steps > 0) {
+        t.total_steps = cfg.max_steps;
+    } else {
+        // Count the micro-batches of one epoch by laying it out once (packing makes it data dependent).
+        Batch b;
+        size_t micro = 0;
+        for (size_t c = 0; c < t.order.size(); micro++) c += fill_batch(t.train, t.order, c, cfg.batch, b);
+        t.total_steps = std::max(1, (int)std::ceil(cfg.epochs * micro / cfg.grad_accum));
+    }
+    if (t.cfg.optim.warmup_steps == 0 && cfg.warmup_ratio > 0)
+        t.cfg.optim.warmup_steps = (int)std::ceil(cfg.warmup_ratio * t.total_steps);
+    workspace_init(t.ws, t.model, cfg.batch.batch_size, cfg.batch.max_seq_len, cfg.recompute);
+    t.grads.assign(t.model.num_trainable(), 0.0f);
+    t.opt.m.assign(t.model.num_trainable(), 0.0f);
+    t.opt.v.assign(t.model.num_trainable(), 0.0f);
+    t.opt.t = 0;
+}
+
+StepResult trainer_step(Trainer& t) {
+    // Lay out every micro-batch of the step first: the loss is normalised by the total weight of
+    // the whole accumulated batch, so each micro-batch's gradient must already know it.
+    std::vector<Batch> micro(t.cfg.grad_accum);
+    double total_weight = 0;
+    StepResult r;
+    for (Batch& b : micro) {
+        next_micro_batch(t, b);
+        total_weight += b.total_weight();
+        for (int32_t s : b.seg) r.tokens += s >= 0;
+    }
+    if (total_weight <= 0) fail("step %d: the batch has no supervised token (all loss weights are 0)", t.step + 1);
+    zero_grads(t);
+    float grad_scale = (float)(1.0 / total_weight);
+    double loss = 0;
+    for (size_t i = 0; i < micro.size(); i++) {
+        uint64_t key = t.cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)t.step * 1315423911ull + i;
+        loss += model_forward_backward(t.model, t.ws, micro[i], t.grads.data(), grad_scale, key, *t.ops);
+    }
+    r.loss = loss / total_weight;
+    r.lr = lr_at(t.cfg.optim, t.step, t.total_steps);
+    double ss = 0;
+    for (const TensorInfo& ti : t.model.trainable_tensors()) ss += t.ops->sum_squares(t.grads.data() + ti.offset, ti.numel);
+    if (!std::isfinite(r.loss) || !std::isfinite(ss))
+        fail("step %d: the %s is %s. Lower --lr (now %g), keep --max-grad-norm on, or check the data; the weights were "
+             "not updated, so the last checkpoint is intact",
+             t.step + 1, std::isfinite(r.loss) ? "gradient norm" : "loss", std::isnan(r.loss) || std::isnan(ss) ? "NaN" : "infinite",
+             t.cfg.optim.lr);
+    r.grad_norm = optimizer_step(*t.ops, t.model.trainable(), t.grads.data(), t.model.trainable_tensors(), t.opt,
+                                 t.cfg.optim, r.lr);
+    t.step++;
+    t.tokens_seen += r.tokens;
+    return r;
+}
+
+double trainer_evaluate(Trainer& t, const std::vector<Example>& examples) {
+    std::vector<size_t> order(examples.size());
+    for (size_t i = 0; i < order.size(); i++) order[i] = i;
+    double loss = 0, weight = 0;
+    Batch b;
+    for (size_t c = 0; c < order.size();) {
+        c += fill_batch(examples, order, c, t.cfg.batch, b);
+        loss += model_forward_loss(t.model, t.ws, b, *t.ops);
+        weight += b.total_weight();
+    }
+    return weight > 0 ? loss / weight : 0.0;
+}
+
+MemoryUse trainer_memory(const Trainer& t) {
+    MemoryUse m;
+    m.weights = t.model.params.size() * sizeof(float);
+    m.adapters = t.model.adapters.size() * sizeof(float);
+    m.gradients = t.grads.size() * sizeof(float);
+    m.optimizer = (t.opt.m.size() + t.opt.v.size()) * sizeof(float);
+    m.activations = t.ws.bytes();
+    return m;
+}
+
+// ---- checkpoints ----
+
+static void save_state(const std::string& path, const Trainer& t) {
+    AtomicFile f(path);
+    f.put(kStateMagic);
+    f.put(kStateVersion);
+    std::string sig = t.cfg.signature();
+    f.put((uint32_t)sig.size());
+    f.write(sig.data(), sig.size());
+    f.put((int32_t)t.step);
+    f.put((int32_t)t.total_steps);
+    f.put((uint64_t)t.epoch);
+    f.put((uint64_t)t.cursor);
+    f.put((int32_t)t.opt.t);
+    f.put(t.tokens_seen);
+    f.put((uint64_t)t.opt.m.size());
+    f.write(t.opt.m.data(), t.opt.m.size() * sizeof(float));
+    f.write(t.opt.v.data(), t.opt.v.size() * sizeof(float));
+    f.commit();
+}
+
+static void load_state(const std::string& path, Trainer& t) {
+    ByteReader r(path, read_file(path));
+    uint32_t magic = r.get<uint32_t>("magic");
+    if (magic != kStateMagic) fail("%s: not a training state file (bad magic 0x%08x)", path.c_str(), magic);
+    uint32_t version = r.get<uint32_t>("version");
+    if (version != kStateVersion) fail("%s: state file version %u is not supported (this build reads %u)", path.c_str(), version, kStateVersion);
+    uint32_t n = r.get<uint32_t>("settings length");
+    if (n > 4096) fail("%s: corrupt settings length %u", path.c_str(), n);
+    std::string sig(n, '\0');
+    r.read(&sig[0], n, "settings");
+    if (sig != t.cfg.signature())
+        fail("%s: this checkpoint was made with other settings, so resuming would not continue the same run.\n"
+             "  checkpoint: %s\n  now:        %s\nUse the same flags, or a new --out directory to start afresh",
+             path.c_str(), sig.c_str(), t.cfg.signature().c_str());
+    t.step = r.get<int32_t>("step");
+    t.total_steps = r.get<int32_t>("total steps");
+    t.epoch = r.get<uint64_t>("epoch");
+    t.cursor = r.get<uint64_t>("data cursor");
+    t.opt.t = r.get<int32_t>("optimizer step");
+    t.tokens_seen = r.get<double>("tokens seen");
+    uint64_t count = r.get<uint64_t>("moment count");
+    if (count != t.model.num_trainable())
+        fail("%s: holds optimizer moments for %llu parameters, the model trains %zu (mismatched shapes)", path.c_str(),
+             (unsigned long long)count, t.model.num_trainable());
+    r.read(t.opt.m.data(), count * sizeof(float), "first moments");
+    r.read(t.opt.v.data(), count * sizeof(float), "second moments");
+    if (r.remaining()) fail("%s: %zu unexpected bytes at the end", path.c_str(), r.remaining());
+    build_order(t);
+}
+
+static std::string weights_file(const Trainer& t) { return t.cfg.method == Method::Full ? "model.bin" : "adapter.lora"; }
+
+static int checkpoint_step(const fs::path& p) {
+    std::string name = p.filename().string();
+    if (name.rfind("ckpt-", 0) != 0 || name.size() != 13) return -1;
+    for (size_t i = 5; i < name.size(); i++)
+        if (name[i] < '0' || name[i] > '9') return -1;
+    return std::stoi(name.substr(5));
+}
+
+static std::vector<std::pair<int, std::string>> list_checkpoints(const std::string& out_dir) {
+    std::vector<std::pair<int, std::string>> found;
+    std::error_code ec;
+    if (!fs::is_directory(out_dir, ec)) return found;
+    for (const auto& e : fs::directory_iterator(out_dir, ec)) {
+        int s = checkpoint_step(e.path());
+        if (s >= 0 && fs::exists(e.path() / "train.state")) found.push_back({s, e.path().string()});
+    }
+    std::sort(found.begin(), found.end());
+    return found;
+}
+
+std::string find_latest_checkpoint(const std::string& out_dir) {
+    auto found = list_checkpoints(out_dir);
+    return found.empty() ? "" : found.back().second;
+}
+
+std::string trainer_save_checkpoint(Trainer& t) {
+    char name[32];
+    snprintf(name, sizeof name, "ckpt-%08d", t.step);
+    fs::path dir = fs::path(t.cfg.out_dir) / name, tmp = fs::path(t.cfg.out_dir) / (std::string(name) + ".tmp");
+    std::error_code ec;
+    fs::create_directories(t.cfg.out_dir, ec);
+    fs::remove_all(tmp, ec);
+    if (!fs::create_directory(tmp, ec)) fail("%s: cannot create checkpoint directory: %s", tmp.c_str(), ec.message().c_str());
+    std::string wpath = (tmp / weights_file(t)).string();
+    if (t.cfg.method == Method::Full) model_save(wpath, t.model.cfg, t.model.params, DType::F32);
+    else lora_save(wpath, t.model.cfg, t.model.lora, t.model.adapters);
+    save_state((tmp / "train.state").string(), t);
+    fs::remove_all(dir, ec);
+    fs::rename(tmp, dir, ec);
+    if (ec) fail("%s: cannot rename checkpoint into place: %s", dir.c_str(), ec.message().c_str());
+    if (t.cfg.keep_last > 0) {
+        auto found = list_checkpoints(t.cfg.out_dir);
+        for (size_t i = 0; i + t.cfg.keep_last < found.size(); i++) fs::remove_all(found[i].second, ec);
+    }
+    return dir.string();
+}
+
+void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
+    std::string wpath = (fs::path(dir) / weights_file(t)).string();
+    if (t.cfg.method == Method::Full) {
+        ModelConfig cfg;
+        std::vector<float> params;
+        model_load(wpath, cfg, params);
+        if (cfg.hash() != t.model.cfg.hash()) fail("%s: the checkpoint's model shape differs from the loaded model", wpath.c_str());
+        t.model.params = std::move(params);
+    } else {
+        LoraConfig lc;
+        std::vector<float> adapters;
+        lora_load(wpath, t.model.cfg, lc, adapters);
+        model_set_lora(t.model, lc, std::move(adapters));
+    }
+    load_state((fs::path(dir) / "train.state").string(), t);
+}

@@ -1,0 +1,73 @@
+// The training loop's state and one optimizer step: micro-batches with gradient accumulation,
+// clipping, AdamW, the schedule, evaluation, and checkpoints that resume exactly.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/example.h"
+#include "model/model.h"
+#include "model/optimizer.h"
+
+struct TrainConfig {
+    Method method = Method::Lora;
+    LoraConfig lora;
+    OptimConfig optim;
+    float warmup_ratio = 0.0f;   // used when optim.warmup_steps is 0: warmup = ratio × total steps
+    BatchOptions batch;          // rows per micro-batch, max_seq_len, padding, packing
+    int grad_accum = 1;          // micro-batches per optimizer step
+    int max_steps = 0;           // 0: run `epochs` epochs
+    float epochs = 1.0f;
+    bool recompute = false;      // gradient checkpointing
+    uint64_t seed = 42;
+    std::string out_dir;         // checkpoints and the CSV log; empty: none
+    int save_every = 0;          // steps between checkpoints (0: only at the end)
+    int keep_last = 2;           // checkpoints kept (0: all)
+    int eval_every = 0;          // steps between evaluations (0: only at the start and end)
+    std::string signature() const;  // what must match to resume a run exactly
+};
+
+struct Trainer {
+    TrainConfig cfg;
+    const Ops* ops = nullptr;
+    Model model;
+    Workspace ws;
+    AdamState opt;
+    std::vector<float> grads;
+    std::vector<Example> train, val;
+    int step = 0, total_steps = 0;
+    uint64_t epoch = 0;
+    size_t cursor = 0;            // next example in this epoch's order
+    std::vector<size_t> order;    // this epoch's shuffled example order (from seed and epoch)
+    double tokens_seen = 0;       // non-padding tokens trained on
+};
+
+struct StepResult {
+    double loss = 0, grad_norm = 0, tokens = 0;
+    float lr = 0;
+};
+
+// Sets up buffers, the example order and the step count. The model (with its method set) and the
+// data must already be in `t`.
+void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops);
+// One optimizer step. Fails (naming the step and what to change) on a NaN/Inf loss or gradient.
+StepResult trainer_step(Trainer& t);
+// Weighted mean loss over `examples` (no dropout, no gradients).
+double trainer_evaluate(Trainer& t, const std::vector<Example>& examples);
+
+// Bytes of each part of the training state, for the memory table.
+struct MemoryUse {
+    size_t weights = 0, adapters = 0, gradients = 0, optimizer = 0, activations = 0;
+    size_t total() const { return weights + adapters + gradients + optimizer + activations; }
+};
+MemoryUse trainer_memory(const Trainer& t);
+
+// Checkpoints live in out_dir/ckpt-NNNNNNNN/ (adapter.lora or model.bin, and train.state). A
+// checkpoint is written into a .tmp directory that is renamed when complete, so a kill leaves
+// either the previous checkpoint or the new one, never a half-written one. Returns its directory.
+std::string trainer_save_checkpoint(Trainer& t);
+// Newest complete checkpoint directory in out_dir, or "" when there is none.
+std::string find_latest_checkpoint(const std::string& out_dir);
+// Restores weights/adapters, optimizer moments, step and data cursor from a checkpoint directory.
+// Fails when the checkpoint was made with different settings (cfg.signature()).
+void trainer_load_checkpoint(Trainer& t, const std::string& dir);

@@ -1,0 +1,310 @@
+// The trainer: flags → model, tokenizer and data → the training loop with progress, evaluation
+// and checkpoints. `./train` with no flags fine-tunes the default model (SmolLM2-135M-Instruct,
+// fetched by `make`) with LoRA on the default task (data/default). `./train --help` lists flags.
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <string>
+
+#include "data/dataset.h"
+#include "model/trainer.h"
+#include "model/util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+struct Flags {
+    std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, data = "data/default/train.jsonl",
+                val_data, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down",
+                schedule = "cosine", padding = "longest", truncation = "drop";
+    float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
+    bool resume = false, check_data = false, dry_run = false, skip_bad_lines = false;
+    int log_every = 1;
+    TrainConfig tc;
+    DataOptions data_opt;
+};
+
+void usage() {
+    printf(
+        "usage: ./train [flags]   (no flags: LoRA on the default model and task)\n"
+        "model and data\n"
+        "  --model PATH            model .bin (default models/smollm2-135m-instruct.bin)\n"
+        "  --preset NAME           random weights of a known shape instead (tiny, smollm2-135m, llama-2-7b, ...)\n"
+        "  --tokenizer PATH        .tok or tokenizer.json (default: the model path with .tok; none: raw bytes)\n"
+        "  --data PATH             jsonl (instruction/input/output, prompt/completion, messages) or raw text\n"
+        "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data)\n"
+        "  --template NAME         chatml, llama3, gemma, plain (default: the tokenizer's)\n"
+        "  --max-seq-len N (512)   --padding longest|max_length   --packing   --truncation drop|truncate|error\n"
+        "  --prompt-loss-weight W  weight of prompt tokens in the loss (0..1, default 0)\n"
+        "  --skip-bad-lines        train without invalid lines instead of stopping (they are reported)\n"
+        "  --check-data            print the data report and exit\n"
+        "method\n"
+        "  --method lora|full      (default lora)\n"
+        "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
+        "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
+        "optimisation\n"
+        "  --lr X (lora 2e-4, full 2e-5)  --weight-decay X (0)  --beta1 X (0.9)  --beta2 X (0.999)  --eps X (1e-8)\n"
+        "  --lr-scheduler constant|linear|cosine (cosine)  --warmup-steps N | --warmup-ratio F  --min-lr-ratio F (0)\n"
+        "  --max-grad-norm X (1.0, 0 = off)  --batch-size N (8)  --grad-accum N (1)\n"
+        "  --max-steps N | --epochs F (1)    --seed N (42)   --recompute (gradient checkpointing)\n"
+        "output\n"
+        "  --out DIR (out)  --save-every N  --keep-last N (2)  --eval-every N  --resume  --log-every N (1)\n"
+        "  --dry-run               print the setup and memory table, then exit\n");
+}
+
+void parse_flags(int argc, char** argv, Flags& f) {
+    TrainConfig& tc = f.tc;
+    tc.lora.dropout = 0.05f;
+    tc.batch.batch_size = 8;
+    tc.batch.max_seq_len = 512;
+    tc.out_dir = "out";
+    bool data_given = false;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        auto val = [&]() -> std::string {
+            if (i + 1 >= argc) fail("flag %s needs a value (see ./train --help)", a.c_str());
+            return argv[++i];
+        };
+        auto num = [&]() -> double {
+            std::string v = val();
+            char* end;
+            double d = strtod(v.c_str(), &end);
+            if (v.empty() || *end) fail("flag %s: '%s' is not a number", a.c_str(), v.c_str());
+            return d;
+        };
+        auto integer = [&]() -> int {
+            double d = num();
+            if (d != std::floor(d) || d < 0 || d > 2e9) fail("flag %s: expected a whole number >= 0, got %g", a.c_str(), d);
+            return (int)d;
+        };
+        if (a == "--help" || a == "-h") { usage(); exit(0); }
+        else if (a == "--model") f.model = val();
+        else if (a == "--preset") f.preset = val();
+        else if (a == "--tokenizer") f.tokenizer = val();
+        else if (a == "--data") { f.data = val(); data_given = true; }
+        else if (a == "--val-data") f.val_data = val();
+        else if (a == "--val-split") f.val_split = (float)num();
+        else if (a == "--template") f.chat_template = val();
+        else if (a == "--out") tc.out_dir = val();
+        else if (a == "--method") f.method = val();
+        else if (a == "--lora-r") tc.lora.rank = integer();
+        else if (a == "--lora-alpha") tc.lora.alpha = (float)num();
+        else if (a == "--lora-dropout") tc.lora.dropout = (float)num();
+        else if (a == "--lora-targets") f.lora_targets = val();
+        else if (a == "--use-rslora") tc.lora.use_rslora = 1;
+        else if (a == "--lr") f.lr = (float)num();
+        else if (a == "--weight-decay") tc.optim.weight_decay = (float)num();
+        else if (a == "--beta1") tc.optim.beta1 = (float)num();
+        else if (a == "--beta2") tc.optim.beta2 = (float)num();
+        else if (a == "--eps") tc.optim.eps = (float)num();
+        else if (a == "--max-grad-norm") tc.optim.max_grad_norm = (float)num();
+        else if (a == "--lr-scheduler") f.schedule = val();
+        else if (a == "--warmup-steps") tc.optim.warmup_steps = integer();
+        else if (a == "--warmup-ratio") tc.warmup_ratio = (float)num();
+        else if (a == "--min-lr-ratio") tc.optim.min_lr_ratio = (float)num();
+        else if (a == "--batch-size") tc.batch.batch_size = integer();
+        else if (a == "--grad-accum") tc.grad_accum = integer();
+        else if (a == "--max-steps") tc.max_steps = integer();
+        else if (a == "--epochs") tc.epochs = (float)num();
+        else if (a == "--max-seq-len") tc.batch.max_seq_len = integer();
+        else if (a == "--padding") f.padding = val();
+        else if (a == "--packing") tc.batch.packing = true;
+        else if (a == "--truncation") f.truncation = val();
+        else if (a == "--prompt-loss-weight") f.prompt_loss_weight = (float)num();
+        else if (a == "--skip-bad-lines") f.skip_bad_lines = true;
+        else if (a == "--recompute") tc.recompute = true;
+        else if (a == "--seed") tc.seed = (uint64_t)integer();
+        else if (a == "--save-every") tc.save_every = integer();
+        else if (a == "--keep-last") tc.keep_last = integer();
+        else if (a == "--eval-every") tc.eval_every = integer();
+        else if (a == "--log-every") f.log_every = std::max(1, integer());
+        else if (a == "--resume") f.resume = true;
+        else if (a == "--check-data") f.check_data = true;
+        else if (a == "--dry-run") f.dry_run = true;
+        else if (a == "--device") {
+            std::string d = val();
+            if (d != "cpu") fail("--device %s: this build has only the CPU backend (use --device cpu)", d.c_str());
+        } else fail("unknown flag '%s' (see ./train --help)", a.c_str());
+    }
+    if (!data_given && f.val_data.empty() && f.val_split == 0.0f) f.val_data = "data/default/val.jsonl";
+    if (f.method == "full") tc.method = Method::Full;
+    else if (f.method == "lora") tc.method = Method::Lora;
+    else fail("--method %s: use lora or full (qlora arrives with the NF4 kernels)", f.method.c_str());
+    tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;
+    tc.optim.schedule = parse_schedule(f.schedule);
+    tc.lora.targets = lora_parse_targets(f.lora_targets);
+    if (tc.lora.rank < 1) fail("--lora-r must be at least 1");
+    if (tc.lora.dropout < 0 || tc.lora.dropout >= 1) fail("--lora-dropout must be in [0, 1)");
+    if (f.padding == "longest") tc.batch.padding = Padding::longest;
+    else if (f.padding == "max_length") tc.batch.padding = Padding::max_length;
+    else fail("--padding %s: use longest or max_length", f.padding.c_str());
+    if (tc.batch.max_seq_len < 2) fail("--max-seq-len must be at least 2");
+    f.data_opt.max_seq_len = tc.batch.max_seq_len;
+    f.data_opt.prompt_loss_weight = f.prompt_loss_weight;
+    f.data_opt.truncation = parse_truncation(f.truncation);
+    f.data_opt.skip_bad_lines = f.skip_bad_lines;
+}
+
+// The tokenizer the data is encoded with: the model's own, or raw bytes (ids 0..255, EOS 256) for
+// a model that has none, such as a random test model with a vocabulary of at least 257.
+DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokenizer& tok) {
+    std::string path = f.tokenizer;
+    if (path.empty() && f.preset.empty()) {
+        std::string guess = f.model.substr(0, f.model.rfind('.')) + ".tok";
+        if (file_exists(guess)) path = guess;
+    }
+    DataTokenizer dt;
+    if (!path.empty()) {
+        tok = tokenizer_load_any(path);
+        if ((int)tok.vocab.size() > cfg.vocab_size)
+            fail("%s: the tokenizer has %zu tokens but the model only %d", path.c_str(), tok.vocab.size(), cfg.vocab_size);
+        dt.encode = [&tok](std::string_view text, bool special) { return encode(tok, text, special); };
+        dt.eos = tok.eos_id;
+        dt.chat_template = f.chat_template.empty() ? tok.chat_template : chat_template_from_name(f.chat_template);
+        printf("tokenizer: %s (%zu tokens, template %s)\n", path.c_str(), tok.vocab.size(), chat_template_name(dt.chat_template.kind));
+        return dt;
+    }
+    if (cfg.vocab_size < 257) fail("no tokenizer for this model and its vocabulary (%d) is too small for raw bytes: pass --tokenizer", cfg.vocab_size);
+    printf("tokenizer: none found, using raw bytes (ids 0-255, EOS 256)\n");
+    dt.encode = [](std::string_view text, bool) { return std::vector<int32_t>(text.begin(), text.end()); };
+    dt.eos = 256;
+    dt.chat_template = chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template);
+    return dt;
+}
+
+std::string fmt_time(double s) {
+    char buf[32];
+    int t = (int)s;
+    if (t >= 3600) snprintf(buf, sizeof buf, "%d:%02d:%02d", t / 3600, t / 60 % 60, t % 60);
+    else snprintf(buf, sizeof buf, "%02d:%02d", t / 60, t % 60);
+    return buf;
+}
+
+std::string fmt_bytes(size_t b) {
+    char buf[32];
+    snprintf(buf, sizeof buf, b >= (1ull << 30) ? "%.2f GB" : "%.1f MB", b >= (1ull << 30) ? b / 1e9 : b / 1e6);
+    return buf;
+}
+
+void print_memory(const MemoryUse& m) {
+    printf("memory (CPU, FP32)\n");
+    printf("  %-12s %12s\n", "weights", fmt_bytes(m.weights).c_str());
+    printf("  %-12s %12s\n", "adapters", fmt_bytes(m.adapters).c_str());
+    printf("  %-12s %12s\n", "gradients", fmt_bytes(m.gradients).c_str());
+    printf("  %-12s %12s\n", "optimizer", fmt_bytes(m.optimizer).c_str());
+    printf("  %-12s %12s\n", "activations", fmt_bytes(m.activations).c_str());
+    printf("  %-12s %12s\n", "total", fmt_bytes(m.total()).c_str());
+}
+
+void eval_and_print(Trainer& t, const char* when, FILE* csv) {
+    if (t.val.empty()) return;
+    double vl = trainer_evaluate(t, t.val);
+    printf("eval %s step %d: val loss %.4f, perplexity %.2f\n", when, t.step, vl, std::exp(vl));
+    if (csv) fprintf(csv, "%d,,,,,,,%.6f\n", t.step, vl), fflush(csv);
+}
+
+int run(int argc, char** argv) {
+    Flags f;
+    parse_flags(argc, argv, f);
+    Trainer t;
+    ModelConfig cfg;
+    std::vector<float> params;
+    if (!f.preset.empty()) {
+        cfg = config_preset(f.preset);
+        model_init_random(cfg, params, f.tc.seed);
+        printf("model: random %s (%s)\n", f.preset.c_str(), cfg.describe().c_str());
+    } else {
+        if (!file_exists(f.model))
+            fail("%s: model not found. Run `make` to fetch the default model, convert yours with ./convert, or pass --preset NAME for random weights",
+                 f.model.c_str());
+        model_load(f.model, cfg, params);
+        printf("model: %s (%s)\n", f.model.c_str(), cfg.describe().c_str());
+    }
+    model_init(t.model, cfg, std::move(params));
+
+    Tokenizer tok;
+    DataTokenizer dt = make_data_tokenizer(f, cfg, tok);
+    DataReport report;
+    if (f.check_data) {
+        std::vector<Example> ex = read_dataset(f.data, dt, f.data_opt, report);
+        print_report(report, f.data_opt, stdout);
+        check_report(report, f.data_opt);
+        return 0;
+    }
+    t.train = load_dataset(f.data, dt, f.data_opt, report);
+    printf("data: %s\n", report_summary(report).c_str());
+    if (!f.val_data.empty()) {
+        DataReport vr;
+        t.val = load_dataset(f.val_data, dt, f.data_opt, vr);
+        printf("val data: %s\n", report_summary(vr).c_str());
+    } else if (f.val_split > 0) {
+        split_train_val(t.train, t.val, f.val_split, f.tc.seed);
+        printf("val split: %zu train, %zu val examples\n", t.train.size(), t.val.size());
+    }
+
+    if (f.tc.method == Method::Lora) model_add_lora(t.model, f.tc.lora, f.tc.seed);
+    trainer_init(t, f.tc, cpu_ops());
+    printf("method: %s, %zu trainable parameters (%.2f%% of %zu)\n", f.method.c_str(), t.model.num_trainable(),
+           100.0 * t.model.num_trainable() / t.model.params.size(), t.model.params.size());
+    if (f.tc.method == Method::Lora)
+        printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s\n", f.tc.lora.rank, f.tc.lora.alpha,
+               f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str());
+    printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d\n", t.total_steps,
+           f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
+           f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps);
+    print_memory(trainer_memory(t));
+    if (f.dry_run) return 0;
+
+    if (f.resume) {
+        std::string dir = find_latest_checkpoint(t.cfg.out_dir);
+        if (dir.empty()) printf("resume: no checkpoint in %s, starting from scratch\n", t.cfg.out_dir.c_str());
+        else {
+            trainer_load_checkpoint(t, dir);
+            printf("resume: %s (step %d of %d)\n", dir.c_str(), t.step, t.total_steps);
+        }
+    }
+    FILE* csv = nullptr;
+    if (!t.cfg.out_dir.empty()) {
+        std::filesystem::create_directories(t.cfg.out_dir);
+        std::string path = t.cfg.out_dir + "/log.csv";
+        bool fresh = !file_exists(path) || t.step == 0;
+        csv = fopen(path.c_str(), fresh ? "w" : "a");
+        if (!csv) fail("%s: cannot write the log", path.c_str());
+        if (fresh) fprintf(csv, "step,loss,lr,grad_norm,tokens,tokens_per_s,elapsed_s,val_loss\n");
+    }
+    if (t.step == 0) eval_and_print(t, "before", csv);
+    double t0 = now_seconds(), tokens0 = t.tokens_seen;
+    int step0 = t.step;
+    while (t.step < t.total_steps) {
+        double ts = now_seconds();
+        StepResult r = trainer_step(t);
+        double now = now_seconds(), elapsed = now - t0;
+        double tps = (t.tokens_seen - tokens0) / std::max(1e-9, elapsed);
+        double eta = elapsed / (t.step - step0) * (t.total_steps - t.step);
+        if (t.step % f.log_every == 0 || t.step == t.total_steps)
+            printf("step %5d/%d | loss %.4f | lr %.2e | grad norm %.3f | %.0f tok/s | %.2fs/step | %s elapsed, ETA %s | mem %s\n",
+                   t.step, t.total_steps, r.loss, r.lr, r.grad_norm, tps, now - ts, fmt_time(elapsed).c_str(),
+                   fmt_time(eta).c_str(), fmt_bytes(trainer_memory(t).total()).c_str());
+        fflush(stdout);
+        if (csv) fprintf(csv, "%d,%.6f,%.6e,%.6f,%.0f,%.1f,%.2f,\n", t.step, r.loss, r.lr, r.grad_norm, r.tokens, tps, elapsed), fflush(csv);
+        if (t.cfg.eval_every > 0 && t.step % t.cfg.eval_every == 0 && t.step < t.total_steps) eval_and_print(t, "at", csv);
+        if (!t.cfg.out_dir.empty() && t.cfg.save_every > 0 && t.step % t.cfg.save_every == 0 && t.step < t.total_steps)
+            printf("saved %s\n", trainer_save_checkpoint(t).c_str());
+    }
+    eval_and_print(t, "after", csv);
+    if (!t.cfg.out_dir.empty()) printf("saved %s\n", trainer_save_checkpoint(t).c_str());
+    if (csv) fclose(csv);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+}
