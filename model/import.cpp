@@ -1,0 +1,42 @@
+#include "model/import.h"
+
+#include <cstring>
+#include <sys/stat.h>
+
+#include "model/util.h"
+#include "model/weights.h"
+
+ImportedModel import_model(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) fail("%s: no such file or directory", path.c_str());
+    return S_ISDIR(st.st_mode) ? import_hf_dir(path) : import_gguf(path);
+}
+
+// llama.cpp's convert_hf_to_gguf.py (LlamaModel.permute) writes
+//     W_gguf = W_hf.reshape(n_head, 2, head_dim / 2, cols).swapaxes(1, 2).reshape(rows, cols)
+// Hugging Face's rotate-half RoPE rotates the pair of rows (i, i + head_dim/2) of each head; llama.cpp's
+// interleaved RoPE rotates rows (2i, 2i + 1). So within head h, HF row j * head_dim/2 + i (j = 0 or 1)
+// sits at GGUF row 2i + j, and we move every row back.
+void unpermute_rope_rows(float* w, int n_head, int head_dim, int64_t cols) {
+    const int half = head_dim / 2;
+    std::vector<float> head((size_t)head_dim * cols);
+    for (int h = 0; h < n_head; h++) {
+        float* base = w + (size_t)h * head_dim * cols;
+        memcpy(head.data(), base, head.size() * sizeof(float));
+        for (int i = 0; i < half; i++)
+            for (int j = 0; j < 2; j++)
+                memcpy(base + (size_t)(j * half + i) * cols, head.data() + (size_t)(2 * i + j) * cols, cols * sizeof(float));
+    }
+}
+
+static std::string shape_str(const std::vector<int64_t>& s) {
+    std::string out = "[";
+    for (size_t i = 0; i < s.size(); i++) out += (i ? ", " : "") + std::to_string(s[i]);
+    return out + "]";
+}
+
+void import_check_shape(const TensorInfo& t, const std::vector<int64_t>& shape, const std::string& src) {
+    if (shape != t.shape)
+        fail("%s has shape %s, but the model's config needs %s for %s", src.c_str(), shape_str(shape).c_str(),
+             shape_str(t.shape).c_str(), t.name.c_str());
+}

@@ -1,0 +1,33 @@
+// Importing pretrained models into our format: a GGUF file or a Hugging Face directory becomes our
+// ModelConfig, the FP32 parameters in param_layout order (HF tensor names and layouts) and the tokenizer.
+// Supported architectures: LLaMA (and models converted as LLaMA: Mistral, SmolLM) and Qwen2.
+// Anything else, or a tensor that is missing, extra, of the wrong shape or of an unsupported type,
+// fails with a message naming the file and the tensor or key.
+#pragma once
+#include <string>
+#include <vector>
+
+#include "model/config.h"
+#include "model/weights.h"
+#include "tokenizer/tokenizer.h"
+
+struct ImportedModel {
+    ModelConfig cfg;
+    std::vector<float> params;
+    Tokenizer tok;
+};
+
+ImportedModel import_gguf(const std::string& path);
+// config.json, model.safetensors (or the shards of model.safetensors.index.json), tokenizer.json and
+// tokenizer_config.json.
+ImportedModel import_hf_dir(const std::string& dir);
+// A directory is read as a Hugging Face model, a file as GGUF.
+ImportedModel import_model(const std::string& path);
+
+// llama.cpp's converter stores each q/k projection with the rows of every head permuted for its
+// interleaved RoPE; this undoes it in place on a [n_head * head_dim, cols] matrix (see import.cpp).
+void unpermute_rope_rows(float* w, int n_head, int head_dim, int64_t cols);
+
+// Shared by the two importers: fails, naming `src` (file and tensor), when a source tensor's shape is
+// not the one the layout gives `t`.
+void import_check_shape(const TensorInfo& t, const std::vector<int64_t>& shape, const std::string& src);

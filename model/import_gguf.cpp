@@ -1,0 +1,163 @@
+// GGUF → our model: llama.cpp's tensor names and metadata keys mapped onto ModelConfig and the HF
+// layout, q/k rows un-permuted, the tokenizer from tokenizer.ggml.*.
+#include <algorithm>
+#include <cstdio>
+
+#include "model/gguf.h"
+#include "model/import.h"
+#include "model/util.h"
+
+namespace {
+// GGUF tensor name of one of our (Hugging Face) tensor names; "" when there is none.
+std::string gguf_name(const std::string& hf) {
+    if (hf == "model.embed_tokens.weight") return "token_embd.weight";
+    if (hf == "model.norm.weight") return "output_norm.weight";
+    if (hf == "lm_head.weight") return "output.weight";
+    static const char* const layer_names[][2] = {
+        {"input_layernorm.weight", "attn_norm.weight"},    {"self_attn.q_proj.weight", "attn_q.weight"},
+        {"self_attn.k_proj.weight", "attn_k.weight"},      {"self_attn.v_proj.weight", "attn_v.weight"},
+        {"self_attn.q_proj.bias", "attn_q.bias"},          {"self_attn.k_proj.bias", "attn_k.bias"},
+        {"self_attn.v_proj.bias", "attn_v.bias"},          {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"post_attention_layernorm.weight", "ffn_norm.weight"}, {"mlp.gate_proj.weight", "ffn_gate.weight"},
+        {"mlp.up_proj.weight", "ffn_up.weight"},           {"mlp.down_proj.weight", "ffn_down.weight"}};
+    const std::string prefix = "model.layers.";
+    if (hf.compare(0, prefix.size(), prefix) != 0) return "";
+    size_t dot = hf.find('.', prefix.size());
+    std::string layer = hf.substr(prefix.size(), dot - prefix.size()), rest = hf.substr(dot + 1);
+    for (const auto& m : layer_names)
+        if (rest == m[0]) return "blk." + layer + "." + m[1];
+    return "";
+}
+
+ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
+    const std::string p = arch + ".";
+    ModelConfig c;
+    c.dim = (int32_t)g.get_int(p + "embedding_length");
+    c.n_layers = (int32_t)g.get_int(p + "block_count");
+    c.ffn_dim = (int32_t)g.get_int(p + "feed_forward_length");
+    c.n_heads = (int32_t)g.get_int(p + "attention.head_count");
+    c.n_kv_heads = (int32_t)g.get_int(p + "attention.head_count_kv", c.n_heads);
+    c.head_dim = (int32_t)g.get_int(p + "attention.key_length", c.n_heads > 0 ? c.dim / c.n_heads : 0);
+    c.max_seq_len = (int32_t)g.get_int(p + "context_length");
+    c.rope_theta = (float)g.get_float(p + "rope.freq_base", 10000.0);
+    c.norm_eps = (float)g.get_float(p + "attention.layer_norm_rms_epsilon");
+    c.qkv_bias = arch == "qwen2";
+    c.tied_embeddings = g.find_tensor("output.weight") == nullptr;
+    const GgufTensor* emb = g.find_tensor("token_embd.weight");
+    if (!emb) fail("%s: tensor token_embd.weight is missing", g.path().c_str());
+    c.vocab_size = (int32_t)emb->shape()[0];
+
+    int64_t rope_dims = g.get_int(p + "rope.dimension_count", c.head_dim);
+    if (rope_dims != c.head_dim)
+        fail("%s: %srope.dimension_count is %lld but heads have %d dims: partial rotary embeddings are not supported",
+             g.path().c_str(), p.c_str(), (long long)rope_dims, c.head_dim);
+    int64_t vocab_key = g.get_int(p + "vocab_size", c.vocab_size);
+    if (vocab_key != c.vocab_size)
+        fail("%s: %svocab_size is %lld but token_embd.weight has %d rows", g.path().c_str(), p.c_str(),
+             (long long)vocab_key, c.vocab_size);
+    c.validate(g.path());
+    return c;
+}
+
+// Llama 3.1+ ship a rope_freqs tensor and rope.scaling.* keys: frequency scaling our RoPE does not
+// apply. The model still runs, with slightly different logits, mostly at long range.
+void warn_rope_scaling(const GgufFile& g, const std::string& arch) {
+    const GgufValue* type = g.find(arch + ".rope.scaling.type");
+    bool scaled = g.find_tensor("rope_freqs.weight") ||
+                  (type && !type->strings.empty() && type->strings[0] != "none");
+    if (scaled)
+        fprintf(stderr, "warning: %s: the model uses RoPE frequency scaling (rope_freqs / rope.scaling), which this "
+                "trainer does not implement; its outputs will differ slightly from the original's\n", g.path().c_str());
+}
+
+Tokenizer gguf_tokenizer(const GgufFile& g) {
+    const std::string& path = g.path();
+    std::string model = g.get_string("tokenizer.ggml.model");
+    if (model != "gpt2")
+        fail("%s: tokenizer.ggml.model is '%s': only byte-level BPE tokenizers ('gpt2': SmolLM, Llama-3, Qwen2, ...) "
+             "are supported, not SentencePiece ('llama': Llama-1/2, Mistral v0.1)", path.c_str(), model.c_str());
+    Tokenizer tok;
+    tok.vocab = g.get_strings("tokenizer.ggml.tokens");
+    tok.token_type.assign(tok.vocab.size(), TokenType::Normal);
+    if (g.find("tokenizer.ggml.token_type")) {
+        const std::vector<int64_t>& types = g.get_ints("tokenizer.ggml.token_type");
+        if (types.size() != tok.vocab.size())
+            fail("%s: tokenizer.ggml.token_type has %zu entries for %zu tokens", path.c_str(), types.size(), tok.vocab.size());
+        for (size_t i = 0; i < types.size(); i++) {
+            if (types[i] < (int)TokenType::Normal || types[i] > (int)TokenType::Byte)
+                fail("%s: tokenizer.ggml.token_type[%zu] is %lld, not a known token type", path.c_str(), i, (long long)types[i]);
+            tok.token_type[i] = (TokenType)types[i];
+        }
+    }
+    // Merges are "left right": byte-level token strings never contain a space (it is 'Ġ').
+    const std::vector<std::string>& merges = g.get_strings("tokenizer.ggml.merges");
+    tok.merges.reserve(merges.size());
+    for (size_t r = 0; r < merges.size(); r++) {
+        size_t sp = merges[r].find(' ', 1);
+        if (sp == std::string::npos)
+            fail("%s: tokenizer.ggml.merges[%zu] '%s' is not two tokens separated by a space", path.c_str(), r, merges[r].c_str());
+        tok.merges.emplace_back(merges[r].substr(0, sp), merges[r].substr(sp + 1));
+    }
+    std::string pre = g.find("tokenizer.ggml.pre") ? g.get_string("tokenizer.ggml.pre") : "gpt2";
+    try {
+        tok.pre = pre_tokenizer_from_gguf(pre);
+    } catch (const std::runtime_error& e) {
+        fail("%s: %s", path.c_str(), e.what());
+    }
+    tok.ignore_merges = tok.pre == PreTokenizerKind::Llama3;  // as llama.cpp does for its llama-bpe family
+    tok.bos_id = (int32_t)g.get_int("tokenizer.ggml.bos_token_id", -1);
+    tok.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id", -1);
+    tok.pad_id = (int32_t)g.get_int("tokenizer.ggml.padding_token_id", -1);
+    if (g.find("tokenizer.chat_template")) {
+        try {
+            tok.chat_template = chat_template_from_jinja(g.get_string("tokenizer.chat_template"));
+        } catch (const std::runtime_error& e) {
+            fail("%s: tokenizer.chat_template: %s", path.c_str(), e.what());
+        }
+    } else if (std::find(tok.vocab.begin(), tok.vocab.end(), "<|im_start|>") != tok.vocab.end()) {
+        tok.chat_template.kind = ChatTemplateKind::ChatML;  // as tokenizer_load_hf does without a template
+    }
+    try {
+        tokenizer_build(tok);
+    } catch (const std::runtime_error& e) {
+        fail("%s: tokenizer: %s", path.c_str(), e.what());
+    }
+    return tok;
+}
+}  // namespace
+
+ImportedModel import_gguf(const std::string& path) {
+    GgufFile g = gguf_open(path);
+    std::string arch = g.get_string("general.architecture");
+    if (arch != "llama" && arch != "qwen2")
+        fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM GGUFs) and qwen2",
+             path.c_str(), arch.c_str());
+    ImportedModel m;
+    m.cfg = gguf_config(g, arch);
+    warn_rope_scaling(g, arch);
+    ParamLayout L = param_layout(m.cfg);
+
+    std::vector<const GgufTensor*> used;
+    m.params.assign(L.total, 0.0f);
+    for (const TensorInfo& t : L.tensors) {
+        std::string name = gguf_name(t.name);
+        const GgufTensor* src = g.find_tensor(name);
+        if (!src) fail("%s: tensor %s (for %s) is missing", path.c_str(), name.c_str(), t.name.c_str());
+        import_check_shape(t, src->shape(), path + ": tensor " + name);
+        float* dst = m.params.data() + t.offset;
+        g.read_f32(*src, dst);
+        // Only LLaMA GGUFs are permuted: llama.cpp runs Qwen2 with the rotate-half ("NEOX") RoPE.
+        bool q = name.find(".attn_q.weight") != std::string::npos, k = name.find(".attn_k.weight") != std::string::npos;
+        if (arch == "llama" && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);
+        used.push_back(src);
+    }
+    for (const GgufTensor& t : g.tensors)
+        if (std::find(used.begin(), used.end(), &t) == used.end() && t.name != "rope_freqs.weight")
+            fail("%s: tensor %s is not part of a %s model as this converter knows it (architecture variant not supported)",
+                 path.c_str(), t.name.c_str(), arch.c_str());
+    m.tok = gguf_tokenizer(g);
+    if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
+        fail("%s: the tokenizer has %zu tokens but token_embd.weight only %d rows", path.c_str(), m.tok.vocab.size(),
+             m.cfg.vocab_size);
+    return m;
+}

@@ -1,0 +1,112 @@
+// Hugging Face directory → our model: config.json onto ModelConfig, safetensors tensors by their own
+// names (our layout uses HF's names and [out, in] layout, and HF checkpoints use rotate-half RoPE, so
+// nothing is permuted), tokenizer.json with its side files.
+#include <cstdio>
+
+#include "data/json.h"
+#include "model/import.h"
+#include "model/safetensors.h"
+#include "model/util.h"
+
+namespace {
+struct HfConfig {
+    std::string path;
+    JsonValue j;
+    const JsonValue* get(const char* key) const { return j.get(key); }
+    int32_t integer(const char* key, int64_t fallback = -1) const {
+        const JsonValue* v = j.get(key);
+        if (!v || v->is_null()) {
+            if (fallback < 0) fail("%s: \"%s\" is missing", path.c_str(), key);
+            return (int32_t)fallback;
+        }
+        if (v->type != JsonValue::Number || !v->exact_integer || v->integer < 0 || v->integer > INT32_MAX)
+            fail("%s: \"%s\" must be a non-negative integer", path.c_str(), key);
+        return (int32_t)v->integer;
+    }
+    double number(const JsonValue* v, const char* key, double fallback) const {
+        if (!v || v->is_null()) return fallback;
+        if (v->type != JsonValue::Number) fail("%s: \"%s\" must be a number", path.c_str(), key);
+        return v->number;
+    }
+    bool flag(const char* key) const {
+        const JsonValue* v = j.get(key);
+        if (v && !v->is_null() && v->type != JsonValue::Bool) fail("%s: \"%s\" must be true or false", path.c_str(), key);
+        return v && v->boolean;
+    }
+};
+
+ModelConfig hf_config(const std::string& dir) {
+    HfConfig h;
+    h.path = dir + "/config.json";
+    try {
+        h.j = json_parse(read_file(h.path));
+    } catch (const std::runtime_error& e) {
+        fail("%s: %s", h.path.c_str(), e.what());
+    }
+    const JsonValue* mt = h.get("model_type");
+    std::string type = mt && mt->type == JsonValue::String ? mt->string : "";
+    if (type != "llama" && type != "mistral" && type != "qwen2")
+        fail("%s: model_type is '%s': supported are llama, mistral and qwen2", h.path.c_str(), type.c_str());
+    const JsonValue* act = h.get("hidden_act");
+    if (act && act->type == JsonValue::String && act->string != "silu")
+        fail("%s: hidden_act is '%s': only SwiGLU (silu) models are supported", h.path.c_str(), act->string.c_str());
+    // LLaMA's attention_bias puts a bias on o_proj too, which our layout has no place for.
+    if (type == "llama" && h.flag("attention_bias")) fail("%s: attention_bias = true is not supported", h.path.c_str());
+    if (h.flag("mlp_bias")) fail("%s: mlp_bias = true is not supported", h.path.c_str());
+
+    ModelConfig c;
+    c.vocab_size = h.integer("vocab_size");
+    c.dim = h.integer("hidden_size");
+    c.n_layers = h.integer("num_hidden_layers");
+    c.n_heads = h.integer("num_attention_heads");
+    c.n_kv_heads = h.integer("num_key_value_heads", c.n_heads);
+    c.head_dim = h.integer("head_dim", c.n_heads > 0 ? c.dim / c.n_heads : 0);
+    c.ffn_dim = h.integer("intermediate_size");
+    c.max_seq_len = h.integer("max_position_embeddings");
+    // transformers 5 moved rope_theta (and rope_scaling) into "rope_parameters".
+    const JsonValue* rp = h.get("rope_parameters");
+    const JsonValue* theta = rp && rp->type == JsonValue::Object ? rp->get("rope_theta") : h.get("rope_theta");
+    c.rope_theta = (float)h.number(theta, "rope_theta", 10000.0);
+    c.norm_eps = (float)h.number(h.get("rms_norm_eps"), "rms_norm_eps", 1e-6);
+    c.tied_embeddings = h.flag("tie_word_embeddings");
+    c.qkv_bias = type == "qwen2";
+    c.validate(h.path);
+
+    const JsonValue* scaling = h.get("rope_scaling");
+    const JsonValue* rope_type = rp && rp->type == JsonValue::Object ? rp->get("rope_type") : nullptr;
+    if ((scaling && !scaling->is_null()) || (rope_type && rope_type->type == JsonValue::String && rope_type->string != "default"))
+        fprintf(stderr, "warning: %s: the model uses RoPE scaling, which this trainer does not implement; its outputs "
+                "will differ slightly from the original's\n", h.path.c_str());
+    return c;
+}
+}  // namespace
+
+ImportedModel import_hf_dir(const std::string& dir) {
+    ImportedModel m;
+    m.cfg = hf_config(dir);
+    SafetensorsSet st = safetensors_open_dir(dir);
+    ParamLayout L = param_layout(m.cfg);
+    m.params.assign(L.total, 0.0f);
+    for (const TensorInfo& t : L.tensors) {
+        const SafeTensor* src = st.find(t.name);
+        if (!src) fail("%s: tensor %s is missing", dir.c_str(), t.name.c_str());
+        import_check_shape(t, src->shape, src->file->path + ": tensor " + t.name);
+        st.read_f32(*src, m.params.data() + t.offset);
+    }
+    // Leftovers: a tied model may still store lm_head.weight, and old checkpoints store RoPE's inv_freq
+    // buffers; anything else is a part of the architecture we would silently drop.
+    for (const SafeTensor& t : st.tensors) {
+        bool known = L.find(t.name) || (m.cfg.tied_embeddings && t.name == "lm_head.weight") ||
+                     t.name.find("rotary_emb.inv_freq") != std::string::npos;
+        if (!known)
+            fail("%s: tensor %s is not part of the model as config.json describes it (architecture variant not supported)",
+                 t.file->path.c_str(), t.name.c_str());
+    }
+    std::string tok_path = dir + "/tokenizer.json";
+    if (!file_exists(tok_path)) fail("%s: no tokenizer.json (only fast, byte-level BPE tokenizers are supported)", dir.c_str());
+    m.tok = tokenizer_load_hf(tok_path);
+    if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
+        fail("%s: the tokenizer has %zu tokens but the model's vocab_size is %d", dir.c_str(), m.tok.vocab.size(),
+             m.cfg.vocab_size);
+    return m;
+}

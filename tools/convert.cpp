@@ -1,0 +1,71 @@
+// ./convert: a pretrained model (GGUF file or Hugging Face directory) → our model .bin + tokenizer .tok.
+//
+//   ./convert SmolLM2-135M-Instruct.Q4_1.gguf -o models/smollm2-135m-instruct
+//   ./convert ~/hf/Qwen2.5-0.5B-Instruct -o models/qwen2.5-0.5b --dtype bf16
+//
+// Quantised GGUF tensors are dequantised to FP32 (the trainer fine-tunes full-precision weights; qlora
+// re-quantises to NF4 itself). --dtype chooses how the .bin stores them: f32 (default, exact) or bf16.
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <sys/stat.h>
+
+#include "model/import.h"
+#include "model/util.h"
+#include "model/weights.h"
+
+static void usage() {
+    fprintf(stderr,
+            "usage: ./convert INPUT -o OUT [--dtype f32|bf16]\n"
+            "  INPUT  a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K tensors) or a Hugging Face model\n"
+            "         directory (config.json, model.safetensors or its sharded index, tokenizer.json)\n"
+            "  OUT    output path without extension: writes OUT.bin and OUT.tok\n"
+            "  LLaMA-family architectures (llama, mistral, qwen2) with byte-level BPE tokenizers.\n");
+}
+
+// Creates every missing directory above `path`, like mkdir -p on its dirname.
+static void make_parent_dirs(const std::string& path) {
+    for (size_t i = path.find('/', 1); i != std::string::npos; i = path.find('/', i + 1)) {
+        std::string d = path.substr(0, i);
+        if (mkdir(d.c_str(), 0755) != 0 && errno != EEXIST) fail("%s: cannot create directory: %s", d.c_str(), strerror(errno));
+    }
+}
+
+static int run(int argc, char** argv) {
+    std::string input, out, dtype = "f32";
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        if ((a == "-o" || a == "--dtype") && i + 1 >= argc) fail("%s needs a value", a.c_str());
+        if (a == "-o") out = argv[++i];
+        else if (a == "--dtype") dtype = argv[++i];
+        else if (a == "-h" || a == "--help") return usage(), 0;
+        else if (!a.empty() && a[0] == '-') fail("unknown option %s (see ./convert --help)", a.c_str());
+        else if (input.empty()) input = a;
+        else fail("more than one input given (%s and %s)", input.c_str(), a.c_str());
+    }
+    if (input.empty() || out.empty()) return usage(), 2;
+    if (dtype != "f32" && dtype != "bf16") fail("--dtype must be f32 or bf16, not %s", dtype.c_str());
+    if (out.size() > 4 && out.compare(out.size() - 4, 4, ".bin") == 0) out.resize(out.size() - 4);
+
+    double t0 = now_seconds();
+    ImportedModel m = import_model(input);
+    double t1 = now_seconds();
+    printf("read %s in %.1f s\n  %s\n  tokenizer: %zu tokens, %zu merges, pre-tokenizer %s, chat template %s\n",
+           input.c_str(), t1 - t0, m.cfg.describe().c_str(), m.tok.vocab.size(), m.tok.merges.size(),
+           pre_tokenizer_name(m.tok.pre), chat_template_name(m.tok.chat_template.kind));
+    make_parent_dirs(out);
+    model_save(out + ".bin", m.cfg, m.params, dtype == "f32" ? DType::F32 : DType::BF16);
+    tokenizer_save(m.tok, out + ".tok");
+    printf("wrote %s.bin (%s) and %s.tok in %.1f s\n", out.c_str(), dtype.c_str(), out.c_str(), now_seconds() - t1);
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+}
