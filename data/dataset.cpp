@@ -1,0 +1,280 @@
+#include "data/dataset.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <sys/stat.h>
+#include <unordered_map>
+
+#include "model/util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+// FNV-1a over token ids and weights: finds exact duplicates and groups them in the split.
+uint64_t content_hash(const Example& e) {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&](uint32_t x) {
+        for (int k = 0; k < 4; k++) h = (h ^ ((x >> (8 * k)) & 0xFF)) * 1099511628211ull;
+    };
+    for (size_t i = 0; i < e.size(); i++) {
+        uint32_t w;
+        static_assert(sizeof w == sizeof(float), "float is 32 bits");
+        std::memcpy(&w, &e.weights[i], sizeof w);
+        mix((uint32_t)e.tokens[i]);
+        mix(w);
+    }
+    return h;
+}
+
+bool same_content(const Example& a, const Example& b) { return a.tokens == b.tokens && a.weights == b.weights; }
+
+Example format_conversation(const Record& r, const DataTokenizer& tok, float prompt_loss_weight) {
+    Example e;
+    e.line = r.line;
+    for (const ChatPiece& piece : chat_render_pieces(tok.chat_template, r.messages, false)) {
+        std::vector<int32_t> ids = tok.encode(piece.text, true);
+        e.tokens.insert(e.tokens.end(), ids.begin(), ids.end());
+        e.weights.insert(e.weights.end(), ids.size(), piece.assistant ? 1.0f : prompt_loss_weight);
+    }
+    if (!e.weights.empty()) e.weights[0] = 0.0f;
+    return e;
+}
+
+// Raw documents, each followed by EOS, concatenated and cut into blocks of max_seq_len. Each block
+// starts with the last token of the one before, so every token of the stream except the very first
+// is predicted exactly once (cutting without overlap would never predict blocks' first tokens).
+// A block's line is that of the document its first predicted token comes from.
+void cut_documents(const std::vector<const Record*>& docs, const DataTokenizer& tok, int max_seq_len,
+                   std::vector<Example>& out, DataReport& report) {
+    Example block;
+    for (const Record* d : docs) {
+        std::vector<int32_t> ids = tok.encode(d->text, false);
+        ids.push_back(tok.eos);
+        report.document_tokens += ids.size();
+        for (int32_t id : ids) {
+            if (block.size() == 1) block.line = d->line;
+            block.tokens.push_back(id);
+            block.weights.push_back(block.tokens.size() == 1 ? 0.0f : 1.0f);
+            if ((int)block.size() == max_seq_len) {
+                Example next;
+                next.tokens = {id};
+                next.weights = {0.0f};
+                out.push_back(std::move(block));
+                block = std::move(next);
+            }
+        }
+    }
+    if (block.size() >= 2) out.push_back(std::move(block));
+    report.blocks = out.size();
+}
+
+std::string join_lines(const std::vector<int>& lines, size_t max_shown) {
+    std::string s;
+    for (size_t i = 0; i < lines.size() && i < max_shown; i++) s += (i ? ", " : "") + std::to_string(lines[i]);
+    if (lines.size() > max_shown) s += ", ... (" + std::to_string(lines.size() - max_shown) + " more)";
+    return s;
+}
+
+int percentile(const std::vector<int>& sorted, double q) {
+    size_t rank = (size_t)std::ceil(q * sorted.size());
+    return sorted[rank == 0 ? 0 : rank - 1];
+}
+
+}  // namespace
+
+DataTokenizer data_tokenizer(const Tokenizer& tok) {
+    DataTokenizer d;
+    d.encode = [&tok](std::string_view text, bool parse_special) { return encode(tok, text, parse_special); };
+    d.eos = tok.eos_id;
+    d.chat_template = tok.chat_template;
+    return d;
+}
+
+Truncation parse_truncation(const std::string& s) {
+    if (s == "drop") return Truncation::drop;
+    if (s == "truncate") return Truncation::truncate;
+    if (s == "error") return Truncation::error;
+    fail("--truncation %s: expected drop, truncate or error", s.c_str());
+}
+
+std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenizer& tok, const DataOptions& opt,
+                                    DataReport& report) {
+    if (!(opt.prompt_loss_weight >= 0.0f && opt.prompt_loss_weight <= 1.0f))
+        fail("--prompt-loss-weight %g: expected a value in [0, 1]", opt.prompt_loss_weight);
+    if (opt.max_seq_len < 2) fail("--max-seq-len %d: expected at least 2", opt.max_seq_len);
+    report.lines = parsed.lines;
+    report.invalid = parsed.invalid;
+
+    std::vector<Example> out;
+    std::vector<const Record*> docs;
+    std::unordered_map<uint64_t, std::vector<size_t>> seen;  // hash → indices into `rendered`
+    std::vector<Example> rendered;                           // conversations as formatted, for duplicates
+    for (const Record& r : parsed.records) {
+        if (r.is_text()) { docs.push_back(&r); continue; }
+        Example e;
+        try {
+            e = format_conversation(r, tok, opt.prompt_loss_weight);
+        } catch (const std::runtime_error& err) {  // a role this chat template cannot express
+            report.invalid.push_back({r.line, std::string("chat template: ") + err.what()});
+            continue;
+        }
+        report.conversations++;
+        report.lengths.push_back((int)e.size());
+        std::vector<size_t>& same = seen[content_hash(e)];
+        for (size_t k : same)
+            if (same_content(rendered[k], e)) { report.duplicates.push_back({e.line, rendered[k].line}); break; }
+        same.push_back(rendered.size());
+        rendered.push_back(e);
+
+        if ((int)e.size() > opt.max_seq_len) {
+            report.over_length.push_back(e.line);
+            report.tokens_over += e.size() - opt.max_seq_len;
+            for (size_t i = opt.max_seq_len; i < e.size(); i++) report.response_over += e.weights[i] >= 1.0f;
+            if (opt.truncation != Truncation::truncate) {
+                report.dropped_long++;  // with ::error check_report refuses the file
+                continue;
+            }
+            e.tokens.resize(opt.max_seq_len);
+            e.weights.resize(opt.max_seq_len);
+            if (response_tokens(e) > 0) report.truncated++;
+        }
+        if (response_tokens(e) == 0) { report.no_response.push_back(e.line); continue; }
+        out.push_back(std::move(e));
+    }
+    std::stable_sort(report.invalid.begin(), report.invalid.end(),
+                     [](const LineProblem& a, const LineProblem& b) { return a.line < b.line; });
+    report.documents = docs.size();
+    if (!docs.empty()) {
+        if (tok.eos < 0) fail("%s: raw text needs an EOS token to separate documents, and the tokenizer has none",
+                              report.path.c_str());
+        std::vector<Example> blocks;
+        cut_documents(docs, tok, opt.max_seq_len, blocks, report);
+        out.insert(out.end(), blocks.begin(), blocks.end());
+    }
+    report.examples = out.size();
+    for (const Example& e : out)
+        for (size_t i = 1; i < e.size(); i++) {
+            report.supervised_tokens += e.weights[i] > 0.0f;
+            report.weight_sum += e.weights[i];
+        }
+    return out;
+}
+
+std::vector<Example> read_dataset(const std::string& path, const DataTokenizer& tok, const DataOptions& opt,
+                                  DataReport& report) {
+    report = DataReport();
+    report.path = path;
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) fail("%s: no such file; pass an existing dataset file (see data/README.md)", path.c_str());
+    if (S_ISDIR(st.st_mode)) fail("%s: is a directory; pass a dataset file (.jsonl, or .txt for raw text)", path.c_str());
+    std::string bytes = read_file(path);
+    return build_examples(parse_records(bytes, path, is_jsonl_path(path)), tok, opt, report);
+}
+
+void check_report(const DataReport& r, const DataOptions& opt) {
+    const char* p = r.path.c_str();
+    if (!r.invalid.empty() && !opt.skip_bad_lines)
+        fail("%s:%d: %s\n  (%zu invalid line%s of %zu; run --check-data to list them all, fix them, or pass "
+             "--skip-bad-lines to train without them)", p, r.invalid[0].line, r.invalid[0].what.c_str(),
+             r.invalid.size(), r.invalid.size() == 1 ? "" : "s", r.lines);
+    if (!r.over_length.empty() && opt.truncation == Truncation::error)
+        fail("%s:%d: example longer than --max-seq-len %d (%zu examples are: lines %s); raise --max-seq-len or "
+             "pass --truncation drop|truncate", p, r.over_length[0], opt.max_seq_len, r.over_length.size(),
+             join_lines(r.over_length, 10).c_str());
+    if (r.examples == 0)
+        fail("%s: no examples left to train on (%zu lines, %zu invalid, %zu over --max-seq-len %d dropped, %zu "
+             "without a response token); run --check-data for the details", p, r.lines, r.invalid.size(),
+             r.dropped_long, opt.max_seq_len, r.no_response.size());
+}
+
+std::vector<Example> load_dataset(const std::string& path, const DataTokenizer& tok, const DataOptions& opt,
+                                  DataReport& report) {
+    std::vector<Example> ex = read_dataset(path, tok, opt, report);
+    check_report(report, opt);
+    return ex;
+}
+
+std::string report_summary(const DataReport& r) {
+    std::string s = r.path + ": " + std::to_string(r.examples) + " examples";
+    if (r.documents) s += " (" + std::to_string(r.blocks) + " blocks from " + std::to_string(r.documents) + " documents)";
+    s += ", " + std::to_string(r.supervised_tokens) + " supervised tokens";
+    if (!r.invalid.empty()) s += "; skipped " + std::to_string(r.invalid.size()) + " invalid lines";
+    if (r.dropped_long) s += "; dropped " + std::to_string(r.dropped_long) + " over-long";
+    if (r.truncated) s += "; truncated " + std::to_string(r.truncated);
+    if (!r.no_response.empty()) s += "; dropped " + std::to_string(r.no_response.size()) + " without a response token";
+    if (!r.duplicates.empty()) s += "; " + std::to_string(r.duplicates.size()) + " exact duplicates";
+    return s;
+}
+
+void print_report(const DataReport& r, const DataOptions& opt, FILE* out) {
+    std::fprintf(out, "%s: %zu lines: %zu conversations, %zu raw documents, %zu invalid\n", r.path.c_str(), r.lines,
+                 r.conversations, r.documents, r.invalid.size());
+    const size_t kShown = 20;
+    for (size_t i = 0; i < r.invalid.size() && i < kShown; i++)
+        std::fprintf(out, "  invalid  %s:%d: %s\n", r.path.c_str(), r.invalid[i].line, r.invalid[i].what.c_str());
+    if (r.invalid.size() > kShown) std::fprintf(out, "  ... and %zu more invalid lines\n", r.invalid.size() - kShown);
+    if (!r.duplicates.empty()) {
+        std::fprintf(out, "exact duplicates: %zu\n", r.duplicates.size());
+        for (size_t i = 0; i < r.duplicates.size() && i < kShown; i++)
+            std::fprintf(out, "  line %d repeats line %d\n", r.duplicates[i].first, r.duplicates[i].second);
+        if (r.duplicates.size() > kShown) std::fprintf(out, "  ... and %zu more\n", r.duplicates.size() - kShown);
+    }
+    if (!r.lengths.empty()) {
+        std::vector<int> s = r.lengths;
+        std::sort(s.begin(), s.end());
+        double mean = 0;
+        for (int n : s) mean += n;
+        mean /= s.size();
+        std::fprintf(out, "tokens per conversation: min %d  mean %.1f  p50 %d  p90 %d  p99 %d  max %d\n", s.front(),
+                     mean, percentile(s, 0.5), percentile(s, 0.9), percentile(s, 0.99), s.back());
+        const int kBins = 10;
+        int lo = s.front(), width = std::max(1, (s.back() - lo + kBins) / kBins);
+        std::vector<size_t> count(kBins, 0);
+        for (int n : s) count[std::min(kBins - 1, (n - lo) / width)]++;
+        size_t most = *std::max_element(count.begin(), count.end());
+        for (int b = 0; b < kBins && lo + b * width <= s.back(); b++) {
+            int from = lo + b * width, to = from + width - 1;
+            std::string bar((size_t)std::lround(40.0 * count[b] / most), '#');
+            std::fprintf(out, "  %6d-%-6d %c %-40s %zu\n", from, to, from <= opt.max_seq_len && opt.max_seq_len <= to ? '|' : ' ',
+                         bar.c_str(), count[b]);
+        }
+    }
+    if (!r.over_length.empty()) {
+        const char* what = opt.truncation == Truncation::drop ? "dropped" :
+                           opt.truncation == Truncation::truncate ? "truncated" : "refused (--truncation error)";
+        std::fprintf(out, "over --max-seq-len %d: %zu (%s); truncating would cut %zu tokens, %zu of them response "
+                          "tokens; lines %s\n", opt.max_seq_len, r.over_length.size(), what, r.tokens_over,
+                     r.response_over, join_lines(r.over_length, 10).c_str());
+    }
+    if (!r.no_response.empty())
+        std::fprintf(out, "zero supervised tokens (dropped): %zu; lines %s\n", r.no_response.size(),
+                     join_lines(r.no_response, 10).c_str());
+    if (r.documents)
+        std::fprintf(out, "raw text: %zu documents, %zu tokens with EOS, %zu blocks of up to %d\n", r.documents,
+                     r.document_tokens, r.blocks, opt.max_seq_len);
+    std::fprintf(out, "kept %zu examples; supervised tokens %zu (loss weight sum %.1f, prompt loss weight %g)\n",
+                 r.examples, r.supervised_tokens, r.weight_sum, opt.prompt_loss_weight);
+}
+
+void split_train_val(std::vector<Example>& train, std::vector<Example>& val, double fraction, uint64_t seed) {
+    if (!(fraction >= 0.0 && fraction < 1.0)) fail("--val-split %g: expected a fraction in [0, 1)", fraction);
+    val.clear();
+    size_t n = train.size();
+    if (fraction == 0.0 || n == 0) return;
+    size_t want = std::max<size_t>(1, (size_t)std::llround(fraction * n));
+    // Rank examples by a seeded hash of their content: duplicates share a rank and so a side.
+    std::vector<std::pair<uint64_t, size_t>> keyed(n);
+    for (size_t i = 0; i < n; i++) keyed[i] = {Rng(seed ^ content_hash(train[i])).next_u64(), i};
+    std::sort(keyed.begin(), keyed.end());
+    std::vector<char> to_val(n, 0);
+    size_t taken = 0;
+    for (size_t i = 0; i < n && (taken < want || (i > 0 && keyed[i].first == keyed[i - 1].first)); i++) {
+        to_val[keyed[i].second] = 1;
+        taken++;
+    }
+    if (taken == n) fail("--val-split %g leaves nothing to train on (%zu examples)", fraction, n);
+    std::vector<Example> keep;
+    for (size_t i = 0; i < n; i++) (to_val[i] ? val : keep).push_back(std::move(train[i]));
+    train = std::move(keep);
+}

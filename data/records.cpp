@@ -1,0 +1,215 @@
+#include "data/records.h"
+
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+
+#include "data/json.h"
+#include "model/util.h"
+
+namespace {
+
+// Offset of the first byte that breaks UTF-8 (overlongs, surrogates and code points past U+10FFFF
+// included), or npos when `s` is valid.
+size_t utf8_error(std::string_view s) {
+    size_t i = 0, n = s.size();
+    while (i < n) {
+        unsigned char c = (unsigned char)s[i];
+        if (c < 0x80) { i++; continue; }
+        size_t len;
+        unsigned char lo = 0x80, hi = 0xBF;
+        if (c >= 0xC2 && c <= 0xDF) len = 2;
+        else if (c >= 0xE0 && c <= 0xEF) { len = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
+        else if (c >= 0xF0 && c <= 0xF4) { len = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
+        else return i;
+        if (i + len > n) return i;
+        unsigned char c1 = (unsigned char)s[i + 1];
+        if (c1 < lo || c1 > hi) return i;
+        for (size_t k = 2; k < len; k++)
+            if (((unsigned char)s[i + k] & 0xC0) != 0x80) return i;
+        i += len;
+    }
+    return std::string_view::npos;
+}
+
+// What to tell about the bad byte at `at` of a line.
+std::string utf8_message(std::string_view line, size_t at) {
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "invalid UTF-8 (byte 0x%02X at byte %zu of the line): datasets must be UTF-8 text; "
+                  "convert the file, e.g. iconv -f latin1 -t utf-8", (unsigned char)line[at], at + 1);
+    return buf;
+}
+
+// A string member that must be present (or, with `optional`, may be absent or null).
+// Returns false and sets `why` when it is missing, of another type, or empty when it must not be.
+bool get_string(const JsonValue& obj, const char* key, bool optional, bool allow_empty, std::string& out, std::string& why) {
+    const JsonValue* v = obj.get(key);
+    if (!v || (optional && v->is_null())) {
+        if (optional) return true;
+        why = std::string("missing field \"") + key + "\"";
+        return false;
+    }
+    if (v->type != JsonValue::String) {
+        why = std::string("field \"") + key + "\": expected a string, got " + json_type_name(v->type);
+        return false;
+    }
+    if (!allow_empty && v->string.find_first_not_of(" \t\r\n") == std::string::npos) {
+        why = std::string("field \"") + key + "\" is empty";
+        return false;
+    }
+    out = v->string;
+    return true;
+}
+
+bool parse_messages(const JsonValue& msgs, Record& r, std::string& why) {
+    if (msgs.type != JsonValue::Array) {
+        why = std::string("field \"messages\": expected an array, got ") + json_type_name(msgs.type);
+        return false;
+    }
+    if (msgs.array.empty()) { why = "field \"messages\" is empty"; return false; }
+    bool any_assistant = false;
+    for (size_t i = 0; i < msgs.array.size(); i++) {
+        const JsonValue& m = msgs.array[i];
+        std::string at = "messages[" + std::to_string(i) + "]";
+        if (m.type != JsonValue::Object) {
+            why = at + ": expected an object {\"role\", \"content\"}, got " + json_type_name(m.type);
+            return false;
+        }
+        ChatMessage cm;
+        if (!get_string(m, "role", false, false, cm.role, why)) { why = at + ": " + why; return false; }
+        if (cm.role != "system" && cm.role != "user" && cm.role != "assistant") {
+            why = at + ": unknown role \"" + cm.role + "\" (expected system, user or assistant)";
+            return false;
+        }
+        if (cm.role == "system" && i != 0) { why = at + ": a system message may only come first"; return false; }
+        // An empty system prompt is a common way to say "none"; an empty turn is a data bug.
+        if (!get_string(m, "content", false, cm.role == "system", cm.content, why)) { why = at + ": " + why; return false; }
+        any_assistant |= cm.role == "assistant";
+        r.messages.push_back(std::move(cm));
+    }
+    if (!any_assistant) { why = "no assistant turn: nothing to learn from this conversation"; return false; }
+    if (r.messages.back().role != "assistant") {
+        why = "the last message is from \"" + r.messages.back().role +
+              "\": nothing after the last assistant turn is learned; end with an assistant message";
+        return false;
+    }
+    return true;
+}
+
+// One jsonl line's object → a record; false with `why` when it cannot be one.
+bool parse_object(const JsonValue& v, Record& r, std::string& why) {
+    if (v.type != JsonValue::Object) {
+        why = std::string("expected a JSON object per line, got ") + json_type_name(v.type);
+        return false;
+    }
+    if (const JsonValue* msgs = v.get("messages")) return parse_messages(*msgs, r, why);
+    if (v.get("instruction") || v.get("output")) {
+        std::string sys, ins, in, out;
+        if (!get_string(v, "instruction", false, false, ins, why) || !get_string(v, "input", true, true, in, why) ||
+            !get_string(v, "output", false, false, out, why) || !get_string(v, "system", true, true, sys, why))
+            return false;
+        if (!sys.empty()) r.messages.push_back({"system", sys});
+        r.messages.push_back({"user", instruction_prompt(ins, in)});
+        r.messages.push_back({"assistant", out});
+        return true;
+    }
+    if (v.get("prompt") || v.get("completion")) {
+        std::string p, c;
+        if (!get_string(v, "prompt", false, false, p, why) || !get_string(v, "completion", false, false, c, why)) return false;
+        r.messages.push_back({"user", p});
+        r.messages.push_back({"assistant", c});
+        return true;
+    }
+    if (v.get("text")) return get_string(v, "text", false, false, r.text, why);
+    why = "no known fields: expected \"messages\", \"instruction\"+\"output\", \"prompt\"+\"completion\" or \"text\"";
+    if (!v.object.empty()) {
+        why += " (found";
+        for (size_t i = 0; i < v.object.size() && i < 5; i++) why += (i ? ", \"" : " \"") + v.object[i].first + "\"";
+        why += v.object.size() > 5 ? ", ...)" : ")";
+    }
+    return false;
+}
+
+}  // namespace
+
+bool is_jsonl_path(const std::string& path) {
+    for (const char* ext : {".jsonl", ".json", ".ndjson"}) {
+        size_t n = std::strlen(ext);
+        if (path.size() >= n && path.compare(path.size() - n, n, ext) == 0) return true;
+    }
+    return false;
+}
+
+std::string instruction_prompt(const std::string& instruction, const std::string& input) {
+    return input.empty() ? instruction : instruction + "\n\n" + input;
+}
+
+ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl) {
+    const char* p = path.c_str();
+    if (bytes.size() >= 3 && std::memcmp(bytes.data(), "\xEF\xBB\xBF", 3) == 0) bytes.remove_prefix(3);
+    size_t first = bytes.find_first_not_of(" \t\r\n");
+    if (first == std::string_view::npos)
+        fail("%s: the file is empty; expected %s", p, jsonl ? "one JSON object per line (jsonl)" : "UTF-8 text");
+    if (size_t nul = bytes.find('\0'); nul != std::string_view::npos) {
+        int line = 1;
+        for (size_t i = 0; i < nul; i++) line += bytes[i] == '\n';
+        fail("%s:%d: NUL byte: this looks like a binary file, not UTF-8 text%s", p, line, jsonl ? " jsonl" : "");
+    }
+    if (jsonl && bytes[first] == '[')
+        fail("%s: the file is one JSON array, not jsonl (one object per line); convert it, e.g. "
+             "jq -c '.[]' %s > data.jsonl", p, p);
+
+    ParsedFile out;
+    if (!jsonl) {
+        if (size_t bad = utf8_error(bytes); bad != std::string_view::npos) {
+            int line = 1;
+            size_t start = 0;
+            for (size_t i = 0; i < bad; i++)
+                if (bytes[i] == '\n') line++, start = i + 1;
+            fail("%s:%d: %s", p, line, utf8_message(bytes.substr(start), bad - start).c_str());
+        }
+        Record r;
+        r.line = 1;
+        r.text = std::string(bytes);
+        out.records.push_back(std::move(r));
+        out.lines = 1;
+        return out;
+    }
+
+    int line = 0;
+    for (size_t at = 0; at < bytes.size();) {
+        size_t nl = bytes.find('\n', at);
+        if (nl == std::string_view::npos) nl = bytes.size();
+        std::string_view text = bytes.substr(at, nl - at);
+        at = nl + 1;
+        line++;
+        if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
+        if (text.find_first_not_of(" \t\r") == std::string_view::npos) continue;
+        out.lines++;
+        if (text.size() > kMaxLineBytes) {
+            out.invalid.push_back({line, "the line is " + std::to_string(text.size()) + " bytes, over the limit of " +
+                                             std::to_string(kMaxLineBytes) + " for one example; split or remove it"});
+            continue;
+        }
+        if (size_t bad = utf8_error(text); bad != std::string_view::npos) {
+            out.invalid.push_back({line, utf8_message(text, bad)});
+            continue;
+        }
+        JsonValue v;
+        try {
+            v = json_parse(text);
+        } catch (const std::runtime_error& e) {
+            // json_parse counts lines inside the text it was given: always 1 here.
+            std::string what = e.what();
+            if (what.rfind("line 1, ", 0) == 0) what = what.substr(8);
+            out.invalid.push_back({line, "bad JSON: " + what});
+            continue;
+        }
+        Record r;
+        r.line = line;
+        std::string why;
+        if (parse_object(v, r, why)) out.records.push_back(std::move(r));
+        else out.invalid.push_back({line, why});
+    }
+    return out;
+}

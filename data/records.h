@@ -1,0 +1,50 @@
+// Reading a dataset file into records, before any tokenization. Accepted inputs:
+//   jsonl (one JSON object per line), each line one of
+//     {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}   chat, multi-turn
+//     {"instruction": "...", "input": "..." (optional), "output": "...", "system": "..." (optional)}
+//     {"prompt": "...", "completion": "..."}
+//     {"text": "..."}                                        a raw document (continued pre-training)
+//   anything else (.txt, .md, ...): the whole file is one raw document.
+// Other keys on a line are ignored. Lines that are empty or only whitespace are skipped.
+// A UTF-8 byte-order mark at the start of the file is accepted and stripped (editors on Windows
+// write one; it carries no content). CRLF line ends are accepted. A line that cannot become a
+// record is reported with its line number and the reason, never dropped silently; a file that is
+// missing, empty, binary, not UTF-8, or a JSON array instead of jsonl fails as a whole.
+#pragma once
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "tokenizer/chat_template.h"
+
+struct Record {
+    int line = 0;                       // 1-based line in the file
+    std::vector<ChatMessage> messages;  // a conversation ending with an assistant turn, or empty...
+    std::string text;                   // ...for a raw document
+    bool is_text() const { return messages.empty(); }
+};
+
+struct LineProblem {
+    int line;
+    std::string what;
+};
+
+struct ParsedFile {
+    std::vector<Record> records;
+    std::vector<LineProblem> invalid;  // lines that are not records, in line order
+    size_t lines = 0;                  // non-blank lines seen
+};
+
+// A jsonl line may be at most this long: an example this big cannot fit any sequence length we
+// train with, and refusing it early keeps one bad line from costing minutes of tokenization.
+constexpr size_t kMaxLineBytes = 1 << 20;
+
+// Whether `path` is read as jsonl (by its extension: .jsonl, .json, .ndjson).
+bool is_jsonl_path(const std::string& path);
+
+// Parses a whole file's bytes; `path` names it in messages.
+ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl);
+
+// The user turn of an instruction record: the instruction, then the input after a blank line when
+// there is one (the Alpaca layout). Exposed so evaluation renders prompts exactly as training did.
+std::string instruction_prompt(const std::string& instruction, const std::string& input);

@@ -1,0 +1,240 @@
+// Data readers: formatting and loss masks, EOS supervision, raw text blocks, the length policy,
+// duplicates, the report, and the train/val split.
+#include <doctest/doctest.h>
+
+#include <numeric>
+
+#include "data/default_task.h"
+#include "test_data_util.h"
+
+namespace {
+
+const char* kInstr = R"({"instruction": "Capital of France?", "output": "Paris"})";
+
+Example one_example(const std::string& line, float prompt_loss_weight) {
+    ScratchDir dir;
+    DataOptions opt;
+    opt.prompt_loss_weight = prompt_loss_weight;
+    DataReport rep;
+    auto ex = read_bytes(dir, "d.jsonl", line + "\n", opt, rep);
+    REQUIRE(rep.invalid.empty());
+    REQUIRE(ex.size() == 1);
+    return ex[0];
+}
+
+}  // namespace
+
+TEST_CASE("instruction line: response and its end-of-turn weigh 1, the prompt 0") {
+    Example e = one_example(kInstr, 0.0f);
+    CHECK(toy_decode(e.tokens) == "<|im_start|>user\nCapital of France?<|im_end|>\n<|im_start|>assistant\nParis<|im_end|>\n");
+    CHECK(tokens_with_weight(e, 1.0f) == "Paris<|im_end|>");
+    CHECK(e.weights[0] == 0.0f);
+    CHECK(response_tokens(e) == 6);
+    CHECK(e.line == 1);
+}
+
+TEST_CASE("prompt loss weight 0.1 and 1") {
+    Example a = one_example(kInstr, 0.1f);
+    CHECK(a.weights[0] == 0.0f);
+    CHECK(tokens_with_weight(a, 1.0f) == "Paris<|im_end|>");
+    size_t n_prompt = a.size() - 1 - 6;
+    CHECK(std::count(a.weights.begin(), a.weights.end(), 0.1f) == (long)n_prompt);
+    Example b = one_example(kInstr, 1.0f);
+    CHECK(b.weights[0] == 0.0f);
+    CHECK(std::count(b.weights.begin(), b.weights.end(), 1.0f) == (long)b.size() - 1);
+
+    ScratchDir dir;
+    DataOptions opt;
+    opt.prompt_loss_weight = 1.5f;
+    DataReport rep;
+    CHECK_THROWS_WITH(read_bytes(dir, "d.jsonl", std::string(kInstr) + "\n", opt, rep), doctest::Contains("[0, 1]"));
+}
+
+TEST_CASE("the batch supervises the end-of-turn token: the model learns to stop") {
+    Example e = one_example(kInstr, 0.0f);
+    std::vector<Example> ex = {e};
+    Batch b;
+    BatchOptions o;
+    fill_batch(ex, {0}, 0, o, b);
+    int eot = -1;
+    for (int t = 0; t < b.T; t++)
+        if (b.targets[t] == kImEnd && b.weights[t] == 1.0f) eot = t;
+    REQUIRE(eot > 0);
+    CHECK(b.tokens[eot] == 's');  // "...Paris" → <|im_end|>
+    CHECK(b.total_weight() == 6.0);
+}
+
+TEST_CASE("input, system, prompt/completion and multi-turn chat") {
+    Example a = one_example(R"({"instruction": "Translate", "input": "hallo", "output": "hello", "system": "Be brief"})", 0);
+    CHECK(toy_decode(a.tokens) == "<|im_start|>system\nBe brief<|im_end|>\n<|im_start|>user\nTranslate\n\nhallo<|im_end|>\n"
+                                  "<|im_start|>assistant\nhello<|im_end|>\n");
+    CHECK(tokens_with_weight(a, 1.0f) == "hello<|im_end|>");
+
+    Example b = one_example(R"({"prompt": "2+2=", "completion": "4"})", 0);
+    CHECK(tokens_with_weight(b, 1.0f) == "4<|im_end|>");
+
+    Example c = one_example(R"({"messages": [{"role": "system", "content": ""}, {"role": "user", "content": "hi"},)"
+                            R"( {"role": "assistant", "content": "hey"}, {"role": "user", "content": "bye"},)"
+                            R"( {"role": "assistant", "content": "ciao", "extra": 1}]})", 0);
+    CHECK(tokens_with_weight(c, 1.0f) == "hey<|im_end|>ciao<|im_end|>");
+    CHECK(toy_decode(c.tokens).find("bye") != std::string::npos);
+}
+
+TEST_CASE("raw text: documents joined with EOS and cut into blocks, every token supervised") {
+    ScratchDir dir;
+    DataOptions opt;
+    opt.max_seq_len = 4;
+    DataReport rep;
+    auto ex = read_bytes(dir, "d.jsonl", "{\"text\": \"abcde\"}\n{\"text\": \"xy\"}\n", opt, rep);
+    // "abcde<eos>xy<eos>" = 9 tokens → blocks of 4 that overlap by one token, so each token but the
+    // first is predicted exactly once.
+    REQUIRE(ex.size() == 3);
+    CHECK(toy_decode(ex[0].tokens) == "abcd");
+    CHECK(toy_decode(ex[1].tokens) == "de<eos>x");
+    CHECK(toy_decode(ex[2].tokens) == "xy<eos>");
+    CHECK(ex[1].line == 1);
+    CHECK(ex[2].line == 2);
+    CHECK(ex[1].weights == std::vector<float>{0, 1, 1, 1});
+    CHECK(rep.documents == 2);
+    CHECK(rep.document_tokens == 9);
+
+    // A .txt file is one document; its text is not parsed for special tokens.
+    auto t = read_bytes(dir, "d.txt", "ab<|im_end|>", opt, rep);
+    CHECK(toy_decode(t[0].tokens) == "ab<|");
+    CHECK(std::find(t[2].tokens.begin(), t[2].tokens.end(), kImEnd) == t[2].tokens.end());
+    CHECK(t.back().tokens.back() == kEos);
+
+    DataTokenizer no_eos = byte_tokenizer();
+    no_eos.eos = -1;
+    CHECK_THROWS_WITH(read_dataset(dir.write("e.txt", "abc"), no_eos, opt, rep), doctest::Contains("EOS"));
+}
+
+TEST_CASE("length policy: drop (default), truncate, error; never cut away every response token") {
+    ScratchDir dir;
+    // Prompt-heavy line 2: its response starts at token 49; line 3 is short.
+    std::string data = std::string(kInstr) + "\n" + R"({"instruction": ")" + std::string(30, 'q') +
+                       R"(", "output": "long answer here"})" + "\n" + R"({"instruction": "x", "output": "y"})" + "\n";
+    DataOptions opt;
+    opt.max_seq_len = 56;
+    DataReport rep;
+    auto ex = read_bytes(dir, "d.jsonl", data, opt, rep);
+    CHECK(ex.size() == 2);  // line 2 dropped
+    CHECK(rep.over_length == std::vector<int>{2});
+    CHECK(rep.dropped_long == 1);
+    CHECK(rep.lengths == std::vector<int>{44, 67, 23});
+    CHECK(rep.tokens_over == 67 - 56);
+    CHECK(rep.response_over > 0);
+    CHECK_NOTHROW(check_report(rep, opt));
+
+    opt.truncation = Truncation::truncate;
+    ex = read_bytes(dir, "d.jsonl", data, opt, rep);
+    REQUIRE(ex.size() == 3);
+    CHECK(ex[1].size() == 56);
+    CHECK(rep.truncated == 1);
+    CHECK(tokens_with_weight(ex[1], 1.0f) == "long an");
+
+    // Cut before the response starts: the example is dropped and listed, not kept without a response.
+    opt.max_seq_len = 48;
+    ex = read_bytes(dir, "d.jsonl", data, opt, rep);
+    CHECK(ex.size() == 2);
+    CHECK(rep.truncated == 0);
+    CHECK(rep.no_response == std::vector<int>{2});
+    for (const Example& e : ex) CHECK(response_tokens(e) > 0);
+
+    opt.truncation = Truncation::error;
+    ex = read_bytes(dir, "d.jsonl", data, opt, rep);
+    CHECK_THROWS_WITH(check_report(rep, opt), doctest::Contains("d.jsonl:2: example longer than --max-seq-len 48"));
+
+    CHECK(parse_truncation("truncate") == Truncation::truncate);
+    CHECK_THROWS_WITH(parse_truncation("cut"), doctest::Contains("drop, truncate or error"));
+}
+
+TEST_CASE("exact duplicates are reported with the line they repeat") {
+    ScratchDir dir;
+    std::string data = std::string(kInstr) + "\n" + R"({"prompt": "a", "completion": "b"})" + "\n\n" + kInstr + "\r\n";
+    DataOptions opt;
+    DataReport rep;
+    auto ex = read_bytes(dir, "d.jsonl", data, opt, rep);
+    CHECK(ex.size() == 3);  // reported, not removed
+    REQUIRE(rep.duplicates.size() == 1);
+    CHECK(rep.duplicates[0] == std::make_pair(4, 1));
+    CHECK(rep.lines == 3);
+}
+
+TEST_CASE("the report: counts, length stats, histogram, supervised tokens") {
+    ScratchDir dir;
+    std::string data;
+    for (int i = 0; i < 30; i++) data += R"({"prompt": ")" + std::string(i + 1, 'p') + R"(", "completion": "c"})" "\n";
+    data += "{bad json\n";
+    DataOptions opt;
+    opt.max_seq_len = 48;
+    opt.skip_bad_lines = true;
+    DataReport rep;
+    auto ex = load_dataset(dir.write("d.jsonl", data), byte_tokenizer(), opt, rep);
+    CHECK(ex.size() == 26);
+    CHECK(rep.supervised_tokens == 52);  // "c<|im_end|>" in each
+    CHECK(rep.weight_sum == 52.0);
+    char* buf = nullptr;
+    size_t len = 0;
+    FILE* f = open_memstream(&buf, &len);
+    print_report(rep, opt, f);
+    std::fclose(f);
+    std::string text(buf, len);
+    std::free(buf);
+    CHECK(text.find("31 lines: 30 conversations, 0 raw documents, 1 invalid") != std::string::npos);
+    CHECK(text.find("d.jsonl:31: bad JSON: column 2") != std::string::npos);
+    CHECK(text.find("min 23  mean 37.5  p50 37  p90 49  p99 52  max 52") != std::string::npos);
+    CHECK(text.find("over --max-seq-len 48: 4 (dropped)") != std::string::npos);
+    CHECK(text.find("#") != std::string::npos);
+    CHECK(report_summary(rep).find("skipped 1 invalid lines") != std::string::npos);
+}
+
+TEST_CASE("split: deterministic by seed, duplicates on one side, order kept") {
+    std::vector<Example> all;
+    for (int i = 0; i < 100; i++) {
+        Example e;
+        e.line = i + 1;
+        int v = i < 90 ? i : i - 90;  // lines 91..100 repeat lines 1..10
+        e.tokens = {1, v};
+        e.weights = {0, 1};
+        all.push_back(e);
+    }
+    auto run = [&](uint64_t seed, std::vector<Example>& tr, std::vector<Example>& va) {
+        tr = all;
+        split_train_val(tr, va, 0.1, seed);
+    };
+    std::vector<Example> t1, v1, t2, v2, t3, v3;
+    run(7, t1, v1);
+    run(7, t2, v2);
+    run(8, t3, v3);
+    CHECK(t1.size() + v1.size() == 100);
+    CHECK(v1.size() >= 10);
+    CHECK(v1.size() <= 12);
+    auto lines = [](const std::vector<Example>& v) {
+        std::vector<int> l;
+        for (auto& e : v) l.push_back(e.line);
+        return l;
+    };
+    CHECK(lines(v1) == lines(v2));
+    CHECK(lines(v1) != lines(v3));
+    std::vector<int> train_lines = lines(t1);
+    CHECK(std::is_sorted(train_lines.begin(), train_lines.end()));
+    for (const Example& v : v1)
+        for (const Example& t : t1) CHECK(v.tokens != t.tokens);
+
+    std::vector<Example> small = {all[0]}, val;
+    CHECK_THROWS_WITH(split_train_val(small, val, 0.5, 1), doctest::Contains("nothing to train on"));
+    CHECK_THROWS_WITH(split_train_val(small, val, 1.0, 1), doctest::Contains("[0, 1)"));
+    split_train_val(small, val, 0.0, 1);
+    CHECK(small.size() == 1);
+    CHECK(val.empty());
+}
+
+TEST_CASE("the shipped default dataset is the generator's output") {
+    auto items = default_task_items(kDefaultTaskSeed, kDefaultTrainSize + kDefaultValSize);
+    std::string train, val;
+    for (int i = 0; i < (int)items.size(); i++) (i < kDefaultTrainSize ? train : val) += task_item_jsonl(items[i]) + "\n";
+    CHECK(read_file("data/default/train.jsonl") == train);
+    CHECK(read_file("data/default/val.jsonl") == val);
+    CHECK(items[0].output.rfind("{\"name\": \"", 0) == 0);
+}
