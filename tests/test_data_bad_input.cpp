@@ -1,0 +1,137 @@
+// Bad dataset input: every case gives a message naming the file (and line) and what to do, and
+// nothing is dropped without being reported.
+#include <doctest/doctest.h>
+
+#include "test_data_util.h"
+
+namespace {
+
+const std::string kGood = R"({"instruction": "Say hi", "output": "hi"})";
+
+// The invalid lines of a one-file dataset, as "line: what".
+std::vector<std::string> problems(ScratchDir& dir, const std::string& bytes, size_t* n_examples = nullptr) {
+    DataOptions opt;
+    DataReport rep;
+    auto ex = read_bytes(dir, "d.jsonl", bytes, opt, rep);
+    if (n_examples) *n_examples = ex.size();
+    std::vector<std::string> out;
+    for (const LineProblem& p : rep.invalid) out.push_back(std::to_string(p.line) + ": " + p.what);
+    return out;
+}
+
+std::string problem(ScratchDir& dir, const std::string& line) {
+    auto p = problems(dir, kGood + "\n" + line + "\n");
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].rfind("2: ", 0) == 0);
+    return p[0].substr(3);
+}
+
+}  // namespace
+
+TEST_CASE("whole-file problems fail at once, naming the file") {
+    ScratchDir dir;
+    DataOptions opt;
+    DataReport rep;
+    auto tok = byte_tokenizer();
+    CHECK_THROWS_WITH(read_dataset(dir.path + "/nope.jsonl", tok, opt, rep), doctest::Contains("nope.jsonl: no such file"));
+    CHECK_THROWS_WITH(read_dataset(dir.path, tok, opt, rep), doctest::Contains("is a directory"));
+    CHECK_THROWS_WITH(read_bytes(dir, "e.jsonl", "", opt, rep), doctest::Contains("e.jsonl: the file is empty"));
+    CHECK_THROWS_WITH(read_bytes(dir, "w.jsonl", " \r\n\n\t\n", opt, rep), doctest::Contains("w.jsonl: the file is empty"));
+    CHECK_THROWS_WITH(read_bytes(dir, "e.txt", "", opt, rep), doctest::Contains("expected UTF-8 text"));
+    CHECK_THROWS_WITH(read_bytes(dir, "b.jsonl", kGood + "\n" + kGood + "\n" + std::string("\x1f\x8b\x08\0\0\x03junk", 10), opt, rep),
+                      doctest::Contains("b.jsonl:3: NUL byte: this looks like a binary file"));
+    CHECK_THROWS_WITH(read_bytes(dir, "a.json", "[\n" + kGood + ",\n" + kGood + "\n]\n", opt, rep),
+                      doctest::Contains("a.json: the file is one JSON array, not jsonl"));
+    CHECK_THROWS_WITH(read_bytes(dir, "l.txt", "fine\nstill fine\ncaf\xE9\n", opt, rep),
+                      doctest::Contains("l.txt:3: invalid UTF-8 (byte 0xE9 at byte 4 of the line)"));
+}
+
+TEST_CASE("a UTF-8 BOM is stripped and CRLF line ends are accepted") {
+    ScratchDir dir;
+    size_t n = 0;
+    CHECK(problems(dir, "\xEF\xBB\xBF" + kGood + "\r\n" + kGood + "\r\n", &n).empty());
+    CHECK(n == 2);
+    DataOptions opt;
+    DataReport rep;
+    auto ex = read_bytes(dir, "crlf.jsonl", "\xEF\xBB\xBF" + kGood + "\r\n\r\n" + kGood + "\r\n", opt, rep);
+    REQUIRE(ex.size() == 2);
+    CHECK(ex[1].line == 3);  // the BOM and the blank line do not shift line numbers
+    CHECK(toy_decode(ex[0].tokens).find('\r') == std::string::npos);
+    CHECK(toy_decode(ex[0].tokens).find("\xEF\xBB\xBF") == std::string::npos);
+    CHECK(rep.duplicates.size() == 1);  // CRLF and LF lines are the same example
+}
+
+TEST_CASE("bad lines: each reason, with its line number") {
+    ScratchDir dir;
+    CHECK(problem(dir, "{\"instruction\": \"a\", \"output\": \"b\"") == "bad JSON: column 35: unexpected end of input: expected ',' or '}' in object");
+    CHECK(problem(dir, "\"just a string\"") == "expected a JSON object per line, got string");
+    CHECK(problem(dir, R"({"instruction": "a"})") == "missing field \"output\"");
+    CHECK(problem(dir, R"({"instruction": " ", "output": "b"})") == "field \"instruction\" is empty");
+    CHECK(problem(dir, R"({"instruction": "a", "output": 42})") == "field \"output\": expected a string, got number");
+    CHECK(problem(dir, R"({"instruction": "a", "input": ["x"], "output": "b"})") == "field \"input\": expected a string, got array");
+    CHECK(problem(dir, R"({"prompt": "a"})") == "missing field \"completion\"");
+    CHECK(problem(dir, R"({"text": null})") == "field \"text\": expected a string, got null");
+    CHECK(problem(dir, R"({"question": "a", "answer": "b"})") ==
+          "no known fields: expected \"messages\", \"instruction\"+\"output\", \"prompt\"+\"completion\" or \"text\" "
+          "(found \"question\", \"answer\")");
+    CHECK(problem(dir, R"({"messages": {"role": "user"}})") == "field \"messages\": expected an array, got object");
+    CHECK(problem(dir, R"({"messages": []})") == "field \"messages\" is empty");
+    CHECK(problem(dir, R"({"messages": ["hi"]})") == "messages[0]: expected an object {\"role\", \"content\"}, got string");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]})") ==
+          "messages[1]: unknown role \"bot\" (expected system, user or assistant)");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": [{"type": "text"}]}, {"role": "assistant", "content": "b"}]})") ==
+          "messages[0]: field \"content\": expected a string, got array");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}]})") ==
+          "messages[1]: field \"content\" is empty");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}]})") ==
+          "no assistant turn: nothing to learn from this conversation");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}, {"role": "user", "content": "c"}]})")
+              .rfind("the last message is from \"user\"", 0) == 0);
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "b"}]})") ==
+          "messages[1]: a system message may only come first");
+    CHECK(problem(dir, "{\"instruction\": \"caf\xE9\", \"output\": \"b\"}").rfind("invalid UTF-8 (byte 0xE9 at byte 21 of the line)", 0) == 0);
+    CHECK(problem(dir, "{\"instruction\": \"\xED\xA0\x80\", \"output\": \"b\"}").rfind("invalid UTF-8", 0) == 0);  // a surrogate
+}
+
+TEST_CASE("deeply nested JSON and a 10 MB line are reported, not a crash") {
+    ScratchDir dir;
+    std::string deep = "{\"instruction\": " + std::string(100000, '[') + std::string(100000, ']') + "}";
+    CHECK(problem(dir, deep).find("nesting is deeper than") != std::string::npos);
+    std::string huge = "{\"instruction\": \"" + std::string(10 << 20, 'x') + "\", \"output\": \"b\"}";
+    std::string p = problem(dir, huge);
+    CHECK(p.find("the line is 10485794 bytes, over the limit of 1048576") == 0);
+}
+
+TEST_CASE("a template that cannot express a role reports the line") {
+    ScratchDir dir;
+    DataTokenizer tok = byte_tokenizer();
+    tok.chat_template.kind = ChatTemplateKind::Gemma;
+    DataOptions opt;
+    DataReport rep;
+    auto ex = read_dataset(dir.write("g.jsonl", kGood + "\n" + R"({"instruction": "a", "output": "b", "system": "s"})" + "\n"),
+                           tok, opt, rep);
+    CHECK(ex.size() == 1);
+    REQUIRE(rep.invalid.size() == 1);
+    CHECK(rep.invalid[0].line == 2);
+    CHECK(rep.invalid[0].what.rfind("chat template: ", 0) == 0);
+}
+
+TEST_CASE("errors stop the load with file:line unless skip_bad_lines; skipping is reported") {
+    ScratchDir dir;
+    std::string data = kGood + "\n" + R"({"instruction": "a"})" + "\n" + kGood + "\n{oops\n";
+    std::string path = dir.write("d.jsonl", data);
+    DataOptions opt;
+    DataReport rep;
+    auto tok = byte_tokenizer();
+    CHECK_THROWS_WITH(load_dataset(path, tok, opt, rep),
+                      doctest::Contains("d.jsonl:2: missing field \"output\"\n  (2 invalid lines of 4; run --check-data"));
+    CHECK_THROWS_WITH(load_dataset(path, tok, opt, rep), doctest::Contains("--skip-bad-lines"));
+    opt.skip_bad_lines = true;
+    auto ex = load_dataset(path, tok, opt, rep);
+    CHECK(ex.size() == 2);
+    CHECK(report_summary(rep).find("skipped 2 invalid lines") != std::string::npos);
+
+    // Skipping every line leaves nothing: that is an error too, never an empty run.
+    std::string bad = dir.write("bad.jsonl", "{oops\n{\"x\": 1}\n");
+    CHECK_THROWS_WITH(load_dataset(bad, tok, opt, rep), doctest::Contains("bad.jsonl: no examples left to train on (2 lines, 2 invalid"));
+}
