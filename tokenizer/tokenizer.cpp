@@ -36,12 +36,15 @@ void bpe(const Tokenizer& tok, std::string_view piece, std::vector<int32_t>& out
         int32_t rank, left, left_id, right_id;
         bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
     };
-    std::vector<Sym> sym(piece.size());
-    for (size_t i = 0; i < piece.size(); i++) {
-        int32_t id = tok.byte_token[(uint8_t)piece[i]];
-        if (id < 0) fail("byte 0x%02X has no token in this vocabulary, so the text cannot be encoded", (uint8_t)piece[i]);
-        sym[i] = {id, (int32_t)i - 1, i + 1 < piece.size() ? (int32_t)i + 1 : -1};
+    std::vector<Sym> sym;
+    sym.reserve(piece.size());
+    for (char b : piece) {
+        // a byte without a token is skipped and its neighbours may merge across it, as in Hugging
+        // Face's BPE without unk_token (SmolLM2's vocabulary lacks 21 control/non-UTF-8 bytes)
+        int32_t id = tok.byte_token[(uint8_t)b];
+        if (id >= 0) sym.push_back({id, (int32_t)sym.size() - 1, (int32_t)sym.size() + 1});
     }
+    if (!sym.empty()) sym.back().next = -1;
     std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
     auto push = [&](int32_t left) {
         if (left < 0 || sym[left].next < 0) return;
@@ -64,7 +67,7 @@ void bpe(const Tokenizer& tok, std::string_view piece, std::vector<int32_t>& out
         push(l.prev);
         push(c.left);
     }
-    for (int32_t i = piece.empty() ? -1 : 0; i >= 0; i = sym[i].next) out.push_back(sym[i].id);
+    for (int32_t i = sym.empty() ? -1 : 0; i >= 0; i = sym[i].next) out.push_back(sym[i].id);
 }
 
 // Encodes text that contains no special tokens. Pieces repeat a lot in real text, so a per-call
@@ -183,4 +186,11 @@ std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids) {
 int32_t token_id(const Tokenizer& tok, const std::string& token) {
     auto it = tok.token_to_id.find(token);
     return it == tok.token_to_id.end() ? -1 : it->second;
+}
+
+std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok) {
+    std::vector<uint8_t> out;
+    for (int b = 0; b < 256; b++)
+        if (tok.byte_token[b] < 0) out.push_back((uint8_t)b);
+    return out;
 }

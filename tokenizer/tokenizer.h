@@ -6,7 +6,9 @@
 // them are pre-tokenized (tokenizer/pretokenize.h), each piece's bytes are mapped to GPT-2's
 // printable characters and merged by rank. encode() never adds BOS/EOS: chat templates put them
 // in the text and callers append ids themselves. Any byte string, invalid UTF-8 included,
-// encodes and decodes back to the same bytes.
+// encodes and decodes back to the same bytes — provided the vocabulary has a token for each of its
+// bytes: bytes without one are dropped, exactly as Hugging Face does (GPT-2, Llama-3 and Qwen2 have
+// all 256; SmolLM2 lacks 21 control and never-valid-UTF-8 bytes, see tokenizer_missing_bytes).
 #pragma once
 #include <cstdint>
 #include <string>
@@ -66,5 +68,7 @@ std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool pa
 std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids);
 // The raw bytes of one token (possibly part of a UTF-8 character); fails on an id out of range.
 const std::string& decode_token(const Tokenizer& tok, int32_t id);
+// The bytes this vocabulary has no token for (encode drops them), so data checks can report them.
+std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok);
 // The id of a token given in byte-level form ("<|im_end|>", "Ġthe"), or -1.
 int32_t token_id(const Tokenizer& tok, const std::string& token);
