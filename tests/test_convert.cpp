@@ -1,0 +1,343 @@
+// ./convert's readers: GGUF metadata and dequantisation against the PyPI `gguf` package, the same tiny
+// model imported from GGUF / HF / sharded HF, and bad inputs failing with messages that name the problem.
+// Fixtures: tests/fixtures/convert/gen_convert_fixtures.py.
+#include <doctest/doctest.h>
+
+#include <cmath>
+#include <cstring>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "data/json.h"
+#include "model/dequant.h"
+#include "model/gguf.h"
+#include "model/import.h"
+#include "model/safetensors.h"
+#include "model/util.h"
+
+namespace {
+const std::string kDir = "tests/fixtures/convert/";
+
+// A fresh directory under /tmp for files a test writes.
+std::string temp_dir() {
+    char buf[] = "/tmp/test_convert_XXXXXX";
+    REQUIRE(mkdtemp(buf) != nullptr);
+    return buf;
+}
+
+void write_bytes(const std::string& path, const std::string& bytes) {
+    FILE* f = fopen(path.c_str(), "wb");
+    REQUIRE(f);
+    fwrite(bytes.data(), 1, bytes.size(), f);
+    fclose(f);
+}
+
+// Replaces the first occurrence of `from` at or after `start` (both the same length: offsets stay valid).
+std::string patched(std::string bytes, const std::string& from, const std::string& to, size_t start = 0) {
+    REQUIRE(from.size() == to.size());
+    size_t at = bytes.find(from, start);
+    REQUIRE(at != std::string::npos);
+    bytes.replace(at, from.size(), to);
+    return bytes;
+}
+
+// The error message of f(), or "" when it does not throw.
+template <class F> std::string error_of(F f) {
+    try {
+        f();
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
+// A safetensors file from (name, dtype, shape, raw bytes) entries, written the way the Python library does.
+struct StEntry {
+    std::string name, dtype;
+    std::vector<int64_t> shape;
+    std::string bytes;
+};
+void write_safetensors(const std::string& path, const std::vector<StEntry>& entries) {
+    std::string header = "{\"__metadata__\":{\"format\":\"pt\"}", data;
+    for (const StEntry& e : entries) {
+        header += "," + json_quote(e.name) + ":{\"dtype\":\"" + e.dtype + "\",\"shape\":[";
+        for (size_t i = 0; i < e.shape.size(); i++) header += (i ? "," : "") + std::to_string(e.shape[i]);
+        header += "],\"data_offsets\":[" + std::to_string(data.size()) + "," + std::to_string(data.size() + e.bytes.size()) + "]}";
+        data += e.bytes;
+    }
+    header += "}";
+    uint64_t n = header.size();
+    write_bytes(path, std::string((const char*)&n, 8) + header + data);
+}
+
+// Every tensor of an HF fixture directory as F32 entries (their order kept).
+std::vector<StEntry> hf_tensors(const std::string& dir) {
+    SafetensorsSet set = safetensors_open_dir(dir);
+    std::vector<StEntry> out;
+    for (const SafeTensor& t : set.tensors) {
+        std::vector<float> v(t.numel);
+        set.read_f32(t, v.data());
+        out.push_back({t.name, "F32", t.shape, std::string((const char*)v.data(), v.size() * 4)});
+    }
+    return out;
+}
+
+std::string copy_hf_dir(const std::string& src, const std::vector<StEntry>& tensors) {
+    std::string d = temp_dir();
+    for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"}) write_bytes(d + "/" + f, read_file(src + f));
+    write_safetensors(d + "/model.safetensors", tensors);
+    return d;
+}
+
+void check_same_model(const ImportedModel& a, const ImportedModel& b) {
+    CHECK(a.cfg.hash() == b.cfg.hash());
+    CHECK(a.cfg.rope_theta == b.cfg.rope_theta);
+    CHECK(a.cfg.norm_eps == b.cfg.norm_eps);
+    CHECK(a.cfg.max_seq_len == b.cfg.max_seq_len);
+    REQUIRE(a.params.size() == b.params.size());
+    size_t differ = 0;
+    for (size_t i = 0; i < a.params.size(); i++) differ += a.params[i] != b.params[i];
+    CHECK(differ == 0);
+    CHECK(a.tok.vocab == b.tok.vocab);
+    CHECK(a.tok.token_type == b.tok.token_type);
+    CHECK(a.tok.merges == b.tok.merges);
+    CHECK(a.tok.pre == b.tok.pre);
+    CHECK(a.tok.bos_id == b.tok.bos_id);
+    CHECK(a.tok.eos_id == b.tok.eos_id);
+    CHECK(a.tok.pad_id == b.tok.pad_id);
+    CHECK(a.tok.chat_template.kind == b.tok.chat_template.kind);
+}
+}  // namespace
+
+TEST_CASE("gguf: metadata of every value type, nested arrays skipped, custom alignment") {
+    GgufFile g = gguf_open(kDir + "quants.gguf");
+    CHECK(g.version == 3);
+    CHECK(g.alignment == 64);
+    CHECK(g.get_string("general.architecture") == "test");
+    CHECK(g.get_int("test.u8") == 200);
+    CHECK(g.get_int("test.i8") == -100);
+    CHECK(g.get_int("test.u16") == 60000);
+    CHECK(g.get_int("test.i16") == -30000);
+    CHECK(g.get_int("test.u32") == 4000000000LL);
+    CHECK(g.get_int("test.i32") == -2000000000LL);
+    CHECK(g.get_float("test.f32") == 0.25);
+    CHECK((uint64_t)g.get_int("test.u64") == (1ull << 63) + 5);
+    CHECK(g.get_int("test.i64") == -(1LL << 40));
+    CHECK(g.get_float("test.f64") == 1e-300);
+    CHECK(g.get_int("test.bool") == 1);
+    CHECK(g.get_string("test.str") == "h\xc3\xa9llo \xed\x95\x9c\xea\xb5\xad\xec\x96\xb4");
+    CHECK(g.get_strings("test.arr_str") == std::vector<std::string>{"a", "", "\xc4\xa0the", "<|im_end|>"});
+    CHECK(g.get_ints("test.arr_i32") == std::vector<int64_t>{1, -2, 3});
+    CHECK(g.find("test.arr_f32")->floats == std::vector<double>{0.5, -1.5});
+    CHECK(g.find("test.arr_arr")->type == GGUF_ARRAY);
+    CHECK(g.get_string("test.after_nested") == "still parsed");
+    CHECK(g.get_int("test.missing", 7) == 7);
+
+    CHECK(contains(error_of([&] { g.get_int("test.str"); }), "test.str is a string, expected an integer"));
+    CHECK(contains(error_of([&] { g.get_strings("test.arr_i32"); }), "test.arr_i32 is an array of int32, expected an array of strings"));
+    CHECK(contains(error_of([&] { g.get_float("nope"); }), "metadata key nope is missing"));
+    for (const GgufTensor& t : g.tensors) CHECK(t.offset % 64 == 0);
+}
+
+TEST_CASE("dequant: every supported GGML type equals the gguf package's numpy dequantiser") {
+    GgufFile g = gguf_open(kDir + "quants.gguf");
+    for (const char* type : {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"}) {
+        const GgufTensor* t = g.find_tensor(type);
+        const GgufTensor* want = g.find_tensor(std::string(type) + ".expected");
+        INFO(std::string(type));
+        REQUIRE(t);
+        REQUIRE(want);
+        CHECK(std::string(ggml_type_name(t->type)) == type);
+        CHECK(t->shape() == std::vector<int64_t>{2, 256});
+        std::vector<float> got(t->numel), ref(want->numel);
+        g.read_f32(*t, got.data());
+        g.read_f32(*want, ref.data());
+        double worst = 0;
+        for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, std::fabs((double)got[i] - ref[i]) / std::max(1.0f, std::fabs(ref[i])));
+        CHECK(worst <= 1e-6);  // the same float operations; only FMA contraction could change a last bit
+        if (t->type != GGML_Q4_K && t->type != GGML_Q6_K)  // quantised from data whose row 1 starts with 32 zeros
+            for (int i = 256; i < 288; i++) CHECK(got[i] == 0.0f);
+    }
+}
+
+TEST_CASE("dequant: half floats, including subnormals, infinities and NaN") {
+    CHECK(f16_to_f32(0x3C00) == 1.0f);
+    CHECK(f16_to_f32(0xC000) == -2.0f);
+    CHECK(f16_to_f32(0x7BFF) == 65504.0f);
+    CHECK(f16_to_f32(0x0001) == std::ldexp(1.0f, -24));  // smallest subnormal
+    CHECK(f16_to_f32(0x03FF) == std::ldexp(1023.0f, -24));  // largest subnormal
+    CHECK(f16_to_f32(0x0400) == std::ldexp(1.0f, -14));  // smallest normal
+    CHECK(std::signbit(f16_to_f32(0x8000)));
+    CHECK(std::isinf(f16_to_f32(0x7C00)));
+    CHECK(std::isnan(f16_to_f32(0x7E00)));
+}
+
+TEST_CASE("import: a tiny LLaMA from GGUF (permuted q/k), HF safetensors and sharded F16 HF agree exactly") {
+    ImportedModel g = import_gguf(kDir + "tiny_llama.gguf");
+    ImportedModel h = import_hf_dir(kDir + "tiny_llama_hf");
+    ImportedModel s = import_hf_dir(kDir + "tiny_llama_sharded");
+    CHECK(g.cfg.describe() == "dim 16, 2 layers, 4/2 heads of 4, ffn 24, vocab 300, 0.0M params");
+    CHECK(g.cfg.rope_theta == 50000.0f);
+    CHECK(g.cfg.norm_eps == 1e-6f);
+    CHECK(g.cfg.max_seq_len == 128);
+    CHECK(g.cfg.tied_embeddings == 0);
+    CHECK(g.tok.bos_id == 1);
+    CHECK(g.tok.eos_id == 2);
+    CHECK(g.tok.chat_template.kind == ChatTemplateKind::ChatML);
+    check_same_model(g, h);
+    check_same_model(g, s);
+    CHECK(encode(g.tok, "the quick brown fox, 1234") == encode(h.tok, "the quick brown fox, 1234"));
+}
+
+TEST_CASE("import: a tiny Qwen2 (q/k/v bias, tied, rope_parameters) from GGUF and HF agree exactly") {
+    ImportedModel g = import_gguf(kDir + "tiny_qwen2.gguf");
+    ImportedModel h = import_hf_dir(kDir + "tiny_qwen2_hf");
+    CHECK(g.cfg.qkv_bias == 1);
+    CHECK(g.cfg.tied_embeddings == 1);
+    CHECK(h.cfg.rope_theta == 1000000.0f);
+    check_same_model(g, h);
+}
+
+TEST_CASE("import: BF16 and F16 safetensors, and bad safetensors files") {
+    std::string d = temp_dir();
+    // 1.5 and -2.25 in each format: BF16 is the top half of the FP32 bits, F16 its own layout.
+    uint16_t bf[2] = {0x3FC0, 0xC010}, hf[2] = {0x3E00, 0xC080};
+    float f32[2] = {1.5f, -2.25f};
+    write_safetensors(d + "/a.safetensors", {{"bf", "BF16", {2}, std::string((const char*)bf, 4)},
+                                             {"hf", "F16", {1, 2}, std::string((const char*)hf, 4)},
+                                             {"f", "F32", {2, 1}, std::string((const char*)f32, 8)},
+                                             {"i", "I64", {1}, std::string(8, '\0')}});
+    SafetensorsSet set;
+    safetensors_add_file(set, d + "/a.safetensors");
+    for (const char* name : {"bf", "hf", "f"}) {
+        float v[2];
+        set.read_f32(*set.find(name), v);
+        CHECK(v[0] == 1.5f);
+        CHECK(v[1] == -2.25f);
+    }
+    CHECK(contains(error_of([&] { float v; set.read_f32(*set.find("i"), &v); }), "tensor i has dtype I64"));
+    CHECK(contains(error_of([&] { safetensors_add_file(set, d + "/a.safetensors"); }), "tensor bf is also in another shard"));
+
+    std::string good = read_file(d + "/a.safetensors");
+    write_bytes(d + "/cut.safetensors", good.substr(0, good.size() - 1));
+    CHECK(contains(error_of([&] { SafetensorsSet s; safetensors_add_file(s, d + "/cut.safetensors"); }), "truncated or corrupt: tensor"));
+    write_bytes(d + "/short.safetensors", good.substr(0, 5));
+    CHECK(contains(error_of([&] { SafetensorsSet s; safetensors_add_file(s, d + "/short.safetensors"); }), "truncated"));
+    write_bytes(d + "/huge.safetensors", std::string("\xff\xff\xff\xff\0\0\0\0{}", 10));
+    CHECK(contains(error_of([&] { SafetensorsSet s; safetensors_add_file(s, d + "/huge.safetensors"); }), "not a safetensors file"));
+    write_safetensors(d + "/size.safetensors", {{"w", "F32", {3}, std::string(8, '\0')}});
+    CHECK(contains(error_of([&] { SafetensorsSet s; safetensors_add_file(s, d + "/size.safetensors"); }), "tensor w: 8 data bytes do not match its shape"));
+}
+
+TEST_CASE("import: bad HF directories name the key or tensor") {
+    const std::string src = kDir + "tiny_llama_hf/";
+    std::vector<StEntry> all = hf_tensors(src);
+
+    // BF16 storage: the values are rounded to BF16 and otherwise the same model.
+    std::vector<StEntry> bf = all;
+    for (StEntry& e : bf) {
+        std::string out;
+        for (size_t i = 0; i < e.bytes.size(); i += 4) {
+            float x;
+            memcpy(&x, e.bytes.data() + i, 4);
+            uint16_t b = f32_to_bf16(x);
+            out.append((const char*)&b, 2);
+        }
+        e.dtype = "BF16", e.bytes = out;
+    }
+    ImportedModel ref = import_hf_dir(src), m = import_hf_dir(copy_hf_dir(src, bf));
+    size_t differ = 0;
+    for (size_t i = 0; i < ref.params.size(); i++) differ += m.params[i] != bf16_to_f32(f32_to_bf16(ref.params[i]));
+    CHECK(differ == 0);
+
+    std::vector<StEntry> missing;
+    for (const StEntry& e : all) if (e.name != "model.layers.1.mlp.up_proj.weight") missing.push_back(e);
+    CHECK(contains(error_of([&] { import_hf_dir(copy_hf_dir(src, missing)); }), "tensor model.layers.1.mlp.up_proj.weight is missing"));
+
+    std::vector<StEntry> extra = all;
+    extra.push_back({"model.layers.0.self_attn.o_proj.bias", "F32", {16}, std::string(64, '\0')});
+    CHECK(contains(error_of([&] { import_hf_dir(copy_hf_dir(src, extra)); }), "tensor model.layers.0.self_attn.o_proj.bias is not part of the model"));
+
+    std::vector<StEntry> shape = all;
+    for (StEntry& e : shape) if (e.name == "model.norm.weight") e.shape = {4, 4};
+    CHECK(contains(error_of([&] { import_hf_dir(copy_hf_dir(src, shape)); }), "tensor model.norm.weight has shape [4, 4], but the model's config needs [16]"));
+
+    std::string d = copy_hf_dir(src, all);
+    write_bytes(d + "/config.json", patched(read_file(src + "config.json"), "\"llama\"", "\"gpt_2\""));
+    CHECK(contains(error_of([&] { import_hf_dir(d); }), "model_type is 'gpt_2'"));
+    write_bytes(d + "/config.json", patched(read_file(src + "config.json"), "\"num_hidden_layers\": 2", "\"num_hidden_layers\": 3"));
+    CHECK(contains(error_of([&] { import_hf_dir(d); }), "tensor model.layers.2.input_layernorm.weight is missing"));
+    write_bytes(d + "/config.json", "{\"model_type\": \"llama\",}");
+    CHECK(contains(error_of([&] { import_hf_dir(d); }), "config.json: line 1"));
+    CHECK(contains(error_of([&] { import_model(d + "/nothing"); }), "no such file or directory"));
+
+    // A shard index that points at the wrong shard.
+    std::string sh = temp_dir(), sd = kDir + "tiny_llama_sharded/";
+    for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json", "model-00001-of-00002.safetensors",
+                          "model-00002-of-00002.safetensors"})
+        write_bytes(sh + "/" + f, read_file(sd + f));
+    write_bytes(sh + "/model.safetensors.index.json",
+                patched(read_file(sd + "model.safetensors.index.json"), "model-00001-of-00002", "model-00002-of-00002"));
+    CHECK(contains(error_of([&] { import_hf_dir(sh); }), "but that shard does not hold it"));
+}
+
+TEST_CASE("import: bad GGUF files fail with a message naming the problem, never crash") {
+    const std::string good = read_file(kDir + "tiny_llama.gguf");
+    std::string d = temp_dir(), p = d + "/m.gguf";
+    auto err = [&](const std::string& bytes) {
+        write_bytes(p, bytes);
+        return error_of([&] { import_gguf(p); });
+    };
+    CHECK(err(good).empty());
+    CHECK(contains(err("GGML" + good.substr(4)), "not a GGUF file (bad magic"));
+    CHECK(contains(err(good.substr(0, 4) + std::string("\x01\0\0\0", 4) + good.substr(8)), "GGUF version 1 is not supported"));
+    std::string arch_at = "general.architecture";
+    CHECK(contains(err(patched(good, "llama", "gpt99", good.find(arch_at))), "general.architecture is 'gpt99'"));
+    CHECK(contains(err(patched(good, "blk.1.ffn_up.weight", "blk.1.ffn_xx.weight")),
+                   "tensor blk.1.ffn_up.weight (for model.layers.1.mlp.up_proj.weight) is missing"));
+    // llama.feed_forward_length: the u32 after the key and its type.
+    std::string ffn = "llama.feed_forward_length";
+    std::string wrong_ffn = good;
+    wrong_ffn[good.find(ffn) + ffn.size() + 4] = 32;
+    CHECK(contains(err(wrong_ffn), "tensor blk.0.ffn_gate.weight has shape [24, 16], but the model's config needs [32, 16]"));
+    // The ggml type of blk.0.ffn_up.weight (after name, n_dims and two u64 dims) set to Q5_0.
+    std::string name = "blk.0.ffn_up.weight";
+    std::string q5 = good;
+    size_t type_at = good.find(name) + name.size() + 4 + 16;
+    q5[type_at] = 6;
+    CHECK(contains(err(q5), "tensor blk.0.ffn_up.weight has type Q5_0, which cannot be dequantised"));
+    // A metadata count no file could hold.
+    std::string huge = good;
+    huge[23] = 0x10;
+    CHECK(contains(err(huge), "metadata count claims"));
+    // Cut anywhere: header, metadata, tensor infos, data. Each must fail cleanly, mostly as truncation.
+    int truncated = 0, cuts = 0;
+    for (size_t n = 0; n < good.size(); n += 37, cuts++) {
+        std::string e = err(good.substr(0, n));
+        CHECK(!e.empty());
+        truncated += contains(e, "truncated");
+    }
+    CHECK(truncated == cuts);
+}
+
+TEST_CASE("import: the converted default model's tokenizer equals the reference tokenizer.json") {
+    const std::string tok_path = "models/smollm2-135m-instruct.tok";
+    const std::string ref_path = "../shared/reference/smollm2-135m-instruct/tokenizer.json";
+    if (!file_exists(tok_path) || !file_exists(ref_path)) {
+        MESSAGE("SKIPPED: needs " << tok_path << " (`make model`) and " << ref_path);
+        return;
+    }
+    Tokenizer ours = tokenizer_load(tok_path), ref = tokenizer_load_hf(ref_path);
+    CHECK(ours.vocab == ref.vocab);
+    CHECK(ours.token_type == ref.token_type);
+    CHECK(ours.merges == ref.merges);
+    CHECK(ours.pre == ref.pre);
+    CHECK(ours.ignore_merges == ref.ignore_merges);
+    CHECK(ours.bos_id == ref.bos_id);
+    CHECK(ours.eos_id == ref.eos_id);
+    CHECK(ours.pad_id == ref.pad_id);
+    CHECK(ours.chat_template.kind == ChatTemplateKind::ChatML);
+    CHECK(ours.chat_template.default_system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+}
