@@ -227,8 +227,8 @@ double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch,
                               uint64_t dropout_key, const Ops& ops) {
     Pass P{m, ops, grads, m.method == Method::Lora ? m.lora.dropout : 0.0f, dropout_key};
     const ModelConfig& c = m.cfg;
+    forward_layers(P, ws, batch);  // sets ws.B, ws.T to the batch's shape
     int N = ws.B * ws.T;
-    forward_layers(P, ws, batch);
     double loss = lm_head_loss(P, ws, batch, grad_scale);
     zero(ws.dresid);
     ops.rmsnorm_backward(ws.dresid.data(), P.gw(m.off.final_norm), ws.dfinal.data(),

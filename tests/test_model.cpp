@@ -1,0 +1,210 @@
+// The whole model: gradient checks through every layer, LoRA identities, and the invariances the
+// trainer promises (accumulation, recompute).
+#include <cstring>
+
+#include "model/model.h"
+#include "model/trainer.h"
+#include "tests/test_util.h"
+
+using std::vector;
+
+// A small model that still has everything: GQA, q/k/v bias, untied head, several layers.
+static ModelConfig micro_config(bool tied = false, bool bias = true) {
+    ModelConfig c;
+    c.vocab_size = 37; c.dim = 16; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.head_dim = 4;
+    c.ffn_dim = 24; c.max_seq_len = 64; c.rope_theta = 10000.0f; c.norm_eps = 1e-5f;
+    c.tied_embeddings = tied; c.qkv_bias = bias;
+    return c;
+}
+
+// Two rows: row 0 packs two examples, row 1 holds one example and padding. Mixed loss weights.
+static Batch micro_batch(int vocab) {
+    Batch b;
+    b.resize(2, 7);
+    Rng r(5);
+    int seg[14] = {0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, -1, -1};
+    int pos[14] = {0, 1, 2, 3, 0, 1, 2, 0, 1, 2, 3, 4, 0, 0};
+    float w[14] = {0, 0.1f, 1, 0, 1, 1, 0, 0, 0, 1, 1, 0, 0, 0};
+    for (int i = 0; i < 14; i++) {
+        b.tokens[i] = (int)(r.next_u64() % vocab);
+        b.targets[i] = (int)(r.next_u64() % vocab);
+        b.seg[i] = seg[i];
+        b.pos[i] = pos[i];
+        b.weights[i] = w[i];
+    }
+    return b;
+}
+
+static Model random_model(const ModelConfig& c, uint64_t seed) {
+    Model m;
+    vector<float> p;
+    model_init_random(c, p, seed);
+    for (float& x : p) x *= 4.0f;  // std 0.08 instead of 0.02: gradients large enough to check in FP32
+    model_init(m, c, std::move(p));
+    return m;
+}
+
+TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") {
+    for (bool tied : {false, true}) {
+        CAPTURE(tied);
+        ModelConfig c = micro_config(tied, !tied);
+        Model m = random_model(c, 1);
+        Batch b = micro_batch(c.vocab_size);
+        Workspace ws;
+        workspace_init(ws, m, b.B, b.T, false);
+        double W = b.total_weight();
+        vector<float> g(m.num_trainable(), 0.0f);
+        model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
+        auto loss = [&] { return model_forward_loss(m, ws, b, cpu_ops()) / W; };
+        // Sample every tensor: norms, biases, projections, embedding (the "input" of the model), head.
+        for (const TensorInfo& t : m.layout.tensors) {
+            vector<float> x(m.params.begin() + t.offset, m.params.begin() + t.offset + t.numel);
+            vector<float> ga(g.begin() + t.offset, g.begin() + t.offset + t.numel);
+            auto l2 = [&] {
+                std::copy(x.begin(), x.end(), m.params.begin() + t.offset);
+                return loss();
+            };
+            grad_check(t.name.c_str(), x, ga, l2, 2e-3, 6, 2e-3f);
+            std::copy(x.begin(), x.end(), m.params.begin() + t.offset);
+        }
+    }
+}
+
+TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
+    ModelConfig c = micro_config();
+    Model m = random_model(c, 2);
+    LoraConfig lc;
+    lc.rank = 3;
+    lc.alpha = 6;
+    lc.targets = lora_parse_targets("all");
+    model_add_lora(m, lc, 3);
+    for (float& a : m.adapters) a += 0.3f * Rng((uint64_t)(&a - m.adapters.data())).normal();  // B ≠ 0 so dA ≠ 0
+    Batch b = micro_batch(c.vocab_size);
+    Workspace ws;
+    workspace_init(ws, m, b.B, b.T, false);
+    double W = b.total_weight();
+    vector<float> g(m.num_trainable(), 0.0f);
+    model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
+    auto loss = [&] { return model_forward_loss(m, ws, b, cpu_ops()) / W; };
+    grad_check("all adapters", m.adapters, g, loss, 5e-3, 120, 2e-3f);
+}
+
+TEST_CASE("LoRA with B = 0 is exactly the base model; merged LoRA equals unmerged") {
+    ModelConfig c = micro_config();
+    Model m = random_model(c, 4);
+    int32_t tok[6] = {1, 5, 9, 2, 30, 7};
+    vector<float> base(6 * c.vocab_size), with(6 * c.vocab_size), merged(6 * c.vocab_size);
+    model_logits(m, tok, 6, base.data());
+    LoraConfig lc;
+    lc.rank = 4;
+    lc.targets = lora_parse_targets("all");
+    model_add_lora(m, lc, 5);
+    model_logits(m, tok, 6, with.data());
+    CHECK(memcmp(base.data(), with.data(), base.size() * sizeof(float)) == 0);
+
+    for (size_t i = 0; i < m.adapters.size(); i++) m.adapters[i] += 0.1f * Rng(i + 99).normal();
+    model_logits(m, tok, 6, with.data());
+    double moved = 0;
+    for (size_t i = 0; i < base.size(); i++) moved = std::max(moved, (double)std::fabs(with[i] - base[i]));
+    CHECK(moved > 1e-2);  // the adapter really changes the output...
+    Model mm;
+    vector<float> p = m.params;
+    lora_merge(c, m.lora, m.adapters, p);
+    model_init(mm, c, p);
+    model_logits(mm, tok, 6, merged.data());
+    double diff = 0;
+    for (size_t i = 0; i < base.size(); i++) diff = std::max(diff, (double)std::fabs(with[i] - merged[i]));
+    MESSAGE("merged vs unmerged logits: max abs diff " << diff);
+    CHECK(diff < 1e-4);  // ...and merging it into W gives the same function
+}
+
+// Random examples with prompt (weight 0) and response (weight 1) parts, of varied lengths.
+static vector<Example> random_examples(int n, int vocab, uint64_t seed) {
+    Rng r(seed);
+    vector<Example> ex(n);
+    for (int i = 0; i < n; i++) {
+        int len = 4 + (int)(r.next_u64() % 9);
+        for (int t = 0; t < len; t++) {
+            ex[i].tokens.push_back((int)(r.next_u64() % vocab));
+            ex[i].weights.push_back(t == 0 ? 0.0f : t < len / 2 ? 0.0f : 1.0f);
+        }
+        ex[i].line = i + 1;
+    }
+    return ex;
+}
+
+static Trainer make_trainer(Method method, int batch, int accum, bool recompute, bool packing, int steps = 5) {
+    ModelConfig c = micro_config();
+    Trainer t;
+    vector<float> p;
+    model_init_random(c, p, 7);
+    model_init(t.model, c, std::move(p));
+    TrainConfig tc;
+    tc.method = method;
+    tc.lora.rank = 2;
+    tc.lora.dropout = 0.1f;
+    tc.lora.targets = lora_parse_targets("all");
+    if (method == Method::Lora) model_add_lora(t.model, tc.lora, 8);
+    tc.batch.batch_size = batch;
+    tc.batch.max_seq_len = 16;
+    tc.batch.packing = packing;
+    tc.grad_accum = accum;
+    tc.max_steps = steps;
+    tc.optim.lr = 1e-2f;
+    tc.optim.weight_decay = 0.1f;
+    tc.recompute = recompute;
+    t.train = random_examples(40, c.vocab_size, 9);
+    trainer_init(t, tc, cpu_ops());
+    return t;
+}
+
+TEST_CASE("gradient accumulation: 1x8 and 4x2 micro-batches give the same gradients, padding included") {
+    for (Method method : {Method::Full, Method::Lora}) {
+        Trainer a = make_trainer(method, 8, 1, false, false), b = make_trainer(method, 2, 4, false, false);
+        a.cfg.lora.dropout = b.cfg.lora.dropout = 0;  // masks are keyed per micro-batch
+        a.model.lora.dropout = b.model.lora.dropout = 0;
+        StepResult ra = trainer_step(a), rb = trainer_step(b);
+        CHECK(ra.loss == doctest::Approx(rb.loss).epsilon(1e-5));
+        double worst = 0, scale = 0;
+        for (size_t i = 0; i < a.grads.size(); i++) {
+            worst = std::max(worst, (double)std::fabs(a.grads[i] - b.grads[i]));
+            scale = std::max(scale, (double)std::fabs(a.grads[i]));
+        }
+        MESSAGE("accumulation: max |grad diff| " << worst << " of max |grad| " << scale);
+        CHECK(worst <= 1e-5 * std::max(1.0, scale));
+    }
+}
+
+TEST_CASE("recompute on and off give bit-identical gradients and updates") {
+    for (Method method : {Method::Full, Method::Lora}) {
+        Trainer a = make_trainer(method, 4, 2, false, true), b = make_trainer(method, 4, 2, true, true);
+        for (int s = 0; s < 3; s++) {
+            StepResult ra = trainer_step(a), rb = trainer_step(b);
+            CHECK(ra.loss == rb.loss);
+            CHECK(memcmp(a.grads.data(), b.grads.data(), a.grads.size() * sizeof(float)) == 0);
+        }
+        CHECK(memcmp(a.model.trainable(), b.model.trainable(), a.model.num_trainable() * sizeof(float)) == 0);
+        CHECK(b.ws.bytes() < a.ws.bytes());
+    }
+}
+
+TEST_CASE("training drives the loss down: overfitting one small batch") {
+    ModelConfig c = micro_config();
+    Trainer t;
+    vector<float> p;
+    model_init_random(c, p, 11);
+    model_init(t.model, c, std::move(p));
+    TrainConfig tc;
+    tc.method = Method::Full;
+    tc.batch.batch_size = 4;
+    tc.batch.max_seq_len = 16;
+    tc.max_steps = 150;
+    tc.optim.lr = 1e-2f;
+    tc.optim.schedule = Schedule::constant;
+    t.train = random_examples(4, c.vocab_size, 12);
+    trainer_init(t, tc, cpu_ops());
+    double first = trainer_step(t).loss, last = first;
+    while (t.step < t.total_steps) last = trainer_step(t).loss;
+    MESSAGE("overfit: loss " << first << " -> " << last);
+    CHECK(last < 0.05);
+}
