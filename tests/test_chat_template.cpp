@@ -1,0 +1,136 @@
+#include <doctest/doctest.h>
+
+#include "data/json.h"
+#include "model/util.h"
+#include "tokenizer/chat_template.h"
+
+#include <map>
+
+namespace {
+
+std::string render_error(const ChatTemplate& t, const std::vector<ChatMessage>& msgs) {
+    try {
+        chat_render(t, msgs, false);
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+// The text an assistant turn contributes to the loss: its content (trimmed where the template
+// trims) and the end-of-turn marker.
+std::string assistant_target(ChatTemplateKind k, const std::string& content) {
+    // Python's str.strip(), for the whitespace the fixtures use (U+001F and U+00A0 included)
+    auto trimmed = [&] {
+        std::string s = content;
+        for (bool again = true; again;) {
+            again = false;
+            for (std::string ws : {" ", "\t", "\n", "\r", "\x1c", "\x1f", "\xC2\xA0", "\xE3\x80\x80"}) {
+                if (s.rfind(ws, 0) == 0) s.erase(0, ws.size()), again = true;
+                if (s.size() >= ws.size() && s.compare(s.size() - ws.size(), ws.size(), ws) == 0) s.resize(s.size() - ws.size()), again = true;
+            }
+        }
+        return s;
+    };
+    switch (k) {
+    case ChatTemplateKind::ChatML: return content + "<|im_end|>";
+    case ChatTemplateKind::Llama3: return trimmed() + "<|eot_id|>";
+    case ChatTemplateKind::Gemma: return trimmed() + "<end_of_turn>";
+    case ChatTemplateKind::Plain: return content + "\n";
+    }
+    return "";
+}
+
+}  // namespace
+
+TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") {
+    JsonValue fx = json_parse(read_file("tests/fixtures/chat/render.json"));
+    // detection from the real Jinja templates, default system prompts included
+    std::map<std::string, ChatTemplate> templates;
+    for (const auto& [name, jinja] : fx.get("templates")->object) templates[name] = chat_template_from_jinja(jinja.string);
+    CHECK(templates["smollm2"].kind == ChatTemplateKind::ChatML);
+    CHECK(templates["smollm2"].default_system == "You are a helpful AI assistant named SmolLM, trained by Hugging Face");
+    CHECK(templates["qwen2"].default_system == "You are a helpful assistant.");
+    CHECK(templates["chatml"].kind == ChatTemplateKind::ChatML);
+    CHECK(templates["chatml"].default_system.empty());
+    CHECK(templates["llama3"].kind == ChatTemplateKind::Llama3);
+    CHECK(templates["gemma"].kind == ChatTemplateKind::Gemma);
+
+    int same = 0, total = 0;
+    for (const JsonValue& c : fx.get("cases")->array) {
+        const ChatTemplate& t = templates.at(c.get("template")->string);
+        std::vector<ChatMessage> msgs;
+        std::string want_assistant;
+        for (const JsonValue& m : c.get("messages")->array) {
+            msgs.push_back({m.get("role")->string, m.get("content")->string});
+            if (msgs.back().role == "assistant") want_assistant += assistant_target(t.kind, msgs.back().content);
+        }
+        bool gen = c.get("add_generation_prompt")->boolean;
+        const std::string& expected = c.get("expected")->string;
+        std::string all, assistant;
+        for (const ChatPiece& p : chat_render_pieces(t, msgs, gen)) {
+            all += p.text;
+            if (p.assistant) assistant += p.text;
+        }
+        total++;
+        same += all == expected;
+        CHECK_MESSAGE(all == expected, c.get("template")->string << ": " << json_quote(all) << " != " << json_quote(expected));
+        CHECK(chat_render(t, msgs, gen) == expected);
+        CHECK(assistant == want_assistant);  // exactly the assistant contents + end-of-turn markers are marked
+    }
+    MESSAGE(same << "/" << total << " chat renders identical to transformers");
+    CHECK(total >= 100);
+}
+
+TEST_CASE("chat: pieces mark assistant turns for the label mask") {
+    ChatTemplate smol{ChatTemplateKind::ChatML, "Be nice."};
+    auto pieces = chat_render_pieces(smol, {{"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Bye"}, {"assistant", "Bye!"}}, false);
+    REQUIRE(pieces.size() == 5);
+    CHECK(pieces[0].text == "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+    CHECK_FALSE(pieces[0].assistant);
+    CHECK(pieces[1].text == "Hello!<|im_end|>");
+    CHECK(pieces[1].assistant);
+    CHECK(pieces[2].text == "\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n");
+    CHECK(pieces[3].text == "Bye!<|im_end|>");
+    CHECK(pieces[4].text == "\n");
+}
+
+TEST_CASE("chat: plain template") {
+    ChatTemplate plain = chat_template_from_name("plain");
+    auto pieces = chat_render_pieces(plain, {{"system", "Context."}, {"user", "Q?"}, {"assistant", "A."}}, true);
+    REQUIRE(pieces.size() == 2);
+    CHECK(pieces[0].text == "Context.\nQ?\n");
+    CHECK(pieces[1].text == "A.\n");
+    CHECK(pieces[1].assistant);
+}
+
+TEST_CASE("chat: names, detection and refusals") {
+    CHECK(chat_template_from_name("chatml").kind == ChatTemplateKind::ChatML);
+    CHECK(chat_template_from_name("llama3").kind == ChatTemplateKind::Llama3);
+    CHECK(chat_template_from_name("gemma").kind == ChatTemplateKind::Gemma);
+    CHECK(std::string(chat_template_name(ChatTemplateKind::Gemma)) == "gemma");
+    std::string err;
+    try {
+        chat_template_from_name("alpaca");
+    } catch (const std::runtime_error& e) {
+        err = e.what();
+    }
+    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, plain");
+    try {
+        chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
+    } catch (const std::runtime_error& e) {
+        err = e.what();
+    }
+    CHECK(err.find("unrecognised chat template starting '{% for m in messages %}[INST]") == 0);
+    CHECK(err.find("pass --template chatml|llama3|gemma|plain") != std::string::npos);
+    try {
+        chat_template_from_jinja("{{- \"Cutting Knowledge Date: December 2023\\n\" }}<|start_header_id|>");
+    } catch (const std::runtime_error& e) {
+        err = e.what();
+    }
+    CHECK(err.find("Llama-3.1-or-later") != std::string::npos);
+    ChatTemplate gemma = chat_template_from_name("gemma");
+    CHECK(render_error(gemma, {{"system", "x"}, {"user", "y"}}).find("message 0 has role 'system'") == 0);
+    CHECK(render_error(gemma, {{"user", "a"}, {"user", "b"}}).find("message 1 has role 'user'") == 0);
+    CHECK(render_error(gemma, {{"user", "a"}, {"assistant", "b"}}) == "");
+}
