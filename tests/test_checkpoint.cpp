@@ -1,0 +1,193 @@
+// Files: exact resume from a checkpoint, and every reader refusing a bad file with a message that
+// names the file and the problem.
+#include <cstring>
+#include <filesystem>
+
+#include "model/trainer.h"
+#include "tests/test_util.h"
+
+using std::vector;
+namespace fs = std::filesystem;
+
+static std::string temp_dir(const char* name) {
+    fs::path p = fs::temp_directory_path() / (std::string("llmtrain-test-") + name);
+    fs::remove_all(p);
+    fs::create_directories(p);
+    return p.string();
+}
+
+static ModelConfig tiny() {
+    ModelConfig c = config_preset("tiny");
+    c.n_layers = 2;
+    c.dim = 32; c.head_dim = 8; c.ffn_dim = 48; c.vocab_size = 300;
+    return c;
+}
+
+static vector<Example> examples(int n) {
+    Rng r(3);
+    vector<Example> ex(n);
+    for (Example& e : ex) {
+        int len = 5 + (int)(r.next_u64() % 20);
+        for (int t = 0; t < len; t++) {
+            e.tokens.push_back((int)(r.next_u64() % 300));
+            e.weights.push_back(t > len / 3 ? 1.0f : 0.0f);
+        }
+    }
+    return ex;
+}
+
+// A fresh trainer: same model, data and settings every time.
+static void setup(Trainer& t, Method method, const std::string& out) {
+    vector<float> p;
+    model_init_random(tiny(), p, 1);
+    model_init(t.model, tiny(), std::move(p));
+    TrainConfig tc;
+    tc.method = method;
+    tc.lora.rank = 4;
+    tc.lora.dropout = 0.1f;  // exercises the dropout keys across the resume
+    if (method == Method::Lora) model_add_lora(t.model, tc.lora, tc.seed);
+    tc.batch.batch_size = 3;
+    tc.batch.max_seq_len = 32;
+    tc.grad_accum = 2;
+    tc.max_steps = 10;
+    tc.optim.lr = 5e-3f;
+    tc.optim.warmup_steps = 2;
+    tc.optim.weight_decay = 0.01f;
+    tc.out_dir = out;
+    tc.keep_last = 1;
+    t.train = examples(13);  // not a multiple of the batch: the run crosses epoch boundaries
+    trainer_init(t, tc, cpu_ops());
+}
+
+TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit") {
+    for (Method method : {Method::Lora, Method::Full}) {
+        CAPTURE((int)method);
+        std::string dir = temp_dir(method == Method::Lora ? "resume-lora" : "resume-full");
+        Trainer full;
+        setup(full, method, dir + "/a");
+        vector<double> losses;
+        while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
+
+        {
+            Trainer first;
+            setup(first, method, dir + "/b");
+            for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
+            trainer_save_checkpoint(first);
+            trainer_step(first);  // progress after the checkpoint is lost with the "kill"
+        }
+        Trainer second;
+        setup(second, method, dir + "/b");
+        std::string ckpt = find_latest_checkpoint(dir + "/b");
+        REQUIRE(ckpt == dir + "/b/ckpt-00000004");
+        trainer_load_checkpoint(second, ckpt);
+        CHECK(second.step == 4);
+        for (int s = 4; s < 10; s++) CHECK(trainer_step(second).loss == losses[s]);
+        CHECK(memcmp(full.model.trainable(), second.model.trainable(), full.model.num_trainable() * sizeof(float)) == 0);
+        CHECK(memcmp(full.opt.v.data(), second.opt.v.data(), full.opt.v.size() * sizeof(float)) == 0);
+    }
+}
+
+TEST_CASE("checkpoints: keep-last prunes, a half-written .tmp directory is never picked") {
+    std::string dir = temp_dir("prune");
+    Trainer t;
+    setup(t, Method::Lora, dir);
+    for (int s = 0; s < 3; s++) {
+        trainer_step(t);
+        trainer_save_checkpoint(t);
+    }
+    fs::create_directories(dir + "/ckpt-00000009.tmp");  // a save killed midway
+    CHECK(find_latest_checkpoint(dir) == dir + "/ckpt-00000003");
+    CHECK(!fs::exists(dir + "/ckpt-00000002"));  // keep_last = 1
+    CHECK(find_latest_checkpoint(dir + "/nothing-here") == "");
+}
+
+TEST_CASE("resume refuses a checkpoint made with other settings") {
+    std::string dir = temp_dir("mismatch");
+    Trainer a;
+    setup(a, Method::Lora, dir);
+    trainer_step(a);
+    std::string ckpt = trainer_save_checkpoint(a);
+    Trainer b;
+    setup(b, Method::Lora, dir);
+    b.cfg.optim.lr = 1.0f;
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("other settings"));
+}
+
+// Writes `bytes` to a file and expects `load` to fail with a message containing the path and `what`.
+static void expect_rejected(const std::string& path, const std::string& bytes, const std::function<void()>& load,
+                            const char* what) {
+    FILE* f = fopen(path.c_str(), "wb");
+    fwrite(bytes.data(), 1, bytes.size(), f);
+    fclose(f);
+    try {
+        load();
+        FAIL("no error for " << what);
+    } catch (const std::runtime_error& e) {
+        std::string msg = e.what();
+        INFO(msg);
+        CHECK(msg.find(path) != std::string::npos);
+        CHECK(msg.find(what) != std::string::npos);
+    }
+}
+
+TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatched shapes") {
+    std::string dir = temp_dir("readers");
+    ModelConfig c = tiny();
+    vector<float> p;
+    model_init_random(c, p, 2);
+
+    SUBCASE("model .bin") {
+        std::string good = dir + "/good.bin", bad = dir + "/bad.bin";
+        model_save(good, c, p, DType::BF16);
+        std::string bytes = read_file(good);
+        ModelConfig c2;
+        vector<float> p2;
+        auto load = [&] { model_load(bad, c2, p2); };
+        model_load(good, c2, p2);  // the good one loads, and BF16 is within rounding
+        CHECK(std::fabs(p2[100] - p[100]) <= std::fabs(p[100]) * 1e-2f);
+        expect_rejected(bad, bytes.substr(0, bytes.size() / 2), load, "truncated");
+        expect_rejected(bad, "XXXX" + bytes.substr(4), load, "bad magic");
+        std::string v = bytes;
+        v[4] = 9;
+        expect_rejected(bad, v, load, "version 9");
+        std::string s = bytes;
+        int32_t more_layers = c.n_layers + 1;
+        memcpy(&s[8 + offsetof(ModelConfig, n_layers)], &more_layers, 4);  // header says 3 layers, data holds 2
+        expect_rejected(bad, s, load, "tensors");
+        expect_rejected(bad, bytes + "junk", load, "unexpected bytes");
+        expect_rejected(bad, "", load, "truncated");
+    }
+    SUBCASE("adapter .lora") {
+        LoraConfig lc;
+        vector<float> a, a2;
+        lora_init(c, lc, a, 1);
+        std::string good = dir + "/good.lora", bad = dir + "/bad.lora";
+        lora_save(good, c, lc, a);
+        std::string bytes = read_file(good);
+        LoraConfig lc2;
+        auto load = [&] { lora_load(bad, c, lc2, a2); };
+        expect_rejected(bad, bytes.substr(0, bytes.size() - 7), load, "truncated");
+        expect_rejected(bad, "ABCD" + bytes.substr(4), load, "bad magic");
+        std::string v = bytes;
+        v[4] = 7;
+        expect_rejected(bad, v, load, "version 7");
+        ModelConfig other = c;
+        other.dim = 64;
+        lora_save(good, other, lc, vector<float>(lora_layout(other, lc).total));
+        expect_rejected(bad, read_file(good), load, "another base model");
+    }
+    SUBCASE("training state") {
+        std::string out = dir + "/state";
+        Trainer t;
+        setup(t, Method::Lora, out);
+        trainer_step(t);
+        std::string ckpt = trainer_save_checkpoint(t);
+        std::string state = ckpt + "/train.state", bytes = read_file(state);
+        auto load = [&] { trainer_load_checkpoint(t, ckpt); };
+        expect_rejected(state, bytes.substr(0, bytes.size() - 100), load, "truncated");
+        expect_rejected(state, "LLMX" + bytes.substr(4), load, "bad magic");
+        std::string v = bytes;
+        v[4] = 3;
+        expect_rejected(state, v, load, "version 3");
+    }
+}
