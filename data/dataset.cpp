@@ -7,7 +7,6 @@
 #include <unordered_map>
 
 #include "model/util.h"
-#include "tokenizer/tokenizer.h"
 
 namespace {
 
@@ -82,14 +81,6 @@ int percentile(const std::vector<int>& sorted, double q) {
 }
 
 }  // namespace
-
-DataTokenizer data_tokenizer(const Tokenizer& tok) {
-    DataTokenizer d;
-    d.encode = [&tok](std::string_view text, bool parse_special) { return encode(tok, text, parse_special); };
-    d.eos = tok.eos_id;
-    d.chat_template = tok.chat_template;
-    return d;
-}
 
 Truncation parse_truncation(const std::string& s) {
     if (s == "drop") return Truncation::drop;
@@ -226,8 +217,10 @@ void print_report(const DataReport& r, const DataOptions& opt, FILE* out) {
         double mean = 0;
         for (int n : s) mean += n;
         mean /= s.size();
-        std::fprintf(out, "tokens per conversation: min %d  mean %.1f  p50 %d  p90 %d  p99 %d  max %d\n", s.front(),
+        std::fprintf(out, "tokens per conversation: min %d  mean %.1f  p50 %d  p90 %d  p99 %d  max %d", s.front(),
                      mean, percentile(s, 0.5), percentile(s, 0.9), percentile(s, 0.99), s.back());
+        bool marked = s.front() <= opt.max_seq_len && opt.max_seq_len <= s.back();
+        std::fprintf(out, marked ? "  (| marks the bin of --max-seq-len %d)\n" : "\n", opt.max_seq_len);
         const int kBins = 10;
         int lo = s.front(), width = std::max(1, (s.back() - lo + kBins) / kBins);
         std::vector<size_t> count(kBins, 0);

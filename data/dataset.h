@@ -35,9 +35,7 @@ struct DataTokenizer {
     int32_t eos = -1;  // closes each raw document; needed only when a file has raw text
     ChatTemplate chat_template;
 };
-// The real tokenizer behind that interface (`tok` must outlive the result).
-struct Tokenizer;
-DataTokenizer data_tokenizer(const Tokenizer& tok);
+
 
 struct DataOptions {
     int max_seq_len = 512;

@@ -22,9 +22,47 @@ const char* const kJob[] = {"nurse", "teacher", "baker", "pilot", "engineer", "f
                             "surgeon", "journalist", "electrician", "astronomer", "musician", "tailor", "geologist",
                             "photographer", "accountant", "mechanic", "biologist", "translator", "firefighter",
                             "optician"};
-const char* const kInstruction = "Extract the person as JSON with keys name, year, city, job.";
+const char* const kInstruction = "Extract name, year, city and job as JSON.";
 
 template <size_t N> const char* pick(Rng& rng, const char* const (&list)[N]) { return list[rng.next_u64() % N]; }
+
+std::string trim(const std::string& s) {
+    size_t a = s.find_first_not_of(" \t\r\n"), b = s.find_last_not_of(" \t\r\n");
+    return a == std::string::npos ? "" : s.substr(a, b - a + 1);
+}
+
+bool json_equal(const JsonValue& a, const JsonValue& b) {
+    if (a.type != b.type) return false;
+    switch (a.type) {
+    case JsonValue::Null: return true;
+    case JsonValue::Bool: return a.boolean == b.boolean;
+    case JsonValue::Number: return a.number == b.number;
+    case JsonValue::String: return a.string == b.string;
+    case JsonValue::Array:
+        if (a.array.size() != b.array.size()) return false;
+        for (size_t i = 0; i < a.array.size(); i++)
+            if (!json_equal(a.array[i], b.array[i])) return false;
+        return true;
+    case JsonValue::Object:
+        if (a.object.size() != b.object.size()) return false;
+        for (const auto& [key, v] : a.object) {
+            const JsonValue* w = b.get(key);
+            if (!w || !json_equal(v, *w)) return false;
+        }
+        return true;
+    }
+    return false;
+}
+
+// An answer's JSON object, or Null when it is not one.
+JsonValue parse_object_or_null(const std::string& s) {
+    try {
+        JsonValue v = json_parse(s);
+        if (v.type == JsonValue::Object) return v;
+    } catch (const std::runtime_error&) {
+    }
+    return JsonValue();
+}
 
 std::string with_article(const std::string& job) {
     return (std::string("aeiou").find(job[0]) != std::string::npos ? "an " : "a ") + job;
@@ -39,7 +77,7 @@ std::string sentence(int form, const std::string& name, const std::string& year,
     case 2: return name + ", " + with_article(job) + " from " + city + ", was born in " + year + ".";
     case 3: return "The " + job + " " + name + " was born in " + city + " in " + year + ".";
     case 4: return name + " (born " + year + ") is " + with_article(job) + " living in " + city + ".";
-    default: return "In " + year + ", " + name + " was born in " + city + "; today the " + job + " still lives there.";
+    default: return "In " + year + ", " + name + " was born in " + city + ", where the " + job + " still lives.";
     }
 }
 
@@ -57,8 +95,8 @@ std::vector<TaskItem> default_task_items(uint64_t seed, int n) {
         it.instruction = kInstruction;
         it.input = sentence((int)(rng.next_u64() % 6), name, year, city, job);
         if (!seen.insert(it.input).second) continue;
-        it.output = "{\"name\": " + json_quote(name) + ", \"year\": " + year + ", \"city\": " + json_quote(city) +
-                    ", \"job\": " + json_quote(job) + "}";
+        it.output = "{\"name\":" + json_quote(name) + ",\"year\":" + year + ",\"city\":" + json_quote(city) +
+                    ",\"job\":" + json_quote(job) + "}";
         items.push_back(std::move(it));
     }
     return items;
@@ -67,4 +105,25 @@ std::vector<TaskItem> default_task_items(uint64_t seed, int n) {
 std::string task_item_jsonl(const TaskItem& item) {
     return "{\"instruction\": " + json_quote(item.instruction) + ", \"input\": " + json_quote(item.input) +
            ", \"output\": " + json_quote(item.output) + "}";
+}
+
+TaskScore score_task(const std::vector<Record>& held_out,
+                     const std::function<std::string(const std::vector<ChatMessage>& prompt)>& generate) {
+    TaskScore score;
+    for (const Record& r : held_out) {
+        if (r.is_text()) continue;
+        std::vector<ChatMessage> prompt(r.messages.begin(), r.messages.end() - 1);
+        std::string reference = trim(r.messages.back().content), answer = trim(generate(prompt));
+        score.n++;
+        score.exact += answer == reference;
+        JsonValue ref = parse_object_or_null(reference);
+        if (ref.is_null()) continue;
+        JsonValue got = parse_object_or_null(answer);
+        for (const auto& [key, v] : ref.object) {
+            score.fields_total++;
+            const JsonValue* w = got.get(key);
+            score.fields += w && json_equal(v, *w);
+        }
+    }
+    return score;
 }

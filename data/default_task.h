@@ -1,9 +1,9 @@
 // The default dataset: a generated format-following task that a few minutes of LoRA visibly teaches
 // a small instruct model. Each example is a short sentence about a made-up person; the answer is one
-// line of strict JSON with the keys in a fixed order:
-//   instruction: Extract the person as JSON with keys name, year, city, job.
+// line of compact JSON with the keys in a fixed order:
+//   instruction: Extract name, year, city and job as JSON.
 //   input:       Born in Oslo in 1987, Maria Lopez works as a nurse.
-//   output:      {"name": "Maria Lopez", "year": 1987, "city": "Oslo", "job": "nurse"}
+//   output:      {"name":"Maria Lopez","year":1987,"city":"Oslo","job":"nurse"}
 // The sentences come in several phrasings with the fields in different orders, so the model has to
 // find each field, not copy positions. Nothing here is copied text: names, cities and jobs are
 // common words combined at random. data/default/{train,val}.jsonl are this generator's output
@@ -14,6 +14,8 @@
 #include <functional>
 #include <string>
 #include <vector>
+
+#include "data/records.h"
 
 struct TaskItem {
     std::string instruction, input, output;
@@ -30,3 +32,19 @@ std::string task_item_jsonl(const TaskItem& item);
 // the next kDefaultValSize are val.jsonl (held out: no input appears in both).
 constexpr uint64_t kDefaultTaskSeed = 1;
 constexpr int kDefaultTrainSize = 400, kDefaultValSize = 64;
+
+// How well generated answers match held-out references.
+struct TaskScore {
+    int n = 0;                         // records scored
+    int exact = 0;                     // answers equal to the reference (surrounding whitespace ignored)
+    int fields = 0, fields_total = 0;  // references that are JSON objects: members the answer got right
+    double exact_rate() const { return n ? (double)exact / n : 0.0; }
+    double field_rate() const { return fields_total ? (double)fields / fields_total : 0.0; }
+};
+
+// For each record (a conversation ending with the reference answer), asks `generate` for an answer
+// to the conversation without its last assistant turn and compares. Partial credit counts the
+// reference object's members whose value the answer (parsed as JSON) has exactly, so progress
+// shows before answers are fully right.
+TaskScore score_task(const std::vector<Record>& held_out,
+                     const std::function<std::string(const std::vector<ChatMessage>& prompt)>& generate);

@@ -236,5 +236,30 @@ TEST_CASE("the shipped default dataset is the generator's output") {
     for (int i = 0; i < (int)items.size(); i++) (i < kDefaultTrainSize ? train : val) += task_item_jsonl(items[i]) + "\n";
     CHECK(read_file("data/default/train.jsonl") == train);
     CHECK(read_file("data/default/val.jsonl") == val);
-    CHECK(items[0].output.rfind("{\"name\": \"", 0) == 0);
+    CHECK(items[0].output.rfind("{\"name\":\"", 0) == 0);
+}
+
+TEST_CASE("score_task: exact match and per-field credit through a generate callback") {
+    auto items = default_task_items(kDefaultTaskSeed, 4);
+    std::string jsonl;
+    for (const TaskItem& it : items) jsonl += task_item_jsonl(it) + "\n";
+    ParsedFile pf = parse_records(jsonl, "val.jsonl", true);
+    REQUIRE(pf.records.size() == 4);
+    int call = 0;
+    TaskScore s = score_task(pf.records, [&](const std::vector<ChatMessage>& prompt) -> std::string {
+        REQUIRE(prompt.size() == 1);  // the user turn only: the reference is not shown
+        CHECK(prompt[0].content == instruction_prompt(items[call].instruction, items[call].input));
+        const std::string& ref = items[call].output;
+        switch (call++) {
+        case 0: return ref + "\n";                                      // exact (whitespace ignored)
+        case 1: return ref.substr(0, ref.find(",\"year\"")) + ",\"year\":1,\"city\":\"x\",\"job\":\"y\"}";  // name only
+        case 2: return "Sure! " + ref;                                  // not JSON: no credit
+        default: return "{\"job\":" + ref.substr(ref.rfind(':') + 1);  // job only
+        }
+    });
+    CHECK(s.n == 4);
+    CHECK(s.exact == 1);
+    CHECK(s.fields_total == 16);
+    CHECK(s.fields == 4 + 1 + 0 + 1);
+    CHECK(s.exact_rate() == 0.25);
 }
