@@ -162,10 +162,14 @@ const std::vector<int64_t>& GgufFile::get_ints(const std::string& key) const {
         .ints;
 }
 
-void GgufFile::read_f32(const GgufTensor& t, float* dst) const {
+void GgufFile::check_readable(const GgufTensor& t) const {
     if (!t.nbytes)
         fail("%s: tensor %s has type %s, which cannot be dequantised (supported: %s); re-quantise the model to one of these",
              path().c_str(), t.name.c_str(), ggml_type_name(t.type), ggml_supported_types());
+}
+
+void GgufFile::read_f32(const GgufTensor& t, float* dst) const {
+    check_readable(t);
     ggml_dequantize(t.type, file->data + t.offset, dst, (size_t)t.numel);
 }
 

@@ -59,8 +59,9 @@ struct GgufFile {
     const std::vector<std::string>& get_strings(const std::string& key) const;  // an array of strings
     const std::vector<int64_t>& get_ints(const std::string& key) const;        // an array of integers
 
-    // The tensor's values as FP32 (dst holds numel floats); fails naming the tensor when its type
-    // cannot be dequantised.
+    // Fails naming the tensor when its type cannot be dequantised.
+    void check_readable(const GgufTensor& t) const;
+    // The tensor's values as FP32 (dst holds numel floats).
     void read_f32(const GgufTensor& t, float* dst) const;
 };
 

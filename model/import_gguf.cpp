@@ -1,6 +1,7 @@
 // GGUF → our model: llama.cpp's tensor names and metadata keys mapped onto ModelConfig and the HF
 // layout, q/k rows un-permuted, the tokenizer from tokenizer.ggml.*.
 #include <algorithm>
+#include <climits>
 #include <cstdio>
 
 #include "model/gguf.h"
@@ -31,14 +32,20 @@ std::string gguf_name(const std::string& hf) {
 
 ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
     const std::string p = arch + ".";
+    // Sizes are int32 in ModelConfig: a corrupt value must fail here, not wrap around.
+    auto size = [&](const char* key, int64_t fallback) {
+        int64_t v = fallback < 0 ? g.get_int(p + key) : g.get_int(p + key, fallback);
+        if (v < 0 || v > INT32_MAX) fail("%s: %s%s = %lld is out of range", g.path().c_str(), p.c_str(), key, (long long)v);
+        return (int32_t)v;
+    };
     ModelConfig c;
-    c.dim = (int32_t)g.get_int(p + "embedding_length");
-    c.n_layers = (int32_t)g.get_int(p + "block_count");
-    c.ffn_dim = (int32_t)g.get_int(p + "feed_forward_length");
-    c.n_heads = (int32_t)g.get_int(p + "attention.head_count");
-    c.n_kv_heads = (int32_t)g.get_int(p + "attention.head_count_kv", c.n_heads);
-    c.head_dim = (int32_t)g.get_int(p + "attention.key_length", c.n_heads > 0 ? c.dim / c.n_heads : 0);
-    c.max_seq_len = (int32_t)g.get_int(p + "context_length");
+    c.dim = size("embedding_length", -1);
+    c.n_layers = size("block_count", -1);
+    c.ffn_dim = size("feed_forward_length", -1);
+    c.n_heads = size("attention.head_count", -1);
+    c.n_kv_heads = size("attention.head_count_kv", c.n_heads);
+    c.head_dim = size("attention.key_length", c.n_heads > 0 ? c.dim / c.n_heads : 0);
+    c.max_seq_len = size("context_length", -1);
     c.rope_theta = (float)g.get_float(p + "rope.freq_base", 10000.0);
     c.norm_eps = (float)g.get_float(p + "attention.layer_norm_rms_epsilon");
     c.qkv_bias = arch == "qwen2";
@@ -135,29 +142,36 @@ ImportedModel import_gguf(const std::string& path) {
     ImportedModel m;
     m.cfg = gguf_config(g, arch);
     warn_rope_scaling(g, arch);
-    ParamLayout L = param_layout(m.cfg);
-
-    std::vector<const GgufTensor*> used;
-    m.params.assign(L.total, 0.0f);
-    for (const TensorInfo& t : L.tensors) {
-        std::string name = gguf_name(t.name);
-        const GgufTensor* src = g.find_tensor(name);
-        if (!src) fail("%s: tensor %s (for %s) is missing", path.c_str(), name.c_str(), t.name.c_str());
-        import_check_shape(t, src->shape(), path + ": tensor " + name);
-        float* dst = m.params.data() + t.offset;
-        g.read_f32(*src, dst);
-        // Only LLaMA GGUFs are permuted: llama.cpp runs Qwen2 with the rotate-half ("NEOX") RoPE.
-        bool q = name.find(".attn_q.weight") != std::string::npos, k = name.find(".attn_k.weight") != std::string::npos;
-        if (arch == "llama" && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);
-        used.push_back(src);
-    }
-    for (const GgufTensor& t : g.tensors)
-        if (std::find(used.begin(), used.end(), &t) == used.end() && t.name != "rope_freqs.weight")
-            fail("%s: tensor %s is not part of a %s model as this converter knows it (architecture variant not supported)",
-                 path.c_str(), t.name.c_str(), arch.c_str());
     m.tok = gguf_tokenizer(g);
     if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
         fail("%s: the tokenizer has %zu tokens but token_embd.weight only %d rows", path.c_str(), m.tok.vocab.size(),
              m.cfg.vocab_size);
+
+    // Every tensor is checked (present, right shape, readable type) before the parameters are allocated,
+    // so a bad file fails at once and no size from it is used unchecked.
+    ParamLayout L = param_layout(m.cfg);
+    std::vector<const GgufTensor*> src;
+    for (const TensorInfo& t : L.tensors) {
+        std::string name = gguf_name(t.name);
+        const GgufTensor* s = g.find_tensor(name);
+        if (!s) fail("%s: tensor %s (for %s) is missing", path.c_str(), name.c_str(), t.name.c_str());
+        import_check_shape(t, s->shape(), path + ": tensor " + name);
+        g.check_readable(*s);
+        src.push_back(s);
+    }
+    for (const GgufTensor& t : g.tensors)
+        if (std::find(src.begin(), src.end(), &t) == src.end() && t.name != "rope_freqs.weight")
+            fail("%s: tensor %s is not part of a %s model as this converter knows it (architecture variant not supported)",
+                 path.c_str(), t.name.c_str(), arch.c_str());
+
+    m.params.assign(L.total, 0.0f);
+    for (size_t i = 0; i < L.tensors.size(); i++) {
+        float* dst = m.params.data() + L.tensors[i].offset;
+        g.read_f32(*src[i], dst);
+        // Only LLaMA GGUFs are permuted: llama.cpp runs Qwen2 with the rotate-half ("NEOX") RoPE.
+        const std::string& name = src[i]->name;
+        bool q = name.find(".attn_q.weight") != std::string::npos, k = name.find(".attn_k.weight") != std::string::npos;
+        if (arch == "llama" && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);
+    }
     return m;
 }

@@ -84,14 +84,20 @@ ModelConfig hf_config(const std::string& dir) {
 ImportedModel import_hf_dir(const std::string& dir) {
     ImportedModel m;
     m.cfg = hf_config(dir);
+    std::string tok_path = dir + "/tokenizer.json";
+    if (!file_exists(tok_path)) fail("%s: no tokenizer.json (only fast, byte-level BPE tokenizers are supported)", dir.c_str());
+    m.tok = tokenizer_load_hf(tok_path);
+    if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
+        fail("%s: the tokenizer has %zu tokens but the model's vocab_size is %d", dir.c_str(), m.tok.vocab.size(),
+             m.cfg.vocab_size);
     SafetensorsSet st = safetensors_open_dir(dir);
+    // Every tensor is checked before the parameters are allocated (see import_gguf).
     ParamLayout L = param_layout(m.cfg);
-    m.params.assign(L.total, 0.0f);
     for (const TensorInfo& t : L.tensors) {
         const SafeTensor* src = st.find(t.name);
         if (!src) fail("%s: tensor %s is missing", dir.c_str(), t.name.c_str());
         import_check_shape(t, src->shape, src->file->path + ": tensor " + t.name);
-        st.read_f32(*src, m.params.data() + t.offset);
+        st.check_readable(*src);
     }
     // Leftovers: a tied model may still store lm_head.weight, and old checkpoints store RoPE's inv_freq
     // buffers; anything else is a part of the architecture we would silently drop.
@@ -102,11 +108,7 @@ ImportedModel import_hf_dir(const std::string& dir) {
             fail("%s: tensor %s is not part of the model as config.json describes it (architecture variant not supported)",
                  t.file->path.c_str(), t.name.c_str());
     }
-    std::string tok_path = dir + "/tokenizer.json";
-    if (!file_exists(tok_path)) fail("%s: no tokenizer.json (only fast, byte-level BPE tokenizers are supported)", dir.c_str());
-    m.tok = tokenizer_load_hf(tok_path);
-    if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
-        fail("%s: the tokenizer has %zu tokens but the model's vocab_size is %d", dir.c_str(), m.tok.vocab.size(),
-             m.cfg.vocab_size);
+    m.params.assign(L.total, 0.0f);
+    for (const TensorInfo& t : L.tensors) st.read_f32(*st.find(t.name), m.params.data() + t.offset);
     return m;
 }

@@ -40,12 +40,20 @@ const SafeTensor* SafetensorsSet::find(const std::string& name) const {
     return nullptr;
 }
 
-void SafetensorsSet::read_f32(const SafeTensor& t, float* dst) const {
-    uint32_t type = t.dtype == "F32" ? GGML_F32 : t.dtype == "F16" ? GGML_F16 : t.dtype == "BF16" ? GGML_BF16 : ~0u;
-    if (type == ~0u)
+// The ggml type with the same element encoding as a safetensors dtype, or ~0u.
+static uint32_t element_type(const std::string& dtype) {
+    return dtype == "F32" ? GGML_F32 : dtype == "F16" ? GGML_F16 : dtype == "BF16" ? GGML_BF16 : ~0u;
+}
+
+void SafetensorsSet::check_readable(const SafeTensor& t) const {
+    if (element_type(t.dtype) == ~0u)
         fail("%s: tensor %s has dtype %s; only F32, F16 and BF16 checkpoints are supported", t.file->path.c_str(),
              t.name.c_str(), t.dtype.c_str());
-    ggml_dequantize(type, t.file->data + t.offset, dst, (size_t)t.numel);
+}
+
+void SafetensorsSet::read_f32(const SafeTensor& t, float* dst) const {
+    check_readable(t);
+    ggml_dequantize(element_type(t.dtype), t.file->data + t.offset, dst, (size_t)t.numel);
 }
 
 void safetensors_add_file(SafetensorsSet& set, const std::string& path) {

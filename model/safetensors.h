@@ -24,7 +24,9 @@ struct SafetensorsSet {
     std::vector<std::unique_ptr<MappedFile>> files;
     std::vector<SafeTensor> tensors;
     const SafeTensor* find(const std::string& name) const;  // nullptr when absent
-    // The tensor's values as FP32 (dst holds numel floats); fails naming the tensor for other dtypes.
+    // Fails naming the tensor unless its dtype is F32, F16 or BF16.
+    void check_readable(const SafeTensor& t) const;
+    // The tensor's values as FP32 (dst holds numel floats).
     void read_f32(const SafeTensor& t, float* dst) const;
 };
 
