@@ -317,3 +317,54 @@ TEST_CASE("tokenizer: encodes megabytes in well under seconds") {
     CHECK(decode(*ref, ids) == without_missing_bytes(*ref, text));
     CHECK(dt < 10.0);
 }
+
+TEST_CASE("tokenizer: tokenizer.json with its side files, and what it refuses") {
+    // a minimal byte-level BPE tokenizer.json: 256 byte tokens, one merge, one special token
+    std::string dir = temp_path("hf");
+    REQUIRE(system(("mkdir -p " + dir).c_str()) == 0);
+    std::string vocab;
+    for (int b = 0; b < 256; b++) vocab += json_quote(byte_to_unicode((uint8_t)b)) + ": " + std::to_string(b) + ", ";
+    auto tokenizer_json = [&](const std::string& extra_model, const std::string& extra_top) {
+        return "{\"added_tokens\": [{\"id\": 257, \"content\": \"<|im_start|>\", \"special\": true}], " + extra_top +
+               "\"pre_tokenizer\": {\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"use_regex\": true},"
+               "\"model\": {\"type\": \"BPE\", " + extra_model + "\"vocab\": {" + vocab + "\"ab\": 256}, \"merges\": [[\"a\", \"b\"]]}}";
+    };
+    auto write = [&](const std::string& name, const std::string& text) {
+        FILE* f = fopen((dir + "/" + name).c_str(), "wb");
+        fwrite(text.data(), 1, text.size(), f);
+        fclose(f);
+    };
+    std::string path = dir + "/tokenizer.json";
+    write("tokenizer.json", tokenizer_json("", ""));
+    write("tokenizer_config.json", "{\"eos_token\": {\"content\": \"<|im_start|>\"}, \"chat_template\": " +
+                                       json_quote("{{ '<|im_start|>system\\nBe kind.<|im_end|>\\n' }}") + "}");
+    Tokenizer t = tokenizer_load_hf(path);
+    CHECK(t.vocab.size() == 258);
+    CHECK(t.pre == PreTokenizerKind::GPT2);
+    CHECK(encode(t, "abc<|im_start|>") == std::vector<int32_t>{256, 'c', 257});
+    CHECK(t.eos_id == 257);  // found by its text in tokenizer_config.json
+    CHECK(t.chat_template.kind == ChatTemplateKind::ChatML);
+    CHECK(t.chat_template.default_system == "Be kind.");
+    write("config.json", "{\"eos_token_id\": 97, \"bos_token_id\": 98}");
+    t = tokenizer_load_hf(path);
+    CHECK(t.eos_id == 97);  // config.json takes precedence
+    CHECK(t.bos_id == 98);
+
+    auto load_error = [&](const std::string& text) {
+        write("tokenizer.json", text);
+        return error_of([&] { tokenizer_load_hf(path); });
+    };
+    CHECK(load_error(tokenizer_json("", "\"normalizer\": {\"type\": \"NFC\"}, ")) ==
+          path + ": has a normalizer, which byte-level BPE tokenizers do not use and we do not implement");
+    CHECK(load_error(tokenizer_json("\"byte_fallback\": true, ", "")).find(path + ": model.byte_fallback is true") == 0);
+    CHECK(load_error("{\"model\": {\"type\": \"WordPiece\"}}") == path + ": model.type is 'WordPiece': only byte-level BPE tokenizers are supported");
+    CHECK(load_error("{\"model\": 3}") == path + ": \"model\" should be an object, not a number");
+    CHECK(load_error("{\"model\": {\"type\": \"BPE\",\n \"vocab\": {]}}") == path + ": line 2, column 12: expected a string key in object");
+    std::string holey = tokenizer_json("", "");
+    holey.replace(holey.find("\"id\": 257"), 9, "\"id\": 300");
+    CHECK(load_error(holey) == path + ": no token has id 257: ids must be contiguous from 0");
+    std::string lstrip = tokenizer_json("", "");
+    lstrip.replace(lstrip.find("\"special\": true"), 15, "\"special\": true, \"lstrip\": true");
+    CHECK(load_error(lstrip) == path + ": added_tokens[0] uses lstrip, which we do not implement");
+    REQUIRE(system(("rm -rf " + dir).c_str()) == 0);
+}

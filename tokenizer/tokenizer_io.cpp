@@ -33,11 +33,19 @@ JsonValue parse_file(const std::string& path) {
     }
 }
 
-const JsonValue& member(const JsonValue& obj, const char* key, JsonValue::Type type, const std::string& path, const char* where) {
+// "an object", "a number": for messages
+std::string a_type(JsonValue::Type t) {
+    std::string name = json_type_name(t);
+    return (name[0] == 'a' || name[0] == 'o' ? "an " : "a ") + name;
+}
+
+// obj[key] of the given type; `where` names obj in messages ("" for the top level, "model", ...).
+const JsonValue& member(const JsonValue& obj, const char* key, JsonValue::Type type, const std::string& path, const std::string& where) {
+    std::string field = where.empty() ? key : where + "." + key;
     const JsonValue* v = obj.get(key);
-    if (!v) fail("%s: %s has no \"%s\"", path.c_str(), where, key);
+    if (!v) fail("%s: \"%s\" is missing", path.c_str(), field.c_str());
     if (v->type != type)
-        fail("%s: %s.%s should be a %s, not a %s", path.c_str(), where, key, json_type_name(type), json_type_name(v->type));
+        fail("%s: \"%s\" should be %s, not %s", path.c_str(), field.c_str(), a_type(type).c_str(), a_type(v->type).c_str());
     return *v;
 }
 
@@ -117,7 +125,7 @@ void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
 Tokenizer tokenizer_load_hf(const std::string& path) {
     JsonValue j = parse_file(path);
     Tokenizer tok;
-    const JsonValue& model = member(j, "model", JsonValue::Object, path, "the file");
+    const JsonValue& model = member(j, "model", JsonValue::Object, path, "");
     const JsonValue& type = member(model, "type", JsonValue::String, path, "model");
     if (type.string != "BPE") fail("%s: model.type is '%s': only byte-level BPE tokenizers are supported", path.c_str(), type.string.c_str());
     const JsonValue* norm = j.get("normalizer");
@@ -130,7 +138,7 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     if (bf && bf->boolean) fail("%s: model.byte_fallback is true (a SentencePiece-style BPE), which we do not implement", path.c_str());
     const JsonValue* im = model.get("ignore_merges");
     tok.ignore_merges = im && im->boolean;
-    tok.pre = pre_tokenizer_from_hf(member(j, "pre_tokenizer", JsonValue::Object, path, "the file"), path);
+    tok.pre = pre_tokenizer_from_hf(member(j, "pre_tokenizer", JsonValue::Object, path, ""), path);
 
     const JsonValue& vocab = member(model, "vocab", JsonValue::Object, path, "model");
     std::vector<bool> seen;
@@ -141,17 +149,18 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
         tok.vocab[id] = text, tok.token_type[id] = t, seen[id] = true;
     };
     for (const auto& [text, id] : vocab.object) place(token_id_value(id, path, ("model.vocab['" + text + "']").c_str()), text, TokenType::Normal);
-    if (const JsonValue* added = j.get("added_tokens")) {
-        for (size_t i = 0; i < added->array.size(); i++) {
-            const JsonValue& a = added->array[i];
+    if (j.get("added_tokens")) {
+        const JsonValue& added = member(j, "added_tokens", JsonValue::Array, path, "");
+        for (size_t i = 0; i < added.array.size(); i++) {
+            const JsonValue& a = added.array[i];
             std::string where = "added_tokens[" + std::to_string(i) + "]";
             for (const char* f : {"lstrip", "rstrip", "single_word"}) {
                 const JsonValue* v = a.get(f);
                 if (v && v->boolean) fail("%s: %s uses %s, which we do not implement", path.c_str(), where.c_str(), f);
             }
             const JsonValue* special = a.get("special");
-            place(token_id_value(member(a, "id", JsonValue::Number, path, where.c_str()), path, (where + ".id").c_str()),
-                  member(a, "content", JsonValue::String, path, where.c_str()).string,
+            place(token_id_value(member(a, "id", JsonValue::Number, path, where), path, (where + ".id").c_str()),
+                  member(a, "content", JsonValue::String, path, where).string,
                   special && special->boolean ? TokenType::Control : TokenType::UserDefined);
         }
     }
