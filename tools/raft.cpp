@@ -1,0 +1,73 @@
+// ./raft: builds RAFT training data (data/raft.h) as instruction jsonl that ./train reads.
+//   ./raft --questions qa.jsonl --pool docs.jsonl --out raft.jsonl [--k 3] [--p-no-oracle 0.2] [--seed 1]
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "data/raft.h"
+#include "data/records.h"
+#include "model/util.h"
+
+static const char* kUsage =
+    "usage: raft --questions FILE --pool FILE --out FILE [options]\n"
+    "  --questions FILE   jsonl: {\"question\", \"answer\", \"oracle\": \"doc\" or [\"doc\", ...]}\n"
+    "  --pool FILE        jsonl of {\"text\": \"doc\"} (distractors are drawn from it)\n"
+    "  --out FILE         instruction jsonl to write\n"
+    "  --k N              distractors per example (3)\n"
+    "  --p-no-oracle P    share of examples with only distractors and the abstaining answer (0.2)\n"
+    "  --seed N           1\n"
+    "  --abstain TEXT     the abstaining answer (\"The documents do not contain the answer.\")\n";
+
+// The pool's documents; any line that is not a {"text"} document stops the build.
+static std::vector<std::string> read_pool(const std::string& path) {
+    ParsedFile pf = parse_records(read_file(path), path, is_jsonl_path(path));
+    if (!pf.invalid.empty())
+        fail("%s:%d: %s (%zu bad lines)", path.c_str(), pf.invalid[0].line, pf.invalid[0].what.c_str(), pf.invalid.size());
+    std::vector<std::string> docs;
+    for (const Record& r : pf.records) {
+        if (!r.is_text()) fail("%s:%d: expected a document {\"text\": ...}, got a conversation", path.c_str(), r.line);
+        docs.push_back(r.text);
+    }
+    return docs;
+}
+
+int main(int argc, char** argv) {
+    std::string questions, pool, out;
+    RaftOptions opt;
+    try {
+        for (int i = 1; i < argc; i++) {
+            std::string a = argv[i];
+            auto val = [&]() -> std::string {
+                if (i + 1 >= argc) fail("%s needs a value\n%s", a.c_str(), kUsage);
+                return argv[++i];
+            };
+            if (a == "--questions") questions = val();
+            else if (a == "--pool") pool = val();
+            else if (a == "--out") out = val();
+            else if (a == "--k") opt.k = std::atoi(val().c_str());
+            else if (a == "--p-no-oracle") opt.p_no_oracle = std::atof(val().c_str());
+            else if (a == "--seed") opt.seed = std::strtoull(val().c_str(), nullptr, 10);
+            else if (a == "--abstain") opt.abstain = val();
+            else if (a == "-h" || a == "--help") { std::printf("%s", kUsage); return 0; }
+            else fail("unknown flag %s\n%s", a.c_str(), kUsage);
+        }
+        if (questions.empty() || pool.empty() || out.empty()) fail("--questions, --pool and --out are required\n%s", kUsage);
+        auto qs = raft_parse_questions(read_file(questions), questions);
+        auto docs = read_pool(pool);
+        auto items = raft_build(qs, docs, opt);
+        AtomicFile f(out);
+        size_t abstain = 0;
+        for (const TaskItem& it : items) {
+            std::string line = task_item_jsonl(it) + "\n";
+            f.write(line.data(), line.size());
+            abstain += it.output == opt.abstain;
+        }
+        f.commit();
+        std::printf("wrote %s: %zu examples (%zu without the oracle), %d distractors each, pool of %zu documents\n",
+                    out.c_str(), items.size(), abstain, opt.k, docs.size());
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+    return 0;
+}
