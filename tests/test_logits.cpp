@@ -10,6 +10,7 @@
 #include "data/json.h"
 #include "model/model.h"
 #include "model/util.h"
+#include "tokenizer/tokenizer.h"
 
 namespace {
 const std::string kModel = "models/smollm2-135m-instruct.bin";
@@ -112,13 +113,21 @@ TEST_CASE("logits: our forward matches transformers on SmolLM2-135M-Instruct (FP
     CHECK(agree == positions);
 }
 
-TEST_CASE("logits: perplexity of a few paragraphs matches transformers") {
+TEST_CASE("logits: perplexity of a few paragraphs matches transformers, on ids our tokenizer gives too") {
     JsonValue fx = fixture();
     const Model* m = default_model(fx);
     if (!m) return;
     const int V = m->cfg.vocab_size;
+    // The converted tokenizer gives the reference's ids for the same text: the whole path is ours.
+    Tokenizer tok = tokenizer_load("models/smollm2-135m-instruct.tok");
+    for (const JsonValue& p : fx.get("prompts")->array) {  // the prompts are cut to 16 tokens
+        std::vector<int32_t> ids = encode(tok, p.get("text")->string), want = ints(*p.get("tokens"));
+        ids.resize(std::min(ids.size(), want.size()));
+        CHECK(ids == want);
+    }
     for (const JsonValue& p : fx.get("paragraphs")->array) {
         std::vector<int32_t> tokens = ints(*p.get("tokens"));
+        CHECK(encode(tok, p.get("text")->string) == tokens);
         int T = (int)tokens.size();
         std::vector<float> logits((size_t)T * V);
         model_logits(*m, tokens.data(), T, logits.data());
