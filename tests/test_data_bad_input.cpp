@@ -135,3 +135,18 @@ TEST_CASE("errors stop the load with file:line unless skip_bad_lines; skipping i
     std::string bad = dir.write("bad.jsonl", "{oops\n{\"x\": 1}\n");
     CHECK_THROWS_WITH(load_dataset(bad, tok, opt, rep), doctest::Contains("bad.jsonl: no examples left to train on (2 lines, 2 invalid"));
 }
+
+TEST_CASE("the broken fixture (the --check-data demo) reports each of its problems") {
+    DataOptions opt;
+    opt.max_seq_len = 128;
+    DataReport rep;
+    auto ex = read_dataset("tests/fixtures/data/broken.jsonl", byte_tokenizer(), opt, rep);
+    std::vector<int> bad;
+    for (const LineProblem& p : rep.invalid) bad.push_back(p.line);
+    CHECK(bad == std::vector<int>{3, 4, 5, 6, 7, 8, 9, 10});
+    CHECK(rep.duplicates == std::vector<std::pair<int, int>>{{2, 1}});
+    CHECK(rep.over_length == std::vector<int>{11});
+    CHECK(ex.size() == 4);
+    CHECK(ex.back().line == 14);  // after a blank line, with a CRLF end
+    CHECK_THROWS_WITH(check_report(rep, opt), doctest::Contains("broken.jsonl:3: field \"output\": expected a string, got number"));
+}
