@@ -1,6 +1,7 @@
 // Hugging Face directory → our model: config.json onto ModelConfig, safetensors tensors by their own
 // names (our layout uses HF's names and [out, in] layout, and HF checkpoints use rotate-half RoPE, so
 // nothing is permuted), tokenizer.json with its side files.
+#include <climits>
 #include <cstdio>
 
 #include "data/json.h"
@@ -77,6 +78,13 @@ ModelConfig hf_config(const std::string& dir) {
     if ((scaling && !scaling->is_null()) || (rope_type && rope_type->type == JsonValue::String && rope_type->string != "default"))
         fprintf(stderr, "warning: %s: the model uses RoPE scaling, which this trainer does not implement; its outputs "
                 "will differ slightly from the original's\n", h.path.c_str());
+    // Mistral's sliding window (Qwen2 only with use_sliding_window): our attention sees the whole context.
+    const JsonValue* window = h.get("sliding_window");
+    bool windowed = window && window->type == JsonValue::Number && window->number < c.max_seq_len &&
+                    (type != "qwen2" || h.flag("use_sliding_window"));
+    if (windowed)
+        fprintf(stderr, "warning: %s: sliding-window attention (%g tokens) is not implemented; sequences longer than the "
+                "window attend further back than the original model\n", h.path.c_str(), window->number);
     return c;
 }
 }  // namespace
