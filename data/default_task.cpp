@@ -107,13 +107,14 @@ std::string task_item_jsonl(const TaskItem& item) {
            ", \"output\": " + json_quote(item.output) + "}";
 }
 
-TaskScore score_task(const std::vector<Record>& held_out,
-                     const std::function<std::string(const std::vector<ChatMessage>& prompt)>& generate) {
+TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers) {
+    if (answers.size() != held_out.size())
+        fail("score_answers: %zu answers for %zu held-out records", answers.size(), held_out.size());
     TaskScore score;
-    for (const Record& r : held_out) {
+    for (size_t i = 0; i < held_out.size(); i++) {
+        const Record& r = held_out[i];
         if (r.is_text()) continue;
-        std::vector<ChatMessage> prompt(r.messages.begin(), r.messages.end() - 1);
-        std::string reference = trim(r.messages.back().content), answer = trim(generate(prompt));
+        std::string reference = trim(r.messages.back().content), answer = trim(answers[i]);
         score.n++;
         score.exact += answer == reference;
         JsonValue ref = parse_object_or_null(reference);
@@ -126,4 +127,13 @@ TaskScore score_task(const std::vector<Record>& held_out,
         }
     }
     return score;
+}
+
+TaskScore score_task(const std::vector<Record>& held_out,
+                     const std::function<std::string(const std::vector<ChatMessage>& prompt)>& generate) {
+    std::vector<std::string> answers;
+    for (const Record& r : held_out)
+        answers.push_back(r.is_text() ? std::string()
+                                      : generate(std::vector<ChatMessage>(r.messages.begin(), r.messages.end() - 1)));
+    return score_answers(held_out, answers);
 }

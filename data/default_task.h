@@ -42,9 +42,13 @@ struct TaskScore {
     double field_rate() const { return fields_total ? (double)fields / fields_total : 0.0; }
 };
 
-// For each record (a conversation ending with the reference answer), asks `generate` for an answer
-// to the conversation without its last assistant turn and compares. Partial credit counts the
-// reference object's members whose value the answer (parsed as JSON) has exactly, so progress
-// shows before answers are fully right.
+// Compares answers[i] with the reference of held_out[i] (a conversation ending with the reference
+// answer; raw-text records are skipped). Partial credit counts the reference object's members
+// whose value the answer (parsed as JSON) has exactly, so progress shows before answers are
+// fully right.
+TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers);
+
+// The same, asking `generate` for each answer given the conversation without its last assistant
+// turn (callers that generate in one batch use score_answers).
 TaskScore score_task(const std::vector<Record>& held_out,
                      const std::function<std::string(const std::vector<ChatMessage>& prompt)>& generate);

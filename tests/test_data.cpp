@@ -262,4 +262,10 @@ TEST_CASE("score_task: exact match and per-field credit through a generate callb
     CHECK(s.fields_total == 16);
     CHECK(s.fields == 4 + 1 + 0 + 1);
     CHECK(s.exact_rate() == 0.25);
+    std::vector<std::string> answers = {items[0].output, "", "{}", items[3].output};
+    TaskScore t = score_answers(pf.records, answers);
+    CHECK(t.exact == 2);
+    CHECK(t.fields == 8);
+    answers.pop_back();
+    CHECK_THROWS_WITH(score_answers(pf.records, answers), doctest::Contains("3 answers for 4"));
 }
