@@ -5,9 +5,12 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <map>
 #include <string>
 
 #include "data/dataset.h"
+#include "data/default_task.h"
+#include "model/generate.h"
 #include "model/trainer.h"
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
@@ -20,7 +23,7 @@ struct Flags {
                 schedule = "cosine", padding = "longest", truncation = "drop";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, check_data = false, dry_run = false, skip_bad_lines = false;
-    int log_every = 1;
+    int log_every = 1, eval_samples = 32;
     TrainConfig tc;
     DataOptions data_opt;
 };
@@ -50,6 +53,8 @@ void usage() {
         "  --max-steps N | --epochs F (1)    --seed N (42)   --recompute (gradient checkpointing)\n"
         "output\n"
         "  --out DIR (out)  --save-every N  --keep-last N (2)  --eval-every N  --resume  --log-every N (1)\n"
+        "  --eval-samples N (32)   held-out examples answered (greedy) before and after training: exact\n"
+        "                          match and per-field JSON score, with a few samples shown (0: off)\n"
         "  --dry-run               print the setup and memory table, then exit\n");
 }
 
@@ -119,6 +124,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (a == "--keep-last") tc.keep_last = integer();
         else if (a == "--eval-every") tc.eval_every = integer();
         else if (a == "--log-every") f.log_every = std::max(1, integer());
+        else if (a == "--eval-samples") f.eval_samples = integer();
         else if (a == "--resume") f.resume = true;
         else if (a == "--check-data") f.check_data = true;
         else if (a == "--dry-run") f.dry_run = true;
@@ -197,6 +203,45 @@ void print_memory(const MemoryUse& m) {
     printf("  %-12s %12s\n", "total", fmt_bytes(m.total()).c_str());
 }
 
+// Answers the first n held-out conversations greedily (all at once: one batched generation) and
+// scores them against the reference answers; prints the scores and the first few answers.
+struct SampleEval {
+    std::vector<Record> held_out;
+    const Tokenizer* tok = nullptr;
+    ChatTemplate chat;
+};
+
+void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
+    if (se.held_out.empty() || !se.tok) return;
+    double t0 = now_seconds();
+    std::vector<std::vector<int32_t>> prompts;
+    std::vector<std::string> keys;
+    for (const Record& r : se.held_out) {
+        std::vector<ChatMessage> prompt(r.messages.begin(), r.messages.end() - 1);
+        std::string text = chat_render(se.chat, prompt, true);
+        keys.push_back(text);
+        prompts.push_back(encode(*se.tok, text, true));
+    }
+    std::vector<int32_t> stops;
+    for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"})
+        if (token_id(*se.tok, s) >= 0) stops.push_back(token_id(*se.tok, s));
+    if (se.tok->eos_id >= 0) stops.push_back(se.tok->eos_id);
+    SampleOptions so;
+    so.max_new_tokens = 64;
+    std::vector<std::vector<int32_t>> answers = generate(t.model, prompts, so, stops);
+    // score_task asks for one answer at a time; they were all generated above, so look them up.
+    std::map<std::string, std::string> answer_of;
+    for (size_t i = 0; i < keys.size(); i++) answer_of[keys[i]] = decode(*se.tok, answers[i]);
+    TaskScore score = score_task(se.held_out, [&](const std::vector<ChatMessage>& prompt) {
+        return answer_of.at(chat_render(se.chat, prompt, true));
+    });
+    printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%), JSON fields %.1f%%\n",
+           when, score.n, now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate(), 100 * score.field_rate());
+    for (size_t i = 0; i < std::min<size_t>(3, se.held_out.size()); i++)
+        printf("  [%zu] %s\n      -> %s\n", i + 1, se.held_out[i].messages.end()[-2].content.c_str(),
+               decode(*se.tok, answers[i]).c_str());
+}
+
 void eval_and_print(Trainer& t, const char* when, FILE* csv) {
     if (t.val.empty()) return;
     double vl = trainer_evaluate(t, t.val);
@@ -273,7 +318,20 @@ int run(int argc, char** argv) {
         if (!csv) fail("%s: cannot write the log", path.c_str());
         if (fresh) fprintf(csv, "step,loss,lr,grad_norm,tokens,tokens_per_s,elapsed_s,val_loss\n");
     }
-    if (t.step == 0) eval_and_print(t, "before", csv);
+    SampleEval se;
+    if (f.eval_samples > 0 && !tok.vocab.empty()) {
+        std::string path = !f.val_data.empty() ? f.val_data : f.data;
+        ParsedFile pf = parse_records(read_file(path), path, is_jsonl_path(path));
+        for (const Record& r : pf.records)
+            if (!r.is_text() && (int)se.held_out.size() < f.eval_samples) se.held_out.push_back(r);
+        se.tok = &tok;
+        se.chat = dt.chat_template;
+        if (f.val_data.empty()) se.held_out.clear();  // a split's val part is not a file: no samples
+    }
+    if (t.step == 0) {
+        eval_and_print(t, "before", csv);
+        sample_and_score(t, se, "before");
+    }
     double t0 = now_seconds(), tokens0 = t.tokens_seen;
     int step0 = t.step;
     while (t.step < t.total_steps) {
@@ -293,6 +351,7 @@ int run(int argc, char** argv) {
             printf("saved %s\n", trainer_save_checkpoint(t).c_str());
     }
     eval_and_print(t, "after", csv);
+    sample_and_score(t, se, "after");
     if (!t.cfg.out_dir.empty()) printf("saved %s\n", trainer_save_checkpoint(t).c_str());
     if (csv) fclose(csv);
     return 0;
@@ -301,6 +360,7 @@ int run(int argc, char** argv) {
 }  // namespace
 
 int main(int argc, char** argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear at once, also through tee or a pipe
     try {
         return run(argc, argv);
     } catch (const std::exception& e) {

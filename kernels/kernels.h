@@ -51,6 +51,12 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* q, const float* k, const float* v, const int32_t* seg, int B, int T, int nh,
                         int nkv, int hd);
 
+// Decoding: one new query per sequence against that sequence's cached keys/values.
+// q[S, nh, hd]; kcache/vcache[S, max_T, nkv, hd] (one layer); sequence s attends to its first
+// len[s] cached positions (the new token's own k/v already written at len[s]-1). out[S, nh, hd].
+void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* len, int S,
+                      int max_T, int nh, int nkv, int hd);
+
 // h[N] = silu(gate) * up, silu(g) = g * sigmoid(g)
 void swiglu_forward(float* h, const float* gate, const float* up, size_t N);
 // dgate, dup overwritten
@@ -93,6 +99,7 @@ struct Ops {
     decltype(&cpu::rope_backward) rope_backward;
     decltype(&cpu::attention_forward) attention_forward;
     decltype(&cpu::attention_backward) attention_backward;
+    decltype(&cpu::attention_decode) attention_decode;
     decltype(&cpu::swiglu_forward) swiglu_forward;
     decltype(&cpu::swiglu_backward) swiglu_backward;
     decltype(&cpu::lora_forward) lora_forward;

@@ -11,6 +11,7 @@
 #include <climits>
 #include <cstring>
 
+#include "model/linear.h"
 #include "model/util.h"
 
 void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params) {
@@ -76,43 +77,6 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute)
 
 namespace {
 
-// What a pass needs besides the buffers: the model, the backend, the gradient sink.
-struct Pass {
-    const Model& m;
-    const Ops& ops;
-    float* grads;          // null in a forward-only pass
-    float dropout;         // LoRA dropout rate (0 when evaluating)
-    uint64_t dropout_key;
-    const float* w(size_t off) const { return off == SIZE_MAX ? nullptr : m.params.data() + off; }
-    // Gradient slot of a base weight: only when training every weight.
-    float* gw(size_t off) const { return grads && m.method == Method::Full && off != SIZE_MAX ? grads + off : nullptr; }
-    bool adapted(LoraTarget t) const { return m.method == Method::Lora && m.lora.has(t); }
-    uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
-};
-
-// y = x Wᵀ + b (+ s·(drop(x) Aᵀ) Bᵀ); accumulate adds to y (residual stream).
-void linear_forward(const Pass& P, float* y, const float* x, size_t w, size_t b, int N, int C, int OC, int layer,
-                    LoraTarget t, LayerActs& A, bool accumulate) {
-    P.ops.matmul_forward(y, x, P.w(w), P.w(b), N, C, OC, accumulate);
-    if (P.adapted(t)) {
-        const LoraLayout& L = P.m.lora_layout;
-        P.ops.lora_forward(y, A.u[t].data(), x, P.m.adapters.data() + L.A(layer, t), P.m.adapters.data() + L.B(layer, t),
-                           N, C, OC, P.m.lora.rank, P.m.lora.scale(), P.dropout, P.key(layer, t));
-    }
-}
-
-// dx += dy W (+ adapter path); weight/bias/adapter gradients accumulate into the pass's grads.
-void linear_backward(const Pass& P, float* dx, const float* dy, const float* x, size_t w, size_t b, int N, int C, int OC,
-                     int layer, LoraTarget t, const LayerActs& A) {
-    P.ops.matmul_backward(dx, P.gw(w), P.gw(b), dy, x, P.w(w), N, C, OC);
-    if (P.adapted(t)) {
-        const LoraLayout& L = P.m.lora_layout;
-        P.ops.lora_backward(dx, P.grads + L.A(layer, t), P.grads + L.B(layer, t), dy, x, A.u[t].data(),
-                            P.m.adapters.data() + L.A(layer, t), P.m.adapters.data() + L.B(layer, t), N, C, OC,
-                            P.m.lora.rank, P.m.lora.scale(), P.dropout, P.key(layer, t));
-    }
-}
-
 void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
 
 void layer_forward(const Pass& P, Workspace& ws, const Batch& batch, int l, LayerActs& A) {
@@ -122,21 +86,21 @@ void layer_forward(const Pass& P, Workspace& ws, const Batch& batch, int l, Laye
     const float* x = ws.resid.data() + (size_t)l * N * C;
     float* out = ws.resid.data() + (size_t)(l + 1) * N * C;
     P.ops.rmsnorm_forward(A.ln1.data(), A.rstd1.data(), x, P.w(o.attn_norm), N, C, c.norm_eps);
-    linear_forward(P, A.q.data(), A.ln1.data(), o.wq, o.bq, N, C, Q, l, LORA_Q, A, false);
-    linear_forward(P, A.k.data(), A.ln1.data(), o.wk, o.bk, N, C, KV, l, LORA_K, A, false);
-    linear_forward(P, A.v.data(), A.ln1.data(), o.wv, o.bv, N, C, KV, l, LORA_V, A, false);
+    linear_forward(P, A.q.data(), A.ln1.data(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].data(), false);
+    linear_forward(P, A.k.data(), A.ln1.data(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].data(), false);
+    linear_forward(P, A.v.data(), A.ln1.data(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].data(), false);
     P.ops.rope_forward(A.q.data(), batch.pos.data(), N, c.n_heads, c.head_dim, c.rope_theta);
     P.ops.rope_forward(A.k.data(), batch.pos.data(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
     P.ops.attention_forward(A.att.data(), A.lse.data(), A.q.data(), A.k.data(), A.v.data(), batch.seg.data(), ws.B,
                             ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
     memcpy(A.x_mid.data(), x, (size_t)N * C * sizeof(float));
-    linear_forward(P, A.x_mid.data(), A.att.data(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A, true);
+    linear_forward(P, A.x_mid.data(), A.att.data(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].data(), true);
     P.ops.rmsnorm_forward(A.ln2.data(), A.rstd2.data(), A.x_mid.data(), P.w(o.mlp_norm), N, C, c.norm_eps);
-    linear_forward(P, A.gate.data(), A.ln2.data(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A, false);
-    linear_forward(P, A.up.data(), A.ln2.data(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A, false);
+    linear_forward(P, A.gate.data(), A.ln2.data(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].data(), false);
+    linear_forward(P, A.up.data(), A.ln2.data(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].data(), false);
     P.ops.swiglu_forward(A.h.data(), A.gate.data(), A.up.data(), (size_t)N * F);
     memcpy(out, A.x_mid.data(), (size_t)N * C * sizeof(float));
-    linear_forward(P, out, A.h.data(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A, true);
+    linear_forward(P, out, A.h.data(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].data(), true);
 }
 
 // On entry ws.dresid = dL/d(layer output); on exit dL/d(layer input).
@@ -147,25 +111,25 @@ void layer_backward(const Pass& P, Workspace& ws, const Batch& batch, int l, con
     const float* x = ws.resid.data() + (size_t)l * N * C;
     // MLP branch: out = x_mid + down(h)
     zero(ws.dh);
-    linear_backward(P, ws.dh.data(), ws.dresid.data(), A.h.data(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A);
+    linear_backward(P, ws.dh.data(), ws.dresid.data(), A.h.data(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].data());
     P.ops.swiglu_backward(ws.dgate.data(), ws.dup.data(), ws.dh.data(), A.gate.data(), A.up.data(), (size_t)N * F);
     zero(ws.dln);
-    linear_backward(P, ws.dln.data(), ws.dgate.data(), A.ln2.data(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A);
-    linear_backward(P, ws.dln.data(), ws.dup.data(), A.ln2.data(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A);
+    linear_backward(P, ws.dln.data(), ws.dgate.data(), A.ln2.data(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].data());
+    linear_backward(P, ws.dln.data(), ws.dup.data(), A.ln2.data(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].data());
     P.ops.rmsnorm_backward(ws.dresid.data(), P.gw(o.mlp_norm), ws.dln.data(), A.x_mid.data(), P.w(o.mlp_norm),
                            A.rstd2.data(), N, C);
     // Attention branch: x_mid = x + o(att)
     zero(ws.datt);
-    linear_backward(P, ws.datt.data(), ws.dresid.data(), A.att.data(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A);
+    linear_backward(P, ws.datt.data(), ws.dresid.data(), A.att.data(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].data());
     P.ops.attention_backward(ws.dq.data(), ws.dk.data(), ws.dv.data(), ws.datt.data(), A.att.data(), A.lse.data(),
                              A.q.data(), A.k.data(), A.v.data(), batch.seg.data(), ws.B, ws.T, c.n_heads, c.n_kv_heads,
                              c.head_dim);
     P.ops.rope_backward(ws.dq.data(), batch.pos.data(), N, c.n_heads, c.head_dim, c.rope_theta);
     P.ops.rope_backward(ws.dk.data(), batch.pos.data(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
     zero(ws.dln);
-    linear_backward(P, ws.dln.data(), ws.dq.data(), A.ln1.data(), o.wq, o.bq, N, C, Q, l, LORA_Q, A);
-    linear_backward(P, ws.dln.data(), ws.dk.data(), A.ln1.data(), o.wk, o.bk, N, C, KV, l, LORA_K, A);
-    linear_backward(P, ws.dln.data(), ws.dv.data(), A.ln1.data(), o.wv, o.bv, N, C, KV, l, LORA_V, A);
+    linear_backward(P, ws.dln.data(), ws.dq.data(), A.ln1.data(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].data());
+    linear_backward(P, ws.dln.data(), ws.dk.data(), A.ln1.data(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].data());
+    linear_backward(P, ws.dln.data(), ws.dv.data(), A.ln1.data(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].data());
     P.ops.rmsnorm_backward(ws.dresid.data(), P.gw(o.attn_norm), ws.dln.data(), x, P.w(o.attn_norm), A.rstd1.data(), N, C);
 }
 

@@ -105,3 +105,38 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 }
 
 }  // namespace cpu
+
+namespace cpu {
+
+void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* len, int S,
+                      int max_T, int nh, int nkv, int hd) {
+    const float scale = 1.0f / std::sqrt((float)hd);
+    const int group = nh / nkv;
+    #pragma omp parallel
+    {
+        std::vector<float> p(max_T);
+        #pragma omp for schedule(static) collapse(2)
+        for (int s = 0; s < S; s++)
+            for (int h = 0; h < nh; h++) {
+                int g = h / group, n = len[s];
+                const float* qs = q + ((size_t)s * nh + h) * hd;
+                const float* K = kcache + (size_t)s * max_T * nkv * hd;
+                const float* V = vcache + (size_t)s * max_T * nkv * hd;
+                float mx = -INFINITY, sum = 0.0f;
+                for (int j = 0; j < n; j++) {
+                    p[j] = dot(qs, K + ((size_t)j * nkv + g) * hd, hd) * scale;
+                    mx = std::max(mx, p[j]);
+                }
+                for (int j = 0; j < n; j++) sum += (p[j] = std::exp(p[j] - mx));
+                float* o = out + ((size_t)s * nh + h) * hd;
+                memset(o, 0, hd * sizeof(float));
+                for (int j = 0; j < n; j++) {
+                    const float* vj = V + ((size_t)j * nkv + g) * hd;
+                    float w = p[j] / sum;
+                    for (int d = 0; d < hd; d++) o[d] += w * vj[d];
+                }
+            }
+    }
+}
+
+}  // namespace cpu

@@ -1,0 +1,28 @@
+// Sampling from the model with a KV cache, several sequences at once.
+#pragma once
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "model/model.h"
+#include "model/util.h"
+
+struct SampleOptions {
+    int max_new_tokens = 128;
+    float temperature = 0.0f;  // 0: greedy (argmax)
+    int top_k = 0;             // 0: no top-k cut
+    float top_p = 1.0f;        // nucleus: smallest set of tokens whose probability reaches top_p
+    uint64_t seed = 0;
+};
+
+// Picks the next token from logits[V] (modified in place) under the options.
+int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng);
+
+// Continues every prompt until it emits one of stop_ids (not included in the result) or reaches
+// max_new_tokens. All sequences advance together, one position per step, so the weights are read
+// once per step for all of them: prompt tokens are fed while a sequence is still in its prompt
+// (prefill), sampled tokens after. on_token(seq, id), when given, sees each new token as it comes
+// (streaming). LoRA adapters of the model are applied as in training.
+std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
+                                           const SampleOptions& opt, const std::vector<int32_t>& stop_ids,
+                                           const std::function<void(int, int32_t)>& on_token = nullptr);

@@ -1,0 +1,28 @@
+// Every linear layer of the model goes through these two functions: the base GEMM, plus the LoRA
+// adapter path when that weight is adapted. Training (model.cpp) and decoding (generate.cpp) share them.
+#pragma once
+#include <climits>
+
+#include "model/model.h"
+
+// What a pass needs besides the buffers: the model, the backend, the gradient sink.
+struct Pass {
+    const Model& m;
+    const Ops& ops;
+    float* grads;          // null in a forward-only pass
+    float dropout;         // LoRA dropout rate (0 when evaluating)
+    uint64_t dropout_key;
+    const float* w(size_t off) const { return off == SIZE_MAX ? nullptr : m.params.data() + off; }
+    // Gradient slot of a base weight: only when training every weight.
+    float* gw(size_t off) const { return grads && m.method == Method::Full && off != SIZE_MAX ? grads + off : nullptr; }
+    bool adapted(LoraTarget t) const { return m.method == Method::Lora && m.lora.has(t); }
+    uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
+};
+
+// y = x Wᵀ + b (+ s·(drop(x) Aᵀ) Bᵀ); accumulate adds to y (residual stream). u (rank-wide) keeps
+// x·Aᵀ for the backward.
+void linear_forward(const Pass& P, float* y, const float* x, size_t w, size_t b, int N, int C, int OC, int layer,
+                    LoraTarget t, float* u, bool accumulate);
+// dx += dy W (+ adapter path); weight/bias/adapter gradients accumulate into the pass's grads.
+void linear_backward(const Pass& P, float* dx, const float* dy, const float* x, size_t w, size_t b, int N, int C, int OC,
+                     int layer, LoraTarget t, const float* u);
