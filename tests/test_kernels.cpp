@@ -10,7 +10,8 @@ TEST_CASE("gemm matches a naive product for every transpose, beta and awkward si
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             for (float beta : {0.0f, 1.0f}) {
-                int M = 37, N = 70, K = 300;  // K > one 256-deep slice
+                for (int M : {37, 3}) {
+                int N = 70, K = 300;  // K > one 256-deep slice; M = 3 takes the few-rows path
                 vector<float> A = random_vec((size_t)M * K, 1), B = random_vec((size_t)K * N, 2), C = random_vec((size_t)M * N, 3);
                 vector<float> ref = C;
                 for (int i = 0; i < M; i++)
@@ -24,6 +25,7 @@ TEST_CASE("gemm matches a naive product for every transpose, beta and awkward si
                 double worst = 0;
                 for (size_t i = 0; i < C.size(); i++) worst = std::max(worst, (double)std::fabs(C[i] - ref[i]));
                 CHECK(worst < 1e-3);
+                }
             }
 }
 

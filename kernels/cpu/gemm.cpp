@@ -73,6 +73,23 @@ void pack_b(bool trans, const float* B, int ldb, int N, int k0, int kc, float* d
     }
 }
 
+// A few rows times a weight stored [N, K] (y = x Wᵀ while decoding): memory-bound, so read each
+// weight row once, straight from where it lies, and use it for all M rows. Packing would copy the
+// whole matrix for a handful of multiply-adds per element.
+void gemm_few_rows(int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb, float* C, int ldc) {
+    #pragma omp parallel for schedule(static)
+    for (int j = 0; j < N; j++) {
+        const float* w = B + (size_t)j * ldb;
+        for (int i = 0; i < M; i++) {
+            const float* a = A + (size_t)i * lda;
+            float s = 0.0f;
+            #pragma omp simd reduction(+ : s)
+            for (int k = 0; k < K; k++) s += a[k] * w[k];
+            C[(size_t)i * ldc + j] += alpha * s;
+        }
+    }
+}
+
 }  // namespace
 
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
@@ -81,6 +98,7 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const floa
     if (beta == 0.0f)
         for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, N * sizeof(float));
     if (K <= 0) return;
+    if (M <= 4 && !transA && transB) return gemm_few_rows(M, N, K, alpha, A, lda, B, ldb, C, ldc);
     int a_panels = (M + MR - 1) / MR, b_panels = (N + NR - 1) / NR;
     static thread_local std::vector<float> abuf, bbuf;  // reused across calls: no allocation per GEMM
     abuf.resize((size_t)a_panels * MR * KC);

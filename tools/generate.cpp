@@ -1,0 +1,104 @@
+// Sampling from a model, optionally with a LoRA adapter, streaming tokens as they come.
+//   ./generate --prompt "What is the capital of France?"            (chat-formatted by the template)
+//   ./generate --raw --prompt "Once upon a time"                     (plain continuation)
+//   ./generate --lora out/ckpt-00000100/adapter.lora --prompt "..." --temperature 0.7 --top-p 0.9
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "model/generate.h"
+#include "tokenizer/tokenizer.h"
+
+static int run(int argc, char** argv) {
+    std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl;
+    bool raw = false;
+    SampleOptions so;
+    so.max_new_tokens = 256;
+    for (int i = 1; i < argc; i++) {
+        std::string a = argv[i];
+        auto val = [&]() -> std::string {
+            if (i + 1 >= argc) fail("flag %s needs a value", a.c_str());
+            return argv[++i];
+        };
+        auto num = [&]() {
+            std::string v = val();
+            char* end;
+            double d = strtod(v.c_str(), &end);
+            if (v.empty() || *end) fail("flag %s: '%s' is not a number", a.c_str(), v.c_str());
+            return d;
+        };
+        if (a == "--model") model_path = val();
+        else if (a == "--tokenizer") tok_path = val();
+        else if (a == "--lora") lora_path = val();
+        else if (a == "--prompt") prompt = val();
+        else if (a == "--system") system = val();
+        else if (a == "--template") tmpl = val();
+        else if (a == "--raw") raw = true;
+        else if (a == "--max-tokens") so.max_new_tokens = (int)num();
+        else if (a == "--temperature") so.temperature = (float)num();
+        else if (a == "--top-k") so.top_k = (int)num();
+        else if (a == "--top-p") so.top_p = (float)num();
+        else if (a == "--seed") so.seed = (uint64_t)num();
+        else if (a == "--help" || a == "-h") {
+            printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
+                   "       [--raw] [--template chatml|llama3|gemma|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
+                   "       [--top-k K] [--top-p P] [--seed N]\n"
+                   "Without --prompt the prompt is read from stdin.\n");
+            return 0;
+        } else fail("unknown flag '%s' (see ./generate --help)", a.c_str());
+    }
+    if (prompt.empty()) {
+        char buf[4096];
+        size_t n;
+        while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) prompt.append(buf, n);
+    }
+    if (prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin");
+    if (tok_path.empty()) tok_path = model_path.substr(0, model_path.rfind('.')) + ".tok";
+    Tokenizer tok = tokenizer_load_any(tok_path);
+    ModelConfig cfg;
+    std::vector<float> params;
+    model_load(model_path, cfg, params);
+    Model m;
+    model_init(m, cfg, std::move(params));
+    if (!lora_path.empty()) {
+        LoraConfig lc;
+        std::vector<float> adapters;
+        lora_load(lora_path, cfg, lc, adapters);
+        model_set_lora(m, lc, std::move(adapters));
+    }
+    std::string text = prompt;
+    if (!raw) {
+        ChatTemplate ct = tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl);
+        std::vector<ChatMessage> msgs;
+        if (!system.empty()) msgs.push_back({"system", system});
+        msgs.push_back({"user", prompt});
+        text = chat_render(ct, msgs, true);
+    }
+    std::vector<int32_t> ids = encode(tok, text, !raw);
+    std::vector<int32_t> stops;
+    for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"})
+        if (token_id(tok, s) >= 0) stops.push_back(token_id(tok, s));
+    if (tok.eos_id >= 0) stops.push_back(tok.eos_id);
+    double t0 = now_seconds(), first = 0;
+    size_t n = 0;
+    // Tokens can end mid UTF-8 character: print bytes as they come, the terminal joins them.
+    generate(m, {ids}, so, stops, [&](int, int32_t id) {
+        if (!n++) first = now_seconds();
+        const std::string& b = decode_token(tok, id);
+        fwrite(b.data(), 1, b.size(), stdout);
+        fflush(stdout);
+    });
+    double dt = now_seconds() - first;
+    fprintf(stderr, "\n[%zu prompt tokens, %zu generated; prefill %.2fs, %.1f tokens/s]\n", ids.size(), n,
+            first - t0, n > 1 ? (n - 1) / dt : 0.0);
+    return 0;
+}
+
+int main(int argc, char** argv) {
+    try {
+        return run(argc, argv);
+    } catch (const std::exception& e) {
+        fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+}
