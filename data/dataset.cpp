@@ -10,7 +10,9 @@
 
 namespace {
 
-// FNV-1a over token ids and weights: finds exact duplicates and groups them in the split.
+// FNV-1a over token ids and weights: finds exact duplicates and groups them in the split. Equal
+// hashes are taken as equal content (a false match among n examples has odds ~n²/2^65), which
+// spares keeping a second copy of every example.
 uint64_t content_hash(const Example& e) {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&](uint32_t x) {
@@ -26,7 +28,6 @@ uint64_t content_hash(const Example& e) {
     return h;
 }
 
-bool same_content(const Example& a, const Example& b) { return a.tokens == b.tokens && a.weights == b.weights; }
 
 Example format_conversation(const Record& r, const DataTokenizer& tok, float prompt_loss_weight) {
     Example e;
@@ -99,10 +100,15 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
 
     std::vector<Example> out;
     std::vector<const Record*> docs;
-    std::unordered_map<uint64_t, std::vector<size_t>> seen;  // hash → indices into `rendered`
-    std::vector<Example> rendered;                           // conversations as formatted, for duplicates
+    std::unordered_map<uint64_t, int> first_line;  // content hash → line of its first occurrence
+    std::unordered_map<size_t, int> first_doc;     // the same for raw documents, by their text
     for (const Record& r : parsed.records) {
-        if (r.is_text()) { docs.push_back(&r); continue; }
+        if (r.is_text()) {
+            auto [it, fresh] = first_doc.emplace(std::hash<std::string>()(r.text), r.line);
+            if (!fresh) report.duplicates.push_back({r.line, it->second});
+            docs.push_back(&r);
+            continue;
+        }
         Example e;
         try {
             e = format_conversation(r, tok, opt.prompt_loss_weight);
@@ -112,11 +118,8 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
         }
         report.conversations++;
         report.lengths.push_back((int)e.size());
-        std::vector<size_t>& same = seen[content_hash(e)];
-        for (size_t k : same)
-            if (same_content(rendered[k], e)) { report.duplicates.push_back({e.line, rendered[k].line}); break; }
-        same.push_back(rendered.size());
-        rendered.push_back(e);
+        auto [it, fresh] = first_line.emplace(content_hash(e), e.line);
+        if (!fresh) report.duplicates.push_back({e.line, it->second});
 
         if ((int)e.size() > opt.max_seq_len) {
             report.over_length.push_back(e.line);

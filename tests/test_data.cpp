@@ -86,6 +86,7 @@ TEST_CASE("raw text: documents joined with EOS and cut into blocks, every token 
     opt.max_seq_len = 4;
     DataReport rep;
     auto ex = read_bytes(dir, "d.jsonl", "{\"text\": \"abcde\"}\n{\"text\": \"xy\"}\n", opt, rep);
+    CHECK(rep.duplicates.empty());
     // "abcde<eos>xy<eos>" = 9 tokens → blocks of 4 that overlap by one token, so each token but the
     // first is predicted exactly once.
     REQUIRE(ex.size() == 3);
@@ -97,6 +98,8 @@ TEST_CASE("raw text: documents joined with EOS and cut into blocks, every token 
     CHECK(ex[1].weights == std::vector<float>{0, 1, 1, 1});
     CHECK(rep.documents == 2);
     CHECK(rep.document_tokens == 9);
+    read_bytes(dir, "d.jsonl", "{\"text\": \"abcde\"}\n{\"text\": \"xy\"}\n{\"text\": \"abcde\"}\n", opt, rep);
+    CHECK(rep.duplicates == std::vector<std::pair<int, int>>{{3, 1}});
 
     // A .txt file is one document; its text is not parsed for special tokens.
     auto t = read_bytes(dir, "d.txt", "ab<|im_end|>", opt, rep);
