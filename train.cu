@@ -5,7 +5,6 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
-#include <map>
 #include <string>
 
 #include "data/dataset.h"
@@ -215,12 +214,9 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     if (se.held_out.empty() || !se.tok) return;
     double t0 = now_seconds();
     std::vector<std::vector<int32_t>> prompts;
-    std::vector<std::string> keys;
     for (const Record& r : se.held_out) {
         std::vector<ChatMessage> prompt(r.messages.begin(), r.messages.end() - 1);
-        std::string text = chat_render(se.chat, prompt, true);
-        keys.push_back(text);
-        prompts.push_back(encode(*se.tok, text, true));
+        prompts.push_back(encode(*se.tok, chat_render(se.chat, prompt, true), true));
     }
     std::vector<int32_t> stops;
     for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"})
@@ -228,18 +224,14 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     if (se.tok->eos_id >= 0) stops.push_back(se.tok->eos_id);
     SampleOptions so;
     so.max_new_tokens = 64;
-    std::vector<std::vector<int32_t>> answers = generate(t.model, prompts, so, stops);
-    // score_task asks for one answer at a time; they were all generated above, so look them up.
-    std::map<std::string, std::string> answer_of;
-    for (size_t i = 0; i < keys.size(); i++) answer_of[keys[i]] = decode(*se.tok, answers[i]);
-    TaskScore score = score_task(se.held_out, [&](const std::vector<ChatMessage>& prompt) {
-        return answer_of.at(chat_render(se.chat, prompt, true));
-    });
+    std::vector<std::string> answers;
+    for (const std::vector<int32_t>& ids : generate(t.model, prompts, so, stops)) answers.push_back(decode(*se.tok, ids));
+    TaskScore score = score_answers(se.held_out, answers);
     printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%), JSON fields %.1f%%\n",
            when, score.n, now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate(), 100 * score.field_rate());
     for (size_t i = 0; i < std::min<size_t>(3, se.held_out.size()); i++)
         printf("  [%zu] %s\n      -> %s\n", i + 1, se.held_out[i].messages.end()[-2].content.c_str(),
-               decode(*se.tok, answers[i]).c_str());
+               answers[i].c_str());
 }
 
 void eval_and_print(Trainer& t, const char* when, FILE* csv) {

@@ -71,7 +71,16 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     }
     if (t.cfg.optim.warmup_steps == 0 && cfg.warmup_ratio > 0)
         t.cfg.optim.warmup_steps = (int)std::ceil(cfg.warmup_ratio * t.total_steps);
-    workspace_init(t.ws, t.model, cfg.batch.batch_size, cfg.batch.max_seq_len, cfg.recompute);
+    // With dynamic padding no batch is longer than the longest example: size the activations for
+    // that, not for max_seq_len (SmolLM2's default task: 98 tokens instead of 512, 5x less memory).
+    int T = cfg.batch.max_seq_len;
+    if (!cfg.batch.packing && cfg.batch.padding == Padding::longest) {
+        size_t longest = 2;
+        for (const auto* set : {&t.train, &t.val})
+            for (const Example& e : *set) longest = std::max(longest, e.size());
+        T = (int)std::min<size_t>(T, longest);
+    }
+    workspace_init(t.ws, t.model, cfg.batch.batch_size, T, cfg.recompute);
     t.grads.assign(t.model.num_trainable(), 0.0f);
     t.opt.m.assign(t.model.num_trainable(), 0.0f);
     t.opt.v.assign(t.model.num_trainable(), 0.0f);
