@@ -13,6 +13,7 @@
 #include "model/trainer.h"
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/cli.h"
 
 namespace {
 
@@ -64,73 +65,57 @@ void parse_flags(int argc, char** argv, Flags& f) {
     tc.batch.max_seq_len = 512;
     tc.out_dir = "out";
     bool data_given = false;
-    for (int i = 1; i < argc; i++) {
-        std::string a = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) fail("flag %s needs a value (see ./train --help)", a.c_str());
-            return argv[++i];
-        };
-        auto num = [&]() -> double {
-            std::string v = val();
-            char* end;
-            double d = strtod(v.c_str(), &end);
-            if (v.empty() || *end) fail("flag %s: '%s' is not a number", a.c_str(), v.c_str());
-            return d;
-        };
-        auto integer = [&]() -> int {
-            double d = num();
-            if (d != std::floor(d) || d < 0 || d > 2e9) fail("flag %s: expected a whole number >= 0, got %g", a.c_str(), d);
-            return (int)d;
-        };
-        if (a == "--help" || a == "-h") { usage(); exit(0); }
-        else if (a == "--model") f.model = val();
-        else if (a == "--preset") f.preset = val();
-        else if (a == "--tokenizer") f.tokenizer = val();
-        else if (a == "--data") { f.data = val(); data_given = true; }
-        else if (a == "--val-data") f.val_data = val();
-        else if (a == "--val-split") f.val_split = (float)num();
-        else if (a == "--template") f.chat_template = val();
-        else if (a == "--out") tc.out_dir = val();
-        else if (a == "--method") f.method = val();
-        else if (a == "--lora-r") tc.lora.rank = integer();
-        else if (a == "--lora-alpha") tc.lora.alpha = (float)num();
-        else if (a == "--lora-dropout") tc.lora.dropout = (float)num();
-        else if (a == "--lora-targets") f.lora_targets = val();
-        else if (a == "--use-rslora") tc.lora.use_rslora = 1;
-        else if (a == "--lr") f.lr = (float)num();
-        else if (a == "--weight-decay") tc.optim.weight_decay = (float)num();
-        else if (a == "--beta1") tc.optim.beta1 = (float)num();
-        else if (a == "--beta2") tc.optim.beta2 = (float)num();
-        else if (a == "--eps") tc.optim.eps = (float)num();
-        else if (a == "--max-grad-norm") tc.optim.max_grad_norm = (float)num();
-        else if (a == "--lr-scheduler") f.schedule = val();
-        else if (a == "--warmup-steps") tc.optim.warmup_steps = integer();
-        else if (a == "--warmup-ratio") tc.warmup_ratio = (float)num();
-        else if (a == "--min-lr-ratio") tc.optim.min_lr_ratio = (float)num();
-        else if (a == "--batch-size") tc.batch.batch_size = integer();
-        else if (a == "--grad-accum") tc.grad_accum = integer();
-        else if (a == "--max-steps") tc.max_steps = integer();
-        else if (a == "--epochs") tc.epochs = (float)num();
-        else if (a == "--max-seq-len") tc.batch.max_seq_len = integer();
-        else if (a == "--padding") f.padding = val();
-        else if (a == "--packing") tc.batch.packing = true;
-        else if (a == "--truncation") f.truncation = val();
-        else if (a == "--prompt-loss-weight") f.prompt_loss_weight = (float)num();
-        else if (a == "--skip-bad-lines") f.skip_bad_lines = true;
-        else if (a == "--recompute") tc.recompute = true;
-        else if (a == "--seed") tc.seed = (uint64_t)integer();
-        else if (a == "--save-every") tc.save_every = integer();
-        else if (a == "--keep-last") tc.keep_last = integer();
-        else if (a == "--eval-every") tc.eval_every = integer();
-        else if (a == "--log-every") f.log_every = std::max(1, integer());
-        else if (a == "--eval-samples") f.eval_samples = integer();
-        else if (a == "--resume") f.resume = true;
-        else if (a == "--check-data") f.check_data = true;
-        else if (a == "--dry-run") f.dry_run = true;
-        else if (a == "--device") {
-            std::string d = val();
+    Args args(argc, argv, "see ./train --help");
+    while (args.next()) {
+        if (args.is("--help") || args.is("-h")) { usage(); exit(0); }
+        else if (args.is("--model")) f.model = args.value();
+        else if (args.is("--preset")) f.preset = args.value();
+        else if (args.is("--tokenizer")) f.tokenizer = args.value();
+        else if (args.is("--data")) { f.data = args.value(); data_given = true; }
+        else if (args.is("--val-data")) f.val_data = args.value();
+        else if (args.is("--val-split")) f.val_split = (float)args.number();
+        else if (args.is("--template")) f.chat_template = args.value();
+        else if (args.is("--out")) tc.out_dir = args.value();
+        else if (args.is("--method")) f.method = args.value();
+        else if (args.is("--lora-r")) tc.lora.rank = args.integer();
+        else if (args.is("--lora-alpha")) tc.lora.alpha = (float)args.number();
+        else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number();
+        else if (args.is("--lora-targets")) f.lora_targets = args.value();
+        else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
+        else if (args.is("--lr")) f.lr = (float)args.number();
+        else if (args.is("--weight-decay")) tc.optim.weight_decay = (float)args.number();
+        else if (args.is("--beta1")) tc.optim.beta1 = (float)args.number();
+        else if (args.is("--beta2")) tc.optim.beta2 = (float)args.number();
+        else if (args.is("--eps")) tc.optim.eps = (float)args.number();
+        else if (args.is("--max-grad-norm")) tc.optim.max_grad_norm = (float)args.number();
+        else if (args.is("--lr-scheduler")) f.schedule = args.value();
+        else if (args.is("--warmup-steps")) tc.optim.warmup_steps = args.integer();
+        else if (args.is("--warmup-ratio")) tc.warmup_ratio = (float)args.number();
+        else if (args.is("--min-lr-ratio")) tc.optim.min_lr_ratio = (float)args.number();
+        else if (args.is("--batch-size")) tc.batch.batch_size = args.integer();
+        else if (args.is("--grad-accum")) tc.grad_accum = args.integer();
+        else if (args.is("--max-steps")) tc.max_steps = args.integer();
+        else if (args.is("--epochs")) tc.epochs = (float)args.number();
+        else if (args.is("--max-seq-len")) tc.batch.max_seq_len = args.integer();
+        else if (args.is("--padding")) f.padding = args.value();
+        else if (args.is("--packing")) tc.batch.packing = true;
+        else if (args.is("--truncation")) f.truncation = args.value();
+        else if (args.is("--prompt-loss-weight")) f.prompt_loss_weight = (float)args.number();
+        else if (args.is("--skip-bad-lines")) f.skip_bad_lines = true;
+        else if (args.is("--recompute")) tc.recompute = true;
+        else if (args.is("--seed")) tc.seed = (uint64_t)args.integer();
+        else if (args.is("--save-every")) tc.save_every = args.integer();
+        else if (args.is("--keep-last")) tc.keep_last = args.integer();
+        else if (args.is("--eval-every")) tc.eval_every = args.integer();
+        else if (args.is("--log-every")) f.log_every = std::max(1, args.integer());
+        else if (args.is("--eval-samples")) f.eval_samples = args.integer();
+        else if (args.is("--resume")) f.resume = true;
+        else if (args.is("--check-data")) f.check_data = true;
+        else if (args.is("--dry-run")) f.dry_run = true;
+        else if (args.is("--device")) {
+            std::string d = args.value();
             if (d != "cpu") fail("--device %s: this build has only the CPU backend (use --device cpu)", d.c_str());
-        } else fail("unknown flag '%s' (see ./train --help)", a.c_str());
+        } else args.unknown();
     }
     if (!data_given && f.val_data.empty() && f.val_split == 0.0f) f.val_data = "data/default/val.jsonl";
     if (f.method == "full") tc.method = Method::Full;
@@ -164,9 +149,7 @@ DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokeni
         tok = tokenizer_load_any(path);
         if ((int)tok.vocab.size() > cfg.vocab_size)
             fail("%s: the tokenizer has %zu tokens but the model only %d", path.c_str(), tok.vocab.size(), cfg.vocab_size);
-        dt.encode = [&tok](std::string_view text, bool special) { return encode(tok, text, special); };
-        dt.eos = tok.eos_id;
-        dt.chat_template = f.chat_template.empty() ? tok.chat_template : chat_template_from_name(f.chat_template);
+        dt = data_tokenizer(tok, f.chat_template.empty() ? tok.chat_template : chat_template_from_name(f.chat_template));
         printf("tokenizer: %s (%zu tokens, template %s)\n", path.c_str(), tok.vocab.size(), chat_template_name(dt.chat_template.kind));
         return dt;
     }
@@ -218,14 +201,10 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
         std::vector<ChatMessage> prompt(r.messages.begin(), r.messages.end() - 1);
         prompts.push_back(encode(*se.tok, chat_render(se.chat, prompt, true), true));
     }
-    std::vector<int32_t> stops;
-    for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"})
-        if (token_id(*se.tok, s) >= 0) stops.push_back(token_id(*se.tok, s));
-    if (se.tok->eos_id >= 0) stops.push_back(se.tok->eos_id);
     SampleOptions so;
     so.max_new_tokens = 64;
     std::vector<std::string> answers;
-    for (const std::vector<int32_t>& ids : generate(t.model, prompts, so, stops)) answers.push_back(decode(*se.tok, ids));
+    for (const std::vector<int32_t>& ids : generate(t.model, prompts, so, end_of_turn_ids(*se.tok))) answers.push_back(decode(*se.tok, ids));
     TaskScore score = score_answers(se.held_out, answers);
     printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%), JSON fields %.1f%%\n",
            when, score.n, now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate(), 100 * score.field_rate());
@@ -353,10 +332,5 @@ int run(int argc, char** argv) {
 
 int main(int argc, char** argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);  // progress lines appear at once, also through tee or a pipe
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& e) {
-        fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
+    return run_main([&] { return run(argc, argv); });
 }

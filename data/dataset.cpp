@@ -274,3 +274,11 @@ void split_train_val(std::vector<Example>& train, std::vector<Example>& val, dou
     for (size_t i = 0; i < n; i++) (to_val[i] ? val : keep).push_back(std::move(train[i]));
     train = std::move(keep);
 }
+
+DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat) {
+    DataTokenizer dt;
+    dt.encode = [&tok](std::string_view text, bool special) { return encode(tok, text, special); };
+    dt.eos = tok.eos_id;
+    dt.chat_template = chat;
+    return dt;
+}

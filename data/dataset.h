@@ -22,6 +22,7 @@
 
 #include "data/example.h"
 #include "data/records.h"
+#include "tokenizer/tokenizer.h"
 
 enum class Truncation { drop, truncate, error };
 // "drop" | "truncate" | "error"; fails naming the accepted values.
@@ -36,6 +37,9 @@ struct DataTokenizer {
     ChatTemplate chat_template;
 };
 
+
+// The model's tokenizer as the data pipeline uses it, rendering conversations with `chat`.
+DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat);
 
 struct DataOptions {
     int max_seq_len = 512;

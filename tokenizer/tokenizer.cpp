@@ -194,3 +194,11 @@ std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok) {
         if (tok.byte_token[b] < 0) out.push_back((uint8_t)b);
     return out;
 }
+
+std::vector<int32_t> end_of_turn_ids(const Tokenizer& tok) {
+    std::vector<int32_t> ids;
+    for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"})
+        if (token_id(tok, s) >= 0) ids.push_back(token_id(tok, s));
+    if (tok.eos_id >= 0 && std::find(ids.begin(), ids.end(), tok.eos_id) == ids.end()) ids.push_back(tok.eos_id);
+    return ids;
+}

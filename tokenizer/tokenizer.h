@@ -70,5 +70,8 @@ std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids);
 const std::string& decode_token(const Tokenizer& tok, int32_t id);
 // The bytes this vocabulary has no token for (encode drops them), so data checks can report them.
 std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok);
+// Tokens that end a model's turn or document (<|im_end|>, <|eot_id|>, <end_of_turn>, <|endoftext|>,
+// and EOS): generation stops at any of them.
+std::vector<int32_t> end_of_turn_ids(const Tokenizer& tok);
 // The id of a token given in byte-level form ("<|im_end|>", "Ġthe"), or -1.
 int32_t token_id(const Tokenizer& tok, const std::string& token);

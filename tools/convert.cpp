@@ -14,6 +14,7 @@
 #include "model/import.h"
 #include "model/util.h"
 #include "model/weights.h"
+#include "tools/cli.h"
 
 static void usage() {
     fprintf(stderr,
@@ -61,11 +62,4 @@ static int run(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& e) {
-        fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return run_main([&] { return run(argc, argv); }); }

@@ -8,44 +8,34 @@
 
 #include "model/generate.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/cli.h"
 
 static int run(int argc, char** argv) {
     std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl;
     bool raw = false;
     SampleOptions so;
     so.max_new_tokens = 256;
-    for (int i = 1; i < argc; i++) {
-        std::string a = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) fail("flag %s needs a value", a.c_str());
-            return argv[++i];
-        };
-        auto num = [&]() {
-            std::string v = val();
-            char* end;
-            double d = strtod(v.c_str(), &end);
-            if (v.empty() || *end) fail("flag %s: '%s' is not a number", a.c_str(), v.c_str());
-            return d;
-        };
-        if (a == "--model") model_path = val();
-        else if (a == "--tokenizer") tok_path = val();
-        else if (a == "--lora") lora_path = val();
-        else if (a == "--prompt") prompt = val();
-        else if (a == "--system") system = val();
-        else if (a == "--template") tmpl = val();
-        else if (a == "--raw") raw = true;
-        else if (a == "--max-tokens") so.max_new_tokens = (int)num();
-        else if (a == "--temperature") so.temperature = (float)num();
-        else if (a == "--top-k") so.top_k = (int)num();
-        else if (a == "--top-p") so.top_p = (float)num();
-        else if (a == "--seed") so.seed = (uint64_t)num();
-        else if (a == "--help" || a == "-h") {
+    Args args(argc, argv, "see ./generate --help");
+    while (args.next()) {
+        if (args.is("--model")) model_path = args.value();
+        else if (args.is("--tokenizer")) tok_path = args.value();
+        else if (args.is("--lora")) lora_path = args.value();
+        else if (args.is("--prompt")) prompt = args.value();
+        else if (args.is("--system")) system = args.value();
+        else if (args.is("--template")) tmpl = args.value();
+        else if (args.is("--raw")) raw = true;
+        else if (args.is("--max-tokens")) so.max_new_tokens = args.integer();
+        else if (args.is("--temperature")) so.temperature = (float)args.number();
+        else if (args.is("--top-k")) so.top_k = args.integer();
+        else if (args.is("--top-p")) so.top_p = (float)args.number();
+        else if (args.is("--seed")) so.seed = (uint64_t)args.integer();
+        else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
                    "       [--raw] [--template chatml|llama3|gemma|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N]\n"
                    "Without --prompt the prompt is read from stdin.\n");
             return 0;
-        } else fail("unknown flag '%s' (see ./generate --help)", a.c_str());
+        } else args.unknown();
     }
     if (prompt.empty()) {
         char buf[4096];
@@ -75,10 +65,7 @@ static int run(int argc, char** argv) {
         text = chat_render(ct, msgs, true);
     }
     std::vector<int32_t> ids = encode(tok, text, !raw);
-    std::vector<int32_t> stops;
-    for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"})
-        if (token_id(tok, s) >= 0) stops.push_back(token_id(tok, s));
-    if (tok.eos_id >= 0) stops.push_back(tok.eos_id);
+    std::vector<int32_t> stops = end_of_turn_ids(tok);
     double t0 = now_seconds(), first = 0;
     size_t n = 0;
     // Tokens can end mid UTF-8 character: print bytes as they come, the terminal joins them.
@@ -94,11 +81,4 @@ static int run(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& e) {
-        fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return run_main([&] { return run(argc, argv); }); }

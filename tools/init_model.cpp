@@ -9,45 +9,41 @@
 
 #include "model/util.h"
 #include "model/weights.h"
+#include "tools/cli.h"
 
 static int run(int argc, char** argv) {
     std::string preset = "tiny", out;
     DType dtype = DType::F32;
     uint64_t seed = 42;
-    ModelConfig cfg;
-    struct Override { const char* flag; int32_t* field; };
     int32_t dim = 0, layers = 0, heads = 0, kv = 0, ffn = 0, vocab = 0, hd = 0;
-    Override ov[] = {{"--dim", &dim}, {"--layers", &layers}, {"--heads", &heads}, {"--kv-heads", &kv},
-                     {"--ffn", &ffn}, {"--vocab", &vocab}, {"--head-dim", &hd}};
-    for (int i = 1; i < argc; i++) {
-        std::string a = argv[i];
-        auto val = [&]() -> std::string {
-            if (i + 1 >= argc) fail("flag %s needs a value", a.c_str());
-            return argv[++i];
-        };
-        bool matched = false;
-        for (Override& o : ov)
-            if (a == o.flag) { *o.field = atoi(val().c_str()); matched = true; }
-        if (matched) continue;
-        if (a == "--preset") preset = val();
-        else if (a == "-o" || a == "--out") out = val();
-        else if (a == "--seed") seed = strtoull(val().c_str(), nullptr, 10);
-        else if (a == "--dtype") {
-            std::string d = val();
+    Args args(argc, argv, "see ./init_model --help");
+    while (args.next()) {
+        if (args.is("--preset")) preset = args.value();
+        else if (args.is("-o") || args.is("--out")) out = args.value();
+        else if (args.is("--seed")) seed = (uint64_t)args.integer();
+        else if (args.is("--dim")) dim = args.integer();
+        else if (args.is("--layers")) layers = args.integer();
+        else if (args.is("--heads")) heads = args.integer();
+        else if (args.is("--kv-heads")) kv = args.integer();
+        else if (args.is("--head-dim")) hd = args.integer();
+        else if (args.is("--ffn")) ffn = args.integer();
+        else if (args.is("--vocab")) vocab = args.integer();
+        else if (args.is("--dtype")) {
+            std::string d = args.value();
             if (d == "f32") dtype = DType::F32;
             else if (d == "bf16") dtype = DType::BF16;
             else fail("--dtype %s: use f32 or bf16", d.c_str());
-        } else if (a == "--help" || a == "-h") {
+        } else if (args.is("--help") || args.is("-h")) {
             std::string names;
             for (const std::string& n : config_preset_names()) names += " " + n;
             printf("usage: ./init_model --preset NAME -o OUT.bin [--seed N] [--dtype f32|bf16]\n"
                    "       [--dim N --layers N --heads N --kv-heads N --head-dim N --ffn N --vocab N]\npresets:%s\n",
                    names.c_str());
             return 0;
-        } else fail("unknown flag '%s' (see ./init_model --help)", a.c_str());
+        } else args.unknown();
     }
     if (out.empty()) fail("no output: pass -o PATH.bin");
-    cfg = config_preset(preset);
+    ModelConfig cfg = config_preset(preset);
     if (dim) { cfg.dim = dim; cfg.head_dim = dim / cfg.n_heads; }
     if (heads) { cfg.n_heads = heads; cfg.head_dim = cfg.dim / heads; }
     if (layers) cfg.n_layers = layers;
@@ -63,11 +59,4 @@ static int run(int argc, char** argv) {
     return 0;
 }
 
-int main(int argc, char** argv) {
-    try {
-        return run(argc, argv);
-    } catch (const std::exception& e) {
-        fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
-}
+int main(int argc, char** argv) { return run_main([&] { return run(argc, argv); }); }

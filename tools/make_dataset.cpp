@@ -6,6 +6,7 @@
 #include <string>
 
 #include "data/default_task.h"
+#include "tools/cli.h"
 #include "model/util.h"
 
 static void write_jsonl(const std::string& path, const std::vector<TaskItem>& items, size_t from, size_t to) {
@@ -19,21 +20,16 @@ static void write_jsonl(const std::string& path, const std::vector<TaskItem>& it
 }
 
 int main(int argc, char** argv) {
-    std::string out = "data/default";
-    for (int i = 1; i < argc; i++) {
-        if (!std::strcmp(argv[i], "--out") && i + 1 < argc) out = argv[++i];
-        else {
-            std::fprintf(stderr, "usage: %s [--out DIR]   (writes DIR/train.jsonl and DIR/val.jsonl)\n", argv[0]);
-            return 2;
+    return run_main([&] {
+        std::string out = "data/default";
+        Args args(argc, argv, "usage: ./make_dataset [--out DIR], writes DIR/train.jsonl and DIR/val.jsonl");
+        while (args.next()) {
+            if (args.is("--out")) out = args.value();
+            else args.unknown();
         }
-    }
-    try {
         auto items = default_task_items(kDefaultTaskSeed, kDefaultTrainSize + kDefaultValSize);
         write_jsonl(out + "/train.jsonl", items, 0, kDefaultTrainSize);
         write_jsonl(out + "/val.jsonl", items, kDefaultTrainSize, items.size());
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
-    return 0;
+        return 0;
+    });
 }

@@ -7,6 +7,7 @@
 #include "data/raft.h"
 #include "data/records.h"
 #include "model/util.h"
+#include "tools/cli.h"
 
 static const char* kUsage =
     "usage: raft --questions FILE --pool FILE --out FILE [options]\n"
@@ -32,24 +33,20 @@ static std::vector<std::string> read_pool(const std::string& path) {
 }
 
 int main(int argc, char** argv) {
-    std::string questions, pool, out;
-    RaftOptions opt;
-    try {
-        for (int i = 1; i < argc; i++) {
-            std::string a = argv[i];
-            auto val = [&]() -> std::string {
-                if (i + 1 >= argc) fail("%s needs a value\n%s", a.c_str(), kUsage);
-                return argv[++i];
-            };
-            if (a == "--questions") questions = val();
-            else if (a == "--pool") pool = val();
-            else if (a == "--out") out = val();
-            else if (a == "--k") opt.k = std::atoi(val().c_str());
-            else if (a == "--p-no-oracle") opt.p_no_oracle = std::atof(val().c_str());
-            else if (a == "--seed") opt.seed = std::strtoull(val().c_str(), nullptr, 10);
-            else if (a == "--abstain") opt.abstain = val();
-            else if (a == "-h" || a == "--help") { std::printf("%s", kUsage); return 0; }
-            else fail("unknown flag %s\n%s", a.c_str(), kUsage);
+    return run_main([&] {
+        std::string questions, pool, out;
+        RaftOptions opt;
+        Args args(argc, argv, "see ./raft --help");
+        while (args.next()) {
+            if (args.is("--questions")) questions = args.value();
+            else if (args.is("--pool")) pool = args.value();
+            else if (args.is("--out")) out = args.value();
+            else if (args.is("--k")) opt.k = args.integer();
+            else if (args.is("--p-no-oracle")) opt.p_no_oracle = args.number();
+            else if (args.is("--seed")) opt.seed = (uint64_t)args.integer();
+            else if (args.is("--abstain")) opt.abstain = args.value();
+            else if (args.is("-h") || args.is("--help")) { std::printf("%s", kUsage); return 0; }
+            else args.unknown();
         }
         if (questions.empty() || pool.empty() || out.empty()) fail("--questions, --pool and --out are required\n%s", kUsage);
         auto qs = raft_parse_questions(read_file(questions), questions);
@@ -65,9 +62,6 @@ int main(int argc, char** argv) {
         f.commit();
         std::printf("wrote %s: %zu examples (%zu without the oracle), %d distractors each, pool of %zu documents\n",
                     out.c_str(), items.size(), abstain, opt.k, docs.size());
-    } catch (const std::exception& e) {
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
-    return 0;
+        return 0;
+    });
 }

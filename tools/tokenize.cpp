@@ -9,6 +9,7 @@
 
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
+#include "tools/cli.h"
 #include "tokenizer/unicode.h"
 
 static const char* kUsage =
@@ -56,22 +57,18 @@ static std::vector<int32_t> read_ids(const std::string& text, const Tokenizer& t
 }
 
 int main(int argc, char** argv) {
-    std::string tok_path, save_path;
-    bool do_decode = false, show = false, special = true;
-    try {
-        for (int i = 1; i < argc; i++) {
-            std::string a = argv[i];
-            auto val = [&]() -> std::string {
-                if (i + 1 >= argc) fail("%s needs a value\n%s", a.c_str(), kUsage);
-                return argv[++i];
-            };
-            if (a == "--tokenizer") tok_path = val();
-            else if (a == "--decode") do_decode = true;
-            else if (a == "--show") show = true;
-            else if (a == "--no-special") special = false;
-            else if (a == "--save") save_path = val();
-            else if (a == "-h" || a == "--help") { std::printf("%s", kUsage); return 0; }
-            else fail("unknown flag %s\n%s", a.c_str(), kUsage);
+    return run_main([&] {
+        std::string tok_path, save_path;
+        bool do_decode = false, show = false, special = true;
+        Args args(argc, argv, "see ./tokenize --help");
+        while (args.next()) {
+            if (args.is("--tokenizer")) tok_path = args.value();
+            else if (args.is("--decode")) do_decode = true;
+            else if (args.is("--show")) show = true;
+            else if (args.is("--no-special")) special = false;
+            else if (args.is("--save")) save_path = args.value();
+            else if (args.is("-h") || args.is("--help")) { std::printf("%s", kUsage); return 0; }
+            else args.unknown();
         }
         if (tok_path.empty()) fail("--tokenizer PATH is required\n%s", kUsage);
         if (do_decode && show) fail("--decode and --show cannot be combined: --show already prints each token's text");
@@ -95,10 +92,6 @@ int main(int argc, char** argv) {
             }
             if (!show) std::printf("\n");
         }
-    } catch (const std::exception& e) {
-        std::fflush(stdout);
-        std::fprintf(stderr, "error: %s\n", e.what());
-        return 1;
-    }
-    return 0;
+        return 0;
+    });
 }

@@ -1,0 +1,60 @@
+// What every command-line program shares: one way to read flags and their values, and one way to
+// report an error ("error: <what>", exit status 1). A flag's value that is missing or not a number
+// fails naming the flag, instead of atoi's silent 0 or reading past argv.
+#pragma once
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+
+#include "model/util.h"
+
+struct Args {
+    Args(int argc, char** argv, const char* help_hint) : argc_(argc), argv_(argv), hint_(help_hint) {}
+
+    // Moves to the next argument; false when there is none left.
+    bool next() {
+        if (++i_ >= argc_) return false;
+        flag_ = argv_[i_];
+        return true;
+    }
+    bool is(const char* name) const { return flag_ == name; }
+    const std::string& flag() const { return flag_; }
+
+    std::string value() {
+        if (i_ + 1 >= argc_) fail("flag %s needs a value (%s)", flag_.c_str(), hint_);
+        return argv_[++i_];
+    }
+    double number() {
+        std::string v = value();
+        char* end;
+        double d = strtod(v.c_str(), &end);
+        if (v.empty() || *end) fail("flag %s: '%s' is not a number", flag_.c_str(), v.c_str());
+        return d;
+    }
+    int integer() {
+        double d = number();
+        if (d != std::floor(d) || d < 0 || d > 2e9) fail("flag %s: expected a whole number >= 0, got %g", flag_.c_str(), d);
+        return (int)d;
+    }
+    [[noreturn]] void unknown() const { fail("unknown flag '%s' (%s)", flag_.c_str(), hint_); }
+
+private:
+    int argc_;
+    char** argv_;
+    const char* hint_;
+    int i_ = 0;
+    std::string flag_;
+};
+
+// main() of every program: runs `body`, turning an exception into "error: ..." and exit status 1.
+template <class F>
+int run_main(F body) {
+    try {
+        return body();
+    } catch (const std::exception& e) {
+        fflush(stdout);
+        fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+}
