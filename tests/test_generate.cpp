@@ -1,0 +1,69 @@
+// KV-cached generation must agree with the full forward: each greedy token is the argmax of the
+// logits model_logits gives for the whole prefix, for several prompts decoded together, with LoRA.
+#include <algorithm>
+
+#include "model/generate.h"
+#include "tests/test_util.h"
+
+using std::vector;
+
+TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full forward, with LoRA") {
+    ModelConfig c = config_preset("tiny");
+    c.vocab_size = 61;
+    c.qkv_bias = 1;
+    Model m;
+    vector<float> p;
+    model_init_random(c, p, 3);
+    for (float& x : p) x *= 5.0f;  // confident logits: no near-ties for FP32 ordering to flip
+    model_init(m, c, std::move(p));
+    LoraConfig lc;
+    lc.targets = lora_parse_targets("all");
+    model_add_lora(m, lc, 4);
+    for (size_t i = 0; i < m.adapters.size(); i++) m.adapters[i] += 0.05f * Rng(i).normal();
+    vector<vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {7}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}};
+    SampleOptions so;
+    so.max_new_tokens = 10;
+    vector<vector<int32_t>> out = generate(m, prompts, so, {});
+    for (size_t s = 0; s < prompts.size(); s++) {
+        REQUIRE(out[s].size() == 10);
+        vector<int32_t> seq = prompts[s];
+        for (int32_t next : out[s]) {
+            vector<float> logits(seq.size() * c.vocab_size);
+            model_logits(m, seq.data(), (int)seq.size(), logits.data());
+            const float* last = logits.data() + (seq.size() - 1) * c.vocab_size;
+            CHECK(next == std::max_element(last, last + c.vocab_size) - last);
+            seq.push_back(next);
+        }
+    }
+    SUBCASE("a stop token ends a sequence without being returned") {
+        vector<vector<int32_t>> stopped = generate(m, prompts, so, {out[0][3]});
+        CHECK(stopped[0] == vector<int32_t>(out[0].begin(), out[0].begin() + 3));
+    }
+}
+
+TEST_CASE("sample_token: top-k 1 is greedy, top-p keeps the nucleus, same seed same draw") {
+    vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f};
+    SampleOptions so;
+    so.temperature = 1.0f;
+    so.top_k = 1;
+    Rng rng(1);
+    for (int i = 0; i < 20; i++) {
+        vector<float> l = logits;
+        CHECK(sample_token(l.data(), 4, so, rng) == 1);
+    }
+    so.top_k = 0;
+    so.top_p = 0.6f;  // tokens 1 and 3 hold ~0.47 + ~0.43 of the mass: the nucleus is {1, 3}
+    int seen[4] = {0};
+    for (int i = 0; i < 400; i++) {
+        vector<float> l = logits;
+        seen[sample_token(l.data(), 4, so, rng)]++;
+    }
+    CHECK(seen[0] == 0);
+    CHECK(seen[2] == 0);
+    CHECK(seen[1] > 100);
+    CHECK(seen[3] > 100);
+    Rng a(7), b(7);
+    vector<float> l1 = logits, l2 = logits;
+    so.top_p = 1.0f;
+    CHECK(sample_token(l1.data(), 4, so, a) == sample_token(l2.data(), 4, so, b));
+}
