@@ -10,6 +10,7 @@
 #include "data/dataset.h"
 #include "data/default_task.h"
 #include "model/generate.h"
+#include "model/loss_plot.h"
 #include "model/trainer.h"
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
@@ -324,7 +325,11 @@ int run(int argc, char** argv) {
     eval_and_print(t, "after", csv);
     sample_and_score(t, se, "after");
     if (!t.cfg.out_dir.empty()) printf("saved %s\n", trainer_save_checkpoint(t).c_str());
-    if (csv) fclose(csv);
+    if (csv) {
+        fclose(csv);
+        write_loss_plot(t.cfg.out_dir + "/log.csv", t.cfg.out_dir + "/loss.svg");
+        printf("loss curve: %s/loss.svg, log: %s/log.csv\n", t.cfg.out_dir.c_str(), t.cfg.out_dir.c_str());
+    }
     return 0;
 }
 
