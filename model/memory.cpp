@@ -1,0 +1,272 @@
+#include "model/memory.h"
+
+#include <algorithm>
+#include <cstdarg>
+
+#include "model/model.h"
+#include "model/trainer.h"
+#include "model/util.h"
+#include "model/weights.h"
+
+TuneMethod parse_tune_method(const std::string& s) {
+    if (s == "full") return TuneMethod::Full;
+    if (s == "lora") return TuneMethod::Lora;
+    if (s == "qlora") return TuneMethod::Qlora;
+    fail("--method %s: use full, lora or qlora", s.c_str());
+}
+
+OptimKind parse_optim_kind(const std::string& s) {
+    if (s == "adamw" || s == "adam") return OptimKind::AdamW;
+    if (s == "sgd") return OptimKind::SGD;
+    if (s == "momentum") return OptimKind::Momentum;
+    fail("--optimizer %s: use adamw, sgd or momentum", s.c_str());
+}
+
+WeightFormat parse_weight_format(const std::string& s) {
+    if (s == "fp32") return WeightFormat::FP32;
+    if (s == "bf16") return WeightFormat::BF16;
+    if (s == "nf4") return WeightFormat::NF4;
+    if (s == "nf4-dq") return WeightFormat::NF4_DQ;
+    fail("--precision %s: use fp32, bf16, nf4 or nf4-dq", s.c_str());
+}
+
+Backend parse_backend(const std::string& s) {
+    if (s == "cpu") return Backend::Cpu;
+    if (s == "cuda") return Backend::Cuda;
+    fail("--device %s: use cpu or cuda", s.c_str());
+}
+
+const char* tune_method_name(TuneMethod m) { return m == TuneMethod::Full ? "full" : m == TuneMethod::Lora ? "lora" : "qlora"; }
+const char* optim_kind_name(OptimKind o) { return o == OptimKind::AdamW ? "AdamW" : o == OptimKind::SGD ? "SGD" : "momentum"; }
+const char* weight_format_name(WeightFormat w) {
+    const char* names[] = {"FP32", "BF16", "NF4", "NF4+DQ"};
+    return names[(int)w];
+}
+int optim_states(OptimKind o) { return o == OptimKind::AdamW ? 2 : o == OptimKind::Momentum ? 1 : 0; }
+
+void memory_set_backend(MemorySpec& s, Backend b) {
+    s.backend = b;
+    bool quant = s.method == TuneMethod::Qlora;
+    if (b == Backend::Cpu) {
+        s.base = quant ? WeightFormat::NF4_DQ : WeightFormat::FP32;
+        s.compute_bytes = 4;
+        s.master_bytes = 0;  // the FP32 parameters are updated in place
+    } else {
+        s.base = quant ? WeightFormat::NF4_DQ : WeightFormat::BF16;
+        s.compute_bytes = 2;
+        s.master_bytes = 4;
+    }
+    s.grad_bytes = 4;
+    s.state_bytes = 4;
+}
+
+void memory_set_uniform_bytes(MemorySpec& s, int bytes) {
+    if (bytes != 2 && bytes != 4) fail("--bytes %d: use 2 (16-bit) or 4 (FP32)", bytes);
+    if (s.method == TuneMethod::Qlora) fail("--bytes: qlora keeps its base in NF4; use --precision to change it");
+    s.base = bytes == 2 ? WeightFormat::BF16 : WeightFormat::FP32;
+    s.compute_bytes = s.grad_bytes = s.state_bytes = bytes;
+    s.master_bytes = 0;
+}
+
+MemorySpec trainer_memory_spec(const Trainer& t) {
+    MemorySpec s;
+    s.cfg = t.model.cfg;
+    s.method = t.model.method == Method::Full ? TuneMethod::Full : TuneMethod::Lora;
+    s.optimizer = OptimKind::AdamW;
+    s.lora = t.model.lora;
+    memory_set_backend(s, Backend::Cpu);
+    s.B = t.ws.B;
+    s.T = t.ws.T;
+    s.recompute = t.ws.recompute;
+    return s;
+}
+
+size_t nf4_bytes(size_t n, bool double_quant) {
+    size_t blocks = (n + 63) / 64;
+    size_t codes = (n + 1) / 2;
+    if (!double_quant) return codes + blocks * 4;
+    return codes + blocks + (blocks + 255) / 256 * 4 + 4;
+}
+
+int64_t lora_params(int64_t in, int64_t out, int r) { return (int64_t)r * (in + out); }
+
+std::string format_bytes(double b) {
+    const char* dec[] = {"B", "kB", "MB", "GB", "TB"};
+    const char* bin[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+    int i = 0, j = 0;
+    double d = b, k = b;
+    while (d >= 1000 && i < 4) d /= 1000, i++;
+    while (k >= 1024 && j < 4) k /= 1024, j++;
+    char buf[64];
+    snprintf(buf, sizeof buf, "%.2f %s (%.2f %s)", d, dec[i], k, bin[j]);
+    return buf;
+}
+
+namespace {
+
+std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+std::string strf(const char* fmt, ...) {
+    char buf[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    return buf;
+}
+
+// A count the way people say it: 13.02B, 160.0M, 128.0K.
+std::string human_count(double n) {
+    if (n >= 1e9) return strf("%.2fB", n / 1e9);
+    if (n >= 1e6) return strf("%.1fM", n / 1e6);
+    if (n >= 1e3) return strf("%.1fK", n / 1e3);
+    return strf("%.0f", n);
+}
+
+size_t format_bytes_per(WeightFormat w) { return w == WeightFormat::FP32 ? 4 : 2; }
+bool is_nf4(WeightFormat w) { return w == WeightFormat::NF4 || w == WeightFormat::NF4_DQ; }
+
+// The seven projections are what QLoRA quantizes (bitsandbytes' Linear4bit); embeddings, the LM
+// head and norms stay at the compute precision.
+bool quantized_tensor(const TensorInfo& t) {
+    const std::string suffix = "_proj.weight";
+    return t.name.size() > suffix.size() && t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+void estimate_weights(const MemorySpec& s, MemoryEstimate& e) {
+    if (!is_nf4(s.base)) {
+        size_t b = format_bytes_per(s.base);
+        e.weights = (size_t)e.n_params * b;
+        e.why_weights = strf("%s params × %zu B (%s)", human_count(e.n_params).c_str(), b, weight_format_name(s.base));
+        return;
+    }
+    bool dq = s.base == WeightFormat::NF4_DQ;
+    size_t nq = 0, nq_bytes = 0, rest = 0;
+    for (const TensorInfo& t : param_layout(s.cfg).tensors) {
+        if (quantized_tensor(t)) nq += t.numel, nq_bytes += nf4_bytes(t.numel, dq);
+        else rest += t.numel;
+    }
+    e.weights = nq_bytes + rest * s.compute_bytes;
+    e.why_weights = strf("%s projection weights × %.3f bits (%s: 4-bit codes + %s per 64) + %s others × %d B",
+                         human_count(nq).c_str(), 8.0 * nq_bytes / nq, weight_format_name(s.base),
+                         dq ? "8-bit absmax, FP32 scale per 256 absmax" : "FP32 absmax", human_count(rest).c_str(),
+                         s.compute_bytes);
+}
+
+// Activations, mirroring workspace_init (model.cpp) buffer by buffer, with N = B·T tokens:
+//   kept for the backward: every layer's input (L+1)·N·C (the last is the final output), the final
+//   norm's output N·C and rstd N, and per layer ln1, x_mid, ln2 (3C), q, att (2Q), k, v (2KV),
+//   gate, up, h (3F), x·Aᵀ of each adapter (r per target) + FP32 statistics rstd1, rstd2, lse (2+H).
+//   With recompute only one layer's set exists, refilled from its kept input in the backward.
+// No T×T term: attention is flash-style, it keeps only the log-sum-exp per head and row.
+void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
+    if (s.params > 0) {
+        e.why_activations = e.why_logits = e.why_scratch = "need a shape (--preset, --model or dims), not --params";
+        return;
+    }
+    const ModelConfig& c = s.cfg;
+    size_t N = (size_t)s.B * s.T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim, H = c.n_heads, L = c.n_layers;
+    size_t cb = s.compute_bytes, fb = 4;  // statistics (rstd, lse, nll) and row indices stay 4 bytes
+    int adapted = 0;
+    if (s.method != TuneMethod::Full)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) adapted += s.lora.has((LoraTarget)t);
+    size_t r = s.method == TuneMethod::Full ? 0 : s.lora.rank;
+    e.per_layer = N * ((3 * C + 2 * Q + 2 * KV + 3 * F + r * adapted) * cb + (2 + H) * fb);
+    size_t copies = s.recompute ? 1 : L;
+    e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb;
+    e.why_activations =
+        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((3C+2Q+2KV+3F+r·%d)·%zu + (2+H)·4) = %zu × %s "
+             "(%s) + final norm N·C·%zu + N·4; N = %d×%d",
+             cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, adapted, cb, copies, format_bytes(e.per_layer).c_str(),
+             s.recompute ? "recompute: one layer's set, refilled in the backward" : "no recompute: every layer's set",
+             cb, s.B, s.T);
+    // The LM head runs kLossChunk rows at a time: their logits (then dlogits, in place), hidden
+    // states and their gradient, per-row nll, and the list of rows that carry loss weight.
+    size_t V = c.vocab_size, K = kLossChunk;
+    e.logits = K * V * cb + 2 * K * C * cb + K * fb + N * fb;
+    e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + nll %zu·4 + rows N·4",
+                        K, K, cb, K, cb, K);
+    // Backward buffers reused by every layer: dresid, dln, dfinal (3C), datt, dq (2Q), dk, dv (2KV),
+    // dh, dgate, dup (3F). An NF4 base is dequantized one projection at a time into one buffer
+    // (with the absmax values restored from their 8-bit codes beside it).
+    e.scratch = N * (3 * C + 2 * Q + 2 * KV + 3 * F) * cb;
+    e.why_scratch = strf("backward N·(3C+2Q+2KV+3F)·%zu", cb);
+    if (is_nf4(s.base)) {
+        size_t biggest = std::max({C * Q, C * KV, C * F});
+        size_t dq = biggest * cb + (biggest + 63) / 64 * fb;
+        e.scratch += dq;
+        e.why_scratch += strf(" + one dequantized projection max(C·Q, C·KV, C·F)·%zu and its absmax per 64 ·4 = %s", cb,
+                              format_bytes(dq).c_str());
+    }
+}
+
+}  // namespace
+
+MemoryEstimate memory_estimate(const MemorySpec& s) {
+    MemoryEstimate e;
+    e.spec = s;
+    bool adapters = s.method != TuneMethod::Full;
+    if (s.params > 0) {
+        if (adapters) fail("--method %s needs a model shape (--preset, --model or dims) to place adapters, not --params", tune_method_name(s.method));
+        e.n_params = s.params;
+    } else {
+        s.cfg.validate("memory");
+        e.n_params = s.cfg.num_params();
+    }
+    if (s.method == TuneMethod::Full && is_nf4(s.base))
+        fail("--precision %s: full fine-tuning updates every weight, which cannot stay NF4 (use --method qlora)",
+             weight_format_name(s.base));
+    if (s.method == TuneMethod::Qlora && !is_nf4(s.base))
+        fail("--method qlora keeps the base in NF4: --precision must be nf4 or nf4-dq");
+    if (s.method == TuneMethod::Lora && is_nf4(s.base)) fail("--precision nf4 with LoRA is qlora: pass --method qlora");
+    estimate_weights(s, e);
+
+    if (adapters) {
+        e.n_trainable = (int64_t)lora_layout(s.cfg, s.lora).total;
+        e.adapters = (size_t)e.n_trainable * s.compute_bytes;
+        e.why_adapters = strf("r·(in+out) per adapted matrix, r = %d on %s × %d layers = %s params × %d B", s.lora.rank,
+                              lora_targets_string(s.lora.targets).c_str(), s.cfg.n_layers, human_count(e.n_trainable).c_str(),
+                              s.compute_bytes);
+    } else {
+        e.n_trainable = e.n_params;
+        e.why_adapters = "none (full fine-tuning trains the weights themselves)";
+    }
+    size_t T = e.n_trainable;
+    e.gradients = T * s.grad_bytes;
+    e.why_gradients = strf("trainable %s × %d B", human_count(T).c_str(), s.grad_bytes);
+    int k = optim_states(s.optimizer);
+    e.optimizer = T * (k * s.state_bytes + s.master_bytes);
+    e.why_optimizer = strf("trainable %s × (%d state%s × %d B%s) (%s)", human_count(T).c_str(), k, k == 1 ? "" : "s",
+                           s.state_bytes, s.master_bytes ? strf(" + %d B master copy", s.master_bytes).c_str() : "",
+                           optim_kind_name(s.optimizer));
+    estimate_activations(s, e);
+    return e;
+}
+
+void print_memory_table(const MemoryEstimate& e, const MemoryUse* measured, FILE* out, bool explain) {
+    const MemorySpec& s = e.spec;
+    fprintf(out, "memory estimate: %s, %s, %s base", tune_method_name(s.method), optim_kind_name(s.optimizer),
+            weight_format_name(s.base));
+    if (s.params > 0) fprintf(out, ", %s params\n", human_count(e.n_params).c_str());
+    else fprintf(out, ", %s on %s, batch %d × %d tokens%s\n", human_count(e.n_params).c_str(),
+                 s.backend == Backend::Cpu ? "CPU" : "CUDA", s.B, s.T, s.recompute ? ", recompute" : "");
+    auto line = [&](const char* name, double est, const size_t* meas, const std::string& why) {
+        fprintf(out, "  %-22s %28s", name, format_bytes(est).c_str());
+        if (meas) fprintf(out, "   measured %28s  %+6.2f%%", format_bytes(*meas).c_str(),
+                          *meas ? 100.0 * (est - (double)*meas) / (double)*meas : 0.0);
+        fprintf(out, "\n");
+        if (explain && !why.empty()) fprintf(out, "  %-22s   = %s\n", "", why.c_str());
+    };
+    const MemoryUse* m = measured;
+    line("weights", e.weights, m ? &m->weights : nullptr, e.why_weights);
+    line("adapters", e.adapters, m ? &m->adapters : nullptr, e.why_adapters);
+    line("gradients", e.gradients, m ? &m->gradients : nullptr, e.why_gradients);
+    line("optimizer state", e.optimizer, m ? &m->optimizer : nullptr, e.why_optimizer);
+    line("activations", e.activations, nullptr, e.why_activations);
+    line("logits/loss", e.logits, nullptr, e.why_logits);
+    line("scratch", e.scratch, nullptr, e.why_scratch);
+    if (m) line("workspace (act+lg+scr)", e.workspace(), &m->activations, "");
+    size_t mt = m ? m->total() : 0;
+    line("total", e.total(), m ? &mt : nullptr, "");
+    line("gradients + optimizer", e.gradients + e.optimizer, nullptr, "");
+    line("inference (weights×1.2)", e.inference(), nullptr, "");
+}

@@ -1,0 +1,225 @@
+// The memory estimator: the published figures it must reproduce (arithmetic, so exact), and on the
+// CPU the estimate equal to the bytes the trainer actually holds, category by category.
+#include <cstring>
+
+#include "model/memory.h"
+#include "model/trainer.h"
+#include "tests/test_util.h"
+
+using std::vector;
+
+static MemorySpec rule_of_thumb(int64_t params) {
+    MemorySpec s;
+    s.params = params;
+    s.method = TuneMethod::Full;
+    memory_set_uniform_bytes(s, 2);
+    return s;
+}
+
+TEST_CASE("published: 13B x 2 bytes = 26 GB; inference x 1.2 = 31.2 GB; Adam grads + 2 states at 2 bytes = 78 GB") {
+    MemoryEstimate e = memory_estimate(rule_of_thumb(13000000000));
+    CHECK(e.weights == 26000000000ull);
+    CHECK(e.inference() == doctest::Approx(31.2e9));
+    CHECK(e.gradients == 26000000000ull);
+    CHECK(e.optimizer == 52000000000ull);
+    CHECK(e.gradients + e.optimizer == 78000000000ull);
+    CHECK(e.activations == 0);  // no shape, no activations
+
+    // The llama-13b shape has 13.016B parameters: 26.03 GB of BF16 weights.
+    MemorySpec p;
+    p.cfg = config_preset("llama-13b");
+    memory_set_backend(p, Backend::Cuda);
+    MemoryEstimate f = memory_estimate(p);
+    CHECK(f.weights == (size_t)p.cfg.num_params() * 2);
+    CHECK(f.weights / 1e9 == doctest::Approx(26.0).epsilon(0.002));
+    MESSAGE("llama-13b BF16 weights: ours " << f.weights / 1e9 << " GB, published 26 GB (13B rounded)");
+}
+
+TEST_CASE("published: 1B trainable parameters -> 6 GB of gradients + Adam states at 2 bytes") {
+    MemoryEstimate e = memory_estimate(rule_of_thumb(1000000000));
+    CHECK(e.gradients + e.optimizer == 6000000000ull);
+    // SGD keeps no state, momentum one.
+    MemorySpec s = rule_of_thumb(1000000000);
+    s.optimizer = OptimKind::SGD;
+    CHECK(memory_estimate(s).optimizer == 0);
+    s.optimizer = OptimKind::Momentum;
+    CHECK(memory_estimate(s).optimizer == 2000000000ull);
+}
+
+TEST_CASE("published: LoRA r=64 on a 1000x1000 matrix stores 128,000 numbers instead of 1,000,000 (87% fewer)") {
+    CHECK(lora_params(1000, 1000, 64) == 128000);
+    CHECK(100.0 * (1.0 - 128000 / 1e6) == doctest::Approx(87.2));
+    // The same count from the model's adapter layout: one target on a dim-1000 model.
+    ModelConfig c = config_preset("tiny");
+    c.dim = 1000; c.n_heads = 10; c.n_kv_heads = 10; c.head_dim = 100; c.n_layers = 1;
+    LoraConfig lc;
+    lc.rank = 64;
+    lc.targets = lora_parse_targets("q");
+    CHECK(lora_layout(c, lc).total == 128000);
+}
+
+TEST_CASE("published: NF4 with double quantization ~4.127 bits per parameter, 4.5 without") {
+    size_t n = (size_t)64 * 256 * 4096;
+    CHECK(8.0 * nf4_bytes(n, false) / n == 4.5);
+    double dq = 8.0 * nf4_bytes(n, true) / n;
+    CHECK(dq == doctest::Approx(4.127).epsilon(1e-4));
+    CHECK(dq == doctest::Approx(4.0 + 8.0 / 64 + 32.0 / (64 * 256)).epsilon(1e-6));
+    // Partial blocks round up: 65 weights are 33 code bytes and two absmax blocks.
+    CHECK(nf4_bytes(65, false) == 33 + 2 * 4);
+    CHECK(nf4_bytes(65, true) == 33 + 2 + 4 + 4);
+}
+
+TEST_CASE("published: LLaMA-7B NF4 base ~5 GB (ours: the stored weights, 3.9 GB)") {
+    MemorySpec s;
+    s.cfg = config_preset("llama-7b");
+    s.method = TuneMethod::Qlora;
+    memory_set_backend(s, Backend::Cuda);
+    MemoryEstimate e = memory_estimate(s);
+    // The projections in NF4+DQ, the embeddings, LM head and norms in BF16.
+    size_t proj = 0, other = 0;
+    for (const TensorInfo& t : param_layout(s.cfg).tensors)
+        (t.name.find("_proj.") != std::string::npos ? proj : other) += t.numel;
+    CHECK(proj + other == (size_t)s.cfg.num_params());
+    CHECK(8.0 * (e.weights - other * 2) / proj == doctest::Approx(4.127).epsilon(1e-3));
+    CHECK(e.weights > 3.5e9);
+    CHECK(e.weights < 5e9);
+    MESSAGE("LLaMA-7B NF4 base: ours " << e.weights / 1e9
+                                       << " GB (weights as stored), published ~5 GB (a GPU footprint: + CUDA context, allocator)");
+    s.base = WeightFormat::NF4;
+    CHECK(memory_estimate(s).weights > e.weights);  // without double quantization: 4.5 bits
+}
+
+TEST_CASE("published: LLaMA-65B QLoRA, r=64 on all linear layers, batch 1 x 512, recompute: under 48 GB") {
+    MemorySpec s;
+    s.cfg = config_preset("llama-65b");
+    s.method = TuneMethod::Qlora;
+    memory_set_backend(s, Backend::Cuda);
+    s.lora.rank = 64;
+    s.lora.targets = lora_parse_targets("all");
+    s.B = 1;
+    s.T = 512;
+    s.recompute = true;
+    MemoryEstimate ours = memory_estimate(s);
+    CHECK(ours.n_trainable == 799539200);  // 80 layers × (4·64·(8192+8192) + 3·64·(8192+22016))
+    // The QLoRA paper trains BF16 adapters in place with BF16 gradients and FP32 Adam states.
+    s.master_bytes = 0;
+    s.grad_bytes = 2;
+    MemoryEstimate paper = memory_estimate(s);
+    CHECK(paper.total() < 48e9);
+    CHECK(ours.total() - paper.total() == (size_t)ours.n_trainable * (4 + 2));
+    MESSAGE("LLaMA-65B QLoRA: " << paper.total() / 1e9 << " GB with the paper's dtypes, " << ours.total() / 1e9
+                                << " GB with our FP32 adapter masters and gradients (published: < 48 GB)");
+    // Recompute is what makes it fit: without it every layer's activations stay.
+    s.recompute = false;
+    CHECK(memory_estimate(s).activations > paper.activations + 70 * paper.per_layer);
+}
+
+TEST_CASE("estimate: flags name themselves in errors; shapes the method needs") {
+    auto message = [](auto f) {
+        try { f(); } catch (const std::exception& e) { return std::string(e.what()); }
+        return std::string("no error");
+    };
+    CHECK(message([] { parse_tune_method("qlor"); }).find("--method qlor") != std::string::npos);
+    CHECK(message([] { parse_optim_kind("adagrad"); }).find("--optimizer") != std::string::npos);
+    CHECK(message([] { parse_weight_format("int4"); }).find("--precision") != std::string::npos);
+    CHECK(message([] { parse_backend("tpu"); }).find("--device") != std::string::npos);
+    MemorySpec s = rule_of_thumb(7000000000);
+    CHECK(message([&] { memory_set_uniform_bytes(s, 3); }).find("--bytes 3") != std::string::npos);
+    s.method = TuneMethod::Lora;
+    CHECK(message([&] { memory_estimate(s); }).find("needs a model shape") != std::string::npos);
+    s.method = TuneMethod::Full;
+    s.base = WeightFormat::NF4;
+    CHECK(message([&] { memory_estimate(s); }).find("--method qlora") != std::string::npos);
+}
+
+TEST_CASE("estimate: the table prints GB with GiB beside, measured with the error, formulas with --explain") {
+    CHECK(format_bytes(26e9) == "26.00 GB (24.21 GiB)");
+    char* buf = nullptr;
+    size_t len = 0;
+    FILE* f = open_memstream(&buf, &len);
+    MemoryEstimate e = memory_estimate(rule_of_thumb(13000000000));
+    MemoryUse m;
+    m.weights = 25000000000ull;
+    print_memory_table(e, &m, f, true);
+    fclose(f);
+    std::string out(buf, len);
+    free(buf);
+    CHECK(out.find("26.00 GB (24.21 GiB)") != std::string::npos);
+    CHECK(out.find("78.00 GB") != std::string::npos);
+    CHECK(out.find("+4.00%") != std::string::npos);  // (26 - 25) / 25
+    CHECK(out.find("trainable 13.00B × (2 states × 2 B)") != std::string::npos);
+}
+
+// ---- estimate vs measured on the CPU ----
+
+static vector<Example> examples(int n, int vocab) {
+    Rng r(5);
+    vector<Example> ex(n);
+    for (Example& e : ex)
+        for (int t = 0, len = 4 + (int)(r.next_u64() % 12); t < len; t++) {
+            e.tokens.push_back((int)(r.next_u64() % vocab));
+            e.weights.push_back(t > 0 ? 1.0f : 0.0f);
+        }
+    return ex;
+}
+
+// A trainer set up as ./train does, and the spec the estimator gets from the settings alone (not
+// from the trainer): with padding to max_length the workspace holds batch × max_seq_len tokens.
+static void check_cpu(const ModelConfig& cfg, Method method, bool recompute, const LoraConfig& lc) {
+    Trainer t;
+    vector<float> p;
+    model_init_random(cfg, p, 1);
+    model_init(t.model, cfg, std::move(p));
+    TrainConfig tc;
+    tc.method = method;
+    tc.lora = lc;
+    if (method != Method::Full) model_add_lora(t.model, lc, tc.seed);
+    tc.batch.batch_size = 3;
+    tc.batch.max_seq_len = 24;
+    tc.batch.padding = Padding::max_length;
+    tc.recompute = recompute;
+    tc.max_steps = 1;
+    t.train = examples(7, cfg.vocab_size);
+    trainer_init(t, tc, cpu_ops());
+
+    MemorySpec s;
+    s.cfg = cfg;
+    s.method = method == Method::Full ? TuneMethod::Full : TuneMethod::Lora;
+    s.lora = lc;
+    memory_set_backend(s, Backend::Cpu);
+    s.B = 3;
+    s.T = 24;
+    s.recompute = recompute;
+    MemoryEstimate e = memory_estimate(s);
+    MemoryUse m = trainer_memory(t);
+    INFO(cfg.describe() << (method == Method::Full ? ", full" : ", lora") << (recompute ? ", recompute" : ""));
+    CHECK(e.weights == m.weights);
+    CHECK(e.adapters == m.adapters);
+    CHECK(e.gradients == m.gradients);
+    CHECK(e.optimizer == m.optimizer);
+    CHECK(e.workspace() == m.activations);
+    CHECK(e.total() == m.total());
+    // The trainer's own spec gives the same estimate.
+    CHECK(memory_estimate(trainer_memory_spec(t)).total() == e.total());
+    trainer_step(t);  // a step allocates nothing the estimate missed
+    CHECK(trainer_memory(t).total() == m.total());
+}
+
+TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora x recompute on/off, GQA, bias, untied") {
+    ModelConfig tiny = config_preset("tiny");  // GQA 4/2 heads, tied embeddings
+    ModelConfig qwen = tiny;                    // q/k/v bias, untied head, no GQA
+    qwen.qkv_bias = 1;
+    qwen.tied_embeddings = 0;
+    qwen.n_kv_heads = qwen.n_heads;
+    qwen.n_layers = 3;
+    LoraConfig four, all;
+    four.rank = 4;
+    all.rank = 8;
+    all.targets = lora_parse_targets("all");
+    for (const ModelConfig& c : {tiny, qwen})
+        for (bool rc : {false, true}) {
+            check_cpu(c, Method::Full, rc, four);
+            check_cpu(c, Method::Lora, rc, four);
+            check_cpu(c, Method::Lora, rc, all);
+        }
+}
