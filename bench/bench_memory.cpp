@@ -1,0 +1,116 @@
+// Memory: the estimator (model/memory.h) against what a real trainer holds, over a matrix of
+// methods × recompute on/off × 2 shapes with random weights. Two measured figures per run: the
+// trainer's buffers (trainer_memory, exact by construction of each arena) and the growth of the
+// process's resident memory over setup (+ --steps training steps): what the OS actually gave us, so
+// allocations the accounting forgot would show there. Every buffer is allocated (and zeroed) at
+// setup, so steps add nothing; they are off by default because a step of the larger shape takes
+// a minute on two cores. The first run's resident growth also holds one-time allocations
+// (OpenMP's threads, lookup tables): a few MB, visible only on the tiny shape.
+//   make bench        or   build/bench/bench_memory [--shapes tiny,smollm2-135m] [--steps 1]
+// This runs the CPU backend (FP32). The CUDA table (BF16, NF4 for qlora, measured by the arenas
+// and cudaMemGetInfo's peak) goes to bench/RESULTS.md once the CUDA trainer runs.
+#include <malloc.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <sstream>
+#include <string>
+
+#include "model/memory.h"
+#include "model/trainer.h"
+#include "model/util.h"
+
+// Resident set size now, from /proc/self/statm (pages).
+static double rss_bytes() {
+    FILE* f = fopen("/proc/self/statm", "r");
+    if (!f) return 0;
+    long size = 0, resident = 0;
+    if (fscanf(f, "%ld %ld", &size, &resident) != 2) resident = 0;
+    fclose(f);
+    return (double)resident * sysconf(_SC_PAGESIZE);
+}
+
+struct Run {
+    const char* shape;
+    int B, T;
+};
+
+static void run_one(const Run& r, Method method, bool recompute, int steps) {
+    ModelConfig cfg = config_preset(r.shape);
+    malloc_trim(0);  // hand back what earlier runs freed, so their pages do not hide this run's
+    double rss0 = rss_bytes();
+    {
+        Trainer t;
+        std::vector<float> p;
+        model_init_random(cfg, p, 1);
+        model_init(t.model, cfg, std::move(p));
+        TrainConfig tc;
+        tc.method = method;
+        tc.lora.rank = 16;
+        tc.lora.targets = lora_parse_targets("all");
+        if (method != Method::Full) model_add_lora(t.model, tc.lora, tc.seed);
+        tc.batch.batch_size = r.B;
+        tc.batch.max_seq_len = r.T;
+        tc.batch.padding = Padding::max_length;
+        tc.recompute = recompute;
+        tc.max_steps = steps;
+        Rng rng(7);
+        for (int i = 0; i < 2 * r.B; i++) {
+            Example e;
+            for (int k = 0; k < r.T; k++) {
+                e.tokens.push_back((int)(rng.next_u64() % cfg.vocab_size));
+                e.weights.push_back(k > 0 ? 1.0f : 0.0f);
+            }
+            t.train.push_back(e);
+        }
+        trainer_init(t, tc, cpu_ops());
+        for (int s = 0; s < steps; s++) trainer_step(t);
+        double grown = rss_bytes() - rss0;
+
+        // The estimate from the settings alone, not from the trainer's buffers.
+        MemorySpec spec;
+        spec.cfg = cfg;
+        spec.method = method == Method::Full ? TuneMethod::Full : TuneMethod::Lora;
+        spec.lora = tc.lora;
+        memory_set_backend(spec, Backend::Cpu);
+        spec.B = r.B;
+        spec.T = r.T;
+        spec.recompute = recompute;
+        MemoryEstimate e = memory_estimate(spec);
+        MemoryUse m = trainer_memory(t);
+        auto err = [](double est, double meas) { return meas > 0 ? 100.0 * (est - meas) / meas : 0.0; };
+        printf("| %-12s | %-5s | %-3s | %10.1f | %10.1f | %+7.3f%% | %9.1f | %10.1f | %+7.2f%% |\n", r.shape,
+               method == Method::Full ? "full" : "lora", recompute ? "on" : "off", e.total() / 1e6, m.total() / 1e6,
+               err(e.total(), m.total()), e.workspace() / 1e6, grown / 1e6, err(e.total(), grown));
+    }
+}
+
+int main(int argc, char** argv) {
+    std::string shapes = "tiny,smollm2-135m";
+    int steps = 0;
+    for (int i = 1; i < argc; i += 2) {
+        if (i + 1 < argc && !strcmp(argv[i], "--shapes")) shapes = argv[i + 1];
+        else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
+        else {
+            fprintf(stderr, "error: unknown flag '%s' (use --shapes A,B --steps N, each with a value)\n", argv[i]);
+            return 1;
+        }
+    }
+    printf("memory, CPU backend (FP32): estimate vs trainer buffers vs resident-memory growth over setup + %d step%s\n"
+           "(MB = 1e6 bytes; lora: r=16 on all seven projections)\n\n", steps, steps == 1 ? "" : "s");
+    printf("| %-12s | %-5s | %-3s | %10s | %10s | %8s | %9s | %10s | %8s |\n", "shape", "meth", "rc", "estimate",
+           "buffers", "error", "workspace", "RSS grown", "vs RSS");
+    printf("|--------------|-------|-----|------------|------------|----------|-----------|------------|----------|\n");
+    std::stringstream ss(shapes);
+    std::string name;
+    while (std::getline(ss, name, ',')) {
+        // Sized so one step of the larger shape takes seconds on two cores.
+        Run r{nullptr, name == "tiny" ? 4 : 2, name == "tiny" ? 64 : 128};
+        r.shape = name.c_str();
+        for (Method m : {Method::Full, Method::Lora})
+            for (bool rc : {false, true}) run_one(r, m, rc, steps);
+    }
+    return 0;
+}
