@@ -146,10 +146,10 @@ void estimate_weights(const MemorySpec& s, MemoryEstimate& e) {
         else rest += t.numel;
     }
     e.weights = nq_bytes + rest * s.compute_bytes;
-    e.why_weights = strf("%s projection weights × %.3f bits (%s: 4-bit codes + %s per 64) + %s others × %d B",
+    e.why_weights = strf("%s projection weights × %.3f bits (%s: 4-bit codes + %s) + %s others × %d B",
                          human_count(nq).c_str(), 8.0 * nq_bytes / nq, weight_format_name(s.base),
-                         dq ? "8-bit absmax, FP32 scale per 256 absmax" : "FP32 absmax", human_count(rest).c_str(),
-                         s.compute_bytes);
+                         dq ? "an 8-bit absmax per 64 + an FP32 scale per 256 absmax" : "an FP32 absmax per 64",
+                         human_count(rest).c_str(), s.compute_bytes);
 }
 
 // Activations, mirroring workspace_init (model.cpp) buffer by buffer, with N = B·T tokens:
