@@ -44,7 +44,7 @@ void usage() {
         "  --skip-bad-lines        train without invalid lines instead of stopping (they are reported)\n"
         "  --check-data            print the data report and exit\n"
         "method\n"
-        "  --method lora|full      (default lora)\n"
+        "  --method lora|qlora|full  (default lora; qlora keeps the base projections in NF4)\n"
         "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
         "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
         "optimisation\n"
@@ -119,9 +119,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         } else args.unknown();
     }
     if (!data_given && f.val_data.empty() && f.val_split == 0.0f) f.val_data = "data/default/val.jsonl";
-    if (f.method == "full") tc.method = Method::Full;
-    else if (f.method == "lora") tc.method = Method::Lora;
-    else fail("--method %s: use lora or full (qlora arrives with the NF4 kernels)", f.method.c_str());
+    tc.method = parse_method(f.method);
     tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;
     tc.optim.schedule = parse_schedule(f.schedule);
     tc.lora.targets = lora_parse_targets(f.lora_targets);
@@ -260,11 +258,17 @@ int run(int argc, char** argv) {
         printf("val split: %zu train, %zu val examples\n", t.train.size(), t.val.size());
     }
 
-    if (f.tc.method == Method::Lora) model_add_lora(t.model, f.tc.lora, f.tc.seed);
+    if (f.tc.method == Method::Qlora) {
+        double q0 = now_seconds();
+        model_quantize_nf4(t.model);
+        printf("qlora: base projections quantized to NF4 with double-quantized scales in %.1fs (%s for the base)\n",
+               now_seconds() - q0, fmt_bytes(t.model.base_bytes()).c_str());
+    }
+    if (f.tc.method != Method::Full) model_add_lora(t.model, f.tc.lora, f.tc.seed);
     trainer_init(t, f.tc, cpu_ops());
-    printf("method: %s, %zu trainable parameters (%.2f%% of %zu)\n", f.method.c_str(), t.model.num_trainable(),
-           100.0 * t.model.num_trainable() / t.model.params.size(), t.model.params.size());
-    if (f.tc.method == Method::Lora)
+    printf("method: %s, %zu trainable parameters (%.2f%% of %lld)\n", method_name(f.tc.method), t.model.num_trainable(),
+           100.0 * t.model.num_trainable() / t.model.cfg.num_params(), (long long)t.model.cfg.num_params());
+    if (t.model.has_adapters())
         printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s\n", f.tc.lora.rank, f.tc.lora.alpha,
                f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str());
     printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d\n", t.total_steps,

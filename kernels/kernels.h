@@ -77,6 +77,17 @@ void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float
 void crossentropy_forward_backward(float* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                    int V, float grad_scale);
 
+// NF4 (QLoRA, Dettmers et al. 2023): each block of 64 consecutive weights is scaled by its absmax
+// into [-1, 1] and rounded to the nearest of the 16 NormalFloat values (the quantiles of N(0,1),
+// bitsandbytes' codebook). Two codes per byte: element 2j in the high nibble, 2j+1 in the low.
+// n need not be a multiple of 64 (the last block is shorter); codes has ceil(n/2) bytes.
+void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n);
+void nf4_dequantize(float* w, const uint8_t* codes, const float* absmax, size_t n);
+// Blockwise 8-bit quantization with bitsandbytes' signed dynamic map (blocks of 256, one FP32
+// absmax each): how double quantization stores the NF4 absmax values (after subtracting their mean).
+void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n);
+void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n);
+
 // AdamW with decoupled weight decay (Loshchilov & Hutter): g' = g·grad_scale (clipping folded in),
 // m = b1 m + (1-b1) g', v = b2 v + (1-b2) g'², p -= lr (m̂/(sqrt(v̂)+eps) + wd p), m̂,v̂ bias-corrected at step t (1-based).
 void adamw_update(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2,
@@ -105,6 +116,10 @@ struct Ops {
     decltype(&cpu::lora_forward) lora_forward;
     decltype(&cpu::lora_backward) lora_backward;
     decltype(&cpu::crossentropy_forward_backward) crossentropy_forward_backward;
+    decltype(&cpu::nf4_quantize) nf4_quantize;
+    decltype(&cpu::nf4_dequantize) nf4_dequantize;
+    decltype(&cpu::quantize_blockwise8) quantize_blockwise8;
+    decltype(&cpu::dequantize_blockwise8) dequantize_blockwise8;
     decltype(&cpu::adamw_update) adamw_update;
     decltype(&cpu::sum_squares) sum_squares;
 };

@@ -12,10 +12,19 @@ struct Pass {
     float* grads;          // null in a forward-only pass
     float dropout;         // LoRA dropout rate (0 when evaluating)
     uint64_t dropout_key;
-    const float* w(size_t off) const { return off == SIZE_MAX ? nullptr : m.params.data() + off; }
+    // The one way to a base weight: FP32 in place, or an NF4 weight dequantized into the model's
+    // scratch (valid until the next NF4 weight is fetched: each is used by one GEMM, then dropped).
+    const float* w(size_t off) const {
+        if (off == SIZE_MAX) return nullptr;
+        if (off & kNF4Tag) {
+            nf4_weight_dequantize(ops, m.nf4[off & ~kNF4Tag], m.dequant.data(), m.absmax);
+            return m.dequant.data();
+        }
+        return m.params.data() + off;
+    }
     // Gradient slot of a base weight: only when training every weight.
     float* gw(size_t off) const { return grads && m.method == Method::Full && off != SIZE_MAX ? grads + off : nullptr; }
-    bool adapted(LoraTarget t) const { return m.method == Method::Lora && m.lora.has(t); }
+    bool adapted(LoraTarget t) const { return m.has_adapters() && m.lora.has(t); }
     uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
 };
 

@@ -8,6 +8,7 @@
 // add the adapter path when that weight is adapted: one mechanism for every projection.
 #include "model/model.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstring>
 
@@ -25,8 +26,61 @@ void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params) {
     m.adapters.clear();
 }
 
+Method parse_method(const std::string& s) {
+    if (s == "full") return Method::Full;
+    if (s == "lora") return Method::Lora;
+    if (s == "qlora") return Method::Qlora;
+    fail("--method %s: use full, lora or qlora", s.c_str());
+}
+
+const char* method_name(Method m) { return m == Method::Full ? "full" : m == Method::Lora ? "lora" : "qlora"; }
+
+size_t Model::base_bytes() const {
+    size_t b = params.size() * sizeof(float);
+    for (const NF4Weight& q : nf4) b += q.bytes();
+    return b;
+}
+
+void model_quantize_nf4(Model& m) {
+    if (!m.nf4.empty()) return;
+    // Quantize each projection, then pack the remaining FP32 tensors into a smaller buffer and
+    // point every offset at its new home: an NF4 index (tagged) or the packed position.
+    std::vector<size_t> quantized;
+    for (const LayerOffsets& l : m.off.layers)
+        for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) quantized.push_back(o);
+    std::vector<size_t> new_offset(m.layout.tensors.size());
+    std::vector<float> packed;
+    size_t largest = 0;
+    for (size_t i = 0; i < m.layout.tensors.size(); i++) {
+        const TensorInfo& t = m.layout.tensors[i];
+        if (std::find(quantized.begin(), quantized.end(), t.offset) != quantized.end()) {
+            new_offset[i] = kNF4Tag | m.nf4.size();
+            m.nf4.push_back(nf4_weight_quantize(cpu_ops(), m.params.data() + t.offset, t.numel));
+            largest = std::max(largest, t.numel);
+        } else {
+            new_offset[i] = packed.size();
+            packed.insert(packed.end(), m.params.begin() + t.offset, m.params.begin() + t.offset + t.numel);
+        }
+    }
+    auto remap = [&](size_t& off) {
+        if (off == SIZE_MAX) return;
+        for (size_t i = 0; i < m.layout.tensors.size(); i++)
+            if (m.layout.tensors[i].offset == off) { off = new_offset[i]; return; }
+    };
+    remap(m.off.embed);
+    remap(m.off.final_norm);
+    remap(m.off.lm_head);
+    for (LayerOffsets& l : m.off.layers)
+        for (size_t* o : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.wo, &l.mlp_norm, &l.w_gate, &l.w_up, &l.w_down})
+            remap(*o);
+    m.params = std::move(packed);
+    m.params.shrink_to_fit();
+    m.dequant.resize(largest);
+    if (m.method == Method::Lora) m.method = Method::Qlora;
+}
+
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters) {
-    m.method = Method::Lora;
+    m.method = m.nf4.empty() ? Method::Lora : Method::Qlora;
     m.lora = lc;
     m.lora_layout = lora_layout(m.cfg, lc);
     if (adapters.size() != m.lora_layout.total) fail("model: %zu adapter values given, layout needs %zu", adapters.size(), m.lora_layout.total);
@@ -65,7 +119,7 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute)
         a.att.resize(N * Q); a.lse.resize(N * c.n_heads); a.x_mid.resize(N * C); a.ln2.resize(N * C);
         a.rstd2.resize(N); a.gate.resize(N * F); a.up.resize(N * F); a.h.resize(N * F);
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            a.u[t].assign(m.method == Method::Lora && m.lora.has((LoraTarget)t) ? N * m.lora.rank : 0, 0.0f);
+            a.u[t].assign(m.has_adapters() && m.lora.has((LoraTarget)t) ? N * m.lora.rank : 0, 0.0f);
     }
     ws.final_ln.resize(N * C); ws.final_rstd.resize(N);
     ws.dresid.resize(N * C); ws.dln.resize(N * C); ws.datt.resize(N * Q); ws.dq.resize(N * Q);
@@ -189,7 +243,7 @@ double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad
 
 double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch, float* grads, float grad_scale,
                               uint64_t dropout_key, const Ops& ops) {
-    Pass P{m, ops, grads, m.method == Method::Lora ? m.lora.dropout : 0.0f, dropout_key};
+    Pass P{m, ops, grads, m.has_adapters() ? m.lora.dropout : 0.0f, dropout_key};
     const ModelConfig& c = m.cfg;
     forward_layers(P, ws, batch);  // sets ws.B, ws.T to the batch's shape
     int N = ws.B * ws.T;

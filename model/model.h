@@ -2,28 +2,37 @@
 // micro-batch through the op interface (kernels/kernels.h).
 #pragma once
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "data/batch.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/lora.h"
+#include "model/nf4.h"
 #include "model/weights.h"
 
-// What is trained. qlora (NF4 base + adapters) joins with the NF4 kernels.
-enum class Method { Full, Lora };
+// What is trained: every weight; LoRA adapters on a frozen FP32 base; or LoRA adapters on a frozen
+// NF4 base (QLoRA), dequantized one weight at a time when used.
+enum class Method { Full, Lora, Qlora };
+Method parse_method(const std::string& s);  // "full" | "lora" | "qlora"; fails naming the choices
+const char* method_name(Method m);
 
 struct Model {
     ModelConfig cfg;
     ParamLayout layout;
     ModelOffsets off;
-    std::vector<float> params;  // base weights, FP32, in layout order
+    std::vector<float> params;  // base weights, FP32, in layout order (qlora: only those not in nf4)
+    std::vector<NF4Weight> nf4; // qlora: the seven projections of every layer
+    mutable std::vector<float> dequant, absmax;  // qlora: one weight dequantized at a time
 
     Method method = Method::Full;
     LoraConfig lora;
     LoraLayout lora_layout;
     std::vector<float> adapters;  // LoRA A and B, in lora_layout order
 
+    bool has_adapters() const { return method != Method::Full; }
+    size_t base_bytes() const;  // the frozen/trained base as stored (FP32 and NF4 parts)
     // The trainable parameters as one flat array (all weights, or the adapters) with their tensors.
     float* trainable() { return method == Method::Full ? params.data() : adapters.data(); }
     const float* trainable() const { return method == Method::Full ? params.data() : adapters.data(); }
@@ -35,7 +44,10 @@ struct Model {
 
 // Takes ownership of the weights; method Full.
 void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params);
-// Switches to LoRA with fresh adapters (A Kaiming-uniform, B zero) or the given ones.
+// Stores the seven projections of every layer in NF4 (double-quantized) and drops their FP32 copy;
+// embeddings, norms and the LM head stay FP32, as bitsandbytes/PEFT keep them.
+void model_quantize_nf4(Model& m);
+// Switches to LoRA (QLoRA once quantized) with fresh adapters (A Kaiming-uniform, B zero) or the given ones.
 void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters);
 

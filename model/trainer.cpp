@@ -53,6 +53,8 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     if (t.train.empty()) fail("no training examples");
     if (cfg.grad_accum < 1) fail("--grad-accum must be at least 1");
     if (cfg.batch.batch_size < 1) fail("--batch-size must be at least 1");
+    if (cfg.method != t.model.method)
+        fail("internal: the trainer is set up for %s but the model is %s", method_name(cfg.method), method_name(t.model.method));
     t.cfg = cfg;
     t.ops = &ops;
     t.step = 0;
@@ -137,7 +139,7 @@ double trainer_evaluate(Trainer& t, const std::vector<Example>& examples) {
 
 MemoryUse trainer_memory(const Trainer& t) {
     MemoryUse m;
-    m.weights = t.model.params.size() * sizeof(float);
+    m.weights = t.model.base_bytes();
     m.adapters = t.model.adapters.size() * sizeof(float);
     m.gradients = t.grads.size() * sizeof(float);
     m.optimizer = (t.opt.m.size() + t.opt.v.size()) * sizeof(float);

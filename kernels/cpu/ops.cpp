@@ -8,7 +8,8 @@ const Ops& cpu_ops() {
         cpu::rope_forward,      cpu::rope_backward,     cpu::attention_forward,
         cpu::attention_backward, cpu::attention_decode, cpu::swiglu_forward,   cpu::swiglu_backward,
         cpu::lora_forward,      cpu::lora_backward,     cpu::crossentropy_forward_backward,
-        cpu::adamw_update,      cpu::sum_squares,
+        cpu::nf4_quantize,      cpu::nf4_dequantize,    cpu::quantize_blockwise8,
+        cpu::dequantize_blockwise8, cpu::adamw_update,  cpu::sum_squares,
     };
     return ops;
 }

@@ -1,0 +1,115 @@
+// NF4 and the 8-bit dynamic map of bitsandbytes, on the CPU: the reference the CUDA kernels must
+// match bit for bit. Both round to the nearest code; a value exactly between two codes goes to the
+// lower one, as bitsandbytes' comparison tree (x > midpoint) does. Values are scaled by the
+// reciprocal of the block's absmax (multiplied, not divided), again as bitsandbytes does, so the
+// same inputs land on the same side of every midpoint.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "kernels/kernels.h"
+
+namespace cpu {
+namespace {
+
+// bitsandbytes' NF4 codebook (DESIGN.md §9): quantiles of N(0,1) normalised to [-1, 1], with an
+// exact zero.
+const float kNF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                        -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                        0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+                        0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+
+inline uint8_t nf4_code(float x) {
+    int c = 0;
+    for (int i = 1; i < 16; i++)
+        if (x > 0.5f * (kNF4[i - 1] + kNF4[i])) c = i;  // codes are sorted: the last midpoint passed wins
+    return (uint8_t)c;
+}
+
+// torch.linspace in float: the first half counts up from start, the second half down from end.
+std::vector<float> linspace(float start, float end, int steps) {
+    std::vector<float> v(steps);
+    float step = (end - start) / (float)(steps - 1);
+    for (int i = 0; i < steps; i++) v[i] = i < steps / 2 ? start + step * (float)i : end - step * (float)(steps - 1 - i);
+    return v;
+}
+
+// bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): for exponent
+// e = 0..6, 2^e fraction values (midpoints of linspace(0.1, 1, 2^e + 1)) scaled by 10^(e-6), both
+// signs; plus 0 and 1. 254 + 2 = 256 values, sorted. Dense near zero, sparse near ±1.
+const std::vector<float>& dynamic_map() {
+    static const std::vector<float> map = [] {
+        std::vector<float> d;
+        for (int e = 0; e < 7; e++) {
+            std::vector<float> b = linspace(0.1f, 1.0f, (1 << e) + 1);
+            float scale = (float)std::pow(10.0, e - 6);
+            for (size_t i = 0; i + 1 < b.size(); i++) {
+                float mean = (b[i] + b[i + 1]) / 2.0f;
+                d.push_back(scale * mean);
+                d.push_back(-scale * mean);
+            }
+        }
+        d.push_back(0.0f);
+        d.push_back(1.0f);
+        std::sort(d.begin(), d.end());
+        return d;
+    }();
+    return map;
+}
+
+inline uint8_t dynamic_code(float x, const std::vector<float>& map) {
+    // First code >= x, then the nearer of it and its lower neighbour (ties: the lower).
+    size_t hi = std::lower_bound(map.begin(), map.end(), x) - map.begin();
+    if (hi == 0) return 0;
+    if (hi == map.size()) return (uint8_t)(map.size() - 1);
+    return (uint8_t)(x - map[hi - 1] <= map[hi] - x ? hi - 1 : hi);
+}
+
+}  // namespace
+
+void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n) {
+    size_t blocks = (n + 63) / 64;
+    #pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < blocks; b++) {
+        size_t i0 = b * 64, i1 = std::min(n, i0 + 64);
+        float amax = 0.0f;
+        for (size_t i = i0; i < i1; i++) amax = std::max(amax, std::fabs(w[i]));
+        absmax[b] = amax;
+        float inv = amax > 0.0f ? 1.0f / amax : 0.0f;
+        for (size_t i = i0; i < i1; i += 2) {  // blocks start even, so pairs never straddle blocks
+            uint8_t hi = nf4_code(w[i] * inv), lo = i + 1 < i1 ? nf4_code(w[i + 1] * inv) : 0;
+            codes[i / 2] = (uint8_t)(hi << 4 | lo);
+        }
+    }
+}
+
+void nf4_dequantize(float* w, const uint8_t* codes, const float* absmax, size_t n) {
+    #pragma omp parallel for schedule(static)
+    for (size_t j = 0; j < (n + 1) / 2; j++) {
+        float a = absmax[2 * j / 64];
+        w[2 * j] = kNF4[codes[j] >> 4] * a;
+        if (2 * j + 1 < n) w[2 * j + 1] = kNF4[codes[j] & 15] * a;
+    }
+}
+
+void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
+    const std::vector<float>& map = dynamic_map();
+    size_t blocks = (n + 255) / 256;
+    #pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < blocks; b++) {
+        size_t i0 = b * 256, i1 = std::min(n, i0 + 256);
+        float amax = 0.0f;
+        for (size_t i = i0; i < i1; i++) amax = std::max(amax, std::fabs(x[i]));
+        absmax[b] = amax;
+        float inv = amax > 0.0f ? 1.0f / amax : 0.0f;
+        for (size_t i = i0; i < i1; i++) q[i] = dynamic_code(x[i] * inv, map);
+    }
+}
+
+void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n) {
+    const std::vector<float>& map = dynamic_map();
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) x[i] = map[q[i]] * absmax[i / 256];
+}
+
+}  // namespace cpu

@@ -1,0 +1,166 @@
+// NF4 and double quantization (the CPU reference of the QLoRA storage), and QLoRA training on it.
+#include <cstring>
+
+#include "model/trainer.h"
+#include "tests/test_util.h"
+
+using std::vector;
+
+static const float kCode[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
+                                -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
+                                0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
+                                0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+
+TEST_CASE("nf4: codebook values round-trip exactly, nibble order, ties go to the lower code") {
+    // One block of 64 whose absmax is 1: element i holds code i % 16.
+    vector<float> w(64);
+    for (int i = 0; i < 64; i++) w[i] = kCode[i % 16];
+    vector<uint8_t> codes(32);
+    float absmax;
+    cpu::nf4_quantize(codes.data(), &absmax, w.data(), 64);
+    CHECK(absmax == 1.0f);
+    CHECK(codes[0] == 0x01);  // element 0 (code 0) in the high nibble, element 1 (code 1) in the low
+    CHECK(codes[7] == 0xEF);
+    vector<float> back(64);
+    cpu::nf4_dequantize(back.data(), codes.data(), &absmax, 64);
+    CHECK(memcmp(back.data(), w.data(), sizeof(float) * 64) == 0);
+    // Exactly between codes 7 (0.0) and 8 (0.0796): the lower code.
+    w[0] = 0.5f * (kCode[7] + kCode[8]);
+    cpu::nf4_quantize(codes.data(), &absmax, w.data(), 64);
+    CHECK((codes[0] >> 4) == 7);
+}
+
+TEST_CASE("nf4: error bound per element, odd sizes, zero blocks") {
+    size_t n = 64 * 5 + 7;  // a short last block with an odd count
+    vector<float> w = random_vec(n, 3), back(n), absmax((n + 63) / 64);
+    for (size_t i = 128; i < 192; i++) w[i] = 0.0f;  // an all-zero block
+    vector<uint8_t> codes((n + 1) / 2);
+    cpu::nf4_quantize(codes.data(), absmax.data(), w.data(), n);
+    cpu::nf4_dequantize(back.data(), codes.data(), absmax.data(), n);
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) {
+        // The widest gap between neighbouring codes is 1 − 0.7230: no element is further than half of it.
+        double bound = 0.5 * (1.0 - 0.7229568362236023) * absmax[i / 64] + 1e-7;
+        worst = std::max(worst, std::fabs(w[i] - back[i]) / (absmax[i / 64] + 1e-30));
+        CHECK(std::fabs(w[i] - back[i]) <= bound);
+    }
+    for (size_t i = 128; i < 192; i++) CHECK(back[i] == 0.0f);
+    MESSAGE("nf4 worst error: " << worst << " of the block absmax");
+}
+
+TEST_CASE("double quantization: 4.127 bits per parameter, absmax recovered to 8-bit precision") {
+    size_t n = 64 * 256 * 8;  // 8 blocks of absmax values
+    vector<float> w = random_vec(n, 5, 0.02f), back(n), absmax;
+    NF4Weight q = nf4_weight_quantize(cpu_ops(), w.data(), n);
+    double bits = 8.0 * (q.bytes() - sizeof(float)) / n;
+    MESSAGE("NF4 + double quant: " << bits << " bits per parameter");
+    CHECK(bits == doctest::Approx(4.127).epsilon(1e-3));
+    nf4_weight_dequantize(cpu_ops(), q, back.data(), absmax);
+    // Reference: NF4 with exact FP32 absmax values.
+    vector<uint8_t> codes((n + 1) / 2);
+    vector<float> exact_absmax(n / 64), exact(n);
+    cpu::nf4_quantize(codes.data(), exact_absmax.data(), w.data(), n);
+    cpu::nf4_dequantize(exact.data(), codes.data(), exact_absmax.data(), n);
+    double worst = 0;
+    for (size_t b = 0; b < n / 64; b++) worst = std::max(worst, (double)std::fabs(absmax[b] - exact_absmax[b]) / exact_absmax[b]);
+    MESSAGE("absmax relative error after double quantization: " << worst);
+    CHECK(worst < 0.02);
+    CHECK(codes == q.codes);  // double quantization changes the scales only, never the 4-bit codes
+}
+
+TEST_CASE("blockwise 8-bit: bitsandbytes' signed dynamic map, nearest code") {
+    vector<float> x = {0.0f, 1.0f, -1.0f, 0.5f, -0.25f, 1e-6f, 0.99f};
+    vector<uint8_t> q(x.size());
+    float absmax;
+    cpu::quantize_blockwise8(q.data(), &absmax, x.data(), x.size());
+    vector<float> back(x.size());
+    cpu::dequantize_blockwise8(back.data(), q.data(), &absmax, x.size());
+    CHECK(absmax == 1.0f);
+    CHECK(back[0] == 0.0f);
+    CHECK(back[1] == 1.0f);
+    CHECK(back[2] == doctest::Approx(-0.99296875).epsilon(1e-6));  // the map's most negative value: -(0.9859375 + 1)/2
+    CHECK(q[1] == 255);
+    for (size_t i = 3; i < x.size(); i++) CHECK(std::fabs(back[i] - x[i]) <= 0.01f * std::fabs(x[i]) + 1e-6f);
+}
+
+static ModelConfig small() {
+    ModelConfig c = config_preset("tiny");
+    c.vocab_size = 80;
+    c.qkv_bias = 1;
+    return c;
+}
+
+TEST_CASE("qlora: the NF4 model computes exactly what FP32 weights holding the dequantized values compute") {
+    ModelConfig c = small();
+    vector<float> p;
+    model_init_random(c, p, 9);
+    Model q, ref;
+    model_init(q, c, p);
+    model_quantize_nf4(q);
+    CHECK(q.base_bytes() < ref.base_bytes() + p.size() * sizeof(float) / 2);
+    // ref: the same weights, round-tripped through NF4 into FP32.
+    vector<float> deq = p, absmax;
+    for (const LayerOffsets& l : model_offsets(c).layers)
+        for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) {
+            const TensorInfo* t = nullptr;
+            for (const TensorInfo& ti : param_layout(c).tensors)
+                if (ti.offset == o) t = &ti;
+            NF4Weight w = nf4_weight_quantize(cpu_ops(), p.data() + o, t->numel);
+            nf4_weight_dequantize(cpu_ops(), w, deq.data() + o, absmax);
+        }
+    model_init(ref, c, deq);
+    LoraConfig lc;
+    lc.targets = lora_parse_targets("all");
+    model_add_lora(q, lc, 1);
+    model_add_lora(ref, lc, 1);
+    CHECK(q.method == Method::Qlora);
+    for (size_t i = 0; i < q.adapters.size(); i++) q.adapters[i] = ref.adapters[i] += 0.05f * Rng(i).normal();
+    int32_t tok[7] = {3, 1, 4, 1, 5, 9, 2};
+    vector<float> a(7 * c.vocab_size), b(7 * c.vocab_size);
+    model_logits(q, tok, 7, a.data());
+    model_logits(ref, tok, 7, b.data());
+    CHECK(memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("qlora: adapter gradients pass the finite-difference check and training lowers the loss") {
+    ModelConfig c = small();
+    Trainer t;
+    vector<float> p;
+    model_init_random(c, p, 4);
+    model_init(t.model, c, std::move(p));
+    model_quantize_nf4(t.model);
+    TrainConfig tc;
+    tc.method = Method::Qlora;
+    tc.lora.rank = 4;
+    tc.lora.targets = lora_parse_targets("all");
+    model_add_lora(t.model, tc.lora, 2);
+    Rng r(6);
+    for (int i = 0; i < 8; i++) {
+        Example e;
+        for (int k = 0; k < 12; k++) {
+            e.tokens.push_back((int)(r.next_u64() % c.vocab_size));
+            e.weights.push_back(k ? 1.0f : 0.0f);
+        }
+        t.train.push_back(e);
+    }
+    tc.batch.batch_size = 8;
+    tc.batch.max_seq_len = 12;
+    tc.max_steps = 40;
+    tc.optim.lr = 1e-2f;
+    trainer_init(t, tc, cpu_ops());
+    for (float& a : t.model.adapters) a += 0.1f * Rng((uint64_t)(&a - t.model.adapters.data())).normal();
+
+    Batch b;
+    vector<size_t> order = {0, 1, 2, 3, 4, 5, 6, 7};
+    fill_batch(t.train, order, 0, tc.batch, b);
+    double W = b.total_weight();
+    vector<float> g(t.model.num_trainable(), 0.0f);
+    model_forward_backward(t.model, t.ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
+    grad_check("qlora adapters", t.model.adapters, g, [&] { return model_forward_loss(t.model, t.ws, b, cpu_ops()) / W; },
+               5e-3, 60, 2e-3f);
+
+    double first = trainer_step(t).loss, last = first;
+    while (t.step < t.total_steps) last = trainer_step(t).loss;
+    MESSAGE("qlora training loss " << first << " -> " << last);
+    CHECK(last < first - 0.3);
+}
