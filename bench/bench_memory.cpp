@@ -50,6 +50,7 @@ static void run_one(const Run& r, Method method, bool recompute, int steps) {
         tc.method = method;
         tc.lora.rank = 16;
         tc.lora.targets = lora_parse_targets("all");
+        if (method == Method::Qlora) model_quantize_nf4(t.model);
         if (method != Method::Full) model_add_lora(t.model, tc.lora, tc.seed);
         tc.batch.batch_size = r.B;
         tc.batch.max_seq_len = r.T;
@@ -72,7 +73,7 @@ static void run_one(const Run& r, Method method, bool recompute, int steps) {
         // The estimate from the settings alone, not from the trainer's buffers.
         MemorySpec spec;
         spec.cfg = cfg;
-        spec.method = method == Method::Full ? TuneMethod::Full : TuneMethod::Lora;
+        spec.method = method;
         spec.lora = tc.lora;
         memory_set_backend(spec, Backend::Cpu);
         spec.B = r.B;
@@ -82,7 +83,7 @@ static void run_one(const Run& r, Method method, bool recompute, int steps) {
         MemoryUse m = trainer_memory(t);
         auto err = [](double est, double meas) { return meas > 0 ? 100.0 * (est - meas) / meas : 0.0; };
         printf("| %-12s | %-5s | %-3s | %10.1f | %10.1f | %+7.3f%% | %9.1f | %10.1f | %+7.2f%% |\n", r.shape,
-               method == Method::Full ? "full" : "lora", recompute ? "on" : "off", e.total() / 1e6, m.total() / 1e6,
+               method_name(method), recompute ? "on" : "off", e.total() / 1e6, m.total() / 1e6,
                err(e.total(), m.total()), e.workspace() / 1e6, grown / 1e6, err(e.total(), grown));
     }
 }
@@ -109,7 +110,7 @@ int main(int argc, char** argv) {
         // Sized so one step of the larger shape takes seconds on two cores.
         Run r{nullptr, name == "tiny" ? 4 : 2, name == "tiny" ? 64 : 128};
         r.shape = name.c_str();
-        for (Method m : {Method::Full, Method::Lora})
+        for (Method m : {Method::Full, Method::Lora, Method::Qlora})
             for (bool rc : {false, true}) run_one(r, m, rc, steps);
     }
     return 0;

@@ -8,13 +8,6 @@
 #include "model/util.h"
 #include "model/weights.h"
 
-TuneMethod parse_tune_method(const std::string& s) {
-    if (s == "full") return TuneMethod::Full;
-    if (s == "lora") return TuneMethod::Lora;
-    if (s == "qlora") return TuneMethod::Qlora;
-    fail("--method %s: use full, lora or qlora", s.c_str());
-}
-
 OptimKind parse_optim_kind(const std::string& s) {
     if (s == "adamw" || s == "adam") return OptimKind::AdamW;
     if (s == "sgd") return OptimKind::SGD;
@@ -36,7 +29,6 @@ Backend parse_backend(const std::string& s) {
     fail("--device %s: use cpu or cuda", s.c_str());
 }
 
-const char* tune_method_name(TuneMethod m) { return m == TuneMethod::Full ? "full" : m == TuneMethod::Lora ? "lora" : "qlora"; }
 const char* optim_kind_name(OptimKind o) { return o == OptimKind::AdamW ? "AdamW" : o == OptimKind::SGD ? "SGD" : "momentum"; }
 const char* weight_format_name(WeightFormat w) {
     const char* names[] = {"FP32", "BF16", "NF4", "NF4+DQ"};
@@ -46,7 +38,7 @@ int optim_states(OptimKind o) { return o == OptimKind::AdamW ? 2 : o == OptimKin
 
 void memory_set_backend(MemorySpec& s, Backend b) {
     s.backend = b;
-    bool quant = s.method == TuneMethod::Qlora;
+    bool quant = s.method == Method::Qlora;
     if (b == Backend::Cpu) {
         s.base = quant ? WeightFormat::NF4_DQ : WeightFormat::FP32;
         s.compute_bytes = 4;
@@ -62,7 +54,7 @@ void memory_set_backend(MemorySpec& s, Backend b) {
 
 void memory_set_uniform_bytes(MemorySpec& s, int bytes) {
     if (bytes != 2 && bytes != 4) fail("--bytes %d: use 2 (16-bit) or 4 (FP32)", bytes);
-    if (s.method == TuneMethod::Qlora) fail("--bytes: qlora keeps its base in NF4; use --precision to change it");
+    if (s.method == Method::Qlora) fail("--bytes: qlora keeps its base in NF4; use --precision to change it");
     s.base = bytes == 2 ? WeightFormat::BF16 : WeightFormat::FP32;
     s.compute_bytes = s.grad_bytes = s.state_bytes = bytes;
     s.master_bytes = 0;
@@ -71,7 +63,7 @@ void memory_set_uniform_bytes(MemorySpec& s, int bytes) {
 MemorySpec trainer_memory_spec(const Trainer& t) {
     MemorySpec s;
     s.cfg = t.model.cfg;
-    s.method = t.model.method == Method::Full ? TuneMethod::Full : TuneMethod::Lora;
+    s.method = t.model.method;
     s.optimizer = OptimKind::AdamW;
     s.lora = t.model.lora;
     memory_set_backend(s, Backend::Cpu);
@@ -167,9 +159,9 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     size_t N = (size_t)s.B * s.T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim, H = c.n_heads, L = c.n_layers;
     size_t cb = s.compute_bytes, fb = 4;  // statistics (rstd, lse, nll) and row indices stay 4 bytes
     int adapted = 0;
-    if (s.method != TuneMethod::Full)
+    if (s.method != Method::Full)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) adapted += s.lora.has((LoraTarget)t);
-    size_t r = s.method == TuneMethod::Full ? 0 : s.lora.rank;
+    size_t r = s.method == Method::Full ? 0 : s.lora.rank;
     e.per_layer = N * ((3 * C + 2 * Q + 2 * KV + 3 * F + r * adapted) * cb + (2 + H) * fb);
     size_t copies = s.recompute ? 1 : L;
     e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb;
@@ -204,20 +196,20 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
 MemoryEstimate memory_estimate(const MemorySpec& s) {
     MemoryEstimate e;
     e.spec = s;
-    bool adapters = s.method != TuneMethod::Full;
+    bool adapters = s.method != Method::Full;
     if (s.params > 0) {
-        if (adapters) fail("--method %s needs a model shape (--preset, --model or dims) to place adapters, not --params", tune_method_name(s.method));
+        if (adapters) fail("--method %s needs a model shape (--preset, --model or dims) to place adapters, not --params", method_name(s.method));
         e.n_params = s.params;
     } else {
         s.cfg.validate("memory");
         e.n_params = s.cfg.num_params();
     }
-    if (s.method == TuneMethod::Full && is_nf4(s.base))
+    if (s.method == Method::Full && is_nf4(s.base))
         fail("--precision %s: full fine-tuning updates every weight, which cannot stay NF4 (use --method qlora)",
              weight_format_name(s.base));
-    if (s.method == TuneMethod::Qlora && !is_nf4(s.base))
+    if (s.method == Method::Qlora && !is_nf4(s.base))
         fail("--method qlora keeps the base in NF4: --precision must be nf4 or nf4-dq");
-    if (s.method == TuneMethod::Lora && is_nf4(s.base)) fail("--precision nf4 with LoRA is qlora: pass --method qlora");
+    if (s.method == Method::Lora && is_nf4(s.base)) fail("--precision nf4 with LoRA is qlora: pass --method qlora");
     estimate_weights(s, e);
 
     if (adapters) {
@@ -244,7 +236,7 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
 
 void print_memory_table(const MemoryEstimate& e, const MemoryUse* measured, FILE* out, bool explain) {
     const MemorySpec& s = e.spec;
-    fprintf(out, "memory estimate: %s, %s, %s base", tune_method_name(s.method), optim_kind_name(s.optimizer),
+    fprintf(out, "memory estimate: %s, %s, %s base", method_name(s.method), optim_kind_name(s.optimizer),
             weight_format_name(s.base));
     if (s.params > 0) fprintf(out, ", %s params\n", human_count(e.n_params).c_str());
     else fprintf(out, ", %s on %s, batch %d × %d tokens%s\n", human_count(e.n_params).c_str(),

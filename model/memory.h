@@ -12,22 +12,19 @@
 
 #include "model/config.h"
 #include "model/lora.h"
+#include "model/model.h"
 
 struct MemoryUse;  // model/trainer.h
 struct Trainer;
 
-// qlora is lora over an NF4 base; the estimator knows it before the trainer's Method does.
-enum class TuneMethod { Full, Lora, Qlora };
 enum class OptimKind { AdamW, SGD, Momentum };
 enum class WeightFormat { FP32, BF16, NF4, NF4_DQ };  // storage of the base weights
 enum class Backend { Cpu, Cuda };
 
-// Parsers for the flags (each fails naming the flag and the accepted values) and names for output.
-TuneMethod parse_tune_method(const std::string& s);
+// Parsers for the flags (--method: parse_method in model/model.h) (each fails naming the flag and the accepted values) and names for output.
 OptimKind parse_optim_kind(const std::string& s);
 WeightFormat parse_weight_format(const std::string& s);
 Backend parse_backend(const std::string& s);
-const char* tune_method_name(TuneMethod m);
 const char* optim_kind_name(OptimKind o);
 const char* weight_format_name(WeightFormat w);
 int optim_states(OptimKind o);  // moments per trainable parameter: AdamW 2, momentum 1, SGD 0
@@ -35,7 +32,7 @@ int optim_states(OptimKind o);  // moments per trainable parameter: AdamW 2, mom
 struct MemorySpec {
     ModelConfig cfg;       // the shape; ignored when params > 0
     int64_t params = 0;    // a bare parameter count (--params) for the rules of thumb: no shape, no activations
-    TuneMethod method = TuneMethod::Full;
+    Method method = Method::Full;
     OptimKind optimizer = OptimKind::AdamW;
     LoraConfig lora;
     Backend backend = Backend::Cuda;
