@@ -289,10 +289,20 @@ int run(int argc, char** argv) {
     if (!t.cfg.out_dir.empty()) {
         std::filesystem::create_directories(t.cfg.out_dir);
         std::string path = t.cfg.out_dir + "/log.csv";
-        bool fresh = !file_exists(path) || t.step == 0;
-        csv = fopen(path.c_str(), fresh ? "w" : "a");
+        // A resumed run keeps the log up to its checkpoint's step and drops the lines of steps the
+        // killed run made after it: they are redone, so each step appears once.
+        std::string kept = "step,loss,lr,grad_norm,tokens,tokens_per_s,elapsed_s,val_loss\n";
+        if (t.step > 0 && file_exists(path)) {
+            std::string old = read_file(path);
+            for (size_t a = old.find('\n') + 1, b; a < old.size(); a = b + 1) {
+                b = old.find('\n', a);
+                if (b == std::string::npos) break;
+                if (atoi(old.c_str() + a) <= t.step) kept += old.substr(a, b - a + 1);
+            }
+        }
+        csv = fopen(path.c_str(), "w");
         if (!csv) fail("%s: cannot write the log", path.c_str());
-        if (fresh) fprintf(csv, "step,loss,lr,grad_norm,tokens,tokens_per_s,elapsed_s,val_loss\n");
+        fputs(kept.c_str(), csv);
     }
     SampleEval se;
     if (f.eval_samples > 0 && !tok.vocab.empty()) {
