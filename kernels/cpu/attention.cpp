@@ -17,10 +17,19 @@
 
 namespace cpu {
 
-static inline float dot(const float* a, const float* b, int n) {
+// The simd reductions let the compiler vectorise (a float sum is otherwise kept in source order);
+// the order is still fixed for a given build, so results stay deterministic.
+static inline float dot(const float* __restrict a, const float* __restrict b, int n) {
     float s = 0.0f;
+    #pragma omp simd reduction(+ : s)
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
+}
+
+// y += a·x
+static inline void axpy(float* __restrict y, float a, const float* __restrict x, int n) {
+    #pragma omp simd
+    for (int i = 0; i < n; i++) y[i] += a * x[i];
 }
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* seg,
@@ -51,12 +60,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                     float inv = 1.0f / sum;
                     float* ot = out + (((size_t)b * T + t) * nh + h) * hd;
                     memset(ot, 0, hd * sizeof(float));
-                    for (int j = 0; j <= t; j++) {
-                        if (p[j] == 0.0f) continue;
-                        const float* vj = v + (((size_t)b * T + j) * nkv + g) * hd;
-                        float w = p[j] * inv;
-                        for (int d = 0; d < hd; d++) ot[d] += w * vj[d];
-                    }
+                    for (int j = 0; j <= t; j++)
+                        if (p[j] != 0.0f) axpy(ot, p[j] * inv, v + (((size_t)b * T + j) * nkv + g) * hd, hd);
                     lse[((size_t)b * T + t) * nh + h] = mx + std::log(sum);
                 }
             }
@@ -69,39 +74,44 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     const float scale = 1.0f / std::sqrt((float)hd);
     const int group = nh / nkv;
     // One task per (row, kv head): all query heads that share a kv head write the same dk/dv, so
-    // they run in one thread, in a fixed order (no atomics, deterministic).
-    #pragma omp parallel for schedule(dynamic, 1) collapse(2)
-    for (int b = 0; b < B; b++)
-        for (int g = 0; g < nkv; g++) {
-            const int32_t* sg = seg + (size_t)b * T;
-            for (int t = 0; t < T; t++) {
-                memset(dk + (((size_t)b * T + t) * nkv + g) * hd, 0, hd * sizeof(float));
-                memset(dv + (((size_t)b * T + t) * nkv + g) * hd, 0, hd * sizeof(float));
-            }
-            for (int h = g * group; h < (g + 1) * group; h++)
+    // they run in one thread, in a fixed order (no atomics, deterministic). For each query the
+    // probabilities p_j and score gradients ds_j are computed first (dot products), then applied
+    // in three separate row updates, each a plain vectorisable axpy.
+    #pragma omp parallel
+    {
+        std::vector<float> p(T), ds(T);
+        #pragma omp for schedule(dynamic, 1) collapse(2)
+        for (int b = 0; b < B; b++)
+            for (int g = 0; g < nkv; g++) {
+                const int32_t* sg = seg + (size_t)b * T;
                 for (int t = 0; t < T; t++) {
-                    size_t row = ((size_t)b * T + t) * nh + h;
-                    const float* qt = q + row * hd;
-                    const float* dot_ = dout + row * hd;
-                    float* dqt = dq + row * hd;
-                    memset(dqt, 0, hd * sizeof(float));
-                    float D = dot(dot_, out + row * hd, hd), L = lse[row];
-                    for (int j = 0; j <= t; j++) {
-                        if (sg[j] != sg[t]) continue;
-                        size_t krow = (((size_t)b * T + j) * nkv + g) * hd;
-                        float p = std::exp(dot(qt, k + krow, hd) * scale - L);
-                        float ds = p * (dot(dot_, v + krow, hd) - D) * scale;
-                        float* dkj = dk + krow;
-                        float* dvj = dv + krow;
-                        const float* kj = k + krow;
-                        for (int d = 0; d < hd; d++) {
-                            dqt[d] += ds * kj[d];
-                            dkj[d] += ds * qt[d];
-                            dvj[d] += p * dot_[d];
+                    memset(dk + (((size_t)b * T + t) * nkv + g) * hd, 0, hd * sizeof(float));
+                    memset(dv + (((size_t)b * T + t) * nkv + g) * hd, 0, hd * sizeof(float));
+                }
+                for (int h = g * group; h < (g + 1) * group; h++)
+                    for (int t = 0; t < T; t++) {
+                        size_t row = ((size_t)b * T + t) * nh + h;
+                        const float* qt = q + row * hd;
+                        const float* dot_ = dout + row * hd;
+                        float* dqt = dq + row * hd;
+                        memset(dqt, 0, hd * sizeof(float));
+                        float D = dot(dot_, out + row * hd, hd), L = lse[row];
+                        for (int j = 0; j <= t; j++) {
+                            size_t krow = (((size_t)b * T + j) * nkv + g) * hd;
+                            if (sg[j] != sg[t]) { p[j] = ds[j] = 0.0f; continue; }
+                            p[j] = std::exp(dot(qt, k + krow, hd) * scale - L);
+                            ds[j] = p[j] * (dot(dot_, v + krow, hd) - D) * scale;
+                        }
+                        for (int j = 0; j <= t; j++) {
+                            if (p[j] == 0.0f) continue;
+                            size_t krow = (((size_t)b * T + j) * nkv + g) * hd;
+                            axpy(dqt, ds[j], k + krow, hd);
+                            axpy(dk + krow, ds[j], qt, hd);
+                            axpy(dv + krow, p[j], dot_, hd);
                         }
                     }
-                }
-        }
+            }
+    }
 }
 
 }  // namespace cpu
