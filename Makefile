@@ -4,7 +4,9 @@
 
 CXX      ?= g++
 CXXFLAGS ?= -O3 -march=native -fno-math-errno
-CXXFLAGS += -std=c++17 -fopenmp -Wall -Wextra -I.
+# -iquote, not -I: the repo root holds binaries such as ./memory, which -I. would let shadow the
+# standard <memory> header. Our own headers are always included with quotes.
+CXXFLAGS += -std=c++17 -fopenmp -Wall -Wextra -iquote .
 LDFLAGS  += -fopenmp
 NVCC     := $(shell command -v nvcc 2>/dev/null)
 ifdef NVCC
@@ -35,7 +37,7 @@ build/%.o: %.cpp $(wildcard */*.h */*/*.h)
 build/train.o: train.cu $(wildcard */*.h */*/*.h)
 	@mkdir -p build
 ifdef NVCC
-	$(NVCC) -O3 -std=c++17 -I. -Xcompiler "$(filter-out -std=c++17 -I.,$(CXXFLAGS))" -c $< -o $@
+	$(NVCC) -O3 -std=c++17 -Xcompiler "$(filter-out -std=c++17,$(CXXFLAGS))" -c $< -o $@
 else
 	$(CXX) $(CXXFLAGS) -x c++ -c $< -o $@
 endif

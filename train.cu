@@ -11,6 +11,7 @@
 #include "data/default_task.h"
 #include "model/generate.h"
 #include "model/loss_plot.h"
+#include "model/memory.h"
 #include "model/trainer.h"
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
@@ -174,15 +175,6 @@ std::string fmt_bytes(size_t b) {
     return buf;
 }
 
-void print_memory(const MemoryUse& m) {
-    printf("memory (CPU, FP32)\n");
-    printf("  %-12s %12s\n", "weights", fmt_bytes(m.weights).c_str());
-    printf("  %-12s %12s\n", "adapters", fmt_bytes(m.adapters).c_str());
-    printf("  %-12s %12s\n", "gradients", fmt_bytes(m.gradients).c_str());
-    printf("  %-12s %12s\n", "optimizer", fmt_bytes(m.optimizer).c_str());
-    printf("  %-12s %12s\n", "activations", fmt_bytes(m.activations).c_str());
-    printf("  %-12s %12s\n", "total", fmt_bytes(m.total()).c_str());
-}
 
 // Answers the first n held-out conversations greedily (all at once: one batched generation) and
 // scores them against the reference answers; prints the scores and the first few answers.
@@ -274,7 +266,8 @@ int run(int argc, char** argv) {
     printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d\n", t.total_steps,
            f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
            f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps);
-    print_memory(trainer_memory(t));
+    MemoryUse used = trainer_memory(t);
+    print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
     if (f.dry_run) return 0;
 
     if (f.resume) {

@@ -76,6 +76,7 @@ void model_quantize_nf4(Model& m) {
     m.params = std::move(packed);
     m.params.shrink_to_fit();
     m.dequant.resize(largest);
+    m.absmax.resize((largest + 63) / 64);
     if (m.method == Method::Lora) m.method = Method::Qlora;
 }
 

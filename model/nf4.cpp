@@ -20,8 +20,9 @@ NF4Weight nf4_weight_quantize(const Ops& ops, const float* w, size_t n) {
 }
 
 void nf4_weight_dequantize(const Ops& ops, const NF4Weight& q, float* out, std::vector<float>& absmax_scratch) {
-    absmax_scratch.resize(q.qabsmax.size());
-    ops.dequantize_blockwise8(absmax_scratch.data(), q.qabsmax.data(), q.qscale.data(), q.qabsmax.size());
-    for (float& a : absmax_scratch) a += q.offset;
+    size_t blocks = q.qabsmax.size();
+    if (absmax_scratch.size() < blocks) absmax_scratch.resize(blocks);  // grows only: one buffer serves every weight
+    ops.dequantize_blockwise8(absmax_scratch.data(), q.qabsmax.data(), q.qscale.data(), blocks);
+    for (size_t b = 0; b < blocks; b++) absmax_scratch[b] += q.offset;
     ops.nf4_dequantize(out, q.codes.data(), absmax_scratch.data(), q.n);
 }

@@ -21,7 +21,7 @@ struct NF4Weight {
 };
 
 NF4Weight nf4_weight_quantize(const Ops& ops, const float* w, size_t n);
-// out[n] = the weight as FP32; absmax_scratch holds the reconstructed absmax values.
+// out[n] = the weight as FP32; absmax_scratch (grown when too small) takes the reconstructed absmax values.
 void nf4_weight_dequantize(const Ops& ops, const NF4Weight& q, float* out, std::vector<float>& absmax_scratch);
 
 // Offsets with this bit set name an NF4 weight (its index in Model::nf4) instead of a position in

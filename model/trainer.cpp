@@ -143,7 +143,8 @@ MemoryUse trainer_memory(const Trainer& t) {
     m.adapters = t.model.adapters.size() * sizeof(float);
     m.gradients = t.grads.size() * sizeof(float);
     m.optimizer = (t.opt.m.size() + t.opt.v.size()) * sizeof(float);
-    m.activations = t.ws.bytes();
+    // qlora's dequantization scratch (one projection and its absmax values) counts as working memory.
+    m.activations = t.ws.bytes() + (t.model.dequant.size() + t.model.absmax.size()) * sizeof(float);
     return m;
 }
 

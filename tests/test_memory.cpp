@@ -199,21 +199,15 @@ static void check_cpu(const ModelConfig& cfg, Method method, bool recompute, con
     CHECK(e.adapters == m.adapters);
     CHECK(e.gradients == m.gradients);
     CHECK(e.optimizer == m.optimizer);
-    // qlora's one dequantized projection and its absmax values live in the Model, outside the
-    // trainer's workspace and (so far) outside trainer_memory: the estimate's scratch counts them.
-    size_t dequant = 0;
-    if (method == Method::Qlora) {
-        size_t biggest = t.model.dequant.size();
-        CHECK(biggest == (size_t)cfg.dim * std::max(cfg.q_dim(), cfg.ffn_dim));
-        dequant = biggest * sizeof(float) + (biggest + 63) / 64 * sizeof(float);
-    }
-    CHECK(e.workspace() == m.activations + dequant);
-    CHECK(e.total() == m.total() + dequant);
+    // qlora's one dequantized projection and its absmax values count as working memory on both sides.
+    if (method == Method::Qlora) CHECK(t.model.dequant.size() == (size_t)cfg.dim * std::max(cfg.q_dim(), cfg.ffn_dim));
+    CHECK(e.workspace() == m.activations);
+    CHECK(e.total() == m.total());
     // The trainer's own spec gives the same estimate.
     CHECK(memory_estimate(trainer_memory_spec(t)).total() == e.total());
     trainer_step(t);  // a step allocates nothing the estimate missed
     CHECK(trainer_memory(t).total() == m.total());
-    if (method == Method::Qlora) CHECK(t.model.absmax.size() <= (t.model.dequant.size() + 63) / 64);
+    if (method == Method::Qlora) CHECK(t.model.absmax.size() == (t.model.dequant.size() + 63) / 64);
 }
 
 TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x recompute on/off, GQA, bias, untied") {

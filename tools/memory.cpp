@@ -1,9 +1,9 @@
 // Memory of a fine-tuning run, per category, from the shape and the settings (model/memory.h).
-//   ./mem --preset llama-13b --method full                 26 GB of BF16 weights, + grads, AdamW, activations
-//   ./mem --params 13e9 --method full --bytes 2            the rule of thumb: 78 GB of gradients + Adam states
-//   ./mem --preset llama-65b --method qlora --lora-r 64 --lora-targets all --seq-len 512 --recompute
-//   ./mem --model models/smollm2-135m-instruct.bin --device cpu --method lora --explain
-//   ./mem --published                                      the published figures with ours beside them
+//   ./memory --preset llama-13b --method full                 26 GB of BF16 weights, + grads, AdamW, activations
+//   ./memory --params 13e9 --method full --bytes 2            the rule of thumb: 78 GB of gradients + Adam states
+//   ./memory --preset llama-65b --method qlora --lora-r 64 --lora-targets all --seq-len 512 --recompute
+//   ./memory --model models/smollm2-135m-instruct.bin --device cpu --method lora --explain
+//   ./memory --published                                      the published figures with ours beside them
 #include <cstdio>
 #include <string>
 
@@ -13,7 +13,7 @@
 #include "tools/cli.h"
 
 static const char* kUsage =
-    "usage: ./mem SHAPE [options]\n"
+    "usage: ./memory SHAPE [options]\n"
     "shape:   --preset NAME | --model FILE.bin | --params N (e.g. 13e9: rules of thumb, no activations)\n"
     "         --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N --vocab N (override or give all)\n"
     "method:  --method full|lora|qlora (full)  --optimizer adamw|sgd|momentum (adamw)\n"
@@ -90,7 +90,7 @@ static int run(int argc, char** argv) {
     int bytes = 0, grad_bytes = -1, state_bytes = -1, master_bytes = -1;
     int32_t dim = 0, layers = 0, heads = 0, kv = 0, ffn = 0, vocab = 0, hd = 0;
     bool explain = false, published = false;
-    Args args(argc, argv, "see ./mem --help");
+    Args args(argc, argv, "see ./memory --help");
     while (args.next()) {
         if (args.is("--preset")) preset = args.value();
         else if (args.is("--model")) model = args.value();
