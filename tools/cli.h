@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <string>
 
+#include "model/config.h"
 #include "model/util.h"
 
 struct Args {
@@ -45,6 +46,33 @@ private:
     const char* hint_;
     int i_ = 0;
     std::string flag_;
+};
+
+// --dim --layers --heads --kv-heads --head-dim --ffn --vocab: a shape given field by field, over a
+// preset's or from scratch (./init_model, ./memory).
+struct ShapeFlags {
+    int32_t dim = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
+    // Takes the current flag when it is one of these.
+    bool parse(Args& a) {
+        int32_t* field = a.is("--dim") ? &dim : a.is("--layers") ? &layers : a.is("--heads") ? &heads
+                       : a.is("--kv-heads") ? &kv_heads : a.is("--head-dim") ? &head_dim : a.is("--ffn") ? &ffn
+                       : a.is("--vocab") ? &vocab : nullptr;
+        if (field) *field = a.integer();
+        return field != nullptr;
+    }
+    bool any() const { return dim || layers || heads || kv_heads || head_dim || ffn || vocab; }
+    // head_dim follows dim/heads unless given; without --kv-heads a model given from scratch has no GQA.
+    void apply(ModelConfig& c) const {
+        bool scratch = c.n_heads == 0;
+        if (dim) { c.dim = dim; if (c.n_heads) c.head_dim = dim / c.n_heads; }
+        if (heads) { c.n_heads = heads; c.head_dim = c.dim / heads; }
+        if (layers) c.n_layers = layers;
+        if (kv_heads) c.n_kv_heads = kv_heads;
+        else if (scratch && heads) c.n_kv_heads = heads;
+        if (head_dim) c.head_dim = head_dim;
+        if (ffn) c.ffn_dim = ffn;
+        if (vocab) c.vocab_size = vocab;
+    }
 };
 
 // main() of every program: runs `body`, turning an exception into "error: ..." and exit status 1.

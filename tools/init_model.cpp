@@ -15,19 +15,13 @@ static int run(int argc, char** argv) {
     std::string preset = "tiny", out;
     DType dtype = DType::F32;
     uint64_t seed = 42;
-    int32_t dim = 0, layers = 0, heads = 0, kv = 0, ffn = 0, vocab = 0, hd = 0;
+    ShapeFlags shape;
     Args args(argc, argv, "see ./init_model --help");
     while (args.next()) {
         if (args.is("--preset")) preset = args.value();
         else if (args.is("-o") || args.is("--out")) out = args.value();
         else if (args.is("--seed")) seed = (uint64_t)args.integer();
-        else if (args.is("--dim")) dim = args.integer();
-        else if (args.is("--layers")) layers = args.integer();
-        else if (args.is("--heads")) heads = args.integer();
-        else if (args.is("--kv-heads")) kv = args.integer();
-        else if (args.is("--head-dim")) hd = args.integer();
-        else if (args.is("--ffn")) ffn = args.integer();
-        else if (args.is("--vocab")) vocab = args.integer();
+        else if (shape.parse(args)) continue;
         else if (args.is("--dtype")) {
             std::string d = args.value();
             if (d == "f32") dtype = DType::F32;
@@ -44,13 +38,7 @@ static int run(int argc, char** argv) {
     }
     if (out.empty()) fail("no output: pass -o PATH.bin");
     ModelConfig cfg = config_preset(preset);
-    if (dim) { cfg.dim = dim; cfg.head_dim = dim / cfg.n_heads; }
-    if (heads) { cfg.n_heads = heads; cfg.head_dim = cfg.dim / heads; }
-    if (layers) cfg.n_layers = layers;
-    if (kv) cfg.n_kv_heads = kv;
-    if (hd) cfg.head_dim = hd;
-    if (ffn) cfg.ffn_dim = ffn;
-    if (vocab) cfg.vocab_size = vocab;
+    shape.apply(cfg);
     cfg.validate("init_model");
     std::vector<float> params;
     model_init_random(cfg, params, seed);

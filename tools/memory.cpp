@@ -88,7 +88,7 @@ static int run(int argc, char** argv) {
     MemorySpec s;
     std::string preset, model, method = "full", optimizer = "adamw", device = "cuda", precision, lora_matrix;
     int bytes = 0, grad_bytes = -1, state_bytes = -1, master_bytes = -1;
-    int32_t dim = 0, layers = 0, heads = 0, kv = 0, ffn = 0, vocab = 0, hd = 0;
+    ShapeFlags shape;
     bool explain = false, published = false;
     Args args(argc, argv, "see ./memory --help");
     while (args.next()) {
@@ -98,13 +98,7 @@ static int run(int argc, char** argv) {
             double p = args.number();
             if (!(p >= 1)) fail("--params %g: expected a parameter count such as 13e9", p);
             s.params = (int64_t)p;
-        } else if (args.is("--dim")) dim = args.integer();
-        else if (args.is("--layers")) layers = args.integer();
-        else if (args.is("--heads")) heads = args.integer();
-        else if (args.is("--kv-heads")) kv = args.integer();
-        else if (args.is("--head-dim")) hd = args.integer();
-        else if (args.is("--ffn")) ffn = args.integer();
-        else if (args.is("--vocab")) vocab = args.integer();
+        } else if (shape.parse(args)) continue;
         else if (args.is("--method")) method = args.value();
         else if (args.is("--optimizer")) optimizer = args.value();
         else if (args.is("--device")) device = args.value();
@@ -137,15 +131,8 @@ static int run(int argc, char** argv) {
     if (shapes > 1) fail("give one of --preset, --model and --params");
     if (!preset.empty()) s.cfg = config_preset(preset);
     if (!model.empty()) s.cfg = model_read_config(model);
-    if (dim) { s.cfg.dim = dim; if (s.cfg.n_heads) s.cfg.head_dim = dim / s.cfg.n_heads; }
-    if (heads) { s.cfg.n_heads = heads; s.cfg.head_dim = s.cfg.dim / heads; }
-    if (layers) s.cfg.n_layers = layers;
-    if (kv) s.cfg.n_kv_heads = kv;
-    else if (shapes == 0 && heads) s.cfg.n_kv_heads = heads;  // explicit dims without --kv-heads: no GQA
-    if (hd) s.cfg.head_dim = hd;
-    if (ffn) s.cfg.ffn_dim = ffn;
-    if (vocab) s.cfg.vocab_size = vocab;
-    if (shapes == 0 && !dim) fail("no model shape: pass --preset NAME, --model FILE.bin, --params N or the dims (--dim ...)");
+    shape.apply(s.cfg);
+    if (shapes == 0 && !shape.dim) fail("no model shape: pass --preset NAME, --model FILE.bin, --params N or the dims (--dim ...)");
     if (shapes == 0 && !s.cfg.max_seq_len) s.cfg.max_seq_len = s.T;
 
     s.method = parse_method(method);
