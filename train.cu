@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
+#include <set>
 #include <string>
 
 #include "data/dataset.h"
@@ -298,14 +299,17 @@ int run(int argc, char** argv) {
         fputs(kept.c_str(), csv);
     }
     SampleEval se;
-    if (f.eval_samples > 0 && !tok.vocab.empty()) {
+    if (f.eval_samples > 0 && !tok.vocab.empty() && !t.val.empty()) {
+        // The held-out conversations: the val file's, or with --val-split the lines of the data
+        // file whose examples the split moved to val.
         std::string path = !f.val_data.empty() ? f.val_data : f.data;
         ParsedFile pf = parse_records(read_file(path), path, is_jsonl_path(path));
+        std::set<int> val_lines;
+        for (const Example& e : t.val) val_lines.insert(e.line);
         for (const Record& r : pf.records)
-            if (!r.is_text() && (int)se.held_out.size() < f.eval_samples) se.held_out.push_back(r);
+            if (!r.is_text() && val_lines.count(r.line) && (int)se.held_out.size() < f.eval_samples) se.held_out.push_back(r);
         se.tok = &tok;
         se.chat = dt.chat_template;
-        if (f.val_data.empty()) se.held_out.clear();  // a split's val part is not a file: no samples
     }
     if (t.step == 0) {
         eval_and_print(t, "before", csv);
