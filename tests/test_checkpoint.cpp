@@ -191,3 +191,15 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         expect_rejected(state, v, load, "version 3");
     }
 }
+
+TEST_CASE("a NaN loss stops the step with a message, before any weight changes") {
+    std::string dir = temp_dir("nan");
+    Trainer t;
+    setup(t, Method::Lora, dir);
+    trainer_step(t);
+    std::vector<float> before(t.model.trainable(), t.model.trainable() + t.model.num_trainable());
+    t.model.params[t.model.off.final_norm] = NAN;
+    CHECK_THROWS_WITH(trainer_step(t), doctest::Contains("step 2: the loss is NaN"));
+    CHECK(memcmp(before.data(), t.model.trainable(), before.size() * sizeof(float)) == 0);
+    CHECK(t.step == 1);
+}

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <new>
 #include <string>
 
 #include "model/config.h"
@@ -80,6 +81,11 @@ template <class F>
 int run_main(F body) {
     try {
         return body();
+    } catch (const std::bad_alloc&) {
+        fflush(stdout);
+        fprintf(stderr, "error: out of memory. Lower --batch-size or --max-seq-len, add --recompute, or train with "
+                        "--method lora or qlora; ./train --dry-run prints the memory table, ./memory estimates any setup\n");
+        return 1;
     } catch (const std::exception& e) {
         fflush(stdout);
         fprintf(stderr, "error: %s\n", e.what());
