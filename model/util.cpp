@@ -64,10 +64,14 @@ void AtomicFile::commit() {
     if (rename(tmp_.c_str(), path_.c_str()) != 0) fail("%s: rename to %s failed: %s", tmp_.c_str(), path_.c_str(), strerror(errno));
 }
 
-void ByteReader::read(void* dst, size_t n, const char* what) {
+void ByteReader::need(size_t n, const char* what) const {
     if (n > remaining())
         fail("%s: file is truncated: %s needs %zu bytes at offset %zu but only %zu remain", path.c_str(), what, n, pos,
              remaining());
+}
+
+void ByteReader::read(void* dst, size_t n, const char* what) {
+    need(n, what);
     memcpy(dst, data.data() + pos, n);
     pos += n;
 }

@@ -38,6 +38,7 @@ struct ByteReader {
     std::string path, data;
     size_t pos = 0;
     void read(void* dst, size_t n, const char* what);
+    void need(size_t n, const char* what) const;  // fails like read() when fewer than n bytes remain
     template <class T> T get(const char* what) { T v; read(&v, sizeof(T), what); return v; }
     void align(size_t alignment, const char* what);
     size_t remaining() const { return data.size() - pos; }

@@ -166,7 +166,7 @@ void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& p
     if (n_tensors != L.tensors.size())
         fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(),
              L.tensors.size());
-    // Check the length up front so a truncated file names the first tensor that is cut.
+    // Tensors are read in order, so a truncated file names the first tensor that is cut.
     params.assign(L.total, 0.0f);
     size_t esize = dtype == DType::F32 ? 4 : 2;
     for (const TensorInfo& t : L.tensors) {
@@ -175,7 +175,7 @@ void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& p
         if (dtype == DType::F32) {
             r.read(dst, t.numel * esize, t.name.c_str());
         } else {
-            if (t.numel * esize > r.remaining()) r.read(nullptr, t.numel * esize, t.name.c_str());  // fails with the name
+            r.need(t.numel * esize, t.name.c_str());
             const uint16_t* src = (const uint16_t*)(r.data.data() + r.pos);
             for (size_t i = 0; i < t.numel; i++) dst[i] = bf16_to_f32(src[i]);
             r.pos += t.numel * esize;
