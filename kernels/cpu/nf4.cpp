@@ -65,6 +65,15 @@ inline uint8_t dynamic_code(float x, const std::vector<float>& map) {
     return (uint8_t)(x - map[hi - 1] <= map[hi] - x ? hi - 1 : hi);
 }
 
+// Absmax of x[i0, i1) into *absmax; returns its reciprocal (0 for an all-zero block, whose values
+// then all map to code 0.0).
+inline float block_scale(const float* x, size_t i0, size_t i1, float* absmax) {
+    float amax = 0.0f;
+    for (size_t i = i0; i < i1; i++) amax = std::max(amax, std::fabs(x[i]));
+    *absmax = amax;
+    return amax > 0.0f ? 1.0f / amax : 0.0f;
+}
+
 }  // namespace
 
 void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n) {
@@ -72,10 +81,7 @@ void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
         size_t i0 = b * 64, i1 = std::min(n, i0 + 64);
-        float amax = 0.0f;
-        for (size_t i = i0; i < i1; i++) amax = std::max(amax, std::fabs(w[i]));
-        absmax[b] = amax;
-        float inv = amax > 0.0f ? 1.0f / amax : 0.0f;
+        float inv = block_scale(w, i0, i1, &absmax[b]);
         for (size_t i = i0; i < i1; i += 2) {  // blocks start even, so pairs never straddle blocks
             uint8_t hi = nf4_code(w[i] * inv), lo = i + 1 < i1 ? nf4_code(w[i + 1] * inv) : 0;
             codes[i / 2] = (uint8_t)(hi << 4 | lo);
@@ -98,10 +104,7 @@ void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
         size_t i0 = b * 256, i1 = std::min(n, i0 + 256);
-        float amax = 0.0f;
-        for (size_t i = i0; i < i1; i++) amax = std::max(amax, std::fabs(x[i]));
-        absmax[b] = amax;
-        float inv = amax > 0.0f ? 1.0f / amax : 0.0f;
+        float inv = block_scale(x, i0, i1, &absmax[b]);
         for (size_t i = i0; i < i1; i++) q[i] = dynamic_code(x[i] * inv, map);
     }
 }
