@@ -50,9 +50,7 @@ int main(int argc, char** argv) {
 
     ModelConfig cfg = config_preset(preset);
     Trainer t;
-    std::vector<float> p;
-    model_init_random(cfg, p, 1);
-    model_init(t.model, cfg, std::move(p));
+    model_init_random(t.model, cfg, 1);
     TrainConfig tc;
     tc.method = Method::Lora;
     tc.lora.rank = 8;

@@ -43,9 +43,7 @@ static void run_one(const Run& r, Method method, bool recompute, int steps) {
     double rss0 = rss_bytes();
     {
         Trainer t;
-        std::vector<float> p;
-        model_init_random(cfg, p, 1);
-        model_init(t.model, cfg, std::move(p));
+        model_init_random(t.model, cfg, 1);
         TrainConfig tc;
         tc.method = method;
         tc.lora.rank = 16;

@@ -26,6 +26,12 @@ void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params) {
     m.adapters.clear();
 }
 
+void model_init_random(Model& m, const ModelConfig& cfg, uint64_t seed) {
+    std::vector<float> params;
+    model_init_random(cfg, params, seed);
+    model_init(m, cfg, std::move(params));
+}
+
 Method parse_method(const std::string& s) {
     if (s == "full") return Method::Full;
     if (s == "lora") return Method::Lora;

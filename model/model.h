@@ -47,6 +47,8 @@ void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params);
 // Stores the seven projections of every layer in NF4 (double-quantized) and drops their FP32 copy;
 // embeddings, norms and the LM head stay FP32, as bitsandbytes/PEFT keep them.
 void model_quantize_nf4(Model& m);
+// A model of the given shape with random weights (model_init_random), method Full.
+void model_init_random(Model& m, const ModelConfig& cfg, uint64_t seed);
 // Switches to LoRA (QLoRA once quantized) with fresh adapters (A Kaiming-uniform, B zero) or the given ones.
 void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters);

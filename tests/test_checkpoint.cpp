@@ -38,9 +38,7 @@ static vector<Example> examples(int n) {
 
 // A fresh trainer: same model, data and settings every time.
 static void setup(Trainer& t, Method method, const std::string& out) {
-    vector<float> p;
-    model_init_random(tiny(), p, 1);
-    model_init(t.model, tiny(), std::move(p));
+    model_init_random(t.model, tiny(), 1);
     TrainConfig tc;
     tc.method = method;
     tc.lora.rank = 4;

@@ -168,9 +168,7 @@ static vector<Example> examples(int n, int vocab) {
 // from the trainer): with padding to max_length the workspace holds batch × max_seq_len tokens.
 static void check_cpu(const ModelConfig& cfg, Method method, bool recompute, const LoraConfig& lc) {
     Trainer t;
-    vector<float> p;
-    model_init_random(cfg, p, 1);
-    model_init(t.model, cfg, std::move(p));
+    model_init_random(t.model, cfg, 1);
     TrainConfig tc;
     tc.method = method;
     tc.lora = lc;

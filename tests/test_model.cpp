@@ -136,9 +136,7 @@ static vector<Example> random_examples(int n, int vocab, uint64_t seed) {
 static Trainer make_trainer(Method method, int batch, int accum, bool recompute, bool packing, int steps = 5) {
     ModelConfig c = micro_config();
     Trainer t;
-    vector<float> p;
-    model_init_random(c, p, 7);
-    model_init(t.model, c, std::move(p));
+    model_init_random(t.model, c, 7);
     TrainConfig tc;
     tc.method = method;
     tc.lora.rank = 2;
@@ -191,9 +189,7 @@ TEST_CASE("recompute on and off give bit-identical gradients and updates") {
 TEST_CASE("training drives the loss down: overfitting one small batch") {
     ModelConfig c = micro_config();
     Trainer t;
-    vector<float> p;
-    model_init_random(c, p, 11);
-    model_init(t.model, c, std::move(p));
+    model_init_random(t.model, c, 11);
     TrainConfig tc;
     tc.method = Method::Full;
     tc.batch.batch_size = 4;
@@ -238,9 +234,7 @@ TEST_CASE("training on real text: the loss goes down") {
     std::string text = read_file("README.md");
     ModelConfig c = config_preset("tiny");
     Trainer t;
-    vector<float> p;
-    model_init_random(c, p, 31);
-    model_init(t.model, c, std::move(p));
+    model_init_random(t.model, c, 31);
     for (size_t s = 0; s + 65 <= text.size() && t.train.size() < 64; s += 64) {
         Example e;
         for (size_t i = s; i < s + 65; i++) {

@@ -125,9 +125,7 @@ TEST_CASE("qlora: the NF4 model computes exactly what FP32 weights holding the d
 TEST_CASE("qlora: adapter gradients pass the finite-difference check and training lowers the loss") {
     ModelConfig c = small();
     Trainer t;
-    vector<float> p;
-    model_init_random(c, p, 4);
-    model_init(t.model, c, std::move(p));
+    model_init_random(t.model, c, 4);
     model_quantize_nf4(t.model);
     TrainConfig tc;
     tc.method = Method::Qlora;
