@@ -23,7 +23,7 @@ namespace {
 struct Flags {
     std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, data = "data/default/train.jsonl",
                 val_data, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down",
-                schedule = "cosine", padding = "longest", truncation = "drop";
+                schedule = "cosine", padding = "longest", truncation = "drop", device = "auto";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, check_data = false, dry_run = false, skip_bad_lines = false;
     int log_every = 1, eval_samples = 32;
@@ -58,7 +58,8 @@ void usage() {
         "  --out DIR (out)  --save-every N  --keep-last N (2)  --eval-every N  --resume  --log-every N (1)\n"
         "  --eval-samples N (32)   held-out examples answered (greedy) before and after training: exact\n"
         "                          match and per-field JSON score, with a few samples shown (0: off)\n"
-        "  --dry-run               print the setup and memory table, then exit\n");
+        "  --dry-run               print the setup and memory table, then exit\n"
+        "  --device auto|cpu|cuda  where to train (auto: the GPU when there is one, else the CPU)\n");
 }
 
 void parse_flags(int argc, char** argv, Flags& f) {
@@ -115,10 +116,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--resume")) f.resume = true;
         else if (args.is("--check-data")) f.check_data = true;
         else if (args.is("--dry-run")) f.dry_run = true;
-        else if (args.is("--device")) {
-            std::string d = args.value();
-            if (d != "cpu") fail("--device %s: this build has only the CPU backend (use --device cpu)", d.c_str());
-        } else args.unknown();
+        else if (args.is("--device")) f.device = args.value();
+        else args.unknown();
     }
     if (!data_given && f.val_data.empty() && f.val_split == 0.0f) f.val_data = "data/default/val.jsonl";
     tc.method = parse_method(f.method);
@@ -196,7 +195,7 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     SampleOptions so;
     so.max_new_tokens = 64;
     std::vector<std::string> answers;
-    for (const std::vector<int32_t>& ids : generate(t.model, prompts, so, end_of_turn_ids(*se.tok))) answers.push_back(decode(*se.tok, ids));
+    for (const std::vector<int32_t>& ids : generate(t.model, prompts, so, end_of_turn_ids(*se.tok), nullptr, *t.ops)) answers.push_back(decode(*se.tok, ids));
     TaskScore score = score_answers(se.held_out, answers);
     printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%), JSON fields %.1f%%\n",
            when, score.n, now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate(), 100 * score.field_rate());
@@ -258,7 +257,9 @@ int run(int argc, char** argv) {
                now_seconds() - q0, fmt_bytes(t.model.base_bytes()).c_str());
     }
     if (f.tc.method != Method::Full) model_add_lora(t.model, f.tc.lora, f.tc.seed);
-    trainer_init(t, f.tc, cpu_ops());
+    const Ops& ops = select_ops(f.device.c_str());
+    printf("device: %s\n", ops.name);
+    trainer_init(t, f.tc, ops);
     printf("method: %s, %zu trainable parameters (%.2f%% of %lld)\n", method_name(f.tc.method), t.model.num_trainable(),
            100.0 * t.model.num_trainable() / t.model.cfg.num_params(), (long long)t.model.cfg.num_params());
     if (t.model.has_adapters())
@@ -335,6 +336,8 @@ int run(int argc, char** argv) {
     }
     eval_and_print(t, "after", csv);
     sample_and_score(t, se, "after");
+    MemStats ms = ops.mem_stats();
+    printf("peak %s memory: %s (all categories at once)\n", ops.name, fmt_bytes(ms.peak_total).c_str());
     if (!t.cfg.out_dir.empty()) printf("saved %s\n", trainer_save_checkpoint(t).c_str());
     if (csv) {
         fclose(csv);

@@ -16,6 +16,12 @@
 #include <cstddef>
 #include <cstdint>
 
+// The two backends store weights and activations in different types: FP32 on the CPU, BF16 on
+// CUDA (FP32 accumulation inside every kernel). The CPU reference functions below are written on
+// float; the dispatch (`Ops`, at the end) passes such tensors as `act*`, an opaque element that each
+// backend casts to its own type. Model code never dereferences an `act*`: it only moves pointers
+// (with Ops::at) and hands them to ops. Everything that must stay FP32 on both backends (rstd, lse,
+// per-token losses and weights, gradients of parameters, optimizer masters and moments) is float*.
 namespace cpu {
 
 // out[N,OC] = inp[N,C] · W[OC,C]ᵀ + bias[OC] (bias may be null); with `accumulate` the product is
@@ -85,43 +91,108 @@ void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n);
 void nf4_dequantize(float* w, const uint8_t* codes, const float* absmax, size_t n);
 // Blockwise 8-bit quantization with bitsandbytes' signed dynamic map (blocks of 256, one FP32
 // absmax each): how double quantization stores the NF4 absmax values (after subtracting their mean).
+// The dequantization adds `offset` back (that mean), so x = code·absmax + offset.
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n);
-void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n);
+void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n, float offset);
 
 // AdamW with decoupled weight decay (Loshchilov & Hutter): g' = g·grad_scale (clipping folded in),
 // m = b1 m + (1-b1) g', v = b2 v + (1-b2) g'², p -= lr (m̂/(sqrt(v̂)+eps) + wd p), m̂,v̂ bias-corrected at step t (1-based).
+// p, g, m, v are FP32 (the masters). Ops::adamw_update has one more argument, p_compute: on a
+// backend that computes with another copy of the weights (CUDA: BF16) it receives the updated p in
+// that type; on the CPU the masters are the weights the ops read, and p_compute is null.
 void adamw_update(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, float grad_scale, int t);
-
 // Σ g² in double, summed in a fixed order (deterministic).
 double sum_squares(const float* g, size_t n);
 
 }  // namespace cpu
 
-// The dispatch: model code calls ops through one of these.
+// Where a backend's allocations go, for the memory table (bytes per category, current and peak).
+enum class Mem { weights, adapters, gradients, optimizer, activations, scratch, count };
+const char* mem_name(Mem c);
+struct MemStats {
+    size_t bytes[(int)Mem::count] = {};  // live now
+    size_t peak[(int)Mem::count] = {};   // most ever live at once, per category
+    size_t peak_total = 0;               // most ever live at once, all categories together
+    size_t device_used = 0;  // CUDA: the driver's bytes in use (cudaMemGetInfo total − free: our
+                             // allocations + the CUDA context + cuBLAS' own); 0 on the CPU
+    size_t total() const;
+    void count(Mem c, size_t n);    // an allocation of n bytes (updates the peaks)
+    void uncount(Mem c, size_t n);  // its release
+    void reset_peak();              // peaks restart from what is live now
+};
+
+struct act;  // an element of a weight or activation tensor in the backend's storage type (see top)
+
+// The dispatch: model code calls every op and every memory operation through one of these. The
+// ops have the argument lists of the cpu:: functions above with float* storage tensors as act*.
 struct Ops {
-    decltype(&cpu::matmul_forward) matmul_forward;
-    decltype(&cpu::matmul_backward) matmul_backward;
-    decltype(&cpu::embedding_forward) embedding_forward;
-    decltype(&cpu::embedding_backward) embedding_backward;
-    decltype(&cpu::rmsnorm_forward) rmsnorm_forward;
-    decltype(&cpu::rmsnorm_backward) rmsnorm_backward;
-    decltype(&cpu::rope_forward) rope_forward;
-    decltype(&cpu::rope_backward) rope_backward;
-    decltype(&cpu::attention_forward) attention_forward;
-    decltype(&cpu::attention_backward) attention_backward;
-    decltype(&cpu::attention_decode) attention_decode;
-    decltype(&cpu::swiglu_forward) swiglu_forward;
-    decltype(&cpu::swiglu_backward) swiglu_backward;
-    decltype(&cpu::lora_forward) lora_forward;
-    decltype(&cpu::lora_backward) lora_backward;
-    decltype(&cpu::crossentropy_forward_backward) crossentropy_forward_backward;
-    decltype(&cpu::nf4_quantize) nf4_quantize;
-    decltype(&cpu::nf4_dequantize) nf4_dequantize;
-    decltype(&cpu::quantize_blockwise8) quantize_blockwise8;
-    decltype(&cpu::dequantize_blockwise8) dequantize_blockwise8;
-    decltype(&cpu::adamw_update) adamw_update;
-    decltype(&cpu::sum_squares) sum_squares;
+    const char* name;  // "cpu" or "cuda"
+    size_t act_size;   // bytes per act element: 4 (FP32) or 2 (BF16)
+    bool host;         // its memory is host memory (tests and tools may read it directly)
+
+    // ---- memory (all sizes in bytes unless named n = elements) ----
+    void* (*alloc)(size_t bytes, Mem category);  // zero-filled; fails naming the category when out of memory
+    void (*release)(void* p);
+    MemStats (*mem_stats)();
+    void (*reset_peak)();  // peaks restart from what is live now (to measure one phase)
+    void (*memset0)(void* p, size_t bytes);
+    void (*copy)(void* dst, const void* src, size_t bytes);       // backend memory to backend memory
+    void (*to_device)(void* dst, const void* src, size_t bytes);  // host to backend (plain bytes: ints, FP32)
+    void (*to_host)(void* dst, const void* src, size_t bytes);    // backend to host; waits for pending work
+    void (*synchronize)();                                        // waits for pending work (timing)
+    void (*upload)(act* dst, const float* src, size_t n);         // host FP32 to the storage type
+    void (*download)(float* dst, const act* src, size_t n);       // the storage type to host FP32
+    void (*cast)(act* dst, const float* src, size_t n);           // backend FP32 to the storage type
+    // out[i,:] = in[rows[i],:] and out[rows[i],:] = in[i,:] for i < n (rows in backend memory).
+    void (*gather_rows)(act* out, const act* in, const int32_t* rows, int n, int C);
+    void (*scatter_rows)(act* out, const act* in, const int32_t* rows, int n, int C);
+
+    // ---- ops ----
+    void (*matmul_forward)(act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, bool accumulate);
+    void (*matmul_backward)(act* dinp, float* dw, float* dbias, const act* dout, const act* inp, const act* w, int N,
+                            int C, int OC);
+    void (*embedding_forward)(act* out, const int32_t* tokens, const act* table, int N, int C);
+    void (*embedding_backward)(float* dtable, const act* dout, const int32_t* tokens, int N, int C);
+    void (*rmsnorm_forward)(act* out, float* rstd, const act* x, const act* w, int N, int C, float eps);
+    void (*rmsnorm_backward)(act* dx, float* dw, const act* dout, const act* x, const act* w, const float* rstd, int N, int C);
+    void (*rope_forward)(act* x, const int32_t* pos, int N, int n_heads, int head_dim, float theta);
+    void (*rope_backward)(act* dx, const int32_t* pos, int N, int n_heads, int head_dim, float theta);
+    void (*attention_forward)(act* out, float* lse, const act* q, const act* k, const act* v, const int32_t* seg, int B,
+                              int T, int nh, int nkv, int hd);
+    void (*attention_backward)(act* dq, act* dk, act* dv, const act* dout, const act* out, const float* lse,
+                               const act* q, const act* k, const act* v, const int32_t* seg, int B, int T, int nh,
+                               int nkv, int hd);
+    void (*attention_decode)(act* out, const act* q, const act* kcache, const act* vcache, const int32_t* len, int S,
+                             int max_T, int nh, int nkv, int hd);
+    void (*swiglu_forward)(act* h, const act* gate, const act* up, size_t N);
+    void (*swiglu_backward)(act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N);
+    void (*lora_forward)(act* y, act* u, const act* x, const act* A, const act* B, int N, int C, int OC, int r,
+                         float scale, float p, uint64_t dropout_key);
+    void (*lora_backward)(act* dx, float* dA, float* dB, const act* dy, const act* x, const act* u, const act* A,
+                          const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key);
+    void (*crossentropy_forward_backward)(act* logits, float* nll, const int32_t* targets, const float* weights, int n,
+                                          int V, float grad_scale);
+    void (*nf4_quantize)(uint8_t* codes, float* absmax, const float* w, size_t n);
+    void (*nf4_dequantize)(act* w, const uint8_t* codes, const float* absmax, size_t n);
+    void (*quantize_blockwise8)(uint8_t* q, float* absmax, const float* x, size_t n);
+    void (*dequantize_blockwise8)(float* x, const uint8_t* q, const float* absmax, size_t n, float offset);
+    void (*adamw_update)(float* p, act* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
+                         float beta2, float eps, float weight_decay, float grad_scale, int t);
+    double (*sum_squares)(const float* g, size_t n);
+
+    // Element i of a storage tensor starting at p.
+    act* at(act* p, size_t i) const { return (act*)((char*)p + i * act_size); }
+    const act* at(const act* p, size_t i) const { return (const act*)((const char*)p + i * act_size); }
 };
 
 const Ops& cpu_ops();
+// The CUDA backend, or null when this build has none or no GPU is usable (any error from the
+// driver, e.g. none installed, counts as no GPU). `why` (optional) receives the reason.
+const Ops* cuda_ops(const char** why = nullptr);
+// --device cpu|cuda|auto: auto takes CUDA when cuda_ops() has it. Fails naming the reason for cuda.
+const Ops& select_ops(const char* device);
+
+// Views of FP32 host buffers as storage tensors, for code that only ever runs on the CPU backend.
+inline act* as_act(float* p) { return reinterpret_cast<act*>(p); }
+inline const act* as_act(const float* p) { return reinterpret_cast<const act*>(p); }

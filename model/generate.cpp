@@ -37,10 +37,9 @@ int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng) {
 
 std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
                                            const SampleOptions& opt, const std::vector<int32_t>& stop_ids,
-                                           const std::function<void(int, int32_t)>& on_token) {
+                                           const std::function<void(int, int32_t)>& on_token, const Ops& ops) {
     const ModelConfig& c = m.cfg;
-    const Ops& ops = cpu_ops();
-    Pass P{m, ops, nullptr, 0.0f, 0};
+    Pass P(m, ops, nullptr, 0.0f, 0);
     int S = (int)prompts.size(), C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim, V = c.vocab_size;
     int max_T = 0;
     for (const auto& p : prompts) {
@@ -51,10 +50,17 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     if (S == 0) return out;
     // Cache layout per layer: [S, max_T, kv_dim], as attention_decode reads it.
     size_t layer_cache = (size_t)S * max_T * KV;
-    std::vector<float> kc(layer_cache * c.n_layers), vc(layer_cache * c.n_layers);
-    std::vector<float> x(S * C), ln(S * C), rstd(S), q(S * Q), k(S * KV), v(S * KV), att(S * Q), gate((size_t)S * F),
-        up((size_t)S * F), h((size_t)S * F), logits((size_t)S * V), u((size_t)S * std::max(1, m.lora.rank));
-    std::vector<int32_t> tok(S), pos(S), len(S);
+    const Mem A = Mem::activations;
+    Buffer kc = act_buffer(ops, layer_cache * c.n_layers, A), vc = act_buffer(ops, layer_cache * c.n_layers, A);
+    Buffer x = act_buffer(ops, (size_t)S * C, A), ln = act_buffer(ops, (size_t)S * C, A), rstd(ops, S * sizeof(float), A),
+           q = act_buffer(ops, (size_t)S * Q, A), k = act_buffer(ops, (size_t)S * KV, A), v = act_buffer(ops, (size_t)S * KV, A),
+           att = act_buffer(ops, (size_t)S * Q, A), gate = act_buffer(ops, (size_t)S * F, A),
+           up = act_buffer(ops, (size_t)S * F, A), h = act_buffer(ops, (size_t)S * F, A),
+           dlogits = act_buffer(ops, (size_t)S * V, A), u = act_buffer(ops, (size_t)S * std::max(1, m.lora.rank), A),
+           dtok(ops, S * sizeof(int32_t), A), dpos(ops, S * sizeof(int32_t), A), dlen(ops, S * sizeof(int32_t), A),
+           dslot(ops, S * sizeof(int32_t), A);
+    std::vector<float> logits((size_t)S * V);
+    std::vector<int32_t> tok(S), pos(S), len(S), slot(S);  // slot: the cache row [s, pos] of each sequence
     std::vector<char> done(S, 0);
     Rng rng(opt.seed);
     for (int step = 0;; step++) {
@@ -66,34 +72,38 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             tok[s] = step < plen ? prompts[s][step] : out[s].empty() ? prompts[s].back() : out[s].back();
             pos[s] = std::min(step, max_T - 1);
             len[s] = pos[s] + 1;
+            slot[s] = s * max_T + pos[s];
             any |= !done[s];
         }
         if (!any) break;
-        ops.embedding_forward(x.data(), tok.data(), P.w(m.off.embed), S, C);
+        ops.to_device(dtok.p, tok.data(), S * sizeof(int32_t));
+        ops.to_device(dpos.p, pos.data(), S * sizeof(int32_t));
+        ops.to_device(dlen.p, len.data(), S * sizeof(int32_t));
+        ops.to_device(dslot.p, slot.data(), S * sizeof(int32_t));
+        ops.embedding_forward(x.a(), dtok.i(), P.w(m.off.embed), S, C);
         for (int l = 0; l < c.n_layers; l++) {
             const LayerOffsets& o = m.off.layers[l];
-            ops.rmsnorm_forward(ln.data(), rstd.data(), x.data(), P.w(o.attn_norm), S, C, c.norm_eps);
-            linear_forward(P, q.data(), ln.data(), o.wq, o.bq, S, C, Q, l, LORA_Q, u.data(), false);
-            linear_forward(P, k.data(), ln.data(), o.wk, o.bk, S, C, KV, l, LORA_K, u.data(), false);
-            linear_forward(P, v.data(), ln.data(), o.wv, o.bv, S, C, KV, l, LORA_V, u.data(), false);
-            ops.rope_forward(q.data(), pos.data(), S, c.n_heads, c.head_dim, c.rope_theta);
-            ops.rope_forward(k.data(), pos.data(), S, c.n_kv_heads, c.head_dim, c.rope_theta);
-            float* K = kc.data() + l * layer_cache;
-            float* Vv = vc.data() + l * layer_cache;
-            for (int s = 0; s < S; s++) {
-                memcpy(K + ((size_t)s * max_T + pos[s]) * KV, k.data() + (size_t)s * KV, KV * sizeof(float));
-                memcpy(Vv + ((size_t)s * max_T + pos[s]) * KV, v.data() + (size_t)s * KV, KV * sizeof(float));
-            }
-            ops.attention_decode(att.data(), q.data(), K, Vv, len.data(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim);
-            linear_forward(P, x.data(), att.data(), o.wo, SIZE_MAX, S, Q, C, l, LORA_O, u.data(), true);
-            ops.rmsnorm_forward(ln.data(), rstd.data(), x.data(), P.w(o.mlp_norm), S, C, c.norm_eps);
-            linear_forward(P, gate.data(), ln.data(), o.w_gate, SIZE_MAX, S, C, F, l, LORA_GATE, u.data(), false);
-            linear_forward(P, up.data(), ln.data(), o.w_up, SIZE_MAX, S, C, F, l, LORA_UP, u.data(), false);
-            ops.swiglu_forward(h.data(), gate.data(), up.data(), (size_t)S * F);
-            linear_forward(P, x.data(), h.data(), o.w_down, SIZE_MAX, S, F, C, l, LORA_DOWN, u.data(), true);
+            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.attn_norm), S, C, c.norm_eps);
+            linear_forward(P, q.a(), ln.a(), o.wq, o.bq, S, C, Q, l, LORA_Q, u.a(), false);
+            linear_forward(P, k.a(), ln.a(), o.wk, o.bk, S, C, KV, l, LORA_K, u.a(), false);
+            linear_forward(P, v.a(), ln.a(), o.wv, o.bv, S, C, KV, l, LORA_V, u.a(), false);
+            ops.rope_forward(q.a(), dpos.i(), S, c.n_heads, c.head_dim, c.rope_theta);
+            ops.rope_forward(k.a(), dpos.i(), S, c.n_kv_heads, c.head_dim, c.rope_theta);
+            act* K = ops.at(kc.a(), l * layer_cache);
+            act* Vv = ops.at(vc.a(), l * layer_cache);
+            ops.scatter_rows(K, k.a(), dslot.i(), S, KV);  // the new token's k and v into each sequence's cache
+            ops.scatter_rows(Vv, v.a(), dslot.i(), S, KV);
+            ops.attention_decode(att.a(), q.a(), K, Vv, dlen.i(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim);
+            linear_forward(P, x.a(), att.a(), o.wo, SIZE_MAX, S, Q, C, l, LORA_O, u.a(), true);
+            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.mlp_norm), S, C, c.norm_eps);
+            linear_forward(P, gate.a(), ln.a(), o.w_gate, SIZE_MAX, S, C, F, l, LORA_GATE, u.a(), false);
+            linear_forward(P, up.a(), ln.a(), o.w_up, SIZE_MAX, S, C, F, l, LORA_UP, u.a(), false);
+            ops.swiglu_forward(h.a(), gate.a(), up.a(), (size_t)S * F);
+            linear_forward(P, x.a(), h.a(), o.w_down, SIZE_MAX, S, F, C, l, LORA_DOWN, u.a(), true);
         }
-        ops.rmsnorm_forward(ln.data(), rstd.data(), x.data(), P.w(m.off.final_norm), S, C, c.norm_eps);
-        ops.matmul_forward(logits.data(), ln.data(), P.w(m.off.lm_head), nullptr, S, C, V, false);
+        ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(m.off.final_norm), S, C, c.norm_eps);
+        ops.matmul_forward(dlogits.a(), ln.a(), P.w(m.off.lm_head), nullptr, S, C, V, false);
+        ops.download(logits.data(), dlogits.a(), (size_t)S * V);
         for (int s = 0; s < S; s++) {
             if (done[s] || step + 1 < (int)prompts[s].size()) continue;  // still feeding the prompt
             int32_t next = sample_token(logits.data() + (size_t)s * V, V, opt, rng);

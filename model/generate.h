@@ -22,7 +22,9 @@ int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng);
 // max_new_tokens. All sequences advance together, one position per step, so the weights are read
 // once per step for all of them: prompt tokens are fed while a sequence is still in its prompt
 // (prefill), sampled tokens after. on_token(seq, id), when given, sees each new token as it comes
-// (streaming). LoRA adapters of the model are applied as in training.
+// (streaming). LoRA adapters of the model are applied as in training. Runs on `ops` (the model
+// must be on it: model_upload).
 std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
                                            const SampleOptions& opt, const std::vector<int32_t>& stop_ids,
-                                           const std::function<void(int, int32_t)>& on_token = nullptr);
+                                           const std::function<void(int, int32_t)>& on_token = nullptr,
+                                           const Ops& ops = cpu_ops());

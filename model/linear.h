@@ -5,23 +5,28 @@
 
 #include "model/model.h"
 
-// What a pass needs besides the buffers: the model, the backend, the gradient sink.
+// What a pass needs besides the buffers: the model, the backend and the weights as it reads them,
+// the gradient sink.
 struct Pass {
     const Model& m;
     const Ops& ops;
-    float* grads;          // null in a forward-only pass
+    WeightsView W;         // model_weights(m, ops)
+    float* grads;          // null in a forward-only pass; FP32, num_trainable, in the backend's memory
     float dropout;         // LoRA dropout rate (0 when evaluating)
     uint64_t dropout_key;
-    // The one way to a base weight: FP32 in place, or an NF4 weight dequantized into the model's
-    // scratch (valid until the next NF4 weight is fetched: each is used by one GEMM, then dropped).
-    const float* w(size_t off) const {
+    Pass(const Model& model, const Ops& o, float* g, float p, uint64_t key)
+        : m(model), ops(o), W(model_weights(model, o)), grads(g), dropout(p), dropout_key(key) {}
+    // The one way to a base weight: in place, or an NF4 weight dequantized into the scratch (valid
+    // until the next NF4 weight is fetched: each is used by one GEMM, then dropped).
+    const act* w(size_t off) const {
         if (off == SIZE_MAX) return nullptr;
         if (off & kNF4Tag) {
-            nf4_weight_dequantize(ops, m.nf4[off & ~kNF4Tag], m.dequant.data(), m.absmax);
-            return m.dequant.data();
+            nf4_weight_dequantize(ops, W.nf4[off & ~kNF4Tag], W.dequant, W.absmax);
+            return W.dequant;
         }
-        return m.params.data() + off;
+        return ops.at(W.params, off);
     }
+    const act* adapter(size_t off) const { return ops.at(W.adapters, off); }
     // Gradient slot of a base weight: only when training every weight.
     float* gw(size_t off) const { return grads && m.method == Method::Full && off != SIZE_MAX ? grads + off : nullptr; }
     bool adapted(LoraTarget t) const { return m.has_adapters() && m.lora.has(t); }
@@ -30,8 +35,8 @@ struct Pass {
 
 // y = x Wᵀ + b (+ s·(drop(x) Aᵀ) Bᵀ); accumulate adds to y (residual stream). u (rank-wide) keeps
 // x·Aᵀ for the backward.
-void linear_forward(const Pass& P, float* y, const float* x, size_t w, size_t b, int N, int C, int OC, int layer,
-                    LoraTarget t, float* u, bool accumulate);
+void linear_forward(const Pass& P, act* y, const act* x, size_t w, size_t b, int N, int C, int OC, int layer,
+                    LoraTarget t, act* u, bool accumulate);
 // dx += dy W (+ adapter path); weight/bias/adapter gradients accumulate into the pass's grads.
-void linear_backward(const Pass& P, float* dx, const float* dy, const float* x, size_t w, size_t b, int N, int C, int OC,
-                     int layer, LoraTarget t, const float* u);
+void linear_backward(const Pass& P, act* dx, const act* dy, const act* x, size_t w, size_t b, int N, int C, int OC,
+                     int layer, LoraTarget t, const act* u);

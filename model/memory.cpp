@@ -164,19 +164,19 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     size_t r = s.method == Method::Full ? 0 : s.lora.rank;
     e.per_layer = N * ((3 * C + 2 * Q + 2 * KV + 3 * F + r * adapted) * cb + (2 + H) * fb);
     size_t copies = s.recompute ? 1 : L;
-    e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb;
+    e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb + 3 * N * fb;
     e.why_activations =
         strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((3C+2Q+2KV+3F+r·%d)·%zu + (2+H)·4) = %zu × %s "
-             "(%s) + final norm N·C·%zu + N·4; N = %d×%d",
+             "(%s) + final norm N·C·%zu + N·4 + the batch's tokens, positions, segments 3·N·4; N = %d×%d",
              cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, adapted, cb, copies, format_bytes(e.per_layer).c_str(),
              s.recompute ? "recompute: one layer's set, refilled in the backward" : "no recompute: every layer's set",
              cb, s.B, s.T);
     // The LM head runs kLossChunk rows at a time: their logits (then dlogits, in place), hidden
-    // states and their gradient, per-row nll, and the list of rows that carry loss weight.
+    // states and their gradient, per-row nll, targets and weights, and the list of rows that carry loss weight.
     size_t V = c.vocab_size, K = kLossChunk;
-    e.logits = K * V * cb + 2 * K * C * cb + K * fb + N * fb;
-    e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + nll %zu·4 + rows N·4",
-                        K, K, cb, K, cb, K);
+    e.logits = K * V * cb + 2 * K * C * cb + 3 * K * fb + N * fb;
+    e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + nll, targets, "
+                        "weights 3·%zu·4 + rows N·4", K, K, cb, K, cb, K);
     // Backward buffers reused by every layer: dresid, dln, dfinal (3C), datt, dq (2Q), dk, dv (2KV),
     // dh, dgate, dup (3F). An NF4 base is dequantized one projection at a time into one buffer
     // (with the absmax values restored from their 8-bit codes beside it).

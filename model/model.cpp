@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <climits>
 #include <cstring>
+#include <functional>
 
 #include "model/linear.h"
 #include "model/util.h"
@@ -47,25 +48,33 @@ size_t Model::base_bytes() const {
     return b;
 }
 
-void model_quantize_nf4(Model& m) {
-    if (!m.nf4.empty()) return;
-    // Quantize each projection, then pack the remaining FP32 tensors into a smaller buffer and
-    // point every offset at its new home: an NF4 index (tagged) or the packed position.
-    std::vector<size_t> quantized;
+namespace {
+// The NF4 base: every projection becomes an NF4 weight (made by `quantized` from its tensor), the
+// other tensors are packed into a smaller FP32 buffer (filled by `fp32`), and every offset is
+// pointed at its new home: an NF4 index (tagged) or the packed position.
+void build_nf4_base(Model& m, const std::function<NF4Weight(size_t ti)>& quantized,
+                    const std::function<void(size_t ti, float* dst)>& fp32) {
+    std::vector<size_t> projections;
     for (const LayerOffsets& l : m.off.layers)
-        for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) quantized.push_back(o);
+        for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) projections.push_back(o);
     std::vector<size_t> new_offset(m.layout.tensors.size());
-    std::vector<float> packed;
-    size_t largest = 0;
+    size_t packed_total = 0, largest = 0;
     for (size_t i = 0; i < m.layout.tensors.size(); i++) {
         const TensorInfo& t = m.layout.tensors[i];
-        if (std::find(quantized.begin(), quantized.end(), t.offset) != quantized.end()) {
+        bool q = std::find(projections.begin(), projections.end(), t.offset) != projections.end();
+        new_offset[i] = q ? kNF4Tag | i : packed_total;  // NF4 indices are fixed below
+        if (!q) packed_total += t.numel;
+    }
+    std::vector<float> packed(packed_total);
+    m.nf4.clear();
+    for (size_t i = 0; i < m.layout.tensors.size(); i++) {
+        const TensorInfo& t = m.layout.tensors[i];
+        if (new_offset[i] & kNF4Tag) {
             new_offset[i] = kNF4Tag | m.nf4.size();
-            m.nf4.push_back(nf4_weight_quantize(cpu_ops(), m.params.data() + t.offset, t.numel));
+            m.nf4.push_back(quantized(i));
             largest = std::max(largest, t.numel);
         } else {
-            new_offset[i] = packed.size();
-            packed.insert(packed.end(), m.params.begin() + t.offset, m.params.begin() + t.offset + t.numel);
+            fp32(i, packed.data() + new_offset[i]);
         }
     }
     auto remap = [&](size_t& off) {
@@ -80,10 +89,32 @@ void model_quantize_nf4(Model& m) {
         for (size_t* o : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.wo, &l.mlp_norm, &l.w_gate, &l.w_up, &l.w_down})
             remap(*o);
     m.params = std::move(packed);
-    m.params.shrink_to_fit();
-    m.dequant.resize(largest);
-    m.absmax.resize((largest + 63) / 64);
+    m.dequant.assign(largest, 0.0f);
+    m.absmax.assign((largest + 63) / 64, 0.0f);
     if (m.method == Method::Lora) m.method = Method::Qlora;
+}
+}  // namespace
+
+void model_quantize_nf4(Model& m) {
+    if (!m.nf4.empty()) return;
+    const std::vector<float> fp32 = std::move(m.params);
+    build_nf4_base(
+        m, [&](size_t i) { return nf4_weight_quantize(cpu_ops(), fp32.data() + m.layout.tensors[i].offset, m.layout.tensors[i].numel); },
+        [&](size_t i, float* dst) {
+            const TensorInfo& t = m.layout.tensors[i];
+            std::copy(fp32.begin() + t.offset, fp32.begin() + t.offset + t.numel, dst);
+        });
+}
+
+void model_init_random_nf4(Model& m, const ModelConfig& cfg, uint64_t seed) {
+    cfg.validate("model");
+    m = Model{};
+    m.cfg = cfg;
+    m.layout = param_layout(cfg);
+    m.off = model_offsets(cfg);
+    build_nf4_base(
+        m, [&](size_t i) { return nf4_weight_random(m.layout.tensors[i].numel, seed * 7919ull + i); },
+        [&](size_t i, float* dst) { init_random_tensor(m.layout.tensors[i], i, dst, seed); });
 }
 
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters) {
@@ -101,97 +132,105 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed) {
 }
 
 size_t Workspace::bytes() const {
-    size_t n = resid.size() + final_ln.size() + final_rstd.size() + dresid.size() + dln.size() + datt.size() + dq.size() +
-               dk.size() + dv.size() + dh.size() + dgate.size() + dup.size() + dfinal.size() + logits.size() + hc.size() +
-               dhc.size() + nll.size() + rows.size();
+    size_t n = 0;
+    for (const Buffer* b : {&resid, &final_ln, &final_rstd, &dresid, &dln, &datt, &dq, &dk, &dv, &dh, &dgate, &dup,
+                            &dfinal, &logits, &hc, &dhc, &nll, &targets, &weights, &rows, &tokens, &pos, &seg})
+        n += b->bytes;
     for (const LayerActs& a : acts) {
-        n += a.ln1.size() + a.rstd1.size() + a.q.size() + a.k.size() + a.v.size() + a.att.size() + a.lse.size() +
-             a.x_mid.size() + a.ln2.size() + a.rstd2.size() + a.gate.size() + a.up.size() + a.h.size();
-        for (const auto& u : a.u) n += u.size();
+        for (const Buffer* b : {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.x_mid, &a.ln2, &a.rstd2, &a.gate,
+                                &a.up, &a.h})
+            n += b->bytes;
+        for (const Buffer& u : a.u) n += u.bytes;
     }
-    return n * sizeof(float);
+    return n;
 }
 
-void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute) {
+void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute, const Ops& ops) {
     const ModelConfig& c = m.cfg;
     size_t N = (size_t)B * T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
+    ws = Workspace{};
+    ws.ops = &ops;
     ws.capacity = N;
     ws.B = B;
     ws.T = T;
     ws.recompute = recompute;
-    ws.resid.assign((c.n_layers + 1) * N * C, 0.0f);
-    ws.acts.assign(recompute ? 1 : c.n_layers, LayerActs{});
+    const Mem A = Mem::activations;
+    auto act = [&](size_t n) { return act_buffer(ops, n, A); };
+    auto f32 = [&](size_t n) { return Buffer(ops, n * sizeof(float), A); };
+    auto i32 = [&](size_t n) { return Buffer(ops, n * sizeof(int32_t), A); };
+    ws.resid = act((c.n_layers + 1) * N * C);
+    ws.acts.resize(recompute ? 1 : c.n_layers);
     for (LayerActs& a : ws.acts) {
-        a.ln1.resize(N * C); a.rstd1.resize(N); a.q.resize(N * Q); a.k.resize(N * KV); a.v.resize(N * KV);
-        a.att.resize(N * Q); a.lse.resize(N * c.n_heads); a.x_mid.resize(N * C); a.ln2.resize(N * C);
-        a.rstd2.resize(N); a.gate.resize(N * F); a.up.resize(N * F); a.h.resize(N * F);
+        a.ln1 = act(N * C); a.rstd1 = f32(N); a.q = act(N * Q); a.k = act(N * KV); a.v = act(N * KV);
+        a.att = act(N * Q); a.lse = f32(N * c.n_heads); a.x_mid = act(N * C); a.ln2 = act(N * C);
+        a.rstd2 = f32(N); a.gate = act(N * F); a.up = act(N * F); a.h = act(N * F);
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            a.u[t].assign(m.has_adapters() && m.lora.has((LoraTarget)t) ? N * m.lora.rank : 0, 0.0f);
+            if (m.has_adapters() && m.lora.has((LoraTarget)t)) a.u[t] = act(N * m.lora.rank);
     }
-    ws.final_ln.resize(N * C); ws.final_rstd.resize(N);
-    ws.dresid.resize(N * C); ws.dln.resize(N * C); ws.datt.resize(N * Q); ws.dq.resize(N * Q);
-    ws.dk.resize(N * KV); ws.dv.resize(N * KV); ws.dh.resize(N * F); ws.dgate.resize(N * F); ws.dup.resize(N * F);
-    ws.dfinal.resize(N * C);
-    ws.logits.resize((size_t)kLossChunk * c.vocab_size); ws.hc.resize(kLossChunk * C); ws.dhc.resize(kLossChunk * C);
-    ws.nll.resize(kLossChunk); ws.rows.resize(N);
+    ws.final_ln = act(N * C); ws.final_rstd = f32(N);
+    ws.dresid = act(N * C); ws.dln = act(N * C); ws.datt = act(N * Q); ws.dq = act(N * Q);
+    ws.dk = act(N * KV); ws.dv = act(N * KV); ws.dh = act(N * F); ws.dgate = act(N * F); ws.dup = act(N * F);
+    ws.dfinal = act(N * C);
+    ws.logits = act((size_t)kLossChunk * c.vocab_size); ws.hc = act(kLossChunk * C); ws.dhc = act(kLossChunk * C);
+    ws.nll = f32(kLossChunk); ws.targets = i32(kLossChunk); ws.weights = f32(kLossChunk); ws.rows = i32(N);
+    ws.tokens = i32(N); ws.pos = i32(N); ws.seg = i32(N);
 }
 
 namespace {
 
-void zero(std::vector<float>& v) { std::fill(v.begin(), v.end(), 0.0f); }
+// Row l of a [rows, n] storage tensor.
+act* row(const Pass& P, const Buffer& b, size_t l, size_t n) { return P.ops.at(b.a(), l * n); }
 
-void layer_forward(const Pass& P, Workspace& ws, const Batch& batch, int l, LayerActs& A) {
+void layer_forward(const Pass& P, Workspace& ws, int l, LayerActs& A) {
     const ModelConfig& c = P.m.cfg;
     const LayerOffsets& o = P.m.off.layers[l];
     int N = ws.B * ws.T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
-    const float* x = ws.resid.data() + (size_t)l * N * C;
-    float* out = ws.resid.data() + (size_t)(l + 1) * N * C;
-    P.ops.rmsnorm_forward(A.ln1.data(), A.rstd1.data(), x, P.w(o.attn_norm), N, C, c.norm_eps);
-    linear_forward(P, A.q.data(), A.ln1.data(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].data(), false);
-    linear_forward(P, A.k.data(), A.ln1.data(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].data(), false);
-    linear_forward(P, A.v.data(), A.ln1.data(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].data(), false);
-    P.ops.rope_forward(A.q.data(), batch.pos.data(), N, c.n_heads, c.head_dim, c.rope_theta);
-    P.ops.rope_forward(A.k.data(), batch.pos.data(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
-    P.ops.attention_forward(A.att.data(), A.lse.data(), A.q.data(), A.k.data(), A.v.data(), batch.seg.data(), ws.B,
-                            ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
-    memcpy(A.x_mid.data(), x, (size_t)N * C * sizeof(float));
-    linear_forward(P, A.x_mid.data(), A.att.data(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].data(), true);
-    P.ops.rmsnorm_forward(A.ln2.data(), A.rstd2.data(), A.x_mid.data(), P.w(o.mlp_norm), N, C, c.norm_eps);
-    linear_forward(P, A.gate.data(), A.ln2.data(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].data(), false);
-    linear_forward(P, A.up.data(), A.ln2.data(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].data(), false);
-    P.ops.swiglu_forward(A.h.data(), A.gate.data(), A.up.data(), (size_t)N * F);
-    memcpy(out, A.x_mid.data(), (size_t)N * C * sizeof(float));
-    linear_forward(P, out, A.h.data(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].data(), true);
+    const act* x = row(P, ws.resid, l, (size_t)N * C);
+    act* out = row(P, ws.resid, l + 1, (size_t)N * C);
+    P.ops.rmsnorm_forward(A.ln1.a(), A.rstd1.f(), x, P.w(o.attn_norm), N, C, c.norm_eps);
+    linear_forward(P, A.q.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a(), false);
+    linear_forward(P, A.k.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a(), false);
+    linear_forward(P, A.v.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a(), false);
+    P.ops.rope_forward(A.q.a(), ws.pos.i(), N, c.n_heads, c.head_dim, c.rope_theta);
+    P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
+    P.ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads,
+                            c.n_kv_heads, c.head_dim);
+    P.ops.copy(A.x_mid.p, x, (size_t)N * C * P.ops.act_size);
+    linear_forward(P, A.x_mid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a(), true);
+    P.ops.rmsnorm_forward(A.ln2.a(), A.rstd2.f(), A.x_mid.a(), P.w(o.mlp_norm), N, C, c.norm_eps);
+    linear_forward(P, A.gate.a(), A.ln2.a(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].a(), false);
+    linear_forward(P, A.up.a(), A.ln2.a(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].a(), false);
+    P.ops.swiglu_forward(A.h.a(), A.gate.a(), A.up.a(), (size_t)N * F);
+    P.ops.copy(out, A.x_mid.p, (size_t)N * C * P.ops.act_size);
+    linear_forward(P, out, A.h.a(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].a(), true);
 }
 
 // On entry ws.dresid = dL/d(layer output); on exit dL/d(layer input).
-void layer_backward(const Pass& P, Workspace& ws, const Batch& batch, int l, const LayerActs& A) {
+void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     const ModelConfig& c = P.m.cfg;
     const LayerOffsets& o = P.m.off.layers[l];
     int N = ws.B * ws.T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
-    const float* x = ws.resid.data() + (size_t)l * N * C;
+    const act* x = row(P, ws.resid, l, (size_t)N * C);
     // MLP branch: out = x_mid + down(h)
-    zero(ws.dh);
-    linear_backward(P, ws.dh.data(), ws.dresid.data(), A.h.data(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].data());
-    P.ops.swiglu_backward(ws.dgate.data(), ws.dup.data(), ws.dh.data(), A.gate.data(), A.up.data(), (size_t)N * F);
-    zero(ws.dln);
-    linear_backward(P, ws.dln.data(), ws.dgate.data(), A.ln2.data(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].data());
-    linear_backward(P, ws.dln.data(), ws.dup.data(), A.ln2.data(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].data());
-    P.ops.rmsnorm_backward(ws.dresid.data(), P.gw(o.mlp_norm), ws.dln.data(), A.x_mid.data(), P.w(o.mlp_norm),
-                           A.rstd2.data(), N, C);
+    ws.dh.zero();
+    linear_backward(P, ws.dh.a(), ws.dresid.a(), A.h.a(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].a());
+    P.ops.swiglu_backward(ws.dgate.a(), ws.dup.a(), ws.dh.a(), A.gate.a(), A.up.a(), (size_t)N * F);
+    ws.dln.zero();
+    linear_backward(P, ws.dln.a(), ws.dgate.a(), A.ln2.a(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].a());
+    linear_backward(P, ws.dln.a(), ws.dup.a(), A.ln2.a(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].a());
+    P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.mlp_norm), ws.dln.a(), A.x_mid.a(), P.w(o.mlp_norm), A.rstd2.f(), N, C);
     // Attention branch: x_mid = x + o(att)
-    zero(ws.datt);
-    linear_backward(P, ws.datt.data(), ws.dresid.data(), A.att.data(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].data());
-    P.ops.attention_backward(ws.dq.data(), ws.dk.data(), ws.dv.data(), ws.datt.data(), A.att.data(), A.lse.data(),
-                             A.q.data(), A.k.data(), A.v.data(), batch.seg.data(), ws.B, ws.T, c.n_heads, c.n_kv_heads,
-                             c.head_dim);
-    P.ops.rope_backward(ws.dq.data(), batch.pos.data(), N, c.n_heads, c.head_dim, c.rope_theta);
-    P.ops.rope_backward(ws.dk.data(), batch.pos.data(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
-    zero(ws.dln);
-    linear_backward(P, ws.dln.data(), ws.dq.data(), A.ln1.data(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].data());
-    linear_backward(P, ws.dln.data(), ws.dk.data(), A.ln1.data(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].data());
-    linear_backward(P, ws.dln.data(), ws.dv.data(), A.ln1.data(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].data());
-    P.ops.rmsnorm_backward(ws.dresid.data(), P.gw(o.attn_norm), ws.dln.data(), x, P.w(o.attn_norm), A.rstd1.data(), N, C);
+    ws.datt.zero();
+    linear_backward(P, ws.datt.a(), ws.dresid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a());
+    P.ops.attention_backward(ws.dq.a(), ws.dk.a(), ws.dv.a(), ws.datt.a(), A.att.a(), A.lse.f(), A.q.a(), A.k.a(),
+                             A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
+    P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, c.rope_theta);
+    P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
+    ws.dln.zero();
+    linear_backward(P, ws.dln.a(), ws.dq.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a());
+    linear_backward(P, ws.dln.a(), ws.dk.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a());
+    linear_backward(P, ws.dln.a(), ws.dv.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a());
+    P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.attn_norm), ws.dln.a(), x, P.w(o.attn_norm), A.rstd1.f(), N, C);
 }
 
 LayerActs& acts_for(Workspace& ws, int l) { return ws.recompute ? ws.acts[0] : ws.acts[l]; }
@@ -200,47 +239,58 @@ void forward_layers(const Pass& P, Workspace& ws, const Batch& batch) {
     const ModelConfig& c = P.m.cfg;
     if ((size_t)batch.B * batch.T > ws.capacity)
         fail("internal: a %dx%d batch does not fit the workspace (%zu tokens)", batch.B, batch.T, ws.capacity);
+    if (ws.ops != &P.ops) fail("internal: the workspace was made for the %s backend, the pass runs on %s", ws.ops->name, P.ops.name);
     ws.B = batch.B;
     ws.T = batch.T;
     int N = ws.B * ws.T;
-    P.ops.embedding_forward(ws.resid.data(), batch.tokens.data(), P.w(P.m.off.embed), N, c.dim);
-    for (int l = 0; l < c.n_layers; l++) layer_forward(P, ws, batch, l, acts_for(ws, l));
-    P.ops.rmsnorm_forward(ws.final_ln.data(), ws.final_rstd.data(), ws.resid.data() + (size_t)c.n_layers * N * c.dim,
+    P.ops.to_device(ws.tokens.p, batch.tokens.data(), N * sizeof(int32_t));
+    P.ops.to_device(ws.pos.p, batch.pos.data(), N * sizeof(int32_t));
+    P.ops.to_device(ws.seg.p, batch.seg.data(), N * sizeof(int32_t));
+    P.ops.embedding_forward(ws.resid.a(), ws.tokens.i(), P.w(P.m.off.embed), N, c.dim);
+    for (int l = 0; l < c.n_layers; l++) layer_forward(P, ws, l, acts_for(ws, l));
+    P.ops.rmsnorm_forward(ws.final_ln.a(), ws.final_rstd.f(), row(P, ws.resid, c.n_layers, (size_t)N * c.dim),
                           P.w(P.m.off.final_norm), N, c.dim, c.norm_eps);
 }
 
 // The LM head and the weighted loss, chunked over the positions that carry weight: positions with
 // weight 0 (padding, masked prompt) add nothing to loss or gradient, so they are skipped outright.
-// With grads, dL/d(final_ln) is written to ws.dfinal and the head's weight gradient accumulates.
+// Each chunk's hidden states are gathered into one block, its logits computed, turned into
+// dlogits in place, and its gradient scattered back: full logits never exist. With grads,
+// dL/d(final_ln) is written to ws.dfinal and the head's weight gradient accumulates.
 double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad_scale) {
     const ModelConfig& c = P.m.cfg;
     int N = ws.B * ws.T, C = c.dim, V = c.vocab_size;
-    int nrows = 0;
+    std::vector<int32_t> rows, tgt(kLossChunk);
+    std::vector<float> wt(kLossChunk), nll(kLossChunk);
     for (int i = 0; i < N; i++)
-        if (batch.weights[i] != 0.0f) ws.rows[nrows++] = i;
-    if (P.grads) zero(ws.dfinal);
-    const float* W = P.w(P.m.off.lm_head);
+        if (batch.weights[i] != 0.0f) {
+            if (batch.targets[i] < 0 || batch.targets[i] >= V)
+                fail("batch: target id %d at position %d is outside the vocabulary (%d)", batch.targets[i], i, V);
+            rows.push_back(i);
+        }
+    int nrows = (int)rows.size();
+    if (nrows) P.ops.to_device(ws.rows.p, rows.data(), rows.size() * sizeof(int32_t));
+    if (P.grads) ws.dfinal.zero();
+    const act* W = P.w(P.m.off.lm_head);
     double loss = 0.0;
     for (int r0 = 0; r0 < nrows; r0 += kLossChunk) {
         int n = std::min(kLossChunk, nrows - r0);
-        std::vector<int32_t> tgt(n);
-        std::vector<float> wt(n);
         for (int i = 0; i < n; i++) {
-            int row = ws.rows[r0 + i];
-            memcpy(ws.hc.data() + (size_t)i * C, ws.final_ln.data() + (size_t)row * C, C * sizeof(float));
-            tgt[i] = batch.targets[row];
-            wt[i] = batch.weights[row];
-            if (tgt[i] < 0 || tgt[i] >= V) fail("batch: target id %d at position %d is outside the vocabulary (%d)", tgt[i], row, V);
+            tgt[i] = batch.targets[rows[r0 + i]];
+            wt[i] = batch.weights[rows[r0 + i]];
         }
-        P.ops.matmul_forward(ws.logits.data(), ws.hc.data(), W, nullptr, n, C, V, false);
-        P.ops.crossentropy_forward_backward(ws.logits.data(), ws.nll.data(), tgt.data(), wt.data(), n, V,
+        P.ops.to_device(ws.targets.p, tgt.data(), n * sizeof(int32_t));
+        P.ops.to_device(ws.weights.p, wt.data(), n * sizeof(float));
+        P.ops.gather_rows(ws.hc.a(), ws.final_ln.a(), ws.rows.i() + r0, n, C);
+        P.ops.matmul_forward(ws.logits.a(), ws.hc.a(), W, nullptr, n, C, V, false);
+        P.ops.crossentropy_forward_backward(ws.logits.a(), ws.nll.f(), ws.targets.i(), ws.weights.f(), n, V,
                                             P.grads ? grad_scale : 0.0f);
-        for (int i = 0; i < n; i++) loss += (double)wt[i] * ws.nll[i];
+        P.ops.to_host(nll.data(), ws.nll.p, n * sizeof(float));
+        for (int i = 0; i < n; i++) loss += (double)wt[i] * nll[i];
         if (P.grads) {
-            std::fill(ws.dhc.begin(), ws.dhc.begin() + (size_t)n * C, 0.0f);
-            P.ops.matmul_backward(ws.dhc.data(), P.gw(P.m.off.lm_head), nullptr, ws.logits.data(), ws.hc.data(), W, n, C, V);
-            for (int i = 0; i < n; i++)
-                memcpy(ws.dfinal.data() + (size_t)ws.rows[r0 + i] * C, ws.dhc.data() + (size_t)i * C, C * sizeof(float));
+            P.ops.memset0(ws.dhc.p, (size_t)n * C * P.ops.act_size);
+            P.ops.matmul_backward(ws.dhc.a(), P.gw(P.m.off.lm_head), nullptr, ws.logits.a(), ws.hc.a(), W, n, C, V);
+            P.ops.scatter_rows(ws.dfinal.a(), ws.dhc.a(), ws.rows.i() + r0, n, C);
         }
     }
     return loss;
@@ -250,34 +300,33 @@ double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad
 
 double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch, float* grads, float grad_scale,
                               uint64_t dropout_key, const Ops& ops) {
-    Pass P{m, ops, grads, m.has_adapters() ? m.lora.dropout : 0.0f, dropout_key};
+    Pass P(m, ops, grads, m.has_adapters() ? m.lora.dropout : 0.0f, dropout_key);
     const ModelConfig& c = m.cfg;
     forward_layers(P, ws, batch);  // sets ws.B, ws.T to the batch's shape
     int N = ws.B * ws.T;
     double loss = lm_head_loss(P, ws, batch, grad_scale);
-    zero(ws.dresid);
-    ops.rmsnorm_backward(ws.dresid.data(), P.gw(m.off.final_norm), ws.dfinal.data(),
-                         ws.resid.data() + (size_t)c.n_layers * N * c.dim, P.w(m.off.final_norm), ws.final_rstd.data(),
-                         N, c.dim);
+    ws.dresid.zero();
+    ops.rmsnorm_backward(ws.dresid.a(), P.gw(m.off.final_norm), ws.dfinal.a(), row(P, ws.resid, c.n_layers, (size_t)N * c.dim),
+                         P.w(m.off.final_norm), ws.final_rstd.f(), N, c.dim);
     for (int l = c.n_layers - 1; l >= 0; l--) {
         // Gradient checkpointing: refill the one activation buffer from the kept layer input. The
         // same kernels run in the same order as in the forward, so the gradients are bit-identical.
-        if (ws.recompute) layer_forward(P, ws, batch, l, ws.acts[0]);
-        layer_backward(P, ws, batch, l, acts_for(ws, l));
+        if (ws.recompute) layer_forward(P, ws, l, ws.acts[0]);
+        layer_backward(P, ws, l, acts_for(ws, l));
     }
-    if (P.gw(m.off.embed)) ops.embedding_backward(P.gw(m.off.embed), ws.dresid.data(), batch.tokens.data(), N, c.dim);
+    if (P.gw(m.off.embed)) ops.embedding_backward(P.gw(m.off.embed), ws.dresid.a(), ws.tokens.i(), N, c.dim);
     return loss;
 }
 
 double model_forward_loss(const Model& m, Workspace& ws, const Batch& batch, const Ops& ops) {
-    Pass P{m, ops, nullptr, 0.0f, 0};
+    Pass P(m, ops, nullptr, 0.0f, 0);
     forward_layers(P, ws, batch);
     return lm_head_loss(P, ws, batch, 0.0f);
 }
 
-void model_logits(const Model& m, const int32_t* tokens, int T, float* logits) {
+void model_logits(const Model& m, const int32_t* tokens, int T, float* logits, const Ops& ops) {
     Workspace ws;
-    workspace_init(ws, m, 1, T, true);
+    workspace_init(ws, m, 1, T, true, ops);
     Batch b;
     b.resize(1, T);
     for (int t = 0; t < T; t++) {
@@ -285,7 +334,9 @@ void model_logits(const Model& m, const int32_t* tokens, int T, float* logits) {
         b.pos[t] = t;
         b.seg[t] = 0;
     }
-    Pass P{m, cpu_ops(), nullptr, 0.0f, 0};
+    Pass P(m, ops, nullptr, 0.0f, 0);
     forward_layers(P, ws, b);
-    cpu_ops().matmul_forward(logits, ws.final_ln.data(), P.w(m.off.lm_head), nullptr, T, m.cfg.dim, m.cfg.vocab_size, false);
+    Buffer out = act_buffer(ops, (size_t)T * m.cfg.vocab_size, Mem::activations);
+    ops.matmul_forward(out.a(), ws.final_ln.a(), P.w(m.off.lm_head), nullptr, T, m.cfg.dim, m.cfg.vocab_size, false);
+    ops.download(logits, out.a(), (size_t)T * m.cfg.vocab_size);
 }

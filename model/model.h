@@ -2,11 +2,13 @@
 // micro-batch through the op interface (kernels/kernels.h).
 #pragma once
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "data/batch.h"
 #include "kernels/kernels.h"
+#include "model/buffer.h"
 #include "model/config.h"
 #include "model/lora.h"
 #include "model/nf4.h"
@@ -17,6 +19,26 @@
 enum class Method { Full, Lora, Qlora };
 Method parse_method(const std::string& s);  // "full" | "lora" | "qlora"; fails naming the choices
 const char* method_name(Method m);
+
+// The weights as one backend's ops read them: on the CPU, pointers into the Model's own vectors; on
+// CUDA, into its device copy (DeviceModel). Offsets (ModelOffsets, LoraLayout) index both alike.
+struct WeightsView {
+    const act* params = nullptr;    // base weights not in NF4, storage type, layout order
+    const act* adapters = nullptr;  // LoRA A and B, storage type
+    std::vector<NF4View> nf4;       // qlora: the quantized projections
+    act* dequant = nullptr;         // qlora: the one projection dequantized at a time
+    float* absmax = nullptr;        // qlora: its reconstructed absmax values
+};
+
+// A model on a backend that does not compute in the host's FP32 vectors (CUDA): the base and
+// adapters in the storage type (BF16) for the ops, and FP32 masters of the trainable parameters,
+// which the optimizer updates and then casts into the storage copy.
+struct DeviceModel {
+    const Ops* ops = nullptr;
+    Buffer params, adapters, nf4, dequant, absmax;  // weights / adapters / weights / scratch
+    Buffer masters;                                 // FP32 trainable parameters (Mem::optimizer)
+    WeightsView view;
+};
 
 struct Model {
     ModelConfig cfg;
@@ -30,6 +52,9 @@ struct Model {
     LoraConfig lora;
     LoraLayout lora_layout;
     std::vector<float> adapters;  // LoRA A and B, in lora_layout order
+    // The copy on a non-host backend (model_upload); null on the CPU. The host vectors above stay
+    // the model as files see it: model_download brings trained values back into them.
+    std::shared_ptr<DeviceModel> device;
 
     bool has_adapters() const { return method != Method::Full; }
     size_t base_bytes() const;  // the frozen/trained base as stored (FP32 and NF4 parts)
@@ -42,6 +67,18 @@ struct Model {
     }
 };
 
+// Copies the model to a non-host backend's memory (nothing to do for the CPU, whose ops read the
+// vectors above). Call again after the host vectors change (a loaded checkpoint).
+void model_upload(Model& m, const Ops& ops);
+// Copies the trained FP32 masters back into the host vectors (no-op without a device copy).
+void model_download(Model& m);
+// What `ops` reads the weights from.
+WeightsView model_weights(const Model& m, const Ops& ops);
+// The optimizer's view of the trainable parameters on `ops`: FP32 masters, and the storage-type copy
+// to write after each update (null when the masters are what the ops read, as on the CPU).
+float* model_masters(Model& m, const Ops& ops);
+act* model_compute_copy(Model& m, const Ops& ops);
+
 // Takes ownership of the weights; method Full.
 void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params);
 // Stores the seven projections of every layer in NF4 (double-quantized) and drops their FP32 copy;
@@ -49,33 +86,39 @@ void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params);
 void model_quantize_nf4(Model& m);
 // A model of the given shape with random weights (model_init_random), method Full.
 void model_init_random(Model& m, const ModelConfig& cfg, uint64_t seed);
+// A model whose projections are random NF4 weights made directly (nf4_weight_random), the rest as
+// model_init_random: a QLoRA base of any size (LLaMA-65B) without ever holding its FP32 weights.
+void model_init_random_nf4(Model& m, const ModelConfig& cfg, uint64_t seed);
 // Switches to LoRA (QLoRA once quantized) with fresh adapters (A Kaiming-uniform, B zero) or the given ones.
 void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters);
 
-// Saved activations of one decoder layer (see model.cpp for what each holds).
+// Saved activations of one decoder layer (see model.cpp for what each holds). Storage type, except
+// rstd and lse (FP32).
 struct LayerActs {
-    std::vector<float> ln1, rstd1, q, k, v, att, lse, x_mid, ln2, rstd2, gate, up, h;
-    std::vector<float> u[LORA_NUM_TARGETS];  // x·Aᵀ of each adapter (rank-wide)
+    Buffer ln1, rstd1, q, k, v, att, lse, x_mid, ln2, rstd2, gate, up, h;
+    Buffer u[LORA_NUM_TARGETS];  // x·Aᵀ of each adapter (rank-wide)
 };
 
-// Every buffer a micro-batch of B×T needs, allocated once. With recompute only each layer's input
-// is kept (resid) and one LayerActs is refilled per layer in the backward.
+// Every buffer a micro-batch of B×T needs, allocated once in the backend's memory. With recompute
+// only each layer's input is kept (resid) and one LayerActs is refilled per layer in the backward.
 struct Workspace {
+    const Ops* ops = nullptr;
     size_t capacity = 0;  // tokens (B*T) the buffers hold; any batch up to this size fits
     int B = 0, T = 0;     // the shape of the batch in flight
     bool recompute = false;
-    std::vector<float> resid;     // [(n_layers+1), B*T, dim]: each layer's input, then the final output
+    Buffer resid;                 // [(n_layers+1), B*T, dim]: each layer's input, then the final output
     std::vector<LayerActs> acts;  // n_layers, or 1 when recomputing
-    std::vector<float> final_ln, final_rstd;
+    Buffer final_ln, final_rstd;
     // backward scratch, shared by all layers
-    std::vector<float> dresid, dln, datt, dq, dk, dv, dh, dgate, dup, dfinal;
-    // LM head chunk: rows of one chunk, their logits (then dlogits), gathered hidden states
-    std::vector<float> logits, hc, dhc, nll;
-    std::vector<int32_t> rows;
+    Buffer dresid, dln, datt, dq, dk, dv, dh, dgate, dup, dfinal;
+    // LM head chunk: its logits (then dlogits), gathered hidden states and their gradient, losses,
+    // targets and weights; `rows` lists the batch positions that carry loss weight
+    Buffer logits, hc, dhc, nll, targets, weights, rows;
+    Buffer tokens, pos, seg;      // the batch, copied to the backend
     size_t bytes() const;
 };
-void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute);
+void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute, const Ops& ops = cpu_ops());
 
 // Tokens the LM head processes at once: logits are never held for more than this many rows.
 const int kLossChunk = 128;
@@ -87,5 +130,5 @@ double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch,
                               uint64_t dropout_key, const Ops& ops);
 // Forward only, no dropout (evaluation). Returns Σ weight·nll.
 double model_forward_loss(const Model& m, Workspace& ws, const Batch& batch, const Ops& ops);
-// Logits of every position of one sequence: logits[T × vocab]. For tests, fidelity checks, sampling.
-void model_logits(const Model& m, const int32_t* tokens, int T, float* logits);
+// Logits of every position of one sequence: logits[T × vocab] (host FP32). For tests, fidelity checks.
+void model_logits(const Model& m, const int32_t* tokens, int T, float* logits, const Ops& ops = cpu_ops());

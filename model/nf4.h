@@ -20,9 +20,25 @@ struct NF4Weight {
     size_t bytes() const { return codes.size() + qabsmax.size() + qscale.size() * sizeof(float) + sizeof(float); }
 };
 
+// Quantizes on the CPU (the weights arrive from a file or an initialiser in host memory).
 NF4Weight nf4_weight_quantize(const Ops& ops, const float* w, size_t n);
-// out[n] = the weight as FP32; absmax_scratch (grown when too small) takes the reconstructed absmax values.
-void nf4_weight_dequantize(const Ops& ops, const NF4Weight& q, float* out, std::vector<float>& absmax_scratch);
+// A random NF4 weight of n values, as if quantized from N(0, 0.02²): uniform random codes, block
+// absmax values spread around the expected max of 64 such normals, double-quantized like real ones.
+// For memory and speed benchmarks of shapes whose FP32 weights would not fit in host memory.
+NF4Weight nf4_weight_random(size_t n, uint64_t seed);
+
+// Where an NF4 weight's parts are in some backend's memory (host vectors, or a device copy).
+struct NF4View {
+    const uint8_t* codes = nullptr;
+    const uint8_t* qabsmax = nullptr;
+    const float* qscale = nullptr;
+    float offset = 0.0f;
+    size_t n = 0;
+    size_t blocks() const { return (n + 63) / 64; }
+};
+NF4View nf4_view(const NF4Weight& q);  // the host copy
+// out[n] = the weight in the storage type; absmax_scratch[blocks()] takes the reconstructed absmax values.
+void nf4_weight_dequantize(const Ops& ops, const NF4View& q, act* out, float* absmax_scratch);
 
 // Offsets with this bit set name an NF4 weight (its index in Model::nf4) instead of a position in
 // Model::params: the model's one accessor for weights (Pass::w) dequantizes those on use.

@@ -26,15 +26,19 @@ float lr_at(const OptimConfig& oc, int step, int total) {
     return floor + (oc.lr - floor) * shape;
 }
 
-double optimizer_step(const Ops& ops, float* params, float* grads, const std::vector<TensorInfo>& tensors,
-                      AdamState& st, const OptimConfig& oc, float lr) {
-    double ss = 0;
-    for (const TensorInfo& t : tensors) ss += ops.sum_squares(grads + t.offset, t.numel);
-    double norm = std::sqrt(ss);
+double grad_norm(const Ops& ops, const float* grads, size_t n) { return std::sqrt(ops.sum_squares(grads, n)); }
+
+void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, const std::vector<TensorInfo>& tensors,
+                    AdamState& st, const OptimConfig& oc, float lr, double norm) {
     float scale = oc.max_grad_norm > 0 && norm > oc.max_grad_norm ? (float)(oc.max_grad_norm / (norm + 1e-6)) : 1.0f;
     st.t++;
-    for (const TensorInfo& t : tensors)
-        ops.adamw_update(params + t.offset, grads + t.offset, st.m.data() + t.offset, st.v.data() + t.offset, t.numel,
-                         lr, oc.beta1, oc.beta2, oc.eps, t.decay ? oc.weight_decay : 0.0f, scale, st.t);
-    return norm;
+    for (size_t i = 0; i < tensors.size();) {
+        // A run of adjacent tensors that all decay (weights) or all don't (norms, biases).
+        size_t j = i + 1, off = tensors[i].offset, n = tensors[i].numel;
+        while (j < tensors.size() && tensors[j].decay == tensors[i].decay && tensors[j].offset == off + n) n += tensors[j++].numel;
+        ops.adamw_update(params + off, compute ? ops.at(compute, off) : nullptr, grads + off, st.m.f() + off,
+                         st.v.f() + off, n, lr, oc.beta1, oc.beta2, oc.eps, tensors[i].decay ? oc.weight_decay : 0.0f,
+                         scale, st.t);
+        i = j;
+    }
 }

@@ -4,6 +4,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "model/buffer.h"
 #include "model/weights.h"
 
 enum class Schedule { constant, linear, cosine };
@@ -26,11 +27,14 @@ struct OptimConfig {
 float lr_at(const OptimConfig& oc, int step, int total);
 
 struct AdamState {
-    std::vector<float> m, v;  // first and second moments, one per trainable parameter
-    int t = 0;                // steps taken (bias correction)
+    Buffer m, v;  // first and second moments, FP32, one per trainable parameter, in the backend's memory
+    int t = 0;    // steps taken (bias correction)
 };
 
-// Clips by global norm and applies one AdamW step to every trainable tensor. Returns the gradient
-// norm before clipping.
-double optimizer_step(const Ops& ops, float* params, float* grads, const std::vector<TensorInfo>& tensors,
-                      AdamState& st, const OptimConfig& oc, float lr);
+// The global gradient norm: sqrt(Σ g²) over all n trainable parameters (one reduction).
+double grad_norm(const Ops& ops, const float* grads, size_t n);
+// Clips by global norm (`norm`, from grad_norm) and applies one AdamW step to every trainable
+// tensor: FP32 masters `params`, and `compute` (the storage-type copy the ops read, or null) after.
+// Tensors side by side with the same decay setting go in one launch.
+void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, const std::vector<TensorInfo>& tensors,
+                    AdamState& st, const OptimConfig& oc, float lr, double norm);

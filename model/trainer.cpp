@@ -32,7 +32,6 @@ void next_micro_batch(Trainer& t, Batch& b) {
     t.cursor += fill_batch(t.train, t.order, t.cursor, t.cfg.batch, b);
 }
 
-void zero_grads(Trainer& t) { std::fill(t.grads.begin(), t.grads.end(), 0.0f); }
 }  // namespace
 
 std::string TrainConfig::signature() const {
@@ -82,10 +81,12 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
             for (const Example& e : *set) longest = std::max(longest, e.size());
         T = (int)std::min<size_t>(T, longest);
     }
-    workspace_init(t.ws, t.model, cfg.batch.batch_size, T, cfg.recompute);
-    t.grads.assign(t.model.num_trainable(), 0.0f);
-    t.opt.m.assign(t.model.num_trainable(), 0.0f);
-    t.opt.v.assign(t.model.num_trainable(), 0.0f);
+    model_upload(t.model, ops);
+    workspace_init(t.ws, t.model, cfg.batch.batch_size, T, cfg.recompute, ops);
+    size_t bytes = t.model.num_trainable() * sizeof(float);
+    t.grads = Buffer(ops, bytes, Mem::gradients);
+    t.opt.m = Buffer(ops, bytes, Mem::optimizer);
+    t.opt.v = Buffer(ops, bytes, Mem::optimizer);
     t.opt.t = 0;
 }
 
@@ -101,24 +102,24 @@ StepResult trainer_step(Trainer& t) {
         for (int32_t s : b.seg) r.tokens += s >= 0;
     }
     if (total_weight <= 0) fail("step %d: the batch has no supervised token (all loss weights are 0)", t.step + 1);
-    zero_grads(t);
+    t.grads.zero();
     float grad_scale = (float)(1.0 / total_weight);
     double loss = 0;
     for (size_t i = 0; i < micro.size(); i++) {
         uint64_t key = t.cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)t.step * 1315423911ull + i;
-        loss += model_forward_backward(t.model, t.ws, micro[i], t.grads.data(), grad_scale, key, *t.ops);
+        loss += model_forward_backward(t.model, t.ws, micro[i], t.grads.f(), grad_scale, key, *t.ops);
     }
     r.loss = loss / total_weight;
     r.lr = lr_at(t.cfg.optim, t.step, t.total_steps);
-    double ss = 0;
-    for (const TensorInfo& ti : t.model.trainable_tensors()) ss += t.ops->sum_squares(t.grads.data() + ti.offset, ti.numel);
-    if (!std::isfinite(r.loss) || !std::isfinite(ss))
+    double norm = grad_norm(*t.ops, t.grads.f(), t.model.num_trainable());
+    if (!std::isfinite(r.loss) || !std::isfinite(norm))
         fail("step %d: the %s is %s. Lower --lr (now %g), keep --max-grad-norm on, or check the data; the weights were "
              "not updated, so the last checkpoint is intact",
-             t.step + 1, std::isfinite(r.loss) ? "gradient norm" : "loss", std::isnan(r.loss) || std::isnan(ss) ? "NaN" : "infinite",
+             t.step + 1, std::isfinite(r.loss) ? "gradient norm" : "loss", std::isnan(r.loss) || std::isnan(norm) ? "NaN" : "infinite",
              t.cfg.optim.lr);
-    r.grad_norm = optimizer_step(*t.ops, t.model.trainable(), t.grads.data(), t.model.trainable_tensors(), t.opt,
-                                 t.cfg.optim, r.lr);
+    optimizer_step(*t.ops, model_masters(t.model, *t.ops), model_compute_copy(t.model, *t.ops), t.grads.f(),
+                   t.model.trainable_tensors(), t.opt, t.cfg.optim, r.lr, norm);
+    r.grad_norm = norm;
     t.step++;
     t.tokens_seen += r.tokens;
     return r;
@@ -137,14 +138,28 @@ double trainer_evaluate(Trainer& t, const std::vector<Example>& examples) {
     return weight > 0 ? loss / weight : 0.0;
 }
 
+std::vector<float> trainer_gradients(const Trainer& t) {
+    std::vector<float> g(t.model.num_trainable());
+    t.ops->to_host(g.data(), t.grads.p, g.size() * sizeof(float));
+    return g;
+}
+
 MemoryUse trainer_memory(const Trainer& t) {
     MemoryUse m;
-    m.weights = t.model.base_bytes();
-    m.adapters = t.model.adapters.size() * sizeof(float);
-    m.gradients = t.grads.size() * sizeof(float);
-    m.optimizer = (t.opt.m.size() + t.opt.v.size()) * sizeof(float);
-    // qlora's dequantization scratch (one projection and its absmax values) counts as working memory.
-    m.activations = t.ws.bytes() + (t.model.dequant.size() + t.model.absmax.size()) * sizeof(float);
+    m.gradients = t.grads.bytes;
+    m.optimizer = t.opt.m.bytes + t.opt.v.bytes;
+    m.activations = t.ws.bytes();
+    if (const DeviceModel* d = t.model.device.get()) {
+        m.weights = d->params.bytes + d->nf4.bytes;
+        m.adapters = d->adapters.bytes;
+        m.optimizer += d->masters.bytes;  // FP32 masters are optimizer state (the ops read the BF16 copy)
+        m.activations += d->dequant.bytes + d->absmax.bytes;
+    } else {
+        m.weights = t.model.base_bytes();
+        m.adapters = t.model.adapters.size() * sizeof(float);
+        // qlora's dequantization scratch (one projection and its absmax values) counts as working memory.
+        m.activations += (t.model.dequant.size() + t.model.absmax.size()) * sizeof(float);
+    }
     return m;
 }
 
@@ -163,9 +178,13 @@ static void save_state(const std::string& path, const Trainer& t) {
     f.put((uint64_t)t.cursor);
     f.put((int32_t)t.opt.t);
     f.put(t.tokens_seen);
-    f.put((uint64_t)t.opt.m.size());
-    f.write(t.opt.m.data(), t.opt.m.size() * sizeof(float));
-    f.write(t.opt.v.data(), t.opt.v.size() * sizeof(float));
+    size_t n = t.model.num_trainable();
+    std::vector<float> m(n), v(n);
+    t.ops->to_host(m.data(), t.opt.m.p, n * sizeof(float));
+    t.ops->to_host(v.data(), t.opt.v.p, n * sizeof(float));
+    f.put((uint64_t)n);
+    f.write(m.data(), n * sizeof(float));
+    f.write(v.data(), n * sizeof(float));
     f.commit();
 }
 
@@ -193,9 +212,12 @@ static void load_state(const std::string& path, Trainer& t) {
     if (count != t.model.num_trainable())
         fail("%s: holds optimizer moments for %llu parameters, the model trains %zu (mismatched shapes)", path.c_str(),
              (unsigned long long)count, t.model.num_trainable());
-    r.read(t.opt.m.data(), count * sizeof(float), "first moments");
-    r.read(t.opt.v.data(), count * sizeof(float), "second moments");
+    std::vector<float> m(count), v(count);
+    r.read(m.data(), count * sizeof(float), "first moments");
+    r.read(v.data(), count * sizeof(float), "second moments");
     if (r.remaining()) fail("%s: %zu unexpected bytes at the end", path.c_str(), r.remaining());
+    t.ops->to_device(t.opt.m.p, m.data(), count * sizeof(float));
+    t.ops->to_device(t.opt.v.p, v.data(), count * sizeof(float));
     build_order(t);
 }
 
@@ -235,6 +257,7 @@ std::string trainer_save_checkpoint(Trainer& t) {
     fs::remove_all(tmp, ec);
     if (!fs::create_directory(tmp, ec)) fail("%s: cannot create checkpoint directory: %s", tmp.c_str(), ec.message().c_str());
     std::string wpath = (tmp / weights_file(t)).string();
+    model_download(t.model);
     if (t.cfg.method == Method::Full) model_save(wpath, t.model.cfg, t.model.params, DType::F32);
     else lora_save(wpath, t.model.cfg, t.model.lora, t.model.adapters);
     save_state((tmp / "train.state").string(), t);
@@ -262,5 +285,6 @@ void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
         lora_load(wpath, t.model.cfg, lc, adapters);
         model_set_lora(t.model, lc, std::move(adapters));
     }
+    model_upload(t.model, *t.ops);
     load_state((fs::path(dir) / "train.state").string(), t);
 }

@@ -33,7 +33,7 @@ struct Trainer {
     Model model;
     Workspace ws;
     AdamState opt;
-    std::vector<float> grads;
+    Buffer grads;                 // FP32, one per trainable parameter, in the backend's memory
     std::vector<Example> train, val;
     int step = 0, total_steps = 0;
     uint64_t epoch = 0;
@@ -47,9 +47,11 @@ struct StepResult {
     float lr = 0;
 };
 
-// Sets up buffers, the example order and the step count. The model (with its method set) and the
-// data must already be in `t`.
+// Sets up buffers, the example order and the step count, and puts the model on the backend. The
+// model (with its method set) and the data must already be in `t`.
 void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops);
+// The gradients of the last step, as host FP32 (tests, diagnostics).
+std::vector<float> trainer_gradients(const Trainer& t);
 // One optimizer step. Fails (naming the step and what to change) on a NaN/Inf loss or gradient.
 StepResult trainer_step(Trainer& t);
 // Weighted mean loss over `examples` (no dropout, no gradients).

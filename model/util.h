@@ -2,6 +2,7 @@
 // Errors are exceptions carrying a message that names the file/field and what to do; main()
 // catches them and prints "error: ...". Tests check the messages.
 #pragma once
+#include "kernels/hash.h"
 #include <cstdint>
 #include <cstdio>
 #include <stdexcept>
@@ -58,15 +59,5 @@ struct Rng {
     float uniform() { return (float)((next_u64() >> 40) * (1.0 / 16777216.0)); }  // [0,1)
     float normal();
 };
-
-// Stateless hash of (key, index) → uniform [0,1): used for dropout masks so forward, recompute and
-// backward regenerate the same mask without storing it, on any backend.
-inline float hash_uniform(uint64_t key, uint64_t index) {
-    uint64_t z = key ^ (index * 0x9E3779B97F4A7C15ull);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
-    z ^= z >> 31;
-    return (float)((z >> 40) * (1.0 / 16777216.0));
-}
 
 double now_seconds();

@@ -184,25 +184,27 @@ void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& p
     if (r.remaining() != 0) fail("%s: %zu unexpected bytes after the last tensor (wrong shapes?)", path.c_str(), r.remaining());
 }
 
+void init_random_tensor(const TensorInfo& t, size_t ti, float* p, uint64_t seed) {
+    bool is_norm = t.name.find("norm") != std::string::npos;
+    bool is_bias = t.name.find(".bias") != std::string::npos;
+    if (is_norm) {
+        for (size_t i = 0; i < t.numel; i++) p[i] = 1.0f;
+    } else if (is_bias) {
+        for (size_t i = 0; i < t.numel; i++) p[i] = 0.0f;
+    } else {
+        // One stream per tensor, parallel over chunks so a 7B-shape init takes seconds, not minutes.
+        const size_t chunk = 1 << 16;
+        #pragma omp parallel for schedule(static)
+        for (size_t c0 = 0; c0 < t.numel; c0 += chunk) {
+            Rng rng(seed * 1000003ull + ti * 7919ull + c0);
+            size_t end = std::min(t.numel, c0 + chunk);
+            for (size_t i = c0; i < end; i++) p[i] = 0.02f * rng.normal();
+        }
+    }
+}
+
 void model_init_random(const ModelConfig& cfg, std::vector<float>& params, uint64_t seed) {
     ParamLayout L = param_layout(cfg);
     params.assign(L.total, 0.0f);
-    for (size_t ti = 0; ti < L.tensors.size(); ti++) {
-        const TensorInfo& t = L.tensors[ti];
-        float* p = params.data() + t.offset;
-        bool is_norm = t.name.find("norm") != std::string::npos;
-        bool is_bias = t.name.find(".bias") != std::string::npos;
-        if (is_norm) {
-            for (size_t i = 0; i < t.numel; i++) p[i] = 1.0f;
-        } else if (!is_bias) {
-            // One stream per tensor, parallel over chunks so a 7B-shape init takes seconds, not minutes.
-            const size_t chunk = 1 << 16;
-            #pragma omp parallel for schedule(static)
-            for (size_t c0 = 0; c0 < t.numel; c0 += chunk) {
-                Rng rng(seed * 1000003ull + ti * 7919ull + c0);
-                size_t end = std::min(t.numel, c0 + chunk);
-                for (size_t i = c0; i < end; i++) p[i] = 0.02f * rng.normal();
-            }
-        }
-    }
+    for (size_t ti = 0; ti < L.tensors.size(); ti++) init_random_tensor(L.tensors[ti], ti, params.data() + L.tensors[ti].offset, seed);
 }

@@ -61,6 +61,8 @@ ModelConfig model_read_config(const std::string& path);
 
 // Random initialisation as HF does for LLaMA: normal(0, 0.02) for matrices, ones for norms, zero bias.
 void model_init_random(const ModelConfig& cfg, std::vector<float>& params, uint64_t seed);
+// Tensor ti of the layout as model_init_random fills it (norms 1, biases 0, weights N(0, 0.02²)).
+void init_random_tensor(const TensorInfo& t, size_t ti, float* p, uint64_t seed);
 
 // BF16 rounding (round-to-nearest-even), used by files and later by the CUDA backend.
 uint16_t f32_to_bf16(float f);

@@ -50,12 +50,12 @@ TEST_CASE("nf4: error bound per element, odd sizes, zero blocks") {
 
 TEST_CASE("double quantization: 4.127 bits per parameter, absmax recovered to 8-bit precision") {
     size_t n = 64 * 256 * 8;  // 8 blocks of absmax values
-    vector<float> w = random_vec(n, 5, 0.02f), back(n), absmax;
+    vector<float> w = random_vec(n, 5, 0.02f), back(n), absmax(n / 64);
     NF4Weight q = nf4_weight_quantize(cpu_ops(), w.data(), n);
     double bits = 8.0 * (q.bytes() - sizeof(float)) / n;
     MESSAGE("NF4 + double quant: " << bits << " bits per parameter");
     CHECK(bits == doctest::Approx(4.127).epsilon(1e-3));
-    nf4_weight_dequantize(cpu_ops(), q, back.data(), absmax);
+    nf4_weight_dequantize(cpu_ops(), nf4_view(q), as_act(back.data()), absmax.data());
     // Reference: NF4 with exact FP32 absmax values.
     vector<uint8_t> codes((n + 1) / 2);
     vector<float> exact_absmax(n / 64), exact(n);
@@ -74,7 +74,7 @@ TEST_CASE("blockwise 8-bit: bitsandbytes' signed dynamic map, nearest code") {
     float absmax;
     cpu::quantize_blockwise8(q.data(), &absmax, x.data(), x.size());
     vector<float> back(x.size());
-    cpu::dequantize_blockwise8(back.data(), q.data(), &absmax, x.size());
+    cpu::dequantize_blockwise8(back.data(), q.data(), &absmax, x.size(), 0.0f);
     CHECK(absmax == 1.0f);
     CHECK(back[0] == 0.0f);
     CHECK(back[1] == 1.0f);
@@ -106,7 +106,8 @@ TEST_CASE("qlora: the NF4 model computes exactly what FP32 weights holding the d
             for (const TensorInfo& ti : param_layout(c).tensors)
                 if (ti.offset == o) t = &ti;
             NF4Weight w = nf4_weight_quantize(cpu_ops(), p.data() + o, t->numel);
-            nf4_weight_dequantize(cpu_ops(), w, deq.data() + o, absmax);
+            absmax.resize(w.qabsmax.size());
+            nf4_weight_dequantize(cpu_ops(), nf4_view(w), as_act(deq.data() + o), absmax.data());
         }
     model_init(ref, c, deq);
     LoraConfig lc;

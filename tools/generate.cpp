@@ -11,7 +11,8 @@
 #include "tools/cli.h"
 
 static int run(int argc, char** argv) {
-    std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl;
+    std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl,
+                device = "auto";
     bool raw = false;
     SampleOptions so;
     so.max_new_tokens = 256;
@@ -29,10 +30,11 @@ static int run(int argc, char** argv) {
         else if (args.is("--top-k")) so.top_k = args.integer();
         else if (args.is("--top-p")) so.top_p = (float)args.number();
         else if (args.is("--seed")) so.seed = (uint64_t)args.integer();
+        else if (args.is("--device")) device = args.value();
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
                    "       [--raw] [--template chatml|llama3|gemma|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
-                   "       [--top-k K] [--top-p P] [--seed N]\n"
+                   "       [--top-k K] [--top-p P] [--seed N] [--device auto|cpu|cuda]\n"
                    "Without --prompt the prompt is read from stdin.\n");
             return 0;
         } else args.unknown();
@@ -68,13 +70,15 @@ static int run(int argc, char** argv) {
     std::vector<int32_t> stops = end_of_turn_ids(tok);
     double t0 = now_seconds(), first = 0;
     size_t n = 0;
+    const Ops& ops = select_ops(device.c_str());
+    model_upload(m, ops);
     // Tokens can end mid UTF-8 character: print bytes as they come, the terminal joins them.
     generate(m, {ids}, so, stops, [&](int, int32_t id) {
         if (!n++) first = now_seconds();
         const std::string& b = decode_token(tok, id);
         fwrite(b.data(), 1, b.size(), stdout);
         fflush(stdout);
-    });
+    }, ops);
     double dt = now_seconds() - first;
     fprintf(stderr, "\n[%zu prompt tokens, %zu generated; prefill %.2fs, %.1f tokens/s]\n", ids.size(), n,
             first - t0, n > 1 ? (n - 1) / dt : 0.0);

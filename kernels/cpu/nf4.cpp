@@ -4,20 +4,14 @@
 // reciprocal of the block's absmax (multiplied, not divided), again as bitsandbytes does, so the
 // same inputs land on the same side of every midpoint.
 #include <algorithm>
+#include <array>
 #include <cmath>
-#include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/nf4_tables.h"
 
 namespace cpu {
 namespace {
-
-// bitsandbytes' NF4 codebook (DESIGN.md §9): quantiles of N(0,1) normalised to [-1, 1], with an
-// exact zero.
-const float kNF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f,
-                        -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
-                        0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
-                        0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
 
 inline uint8_t nf4_code(float x) {
     int c = 0;
@@ -26,38 +20,13 @@ inline uint8_t nf4_code(float x) {
     return (uint8_t)c;
 }
 
-// torch.linspace in float: the first half counts up from start, the second half down from end.
-std::vector<float> linspace(float start, float end, int steps) {
-    std::vector<float> v(steps);
-    float step = (end - start) / (float)(steps - 1);
-    for (int i = 0; i < steps; i++) v[i] = i < steps / 2 ? start + step * (float)i : end - step * (float)(steps - 1 - i);
-    return v;
-}
-
-// bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): for exponent
-// e = 0..6, 2^e fraction values (midpoints of linspace(0.1, 1, 2^e + 1)) scaled by 10^(e-6), both
-// signs; plus 0 and 1. 254 + 2 = 256 values, sorted. Dense near zero, sparse near ±1.
-const std::vector<float>& dynamic_map() {
-    static const std::vector<float> map = [] {
-        std::vector<float> d;
-        for (int e = 0; e < 7; e++) {
-            std::vector<float> b = linspace(0.1f, 1.0f, (1 << e) + 1);
-            float scale = (float)std::pow(10.0, e - 6);
-            for (size_t i = 0; i + 1 < b.size(); i++) {
-                float mean = (b[i] + b[i + 1]) / 2.0f;
-                d.push_back(scale * mean);
-                d.push_back(-scale * mean);
-            }
-        }
-        d.push_back(0.0f);
-        d.push_back(1.0f);
-        std::sort(d.begin(), d.end());
-        return d;
-    }();
+// The 8-bit dynamic map (kernels/nf4_tables.h), built once.
+const std::array<float, 256>& dynamic_map() {
+    static const std::array<float, 256> map = dynamic_map_values();
     return map;
 }
 
-inline uint8_t dynamic_code(float x, const std::vector<float>& map) {
+inline uint8_t dynamic_code(float x, const std::array<float, 256>& map) {
     // First code >= x, then the nearer of it and its lower neighbour (ties: the lower).
     size_t hi = std::lower_bound(map.begin(), map.end(), x) - map.begin();
     if (hi == 0) return 0;
@@ -99,7 +68,7 @@ void nf4_dequantize(float* w, const uint8_t* codes, const float* absmax, size_t 
 }
 
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
-    const std::vector<float>& map = dynamic_map();
+    const std::array<float, 256>& map = dynamic_map();
     size_t blocks = (n + 255) / 256;
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
@@ -109,10 +78,11 @@ void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
     }
 }
 
-void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n) {
-    const std::vector<float>& map = dynamic_map();
+void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n, float offset) {
+    const std::array<float, 256>& map = dynamic_map();
+    // One fused multiply-add, written out so every compiler and flag (and the CUDA kernel) rounds alike.
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = map[q[i]] * absmax[i / 256];
+    for (size_t i = 0; i < n; i++) x[i] = std::fma(map[q[i]], absmax[i / 256], offset);
 }
 
 }  // namespace cpu

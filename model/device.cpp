@@ -1,0 +1,96 @@
+// The model on a backend. The CPU backend computes straight from the Model's FP32 vectors; CUDA
+// computes from a device copy in BF16 (NF4 for a quantized base) and trains FP32 masters:
+//
+//   host Model (FP32 files' view) --model_upload--> DeviceModel: params/adapters (BF16, what the ops read)
+//                                                                masters (FP32, what AdamW updates,
+//                                                                then casts into the BF16 copy)
+//   host Model <--model_download-- masters (before saving a checkpoint, merging, exporting)
+#include <algorithm>
+
+#include "model/model.h"
+#include "model/util.h"
+
+namespace {
+// NF4 parts live in one device buffer, each part aligned so every pointer suits vector loads.
+size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+}  // namespace
+
+void model_upload(Model& m, const Ops& ops) {
+    if (ops.host) {
+        m.device.reset();
+        return;
+    }
+    auto d = std::make_shared<DeviceModel>();
+    d->ops = &ops;
+    d->params = act_buffer(ops, m.params.size(), Mem::weights);
+    ops.upload(d->params.a(), m.params.data(), m.params.size());
+    if (m.has_adapters()) {
+        d->adapters = act_buffer(ops, m.adapters.size(), Mem::adapters);
+        ops.upload(d->adapters.a(), m.adapters.data(), m.adapters.size());
+    }
+    // The FP32 masters of what is trained (AdamW's copy; the ops read the storage-type one).
+    const std::vector<float>& trained = m.has_adapters() ? m.adapters : m.params;
+    d->masters = Buffer(ops, trained.size() * sizeof(float), Mem::optimizer);
+    ops.to_device(d->masters.p, trained.data(), trained.size() * sizeof(float));
+    if (!m.nf4.empty()) {
+        size_t total = 0, largest = 0;
+        for (const NF4Weight& q : m.nf4) {
+            total += align256(q.codes.size()) + align256(q.qabsmax.size()) + align256(q.qscale.size() * sizeof(float));
+            largest = std::max(largest, q.n);
+        }
+        d->nf4 = Buffer(ops, total, Mem::weights);
+        size_t at = 0;
+        auto put = [&](const void* src, size_t bytes) {
+            uint8_t* dst = d->nf4.u8() + at;
+            ops.to_device(dst, src, bytes);
+            at += align256(bytes);
+            return dst;
+        };
+        for (const NF4Weight& q : m.nf4) {
+            NF4View v;
+            v.codes = put(q.codes.data(), q.codes.size());
+            v.qabsmax = put(q.qabsmax.data(), q.qabsmax.size());
+            v.qscale = (const float*)put(q.qscale.data(), q.qscale.size() * sizeof(float));
+            v.offset = q.offset;
+            v.n = q.n;
+            d->view.nf4.push_back(v);
+        }
+        d->dequant = act_buffer(ops, largest, Mem::scratch);
+        d->absmax = Buffer(ops, (largest + 63) / 64 * sizeof(float), Mem::scratch);
+    }
+    d->view.params = d->params.a();
+    d->view.adapters = d->adapters.a();
+    d->view.dequant = d->dequant.a();
+    d->view.absmax = d->absmax.f();
+    m.device = std::move(d);
+}
+
+void model_download(Model& m) {
+    if (!m.device) return;
+    std::vector<float>& trained = m.has_adapters() ? m.adapters : m.params;
+    m.device->ops->to_host(trained.data(), m.device->masters.p, trained.size() * sizeof(float));
+}
+
+WeightsView model_weights(const Model& m, const Ops& ops) {
+    if (!ops.host) {
+        if (!m.device || m.device->ops != &ops) fail("internal: the model is not on the %s backend (model_upload)", ops.name);
+        return m.device->view;
+    }
+    WeightsView v;
+    v.params = as_act(m.params.data());
+    v.adapters = as_act(m.adapters.data());
+    for (const NF4Weight& q : m.nf4) v.nf4.push_back(nf4_view(q));
+    v.dequant = as_act(m.dequant.data());
+    v.absmax = m.absmax.data();
+    return v;
+}
+
+float* model_masters(Model& m, const Ops& ops) {
+    if (!ops.host) return m.device->masters.f();
+    return m.trainable();
+}
+
+act* model_compute_copy(Model& m, const Ops& ops) {
+    if (ops.host) return nullptr;
+    return m.has_adapters() ? m.device->adapters.a() : m.device->params.a();
+}
