@@ -1,6 +1,7 @@
 # Build everything with `make`, run the tests with `make test`, the benchmarks with `make bench`.
-# The trainer is plain C++17 + OpenMP. When nvcc is on the PATH the .cu files are compiled by nvcc
-# (CI has nvcc but no GPU: every .cu file must compile there); without nvcc they are compiled as C++.
+# The trainer is plain C++17 + OpenMP. When nvcc is on the PATH the CUDA backend (kernels/cuda/*.cu)
+# is built and linked into every binary; the binaries still run on machines without a GPU (they pick
+# the CPU backend). CI has nvcc but no GPU: every .cu file must compile there.
 
 CXX      ?= g++
 CXXFLAGS ?= -O3 -march=native -fno-math-errno
@@ -8,16 +9,30 @@ CXXFLAGS ?= -O3 -march=native -fno-math-errno
 # standard <memory> header. Our own headers are always included with quotes.
 CXXFLAGS += -std=c++17 -fopenmp -Wall -Wextra -iquote .
 LDFLAGS  += -fopenmp
-NVCC     := $(shell command -v nvcc 2>/dev/null)
-ifdef NVCC
-# nvcc-compiled objects need the CUDA runtime; the static one keeps ./train free of libcudart.so,
-# so the same binary runs (on the CPU backend) on machines without CUDA installed.
-CUDA_LIB := $(dir $(NVCC))../lib64
-LDFLAGS  += -L$(CUDA_LIB) -lcudart_static -ldl -lrt -lpthread
-endif
+# Any header change rebuilds every object: cheap at this size, and never a stale object.
+HEADERS  := $(wildcard */*.h */*/*.h */*/*.cuh)
 
 LIB_SRC  := $(wildcard model/*.cpp kernels/cpu/*.cpp tokenizer/*.cpp data/*.cpp)
 LIB_OBJ  := $(LIB_SRC:%.cpp=build/%.o)
+
+NVCC     := $(shell command -v nvcc 2>/dev/null)
+ifdef NVCC
+# sm_90 machine code for H100/H200, plus compute_80 PTX that the driver JIT-compiles on Ampere (and
+# anything newer). -lineinfo costs nothing at run time and lets compute-sanitizer/ncu name source lines.
+# The host side gets our C++ flags (minus -std, which nvcc takes itself), -iquote included.
+NVCCFLAGS := -O3 -std=c++17 -lineinfo -gencode arch=compute_90,code=sm_90 -gencode arch=compute_80,code=compute_80 \
+             -Xcompiler "$(filter-out -std=c++17,$(CXXFLAGS))"
+CUDA_LIB := $(abspath $(dir $(NVCC))../lib64)
+# The CUDA runtime is linked statically, so no libcudart.so is needed to start: without a driver,
+# cudaGetDeviceCount fails and the CPU backend runs. cuBLASLt exists only as a shared library here;
+# the rpath finds it without LD_LIBRARY_PATH.
+LDFLAGS  += -L$(CUDA_LIB) -Wl,-rpath,$(CUDA_LIB) -lcublasLt -lcudart_static -ldl -lrt -lpthread
+LIB_OBJ  += $(patsubst %.cu,build/%.o,$(wildcard kernels/cuda/*.cu))
+else
+# No nvcc, no CUDA backend: cuda_ops() reports why and --device auto takes the CPU.
+LIB_OBJ  += build/kernels/cuda_absent.o
+endif
+
 TOOL_SRC := $(wildcard tools/*.cpp)
 TOOLS    := $(patsubst tools/%.cpp,%,$(TOOL_SRC))
 TEST_SRC := $(wildcard tests/*.cpp)
@@ -28,17 +43,19 @@ BENCHES  := $(patsubst bench/%.cpp,build/bench/%,$(BENCH_SRC))
 .PHONY: all test bench deps clean
 all: train $(TOOLS)
 
-build/%.o: %.cpp $(wildcard */*.h */*/*.h)
+build/%.o: %.cpp $(HEADERS)
 	@mkdir -p $(dir $@)
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 
-# train.cu is the trainer's main. With nvcc it goes through nvcc (host code today; the CUDA backend
-# links in beside it), otherwise g++ compiles it as C++.
-build/train.o: train.cu $(wildcard */*.h */*/*.h)
-	@mkdir -p build
+# train.cu (the trainer's main, host code) goes through nvcc with the kernels; without nvcc g++
+# compiles it as C++.
 ifdef NVCC
-	$(NVCC) -O3 -std=c++17 -Xcompiler "$(filter-out -std=c++17,$(CXXFLAGS))" -c $< -o $@
+build/%.o: %.cu $(HEADERS)
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVCCFLAGS) -c $< -o $@
 else
+build/train.o: train.cu $(HEADERS)
+	@mkdir -p build
 	$(CXX) $(CXXFLAGS) -x c++ -c $< -o $@
 endif
 
@@ -54,7 +71,7 @@ deps:
 	@test -f $(DOCTEST) || { if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq doctest-dev; \
 	  else echo "error: doctest is missing: run 'sudo apt-get install doctest-dev'"; exit 1; fi; }
 
-build/tests/%.o: tests/%.cpp $(wildcard */*.h */*/*.h) | deps
+build/tests/%.o: tests/%.cpp $(HEADERS) | deps
 	@mkdir -p build/tests
 	$(CXX) $(CXXFLAGS) -c $< -o $@
 

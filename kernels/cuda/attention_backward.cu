@@ -1,0 +1,447 @@
+// Attention backward on the GPU; the math of the CPU reference (kernels/cpu/attention.cpp), with P
+// recomputed from the saved lse:
+//   P = exp(S - lse), S = Q Kᵀ · scale     D = rowsum(dO ∘ O)        dP = dO Vᵀ
+//   dS = P ∘ (dP - D)                      dQ = dS K · scale          dK = dSᵀ Q · scale     dV = Pᵀ dO
+// dq, dk, dv are overwritten (BF16), everything is accumulated in FP32.
+//
+// Deterministic, without atomics. A single pass over the (query block, key block) tiles could
+// produce dQ, dK and dV at once, but then either dQ (if a CTA owns keys) or dK/dV (if it owns
+// queries) would be summed by several CTAs at once: floating-point atomics, whose order — and so
+// whose result — changes from run to run. Instead the work is split by owner:
+//   1. bwd_D_kernel        D = rowsum(dO ∘ O), one FP32 per (token, head), in cuda_scratch.
+//   2. flash_dq_kernel     a CTA owns BM queries of one head and loops over the key blocks up to the
+//                          diagonal, recomputing S and P: dQ is summed in its registers.
+//   3. flash_dkdv_kernel   a CTA owns BN keys of one kv head and loops over ALL query blocks from the
+//                          diagonal on, of EVERY query head of its GQA group: dK and dV (which sum over
+//                          the group's heads) are summed in its registers, in a fixed order.
+// S and P are computed twice (once per kernel): about 1/6 more tensor-core work than a fused
+// backward, the price of bit-identical gradients on every run.
+//
+// Tensor-core path for hd 64 and 128 (fragment layouts in attention_common.cuh); an FP32 fallback
+// (one warp per query row for dQ, one warp per key row for dK/dV) for any other hd <= 256.
+#include <cmath>
+
+#include "kernels/cuda/attention_common.cuh"
+#include "model/util.h"
+
+namespace {
+
+using namespace attn;
+
+// D[row] = Σ_d dO[row, d] · O[row, d] for the B*T*nh rows: one warp per row.
+__global__ void bwd_D_kernel(float* D, const bf16* dout, const bf16* out, size_t rows, int hd) {
+    const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;
+    if (row >= rows) return;
+    const int lane = threadIdx.x & 31;
+    float s = 0.0f;
+    for (int d = lane; d < hd; d += 32) s += __bfloat162float(dout[row * hd + d]) * __bfloat162float(out[row * hd + d]);
+    s = warp_sum(s);
+    if (lane == 0) D[row] = s;
+}
+
+// ---------------------------------------------------------------------------------------------------
+// dQ: grid x = b * nh + h, y = query block (reversed: longest first). NW warps, 16 query rows each;
+// key blocks of BN = 64 with the same double-buffered cp.async pipeline and the same mask logic as
+// the forward (attention_forward.cu). Per warp and key block:
+//   S  = Q Kᵀ, dP = dO Vᵀ          (A = Q, dO rows from shared memory; B = K, V rows, non-transposed)
+//   P  = exp2(S·scale·log2e - lse·log2e), 0 where masked
+//   dS = P ∘ (dP - D)
+//   dQ += dS K                      (A = dS from registers; B = K rows, transposed ldmatrix)
+// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 104 KB at HD 128, 55 KB at HD 64.
+template <int HD>
+struct DqCfg {
+    static constexpr int NW = 4, NT = NW * 32, BM = 16 * NW, BN = 64, LD = HD + 8;
+    static constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * LD * sizeof(bf16) + BN * sizeof(int);
+};
+
+template <int HD>
+__global__ void __launch_bounds__(DqCfg<HD>::NT)
+    flash_dq_kernel(bf16* __restrict__ dq, const bf16* __restrict__ dout, const float* __restrict__ lse,
+                    const float* __restrict__ Dg, const bf16* __restrict__ q, const bf16* __restrict__ k,
+                    const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T, int nh, int nkv, float scale,
+                    float scale_log2) {
+    using C = DqCfg<HD>;
+    constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
+    extern __shared__ __align__(16) unsigned char attn_smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(attn_smem);  // [BM][LD]
+    bf16* sdO = sQ + BM * LD;                        // [BM][LD]
+    bf16* sK = sdO + BM * LD;                        // [2][BN][LD]
+    bf16* sV = sK + 2 * BN * LD;                     // [2][BN][LD]
+    int* sKseg = reinterpret_cast<int*>(sV + 2 * BN * LD);
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
+    const int b = blockIdx.x / nh, h = blockIdx.x % nh, g = h / (nh / nkv);
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
+    const int32_t* sg = seg + (size_t)b * T;
+    const size_t qstride = (size_t)nh * HD, kstride = (size_t)nkv * HD;
+    const size_t qoff = ((size_t)b * T * nh + h) * HD, koff = ((size_t)b * T * nkv + g) * HD;
+    const int nkb = ((q0 + BM < T ? q0 + BM : T) + BN - 1) / BN;
+
+    load_tile<BM, HD, NT>(sQ, q + qoff, qstride, q0, T, tid);
+    load_tile<BM, HD, NT>(sdO, dout + qoff, qstride, q0, T, tid);
+    load_tile<BN, HD, NT>(sK, k + koff, kstride, 0, T, tid);
+    load_tile<BN, HD, NT>(sV, v + koff, kstride, 0, T, tid);
+    cp_async_commit();
+
+    const int row0 = warp * 16 + gq;
+    const int qi[2] = {q0 + row0, q0 + row0 + 8};
+    int qseg[2];
+    float lse2[2], Dr[2];  // lse in log2 units, D; 0 for rows past T (masked out anyway)
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+        const bool ok = qi[i] < T;
+        const size_t r = ((size_t)b * T + qi[i]) * nh + h;
+        qseg[i] = ok ? sg[qi[i]] : 0;
+        lse2[i] = ok ? lse[r] * kLog2e : 0.0f;
+        Dr[i] = ok ? Dg[r] : 0.0f;
+    }
+    const int seg_first = sg[q0];
+    const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
+    int kseg_next = tid < BN && tid < T ? sg[tid] : 0;
+
+    float acc[HD / 8][4] = {};  // dQ (unscaled) for the warp's 16 rows
+    for (int j = 0; j < nkb; j++) {
+        const int k0 = j * BN, st = j & 1;
+        if (j + 1 < nkb) {
+            load_tile<BN, HD, NT>(sK + (st ^ 1) * BN * LD, k + koff, kstride, k0 + BN, T, tid);
+            load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, v + koff, kstride, k0 + BN, T, tid);
+        }
+        cp_async_commit();
+        const int kseg = kseg_next;
+        if (tid < BN) sKseg[tid] = kseg;
+        const bool match = tid < BN && k0 + tid < T && kseg == seg_first;
+        if (j + 1 < nkb) kseg_next = tid < BN && k0 + BN + tid < T ? sg[k0 + BN + tid] : 0;
+        cp_async_wait<1>();
+        const int n_match = __syncthreads_count(match);
+        if (q_uniform && n_match == 0) {
+            __syncthreads();
+            continue;
+        }
+        const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
+        const bf16* tK = sK + st * BN * LD;
+        const bf16* tV = sV + st * BN * LD;
+
+        float s[BN / 8][4] = {}, dp[BN / 8][4] = {};
+        #pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            uint32_t qa[4], da[4];
+            ldmatrix_x4(qa, sQ + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+            ldmatrix_x4(da, sdO + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+            #pragma unroll
+            for (int np = 0; np < BN / 16; np++) {
+                const int off = (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8;
+                uint32_t kb[4], vb[4];
+                ldmatrix_x4(kb, tK + off);
+                ldmatrix_x4(vb, tV + off);
+                mma_bf16(s[2 * np], qa, kb[0], kb[1]);
+                mma_bf16(s[2 * np + 1], qa, kb[2], kb[3]);
+                mma_bf16(dp[2 * np], da, vb[0], vb[1]);
+                mma_bf16(dp[2 * np + 1], da, vb[2], vb[3]);
+            }
+        }
+        // dS into s. Element e of tile n: row row0 + 8*(e>>1), key column 8n + 2*cq + (e&1).
+        #pragma unroll
+        for (int n = 0; n < BN / 8; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int col = n * 8 + 2 * cq + (e & 1), ki = k0 + col, i = e >> 1;
+                const bool masked = !no_mask && (ki > qi[i] || ki >= T || sKseg[col] != qseg[i]);
+                const float p = masked ? 0.0f : exp2f(fmaf(s[n][e], scale_log2, -lse2[i]));
+                s[n][e] = p * (dp[n][e] - Dr[i]);
+            }
+        }
+        // dQ += dS K: B[k = key][n = d] = K[key][d], the transposed load (as V in the forward).
+        #pragma unroll
+        for (int ks = 0; ks < BN / 16; ks++) {
+            uint32_t a[4];
+            acc_to_a(a, s[2 * ks], s[2 * ks + 1]);
+            #pragma unroll
+            for (int dpr = 0; dpr < HD / 16; dpr++) {
+                uint32_t kb[4];
+                ldmatrix_x4_trans(kb, tK + (ks * 16 + (lane & 15)) * LD + dpr * 16 + (lane >> 4) * 8);
+                mma_bf16(acc[2 * dpr], a, kb[0], kb[1]);
+                mma_bf16(acc[2 * dpr + 1], a, kb[2], kb[3]);
+            }
+        }
+        __syncthreads();
+    }
+    // The warp's rows of sQ are read by no one else: stage dQ · scale there and store.
+    acc_to_smem<HD>(sQ, warp * 16, acc, scale, scale, lane);
+    __syncwarp();
+    store_rows16<HD>(dq + qoff, qstride, q0 + warp * 16, T, sQ + warp * 16 * LD, lane);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// dK, dV: grid x = b * nkv + g, y = key block (block 0, which sees the most queries, first). NW = 8
+// warps, 16 keys each: BN = 128 keys per CTA, their K and V rows resident in shared memory. The CTA
+// walks the query blocks of BM queries (64 at HD 64, 32 at HD 128: fewer registers for the 16 x BM
+// score tiles next to the 2 x 16 x HD accumulators) from the diagonal to T, for each query head of
+// the group in turn, double-buffering Q, dO (cp.async) and their lse, D, segment ids (through
+// registers). Per warp the tile is transposed — keys are the rows — so that dK, dV stay in registers:
+//   Sᵀ  = K Qᵀ, dPᵀ = V dOᵀ         (A = K, V rows; B = Q, dO rows, non-transposed)
+//   Pᵀ  = exp2(Sᵀ·scale·log2e - lse[query]·log2e), 0 where masked
+//   dV += Pᵀ dO                      (A = Pᵀ from registers; B = dO rows, transposed)
+//   dSᵀ = Pᵀ ∘ (dPᵀ - D[query])
+//   dK += dSᵀ Q                      (A = dSᵀ from registers; B = Q rows, transposed)
+// Shared memory: K, V [128][HD+8], Q, dO [2][BM][HD+8]: 102 KB at HD 128, 72 KB at HD 64.
+template <int HD>
+struct DkvCfg {
+    static constexpr int NW = 8, NT = NW * 32, BN = 16 * NW, BM = HD == 128 ? 32 : 64, LD = HD + 8;
+    static constexpr size_t smem = (size_t)(2 * BN + 4 * BM) * LD * sizeof(bf16) + 3 * BM * sizeof(float);
+};
+
+template <int HD>
+__global__ void __launch_bounds__(DkvCfg<HD>::NT)
+    flash_dkdv_kernel(bf16* __restrict__ dk, bf16* __restrict__ dv, const bf16* __restrict__ dout,
+                      const float* __restrict__ lse, const float* __restrict__ Dg, const bf16* __restrict__ q,
+                      const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
+                      int nh, int nkv, float scale, float scale_log2) {
+    using C = DkvCfg<HD>;
+    constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
+    extern __shared__ __align__(16) unsigned char attn_smem[];
+    bf16* sK = reinterpret_cast<bf16*>(attn_smem);  // [BN][LD]
+    bf16* sV = sK + BN * LD;                         // [BN][LD]
+    bf16* sQ = sV + BN * LD;                         // [2][BM][LD]
+    bf16* sdO = sQ + 2 * BM * LD;                    // [2][BM][LD]
+    float* sLse2 = reinterpret_cast<float*>(sdO + 2 * BM * LD);  // [BM] lse·log2e of the current queries
+    float* sD = sLse2 + BM;                                      // [BM]
+    int* sQseg = reinterpret_cast<int*>(sD + BM);                // [BM]
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
+    const int group = nh / nkv;
+    const int b = blockIdx.x / nkv, g = blockIdx.x % nkv;
+    const int k0 = blockIdx.y * BN;
+    const int32_t* sg = seg + (size_t)b * T;
+    const size_t qstride = (size_t)nh * HD, kstride = (size_t)nkv * HD;
+    const size_t koff = ((size_t)b * T * nkv + g) * HD;
+    // Iteration j: query head g*group + j / nqb, query block qb_first + j % nqb.
+    const int qb_first = k0 / BM, nqb = (T + BM - 1) / BM - qb_first, n_it = group * nqb;
+    auto head_of = [&](int j) { return g * group + j / nqb; };
+    auto q0_of = [&](int j) { return (qb_first + j % nqb) * BM; };
+    auto qoff_of = [&](int j) { return ((size_t)b * T * nh + head_of(j)) * HD; };
+
+    load_tile<BN, HD, NT>(sK, k + koff, kstride, k0, T, tid);
+    load_tile<BN, HD, NT>(sV, v + koff, kstride, k0, T, tid);
+    load_tile<BM, HD, NT>(sQ, q + qoff_of(0), qstride, q0_of(0), T, tid);
+    load_tile<BM, HD, NT>(sdO, dout + qoff_of(0), qstride, q0_of(0), T, tid);
+    cp_async_commit();
+
+    const int row0 = warp * 16 + gq;  // this thread's key rows: row0, row0 + 8
+    const int ki[2] = {k0 + row0, k0 + row0 + 8};
+    const int kseg[2] = {ki[0] < T ? sg[ki[0]] : 0, ki[1] < T ? sg[ki[1]] : 0};
+    const int seg_first = sg[k0];
+    const bool k_uniform = __syncthreads_and(tid >= BN || k0 + tid >= T || sg[k0 + tid] == seg_first);
+    const bool k_full = k_uniform && k0 + BN <= T;  // ... and every key is a real token
+
+    // Per-query data of the next query block, staged in registers (thread i < BM holds query i).
+    int pf_seg = 0;
+    float pf_lse2 = 0.0f, pf_D = 0.0f;
+    auto prefetch = [&](int j) {
+        const int t = q0_of(j) + tid;
+        const bool ok = tid < BM && t < T;
+        const size_t r = ((size_t)b * T + (ok ? t : 0)) * nh + head_of(j);
+        pf_seg = ok ? sg[t] : 0;
+        pf_lse2 = ok ? lse[r] * kLog2e : 0.0f;
+        pf_D = ok ? Dg[r] : 0.0f;
+    };
+    prefetch(0);
+
+    float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};  // dK (unscaled), dV for the warp's 16 keys
+    for (int j = 0; j < n_it; j++) {
+        const int q0 = q0_of(j), st = j & 1;
+        if (j + 1 < n_it) {
+            load_tile<BM, HD, NT>(sQ + (st ^ 1) * BM * LD, q + qoff_of(j + 1), qstride, q0_of(j + 1), T, tid);
+            load_tile<BM, HD, NT>(sdO + (st ^ 1) * BM * LD, dout + qoff_of(j + 1), qstride, q0_of(j + 1), T, tid);
+        }
+        cp_async_commit();
+        if (tid < BM) sQseg[tid] = pf_seg, sLse2[tid] = pf_lse2, sD[tid] = pf_D;
+        const bool match = tid < BM && q0 + tid < T && pf_seg == seg_first;
+        if (j + 1 < n_it) prefetch(j + 1);
+        cp_async_wait<1>();
+        const int n_match = __syncthreads_count(match);
+        if (k_uniform && n_match == 0) {  // no query of the block is in the keys' segment
+            __syncthreads();
+            continue;
+        }
+        // No mask: keys and queries all real and in one segment, every query >= every key.
+        const bool no_mask = k_full && n_match == BM && q0 >= k0 + BN - 1;
+        const bf16* tQ = sQ + st * BM * LD;
+        const bf16* tdO = sdO + st * BM * LD;
+
+        float s[BM / 8][4] = {}, dp[BM / 8][4] = {};  // Sᵀ, dPᵀ: rows = keys, columns = queries
+        #pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            uint32_t ka[4], va[4];
+            ldmatrix_x4(ka, sK + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+            ldmatrix_x4(va, sV + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+            #pragma unroll
+            for (int np = 0; np < BM / 16; np++) {
+                const int off = (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8;
+                uint32_t qb[4], db[4];
+                ldmatrix_x4(qb, tQ + off);
+                ldmatrix_x4(db, tdO + off);
+                mma_bf16(s[2 * np], ka, qb[0], qb[1]);
+                mma_bf16(s[2 * np + 1], ka, qb[2], qb[3]);
+                mma_bf16(dp[2 * np], va, db[0], db[1]);
+                mma_bf16(dp[2 * np + 1], va, db[2], db[3]);
+            }
+        }
+        // Pᵀ into s. Element e of tile n: key row row0 + 8*(e>>1), query column 8n + 2*cq + (e&1).
+        #pragma unroll
+        for (int n = 0; n < BM / 8; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) {
+                const int col = n * 8 + 2 * cq + (e & 1), qi = q0 + col, i = e >> 1;
+                const bool masked = !no_mask && (ki[i] > qi || qi >= T || sQseg[col] != kseg[i]);
+                s[n][e] = masked ? 0.0f : exp2f(fmaf(s[n][e], scale_log2, -sLse2[col]));
+            }
+        }
+        // dV += Pᵀ dO: B[k = query][n = d] = dO[query][d], transposed load.
+        #pragma unroll
+        for (int ks = 0; ks < BM / 16; ks++) {
+            uint32_t a[4];
+            acc_to_a(a, s[2 * ks], s[2 * ks + 1]);
+            #pragma unroll
+            for (int dpr = 0; dpr < HD / 16; dpr++) {
+                uint32_t db[4];
+                ldmatrix_x4_trans(db, tdO + (ks * 16 + (lane & 15)) * LD + dpr * 16 + (lane >> 4) * 8);
+                mma_bf16(dva[2 * dpr], a, db[0], db[1]);
+                mma_bf16(dva[2 * dpr + 1], a, db[2], db[3]);
+            }
+        }
+        // dSᵀ = Pᵀ ∘ (dPᵀ - D[query]) into s, then dK += dSᵀ Q.
+        #pragma unroll
+        for (int n = 0; n < BM / 8; n++) {
+            #pragma unroll
+            for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - sD[n * 8 + 2 * cq + (e & 1)];
+        }
+        #pragma unroll
+        for (int ks = 0; ks < BM / 16; ks++) {
+            uint32_t a[4];
+            acc_to_a(a, s[2 * ks], s[2 * ks + 1]);
+            #pragma unroll
+            for (int dpr = 0; dpr < HD / 16; dpr++) {
+                uint32_t qb[4];
+                ldmatrix_x4_trans(qb, tQ + (ks * 16 + (lane & 15)) * LD + dpr * 16 + (lane >> 4) * 8);
+                mma_bf16(dka[2 * dpr], a, qb[0], qb[1]);
+                mma_bf16(dka[2 * dpr + 1], a, qb[2], qb[3]);
+            }
+        }
+        __syncthreads();
+    }
+    cp_async_wait<0>();  // nothing is left in flight (the last group is empty), but be explicit
+    // The warp's rows of sK and sV are read by no one else: stage dK · scale and dV there and store.
+    acc_to_smem<HD>(sK, warp * 16, dka, scale, scale, lane);
+    acc_to_smem<HD>(sV, warp * 16, dva, 1.0f, 1.0f, lane);
+    __syncwarp();
+    store_rows16<HD>(dk + koff, kstride, k0 + warp * 16, T, sK + warp * 16 * LD, lane);
+    store_rows16<HD>(dv + koff, kstride, k0 + warp * 16, T, sV + warp * 16 * LD, lane);
+}
+
+// ---------------------------------------------------------------------------------------------------
+// FP32 fallbacks, any hd <= 256. dQ: one warp per query row (b, t, h), over its allowed keys.
+__global__ void dq_fallback_kernel(bf16* dq, const bf16* dout, const float* lse, const float* D, const bf16* q,
+                                   const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv,
+                                   int hd, float scale) {
+    const int lane = threadIdx.x & 31;
+    const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;  // (b*T + t)*nh + h
+    if (row >= (size_t)B * T * nh) return;
+    const int h = (int)(row % nh), t = (int)(row / nh % T), b = (int)(row / nh / T), g = h / (nh / nkv);
+    const int32_t* sg = seg + (size_t)b * T;
+    float qv[kFbRegs], dov[kFbRegs], acc[kFbRegs] = {};
+    load_row(qv, q + row * hd, hd, lane);
+    load_row(dov, dout + row * hd, hd, lane);
+    const float L = lse[row], Dr = D[row];
+    for (int s = 0; s <= t; s++) {
+        if (sg[s] != sg[t]) continue;
+        const size_t kv = (((size_t)b * T + s) * nkv + g) * hd;
+        const float p = expf(dot_row(qv, k + kv, hd, lane) * scale - L);
+        const float ds = p * (dot_row(dov, v + kv, hd, lane) - Dr);
+        #pragma unroll
+        for (int i = 0; i < kFbRegs; i++) {
+            const int d = lane + 32 * i;
+            if (d < hd) acc[i] += ds * __bfloat162float(k[kv + d]);
+        }
+    }
+    store_row(dq + row * hd, acc, scale, hd, lane);
+}
+
+// dK, dV: one warp per key row (b, s, g), over the allowed queries of every head of the group.
+__global__ void dkdv_fallback_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D,
+                                     const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T,
+                                     int nh, int nkv, int hd, float scale) {
+    const int lane = threadIdx.x & 31;
+    const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;  // (b*T + s)*nkv + g
+    if (row >= (size_t)B * T * nkv) return;
+    const int g = (int)(row % nkv), s = (int)(row / nkv % T), b = (int)(row / nkv / T), group = nh / nkv;
+    const int32_t* sg = seg + (size_t)b * T;
+    float kv_k[kFbRegs], kv_v[kFbRegs], dka[kFbRegs] = {}, dva[kFbRegs] = {};
+    load_row(kv_k, k + row * hd, hd, lane);
+    load_row(kv_v, v + row * hd, hd, lane);
+    for (int h = g * group; h < (g + 1) * group; h++)
+        for (int t = s; t < T; t++) {
+            if (sg[t] != sg[s]) continue;
+            const size_t qr = ((size_t)b * T + t) * nh + h;
+            const float p = expf(dot_row(kv_k, q + qr * hd, hd, lane) * scale - lse[qr]);
+            const float ds = p * (dot_row(kv_v, dout + qr * hd, hd, lane) - D[qr]);
+            #pragma unroll
+            for (int i = 0; i < kFbRegs; i++) {
+                const int d = lane + 32 * i;
+                if (d < hd) {
+                    dka[i] += ds * __bfloat162float(q[qr * hd + d]);
+                    dva[i] += p * __bfloat162float(dout[qr * hd + d]);
+                }
+            }
+        }
+    store_row(dk + row * hd, dka, scale, hd, lane);
+    store_row(dv + row * hd, dva, 1.0f, hd, lane);
+}
+
+template <int HD>
+void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D, const bf16* q,
+                      const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv, float scale) {
+    using Q = DqCfg<HD>;
+    using KV = DkvCfg<HD>;
+    static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
+        CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Q::smem));
+        CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)KV::smem));
+        return true;
+    }();
+    (void)smem_ok;
+    const unsigned nqb = ceil_div(T, Q::BM), nkb = ceil_div(T, KV::BN);
+    if (nqb > 65535) fail("attention_backward: T = %d is too long for one grid (at most %d)", T, 65535 * Q::BM);
+    dim3 gq(B * nh, nqb), gkv(B * nkv, nkb);
+    flash_dq_kernel<HD><<<gq, Q::NT, Q::smem>>>(dq, dout, lse, D, q, k, v, seg, T, nh, nkv, scale, scale * kLog2e);
+    CUDA_LAUNCH_CHECK();
+    flash_dkdv_kernel<HD><<<gkv, KV::NT, KV::smem>>>(dk, dv, dout, lse, D, q, k, v, seg, T, nh, nkv, scale, scale * kLog2e);
+    CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+namespace cuda {
+
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
+                        const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv,
+                        int hd) {
+    if (B <= 0 || T <= 0 || nh <= 0) return;
+    if (nkv <= 0 || nh % nkv != 0) fail("attention_backward: %d query heads do not share %d kv heads evenly", nh, nkv);
+    const float scale = 1.0f / std::sqrt((float)hd);
+    const size_t rows = (size_t)B * T * nh;
+    float* D = (float*)cuda_scratch(Scratch::attention, rows * sizeof(float));
+    bwd_D_kernel<<<ceil_div(rows, 8), 256, 0>>>(D, dout, out, rows, hd);
+    CUDA_LAUNCH_CHECK();
+    if (tensor_core_ok(hd, {dq, dk, dv, dout, q, k, v})) {
+        if (hd == 64) launch_flash_bwd<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+        else launch_flash_bwd<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+        return;
+    }
+    if (hd > kMaxFallbackHd) fail("attention_backward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
+    dq_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(dq, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale);
+    CUDA_LAUNCH_CHECK();
+    const size_t krows = (size_t)B * T * nkv;
+    dkdv_fallback_kernel<<<ceil_div(krows, 4), 128, 0>>>(dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale);
+    CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace cuda

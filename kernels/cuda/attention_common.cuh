@@ -1,0 +1,200 @@
+// Shared by kernels/cuda/attention_forward.cu and attention_backward.cu: the tensor-core building
+// blocks (cp.async, ldmatrix, mma.sync) with their fragment layouts, the tile loader, and the small
+// warp helpers of the FP32 fallback kernels. The math is the CPU reference's (kernels/cpu/attention.cpp).
+//
+// ---- The tensor-core instruction: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 ----
+// One warp computes D[16x8] = A[16x16] · B[16x8] + C[16x8] (A, B in BF16, C, D in FP32). Each lane
+// holds pieces ("fragments") of the operands in registers. With g = lane / 4 (the "group", 0..7) and
+// c = lane % 4 (the thread in the group), PTX ISA "Matrix Fragments for mma.m16n8k16":
+//   A (4 regs of 2 bf16; the lower column in the low half):
+//     a[0] = A[g  ][2c, 2c+1]   a[1] = A[g+8][2c, 2c+1]   a[2] = A[g][2c+8, 2c+9]   a[3] = A[g+8][2c+8, 2c+9]
+//   B (2 regs; B is K x N, "col" = each column n is contiguous in k):
+//     b[0] = B[2c, 2c+1][g]     b[1] = B[2c+8, 2c+9][g]
+//   C, D (4 floats):  d[0], d[1] = D[g][2c, 2c+1]      d[2], d[3] = D[g+8][2c, 2c+1]
+// Note that the C/D layout of two 16x8 tiles side by side (columns 0..7 and 8..15) is exactly the A
+// layout of one 16x16 tile: a score tile S computed by one mma becomes, after rounding to BF16 in
+// registers, the A operand of the next mma (P·V) with no data movement. That is what makes flash
+// attention on mma.sync cheap: the T x T score matrix only ever lives in registers, 16 rows at a time.
+//
+// ---- ldmatrix.sync.aligned.m8n8.x4(.trans).shared.b16 ----
+// Loads four 8x8 BF16 matrices from shared memory. Lanes 8i..8i+7 give the addresses of the 8 rows
+// (16 contiguous bytes each) of matrix i; register r[i] of lane l receives matrix i's row l/4,
+// elements 2(l%4), 2(l%4)+1 — exactly the per-register layout of the fragments above. With .trans the
+// matrix is transposed on the way: r[i] = { M_i[2(l%4)][l/4], M_i[2(l%4)+1][l/4] }.
+// Every tile in shared memory is row-major with rows of HD elements (a row is a token), so:
+//   A operand from a [row][k] tile (Q, dO, K, V as "16 rows x 16 of the head dim"), rows r0.., cols k0..:
+//       lane l points at row r0 + (l & 15), col k0 + (l >> 4) * 8
+//       (matrices: rows 0-7/cols 0-7, rows 8-15/cols 0-7, rows 0-7/cols 8-15, rows 8-15/cols 8-15 = a[0..3])
+//   B operand for X·Yᵀ, with Y a [n][k] tile (S = Q Kᵀ: B[k][n] = K[n][k], each column of B is a
+//   contiguous K row): non-transposed, two n-tiles of 8 at once, rows n0.., cols k0..:
+//       lane l points at row n0 + (l & 7) + (l >> 4) * 8, col k0 + ((l >> 3) & 1) * 8
+//       -> r[0], r[1] = b[0], b[1] of n-tile n0;  r[2], r[3] = b[0], b[1] of n-tile n0 + 8
+//   B operand for X·Y, with Y a [k][n] tile (O = P V: B[k][n] = V[k][n], k = key, n = head dim):
+//   transposed, two n-tiles at once, rows (k) k0.., cols (n) n0..:
+//       lane l points at row k0 + (l & 15), col n0 + (l >> 4) * 8
+//       -> r[0], r[1] = b[0], b[1] of n-tile n0;  r[2], r[3] = b[0], b[1] of n-tile n0 + 8
+//
+// ---- Shared-memory tiles ----
+// A tile of R tokens is stored as R rows of LD = HD + 8 BF16 (HD plus 16 bytes of padding). The 8 row
+// addresses of one ldmatrix matrix are then 16 bytes apart modulo 128, i.e. in 8 different bank
+// groups: no bank conflicts, with no swizzle to get wrong. Tiles are filled with cp.async (16 bytes
+// per instruction, global -> shared without passing through registers, so a load of the next tile
+// overlaps the math on the current one); rows past the end of the sequence are zero-filled.
+#pragma once
+#include <cstdint>
+#include <initializer_list>
+
+#include "kernels/cuda/common.cuh"
+
+namespace attn {
+
+constexpr float kLog2e = 1.4426950408889634f;  // exp(x) = exp2(x * log2 e)
+constexpr float kLn2 = 0.6931471805599453f;
+
+// ==== PTX wrappers (begin) ====
+__device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
+
+// 16 bytes global -> shared, asynchronously; with valid = false the 16 bytes are zero-filled (src-size
+// 0: nothing is read, but src must still be a valid address).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0)
+                 : "memory");
+}
+// Closes the group of cp.async issued since the last commit.
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
+// Waits until at most N committed groups of this thread are still in flight. (Only this thread's
+// copies: a __syncthreads() must follow before other threads read the data.)
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory");
+}
+
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+// d += A·B for one 16x8x16 tile (layouts at the top of this file).
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+// ==== PTX wrappers (end) ====
+
+// Two floats as one register of two BF16 (lo in the low half: the lower column of a fragment).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The A fragments of a 16x16 tile from two adjacent 16x8 accumulator tiles (columns 0-7 in x, 8-15
+// in y), rounded to BF16: see "Note that" at the top.
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&x)[4], const float (&y)[4]) {
+    a[0] = pack_bf16(x[0], x[1]);
+    a[1] = pack_bf16(x[2], x[3]);
+    a[2] = pack_bf16(y[0], y[1]);
+    a[3] = pack_bf16(y[2], y[3]);
+}
+
+// Tokens r0 .. r0+ROWS-1 of one head into a [ROWS][HD+8] shared tile with cp.async, all NT threads
+// of the block taking 16-byte chunks in turn (consecutive threads read consecutive bytes of a row).
+// Token r of the head starts at base + r * stride; tokens >= T are zero-filled, so that padding rows
+// give exact zeros (a zero P times a zero V row; never garbage that could be Inf or NaN).
+template <int ROWS, int HD, int NT>
+__device__ __forceinline__ void load_tile(bf16* tile, const bf16* base, size_t stride, int r0, int T, int tid) {
+    constexpr int CH = HD / 8;  // 16-byte chunks per row
+    #pragma unroll
+    for (int i = tid; i < ROWS * CH; i += NT) {
+        const int r = i / CH, c = i % CH;
+        const bool ok = r0 + r < T;
+        cp_async16(tile + r * (HD + 8) + c * 8, base + (size_t)(ok ? r0 + r : 0) * stride + c * 8, ok);
+    }
+}
+
+// Copies a warp's 16 finished rows, staged as BF16 in a [16][HD+8] shared tile, to global memory with
+// 16-byte stores; row r goes to base + (r0 + r) * stride when r0 + r < T.
+template <int HD>
+__device__ __forceinline__ void store_rows16(bf16* base, size_t stride, int r0, int T, const bf16* stage, int lane) {
+    constexpr int CH = HD / 8;
+    #pragma unroll
+    for (int i = lane; i < 16 * CH; i += 32) {
+        const int r = i / CH, c = i % CH;
+        if (r0 + r < T)
+            *reinterpret_cast<uint4*>(base + (size_t)(r0 + r) * stride + c * 8) =
+                *reinterpret_cast<const uint4*>(stage + r * (HD + 8) + c * 8);
+    }
+}
+
+// Writes a warp's 16 x HD accumulator tile (the C layout, HD/8 tiles of 16x8), times `mul`, as BF16
+// into its rows of a [..][HD+8] shared tile (row0 = the warp's first row there).
+template <int HD>
+__device__ __forceinline__ void acc_to_smem(bf16* tile, int row0, const float (&acc)[HD / 8][4], float mul0, float mul1,
+                                            int lane) {
+    const int g = lane >> 2, c = lane & 3;
+    #pragma unroll
+    for (int n = 0; n < HD / 8; n++) {
+        *reinterpret_cast<uint32_t*>(tile + (row0 + g) * (HD + 8) + n * 8 + 2 * c) =
+            pack_bf16(acc[n][0] * mul0, acc[n][1] * mul0);
+        *reinterpret_cast<uint32_t*>(tile + (row0 + g + 8) * (HD + 8) + n * 8 + 2 * c) =
+            pack_bf16(acc[n][2] * mul1, acc[n][3] * mul1);
+    }
+}
+
+// ---- FP32 fallback helpers: a warp owns one row, lane l holds elements d = l, l+32, ... (hd <= 256) ----
+constexpr int kMaxFallbackHd = 256;
+constexpr int kFbRegs = kMaxFallbackHd / 32;
+
+// Sum over the warp with a butterfly: every lane computes the same additions with its operands in
+// swapped order, and IEEE addition is commutative, so all lanes hold the bit-identical total.
+__device__ __forceinline__ float warp_sum(float x) {
+    #pragma unroll
+    for (int o = 16; o > 0; o >>= 1) x += __shfl_xor_sync(0xffffffffu, x, o);
+    return x;
+}
+
+__device__ __forceinline__ void load_row(float (&r)[kFbRegs], const bf16* p, int hd, int lane) {
+    #pragma unroll
+    for (int i = 0; i < kFbRegs; i++) {
+        const int d = lane + 32 * i;
+        r[i] = d < hd ? __bfloat162float(p[d]) : 0.0f;
+    }
+}
+
+// Σ_d a[d] · p[d] over the warp.
+__device__ __forceinline__ float dot_row(const float (&a)[kFbRegs], const bf16* p, int hd, int lane) {
+    float s = 0.0f;
+    #pragma unroll
+    for (int i = 0; i < kFbRegs; i++) {
+        const int d = lane + 32 * i;
+        if (d < hd) s += a[i] * __bfloat162float(p[d]);
+    }
+    return warp_sum(s);
+}
+
+__device__ __forceinline__ void store_row(bf16* p, const float (&r)[kFbRegs], float mul, int hd, int lane) {
+    #pragma unroll
+    for (int i = 0; i < kFbRegs; i++) {
+        const int d = lane + 32 * i;
+        if (d < hd) p[d] = __float2bfloat16(r[i] * mul);
+    }
+}
+
+// The tensor-core kernels need hd 64 or 128 and 16-byte aligned tensors (cp.async, uint4 stores).
+inline bool tensor_core_ok(int hd, std::initializer_list<const void*> ptrs) {
+    if (hd != 64 && hd != 128) return false;
+    for (const void* p : ptrs)
+        if ((uintptr_t)p % 16 != 0) return false;
+    return true;
+}
+
+}  // namespace attn

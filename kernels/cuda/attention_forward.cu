@@ -1,0 +1,336 @@
+// Causal grouped-query attention, forward and decoding, on the GPU. Same semantics as the CPU
+// reference (kernels/cpu/attention.cpp): q[B*T, nh, hd], k/v[B*T, nkv, hd], out[B*T, nh, hd],
+// lse[B*T, nh] (natural log); query t of head h sees key s of kv head h / (nh/nkv) iff s <= t and
+// seg[b,s] == seg[b,t]; scores are scaled by 1/sqrt(hd).
+//
+// Two implementations, chosen by the launcher on hd:
+// - flash_fwd_kernel<HD> (HD = 64, 128): flash attention 2 on tensor cores (mma.sync m16n8k16,
+//   operands from shared memory with ldmatrix; see attention_common.cuh for the fragment layouts).
+// - fwd_fallback_kernel: one warp per query row, FP32 CUDA cores, any hd <= 256 (the small test
+//   models, odd head sizes). Slow but obviously right.
+//
+// The flash-attention forward, per CTA: one (batch b, head h) and a block of BM = 128 queries,
+// 8 warps, each warp owning 16 query rows. The CTA walks the key blocks of BN = 64 keys from 0 to the
+// diagonal (blocks wholly above it — all keys later than all queries — are never visited). For each:
+//     S = Q Kᵀ               (warp: 16 x 64 scores, FP32 in registers: 8 accumulator tiles of 16x8)
+//     S = -inf where masked  (causal, packed segments, padding; only on tiles that need it)
+//     online softmax         m = running row max, l = running row sum of exp, O rescaled by exp(m_old - m_new)
+//     O += P V               (P = exp(S - m) rounded to BF16, straight from the S registers)
+// At the end O /= l and lse = m + log(l). Everything runs in the log2 domain (exp2 is one
+// instruction): scores are multiplied by scale·log2(e), and lse is converted back to natural log.
+// Shared memory: Q tile [128][HD+8], K and V tiles [64][HD+8] twice each (double buffer: the next
+// key block is loaded with cp.async while the current one is computed), the key block's segment ids:
+// 104 KB at HD 128, 55 KB at HD 64 (both opt in above the default 48 KB).
+#include <cmath>
+
+#include "kernels/cuda/attention_common.cuh"
+#include "model/util.h"
+
+namespace {
+
+using namespace attn;
+
+template <int HD>
+struct FwdCfg {
+    static constexpr int NW = 8, NT = NW * 32;  // warps, threads
+    static constexpr int BM = 16 * NW;          // queries per CTA: 16 per warp
+    static constexpr int BN = 64;               // keys per step
+    static constexpr int LD = HD + 8;           // padded row of a shared tile (elements)
+    static constexpr size_t smem = (size_t)(BM + 4 * BN) * LD * sizeof(bf16) + BN * sizeof(int);
+};
+
+// Grid: x = b * nh + h, y = query block (reversed, so that the longest blocks — the last ones, which
+// see the most keys — start first and the short ones fill in the tail).
+template <int HD>
+__global__ void __launch_bounds__(FwdCfg<HD>::NT)
+    flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
+                     const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
+                     int nh, int nkv, float scale_log2) {
+    using C = FwdCfg<HD>;
+    constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
+    extern __shared__ __align__(16) unsigned char attn_smem[];
+    bf16* sQ = reinterpret_cast<bf16*>(attn_smem);  // [BM][LD]
+    bf16* sK = sQ + BM * LD;                         // [2][BN][LD]
+    bf16* sV = sK + 2 * BN * LD;                     // [2][BN][LD]
+    int* sKseg = reinterpret_cast<int*>(sV + 2 * BN * LD);  // [BN] segment ids of the current key block
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
+    const int b = blockIdx.x / nh, h = blockIdx.x % nh, g = h / (nh / nkv);
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * BM;
+    const int32_t* sg = seg + (size_t)b * T;
+    const size_t qstride = (size_t)nh * HD, kstride = (size_t)nkv * HD;  // elements between tokens
+    const bf16* qh = q + ((size_t)b * T * nh + h) * HD;                  // token 0 of (b, h)
+    const bf16* kh = k + ((size_t)b * T * nkv + g) * HD;
+    const bf16* vh = v + ((size_t)b * T * nkv + g) * HD;
+    const int nkb = ((q0 + BM < T ? q0 + BM : T) + BN - 1) / BN;  // key blocks up to the diagonal
+
+    // Prologue: Q and key block 0 in one cp.async group.
+    load_tile<BM, HD, NT>(sQ, qh, qstride, q0, T, tid);
+    load_tile<BN, HD, NT>(sK, kh, kstride, 0, T, tid);
+    load_tile<BN, HD, NT>(sV, vh, kstride, 0, T, tid);
+    cp_async_commit();
+
+    // This thread's two rows (accumulator rows g and g+8 of its warp) and their segments. Rows past T
+    // are computed on zeros and never stored.
+    const int row0 = warp * 16 + gq;
+    const int qi0 = q0 + row0, qi1 = qi0 + 8;
+    const int qseg0 = qi0 < T ? sg[qi0] : 0, qseg1 = qi1 < T ? sg[qi1] : 0;
+    // Is the whole query block in one segment (that of its first query)? Then a key block can be
+    // classified at once: no key in the segment -> skipped, all keys in it -> no per-element mask.
+    const int seg_first = sg[q0];
+    const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
+    // Segment ids of the next key block travel through a register (loaded one step ahead, so the
+    // global-memory latency hides behind a step of math), then into sKseg.
+    int kseg_next = tid < BN && tid < T ? sg[tid] : 0;
+
+    uint32_t qf[HD / 16][4];  // this warp's Q rows as A fragments, loaded once
+    float o[HD / 8][4] = {};  // O accumulator: 16 rows x HD
+    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g, g+8 (l: this thread's columns only)
+
+    for (int j = 0; j < nkb; j++) {
+        const int k0 = j * BN, st = j & 1;
+        // Start loading key block j+1 into the other buffer (free: the barrier at the end of step j-1
+        // guarantees every warp is done reading it). An empty group on the last step keeps the
+        // wait_group<1> below uniform.
+        if (j + 1 < nkb) {
+            load_tile<BN, HD, NT>(sK + (st ^ 1) * BN * LD, kh, kstride, k0 + BN, T, tid);
+            load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, vh, kstride, k0 + BN, T, tid);
+        }
+        cp_async_commit();
+        const int kseg = kseg_next;
+        if (tid < BN) sKseg[tid] = kseg;
+        const bool match = tid < BN && k0 + tid < T && kseg == seg_first;
+        if (j + 1 < nkb) kseg_next = tid < BN && k0 + BN + tid < T ? sg[k0 + BN + tid] : 0;
+        cp_async_wait<1>();  // this thread's copies of block j (and Q) have landed...
+        const int n_match = __syncthreads_count(match);  // ...and everyone's, and sKseg is written
+        if (j == 0) {
+            #pragma unroll
+            for (int kk = 0; kk < HD / 16; kk++) ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+        }
+        if (q_uniform && n_match == 0) {  // provably fully masked (skipping it is bit-identical)
+            __syncthreads();
+            continue;
+        }
+        // No mask needed: one segment throughout, all keys valid, and every key <= every query.
+        const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
+        const bf16* tK = sK + st * BN * LD;
+        const bf16* tV = sV + st * BN * LD;
+
+        // S = Q Kᵀ: s[n] is the 16x8 tile of keys k0 + 8n .. k0 + 8n + 7.
+        float s[BN / 8][4] = {};
+        #pragma unroll
+        for (int kk = 0; kk < HD / 16; kk++) {
+            #pragma unroll
+            for (int np = 0; np < BN / 16; np++) {
+                uint32_t kb[4];
+                ldmatrix_x4(kb, tK + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+                mma_bf16(s[2 * np], qf[kk], kb[0], kb[1]);
+                mma_bf16(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+            }
+        }
+        // Element e of tile n is (row row0 + 8*(e>>1), key column 8n + 2*cq + (e&1)).
+        if (!no_mask) {
+            #pragma unroll
+            for (int n = 0; n < BN / 8; n++) {
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int col = n * 8 + 2 * cq + (e & 1), ki = k0 + col;
+                    const int qi = e < 2 ? qi0 : qi1, qs = e < 2 ? qseg0 : qseg1;
+                    if (ki > qi || ki >= T || sKseg[col] != qs) s[n][e] = -INFINITY;
+                }
+            }
+        }
+        // Online softmax, per row. The row max is reduced over the 4 threads of a group (they hold the
+        // row's 64 columns between them); the row sum stays per thread until the end.
+        #pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float mx = -INFINITY;
+            #pragma unroll
+            for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+            const float m_new = fmaxf(m[i], mx * scale_log2);
+            // A row with no allowed key so far has m = -inf; subtract 0 then, so exp2(-inf) = 0 and
+            // never exp2(-inf - -inf) = NaN.
+            const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+            const float alpha = exp2f(m[i] - m_use);
+            m[i] = m_new;
+            float rs = 0.0f;
+            #pragma unroll
+            for (int n = 0; n < BN / 8; n++) {
+                #pragma unroll
+                for (int e = 2 * i; e < 2 * i + 2; e++) {
+                    s[n][e] = exp2f(fmaf(s[n][e], scale_log2, -m_use));
+                    rs += s[n][e];
+                }
+            }
+            l[i] = l[i] * alpha + rs;
+            #pragma unroll
+            for (int n = 0; n < HD / 8; n++) {
+                o[n][2 * i] *= alpha;
+                o[n][2 * i + 1] *= alpha;
+            }
+        }
+        // O += P V, 16 keys (one k-step) at a time; P's A fragments come from two S tiles.
+        #pragma unroll
+        for (int ks = 0; ks < BN / 16; ks++) {
+            uint32_t pa[4];
+            acc_to_a(pa, s[2 * ks], s[2 * ks + 1]);
+            #pragma unroll
+            for (int dp = 0; dp < HD / 16; dp++) {
+                uint32_t vb[4];
+                ldmatrix_x4_trans(vb, tV + (ks * 16 + (lane & 15)) * LD + dp * 16 + (lane >> 4) * 8);
+                mma_bf16(o[2 * dp], pa, vb[0], vb[1]);
+                mma_bf16(o[2 * dp + 1], pa, vb[2], vb[3]);
+            }
+        }
+        __syncthreads();  // everyone is done with buffer st and sKseg before they are refilled
+    }
+
+    // Epilogue: full row sums, O / l, lse. A row with no allowed key (impossible for a real query:
+    // it always sees itself) would get O = 0 and lse = -inf, as on the CPU.
+    float inv[2];
+    #pragma unroll
+    for (int i = 0; i < 2; i++) {
+        float t = l[i];
+        t += __shfl_xor_sync(0xffffffffu, t, 1);
+        t += __shfl_xor_sync(0xffffffffu, t, 2);
+        inv[i] = t > 0.0f ? 1.0f / t : 0.0f;
+        const int qi = i == 0 ? qi0 : qi1;
+        if (cq == 0 && qi < T) lse[((size_t)b * T + qi) * nh + h] = t > 0.0f ? (m[i] + log2f(t)) * kLn2 : -INFINITY;
+    }
+    // Stage the warp's 16 output rows in its own rows of sQ (no other warp reads them), then store
+    // them with 16-byte writes.
+    acc_to_smem<HD>(sQ, warp * 16, o, inv[0], inv[1], lane);
+    __syncwarp();
+    store_rows16<HD>(out + ((size_t)b * T * nh + h) * HD, qstride, q0 + warp * 16, T, sQ + warp * 16 * LD, lane);
+}
+
+// Fallback forward: one warp per (b, t, h) query row, lanes over the head dimension, keys one at a
+// time with the online softmax in FP32 (expf, like the CPU).
+__global__ void fwd_fallback_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
+                                    const int32_t* seg, int B, int T, int nh, int nkv, int hd, float scale) {
+    const int lane = threadIdx.x & 31;
+    const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;  // (b*T + t)*nh + h
+    if (row >= (size_t)B * T * nh) return;  // whole warps only: no block barriers here
+    const int h = (int)(row % nh), t = (int)(row / nh % T), b = (int)(row / nh / T), g = h / (nh / nkv);
+    const int32_t* sg = seg + (size_t)b * T;
+    float qv[kFbRegs], o[kFbRegs] = {};
+    load_row(qv, q + row * hd, hd, lane);
+    float m = -INFINITY, l = 0.0f;
+    for (int s = 0; s <= t; s++) {
+        if (sg[s] != sg[t]) continue;
+        const size_t kv = (((size_t)b * T + s) * nkv + g) * hd;
+        const float x = dot_row(qv, k + kv, hd, lane) * scale;
+        const float m_new = fmaxf(m, x);  // x is finite, so m_new is
+        const float alpha = expf(m - m_new), p = expf(x - m_new);
+        l = l * alpha + p;
+        #pragma unroll
+        for (int i = 0; i < kFbRegs; i++) {
+            const int d = lane + 32 * i;
+            o[i] = o[i] * alpha + (d < hd ? p * __bfloat162float(v[kv + d]) : 0.0f);
+        }
+        m = m_new;
+    }
+    store_row(out + row * hd, o, l > 0.0f ? 1.0f / l : 0.0f, hd, lane);
+    if (lane == 0) lse[row] = l > 0.0f ? m + logf(l) : -INFINITY;
+}
+
+// Decoding: one block of kDecWarps warps per (sequence s, query head h). Warp w takes cached
+// positions j = w, w + kDecWarps, ... < len[s], with its own online-softmax state (lanes over the head
+// dimension); the warps' states are then merged in a fixed order (deterministic, no atomics).
+constexpr int kDecWarps = 4;
+
+__global__ void decode_kernel(bf16* out, const bf16* q, const bf16* kcache, const bf16* vcache, const int32_t* len,
+                              int max_T, int nh, int nkv, int hd, float scale) {
+    extern __shared__ __align__(16) unsigned char attn_smem[];
+    float* part = reinterpret_cast<float*>(attn_smem);  // [kDecWarps][hd + 2]: o[hd], m, l
+    const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
+    const int s = blockIdx.x / nh, h = blockIdx.x % nh, g = h / (nh / nkv), n = len[s];
+    const bf16* K = kcache + (size_t)s * max_T * nkv * hd;
+    const bf16* V = vcache + (size_t)s * max_T * nkv * hd;
+    float qv[kFbRegs], o[kFbRegs] = {};
+    load_row(qv, q + ((size_t)s * nh + h) * hd, hd, lane);
+    float m = -INFINITY, l = 0.0f;
+    for (int j = warp; j < n; j += kDecWarps) {
+        const size_t kv = ((size_t)j * nkv + g) * hd;
+        const float x = dot_row(qv, K + kv, hd, lane) * scale;
+        const float m_new = fmaxf(m, x);
+        const float alpha = expf(m - m_new), p = expf(x - m_new);
+        l = l * alpha + p;
+        #pragma unroll
+        for (int i = 0; i < kFbRegs; i++) {
+            const int d = lane + 32 * i;
+            o[i] = o[i] * alpha + (d < hd ? p * __bfloat162float(V[kv + d]) : 0.0f);
+        }
+        m = m_new;
+    }
+    float* mine = part + warp * (hd + 2);
+    #pragma unroll
+    for (int i = 0; i < kFbRegs; i++)
+        if (lane + 32 * i < hd) mine[lane + 32 * i] = o[i];
+    if (lane == 0) mine[hd] = m, mine[hd + 1] = l;
+    __syncthreads();
+    // Merge: M = max_w m_w, L = Σ_w l_w e^(m_w - M), O = Σ_w o_w e^(m_w - M) / L. A warp that saw no
+    // key has m = -inf and weighs 0; len = 0 gives zeros, like the CPU.
+    float M = -INFINITY;
+    for (int w = 0; w < kDecWarps; w++) M = fmaxf(M, part[w * (hd + 2) + hd]);
+    float L = 0.0f;
+    for (int w = 0; w < kDecWarps; w++)
+        if (M != -INFINITY) L += part[w * (hd + 2) + hd + 1] * expf(part[w * (hd + 2) + hd] - M);
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float acc = 0.0f;
+        for (int w = 0; w < kDecWarps; w++)
+            if (M != -INFINITY) acc += part[w * (hd + 2) + d] * expf(part[w * (hd + 2) + hd] - M);
+        out[((size_t)s * nh + h) * hd + d] = __float2bfloat16(L > 0.0f ? acc / L : 0.0f);
+    }
+}
+
+template <int HD>
+void launch_flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
+                      int T, int nh, int nkv, float scale) {
+    using C = FwdCfg<HD>;
+    static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
+        CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::smem));
+        return true;
+    }();
+    (void)smem_ok;
+    const unsigned nqb = ceil_div(T, C::BM);
+    if (nqb > 65535) fail("attention_forward: T = %d is too long for one grid (at most %d)", T, 65535 * C::BM);
+    dim3 grid(B * nh, nqb);
+    flash_fwd_kernel<HD><<<grid, C::NT, C::smem>>>(out, lse, q, k, v, seg, T, nh, nkv, scale * kLog2e);
+    CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace
+
+namespace cuda {
+
+void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
+                       int T, int nh, int nkv, int hd) {
+    if (B <= 0 || T <= 0 || nh <= 0) return;
+    if (nkv <= 0 || nh % nkv != 0) fail("attention_forward: %d query heads do not share %d kv heads evenly", nh, nkv);
+    const float scale = 1.0f / std::sqrt((float)hd);
+    if (tensor_core_ok(hd, {out, q, k, v})) {
+        if (hd == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+        else launch_flash_fwd<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+        return;
+    }
+    if (hd > kMaxFallbackHd) fail("attention_forward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
+    const size_t rows = (size_t)B * T * nh;
+    fwd_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale);
+    CUDA_LAUNCH_CHECK();
+}
+
+void attention_decode(bf16* out, const bf16* q, const bf16* kcache, const bf16* vcache, const int32_t* len, int S,
+                      int max_T, int nh, int nkv, int hd) {
+    if (S <= 0 || nh <= 0) return;
+    if (nkv <= 0 || nh % nkv != 0) fail("attention_decode: %d query heads do not share %d kv heads evenly", nh, nkv);
+    if (hd > kMaxFallbackHd) fail("attention_decode: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
+    const size_t smem = (size_t)kDecWarps * (hd + 2) * sizeof(float);
+    decode_kernel<<<(unsigned)((size_t)S * nh), kDecWarps * 32, smem>>>(out, q, kcache, vcache, len, max_T, nh, nkv, hd,
+                                                                       1.0f / std::sqrt((float)hd));
+    CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace cuda

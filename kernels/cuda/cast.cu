@@ -1,0 +1,59 @@
+// Type casts and row moves: the memory half of the CUDA backend's Ops (upload, download, cast,
+// gather_rows, scatter_rows). Pure bandwidth: 128-bit accesses where alignment allows.
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/packed.cuh"
+
+namespace cuda {
+
+// ---- casts: one thread per 8 elements; FP32 -> BF16 rounds to nearest even, BF16 -> FP32 is exact.
+
+template <class To, class From>
+__global__ void cast_kernel(To* dst, const From* src, size_t n, bool vec) {
+    size_t i = 8 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    float v[8];
+    load8(v, src, i, n, vec);
+    store8(dst, v, i, n, vec);
+}
+
+template <class To, class From>
+static void cast(To* dst, const From* src, size_t n) {
+    if (n == 0) return;
+    const int threads = 256;
+    bool vec = aligned16(dst) && aligned16(src);
+    cast_kernel<<<ceil_div(n, 8 * threads), threads>>>(dst, src, n, vec);
+    CUDA_LAUNCH_CHECK();
+}
+
+void cast_f32_to_bf16(bf16* dst, const float* src, size_t n) { cast(dst, src, n); }
+void cast_bf16_to_f32(float* dst, const bf16* src, size_t n) { cast(dst, src, n); }
+
+// ---- row moves: out[out_row(i), :] = in[in_row(i), :], where a null index array means the
+// identity. One block per row i; its threads copy the row's C elements as raw bits (16 bytes at a
+// time when every row is 16-byte aligned: both bases aligned and C % 8 == 0).
+__global__ void copy_rows_kernel(bf16* out, const bf16* in, const int32_t* out_rows, const int32_t* in_rows, int C,
+                                 bool vec) {
+    int i = blockIdx.x;
+    bf16* dst = out + (size_t)(out_rows ? out_rows[i] : i) * C;
+    const bf16* src = in + (size_t)(in_rows ? in_rows[i] : i) * C;
+    if (vec) {
+        for (int j = threadIdx.x; j < C / 8; j += blockDim.x)
+            reinterpret_cast<int4*>(dst)[j] = reinterpret_cast<const int4*>(src)[j];
+    } else {
+        for (int c = threadIdx.x; c < C; c += blockDim.x) dst[c] = src[c];
+    }
+}
+
+static void copy_rows(bf16* out, const bf16* in, const int32_t* out_rows, const int32_t* in_rows, int n, int C) {
+    if (n <= 0 || C <= 0) return;
+    bool vec = C % 8 == 0 && aligned16(out) && aligned16(in);
+    copy_rows_kernel<<<n, 128>>>(out, in, out_rows, in_rows, C, vec);
+    CUDA_LAUNCH_CHECK();
+}
+
+void gather_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C) { copy_rows(out, in, nullptr, rows, n, C); }
+// The rows must be distinct (as every caller's are: LM-head chunks, KV-cache slots): with a repeated
+// row, which of the copies lands would depend on block scheduling.
+void scatter_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C) { copy_rows(out, in, rows, nullptr, n, C); }
+
+}  // namespace cuda

@@ -1,0 +1,69 @@
+// Weighted cross-entropy fused with its gradient, on a chunk of n rows of logits[n, V] (BF16):
+//   nll_i = logsumexp(z_i) − z_i[y_i]             (FP32, from the BF16 logits)
+//   z_i ← (softmax(z_i) − onehot(y_i)) · w_i · grad_scale   (in place, BF16), when grad_scale != 0
+// As in kernels/cpu/crossentropy.cpp: rows with w_i = 0 still get their nll, and their gradient is
+// written as exp(·)·0 = 0; the gradient is exp(z − lse)·g, minus g at the target, rounded once.
+#include <cfloat>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/packed.cuh"
+#include "kernels/cuda/reduce.cuh"
+
+namespace cuda {
+
+// One block per row, two passes over it.
+// Pass 1 (online softmax): each thread walks its 8-wide chunks t, t+blockDim, ... keeping a running
+// max m and a sum s of exp(z − m), rescaled when m grows. The block then reduces the maxima to M and
+// the sums, each rescaled by exp(m − M), to S: lse = M + log S. m starts at −FLT_MAX, not −inf, so
+// −inf logits (masked entries) add exp(−inf) = 0 instead of exp(−inf + inf) = NaN.
+// Pass 2 writes the gradient over the row.
+__global__ void crossentropy_kernel(bf16* logits, float* nll, const int32_t* targets, const float* weights, int V,
+                                    float grad_scale, bool vec) {
+    int row = blockIdx.x;
+    bf16* z = logits + (size_t)row * V;
+    int target = targets[row];
+    // Read before any thread can overwrite the row: pass 2 starts after the reductions' barriers.
+    float zt = __bfloat162float(z[target]);
+    int chunks = (V + 7) / 8;
+    float m = -FLT_MAX, s = 0.0f;
+    for (int j = threadIdx.x; j < chunks; j += blockDim.x) {
+        float v[8], mc = -INFINITY;
+        load8(v, z, 8 * j, V, vec);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) {
+            if (8 * j + k >= V) v[k] = -INFINITY;  // past the row's end: no contribution
+            mc = fmaxf(mc, v[k]);
+        }
+        float mn = fmaxf(m, mc);
+        s *= expf(m - mn);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) s += expf(v[k] - mn);
+        m = mn;
+    }
+    float M = block_reduce<MaxOp>(m);
+    float S = block_reduce<SumOp>(s * expf(m - M));
+    float lse = M + logf(S);
+    if (threadIdx.x == 0) nll[row] = lse - zt;
+    if (grad_scale == 0.0f) return;
+    float g = weights[row] * grad_scale;
+    for (int j = threadIdx.x; j < chunks; j += blockDim.x) {
+        float v[8];
+        load8(v, z, 8 * j, V, vec);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) {
+            v[k] = expf(v[k] - lse) * g;
+            if (8 * j + k == target) v[k] -= g;
+        }
+        store8(z, v, 8 * j, V, vec);
+    }
+}
+
+void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targets, const float* weights, int n, int V,
+                                   float grad_scale) {
+    if (n <= 0) return;
+    bool vec = V % 8 == 0 && aligned16(logits);
+    crossentropy_kernel<<<n, 1024>>>(logits, nll, targets, weights, V, grad_scale, vec);
+    CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace cuda

@@ -1,0 +1,174 @@
+// NF4 (blocks of 64 weights, 4-bit codes) and bitsandbytes' blockwise 8-bit dynamic quantization
+// (blocks of 256, the double quantization of the NF4 absmax values), on the GPU.
+//
+// The quantizers and the 8-bit dequantizer are bit-identical to kernels/cpu/nf4.cpp: the same
+// tables (kernels/nf4_tables.h), the same absmax, the same correctly rounded reciprocal 1/absmax,
+// multiplied (not divided) into each value, the same midpoint comparisons and tie rule (a value
+// exactly between two codes takes the lower one), the same nibble order (element 2j in the high
+// nibble of byte j). Every step is a single IEEE operation with one possible result.
+#include <array>
+
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/packed.cuh"
+#include "kernels/cuda/reduce.cuh"
+#include "kernels/nf4_tables.h"
+
+namespace cuda {
+
+__constant__ float c_nf4[16];    // kNF4
+__constant__ float c_map8[256];  // dynamic_map_values()
+
+// The tables go to __constant__ memory once, on the first call of any op here.
+static void upload_tables() {
+    static const bool done = [] {
+        CUDA_CHECK(cudaMemcpyToSymbol(c_nf4, kNF4, sizeof(kNF4)));
+        std::array<float, 256> map = dynamic_map_values();
+        CUDA_CHECK(cudaMemcpyToSymbol(c_map8, map.data(), sizeof(float) * map.size()));
+        return true;
+    }();
+    (void)done;
+}
+
+// 1/absmax as the CPU computes it (0 for an all-zero block, whose values all map to the code of 0).
+// __fdiv_rn: the correctly rounded quotient whatever the compiler flags (-use_fast_math included).
+__device__ inline float inv_absmax(float amax) { return amax > 0.0f ? __fdiv_rn(1.0f, amax) : 0.0f; }
+
+// |x| for the absmax, as the CPU's amax = std::max(amax, |x|) from 0 sees it: a NaN never wins.
+__device__ inline float abs_for_max(float x) { return fmaxf(0.0f, fabsf(x)); }
+
+// ---- NF4 ----
+
+// The code whose value is nearest x: the last of the 15 midpoints that x exceeds (x > mid, so a tie
+// goes to the lower code; NaN exceeds none: code 0). The midpoints are computed as on the CPU.
+__device__ inline uint8_t nf4_code(float x) {
+    int c = 0;
+    #pragma unroll
+    for (int i = 1; i < 16; i++)
+        if (x > 0.5f * (c_nf4[i - 1] + c_nf4[i])) c = i;
+    return (uint8_t)c;
+}
+
+// One warp per block of 64 weights: lane l takes elements 2l and 2l+1 (its code byte), the warp
+// reduces the absmax with shuffles. The last block may be short, and n may be odd (the low nibble
+// of the last byte is then 0).
+__global__ void nf4_quantize_kernel(uint8_t* codes, float* absmax, const float* w, size_t n) {
+    size_t b = ((size_t)blockIdx.x * blockDim.x + threadIdx.x) / 32;
+    int lane = threadIdx.x % 32;
+    if (b >= (n + 63) / 64) return;  // whole warps leave together
+    size_t i = b * 64 + 2 * lane;
+    float x0 = i < n ? w[i] : 0.0f, x1 = i + 1 < n ? w[i + 1] : 0.0f;
+    float amax = warp_reduce<MaxOp>(fmaxf(abs_for_max(x0), abs_for_max(x1)));
+    float inv = inv_absmax(amax);
+    if (lane == 0) absmax[b] = amax;
+    if (i < n) codes[i / 2] = (uint8_t)(nf4_code(x0 * inv) << 4 | (i + 1 < n ? nf4_code(x1 * inv) : 0));
+}
+
+void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n) {
+    if (n == 0) return;
+    upload_tables();
+    const int threads = 256;  // 8 warps: 8 blocks of 64
+    nf4_quantize_kernel<<<ceil_div((n + 63) / 64, threads / 32), threads>>>(codes, absmax, w, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+// One thread per 8 weights: 4 code bytes (one 32-bit load when aligned) in, 8 BF16 (one 128-bit
+// store) out; all 8 lie in one block of 64, so one absmax. The codebook is copied to shared memory:
+// the 16 entries sit in 16 banks, so a warp's data-dependent lookups never conflict (constant
+// memory would serialise them). w = bf16(code value · absmax), the CPU's FP32 product rounded once.
+__global__ void nf4_dequantize_kernel(bf16* w, const uint8_t* codes, const float* absmax, size_t n, bool vec) {
+    __shared__ float book[16];
+    if (threadIdx.x < 16) book[threadIdx.x] = c_nf4[threadIdx.x];
+    __syncthreads();
+    size_t i = 8 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    uint32_t bytes = 0;  // byte q (codes[i/2 + q]) in bits 8q..8q+7, as a little-endian load puts it
+    if (vec && i + 8 <= n) {
+        bytes = *reinterpret_cast<const uint32_t*>(codes + i / 2);
+    } else {
+        for (int q = 0; q < 4; q++)
+            if (i + 2 * q < n) bytes |= (uint32_t)codes[i / 2 + q] << (8 * q);
+    }
+    float a = absmax[i / 64], v[8];
+    #pragma unroll
+    for (int q = 0; q < 4; q++) {
+        uint32_t byte = bytes >> (8 * q) & 0xff;
+        v[2 * q] = book[byte >> 4] * a;
+        v[2 * q + 1] = book[byte & 15] * a;
+    }
+    store8(w, v, i, n, vec);
+}
+
+void nf4_dequantize(bf16* w, const uint8_t* codes, const float* absmax, size_t n) {
+    if (n == 0) return;
+    upload_tables();
+    const int threads = 256;
+    bool vec = aligned16(w) && ((uintptr_t)codes & 3) == 0;
+    nf4_dequantize_kernel<<<ceil_div(n, 8 * threads), threads>>>(w, codes, absmax, n, vec);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- blockwise 8-bit ----
+
+constexpr int kBlock8 = 256;  // elements per absmax, and threads per CUDA block below
+
+// The map entry nearest x, as the CPU's std::lower_bound + neighbour comparison: L = the number of
+// entries < x (a branch-free binary search: 8 halvings leave L in [lo, lo+1], one more test settles
+// it; NaN is < nothing: L = 0), then the nearer of map[L-1] and map[L], ties to the lower.
+__device__ inline uint8_t dynamic_code(float x, const float* map) {
+    int lo = 0;
+    #pragma unroll
+    for (int step = 128; step > 0; step >>= 1)
+        if (map[lo + step - 1] < x) lo += step;
+    int L = lo + (map[lo] < x ? 1 : 0);  // lo <= 255 here
+    if (L == 0) return 0;
+    if (L == 256) return 255;
+    return (uint8_t)(x - map[L - 1] <= map[L] - x ? L - 1 : L);
+}
+
+// One CUDA block of 256 threads per quantization block, one element per thread. The map is copied
+// to shared memory (data-dependent lookups); the absmax is a block max reduction.
+__global__ void quantize_blockwise8_kernel(uint8_t* q, float* absmax, const float* x, size_t n) {
+    __shared__ float map[256];
+    map[threadIdx.x] = c_map8[threadIdx.x];
+    __syncthreads();
+    size_t i = (size_t)blockIdx.x * kBlock8 + threadIdx.x;
+    float xi = i < n ? x[i] : 0.0f;
+    float amax = block_reduce<MaxOp>(abs_for_max(xi));
+    float inv = inv_absmax(amax);
+    if (threadIdx.x == 0) absmax[blockIdx.x] = amax;
+    if (i < n) q[i] = dynamic_code(xi * inv, map);
+}
+
+void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
+    if (n == 0) return;
+    upload_tables();
+    quantize_blockwise8_kernel<<<ceil_div(n, kBlock8), kBlock8>>>(q, absmax, x, n);
+    CUDA_LAUNCH_CHECK();
+}
+
+// x[i] = map[q[i]] · absmax[i / 256] + offset, as one fused multiply-add: that is what the CPU
+// reference compiles to with the Makefile's -march=native on FMA hardware (GCC contracts it), and
+// __fmaf_rn keeps it so whatever nvcc's flags. Each block copies the map to shared memory once and
+// then converts 16 elements per thread (strided by the block size, so accesses stay coalesced).
+constexpr int kDequant8PerThread = 16;
+
+__global__ void dequantize_blockwise8_kernel(float* x, const uint8_t* q, const float* absmax, size_t n, float offset) {
+    __shared__ float map[256];
+    map[threadIdx.x] = c_map8[threadIdx.x];
+    __syncthreads();
+    size_t i0 = (size_t)blockIdx.x * kBlock8 * kDequant8PerThread + threadIdx.x;
+    #pragma unroll
+    for (int r = 0; r < kDequant8PerThread; r++) {
+        size_t i = i0 + (size_t)r * kBlock8;
+        if (i < n) x[i] = __fmaf_rn(map[q[i]], absmax[i / kBlock8], offset);
+    }
+}
+
+void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n, float offset) {
+    if (n == 0) return;
+    upload_tables();
+    dequantize_blockwise8_kernel<<<ceil_div(n, kBlock8 * kDequant8PerThread), kBlock8>>>(x, q, absmax, n, offset);
+    CUDA_LAUNCH_CHECK();
+}
+
+}  // namespace cuda

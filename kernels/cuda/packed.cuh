@@ -1,0 +1,62 @@
+// 128-bit access for the memory-bound kernels: a thread moves 8 consecutive elements at a time
+// (one 16-byte load of BF16, two of FP32) and computes on them as FP32 registers.
+//
+// A kernel decides once whether the vector path is allowed (`vec`: every pointer it streams is
+// 16-byte aligned and, for row kernels, the row width keeps each row aligned, i.e. C % 8 == 0).
+// Chunks start at multiples of 8 elements; a chunk that is full and allowed goes as one vector
+// access, anything else (the tail of a tensor, an odd row width, a view that starts mid-vector)
+// element by element. The results are the same either way: only the access width differs.
+#pragma once
+#include <cstdint>
+
+#include "kernels/cuda/common.cuh"
+
+inline bool aligned16(const void* p) { return ((uintptr_t)p & 15) == 0; }
+
+// v[k] = p[i + k] for i + k < n; lanes past n read as 0.
+__device__ inline void load8(float (&v)[8], const bf16* p, size_t i, size_t n, bool vec) {
+    if (vec && i + 8 <= n) {
+        alignas(16) bf16 b[8];
+        *reinterpret_cast<int4*>(b) = *reinterpret_cast<const int4*>(p + i);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = __bfloat162float(b[k]);
+    } else {
+        #pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = i + k < n ? __bfloat162float(p[i + k]) : 0.0f;
+    }
+}
+
+__device__ inline void load8(float (&v)[8], const float* p, size_t i, size_t n, bool vec) {
+    if (vec && i + 8 <= n) {
+        float4 a = *reinterpret_cast<const float4*>(p + i), b = *reinterpret_cast<const float4*>(p + i + 4);
+        v[0] = a.x, v[1] = a.y, v[2] = a.z, v[3] = a.w, v[4] = b.x, v[5] = b.y, v[6] = b.z, v[7] = b.w;
+    } else {
+        #pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = i + k < n ? p[i + k] : 0.0f;
+    }
+}
+
+// p[i + k] = v[k] for i + k < n; BF16 rounds to nearest even.
+__device__ inline void store8(bf16* p, const float (&v)[8], size_t i, size_t n, bool vec) {
+    if (vec && i + 8 <= n) {
+        alignas(16) bf16 b[8];
+        #pragma unroll
+        for (int k = 0; k < 8; k++) b[k] = __float2bfloat16_rn(v[k]);
+        *reinterpret_cast<int4*>(p + i) = *reinterpret_cast<const int4*>(b);
+    } else {
+        #pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i + k < n) p[i + k] = __float2bfloat16_rn(v[k]);
+    }
+}
+
+__device__ inline void store8(float* p, const float (&v)[8], size_t i, size_t n, bool vec) {
+    if (vec && i + 8 <= n) {
+        *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
+        *reinterpret_cast<float4*>(p + i + 4) = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+        #pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i + k < n) p[i + k] = v[k];
+    }
+}
