@@ -4,6 +4,8 @@
 #include <doctest/doctest.h>
 #include <cstdio>
 
+#include "kernels/kernels.h"
+
 namespace {
 int g_passed = 0, g_failed = 0;
 
@@ -31,6 +33,12 @@ REGISTER_LISTENER("counts", 1, CountListener);
 
 int main(int argc, char** argv) {
     doctest::Context ctx(argc, argv);
+    // The CUDA-vs-CPU tests (TEST_SUITE "cuda") need a GPU: without one they are skipped, saying why.
+    const char* why = nullptr;
+    if (!cuda_ops(&why)) {
+        ctx.addFilter("test-suite-exclude", "cuda");
+        std::printf("note: CUDA tests skipped: %s\n", why ? why : "no CUDA backend");
+    }
     int rc = ctx.run();
     if (ctx.shouldExit()) return rc;
     std::printf("%d passed, %d failed\n", g_passed, g_failed);

@@ -1,0 +1,262 @@
+// The CUDA backend's memory half (alloc and MemStats, copies, casts, row moves), its quantization
+// (NF4, blockwise 8-bit) and its optimizer (AdamW, sum of squares), against the CPU backend. These
+// are exact operations or FP32 arithmetic, so the tolerances are bit-identity or an ulp or two
+// (tests/test_cuda_util.h). Suite "cuda": tests/main.cpp skips it when cuda_ops() finds no GPU.
+// The compute ops are in tests/test_cuda_ops.cpp.
+#include <cfloat>
+#include <numeric>
+
+#include "tests/test_cuda_util.h"
+
+using std::vector;
+
+namespace {
+
+vector<float> rnd(size_t n, uint64_t seed, float scale = 1.0f) { return random_vec(n, seed, scale); }
+
+vector<uint8_t> random_bytes(size_t n, uint64_t seed) {
+    vector<int32_t> v = random_ints(n, seed, 0, 256);
+    return vector<uint8_t>(v.begin(), v.end());
+}
+
+size_t bytes_in(const MemStats& s, Mem c) { return s.bytes[(int)c]; }
+
+// Allocation accounting of one backend: two blocks in two categories, released one by one.
+void check_accounting(const Ops& o) {
+    INFO("backend " << o.name);
+    const size_t a = size_t(3) << 20, b = (size_t(5) << 20) + 7;
+    const MemStats s0 = o.mem_stats();
+    void* pa = o.alloc(a, Mem::adapters);
+    const MemStats s1 = o.mem_stats();
+    void* pb = o.alloc(b, Mem::optimizer);
+    const MemStats s2 = o.mem_stats();
+    o.release(pa);
+    const MemStats s3 = o.mem_stats();
+
+    CHECK(bytes_in(s1, Mem::adapters) == bytes_in(s0, Mem::adapters) + a);
+    CHECK(bytes_in(s2, Mem::optimizer) == bytes_in(s0, Mem::optimizer) + b);
+    size_t sum = 0;
+    for (int c = 0; c < (int)Mem::count; c++) {
+        INFO("category " << mem_name((Mem)c));
+        if ((Mem)c != Mem::adapters && (Mem)c != Mem::optimizer) CHECK(s2.bytes[c] == s0.bytes[c]);
+        sum += s2.bytes[c];
+    }
+    CHECK(s2.total() == sum);
+    CHECK(s2.total() == s0.total() + a + b);
+    CHECK(s2.peak_total >= s0.total() + a + b);
+    CHECK(s2.peak[(int)Mem::optimizer] >= bytes_in(s0, Mem::optimizer) + b);
+    // After a release: bytes back down, peaks kept.
+    CHECK(bytes_in(s3, Mem::adapters) == bytes_in(s0, Mem::adapters));
+    CHECK(s3.peak[(int)Mem::adapters] >= bytes_in(s0, Mem::adapters) + a);
+    CHECK(s3.peak_total >= s0.total() + a + b);
+
+    // Zero-filled, even where the memory was just used: fill, release, allocate the same size again.
+    vector<uint8_t> fill(b, 0xAB), back(b, 0xCD);
+    o.to_device(pb, fill.data(), b);
+    o.release(pb);
+    void* pc = o.alloc(b, Mem::optimizer);
+    o.to_host(back.data(), pc, b);
+    CHECK_MESSAGE(std::count(back.begin(), back.end(), 0) == (long)b, "alloc did not zero-fill");
+    o.release(pc);
+    const MemStats s4 = o.mem_stats();
+    for (int c = 0; c < (int)Mem::count; c++) {
+        INFO("category " << mem_name((Mem)c) << " after releasing everything");
+        CHECK(s4.bytes[c] == s0.bytes[c]);
+    }
+}
+
+// Values that test the rounding: ties go to even, a tie broken by a low bit goes up, overflow to
+// infinity, subnormals, signed zeros, infinities.
+vector<float> rounding_values() {
+    const float u = std::ldexp(1.0f, -8);  // half a BF16 ulp at 1
+    vector<float> v = {0.0f, -0.0f, 1.0f, 1.0f + u, 1.0f + 3 * u, 1.0f + u + std::ldexp(1.0f, -20), -(1.0f + u),
+                       -(1.0f + 3 * u), FLT_MAX, -FLT_MAX, 3.3e38f, 1e-40f, -1e-40f, FLT_MIN, INFINITY, -INFINITY,
+                       65504.0f, 1e-20f};
+    vector<float> r = rnd(1000, 1, 100.0f);
+    v.insert(v.end(), r.begin(), r.end());
+    return v;
+}
+
+// The NF4 codebook and the 8-bit dynamic map, read back from the CPU dequantizers (absmax 1).
+vector<float> nf4_codebook() {
+    vector<uint8_t> codes(8);
+    for (int j = 0; j < 8; j++) codes[j] = (uint8_t)((2 * j) << 4 | (2 * j + 1));
+    float one = 1.0f;
+    vector<float> book(16);
+    cpu_ops().nf4_dequantize(as_act(book.data()), codes.data(), &one, 16);
+    return book;
+}
+vector<float> dynamic_map() {
+    vector<uint8_t> q(256);
+    std::iota(q.begin(), q.end(), 0);
+    float one = 1.0f;
+    vector<float> map(256);
+    cpu_ops().dequantize_blockwise8(map.data(), q.data(), &one, 256, 0.0f);
+    return map;
+}
+
+// Writes, from x[at], the codes themselves, the midpoints between neighbours (exact ties, which go
+// to the lower code), and the midpoints nudged one ulp up and down; `scale` multiplies them all (a
+// power of two keeps the ties exact after the absmax scaling). Returns the index after the last.
+size_t put_ties(vector<float>& x, size_t at, const vector<float>& codes, float scale) {
+    for (float c : codes) x[at++] = c * scale;
+    for (size_t i = 0; i + 1 < codes.size(); i++) {
+        float mid = 0.5f * (codes[i] + codes[i + 1]);
+        x[at++] = mid * scale;
+        x[at++] = std::nextafter(mid, INFINITY) * scale;
+        x[at++] = std::nextafter(mid, -INFINITY) * scale;
+    }
+    return at;
+}
+
+}  // namespace
+
+TEST_SUITE("cuda") {
+
+TEST_CASE("cuda alloc, release and MemStats: bytes per category go up and down, peaks are kept, zero-filled") {
+    const Ops& g = cuda_backend();
+    check_accounting(cpu_ops());
+    check_accounting(g);
+}
+
+TEST_CASE("cuda memset0 and copy touch exactly their byte ranges") {
+    const Ops& g = cuda_backend();
+    BufTwin<uint8_t> src(g, random_bytes(1001, 1)), dst(g, random_bytes(1001, 2));
+    run_both(g, [&](const Ops& o, On on) {
+        o.copy(dst[on] + 3, src[on] + 5, 990);
+        o.memset0(dst[on] + 100, 77);
+    });
+    expect_identical("copy 990 bytes to offset 3, then memset0 77 bytes at offset 100", dst);
+}
+
+TEST_CASE("cuda upload, download and cast round to nearest even, exactly as bf16_round") {
+    const Ops& g = cuda_backend();
+    vector<float> v = rounding_values();
+    ActTwin up(g, v);  // uploads, then downloads into up.h
+    expect_identical("upload then download", up.h, bf16_round(v));
+    BufTwin<float> src(g, v);
+    ActTwin cast(g, vector<float>(v.size()));
+    g.cast(cast[On::cuda], src[On::cuda], v.size());
+    expect_identical("cast (device FP32 to BF16) then download", cast.cuda(), bf16_round(v));
+    ActTwin nan(g, {NAN, -NAN});
+    CHECK(std::isnan(nan.h[0]));
+    CHECK(std::isnan(nan.h[1]));
+}
+
+TEST_CASE("cuda gather_rows and scatter_rows move BF16 rows exactly") {
+    const Ops& g = cuda_backend();
+    int R = 50, n = 37, C = 100;
+    ActTwin table(g, rnd((size_t)R * C, 1)), rows_out(g, rnd((size_t)n * C, 2));
+    BufTwin<int32_t> picks(g, random_ints(n, 3, 0, R));  // with repeats
+    run_both(g, [&](const Ops& o, On on) { o.gather_rows(rows_out[on], table[on], picks[on], n, C); });
+    expect_identical(strf("gather_rows n=%d C=%d", n, C), rows_out);
+
+    vector<int32_t> perm(R);  // scatter: distinct destinations, some rows left untouched
+    std::iota(perm.begin(), perm.end(), 0);
+    Rng r(4);
+    for (int i = R - 1; i > 0; i--) std::swap(perm[i], perm[r.next_u64() % (i + 1)]);
+    perm.resize(n);
+    BufTwin<int32_t> dests(g, perm);
+    ActTwin rows_in(g, rnd((size_t)n * C, 5)), dst(g, rnd((size_t)R * C, 6));
+    run_both(g, [&](const Ops& o, On on) { o.scatter_rows(dst[on], rows_in[on], dests[on], n, C); });
+    expect_identical(strf("scatter_rows n=%d C=%d into %d rows", n, C, R), dst);
+}
+
+TEST_CASE("cuda nf4_quantize: codes and absmax bit-identical to the CPU") {
+    const Ops& g = cuda_backend();
+    const size_t n = 64 * 40 + 37;  // a short, odd last block
+    vector<float> w = rnd(n, 1, 0.02f);
+    std::fill(w.begin() + 3 * 64, w.begin() + 4 * 64, 0.0f);  // an all-zero block
+    vector<float> book = nf4_codebook();                       // block 5 at absmax 1, block 7 at 1/4
+    REQUIRE(put_ties(w, 5 * 64, book, 1.0f) <= 6 * 64);        // 16 codes + 15 × 3 midpoints: one block
+    put_ties(w, 7 * 64, book, 0.25f);
+    BufTwin<float> wt(g, w), absmax(g, vector<float>((n + 63) / 64, -1.0f));
+    BufTwin<uint8_t> codes(g, vector<uint8_t>((n + 1) / 2, 0xAA));
+    run_both(g, [&](const Ops& o, On on) { o.nf4_quantize(codes[on], absmax[on], wt[on], n); });
+    expect_identical(strf("nf4_quantize n=%zu: codes", n), codes);
+    expect_identical(strf("nf4_quantize n=%zu: absmax", n), absmax);
+}
+
+TEST_CASE("cuda nf4_dequantize: the CPU's values rounded to BF16, exactly") {
+    const Ops& g = cuda_backend();
+    const size_t n = 64 * 40 + 37;
+    vector<float> w = rnd(n, 1, 0.02f), absmax_h((n + 63) / 64);
+    vector<uint8_t> codes_h((n + 1) / 2);
+    cpu_ops().nf4_quantize(codes_h.data(), absmax_h.data(), w.data(), n);
+    BufTwin<uint8_t> codes(g, codes_h);
+    BufTwin<float> absmax(g, absmax_h);
+    ActTwin out(g, rnd(n, 2));  // garbage: overwritten
+    run_both(g, [&](const Ops& o, On on) { o.nf4_dequantize(out[on], codes[on], absmax[on], n); });
+    // One FP32 product code·absmax, then the storage rounding: nothing to differ in.
+    expect_identical(strf("nf4_dequantize n=%zu: w", n), out.cuda(), bf16_round(out.h));
+}
+
+TEST_CASE("cuda quantize_blockwise8: codes and absmax bit-identical to the CPU") {
+    const Ops& g = cuda_backend();
+    const size_t n = 256 * 12 + 37;
+    vector<float> x = rnd(n, 1, 0.01f);
+    std::fill(x.begin() + 2 * 256, x.begin() + 3 * 256, 0.0f);  // an all-zero block
+    put_ties(x, 4 * 256, dynamic_map(), 1.0f);                   // blocks 4-7 at absmax 1
+    put_ties(x, 8 * 256, dynamic_map(), 0.5f);                   // blocks 8-11 at 1/2
+    for (size_t b = 4; b < 12; b++) x[b * 256 + 255] = b < 8 ? 1.0f : 0.5f;  // each of them holds its absmax
+    BufTwin<float> xt(g, x), absmax(g, vector<float>((n + 255) / 256, -1.0f));
+    BufTwin<uint8_t> q(g, vector<uint8_t>(n, 0xAA));
+    run_both(g, [&](const Ops& o, On on) { o.quantize_blockwise8(q[on], absmax[on], xt[on], n); });
+    expect_identical(strf("quantize_blockwise8 n=%zu: codes", n), q);
+    expect_identical(strf("quantize_blockwise8 n=%zu: absmax", n), absmax);
+}
+
+TEST_CASE("cuda dequantize_blockwise8 with and without an offset (FP32 out)") {
+    const Ops& g = cuda_backend();
+    const size_t n = 256 * 5 + 37;
+    vector<float> x = rnd(n, 1, 0.01f), absmax_h((n + 255) / 256);
+    vector<uint8_t> q_h(n);
+    cpu_ops().quantize_blockwise8(q_h.data(), absmax_h.data(), x.data(), n);
+    BufTwin<uint8_t> q(g, q_h);
+    BufTwin<float> absmax(g, absmax_h);
+    for (float offset : {0.0f, -0.0123f}) {
+        BufTwin<float> out(g, rnd(n, 2));  // garbage: overwritten
+        run_both(g, [&](const Ops& o, On on) { o.dequantize_blockwise8(out[on], q[on], absmax[on], n, offset); });
+        expect_close(strf("dequantize_blockwise8 n=%zu offset=%g: x", n, offset), out, kFma);
+    }
+}
+
+TEST_CASE("cuda adamw_update: FP32 masters and moments, p_compute = BF16 of p; weight decay, grad_scale") {
+    const Ops& g = cuda_backend();
+    const size_t n = 100003;
+    struct Case {
+        float weight_decay, grad_scale;
+        int t;
+    };
+    for (Case c : {Case{0.0f, 1.0f, 1}, Case{0.1f, 1.0f, 1}, Case{0.1f, 0.37f, 10}, Case{0.0f, 0.37f, 1000}}) {
+        vector<float> v0 = rnd(n, 4, 0.01f);
+        for (float& x : v0) x *= x;  // a second moment is ≥ 0
+        BufTwin<float> p(g, rnd(n, 1)), grad(g, rnd(n, 2, 0.1f)), m(g, rnd(n, 3, 0.01f)), v(g, v0);
+        ActTwin p_compute(g, vector<float>(n));
+        run_both(g, [&](const Ops& o, On on) {
+            o.adamw_update(p[on], on == On::cuda ? p_compute[on] : nullptr, grad[on], m[on], v[on], n, 1e-3f, 0.9f,
+                           0.999f, 1e-8f, c.weight_decay, c.grad_scale, c.t);
+        });
+        std::string what = strf("adamw_update n=%zu wd=%g grad_scale=%g t=%d", n, c.weight_decay, c.grad_scale, c.t);
+        expect_close(what + ": p", p, kAdamW);
+        expect_close(what + ": m", m, kAdamW);
+        expect_close(what + ": v", v, kAdamW);
+        expect_identical(what + ": p_compute = bf16(p)", p_compute.cuda(), bf16_round(p.cuda()));
+    }
+}
+
+TEST_CASE("cuda sum_squares: Σ g² in double; deterministic") {
+    const Ops& g = cuda_backend();
+    for (size_t n : {size_t(1), size_t(37), size_t(1000003)}) {
+        BufTwin<float> grad(g, rnd(n, n));
+        double ref = cpu_ops().sum_squares(grad[On::cpu], n);
+        double got = g.sum_squares(grad[On::cuda], n), again = g.sum_squares(grad[On::cuda], n);
+        double rel = std::fabs(got - ref) / ref;
+        std::printf("  %s sum_squares n=%zu: cuda=%.17g cpu=%.17g rel err %.3g (tolerance %.3g)\n",
+                    rel <= kSumSquaresRtol ? "ok" : "FAIL", n, got, ref, rel, kSumSquaresRtol);
+        CHECK_MESSAGE(rel <= kSumSquaresRtol, "sum_squares n=" << n << ": cuda " << show(got) << " vs cpu " << show(ref));
+        expect_identical(strf("sum_squares n=%zu: second call vs first", n), vector<double>{again}, vector<double>{got});
+    }
+}
+
+}  // TEST_SUITE("cuda")

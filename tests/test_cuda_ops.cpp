@@ -1,0 +1,431 @@
+// The CUDA compute ops against the CPU oracle (DESIGN.md §8): each op runs on both backends on the
+// same BF16-rounded inputs, at awkward sizes (not multiples of 8/16/64/128), and the outputs are
+// compared with the tolerance stated for that op in tests/test_cuda_util.h. Every comparison
+// prints one line (worst error against its tolerance), so a single GPU run both checks and
+// calibrates. The backward ops that reduce over tokens are also run twice: bit-identical required.
+// Suite "cuda": tests/main.cpp skips it when cuda_ops() finds no GPU.
+// Memory ops, quantization and the optimizer are in tests/test_cuda_memory.cpp.
+#include <algorithm>
+#include <iterator>
+
+#include "tests/test_cuda_util.h"
+
+using std::vector;
+
+namespace {
+
+// N(0, scale²) values from stream `seed`.
+vector<float> rnd(size_t n, uint64_t seed, float scale = 1.0f) { return random_vec(n, seed, scale); }
+float inv_sqrt(int n) { return 1.0f / std::sqrt((float)n); }
+
+// ---- shared shapes ----
+
+// Small and awkward; few rows (the decode path) with a long inner dimension; SmolLM's width with an
+// odd output width.
+struct MatShape {
+    int N, C, OC;
+};
+const MatShape kMatShapes[] = {{37, 100, 77}, {5, 2051, 33}, {130, 576, 1537}};
+
+// GQA with head dims 16, 64 and 128 at T = 300 (longer than any tile), plain multi-head attention,
+// and a short row with 2 query heads per kv head.
+struct AttnCase {
+    int B, T, nh, nkv, hd;
+};
+const AttnCase kAttnCases[] = {{3, 300, 6, 2, 16}, {3, 300, 6, 2, 64}, {3, 300, 6, 2, 128}, {2, 67, 4, 4, 64},
+                               {3, 37, 6, 3, 128}};
+
+std::string name(const AttnCase& c) {
+    return strf("B=%d T=%d nh=%d nkv=%d hd=%d", c.B, c.T, c.nh, c.nkv, c.hd);
+}
+
+// Segment ids, by row: b%3 == 0 packs three examples of unequal lengths; 1 is one example followed
+// by padding (−1); 2 is one example filling the row.
+vector<int32_t> attn_segments(int B, int T) {
+    vector<int32_t> seg((size_t)B * T);
+    for (int b = 0; b < B; b++)
+        for (int t = 0; t < T; t++)
+            seg[(size_t)b * T + t] = b % 3 == 0 ? (t <= T / 3 ? 0 : t < 3 * T / 4 ? 1 : 2)
+                                   : b % 3 == 1 ? (t <= 2 * T / 3 ? 0 : -1)
+                                                : 0;
+    return seg;
+}
+
+// q, k, v ~ N(0, 1): scores q·k/sqrt(hd) ~ N(0, 1), neither flat nor one-hot.
+struct AttnInputs {
+    AttnInputs(const Ops& g, const AttnCase& c)
+        : NQ((size_t)c.B * c.T * c.nh * c.hd), NK((size_t)c.B * c.T * c.nkv * c.hd), NL((size_t)c.B * c.T * c.nh),
+          q(g, rnd(NQ, 1)), k(g, rnd(NK, 2)), v(g, rnd(NK, 3)), seg(g, attn_segments(c.B, c.T)) {}
+    size_t NQ, NK, NL;  // elements of q (and out), of k (and v), of lse
+    ActTwin q, k, v;
+    BufTwin<int32_t> seg;
+};
+
+// Zero-pattern of a tensor (1 where 0): how a dropout mask shows in its output.
+vector<int32_t> zeros_of(const vector<float>& v) {
+    vector<int32_t> z(v.size());
+    for (size_t i = 0; i < v.size(); i++) z[i] = v[i] == 0.0f;
+    return z;
+}
+
+}  // namespace
+
+TEST_SUITE("cuda") {
+
+TEST_CASE("cuda matmul_forward: with and without bias, overwrite and accumulate") {
+    const Ops& g = cuda_backend();
+    for (MatShape s : kMatShapes)
+        for (bool bias : {false, true})
+            for (bool acc : {false, true}) {
+                int N = s.N, C = s.C, OC = s.OC;
+                // w ~ N(0, 1/C): x·wᵀ ~ N(0, 1), the size of the bias and of the old value of out
+                // (which accumulate adds to and overwrite must ignore).
+                ActTwin x(g, rnd((size_t)N * C, 1)), w(g, rnd((size_t)OC * C, 2, inv_sqrt(C)));
+                ActTwin b(g, rnd(OC, 3)), out(g, rnd((size_t)N * OC, 4));
+                run_both(g, [&](const Ops& o, On on) {
+                    o.matmul_forward(out[on], x[on], w[on], bias ? b[on] : nullptr, N, C, OC, acc);
+                });
+                expect_close(strf("matmul_forward N=%d C=%d OC=%d bias=%d accumulate=%d: out", N, C, OC, bias, acc),
+                             out, kBf16Dot, OC);
+            }
+}
+
+TEST_CASE("cuda matmul_backward: dinp (BF16 +=), dw and dbias (FP32 +=), null outputs skipped; deterministic") {
+    const Ops& g = cuda_backend();
+    struct Outputs {
+        bool dinp, dw, dbias;
+    };
+    // All three; frozen weight (dinp only); first layer (no dinp); dbias alone.
+    const Outputs subsets[] = {{true, true, true}, {true, false, false}, {false, true, true}, {false, false, true}};
+    for (const MatShape& s : kMatShapes)
+        for (const Outputs& want : subsets) {
+            bool all = want.dinp && want.dw && want.dbias;
+            if (&s != &kMatShapes[0] && !all) continue;  // the null-pointer subsets on the first shape only
+            int N = s.N, C = s.C, OC = s.OC;
+            // w ~ N(0, 1/OC) keeps dinp ~ N(0, 1); every output starts non-zero: they are added to.
+            ActTwin dout(g, rnd((size_t)N * OC, 1)), x(g, rnd((size_t)N * C, 2)), w(g, rnd((size_t)OC * C, 3, inv_sqrt(OC)));
+            ActTwin dinp(g, rnd((size_t)N * C, 4));
+            BufTwin<float> dw(g, rnd((size_t)OC * C, 5)), dbias(g, rnd(OC, 6));
+            auto op = [&](const Ops& o, On on) {
+                o.matmul_backward(want.dinp ? dinp[on] : nullptr, want.dw ? dw[on] : nullptr,
+                                  want.dbias ? dbias[on] : nullptr, dout[on], x[on], w[on], N, C, OC);
+            };
+            run_both(g, op);
+            std::string what = strf("matmul_backward N=%d C=%d OC=%d outputs%s%s%s", N, C, OC, want.dinp ? " dinp" : "",
+                                    want.dw ? " dw" : "", want.dbias ? " dbias" : "");
+            auto check = [&](bool computed, const char* out, const auto& twin, Tol tol, size_t cols) {
+                if (computed)
+                    expect_close(what + ": " + out, twin, tol, cols);
+                else
+                    expect_identical(what + ": " + out + " (null: must stay as it was)", twin);
+            };
+            check(want.dinp, "dinp", dinp, kBf16Dot, C);
+            check(want.dw, "dw", dw, kF32Sum, C);
+            check(want.dbias, "dbias", dbias, kF32Sum, 0);
+            if (all) expect_deterministic(what, g, {{"dinp", &dinp}, {"dw", &dw}, {"dbias", &dbias}}, op);
+        }
+}
+
+TEST_CASE("cuda embedding_forward: an exact gather") {
+    const Ops& g = cuda_backend();
+    for (int C : {100, 577}) {
+        int V = 50, N = 300;
+        BufTwin<int32_t> tok(g, random_ints(N, 1, 0, V));
+        ActTwin table(g, rnd((size_t)V * C, 2)), out(g, rnd((size_t)N * C, 3));
+        run_both(g, [&](const Ops& o, On on) { o.embedding_forward(out[on], tok[on], table[on], N, C); });
+        expect_identical(strf("embedding_forward N=%d C=%d V=%d: out", N, C, V), out);
+    }
+}
+
+TEST_CASE("cuda embedding_backward: FP32 += with repeated token ids; deterministic") {
+    const Ops& g = cuda_backend();
+    for (int C : {100, 577}) {
+        int V = 50, N = 300;  // each id about six times
+        vector<int32_t> ids = random_ints(N, 1, 0, V);
+        ids[0] = 0, ids[1] = V - 1, ids[2] = ids[3] = ids[4] = 7;  // both ends of the table; a run of one id
+        BufTwin<int32_t> tok(g, ids);
+        ActTwin dout(g, rnd((size_t)N * C, 2));
+        BufTwin<float> dtable(g, rnd((size_t)V * C, 3));
+        auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C); };
+        run_both(g, op);
+        std::string what = strf("embedding_backward N=%d C=%d V=%d", N, C, V);
+        expect_close(what + ": dtable", dtable, kF32Sum, C);
+        expect_deterministic(what, g, {{"dtable", &dtable}}, op);
+    }
+}
+
+namespace {
+struct NormShape {
+    int N, C;
+};
+const NormShape kNormShapes[] = {{37, 100}, {5, 2050}, {64, 576}};
+const float kEps = 1e-5f;
+// x ~ N(0, 4) (rstd ≈ 0.5, not 1); w ≈ 1 ± 0.2 as trained norms are.
+vector<float> norm_weight(int C) {
+    vector<float> w = rnd(C, 12, 0.2f);
+    for (float& x : w) x += 1.0f;
+    return w;
+}
+}  // namespace
+
+TEST_CASE("cuda rmsnorm_forward: out (BF16) and rstd (FP32)") {
+    const Ops& g = cuda_backend();
+    for (NormShape s : kNormShapes) {
+        int N = s.N, C = s.C;
+        ActTwin x(g, rnd((size_t)N * C, 1, 2.0f)), w(g, norm_weight(C)), out(g, rnd((size_t)N * C, 3));
+        BufTwin<float> rstd(g, rnd(N, 4));
+        run_both(g, [&](const Ops& o, On on) { o.rmsnorm_forward(out[on], rstd[on], x[on], w[on], N, C, kEps); });
+        std::string what = strf("rmsnorm_forward N=%d C=%d", N, C);
+        expect_close(what + ": out", out, kBf16Elementwise, C);
+        expect_close(what + ": rstd", rstd, kF32Rstd);
+    }
+}
+
+TEST_CASE("cuda rmsnorm_backward: dx (BF16 +=), dw (FP32 +=, or null); deterministic") {
+    const Ops& g = cuda_backend();
+    for (NormShape s : kNormShapes)
+        for (bool with_dw : {true, false}) {
+            int N = s.N, C = s.C;
+            ActTwin x(g, rnd((size_t)N * C, 1, 2.0f)), w(g, norm_weight(C)), dout(g, rnd((size_t)N * C, 3));
+            vector<float> out_h((size_t)N * C), rstd_h(N);  // the forward's rstd, from the CPU
+            cpu_ops().rmsnorm_forward(as_act(out_h.data()), rstd_h.data(), x[On::cpu], w[On::cpu], N, C, kEps);
+            BufTwin<float> rstd(g, rstd_h), dw(g, rnd(C, 4));
+            ActTwin dx(g, rnd((size_t)N * C, 5, 0.5f));  // smaller than the gradient added to it
+            auto op = [&](const Ops& o, On on) {
+                o.rmsnorm_backward(dx[on], with_dw ? dw[on] : nullptr, dout[on], x[on], w[on], rstd[on], N, C);
+            };
+            run_both(g, op);
+            std::string what = strf("rmsnorm_backward N=%d C=%d dw=%s", N, C, with_dw ? "yes" : "null");
+            expect_close(what + ": dx", dx, kBf16Dot, C);
+            if (with_dw) {
+                expect_close(what + ": dw", dw, kF32Sum);
+                expect_deterministic(what, g, {{"dx", &dx}, {"dw", &dw}}, op);
+            } else {
+                expect_identical(what + ": dw (null: must stay as it was)", dw);
+            }
+        }
+}
+
+namespace {
+// RoPE in place on x[N, H, hd] at positions up to 4095 (0 included: the identity); forward and
+// backward share everything but the op.
+void check_rope(const Ops& g, decltype(&Ops::rope_forward) op, const char* op_name) {
+    struct Case {
+        int N, H, hd;
+        float theta;
+    };
+    for (Case c : {Case{37, 5, 16, 10000.0f}, Case{37, 5, 64, 10000.0f}, Case{37, 3, 128, 500000.0f}}) {
+        vector<int32_t> pos = random_ints(c.N, 1, 0, 4096);
+        pos[0] = 0, pos[1] = 4095;
+        BufTwin<int32_t> p(g, pos);
+        ActTwin x(g, rnd((size_t)c.N * c.H * c.hd, 2));
+        run_both(g, [&](const Ops& o, On on) { (o.*op)(x[on], p[on], c.N, c.H, c.hd, c.theta); });
+        expect_close(strf("%s N=%d heads=%d hd=%d theta=%g: x", op_name, c.N, c.H, c.hd, c.theta), x, kRope,
+                     (size_t)c.H * c.hd);
+    }
+}
+}  // namespace
+
+TEST_CASE("cuda rope_forward") { check_rope(cuda_backend(), &Ops::rope_forward, "rope_forward"); }
+TEST_CASE("cuda rope_backward") { check_rope(cuda_backend(), &Ops::rope_backward, "rope_backward"); }
+
+TEST_CASE("cuda attention_forward: causal, packed segments, padding, GQA; head dims 16, 64, 128") {
+    const Ops& g = cuda_backend();
+    for (const AttnCase& c : kAttnCases) {
+        AttnInputs in(g, c);
+        ActTwin out(g, rnd(in.NQ, 4));
+        BufTwin<float> lse(g, rnd(in.NL, 5));
+        run_both(g, [&](const Ops& o, On on) {
+            o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd);
+        });
+        // Rows are tokens b·T + t: the index says which token, and so which segment, went wrong.
+        expect_close("attention_forward " + name(c) + ": out", out, kAttnOut, (size_t)c.nh * c.hd);
+        expect_close("attention_forward " + name(c) + ": lse", lse, kF32Lse, c.nh);
+    }
+}
+
+TEST_CASE("cuda attention_backward: causal, packed segments, padding, GQA; head dims 16, 64, 128; deterministic") {
+    const Ops& g = cuda_backend();
+    for (const AttnCase& c : kAttnCases) {
+        AttnInputs in(g, c);
+        // The forward's out and lse, from the CPU, kept as each backend keeps them (out in BF16).
+        vector<float> out_h(in.NQ), lse_h(in.NL);
+        cpu_ops().attention_forward(as_act(out_h.data()), lse_h.data(), in.q[On::cpu], in.k[On::cpu], in.v[On::cpu],
+                                    in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd);
+        ActTwin out(g, out_h), dout(g, rnd(in.NQ, 6));
+        BufTwin<float> lse(g, lse_h);
+        ActTwin dq(g, rnd(in.NQ, 7)), dk(g, rnd(in.NK, 8)), dv(g, rnd(in.NK, 9));  // garbage: overwritten
+        auto op = [&](const Ops& o, On on) {
+            o.attention_backward(dq[on], dk[on], dv[on], dout[on], out[on], lse[on], in.q[on], in.k[on], in.v[on],
+                                 in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd);
+        };
+        run_both(g, op);
+        std::string what = "attention_backward " + name(c);
+        expect_close(what + ": dq", dq, kAttnGrad, (size_t)c.nh * c.hd);
+        expect_close(what + ": dk", dk, kAttnGrad, (size_t)c.nkv * c.hd);
+        expect_close(what + ": dv", dv, kAttnGrad, (size_t)c.nkv * c.hd);
+        expect_deterministic(what, g, {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}}, op);
+    }
+}
+
+TEST_CASE("cuda attention_decode: one query per sequence against its cache prefix, GQA") {
+    const Ops& g = cuda_backend();
+    struct Case {
+        int S, max_T, nh, nkv, hd;
+    };
+    for (Case c : {Case{4, 300, 6, 2, 64}, Case{4, 300, 6, 2, 128}, Case{3, 67, 6, 2, 16}}) {
+        // Lengths: one position, the whole cache, and two in between. The cache past each length
+        // holds random values that must be ignored.
+        const int pattern[4] = {1, c.max_T, c.max_T / 2 + 3, 37};
+        vector<int32_t> len(c.S);
+        for (int s = 0; s < c.S; s++) len[s] = std::min(c.max_T, pattern[s % 4]);
+        BufTwin<int32_t> lens(g, len);
+        size_t NQ = (size_t)c.S * c.nh * c.hd, NC = (size_t)c.S * c.max_T * c.nkv * c.hd;
+        ActTwin q(g, rnd(NQ, 1)), kc(g, rnd(NC, 2)), vc(g, rnd(NC, 3)), out(g, rnd(NQ, 4));
+        run_both(g, [&](const Ops& o, On on) {
+            o.attention_decode(out[on], q[on], kc[on], vc[on], lens[on], c.S, c.max_T, c.nh, c.nkv, c.hd);
+        });
+        expect_close(strf("attention_decode S=%d max_T=%d nh=%d nkv=%d hd=%d: out", c.S, c.max_T, c.nh, c.nkv, c.hd),
+                     out, kAttnOut, (size_t)c.nh * c.hd);
+    }
+}
+
+namespace {
+// Gate values: N(0, 9), led by values where silu saturates, crosses zero and its derivative's root.
+const size_t kSwiN = 100003;
+vector<float> swiglu_gate() {
+    vector<float> gate = rnd(kSwiN, 1, 3.0f);
+    const float extremes[] = {-100.0f, -30.0f, -10.0f, -1.278f, 0.0f, 10.0f, 30.0f, 100.0f};
+    std::copy(std::begin(extremes), std::end(extremes), gate.begin());
+    return gate;
+}
+}  // namespace
+
+TEST_CASE("cuda swiglu_forward") {
+    const Ops& g = cuda_backend();
+    ActTwin gate(g, swiglu_gate()), up(g, rnd(kSwiN, 2)), h(g, rnd(kSwiN, 3));
+    run_both(g, [&](const Ops& o, On on) { o.swiglu_forward(h[on], gate[on], up[on], kSwiN); });
+    expect_close(strf("swiglu_forward N=%zu: h", kSwiN), h, kBf16Elementwise);
+}
+
+TEST_CASE("cuda swiglu_backward") {
+    const Ops& g = cuda_backend();
+    ActTwin gate(g, swiglu_gate()), up(g, rnd(kSwiN, 2)), dh(g, rnd(kSwiN, 3));
+    ActTwin dgate(g, rnd(kSwiN, 4)), dup(g, rnd(kSwiN, 5));  // garbage: overwritten
+    run_both(g, [&](const Ops& o, On on) { o.swiglu_backward(dgate[on], dup[on], dh[on], gate[on], up[on], kSwiN); });
+    expect_close(strf("swiglu_backward N=%zu: dgate", kSwiN), dgate, kBf16Elementwise);
+    expect_close(strf("swiglu_backward N=%zu: dup", kSwiN), dup, kBf16Elementwise);
+}
+
+namespace {
+struct LoraCase {
+    int N, C, OC, r;
+    float p;
+};
+const LoraCase kLoraCases[] = {{37, 100, 77, 8, 0.0f}, {37, 100, 77, 13, 0.1f}, {130, 576, 1537, 16, 0.1f}};
+const float kLoraScale = 2.0f;  // alpha / r
+const uint64_t kLoraKey = 0x5eedf00d;
+
+std::string name(const LoraCase& c) { return strf("N=%d C=%d OC=%d r=%d p=%g", c.N, c.C, c.OC, c.r, c.p); }
+
+// x ~ N(0, 1), A ~ N(0, 1/C), B ~ N(0, 1/r): u = drop(x)·Aᵀ and the adapter's output are O(1).
+struct LoraInputs {
+    LoraInputs(const Ops& g, const LoraCase& c)
+        : x(g, rnd((size_t)c.N * c.C, 1)), A(g, rnd((size_t)c.r * c.C, 2, inv_sqrt(c.C))),
+          B(g, rnd((size_t)c.OC * c.r, 3, inv_sqrt(c.r))) {}
+    ActTwin x, A, B;
+};
+}  // namespace
+
+TEST_CASE("cuda lora_forward: y += scale·drop(x)·Aᵀ·Bᵀ and u, with dropout p = 0 and 0.1") {
+    const Ops& g = cuda_backend();
+    for (const LoraCase& c : kLoraCases) {
+        LoraInputs in(g, c);
+        ActTwin y(g, rnd((size_t)c.N * c.OC, 4)), u(g, rnd((size_t)c.N * c.r, 5));  // y is added to; u overwritten
+        run_both(g, [&](const Ops& o, On on) {
+            o.lora_forward(y[on], u[on], in.x[on], in.A[on], in.B[on], c.N, c.C, c.OC, c.r, kLoraScale, c.p, kLoraKey);
+        });
+        expect_close("lora_forward " + name(c) + ": y", y, kLora, c.OC);
+        expect_close("lora_forward " + name(c) + ": u", u, kBf16Dot, c.r);
+    }
+}
+
+TEST_CASE("cuda lora_backward: dx (BF16 +=), dA and dB (FP32 +=), with dropout p = 0 and 0.1; deterministic") {
+    const Ops& g = cuda_backend();
+    for (const LoraCase& c : kLoraCases) {
+        LoraInputs in(g, c);
+        vector<float> y_h((size_t)c.N * c.OC), u_h((size_t)c.N * c.r);  // the forward's u, from the CPU
+        cpu_ops().lora_forward(as_act(y_h.data()), as_act(u_h.data()), in.x[On::cpu], in.A[On::cpu], in.B[On::cpu], c.N,
+                               c.C, c.OC, c.r, kLoraScale, c.p, kLoraKey);
+        ActTwin u(g, u_h), dy(g, rnd((size_t)c.N * c.OC, 6)), dx(g, rnd((size_t)c.N * c.C, 7));
+        BufTwin<float> dA(g, rnd((size_t)c.r * c.C, 8)), dB(g, rnd((size_t)c.OC * c.r, 9));
+        auto op = [&](const Ops& o, On on) {
+            o.lora_backward(dx[on], dA[on], dB[on], dy[on], in.x[on], u[on], in.A[on], in.B[on], c.N, c.C, c.OC, c.r,
+                            kLoraScale, c.p, kLoraKey);
+        };
+        run_both(g, op);
+        std::string what = "lora_backward " + name(c);
+        expect_close(what + ": dx", dx, kLora, c.C);
+        expect_close(what + ": dA", dA, kF32ViaBf16, c.C);
+        expect_close(what + ": dB", dB, kF32Sum, c.r);
+        expect_deterministic(what, g, {{"dx", &dx}, {"dA", &dA}, {"dB", &dB}}, op);
+    }
+}
+
+// With A the identity (r = C), u = drop(x) and, from dx = 0, dx = drop(du): the dropout masks show
+// as the zeros of u and dx and must be the CPU's exactly (both hash (key, element index)).
+TEST_CASE("cuda lora dropout masks are the CPU's, forward and backward") {
+    const Ops& g = cuda_backend();
+    int N = 37, C = 13, OC = 5, r = 13;
+    float p = 0.1f;
+    vector<float> eye((size_t)r * C, 0.0f);
+    for (int i = 0; i < r; i++) eye[(size_t)i * C + i] = 1.0f;
+    ActTwin x(g, rnd((size_t)N * C, 1)), A(g, eye), B(g, rnd((size_t)OC * r, 2)), y(g, rnd((size_t)N * OC, 3));
+    ActTwin u(g, vector<float>((size_t)N * r)), dy(g, rnd((size_t)N * OC, 4)), dx(g, vector<float>((size_t)N * C));
+    BufTwin<float> dA(g, vector<float>((size_t)r * C)), dB(g, vector<float>((size_t)OC * r));
+    run_both(g, [&](const Ops& o, On on) {
+        o.lora_forward(y[on], u[on], x[on], A[on], B[on], N, C, OC, r, kLoraScale, p, kLoraKey);
+        o.lora_backward(dx[on], dA[on], dB[on], dy[on], x[on], u[on], A[on], B[on], N, C, OC, r, kLoraScale, p, kLoraKey);
+    });
+    vector<int32_t> mask = zeros_of(u.h);
+    size_t dropped = std::count(mask.begin(), mask.end(), 1);
+    CHECK_MESSAGE(dropped > 0, "the CPU dropped nothing: the test shows no mask");
+    CHECK_MESSAGE(dropped < mask.size() / 4, "the CPU dropped " << dropped << " of " << mask.size() << " at p = 0.1");
+    CHECK_MESSAGE(zeros_of(dx.h) == mask, "the CPU's backward mask differs from its forward mask");
+    expect_identical("lora dropout mask (zeros of u = drop(x))", zeros_of(u.cuda()), mask);
+    expect_identical("lora dropout mask (zeros of dx = drop(du))", zeros_of(dx.cuda()), mask);
+    expect_close("lora identity-A forward: u = drop(x)", u, kBf16Elementwise, C, 0.5);
+}
+
+TEST_CASE("cuda crossentropy_forward_backward: nll, gradient in place, zero-weight rows, grad_scale 0 and not") {
+    const Ops& g = cuda_backend();
+    struct Case {
+        int n, V;
+    };
+    for (Case c : {Case{5, 77}, Case{13, 49157}})
+        for (float grad_scale : {0.0f, 0.37f}) {
+            int n = c.n, V = c.V;
+            vector<float> z = rnd((size_t)n * V, 1, 2.0f);
+            for (int j = 0; j < V; j++) z[(size_t)1 * V + j] += 120.0f;  // exp() overflows without the max
+            z[(size_t)2 * V + V - 1] = 12.0f;                             // rows dominated by the last and
+            z[(size_t)3 * V + 0] = 12.0f;                                 // the first column
+            vector<int32_t> targets = random_ints(n, 2, 0, V);
+            targets[0] = 0, targets[2] = V - 1;
+            vector<float> w(n);
+            for (int i = 0; i < n; i++) w[i] = i % 4 == 1 ? 0.0f : 0.25f * (1 + i % 3);  // rows 1, 5, 9: weight 0
+            ActTwin logits(g, z);
+            BufTwin<int32_t> tgt(g, targets);
+            BufTwin<float> weights(g, w), nll(g, rnd(n, 3));
+            run_both(g, [&](const Ops& o, On on) {
+                o.crossentropy_forward_backward(logits[on], nll[on], tgt[on], weights[on], n, V, grad_scale);
+            });
+            std::string what = strf("crossentropy n=%d V=%d grad_scale=%g", n, V, grad_scale);
+            expect_close(what + ": nll", nll, kF32Lse);
+            if (grad_scale == 0.0f)
+                expect_identical(what + ": logits (grad_scale 0: must stay as they were)", logits);
+            else
+                expect_close(what + ": dlogits", logits, kCeGrad, V);  // zero-weight rows: exactly 0
+        }
+}
+
+}  // TEST_SUITE("cuda")
