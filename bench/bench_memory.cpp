@@ -7,8 +7,11 @@
 // a minute on two cores. The first run's resident growth also holds one-time allocations
 // (OpenMP's threads, lookup tables): a few MB, visible only on the tiny shape.
 //   make bench        or   build/bench/bench_memory [--shapes tiny,smollm2-135m] [--steps 1]
-// This runs the CPU backend (FP32). The CUDA table (BF16, NF4 for qlora, measured by the arenas
-// and cudaMemGetInfo's peak) goes to bench/RESULTS.md once the CUDA trainer runs.
+// --device cuda runs the same matrix on the GPU (BF16, NF4 for qlora): there the trainer's buffers
+// are device allocations, and the second measured figure is the arena's peak over setup + steps
+// (every device allocation, the backend's scratch included) beside the driver's bytes in use
+// (cudaMemGetInfo: adds the CUDA context and cuBLAS' own memory).
+//   build/bench/bench_memory --device cuda --shapes smollm2-135m,llama-3.2-1b --steps 1
 #include <malloc.h>
 #include <unistd.h>
 
@@ -37,9 +40,10 @@ struct Run {
     int B, T;
 };
 
-static void run_one(const Run& r, Method method, bool recompute, int steps) {
+static void run_one(const Ops& ops, const Run& r, Method method, bool recompute, int steps) {
     ModelConfig cfg = config_preset(r.shape);
     malloc_trim(0);  // hand back what earlier runs freed, so their pages do not hide this run's
+    ops.reset_peak();
     double rss0 = rss_bytes();
     {
         Trainer t;
@@ -64,44 +68,54 @@ static void run_one(const Run& r, Method method, bool recompute, int steps) {
             }
             t.train.push_back(e);
         }
-        trainer_init(t, tc, cpu_ops());
+        trainer_init(t, tc, ops);
         for (int s = 0; s < steps; s++) trainer_step(t);
-        double grown = rss_bytes() - rss0;
+        // CPU: what the OS gave the process; CUDA: the most the arenas held at once.
+        double grown = ops.host ? rss_bytes() - rss0 : (double)ops.mem_stats().peak_total;
 
         // The estimate from the settings alone, not from the trainer's buffers.
         MemorySpec spec;
         spec.cfg = cfg;
         spec.method = method;
         spec.lora = tc.lora;
-        memory_set_backend(spec, Backend::Cpu);
+        memory_set_backend(spec, ops.host ? Backend::Cpu : Backend::Cuda);
         spec.B = r.B;
         spec.T = r.T;
         spec.recompute = recompute;
         MemoryEstimate e = memory_estimate(spec);
         MemoryUse m = trainer_memory(t);
         auto err = [](double est, double meas) { return meas > 0 ? 100.0 * (est - meas) / meas : 0.0; };
-        printf("| %-12s | %-5s | %-3s | %10.1f | %10.1f | %+7.3f%% | %9.1f | %10.1f | %+7.2f%% |\n", r.shape,
+        printf("| %-12s | %-5s | %-3s | %10.1f | %10.1f | %+7.3f%% | %9.1f | %10.1f | %+7.2f%% |", r.shape,
                method_name(method), recompute ? "on" : "off", e.total() / 1e6, m.total() / 1e6,
                err(e.total(), m.total()), e.workspace() / 1e6, grown / 1e6, err(e.total(), grown));
+        if (!ops.host) printf(" %10.1f |", ops.mem_stats().device_used / 1e6);
+        printf("\n");
     }
 }
 
 int main(int argc, char** argv) {
-    std::string shapes = "tiny,smollm2-135m";
+    std::string shapes = "tiny,smollm2-135m", device = "cpu";
     int steps = 0;
     for (int i = 1; i < argc; i += 2) {
         if (i + 1 < argc && !strcmp(argv[i], "--shapes")) shapes = argv[i + 1];
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
+        else if (i + 1 < argc && !strcmp(argv[i], "--device")) device = argv[i + 1];
         else {
-            fprintf(stderr, "error: unknown flag '%s' (use --shapes A,B --steps N, each with a value)\n", argv[i]);
+            fprintf(stderr, "error: unknown flag '%s' (use --shapes A,B --steps N --device cpu|cuda, each with a value)\n", argv[i]);
             return 1;
         }
     }
-    printf("memory, CPU backend (FP32): estimate vs trainer buffers vs resident-memory growth over setup + %d step%s\n"
-           "(MB = 1e6 bytes; lora: r=16 on all seven projections)\n\n", steps, steps == 1 ? "" : "s");
-    printf("| %-12s | %-5s | %-3s | %10s | %10s | %8s | %9s | %10s | %8s |\n", "shape", "meth", "rc", "estimate",
-           "buffers", "error", "workspace", "RSS grown", "vs RSS");
-    printf("|--------------|-------|-----|------------|------------|----------|-----------|------------|----------|\n");
+    const Ops& ops = select_ops(device.c_str());
+    bool cpu = ops.host;
+    printf("memory, %s: estimate vs trainer buffers vs %s over setup + %d step%s\n"
+           "(MB = 1e6 bytes; lora: r=16 on all seven projections)\n\n",
+           cpu ? "CPU backend (FP32)" : "CUDA backend (BF16, NF4 base for qlora)",
+           cpu ? "resident-memory growth" : "the arenas' peak", steps, steps == 1 ? "" : "s");
+    printf("| %-12s | %-5s | %-3s | %10s | %10s | %8s | %9s | %10s | %8s |%s\n", "shape", "meth", "rc", "estimate",
+           "buffers", "error", "workspace", cpu ? "RSS grown" : "arena peak", cpu ? "vs RSS" : "vs peak",
+           cpu ? "" : " driver use |");
+    printf("|--------------|-------|-----|------------|------------|----------|-----------|------------|----------|%s\n",
+           cpu ? "" : "------------|");
     std::stringstream ss(shapes);
     std::string name;
     while (std::getline(ss, name, ',')) {
@@ -109,7 +123,7 @@ int main(int argc, char** argv) {
         Run r{nullptr, name == "tiny" ? 4 : 2, name == "tiny" ? 64 : 128};
         r.shape = name.c_str();
         for (Method m : {Method::Full, Method::Lora, Method::Qlora})
-            for (bool rc : {false, true}) run_one(r, m, rc, steps);
+            for (bool rc : {false, true}) run_one(ops, r, m, rc, steps);
     }
     return 0;
 }

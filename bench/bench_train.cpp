@@ -1,0 +1,111 @@
+// End-to-end training step: tokens/s, MFU and peak memory of a LoRA / QLoRA / full step on a preset
+// shape with random weights and full-length random batches, on either backend. bench/peft_step.py
+// runs the same step in transformers + peft (+ bitsandbytes) for the side-by-side figure.
+//   build/bench/bench_train --preset llama-3.2-1b --method lora --batch 4 --seq 1024 --steps 10 [--device cuda]
+//
+// MFU counts model FLOPs, not the work actually done (recompute's second forward is not credited),
+// per trained token (the same formula as bench/peft_step.py):
+//   linear layers: forward 2·P, backward dX 2·P, plus dW 2·P only when the weights are trained (full),
+//     P = parameters in the matmuls (the seven projections of every layer and the LM head);
+//   attention (causal, on average T/2 keys per query): forward 4·L·nh·hd·T/2, backward twice that.
+// Peak BF16 dense throughput: 989 TFLOP/s for H100/H200 SXM (--peak-tflops to change).
+#include <algorithm>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "model/memory.h"
+#include "model/trainer.h"
+#include "model/util.h"
+#include "tools/cli.h"
+
+namespace {
+
+double flops_per_token(const ModelConfig& c, Method method, int T) {
+    double P = (double)c.n_layers * ((double)c.dim * (c.q_dim() + 2 * c.kv_dim()) + (double)c.q_dim() * c.dim +
+                                     3.0 * c.dim * c.ffn_dim) +
+               (double)c.dim * c.vocab_size;
+    double linear = (method == Method::Full ? 6.0 : 4.0) * P;
+    double attention_fwd = 4.0 * c.n_layers * c.n_heads * c.head_dim * (T / 2.0);
+    return linear + 3.0 * attention_fwd;
+}
+
+int run(int argc, char** argv) {
+    std::string preset = "smollm2-135m", method_s = "lora", device = "auto";
+    int batch = 4, seq = 256, steps = 3, warmup = 1, rank = 16;  // small enough for `make bench` on a CPU
+    bool recompute = false;
+    double peak_tflops = 989.0;
+    Args args(argc, argv, "see the header of bench/bench_train.cpp");
+    while (args.next()) {
+        if (args.is("--preset")) preset = args.value();
+        else if (args.is("--method")) method_s = args.value();
+        else if (args.is("--device")) device = args.value();
+        else if (args.is("--batch")) batch = args.integer();
+        else if (args.is("--seq")) seq = args.integer();
+        else if (args.is("--steps")) steps = args.integer();
+        else if (args.is("--warmup")) warmup = args.integer();
+        else if (args.is("--rank")) rank = args.integer();
+        else if (args.is("--recompute")) recompute = true;
+        else if (args.is("--peak-tflops")) peak_tflops = args.number();
+        else args.unknown();
+    }
+    const Ops& ops = select_ops(device.c_str());
+    ModelConfig cfg = config_preset(preset);
+    Method method = parse_method(method_s);
+    double t0 = now_seconds();
+    Trainer t;
+    // qlora: random NF4 projections made directly, so even LLaMA-65B never exists in FP32.
+    if (method == Method::Qlora) model_init_random_nf4(t.model, cfg, 1);
+    else model_init_random(t.model, cfg, 1);
+    TrainConfig tc;
+    tc.method = method;
+    tc.lora.rank = rank;
+    tc.lora.alpha = 2.0f * rank;
+    tc.lora.dropout = 0.0f;
+    tc.lora.targets = lora_parse_targets("all");
+    if (method != Method::Full) model_add_lora(t.model, tc.lora, tc.seed);
+    tc.batch.batch_size = batch;
+    tc.batch.max_seq_len = seq;
+    tc.batch.padding = Padding::max_length;
+    tc.recompute = recompute;
+    tc.max_steps = warmup + steps;
+    tc.optim.lr = 1e-5f;
+    Rng rng(7);
+    for (int i = 0; i < batch * (warmup + steps); i++) {
+        Example e;
+        for (int k = 0; k < seq; k++) {
+            e.tokens.push_back((int)(rng.next_u64() % cfg.vocab_size));
+            e.weights.push_back(k > 0 ? 1.0f : 0.0f);
+        }
+        t.train.push_back(e);
+    }
+    trainer_init(t, tc, ops);
+    printf("%s %s on %s: batch %d x seq %d%s, setup %.1fs\n", preset.c_str(), method_name(method), ops.name, batch, seq,
+           recompute ? ", recompute" : "", now_seconds() - t0);
+    MemoryUse used = trainer_memory(t);
+    print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
+    for (int s = 0; s < warmup; s++) trainer_step(t);
+    ops.synchronize();
+    std::vector<double> times;
+    double loss = 0;
+    for (int s = 0; s < steps; s++) {
+        double ts = now_seconds();
+        loss = trainer_step(t).loss;  // the loss comes back to the host: the step has finished
+        times.push_back(now_seconds() - ts);
+    }
+    std::sort(times.begin(), times.end());
+    double med = times[times.size() / 2], tokens = (double)batch * seq;
+    double tps = tokens / med, mfu = flops_per_token(cfg, method, seq) * tps / (peak_tflops * 1e12);
+    MemStats ms = ops.mem_stats();
+    printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d: %.1f ms/step (median of %d), "
+           "%.0f tokens/s, MFU %.1f%%, peak memory %.2f GB (arena), loss %.3f\n",
+           preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, 1e3 * med, steps, tps, 100 * mfu,
+           ms.peak_total / 1e9, loss);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_main([&] { return run(argc, argv); }); }

@@ -1,0 +1,220 @@
+#!/usr/bin/env bash
+# The whole GPU session in one time-boxed script: environment, build, every test (the CUDA suite
+# included), the kernel benchmarks next to PyTorch, and the end-to-end LoRA/QLoRA steps next to
+# transformers + peft (+ bitsandbytes), all on the same GPU in the same command.
+#
+#   On the dev machine, once before the session (no GPU needed; fetches nothing onto the GPU machine):
+#     bash bench/run_gpu.sh --prepare     # fills .gpu_carry/ (doctest header, bitsandbytes), git-ignored
+#   On the GPU machine (the device tool's run, with carry [".gpu_carry"], timeout_s ~560):
+#     bash bench/run_gpu.sh
+#
+# Every step prints a header line "=== name", runs under `timeout`, and goes on when it fails; the
+# whole script stops starting new steps when BUDGET_S (default 480 s) is spent. Outputs go to $OUT
+# (./gpu_out when OUT is unset), at most 8 files (what the device tool brings back):
+#   summary.txt       environment, each step's exit status and seconds, the end-to-end comparison table
+#   build.txt         make output
+#   tests.txt         ./test_runner output
+#   kernels_ours.txt  build/bench/bench_cuda_kernels
+#   kernels_torch.txt bench/torch_kernels.py, then the joined ours-vs-torch table
+#   e2e.txt           every end-to-end run (build/bench/bench_train and peft_step.py), RESULT lines included
+# Knobs (environment): BUDGET_S, E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_BATCH (4),
+# E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), SKIP_BUILD=1, SKIP_TESTS=1.
+set -u
+cd "$(dirname "$0")/.."
+CARRY=${CARRY_DIR:-.gpu_carry}
+
+# ---- --prepare: on the dev machine, collect what the GPU machine cannot fetch ----
+if [ "${1:-}" = "--prepare" ]; then
+    mkdir -p "$CARRY/doctest"
+    if [ -f /usr/include/doctest/doctest.h ]; then
+        cp /usr/include/doctest/doctest.h "$CARRY/doctest/"
+    else
+        echo "warning: /usr/include/doctest/doctest.h missing here (make deps installs it); tests will not build there"
+    fi
+    # bitsandbytes for the NF4 reference and the QLoRA step: the wheel unpacked into $CARRY/site,
+    # keeping only the CUDA 13 libraries (the GPU image's torch is built for CUDA 13): ~4 MB
+    # instead of the wheel's 43 MB, within the device tool's 64 MiB for what travels.
+    tmp=$(mktemp -d)
+    if python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+        --platform manylinux_2_24_x86_64 --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 \
+        --platform manylinux2014_x86_64 -d "$tmp" "bitsandbytes==${BNB_VERSION:-0.50.2}"; then
+        rm -rf "$CARRY/site" && mkdir -p "$CARRY/site"
+        python3 -m zipfile -e "$tmp"/bitsandbytes-*.whl "$CARRY/site"
+        find "$CARRY/site/bitsandbytes" -name 'libbitsandbytes_*.so' ! -name 'libbitsandbytes_cuda13*' \
+            ! -name 'libbitsandbytes_cpu.so' -delete
+    else
+        echo "warning: could not download bitsandbytes: the NF4 reference and the peft QLoRA step will be skipped"
+    fi
+    rm -rf "$tmp"
+    # Keep it out of git (it is carried explicitly); only when the folder is inside this repo.
+    case "$CARRY" in /*) ;; *)
+        if [ -d .git ] && ! grep -qx "/$CARRY/" .git/info/exclude 2>/dev/null; then
+            mkdir -p .git/info && echo "/$CARRY/" >>.git/info/exclude
+        fi ;;
+    esac
+    du -sh "$CARRY"
+    ls -l "$CARRY"
+    exit 0
+fi
+
+OUT=${OUT:-./gpu_out}
+mkdir -p "$OUT"
+OUT=$(cd "$OUT" && pwd)
+SUMMARY=$OUT/summary.txt
+BUDGET_S=${BUDGET_S:-480}
+DEADLINE=$((SECONDS + BUDGET_S))
+export PYTHONUNBUFFERED=1
+
+# step NAME CAP_S LOG CMD...: runs CMD under timeout (CAP_S, or what is left of the budget),
+# appending its output to LOG and its exit status to the summary. Never fails.
+step() {
+    local name=$1 cap=$2 log=$3
+    shift 3
+    local left=$((DEADLINE - SECONDS))
+    if ((left < 15)); then
+        echo "=== $name: skipped, budget spent (${left}s left of ${BUDGET_S}s)" | tee -a "$log" "$SUMMARY"
+        return 0
+    fi
+    local t=$((cap < left ? cap : left))
+    echo "=== $name (timeout ${t}s, ${left}s of budget left)" | tee -a "$log"
+    local t0=$SECONDS
+    timeout -k 10 "$t" "$@" 2>&1 | tee -a "$log"
+    local rc=${PIPESTATUS[0]}
+    local what="rc=$rc"
+    ((rc == 124 || rc == 137)) && what="TIMED OUT after ${t}s"
+    echo "=== $name: $what ($((SECONDS - t0))s)" | tee -a "$log" "$SUMMARY"
+    return 0
+}
+
+# ---- environment ----
+{
+    echo "=== environment ($(date -u '+%Y-%m-%d %H:%M:%S UTC'))"
+    nvidia-smi -L
+    nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,clocks.max.mem --format=csv
+    nvcc --version | tail -2
+    git rev-parse --short HEAD 2>/dev/null && git status --short 2>/dev/null | head -20
+} 2>&1 | tee "$SUMMARY"
+
+# Peaks for the "% of peak" columns, from the GPU's name (dense BF16; HBM bandwidth).
+GPU_NAME=$(nvidia-smi --query-gpu=name --format=csv,noheader 2>/dev/null | head -1)
+case "$GPU_NAME" in
+    *H200*) PEAK_BW=4800 PEAK_TF=989 ;;
+    *H100*PCIe*) PEAK_BW=2000 PEAK_TF=756 ;;
+    *A100*) PEAK_BW=2039 PEAK_TF=312 ;;
+    *) PEAK_BW=3350 PEAK_TF=989 ;;  # H100 SXM
+esac
+echo "peaks used: ${PEAK_BW} GB/s, ${PEAK_TF} TFLOP/s dense BF16 ($GPU_NAME)" | tee -a "$SUMMARY"
+
+# What the GPU machine cannot fetch, from .gpu_carry (bash bench/run_gpu.sh --prepare).
+if [ ! -f /usr/include/doctest/doctest.h ] && [ -f "$CARRY/doctest/doctest.h" ]; then
+    mkdir -p /usr/include/doctest && cp "$CARRY/doctest/doctest.h" /usr/include/doctest/ &&
+        echo "doctest: installed from $CARRY" | tee -a "$SUMMARY"
+fi
+if [ -d "$CARRY/site/bitsandbytes" ]; then
+    export PYTHONPATH=$(cd "$CARRY/site" && pwd)${PYTHONPATH:+:$PYTHONPATH}
+fi
+# One Python start (importing torch takes seconds): versions, and whether bitsandbytes imports.
+PY_ENV=$(python3 -c '
+import torch
+print("torch", torch.__version__, "cuda", torch.version.cuda, "gpu", torch.cuda.is_available())
+try:
+    import bitsandbytes as b
+    print("bitsandbytes", b.__version__)
+except Exception as e:
+    print("bitsandbytes not available: %s: %s" % (type(e).__name__, e))
+' 2>/dev/null)
+echo "$PY_ENV" | tee -a "$SUMMARY"
+if grep -q '^bitsandbytes [0-9]' <<<"$PY_ENV"; then HAVE_BNB=1; else
+    HAVE_BNB=0
+    echo "(so: no NF4 reference, no peft QLoRA step)" | tee -a "$SUMMARY"
+fi
+
+# ---- build ----
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    step "build: make -j16 all test_runner" 300 "$OUT/build.txt" make -j16 all test_runner
+    benches=()
+    for f in bench/*.cpp; do benches+=("build/bench/$(basename "$f" .cpp)"); done
+    step "build: bench binaries" 120 "$OUT/build.txt" make -j16 -k "${benches[@]}"
+fi
+
+# ---- tests (all suites; the CUDA one runs because there is a GPU) ----
+if [ "${SKIP_TESTS:-0}" != 1 ]; then
+    if [ -x ./test_runner ]; then
+        step "tests: ./test_runner" 150 "$OUT/tests.txt" ./test_runner
+    else
+        echo "=== tests: ./test_runner missing (build failed?)" | tee -a "$OUT/tests.txt" "$SUMMARY"
+    fi
+fi
+
+# ---- kernels: ours, then PyTorch on the same shapes (with the joined table) ----
+if [ -x build/bench/bench_cuda_kernels ]; then
+    step "kernels: bench_cuda_kernels" 120 "$OUT/kernels_ours.txt" \
+        build/bench/bench_cuda_kernels --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF"
+else
+    echo "=== kernels: build/bench/bench_cuda_kernels missing" | tee -a "$OUT/kernels_ours.txt" "$SUMMARY"
+fi
+step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
+    python3 bench/torch_kernels.py --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" --compare "$OUT/kernels_ours.txt"
+
+# ---- end to end: our trainer's step, then transformers + peft, same shape, same GPU ----
+# LoRA for every preset first, then QLoRA, so a spent budget cuts QLoRA first.
+# Our side: build/bench/bench_train (bench_train_gpu if one exists), flags as bench_train takes them.
+TRAIN_BENCH=build/bench/bench_train
+[ -x build/bench/bench_train_gpu ] && TRAIN_BENCH=build/bench/bench_train_gpu
+B=${E2E_BATCH:-4} T=${E2E_SEQ:-2048} N=${E2E_STEPS:-6} W=${E2E_WARMUP:-2}
+for method in lora qlora; do
+    for preset in ${E2E_PRESETS:-smollm2-135m llama-3.2-1b}; do
+        # LoRA r=16 (bench_train: alpha = 2r = 32, dropout 0, all seven projections), as peft_step.py.
+        flags=(--preset "$preset" --batch "$B" --seq "$T" --steps "$N" --warmup "$W" --rank 16 --peak-tflops "$PEAK_TF")
+        if [ -x "$TRAIN_BENCH" ]; then
+            step "e2e ours: $preset $method" 150 "$OUT/e2e.txt" \
+                "$TRAIN_BENCH" "${flags[@]}" --method "$method" --device cuda
+        else
+            echo "=== e2e ours: $preset $method: $TRAIN_BENCH missing" | tee -a "$OUT/e2e.txt" "$SUMMARY"
+        fi
+        if [ "$method" = qlora ] && [ "$HAVE_BNB" = 0 ]; then
+            echo "=== e2e peft: $preset qlora: skipped, bitsandbytes not available" | tee -a "$OUT/e2e.txt" "$SUMMARY"
+            continue
+        fi
+        peft_flags=("${flags[@]}")
+        [ "$method" = qlora ] && peft_flags+=(--qlora)
+        step "e2e peft: $preset $method" 150 "$OUT/e2e.txt" python3 bench/peft_step.py "${peft_flags[@]}"
+    done
+done
+
+# ---- the end-to-end table: one row per (preset, method, recompute), ours next to peft ----
+{
+    echo
+    echo "=== end to end ($GPU_NAME; batch $B x seq $T, $N timed steps after $W warm-up; ratio = ours / peft tokens/s)"
+    grep '^RESULT' "$OUT/e2e.txt" 2>/dev/null
+    python3 - "$OUT/e2e.txt" <<'EOF'
+# RESULT lines of bench_train and peft_step.py (the same format):
+#   RESULT ours preset=P method=M device=D batch=B seq=T recompute=R: X ms/step (median of N), Y tokens/s,
+#   MFU Z%, peak memory G GB (...), loss L
+import re, sys
+pat = re.compile(r"^RESULT (\w+) (.*?): ([\d.]+) ms/step .*?([\d.]+) tokens/s, MFU ([\d.]+)%, peak memory ([\d.]+) GB")
+rows = {}
+try:
+    lines = open(sys.argv[1]).read().splitlines()
+except OSError:
+    lines = []
+for line in lines:
+    m = pat.match(line)
+    if not m:
+        continue
+    kv = dict(w.split("=", 1) for w in m.group(2).split() if "=" in w)
+    key = (kv.get("preset"), kv.get("method"), kv.get("recompute", "0"), kv.get("batch"), kv.get("seq"))
+    rows.setdefault(key, {})[m.group(1)] = dict(ms=m.group(3), tps=m.group(4), mfu=m.group(5) + "%", mem=m.group(6))
+print()
+print("| preset | method | recompute | batch x seq | ours tok/s | peft tok/s | ratio | ours MFU | peft MFU | ours peak GB | peft peak GB |")
+print("|---|---|---|---|---|---|---|---|---|---|---|")
+for (preset, method, rc, b, t), r in rows.items():
+    o, p = r.get("ours", {}), r.get("peft", {})
+    ratio = "%.2fx" % (float(o["tps"]) / float(p["tps"])) if o.get("tps") and p.get("tps") and float(p["tps"]) else "-"
+    print(f"| {preset} | {method} | {rc} | {b} x {t} | {o.get('tps', '-')} | {p.get('tps', '-')} | {ratio} | "
+          f"{o.get('mfu', '-')} | {p.get('mfu', '-')} | {o.get('mem', '-')} | {p.get('mem', '-')} |")
+EOF
+    echo
+    echo "total ${SECONDS}s of ${BUDGET_S}s budget; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
+} 2>&1 | tee -a "$SUMMARY"
+exit 0
