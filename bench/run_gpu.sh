@@ -182,6 +182,18 @@ for method in lora qlora; do
     done
 done
 
+# ---- memory (issue 6): estimate vs measured on the GPU, then the QLoRA paper's 65B figure ----
+if [ -x build/bench/bench_memory ]; then
+    step "memory: bench_memory --device cuda" 120 "$OUT/e2e.txt" \
+        build/bench/bench_memory --device cuda --shapes tiny,smollm2-135m --steps 1
+fi
+if [ -x "$TRAIN_BENCH" ]; then
+    # LLaMA-65B, random NF4 base, r=64 on all linear layers, batch 1 x 512, recompute (QLoRA §4: < 48 GB).
+    step "scale: llama-65b qlora r=64 b1x512 recompute" 200 "$OUT/e2e.txt" \
+        "$TRAIN_BENCH" --preset llama-65b --method qlora --rank 64 --batch 1 --seq 512 --recompute --steps 2 \
+        --warmup 1 --peak-tflops "$PEAK_TF" --device cuda
+fi
+
 # ---- the end-to-end table: one row per (preset, method, recompute), ours next to peft ----
 {
     echo
