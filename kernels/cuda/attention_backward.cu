@@ -14,8 +14,8 @@
 //   3. flash_dkdv_kernel   a CTA owns BN keys of one kv head and loops over ALL query blocks from the
 //                          diagonal on, of EVERY query head of its GQA group: dK and dV (which sum over
 //                          the group's heads) are summed in its registers, in a fixed order.
-// S and P are computed twice (once per kernel): about 1/6 more tensor-core work than a fused
-// backward, the price of bit-identical gradients on every run.
+// S and dP are computed twice (once per kernel): 7 tile products (S, dP, dQ | S, dP, dV, dK) instead of
+// a fused backward's 5, 40% more tensor-core work: the price of bit-identical gradients on every run.
 //
 // Tensor-core path for hd 64 and 128 (fragment layouts in attention_common.cuh); an FP32 fallback
 // (one warp per query row for dQ, one warp per key row for dK/dV) for any other hd <= 256.
@@ -47,7 +47,7 @@ __global__ void bwd_D_kernel(float* D, const bf16* dout, const bf16* out, size_t
 //   P  = exp2(S·scale·log2e - lse·log2e), 0 where masked
 //   dS = P ∘ (dP - D)
 //   dQ += dS K                      (A = dS from registers; B = K rows, transposed ldmatrix)
-// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 104 KB at HD 128, 55 KB at HD 64.
+// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 56 KB at HD 64.
 template <int HD>
 struct DqCfg {
     static constexpr int NW = 4, NT = NW * 32, BM = 16 * NW, BN = 64, LD = HD + 8;
@@ -183,7 +183,7 @@ __global__ void __launch_bounds__(DqCfg<HD>::NT)
 //   dV += Pᵀ dO                      (A = Pᵀ from registers; B = dO rows, transposed)
 //   dSᵀ = Pᵀ ∘ (dPᵀ - D[query])
 //   dK += dSᵀ Q                      (A = dSᵀ from registers; B = Q rows, transposed)
-// Shared memory: K, V [128][HD+8], Q, dO [2][BM][HD+8]: 102 KB at HD 128, 72 KB at HD 64.
+// Shared memory: K, V [128][HD+8], Q, dO [2][BM][HD+8]: 105 KB at HD 128, 75 KB at HD 64.
 template <int HD>
 struct DkvCfg {
     static constexpr int NW = 8, NT = NW * 32, BN = 16 * NW, BM = HD == 128 ? 32 : 64, LD = HD + 8;

@@ -194,6 +194,15 @@ const Ops* probe(std::string& why) {
         why = std::string("CUDA device 0 is not usable (cudaSetDevice: ") + cudaGetErrorString(e) + ")";
         return nullptr;
     }
+    // The build holds sm_90 code and compute_80 PTX (BF16 tensor cores): an older GPU could run none
+    // of its kernels, so it counts as no GPU rather than failing at the first launch.
+    int major = 0, minor = 0;
+    if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, 0) == cudaSuccess &&
+        cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, 0) == cudaSuccess && major < 8) {
+        why = "CUDA device 0 has compute capability " + std::to_string(major) + "." + std::to_string(minor) +
+              "; the CUDA backend needs 8.0 (Ampere) or newer";
+        return nullptr;
+    }
     static const Ops ops = make_ops();
     return &ops;
 }

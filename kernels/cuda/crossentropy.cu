@@ -17,8 +17,13 @@ namespace cuda {
 // the sums, each rescaled by exp(m − M), to S: lse = M + log S. m starts at −FLT_MAX, not −inf, so
 // −inf logits (masked entries) add exp(−inf) = 0 instead of exp(−inf + inf) = NaN.
 // Pass 2 writes the gradient over the row.
-__global__ void crossentropy_kernel(bf16* logits, float* nll, const int32_t* targets, const float* weights, int V,
-                                    float grad_scale, bool vec) {
+constexpr int kThreads = 1024;
+
+// __launch_bounds__: a 1024-thread block needs <= 64 registers per thread; without the bound a
+// compiler (or the driver's JIT of the compute_80 PTX) may use more and the launch then fails.
+__global__ void __launch_bounds__(kThreads)
+    crossentropy_kernel(bf16* logits, float* nll, const int32_t* targets, const float* weights, int V, float grad_scale,
+                        bool vec) {
     int row = blockIdx.x;
     bf16* z = logits + (size_t)row * V;
     int target = targets[row];
@@ -62,7 +67,7 @@ void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targ
                                    float grad_scale) {
     if (n <= 0) return;
     bool vec = V % 8 == 0 && aligned16(logits);
-    crossentropy_kernel<<<n, 1024>>>(logits, nll, targets, weights, V, grad_scale, vec);
+    crossentropy_kernel<<<n, kThreads>>>(logits, nll, targets, weights, V, grad_scale, vec);
     CUDA_LAUNCH_CHECK();
 }
 

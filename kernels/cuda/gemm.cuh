@@ -7,7 +7,8 @@ namespace cuda {
 // C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C, row-major, op(X) = Xᵀ when trans is set (then
 // X is stored [K,M] / [N,K]); the same contract as cpu::gemm. A and B are BF16, the products
 // accumulate in FP32, and C is BF16 or FP32 (parameter gradients accumulate in FP32).
-// beta is 0 (overwrite) or 1 (accumulate). Deterministic: each shape keeps the algorithm it got first.
+// beta is 0 (overwrite) or 1 (accumulate); K = 0 gives beta·C, as on the CPU. Deterministic: each
+// shape keeps the algorithm it got first.
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
           float beta, bf16* C, int ldc);
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,

@@ -15,7 +15,9 @@ __global__ void dropout_kernel(bf16* dst, const bf16* src, size_t n, float p, fl
                                bool accumulate) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    float v = hash_uniform(key, i) >= p ? __bfloat162float(src[i]) * keep_scale : 0.0f;
+    // __fmul_rn: the scaled value is rounded on its own, as the CPU's drop(du·A) is before it is added
+    // to dx (a plain product could be contracted with that add into one FMA).
+    float v = hash_uniform(key, i) >= p ? __fmul_rn(__bfloat162float(src[i]), keep_scale) : 0.0f;
     dst[i] = __float2bfloat16(accumulate ? __bfloat162float(dst[i]) + v : v);
 }
 

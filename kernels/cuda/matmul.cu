@@ -1,6 +1,7 @@
 // Linear layer y = x Wᵀ + b on the GPU: every direction is one cuBLASLt GEMM (BF16 operands, FP32
 // accumulation), plus two small kernels for the bias. cuda::gemm (kernels/cuda/gemm.cuh) is also
-// what LoRA uses: one GEMM mechanism for the whole backend.
+// what LoRA uses: one GEMM mechanism for the whole backend. A shape for which cuBLASLt's heuristic
+// offers no algorithm (not expected) runs on a plain tiled kernel instead, with a warning.
 //
 // The layout mapping. cuBLASLt is column-major, our tensors are row-major. A row-major X[R,K] with
 // leading dimension ld is, byte for byte, the column-major Xᵀ[K,R] with the same ld. So the row-major
@@ -16,8 +17,11 @@
 // op_N(inp as [C,N]), i.e. outᵀ[o,n] = Σ_c W[o,c]·inp[n,c].
 #include <cublasLt.h>
 
+#include <algorithm>
+#include <cstdio>
 #include <map>
 #include <tuple>
+#include <type_traits>
 
 #include "kernels/cuda/gemm.cuh"
 #include "model/util.h"
@@ -54,7 +58,7 @@ uint32_t alignment(const void* p) {
 
 // Everything the algorithm choice depends on. A shape keeps the first algorithm the heuristic gave
 // it, so a GEMM gives bit-identical results call after call (cuBLASLt is deterministic for a fixed
-// algorithm, workspace and stream; its split-K reductions are ordered, not atomic).
+// algorithm, workspace and stream). beta is not part of the key: the heuristic does not see it.
 struct GemmKey {
     bool transA, transB;
     int M, N, K, lda, ldb, ldc;
@@ -67,6 +71,7 @@ struct GemmKey {
 };
 
 struct GemmPlan {
+    bool fallback;  // cuBLASLt offered no algorithm: gemm_fallback_kernel computes this shape
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t first, second, c;  // cuBLASLt's A (our B), its B (our A), C = D
     cublasLtMatmulAlgo_t algo;
@@ -77,11 +82,12 @@ const GemmPlan& plan_for(const GemmKey& k) {
     auto it = plans.find(k);
     if (it != plans.end()) return it->second;
 
-    GemmPlan p;
+    GemmPlan p{};
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t op_first = k.transB ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = k.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSA, &op_first, sizeof op_first));
     CUBLAS_CHECK(cublasLtMatmulDescSetAttribute(p.desc, CUBLASLT_MATMUL_DESC_TRANSB, &op_second, sizeof op_second));
+    // cublasLtMatrixLayoutCreate takes uint64 rows/cols and an int64 ld: no 32-bit products here.
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.first, CUDA_R_16BF, k.transB ? k.K : k.N, k.transB ? k.N : k.K, k.ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.second, CUDA_R_16BF, k.transA ? k.M : k.K, k.transA ? k.K : k.M, k.lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, k.ctype, k.N, k.M, k.ldc));
@@ -90,6 +96,14 @@ const GemmPlan& plan_for(const GemmKey& k) {
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = kWorkspaceBytes;
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws));
+    // Split-K reductions: only those that sum the partial products in FP32 in a fixed order. INPLACE
+    // adds the partials into the output buffer in the output type (BF16 here: one rounding per
+    // partial, not one in all) in the order the blocks get there; OUTPUT_TYPE stages them in the
+    // output type, which is FP32 only for the FP32 outputs. NONE (no split) is always allowed.
+    uint32_t reductions = CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    if (k.ctype == CUDA_R_32F) reductions |= CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE;
+    CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_REDUCTION_SCHEME_MASK, &reductions,
+                                                      sizeof reductions));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &k.align_b,
                                                       sizeof k.align_b));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &k.align_a,
@@ -98,24 +112,83 @@ const GemmPlan& plan_for(const GemmKey& k) {
                                                       sizeof k.align_c));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k.align_c,
                                                       sizeof k.align_c));
-    cublasLtMatmulHeuristicResult_t result;
+    cublasLtMatmulHeuristicResult_t result{};
     int found = 0;
     cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle(), p.desc, p.first, p.second, p.c, p.c, pref, 1, &result, &found);
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    if (st != CUBLAS_STATUS_SUCCESS || found == 0)
-        fail("cuBLASLt has no algorithm for the GEMM M=%d N=%d K=%d (trans %d/%d, ld %d/%d/%d, %s output, alignment "
-             "%u/%u/%u bytes): %s", k.M, k.N, k.K, k.transA, k.transB, k.lda, k.ldb, k.ldc,
-             k.ctype == CUDA_R_32F ? "FP32" : "BF16", k.align_a, k.align_b, k.align_c, cublasLtGetStatusString(st));
-    p.algo = result.algo;
+    if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
+        p.algo = result.algo;
+    } else {
+        // Not expected for BF16 operands (cuBLASLt has alignment-agnostic kernels), but a shape it
+        // refuses should run slowly rather than stop the run: say so once per shape.
+        fprintf(stderr,
+                "warning: cuBLASLt has no algorithm for the GEMM M=%d N=%d K=%d (trans %d/%d, ld %d/%d/%d, %s output, "
+                "alignment %u/%u/%u bytes; status %s, %d found): using the slow fallback kernel for it\n",
+                k.M, k.N, k.K, k.transA, k.transB, k.lda, k.ldb, k.ldc, k.ctype == CUDA_R_32F ? "FP32" : "BF16",
+                k.align_a, k.align_b, k.align_c, cublasLtGetStatusString(st), found);
+        p.fallback = true;
+    }
     return plans.emplace(k, p).first->second;
 }
 
+__device__ inline float to_f32(float x) { return x; }
+__device__ inline float to_f32(bf16 x) { return __bfloat162float(x); }
+__device__ inline void store_f32(float* p, float v) { *p = v; }
+__device__ inline void store_f32(bf16* p, float v) { *p = __float2bfloat16(v); }
+
+// The same contract as cuda::gemm, for what cuBLASLt will not take (and K = 0): 16×16 tiles of C,
+// one thread per element, op(A) and op(B) staged through shared memory, an FP32 sum in k order
+// (deterministic). The grid's y dimension strides over rows, so any M fits in its 65535 blocks.
+constexpr int kTile = 16;
+template <class T>
+__global__ void gemm_fallback_kernel(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A,
+                                     int lda, const bf16* B, int ldb, float beta, T* C, int ldc) {
+    __shared__ float as[kTile][kTile + 1], bs[kTile][kTile + 1];
+    int tx = threadIdx.x, ty = threadIdx.y;
+    int n = blockIdx.x * kTile + tx;
+    for (int m0 = blockIdx.y * kTile; m0 < M; m0 += gridDim.y * kTile) {  // uniform across the block
+        int m = m0 + ty;
+        float s = 0.0f;
+        for (int k0 = 0; k0 < K; k0 += kTile) {
+            int ka = k0 + tx;  // as[ty][tx] = op(A)[m][ka]
+            as[ty][tx] = m < M && ka < K ? to_f32(transA ? A[(size_t)ka * lda + m] : A[(size_t)m * lda + ka]) : 0.0f;
+            int kb = k0 + ty;  // bs[ty][tx] = op(B)[kb][n]
+            bs[ty][tx] = kb < K && n < N ? to_f32(transB ? B[(size_t)n * ldb + kb] : B[(size_t)kb * ldb + n]) : 0.0f;
+            __syncthreads();
+            for (int k = 0; k < kTile; k++) s += as[ty][k] * bs[k][tx];
+            __syncthreads();
+        }
+        if (m < M && n < N) {
+            T* c = C + (size_t)m * ldc + n;
+            float v = alpha * s;
+            if (beta != 0.0f) v += beta * to_f32(*c);  // beta = 0: C is not read (it may hold NaN)
+            store_f32(c, v);
+        }
+    }
+}
+
+template <class T>
+void gemm_fallback(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B,
+                   int ldb, float beta, T* C, int ldc) {
+    dim3 grid(ceil_div(N, kTile), std::min(ceil_div(M, kTile), 65535u));
+    gemm_fallback_kernel<T><<<grid, dim3(kTile, kTile)>>>(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    CUDA_LAUNCH_CHECK();
+}
+
+template <class T>
 void gemm_any(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B,
-              int ldb, float beta, void* C, cudaDataType_t ctype, int ldc) {
-    if (M == 0 || N == 0) return;
+              int ldb, float beta, T* C, int ldc) {
+    if (M <= 0 || N <= 0) return;
+    if (K <= 0) {  // C = beta·C, as cpu::gemm: nothing to do for beta = 1, zeros for beta = 0
+        if (beta != 1.0f) gemm_fallback(transA, transB, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
+        return;
+    }
+    constexpr cudaDataType_t ctype = std::is_same<T, float>::value ? CUDA_R_32F : CUDA_R_16BF;
     GemmKey key{transA, transB, M, N, K, lda, ldb, ldc, ctype, alignment(A), alignment(B), alignment(C)};
     const GemmPlan& p = plan_for(key);
+    if (p.fallback) return gemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
     void* ws = cuda_scratch(Scratch::cublas_workspace, kWorkspaceBytes);
+    // alpha, beta: host FP32 scalars (the default pointer mode; FP32 is the scale type of COMPUTE_32F).
     CUBLAS_CHECK(cublasLtMatmul(handle(), p.desc, &alpha, B, p.first, A, p.second, &beta, C, p.c, C, p.c, &p.algo, ws,
                                 kWorkspaceBytes, 0));
 }
@@ -152,18 +225,18 @@ namespace cuda {
 
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
           float beta, bf16* C, int ldc) {
-    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, CUDA_R_16BF, ldc);
+    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
           float beta, float* C, int ldc) {
-    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, CUDA_R_32F, ldc);
+    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, bool accumulate) {
     gemm(false, true, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, OC);  // out (+)= inp · Wᵀ
-    if (bias && N > 0) {
-        size_t n = (size_t)N * OC;
+    size_t n = (size_t)N * OC;
+    if (bias && n > 0) {  // no launch of zero blocks (an invalid configuration)
         add_bias_kernel<<<ceil_div(n, 256), 256>>>(out, bias, n, OC);
         CUDA_LAUNCH_CHECK();
     }
@@ -173,7 +246,7 @@ void matmul_backward(bf16* dinp, float* dw, float* dbias, const bf16* dout, cons
                      int OC) {
     if (dinp) gemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);  // dX += dY · W
     if (dw) gemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);     // dW += dYᵀ · X, in FP32
-    if (dbias && OC > 0) {
+    if (dbias && OC > 0) {  // N = 0 leaves dbias as it was (+= 0)
         bias_backward_kernel<<<ceil_div(OC, 32), dim3(32, kBiasRows)>>>(dbias, dout, N, OC);
         CUDA_LAUNCH_CHECK();
     }

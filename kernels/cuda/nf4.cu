@@ -60,7 +60,10 @@ __global__ void nf4_quantize_kernel(uint8_t* codes, float* absmax, const float* 
     float amax = warp_reduce<MaxOp>(fmaxf(abs_for_max(x0), abs_for_max(x1)));
     float inv = inv_absmax(amax);
     if (lane == 0) absmax[b] = amax;
-    if (i < n) codes[i / 2] = (uint8_t)(nf4_code(x0 * inv) << 4 | (i + 1 < n ? nf4_code(x1 * inv) : 0));
+    // __fmul_rn: the scaled value is rounded on its own, as on the CPU; a plain product could be
+    // fused by the compiler into a later add/sub (an FMA rounds differently).
+    if (i < n)
+        codes[i / 2] = (uint8_t)(nf4_code(__fmul_rn(x0, inv)) << 4 | (i + 1 < n ? nf4_code(__fmul_rn(x1, inv)) : 0));
 }
 
 void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n) {
@@ -92,8 +95,8 @@ __global__ void nf4_dequantize_kernel(bf16* w, const uint8_t* codes, const float
     #pragma unroll
     for (int q = 0; q < 4; q++) {
         uint32_t byte = bytes >> (8 * q) & 0xff;
-        v[2 * q] = book[byte >> 4] * a;
-        v[2 * q + 1] = book[byte & 15] * a;
+        v[2 * q] = __fmul_rn(book[byte >> 4], a);
+        v[2 * q + 1] = __fmul_rn(book[byte & 15], a);
     }
     store8(w, v, i, n, vec);
 }
@@ -136,7 +139,9 @@ __global__ void quantize_blockwise8_kernel(uint8_t* q, float* absmax, const floa
     float amax = block_reduce<MaxOp>(abs_for_max(xi));
     float inv = inv_absmax(amax);
     if (threadIdx.x == 0) absmax[blockIdx.x] = amax;
-    if (i < n) q[i] = dynamic_code(xi * inv, map);
+    // __fmul_rn: dynamic_code subtracts map entries from x; a plain x·inv could be contracted into
+    // those subtractions (one FMA, another rounding than the CPU's product then difference).
+    if (i < n) q[i] = dynamic_code(__fmul_rn(xi, inv), map);
 }
 
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {

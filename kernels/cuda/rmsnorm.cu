@@ -57,8 +57,11 @@ void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N
 // part[blockIdx.x, :], and rmsnorm_dw_kernel adds the partials to dw in block order.
 // The shared partial is stored transposed, sdw[k * chunks + j] for column 8j + k, so the 32 threads
 // of a warp (consecutive j) touch 32 consecutive floats: no bank conflicts.
-__global__ void rmsnorm_backward_kernel(bf16* dx, float* dw_part, const bf16* dout, const bf16* x, const bf16* w,
-                                        const float* rstd, int N, int C, bool vec) {
+constexpr int kBackwardMaxThreads = 512;
+
+__global__ void __launch_bounds__(kBackwardMaxThreads)
+    rmsnorm_backward_kernel(bf16* dx, float* dw_part, const bf16* dout, const bf16* x, const bf16* w, const float* rstd,
+                            int N, int C, bool vec) {
     extern __shared__ float sdw[];  // [8][chunks], only when dw_part
     int chunks = (C + 7) / 8;
     if (dw_part)
@@ -118,7 +121,7 @@ void rmsnorm_backward(bf16* dx, float* dw, const bf16* dout, const bf16* x, cons
     if (N <= 0 || C <= 0) return;
     int chunks = (C + 7) / 8;
     // One chunk per thread up to C = 4096, then loop; at least a warp, at most 512 threads.
-    int threads = std::min(512, std::max(32, (chunks + 31) / 32 * 32));
+    int threads = std::min(kBackwardMaxThreads, std::max(32, (chunks + 31) / 32 * 32));
     int blocks = std::min(N, kBackwardMaxBlocks);
     bool vec = C % 8 == 0 && aligned16(dx) && aligned16(dout) && aligned16(x) && aligned16(w);
     float* part = nullptr;
