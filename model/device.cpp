@@ -3,7 +3,8 @@
 //
 //   host Model (FP32 files' view) --model_upload--> DeviceModel: params/adapters (BF16, what the ops read)
 //                                                                masters (FP32, what AdamW updates,
-//                                                                then casts into the BF16 copy)
+//                                                                then casts into the BF16 copy; only
+//                                                                when uploaded for training)
 //   host Model <--model_download-- masters (before saving a checkpoint, merging, exporting)
 #include <algorithm>
 
@@ -11,15 +12,21 @@
 #include "model/util.h"
 
 namespace {
-// NF4 parts live in one device buffer, each part aligned so every pointer suits vector loads.
-size_t align256(size_t n) { return (n + 255) & ~(size_t)255; }
+// NF4 parts live in one device buffer, each part aligned so every pointer suits 128-bit loads (more
+// would only add padding that the memory estimate does not have).
+size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
+
+// The device copy that training on `ops` updates; fails instead of handing out a null pointer.
+DeviceModel& trained_copy(Model& m, const Ops& ops) {
+    if (!m.device || m.device->ops != &ops || !m.device->masters.p)
+        fail("internal: the model is not on the %s backend for training (model_upload with train)", ops.name);
+    return *m.device;
+}
 }  // namespace
 
-void model_upload(Model& m, const Ops& ops) {
-    if (ops.host) {
-        m.device.reset();
-        return;
-    }
+void model_upload(Model& m, const Ops& ops, bool train) {
+    m.device.reset();  // a re-upload (after loading a checkpoint) frees the old copy first
+    if (ops.host) return;
     auto d = std::make_shared<DeviceModel>();
     d->ops = &ops;
     d->params = act_buffer(ops, m.params.size(), Mem::weights);
@@ -28,14 +35,17 @@ void model_upload(Model& m, const Ops& ops) {
         d->adapters = act_buffer(ops, m.adapters.size(), Mem::adapters);
         ops.upload(d->adapters.a(), m.adapters.data(), m.adapters.size());
     }
-    // The FP32 masters of what is trained (AdamW's copy; the ops read the storage-type one).
-    const std::vector<float>& trained = m.has_adapters() ? m.adapters : m.params;
-    d->masters = Buffer(ops, trained.size() * sizeof(float), Mem::optimizer);
-    ops.to_device(d->masters.p, trained.data(), trained.size() * sizeof(float));
+    if (train) {
+        // The FP32 masters of what is trained (AdamW's copy; the ops read the storage-type one).
+        // Decoding needs none: for a full model they would be 4 more bytes per weight.
+        const std::vector<float>& trained = m.has_adapters() ? m.adapters : m.params;
+        d->masters = Buffer(ops, trained.size() * sizeof(float), Mem::optimizer);
+        ops.to_device(d->masters.p, trained.data(), trained.size() * sizeof(float));
+    }
     if (!m.nf4.empty()) {
         size_t total = 0, largest = 0;
         for (const NF4Weight& q : m.nf4) {
-            total += align256(q.codes.size()) + align256(q.qabsmax.size()) + align256(q.qscale.size() * sizeof(float));
+            total += align16(q.codes.size()) + align16(q.qabsmax.size()) + align16(q.qscale.size() * sizeof(float));
             largest = std::max(largest, q.n);
         }
         d->nf4 = Buffer(ops, total, Mem::weights);
@@ -43,7 +53,7 @@ void model_upload(Model& m, const Ops& ops) {
         auto put = [&](const void* src, size_t bytes) {
             uint8_t* dst = d->nf4.u8() + at;
             ops.to_device(dst, src, bytes);
-            at += align256(bytes);
+            at += align16(bytes);
             return dst;
         };
         for (const NF4Weight& q : m.nf4) {
@@ -66,7 +76,7 @@ void model_upload(Model& m, const Ops& ops) {
 }
 
 void model_download(Model& m) {
-    if (!m.device) return;
+    if (!m.device || !m.device->masters.p) return;  // nothing was trained off the host
     std::vector<float>& trained = m.has_adapters() ? m.adapters : m.params;
     m.device->ops->to_host(trained.data(), m.device->masters.p, trained.size() * sizeof(float));
 }
@@ -86,11 +96,12 @@ WeightsView model_weights(const Model& m, const Ops& ops) {
 }
 
 float* model_masters(Model& m, const Ops& ops) {
-    if (!ops.host) return m.device->masters.f();
-    return m.trainable();
+    if (ops.host) return m.trainable();
+    return trained_copy(m, ops).masters.f();
 }
 
 act* model_compute_copy(Model& m, const Ops& ops) {
     if (ops.host) return nullptr;
-    return m.has_adapters() ? m.device->adapters.a() : m.device->params.a();
+    DeviceModel& d = trained_copy(m, ops);
+    return m.has_adapters() ? d.adapters.a() : d.params.a();
 }

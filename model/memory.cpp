@@ -66,9 +66,9 @@ MemorySpec trainer_memory_spec(const Trainer& t) {
     s.method = t.model.method;
     s.optimizer = OptimKind::AdamW;
     s.lora = t.model.lora;
-    memory_set_backend(s, Backend::Cpu);
-    s.B = t.ws.B;
-    s.T = t.ws.T;
+    memory_set_backend(s, t.ops && !t.ops->host ? Backend::Cuda : Backend::Cpu);
+    s.B = t.ws.max_B;
+    s.T = t.ws.max_T;
     s.recompute = t.ws.recompute;
     return s;
 }
@@ -171,9 +171,9 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
              cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, adapted, cb, copies, format_bytes(e.per_layer).c_str(),
              s.recompute ? "recompute: one layer's set, refilled in the backward" : "no recompute: every layer's set",
              cb, s.B, s.T);
-    // The LM head runs kLossChunk rows at a time: their logits (then dlogits, in place), hidden
+    // The LM head runs loss_chunk() rows at a time: their logits (then dlogits, in place), hidden
     // states and their gradient, per-row nll, targets and weights, and the list of rows that carry loss weight.
-    size_t V = c.vocab_size, K = kLossChunk;
+    size_t V = c.vocab_size, K = loss_chunk(s.backend == Backend::Cpu);
     e.logits = K * V * cb + 2 * K * C * cb + 3 * K * fb + N * fb;
     e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + nll, targets, "
                         "weights 3·%zu·4 + rows N·4", K, K, cb, K, cb, K);

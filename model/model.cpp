@@ -25,6 +25,7 @@ void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params) {
     m.params = std::move(params);
     m.method = Method::Full;
     m.adapters.clear();
+    m.device.reset();  // it holds the old weights (model_upload again)
 }
 
 void model_init_random(Model& m, const ModelConfig& cfg, uint64_t seed) {
@@ -92,6 +93,7 @@ void build_nf4_base(Model& m, const std::function<NF4Weight(size_t ti)>& quantiz
     m.dequant.assign(largest, 0.0f);
     m.absmax.assign((largest + 63) / 64, 0.0f);
     if (m.method == Method::Lora) m.method = Method::Qlora;
+    m.device.reset();  // its layout is the FP32 one (model_upload again)
 }
 }  // namespace
 
@@ -123,6 +125,9 @@ void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters)
     m.lora_layout = lora_layout(m.cfg, lc);
     if (adapters.size() != m.lora_layout.total) fail("model: %zu adapter values given, layout needs %zu", adapters.size(), m.lora_layout.total);
     m.adapters = std::move(adapters);
+    // A device copy holds the old adapters (or none, and masters of another size): reading it would
+    // run stale weights or past its buffers, so it goes (model_upload again).
+    m.device.reset();
 }
 
 void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed) {
@@ -153,6 +158,8 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
     ws.capacity = N;
     ws.B = B;
     ws.T = T;
+    ws.max_B = B;
+    ws.max_T = T;
     ws.recompute = recompute;
     const Mem A = Mem::activations;
     auto act = [&](size_t n) { return act_buffer(ops, n, A); };
@@ -171,8 +178,9 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
     ws.dresid = act(N * C); ws.dln = act(N * C); ws.datt = act(N * Q); ws.dq = act(N * Q);
     ws.dk = act(N * KV); ws.dv = act(N * KV); ws.dh = act(N * F); ws.dgate = act(N * F); ws.dup = act(N * F);
     ws.dfinal = act(N * C);
-    ws.logits = act((size_t)kLossChunk * c.vocab_size); ws.hc = act(kLossChunk * C); ws.dhc = act(kLossChunk * C);
-    ws.nll = f32(kLossChunk); ws.targets = i32(kLossChunk); ws.weights = f32(kLossChunk); ws.rows = i32(N);
+    size_t K = ws.chunk = loss_chunk(ops.host);
+    ws.logits = act(K * c.vocab_size); ws.hc = act(K * C); ws.dhc = act(K * C);
+    ws.nll = f32(K); ws.targets = i32(K); ws.weights = f32(K); ws.rows = i32(N);
     ws.tokens = i32(N); ws.pos = i32(N); ws.seg = i32(N);
 }
 
@@ -260,8 +268,8 @@ void forward_layers(const Pass& P, Workspace& ws, const Batch& batch) {
 double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad_scale) {
     const ModelConfig& c = P.m.cfg;
     int N = ws.B * ws.T, C = c.dim, V = c.vocab_size;
-    std::vector<int32_t> rows, tgt(kLossChunk);
-    std::vector<float> wt(kLossChunk), nll(kLossChunk);
+    std::vector<int32_t> rows, tgt(ws.chunk);
+    std::vector<float> wt(ws.chunk), nll(ws.chunk);
     for (int i = 0; i < N; i++)
         if (batch.weights[i] != 0.0f) {
             if (batch.targets[i] < 0 || batch.targets[i] >= V)
@@ -273,8 +281,8 @@ double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad
     if (P.grads) ws.dfinal.zero();
     const act* W = P.w(P.m.off.lm_head);
     double loss = 0.0;
-    for (int r0 = 0; r0 < nrows; r0 += kLossChunk) {
-        int n = std::min(kLossChunk, nrows - r0);
+    for (int r0 = 0; r0 < nrows; r0 += ws.chunk) {
+        int n = std::min(ws.chunk, nrows - r0);
         for (int i = 0; i < n; i++) {
             tgt[i] = batch.targets[rows[r0 + i]];
             wt[i] = batch.weights[rows[r0 + i]];

@@ -36,7 +36,7 @@ struct WeightsView {
 struct DeviceModel {
     const Ops* ops = nullptr;
     Buffer params, adapters, nf4, dequant, absmax;  // weights / adapters / weights / scratch
-    Buffer masters;                                 // FP32 trainable parameters (Mem::optimizer)
+    Buffer masters;                                 // FP32 trainable parameters (Mem::optimizer; training only)
     WeightsView view;
 };
 
@@ -68,9 +68,12 @@ struct Model {
 };
 
 // Copies the model to a non-host backend's memory (nothing to do for the CPU, whose ops read the
-// vectors above). Call again after the host vectors change (a loaded checkpoint).
-void model_upload(Model& m, const Ops& ops);
-// Copies the trained FP32 masters back into the host vectors (no-op without a device copy).
+// vectors above); with `train` also the FP32 masters of the trainable parameters. Call again after
+// the host vectors change (a loaded checkpoint): model_init, model_quantize_nf4 and model_set_lora /
+// model_add_lora drop the device copy, so a stale one is never read.
+void model_upload(Model& m, const Ops& ops, bool train = false);
+// Copies the trained FP32 masters back into the host vectors (no-op without a device copy made for
+// training: then the host vectors are already the model).
 void model_download(Model& m);
 // What `ops` reads the weights from.
 WeightsView model_weights(const Model& m, const Ops& ops);
@@ -106,6 +109,8 @@ struct Workspace {
     const Ops* ops = nullptr;
     size_t capacity = 0;  // tokens (B*T) the buffers hold; any batch up to this size fits
     int B = 0, T = 0;     // the shape of the batch in flight
+    int max_B = 0, max_T = 0;  // the shape it was sized for (B·T = capacity)
+    int chunk = 0;        // LM-head rows per chunk (loss_chunk)
     bool recompute = false;
     Buffer resid;                 // [(n_layers+1), B*T, dim]: each layer's input, then the final output
     std::vector<LayerActs> acts;  // n_layers, or 1 when recomputing
@@ -120,8 +125,10 @@ struct Workspace {
 };
 void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute, const Ops& ops = cpu_ops());
 
-// Tokens the LM head processes at once: logits are never held for more than this many rows.
-const int kLossChunk = 128;
+// Tokens the LM head processes at once: logits are never held for more than this many rows. The
+// CPU keeps the chunk cache-sized; the GPU needs GEMMs big enough to fill it, and 1024 rows of BF16
+// logits are at most 1024·V·2 bytes (263 MB for a 128K vocabulary).
+inline int loss_chunk(bool host) { return host ? 128 : 1024; }
 
 // One micro-batch forward and backward. Gradients of the trainable parameters accumulate into
 // `grads` (num_trainable floats). grad_scale = 1 / (total loss weight of the whole accumulated

@@ -81,7 +81,7 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
             for (const Example& e : *set) longest = std::max(longest, e.size());
         T = (int)std::min<size_t>(T, longest);
     }
-    model_upload(t.model, ops);
+    model_upload(t.model, ops, true);
     workspace_init(t.ws, t.model, cfg.batch.batch_size, T, cfg.recompute, ops);
     size_t bytes = t.model.num_trainable() * sizeof(float);
     t.grads = Buffer(ops, bytes, Mem::gradients);
@@ -285,6 +285,6 @@ void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
         lora_load(wpath, t.model.cfg, lc, adapters);
         model_set_lora(t.model, lc, std::move(adapters));
     }
-    model_upload(t.model, *t.ops);
+    model_upload(t.model, *t.ops, true);
     load_state((fs::path(dir) / "train.state").string(), t);
 }
