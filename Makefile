@@ -102,3 +102,42 @@ default-model: | convert
 	  echo "warning: no default model yet: ./train needs one (make model when online, or ./convert your own)"
 model: | convert
 	@test -f $(DEFAULT_MODEL) || sh tools/fetch_default_model.sh
+
+# ---- test-emu: the CUDA tests on a CPU emulator (tests/emu/README.md), for machines without a GPU.
+# The kernel sources kernels/cuda/*.cu, *.cuh go through tests/emu/cudapp (which rewrites kernel
+# launches, __shared__ declarations and __launch_bounds__: what a header cannot give CUDA's meaning)
+# into build/emu/, and g++ compiles them against the emulator's cuda_runtime.h, cuda_bf16.h and
+# cublasLt.h (tests/emu/include).
+# test_runner_emu is the test runner linked with those objects instead of the nvcc-built backend;
+# `make test-emu` runs the CUDA suites (and the tolerance self-tests: every tests/test_cuda_*.cpp) and
+# the emulator's own tests (suite "emu", tests/emu/selftest.cu).
+# The run is deterministic; EMU_SEED=n picks another scheduling order, EMU_ORDER=fixed none.
+EMU_CU    := $(wildcard kernels/cuda/*.cu) tests/emu/selftest.cu
+EMU_GEN   := $(EMU_CU:%.cu=build/emu/%.cpp)
+EMU_CUH   := $(patsubst %,build/emu/%,$(wildcard kernels/cuda/*.cuh))
+EMU_KOBJ  := $(EMU_CU:%.cu=build/emu/%.o)
+EMU_RT    := $(filter-out tests/emu/cudapp.cpp,$(wildcard tests/emu/*.cpp))
+EMU_RTOBJ := $(EMU_RT:tests/emu/%.cpp=build/emu/rt/%.o)
+EMU_HDR   := $(wildcard tests/emu/include/*.h)
+# -fno-strict-aliasing: CUDA code type-puns through reinterpret_cast (128-bit loads of BF16 arrays).
+EMU_FLAGS := -DCUDA_EMULATOR -I tests/emu/include -iquote build/emu $(CXXFLAGS) -fno-strict-aliasing -Wno-unknown-pragmas
+
+.PHONY: test-emu
+build/emu/cudapp: tests/emu/cudapp.cpp
+	@mkdir -p build/emu
+	$(CXX) -O2 -std=c++17 -Wall -Wextra $< -o $@
+$(EMU_GEN): build/emu/%.cpp: %.cu build/emu/cudapp
+	@mkdir -p $(dir $@)
+	build/emu/cudapp $< $@
+$(EMU_CUH): build/emu/%: % build/emu/cudapp
+	@mkdir -p $(dir $@)
+	build/emu/cudapp $< $@
+$(EMU_KOBJ): %.o: %.cpp $(EMU_CUH) $(EMU_HDR) $(HEADERS)
+	$(CXX) $(EMU_FLAGS) -c $< -o $@
+$(EMU_RTOBJ): build/emu/rt/%.o: tests/emu/%.cpp $(EMU_HDR) $(HEADERS)
+	@mkdir -p build/emu/rt
+	$(CXX) $(EMU_FLAGS) -c $< -o $@
+test_runner_emu: $(TEST_OBJ) $(LIB_SRC:%.cpp=build/%.o) $(EMU_KOBJ) $(EMU_RTOBJ)
+	$(CXX) $^ -o $@ -fopenmp
+test-emu: deps test_runner_emu
+	./test_runner_emu -sf='*tests/test_cuda_*,*tests/emu/*'

@@ -104,7 +104,7 @@ void compare_step(Method method, int head_dim) {
     setup(c, cpu_ops(), method, head_dim, false);
     setup(g, gpu(), method, head_dim, false);
     StepResult rc = trainer_step(c), rg = trainer_step(g);
-    MESSAGE(method_name(method) << " hd " << head_dim << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
+    MESSAGE(std::string(method_name(method)) << " hd " << head_dim << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
                                 << rc.grad_norm << " cuda " << rg.grad_norm);
     CHECK(std::fabs(rg.loss - rc.loss) <= kLossRel * std::fabs(rc.loss));
     vector<float> gc = trainer_gradients(c), gg = trainer_gradients(g);
@@ -116,7 +116,7 @@ void compare_step(Method method, int head_dim) {
         if (e > worst) worst = e, worst_name = t.name;
         if (e > kRelL2 && bad++ < 8) MESSAGE("gradient of " << t.name << ": relative L2 error " << e);
     }
-    MESSAGE(method_name(method) << " hd " << head_dim << ": worst gradient error " << worst << " (" << worst_name << ")");
+    MESSAGE(std::string(method_name(method)) << " hd " << head_dim << ": worst gradient error " << worst << " (" << worst_name << ")");
     CHECK(bad == 0);
     CHECK(rel_l2(gg, gc, 0, gc.size()) <= kRelL2);
 }

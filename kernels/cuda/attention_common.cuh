@@ -52,6 +52,7 @@ constexpr float kLog2e = 1.4426950408889634f;  // exp(x) = exp2(x * log2 e)
 constexpr float kLn2 = 0.6931471805599453f;
 
 // ==== PTX wrappers (begin) ====
+#ifndef CUDA_EMULATOR
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return (uint32_t)__cvta_generic_to_shared(p); }
 
 // 16 bytes global -> shared, asynchronously; with valid = false the 16 bytes are zero-filled (src-size
@@ -89,6 +90,17 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#else  // the CPU emulator (make test-emu): the same instructions as functions, tests/emu/warp.cpp
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) { emu::cp_async16(dst, src, valid ? 16 : 0); }
+__device__ __forceinline__ void cp_async_commit() { emu::cp_async_commit(); }
+template <int N>
+__device__ __forceinline__ void cp_async_wait() { emu::cp_async_wait(N); }
+__device__ __forceinline__ void ldmatrix_x4(uint32_t (&r)[4], const bf16* p) { emu::ldmatrix_x4(r, p, false); }
+__device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* p) { emu::ldmatrix_x4(r, p, true); }
+__device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    emu::mma_m16n8k16_bf16(d, a, b0, b1);
+}
+#endif
 // ==== PTX wrappers (end) ====
 
 // Two floats as one register of two BF16 (lo in the low half: the lower column of a fragment).
