@@ -336,8 +336,11 @@ int run(int argc, char** argv) {
     }
     eval_and_print(t, "after", csv);
     sample_and_score(t, se, "after");
-    MemStats ms = ops.mem_stats();
-    printf("peak %s memory: %s (all categories at once)\n", ops.name, fmt_bytes(ms.peak_total).c_str());
+    if (!ops.host) {  // on the CPU the weights are plain host vectors, outside the allocator's count
+        MemStats ms = ops.mem_stats();
+        printf("peak %s memory: %s allocated at once (every category); the driver reports %s in use\n", ops.name,
+               fmt_bytes(ms.peak_total).c_str(), fmt_bytes(ms.device_used).c_str());
+    }
     if (!t.cfg.out_dir.empty()) printf("saved %s\n", trainer_save_checkpoint(t).c_str());
     if (csv) {
         fclose(csv);
