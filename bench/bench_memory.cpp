@@ -43,6 +43,7 @@ struct Run {
 static void run_one(const Ops& ops, const Run& r, Method method, bool recompute, int steps) {
     ModelConfig cfg = config_preset(r.shape);
     malloc_trim(0);  // hand back what earlier runs freed, so their pages do not hide this run's
+    ops.release_scratch();  // each run's peak holds only its own scratch
     ops.reset_peak();
     double rss0 = rss_bytes();
     {

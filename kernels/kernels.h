@@ -136,6 +136,7 @@ struct Ops {
     void (*release)(void* p);
     MemStats (*mem_stats)();
     void (*reset_peak)();  // peaks restart from what is live now (to measure one phase)
+    void (*release_scratch)();  // frees the backend's own scratch buffers; the next op that needs one regrows it
     void (*memset0)(void* p, size_t bytes);
     void (*copy)(void* dst, const void* src, size_t bytes);       // backend memory to backend memory
     void (*to_device)(void* dst, const void* src, size_t bytes);  // host to backend (plain bytes: ints, FP32)

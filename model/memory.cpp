@@ -150,6 +150,31 @@ void estimate_weights(const MemorySpec& s, MemoryEstimate& e) {
 //   gate, up, h (3F), x·Aᵀ of each adapter (r per target) + FP32 statistics rstd1, rstd2, lse (2+H).
 //   With recompute only one layer's set exists, refilled from its kept input in the backward.
 // No T×T term: attention is flash-style, it keeps only the log-sum-exp per head and row.
+// The CUDA backend's own growable buffers (kernels/cuda/: cuda_scratch), at the size the first
+// training step grows them to. The constants mirror the kernels' (named there).
+void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
+    const ModelConfig& c = s.cfg;
+    size_t N = (size_t)s.B * s.T;
+    size_t cublas = (size_t)32 << 20;                 // matmul.cu kWorkspaceBytes
+    size_t attention = N * c.n_heads * 4;             // attention_backward: D = rowsum(dO∘O), FP32
+    size_t lora = 0, widest = 0;
+    if (s.method != Method::Full) {
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (s.lora.has((LoraTarget)t))
+                widest = std::max<size_t>(widest, t == LORA_O ? c.q_dim() : t == LORA_DOWN ? c.ffn_dim : c.dim);
+        lora = N * s.lora.rank * 2;                    // lora_u: du, BF16
+        if (s.lora.dropout > 0) lora += 2 * N * widest * 2;  // lora_x, lora_dx: drop(x) and du·A, BF16
+    }
+    // reduce: the larger of rmsnorm's weight-gradient partials (full fine-tuning: min(N, 512)
+    // blocks × C floats) and sum_squares' (one double per 2048 gradients, at most 1024).
+    size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
+    size_t reduce = std::max(sum_squares, s.method == Method::Full ? std::min<size_t>(N, 512) * c.dim * 4 : 0);
+    e.backend = cublas + attention + lora + reduce;
+    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention D N·H·4 = %s + LoRA N·r·2%s = %s + reductions %s",
+                         format_bytes(attention).c_str(), s.lora.dropout > 0 ? " + dropout 2·N·widest·2" : "",
+                         format_bytes(lora).c_str(), format_bytes(reduce).c_str());
+}
+
 void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     if (s.params > 0) {
         e.why_activations = e.why_logits = e.why_scratch = "need a shape (--preset, --model or dims), not --params";
@@ -189,6 +214,7 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
         e.why_scratch += strf(" + one dequantized projection max(C·Q, C·KV, C·F)·%zu and its absmax per 64 ·4 = %s", cb,
                               format_bytes(dq).c_str());
     }
+    if (s.backend == Backend::Cuda) estimate_cuda_scratch(s, e);
 }
 
 }  // namespace
@@ -257,6 +283,7 @@ void print_memory_table(const MemoryEstimate& e, const MemoryUse* measured, FILE
     line("logits/loss", e.logits, nullptr, e.why_logits);
     line("scratch", e.scratch, nullptr, e.why_scratch);
     if (m) line("workspace (act+lg+scr)", e.workspace(), &m->activations, "");
+    if (s.backend == Backend::Cuda) line("CUDA scratch", e.backend, m ? &m->backend : nullptr, e.why_backend);
     size_t mt = m ? m->total() : 0;
     line("total", e.total(), m ? &mt : nullptr, "");
     line("gradients + optimizer", e.gradients + e.optimizer, nullptr, "");

@@ -64,10 +64,12 @@ struct MemoryEstimate {
     size_t per_layer = 0;    // saved activations of one layer (held L times, or once with recompute)
     size_t logits = 0;       // the LM head's chunk of logits and its loss workspace
     size_t scratch = 0;      // backward buffers shared by all layers (+ the dequantized weight for NF4)
+    size_t backend = 0;      // CUDA: the backend's own scratch (cuBLASLt workspace, LoRA and reduction buffers)
     // The formula behind each line, with its numbers (for --explain).
-    std::string why_weights, why_adapters, why_gradients, why_optimizer, why_activations, why_logits, why_scratch;
+    std::string why_weights, why_adapters, why_gradients, why_optimizer, why_activations, why_logits, why_scratch,
+        why_backend;
     size_t workspace() const { return activations + logits + scratch; }  // the trainer's Workspace
-    size_t total() const { return weights + adapters + gradients + optimizer + workspace(); }
+    size_t total() const { return weights + adapters + gradients + optimizer + workspace() + backend; }
     double inference() const { return weights * 1.2; }  // rule of thumb: weights + 20% (KV cache, buffers)
 };
 MemoryEstimate memory_estimate(const MemorySpec& s);

@@ -154,6 +154,7 @@ MemoryUse trainer_memory(const Trainer& t) {
         m.adapters = d->adapters.bytes;
         m.optimizer += d->masters.bytes;  // FP32 masters are optimizer state (the ops read the BF16 copy)
         m.activations += d->dequant.bytes + d->absmax.bytes;
+        m.backend = t.ops->mem_stats().bytes[(int)Mem::scratch] - d->dequant.bytes - d->absmax.bytes;
     } else {
         m.weights = t.model.base_bytes();
         m.adapters = t.model.adapters.size() * sizeof(float);

@@ -60,7 +60,8 @@ double trainer_evaluate(Trainer& t, const std::vector<Example>& examples);
 // Bytes of each part of the training state, for the memory table.
 struct MemoryUse {
     size_t weights = 0, adapters = 0, gradients = 0, optimizer = 0, activations = 0;
-    size_t total() const { return weights + adapters + gradients + optimizer + activations; }
+    size_t backend = 0;  // CUDA: the backend's own scratch now (it grows to its size in the first step)
+    size_t total() const { return weights + adapters + gradients + optimizer + activations + backend; }
 };
 MemoryUse trainer_memory(const Trainer& t);
 

@@ -75,6 +75,7 @@ Ops make_ops() {
     o.alloc = cuda_alloc;
     o.release = cuda_release;
     o.reset_peak = [] { stats.reset_peak(); };
+    o.release_scratch = cuda_release_scratch;
     o.mem_stats = [] {
         MemStats s = stats;
         size_t free_b = 0, total_b = 0;
@@ -239,13 +240,24 @@ void cuda_release(void* p) {
     live.erase(it);
 }
 
+namespace {
+struct ScratchBuffer {
+    void* p;
+    size_t bytes;
+};
+ScratchBuffer scratch_buffers[(int)Scratch::count];
+}  // namespace
+
+void cuda_release_scratch() {
+    CUDA_CHECK(cudaDeviceSynchronize());  // queued kernels may still use them
+    for (ScratchBuffer& b : scratch_buffers) {
+        cuda_release(b.p);
+        b = {nullptr, 0};
+    }
+}
+
 void* cuda_scratch(Scratch slot, size_t bytes) {
-    struct Buffer {
-        void* p;
-        size_t bytes;
-    };
-    static Buffer buffers[(int)Scratch::count];
-    Buffer& b = buffers[(int)slot];
+    ScratchBuffer& b = scratch_buffers[(int)slot];
     if (bytes > b.bytes) {
         if (b.p) {
             CUDA_CHECK(cudaDeviceSynchronize());  // queued kernels may still use the old buffer
