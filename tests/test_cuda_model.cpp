@@ -23,8 +23,9 @@ namespace {
 // logits. A BF16 rounding is 2^-9 relative; each layer adds a few, and the backward compounds the
 // forward's: 3e-2 leaves room for that while a wrong index or a dropped term gives errors near 1.
 const double kRelL2 = 3e-2;
-// The loss is a mean over ~100 tokens of FP32 log-sum-exps over BF16 logits.
-const double kLossRel = 1e-2;
+// The loss is a mean over ~100 tokens of FP32 log-sum-exps over BF16 logits; on the CUDA emulator
+// it differs from the CPU's by ~4e-5 relative, the gradients by at most 1.4e-2 (RESULTS.md).
+const double kLossRel = 1e-3;
 
 float bf16_round(float x) { return bf16_to_f32(f32_to_bf16(x)); }
 void round_bf16(vector<float>& v) {
