@@ -25,7 +25,6 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -36,6 +35,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "model/util.h"
 
 namespace {
 
@@ -93,16 +93,6 @@ void print_row(const char* op, const std::string& shape, double sec, double byte
 void print_error(const char* op, const std::string& shape, const char* what) {
     printf("| %-18s | %-32s | error: %s\n", op, shape.c_str(), what);
     fflush(stdout);
-}
-
-std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
-std::string fmt(const char* f, ...) {
-    char buf[256];
-    va_list ap;
-    va_start(ap, f);
-    vsnprintf(buf, sizeof buf, f, ap);
-    va_end(ap);
-    return buf;
 }
 
 // Device buffers with random contents for one case; all released when the case ends.
@@ -192,7 +182,7 @@ void bench_attention(const Ops& ops) {
     for (const Shape& s : shapes)
         for (int T : {2048, 4096}) {
             int B = 16384 / T, nh = s.nh, nkv = s.nkv, hd = s.hd;
-            std::string shape = fmt("B%d T%d h%d/%d d%d", B, T, nh, nkv, hd);
+            std::string shape = strf("B%d T%d h%d/%d d%d", B, T, nh, nkv, hd);
             double fwd_flops = 4.0 * B * nh * (double)T * T * hd / 2;
             size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;
             run_case(ops, "attn fwd", shape, [&](Buffers& b) {
@@ -233,7 +223,7 @@ void bench_matmul(const Ops& ops) {
                             {1024, 2048, 128256, "lm head 1b"}};
     for (const Shape& s : shapes) {
         int N = s.N, C = s.C, OC = s.OC;
-        std::string shape = fmt("%dx%dx%d %s", N, C, OC, s.what);
+        std::string shape = strf("%dx%dx%d %s", N, C, OC, s.what);
         double flops = 2.0 * N * C * OC;
         auto setup = [&](Buffers& b, int kind) {
             act *x = b.act_rand((size_t)N * C), *w = b.act_rand((size_t)OC * C, 0.02f);
@@ -258,7 +248,7 @@ void bench_rmsnorm(const Ops& ops) {
     // The backward passes dw = null (frozen norm weights: the LoRA/QLoRA case).
     const int N = 8192;
     for (int C : {4096, 2048, 576}) {
-        std::string shape = fmt("N%d C%d", N, C);
+        std::string shape = strf("N%d C%d", N, C);
         double nc = (double)N * C;
         run_case(ops, "rmsnorm fwd", shape, [&](Buffers& b) {
             act *x = b.act_rand((size_t)N * C), *w = b.act_rand(C, 0.1f, 1.0f), *out = b.act_zeros((size_t)N * C);
@@ -285,7 +275,7 @@ void bench_rope(const Ops& ops) {
     const int N = 8192;
     for (int hd : {128, 64}) {
         int nh = 32;
-        std::string shape = fmt("N%d h%d d%d", N, nh, hd);
+        std::string shape = strf("N%d h%d d%d", N, nh, hd);
         double bytes = (double)N * nh * hd * 2 * 2 + N * 4.0;  // read + write x, read pos
         for (int bwd = 0; bwd < 2; bwd++)
             run_case(ops, bwd ? "rope bwd" : "rope fwd", shape, [&](Buffers& b) {
@@ -307,7 +297,7 @@ void bench_swiglu(const Ops& ops) {
     // h = silu(gate)·up over N = 8192 tokens × ffn: llama-2-7b (11008), llama-3.2-1b (8192).
     const int N = 8192;
     for (int F : {11008, 8192}) {
-        std::string shape = fmt("N%d F%d", N, F);
+        std::string shape = strf("N%d F%d", N, F);
         size_t n = (size_t)N * F;
         run_case(ops, "swiglu fwd", shape, [&](Buffers& b) {
             act *g = b.act_rand(n, 3.0f), *u = b.act_rand(n), *h = b.act_zeros(n);
@@ -333,7 +323,7 @@ void bench_embedding(const Ops& ops) {
     struct Shape { int V, C; };
     for (Shape s : {Shape{32000, 4096}, Shape{128256, 2048}}) {
         int V = s.V, C = s.C;
-        run_case(ops, "embedding fwd", fmt("N%d V%d C%d", N, V, C), [&](Buffers& b) {
+        run_case(ops, "embedding fwd", strf("N%d V%d C%d", N, V, C), [&](Buffers& b) {
             act *table = b.act_rand((size_t)V * C, 0.02f), *out = b.act_zeros((size_t)N * C);
             int32_t* tok = b.ints<int32_t>(N, V);
             Case c;
@@ -349,7 +339,7 @@ void bench_crossentropy(const Ops& ops) {
     // with dloss/dlogits (grad_scale = 1/n). Vocabularies of smollm2 (49152) and llama-3 (128256).
     for (int V : {49152, 128256})
         for (int n : {128, 512, 1024}) {
-            run_case(ops, "crossentropy", fmt("n%d V%d", n, V), [&](Buffers& b) {
+            run_case(ops, "crossentropy", strf("n%d V%d", n, V), [&](Buffers& b) {
                 act* logits = b.act_rand((size_t)n * V, 4.0f);
                 int32_t* tgt = b.ints<int32_t>(n, V);
                 float* w = b.f32_rand(n, 0.0f, 1.0f);
@@ -372,7 +362,7 @@ void bench_nf4(const Ops& ops) {
     struct Shape { int R, C; };
     for (Shape s : {Shape{4096, 11008}, Shape{8192, 22016}}) {
         size_t n = (size_t)s.R * s.C, nb = (n + 63) / 64, nb2 = (nb + 255) / 256;
-        std::string shape = fmt("%dx%d", s.R, s.C);
+        std::string shape = strf("%dx%d", s.R, s.C);
         run_case(ops, "nf4 dequant", shape, [&](Buffers& b) {
             uint8_t* codes = b.ints<uint8_t>((n + 1) / 2, 256);
             float* absmax = b.f32_rand(nb, 0.01f, 0.03f);
@@ -436,7 +426,7 @@ void bench_lora(const Ops& ops) {
     // The adapter path of one 4096 → 4096 projection, r = 16, N = 8192 tokens, no dropout.
     // Memory-bound: x is read, y read and written (+=); A, B, u are small.
     const int N = 8192, C = 4096, OC = 4096, r = 16;
-    std::string shape = fmt("N%d %dx%d r%d", N, C, OC, r);
+    std::string shape = strf("N%d %dx%d r%d", N, C, OC, r);
     run_case(ops, "lora fwd", shape, [&](Buffers& b) {
         act *x = b.act_rand((size_t)N * C), *A = b.act_rand((size_t)r * C, 0.02f), *B = b.act_rand((size_t)OC * r, 0.02f);
         act *y = b.act_rand((size_t)N * OC), *u = b.act_zeros((size_t)N * r);

@@ -110,6 +110,8 @@ double sum_squares(const float* g, size_t n);
 // Where a backend's allocations go, for the memory table (bytes per category, current and peak).
 enum class Mem { weights, adapters, gradients, optimizer, activations, scratch, count };
 const char* mem_name(Mem c);
+// What to change when memory runs out: every out-of-memory message ends with it.
+extern const char* const kOutOfMemoryAdvice;
 struct MemStats {
     size_t bytes[(int)Mem::count] = {};  // live now
     size_t peak[(int)Mem::count] = {};   // most ever live at once, per category

@@ -1,7 +1,6 @@
 #include "model/memory.h"
 
 #include <algorithm>
-#include <cstdarg>
 
 #include "model/model.h"
 #include "model/trainer.h"
@@ -60,6 +59,23 @@ void memory_set_uniform_bytes(MemorySpec& s, int bytes) {
     s.master_bytes = 0;
 }
 
+MemorySpec qlora_65b_spec(bool paper) {
+    MemorySpec s;
+    s.cfg = config_preset("llama-65b");
+    s.method = Method::Qlora;
+    memory_set_backend(s, Backend::Cuda);
+    s.lora.rank = 64;
+    s.lora.targets = lora_parse_targets("all");
+    s.B = 1;
+    s.T = 512;
+    s.recompute = true;
+    if (paper) {
+        s.master_bytes = 0;
+        s.grad_bytes = 2;
+    }
+    return s;
+}
+
 MemorySpec trainer_memory_spec(const Trainer& t) {
     MemorySpec s;
     s.cfg = t.model.cfg;
@@ -95,16 +111,6 @@ std::string format_bytes(double b) {
 }
 
 namespace {
-
-std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-std::string strf(const char* fmt, ...) {
-    char buf[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return buf;
-}
 
 // A count the way people say it: 13.02B, 160.0M, 128.0K.
 std::string human_count(double n) {

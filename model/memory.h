@@ -73,6 +73,9 @@ struct MemoryEstimate {
     double inference() const { return weights * 1.2; }  // rule of thumb: weights + 20% (KV cache, buffers)
 };
 MemoryEstimate memory_estimate(const MemorySpec& s);
+// LLaMA-65B QLoRA as the QLoRA paper ran it (r=64 on all linear layers, batch 1 × 512, recompute)
+// with our CUDA dtypes; `paper` = the paper's dtypes (BF16 adapters trained in place, BF16 gradients).
+MemorySpec qlora_65b_spec(bool paper);
 
 // Bytes of one tensor of n weights in NF4: ceil(n/2) bytes of 4-bit codes plus one absmax per block
 // of 64 — FP32, or with double quantization an 8-bit code, one FP32 scale per 256 codes and one

@@ -8,13 +8,32 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+namespace {
+std::string vstrf(const char* fmt, va_list ap) {
+    va_list again;
+    va_copy(again, ap);
+    int n = vsnprintf(nullptr, 0, fmt, again);
+    va_end(again);
+    std::string s(n > 0 ? n : 0, '\0');
+    vsnprintf(&s[0], s.size() + 1, fmt, ap);
+    return s;
+}
+}  // namespace
+
 void fail(const char* fmt, ...) {
-    char buf[2048];
     va_list ap;
     va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
+    std::string msg = vstrf(fmt, ap);
     va_end(ap);
-    throw std::runtime_error(buf);
+    throw std::runtime_error(msg);
+}
+
+std::string strf(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    std::string s = vstrf(fmt, ap);
+    va_end(ap);
+    return s;
 }
 
 bool file_exists(const std::string& path) {

@@ -11,6 +11,8 @@
 
 // Throws std::runtime_error with a printf-formatted message.
 [[noreturn]] void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
+// printf into a std::string.
+std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 
 // Whole file as bytes; fails with the path in the message when it cannot be read.
 std::string read_file(const std::string& path);

@@ -4,7 +4,6 @@
 #pragma once
 #include <cinttypes>
 #include <cmath>
-#include <cstdarg>
 #include <cstdio>
 #include <cstring>
 #include <string>
@@ -79,16 +78,6 @@ constexpr double kSumSquaresRtol = 1e-6;
 
 // ---------------------------------------------------------------------------------------------
 // Small utilities.
-
-inline std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-inline std::string strf(const char* fmt, ...) {
-    char buf[1024];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(buf, sizeof buf, fmt, ap);
-    va_end(ap);
-    return buf;
-}
 
 // FP32 → BF16 → FP32 with round-to-nearest-even, as __float2bfloat16 (the CUDA storage type) does.
 inline float bf16_round(float x) {

@@ -91,20 +91,10 @@ TEST_CASE("published: LLaMA-7B NF4 base ~5 GB (ours: the stored weights, 3.9 GB)
 }
 
 TEST_CASE("published: LLaMA-65B QLoRA, r=64 on all linear layers, batch 1 x 512, recompute: under 48 GB") {
-    MemorySpec s;
-    s.cfg = config_preset("llama-65b");
-    s.method = Method::Qlora;
-    memory_set_backend(s, Backend::Cuda);
-    s.lora.rank = 64;
-    s.lora.targets = lora_parse_targets("all");
-    s.B = 1;
-    s.T = 512;
-    s.recompute = true;
-    MemoryEstimate ours = memory_estimate(s);
+    MemoryEstimate ours = memory_estimate(qlora_65b_spec(false));
     CHECK(ours.n_trainable == 799539200);  // 80 layers × (4·64·(8192+8192) + 3·64·(8192+22016))
     // The QLoRA paper trains BF16 adapters in place with BF16 gradients and FP32 Adam states.
-    s.master_bytes = 0;
-    s.grad_bytes = 2;
+    MemorySpec s = qlora_65b_spec(true);
     MemoryEstimate paper = memory_estimate(s);
     CHECK(paper.total() < 48e9);
     CHECK(ours.total() - paper.total() == (size_t)ours.n_trainable * (4 + 2));

@@ -8,6 +8,7 @@
 #include <new>
 #include <string>
 
+#include "kernels/kernels.h"
 #include "model/config.h"
 #include "model/util.h"
 
@@ -83,8 +84,7 @@ int run_main(F body) {
         return body();
     } catch (const std::bad_alloc&) {
         fflush(stdout);
-        fprintf(stderr, "error: out of memory. Lower --batch-size or --max-seq-len, add --recompute, or train with "
-                        "--method lora or qlora; ./train --dry-run prints the memory table, ./memory estimates any setup\n");
+        fprintf(stderr, "error: out of memory. %s\n", kOutOfMemoryAdvice);
         return 1;
     } catch (const std::exception& e) {
         fflush(stdout);

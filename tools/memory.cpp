@@ -58,17 +58,7 @@ static void print_published() {
     row("LLaMA-7B base in NF4", "~5 GB", gb(memory_estimate(q).weights).c_str(),
         "ours counts the stored weights only: projections NF4+DQ, embeddings/head/norms BF16 (bitsandbytes keeps them\n"
         "    16-bit); the published figure is a GPU footprint that also holds the CUDA context and allocator cache");
-    q.cfg = config_preset("llama-65b");
-    memory_set_backend(q, Backend::Cuda);
-    q.lora.rank = 64;
-    q.lora.targets = lora_parse_targets("all");
-    q.B = 1;
-    q.T = 512;
-    q.recompute = true;
-    MemoryEstimate ours = memory_estimate(q);
-    q.master_bytes = 0;  // the QLoRA paper's setup: BF16 adapters trained in place, BF16 gradients, FP32 Adam
-    q.grad_bytes = 2;
-    MemoryEstimate paper = memory_estimate(q);
+    MemoryEstimate ours = memory_estimate(qlora_65b_spec(false)), paper = memory_estimate(qlora_65b_spec(true));
     row("LLaMA-65B QLoRA r=64 all linear, b1 x 512, recompute", "< 48 GB", gb(paper.total()),
         "with the QLoRA paper's dtypes (BF16 adapters and gradients, FP32 Adam states, no master copy)");
     row("  the same with our CUDA dtypes", "< 48 GB", gb(ours.total()),

@@ -7,6 +7,10 @@
 #include "kernels/kernels.h"
 #include "model/util.h"
 
+const char* const kOutOfMemoryAdvice =
+    "Lower --batch-size or --max-seq-len, add --recompute, or train with --method lora or qlora; ./train --dry-run "
+    "prints the memory table, ./memory estimates any setup";
+
 const char* mem_name(Mem c) {
     static const char* names[] = {"weights", "adapters", "gradients", "optimizer", "activations", "scratch"};
     static_assert(sizeof names / sizeof names[0] == (size_t)Mem::count, "one name per Mem category");
@@ -51,9 +55,8 @@ void* host_alloc(size_t bytes, Mem category) {
     // kAlign bytes for the header plus up to kAlign-1 to round the returned pointer up to kAlign.
     void* raw = calloc(1, bytes + 2 * kAlign);
     if (!raw)
-        fail("out of host memory allocating %.2f GiB for %s. Lower --batch-size or --max-seq-len, add --recompute, or "
-             "train with --method lora or qlora; ./train --dry-run prints the memory table",
-             bytes / (1024.0 * 1024.0 * 1024.0), mem_name(category));
+        fail("out of host memory allocating %.2f GiB for %s. %s", bytes / (1024.0 * 1024.0 * 1024.0),
+             mem_name(category), kOutOfMemoryAdvice);
     char* p = (char*)(((uintptr_t)raw + kAlign + kAlign - 1) / kAlign * kAlign);
     *((Header*)p - 1) = {raw, bytes, category};
     stats.count(category, bytes);

@@ -34,9 +34,8 @@ double gib(size_t bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);  // best effort: the message matters more than this call's error
     fail("out of GPU memory allocating %.2f GiB (%zu bytes) for %s. In use by this run: %s; the GPU has %.2f GiB free "
-         "of %.2f GiB. Lower --batch-size or --max-seq-len, add --recompute, or train with --method lora or qlora; "
-         "./train --dry-run prints the memory table",
-         gib(bytes), bytes, mem_name(category), in_use.c_str(), gib(free_bytes), gib(total_bytes));
+         "of %.2f GiB. %s",
+         gib(bytes), bytes, mem_name(category), in_use.c_str(), gib(free_bytes), gib(total_bytes), kOutOfMemoryAdvice);
 }
 
 inline bf16* bf(act* p) { return reinterpret_cast<bf16*>(p); }
