@@ -132,7 +132,8 @@ def main():
     ap.add_argument("--recompute", action="store_true", help="gradient checkpointing")
     ap.add_argument("--attn", default="sdpa", help="transformers attn_implementation (sdpa, eager, flash_attention_2)")
     ap.add_argument("--peak-tflops", type=float, default=0, help="dense BF16 peak for MFU (default: from the GPU name)")
-    ap.add_argument("--cpu-smoke", action="store_true", help="no GPU: run on the CPU to check the script (tiny shapes only)")
+    ap.add_argument("--device", default="cuda", choices=["cuda", "cpu"],
+                    help="cpu: FP32 on the CPU, no autocast, next to bench_train --device cpu (our FP32 CPU backend)")
     args = ap.parse_args()
     args.steps = max(1, args.steps)
 
@@ -142,11 +143,11 @@ def main():
     def tag(device):
         return (f"peft preset={args.preset} method={method} device={device} batch={args.batch} seq={args.seq} "
                 f"recompute={int(args.recompute)}")
-    if torch.cuda.is_available() and not args.cpu_smoke:
+    if args.device == "cpu":
+        dev, gpu = torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)"
+    elif torch.cuda.is_available():
         dev = torch.device("cuda")
         gpu = torch.cuda.get_device_name()
-    elif args.cpu_smoke:
-        dev, gpu = torch.device("cpu"), "cpu"
     else:
         print(f"RESULT {tag('none')} skipped: no GPU (torch.cuda.is_available() is False)")
         return 0
@@ -177,9 +178,10 @@ def main():
 
     torch.manual_seed(0)
     t_setup = time.perf_counter()
-    torch.set_default_dtype(torch.bfloat16)
+    # BF16 on the GPU (what bf16=True training holds); FP32 on the CPU, like our CPU backend.
+    torch.set_default_dtype(torch.bfloat16 if dev.type == "cuda" else torch.float32)
     with torch.device(dev):
-        model = LlamaForCausalLM(cfg)  # random init, directly in BF16 on the GPU
+        model = LlamaForCausalLM(cfg)  # random init, directly on the device
     torch.set_default_dtype(torch.float32)
     n_params = sum(t.numel() for t in model.parameters())
     if args.qlora:
@@ -207,7 +209,7 @@ def main():
 
     def step():
         ids = torch.randint(0, p["vocab"], (args.batch, args.seq), device=dev)
-        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16):
+        with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=dev.type == "cuda"):
             loss = model(input_ids=ids, labels=ids).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(trainable, 1.0)

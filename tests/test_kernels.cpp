@@ -1,5 +1,6 @@
 // Finite-difference gradient checks of every CPU op, and the GEMM against a naive triple loop.
 // Sizes are deliberately awkward (not multiples of the GEMM's 6×32 tiles or of 16-wide vectors).
+#include "kernels/cpu/exp.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 #include "tests/test_util.h"
@@ -27,6 +28,25 @@ TEST_CASE("gemm matches a naive product for every transpose, beta and awkward si
                 CHECK(worst < 1e-3);
                 }
             }
+}
+
+TEST_CASE("exp_fast: within 2 ulp of exp on [-87, 88.3]; 0 below, NaN stays NaN") {
+    double worst_ulp = 0;
+    float worst_x = 0;
+    for (float x = -87.0f; x <= 88.3f; x += 0.000731f) {
+        double want = std::exp((double)x);
+        float got = cpu::exp_fast(x);
+        double ulp = std::ldexp(1.0, std::ilogb(want) - 23);  // spacing of floats at want
+        double e = std::fabs(got - want) / ulp;
+        if (e > worst_ulp) worst_ulp = e, worst_x = x;
+    }
+    MESSAGE("exp_fast: worst error " << worst_ulp << " ulp at x = " << worst_x);
+    CHECK(worst_ulp <= 2.0);
+    CHECK(cpu::exp_fast(0.0f) == 1.0f);
+    CHECK(cpu::exp_fast(-INFINITY) == 0.0f);
+    CHECK(cpu::exp_fast(-100.0f) == 0.0f);
+    CHECK(std::isnan(cpu::exp_fast(NAN)));
+    CHECK(std::isfinite(cpu::exp_fast(INFINITY)));
 }
 
 TEST_CASE("matmul backward: dinp, dw, dbias") {
@@ -113,6 +133,72 @@ TEST_CASE("attention backward with causal, segment and padding masks, GQA") {
         run();
         for (size_t i = 0; i < (size_t)5 * nh * hd; i++) CHECK(out[i] == before[i]);
     }
+}
+
+// The blocked kernels against the formulas of kernels/cpu/attention.cpp evaluated directly in double,
+// at sizes that cut through every block: T = 75 (two 64-query blocks, key tiles of 32 with a tail),
+// hd = 40 (one full and one partial 32-column tile), 6 query heads on 2 kv heads.
+TEST_CASE("attention forward and backward match a direct double-precision evaluation") {
+    int B = 2, T = 75, nh = 6, nkv = 2, hd = 40, group = nh / nkv;
+    vector<int32_t> seg(B * T);
+    for (int t = 0; t < T; t++) {
+        seg[t] = t < 30 ? 0 : t < 70 ? 1 : 2;  // row 0: three packed examples
+        seg[T + t] = t < 66 ? 0 : -1;           // row 1: one example, then padding
+    }
+    size_t NQ = (size_t)B * T * nh * hd, NK = (size_t)B * T * nkv * hd;
+    vector<float> q = random_vec(NQ, 1), k = random_vec(NK, 2), v = random_vec(NK, 3), dout = random_vec(NQ, 4);
+    vector<float> out(NQ), lse(B * T * nh), dq(NQ), dk(NK), dv(NK);
+    cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd);
+    cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), out.data(), lse.data(), q.data(), k.data(),
+                            v.data(), seg.data(), B, T, nh, nkv, hd);
+
+    vector<double> r_out(NQ, 0), r_dq(NQ, 0), r_dk(NK, 0), r_dv(NK, 0), r_lse(B * T * nh);
+    double scale = 1.0 / std::sqrt((double)hd);
+    for (int b = 0; b < B; b++)
+        for (int h = 0; h < nh; h++)
+            for (int t = 0; t < T; t++) {
+                size_t row = ((size_t)b * T + t) * nh + h;
+                auto key = [&](int j) { return (((size_t)b * T + j) * nkv + h / group) * hd; };
+                vector<double> p(T, 0.0);
+                double mx = -INFINITY, sum = 0, D = 0;
+                for (int j = 0; j <= t; j++) {
+                    if (seg[b * T + j] != seg[b * T + t]) continue;
+                    double s = 0;
+                    for (int d = 0; d < hd; d++) s += (double)q[row * hd + d] * k[key(j) + d];
+                    p[j] = s * scale;
+                    mx = std::max(mx, p[j]);
+                }
+                for (int j = 0; j <= t; j++)
+                    if (seg[b * T + j] == seg[b * T + t]) sum += (p[j] = std::exp(p[j] - mx)); else p[j] = 0;
+                r_lse[row] = mx + std::log(sum);
+                for (int j = 0; j <= t; j++)
+                    for (int d = 0; d < hd; d++) r_out[row * hd + d] += p[j] / sum * v[key(j) + d];
+                for (int d = 0; d < hd; d++) D += (double)dout[row * hd + d] * r_out[row * hd + d];
+                for (int j = 0; j <= t; j++) {
+                    if (p[j] == 0) continue;
+                    double pj = p[j] / sum, dp = 0;
+                    for (int d = 0; d < hd; d++) dp += (double)dout[row * hd + d] * v[key(j) + d];
+                    double ds = pj * (dp - D) * scale;
+                    for (int d = 0; d < hd; d++) {
+                        r_dq[row * hd + d] += ds * k[key(j) + d];
+                        r_dk[key(j) + d] += ds * q[row * hd + d];
+                        r_dv[key(j) + d] += pj * dout[row * hd + d];
+                    }
+                }
+            }
+    auto worst = [](const vector<float>& got, const vector<double>& want) {
+        double w = 0;
+        for (size_t i = 0; i < got.size(); i++) w = std::max(w, std::fabs(got[i] - want[i]) / std::max(1.0, std::fabs(want[i])));
+        return w;
+    };
+    double e_out = worst(out, r_out), e_lse = worst(lse, r_lse), e_dq = worst(dq, r_dq), e_dk = worst(dk, r_dk),
+           e_dv = worst(dv, r_dv);
+    MESSAGE("attention vs double: out " << e_out << ", lse " << e_lse << ", dq " << e_dq << ", dk " << e_dk << ", dv " << e_dv);
+    CHECK(e_out < 1e-5);
+    CHECK(e_lse < 1e-5);
+    CHECK(e_dq < 1e-5);
+    CHECK(e_dk < 1e-5);
+    CHECK(e_dv < 1e-5);
 }
 
 TEST_CASE("lora backward: dx, dA, dB, with and without dropout") {

@@ -1,68 +1,142 @@
-// Causal grouped-query attention, flash-attention style on the CPU: for each query row the scores
-// are computed, softmaxed and applied on the fly; only the row's log-sum-exp is kept, so memory is
-// O(T) per thread, never O(T²).
+// Causal grouped-query attention, flash-attention style on the CPU: queries are taken in blocks of
+// QB rows; a block's scores against the keys it may see are computed, softmaxed and applied, and
+// only each query's log-sum-exp is kept. Memory is O(QB·T) per thread, never O(T²).
 //
 // Forward, per query t of head h (kv head g = h / (nh/nkv)):
 //   s_j = q_t·k_j / sqrt(hd) for allowed j,  lse_t = log Σ_j exp(s_j),  o_t = Σ_j exp(s_j − lse_t) v_j
 // Backward (p_j recomputed from lse):
-//   D_t = dO_t·O_t,  dp_j = dO_t·v_j,  ds_j = p_j (dp_j − D_t)
-//   dq_t = Σ_j ds_j k_j / sqrt(hd),  dk_j += ds_j q_t / sqrt(hd),  dv_j += p_j dO_t
+//   D_t = dO_t·O_t,  dp_j = dO_t·v_j,  ds_j = p_j (dp_j − D_t) / sqrt(hd)
+//   dq_t = Σ_j ds_j k_j,  dk_j += Σ_t ds_j q_t,  dv_j += Σ_t p_j dO_t
 // Key j is allowed for query t when j <= t and seg[j] == seg[t]: causal, and never across packed
 // examples or into padding (padding has seg −1 and only sees other padding).
+//
+// Every product above is a small matrix product over a block: S = Q·Kᵀ, O = P·V, dP = dO·Vᵀ,
+// dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO. They all run through one register tile (the 6×32 tile of
+// gemm.cpp, with A read through strides so transposes cost nothing). Its B operand must be rows of 32
+// readable floats, so each kv head's K and V are first packed twice: as columns ([hd][Tp], keys
+// along a row, for Q·Kᵀ and dO·Vᵀ) and as rows padded to hdp ([T][hdp], for P·V and dS·K).
+// Sums run in a fixed order whatever the thread count: results are bit-reproducible.
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <vector>
 
+#include "kernels/cpu/exp.h"
 #include "kernels/kernels.h"
 
 namespace cpu {
+namespace {
 
-// The simd reductions let the compiler vectorise (a float sum is otherwise kept in source order);
+constexpr int MR = 6;   // rows of a register tile
+constexpr int NR = 32;  // columns of a register tile: two 16-float vectors
+constexpr int QB = 64;  // queries per block: the rows of P and dS kept for the dK/dV products
+
+typedef float vfloat __attribute__((vector_size(64)));  // 16 floats; GCC lowers to the widest ISA
+
+int round_up(int x, int m) { return (x + m - 1) / m * m; }
+
+// The simd reduction lets the compiler vectorise (a float sum is otherwise kept in source order);
 // the order is still fixed for a given build, so results stay deterministic.
-static inline float dot(const float* __restrict a, const float* __restrict b, int n) {
+inline float dot(const float* __restrict a, const float* __restrict b, int n) {
     float s = 0.0f;
     #pragma omp simd reduction(+ : s)
     for (int i = 0; i < n; i++) s += a[i] * b[i];
     return s;
 }
 
-// y += a·x
-static inline void axpy(float* __restrict y, float a, const float* __restrict x, int n) {
-    #pragma omp simd
-    for (int i = 0; i < n; i++) y[i] += a * x[i];
+// C[i, 0:nc] = (accumulate ? C[i, 0:nc] : 0) + Σ_k A[i, k] · B[k, 0:nc] for i < mr <= MR, where
+// A[i, k] = a[i·as + k·ak] and every B row (ldb apart) holds NR readable floats.
+void tile(int mr, int nc, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb, float* c,
+          size_t ldc, bool accumulate) {
+    vfloat acc[MR][2] = {};
+    const float* row[MR];
+    for (int i = 0; i < MR; i++) row[i] = a + (size_t)std::min(i, mr - 1) * as;  // spare rows repeat the last
+    for (int k = 0; k < kc; k++) {
+        vfloat b0, b1;
+        memcpy(&b0, b + k * ldb, 64);
+        memcpy(&b1, b + k * ldb + 16, 64);
+        for (int i = 0; i < MR; i++) {
+            float ai = row[i][k * ak];
+            acc[i][0] += ai * b0;
+            acc[i][1] += ai * b1;
+        }
+    }
+    for (int i = 0; i < mr; i++) {
+        float t[NR];
+        memcpy(t, acc[i], sizeof t);
+        float* ci = c + i * ldc;
+        for (int j = 0; j < nc; j++) ci[j] = (accumulate ? ci[j] : 0.0f) + t[j];
+    }
 }
+
+// C[m, n] (=|+=) A[m, kc] · B[kc, n], A strided as in tile(); B rows hold n rounded up to NR floats.
+void block_product(int m, int n, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb, float* c,
+                   size_t ldc, bool accumulate) {
+    for (int j0 = 0; j0 < n; j0 += NR)  // column panels outside: a thread reuses one B panel over all rows
+        for (int i0 = 0; i0 < m; i0 += MR)
+            tile(std::min(MR, m - i0), std::min(NR, n - j0), kc, a + i0 * as, as, ak, b + j0, ldb, c + i0 * ldc + j0,
+                 ldc, accumulate);
+}
+
+// rows[T][hd] with row stride `stride` → cols[hd][Tp] (transposed) or padded[T][hdp].
+void pack_columns(float* cols, const float* rows, size_t stride, int T, int hd, int Tp) {
+    for (int t = 0; t < T; t++)
+        for (int d = 0; d < hd; d++) cols[(size_t)d * Tp + t] = rows[t * stride + d];
+}
+void pack_rows(float* padded, const float* rows, size_t stride, int T, int hd, int hdp) {
+    for (int t = 0; t < T; t++) memcpy(padded + (size_t)t * hdp, rows + t * stride, hd * sizeof(float));
+}
+
+// Scores of queries t0..t0+qn−1 against keys 0..t0+qn−1 → S[qn][Tp], then in place the masked
+// probabilities p = exp(s·scale − L_t) (0 where the key is not allowed). L_t, the row's log-sum-exp,
+// is read from lse_in[i·lse_stride] (backward), or computed and stored in lse_out (forward).
+void probabilities(float* S, const float* q, size_t q_stride, const float* kcols, int Tp, const int32_t* sg, int t0,
+                   int qn, int hd, float scale, const float* lse_in, float* lse_out, size_t lse_stride) {
+    int n = t0 + qn;
+    block_product(qn, n, hd, q, q_stride, 1, kcols, Tp, S, Tp, false);
+    for (int i = 0; i < qn; i++) {
+        int t = t0 + i;
+        float* p = S + (size_t)i * Tp;
+        for (int j = 0; j < n; j++) p[j] = (j <= t && sg[j] == sg[t]) ? p[j] * scale : -INFINITY;
+        float L;
+        if (lse_out) {
+            float mx = -INFINITY, sum = 0.0f;
+            #pragma omp simd reduction(max : mx)
+            for (int j = 0; j <= t; j++) mx = std::max(mx, p[j]);
+            #pragma omp simd reduction(+ : sum)
+            for (int j = 0; j <= t; j++) sum += exp_fast(p[j] - mx);  // exp(−inf) = 0 for masked keys
+            L = lse_out[i * lse_stride] = mx + std::log(sum);
+        } else {
+            L = lse_in[i * lse_stride];
+        }
+        #pragma omp simd
+        for (int j = 0; j < n; j++) p[j] = exp_fast(p[j] - L);
+    }
+}
+
+}  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* seg,
                        int B, int T, int nh, int nkv, int hd) {
     const float scale = 1.0f / std::sqrt((float)hd);
-    const int group = nh / nkv;
+    const int group = nh / nkv, Tp = round_up(T, NR), hdp = round_up(hd, NR);
+    const size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;  // row strides
     #pragma omp parallel
     {
-        std::vector<float> p(T);
+        std::vector<float> kcols((size_t)hd * Tp), vrows((size_t)T * hdp), S((size_t)QB * Tp);
         #pragma omp for schedule(dynamic, 1) collapse(2)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < nh; h++) {
-                int g = h / group;
-                const int32_t* sg = seg + (size_t)b * T;
-                for (int t = 0; t < T; t++) {
-                    const float* qt = q + (((size_t)b * T + t) * nh + h) * hd;
-                    float mx = -INFINITY;
-                    for (int j = 0; j <= t; j++) {
-                        if (sg[j] != sg[t]) { p[j] = -INFINITY; continue; }
-                        p[j] = dot(qt, k + (((size_t)b * T + j) * nkv + g) * hd, hd) * scale;
-                        mx = std::max(mx, p[j]);
-                    }
-                    float sum = 0.0f;
-                    for (int j = 0; j <= t; j++) {
-                        p[j] = sg[j] == sg[t] ? std::exp(p[j] - mx) : 0.0f;
-                        sum += p[j];
-                    }
-                    float inv = 1.0f / sum;
-                    float* ot = out + (((size_t)b * T + t) * nh + h) * hd;
-                    memset(ot, 0, hd * sizeof(float));
-                    for (int j = 0; j <= t; j++)
-                        if (p[j] != 0.0f) axpy(ot, p[j] * inv, v + (((size_t)b * T + j) * nkv + g) * hd, hd);
-                    lse[((size_t)b * T + t) * nh + h] = mx + std::log(sum);
+                const size_t r0 = (size_t)b * T;  // first row of this batch row
+                const int g = h / group;
+                pack_columns(kcols.data(), k + r0 * ks + g * hd, ks, T, hd, Tp);
+                pack_rows(vrows.data(), v + r0 * ks + g * hd, ks, T, hd, hdp);
+                for (int t0 = 0; t0 < T; t0 += QB) {
+                    int qn = std::min(QB, T - t0);
+                    probabilities(S.data(), q + (r0 + t0) * qs + h * hd, qs, kcols.data(), Tp, seg + r0, t0, qn, hd,
+                                  scale, nullptr, lse + (r0 + t0) * nh + h, nh);
+                    block_product(qn, hd, t0 + qn, S.data(), Tp, 1, vrows.data(), hdp, out + (r0 + t0) * qs + h * hd,
+                                  qs, false);
                 }
             }
     }
@@ -72,51 +146,50 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const float* q, const float* k, const float* v, const int32_t* seg, int B, int T, int nh,
                         int nkv, int hd) {
     const float scale = 1.0f / std::sqrt((float)hd);
-    const int group = nh / nkv;
-    // One task per (row, kv head): all query heads that share a kv head write the same dk/dv, so
-    // they run in one thread, in a fixed order (no atomics, deterministic). For each query the
-    // probabilities p_j and score gradients ds_j are computed first (dot products), then applied
-    // in three separate row updates, each a plain vectorisable axpy.
+    const int group = nh / nkv, Tp = round_up(T, NR), hdp = round_up(hd, NR);
+    const size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
+    // One task per (row, kv head): all query heads that share a kv head add into the same dk/dv, so
+    // they run in one thread, in a fixed order (no atomics, deterministic).
     #pragma omp parallel
     {
-        std::vector<float> p(T), ds(T);
+        std::vector<float> kcols((size_t)hd * Tp), vcols((size_t)hd * Tp), krows((size_t)T * hdp);
+        std::vector<float> P((size_t)QB * Tp), dS((size_t)QB * Tp), qrows((size_t)QB * hdp), dorows((size_t)QB * hdp);
         #pragma omp for schedule(dynamic, 1) collapse(2)
         for (int b = 0; b < B; b++)
             for (int g = 0; g < nkv; g++) {
-                const int32_t* sg = seg + (size_t)b * T;
+                const size_t r0 = (size_t)b * T;
+                const int32_t* sg = seg + r0;
+                float* dkg = dk + r0 * ks + g * hd;
+                float* dvg = dv + r0 * ks + g * hd;
                 for (int t = 0; t < T; t++) {
-                    memset(dk + (((size_t)b * T + t) * nkv + g) * hd, 0, hd * sizeof(float));
-                    memset(dv + (((size_t)b * T + t) * nkv + g) * hd, 0, hd * sizeof(float));
+                    memset(dkg + t * ks, 0, hd * sizeof(float));
+                    memset(dvg + t * ks, 0, hd * sizeof(float));
                 }
+                pack_columns(kcols.data(), k + r0 * ks + g * hd, ks, T, hd, Tp);
+                pack_columns(vcols.data(), v + r0 * ks + g * hd, ks, T, hd, Tp);
+                pack_rows(krows.data(), k + r0 * ks + g * hd, ks, T, hd, hdp);
                 for (int h = g * group; h < (g + 1) * group; h++)
-                    for (int t = 0; t < T; t++) {
-                        size_t row = ((size_t)b * T + t) * nh + h;
-                        const float* qt = q + row * hd;
-                        const float* dot_ = dout + row * hd;
-                        float* dqt = dq + row * hd;
-                        memset(dqt, 0, hd * sizeof(float));
-                        float D = dot(dot_, out + row * hd, hd), L = lse[row];
-                        for (int j = 0; j <= t; j++) {
-                            size_t krow = (((size_t)b * T + j) * nkv + g) * hd;
-                            if (sg[j] != sg[t]) { p[j] = ds[j] = 0.0f; continue; }
-                            p[j] = std::exp(dot(qt, k + krow, hd) * scale - L);
-                            ds[j] = p[j] * (dot(dot_, v + krow, hd) - D) * scale;
+                    for (int t0 = 0; t0 < T; t0 += QB) {
+                        const int qn = std::min(QB, T - t0), n = t0 + qn;
+                        const size_t row0 = (r0 + t0) * qs + h * hd;  // this block's first q/dO/dq row
+                        probabilities(P.data(), q + row0, qs, kcols.data(), Tp, sg, t0, qn, hd, scale,
+                                      lse + (r0 + t0) * nh + h, nullptr, nh);
+                        block_product(qn, n, hd, dout + row0, qs, 1, vcols.data(), Tp, dS.data(), Tp, false);  // dP
+                        for (int i = 0; i < qn; i++) {
+                            float D = dot(dout + row0 + i * qs, out + row0 + i * qs, hd);
+                            float* p = P.data() + (size_t)i * Tp;
+                            float* ds = dS.data() + (size_t)i * Tp;
+                            for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - D) * scale;
                         }
-                        for (int j = 0; j <= t; j++) {
-                            if (p[j] == 0.0f) continue;
-                            size_t krow = (((size_t)b * T + j) * nkv + g) * hd;
-                            axpy(dqt, ds[j], k + krow, hd);
-                            axpy(dk + krow, ds[j], qt, hd);
-                            axpy(dv + krow, p[j], dot_, hd);
-                        }
+                        block_product(qn, hd, n, dS.data(), Tp, 1, krows.data(), hdp, dq + row0, qs, false);
+                        pack_rows(qrows.data(), q + row0, qs, qn, hd, hdp);
+                        pack_rows(dorows.data(), dout + row0, qs, qn, hd, hdp);
+                        block_product(n, hd, qn, dS.data(), 1, Tp, qrows.data(), hdp, dkg, ks, true);  // dK += dSᵀQ
+                        block_product(n, hd, qn, P.data(), 1, Tp, dorows.data(), hdp, dvg, ks, true);  // dV += PᵀdO
                     }
             }
     }
 }
-
-}  // namespace cpu
-
-namespace cpu {
 
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* len, int S,
                       int max_T, int nh, int nkv, int hd) {

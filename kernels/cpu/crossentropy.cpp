@@ -4,6 +4,7 @@
 // exactly the gradient of the batch mean. Rows with w_i = 0 (padding, masked prompt) get zero gradient.
 #include <cmath>
 
+#include "kernels/cpu/exp.h"
 #include "kernels/kernels.h"
 
 namespace cpu {
@@ -14,14 +15,17 @@ void crossentropy_forward_backward(float* logits, float* nll, const int32_t* tar
     for (int i = 0; i < n; i++) {
         float* z = logits + (size_t)i * V;
         float mx = -INFINITY;
+        #pragma omp simd reduction(max : mx)
         for (int j = 0; j < V; j++) mx = std::max(mx, z[j]);
         float sum = 0.0f;
-        for (int j = 0; j < V; j++) sum += std::exp(z[j] - mx);
+        #pragma omp simd reduction(+ : sum)
+        for (int j = 0; j < V; j++) sum += exp_fast(z[j] - mx);
         float lse = mx + std::log(sum);
         nll[i] = lse - z[targets[i]];
         if (grad_scale != 0.0f) {
             float g = weights[i] * grad_scale;
-            for (int j = 0; j < V; j++) z[j] = std::exp(z[j] - lse) * g;
+            #pragma omp simd
+            for (int j = 0; j < V; j++) z[j] = exp_fast(z[j] - lse) * g;
             z[targets[i]] -= g;
         }
     }
