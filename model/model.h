@@ -128,7 +128,7 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
 // Tokens the LM head processes at once: logits are never held for more than this many rows. The
 // CPU keeps the chunk cache-sized; the GPU needs GEMMs big enough to fill it, and 1024 rows of BF16
 // logits are at most 1024·V·2 bytes (263 MB for a 128K vocabulary).
-inline int loss_chunk(bool host) { return host ? 128 : 1024; }
+inline int loss_chunk(bool host) { return host ? 256 : 1024; }
 
 // One micro-batch forward and backward. Gradients of the trainable parameters accumulate into
 // `grads` (num_trainable floats). grad_scale = 1 / (total loss weight of the whole accumulated

@@ -11,8 +11,8 @@
 // examples or into padding (padding has seg −1 and only sees other padding).
 //
 // Every product above is a small matrix product over a block: S = Q·Kᵀ, O = P·V, dP = dO·Vᵀ,
-// dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO. They all run through one register tile (the 6×32 tile of
-// gemm.cpp, with A read through strides so transposes cost nothing). Its B operand must be rows of 32
+// dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO. They all run through the GEMM's 6×32 register tile
+// (gemm_tile in gemm.h, which reads A through strides, so transposes cost nothing). Its B operand must be rows of 32
 // readable floats, so each kv head's K and V are first packed twice: as columns ([hd][Tp], keys
 // along a row, for Q·Kᵀ and dO·Vᵀ) and as rows padded to hdp ([T][hdp], for P·V and dS·K).
 // Sums run in a fixed order whatever the thread count: results are bit-reproducible.
@@ -22,16 +22,14 @@
 #include <vector>
 
 #include "kernels/cpu/exp.h"
+#include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
 
 namespace cpu {
 namespace {
 
-constexpr int MR = 6;   // rows of a register tile
-constexpr int NR = 32;  // columns of a register tile: two 16-float vectors
+constexpr int MR = TILE_M, NR = TILE_N;
 constexpr int QB = 64;  // queries per block: the rows of P and dS kept for the dK/dV products
-
-typedef float vfloat __attribute__((vector_size(64)));  // 16 floats; GCC lowers to the widest ISA
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -44,38 +42,13 @@ inline float dot(const float* __restrict a, const float* __restrict b, int n) {
     return s;
 }
 
-// C[i, 0:nc] = (accumulate ? C[i, 0:nc] : 0) + Σ_k A[i, k] · B[k, 0:nc] for i < mr <= MR, where
-// A[i, k] = a[i·as + k·ak] and every B row (ldb apart) holds NR readable floats.
-void tile(int mr, int nc, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb, float* c,
-          size_t ldc, bool accumulate) {
-    vfloat acc[MR][2] = {};
-    const float* row[MR];
-    for (int i = 0; i < MR; i++) row[i] = a + (size_t)std::min(i, mr - 1) * as;  // spare rows repeat the last
-    for (int k = 0; k < kc; k++) {
-        vfloat b0, b1;
-        memcpy(&b0, b + k * ldb, 64);
-        memcpy(&b1, b + k * ldb + 16, 64);
-        for (int i = 0; i < MR; i++) {
-            float ai = row[i][k * ak];
-            acc[i][0] += ai * b0;
-            acc[i][1] += ai * b1;
-        }
-    }
-    for (int i = 0; i < mr; i++) {
-        float t[NR];
-        memcpy(t, acc[i], sizeof t);
-        float* ci = c + i * ldc;
-        for (int j = 0; j < nc; j++) ci[j] = (accumulate ? ci[j] : 0.0f) + t[j];
-    }
-}
-
-// C[m, n] (=|+=) A[m, kc] · B[kc, n], A strided as in tile(); B rows hold n rounded up to NR floats.
+// C[m, n] (=|+=) A[m, kc] · B[kc, n], A strided as in gemm_tile(); B rows hold n rounded up to NR floats.
 void block_product(int m, int n, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb, float* c,
                    size_t ldc, bool accumulate) {
     for (int j0 = 0; j0 < n; j0 += NR)  // column panels outside: a thread reuses one B panel over all rows
         for (int i0 = 0; i0 < m; i0 += MR)
-            tile(std::min(MR, m - i0), std::min(NR, n - j0), kc, a + i0 * as, as, ak, b + j0, ldb, c + i0 * ldc + j0,
-                 ldc, accumulate);
+            gemm_tile(std::min(MR, m - i0), std::min(NR, n - j0), kc, a + i0 * as, as, ak, b + j0, ldb, 1.0f,
+                      c + i0 * ldc + j0, ldc, accumulate);
 }
 
 // rows[T][hd] with row stride `stride` → cols[hd][Tp] (transposed) or padded[T][hdp].

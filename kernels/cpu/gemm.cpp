@@ -4,8 +4,9 @@
 //  1. A[:, slice] is packed into row panels of MR rows: for each k, the MR values of a column sit
 //     next to each other, so the micro-kernel reads A with unit stride whatever A's layout.
 //  2. B[slice, :] is packed into column panels of NR columns likewise.
-//  3. Every (MR×NR) tile of C is computed by the micro-kernel: MR×NR accumulators live in vector
-//     registers, and each k does MR broadcasts and MR×NR/16 fused multiply-adds.
+//  3. Every (MR×NR) tile of C is computed by the micro-kernel gemm_tile (gemm.h): MR×NR
+//     accumulators live in vector registers, and each k does MR broadcasts and MR×NR/16 fused
+//     multiply-adds.
 // Transposes cost nothing extra: they only change how the packing reads. Threads split the tiles
 // (OpenMP, static), and every C element is summed in the same order whatever the thread count, so
 // results are bit-reproducible.
@@ -18,27 +19,8 @@
 namespace cpu {
 namespace {
 
-constexpr int MR = 6;    // rows of a micro-tile
-constexpr int NR = 32;   // columns of a micro-tile: two 16-float vectors (AVX-512) or four AVX2 ones
+constexpr int MR = TILE_M, NR = TILE_N;
 constexpr int KC = 256;  // depth of a slice: an A panel (6 KB) and a B panel (32 KB) stay in L1/L2
-
-typedef float vfloat __attribute__((vector_size(64)));  // 16 floats; GCC lowers to the widest ISA
-
-// C tile (MR×NR, leading dim NR) = Σ_k a[k*MR + i] · b[k*NR + j]
-inline void micro_kernel(int kc, const float* __restrict a, const float* __restrict b, float* __restrict c) {
-    vfloat acc[MR][2] = {};
-    for (int k = 0; k < kc; k++) {
-        vfloat b0, b1;
-        memcpy(&b0, b + k * NR, 64);
-        memcpy(&b1, b + k * NR + 16, 64);
-        for (int i = 0; i < MR; i++) {
-            float ai = a[k * MR + i];
-            acc[i][0] += ai * b0;
-            acc[i][1] += ai * b1;
-        }
-    }
-    memcpy(c, acc, sizeof acc);
-}
 
 // Pack op(A)[i0:i0+mc, k0:k0+kc] into panels of MR rows (zero-padded past M).
 void pack_a(bool trans, const float* A, int lda, int M, int k0, int kc, float* dst) {
@@ -115,15 +97,9 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const floa
             #pragma omp for schedule(static)
             for (int t = 0; t < a_panels * b_panels; t++) {
                 int jp = t / a_panels, ip = t % a_panels;
-                alignas(64) float tile[MR * NR];
-                micro_kernel(kc, ap + (size_t)ip * MR * kc, bp + (size_t)jp * NR * kc, tile);
                 int i0 = ip * MR, j0 = jp * NR;
-                int mi = std::min(MR, M - i0), nj = std::min(NR, N - j0);
-                for (int i = 0; i < mi; i++) {
-                    float* c = C + (size_t)(i0 + i) * ldc + j0;
-                    const float* tr = tile + i * NR;
-                    for (int j = 0; j < nj; j++) c[j] += alpha * tr[j];
-                }
+                gemm_tile(std::min(MR, M - i0), std::min(NR, N - j0), kc, ap + (size_t)ip * MR * kc, 1, MR,
+                          bp + (size_t)jp * NR * kc, NR, alpha, C + (size_t)i0 * ldc + j0, ldc, true);
             }
         }
     }

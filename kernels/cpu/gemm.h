@@ -1,9 +1,48 @@
-// The CPU backend's one matrix-multiply routine; matmul, LoRA and the LM head all go through it.
+// The CPU backend's matrix multiplies: one register tile, and the packed GEMM built on it. matmul,
+// LoRA and the LM head call gemm(); attention calls the tile directly on its small blocks.
 #pragma once
+#include <algorithm>
+#include <cstddef>
+#include <cstring>
 
 namespace cpu {
+
 // C[M,N] = alpha · op(A)[M,K] · op(B)[K,N] + beta · C, row-major, op(X) = Xᵀ when trans is set
 // (then X is stored [K,M] / [N,K]). beta is 0 (overwrite) or 1 (accumulate).
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc);
+
+constexpr int TILE_M = 6;   // rows of the register tile
+constexpr int TILE_N = 32;  // columns of the register tile: two 16-float vectors (AVX-512) or four AVX2 ones
+
+typedef float vfloat16 __attribute__((vector_size(64)));  // 16 floats; GCC lowers to the widest ISA
+
+// The micro-kernel: C[i, 0:nc] = (accumulate ? C[i, 0:nc] : 0) + alpha · Σ_k A[i, k] · B[k, 0:nc] for
+// i < mr <= TILE_M, with A[i, k] = a[i·as + k·ak] and each B row (ldb apart) holding TILE_N readable
+// floats. The TILE_M × TILE_N sums live in 12 vector registers; each k costs two vector loads,
+// TILE_M broadcasts and 12 fused multiply-adds. A's strides make transposes free: the GEMM passes
+// its packed panels (as = 1, ak = TILE_M), attention passes rows or columns of its score blocks.
+inline void gemm_tile(int mr, int nc, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb,
+                      float alpha, float* c, size_t ldc, bool accumulate) {
+    vfloat16 acc[TILE_M][2] = {};
+    const float* row[TILE_M];
+    for (int i = 0; i < TILE_M; i++) row[i] = a + (size_t)std::min(i, mr - 1) * as;  // spare rows repeat the last
+    for (int k = 0; k < kc; k++) {
+        vfloat16 b0, b1;
+        memcpy(&b0, b + k * ldb, 64);
+        memcpy(&b1, b + k * ldb + 16, 64);
+        for (int i = 0; i < TILE_M; i++) {
+            float ai = row[i][k * ak];
+            acc[i][0] += ai * b0;
+            acc[i][1] += ai * b1;
+        }
+    }
+    for (int i = 0; i < mr; i++) {
+        float t[TILE_N];
+        memcpy(t, acc[i], sizeof t);
+        float* ci = c + i * ldc;
+        for (int j = 0; j < nc; j++) ci[j] = (accumulate ? ci[j] : 0.0f) + alpha * t[j];
+    }
+}
+
 }  // namespace cpu
