@@ -9,6 +9,8 @@
 //     P = parameters in the matmuls (the seven projections of every layer and the LM head);
 //   attention (causal, on average T/2 keys per query): forward 4·L·nh·hd·T/2, backward twice that.
 // Peak BF16 dense throughput: 989 TFLOP/s for H100/H200 SXM (--peak-tflops to change).
+#include <sys/resource.h>
+
 #include <algorithm>
 #include <cstdio>
 #include <cstdlib>
@@ -22,6 +24,14 @@
 #include "tools/cli.h"
 
 namespace {
+
+// The process's peak resident memory (Linux reports ru_maxrss in KiB): weights, buffers, OpenMP's
+// threads, the binary itself; next to transformers' own max RSS on the CPU.
+double max_rss_bytes() {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);
+    return ru.ru_maxrss * 1024.0;
+}
 
 double flops_per_token(const ModelConfig& c, Method method, int T) {
     double P = (double)c.n_layers * ((double)c.dim * (c.q_dim() + 2 * c.kv_dim()) + (double)c.q_dim() * c.dim +
@@ -100,9 +110,10 @@ int run(int argc, char** argv) {
     double tps = tokens / med, mfu = flops_per_token(cfg, method, seq) * tps / (peak_tflops * 1e12);
     MemStats ms = ops.mem_stats();
     printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d: %.1f ms/step (median of %d), "
-           "%.0f tokens/s, MFU %.1f%%, peak memory %.2f GB (arena), loss %.3f\n",
+           "%.0f tokens/s, MFU %.1f%%, peak memory %.2f GB (arena), loss %.3f, %.1f GFLOP/s of model FLOPs, "
+           "max RSS of the process %.2f GB\n",
            preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, 1e3 * med, steps, tps, 100 * mfu,
-           ms.peak_total / 1e9, loss);
+           ms.peak_total / 1e9, loss, flops_per_token(cfg, method, seq) * tps / 1e9, max_rss_bytes() / 1e9);
     return 0;
 }
 

@@ -22,7 +22,7 @@ typedef float vfloat16 __attribute__((vector_size(64)));  // 16 floats; GCC lowe
 // floats. The TILE_M × TILE_N sums live in 12 vector registers; each k costs two vector loads,
 // TILE_M broadcasts and 12 fused multiply-adds. A's strides make transposes free: the GEMM passes
 // its packed panels (as = 1, ak = TILE_M), attention passes rows or columns of its score blocks.
-inline void gemm_tile(int mr, int nc, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb,
+__attribute__((always_inline)) inline void gemm_tile(int mr, int nc, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb,
                       float alpha, float* c, size_t ldc, bool accumulate) {
     vfloat16 acc[TILE_M][2] = {};
     const float* row[TILE_M];

@@ -19,6 +19,7 @@
 //
 // Tensor-core path for hd 64 and 128 (fragment layouts in attention_common.cuh); an FP32 fallback
 // (one warp per query row for dQ, one warp per key row for dK/dV) for any other hd <= 256.
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cuda/attention_common.cuh"
@@ -431,7 +432,8 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
     float* D = (float*)cuda_scratch(Scratch::attention, rows * sizeof(float));
     bwd_D_kernel<<<ceil_div(rows, 8), 256, 0>>>(D, dout, out, rows, hd);
     CUDA_LAUNCH_CHECK();
-    if (tensor_core_ok(hd, {dq, dk, dv, dout, q, k, v})) {
+    const size_t smem = hd == 64 ? std::max(DqCfg<64>::smem, DkvCfg<64>::smem) : std::max(DqCfg<128>::smem, DkvCfg<128>::smem);
+    if (tensor_core_ok(hd, smem, {dq, dk, dv, dout, q, k, v})) {
         if (hd == 64) launch_flash_bwd<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
         else launch_flash_bwd<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
         return;

@@ -42,6 +42,7 @@
 // overlaps the math on the current one); rows past the end of the sequence are zero-filled.
 #pragma once
 #include <cstdint>
+#include <cstdio>
 #include <initializer_list>
 
 #include "kernels/cuda/common.cuh"
@@ -201,11 +202,28 @@ __device__ __forceinline__ void store_row(bf16* p, const float (&r)[kFbRegs], fl
     }
 }
 
-// The tensor-core kernels need hd 64 or 128 and 16-byte aligned tensors (cp.async, uint4 stores).
-inline bool tensor_core_ok(int hd, std::initializer_list<const void*> ptrs) {
-    if (hd != 64 && hd != 128) return false;
+// Whether the tensor-core kernels can run: they need hd 64 or 128, 16-byte aligned tensors (cp.async,
+// uint4 stores), and `smem` bytes of shared memory per block. The last holds on sm_80 and sm_90
+// (A100, H100: 227 KB may be opted into) but not on sm_86/sm_89 (RTX 30/40, A10, L4, L40: 99 KB),
+// where the hd-128 tiles (~102 KB) do not fit. Otherwise the FP32 fallback runs (correct, much
+// slower at long sequences), and the first time for each reason the user is told why.
+inline bool tensor_core_ok(int hd, size_t smem, std::initializer_list<const void*> ptrs) {
+    static const size_t optin = [] {
+        int dev = 0, v = 0;
+        CUDA_CHECK(cudaGetDevice(&dev));
+        CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
+        return (size_t)v;
+    }();
+    static bool told_hd = false, told_smem = false, told_align = false;
+    auto tell = [&](bool& told, const char* why) {
+        if (!told) fprintf(stderr, "note: attention takes the FP32 fallback kernels (correct, slower): %s\n", why);
+        told = true;
+        return false;
+    };
+    if (hd != 64 && hd != 128) return tell(told_hd, "tensor-core kernels exist for head dims 64 and 128 only");
+    if (smem > optin) return tell(told_smem, "this GPU allows less shared memory per block than the head-dim-128 tiles need");
     for (const void* p : ptrs)
-        if ((uintptr_t)p % 16 != 0) return false;
+        if ((uintptr_t)p % 16 != 0) return tell(told_align, "a tensor is not 16-byte aligned");
     return true;
 }
 

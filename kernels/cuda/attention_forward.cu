@@ -311,7 +311,8 @@ void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     if (B <= 0 || T <= 0 || nh <= 0) return;
     if (nkv <= 0 || nh % nkv != 0) fail("attention_forward: %d query heads do not share %d kv heads evenly", nh, nkv);
     const float scale = 1.0f / std::sqrt((float)hd);
-    if (tensor_core_ok(hd, {out, q, k, v})) {
+    const size_t smem = hd == 64 ? FwdCfg<64>::smem : FwdCfg<128>::smem;
+    if (tensor_core_ok(hd, smem, {out, q, k, v})) {
         if (hd == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
         else launch_flash_fwd<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
         return;

@@ -8,6 +8,7 @@
 // Shared memory: the dynamic shared memory of a launch, and each static __shared__ variable, ends
 // exactly at an inaccessible page, and is filled with 0xFF bytes at the start of every block.
 #include <cstdio>
+#include <cstdlib>
 #include <cstring>
 #include <map>
 #include <string>
@@ -47,7 +48,7 @@ const Mapping* at_or_before(const void* p) {
 
 // ---- shared memory ----
 constexpr size_t kStaticSmemMax = 48 << 10;  // static __shared__ per block
-constexpr size_t kSmemOptInMax = 227 << 10;  // cudaDevAttrMaxSharedMemoryPerBlockOptin
+constexpr size_t kSmemOptInMax = 227 << 10;  // the largest opt-in of any GPU (sm_80, sm_90)
 unsigned char* dyn_guard;                    // the page after the dynamic shared memory
 unsigned char* dyn_base;
 size_t dyn_bytes;
@@ -98,6 +99,15 @@ bool free_device(void* p) {
 }
 
 size_t device_bytes_in_use() { return in_use; }
+
+size_t smem_optin_max() {
+    static const size_t kb = [] {
+        const char* e = getenv("EMU_SMEM_OPTIN_KB");
+        long v = e ? strtol(e, nullptr, 10) : 227;
+        return (size_t)(v > 48 && v <= 227 ? v : 227);
+    }();
+    return kb << 10;
+}
 
 std::string check_canaries() {
     for (const auto& [start, m] : allocations) {
@@ -163,8 +173,9 @@ void SharedSlot::claim(size_t n, size_t align, const char* var) {
     static_bytes += bytes;
     if (static_bytes > kStaticSmemMax)
         fail("static __shared__ memory of the kernel exceeds 48 KB (%zu bytes with %s)", static_bytes, var);
-    if (static_bytes + dyn_bytes > kSmemOptInMax)
-        fail("static (%zu) + dynamic (%zu) shared memory exceeds the 227 KB per block", static_bytes, dyn_bytes);
+    if (static_bytes + dyn_bytes > smem_optin_max())
+        fail("static (%zu) + dynamic (%zu) shared memory exceeds the %zu KB per block", static_bytes, dyn_bytes,
+             smem_optin_max() >> 10);
 }
 
 void check_shared(const void* p, size_t n, const char* what) {

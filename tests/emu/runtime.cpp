@@ -62,7 +62,7 @@ cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) 
         case cudaDevAttrMultiProcessorCount: *value = 132; break;
         case cudaDevAttrComputeCapabilityMajor: *value = 9; break;
         case cudaDevAttrComputeCapabilityMinor: *value = 0; break;
-        case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = 227 << 10; break;
+        case cudaDevAttrMaxSharedMemoryPerBlockOptin: *value = (int)emu::smem_optin_max(); break;
         default: return error(cudaErrorInvalidValue);
     }
     return cudaSuccess;

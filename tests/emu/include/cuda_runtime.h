@@ -204,7 +204,7 @@ namespace emu {
 template <class F>
 cudaError_t func_set_attribute(const char* name, F*, cudaFuncAttribute attr, int value) {
     if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
-        if (value < 0 || value > (227 << 10)) {
+        if (value < 0 || (size_t)value > smem_optin_max()) {
             set_last_error(cudaErrorInvalidValue);
             return cudaErrorInvalidValue;  // over the device's opt-in maximum
         }

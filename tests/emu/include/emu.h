@@ -110,6 +110,10 @@ void launch(const char* kernel, const char* file, int line, Config c, F fn, A&&.
 // A launch with more threads per block than the bound fails on the GPU.
 void launch_bounds(int max_threads, int min_blocks = 0, int max_cluster = 0);
 
+// The most shared memory a block may opt into: 227 KB as on sm_80/sm_90, or EMU_SMEM_OPTIN_KB
+// (99 emulates sm_86/sm_89: RTX 30/40, A10, L4, L40).
+size_t smem_optin_max();
+
 // The opt-in to more than 48 KB of dynamic shared memory, by kernel name as written in the source
 // (cudaFuncSetAttribute is a macro that passes the name; instantiations of a template share it).
 void set_max_dynamic_smem(const char* kernel, int bytes);
