@@ -61,8 +61,11 @@ static void print_published() {
     MemoryEstimate ours = memory_estimate(qlora_65b_spec(false)), paper = memory_estimate(qlora_65b_spec(true));
     row("LLaMA-65B QLoRA r=64 all linear, b1 x 512, recompute", "< 48 GB", gb(paper.total()),
         "with the QLoRA paper's dtypes (BF16 adapters and gradients, FP32 Adam states, no master copy)");
-    row("  the same with our CUDA dtypes", "< 48 GB", gb(ours.total()),
-        "our design adds an FP32 master of the 800M adapter params and FP32 gradients: +4 B and +2 B per adapter param");
+    std::string why = strf("our design adds an FP32 master of the 800M adapter params and FP32 gradients: +4 B and +2 B\n"
+                           "    per adapter param. In binary units, as GPU memory is sized, that is %.2f GiB (paper's dtypes\n"
+                           "    %.2f GiB) of a 48 GiB card, before the CUDA context (~0.5 GiB)",
+                           ours.total() / 1073741824.0, paper.total() / 1073741824.0);
+    row("  the same with our CUDA dtypes", "< 48 GB", gb(ours.total()), why.c_str());
 }
 
 static void print_lora_matrix(const std::string& dims, int r) {
