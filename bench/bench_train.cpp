@@ -45,7 +45,7 @@ double flops_per_token(const ModelConfig& c, Method method, int T) {
 int run(int argc, char** argv) {
     std::string preset = "smollm2-135m", method_s = "lora", device = "auto";
     int batch = 4, seq = 256, steps = 3, warmup = 1, rank = 16;  // small enough for `make bench` on a CPU
-    bool recompute = false;
+    bool recompute = false, offload = false;
     double peak_tflops = 989.0;
     Args args(argc, argv, "see the header of bench/bench_train.cpp");
     while (args.next()) {
@@ -58,6 +58,7 @@ int run(int argc, char** argv) {
         else if (args.is("--warmup")) warmup = args.integer();
         else if (args.is("--rank")) rank = args.integer();
         else if (args.is("--recompute")) recompute = true;
+        else if (args.is("--offload-optimizer")) offload = true;
         else if (args.is("--peak-tflops")) peak_tflops = args.number();
         else args.unknown();
     }
@@ -80,6 +81,7 @@ int run(int argc, char** argv) {
     tc.batch.max_seq_len = seq;
     tc.batch.padding = Padding::max_length;
     tc.recompute = recompute;
+    tc.offload_optimizer = offload;
     tc.max_steps = warmup + steps;
     tc.optim.lr = 1e-5f;
     Rng rng(7);

@@ -18,13 +18,13 @@ size_t align16(size_t n) { return (n + 15) & ~(size_t)15; }
 
 // The device copy that training on `ops` updates; fails instead of handing out a null pointer.
 DeviceModel& trained_copy(Model& m, const Ops& ops) {
-    if (!m.device || m.device->ops != &ops || !m.device->masters.p)
+    if (!m.device || m.device->ops != &ops || !m.device->trained)
         fail("internal: the model is not on the %s backend for training (model_upload with train)", ops.name);
     return *m.device;
 }
 }  // namespace
 
-void model_upload(Model& m, const Ops& ops, bool train) {
+void model_upload(Model& m, const Ops& ops, bool train, bool host_masters) {
     m.device.reset();  // a re-upload (after loading a checkpoint) frees the old copy first
     if (ops.host) return;
     auto d = std::make_shared<DeviceModel>();
@@ -35,7 +35,8 @@ void model_upload(Model& m, const Ops& ops, bool train) {
         d->adapters = act_buffer(ops, m.adapters.size(), Mem::adapters);
         ops.upload(d->adapters.a(), m.adapters.data(), m.adapters.size());
     }
-    if (train) {
+    d->trained = train;
+    if (train && !host_masters) {
         // The FP32 masters of what is trained (AdamW's copy; the ops read the storage-type one).
         // Decoding needs none: for a full model they would be 4 more bytes per weight.
         const std::vector<float>& trained = m.has_adapters() ? m.adapters : m.params;
@@ -97,7 +98,9 @@ WeightsView model_weights(const Model& m, const Ops& ops) {
 
 float* model_masters(Model& m, const Ops& ops) {
     if (ops.host) return m.trainable();
-    return trained_copy(m, ops).masters.f();
+    float* p = trained_copy(m, ops).masters.f();
+    if (!p) fail("internal: the masters are on the host (model_upload with host_masters)");
+    return p;
 }
 
 act* model_compute_copy(Model& m, const Ops& ops) {

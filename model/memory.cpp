@@ -86,6 +86,7 @@ MemorySpec trainer_memory_spec(const Trainer& t) {
     s.B = t.ws.max_B;
     s.T = t.ws.max_T;
     s.recompute = t.ws.recompute;
+    s.offload_optimizer = t.cfg.offload_optimizer && s.backend == Backend::Cuda;
     return s;
 }
 
@@ -262,6 +263,15 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
     e.why_optimizer = strf("trainable %s × (%d state%s × %d B%s) (%s)", human_count(T).c_str(), k, k == 1 ? "" : "s",
                            s.state_bytes, s.master_bytes ? strf(" + %d B master copy", s.master_bytes).c_str() : "",
                            optim_kind_name(s.optimizer));
+    if (s.offload_optimizer && s.backend == Backend::Cuda) {
+        // The host runs AdamW: its moments, the FP32 trainable parameters (the host model, now the
+        // master) and a copy of the gradients live in host memory; the GPU keeps only the BF16 copy.
+        e.host = T * (k * s.state_bytes + 4 + 4);
+        e.why_host = strf("trainable %s × (%d state%s × %d B + 4 B FP32 master + 4 B gradient copy), in host memory",
+                          human_count(T).c_str(), k, k == 1 ? "" : "s", s.state_bytes);
+        e.optimizer = 0;
+        e.why_optimizer = "none on the GPU: offloaded to host memory (--offload-optimizer), see the host line";
+    }
     estimate_activations(s, e);
     return e;
 }
@@ -292,6 +302,7 @@ void print_memory_table(const MemoryEstimate& e, const MemoryUse* measured, FILE
     if (s.backend == Backend::Cuda) line("CUDA scratch", e.backend, m ? &m->backend : nullptr, e.why_backend);
     size_t mt = m ? m->total() : 0;
     line("total", e.total(), m ? &mt : nullptr, "");
+    if (e.host) line("host (offloaded)", e.host, m ? &m->offloaded : nullptr, e.why_host + " (not in the total)");
     line("gradients + optimizer", e.gradients + e.optimizer, nullptr, "");
     line("inference (weights×1.2)", e.inference(), nullptr, "");
 }

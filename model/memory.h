@@ -43,6 +43,7 @@ struct MemorySpec {
     int state_bytes = 4;    // per optimizer state per trainable parameter
     int B = 1, T = 512;     // micro-batch rows × tokens per row
     bool recompute = false; // gradient checkpointing
+    bool offload_optimizer = false;  // CUDA: optimizer state, masters and a gradient copy in host memory
 };
 
 // The byte sizes of a backend (DESIGN.md §4): CPU FP32 everywhere, the FP32 parameters are their
@@ -65,9 +66,10 @@ struct MemoryEstimate {
     size_t logits = 0;       // the LM head's chunk of logits and its loss workspace
     size_t scratch = 0;      // backward buffers shared by all layers (+ the dequantized weight for NF4)
     size_t backend = 0;      // CUDA: the backend's own scratch (cuBLASLt workspace, LoRA and reduction buffers)
+    size_t host = 0;         // --offload-optimizer: what the optimizer holds in host memory (not in total())
     // The formula behind each line, with its numbers (for --explain).
     std::string why_weights, why_adapters, why_gradients, why_optimizer, why_activations, why_logits, why_scratch,
-        why_backend;
+        why_backend, why_host;
     size_t workspace() const { return activations + logits + scratch; }  // the trainer's Workspace
     size_t total() const { return weights + adapters + gradients + optimizer + workspace() + backend; }
     double inference() const { return weights * 1.2; }  // rule of thumb: weights + 20% (KV cache, buffers)

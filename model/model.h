@@ -37,6 +37,7 @@ struct DeviceModel {
     const Ops* ops = nullptr;
     Buffer params, adapters, nf4, dequant, absmax;  // weights / adapters / weights / scratch
     Buffer masters;                                 // FP32 trainable parameters (Mem::optimizer; training only)
+    bool trained = false;                           // uploaded for training (masters here or on the host)
     WeightsView view;
 };
 
@@ -68,12 +69,14 @@ struct Model {
 };
 
 // Copies the model to a non-host backend's memory (nothing to do for the CPU, whose ops read the
-// vectors above); with `train` also the FP32 masters of the trainable parameters. Call again after
-// the host vectors change (a loaded checkpoint): model_init, model_quantize_nf4 and model_set_lora /
-// model_add_lora drop the device copy, so a stale one is never read.
-void model_upload(Model& m, const Ops& ops, bool train = false);
-// Copies the trained FP32 masters back into the host vectors (no-op without a device copy made for
-// training: then the host vectors are already the model).
+// vectors above); with `train` also the FP32 masters of the trainable parameters, unless
+// `host_masters`: then the host vectors are the masters (the optimizer runs on the host and uploads
+// the storage-type copy itself). Call again after the host vectors change (a loaded checkpoint):
+// model_init, model_quantize_nf4 and model_set_lora / model_add_lora drop the device copy, so a
+// stale one is never read.
+void model_upload(Model& m, const Ops& ops, bool train = false, bool host_masters = false);
+// Copies the trained FP32 masters back into the host vectors (no-op without device masters: then
+// the host vectors are already the model).
 void model_download(Model& m);
 // What `ops` reads the weights from.
 WeightsView model_weights(const Model& m, const Ops& ops);

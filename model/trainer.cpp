@@ -32,6 +32,9 @@ void next_micro_batch(Trainer& t, Batch& b) {
     t.cursor += fill_batch(t.train, t.order, t.cursor, t.cfg.batch, b);
 }
 
+// AdamW on the host for a non-host backend (TrainConfig::offload_optimizer).
+bool offloaded(const Trainer& t) { return t.cfg.offload_optimizer && !t.ops->host; }
+
 }  // namespace
 
 std::string TrainConfig::signature() const {
@@ -81,12 +84,14 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
             for (const Example& e : *set) longest = std::max(longest, e.size());
         T = (int)std::min<size_t>(T, longest);
     }
-    model_upload(t.model, ops, true);
+    model_upload(t.model, ops, true, offloaded(t));
     workspace_init(t.ws, t.model, cfg.batch.batch_size, T, cfg.recompute, ops);
     size_t bytes = t.model.num_trainable() * sizeof(float);
     t.grads = Buffer(ops, bytes, Mem::gradients);
-    t.opt.m = Buffer(ops, bytes, Mem::optimizer);
-    t.opt.v = Buffer(ops, bytes, Mem::optimizer);
+    const Ops& opt_ops = offloaded(t) ? cpu_ops() : ops;  // where AdamW runs and its state lives
+    t.opt.m = Buffer(opt_ops, bytes, Mem::optimizer);
+    t.opt.v = Buffer(opt_ops, bytes, Mem::optimizer);
+    t.host_grads = offloaded(t) ? Buffer(opt_ops, bytes, Mem::gradients) : Buffer();
     t.opt.t = 0;
 }
 
@@ -117,8 +122,18 @@ StepResult trainer_step(Trainer& t) {
              "not updated, so the last checkpoint is intact",
              t.step + 1, std::isfinite(r.loss) ? "gradient norm" : "loss", std::isnan(r.loss) || std::isnan(norm) ? "NaN" : "infinite",
              t.cfg.optim.lr);
-    optimizer_step(*t.ops, model_masters(t.model, *t.ops), model_compute_copy(t.model, *t.ops), t.grads.f(),
-                   t.model.trainable_tensors(), t.opt, t.cfg.optim, r.lr, norm);
+    if (offloaded(t)) {
+        // Gradients down, AdamW on the host's FP32 parameters (the masters), the result up as the
+        // storage-type copy the kernels read.
+        size_t n = t.model.num_trainable();
+        t.ops->to_host(t.host_grads.p, t.grads.p, n * sizeof(float));
+        optimizer_step(cpu_ops(), t.model.trainable(), nullptr, t.host_grads.f(), t.model.trainable_tensors(), t.opt,
+                       t.cfg.optim, r.lr, norm);
+        t.ops->upload(model_compute_copy(t.model, *t.ops), t.model.trainable(), n);
+    } else {
+        optimizer_step(*t.ops, model_masters(t.model, *t.ops), model_compute_copy(t.model, *t.ops), t.grads.f(),
+                       t.model.trainable_tensors(), t.opt, t.cfg.optim, r.lr, norm);
+    }
     r.grad_norm = norm;
     t.step++;
     t.tokens_seen += r.tokens;
@@ -147,7 +162,8 @@ std::vector<float> trainer_gradients(const Trainer& t) {
 MemoryUse trainer_memory(const Trainer& t) {
     MemoryUse m;
     m.gradients = t.grads.bytes;
-    m.optimizer = t.opt.m.bytes + t.opt.v.bytes;
+    if (offloaded(t)) m.offloaded = t.opt.m.bytes + t.opt.v.bytes + t.host_grads.bytes + t.model.num_trainable() * sizeof(float);
+    else m.optimizer = t.opt.m.bytes + t.opt.v.bytes;
     m.activations = t.ws.bytes();
     if (const DeviceModel* d = t.model.device.get()) {
         m.weights = d->params.bytes + d->nf4.bytes;
@@ -181,8 +197,8 @@ static void save_state(const std::string& path, const Trainer& t) {
     f.put(t.tokens_seen);
     size_t n = t.model.num_trainable();
     std::vector<float> m(n), v(n);
-    t.ops->to_host(m.data(), t.opt.m.p, n * sizeof(float));
-    t.ops->to_host(v.data(), t.opt.v.p, n * sizeof(float));
+    t.opt.m.ops->to_host(m.data(), t.opt.m.p, n * sizeof(float));  // the moments' own backend (host when offloaded)
+    t.opt.v.ops->to_host(v.data(), t.opt.v.p, n * sizeof(float));
     f.put((uint64_t)n);
     f.write(m.data(), n * sizeof(float));
     f.write(v.data(), n * sizeof(float));
@@ -217,8 +233,8 @@ static void load_state(const std::string& path, Trainer& t) {
     r.read(m.data(), count * sizeof(float), "first moments");
     r.read(v.data(), count * sizeof(float), "second moments");
     if (r.remaining()) fail("%s: %zu unexpected bytes at the end", path.c_str(), r.remaining());
-    t.ops->to_device(t.opt.m.p, m.data(), count * sizeof(float));
-    t.ops->to_device(t.opt.v.p, v.data(), count * sizeof(float));
+    t.opt.m.ops->to_device(t.opt.m.p, m.data(), count * sizeof(float));
+    t.opt.v.ops->to_device(t.opt.v.p, v.data(), count * sizeof(float));
     build_order(t);
 }
 
@@ -286,6 +302,6 @@ void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
         lora_load(wpath, t.model.cfg, lc, adapters);
         model_set_lora(t.model, lc, std::move(adapters));
     }
-    model_upload(t.model, *t.ops, true);
+    model_upload(t.model, *t.ops, true, offloaded(t));
     load_state((fs::path(dir) / "train.state").string(), t);
 }

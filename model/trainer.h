@@ -19,6 +19,11 @@ struct TrainConfig {
     int max_steps = 0;           // 0: run `epochs` epochs
     float epochs = 1.0f;
     bool recompute = false;      // gradient checkpointing
+    // Non-host backends: AdamW runs on the host (the CPU backend's kernel) on host copies of the
+    // gradients, moments and FP32 masters, and the updated parameters go back as the BF16 copy.
+    // Frees 12 bytes per trainable parameter on the GPU for ~16 on the host, at the cost of moving
+    // the gradients down and the parameters up once per step. No effect on the CPU backend.
+    bool offload_optimizer = false;
     uint64_t seed = 42;
     std::string out_dir;         // checkpoints and the CSV log; empty: none
     int save_every = 0;          // steps between checkpoints (0: only at the end)
@@ -34,6 +39,7 @@ struct Trainer {
     Workspace ws;
     AdamState opt;
     Buffer grads;                 // FP32, one per trainable parameter, in the backend's memory
+    Buffer host_grads;            // offload_optimizer: their copy in host memory
     std::vector<Example> train, val;
     int step = 0, total_steps = 0;
     uint64_t epoch = 0;
@@ -61,6 +67,7 @@ double trainer_evaluate(Trainer& t, const std::vector<Example>& examples);
 struct MemoryUse {
     size_t weights = 0, adapters = 0, gradients = 0, optimizer = 0, activations = 0;
     size_t backend = 0;  // CUDA: the backend's own scratch now (it grows to its size in the first step)
+    size_t offloaded = 0;  // offload_optimizer: host memory of the optimizer (moments, masters, gradient copy)
     size_t total() const { return weights + adapters + gradients + optimizer + activations + backend; }
 };
 MemoryUse trainer_memory(const Trainer& t);
