@@ -48,20 +48,21 @@ __global__ void bwd_D_kernel(float* D, const bf16* dout, const bf16* out, size_t
 //   P  = exp2(S·scale·log2e - lse·log2e), 0 where masked
 //   dS = P ∘ (dP - D)
 //   dQ += dS K                      (A = dS from registers; B = K rows, transposed ldmatrix)
-// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 56 KB at HD 64.
-template <int HD>
+// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 56 KB at HD 64; the
+// narrow tiling (99 KB GPUs, HD 128) has 2 warps, BM = 32: 87 KB.
+template <int HD, bool narrow>
 struct DqCfg {
-    static constexpr int NW = 4, NT = NW * 32, BM = 16 * NW, BN = 64, LD = HD + 8;
+    static constexpr int NW = narrow ? 2 : 4, NT = NW * 32, BM = 16 * NW, BN = 64, LD = HD + 8;
     static constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * LD * sizeof(bf16) + BN * sizeof(int);
 };
 
-template <int HD>
-__global__ void __launch_bounds__(DqCfg<HD>::NT)
+template <int HD, bool narrow>
+__global__ void __launch_bounds__(DqCfg<HD, narrow>::NT)
     flash_dq_kernel(bf16* __restrict__ dq, const bf16* __restrict__ dout, const float* __restrict__ lse,
                     const float* __restrict__ Dg, const bf16* __restrict__ q, const bf16* __restrict__ k,
                     const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T, int nh, int nkv, float scale,
                     float scale_log2) {
-    using C = DqCfg<HD>;
+    using C = DqCfg<HD, narrow>;
     constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     bf16* sQ = reinterpret_cast<bf16*>(attn_smem);  // [BM][LD]
@@ -184,20 +185,21 @@ __global__ void __launch_bounds__(DqCfg<HD>::NT)
 //   dV += Pᵀ dO                      (A = Pᵀ from registers; B = dO rows, transposed)
 //   dSᵀ = Pᵀ ∘ (dPᵀ - D[query])
 //   dK += dSᵀ Q                      (A = dSᵀ from registers; B = Q rows, transposed)
-// Shared memory: K, V [128][HD+8], Q, dO [2][BM][HD+8]: 105 KB at HD 128, 75 KB at HD 64.
-template <int HD>
+// Shared memory: K, V [128][HD+8], Q, dO [2][BM][HD+8]: 105 KB at HD 128, 75 KB at HD 64; the
+// narrow tiling (99 KB GPUs, HD 128) has 4 warps, BN = 64: 70 KB.
+template <int HD, bool narrow>
 struct DkvCfg {
-    static constexpr int NW = 8, NT = NW * 32, BN = 16 * NW, BM = HD == 128 ? 32 : 64, LD = HD + 8;
+    static constexpr int NW = narrow ? 4 : 8, NT = NW * 32, BN = 16 * NW, BM = HD == 128 ? 32 : 64, LD = HD + 8;
     static constexpr size_t smem = (size_t)(2 * BN + 4 * BM) * LD * sizeof(bf16) + 3 * BM * sizeof(float);
 };
 
-template <int HD>
-__global__ void __launch_bounds__(DkvCfg<HD>::NT)
+template <int HD, bool narrow>
+__global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
     flash_dkdv_kernel(bf16* __restrict__ dk, bf16* __restrict__ dv, const bf16* __restrict__ dout,
                       const float* __restrict__ lse, const float* __restrict__ Dg, const bf16* __restrict__ q,
                       const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
                       int nh, int nkv, float scale, float scale_log2) {
-    using C = DkvCfg<HD>;
+    using C = DkvCfg<HD, narrow>;
     constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     bf16* sK = reinterpret_cast<bf16*>(attn_smem);  // [BN][LD]
@@ -398,24 +400,47 @@ __global__ void dkdv_fallback_kernel(bf16* dk, bf16* dv, const bf16* dout, const
     store_row(dv + row * hd, dva, 1.0f, hd, lane);
 }
 
-template <int HD>
+template <int HD, bool narrow>
 void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D, const bf16* q,
                       const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv, float scale) {
-    using Q = DqCfg<HD>;
-    using KV = DkvCfg<HD>;
+    using Q = DqCfg<HD, narrow>;
+    using KV = DkvCfg<HD, narrow>;
     static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
-        CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)Q::smem));
-        CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)KV::smem));
+        CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<HD, narrow>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)Q::smem));
+        CUDA_CHECK(cudaFuncSetAttribute(flash_dkdv_kernel<HD, narrow>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)KV::smem));
         return true;
     }();
     (void)smem_ok;
     const unsigned nqb = ceil_div(T, Q::BM), nkb = ceil_div(T, KV::BN);
     if (nqb > 65535) fail("attention_backward: T = %d is too long for one grid (at most %d)", T, 65535 * Q::BM);
     dim3 gq(B * nh, nqb), gkv(B * nkv, nkb);
-    flash_dq_kernel<HD><<<gq, Q::NT, Q::smem>>>(dq, dout, lse, D, q, k, v, seg, T, nh, nkv, scale, scale * kLog2e);
+    flash_dq_kernel<HD, narrow><<<gq, Q::NT, Q::smem>>>(dq, dout, lse, D, q, k, v, seg, T, nh, nkv, scale, scale * kLog2e);
     CUDA_LAUNCH_CHECK();
-    flash_dkdv_kernel<HD><<<gkv, KV::NT, KV::smem>>>(dk, dv, dout, lse, D, q, k, v, seg, T, nh, nkv, scale, scale * kLog2e);
+    flash_dkdv_kernel<HD, narrow><<<gkv, KV::NT, KV::smem>>>(dk, dv, dout, lse, D, q, k, v, seg, T, nh, nkv, scale,
+                                                             scale * kLog2e);
     CUDA_LAUNCH_CHECK();
+}
+
+// The wide tilings where the GPU allows their shared memory, else the narrow ones (hd 128 on sm_86/89).
+template <int HD, bool narrow>
+constexpr size_t bwd_smem() { return std::max(DqCfg<HD, narrow>::smem, DkvCfg<HD, narrow>::smem); }
+template <int HD>
+constexpr bool bwd_needs_narrow_twin() { return bwd_smem<HD, false>() > kMinSmemOptin; }
+template <int HD>
+constexpr size_t bwd_smem_min() {
+    if constexpr (bwd_needs_narrow_twin<HD>()) return bwd_smem<HD, true>();
+    else return bwd_smem<HD, false>();
+}
+template <int HD>
+void launch_flash_bwd_fitting(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D,
+                              const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh,
+                              int nkv, float scale) {
+    if constexpr (bwd_needs_narrow_twin<HD>())
+        if (bwd_smem<HD, false>() > smem_optin())
+            return launch_flash_bwd<HD, true>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+    launch_flash_bwd<HD, false>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
 }
 
 }  // namespace
@@ -432,10 +457,10 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
     float* D = (float*)cuda_scratch(Scratch::attention, rows * sizeof(float));
     bwd_D_kernel<<<ceil_div(rows, 8), 256, 0>>>(D, dout, out, rows, hd);
     CUDA_LAUNCH_CHECK();
-    const size_t smem = hd == 64 ? std::max(DqCfg<64>::smem, DkvCfg<64>::smem) : std::max(DqCfg<128>::smem, DkvCfg<128>::smem);
+    const size_t smem = hd == 64 ? bwd_smem_min<64>() : bwd_smem_min<128>();
     if (tensor_core_ok(hd, smem, {dq, dk, dv, dout, q, k, v})) {
-        if (hd == 64) launch_flash_bwd<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
-        else launch_flash_bwd<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+        if (hd == 64) launch_flash_bwd_fitting<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+        else launch_flash_bwd_fitting<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
         return;
     }
     if (hd > kMaxFallbackHd) fail("attention_backward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);

@@ -202,18 +202,29 @@ __device__ __forceinline__ void store_row(bf16* p, const float (&r)[kFbRegs], fl
     }
 }
 
-// Whether the tensor-core kernels can run: they need hd 64 or 128, 16-byte aligned tensors (cp.async,
-// uint4 stores), and `smem` bytes of shared memory per block. The last holds on sm_80 and sm_90
-// (A100, H100: 227 KB may be opted into) but not on sm_86/sm_89 (RTX 30/40, A10, L4, L40: 99 KB),
-// where the hd-128 tiles (~102 KB) do not fit. Otherwise the FP32 fallback runs (correct, much
-// slower at long sequences), and the first time for each reason the user is told why.
-inline bool tensor_core_ok(int hd, size_t smem, std::initializer_list<const void*> ptrs) {
+// The shared memory one block may opt into: 227 KB on sm_80 and sm_90 (A100, H100), 99 KB on
+// sm_86/sm_89 (RTX 30/40, A10, L4, L40). The flash kernels come in two tilings: `wide` for the
+// former, and `narrow` (half the warps per CTA, so half the rows in shared memory) for the latter,
+// where the wide hd-128 tiles (~102 KB) do not fit.
+// Every GPU the backend accepts (sm_80 and newer) allows at least 99 KB: a tiling within that needs
+// no narrow twin.
+constexpr size_t kMinSmemOptin = 99 * 1024;
+
+inline size_t smem_optin() {
     static const size_t optin = [] {
         int dev = 0, v = 0;
         CUDA_CHECK(cudaGetDevice(&dev));
         CUDA_CHECK(cudaDeviceGetAttribute(&v, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev));
         return (size_t)v;
     }();
+    return optin;
+}
+
+// Whether the tensor-core kernels can run: they need hd 64 or 128, 16-byte aligned tensors (cp.async,
+// uint4 stores), and `smem` bytes of shared memory per block (the narrow tiling's). Otherwise the
+// FP32 fallback runs (correct, much slower at long sequences), and the first time for each reason
+// the user is told why.
+inline bool tensor_core_ok(int hd, size_t smem, std::initializer_list<const void*> ptrs) {
     static bool told_hd = false, told_smem = false, told_align = false;
     auto tell = [&](bool& told, const char* why) {
         if (!told) fprintf(stderr, "note: attention takes the FP32 fallback kernels (correct, slower): %s\n", why);
@@ -221,7 +232,7 @@ inline bool tensor_core_ok(int hd, size_t smem, std::initializer_list<const void
         return false;
     };
     if (hd != 64 && hd != 128) return tell(told_hd, "tensor-core kernels exist for head dims 64 and 128 only");
-    if (smem > optin) return tell(told_smem, "this GPU allows less shared memory per block than the head-dim-128 tiles need");
+    if (smem > smem_optin()) return tell(told_smem, "this GPU allows less shared memory per block than the tiles need");
     for (const void* p : ptrs)
         if ((uintptr_t)p % 16 != 0) return tell(told_align, "a tensor is not 16-byte aligned");
     return true;

@@ -20,7 +20,8 @@
 // instruction): scores are multiplied by scale·log2(e), and lse is converted back to natural log.
 // Shared memory: Q tile [128][HD+8], K and V tiles [64][HD+8] twice each (double buffer: the next
 // key block is loaded with cp.async while the current one is computed), the key block's segment ids:
-// 105 KB at HD 128, 56 KB at HD 64 (both opt in above the default 48 KB).
+// 105 KB at HD 128, 56 KB at HD 64 (both opt in above the default 48 KB). GPUs that allow only 99 KB
+// per block (sm_86/89: RTX 30/40, L4) get the narrow tiling at HD 128: 4 warps, BM = 64, 87 KB.
 #include <cmath>
 
 #include "kernels/cuda/attention_common.cuh"
@@ -30,9 +31,9 @@ namespace {
 
 using namespace attn;
 
-template <int HD>
+template <int HD, bool narrow>
 struct FwdCfg {
-    static constexpr int NW = 8, NT = NW * 32;  // warps, threads
+    static constexpr int NW = narrow ? 4 : 8, NT = NW * 32;  // warps, threads
     static constexpr int BM = 16 * NW;          // queries per CTA: 16 per warp
     static constexpr int BN = 64;               // keys per step
     static constexpr int LD = HD + 8;           // padded row of a shared tile (elements)
@@ -41,12 +42,12 @@ struct FwdCfg {
 
 // Grid: x = b * nh + h, y = query block (reversed, so that the longest blocks — the last ones, which
 // see the most keys — start first and the short ones fill in the tail).
-template <int HD>
-__global__ void __launch_bounds__(FwdCfg<HD>::NT)
+template <int HD, bool narrow>
+__global__ void __launch_bounds__(FwdCfg<HD, narrow>::NT)
     flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
                      const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
                      int nh, int nkv, float scale_log2) {
-    using C = FwdCfg<HD>;
+    using C = FwdCfg<HD, narrow>;
     constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     bf16* sQ = reinterpret_cast<bf16*>(attn_smem);  // [BM][LD]
@@ -286,20 +287,38 @@ __global__ void decode_kernel(bf16* out, const bf16* q, const bf16* kcache, cons
     }
 }
 
-template <int HD>
+template <int HD, bool narrow>
 void launch_flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
                       int T, int nh, int nkv, float scale) {
-    using C = FwdCfg<HD>;
+    using C = FwdCfg<HD, narrow>;
     static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
-        CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)C::smem));
+        CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD, narrow>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)C::smem));
         return true;
     }();
     (void)smem_ok;
     const unsigned nqb = ceil_div(T, C::BM);
     if (nqb > 65535) fail("attention_forward: T = %d is too long for one grid (at most %d)", T, 65535 * C::BM);
     dim3 grid(B * nh, nqb);
-    flash_fwd_kernel<HD><<<grid, C::NT, C::smem>>>(out, lse, q, k, v, seg, T, nh, nkv, scale * kLog2e);
+    flash_fwd_kernel<HD, narrow><<<grid, C::NT, C::smem>>>(out, lse, q, k, v, seg, T, nh, nkv, scale * kLog2e);
     CUDA_LAUNCH_CHECK();
+}
+
+// The wide tiling where the GPU allows its shared memory, else the narrow one (hd 128 on sm_86/89).
+template <int HD>
+constexpr bool fwd_needs_narrow_twin() { return FwdCfg<HD, false>::smem > kMinSmemOptin; }
+template <int HD>
+constexpr size_t fwd_smem_min() {
+    if constexpr (fwd_needs_narrow_twin<HD>()) return FwdCfg<HD, true>::smem;
+    else return FwdCfg<HD, false>::smem;
+}
+template <int HD>
+void launch_flash_fwd_fitting(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg,
+                              int B, int T, int nh, int nkv, float scale) {
+    if constexpr (fwd_needs_narrow_twin<HD>())
+        if (FwdCfg<HD, false>::smem > smem_optin())
+            return launch_flash_fwd<HD, true>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+    launch_flash_fwd<HD, false>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
 }
 
 }  // namespace
@@ -311,10 +330,10 @@ void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     if (B <= 0 || T <= 0 || nh <= 0) return;
     if (nkv <= 0 || nh % nkv != 0) fail("attention_forward: %d query heads do not share %d kv heads evenly", nh, nkv);
     const float scale = 1.0f / std::sqrt((float)hd);
-    const size_t smem = hd == 64 ? FwdCfg<64>::smem : FwdCfg<128>::smem;
+    const size_t smem = hd == 64 ? fwd_smem_min<64>() : fwd_smem_min<128>();
     if (tensor_core_ok(hd, smem, {out, q, k, v})) {
-        if (hd == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
-        else launch_flash_fwd<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+        if (hd == 64) launch_flash_fwd_fitting<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+        else launch_flash_fwd_fitting<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
         return;
     }
     if (hd > kMaxFallbackHd) fail("attention_forward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);

@@ -483,11 +483,22 @@ void launch_bounds(int max_threads, int, int) {
              block_dim.x * block_dim.y * block_dim.z, max_threads);
 }
 
+std::string kernel_name_of_arguments(const char* text) {
+    std::string s = text;
+    int depth = 0, commas = 0;
+    for (size_t i = s.size(); i-- > 0;) {
+        if (s[i] == ')') depth++;
+        else if (s[i] == '(') depth--;
+        else if (s[i] == ',' && depth == 0 && ++commas == 2) return s.substr(0, i);
+    }
+    return s;
+}
+
 void set_max_dynamic_smem(const char* kernel, int bytes) {
     std::string name = normalized(kernel);
     for (KernelAttr& a : attrs)
-        if (a.name == name) {
-            a.max_dynamic_smem = bytes;
+        if (a.name == name) {  // instantiations of one template share the name: keep the largest
+            a.max_dynamic_smem = std::max(a.max_dynamic_smem, bytes);
             return;
         }
     attrs.push_back({name, bytes});

@@ -9,6 +9,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <string>
 
 #include "emu.h"
 
@@ -199,18 +200,21 @@ cudaError_t cudaMemcpyToSymbol(T& symbol, const void* src, size_t bytes, size_t 
     return cudaSuccess;
 }
 
-// A macro, to have the kernel's name as written: see emu::set_max_dynamic_smem.
+// A macro, to have the kernel's name as written: see emu::set_max_dynamic_smem. Variadic, because a
+// template kernel's name can hold commas (k<HD, narrow>): `text` is all three arguments as written,
+// and the name is what stands before the last two commas outside parentheses.
 namespace emu {
+std::string kernel_name_of_arguments(const char* text);
 template <class F>
-cudaError_t func_set_attribute(const char* name, F*, cudaFuncAttribute attr, int value) {
+cudaError_t func_set_attribute(const char* text, F*, cudaFuncAttribute attr, int value) {
     if (attr == cudaFuncAttributeMaxDynamicSharedMemorySize) {
         if (value < 0 || (size_t)value > smem_optin_max()) {
             set_last_error(cudaErrorInvalidValue);
             return cudaErrorInvalidValue;  // over the device's opt-in maximum
         }
-        set_max_dynamic_smem(name, value);
+        set_max_dynamic_smem(kernel_name_of_arguments(text).c_str(), value);
     }
     return cudaSuccess;
 }
 }  // namespace emu
-#define cudaFuncSetAttribute(f, attr, value) emu::func_set_attribute(#f, f, attr, value)
+#define cudaFuncSetAttribute(...) emu::func_set_attribute(#__VA_ARGS__, __VA_ARGS__)
