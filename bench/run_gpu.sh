@@ -19,7 +19,8 @@
 #   e2e.txt           every end-to-end run (build/bench/bench_train and peft_step.py), RESULT lines included
 # Knobs (environment): BUDGET_S, E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_BATCH (4),
 # E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), SKIP_BUILD=1, SKIP_TESTS=1, SCALE_OFFLOAD=1 (the 65B
-# QLoRA step again with --offload-optimizer).
+# QLoRA step again with --offload-optimizer), SANITIZE=1 (compute-sanitizer racecheck and synccheck on
+# the attention tests).
 set -u
 cd "$(dirname "$0")/.."
 CARRY=${CARRY_DIR:-.gpu_carry}
@@ -148,6 +149,13 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
         step "tests: ./test_runner" 150 "$OUT/tests.txt" ./test_runner
     else
         echo "=== tests: ./test_runner missing (build failed?)" | tee -a "$OUT/tests.txt" "$SUMMARY"
+    fi
+    # Opt-in: what the emulator cannot see (real cp.async timing, shared-memory races between warps).
+    if [ "${SANITIZE:-0}" = 1 ] && [ -x ./test_runner ] && command -v compute-sanitizer >/dev/null; then
+        for tool in racecheck synccheck; do
+            step "tests: compute-sanitizer --tool $tool (attention)" 150 "$OUT/tests.txt" \
+                compute-sanitizer --tool "$tool" --error-exitcode 1 ./test_runner -tc='*attention*'
+        done
     fi
 fi
 
