@@ -3,7 +3,8 @@
 // The product is cut into KC-deep slices of the inner dimension. For each slice:
 //  1. A[:, slice] is packed into row panels of MR rows: for each k, the MR values of a column sit
 //     next to each other, so the micro-kernel reads A with unit stride whatever A's layout.
-//  2. B[slice, :] is packed into column panels of NR columns likewise.
+//  2. B[slice, :] is packed into column panels of NR columns likewise, NC columns at a time, so that
+//     a wide B (the LM head's 49152 columns) is packed into a block that stays in cache.
 //  3. Every (MR×NR) tile of C is computed by the micro-kernel gemm_tile (gemm.h): MR×NR
 //     accumulators live in vector registers, and each k does MR broadcasts and MR×NR/16 fused
 //     multiply-adds.
@@ -20,7 +21,8 @@ namespace cpu {
 namespace {
 
 constexpr int MR = TILE_M, NR = TILE_N;
-constexpr int KC = 256;  // depth of a slice: an A panel (6 KB) and a B panel (32 KB) stay in L1/L2
+constexpr int KC = 256;   // depth of a slice: an A panel (6 KB) and a B panel (32 KB) stay in L1/L2
+constexpr int NC = 2048;  // columns of B (and C) per block: its packed B (2 MB) and C stay in cache over all K
 
 // Pack op(A)[i0:i0+mc, k0:k0+kc] into panels of MR rows (zero-padded past M).
 void pack_a(bool trans, const float* A, int lda, int M, int k0, int kc, float* dst) {
@@ -36,14 +38,14 @@ void pack_a(bool trans, const float* A, int lda, int M, int k0, int kc, float* d
     }
 }
 
-// Pack op(B)[k0:k0+kc, :] into panels of NR columns (zero-padded past N).
-void pack_b(bool trans, const float* B, int ldb, int N, int k0, int kc, float* dst) {
+// Pack op(B)[k0:k0+kc, c0:c0+N] into panels of NR columns (zero-padded past N).
+void pack_b(bool trans, const float* B, int ldb, int c0, int N, int k0, int kc, float* dst) {
     int panels = (N + NR - 1) / NR;
     #pragma omp for schedule(static)
     for (int p = 0; p < panels; p++) {
         float* d = dst + (size_t)p * NR * kc;
         for (int k = 0; k < kc; k++) {
-            int j0 = p * NR, jn = std::min(NR, N - j0);
+            int j0 = c0 + p * NR, jn = std::min(NR, c0 + N - j0);
             float* row = d + k * NR;
             if (!trans) {
                 memcpy(row, B + (size_t)(k0 + k) * ldb + j0, jn * sizeof(float));
@@ -81,23 +83,28 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const floa
         for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, N * sizeof(float));
     if (K <= 0) return;
     if (M <= 4 && !transA && transB) return gemm_few_rows(M, N, K, alpha, A, lda, B, ldb, C, ldc);
-    int a_panels = (M + MR - 1) / MR, b_panels = (N + NR - 1) / NR;
+    int a_panels = (M + MR - 1) / MR, b_panels_max = (std::min(N, NC) + NR - 1) / NR;
     static thread_local std::vector<float> abuf, bbuf;  // reused across calls: no allocation per GEMM
     abuf.resize((size_t)a_panels * MR * KC);
-    bbuf.resize((size_t)b_panels * NR * KC);
+    bbuf.resize((size_t)b_panels_max * NR * KC);
     float* ap = abuf.data();
     float* bp = bbuf.data();
-    for (int k0 = 0; k0 < K; k0 += KC) {
-        int kc = std::min(KC, K - k0);
-        #pragma omp parallel
-        {
+    // Column blocks outside, depth slices inside: a block of C (M × NC) takes all its K slices while
+    // it is still in cache (the LM head's C, 256 × 49152 floats, would not be). Every thread walks the
+    // same loops; the implicit barrier after each omp for keeps a packing from overwriting panels
+    // still in use.
+    #pragma omp parallel
+    for (int c0 = 0; c0 < N; c0 += NC) {
+        int nb = std::min(NC, N - c0), b_panels = (nb + NR - 1) / NR;
+        for (int k0 = 0; k0 < K; k0 += KC) {
+            int kc = std::min(KC, K - k0);
             pack_a(transA, A, lda, M, k0, kc, ap);
-            pack_b(transB, B, ldb, N, k0, kc, bp);  // implicit barrier after each omp for
+            pack_b(transB, B, ldb, c0, nb, k0, kc, bp);
             // Tiles in column-panel-major order: consecutive tiles of a thread share the B panel.
             #pragma omp for schedule(static)
             for (int t = 0; t < a_panels * b_panels; t++) {
                 int jp = t / a_panels, ip = t % a_panels;
-                int i0 = ip * MR, j0 = jp * NR;
+                int i0 = ip * MR, j0 = c0 + jp * NR;
                 gemm_tile(std::min(MR, M - i0), std::min(NR, N - j0), kc, ap + (size_t)ip * MR * kc, 1, MR,
                           bp + (size_t)jp * NR * kc, NR, alpha, C + (size_t)i0 * ldc + j0, ldc, true);
             }
