@@ -23,9 +23,10 @@ namespace {
 constexpr int MR = TILE_M, NR = TILE_N;
 constexpr int KC = 256;   // depth of a slice: an A panel (6 KB) and a B panel (32 KB) stay in L1/L2
 constexpr int NC = 2048;  // columns of B (and C) per block: its packed B (2 MB) and C stay in cache over all K
+constexpr int MC = 4098;  // rows of A per block (a multiple of MR): its packed slice is 4.2 MB at most
 
-// Pack op(A)[i0:i0+mc, k0:k0+kc] into panels of MR rows (zero-padded past M).
-void pack_a(bool trans, const float* A, int lda, int M, int k0, int kc, float* dst) {
+// Pack op(A)[r0:r0+M, k0:k0+kc] into panels of MR rows (zero-padded past M).
+void pack_a(bool trans, const float* A, int lda, int r0, int M, int k0, int kc, float* dst) {
     int panels = (M + MR - 1) / MR;
     #pragma omp for schedule(static)
     for (int p = 0; p < panels; p++) {
@@ -33,7 +34,9 @@ void pack_a(bool trans, const float* A, int lda, int M, int k0, int kc, float* d
         for (int k = 0; k < kc; k++)
             for (int i = 0; i < MR; i++) {
                 int row = p * MR + i;
-                d[k * MR + i] = row < M ? (trans ? A[(size_t)(k0 + k) * lda + row] : A[(size_t)row * lda + k0 + k]) : 0.0f;
+                d[k * MR + i] = row >= M ? 0.0f
+                                : trans  ? A[(size_t)(k0 + k) * lda + r0 + row]
+                                         : A[(size_t)(r0 + row) * lda + k0 + k];
             }
     }
 }
@@ -83,30 +86,33 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const floa
         for (int i = 0; i < M; i++) memset(C + (size_t)i * ldc, 0, N * sizeof(float));
     if (K <= 0) return;
     if (M <= 4 && !transA && transB) return gemm_few_rows(M, N, K, alpha, A, lda, B, ldb, C, ldc);
-    int a_panels = (M + MR - 1) / MR, b_panels_max = (std::min(N, NC) + NR - 1) / NR;
     static thread_local std::vector<float> abuf, bbuf;  // reused across calls: no allocation per GEMM
-    abuf.resize((size_t)a_panels * MR * KC);
-    bbuf.resize((size_t)b_panels_max * NR * KC);
+    abuf.resize((size_t)(std::min(M, MC) + MR - 1) / MR * MR * KC);
+    bbuf.resize((size_t)(std::min(N, NC) + NR - 1) / NR * NR * KC);
     float* ap = abuf.data();
     float* bp = bbuf.data();
     // Column blocks outside, depth slices inside: a block of C (M × NC) takes all its K slices while
-    // it is still in cache (the LM head's C, 256 × 49152 floats, would not be). Every thread walks the
-    // same loops; the implicit barrier after each omp for keeps a packing from overwriting panels
-    // still in use.
+    // it is still in cache (the LM head's C, 256 × 49152 floats, would not be). A tall A (the LM
+    // head's weight gradient has 49152 rows) goes in blocks of MC rows. Every thread walks the same
+    // loops; the implicit barrier after each omp for keeps a packing from overwriting panels still
+    // in use. Each C element still sums its K slices in order: results do not depend on the blocking.
     #pragma omp parallel
     for (int c0 = 0; c0 < N; c0 += NC) {
         int nb = std::min(NC, N - c0), b_panels = (nb + NR - 1) / NR;
         for (int k0 = 0; k0 < K; k0 += KC) {
             int kc = std::min(KC, K - k0);
-            pack_a(transA, A, lda, M, k0, kc, ap);
             pack_b(transB, B, ldb, c0, nb, k0, kc, bp);
-            // Tiles in column-panel-major order: consecutive tiles of a thread share the B panel.
-            #pragma omp for schedule(static)
-            for (int t = 0; t < a_panels * b_panels; t++) {
-                int jp = t / a_panels, ip = t % a_panels;
-                int i0 = ip * MR, j0 = c0 + jp * NR;
-                gemm_tile(std::min(MR, M - i0), std::min(NR, N - j0), kc, ap + (size_t)ip * MR * kc, 1, MR,
-                          bp + (size_t)jp * NR * kc, NR, alpha, C + (size_t)i0 * ldc + j0, ldc, true);
+            for (int r0 = 0; r0 < M; r0 += MC) {
+                int mb = std::min(MC, M - r0), a_panels = (mb + MR - 1) / MR;
+                pack_a(transA, A, lda, r0, mb, k0, kc, ap);
+                // Tiles in column-panel-major order: consecutive tiles of a thread share the B panel.
+                #pragma omp for schedule(static)
+                for (int t = 0; t < a_panels * b_panels; t++) {
+                    int jp = t / a_panels, ip = t % a_panels;
+                    int i0 = r0 + ip * MR, j0 = c0 + jp * NR;
+                    gemm_tile(std::min(MR, M - i0), std::min(NR, N - j0), kc, ap + (size_t)ip * MR * kc, 1, MR,
+                              bp + (size_t)jp * NR * kc, NR, alpha, C + (size_t)i0 * ldc + j0, ldc, true);
+                }
             }
         }
     }
