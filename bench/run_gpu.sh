@@ -198,7 +198,7 @@ done
 # ---- memory (issue 6): estimate vs measured on the GPU, then the QLoRA paper's 65B figure ----
 if [ -x build/bench/bench_memory ]; then
     step "memory: bench_memory --device cuda" 120 "$OUT/e2e.txt" \
-        build/bench/bench_memory --device cuda --shapes tiny,smollm2-135m --steps 1
+        build/bench/bench_memory --device cuda --shapes tiny,smollm2-135m --steps 1 --offload 1
 fi
 if [ -x "$TRAIN_BENCH" ]; then
     # LLaMA-65B, random NF4 base, r=64 on all linear layers, batch 1 x 512, recompute (QLoRA §4: < 48 GB).
