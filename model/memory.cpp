@@ -204,11 +204,12 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
              s.recompute ? "recompute: one layer's set, refilled in the backward" : "no recompute: every layer's set",
              cb, s.B, s.T);
     // The LM head runs loss_chunk() rows at a time: their logits (then dlogits, in place), hidden
-    // states and their gradient, per-row nll, targets and weights, and the list of rows that carry loss weight.
+    // states and their gradient; and for all the rows that carry loss weight at once: the list of
+    // them, their targets, weights and nll.
     size_t V = c.vocab_size, K = loss_chunk(s.backend == Backend::Cpu);
-    e.logits = K * V * cb + 2 * K * C * cb + 3 * K * fb + N * fb;
-    e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + nll, targets, "
-                        "weights 3·%zu·4 + rows N·4", K, K, cb, K, cb, K);
+    e.logits = K * V * cb + 2 * K * C * cb + 4 * N * fb;
+    e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + rows, targets, "
+                        "weights, nll 4·N·4", K, K, cb, K, cb);
     // Backward buffers reused by every layer: dresid, dln, dfinal (3C), datt, dq (2Q), dk, dv (2KV),
     // dh, dgate, dup (3F). An NF4 base is dequantized one projection at a time into one buffer
     // (with the absmax values restored from their 8-bit codes beside it).

@@ -180,7 +180,7 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
     ws.dfinal = act(N * C);
     size_t K = ws.chunk = loss_chunk(ops.host);
     ws.logits = act(K * c.vocab_size); ws.hc = act(K * C); ws.dhc = act(K * C);
-    ws.nll = f32(K); ws.targets = i32(K); ws.weights = f32(K); ws.rows = i32(N);
+    ws.nll = f32(N); ws.targets = i32(N); ws.weights = f32(N); ws.rows = i32(N);
     ws.tokens = i32(N); ws.pos = i32(N); ws.seg = i32(N);
 }
 
@@ -264,43 +264,46 @@ void forward_layers(const Pass& P, Workspace& ws, const Batch& batch) {
 // weight 0 (padding, masked prompt) add nothing to loss or gradient, so they are skipped outright.
 // Each chunk's hidden states are gathered into one block, its logits computed, turned into
 // dlogits in place, and its gradient scattered back: full logits never exist. With grads,
-// dL/d(final_ln) is written to ws.dfinal and the head's weight gradient accumulates.
+// dL/d(final_ln) is written to ws.dfinal and the head's weight gradient accumulates. The rows'
+// targets and weights go to the backend once and their nll comes back once, so on a GPU the chunks
+// queue up without waiting for the host in between.
 double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad_scale) {
     const ModelConfig& c = P.m.cfg;
     int N = ws.B * ws.T, C = c.dim, V = c.vocab_size;
-    std::vector<int32_t> rows, tgt(ws.chunk);
-    std::vector<float> wt(ws.chunk), nll(ws.chunk);
+    std::vector<int32_t> rows, tgt;
+    std::vector<float> wt;
     for (int i = 0; i < N; i++)
         if (batch.weights[i] != 0.0f) {
             if (batch.targets[i] < 0 || batch.targets[i] >= V)
                 fail("batch: target id %d at position %d is outside the vocabulary (%d)", batch.targets[i], i, V);
             rows.push_back(i);
+            tgt.push_back(batch.targets[i]);
+            wt.push_back(batch.weights[i]);
         }
     int nrows = (int)rows.size();
-    if (nrows) P.ops.to_device(ws.rows.p, rows.data(), rows.size() * sizeof(int32_t));
+    if (nrows) {
+        P.ops.to_device(ws.rows.p, rows.data(), nrows * sizeof(int32_t));
+        P.ops.to_device(ws.targets.p, tgt.data(), nrows * sizeof(int32_t));
+        P.ops.to_device(ws.weights.p, wt.data(), nrows * sizeof(float));
+    }
     if (P.grads) ws.dfinal.zero();
     const act* W = P.w(P.m.off.lm_head);
-    double loss = 0.0;
     for (int r0 = 0; r0 < nrows; r0 += ws.chunk) {
         int n = std::min(ws.chunk, nrows - r0);
-        for (int i = 0; i < n; i++) {
-            tgt[i] = batch.targets[rows[r0 + i]];
-            wt[i] = batch.weights[rows[r0 + i]];
-        }
-        P.ops.to_device(ws.targets.p, tgt.data(), n * sizeof(int32_t));
-        P.ops.to_device(ws.weights.p, wt.data(), n * sizeof(float));
         P.ops.gather_rows(ws.hc.a(), ws.final_ln.a(), ws.rows.i() + r0, n, C);
         P.ops.matmul_forward(ws.logits.a(), ws.hc.a(), W, nullptr, n, C, V, false);
-        P.ops.crossentropy_forward_backward(ws.logits.a(), ws.nll.f(), ws.targets.i(), ws.weights.f(), n, V,
-                                            P.grads ? grad_scale : 0.0f);
-        P.ops.to_host(nll.data(), ws.nll.p, n * sizeof(float));
-        for (int i = 0; i < n; i++) loss += (double)wt[i] * nll[i];
+        P.ops.crossentropy_forward_backward(ws.logits.a(), ws.nll.f() + r0, ws.targets.i() + r0, ws.weights.f() + r0,
+                                            n, V, P.grads ? grad_scale : 0.0f);
         if (P.grads) {
             P.ops.memset0(ws.dhc.p, (size_t)n * C * P.ops.act_size);
             P.ops.matmul_backward(ws.dhc.a(), P.gw(P.m.off.lm_head), nullptr, ws.logits.a(), ws.hc.a(), W, n, C, V);
             P.ops.scatter_rows(ws.dfinal.a(), ws.dhc.a(), ws.rows.i() + r0, n, C);
         }
     }
+    std::vector<float> nll(nrows);
+    if (nrows) P.ops.to_host(nll.data(), ws.nll.p, nrows * sizeof(float));
+    double loss = 0.0;
+    for (int i = 0; i < nrows; i++) loss += (double)wt[i] * nll[i];
     return loss;
 }
 

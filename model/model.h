@@ -120,8 +120,8 @@ struct Workspace {
     Buffer final_ln, final_rstd;
     // backward scratch, shared by all layers
     Buffer dresid, dln, datt, dq, dk, dv, dh, dgate, dup, dfinal;
-    // LM head chunk: its logits (then dlogits), gathered hidden states and their gradient, losses,
-    // targets and weights; `rows` lists the batch positions that carry loss weight
+    // LM head: one chunk's logits (then dlogits), gathered hidden states and their gradient; for
+    // all the batch positions that carry loss weight (`rows` lists them), their losses, targets and weights
     Buffer logits, hc, dhc, nll, targets, weights, rows;
     Buffer tokens, pos, seg;      // the batch, copied to the backend
     size_t bytes() const;
