@@ -150,6 +150,11 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     else
         echo "=== tests: ./test_runner missing (build failed?)" | tee -a "$OUT/tests.txt" "$SUMMARY"
     fi
+    # The narrow attention tiling (for 99 KB GPUs, sm_86/89) on this GPU, forced.
+    if [ -x ./test_runner ]; then
+        step "tests: attention with ATTENTION_TILES=narrow" 60 "$OUT/tests.txt" \
+            env ATTENTION_TILES=narrow ./test_runner -tc='*attention*'
+    fi
     # Opt-in: what the emulator cannot see (real cp.async timing, shared-memory races between warps).
     if [ "${SANITIZE:-0}" = 1 ] && [ -x ./test_runner ] && command -v compute-sanitizer >/dev/null; then
         for tool in racecheck synccheck; do

@@ -438,7 +438,7 @@ void launch_flash_bwd_fitting(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, co
                               const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh,
                               int nkv, float scale) {
     if constexpr (bwd_needs_narrow_twin<HD>())
-        if (bwd_smem<HD, false>() > smem_optin())
+        if (bwd_smem<HD, false>() > smem_optin() || force_narrow_tiles())
             return launch_flash_bwd<HD, true>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
     launch_flash_bwd<HD, false>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
 }

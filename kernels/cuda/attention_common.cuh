@@ -43,6 +43,8 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
 #include <initializer_list>
 
 #include "kernels/cuda/common.cuh"
@@ -209,6 +211,16 @@ __device__ __forceinline__ void store_row(bf16* p, const float (&r)[kFbRegs], fl
 // Every GPU the backend accepts (sm_80 and newer) allows at least 99 KB: a tiling within that needs
 // no narrow twin.
 constexpr size_t kMinSmemOptin = 99 * 1024;
+
+// Whether the narrow tiling runs even where the wide one fits: ATTENTION_TILES=narrow in the
+// environment, to test the narrow kernels on an H100 (the tests run them so in bench/run_gpu.sh).
+inline bool force_narrow_tiles() {
+    static const bool narrow = [] {
+        const char* e = getenv("ATTENTION_TILES");
+        return e && !strcmp(e, "narrow");
+    }();
+    return narrow;
+}
 
 inline size_t smem_optin() {
     static const size_t optin = [] {

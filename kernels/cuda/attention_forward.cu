@@ -316,7 +316,7 @@ template <int HD>
 void launch_flash_fwd_fitting(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg,
                               int B, int T, int nh, int nkv, float scale) {
     if constexpr (fwd_needs_narrow_twin<HD>())
-        if (FwdCfg<HD, false>::smem > smem_optin())
+        if (FwdCfg<HD, false>::smem > smem_optin() || force_narrow_tiles())
             return launch_flash_fwd<HD, true>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
     launch_flash_fwd<HD, false>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
 }
