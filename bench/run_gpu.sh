@@ -206,6 +206,10 @@ if [ -x build/bench/bench_memory ]; then
         build/bench/bench_memory --device cuda --shapes tiny,smollm2-135m --steps 1 --offload 1
 fi
 if [ -x "$TRAIN_BENCH" ]; then
+    # Full fine-tuning of a shape that fits (issue 6), first because it is quick: its memory table (estimate vs the arenas) and peak.
+    step "scale: llama-3.2-1b full b4x1024 recompute" 120 "$OUT/e2e.txt" \
+        "$TRAIN_BENCH" --preset llama-3.2-1b --method full --batch 4 --seq 1024 --recompute --steps 2 \
+        --warmup 1 --peak-tflops "$PEAK_TF" --device cuda
     # LLaMA-65B, random NF4 base, r=64 on all linear layers, batch 1 x 512, recompute (QLoRA §4: < 48 GB).
     step "scale: llama-65b qlora r=64 b1x512 recompute" 200 "$OUT/e2e.txt" \
         "$TRAIN_BENCH" --preset llama-65b --method qlora --rank 64 --batch 1 --seq 512 --recompute --steps 2 \
