@@ -26,6 +26,7 @@
 #include "model/memory.h"
 #include "model/trainer.h"
 #include "model/util.h"
+#include "tools/cli.h"
 
 // Resident set size now, from /proc/self/statm (pages).
 static double rss_bytes() {
@@ -104,7 +105,7 @@ static void run_one(const Ops& ops, const Run& r, Method method, bool recompute,
     }
 }
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
     std::string shapes = "tiny,smollm2-135m", device = "cpu";
     int steps = 0;
     bool offload = false;
@@ -144,3 +145,5 @@ int main(int argc, char** argv) {
     if (!notes.empty()) printf("\n%s", notes.c_str());
     return 0;
 }
+
+int main(int argc, char** argv) { return run_main([&] { return run(argc, argv); }); }
