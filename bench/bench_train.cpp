@@ -111,11 +111,14 @@ int run(int argc, char** argv) {
     double med = times[times.size() / 2], tokens = (double)batch * seq;
     double tps = tokens / med, mfu = flops_per_token(cfg, method, seq) * tps / (peak_tflops * 1e12);
     MemStats ms = ops.mem_stats();
-    printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d: %.1f ms/step (median of %d), "
-           "%.0f tokens/s, MFU %.1f%%, peak memory %.2f GB (arena), loss %.3f, %.1f GFLOP/s of model FLOPs, "
+    // MFU means something against a GPU's peak only; on the CPU the model GFLOP/s stand alone.
+    std::string mfu_s = ops.host ? "n/a (CPU)" : strf("%.1f%%", 100 * mfu);
+    printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d%s: %.1f ms/step (median of %d), "
+           "%.0f tokens/s, MFU %s, peak memory %.2f GB (arena), loss %.3f, %.1f GFLOP/s of model FLOPs, "
            "max RSS of the process %.2f GB\n",
-           preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, 1e3 * med, steps, tps, 100 * mfu,
-           ms.peak_total / 1e9, loss, flops_per_token(cfg, method, seq) * tps / 1e9, max_rss_bytes() / 1e9);
+           preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, offload ? " offload=1" : "",
+           1e3 * med, steps, tps, mfu_s.c_str(), ms.peak_total / 1e9, loss,
+           flops_per_token(cfg, method, seq) * tps / 1e9, max_rss_bytes() / 1e9);
     return 0;
 }
 

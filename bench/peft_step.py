@@ -236,7 +236,7 @@ def main():
 
     tps = args.batch * args.seq / med
     fpt = train_flops_per_token(p["vocab"], p["dim"], p["layers"], p["heads"], p["kv"], p["ffn"], args.seq)
-    peak = args.peak_tflops * 1e12 if args.peak_tflops else gpu_peak_flops(gpu) if dev.type == "cuda" else 989e12
+    peak = args.peak_tflops * 1e12 if args.peak_tflops else gpu_peak_flops(gpu) if dev.type == "cuda" else float("inf")
     mfu = 100.0 * fpt * tps / peak
     if dev.type == "cuda":
         alloc, reserved = torch.cuda.max_memory_allocated() / 1e9, torch.cuda.max_memory_reserved() / 1e9
@@ -244,9 +244,11 @@ def main():
     else:
         import resource
         alloc, peak_what = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 1e9, "max RSS of the process"
-    print(f"MFU: (4·P + 6·L·q·T) = {fpt:.4g} FLOP/token × tokens/s / {peak / 1e12:.0f} TFLOP/s "
-          f"(frozen base: forward 2P + backward dX 2P; causal attention; recompute not counted)")
-    print(f"RESULT {tag(dev.type)}: {1e3 * med:.1f} ms/step (median of {args.steps}), {tps:.0f} tokens/s, MFU {mfu:.1f}%, "
+    if dev.type == "cuda":
+        print(f"MFU: (4·P + 6·L·q·T) = {fpt:.4g} FLOP/token × tokens/s / {peak / 1e12:.0f} TFLOP/s "
+              f"(frozen base: forward 2P + backward dX 2P; causal attention; recompute not counted)")
+    mfu_s = f"{mfu:.1f}%" if dev.type == "cuda" else "n/a (CPU)"
+    print(f"RESULT {tag(dev.type)}: {1e3 * med:.1f} ms/step (median of {args.steps}), {tps:.0f} tokens/s, MFU {mfu_s}, "
           f"peak memory {alloc:.2f} GB ({peak_what}), loss {loss.item():.3f}, "
           f"{fpt * tps / 1e9:.1f} GFLOP/s of model FLOPs", flush=True)
     return 0

@@ -244,7 +244,8 @@ for line in lines:
     if not m:
         continue
     kv = dict(w.split("=", 1) for w in m.group(2).split() if "=" in w)
-    key = (kv.get("preset"), kv.get("method"), kv.get("recompute", "0"), kv.get("batch"), kv.get("seq"))
+    method = kv.get("method", "") + ("+offload" if kv.get("offload", "0") == "1" else "")
+    key = (kv.get("preset"), method, kv.get("recompute", "0"), kv.get("batch"), kv.get("seq"))
     rows.setdefault(key, {})[m.group(1)] = dict(ms=m.group(3), tps=m.group(4), mfu=m.group(5) + "%", mem=m.group(6))
 print()
 print("| preset | method | recompute | batch x seq | ours tok/s | peft tok/s | ratio | ours MFU | peft MFU | ours peak GB | peft peak GB |")

@@ -265,10 +265,12 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
                            s.state_bytes, s.master_bytes ? strf(" + %d B master copy", s.master_bytes).c_str() : "",
                            optim_kind_name(s.optimizer));
     if (s.offload_optimizer && s.backend == Backend::Cuda) {
-        // The host runs AdamW: its moments, the FP32 trainable parameters (the host model, now the
-        // master) and a copy of the gradients live in host memory; the GPU keeps only the BF16 copy.
-        e.host = T * (k * s.state_bytes + 4 + 4);
-        e.why_host = strf("trainable %s × (%d state%s × %d B + 4 B FP32 master + 4 B gradient copy), in host memory",
+        // The host runs AdamW: its moments and a copy of the gradients live in host memory, and the
+        // host model's FP32 parameters (there in every run) are the masters; the GPU keeps only the
+        // BF16 copy.
+        e.host = T * (k * s.state_bytes + 4);
+        e.why_host = strf("trainable %s × (%d state%s × %d B + 4 B gradient copy) added to host memory; the host "
+                          "model's FP32 parameters are the masters",
                           human_count(T).c_str(), k, k == 1 ? "" : "s", s.state_bytes);
         e.optimizer = 0;
         e.why_optimizer = "none on the GPU: offloaded to host memory (--offload-optimizer), see the host line";

@@ -66,7 +66,7 @@ struct MemoryEstimate {
     size_t logits = 0;       // the LM head's chunk of logits and its loss workspace
     size_t scratch = 0;      // backward buffers shared by all layers (+ the dequantized weight for NF4)
     size_t backend = 0;      // CUDA: the backend's own scratch (cuBLASLt workspace, LoRA and reduction buffers)
-    size_t host = 0;         // --offload-optimizer: what the optimizer holds in host memory (not in total())
+    size_t host = 0;         // --offload-optimizer: what the optimizer adds to host memory (not in total())
     // The formula behind each line, with its numbers (for --explain).
     std::string why_weights, why_adapters, why_gradients, why_optimizer, why_activations, why_logits, why_scratch,
         why_backend, why_host;

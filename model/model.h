@@ -128,9 +128,10 @@ struct Workspace {
 };
 void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute, const Ops& ops = cpu_ops());
 
-// Tokens the LM head processes at once: logits are never held for more than this many rows. The
-// CPU keeps the chunk cache-sized; the GPU needs GEMMs big enough to fill it, and 1024 rows of BF16
-// logits are at most 1024·V·2 bytes (263 MB for a 128K vocabulary).
+// Tokens the LM head processes at once: logits are never held for more than this many rows. On the
+// CPU 256 rows (50 MB of FP32 logits at a 49K vocabulary) amortise packing the head's weight for the
+// GEMM; the GPU needs GEMMs big enough to fill it, and 1024 rows of BF16 logits are at most
+// 1024·V·2 bytes (263 MB for a 128K vocabulary).
 inline int loss_chunk(bool host) { return host ? 256 : 1024; }
 
 // One micro-batch forward and backward. Gradients of the trainable parameters accumulate into

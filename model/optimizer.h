@@ -27,7 +27,8 @@ struct OptimConfig {
 float lr_at(const OptimConfig& oc, int step, int total);
 
 struct AdamState {
-    Buffer m, v;  // first and second moments, FP32, one per trainable parameter, in the backend's memory
+    Buffer m, v;  // first and second moments, FP32, one per trainable parameter, in the memory of the
+                  // backend AdamW runs on (the host's with --offload-optimizer)
     int t = 0;    // steps taken (bias correction)
 };
 

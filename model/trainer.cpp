@@ -162,7 +162,7 @@ std::vector<float> trainer_gradients(const Trainer& t) {
 MemoryUse trainer_memory(const Trainer& t) {
     MemoryUse m;
     m.gradients = t.grads.bytes;
-    if (offloaded(t)) m.offloaded = t.opt.m.bytes + t.opt.v.bytes + t.host_grads.bytes + t.model.num_trainable() * sizeof(float);
+    if (offloaded(t)) m.offloaded = t.opt.m.bytes + t.opt.v.bytes + t.host_grads.bytes;
     else m.optimizer = t.opt.m.bytes + t.opt.v.bytes;
     m.activations = t.ws.bytes();
     if (const DeviceModel* d = t.model.device.get()) {

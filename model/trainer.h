@@ -20,9 +20,10 @@ struct TrainConfig {
     float epochs = 1.0f;
     bool recompute = false;      // gradient checkpointing
     // Non-host backends: AdamW runs on the host (the CPU backend's kernel) on host copies of the
-    // gradients, moments and FP32 masters, and the updated parameters go back as the BF16 copy.
-    // Frees 12 bytes per trainable parameter on the GPU for ~16 on the host, at the cost of moving
-    // the gradients down and the parameters up once per step. No effect on the CPU backend.
+    // gradients and moments, with the host model's FP32 parameters (kept in every run) as the
+    // masters, and the updated parameters go back as the BF16 copy. Moves 12 bytes per trainable
+    // parameter from the GPU to the host, at the cost of moving the gradients down and the
+    // parameters up once per step. No effect on the CPU backend.
     bool offload_optimizer = false;
     uint64_t seed = 42;
     std::string out_dir;         // checkpoints and the CSV log; empty: none
@@ -67,7 +68,7 @@ double trainer_evaluate(Trainer& t, const std::vector<Example>& examples);
 struct MemoryUse {
     size_t weights = 0, adapters = 0, gradients = 0, optimizer = 0, activations = 0;
     size_t backend = 0;  // CUDA: the backend's own scratch now (it grows to its size in the first step)
-    size_t offloaded = 0;  // offload_optimizer: host memory of the optimizer (moments, masters, gradient copy)
+    size_t offloaded = 0;  // offload_optimizer: host memory the optimizer adds (moments, gradient copy)
     size_t total() const { return weights + adapters + gradients + optimizer + activations + backend; }
 };
 MemoryUse trainer_memory(const Trainer& t);

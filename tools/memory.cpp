@@ -71,8 +71,8 @@ static void print_published() {
     off.offload_optimizer = true;
     MemoryEstimate offloaded = memory_estimate(off);
     row("  ours with --offload-optimizer", "< 48 GB", gb(offloaded.total()),
-        strf("AdamW on the CPU: moments, FP32 masters and a gradient copy in host memory, %s;\n"
-             "    the GPU keeps the BF16 adapters and the FP32 gradients",
+        strf("AdamW on the CPU: moments and a gradient copy in host memory, %s, beside the host's\n"
+             "    FP32 adapters (the masters); the GPU keeps the BF16 adapters and the FP32 gradients",
              format_bytes((double)offloaded.host).c_str()).c_str());
 }
 

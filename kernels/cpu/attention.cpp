@@ -12,9 +12,10 @@
 //
 // Every product above is a small matrix product over a block: S = Q·Kᵀ, O = P·V, dP = dO·Vᵀ,
 // dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO. They all run through the GEMM's 6×32 register tile
-// (gemm_tile in gemm.h, which reads A through strides, so transposes cost nothing). Its B operand must be rows of 32
-// readable floats, so each kv head's K and V are first packed twice: as columns ([hd][Tp], keys
-// along a row, for Q·Kᵀ and dO·Vᵀ) and as rows padded to hdp ([T][hdp], for P·V and dS·K).
+// (gemm_tile in gemm.h, which reads A through strides, so transposes cost nothing). Its B operand
+// must be rows of 32 readable floats, so K and V are first packed for the kv head: as columns
+// ([hd][Tp], keys along a row: K for Q·Kᵀ, and V for dO·Vᵀ) and as rows padded to hdp ([T][hdp]:
+// V for P·V, and K for dS·K); Q and dO blocks likewise as padded rows for dSᵀ·Q and Pᵀ·dO.
 // Sums run in a fixed order whatever the thread count: results are bit-reproducible.
 #include <algorithm>
 #include <cmath>

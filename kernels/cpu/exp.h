@@ -5,10 +5,10 @@
 // Method (Cephes' expf): write x = n·ln2 + r with n = round(x·log2 e) and |r| <= ln2/2, evaluate
 // e^r with a degree-7 polynomial (Cephes' minimax coefficients), and multiply by 2^n built directly
 // in the exponent bits. ln2 is split in a short high part (exact in n·ln2_hi) and a low correction,
-// so r keeps full precision. Relative error within 2 ulp of the true exp on [−87, 88]
+// so r keeps full precision. Relative error within 2 ulp of the true exp on [−87, 88.3]
 // (tests/test_kernels.cpp checks it against double-precision exp). Below −87 it returns 0 (true
-// exp there is below FLT_MIN and the softmax callers feed it −inf for masked entries); above 88.3
-// it saturates at ~2.1e38 instead of overflowing to inf.
+// exp there is under 1.7e-38, the bottom of the float range, and the softmax callers feed it −inf
+// for masked entries); above 88.3 it saturates at 2.2e38 instead of overflowing to inf; NaN stays NaN.
 #pragma once
 #include <cstdint>
 #include <cstring>
@@ -17,7 +17,8 @@ namespace cpu {
 
 static inline float exp_fast(float x) {
     const float lo = -87.0f, hi = 88.3f;  // so n stays in [−126, 127]
-    float xc = x < lo ? lo : (x > hi ? hi : x);
+    float xc = x > lo ? x : lo;             // NaN compares false: it computes on lo (no float→int of NaN)
+    xc = xc < hi ? xc : hi;
     // n = round-to-nearest(x·log2 e): adding and subtracting 1.5·2^23 rounds in the FPU's own mode.
     const float shifter = 12582912.0f;
     float n = (xc * 1.44269504088896341f + shifter) - shifter;
@@ -33,7 +34,7 @@ static inline float exp_fast(float x) {
     int32_t bits = ((int32_t)n + 127) << 23;  // 2^n as a normal float: exponent field n + 127
     float scale;
     memcpy(&scale, &bits, sizeof scale);
-    return x < lo ? 0.0f : p * scale;
+    return x < lo ? 0.0f : x == x ? p * scale : x;
 }
 
 }  // namespace cpu

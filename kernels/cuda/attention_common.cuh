@@ -204,9 +204,9 @@ __device__ __forceinline__ void store_row(bf16* p, const float (&r)[kFbRegs], fl
     }
 }
 
-// The shared memory one block may opt into: 227 KB on sm_80 and sm_90 (A100, H100), 99 KB on
+// The shared memory one block may opt into: 227 KB on sm_90 (H100), 163 KB on sm_80 (A100), 99 KB on
 // sm_86/sm_89 (RTX 30/40, A10, L4, L40). The flash kernels come in two tilings: `wide` for the
-// former, and `narrow` (half the warps per CTA, so half the rows in shared memory) for the latter,
+// first two, and `narrow` (half the warps per CTA, so half the rows in shared memory) for the last,
 // where the wide hd-128 tiles (~102 KB) do not fit.
 // Every GPU the backend accepts (sm_80 and newer) allows at least 99 KB: a tiling within that needs
 // no narrow twin.

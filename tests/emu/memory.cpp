@@ -48,7 +48,7 @@ const Mapping* at_or_before(const void* p) {
 
 // ---- shared memory ----
 constexpr size_t kStaticSmemMax = 48 << 10;  // static __shared__ per block
-constexpr size_t kSmemOptInMax = 227 << 10;  // the largest opt-in of any GPU (sm_80, sm_90)
+constexpr size_t kSmemOptInMax = 227 << 10;  // the largest opt-in of any GPU (sm_90)
 unsigned char* dyn_guard;                    // the page after the dynamic shared memory
 unsigned char* dyn_base;
 size_t dyn_bytes;
@@ -104,7 +104,11 @@ size_t smem_optin_max() {
     static const size_t kb = [] {
         const char* e = getenv("EMU_SMEM_OPTIN_KB");
         long v = e ? strtol(e, nullptr, 10) : 227;
-        return (size_t)(v > 48 && v <= 227 ? v : 227);
+        if (v < 48 || v > 227) {
+            fprintf(stderr, "emu: EMU_SMEM_OPTIN_KB=%s is outside 48..227 (KB); using 227\n", e);
+            v = 227;
+        }
+        return (size_t)v;
     }();
     return kb << 10;
 }

@@ -110,7 +110,7 @@ void launch(const char* kernel, const char* file, int line, Config c, F fn, A&&.
 // A launch with more threads per block than the bound fails on the GPU.
 void launch_bounds(int max_threads, int min_blocks = 0, int max_cluster = 0);
 
-// The most shared memory a block may opt into: 227 KB as on sm_80/sm_90, or EMU_SMEM_OPTIN_KB
+// The most shared memory a block may opt into: 227 KB as on sm_90 (H100), or EMU_SMEM_OPTIN_KB
 // (99 emulates sm_86/sm_89: RTX 30/40, A10, L4, L40).
 size_t smem_optin_max();
 
