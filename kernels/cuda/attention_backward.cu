@@ -452,6 +452,7 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
                         int hd) {
     if (B <= 0 || T <= 0 || nh <= 0) return;
     if (nkv <= 0 || nh % nkv != 0) fail("attention_backward: %d query heads do not share %d kv heads evenly", nh, nkv);
+    if (hd > kMaxFallbackHd) fail("attention_backward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
     const float scale = 1.0f / std::sqrt((float)hd);
     const size_t rows = (size_t)B * T * nh;
     float* D = (float*)cuda_scratch(Scratch::attention, rows * sizeof(float));
@@ -463,7 +464,6 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
         else launch_flash_bwd_fitting<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
         return;
     }
-    if (hd > kMaxFallbackHd) fail("attention_backward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
     dq_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(dq, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale);
     CUDA_LAUNCH_CHECK();
     const size_t krows = (size_t)B * T * nkv;

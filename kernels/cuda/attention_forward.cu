@@ -330,13 +330,13 @@ void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     if (B <= 0 || T <= 0 || nh <= 0) return;
     if (nkv <= 0 || nh % nkv != 0) fail("attention_forward: %d query heads do not share %d kv heads evenly", nh, nkv);
     const float scale = 1.0f / std::sqrt((float)hd);
+    if (hd > kMaxFallbackHd) fail("attention_forward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
     const size_t smem = hd == 64 ? fwd_smem_min<64>() : fwd_smem_min<128>();
     if (tensor_core_ok(hd, smem, {out, q, k, v})) {
         if (hd == 64) launch_flash_fwd_fitting<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
         else launch_flash_fwd_fitting<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
         return;
     }
-    if (hd > kMaxFallbackHd) fail("attention_forward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
     const size_t rows = (size_t)B * T * nh;
     fwd_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale);
     CUDA_LAUNCH_CHECK();
