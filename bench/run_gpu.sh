@@ -16,6 +16,7 @@
 #   tests.txt         ./test_runner output
 #   kernels_ours.txt  build/bench/bench_cuda_kernels
 #   kernels_torch.txt bench/torch_kernels.py, then the joined ours-vs-torch table
+#   kernels_narrow.txt the attention kernels again with the narrow tiling forced (ATTENTION_TILES=narrow)
 #   e2e.txt           every end-to-end run (build/bench/bench_train and peft_step.py), RESULT lines included
 # Knobs (environment): BUDGET_S, E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_BATCH (4),
 # E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), SKIP_BUILD=1, SKIP_TESTS=1, SCALE_OFFLOAD=1 (the 65B
@@ -168,6 +169,10 @@ fi
 if [ -x build/bench/bench_cuda_kernels ]; then
     step "kernels: bench_cuda_kernels" 120 "$OUT/kernels_ours.txt" \
         build/bench/bench_cuda_kernels --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF"
+    # The narrow attention tiling (what sm_86/89 GPUs run at hd 128), forced, for its speed here.
+    step "kernels: attention with ATTENTION_TILES=narrow" 60 "$OUT/kernels_narrow.txt" \
+        env ATTENTION_TILES=narrow build/bench/bench_cuda_kernels --filter attn --peak-bw "$PEAK_BW" \
+        --peak-tflops "$PEAK_TF"
 else
     echo "=== kernels: build/bench/bench_cuda_kernels missing" | tee -a "$OUT/kernels_ours.txt" "$SUMMARY"
 fi
