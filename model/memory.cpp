@@ -260,10 +260,6 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
     e.gradients = T * s.grad_bytes;
     e.why_gradients = strf("trainable %s × %d B", human_count(T).c_str(), s.grad_bytes);
     int k = optim_states(s.optimizer);
-    e.optimizer = T * (k * s.state_bytes + s.master_bytes);
-    e.why_optimizer = strf("trainable %s × (%d state%s × %d B%s) (%s)", human_count(T).c_str(), k, k == 1 ? "" : "s",
-                           s.state_bytes, s.master_bytes ? strf(" + %d B master copy", s.master_bytes).c_str() : "",
-                           optim_kind_name(s.optimizer));
     if (s.offload_optimizer && s.backend == Backend::Cuda) {
         // The host runs AdamW: its moments and a copy of the gradients live in host memory, and the
         // host model's FP32 parameters (there in every run) are the masters; the GPU keeps only the
@@ -272,8 +268,13 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
         e.why_host = strf("trainable %s × (%d state%s × %d B + 4 B gradient copy) added to host memory; the host "
                           "model's FP32 parameters are the masters",
                           human_count(T).c_str(), k, k == 1 ? "" : "s", s.state_bytes);
-        e.optimizer = 0;
         e.why_optimizer = "none on the GPU: offloaded to host memory (--offload-optimizer), see the host line";
+    } else {
+        e.optimizer = T * (k * s.state_bytes + s.master_bytes);
+        e.why_optimizer = strf("trainable %s × (%d state%s × %d B%s) (%s)", human_count(T).c_str(), k,
+                               k == 1 ? "" : "s", s.state_bytes,
+                               s.master_bytes ? strf(" + %d B master copy", s.master_bytes).c_str() : "",
+                               optim_kind_name(s.optimizer));
     }
     estimate_activations(s, e);
     return e;

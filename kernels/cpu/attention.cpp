@@ -103,6 +103,8 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
             for (int h = 0; h < nh; h++) {
                 const size_t r0 = (size_t)b * T;  // first row of this batch row
                 const int g = h / group;
+                // Packed per query head, so B·nh tasks share the threads: with GQA each kv head is
+                // packed group times, T·hd copies against T²·hd multiply-adds of attention.
                 pack_columns(kcols.data(), k + r0 * ks + g * hd, ks, T, hd, Tp);
                 pack_rows(vrows.data(), v + r0 * ks + g * hd, ks, T, hd, hdp);
                 for (int t0 = 0; t0 < T; t0 += QB) {

@@ -123,24 +123,8 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT)
         const bf16* tK = sK + st * BN * LD;
         const bf16* tV = sV + st * BN * LD;
 
-        float s[BN / 8][4] = {}, dp[BN / 8][4] = {};
-        #pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++) {
-            uint32_t qa[4], da[4];
-            ldmatrix_x4(qa, sQ + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-            ldmatrix_x4(da, sdO + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-            #pragma unroll
-            for (int np = 0; np < BN / 16; np++) {
-                const int off = (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8;
-                uint32_t kb[4], vb[4];
-                ldmatrix_x4(kb, tK + off);
-                ldmatrix_x4(vb, tV + off);
-                mma_bf16(s[2 * np], qa, kb[0], kb[1]);
-                mma_bf16(s[2 * np + 1], qa, kb[2], kb[3]);
-                mma_bf16(dp[2 * np], da, vb[0], vb[1]);
-                mma_bf16(dp[2 * np + 1], da, vb[2], vb[3]);
-            }
-        }
+        float s[BN / 8][4] = {}, dp[BN / 8][4] = {};  // S = Q Kᵀ, dP = dO Vᵀ
+        mma_scores_pair<BN, HD, LD>(s, dp, sQ + warp * 16 * LD, sdO + warp * 16 * LD, tK, tV, lane);
         // dS into s. Element e of tile n: row row0 + 8*(e>>1), key column 8n + 2*cq + (e&1).
         #pragma unroll
         for (int n = 0; n < BN / 8; n++) {
@@ -153,18 +137,7 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT)
             }
         }
         // dQ += dS K: B[k = key][n = d] = K[key][d], the transposed load (as V in the forward).
-        #pragma unroll
-        for (int ks = 0; ks < BN / 16; ks++) {
-            uint32_t a[4];
-            acc_to_a(a, s[2 * ks], s[2 * ks + 1]);
-            #pragma unroll
-            for (int dpr = 0; dpr < HD / 16; dpr++) {
-                uint32_t kb[4];
-                ldmatrix_x4_trans(kb, tK + (ks * 16 + (lane & 15)) * LD + dpr * 16 + (lane >> 4) * 8);
-                mma_bf16(acc[2 * dpr], a, kb[0], kb[1]);
-                mma_bf16(acc[2 * dpr + 1], a, kb[2], kb[3]);
-            }
-        }
+        mma_acc_pb<BN, HD, LD>(acc, s, tK, lane);
         __syncthreads();
     }
     // The warp's rows of sQ are read by no one else: stage dQ · scale there and store.
@@ -272,23 +245,7 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
         const bf16* tdO = sdO + st * BM * LD;
 
         float s[BM / 8][4] = {}, dp[BM / 8][4] = {};  // Sᵀ, dPᵀ: rows = keys, columns = queries
-        #pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++) {
-            uint32_t ka[4], va[4];
-            ldmatrix_x4(ka, sK + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-            ldmatrix_x4(va, sV + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-            #pragma unroll
-            for (int np = 0; np < BM / 16; np++) {
-                const int off = (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8;
-                uint32_t qb[4], db[4];
-                ldmatrix_x4(qb, tQ + off);
-                ldmatrix_x4(db, tdO + off);
-                mma_bf16(s[2 * np], ka, qb[0], qb[1]);
-                mma_bf16(s[2 * np + 1], ka, qb[2], qb[3]);
-                mma_bf16(dp[2 * np], va, db[0], db[1]);
-                mma_bf16(dp[2 * np + 1], va, db[2], db[3]);
-            }
-        }
+        mma_scores_pair<BM, HD, LD>(s, dp, sK + warp * 16 * LD, sV + warp * 16 * LD, tQ, tdO, lane);
         // Pᵀ into s. Element e of tile n: key row row0 + 8*(e>>1), query column 8n + 2*cq + (e&1).
         #pragma unroll
         for (int n = 0; n < BM / 8; n++) {
@@ -300,36 +257,14 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
             }
         }
         // dV += Pᵀ dO: B[k = query][n = d] = dO[query][d], transposed load.
-        #pragma unroll
-        for (int ks = 0; ks < BM / 16; ks++) {
-            uint32_t a[4];
-            acc_to_a(a, s[2 * ks], s[2 * ks + 1]);
-            #pragma unroll
-            for (int dpr = 0; dpr < HD / 16; dpr++) {
-                uint32_t db[4];
-                ldmatrix_x4_trans(db, tdO + (ks * 16 + (lane & 15)) * LD + dpr * 16 + (lane >> 4) * 8);
-                mma_bf16(dva[2 * dpr], a, db[0], db[1]);
-                mma_bf16(dva[2 * dpr + 1], a, db[2], db[3]);
-            }
-        }
+        mma_acc_pb<BM, HD, LD>(dva, s, tdO, lane);
         // dSᵀ = Pᵀ ∘ (dPᵀ - D[query]) into s, then dK += dSᵀ Q.
         #pragma unroll
         for (int n = 0; n < BM / 8; n++) {
             #pragma unroll
             for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - sD[n * 8 + 2 * cq + (e & 1)];
         }
-        #pragma unroll
-        for (int ks = 0; ks < BM / 16; ks++) {
-            uint32_t a[4];
-            acc_to_a(a, s[2 * ks], s[2 * ks + 1]);
-            #pragma unroll
-            for (int dpr = 0; dpr < HD / 16; dpr++) {
-                uint32_t qb[4];
-                ldmatrix_x4_trans(qb, tQ + (ks * 16 + (lane & 15)) * LD + dpr * 16 + (lane >> 4) * 8);
-                mma_bf16(dka[2 * dpr], a, qb[0], qb[1]);
-                mma_bf16(dka[2 * dpr + 1], a, qb[2], qb[3]);
-            }
-        }
+        mma_acc_pb<BM, HD, LD>(dka, s, tQ, lane);
         __syncthreads();
     }
     cp_async_wait<0>();  // nothing is left in flight (the last group is empty), but be explicit
@@ -427,19 +362,14 @@ void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const floa
 template <int HD, bool narrow>
 constexpr size_t bwd_smem() { return std::max(DqCfg<HD, narrow>::smem, DkvCfg<HD, narrow>::smem); }
 template <int HD>
-constexpr bool bwd_needs_narrow_twin() { return bwd_smem<HD, false>() > kMinSmemOptin; }
-template <int HD>
-constexpr size_t bwd_smem_min() {
-    if constexpr (bwd_needs_narrow_twin<HD>()) return bwd_smem<HD, true>();
-    else return bwd_smem<HD, false>();
-}
-template <int HD>
 void launch_flash_bwd_fitting(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D,
                               const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh,
                               int nkv, float scale) {
-    if constexpr (bwd_needs_narrow_twin<HD>())
-        if (bwd_smem<HD, false>() > smem_optin() || force_narrow_tiles())
+    if constexpr (bwd_smem<HD, false>() > kMinSmemOptin) {  // only then is a narrow twin needed
+        static_assert(bwd_smem<HD, true>() <= kMinSmemOptin, "the narrow tiling must fit every GPU");
+        if (!wide_tiles_fit(bwd_smem<HD, false>()))
             return launch_flash_bwd<HD, true>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+    }
     launch_flash_bwd<HD, false>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
 }
 
@@ -458,8 +388,7 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
     float* D = (float*)cuda_scratch(Scratch::attention, rows * sizeof(float));
     bwd_D_kernel<<<ceil_div(rows, 8), 256, 0>>>(D, dout, out, rows, hd);
     CUDA_LAUNCH_CHECK();
-    const size_t smem = hd == 64 ? bwd_smem_min<64>() : bwd_smem_min<128>();
-    if (tensor_core_ok(hd, smem, {dq, dk, dv, dout, q, k, v})) {
+    if (tensor_core_ok(hd, {dq, dk, dv, dout, q, k, v})) {
         if (hd == 64) launch_flash_bwd_fitting<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
         else launch_flash_bwd_fitting<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
         return;

@@ -121,6 +121,53 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&x)[4], 
     a[3] = pack_bf16(y[2], y[3]);
 }
 
+// Two score products sharing one pass over the head dimension: s += A·Bᵀ and d += C·Dᵀ for one
+// warp, where A and C are the warp's 16 rows (starting at a and c) of [*][LD] shared tiles, and B
+// and D are N rows of such tiles, read non-transposed (key or query rows as mma's column operand).
+// Tile n of s, d covers columns 8n .. 8n+7. (S = Q·Kᵀ with dP = dO·Vᵀ in the dQ kernel; Sᵀ = K·Qᵀ
+// with dPᵀ = V·dOᵀ in the dK/dV kernel.)
+template <int N, int HD, int LD>
+__device__ __forceinline__ void mma_scores_pair(float (&s)[N / 8][4], float (&d)[N / 8][4], const bf16* a,
+                                                const bf16* c, const bf16* b, const bf16* dd, int lane) {
+    #pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        uint32_t af[4], cf[4];
+        ldmatrix_x4(af, a + (lane & 15) * LD + kk * 16 + (lane >> 4) * 8);
+        ldmatrix_x4(cf, c + (lane & 15) * LD + kk * 16 + (lane >> 4) * 8);
+        #pragma unroll
+        for (int np = 0; np < N / 16; np++) {
+            const int off = (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8;
+            uint32_t bf[4], df[4];
+            ldmatrix_x4(bf, b + off);
+            ldmatrix_x4(df, dd + off);
+            mma_bf16(s[2 * np], af, bf[0], bf[1]);
+            mma_bf16(s[2 * np + 1], af, bf[2], bf[3]);
+            mma_bf16(d[2 * np], cf, df[0], df[1]);
+            mma_bf16(d[2 * np + 1], cf, df[2], df[3]);
+        }
+    }
+}
+
+// acc += P·B for one warp: P is its 16 rows × N columns as accumulator tiles (rounded to BF16 into
+// A fragments two tiles at a time), B the [N][LD] shared tile whose rows are P's columns, read with
+// the transposed ldmatrix. (O += P·V in the forward; dQ += dS·K, dV += Pᵀ·dO, dK += dSᵀ·Q.)
+template <int N, int HD, int LD>
+__device__ __forceinline__ void mma_acc_pb(float (&acc)[HD / 8][4], const float (&p)[N / 8][4], const bf16* b,
+                                           int lane) {
+    #pragma unroll
+    for (int ks = 0; ks < N / 16; ks++) {
+        uint32_t a[4];
+        acc_to_a(a, p[2 * ks], p[2 * ks + 1]);
+        #pragma unroll
+        for (int dp = 0; dp < HD / 16; dp++) {
+            uint32_t bf[4];
+            ldmatrix_x4_trans(bf, b + (ks * 16 + (lane & 15)) * LD + dp * 16 + (lane >> 4) * 8);
+            mma_bf16(acc[2 * dp], a, bf[0], bf[1]);
+            mma_bf16(acc[2 * dp + 1], a, bf[2], bf[3]);
+        }
+    }
+}
+
 // Tokens r0 .. r0+ROWS-1 of one head into a [ROWS][HD+8] shared tile with cp.async, all NT threads
 // of the block taking 16-byte chunks in turn (consecutive threads read consecutive bytes of a row).
 // Token r of the head starts at base + r * stride; tokens >= T are zero-filled, so that padding rows
@@ -196,6 +243,21 @@ __device__ __forceinline__ float dot_row(const float (&a)[kFbRegs], const bf16* 
     return warp_sum(s);
 }
 
+// One key of the online softmax, in FP32 with expf (like the CPU): score x (finite), value row v.
+// m is the running max, l the running sum of exp(score - m), o the running Σ exp(score - m) · v.
+__device__ __forceinline__ void online_softmax_step(float (&o)[kFbRegs], float& m, float& l, float x, const bf16* v,
+                                                    int hd, int lane) {
+    const float m_new = fmaxf(m, x);  // x is finite, so m_new is
+    const float alpha = expf(m - m_new), p = expf(x - m_new);
+    l = l * alpha + p;
+    #pragma unroll
+    for (int i = 0; i < kFbRegs; i++) {
+        const int d = lane + 32 * i;
+        o[i] = o[i] * alpha + (d < hd ? p * __bfloat162float(v[d]) : 0.0f);
+    }
+    m = m_new;
+}
+
 __device__ __forceinline__ void store_row(bf16* p, const float (&r)[kFbRegs], float mul, int hd, int lane) {
     #pragma unroll
     for (int i = 0; i < kFbRegs; i++) {
@@ -232,19 +294,22 @@ inline size_t smem_optin() {
     return optin;
 }
 
-// Whether the tensor-core kernels can run: they need hd 64 or 128, 16-byte aligned tensors (cp.async,
-// uint4 stores), and `smem` bytes of shared memory per block (the narrow tiling's). Otherwise the
-// FP32 fallback runs (correct, much slower at long sequences), and the first time for each reason
-// the user is told why.
-inline bool tensor_core_ok(int hd, size_t smem, std::initializer_list<const void*> ptrs) {
-    static bool told_hd = false, told_smem = false, told_align = false;
+// The wide tiling of a kernel family, unless the GPU cannot give it `wide_smem` bytes per block (or
+// ATTENTION_TILES=narrow asks for the narrow one).
+inline bool wide_tiles_fit(size_t wide_smem) { return wide_smem <= smem_optin() && !force_narrow_tiles(); }
+
+// Whether the tensor-core kernels can run: they need hd 64 or 128 and 16-byte aligned tensors
+// (cp.async, uint4 stores); shared memory always suffices (a tiling that may not fit has a narrow
+// twin within kMinSmemOptin). Otherwise the FP32 fallback runs (correct, much slower at long
+// sequences), and the first time for each reason the user is told why.
+inline bool tensor_core_ok(int hd, std::initializer_list<const void*> ptrs) {
+    static bool told_hd = false, told_align = false;
     auto tell = [&](bool& told, const char* why) {
         if (!told) fprintf(stderr, "note: attention takes the FP32 fallback kernels (correct, slower): %s\n", why);
         told = true;
         return false;
     };
     if (hd != 64 && hd != 128) return tell(told_hd, "tensor-core kernels exist for head dims 64 and 128 only");
-    if (smem > smem_optin()) return tell(told_smem, "this GPU allows less shared memory per block than the tiles need");
     for (const void* p : ptrs)
         if ((uintptr_t)p % 16 != 0) return tell(told_align, "a tensor is not 16-byte aligned");
     return true;

@@ -173,18 +173,7 @@ __global__ void __launch_bounds__(FwdCfg<HD, narrow>::NT)
             }
         }
         // O += P V, 16 keys (one k-step) at a time; P's A fragments come from two S tiles.
-        #pragma unroll
-        for (int ks = 0; ks < BN / 16; ks++) {
-            uint32_t pa[4];
-            acc_to_a(pa, s[2 * ks], s[2 * ks + 1]);
-            #pragma unroll
-            for (int dp = 0; dp < HD / 16; dp++) {
-                uint32_t vb[4];
-                ldmatrix_x4_trans(vb, tV + (ks * 16 + (lane & 15)) * LD + dp * 16 + (lane >> 4) * 8);
-                mma_bf16(o[2 * dp], pa, vb[0], vb[1]);
-                mma_bf16(o[2 * dp + 1], pa, vb[2], vb[3]);
-            }
-        }
+        mma_acc_pb<BN, HD, LD>(o, s, tV, lane);
         __syncthreads();  // everyone is done with buffer st and sKseg before they are refilled
     }
 
@@ -222,16 +211,7 @@ __global__ void fwd_fallback_kernel(bf16* out, float* lse, const bf16* q, const 
     for (int s = 0; s <= t; s++) {
         if (sg[s] != sg[t]) continue;
         const size_t kv = (((size_t)b * T + s) * nkv + g) * hd;
-        const float x = dot_row(qv, k + kv, hd, lane) * scale;
-        const float m_new = fmaxf(m, x);  // x is finite, so m_new is
-        const float alpha = expf(m - m_new), p = expf(x - m_new);
-        l = l * alpha + p;
-        #pragma unroll
-        for (int i = 0; i < kFbRegs; i++) {
-            const int d = lane + 32 * i;
-            o[i] = o[i] * alpha + (d < hd ? p * __bfloat162float(v[kv + d]) : 0.0f);
-        }
-        m = m_new;
+        online_softmax_step(o, m, l, dot_row(qv, k + kv, hd, lane) * scale, v + kv, hd, lane);
     }
     store_row(out + row * hd, o, l > 0.0f ? 1.0f / l : 0.0f, hd, lane);
     if (lane == 0) lse[row] = l > 0.0f ? m + logf(l) : -INFINITY;
@@ -255,16 +235,7 @@ __global__ void decode_kernel(bf16* out, const bf16* q, const bf16* kcache, cons
     float m = -INFINITY, l = 0.0f;
     for (int j = warp; j < n; j += kDecWarps) {
         const size_t kv = ((size_t)j * nkv + g) * hd;
-        const float x = dot_row(qv, K + kv, hd, lane) * scale;
-        const float m_new = fmaxf(m, x);
-        const float alpha = expf(m - m_new), p = expf(x - m_new);
-        l = l * alpha + p;
-        #pragma unroll
-        for (int i = 0; i < kFbRegs; i++) {
-            const int d = lane + 32 * i;
-            o[i] = o[i] * alpha + (d < hd ? p * __bfloat162float(V[kv + d]) : 0.0f);
-        }
-        m = m_new;
+        online_softmax_step(o, m, l, dot_row(qv, K + kv, hd, lane) * scale, V + kv, hd, lane);
     }
     float* mine = part + warp * (hd + 2);
     #pragma unroll
@@ -306,18 +277,13 @@ void launch_flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k, const
 
 // The wide tiling where the GPU allows its shared memory, else the narrow one (hd 128 on sm_86/89).
 template <int HD>
-constexpr bool fwd_needs_narrow_twin() { return FwdCfg<HD, false>::smem > kMinSmemOptin; }
-template <int HD>
-constexpr size_t fwd_smem_min() {
-    if constexpr (fwd_needs_narrow_twin<HD>()) return FwdCfg<HD, true>::smem;
-    else return FwdCfg<HD, false>::smem;
-}
-template <int HD>
 void launch_flash_fwd_fitting(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg,
                               int B, int T, int nh, int nkv, float scale) {
-    if constexpr (fwd_needs_narrow_twin<HD>())
-        if (FwdCfg<HD, false>::smem > smem_optin() || force_narrow_tiles())
+    if constexpr (FwdCfg<HD, false>::smem > kMinSmemOptin) {  // only then is a narrow twin needed
+        static_assert(FwdCfg<HD, true>::smem <= kMinSmemOptin, "the narrow tiling must fit every GPU");
+        if (!wide_tiles_fit(FwdCfg<HD, false>::smem))
             return launch_flash_fwd<HD, true>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+    }
     launch_flash_fwd<HD, false>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
 }
 
@@ -331,8 +297,7 @@ void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     if (nkv <= 0 || nh % nkv != 0) fail("attention_forward: %d query heads do not share %d kv heads evenly", nh, nkv);
     const float scale = 1.0f / std::sqrt((float)hd);
     if (hd > kMaxFallbackHd) fail("attention_forward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
-    const size_t smem = hd == 64 ? fwd_smem_min<64>() : fwd_smem_min<128>();
-    if (tensor_core_ok(hd, smem, {out, q, k, v})) {
+    if (tensor_core_ok(hd, {out, q, k, v})) {
         if (hd == 64) launch_flash_fwd_fitting<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
         else launch_flash_fwd_fitting<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
         return;
