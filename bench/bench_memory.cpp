@@ -111,7 +111,10 @@ static int run(int argc, char** argv) {
     bool offload = false;
     for (int i = 1; i < argc; i += 2) {
         if (i + 1 < argc && !strcmp(argv[i], "--shapes")) shapes = argv[i + 1];
-        else if (i + 1 < argc && !strcmp(argv[i], "--offload")) offload = atoi(argv[i + 1]) != 0;
+        else if (i + 1 < argc && !strcmp(argv[i], "--offload")) {
+            if (strcmp(argv[i + 1], "0") && strcmp(argv[i + 1], "1")) fail("--offload %s: use 0 or 1", argv[i + 1]);
+            offload = argv[i + 1][0] == '1';
+        }
         else if (i + 1 < argc && !strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (i + 1 < argc && !strcmp(argv[i], "--device")) device = argv[i + 1];
         else {

@@ -48,6 +48,7 @@
 #include <initializer_list>
 
 #include "kernels/cuda/common.cuh"
+#include "model/util.h"
 
 namespace attn {
 
@@ -276,10 +277,13 @@ constexpr size_t kMinSmemOptin = 99 * 1024;
 
 // Whether the narrow tiling runs even where the wide one fits: ATTENTION_TILES=narrow in the
 // environment, to test the narrow kernels on an H100 (the tests run them so in bench/run_gpu.sh).
+// Unset, empty or "auto": the GPU decides. Anything else is refused, so a typo never goes unseen.
 inline bool force_narrow_tiles() {
     static const bool narrow = [] {
         const char* e = getenv("ATTENTION_TILES");
-        return e && !strcmp(e, "narrow");
+        if (!e || !*e || !strcmp(e, "auto")) return false;
+        if (!strcmp(e, "narrow")) return true;
+        fail("ATTENTION_TILES=%s: use narrow (force the narrow attention tiling) or auto, or leave it unset", e);
     }();
     return narrow;
 }
