@@ -21,7 +21,8 @@
 # Knobs (environment): BUDGET_S, E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_BATCH (4),
 # E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), SKIP_BUILD=1, SKIP_TESTS=1, SCALE_OFFLOAD=1 (the 65B
 # QLoRA step again with --offload-optimizer), SANITIZE=1 (compute-sanitizer racecheck and synccheck on
-# the attention tests).
+# the attention tests), SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1 (leave those
+# steps out), PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt).
 set -u
 cd "$(dirname "$0")/.."
 CARRY=${CARRY_DIR:-.gpu_carry}
@@ -191,8 +192,22 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     fi
 fi
 
+# ---- profile (opt-in): Nsight Compute on the flash kernels of one attention backward case per hd ----
+# The bwd case runs the forward once for its out/lse, so the first three "flash" launches are the
+# forward, dQ and dK/dV kernels. Clocks left as they are (--clock-control none).
+if [ "${PROFILE:-0}" = 1 ] && [ -x build/bench/bench_cuda_kernels ] && command -v ncu >/dev/null; then
+    for shape in "B8 T2048 h32/8 d64" "B4 T4096 h32/8 d128"; do
+        step "profile: ncu attn bwd $shape" 120 "$OUT/profile.txt" ncu --clock-control none -k regex:flash \
+            --launch-count 3 --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
+            --section WarpStateStats --section Occupancy --section LaunchStats --section SchedulerStats \
+            --section InstructionStats build/bench/bench_cuda_kernels --filter "attn bwd $shape" --sample-ms 1
+    done
+fi
+
 # ---- kernels: ours, then PyTorch on the same shapes (with the joined table) ----
-if [ -x build/bench/bench_cuda_kernels ]; then
+if [ "${SKIP_KERNELS:-0}" = 1 ]; then
+    :
+elif [ -x build/bench/bench_cuda_kernels ]; then
     step "kernels: bench_cuda_kernels" 120 "$OUT/kernels_ours.txt" \
         build/bench/bench_cuda_kernels --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF"
     # The narrow attention tiling (what sm_86/89 GPUs run at hd 128), forced, for its speed here.
@@ -202,7 +217,7 @@ if [ -x build/bench/bench_cuda_kernels ]; then
 else
     echo "=== kernels: build/bench/bench_cuda_kernels missing" | tee -a "$OUT/kernels_ours.txt" "$SUMMARY"
 fi
-step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
+[ "${SKIP_KERNELS:-0}" = 1 ] || step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
     python3 bench/torch_kernels.py --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" --compare "$OUT/kernels_ours.txt"
 
 # ---- end to end: our trainer's step, then transformers + peft, same shape, same GPU ----
@@ -232,11 +247,11 @@ for method in lora qlora; do
 done
 
 # ---- memory (issue 6): estimate vs measured on the GPU, then the QLoRA paper's 65B figure ----
-if [ -x build/bench/bench_memory ]; then
+if [ "${SKIP_MEMORY:-0}" != 1 ] && [ -x build/bench/bench_memory ]; then
     step "memory: bench_memory --device cuda" 120 "$OUT/e2e.txt" \
         build/bench/bench_memory --device cuda --shapes tiny,smollm2-135m --steps 1 --offload 1
 fi
-if [ -x "$TRAIN_BENCH" ]; then
+if [ "${SKIP_SCALE:-0}" != 1 ] && [ -x "$TRAIN_BENCH" ]; then
     # Full fine-tuning of a shape that fits (issue 6), first because it is quick: its memory table (estimate vs the arenas) and peak.
     step "scale: llama-3.2-1b full b4x1024 recompute" 120 "$OUT/e2e.txt" \
         "$TRAIN_BENCH" --preset llama-3.2-1b --method full --batch 4 --seq 1024 --recompute --steps 2 \
