@@ -22,7 +22,9 @@
 # E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), SKIP_BUILD=1, SKIP_TESTS=1, SCALE_OFFLOAD=1 (the 65B
 # QLoRA step again with --offload-optimizer), SANITIZE=1 (compute-sanitizer racecheck and synccheck on
 # the attention tests), SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1 (leave those
-# steps out), PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt).
+# steps out), PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt),
+# AB_OLD=1 (the previous build, copied to .gpu_carry/old/ before --prepare, benchmarked in the same
+# run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before").
 set -u
 cd "$(dirname "$0")/.."
 CARRY=${CARRY_DIR:-.gpu_carry}
@@ -217,6 +219,11 @@ elif [ -x build/bench/bench_cuda_kernels ]; then
 else
     echo "=== kernels: build/bench/bench_cuda_kernels missing" | tee -a "$OUT/kernels_ours.txt" "$SUMMARY"
 fi
+# A/B in one run: the previous build's kernel table (the device and its state are the same).
+if [ "${AB_OLD:-0}" = 1 ] && [ -x "$CARRY/old/bench_cuda_kernels" ]; then
+    step "kernels: the previous build, $(head -1 "$CARRY/old/SOURCE" 2>/dev/null)" 60 "$OUT/kernels_ours.txt" \
+        "$CARRY/old/bench_cuda_kernels" --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF"
+fi
 [ "${SKIP_KERNELS:-0}" = 1 ] || step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
     python3 bench/torch_kernels.py --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" --compare "$OUT/kernels_ours.txt"
 
@@ -245,6 +252,15 @@ for method in lora qlora; do
         step "e2e peft: $preset $method" 150 "$OUT/e2e.txt" python3 bench/peft_step.py "${peft_flags[@]}"
     done
 done
+
+# The previous build's LoRA step on each preset, right after ours (AB_OLD=1), as "RESULT before".
+if [ "${AB_OLD:-0}" = 1 ] && [ -x "$CARRY/old/bench_train" ]; then
+    for preset in ${E2E_PRESETS:-smollm2-135m llama-3.2-1b}; do
+        step "e2e before: $preset lora" 150 "$OUT/e2e.txt" bash -c "set -o pipefail; '$CARRY/old/bench_train' \
+            --preset $preset --batch $B --seq $T --steps $N --warmup $W --rank 16 --peak-tflops $PEAK_TF \
+            --method lora --device cuda | sed 's/^RESULT ours/RESULT before/'"
+    done
+fi
 
 # ---- memory (issue 6): estimate vs measured on the GPU, then the QLoRA paper's 65B figure ----
 if [ "${SKIP_MEMORY:-0}" != 1 ] && [ -x build/bench/bench_memory ]; then

@@ -21,6 +21,7 @@
 // (one warp per query row for dQ, one warp per key row for dK/dV) for any other hd <= 256.
 #include <algorithm>
 #include <cmath>
+#include <type_traits>
 
 #include "kernels/cuda/attention_common.cuh"
 #include "model/util.h"
@@ -57,7 +58,9 @@ struct DqCfg {
 };
 
 template <int HD, bool narrow>
-__global__ void __launch_bounds__(DqCfg<HD, narrow>::NT)
+// At HD 64 the bound asks for <= 128 registers (4 CTAs, 16 warps per SM instead of 3 and 12; no
+// spills): the kernel is latency-bound, so more warps hide more of it.
+__global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, HD == 64 ? 4 : 1)
     flash_dq_kernel(bf16* __restrict__ dq, const bf16* __restrict__ dout, const float* __restrict__ lse,
                     const float* __restrict__ Dg, const bf16* __restrict__ q, const bf16* __restrict__ k,
                     const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T, int nh, int nkv, float scale,
@@ -125,17 +128,29 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT)
 
         float s[BN / 8][4] = {}, dp[BN / 8][4] = {};  // S = Q Kᵀ, dP = dO Vᵀ
         mma_scores_pair<BN, HD, LD>(s, dp, sQ + warp * 16 * LD, sdO + warp * 16 * LD, tK, tV, lane);
-        // dS into s. Element e of tile n: row row0 + 8*(e>>1), key column 8n + 2*cq + (e&1).
-        #pragma unroll
-        for (int n = 0; n < BN / 8; n++) {
+        // dS into s. Element e of tile n: row row0 + 8*(e>>1), key column 8n + 2*cq + (e&1). As in
+        // the dK/dV kernel: a loop without mask for the unmasked blocks, a branch-free mask otherwise.
+        auto dscores = [&](auto masked_tag) {
+            constexpr bool kMasked = decltype(masked_tag)::value;
             #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int col = n * 8 + 2 * cq + (e & 1), ki = k0 + col, i = e >> 1;
-                const bool masked = !no_mask && (ki > qi[i] || ki >= T || sKseg[col] != qseg[i]);
-                const float p = masked ? 0.0f : exp2f(fmaf(s[n][e], scale_log2, -lse2[i]));
-                s[n][e] = p * (dp[n][e] - Dr[i]);
+            for (int n = 0; n < BN / 8; n++) {
+                const int c0 = n * 8 + 2 * cq;
+                const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const int i = e >> 1;
+                    float p = exp2_ftz(fmaf(s[n][e], scale_log2, -lse2[i]));
+                    if (kMasked) {
+                        const int ki = k0 + c0 + (e & 1);
+                        const bool masked = (ki > qi[i]) | (ki >= T) | (((e & 1) ? ks.y : ks.x) != qseg[i]);
+                        p = masked ? 0.0f : p;
+                    }
+                    s[n][e] = p * (dp[n][e] - Dr[i]);
+                }
             }
-        }
+        };
+        if (no_mask) dscores(std::false_type{});
+        else dscores(std::true_type{});
         // dQ += dS K: B[k = key][n = d] = K[key][d], the transposed load (as V in the forward).
         mma_acc_pb<BN, HD, LD>(acc, s, tK, lane);
         __syncthreads();
@@ -247,22 +262,38 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
         float s[BM / 8][4] = {}, dp[BM / 8][4] = {};  // Sᵀ, dPᵀ: rows = keys, columns = queries
         mma_scores_pair<BM, HD, LD>(s, dp, sK + warp * 16 * LD, sV + warp * 16 * LD, tQ, tdO, lane);
         // Pᵀ into s. Element e of tile n: key row row0 + 8*(e>>1), query column 8n + 2*cq + (e&1).
-        #pragma unroll
-        for (int n = 0; n < BM / 8; n++) {
+        // Two versions of the loop, so that the blocks with no mask (all but the diagonal ones, in
+        // a plain causal batch) carry no mask arithmetic; the mask itself is branch-free.
+        auto probs = [&](auto masked_tag) {
+            constexpr bool kMasked = decltype(masked_tag)::value;
             #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                const int col = n * 8 + 2 * cq + (e & 1), qi = q0 + col, i = e >> 1;
-                const bool masked = !no_mask && (ki[i] > qi || qi >= T || sQseg[col] != kseg[i]);
-                s[n][e] = masked ? 0.0f : exp2f(fmaf(s[n][e], scale_log2, -sLse2[col]));
+            for (int n = 0; n < BM / 8; n++) {
+                const int c0 = n * 8 + 2 * cq;
+                const float2 l2 = *reinterpret_cast<const float2*>(sLse2 + c0);
+                const int2 qs = *reinterpret_cast<const int2*>(sQseg + c0);
+                #pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    const float p = exp2_ftz(fmaf(s[n][e], scale_log2, -((e & 1) ? l2.y : l2.x)));
+                    if (kMasked) {
+                        const int qi = q0 + c0 + (e & 1), i = e >> 1;
+                        const bool masked = (ki[i] > qi) | (qi >= T) | (((e & 1) ? qs.y : qs.x) != kseg[i]);
+                        s[n][e] = masked ? 0.0f : p;
+                    } else {
+                        s[n][e] = p;
+                    }
+                }
             }
-        }
+        };
+        if (no_mask) probs(std::false_type{});
+        else probs(std::true_type{});
         // dV += Pᵀ dO: B[k = query][n = d] = dO[query][d], transposed load.
         mma_acc_pb<BM, HD, LD>(dva, s, tdO, lane);
         // dSᵀ = Pᵀ ∘ (dPᵀ - D[query]) into s, then dK += dSᵀ Q.
         #pragma unroll
         for (int n = 0; n < BM / 8; n++) {
+            const float2 d2 = *reinterpret_cast<const float2*>(sD + n * 8 + 2 * cq);
             #pragma unroll
-            for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - sD[n * 8 + 2 * cq + (e & 1)];
+            for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - ((e & 1) ? d2.y : d2.x);
         }
         mma_acc_pb<BM, HD, LD>(dka, s, tQ, lane);
         __syncthreads();

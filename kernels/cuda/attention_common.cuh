@@ -94,6 +94,14 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+// 2^x as one MUFU.EX2, results under 2^-126 flushed to zero. (exp2f without --use_fast_math wraps the
+// same instruction in a range test and two multiplies to keep denormal results, which no softmax
+// weight needs: 4 instructions instead of 1 on every score.) exp2(-inf) = 0.
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
 #else  // the CPU emulator (make test-emu): the same instructions as functions, tests/emu/warp.cpp
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) { emu::cp_async16(dst, src, valid ? 16 : 0); }
 __device__ __forceinline__ void cp_async_commit() { emu::cp_async_commit(); }
@@ -104,6 +112,7 @@ __device__ __forceinline__ void ldmatrix_x4_trans(uint32_t (&r)[4], const bf16* 
 __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
     emu::mma_m16n8k16_bf16(d, a, b0, b1);
 }
+__device__ __forceinline__ float exp2_ftz(float x) { return exp2f(x); }
 #endif
 // ==== PTX wrappers (end) ====
 
@@ -173,14 +182,22 @@ __device__ __forceinline__ void mma_acc_pb(float (&acc)[HD / 8][4], const float 
 // of the block taking 16-byte chunks in turn (consecutive threads read consecutive bytes of a row).
 // Token r of the head starts at base + r * stride; tokens >= T are zero-filled, so that padding rows
 // give exact zeros (a zero P times a zero V row; never garbage that could be Inf or NaN).
+// NT is a multiple of the chunks per row, so each thread keeps one column chunk and steps down the
+// rows NT/CH at a time: a fully unrolled run of cp.async with one pointer increment each, instead
+// of a division, a 64-bit multiply and a loop branch per chunk.
 template <int ROWS, int HD, int NT>
 __device__ __forceinline__ void load_tile(bf16* tile, const bf16* base, size_t stride, int r0, int T, int tid) {
-    constexpr int CH = HD / 8;  // 16-byte chunks per row
+    constexpr int CH = HD / 8;     // 16-byte chunks per row
+    static_assert(NT % CH == 0, "load_tile: the block's threads must cover whole rows");
+    constexpr int RPP = NT / CH;   // rows per pass of the block
+    const int r = tid / CH, c = tid % CH;
+    bf16* dst = tile + r * (HD + 8) + c * 8;
+    const bf16* src = base + (size_t)(r0 + r) * stride + c * 8;
     #pragma unroll
-    for (int i = tid; i < ROWS * CH; i += NT) {
-        const int r = i / CH, c = i % CH;
-        const bool ok = r0 + r < T;
-        cp_async16(tile + r * (HD + 8) + c * 8, base + (size_t)(ok ? r0 + r : 0) * stride + c * 8, ok);
+    for (int i = 0; i < (ROWS + RPP - 1) / RPP; i++) {
+        if (ROWS % RPP != 0 && r + i * RPP >= ROWS) break;
+        const bool ok = r0 + r + i * RPP < T;
+        cp_async16(dst + i * RPP * (HD + 8), ok ? src + (size_t)i * RPP * stride : base, ok);
     }
 }
 

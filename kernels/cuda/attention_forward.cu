@@ -42,8 +42,10 @@ struct FwdCfg {
 
 // Grid: x = b * nh + h, y = query block (reversed, so that the longest blocks — the last ones, which
 // see the most keys — start first and the short ones fill in the tail).
+// At HD 64 the bound keeps the kernel within 128 registers, so two CTAs (16 warps) share an SM: the
+// kernel is latency-bound (Nsight Compute, H200), and one CTA of 8 warps left the tensor cores idle.
 template <int HD, bool narrow>
-__global__ void __launch_bounds__(FwdCfg<HD, narrow>::NT)
+__global__ void __launch_bounds__(FwdCfg<HD, narrow>::NT, HD == 64 ? 2 : 1)
     flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
                      const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
                      int nh, int nkv, float scale_log2) {
@@ -130,14 +132,17 @@ __global__ void __launch_bounds__(FwdCfg<HD, narrow>::NT)
             }
         }
         // Element e of tile n is (row row0 + 8*(e>>1), key column 8n + 2*cq + (e&1)).
-        if (!no_mask) {
+        if (!no_mask) {  // branch-free: one select per score
             #pragma unroll
             for (int n = 0; n < BN / 8; n++) {
+                const int c0 = n * 8 + 2 * cq;
+                const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
                 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int col = n * 8 + 2 * cq + (e & 1), ki = k0 + col;
+                    const int ki = k0 + c0 + (e & 1), kseg_e = (e & 1) ? ks.y : ks.x;
                     const int qi = e < 2 ? qi0 : qi1, qs = e < 2 ? qseg0 : qseg1;
-                    if (ki > qi || ki >= T || sKseg[col] != qs) s[n][e] = -INFINITY;
+                    const bool masked = (ki > qi) | (ki >= T) | (kseg_e != qs);
+                    s[n][e] = masked ? -INFINITY : s[n][e];
                 }
             }
         }
@@ -154,14 +159,14 @@ __global__ void __launch_bounds__(FwdCfg<HD, narrow>::NT)
             // A row with no allowed key so far has m = -inf; subtract 0 then, so exp2(-inf) = 0 and
             // never exp2(-inf - -inf) = NaN.
             const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-            const float alpha = exp2f(m[i] - m_use);
+            const float alpha = exp2_ftz(m[i] - m_use);
             m[i] = m_new;
             float rs = 0.0f;
             #pragma unroll
             for (int n = 0; n < BN / 8; n++) {
                 #pragma unroll
                 for (int e = 2 * i; e < 2 * i + 2; e++) {
-                    s[n][e] = exp2f(fmaf(s[n][e], scale_log2, -m_use));
+                    s[n][e] = exp2_ftz(fmaf(s[n][e], scale_log2, -m_use));
                     rs += s[n][e];
                 }
             }
