@@ -140,7 +140,7 @@ $(EMU_RTOBJ): build/emu/rt/%.o: tests/emu/%.cpp $(EMU_HDR) $(HEADERS)
 test_runner_emu: $(TEST_OBJ) $(LIB_SRC:%.cpp=build/%.o) $(EMU_KOBJ) $(EMU_RTOBJ)
 	$(CXX) $^ -o $@ -fopenmp
 # The attention cases run twice: first with the 99 KB shared-memory opt-in of sm_86/89 GPUs (RTX
-# 30/40, L4), where the head-dim-128 kernels take their narrow tiling, then with the whole suite as
+# 30/40, L4), where the head-dim-128 backward kernels take their narrow tiling, then with the whole suite as
 # on an H100.
 test-emu: deps test_runner_emu
 	EMU_SMEM_OPTIN_KB=99 ./test_runner_emu -tc='*attention_forward*,*attention_backward*'

@@ -24,7 +24,8 @@
 # the attention tests), SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1 (leave those
 # steps out), PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt),
 # AB_OLD=1 (the previous build, copied to .gpu_carry/old/ before --prepare, benchmarked in the same
-# run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before").
+# run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before";
+# AB_OLD=kernels: the kernel table only).
 set -u
 cd "$(dirname "$0")/.."
 CARRY=${CARRY_DIR:-.gpu_carry}
@@ -220,7 +221,7 @@ else
     echo "=== kernels: build/bench/bench_cuda_kernels missing" | tee -a "$OUT/kernels_ours.txt" "$SUMMARY"
 fi
 # A/B in one run: the previous build's kernel table (the device and its state are the same).
-if [ "${AB_OLD:-0}" = 1 ] && [ -x "$CARRY/old/bench_cuda_kernels" ]; then
+if [ "${AB_OLD:-0}" != 0 ] && [ -x "$CARRY/old/bench_cuda_kernels" ]; then
     step "kernels: the previous build, $(head -1 "$CARRY/old/SOURCE" 2>/dev/null)" 60 "$OUT/kernels_ours.txt" \
         "$CARRY/old/bench_cuda_kernels" --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF"
 fi

@@ -407,7 +407,9 @@ def bench_lora():
 # ---- --compare: join with bench_cuda_kernels' table ----
 
 def parse_table(lines):
-    """{(op, shape): (us, figure, unit)} from table rows '| op | shape | us | GB/s | TFLOP/s | %peak |'."""
+    """{(op, shape): (us, figure, unit)} from table rows '| op | shape | us | GB/s | TFLOP/s | %peak |'.
+    The first row of each (op, shape) wins: run_gpu.sh's AB_OLD appends the previous build's table
+    after ours."""
     rows = {}
     for line in lines:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]
@@ -418,7 +420,7 @@ def parse_table(lines):
         except ValueError:
             continue
         fig, unit = (cells[4], "TFLOP/s") if cells[4] != "-" else (cells[3], "GB/s")
-        rows[(cells[0], cells[1])] = (us, fig, unit)
+        rows.setdefault((cells[0], cells[1]), (us, fig, unit))
     return rows
 
 

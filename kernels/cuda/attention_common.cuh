@@ -285,14 +285,15 @@ __device__ __forceinline__ void store_row(bf16* p, const float (&r)[kFbRegs], fl
 }
 
 // The shared memory one block may opt into: 227 KB on sm_90 (H100), 163 KB on sm_80 (A100), 99 KB on
-// sm_86/sm_89 (RTX 30/40, A10, L4, L40). The flash kernels come in two tilings: `wide` for the
+// sm_86/sm_89 (RTX 30/40, A10, L4, L40). The backward kernels come in two tilings: `wide` for the
 // first two, and `narrow` (half the warps per CTA, so half the rows in shared memory) for the last,
-// where the wide hd-128 tiles (~102 KB) do not fit.
+// where the wide hd-128 tiles (~105 KB) do not fit. (The forward has one tiling per head dim, within
+// 99 KB.)
 // Every GPU the backend accepts (sm_80 and newer) allows at least 99 KB: a tiling within that needs
 // no narrow twin.
 constexpr size_t kMinSmemOptin = 99 * 1024;
 
-// Whether the narrow tiling runs even where the wide one fits: ATTENTION_TILES=narrow in the
+// Whether the narrow backward tiling runs even where the wide one fits: ATTENTION_TILES=narrow in the
 // environment, to test the narrow kernels on an H100 (the tests run them so in bench/run_gpu.sh).
 // Unset, empty or "auto": the GPU decides. Anything else is refused, so a typo never goes unseen.
 inline bool force_narrow_tiles() {

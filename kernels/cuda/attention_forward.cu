@@ -9,8 +9,8 @@
 // - fwd_fallback_kernel: one warp per query row, FP32 CUDA cores, any hd <= 256 (the small test
 //   models, odd head sizes). Slow but obviously right.
 //
-// The flash-attention forward, per CTA: one (batch b, head h) and a block of BM = 128 queries,
-// 8 warps, each warp owning 16 query rows. The CTA walks the key blocks of BN = 64 keys from 0 to the
+// The flash-attention forward, per CTA: one (batch b, head h) and a block of BM queries, 16 per
+// warp (BM = 128 with 8 warps at HD 64, 64 with 4 warps at HD 128). The CTA walks the key blocks of BN = 64 keys from 0 to the
 // diagonal (blocks wholly above it — all keys later than all queries — are never visited). For each:
 //     S = Q Kᵀ               (warp: 16 x 64 scores, FP32 in registers: 8 accumulator tiles of 16x8)
 //     S = -inf where masked  (causal, packed segments, padding; only on tiles that need it)
@@ -18,10 +18,11 @@
 //     O += P V               (P = exp(S - m) rounded to BF16, straight from the S registers)
 // At the end O /= l and lse = m + log(l). Everything runs in the log2 domain (exp2 is one
 // instruction): scores are multiplied by scale·log2(e), and lse is converted back to natural log.
-// Shared memory: Q tile [128][HD+8], K and V tiles [64][HD+8] twice each (double buffer: the next
-// key block is loaded with cp.async while the current one is computed), the key block's segment ids:
-// 105 KB at HD 128, 56 KB at HD 64 (both opt in above the default 48 KB). GPUs that allow only 99 KB
-// per block (sm_86/89: RTX 30/40, L4) get the narrow tiling at HD 128: 4 warps, BM = 64, 87 KB.
+// Shared memory: Q tile [BM][HD+8], K and V tiles [64][HD+8] twice each (double buffer: the next
+// key block is loaded with cp.async while the current one is computed), the key block's segment ids.
+// At HD 64: 8 warps, BM = 128, 56 KB, at most 128 registers, two CTAs per SM. At HD 128: 4 warps,
+// BM = 64, 87 KB (within the 99 KB of sm_86/89 too), two CTAs per SM. On an H200 that beat 8 warps
+// with BM = 128 (105 KB, one CTA per SM): 239-261 -> 250-271 TFLOP/s at T 2048-4096.
 #include <cmath>
 
 #include "kernels/cuda/attention_common.cuh"
@@ -31,9 +32,9 @@ namespace {
 
 using namespace attn;
 
-template <int HD, bool narrow>
+template <int HD>
 struct FwdCfg {
-    static constexpr int NW = narrow ? 4 : 8, NT = NW * 32;  // warps, threads
+    static constexpr int NW = HD == 128 ? 4 : 8, NT = NW * 32;  // warps, threads
     static constexpr int BM = 16 * NW;          // queries per CTA: 16 per warp
     static constexpr int BN = 64;               // keys per step
     static constexpr int LD = HD + 8;           // padded row of a shared tile (elements)
@@ -44,12 +45,12 @@ struct FwdCfg {
 // see the most keys — start first and the short ones fill in the tail).
 // At HD 64 the bound keeps the kernel within 128 registers, so two CTAs (16 warps) share an SM: the
 // kernel is latency-bound (Nsight Compute, H200), and one CTA of 8 warps left the tensor cores idle.
-template <int HD, bool narrow>
-__global__ void __launch_bounds__(FwdCfg<HD, narrow>::NT, HD == 64 ? 2 : 1)
+template <int HD>
+__global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? 2 : 1)
     flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
                      const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
                      int nh, int nkv, float scale_log2) {
-    using C = FwdCfg<HD, narrow>;
+    using C = FwdCfg<HD>;
     constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     bf16* sQ = reinterpret_cast<bf16*>(attn_smem);  // [BM][LD]
@@ -263,12 +264,14 @@ __global__ void decode_kernel(bf16* out, const bf16* q, const bf16* kcache, cons
     }
 }
 
-template <int HD, bool narrow>
+// One tiling per head dim, within the 99 KB of shared memory every accepted GPU (sm_80+) allows.
+template <int HD>
 void launch_flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
                       int T, int nh, int nkv, float scale) {
-    using C = FwdCfg<HD, narrow>;
+    using C = FwdCfg<HD>;
+    static_assert(C::smem <= kMinSmemOptin, "the forward tiling must fit every GPU");
     static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
-        CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD, narrow>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        CUDA_CHECK(cudaFuncSetAttribute(flash_fwd_kernel<HD>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)C::smem));
         return true;
     }();
@@ -276,20 +279,8 @@ void launch_flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k, const
     const unsigned nqb = ceil_div(T, C::BM);
     if (nqb > 65535) fail("attention_forward: T = %d is too long for one grid (at most %d)", T, 65535 * C::BM);
     dim3 grid(B * nh, nqb);
-    flash_fwd_kernel<HD, narrow><<<grid, C::NT, C::smem>>>(out, lse, q, k, v, seg, T, nh, nkv, scale * kLog2e);
+    flash_fwd_kernel<HD><<<grid, C::NT, C::smem>>>(out, lse, q, k, v, seg, T, nh, nkv, scale * kLog2e);
     CUDA_LAUNCH_CHECK();
-}
-
-// The wide tiling where the GPU allows its shared memory, else the narrow one (hd 128 on sm_86/89).
-template <int HD>
-void launch_flash_fwd_fitting(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg,
-                              int B, int T, int nh, int nkv, float scale) {
-    if constexpr (FwdCfg<HD, false>::smem > kMinSmemOptin) {  // only then is a narrow twin needed
-        static_assert(FwdCfg<HD, true>::smem <= kMinSmemOptin, "the narrow tiling must fit every GPU");
-        if (!wide_tiles_fit(FwdCfg<HD, false>::smem))
-            return launch_flash_fwd<HD, true>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
-    }
-    launch_flash_fwd<HD, false>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
 }
 
 }  // namespace
@@ -303,8 +294,8 @@ void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     const float scale = 1.0f / std::sqrt((float)hd);
     if (hd > kMaxFallbackHd) fail("attention_forward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
     if (tensor_core_ok(hd, {out, q, k, v})) {
-        if (hd == 64) launch_flash_fwd_fitting<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
-        else launch_flash_fwd_fitting<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+        if (hd == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+        else launch_flash_fwd<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
         return;
     }
     const size_t rows = (size_t)B * T * nh;
