@@ -119,6 +119,31 @@ TEST_CASE("cuda alloc, release and MemStats: bytes per category go up and down, 
     check_accounting(g);
 }
 
+// cudaMalloc failing must end the run with a message a user can act on (the category that did not
+// fit, what the run holds, the flags that shrink it), count nothing, and leave the backend usable
+// (an allocation failure is not a sticky CUDA error). 1 PiB fits no GPU, nor the emulator's 80 GiB.
+TEST_CASE("cuda out of memory: the message names the category, the bytes in use and the flags; nothing leaks") {
+    const Ops& g = cuda_backend();
+    const size_t before = g.mem_stats().total();
+    std::string msg;
+    try {
+        g.alloc(size_t(1) << 50, Mem::activations);
+    } catch (const std::exception& e) {
+        msg = e.what();
+    }
+    INFO("message: " << msg);
+    CHECK(msg.find("out of GPU memory allocating 1048576.00 GiB") != std::string::npos);
+    CHECK(msg.find("for activations") != std::string::npos);
+    CHECK(msg.find("In use by this run: weights") != std::string::npos);
+    CHECK(msg.find("--batch-size") != std::string::npos);
+    CHECK(msg.find("--recompute") != std::string::npos);
+    CHECK(g.mem_stats().total() == before);
+    void* p = g.alloc(4096, Mem::scratch);  // the backend goes on
+    CHECK(p != nullptr);
+    g.release(p);
+    CHECK(g.mem_stats().total() == before);
+}
+
 TEST_CASE("cuda memset0 and copy touch exactly their byte ranges") {
     const Ops& g = cuda_backend();
     BufTwin<uint8_t> src(g, random_bytes(1001, 1)), dst(g, random_bytes(1001, 2));
