@@ -22,7 +22,7 @@
 # E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), SKIP_BUILD=1, SKIP_TESTS=1, SCALE_OFFLOAD=1 (the 65B
 # QLoRA step again with --offload-optimizer), SANITIZE=1 (compute-sanitizer racecheck and synccheck on
 # the attention tests), SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1 (leave those
-# steps out), PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt),
+# steps out), SKIP_TRAIN=1 (no ./train run), PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt),
 # AB_OLD=1 (the previous build, copied to .gpu_carry/old/ before --prepare, benchmarked in the same
 # run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before";
 # AB_OLD=kernels: the kernel table only).
@@ -53,6 +53,9 @@ if [ "${1:-}" = "--prepare" ]; then
         echo "warning: could not download bitsandbytes: the NF4 reference and the peft QLoRA step will be skipped"
     fi
     rm -rf "$tmp"
+    # The SmolLM2 tokenizer (../shared does not travel) for the ./train run on the GPU.
+    tok=../shared/reference/smollm2-135m-instruct/tokenizer.json
+    if [ -f "$tok" ]; then cp "$tok" "$CARRY/tokenizer.json"; else echo "warning: $tok missing: no ./train run on the GPU"; fi
     # Prebuilt binaries, so the GPU machine's minutes go to running rather than compiling: the
     # working tree (not just HEAD) built in a copy under /tmp with portable host flags (x86-64-v3
     # instead of -march=native, whose AVX-512 the GPU machine's CPU may lack). The GPU side uses them
@@ -261,6 +264,34 @@ if [ "${AB_OLD:-0}" = 1 ] && [ -x "$CARRY/old/bench_train" ]; then
             --preset $preset --batch $B --seq $T --steps $N --warmup $W --rank 16 --peak-tflops $PEAK_TF \
             --method lora --device cuda | sed 's/^RESULT ours/RESULT before/'"
     done
+fi
+
+# ---- the trainer itself on the GPU (SKIP_TRAIN=1 leaves it out) ----
+# ./train end to end with random smollm2-135m weights, the real tokenizer and the default data: the
+# data pipeline, evaluation, sampling and checkpoints on the CUDA backend. 20 steps with a checkpoint
+# at 10; then a second run resumes from a copy of that checkpoint, and its step-20 line of log.csv
+# must equal the straight run's (the resume is exact).
+if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x ./train ] && [ -f "$CARRY/tokenizer.json" ]; then
+    tflags=(--preset smollm2-135m --tokenizer "$CARRY/tokenizer.json" --max-steps 20 --save-every 10 --eval-samples 4
+        --device cuda)
+    rm -rf /tmp/gpu_train /tmp/gpu_resume
+    step "train: ./train --device cuda, 20 steps" 90 "$OUT/e2e.txt" ./train "${tflags[@]}" --out /tmp/gpu_train
+    if [ -d /tmp/gpu_train/ckpt-00000010 ]; then
+        mkdir -p /tmp/gpu_resume && cp -r /tmp/gpu_train/ckpt-00000010 /tmp/gpu_resume/
+        step "train: --resume from step 10" 90 "$OUT/e2e.txt" ./train "${tflags[@]}" --out /tmp/gpu_resume --resume
+        {
+            # log.csv: step,loss,lr,grad_norm,...,val_loss; the key is step 20's training line
+            # (step, loss, lr, grad norm) and the final evaluation's val_loss.
+            key() { awk -F, '$1 == 20 && $2 != "" {print $1, $2, $3, $4} END {print "val_loss", $8}' "$1" 2>/dev/null; }
+            echo "straight: $(key /tmp/gpu_train/log.csv | tr '\n' ' ')"
+            echo "resumed:  $(key /tmp/gpu_resume/log.csv | tr '\n' ' ')"
+            if [ -n "$(key /tmp/gpu_train/log.csv)" ] && [ "$(key /tmp/gpu_train/log.csv)" = "$(key /tmp/gpu_resume/log.csv)" ]; then
+                echo "train: resume exact (step 20's loss, lr, grad norm and the final val_loss equal)"
+            else
+                echo "train: RESUME DIFFERS"
+            fi
+        } 2>&1 | tee -a "$OUT/e2e.txt" "$SUMMARY"
+    fi
 fi
 
 # ---- memory (issue 6): estimate vs measured on the GPU, then the QLoRA paper's 65B figure ----
