@@ -10,8 +10,9 @@
 //   models, odd head sizes). Slow but obviously right.
 //
 // The flash-attention forward, per CTA: one (batch b, head h) and a block of BM queries, 16 per
-// warp (BM = 128 with 8 warps at HD 64, 64 with 4 warps at HD 128). The CTA walks the key blocks of BN = 64 keys from 0 to the
-// diagonal (blocks wholly above it — all keys later than all queries — are never visited). For each:
+// warp (BM = 128 with 8 warps at HD 64, 64 with 4 warps at HD 128). The CTA walks the key blocks of
+// BN = 64 keys from 0 to the diagonal (blocks wholly above it — all keys later than all queries —
+// are never visited). For each:
 //     S = Q Kᵀ               (warp: 16 x 64 scores, FP32 in registers: 8 accumulator tiles of 16x8)
 //     S = -inf where masked  (causal, packed segments, padding; only on tiles that need it)
 //     online softmax         m = running row max, l = running row sum of exp, O rescaled by exp(m_old - m_new)
@@ -21,8 +22,9 @@
 // Shared memory: Q tile [BM][HD+8], K and V tiles [64][HD+8] twice each (double buffer: the next
 // key block is loaded with cp.async while the current one is computed), the key block's segment ids.
 // At HD 64: 8 warps, BM = 128, 56 KB, at most 128 registers, two CTAs per SM. At HD 128: 4 warps,
-// BM = 64, 87 KB (within the 99 KB of sm_86/89 too), two CTAs per SM. On an H200 that beat 8 warps
-// with BM = 128 (105 KB, one CTA per SM): 239-261 -> 250-271 TFLOP/s at T 2048-4096.
+// BM = 64, 87 KB (within the 99 KB of sm_86/89 too), two CTAs per SM. On an H200 that ran as fast
+// as 8 warps with BM = 128 (105 KB, one CTA per SM) within the run-to-run spread (223-261 against
+// 238-259 TFLOP/s at T 2048-4096), with one tiling for every GPU instead of two.
 #include <cmath>
 
 #include "kernels/cuda/attention_common.cuh"
