@@ -158,8 +158,12 @@ namespace {
 struct NormShape {
     int N, C;
 };
-// N = 1100 > 512: rmsnorm_backward's blocks each walk several rows (its grid stops at 512).
-const NormShape kNormShapes[] = {{37, 100}, {5, 2050}, {64, 576}, {1100, 100}};
+// N = 1100 > 512: rmsnorm_backward's blocks each walk several rows (its grid stops at 512). The C
+// values reach every path: C % 8 != 0 (100, 2050: no 16-byte access), the forward's rows held in
+// registers at 1, 3, 6 and 16 chunks per lane (256, 576, 1536, 4096), and past them (4104: a loop;
+// the backward's threads then own more than one chunk each).
+const NormShape kNormShapes[] = {{37, 100}, {5, 2050}, {64, 576}, {1100, 100}, {9, 256}, {11, 1536}, {7, 4096},
+                                 {3, 4104}};
 const float kEps = 1e-5f;
 // x ~ N(0, 4) (rstd ≈ 0.5, not 1); w ≈ 1 ± 0.2 as trained norms are.
 vector<float> norm_weight(int C) {
