@@ -1,9 +1,12 @@
-// KV-cached decoding. Each step runs every decoder layer on one new token per sequence: the same
-// linear layers (with LoRA) as training, RoPE at the sequence's own position, and attention of the
-// new query against the sequence's cached keys/values (kernels: attention_decode).
+// KV-cached decoding. A prefill pass runs the prompts' first positions through the layers at once
+// (attention as in training); then each step runs every decoder layer on one new token per
+// sequence: the same linear layers (with LoRA) as training, RoPE at the sequence's own position,
+// and attention of the new query against the sequence's cached keys/values (kernels:
+// attention_decode).
 #include "model/generate.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -41,29 +44,82 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     const ModelConfig& c = m.cfg;
     Pass P(m, ops, nullptr, 0.0f, 0);
     int S = (int)prompts.size(), C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim, V = c.vocab_size;
-    int max_T = 0;
+    int max_T = 0, min_plen = INT32_MAX;
     for (const auto& p : prompts) {
         if (p.empty()) fail("generate: empty prompt");
         max_T = std::max(max_T, (int)p.size() + opt.max_new_tokens);
+        min_plen = std::min(min_plen, (int)p.size());
     }
     std::vector<std::vector<int32_t>> out(S);
     if (S == 0) return out;
+    // Prefill: the first Tp positions of every prompt (all but the last token of the shortest one:
+    // no logits are needed there) go through the layers in one pass of S·Tp rows, with the training
+    // forward's attention over each sequence, instead of Tp steps of S rows: big GEMMs instead of
+    // thin ones, and no LM head for prompt positions. Their k and v fill the cache as the steps would.
+    const int Tp = min_plen - 1, rows = S * std::max(1, Tp);
     // Cache layout per layer: [S, max_T, kv_dim], as attention_decode reads it.
     size_t layer_cache = (size_t)S * max_T * KV;
     const Mem A = Mem::activations;
     Buffer kc = act_buffer(ops, layer_cache * c.n_layers, A), vc = act_buffer(ops, layer_cache * c.n_layers, A);
-    Buffer x = act_buffer(ops, (size_t)S * C, A), ln = act_buffer(ops, (size_t)S * C, A), rstd(ops, S * sizeof(float), A),
-           q = act_buffer(ops, (size_t)S * Q, A), k = act_buffer(ops, (size_t)S * KV, A), v = act_buffer(ops, (size_t)S * KV, A),
-           att = act_buffer(ops, (size_t)S * Q, A), gate = act_buffer(ops, (size_t)S * F, A),
-           up = act_buffer(ops, (size_t)S * F, A), h = act_buffer(ops, (size_t)S * F, A),
-           dlogits = act_buffer(ops, (size_t)S * V, A), u = act_buffer(ops, (size_t)S * std::max(1, m.lora.rank), A),
-           dtok(ops, S * sizeof(int32_t), A), dpos(ops, S * sizeof(int32_t), A), dlen(ops, S * sizeof(int32_t), A),
-           dslot(ops, S * sizeof(int32_t), A);
+    Buffer x = act_buffer(ops, (size_t)rows * C, A), ln = act_buffer(ops, (size_t)rows * C, A),
+           rstd(ops, rows * sizeof(float), A), q = act_buffer(ops, (size_t)rows * Q, A),
+           k = act_buffer(ops, (size_t)rows * KV, A), v = act_buffer(ops, (size_t)rows * KV, A),
+           att = act_buffer(ops, (size_t)rows * Q, A), gate = act_buffer(ops, (size_t)rows * F, A),
+           up = act_buffer(ops, (size_t)rows * F, A), h = act_buffer(ops, (size_t)rows * F, A),
+           dlogits = act_buffer(ops, (size_t)S * V, A), u = act_buffer(ops, (size_t)rows * std::max(1, m.lora.rank), A),
+           dtok(ops, rows * sizeof(int32_t), A), dpos(ops, rows * sizeof(int32_t), A), dlen(ops, S * sizeof(int32_t), A),
+           dslot(ops, rows * sizeof(int32_t), A);
+    std::vector<int32_t> tok(rows), pos(rows), len(S), slot(rows);  // slot: the cache row [s, pos] of each row
+
+    // Every layer on n rows (tokens tok, positions pos, cache slots slot, uploaded by this call): each
+    // row's k and v go into the cache at its slot, then attend(K, V) fills att from q (K, V: this
+    // layer's cache). Leaves the last hidden state of every row in x.
+    auto forward_rows = [&](int n, const std::function<void(act* K, act* V)>& attend) {
+        ops.to_device(dtok.p, tok.data(), n * sizeof(int32_t));
+        ops.to_device(dpos.p, pos.data(), n * sizeof(int32_t));
+        ops.to_device(dslot.p, slot.data(), n * sizeof(int32_t));
+        ops.embedding_forward(x.a(), dtok.i(), P.w(m.off.embed), n, C);
+        for (int l = 0; l < c.n_layers; l++) {
+            const LayerOffsets& o = m.off.layers[l];
+            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.attn_norm), n, C, c.norm_eps);
+            linear_forward(P, q.a(), ln.a(), o.wq, o.bq, n, C, Q, l, LORA_Q, u.a(), false);
+            linear_forward(P, k.a(), ln.a(), o.wk, o.bk, n, C, KV, l, LORA_K, u.a(), false);
+            linear_forward(P, v.a(), ln.a(), o.wv, o.bv, n, C, KV, l, LORA_V, u.a(), false);
+            ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, c.rope_theta);
+            ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, c.rope_theta);
+            act* K = ops.at(kc.a(), l * layer_cache);
+            act* Vv = ops.at(vc.a(), l * layer_cache);
+            ops.scatter_rows(K, k.a(), dslot.i(), n, KV);  // the rows' k and v into their sequences' caches
+            ops.scatter_rows(Vv, v.a(), dslot.i(), n, KV);
+            attend(K, Vv);
+            linear_forward(P, x.a(), att.a(), o.wo, SIZE_MAX, n, Q, C, l, LORA_O, u.a(), true);
+            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.mlp_norm), n, C, c.norm_eps);
+            linear_forward(P, gate.a(), ln.a(), o.w_gate, SIZE_MAX, n, C, F, l, LORA_GATE, u.a(), false);
+            linear_forward(P, up.a(), ln.a(), o.w_up, SIZE_MAX, n, C, F, l, LORA_UP, u.a(), false);
+            ops.swiglu_forward(h.a(), gate.a(), up.a(), (size_t)n * F);
+            linear_forward(P, x.a(), h.a(), o.w_down, SIZE_MAX, n, F, C, l, LORA_DOWN, u.a(), true);
+        }
+    };
+
+    if (Tp > 0) {
+        // Row s·Tp + t is position t of sequence s: the [B = S, T = Tp] layout attention_forward takes,
+        // causal within each sequence (one segment per row of the batch).
+        for (int s = 0; s < S; s++)
+            for (int t = 0; t < Tp; t++) {
+                tok[s * Tp + t] = prompts[s][t];
+                pos[s * Tp + t] = t;
+                slot[s * Tp + t] = s * max_T + t;
+            }
+        Buffer seg(ops, (size_t)rows * sizeof(int32_t), A), lse(ops, (size_t)rows * c.n_heads * sizeof(float), A);
+        forward_rows(rows, [&](act*, act*) {
+            ops.attention_forward(att.a(), lse.f(), q.a(), k.a(), v.a(), seg.i(), S, Tp, c.n_heads, c.n_kv_heads,
+                                  c.head_dim);
+        });
+    }
     std::vector<float> logits((size_t)S * V);
-    std::vector<int32_t> tok(S), pos(S), len(S), slot(S);  // slot: the cache row [s, pos] of each sequence
     std::vector<char> done(S, 0);
     Rng rng(opt.seed);
-    for (int step = 0;; step++) {
+    for (int step = std::max(0, Tp);; step++) {
         // Every sequence, finished or not, takes part in the step (a finished one just repeats its
         // last token): one GEMM of S rows per layer, and results of the live ones are unaffected.
         bool any = false;
@@ -76,31 +132,10 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             any |= !done[s];
         }
         if (!any) break;
-        ops.to_device(dtok.p, tok.data(), S * sizeof(int32_t));
-        ops.to_device(dpos.p, pos.data(), S * sizeof(int32_t));
         ops.to_device(dlen.p, len.data(), S * sizeof(int32_t));
-        ops.to_device(dslot.p, slot.data(), S * sizeof(int32_t));
-        ops.embedding_forward(x.a(), dtok.i(), P.w(m.off.embed), S, C);
-        for (int l = 0; l < c.n_layers; l++) {
-            const LayerOffsets& o = m.off.layers[l];
-            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.attn_norm), S, C, c.norm_eps);
-            linear_forward(P, q.a(), ln.a(), o.wq, o.bq, S, C, Q, l, LORA_Q, u.a(), false);
-            linear_forward(P, k.a(), ln.a(), o.wk, o.bk, S, C, KV, l, LORA_K, u.a(), false);
-            linear_forward(P, v.a(), ln.a(), o.wv, o.bv, S, C, KV, l, LORA_V, u.a(), false);
-            ops.rope_forward(q.a(), dpos.i(), S, c.n_heads, c.head_dim, c.rope_theta);
-            ops.rope_forward(k.a(), dpos.i(), S, c.n_kv_heads, c.head_dim, c.rope_theta);
-            act* K = ops.at(kc.a(), l * layer_cache);
-            act* Vv = ops.at(vc.a(), l * layer_cache);
-            ops.scatter_rows(K, k.a(), dslot.i(), S, KV);  // the new token's k and v into each sequence's cache
-            ops.scatter_rows(Vv, v.a(), dslot.i(), S, KV);
+        forward_rows(S, [&](act* K, act* Vv) {
             ops.attention_decode(att.a(), q.a(), K, Vv, dlen.i(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim);
-            linear_forward(P, x.a(), att.a(), o.wo, SIZE_MAX, S, Q, C, l, LORA_O, u.a(), true);
-            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.mlp_norm), S, C, c.norm_eps);
-            linear_forward(P, gate.a(), ln.a(), o.w_gate, SIZE_MAX, S, C, F, l, LORA_GATE, u.a(), false);
-            linear_forward(P, up.a(), ln.a(), o.w_up, SIZE_MAX, S, C, F, l, LORA_UP, u.a(), false);
-            ops.swiglu_forward(h.a(), gate.a(), up.a(), (size_t)S * F);
-            linear_forward(P, x.a(), h.a(), o.w_down, SIZE_MAX, S, F, C, l, LORA_DOWN, u.a(), true);
-        }
+        });
         ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(m.off.final_norm), S, C, c.norm_eps);
         ops.matmul_forward(dlogits.a(), ln.a(), P.w(m.off.lm_head), nullptr, S, C, V, false);
         ops.download(logits.data(), dlogits.a(), (size_t)S * V);

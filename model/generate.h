@@ -19,9 +19,10 @@ struct SampleOptions {
 int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng);
 
 // Continues every prompt until it emits one of stop_ids (not included in the result) or reaches
-// max_new_tokens. All sequences advance together, one position per step, so the weights are read
-// once per step for all of them: prompt tokens are fed while a sequence is still in its prompt
-// (prefill), sampled tokens after. on_token(seq, id), when given, sees each new token as it comes
+// max_new_tokens. The prompts' first positions (all but the last token of the shortest prompt) go
+// through the model in one prefill pass; then all sequences advance together, one position per
+// step, so the weights are read once per step for all of them: the rest of a longer prompt is fed
+// while a sequence is still in it, sampled tokens after. on_token(seq, id), when given, sees each new token as it comes
 // (streaming). LoRA adapters of the model are applied as in training. Runs on `ops` (the model
 // must be on it: model_upload).
 std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,

@@ -20,21 +20,28 @@ TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full
     lc.targets = lora_parse_targets("all");
     model_add_lora(m, lc, 4);
     for (size_t i = 0; i < m.adapters.size(); i++) m.adapters[i] += 0.05f * Rng(i).normal();
-    vector<vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {7}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}};
     SampleOptions so;
     so.max_new_tokens = 10;
-    vector<vector<int32_t>> out = generate(m, prompts, so, {});
-    for (size_t s = 0; s < prompts.size(); s++) {
-        REQUIRE(out[s].size() == 10);
-        vector<int32_t> seq = prompts[s];
-        for (int32_t next : out[s]) {
-            vector<float> logits(seq.size() * c.vocab_size);
-            model_logits(m, seq.data(), (int)seq.size(), logits.data());
-            const float* last = logits.data() + (seq.size() - 1) * c.vocab_size;
-            CHECK(next == std::max_element(last, last + c.vocab_size) - last);
-            seq.push_back(next);
+    // The first set has a one-token prompt, so nothing is prefilled; in the second every prompt has
+    // at least 4 tokens, so positions 0-2 of all three go through the prefill pass together.
+    vector<vector<int32_t>> out;
+    for (const vector<vector<int32_t>>& prompts :
+         {vector<vector<int32_t>>{{1, 2, 3, 4, 5}, {7}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}},
+          vector<vector<int32_t>>{{1, 2, 3, 4, 5}, {7, 30, 2, 44}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}}}) {
+        out = generate(m, prompts, so, {});
+        for (size_t s = 0; s < prompts.size(); s++) {
+            REQUIRE(out[s].size() == 10);
+            vector<int32_t> seq = prompts[s];
+            for (int32_t next : out[s]) {
+                vector<float> logits(seq.size() * c.vocab_size);
+                model_logits(m, seq.data(), (int)seq.size(), logits.data());
+                const float* last = logits.data() + (seq.size() - 1) * c.vocab_size;
+                CHECK(next == std::max_element(last, last + c.vocab_size) - last);
+                seq.push_back(next);
+            }
         }
     }
+    const vector<vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {7, 30, 2, 44}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}};
     SUBCASE("a stop token ends a sequence without being returned") {
         vector<vector<int32_t>> stopped = generate(m, prompts, so, {out[0][3]});
         CHECK(stopped[0] == vector<int32_t>(out[0].begin(), out[0].begin() + 3));
