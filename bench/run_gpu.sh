@@ -60,10 +60,18 @@ if [ "${1:-}" = "--prepare" ]; then
     # working tree (not just HEAD) built in a copy under /tmp with portable host flags (x86-64-v3
     # instead of -march=native, whose AVX-512 the GPU machine's CPU may lack). The GPU side uses them
     # only when they start there (glibc, libstdc++ and cuBLASLt must match), else it builds.
+    # The copy keeps its build/ (incremental) but loses every other file first, so a source deleted
+    # or renamed here is not compiled there through the Makefile's wildcards; tar keeps the files'
+    # times, so unchanged sources do not rebuild. Without nvcc the binaries would lack the CUDA
+    # backend (and skip every CUDA test there), so then the GPU machine builds instead.
     src=${PREBUILD_DIR:-/tmp/llm_gpu_prebuild}
-    mkdir -p "$src" && git ls-files -co --exclude-standard | grep -v "^$CARRY/" | tar -cf - -T - | tar -xf - -C "$src"
     bins=(train test_runner build/bench/bench_cuda_kernels build/bench/bench_train build/bench/bench_memory)
-    if (cd "$src" && CXXFLAGS="-O3 -march=x86-64-v3 -fno-math-errno" make -j"$(nproc)" "${bins[@]}" >build.log 2>&1); then
+    mkdir -p "$src" && find "$src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
+    git ls-files -co --exclude-standard | grep -v "^$CARRY/" | tar -cf - -T - | tar -xf - -C "$src"
+    if ! command -v nvcc >/dev/null; then
+        echo "warning: no nvcc here: no prebuilt binaries (the GPU machine will build)"
+        rm -rf "$CARRY/bin"
+    elif (cd "$src" && CXXFLAGS="-O3 -march=x86-64-v3 -fno-math-errno" make -j"$(nproc)" "${bins[@]}" >build.log 2>&1); then
         rm -rf "$CARRY/bin" && mkdir -p "$CARRY/bin"
         for b in "${bins[@]}"; do cp "$src/$b" "$CARRY/bin/"; done
         { git rev-parse --short HEAD; git status --short; } >"$CARRY/bin/SOURCE"
@@ -224,9 +232,11 @@ else
     echo "=== kernels: build/bench/bench_cuda_kernels missing" | tee -a "$OUT/kernels_ours.txt" "$SUMMARY"
 fi
 # A/B in one run: the previous build's kernel table (the device and its state are the same).
-if [ "${AB_OLD:-0}" != 0 ] && [ -x "$CARRY/old/bench_cuda_kernels" ]; then
+# Its rows are tagged "old <op>", so that no join or reader can take them for ours.
+if [ "${AB_OLD:-0}" != 0 ] && [ "${SKIP_KERNELS:-0}" != 1 ] && [ -x "$CARRY/old/bench_cuda_kernels" ]; then
     step "kernels: the previous build, $(head -1 "$CARRY/old/SOURCE" 2>/dev/null)" 60 "$OUT/kernels_ours.txt" \
-        "$CARRY/old/bench_cuda_kernels" --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF"
+        bash -c "set -o pipefail; '$CARRY/old/bench_cuda_kernels' --peak-bw $PEAK_BW --peak-tflops $PEAK_TF |
+            sed 's/^| \([a-z]\)/| old \1/'"
 fi
 [ "${SKIP_KERNELS:-0}" = 1 ] || step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
     python3 bench/torch_kernels.py --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" --compare "$OUT/kernels_ours.txt"
@@ -285,7 +295,8 @@ if [ "${SKIP_TRAIN:-0}" != 1 ] && [ -x ./train ] && [ -f "$CARRY/tokenizer.json"
             key() { awk -F, '$1 == 20 && $2 != "" {print $1, $2, $3, $4} END {print "val_loss", $8}' "$1" 2>/dev/null; }
             echo "straight: $(key /tmp/gpu_train/log.csv | tr '\n' ' ')"
             echo "resumed:  $(key /tmp/gpu_resume/log.csv | tr '\n' ' ')"
-            if [ -n "$(key /tmp/gpu_train/log.csv)" ] && [ "$(key /tmp/gpu_train/log.csv)" = "$(key /tmp/gpu_resume/log.csv)" ]; then
+            if grep -q '^20,[0-9]' /tmp/gpu_train/log.csv 2>/dev/null &&
+                [ "$(key /tmp/gpu_train/log.csv)" = "$(key /tmp/gpu_resume/log.csv)" ]; then
                 echo "train: resume exact (step 20's loss, lr, grad norm and the final val_loss equal)"
             else
                 echo "train: RESUME DIFFERS"

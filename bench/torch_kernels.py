@@ -408,8 +408,8 @@ def bench_lora():
 
 def parse_table(lines):
     """{(op, shape): (us, figure, unit)} from table rows '| op | shape | us | GB/s | TFLOP/s | %peak |'.
-    The first row of each (op, shape) wins: run_gpu.sh's AB_OLD appends the previous build's table
-    after ours."""
+    The first row of each (op, shape) wins (run_gpu.sh's AB_OLD appends the previous build's table
+    after ours, its ops tagged "old ...", so they never stand in for a row of ours)."""
     rows = {}
     for line in lines:
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

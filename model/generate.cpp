@@ -53,10 +53,15 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     std::vector<std::vector<int32_t>> out(S);
     if (S == 0) return out;
     // Prefill: the first Tp positions of every prompt (all but the last token of the shortest one:
-    // no logits are needed there) go through the layers in one pass of S·Tp rows, with the training
-    // forward's attention over each sequence, instead of Tp steps of S rows: big GEMMs instead of
-    // thin ones, and no LM head for prompt positions. Their k and v fill the cache as the steps would.
-    const int Tp = min_plen - 1, rows = S * std::max(1, Tp);
+    // no logits are needed there) go through the layers in passes of G sequences × Tp rows, with the
+    // training forward's attention over each sequence, instead of Tp steps of S rows: big GEMMs
+    // instead of thin ones, and no LM head for prompt positions. Their k and v fill the cache as the
+    // steps would. G keeps a pass within kPrefillRows rows (unless one prompt alone is longer), so
+    // the activation buffers stay small next to the KV cache, also when ./train samples while its
+    // own buffers are allocated.
+    constexpr int kPrefillRows = 2048;
+    const int Tp = min_plen - 1, G = Tp > 0 ? std::max(1, std::min(S, kPrefillRows / Tp)) : 0;
+    const int rows = std::max(S, G * Tp);
     // Cache layout per layer: [S, max_T, kv_dim], as attention_decode reads it.
     size_t layer_cache = (size_t)S * max_T * KV;
     const Mem A = Mem::activations;
@@ -102,19 +107,22 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     };
 
     if (Tp > 0) {
-        // Row s·Tp + t is position t of sequence s: the [B = S, T = Tp] layout attention_forward takes,
-        // causal within each sequence (one segment per row of the batch).
-        for (int s = 0; s < S; s++)
-            for (int t = 0; t < Tp; t++) {
-                tok[s * Tp + t] = prompts[s][t];
-                pos[s * Tp + t] = t;
-                slot[s * Tp + t] = s * max_T + t;
-            }
-        Buffer seg(ops, (size_t)rows * sizeof(int32_t), A), lse(ops, (size_t)rows * c.n_heads * sizeof(float), A);
-        forward_rows(rows, [&](act*, act*) {
-            ops.attention_forward(att.a(), lse.f(), q.a(), k.a(), v.a(), seg.i(), S, Tp, c.n_heads, c.n_kv_heads,
-                                  c.head_dim);
-        });
+        Buffer seg(ops, (size_t)G * Tp * sizeof(int32_t), A), lse(ops, (size_t)G * Tp * c.n_heads * sizeof(float), A);
+        for (int s0 = 0; s0 < S; s0 += G) {
+            // Row i·Tp + t is position t of sequence s0 + i: the [B = g, T = Tp] layout that
+            // attention_forward takes, causal within each sequence (one segment per batch row).
+            const int g = std::min(G, S - s0);
+            for (int i = 0; i < g; i++)
+                for (int t = 0; t < Tp; t++) {
+                    tok[i * Tp + t] = prompts[s0 + i][t];
+                    pos[i * Tp + t] = t;
+                    slot[i * Tp + t] = (s0 + i) * max_T + t;
+                }
+            forward_rows(g * Tp, [&](act*, act*) {
+                ops.attention_forward(att.a(), lse.f(), q.a(), k.a(), v.a(), seg.i(), g, Tp, c.n_heads,
+                                      c.n_kv_heads, c.head_dim);
+            });
+        }
     }
     std::vector<float> logits((size_t)S * V);
     std::vector<char> done(S, 0);

@@ -23,11 +23,16 @@ TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full
     SampleOptions so;
     so.max_new_tokens = 10;
     // The first set has a one-token prompt, so nothing is prefilled; in the second every prompt has
-    // at least 4 tokens, so positions 0-2 of all three go through the prefill pass together.
+    // at least 4 tokens, so positions 0-2 of all three go through the prefill pass together; in the
+    // third the prompts are long enough (700+ tokens) that the prefill takes them in two passes
+    // (at most 2048 rows each: sequences 0-1, then 2).
+    vector<vector<int32_t>> long_prompts(3);
+    for (int s = 0; s < 3; s++)
+        for (int i = 0; i < 700 + 5 * s; i++) long_prompts[s].push_back((i * 7 + 3 * s + i / 13) % c.vocab_size);
     vector<vector<int32_t>> out;
     for (const vector<vector<int32_t>>& prompts :
          {vector<vector<int32_t>>{{1, 2, 3, 4, 5}, {7}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}},
-          vector<vector<int32_t>>{{1, 2, 3, 4, 5}, {7, 30, 2, 44}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}}}) {
+          vector<vector<int32_t>>{{1, 2, 3, 4, 5}, {7, 30, 2, 44}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}}, long_prompts}) {
         out = generate(m, prompts, so, {});
         for (size_t s = 0; s < prompts.size(); s++) {
             REQUIRE(out[s].size() == 10);
@@ -42,6 +47,7 @@ TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full
         }
     }
     const vector<vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {7, 30, 2, 44}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}};
+    out = generate(m, prompts, so, {});
     SUBCASE("a stop token ends a sequence without being returned") {
         vector<vector<int32_t>> stopped = generate(m, prompts, so, {out[0][3]});
         CHECK(stopped[0] == vector<int32_t>(out[0].begin(), out[0].begin() + 3));

@@ -21,8 +21,9 @@
 // instruction): scores are multiplied by scale·log2(e), and lse is converted back to natural log.
 // Shared memory: Q tile [BM][HD+8], K and V tiles [64][HD+8] twice each (double buffer: the next
 // key block is loaded with cp.async while the current one is computed), the key block's segment ids.
-// At HD 64: 8 warps, BM = 128, 56 KB, at most 128 registers, two CTAs per SM. At HD 128: 4 warps,
-// BM = 64, 87 KB (within the 99 KB of sm_86/89 too), two CTAs per SM. On an H200 that ran as fast
+// At HD 64: 8 warps, BM = 128, 56 KB, at most 128 registers on sm_90, two CTAs per SM. At HD 128:
+// 4 warps, BM = 64, 87 KB (within the 99 KB of sm_86/89 too), two CTAs per SM on sm_90 (one within
+// the A100's 164 KB). On an H200 that ran as fast
 // as 8 warps with BM = 128 (105 KB, one CTA per SM) within the run-to-run spread (223-261 against
 // 238-259 TFLOP/s at T 2048-4096), with one tiling for every GPU instead of two.
 #include <cmath>
@@ -45,10 +46,17 @@ struct FwdCfg {
 
 // Grid: x = b * nh + h, y = query block (reversed, so that the longest blocks — the last ones, which
 // see the most keys — start first and the short ones fill in the tail).
-// At HD 64 the bound keeps the kernel within 128 registers, so two CTAs (16 warps) share an SM: the
-// kernel is latency-bound (Nsight Compute, H200), and one CTA of 8 warps left the tensor cores idle.
+// At HD 64 on sm_90 the bound keeps the kernel within 128 registers, so two CTAs (16 warps) share an
+// SM: the kernel is latency-bound (Nsight Compute, H200), and one CTA of 8 warps left the tensor
+// cores idle. The sm_80 code (what Ampere and Ada GPUs JIT-compile) would spill under that bound, so
+// it keeps the plain one.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
+constexpr int kFwdMinBlocksHd64 = 1;
+#else
+constexpr int kFwdMinBlocksHd64 = 2;
+#endif
 template <int HD>
-__global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? 2 : 1)
+__global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 : 1)
     flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
                      const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
                      int nh, int nkv, float scale_log2) {
