@@ -56,6 +56,7 @@ void usage() {
         "  --max-steps N | --epochs F (1)    --seed N (42)   --recompute (gradient checkpointing)\n"
         "  --offload-optimizer     GPU: AdamW's moments and FP32 masters in host memory, AdamW on the CPU\n"
         "                          (12 bytes less GPU memory per trainable parameter)\n"
+        "  --stochastic-rounding   GPU: round the BF16 weights from the FP32 masters stochastically (unbiased)\n"
         "output\n"
         "  --out DIR (out)  --save-every N  --keep-last N (2)  --eval-every N  --resume  --log-every N (1)\n"
         "  --eval-samples N (32)   held-out examples answered (greedy) before and after training: exact\n"
@@ -110,6 +111,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--skip-bad-lines")) f.skip_bad_lines = true;
         else if (args.is("--recompute")) tc.recompute = true;
         else if (args.is("--offload-optimizer")) tc.offload_optimizer = true;
+        else if (args.is("--stochastic-rounding")) tc.optim.stochastic_rounding = true;
         else if (args.is("--seed")) tc.seed = (uint64_t)args.integer();
         else if (args.is("--save-every")) tc.save_every = args.integer();
         else if (args.is("--keep-last")) tc.keep_last = args.integer();
@@ -261,9 +263,11 @@ int run(int argc, char** argv) {
     }
     if (f.tc.method != Method::Full) model_add_lora(t.model, f.tc.lora, f.tc.seed);
     const Ops& ops = select_ops(f.device.c_str());
-    printf("device: %s%s\n", ops.name,
+    printf("device: %s%s%s\n", ops.name,
            !f.tc.offload_optimizer ? "" : ops.host ? " (--offload-optimizer: nothing to offload, the CPU backend's optimizer is in host memory)"
-                                                   : ", optimizer offloaded: AdamW runs on the CPU");
+                                                   : ", optimizer offloaded: AdamW runs on the CPU",
+           !f.tc.optim.stochastic_rounding ? "" : ops.host ? " (--stochastic-rounding: nothing to round, the CPU backend's weights are FP32)"
+                                                           : ", BF16 weights rounded stochastically");
     trainer_init(t, f.tc, ops);
     printf("method: %s, %zu trainable parameters (%.2f%% of %lld)\n", method_name(f.tc.method), t.model.num_trainable(),
            100.0 * t.model.num_trainable() / t.model.cfg.num_params(), (long long)t.model.cfg.num_params());

@@ -399,7 +399,7 @@ void bench_optimizer_and_casts(const Ops& ops) {
         // The step count grows call after call, as in training (bias correction changes).
         auto t = std::make_shared<int>(0);
         if (ops.adamw_update)
-            c.call = [=, &ops] { ops.adamw_update(p, pc, g, m, v, n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, ++*t); };
+            c.call = [=, &ops] { ops.adamw_update(p, pc, g, m, v, n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, ++*t, 0); };
         c.bytes = n * (4.0 * 4 + 4.0 * 3 + 2.0);  // read p, g, m, v; write p, m, v (FP32) and p (BF16)
         return c;
     });

@@ -97,9 +97,11 @@ void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size
 
 // AdamW with decoupled weight decay (Loshchilov & Hutter): g' = g·grad_scale (clipping folded in),
 // m = b1 m + (1-b1) g', v = b2 v + (1-b2) g'², p -= lr (m̂/(sqrt(v̂)+eps) + wd p), m̂,v̂ bias-corrected at step t (1-based).
-// p, g, m, v are FP32 (the masters). Ops::adamw_update has one more argument, p_compute: on a
-// backend that computes with another copy of the weights (CUDA: BF16) it receives the updated p in
-// that type; on the CPU the masters are the weights the ops read, and p_compute is null.
+// p, g, m, v are FP32 (the masters). Ops::adamw_update has two more arguments, p_compute and
+// sr_key: on a backend that computes with another copy of the weights (CUDA: BF16) p_compute
+// receives the updated p in that type, rounded to nearest, or stochastically (unbiased) with the
+// random bits hash64(sr_key, i) when sr_key != 0; on the CPU the masters are the weights the ops
+// read, p_compute is null and sr_key has no use.
 void adamw_update(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, float grad_scale, int t);
 // Σ g² in double, summed in a fixed order (deterministic).
@@ -147,6 +149,9 @@ struct Ops {
     void (*upload)(act* dst, const float* src, size_t n);         // host FP32 to the storage type
     void (*download)(float* dst, const act* src, size_t n);       // the storage type to host FP32
     void (*cast)(act* dst, const float* src, size_t n);           // backend FP32 to the storage type
+    // The same with stochastic rounding, random bits hash64(key, i) (CUDA: as adamw_update's
+    // p_compute, bit for bit; CPU: a copy, FP32 being the storage type).
+    void (*cast_stochastic)(act* dst, const float* src, size_t n, uint64_t key);
     // out[i,:] = in[rows[i],:] and out[rows[i],:] = in[i,:] for i < n (rows in backend memory).
     void (*gather_rows)(act* out, const act* in, const int32_t* rows, int n, int C);
     void (*scatter_rows)(act* out, const act* in, const int32_t* rows, int n, int C);
@@ -181,7 +186,7 @@ struct Ops {
     void (*quantize_blockwise8)(uint8_t* q, float* absmax, const float* x, size_t n);
     void (*dequantize_blockwise8)(float* x, const uint8_t* q, const float* absmax, size_t n, float offset);
     void (*adamw_update)(float* p, act* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
-                         float beta2, float eps, float weight_decay, float grad_scale, int t);
+                         float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key);
     double (*sum_squares)(const float* g, size_t n);
 
     // Element i of a storage tensor starting at p.

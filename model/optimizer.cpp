@@ -2,6 +2,7 @@
 
 #include <cmath>
 
+#include "kernels/hash.h"
 #include "model/util.h"
 
 Schedule parse_schedule(const std::string& s) {
@@ -28,17 +29,38 @@ float lr_at(const OptimConfig& oc, int step, int total) {
 
 double grad_norm(const Ops& ops, const float* grads, size_t n) { return std::sqrt(ops.sum_squares(grads, n)); }
 
-void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, const std::vector<TensorInfo>& tensors,
-                    AdamState& st, const OptimConfig& oc, float lr, double norm) {
-    float scale = oc.max_grad_norm > 0 && norm > oc.max_grad_norm ? (float)(oc.max_grad_norm / (norm + 1e-6)) : 1.0f;
-    st.t++;
+namespace {
+
+// Runs of adjacent tensors that all decay (weights) or all don't (norms, biases): one AdamW launch
+// each, and each its own stream of random bits for stochastic rounding, indexed from its start.
+template <class F>
+void for_each_run(const std::vector<TensorInfo>& tensors, F f) {
     for (size_t i = 0; i < tensors.size();) {
-        // A run of adjacent tensors that all decay (weights) or all don't (norms, biases).
         size_t j = i + 1, off = tensors[i].offset, n = tensors[i].numel;
         while (j < tensors.size() && tensors[j].decay == tensors[i].decay && tensors[j].offset == off + n) n += tensors[j++].numel;
-        ops.adamw_update(params + off, compute ? ops.at(compute, off) : nullptr, grads + off, st.m.f() + off,
-                         st.v.f() + off, n, lr, oc.beta1, oc.beta2, oc.eps, tensors[i].decay ? oc.weight_decay : 0.0f,
-                         scale, st.t);
+        f(off, n, tensors[i].decay);
         i = j;
     }
+}
+
+uint64_t run_key(uint64_t sr_key, size_t off) { return sr_key ? hash64(sr_key, off) | 1 : 0; }
+
+}  // namespace
+
+void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, const std::vector<TensorInfo>& tensors,
+                    AdamState& st, const OptimConfig& oc, float lr, double norm, uint64_t sr_key) {
+    float scale = oc.max_grad_norm > 0 && norm > oc.max_grad_norm ? (float)(oc.max_grad_norm / (norm + 1e-6)) : 1.0f;
+    st.t++;
+    for_each_run(tensors, [&](size_t off, size_t n, bool decay) {
+        ops.adamw_update(params + off, compute ? ops.at(compute, off) : nullptr, grads + off, st.m.f() + off,
+                         st.v.f() + off, n, lr, oc.beta1, oc.beta2, oc.eps, decay ? oc.weight_decay : 0.0f, scale, st.t,
+                         run_key(sr_key, off));
+    });
+}
+
+void round_compute_copy(const Ops& ops, const float* params, act* compute, const std::vector<TensorInfo>& tensors,
+                        uint64_t sr_key) {
+    for_each_run(tensors, [&](size_t off, size_t n, bool) {
+        ops.cast_stochastic(ops.at(compute, off), params + off, n, run_key(sr_key, off));
+    });
 }

@@ -19,6 +19,9 @@ struct OptimConfig {
     Schedule schedule = Schedule::cosine;
     int warmup_steps = 0;
     float min_lr_ratio = 0.0f;  // the schedule ends at lr × this (the lr floor)
+    // GPU: round the BF16 weights the kernels read stochastically from the FP32 masters (unbiased),
+    // instead of to nearest. No effect on the CPU backend, whose weights are the FP32 masters.
+    bool stochastic_rounding = false;
 };
 
 // Learning rate of optimizer step `step` (0-based) of `total`: linear warmup over warmup_steps,
@@ -36,6 +39,11 @@ struct AdamState {
 double grad_norm(const Ops& ops, const float* grads, size_t n);
 // Clips by global norm (`norm`, from grad_norm) and applies one AdamW step to every trainable
 // tensor: FP32 masters `params`, and `compute` (the storage-type copy the ops read, or null) after.
-// Tensors side by side with the same decay setting go in one launch.
+// Tensors side by side with the same decay setting go in one launch. sr_key != 0 rounds `compute`
+// stochastically (Ops::adamw_update), with random bits that depend on sr_key only.
 void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, const std::vector<TensorInfo>& tensors,
-                    AdamState& st, const OptimConfig& oc, float lr, double norm);
+                    AdamState& st, const OptimConfig& oc, float lr, double norm, uint64_t sr_key = 0);
+// compute = the stochastically rounded `params`, exactly as optimizer_step with the same sr_key left
+// it: a run resumed from a checkpoint (which holds the FP32 masters) rebuilds its BF16 weights so.
+void round_compute_copy(const Ops& ops, const float* params, act* compute, const std::vector<TensorInfo>& tensors,
+                        uint64_t sr_key);

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "kernels/hash.h"
 #include "model/util.h"
 
 namespace fs = std::filesystem;
@@ -35,6 +36,12 @@ void next_micro_batch(Trainer& t, Batch& b) {
 // AdamW on the host for a non-host backend (TrainConfig::offload_optimizer).
 bool offloaded(const Trainer& t) { return t.cfg.offload_optimizer && !t.ops->host; }
 
+// The random bits of step `step`'s stochastic rounding (0: off): from (seed, step) alone, so a run
+// resumed from a checkpoint can rebuild the BF16 weights the last step left.
+uint64_t sr_key(const Trainer& t, int step) {
+    return t.cfg.optim.stochastic_rounding && !t.ops->host ? hash64(t.cfg.seed ^ 0x5352u, (uint64_t)step) | 1 : 0;
+}
+
 }  // namespace
 
 std::string TrainConfig::signature() const {
@@ -42,12 +49,12 @@ std::string TrainConfig::signature() const {
     snprintf(buf, sizeof buf,
              "method=%d lora_r=%d lora_alpha=%g lora_dropout=%g rslora=%d targets=%s lr=%g wd=%g betas=%g,%g eps=%g "
              "clip=%g schedule=%s warmup=%d/%g floor=%g batch=%d seq=%d padding=%d packing=%d accum=%d steps=%d "
-             "epochs=%g seed=%llu",
+             "epochs=%g seed=%llu%s",
              (int)method, lora.rank, lora.alpha, lora.dropout, lora.use_rslora, lora_targets_string(lora.targets).c_str(),
              optim.lr, optim.weight_decay, optim.beta1, optim.beta2, optim.eps, optim.max_grad_norm,
              schedule_name(optim.schedule), optim.warmup_steps, warmup_ratio, optim.min_lr_ratio, batch.batch_size,
              batch.max_seq_len, (int)batch.padding, (int)batch.packing, grad_accum, max_steps, epochs,
-             (unsigned long long)seed);
+             (unsigned long long)seed, optim.stochastic_rounding ? " sr=1" : "");
     return buf;
 }
 
@@ -55,6 +62,9 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     if (t.train.empty()) fail("no training examples");
     if (cfg.grad_accum < 1) fail("--grad-accum must be at least 1");
     if (cfg.batch.batch_size < 1) fail("--batch-size must be at least 1");
+    if (cfg.optim.stochastic_rounding && cfg.offload_optimizer && !ops.host)
+        fail("--stochastic-rounding rounds in the GPU's AdamW, and --offload-optimizer runs AdamW on the host (its "
+             "upload rounds to nearest): use one of the two");
     if (cfg.method != t.model.method)
         fail("internal: the trainer is set up for %s but the model is %s", method_name(cfg.method), method_name(t.model.method));
     t.cfg = cfg;
@@ -132,7 +142,7 @@ StepResult trainer_step(Trainer& t) {
         t.ops->upload(model_compute_copy(t.model, *t.ops), t.model.trainable(), n);
     } else {
         optimizer_step(*t.ops, model_masters(t.model, *t.ops), model_compute_copy(t.model, *t.ops), t.grads.f(),
-                       t.model.trainable_tensors(), t.opt, t.cfg.optim, r.lr, norm);
+                       t.model.trainable_tensors(), t.opt, t.cfg.optim, r.lr, norm, sr_key(t, t.step));
     }
     r.grad_norm = norm;
     t.step++;
@@ -304,4 +314,9 @@ void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
     }
     model_upload(t.model, *t.ops, true, offloaded(t));
     load_state((fs::path(dir) / "train.state").string(), t);
+    // The upload rounded the BF16 weights to nearest; the run being resumed had them rounded
+    // stochastically by its last step.
+    if (uint64_t key = t.step > 0 ? sr_key(t, t.step - 1) : 0)
+        round_compute_copy(*t.ops, model_masters(t.model, *t.ops), model_compute_copy(t.model, *t.ops),
+                           t.model.trainable_tensors(), key);
 }

@@ -3,9 +3,13 @@
 // are exact operations or FP32 arithmetic, so the tolerances are bit-identity or an ulp or two
 // (tests/test_cuda_util.h). Suite "cuda": tests/main.cpp skips it when cuda_ops() finds no GPU.
 // The compute ops are in tests/test_cuda_ops.cpp.
+#include <algorithm>
 #include <cfloat>
+#include <cmath>
+#include <cstring>
 #include <numeric>
 
+#include "model/buffer.h"
 #include "tests/test_cuda_util.h"
 
 using std::vector;
@@ -260,7 +264,7 @@ TEST_CASE("cuda adamw_update: FP32 masters and moments, p_compute = BF16 of p; w
         ActTwin p_compute(g, vector<float>(n));
         run_both(g, [&](const Ops& o, On on) {
             o.adamw_update(p[on], on == On::cuda ? p_compute[on] : nullptr, grad[on], m[on], v[on], n, 1e-3f, 0.9f,
-                           0.999f, 1e-8f, c.weight_decay, c.grad_scale, c.t);
+                           0.999f, 1e-8f, c.weight_decay, c.grad_scale, c.t, 0);
         });
         std::string what = strf("adamw_update n=%zu wd=%g grad_scale=%g t=%d", n, c.weight_decay, c.grad_scale, c.t);
         expect_close(what + ": p", p, kAdamW);
@@ -268,6 +272,68 @@ TEST_CASE("cuda adamw_update: FP32 masters and moments, p_compute = BF16 of p; w
         expect_close(what + ": v", v, kAdamW);
         expect_identical(what + ": p_compute = bf16(p)", p_compute.cuda(), bf16_round(p.cuda()));
     }
+}
+
+// Stochastic rounding of the BF16 copy: each value is one of the two BF16 neighbours of the FP32
+// master (truncated, or one BF16 ulp further from zero), the far one with probability equal to the
+// master's position between them, so the rounding is unbiased; the same key gives the same bits, and
+// the masters and moments do not depend on the rounding at all.
+TEST_CASE("cuda adamw_update with stochastic rounding: unbiased between the two BF16 neighbours, keyed") {
+    const Ops& g = cuda_backend();
+    const size_t n = (size_t(1) << 16) + 3;  // + 3: the tail that takes the scalar path
+    vector<float> p0 = rnd(n, 1), v0 = rnd(n, 4, 0.01f);
+    for (float& x : v0) x *= x;
+    auto run = [&](uint64_t key, float lr, vector<float>* p_out) {
+        Buffer p(g, n * 4, Mem::weights), grad(g, n * 4, Mem::gradients), m(g, n * 4, Mem::optimizer),
+            v(g, n * 4, Mem::optimizer), pc = act_buffer(g, n, Mem::weights);
+        g.to_device(p.p, p0.data(), n * 4);
+        g.to_device(grad.p, rnd(n, 2, 0.1f).data(), n * 4);
+        g.to_device(v.p, v0.data(), n * 4);
+        g.adamw_update(p.f(), pc.a(), grad.f(), m.f(), v.f(), n, lr, 0.9f, 0.999f, 1e-8f, 0.0f, 1.0f, 1, key);
+        if (p_out) {
+            p_out->resize(n);
+            g.to_host(p_out->data(), p.p, n * 4);
+        }
+        vector<float> out(n);
+        g.download(out.data(), pc.a(), n);
+        return out;
+    };
+    // lr 0: the masters stay p0, so the expected rounding of each is known exactly.
+    const vector<float> a = run(0x1234, 0.0f, nullptr);
+    // Per half of the BF16 step (masters in the lower half, which round-to-nearest never rounds
+    // away from zero, and in the upper half): the count rounded away from zero against its
+    // expectation Σ frac, within 5 standard deviations.
+    double ups[2] = {0, 0}, expected[2] = {0, 0}, variance[2] = {0, 0};
+    size_t outside = 0;
+    for (size_t i = 0; i < n; i++) {
+        uint32_t bits;
+        std::memcpy(&bits, &p0[i], 4);
+        uint32_t lo_bits = bits & 0xFFFF0000u, hi_bits = lo_bits + 0x10000u;
+        float lo, hi;
+        std::memcpy(&lo, &lo_bits, 4);
+        std::memcpy(&hi, &hi_bits, 4);
+        const double frac = (bits & 0xFFFFu) / 65536.0;
+        const int half = frac >= 0.5;
+        outside += a[i] != lo && a[i] != hi;
+        ups[half] += a[i] == hi && hi != lo;
+        expected[half] += frac;
+        variance[half] += frac * (1 - frac);
+    }
+    CHECK(outside == 0);
+    for (int half = 0; half < 2; half++) {
+        MESSAGE((half ? "upper" : "lower") << " half of the BF16 step: rounded away from zero " << ups[half]
+                                            << " times, expected " << expected[half] << " ± "
+                                            << std::sqrt(variance[half]));
+        CHECK(std::fabs(ups[half] - expected[half]) < 5 * std::sqrt(variance[half]));
+    }
+    CHECK(run(0x1234, 0.0f, nullptr) == a);  // keyed: the same bits again
+    vector<float> other = run(0x9876, 0.0f, nullptr);
+    CHECK(std::count_if(other.begin(), other.end(), [&, i = size_t(0)](float x) mutable { return x != a[i++]; }) > 1000);
+    // The rounding touches the BF16 copy only: the FP32 masters of an update are the same bits.
+    vector<float> p_sr, p_rn;
+    run(0x1234, 1e-3f, &p_sr);
+    run(0, 1e-3f, &p_rn);
+    CHECK(p_sr == p_rn);
 }
 
 TEST_CASE("cuda sum_squares: Σ g² in double; deterministic") {

@@ -60,7 +60,7 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 
 // A trainer on `ops` whose model, data and settings depend only on the arguments.
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
-           bool offload = false) {
+           bool offload = false, bool stochastic_rounding = false) {
     ModelConfig c = gpu_config(head_dim);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
@@ -86,6 +86,7 @@ void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompu
     tc.optim.weight_decay = 0.01f;
     tc.recompute = recompute;
     tc.offload_optimizer = offload;
+    tc.optim.stochastic_rounding = stochastic_rounding;
     tc.out_dir = out;
     tc.keep_last = 1;
     t.train = gpu_examples(17, c.vocab_size, 5);
@@ -181,31 +182,46 @@ TEST_CASE("cuda model: recompute on and off give bit-identical gradients and upd
     }
 }
 
+// With --stochastic-rounding too: its random bits come from (seed, step), so the resumed run draws
+// the same ones; and they change the run (the losses part from the round-to-nearest run's).
 TEST_CASE("cuda model: 10 steps equal 4 steps + checkpoint + resume 6 steps, bit for bit") {
-    for (Method method : {Method::Lora, Method::Qlora}) {
-        std::string dir = temp_dir(method_name(method));
+    struct Run {
+        Method method;
+        bool sr;
+    };
+    vector<double> nearest_lora;
+    for (Run r : {Run{Method::Lora, false}, Run{Method::Qlora, false}, Run{Method::Lora, true}}) {
+        std::string dir = temp_dir((std::string(method_name(r.method)) + (r.sr ? "_sr" : "")).c_str());
         Trainer full;
-        setup(full, gpu(), method, 64, false, dir + "/a");
+        setup(full, gpu(), r.method, 64, false, dir + "/a", false, r.sr);
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
         {
             Trainer first;
-            setup(first, gpu(), method, 64, false, dir + "/b");
+            setup(first, gpu(), r.method, 64, false, dir + "/b", false, r.sr);
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
         }
         Trainer second;
-        setup(second, gpu(), method, 64, false, dir + "/b");
+        setup(second, gpu(), r.method, 64, false, dir + "/b", false, r.sr);
         trainer_load_checkpoint(second, find_latest_checkpoint(dir + "/b"));
         REQUIRE(second.step == 4);
         for (int s = 4; s < 10; s++) CHECK(trainer_step(second).loss == losses[s]);
         CHECK(masters(full) == masters(second));
+        if (r.method == Method::Lora && !r.sr) nearest_lora = losses;
+        if (r.sr) {
+            CHECK(losses[0] == nearest_lora[0]);  // the first step's forward precedes any rounding
+            CHECK(losses.back() != nearest_lora.back());
+        }
     }
 }
 
 TEST_CASE("cuda model: --offload-optimizer runs AdamW on the host, as on the GPU, and resumes bit for bit") {
     std::string dir = temp_dir("offload");
-    Trainer on_gpu, offloaded;
+    Trainer on_gpu, offloaded, both;
+    // The host's AdamW uploads its result rounded to nearest: no stochastic rounding there.
+    CHECK_THROWS_WITH(setup(both, gpu(), Method::Lora, 64, false, "", true, true),
+                      doctest::Contains("--stochastic-rounding rounds in the GPU's AdamW"));
     setup(on_gpu, gpu(), Method::Lora, 64, false);
     setup(offloaded, gpu(), Method::Lora, 64, false, dir + "/a", true);
     // The same kernels up to the update; the two AdamW kernels differ only where a compiler fuses a

@@ -145,7 +145,7 @@ TEST_CASE("tolerance bites: adamw (kAdamW)") {
     auto run = [&](float weight_decay, int step, const vector<float>& grad) {
         vector<float> p = p0, m = m0, v = v0;
         cpu_ops().adamw_update(p.data(), nullptr, grad.data(), m.data(), v.data(), n, lr, b1, b2, eps, weight_decay,
-                               1.0f, step);
+                               1.0f, step, 0);
         return p;
     };
     vector<float> ref = run(wd, t, g), honest(n), coupled = g;

@@ -92,6 +92,7 @@ Ops make_ops() {
     o.upload = [](act* dst, const float* src, size_t n) { memcpy(dst, src, n * sizeof(float)); };
     o.download = [](float* dst, const act* src, size_t n) { memcpy(dst, src, n * sizeof(float)); };
     o.cast = o.upload;  // FP32 is the storage type: both are copies
+    o.cast_stochastic = [](act* dst, const float* src, size_t n, uint64_t) { memcpy(dst, src, n * sizeof(float)); };
     o.gather_rows = [](act* out, const act* in, const int32_t* rows, int n, int C) {
         for (int i = 0; i < n; i++) memcpy(F(out) + (size_t)i * C, F(in) + (size_t)rows[i] * C, C * sizeof(float));
     };
@@ -158,9 +159,10 @@ Ops make_ops() {
     };
     o.quantize_blockwise8 = cpu::quantize_blockwise8;
     o.dequantize_blockwise8 = cpu::dequantize_blockwise8;
-    // p_compute is null here: the FP32 masters are the very weights the CPU ops read.
+    // p_compute is null here: the FP32 masters are the very weights the CPU ops read (so there is
+    // nothing to round, stochastically or not).
     o.adamw_update = [](float* p, act*, const float* g, float* m, float* v, size_t n, float lr, float beta1,
-                        float beta2, float eps, float weight_decay, float grad_scale, int t) {
+                        float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t) {
         cpu::adamw_update(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
     };
     o.sum_squares = cpu::sum_squares;

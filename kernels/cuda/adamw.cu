@@ -15,10 +15,11 @@ constexpr int kThreads = 256;
 // kernels/cpu/adamw.cpp's, term for term and in the same order; the bias corrections come from the
 // host, computed by the same expression, so they are the CPU's bits. What can still differ is where
 // each compiler fuses a multiply-add: about an ulp of p, m, v.
-// The updated p also goes to p_compute (BF16, rounded to nearest even) when there is one.
+// The updated p also goes to p_compute (BF16) when there is one: rounded to nearest even, or, with
+// a nonzero sr_key, stochastically (packed.cuh), so that the weights the kernels read are unbiased.
 __global__ void adamw_kernel(float* p, bf16* p_compute, const float* g, float* m, float* v, size_t n, float lr,
                              float beta1, float beta2, float eps, float weight_decay, float grad_scale, float bc1,
-                             float bc2, bool vec) {
+                             float bc2, bool vec, uint64_t sr_key) {
     size_t i = 8 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= n) return;
     float pv[8], gv[8], mv[8], vv[8];
@@ -37,16 +38,17 @@ __global__ void adamw_kernel(float* p, bf16* p_compute, const float* g, float* m
     store8(p, pv, i, n, vec);
     store8(m, mv, i, n, vec);
     store8(v, vv, i, n, vec);
-    if (p_compute) store8(p_compute, pv, i, n, vec);
+    if (p_compute && sr_key) store8_stochastic(p_compute, pv, i, n, vec, sr_key);
+    else if (p_compute) store8(p_compute, pv, i, n, vec);
 }
 
 void adamw_update(float* p, bf16* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, float grad_scale, int t) {
+                  float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key) {
     if (n == 0) return;
     float bc1 = 1.0f - std::pow(beta1, (float)t), bc2 = 1.0f - std::pow(beta2, (float)t);
     bool vec = aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v) && (!p_compute || aligned16(p_compute));
     adamw_kernel<<<ceil_div(n, 8 * kThreads), kThreads>>>(p, p_compute, g, m, v, n, lr, beta1, beta2, eps,
-                                                           weight_decay, grad_scale, bc1, bc2, vec);
+                                                           weight_decay, grad_scale, bc1, bc2, vec, sr_key);
     CUDA_LAUNCH_CHECK();
 }
 

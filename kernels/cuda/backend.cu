@@ -96,6 +96,9 @@ Ops make_ops() {
     o.upload = upload;
     o.download = download;
     o.cast = [](act* dst, const float* src, size_t n) { cuda::cast_f32_to_bf16(bf(dst), src, n); };
+    o.cast_stochastic = [](act* dst, const float* src, size_t n, uint64_t key) {
+        cuda::cast_f32_to_bf16_stochastic(bf(dst), src, n, key);
+    };
     o.gather_rows = [](act* out, const act* in, const int32_t* rows, int n, int C) {
         cuda::gather_rows(bf(out), bf(in), rows, n, C);
     };
@@ -166,8 +169,8 @@ Ops make_ops() {
     o.quantize_blockwise8 = cuda::quantize_blockwise8;
     o.dequantize_blockwise8 = cuda::dequantize_blockwise8;
     o.adamw_update = [](float* p, act* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
-                        float beta2, float eps, float weight_decay, float grad_scale, int t) {
-        cuda::adamw_update(p, bf(p_compute), g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
+                        float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key) {
+        cuda::adamw_update(p, bf(p_compute), g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t, sr_key);
     };
     o.sum_squares = cuda::sum_squares;
     return o;

@@ -74,10 +74,11 @@ void nf4_dequantize(bf16* w, const uint8_t* codes, const float* absmax, size_t n
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n);
 void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n, float offset);
 void adamw_update(float* p, bf16* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
-                  float beta2, float eps, float weight_decay, float grad_scale, int t);
+                  float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key);
 double sum_squares(const float* g, size_t n);
 // Casts and row moves (the memory half of Ops).
 void cast_f32_to_bf16(bf16* dst, const float* src, size_t n);
+void cast_f32_to_bf16_stochastic(bf16* dst, const float* src, size_t n, uint64_t key);
 void cast_bf16_to_f32(float* dst, const bf16* src, size_t n);
 void gather_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C);
 void scatter_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C);

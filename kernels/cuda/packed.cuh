@@ -50,6 +50,29 @@ __device__ inline void store8(bf16* p, const float (&v)[8], size_t i, size_t n, 
     }
 }
 
+// BF16 of x rounded stochastically: up with probability (x − down)/(up − down), from 16 random bits
+// added below the BF16 mantissa before truncation; unbiased (E[result] = x), where round-to-nearest
+// would lose every update smaller than half a BF16 ulp. Inf and NaN round to nearest as usual.
+__device__ inline bf16 bf16_round_stochastic(float x, uint32_t random16) {
+    const uint32_t bits = __float_as_uint(x);
+    if ((bits & 0x7F800000u) == 0x7F800000u) return __float2bfloat16_rn(x);  // Inf, NaN
+    return __ushort_as_bfloat16((unsigned short)((bits + (random16 & 0xFFFFu)) >> 16));
+}
+
+// store8 into BF16 with stochastic rounding; the random bits of element i + k are hash64(key, i + k).
+__device__ inline void store8_stochastic(bf16* p, const float (&v)[8], size_t i, size_t n, bool vec, uint64_t key) {
+    alignas(16) bf16 b[8];
+    #pragma unroll
+    for (int k = 0; k < 8; k++) b[k] = bf16_round_stochastic(v[k], (uint32_t)hash64(key, i + k));
+    if (vec && i + 8 <= n) {
+        *reinterpret_cast<int4*>(p + i) = *reinterpret_cast<const int4*>(b);
+    } else {
+        #pragma unroll
+        for (int k = 0; k < 8; k++)
+            if (i + k < n) p[i + k] = b[k];
+    }
+}
+
 __device__ inline void store8(float* p, const float (&v)[8], size_t i, size_t n, bool vec) {
     if (vec && i + 8 <= n) {
         *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
