@@ -283,6 +283,7 @@ TEST_CASE("cuda adamw_update with stochastic rounding: unbiased between the two 
     const size_t n = (size_t(1) << 16) + 3;  // + 3: the tail that takes the scalar path
     vector<float> p0 = rnd(n, 1), v0 = rnd(n, 4, 0.01f);
     for (float& x : v0) x *= x;
+    p0[0] = FLT_MAX, p0[1] = -FLT_MAX;  // finite beyond the largest BF16: saturate there, never ±Inf
     auto run = [&](uint64_t key, float lr, vector<float>* p_out) {
         Buffer p(g, n * 4, Mem::weights), grad(g, n * 4, Mem::gradients), m(g, n * 4, Mem::optimizer),
             v(g, n * 4, Mem::optimizer), pc = act_buffer(g, n, Mem::weights);
@@ -320,6 +321,9 @@ TEST_CASE("cuda adamw_update with stochastic rounding: unbiased between the two 
         variance[half] += frac * (1 - frac);
     }
     CHECK(outside == 0);
+    const float bf16_max = 3.38953139e38f;  // 0x7F7F
+    CHECK(a[0] == bf16_max);
+    CHECK(a[1] == -bf16_max);
     for (int half = 0; half < 2; half++) {
         MESSAGE((half ? "upper" : "lower") << " half of the BF16 step: rounded away from zero " << ups[half]
                                             << " times, expected " << expected[half] << " ± "

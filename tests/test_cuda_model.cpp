@@ -216,6 +216,33 @@ TEST_CASE("cuda model: 10 steps equal 4 steps + checkpoint + resume 6 steps, bit
     }
 }
 
+// The rounding's random bits change from step to step (and from one run of tensors to the next):
+// with a fixed key a slowly moving weight would be rounded the same way every step, the bias that
+// stochastic rounding is there to remove. lr 0 keeps the masters, set off the BF16 grid, fixed.
+TEST_CASE("cuda model: --stochastic-rounding draws new bits every step") {
+    Trainer t;
+    setup(t, gpu(), Method::Lora, 64, false, "", false, true);
+    t.cfg.optim.lr = 0.0f;
+    const size_t n = t.model.num_trainable();
+    vector<float> m = masters(t);
+    for (size_t i = 0; i < n; i++) m[i] *= 1.0f + 1e-3f * (float)((int)(i % 7) - 3);
+    gpu().to_device(model_masters(t.model, gpu()), m.data(), n * sizeof(float));
+    auto compute_copy = [&] {
+        vector<float> c(n);
+        gpu().download(c.data(), model_compute_copy(t.model, gpu()), n);
+        return c;
+    };
+    trainer_step(t);
+    const vector<float> a = compute_copy();
+    trainer_step(t);
+    const vector<float> b = compute_copy();
+    CHECK(masters(t) == m);
+    size_t differ = 0;
+    for (size_t i = 0; i < n; i++) differ += a[i] != b[i];
+    MESSAGE("BF16 weights rounded differently in two steps: " << differ << " of " << n);
+    CHECK(differ > n / 10);
+}
+
 TEST_CASE("cuda model: --offload-optimizer runs AdamW on the host, as on the GPU, and resumes bit for bit") {
     std::string dir = temp_dir("offload");
     Trainer on_gpu, offloaded, both;

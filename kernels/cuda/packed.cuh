@@ -52,11 +52,14 @@ __device__ inline void store8(bf16* p, const float (&v)[8], size_t i, size_t n, 
 
 // BF16 of x rounded stochastically: up with probability (x − down)/(up − down), from 16 random bits
 // added below the BF16 mantissa before truncation; unbiased (E[result] = x), where round-to-nearest
-// would lose every update smaller than half a BF16 ulp. Inf and NaN round to nearest as usual.
+// would lose every update smaller than half a BF16 ulp. Inf and NaN round to nearest as usual; a
+// finite x beyond the largest BF16 stays at that largest value rather than becoming Inf.
 __device__ inline bf16 bf16_round_stochastic(float x, uint32_t random16) {
     const uint32_t bits = __float_as_uint(x);
     if ((bits & 0x7F800000u) == 0x7F800000u) return __float2bfloat16_rn(x);  // Inf, NaN
-    return __ushort_as_bfloat16((unsigned short)((bits + (random16 & 0xFFFFu)) >> 16));
+    unsigned short r = (unsigned short)((bits + (random16 & 0xFFFFu)) >> 16);
+    if ((r & 0x7F80u) == 0x7F80u) r = (unsigned short)((r & 0x8000u) | 0x7F7Fu);  // would be ±Inf
+    return __ushort_as_bfloat16(r);
 }
 
 // store8 into BF16 with stochastic rounding; the random bits of element i + k are hash64(key, i + k).
