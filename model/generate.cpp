@@ -127,7 +127,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     std::vector<float> logits((size_t)S * V);
     std::vector<char> done(S, 0);
     Rng rng(opt.seed);
-    for (int step = std::max(0, Tp);; step++) {
+    for (int step = Tp;; step++) {
         // Every sequence, finished or not, takes part in the step (a finished one just repeats its
         // last token): one GEMM of S rows per layer, and results of the live ones are unaffected.
         bool any = false;

@@ -38,8 +38,7 @@ __global__ void adamw_kernel(float* p, bf16* p_compute, const float* g, float* m
     store8(p, pv, i, n, vec);
     store8(m, mv, i, n, vec);
     store8(v, vv, i, n, vec);
-    if (p_compute && sr_key) store8_stochastic(p_compute, pv, i, n, vec, sr_key);
-    else if (p_compute) store8(p_compute, pv, i, n, vec);
+    if (p_compute) store8(p_compute, pv, i, n, vec, sr_key);
 }
 
 void adamw_update(float* p, bf16* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,

@@ -5,42 +5,29 @@
 
 namespace cuda {
 
-// ---- casts: one thread per 8 elements; FP32 -> BF16 rounds to nearest even, BF16 -> FP32 is exact.
+// ---- casts: one thread per 8 elements; FP32 -> BF16 rounds to nearest even (or, with a nonzero
+// key, stochastically: packed.cuh's store8), BF16 -> FP32 is exact.
 
 template <class To, class From>
-__global__ void cast_kernel(To* dst, const From* src, size_t n, bool vec) {
+__global__ void cast_kernel(To* dst, const From* src, size_t n, bool vec, uint64_t sr_key) {
     size_t i = 8 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
     if (i >= n) return;
     float v[8];
     load8(v, src, i, n, vec);
-    store8(dst, v, i, n, vec);
+    store8(dst, v, i, n, vec, sr_key);
 }
 
 template <class To, class From>
-static void cast(To* dst, const From* src, size_t n) {
+static void cast(To* dst, const From* src, size_t n, uint64_t sr_key = 0) {
     if (n == 0) return;
     const int threads = 256;
     bool vec = aligned16(dst) && aligned16(src);
-    cast_kernel<<<ceil_div(n, 8 * threads), threads>>>(dst, src, n, vec);
+    cast_kernel<<<ceil_div(n, 8 * threads), threads>>>(dst, src, n, vec, sr_key);
     CUDA_LAUNCH_CHECK();
 }
 
 void cast_f32_to_bf16(bf16* dst, const float* src, size_t n) { cast(dst, src, n); }
-
-__global__ void cast_stochastic_kernel(bf16* dst, const float* src, size_t n, bool vec, uint64_t key) {
-    size_t i = 8 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    float v[8];
-    load8(v, src, i, n, vec);
-    store8_stochastic(dst, v, i, n, vec, key);
-}
-
-void cast_f32_to_bf16_stochastic(bf16* dst, const float* src, size_t n, uint64_t key) {
-    if (n == 0) return;
-    const int threads = 256;
-    cast_stochastic_kernel<<<ceil_div(n, 8 * threads), threads>>>(dst, src, n, aligned16(dst) && aligned16(src), key);
-    CUDA_LAUNCH_CHECK();
-}
+void cast_f32_to_bf16_stochastic(bf16* dst, const float* src, size_t n, uint64_t key) { cast(dst, src, n, key); }
 void cast_bf16_to_f32(float* dst, const bf16* src, size_t n) { cast(dst, src, n); }
 
 // ---- row moves: out[out_row(i), :] = in[in_row(i), :], where a null index array means the

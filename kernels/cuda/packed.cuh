@@ -36,20 +36,6 @@ __device__ inline void load8(float (&v)[8], const float* p, size_t i, size_t n, 
     }
 }
 
-// p[i + k] = v[k] for i + k < n; BF16 rounds to nearest even.
-__device__ inline void store8(bf16* p, const float (&v)[8], size_t i, size_t n, bool vec) {
-    if (vec && i + 8 <= n) {
-        alignas(16) bf16 b[8];
-        #pragma unroll
-        for (int k = 0; k < 8; k++) b[k] = __float2bfloat16_rn(v[k]);
-        *reinterpret_cast<int4*>(p + i) = *reinterpret_cast<const int4*>(b);
-    } else {
-        #pragma unroll
-        for (int k = 0; k < 8; k++)
-            if (i + k < n) p[i + k] = __float2bfloat16_rn(v[k]);
-    }
-}
-
 // BF16 of x rounded stochastically: up with probability (x − down)/(up − down), from 16 random bits
 // added below the BF16 mantissa before truncation; unbiased (E[result] = x), where round-to-nearest
 // would lose every update smaller than half a BF16 ulp. Inf and NaN round to nearest as usual; a
@@ -62,11 +48,13 @@ __device__ inline bf16 bf16_round_stochastic(float x, uint32_t random16) {
     return __ushort_as_bfloat16(r);
 }
 
-// store8 into BF16 with stochastic rounding; the random bits of element i + k are hash64(key, i + k).
-__device__ inline void store8_stochastic(bf16* p, const float (&v)[8], size_t i, size_t n, bool vec, uint64_t key) {
+// p[i + k] = v[k] for i + k < n; BF16 rounds to nearest even, or, with sr_key != 0, stochastically,
+// the random bits of element i + k being hash64(sr_key, i + k). (FP32 below: nothing to round.)
+__device__ inline void store8(bf16* p, const float (&v)[8], size_t i, size_t n, bool vec, uint64_t sr_key = 0) {
     alignas(16) bf16 b[8];
     #pragma unroll
-    for (int k = 0; k < 8; k++) b[k] = bf16_round_stochastic(v[k], (uint32_t)hash64(key, i + k));
+    for (int k = 0; k < 8; k++)
+        b[k] = sr_key ? bf16_round_stochastic(v[k], (uint32_t)hash64(sr_key, i + k)) : __float2bfloat16_rn(v[k]);
     if (vec && i + 8 <= n) {
         *reinterpret_cast<int4*>(p + i) = *reinterpret_cast<const int4*>(b);
     } else {
@@ -76,7 +64,7 @@ __device__ inline void store8_stochastic(bf16* p, const float (&v)[8], size_t i,
     }
 }
 
-__device__ inline void store8(float* p, const float (&v)[8], size_t i, size_t n, bool vec) {
+__device__ inline void store8(float* p, const float (&v)[8], size_t i, size_t n, bool vec, uint64_t = 0) {
     if (vec && i + 8 <= n) {
         *reinterpret_cast<float4*>(p + i) = make_float4(v[0], v[1], v[2], v[3]);
         *reinterpret_cast<float4*>(p + i + 4) = make_float4(v[4], v[5], v[6], v[7]);

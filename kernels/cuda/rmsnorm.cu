@@ -10,6 +10,32 @@
 
 namespace cuda {
 
+// The arithmetic of one 8-element chunk, shared by every path of the kernels below so that they all
+// compute the same thing in the same order. Forward: Σ x², r = 1/sqrt(mean + eps), out = x·r·w.
+// Backward: Σ dy·w·x, kr = r³·Σ/C, dx += r·dy·w − x·kr and the dw partial += dy·x·r.
+__device__ inline void add_squares8(float& ss, const float (&x)[8]) {
+    #pragma unroll
+    for (int k = 0; k < 8; k++) ss += x[k] * x[k];
+}
+__device__ inline void normalize8(float (&out)[8], const float (&x)[8], const float (&w)[8], float r) {
+    #pragma unroll
+    for (int k = 0; k < 8; k++) out[k] = x[k] * r * w[k];
+}
+__device__ inline void add_dot8(float& dot, const float (&g)[8], const float (&w)[8], const float (&x)[8]) {
+    #pragma unroll
+    for (int k = 0; k < 8; k++) dot += g[k] * w[k] * x[k];
+}
+// sdw: the block's transposed dw partial (see the backward kernel), or null.
+__device__ inline void backward8(float (&d)[8], float* sdw, int chunks, int j, const float (&g)[8], const float (&w)[8],
+                                 const float (&x)[8], float r, float kr) {
+    #pragma unroll
+    for (int k = 0; k < 8; k++) d[k] += r * g[k] * w[k] - x[k] * kr;
+    if (sdw) {
+        #pragma unroll
+        for (int k = 0; k < 8; k++) sdw[k * chunks + j] += g[k] * x[k] * r;
+    }
+}
+
 // One warp per row (8 rows per 256-thread block): lane l takes the 8-element chunks l, l+32, ...
 // of the row, so a row needs only a warp reduction.
 // Rows of up to 32·CPL chunks (CPL = 16: C <= 4096) stay in registers as raw 16-byte chunks: every
@@ -31,12 +57,18 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
         #pragma unroll
         for (int i = 0; i < CPL; i++)
             if (lane + 32 * i < chunks) raw[i] = reinterpret_cast<const uint4*>(xr)[lane + 32 * i];
+        // The raw chunk i as floats (a bf16 -> float conversion is exact).
+        auto unpack = [&](float (&xv)[8], int i) {
+            const bf16* b = reinterpret_cast<const bf16*>(&raw[i]);
+            #pragma unroll
+            for (int k = 0; k < 8; k++) xv[k] = __bfloat162float(b[k]);
+        };
         #pragma unroll
         for (int i = 0; i < CPL; i++)
             if (lane + 32 * i < chunks) {
-                const bf16* b = reinterpret_cast<const bf16*>(&raw[i]);
-                #pragma unroll
-                for (int k = 0; k < 8; k++) ss += __bfloat162float(b[k]) * __bfloat162float(b[k]);
+                float xv[8];
+                unpack(xv, i);
+                add_squares8(ss, xv);
             }
         ss = warp_reduce<SumOp>(ss);
         float r = 1.0f / sqrtf(ss / (float)C + eps);
@@ -44,11 +76,10 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
         for (int i = 0; i < CPL; i++)
             if (lane + 32 * i < chunks) {
                 const int j = lane + 32 * i;
-                const bf16* b = reinterpret_cast<const bf16*>(&raw[i]);
-                float wv[8], ov[8];
+                float xv[8], wv[8], ov[8];
+                unpack(xv, i);
                 load8(wv, w, 8 * j, C, true);
-                #pragma unroll
-                for (int k = 0; k < 8; k++) ov[k] = __bfloat162float(b[k]) * r * wv[k];
+                normalize8(ov, xv, wv, r);
                 store8(o, ov, 8 * j, C, true);
             }
         if (lane == 0) rstd[n] = r;
@@ -56,8 +87,7 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
         for (int j = lane; j < chunks; j += 32) {
             float xv[8];
             load8(xv, xr, 8 * j, C, vec);
-            #pragma unroll
-            for (int k = 0; k < 8; k++) ss += xv[k] * xv[k];
+            add_squares8(ss, xv);
         }
         ss = warp_reduce<SumOp>(ss);
         float r = 1.0f / sqrtf(ss / (float)C + eps);
@@ -65,8 +95,7 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
             float xv[8], wv[8], ov[8];
             load8(xv, xr, 8 * j, C, vec);
             load8(wv, w, 8 * j, C, vec);
-            #pragma unroll
-            for (int k = 0; k < 8; k++) ov[k] = xv[k] * r * wv[k];
+            normalize8(ov, xv, wv, r);
             store8(o, ov, 8 * j, C, vec);
         }
         if (lane == 0) rstd[n] = r;
@@ -78,11 +107,12 @@ void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N
     const int threads = 256, blocks = ceil_div(N, threads / 32);
     bool vec = C % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w);
     const int per_lane = ceil_div(C / 8, 32);  // chunks per lane, when vec
-    if (vec && per_lane <= 2) rmsnorm_forward_kernel<2><<<blocks, threads>>>(out, rstd, x, w, N, C, eps, vec);
-    else if (vec && per_lane <= 4) rmsnorm_forward_kernel<4><<<blocks, threads>>>(out, rstd, x, w, N, C, eps, vec);
-    else if (vec && per_lane <= 8) rmsnorm_forward_kernel<8><<<blocks, threads>>>(out, rstd, x, w, N, C, eps, vec);
-    else if (vec && per_lane <= 16) rmsnorm_forward_kernel<16><<<blocks, threads>>>(out, rstd, x, w, N, C, eps, vec);
-    else rmsnorm_forward_kernel<0><<<blocks, threads>>>(out, rstd, x, w, N, C, eps, vec);
+    auto launch = [&](auto kernel) { kernel<<<blocks, threads>>>(out, rstd, x, w, N, C, eps, vec); };
+    if (vec && per_lane <= 2) launch(rmsnorm_forward_kernel<2>);
+    else if (vec && per_lane <= 4) launch(rmsnorm_forward_kernel<4>);
+    else if (vec && per_lane <= 8) launch(rmsnorm_forward_kernel<8>);
+    else if (vec && per_lane <= 16) launch(rmsnorm_forward_kernel<16>);
+    else launch(rmsnorm_forward_kernel<0>);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -121,19 +151,13 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
                 load8(gv, dout + row, 8 * j, C, vec);
                 load8(xv, x + row, 8 * j, C, vec);
                 load8(dv, dx + row, 8 * j, C, vec);
-                #pragma unroll
-                for (int k = 0; k < 8; k++) dot += gv[k] * wv[k] * xv[k];
+                add_dot8(dot, gv, wv, xv);
             }
             dot = block_reduce<SumOp>(dot);
             float kr = r * r * r * dot / (float)C;
             if (mine) {
-                #pragma unroll
-                for (int k = 0; k < 8; k++) dv[k] += r * gv[k] * wv[k] - xv[k] * kr;
+                backward8(dv, dw_part ? sdw : nullptr, chunks, j, gv, wv, xv, r, kr);
                 store8(dx + row, dv, 8 * j, C, vec);
-                if (dw_part) {
-                    #pragma unroll
-                    for (int k = 0; k < 8; k++) sdw[k * chunks + j] += gv[k] * xv[k] * r;
-                }
             }
         }
     } else {  // any C: a loop over the chunks, x, dy and w read twice
@@ -147,8 +171,7 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
                 load8(gv, g, 8 * j, C, vec);
                 load8(wv, w, 8 * j, C, vec);
                 load8(xv, xr, 8 * j, C, vec);
-                #pragma unroll
-                for (int k = 0; k < 8; k++) dot += gv[k] * wv[k] * xv[k];
+                add_dot8(dot, gv, wv, xv);
             }
             dot = block_reduce<SumOp>(dot);
             float kr = r * r * r * dot / (float)C;
@@ -158,13 +181,8 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
                 load8(wv, w, 8 * j, C, vec);
                 load8(xv, xr, 8 * j, C, vec);
                 load8(dv, d, 8 * j, C, vec);
-                #pragma unroll
-                for (int k = 0; k < 8; k++) dv[k] += r * gv[k] * wv[k] - xv[k] * kr;
+                backward8(dv, dw_part ? sdw : nullptr, chunks, j, gv, wv, xv, r, kr);
                 store8(d, dv, 8 * j, C, vec);
-                if (dw_part) {
-                    #pragma unroll
-                    for (int k = 0; k < 8; k++) sdw[k * chunks + j] += gv[k] * xv[k] * r;
-                }
             }
         }
     }
