@@ -18,11 +18,12 @@
 #   kernels_torch.txt bench/torch_kernels.py, then the joined ours-vs-torch table
 #   kernels_narrow.txt the attention kernels again with the narrow tiling forced (ATTENTION_TILES=narrow)
 #   e2e.txt           every end-to-end run (build/bench/bench_train and peft_step.py), RESULT lines included
-# Knobs (environment): BUDGET_S, E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_BATCH (4),
+# Knobs (environment): BUDGET_S, E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_BATCH (4),
 # E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), SKIP_BUILD=1, SKIP_TESTS=1, SCALE_OFFLOAD=1 (the 65B
 # QLoRA step again with --offload-optimizer), SANITIZE=1 (compute-sanitizer racecheck and synccheck on
 # the attention tests), SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1 (leave those
 # steps out), SKIP_TRAIN=1 (no ./train run), PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt),
+# PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt),
 # AB_OLD=1 (the previous build, copied to .gpu_carry/old/ before --prepare, benchmarked in the same
 # run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before";
 # AB_OLD=kernels: the kernel table only).
@@ -218,6 +219,18 @@ if [ "${PROFILE:-0}" = 1 ] && [ -x build/bench/bench_cuda_kernels ] && command -
     done
 fi
 
+# ---- profile (opt-in): where one training step's time goes, kernel by kernel ----
+# PROFILE_STEP=<preset> [PROFILE_METHOD=lora]: Nsight Compute times every kernel of one warm-up and one
+# timed bench_train step (gpu__time_duration only: one pass, no replay; clocks and caches as they
+# are), and bench/step_profile.py sums them by kernel name and grid (a GEMM's grid tells its shape).
+if [ -n "${PROFILE_STEP:-}" ] && [ -x build/bench/bench_train ] && command -v ncu >/dev/null; then
+    step "profile: ncu one ${PROFILE_METHOD:-lora} step of $PROFILE_STEP" 150 "$OUT/profile.txt" bash -c "
+        ncu --clock-control none --cache-control none --metrics gpu__time_duration.sum --csv \
+            --log-file /tmp/step_profile.csv build/bench/bench_train --preset $PROFILE_STEP --batch ${E2E_BATCH:-4} \
+            --seq ${E2E_SEQ:-2048} --steps 1 --warmup 1 --rank 16 --method ${PROFILE_METHOD:-lora} --device cuda &&
+        python3 bench/step_profile.py /tmp/step_profile.csv"
+fi
+
 # ---- kernels: ours, then PyTorch on the same shapes (with the joined table) ----
 if [ "${SKIP_KERNELS:-0}" = 1 ]; then
     :
@@ -247,7 +260,7 @@ fi
 TRAIN_BENCH=build/bench/bench_train
 [ -x build/bench/bench_train_gpu ] && TRAIN_BENCH=build/bench/bench_train_gpu
 B=${E2E_BATCH:-4} T=${E2E_SEQ:-2048} N=${E2E_STEPS:-6} W=${E2E_WARMUP:-2}
-for method in lora qlora; do
+for method in ${E2E_METHODS:-lora qlora}; do
     for preset in ${E2E_PRESETS:-smollm2-135m llama-3.2-1b}; do
         # LoRA r=16 (bench_train: alpha = 2r = 32, dropout 0, all seven projections), as peft_step.py.
         flags=(--preset "$preset" --batch "$B" --seq "$T" --steps "$N" --warmup "$W" --rank 16 --peak-tflops "$PEAK_TF")
