@@ -162,23 +162,31 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, HD == 64 ? 4 : 1)
 }
 
 // ---------------------------------------------------------------------------------------------------
-// dK, dV: grid x = b * nkv + g, y = key block (block 0, which sees the most queries, first). NW = 8
-// warps, 16 keys each: BN = 128 keys per CTA, their K and V rows resident in shared memory. The CTA
-// walks the query blocks of BM queries (64 at HD 64, 32 at HD 128: fewer registers for the 16 x BM
-// score tiles next to the 2 x 16 x HD accumulators) from the diagonal to T, for each query head of
-// the group in turn, double-buffering Q, dO (cp.async) and their lse, D, segment ids (through
-// registers). Per warp the tile is transposed — keys are the rows — so that dK, dV stay in registers:
+// dK, dV: grid x = b * nkv + g, y = key block (block 0, which sees the most queries, first). BN = 128
+// keys per CTA (64 in the narrow tiling), their K and V rows resident in shared memory; each warp
+// owns MT row tiles of 16 keys. The CTA walks the query blocks of BM = 32 queries from the diagonal
+// to T, for each query head of the group in turn, double-buffering Q, dO (cp.async) and their lse, D,
+// segment ids (through registers). Per warp the tile is transposed — keys are the rows — so that
+// dK, dV stay in registers:
 //   Sᵀ  = K Qᵀ, dPᵀ = V dOᵀ         (A = K, V rows; B = Q, dO rows, non-transposed)
 //   Pᵀ  = exp2(Sᵀ·scale·log2e - lse[query]·log2e), 0 where masked
 //   dV += Pᵀ dO                      (A = Pᵀ from registers; B = dO rows, transposed)
 //   dSᵀ = Pᵀ ∘ (dPᵀ - D[query])
 //   dK += dSᵀ Q                      (A = dSᵀ from registers; B = Q rows, transposed)
-// Shared memory: K, V [128][HD+8], Q, dO [2][BM][HD+8]: 105 KB at HD 128, 75 KB at HD 64; the
-// narrow tiling (99 KB GPUs, HD 128) has 4 warps, BN = 64: 70 KB.
+// Every B fragment (Q, dO) is read from shared memory by every warp, so the ldmatrix per mma fall
+// as a warp owns more keys: at HD 64 a warp owns 32 keys (MT = 2, 4 warps), 48 ldmatrix per 128 mma
+// instead of 72 with 16 keys (the profile showed the 16-key version issue-bound on ldmatrix, 8.1
+// cycles per instruction at 2 warps per scheduler). Its registers: 2 x 2 x 16 x 64 accumulators and
+// 2 x 2 x 16 x 32 score tiles, 192 of them per thread. At HD 128 the accumulators alone would take
+// 256, so a warp owns 16 keys (MT = 1, 8 warps).
+// Shared memory: K, V [BN][HD+8], Q, dO [2][BM][HD+8]: 105 KB at HD 128, 55 KB at HD 64; the narrow
+// tiling (99 KB GPUs, HD 128) has 4 warps, BN = 64: 70 KB.
 template <int HD, bool narrow>
 struct DkvCfg {
-    static constexpr int NW = narrow ? 4 : 8, NT = NW * 32, BN = 16 * NW, BM = HD == 128 ? 32 : 64, LD = HD + 8;
+    static constexpr int MT = HD == 64 ? 2 : 1, NW = narrow ? 4 : 8 / MT, NT = NW * 32, BN = 16 * MT * NW, BM = 32,
+                         LD = HD + 8;
     static constexpr size_t smem = (size_t)(2 * BN + 4 * BM) * LD * sizeof(bf16) + 3 * BM * sizeof(float);
+    static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids, lse, D)");
 };
 
 template <int HD, bool narrow>
@@ -188,7 +196,7 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
                       const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
                       int nh, int nkv, float scale, float scale_log2) {
     using C = DkvCfg<HD, narrow>;
-    constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
+    constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     bf16* sK = reinterpret_cast<bf16*>(attn_smem);  // [BN][LD]
     bf16* sV = sK + BN * LD;                         // [BN][LD]
@@ -217,9 +225,16 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
     load_tile<BM, HD, NT>(sdO, dout + qoff_of(0), qstride, q0_of(0), T, tid);
     cp_async_commit();
 
-    const int row0 = warp * 16 + gq;  // this thread's key rows: row0, row0 + 8
-    const int ki[2] = {k0 + row0, k0 + row0 + 8};
-    const int kseg[2] = {ki[0] < T ? sg[ki[0]] : 0, ki[1] < T ? sg[ki[1]] : 0};
+    // This thread's key rows: wrow + 16m + gq and + 8 for each row tile m of the warp.
+    const int wrow = warp * 16 * MT;
+    int ki[MT][2], kseg[MT][2];
+    #pragma unroll
+    for (int m = 0; m < MT; m++)
+        #pragma unroll
+        for (int i = 0; i < 2; i++) {
+            ki[m][i] = k0 + wrow + 16 * m + gq + 8 * i;
+            kseg[m][i] = ki[m][i] < T ? sg[ki[m][i]] : 0;
+        }
     const int seg_first = sg[k0];
     const bool k_uniform = __syncthreads_and(tid >= BN || k0 + tid >= T || sg[k0 + tid] == seg_first);
     const bool k_full = k_uniform && k0 + BN <= T;  // ... and every key is a real token
@@ -237,7 +252,7 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
     };
     prefetch(0);
 
-    float dka[HD / 8][4] = {}, dva[HD / 8][4] = {};  // dK (unscaled), dV for the warp's 16 keys
+    float dka[MT][HD / 8][4] = {}, dva[MT][HD / 8][4] = {};  // dK (unscaled), dV for the warp's keys
     for (int j = 0; j < n_it; j++) {
         const int q0 = q0_of(j), st = j & 1;
         if (j + 1 < n_it) {
@@ -259,9 +274,9 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
         const bf16* tQ = sQ + st * BM * LD;
         const bf16* tdO = sdO + st * BM * LD;
 
-        float s[BM / 8][4] = {}, dp[BM / 8][4] = {};  // Sᵀ, dPᵀ: rows = keys, columns = queries
-        mma_scores_pair<BM, HD, LD>(s, dp, sK + warp * 16 * LD, sV + warp * 16 * LD, tQ, tdO, lane);
-        // Pᵀ into s. Element e of tile n: key row row0 + 8*(e>>1), query column 8n + 2*cq + (e&1).
+        float s[MT][BM / 8][4] = {}, dp[MT][BM / 8][4] = {};  // Sᵀ, dPᵀ: rows = keys, columns = queries
+        mma_scores_pair<MT, BM, HD, LD>(s, dp, sK + wrow * LD, sV + wrow * LD, tQ, tdO, lane);
+        // Pᵀ into s. Element e of tile n of row tile m: key ki[m][e>>1], query column 8n + 2*cq + (e&1).
         // Two versions of the loop, so that the blocks with no mask (all but the diagonal ones, in
         // a plain causal batch) carry no mask arithmetic; the mask itself is branch-free.
         auto probs = [&](auto masked_tag) {
@@ -272,39 +287,50 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
                 const float2 l2 = *reinterpret_cast<const float2*>(sLse2 + c0);
                 const int2 qs = *reinterpret_cast<const int2*>(sQseg + c0);
                 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const float p = exp2_ftz(fmaf(s[n][e], scale_log2, -((e & 1) ? l2.y : l2.x)));
-                    if (kMasked) {
-                        const int qi = q0 + c0 + (e & 1), i = e >> 1;
-                        const bool masked = (ki[i] > qi) | (qi >= T) | (((e & 1) ? qs.y : qs.x) != kseg[i]);
-                        s[n][e] = masked ? 0.0f : p;
-                    } else {
-                        s[n][e] = p;
+                for (int m = 0; m < MT; m++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const float p = exp2_ftz(fmaf(s[m][n][e], scale_log2, -((e & 1) ? l2.y : l2.x)));
+                        if (kMasked) {
+                            const int qi = q0 + c0 + (e & 1), i = e >> 1;
+                            const bool masked =
+                                (ki[m][i] > qi) | (qi >= T) | (((e & 1) ? qs.y : qs.x) != kseg[m][i]);
+                            s[m][n][e] = masked ? 0.0f : p;
+                        } else {
+                            s[m][n][e] = p;
+                        }
                     }
-                }
             }
         };
         if (no_mask) probs(std::false_type{});
         else probs(std::true_type{});
         // dV += Pᵀ dO: B[k = query][n = d] = dO[query][d], transposed load.
-        mma_acc_pb<BM, HD, LD>(dva, s, tdO, lane);
+        mma_acc_pb<MT, BM, HD, LD>(dva, s, tdO, lane);
         // dSᵀ = Pᵀ ∘ (dPᵀ - D[query]) into s, then dK += dSᵀ Q.
         #pragma unroll
         for (int n = 0; n < BM / 8; n++) {
             const float2 d2 = *reinterpret_cast<const float2*>(sD + n * 8 + 2 * cq);
             #pragma unroll
-            for (int e = 0; e < 4; e++) s[n][e] *= dp[n][e] - ((e & 1) ? d2.y : d2.x);
+            for (int m = 0; m < MT; m++)
+                #pragma unroll
+                for (int e = 0; e < 4; e++) s[m][n][e] *= dp[m][n][e] - ((e & 1) ? d2.y : d2.x);
         }
-        mma_acc_pb<BM, HD, LD>(dka, s, tQ, lane);
+        mma_acc_pb<MT, BM, HD, LD>(dka, s, tQ, lane);
         __syncthreads();
     }
     cp_async_wait<0>();  // nothing is left in flight (the last group is empty), but be explicit
     // The warp's rows of sK and sV are read by no one else: stage dK · scale and dV there and store.
-    acc_to_smem<HD>(sK, warp * 16, dka, scale, scale, lane);
-    acc_to_smem<HD>(sV, warp * 16, dva, 1.0f, 1.0f, lane);
+    #pragma unroll
+    for (int m = 0; m < MT; m++) {
+        acc_to_smem<HD>(sK, wrow + 16 * m, dka[m], scale, scale, lane);
+        acc_to_smem<HD>(sV, wrow + 16 * m, dva[m], 1.0f, 1.0f, lane);
+    }
     __syncwarp();
-    store_rows16<HD>(dk + koff, kstride, k0 + warp * 16, T, sK + warp * 16 * LD, lane);
-    store_rows16<HD>(dv + koff, kstride, k0 + warp * 16, T, sV + warp * 16 * LD, lane);
+    #pragma unroll
+    for (int m = 0; m < MT; m++) {
+        store_rows16<HD>(dk + koff, kstride, k0 + wrow + 16 * m, T, sK + (wrow + 16 * m) * LD, lane);
+        store_rows16<HD>(dv + koff, kstride, k0 + wrow + 16 * m, T, sV + (wrow + 16 * m) * LD, lane);
+    }
 }
 
 // ---------------------------------------------------------------------------------------------------

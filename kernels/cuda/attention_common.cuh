@@ -132,50 +132,76 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&x)[4], 
 }
 
 // Two score products sharing one pass over the head dimension: s += A·Bᵀ and d += C·Dᵀ for one
-// warp, where A and C are the warp's 16 rows (starting at a and c) of [*][LD] shared tiles, and B
-// and D are N rows of such tiles, read non-transposed (key or query rows as mma's column operand).
-// Tile n of s, d covers columns 8n .. 8n+7. (S = Q·Kᵀ with dP = dO·Vᵀ in the dQ kernel; Sᵀ = K·Qᵀ
-// with dPᵀ = V·dOᵀ in the dK/dV kernel.)
-template <int N, int HD, int LD>
-__device__ __forceinline__ void mma_scores_pair(float (&s)[N / 8][4], float (&d)[N / 8][4], const bf16* a,
+// warp, where A and C are the warp's MT row tiles of 16 rows (16·MT contiguous rows starting at a
+// and c) of [*][LD] shared tiles, and B and D are N rows of such tiles, read non-transposed (key or
+// query rows as mma's column operand). Tile n of s[m], d[m] covers columns 8n .. 8n+7 of row tile m.
+// (S = Q·Kᵀ with dP = dO·Vᵀ in the dQ kernel; Sᵀ = K·Qᵀ with dPᵀ = V·dOᵀ in the dK/dV kernel.)
+// Each B/D fragment loaded from shared memory feeds MT row tiles: with MT = 2 a warp issues
+// 1.5x fewer ldmatrix per mma, for twice the accumulator registers.
+template <int MT, int N, int HD, int LD>
+__device__ __forceinline__ void mma_scores_pair(float (&s)[MT][N / 8][4], float (&d)[MT][N / 8][4], const bf16* a,
                                                 const bf16* c, const bf16* b, const bf16* dd, int lane) {
     #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
-        uint32_t af[4], cf[4];
-        ldmatrix_x4(af, a + (lane & 15) * LD + kk * 16 + (lane >> 4) * 8);
-        ldmatrix_x4(cf, c + (lane & 15) * LD + kk * 16 + (lane >> 4) * 8);
+        uint32_t af[MT][4], cf[MT][4];
+        #pragma unroll
+        for (int m = 0; m < MT; m++) {
+            ldmatrix_x4(af[m], a + (m * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+            ldmatrix_x4(cf[m], c + (m * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+        }
         #pragma unroll
         for (int np = 0; np < N / 16; np++) {
             const int off = (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8;
             uint32_t bf[4], df[4];
             ldmatrix_x4(bf, b + off);
             ldmatrix_x4(df, dd + off);
-            mma_bf16(s[2 * np], af, bf[0], bf[1]);
-            mma_bf16(s[2 * np + 1], af, bf[2], bf[3]);
-            mma_bf16(d[2 * np], cf, df[0], df[1]);
-            mma_bf16(d[2 * np + 1], cf, df[2], df[3]);
+            #pragma unroll
+            for (int m = 0; m < MT; m++) {
+                mma_bf16(s[m][2 * np], af[m], bf[0], bf[1]);
+                mma_bf16(s[m][2 * np + 1], af[m], bf[2], bf[3]);
+                mma_bf16(d[m][2 * np], cf[m], df[0], df[1]);
+                mma_bf16(d[m][2 * np + 1], cf[m], df[2], df[3]);
+            }
         }
     }
 }
-
-// acc += P·B for one warp: P is its 16 rows × N columns as accumulator tiles (rounded to BF16 into
-// A fragments two tiles at a time), B the [N][LD] shared tile whose rows are P's columns, read with
-// the transposed ldmatrix. (O += P·V in the forward; dQ += dS·K, dV += Pᵀ·dO, dK += dSᵀ·Q.)
+// One row tile per warp (MT = 1), with [N/8][4] accumulators: the forward and dQ kernels.
 template <int N, int HD, int LD>
-__device__ __forceinline__ void mma_acc_pb(float (&acc)[HD / 8][4], const float (&p)[N / 8][4], const bf16* b,
+__device__ __forceinline__ void mma_scores_pair(float (&s)[N / 8][4], float (&d)[N / 8][4], const bf16* a,
+                                                const bf16* c, const bf16* b, const bf16* dd, int lane) {
+    mma_scores_pair<1, N, HD, LD>(reinterpret_cast<float(&)[1][N / 8][4]>(s),
+                                  reinterpret_cast<float(&)[1][N / 8][4]>(d), a, c, b, dd, lane);
+}
+
+// acc[m] += P[m]·B for one warp's MT row tiles: P[m] is 16 rows × N columns as accumulator tiles
+// (rounded to BF16 into A fragments two tiles at a time), B the [N][LD] shared tile whose rows are
+// P's columns, read with the transposed ldmatrix once for all MT row tiles. (O += P·V in the
+// forward; dQ += dS·K, dV += Pᵀ·dO, dK += dSᵀ·Q.)
+template <int MT, int N, int HD, int LD>
+__device__ __forceinline__ void mma_acc_pb(float (&acc)[MT][HD / 8][4], const float (&p)[MT][N / 8][4], const bf16* b,
                                            int lane) {
     #pragma unroll
     for (int ks = 0; ks < N / 16; ks++) {
-        uint32_t a[4];
-        acc_to_a(a, p[2 * ks], p[2 * ks + 1]);
+        uint32_t a[MT][4];
+        #pragma unroll
+        for (int m = 0; m < MT; m++) acc_to_a(a[m], p[m][2 * ks], p[m][2 * ks + 1]);
         #pragma unroll
         for (int dp = 0; dp < HD / 16; dp++) {
             uint32_t bf[4];
             ldmatrix_x4_trans(bf, b + (ks * 16 + (lane & 15)) * LD + dp * 16 + (lane >> 4) * 8);
-            mma_bf16(acc[2 * dp], a, bf[0], bf[1]);
-            mma_bf16(acc[2 * dp + 1], a, bf[2], bf[3]);
+            #pragma unroll
+            for (int m = 0; m < MT; m++) {
+                mma_bf16(acc[m][2 * dp], a[m], bf[0], bf[1]);
+                mma_bf16(acc[m][2 * dp + 1], a[m], bf[2], bf[3]);
+            }
         }
     }
+}
+template <int N, int HD, int LD>
+__device__ __forceinline__ void mma_acc_pb(float (&acc)[HD / 8][4], const float (&p)[N / 8][4], const bf16* b,
+                                           int lane) {
+    mma_acc_pb<1, N, HD, LD>(reinterpret_cast<float(&)[1][HD / 8][4]>(acc),
+                             reinterpret_cast<const float(&)[1][N / 8][4]>(p), b, lane);
 }
 
 // Tokens r0 .. r0+ROWS-1 of one head into a [ROWS][HD+8] shared tile with cp.async, all NT threads
