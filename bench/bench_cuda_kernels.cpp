@@ -231,9 +231,9 @@ void bench_matmul(const Ops& ops) {
             float* dw = kind == 2 ? b.f32_zeros((size_t)OC * C) : nullptr;
             Case c;
             if (kind == 0 && ops.matmul_forward)
-                c.call = [=, &ops] { ops.matmul_forward(y, x, w, nullptr, N, C, OC, false); };
+                c.call = [=, &ops] { ops.matmul_forward(y, x, w, nullptr, N, C, OC, nullptr); };
             if (kind > 0 && ops.matmul_backward)
-                c.call = [=, &ops] { ops.matmul_backward(dx, dw, nullptr, y, x, w, N, C, OC); };
+                c.call = [=, &ops] { ops.matmul_backward(dx, dw, nullptr, y, x, w, N, C, OC, true); };
             c.flops = (kind == 2 ? 2 : 1) * flops;
             return c;
         };
@@ -431,7 +431,7 @@ void bench_lora(const Ops& ops) {
         act *x = b.act_rand((size_t)N * C), *A = b.act_rand((size_t)r * C, 0.02f), *B = b.act_rand((size_t)OC * r, 0.02f);
         act *y = b.act_rand((size_t)N * OC), *u = b.act_zeros((size_t)N * r);
         Case c;
-        if (ops.lora_forward) c.call = [=, &ops] { ops.lora_forward(y, u, x, A, B, N, C, OC, r, 2.0f, 0.0f, 1); };
+        if (ops.lora_forward) c.call = [=, &ops] { ops.lora_forward(y, u, x, A, B, N, C, OC, r, 2.0f, 0.0f, 1, y); };
         c.bytes = (double)N * C * 2 + (double)N * OC * 2 * 2 + (double)N * r * 2 + (double)r * (C + OC) * 2;
         return c;
     });
@@ -441,7 +441,7 @@ void bench_lora(const Ops& ops) {
         float *dA = b.f32_zeros((size_t)r * C), *dB = b.f32_zeros((size_t)OC * r);
         Case c;
         if (ops.lora_backward)
-            c.call = [=, &ops] { ops.lora_backward(dx, dA, dB, dy, x, u, A, B, N, C, OC, r, 2.0f, 0.0f, 1); };
+            c.call = [=, &ops] { ops.lora_backward(dx, dA, dB, dy, x, u, A, B, N, C, OC, r, 2.0f, 0.0f, 1, true); };
         // read dy, x, u; dx += (read + write); A, B read; dA, dB (FP32 +=) read + write
         c.bytes = (double)N * OC * 2 + (double)N * C * 2 + (double)N * r * 2 + (double)N * C * 2 * 2 +
                   (double)r * (C + OC) * (2 + 8);

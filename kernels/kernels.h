@@ -24,12 +24,15 @@
 // per-token losses and weights, gradients of parameters, optimizer masters and moments) is float*.
 namespace cpu {
 
-// out[N,OC] = inp[N,C] · W[OC,C]ᵀ + bias[OC] (bias may be null); with `accumulate` the product is
-// added to out (the residual stream uses this instead of a separate add).
-void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC, bool accumulate);
-// dinp[N,C] += dout·W (if dinp), dw[OC,C] += doutᵀ·inp (if dw), dbias[OC] += Σ_n dout (if dbias).
+// out[N,OC] = add + inp[N,C] · W[OC,C]ᵀ + bias[OC] (bias may be null). add is null (overwrite), out
+// itself (accumulate) or another [N,OC] tensor: the residual stream x_mid = x + att·Woᵀ is one GEMM
+// reading x, with no copy of x into x_mid first.
+void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC, const float* add);
+// dinp[N,C] (+)= dout·W (if dinp; += with accumulate, = without), dw[OC,C] += doutᵀ·inp (if dw),
+// dbias[OC] += Σ_n dout (if dbias). The first GEMM into a gradient overwrites, the others add:
+// no zeroing pass over the buffer first.
 void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, int N,
-                     int C, int OC);
+                     int C, int OC, bool accumulate);
 
 // out[n,:] = table[tokens[n],:]
 void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C);
@@ -68,14 +71,17 @@ void swiglu_forward(float* h, const float* gate, const float* up, size_t N);
 // dgate, dup overwritten
 void swiglu_backward(float* dgate, float* dup, const float* dh, const float* gate, const float* up, size_t N);
 
-// LoRA path of a linear layer: y[N,OC] += scale · (drop(x)[N,C] · A[r,C]ᵀ) · B[OC,r]ᵀ, saving
-// u = drop(x)·Aᵀ [N,r]. drop() is inverted dropout with rate p whose mask is a hash of
-// (dropout_key, element index): forward, recompute and backward regenerate it, nothing is stored.
+// LoRA path of a linear layer: y[N,OC] = add + scale · (drop(x)[N,C] · A[r,C]ᵀ) · B[OC,r]ᵀ (add as in
+// matmul_forward: null, y or another tensor), saving u = drop(x)·Aᵀ [N,r]. drop() is inverted dropout
+// with rate p whose mask is a hash of (dropout_key, element index): forward, recompute and backward
+// regenerate it, nothing is stored. The model runs it before the base GEMM, which then accumulates
+// onto y: the read of y falls to the compute-bound GEMM instead of this memory-bound one.
 void lora_forward(float* y, float* u, const float* x, const float* A, const float* B, int N, int C, int OC, int r,
-                  float scale, float p, uint64_t dropout_key);
-// dx[N,C] += (through the adapter), dA[r,C] += , dB[OC,r] +=
+                  float scale, float p, uint64_t dropout_key, const float* add);
+// dx[N,C] (+)= (through the adapter; += with accumulate), dA[r,C] += , dB[OC,r] +=
 void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float* x, const float* u, const float* A,
-                   const float* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key);
+                   const float* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
+                   bool accumulate);
 
 // Weighted cross-entropy on a chunk of n rows of logits[n,V]: nll[i] = logsumexp(row) - row[target].
 // When grad_scale != 0 the logits are overwritten by dloss/dlogits = (softmax - onehot) · w[i] · grad_scale,
@@ -157,9 +163,9 @@ struct Ops {
     void (*scatter_rows)(act* out, const act* in, const int32_t* rows, int n, int C);
 
     // ---- ops ----
-    void (*matmul_forward)(act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, bool accumulate);
+    void (*matmul_forward)(act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, const act* add);
     void (*matmul_backward)(act* dinp, float* dw, float* dbias, const act* dout, const act* inp, const act* w, int N,
-                            int C, int OC);
+                            int C, int OC, bool accumulate);
     void (*embedding_forward)(act* out, const int32_t* tokens, const act* table, int N, int C);
     void (*embedding_backward)(float* dtable, const act* dout, const int32_t* tokens, int N, int C);
     void (*rmsnorm_forward)(act* out, float* rstd, const act* x, const act* w, int N, int C, float eps);
@@ -176,9 +182,10 @@ struct Ops {
     void (*swiglu_forward)(act* h, const act* gate, const act* up, size_t N);
     void (*swiglu_backward)(act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N);
     void (*lora_forward)(act* y, act* u, const act* x, const act* A, const act* B, int N, int C, int OC, int r,
-                         float scale, float p, uint64_t dropout_key);
+                         float scale, float p, uint64_t dropout_key, const act* add);
     void (*lora_backward)(act* dx, float* dA, float* dB, const act* dy, const act* x, const act* u, const act* A,
-                          const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key);
+                          const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
+                          bool accumulate);
     void (*crossentropy_forward_backward)(act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                           int V, float grad_scale);
     void (*nf4_quantize)(uint8_t* codes, float* absmax, const float* w, size_t n);

@@ -87,9 +87,9 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         for (int l = 0; l < c.n_layers; l++) {
             const LayerOffsets& o = m.off.layers[l];
             ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.attn_norm), n, C, c.norm_eps);
-            linear_forward(P, q.a(), ln.a(), o.wq, o.bq, n, C, Q, l, LORA_Q, u.a(), false);
-            linear_forward(P, k.a(), ln.a(), o.wk, o.bk, n, C, KV, l, LORA_K, u.a(), false);
-            linear_forward(P, v.a(), ln.a(), o.wv, o.bv, n, C, KV, l, LORA_V, u.a(), false);
+            linear_forward(P, q.a(), ln.a(), o.wq, o.bq, n, C, Q, l, LORA_Q, u.a(), nullptr);
+            linear_forward(P, k.a(), ln.a(), o.wk, o.bk, n, C, KV, l, LORA_K, u.a(), nullptr);
+            linear_forward(P, v.a(), ln.a(), o.wv, o.bv, n, C, KV, l, LORA_V, u.a(), nullptr);
             ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, c.rope_theta);
             ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, c.rope_theta);
             act* K = ops.at(kc.a(), l * layer_cache);
@@ -97,12 +97,12 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             ops.scatter_rows(K, k.a(), dslot.i(), n, KV);  // the rows' k and v into their sequences' caches
             ops.scatter_rows(Vv, v.a(), dslot.i(), n, KV);
             attend(K, Vv);
-            linear_forward(P, x.a(), att.a(), o.wo, SIZE_MAX, n, Q, C, l, LORA_O, u.a(), true);
+            linear_forward(P, x.a(), att.a(), o.wo, SIZE_MAX, n, Q, C, l, LORA_O, u.a(), x.a());
             ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.mlp_norm), n, C, c.norm_eps);
-            linear_forward(P, gate.a(), ln.a(), o.w_gate, SIZE_MAX, n, C, F, l, LORA_GATE, u.a(), false);
-            linear_forward(P, up.a(), ln.a(), o.w_up, SIZE_MAX, n, C, F, l, LORA_UP, u.a(), false);
+            linear_forward(P, gate.a(), ln.a(), o.w_gate, SIZE_MAX, n, C, F, l, LORA_GATE, u.a(), nullptr);
+            linear_forward(P, up.a(), ln.a(), o.w_up, SIZE_MAX, n, C, F, l, LORA_UP, u.a(), nullptr);
             ops.swiglu_forward(h.a(), gate.a(), up.a(), (size_t)n * F);
-            linear_forward(P, x.a(), h.a(), o.w_down, SIZE_MAX, n, F, C, l, LORA_DOWN, u.a(), true);
+            linear_forward(P, x.a(), h.a(), o.w_down, SIZE_MAX, n, F, C, l, LORA_DOWN, u.a(), x.a());
         }
     };
 
@@ -145,7 +145,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             ops.attention_decode(att.a(), q.a(), K, Vv, dlen.i(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim);
         });
         ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(m.off.final_norm), S, C, c.norm_eps);
-        ops.matmul_forward(dlogits.a(), ln.a(), P.w(m.off.lm_head), nullptr, S, C, V, false);
+        ops.matmul_forward(dlogits.a(), ln.a(), P.w(m.off.lm_head), nullptr, S, C, V, nullptr);
         ops.download(logits.data(), dlogits.a(), (size_t)S * V);
         for (int s = 0; s < S; s++) {
             if (done[s] || step + 1 < (int)prompts[s].size()) continue;  // still feeding the prompt

@@ -33,10 +33,14 @@ struct Pass {
     uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
 };
 
-// y = x Wᵀ + b (+ s·(drop(x) Aᵀ) Bᵀ); accumulate adds to y (residual stream). u (rank-wide) keeps
-// x·Aᵀ for the backward.
+// y = add + x Wᵀ + b (+ s·(drop(x) Aᵀ) Bᵀ); add is null, y (accumulate) or the residual stream's
+// input (x_mid = x + att·Woᵀ with no copy of x). u (rank-wide) keeps x·Aᵀ for the backward.
+// With an adapter its term is written first and the base GEMM accumulates onto it: the adapter's
+// GEMM through the rank-r bottleneck is memory-bound, so it should not be the one that reads y.
 void linear_forward(const Pass& P, act* y, const act* x, size_t w, size_t b, int N, int C, int OC, int layer,
-                    LoraTarget t, act* u, bool accumulate);
-// dx += dy W (+ adapter path); weight/bias/adapter gradients accumulate into the pass's grads.
+                    LoraTarget t, act* u, const act* add);
+// dx (+)= dy W (+ adapter path): accumulate adds, else dx is overwritten (the first projection into
+// a gradient, so no zeroing pass); weight/bias/adapter gradients accumulate into the pass's grads.
+// As in the forward, the adapter's thin GEMM writes dx first and the base GEMM accumulates.
 void linear_backward(const Pass& P, act* dx, const act* dy, const act* x, size_t w, size_t b, int N, int C, int OC,
-                     int layer, LoraTarget t, const act* u);
+                     int layer, LoraTarget t, const act* u, bool accumulate);

@@ -196,21 +196,19 @@ void layer_forward(const Pass& P, Workspace& ws, int l, LayerActs& A) {
     const act* x = row(P, ws.resid, l, (size_t)N * C);
     act* out = row(P, ws.resid, l + 1, (size_t)N * C);
     P.ops.rmsnorm_forward(A.ln1.a(), A.rstd1.f(), x, P.w(o.attn_norm), N, C, c.norm_eps);
-    linear_forward(P, A.q.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a(), false);
-    linear_forward(P, A.k.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a(), false);
-    linear_forward(P, A.v.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a(), false);
+    linear_forward(P, A.q.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a(), nullptr);
+    linear_forward(P, A.k.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a(), nullptr);
+    linear_forward(P, A.v.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a(), nullptr);
     P.ops.rope_forward(A.q.a(), ws.pos.i(), N, c.n_heads, c.head_dim, c.rope_theta);
     P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
     P.ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads,
                             c.n_kv_heads, c.head_dim);
-    P.ops.copy(A.x_mid.p, x, (size_t)N * C * P.ops.act_size);
-    linear_forward(P, A.x_mid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a(), true);
+    linear_forward(P, A.x_mid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a(), x);
     P.ops.rmsnorm_forward(A.ln2.a(), A.rstd2.f(), A.x_mid.a(), P.w(o.mlp_norm), N, C, c.norm_eps);
-    linear_forward(P, A.gate.a(), A.ln2.a(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].a(), false);
-    linear_forward(P, A.up.a(), A.ln2.a(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].a(), false);
+    linear_forward(P, A.gate.a(), A.ln2.a(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].a(), nullptr);
+    linear_forward(P, A.up.a(), A.ln2.a(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].a(), nullptr);
     P.ops.swiglu_forward(A.h.a(), A.gate.a(), A.up.a(), (size_t)N * F);
-    P.ops.copy(out, A.x_mid.p, (size_t)N * C * P.ops.act_size);
-    linear_forward(P, out, A.h.a(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].a(), true);
+    linear_forward(P, out, A.h.a(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].a(), A.x_mid.a());
 }
 
 // On entry ws.dresid = dL/d(layer output); on exit dL/d(layer input).
@@ -219,25 +217,24 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     const LayerOffsets& o = P.m.off.layers[l];
     int N = ws.B * ws.T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
     const act* x = row(P, ws.resid, l, (size_t)N * C);
-    // MLP branch: out = x_mid + down(h)
-    ws.dh.zero();
-    linear_backward(P, ws.dh.a(), ws.dresid.a(), A.h.a(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].a());
+    // MLP branch: out = x_mid + down(h). The first projection into each gradient overwrites it (no
+    // zeroing pass), the next ones of the group add to it.
+    linear_backward(P, ws.dh.a(), ws.dresid.a(), A.h.a(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].a(),
+                    false);
     P.ops.swiglu_backward(ws.dgate.a(), ws.dup.a(), ws.dh.a(), A.gate.a(), A.up.a(), (size_t)N * F);
-    ws.dln.zero();
-    linear_backward(P, ws.dln.a(), ws.dgate.a(), A.ln2.a(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].a());
-    linear_backward(P, ws.dln.a(), ws.dup.a(), A.ln2.a(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].a());
+    linear_backward(P, ws.dln.a(), ws.dgate.a(), A.ln2.a(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE,
+                    A.u[LORA_GATE].a(), false);
+    linear_backward(P, ws.dln.a(), ws.dup.a(), A.ln2.a(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].a(), true);
     P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.mlp_norm), ws.dln.a(), A.x_mid.a(), P.w(o.mlp_norm), A.rstd2.f(), N, C);
     // Attention branch: x_mid = x + o(att)
-    ws.datt.zero();
-    linear_backward(P, ws.datt.a(), ws.dresid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a());
+    linear_backward(P, ws.datt.a(), ws.dresid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a(), false);
     P.ops.attention_backward(ws.dq.a(), ws.dk.a(), ws.dv.a(), ws.datt.a(), A.att.a(), A.lse.f(), A.q.a(), A.k.a(),
                              A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
     P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, c.rope_theta);
     P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
-    ws.dln.zero();
-    linear_backward(P, ws.dln.a(), ws.dq.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a());
-    linear_backward(P, ws.dln.a(), ws.dk.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a());
-    linear_backward(P, ws.dln.a(), ws.dv.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a());
+    linear_backward(P, ws.dln.a(), ws.dq.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a(), false);
+    linear_backward(P, ws.dln.a(), ws.dk.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a(), true);
+    linear_backward(P, ws.dln.a(), ws.dv.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a(), true);
     P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.attn_norm), ws.dln.a(), x, P.w(o.attn_norm), A.rstd1.f(), N, C);
 }
 
@@ -291,12 +288,11 @@ double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad
     for (int r0 = 0; r0 < nrows; r0 += ws.chunk) {
         int n = std::min(ws.chunk, nrows - r0);
         P.ops.gather_rows(ws.hc.a(), ws.final_ln.a(), ws.rows.i() + r0, n, C);
-        P.ops.matmul_forward(ws.logits.a(), ws.hc.a(), W, nullptr, n, C, V, false);
+        P.ops.matmul_forward(ws.logits.a(), ws.hc.a(), W, nullptr, n, C, V, nullptr);
         P.ops.crossentropy_forward_backward(ws.logits.a(), ws.nll.f() + r0, ws.targets.i() + r0, ws.weights.f() + r0,
                                             n, V, P.grads ? grad_scale : 0.0f);
         if (P.grads) {
-            P.ops.memset0(ws.dhc.p, (size_t)n * C * P.ops.act_size);
-            P.ops.matmul_backward(ws.dhc.a(), P.gw(P.m.off.lm_head), nullptr, ws.logits.a(), ws.hc.a(), W, n, C, V);
+            P.ops.matmul_backward(ws.dhc.a(), P.gw(P.m.off.lm_head), nullptr, ws.logits.a(), ws.hc.a(), W, n, C, V, false);
             P.ops.scatter_rows(ws.dfinal.a(), ws.dhc.a(), ws.rows.i() + r0, n, C);
         }
     }
@@ -348,6 +344,6 @@ void model_logits(const Model& m, const int32_t* tokens, int T, float* logits, c
     Pass P(m, ops, nullptr, 0.0f, 0);
     forward_layers(P, ws, b);
     Buffer out = act_buffer(ops, (size_t)T * m.cfg.vocab_size, Mem::activations);
-    ops.matmul_forward(out.a(), ws.final_ln.a(), P.w(m.off.lm_head), nullptr, T, m.cfg.dim, m.cfg.vocab_size, false);
+    ops.matmul_forward(out.a(), ws.final_ln.a(), P.w(m.off.lm_head), nullptr, T, m.cfg.dim, m.cfg.vocab_size, nullptr);
     ops.download(logits, out.a(), (size_t)T * m.cfg.vocab_size);
 }

@@ -72,25 +72,35 @@ vector<int32_t> zeros_of(const vector<float>& v) {
 
 TEST_SUITE("cuda") {
 
-TEST_CASE("cuda matmul_forward: with and without bias, overwrite and accumulate") {
+// How an op's output starts: overwritten (add = null), accumulated onto (add = out), or another
+// tensor plus the product (add = a residual input; out's old value must be ignored).
+enum class AddMode { overwrite, accumulate, other };
+const AddMode kAddModes[] = {AddMode::overwrite, AddMode::accumulate, AddMode::other};
+const char* name(AddMode m) { return m == AddMode::overwrite ? "overwrite" : m == AddMode::accumulate ? "accumulate" : "add another"; }
+act* add_for(AddMode m, ActTwin& out, ActTwin& other, On on) {
+    return m == AddMode::overwrite ? nullptr : m == AddMode::accumulate ? out[on] : other[on];
+}
+
+TEST_CASE("cuda matmul_forward: with and without bias; overwrite, accumulate, add another tensor") {
     const Ops& g = cuda_backend();
     for (MatShape s : kMatShapes)
         for (bool bias : {false, true})
-            for (bool acc : {false, true}) {
+            for (AddMode mode : kAddModes) {
                 int N = s.N, C = s.C, OC = s.OC;
                 // w ~ N(0, 1/C): x·wᵀ ~ N(0, 1), the size of the bias and of the old value of out
-                // (which accumulate adds to and overwrite must ignore).
+                // (which accumulate adds to and the other modes must ignore) and of the added tensor.
                 ActTwin x(g, rnd((size_t)N * C, 1)), w(g, rnd((size_t)OC * C, 2, inv_sqrt(C)));
-                ActTwin b(g, rnd(OC, 3)), out(g, rnd((size_t)N * OC, 4));
+                ActTwin b(g, rnd(OC, 3)), out(g, rnd((size_t)N * OC, 4)), res(g, rnd((size_t)N * OC, 5));
                 run_both(g, [&](const Ops& o, On on) {
-                    o.matmul_forward(out[on], x[on], w[on], bias ? b[on] : nullptr, N, C, OC, acc);
+                    o.matmul_forward(out[on], x[on], w[on], bias ? b[on] : nullptr, N, C, OC, add_for(mode, out, res, on));
                 });
-                expect_close(strf("matmul_forward N=%d C=%d OC=%d bias=%d accumulate=%d: out", N, C, OC, bias, acc),
-                             out, kBf16Dot, OC);
+                expect_close(strf("matmul_forward N=%d C=%d OC=%d bias=%d %s: out", N, C, OC, bias, name(mode)), out,
+                             kBf16Dot, OC);
+                if (mode == AddMode::other) expect_identical("matmul_forward: the added tensor is only read", res);
             }
 }
 
-TEST_CASE("cuda matmul_backward: dinp (BF16 +=), dw and dbias (FP32 +=), null outputs skipped; deterministic") {
+TEST_CASE("cuda matmul_backward: dinp (BF16 += or =), dw and dbias (FP32 +=), null outputs skipped; deterministic") {
     const Ops& g = cuda_backend();
     struct Outputs {
         bool dinp, dw, dbias;
@@ -98,21 +108,24 @@ TEST_CASE("cuda matmul_backward: dinp (BF16 +=), dw and dbias (FP32 +=), null ou
     // All three; frozen weight (dinp only); first layer (no dinp); dbias alone.
     const Outputs subsets[] = {{true, true, true}, {true, false, false}, {false, true, true}, {false, false, true}};
     for (const MatShape& s : kMatShapes)
-        for (const Outputs& want : subsets) {
+        for (const Outputs& want : subsets)
+        for (bool acc : {true, false}) {
             bool all = want.dinp && want.dw && want.dbias;
             if (&s != &kMatShapes[0] && !all) continue;  // the null-pointer subsets on the first shape only
+            if (!acc && !want.dinp) continue;              // accumulate only concerns dinp
             int N = s.N, C = s.C, OC = s.OC;
-            // w ~ N(0, 1/OC) keeps dinp ~ N(0, 1); every output starts non-zero: they are added to.
+            // w ~ N(0, 1/OC) keeps dinp ~ N(0, 1); every output starts non-zero: dw and dbias are added
+            // to, dinp too with acc (without, its old value must be ignored).
             ActTwin dout(g, rnd((size_t)N * OC, 1)), x(g, rnd((size_t)N * C, 2)), w(g, rnd((size_t)OC * C, 3, inv_sqrt(OC)));
             ActTwin dinp(g, rnd((size_t)N * C, 4));
             BufTwin<float> dw(g, rnd((size_t)OC * C, 5)), dbias(g, rnd(OC, 6));
             auto op = [&](const Ops& o, On on) {
                 o.matmul_backward(want.dinp ? dinp[on] : nullptr, want.dw ? dw[on] : nullptr,
-                                  want.dbias ? dbias[on] : nullptr, dout[on], x[on], w[on], N, C, OC);
+                                  want.dbias ? dbias[on] : nullptr, dout[on], x[on], w[on], N, C, OC, acc);
             };
             run_both(g, op);
-            std::string what = strf("matmul_backward N=%d C=%d OC=%d outputs%s%s%s", N, C, OC, want.dinp ? " dinp" : "",
-                                    want.dw ? " dw" : "", want.dbias ? " dbias" : "");
+            std::string what = strf("matmul_backward N=%d C=%d OC=%d outputs%s%s%s%s", N, C, OC, want.dinp ? " dinp" : "",
+                                    want.dw ? " dw" : "", want.dbias ? " dbias" : "", acc ? "" : " (dinp overwritten)");
             auto check = [&](bool computed, const char* out, const auto& twin, Tol tol, size_t cols) {
                 if (computed)
                     expect_close(what + ": " + out, twin, tol, cols);
@@ -342,34 +355,39 @@ struct LoraInputs {
 };
 }  // namespace
 
-TEST_CASE("cuda lora_forward: y += scale·drop(x)·Aᵀ·Bᵀ and u, with dropout p = 0 and 0.1") {
+TEST_CASE("cuda lora_forward: y = add + scale·drop(x)·Aᵀ·Bᵀ and u, with dropout p = 0 and 0.1; overwrite, accumulate, add another") {
     const Ops& g = cuda_backend();
-    for (const LoraCase& c : kLoraCases) {
-        LoraInputs in(g, c);
-        ActTwin y(g, rnd((size_t)c.N * c.OC, 4)), u(g, rnd((size_t)c.N * c.r, 5));  // y is added to; u overwritten
-        run_both(g, [&](const Ops& o, On on) {
-            o.lora_forward(y[on], u[on], in.x[on], in.A[on], in.B[on], c.N, c.C, c.OC, c.r, kLoraScale, c.p, kLoraKey);
-        });
-        expect_close("lora_forward " + name(c) + ": y", y, kLora, c.OC);
-        expect_close("lora_forward " + name(c) + ": u", u, kBf16Dot, c.r);
-    }
+    for (const LoraCase& c : kLoraCases)
+        for (AddMode mode : kAddModes) {
+            LoraInputs in(g, c);
+            // y starts non-zero (added to or ignored, by mode); u overwritten.
+            ActTwin y(g, rnd((size_t)c.N * c.OC, 4)), u(g, rnd((size_t)c.N * c.r, 5)), res(g, rnd((size_t)c.N * c.OC, 6));
+            run_both(g, [&](const Ops& o, On on) {
+                o.lora_forward(y[on], u[on], in.x[on], in.A[on], in.B[on], c.N, c.C, c.OC, c.r, kLoraScale, c.p, kLoraKey,
+                               add_for(mode, y, res, on));
+            });
+            std::string what = "lora_forward " + name(c) + " " + name(mode);
+            expect_close(what + ": y", y, kLora, c.OC);
+            expect_close(what + ": u", u, kBf16Dot, c.r);
+        }
 }
 
-TEST_CASE("cuda lora_backward: dx (BF16 +=), dA and dB (FP32 +=), with dropout p = 0 and 0.1; deterministic") {
+TEST_CASE("cuda lora_backward: dx (BF16 += or =), dA and dB (FP32 +=), with dropout p = 0 and 0.1; deterministic") {
     const Ops& g = cuda_backend();
-    for (const LoraCase& c : kLoraCases) {
+    for (const LoraCase& c : kLoraCases)
+    for (bool acc : {true, false}) {
         LoraInputs in(g, c);
         vector<float> y_h((size_t)c.N * c.OC), u_h((size_t)c.N * c.r);  // the forward's u, from the CPU
         cpu_ops().lora_forward(as_act(y_h.data()), as_act(u_h.data()), in.x[On::cpu], in.A[On::cpu], in.B[On::cpu], c.N,
-                               c.C, c.OC, c.r, kLoraScale, c.p, kLoraKey);
+                               c.C, c.OC, c.r, kLoraScale, c.p, kLoraKey, nullptr);
         ActTwin u(g, u_h), dy(g, rnd((size_t)c.N * c.OC, 6)), dx(g, rnd((size_t)c.N * c.C, 7));
         BufTwin<float> dA(g, rnd((size_t)c.r * c.C, 8)), dB(g, rnd((size_t)c.OC * c.r, 9));
         auto op = [&](const Ops& o, On on) {
             o.lora_backward(dx[on], dA[on], dB[on], dy[on], in.x[on], u[on], in.A[on], in.B[on], c.N, c.C, c.OC, c.r,
-                            kLoraScale, c.p, kLoraKey);
+                            kLoraScale, c.p, kLoraKey, acc);
         };
         run_both(g, op);
-        std::string what = "lora_backward " + name(c);
+        std::string what = "lora_backward " + name(c) + (acc ? "" : " (dx overwritten)");
         expect_close(what + ": dx", dx, kLora, c.C);
         expect_close(what + ": dA", dA, kF32ViaBf16, c.C);
         expect_close(what + ": dB", dB, kF32Sum, c.r);
@@ -389,8 +407,9 @@ TEST_CASE("cuda lora dropout masks are the CPU's, forward and backward") {
     ActTwin u(g, vector<float>((size_t)N * r)), dy(g, rnd((size_t)N * OC, 4)), dx(g, vector<float>((size_t)N * C));
     BufTwin<float> dA(g, vector<float>((size_t)r * C)), dB(g, vector<float>((size_t)OC * r));
     run_both(g, [&](const Ops& o, On on) {
-        o.lora_forward(y[on], u[on], x[on], A[on], B[on], N, C, OC, r, kLoraScale, p, kLoraKey);
-        o.lora_backward(dx[on], dA[on], dB[on], dy[on], x[on], u[on], A[on], B[on], N, C, OC, r, kLoraScale, p, kLoraKey);
+        o.lora_forward(y[on], u[on], x[on], A[on], B[on], N, C, OC, r, kLoraScale, p, kLoraKey, y[on]);
+        o.lora_backward(dx[on], dA[on], dB[on], dy[on], x[on], u[on], A[on], B[on], N, C, OC, r, kLoraScale, p, kLoraKey,
+                        true);
     });
     vector<int32_t> mask = zeros_of(u.h);
     size_t dropped = std::count(mask.begin(), mask.end(), 1);

@@ -50,13 +50,13 @@ TEST_CASE("tolerance bites: matmul output (kBf16Dot)") {
     int N = 5, C = 2051, OC = 33;  // a long inner dimension whose tail a tiled kernel could drop
     vector<float> x = rnd((size_t)N * C, 1), w = rnd((size_t)OC * C, 2, 1 / std::sqrt((float)C)), b = rnd(OC, 3);
     vector<float> ref((size_t)N * OC), honest(ref.size()), buggy(ref.size()), x_tail = x;
-    cpu_ops().matmul_forward(as_act(ref.data()), as_act(x.data()), as_act(w.data()), as_act(b.data()), N, C, OC, false);
+    cpu_ops().matmul_forward(as_act(ref.data()), as_act(x.data()), as_act(w.data()), as_act(b.data()), N, C, OC, nullptr);
     // Correct on a GPU: the product rounded to BF16, then the bias added and rounded again.
-    cpu_ops().matmul_forward(as_act(honest.data()), as_act(x.data()), as_act(w.data()), nullptr, N, C, OC, false);
+    cpu_ops().matmul_forward(as_act(honest.data()), as_act(x.data()), as_act(w.data()), nullptr, N, C, OC, nullptr);
     for (int i = 0; i < N * OC; i++) honest[i] = bf16_round(bf16_round(honest[i]) + b[i % OC]);
     for (int n = 0; n < N; n++) std::fill(&x_tail[(size_t)n * C + C - 3], &x_tail[(size_t)n * C + C], 0.0f);
     cpu_ops().matmul_forward(as_act(buggy.data()), as_act(x_tail.data()), as_act(w.data()), as_act(b.data()), N, C, OC,
-                             false);
+                             nullptr);
     expect_bites("matmul out", ref, honest, buggy, kBf16Dot, "last 3 of 2051 inner terms dropped");
 }
 
@@ -127,7 +127,7 @@ TEST_CASE("tolerance bites: lora y (kLora)") {
     auto run = [&](uint64_t key) {
         vector<float> y = y0;
         cpu_ops().lora_forward(as_act(y.data()), as_act(u.data()), as_act(x.data()), as_act(A.data()), as_act(B.data()),
-                               N, C, OC, r, s, p, key);
+                               N, C, OC, r, s, p, key, as_act(y.data()));
         return y;
     };
     vector<float> ref = run(7), other_key = run(8), unscaled = ref;

@@ -55,8 +55,8 @@ TEST_CASE("matmul backward: dinp, dw, dbias") {
     int N = 7, C = 13, OC = 11;
     vector<float> x = random_vec(N * C, 1), w = random_vec(OC * C, 2), b = random_vec(OC, 3), R = random_vec(N * OC, 4);
     vector<float> out(N * OC), dx(N * C, 0), dw(OC * C, 0), db(OC, 0);
-    cpu::matmul_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), N, C, OC);
-    auto loss = [&] { cpu::matmul_forward(out.data(), x.data(), w.data(), b.data(), N, C, OC, false); return dot_loss(out, R); };
+    cpu::matmul_backward(dx.data(), dw.data(), db.data(), R.data(), x.data(), w.data(), N, C, OC, true);
+    auto loss = [&] { cpu::matmul_forward(out.data(), x.data(), w.data(), b.data(), N, C, OC, nullptr); return dot_loss(out, R); };
     grad_check("matmul dinp", x, dx, loss, 1e-3);
     grad_check("matmul dw", w, dw, loss, 1e-3);
     grad_check("matmul dbias", b, db, loss, 1e-3);
@@ -210,13 +210,12 @@ TEST_CASE("lora backward: dx, dA, dB, with and without dropout") {
         vector<float> x = random_vec(N * C, 1), A = random_vec(r * C, 2), Bm = random_vec(OC * r, 3), R = random_vec(N * OC, 4);
         vector<float> y(N * OC), u(N * r), dx(N * C, 0), dA(r * C, 0), dB(OC * r, 0);
         auto loss = [&] {
-            std::fill(y.begin(), y.end(), 0.0f);
-            cpu::lora_forward(y.data(), u.data(), x.data(), A.data(), Bm.data(), N, C, OC, r, 1.5f, p, 42);
+            cpu::lora_forward(y.data(), u.data(), x.data(), A.data(), Bm.data(), N, C, OC, r, 1.5f, p, 42, nullptr);
             return dot_loss(y, R);
         };
         loss();
         cpu::lora_backward(dx.data(), dA.data(), dB.data(), R.data(), x.data(), u.data(), A.data(), Bm.data(), N, C, OC,
-                           r, 1.5f, p, 42);
+                           r, 1.5f, p, 42, true);
         // The adapter output is linear in each of x, A and B, so a wide step has no truncation
         // error and keeps FP32 rounding of the loss out of the difference.
         grad_check("lora dx", x, dx, loss, 1e-3, 40, 5e-2f);

@@ -12,6 +12,12 @@ namespace cpu {
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const float* A, int lda, const float* B, int ldb,
           float beta, float* C, int ldc);
 
+// C = add before a GEMM with beta = add ? 1 : 0 (add: null, C itself, or another tensor of C's
+// size): the CPU's way to "C = add + A·B", which the GPU's GEMM does in one pass.
+inline void start_from(float* C, const float* add, size_t n) {
+    if (add && add != C) memcpy(C, add, n * sizeof(float));
+}
+
 constexpr int TILE_M = 6;   // rows of the register tile
 constexpr int TILE_N = 32;  // columns of the register tile: two 16-float vectors (AVX-512) or four AVX2 ones
 

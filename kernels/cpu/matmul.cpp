@@ -4,8 +4,9 @@
 
 namespace cpu {
 
-void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC, bool accumulate) {
-    gemm(false, true, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, OC);
+void matmul_forward(float* out, const float* inp, const float* w, const float* bias, int N, int C, int OC, const float* add) {
+    start_from(out, add, (size_t)N * OC);
+    gemm(false, true, N, OC, C, 1.0f, inp, C, w, C, add ? 1.0f : 0.0f, out, OC);
     if (bias) {
         #pragma omp parallel for schedule(static)
         for (int n = 0; n < N; n++)
@@ -14,8 +15,8 @@ void matmul_forward(float* out, const float* inp, const float* w, const float* b
 }
 
 void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, int N,
-                     int C, int OC) {
-    if (dinp) gemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);   // dX = dY · W
+                     int C, int OC, bool accumulate) {
+    if (dinp) gemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, accumulate ? 1.0f : 0.0f, dinp, C);  // dX (+)= dY · W
     if (dw) gemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);      // dW = dYᵀ · X
     if (dbias) {
         // Column sums, one thread per column range: no atomics, same order every time.

@@ -100,11 +100,13 @@ Ops make_ops() {
         for (int i = 0; i < n; i++) memcpy(F(out) + (size_t)rows[i] * C, F(in) + (size_t)i * C, C * sizeof(float));
     };
 
-    o.matmul_forward = [](act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, bool accumulate) {
-        cpu::matmul_forward(F(out), F(inp), F(w), F(bias), N, C, OC, accumulate);
+    o.matmul_forward = [](act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, const act* add) {
+        cpu::matmul_forward(F(out), F(inp), F(w), F(bias), N, C, OC, F(add));
     };
     o.matmul_backward = [](act* dinp, float* dw, float* dbias, const act* dout, const act* inp, const act* w, int N,
-                           int C, int OC) { cpu::matmul_backward(F(dinp), dw, dbias, F(dout), F(inp), F(w), N, C, OC); };
+                           int C, int OC, bool accumulate) {
+        cpu::matmul_backward(F(dinp), dw, dbias, F(dout), F(inp), F(w), N, C, OC, accumulate);
+    };
     o.embedding_forward = [](act* out, const int32_t* tokens, const act* table, int N, int C) {
         cpu::embedding_forward(F(out), tokens, F(table), N, C);
     };
@@ -142,12 +144,13 @@ Ops make_ops() {
         cpu::swiglu_backward(F(dgate), F(dup), F(dh), F(gate), F(up), N);
     };
     o.lora_forward = [](act* y, act* u, const act* x, const act* A, const act* B, int N, int C, int OC, int r,
-                        float scale, float p, uint64_t dropout_key) {
-        cpu::lora_forward(F(y), F(u), F(x), F(A), F(B), N, C, OC, r, scale, p, dropout_key);
+                        float scale, float p, uint64_t dropout_key, const act* add) {
+        cpu::lora_forward(F(y), F(u), F(x), F(A), F(B), N, C, OC, r, scale, p, dropout_key, F(add));
     };
     o.lora_backward = [](act* dx, float* dA, float* dB, const act* dy, const act* x, const act* u, const act* A,
-                         const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key) {
-        cpu::lora_backward(F(dx), dA, dB, F(dy), F(x), F(u), F(A), F(B), N, C, OC, r, scale, p, dropout_key);
+                         const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
+                         bool accumulate) {
+        cpu::lora_backward(F(dx), dA, dB, F(dy), F(x), F(u), F(A), F(B), N, C, OC, r, scale, p, dropout_key, accumulate);
     };
     o.crossentropy_forward_backward = [](act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                          int V, float grad_scale) {

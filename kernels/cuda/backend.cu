@@ -106,12 +106,12 @@ Ops make_ops() {
         cuda::scatter_rows(bf(out), bf(in), rows, n, C);
     };
 
-    o.matmul_forward = [](act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, bool accumulate) {
-        cuda::matmul_forward(bf(out), bf(inp), bf(w), bf(bias), N, C, OC, accumulate);
+    o.matmul_forward = [](act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, const act* add) {
+        cuda::matmul_forward(bf(out), bf(inp), bf(w), bf(bias), N, C, OC, bf(add));
     };
     o.matmul_backward = [](act* dinp, float* dw, float* dbias, const act* dout, const act* inp, const act* w, int N,
-                           int C, int OC) {
-        cuda::matmul_backward(bf(dinp), dw, dbias, bf(dout), bf(inp), bf(w), N, C, OC);
+                           int C, int OC, bool accumulate) {
+        cuda::matmul_backward(bf(dinp), dw, dbias, bf(dout), bf(inp), bf(w), N, C, OC, accumulate);
     };
     o.embedding_forward = [](act* out, const int32_t* tokens, const act* table, int N, int C) {
         cuda::embedding_forward(bf(out), tokens, bf(table), N, C);
@@ -151,12 +151,14 @@ Ops make_ops() {
         cuda::swiglu_backward(bf(dgate), bf(dup), bf(dh), bf(gate), bf(up), N);
     };
     o.lora_forward = [](act* y, act* u, const act* x, const act* A, const act* B, int N, int C, int OC, int r,
-                        float scale, float p, uint64_t dropout_key) {
-        cuda::lora_forward(bf(y), bf(u), bf(x), bf(A), bf(B), N, C, OC, r, scale, p, dropout_key);
+                        float scale, float p, uint64_t dropout_key, const act* add) {
+        cuda::lora_forward(bf(y), bf(u), bf(x), bf(A), bf(B), N, C, OC, r, scale, p, dropout_key, bf(add));
     };
     o.lora_backward = [](act* dx, float* dA, float* dB, const act* dy, const act* x, const act* u, const act* A,
-                         const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key) {
-        cuda::lora_backward(bf(dx), dA, dB, bf(dy), bf(x), bf(u), bf(A), bf(B), N, C, OC, r, scale, p, dropout_key);
+                         const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
+                         bool accumulate) {
+        cuda::lora_backward(bf(dx), dA, dB, bf(dy), bf(x), bf(u), bf(A), bf(B), N, C, OC, r, scale, p, dropout_key,
+                            accumulate);
     };
     o.crossentropy_forward_backward = [](act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                          int V, float grad_scale) {

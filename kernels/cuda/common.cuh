@@ -45,9 +45,9 @@ void cuda_release(void* p);
 #include "kernels/hash.h"
 
 namespace cuda {
-void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, bool accumulate);
+void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, const bf16* add);
 void matmul_backward(bf16* dinp, float* dw, float* dbias, const bf16* dout, const bf16* inp, const bf16* w, int N, int C,
-                     int OC);
+                     int OC, bool accumulate);
 void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int N, int C);
 void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, int N, int C);
 void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps);
@@ -64,9 +64,10 @@ void attention_decode(bf16* out, const bf16* q, const bf16* kcache, const bf16* 
 void swiglu_forward(bf16* h, const bf16* gate, const bf16* up, size_t N);
 void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dh, const bf16* gate, const bf16* up, size_t N);
 void lora_forward(bf16* y, bf16* u, const bf16* x, const bf16* A, const bf16* B, int N, int C, int OC, int r,
-                  float scale, float p, uint64_t dropout_key);
+                  float scale, float p, uint64_t dropout_key, const bf16* add);
 void lora_backward(bf16* dx, float* dA, float* dB, const bf16* dy, const bf16* x, const bf16* u, const bf16* A,
-                   const bf16* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key);
+                   const bf16* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
+                   bool accumulate);
 void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targets, const float* weights, int n, int V,
                                    float grad_scale);
 void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n);

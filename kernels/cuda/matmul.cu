@@ -142,7 +142,7 @@ __device__ inline void store_f32(bf16* p, float v) { *p = __float2bfloat16(v); }
 constexpr int kTile = 16;
 template <class T>
 __global__ void gemm_fallback_kernel(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A,
-                                     int lda, const bf16* B, int ldb, float beta, T* C, int ldc) {
+                                     int lda, const bf16* B, int ldb, float beta, const T* C_in, T* C, int ldc) {
     __shared__ float as[kTile][kTile + 1], bs[kTile][kTile + 1];
     int tx = threadIdx.x, ty = threadIdx.y;
     int n = blockIdx.x * kTile + tx;
@@ -159,38 +159,41 @@ __global__ void gemm_fallback_kernel(bool transA, bool transB, int M, int N, int
             __syncthreads();
         }
         if (m < M && n < N) {
-            T* c = C + (size_t)m * ldc + n;
             float v = alpha * s;
-            if (beta != 0.0f) v += beta * to_f32(*c);  // beta = 0: C is not read (it may hold NaN)
-            store_f32(c, v);
+            if (beta != 0.0f) v += beta * to_f32(C_in[(size_t)m * ldc + n]);  // beta = 0: not read (may hold NaN)
+            store_f32(C + (size_t)m * ldc + n, v);
         }
     }
 }
 
 template <class T>
 void gemm_fallback(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B,
-                   int ldb, float beta, T* C, int ldc) {
+                   int ldb, float beta, const T* C_in, T* C, int ldc) {
     dim3 grid(ceil_div(N, kTile), std::min(ceil_div(M, kTile), 65535u));
-    gemm_fallback_kernel<T><<<grid, dim3(kTile, kTile)>>>(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_fallback_kernel<T><<<grid, dim3(kTile, kTile)>>>(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C_in, C,
+                                                          ldc);
     CUDA_LAUNCH_CHECK();
 }
 
 template <class T>
 void gemm_any(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B,
-              int ldb, float beta, T* C, int ldc) {
+              int ldb, float beta, T* C, int ldc, const T* C_in) {
     if (M <= 0 || N <= 0) return;
-    if (K <= 0) {  // C = beta·C, as cpu::gemm: nothing to do for beta = 1, zeros for beta = 0
-        if (beta != 1.0f) gemm_fallback(transA, transB, M, N, 0, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (!C_in) C_in = C;
+    if (K <= 0) {  // C = beta·C_in, as cpu::gemm: nothing to do for beta = 1 in place, else one pass
+        if (beta != 1.0f || C_in != C) gemm_fallback(transA, transB, M, N, 0, alpha, A, lda, B, ldb, beta, C_in, C, ldc);
         return;
     }
     constexpr cudaDataType_t ctype = std::is_same<T, float>::value ? CUDA_R_32F : CUDA_R_16BF;
-    GemmKey key{transA, transB, M, N, K, lda, ldb, ldc, ctype, alignment(A), alignment(B), alignment(C)};
+    GemmKey key{transA, transB, M, N, K, lda, ldb, ldc, ctype, alignment(A), alignment(B),
+                std::min(alignment(C), alignment(C_in))};
     const GemmPlan& p = plan_for(key);
-    if (p.fallback) return gemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    if (p.fallback) return gemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C_in, C, ldc);
     void* ws = cuda_scratch(Scratch::cublas_workspace, kWorkspaceBytes);
     // alpha, beta: host FP32 scalars (the default pointer mode; FP32 is the scale type of COMPUTE_32F).
-    CUBLAS_CHECK(cublasLtMatmul(handle(), p.desc, &alpha, B, p.first, A, p.second, &beta, C, p.c, C, p.c, &p.algo, ws,
-                                kWorkspaceBytes, 0));
+    // C_in is cuBLASLt's C, ours is its D (the same layout).
+    CUBLAS_CHECK(cublasLtMatmul(handle(), p.desc, &alpha, B, p.first, A, p.second, &beta, C_in, p.c, C, p.c, &p.algo,
+                                ws, kWorkspaceBytes, 0));
 }
 
 // out[n,o] += bias[o]. A pass of its own rather than cuBLASLt's bias epilogue: it serves the
@@ -224,17 +227,17 @@ __global__ void bias_backward_kernel(float* dbias, const bf16* dout, int N, int 
 namespace cuda {
 
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
-          float beta, bf16* C, int ldc) {
-    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+          float beta, bf16* C, int ldc, const bf16* C_in) {
+    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, C_in);
 }
 
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
           float beta, float* C, int ldc) {
-    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, (const float*)nullptr);
 }
 
-void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, bool accumulate) {
-    gemm(false, true, N, OC, C, 1.0f, inp, C, w, C, accumulate ? 1.0f : 0.0f, out, OC);  // out (+)= inp · Wᵀ
+void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, const bf16* add) {
+    gemm(false, true, N, OC, C, 1.0f, inp, C, w, C, add ? 1.0f : 0.0f, out, OC, add);  // out = add + inp · Wᵀ
     size_t n = (size_t)N * OC;
     if (bias && n > 0) {  // no launch of zero blocks (an invalid configuration)
         add_bias_kernel<<<ceil_div(n, 256), 256>>>(out, bias, n, OC);
@@ -243,8 +246,8 @@ void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias,
 }
 
 void matmul_backward(bf16* dinp, float* dw, float* dbias, const bf16* dout, const bf16* inp, const bf16* w, int N, int C,
-                     int OC) {
-    if (dinp) gemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, 1.0f, dinp, C);  // dX += dY · W
+                     int OC, bool accumulate) {
+    if (dinp) gemm(false, false, N, C, OC, 1.0f, dout, OC, w, C, accumulate ? 1.0f : 0.0f, dinp, C);  // dX (+)= dY · W
     if (dw) gemm(true, false, OC, C, N, 1.0f, dout, OC, inp, C, 1.0f, dw, C);     // dW += dYᵀ · X, in FP32
     if (dbias && OC > 0) {  // N = 0 leaves dbias as it was (+= 0)
         bias_backward_kernel<<<ceil_div(OC, 32), dim3(32, kBiasRows)>>>(dbias, dout, N, OC);
