@@ -18,15 +18,19 @@
 #   kernels_torch.txt bench/torch_kernels.py, then the joined ours-vs-torch table
 #   kernels_narrow.txt the attention kernels again with the narrow tiling forced (ATTENTION_TILES=narrow)
 #   e2e.txt           every end-to-end run (build/bench/bench_train and peft_step.py), RESULT lines included
-# Knobs (environment): BUDGET_S, E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_BATCH (4),
-# E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), SKIP_BUILD=1, SKIP_TESTS=1, SCALE_OFFLOAD=1 (the 65B
-# QLoRA step again with --offload-optimizer), SANITIZE=1 (compute-sanitizer racecheck and synccheck on
-# the attention tests), SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1 (leave those
-# steps out), SKIP_TRAIN=1 (no ./train run), PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt),
-# PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt),
-# AB_OLD=1 (the previous build, copied to .gpu_carry/old/ before --prepare, benchmarked in the same
-# run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before";
-# AB_OLD=kernels: the kernel table only).
+# Knobs (environment):
+#   BUDGET_S; E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_BATCH (4),
+#   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2);
+#   SKIP_BUILD=1, SKIP_TESTS=1, SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1, SKIP_TRAIN=1 (no ./train
+#   run): leave those steps out; SKIP_TORCH=1 (no PyTorch kernel table), SKIP_NARROW=1 (no
+#   narrow-tiling kernel table), KERNELS_FILTER=attn (those kernel rows only);
+#   SCALE_OFFLOAD=1 (the 65B QLoRA step again with --offload-optimizer); SANITIZE=1 (compute-sanitizer
+#   racecheck and synccheck on the attention tests);
+#   PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt);
+#   PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt);
+#   AB_OLD=1 (the previous build, copied to .gpu_carry/old/ before --prepare, benchmarked in the same
+#   run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before";
+#   AB_OLD=kernels: the kernel table only).
 set -u
 cd "$(dirname "$0")/.."
 CARRY=${CARRY_DIR:-.gpu_carry}
@@ -232,13 +236,16 @@ if [ -n "${PROFILE_STEP:-}" ] && [ -x build/bench/bench_train ] && command -v nc
 fi
 
 # ---- kernels: ours, then PyTorch on the same shapes (with the joined table) ----
+# KERNELS_FILTER=attn: only the rows whose op or shape contains it (ours and the previous build's).
+KFILTER=()
+[ -n "${KERNELS_FILTER:-}" ] && KFILTER=(--filter "$KERNELS_FILTER")
 if [ "${SKIP_KERNELS:-0}" = 1 ]; then
     :
 elif [ -x build/bench/bench_cuda_kernels ]; then
     step "kernels: bench_cuda_kernels" 120 "$OUT/kernels_ours.txt" \
-        build/bench/bench_cuda_kernels --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF"
+        build/bench/bench_cuda_kernels --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" ${KFILTER[@]+"${KFILTER[@]}"}
     # The narrow attention tiling (what sm_86/89 GPUs run at hd 128), forced, for its speed here.
-    step "kernels: attention with ATTENTION_TILES=narrow" 60 "$OUT/kernels_narrow.txt" \
+    [ "${SKIP_NARROW:-0}" = 1 ] || step "kernels: attention with ATTENTION_TILES=narrow" 60 "$OUT/kernels_narrow.txt" \
         env ATTENTION_TILES=narrow build/bench/bench_cuda_kernels --filter attn --peak-bw "$PEAK_BW" \
         --peak-tflops "$PEAK_TF"
 else
@@ -248,10 +255,10 @@ fi
 # Its rows are tagged "old <op>", so that no join or reader can take them for ours.
 if [ "${AB_OLD:-0}" != 0 ] && [ "${SKIP_KERNELS:-0}" != 1 ] && [ -x "$CARRY/old/bench_cuda_kernels" ]; then
     step "kernels: the previous build, $(head -1 "$CARRY/old/SOURCE" 2>/dev/null)" 60 "$OUT/kernels_ours.txt" \
-        bash -c "set -o pipefail; '$CARRY/old/bench_cuda_kernels' --peak-bw $PEAK_BW --peak-tflops $PEAK_TF |
+        bash -c "set -o pipefail; '$CARRY/old/bench_cuda_kernels' --peak-bw $PEAK_BW --peak-tflops $PEAK_TF ${KFILTER[*]} |
             sed 's/^| \([a-z]\)/| old \1/'"
 fi
-[ "${SKIP_KERNELS:-0}" = 1 ] || step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
+[ "${SKIP_KERNELS:-0}" = 1 ] || [ "${SKIP_TORCH:-0}" = 1 ] || step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
     python3 bench/torch_kernels.py --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" --compare "$OUT/kernels_ours.txt"
 
 # ---- end to end: our trainer's step, then transformers + peft, same shape, same GPU ----
