@@ -42,31 +42,36 @@ __global__ void bwd_D_kernel(float* D, const bf16* dout, const bf16* out, size_t
 }
 
 // ---------------------------------------------------------------------------------------------------
-// dQ: grid x = b * nh + h, y = query block (reversed: longest first). NW warps, 16 query rows each;
-// key blocks of BN = 64 with the same double-buffered cp.async pipeline and the same mask logic as
-// the forward (attention_forward.cu). Per warp and key block:
+// dQ: grid x = b * nh + h, y = query block (reversed: longest first). NW warps, each owning MT row
+// tiles of 16 queries; key blocks of BN = 64 with the same double-buffered cp.async pipeline and the
+// same mask logic as the forward (attention_forward.cu). Per warp and key block:
 //   S  = Q Kᵀ, dP = dO Vᵀ          (A = Q, dO rows from shared memory; B = K, V rows, non-transposed)
 //   P  = exp2(S·scale·log2e - lse·log2e), 0 where masked
 //   dS = P ∘ (dP - D)
 //   dQ += dS K                      (A = dS from registers; B = K rows, transposed ldmatrix)
-// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 56 KB at HD 64; the
+// As in dK/dV, every K and V fragment is read from shared memory by every warp: at HD 64 a warp owns
+// 32 queries (MT = 2), 64 ldmatrix per 192 mma instead of 56 per 96, for 2 CTAs of 4 warps per SM
+// instead of 4 (the registers: 2 x 2 x 16 x 64 score tiles and 2 x 16 x 64 accumulators). At HD 128
+// the accumulators and score tiles of one row tile already take the registers (MT = 1).
+// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 74 KB at HD 64; the
 // narrow tiling (99 KB GPUs, HD 128) has 2 warps, BM = 32: 87 KB.
 template <int HD, bool narrow>
 struct DqCfg {
-    static constexpr int NW = narrow ? 2 : 4, NT = NW * 32, BM = 16 * NW, BN = 64, LD = HD + 8;
+    static constexpr int MT = HD == 64 ? 2 : 1, NW = narrow ? 2 : 4, NT = NW * 32, BM = 16 * MT * NW, BN = 64,
+                         LD = HD + 8;
     static constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * LD * sizeof(bf16) + BN * sizeof(int);
+    static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids)");
 };
 
 template <int HD, bool narrow>
-// At HD 64 the bound asks for <= 128 registers (4 CTAs, 16 warps per SM instead of 3 and 12; no
-// spills): the kernel is latency-bound, so more warps hide more of it.
-__global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, HD == 64 ? 4 : 1)
+// At HD 64 the bound asks for <= 256 registers: 2 CTAs per SM.
+__global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, HD == 64 ? 2 : 1)
     flash_dq_kernel(bf16* __restrict__ dq, const bf16* __restrict__ dout, const float* __restrict__ lse,
                     const float* __restrict__ Dg, const bf16* __restrict__ q, const bf16* __restrict__ k,
                     const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T, int nh, int nkv, float scale,
                     float scale_log2) {
     using C = DqCfg<HD, narrow>;
-    constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
+    constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     bf16* sQ = reinterpret_cast<bf16*>(attn_smem);  // [BM][LD]
     bf16* sdO = sQ + BM * LD;                        // [BM][LD]
@@ -88,23 +93,26 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, HD == 64 ? 4 : 1)
     load_tile<BN, HD, NT>(sV, v + koff, kstride, 0, T, tid);
     cp_async_commit();
 
-    const int row0 = warp * 16 + gq;
-    const int qi[2] = {q0 + row0, q0 + row0 + 8};
-    int qseg[2];
-    float lse2[2], Dr[2];  // lse in log2 units, D; 0 for rows past T (masked out anyway)
+    // This thread's query rows: wrow + 16m + gq and + 8 for each row tile m of the warp.
+    const int wrow = warp * 16 * MT;
+    int qi[MT][2], qseg[MT][2];
+    float lse2[MT][2], Dr[MT][2];  // lse in log2 units, D; 0 for rows past T (masked out anyway)
     #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        const bool ok = qi[i] < T;
-        const size_t r = ((size_t)b * T + qi[i]) * nh + h;
-        qseg[i] = ok ? sg[qi[i]] : 0;
-        lse2[i] = ok ? lse[r] * kLog2e : 0.0f;
-        Dr[i] = ok ? Dg[r] : 0.0f;
-    }
+    for (int m = 0; m < MT; m++)
+        #pragma unroll
+        for (int i = 0; i < 2; i++) {
+            qi[m][i] = q0 + wrow + 16 * m + gq + 8 * i;
+            const bool ok = qi[m][i] < T;
+            const size_t r = ((size_t)b * T + qi[m][i]) * nh + h;
+            qseg[m][i] = ok ? sg[qi[m][i]] : 0;
+            lse2[m][i] = ok ? lse[r] * kLog2e : 0.0f;
+            Dr[m][i] = ok ? Dg[r] : 0.0f;
+        }
     const int seg_first = sg[q0];
     const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
     int kseg_next = tid < BN && tid < T ? sg[tid] : 0;
 
-    float acc[HD / 8][4] = {};  // dQ (unscaled) for the warp's 16 rows
+    float acc[MT][HD / 8][4] = {};  // dQ (unscaled) for the warp's rows
     for (int j = 0; j < nkb; j++) {
         const int k0 = j * BN, st = j & 1;
         if (j + 1 < nkb) {
@@ -126,10 +134,11 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, HD == 64 ? 4 : 1)
         const bf16* tK = sK + st * BN * LD;
         const bf16* tV = sV + st * BN * LD;
 
-        float s[BN / 8][4] = {}, dp[BN / 8][4] = {};  // S = Q Kᵀ, dP = dO Vᵀ
-        mma_scores_pair<BN, HD, LD>(s, dp, sQ + warp * 16 * LD, sdO + warp * 16 * LD, tK, tV, lane);
-        // dS into s. Element e of tile n: row row0 + 8*(e>>1), key column 8n + 2*cq + (e&1). As in
-        // the dK/dV kernel: a loop without mask for the unmasked blocks, a branch-free mask otherwise.
+        float s[MT][BN / 8][4] = {}, dp[MT][BN / 8][4] = {};  // S = Q Kᵀ, dP = dO Vᵀ
+        mma_scores_pair<MT, BN, HD, LD>(s, dp, sQ + wrow * LD, sdO + wrow * LD, tK, tV, lane);
+        // dS into s. Element e of tile n of row tile m: query qi[m][e>>1], key column 8n + 2*cq +
+        // (e&1). As in the dK/dV kernel: a loop without mask for the unmasked blocks, a branch-free
+        // mask otherwise.
         auto dscores = [&](auto masked_tag) {
             constexpr bool kMasked = decltype(masked_tag)::value;
             #pragma unroll
@@ -137,28 +146,34 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, HD == 64 ? 4 : 1)
                 const int c0 = n * 8 + 2 * cq;
                 const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
                 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int i = e >> 1;
-                    float p = exp2_ftz(fmaf(s[n][e], scale_log2, -lse2[i]));
-                    if (kMasked) {
-                        const int ki = k0 + c0 + (e & 1);
-                        const bool masked = (ki > qi[i]) | (ki >= T) | (((e & 1) ? ks.y : ks.x) != qseg[i]);
-                        p = masked ? 0.0f : p;
+                for (int m = 0; m < MT; m++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int i = e >> 1;
+                        float p = exp2_ftz(fmaf(s[m][n][e], scale_log2, -lse2[m][i]));
+                        if (kMasked) {
+                            const int ki = k0 + c0 + (e & 1);
+                            const bool masked =
+                                (ki > qi[m][i]) | (ki >= T) | (((e & 1) ? ks.y : ks.x) != qseg[m][i]);
+                            p = masked ? 0.0f : p;
+                        }
+                        s[m][n][e] = p * (dp[m][n][e] - Dr[m][i]);
                     }
-                    s[n][e] = p * (dp[n][e] - Dr[i]);
-                }
             }
         };
         if (no_mask) dscores(std::false_type{});
         else dscores(std::true_type{});
         // dQ += dS K: B[k = key][n = d] = K[key][d], the transposed load (as V in the forward).
-        mma_acc_pb<BN, HD, LD>(acc, s, tK, lane);
+        mma_acc_pb<MT, BN, HD, LD>(acc, s, tK, lane);
         __syncthreads();
     }
     // The warp's rows of sQ are read by no one else: stage dQ · scale there and store.
-    acc_to_smem<HD>(sQ, warp * 16, acc, scale, scale, lane);
+    #pragma unroll
+    for (int m = 0; m < MT; m++) acc_to_smem<HD>(sQ, wrow + 16 * m, acc[m], scale, scale, lane);
     __syncwarp();
-    store_rows16<HD>(dq + qoff, qstride, q0 + warp * 16, T, sQ + warp * 16 * LD, lane);
+    #pragma unroll
+    for (int m = 0; m < MT; m++)
+        store_rows16<HD>(dq + qoff, qstride, q0 + wrow + 16 * m, T, sQ + (wrow + 16 * m) * LD, lane);
 }
 
 // ---------------------------------------------------------------------------------------------------
