@@ -9,23 +9,25 @@
 // - fwd_fallback_kernel: one warp per query row, FP32 CUDA cores, any hd <= 256 (the small test
 //   models, odd head sizes). Slow but obviously right.
 //
-// The flash-attention forward, per CTA: one (batch b, head h) and a block of BM queries, 16 per
-// warp (BM = 128 with 8 warps at HD 64, 64 with 4 warps at HD 128). The CTA walks the key blocks of
-// BN = 64 keys from 0 to the diagonal (blocks wholly above it — all keys later than all queries —
-// are never visited). For each:
-//     S = Q Kᵀ               (warp: 16 x 64 scores, FP32 in registers: 8 accumulator tiles of 16x8)
+// The flash-attention forward, per CTA: one (batch b, head h) and a block of BM queries; each warp
+// owns MT row tiles of 16 queries. The CTA walks the key blocks of BN keys from 0 to the diagonal
+// (blocks wholly above it — all keys later than all queries — are never visited). For each:
+//     S = Q Kᵀ               (warp: MT x 16 x BN scores, FP32 in registers: accumulator tiles of 16x8)
 //     S = -inf where masked  (causal, packed segments, padding; only on tiles that need it)
 //     online softmax         m = running row max, l = running row sum of exp, O rescaled by exp(m_old - m_new)
 //     O += P V               (P = exp(S - m) rounded to BF16, straight from the S registers)
 // At the end O /= l and lse = m + log(l). Everything runs in the log2 domain (exp2 is one
 // instruction): scores are multiplied by scale·log2(e), and lse is converted back to natural log.
-// Shared memory: Q tile [BM][HD+8], K and V tiles [64][HD+8] twice each (double buffer: the next
+// Shared memory: Q tile [BM][HD+8], K and V tiles [BN][HD+8] twice each (double buffer: the next
 // key block is loaded with cp.async while the current one is computed), the key block's segment ids.
-// At HD 64: 8 warps, BM = 128, 56 KB, at most 128 registers on sm_90, two CTAs per SM. At HD 128:
-// 4 warps, BM = 64, 87 KB (within the 99 KB of sm_86/89 too), two CTAs per SM on sm_90 (one within
-// the A100's 164 KB). On an H200 that ran as fast
-// as 8 warps with BM = 128 (105 KB, one CTA per SM) within the run-to-run spread (223-261 against
-// 238-259 TFLOP/s at T 2048-4096), with one tiling for every GPU instead of two.
+// The two tilings:
+// - HD 64: 8 warps of 16 queries (MT = 1), BM = 128, BN = 64, 56 KB; each warp keeps its Q rows as A
+//   fragments in registers. At most 128 registers on sm_90: two CTAs (16 warps) per SM.
+// - HD 128: 4 warps of 32 queries (MT = 2), BM = 128, BN = 32, 70 KB (within the 99 KB of sm_86/89
+//   too); Q fragments are read from shared memory at each step, since registers hold 2 x 16 x 128
+//   accumulators. Every K and V fragment a warp reads then feeds two mma: 48 ldmatrix per 128 mma
+//   instead of 64 with 16 queries per warp (the kernel is bound by shared-memory issue, not by the
+//   tensor cores: Nsight Compute on an H200).
 #include <cmath>
 
 #include "kernels/cuda/attention_common.cuh"
@@ -37,11 +39,14 @@ using namespace attn;
 
 template <int HD>
 struct FwdCfg {
+    static constexpr int MT = HD == 128 ? 2 : 1;      // row tiles of 16 queries per warp
     static constexpr int NW = HD == 128 ? 4 : 8, NT = NW * 32;  // warps, threads
-    static constexpr int BM = 16 * NW;          // queries per CTA: 16 per warp
-    static constexpr int BN = 64;               // keys per step
-    static constexpr int LD = HD + 8;           // padded row of a shared tile (elements)
+    static constexpr int BM = 16 * MT * NW;           // queries per CTA
+    static constexpr int BN = HD == 128 ? 32 : 64;    // keys per step
+    static constexpr int LD = HD + 8;                 // padded row of a shared tile (elements)
+    static constexpr bool q_in_regs = MT == 1;        // Q's A fragments held in registers
     static constexpr size_t smem = (size_t)(BM + 4 * BN) * LD * sizeof(bf16) + BN * sizeof(int);
+    static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids)");
 };
 
 // Grid: x = b * nh + h, y = query block (reversed, so that the longest blocks — the last ones, which
@@ -49,19 +54,19 @@ struct FwdCfg {
 // At HD 64 on sm_90 the bound keeps the kernel within 128 registers, so two CTAs (16 warps) share an
 // SM: the kernel is latency-bound (Nsight Compute, H200), and one CTA of 8 warps left the tensor
 // cores idle. The sm_80 code (what Ampere and Ada GPUs JIT-compile) would spill under that bound, so
-// it keeps the plain one.
+// it keeps the plain one. At HD 128 the bound asks for two CTAs of 4 warps (<= 256 registers).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
 constexpr int kFwdMinBlocksHd64 = 1;
 #else
 constexpr int kFwdMinBlocksHd64 = 2;
 #endif
 template <int HD>
-__global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 : 1)
+__global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 : 2)
     flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
                      const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
                      int nh, int nkv, float scale_log2) {
     using C = FwdCfg<HD>;
-    constexpr int BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
+    constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     bf16* sQ = reinterpret_cast<bf16*>(attn_smem);  // [BM][LD]
     bf16* sK = sQ + BM * LD;                         // [2][BN][LD]
@@ -84,11 +89,17 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
     load_tile<BN, HD, NT>(sV, vh, kstride, 0, T, tid);
     cp_async_commit();
 
-    // This thread's two rows (accumulator rows g and g+8 of its warp) and their segments. Rows past T
-    // are computed on zeros and never stored.
-    const int row0 = warp * 16 + gq;
-    const int qi0 = q0 + row0, qi1 = qi0 + 8;
-    const int qseg0 = qi0 < T ? sg[qi0] : 0, qseg1 = qi1 < T ? sg[qi1] : 0;
+    // This thread's rows (accumulator rows g and g+8 of each row tile of its warp) and their
+    // segments. Rows past T are computed on zeros and never stored.
+    const int wrow = warp * 16 * MT;
+    int qi[MT][2], qseg[MT][2];
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        #pragma unroll
+        for (int i = 0; i < 2; i++) {
+            qi[mt][i] = q0 + wrow + 16 * mt + gq + 8 * i;
+            qseg[mt][i] = qi[mt][i] < T ? sg[qi[mt][i]] : 0;
+        }
     // Is the whole query block in one segment (that of its first query)? Then a key block can be
     // classified at once: no key in the segment -> skipped, all keys in it -> no per-element mask.
     const int seg_first = sg[q0];
@@ -97,9 +108,12 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
     // global-memory latency hides behind a step of math), then into sKseg.
     int kseg_next = tid < BN && tid < T ? sg[tid] : 0;
 
-    uint32_t qf[HD / 16][4];  // this warp's Q rows as A fragments, loaded once
-    float o[HD / 8][4] = {};  // O accumulator: 16 rows x HD
-    float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};  // rows g, g+8 (l: this thread's columns only)
+    // Q's A fragments, loaded once when they stay in registers (a [1][1][4] placeholder otherwise).
+    uint32_t qf[C::q_in_regs ? MT : 1][C::q_in_regs ? HD / 16 : 1][4];
+    float o[MT][HD / 8][4] = {};  // O accumulator: 16 rows x HD per row tile
+    float m[MT][2], l[MT][2];     // rows g, g+8 of each row tile (l: this thread's columns only)
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
 
     for (int j = 0; j < nkb; j++) {
         const int k0 = j * BN, st = j & 1;
@@ -117,9 +131,12 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
         if (j + 1 < nkb) kseg_next = tid < BN && k0 + BN + tid < T ? sg[k0 + BN + tid] : 0;
         cp_async_wait<1>();  // this thread's copies of block j (and Q) have landed...
         const int n_match = __syncthreads_count(match);  // ...and everyone's, and sKseg is written
-        if (j == 0) {
-            #pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) ldmatrix_x4(qf[kk], sQ + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+        if constexpr (C::q_in_regs) {
+            if (j == 0) {
+                #pragma unroll
+                for (int kk = 0; kk < HD / 16; kk++)
+                    ldmatrix_x4(qf[0][kk], sQ + (wrow + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+            }
         }
         if (q_uniform && n_match == 0) {  // provably fully masked (skipping it is bit-identical)
             __syncthreads();
@@ -130,86 +147,107 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
         const bf16* tK = sK + st * BN * LD;
         const bf16* tV = sV + st * BN * LD;
 
-        // S = Q Kᵀ: s[n] is the 16x8 tile of keys k0 + 8n .. k0 + 8n + 7.
-        float s[BN / 8][4] = {};
+        // S = Q Kᵀ: s[mt][n] is the 16x8 tile of keys k0 + 8n .. k0 + 8n + 7 of row tile mt.
+        float s[MT][BN / 8][4] = {};
         #pragma unroll
         for (int kk = 0; kk < HD / 16; kk++) {
+            uint32_t af[MT][4];
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++) {
+                if constexpr (C::q_in_regs) {
+                    #pragma unroll
+                    for (int r = 0; r < 4; r++) af[mt][r] = qf[0][kk][r];
+                } else {
+                    ldmatrix_x4(af[mt], sQ + (wrow + 16 * mt + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+                }
+            }
             #pragma unroll
             for (int np = 0; np < BN / 16; np++) {
                 uint32_t kb[4];
                 ldmatrix_x4(kb, tK + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
-                mma_bf16(s[2 * np], qf[kk], kb[0], kb[1]);
-                mma_bf16(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+                #pragma unroll
+                for (int mt = 0; mt < MT; mt++) {
+                    mma_bf16(s[mt][2 * np], af[mt], kb[0], kb[1]);
+                    mma_bf16(s[mt][2 * np + 1], af[mt], kb[2], kb[3]);
+                }
             }
         }
-        // Element e of tile n is (row row0 + 8*(e>>1), key column 8n + 2*cq + (e&1)).
+        // Element e of tile n of row tile mt is (query qi[mt][e>>1], key column 8n + 2*cq + (e&1)).
         if (!no_mask) {  // branch-free: one select per score
             #pragma unroll
             for (int n = 0; n < BN / 8; n++) {
                 const int c0 = n * 8 + 2 * cq;
                 const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
                 #pragma unroll
-                for (int e = 0; e < 4; e++) {
-                    const int ki = k0 + c0 + (e & 1), kseg_e = (e & 1) ? ks.y : ks.x;
-                    const int qi = e < 2 ? qi0 : qi1, qs = e < 2 ? qseg0 : qseg1;
-                    const bool masked = (ki > qi) | (ki >= T) | (kseg_e != qs);
-                    s[n][e] = masked ? -INFINITY : s[n][e];
-                }
+                for (int mt = 0; mt < MT; mt++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        const int ki = k0 + c0 + (e & 1), kseg_e = (e & 1) ? ks.y : ks.x, i = e >> 1;
+                        const bool masked = (ki > qi[mt][i]) | (ki >= T) | (kseg_e != qseg[mt][i]);
+                        s[mt][n][e] = masked ? -INFINITY : s[mt][n][e];
+                    }
             }
         }
         // Online softmax, per row. The row max is reduced over the 4 threads of a group (they hold the
-        // row's 64 columns between them); the row sum stays per thread until the end.
+        // row's BN columns between them); the row sum stays per thread until the end.
         #pragma unroll
-        for (int i = 0; i < 2; i++) {
-            float mx = -INFINITY;
+        for (int mt = 0; mt < MT; mt++)
             #pragma unroll
-            for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[n][2 * i], s[n][2 * i + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float m_new = fmaxf(m[i], mx * scale_log2);
-            // A row with no allowed key so far has m = -inf; subtract 0 then, so exp2(-inf) = 0 and
-            // never exp2(-inf - -inf) = NaN.
-            const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-            const float alpha = exp2_ftz(m[i] - m_use);
-            m[i] = m_new;
-            float rs = 0.0f;
-            #pragma unroll
-            for (int n = 0; n < BN / 8; n++) {
+            for (int i = 0; i < 2; i++) {
+                float mx = -INFINITY;
                 #pragma unroll
-                for (int e = 2 * i; e < 2 * i + 2; e++) {
-                    s[n][e] = exp2_ftz(fmaf(s[n][e], scale_log2, -m_use));
-                    rs += s[n][e];
+                for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[mt][n][2 * i], s[mt][n][2 * i + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float m_new = fmaxf(m[mt][i], mx * scale_log2);
+                // A row with no allowed key so far has m = -inf; subtract 0 then, so exp2(-inf) = 0 and
+                // never exp2(-inf - -inf) = NaN.
+                const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+                const float alpha = exp2_ftz(m[mt][i] - m_use);
+                m[mt][i] = m_new;
+                float rs = 0.0f;
+                #pragma unroll
+                for (int n = 0; n < BN / 8; n++) {
+                    #pragma unroll
+                    for (int e = 2 * i; e < 2 * i + 2; e++) {
+                        s[mt][n][e] = exp2_ftz(fmaf(s[mt][n][e], scale_log2, -m_use));
+                        rs += s[mt][n][e];
+                    }
+                }
+                l[mt][i] = l[mt][i] * alpha + rs;
+                #pragma unroll
+                for (int n = 0; n < HD / 8; n++) {
+                    o[mt][n][2 * i] *= alpha;
+                    o[mt][n][2 * i + 1] *= alpha;
                 }
             }
-            l[i] = l[i] * alpha + rs;
-            #pragma unroll
-            for (int n = 0; n < HD / 8; n++) {
-                o[n][2 * i] *= alpha;
-                o[n][2 * i + 1] *= alpha;
-            }
-        }
         // O += P V, 16 keys (one k-step) at a time; P's A fragments come from two S tiles.
-        mma_acc_pb<BN, HD, LD>(o, s, tV, lane);
+        mma_acc_pb<MT, BN, HD, LD>(o, s, tV, lane);
         __syncthreads();  // everyone is done with buffer st and sKseg before they are refilled
     }
 
     // Epilogue: full row sums, O / l, lse. A row with no allowed key (impossible for a real query:
-    // it always sees itself) would get O = 0 and lse = -inf, as on the CPU.
-    float inv[2];
+    // it always sees itself) would get O = 0 and lse = -inf, as on the CPU. Each row tile is staged
+    // in the warp's own rows of sQ (no other warp reads them), then stored with 16-byte writes.
     #pragma unroll
-    for (int i = 0; i < 2; i++) {
-        float t = l[i];
-        t += __shfl_xor_sync(0xffffffffu, t, 1);
-        t += __shfl_xor_sync(0xffffffffu, t, 2);
-        inv[i] = t > 0.0f ? 1.0f / t : 0.0f;
-        const int qi = i == 0 ? qi0 : qi1;
-        if (cq == 0 && qi < T) lse[((size_t)b * T + qi) * nh + h] = t > 0.0f ? (m[i] + log2f(t)) * kLn2 : -INFINITY;
+    for (int mt = 0; mt < MT; mt++) {
+        float inv[2];
+        #pragma unroll
+        for (int i = 0; i < 2; i++) {
+            float t = l[mt][i];
+            t += __shfl_xor_sync(0xffffffffu, t, 1);
+            t += __shfl_xor_sync(0xffffffffu, t, 2);
+            inv[i] = t > 0.0f ? 1.0f / t : 0.0f;
+            if (cq == 0 && qi[mt][i] < T)
+                lse[((size_t)b * T + qi[mt][i]) * nh + h] = t > 0.0f ? (m[mt][i] + log2f(t)) * kLn2 : -INFINITY;
+        }
+        acc_to_smem<HD>(sQ, wrow + 16 * mt, o[mt], inv[0], inv[1], lane);
     }
-    // Stage the warp's 16 output rows in its own rows of sQ (no other warp reads them), then store
-    // them with 16-byte writes.
-    acc_to_smem<HD>(sQ, warp * 16, o, inv[0], inv[1], lane);
     __syncwarp();
-    store_rows16<HD>(out + ((size_t)b * T * nh + h) * HD, qstride, q0 + warp * 16, T, sQ + warp * 16 * LD, lane);
+    #pragma unroll
+    for (int mt = 0; mt < MT; mt++)
+        store_rows16<HD>(out + ((size_t)b * T * nh + h) * HD, qstride, q0 + wrow + 16 * mt, T, sQ + (wrow + 16 * mt) * LD,
+                         lane);
 }
 
 // Fallback forward: one warp per (b, t, h) query row, lanes over the head dimension, keys one at a
