@@ -23,7 +23,8 @@
 #   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2);
 #   SKIP_BUILD=1, SKIP_TESTS=1, SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1, SKIP_TRAIN=1 (no ./train
 #   run): leave those steps out; SKIP_TORCH=1 (no PyTorch kernel table), SKIP_NARROW=1 (no
-#   narrow-tiling kernel table), KERNELS_FILTER=attn (those kernel rows only);
+#   narrow-tiling kernel table), KERNELS_FILTER=attn (those kernel rows only, ours, PyTorch's and
+#   the previous build's);
 #   SCALE_OFFLOAD=1 (the 65B QLoRA step again with --offload-optimizer); SANITIZE=1 (compute-sanitizer
 #   racecheck and synccheck on the attention tests);
 #   PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt);
@@ -259,7 +260,8 @@ if [ "${AB_OLD:-0}" != 0 ] && [ "${SKIP_KERNELS:-0}" != 1 ] && [ -x "$CARRY/old/
             sed 's/^| \([a-z]\)/| old \1/'"
 fi
 [ "${SKIP_KERNELS:-0}" = 1 ] || [ "${SKIP_TORCH:-0}" = 1 ] || step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
-    python3 bench/torch_kernels.py --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" --compare "$OUT/kernels_ours.txt"
+    python3 bench/torch_kernels.py --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" --compare "$OUT/kernels_ours.txt" \
+    ${KFILTER[@]+"${KFILTER[@]}"}
 
 # ---- end to end: our trainer's step, then transformers + peft, same shape, same GPU ----
 # LoRA for every preset first, then QLoRA, so a spent budget cuts QLoRA first.
