@@ -60,15 +60,15 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 
 // A trainer on `ops` whose model, data and settings depend only on the arguments.
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
-           bool offload = false, bool stochastic_rounding = false) {
+           bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f) {
     ModelConfig c = gpu_config(head_dim);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
     TrainConfig tc;
     tc.method = method;
     tc.lora.rank = 8;
-    tc.lora.targets = lora_parse_targets("all");
-    tc.lora.dropout = 0.1f;
+    tc.lora.targets = lora_parse_targets(targets);
+    tc.lora.dropout = dropout;
     if (method == Method::Qlora) model_quantize_nf4(t.model);
     if (method != Method::Full) {
         model_add_lora(t.model, tc.lora, 3);
@@ -131,6 +131,57 @@ vector<float> masters(Trainer& t) {
     return t.model.has_adapters() ? t.model.adapters : t.model.params;
 }
 
+// No workspace buffer is read before it is written: every activation and gradient buffer is filled
+// with 0xFF bytes (NaN in FP32 and in BF16) before each step, and the losses and gradients must
+// equal, bit for bit, those of a clean trainer. The first projection into a gradient overwrites it
+// instead of adding to a zeroed buffer (model.cpp), and which projection comes first depends on
+// the adapted targets: "k,up" and "down,o" adapt a later member of a group and not the first, and
+// with dropout the adapter's dx goes through the dropout kernel's overwrite. A buffer read before it
+// is written turns the step into NaN; zero-filled buffers, as allocated, would hide it (the CPU
+// oracle would read the same stale zeros).
+void poison(const Buffer& b) {
+    if (!b.p || !b.bytes) return;
+    vector<unsigned char> nan_bytes(b.bytes, 0xFF);
+    b.ops->to_device(b.p, nan_bytes.data(), b.bytes);
+}
+void poison_workspace(const Workspace& ws) {
+    for (const Buffer* b : {&ws.resid, &ws.final_ln, &ws.dresid, &ws.dln, &ws.datt, &ws.dq, &ws.dk, &ws.dv, &ws.dh,
+                            &ws.dgate, &ws.dup, &ws.dfinal, &ws.logits, &ws.hc, &ws.dhc})
+        poison(*b);
+    for (const LayerActs& a : ws.acts) {
+        for (const Buffer* b : {&a.ln1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.ln2, &a.gate, &a.up, &a.h}) poison(*b);
+        for (const Buffer& u : a.u) poison(u);
+    }
+}
+void check_poisoned_workspace(const Ops& ops, int head_dim) {
+    struct Case {
+        Method method;
+        const char* targets;
+        float dropout;
+    };
+    const Case cases[] = {{Method::Full, "all", 0.0f},
+                          {Method::Lora, "k,up", 0.1f},
+                          {Method::Lora, "down,o", 0.0f},
+                          {Method::Qlora, "q,v,gate", 0.1f}};
+    for (const Case& c : cases)
+        for (bool recompute : {false, true}) {
+            CAPTURE(method_name(c.method));
+            CAPTURE(c.targets);
+            CAPTURE(c.dropout);
+            CAPTURE(recompute);
+            Trainer poisoned, clean;
+            setup(poisoned, ops, c.method, head_dim, recompute, "", false, false, c.targets, c.dropout);
+            setup(clean, ops, c.method, head_dim, false, "", false, false, c.targets, c.dropout);
+            for (int step = 0; step < 2; step++) {
+                poison_workspace(poisoned.ws);
+                double lp = trainer_step(poisoned).loss, lc = trainer_step(clean).loss;
+                CHECK(std::isfinite(lp));
+                CHECK(lp == lc);
+                CHECK(trainer_gradients(poisoned) == trainer_gradients(clean));
+            }
+        }
+}
+
 std::string temp_dir(const char* name) {
     fs::path p = fs::temp_directory_path() / (std::string("llmtrain-cuda-test-") + name);
     fs::remove_all(p);
@@ -140,7 +191,16 @@ std::string temp_dir(const char* name) {
 
 }  // namespace
 
+// The same promise on the CPU oracle (here, beside its CUDA twin below, for the shared helpers).
+TEST_CASE("model: no workspace buffer is read before it is written (poisoned with NaN: the same bits), CPU") {
+    check_poisoned_workspace(cpu_ops(), 16);
+}
+
 TEST_SUITE("cuda") {
+
+TEST_CASE("cuda model: no workspace buffer is read before it is written (poisoned with NaN: the same bits)") {
+    check_poisoned_workspace(gpu(), 64);
+}
 
 TEST_CASE("cuda model: logits of a sequence match the CPU (hd 64 and hd 16, GQA, bias, untied)") {
     for (int hd : {64, 16}) {

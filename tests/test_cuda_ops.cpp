@@ -28,12 +28,15 @@ struct MatShape {
 const MatShape kMatShapes[] = {{37, 100, 77}, {5, 2051, 33}, {130, 576, 1537}};
 
 // GQA with head dims 16, 64 and 128 at T = 300 (longer than any tile), plain multi-head attention,
-// and a short row with 2 query heads per kv head.
+// and a short row with 2 query heads per kv head; then rows shorter than one 16-row tile, rows one
+// short of and one past a 128-row block (the tiles of 32 rows per warp), and 4 and 8 query heads
+// sharing a single kv head.
 struct AttnCase {
     int B, T, nh, nkv, hd;
 };
 const AttnCase kAttnCases[] = {{3, 300, 6, 2, 16}, {3, 300, 6, 2, 64}, {3, 300, 6, 2, 128}, {2, 67, 4, 4, 64},
-                               {3, 37, 6, 3, 128}};
+                               {3, 37, 6, 3, 128},  {2, 6, 2, 1, 64},   {2, 11, 4, 2, 128},  {2, 127, 4, 1, 64},
+                               {2, 129, 2, 2, 64},  {2, 129, 2, 1, 128}, {1, 33, 8, 1, 128}};
 
 std::string name(const AttnCase& c) {
     return strf("B=%d T=%d nh=%d nkv=%d hd=%d", c.B, c.T, c.nh, c.nkv, c.hd);
@@ -98,6 +101,29 @@ TEST_CASE("cuda matmul_forward: with and without bias; overwrite, accumulate, ad
                              kBf16Dot, OC);
                 if (mode == AddMode::other) expect_identical("matmul_forward: the added tensor is only read", res);
             }
+}
+
+// The added tensor and the output at addresses less aligned than the first call of the same shape
+// (1 and 3 elements in): the GEMM's algorithm is chosen for the alignment of both, and must not be
+// reused for a less aligned one.
+TEST_CASE("cuda matmul_forward, lora_forward: add and out less aligned than an earlier call of the shape") {
+    const Ops& g = cuda_backend();
+    int N = 37, C = 100, OC = 77, r = 8;
+    ActTwin x(g, rnd((size_t)N * C, 1)), w(g, rnd((size_t)OC * C, 2, inv_sqrt(C)));
+    ActTwin A(g, rnd((size_t)r * C, 3, inv_sqrt(C))), B(g, rnd((size_t)OC * r, 4, inv_sqrt(r)));
+    for (int off : {0, 1, 3}) {
+        ActTwin out(g, rnd((size_t)N * OC, 5)), res(g, rnd((size_t)N * OC + 4, 6)), u(g, rnd((size_t)N * r, 7));
+        run_both(g, [&](const Ops& o, On on) {
+            o.lora_forward(out[on], u[on], x[on], A[on], B[on], N, C, OC, r, 2.0f, 0.0f, 1, o.at(res[on], off));
+            o.matmul_forward(out[on], x[on], w[on], nullptr, N, C, OC, out[on]);
+        });
+        expect_close(strf("lora_forward then matmul_forward, add %d elements in: out", off), out, kLora, OC);
+        ActTwin out2(g, rnd((size_t)N * OC + 4, 8));
+        run_both(g, [&](const Ops& o, On on) {
+            o.matmul_forward(o.at(out2[on], off), x[on], w[on], nullptr, N, C, OC, res[on]);
+        });
+        expect_close(strf("matmul_forward, out %d elements in: out", off), out2, kBf16Dot, OC);
+    }
 }
 
 TEST_CASE("cuda matmul_backward: dinp (BF16 += or =), dw and dbias (FP32 +=), null outputs skipped; deterministic") {

@@ -13,7 +13,8 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const floa
           float beta, float* C, int ldc);
 
 // C = add before a GEMM with beta = add ? 1 : 0 (add: null, C itself, or another tensor of C's
-// size): the CPU's way to "C = add + A·B", which the GPU's GEMM does in one pass.
+// size that does not overlap it): the CPU's way to "C = add + A·B", which the GPU's GEMM does in
+// one pass.
 inline void start_from(float* C, const float* add, size_t n) {
     if (add && add != C) memcpy(C, add, n * sizeof(float));
 }

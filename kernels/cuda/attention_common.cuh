@@ -165,13 +165,6 @@ __device__ __forceinline__ void mma_scores_pair(float (&s)[MT][N / 8][4], float 
         }
     }
 }
-// One row tile per warp (MT = 1), with [N/8][4] accumulators: the forward and dQ kernels.
-template <int N, int HD, int LD>
-__device__ __forceinline__ void mma_scores_pair(float (&s)[N / 8][4], float (&d)[N / 8][4], const bf16* a,
-                                                const bf16* c, const bf16* b, const bf16* dd, int lane) {
-    mma_scores_pair<1, N, HD, LD>(reinterpret_cast<float(&)[1][N / 8][4]>(s),
-                                  reinterpret_cast<float(&)[1][N / 8][4]>(d), a, c, b, dd, lane);
-}
 
 // acc[m] += P[m]·B for one warp's MT row tiles: P[m] is 16 rows × N columns as accumulator tiles
 // (rounded to BF16 into A fragments two tiles at a time), B the [N][LD] shared tile whose rows are
@@ -196,12 +189,6 @@ __device__ __forceinline__ void mma_acc_pb(float (&acc)[MT][HD / 8][4], const fl
             }
         }
     }
-}
-template <int N, int HD, int LD>
-__device__ __forceinline__ void mma_acc_pb(float (&acc)[HD / 8][4], const float (&p)[N / 8][4], const bf16* b,
-                                           int lane) {
-    mma_acc_pb<1, N, HD, LD>(reinterpret_cast<float(&)[1][HD / 8][4]>(acc),
-                             reinterpret_cast<const float(&)[1][N / 8][4]>(p), b, lane);
 }
 
 // Tokens r0 .. r0+ROWS-1 of one head into a [ROWS][HD+8] shared tile with cp.async, all NT threads

@@ -8,9 +8,9 @@ namespace cuda {
 // X is stored [K,M] / [N,K]); the same contract as cpu::gemm. A and B are BF16, the products
 // accumulate in FP32, and C is BF16 or FP32 (parameter gradients accumulate in FP32).
 // beta is 0 (overwrite) or 1 (accumulate); K = 0 gives beta·C, as on the CPU. Deterministic: each
-// shape keeps the algorithm it got first. With C_in (BF16 only, same layout as C, not overlapping
-// it) the added term is beta · C_in instead: cuBLASLt reads C_in and writes C in the one pass
-// (x_mid = x + att·Woᵀ without a copy of x first).
+// shape keeps the algorithm it got first. With C_in (BF16 only, same layout as C: C itself, or a
+// tensor that does not overlap it) the added term is beta · C_in instead: cuBLASLt reads C_in and
+// writes C in the one pass (x_mid = x + att·Woᵀ without a copy of x first).
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
           float beta, bf16* C, int ldc, const bf16* C_in = nullptr);
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,

@@ -180,6 +180,12 @@ void gemm_any(bool transA, bool transB, int M, int N, int K, float alpha, const 
               int ldb, float beta, T* C, int ldc, const T* C_in) {
     if (M <= 0 || N <= 0) return;
     if (!C_in) C_in = C;
+    // cuBLASLt's C and D are the same buffer or disjoint; a partial overlap is undefined there.
+    const size_t extent = ((size_t)(M - 1) * ldc + N) * sizeof(T);
+    const char *ci = (const char*)C_in, *co = (const char*)C;
+    if (C_in != C && ci < co + extent && co < ci + extent)
+        fail("internal: gemm's added input overlaps its output without being it (%p, %p, %zu bytes)", (const void*)C_in,
+             (const void*)C, extent);
     if (K <= 0) {  // C = beta·C_in, as cpu::gemm: nothing to do for beta = 1 in place, else one pass
         if (beta != 1.0f || C_in != C) gemm_fallback(transA, transB, M, N, 0, alpha, A, lda, B, ldb, beta, C_in, C, ldc);
         return;
