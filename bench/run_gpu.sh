@@ -18,6 +18,7 @@
 #   kernels_torch.txt bench/torch_kernels.py, then the joined ours-vs-torch table
 #   kernels_narrow.txt the attention kernels again with the narrow tiling forced (ATTENTION_TILES=narrow)
 #   e2e.txt           every end-to-end run (build/bench/bench_train and peft_step.py), RESULT lines included
+#   profile.txt       Nsight Compute (PROFILE=1, PROFILE_STEP=...), the GEMM candidates (GEMM_ALGOS=1)
 # Knobs (environment):
 #   BUDGET_S; E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_BATCH (4),
 #   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2);
@@ -29,6 +30,7 @@
 #   racecheck and synccheck on the attention tests);
 #   PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt);
 #   PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt);
+#   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed: profile.txt);
 #   AB_OLD=1 (the previous build, copied to .gpu_carry/old/ before --prepare, benchmarked in the same
 #   run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before";
 #   AB_OLD=kernels: the kernel table only).
@@ -71,7 +73,8 @@ if [ "${1:-}" = "--prepare" ]; then
     # times, so unchanged sources do not rebuild. Without nvcc the binaries would lack the CUDA
     # backend (and skip every CUDA test there), so then the GPU machine builds instead.
     src=${PREBUILD_DIR:-/tmp/llm_gpu_prebuild}
-    bins=(train test_runner build/bench/bench_cuda_kernels build/bench/bench_train build/bench/bench_memory)
+    bins=(train test_runner build/bench/bench_cuda_kernels build/bench/bench_train build/bench/bench_memory
+        build/bench/bench_gemm_algos)
     mkdir -p "$src" && find "$src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
     git ls-files -co --exclude-standard | grep -v "^$CARRY/" | tar -cf - -T - | tar -xf - -C "$src"
     if ! command -v nvcc >/dev/null; then
@@ -173,7 +176,7 @@ if [ "${SKIP_BUILD:-0}" != 1 ] && [ -x "$CARRY/bin/test_runner" ]; then
     if "$CARRY/bin/test_runner" -ltc >/dev/null 2>"$OUT/build.txt"; then
         mkdir -p build/bench
         for b in train test_runner; do cp "$CARRY/bin/$b" .; done
-        for b in bench_cuda_kernels bench_train bench_memory; do cp "$CARRY/bin/$b" build/bench/; done
+        for b in bench_cuda_kernels bench_train bench_memory bench_gemm_algos; do cp "$CARRY/bin/$b" build/bench/; done
         echo "build: prebuilt binaries from $CARRY/bin (source: $(head -1 "$CARRY/bin/SOURCE"), $(($(wc -l <"$CARRY/bin/SOURCE") - 1)) files changed)" | tee -a "$SUMMARY"
         SKIP_BUILD=1
     else
@@ -251,6 +254,14 @@ elif [ -x build/bench/bench_cuda_kernels ]; then
         --peak-tflops "$PEAK_TF"
 else
     echo "=== kernels: build/bench/bench_cuda_kernels missing" | tee -a "$OUT/kernels_ours.txt" "$SUMMARY"
+fi
+# GEMM_ALGOS=1: the cuBLASLt heuristic's candidates for every GEMM of a LoRA step, timed
+# (bench/bench_gemm_algos.cpp): what choosing among them would save, per preset of E2E_PRESETS.
+if [ "${GEMM_ALGOS:-0}" = 1 ] && [ -x build/bench/bench_gemm_algos ]; then
+    for preset in ${E2E_PRESETS:-smollm2-135m llama-3.2-1b}; do
+        step "profile: bench_gemm_algos $preset" 90 "$OUT/profile.txt" build/bench/bench_gemm_algos --preset "$preset" \
+            --batch "${E2E_BATCH:-4}" --seq "${E2E_SEQ:-2048}" --peak-tflops "$PEAK_TF"
+    done
 fi
 # A/B in one run: the previous build's kernel table (the device and its state are the same).
 # Its rows are tagged "old <op>", so that no join or reader can take them for ours.

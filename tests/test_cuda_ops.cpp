@@ -126,6 +126,26 @@ TEST_CASE("cuda matmul_forward, lora_forward: add and out less aligned than an e
     }
 }
 
+TEST_CASE("cuda gemm_candidates: the heuristic's candidates for a shape, each timed, leave the GEMM as it was") {
+    const Ops& g = cuda_backend();
+    REQUIRE(static_cast<bool>(g.gemm_candidates));
+    CHECK_FALSE(static_cast<bool>(cpu_ops().gemm_candidates));
+    const MatShape s = kMatShapes[0];
+    ActTwin x(g, rnd((size_t)s.N * s.C, 1)), w(g, rnd((size_t)s.OC * s.C, 2, inv_sqrt(s.C))), out(g, rnd((size_t)s.N * s.OC, 3));
+    auto op = [&](const Ops& o, On on) { o.matmul_forward(out[on], x[on], w[on], nullptr, s.N, s.C, s.OC, nullptr); };
+    run_both(g, op);
+    for (bool fp32_out : {false, true}) {
+        vector<double> us(4, -1.0);
+        int n = g.gemm_candidates(false, true, s.N, s.OC, s.C, fp32_out, 1.0f, us.data(), 4);
+        CHECK_MESSAGE(n >= 1, "no candidate for " << s.N << " x " << s.OC << " x " << s.C);
+        CHECK(n <= 4);
+        for (int i = 0; i < n; i++) CHECK_MESSAGE(us[i] > 0.0, "candidate " << i << ": " << us[i] << " µs");
+    }
+    CHECK(g.gemm_candidates(false, true, 0, s.OC, s.C, false, 0.0f, nullptr, 4) == 0);
+    // The GEMM itself still runs its first algorithm: the same bits as before the probe.
+    expect_deterministic("matmul_forward after gemm_candidates", g, {{"out", &out}}, op);
+}
+
 TEST_CASE("cuda matmul_backward: dinp (BF16 += or =), dw and dbias (FP32 +=), null outputs skipped; deterministic") {
     const Ops& g = cuda_backend();
     struct Outputs {

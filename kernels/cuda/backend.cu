@@ -109,6 +109,7 @@ Ops make_ops() {
     o.matmul_forward = [](act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, const act* add) {
         cuda::matmul_forward(bf(out), bf(inp), bf(w), bf(bias), N, C, OC, bf(add));
     };
+    o.gemm_candidates = cuda::gemm_candidates;
     o.matmul_backward = [](act* dinp, float* dw, float* dbias, const act* dout, const act* inp, const act* w, int N,
                            int C, int OC, bool accumulate) {
         cuda::matmul_backward(bf(dinp), dw, dbias, bf(dout), bf(inp), bf(w), N, C, OC, accumulate);

@@ -18,10 +18,12 @@
 #include <cublasLt.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cstdio>
 #include <map>
 #include <tuple>
 #include <type_traits>
+#include <vector>
 
 #include "kernels/cuda/gemm.cuh"
 #include "model/util.h"
@@ -77,11 +79,8 @@ struct GemmPlan {
     cublasLtMatmulAlgo_t algo;
 };
 
-const GemmPlan& plan_for(const GemmKey& k) {
-    static std::map<GemmKey, GemmPlan> plans;
-    auto it = plans.find(k);
-    if (it != plans.end()) return it->second;
-
+// cuBLASLt's view of a shape: the descriptor and the three layouts (operands swapped, see the top).
+GemmPlan make_descriptors(const GemmKey& k) {
     GemmPlan p{};
     CUBLAS_CHECK(cublasLtMatmulDescCreate(&p.desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t op_first = k.transB ? CUBLAS_OP_T : CUBLAS_OP_N, op_second = k.transA ? CUBLAS_OP_T : CUBLAS_OP_N;
@@ -91,7 +90,21 @@ const GemmPlan& plan_for(const GemmKey& k) {
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.first, CUDA_R_16BF, k.transB ? k.K : k.N, k.transB ? k.N : k.K, k.ldb));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.second, CUDA_R_16BF, k.transA ? k.M : k.K, k.transA ? k.K : k.M, k.lda));
     CUBLAS_CHECK(cublasLtMatrixLayoutCreate(&p.c, k.ctype, k.N, k.M, k.ldc));
+    return p;
+}
 
+void destroy_descriptors(GemmPlan& p) {
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p.c));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p.second));
+    CUBLAS_CHECK(cublasLtMatrixLayoutDestroy(p.first));
+    CUBLAS_CHECK(cublasLtMatmulDescDestroy(p.desc));
+}
+
+// Up to `max` algorithms cuBLASLt's heuristic offers for the shape, its best-ranked first, within
+// our workspace and the deterministic reduction schemes. An empty list: none (or an error, reported
+// in `status`).
+std::vector<cublasLtMatmulHeuristicResult_t> heuristic(const GemmKey& k, const GemmPlan& p, int max,
+                                                       cublasStatus_t* status) {
     cublasLtMatmulPreference_t pref;
     CUBLAS_CHECK(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = kWorkspaceBytes;
@@ -112,20 +125,35 @@ const GemmPlan& plan_for(const GemmKey& k) {
                                                       sizeof k.align_c));
     CUBLAS_CHECK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &k.align_c,
                                                       sizeof k.align_c));
-    cublasLtMatmulHeuristicResult_t result{};
+    std::vector<cublasLtMatmulHeuristicResult_t> results(max);
     int found = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(handle(), p.desc, p.first, p.second, p.c, p.c, pref, 1, &result, &found);
+    *status = cublasLtMatmulAlgoGetHeuristic(handle(), p.desc, p.first, p.second, p.c, p.c, pref, max, results.data(),
+                                             &found);
     CUBLAS_CHECK(cublasLtMatmulPreferenceDestroy(pref));
-    if (st == CUBLAS_STATUS_SUCCESS && found > 0 && result.state == CUBLAS_STATUS_SUCCESS) {
-        p.algo = result.algo;
+    if (*status != CUBLAS_STATUS_SUCCESS) found = 0;
+    results.resize(found);
+    while (!results.empty() && results.back().state != CUBLAS_STATUS_SUCCESS) results.pop_back();
+    return results;
+}
+
+const GemmPlan& plan_for(const GemmKey& k) {
+    static std::map<GemmKey, GemmPlan> plans;
+    auto it = plans.find(k);
+    if (it != plans.end()) return it->second;
+
+    GemmPlan p = make_descriptors(k);
+    cublasStatus_t st;
+    std::vector<cublasLtMatmulHeuristicResult_t> found = heuristic(k, p, 1, &st);
+    if (!found.empty()) {
+        p.algo = found[0].algo;
     } else {
         // Not expected for BF16 operands (cuBLASLt has alignment-agnostic kernels), but a shape it
         // refuses should run slowly rather than stop the run: say so once per shape.
         fprintf(stderr,
                 "warning: cuBLASLt has no algorithm for the GEMM M=%d N=%d K=%d (trans %d/%d, ld %d/%d/%d, %s output, "
-                "alignment %u/%u/%u bytes; status %s, %d found): using the slow fallback kernel for it\n",
+                "alignment %u/%u/%u bytes; status %s): using the slow fallback kernel for it\n",
                 k.M, k.N, k.K, k.transA, k.transB, k.lda, k.ldb, k.ldc, k.ctype == CUDA_R_32F ? "FP32" : "BF16",
-                k.align_a, k.align_b, k.align_c, cublasLtGetStatusString(st), found);
+                k.align_a, k.align_b, k.align_c, cublasLtGetStatusString(st));
         p.fallback = true;
     }
     return plans.emplace(k, p).first->second;
@@ -240,6 +268,52 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16
 void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
           float beta, float* C, int ldc) {
     gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, (const float*)nullptr);
+}
+
+// The candidates the heuristic ranks for one shape (contiguous row-major operands, 16-byte aligned),
+// each timed on the GPU: what gemm() would gain by choosing among them instead of taking the first
+// (bench/bench_gemm_algos.cpp). us[i] = µs per call of candidate i, the median of 5 batches of
+// calls that each last about a millisecond; returns how many candidates were timed (<= max).
+int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, double* us, int max) {
+    if (M <= 0 || N <= 0 || K <= 0 || max <= 0) return 0;
+    const cudaDataType_t ctype = fp32_out ? CUDA_R_32F : CUDA_R_16BF;
+    const GemmKey k{transA, transB, M, N, K, transA ? M : K, transB ? K : N, N, ctype, 16, 16, 16};
+    GemmPlan p = make_descriptors(k);
+    cublasStatus_t st;
+    std::vector<cublasLtMatmulHeuristicResult_t> found = heuristic(k, p, max, &st);
+    const size_t out_bytes = (size_t)M * N * (fp32_out ? 4 : 2);
+    void* A = cuda_alloc((size_t)M * K * 2, Mem::scratch);
+    void* B = cuda_alloc((size_t)K * N * 2, Mem::scratch);
+    void* C = cuda_alloc(out_bytes, Mem::scratch);
+    // Small non-zero operands (every byte 0x3C: BF16 0.0115, FP32 0.0115): timing does not depend on
+    // the values, but zeros might take a shortcut somewhere.
+    CUDA_CHECK(cudaMemset(A, 0x3C, (size_t)M * K * 2));
+    CUDA_CHECK(cudaMemset(B, 0x3C, (size_t)K * N * 2));
+    CUDA_CHECK(cudaMemset(C, 0x3C, out_bytes));
+    void* ws = cuda_scratch(Scratch::cublas_workspace, kWorkspaceBytes);
+    const float alpha = 1.0f;
+    auto run = [&](const cublasLtMatmulAlgo_t& algo, int calls) {
+        CUDA_CHECK(cudaDeviceSynchronize());
+        const auto t0 = std::chrono::steady_clock::now();
+        for (int c = 0; c < calls; c++)
+            CUBLAS_CHECK(cublasLtMatmul(handle(), p.desc, &alpha, B, p.first, A, p.second, &beta, C, p.c, C, p.c, &algo, ws,
+                                        kWorkspaceBytes, 0));
+        CUDA_CHECK(cudaDeviceSynchronize());
+        return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / calls;
+    };
+    for (size_t i = 0; i < found.size(); i++) {
+        run(found[i].algo, 2);  // warm-up (and the kernel's first load)
+        const int calls = (int)std::min(1000.0, std::max(1.0, 1000.0 / run(found[i].algo, 1)));
+        double batch[5];
+        for (double& b : batch) b = run(found[i].algo, calls);
+        std::sort(batch, batch + 5);
+        us[i] = batch[2];
+    }
+    cuda_release(C);
+    cuda_release(B);
+    cuda_release(A);
+    destroy_descriptors(p);
+    return (int)found.size();
 }
 
 void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, const bf16* add) {

@@ -1,0 +1,115 @@
+// How much GEMM time the cuBLASLt heuristic's first choice leaves on the table, on the GEMMs of one
+// LoRA training step (rank r, batch × seq tokens, no recompute) of a preset: for every distinct
+// GEMM of the step (the base projections forward and backward dX, the LM head in chunks of 1024
+// rows, the four thin LoRA products), the heuristic's candidates are each timed on the GPU
+// (Ops::gemm_candidates). Prints, per GEMM, how often the step runs it, candidate 0's time (what
+// the trainer runs), the best candidate's, and the step's GEMM total both ways: the figure that
+// says whether choosing among candidates (autotuning, with the choice kept for resume) is worth it.
+//
+//   build/bench/bench_gemm_algos [--preset llama-3.2-1b] [--batch 4] [--seq 2048] [--rank 16]
+//                                [--candidates 8] [--peak-tflops 989]
+//
+// Without a GPU it prints "no GPU: <why>" and exits 0 (`make bench` passes anywhere).
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "kernels/kernels.h"
+#include "model/config.h"
+#include "model/model.h"
+#include "model/util.h"
+#include "tools/cli.h"
+
+namespace {
+
+struct StepGemm {
+    std::string what;
+    bool transA, transB;
+    int M, N, K;
+    bool fp32_out;
+    float beta;
+    int per_step;  // launches of this shape in one step
+};
+
+// The GEMMs of one LoRA step on every projection, as model/model.cpp and kernels/cuda/{matmul,lora}.cu
+// issue them (row-major C[M,N] = op(A)[M,K]·op(B)[K,N]).
+std::vector<StepGemm> step_gemms(const ModelConfig& c, int tokens, int r) {
+    const int L = c.n_layers, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim, V = c.vocab_size;
+    struct Proj {
+        const char* name;
+        int in, out, count;  // count per layer
+    };
+    std::vector<Proj> projs = {{"q", C, Q, 1}, {"k,v", C, KV, 2}, {"o", Q, C, 1}, {"gate,up", C, F, 2}, {"down", F, C, 1}};
+    std::vector<StepGemm> g;
+    for (const Proj& p : projs) {
+        const std::string n = p.name;
+        const int k = L * p.count;
+        g.push_back({n + " fwd y += x·Wᵀ", false, true, tokens, p.out, p.in, false, 1.0f, k});
+        g.push_back({n + " bwd dx += dy·W", false, false, tokens, p.in, p.out, false, 1.0f, k});
+        g.push_back({n + " lora u = x·Aᵀ", false, true, tokens, r, p.in, false, 0.0f, k});
+        g.push_back({n + " lora y = s·u·Bᵀ", false, true, tokens, p.out, r, false, 0.0f, k});
+        g.push_back({n + " lora dB += dyᵀ·u", true, false, p.out, r, tokens, true, 1.0f, k});
+        g.push_back({n + " lora du = dy·B", false, false, tokens, r, p.out, false, 0.0f, k});
+        g.push_back({n + " lora dA += duᵀ·x", true, false, r, p.in, tokens, true, 1.0f, k});
+        g.push_back({n + " lora dx = du·A", false, false, tokens, p.in, r, false, 1.0f, k});
+    }
+    const int chunk = loss_chunk(false), chunks = (tokens + chunk - 1) / chunk;
+    g.push_back({"lm head logits", false, true, chunk, V, C, false, 0.0f, chunks});
+    g.push_back({"lm head dx", false, false, chunk, C, V, false, 0.0f, chunks});
+    return g;
+}
+
+int run(int argc, char** argv) {
+    std::string preset = "llama-3.2-1b";
+    int batch = 4, seq = 2048, rank = 16, candidates = 8;
+    double peak_tflops = 989.0;
+    Args args(argc, argv, "see the header of bench/bench_gemm_algos.cpp");
+    while (args.next()) {
+        if (args.is("--preset")) preset = args.value();
+        else if (args.is("--batch")) batch = args.integer();
+        else if (args.is("--seq")) seq = args.integer();
+        else if (args.is("--rank")) rank = args.integer();
+        else if (args.is("--candidates")) candidates = args.integer();
+        else if (args.is("--peak-tflops")) peak_tflops = args.number();
+        else args.unknown();
+    }
+    const char* why = nullptr;
+    const Ops* cuda = cuda_ops(&why);
+    if (!cuda || !cuda->gemm_candidates) {
+        printf("no GPU: %s\n", why ? why : "this backend has no GEMM candidates to time");
+        return 0;
+    }
+    const ModelConfig cfg = config_preset(preset);
+    printf("GEMMs of one LoRA step: %s, %d x %d tokens, r = %d; up to %d candidates of the cuBLASLt heuristic each, "
+           "timed (µs per call, median of 5 batches of ~1 ms); %% of peak against %.0f TFLOP/s\n\n",
+           preset.c_str(), batch, seq, rank, candidates, peak_tflops);
+    printf("| GEMM | M x N x K | per step | candidates | #0 µs | #0 TFLOP/s | best | best µs | best TFLOP/s | gain |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|\n");
+    double total_first = 0, total_best = 0;
+    std::vector<double> us(candidates);
+    for (const StepGemm& g : step_gemms(cfg, batch * seq, rank)) {
+        int n = cuda->gemm_candidates(g.transA, g.transB, g.M, g.N, g.K, g.fp32_out, g.beta, us.data(), candidates);
+        if (n == 0) {
+            printf("| %s | %d x %d x %d | %d | 0 | - | - | - | - | - | - |\n", g.what.c_str(), g.M, g.N, g.K, g.per_step);
+            continue;
+        }
+        int best = 0;
+        for (int i = 1; i < n; i++)
+            if (us[i] < us[best]) best = i;
+        const double flop = 2.0 * g.M * g.N * g.K;
+        printf("| %s | %d x %d x %d | %d | %d | %.1f | %.0f | #%d | %.1f | %.0f | %.1f%% |\n", g.what.c_str(), g.M, g.N,
+               g.K, g.per_step, n, us[0], flop / us[0] / 1e6, best, us[best], flop / us[best] / 1e6,
+               100.0 * (us[0] - us[best]) / us[0]);
+        total_first += g.per_step * us[0];
+        total_best += g.per_step * us[best];
+    }
+    printf("\nRESULT gemm_algos preset=%s: the step's GEMMs take %.2f ms with the heuristic's first choice, %.2f ms with "
+           "the best candidate of each (%.1f%% less)\n",
+           preset.c_str(), total_first / 1e3, total_best / 1e3,
+           total_first > 0 ? 100.0 * (total_first - total_best) / total_first : 0.0);
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) { return run_main([&] { return run(argc, argv); }); }
