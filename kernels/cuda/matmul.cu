@@ -136,6 +136,16 @@ std::vector<cublasLtMatmulHeuristicResult_t> heuristic(const GemmKey& k, const G
     return results;
 }
 
+// D = alpha · op(A)·op(B) + beta · C_in with the plan's descriptors and `algo`, on the default stream.
+// alpha, beta: host FP32 scalars (the default pointer mode; FP32 is the scale type of COMPUTE_32F).
+// Our A, B are cuBLASLt's B, A (see the top); C_in is its C, ours its D (the same layout).
+void launch(const GemmPlan& p, const cublasLtMatmulAlgo_t& algo, float alpha, const void* A, const void* B, float beta,
+            const void* C_in, void* C) {
+    void* ws = cuda_scratch(Scratch::cublas_workspace, kWorkspaceBytes);
+    CUBLAS_CHECK(cublasLtMatmul(handle(), p.desc, &alpha, B, p.first, A, p.second, &beta, C_in, p.c, C, p.c, &algo, ws,
+                                kWorkspaceBytes, 0));
+}
+
 const GemmPlan& plan_for(const GemmKey& k) {
     static std::map<GemmKey, GemmPlan> plans;
     auto it = plans.find(k);
@@ -223,11 +233,7 @@ void gemm_any(bool transA, bool transB, int M, int N, int K, float alpha, const 
                 std::min(alignment(C), alignment(C_in))};
     const GemmPlan& p = plan_for(key);
     if (p.fallback) return gemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C_in, C, ldc);
-    void* ws = cuda_scratch(Scratch::cublas_workspace, kWorkspaceBytes);
-    // alpha, beta: host FP32 scalars (the default pointer mode; FP32 is the scale type of COMPUTE_32F).
-    // C_in is cuBLASLt's C, ours is its D (the same layout).
-    CUBLAS_CHECK(cublasLtMatmul(handle(), p.desc, &alpha, B, p.first, A, p.second, &beta, C_in, p.c, C, p.c, &p.algo,
-                                ws, kWorkspaceBytes, 0));
+    launch(p, p.algo, alpha, A, B, beta, C_in, C);
 }
 
 // out[n,o] += bias[o]. A pass of its own rather than cuBLASLt's bias epilogue: it serves the
@@ -290,14 +296,10 @@ int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out
     CUDA_CHECK(cudaMemset(A, 0x3C, (size_t)M * K * 2));
     CUDA_CHECK(cudaMemset(B, 0x3C, (size_t)K * N * 2));
     CUDA_CHECK(cudaMemset(C, 0x3C, out_bytes));
-    void* ws = cuda_scratch(Scratch::cublas_workspace, kWorkspaceBytes);
-    const float alpha = 1.0f;
     auto run = [&](const cublasLtMatmulAlgo_t& algo, int calls) {
         CUDA_CHECK(cudaDeviceSynchronize());
         const auto t0 = std::chrono::steady_clock::now();
-        for (int c = 0; c < calls; c++)
-            CUBLAS_CHECK(cublasLtMatmul(handle(), p.desc, &alpha, B, p.first, A, p.second, &beta, C, p.c, C, p.c, &algo, ws,
-                                        kWorkspaceBytes, 0));
+        for (int c = 0; c < calls; c++) launch(p, algo, 1.0f, A, B, beta, C, C);
         CUDA_CHECK(cudaDeviceSynchronize());
         return std::chrono::duration<double, std::micro>(std::chrono::steady_clock::now() - t0).count() / calls;
     };
