@@ -31,9 +31,10 @@
 #   PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt);
 #   PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt);
 #   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed: profile.txt);
-#   AB_OLD=1 (the previous build, copied to .gpu_carry/old/ before --prepare, benchmarked in the same
-#   run: its kernel table appended to kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before";
-#   AB_OLD=kernels: the kernel table only).
+#   AB_OLD=1 (the previous build, benchmarked in the same run: its kernel table appended to
+#   kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before"; AB_OLD=kernels: the kernel table
+#   only). The previous build is .gpu_carry/old/: `AB_REF=main bash bench/run_gpu.sh --prepare`
+#   builds it from any git ref (or copy bench_cuda_kernels and bench_train there by hand).
 set -u
 cd "$(dirname "$0")/.."
 CARRY=${CARRY_DIR:-.gpu_carry}
@@ -87,6 +88,22 @@ if [ "${1:-}" = "--prepare" ]; then
     else
         echo "warning: the prebuild failed (see $src/build.log): the GPU machine will build"
         rm -rf "$CARRY/bin"
+    fi
+    # AB_REF=<git ref>: that commit's kernel and step benchmarks, built the same way, as the "previous
+    # build" of AB_OLD (an A/B of two commits, e.g. a branch against main, in one GPU call).
+    if [ -n "${AB_REF:-}" ] && command -v nvcc >/dev/null; then
+        old_src=${PREBUILD_DIR:-/tmp/llm_gpu_prebuild}_ab
+        old_bins=(build/bench/bench_cuda_kernels build/bench/bench_train)
+        mkdir -p "$old_src" && find "$old_src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
+        if git archive "$AB_REF" | tar -xf - -C "$old_src" &&
+            (cd "$old_src" && CXXFLAGS="-O3 -march=x86-64-v3 -fno-math-errno" make -j"$(nproc)" "${old_bins[@]}" >build.log 2>&1); then
+            rm -rf "$CARRY/old" && mkdir -p "$CARRY/old"
+            for b in "${old_bins[@]}"; do cp "$old_src/$b" "$CARRY/old/"; done
+            git rev-parse --short "$AB_REF" >"$CARRY/old/SOURCE"
+        else
+            echo "warning: AB_REF=$AB_REF did not build (see $old_src/build.log): no previous build to compare"
+            rm -rf "$CARRY/old"
+        fi
     fi
     # Keep it out of git (it is carried explicitly); only when the folder is inside this repo.
     case "$CARRY" in /*) ;; *)
