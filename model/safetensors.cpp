@@ -135,3 +135,38 @@ SafetensorsSet safetensors_open_dir(const std::string& dir) {
     }
     return set;
 }
+
+void safetensors_write(const std::string& path, const std::vector<SafeTensorOut>& tensors, DType dtype) {
+    const size_t elem = dtype == DType::BF16 ? 2 : 4;
+    // The JSON header (padded with spaces to 8 bytes, as the safetensors library writes it), with
+    // each tensor's byte range counted from the start of the data section.
+    std::string header = "{\"__metadata__\": {\"format\": \"pt\"}";
+    size_t offset = 0;
+    for (const SafeTensorOut& t : tensors) {
+        size_t numel = 1;
+        std::string shape;
+        for (int64_t d : t.shape) numel *= (size_t)d, shape += (shape.empty() ? "" : ", ") + std::to_string(d);
+        header += ", " + json_quote(t.name) + ": {\"dtype\": \"" + (dtype == DType::BF16 ? "BF16" : "F32") +
+                  "\", \"shape\": [" + shape + "], \"data_offsets\": [" + std::to_string(offset) + ", " +
+                  std::to_string(offset + numel * elem) + "]}";
+        offset += numel * elem;
+    }
+    header += "}";
+    while (header.size() % 8) header += ' ';
+    AtomicFile f(path);
+    f.put((uint64_t)header.size());
+    f.write(header.data(), header.size());
+    std::vector<uint16_t> half;
+    for (const SafeTensorOut& t : tensors) {
+        size_t numel = 1;
+        for (int64_t d : t.shape) numel *= (size_t)d;
+        if (dtype == DType::F32) {
+            f.write(t.data, numel * sizeof(float));
+            continue;
+        }
+        half.resize(numel);
+        for (size_t i = 0; i < numel; i++) half[i] = f32_to_bf16(t.data[i]);
+        f.write(half.data(), numel * sizeof(uint16_t));
+    }
+    f.commit();
+}

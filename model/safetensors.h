@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "model/mapped_file.h"
+#include "model/weights.h"
 
 struct SafeTensor {
     std::string name;
@@ -36,3 +37,13 @@ void safetensors_add_file(SafetensorsSet& set, const std::string& path);
 // A Hugging Face model directory: model.safetensors, or every shard model.safetensors.index.json names
 // (each tensor must be in the shard the index says).
 SafetensorsSet safetensors_open_dir(const std::string& dir);
+
+// One tensor to write: its name, shape and numel FP32 values (converted to the file's dtype).
+struct SafeTensorOut {
+    std::string name;
+    std::vector<int64_t> shape;
+    const float* data;
+};
+// Writes one .safetensors file atomically (a .tmp renamed into place): the header lists the tensors in
+// the given order, each stored as F32 or BF16 (round to nearest even), back to back.
+void safetensors_write(const std::string& path, const std::vector<SafeTensorOut>& tensors, DType dtype);

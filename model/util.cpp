@@ -83,6 +83,12 @@ void AtomicFile::commit() {
     if (rename(tmp_.c_str(), path_.c_str()) != 0) fail("%s: rename to %s failed: %s", tmp_.c_str(), path_.c_str(), strerror(errno));
 }
 
+void write_file_atomic(const std::string& path, const std::string& bytes) {
+    AtomicFile f(path);
+    f.write(bytes.data(), bytes.size());
+    f.commit();
+}
+
 void ByteReader::need(size_t n, const char* what) const {
     if (n > remaining())
         fail("%s: file is truncated: %s needs %zu bytes at offset %zu but only %zu remain", path.c_str(), what, n, pos,

@@ -33,6 +33,8 @@ private:
     FILE* f_ = nullptr;
     size_t written_ = 0;
 };
+// A whole file (text: JSON, configs) written through AtomicFile.
+void write_file_atomic(const std::string& path, const std::string& bytes);
 
 // Bounds-checked reader over a file's bytes: every read checks the remaining length and fails
 // naming the file and what was being read ("truncated while reading X").

@@ -134,3 +134,16 @@ TEST_CASE("chat: names, detection and refusals") {
     CHECK(render_error(gemma, {{"user", "a"}, {"user", "b"}}).find("message 1 has role 'user'") == 0);
     CHECK(render_error(gemma, {{"user", "a"}, {"assistant", "b"}}) == "");
 }
+
+TEST_CASE("chat: the Jinja written for tokenizer_config.json is each family's own template, read back as the same") {
+    JsonValue fx = json_parse(read_file("tests/fixtures/chat/render.json"));
+    for (const auto& [name, jinja] : fx.get("templates")->object) {
+        CAPTURE(name);
+        CHECK(chat_template_to_jinja(chat_template_from_jinja(jinja.string)) == jinja.string);  // byte for byte
+    }
+    ChatTemplate quoted{ChatTemplateKind::ChatML, "Don't say \"hi\" \\ or {braces}.\nTwo lines."};
+    ChatTemplate back = chat_template_from_jinja(chat_template_to_jinja(quoted));
+    CHECK(back.kind == ChatTemplateKind::ChatML);
+    CHECK(back.default_system == "Don't say \"hi\" \\ or {braces}.\nTwo lines." );
+    CHECK(chat_template_from_jinja(chat_template_to_jinja(ChatTemplate{})).kind == ChatTemplateKind::Plain);
+}

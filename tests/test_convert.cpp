@@ -10,6 +10,7 @@
 
 #include "data/json.h"
 #include "model/dequant.h"
+#include "model/export_hf.h"
 #include "model/gguf.h"
 #include "model/import.h"
 #include "model/safetensors.h"
@@ -198,6 +199,32 @@ TEST_CASE("import: a tiny Qwen2 (q/k/v bias, tied, rope_parameters) from GGUF an
     CHECK(g.cfg.tied_embeddings == 1);
     CHECK(h.cfg.rope_theta == 1000000.0f);
     check_same_model(g, h);
+}
+
+TEST_CASE("export: a tiny LLaMA and Qwen2 out to a Hugging Face directory and back: the same model (BF16: rounded)") {
+    for (const char* src : {"tiny_llama_hf", "tiny_qwen2_hf"}) {
+        CAPTURE(src);
+        ImportedModel a = import_hf_dir(kDir + src);
+        std::string d = temp_dir() + "/hf";
+        export_hf_dir(d, a.cfg, a.params, a.tok, DType::F32);
+        ImportedModel b = import_hf_dir(d);
+        check_same_model(a, b);
+        CHECK(b.cfg.head_dim == a.cfg.head_dim);
+        CHECK(b.cfg.tied_embeddings == a.cfg.tied_embeddings);
+        CHECK(b.cfg.qkv_bias == a.cfg.qkv_bias);
+        CHECK(b.tok.chat_template.default_system == a.tok.chat_template.default_system);
+        CHECK(encode(b.tok, "the quick brown fox, 1234 <|im_end|>") == encode(a.tok, "the quick brown fox, 1234 <|im_end|>"));
+
+        export_hf_dir(d, a.cfg, a.params, a.tok, DType::BF16);  // over the F32 export
+        ImportedModel c = import_hf_dir(d);
+        for (float& v : a.params) v = bf16_to_f32(f32_to_bf16(v));
+        check_same_model(a, c);
+        CHECK(contains(read_file(d + "/config.json"), "\"torch_dtype\": \"bfloat16\""));
+    }
+    ImportedModel a = import_hf_dir(kDir + "tiny_llama_hf");
+    a.params.pop_back();
+    CHECK(contains(error_of([&] { export_hf_dir(temp_dir() + "/x", a.cfg, a.params, a.tok, DType::F32); }),
+                   "weights given, the config needs"));
 }
 
 TEST_CASE("import: BF16 and F16 safetensors, and bad safetensors files") {

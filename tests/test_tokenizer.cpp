@@ -6,6 +6,7 @@
 #include "tokenizer/unicode.h"
 
 #include <cstring>
+#include <filesystem>
 #include <functional>
 #include <map>
 #include <sstream>
@@ -233,36 +234,61 @@ TEST_CASE("tokenizer: identical ids to Hugging Face tokenizers on every fixture"
     CHECK(same == total);
 }
 
-TEST_CASE("tokenizer: .tok save/load keeps every field and gives identical ids") {
+// Our .tok, and Hugging Face's tokenizer.json + tokenizer_config.json (./export --hf): each keeps every
+// field and the ids. (In tokenizer.json GGUF's other token types — Unknown, Unused, Byte — are plain
+// vocabulary: they play no part in byte-level BPE.)
+TEST_CASE("tokenizer: .tok and tokenizer.json save/load keep every field and give identical ids") {
     const Tokenizer* ref = reference_tokenizer();
     Tokenizer tiny = tiny_tokenizer();
-    tiny.chat_template = ChatTemplate{ChatTemplateKind::ChatML, "Be brief."};
+    tiny.chat_template = ChatTemplate{ChatTemplateKind::ChatML, "Be brief, don't \\ ramble.\nOK?"};
     tiny.ignore_merges = true;
+    Tokenizer plain = tiny_tokenizer();
+    plain.pre = PreTokenizerKind::Qwen2;
+    plain.bos_id = 0, plain.pad_id = 3;
     if (!ref) warn_skipped();
-    for (const Tokenizer* t : std::vector<const Tokenizer*>{&tiny, ref}) {
-        if (!t) continue;
-        std::string path = temp_path("roundtrip.tok");
-        tokenizer_save(*t, path);
-        Tokenizer u = tokenizer_load(path);
-        remove(path.c_str());
-        CHECK(u.vocab == t->vocab);
-        CHECK(u.token_type == t->token_type);
-        CHECK(u.merges == t->merges);
-        CHECK(u.pre == t->pre);
-        CHECK(u.chat_template.kind == t->chat_template.kind);
-        CHECK(u.chat_template.default_system == t->chat_template.default_system);
-        CHECK(u.ignore_merges == t->ignore_merges);
-        CHECK(u.bos_id == t->bos_id);
-        CHECK(u.eos_id == t->eos_id);
-        CHECK(u.pad_id == t->pad_id);
-        if (t == ref) {
-            for (const Fixture& f : load_fixtures())
-                if (f.kind == "smollm") CHECK(encode(u, f.text) == f.ids);
-            CHECK(u.bos_id == 1);  // from config.json beside tokenizer.json
-            CHECK(u.eos_id == 2);
-            CHECK(u.chat_template.kind == ChatTemplateKind::ChatML);
+    const std::string gguf_path = "models/smollm2-135m-instruct.tok";  // from the packaged GGUF (`make model`)
+    Tokenizer from_gguf;
+    if (file_exists(gguf_path)) from_gguf = tokenizer_load(gguf_path);
+    else MESSAGE("SKIPPING the GGUF tokenizer round trip: " << gguf_path << " not found (make model)");
+    auto hf_types = [](std::vector<TokenType> types) {
+        for (TokenType& t : types) t = t == TokenType::Control || t == TokenType::UserDefined ? t : TokenType::Normal;
+        return types;
+    };
+    for (bool hf : {false, true})
+        for (const Tokenizer* t : std::vector<const Tokenizer*>{&tiny, &plain, ref, from_gguf.vocab.empty() ? nullptr : &from_gguf}) {
+            if (!t) continue;
+            CAPTURE(hf);
+            Tokenizer u;
+            if (hf) {
+                std::string dir = temp_path("roundtrip_hf");
+                std::filesystem::create_directories(dir);
+                tokenizer_save_hf(*t, dir, 2048);
+                u = tokenizer_load_hf(dir + "/tokenizer.json");
+                std::filesystem::remove_all(dir);
+            } else {
+                std::string path = temp_path("roundtrip.tok");
+                tokenizer_save(*t, path);
+                u = tokenizer_load(path);
+                remove(path.c_str());
+            }
+            CHECK(u.vocab == t->vocab);
+            CHECK(u.token_type == (hf ? hf_types(t->token_type) : t->token_type));
+            CHECK(u.merges == t->merges);
+            CHECK(u.pre == t->pre);
+            CHECK(u.chat_template.kind == t->chat_template.kind);
+            CHECK(u.chat_template.default_system == t->chat_template.default_system);
+            CHECK(u.ignore_merges == t->ignore_merges);
+            CHECK(u.bos_id == t->bos_id);
+            CHECK(u.eos_id == t->eos_id);
+            CHECK(u.pad_id == t->pad_id);
+            if (t == ref || t == &from_gguf) {
+                for (const Fixture& f : load_fixtures())
+                    if (f.kind == "smollm") CHECK(encode(u, f.text) == f.ids);
+                CHECK(u.bos_id == 1);  // from config.json beside tokenizer.json, or the GGUF
+                CHECK(u.eos_id == 2);
+                CHECK(u.chat_template.kind == ChatTemplateKind::ChatML);
+            }
         }
-    }
 }
 
 TEST_CASE("tokenizer: damaged .tok files fail naming the file and the problem") {

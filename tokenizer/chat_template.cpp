@@ -113,27 +113,50 @@ ChatTemplate chat_template_from_name(const std::string& name) {
 
 namespace {
 
-// The default system prompt of a ChatML template: the first literal '<|im_start|>system\n...<|im_end|>'
-// in it (SmolLM2 and Qwen2 inject one when the conversation has none). The newline may be
-// written as a real one or as the escape \n inside a Jinja string literal.
+// The Jinja templates chat_template_to_jinja writes: the models' own, from their tokenizer_config.json
+// (SmolLM2's ChatML with its default system prompt, plain ChatML, Meta-Llama-3-8B-Instruct,
+// gemma-2-2b-it; tests/fixtures/chat/gen_fixtures.py renders the same with transformers), and one for
+// Plain. chat_template_from_jinja reads each back as the template it came from.
+const char* const kChatMLJinjaHead = "{% for message in messages %}";
+const char* const kChatMLJinjaSystemOpen =
+    "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n";
+const char* const kChatMLJinjaSystemClose = "<|im_end|>\n' }}{% endif %}";
+const char* const kChatMLJinjaTail =
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+const char* const kLlama3Jinja =
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+    "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+const char* const kGemmaJinja =
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception("
+    "'Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == "
+    "'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + "
+    "role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{'<start_of_turn>model\n'}}{% endif %}";
+const char* const kPlainJinja = "{% for message in messages %}{{ message['content'] + '\n' }}{% endfor %}";
+
+// The default system prompt of a ChatML template: the first string literal '<|im_start|>system\n...<|im_end|>'
+// in it (SmolLM2 and Qwen2 inject one when the conversation has none). The newline may be written as
+// a real one or as the escape \n; a literal that closes before <|im_end|> is followed by Jinja that
+// computes the text (a message's content), not a default.
 std::string chatml_default_system(const std::string& jinja) {
     for (std::string_view head : {"<|im_start|>system\\n", "<|im_start|>system\n"}) {
         for (size_t at = jinja.find(head); at != std::string::npos; at = jinja.find(head, at + 1)) {
-            size_t b = at + head.size(), e = jinja.find("<|im_end|>", b);
-            if (e == std::string::npos) continue;
-            std::string lit = jinja.substr(b, e - b);
-            // Jinja syntax in between means the system text is computed (a message's content), not a literal
-            if (lit.find_first_of("'\"{}") != std::string::npos) continue;
-            std::string out;  // undo the escapes a Jinja string literal may contain
-            for (size_t i = 0; i < lit.size(); i++) {
-                if (lit[i] == '\\' && i + 1 < lit.size()) {
-                    char c = lit[++i];
-                    out += c == 'n' ? '\n' : c == 't' ? '\t' : c;
-                } else {
-                    out += lit[i];
+            if (at == 0 || (jinja[at - 1] != '\'' && jinja[at - 1] != '"')) continue;
+            const char quote = jinja[at - 1];
+            std::string out;  // the literal's text, its escapes undone
+            for (size_t i = at + head.size(); i < jinja.size() && jinja[i] != quote; i++) {
+                if (jinja.compare(i, 10, "<|im_end|>") == 0) return out;
+                char c = jinja[i];
+                if (c == '\\' && i + 1 < jinja.size()) {
+                    c = jinja[++i];
+                    c = c == 'n' ? '\n' : c == 't' ? '\t' : c;
                 }
+                out += c;
             }
-            return out;
         }
     }
     return "";
@@ -152,5 +175,24 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
         return ChatTemplate{ChatTemplateKind::Llama3, ""};
     }
     if (jinja.find("<start_of_turn>") != std::string::npos) return ChatTemplate{ChatTemplateKind::Gemma, ""};
+    if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
     fail("unrecognised chat template starting '%.60s...': pass --template chatml|llama3|gemma|plain", jinja.c_str());
+}
+
+std::string chat_template_to_jinja(const ChatTemplate& t) {
+    switch (t.kind) {
+        case ChatTemplateKind::ChatML: {
+            std::string jinja = kChatMLJinjaHead;
+            if (!t.default_system.empty()) {
+                std::string lit;  // a single-quoted Jinja literal: escape the backslash and the quote
+                for (char c : t.default_system) lit += c == '\\' || c == '\'' ? std::string("\\") + c : std::string(1, c);
+                jinja += kChatMLJinjaSystemOpen + lit + kChatMLJinjaSystemClose;
+            }
+            return jinja + kChatMLJinjaTail;
+        }
+        case ChatTemplateKind::Llama3: return kLlama3Jinja;
+        case ChatTemplateKind::Gemma: return kGemmaJinja;
+        case ChatTemplateKind::Plain: return kPlainJinja;
+    }
+    fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);
 }

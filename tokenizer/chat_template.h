@@ -47,3 +47,7 @@ const char* chat_template_name(ChatTemplateKind kind);
 // its markers, taking a ChatML default system prompt from it. Fails, quoting the template's start,
 // when it is none of the families above: pass --template to choose one.
 ChatTemplate chat_template_from_jinja(const std::string& jinja);
+// The Jinja text of a template (the model family's own, see chat_template.cpp), for tokenizer_config.json:
+// transformers' apply_chat_template renders it as chat_render does, and chat_template_from_jinja
+// reads it back as `t`.
+std::string chat_template_to_jinja(const ChatTemplate& t);

@@ -203,3 +203,22 @@ PreTokenizerKind pre_tokenizer_from_hf(const JsonValue& p, const std::string& pa
          "Sequence[Digits(individual_digits), ByteLevel] (SmolLM/StarCoder) and Sequence[Split(Llama-3 or Qwen2 regex), "
          "ByteLevel(use_regex=false)]", path.c_str(), type_of(p).c_str());
 }
+
+std::string pre_tokenizer_to_hf(PreTokenizerKind kind) {
+    auto byte_level = [](bool regex) {
+        return std::string("{\"type\": \"ByteLevel\", \"add_prefix_space\": false, \"trim_offsets\": true, \"use_regex\": ") +
+               (regex ? "true" : "false") + "}";
+    };
+    switch (kind) {
+        case PreTokenizerKind::GPT2: return byte_level(true);
+        case PreTokenizerKind::SmolLM:
+            return "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Digits\", \"individual_digits\": true}, " +
+                   byte_level(true) + "]}";
+        case PreTokenizerKind::Llama3:
+        case PreTokenizerKind::Qwen2:
+            return "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", \"pattern\": {\"Regex\": " +
+                   json_quote(kind == PreTokenizerKind::Llama3 ? kLlama3Regex : kQwen2Regex) +
+                   "}, \"behavior\": \"Isolated\", \"invert\": false}, " + byte_level(false) + "]}";
+    }
+    fail("pre_tokenizer_to_hf: unknown kind %d", (int)kind);
+}

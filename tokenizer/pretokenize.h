@@ -29,3 +29,6 @@ PreTokenizerKind pre_tokenizer_from_gguf(const std::string& pre);
 // From the "pre_tokenizer" object of a Hugging Face tokenizer.json; fails describing the config
 // when it is not one of the four layouts above. `path` names the file in errors.
 PreTokenizerKind pre_tokenizer_from_hf(const JsonValue& pre_tokenizer, const std::string& path);
+// The "pre_tokenizer" object (JSON text) that Hugging Face tokenizers runs as `kind`, and that
+// pre_tokenizer_from_hf reads back as `kind`.
+std::string pre_tokenizer_to_hf(PreTokenizerKind kind);

@@ -56,6 +56,9 @@ void tokenizer_build(Tokenizer& tok);
 // (chat_template; bos/eos token strings) from the same directory when they exist. Without a
 // template, a vocabulary with <|im_start|> and <|im_end|> gets ChatML (no default system prompt).
 Tokenizer tokenizer_load_hf(const std::string& path);
+// tokenizer.json and tokenizer_config.json (chat template as Jinja, special tokens by text) into an
+// existing directory, for transformers' AutoTokenizer; tokenizer_load_hf reads them back as `tok`.
+void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t model_max_length);
 // Our binary .tok format (layout in tokenizer_io.cpp); the writer is atomic.
 void tokenizer_save(const Tokenizer& tok, const std::string& path);
 Tokenizer tokenizer_load(const std::string& path);

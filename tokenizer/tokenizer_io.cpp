@@ -1,4 +1,4 @@
-// Loading tokenizers from Hugging Face tokenizer.json and from/to our .tok file.
+// Tokenizers from and to Hugging Face tokenizer.json, and from/to our .tok file.
 //
 // .tok layout (little-endian):
 //   char[4] "BTOK", u32 version (1)
@@ -255,6 +255,42 @@ Tokenizer tokenizer_load(const std::string& path) {
         fail("%s: %s", path.c_str(), e.what());
     }
     return tok;
+}
+
+void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t model_max_length) {
+    // tokenizer.json: every token in model.vocab (by id), the Control and UserDefined ones also as
+    // added tokens (special = Control), merges in rank order; no normalizer and no post-processor
+    // (encode() adds no BOS/EOS: chat templates put them in the text).
+    std::string added, vocab, merges;
+    for (size_t id = 0; id < tok.vocab.size(); id++) {
+        const std::string q = json_quote(tok.vocab[id]);
+        vocab += (id ? ",\n      " : "") + q + ": " + std::to_string(id);
+        TokenType t = tok.token_type[id];
+        if (t != TokenType::Control && t != TokenType::UserDefined) continue;
+        added += std::string(added.empty() ? "\n    " : ",\n    ") + "{\"id\": " + std::to_string(id) + ", \"content\": " + q +
+                 ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": " +
+                 (t == TokenType::Control ? "true" : "false") + "}";
+    }
+    for (size_t r = 0; r < tok.merges.size(); r++)
+        merges += (r ? ",\n      [" : "[") + json_quote(tok.merges[r].first) + ", " + json_quote(tok.merges[r].second) + "]";
+    write_file_atomic(dir + "/tokenizer.json",
+                      "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [" + added +
+                          "\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": " + pre_tokenizer_to_hf(tok.pre) +
+                          ",\n  \"post_processor\": null,\n  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
+                          "\"trim_offsets\": true, \"use_regex\": true},\n  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n"
+                          "    \"unk_token\": null,\n    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
+                          "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": " +
+                          (tok.ignore_merges ? "true" : "false") + ",\n    \"vocab\": {\n      " + vocab +
+                          "\n    },\n    \"merges\": [\n      " + merges + "\n    ]\n  }\n}\n");
+    // tokenizer_config.json: the special tokens by text and the chat template as Jinja.
+    auto token = [&](int32_t id) { return id < 0 ? std::string("null") : json_quote(tok.vocab[id]); };
+    write_file_atomic(dir + "/tokenizer_config.json",
+                      "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"add_bos_token\": false,\n"
+                      "  \"add_eos_token\": false,\n  \"add_prefix_space\": false,\n  \"bos_token\": " + token(tok.bos_id) +
+                          ",\n  \"eos_token\": " + token(tok.eos_id) + ",\n  \"pad_token\": " + token(tok.pad_id) +
+                          ",\n  \"unk_token\": null,\n  \"clean_up_tokenization_spaces\": false,\n  \"model_max_length\": " +
+                          std::to_string(model_max_length) + ",\n  \"chat_template\": " +
+                          json_quote(chat_template_to_jinja(tok.chat_template)) + "\n}\n");
 }
 
 Tokenizer tokenizer_load_any(const std::string& path) {

@@ -1,0 +1,53 @@
+#include "model/export_hf.h"
+
+#include <cstdlib>
+#include <filesystem>
+
+#include "model/safetensors.h"
+#include "model/util.h"
+
+namespace {
+// The shortest decimal that reads back as the same float (config.json's eps and theta).
+std::string float_json(float v) {
+    for (int digits = 1; digits < 9; digits++) {
+        std::string s = strf("%.*g", digits, (double)v);
+        if (std::strtof(s.c_str(), nullptr) == v) return s;
+    }
+    return strf("%.9g", (double)v);
+}
+}  // namespace
+
+void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::vector<float>& params, const Tokenizer& tok,
+                   DType dtype) {
+    cfg.validate(dir);
+    ParamLayout L = param_layout(cfg);
+    if (params.size() != L.total) fail("%s: %zu weights given, the config needs %zu", dir.c_str(), params.size(), L.total);
+    if (tok.vocab.size() > (size_t)cfg.vocab_size)
+        fail("%s: the tokenizer has %zu tokens but the model only %d embeddings", dir.c_str(), tok.vocab.size(), cfg.vocab_size);
+    std::error_code ec;
+    std::filesystem::create_directories(dir, ec);
+    if (ec) fail("%s: cannot create directory: %s", dir.c_str(), ec.message().c_str());
+
+    const bool qwen2 = cfg.qkv_bias;
+    auto id = [](int32_t v) { return v < 0 ? std::string("null") : std::to_string(v); };
+    std::string config = "{\n  \"architectures\": [\"" + std::string(qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM") +
+                         "\"],\n  \"model_type\": \"" + (qwen2 ? "qwen2" : "llama") + "\",\n";
+    config += strf("  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n"
+                   "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n"
+                   "  \"max_position_embeddings\": %d,\n",
+                   cfg.vocab_size, cfg.dim, cfg.ffn_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
+                   cfg.max_seq_len);
+    config += "  \"rms_norm_eps\": " + float_json(cfg.norm_eps) + ",\n  \"rope_theta\": " + float_json(cfg.rope_theta) +
+              ",\n  \"rope_scaling\": null,\n  \"hidden_act\": \"silu\",\n  \"tie_word_embeddings\": " +
+              (cfg.tied_embeddings ? "true" : "false") + ",\n";
+    config += qwen2 ? "  \"use_sliding_window\": false,\n" : "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n";
+    config += "  \"bos_token_id\": " + id(tok.bos_id) + ",\n  \"eos_token_id\": " + id(tok.eos_id) +
+              ",\n  \"pad_token_id\": " + id(tok.pad_id) + ",\n  \"torch_dtype\": \"" +
+              (dtype == DType::BF16 ? "bfloat16" : "float32") + "\"\n}\n";
+
+    std::vector<SafeTensorOut> tensors;
+    for (const TensorInfo& t : L.tensors) tensors.push_back({t.name, t.shape, params.data() + t.offset});
+    safetensors_write(dir + "/model.safetensors", tensors, dtype);
+    tokenizer_save_hf(tok, dir, cfg.max_seq_len);
+    write_file_atomic(dir + "/config.json", config);
+}
