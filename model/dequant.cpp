@@ -3,6 +3,8 @@
 // against. Every multi-byte field is little-endian; `d`/`m`/`dmin` scales are IEEE half floats.
 #include "model/dequant.h"
 
+#include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "model/util.h"
@@ -160,4 +162,45 @@ float f16_to_f32(uint16_t h) {
     float f;
     memcpy(&f, &u, 4);
     return f;
+}
+
+uint16_t f32_to_f16(float f) {
+    uint32_t x;
+    memcpy(&x, &f, 4);
+    const uint16_t sign = (uint16_t)((x >> 16) & 0x8000);
+    const uint32_t ax = x & 0x7FFFFFFF;
+    if (ax > 0x7F800000) return sign | 0x7E00;    // NaN
+    if (ax >= 0x477FF000) return sign | 0x7C00;   // Inf, or >= 65520: 65504 plus half an ulp and up
+    if (ax < 0x38800000) {                        // under 2^-14: a subnormal half, in units of 2^-24
+        float a;                                  // (exact: scaling by a power of two)
+        memcpy(&a, &ax, 4);
+        return sign | (uint16_t)std::nearbyint(a * 16777216.0f);  // nearest, ties to even; 1024 = 2^-14
+    }
+    uint32_t h = (ax - 0x38000000) >> 13, rest = ax & 0x1FFF;  // exponent 127 → 15, 23 → 10 mantissa bits
+    if (rest > 0x1000 || (rest == 0x1000 && (h & 1))) h++;     // a carry moves into the exponent, as it should
+    return sign | (uint16_t)h;
+}
+
+void ggml_quantize(uint32_t type, const float* src, void* dst, size_t n) {
+    uint8_t* d = (uint8_t*)dst;
+    auto put16 = [](uint8_t* p, uint16_t v) { p[0] = (uint8_t)v, p[1] = (uint8_t)(v >> 8); };
+    switch (type) {
+    case GGML_F32: memcpy(d, src, n * 4); return;
+    case GGML_F16: for (size_t i = 0; i < n; i++) put16(d + 2 * i, f32_to_f16(src[i])); return;
+    case GGML_BF16: for (size_t i = 0; i < n; i++) put16(d + 2 * i, f32_to_bf16(src[i])); return;
+    case GGML_Q8_0:
+        if (n % QK) fail("internal error: %zu values are not whole Q8_0 blocks", n);
+#pragma omp parallel for schedule(static)
+        for (size_t b = 0; b < n / QK; b++) {
+            const float* x = src + b * QK;
+            uint8_t* y = d + b * 34;
+            float amax = 0.0f;
+            for (size_t i = 0; i < QK; i++) amax = std::max(amax, std::fabs(x[i]));
+            const float scale = amax / 127.0f, inv = scale != 0.0f ? 1.0f / scale : 0.0f;
+            put16(y, f32_to_f16(scale));
+            for (size_t i = 0; i < QK; i++) y[2 + i] = (uint8_t)(int8_t)std::round(x[i] * inv);
+        }
+        return;
+    default: fail("ggml type %s (%u) cannot be written (supported: F32, F16, BF16, Q8_0)", ggml_type_name(type), type);
+    }
 }

@@ -1,4 +1,5 @@
-// GGML tensor types and their dequantisation to FP32 (the block formats of ggml-quants.c).
+// GGML tensor types, their dequantisation to FP32 and, for the types ./export writes, their
+// quantisation (the block formats of ggml-quants.c).
 #pragma once
 #include <cstddef>
 #include <cstdint>
@@ -22,3 +23,9 @@ const char* ggml_supported_types();
 void ggml_dequantize(uint32_t type, const void* src, float* dst, size_t n);
 
 float f16_to_f32(uint16_t h);
+// IEEE half, rounded to nearest even (subnormals kept; beyond 65504 rounds to infinity, NaN stays NaN).
+uint16_t f32_to_f16(float f);
+
+// Quantises `n` values (a multiple of the block size) into `dst`: F32, F16, BF16, or Q8_0 as llama.cpp's
+// quantize_row_q8_0_ref does (per 32 values d = max|x| / 127 stored as half, q = round(x / d)).
+void ggml_quantize(uint32_t type, const float* src, void* dst, size_t n);

@@ -17,17 +17,23 @@ ImportedModel import_model(const std::string& path) {
 // Hugging Face's rotate-half RoPE rotates the pair of rows (i, i + head_dim/2) of each head; llama.cpp's
 // interleaved RoPE rotates rows (2i, 2i + 1). So within head h, HF row j * head_dim/2 + i (j = 0 or 1)
 // sits at GGUF row 2i + j, and we move every row back.
-void unpermute_rope_rows(float* w, int n_head, int head_dim, int64_t cols) {
+// Row 2i + j of a head in llama.cpp's order is row j·half + i in Hugging Face's (j = 0, 1).
+static void move_rope_rows(float* w, int n_head, int head_dim, int64_t cols, bool to_hf) {
     const int half = head_dim / 2;
     std::vector<float> head((size_t)head_dim * cols);
     for (int h = 0; h < n_head; h++) {
         float* base = w + (size_t)h * head_dim * cols;
         memcpy(head.data(), base, head.size() * sizeof(float));
         for (int i = 0; i < half; i++)
-            for (int j = 0; j < 2; j++)
-                memcpy(base + (size_t)(j * half + i) * cols, head.data() + (size_t)(2 * i + j) * cols, cols * sizeof(float));
+            for (int j = 0; j < 2; j++) {
+                const size_t hf = (size_t)(j * half + i) * cols, gg = (size_t)(2 * i + j) * cols;
+                memcpy(base + (to_hf ? hf : gg), head.data() + (to_hf ? gg : hf), cols * sizeof(float));
+            }
     }
 }
+
+void unpermute_rope_rows(float* w, int n_head, int head_dim, int64_t cols) { move_rope_rows(w, n_head, head_dim, cols, true); }
+void permute_rope_rows(float* w, int n_head, int head_dim, int64_t cols) { move_rope_rows(w, n_head, head_dim, cols, false); }
 
 static std::string shape_str(const std::vector<int64_t>& s) {
     std::string out = "[";

@@ -25,8 +25,13 @@ ImportedModel import_hf_dir(const std::string& dir);
 ImportedModel import_model(const std::string& path);
 
 // llama.cpp's converter stores each q/k projection with the rows of every head permuted for its
-// interleaved RoPE; this undoes it in place on a [n_head * head_dim, cols] matrix (see import.cpp).
+// interleaved RoPE; this undoes it in place on a [n_head * head_dim, cols] matrix (see import.cpp),
+// and permute_rope_rows does it (for export_gguf).
 void unpermute_rope_rows(float* w, int n_head, int head_dim, int64_t cols);
+void permute_rope_rows(float* w, int n_head, int head_dim, int64_t cols);
+// llama.cpp's name of one of our (Hugging Face) tensor names ("model.layers.3.mlp.up_proj.weight" →
+// "blk.3.ffn_up.weight"); "" when there is none.
+std::string gguf_tensor_name(const std::string& hf);
 
 // Shared by the two importers: fails, naming `src` (file and tensor), when a source tensor's shape is
 // not the one the layout gives `t`.

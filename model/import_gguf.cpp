@@ -8,9 +8,8 @@
 #include "model/import.h"
 #include "model/util.h"
 
-namespace {
 // GGUF tensor name of one of our (Hugging Face) tensor names; "" when there is none.
-std::string gguf_name(const std::string& hf) {
+std::string gguf_tensor_name(const std::string& hf) {
     if (hf == "model.embed_tokens.weight") return "token_embd.weight";
     if (hf == "model.norm.weight") return "output_norm.weight";
     if (hf == "lm_head.weight") return "output.weight";
@@ -30,6 +29,7 @@ std::string gguf_name(const std::string& hf) {
     return "";
 }
 
+namespace {
 ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
     const std::string p = arch + ".";
     // Sizes are int32 in ModelConfig: a corrupt value must fail here, not wrap around.
@@ -152,7 +152,7 @@ ImportedModel import_gguf(const std::string& path) {
     ParamLayout L = param_layout(m.cfg);
     std::vector<const GgufTensor*> src;
     for (const TensorInfo& t : L.tensors) {
-        std::string name = gguf_name(t.name);
+        std::string name = gguf_tensor_name(t.name);
         const GgufTensor* s = g.find_tensor(name);
         if (!s) fail("%s: tensor %s (for %s) is missing", path.c_str(), name.c_str(), t.name.c_str());
         import_check_shape(t, s->shape(), path + ": tensor " + name);

@@ -10,6 +10,7 @@
 
 #include "data/json.h"
 #include "model/dequant.h"
+#include "model/export_gguf.h"
 #include "model/export_hf.h"
 #include "model/gguf.h"
 #include "model/import.h"
@@ -175,6 +176,42 @@ TEST_CASE("dequant: half floats, including subnormals, infinities and NaN") {
     CHECK(std::isnan(f16_to_f32(0x7E00)));
 }
 
+TEST_CASE("quant: FP32 to half rounds to nearest even; Q8_0 blocks as llama.cpp's reference quantiser") {
+    for (uint32_t h = 0; h < 0x10000; h++) {  // every half that is a number comes back to itself
+        float f = f16_to_f32((uint16_t)h);
+        if (!std::isnan(f)) REQUIRE(f32_to_f16(f) == h);
+    }
+    CHECK(f32_to_f16(1.0f + std::ldexp(1.0f, -11)) == 0x3C00);      // tie: to the even 1.0
+    CHECK(f32_to_f16(1.0f + 3 * std::ldexp(1.0f, -11)) == 0x3C02);  // tie: up to the even neighbour
+    CHECK(f32_to_f16(1.0f + std::ldexp(1.0f, -11) + std::ldexp(1.0f, -20)) == 0x3C01);  // just above the tie
+    CHECK(f32_to_f16(std::ldexp(1.0f, -25)) == 0x0000);              // subnormal tie to even zero
+    CHECK(f32_to_f16(3 * std::ldexp(1.0f, -25)) == 0x0002);
+    CHECK(f32_to_f16(std::ldexp(1023.5f, -24)) == 0x0400);            // rounds up into the smallest normal
+    CHECK(f32_to_f16(65519.0f) == 0x7BFF);
+    CHECK(f32_to_f16(65520.0f) == 0x7C00);                            // half an ulp past 65504: infinity
+    CHECK(f32_to_f16(-1e30f) == 0xFC00);
+    CHECK(std::isnan(f16_to_f32(f32_to_f16(std::nanf("")))));
+
+    std::vector<float> x(64);
+    for (int i = 0; i < 64; i++) x[i] = (i < 32 ? 0.37f : -5.1f) * std::sin(0.7f * (float)i + 0.3f);
+    x[40] = -5.1f * 1.0f;  // the block's max |x| is negative: q = -127
+    std::vector<uint8_t> q(2 * 34);
+    ggml_quantize(GGML_Q8_0, x.data(), q.data(), 64);
+    std::vector<float> y(64);
+    ggml_dequantize(GGML_Q8_0, q.data(), y.data(), 64);
+    CHECK((int8_t)q[34 + 2 + 8] == -127);
+    for (int b = 0; b < 2; b++) {
+        float amax = 0;
+        for (int i = 0; i < 32; i++) amax = std::max(amax, std::fabs(x[32 * b + i]));
+        const float d = f16_to_f32((uint16_t)(q[34 * b] | q[34 * b + 1] << 8));
+        CHECK(d == f16_to_f32(f32_to_f16(amax / 127.0f)));
+        for (int i = 0; i < 32; i++) {
+            CHECK((int8_t)q[34 * b + 2 + i] == (int)std::round(x[32 * b + i] * (127.0f / amax)));
+            CHECK(std::fabs(y[32 * b + i] - x[32 * b + i]) <= 0.5f * d + 1e-3f * amax);  // half a step, and d's rounding
+        }
+    }
+}
+
 TEST_CASE("import: a tiny LLaMA from GGUF (permuted q/k), HF safetensors and sharded F16 HF agree exactly") {
     ImportedModel g = import_gguf(kDir + "tiny_llama.gguf");
     ImportedModel h = import_hf_dir(kDir + "tiny_llama_hf");
@@ -225,6 +262,47 @@ TEST_CASE("export: a tiny LLaMA and Qwen2 out to a Hugging Face directory and ba
     a.params.pop_back();
     CHECK(contains(error_of([&] { export_hf_dir(temp_dir() + "/x", a.cfg, a.params, a.tok, DType::F32); }),
                    "weights given, the config needs"));
+}
+
+TEST_CASE("export: a tiny LLaMA (q/k permuted back) and Qwen2 out to GGUF and back: the same model; F16/Q8_0 rounded") {
+    for (const char* src : {"tiny_llama.gguf", "tiny_qwen2.gguf"}) {
+        CAPTURE(src);
+        ImportedModel a = import_gguf(kDir + src);
+        const std::string path = temp_dir() + "/m.gguf";
+        export_gguf(path, a.cfg, a.params, a.tok, GGML_F32);
+        check_same_model(a, import_gguf(path));
+        GgufFile g = gguf_open(path);
+        CHECK(g.get_string("general.architecture") == (a.cfg.qkv_bias ? "qwen2" : "llama"));
+        CHECK(g.get_string("tokenizer.chat_template") == chat_template_to_jinja(a.tok.chat_template));
+        CHECK(g.get_int("tokenizer.ggml.add_bos_token") == 0);
+
+        export_gguf(path, a.cfg, a.params, a.tok, GGML_F16);  // dim 16: every matrix in F16
+        ImportedModel h = import_gguf(path);
+        ParamLayout L = param_layout(a.cfg);
+        size_t differ = 0;
+        for (const TensorInfo& t : L.tensors)
+            for (size_t i = t.offset; i < t.offset + t.numel; i++)
+                differ += h.params[i] != (t.shape.size() == 1 ? a.params[i] : f16_to_f32(f32_to_f16(a.params[i])));
+        CHECK(differ == 0);
+        CHECK(gguf_open(path).get_int("general.file_type") == 1);
+    }
+    // Q8_0 where the rows are whole blocks of 32 (dim 64), F16 where not (ffn 48: down_proj's rows).
+    ImportedModel a = import_gguf(kDir + "tiny_llama.gguf");
+    a.cfg.dim = 64, a.cfg.ffn_dim = 48, a.cfg.head_dim = 16;
+    model_init_random(a.cfg, a.params, 5);
+    const std::string path = temp_dir() + "/q8.gguf";
+    export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0);
+    GgufFile g = gguf_open(path);
+    CHECK(g.find_tensor("blk.0.attn_q.weight")->type == GGML_Q8_0);
+    CHECK(g.find_tensor("blk.0.ffn_down.weight")->type == GGML_F16);
+    CHECK(g.find_tensor("blk.0.attn_norm.weight")->type == GGML_F32);
+    ImportedModel b = import_gguf(path);
+    double worst = 0;
+    for (size_t i = 0; i < a.params.size(); i++) worst = std::max(worst, (double)std::fabs(b.params[i] - a.params[i]));
+    CHECK(worst <= 0.16 / 254);  // half a Q8_0 step, max|w| / 254, with |w| under 8 sigma of N(0, 0.02²)
+    a.params.pop_back();
+    CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0); }), "weights given, the config needs"));
+    CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q4_0); }), "GGUF output type Q4_0 is not supported"));
 }
 
 TEST_CASE("import: BF16 and F16 safetensors, and bad safetensors files") {

@@ -2,20 +2,23 @@
 //   ./export --lora out/ckpt-00000050/adapter.lora --peft runs/peft-adapter     (Hugging Face PEFT)
 //   ./export --lora out/ckpt-00000050/adapter.lora --hf runs/merged-hf          (a transformers model)
 //   ./export --model out/ckpt-00000050/model.bin --hf runs/full-hf              (a full fine-tune)
+//   ./export --lora out/ckpt-00000050/adapter.lora --gguf merged.gguf --dtype q8_0 (llama.cpp, ollama)
 //   ./export --lora out/ckpt-00000050/adapter.lora --merge models/merged.bin     (W += s·B·A, our .bin)
 // --model names the base (default models/smollm2-135m-instruct.bin); an adapter must match it.
-// --hf writes the model (with the adapter merged in, when one is given) and its tokenizer (--tokenizer,
-// default the model path with .tok) as a Hugging Face directory.
+// --hf and --gguf write the model (with the adapter merged in, when one is given) and its tokenizer
+// (--tokenizer, default the model path with .tok) as a Hugging Face directory or a GGUF file.
 #include <cstdio>
 #include <string>
 
+#include "model/dequant.h"
+#include "model/export_gguf.h"
 #include "model/export_hf.h"
 #include "model/lora_peft.h"
 #include "model/weights.h"
 #include "tools/cli.h"
 
 static int run(int argc, char** argv) {
-    std::string model = "models/smollm2-135m-instruct.bin", tokenizer, lora, peft, merge, hf;
+    std::string model = "models/smollm2-135m-instruct.bin", tokenizer, lora, peft, merge, hf, gguf;
     std::string dtype = "f32";
     Args args(argc, argv, "see ./export --help");
     while (args.next()) {
@@ -25,21 +28,27 @@ static int run(int argc, char** argv) {
         else if (args.is("--peft")) peft = args.value();
         else if (args.is("--merge")) merge = args.value();
         else if (args.is("--hf")) hf = args.value();
+        else if (args.is("--gguf")) gguf = args.value();
         else if (args.is("--dtype")) dtype = args.value();
         else if (args.is("--help") || args.is("-h")) {
-            printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR)\n"
-                   "                [--dtype f32|bf16] [--tokenizer T.tok|tokenizer.json]\n"
+            printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR | --gguf OUT.gguf)\n"
+                   "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json]\n"
                    "  --peft DIR   the adapter as a Hugging Face PEFT adapter (needs --lora)\n"
-                   "  --merge OUT  the model with the adapter merged in, as our .bin (needs --lora)\n"
+                   "  --merge OUT  the model with the adapter merged in, as our .bin (needs --lora; f32 or bf16)\n"
                    "  --hf DIR     the model (with the adapter merged in, if --lora) as a Hugging Face model directory:\n"
-                   "               config.json, model.safetensors, tokenizer.json, tokenizer_config.json\n");
+                   "               config.json, model.safetensors, tokenizer.json, tokenizer_config.json (f32 or bf16)\n"
+                   "  --gguf OUT   the same as a GGUF file for llama.cpp / ollama (f32, f16, bf16 or q8_0)\n");
             return 0;
         } else args.unknown();
     }
-    if (peft.empty() && merge.empty() && hf.empty()) fail("pass --peft DIR, --merge OUT.bin or --hf DIR (see ./export --help)");
+    if (peft.empty() && merge.empty() && hf.empty() && gguf.empty())
+        fail("pass --peft DIR, --merge OUT.bin, --hf DIR or --gguf OUT.gguf (see ./export --help)");
     if (lora.empty() && (!peft.empty() || !merge.empty())) fail("--peft and --merge need --lora A.lora (the adapter to export)");
-    if (dtype != "f32" && dtype != "bf16") fail("--dtype %s: use f32 or bf16", dtype.c_str());
-    const DType dt = dtype == "f32" ? DType::F32 : DType::BF16;
+    if (dtype != "f32" && dtype != "bf16" && dtype != "f16" && dtype != "q8_0") fail("--dtype %s: use f32, bf16, f16 or q8_0", dtype.c_str());
+    if ((dtype == "f16" || dtype == "q8_0") && (!merge.empty() || !hf.empty()))
+        fail("--dtype %s is for --gguf only: --merge and --hf write f32 or bf16", dtype.c_str());
+    const DType dt = dtype == "bf16" ? DType::BF16 : DType::F32;
+    const uint32_t gguf_type = dtype == "f16" ? GGML_F16 : dtype == "q8_0" ? GGML_Q8_0 : dtype == "bf16" ? GGML_BF16 : GGML_F32;
     ModelConfig cfg = model_read_config(model);
     LoraConfig lc;
     std::vector<float> adapters;
@@ -49,7 +58,7 @@ static int run(int argc, char** argv) {
         printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s)\n", peft.c_str(),
                lc.rank, lc.alpha, lora_targets_string(lc.targets).c_str());
     }
-    if (merge.empty() && hf.empty()) return 0;
+    if (merge.empty() && hf.empty() && gguf.empty()) return 0;
     std::vector<float> params;
     model_load(model, cfg, params);
     if (!lora.empty()) lora_merge(cfg, lc, adapters, params);
@@ -58,11 +67,16 @@ static int run(int argc, char** argv) {
         model_save(merge, cfg, params, dt);
         printf("wrote %s: %s%s\n", merge.c_str(), model.c_str(), what);
     }
+    if (hf.empty() && gguf.empty()) return 0;
+    const Tokenizer tok = tokenizer_load_any(tokenizer.empty() ? model.substr(0, model.rfind('.')) + ".tok" : tokenizer);
     if (!hf.empty()) {
-        if (tokenizer.empty()) tokenizer = model.substr(0, model.rfind('.')) + ".tok";
-        export_hf_dir(hf, cfg, params, tokenizer_load_any(tokenizer), dt);
+        export_hf_dir(hf, cfg, params, tok, dt);
         printf("wrote %s: config.json, model.safetensors (%s), tokenizer.json, tokenizer_config.json: %s%s\n", hf.c_str(),
                dtype.c_str(), model.c_str(), what);
+    }
+    if (!gguf.empty()) {
+        export_gguf(gguf, cfg, params, tok, gguf_type);
+        printf("wrote %s (%s): %s%s\n", gguf.c_str(), dtype.c_str(), model.c_str(), what);
     }
     return 0;
 }

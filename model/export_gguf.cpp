@@ -1,0 +1,149 @@
+#include "model/export_gguf.h"
+
+#include <cstring>
+
+#include "model/dequant.h"
+#include "model/gguf.h"
+#include "model/import.h"
+#include "model/util.h"
+#include "model/weights.h"
+
+namespace {
+constexpr size_t kAlign = 32;  // GGUF's default general.alignment
+
+// The metadata section: each entry is a string key, a u32 value type and the value (strings are u64
+// length + bytes; arrays u32 element type, u64 count, elements).
+struct Metadata {
+    std::string bytes;
+    uint64_t count = 0;
+    template <class T> void raw(const T& v) { bytes.append((const char*)&v, sizeof v); }
+    void str(const std::string& s) { raw((uint64_t)s.size()), bytes += s; }
+    void key(const std::string& k, GgufValueType t) { str(k), raw((uint32_t)t), count++; }
+    void u32(const std::string& k, uint32_t v) { key(k, GGUF_UINT32), raw(v); }
+    void f32(const std::string& k, float v) { key(k, GGUF_FLOAT32), raw(v); }
+    void boolean(const std::string& k, bool v) { key(k, GGUF_BOOL), raw((uint8_t)v); }
+    void string(const std::string& k, const std::string& v) { key(k, GGUF_STRING), str(v); }
+    void strings(const std::string& k, const std::vector<std::string>& v) {
+        key(k, GGUF_ARRAY), raw((uint32_t)GGUF_STRING), raw((uint64_t)v.size());
+        for (const std::string& s : v) str(s);
+    }
+    void i32s(const std::string& k, const std::vector<int32_t>& v) {
+        key(k, GGUF_ARRAY), raw((uint32_t)GGUF_INT32), raw((uint64_t)v.size());
+        bytes.append((const char*)v.data(), v.size() * sizeof(int32_t));
+    }
+};
+
+// llama.cpp's tokenizer.ggml.pre for our pre-tokenizers (import reads each back as the same kind).
+const char* gguf_pre(PreTokenizerKind k) {
+    switch (k) {
+        case PreTokenizerKind::GPT2: return "gpt-2";
+        case PreTokenizerKind::SmolLM: return "smollm";
+        case PreTokenizerKind::Llama3: return "llama-bpe";
+        case PreTokenizerKind::Qwen2: return "qwen2";
+    }
+    return "gpt-2";
+}
+
+// general.file_type (llama_ftype) of a model whose matrices are `type`.
+uint32_t file_type(uint32_t type) {
+    return type == GGML_F16 ? 1 : type == GGML_Q8_0 ? 7 : type == GGML_BF16 ? 32 : 0;
+}
+}  // namespace
+
+void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, const Tokenizer& tok,
+                 uint32_t type) {
+    if (type != GGML_F32 && type != GGML_F16 && type != GGML_BF16 && type != GGML_Q8_0)
+        fail("%s: GGUF output type %s is not supported: use F32, F16, BF16 or Q8_0", path.c_str(), ggml_type_name(type));
+    cfg.validate(path);
+    ParamLayout L = param_layout(cfg);
+    if (params.size() != L.total) fail("%s: %zu weights given, the config needs %zu", path.c_str(), params.size(), L.total);
+    if (tok.vocab.size() > (size_t)cfg.vocab_size)
+        fail("%s: the tokenizer has %zu tokens but the model only %d embeddings", path.c_str(), tok.vocab.size(), cfg.vocab_size);
+    const std::string arch = cfg.qkv_bias ? "qwen2" : "llama", a = arch + ".";
+
+    Metadata md;
+    md.string("general.architecture", arch);
+    md.string("general.name", path.substr(path.rfind('/') + 1));
+    md.u32("general.file_type", file_type(type));
+    md.u32(a + "context_length", cfg.max_seq_len);
+    md.u32(a + "embedding_length", cfg.dim);
+    md.u32(a + "block_count", cfg.n_layers);
+    md.u32(a + "feed_forward_length", cfg.ffn_dim);
+    md.u32(a + "attention.head_count", cfg.n_heads);
+    md.u32(a + "attention.head_count_kv", cfg.n_kv_heads);
+    md.u32(a + "attention.key_length", cfg.head_dim);
+    md.u32(a + "attention.value_length", cfg.head_dim);
+    md.u32(a + "rope.dimension_count", cfg.head_dim);
+    md.f32(a + "rope.freq_base", cfg.rope_theta);
+    md.f32(a + "attention.layer_norm_rms_epsilon", cfg.norm_eps);
+    md.u32(a + "vocab_size", cfg.vocab_size);
+    md.string("tokenizer.ggml.model", "gpt2");
+    md.string("tokenizer.ggml.pre", gguf_pre(tok.pre));
+    md.strings("tokenizer.ggml.tokens", tok.vocab);
+    std::vector<int32_t> types;
+    for (TokenType t : tok.token_type) types.push_back((int32_t)t);
+    md.i32s("tokenizer.ggml.token_type", types);
+    std::vector<std::string> merges;
+    for (const auto& [l, r] : tok.merges) merges.push_back(l + " " + r);
+    md.strings("tokenizer.ggml.merges", merges);
+    if (tok.bos_id >= 0) md.u32("tokenizer.ggml.bos_token_id", tok.bos_id);
+    if (tok.eos_id >= 0) md.u32("tokenizer.ggml.eos_token_id", tok.eos_id);
+    if (tok.pad_id >= 0) md.u32("tokenizer.ggml.padding_token_id", tok.pad_id);
+    // As our trainer tokenizes: no BOS/EOS added to text (chat templates put them in).
+    md.boolean("tokenizer.ggml.add_bos_token", false);
+    md.boolean("tokenizer.ggml.add_eos_token", false);
+    md.string("tokenizer.chat_template", chat_template_to_jinja(tok.chat_template));
+
+    // Tensor infos: name, dims innermost first, ggml type, offset into the data section (aligned).
+    struct Out {
+        const TensorInfo* t;
+        std::string name;
+        uint32_t type;
+        size_t bytes, offset;
+    };
+    std::vector<Out> outs;
+    std::string infos;
+    auto raw = [&](const auto& v) { infos.append((const char*)&v, sizeof v); };
+    size_t offset = 0;
+    for (const TensorInfo& t : L.tensors) {
+        Out o{&t, gguf_tensor_name(t.name), t.shape.size() == 1 ? (uint32_t)GGML_F32 : type, 0, 0};
+        if (o.type == GGML_Q8_0 && t.shape.back() % 32 != 0) o.type = GGML_F16;
+        size_t be = 0, bb = 0;
+        ggml_block_size(o.type, be, bb);
+        o.bytes = t.numel / be * bb;
+        o.offset = offset;
+        offset += (o.bytes + kAlign - 1) / kAlign * kAlign;
+        raw((uint64_t)o.name.size()), infos += o.name;
+        raw((uint32_t)t.shape.size());
+        for (size_t d = t.shape.size(); d-- > 0;) raw((uint64_t)t.shape[d]);
+        raw(o.type), raw((uint64_t)o.offset);
+        outs.push_back(o);
+    }
+
+    AtomicFile f(path);
+    f.write("GGUF", 4);
+    f.put<uint32_t>(3);
+    f.put<uint64_t>(outs.size());
+    f.put<uint64_t>(md.count);
+    f.write(md.bytes.data(), md.bytes.size());
+    f.write(infos.data(), infos.size());
+    f.pad_to(kAlign);
+    std::vector<float> rows;
+    std::vector<uint8_t> data;
+    for (const Out& o : outs) {
+        const float* src = params.data() + o.t->offset;
+        // llama.cpp runs LLaMA's q/k with interleaved RoPE: its converter permutes their rows (Qwen2 is
+        // run with rotate-half, as we do).
+        const bool q = o.name.find(".attn_q.weight") != std::string::npos, k = o.name.find(".attn_k.weight") != std::string::npos;
+        if (arch == "llama" && (q || k)) {
+            rows.assign(src, src + o.t->numel);
+            permute_rope_rows(rows.data(), q ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim, cfg.dim);
+            src = rows.data();
+        }
+        data.resize(o.bytes);
+        ggml_quantize(o.type, src, data.data(), o.t->numel);
+        f.write(data.data(), data.size());
+        f.pad_to(kAlign);
+    }
+    f.commit();
+}
