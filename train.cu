@@ -141,6 +141,19 @@ void parse_flags(int argc, char** argv, Flags& f) {
     f.data_opt.skip_bad_lines = f.skip_bad_lines;
 }
 
+// How the trained weights go to other tools (./export), for a run that started from a model file with
+// its tokenizer.
+void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt) {
+    const std::string tok = !f.tokenizer.empty() ? f.tokenizer : f.model.substr(0, f.model.rfind('.')) + ".tok";
+    if (!f.preset.empty() || !file_exists(tok)) return;
+    const std::string from = t.cfg.method == Method::Full
+                                 ? "--model " + ckpt + "/model.bin --tokenizer " + tok
+                                 : "--model " + f.model + " --lora " + ckpt + "/adapter.lora" +
+                                       (f.tokenizer.empty() ? "" : " --tokenizer " + tok);
+    printf("to use it in other tools: ./export %s --hf DIR (transformers) | --gguf FILE.gguf --dtype q8_0 (llama.cpp, ollama)%s\n",
+           from.c_str(), t.cfg.method == Method::Full ? "" : " | --peft DIR (PEFT adapter)");
+}
+
 // The tokenizer the data is encoded with: the model's own, or raw bytes (ids 0..255, EOS 256) for
 // a model that has none, such as a random test model with a vocabulary of at least 257.
 DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokenizer& tok) {
@@ -350,7 +363,11 @@ int run(int argc, char** argv) {
         printf("peak %s memory: %s allocated at once (every category); the driver reports %s in use\n", ops.name,
                fmt_bytes(ms.peak_total).c_str(), fmt_bytes(ms.device_used).c_str());
     }
-    if (!t.cfg.out_dir.empty()) printf("saved %s\n", trainer_save_checkpoint(t).c_str());
+    if (!t.cfg.out_dir.empty()) {
+        const std::string ckpt = trainer_save_checkpoint(t);
+        printf("saved %s\n", ckpt.c_str());
+        print_export_hint(f, t, ckpt);
+    }
     if (csv) {
         fclose(csv);
         write_loss_plot(t.cfg.out_dir + "/log.csv", t.cfg.out_dir + "/loss.svg");
