@@ -79,9 +79,14 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     md.u32(a + "vocab_size", cfg.vocab_size);
     md.string("tokenizer.ggml.model", "gpt2");
     md.string("tokenizer.ggml.pre", gguf_pre(tok.pre));
-    md.strings("tokenizer.ggml.tokens", tok.vocab);
+    // llama.cpp needs a token for every embedding row: rows past the tokenizer's vocabulary (Qwen2's
+    // padding) get "[PAD<id>]" tokens of type Unused, as its converter writes them.
+    std::vector<std::string> tokens = tok.vocab;
     std::vector<int32_t> types;
     for (TokenType t : tok.token_type) types.push_back((int32_t)t);
+    for (int32_t id = (int32_t)tokens.size(); id < cfg.vocab_size; id++)
+        tokens.push_back("[PAD" + std::to_string(id) + "]"), types.push_back((int32_t)TokenType::Unused);
+    md.strings("tokenizer.ggml.tokens", tokens);
     md.i32s("tokenizer.ggml.token_type", types);
     std::vector<std::string> merges;
     for (const auto& [l, r] : tok.merges) merges.push_back(l + " " + r);

@@ -286,9 +286,10 @@ TEST_CASE("export: a tiny LLaMA (q/k permuted back) and Qwen2 out to GGUF and ba
         CHECK(differ == 0);
         CHECK(gguf_open(path).get_int("general.file_type") == 1);
     }
-    // Q8_0 where the rows are whole blocks of 32 (dim 64), F16 where not (ffn 48: down_proj's rows).
+    // Q8_0 where the rows are whole blocks of 32 (dim 64), F16 where not (ffn 48: down_proj's rows);
+    // 4 embedding rows past the tokenizer's 300 tokens get unused [PAD<id>] tokens.
     ImportedModel a = import_gguf(kDir + "tiny_llama.gguf");
-    a.cfg.dim = 64, a.cfg.ffn_dim = 48, a.cfg.head_dim = 16;
+    a.cfg.dim = 64, a.cfg.ffn_dim = 48, a.cfg.head_dim = 16, a.cfg.vocab_size = 304;
     model_init_random(a.cfg, a.params, 5);
     const std::string path = temp_dir() + "/q8.gguf";
     export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0);
@@ -300,6 +301,11 @@ TEST_CASE("export: a tiny LLaMA (q/k permuted back) and Qwen2 out to GGUF and ba
     double worst = 0;
     for (size_t i = 0; i < a.params.size(); i++) worst = std::max(worst, (double)std::fabs(b.params[i] - a.params[i]));
     CHECK(worst <= 0.16 / 254);  // half a Q8_0 step, max|w| / 254, with |w| under 8 sigma of N(0, 0.02²)
+    REQUIRE(b.tok.vocab.size() == 304);
+    CHECK(std::equal(a.tok.vocab.begin(), a.tok.vocab.end(), b.tok.vocab.begin()));
+    CHECK(b.tok.vocab[302] == "[PAD302]");
+    CHECK(b.tok.token_type[302] == TokenType::Unused);
+    CHECK(encode(b.tok, "the quick brown fox [PAD302]") == encode(a.tok, "the quick brown fox [PAD302]"));
     a.params.pop_back();
     CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0); }), "weights given, the config needs"));
     CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q4_0); }), "GGUF output type Q4_0 is not supported"));
