@@ -150,8 +150,9 @@ void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt
                                  ? "--model " + ckpt + "/model.bin --tokenizer " + tok
                                  : "--model " + f.model + " --lora " + ckpt + "/adapter.lora" +
                                        (f.tokenizer.empty() ? "" : " --tokenizer " + tok);
-    printf("to use it in other tools: ./export %s --hf DIR (transformers) | --gguf FILE.gguf --dtype q8_0 (llama.cpp, ollama)%s\n",
-           from.c_str(), t.cfg.method == Method::Full ? "" : " | --peft DIR (PEFT adapter)");
+    const std::string tmpl = f.chat_template.empty() ? "" : " --template " + f.chat_template;  // what the data was rendered with
+    printf("to use it in other tools: ./export %s%s --hf DIR (transformers) | --gguf FILE.gguf --dtype q8_0 (llama.cpp, ollama)%s\n",
+           from.c_str(), tmpl.c_str(), t.cfg.method == Method::Full ? "" : " | --peft DIR (PEFT adapter)");
 }
 
 // The tokenizer the data is encoded with: the model's own, or raw bytes (ids 0..255, EOS 256) for

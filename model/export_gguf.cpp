@@ -1,5 +1,6 @@
 #include "model/export_gguf.h"
 
+#include <cmath>
 #include <cstring>
 
 #include "model/dequant.h"
@@ -57,14 +58,17 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     cfg.validate(path);
     ParamLayout L = param_layout(cfg);
     if (params.size() != L.total) fail("%s: %zu weights given, the config needs %zu", path.c_str(), params.size(), L.total);
+    check_finite(cfg, params, path);
     if (tok.vocab.size() > (size_t)cfg.vocab_size)
         fail("%s: the tokenizer has %zu tokens but the model only %d embeddings", path.c_str(), tok.vocab.size(), cfg.vocab_size);
     const std::string arch = cfg.qkv_bias ? "qwen2" : "llama", a = arch + ".";
 
     Metadata md;
     md.string("general.architecture", arch);
-    md.string("general.name", path.substr(path.rfind('/') + 1));
+    std::string name = path.substr(path.rfind('/') + 1);
+    md.string("general.name", name.substr(0, name.rfind(".gguf")));
     md.u32("general.file_type", file_type(type));
+    md.u32("general.quantization_version", 2);  // GGML_QNT_VERSION, as llama.cpp's converter writes
     md.u32(a + "context_length", cfg.max_seq_len);
     md.u32(a + "embedding_length", cfg.dim);
     md.u32(a + "block_count", cfg.n_layers);
@@ -94,8 +98,11 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     if (tok.bos_id >= 0) md.u32("tokenizer.ggml.bos_token_id", tok.bos_id);
     if (tok.eos_id >= 0) md.u32("tokenizer.ggml.eos_token_id", tok.eos_id);
     if (tok.pad_id >= 0) md.u32("tokenizer.ggml.padding_token_id", tok.pad_id);
-    // As our trainer tokenizes: no BOS/EOS added to text (chat templates put them in).
-    md.boolean("tokenizer.ggml.add_bos_token", false);
+    // Our trainer adds no BOS/EOS to text: the Llama-3 and Gemma templates put BOS in. llama.cpp's
+    // built-in versions of those two templates leave it out and rely on add_bos_token instead (its
+    // Jinja path drops the doubled one), so it is true for them.
+    const ChatTemplateKind kind = tok.chat_template.kind;
+    md.boolean("tokenizer.ggml.add_bos_token", kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Gemma);
     md.boolean("tokenizer.ggml.add_eos_token", false);
     md.string("tokenizer.chat_template", chat_template_to_jinja(tok.chat_template));
 
@@ -145,6 +152,11 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
             permute_rope_rows(rows.data(), q ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim, cfg.dim);
             src = rows.data();
         }
+        // Half floats end at 65504: a larger weight would become infinity in llama.cpp.
+        for (size_t i = 0; o.type == GGML_F16 && i < o.t->numel; i++)
+            if (std::fabs(src[i]) >= 65520.0f)
+                fail("%s: %s[%zu] = %g does not fit F16 (largest 65504): use --dtype bf16 or f32", path.c_str(),
+                     o.t->name.c_str(), i, (double)src[i]);
         data.resize(o.bytes);
         ggml_quantize(o.type, src, data.data(), o.t->numel);
         f.write(data.data(), data.size());

@@ -24,9 +24,17 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
     if (params.size() != L.total) fail("%s: %zu weights given, the config needs %zu", dir.c_str(), params.size(), L.total);
     if (tok.vocab.size() > (size_t)cfg.vocab_size)
         fail("%s: the tokenizer has %zu tokens but the model only %d embeddings", dir.c_str(), tok.vocab.size(), cfg.vocab_size);
+    check_finite(cfg, params, dir);
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) fail("%s: cannot create directory: %s", dir.c_str(), ec.message().c_str());
+    // Another model's files beside ours would be loaded with them (a shard index, a generation
+    // config, a special_tokens_map): only our own four files, from an earlier export, may be there.
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        const std::string name = e.path().filename().string();
+        if (name != "config.json" && name != "model.safetensors" && name != "tokenizer.json" && name != "tokenizer_config.json")
+            fail("%s already holds %s: export into a new or empty directory", dir.c_str(), name.c_str());
+    }
 
     const bool qwen2 = cfg.qkv_bias;
     auto id = [](int32_t v) { return v < 0 ? std::string("null") : std::to_string(v); };

@@ -12,7 +12,8 @@
 #include "model/weights.h"
 #include "tokenizer/tokenizer.h"
 
-// Creates `dir` when needed; every file is written atomically. The architecture is LlamaForCausalLM,
+// Creates `dir` when needed, and refuses one that holds other files than these four (an earlier
+// export's may be overwritten); every file is written atomically. The architecture is LlamaForCausalLM,
 // or Qwen2ForCausalLM when the q/k/v projections have biases; no RoPE scaling and no sliding window
 // (what this trainer computes).
 void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::vector<float>& params, const Tokenizer& tok,

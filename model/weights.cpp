@@ -208,3 +208,11 @@ void model_init_random(const ModelConfig& cfg, std::vector<float>& params, uint6
     params.assign(L.total, 0.0f);
     for (size_t ti = 0; ti < L.tensors.size(); ti++) init_random_tensor(L.tensors[ti], ti, params.data() + L.tensors[ti].offset, seed);
 }
+
+void check_finite(const ModelConfig& cfg, const std::vector<float>& params, const std::string& where) {
+    for (const TensorInfo& t : param_layout(cfg).tensors)
+        for (size_t i = 0; i < t.numel && t.offset + i < params.size(); i++)
+            if (!std::isfinite(params[t.offset + i]))
+                fail("%s: %s[%zu] is %g: the model has non-finite weights, nothing was written", where.c_str(),
+                     t.name.c_str(), i, (double)params[t.offset + i]);
+}

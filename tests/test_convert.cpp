@@ -259,6 +259,11 @@ TEST_CASE("export: a tiny LLaMA and Qwen2 out to a Hugging Face directory and ba
         CHECK(contains(read_file(d + "/config.json"), "\"torch_dtype\": \"bfloat16\""));
     }
     ImportedModel a = import_hf_dir(kDir + "tiny_llama_hf");
+    const std::string d = temp_dir();  // another model's file in the directory: refused, nothing written
+    write_bytes(d + "/model.safetensors.index.json", "{}");
+    CHECK(error_of([&] { export_hf_dir(d, a.cfg, a.params, a.tok, DType::F32); }) ==
+          d + " already holds model.safetensors.index.json: export into a new or empty directory");
+    CHECK(!file_exists(d + "/config.json"));
     a.params.pop_back();
     CHECK(contains(error_of([&] { export_hf_dir(temp_dir() + "/x", a.cfg, a.params, a.tok, DType::F32); }),
                    "weights given, the config needs"));
@@ -306,6 +311,17 @@ TEST_CASE("export: a tiny LLaMA (q/k permuted back) and Qwen2 out to GGUF and ba
     CHECK(b.tok.vocab[302] == "[PAD302]");
     CHECK(b.tok.token_type[302] == TokenType::Unused);
     CHECK(encode(b.tok, "the quick brown fox [PAD302]") == encode(a.tok, "the quick brown fox [PAD302]"));
+    CHECK(g.get_int("tokenizer.ggml.add_bos_token") == 0);  // ChatML: no BOS
+    a.tok.chat_template.kind = ChatTemplateKind::Llama3;  // its template starts with BOS: llama.cpp adds it
+    export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0);
+    CHECK(gguf_open(path).get_int("tokenizer.ggml.add_bos_token") == 1);
+    a.params[param_layout(a.cfg).find("model.layers.0.mlp.up_proj.weight")->offset + 3] = 70000.0f;  // beyond half floats: refused for F16, written in BF16
+    CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_F16); }), "does not fit F16 (largest 65504): use --dtype bf16 or f32"));
+    export_gguf(path, a.cfg, a.params, a.tok, GGML_BF16);
+    a.params[5] = std::nanf("");
+    CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0); }),
+                   "model.embed_tokens.weight[5] is nan: the model has non-finite weights, nothing was written"));
+    CHECK(contains(error_of([&] { export_hf_dir(temp_dir(), a.cfg, a.params, a.tok, DType::F32); }), "is nan: the model has non-finite"));
     a.params.pop_back();
     CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0); }), "weights given, the config needs"));
     CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q4_0); }), "GGUF output type Q4_0 is not supported"));

@@ -153,7 +153,7 @@ std::string chatml_default_system(const std::string& jinja) {
                 char c = jinja[i];
                 if (c == '\\' && i + 1 < jinja.size()) {
                     c = jinja[++i];
-                    c = c == 'n' ? '\n' : c == 't' ? '\t' : c;
+                    c = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c;
                 }
                 out += c;
             }
@@ -184,8 +184,11 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         case ChatTemplateKind::ChatML: {
             std::string jinja = kChatMLJinjaHead;
             if (!t.default_system.empty()) {
-                std::string lit;  // a single-quoted Jinja literal: escape the backslash and the quote
-                for (char c : t.default_system) lit += c == '\\' || c == '\'' ? std::string("\\") + c : std::string(1, c);
+                // A single-quoted Jinja literal: escape the backslash and the quote, and \r (Jinja's
+                // template loader would turn a raw \r\n into \n).
+                std::string lit;
+                for (char c : t.default_system)
+                    lit += c == '\\' || c == '\'' ? std::string("\\") + c : c == '\r' ? std::string("\\r") : std::string(1, c);
                 jinja += kChatMLJinjaSystemOpen + lit + kChatMLJinjaSystemClose;
             }
             return jinja + kChatMLJinjaTail;

@@ -8,6 +8,7 @@
 // --hf and --gguf write the model (with the adapter merged in, when one is given) and its tokenizer
 // (--tokenizer, default the model path with .tok) as a Hugging Face directory or a GGUF file.
 #include <cstdio>
+#include <filesystem>
 #include <string>
 
 #include "model/dequant.h"
@@ -18,12 +19,13 @@
 #include "tools/cli.h"
 
 static int run(int argc, char** argv) {
-    std::string model = "models/smollm2-135m-instruct.bin", tokenizer, lora, peft, merge, hf, gguf;
+    std::string model = "models/smollm2-135m-instruct.bin", tokenizer, chat_template, lora, peft, merge, hf, gguf;
     std::string dtype = "f32";
     Args args(argc, argv, "see ./export --help");
     while (args.next()) {
         if (args.is("--model")) model = args.value();
         else if (args.is("--tokenizer")) tokenizer = args.value();
+        else if (args.is("--template")) chat_template = args.value();
         else if (args.is("--lora")) lora = args.value();
         else if (args.is("--peft")) peft = args.value();
         else if (args.is("--merge")) merge = args.value();
@@ -32,12 +34,14 @@ static int run(int argc, char** argv) {
         else if (args.is("--dtype")) dtype = args.value();
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR | --gguf OUT.gguf)\n"
-                   "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json]\n"
+                   "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json] [--template NAME]\n"
                    "  --peft DIR   the adapter as a Hugging Face PEFT adapter (needs --lora)\n"
                    "  --merge OUT  the model with the adapter merged in, as our .bin (needs --lora; f32 or bf16)\n"
                    "  --hf DIR     the model (with the adapter merged in, if --lora) as a Hugging Face model directory:\n"
                    "               config.json, model.safetensors, tokenizer.json, tokenizer_config.json (f32 or bf16)\n"
-                   "  --gguf OUT   the same as a GGUF file for llama.cpp / ollama (f32, f16, bf16 or q8_0)\n");
+                   "  --gguf OUT   the same as a GGUF file for llama.cpp / ollama (f32, f16, bf16 or q8_0)\n"
+                   "  --template   chatml, llama3, gemma or plain: the chat template to write (default: the tokenizer's;\n"
+                   "               pass the one the model was trained with, if ./train had --template)\n");
             return 0;
         } else args.unknown();
     }
@@ -47,6 +51,11 @@ static int run(int argc, char** argv) {
     if (dtype != "f32" && dtype != "bf16" && dtype != "f16" && dtype != "q8_0") fail("--dtype %s: use f32, bf16, f16 or q8_0", dtype.c_str());
     if ((dtype == "f16" || dtype == "q8_0") && (!merge.empty() || !hf.empty()))
         fail("--dtype %s is for --gguf only: --merge and --hf write f32 or bf16", dtype.c_str());
+    if (dtype != "f32" && merge.empty() && hf.empty() && gguf.empty())
+        fail("--dtype is for --merge, --hf and --gguf: a --peft adapter is always written in f32");
+    // The output files' directories, as --hf and --peft create theirs.
+    for (const std::string& file : {merge, gguf})
+        if (file.find('/') != std::string::npos) std::filesystem::create_directories(file.substr(0, file.rfind('/')));
     const DType dt = dtype == "bf16" ? DType::BF16 : DType::F32;
     const uint32_t gguf_type = dtype == "f16" ? GGML_F16 : dtype == "q8_0" ? GGML_Q8_0 : dtype == "bf16" ? GGML_BF16 : GGML_F32;
     ModelConfig cfg = model_read_config(model);
@@ -68,7 +77,8 @@ static int run(int argc, char** argv) {
         printf("wrote %s: %s%s\n", merge.c_str(), model.c_str(), what);
     }
     if (hf.empty() && gguf.empty()) return 0;
-    const Tokenizer tok = tokenizer_load_any(tokenizer.empty() ? model.substr(0, model.rfind('.')) + ".tok" : tokenizer);
+    Tokenizer tok = tokenizer_load_any(tokenizer.empty() ? model.substr(0, model.rfind('.')) + ".tok" : tokenizer);
+    if (!chat_template.empty()) tok.chat_template = chat_template_from_name(chat_template);
     if (!hf.empty()) {
         export_hf_dir(hf, cfg, params, tok, dt);
         printf("wrote %s: config.json, model.safetensors (%s), tokenizer.json, tokenizer_config.json: %s%s\n", hf.c_str(),
