@@ -112,6 +112,9 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
         fail("%s: %s", path.c_str(), e.what());
     }
     tok.ignore_merges = tok.pre == PreTokenizerKind::Llama3;  // as llama.cpp does for its llama-bpe family
+    // Qwen2's own tokenizer.json normalizes text to NFC first; GGUF has no key for it (llama.cpp
+    // skips it), and we follow the model's own tokenizer.
+    tok.nfc = tok.pre == PreTokenizerKind::Qwen2;
     tok.bos_id = (int32_t)g.get_int("tokenizer.ggml.bos_token_id", -1);
     tok.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id", -1);
     tok.pad_id = (int32_t)g.get_int("tokenizer.ggml.padding_token_id", -1);

@@ -206,13 +206,34 @@ TEST_CASE("tokenizer: any byte string round-trips, invalid UTF-8 included") {
     MESSAGE(checked << " random byte strings encoded and decoded back");
 }
 
+TEST_CASE("unicode: NFC equals Python's unicodedata.normalize on every fixture; invalid UTF-8 passes through") {
+    std::istringstream in(read_file("tests/fixtures/tokenizer/nfc.txt"));
+    std::string line;
+    int total = 0, same = 0;
+    for (int n = 1; std::getline(in, line); n++) {
+        size_t tab = line.find('\t');
+        REQUIRE(tab != std::string::npos);
+        const std::string text = json_parse(line.substr(0, tab)).string, want = json_parse(line.substr(tab + 1)).string;
+        total++;
+        if (nfc(text) == want) same++;
+        else if (total - same <= 5) MESSAGE("nfc.txt line " << n << ": " << json_quote(text) << " gives " << json_quote(nfc(text)));
+    }
+    MESSAGE(same << "/" << total << " NFC fixtures identical");
+    CHECK(total > 6000);
+    CHECK(same == total);
+    CHECK(nfc("a\xff" "e\xcc\x81") == "a\xff\xc3\xa9");        // e + combining acute composes after a bad byte
+    CHECK(nfc("e\xff\xcc\x81") == "e\xff\xcc\x81");            // a bad byte between them blocks it
+    CHECK(nfc("\xcc\x81\xcc\xa3") == "\xcc\xa3\xcc\x81");      // marks reordered even with no base
+}
+
 TEST_CASE("tokenizer: identical ids to Hugging Face tokenizers on every fixture") {
     const Tokenizer* ref = reference_tokenizer();
     if (!ref) return warn_skipped();
     std::vector<Fixture> fixtures = load_fixtures();
     std::map<std::string, std::pair<PreTokenizerKind, bool>> kinds = {
         {"smollm", {PreTokenizerKind::SmolLM, false}}, {"gpt2", {PreTokenizerKind::GPT2, false}},
-        {"llama3", {PreTokenizerKind::Llama3, true}}, {"qwen2", {PreTokenizerKind::Qwen2, false}}};
+        {"llama3", {PreTokenizerKind::Llama3, true}}, {"qwen2", {PreTokenizerKind::Qwen2, false}},
+        {"qwen2nfc", {PreTokenizerKind::Qwen2, false}}};
     CHECK(ref->pre == PreTokenizerKind::SmolLM);  // the real file's pre_tokenizer is recognised
     int total = 0, same = 0;
     std::map<std::string, int> per_kind;
@@ -220,6 +241,7 @@ TEST_CASE("tokenizer: identical ids to Hugging Face tokenizers on every fixture"
         REQUIRE(kinds.count(f.kind));
         Tokenizer t = *ref;
         std::tie(t.pre, t.ignore_merges) = kinds[f.kind];
+        t.nfc = f.kind == "qwen2nfc";  // Qwen2's NFC normalizer
         std::vector<int32_t> got = encode(t, f.text);
         total++, per_kind[f.kind]++;
         if (got == f.ids) {
@@ -227,9 +249,9 @@ TEST_CASE("tokenizer: identical ids to Hugging Face tokenizers on every fixture"
         } else if (total - same <= 5) {
             MESSAGE(f.kind << " " << json_quote(f.text) << "\n  expected " << ids_str(f.ids) << "\n  got      " << ids_str(got));
         }
-        CHECK(decode(t, got) == without_missing_bytes(t, f.text));
+        CHECK(decode(t, got) == without_missing_bytes(t, t.nfc ? nfc(f.text) : f.text));
     }
-    MESSAGE(same << "/" << total << " fixture encodings identical (" << per_kind["smollm"] << " strings x " << per_kind.size() << " pre-tokenizers)");
+    MESSAGE(same << "/" << total << " fixture encodings identical (" << per_kind["smollm"] << " strings x " << per_kind.size() << " tokenizer configurations)");
     CHECK(per_kind["smollm"] >= 200);
     CHECK(same == total);
 }
@@ -244,6 +266,7 @@ TEST_CASE("tokenizer: .tok and tokenizer.json save/load keep every field and giv
     tiny.ignore_merges = true;
     Tokenizer plain = tiny_tokenizer();
     plain.pre = PreTokenizerKind::Qwen2;
+    plain.nfc = true;
     plain.bos_id = 0, plain.pad_id = 3;
     if (!ref) warn_skipped();
     const std::string gguf_path = "models/smollm2-135m-instruct.tok";  // from the packaged GGUF (`make model`)
@@ -278,6 +301,7 @@ TEST_CASE("tokenizer: .tok and tokenizer.json save/load keep every field and giv
             CHECK(u.chat_template.kind == t->chat_template.kind);
             CHECK(u.chat_template.default_system == t->chat_template.default_system);
             CHECK(u.ignore_merges == t->ignore_merges);
+            CHECK(u.nfc == t->nfc);
             CHECK(u.bos_id == t->bos_id);
             CHECK(u.eos_id == t->eos_id);
             CHECK(u.pad_id == t->pad_id);
@@ -380,8 +404,10 @@ TEST_CASE("tokenizer: tokenizer.json with its side files, and what it refuses") 
         write("tokenizer.json", text);
         return error_of([&] { tokenizer_load_hf(path); });
     };
-    CHECK(load_error(tokenizer_json("", "\"normalizer\": {\"type\": \"NFC\"}, ")) ==
-          path + ": has a normalizer, which byte-level BPE tokenizers do not use and we do not implement");
+    CHECK(load_error(tokenizer_json("", "\"normalizer\": {\"type\": \"NFKC\"}, ")) ==
+          path + ": the normalizer is not NFC: only NFC (or none) is implemented for byte-level BPE tokenizers");
+    write("tokenizer.json", tokenizer_json("", "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}]}, "));
+    CHECK(tokenizer_load_hf(path).nfc);
     CHECK(load_error(tokenizer_json("\"byte_fallback\": true, ", "")).find(path + ": model.byte_fallback is true") == 0);
     CHECK(load_error("{\"model\": {\"type\": \"WordPiece\"}}") == path + ": model.type is 'WordPiece': only byte-level BPE tokenizers are supported");
     CHECK(load_error("{\"model\": 3}") == path + ": \"model\" should be an object, not a number");

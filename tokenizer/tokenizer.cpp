@@ -4,6 +4,7 @@
 #include "tokenizer/unicode.h"
 
 #include <algorithm>
+#include <deque>
 #include <queue>
 
 namespace {
@@ -157,17 +158,28 @@ void tokenizer_build(Tokenizer& tok) {
 std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special) {
     std::vector<int32_t> out;
     std::unordered_map<std::string_view, std::vector<int32_t>> cache;
+    // The NFC normalizer (tok.nfc) runs on the text between special tokens, which are matched on the
+    // raw text, as Hugging Face does for added tokens that are not "normalized". The cache's keys
+    // point into the normalized copies, so these live as long as it does.
+    std::deque<std::string> normalized;
+    auto ordinary = [&](std::string_view part) {
+        if (tok.nfc) {
+            std::string n = nfc(part);
+            if (n != part) normalized.push_back(std::move(n)), part = normalized.back();
+        }
+        encode_ordinary(tok, part, out, cache);
+    };
     size_t start = 0;
     for (size_t i = 0; i < text.size(); i++) {
         if (tok.special_by_byte[(uint8_t)text[i]].empty()) continue;
         int32_t id = match_special(tok, text, i, parse_special);
         if (id < 0) continue;
-        encode_ordinary(tok, text.substr(start, i - start), out, cache);
+        ordinary(text.substr(start, i - start));
         out.push_back(id);
         i += tok.token_bytes[id].size() - 1;
         start = i + 1;
     }
-    encode_ordinary(tok, text.substr(start), out, cache);
+    ordinary(text.substr(start));
     return out;
 }
 

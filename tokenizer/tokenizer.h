@@ -36,6 +36,9 @@ struct Tokenizer {
     // tokenizer.json "ignore_merges" (Llama-3): a piece that is itself a vocab entry is one token
     // even if the merges would build it differently. llama.cpp enables it for llama-bpe.
     bool ignore_merges = false;
+    // tokenizer.json "normalizer": {"type": "NFC"} (Qwen2, GPT-NeoX): text between special tokens is
+    // put in Unicode normalization form C before pre-tokenization (decode does not undo it).
+    bool nfc = false;
     int32_t bos_id = -1, eos_id = -1, pad_id = -1;  // -1: the model has none
 
     // --- built by tokenizer_build ---

@@ -3,7 +3,7 @@
 // .tok layout (little-endian):
 //   char[4] "BTOK", u32 version (1)
 //   u32 vocab_size, u32 n_merges, i32 pre_tokenizer, i32 chat_template_kind, i32 bos, eos, pad,
-//   u32 flags (bit 0: ignore_merges), u32 len + bytes: the ChatML default system prompt
+//   u32 flags (bit 0: ignore_merges, bit 1: NFC normalizer), u32 len + bytes: the ChatML default system prompt
 //   vocab_size × (i32 token_type, u32 len, bytes)          token strings in byte-level form
 //   n_merges × (u32 len, bytes, u32 len, bytes)            in rank order
 // and nothing after. Strings are length-prefixed, so any byte may appear in them.
@@ -128,8 +128,16 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     const JsonValue& model = member(j, "model", JsonValue::Object, path, "");
     const JsonValue& type = member(model, "type", JsonValue::String, path, "model");
     if (type.string != "BPE") fail("%s: model.type is '%s': only byte-level BPE tokenizers are supported", path.c_str(), type.string.c_str());
+    // Normalizers: none, or NFC (Qwen2; also inside a one-element Sequence).
     const JsonValue* norm = j.get("normalizer");
-    if (norm && !norm->is_null()) fail("%s: has a normalizer, which byte-level BPE tokenizers do not use and we do not implement", path.c_str());
+    if (norm && !norm->is_null()) {
+        const JsonValue* seq = norm->get("normalizers");
+        const JsonValue* one = seq && seq->type == JsonValue::Array && seq->array.size() == 1 ? &seq->array[0] : norm;
+        const JsonValue* type = one->get("type");
+        if (!type || type->type != JsonValue::String || type->string != "NFC")
+            fail("%s: the normalizer is not NFC: only NFC (or none) is implemented for byte-level BPE tokenizers", path.c_str());
+        tok.nfc = true;
+    }
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix", "dropout"}) {
         const JsonValue* v = model.get(key);
         if (v && !v->is_null()) fail("%s: model.%s is set, which we do not implement", path.c_str(), key);
@@ -195,7 +203,7 @@ void tokenizer_save(const Tokenizer& tok, const std::string& path) {
     f.put<int32_t>(tok.bos_id);
     f.put<int32_t>(tok.eos_id);
     f.put<int32_t>(tok.pad_id);
-    f.put<uint32_t>(tok.ignore_merges ? 1u : 0u);
+    f.put<uint32_t>((tok.ignore_merges ? 1u : 0u) | (tok.nfc ? 2u : 0u));
     put_str(tok.chat_template.default_system);
     for (size_t i = 0; i < tok.vocab.size(); i++) {
         f.put<int32_t>((int32_t)tok.token_type[i]);
@@ -222,7 +230,10 @@ Tokenizer tokenizer_load(const std::string& path) {
     tok.bos_id = r.get<int32_t>("bos id");
     tok.eos_id = r.get<int32_t>("eos id");
     tok.pad_id = r.get<int32_t>("pad id");
-    tok.ignore_merges = r.get<uint32_t>("flags") & 1;
+    const uint32_t flags = r.get<uint32_t>("flags");
+    if (flags > 3) fail("%s: unknown tokenizer flags 0x%x: the file was written by a newer build", path.c_str(), flags);
+    tok.ignore_merges = flags & 1;
+    tok.nfc = flags & 2;
     auto get_str = [&](const char* what) {
         uint32_t n = r.get<uint32_t>(what);
         if (n > r.remaining())
@@ -259,7 +270,7 @@ Tokenizer tokenizer_load(const std::string& path) {
 
 void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t model_max_length) {
     // tokenizer.json: every token in model.vocab (by id), the Control and UserDefined ones also as
-    // added tokens (special = Control), merges in rank order; no normalizer and no post-processor
+    // added tokens (special = Control), merges in rank order; NFC or no normalizer, no post-processor
     // (encode() adds no BOS/EOS: chat templates put them in the text).
     std::string added, vocab, merges;
     for (size_t id = 0; id < tok.vocab.size(); id++) {
@@ -275,7 +286,8 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
         merges += (r ? ",\n      [" : "[") + json_quote(tok.merges[r].first) + ", " + json_quote(tok.merges[r].second) + "]";
     write_file_atomic(dir + "/tokenizer.json",
                       "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [" + added +
-                          "\n  ],\n  \"normalizer\": null,\n  \"pre_tokenizer\": " + pre_tokenizer_to_hf(tok.pre) +
+                          "\n  ],\n  \"normalizer\": " + (tok.nfc ? "{\"type\": \"NFC\"}" : "null") +
+                          ",\n  \"pre_tokenizer\": " + pre_tokenizer_to_hf(tok.pre) +
                           ",\n  \"post_processor\": null,\n  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
                           "\"trim_offsets\": true, \"use_regex\": true},\n  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n"
                           "    \"unk_token\": null,\n    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"

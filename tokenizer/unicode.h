@@ -17,6 +17,20 @@ extern const size_t kNumberRanges_count;
 extern const UnicodeRange kWhiteSpaceRanges[];  // \s: the White_Space property
 extern const size_t kWhiteSpaceRanges_count;
 
+// Unicode normalization form C, generated the same way (tokenizer/unicode_nfc_tables.cpp).
+struct CombiningClassRange { uint32_t lo, hi, ccc; };            // non-zero classes only
+struct Decomposition { uint32_t cp, offset, length; };           // full canonical decomposition
+struct Composition { uint32_t first, second, composite; };       // primary composites
+extern const CombiningClassRange kCombiningClasses[];
+extern const size_t kCombiningClasses_count;
+extern const uint32_t kDecompositionData[];
+extern const Decomposition kDecompositions[];                    // sorted by cp; Hangul is algorithmic
+extern const size_t kDecompositions_count;
+extern const Composition kCompositions[];                        // sorted by (first, second)
+extern const size_t kCompositions_count;
+extern const UnicodeRange kNfcQuickCheckRanges[];                // NFC_Quick_Check No or Maybe
+extern const size_t kNfcQuickCheckRanges_count;
+
 // Code point returned for a byte that does not start a valid UTF-8 sequence.
 constexpr uint32_t kInvalidCodepoint = 0xFFFFFFFF;
 
@@ -28,6 +42,12 @@ void utf8_append(std::string& out, uint32_t cp);
 bool is_letter(uint32_t cp);
 bool is_number(uint32_t cp);
 bool is_whitespace(uint32_t cp);
+
+// NFC (UAX #15: canonical decomposition, canonical ordering, canonical composition), as the NFC
+// normalizer of Hugging Face tokenizers applies it. Text already in NFC (the quick check: no code
+// point that is NFC_Quick_Check No or Maybe, combining marks in canonical order) comes back as it
+// is without further work; bytes that are not valid UTF-8 pass through unchanged.
+std::string nfc(std::string_view s);
 
 // GPT-2's bytes_to_unicode: each byte maps to one printable character (bytes that are printable
 // Latin-1 map to themselves, the rest to U+0100 + n), so byte strings can live in a text vocabulary.
