@@ -35,6 +35,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "model/config.h"
 #include "model/util.h"
 
 namespace {
@@ -286,7 +287,8 @@ void bench_rope(const Ops& ops) {
                 ops.to_device(dpos, pos.data(), N * 4);
                 Case c;
                 auto fn = bwd ? ops.rope_backward : ops.rope_forward;
-                if (fn) c.call = [=] { fn(x, dpos, N, nh, hd, 10000.0f); };
+                const std::vector<float> f = rope_inv_freq(10000.0f, hd);
+                if (fn) c.call = [=] { fn(x, dpos, N, nh, hd, f.data()); };
                 c.bytes = bytes;
                 return c;
             });

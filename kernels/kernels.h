@@ -44,10 +44,12 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
 // dx[N,C] += ..., dw[C] += ... (dw may be null when the norm is frozen)
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, int N, int C);
 
-// In place on x[N, n_heads, head_dim]: HF "rotate-half" RoPE at position pos[n] with base theta.
-void rope_forward(float* x, const int32_t* pos, int N, int n_heads, int head_dim, float theta);
+// In place on x[N, n_heads, head_dim]: HF "rotate-half" RoPE at position pos[n], turning pair i by
+// pos[n] · inv_freq[i]; inv_freq is a host array of head_dim / 2 (rope_inv_freq in model/config.h:
+// the base theta and any llama3 scaling are in it).
+void rope_forward(float* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
 // In place on dx: the transpose (inverse rotation) of rope_forward.
-void rope_backward(float* dx, const int32_t* pos, int N, int n_heads, int head_dim, float theta);
+void rope_backward(float* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
 
 // Causal grouped-query attention over B rows of T tokens. q[B*T, nh, hd], k/v[B*T, nkv, hd],
 // out[B*T, nh, hd], lse[B*T, nh] (log-sum-exp of each query's scores, kept for the backward).
@@ -170,8 +172,8 @@ struct Ops {
     void (*embedding_backward)(float* dtable, const act* dout, const int32_t* tokens, int N, int C);
     void (*rmsnorm_forward)(act* out, float* rstd, const act* x, const act* w, int N, int C, float eps);
     void (*rmsnorm_backward)(act* dx, float* dw, const act* dout, const act* x, const act* w, const float* rstd, int N, int C);
-    void (*rope_forward)(act* x, const int32_t* pos, int N, int n_heads, int head_dim, float theta);
-    void (*rope_backward)(act* dx, const int32_t* pos, int N, int n_heads, int head_dim, float theta);
+    void (*rope_forward)(act* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
+    void (*rope_backward)(act* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
     void (*attention_forward)(act* out, float* lse, const act* q, const act* k, const act* v, const int32_t* seg, int B,
                               int T, int nh, int nkv, int hd);
     void (*attention_backward)(act* dq, act* dk, act* dv, const act* dout, const act* out, const float* lse,

@@ -1,5 +1,7 @@
 #include "model/config.h"
 
+#include <cmath>
+
 #include "model/util.h"
 
 int64_t ModelConfig::num_params() const {
@@ -23,9 +25,11 @@ uint64_t ModelConfig::hash() const {
 
 std::string ModelConfig::describe() const {
     char buf[256];
-    snprintf(buf, sizeof buf, "dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d%s%s, %.1fM params", dim, n_layers,
+    char scaling[64] = "";
+    if (rope_scale_factor != 0.0f) snprintf(scaling, sizeof scaling, ", llama3 RoPE x%g", rope_scale_factor);
+    snprintf(buf, sizeof buf, "dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d%s%s%s, %.1fM params", dim, n_layers,
              n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, tied_embeddings ? ", tied" : "",
-             qkv_bias ? ", qkv bias" : "", num_params() / 1e6);
+             qkv_bias ? ", qkv bias" : "", scaling, num_params() / 1e6);
     return buf;
 }
 
@@ -43,6 +47,13 @@ void ModelConfig::validate(const std::string& where) const {
     positive(max_seq_len, "max_seq_len");
     if (n_heads % n_kv_heads) fail("%s: n_heads (%d) must be a multiple of n_kv_heads (%d)", where.c_str(), n_heads, n_kv_heads);
     if (head_dim % 2) fail("%s: head_dim (%d) must be even for RoPE", where.c_str(), head_dim);
+    if (head_dim > 512) fail("%s: head_dim (%d) is larger than the 512 the kernels support", where.c_str(), head_dim);
+    if (rope_scale_factor != 0.0f &&
+        !(rope_scale_factor >= 1.0f && rope_low_freq_factor > 0.0f && rope_high_freq_factor > rope_low_freq_factor &&
+          rope_original_max_pos > 0))
+        fail("%s: llama3 RoPE scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and an original "
+             "context > 0 (got %g, %g, %g, %d)", where.c_str(), rope_scale_factor, rope_low_freq_factor,
+             rope_high_freq_factor, rope_original_max_pos);
     if (!(rope_theta > 0)) fail("%s: rope_theta must be positive", where.c_str());
     if (!(norm_eps > 0)) fail("%s: norm_eps must be positive", where.c_str());
 }
@@ -59,13 +70,19 @@ ModelConfig make(int vocab, int dim, int layers, int heads, int kv, int ffn, int
     c.tied_embeddings = tied;
     return c;
 }
+// Llama 3.1 and later: the llama3 RoPE scaling of an 8192-token original context.
+ModelConfig llama3_scaled(ModelConfig c, float factor) {
+    c.rope_scale_factor = factor, c.rope_low_freq_factor = 1.0f, c.rope_high_freq_factor = 4.0f;
+    c.rope_original_max_pos = 8192;
+    return c;
+}
 // Shapes from each model's config.json.
 const Preset kPresets[] = {
     {"tiny", make(512, 64, 2, 4, 2, 160, 256, 10000.0f, 1e-5f, 1)},
     {"smollm2-135m", make(49152, 576, 30, 9, 3, 1536, 8192, 100000.0f, 1e-5f, 1)},
     {"smollm2-360m", make(49152, 960, 32, 15, 5, 2560, 8192, 100000.0f, 1e-5f, 1)},
-    {"llama-3.2-1b", make(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, 1)},
-    {"llama-3.1-8b", make(128256, 4096, 32, 32, 8, 14336, 131072, 500000.0f, 1e-5f, 0)},
+    {"llama-3.2-1b", llama3_scaled(make(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, 1), 32.0f)},
+    {"llama-3.1-8b", llama3_scaled(make(128256, 4096, 32, 32, 8, 14336, 131072, 500000.0f, 1e-5f, 0), 8.0f)},
     {"llama-7b", make(32000, 4096, 32, 32, 32, 11008, 2048, 10000.0f, 1e-6f, 0)},
     {"llama-13b", make(32000, 5120, 40, 40, 40, 13824, 2048, 10000.0f, 1e-6f, 0)},
     {"llama-33b", make(32000, 6656, 60, 52, 52, 17920, 2048, 10000.0f, 1e-6f, 0)},
@@ -88,4 +105,38 @@ ModelConfig config_preset(const std::string& name) {
     std::string all;
     for (const Preset& p : kPresets) all += std::string(all.empty() ? "" : ", ") + p.name;
     fail("unknown model preset '%s' (known: %s)", name.c_str(), all.c_str());
+}
+
+std::vector<float> rope_inv_freq(float theta, int head_dim) {
+    std::vector<float> f(head_dim / 2);
+    for (int i = 0; i < head_dim / 2; i++) f[i] = 1.0f / std::pow(theta, (float)(2 * i) / (float)head_dim);
+    return f;
+}
+
+std::vector<float> rope_inv_freq(const ModelConfig& c) {
+    const int half = c.head_dim / 2;
+    std::vector<float> f = rope_inv_freq(c.rope_theta, c.head_dim);
+    if (c.rope_scale_factor == 0.0f) return f;
+    // transformers' _compute_llama3_parameters: tensors in FP32, the Python scalars cast to FP32 as
+    // they meet them; the wavelength thresholds are Python (double) divisions.
+    const float factor = c.rope_scale_factor, low = c.rope_low_freq_factor, high = c.rope_high_freq_factor;
+    const double old_ctx = c.rope_original_max_pos;
+    const float low_wavelen = (float)(old_ctx / low), high_wavelen = (float)(old_ctx / high);
+    const float two_pi = (float)(2.0 * 3.14159265358979323846), ramp = (float)((double)high - (double)low);
+    for (int i = 0; i < half; i++) {
+        const float wavelen = (1.0f / f[i]) * two_pi;
+        const float scaled = wavelen > low_wavelen ? f[i] / factor : f[i];
+        if (wavelen < high_wavelen || wavelen > low_wavelen) {
+            f[i] = scaled;
+            continue;
+        }
+        // PyTorch's scalar / tensor is a reciprocal and a product; and b goes through memory so that
+        // the compiler cannot fuse a + smooth·scaled into one FMA (one rounding fewer than PyTorch's).
+        const float wavelen_ratio = (1.0f / wavelen) * (float)old_ctx;
+        const float smooth = (wavelen_ratio - low) / ramp;
+        const float a = (1.0f - smooth) * scaled / factor;
+        volatile float b = smooth * scaled;
+        f[i] = a + b;
+    }
+    return f;
 }

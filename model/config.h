@@ -17,6 +17,13 @@ struct ModelConfig {
     float norm_eps = 1e-5f;
     int32_t tied_embeddings = 0;  // lm_head shares the token embedding
     int32_t qkv_bias = 0;         // q/k/v projections have a bias (Qwen2)
+    // RoPE scaling of Llama 3.1 and later (rope_type "llama3"; factor 0: none): frequencies whose
+    // wavelength exceeds rope_original_max_pos / rope_low_freq_factor are divided by the factor,
+    // those under rope_original_max_pos / rope_high_freq_factor kept, and a smooth ramp between.
+    float rope_scale_factor = 0.0f;
+    float rope_low_freq_factor = 0.0f;
+    float rope_high_freq_factor = 0.0f;
+    int32_t rope_original_max_pos = 0;
 
     int q_dim() const { return n_heads * head_dim; }
     int kv_dim() const { return n_kv_heads * head_dim; }
@@ -25,6 +32,12 @@ struct ModelConfig {
     std::string describe() const;    // one line: "dim 576, 30 layers, 9/3 heads of 64, ffn 1536, vocab 49152"
     void validate(const std::string& where) const;  // fails naming `where` and the bad field
 };
+
+// RoPE's head_dim / 2 inverse frequencies, inv_freq_i = 1 / theta^(2i / head_dim), then the llama3
+// scaling when the config has one, in FP32 in the order transformers computes them (bit-identical).
+std::vector<float> rope_inv_freq(const ModelConfig& c);
+// The unscaled table alone: 1 / theta^(2i / head_dim).
+std::vector<float> rope_inv_freq(float theta, int head_dim);
 
 // Presets with the real shapes (random weights are made by ./init_model). Fails listing the names
 // it knows when `name` is unknown.

@@ -107,29 +107,40 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     md.string("tokenizer.chat_template", chat_template_to_jinja(tok.chat_template));
 
     // Tensor infos: name, dims innermost first, ggml type, offset into the data section (aligned).
+    // The tensors: the model's, in layout order, and for llama3 RoPE scaling llama.cpp's rope_freqs
+    // (per frequency, the divisor of the unscaled inv_freq: 1, the factor, or the ramp between).
     struct Out {
-        const TensorInfo* t;
         std::string name;
+        std::vector<int64_t> shape;
+        const float* src;
+        size_t numel;
         uint32_t type;
-        size_t bytes, offset;
+        size_t bytes = 0, offset = 0;
     };
     std::vector<Out> outs;
+    for (const TensorInfo& t : L.tensors)
+        outs.push_back({gguf_tensor_name(t.name), t.shape, params.data() + t.offset, t.numel,
+                        t.shape.size() == 1 ? (uint32_t)GGML_F32 : type});
+    std::vector<float> rope_freqs;
+    if (cfg.rope_scale_factor != 0.0f) {
+        const std::vector<float> plain = rope_inv_freq(cfg.rope_theta, cfg.head_dim), scaled = rope_inv_freq(cfg);
+        for (size_t i = 0; i < plain.size(); i++) rope_freqs.push_back(plain[i] / scaled[i]);
+        outs.push_back({"rope_freqs.weight", {(int64_t)rope_freqs.size()}, rope_freqs.data(), rope_freqs.size(), GGML_F32});
+    }
     std::string infos;
     auto raw = [&](const auto& v) { infos.append((const char*)&v, sizeof v); };
     size_t offset = 0;
-    for (const TensorInfo& t : L.tensors) {
-        Out o{&t, gguf_tensor_name(t.name), t.shape.size() == 1 ? (uint32_t)GGML_F32 : type, 0, 0};
-        if (o.type == GGML_Q8_0 && t.shape.back() % 32 != 0) o.type = GGML_F16;
+    for (Out& o : outs) {
+        if (o.type == GGML_Q8_0 && o.shape.back() % 32 != 0) o.type = GGML_F16;
         size_t be = 0, bb = 0;
         ggml_block_size(o.type, be, bb);
-        o.bytes = t.numel / be * bb;
+        o.bytes = o.numel / be * bb;
         o.offset = offset;
         offset += (o.bytes + kAlign - 1) / kAlign * kAlign;
         raw((uint64_t)o.name.size()), infos += o.name;
-        raw((uint32_t)t.shape.size());
-        for (size_t d = t.shape.size(); d-- > 0;) raw((uint64_t)t.shape[d]);
+        raw((uint32_t)o.shape.size());
+        for (size_t d = o.shape.size(); d-- > 0;) raw((uint64_t)o.shape[d]);
         raw(o.type), raw((uint64_t)o.offset);
-        outs.push_back(o);
     }
 
     AtomicFile f(path);
@@ -143,22 +154,22 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     std::vector<float> rows;
     std::vector<uint8_t> data;
     for (const Out& o : outs) {
-        const float* src = params.data() + o.t->offset;
+        const float* src = o.src;
         // llama.cpp runs LLaMA's q/k with interleaved RoPE: its converter permutes their rows (Qwen2 is
         // run with rotate-half, as we do).
         const bool q = o.name.find(".attn_q.weight") != std::string::npos, k = o.name.find(".attn_k.weight") != std::string::npos;
         if (arch == "llama" && (q || k)) {
-            rows.assign(src, src + o.t->numel);
+            rows.assign(src, src + o.numel);
             permute_rope_rows(rows.data(), q ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim, cfg.dim);
             src = rows.data();
         }
         // Half floats end at 65504: a larger weight would become infinity in llama.cpp.
-        for (size_t i = 0; o.type == GGML_F16 && i < o.t->numel; i++)
+        for (size_t i = 0; o.type == GGML_F16 && i < o.numel; i++)
             if (std::fabs(src[i]) >= 65520.0f)
                 fail("%s: %s[%zu] = %g does not fit F16 (largest 65504): use --dtype bf16 or f32", path.c_str(),
-                     o.t->name.c_str(), i, (double)src[i]);
+                     o.name.c_str(), i, (double)src[i]);
         data.resize(o.bytes);
-        ggml_quantize(o.type, src, data.data(), o.t->numel);
+        ggml_quantize(o.type, src, data.data(), o.numel);
         f.write(data.data(), data.size());
         f.pad_to(kAlign);
     }

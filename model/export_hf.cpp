@@ -45,8 +45,14 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
                    "  \"max_position_embeddings\": %d,\n",
                    cfg.vocab_size, cfg.dim, cfg.ffn_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
                    cfg.max_seq_len);
+    const std::string scaling =
+        cfg.rope_scale_factor == 0.0f
+            ? "null"
+            : "{\"rope_type\": \"llama3\", \"factor\": " + float_json(cfg.rope_scale_factor) + ", \"low_freq_factor\": " +
+                  float_json(cfg.rope_low_freq_factor) + ", \"high_freq_factor\": " + float_json(cfg.rope_high_freq_factor) +
+                  ", \"original_max_position_embeddings\": " + std::to_string(cfg.rope_original_max_pos) + "}";
     config += "  \"rms_norm_eps\": " + float_json(cfg.norm_eps) + ",\n  \"rope_theta\": " + float_json(cfg.rope_theta) +
-              ",\n  \"rope_scaling\": null,\n  \"hidden_act\": \"silu\",\n  \"tie_word_embeddings\": " +
+              ",\n  \"rope_scaling\": " + scaling + ",\n  \"hidden_act\": \"silu\",\n  \"tie_word_embeddings\": " +
               (cfg.tied_embeddings ? "true" : "false") + ",\n";
     config += qwen2 ? "  \"use_sliding_window\": false,\n" : "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n";
     config += "  \"bos_token_id\": " + id(tok.bos_id) + ",\n  \"eos_token_id\": " + id(tok.eos_id) +

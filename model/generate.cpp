@@ -90,8 +90,8 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             linear_forward(P, q.a(), ln.a(), o.wq, o.bq, n, C, Q, l, LORA_Q, u.a(), nullptr);
             linear_forward(P, k.a(), ln.a(), o.wk, o.bk, n, C, KV, l, LORA_K, u.a(), nullptr);
             linear_forward(P, v.a(), ln.a(), o.wv, o.bv, n, C, KV, l, LORA_V, u.a(), nullptr);
-            ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, c.rope_theta);
-            ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, c.rope_theta);
+            ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, P.inv_freq.data());
+            ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, P.inv_freq.data());
             act* K = ops.at(kc.a(), l * layer_cache);
             act* Vv = ops.at(vc.a(), l * layer_cache);
             ops.scatter_rows(K, k.a(), dslot.i(), n, KV);  // the rows' k and v into their sequences' caches

@@ -2,6 +2,7 @@
 // layout, q/k rows un-permuted, the tokenizer from tokenizer.ggml.*.
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdio>
 
 #include "model/gguf.h"
@@ -66,15 +67,51 @@ ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
     return c;
 }
 
-// Llama 3.1+ ship a rope_freqs tensor and rope.scaling.* keys: frequency scaling our RoPE does not
-// apply. The model still runs, with slightly different logits, mostly at long range.
-void warn_rope_scaling(const GgufFile& g, const std::string& arch) {
+// Llama 3.1+ GGUFs ship llama.cpp's rope_freqs tensor: per frequency, the divisor of the unscaled
+// inv_freq that the llama3 scaling amounts to (1 for short wavelengths, the factor for long ones, a
+// ramp between). The parameters are recovered from it: the factor is the largest divisor; the ramp
+// runs from 1 to 4 of the original context in every Llama 3.x; the original context is 8192 in all
+// of them, else solved from a frequency on the ramp, else (no frequency on it: only the two ends
+// matter) put just under the shortest divided wavelength. The config takes them when they rebuild
+// the tensor within FP32 rounding. Other scalings (rope.scaling.type linear, yarn) are not
+// implemented: a warning says so.
+void gguf_rope_scaling(const GgufFile& g, const std::string& arch, ModelConfig& c) {
     const GgufValue* type = g.find(arch + ".rope.scaling.type");
-    bool scaled = g.find_tensor("rope_freqs.weight") ||
-                  (type && !type->strings.empty() && type->strings[0] != "none");
-    if (scaled)
-        fprintf(stderr, "warning: %s: the model uses RoPE frequency scaling (rope_freqs / rope.scaling), which this "
-                "trainer does not implement; its outputs will differ slightly from the original's\n", g.path().c_str());
+    if (type && !type->strings.empty() && type->strings[0] != "none")
+        fprintf(stderr, "warning: %s: RoPE scaling of type '%s' is not implemented (llama3 is); the model's outputs "
+                "will differ from the original's\n", g.path().c_str(), type->strings[0].c_str());
+    const GgufTensor* t = g.find_tensor("rope_freqs.weight");
+    if (!t) return;
+    const std::vector<float> plain = rope_inv_freq(c.rope_theta, c.head_dim);
+    std::vector<float> divisors(plain.size());
+    if (t->numel == (int64_t)plain.size()) g.read_f32(*t, divisors.data());  // fails naming it when unreadable
+    ModelConfig s = c;
+    s.rope_scale_factor = *std::max_element(divisors.begin(), divisors.end());
+    s.rope_low_freq_factor = 1.0f, s.rope_high_freq_factor = 4.0f;
+    std::vector<double> contexts = {8192.0};
+    double shortest_divided = 1e30;
+    for (size_t i = 0; i < plain.size(); i++) {
+        const double wavelen = 2 * M_PI / plain[i], d = divisors[i], f = s.rope_scale_factor;
+        if (d > 1.0 + 1e-6 && d < f * (1 - 1e-6)) {  // on the ramp: 1/d = (1 - r)/f + r, r = ctx/wavelen - 1, over 3
+            const double r = (1.0 / d - 1.0 / f) / (1.0 - 1.0 / f);
+            contexts.push_back(std::round(wavelen * (1.0 + 3.0 * r)));
+        }
+        if (d >= f * (1 - 1e-6)) shortest_divided = std::min(shortest_divided, wavelen);
+    }
+    contexts.push_back(std::floor(shortest_divided * (1 - 1e-6)));
+    for (double ctx : contexts) {
+        s.rope_original_max_pos = (int32_t)std::min(ctx, 2e9);
+        bool match = s.rope_scale_factor > 1.0f && s.rope_original_max_pos > 0;
+        const std::vector<float> scaled = match ? rope_inv_freq(s) : std::vector<float>();
+        for (size_t i = 0; i < plain.size() && match; i++)
+            match = std::fabs(plain[i] / divisors[i] - scaled[i]) <= 1e-5f * scaled[i];
+        if (match) {
+            c = s;
+            return;
+        }
+    }
+    fprintf(stderr, "warning: %s: rope_freqs.weight is not a llama3 scaling this converter recognises; RoPE runs "
+            "unscaled and the model's outputs will differ from the original's\n", g.path().c_str());
 }
 
 Tokenizer gguf_tokenizer(const GgufFile& g) {
@@ -144,7 +181,7 @@ ImportedModel import_gguf(const std::string& path) {
              path.c_str(), arch.c_str());
     ImportedModel m;
     m.cfg = gguf_config(g, arch);
-    warn_rope_scaling(g, arch);
+    gguf_rope_scaling(g, arch, m.cfg);
     m.tok = gguf_tokenizer(g);
     if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
         fail("%s: the tokenizer has %zu tokens but token_embd.weight only %d rows", path.c_str(), m.tok.vocab.size(),

@@ -73,11 +73,28 @@ ModelConfig hf_config(const std::string& dir) {
     c.qkv_bias = type == "qwen2";
     c.validate(h.path);
 
-    const JsonValue* scaling = h.get("rope_scaling");
-    const JsonValue* rope_type = rp && rp->type == JsonValue::Object ? rp->get("rope_type") : nullptr;
-    if ((scaling && !scaling->is_null()) || (rope_type && rope_type->type == JsonValue::String && rope_type->string != "default"))
-        fprintf(stderr, "warning: %s: the model uses RoPE scaling, which this trainer does not implement; its outputs "
-                "will differ slightly from the original's\n", h.path.c_str());
+    // RoPE scaling: "rope_parameters" (transformers 5) or "rope_scaling" (before), with "rope_type" (or
+    // the older "type"). llama3 (Llama 3.1 and later) is implemented; others are not.
+    const JsonValue* scaling = rp && rp->type == JsonValue::Object ? rp : h.get("rope_scaling");
+    if (scaling && scaling->type == JsonValue::Object) {
+        const JsonValue* t = scaling->get("rope_type") ? scaling->get("rope_type") : scaling->get("type");
+        const std::string type = t && t->type == JsonValue::String ? t->string : "default";
+        if (type == "llama3") {
+            auto num = [&](const char* key) {
+                const JsonValue* v = scaling->get(key);
+                if (!v || v->type != JsonValue::Number) fail("%s: llama3 RoPE scaling needs a number \"%s\"", h.path.c_str(), key);
+                return v->number;
+            };
+            c.rope_scale_factor = (float)num("factor");
+            c.rope_low_freq_factor = (float)num("low_freq_factor");
+            c.rope_high_freq_factor = (float)num("high_freq_factor");
+            c.rope_original_max_pos = (int32_t)num("original_max_position_embeddings");
+            c.validate(h.path);
+        } else if (type != "default") {
+            fprintf(stderr, "warning: %s: the model uses RoPE scaling of type '%s', which this trainer does not implement "
+                    "(llama3 is); its outputs will differ from the original's\n", h.path.c_str(), type.c_str());
+        }
+    }
     // Mistral's sliding window (Qwen2 only with use_sliding_window): our attention sees the whole context.
     const JsonValue* window = h.get("sliding_window");
     bool windowed = window && window->type == JsonValue::Number && window->number < c.max_seq_len &&

@@ -14,8 +14,10 @@ struct Pass {
     float* grads;          // null in a forward-only pass; FP32, num_trainable, in the backend's memory
     float dropout;         // LoRA dropout rate (0 when evaluating)
     uint64_t dropout_key;
+    std::vector<float> inv_freq;  // RoPE's frequencies (rope_inv_freq of the config)
     Pass(const Model& model, const Ops& o, float* g, float p, uint64_t key)
-        : m(model), ops(o), W(model_weights(model, o)), grads(g), dropout(p), dropout_key(key) {}
+        : m(model), ops(o), W(model_weights(model, o)), grads(g), dropout(p), dropout_key(key),
+          inv_freq(rope_inv_freq(model.cfg)) {}
     // The one way to a base weight: in place, or an NF4 weight dequantized into the scratch (valid
     // until the next NF4 weight is fetched: each is used by one GEMM, then dropped).
     const act* w(size_t off) const {

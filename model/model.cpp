@@ -199,8 +199,8 @@ void layer_forward(const Pass& P, Workspace& ws, int l, LayerActs& A) {
     linear_forward(P, A.q.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a(), nullptr);
     linear_forward(P, A.k.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a(), nullptr);
     linear_forward(P, A.v.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a(), nullptr);
-    P.ops.rope_forward(A.q.a(), ws.pos.i(), N, c.n_heads, c.head_dim, c.rope_theta);
-    P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
+    P.ops.rope_forward(A.q.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
+    P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
     P.ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads,
                             c.n_kv_heads, c.head_dim);
     linear_forward(P, A.x_mid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a(), x);
@@ -230,8 +230,8 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     linear_backward(P, ws.datt.a(), ws.dresid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a(), false);
     P.ops.attention_backward(ws.dq.a(), ws.dk.a(), ws.dv.a(), ws.datt.a(), A.att.a(), A.lse.f(), A.q.a(), A.k.a(),
                              A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
-    P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, c.rope_theta);
-    P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, c.rope_theta);
+    P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
+    P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
     linear_backward(P, ws.dln.a(), ws.dq.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a(), false);
     linear_backward(P, ws.dln.a(), ws.dk.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a(), true);
     linear_backward(P, ws.dln.a(), ws.dv.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a(), true);

@@ -1,6 +1,7 @@
 #include "model/weights.h"
 
 #include <climits>
+#include <cstddef>
 #include <cmath>
 #include <cstring>
 
@@ -8,7 +9,11 @@
 
 namespace {
 const uint32_t kModelMagic = 0x424d4c4c;  // "LLMB"
-const uint32_t kModelVersion = 1;
+// Version 2 appended the llama3 RoPE scaling fields to the config; version 1 files (the config's
+// first 48 bytes) still read, as unscaled.
+const uint32_t kModelVersion = 2;
+constexpr size_t kConfigV1Bytes = 48;
+static_assert(offsetof(ModelConfig, rope_scale_factor) == kConfigV1Bytes, "the version 1 config is the prefix");
 const size_t kAlign = 64;                 // bytes; lets readers mmap tensors with aligned vector loads
 
 void add(ParamLayout& L, const std::string& name, std::vector<int64_t> shape, bool decay) {
@@ -133,9 +138,11 @@ static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t&
     uint32_t magic = r.get<uint32_t>("magic");
     if (magic != kModelMagic) fail("%s: not a model .bin file (bad magic 0x%08x; convert models with ./convert)", r.path.c_str(), magic);
     uint32_t version = r.get<uint32_t>("version");
-    if (version != kModelVersion)
-        fail("%s: model file version %u is not supported (this build reads version %u)", r.path.c_str(), version, kModelVersion);
-    cfg = r.get<ModelConfig>("config");
+    if (version != 1 && version != kModelVersion)
+        fail("%s: model file version %u is not supported (this build reads versions 1 and %u)", r.path.c_str(), version,
+             kModelVersion);
+    cfg = ModelConfig{};
+    r.read(&cfg, version == 1 ? kConfigV1Bytes : sizeof cfg, "config");
     uint32_t dt = r.get<uint32_t>("dtype");
     if (dt > (uint32_t)DType::BF16) fail("%s: unknown dtype code %u", r.path.c_str(), dt);
     dtype = (DType)dt;

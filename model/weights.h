@@ -52,8 +52,8 @@ struct ModelOffsets {
 };
 ModelOffsets model_offsets(const ModelConfig& cfg);
 
-// model .bin: magic "LLMB", version, the config, dtype, tensor count, then the tensors in layout
-// order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory on the CPU backend.
+// model .bin: magic "LLMB", version (2; version 1 files, from before the RoPE scaling fields, still
+// read), the config, dtype, tensor count, then the tensors in layout order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory on the CPU backend.
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype);
 void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params);
 // Only the header: for tools that need the shape (memory estimator, adapters).

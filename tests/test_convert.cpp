@@ -3,6 +3,7 @@
 // Fixtures: tests/fixtures/convert/gen_convert_fixtures.py.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <sys/stat.h>
@@ -14,6 +15,7 @@
 #include "model/export_hf.h"
 #include "model/gguf.h"
 #include "model/import.h"
+#include "model/model.h"
 #include "model/safetensors.h"
 #include "model/util.h"
 
@@ -325,6 +327,101 @@ TEST_CASE("export: a tiny LLaMA (q/k permuted back) and Qwen2 out to GGUF and ba
     a.params.pop_back();
     CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0); }), "weights given, the config needs"));
     CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_Q4_0); }), "GGUF output type Q4_0 is not supported"));
+}
+
+TEST_CASE("llama3 RoPE scaling: transformers' frequencies bit for bit, its logits on a tiny scaled LLaMA, and out again") {
+    JsonValue fx = json_parse(read_file(kDir + "tiny_llama3_rope/expected.json"));
+    auto bits_of = [](const std::vector<float>& f) {
+        std::vector<int64_t> b;
+        for (float v : f) {
+            uint32_t u;
+            memcpy(&u, &v, 4);
+            b.push_back(u);
+        }
+        return b;
+    };
+    auto ints_of = [](const JsonValue& a) {
+        std::vector<int64_t> v;
+        for (const JsonValue& x : a.array) v.push_back(x.integer);
+        return v;
+    };
+    ModelConfig l32 = config_preset("llama-3.2-1b");  // Llama-3.2-1B's own scaling: factor 32, 1, 4, 8192
+    CHECK(l32.rope_scale_factor == 32.0f);
+    CHECK(bits_of(rope_inv_freq(l32)) == ints_of(*fx.get("llama32_inv_freq_bits")));
+
+    ImportedModel a = import_hf_dir(kDir + "tiny_llama3_rope");  // rope_parameters, as transformers 5 writes it
+    CHECK(a.cfg.rope_scale_factor == 4.0f);
+    CHECK(a.cfg.rope_original_max_pos == 32);
+    CHECK(bits_of(rope_inv_freq(a.cfg)) == ints_of(*fx.get("inv_freq_bits")));
+    Model m;
+    model_init(m, a.cfg, a.params);
+    std::vector<int32_t> ids;
+    for (int64_t v : ints_of(*fx.get("ids"))) ids.push_back((int32_t)v);
+    const int T = (int)ids.size(), V = a.cfg.vocab_size;
+    std::vector<float> logits((size_t)T * V);
+    model_logits(m, ids.data(), T, logits.data());
+    const std::vector<int64_t> cols = ints_of(*fx.get("columns")), argmax = ints_of(*fx.get("argmax"));
+    double worst = 0, unscaled_worst = 0;
+    for (int t = 0; t < T; t++) {
+        const float* row = logits.data() + (size_t)t * V;
+        for (size_t j = 0; j < cols.size(); j++)
+            worst = std::max(worst, std::fabs(row[cols[j]] - fx.get("logits")->array[t].array[j].number));
+        CHECK(std::max_element(row, row + V) - row == argmax[t]);
+    }
+    // Without the scaling the same weights give other logits: the fixture does exercise it.
+    Model plain;
+    ModelConfig pc = a.cfg;
+    pc.rope_scale_factor = 0.0f;
+    model_init(plain, pc, a.params);
+    std::vector<float> plain_logits((size_t)T * V);
+    model_logits(plain, ids.data(), T, plain_logits.data());
+    for (int t = 0; t < T; t++)
+        for (int64_t c : cols)
+            unscaled_worst = std::max(unscaled_worst, (double)std::fabs(plain_logits[(size_t)t * V + c] - logits[(size_t)t * V + c]));
+    MESSAGE("llama3-scaled tiny LLaMA: max |logit - transformers| " << worst << "; unscaled RoPE would differ by " << unscaled_worst);
+    CHECK(worst <= 1e-4);
+    CHECK(unscaled_worst > 5e-3);
+
+    // Out and back in: HF (rope_scaling), GGUF (rope_freqs.weight, as llama.cpp's converter writes it), .bin.
+    const std::string d = temp_dir();
+    export_hf_dir(d + "/hf", a.cfg, a.params, a.tok, DType::F32);
+    ImportedModel h = import_hf_dir(d + "/hf");
+    export_gguf(d + "/m.gguf", a.cfg, a.params, a.tok, GGML_F32);
+    ImportedModel g = import_gguf(d + "/m.gguf");
+    model_save(d + "/m.bin", a.cfg, a.params, DType::F32);
+    ModelConfig b = model_read_config(d + "/m.bin");
+    auto same_scaling = [](const ModelConfig& x, const ModelConfig& y) {
+        CHECK(x.rope_scale_factor == y.rope_scale_factor);
+        CHECK(x.rope_low_freq_factor == y.rope_low_freq_factor);
+        CHECK(x.rope_high_freq_factor == y.rope_high_freq_factor);
+        CHECK(x.rope_original_max_pos == y.rope_original_max_pos);
+    };
+    same_scaling(h.cfg, a.cfg);
+    same_scaling(b, a.cfg);
+    check_same_model(a, h);
+    check_same_model(a, g);
+    // GGUF keeps llama.cpp's divisors, not the parameters: with 4 frequencies and none on the ramp any
+    // original context between the two ends gives the same frequencies, and import picks one of them.
+    CHECK(bits_of(rope_inv_freq(g.cfg)) == bits_of(rope_inv_freq(a.cfg)));
+    // At Llama-3.2-1B's head dim, theta and scaling the parameters come back exactly.
+    ModelConfig c = a.cfg;
+    c.head_dim = 64, c.rope_theta = l32.rope_theta, c.rope_scale_factor = 32.0f, c.rope_original_max_pos = 8192;
+    std::vector<float> p;
+    model_init_random(c, p, 3);
+    export_gguf(d + "/l32.gguf", c, p, a.tok, GGML_F32);
+    same_scaling(import_gguf(d + "/l32.gguf").cfg, c);
+}
+
+TEST_CASE("model .bin: a version 1 file (before RoPE scaling) still loads, unscaled") {
+    ModelConfig c;
+    std::vector<float> params;
+    model_load("tests/fixtures/model/v1_tiny.bin", c, params);  // ./init_model --preset tiny ... --seed 7, version 1
+    CHECK(c.describe() == "dim 16, 1 layers, 2/1 heads of 8, ffn 24, vocab 40, tied, 0.0M params");
+    CHECK(c.rope_scale_factor == 0.0f);
+    CHECK(c.rope_original_max_pos == 0);
+    std::vector<float> want;
+    model_init_random(c, want, 7);
+    CHECK(params == want);
 }
 
 TEST_CASE("import: BF16 and F16 safetensors, and bad safetensors files") {

@@ -276,16 +276,21 @@ namespace {
 void check_rope(const Ops& g, decltype(&Ops::rope_forward) op, const char* op_name) {
     struct Case {
         int N, H, hd;
-        float theta;
+        float theta, llama3_factor;  // 0: no scaling; else llama3 with Llama-3.1's ramp (1, 4, 8192)
     };
-    for (Case c : {Case{37, 5, 16, 10000.0f}, Case{37, 5, 64, 10000.0f}, Case{37, 3, 128, 500000.0f}}) {
+    for (Case c : {Case{37, 5, 16, 10000.0f, 0}, Case{37, 5, 64, 10000.0f, 0}, Case{37, 3, 128, 500000.0f, 0},
+                   Case{37, 3, 64, 500000.0f, 32.0f}}) {
+        ModelConfig cfg;
+        cfg.head_dim = c.hd, cfg.rope_theta = c.theta, cfg.rope_scale_factor = c.llama3_factor;
+        cfg.rope_low_freq_factor = 1.0f, cfg.rope_high_freq_factor = 4.0f, cfg.rope_original_max_pos = 8192;
+        const vector<float> f = rope_inv_freq(cfg);
         vector<int32_t> pos = random_ints(c.N, 1, 0, 4096);
         pos[0] = 0, pos[1] = 4095;
         BufTwin<int32_t> p(g, pos);
         ActTwin x(g, rnd((size_t)c.N * c.H * c.hd, 2));
-        run_both(g, [&](const Ops& o, On on) { (o.*op)(x[on], p[on], c.N, c.H, c.hd, c.theta); });
-        expect_close(strf("%s N=%d heads=%d hd=%d theta=%g: x", op_name, c.N, c.H, c.hd, c.theta), x, kRope,
-                     (size_t)c.H * c.hd);
+        run_both(g, [&](const Ops& o, On on) { (o.*op)(x[on], p[on], c.N, c.H, c.hd, f.data()); });
+        expect_close(strf("%s N=%d heads=%d hd=%d theta=%g llama3 factor %g: x", op_name, c.N, c.H, c.hd, c.theta,
+                          c.llama3_factor), x, kRope, (size_t)c.H * c.hd);
     }
 }
 }  // namespace

@@ -114,8 +114,9 @@ TEST_CASE("tolerance bites: rope (kRope)") {
     vector<int32_t> pos = random_ints(N, 1, 0, 4096), pos1 = pos;
     for (int32_t& p : pos1) p += 1;
     vector<float> x = rnd((size_t)N * H * hd, 2), ref = x, buggy = x;
-    cpu_ops().rope_forward(as_act(ref.data()), pos.data(), N, H, hd, 10000.0f);
-    cpu_ops().rope_forward(as_act(buggy.data()), pos1.data(), N, H, hd, 10000.0f);
+    const vector<float> f = rope_inv_freq(10000.0f, hd);
+    cpu_ops().rope_forward(as_act(ref.data()), pos.data(), N, H, hd, f.data());
+    cpu_ops().rope_forward(as_act(buggy.data()), pos1.data(), N, H, hd, f.data());
     expect_bites("rope", ref, bf16_round(ref), buggy, kRope, "positions off by one");
 }
 

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "model/config.h"
 #include "tests/test_util.h"
 
 // ---------------------------------------------------------------------------------------------

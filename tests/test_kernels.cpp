@@ -3,6 +3,7 @@
 #include "kernels/cpu/exp.h"
 #include "kernels/cpu/gemm.h"
 #include "kernels/kernels.h"
+#include "model/config.h"
 #include "tests/test_util.h"
 
 using std::vector;
@@ -87,8 +88,9 @@ TEST_CASE("rope: backward is the transpose, and position 0 is the identity") {
     vector<int32_t> pos = {0, 1, 2, 7, 100, 3};
     vector<float> x = random_vec(N * H * D, 1), R = random_vec(N * H * D, 2), y;
     vector<float> dx = R;
-    cpu::rope_backward(dx.data(), pos.data(), N, H, D, 10000.0f);
-    auto loss = [&] { y = x; cpu::rope_forward(y.data(), pos.data(), N, H, D, 10000.0f); return dot_loss(y, R); };
+    const vector<float> f = rope_inv_freq(10000.0f, D);
+    cpu::rope_backward(dx.data(), pos.data(), N, H, D, f.data());
+    auto loss = [&] { y = x; cpu::rope_forward(y.data(), pos.data(), N, H, D, f.data()); return dot_loss(y, R); };
     grad_check("rope dx", x, dx, loss, 1e-3);
     loss();
     for (int i = 0; i < H * D; i++) CHECK(y[i] == x[i]);

@@ -118,11 +118,11 @@ Ops make_ops() {
     };
     o.rmsnorm_backward = [](act* dx, float* dw, const act* dout, const act* x, const act* w, const float* rstd, int N,
                             int C) { cpu::rmsnorm_backward(F(dx), dw, F(dout), F(x), F(w), rstd, N, C); };
-    o.rope_forward = [](act* x, const int32_t* pos, int N, int n_heads, int head_dim, float theta) {
-        cpu::rope_forward(F(x), pos, N, n_heads, head_dim, theta);
+    o.rope_forward = [](act* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq) {
+        cpu::rope_forward(F(x), pos, N, n_heads, head_dim, inv_freq);
     };
-    o.rope_backward = [](act* dx, const int32_t* pos, int N, int n_heads, int head_dim, float theta) {
-        cpu::rope_backward(F(dx), pos, N, n_heads, head_dim, theta);
+    o.rope_backward = [](act* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq) {
+        cpu::rope_backward(F(dx), pos, N, n_heads, head_dim, inv_freq);
     };
     o.attention_forward = [](act* out, float* lse, const act* q, const act* k, const act* v, const int32_t* seg, int B,
                              int T, int nh, int nkv, int hd) {

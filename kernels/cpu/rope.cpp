@@ -1,22 +1,22 @@
 // Rotary position embedding in Hugging Face's "rotate-half" layout: the pair rotated together is
 // (x[i], x[i + hd/2]), not (x[2i], x[2i+1]) as in the original paper / llama.cpp.
-//   θ_i = pos · theta^(−2i/hd);  y[i] = x[i]cosθ − x[i+hd/2]sinθ;  y[i+hd/2] = x[i+hd/2]cosθ + x[i]sinθ
+//   θ_i = pos · inv_freq_i;  y[i] = x[i]cosθ − x[i+hd/2]sinθ;  y[i+hd/2] = x[i+hd/2]cosθ + x[i]sinθ
 // The rotation is orthogonal, so the backward is the inverse rotation (θ → −θ).
-// Angles are computed in FP32 exactly as transformers does (inv_freq in float, then pos · inv_freq),
-// so our logits match the reference bit for bit in this step.
+// inv_freq comes from rope_inv_freq (model/config.cpp: theta^(−2i/hd), rescaled for llama3), as
+// transformers computes it, and the angle is the same FP32 product, so our logits match the
+// reference bit for bit in this step.
 #include <cmath>
 
 #include "kernels/kernels.h"
 
 namespace cpu {
 
-static void rope_rotate(float* x, const int32_t* pos, int N, int n_heads, int hd, float theta, float sign) {
+static void rope_rotate(float* x, const int32_t* pos, int N, int n_heads, int hd, const float* inv_freq, float sign) {
     int half = hd / 2;
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
-            float inv_freq = 1.0f / std::pow(theta, (float)(2 * i) / (float)hd);
-            float ang = (float)pos[n] * inv_freq;
+            float ang = (float)pos[n] * inv_freq[i];
             float c = std::cos(ang), s = sign * std::sin(ang);
             for (int h = 0; h < n_heads; h++) {
                 float* v = x + ((size_t)n * n_heads + h) * hd;
@@ -28,12 +28,12 @@ static void rope_rotate(float* x, const int32_t* pos, int N, int n_heads, int hd
     }
 }
 
-void rope_forward(float* x, const int32_t* pos, int N, int n_heads, int head_dim, float theta) {
-    rope_rotate(x, pos, N, n_heads, head_dim, theta, 1.0f);
+void rope_forward(float* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq) {
+    rope_rotate(x, pos, N, n_heads, head_dim, inv_freq, 1.0f);
 }
 
-void rope_backward(float* dx, const int32_t* pos, int N, int n_heads, int head_dim, float theta) {
-    rope_rotate(dx, pos, N, n_heads, head_dim, theta, -1.0f);
+void rope_backward(float* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq) {
+    rope_rotate(dx, pos, N, n_heads, head_dim, inv_freq, -1.0f);
 }
 
 }  // namespace cpu

@@ -125,11 +125,11 @@ Ops make_ops() {
     };
     o.rmsnorm_backward = [](act* dx, float* dw, const act* dout, const act* x, const act* w, const float* rstd, int N,
                             int C) { cuda::rmsnorm_backward(bf(dx), dw, bf(dout), bf(x), bf(w), rstd, N, C); };
-    o.rope_forward = [](act* x, const int32_t* pos, int N, int n_heads, int head_dim, float theta) {
-        cuda::rope_forward(bf(x), pos, N, n_heads, head_dim, theta);
+    o.rope_forward = [](act* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq) {
+        cuda::rope_forward(bf(x), pos, N, n_heads, head_dim, inv_freq);
     };
-    o.rope_backward = [](act* dx, const int32_t* pos, int N, int n_heads, int head_dim, float theta) {
-        cuda::rope_backward(bf(dx), pos, N, n_heads, head_dim, theta);
+    o.rope_backward = [](act* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq) {
+        cuda::rope_backward(bf(dx), pos, N, n_heads, head_dim, inv_freq);
     };
     o.attention_forward = [](act* out, float* lse, const act* q, const act* k, const act* v, const int32_t* seg, int B,
                              int T, int nh, int nkv, int hd) {

@@ -52,8 +52,8 @@ void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int 
 void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, int N, int C);
 void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps);
 void rmsnorm_backward(bf16* dx, float* dw, const bf16* dout, const bf16* x, const bf16* w, const float* rstd, int N, int C);
-void rope_forward(bf16* x, const int32_t* pos, int N, int n_heads, int head_dim, float theta);
-void rope_backward(bf16* dx, const int32_t* pos, int N, int n_heads, int head_dim, float theta);
+void rope_forward(bf16* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
+void rope_backward(bf16* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
 void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
                        int T, int nh, int nkv, int hd);
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,

@@ -1,11 +1,10 @@
 // Rotary position embedding, Hugging Face "rotate-half" layout, in place on x[N, n_heads, head_dim]:
 //   θ_i = pos · inv_freq_i,  inv_freq_i = 1 / theta^(2i/hd)
 //   y[i] = x[i]cosθ_i − x[i+hd/2]sinθ_i,  y[i+hd/2] = x[i+hd/2]cosθ_i + x[i]sinθ_i   (i < hd/2)
-// The backward is the inverse rotation (sin → −sin). Matches kernels/cpu/rope.cpp: inv_freq is
-// computed on the host by the very expression the CPU uses (same powf, so the same bits), and the
-// angle is the same FP32 product. Only sincosf (CUDA's precise version, ≤ 2 ulp) may differ from
-// the host's sinf/cosf in the last bits.
-#include <cmath>
+// The backward is the inverse rotation (sin → −sin). Matches kernels/cpu/rope.cpp: the same host
+// table of inv_freq (rope_inv_freq), passed by value, and the same FP32 angle product. Only sincosf
+// (CUDA's precise version, ≤ 2 ulp) may differ from the host's sinf/cosf in the last bits.
+#include <algorithm>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/packed.cuh"
@@ -52,34 +51,22 @@ __global__ void rope_kernel(bf16* x, const int32_t* pos, int n_heads, int hd, fl
     }
 }
 
-// inv_freq exactly as kernels/cpu/rope.cpp computes it, remembered for the last (theta, hd) so the
-// per-call host cost is a comparison.
-static const InvFreq& inv_freq(float theta, int hd) {
-    thread_local InvFreq f;
-    thread_local float f_theta = 0.0f;
-    thread_local int f_hd = -1;
-    if (theta != f_theta || hd != f_hd) {
-        for (int i = 0; i < hd / 2; i++) f.v[i] = 1.0f / std::pow(theta, (float)(2 * i) / (float)hd);
-        f_theta = theta;
-        f_hd = hd;
-    }
-    return f;
-}
-
-static void rope(bf16* x, const int32_t* pos, int N, int n_heads, int hd, float theta, float sign) {
+static void rope(bf16* x, const int32_t* pos, int N, int n_heads, int hd, const float* inv_freq, float sign) {
     if (N <= 0 || n_heads <= 0 || hd < 2) return;
     if (hd / 2 > kMaxHalf) fail("rope: head_dim %d is larger than the CUDA kernel's limit of %d", hd, 2 * kMaxHalf);
+    InvFreq f;
+    std::copy(inv_freq, inv_freq + hd / 2, f.v);
     bool vec = hd % 16 == 0 && aligned16(x);
-    rope_kernel<<<N, 128>>>(x, pos, n_heads, hd, sign, inv_freq(theta, hd), vec);
+    rope_kernel<<<N, 128>>>(x, pos, n_heads, hd, sign, f, vec);
     CUDA_LAUNCH_CHECK();
 }
 
-void rope_forward(bf16* x, const int32_t* pos, int N, int n_heads, int head_dim, float theta) {
-    rope(x, pos, N, n_heads, head_dim, theta, 1.0f);
+void rope_forward(bf16* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq) {
+    rope(x, pos, N, n_heads, head_dim, inv_freq, 1.0f);
 }
 
-void rope_backward(bf16* dx, const int32_t* pos, int N, int n_heads, int head_dim, float theta) {
-    rope(dx, pos, N, n_heads, head_dim, theta, -1.0f);
+void rope_backward(bf16* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq) {
+    rope(dx, pos, N, n_heads, head_dim, inv_freq, -1.0f);
 }
 
 }  // namespace cuda
