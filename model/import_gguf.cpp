@@ -156,11 +156,7 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
     tok.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id", -1);
     tok.pad_id = (int32_t)g.get_int("tokenizer.ggml.padding_token_id", -1);
     if (g.find("tokenizer.chat_template")) {
-        try {
-            tok.chat_template = chat_template_from_jinja(g.get_string("tokenizer.chat_template"));
-        } catch (const std::runtime_error& e) {
-            fail("%s: tokenizer.chat_template: %s", path.c_str(), e.what());
-        }
+        tok.chat_template = chat_template_or_plain(g.get_string("tokenizer.chat_template"), path);
     } else if (std::find(tok.vocab.begin(), tok.vocab.end(), "<|im_start|>") != tok.vocab.end()) {
         tok.chat_template.kind = ChatTemplateKind::ChatML;  // as tokenizer_load_hf does without a template
     }

@@ -3,6 +3,7 @@
 #include "model/util.h"
 #include "tokenizer/unicode.h"
 
+#include <cstdio>
 #include <string_view>
 
 namespace {
@@ -167,11 +168,12 @@ std::string chatml_default_system(const std::string& jinja) {
 ChatTemplate chat_template_from_jinja(const std::string& jinja) {
     if (jinja.find("<|im_start|>") != std::string::npos) return ChatTemplate{ChatTemplateKind::ChatML, chatml_default_system(jinja)};
     if (jinja.find("<|start_header_id|>") != std::string::npos) {
-        // Llama-3.1 and later add a system header with knowledge-cutoff and today's date that we
-        // do not reproduce; refuse rather than render something the model was not trained on
+        // Llama 3.1 and later put a system block with the knowledge cutoff and today's date before
+        // the turns, which changes every day (strftime_now) and is not reproduced: the turns
+        // themselves are Llama 3's.
         if (jinja.find("Cutting Knowledge Date") != std::string::npos)
-            fail("this is a Llama-3.1-or-later chat template (dated system header), which is not implemented; "
-                 "pass --template llama3 to use the Llama-3 format");
+            fprintf(stderr, "note: a Llama 3.1-or-later chat template: conversations are rendered in the Llama 3 "
+                    "format, without its dated 'Cutting Knowledge Date' system block\n");
         return ChatTemplate{ChatTemplateKind::Llama3, ""};
     }
     if (jinja.find("<start_of_turn>") != std::string::npos) return ChatTemplate{ChatTemplateKind::Gemma, ""};
@@ -198,4 +200,13 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         case ChatTemplateKind::Plain: return kPlainJinja;
     }
     fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);
+}
+
+ChatTemplate chat_template_or_plain(const std::string& jinja, const std::string& where) {
+    try {
+        return chat_template_from_jinja(jinja);
+    } catch (const std::runtime_error& e) {
+        fprintf(stderr, "warning: %s: %s; conversations will be rendered as plain text\n", where.c_str(), e.what());
+        return ChatTemplate{};
+    }
 }

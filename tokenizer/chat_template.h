@@ -51,3 +51,6 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja);
 // transformers' apply_chat_template renders it as chat_render does, and chat_template_from_jinja
 // reads it back as `t`.
 std::string chat_template_to_jinja(const ChatTemplate& t);
+// For importers: chat_template_from_jinja, or, for a template it does not recognise, Plain with a
+// warning naming `where` (a model converts whatever its template; ./train --template picks another).
+ChatTemplate chat_template_or_plain(const std::string& jinja, const std::string& where);

@@ -107,11 +107,7 @@ void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
             for (const JsonValue& named : t->array)
                 if (named.get("name") && named.get("name")->string == "default") t = named.get("template");
         if (t && t->type == JsonValue::String) {
-            try {
-                tok.chat_template = chat_template_from_jinja(t->string);
-            } catch (const std::runtime_error& e) {
-                fail("%s: chat_template: %s", tcfg_path.c_str(), e.what());
-            }
+            tok.chat_template = chat_template_or_plain(t->string, tcfg_path);
             have_template = true;
         }
     }
