@@ -130,9 +130,10 @@ std::vector<float> rope_inv_freq(const ModelConfig& c) {
             f[i] = scaled;
             continue;
         }
-        // PyTorch's scalar / tensor is a reciprocal and a product; and b goes through memory so that
-        // the compiler cannot fuse a + smooth·scaled into one FMA (one rounding fewer than PyTorch's).
-        const float wavelen_ratio = (1.0f / wavelen) * (float)old_ctx;
+        // PyTorch's scalar / tensor is a reciprocal and a product. The two products that an addition
+        // follows go through memory, so that the compiler (which contracts in C++ under -O3
+        // -march=native) cannot fuse them with it into one FMA: one rounding fewer than PyTorch's.
+        volatile float wavelen_ratio = (1.0f / wavelen) * (float)old_ctx;
         const float smooth = (wavelen_ratio - low) / ramp;
         const float a = (1.0f - smooth) * scaled / factor;
         volatile float b = smooth * scaled;

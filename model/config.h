@@ -34,7 +34,9 @@ struct ModelConfig {
 };
 
 // RoPE's head_dim / 2 inverse frequencies, inv_freq_i = 1 / theta^(2i / head_dim), then the llama3
-// scaling when the config has one, in FP32 in the order transformers computes them (bit-identical).
+// scaling when the config has one, in FP32 with transformers' operations in its order: bit-identical
+// to it for Llama 3.1/3.2 (tested), except where glibc's powf and torch's differ by an ulp (some
+// theta/head_dim pairs, e.g. 1e6/128 at i = 37).
 std::vector<float> rope_inv_freq(const ModelConfig& c);
 // The unscaled table alone: 1 / theta^(2i / head_dim).
 std::vector<float> rope_inv_freq(float theta, int head_dim);

@@ -3,6 +3,7 @@
 #include <climits>
 #include <cstddef>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "model/util.h"
@@ -143,6 +144,13 @@ static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t&
              kModelVersion);
     cfg = ModelConfig{};
     r.read(&cfg, version == 1 ? kConfigV1Bytes : sizeof cfg, "config");
+    // A Llama 3 shape converted before the scaling was read: 3.1 and later need it (once per run).
+    static bool told = false;
+    if (version == 1 && cfg.vocab_size == 128256 && cfg.rope_theta == 500000.0f && !told) {
+        told = true;
+        fprintf(stderr, "note: %s was converted before llama3 RoPE scaling was supported and runs unscaled: if it is "
+                "Llama 3.1 or later, convert it again\n", r.path.c_str());
+    }
     uint32_t dt = r.get<uint32_t>("dtype");
     if (dt > (uint32_t)DType::BF16) fail("%s: unknown dtype code %u", r.path.c_str(), dt);
     dtype = (DType)dt;

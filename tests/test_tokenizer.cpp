@@ -206,7 +206,7 @@ TEST_CASE("tokenizer: any byte string round-trips, invalid UTF-8 included") {
     MESSAGE(checked << " random byte strings encoded and decoded back");
 }
 
-TEST_CASE("unicode: NFC equals Python's unicodedata.normalize on every fixture; invalid UTF-8 passes through") {
+TEST_CASE("unicode: NFC equals Hugging Face tokenizers' on every fixture; invalid UTF-8 passes through") {
     std::istringstream in(read_file("tests/fixtures/tokenizer/nfc.txt"));
     std::string line;
     int total = 0, same = 0;

@@ -3,8 +3,8 @@
 //   θ_i = pos · inv_freq_i;  y[i] = x[i]cosθ − x[i+hd/2]sinθ;  y[i+hd/2] = x[i+hd/2]cosθ + x[i]sinθ
 // The rotation is orthogonal, so the backward is the inverse rotation (θ → −θ).
 // inv_freq comes from rope_inv_freq (model/config.cpp: theta^(−2i/hd), rescaled for llama3), as
-// transformers computes it, and the angle is the same FP32 product, so our logits match the
-// reference bit for bit in this step.
+// transformers computes it, and the angle is the same FP32 product: this step matches the reference
+// to the last bit wherever the frequency table does (see rope_inv_freq).
 #include <cmath>
 
 #include "kernels/kernels.h"
