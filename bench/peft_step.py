@@ -37,13 +37,15 @@ import sys
 import time
 
 # The presets' shapes, as in model/config.cpp (vocab, dim, layers, heads, kv heads, ffn, rope theta,
-# rms eps, tied embeddings).
+# rms eps, tied embeddings; the llama3 RoPE scaling factor of Llama 3.1/3.2, whose ramp is 1 to 4 of 8192).
 PRESETS = {
     "tiny": dict(vocab=512, dim=64, layers=2, heads=4, kv=2, ffn=160, theta=10000.0, eps=1e-5, tied=True),
     "smollm2-135m": dict(vocab=49152, dim=576, layers=30, heads=9, kv=3, ffn=1536, theta=100000.0, eps=1e-5, tied=True),
     "smollm2-360m": dict(vocab=49152, dim=960, layers=32, heads=15, kv=5, ffn=2560, theta=100000.0, eps=1e-5, tied=True),
-    "llama-3.2-1b": dict(vocab=128256, dim=2048, layers=16, heads=32, kv=8, ffn=8192, theta=500000.0, eps=1e-5, tied=True),
-    "llama-3.1-8b": dict(vocab=128256, dim=4096, layers=32, heads=32, kv=8, ffn=14336, theta=500000.0, eps=1e-5, tied=False),
+    "llama-3.2-1b": dict(vocab=128256, dim=2048, layers=16, heads=32, kv=8, ffn=8192, theta=500000.0, eps=1e-5, tied=True,
+                         llama3=32.0),
+    "llama-3.1-8b": dict(vocab=128256, dim=4096, layers=32, heads=32, kv=8, ffn=14336, theta=500000.0, eps=1e-5, tied=False,
+                         llama3=8.0),
     "llama-2-7b": dict(vocab=32000, dim=4096, layers=32, heads=32, kv=32, ffn=11008, theta=10000.0, eps=1e-5, tied=False),
     "llama-2-13b": dict(vocab=32000, dim=5120, layers=40, heads=40, kv=40, ffn=13824, theta=10000.0, eps=1e-5, tied=False),
 }
@@ -169,7 +171,10 @@ def main():
                       num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv"],
                       head_dim=hd, max_position_embeddings=max(args.seq, 2048), rope_theta=p["theta"],
                       rms_norm_eps=p["eps"], tie_word_embeddings=p["tied"], attention_bias=False, mlp_bias=False,
-                      attn_implementation=args.attn, use_cache=False)
+                      attn_implementation=args.attn, use_cache=False,
+                      rope_scaling=None if "llama3" not in p else {
+                          "rope_type": "llama3", "factor": p["llama3"], "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                          "original_max_position_embeddings": 8192})
     print(f"transformers {transformers.__version__}, peft {peft.__version__}, torch {torch.__version__} on {gpu}")
     print(f"{args.preset}: dim {p['dim']}, {p['layers']} layers, {p['heads']}/{p['kv']} heads of {hd}, "
           f"ffn {p['ffn']}, vocab {p['vocab']}{', tied' if p['tied'] else ''}; {method} r={args.rank} "
