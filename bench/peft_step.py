@@ -169,7 +169,7 @@ def main():
     hd = p["dim"] // p["heads"]
     cfg = LlamaConfig(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["ffn"],
                       num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv"],
-                      head_dim=hd, max_position_embeddings=max(args.seq, 2048), rope_theta=p["theta"],
+                      head_dim=hd, max_position_embeddings=max(args.seq, 131072 if "llama3" in p else 2048), rope_theta=p["theta"],
                       rms_norm_eps=p["eps"], tie_word_embeddings=p["tied"], attention_bias=False, mlp_bias=False,
                       attn_implementation=args.attn, use_cache=False,
                       rope_scaling=None if "llama3" not in p else {
