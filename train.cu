@@ -144,7 +144,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
 // How the trained weights go to other tools (./export), for a run that started from a model file with
 // its tokenizer.
 void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt) {
-    const std::string tok = !f.tokenizer.empty() ? f.tokenizer : f.model.substr(0, f.model.rfind('.')) + ".tok";
+    const std::string tok = !f.tokenizer.empty() ? f.tokenizer : tokenizer_beside(f.model);
     if (!f.preset.empty() || !file_exists(tok)) return;
     const std::string from = t.cfg.method == Method::Full
                                  ? "--model " + ckpt + "/model.bin --tokenizer " + tok
@@ -160,7 +160,7 @@ void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt
 DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokenizer& tok) {
     std::string path = f.tokenizer;
     if (path.empty() && f.preset.empty()) {
-        std::string guess = f.model.substr(0, f.model.rfind('.')) + ".tok";
+        std::string guess = tokenizer_beside(f.model);
         if (file_exists(guess)) path = guess;
     }
     DataTokenizer dt;

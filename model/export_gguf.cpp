@@ -34,17 +34,6 @@ struct Metadata {
     }
 };
 
-// llama.cpp's tokenizer.ggml.pre for our pre-tokenizers (import reads each back as the same kind).
-const char* gguf_pre(PreTokenizerKind k) {
-    switch (k) {
-        case PreTokenizerKind::GPT2: return "gpt-2";
-        case PreTokenizerKind::SmolLM: return "smollm";
-        case PreTokenizerKind::Llama3: return "llama-bpe";
-        case PreTokenizerKind::Qwen2: return "qwen2";
-    }
-    return "gpt-2";
-}
-
 // general.file_type (llama_ftype) of a model whose matrices are `type`.
 uint32_t file_type(uint32_t type) {
     return type == GGML_F16 ? 1 : type == GGML_Q8_0 ? 7 : type == GGML_BF16 ? 32 : 0;
@@ -55,12 +44,8 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
                  uint32_t type) {
     if (type != GGML_F32 && type != GGML_F16 && type != GGML_BF16 && type != GGML_Q8_0)
         fail("%s: GGUF output type %s is not supported: use F32, F16, BF16 or Q8_0", path.c_str(), ggml_type_name(type));
-    cfg.validate(path);
-    ParamLayout L = param_layout(cfg);
-    if (params.size() != L.total) fail("%s: %zu weights given, the config needs %zu", path.c_str(), params.size(), L.total);
-    check_finite(cfg, params, path);
-    if (tok.vocab.size() > (size_t)cfg.vocab_size)
-        fail("%s: the tokenizer has %zu tokens but the model only %d embeddings", path.c_str(), tok.vocab.size(), cfg.vocab_size);
+    check_exportable(cfg, params, tok.vocab.size(), path);
+    const ParamLayout L = param_layout(cfg);
     const std::string arch = cfg.qkv_bias ? "qwen2" : "llama", a = arch + ".";
 
     Metadata md;
@@ -82,7 +67,7 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     md.f32(a + "attention.layer_norm_rms_epsilon", cfg.norm_eps);
     md.u32(a + "vocab_size", cfg.vocab_size);
     md.string("tokenizer.ggml.model", "gpt2");
-    md.string("tokenizer.ggml.pre", gguf_pre(tok.pre));
+    md.string("tokenizer.ggml.pre", pre_tokenizer_to_gguf(tok.pre));
     // llama.cpp needs a token for every embedding row: rows past the tokenizer's vocabulary (Qwen2's
     // padding) get "[PAD<id>]" tokens of type Unused, as its converter writes them.
     std::vector<std::string> tokens = tok.vocab;

@@ -19,12 +19,7 @@ std::string float_json(float v) {
 
 void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::vector<float>& params, const Tokenizer& tok,
                    DType dtype) {
-    cfg.validate(dir);
-    ParamLayout L = param_layout(cfg);
-    if (params.size() != L.total) fail("%s: %zu weights given, the config needs %zu", dir.c_str(), params.size(), L.total);
-    if (tok.vocab.size() > (size_t)cfg.vocab_size)
-        fail("%s: the tokenizer has %zu tokens but the model only %d embeddings", dir.c_str(), tok.vocab.size(), cfg.vocab_size);
-    check_finite(cfg, params, dir);
+    check_exportable(cfg, params, tok.vocab.size(), dir);
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) fail("%s: cannot create directory: %s", dir.c_str(), ec.message().c_str());
@@ -60,7 +55,7 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
               (dtype == DType::BF16 ? "bfloat16" : "float32") + "\"\n}\n";
 
     std::vector<SafeTensorOut> tensors;
-    for (const TensorInfo& t : L.tensors) tensors.push_back({t.name, t.shape, params.data() + t.offset});
+    for (const TensorInfo& t : param_layout(cfg).tensors) tensors.push_back({t.name, t.shape, params.data() + t.offset});
     safetensors_write(dir + "/model.safetensors", tensors, dtype);
     tokenizer_save_hf(tok, dir, cfg.max_seq_len);
     write_file_atomic(dir + "/config.json", config);

@@ -224,9 +224,14 @@ void model_init_random(const ModelConfig& cfg, std::vector<float>& params, uint6
     for (size_t ti = 0; ti < L.tensors.size(); ti++) init_random_tensor(L.tensors[ti], ti, params.data() + L.tensors[ti].offset, seed);
 }
 
-void check_finite(const ModelConfig& cfg, const std::vector<float>& params, const std::string& where) {
-    for (const TensorInfo& t : param_layout(cfg).tensors)
-        for (size_t i = 0; i < t.numel && t.offset + i < params.size(); i++)
+void check_exportable(const ModelConfig& cfg, const std::vector<float>& params, size_t n_tokens, const std::string& where) {
+    cfg.validate(where);
+    const ParamLayout L = param_layout(cfg);
+    if (params.size() != L.total) fail("%s: %zu weights given, the config needs %zu", where.c_str(), params.size(), L.total);
+    if (n_tokens > (size_t)cfg.vocab_size)
+        fail("%s: the tokenizer has %zu tokens but the model only %d embeddings", where.c_str(), n_tokens, cfg.vocab_size);
+    for (const TensorInfo& t : L.tensors)
+        for (size_t i = 0; i < t.numel; i++)
             if (!std::isfinite(params[t.offset + i]))
                 fail("%s: %s[%zu] is %g: the model has non-finite weights, nothing was written", where.c_str(),
                      t.name.c_str(), i, (double)params[t.offset + i]);

@@ -64,9 +64,10 @@ void model_init_random(const ModelConfig& cfg, std::vector<float>& params, uint6
 // Tensor ti of the layout as model_init_random fills it (norms 1, biases 0, weights N(0, 0.02²)).
 void init_random_tensor(const TensorInfo& t, size_t ti, float* p, uint64_t seed);
 
-// Fails naming the tensor and index of the first NaN or infinite weight (`where`: the output file),
-// so that no broken model is written out for other tools.
-void check_finite(const ModelConfig& cfg, const std::vector<float>& params, const std::string& where);
+// What an exporter checks before it writes `where`: the config is valid, params has its size, the
+// tokenizer's n_tokens fit the embedding, and every weight is finite (else it fails naming the
+// tensor and index of the first NaN or infinity), so that no broken model goes out to other tools.
+void check_exportable(const ModelConfig& cfg, const std::vector<float>& params, size_t n_tokens, const std::string& where);
 
 // BF16 rounding (round-to-nearest-even), used by files and later by the CUDA backend.
 uint16_t f32_to_bf16(float f);

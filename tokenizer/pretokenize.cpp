@@ -157,6 +157,16 @@ PreTokenizerKind pre_tokenizer_from_gguf(const std::string& pre) {
          "llama-bpe, qwen2", pre.c_str());
 }
 
+const char* pre_tokenizer_to_gguf(PreTokenizerKind kind) {
+    switch (kind) {
+    case PreTokenizerKind::GPT2: return "gpt-2";
+    case PreTokenizerKind::SmolLM: return "smollm";
+    case PreTokenizerKind::Llama3: return "llama-bpe";
+    case PreTokenizerKind::Qwen2: return "qwen2";
+    }
+    return "gpt-2";
+}
+
 namespace {
 
 const char* kLlama3Regex =

@@ -25,6 +25,8 @@ const char* pre_tokenizer_name(PreTokenizerKind kind);  // "gpt2", "smollm", "ll
 // From GGUF's tokenizer.ggml.pre ("gpt2", "smollm", "starcoder", "llama-bpe", "qwen2", ...); fails
 // listing the supported values when the string is unknown.
 PreTokenizerKind pre_tokenizer_from_gguf(const std::string& pre);
+// llama.cpp's name for `kind` (what export_gguf writes; pre_tokenizer_from_gguf reads it back).
+const char* pre_tokenizer_to_gguf(PreTokenizerKind kind);
 
 // From the "pre_tokenizer" object of a Hugging Face tokenizer.json; fails describing the config
 // when it is not one of the four layouts above. `path` names the file in errors.

@@ -65,6 +65,8 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
 // Our binary .tok format (layout in tokenizer_io.cpp); the writer is atomic.
 void tokenizer_save(const Tokenizer& tok, const std::string& path);
 Tokenizer tokenizer_load(const std::string& path);
+// The .tok that ./convert writes beside a model: the model's path with its extension replaced.
+std::string tokenizer_beside(const std::string& model_path);
 // By extension: ".json" → tokenizer_load_hf, anything else → tokenizer_load.
 Tokenizer tokenizer_load_any(const std::string& path);
 

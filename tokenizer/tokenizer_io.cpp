@@ -301,6 +301,10 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
                           json_quote(chat_template_to_jinja(tok.chat_template)) + "\n}\n");
 }
 
+std::string tokenizer_beside(const std::string& model_path) {
+    return model_path.substr(0, model_path.rfind('.')) + ".tok";
+}
+
 Tokenizer tokenizer_load_any(const std::string& path) {
     bool json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
     return json ? tokenizer_load_hf(path) : tokenizer_load(path);

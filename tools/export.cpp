@@ -77,7 +77,7 @@ static int run(int argc, char** argv) {
         printf("wrote %s: %s%s\n", merge.c_str(), model.c_str(), what);
     }
     if (hf.empty() && gguf.empty()) return 0;
-    Tokenizer tok = tokenizer_load_any(tokenizer.empty() ? model.substr(0, model.rfind('.')) + ".tok" : tokenizer);
+    Tokenizer tok = tokenizer_load_any(tokenizer.empty() ? tokenizer_beside(model) : tokenizer);
     if (!chat_template.empty()) tok.chat_template = chat_template_from_name(chat_template);
     if (!hf.empty()) {
         export_hf_dir(hf, cfg, params, tok, dt);

@@ -45,7 +45,7 @@ static int run(int argc, char** argv) {
         while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) prompt.append(buf, n);
     }
     if (prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin");
-    if (tok_path.empty()) tok_path = model_path.substr(0, model_path.rfind('.')) + ".tok";
+    if (tok_path.empty()) tok_path = tokenizer_beside(model_path);
     Tokenizer tok = tokenizer_load_any(tok_path);
     ModelConfig cfg;
     std::vector<float> params;
