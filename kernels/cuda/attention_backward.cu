@@ -49,23 +49,24 @@ __global__ void bwd_D_kernel(float* D, const bf16* dout, const bf16* out, size_t
 //   P  = exp2(S·scale·log2e - lse·log2e), 0 where masked
 //   dS = P ∘ (dP - D)
 //   dQ += dS K                      (A = dS from registers; B = K rows, transposed ldmatrix)
-// As in dK/dV, every K and V fragment is read from shared memory by every warp: at HD 64 a warp owns
-// 32 queries (MT = 2), 64 ldmatrix per 192 mma instead of 56 per 96, for 2 CTAs of 4 warps per SM
-// instead of 4 (the registers: 2 x 2 x 16 x 64 score tiles and 2 x 16 x 64 accumulators). At HD 128
-// the accumulators and score tiles of one row tile already take the registers (MT = 1).
+// As in dK/dV, every K and V fragment is read from shared memory by every warp, so a warp owns 32
+// queries (MT = 2): at HD 64, 64 ldmatrix per 192 mma instead of 56 per 96, for 2 CTAs of 4 warps
+// per SM instead of 4; at HD 128 with key blocks of BN = 32 (the 2 x 16 x 128 accumulators take the
+// registers that wider score tiles would), 80 ldmatrix per 192 mma instead of 112, at the same 2
+// CTAs of 4 warps. 254 registers either way.
 // Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 74 KB at HD 64; the
-// narrow tiling (99 KB GPUs, HD 128) has 2 warps, BM = 32: 87 KB.
+// narrow tiling (99 KB GPUs, HD 128) has 2 warps of 16 queries, BM = 32, BN = 64: 87 KB.
 template <int HD, bool narrow>
 struct DqCfg {
-    static constexpr int MT = HD == 64 ? 2 : 1, NW = narrow ? 2 : 4, NT = NW * 32, BM = 16 * MT * NW, BN = 64,
-                         LD = HD + 8;
+    static constexpr int MT = narrow ? 1 : 2, NW = narrow ? 2 : 4, NT = NW * 32, BM = 16 * MT * NW,
+                         BN = HD == 128 && !narrow ? 32 : 64, LD = HD + 8;
     static constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * LD * sizeof(bf16) + BN * sizeof(int);
     static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids)");
 };
 
 template <int HD, bool narrow>
 // At HD 64 the bound asks for <= 256 registers: 2 CTAs per SM.
-__global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, HD == 64 ? 2 : 1)
+__global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
     flash_dq_kernel(bf16* __restrict__ dq, const bf16* __restrict__ dout, const float* __restrict__ lse,
                     const float* __restrict__ Dg, const bf16* __restrict__ q, const bf16* __restrict__ k,
                     const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T, int nh, int nkv, float scale,
