@@ -179,29 +179,36 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
 
 // ---------------------------------------------------------------------------------------------------
 // dK, dV: grid x = b * nkv + g, y = key block (block 0, which sees the most queries, first). BN = 128
-// keys per CTA (64 in the narrow tiling), their K and V rows resident in shared memory; each warp
-// owns MT row tiles of 16 keys. The CTA walks the query blocks of BM = 32 queries from the diagonal
-// to T, for each query head of the group in turn, double-buffering Q, dO (cp.async) and their lse, D,
-// segment ids (through registers). Per warp the tile is transposed — keys are the rows — so that
-// dK, dV stay in registers:
+// keys per CTA (64 in the narrow tiling), their K and V rows resident in shared memory. The CTA walks
+// the query blocks of BM = 32 queries from the diagonal to T, for each query head of the group in
+// turn, double-buffering Q, dO (cp.async) and their lse, D, segment ids (through registers). Per warp
+// the tile is transposed — keys are the rows — so that dK, dV stay in registers:
 //   Sᵀ  = K Qᵀ, dPᵀ = V dOᵀ         (A = K, V rows; B = Q, dO rows, non-transposed)
 //   Pᵀ  = exp2(Sᵀ·scale·log2e - lse[query]·log2e), 0 where masked
 //   dV += Pᵀ dO                      (A = Pᵀ from registers; B = dO rows, transposed)
 //   dSᵀ = Pᵀ ∘ (dPᵀ - D[query])
 //   dK += dSᵀ Q                      (A = dSᵀ from registers; B = Q rows, transposed)
-// Every B fragment (Q, dO) is read from shared memory by every warp, so the ldmatrix per mma fall
-// as a warp owns more keys: at HD 64 a warp owns 32 keys (MT = 2, 4 warps), 48 ldmatrix per 128 mma
-// instead of 72 with 16 keys (the profile showed the 16-key version issue-bound on ldmatrix, 8.1
-// cycles per instruction at 2 warps per scheduler). Its registers: 2 x 2 x 16 x 64 accumulators and
-// 2 x 2 x 16 x 32 score tiles, 192 of them per thread. At HD 128 the accumulators alone would take
-// 256, so a warp owns 16 keys (MT = 1, 8 warps).
-// Shared memory: K, V [BN][HD+8], Q, dO [2][BM][HD+8]: 105 KB at HD 128, 55 KB at HD 64; the narrow
-// tiling (99 KB GPUs, HD 128) has 4 warps, BN = 64: 70 KB.
+// Every B fragment (Q, dO) is read from shared memory by every warp that needs it, so the ldmatrix
+// per mma fall as a warp owns more keys. A warp owns 32 keys (MT = 2 row tiles of 16):
+// - HD 64: one warp does all four products for its keys, 4 warps: 48 ldmatrix per 128 mma (72 with
+//   16 keys: the profile showed that version issue-bound on ldmatrix, 8.1 cycles per instruction at
+//   2 warps per scheduler). Registers: 2 x 2 x 16 x 64 accumulators, 2 x 2 x 16 x 32 score tiles.
+// - HD 128 (PAIR): the dK and dV accumulators of 32 keys would take 256 registers, so two warps share
+//   the keys. The even warp computes Sᵀ, Pᵀ and dV; the odd one dPᵀ, dSᵀ and dK; Pᵀ passes from the
+//   one to the other through shared memory in the accumulator layout (each lane reads back what the
+//   same lane of its partner wrote: float4 per lane, no bank conflicts). Per warp 48 ldmatrix and 8
+//   float4 stores or loads per 128 mma, against 80 ldmatrix per 128 mma when each of 8 warps did all
+//   four products for 16 keys; the arithmetic is the same, so dK and dV are bit-identical to it.
+// Shared memory: K, V [BN][HD+8], Q, dO [2][BM][HD+8], and at HD 128 Pᵀ [pairs][32][BM] FP32:
+// 118 KB at HD 128, 55 KB at HD 64; the narrow tiling (99 KB GPUs, HD 128) has 4 warps, BN = 64: 76 KB.
 template <int HD, bool narrow>
 struct DkvCfg {
-    static constexpr int MT = HD == 64 ? 2 : 1, NW = narrow ? 4 : 8 / MT, NT = NW * 32, BN = 16 * MT * NW, BM = 32,
-                         LD = HD + 8;
-    static constexpr size_t smem = (size_t)(2 * BN + 4 * BM) * LD * sizeof(bf16) + 3 * BM * sizeof(float);
+    static constexpr bool PAIR = HD == 128;
+    static constexpr int MT = 2, NW = narrow || !PAIR ? 4 : 8, NT = NW * 32, BN = 16 * MT * (PAIR ? NW / 2 : NW),
+                         BM = 32, LD = HD + 8;
+    static constexpr int PX = PAIR ? NW / 2 * MT * BM * 16 : 0;  // floats of Pᵀ for all pairs (32 keys x BM each)
+    static constexpr size_t smem =
+        (size_t)(2 * BN + 4 * BM) * LD * sizeof(bf16) + 3 * BM * sizeof(float) + PX * sizeof(float);
     static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids, lse, D)");
 };
 
@@ -221,8 +228,12 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
     float* sLse2 = reinterpret_cast<float*>(sdO + 2 * BM * LD);  // [BM] lse·log2e of the current queries
     float* sD = sLse2 + BM;                                      // [BM]
     int* sQseg = reinterpret_cast<int*>(sD + BM);                // [BM]
+    float4* sP = reinterpret_cast<float4*>(sQseg + BM);         // PAIR: [pair][MT][BM/8][32 lanes] Pᵀ tiles
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
+    // PAIR: role 0 (even warp) computes Sᵀ, Pᵀ, dV; role 1 (odd warp) dPᵀ, dSᵀ, dK, for the same keys.
+    const int role = C::PAIR ? warp & 1 : 0, owner = C::PAIR ? warp >> 1 : warp;
+    float4* pair_P = sP + owner * MT * (BM / 8) * 32;
     const int group = nh / nkv;
     const int b = blockIdx.x / nkv, g = blockIdx.x % nkv;
     const int k0 = blockIdx.y * BN;
@@ -242,7 +253,7 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
     cp_async_commit();
 
     // This thread's key rows: wrow + 16m + gq and + 8 for each row tile m of the warp.
-    const int wrow = warp * 16 * MT;
+    const int wrow = owner * 16 * MT;
     int ki[MT][2], kseg[MT][2];
     #pragma unroll
     for (int m = 0; m < MT; m++)
@@ -268,7 +279,10 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
     };
     prefetch(0);
 
-    float dka[MT][HD / 8][4] = {}, dva[MT][HD / 8][4] = {};  // dK (unscaled), dV for the warp's keys
+    // dK (unscaled) and dV for the warp's keys. PAIR: a warp keeps one of them, in dka's registers: dV
+    // for role 0, dK for role 1 (dva is then unused, and takes no registers).
+    float dka[MT][HD / 8][4] = {};
+    float dva[C::PAIR ? 1 : MT][HD / 8][4] = {};
     for (int j = 0; j < n_it; j++) {
         const int q0 = q0_of(j), st = j & 1;
         if (j + 1 < n_it) {
@@ -290,8 +304,7 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
         const bf16* tQ = sQ + st * BM * LD;
         const bf16* tdO = sdO + st * BM * LD;
 
-        float s[MT][BM / 8][4] = {}, dp[MT][BM / 8][4] = {};  // Sᵀ, dPᵀ: rows = keys, columns = queries
-        mma_scores_pair<MT, BM, HD, LD>(s, dp, sK + wrow * LD, sV + wrow * LD, tQ, tdO, lane);
+        float s[MT][BM / 8][4] = {};  // rows = keys, columns = queries
         // Pᵀ into s. Element e of tile n of row tile m: key ki[m][e>>1], query column 8n + 2*cq + (e&1).
         // Two versions of the loop, so that the blocks with no mask (all but the diagonal ones, in
         // a plain causal batch) carry no mask arithmetic; the mask itself is branch-free.
@@ -318,34 +331,80 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
                     }
             }
         };
-        if (no_mask) probs(std::false_type{});
-        else probs(std::true_type{});
-        // dV += Pᵀ dO: B[k = query][n = d] = dO[query][d], transposed load.
-        mma_acc_pb<MT, BM, HD, LD>(dva, s, tdO, lane);
-        // dSᵀ = Pᵀ ∘ (dPᵀ - D[query]) into s, then dK += dSᵀ Q.
-        #pragma unroll
-        for (int n = 0; n < BM / 8; n++) {
-            const float2 d2 = *reinterpret_cast<const float2*>(sD + n * 8 + 2 * cq);
+        // dSᵀ = Pᵀ ∘ (dPᵀ - D[query]) into p, from Pᵀ in p and dPᵀ in dp.
+        auto dscores = [&](float (&p)[MT][BM / 8][4], const float (&dp)[MT][BM / 8][4]) {
             #pragma unroll
-            for (int m = 0; m < MT; m++)
+            for (int n = 0; n < BM / 8; n++) {
+                const float2 d2 = *reinterpret_cast<const float2*>(sD + n * 8 + 2 * cq);
                 #pragma unroll
-                for (int e = 0; e < 4; e++) s[m][n][e] *= dp[m][n][e] - ((e & 1) ? d2.y : d2.x);
+                for (int m = 0; m < MT; m++)
+                    #pragma unroll
+                    for (int e = 0; e < 4; e++) p[m][n][e] *= dp[m][n][e] - ((e & 1) ? d2.y : d2.x);
+            }
+        };
+        if constexpr (!C::PAIR) {
+            float dp[MT][BM / 8][4] = {};  // Sᵀ = K Qᵀ into s, dPᵀ = V dOᵀ into dp
+            mma_scores_pair<MT, BM, HD, LD>(s, dp, sK + wrow * LD, sV + wrow * LD, tQ, tdO, lane);
+            if (no_mask) probs(std::false_type{});
+            else probs(std::true_type{});
+            mma_acc_pb<MT, BM, HD, LD>(dva, s, tdO, lane);  // dV += Pᵀ dO (B = dO rows, transposed)
+            dscores(s, dp);
+            mma_acc_pb<MT, BM, HD, LD>(dka, s, tQ, lane);  // dK += dSᵀ Q
+        } else {
+            if (role == 0) {  // Sᵀ = K Qᵀ, Pᵀ, handed to the partner
+                mma_scores<MT, BM, HD, LD>(s, sK + wrow * LD, tQ, lane);
+                if (no_mask) probs(std::false_type{});
+                else probs(std::true_type{});
+                #pragma unroll
+                for (int m = 0; m < MT; m++)
+                    #pragma unroll
+                    for (int n = 0; n < BM / 8; n++)
+                        pair_P[(m * (BM / 8) + n) * 32 + lane] = make_float4(s[m][n][0], s[m][n][1], s[m][n][2], s[m][n][3]);
+            } else {  // dPᵀ = V dOᵀ
+                mma_scores<MT, BM, HD, LD>(s, sV + wrow * LD, tdO, lane);
+            }
+            __syncthreads();  // Pᵀ is in shared memory
+            if (role == 0) {
+                mma_acc_pb<MT, BM, HD, LD>(dka, s, tdO, lane);  // dV += Pᵀ dO (in dka's registers)
+            } else {
+                float p[MT][BM / 8][4];
+                #pragma unroll
+                for (int m = 0; m < MT; m++)
+                    #pragma unroll
+                    for (int n = 0; n < BM / 8; n++) {
+                        const float4 x = pair_P[(m * (BM / 8) + n) * 32 + lane];
+                        p[m][n][0] = x.x, p[m][n][1] = x.y, p[m][n][2] = x.z, p[m][n][3] = x.w;
+                    }
+                dscores(p, s);
+                mma_acc_pb<MT, BM, HD, LD>(dka, p, tQ, lane);  // dK += dSᵀ Q
+            }
         }
-        mma_acc_pb<MT, BM, HD, LD>(dka, s, tQ, lane);
         __syncthreads();
     }
     cp_async_wait<0>();  // nothing is left in flight (the last group is empty), but be explicit
-    // The warp's rows of sK and sV are read by no one else: stage dK · scale and dV there and store.
-    #pragma unroll
-    for (int m = 0; m < MT; m++) {
-        acc_to_smem<HD>(sK, wrow + 16 * m, dka[m], scale, scale, lane);
-        acc_to_smem<HD>(sV, wrow + 16 * m, dva[m], 1.0f, 1.0f, lane);
-    }
-    __syncwarp();
-    #pragma unroll
-    for (int m = 0; m < MT; m++) {
-        store_rows16<HD>(dk + koff, kstride, k0 + wrow + 16 * m, T, sK + (wrow + 16 * m) * LD, lane);
-        store_rows16<HD>(dv + koff, kstride, k0 + wrow + 16 * m, T, sV + (wrow + 16 * m) * LD, lane);
+    // The warp's rows of sK and sV are read by no one else now: stage dK · scale and dV there and
+    // store (PAIR: role 1 stages its dK in sK, role 0 its dV in sV).
+    if constexpr (!C::PAIR) {
+        #pragma unroll
+        for (int m = 0; m < MT; m++) {
+            acc_to_smem<HD>(sK, wrow + 16 * m, dka[m], scale, scale, lane);
+            acc_to_smem<HD>(sV, wrow + 16 * m, dva[m], 1.0f, 1.0f, lane);
+        }
+        __syncwarp();
+        #pragma unroll
+        for (int m = 0; m < MT; m++) {
+            store_rows16<HD>(dk + koff, kstride, k0 + wrow + 16 * m, T, sK + (wrow + 16 * m) * LD, lane);
+            store_rows16<HD>(dv + koff, kstride, k0 + wrow + 16 * m, T, sV + (wrow + 16 * m) * LD, lane);
+        }
+    } else {
+        bf16* stage = role ? sK : sV;
+        const float mul = role ? scale : 1.0f;
+        #pragma unroll
+        for (int m = 0; m < MT; m++) acc_to_smem<HD>(stage, wrow + 16 * m, dka[m], mul, mul, lane);
+        __syncwarp();
+        #pragma unroll
+        for (int m = 0; m < MT; m++)
+            store_rows16<HD>((role ? dk : dv) + koff, kstride, k0 + wrow + 16 * m, T, stage + (wrow + 16 * m) * LD, lane);
     }
 }
 

@@ -166,6 +166,28 @@ __device__ __forceinline__ void mma_scores_pair(float (&s)[MT][N / 8][4], float 
     }
 }
 
+// One score product, s += A·Bᵀ, with the operands and layout of mma_scores_pair: where a warp pair
+// splits Sᵀ and dPᵀ between its two warps (the dK/dV kernel at HD 128), each computes one of them.
+template <int MT, int N, int HD, int LD>
+__device__ __forceinline__ void mma_scores(float (&s)[MT][N / 8][4], const bf16* a, const bf16* b, int lane) {
+    #pragma unroll
+    for (int kk = 0; kk < HD / 16; kk++) {
+        uint32_t af[MT][4];
+        #pragma unroll
+        for (int m = 0; m < MT; m++) ldmatrix_x4(af[m], a + (m * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+        #pragma unroll
+        for (int np = 0; np < N / 16; np++) {
+            uint32_t bf[4];
+            ldmatrix_x4(bf, b + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+            #pragma unroll
+            for (int m = 0; m < MT; m++) {
+                mma_bf16(s[m][2 * np], af[m], bf[0], bf[1]);
+                mma_bf16(s[m][2 * np + 1], af[m], bf[2], bf[3]);
+            }
+        }
+    }
+}
+
 // acc[m] += P[m]·B for one warp's MT row tiles: P[m] is 16 rows × N columns as accumulator tiles
 // (rounded to BF16 into A fragments two tiles at a time), B the [N][LD] shared tile whose rows are
 // P's columns, read with the transposed ldmatrix once for all MT row tiles. (O += P·V in the
