@@ -38,8 +38,10 @@ std::vector<StepGemm> step_gemms(const ModelConfig& c, int tokens, int r) {
     struct Proj {
         const char* name;
         int in, out, count;  // count per layer
+        bool dx_accumulates;  // its adapter's dx adds to another projection's (model.cpp: k, v after q; up after gate)
     };
-    std::vector<Proj> projs = {{"q", C, Q, 1}, {"k,v", C, KV, 2}, {"o", Q, C, 1}, {"gate,up", C, F, 2}, {"down", F, C, 1}};
+    std::vector<Proj> projs = {{"q", C, Q, 1, false},   {"k,v", C, KV, 2, true}, {"o", Q, C, 1, false},
+                               {"gate", C, F, 1, false}, {"up", C, F, 1, true},   {"down", F, C, 1, false}};
     std::vector<StepGemm> g;
     for (const Proj& p : projs) {
         const std::string n = p.name;
@@ -51,7 +53,8 @@ std::vector<StepGemm> step_gemms(const ModelConfig& c, int tokens, int r) {
         g.push_back({n + " lora dB += dyᵀ·u", true, false, p.out, r, tokens, true, 1.0f, k});
         g.push_back({n + " lora du = dy·B", false, false, tokens, r, p.out, false, 0.0f, k});
         g.push_back({n + " lora dA += duᵀ·x", true, false, r, p.in, tokens, true, 1.0f, k});
-        g.push_back({n + " lora dx = du·A", false, false, tokens, p.in, r, false, 1.0f, k});
+        g.push_back({n + (p.dx_accumulates ? " lora dx += du·A" : " lora dx = du·A"), false, false, tokens, p.in, r,
+                     false, p.dx_accumulates ? 1.0f : 0.0f, k});
     }
     const int chunk = loss_chunk(false), chunks = (tokens + chunk - 1) / chunk;
     g.push_back({"lm head logits", false, true, chunk, V, C, false, 0.0f, chunks});
