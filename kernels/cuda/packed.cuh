@@ -26,6 +26,29 @@ __device__ inline void load8(float (&v)[8], const bf16* p, size_t i, size_t n, b
     }
 }
 
+// Loads issued ahead of their use. load8 converts as it loads, so a thread that loads several chunks
+// with it waits for each before the next conversion, and the compiler may issue a later load only
+// after an earlier one has arrived. A kernel that wants k loads in flight per thread takes the raw 16
+// bytes of each chunk first (a full, allowed chunk: i + 8 <= n and vec) and unpacks them when it uses
+// them; the values are the same as load8's.
+__device__ inline uint4 load_raw8(const bf16* p, size_t i) { return *reinterpret_cast<const uint4*>(p + i); }
+__device__ inline void unpack8(float (&v)[8], const uint4& raw) {
+    const bf16* b = reinterpret_cast<const bf16*>(&raw);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) v[k] = __bfloat162float(b[k]);
+}
+
+// The two halves of that for any chunk: prefetch_raw8 takes the raw bytes of a full chunk on the
+// vector path (else nothing); unpack_or_load8 then gives its floats, from those bytes or, for a
+// partial or scalar-path chunk, loaded now.
+__device__ inline void prefetch_raw8(uint4& raw, const bf16* p, size_t i, size_t n, bool vec) {
+    if (vec && i + 8 <= n) raw = load_raw8(p, i);
+}
+__device__ inline void unpack_or_load8(float (&v)[8], const uint4& raw, const bf16* p, size_t i, size_t n, bool vec) {
+    if (vec && i + 8 <= n) unpack8(v, raw);
+    else load8(v, p, i, n, false);
+}
+
 __device__ inline void load8(float (&v)[8], const float* p, size_t i, size_t n, bool vec) {
     if (vec && i + 8 <= n) {
         float4 a = *reinterpret_cast<const float4*>(p + i), b = *reinterpret_cast<const float4*>(p + i + 4);

@@ -56,18 +56,12 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
         uint4 raw[CPL];
         #pragma unroll
         for (int i = 0; i < CPL; i++)
-            if (lane + 32 * i < chunks) raw[i] = reinterpret_cast<const uint4*>(xr)[lane + 32 * i];
-        // The raw chunk i as floats (a bf16 -> float conversion is exact).
-        auto unpack = [&](float (&xv)[8], int i) {
-            const bf16* b = reinterpret_cast<const bf16*>(&raw[i]);
-            #pragma unroll
-            for (int k = 0; k < 8; k++) xv[k] = __bfloat162float(b[k]);
-        };
+            if (lane + 32 * i < chunks) raw[i] = load_raw8(xr, 8 * (lane + 32 * i));
         #pragma unroll
         for (int i = 0; i < CPL; i++)
             if (lane + 32 * i < chunks) {
                 float xv[8];
-                unpack(xv, i);
+                unpack8(xv, raw[i]);
                 add_squares8(ss, xv);
             }
         ss = warp_reduce<SumOp>(ss);
@@ -77,7 +71,7 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
             if (lane + 32 * i < chunks) {
                 const int j = lane + 32 * i;
                 float xv[8], wv[8], ov[8];
-                unpack(xv, i);
+                unpack8(xv, raw[i]);
                 load8(wv, w, 8 * j, C, true);
                 normalize8(ov, xv, wv, r);
                 store8(o, ov, 8 * j, C, true);
@@ -127,7 +121,8 @@ void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N
 // of a warp (consecutive j) touch 32 consecutive floats: no bank conflicts.
 // kOneChunk (C <= 8 · 512, every thread owns at most one chunk): the thread keeps its chunk of w for
 // all rows, and its chunks of dy, x and dx from the dot product to the update, so a row is one
-// round of loads (all in flight together) instead of two; same arithmetic in the same order.
+// round of loads (all in flight together) instead of two, issued while the previous row is being
+// reduced; same arithmetic in the same order.
 constexpr int kBackwardMaxThreads = 512;
 
 template <bool kOneChunk>
@@ -144,15 +139,27 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
         const bool mine = j < chunks;
         float wv[8] = {};
         if (mine) load8(wv, w, 8 * j, C, vec);
+        // The next row's dy, x and dx are loaded (raw) before this row's block reduction, so they
+        // arrive while the block waits at its barriers instead of after them.
+        uint4 rg = {}, rx = {}, rd = {};
+        auto prefetch = [&](int n) {
+            if (!mine || n >= N) return;
+            const size_t row = (size_t)n * C;
+            prefetch_raw8(rg, dout + row, 8 * j, C, vec);
+            prefetch_raw8(rx, x + row, 8 * j, C, vec);
+            prefetch_raw8(rd, dx + row, 8 * j, C, vec);
+        };
+        prefetch(blockIdx.x);
         for (int n = blockIdx.x; n < N; n += gridDim.x) {
             const size_t row = (size_t)n * C;
             float gv[8] = {}, xv[8] = {}, dv[8] = {}, r = rstd[n], dot = 0.0f;
             if (mine) {
-                load8(gv, dout + row, 8 * j, C, vec);
-                load8(xv, x + row, 8 * j, C, vec);
-                load8(dv, dx + row, 8 * j, C, vec);
+                unpack_or_load8(gv, rg, dout + row, 8 * j, C, vec);
+                unpack_or_load8(xv, rx, x + row, 8 * j, C, vec);
+                unpack_or_load8(dv, rd, dx + row, 8 * j, C, vec);
                 add_dot8(dot, gv, wv, xv);
             }
+            prefetch(n + gridDim.x);
             dot = block_reduce<SumOp>(dot);
             float kr = r * r * r * dot / (float)C;
             if (mine) {
