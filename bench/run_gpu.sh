@@ -29,6 +29,7 @@
 #   SCALE_OFFLOAD=1 (the 65B QLoRA step again with --offload-optimizer); SANITIZE=1 (compute-sanitizer
 #   racecheck and synccheck on the attention tests);
 #   PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt);
+#   PROFILE_OPS="case;case" (Nsight Compute on the bench_cuda_kernels cases matching each: profile.txt);
 #   PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt);
 #   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed: profile.txt);
 #   AB_OLD=1 (the previous build, benchmarked in the same run: its kernel table appended to
@@ -241,6 +242,19 @@ if [ "${PROFILE:-0}" = 1 ] && [ -x build/bench/bench_cuda_kernels ] && command -
             --launch-count 3 --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
             --section WarpStateStats --section Occupancy --section LaunchStats --section SchedulerStats \
             --section InstructionStats build/bench/bench_cuda_kernels --filter "attn bwd $shape" --sample-ms 1
+    done
+fi
+# PROFILE_OPS="case;case...": the same sections on the first three launches of the kernels named like
+# the case's first word, in the bench_cuda_kernels cases whose "op shape" contains `case` (e.g.
+# "rmsnorm fwd N8192 C4096;crossentropy n1024 V128256"): what holds a memory-bound kernel below its
+# target (memory throughput, stalls, occupancy).
+if [ -n "${PROFILE_OPS:-}" ] && [ -x build/bench/bench_cuda_kernels ] && command -v ncu >/dev/null; then
+    IFS=';' read -ra profile_cases <<<"$PROFILE_OPS"
+    for c in "${profile_cases[@]}"; do
+        step "profile: ncu $c" 120 "$OUT/profile.txt" ncu --clock-control none -k "regex:${c%% *}" --launch-count 3 \
+            --section SpeedOfLight \
+            --section MemoryWorkloadAnalysis --section WarpStateStats --section Occupancy --section LaunchStats \
+            --section SchedulerStats build/bench/bench_cuda_kernels --filter "$c" --sample-ms 1
     done
 fi
 

@@ -131,41 +131,45 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
             __syncthreads();
             continue;
         }
-        const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
-        const bf16* tK = sK + st * BN * LD;
-        const bf16* tV = sV + st * BN * LD;
+        // A warp whose queries all come before the block's first key: P = 0 throughout, dQ += 0. It
+        // skips the math (as in the forward; bit-identical) and waits at the barrier.
+        if (k0 <= q0 + wrow + 16 * MT - 1) {
+            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
+            const bf16* tK = sK + st * BN * LD;
+            const bf16* tV = sV + st * BN * LD;
 
-        float s[MT][BN / 8][4] = {}, dp[MT][BN / 8][4] = {};  // S = Q Kᵀ, dP = dO Vᵀ
-        mma_scores_pair<MT, BN, HD, LD>(s, dp, sQ + wrow * LD, sdO + wrow * LD, tK, tV, lane);
-        // dS into s. Element e of tile n of row tile m: query qi[m][e>>1], key column 8n + 2*cq +
-        // (e&1). As in the dK/dV kernel: a loop without mask for the unmasked blocks, a branch-free
-        // mask otherwise.
-        auto dscores = [&](auto masked_tag) {
-            constexpr bool kMasked = decltype(masked_tag)::value;
-            #pragma unroll
-            for (int n = 0; n < BN / 8; n++) {
-                const int c0 = n * 8 + 2 * cq;
-                const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
+            float s[MT][BN / 8][4] = {}, dp[MT][BN / 8][4] = {};  // S = Q Kᵀ, dP = dO Vᵀ
+            mma_scores_pair<MT, BN, HD, LD>(s, dp, sQ + wrow * LD, sdO + wrow * LD, tK, tV, lane);
+            // dS into s. Element e of tile n of row tile m: query qi[m][e>>1], key column 8n + 2*cq +
+            // (e&1). As in the dK/dV kernel: a loop without mask for the unmasked blocks, a branch-free
+            // mask otherwise.
+            auto dscores = [&](auto masked_tag) {
+                constexpr bool kMasked = decltype(masked_tag)::value;
                 #pragma unroll
-                for (int m = 0; m < MT; m++)
+                for (int n = 0; n < BN / 8; n++) {
+                    const int c0 = n * 8 + 2 * cq;
+                    const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
                     #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int i = e >> 1;
-                        float p = exp2_ftz(fmaf(s[m][n][e], scale_log2, -lse2[m][i]));
-                        if (kMasked) {
-                            const int ki = k0 + c0 + (e & 1);
-                            const bool masked =
-                                (ki > qi[m][i]) | (ki >= T) | (((e & 1) ? ks.y : ks.x) != qseg[m][i]);
-                            p = masked ? 0.0f : p;
+                    for (int m = 0; m < MT; m++)
+                        #pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int i = e >> 1;
+                            float p = exp2_ftz(fmaf(s[m][n][e], scale_log2, -lse2[m][i]));
+                            if (kMasked) {
+                                const int ki = k0 + c0 + (e & 1);
+                                const bool masked =
+                                    (ki > qi[m][i]) | (ki >= T) | (((e & 1) ? ks.y : ks.x) != qseg[m][i]);
+                                p = masked ? 0.0f : p;
+                            }
+                            s[m][n][e] = p * (dp[m][n][e] - Dr[m][i]);
                         }
-                        s[m][n][e] = p * (dp[m][n][e] - Dr[m][i]);
-                    }
-            }
-        };
-        if (no_mask) dscores(std::false_type{});
-        else dscores(std::true_type{});
-        // dQ += dS K: B[k = key][n = d] = K[key][d], the transposed load (as V in the forward).
-        mma_acc_pb<MT, BN, HD, LD>(acc, s, tK, lane);
+                }
+            };
+            if (no_mask) dscores(std::false_type{});
+            else dscores(std::true_type{});
+            // dQ += dS K: B[k = key][n = d] = K[key][d], the transposed load (as V in the forward).
+            mma_acc_pb<MT, BN, HD, LD>(acc, s, tK, lane);
+        }
         __syncthreads();
     }
     // The warp's rows of sQ are read by no one else: stage dQ · scale there and store.
@@ -342,16 +346,21 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
                     for (int e = 0; e < 4; e++) p[m][n][e] *= dp[m][n][e] - ((e & 1) ? d2.y : d2.x);
             }
         };
+        // A warp whose keys all come after the block's last query: Pᵀ = 0 throughout, dV and dK += 0.
+        // It skips the math (bit-identical) and only meets the barriers; a pair skips together.
+        const bool live = q0 + BM - 1 >= k0 + wrow;
         if constexpr (!C::PAIR) {
-            float dp[MT][BM / 8][4] = {};  // Sᵀ = K Qᵀ into s, dPᵀ = V dOᵀ into dp
-            mma_scores_pair<MT, BM, HD, LD>(s, dp, sK + wrow * LD, sV + wrow * LD, tQ, tdO, lane);
-            if (no_mask) probs(std::false_type{});
-            else probs(std::true_type{});
-            mma_acc_pb<MT, BM, HD, LD>(dva, s, tdO, lane);  // dV += Pᵀ dO (B = dO rows, transposed)
-            dscores(s, dp);
-            mma_acc_pb<MT, BM, HD, LD>(dka, s, tQ, lane);  // dK += dSᵀ Q
+            if (live) {
+                float dp[MT][BM / 8][4] = {};  // Sᵀ = K Qᵀ into s, dPᵀ = V dOᵀ into dp
+                mma_scores_pair<MT, BM, HD, LD>(s, dp, sK + wrow * LD, sV + wrow * LD, tQ, tdO, lane);
+                if (no_mask) probs(std::false_type{});
+                else probs(std::true_type{});
+                mma_acc_pb<MT, BM, HD, LD>(dva, s, tdO, lane);  // dV += Pᵀ dO (B = dO rows, transposed)
+                dscores(s, dp);
+                mma_acc_pb<MT, BM, HD, LD>(dka, s, tQ, lane);  // dK += dSᵀ Q
+            }
         } else {
-            if (role == 0) {  // Sᵀ = K Qᵀ, Pᵀ, handed to the partner
+            if (live && role == 0) {  // Sᵀ = K Qᵀ, Pᵀ, handed to the partner
                 mma_scores<MT, BM, HD, LD>(s, sK + wrow * LD, tQ, lane);
                 if (no_mask) probs(std::false_type{});
                 else probs(std::true_type{});
@@ -360,13 +369,13 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
                     #pragma unroll
                     for (int n = 0; n < BM / 8; n++)
                         pair_P[(m * (BM / 8) + n) * 32 + lane] = make_float4(s[m][n][0], s[m][n][1], s[m][n][2], s[m][n][3]);
-            } else {  // dPᵀ = V dOᵀ
+            } else if (live) {  // dPᵀ = V dOᵀ
                 mma_scores<MT, BM, HD, LD>(s, sV + wrow * LD, tdO, lane);
             }
             __syncthreads();  // Pᵀ is in shared memory
-            if (role == 0) {
+            if (live && role == 0) {
                 mma_acc_pb<MT, BM, HD, LD>(dka, s, tdO, lane);  // dV += Pᵀ dO (in dka's registers)
-            } else {
+            } else if (live) {
                 float p[MT][BM / 8][4];
                 #pragma unroll
                 for (int m = 0; m < MT; m++)

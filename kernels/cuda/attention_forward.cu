@@ -142,87 +142,94 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
             __syncthreads();
             continue;
         }
-        // No mask needed: one segment throughout, all keys valid, and every key <= every query.
-        const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
-        const bf16* tK = sK + st * BN * LD;
-        const bf16* tV = sV + st * BN * LD;
+        // A warp whose queries all come before this block's first key has every score masked by
+        // causality, and such a step leaves its m, l and o exactly as they are (alpha = 1, p = 0): it
+        // skips the math and waits at the barrier, leaving the tensor cores to the warps (of this CTA
+        // and the SM's other one) that have work on the diagonal. Bit-identical.
+        if (k0 <= q0 + wrow + 16 * MT - 1) {
+            // No mask needed: one segment throughout, all keys valid, and every key <= every query.
+            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
+            const bf16* tK = sK + st * BN * LD;
+            const bf16* tV = sV + st * BN * LD;
 
-        // S = Q Kᵀ: s[mt][n] is the 16x8 tile of keys k0 + 8n .. k0 + 8n + 7 of row tile mt.
-        float s[MT][BN / 8][4] = {};
-        #pragma unroll
-        for (int kk = 0; kk < HD / 16; kk++) {
-            uint32_t af[MT][4];
+            // S = Q Kᵀ: s[mt][n] is the 16x8 tile of keys k0 + 8n .. k0 + 8n + 7 of row tile mt.
+            float s[MT][BN / 8][4] = {};
             #pragma unroll
-            for (int mt = 0; mt < MT; mt++) {
-                if constexpr (C::q_in_regs) {
-                    #pragma unroll
-                    for (int r = 0; r < 4; r++) af[mt][r] = qf[0][kk][r];
-                } else {
-                    ldmatrix_x4(af[mt], sQ + (wrow + 16 * mt + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-                }
-            }
-            #pragma unroll
-            for (int np = 0; np < BN / 16; np++) {
-                uint32_t kb[4];
-                ldmatrix_x4(kb, tK + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 + ((lane >> 3) & 1) * 8);
+            for (int kk = 0; kk < HD / 16; kk++) {
+                uint32_t af[MT][4];
                 #pragma unroll
                 for (int mt = 0; mt < MT; mt++) {
-                    mma_bf16(s[mt][2 * np], af[mt], kb[0], kb[1]);
-                    mma_bf16(s[mt][2 * np + 1], af[mt], kb[2], kb[3]);
+                    if constexpr (C::q_in_regs) {
+                        #pragma unroll
+                        for (int r = 0; r < 4; r++) af[mt][r] = qf[0][kk][r];
+                    } else {
+                        ldmatrix_x4(af[mt], sQ + (wrow + 16 * mt + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+                    }
+                }
+                #pragma unroll
+                for (int np = 0; np < BN / 16; np++) {
+                    uint32_t kb[4];
+                    ldmatrix_x4(kb, tK + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 +
+                                        ((lane >> 3) & 1) * 8);
+                    #pragma unroll
+                    for (int mt = 0; mt < MT; mt++) {
+                        mma_bf16(s[mt][2 * np], af[mt], kb[0], kb[1]);
+                        mma_bf16(s[mt][2 * np + 1], af[mt], kb[2], kb[3]);
+                    }
                 }
             }
-        }
-        // Element e of tile n of row tile mt is (query qi[mt][e>>1], key column 8n + 2*cq + (e&1)).
-        if (!no_mask) {  // branch-free: one select per score
-            #pragma unroll
-            for (int n = 0; n < BN / 8; n++) {
-                const int c0 = n * 8 + 2 * cq;
-                const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++)
-                    #pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        const int ki = k0 + c0 + (e & 1), kseg_e = (e & 1) ? ks.y : ks.x, i = e >> 1;
-                        const bool masked = (ki > qi[mt][i]) | (ki >= T) | (kseg_e != qseg[mt][i]);
-                        s[mt][n][e] = masked ? -INFINITY : s[mt][n][e];
-                    }
-            }
-        }
-        // Online softmax, per row. The row max is reduced over the 4 threads of a group (they hold the
-        // row's BN columns between them); the row sum stays per thread until the end.
-        #pragma unroll
-        for (int mt = 0; mt < MT; mt++)
-            #pragma unroll
-            for (int i = 0; i < 2; i++) {
-                float mx = -INFINITY;
-                #pragma unroll
-                for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[mt][n][2 * i], s[mt][n][2 * i + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float m_new = fmaxf(m[mt][i], mx * scale_log2);
-                // A row with no allowed key so far has m = -inf; subtract 0 then, so exp2(-inf) = 0 and
-                // never exp2(-inf - -inf) = NaN.
-                const float m_use = m_new == -INFINITY ? 0.0f : m_new;
-                const float alpha = exp2_ftz(m[mt][i] - m_use);
-                m[mt][i] = m_new;
-                float rs = 0.0f;
+            // Element e of tile n of row tile mt is (query qi[mt][e>>1], key column 8n + 2*cq + (e&1)).
+            if (!no_mask) {  // branch-free: one select per score
                 #pragma unroll
                 for (int n = 0; n < BN / 8; n++) {
+                    const int c0 = n * 8 + 2 * cq;
+                    const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
                     #pragma unroll
-                    for (int e = 2 * i; e < 2 * i + 2; e++) {
-                        s[mt][n][e] = exp2_ftz(fmaf(s[mt][n][e], scale_log2, -m_use));
-                        rs += s[mt][n][e];
-                    }
-                }
-                l[mt][i] = l[mt][i] * alpha + rs;
-                #pragma unroll
-                for (int n = 0; n < HD / 8; n++) {
-                    o[mt][n][2 * i] *= alpha;
-                    o[mt][n][2 * i + 1] *= alpha;
+                    for (int mt = 0; mt < MT; mt++)
+                        #pragma unroll
+                        for (int e = 0; e < 4; e++) {
+                            const int ki = k0 + c0 + (e & 1), kseg_e = (e & 1) ? ks.y : ks.x, i = e >> 1;
+                            const bool masked = (ki > qi[mt][i]) | (ki >= T) | (kseg_e != qseg[mt][i]);
+                            s[mt][n][e] = masked ? -INFINITY : s[mt][n][e];
+                        }
                 }
             }
-        // O += P V, 16 keys (one k-step) at a time; P's A fragments come from two S tiles.
-        mma_acc_pb<MT, BN, HD, LD>(o, s, tV, lane);
+            // Online softmax, per row. The row max is reduced over the 4 threads of a group (they hold the
+            // row's BN columns between them); the row sum stays per thread until the end.
+            #pragma unroll
+            for (int mt = 0; mt < MT; mt++)
+                #pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    float mx = -INFINITY;
+                    #pragma unroll
+                    for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[mt][n][2 * i], s[mt][n][2 * i + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    const float m_new = fmaxf(m[mt][i], mx * scale_log2);
+                    // A row with no allowed key so far has m = -inf; subtract 0 then, so exp2(-inf) = 0 and
+                    // never exp2(-inf - -inf) = NaN.
+                    const float m_use = m_new == -INFINITY ? 0.0f : m_new;
+                    const float alpha = exp2_ftz(m[mt][i] - m_use);
+                    m[mt][i] = m_new;
+                    float rs = 0.0f;
+                    #pragma unroll
+                    for (int n = 0; n < BN / 8; n++) {
+                        #pragma unroll
+                        for (int e = 2 * i; e < 2 * i + 2; e++) {
+                            s[mt][n][e] = exp2_ftz(fmaf(s[mt][n][e], scale_log2, -m_use));
+                            rs += s[mt][n][e];
+                        }
+                    }
+                    l[mt][i] = l[mt][i] * alpha + rs;
+                    #pragma unroll
+                    for (int n = 0; n < HD / 8; n++) {
+                        o[mt][n][2 * i] *= alpha;
+                        o[mt][n][2 * i + 1] *= alpha;
+                    }
+                }
+            // O += P V, 16 keys (one k-step) at a time; P's A fragments come from two S tiles.
+            mma_acc_pb<MT, BN, HD, LD>(o, s, tV, lane);
+        }
         __syncthreads();  // everyone is done with buffer st and sKseg before they are refilled
     }
 
