@@ -145,7 +145,9 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
         // A warp whose queries all come before this block's first key has every score masked by
         // causality, and such a step leaves its m, l and o exactly as they are (alpha = 1, p = 0): it
         // skips the math and waits at the barrier, leaving the tensor cores to the warps (of this CTA
-        // and the SM's other one) that have work on the diagonal. Bit-identical.
+        // and the SM's other one) that have work on the diagonal. Bit-identical but for the sign of an
+        // exact zero in contrived inputs (an o that a step of underflowing alpha made -0 stays -0 here,
+        // where adding the masked step's +0 gave +0), as with the CTA-level skip above.
         if (k0 <= q0 + wrow + 16 * MT - 1) {
             // No mask needed: one segment throughout, all keys valid, and every key <= every query.
             const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
