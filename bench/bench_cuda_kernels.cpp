@@ -425,30 +425,41 @@ void bench_optimizer_and_casts(const Ops& ops) {
 }
 
 void bench_lora(const Ops& ops) {
-    // The adapter path of one 4096 → 4096 projection, r = 16, N = 8192 tokens, no dropout.
-    // Memory-bound: x is read, y read and written (+=); A, B, u are small.
+    // The adapter path of a group of G 4096 → 4096 projections reading the same x (G = 3: q, k, v of
+    // a 7B layer), r = 16, N = 8192 tokens, no dropout. Memory-bound: x is read once, each y read and
+    // written (+=), each dy read, dx written once and read (+=); A, B, u are small.
     const int N = 8192, C = 4096, OC = 4096, r = 16;
-    std::string shape = strf("N%d %dx%d r%d", N, C, OC, r);
-    run_case(ops, "lora fwd", shape, [&](Buffers& b) {
-        act *x = b.act_rand((size_t)N * C), *A = b.act_rand((size_t)r * C, 0.02f), *B = b.act_rand((size_t)OC * r, 0.02f);
-        act *y = b.act_rand((size_t)N * OC), *u = b.act_zeros((size_t)N * r);
-        Case c;
-        if (ops.lora_forward) c.call = [=, &ops] { ops.lora_forward(y, u, x, A, B, N, C, OC, r, 2.0f, 0.0f, 1, y); };
-        c.bytes = (double)N * C * 2 + (double)N * OC * 2 * 2 + (double)N * r * 2 + (double)r * (C + OC) * 2;
-        return c;
-    });
-    run_case(ops, "lora bwd", shape, [&](Buffers& b) {
-        act *x = b.act_rand((size_t)N * C), *A = b.act_rand((size_t)r * C, 0.02f), *B = b.act_rand((size_t)OC * r, 0.02f);
-        act *dy = b.act_rand((size_t)N * OC), *u = b.act_rand((size_t)N * r), *dx = b.act_zeros((size_t)N * C);
-        float *dA = b.f32_zeros((size_t)r * C), *dB = b.f32_zeros((size_t)OC * r);
-        Case c;
-        if (ops.lora_backward)
-            c.call = [=, &ops] { ops.lora_backward(dx, dA, dB, dy, x, u, A, B, N, C, OC, r, 2.0f, 0.0f, 1, true); };
-        // read dy, x, u; dx += (read + write); A, B read; dA, dB (FP32 +=) read + write
-        c.bytes = (double)N * OC * 2 + (double)N * C * 2 + (double)N * r * 2 + (double)N * C * 2 * 2 +
-                  (double)r * (C + OC) * (2 + 8);
-        return c;
-    });
+    for (int G : {1, 3}) {
+        std::string shape = strf("N%d %dx%d r%d", N, C, OC, r) + (G > 1 ? strf(" x%d", G) : "");
+        run_case(ops, "lora fwd", shape, [&](Buffers& b) {
+            act* x = b.act_rand((size_t)N * C);
+            act* u = b.act_zeros((size_t)N * G * r);
+            std::vector<LoraProj<act>> proj(G);
+            for (LoraProj<act>& p : proj) {
+                act* y = b.act_rand((size_t)N * OC);
+                p = {b.act_rand((size_t)r * C, 0.02f), b.act_rand((size_t)OC * r, 0.02f), OC, 1, y, y, nullptr, nullptr,
+                     nullptr};
+            }
+            Case c;
+            if (ops.lora_forward) c.call = [=, &ops] { ops.lora_forward(proj.data(), G, u, x, N, C, r, 2.0f, 0.0f); };
+            c.bytes = (double)N * C * 2 + G * ((double)N * OC * 2 * 2 + (double)N * r * 2 + (double)r * (C + OC) * 2);
+            return c;
+        });
+        run_case(ops, "lora bwd", shape, [&](Buffers& b) {
+            act *x = b.act_rand((size_t)N * C), *u = b.act_rand((size_t)N * G * r), *dx = b.act_zeros((size_t)N * C);
+            std::vector<LoraProj<act>> proj(G);
+            for (LoraProj<act>& p : proj)
+                p = {b.act_rand((size_t)r * C, 0.02f), b.act_rand((size_t)OC * r, 0.02f), OC, 1, nullptr, nullptr,
+                     b.act_rand((size_t)N * OC), b.f32_zeros((size_t)r * C), b.f32_zeros((size_t)OC * r)};
+            Case c;
+            if (ops.lora_backward)
+                c.call = [=, &ops] { ops.lora_backward(proj.data(), G, dx, x, u, N, C, r, 2.0f, 0.0f, true); };
+            // read each dy, x and u once; dx += (read + write); A, B read; dA, dB (FP32 +=) read + write
+            c.bytes = G * ((double)N * OC * 2 + (double)N * r * 2 + (double)r * (C + OC) * (2 + 8)) +
+                      (double)N * C * 2 + (double)N * C * 2 * 2;
+            return c;
+        });
+    }
 }
 
 }  // namespace

@@ -22,6 +22,21 @@
 // backend casts to its own type. Model code never dereferences an `act*`: it only moves pointers
 // (with Ops::at) and hands them to ops. Everything that must stay FP32 on both backends (rstd, lse,
 // per-token losses and weights, gradients of parameters, optimizer masters and moments) is float*.
+
+// One adapted projection of a LoRA group (cpu::lora_forward below), in a backend's element type.
+template <class T>
+struct LoraProj {
+    const T* A;            // [r, C]
+    const T* B;            // [OC, r]
+    int OC;
+    uint64_t dropout_key;
+    T* y;                  // forward: output [N, OC]
+    const T* add;          // forward: what y starts from (null: 0)
+    const T* dy;           // backward: gradient of y
+    float* dA;             // backward: += [r, C]
+    float* dB;             // backward: += [OC, r]
+};
+
 namespace cpu {
 
 // out[N,OC] = add + inp[N,C] · W[OC,C]ᵀ + bias[OC] (bias may be null). add is null (overwrite), out
@@ -73,17 +88,21 @@ void swiglu_forward(float* h, const float* gate, const float* up, size_t N);
 // dgate, dup overwritten
 void swiglu_backward(float* dgate, float* dup, const float* dh, const float* gate, const float* up, size_t N);
 
-// LoRA path of a linear layer: y[N,OC] = add + scale · (drop(x)[N,C] · A[r,C]ᵀ) · B[OC,r]ᵀ (add as in
-// matmul_forward: null, y or another tensor), saving u = drop(x)·Aᵀ [N,r]. drop() is inverted dropout
-// with rate p whose mask is a hash of (dropout_key, element index): forward, recompute and backward
-// regenerate it, nothing is stored. The model runs it before the base GEMM, which then accumulates
-// onto y: the read of y falls to the compute-bound GEMM instead of this memory-bound one.
-void lora_forward(float* y, float* u, const float* x, const float* A, const float* B, int N, int C, int OC, int r,
-                  float scale, float p, uint64_t dropout_key, const float* add);
-// dx[N,C] (+)= (through the adapter; += with accumulate), dA[r,C] += , dB[OC,r] +=
-void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float* x, const float* u, const float* A,
-                   const float* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
-                   bool accumulate);
+// LoRA path of the linear layers of a group: the projections of a layer that read the same input x
+// [N,C] (q, k, v; gate, up; or one alone), G of them, each with its adapter A_t [r,C], B_t [OC_t,r]:
+//   y_t = add_t + scale · u_t B_tᵀ,   u_t = drop_t(x) A_tᵀ
+// (add_t as in matmul_forward: null, y_t or another tensor). u [N, G·r] keeps u_t in columns t·r ..
+// t·r + r − 1 for the backward. drop_t() is inverted dropout with rate p whose mask is a hash of
+// (dropout_key_t, element index): forward, recompute and backward regenerate it, nothing is stored.
+// The model runs this before the base GEMMs, which then accumulate onto y_t: the read of y_t falls to
+// the compute-bound GEMM instead of this memory-bound one. Without dropout the group's adapters
+// share x, so a backend may take u for all of them in one pass over x (and, backward, dA and dx).
+void lora_forward(const LoraProj<float>* proj, int G, float* u, const float* x, int N, int C, int r, float scale,
+                  float p);
+// dx[N,C] (+)= Σ_t drop_t'(du_t A_t) with du_t = scale · dy_t B_t (+= with accumulate, else the
+// first term overwrites; no dx: skipped), dA_t += du_tᵀ drop_t(x), dB_t += scale · dy_tᵀ u_t.
+void lora_backward(const LoraProj<float>* proj, int G, float* dx, const float* x, const float* u, int N, int C, int r,
+                   float scale, float p, bool accumulate);
 
 // Weighted cross-entropy on a chunk of n rows of logits[n,V]: nll[i] = logsumexp(row) - row[target].
 // When grad_scale != 0 the logits are overwritten by dloss/dlogits = (softmax - onehot) · w[i] · grad_scale,
@@ -183,11 +202,10 @@ struct Ops {
                              int max_T, int nh, int nkv, int hd);
     void (*swiglu_forward)(act* h, const act* gate, const act* up, size_t N);
     void (*swiglu_backward)(act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N);
-    void (*lora_forward)(act* y, act* u, const act* x, const act* A, const act* B, int N, int C, int OC, int r,
-                         float scale, float p, uint64_t dropout_key, const act* add);
-    void (*lora_backward)(act* dx, float* dA, float* dB, const act* dy, const act* x, const act* u, const act* A,
-                          const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
-                          bool accumulate);
+    void (*lora_forward)(const LoraProj<act>* proj, int G, act* u, const act* x, int N, int C, int r, float scale,
+                         float p);
+    void (*lora_backward)(const LoraProj<act>* proj, int G, act* dx, const act* x, const act* u, int N, int C, int r,
+                          float scale, float p, bool accumulate);
     void (*crossentropy_forward_backward)(act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                           int V, float grad_scale);
     void (*nf4_quantize)(uint8_t* codes, float* absmax, const float* w, size_t n);

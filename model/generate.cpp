@@ -71,7 +71,8 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
            k = act_buffer(ops, (size_t)rows * KV, A), v = act_buffer(ops, (size_t)rows * KV, A),
            att = act_buffer(ops, (size_t)rows * Q, A), gate = act_buffer(ops, (size_t)rows * F, A),
            up = act_buffer(ops, (size_t)rows * F, A), h = act_buffer(ops, (size_t)rows * F, A),
-           dlogits = act_buffer(ops, (size_t)S * V, A), u = act_buffer(ops, (size_t)rows * std::max(1, m.lora.rank), A),
+           dlogits = act_buffer(ops, (size_t)S * V, A),
+           u = act_buffer(ops, (size_t)rows * kMaxLinearGroup * std::max(1, m.lora.rank), A),
            dtok(ops, rows * sizeof(int32_t), A), dpos(ops, rows * sizeof(int32_t), A), dlen(ops, S * sizeof(int32_t), A),
            dslot(ops, rows * sizeof(int32_t), A);
     std::vector<int32_t> tok(rows), pos(rows), len(S), slot(rows);  // slot: the cache row [s, pos] of each row
@@ -87,9 +88,10 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         for (int l = 0; l < c.n_layers; l++) {
             const LayerOffsets& o = m.off.layers[l];
             ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.attn_norm), n, C, c.norm_eps);
-            linear_forward(P, q.a(), ln.a(), o.wq, o.bq, n, C, Q, l, LORA_Q, u.a(), nullptr);
-            linear_forward(P, k.a(), ln.a(), o.wk, o.bk, n, C, KV, l, LORA_K, u.a(), nullptr);
-            linear_forward(P, v.a(), ln.a(), o.wv, o.bv, n, C, KV, l, LORA_V, u.a(), nullptr);
+            linear_forward(P, ln.a(), n, C, l,
+                           {{q.a(), nullptr, o.wq, o.bq, Q, LORA_Q}, {k.a(), nullptr, o.wk, o.bk, KV, LORA_K},
+                            {v.a(), nullptr, o.wv, o.bv, KV, LORA_V}},
+                           u.a());
             ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, P.inv_freq.data());
             ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, P.inv_freq.data());
             act* K = ops.at(kc.a(), l * layer_cache);
@@ -97,12 +99,14 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             ops.scatter_rows(K, k.a(), dslot.i(), n, KV);  // the rows' k and v into their sequences' caches
             ops.scatter_rows(Vv, v.a(), dslot.i(), n, KV);
             attend(K, Vv);
-            linear_forward(P, x.a(), att.a(), o.wo, SIZE_MAX, n, Q, C, l, LORA_O, u.a(), x.a());
+            linear_forward(P, att.a(), n, Q, l, {{x.a(), x.a(), o.wo, SIZE_MAX, C, LORA_O}}, u.a());
             ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.mlp_norm), n, C, c.norm_eps);
-            linear_forward(P, gate.a(), ln.a(), o.w_gate, SIZE_MAX, n, C, F, l, LORA_GATE, u.a(), nullptr);
-            linear_forward(P, up.a(), ln.a(), o.w_up, SIZE_MAX, n, C, F, l, LORA_UP, u.a(), nullptr);
+            linear_forward(P, ln.a(), n, C, l,
+                           {{gate.a(), nullptr, o.w_gate, SIZE_MAX, F, LORA_GATE},
+                            {up.a(), nullptr, o.w_up, SIZE_MAX, F, LORA_UP}},
+                           u.a());
             ops.swiglu_forward(h.a(), gate.a(), up.a(), (size_t)n * F);
-            linear_forward(P, x.a(), h.a(), o.w_down, SIZE_MAX, n, F, C, l, LORA_DOWN, u.a(), x.a());
+            linear_forward(P, h.a(), n, F, l, {{x.a(), x.a(), o.w_down, SIZE_MAX, C, LORA_DOWN}}, u.a());
         }
     };
 

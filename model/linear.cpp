@@ -1,24 +1,50 @@
 #include "model/linear.h"
 
-void linear_forward(const Pass& P, act* y, const act* x, size_t w, size_t b, int N, int C, int OC, int layer,
-                    LoraTarget t, act* u, const act* add) {
-    if (P.adapted(t)) {
-        const LoraLayout& L = P.m.lora_layout;
-        P.ops.lora_forward(y, u, x, P.adapter(L.A(layer, t)), P.adapter(L.B(layer, t)), N, C, OC, P.m.lora.rank,
-                           P.m.lora.scale(), P.dropout, P.key(layer, t), add);
-        add = y;
+#include "model/util.h"
+
+namespace {
+
+// The group's adapted projections as the LoRA ops take them; returns how many.
+template <class Proj, class Fill>
+int lora_group(const Pass& P, int layer, std::initializer_list<Proj> group, LoraProj<act> (&out)[kMaxLinearGroup],
+               Fill fill) {
+    if ((int)group.size() > kMaxLinearGroup) fail("internal: a linear group of %zu projections", group.size());
+    const LoraLayout& L = P.m.lora_layout;
+    int G = 0;
+    for (const Proj& o : group) {
+        if (!P.adapted(o.t)) continue;
+        LoraProj<act>& a = out[G++];
+        a = {P.adapter(L.A(layer, o.t)), P.adapter(L.B(layer, o.t)), o.OC, P.key(layer, o.t), nullptr, nullptr, nullptr,
+             nullptr, nullptr};
+        fill(a, o);
     }
-    P.ops.matmul_forward(y, x, P.w(w), P.w(b), N, C, OC, add);
+    return G;
 }
 
-void linear_backward(const Pass& P, act* dx, const act* dy, const act* x, size_t w, size_t b, int N, int C, int OC,
-                     int layer, LoraTarget t, const act* u, bool accumulate) {
-    if (P.adapted(t)) {
-        const LoraLayout& L = P.m.lora_layout;
-        P.ops.lora_backward(dx, P.grads + L.A(layer, t), P.grads + L.B(layer, t), dy, x, u, P.adapter(L.A(layer, t)),
-                            P.adapter(L.B(layer, t)), N, C, OC, P.m.lora.rank, P.m.lora.scale(), P.dropout,
-                            P.key(layer, t), accumulate);
+}  // namespace
+
+void linear_forward(const Pass& P, const act* x, int N, int C, int layer, std::initializer_list<LinearOut> group,
+                    act* u) {
+    LoraProj<act> proj[kMaxLinearGroup];
+    int G = lora_group(P, layer, group, proj, [](LoraProj<act>& a, const LinearOut& o) { a.y = o.y, a.add = o.add; });
+    if (G) P.ops.lora_forward(proj, G, u, x, N, C, P.m.lora.rank, P.m.lora.scale(), P.dropout);
+    for (const LinearOut& o : group)
+        P.ops.matmul_forward(o.y, x, P.w(o.w), P.w(o.b), N, C, o.OC, P.adapted(o.t) ? o.y : o.add);
+}
+
+void linear_backward(const Pass& P, act* dx, const act* x, int N, int C, int layer,
+                     std::initializer_list<LinearGrad> group, const act* u, bool accumulate) {
+    LoraProj<act> proj[kMaxLinearGroup];
+    const LoraLayout& L = P.m.lora_layout;
+    int G = lora_group(P, layer, group, proj, [&](LoraProj<act>& a, const LinearGrad& o) {
+        a.dy = o.dy, a.dA = P.grads + L.A(layer, o.t), a.dB = P.grads + L.B(layer, o.t);
+    });
+    if (G) {
+        P.ops.lora_backward(proj, G, dx, x, u, N, C, P.m.lora.rank, P.m.lora.scale(), P.dropout, accumulate);
         accumulate = true;
     }
-    P.ops.matmul_backward(dx, P.gw(w), P.gw(b), dy, x, P.w(w), N, C, OC, accumulate);
+    for (const LinearGrad& o : group) {
+        P.ops.matmul_backward(dx, P.gw(o.w), P.gw(o.b), o.dy, x, P.w(o.w), N, C, o.OC, accumulate);
+        accumulate = true;
+    }
 }

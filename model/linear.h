@@ -2,6 +2,7 @@
 // adapter path when that weight is adapted. Training (model.cpp) and decoding (generate.cpp) share them.
 #pragma once
 #include <climits>
+#include <initializer_list>
 
 #include "model/model.h"
 
@@ -35,14 +36,35 @@ struct Pass {
     uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
 };
 
-// y = add + x Wᵀ + b (+ s·(drop(x) Aᵀ) Bᵀ); add is null, y (accumulate) or the residual stream's
-// input (x_mid = x + att·Woᵀ with no copy of x). u (rank-wide) keeps x·Aᵀ for the backward.
-// With an adapter its term is written first and the base GEMM accumulates onto it: the adapter's
-// GEMM through the rank-r bottleneck is memory-bound, so it should not be the one that reads y.
-void linear_forward(const Pass& P, act* y, const act* x, size_t w, size_t b, int N, int C, int OC, int layer,
-                    LoraTarget t, act* u, const act* add);
-// dx (+)= dy W (+ adapter path): accumulate adds, else dx is overwritten (the first projection into
-// a gradient, so no zeroing pass); weight/bias/adapter gradients accumulate into the pass's grads.
-// As in the forward, the adapter's thin GEMM writes dx first and the base GEMM accumulates.
-void linear_backward(const Pass& P, act* dx, const act* dy, const act* x, size_t w, size_t b, int N, int C, int OC,
-                     int layer, LoraTarget t, const act* u, bool accumulate);
+// The linear layers of a layer that read the same input x go through these functions together, as
+// a group (q, k, v; o; gate, up; down), so that their LoRA adapters can share passes over x and dx
+// (kernels.h, LoraProj). Every group has at most kMaxLinearGroup projections.
+constexpr int kMaxLinearGroup = 3;
+
+// One projection of a group in the forward: y = add + x Wᵀ + b (+ s·(drop(x) Aᵀ) Bᵀ), add null, y
+// (accumulate) or the residual stream's input (x_mid = x + att·Woᵀ with no copy of x).
+struct LinearOut {
+    act* y;
+    const act* add;
+    size_t w, b;  // offsets of the weight and the bias (SIZE_MAX: none)
+    int OC;
+    LoraTarget t;
+};
+// u [N, (adapted projections)·r] keeps x·Aᵀ of the group's adapters for the backward. The adapters'
+// terms are written first and each base GEMM accumulates onto its output: the adapters' GEMMs
+// through the rank-r bottleneck are memory-bound, so they should not be the ones that read y.
+void linear_forward(const Pass& P, const act* x, int N, int C, int layer, std::initializer_list<LinearOut> group,
+                    act* u);
+
+// One projection of a group in the backward: its output's gradient dy.
+struct LinearGrad {
+    const act* dy;
+    size_t w, b;
+    int OC;
+    LoraTarget t;
+};
+// dx (+)= Σ dy W (+ the adapters' paths): accumulate adds, else dx is overwritten (the first
+// projection into a gradient, so no zeroing pass); weight/bias/adapter gradients accumulate into
+// the pass's grads. As in the forward, the adapters write dx first and the base GEMMs accumulate.
+void linear_backward(const Pass& P, act* dx, const act* x, int N, int C, int layer,
+                     std::initializer_list<LinearGrad> group, const act* u, bool accumulate);

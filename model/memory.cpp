@@ -165,21 +165,34 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     size_t cublas = (size_t)32 << 20;                 // matmul.cu kWorkspaceBytes
     size_t attention = N * c.n_heads * 4;             // attention_backward: D = rowsum(dO∘O), FP32
     size_t lora = 0, widest = 0;
+    const char* lora_extra = "";
     if (s.method != Method::Full) {
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             if (s.lora.has((LoraTarget)t))
                 widest = std::max<size_t>(widest, t == LORA_O ? c.q_dim() : t == LORA_DOWN ? c.ffn_dim : c.dim);
-        lora = N * s.lora.rank * 2;                    // lora_u: du, BF16
-        if (s.lora.dropout > 0) lora += 2 * N * widest * 2;  // lora_x, lora_dx: drop(x) and du·A, BF16
+        // The largest linear group of adapted projections (q, k, v; gate, up: both read C-wide rows).
+        const int qkv = s.lora.has(LORA_Q) + s.lora.has(LORA_K) + s.lora.has(LORA_V),
+                  gate_up = s.lora.has(LORA_GATE) + s.lora.has(LORA_UP);
+        const size_t G = std::max({qkv, gate_up, 1});
+        const size_t r = s.lora.rank;
+        lora = N * G * r * 2;  // lora_u: du of a group, BF16
+        if (s.lora.dropout > 0) {  // lora_x, lora_dx: drop(x) and du·A, BF16
+            lora += 2 * N * widest * 2;
+            lora_extra = " + dropout 2·N·widest·2";
+        } else if (G > 1) {  // lora_a, lora_da: the group's stacked A (BF16) and dA (FP32). (Training
+                             // with dropout, an evaluation pass stacks too: G·r·C·2 more then.)
+            lora += G * r * c.dim * (2 + 4);
+            lora_extra = " + stacked A, dA G·r·C·6";
+        }
     }
     // reduce: the larger of rmsnorm's weight-gradient partials (full fine-tuning: min(N, 512)
     // blocks × C floats) and sum_squares' (one double per 2048 gradients, at most 1024).
     size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? std::min<size_t>(N, 512) * c.dim * 4 : 0);
     e.backend = cublas + attention + lora + reduce;
-    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention D N·H·4 = %s + LoRA N·r·2%s = %s + reductions %s",
-                         format_bytes(attention).c_str(), s.lora.dropout > 0 ? " + dropout 2·N·widest·2" : "",
-                         format_bytes(lora).c_str(), format_bytes(reduce).c_str());
+    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention D N·H·4 = %s + LoRA N·G·r·2%s = %s + reductions %s",
+                         format_bytes(attention).c_str(), lora_extra, format_bytes(lora).c_str(),
+                         format_bytes(reduce).c_str());
 }
 
 void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {

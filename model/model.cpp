@@ -143,9 +143,8 @@ size_t Workspace::bytes() const {
         n += b->bytes;
     for (const LayerActs& a : acts) {
         for (const Buffer* b : {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.x_mid, &a.ln2, &a.rstd2, &a.gate,
-                                &a.up, &a.h})
+                                &a.up, &a.h, &a.u_qkv, &a.u_o, &a.u_gate_up, &a.u_down})
             n += b->bytes;
-        for (const Buffer& u : a.u) n += u.bytes;
     }
     return n;
 }
@@ -171,8 +170,13 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
         a.ln1 = act(N * C); a.rstd1 = f32(N); a.q = act(N * Q); a.k = act(N * KV); a.v = act(N * KV);
         a.att = act(N * Q); a.lse = f32(N * c.n_heads); a.x_mid = act(N * C); a.ln2 = act(N * C);
         a.rstd2 = f32(N); a.gate = act(N * F); a.up = act(N * F); a.h = act(N * F);
-        for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            if (m.has_adapters() && m.lora.has((LoraTarget)t)) a.u[t] = act(N * m.lora.rank);
+        auto u = [&](std::initializer_list<LoraTarget> group) {
+            size_t n = 0;
+            for (LoraTarget t : group) n += m.has_adapters() && m.lora.has(t) ? N * m.lora.rank : 0;
+            return act(n);
+        };
+        a.u_qkv = u({LORA_Q, LORA_K, LORA_V}), a.u_o = u({LORA_O}), a.u_gate_up = u({LORA_GATE, LORA_UP});
+        a.u_down = u({LORA_DOWN});
     }
     ws.final_ln = act(N * C); ws.final_rstd = f32(N);
     ws.dresid = act(N * C); ws.dln = act(N * C); ws.datt = act(N * Q); ws.dq = act(N * Q);
@@ -196,19 +200,22 @@ void layer_forward(const Pass& P, Workspace& ws, int l, LayerActs& A) {
     const act* x = row(P, ws.resid, l, (size_t)N * C);
     act* out = row(P, ws.resid, l + 1, (size_t)N * C);
     P.ops.rmsnorm_forward(A.ln1.a(), A.rstd1.f(), x, P.w(o.attn_norm), N, C, c.norm_eps);
-    linear_forward(P, A.q.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a(), nullptr);
-    linear_forward(P, A.k.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a(), nullptr);
-    linear_forward(P, A.v.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a(), nullptr);
+    linear_forward(P, A.ln1.a(), N, C, l,
+                   {{A.q.a(), nullptr, o.wq, o.bq, Q, LORA_Q}, {A.k.a(), nullptr, o.wk, o.bk, KV, LORA_K},
+                    {A.v.a(), nullptr, o.wv, o.bv, KV, LORA_V}},
+                   A.u_qkv.a());
     P.ops.rope_forward(A.q.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
     P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
     P.ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads,
                             c.n_kv_heads, c.head_dim);
-    linear_forward(P, A.x_mid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a(), x);
+    linear_forward(P, A.att.a(), N, Q, l, {{A.x_mid.a(), x, o.wo, SIZE_MAX, C, LORA_O}}, A.u_o.a());
     P.ops.rmsnorm_forward(A.ln2.a(), A.rstd2.f(), A.x_mid.a(), P.w(o.mlp_norm), N, C, c.norm_eps);
-    linear_forward(P, A.gate.a(), A.ln2.a(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE, A.u[LORA_GATE].a(), nullptr);
-    linear_forward(P, A.up.a(), A.ln2.a(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].a(), nullptr);
+    linear_forward(P, A.ln2.a(), N, C, l,
+                   {{A.gate.a(), nullptr, o.w_gate, SIZE_MAX, F, LORA_GATE},
+                    {A.up.a(), nullptr, o.w_up, SIZE_MAX, F, LORA_UP}},
+                   A.u_gate_up.a());
     P.ops.swiglu_forward(A.h.a(), A.gate.a(), A.up.a(), (size_t)N * F);
-    linear_forward(P, out, A.h.a(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].a(), A.x_mid.a());
+    linear_forward(P, A.h.a(), N, F, l, {{out, A.x_mid.a(), o.w_down, SIZE_MAX, C, LORA_DOWN}}, A.u_down.a());
 }
 
 // On entry ws.dresid = dL/d(layer output); on exit dL/d(layer input).
@@ -219,22 +226,23 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     const act* x = row(P, ws.resid, l, (size_t)N * C);
     // MLP branch: out = x_mid + down(h). The first projection into each gradient overwrites it (no
     // zeroing pass), the next ones of the group add to it.
-    linear_backward(P, ws.dh.a(), ws.dresid.a(), A.h.a(), o.w_down, SIZE_MAX, N, F, C, l, LORA_DOWN, A.u[LORA_DOWN].a(),
+    linear_backward(P, ws.dh.a(), A.h.a(), N, F, l, {{ws.dresid.a(), o.w_down, SIZE_MAX, C, LORA_DOWN}}, A.u_down.a(),
                     false);
     P.ops.swiglu_backward(ws.dgate.a(), ws.dup.a(), ws.dh.a(), A.gate.a(), A.up.a(), (size_t)N * F);
-    linear_backward(P, ws.dln.a(), ws.dgate.a(), A.ln2.a(), o.w_gate, SIZE_MAX, N, C, F, l, LORA_GATE,
-                    A.u[LORA_GATE].a(), false);
-    linear_backward(P, ws.dln.a(), ws.dup.a(), A.ln2.a(), o.w_up, SIZE_MAX, N, C, F, l, LORA_UP, A.u[LORA_UP].a(), true);
+    linear_backward(P, ws.dln.a(), A.ln2.a(), N, C, l,
+                    {{ws.dgate.a(), o.w_gate, SIZE_MAX, F, LORA_GATE}, {ws.dup.a(), o.w_up, SIZE_MAX, F, LORA_UP}},
+                    A.u_gate_up.a(), false);
     P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.mlp_norm), ws.dln.a(), A.x_mid.a(), P.w(o.mlp_norm), A.rstd2.f(), N, C);
     // Attention branch: x_mid = x + o(att)
-    linear_backward(P, ws.datt.a(), ws.dresid.a(), A.att.a(), o.wo, SIZE_MAX, N, Q, C, l, LORA_O, A.u[LORA_O].a(), false);
+    linear_backward(P, ws.datt.a(), A.att.a(), N, Q, l, {{ws.dresid.a(), o.wo, SIZE_MAX, C, LORA_O}}, A.u_o.a(), false);
     P.ops.attention_backward(ws.dq.a(), ws.dk.a(), ws.dv.a(), ws.datt.a(), A.att.a(), A.lse.f(), A.q.a(), A.k.a(),
                              A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
     P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
     P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
-    linear_backward(P, ws.dln.a(), ws.dq.a(), A.ln1.a(), o.wq, o.bq, N, C, Q, l, LORA_Q, A.u[LORA_Q].a(), false);
-    linear_backward(P, ws.dln.a(), ws.dk.a(), A.ln1.a(), o.wk, o.bk, N, C, KV, l, LORA_K, A.u[LORA_K].a(), true);
-    linear_backward(P, ws.dln.a(), ws.dv.a(), A.ln1.a(), o.wv, o.bv, N, C, KV, l, LORA_V, A.u[LORA_V].a(), true);
+    linear_backward(P, ws.dln.a(), A.ln1.a(), N, C, l,
+                    {{ws.dq.a(), o.wq, o.bq, Q, LORA_Q}, {ws.dk.a(), o.wk, o.bk, KV, LORA_K},
+                     {ws.dv.a(), o.wv, o.bv, KV, LORA_V}},
+                    A.u_qkv.a(), false);
     P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.attn_norm), ws.dln.a(), x, P.w(o.attn_norm), A.rstd1.f(), N, C);
 }
 

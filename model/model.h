@@ -103,7 +103,8 @@ void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters)
 // rstd and lse (FP32).
 struct LayerActs {
     Buffer ln1, rstd1, q, k, v, att, lse, x_mid, ln2, rstd2, gate, up, h;
-    Buffer u[LORA_NUM_TARGETS];  // x·Aᵀ of each adapter (rank-wide)
+    // x·Aᵀ of the adapters of each linear group (model/linear.h), [N, r per adapted projection]
+    Buffer u_qkv, u_o, u_gate_up, u_down;
 };
 
 // Every buffer a micro-batch of B×T needs, allocated once in the backend's memory. With recompute

@@ -104,12 +104,13 @@ double rel_l2(const vector<float>& got, const vector<float>& want, size_t off, s
 }
 
 // Every trainable tensor's gradient, CUDA vs CPU, after one step on each.
-void compare_step(Method method, int head_dim) {
+// Dropout 0 takes the adapters of each linear group (q, k, v; gate, up) together (stacked on CUDA).
+void compare_step(Method method, int head_dim, float dropout = 0.1f) {
     Trainer c, g;
-    setup(c, cpu_ops(), method, head_dim, false);
-    setup(g, gpu(), method, head_dim, false);
+    setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout);
+    setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout);
     StepResult rc = trainer_step(c), rg = trainer_step(g);
-    MESSAGE(std::string(method_name(method)) << " hd " << head_dim << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
+    MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
                                 << rc.grad_norm << " cuda " << rg.grad_norm);
     CHECK(std::fabs(rg.loss - rc.loss) <= kLossRel * std::fabs(rc.loss));
     vector<float> gc = trainer_gradients(c), gg = trainer_gradients(g);
@@ -149,8 +150,9 @@ void poison_workspace(const Workspace& ws) {
                             &ws.dgate, &ws.dup, &ws.dfinal, &ws.logits, &ws.hc, &ws.dhc})
         poison(*b);
     for (const LayerActs& a : ws.acts) {
-        for (const Buffer* b : {&a.ln1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.ln2, &a.gate, &a.up, &a.h}) poison(*b);
-        for (const Buffer& u : a.u) poison(u);
+        for (const Buffer* b : {&a.ln1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.ln2, &a.gate, &a.up, &a.h, &a.u_qkv,
+                                &a.u_o, &a.u_gate_up, &a.u_down})
+            poison(*b);
     }
 }
 void check_poisoned_workspace(const Ops& ops, int head_dim) {
@@ -162,6 +164,7 @@ void check_poisoned_workspace(const Ops& ops, int head_dim) {
     const Case cases[] = {{Method::Full, "all", 0.0f},
                           {Method::Lora, "k,up", 0.1f},
                           {Method::Lora, "down,o", 0.0f},
+                          {Method::Lora, "q,v,gate,up", 0.0f},  // groups of 2, stacked on CUDA
                           {Method::Qlora, "q,v,gate", 0.1f}};
     for (const Case& c : cases)
         for (bool recompute : {false, true}) {
@@ -223,6 +226,7 @@ TEST_CASE("cuda model: a LoRA step's loss and every adapter gradient match the C
     compare_step(Method::Lora, 64);
     compare_step(Method::Lora, 128);  // the hd-128 attention tilings (32 queries per warp in the forward)
     compare_step(Method::Lora, 16);
+    compare_step(Method::Lora, 64, 0.0f);  // the stacked groups
 }
 
 TEST_CASE("cuda model: a QLoRA step (NF4 base dequantized on the GPU) matches the CPU") { compare_step(Method::Qlora, 64); }

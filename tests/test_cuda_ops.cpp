@@ -6,6 +6,7 @@
 // Suite "cuda": tests/main.cpp skips it when cuda_ops() finds no GPU.
 // Memory ops, quantization and the optimizer are in tests/test_cuda_memory.cpp.
 #include <algorithm>
+#include <deque>
 #include <iterator>
 
 #include "tests/test_cuda_util.h"
@@ -114,7 +115,8 @@ TEST_CASE("cuda matmul_forward, lora_forward: add and out less aligned than an e
     for (int off : {0, 1, 3}) {
         ActTwin out(g, rnd((size_t)N * OC, 5)), res(g, rnd((size_t)N * OC + 4, 6)), u(g, rnd((size_t)N * r, 7));
         run_both(g, [&](const Ops& o, On on) {
-            o.lora_forward(out[on], u[on], x[on], A[on], B[on], N, C, OC, r, 2.0f, 0.0f, 1, o.at(res[on], off));
+            LoraProj<act> proj{A[on], B[on], OC, 1, out[on], o.at(res[on], off), nullptr, nullptr, nullptr};
+            o.lora_forward(&proj, 1, u[on], x[on], N, C, r, 2.0f, 0.0f);
             o.matmul_forward(out[on], x[on], w[on], nullptr, N, C, OC, out[on]);
         });
         expect_close(strf("lora_forward then matmul_forward, add %d elements in: out", off), out, kLora, OC);
@@ -387,62 +389,101 @@ TEST_CASE("cuda swiglu_backward") {
 }
 
 namespace {
+// G projections reading the same x (a linear group: q, k, v or gate, up), of widths OC, OC + 3, OC + 6.
+// G > 1 without dropout is the stacked path (one GEMM over x for all u, one for all dA, one dx).
 struct LoraCase {
     int N, C, OC, r;
     float p;
+    int G;
+    int width(int t) const { return OC + 3 * t; }
 };
-const LoraCase kLoraCases[] = {{37, 100, 77, 8, 0.0f}, {37, 100, 77, 13, 0.1f}, {130, 576, 1537, 16, 0.1f}};
+const LoraCase kLoraCases[] = {{37, 100, 77, 8, 0.0f, 1},   {37, 100, 77, 13, 0.1f, 1}, {130, 576, 1537, 16, 0.1f, 1},
+                               {37, 100, 77, 8, 0.0f, 3},   {130, 576, 300, 16, 0.0f, 2}, {37, 100, 77, 13, 0.1f, 3}};
 const float kLoraScale = 2.0f;  // alpha / r
 const uint64_t kLoraKey = 0x5eedf00d;
+const char* const kSlot[] = {"0", "1", "2"};
 
-std::string name(const LoraCase& c) { return strf("N=%d C=%d OC=%d r=%d p=%g", c.N, c.C, c.OC, c.r, c.p); }
+std::string name(const LoraCase& c) { return strf("N=%d C=%d OC=%d r=%d p=%g G=%d", c.N, c.C, c.OC, c.r, c.p, c.G); }
 
 // x ~ N(0, 1), A ~ N(0, 1/C), B ~ N(0, 1/r): u = drop(x)·Aᵀ and the adapter's output are O(1).
 struct LoraInputs {
-    LoraInputs(const Ops& g, const LoraCase& c)
-        : x(g, rnd((size_t)c.N * c.C, 1)), A(g, rnd((size_t)c.r * c.C, 2, inv_sqrt(c.C))),
-          B(g, rnd((size_t)c.OC * c.r, 3, inv_sqrt(c.r))) {}
-    ActTwin x, A, B;
+    LoraInputs(const Ops& g, const LoraCase& c) : c(c), x(g, rnd((size_t)c.N * c.C, 1)) {
+        for (int t = 0; t < c.G; t++) {
+            A.emplace_back(g, rnd((size_t)c.r * c.C, 2 + 10 * t, inv_sqrt(c.C)));
+            B.emplace_back(g, rnd((size_t)c.width(t) * c.r, 3 + 10 * t, inv_sqrt(c.r)));
+        }
+    }
+    // The group as the ops take it, on one side (outputs and gradients left for the caller to set).
+    std::vector<LoraProj<act>> proj(On on) {
+        std::vector<LoraProj<act>> p(c.G);
+        for (int t = 0; t < c.G; t++)
+            p[t] = {A[t][on], B[t][on], c.width(t), kLoraKey + t, nullptr, nullptr, nullptr, nullptr, nullptr};
+        return p;
+    }
+    LoraCase c;
+    ActTwin x;
+    std::deque<ActTwin> A, B;
 };
 }  // namespace
 
-TEST_CASE("cuda lora_forward: y = add + scale·drop(x)·Aᵀ·Bᵀ and u, with dropout p = 0 and 0.1; overwrite, accumulate, add another") {
+TEST_CASE("cuda lora_forward: y = add + scale·drop(x)·Aᵀ·Bᵀ and u, groups of 1-3, dropout p = 0 and 0.1; overwrite, accumulate, add another") {
     const Ops& g = cuda_backend();
     for (const LoraCase& c : kLoraCases)
         for (AddMode mode : kAddModes) {
             LoraInputs in(g, c);
             // y starts non-zero (added to or ignored, by mode); u overwritten.
-            ActTwin y(g, rnd((size_t)c.N * c.OC, 4)), u(g, rnd((size_t)c.N * c.r, 5)), res(g, rnd((size_t)c.N * c.OC, 6));
+            std::deque<ActTwin> y, res;
+            for (int t = 0; t < c.G; t++) {
+                y.emplace_back(g, rnd((size_t)c.N * c.width(t), 4 + 10 * t));
+                res.emplace_back(g, rnd((size_t)c.N * c.width(t), 6 + 10 * t));
+            }
+            ActTwin u(g, rnd((size_t)c.N * c.G * c.r, 5));
             run_both(g, [&](const Ops& o, On on) {
-                o.lora_forward(y[on], u[on], in.x[on], in.A[on], in.B[on], c.N, c.C, c.OC, c.r, kLoraScale, c.p, kLoraKey,
-                               add_for(mode, y, res, on));
+                std::vector<LoraProj<act>> proj = in.proj(on);
+                for (int t = 0; t < c.G; t++) proj[t].y = y[t][on], proj[t].add = add_for(mode, y[t], res[t], on);
+                o.lora_forward(proj.data(), c.G, u[on], in.x[on], c.N, c.C, c.r, kLoraScale, c.p);
             });
             std::string what = "lora_forward " + name(c) + " " + name(mode);
-            expect_close(what + ": y", y, kLora, c.OC);
-            expect_close(what + ": u", u, kBf16Dot, c.r);
+            for (int t = 0; t < c.G; t++) expect_close(what + ": y" + kSlot[t], y[t], kLora, c.width(t));
+            expect_close(what + ": u", u, kBf16Dot, c.G * c.r);
         }
 }
 
-TEST_CASE("cuda lora_backward: dx (BF16 += or =), dA and dB (FP32 +=), with dropout p = 0 and 0.1; deterministic") {
+TEST_CASE("cuda lora_backward: dx (BF16 += or =), dA and dB (FP32 +=), groups of 1-3, dropout p = 0 and 0.1; deterministic") {
     const Ops& g = cuda_backend();
     for (const LoraCase& c : kLoraCases)
     for (bool acc : {true, false}) {
         LoraInputs in(g, c);
-        vector<float> y_h((size_t)c.N * c.OC), u_h((size_t)c.N * c.r);  // the forward's u, from the CPU
-        cpu_ops().lora_forward(as_act(y_h.data()), as_act(u_h.data()), in.x[On::cpu], in.A[On::cpu], in.B[On::cpu], c.N,
-                               c.C, c.OC, c.r, kLoraScale, c.p, kLoraKey, nullptr);
-        ActTwin u(g, u_h), dy(g, rnd((size_t)c.N * c.OC, 6)), dx(g, rnd((size_t)c.N * c.C, 7));
-        BufTwin<float> dA(g, rnd((size_t)c.r * c.C, 8)), dB(g, rnd((size_t)c.OC * c.r, 9));
+        // The forward's u, from the CPU.
+        vector<float> u_h((size_t)c.N * c.G * c.r);
+        std::deque<vector<float>> y_h;
+        std::vector<LoraProj<act>> fwd = in.proj(On::cpu);
+        for (int t = 0; t < c.G; t++) fwd[t].y = as_act(y_h.emplace_back((size_t)c.N * c.width(t)).data());
+        cpu_ops().lora_forward(fwd.data(), c.G, as_act(u_h.data()), in.x[On::cpu], c.N, c.C, c.r, kLoraScale, c.p);
+        ActTwin u(g, u_h), dx(g, rnd((size_t)c.N * c.C, 7));
+        std::deque<ActTwin> dy;
+        std::deque<BufTwin<float>> dA, dB;
+        for (int t = 0; t < c.G; t++) {
+            dy.emplace_back(g, rnd((size_t)c.N * c.width(t), 6 + 10 * t));
+            dA.emplace_back(g, rnd((size_t)c.r * c.C, 8 + 10 * t));
+            dB.emplace_back(g, rnd((size_t)c.width(t) * c.r, 9 + 10 * t));
+        }
         auto op = [&](const Ops& o, On on) {
-            o.lora_backward(dx[on], dA[on], dB[on], dy[on], in.x[on], u[on], in.A[on], in.B[on], c.N, c.C, c.OC, c.r,
-                            kLoraScale, c.p, kLoraKey, acc);
+            std::vector<LoraProj<act>> proj = in.proj(on);
+            for (int t = 0; t < c.G; t++) proj[t].dy = dy[t][on], proj[t].dA = dA[t][on], proj[t].dB = dB[t][on];
+            o.lora_backward(proj.data(), c.G, dx[on], in.x[on], u[on], c.N, c.C, c.r, kLoraScale, c.p, acc);
         };
         run_both(g, op);
         std::string what = "lora_backward " + name(c) + (acc ? "" : " (dx overwritten)");
         expect_close(what + ": dx", dx, kLora, c.C);
-        expect_close(what + ": dA", dA, kF32ViaBf16, c.C);
-        expect_close(what + ": dB", dB, kF32Sum, c.r);
-        expect_deterministic(what, g, {{"dx", &dx}, {"dA", &dA}, {"dB", &dB}}, op);
+        std::vector<std::pair<const char*, Twin*>> outs = {{"dx", &dx}};
+        for (int t = 0; t < c.G; t++) {
+            expect_close(what + ": dA" + kSlot[t], dA[t], kF32ViaBf16, c.C);
+            expect_close(what + ": dB" + kSlot[t], dB[t], kF32Sum, c.r);
+            outs.push_back({"dA", &dA[t]});
+            outs.push_back({"dB", &dB[t]});
+        }
+        expect_deterministic(what, g, outs, op);
     }
 }
 
@@ -458,9 +499,9 @@ TEST_CASE("cuda lora dropout masks are the CPU's, forward and backward") {
     ActTwin u(g, vector<float>((size_t)N * r)), dy(g, rnd((size_t)N * OC, 4)), dx(g, vector<float>((size_t)N * C));
     BufTwin<float> dA(g, vector<float>((size_t)r * C)), dB(g, vector<float>((size_t)OC * r));
     run_both(g, [&](const Ops& o, On on) {
-        o.lora_forward(y[on], u[on], x[on], A[on], B[on], N, C, OC, r, kLoraScale, p, kLoraKey, y[on]);
-        o.lora_backward(dx[on], dA[on], dB[on], dy[on], x[on], u[on], A[on], B[on], N, C, OC, r, kLoraScale, p, kLoraKey,
-                        true);
+        LoraProj<act> proj{A[on], B[on], OC, kLoraKey, y[on], y[on], dy[on], dA[on], dB[on]};
+        o.lora_forward(&proj, 1, u[on], x[on], N, C, r, kLoraScale, p);
+        o.lora_backward(&proj, 1, dx[on], x[on], u[on], N, C, r, kLoraScale, p, true);
     });
     vector<int32_t> mask = zeros_of(u.h);
     size_t dropped = std::count(mask.begin(), mask.end(), 1);

@@ -127,8 +127,9 @@ TEST_CASE("tolerance bites: lora y (kLora)") {
     vector<float> y0 = rnd((size_t)N * OC, 4), u((size_t)N * r);
     auto run = [&](uint64_t key) {
         vector<float> y = y0;
-        cpu_ops().lora_forward(as_act(y.data()), as_act(u.data()), as_act(x.data()), as_act(A.data()), as_act(B.data()),
-                               N, C, OC, r, s, p, key, as_act(y.data()));
+        LoraProj<act> proj{as_act(A.data()), as_act(B.data()), OC, key, as_act(y.data()), as_act(y.data()), nullptr,
+                           nullptr, nullptr};
+        cpu_ops().lora_forward(&proj, 1, as_act(u.data()), as_act(x.data()), N, C, r, s, p);
         return y;
     };
     vector<float> ref = run(7), other_key = run(8), unscaled = ref;

@@ -205,24 +205,33 @@ TEST_CASE("attention forward and backward match a direct double-precision evalua
     CHECK(e_dv < 1e-5);
 }
 
-TEST_CASE("lora backward: dx, dA, dB, with and without dropout") {
-    int N = 5, C = 9, OC = 7, r = 3;
+TEST_CASE("lora backward of a group of two projections: dx, dA, dB, with and without dropout") {
+    int N = 5, C = 9, r = 3;
+    const int OC[2] = {7, 4};
     for (float p : {0.0f, 0.3f}) {
         CAPTURE(p);
-        vector<float> x = random_vec(N * C, 1), A = random_vec(r * C, 2), Bm = random_vec(OC * r, 3), R = random_vec(N * OC, 4);
-        vector<float> y(N * OC), u(N * r), dx(N * C, 0), dA(r * C, 0), dB(OC * r, 0);
+        vector<float> x = random_vec(N * C, 1), dx(N * C, 0), u(N * 2 * r);
+        vector<float> A[2], Bm[2], R[2], y[2], dA[2], dB[2];
+        LoraProj<float> proj[2];
+        for (int t = 0; t < 2; t++) {
+            A[t] = random_vec(r * C, 2 + t), Bm[t] = random_vec(OC[t] * r, 4 + t), R[t] = random_vec(N * OC[t], 6 + t);
+            y[t].assign(N * OC[t], 0.0f), dA[t].assign(r * C, 0.0f), dB[t].assign(OC[t] * r, 0.0f);
+            proj[t] = {A[t].data(), Bm[t].data(), OC[t], 42u + t, y[t].data(), nullptr, R[t].data(), dA[t].data(),
+                       dB[t].data()};
+        }
         auto loss = [&] {
-            cpu::lora_forward(y.data(), u.data(), x.data(), A.data(), Bm.data(), N, C, OC, r, 1.5f, p, 42, nullptr);
-            return dot_loss(y, R);
+            cpu::lora_forward(proj, 2, u.data(), x.data(), N, C, r, 1.5f, p);
+            return dot_loss(y[0], R[0]) + dot_loss(y[1], R[1]);
         };
         loss();
-        cpu::lora_backward(dx.data(), dA.data(), dB.data(), R.data(), x.data(), u.data(), A.data(), Bm.data(), N, C, OC,
-                           r, 1.5f, p, 42, true);
-        // The adapter output is linear in each of x, A and B, so a wide step has no truncation
+        cpu::lora_backward(proj, 2, dx.data(), x.data(), u.data(), N, C, r, 1.5f, p, true);
+        // The adapter outputs are linear in each of x, A and B, so a wide step has no truncation
         // error and keeps FP32 rounding of the loss out of the difference.
         grad_check("lora dx", x, dx, loss, 1e-3, 40, 5e-2f);
-        grad_check("lora dA", A, dA, loss, 1e-3, 40, 5e-2f);
-        grad_check("lora dB", Bm, dB, loss, 1e-3, 40, 5e-2f);
+        for (int t = 0; t < 2; t++) {
+            grad_check("lora dA", A[t], dA[t], loss, 1e-3, 40, 5e-2f);
+            grad_check("lora dB", Bm[t], dB[t], loss, 1e-3, 40, 5e-2f);
+        }
     }
 }
 

@@ -1,4 +1,4 @@
-// The adapter path of a LoRA linear layer (Hu et al. 2021):
+// The adapter path of LoRA linear layers (Hu et al. 2021), for a group of projections reading one x:
 //   y = add + s · (drop(x) Aᵀ) Bᵀ,   A: [r, C], B: [OC, r], s = alpha/r (alpha/sqrt(r) with rsLoRA)
 // (add: null, y itself, or the residual stream; the base GEMM then accumulates x Wᵀ onto y.)
 // Two thin GEMMs through the rank-r bottleneck instead of forming s·B·A (OC×C): the work is
@@ -20,39 +20,50 @@ static void dropout_apply(float* dst, const float* src, size_t n, float p, uint6
     for (size_t i = 0; i < n; i++) dst[i] = hash_uniform(key, i) >= p ? src[i] * keep_scale : 0.0f;
 }
 
-void lora_forward(float* y, float* u, const float* x, const float* A, const float* B, int N, int C, int OC, int r,
-                  float scale, float p, uint64_t dropout_key, const float* add) {
-    const float* xin = x;
+void lora_forward(const LoraProj<float>* proj, int G, float* u, const float* x, int N, int C, int r, float scale,
+                  float p) {
+    const int ldu = G * r;
     std::vector<float> xd;
-    if (p > 0.0f) {
-        xd.resize((size_t)N * C);
-        dropout_apply(xd.data(), x, xd.size(), p, dropout_key);
-        xin = xd.data();
+    for (int t = 0; t < G; t++) {
+        const LoraProj<float>& a = proj[t];
+        const float* xin = x;
+        if (p > 0.0f) {
+            xd.resize((size_t)N * C);
+            dropout_apply(xd.data(), x, xd.size(), p, a.dropout_key);
+            xin = xd.data();
+        }
+        gemm(false, true, N, r, C, 1.0f, xin, C, a.A, C, 0.0f, u + t * r, ldu);  // u_t = drop_t(x) A_tᵀ
+        start_from(a.y, a.add, (size_t)N * a.OC);
+        // y_t = add_t + s · u_t B_tᵀ
+        gemm(false, true, N, a.OC, r, scale, u + t * r, ldu, a.B, r, a.add ? 1.0f : 0.0f, a.y, a.OC);
     }
-    gemm(false, true, N, r, C, 1.0f, xin, C, A, C, 0.0f, u, r);     // u = drop(x) Aᵀ
-    start_from(y, add, (size_t)N * OC);
-    gemm(false, true, N, OC, r, scale, u, r, B, r, add ? 1.0f : 0.0f, y, OC);  // y = add + s · u Bᵀ
 }
 
-void lora_backward(float* dx, float* dA, float* dB, const float* dy, const float* x, const float* u, const float* A,
-                   const float* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
-                   bool accumulate) {
-    std::vector<float> du((size_t)N * r);
-    gemm(true, false, OC, r, N, scale, dy, OC, u, r, 1.0f, dB, r);          // dB += s · dyᵀ u
-    gemm(false, false, N, r, OC, scale, dy, OC, B, r, 0.0f, du.data(), r);  // du = s · dy B
-    if (p > 0.0f) {
-        std::vector<float> xd((size_t)N * C), dxd((size_t)N * C);
-        dropout_apply(xd.data(), x, xd.size(), p, dropout_key);
-        gemm(true, false, r, C, N, 1.0f, du.data(), r, xd.data(), C, 1.0f, dA, C);  // dA += duᵀ drop(x)
-        if (dx) {
-            gemm(false, false, N, C, r, 1.0f, du.data(), r, A, C, 0.0f, dxd.data(), C);
-            dropout_apply(dxd.data(), dxd.data(), dxd.size(), p, dropout_key);       // same mask, same scale
+// The oracle takes the group's projections one at a time: the sum over t is the same in any order
+// up to FP32 rounding (a backend may stack them).
+void lora_backward(const LoraProj<float>* proj, int G, float* dx, const float* x, const float* u, int N, int C, int r,
+                   float scale, float p, bool accumulate) {
+    const int ldu = G * r;
+    std::vector<float> du((size_t)N * r), xd, dxd;
+    for (int t = 0; t < G; t++) {
+        const LoraProj<float>& a = proj[t];
+        gemm(true, false, a.OC, r, N, scale, a.dy, a.OC, u + t * r, ldu, 1.0f, a.dB, r);  // dB += s · dyᵀ u
+        gemm(false, false, N, r, a.OC, scale, a.dy, a.OC, a.B, r, 0.0f, du.data(), r);    // du = s · dy B
+        const bool acc = accumulate || t > 0;  // the group's later terms add to the first
+        if (p > 0.0f) {
+            xd.resize((size_t)N * C);
+            dropout_apply(xd.data(), x, xd.size(), p, a.dropout_key);
+            gemm(true, false, r, C, N, 1.0f, du.data(), r, xd.data(), C, 1.0f, a.dA, C);  // dA += duᵀ drop(x)
+            if (!dx) continue;
+            dxd.resize((size_t)N * C);
+            gemm(false, false, N, C, r, 1.0f, du.data(), r, a.A, C, 0.0f, dxd.data(), C);
+            dropout_apply(dxd.data(), dxd.data(), dxd.size(), p, a.dropout_key);  // same mask, same scale
             #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < dxd.size(); i++) dx[i] = accumulate ? dx[i] + dxd[i] : dxd[i];
+            for (size_t i = 0; i < dxd.size(); i++) dx[i] = acc ? dx[i] + dxd[i] : dxd[i];
+        } else {
+            gemm(true, false, r, C, N, 1.0f, du.data(), r, x, C, 1.0f, a.dA, C);
+            if (dx) gemm(false, false, N, C, r, 1.0f, du.data(), r, a.A, C, acc ? 1.0f : 0.0f, dx, C);  // dx (+)= du A
         }
-    } else {
-        gemm(true, false, r, C, N, 1.0f, du.data(), r, x, C, 1.0f, dA, C);
-        if (dx) gemm(false, false, N, C, r, 1.0f, du.data(), r, A, C, accumulate ? 1.0f : 0.0f, dx, C);  // dx (+)= du A
     }
 }
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "kernels/kernels.h"
 #include "model/util.h"
@@ -72,6 +73,14 @@ void host_release(void* p) {
 
 inline float* F(act* p) { return reinterpret_cast<float*>(p); }
 inline const float* F(const act* p) { return reinterpret_cast<const float*>(p); }
+// A LoRA group's projections with this backend's element type.
+std::vector<LoraProj<float>> as_float(const LoraProj<act>* p, int G) {
+    std::vector<LoraProj<float>> f(G);
+    for (int t = 0; t < G; t++)
+        f[t] = {F(p[t].A), F(p[t].B), p[t].OC, p[t].dropout_key, F(p[t].y), F(p[t].add), F(p[t].dy),
+                p[t].dA, p[t].dB};
+    return f;
+}
 
 Ops make_ops() {
     Ops o{};
@@ -143,14 +152,15 @@ Ops make_ops() {
     o.swiglu_backward = [](act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N) {
         cpu::swiglu_backward(F(dgate), F(dup), F(dh), F(gate), F(up), N);
     };
-    o.lora_forward = [](act* y, act* u, const act* x, const act* A, const act* B, int N, int C, int OC, int r,
-                        float scale, float p, uint64_t dropout_key, const act* add) {
-        cpu::lora_forward(F(y), F(u), F(x), F(A), F(B), N, C, OC, r, scale, p, dropout_key, F(add));
+    o.lora_forward = [](const LoraProj<act>* proj, int G, act* u, const act* x, int N, int C, int r, float scale,
+                        float p) {
+        std::vector<LoraProj<float>> f = as_float(proj, G);
+        cpu::lora_forward(f.data(), G, F(u), F(x), N, C, r, scale, p);
     };
-    o.lora_backward = [](act* dx, float* dA, float* dB, const act* dy, const act* x, const act* u, const act* A,
-                         const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
-                         bool accumulate) {
-        cpu::lora_backward(F(dx), dA, dB, F(dy), F(x), F(u), F(A), F(B), N, C, OC, r, scale, p, dropout_key, accumulate);
+    o.lora_backward = [](const LoraProj<act>* proj, int G, act* dx, const act* x, const act* u, int N, int C, int r,
+                         float scale, float p, bool accumulate) {
+        std::vector<LoraProj<float>> f = as_float(proj, G);
+        cpu::lora_backward(f.data(), G, F(dx), F(x), F(u), N, C, r, scale, p, accumulate);
     };
     o.crossentropy_forward_backward = [](act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                          int V, float grad_scale) {

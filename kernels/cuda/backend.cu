@@ -40,6 +40,14 @@ double gib(size_t bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
 
 inline bf16* bf(act* p) { return reinterpret_cast<bf16*>(p); }
 inline const bf16* bf(const act* p) { return reinterpret_cast<const bf16*>(p); }
+// A LoRA group's projections with this backend's element type.
+std::vector<LoraProj<bf16>> as_bf16(const LoraProj<act>* p, int G) {
+    std::vector<LoraProj<bf16>> b(G);
+    for (int t = 0; t < G; t++)
+        b[t] = {bf(p[t].A), bf(p[t].B), p[t].OC, p[t].dropout_key, bf(p[t].y), bf(p[t].add), bf(p[t].dy),
+                p[t].dA, p[t].dB};
+    return b;
+}
 
 // upload/download convert on the host through a bounded staging buffer (round-to-nearest-even, as
 // the device cast), so a multi-GB tensor needs no device memory beyond its own BF16 copy.
@@ -151,15 +159,15 @@ Ops make_ops() {
     o.swiglu_backward = [](act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N) {
         cuda::swiglu_backward(bf(dgate), bf(dup), bf(dh), bf(gate), bf(up), N);
     };
-    o.lora_forward = [](act* y, act* u, const act* x, const act* A, const act* B, int N, int C, int OC, int r,
-                        float scale, float p, uint64_t dropout_key, const act* add) {
-        cuda::lora_forward(bf(y), bf(u), bf(x), bf(A), bf(B), N, C, OC, r, scale, p, dropout_key, bf(add));
+    o.lora_forward = [](const LoraProj<act>* proj, int G, act* u, const act* x, int N, int C, int r, float scale,
+                        float p) {
+        std::vector<LoraProj<bf16>> b = as_bf16(proj, G);
+        cuda::lora_forward(b.data(), G, bf(u), bf(x), N, C, r, scale, p);
     };
-    o.lora_backward = [](act* dx, float* dA, float* dB, const act* dy, const act* x, const act* u, const act* A,
-                         const act* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
-                         bool accumulate) {
-        cuda::lora_backward(bf(dx), dA, dB, bf(dy), bf(x), bf(u), bf(A), bf(B), N, C, OC, r, scale, p, dropout_key,
-                            accumulate);
+    o.lora_backward = [](const LoraProj<act>* proj, int G, act* dx, const act* x, const act* u, int N, int C, int r,
+                         float scale, float p, bool accumulate) {
+        std::vector<LoraProj<bf16>> b = as_bf16(proj, G);
+        cuda::lora_backward(b.data(), G, bf(dx), bf(x), bf(u), N, C, r, scale, p, accumulate);
     };
     o.crossentropy_forward_backward = [](act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                          int V, float grad_scale) {

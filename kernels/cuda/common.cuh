@@ -33,7 +33,7 @@ inline unsigned ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b
 
 // The backend's own growable scratch buffers (counted as Mem::scratch), one per use so two live
 // ones never alias. A buffer only grows; its contents are undefined on return.
-enum class Scratch { lora_x, lora_u, lora_dx, cublas_workspace, reduce, attention, count };
+enum class Scratch { lora_x, lora_u, lora_dx, lora_a, lora_da, cublas_workspace, reduce, attention, count };
 void* cuda_scratch(Scratch slot, size_t bytes);
 void cuda_release_scratch();  // frees them all (Ops::release_scratch)
 // Device allocation counted in a category of the memory table (kernels/cuda/backend.cu).
@@ -64,11 +64,9 @@ void attention_decode(bf16* out, const bf16* q, const bf16* kcache, const bf16* 
 void swiglu_forward(bf16* h, const bf16* gate, const bf16* up, size_t N);
 void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dh, const bf16* gate, const bf16* up, size_t N);
 int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, double* us, int max);
-void lora_forward(bf16* y, bf16* u, const bf16* x, const bf16* A, const bf16* B, int N, int C, int OC, int r,
-                  float scale, float p, uint64_t dropout_key, const bf16* add);
-void lora_backward(bf16* dx, float* dA, float* dB, const bf16* dy, const bf16* x, const bf16* u, const bf16* A,
-                   const bf16* B, int N, int C, int OC, int r, float scale, float p, uint64_t dropout_key,
-                   bool accumulate);
+void lora_forward(const LoraProj<bf16>* proj, int G, bf16* u, const bf16* x, int N, int C, int r, float scale, float p);
+void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, const bf16* u, int N, int C, int r,
+                   float scale, float p, bool accumulate);
 void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targets, const float* weights, int n, int V,
                                    float grad_scale);
 void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n);
