@@ -176,11 +176,11 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
         const size_t G = std::max({qkv, gate_up, 1});
         const size_t r = s.lora.rank;
         lora = N * G * r * 2;  // lora_u: du of a group, BF16
-        if (s.lora.dropout > 0) {  // lora_x, lora_dx: drop(x) and du·A, BF16
-            lora += 2 * N * widest * 2;
-            lora_extra = " + dropout 2·N·widest·2";
-        } else if (G > 1) {  // lora_a, lora_da: the group's stacked A (BF16) and dA (FP32). (Training
-                             // with dropout, an evaluation pass stacks too: G·r·C·2 more then.)
+        if (s.lora.dropout > 0) {  // lora_x, lora_dx: drop(x) and du·A, BF16; evaluation (no dropout)
+                                   // stacks the group's A (lora_a, BF16)
+            lora += 2 * N * widest * 2 + (G > 1 ? G * r * c.dim * 2 : 0);
+            lora_extra = G > 1 ? " + dropout 2·N·widest·2 + stacked A G·r·C·2" : " + dropout 2·N·widest·2";
+        } else if (G > 1) {  // lora_a, lora_da: the group's stacked A (BF16) and dA (FP32)
             lora += G * r * c.dim * (2 + 4);
             lora_extra = " + stacked A, dA G·r·C·6";
         }
