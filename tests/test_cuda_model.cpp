@@ -229,15 +229,22 @@ TEST_CASE("cuda model: a LoRA step's loss and every adapter gradient match the C
     compare_step(Method::Lora, 64, 0.0f);  // the stacked groups
 }
 
-TEST_CASE("cuda model: a QLoRA step (NF4 base dequantized on the GPU) matches the CPU") { compare_step(Method::Qlora, 64); }
+TEST_CASE("cuda model: a QLoRA step (NF4 base dequantized on the GPU) matches the CPU") {
+    compare_step(Method::Qlora, 64);
+    compare_step(Method::Qlora, 64, 0.0f);  // the stacked groups beside the dequantized weights
+}
 
 TEST_CASE("cuda model: a full fine-tuning step's gradients match the CPU") { compare_step(Method::Full, 64); }
 
 TEST_CASE("cuda model: recompute on and off give bit-identical gradients and updates") {
-    for (Method method : {Method::Lora, Method::Full}) {
+    struct Run {
+        Method method;
+        float dropout;  // 0: LoRA's stacked groups
+    };
+    for (Run r : {Run{Method::Lora, 0.1f}, Run{Method::Lora, 0.0f}, Run{Method::Full, 0.1f}}) {
         Trainer a, b;
-        setup(a, gpu(), method, 64, false);
-        setup(b, gpu(), method, 64, true);
+        setup(a, gpu(), r.method, 64, false, "", false, false, "all", r.dropout);
+        setup(b, gpu(), r.method, 64, true, "", false, false, "all", r.dropout);
         for (int s = 0; s < 3; s++) {
             CHECK(trainer_step(a).loss == trainer_step(b).loss);
             CHECK(trainer_gradients(a) == trainer_gradients(b));
@@ -253,22 +260,23 @@ TEST_CASE("cuda model: 10 steps equal 4 steps + checkpoint + resume 6 steps, bit
     struct Run {
         Method method;
         bool sr;
+        float dropout;  // 0: LoRA's stacked groups
     };
     vector<double> nearest_lora;
-    for (Run r : {Run{Method::Lora, false}, Run{Method::Qlora, false}, Run{Method::Lora, true}}) {
+    for (Run r : {Run{Method::Lora, false, 0.1f}, Run{Method::Qlora, false, 0.0f}, Run{Method::Lora, true, 0.1f}}) {
         std::string dir = temp_dir((std::string(method_name(r.method)) + (r.sr ? "_sr" : "")).c_str());
         Trainer full;
-        setup(full, gpu(), r.method, 64, false, dir + "/a", false, r.sr);
+        setup(full, gpu(), r.method, 64, false, dir + "/a", false, r.sr, "all", r.dropout);
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
         {
             Trainer first;
-            setup(first, gpu(), r.method, 64, false, dir + "/b", false, r.sr);
+            setup(first, gpu(), r.method, 64, false, dir + "/b", false, r.sr, "all", r.dropout);
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
         }
         Trainer second;
-        setup(second, gpu(), r.method, 64, false, dir + "/b", false, r.sr);
+        setup(second, gpu(), r.method, 64, false, dir + "/b", false, r.sr, "all", r.dropout);
         trainer_load_checkpoint(second, find_latest_checkpoint(dir + "/b"));
         REQUIRE(second.step == 4);
         for (int s = 4; s < 10; s++) CHECK(trainer_step(second).loss == losses[s]);
