@@ -89,23 +89,28 @@ int run(int argc, char** argv) {
     printf("| GEMM | M x N x K | per step | candidates | #0 µs | #0 TFLOP/s | best | best µs | best TFLOP/s | gain |\n");
     printf("|---|---|---|---|---|---|---|---|---|---|\n");
     double total_first = 0, total_best = 0;
-    std::vector<double> us(candidates);
+    std::vector<GemmCandidate> cand(candidates);
+    std::vector<std::string> configs;  // #0 and the best of each GEMM where they differ: what the heuristic misses
     for (const StepGemm& g : step_gemms(cfg, batch * seq, rank)) {
-        int n = cuda->gemm_candidates(g.transA, g.transB, g.M, g.N, g.K, g.fp32_out, g.beta, us.data(), candidates);
+        int n = cuda->gemm_candidates(g.transA, g.transB, g.M, g.N, g.K, g.fp32_out, g.beta, cand.data(), candidates);
         if (n == 0) {
             printf("| %s | %d x %d x %d | %d | 0 | - | - | - | - | - | - |\n", g.what.c_str(), g.M, g.N, g.K, g.per_step);
             continue;
         }
         int best = 0;
         for (int i = 1; i < n; i++)
-            if (us[i] < us[best]) best = i;
-        const double flop = 2.0 * g.M * g.N * g.K;
+            if (cand[i].us < cand[best].us) best = i;
+        const double flop = 2.0 * g.M * g.N * g.K, us0 = cand[0].us, usb = cand[best].us;
         printf("| %s | %d x %d x %d | %d | %d | %.1f | %.0f | #%d | %.1f | %.0f | %.1f%% |\n", g.what.c_str(), g.M, g.N,
-               g.K, g.per_step, n, us[0], flop / us[0] / 1e6, best, us[best], flop / us[best] / 1e6,
-               100.0 * (us[0] - us[best]) / us[0]);
-        total_first += g.per_step * us[0];
-        total_best += g.per_step * us[best];
+               g.K, g.per_step, n, us0, flop / us0 / 1e6, best, usb, flop / usb / 1e6, 100.0 * (us0 - usb) / us0);
+        total_first += g.per_step * us0;
+        total_best += g.per_step * usb;
+        if (best != 0)
+            configs.push_back(strf("%s (%d x %d x %d): #0 %s; #%d %s", g.what.c_str(), g.M, g.N, g.K, cand[0].config, best,
+                                   cand[best].config));
     }
+    if (!configs.empty()) printf("\nWhere a later candidate was faster, what the two are:\n");
+    for (const std::string& c : configs) printf("  %s\n", c.c_str());
     printf("\nRESULT gemm_algos preset=%s: the step's GEMMs take %.2f ms with the heuristic's first choice, %.2f ms with "
            "the best candidate of each (%.1f%% less)\n",
            preset.c_str(), total_first / 1e3, total_best / 1e3,

@@ -33,8 +33,8 @@
 #   PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt);
 #   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed: profile.txt);
 #   AB_OLD=1 (the previous build, benchmarked in the same run: its kernel table appended to
-#   kernels_ours.txt, its LoRA steps to e2e.txt as "RESULT before"; AB_OLD=kernels: the kernel table
-#   only). The previous build is .gpu_carry/old/: `AB_REF=main bash bench/run_gpu.sh --prepare`
+#   kernels_ours.txt, its step of each preset and method to e2e.txt as "RESULT before", right after
+#   ours; AB_OLD=kernels: the kernel table only). The previous build is .gpu_carry/old/: `AB_REF=main bash bench/run_gpu.sh --prepare`
 #   builds it from any git ref (or copy bench_cuda_kernels and bench_train there by hand).
 set -u
 cd "$(dirname "$0")/.."
@@ -321,6 +321,12 @@ for method in ${E2E_METHODS:-lora qlora}; do
         else
             echo "=== e2e ours: $preset $method: $TRAIN_BENCH missing" | tee -a "$OUT/e2e.txt" "$SUMMARY"
         fi
+        # The previous build's step (AB_OLD=1), as "RESULT before", right after ours: the pair runs
+        # back to back (the same GPU state), and QLoRA's pair too.
+        if [ "${AB_OLD:-0}" = 1 ] && [ -x "$CARRY/old/bench_train" ]; then
+            step "e2e before: $preset $method" 150 "$OUT/e2e.txt" bash -c "set -o pipefail; '$CARRY/old/bench_train' \
+                ${flags[*]} --method $method --device cuda | sed 's/^RESULT ours/RESULT before/'"
+        fi
         if [ "$method" = qlora ] && [ "$HAVE_BNB" = 0 ]; then
             echo "=== e2e peft: $preset qlora: skipped, bitsandbytes not available" | tee -a "$OUT/e2e.txt" "$SUMMARY"
             continue
@@ -330,15 +336,6 @@ for method in ${E2E_METHODS:-lora qlora}; do
         step "e2e peft: $preset $method" 150 "$OUT/e2e.txt" python3 bench/peft_step.py "${peft_flags[@]}"
     done
 done
-
-# The previous build's LoRA step on each preset, right after ours (AB_OLD=1), as "RESULT before".
-if [ "${AB_OLD:-0}" = 1 ] && [ -x "$CARRY/old/bench_train" ]; then
-    for preset in ${E2E_PRESETS:-smollm2-135m llama-3.2-1b}; do
-        step "e2e before: $preset lora" 150 "$OUT/e2e.txt" bash -c "set -o pipefail; '$CARRY/old/bench_train' \
-            --preset $preset --batch $B --seq $T --steps $N --warmup $W --rank 16 --peak-tflops $PEAK_TF \
-            --method lora --device cuda | sed 's/^RESULT ours/RESULT before/'"
-    done
-fi
 
 # ---- the trainer itself on the GPU (SKIP_TRAIN=1 leaves it out) ----
 # ./train end to end with random smollm2-135m weights, the real tokenizer and the default data: the

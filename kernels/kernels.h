@@ -134,6 +134,13 @@ struct MemStats {
     void reset_peak();              // peaks restart from what is live now
 };
 
+// One algorithm the GEMM heuristic offers for a shape (Ops::gemm_candidates): µs per call, and what it
+// is, in the library's terms (for cuBLASLt: algorithm, tile, stages, split-K and its reduction,
+// swizzle, custom option, inner and cluster shape ids, and the heuristic's waves count).
+struct GemmCandidate {
+    double us;
+    char config[256];
+};
 struct act;  // an element of a weight or activation tensor in the backend's storage type (see top)
 
 // The dispatch: model code calls every op and every memory operation through one of these. The
@@ -199,9 +206,10 @@ struct Ops {
     double (*sum_squares)(const float* g, size_t n);
     // A tuning probe, null where the backend has one GEMM kernel (the CPU): the algorithms the GEMM's
     // heuristic ranks for C[M,N] = op(A)·op(B) (+ beta·C; BF16 operands, FP32 or BF16 output), each
-    // timed; us[i] = µs per call of candidate i, candidate 0 being what the GEMM runs. Returns how
-    // many were timed (<= max). bench/bench_gemm_algos.cpp.
-    int (*gemm_candidates)(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, double* us, int max);
+    // timed; out[i] = candidate i (candidate 0 being what the GEMM runs). Returns how many were timed
+    // (<= max). bench/bench_gemm_algos.cpp.
+    int (*gemm_candidates)(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta,
+                           GemmCandidate* out, int max);
 
     // Element i of a storage tensor starting at p.
     act* at(act* p, size_t i) const { return (act*)((char*)p + i * act_size); }

@@ -135,11 +135,14 @@ TEST_CASE("cuda gemm_candidates: the heuristic's candidates for a shape, each ti
     auto op = [&](const Ops& o, On on) { o.matmul_forward(out[on], x[on], w[on], nullptr, s.N, s.C, s.OC, nullptr); };
     run_both(g, op);
     for (bool fp32_out : {false, true}) {
-        vector<double> us(4, -1.0);
-        int n = g.gemm_candidates(false, true, s.N, s.OC, s.C, fp32_out, 1.0f, us.data(), 4);
+        vector<GemmCandidate> cand(4, GemmCandidate{-1.0, ""});
+        int n = g.gemm_candidates(false, true, s.N, s.OC, s.C, fp32_out, 1.0f, cand.data(), 4);
         CHECK_MESSAGE(n >= 1, "no candidate for " << s.N << " x " << s.OC << " x " << s.C);
         CHECK(n <= 4);
-        for (int i = 0; i < n; i++) CHECK_MESSAGE(us[i] > 0.0, "candidate " << i << ": " << us[i] << " µs");
+        for (int i = 0; i < n; i++) {
+            CHECK_MESSAGE(cand[i].us > 0.0, "candidate " << i << ": " << cand[i].us << " µs");
+            CHECK_MESSAGE(std::string(cand[i].config).rfind("algo ", 0) == 0, "candidate " << i << ": " << cand[i].config);
+        }
     }
     CHECK(g.gemm_candidates(false, true, 0, s.OC, s.C, false, 0.0f, nullptr, 4) == 0);
     // The GEMM itself still runs its first algorithm: the same bits as before the probe.

@@ -63,7 +63,8 @@ void attention_decode(bf16* out, const bf16* q, const bf16* kcache, const bf16* 
                       int max_T, int nh, int nkv, int hd);
 void swiglu_forward(bf16* h, const bf16* gate, const bf16* up, size_t N);
 void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dh, const bf16* gate, const bf16* up, size_t N);
-int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, double* us, int max);
+int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, GemmCandidate* out,
+                    int max);
 void lora_forward(bf16* y, bf16* u, const bf16* x, const bf16* A, const bf16* B, int N, int C, int OC, int r,
                   float scale, float p, uint64_t dropout_key, const bf16* add);
 void lora_backward(bf16* dx, float* dA, float* dB, const bf16* dy, const bf16* x, const bf16* u, const bf16* A,

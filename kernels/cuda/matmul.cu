@@ -262,6 +262,23 @@ __global__ void bias_backward_kernel(float* dbias, const bf16* dout, int N, int 
     }
 }
 
+// What a candidate is: cuBLASLt's configuration attributes (the ids are the library's enums).
+void describe(const cublasLtMatmulHeuristicResult_t& r, char* buf, size_t n) {
+    auto get = [&](cublasLtMatmulAlgoConfigAttributes_t attr, auto zero) {
+        decltype(zero) v = 0;
+        size_t written = 0;
+        CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&r.algo, attr, &v, sizeof v, &written));
+        return (long long)v;
+    };
+    snprintf(buf, n,
+             "algo %lld tile %lld stages %lld splitk %lld red %lld swz %lld opt %lld inner %lld cluster %lld waves %.2f",
+             get(CUBLASLT_ALGO_CONFIG_ID, int32_t()), get(CUBLASLT_ALGO_CONFIG_TILE_ID, uint32_t()),
+             get(CUBLASLT_ALGO_CONFIG_STAGES_ID, uint32_t()), get(CUBLASLT_ALGO_CONFIG_SPLITK_NUM, int32_t()),
+             get(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, uint32_t()), get(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, uint32_t()),
+             get(CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, uint32_t()), get(CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, uint16_t()),
+             get(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, uint16_t()), r.wavesCount);
+}
+
 }  // namespace
 
 namespace cuda {
@@ -278,9 +295,11 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16
 
 // The candidates the heuristic ranks for one shape (contiguous row-major operands, 16-byte aligned),
 // each timed on the GPU: what gemm() would gain by choosing among them instead of taking the first
-// (bench/bench_gemm_algos.cpp). us[i] = µs per call of candidate i, the median of 5 batches of
-// calls that each last about a millisecond; returns how many candidates were timed (<= max).
-int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, double* us, int max) {
+// (bench/bench_gemm_algos.cpp). out[i].us = µs per call of candidate i, the median of 5 batches of
+// calls that each last about a millisecond, out[i].config what it is; returns how many candidates
+// were timed (<= max).
+int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, GemmCandidate* out,
+                    int max) {
     if (M <= 0 || N <= 0 || K <= 0 || max <= 0) return 0;
     const cudaDataType_t ctype = fp32_out ? CUDA_R_32F : CUDA_R_16BF;
     const GemmKey k{transA, transB, M, N, K, transA ? M : K, transB ? K : N, N, ctype, 16, 16, 16};
@@ -309,7 +328,8 @@ int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out
         double batch[5];
         for (double& b : batch) b = run(found[i].algo, calls);
         std::sort(batch, batch + 5);
-        us[i] = batch[2];
+        out[i].us = batch[2];
+        describe(found[i], out[i].config, sizeof out[i].config);
     }
     cuda_release(C);
     cuda_release(B);

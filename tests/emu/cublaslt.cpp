@@ -211,6 +211,22 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     return CUBLAS_STATUS_SUCCESS;
 }
 
+// The attribute sizes of the real library: ALGO_ID and SPLITK_NUM int32, the shape ids uint16, the
+// rest uint32. A buffer of another size is refused, as the library does.
+cublasStatus_t cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t* algo,
+                                                    cublasLtMatmulAlgoConfigAttributes_t attr, void* buf, size_t size,
+                                                    size_t* written) {
+    if (!algo || algo->data[0] != kAlgoMagic)
+        reject(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoConfigGetAttribute: not an algorithm of this library");
+    const size_t want = attr == CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID || attr == CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID ? 2 : 4;
+    if (attr < CUBLASLT_ALGO_CONFIG_ID || attr > CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID || !buf || size != want)
+        reject(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoConfigGetAttribute: attribute %d with a %zu-byte buffer",
+               (int)attr, size);
+    memset(buf, 0, size);
+    if (written) *written = size;
+    return CUBLAS_STATUS_SUCCESS;
+}
+
 cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const void* alpha_p, const void* A,
                               cublasLtMatrixLayout_t Ad, const void* B, cublasLtMatrixLayout_t Bd, const void* beta_p,
                               const void* C, cublasLtMatrixLayout_t Cd, void* D, cublasLtMatrixLayout_t Dd,
