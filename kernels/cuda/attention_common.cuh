@@ -168,13 +168,14 @@ __device__ __forceinline__ void mma_scores_pair(float (&s)[MT][N / 8][4], float 
 
 // One score product, s += A·Bᵀ, with the operands and layout of mma_scores_pair: where a warp pair
 // splits Sᵀ and dPᵀ between its two warps (the dK/dV kernel at HD 128), each computes one of them.
-template <int MT, int N, int HD, int LD>
-__device__ __forceinline__ void mma_scores(float (&s)[MT][N / 8][4], const bf16* a, const bf16* b, int lane) {
+// A's fragments for k-step kk come from a_frags(af, kk): read from shared memory (mma_scores below)
+// or, in the forward at HD 64, from registers that hold them for the whole key loop.
+template <int MT, int N, int HD, int LD, class AFrags>
+__device__ __forceinline__ void mma_scores_from(float (&s)[MT][N / 8][4], AFrags&& a_frags, const bf16* b, int lane) {
     #pragma unroll
     for (int kk = 0; kk < HD / 16; kk++) {
         uint32_t af[MT][4];
-        #pragma unroll
-        for (int m = 0; m < MT; m++) ldmatrix_x4(af[m], a + (m * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+        a_frags(af, kk);
         #pragma unroll
         for (int np = 0; np < N / 16; np++) {
             uint32_t bf[4];
@@ -186,6 +187,14 @@ __device__ __forceinline__ void mma_scores(float (&s)[MT][N / 8][4], const bf16*
             }
         }
     }
+}
+// A's MT row tiles from the [MT·16][LD] shared tile at a.
+template <int MT, int N, int HD, int LD>
+__device__ __forceinline__ void mma_scores(float (&s)[MT][N / 8][4], const bf16* a, const bf16* b, int lane) {
+    mma_scores_from<MT, N, HD, LD>(s, [&](uint32_t (&af)[MT][4], int kk) {
+        #pragma unroll
+        for (int m = 0; m < MT; m++) ldmatrix_x4(af[m], a + (m * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+    }, b, lane);
 }
 
 // acc[m] += P[m]·B for one warp's MT row tiles: P[m] is 16 rows × N columns as accumulator tiles

@@ -156,29 +156,13 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
 
             // S = Q Kᵀ: s[mt][n] is the 16x8 tile of keys k0 + 8n .. k0 + 8n + 7 of row tile mt.
             float s[MT][BN / 8][4] = {};
-            #pragma unroll
-            for (int kk = 0; kk < HD / 16; kk++) {
-                uint32_t af[MT][4];
-                #pragma unroll
-                for (int mt = 0; mt < MT; mt++) {
-                    if constexpr (C::q_in_regs) {
-                        #pragma unroll
-                        for (int r = 0; r < 4; r++) af[mt][r] = qf[0][kk][r];
-                    } else {
-                        ldmatrix_x4(af[mt], sQ + (wrow + 16 * mt + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-                    }
-                }
-                #pragma unroll
-                for (int np = 0; np < BN / 16; np++) {
-                    uint32_t kb[4];
-                    ldmatrix_x4(kb, tK + (np * 16 + (lane & 7) + (lane >> 4) * 8) * LD + kk * 16 +
-                                        ((lane >> 3) & 1) * 8);
+            if constexpr (C::q_in_regs) {
+                mma_scores_from<MT, BN, HD, LD>(s, [&](uint32_t (&af)[MT][4], int kk) {
                     #pragma unroll
-                    for (int mt = 0; mt < MT; mt++) {
-                        mma_bf16(s[mt][2 * np], af[mt], kb[0], kb[1]);
-                        mma_bf16(s[mt][2 * np + 1], af[mt], kb[2], kb[3]);
-                    }
-                }
+                    for (int r = 0; r < 4; r++) af[0][r] = qf[0][kk][r];
+                }, tK, lane);
+            } else {
+                mma_scores<MT, BN, HD, LD>(s, sQ + wrow * LD, tK, lane);
             }
             // Element e of tile n of row tile mt is (query qi[mt][e>>1], key column 8n + 2*cq + (e&1)).
             if (!no_mask) {  // branch-free: one select per score

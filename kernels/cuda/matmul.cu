@@ -262,22 +262,8 @@ __global__ void bias_backward_kernel(float* dbias, const bf16* dout, int N, int 
     }
 }
 
-}  // namespace
-
-namespace cuda {
-
-void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
-          float beta, bf16* C, int ldc, const bf16* C_in) {
-    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, C_in);
-}
-
-void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
-          float beta, float* C, int ldc) {
-    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, (const float*)nullptr);
-}
-
 // What a candidate is: cuBLASLt's configuration attributes (the ids are the library's enums).
-static void describe(const cublasLtMatmulHeuristicResult_t& r, char* buf, size_t n) {
+void describe(const cublasLtMatmulHeuristicResult_t& r, char* buf, size_t n) {
     auto get = [&](cublasLtMatmulAlgoConfigAttributes_t attr, auto zero) {
         decltype(zero) v = 0;
         size_t written = 0;
@@ -291,6 +277,20 @@ static void describe(const cublasLtMatmulHeuristicResult_t& r, char* buf, size_t
              get(CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, uint32_t()), get(CUBLASLT_ALGO_CONFIG_CTA_SWIZZLING, uint32_t()),
              get(CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION, uint32_t()), get(CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID, uint16_t()),
              get(CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID, uint16_t()), r.wavesCount);
+}
+
+}  // namespace
+
+namespace cuda {
+
+void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
+          float beta, bf16* C, int ldc, const bf16* C_in) {
+    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, C_in);
+}
+
+void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16* A, int lda, const bf16* B, int ldb,
+          float beta, float* C, int ldc) {
+    gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, (const float*)nullptr);
 }
 
 // The candidates the heuristic ranks for one shape (contiguous row-major operands, 16-byte aligned),
