@@ -245,10 +245,11 @@ void bench_matmul(const Ops& ops) {
 }
 
 void bench_rmsnorm(const Ops& ops) {
-    // N = 8192 tokens (batch 4 × seq 2048) at the widths of llama-2-7b, llama-3.2-1b, smollm2-135m.
+    // N = 8192 tokens (batch 4 × seq 2048) at the widths of llama-65b/70b, llama-2-7b, llama-3.2-1b,
+    // smollm2-135m.
     // The backward passes dw = null (frozen norm weights: the LoRA/QLoRA case).
     const int N = 8192;
-    for (int C : {4096, 2048, 576}) {
+    for (int C : {8192, 4096, 2048, 576}) {
         std::string shape = strf("N%d C%d", N, C);
         double nc = (double)N * C;
         run_case(ops, "rmsnorm fwd", shape, [&](Buffers& b) {

@@ -211,7 +211,7 @@ def bench_matmul():
 
 def bench_rmsnorm():
     N = 8192 // S
-    for C in (4096, 2048, 576):
+    for C in (8192, 4096, 2048, 576):
         shape = f"N{N} C{C}"
         nc = N * C
 

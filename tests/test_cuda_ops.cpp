@@ -222,12 +222,14 @@ namespace {
 struct NormShape {
     int N, C;
 };
-// N = 1100 > 512: rmsnorm_backward's blocks each walk several rows (its grid stops at 512). The C
-// values reach every path: C % 8 != 0 (100, 2050: no 16-byte access), the forward's rows held in
-// registers at 1, 3, 6 and 16 chunks per lane (256, 576, 1536, 4096), and past them (4104: a loop;
-// the backward's threads then own more than one chunk each).
-const NormShape kNormShapes[] = {{37, 100}, {5, 2050}, {64, 576}, {1100, 100}, {9, 256}, {11, 1536}, {7, 4096},
-                                 {3, 4104}};
+// N = 1100 > 512: rmsnorm_backward's blocks each walk several rows (its grid stops at 512), and so do
+// the forward's wide-row blocks (its grid is what fits on the GPU at once). The C values reach every
+// path: C % 8 != 0 (100, 2050: no 16-byte access); the forward's warp per row with 1 and 3 chunks per
+// lane in registers (256, 576) and its block per row with 1, 2 and 4 chunks per thread (1536, 4096,
+// 4104: 160 threads, the last one's chunks partly past the row), past them (16400: a warp loop); the
+// backward's threads owning more than one chunk each (4104, 16400).
+const NormShape kNormShapes[] = {{37, 100}, {5, 2050},  {64, 576}, {1100, 100}, {9, 256},
+                                 {11, 1536}, {1100, 1536}, {7, 4096}, {3, 4104}, {2, 16400}};
 const float kEps = 1e-5f;
 // x ~ N(0, 4) (rstd ≈ 0.5, not 1); w ≈ 1 ± 0.2 as trained norms are.
 vector<float> norm_weight(int C) {
@@ -521,7 +523,8 @@ TEST_CASE("cuda crossentropy_forward_backward: nll, gradient in place, zero-weig
     struct Case {
         int n, V;
     };
-    for (Case c : {Case{5, 77}, Case{13, 49157}, Case{7, 49152}})  // 49152: the 128-bit path (V % 8 == 0)
+    // 49152: the 128-bit path (V % 8 == 0); 128256 and 65537: the 1024-thread blocks for long rows.
+    for (Case c : {Case{5, 77}, Case{13, 49157}, Case{7, 49152}, Case{5, 128256}, Case{4, 65537}})
         for (float grad_scale : {0.0f, 0.37f}) {
             int n = c.n, V = c.V;
             vector<float> z = rnd((size_t)n * V, 1, 2.0f);

@@ -21,24 +21,33 @@ namespace cuda {
 // matters): the accurate expf is a dozen instructions, and with two exps per logit the kernel was
 // issue-bound rather than memory-bound (2.2-2.4 TB/s on an H200).
 // Each thread keeps kBatch 16-byte loads in flight (a loop of load-then-use kept one: 2.1 TB/s on an
-// H100 at V 49152, 1.8 at V 128256). The batch takes the kernel from 32 to ~54 registers, so one
-// 1024-thread block per SM instead of two: 64 KB of loads in flight per SM instead of 32, and at
-// most one row per SM (132 × 256 KB at V 128256, within the 50 MB L2) for the second pass to re-read
-// from L2 rather than from memory.
-constexpr int kThreads = 1024, kBatch = 4;
+// H100 at V 49152, 1.8 at V 128256), which takes it from 32 to 48-64 registers.
+// The block size is a trade between two things (H100, n = 512-1024 rows):
+// - the second pass re-reads the row from L2, so the rows in progress at once must fit there:
+//   at V 128256 (256 KB a row) one 1024-thread block per SM (132 rows, 34 MB of the 50 MB L2) ran
+//   at 2.13-2.17 TB/s, and two 512-thread blocks per SM (67 MB of rows) at 1.88-1.95;
+// - while a block waits at its reductions' barriers another can stream: at V 49152 (96 KB a row)
+//   two 512-thread blocks per SM ran at 2.23-2.33 TB/s, one 1024-thread block at 1.78-1.87, and at
+//   V 32000 2.24-2.53 against 1.65-1.82.
+// So rows up to kSmallRow logits take two 512-thread blocks per SM, longer ones one 1024-thread
+// block; chosen by V alone, so a result's bits depend only on the shapes.
+constexpr int kBatch = 4, kSmallRow = 65536;
 
 // The raw chunks j0, j0 + blockDim, ... (kBatch of them) of a row, ahead of their use.
+template <int kThreads>
 __device__ inline void load_batch(uint4 (&raw)[kBatch], const bf16* z, int j0, int chunks, int V, bool vec) {
     #pragma unroll
     for (int b = 0; b < kBatch; b++) {
-        const int j = j0 + b * (int)blockDim.x;
+        const int j = j0 + b * kThreads;
         if (j < chunks) prefetch_raw8(raw[b], z, 8 * j, V, vec);
     }
 }
 
-// __launch_bounds__: a 1024-thread block needs <= 64 registers per thread; without the bound a
-// compiler (or the driver's JIT of the compute_80 PTX) may use more and the launch then fails.
-__global__ void __launch_bounds__(kThreads)
+// __launch_bounds__: kThreads · kMinBlocks threads per SM cap the registers (64 for 1024 threads);
+// without the bound a compiler (or the driver's JIT of the compute_80 PTX) may use more, and a
+// 1024-thread launch then fails.
+template <int kThreads, int kMinBlocks>
+__global__ void __launch_bounds__(kThreads, kMinBlocks)
     crossentropy_kernel(bf16* logits, float* nll, const int32_t* targets, const float* weights, int V, float grad_scale,
                         bool vec) {
     int row = blockIdx.x;
@@ -50,12 +59,12 @@ __global__ void __launch_bounds__(kThreads)
     float m = -FLT_MAX, s = 0.0f;
     // Chunks j0, j0 + blockDim, ..., kBatch of them: all their loads are issued before the first is
     // used, then they are taken in the order a one-chunk loop would take them (same bits).
-    for (int j0 = threadIdx.x; j0 < chunks; j0 += kBatch * blockDim.x) {
+    for (int j0 = threadIdx.x; j0 < chunks; j0 += kBatch * kThreads) {
         uint4 raw[kBatch] = {};
-        load_batch(raw, z, j0, chunks, V, vec);
+        load_batch<kThreads>(raw, z, j0, chunks, V, vec);
         #pragma unroll
         for (int b = 0; b < kBatch; b++) {
-            const int j = j0 + b * (int)blockDim.x;
+            const int j = j0 + b * kThreads;
             if (j >= chunks) break;
             float v[8], mc = -INFINITY;
             unpack_or_load8(v, raw[b], z, 8 * j, V, vec);
@@ -77,12 +86,12 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x == 0) nll[row] = lse - zt;
     if (grad_scale == 0.0f) return;
     float g = weights[row] * grad_scale;
-    for (int j0 = threadIdx.x; j0 < chunks; j0 += kBatch * blockDim.x) {
+    for (int j0 = threadIdx.x; j0 < chunks; j0 += kBatch * kThreads) {
         uint4 raw[kBatch] = {};
-        load_batch(raw, z, j0, chunks, V, vec);
+        load_batch<kThreads>(raw, z, j0, chunks, V, vec);
         #pragma unroll
         for (int b = 0; b < kBatch; b++) {
-            const int j = j0 + b * (int)blockDim.x;
+            const int j = j0 + b * kThreads;
             if (j >= chunks) break;
             float v[8];
             unpack_or_load8(v, raw[b], z, 8 * j, V, vec);
@@ -100,7 +109,8 @@ void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targ
                                    float grad_scale) {
     if (n <= 0) return;
     bool vec = V % 8 == 0 && aligned16(logits);
-    crossentropy_kernel<<<n, kThreads>>>(logits, nll, targets, weights, V, grad_scale, vec);
+    if (V <= kSmallRow) crossentropy_kernel<512, 2><<<n, 512>>>(logits, nll, targets, weights, V, grad_scale, vec);
+    else crossentropy_kernel<1024, 1><<<n, 1024>>>(logits, nll, targets, weights, V, grad_scale, vec);
     CUDA_LAUNCH_CHECK();
 }
 

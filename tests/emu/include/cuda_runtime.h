@@ -200,6 +200,19 @@ cudaError_t cudaMemcpyToSymbol(T& symbol, const void* src, size_t bytes, size_t 
     return cudaSuccess;
 }
 
+// The emulator knows no register counts, so it answers the lower bound, one block per SM: a
+// persistent grid sized by it is as small as it can be, and its blocks walk the most rows each (the
+// case worth testing).
+template <class F>
+cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, F*, int threads, size_t /*dynamic_smem*/) {
+    if (threads <= 0 || threads > 1024) {
+        emu::set_last_error(cudaErrorInvalidValue);
+        return cudaErrorInvalidValue;
+    }
+    *blocks = 1;
+    return cudaSuccess;
+}
+
 // A macro, to have the kernel's name as written: see emu::set_max_dynamic_smem. Variadic, because a
 // template kernel's name can hold commas (k<HD, narrow>): `text` is all three arguments as written,
 // and the name is what stands before the last two commas outside parentheses.
