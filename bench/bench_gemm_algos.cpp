@@ -7,7 +7,9 @@
 // says whether choosing among candidates (autotuning, with the choice kept for resume) is worth it.
 //
 //   build/bench/bench_gemm_algos [--preset llama-3.2-1b] [--batch 4] [--seq 2048] [--rank 16]
-//                                [--candidates 8] [--peak-tflops 989]
+//                                [--candidates 8] [--peak-tflops 989] [--all]
+// --all: also one line per candidate of every GEMM ("CANDIDATE <gemm> | M N K | per step | #i | µs |
+// config"): the data to judge any rule for choosing among the candidates offline.
 //
 // Without a GPU it prints "no GPU: <why>" and exits 0 (`make bench` passes anywhere).
 #include <cstdio>
@@ -66,6 +68,7 @@ int run(int argc, char** argv) {
     std::string preset = "llama-3.2-1b";
     int batch = 4, seq = 2048, rank = 16, candidates = 8;
     double peak_tflops = 989.0;
+    bool all = false;
     Args args(argc, argv, "see the header of bench/bench_gemm_algos.cpp");
     while (args.next()) {
         if (args.is("--preset")) preset = args.value();
@@ -74,6 +77,7 @@ int run(int argc, char** argv) {
         else if (args.is("--rank")) rank = args.integer();
         else if (args.is("--candidates")) candidates = args.integer();
         else if (args.is("--peak-tflops")) peak_tflops = args.number();
+        else if (args.is("--all")) all = true;
         else args.unknown();
     }
     const char* why = nullptr;
@@ -105,11 +109,14 @@ int run(int argc, char** argv) {
                g.K, g.per_step, n, us0, flop / us0 / 1e6, best, usb, flop / usb / 1e6, 100.0 * (us0 - usb) / us0);
         total_first += g.per_step * us0;
         total_best += g.per_step * usb;
-        if (best != 0)
+        for (int i = 0; all && i < n; i++)
+            configs.push_back(strf("CANDIDATE %s | %d %d %d | %d | #%d | %.2f | %s", g.what.c_str(), g.M, g.N, g.K,
+                                   g.per_step, i, cand[i].us, cand[i].config));
+        if (best != 0 && !all)
             configs.push_back(strf("%s (%d x %d x %d): #0 %s; #%d %s", g.what.c_str(), g.M, g.N, g.K, cand[0].config, best,
                                    cand[best].config));
     }
-    if (!configs.empty()) printf("\nWhere a later candidate was faster, what the two are:\n");
+    if (!configs.empty()) printf(all ? "\nEvery candidate:\n" : "\nWhere a later candidate was faster, what the two are:\n");
     for (const std::string& c : configs) printf("  %s\n", c.c_str());
     printf("\nRESULT gemm_algos preset=%s: the step's GEMMs take %.2f ms with the heuristic's first choice, %.2f ms with "
            "the best candidate of each (%.1f%% less)\n",
