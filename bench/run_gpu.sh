@@ -96,8 +96,13 @@ if [ "${1:-}" = "--prepare" ]; then
         old_src=${PREBUILD_DIR:-/tmp/llm_gpu_prebuild}_ab
         old_bins=(build/bench/bench_cuda_kernels build/bench/bench_train)
         mkdir -p "$old_src" && find "$old_src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
-        if git archive "$AB_REF" | tar -xf - -C "$old_src" &&
+        # git archive gives every file the commit's time, older than objects built from another ref
+        # (make would keep those): the build folder is kept only for the same commit.
+        old_rev=$(git rev-parse "$AB_REF^{commit}" 2>/dev/null)
+        [ "$(cat "$old_src/build/.source" 2>/dev/null)" = "$old_rev" ] || rm -rf "$old_src/build"
+        if [ -n "$old_rev" ] && git archive "$old_rev" | tar -xf - -C "$old_src" &&
             (cd "$old_src" && CXXFLAGS="-O3 -march=x86-64-v3 -fno-math-errno" make -j"$(nproc)" "${old_bins[@]}" >build.log 2>&1); then
+            echo "$old_rev" >"$old_src/build/.source"
             rm -rf "$CARRY/old" && mkdir -p "$CARRY/old"
             for b in "${old_bins[@]}"; do cp "$old_src/$b" "$CARRY/old/"; done
             git rev-parse --short "$AB_REF" >"$CARRY/old/SOURCE"
