@@ -1,7 +1,7 @@
 // How much GEMM time the cuBLASLt heuristic's first choice leaves on the table, on the GEMMs of one
 // LoRA training step (rank r, batch × seq tokens, no recompute) of a preset: for every distinct
 // GEMM of the step (the base projections forward and backward dX, the LM head in chunks of 1024
-// rows, the four thin LoRA products), the heuristic's candidates are each timed on the GPU
+// rows, the thin LoRA products), the heuristic's candidates are each timed on the GPU
 // (Ops::gemm_candidates). Prints, per GEMM, how often the step runs it, candidate 0's time (what
 // the trainer runs), the best candidate's, and the step's GEMM total both ways: the figure that
 // says whether choosing among candidates (autotuning, with the choice kept for resume) is worth it.
@@ -33,30 +33,45 @@ struct StepGemm {
     int per_step;  // launches of this shape in one step
 };
 
-// The GEMMs of one LoRA step on every projection, as model/model.cpp and kernels/cuda/{matmul,lora}.cu
-// issue them (row-major C[M,N] = op(A)[M,K]·op(B)[K,N]).
+// The GEMMs of one LoRA step on every projection, as model/model.cpp, model/linear.cpp and
+// kernels/cuda/{matmul,lora}.cu issue them without dropout (row-major C[M,N] = op(A)[M,K]·op(B)[K,N]).
+// The projections that read the same x form a group whose adapters share u = x·[A_1; ...; A_G]ᵀ,
+// one stacked dA and one dx = du·[A_1; ...; A_G]; the adapter writes each y first and the base GEMM
+// adds to it; in the backward the adapter's dx comes first (beta 0) and the base dx's add to it.
 std::vector<StepGemm> step_gemms(const ModelConfig& c, int tokens, int r) {
     const int L = c.n_layers, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim, V = c.vocab_size;
-    struct Proj {
+    struct Member {
         const char* name;
-        int in, out, count;  // count per layer
-        bool dx_accumulates;  // its adapter's dx adds to another projection's (model.cpp: k, v after q; up after gate)
+        int out, count;  // count: projections of this shape in the group
     };
-    std::vector<Proj> projs = {{"q", C, Q, 1, false},   {"k,v", C, KV, 2, true}, {"o", Q, C, 1, false},
-                               {"gate", C, F, 1, false}, {"up", C, F, 1, true},   {"down", F, C, 1, false}};
+    struct Group {
+        const char* name;
+        int in;
+        bool residual;  // y = residual + ...: the adapter's y GEMM reads its output (beta 1)
+        std::vector<Member> members;
+    };
+    const std::vector<Group> groups = {{"q,k,v", C, false, {{"q", Q, 1}, {"k,v", KV, 2}}},
+                                       {"o", Q, true, {{"o", C, 1}}},
+                                       {"gate,up", C, false, {{"gate,up", F, 2}}},
+                                       {"down", F, true, {{"down", C, 1}}}};
     std::vector<StepGemm> g;
-    for (const Proj& p : projs) {
-        const std::string n = p.name;
-        const int k = L * p.count;
-        g.push_back({n + " fwd y += x·Wᵀ", false, true, tokens, p.out, p.in, false, 1.0f, k});
-        g.push_back({n + " bwd dx += dy·W", false, false, tokens, p.in, p.out, false, 1.0f, k});
-        g.push_back({n + " lora u = x·Aᵀ", false, true, tokens, r, p.in, false, 0.0f, k});
-        g.push_back({n + " lora y = s·u·Bᵀ", false, true, tokens, p.out, r, false, 0.0f, k});
-        g.push_back({n + " lora dB += dyᵀ·u", true, false, p.out, r, tokens, true, 1.0f, k});
-        g.push_back({n + " lora du = dy·B", false, false, tokens, r, p.out, false, 0.0f, k});
-        g.push_back({n + " lora dA += duᵀ·x", true, false, r, p.in, tokens, true, 1.0f, k});
-        g.push_back({n + (p.dx_accumulates ? " lora dx += du·A" : " lora dx = du·A"), false, false, tokens, p.in, r,
-                     false, p.dx_accumulates ? 1.0f : 0.0f, k});
+    for (const Group& gr : groups) {
+        const std::string gn = gr.name;
+        int G = 0;
+        for (const Member& m : gr.members) G += m.count;
+        g.push_back({gn + " lora u = x·Aᵀ", false, true, tokens, G * r, gr.in, false, 0.0f, L});
+        for (const Member& m : gr.members) {
+            const std::string n = m.name;
+            const int k = L * m.count;
+            g.push_back({n + " lora y = s·u·Bᵀ", false, true, tokens, m.out, r, false, gr.residual ? 1.0f : 0.0f, k});
+            g.push_back({n + " fwd y += x·Wᵀ", false, true, tokens, m.out, gr.in, false, 1.0f, k});
+            g.push_back({n + " lora dB += dyᵀ·u", true, false, m.out, r, tokens, true, 1.0f, k});
+            g.push_back({n + " lora du = dy·B", false, false, tokens, r, m.out, false, 0.0f, k});
+            g.push_back({n + " bwd dx += dy·W", false, false, tokens, gr.in, m.out, false, 1.0f, k});
+        }
+        if (G == 1) g.push_back({gn + " lora dA += duᵀ·x", true, false, r, gr.in, tokens, true, 1.0f, L});
+        else g.push_back({gn + " lora dA = duᵀ·x (stacked)", true, false, G * r, gr.in, tokens, true, 0.0f, L});
+        g.push_back({gn + " lora dx = du·A", false, false, tokens, gr.in, G * r, false, 0.0f, L});
     }
     const int chunk = loss_chunk(false), chunks = (tokens + chunk - 1) / chunk;
     g.push_back({"lm head logits", false, true, chunk, V, C, false, 0.0f, chunks});
