@@ -30,7 +30,8 @@ struct StepGemm {
     int M, N, K;
     bool fp32_out;
     float beta;
-    int per_step;  // launches of this shape in one step
+    int per_step;                // launches of this shape in one step
+    int lda = 0, ldb = 0, ldc = 0;  // leading dimensions; 0: contiguous (K or M, N or K, N)
 };
 
 // The GEMMs of one LoRA step on every projection, as model/model.cpp, model/linear.cpp and
@@ -63,10 +64,12 @@ std::vector<StepGemm> step_gemms(const ModelConfig& c, int tokens, int r) {
         for (const Member& m : gr.members) {
             const std::string n = m.name;
             const int k = L * m.count;
-            g.push_back({n + " lora y = s·u·Bᵀ", false, true, tokens, m.out, r, false, gr.residual ? 1.0f : 0.0f, k});
+            // u_t and du_t are column slices of the group's [tokens, G·r] u and du.
+            g.push_back({n + " lora y = s·u·Bᵀ", false, true, tokens, m.out, r, false, gr.residual ? 1.0f : 0.0f, k,
+                         G * r, r, m.out});
             g.push_back({n + " fwd y += x·Wᵀ", false, true, tokens, m.out, gr.in, false, 1.0f, k});
-            g.push_back({n + " lora dB += dyᵀ·u", true, false, m.out, r, tokens, true, 1.0f, k});
-            g.push_back({n + " lora du = dy·B", false, false, tokens, r, m.out, false, 0.0f, k});
+            g.push_back({n + " lora dB += dyᵀ·u", true, false, m.out, r, tokens, true, 1.0f, k, m.out, G * r, r});
+            g.push_back({n + " lora du = dy·B", false, false, tokens, r, m.out, false, 0.0f, k, m.out, r, G * r});
             g.push_back({n + " bwd dx += dy·W", false, false, tokens, gr.in, m.out, false, 1.0f, k});
         }
         if (G == 1) g.push_back({gn + " lora dA += duᵀ·x", true, false, r, gr.in, tokens, true, 1.0f, L});
@@ -111,7 +114,10 @@ int run(int argc, char** argv) {
     std::vector<GemmCandidate> cand(candidates);
     std::vector<std::string> configs;  // #0 and the best of each GEMM where they differ: what the heuristic misses
     for (const StepGemm& g : step_gemms(cfg, batch * seq, rank)) {
-        int n = cuda->gemm_candidates(g.transA, g.transB, g.M, g.N, g.K, g.fp32_out, g.beta, cand.data(), candidates);
+        const int lda = g.lda ? g.lda : g.transA ? g.M : g.K, ldb = g.ldb ? g.ldb : g.transB ? g.K : g.N;
+        const int ldc = g.ldc ? g.ldc : g.N;
+        int n = cuda->gemm_candidates(g.transA, g.transB, g.M, g.N, g.K, lda, ldb, ldc, g.fp32_out, g.beta, cand.data(),
+                                      candidates);
         if (n == 0) {
             printf("| %s | %d x %d x %d | %d | 0 | - | - | - | - | - | - |\n", g.what.c_str(), g.M, g.N, g.K, g.per_step);
             continue;

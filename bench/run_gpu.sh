@@ -98,7 +98,7 @@ if [ "${1:-}" = "--prepare" ]; then
         mkdir -p "$old_src" && find "$old_src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
         # git archive gives every file the commit's time, older than objects built from another ref
         # (make would keep those): the build folder is kept only for the same commit.
-        old_rev=$(git rev-parse "$AB_REF^{commit}" 2>/dev/null)
+        old_rev=$(git rev-parse -q --verify "$AB_REF^{commit}")
         [ "$(cat "$old_src/build/.source" 2>/dev/null)" = "$old_rev" ] || rm -rf "$old_src/build"
         if [ -n "$old_rev" ] && git archive "$old_rev" | tar -xf - -C "$old_src" &&
             (cd "$old_src" && CXXFLAGS="-O3 -march=x86-64-v3 -fno-math-errno" make -j"$(nproc)" "${old_bins[@]}" >build.log 2>&1); then

@@ -223,11 +223,11 @@ struct Ops {
                          float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key);
     double (*sum_squares)(const float* g, size_t n);
     // A tuning probe, null where the backend has one GEMM kernel (the CPU): the algorithms the GEMM's
-    // heuristic ranks for C[M,N] = op(A)·op(B) (+ beta·C; BF16 operands, FP32 or BF16 output), each
-    // timed; out[i] = candidate i (candidate 0 being what the GEMM runs). Returns how many were timed
-    // (<= max). bench/bench_gemm_algos.cpp.
-    int (*gemm_candidates)(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta,
-                           GemmCandidate* out, int max);
+    // heuristic ranks for C[M,N] = op(A)·op(B) (+ beta·C; row-major, leading dimensions lda, ldb, ldc
+    // in elements; BF16 operands, FP32 or BF16 output), each timed; out[i] = candidate i (candidate 0
+    // being what the GEMM runs). Returns how many were timed (<= max). bench/bench_gemm_algos.cpp.
+    int (*gemm_candidates)(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, bool fp32_out,
+                           float beta, GemmCandidate* out, int max);
 
     // Element i of a storage tensor starting at p.
     act* at(act* p, size_t i) const { return (act*)((char*)p + i * act_size); }

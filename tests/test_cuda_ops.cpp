@@ -138,7 +138,7 @@ TEST_CASE("cuda gemm_candidates: the heuristic's candidates for a shape, each ti
     run_both(g, op);
     for (bool fp32_out : {false, true}) {
         vector<GemmCandidate> cand(4, GemmCandidate{-1.0, ""});
-        int n = g.gemm_candidates(false, true, s.N, s.OC, s.C, fp32_out, 1.0f, cand.data(), 4);
+        int n = g.gemm_candidates(false, true, s.N, s.OC, s.C, s.C, s.C, s.OC, fp32_out, 1.0f, cand.data(), 4);
         CHECK_MESSAGE(n >= 1, "no candidate for " << s.N << " x " << s.OC << " x " << s.C);
         CHECK(n <= 4);
         for (int i = 0; i < n; i++) {
@@ -146,7 +146,10 @@ TEST_CASE("cuda gemm_candidates: the heuristic's candidates for a shape, each ti
             CHECK_MESSAGE(std::string(cand[i].config).rfind("algo ", 0) == 0, "candidate " << i << ": " << cand[i].config);
         }
     }
-    CHECK(g.gemm_candidates(false, true, 0, s.OC, s.C, false, 0.0f, nullptr, 4) == 0);
+    CHECK(g.gemm_candidates(false, true, 0, s.OC, s.C, s.C, s.C, s.OC, false, 0.0f, nullptr, 4) == 0);
+    // Strided operands (a slice of a wider u, as the LoRA products read it): candidates exist too.
+    vector<GemmCandidate> strided(2, GemmCandidate{-1.0, ""});
+    CHECK(g.gemm_candidates(false, true, s.N, s.OC, 16, 48, 16, s.OC, false, 0.0f, strided.data(), 2) >= 1);
     // The GEMM itself still runs its first algorithm: the same bits as before the probe.
     expect_deterministic("matmul_forward after gemm_candidates", g, {{"out", &out}}, op);
 }
@@ -222,14 +225,16 @@ namespace {
 struct NormShape {
     int N, C;
 };
-// N = 1100 > 512: rmsnorm_backward's blocks each walk several rows (its grid stops at 512), and so do
-// the forward's wide-row blocks (its grid is what fits on the GPU at once). The C values reach every
-// path: C % 8 != 0 (100, 2050: no 16-byte access); the forward's warp per row with 1 and 3 chunks per
-// lane in registers (256, 576) and its block per row with 1, 2 and 4 chunks per thread (1536, 4096,
-// 4104: 160 threads, the last one's chunks partly past the row), past them (16400: a warp loop); the
-// backward's threads owning more than one chunk each (4104, 16400).
-const NormShape kNormShapes[] = {{37, 100}, {5, 2050},  {64, 576}, {1100, 100}, {9, 256},
-                                 {11, 1536}, {1100, 1536}, {7, 4096}, {3, 4104}, {2, 16400}};
+// N = 1100 > 512: rmsnorm_backward's blocks each walk several rows (its grid stops at 512). The
+// forward's wide-row blocks walk several rows wherever N exceeds its grid (what fits on the GPU at
+// once; 132 blocks on the emulator; on an H100 1056 at C 1536, 396 at C 4096 and 4104, 132 at
+// C 16384): N = 1100, 600 and 300 there. The C values reach every path: C % 8 != 0 (100, 2050: no
+// 16-byte access); the forward's warp per row with 1 and 3 chunks per lane in registers (256, 576)
+// and its block per row with 1, 2 and 4 chunks per thread (1536; 2050 and 4096; 4104 with 160
+// threads, its last chunks partly past the row, and 16384 with 512), past them (16400: a warp loop);
+// the backward's threads owning more than one chunk each (4104, 16384, 16400).
+const NormShape kNormShapes[] = {{37, 100},  {5, 2050},   {64, 576},   {1100, 100}, {9, 256},   {11, 1536},
+                                 {1100, 1536}, {600, 4096}, {600, 4104}, {300, 16384}, {2, 16400}};
 const float kEps = 1e-5f;
 // x ~ N(0, 4) (rstd ≈ 0.5, not 1); w ≈ 1 ± 0.2 as trained norms are.
 vector<float> norm_weight(int C) {

@@ -63,8 +63,8 @@ void attention_decode(bf16* out, const bf16* q, const bf16* kcache, const bf16* 
                       int max_T, int nh, int nkv, int hd);
 void swiglu_forward(bf16* h, const bf16* gate, const bf16* up, size_t N);
 void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dh, const bf16* gate, const bf16* up, size_t N);
-int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, GemmCandidate* out,
-                    int max);
+int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, bool fp32_out,
+                    float beta, GemmCandidate* out, int max);
 void lora_forward(const LoraProj<bf16>* proj, int G, bf16* u, const bf16* x, int N, int C, int r, float scale, float p);
 void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, const bf16* u, int N, int C, int r,
                    float scale, float p, bool accumulate);

@@ -293,27 +293,29 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16
     gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, (const float*)nullptr);
 }
 
-// The candidates the heuristic ranks for one shape (contiguous row-major operands, 16-byte aligned),
-// each timed on the GPU: what gemm() would gain by choosing among them instead of taking the first
-// (bench/bench_gemm_algos.cpp). out[i].us = µs per call of candidate i, the median of 5 batches of
-// calls that each last about a millisecond, out[i].config what it is; returns how many candidates
-// were timed (<= max).
-int gemm_candidates(bool transA, bool transB, int M, int N, int K, bool fp32_out, float beta, GemmCandidate* out,
-                    int max) {
+// The candidates the heuristic ranks for one shape (row-major operands with the given leading
+// dimensions, 16-byte aligned), each timed on the GPU: what gemm() would gain by choosing among them
+// instead of taking the first (bench/bench_gemm_algos.cpp). out[i].us = µs per call of candidate i,
+// the median of 5 batches of calls that each last about a millisecond, out[i].config what it is;
+// returns how many candidates were timed (<= max).
+int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, bool fp32_out,
+                    float beta, GemmCandidate* out, int max) {
     if (M <= 0 || N <= 0 || K <= 0 || max <= 0) return 0;
     const cudaDataType_t ctype = fp32_out ? CUDA_R_32F : CUDA_R_16BF;
-    const GemmKey k{transA, transB, M, N, K, transA ? M : K, transB ? K : N, N, ctype, 16, 16, 16};
+    const GemmKey k{transA, transB, M, N, K, lda, ldb, ldc, ctype, 16, 16, 16};
     GemmPlan p = make_descriptors(k);
     cublasStatus_t st;
     std::vector<cublasLtMatmulHeuristicResult_t> found = heuristic(k, p, max, &st);
-    const size_t out_bytes = (size_t)M * N * (fp32_out ? 4 : 2);
-    void* A = cuda_alloc((size_t)M * K * 2, Mem::scratch);
-    void* B = cuda_alloc((size_t)K * N * 2, Mem::scratch);
+    // Row-major: A has transA ? K : M rows of lda elements, B transB ? N : K rows of ldb, C M of ldc.
+    const size_t a_bytes = (size_t)(transA ? K : M) * lda * 2, b_bytes = (size_t)(transB ? N : K) * ldb * 2;
+    const size_t out_bytes = (size_t)M * ldc * (fp32_out ? 4 : 2);
+    void* A = cuda_alloc(a_bytes, Mem::scratch);
+    void* B = cuda_alloc(b_bytes, Mem::scratch);
     void* C = cuda_alloc(out_bytes, Mem::scratch);
     // Small non-zero operands (every byte 0x3C: BF16 0.0115, FP32 0.0115): timing does not depend on
     // the values, but zeros might take a shortcut somewhere.
-    CUDA_CHECK(cudaMemset(A, 0x3C, (size_t)M * K * 2));
-    CUDA_CHECK(cudaMemset(B, 0x3C, (size_t)K * N * 2));
+    CUDA_CHECK(cudaMemset(A, 0x3C, a_bytes));
+    CUDA_CHECK(cudaMemset(B, 0x3C, b_bytes));
     CUDA_CHECK(cudaMemset(C, 0x3C, out_bytes));
     auto run = [&](const cublasLtMatmulAlgo_t& algo, int calls) {
         CUDA_CHECK(cudaDeviceSynchronize());
