@@ -33,13 +33,26 @@ namespace cuda {
 // block; chosen by V alone, so a result's bits depend only on the shapes.
 constexpr int kBatch = 4, kSmallRow = 65536;
 
-// The raw chunks j0, j0 + blockDim, ... (kBatch of them) of a row, ahead of their use.
-template <int kThreads>
-__device__ inline void load_batch(uint4 (&raw)[kBatch], const bf16* z, int j0, int chunks, int V, bool vec) {
-    #pragma unroll
-    for (int b = 0; b < kBatch; b++) {
-        const int j = j0 + b * kThreads;
-        if (j < chunks) prefetch_raw8(raw[b], z, 8 * j, V, vec);
+// f(v, j) on each of this thread's 8-wide chunks j = t, t + kThreads, ... of a row, in that order:
+// kBatch of them at a time have all their loads issued before the first is used (the same values
+// and order as a one-chunk loop, so the same bits).
+template <int kThreads, class F>
+__device__ __forceinline__ void for_each_chunk(const bf16* z, int chunks, int V, bool vec, F&& f) {
+    for (int j0 = threadIdx.x; j0 < chunks; j0 += kBatch * kThreads) {
+        uint4 raw[kBatch] = {};
+        #pragma unroll
+        for (int b = 0; b < kBatch; b++) {
+            const int j = j0 + b * kThreads;
+            if (j < chunks) prefetch_raw8(raw[b], z, 8 * j, V, vec);
+        }
+        #pragma unroll
+        for (int b = 0; b < kBatch; b++) {
+            const int j = j0 + b * kThreads;
+            if (j >= chunks) break;
+            float v[8];
+            unpack_or_load8(v, raw[b], z, 8 * j, V, vec);
+            f(v, j);
+        }
     }
 }
 
@@ -57,52 +70,33 @@ __global__ void __launch_bounds__(kThreads, kMinBlocks)
     float zt = __bfloat162float(z[target]);
     int chunks = (V + 7) / 8;
     float m = -FLT_MAX, s = 0.0f;
-    // Chunks j0, j0 + blockDim, ..., kBatch of them: all their loads are issued before the first is
-    // used, then they are taken in the order a one-chunk loop would take them (same bits).
-    for (int j0 = threadIdx.x; j0 < chunks; j0 += kBatch * kThreads) {
-        uint4 raw[kBatch] = {};
-        load_batch<kThreads>(raw, z, j0, chunks, V, vec);
+    for_each_chunk<kThreads>(z, chunks, V, vec, [&](float (&v)[8], int j) {
+        float mc = -INFINITY;
         #pragma unroll
-        for (int b = 0; b < kBatch; b++) {
-            const int j = j0 + b * kThreads;
-            if (j >= chunks) break;
-            float v[8], mc = -INFINITY;
-            unpack_or_load8(v, raw[b], z, 8 * j, V, vec);
-            #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                if (8 * j + k >= V) v[k] = -INFINITY;  // past the row's end: no contribution
-                mc = fmaxf(mc, v[k]);
-            }
-            float mn = fmaxf(m, mc);
-            s *= __expf(m - mn);
-            #pragma unroll
-            for (int k = 0; k < 8; k++) s += __expf(v[k] - mn);
-            m = mn;
+        for (int k = 0; k < 8; k++) {
+            if (8 * j + k >= V) v[k] = -INFINITY;  // past the row's end: no contribution
+            mc = fmaxf(mc, v[k]);
         }
-    }
+        float mn = fmaxf(m, mc);
+        s *= __expf(m - mn);
+        #pragma unroll
+        for (int k = 0; k < 8; k++) s += __expf(v[k] - mn);
+        m = mn;
+    });
     float M = block_reduce<MaxOp>(m);
     float S = block_reduce<SumOp>(s * __expf(m - M));
     float lse = M + logf(S);
     if (threadIdx.x == 0) nll[row] = lse - zt;
     if (grad_scale == 0.0f) return;
     float g = weights[row] * grad_scale;
-    for (int j0 = threadIdx.x; j0 < chunks; j0 += kBatch * kThreads) {
-        uint4 raw[kBatch] = {};
-        load_batch<kThreads>(raw, z, j0, chunks, V, vec);
+    for_each_chunk<kThreads>(z, chunks, V, vec, [&](float (&v)[8], int j) {
         #pragma unroll
-        for (int b = 0; b < kBatch; b++) {
-            const int j = j0 + b * kThreads;
-            if (j >= chunks) break;
-            float v[8];
-            unpack_or_load8(v, raw[b], z, 8 * j, V, vec);
-            #pragma unroll
-            for (int k = 0; k < 8; k++) {
-                v[k] = __expf(v[k] - lse) * g;
-                if (8 * j + k == target) v[k] -= g;
-            }
-            store8(z, v, 8 * j, V, vec);
+        for (int k = 0; k < 8; k++) {
+            v[k] = __expf(v[k] - lse) * g;
+            if (8 * j + k == target) v[k] -= g;
         }
-    }
+        store8(z, v, 8 * j, V, vec);
+    });
 }
 
 void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targets, const float* weights, int n, int V,

@@ -50,6 +50,14 @@ template <class T>
 struct Slices {
     T* p[kMaxStack];
 };
+// The group's G pointers get(proj[t]) as a kernel argument.
+template <class T, class Get>
+Slices<T> group_slices(const LoraProj<bf16>* proj, int G, Get get) {
+    if (G > kMaxStack) fail("internal: a LoRA group of %d projections (at most %d)", G, kMaxStack);
+    Slices<T> s{};
+    for (int t = 0; t < G; t++) s.p[t] = get(proj[t]);
+    return s;
+}
 
 // dst[t·n + i] = src_t[i]: the group's A matrices stacked. Grid y = t.
 __global__ void stack_kernel(bf16* dst, Slices<const bf16> src, size_t n) {
@@ -66,11 +74,9 @@ __global__ void unstack_add_kernel(Slices<float> dst, const float* src, size_t n
 // A = [A_1; ...; A_G] ([G·r, C]) in the lora_a scratch, or A_1 itself for a group of one.
 const bf16* stacked_A(const LoraProj<bf16>* proj, int G, int r, int C) {
     if (G == 1) return proj[0].A;
-    if (G > kMaxStack) fail("internal: a LoRA group of %d projections (at most %d)", G, kMaxStack);
+    const auto src = group_slices<const bf16>(proj, G, [](const LoraProj<bf16>& a) { return a.A; });
     const size_t n = (size_t)r * C;
     bf16* a = (bf16*)cuda_scratch(Scratch::lora_a, G * n * sizeof(bf16));
-    Slices<const bf16> src{};
-    for (int t = 0; t < G; t++) src.p[t] = proj[t].A;
     stack_kernel<<<dim3(ceil_div(n, 256), G), 256>>>(a, src, n);
     CUDA_LAUNCH_CHECK();
     return a;
@@ -79,12 +85,10 @@ const bf16* stacked_A(const LoraProj<bf16>* proj, int G, int r, int C) {
 // dA_t += duᵀ x for all t in one pass over x: the stacked product into the lora_da scratch, then
 // added to each gradient.
 void stacked_dA(const LoraProj<bf16>* proj, int G, const bf16* du, const bf16* x, int N, int C, int r) {
-    if (G > kMaxStack) fail("internal: a LoRA group of %d projections (at most %d)", G, kMaxStack);
+    const auto dst = group_slices<float>(proj, G, [](const LoraProj<bf16>& a) { return a.dA; });
     const size_t n = (size_t)r * C;
     float* dA = (float*)cuda_scratch(Scratch::lora_da, G * n * sizeof(float));
     cuda::gemm(true, false, G * r, C, N, 1.0f, du, G * r, x, C, 0.0f, dA, C);
-    Slices<float> dst{};
-    for (int t = 0; t < G; t++) dst.p[t] = proj[t].dA;
     unstack_add_kernel<<<dim3(ceil_div(n, 256), G), 256>>>(dst, dA, n);
     CUDA_LAUNCH_CHECK();
 }
