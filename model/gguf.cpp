@@ -162,6 +162,11 @@ const std::vector<int64_t>& GgufFile::get_ints(const std::string& key) const {
         .ints;
 }
 
+const std::vector<double>& GgufFile::get_floats(const std::string& key) const {
+    return lookup(*this, key, true, "an array of floats", [](const GgufValue& v) { return v.type == GGUF_FLOAT32 || v.type == GGUF_FLOAT64; })
+        .floats;
+}
+
 void GgufFile::check_readable(const GgufTensor& t) const {
     if (!t.nbytes)
         fail("%s: tensor %s has type %s, which cannot be dequantised (supported: %s); re-quantise the model to one of these",

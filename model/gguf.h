@@ -58,6 +58,7 @@ struct GgufFile {
     std::string get_string(const std::string& key) const;
     const std::vector<std::string>& get_strings(const std::string& key) const;  // an array of strings
     const std::vector<int64_t>& get_ints(const std::string& key) const;        // an array of integers
+    const std::vector<double>& get_floats(const std::string& key) const;       // an array of floats
 
     // Fails naming the tensor when its type cannot be dequantised.
     void check_readable(const GgufTensor& t) const;

@@ -114,12 +114,14 @@ void gguf_rope_scaling(const GgufFile& g, const std::string& arch, ModelConfig& 
             "unscaled and the model's outputs will differ from the original's\n", g.path().c_str());
 }
 
+Tokenizer finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok);
+
 Tokenizer gguf_tokenizer(const GgufFile& g) {
     const std::string& path = g.path();
     std::string model = g.get_string("tokenizer.ggml.model");
-    if (model != "gpt2")
-        fail("%s: tokenizer.ggml.model is '%s': only byte-level BPE tokenizers ('gpt2': SmolLM, Llama-3, Qwen2, ...) "
-             "are supported, not SentencePiece ('llama': Llama-1/2, Mistral v0.1)", path.c_str(), model.c_str());
+    if (model != "gpt2" && model != "llama")
+        fail("%s: tokenizer.ggml.model is '%s': only BPE tokenizers are supported, byte-level ('gpt2': SmolLM, Llama-3, "
+             "Qwen2, ...) and SentencePiece's ('llama': LLaMA-1/2, Mistral v0.1)", path.c_str(), model.c_str());
     Tokenizer tok;
     tok.vocab = g.get_strings("tokenizer.ggml.tokens");
     tok.token_type.assign(tok.vocab.size(), TokenType::Normal);
@@ -133,6 +135,19 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
             tok.token_type[i] = (TokenType)types[i];
         }
     }
+    // llama.cpp's SentencePiece tokenizer merges the pair whose token scores highest and puts "▁"
+    // before the text at the start and after each special token (add_space_prefix, default on).
+    if (model == "llama") {
+        const std::vector<double>& s = g.get_floats("tokenizer.ggml.scores");
+        if (s.size() != tok.vocab.size())
+            fail("%s: tokenizer.ggml.scores has %zu entries for %zu tokens", path.c_str(), s.size(), tok.vocab.size());
+        tok.model = TokenizerModel::SentencePiece;
+        tok.space_prefix = g.get_int("tokenizer.ggml.add_space_prefix", 1) ? SpacePrefix::Always : SpacePrefix::None;
+        tok.merges = spm_merges_from_scores(tok.vocab, std::vector<float>(s.begin(), s.end()), tok.token_type);
+        tok.add_bos = g.get_int("tokenizer.ggml.add_bos_token", 1);
+        return finish_gguf_tokenizer(g, tok);
+    }
+    tok.add_bos = g.get_int("tokenizer.ggml.add_bos_token", 0);
     // Merges are "left right": byte-level token strings never contain a space (it is 'Ġ').
     const std::vector<std::string>& merges = g.get_strings("tokenizer.ggml.merges");
     tok.merges.reserve(merges.size());
@@ -152,6 +167,12 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
     // Qwen2's own tokenizer.json normalizes text to NFC first; GGUF has no key for it (llama.cpp
     // skips it), and we follow the model's own tokenizer.
     tok.nfc = tok.pre == PreTokenizerKind::Qwen2;
+    return finish_gguf_tokenizer(g, tok);
+}
+
+// The ids, chat template and checks both tokenizer kinds share.
+Tokenizer finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
+    const std::string& path = g.path();
     tok.bos_id = (int32_t)g.get_int("tokenizer.ggml.bos_token_id", -1);
     tok.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id", -1);
     tok.pad_id = (int32_t)g.get_int("tokenizer.ggml.padding_token_id", -1);

@@ -11,7 +11,10 @@ namespace {
 
 uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << 32 | (uint32_t)b; }
 
-bool is_special(TokenType t) { return t == TokenType::Control || t == TokenType::UserDefined; }
+const char kSpace[] = "\xE2\x96\x81";  // U+2581 "▁", SentencePiece's visible space
+
+// Cut out of text whole. <unk> too: Hugging Face makes it an added token, llama.cpp a special one.
+bool is_special(TokenType t) { return t == TokenType::Control || t == TokenType::UserDefined || t == TokenType::Unknown; }
 
 // The raw bytes a byte-level token string stands for. A character outside GPT-2's byte map (only
 // in hand-made vocabularies) is kept as its own UTF-8 so nothing is lost.
@@ -28,23 +31,26 @@ std::string byte_level_to_bytes(const std::string& s) {
     return out;
 }
 
-// Byte-pair merging of one pre-tokenized piece, lowest rank first and leftmost among equal ranks
-// (as Hugging Face's BPE does), in O(n log n) with a heap over a linked list of symbols so that a
-// pathological piece (a megabyte of spaces) does not go quadratic.
-void bpe(const Tokenizer& tok, std::string_view piece, std::vector<int32_t>& out) {
+std::string replace_all(const std::string& s, const std::string& from, const std::string& to) {
+    std::string out;
+    for (size_t i = 0; i < s.size();) {
+        if (s.compare(i, from.size(), from) == 0) out += to, i += from.size();
+        else out += s[i++];
+    }
+    return out;
+}
+
+// Byte-pair merging of a row of symbols (token ids) in place, lowest rank first and leftmost among
+// equal ranks (as Hugging Face's BPE does), in O(n log n) with a heap over a linked list of symbols
+// so that a pathological run (a megabyte of spaces) does not go quadratic.
+void bpe_merge(const Tokenizer& tok, std::vector<int32_t>& ids) {
     struct Sym { int32_t id; int32_t prev, next; };
     struct Cand {
         int32_t rank, left, left_id, right_id;
         bool operator>(const Cand& o) const { return rank != o.rank ? rank > o.rank : left > o.left; }
     };
-    std::vector<Sym> sym;
-    sym.reserve(piece.size());
-    for (char b : piece) {
-        // a byte without a token is skipped and its neighbours may merge across it, as in Hugging
-        // Face's BPE without unk_token (SmolLM2's vocabulary lacks 21 control/non-UTF-8 bytes)
-        int32_t id = tok.byte_token[(uint8_t)b];
-        if (id >= 0) sym.push_back({id, (int32_t)sym.size() - 1, (int32_t)sym.size() + 1});
-    }
+    std::vector<Sym> sym(ids.size());
+    for (size_t i = 0; i < ids.size(); i++) sym[i] = {ids[i], (int32_t)i - 1, (int32_t)i + 1};
     if (!sym.empty()) sym.back().next = -1;
     std::priority_queue<Cand, std::vector<Cand>, std::greater<Cand>> heap;
     auto push = [&](int32_t left) {
@@ -68,12 +74,25 @@ void bpe(const Tokenizer& tok, std::string_view piece, std::vector<int32_t>& out
         push(l.prev);
         push(c.left);
     }
-    for (int32_t i = sym.empty() ? -1 : 0; i >= 0; i = sym[i].next) out.push_back(sym[i].id);
+    ids.clear();
+    for (int32_t i = sym.empty() ? -1 : 0; i >= 0; i = sym[i].next) ids.push_back(sym[i].id);
 }
 
-// Encodes text that contains no special tokens. Pieces repeat a lot in real text, so a per-call
-// cache (thread-safe, unlike a shared one) skips most merging.
-void encode_ordinary(const Tokenizer& tok, std::string_view text, std::vector<int32_t>& out,
+// One byte-level piece: a symbol per byte. A byte without a token is skipped and its neighbours
+// may merge across it, as in Hugging Face's BPE without unk_token (SmolLM2's vocabulary lacks 21
+// control/non-UTF-8 bytes).
+void bpe_bytes(const Tokenizer& tok, std::string_view piece, std::vector<int32_t>& out) {
+    std::vector<int32_t> ids;
+    ids.reserve(piece.size());
+    for (char b : piece)
+        if (tok.byte_token[(uint8_t)b] >= 0) ids.push_back(tok.byte_token[(uint8_t)b]);
+    bpe_merge(tok, ids);
+    out.insert(out.end(), ids.begin(), ids.end());
+}
+
+// Encodes byte-level text that contains no special tokens. Pieces repeat a lot in real text, so a
+// per-call cache (thread-safe, unlike a shared one) skips most merging.
+void encode_byte_level(const Tokenizer& tok, std::string_view text, std::vector<int32_t>& out,
                      std::unordered_map<std::string_view, std::vector<int32_t>>& cache) {
     std::vector<std::string_view> pieces;
     pretokenize(tok.pre, text, pieces);
@@ -90,17 +109,46 @@ void encode_ordinary(const Tokenizer& tok, std::string_view text, std::vector<in
                 if (w != tok.token_to_id.end()) whole = w->second;
             }
             if (whole >= 0) ids.push_back(whole);
-            else bpe(tok, p, ids);
+            else bpe_bytes(tok, p, ids);
             it = cache.emplace(p, std::move(ids)).first;
         }
         out.insert(out.end(), it->second.begin(), it->second.end());
     }
 }
 
+// Encodes one SentencePiece run (text between special tokens). The whole run is one row of symbols:
+// SentencePiece does not pre-tokenize, and its vocabulary has no token with "▁" inside a word, so
+// merges stop at spaces by themselves.
+void encode_sentencepiece(const Tokenizer& tok, std::string_view text, bool at_start, std::vector<int32_t>& out) {
+    if (text.empty()) return;
+    std::string s;
+    for (char c : text)
+        if (c == ' ') s += kSpace;
+        else s += c;
+    bool starts_with_space = s.compare(0, 3, kSpace) == 0;  // a space or a "▁" in the text
+    if (tok.space_prefix == SpacePrefix::Always || (tok.space_prefix == SpacePrefix::UnlessSpace && !starts_with_space) ||
+        (tok.space_prefix == SpacePrefix::First && at_start && !starts_with_space))
+        s.insert(0, kSpace);
+    std::vector<int32_t> ids;
+    ids.reserve(s.size());
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp;
+        size_t n = utf8_decode(s, i, cp);
+        auto it = cp == kInvalidCodepoint ? tok.token_to_id.end() : tok.token_to_id.find(s.substr(i, n));
+        if (it != tok.token_to_id.end()) ids.push_back(it->second);
+        else  // byte fallback: the character's UTF-8 bytes as <0xXX> tokens (an invalid byte: itself)
+            for (size_t k = i; k < i + n; k++)
+                if (tok.byte_token[(uint8_t)s[k]] >= 0) ids.push_back(tok.byte_token[(uint8_t)s[k]]);
+        i += n;
+    }
+    bpe_merge(tok, ids);
+    out.insert(out.end(), ids.begin(), ids.end());
+}
+
 // The longest special token starting at text[i] (its id), or -1.
 int32_t match_special(const Tokenizer& tok, std::string_view text, size_t i, bool parse_special) {
     for (int32_t id : tok.special_by_byte[(uint8_t)text[i]]) {
-        if (!parse_special && tok.token_type[id] == TokenType::Control) continue;
+        if (!parse_special && tok.token_type[id] != TokenType::UserDefined) continue;
         const std::string& s = tok.token_bytes[id];
         if (text.compare(i, s.size(), s) == 0) return id;
     }
@@ -120,6 +168,10 @@ void tokenizer_build(Tokenizer& tok) {
             const char* what = id == &tok.bos_id ? "bos" : id == &tok.eos_id ? "eos" : "pad";
             fail("tokenizer: %s id %d is outside the vocabulary (size %zu)", what, *id, n);
         }
+    if (tok.model != TokenizerModel::ByteLevel && tok.model != TokenizerModel::SentencePiece)
+        fail("tokenizer: unknown tokenizer model %d", (int)tok.model);
+    if (tok.space_prefix != SpacePrefix::None && tok.model != TokenizerModel::SentencePiece)
+        fail("tokenizer: a space prefix is for SentencePiece tokenizers only");
     tok.token_to_id.clear();
     tok.token_to_id.reserve(n);
     tok.token_bytes.assign(n, "");
@@ -133,11 +185,16 @@ void tokenizer_build(Tokenizer& tok) {
         if (is_special(tok.token_type[id])) {
             tok.token_bytes[id] = s;
             tok.special_by_byte[(uint8_t)s[0]].push_back((int32_t)id);
-        } else {
+        } else if (tok.model == TokenizerModel::ByteLevel) {
             tok.token_bytes[id] = byte_level_to_bytes(s);
+        } else if (int b = spm_byte_token_value(s); b >= 0) {  // Hugging Face's ByteFallback: by text alone
+            tok.token_bytes[id] = std::string(1, (char)b);
+            tok.byte_token[b] = (int32_t)id;
+        } else {
+            tok.token_bytes[id] = replace_all(s, kSpace, " ");
         }
     }
-    for (int b = 0; b < 256; b++) {
+    for (int b = 0; b < 256 && tok.model == TokenizerModel::ByteLevel; b++) {
         auto it = tok.token_to_id.find(byte_to_unicode((uint8_t)b));
         if (it != tok.token_to_id.end()) tok.byte_token[b] = it->second;
     }
@@ -155,31 +212,33 @@ void tokenizer_build(Tokenizer& tok) {
     }
 }
 
-std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special) {
+std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special, bool continues) {
     std::vector<int32_t> out;
     std::unordered_map<std::string_view, std::vector<int32_t>> cache;
     // The NFC normalizer (tok.nfc) runs on the text between special tokens, which are matched on the
     // raw text, as Hugging Face does for added tokens that are not "normalized". The cache's keys
     // point into the normalized copies, so these live as long as it does.
     std::deque<std::string> normalized;
-    auto ordinary = [&](std::string_view part) {
+    auto ordinary = [&](size_t start, size_t end) {
+        std::string_view part = text.substr(start, end - start);
         if (tok.nfc) {
             std::string n = nfc(part);
             if (n != part) normalized.push_back(std::move(n)), part = normalized.back();
         }
-        encode_ordinary(tok, part, out, cache);
+        if (tok.model == TokenizerModel::SentencePiece) encode_sentencepiece(tok, part, start == 0 && !continues, out);
+        else encode_byte_level(tok, part, out, cache);
     };
     size_t start = 0;
     for (size_t i = 0; i < text.size(); i++) {
         if (tok.special_by_byte[(uint8_t)text[i]].empty()) continue;
         int32_t id = match_special(tok, text, i, parse_special);
         if (id < 0) continue;
-        ordinary(text.substr(start, i - start));
+        ordinary(start, i);
         out.push_back(id);
         i += tok.token_bytes[id].size() - 1;
         start = i + 1;
     }
-    ordinary(text.substr(start));
+    ordinary(start, text.size());
     return out;
 }
 
@@ -192,7 +251,14 @@ const std::string& decode_token(const Tokenizer& tok, int32_t id) {
 std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids) {
     std::string out;
     for (int32_t id : ids) out += decode_token(tok, id);
+    // the space prefix encoding added (Hugging Face's Strip decoder, SentencePiece's own decode)
+    if (tok.model == TokenizerModel::SentencePiece && tok.space_prefix != SpacePrefix::None && !out.empty() && out[0] == ' ')
+        out.erase(0, 1);
     return out;
+}
+
+bool is_special_token(const Tokenizer& tok, int32_t id) {
+    return id >= 0 && (size_t)id < tok.token_type.size() && is_special(tok.token_type[id]);
 }
 
 int32_t token_id(const Tokenizer& tok, const std::string& token) {

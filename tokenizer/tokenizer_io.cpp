@@ -3,8 +3,9 @@
 // .tok layout (little-endian):
 //   char[4] "BTOK", u32 version (1)
 //   u32 vocab_size, u32 n_merges, i32 pre_tokenizer, i32 chat_template_kind, i32 bos, eos, pad,
-//   u32 flags (bit 0: ignore_merges, bit 1: NFC normalizer), u32 len + bytes: the ChatML default system prompt
-//   vocab_size × (i32 token_type, u32 len, bytes)          token strings in byte-level form
+//   u32 flags (bit 0: ignore_merges, bit 1: NFC normalizer, bit 2: SentencePiece model, bits 3-4:
+//   its SpacePrefix, bit 5: add_bos), u32 len + bytes: the ChatML default system prompt
+//   vocab_size × (i32 token_type, u32 len, bytes)          token strings as the vocabulary stores them
 //   n_merges × (u32 len, bytes, u32 len, bytes)            in rank order
 // and nothing after. Strings are length-prefixed, so any byte may appear in them.
 #include "tokenizer/tokenizer.h"
@@ -77,6 +78,24 @@ std::string token_text(const JsonValue* v) {
     return c && c->type == JsonValue::String ? c->string : "";
 }
 
+// A post-processor that puts a special token before every sequence (Llama-2's and Llama-3's
+// TemplateProcessing "<s> $A"), alone or inside a Sequence: the model wants BOS added.
+bool post_processor_adds_bos(const JsonValue* p) {
+    if (!p || p->type != JsonValue::Object) return false;
+    const JsonValue* type = p->get("type");
+    if (!type || type->type != JsonValue::String) return false;
+    if (type->string == "Sequence") {
+        const JsonValue* seq = p->get("processors");
+        if (seq && seq->type == JsonValue::Array)
+            for (const JsonValue& q : seq->array)
+                if (post_processor_adds_bos(&q)) return true;
+        return false;
+    }
+    const JsonValue* single = p->get("single");
+    return type->string == "TemplateProcessing" && single && single->type == JsonValue::Array && !single->array.empty() &&
+           single->array[0].get("SpecialToken");
+}
+
 // Reads the model's bos/eos/pad ids from config.json and the chat template from
 // tokenizer_config.json when these sit beside tokenizer.json.
 void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
@@ -99,6 +118,8 @@ void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
             for (size_t i = 0; dst < 0 && !text.empty() && i < tok.vocab.size(); i++)
                 if (tok.vocab[i] == text) dst = (int32_t)i;
         };
+        const JsonValue* add_bos = tcfg.get("add_bos_token");
+        if (add_bos && add_bos->type == JsonValue::Bool) tok.add_bos = add_bos->boolean;
         id_of("bos_token", tok.bos_id);
         id_of("eos_token", tok.eos_id);
         id_of("pad_token", tok.pad_id);
@@ -123,10 +144,17 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     Tokenizer tok;
     const JsonValue& model = member(j, "model", JsonValue::Object, path, "");
     const JsonValue& type = member(model, "type", JsonValue::String, path, "model");
-    if (type.string != "BPE") fail("%s: model.type is '%s': only byte-level BPE tokenizers are supported", path.c_str(), type.string.c_str());
-    // Normalizers: none, or NFC (Qwen2; also inside a one-element Sequence).
+    if (type.string != "BPE")
+        fail("%s: model.type is '%s': only BPE tokenizers (byte-level or SentencePiece-style) are supported", path.c_str(), type.string.c_str());
+    // byte_fallback marks SentencePiece's BPE (Llama-2, Mistral): its normalizer and pre-tokenizer
+    // only say where "▁" goes. Byte-level BPE: no normalizer, or NFC (Qwen2; also inside a
+    // one-element Sequence).
+    const JsonValue* bf = model.get("byte_fallback");
+    if (bf && bf->boolean) tok.model = TokenizerModel::SentencePiece;
     const JsonValue* norm = j.get("normalizer");
-    if (norm && !norm->is_null()) {
+    if (tok.model == TokenizerModel::SentencePiece) {
+        tok.space_prefix = spm_space_prefix_from_hf(norm, j.get("pre_tokenizer"), path);
+    } else if (norm && !norm->is_null()) {
         const JsonValue* seq = norm->get("normalizers");
         const JsonValue* one = seq && seq->type == JsonValue::Array && seq->array.size() == 1 ? &seq->array[0] : norm;
         const JsonValue* type = one->get("type");
@@ -138,11 +166,9 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
         const JsonValue* v = model.get(key);
         if (v && !v->is_null()) fail("%s: model.%s is set, which we do not implement", path.c_str(), key);
     }
-    const JsonValue* bf = model.get("byte_fallback");
-    if (bf && bf->boolean) fail("%s: model.byte_fallback is true (a SentencePiece-style BPE), which we do not implement", path.c_str());
     const JsonValue* im = model.get("ignore_merges");
     tok.ignore_merges = im && im->boolean;
-    tok.pre = pre_tokenizer_from_hf(member(j, "pre_tokenizer", JsonValue::Object, path, ""), path);
+    if (tok.model == TokenizerModel::ByteLevel) tok.pre = pre_tokenizer_from_hf(member(j, "pre_tokenizer", JsonValue::Object, path, ""), path);
 
     const JsonValue& vocab = member(model, "vocab", JsonValue::Object, path, "model");
     std::vector<bool> seen;
@@ -153,6 +179,9 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
         tok.vocab[id] = text, tok.token_type[id] = t, seen[id] = true;
     };
     for (const auto& [text, id] : vocab.object) place(token_id_value(id, path, ("model.vocab['" + text + "']").c_str()), text, TokenType::Normal);
+    if (tok.model == TokenizerModel::SentencePiece)  // the byte fallback's <0x00>..<0xFF>, as GGUF types them
+        for (size_t id = 0; id < tok.vocab.size(); id++)
+            if (spm_byte_token_value(tok.vocab[id]) >= 0) tok.token_type[id] = TokenType::Byte;
     if (j.get("added_tokens")) {
         const JsonValue& added = member(j, "added_tokens", JsonValue::Array, path, "");
         for (size_t i = 0; i < added.array.size(); i++) {
@@ -175,6 +204,19 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     tok.merges.reserve(merges.array.size());
     for (size_t r = 0; r < merges.array.size(); r++) tok.merges.push_back(merge_value(merges.array[r], r, path));
 
+    tok.add_bos = post_processor_adds_bos(j.get("post_processor"));
+    load_hf_side_files(tok, dir_of(path));
+    try {
+        tokenizer_build(tok);
+    } catch (const std::runtime_error& e) {
+        fail("%s: %s", path.c_str(), e.what());
+    }
+    return tok;
+}
+
+Tokenizer tokenizer_load_spm(const std::string& path) {
+    Tokenizer tok;
+    spm_model_read(path, tok);
     load_hf_side_files(tok, dir_of(path));
     try {
         tokenizer_build(tok);
@@ -199,7 +241,9 @@ void tokenizer_save(const Tokenizer& tok, const std::string& path) {
     f.put<int32_t>(tok.bos_id);
     f.put<int32_t>(tok.eos_id);
     f.put<int32_t>(tok.pad_id);
-    f.put<uint32_t>((tok.ignore_merges ? 1u : 0u) | (tok.nfc ? 2u : 0u));
+    f.put<uint32_t>((tok.ignore_merges ? 1u : 0u) | (tok.nfc ? 2u : 0u) |
+                    (tok.model == TokenizerModel::SentencePiece ? 4u : 0u) | (uint32_t)tok.space_prefix << 3 |
+                    (tok.add_bos ? 32u : 0u));
     put_str(tok.chat_template.default_system);
     for (size_t i = 0; i < tok.vocab.size(); i++) {
         f.put<int32_t>((int32_t)tok.token_type[i]);
@@ -227,9 +271,12 @@ Tokenizer tokenizer_load(const std::string& path) {
     tok.eos_id = r.get<int32_t>("eos id");
     tok.pad_id = r.get<int32_t>("pad id");
     const uint32_t flags = r.get<uint32_t>("flags");
-    if (flags > 3) fail("%s: unknown tokenizer flags 0x%x: the file was written by a newer build", path.c_str(), flags);
+    if (flags > 63) fail("%s: unknown tokenizer flags 0x%x: the file was written by a newer build", path.c_str(), flags);
     tok.ignore_merges = flags & 1;
     tok.nfc = flags & 2;
+    tok.model = flags & 4 ? TokenizerModel::SentencePiece : TokenizerModel::ByteLevel;
+    tok.space_prefix = (SpacePrefix)(flags >> 3 & 3);
+    tok.add_bos = flags & 32;
     auto get_str = [&](const char* what) {
         uint32_t n = r.get<uint32_t>(what);
         if (n > r.remaining())
@@ -266,8 +313,9 @@ Tokenizer tokenizer_load(const std::string& path) {
 
 void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t model_max_length) {
     // tokenizer.json: every token in model.vocab (by id), the Control and UserDefined ones also as
-    // added tokens (special = Control), merges in rank order; NFC or no normalizer, no post-processor
-    // (encode() adds no BOS/EOS: chat templates put them in the text).
+    // added tokens (special = Control), merges in rank order; NFC or no normalizer (SentencePiece:
+    // what puts "▁" where encode() does), and a post-processor that adds BOS when the model wants it
+    // (encode() adds none: chat templates put it in the text, and apply_chat_template adds none).
     std::string added, vocab, merges;
     for (size_t id = 0; id < tok.vocab.size(); id++) {
         const std::string q = json_quote(tok.vocab[id]);
@@ -280,20 +328,34 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
     }
     for (size_t r = 0; r < tok.merges.size(); r++)
         merges += (r ? ",\n      [" : "[") + json_quote(tok.merges[r].first) + ", " + json_quote(tok.merges[r].second) + "]";
+    const bool spm = tok.model == TokenizerModel::SentencePiece;
+    SpmHfJson j = spm ? spm_hf_json(tok.space_prefix)
+                      : SpmHfJson{tok.nfc ? "{\"type\": \"NFC\"}" : "null", pre_tokenizer_to_hf(tok.pre),
+                                  "{\"type\": \"ByteLevel\", \"add_prefix_space\": true, \"trim_offsets\": true, \"use_regex\": true}"};
+    std::string unk = "null", post = "null";
+    for (size_t id = 0; id < tok.vocab.size() && unk == "null"; id++)
+        if (tok.token_type[id] == TokenType::Unknown) unk = json_quote(tok.vocab[id]);
+    if (tok.add_bos && tok.bos_id >= 0) {
+        const std::string bos = json_quote(tok.vocab[tok.bos_id]);
+        auto special = [&](int type_id) { return "{\"SpecialToken\": {\"id\": " + bos + ", \"type_id\": " + std::to_string(type_id) + "}}"; };
+        auto seq = [](const char* id, int type_id) { return std::string("{\"Sequence\": {\"id\": \"") + id + "\", \"type_id\": " + std::to_string(type_id) + "}}"; };
+        post = "{\"type\": \"TemplateProcessing\", \"single\": [" + special(0) + ", " + seq("A", 0) + "], \"pair\": [" + special(0) +
+               ", " + seq("A", 0) + ", " + special(1) + ", " + seq("B", 1) + "], \"special_tokens\": {" + bos + ": {\"id\": " + bos +
+               ", \"ids\": [" + std::to_string(tok.bos_id) + "], \"tokens\": [" + bos + "]}}}";
+    }
     write_file_atomic(dir + "/tokenizer.json",
                       "{\n  \"version\": \"1.0\",\n  \"truncation\": null,\n  \"padding\": null,\n  \"added_tokens\": [" + added +
-                          "\n  ],\n  \"normalizer\": " + (tok.nfc ? "{\"type\": \"NFC\"}" : "null") +
-                          ",\n  \"pre_tokenizer\": " + pre_tokenizer_to_hf(tok.pre) +
-                          ",\n  \"post_processor\": null,\n  \"decoder\": {\"type\": \"ByteLevel\", \"add_prefix_space\": true, "
-                          "\"trim_offsets\": true, \"use_regex\": true},\n  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n"
-                          "    \"unk_token\": null,\n    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
-                          "    \"fuse_unk\": false,\n    \"byte_fallback\": false,\n    \"ignore_merges\": " +
-                          (tok.ignore_merges ? "true" : "false") + ",\n    \"vocab\": {\n      " + vocab +
+                          "\n  ],\n  \"normalizer\": " + j.normalizer + ",\n  \"pre_tokenizer\": " + j.pre_tokenizer +
+                          ",\n  \"post_processor\": " + post + ",\n  \"decoder\": " + j.decoder +
+                          ",\n  \"model\": {\n    \"type\": \"BPE\",\n    \"dropout\": null,\n"
+                          "    \"unk_token\": " + unk + ",\n    \"continuing_subword_prefix\": null,\n    \"end_of_word_suffix\": null,\n"
+                          "    \"fuse_unk\": " + (spm ? "true" : "false") + ",\n    \"byte_fallback\": " + (spm ? "true" : "false") +
+                          ",\n    \"ignore_merges\": " + (tok.ignore_merges ? "true" : "false") + ",\n    \"vocab\": {\n      " + vocab +
                           "\n    },\n    \"merges\": [\n      " + merges + "\n    ]\n  }\n}\n");
     // tokenizer_config.json: the special tokens by text and the chat template as Jinja.
     auto token = [&](int32_t id) { return id < 0 ? std::string("null") : json_quote(tok.vocab[id]); };
     write_file_atomic(dir + "/tokenizer_config.json",
-                      "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"add_bos_token\": false,\n"
+                      "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"add_bos_token\": " + std::string(tok.add_bos ? "true" : "false") + ",\n"
                       "  \"add_eos_token\": false,\n  \"add_prefix_space\": false,\n  \"bos_token\": " + token(tok.bos_id) +
                           ",\n  \"eos_token\": " + token(tok.eos_id) + ",\n  \"pad_token\": " + token(tok.pad_id) +
                           ",\n  \"unk_token\": null,\n  \"clean_up_tokenization_spaces\": false,\n  \"model_max_length\": " +
@@ -306,6 +368,6 @@ std::string tokenizer_beside(const std::string& model_path) {
 }
 
 Tokenizer tokenizer_load_any(const std::string& path) {
-    bool json = path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;
-    return json ? tokenizer_load_hf(path) : tokenizer_load(path);
+    auto ends_with = [&](const char* ext) { return path.size() >= strlen(ext) && path.compare(path.size() - strlen(ext), strlen(ext), ext) == 0; };
+    return ends_with(".json") ? tokenizer_load_hf(path) : ends_with(".model") ? tokenizer_load_spm(path) : tokenizer_load(path);
 }
