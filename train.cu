@@ -174,7 +174,8 @@ DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokeni
     }
     if (cfg.vocab_size < 257) fail("no tokenizer for this model and its vocabulary (%d) is too small for raw bytes: pass --tokenizer", cfg.vocab_size);
     printf("tokenizer: none found, using raw bytes (ids 0-255, EOS 256)\n");
-    dt.encode = [](std::string_view text, bool) { return std::vector<int32_t>(text.begin(), text.end()); };
+    dt.encode = [](std::string_view text, bool, bool) { return std::vector<int32_t>(text.begin(), text.end()); };
+    dt.is_special = [](int32_t id) { return id == 256; };
     dt.eos = 256;
     dt.chat_template = chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template);
     return dt;
@@ -209,7 +210,7 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     std::vector<std::vector<int32_t>> prompts;
     for (const Record& r : se.held_out) {
         std::vector<ChatMessage> prompt(r.messages.begin(), r.messages.end() - 1);
-        prompts.push_back(encode(*se.tok, chat_render(se.chat, prompt, true), true));
+        prompts.push_back(encode_with_bos(*se.tok, chat_render(se.chat, prompt, true)));
     }
     SampleOptions so;
     so.max_new_tokens = 64;

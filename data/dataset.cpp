@@ -33,10 +33,14 @@ Example format_conversation(const Record& r, const DataTokenizer& tok, float pro
     Example e;
     e.line = r.line;
     for (const ChatPiece& piece : chat_render_pieces(tok.chat_template, r.messages, false)) {
-        std::vector<int32_t> ids = tok.encode(piece.text, true);
+        bool continues = !e.tokens.empty() && !tok.is_special(e.tokens.back());
+        std::vector<int32_t> ids = tok.encode(piece.text, true, continues);
         e.tokens.insert(e.tokens.end(), ids.begin(), ids.end());
         e.weights.insert(e.weights.end(), ids.size(), piece.assistant ? 1.0f : prompt_loss_weight);
     }
+    // BOS when the model wants it, unless the template wrote it (Llama-3's, Llama-2's)
+    if (tok.bos >= 0 && (e.tokens.empty() || e.tokens[0] != tok.bos))
+        e.tokens.insert(e.tokens.begin(), tok.bos), e.weights.insert(e.weights.begin(), 0.0f);
     if (!e.weights.empty()) e.weights[0] = 0.0f;
     return e;
 }
@@ -49,7 +53,8 @@ void cut_documents(const std::vector<const Record*>& docs, const DataTokenizer& 
                    std::vector<Example>& out, DataReport& report) {
     Example block;
     for (const Record* d : docs) {
-        std::vector<int32_t> ids = tok.encode(d->text, false);
+        std::vector<int32_t> ids = tok.encode(d->text, false, false);
+        if (tok.bos >= 0) ids.insert(ids.begin(), tok.bos);
         ids.push_back(tok.eos);
         report.document_tokens += ids.size();
         for (int32_t id : ids) {
@@ -277,8 +282,10 @@ void split_train_val(std::vector<Example>& train, std::vector<Example>& val, dou
 
 DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat) {
     DataTokenizer dt;
-    dt.encode = [&tok](std::string_view text, bool special) { return encode(tok, text, special); };
+    dt.encode = [&tok](std::string_view text, bool special, bool continues) { return encode(tok, text, special, continues); };
+    dt.is_special = [&tok](int32_t id) { return is_special_token(tok, id); };
     dt.eos = tok.eos_id;
+    dt.bos = tok.add_bos ? tok.bos_id : -1;
     dt.chat_template = chat;
     return dt;
 }

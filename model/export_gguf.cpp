@@ -28,9 +28,9 @@ struct Metadata {
         key(k, GGUF_ARRAY), raw((uint32_t)GGUF_STRING), raw((uint64_t)v.size());
         for (const std::string& s : v) str(s);
     }
-    void i32s(const std::string& k, const std::vector<int32_t>& v) {
-        key(k, GGUF_ARRAY), raw((uint32_t)GGUF_INT32), raw((uint64_t)v.size());
-        bytes.append((const char*)v.data(), v.size() * sizeof(int32_t));
+    template <class T> void array(const std::string& k, GgufValueType t, const std::vector<T>& v) {
+        key(k, GGUF_ARRAY), raw((uint32_t)t), raw((uint64_t)v.size());
+        bytes.append((const char*)v.data(), v.size() * sizeof(T));
     }
 };
 
@@ -66,8 +66,9 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     md.f32(a + "rope.freq_base", cfg.rope_theta);
     md.f32(a + "attention.layer_norm_rms_epsilon", cfg.norm_eps);
     md.u32(a + "vocab_size", cfg.vocab_size);
-    md.string("tokenizer.ggml.model", "gpt2");
-    md.string("tokenizer.ggml.pre", pre_tokenizer_to_gguf(tok.pre));
+    const bool spm = tok.model == TokenizerModel::SentencePiece;
+    md.string("tokenizer.ggml.model", spm ? "llama" : "gpt2");
+    md.string("tokenizer.ggml.pre", spm ? "default" : pre_tokenizer_to_gguf(tok.pre));
     // llama.cpp needs a token for every embedding row: rows past the tokenizer's vocabulary (Qwen2's
     // padding) get "[PAD<id>]" tokens of type Unused, as its converter writes them.
     std::vector<std::string> tokens = tok.vocab;
@@ -76,18 +77,28 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     for (int32_t id = (int32_t)tokens.size(); id < cfg.vocab_size; id++)
         tokens.push_back("[PAD" + std::to_string(id) + "]"), types.push_back((int32_t)TokenType::Unused);
     md.strings("tokenizer.ggml.tokens", tokens);
-    md.i32s("tokenizer.ggml.token_type", types);
-    std::vector<std::string> merges;
-    for (const auto& [l, r] : tok.merges) merges.push_back(l + " " + r);
-    md.strings("tokenizer.ggml.merges", merges);
+    md.array("tokenizer.ggml.token_type", GGUF_INT32, types);
+    if (spm) {
+        // llama.cpp's SentencePiece tokenizer merges by score, not by a merge list. It knows one
+        // space prefix, before the text and after each special token: Metaspace's variants
+        // ("first", "always") become that.
+        std::vector<float> scores = spm_scores_from_merges(tok);
+        scores.resize(tokens.size(), 0.0f);
+        md.array("tokenizer.ggml.scores", GGUF_FLOAT32, scores);
+        md.boolean("tokenizer.ggml.add_space_prefix", tok.space_prefix != SpacePrefix::None);
+    } else {
+        std::vector<std::string> merges;
+        for (const auto& [l, r] : tok.merges) merges.push_back(l + " " + r);
+        md.strings("tokenizer.ggml.merges", merges);
+    }
     if (tok.bos_id >= 0) md.u32("tokenizer.ggml.bos_token_id", tok.bos_id);
     if (tok.eos_id >= 0) md.u32("tokenizer.ggml.eos_token_id", tok.eos_id);
     if (tok.pad_id >= 0) md.u32("tokenizer.ggml.padding_token_id", tok.pad_id);
-    // Our trainer adds no BOS/EOS to text: the Llama-3 and Gemma templates put BOS in. llama.cpp's
-    // built-in versions of those two templates leave it out and rely on add_bos_token instead (its
-    // Jinja path drops the doubled one), so it is true for them.
+    // True when the model wants BOS, and for the Llama-3 and Gemma templates: they put BOS in the
+    // text, but llama.cpp's built-in versions of them leave it out and rely on add_bos_token (its
+    // Jinja path drops the doubled one).
     const ChatTemplateKind kind = tok.chat_template.kind;
-    md.boolean("tokenizer.ggml.add_bos_token", kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Gemma);
+    md.boolean("tokenizer.ggml.add_bos_token", tok.add_bos || kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Gemma);
     md.boolean("tokenizer.ggml.add_eos_token", false);
     md.string("tokenizer.chat_template", chat_template_to_jinja(tok.chat_template));
 

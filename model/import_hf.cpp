@@ -109,9 +109,11 @@ ModelConfig hf_config(const std::string& dir) {
 ImportedModel import_hf_dir(const std::string& dir) {
     ImportedModel m;
     m.cfg = hf_config(dir);
-    std::string tok_path = dir + "/tokenizer.json";
-    if (!file_exists(tok_path)) fail("%s: no tokenizer.json (only fast, byte-level BPE tokenizers are supported)", dir.c_str());
-    m.tok = tokenizer_load_hf(tok_path);
+    // tokenizer.json, or for LLaMA-1/2 directories that have only SentencePiece's file, tokenizer.model
+    std::string tok_path = dir + "/tokenizer.json", spm_path = dir + "/tokenizer.model";
+    if (file_exists(tok_path)) m.tok = tokenizer_load_hf(tok_path);
+    else if (file_exists(spm_path)) m.tok = tokenizer_load_spm(spm_path);
+    else fail("%s: no tokenizer.json or tokenizer.model: copy the model's tokenizer files into the directory", dir.c_str());
     if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
         fail("%s: the tokenizer has %zu tokens but the model's vocab_size is %d", dir.c_str(), m.tok.vocab.size(),
              m.cfg.vocab_size);

@@ -18,6 +18,7 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "model/util.h"
+#include "test_util.h"
 
 namespace {
 const std::string kDir = "tests/fixtures/convert/";
@@ -43,16 +44,6 @@ std::string patched(std::string bytes, const std::string& from, const std::strin
     REQUIRE(at != std::string::npos);
     bytes.replace(at, from.size(), to);
     return bytes;
-}
-
-// The error message of f(), or "" when it does not throw.
-template <class F> std::string error_of(F f) {
-    try {
-        f();
-    } catch (const std::runtime_error& e) {
-        return e.what();
-    }
-    return "";
 }
 
 bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

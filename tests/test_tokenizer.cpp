@@ -4,6 +4,8 @@
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
 #include "tokenizer/unicode.h"
+#include "test_tokenizer_util.h"
+#include "test_util.h"
 
 #include <cstring>
 #include <filesystem>
@@ -33,41 +35,6 @@ const Tokenizer* reference_tokenizer() {
 void warn_skipped() {
     MESSAGE("SKIPPING: SmolLM2 tokenizer.json not found at ../shared/reference/smollm2-135m-instruct/ or "
             "/work/shared/reference/...: the tokenizer is NOT checked against Hugging Face");
-}
-
-struct Fixture {
-    std::string kind, text;
-    std::vector<int32_t> ids;
-};
-
-std::vector<Fixture> load_fixtures() {
-    std::vector<Fixture> out;
-    std::istringstream in(read_file("tests/fixtures/tokenizer/encode.txt"));
-    std::string line;
-    for (int n = 1; std::getline(in, line); n++) {
-        size_t t1 = line.find('\t'), t2 = line.find('\t', t1 + 1);
-        if (t1 == std::string::npos || t2 == std::string::npos) fail("encode.txt line %d: expected kind TAB text TAB ids", n);
-        Fixture f{line.substr(0, t1), json_parse(line.substr(t1 + 1, t2 - t1 - 1)).string, {}};
-        std::istringstream ids(line.substr(t2 + 1));
-        for (int32_t id; ids >> id;) f.ids.push_back(id);
-        out.push_back(std::move(f));
-    }
-    return out;
-}
-
-std::string ids_str(const std::vector<int32_t>& ids) {
-    std::string s;
-    for (int32_t id : ids) s += std::to_string(id) + " ";
-    return s;
-}
-
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const std::runtime_error& e) {
-        return e.what();
-    }
-    return "";
 }
 
 // What decode(encode(text)) must give: text without the bytes the vocabulary has no token for.
@@ -229,7 +196,7 @@ TEST_CASE("unicode: NFC equals Hugging Face tokenizers' on every fixture; invali
 TEST_CASE("tokenizer: identical ids to Hugging Face tokenizers on every fixture") {
     const Tokenizer* ref = reference_tokenizer();
     if (!ref) return warn_skipped();
-    std::vector<Fixture> fixtures = load_fixtures();
+    std::vector<Fixture> fixtures = load_fixtures("tests/fixtures/tokenizer/encode.txt");
     std::map<std::string, std::pair<PreTokenizerKind, bool>> kinds = {
         {"smollm", {PreTokenizerKind::SmolLM, false}}, {"gpt2", {PreTokenizerKind::GPT2, false}},
         {"llama3", {PreTokenizerKind::Llama3, true}}, {"qwen2", {PreTokenizerKind::Qwen2, false}},
@@ -306,7 +273,7 @@ TEST_CASE("tokenizer: .tok and tokenizer.json save/load keep every field and giv
             CHECK(u.eos_id == t->eos_id);
             CHECK(u.pad_id == t->pad_id);
             if (t == ref || t == &from_gguf) {
-                for (const Fixture& f : load_fixtures())
+                for (const Fixture& f : load_fixtures("tests/fixtures/tokenizer/encode.txt"))
                     if (f.kind == "smollm") CHECK(encode(u, f.text) == f.ids);
                 CHECK(u.bos_id == 1);  // from config.json beside tokenizer.json, or the GGUF
                 CHECK(u.eos_id == 2);
@@ -353,7 +320,7 @@ TEST_CASE("tokenizer: encodes megabytes in well under seconds") {
     const Tokenizer* ref = reference_tokenizer();
     if (!ref) return warn_skipped();
     std::string text;
-    for (const Fixture& f : load_fixtures()) text += f.text + "\n";
+    for (const Fixture& f : load_fixtures("tests/fixtures/tokenizer/encode.txt")) text += f.text + "\n";
     Rng rng(3);
     // 2 MB: fixture text plus random letters so that most words are new to the cache
     while (text.size() < (2u << 20)) {
@@ -408,8 +375,10 @@ TEST_CASE("tokenizer: tokenizer.json with its side files, and what it refuses") 
           path + ": the normalizer is not NFC: only NFC (or none) is implemented for byte-level BPE tokenizers");
     write("tokenizer.json", tokenizer_json("", "\"normalizer\": {\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"NFC\"}]}, "));
     CHECK(tokenizer_load_hf(path).nfc);
-    CHECK(load_error(tokenizer_json("\"byte_fallback\": true, ", "")).find(path + ": model.byte_fallback is true") == 0);
-    CHECK(load_error("{\"model\": {\"type\": \"WordPiece\"}}") == path + ": model.type is 'WordPiece': only byte-level BPE tokenizers are supported");
+    // byte_fallback makes it SentencePiece-style, which has no byte-level pre-tokenizer
+    CHECK(load_error(tokenizer_json("\"byte_fallback\": true, ", "")).find(path + ": the pre_tokenizer is not one we implement for a SentencePiece") == 0);
+    CHECK(load_error("{\"model\": {\"type\": \"WordPiece\"}}") ==
+          path + ": model.type is 'WordPiece': only BPE tokenizers (byte-level or SentencePiece-style) are supported");
     CHECK(load_error("{\"model\": 3}") == path + ": \"model\" should be an object, not a number");
     CHECK(load_error("{\"model\": {\"type\": \"BPE\",\n \"vocab\": {]}}") == path + ": line 2, column 12: expected a string key in object");
     std::string holey = tokenizer_json("", "");

@@ -5,9 +5,21 @@
 #include <cmath>
 #include <cstdio>
 #include <functional>
+#include <stdexcept>
+#include <string>
 #include <vector>
 
 #include "model/util.h"
+
+// The error message of f(), or "" when it does not throw.
+template <class F> std::string error_of(F f) {
+    try {
+        f();
+    } catch (const std::runtime_error& e) {
+        return e.what();
+    }
+    return "";
+}
 
 inline std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f) {
     Rng r(seed);

@@ -118,16 +118,17 @@ void encode_byte_level(const Tokenizer& tok, std::string_view text, std::vector<
 
 // Encodes one SentencePiece run (text between special tokens). The whole run is one row of symbols:
 // SentencePiece does not pre-tokenize, and its vocabulary has no token with "▁" inside a word, so
-// merges stop at spaces by themselves.
-void encode_sentencepiece(const Tokenizer& tok, std::string_view text, bool at_start, std::vector<int32_t>& out) {
+// merges stop at spaces by themselves. at_start: the run begins the text; continued: it carries on
+// from ordinary text encoded earlier, so it gets no space prefix.
+void encode_sentencepiece(const Tokenizer& tok, std::string_view text, bool at_start, bool continued, std::vector<int32_t>& out) {
     if (text.empty()) return;
     std::string s;
     for (char c : text)
         if (c == ' ') s += kSpace;
         else s += c;
     bool starts_with_space = s.compare(0, 3, kSpace) == 0;  // a space or a "▁" in the text
-    if (tok.space_prefix == SpacePrefix::Always || (tok.space_prefix == SpacePrefix::UnlessSpace && !starts_with_space) ||
-        (tok.space_prefix == SpacePrefix::First && at_start && !starts_with_space))
+    if (!continued && (tok.space_prefix == SpacePrefix::Always || (tok.space_prefix == SpacePrefix::UnlessSpace && !starts_with_space) ||
+                       (tok.space_prefix == SpacePrefix::First && at_start && !starts_with_space)))
         s.insert(0, kSpace);
     std::vector<int32_t> ids;
     ids.reserve(s.size());
@@ -225,7 +226,7 @@ std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool pa
             std::string n = nfc(part);
             if (n != part) normalized.push_back(std::move(n)), part = normalized.back();
         }
-        if (tok.model == TokenizerModel::SentencePiece) encode_sentencepiece(tok, part, start == 0 && !continues, out);
+        if (tok.model == TokenizerModel::SentencePiece) encode_sentencepiece(tok, part, start == 0, start == 0 && continues, out);
         else encode_byte_level(tok, part, out, cache);
     };
     size_t start = 0;
@@ -240,6 +241,12 @@ std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool pa
     }
     ordinary(start, text.size());
     return out;
+}
+
+std::vector<int32_t> encode_with_bos(const Tokenizer& tok, std::string_view text, bool parse_special) {
+    std::vector<int32_t> ids = encode(tok, text, parse_special);
+    if (tok.add_bos && tok.bos_id >= 0 && (ids.empty() || ids[0] != tok.bos_id)) ids.insert(ids.begin(), tok.bos_id);
+    return ids;
 }
 
 const std::string& decode_token(const Tokenizer& tok, int32_t id) {

@@ -131,6 +131,9 @@ SpmHfJson spm_hf_json(SpacePrefix prefix);
 // text goes on from ordinary text encoded before it (a chat template's pieces encoded one by one),
 // so its first run is not at the start and gets no SentencePiece space prefix.
 std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special = true, bool continues = false);
+// encode() with BOS in front when the model wants it (add_bos) and the text did not start with it:
+// a prompt as Hugging Face's tokenizer(text) gives it.
+std::vector<int32_t> encode_with_bos(const Tokenizer& tok, std::string_view text, bool parse_special = true);
 // Drops one leading space for a SentencePiece tokenizer with a space prefix, as its decoders do.
 std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids);
 // The raw bytes of one token (possibly part of a UTF-8 character; "▁" as a space); fails on an id

@@ -78,22 +78,24 @@ std::string token_text(const JsonValue* v) {
     return c && c->type == JsonValue::String ? c->string : "";
 }
 
-// A post-processor that puts a special token before every sequence (Llama-2's and Llama-3's
-// TemplateProcessing "<s> $A"), alone or inside a Sequence: the model wants BOS added.
-bool post_processor_adds_bos(const JsonValue* p) {
-    if (!p || p->type != JsonValue::Object) return false;
+// The token a post-processor puts before every sequence (Llama-2's and Llama-3's TemplateProcessing
+// "<s> $A"), alone or inside a Sequence: the model wants it as BOS. "" when there is none.
+std::string post_processor_bos(const JsonValue* p) {
+    if (!p || p->type != JsonValue::Object) return "";
     const JsonValue* type = p->get("type");
-    if (!type || type->type != JsonValue::String) return false;
+    if (!type || type->type != JsonValue::String) return "";
     if (type->string == "Sequence") {
         const JsonValue* seq = p->get("processors");
         if (seq && seq->type == JsonValue::Array)
             for (const JsonValue& q : seq->array)
-                if (post_processor_adds_bos(&q)) return true;
-        return false;
+                if (!post_processor_bos(&q).empty()) return post_processor_bos(&q);
+        return "";
     }
     const JsonValue* single = p->get("single");
-    return type->string == "TemplateProcessing" && single && single->type == JsonValue::Array && !single->array.empty() &&
-           single->array[0].get("SpecialToken");
+    if (type->string != "TemplateProcessing" || !single || single->type != JsonValue::Array || single->array.empty()) return "";
+    const JsonValue* special = single->array[0].get("SpecialToken");
+    const JsonValue* id = special ? special->get("id") : nullptr;
+    return id && id->type == JsonValue::String ? id->string : "";
 }
 
 // Reads the model's bos/eos/pad ids from config.json and the chat template from
@@ -204,7 +206,10 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     tok.merges.reserve(merges.array.size());
     for (size_t r = 0; r < merges.array.size(); r++) tok.merges.push_back(merge_value(merges.array[r], r, path));
 
-    tok.add_bos = post_processor_adds_bos(j.get("post_processor"));
+    // BOS: the post-processor's first token; config.json and tokenizer_config.json may say otherwise
+    std::string bos = post_processor_bos(j.get("post_processor"));
+    for (size_t id = 0; id < tok.vocab.size() && !bos.empty(); id++)
+        if (tok.vocab[id] == bos) tok.bos_id = (int32_t)id, tok.add_bos = true;
     load_hf_side_files(tok, dir_of(path));
     try {
         tokenizer_build(tok);

@@ -66,16 +66,18 @@ static int run(int argc, char** argv) {
         msgs.push_back({"user", prompt});
         text = chat_render(ct, msgs, true);
     }
-    std::vector<int32_t> ids = encode(tok, text, !raw);
+    std::vector<int32_t> ids = encode_with_bos(tok, text, !raw);
     std::vector<int32_t> stops = end_of_turn_ids(tok);
     double t0 = now_seconds(), first = 0;
     size_t n = 0;
     const Ops& ops = select_ops(device.c_str());
     model_upload(m, ops);
-    // Tokens can end mid UTF-8 character: print bytes as they come, the terminal joins them.
+    // Tokens can end mid UTF-8 character: print bytes as they come, the terminal joins them. An
+    // answer's first token loses the space a SentencePiece tokenizer writes before words, as
+    // decode() does; a raw continuation keeps it.
     generate(m, {ids}, so, stops, [&](int, int32_t id) {
         if (!n++) first = now_seconds();
-        const std::string& b = decode_token(tok, id);
+        const std::string b = n == 1 && !raw ? decode(tok, {id}) : decode_token(tok, id);
         fwrite(b.data(), 1, b.size(), stdout);
         fflush(stdout);
     }, ops);

@@ -1,0 +1,188 @@
+// SentencePiece-style BPE (LLaMA-1/2, Mistral v0.1) against Hugging Face `tokenizers` and
+// SentencePiece itself, on Mistral-7B-v0.1's real vocabulary (tests/fixtures/tokenizer/spm/, made
+// by gen_spm_fixtures.py: the ids of encode.txt's strings and of SentencePiece corner cases;
+// tokenizer_config.json beside them is the special-token part of Mistral-7B-v0.1's).
+#include <doctest/doctest.h>
+
+#include <cstdio>
+#include <unistd.h>
+
+#include "model/dequant.h"
+#include "model/export_gguf.h"
+#include "model/gguf.h"
+#include "model/import.h"
+#include "model/weights.h"
+#include "test_tokenizer_util.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+
+const std::string kSpmDir = "tests/fixtures/tokenizer/spm/";
+
+const Tokenizer& spm_model() {
+    static Tokenizer t = tokenizer_load_spm(kSpmDir + "tokenizer.model");
+    return t;
+}
+
+const Tokenizer& spm_json() {
+    static Tokenizer t = tokenizer_load_hf(kSpmDir + "tokenizer.json");
+    return t;
+}
+
+const std::vector<Fixture>& spm_fixtures() {
+    static std::vector<Fixture> f = load_fixtures("tests/fixtures/tokenizer/encode_spm.txt");
+    return f;
+}
+
+// Every fixture of `kind` encodes to Hugging Face's ids; returns how many were checked.
+int check_fixtures(const Tokenizer& t, const std::string& kind) {
+    int n = 0;
+    for (const Fixture& f : spm_fixtures()) {
+        if (f.kind != kind) continue;
+        n++;
+        std::vector<int32_t> got = encode(t, f.text);
+        if (got != f.ids) {
+            INFO(kind << " text " << f.text << "\n  want " << ids_str(f.ids) << "\n  got  " << ids_str(got));
+            CHECK(got == f.ids);
+        }
+    }
+    return n;
+}
+
+std::string temp_dir() {
+    char buf[] = "/tmp/test_spm_XXXXXX";
+    REQUIRE(mkdtemp(buf) != nullptr);
+    return buf;
+}
+
+}  // namespace
+
+TEST_CASE("tokenizer spm: tokenizer.model and tokenizer.json read as transformers converts them") {
+    const Tokenizer& m = spm_model();
+    const Tokenizer& j = spm_json();
+    for (const Tokenizer* t : {&m, &j}) {
+        CHECK(t->model == TokenizerModel::SentencePiece);
+        CHECK(t->space_prefix == SpacePrefix::Always);
+        CHECK(t->vocab.size() == 32000);
+        CHECK(t->bos_id == 1);
+        CHECK(t->eos_id == 2);
+        CHECK(t->add_bos);  // tokenizer.json's post-processor "<s> $A"; tokenizer.model: LlamaTokenizer's default
+        CHECK(tokenizer_missing_bytes(*t).empty());  // the 256 byte-fallback tokens
+    }
+    CHECK(m.token_type[0] == TokenType::Unknown);
+    CHECK(m.token_type[13] == TokenType::Byte);  // <0x0A>
+    CHECK(j.token_type[13] == TokenType::Byte);
+    // the scores become exactly transformers' 58,980 merges, in its order (ties among the runs of "▁",
+    // all scored -1e9, by the longer left part)
+    CHECK(m.merges.size() == 58980);
+    CHECK(m.merges == j.merges);
+}
+
+TEST_CASE("tokenizer spm: identical ids to Hugging Face on every fixture, with each space prefix") {
+    // "spm": Llama-2's and Mistral's tokenizer.json (Prepend normalizer); SentencePiece itself gives
+    // the same ids for every string without "<s>", "</s>", "<unk>" in it (checked by the generator)
+    CHECK(check_fixtures(spm_model(), "spm") == 330);
+    CHECK(check_fixtures(spm_json(), "spm") == 330);
+    // "spm-first": transformers' legacy = false file (Metaspace prepend_scheme "first"): no "▁" before
+    // text that starts with a space, or after a special token
+    Tokenizer first = spm_json();
+    first.space_prefix = SpacePrefix::First;
+    CHECK(check_fixtures(first, "spm-first") == 330);
+}
+
+TEST_CASE("tokenizer spm: byte fallback, decoding and continued text") {
+    const Tokenizer& t = spm_json();
+    // 🦙 is not in the vocabulary: its four UTF-8 bytes as <0xF0> <0x9F> <0xA6> <0x99>
+    CHECK(encode(t, "\xF0\x9F\xA6\x99") == std::vector<int32_t>{28705, 3 + 0xF0, 3 + 0x9F, 3 + 0xA6, 3 + 0x99});
+    CHECK(encode(t, "Hello world") == std::vector<int32_t>{22557, 1526});
+    for (const Fixture& f : spm_fixtures()) {
+        // decode drops the prefix encode added; the exceptions are Hugging Face's own: a "▁" in the
+        // text comes back as a space, and the prefix after a special token stays
+        bool special = f.text.find("<s>") != std::string::npos || f.text.find("</s>") != std::string::npos ||
+                       f.text.find("<unk>") != std::string::npos;
+        if (f.kind == "spm" && !special && f.text.find("\xE2\x96\x81") == std::string::npos) CHECK(decode(t, f.ids) == f.text);
+    }
+    CHECK(decode(t, encode(t, "<s>Hello")) == "<s> Hello");  // as Hugging Face decodes it
+    // invalid UTF-8 goes byte by byte and comes back the same
+    std::string bad = "a\xFF\xC3(b\x80";
+    CHECK(decode(t, encode(t, bad)) == bad);
+    // continues = true: no "▁" before a piece that carries on from earlier text, so a chat template's
+    // pieces encode as the whole text does
+    CHECK(encode(t, "Hello", true, true) == std::vector<int32_t>{16230});
+    std::vector<int32_t> a = encode(t, "[INST] Hi [/INST]"), b = encode(t, " Sure thing </s>", true, true);
+    a.insert(a.end(), b.begin(), b.end());
+    CHECK(a == encode(t, "[INST] Hi [/INST] Sure thing </s>"));
+    // <unk>, like <s>, is text only when special tokens are not parsed
+    CHECK(encode(t, "x<unk>") == std::vector<int32_t>{1318, 0});
+    CHECK(encode(t, "x<unk>", false) == std::vector<int32_t>{1318, 28789, 2060, 28767});
+    CHECK(encode_with_bos(t, "Hello") == std::vector<int32_t>{1, 22557});
+    CHECK(encode_with_bos(t, "<s>Hello") == std::vector<int32_t>{1, 22557});
+}
+
+TEST_CASE("tokenizer spm: .tok, tokenizer.json and GGUF written by us read back the same") {
+    const std::string dir = temp_dir();
+    for (SpacePrefix prefix : {SpacePrefix::Always, SpacePrefix::First, SpacePrefix::None, SpacePrefix::UnlessSpace}) {
+        CAPTURE((int)prefix);
+        Tokenizer t = spm_json();
+        t.space_prefix = prefix;
+        tokenizer_build(t);
+        tokenizer_save(t, dir + "/t.tok");
+        tokenizer_save_hf(t, dir, 4096);
+        for (const Tokenizer& u : {tokenizer_load(dir + "/t.tok"), tokenizer_load_hf(dir + "/tokenizer.json")}) {
+            CHECK(u.model == TokenizerModel::SentencePiece);
+            CHECK(u.space_prefix == prefix);
+            CHECK(u.add_bos);
+            CHECK(u.merges == t.merges);
+            for (const Fixture& f : spm_fixtures())
+                if (f.kind == "spm") CHECK(encode(u, f.text) == encode(t, f.text));
+        }
+    }
+    // GGUF has scores, not merges, and llama.cpp's one space prefix: a tiny model with this vocabulary
+    ImportedModel a = import_gguf("tests/fixtures/convert/tiny_llama.gguf");
+    a.cfg.vocab_size = 32000;
+    model_init_random(a.cfg, a.params, 3);
+    a.tok = spm_model();
+    export_gguf(dir + "/spm.gguf", a.cfg, a.params, a.tok, GGML_F16);
+    GgufFile g = gguf_open(dir + "/spm.gguf");
+    CHECK(g.get_string("tokenizer.ggml.model") == "llama");
+    CHECK(g.get_int("tokenizer.ggml.add_space_prefix") == 1);
+    CHECK(g.get_int("tokenizer.ggml.add_bos_token") == 1);
+    CHECK(!g.find("tokenizer.ggml.merges"));
+    ImportedModel b = import_gguf(dir + "/spm.gguf");
+    CHECK(b.tok.model == TokenizerModel::SentencePiece);
+    // the merges come back grouped by token (the runs of "▁" no longer tie), with the same ids
+    CHECK(b.tok.merges.size() == a.tok.merges.size());
+    CHECK(check_fixtures(b.tok, "spm") == 330);
+    REQUIRE(system(("rm -rf " + dir).c_str()) == 0);
+}
+
+TEST_CASE("tokenizer spm: what the readers refuse, naming the file") {
+    const std::string dir = temp_dir(), path = dir + "/tokenizer.model";
+    std::string bytes = read_file(kSpmDir + "tokenizer.model");
+    auto write = [&](const std::string& b) {
+        FILE* f = fopen(path.c_str(), "wb");
+        fwrite(b.data(), 1, b.size(), f);
+        fclose(f);
+    };
+    write(bytes.substr(0, 1001));
+    CHECK(error_of([&] { tokenizer_load_spm(path); }) == path + ": truncated protocol buffer: not a SentencePiece tokenizer.model?");
+    write("{\"model\": {}}");
+    CHECK(error_of([&] { tokenizer_load_spm(path); }).find(path + ":") == 0);
+    // trainer_spec.model_type (field 3 of field 2) = 1: a Unigram model (T5, ALBERT)
+    write(bytes + std::string("\x12\x02\x18\x01", 4));
+    CHECK(error_of([&] { tokenizer_load_spm(path); }) == path + ": a SentencePiece Unigram model: only BPE models (LLaMA, Llama-2, Mistral) are supported");
+    // normalizer_spec.remove_extra_whitespaces (field 4 of field 3) = 1
+    write(bytes + std::string("\x1a\x02\x20\x01", 4));
+    CHECK(error_of([&] { tokenizer_load_spm(path); }).find("with remove_extra_whitespaces: only the identity normalizer") != std::string::npos);
+    // tokenizer.json: a normalizer that is not the Prepend/Replace pair
+    std::string json = read_file(kSpmDir + "tokenizer.json");
+    size_t at = json.find("\"Prepend\"");
+    REQUIRE(at != std::string::npos);
+    FILE* f = fopen((dir + "/tokenizer.json").c_str(), "wb");
+    std::string changed = json.substr(0, at) + "\"Lowercase\"" + json.substr(at + 9);
+    fwrite(changed.data(), 1, changed.size(), f);
+    fclose(f);
+    CHECK(error_of([&] { tokenizer_load_hf(dir + "/tokenizer.json"); }).find(dir + "/tokenizer.json: the normalizer is not one we implement") == 0);
+    REQUIRE(system(("rm -rf " + dir).c_str()) == 0);
+}
