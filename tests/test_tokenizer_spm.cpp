@@ -7,6 +7,8 @@
 #include <cstdio>
 #include <unistd.h>
 
+#include "data/dataset.h"
+#include "data/records.h"
 #include "model/dequant.h"
 #include "model/export_gguf.h"
 #include "model/gguf.h"
@@ -185,4 +187,37 @@ TEST_CASE("tokenizer spm: what the readers refuse, naming the file") {
     fclose(f);
     CHECK(error_of([&] { tokenizer_load_hf(dir + "/tokenizer.json"); }).find(dir + "/tokenizer.json: the normalizer is not one we implement") == 0);
     REQUIRE(system(("rm -rf " + dir).c_str()) == 0);
+}
+
+TEST_CASE("tokenizer spm: a Mistral chat example tokenizes as transformers tokenizes the whole conversation") {
+    // The data pipeline encodes the template's pieces one by one (to mark the answers); with a
+    // SentencePiece tokenizer that must give the ids of the whole rendered text, BOS first, and mark
+    // exactly the answers' tokens with their "▁" and the closing </s>.
+    const Tokenizer& t = spm_json();
+    for (ChatTemplateKind kind : {ChatTemplateKind::Mistral, ChatTemplateKind::Llama2}) {
+        CAPTURE((int)kind);
+        DataTokenizer dt = data_tokenizer(t, ChatTemplate{kind, ""});
+        const std::string jsonl =
+            "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Capital of France?\"}, "
+            "{\"role\": \"assistant\", \"content\": \"Paris.\"}, {\"role\": \"user\", \"content\": \"And Korea?\"}, "
+            "{\"role\": \"assistant\", \"content\": \"Seoul (\uc11c\uc6b8).\"}]}\n"
+            "{\"instruction\": \"Say hi\", \"output\": \"hi\"}\n";
+        DataOptions opt;
+        DataReport report;
+        std::vector<Example> ex = build_examples(parse_records(jsonl, "chat.jsonl", true), dt, opt, report);
+        REQUIRE(ex.size() == 2);
+        ParsedFile pf = parse_records(jsonl, "chat.jsonl", true);
+        for (size_t i = 0; i < ex.size(); i++) {
+            std::string text = chat_render(dt.chat_template, pf.records[i].messages, false);
+            CHECK(ex[i].tokens == encode_with_bos(t, text));
+            CHECK(ex[i].tokens[0] == 1);  // one <s>: the template's own
+            std::vector<int32_t> answer;
+            for (size_t k = 0; k < ex[i].size(); k++)
+                if (ex[i].weights[k] == 1.0f) answer.push_back(ex[i].tokens[k]);
+            std::string want = i == 0 ? " Paris.</s> Seoul (\uc11c\uc6b8).</s>" : " hi</s>";
+            if (kind == ChatTemplateKind::Llama2) want = i == 0 ? " Paris. </s> Seoul (\uc11c\uc6b8). </s>" : " hi </s>";
+            CHECK(decode(t, answer) == want.substr(1));  // decode drops the leading space, as transformers' does
+            CHECK(decode_token(t, answer[0]).front() == ' ');  // "▁Paris": the answer's first token carries the space
+        }
+    }
 }

@@ -46,11 +46,42 @@ void turn(std::vector<ChatPiece>& out, bool assistant, const std::string& header
     emit(out, separator, false);
 }
 
+// Llama-2-chat's and Mistral-Instruct's [INST] templates: an optional first system message goes
+// into the first user turn, then user and assistant must alternate (their templates raise
+// otherwise; Llama-2's would silently drop a later system message, which we refuse instead).
+// add_generation_prompt changes nothing: the prompt already ends with [/INST].
+void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages, std::vector<ChatPiece>& out) {
+    const bool llama2 = kind == ChatTemplateKind::Llama2;
+    const char* name = llama2 ? "Llama-2's" : "Mistral's";
+    size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
+    if (!llama2) emit(out, "<s>", false);
+    for (size_t i = first; i < messages.size(); i++) {
+        const ChatMessage& m = messages[i];
+        const char* want = (i - first) % 2 == 0 ? "user" : "assistant";
+        if (m.role != want)
+            fail("message %zu has role '%s' but %s chat template needs roles to alternate user/assistant, starting with "
+                 "user after an optional first system message (expected '%s')", i, m.role.c_str(), name, want);
+        if (m.role == "user") {
+            std::string system = first && i == first ? messages[0].content : "";
+            if (llama2)
+                emit(out, "<s>[INST] " + trim(first && i == first ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + m.content : m.content) + " [/INST]", false);
+            else
+                emit(out, " [INST] " + (first && i == first ? system + "\n\n" : "") + m.content + " [/INST]", false);
+        } else {
+            turn(out, true, "", " " + (llama2 ? trim(m.content) : m.content), llama2 ? " </s>" : "</s>", "");
+        }
+    }
+}
+
 }  // namespace
 
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt) {
     std::vector<ChatPiece> out;
+    if (t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Mistral) {
+        render_inst(t.kind, messages, out);
+        return out;
+    }
     for (size_t i = 0; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
         bool asst = m.role == "assistant";
@@ -77,6 +108,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::Plain:
             turn(out, asst, "", m.content, "\n", "");
             break;
+        default: fail("internal: chat template kind %d", (int)t.kind);
         }
     }
     if (add_generation_prompt) {
@@ -84,7 +116,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::ChatML: emit(out, "<|im_start|>assistant\n", false); break;
         case ChatTemplateKind::Llama3: emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false); break;
         case ChatTemplateKind::Gemma: emit(out, std::string(messages.empty() ? "<bos>" : "") + "<start_of_turn>model\n", false); break;
-        case ChatTemplateKind::Plain: break;
+        default: break;
         }
     }
     return out;
@@ -102,21 +134,25 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::ChatML: return "chatml";
     case ChatTemplateKind::Llama3: return "llama3";
     case ChatTemplateKind::Gemma: return "gemma";
+    case ChatTemplateKind::Llama2: return "llama2";
+    case ChatTemplateKind::Mistral: return "mistral";
     }
     return "?";
 }
 
 ChatTemplate chat_template_from_name(const std::string& name) {
-    for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma, ChatTemplateKind::Plain})
+    for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma,
+                               ChatTemplateKind::Llama2, ChatTemplateKind::Mistral, ChatTemplateKind::Plain})
         if (name == chat_template_name(k)) return ChatTemplate{k, ""};
-    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, plain", name.c_str());
+    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, llama2, mistral, plain", name.c_str());
 }
 
 namespace {
 
 // The Jinja templates chat_template_to_jinja writes: the models' own, from their tokenizer_config.json
 // (SmolLM2's ChatML with its default system prompt, plain ChatML, Meta-Llama-3-8B-Instruct,
-// gemma-2-2b-it; tests/fixtures/chat/gen_fixtures.py renders the same with transformers), and one for
+// gemma-2-2b-it, Llama-2-7b-chat-hf, Mistral-7B-Instruct-v0.2; tests/fixtures/chat/gen_fixtures.py
+// renders the same with transformers), and one for
 // Plain. chat_template_from_jinja reads each back as the template it came from.
 const char* const kChatMLJinjaHead = "{% for message in messages %}";
 const char* const kChatMLJinjaSystemOpen =
@@ -137,6 +173,30 @@ const char* const kGemmaJinja =
     "'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + "
     "role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
     "{{'<start_of_turn>model\n'}}{% endif %}";
+// Llama-2-7b-chat-hf's tokenizer_config.json
+const char* const kLlama2Jinja =
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message "
+    "= messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false"
+    " %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % "
+    "2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') "
+    "}}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + sy"
+    "stem_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['conten"
+    "t'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/"
+    "INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% e"
+    "ndif %}{% endfor %}";
+// Mistral-7B-Instruct-v0.2's (and v0.1's, as updated) tokenizer_config.json
+const char* const kMistralJinja =
+    "{%- if messages[0]['role'] == 'system' %}\n    {%- set system_message = messages[0]['content'] %}\n "
+    "   {%- set loop_messages = messages[1:] %}\n{%- else %}\n    {%- set loop_messages = messages %}\n{%"
+    "- endif %}\n\n{{- bos_token }}\n{%- for message in loop_messages %}\n    {%- if (message['role'] == "
+    "'user') != (loop.index0 % 2 == 0) %}\n        {{- raise_exception('After the optional system message"
+    ", conversation roles must alternate user/assistant/user/assistant/...') }}\n    {%- endif %}\n    {%"
+    "- if message['role'] == 'user' %}\n        {%- if loop.first and system_message is defined %}\n     "
+    "       {{- ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}\n        {%- "
+    "else %}\n            {{- ' [INST] ' + message['content'] + ' [/INST]' }}\n        {%- endif %}\n    "
+    "{%- elif message['role'] == 'assistant' %}\n        {{- ' ' + message['content'] + eos_token}}\n    "
+    "{%- else %}\n        {{- raise_exception('Only user and assistant roles are supported, with the exce"
+    "ption of an initial optional system message!') }}\n    {%- endif %}\n{%- endfor %}\n";
 const char* const kPlainJinja = "{% for message in messages %}{{ message['content'] + '\n' }}{% endfor %}";
 
 // The default system prompt of a ChatML template: the first string literal '<|im_start|>system\n...<|im_end|>'
@@ -177,8 +237,21 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
         return ChatTemplate{ChatTemplateKind::Llama3, ""};
     }
     if (jinja.find("<start_of_turn>") != std::string::npos) return ChatTemplate{ChatTemplateKind::Gemma, ""};
+    if (jinja.find("[INST]") != std::string::npos) {
+        // Llama-2's and its older transformers default (same turns, plus a late system message we refuse)
+        if (jinja.find("<<SYS>>") != std::string::npos && jinja.find("bos_token + '[INST] ' + content.strip()") != std::string::npos) {
+            if (jinja.find("true == true and not '<<SYS>>'") != std::string::npos)
+                fprintf(stderr, "note: a Llama-2 chat template with a default system prompt: conversations without a "
+                        "system message are rendered without it\n");
+            return ChatTemplate{ChatTemplateKind::Llama2, ""};
+        }
+        if (jinja.find("' [INST] ' + system_message") != std::string::npos) return ChatTemplate{ChatTemplateKind::Mistral, ""};
+        fail("an [INST] chat template that is neither Llama-2-chat's nor Mistral-7B-Instruct-v0.2's (earlier Mistral "
+             "releases and v0.3 place their spaces differently), starting '%.60s...': pass --template llama2|mistral "
+             "to render as one of those", jinja.c_str());
+    }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%.60s...': pass --template chatml|llama3|gemma|plain", jinja.c_str());
+    fail("unrecognised chat template starting '%.60s...': pass --template chatml|llama3|gemma|llama2|mistral|plain", jinja.c_str());
 }
 
 std::string chat_template_to_jinja(const ChatTemplate& t) {
@@ -197,6 +270,8 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         }
         case ChatTemplateKind::Llama3: return kLlama3Jinja;
         case ChatTemplateKind::Gemma: return kGemmaJinja;
+        case ChatTemplateKind::Llama2: return kLlama2Jinja;
+        case ChatTemplateKind::Mistral: return kMistralJinja;
         case ChatTemplateKind::Plain: return kPlainJinja;
     }
     fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);

@@ -6,13 +6,19 @@
 //           (Llama-3-Instruct's template: content is trimmed)
 //   Gemma   <bos><start_of_turn>user\ncontent<end_of_turn>\n, assistant renamed "model", content
 //           trimmed, no system role, roles must alternate user/assistant
+//   Llama2  <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant </s><s>[INST] ...
+//           (Llama-2-chat's template: contents trimmed, the system message joins the first user one)
+//   Mistral <s> [INST] system\n\nuser [/INST] assistant</s> [INST] ...   (Mistral-7B-Instruct
+//           v0.1/v0.2's template: contents as they are)
+//           Both need roles to alternate user/assistant after an optional first system message.
 //   Plain   contents one after another, each followed by "\n"; no markers (base models)
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-enum class ChatTemplateKind : int32_t { Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3 };
+enum class ChatTemplateKind : int32_t { Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5 };
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Mistral;
 
 struct ChatTemplate {
     ChatTemplateKind kind = ChatTemplateKind::Plain;
@@ -28,7 +34,9 @@ struct ChatMessage {
 
 // A run of rendered text. assistant = true marks an assistant message's content together with its
 // end-of-turn marker ("...<|im_end|>"): the tokens a fine-tune learns to produce. Concatenating all
-// pieces' text gives exactly chat_render's output.
+// pieces' text gives exactly chat_render's output. Where a template puts a space between the prompt
+// and the answer ("[/INST] answer"), the space belongs to the answer's piece: a SentencePiece
+// tokenizer writes it as the "▁" of the answer's first token.
 struct ChatPiece {
     std::string text;
     bool assistant;
@@ -39,7 +47,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
                                           bool add_generation_prompt);
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt);
 
-// For a --template flag: "chatml", "llama3", "gemma", "plain"; fails listing them otherwise.
+// For a --template flag: "chatml", "llama3", "gemma", "llama2", "mistral", "plain"; fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);
 

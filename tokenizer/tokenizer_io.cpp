@@ -269,7 +269,7 @@ Tokenizer tokenizer_load(const std::string& path) {
     Tokenizer tok;
     int32_t pre = r.get<int32_t>("pre-tokenizer kind"), chat = r.get<int32_t>("chat template kind");
     if (pre < 0 || pre > (int32_t)PreTokenizerKind::Qwen2) fail("%s: unknown pre-tokenizer kind %d", path.c_str(), pre);
-    if (chat < 0 || chat > (int32_t)ChatTemplateKind::Gemma) fail("%s: unknown chat template kind %d", path.c_str(), chat);
+    if (chat < 0 || chat > (int32_t)kLastChatTemplateKind) fail("%s: unknown chat template kind %d", path.c_str(), chat);
     tok.pre = (PreTokenizerKind)pre;
     tok.chat_template.kind = (ChatTemplateKind)chat;
     tok.bos_id = r.get<int32_t>("bos id");
