@@ -4,6 +4,7 @@
 #include "tokenizer/unicode.h"
 
 #include <algorithm>
+#include <cstdio>
 #include <deque>
 #include <queue>
 
@@ -262,6 +263,18 @@ std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids) {
     if (tok.model == TokenizerModel::SentencePiece && tok.space_prefix != SpacePrefix::None && !out.empty() && out[0] == ' ')
         out.erase(0, 1);
     return out;
+}
+
+std::string tokenizer_describe(const Tokenizer& tok) {
+    static const char* const prefix[] = {"none", "always", "first", "unless a space"};
+    std::string kind = tok.model == TokenizerModel::SentencePiece
+                           ? std::string("SentencePiece BPE (space prefix ") + prefix[(int)tok.space_prefix] + ")"
+                           : std::string("byte-level BPE (pre-tokenizer ") + pre_tokenizer_name(tok.pre) + (tok.nfc ? ", NFC" : "") + ")";
+    char buf[256];
+    snprintf(buf, sizeof buf, "%zu tokens, %zu merges, %s, chat template %s, bos %d%s, eos %d, pad %d", tok.vocab.size(),
+             tok.merges.size(), kind.c_str(), chat_template_name(tok.chat_template.kind), tok.bos_id,
+             tok.add_bos ? " (added)" : "", tok.eos_id, tok.pad_id);
+    return buf;
 }
 
 bool is_special_token(const Tokenizer& tok, int32_t id) {

@@ -144,6 +144,9 @@ std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok);
 // Tokens that end a model's turn or document (<|im_end|>, <|eot_id|>, <end_of_turn>, <|endoftext|>,
 // and EOS): generation stops at any of them.
 std::vector<int32_t> end_of_turn_ids(const Tokenizer& tok);
+// One line for logs: "32000 tokens, 58980 merges, SentencePiece BPE (space prefix always), chat
+// template mistral, bos 1 (added), eos 2, pad -1".
+std::string tokenizer_describe(const Tokenizer& tok);
 // Special tokens (Control, UserDefined, Unknown): cut out of text whole, never merged into.
 bool is_special_token(const Tokenizer& tok, int32_t id);
 // The id of a token given as the vocabulary stores it ("<|im_end|>", "Ġthe", "▁the"), or -1.

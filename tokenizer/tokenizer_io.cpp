@@ -317,8 +317,8 @@ Tokenizer tokenizer_load(const std::string& path) {
 }
 
 void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t model_max_length) {
-    // tokenizer.json: every token in model.vocab (by id), the Control and UserDefined ones also as
-    // added tokens (special = Control), merges in rank order; NFC or no normalizer (SentencePiece:
+    // tokenizer.json: every token in model.vocab (by id), the special ones also as added tokens
+    // (special = not UserDefined), merges in rank order; NFC or no normalizer (SentencePiece:
     // what puts "▁" where encode() does), and a post-processor that adds BOS when the model wants it
     // (encode() adds none: chat templates put it in the text, and apply_chat_template adds none).
     std::string added, vocab, merges;
@@ -326,10 +326,10 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
         const std::string q = json_quote(tok.vocab[id]);
         vocab += (id ? ",\n      " : "") + q + ": " + std::to_string(id);
         TokenType t = tok.token_type[id];
-        if (t != TokenType::Control && t != TokenType::UserDefined) continue;
+        if (!is_special_token(tok, (int32_t)id)) continue;
         added += std::string(added.empty() ? "\n    " : ",\n    ") + "{\"id\": " + std::to_string(id) + ", \"content\": " + q +
                  ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": " +
-                 (t == TokenType::Control ? "true" : "false") + "}";
+                 (t == TokenType::UserDefined ? "false" : "true") + "}";
     }
     for (size_t r = 0; r < tok.merges.size(); r++)
         merges += (r ? ",\n      [" : "[") + json_quote(tok.merges[r].first) + ", " + json_quote(tok.merges[r].second) + "]";

@@ -13,8 +13,8 @@
 
 static const char* kUsage =
     "usage: check_data --data FILE [options]\n"
-    "  --tokenizer PATH          .tok or tokenizer.json (default models/smollm2-135m-instruct.tok)\n"
-    "  --template NAME           chatml, llama3, gemma, plain (default: the tokenizer's)\n"
+    "  --tokenizer PATH          .tok, tokenizer.json or tokenizer.model (default models/smollm2-135m-instruct.tok)\n"
+    "  --template NAME           chatml, llama3, gemma, llama2, mistral, plain (default: the tokenizer's)\n"
     "  --max-seq-len N           512\n"
     "  --prompt-loss-weight W    0 (in [0, 1])\n"
     "  --truncation P            drop | truncate | error (drop)\n"
@@ -37,7 +37,7 @@ int main(int argc, char** argv) {
             else args.unknown();
         }
         if (data.empty()) fail("--data FILE is required\n%s", kUsage);
-        if (!file_exists(tok_path)) fail("%s: tokenizer not found; pass --tokenizer PATH (.tok or tokenizer.json)", tok_path.c_str());
+        if (!file_exists(tok_path)) fail("%s: tokenizer not found; pass --tokenizer PATH (.tok, tokenizer.json or tokenizer.model)", tok_path.c_str());
         Tokenizer tok = tokenizer_load_any(tok_path);
         DataTokenizer dt = data_tokenizer(tok, tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl));
         DataReport report;

@@ -20,9 +20,11 @@ static void usage() {
     fprintf(stderr,
             "usage: ./convert INPUT -o OUT [--dtype f32|bf16]\n"
             "  INPUT  a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K tensors) or a Hugging Face model\n"
-            "         directory (config.json, model.safetensors or its sharded index, tokenizer.json)\n"
+            "         directory (config.json, model.safetensors or its sharded index, tokenizer.json\n"
+            "         or SentencePiece's tokenizer.model)\n"
             "  OUT    output path without extension: writes OUT.bin and OUT.tok\n"
-            "  LLaMA-family architectures (llama, mistral, qwen2) with byte-level BPE tokenizers.\n");
+            "  LLaMA-family architectures (llama, mistral, qwen2) with BPE tokenizers: byte-level (SmolLM2,\n"
+            "  Llama-3, Qwen2) or SentencePiece (LLaMA-1/2, Mistral v0.1, TinyLlama).\n");
 }
 
 // Creates every missing directory above `path`, like mkdir -p on its dirname.
@@ -52,9 +54,8 @@ static int run(int argc, char** argv) {
     double t0 = now_seconds();
     ImportedModel m = import_model(input);
     double t1 = now_seconds();
-    printf("read %s in %.1f s\n  %s\n  tokenizer: %zu tokens, %zu merges, pre-tokenizer %s, chat template %s\n",
-           input.c_str(), t1 - t0, m.cfg.describe().c_str(), m.tok.vocab.size(), m.tok.merges.size(),
-           pre_tokenizer_name(m.tok.pre), chat_template_name(m.tok.chat_template.kind));
+    printf("read %s in %.1f s\n  %s\n  tokenizer: %s\n", input.c_str(), t1 - t0, m.cfg.describe().c_str(),
+           tokenizer_describe(m.tok).c_str());
     make_parent_dirs(out);
     model_save(out + ".bin", m.cfg, m.params, dtype == "f32" ? DType::F32 : DType::BF16);
     tokenizer_save(m.tok, out + ".tok");

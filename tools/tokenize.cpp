@@ -1,6 +1,6 @@
 // ./tokenize: the tokenizer from the command line. Text on stdin → ids on stdout (space separated);
 // --decode turns ids back into text; --show lists each token with its id so a user can see how text
-// is split; --save converts a tokenizer.json into our .tok file.
+// is split; --save converts a tokenizer.json or tokenizer.model into our .tok file.
 #include <cstdio>
 #include <cstdlib>
 #include <iostream>
@@ -14,7 +14,7 @@
 
 static const char* kUsage =
     "usage: tokenize --tokenizer PATH [options] < input\n"
-    "  --tokenizer PATH   tokenizer.json (Hugging Face) or .tok\n"
+    "  --tokenizer PATH   tokenizer.json (Hugging Face), tokenizer.model (SentencePiece) or .tok\n"
     "  --decode           read ids (whitespace separated) and write the text they stand for\n"
     "  --show             write one line per token: id, then the token's bytes quoted\n"
     "  --no-special       treat special tokens in the text (<|im_start|>) as plain text\n"
@@ -75,9 +75,7 @@ int main(int argc, char** argv) {
         Tokenizer tok = tokenizer_load_any(tok_path);
         if (!save_path.empty()) {
             tokenizer_save(tok, save_path);
-            std::printf("wrote %s: %zu tokens, %zu merges, pre-tokenizer %s, chat template %s, bos %d, eos %d, pad %d\n",
-                        save_path.c_str(), tok.vocab.size(), tok.merges.size(), pre_tokenizer_name(tok.pre),
-                        chat_template_name(tok.chat_template.kind), tok.bos_id, tok.eos_id, tok.pad_id);
+            std::printf("wrote %s: %s\n", save_path.c_str(), tokenizer_describe(tok).c_str());
             return 0;
         }
         std::string input((std::istreambuf_iterator<char>(std::cin)), std::istreambuf_iterator<char>());
