@@ -139,6 +139,21 @@ void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
     if (!have_template && chatml_tokens) tok.chat_template.kind = ChatTemplateKind::ChatML;
 }
 
+// tokenizer_build, with the file named in its errors.
+void build_naming(Tokenizer& tok, const std::string& path) {
+    try {
+        tokenizer_build(tok);
+    } catch (const std::runtime_error& e) {
+        fail("%s: %s", path.c_str(), e.what());
+    }
+}
+
+// A Hugging Face tokenizer file's side files, then the tables.
+void finish_hf(Tokenizer& tok, const std::string& path) {
+    load_hf_side_files(tok, dir_of(path));
+    build_naming(tok, path);
+}
+
 }  // namespace
 
 Tokenizer tokenizer_load_hf(const std::string& path) {
@@ -210,24 +225,14 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     std::string bos = post_processor_bos(j.get("post_processor"));
     for (size_t id = 0; id < tok.vocab.size() && !bos.empty(); id++)
         if (tok.vocab[id] == bos) tok.bos_id = (int32_t)id, tok.add_bos = true;
-    load_hf_side_files(tok, dir_of(path));
-    try {
-        tokenizer_build(tok);
-    } catch (const std::runtime_error& e) {
-        fail("%s: %s", path.c_str(), e.what());
-    }
+    finish_hf(tok, path);
     return tok;
 }
 
 Tokenizer tokenizer_load_spm(const std::string& path) {
     Tokenizer tok;
     spm_model_read(path, tok);
-    load_hf_side_files(tok, dir_of(path));
-    try {
-        tokenizer_build(tok);
-    } catch (const std::runtime_error& e) {
-        fail("%s: %s", path.c_str(), e.what());
-    }
+    finish_hf(tok, path);
     return tok;
 }
 
@@ -308,11 +313,7 @@ Tokenizer tokenizer_load(const std::string& path) {
     tok.merges.resize(n_merges);
     for (auto& [a, b] : tok.merges) a = get_str("merge"), b = get_str("merge");
     if (r.remaining() != 0) fail("%s: %zu unexpected bytes after the last merge: the file is corrupt", path.c_str(), r.remaining());
-    try {
-        tokenizer_build(tok);
-    } catch (const std::runtime_error& e) {
-        fail("%s: %s", path.c_str(), e.what());
-    }
+    build_naming(tok, path);
     return tok;
 }
 
