@@ -221,3 +221,26 @@ TEST_CASE("tokenizer spm: a Mistral chat example tokenizes as transformers token
         }
     }
 }
+
+TEST_CASE("tokenizer spm: random text round-trips, and megabytes encode in well under seconds") {
+    const Tokenizer& t = spm_json();
+    // SentencePiece has no pre-tokenizer: text between special tokens is one row of symbols, so
+    // 2 MB without one is a single merge over 2 million characters (the heap keeps it O(n log n))
+    const char* alphabet[] = {"a", "e", "k", "t", " ", " ", "\n", "\t", "7", ".", "\xC3\xA9", "\xED\x95\x9C", "\xF0\x9F\xA6\x99", "\xE2\x80\x83"};
+    Rng rng(11);
+    for (int n = 0; n < 300; n++) {
+        std::string s;
+        for (int k = (int)(rng.next_u64() % 40); k > 0; k--) s += alphabet[rng.next_u64() % 14];
+        if (decode(t, encode(t, s)) != s) CHECK(decode(t, encode(t, s)) == s);
+    }
+    std::string text;
+    for (const Fixture& f : spm_fixtures())
+        if (f.text.find('<') == std::string::npos && f.text.find("\xE2\x96\x81") == std::string::npos) text += f.text + "\n";
+    while (text.size() < (2u << 20)) text += alphabet[rng.next_u64() % 14];
+    double t0 = now_seconds();
+    std::vector<int32_t> ids = encode(t, text);
+    double dt = now_seconds() - t0;
+    MESSAGE("encoded " << text.size() / 1e6 << " MB into " << ids.size() << " tokens in " << dt << " s");
+    CHECK(decode(t, ids) == text);
+    CHECK(dt < 10.0);
+}
