@@ -175,7 +175,7 @@ DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokeni
     }
     if (cfg.vocab_size < 257) fail("no tokenizer for this model and its vocabulary (%d) is too small for raw bytes: pass --tokenizer", cfg.vocab_size);
     printf("tokenizer: none found, using raw bytes (ids 0-255, EOS 256)\n");
-    dt.encode = [](std::string_view text, bool, bool) { return std::vector<int32_t>(text.begin(), text.end()); };
+    dt.encode = [](std::string_view text, bool, TextStart) { return std::vector<int32_t>(text.begin(), text.end()); };
     dt.is_special = [](int32_t id) { return id == 256; };
     dt.eos = 256;
     dt.chat_template = chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template);

@@ -33,8 +33,8 @@ Example format_conversation(const Record& r, const DataTokenizer& tok, float pro
     Example e;
     e.line = r.line;
     for (const ChatPiece& piece : chat_render_pieces(tok.chat_template, r.messages, false)) {
-        bool continues = !e.tokens.empty() && !tok.is_special(e.tokens.back());
-        std::vector<int32_t> ids = tok.encode(piece.text, true, continues);
+        TextStart where = e.tokens.empty() ? TextStart::Begin : tok.is_special(e.tokens.back()) ? TextStart::AfterSpecial : TextStart::AfterText;
+        std::vector<int32_t> ids = tok.encode(piece.text, true, where);
         e.tokens.insert(e.tokens.end(), ids.begin(), ids.end());
         e.weights.insert(e.weights.end(), ids.size(), piece.assistant ? 1.0f : prompt_loss_weight);
     }
@@ -53,7 +53,7 @@ void cut_documents(const std::vector<const Record*>& docs, const DataTokenizer& 
                    std::vector<Example>& out, DataReport& report) {
     Example block;
     for (const Record* d : docs) {
-        std::vector<int32_t> ids = tok.encode(d->text, false, false);
+        std::vector<int32_t> ids = tok.encode(d->text, false, TextStart::Begin);
         if (tok.bos >= 0) ids.insert(ids.begin(), tok.bos);
         ids.push_back(tok.eos);
         report.document_tokens += ids.size();
@@ -282,7 +282,7 @@ void split_train_val(std::vector<Example>& train, std::vector<Example>& val, dou
 
 DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat) {
     DataTokenizer dt;
-    dt.encode = [&tok](std::string_view text, bool special, bool continues) { return encode(tok, text, special, continues); };
+    dt.encode = [&tok](std::string_view text, bool special, TextStart where) { return encode(tok, text, special, where); };
     dt.is_special = [&tok](int32_t id) { return is_special_token(tok, id); };
     dt.eos = tok.eos_id;
     dt.bos = tok.add_bos ? tok.bos_id : -1;

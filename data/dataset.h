@@ -31,9 +31,9 @@ Truncation parse_truncation(const std::string& s);
 // What the data pipeline needs from a tokenizer (an interface, so tests can use a toy one).
 struct DataTokenizer {
     // parse_special: special-token text such as "<|im_end|>" becomes its id (for template output);
-    // false for raw documents, whose text is only text. continues: the text goes on from ordinary
-    // text (a template piece after one that did not end in a special token), see encode().
-    std::function<std::vector<int32_t>(std::string_view text, bool parse_special, bool continues)> encode;
+    // false for raw documents, whose text is only text. where: what comes before the text (a
+    // template piece after others), see encode().
+    std::function<std::vector<int32_t>(std::string_view text, bool parse_special, TextStart where)> encode;
     std::function<bool(int32_t id)> is_special;  // a special token's id ("<|im_end|>", "</s>")
     int32_t eos = -1;  // closes each raw document; needed only when a file has raw text
     int32_t bos = -1;  // opens each example and raw document when the model wants BOS (Tokenizer::add_bos)

@@ -114,7 +114,7 @@ void gguf_rope_scaling(const GgufFile& g, const std::string& arch, ModelConfig& 
             "unscaled and the model's outputs will differ from the original's\n", g.path().c_str());
 }
 
-Tokenizer finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok);
+void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok);
 
 Tokenizer gguf_tokenizer(const GgufFile& g) {
     const std::string& path = g.path();
@@ -141,11 +141,14 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
         const std::vector<double>& s = g.get_floats("tokenizer.ggml.scores");
         if (s.size() != tok.vocab.size())
             fail("%s: tokenizer.ggml.scores has %zu entries for %zu tokens", path.c_str(), s.size(), tok.vocab.size());
+        for (size_t i = 0; i < s.size(); i++)
+            if (!std::isfinite(s[i])) fail("%s: tokenizer.ggml.scores[%zu] is %g: scores must be finite", path.c_str(), i, s[i]);
         tok.model = TokenizerModel::SentencePiece;
         tok.space_prefix = g.get_int("tokenizer.ggml.add_space_prefix", 1) ? SpacePrefix::Always : SpacePrefix::None;
         tok.merges = spm_merges_from_scores(tok.vocab, std::vector<float>(s.begin(), s.end()), tok.token_type);
         tok.add_bos = g.get_int("tokenizer.ggml.add_bos_token", 1);
-        return finish_gguf_tokenizer(g, tok);
+        finish_gguf_tokenizer(g, tok);
+        return tok;
     }
     tok.add_bos = g.get_int("tokenizer.ggml.add_bos_token", 0);
     // Merges are "left right": byte-level token strings never contain a space (it is 'Ġ').
@@ -167,11 +170,12 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
     // Qwen2's own tokenizer.json normalizes text to NFC first; GGUF has no key for it (llama.cpp
     // skips it), and we follow the model's own tokenizer.
     tok.nfc = tok.pre == PreTokenizerKind::Qwen2;
-    return finish_gguf_tokenizer(g, tok);
+    finish_gguf_tokenizer(g, tok);
+    return tok;
 }
 
 // The ids, chat template and checks both tokenizer kinds share.
-Tokenizer finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
+void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
     const std::string& path = g.path();
     tok.bos_id = (int32_t)g.get_int("tokenizer.ggml.bos_token_id", -1);
     tok.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id", -1);
@@ -186,7 +190,6 @@ Tokenizer finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
     } catch (const std::runtime_error& e) {
         fail("%s: tokenizer: %s", path.c_str(), e.what());
     }
-    return tok;
 }
 }  // namespace
 

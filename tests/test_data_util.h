@@ -13,7 +13,7 @@ constexpr int32_t kImStart = 256, kImEnd = 257, kEos = 258;
 // Bytes are ids 0..255; with parse_special, "<|im_start|>" and "<|im_end|>" become 256 and 257.
 inline DataTokenizer byte_tokenizer() {
     DataTokenizer t;
-    t.encode = [](std::string_view s, bool parse_special, bool) {
+    t.encode = [](std::string_view s, bool parse_special, TextStart) {
         std::vector<int32_t> ids;
         for (size_t i = 0; i < s.size();) {
             if (parse_special && s.compare(i, 12, "<|im_start|>") == 0) { ids.push_back(kImStart); i += 12; }

@@ -109,10 +109,11 @@ TEST_CASE("tokenizer spm: byte fallback, decoding and continued text") {
     // invalid UTF-8 goes byte by byte and comes back the same
     std::string bad = "a\xFF\xC3(b\x80";
     CHECK(decode(t, encode(t, bad)) == bad);
-    // continues = true: no "▁" before a piece that carries on from earlier text, so a chat template's
-    // pieces encode as the whole text does
-    CHECK(encode(t, "Hello", true, true) == std::vector<int32_t>{16230});
-    std::vector<int32_t> a = encode(t, "[INST] Hi [/INST]"), b = encode(t, " Sure thing </s>", true, true);
+    // no "▁" before a piece that carries on from earlier text, so a chat template's pieces encode as
+    // the whole text does
+    CHECK(encode(t, "Hello", true, TextStart::AfterText) == std::vector<int32_t>{16230});
+    CHECK(encode(t, "Hello", true, TextStart::AfterSpecial) == std::vector<int32_t>{22557});  // a new run
+    std::vector<int32_t> a = encode(t, "[INST] Hi [/INST]"), b = encode(t, " Sure thing </s>", true, TextStart::AfterText);
     a.insert(a.end(), b.begin(), b.end());
     CHECK(a == encode(t, "[INST] Hi [/INST] Sure thing </s>"));
     // <unk>, like <s>, is text only when special tokens are not parsed
@@ -177,47 +178,71 @@ TEST_CASE("tokenizer spm: what the readers refuse, naming the file") {
     // normalizer_spec.remove_extra_whitespaces (field 4 of field 3) = 1
     write(bytes + std::string("\x1a\x02\x20\x01", 4));
     CHECK(error_of([&] { tokenizer_load_spm(path); }).find("with remove_extra_whitespaces: only the identity normalizer") != std::string::npos);
-    // tokenizer.json: a normalizer that is not the Prepend/Replace pair
-    std::string json = read_file(kSpmDir + "tokenizer.json");
-    size_t at = json.find("\"Prepend\"");
-    REQUIRE(at != std::string::npos);
-    FILE* f = fopen((dir + "/tokenizer.json").c_str(), "wb");
-    std::string changed = json.substr(0, at) + "\"Lowercase\"" + json.substr(at + 9);
-    fwrite(changed.data(), 1, changed.size(), f);
-    fclose(f);
-    CHECK(error_of([&] { tokenizer_load_hf(dir + "/tokenizer.json"); }).find(dir + "/tokenizer.json: the normalizer is not one we implement") == 0);
+    // a score that is not a number (the first piece's is 0.0f: field 2, wire type 5, four zero bytes)
+    size_t score = bytes.find(std::string("\x15\0\0\0\0", 5));
+    REQUIRE(score != std::string::npos);
+    write(bytes.substr(0, score + 1) + std::string("\0\0\xC0\x7F", 4) + bytes.substr(score + 5));
+    CHECK(error_of([&] { tokenizer_load_spm(path); }) == path + ": piece 0 ('<unk>') has score nan: scores must be finite");
+    // tokenizer.json: what the normalizer, pre-tokenizer and added tokens may not be
+    const std::string json = read_file(kSpmDir + "tokenizer.json"), json_path = dir + "/tokenizer.json";
+    auto json_error = [&](const std::vector<std::pair<std::string, std::string>>& edits) {
+        std::string changed = json;
+        for (const auto& [from, to] : edits) {
+            size_t at = changed.find(from);
+            REQUIRE(at != std::string::npos);
+            changed.replace(at, from.size(), to);
+        }
+        FILE* f = fopen(json_path.c_str(), "wb");
+        fwrite(changed.data(), 1, changed.size(), f);
+        fclose(f);
+        return error_of([&] { tokenizer_load_hf(json_path); });
+    };
+    CHECK(json_error({{"\"Prepend\"", "\"Lowercase\""}}).find(json_path + ": the normalizer is not one we implement") == 0);
+    // a Metaspace without "split" splits at each "▁" (tokenizers' default)
+    CHECK(json_error({{"\"normalizer\": {", "\"unused\": {"},
+                      {"\"pre_tokenizer\": null", "\"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\xE2\x96\x81\", \"prepend_scheme\": \"first\"}"}})
+              .find(json_path + ": a Metaspace pre_tokenizer that splits at") == 0);
+    CHECK(json_error({{"\"normalized\": false", "\"normalized\": true"}}).find(json_path + ": added_tokens[0] is \"normalized\": true") == 0);
+    CHECK(spm_json().token_type[0] == TokenType::Unknown);  // model.unk_token
     REQUIRE(system(("rm -rf " + dir).c_str()) == 0);
 }
 
-TEST_CASE("tokenizer spm: a Mistral chat example tokenizes as transformers tokenizes the whole conversation") {
+TEST_CASE("tokenizer spm: chat examples tokenize as transformers tokenizes the whole conversation") {
     // The data pipeline encodes the template's pieces one by one (to mark the answers); with a
     // SentencePiece tokenizer that must give the ids of the whole rendered text, BOS first, and mark
-    // exactly the answers' tokens with their "▁" and the closing </s>.
-    const Tokenizer& t = spm_json();
-    for (ChatTemplateKind kind : {ChatTemplateKind::Mistral, ChatTemplateKind::Llama2}) {
-        CAPTURE((int)kind);
-        DataTokenizer dt = data_tokenizer(t, ChatTemplate{kind, ""});
-        const std::string jsonl =
-            "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Capital of France?\"}, "
-            "{\"role\": \"assistant\", \"content\": \"Paris.\"}, {\"role\": \"user\", \"content\": \"And Korea?\"}, "
-            "{\"role\": \"assistant\", \"content\": \"Seoul (\uc11c\uc6b8).\"}]}\n"
-            "{\"instruction\": \"Say hi\", \"output\": \"hi\"}\n";
+    // exactly the answers' tokens with their "▁" and the end-of-turn marker. Also for a Metaspace
+    // "first" tokenizer with ChatML tokens added, whose pieces start with text after <|im_end|>.
+    Tokenizer first = spm_json();
+    first.space_prefix = SpacePrefix::First;
+    for (const char* special : {"<|im_start|>", "<|im_end|>"}) first.vocab.push_back(special), first.token_type.push_back(TokenType::Control);
+    tokenizer_build(first);
+    struct Case { const Tokenizer* tok; ChatTemplateKind kind; const char* answers[2]; };
+    const Case cases[] = {
+        {&spm_json(), ChatTemplateKind::Mistral, {"Paris.</s> Seoul (\uc11c\uc6b8).</s>", "hi</s>"}},
+        {&spm_json(), ChatTemplateKind::Llama2, {"Paris. </s> Seoul (\uc11c\uc6b8). </s>", "hi </s>"}},
+        {&first, ChatTemplateKind::ChatML, {"Paris.<|im_end|>Seoul (\uc11c\uc6b8).<|im_end|>", "hi<|im_end|>"}},
+    };
+    const std::string jsonl =
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Capital of France?\"}, "
+        "{\"role\": \"assistant\", \"content\": \"Paris.\"}, {\"role\": \"user\", \"content\": \"And Korea?\"}, "
+        "{\"role\": \"assistant\", \"content\": \"Seoul (\uc11c\uc6b8).\"}]}\n"
+        "{\"instruction\": \"Say hi\", \"output\": \"hi\"}\n";
+    ParsedFile pf = parse_records(jsonl, "chat.jsonl", true);
+    for (const Case& c : cases) {
+        CAPTURE((int)c.kind);
+        DataTokenizer dt = data_tokenizer(*c.tok, ChatTemplate{c.kind, ""});
         DataOptions opt;
         DataReport report;
-        std::vector<Example> ex = build_examples(parse_records(jsonl, "chat.jsonl", true), dt, opt, report);
+        std::vector<Example> ex = build_examples(pf, dt, opt, report);
         REQUIRE(ex.size() == 2);
-        ParsedFile pf = parse_records(jsonl, "chat.jsonl", true);
         for (size_t i = 0; i < ex.size(); i++) {
-            std::string text = chat_render(dt.chat_template, pf.records[i].messages, false);
-            CHECK(ex[i].tokens == encode_with_bos(t, text));
-            CHECK(ex[i].tokens[0] == 1);  // one <s>: the template's own
+            CHECK(ex[i].tokens == encode_with_bos(*c.tok, chat_render(dt.chat_template, pf.records[i].messages, false)));
+            CHECK(ex[i].tokens[0] == 1);  // one <s>: the template's own, or the one the model wants
             std::vector<int32_t> answer;
             for (size_t k = 0; k < ex[i].size(); k++)
                 if (ex[i].weights[k] == 1.0f) answer.push_back(ex[i].tokens[k]);
-            std::string want = i == 0 ? " Paris.</s> Seoul (\uc11c\uc6b8).</s>" : " hi</s>";
-            if (kind == ChatTemplateKind::Llama2) want = i == 0 ? " Paris. </s> Seoul (\uc11c\uc6b8). </s>" : " hi </s>";
-            CHECK(decode(t, answer) == want.substr(1));  // decode drops the leading space, as transformers' does
-            CHECK(decode_token(t, answer[0]).front() == ' ');  // "▁Paris": the answer's first token carries the space
+            CHECK(decode(*c.tok, answer) == c.answers[i]);  // decode drops the leading space, as transformers' does
+            if (c.kind != ChatTemplateKind::ChatML) CHECK(decode_token(*c.tok, answer[0]).front() == ' ');  // "▁Paris"
         }
     }
 }

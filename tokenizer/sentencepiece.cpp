@@ -17,6 +17,7 @@
 #include "model/util.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 namespace {
@@ -175,6 +176,8 @@ void spm_model_read(const std::string& path, Tokenizer& tok) {
             }
             if (type < (int64_t)TokenType::Normal || type > (int64_t)TokenType::Byte)
                 fail("%s: piece %zu ('%s') has unknown type %lld", path.c_str(), tok.vocab.size(), text.c_str(), (long long)type);
+            if (!std::isfinite(score))
+                fail("%s: piece %zu ('%s') has score %g: scores must be finite", path.c_str(), tok.vocab.size(), text.c_str(), score);
             tok.vocab.push_back(text);
             tok.token_type.push_back((TokenType)type);
             scores.push_back(score);
@@ -227,6 +230,7 @@ void spm_model_read(const std::string& path, Tokenizer& tok) {
 SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValue* pre_tokenizer, const std::string& path) {
     // Llama-2's and Mistral's files: Sequence[Prepend("▁"), Replace(" " → "▁")], no pre-tokenizer.
     // transformers with legacy = false: no normalizer, Metaspace("▁", prepend_scheme, split false).
+    // A Metaspace without "split" (tokenizers < 0.19) splits at each "▁": refused.
     // Without a Prepend, a Replace alone is "None".
     bool have_norm = normalizer && !normalizer->is_null(), have_pre = pre_tokenizer && !pre_tokenizer->is_null();
     auto unsupported = [&](const char* what) {
@@ -253,10 +257,12 @@ SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValu
     }
     if (have_norm || !have_pre) unsupported(have_norm ? "a normalizer together with a pre-tokenizer" : "the lack of a normalizer and a pre-tokenizer");
     const JsonValue* split = pre_tokenizer->get("split");
-    if (type_of(pre_tokenizer) != "Metaspace" || string_at(pre_tokenizer, "replacement") != kSpace || (split && split->boolean))
+    if (type_of(pre_tokenizer) != "Metaspace" || string_at(pre_tokenizer, "replacement") != kSpace)
         unsupported("the pre_tokenizer");
+    if (!split || split->type != JsonValue::Bool || split->boolean)
+        unsupported("a Metaspace pre_tokenizer that splits at \"▁\" (split true, the default when absent)");
     std::string scheme = string_at(pre_tokenizer, "prepend_scheme");
-    if (scheme.empty()) {  // files from tokenizers < 0.15: add_prefix_space
+    if (scheme.empty()) {  // add_prefix_space instead (tokenizers < 0.15; such files have no "split")
         const JsonValue* add = pre_tokenizer->get("add_prefix_space");
         scheme = add && !add->boolean ? "never" : "always";
     }

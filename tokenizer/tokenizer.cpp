@@ -119,8 +119,8 @@ void encode_byte_level(const Tokenizer& tok, std::string_view text, std::vector<
 
 // Encodes one SentencePiece run (text between special tokens). The whole run is one row of symbols:
 // SentencePiece does not pre-tokenize, and its vocabulary has no token with "▁" inside a word, so
-// merges stop at spaces by themselves. at_start: the run begins the text; continued: it carries on
-// from ordinary text encoded earlier, so it gets no space prefix.
+// merges stop at spaces by themselves. at_start: the run begins the whole text; continued: it carries
+// on from ordinary text encoded earlier, so it gets no space prefix.
 void encode_sentencepiece(const Tokenizer& tok, std::string_view text, bool at_start, bool continued, std::vector<int32_t>& out) {
     if (text.empty()) return;
     std::string s;
@@ -214,7 +214,7 @@ void tokenizer_build(Tokenizer& tok) {
     }
 }
 
-std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special, bool continues) {
+std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special, TextStart where) {
     std::vector<int32_t> out;
     std::unordered_map<std::string_view, std::vector<int32_t>> cache;
     // The NFC normalizer (tok.nfc) runs on the text between special tokens, which are matched on the
@@ -227,7 +227,8 @@ std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool pa
             std::string n = nfc(part);
             if (n != part) normalized.push_back(std::move(n)), part = normalized.back();
         }
-        if (tok.model == TokenizerModel::SentencePiece) encode_sentencepiece(tok, part, start == 0, start == 0 && continues, out);
+        if (tok.model == TokenizerModel::SentencePiece)
+            encode_sentencepiece(tok, part, start == 0 && where == TextStart::Begin, start == 0 && where == TextStart::AfterText, out);
         else encode_byte_level(tok, part, out, cache);
     };
     size_t start = 0;

@@ -125,12 +125,16 @@ SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValu
 struct SpmHfJson { std::string normalizer, pre_tokenizer, decoder; };
 SpmHfJson spm_hf_json(SpacePrefix prefix);
 
+// Where a text encoded on its own sits in a longer one (a chat template's pieces are encoded one by
+// one): at its start, after a special token, or after ordinary text. A SentencePiece space prefix
+// depends on it; byte-level BPE ignores it.
+enum class TextStart { Begin, AfterSpecial, AfterText };
+
 // parse_special = false treats Control and Unknown tokens in the text ("<|im_start|>", "<unk>") as
-// plain text (for untrusted user data);
-// UserDefined tokens are always matched, as Hugging Face and llama.cpp do. continues = true: the
-// text goes on from ordinary text encoded before it (a chat template's pieces encoded one by one),
-// so its first run is not at the start and gets no SentencePiece space prefix.
-std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special = true, bool continues = false);
+// plain text (for untrusted user data); UserDefined tokens are always matched, as Hugging Face and
+// llama.cpp do.
+std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool parse_special = true,
+                            TextStart where = TextStart::Begin);
 // encode() with BOS in front when the model wants it (add_bos) and the text did not start with it:
 // a prompt as Hugging Face's tokenizer(text) gives it.
 std::vector<int32_t> encode_with_bos(const Tokenizer& tok, std::string_view text, bool parse_special = true);

@@ -87,8 +87,10 @@ std::string post_processor_bos(const JsonValue* p) {
     if (type->string == "Sequence") {
         const JsonValue* seq = p->get("processors");
         if (seq && seq->type == JsonValue::Array)
-            for (const JsonValue& q : seq->array)
-                if (!post_processor_bos(&q).empty()) return post_processor_bos(&q);
+            for (const JsonValue& q : seq->array) {
+                std::string bos = post_processor_bos(&q);
+                if (!bos.empty()) return bos;
+            }
         return "";
     }
     const JsonValue* single = p->get("single");
@@ -98,8 +100,8 @@ std::string post_processor_bos(const JsonValue* p) {
     return id && id->type == JsonValue::String ? id->string : "";
 }
 
-// Reads the model's bos/eos/pad ids from config.json and the chat template from
-// tokenizer_config.json when these sit beside tokenizer.json.
+// Reads the model's bos/eos/pad ids from config.json, and the chat template and add_bos_token from
+// tokenizer_config.json, when these sit beside tokenizer.json (or tokenizer.model).
 void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
     std::string cfg_path = dir + "/config.json", tcfg_path = dir + "/tokenizer_config.json";
     if (file_exists(cfg_path)) {
@@ -208,6 +210,11 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
                 const JsonValue* v = a.get(f);
                 if (v && v->boolean) fail("%s: %s uses %s, which we do not implement", path.c_str(), where.c_str(), f);
             }
+            // matched in the normalized text ("▁<|im_start|>"): only a normalizer makes that differ
+            const JsonValue* normalized = a.get("normalized");
+            if (normalized && normalized->boolean && tok.model == TokenizerModel::SentencePiece)
+                fail("%s: %s is \"normalized\": true (matched after the \"▁\" normalizer), which we do not implement for "
+                     "SentencePiece-style tokenizers: set it to false", path.c_str(), where.c_str());
             const JsonValue* special = a.get("special");
             place(token_id_value(member(a, "id", JsonValue::Number, path, where), path, (where + ".id").c_str()),
                   member(a, "content", JsonValue::String, path, where).string,
@@ -216,6 +223,9 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     }
     for (size_t id = 0; id < seen.size(); id++)
         if (!seen[id]) fail("%s: no token has id %zu: ids must be contiguous from 0", path.c_str(), id);
+    const JsonValue* unk = model.get("unk_token");  // Unknown, as SentencePiece and GGUF type it
+    for (size_t id = 0; unk && unk->type == JsonValue::String && id < tok.vocab.size(); id++)
+        if (tok.vocab[id] == unk->string) tok.token_type[id] = TokenType::Unknown;
 
     const JsonValue& merges = member(model, "merges", JsonValue::Array, path, "model");
     tok.merges.reserve(merges.array.size());
@@ -364,7 +374,7 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
                       "{\n  \"tokenizer_class\": \"PreTrainedTokenizerFast\",\n  \"add_bos_token\": " + std::string(tok.add_bos ? "true" : "false") + ",\n"
                       "  \"add_eos_token\": false,\n  \"add_prefix_space\": false,\n  \"bos_token\": " + token(tok.bos_id) +
                           ",\n  \"eos_token\": " + token(tok.eos_id) + ",\n  \"pad_token\": " + token(tok.pad_id) +
-                          ",\n  \"unk_token\": null,\n  \"clean_up_tokenization_spaces\": false,\n  \"model_max_length\": " +
+                          ",\n  \"unk_token\": " + unk + ",\n  \"clean_up_tokenization_spaces\": false,\n  \"model_max_length\": " +
                           std::to_string(model_max_length) + ",\n  \"chat_template\": " +
                           json_quote(chat_template_to_jinja(tok.chat_template)) + "\n}\n");
 }

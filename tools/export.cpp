@@ -34,14 +34,14 @@ static int run(int argc, char** argv) {
         else if (args.is("--dtype")) dtype = args.value();
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR | --gguf OUT.gguf)\n"
-                   "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json] [--template NAME]\n"
+                   "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json|tokenizer.model] [--template NAME]\n"
                    "  --peft DIR   the adapter as a Hugging Face PEFT adapter (needs --lora)\n"
                    "  --merge OUT  the model with the adapter merged in, as our .bin (needs --lora; f32 or bf16)\n"
                    "  --hf DIR     the model (with the adapter merged in, if --lora) as a Hugging Face model directory:\n"
                    "               config.json, model.safetensors, tokenizer.json, tokenizer_config.json (f32 or bf16)\n"
                    "  --gguf OUT   the same as a GGUF file for llama.cpp / ollama (f32, f16, bf16 or q8_0)\n"
-                   "  --template   chatml, llama3, gemma or plain: the chat template to write (default: the tokenizer's;\n"
-                   "               pass the one the model was trained with, if ./train had --template)\n");
+                   "  --template   chatml, llama3, gemma, llama2, mistral or plain: the chat template to write (default:\n"
+                   "               the tokenizer's; pass the one the model was trained with, if ./train had --template)\n");
             return 0;
         } else args.unknown();
     }
