@@ -150,8 +150,7 @@ std::vector<float> spm_scores_from_merges(const Tokenizer& tok) {
     return scores;
 }
 
-void spm_model_read(const std::string& path, Tokenizer& tok) {
-    std::string bytes = read_file(path);
+void spm_model_parse(const std::string& bytes, const std::string& path, Tokenizer& tok) {
     ProtoReader top{path, (const uint8_t*)bytes.data(), (const uint8_t*)bytes.data() + bytes.size()};
     std::vector<float> scores;
     int64_t model_type = 1, unk = 0, bos = 1, eos = 2, pad = -1;  // the proto's defaults

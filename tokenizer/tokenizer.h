@@ -117,8 +117,9 @@ std::vector<std::pair<std::string, std::string>> spm_merges_from_scores(const st
 std::vector<float> spm_scores_from_merges(const Tokenizer& tok);
 // The byte of a byte-fallback token ("<0x0A>" → 10), or -1 for any other text.
 int spm_byte_token_value(const std::string& token);
-// Fills tok's fields (not the side files, not tokenizer_build) from a tokenizer.model.
-void spm_model_read(const std::string& path, Tokenizer& tok);
+// Fills tok's fields (not the side files, not tokenizer_build) from a tokenizer.model's bytes; path
+// names the file in errors.
+void spm_model_parse(const std::string& bytes, const std::string& path, Tokenizer& tok);
 // tokenizer.json's normalizer and pre_tokenizer (either may be null) → where "▁" is prepended.
 SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValue* pre_tokenizer, const std::string& path);
 // And back: the normalizer, pre_tokenizer and decoder JSON of a tokenizer.json with that prefix.

@@ -241,7 +241,7 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
 
 Tokenizer tokenizer_load_spm(const std::string& path) {
     Tokenizer tok;
-    spm_model_read(path, tok);
+    spm_model_parse(read_file(path), path, tok);
     finish_hf(tok, path);
     return tok;
 }
