@@ -223,6 +223,18 @@ std::string chatml_default_system(const std::string& jinja) {
     return "";
 }
 
+// The first 60 characters of a template for a message, its runs of whitespace (newlines and the
+// indentation of multi-line templates) as one space.
+std::string quoted_start(const std::string& jinja) {
+    std::string out;
+    for (size_t i = 0; i < jinja.size() && out.size() < 60; i++) {
+        bool space = jinja[i] == ' ' || jinja[i] == '\n' || jinja[i] == '\t' || jinja[i] == '\r';
+        if (!space) out += jinja[i];
+        else if (!out.empty() && out.back() != ' ') out += ' ';
+    }
+    return out;
+}
+
 }  // namespace
 
 ChatTemplate chat_template_from_jinja(const std::string& jinja) {
@@ -247,11 +259,12 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
         }
         if (jinja.find("' [INST] ' + system_message") != std::string::npos) return ChatTemplate{ChatTemplateKind::Mistral, ""};
         fail("an [INST] chat template that is neither Llama-2-chat's nor Mistral-7B-Instruct-v0.2's (earlier Mistral "
-             "releases and v0.3 place their spaces differently), starting '%.60s...': pass --template llama2|mistral "
-             "to render as one of those", jinja.c_str());
+             "releases and v0.3 place their spaces differently), starting '%s...': pass --template llama2|mistral "
+             "to render as one of those", quoted_start(jinja).c_str());
     }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%.60s...': pass --template chatml|llama3|gemma|llama2|mistral|plain", jinja.c_str());
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|llama2|mistral|plain",
+         quoted_start(jinja).c_str());
 }
 
 std::string chat_template_to_jinja(const ChatTemplate& t) {
