@@ -40,6 +40,7 @@ std::string assistant_target(ChatTemplateKind k, const std::string& content) {
     // the space before the answer is the answer's: SentencePiece writes it as the "▁" of its first token
     case ChatTemplateKind::Llama2: return " " + trimmed() + " </s>";
     case ChatTemplateKind::Mistral: return " " + content + "</s>";
+    case ChatTemplateKind::Zephyr: return content + "</s>";
     }
     return "";
 }
@@ -60,6 +61,7 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
     CHECK(templates["gemma"].kind == ChatTemplateKind::Gemma);
     CHECK(templates["llama2"].kind == ChatTemplateKind::Llama2);
     CHECK(templates["mistral"].kind == ChatTemplateKind::Mistral);
+    CHECK(templates["zephyr"].kind == ChatTemplateKind::Zephyr);
 
     int same = 0, total = 0, refused = 0;
     for (const JsonValue& c : fx.get("cases")->array) {
@@ -71,11 +73,14 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
             if (msgs.back().role == "assistant") want_assistant += assistant_target(t.kind, msgs.back().content);
         }
         bool gen = c.get("add_generation_prompt")->boolean;
-        // Llama-2's template silently drops a system or tool message after the first turn: we refuse it
-        if (t.kind == ChatTemplateKind::Llama2 && !render_error(t, msgs).empty()) {
-            bool late = false;
-            for (size_t i = 1; i < msgs.size(); i++) late |= msgs[i].role != "user" && msgs[i].role != "assistant";
-            CHECK(late);
+        // Llama-2's template silently drops a system or tool message after the first turn, Zephyr's
+        // any role but system, user and assistant: we refuse those conversations
+        if ((t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Zephyr) && !render_error(t, msgs).empty()) {
+            bool dropped = false;
+            for (size_t i = 0; i < msgs.size(); i++)
+                dropped |= msgs[i].role != "user" && msgs[i].role != "assistant" &&
+                           (t.kind == ChatTemplateKind::Zephyr ? msgs[i].role != "system" : i > 0);
+            CHECK(dropped);
             refused++;
             continue;
         }
@@ -91,7 +96,7 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
         CHECK(chat_render(t, msgs, gen) == expected);
         CHECK(assistant == want_assistant);  // exactly the assistant contents + end-of-turn markers are marked
     }
-    MESSAGE(same << "/" << total << " chat renders identical to transformers (" << refused << " Llama-2 conversations with a late system message refused)");
+    MESSAGE(same << "/" << total << " chat renders identical to transformers (" << refused << " conversations whose messages Llama-2's or Zephyr's template would drop refused)");
     CHECK(total >= 170);
     // every conversation transformers' template raises on, we refuse too
     int errors = 0;
@@ -139,7 +144,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, llama2, mistral, plain");
+    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
@@ -152,7 +157,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|llama2|mistral|plain");
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|plain");
     // the older releases' templates: Llama-2's transformers default is Llama-2's; the other Mistral ones are refused
     JsonValue fx = json_parse(read_file("tests/fixtures/chat/render.json"));
     for (const auto& [name, jinja] : fx.get("variants")->object) {
@@ -164,6 +169,13 @@ TEST_CASE("chat: names, detection and refusals") {
     CHECK(chat_template_from_jinja("{{- \"Cutting Knowledge Date: December 2023\\n\" }}<|start_header_id|>").kind ==
           ChatTemplateKind::Llama3);
     CHECK(chat_template_or_plain("[INST] {{ m }} [/INST]", "x.gguf").kind == ChatTemplateKind::Plain);
+    // Zephyr's template as some copies write it (\n escapes, one space) is Zephyr's; Phi-3's is not
+    std::string zephyr = chat_template_to_jinja(chat_template_from_name("zephyr"));
+    for (size_t at; (at = zephyr.find("|>\n'")) != std::string::npos;) zephyr.replace(at, 4, "|>\\n'");
+    zephyr.replace(zephyr.find("'  +"), 4, "' +");
+    CHECK(chat_template_from_jinja(zephyr).kind == ChatTemplateKind::Zephyr);
+    CHECK(chat_template_or_plain("{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + "
+                                 "'<|end|>\n' }}{% endfor %}{{ '<|assistant|>\n' }}<|user|>", "phi3.gguf").kind == ChatTemplateKind::Plain);
     ChatTemplate gemma = chat_template_from_name("gemma");
     CHECK(render_error(gemma, {{"system", "x"}, {"user", "y"}}).find("message 0 has role 'system'") == 0);
     CHECK(render_error(gemma, {{"user", "a"}, {"user", "b"}}).find("message 1 has role 'user'") == 0);

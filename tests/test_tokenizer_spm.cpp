@@ -221,6 +221,7 @@ TEST_CASE("tokenizer spm: chat examples tokenize as transformers tokenizes the w
         {&spm_json(), ChatTemplateKind::Mistral, {"Paris.</s> Seoul (\uc11c\uc6b8).</s>", "hi</s>"}},
         {&spm_json(), ChatTemplateKind::Llama2, {"Paris. </s> Seoul (\uc11c\uc6b8). </s>", "hi </s>"}},
         {&first, ChatTemplateKind::ChatML, {"Paris.<|im_end|>Seoul (\uc11c\uc6b8).<|im_end|>", "hi<|im_end|>"}},
+        {&spm_json(), ChatTemplateKind::Zephyr, {"Paris.</s>Seoul (\uc11c\uc6b8).</s>", "hi</s>"}},  // TinyLlama-Chat
     };
     const std::string jsonl =
         "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Capital of France?\"}, "
@@ -242,7 +243,8 @@ TEST_CASE("tokenizer spm: chat examples tokenize as transformers tokenizes the w
             for (size_t k = 0; k < ex[i].size(); k++)
                 if (ex[i].weights[k] == 1.0f) answer.push_back(ex[i].tokens[k]);
             CHECK(decode(*c.tok, answer) == c.answers[i]);  // decode drops the leading space, as transformers' does
-            if (c.kind != ChatTemplateKind::ChatML) CHECK(decode_token(*c.tok, answer[0]).front() == ' ');  // "▁Paris"
+            bool space = c.kind == ChatTemplateKind::Mistral || c.kind == ChatTemplateKind::Llama2;  // "[/INST] Paris"
+            CHECK((decode_token(*c.tok, answer[0]).front() == ' ') == space);
         }
     }
 }

@@ -108,6 +108,12 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::Plain:
             turn(out, asst, "", m.content, "\n", "");
             break;
+        case ChatTemplateKind::Zephyr:
+            // its template silently drops any other role; refuse it instead
+            if (m.role != "system" && m.role != "user" && m.role != "assistant")
+                fail("message %zu has role '%s' but the Zephyr chat template has only system, user and assistant", i, m.role.c_str());
+            turn(out, asst, "<|" + m.role + "|>\n", m.content, "</s>", "\n");
+            break;
         default: fail("internal: chat template kind %d", (int)t.kind);
         }
     }
@@ -116,6 +122,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::ChatML: emit(out, "<|im_start|>assistant\n", false); break;
         case ChatTemplateKind::Llama3: emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false); break;
         case ChatTemplateKind::Gemma: emit(out, std::string(messages.empty() ? "<bos>" : "") + "<start_of_turn>model\n", false); break;
+        case ChatTemplateKind::Zephyr: emit(out, messages.empty() ? "" : "<|assistant|>\n", false); break;
         default: break;
         }
     }
@@ -136,15 +143,16 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::Gemma: return "gemma";
     case ChatTemplateKind::Llama2: return "llama2";
     case ChatTemplateKind::Mistral: return "mistral";
+    case ChatTemplateKind::Zephyr: return "zephyr";
     }
     return "?";
 }
 
 ChatTemplate chat_template_from_name(const std::string& name) {
     for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma,
-                               ChatTemplateKind::Llama2, ChatTemplateKind::Mistral, ChatTemplateKind::Plain})
+                               ChatTemplateKind::Llama2, ChatTemplateKind::Mistral, ChatTemplateKind::Zephyr, ChatTemplateKind::Plain})
         if (name == chat_template_name(k)) return ChatTemplate{k, ""};
-    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, llama2, mistral, plain", name.c_str());
+    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, plain", name.c_str());
 }
 
 namespace {
@@ -197,6 +205,13 @@ const char* const kMistralJinja =
     "{%- elif message['role'] == 'assistant' %}\n        {{- ' ' + message['content'] + eos_token}}\n    "
     "{%- else %}\n        {{- raise_exception('Only user and assistant roles are supported, with the exce"
     "ption of an initial optional system message!') }}\n    {%- endif %}\n{%- endfor %}\n";
+// TinyLlama-1.1B-Chat-v1.0's and zephyr-7b-beta's tokenizer_config.json (the newlines are real ones)
+const char* const kZephyrJinja =
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['conten"
+    "t'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] +"
+    " eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content']"
+    " + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{"
+    "% endif %}\n{% endfor %}";
 const char* const kPlainJinja = "{% for message in messages %}{{ message['content'] + '\n' }}{% endfor %}";
 
 // The default system prompt of a ChatML template: the first string literal '<|im_start|>system\n...<|im_end|>'
@@ -221,6 +236,17 @@ std::string chatml_default_system(const std::string& jinja) {
         }
     }
     return "";
+}
+
+// A template with its "\n" escapes as newlines and runs of spaces as one: copies of the same
+// template in tokenizer_config.json files differ in just these.
+std::string folded(const std::string& jinja) {
+    std::string out;
+    for (size_t i = 0; i < jinja.size(); i++) {
+        char c = jinja[i] == '\\' && i + 1 < jinja.size() && jinja[i + 1] == 'n' ? (i++, '\n') : jinja[i];
+        if (c != ' ' || out.empty() || out.back() != ' ') out += c;
+    }
+    return out;
 }
 
 // The first 60 characters of a template for a message, its runs of whitespace (newlines and the
@@ -262,8 +288,15 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              "releases and v0.3 place their spaces differently), starting '%s...': pass --template llama2|mistral "
              "to render as one of those", quoted_start(jinja).c_str());
     }
+    if (jinja.find("<|user|>") != std::string::npos && jinja.find("<|assistant|>") != std::string::npos) {
+        // Phi-3, ChatGLM and others use the same markers with other turns: only Zephyr's own text
+        if (folded(jinja) == folded(kZephyrJinja)) return ChatTemplate{ChatTemplateKind::Zephyr, ""};
+        fail("a <|user|>/<|assistant|> chat template that is not Zephyr's (TinyLlama-1.1B-Chat-v1.0, zephyr-7b-beta), "
+             "starting '%s...': pass --template zephyr if it renders the same, or another with --template",
+             quoted_start(jinja).c_str());
+    }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|llama2|mistral|plain",
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|plain",
          quoted_start(jinja).c_str());
 }
 
@@ -285,6 +318,7 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         case ChatTemplateKind::Gemma: return kGemmaJinja;
         case ChatTemplateKind::Llama2: return kLlama2Jinja;
         case ChatTemplateKind::Mistral: return kMistralJinja;
+        case ChatTemplateKind::Zephyr: return kZephyrJinja;
         case ChatTemplateKind::Plain: return kPlainJinja;
     }
     fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);

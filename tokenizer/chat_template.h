@@ -11,14 +11,16 @@
 //   Mistral <s> [INST] system\n\nuser [/INST] assistant</s> [INST] ...   (Mistral-7B-Instruct
 //           v0.1/v0.2's template: contents as they are)
 //           Both need roles to alternate user/assistant after an optional first system message.
+//   Zephyr  <|system|>\nsystem</s>\n<|user|>\nuser</s>\n<|assistant|>\nassistant</s>\n
+//           (TinyLlama-1.1B-Chat-v1.0 and zephyr-7b-beta; the markers are plain text)
 //   Plain   contents one after another, each followed by "\n"; no markers (base models)
 #pragma once
 #include <cstdint>
 #include <string>
 #include <vector>
 
-enum class ChatTemplateKind : int32_t { Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5 };
-constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Mistral;
+enum class ChatTemplateKind : int32_t { Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6 };
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Zephyr;
 
 struct ChatTemplate {
     ChatTemplateKind kind = ChatTemplateKind::Plain;
@@ -47,7 +49,8 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
                                           bool add_generation_prompt);
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt);
 
-// For a --template flag: "chatml", "llama3", "gemma", "llama2", "mistral", "plain"; fails listing them otherwise.
+// For a --template flag: "chatml", "llama3", "gemma", "llama2", "mistral", "zephyr", "plain"; fails
+// listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);
 
