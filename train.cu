@@ -60,6 +60,8 @@ void usage() {
         "  --stochastic-rounding   GPU: round the BF16 weights from the FP32 masters stochastically (unbiased)\n"
         "output\n"
         "  --out DIR (out)  --save-every N  --keep-last N (2)  --eval-every N  --resume  --log-every N (1)\n"
+        "  --keep-best             keep the weights of the lowest validation loss in OUT/best/\n"
+        "  --early-stopping N      stop after N evaluations (--eval-every) without a lower validation loss\n"
         "  --eval-samples N (32)   held-out examples answered (greedy) before and after training: exact\n"
         "                          match and per-field JSON score, with a few samples shown (0: off)\n"
         "  --dry-run               print the setup and memory table, then exit\n"
@@ -117,6 +119,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--save-every")) tc.save_every = args.integer();
         else if (args.is("--keep-last")) tc.keep_last = args.integer();
         else if (args.is("--eval-every")) tc.eval_every = args.integer();
+        else if (args.is("--keep-best")) tc.keep_best = true;
+        else if (args.is("--early-stopping")) tc.early_stopping = args.integer();
         else if (args.is("--log-every")) f.log_every = std::max(1, args.integer());
         else if (args.is("--eval-samples")) f.eval_samples = args.integer();
         else if (args.is("--resume")) f.resume = true;
@@ -225,11 +229,20 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
                answers[i].c_str());
 }
 
-void eval_and_print(Trainer& t, const char* when, FILE* csv) {
+// during: an evaluation after training steps, which --keep-best and --early-stopping count (the
+// one before training is the baseline they do not).
+void eval_and_print(Trainer& t, const char* when, FILE* csv, bool during) {
     if (t.val.empty()) return;
     double vl = trainer_evaluate(t, t.val);
     printf("eval %s step %d: val loss %.4f, perplexity %.2f\n", when, t.step, vl, std::exp(vl));
     if (csv) fprintf(csv, "%d,,,,,,,%.6f\n", t.step, vl), fflush(csv);
+    if (!during) return;
+    if (trainer_note_eval(t, vl)) {
+        if (t.cfg.keep_best) printf("best so far: saved %s\n", trainer_save_best(t).c_str());
+    } else if (t.cfg.early_stopping > 0) {
+        printf("no lower val loss than %.4f (step %d) for %d of %d evaluations%s\n", t.best_val, t.best_step,
+               t.evals_since_best, t.cfg.early_stopping, trainer_should_stop(t) ? ": early stopping" : "");
+    }
 }
 
 int run(int argc, char** argv) {
@@ -270,6 +283,12 @@ int run(int argc, char** argv) {
         split_train_val(t.train, t.val, f.val_split, f.tc.seed);
         printf("val split: %zu train, %zu val examples\n", t.train.size(), t.val.size());
     }
+    if ((f.tc.keep_best || f.tc.early_stopping > 0) && t.val.empty())
+        fail("--keep-best and --early-stopping compare validation losses: pass --val-data FILE or --val-split F");
+    if (f.tc.early_stopping < 0) fail("--early-stopping %d: expected a number of evaluations (0: off)", f.tc.early_stopping);
+    if (f.tc.early_stopping > 0 && f.tc.eval_every <= 0)
+        fail("--early-stopping %d needs evaluations during training: pass --eval-every N", f.tc.early_stopping);
+    if (f.tc.keep_best && f.tc.out_dir.empty()) fail("--keep-best writes OUT/best/: pass --out DIR");
 
     if (f.tc.method == Method::Qlora) {
         double q0 = now_seconds();
@@ -303,6 +322,9 @@ int run(int argc, char** argv) {
         else {
             trainer_load_checkpoint(t, dir);
             printf("resume: %s (step %d of %d)\n", dir.c_str(), t.step, t.total_steps);
+            if (trainer_should_stop(t))
+                printf("resume: the run stopped early at step %d (no lower val loss than step %d's %.4f in %d evaluations)\n",
+                       t.step, t.best_step, t.best_val, t.evals_since_best);
         }
     }
     FILE* csv = nullptr;
@@ -338,12 +360,12 @@ int run(int argc, char** argv) {
         se.chat = dt.chat_template;
     }
     if (t.step == 0) {
-        eval_and_print(t, "before", csv);
+        eval_and_print(t, "before", csv, false);
         sample_and_score(t, se, "before");
     }
     double t0 = now_seconds(), tokens0 = t.tokens_seen;
     int step0 = t.step;
-    while (t.step < t.total_steps) {
+    while (t.step < t.total_steps && !trainer_should_stop(t)) {
         double ts = now_seconds();
         StepResult r = trainer_step(t);
         double now = now_seconds(), elapsed = now - t0;
@@ -355,11 +377,11 @@ int run(int argc, char** argv) {
                    fmt_time(eta).c_str(), fmt_bytes(trainer_memory(t).total()).c_str());
         fflush(stdout);
         if (csv) fprintf(csv, "%d,%.6f,%.6e,%.6f,%.0f,%.1f,%.2f,\n", t.step, r.loss, r.lr, r.grad_norm, r.tokens, tps, elapsed), fflush(csv);
-        if (t.cfg.eval_every > 0 && t.step % t.cfg.eval_every == 0 && t.step < t.total_steps) eval_and_print(t, "at", csv);
+        if (t.cfg.eval_every > 0 && t.step % t.cfg.eval_every == 0 && t.step < t.total_steps) eval_and_print(t, "at", csv, true);
         if (!t.cfg.out_dir.empty() && t.cfg.save_every > 0 && t.step % t.cfg.save_every == 0 && t.step < t.total_steps)
             printf("saved %s\n", trainer_save_checkpoint(t).c_str());
     }
-    eval_and_print(t, "after", csv);
+    if (!trainer_should_stop(t)) eval_and_print(t, "after", csv, true);  // an early stop has just evaluated
     sample_and_score(t, se, "after");
     if (!ops.host) {  // on the CPU the weights are plain host vectors, outside the allocator's count
         MemStats ms = ops.mem_stats();
@@ -370,6 +392,9 @@ int run(int argc, char** argv) {
         const std::string ckpt = trainer_save_checkpoint(t);
         printf("saved %s\n", ckpt.c_str());
         print_export_hint(f, t, ckpt);
+        if (t.cfg.keep_best && t.best_step >= 0)
+            printf("best evaluation: step %d, val loss %.4f: %s/best/ (in place of %s to use it)\n", t.best_step, t.best_val,
+                   t.cfg.out_dir.c_str(), ckpt.c_str());
     }
     if (csv) {
         fclose(csv);

@@ -12,7 +12,7 @@ namespace fs = std::filesystem;
 
 namespace {
 const uint32_t kStateMagic = 0x534d4c4c;  // "LLMS"
-const uint32_t kStateVersion = 1;
+const uint32_t kStateVersion = 2;  // 2 added the best evaluation; version 1 files still load
 
 // Epoch e's order: a Fisher-Yates shuffle seeded by (seed, e). Stateless, so a resumed run
 // rebuilds exactly the order it was in.
@@ -55,6 +55,8 @@ std::string TrainConfig::signature() const {
              schedule_name(optim.schedule), optim.warmup_steps, warmup_ratio, optim.min_lr_ratio, batch.batch_size,
              batch.max_seq_len, (int)batch.padding, (int)batch.packing, grad_accum, max_steps, epochs,
              (unsigned long long)seed, optim.stochastic_rounding ? " sr=1" : "");
+    // where the run stops depends on both (appended only when on, so older checkpoints still match)
+    if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
     return buf;
 }
 
@@ -205,6 +207,9 @@ static void save_state(const std::string& path, const Trainer& t) {
     f.put((uint64_t)t.cursor);
     f.put((int32_t)t.opt.t);
     f.put(t.tokens_seen);
+    f.put(t.best_val);
+    f.put((int32_t)t.best_step);
+    f.put((int32_t)t.evals_since_best);
     size_t n = t.model.num_trainable();
     std::vector<float> m(n), v(n);
     t.opt.m.ops->to_host(m.data(), t.opt.m.p, n * sizeof(float));  // the moments' own backend (host when offloaded)
@@ -220,7 +225,8 @@ static void load_state(const std::string& path, Trainer& t) {
     uint32_t magic = r.get<uint32_t>("magic");
     if (magic != kStateMagic) fail("%s: not a training state file (bad magic 0x%08x)", path.c_str(), magic);
     uint32_t version = r.get<uint32_t>("version");
-    if (version != kStateVersion) fail("%s: state file version %u is not supported (this build reads %u)", path.c_str(), version, kStateVersion);
+    if (version < 1 || version > kStateVersion)
+        fail("%s: state file version %u is not supported (this build reads 1 to %u)", path.c_str(), version, kStateVersion);
     uint32_t n = r.get<uint32_t>("settings length");
     if (n > 4096) fail("%s: corrupt settings length %u", path.c_str(), n);
     std::string sig(n, '\0');
@@ -235,6 +241,11 @@ static void load_state(const std::string& path, Trainer& t) {
     t.cursor = r.get<uint64_t>("data cursor");
     t.opt.t = r.get<int32_t>("optimizer step");
     t.tokens_seen = r.get<double>("tokens seen");
+    if (version >= 2) {
+        t.best_val = r.get<double>("best validation loss");
+        t.best_step = r.get<int32_t>("best step");
+        t.evals_since_best = r.get<int32_t>("evaluations since the best");
+    }
     uint64_t count = r.get<uint64_t>("moment count");
     if (count != t.model.num_trainable())
         fail("%s: holds optimizer moments for %llu parameters, the model trains %zu (mismatched shapes)", path.c_str(),
@@ -275,10 +286,19 @@ std::string find_latest_checkpoint(const std::string& out_dir) {
     return found.empty() ? "" : found.back().second;
 }
 
-std::string trainer_save_checkpoint(Trainer& t) {
-    char name[32];
-    snprintf(name, sizeof name, "ckpt-%08d", t.step);
-    fs::path dir = fs::path(t.cfg.out_dir) / name, tmp = fs::path(t.cfg.out_dir) / (std::string(name) + ".tmp");
+bool trainer_note_eval(Trainer& t, double val_loss) {
+    if (t.best_step >= 0 && !(val_loss < t.best_val)) {
+        t.evals_since_best++;
+        return false;
+    }
+    t.best_val = val_loss, t.best_step = t.step, t.evals_since_best = 0;
+    return true;
+}
+
+bool trainer_should_stop(const Trainer& t) { return t.cfg.early_stopping > 0 && t.evals_since_best >= t.cfg.early_stopping; }
+
+// A fresh directory `tmp` holding the trainable weights (adapter.lora or model.bin).
+static void save_weights_into(Trainer& t, const fs::path& tmp) {
     std::error_code ec;
     fs::create_directories(t.cfg.out_dir, ec);
     fs::remove_all(tmp, ec);
@@ -287,11 +307,35 @@ std::string trainer_save_checkpoint(Trainer& t) {
     model_download(t.model);
     if (t.cfg.method == Method::Full) model_save(wpath, t.model.cfg, t.model.params, DType::F32);
     else lora_save(wpath, t.model.cfg, t.model.lora, t.model.adapters);
-    save_state((tmp / "train.state").string(), t);
+}
+
+// Renames a complete `tmp` to `dir`, replacing it: a kill leaves the old or the new, never half.
+static void rename_into_place(const fs::path& tmp, const fs::path& dir) {
+    std::error_code ec;
     fs::remove_all(dir, ec);
     fs::rename(tmp, dir, ec);
     if (ec) fail("%s: cannot rename checkpoint into place: %s", dir.c_str(), ec.message().c_str());
+}
+
+std::string trainer_save_best(Trainer& t) {
+    fs::path dir = fs::path(t.cfg.out_dir) / "best", tmp = fs::path(t.cfg.out_dir) / "best.tmp";
+    save_weights_into(t, tmp);
+    char text[128];
+    snprintf(text, sizeof text, "step %d\nval_loss %.9g\n", t.best_step, t.best_val);
+    write_file_atomic((tmp / "best.txt").string(), text);
+    rename_into_place(tmp, dir);
+    return dir.string();
+}
+
+std::string trainer_save_checkpoint(Trainer& t) {
+    char name[32];
+    snprintf(name, sizeof name, "ckpt-%08d", t.step);
+    fs::path dir = fs::path(t.cfg.out_dir) / name, tmp = fs::path(t.cfg.out_dir) / (std::string(name) + ".tmp");
+    save_weights_into(t, tmp);
+    save_state((tmp / "train.state").string(), t);
+    rename_into_place(tmp, dir);
     if (t.cfg.keep_last > 0) {
+        std::error_code ec;
         auto found = list_checkpoints(t.cfg.out_dir);
         for (size_t i = 0; i + t.cfg.keep_last < found.size(); i++) fs::remove_all(found[i].second, ec);
     }

@@ -30,6 +30,10 @@ struct TrainConfig {
     int save_every = 0;          // steps between checkpoints (0: only at the end)
     int keep_last = 2;           // checkpoints kept (0: all)
     int eval_every = 0;          // steps between evaluations (0: only at the start and end)
+    // Early stopping: stop after this many evaluations in a row without a new best validation loss
+    // (0: off). Needs eval_every and validation data.
+    int early_stopping = 0;
+    bool keep_best = false;      // keep the weights of the best evaluation in out_dir/best/
     std::string signature() const;  // what must match to resume a run exactly
 };
 
@@ -47,6 +51,11 @@ struct Trainer {
     size_t cursor = 0;            // next example in this epoch's order
     std::vector<size_t> order;    // this epoch's shuffled example order (from seed and epoch)
     double tokens_seen = 0;       // non-padding tokens trained on
+    // The evaluations during training (not the one before it): the lowest validation loss, its
+    // step, and how many evaluations since have not beaten it. Saved in checkpoints.
+    double best_val = 0;          // meaningful when best_step >= 0
+    int best_step = -1;
+    int evals_since_best = 0;
 };
 
 struct StepResult {
@@ -72,6 +81,14 @@ struct MemoryUse {
     size_t total() const { return weights + adapters + gradients + optimizer + activations + backend; }
 };
 MemoryUse trainer_memory(const Trainer& t);
+
+// Records an evaluation at t.step during training; true when it is the best so far (strictly lower).
+bool trainer_note_eval(Trainer& t, double val_loss);
+// True once cfg.early_stopping evaluations in a row have not improved on the best.
+bool trainer_should_stop(const Trainer& t);
+// The trainable weights (adapter.lora or model.bin) into out_dir/best/, with best.txt (step and
+// validation loss), written into best.tmp and renamed. Returns the directory.
+std::string trainer_save_best(Trainer& t);
 
 // Checkpoints live in out_dir/ckpt-NNNNNNNN/ (adapter.lora or model.bin, and train.state). A
 // checkpoint is written into a .tmp directory that is renamed when complete, so a kill leaves

@@ -100,6 +100,49 @@ TEST_CASE("checkpoints: keep-last prunes, a half-written .tmp directory is never
     CHECK(find_latest_checkpoint(dir + "/nothing-here") == "");
 }
 
+TEST_CASE("early stopping and the best evaluation: counted, kept, and carried by checkpoints") {
+    std::string dir = temp_dir("best");
+    Trainer t;
+    setup(t, Method::Lora, dir);
+    const std::string plain = t.cfg.signature();
+    t.cfg.early_stopping = 2, t.cfg.eval_every = 2;
+    CHECK(t.cfg.signature() == plain + " early_stop=2/2");  // off: the signature older checkpoints have
+    // evaluations at steps 2, 4, 6, 8: 5.0, then 4.0 (best), then two that do not beat it (a tie does not)
+    const double losses[] = {5.0, 4.0, 4.0, 4.5};
+    const bool best[] = {true, true, false, false};
+    std::vector<float> at_best;
+    for (int k = 0; k < 4; k++) {
+        trainer_step(t);
+        t.step = 2 * (k + 1);
+        CHECK(!trainer_should_stop(t));
+        CHECK(trainer_note_eval(t, losses[k]) == best[k]);
+        if (best[k]) {
+            trainer_save_best(t);
+            at_best.assign(t.model.trainable(), t.model.trainable() + t.model.num_trainable());
+        }
+    }
+    CHECK(t.best_step == 4);
+    CHECK(t.best_val == 4.0);
+    CHECK(t.evals_since_best == 2);
+    CHECK(trainer_should_stop(t));
+    // out_dir/best holds the weights of step 4, not the last ones
+    LoraConfig lc;
+    vector<float> kept;
+    lora_load(dir + "/best/adapter.lora", t.model.cfg, lc, kept);
+    CHECK(kept == at_best);
+    CHECK(read_file(dir + "/best/best.txt") == "step 4\nval_loss 4\n");
+    CHECK(!fs::exists(dir + "/best.tmp"));
+    // a resumed run knows it has stopped
+    trainer_save_checkpoint(t);
+    Trainer r;
+    setup(r, Method::Lora, dir);
+    r.cfg.early_stopping = 2, r.cfg.eval_every = 2;
+    trainer_load_checkpoint(r, find_latest_checkpoint(dir));
+    CHECK(r.best_step == 4);
+    CHECK(r.best_val == 4.0);
+    CHECK(trainer_should_stop(r));
+}
+
 TEST_CASE("resume refuses a checkpoint made with other settings") {
     std::string dir = temp_dir("mismatch");
     Trainer a;
