@@ -92,7 +92,10 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number();
         else if (args.is("--lora-targets")) f.lora_targets = args.value();
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
-        else if (args.is("--lr")) f.lr = (float)args.number();
+        else if (args.is("--lr")) {
+            f.lr = (float)args.number();
+            if (!(f.lr > 0.0f) || !std::isfinite(f.lr)) fail("--lr %g: expected a positive learning rate", f.lr);
+        }
         else if (args.is("--weight-decay")) tc.optim.weight_decay = (float)args.number();
         else if (args.is("--beta1")) tc.optim.beta1 = (float)args.number();
         else if (args.is("--beta2")) tc.optim.beta2 = (float)args.number();
@@ -131,7 +134,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
     }
     if (!data_given && f.val_data.empty() && f.val_split == 0.0f) f.val_data = "data/default/val.jsonl";
     tc.method = parse_method(f.method);
-    tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;
+    tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;  // -1: not given
     tc.optim.schedule = parse_schedule(f.schedule);
     tc.lora.targets = lora_parse_targets(f.lora_targets);
     if (tc.lora.rank < 1) fail("--lora-r must be at least 1");
