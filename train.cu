@@ -244,7 +244,7 @@ void eval_and_print(Trainer& t, const char* when, FILE* csv, bool during) {
         if (t.cfg.keep_best) printf("best so far: saved %s\n", trainer_save_best(t).c_str());
     } else if (t.cfg.early_stopping > 0) {
         printf("no lower val loss than %.4f (step %d) for %d of %d evaluations%s\n", t.best_val, t.best_step,
-               t.evals_since_best, t.cfg.early_stopping, trainer_should_stop(t) ? ": early stopping" : "");
+               t.evals_since_best, t.cfg.early_stopping, trainer_should_stop(t) && t.step < t.total_steps ? ": early stopping" : "");
     }
 }
 
@@ -292,6 +292,8 @@ int run(int argc, char** argv) {
     if (f.tc.early_stopping > 0 && f.tc.eval_every <= 0)
         fail("--early-stopping %d needs evaluations during training: pass --eval-every N", f.tc.early_stopping);
     if (f.tc.keep_best && f.tc.out_dir.empty()) fail("--keep-best writes OUT/best/: pass --out DIR");
+    if (f.tc.keep_best && f.tc.eval_every <= 0)
+        printf("note: --keep-best without --eval-every compares only the final evaluation: OUT/best/ will be the last weights\n");
 
     if (f.tc.method == Method::Qlora) {
         double q0 = now_seconds();
@@ -315,6 +317,9 @@ int run(int argc, char** argv) {
     printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d\n", t.total_steps,
            f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
            f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps);
+    if (f.tc.early_stopping > 0 && (int64_t)f.tc.eval_every * (f.tc.early_stopping + 1) > t.total_steps)
+        printf("note: --early-stopping %d with --eval-every %d cannot stop this run of %d steps (it needs %d evaluations)\n",
+               f.tc.early_stopping, f.tc.eval_every, t.total_steps, f.tc.early_stopping + 1);
     MemoryUse used = trainer_memory(t);
     print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
     if (f.dry_run) return 0;
@@ -325,7 +330,7 @@ int run(int argc, char** argv) {
         else {
             trainer_load_checkpoint(t, dir);
             printf("resume: %s (step %d of %d)\n", dir.c_str(), t.step, t.total_steps);
-            if (trainer_should_stop(t))
+            if (trainer_should_stop(t) && t.step < t.total_steps)
                 printf("resume: the run stopped early at step %d (no lower val loss than step %d's %.4f in %d evaluations)\n",
                        t.step, t.best_step, t.best_val, t.evals_since_best);
         }
@@ -384,7 +389,9 @@ int run(int argc, char** argv) {
         if (!t.cfg.out_dir.empty() && t.cfg.save_every > 0 && t.step % t.cfg.save_every == 0 && t.step < t.total_steps)
             printf("saved %s\n", trainer_save_checkpoint(t).c_str());
     }
-    if (!trainer_should_stop(t)) eval_and_print(t, "after", csv, true);  // an early stop has just evaluated
+    // Steps ran and did not stop early (which has just evaluated); a run resumed at its end had its
+    // final evaluation before that checkpoint.
+    if (t.step > step0 && !trainer_should_stop(t)) eval_and_print(t, "after", csv, true);
     sample_and_score(t, se, "after");
     if (!ops.host) {  // on the CPU the weights are plain host vectors, outside the allocator's count
         MemStats ms = ops.mem_stats();
@@ -395,9 +402,15 @@ int run(int argc, char** argv) {
         const std::string ckpt = trainer_save_checkpoint(t);
         printf("saved %s\n", ckpt.c_str());
         print_export_hint(f, t, ckpt);
-        if (t.cfg.keep_best && t.best_step >= 0)
-            printf("best evaluation: step %d, val loss %.4f: %s/best/ (in place of %s to use it)\n", t.best_step, t.best_val,
-                   t.cfg.out_dir.c_str(), ckpt.c_str());
+        if (t.cfg.keep_best && t.best_step >= 0) {
+            // a run resumed with --keep-best after its best evaluation did not keep that one
+            std::string best = t.cfg.out_dir + "/best", kept = file_exists(best + "/best.txt") ? read_file(best + "/best.txt") : "";
+            if (kept.rfind("step " + std::to_string(t.best_step) + "\n", 0) == 0)
+                printf("best evaluation: step %d, val loss %.4f: %s/ (in place of %s to use it)\n", t.best_step, t.best_val,
+                       best.c_str(), ckpt.c_str());
+            else
+                printf("best evaluation: step %d, val loss %.4f, not kept: the run had no --keep-best then\n", t.best_step, t.best_val);
+        }
     }
     if (csv) {
         fclose(csv);

@@ -287,6 +287,7 @@ std::string find_latest_checkpoint(const std::string& out_dir) {
 }
 
 bool trainer_note_eval(Trainer& t, double val_loss) {
+    if (!std::isfinite(val_loss)) fail("validation loss is %g at step %d: the weights or the data have non-finite values", val_loss, t.step);
     if (t.best_step >= 0 && !(val_loss < t.best_val)) {
         t.evals_since_best++;
         return false;
@@ -309,7 +310,8 @@ static void save_weights_into(Trainer& t, const fs::path& tmp) {
     else lora_save(wpath, t.model.cfg, t.model.lora, t.model.adapters);
 }
 
-// Renames a complete `tmp` to `dir`, replacing it: a kill leaves the old or the new, never half.
+// Renames a complete `tmp` to `dir`, replacing it: a kill leaves the old one, or the new one
+// complete (under the .tmp name if the kill came between removing the old and the rename), never half.
 static void rename_into_place(const fs::path& tmp, const fs::path& dir) {
     std::error_code ec;
     fs::remove_all(dir, ec);

@@ -174,6 +174,13 @@ TEST_CASE("chat: names, detection and refusals") {
     for (size_t at; (at = zephyr.find("|>\n'")) != std::string::npos;) zephyr.replace(at, 4, "|>\\n'");
     zephyr.replace(zephyr.find("'  +"), 4, "' +");
     CHECK(chat_template_from_jinja(zephyr).kind == ChatTemplateKind::Zephyr);
+    std::string crlf;  // Windows line ends and a final newline render the same
+    for (char c : chat_template_to_jinja(chat_template_from_name("zephyr")) + "\n") crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+    CHECK(chat_template_from_jinja(crlf).kind == ChatTemplateKind::Zephyr);
+    // but newlines written as \n escapes between the tags are text Jinja prints as it is: not Zephyr's
+    std::string escaped;
+    for (char c : chat_template_to_jinja(chat_template_from_name("zephyr"))) escaped += c == '\n' ? std::string("\\n") : std::string(1, c);
+    CHECK(chat_template_or_plain(escaped, "x").kind == ChatTemplateKind::Plain);
     CHECK(chat_template_or_plain("{% for message in messages %}{{'<|' + message['role'] + '|>' + '\n' + message['content'] + "
                                  "'<|end|>\n' }}{% endfor %}{{ '<|assistant|>\n' }}<|user|>", "phi3.gguf").kind == ChatTemplateKind::Plain);
     ChatTemplate gemma = chat_template_from_name("gemma");

@@ -238,14 +238,28 @@ std::string chatml_default_system(const std::string& jinja) {
     return "";
 }
 
-// A template with its "\n" escapes as newlines and runs of spaces as one: copies of the same
-// template in tokenizer_config.json files differ in just these.
+// A template as Jinja reads it, in the ways copies of one tokenizer_config.json template differ:
+// inside the string literals of its {{ }} and {% %} tags a "\n" escape is a newline, and between
+// them runs of spaces are one; line ends are \n; a newline after the last block tag goes (trim_blocks
+// drops it anyway).
 std::string folded(const std::string& jinja) {
     std::string out;
+    bool in_tag = false;
+    char quote = 0;
     for (size_t i = 0; i < jinja.size(); i++) {
-        char c = jinja[i] == '\\' && i + 1 < jinja.size() && jinja[i + 1] == 'n' ? (i++, '\n') : jinja[i];
-        if (c != ' ' || out.empty() || out.back() != ' ') out += c;
+        char c = jinja[i];
+        if (c == '\r' && i + 1 < jinja.size() && jinja[i + 1] == '\n') continue;
+        if (!in_tag && c == '{' && i + 1 < jinja.size() && (jinja[i + 1] == '{' || jinja[i + 1] == '%')) in_tag = true;
+        else if (in_tag && !quote && (c == '}' || c == '%') && i + 1 < jinja.size() && jinja[i + 1] == '}') in_tag = false;
+        else if (in_tag && quote && c == '\\' && i + 1 < jinja.size()) {
+            out += jinja[i + 1] == 'n' ? std::string("\n") : jinja.substr(i, 2);
+            i++;
+            continue;
+        } else if (in_tag && (c == '\'' || c == '"') && (!quote || quote == c)) quote = quote ? 0 : c;
+        if (c == ' ' && in_tag && !quote && !out.empty() && out.back() == ' ') continue;
+        out += c;
     }
+    if (out.size() >= 3 && out.compare(out.size() - 3, 3, "%}\n") == 0) out.pop_back();
     return out;
 }
 
