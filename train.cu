@@ -93,8 +93,9 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--lora-targets")) f.lora_targets = args.value();
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
         else if (args.is("--lr")) {
-            f.lr = (float)args.number();
-            if (!(f.lr > 0.0f) || !std::isfinite(f.lr)) fail("--lr %g: expected a positive learning rate", f.lr);
+            double lr = args.number();
+            f.lr = (float)lr;
+            if (!(f.lr > 0.0f) || !std::isfinite(f.lr)) fail("--lr %g: expected a positive learning rate (in float range)", lr);
         }
         else if (args.is("--weight-decay")) tc.optim.weight_decay = (float)args.number();
         else if (args.is("--beta1")) tc.optim.beta1 = (float)args.number();
@@ -288,7 +289,6 @@ int run(int argc, char** argv) {
     }
     if ((f.tc.keep_best || f.tc.early_stopping > 0) && t.val.empty())
         fail("--keep-best and --early-stopping compare validation losses: pass --val-data FILE or --val-split F");
-    if (f.tc.early_stopping < 0) fail("--early-stopping %d: expected a number of evaluations (0: off)", f.tc.early_stopping);
     if (f.tc.early_stopping > 0 && f.tc.eval_every <= 0)
         fail("--early-stopping %d needs evaluations during training: pass --eval-every N", f.tc.early_stopping);
     if (f.tc.keep_best && f.tc.out_dir.empty()) fail("--keep-best writes OUT/best/: pass --out DIR");

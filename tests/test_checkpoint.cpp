@@ -143,6 +143,33 @@ TEST_CASE("early stopping and the best evaluation: counted, kept, and carried by
     CHECK(trainer_should_stop(r));
 }
 
+TEST_CASE("a version-1 train.state (before the best evaluation was kept) still resumes") {
+    std::string dir = temp_dir("state-v1");
+    Trainer a;
+    setup(a, Method::Lora, dir);
+    trainer_step(a);
+    a.best_step = 7;  // what version 1 does not have: must come back as "none"
+    const std::string ckpt = trainer_save_checkpoint(a), path = ckpt + "/train.state";
+    // version 2 = version 1 + (f64 best loss, i32 best step, i32 evaluations since) after "tokens seen"
+    std::string bytes = read_file(path);
+    uint32_t sig_len;
+    memcpy(&sig_len, bytes.data() + 8, 4);
+    size_t best_at = 12 + sig_len + 4 + 4 + 8 + 8 + 4 + 8;
+    bytes.erase(best_at, 16);
+    const uint32_t v1 = 1;
+    memcpy(&bytes[4], &v1, 4);
+    FILE* f = fopen(path.c_str(), "wb");
+    fwrite(bytes.data(), 1, bytes.size(), f);
+    fclose(f);
+    Trainer b;
+    setup(b, Method::Lora, dir);
+    trainer_load_checkpoint(b, ckpt);
+    CHECK(b.step == 1);
+    CHECK(b.best_step == -1);
+    CHECK(b.evals_since_best == 0);
+    CHECK(trainer_step(b).loss == trainer_step(a).loss);  // and it continues the same run
+}
+
 TEST_CASE("resume refuses a checkpoint made with other settings") {
     std::string dir = temp_dir("mismatch");
     Trainer a;
