@@ -245,7 +245,7 @@ void eval_and_print(Trainer& t, const char* when, FILE* csv, bool during) {
         if (t.cfg.keep_best) printf("best so far: saved %s\n", trainer_save_best(t).c_str());
     } else if (t.cfg.early_stopping > 0) {
         printf("no lower val loss than %.4f (step %d) for %d of %d evaluations%s\n", t.best_val, t.best_step,
-               t.evals_since_best, t.cfg.early_stopping, trainer_should_stop(t) && t.step < t.total_steps ? ": early stopping" : "");
+               t.evals_since_best, t.cfg.early_stopping, trainer_should_stop(t) ? ": early stopping" : "");
     }
 }
 
@@ -330,7 +330,7 @@ int run(int argc, char** argv) {
         else {
             trainer_load_checkpoint(t, dir);
             printf("resume: %s (step %d of %d)\n", dir.c_str(), t.step, t.total_steps);
-            if (trainer_should_stop(t) && t.step < t.total_steps)
+            if (trainer_should_stop(t))
                 printf("resume: the run stopped early at step %d (no lower val loss than step %d's %.4f in %d evaluations)\n",
                        t.step, t.best_step, t.best_val, t.evals_since_best);
         }

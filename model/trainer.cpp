@@ -296,7 +296,9 @@ bool trainer_note_eval(Trainer& t, double val_loss) {
     return true;
 }
 
-bool trainer_should_stop(const Trainer& t) { return t.cfg.early_stopping > 0 && t.evals_since_best >= t.cfg.early_stopping; }
+bool trainer_should_stop(const Trainer& t) {
+    return t.cfg.early_stopping > 0 && t.evals_since_best >= t.cfg.early_stopping && t.step < t.total_steps;
+}
 
 // A fresh directory `tmp` holding the trainable weights (adapter.lora or model.bin).
 static void save_weights_into(Trainer& t, const fs::path& tmp) {

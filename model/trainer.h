@@ -84,7 +84,8 @@ MemoryUse trainer_memory(const Trainer& t);
 
 // Records an evaluation at t.step during training; true when it is the best so far (strictly lower).
 bool trainer_note_eval(Trainer& t, double val_loss);
-// True once cfg.early_stopping evaluations in a row have not improved on the best.
+// True once cfg.early_stopping evaluations in a row have not improved on the best, before the last
+// step (a run that reached it has not stopped early).
 bool trainer_should_stop(const Trainer& t);
 // The trainable weights (adapter.lora or model.bin) into out_dir/best/, with best.txt (step and
 // validation loss), written into best.tmp and renamed. Returns the directory.

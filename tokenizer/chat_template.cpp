@@ -62,11 +62,12 @@ void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages
             fail("message %zu has role '%s' but %s chat template needs roles to alternate user/assistant, starting with "
                  "user after an optional first system message (expected '%s')", i, m.role.c_str(), name, want);
         if (m.role == "user") {
-            std::string system = first && i == first ? messages[0].content : "";
+            const bool with_system = first && i == first;  // the system message joins the first user turn
+            const std::string& system = messages[0].content;
             if (llama2)
-                emit(out, "<s>[INST] " + trim(first && i == first ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + m.content : m.content) + " [/INST]", false);
+                emit(out, "<s>[INST] " + trim(with_system ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + m.content : m.content) + " [/INST]", false);
             else
-                emit(out, " [INST] " + (first && i == first ? system + "\n\n" : "") + m.content + " [/INST]", false);
+                emit(out, " [INST] " + (with_system ? system + "\n\n" : "") + m.content + " [/INST]", false);
         } else {
             turn(out, true, "", " " + (llama2 ? trim(m.content) : m.content), llama2 ? " </s>" : "</s>", "");
         }

@@ -74,8 +74,6 @@ struct ProtoReader {
     }
 };
 
-const char kSpace[] = "\xE2\x96\x81";  // "▁"
-
 std::string type_of(const JsonValue* v) {
     const JsonValue* t = v ? v->get("type") : nullptr;
     return t && t->type == JsonValue::String ? t->string : "";
@@ -247,8 +245,8 @@ SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValu
         bool prepend = false, replace = false;
         for (const JsonValue* s : steps) {
             const JsonValue* pattern = s->get("pattern");
-            if (type_of(s) == "Prepend" && string_at(s, "prepend") == kSpace && !replace && !prepend) prepend = true;
-            else if (type_of(s) == "Replace" && string_at(pattern, "String") == " " && string_at(s, "content") == kSpace) replace = true;
+            if (type_of(s) == "Prepend" && string_at(s, "prepend") == kSpmSpace && !replace && !prepend) prepend = true;
+            else if (type_of(s) == "Replace" && string_at(pattern, "String") == " " && string_at(s, "content") == kSpmSpace) replace = true;
             else unsupported("the normalizer");
         }
         if (!replace) unsupported("the normalizer");
@@ -256,7 +254,7 @@ SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValu
     }
     if (have_norm || !have_pre) unsupported(have_norm ? "a normalizer together with a pre-tokenizer" : "the lack of a normalizer and a pre-tokenizer");
     const JsonValue* split = pre_tokenizer->get("split");
-    if (type_of(pre_tokenizer) != "Metaspace" || string_at(pre_tokenizer, "replacement") != kSpace)
+    if (type_of(pre_tokenizer) != "Metaspace" || string_at(pre_tokenizer, "replacement") != kSpmSpace)
         unsupported("the pre_tokenizer");
     if (!split || split->type != JsonValue::Bool || split->boolean)
         unsupported("a Metaspace pre_tokenizer that splits at \"▁\" (split true, the default when absent)");
@@ -273,7 +271,7 @@ SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValu
 }
 
 SpmHfJson spm_hf_json(SpacePrefix prefix) {
-    const std::string sp = kSpace;
+    const std::string sp = kSpmSpace;
     const std::string replace = "{\"type\": \"Replace\", \"pattern\": {\"String\": \" \"}, \"content\": \"" + sp + "\"}";
     const std::string decode = "{\"type\": \"Sequence\", \"decoders\": [{\"type\": \"Replace\", \"pattern\": {\"String\": \"" + sp +
                                "\"}, \"content\": \" \"}, {\"type\": \"ByteFallback\"}, {\"type\": \"Fuse\"}" +

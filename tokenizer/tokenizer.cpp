@@ -12,8 +12,6 @@ namespace {
 
 uint64_t pair_key(int32_t a, int32_t b) { return (uint64_t)(uint32_t)a << 32 | (uint32_t)b; }
 
-const char kSpace[] = "\xE2\x96\x81";  // U+2581 "▁", SentencePiece's visible space
-
 // Cut out of text whole. <unk> too: Hugging Face makes it an added token, llama.cpp a special one.
 bool is_special(TokenType t) { return t == TokenType::Control || t == TokenType::UserDefined || t == TokenType::Unknown; }
 
@@ -125,18 +123,19 @@ void encode_sentencepiece(const Tokenizer& tok, std::string_view text, bool at_s
     if (text.empty()) return;
     std::string s;
     for (char c : text)
-        if (c == ' ') s += kSpace;
+        if (c == ' ') s += kSpmSpace;
         else s += c;
-    bool starts_with_space = s.compare(0, 3, kSpace) == 0;  // a space or a "▁" in the text
+    bool starts_with_space = s.compare(0, 3, kSpmSpace) == 0;  // a space or a "▁" in the text
     if (!continued && (tok.space_prefix == SpacePrefix::Always || (tok.space_prefix == SpacePrefix::UnlessSpace && !starts_with_space) ||
                        (tok.space_prefix == SpacePrefix::First && at_start && !starts_with_space)))
-        s.insert(0, kSpace);
+        s.insert(0, kSpmSpace);
     std::vector<int32_t> ids;
     ids.reserve(s.size());
+    std::string ch;  // one character, reused: the lookup wants a std::string
     for (size_t i = 0; i < s.size();) {
         uint32_t cp;
         size_t n = utf8_decode(s, i, cp);
-        auto it = cp == kInvalidCodepoint ? tok.token_to_id.end() : tok.token_to_id.find(s.substr(i, n));
+        auto it = cp == kInvalidCodepoint ? tok.token_to_id.end() : tok.token_to_id.find(ch.assign(s, i, n));
         if (it != tok.token_to_id.end()) ids.push_back(it->second);
         else  // byte fallback: the character's UTF-8 bytes as <0xXX> tokens (an invalid byte: itself)
             for (size_t k = i; k < i + n; k++)
@@ -193,7 +192,7 @@ void tokenizer_build(Tokenizer& tok) {
             tok.token_bytes[id] = std::string(1, (char)b);
             tok.byte_token[b] = (int32_t)id;
         } else {
-            tok.token_bytes[id] = replace_all(s, kSpace, " ");
+            tok.token_bytes[id] = replace_all(s, kSpmSpace, " ");
         }
     }
     for (int b = 0; b < 256 && tok.model == TokenizerModel::ByteLevel; b++) {

@@ -45,6 +45,7 @@ enum class TokenizerModel : int32_t { ByteLevel = 0, SentencePiece = 1 };
 //   UnlessSpace  every run that does not start with a space (Metaspace "always")
 // Decoding drops one leading space from the text unless the mode is None.
 enum class SpacePrefix : int32_t { None = 0, Always = 1, First = 2, UnlessSpace = 3 };
+inline constexpr char kSpmSpace[] = "\xE2\x96\x81";  // U+2581 "▁", SentencePiece's visible space
 
 struct Tokenizer {
     // --- set by a loader ---

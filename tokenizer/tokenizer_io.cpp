@@ -78,6 +78,13 @@ std::string token_text(const JsonValue* v) {
     return c && c->type == JsonValue::String ? c->string : "";
 }
 
+// The id of the token with this text, before tokenizer_build has made the lookup table; -1 if none.
+int32_t vocab_index(const Tokenizer& tok, const std::string& text) {
+    for (size_t i = 0; !text.empty() && i < tok.vocab.size(); i++)
+        if (tok.vocab[i] == text) return (int32_t)i;
+    return -1;
+}
+
 // The token a post-processor puts before every sequence (Llama-2's and Llama-3's TemplateProcessing
 // "<s> $A"), alone or inside a Sequence: the model wants it as BOS. "" when there is none.
 std::string post_processor_bos(const JsonValue* p) {
@@ -118,9 +125,7 @@ void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
     if (file_exists(tcfg_path)) {
         JsonValue tcfg = parse_file(tcfg_path);
         auto id_of = [&](const char* key, int32_t& dst) {
-            std::string text = token_text(tcfg.get(key));
-            for (size_t i = 0; dst < 0 && !text.empty() && i < tok.vocab.size(); i++)
-                if (tok.vocab[i] == text) dst = (int32_t)i;
+            if (dst < 0) dst = vocab_index(tok, token_text(tcfg.get(key)));
         };
         const JsonValue* add_bos = tcfg.get("add_bos_token");
         if (add_bos && add_bos->type == JsonValue::Bool) tok.add_bos = add_bos->boolean;
@@ -224,17 +229,15 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     for (size_t id = 0; id < seen.size(); id++)
         if (!seen[id]) fail("%s: no token has id %zu: ids must be contiguous from 0", path.c_str(), id);
     const JsonValue* unk = model.get("unk_token");  // Unknown, as SentencePiece and GGUF type it
-    for (size_t id = 0; unk && unk->type == JsonValue::String && id < tok.vocab.size(); id++)
-        if (tok.vocab[id] == unk->string) tok.token_type[id] = TokenType::Unknown;
+    if (int32_t id = unk && unk->type == JsonValue::String ? vocab_index(tok, unk->string) : -1; id >= 0)
+        tok.token_type[id] = TokenType::Unknown;
 
     const JsonValue& merges = member(model, "merges", JsonValue::Array, path, "model");
     tok.merges.reserve(merges.array.size());
     for (size_t r = 0; r < merges.array.size(); r++) tok.merges.push_back(merge_value(merges.array[r], r, path));
 
     // BOS: the post-processor's first token; config.json and tokenizer_config.json may say otherwise
-    std::string bos = post_processor_bos(j.get("post_processor"));
-    for (size_t id = 0; id < tok.vocab.size() && !bos.empty(); id++)
-        if (tok.vocab[id] == bos) tok.bos_id = (int32_t)id, tok.add_bos = true;
+    if (int32_t bos = vocab_index(tok, post_processor_bos(j.get("post_processor"))); bos >= 0) tok.bos_id = bos, tok.add_bos = true;
     finish_hf(tok, path);
     return tok;
 }
