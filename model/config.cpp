@@ -9,7 +9,7 @@ int64_t ModelConfig::num_params() const {
     int64_t attn = C * q_dim() + 2 * C * kv_dim() + (int64_t)q_dim() * C;
     if (qkv_bias) attn += q_dim() + 2 * kv_dim();
     int64_t mlp = 3 * C * (int64_t)ffn_dim;
-    int64_t per_layer = attn + mlp + 2 * C;
+    int64_t per_layer = attn + mlp + 2 * C + (qk_norm ? 2 * head_dim : 0);
     int64_t embed = (int64_t)vocab_size * C;
     return embed + L * per_layer + C + (tied_embeddings ? 0 : embed);
 }
@@ -20,16 +20,25 @@ uint64_t ModelConfig::hash() const {
     uint64_t h = 1469598103934665603ull;
     const unsigned char* p = (const unsigned char*)f;
     for (size_t i = 0; i < sizeof f; i++) h = (h ^ p[i]) * 1099511628211ull;
+    // Mixed in only when set, so the fingerprints of models without it (in adapters already saved)
+    // stay what they were.
+    if (qk_norm) h = (h ^ 0x71) * 1099511628211ull;
     return h;
+}
+
+std::string ModelConfig::architecture(const std::string& where) const {
+    if (qkv_bias && qk_norm)
+        fail("%s: the model has both q/k/v biases and QK-norm, which no architecture other tools load has", where.c_str());
+    return qk_norm ? "qwen3" : qkv_bias ? "qwen2" : "llama";
 }
 
 std::string ModelConfig::describe() const {
     char buf[256];
     char scaling[64] = "";
     if (rope_scale_factor != 0.0f) snprintf(scaling, sizeof scaling, ", llama3 RoPE x%g", rope_scale_factor);
-    snprintf(buf, sizeof buf, "dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d%s%s%s, %.1fM params", dim, n_layers,
-             n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, tied_embeddings ? ", tied" : "",
-             qkv_bias ? ", qkv bias" : "", scaling, num_params() / 1e6);
+    snprintf(buf, sizeof buf, "dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d%s%s%s%s, %.1fM params", dim,
+             n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, tied_embeddings ? ", tied" : "",
+             qkv_bias ? ", qkv bias" : "", qk_norm ? ", qk norm" : "", scaling, num_params() / 1e6);
     return buf;
 }
 
@@ -70,6 +79,20 @@ ModelConfig make(int vocab, int dim, int layers, int heads, int kv, int ffn, int
     c.tied_embeddings = tied;
     return c;
 }
+// Qwen3: head_dim 128 whatever dim / heads is, QK-norm, RoPE theta 1e6, eps 1e-6, context 40960.
+ModelConfig qwen3(int dim, int layers, int heads, int kv, int ffn, int tied) {
+    ModelConfig c = make(151936, dim, layers, heads, kv, ffn, 40960, 1000000.0f, 1e-6f, tied);
+    c.head_dim = 128;
+    c.qk_norm = 1;
+    return c;
+}
+// The tiny shape with Qwen3's QK-norm and a head_dim that is not dim / heads, for tests.
+ModelConfig tiny_qwen3() {
+    ModelConfig c = make(512, 64, 2, 4, 2, 160, 256, 10000.0f, 1e-6f, 1);
+    c.head_dim = 24;
+    c.qk_norm = 1;
+    return c;
+}
 // Llama 3.1 and later: the llama3 RoPE scaling of an 8192-token original context.
 ModelConfig llama3_scaled(ModelConfig c, float factor) {
     c.rope_scale_factor = factor, c.rope_low_freq_factor = 1.0f, c.rope_high_freq_factor = 4.0f;
@@ -79,6 +102,7 @@ ModelConfig llama3_scaled(ModelConfig c, float factor) {
 // Shapes from each model's config.json.
 const Preset kPresets[] = {
     {"tiny", make(512, 64, 2, 4, 2, 160, 256, 10000.0f, 1e-5f, 1)},
+    {"tiny-qwen3", tiny_qwen3()},
     {"smollm2-135m", make(49152, 576, 30, 9, 3, 1536, 8192, 100000.0f, 1e-5f, 1)},
     {"smollm2-360m", make(49152, 960, 32, 15, 5, 2560, 8192, 100000.0f, 1e-5f, 1)},
     {"llama-3.2-1b", llama3_scaled(make(128256, 2048, 16, 32, 8, 8192, 131072, 500000.0f, 1e-5f, 1), 32.0f)},
@@ -90,6 +114,10 @@ const Preset kPresets[] = {
     {"llama-2-7b", make(32000, 4096, 32, 32, 32, 11008, 4096, 10000.0f, 1e-5f, 0)},
     {"llama-2-13b", make(32000, 5120, 40, 40, 40, 13824, 4096, 10000.0f, 1e-5f, 0)},
     {"llama-2-70b", make(32000, 8192, 80, 64, 8, 28672, 4096, 10000.0f, 1e-5f, 0)},
+    {"qwen3-0.6b", qwen3(1024, 28, 16, 8, 3072, 1)},
+    {"qwen3-1.7b", qwen3(2048, 28, 16, 8, 6144, 1)},
+    {"qwen3-4b", qwen3(2560, 36, 32, 8, 9728, 1)},
+    {"qwen3-8b", qwen3(4096, 36, 32, 8, 12288, 0)},
 };
 }  // namespace
 

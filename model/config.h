@@ -24,6 +24,9 @@ struct ModelConfig {
     float rope_low_freq_factor = 0.0f;
     float rope_high_freq_factor = 0.0f;
     int32_t rope_original_max_pos = 0;
+    // Qwen3's QK-norm: q and k are RMS-normalised per head (a [head_dim] weight each, shared by the
+    // heads) after their projection and before RoPE; it keeps attention logits bounded.
+    int32_t qk_norm = 0;
 
     int q_dim() const { return n_heads * head_dim; }
     int kv_dim() const { return n_kv_heads * head_dim; }
@@ -31,6 +34,9 @@ struct ModelConfig {
     uint64_t hash() const;           // fingerprint stored in adapters to refuse a wrong base
     std::string describe() const;    // one line: "dim 576, 30 layers, 9/3 heads of 64, ffn 1536, vocab 49152"
     void validate(const std::string& where) const;  // fails naming `where` and the bad field
+    // The architecture exporters write: "qwen3" (QK-norm), "qwen2" (q/k/v bias) or "llama". Both at
+    // once is no published architecture: fails naming `where`.
+    std::string architecture(const std::string& where) const;
 };
 
 // RoPE's head_dim / 2 inverse frequencies, inv_freq_i = 1 / theta^(2i / head_dim), then the llama3

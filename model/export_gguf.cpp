@@ -46,7 +46,7 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
         fail("%s: GGUF output type %s is not supported: use F32, F16, BF16 or Q8_0", path.c_str(), ggml_type_name(type));
     check_exportable(cfg, params, tok.vocab.size(), path);
     const ParamLayout L = param_layout(cfg);
-    const std::string arch = cfg.qkv_bias ? "qwen2" : "llama", a = arch + ".";
+    const std::string arch = cfg.architecture(path), a = arch + ".";
 
     Metadata md;
     md.string("general.architecture", arch);
@@ -151,8 +151,8 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     std::vector<uint8_t> data;
     for (const Out& o : outs) {
         const float* src = o.src;
-        // llama.cpp runs LLaMA's q/k with interleaved RoPE: its converter permutes their rows (Qwen2 is
-        // run with rotate-half, as we do).
+        // llama.cpp runs LLaMA's q/k with interleaved RoPE: its converter permutes their rows (Qwen2/3
+        // are run with rotate-half, as we do).
         const bool q = o.name.find(".attn_q.weight") != std::string::npos, k = o.name.find(".attn_k.weight") != std::string::npos;
         if (arch == "llama" && (q || k)) {
             rows.assign(src, src + o.numel);

@@ -1,6 +1,6 @@
 // Our model out to GGUF v3, the file llama.cpp, ollama and LM Studio run: llama.cpp's tensor names and
-// metadata keys, q/k rows permuted back to llama.cpp's interleaved-RoPE order (LLaMA only; Qwen2 is
-// stored as it is), and the tokenizer as tokenizer.ggml.* (byte-level BPE, "gpt2"; padded with unused
+// metadata keys, q/k rows permuted back to llama.cpp's interleaved-RoPE order (LLaMA only; Qwen2 and
+// Qwen3 are stored as they are), and the tokenizer as tokenizer.ggml.* (byte-level BPE, "gpt2"; padded with unused
 // "[PAD<id>]" tokens up to the embedding rows) with the chat template. import_gguf reads it back as
 // the same model (the same values for F32; rounded to the chosen type otherwise).
 #pragma once

@@ -31,10 +31,10 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
             fail("%s already holds %s: export into a new or empty directory", dir.c_str(), name.c_str());
     }
 
-    const bool qwen2 = cfg.qkv_bias;
+    const std::string arch = cfg.architecture(dir);
+    const char* cls = arch == "qwen3" ? "Qwen3ForCausalLM" : arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
     auto id = [](int32_t v) { return v < 0 ? std::string("null") : std::to_string(v); };
-    std::string config = "{\n  \"architectures\": [\"" + std::string(qwen2 ? "Qwen2ForCausalLM" : "LlamaForCausalLM") +
-                         "\"],\n  \"model_type\": \"" + (qwen2 ? "qwen2" : "llama") + "\",\n";
+    std::string config = "{\n  \"architectures\": [\"" + std::string(cls) + "\"],\n  \"model_type\": \"" + arch + "\",\n";
     config += strf("  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n"
                    "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n"
                    "  \"max_position_embeddings\": %d,\n",
@@ -49,7 +49,9 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
     config += "  \"rms_norm_eps\": " + float_json(cfg.norm_eps) + ",\n  \"rope_theta\": " + float_json(cfg.rope_theta) +
               ",\n  \"rope_scaling\": " + scaling + ",\n  \"hidden_act\": \"silu\",\n  \"tie_word_embeddings\": " +
               (cfg.tied_embeddings ? "true" : "false") + ",\n";
-    config += qwen2 ? "  \"use_sliding_window\": false,\n" : "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n";
+    config += arch == "qwen2"   ? "  \"use_sliding_window\": false,\n"
+              : arch == "qwen3" ? "  \"attention_bias\": false,\n  \"use_sliding_window\": false,\n"
+                                : "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n";
     config += "  \"bos_token_id\": " + id(tok.bos_id) + ",\n  \"eos_token_id\": " + id(tok.eos_id) +
               ",\n  \"pad_token_id\": " + id(tok.pad_id) + ",\n  \"torch_dtype\": \"" +
               (dtype == DType::BF16 ? "bfloat16" : "float32") + "\"\n}\n";

@@ -14,7 +14,7 @@
 
 // Creates `dir` when needed, and refuses one that holds other files than these four (an earlier
 // export's may be overwritten); every file is written atomically. The architecture is LlamaForCausalLM,
-// or Qwen2ForCausalLM when the q/k/v projections have biases; the llama3 RoPE scaling when the config
+// Qwen2ForCausalLM when the q/k/v projections have biases, Qwen3ForCausalLM with QK-norm; the llama3 RoPE scaling when the config
 // has it, and no sliding window (what this trainer computes).
 void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::vector<float>& params, const Tokenizer& tok,
                    DType dtype);

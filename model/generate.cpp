@@ -75,6 +75,10 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
            u = act_buffer(ops, (size_t)rows * kMaxLinearGroup * std::max(1, m.lora.rank), A),
            dtok(ops, rows * sizeof(int32_t), A), dpos(ops, rows * sizeof(int32_t), A), dlen(ops, S * sizeof(int32_t), A),
            dslot(ops, rows * sizeof(int32_t), A);
+    // QK-norm (Qwen3): k as projected, and the norm's statistics per row and head (q as projected
+    // goes to att, which is free until attention writes it).
+    const size_t qk = c.qk_norm ? 1 : 0;
+    Buffer k_pre = act_buffer(ops, qk * rows * KV, A), rstd_qk(ops, qk * rows * c.n_heads * sizeof(float), A);
     std::vector<int32_t> tok(rows), pos(rows), len(S), slot(rows);  // slot: the cache row [s, pos] of each row
 
     // Every layer on n rows (tokens tok, positions pos, cache slots slot, uploaded by this call): each
@@ -88,10 +92,16 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         for (int l = 0; l < c.n_layers; l++) {
             const LayerOffsets& o = m.off.layers[l];
             ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.attn_norm), n, C, c.norm_eps);
+            act* qp = c.qk_norm ? att.a() : q.a();
+            act* kp = c.qk_norm ? k_pre.a() : k.a();
             linear_forward(P, ln.a(), n, C, l,
-                           {{q.a(), nullptr, o.wq, o.bq, Q, LORA_Q}, {k.a(), nullptr, o.wk, o.bk, KV, LORA_K},
+                           {{qp, nullptr, o.wq, o.bq, Q, LORA_Q}, {kp, nullptr, o.wk, o.bk, KV, LORA_K},
                             {v.a(), nullptr, o.wv, o.bv, KV, LORA_V}},
                            u.a());
+            if (c.qk_norm) {
+                ops.rmsnorm_forward(q.a(), rstd_qk.f(), qp, P.w(o.q_norm), n * c.n_heads, c.head_dim, c.norm_eps);
+                ops.rmsnorm_forward(k.a(), rstd_qk.f(), kp, P.w(o.k_norm), n * c.n_kv_heads, c.head_dim, c.norm_eps);
+            }
             ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, P.inv_freq.data());
             ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, P.inv_freq.data());
             act* K = ops.at(kc.a(), l * layer_cache);

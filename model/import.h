@@ -1,6 +1,6 @@
 // Importing pretrained models into our format: a GGUF file or a Hugging Face directory becomes our
 // ModelConfig, the FP32 parameters in param_layout order (HF tensor names and layouts) and the tokenizer.
-// Supported architectures: LLaMA (and models converted as LLaMA: Mistral, SmolLM) and Qwen2.
+// Supported architectures: LLaMA (and models converted as LLaMA: Mistral, SmolLM), Qwen2 and Qwen3.
 // Anything else, or a tensor that is missing, extra, of the wrong shape or of an unsupported type,
 // fails with a message naming the file and the tensor or key.
 #pragma once

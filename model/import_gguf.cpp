@@ -19,6 +19,7 @@ std::string gguf_tensor_name(const std::string& hf) {
         {"self_attn.k_proj.weight", "attn_k.weight"},      {"self_attn.v_proj.weight", "attn_v.weight"},
         {"self_attn.q_proj.bias", "attn_q.bias"},          {"self_attn.k_proj.bias", "attn_k.bias"},
         {"self_attn.v_proj.bias", "attn_v.bias"},          {"self_attn.o_proj.weight", "attn_output.weight"},
+        {"self_attn.q_norm.weight", "attn_q_norm.weight"}, {"self_attn.k_norm.weight", "attn_k_norm.weight"},
         {"post_attention_layernorm.weight", "ffn_norm.weight"}, {"mlp.gate_proj.weight", "ffn_gate.weight"},
         {"mlp.up_proj.weight", "ffn_up.weight"},           {"mlp.down_proj.weight", "ffn_down.weight"}};
     const std::string prefix = "model.layers.";
@@ -50,6 +51,7 @@ ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
     c.rope_theta = (float)g.get_float(p + "rope.freq_base", 10000.0);
     c.norm_eps = (float)g.get_float(p + "attention.layer_norm_rms_epsilon");
     c.qkv_bias = arch == "qwen2";
+    c.qk_norm = arch == "qwen3";
     c.tied_embeddings = g.find_tensor("output.weight") == nullptr;
     const GgufTensor* emb = g.find_tensor("token_embd.weight");
     if (!emb) fail("%s: tensor token_embd.weight is missing", g.path().c_str());
@@ -196,8 +198,8 @@ void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
 ImportedModel import_gguf(const std::string& path) {
     GgufFile g = gguf_open(path);
     std::string arch = g.get_string("general.architecture");
-    if (arch != "llama" && arch != "qwen2")
-        fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM GGUFs) and qwen2",
+    if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
+        fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM GGUFs), qwen2 and qwen3",
              path.c_str(), arch.c_str());
     ImportedModel m;
     m.cfg = gguf_config(g, arch);
@@ -228,7 +230,7 @@ ImportedModel import_gguf(const std::string& path) {
     for (size_t i = 0; i < L.tensors.size(); i++) {
         float* dst = m.params.data() + L.tensors[i].offset;
         g.read_f32(*src[i], dst);
-        // Only LLaMA GGUFs are permuted: llama.cpp runs Qwen2 with the rotate-half ("NEOX") RoPE.
+        // Only LLaMA GGUFs are permuted: llama.cpp runs Qwen2/3 with the rotate-half ("NEOX") RoPE.
         const std::string& name = src[i]->name;
         bool q = name.find(".attn_q.weight") != std::string::npos, k = name.find(".attn_k.weight") != std::string::npos;
         if (arch == "llama" && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);

@@ -46,13 +46,13 @@ ModelConfig hf_config(const std::string& dir) {
     }
     const JsonValue* mt = h.get("model_type");
     std::string type = mt && mt->type == JsonValue::String ? mt->string : "";
-    if (type != "llama" && type != "mistral" && type != "qwen2")
-        fail("%s: model_type is '%s': supported are llama, mistral and qwen2", h.path.c_str(), type.c_str());
+    if (type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3")
+        fail("%s: model_type is '%s': supported are llama, mistral, qwen2 and qwen3", h.path.c_str(), type.c_str());
     const JsonValue* act = h.get("hidden_act");
     if (act && act->type == JsonValue::String && act->string != "silu")
         fail("%s: hidden_act is '%s': only SwiGLU (silu) models are supported", h.path.c_str(), act->string.c_str());
-    // LLaMA's attention_bias puts a bias on o_proj too, which our layout has no place for.
-    if (type == "llama" && h.flag("attention_bias")) fail("%s: attention_bias = true is not supported", h.path.c_str());
+    // LLaMA's and Qwen3's attention_bias puts a bias on o_proj too, which our layout has no place for.
+    if ((type == "llama" || type == "qwen3") && h.flag("attention_bias")) fail("%s: attention_bias = true is not supported", h.path.c_str());
     if (h.flag("mlp_bias")) fail("%s: mlp_bias = true is not supported", h.path.c_str());
 
     ModelConfig c;
@@ -71,6 +71,7 @@ ModelConfig hf_config(const std::string& dir) {
     c.norm_eps = (float)h.number(h.get("rms_norm_eps"), "rms_norm_eps", 1e-6);
     c.tied_embeddings = h.flag("tie_word_embeddings");
     c.qkv_bias = type == "qwen2";
+    c.qk_norm = type == "qwen3";
     c.validate(h.path);
 
     // RoPE scaling: "rope_parameters" (transformers 5) or "rope_scaling" (before), with "rope_type" (or
@@ -95,10 +96,10 @@ ModelConfig hf_config(const std::string& dir) {
                     "(llama3 is); its outputs will differ from the original's\n", h.path.c_str(), type.c_str());
         }
     }
-    // Mistral's sliding window (Qwen2 only with use_sliding_window): our attention sees the whole context.
+    // Mistral's sliding window (Qwen2/3 only with use_sliding_window): our attention sees the whole context.
     const JsonValue* window = h.get("sliding_window");
     bool windowed = window && window->type == JsonValue::Number && window->number < c.max_seq_len &&
-                    (type != "qwen2" || h.flag("use_sliding_window"));
+                    ((type != "qwen2" && type != "qwen3") || h.flag("use_sliding_window"));
     if (windowed)
         fprintf(stderr, "warning: %s: sliding-window attention (%g tokens) is not implemented; sequences longer than the "
                 "window attend further back than the original model\n", h.path.c_str(), window->number);

@@ -154,7 +154,8 @@ void estimate_weights(const MemorySpec& s, MemoryEstimate& e) {
 // Activations, mirroring workspace_init (model.cpp) buffer by buffer, with N = B·T tokens:
 //   kept for the backward: every layer's input (L+1)·N·C (the last is the final output), the final
 //   norm's output N·C and rstd N, and per layer ln1, x_mid, ln2 (3C), q, att (2Q), k, v (2KV),
-//   gate, up, h (3F), x·Aᵀ of each adapter (r per target) + FP32 statistics rstd1, rstd2, lse (2+H).
+//   gate, up, h (3F), x·Aᵀ of each adapter (r per target) + FP32 statistics rstd1, rstd2, lse (2+H);
+//   with QK-norm (Qwen3) also q and k before their norm (Q+KV) and its statistics per head (H+Hkv).
 //   With recompute only one layer's set exists, refilled from its kept input in the backward.
 // No T×T term: attention is flash-style, it keeps only the log-sum-exp per head and row.
 // The CUDA backend's own growable buffers (kernels/cuda/: cuda_scratch), at the size the first
@@ -207,13 +208,17 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     if (s.method != Method::Full)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) adapted += s.lora.has((LoraTarget)t);
     size_t r = s.method == Method::Full ? 0 : s.lora.rank;
-    e.per_layer = N * ((3 * C + 2 * Q + 2 * KV + 3 * F + r * adapted) * cb + (2 + H) * fb);
+    // QK-norm: q and k before the norm, and the norm's statistics per row and head.
+    const size_t qk = c.qk_norm ? 1 : 0, QK = qk * (Q + KV), QKH = qk * (H + c.n_kv_heads);
+    e.per_layer = N * ((3 * C + 2 * Q + 2 * KV + QK + 3 * F + r * adapted) * cb + (2 + H + QKH) * fb);
     size_t copies = s.recompute ? 1 : L;
+    const std::string qk_terms = qk ? "+Q+KV" : "", qk_stats = qk ? "+H+Hkv" : "";
     e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb + 3 * N * fb;
     e.why_activations =
-        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((3C+2Q+2KV+3F+r·%d)·%zu + (2+H)·4) = %zu × %s "
+        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((3C+2Q+2KV%s+3F+r·%d)·%zu + (2+H%s)·4) = %zu × %s "
              "(%s) + final norm N·C·%zu + N·4 + the batch's tokens, positions, segments 3·N·4; N = %d×%d",
-             cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, adapted, cb, copies, format_bytes(e.per_layer).c_str(),
+             cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, qk_terms.c_str(), adapted, cb, qk_stats.c_str(),
+             copies, format_bytes(e.per_layer).c_str(),
              s.recompute ? "recompute: one layer's set, refilled in the backward" : "no recompute: every layer's set",
              cb, s.B, s.T);
     // The LM head runs loss_chunk() rows at a time: their logits (then dlogits, in place), hidden
@@ -224,10 +229,10 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + rows, targets, "
                         "weights, nll 4·N·4", K, K, cb, K, cb);
     // Backward buffers reused by every layer: dresid, dln, dfinal (3C), datt, dq (2Q), dk, dv (2KV),
-    // dh, dgate, dup (3F). An NF4 base is dequantized one projection at a time into one buffer
+    // dh, dgate, dup (3F), with QK-norm the gradients of q and k before it (Q+KV). An NF4 base is dequantized one projection at a time into one buffer
     // (with the absmax values restored from their 8-bit codes beside it).
-    e.scratch = N * (3 * C + 2 * Q + 2 * KV + 3 * F) * cb;
-    e.why_scratch = strf("backward N·(3C+2Q+2KV+3F)·%zu", cb);
+    e.scratch = N * (3 * C + 2 * Q + 2 * KV + QK + 3 * F) * cb;
+    e.why_scratch = strf("backward N·(3C+2Q+2KV%s+3F)·%zu", qk_terms.c_str(), cb);
     if (is_nf4(s.base)) {
         size_t biggest = std::max({C * Q, C * KV, C * F});
         size_t dq = biggest * cb + (biggest + 63) / 64 * fb;

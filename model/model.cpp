@@ -1,5 +1,6 @@
 // Forward and backward of the decoder. One layer, as computed here:
 //   ln1 = rmsnorm(x)                       q,k,v = ln1 W{q,k,v}ᵀ (+ bias, + LoRA); rope(q), rope(k)
+//                                          (Qwen3: q, k = rmsnorm per head of q, k before RoPE)
 //   att = attention(q, k, v)               x_mid = x + att Woᵀ (+ LoRA)
 //   ln2 = rmsnorm(x_mid)                   gate, up = ln2 W{gate,up}ᵀ (+ LoRA); h = silu(gate)·up
 //   out = x_mid + h Wdownᵀ (+ LoRA)
@@ -87,8 +88,7 @@ void build_nf4_base(Model& m, const std::function<NF4Weight(size_t ti)>& quantiz
     remap(m.off.final_norm);
     remap(m.off.lm_head);
     for (LayerOffsets& l : m.off.layers)
-        for (size_t* o : {&l.attn_norm, &l.wq, &l.wk, &l.wv, &l.bq, &l.bk, &l.bv, &l.wo, &l.mlp_norm, &l.w_gate, &l.w_up, &l.w_down})
-            remap(*o);
+        for (size_t* o : l.all()) remap(*o);
     m.params = std::move(packed);
     m.dequant.assign(largest, 0.0f);
     m.absmax.assign((largest + 63) / 64, 0.0f);
@@ -139,11 +139,13 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed) {
 size_t Workspace::bytes() const {
     size_t n = 0;
     for (const Buffer* b : {&resid, &final_ln, &final_rstd, &dresid, &dln, &datt, &dq, &dk, &dv, &dh, &dgate, &dup,
-                            &dfinal, &logits, &hc, &dhc, &nll, &targets, &weights, &rows, &tokens, &pos, &seg})
+                            &dfinal, &dq_pre, &dk_pre, &logits, &hc, &dhc, &nll, &targets, &weights, &rows, &tokens,
+                            &pos, &seg})
         n += b->bytes;
     for (const LayerActs& a : acts) {
         for (const Buffer* b : {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.lse, &a.x_mid, &a.ln2, &a.rstd2, &a.gate,
-                                &a.up, &a.h, &a.u_qkv, &a.u_o, &a.u_gate_up, &a.u_down})
+                                &a.up, &a.h, &a.q_pre, &a.k_pre, &a.rstd_q, &a.rstd_k, &a.u_qkv, &a.u_o, &a.u_gate_up,
+                                &a.u_down})
             n += b->bytes;
     }
     return n;
@@ -170,6 +172,9 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
         a.ln1 = act(N * C); a.rstd1 = f32(N); a.q = act(N * Q); a.k = act(N * KV); a.v = act(N * KV);
         a.att = act(N * Q); a.lse = f32(N * c.n_heads); a.x_mid = act(N * C); a.ln2 = act(N * C);
         a.rstd2 = f32(N); a.gate = act(N * F); a.up = act(N * F); a.h = act(N * F);
+        const size_t qk = c.qk_norm ? 1 : 0;
+        a.q_pre = act(qk * N * Q); a.k_pre = act(qk * N * KV);
+        a.rstd_q = f32(qk * N * c.n_heads); a.rstd_k = f32(qk * N * c.n_kv_heads);
         auto u = [&](std::initializer_list<LoraTarget> group) {
             size_t n = 0;
             for (LoraTarget t : group) n += m.has_adapters() && m.lora.has(t) ? N * m.lora.rank : 0;
@@ -182,6 +187,7 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
     ws.dresid = act(N * C); ws.dln = act(N * C); ws.datt = act(N * Q); ws.dq = act(N * Q);
     ws.dk = act(N * KV); ws.dv = act(N * KV); ws.dh = act(N * F); ws.dgate = act(N * F); ws.dup = act(N * F);
     ws.dfinal = act(N * C);
+    ws.dq_pre = act(c.qk_norm ? N * Q : 0); ws.dk_pre = act(c.qk_norm ? N * KV : 0);
     size_t K = ws.chunk = loss_chunk(ops.host);
     ws.logits = act(K * c.vocab_size); ws.hc = act(K * C); ws.dhc = act(K * C);
     ws.nll = f32(N); ws.targets = i32(N); ws.weights = f32(N); ws.rows = i32(N);
@@ -200,10 +206,18 @@ void layer_forward(const Pass& P, Workspace& ws, int l, LayerActs& A) {
     const act* x = row(P, ws.resid, l, (size_t)N * C);
     act* out = row(P, ws.resid, l + 1, (size_t)N * C);
     P.ops.rmsnorm_forward(A.ln1.a(), A.rstd1.f(), x, P.w(o.attn_norm), N, C, c.norm_eps);
+    // With QK-norm the projections land in q_pre/k_pre and the norm writes q/k: each head's row of
+    // head_dim values is one rmsnorm row, so the one rmsnorm op does it over N·heads rows.
+    act* q = c.qk_norm ? A.q_pre.a() : A.q.a();
+    act* k = c.qk_norm ? A.k_pre.a() : A.k.a();
     linear_forward(P, A.ln1.a(), N, C, l,
-                   {{A.q.a(), nullptr, o.wq, o.bq, Q, LORA_Q}, {A.k.a(), nullptr, o.wk, o.bk, KV, LORA_K},
+                   {{q, nullptr, o.wq, o.bq, Q, LORA_Q}, {k, nullptr, o.wk, o.bk, KV, LORA_K},
                     {A.v.a(), nullptr, o.wv, o.bv, KV, LORA_V}},
                    A.u_qkv.a());
+    if (c.qk_norm) {
+        P.ops.rmsnorm_forward(A.q.a(), A.rstd_q.f(), q, P.w(o.q_norm), N * c.n_heads, c.head_dim, c.norm_eps);
+        P.ops.rmsnorm_forward(A.k.a(), A.rstd_k.f(), k, P.w(o.k_norm), N * c.n_kv_heads, c.head_dim, c.norm_eps);
+    }
     P.ops.rope_forward(A.q.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
     P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
     P.ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads,
@@ -239,9 +253,20 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
                              A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
     P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
     P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
+    act* dq = ws.dq.a();
+    act* dk = ws.dk.a();
+    if (c.qk_norm) {  // through the per-head norms (rmsnorm_backward adds into dx: start from zero)
+        ws.dq_pre.zero();
+        ws.dk_pre.zero();
+        P.ops.rmsnorm_backward(ws.dq_pre.a(), P.gw(o.q_norm), dq, A.q_pre.a(), P.w(o.q_norm), A.rstd_q.f(),
+                               N * c.n_heads, c.head_dim);
+        P.ops.rmsnorm_backward(ws.dk_pre.a(), P.gw(o.k_norm), dk, A.k_pre.a(), P.w(o.k_norm), A.rstd_k.f(),
+                               N * c.n_kv_heads, c.head_dim);
+        dq = ws.dq_pre.a();
+        dk = ws.dk_pre.a();
+    }
     linear_backward(P, ws.dln.a(), A.ln1.a(), N, C, l,
-                    {{ws.dq.a(), o.wq, o.bq, Q, LORA_Q}, {ws.dk.a(), o.wk, o.bk, KV, LORA_K},
-                     {ws.dv.a(), o.wv, o.bv, KV, LORA_V}},
+                    {{dq, o.wq, o.bq, Q, LORA_Q}, {dk, o.wk, o.bk, KV, LORA_K}, {ws.dv.a(), o.wv, o.bv, KV, LORA_V}},
                     A.u_qkv.a(), false);
     P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.attn_norm), ws.dln.a(), x, P.w(o.attn_norm), A.rstd1.f(), N, C);
 }

@@ -103,6 +103,9 @@ void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters)
 // rstd and lse (FP32).
 struct LayerActs {
     Buffer ln1, rstd1, q, k, v, att, lse, x_mid, ln2, rstd2, gate, up, h;
+    // QK-norm (Qwen3; empty otherwise): q and k as projected, before the per-head norm, and its
+    // statistics, one per row and head
+    Buffer q_pre, k_pre, rstd_q, rstd_k;
     // x·Aᵀ of the adapters of each linear group (model/linear.h), [N, r per adapted projection]
     Buffer u_qkv, u_o, u_gate_up, u_down;
 };
@@ -121,6 +124,7 @@ struct Workspace {
     Buffer final_ln, final_rstd;
     // backward scratch, shared by all layers
     Buffer dresid, dln, datt, dq, dk, dv, dh, dgate, dup, dfinal;
+    Buffer dq_pre, dk_pre;  // QK-norm: the gradients of q_pre, k_pre (empty without it)
     // LM head: one chunk's logits (then dlogits), gathered hidden states and their gradient; for
     // all the batch positions that carry loss weight (`rows` lists them), their losses, targets and weights
     Buffer logits, hc, dhc, nll, targets, weights, rows;

@@ -10,11 +10,12 @@
 
 namespace {
 const uint32_t kModelMagic = 0x424d4c4c;  // "LLMB"
-// Version 2 appended the llama3 RoPE scaling fields to the config; version 1 files (the config's
-// first 48 bytes) still read, as unscaled.
-const uint32_t kModelVersion = 2;
-constexpr size_t kConfigV1Bytes = 48;
+// Version 2 appended the llama3 RoPE scaling fields to the config, version 3 the QK-norm flag;
+// older files (the config's first 48 or 64 bytes) still read, as unscaled and without QK-norm.
+const uint32_t kModelVersion = 3;
+constexpr size_t kConfigV1Bytes = 48, kConfigV2Bytes = 64;
 static_assert(offsetof(ModelConfig, rope_scale_factor) == kConfigV1Bytes, "the version 1 config is the prefix");
+static_assert(offsetof(ModelConfig, qk_norm) == kConfigV2Bytes, "the version 2 config is the prefix");
 const size_t kAlign = 64;                 // bytes; lets readers mmap tensors with aligned vector loads
 
 void add(ParamLayout& L, const std::string& name, std::vector<int64_t> shape, bool decay) {
@@ -50,6 +51,8 @@ ParamLayout param_layout(const ModelConfig& c) {
         add(L, p + "self_attn.v_proj.weight", {KV, C}, true);
         if (c.qkv_bias) add(L, p + "self_attn.v_proj.bias", {KV}, false);
         add(L, p + "self_attn.o_proj.weight", {C, Q}, true);
+        if (c.qk_norm) add(L, p + "self_attn.q_norm.weight", {c.head_dim}, false);
+        if (c.qk_norm) add(L, p + "self_attn.k_norm.weight", {c.head_dim}, false);
         add(L, p + "post_attention_layernorm.weight", {C}, false);
         add(L, p + "mlp.gate_proj.weight", {F, C}, true);
         add(L, p + "mlp.up_proj.weight", {F, C}, true);
@@ -81,6 +84,8 @@ ModelOffsets model_offsets(const ModelConfig& c) {
         l.bk = off(p + "self_attn.k_proj.bias");
         l.bv = off(p + "self_attn.v_proj.bias");
         l.wo = off(p + "self_attn.o_proj.weight");
+        l.q_norm = off(p + "self_attn.q_norm.weight");
+        l.k_norm = off(p + "self_attn.k_norm.weight");
         l.mlp_norm = off(p + "post_attention_layernorm.weight");
         l.w_gate = off(p + "mlp.gate_proj.weight");
         l.w_up = off(p + "mlp.up_proj.weight");
@@ -139,11 +144,11 @@ static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t&
     uint32_t magic = r.get<uint32_t>("magic");
     if (magic != kModelMagic) fail("%s: not a model .bin file (bad magic 0x%08x; convert models with ./convert)", r.path.c_str(), magic);
     uint32_t version = r.get<uint32_t>("version");
-    if (version != 1 && version != kModelVersion)
-        fail("%s: model file version %u is not supported (this build reads versions 1 and %u)", r.path.c_str(), version,
+    if (version < 1 || version > kModelVersion)
+        fail("%s: model file version %u is not supported (this build reads versions 1 to %u)", r.path.c_str(), version,
              kModelVersion);
     cfg = ModelConfig{};
-    r.read(&cfg, version == 1 ? kConfigV1Bytes : sizeof cfg, "config");
+    r.read(&cfg, version == 1 ? kConfigV1Bytes : version == 2 ? kConfigV2Bytes : sizeof cfg, "config");
     // A Llama 3 shape converted before the scaling was read: 3.1 and later need it (once per run).
     static bool told = false;
     if (version == 1 && cfg.vocab_size == 128256 && cfg.rope_theta == 500000.0f && !told) {

@@ -9,6 +9,7 @@
 //     self_attn.k_proj.weight [kv_dim, dim] (+ .bias [kv_dim])
 //     self_attn.v_proj.weight [kv_dim, dim] (+ .bias [kv_dim])
 //     self_attn.o_proj.weight                        [dim, q_dim]
+//     self_attn.q_norm.weight, k_norm.weight         [head_dim] each (when qk_norm: Qwen3)
 //     post_attention_layernorm.weight                [dim]
 //     mlp.gate_proj.weight                           [ffn, dim]
 //     mlp.up_proj.weight                             [ffn, dim]
@@ -42,9 +43,13 @@ struct ParamLayout {
 
 ParamLayout param_layout(const ModelConfig& cfg);
 
-// Offsets of one layer's tensors inside the flat buffer (bias offsets are SIZE_MAX when absent).
+// Offsets of one layer's tensors inside the flat buffer (biases and QK-norm weights: SIZE_MAX when absent).
 struct LayerOffsets {
-    size_t attn_norm, wq, wk, wv, bq, bk, bv, wo, mlp_norm, w_gate, w_up, w_down;
+    size_t attn_norm, wq, wk, wv, bq, bk, bv, wo, q_norm, k_norm, mlp_norm, w_gate, w_up, w_down;
+    // Every field, for code that moves all of them (the NF4 base's repacking).
+    std::vector<size_t*> all() {
+        return {&attn_norm, &wq, &wk, &wv, &bq, &bk, &bv, &wo, &q_norm, &k_norm, &mlp_norm, &w_gate, &w_up, &w_down};
+    }
 };
 struct ModelOffsets {
     size_t embed, final_norm, lm_head;  // lm_head == embed when tied
@@ -52,8 +57,8 @@ struct ModelOffsets {
 };
 ModelOffsets model_offsets(const ModelConfig& cfg);
 
-// model .bin: magic "LLMB", version (2; version 1 files, from before the RoPE scaling fields, still
-// read), the config, dtype, tensor count, then the tensors in layout order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory on the CPU backend.
+// model .bin: magic "LLMB", version (3; versions 1 and 2, from before the RoPE scaling fields and
+// the QK-norm flag, still read), the config, dtype, tensor count, then the tensors in layout order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory on the CPU backend.
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype);
 void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params);
 // Only the header: for tools that need the shape (memory estimator, adapters).

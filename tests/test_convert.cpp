@@ -231,8 +231,40 @@ TEST_CASE("import: a tiny Qwen2 (q/k/v bias, tied, rope_parameters) from GGUF an
     check_same_model(g, h);
 }
 
-TEST_CASE("export: a tiny LLaMA and Qwen2 out to a Hugging Face directory and back: the same model (BF16: rounded)") {
-    for (const char* src : {"tiny_llama_hf", "tiny_qwen2_hf"}) {
+TEST_CASE("import: a tiny Qwen3 (QK-norm, head_dim 8 with hidden 16 / 4 heads) from GGUF and HF agree exactly; "
+          "its logits are transformers'") {
+    ImportedModel g = import_gguf(kDir + "tiny_qwen3.gguf");
+    ImportedModel h = import_hf_dir(kDir + "tiny_qwen3_hf");
+    CHECK(h.cfg.qk_norm == 1);
+    CHECK(h.cfg.qkv_bias == 0);
+    CHECK(h.cfg.head_dim == 8);
+    CHECK(h.cfg.rope_theta == 1000000.0f);
+    check_same_model(g, h);
+    // transformers' Qwen3ForCausalLM (FP32, eager attention) on the same weights and ids.
+    JsonValue want = json_parse(read_file(kDir + "tiny_qwen3_logits.json"));
+    std::vector<int32_t> ids;
+    for (const JsonValue& v : want.get("ids")->array) ids.push_back((int32_t)v.number);
+    Model m;
+    model_init(m, h.cfg, h.params);
+    std::vector<float> got(ids.size() * h.cfg.vocab_size);
+    model_logits(m, ids.data(), (int)ids.size(), got.data());
+    double worst = 0;
+    for (size_t t = 0; t < ids.size(); t++)
+        for (int v = 0; v < h.cfg.vocab_size; v++)
+            worst = std::max(worst, std::fabs(got[t * h.cfg.vocab_size + v] - want.get("logits")->array[t].array[v].number));
+    MESSAGE("tiny Qwen3: max |logit - transformers'| " << worst << " over " << ids.size() << " positions");
+    CHECK(worst < 1e-4);
+    // The norm weights count: with layer 0's q_norm weight set to ones the logits move far past that.
+    for (int i = 0; i < h.cfg.head_dim; i++) m.params[m.off.layers[0].q_norm + i] = 1.0f;
+    std::vector<float> moved(got.size());
+    model_logits(m, ids.data(), (int)ids.size(), moved.data());
+    double shift = 0;
+    for (size_t i = 0; i < got.size(); i++) shift = std::max(shift, (double)std::fabs(moved[i] - got[i]));
+    CHECK(shift > 100 * worst);
+}
+
+TEST_CASE("export: a tiny LLaMA, Qwen2 and Qwen3 out to a Hugging Face directory and back: the same model (BF16: rounded)") {
+    for (const char* src : {"tiny_llama_hf", "tiny_qwen2_hf", "tiny_qwen3_hf"}) {
         CAPTURE(src);
         ImportedModel a = import_hf_dir(kDir + src);
         std::string d = temp_dir() + "/hf";
@@ -242,6 +274,8 @@ TEST_CASE("export: a tiny LLaMA and Qwen2 out to a Hugging Face directory and ba
         CHECK(b.cfg.head_dim == a.cfg.head_dim);
         CHECK(b.cfg.tied_embeddings == a.cfg.tied_embeddings);
         CHECK(b.cfg.qkv_bias == a.cfg.qkv_bias);
+        CHECK(b.cfg.qk_norm == a.cfg.qk_norm);
+        CHECK(contains(read_file(d + "/config.json"), "\"model_type\": \"" + a.cfg.architecture(src) + "\""));
         CHECK(b.tok.chat_template.default_system == a.tok.chat_template.default_system);
         CHECK(encode(b.tok, "the quick brown fox, 1234 <|im_end|>") == encode(a.tok, "the quick brown fox, 1234 <|im_end|>"));
 
@@ -262,15 +296,15 @@ TEST_CASE("export: a tiny LLaMA and Qwen2 out to a Hugging Face directory and ba
                    "weights given, the config needs"));
 }
 
-TEST_CASE("export: a tiny LLaMA (q/k permuted back) and Qwen2 out to GGUF and back: the same model; F16/Q8_0 rounded") {
-    for (const char* src : {"tiny_llama.gguf", "tiny_qwen2.gguf"}) {
+TEST_CASE("export: a tiny LLaMA (q/k permuted back), Qwen2 and Qwen3 out to GGUF and back: the same model; F16/Q8_0 rounded") {
+    for (const char* src : {"tiny_llama.gguf", "tiny_qwen2.gguf", "tiny_qwen3.gguf"}) {
         CAPTURE(src);
         ImportedModel a = import_gguf(kDir + src);
         const std::string path = temp_dir() + "/m.gguf";
         export_gguf(path, a.cfg, a.params, a.tok, GGML_F32);
         check_same_model(a, import_gguf(path));
         GgufFile g = gguf_open(path);
-        CHECK(g.get_string("general.architecture") == (a.cfg.qkv_bias ? "qwen2" : "llama"));
+        CHECK(g.get_string("general.architecture") == a.cfg.architecture(src));
         CHECK(g.get_string("tokenizer.chat_template") == chat_template_to_jinja(a.tok.chat_template));
         CHECK(g.get_int("tokenizer.ggml.add_bos_token") == 0);
 
@@ -410,6 +444,20 @@ TEST_CASE("model .bin: a version 1 file (before RoPE scaling) still loads, unsca
     CHECK(c.describe() == "dim 16, 1 layers, 2/1 heads of 8, ffn 24, vocab 40, tied, 0.0M params");
     CHECK(c.rope_scale_factor == 0.0f);
     CHECK(c.rope_original_max_pos == 0);
+    std::vector<float> want;
+    model_init_random(c, want, 7);
+    CHECK(params == want);
+}
+
+TEST_CASE("model .bin: a version 2 file (before QK-norm) still loads, with its RoPE scaling and no QK-norm") {
+    ModelConfig c;
+    std::vector<float> params;
+    // ./init_model --preset llama-3.2-1b --layers 1 --dim 16 --heads 2 --kv-heads 1 --head-dim 8 --ffn 24
+    //   --vocab 40 --seed 7, built at e8fa65a (version 2)
+    model_load("tests/fixtures/model/v2_tiny.bin", c, params);
+    CHECK(c.describe() == "dim 16, 1 layers, 2/1 heads of 8, ffn 24, vocab 40, tied, llama3 RoPE x32, 0.0M params");
+    CHECK(c.rope_original_max_pos == 8192);
+    CHECK(c.qk_norm == 0);
     std::vector<float> want;
     model_init_random(c, want, 7);
     CHECK(params == want);

@@ -36,12 +36,13 @@ void round_bf16(vector<float>& v) {
 const Ops& gpu() { return *cuda_ops(); }
 
 // hd 64 exercises the tensor-core attention; GQA 4/2, q/k/v bias, untied head, vocabulary not a
-// multiple of any tile.
-ModelConfig gpu_config(int head_dim = 64) {
+// multiple of any tile. qk_norm: Qwen3's shape instead (QK-norm, no bias, dim not heads · head_dim).
+ModelConfig gpu_config(int head_dim = 64, bool qk_norm = false) {
     ModelConfig c;
     c.vocab_size = 301; c.dim = 4 * head_dim; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.head_dim = head_dim;
     c.ffn_dim = 3 * head_dim + 8; c.max_seq_len = 128; c.rope_theta = 10000.0f; c.norm_eps = 1e-5f;
     c.tied_embeddings = 0; c.qkv_bias = 1;
+    if (qk_norm) c.qkv_bias = 0, c.qk_norm = 1, c.dim = 3 * head_dim + 16;
     return c;
 }
 
@@ -61,8 +62,8 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 // A trainer on `ops` whose model, data and settings depend only on the arguments.
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
            bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f,
-           int n_examples = 5, Padding padding = Padding::longest) {
-    ModelConfig c = gpu_config(head_dim);
+           int n_examples = 5, Padding padding = Padding::longest, bool qk_norm = false) {
+    ModelConfig c = gpu_config(head_dim, qk_norm);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
     TrainConfig tc;
@@ -107,12 +108,12 @@ double rel_l2(const vector<float>& got, const vector<float>& want, size_t off, s
 
 // Every trainable tensor's gradient, CUDA vs CPU, after one step on each.
 // Dropout 0 takes the adapters of each linear group (q, k, v; gate, up) together (stacked on CUDA).
-void compare_step(Method method, int head_dim, float dropout = 0.1f) {
+void compare_step(Method method, int head_dim, float dropout = 0.1f, bool qk_norm = false) {
     Trainer c, g;
-    setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout);
-    setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout);
+    setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, qk_norm);
+    setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, qk_norm);
     StepResult rc = trainer_step(c), rg = trainer_step(g);
-    MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
+    MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << std::string(qk_norm ? " qk-norm" : "") << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
                                 << rc.grad_norm << " cuda " << rg.grad_norm);
     CHECK(std::fabs(rg.loss - rc.loss) <= kLossRel * std::fabs(rc.loss));
     vector<float> gc = trainer_gradients(c), gg = trainer_gradients(g);
@@ -149,15 +150,15 @@ void poison(const Buffer& b) {
 }
 void poison_workspace(const Workspace& ws) {
     for (const Buffer* b : {&ws.resid, &ws.final_ln, &ws.dresid, &ws.dln, &ws.datt, &ws.dq, &ws.dk, &ws.dv, &ws.dh,
-                            &ws.dgate, &ws.dup, &ws.dfinal, &ws.logits, &ws.hc, &ws.dhc})
+                            &ws.dgate, &ws.dup, &ws.dfinal, &ws.dq_pre, &ws.dk_pre, &ws.logits, &ws.hc, &ws.dhc})
         poison(*b);
     for (const LayerActs& a : ws.acts) {
-        for (const Buffer* b : {&a.ln1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.ln2, &a.gate, &a.up, &a.h, &a.u_qkv,
-                                &a.u_o, &a.u_gate_up, &a.u_down})
+        for (const Buffer* b : {&a.ln1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.ln2, &a.gate, &a.up, &a.h, &a.q_pre,
+                                &a.k_pre, &a.u_qkv, &a.u_o, &a.u_gate_up, &a.u_down})
             poison(*b);
     }
 }
-void check_poisoned_workspace(const Ops& ops, int head_dim) {
+void check_poisoned_workspace(const Ops& ops, int head_dim, bool qk_norm) {
     struct Case {
         Method method;
         const char* targets;
@@ -174,9 +175,11 @@ void check_poisoned_workspace(const Ops& ops, int head_dim) {
             CAPTURE(c.targets);
             CAPTURE(c.dropout);
             CAPTURE(recompute);
+            CAPTURE(qk_norm);
             Trainer poisoned, clean;
-            setup(poisoned, ops, c.method, head_dim, recompute, "", false, false, c.targets, c.dropout);
-            setup(clean, ops, c.method, head_dim, false, "", false, false, c.targets, c.dropout);
+            setup(poisoned, ops, c.method, head_dim, recompute, "", false, false, c.targets, c.dropout, 5, Padding::longest,
+                  qk_norm);
+            setup(clean, ops, c.method, head_dim, false, "", false, false, c.targets, c.dropout, 5, Padding::longest, qk_norm);
             for (int step = 0; step < 2; step++) {
                 poison_workspace(poisoned.ws);
                 double lp = trainer_step(poisoned).loss, lc = trainer_step(clean).loss;
@@ -198,19 +201,21 @@ std::string temp_dir(const char* name) {
 
 // The same promise on the CPU oracle (here, beside its CUDA twin below, for the shared helpers).
 TEST_CASE("model: no workspace buffer is read before it is written (poisoned with NaN: the same bits), CPU") {
-    check_poisoned_workspace(cpu_ops(), 16);
+    check_poisoned_workspace(cpu_ops(), 16, false);
+    check_poisoned_workspace(cpu_ops(), 16, true);
 }
 
 TEST_SUITE("cuda") {
 
 TEST_CASE("cuda model: no workspace buffer is read before it is written (poisoned with NaN: the same bits)") {
-    check_poisoned_workspace(gpu(), 64);
+    check_poisoned_workspace(gpu(), 64, false);
+    check_poisoned_workspace(gpu(), 64, true);
 }
 
-TEST_CASE("cuda model: logits of a sequence match the CPU (hd 64 and hd 16, GQA, bias, untied)") {
-    for (int hd : {64, 16}) {
+TEST_CASE("cuda model: logits of a sequence match the CPU (hd 64 and hd 16, GQA, bias, untied; Qwen3's QK-norm)") {
+    for (int hd : {64, 16, -64}) {  // -64: hd 64 with QK-norm
         Model m;
-        model_init_random(m, gpu_config(hd), 2);
+        model_init_random(m, gpu_config(std::abs(hd), hd < 0), 2);
         round_bf16(m.params);
         vector<int32_t> tok;
         for (int i = 0; i < 77; i++) tok.push_back((i * 37 + 5) % m.cfg.vocab_size);
@@ -219,7 +224,7 @@ TEST_CASE("cuda model: logits of a sequence match the CPU (hd 64 and hd 16, GQA,
         model_upload(m, gpu());
         model_logits(m, tok.data(), (int)tok.size(), got.data(), gpu());
         double e = rel_l2(got, want, 0, want.size());
-        MESSAGE("hd " << hd << ": logits relative L2 error " << e);
+        MESSAGE("hd " << std::abs(hd) << std::string(hd < 0 ? " qk-norm" : "") << ": logits relative L2 error " << e);
         CHECK(e <= kRelL2);
     }
 }
@@ -237,6 +242,12 @@ TEST_CASE("cuda model: a QLoRA step (NF4 base dequantized on the GPU) matches th
 }
 
 TEST_CASE("cuda model: a full fine-tuning step's gradients match the CPU") { compare_step(Method::Full, 64); }
+
+TEST_CASE("cuda model: Qwen3's QK-norm: LoRA, QLoRA and full steps match the CPU (hd 128 and 64)") {
+    compare_step(Method::Lora, 128, 0.1f, true);
+    compare_step(Method::Qlora, 64, 0.0f, true);
+    compare_step(Method::Full, 64, 0.0f, true);  // the norm weights' own gradients
+}
 
 TEST_CASE("cuda model: recompute on and off give bit-identical gradients and updates") {
     struct Run {
@@ -392,27 +403,30 @@ TEST_CASE("cuda model: the backend's scratch after a step and an evaluation equa
 }
 
 TEST_CASE("cuda model: greedy decoding with the KV cache equals the argmax of the full forward") {
-    Model m;
-    model_init_random(m, gpu_config(64), 9);
-    round_bf16(m.params);
-    model_upload(m, gpu());
-    vector<int32_t> prompt = {5, 17, 99, 3, 250};
-    SampleOptions so;
-    so.max_new_tokens = 6;
-    vector<int32_t> out = generate(m, {prompt}, so, {}, nullptr, gpu())[0];
-    REQUIRE(out.size() == 6);
-    // Each generated token must be the argmax of the full-sequence logits at its position (both on the GPU).
-    vector<int32_t> seq = prompt;
-    seq.insert(seq.end(), out.begin(), out.end());
-    vector<float> logits(seq.size() * m.cfg.vocab_size);
-    model_logits(m, seq.data(), (int)seq.size(), logits.data(), gpu());
-    int agree = 0;
-    for (size_t i = 0; i < out.size(); i++) {
-        const float* row = logits.data() + (prompt.size() - 1 + i) * m.cfg.vocab_size;
-        agree += (int)(std::max_element(row, row + m.cfg.vocab_size) - row) == out[i];
+    for (bool qk_norm : {false, true}) {
+        CAPTURE(qk_norm);
+        Model m;
+        model_init_random(m, gpu_config(64, qk_norm), 9);
+        round_bf16(m.params);
+        model_upload(m, gpu());
+        vector<int32_t> prompt = {5, 17, 99, 3, 250};
+        SampleOptions so;
+        so.max_new_tokens = 6;
+        vector<int32_t> out = generate(m, {prompt}, so, {}, nullptr, gpu())[0];
+        REQUIRE(out.size() == 6);
+        // Each generated token must be the argmax of the full-sequence logits at its position (both on the GPU).
+        vector<int32_t> seq = prompt;
+        seq.insert(seq.end(), out.begin(), out.end());
+        vector<float> logits(seq.size() * m.cfg.vocab_size);
+        model_logits(m, seq.data(), (int)seq.size(), logits.data(), gpu());
+        int agree = 0;
+        for (size_t i = 0; i < out.size(); i++) {
+            const float* row = logits.data() + (prompt.size() - 1 + i) * m.cfg.vocab_size;
+            agree += (int)(std::max_element(row, row + m.cfg.vocab_size) - row) == out[i];
+        }
+        MESSAGE("decode vs full forward argmax: " << agree << "/" << out.size());
+        CHECK(agree >= (int)out.size() - 1);  // a near-tie may flip under BF16 between the two attention kernels
     }
-    MESSAGE("decode vs full forward argmax: " << agree << "/" << out.size());
-    CHECK(agree >= (int)out.size() - 1);  // a near-tie may flip under BF16 between the two attention kernels
 }
 
 }  // TEST_SUITE

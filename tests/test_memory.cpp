@@ -210,7 +210,7 @@ static void check_cpu(const ModelConfig& cfg, Method method, bool recompute, con
     if (method == Method::Qlora) CHECK(t.model.absmax.size() == (t.model.dequant.size() + 63) / 64);
 }
 
-TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x recompute on/off, GQA, bias, untied") {
+TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x recompute on/off, GQA, bias, untied, QK-norm") {
     ModelConfig tiny = config_preset("tiny");  // GQA 4/2 heads, tied embeddings
     ModelConfig qwen = tiny;                    // q/k/v bias, untied head, no GQA
     qwen.qkv_bias = 1;
@@ -221,7 +221,7 @@ TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x rec
     four.rank = 4;
     all.rank = 8;
     all.targets = lora_parse_targets("all");
-    for (const ModelConfig& c : {tiny, qwen})
+    for (const ModelConfig& c : {tiny, qwen, config_preset("tiny-qwen3")})
         for (bool rc : {false, true}) {
             check_cpu(c, Method::Full, rc, four);
             check_cpu(c, Method::Lora, rc, four);

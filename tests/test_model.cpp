@@ -17,6 +17,14 @@ static ModelConfig micro_config(bool tied = false, bool bias = true) {
     return c;
 }
 
+// Qwen3's shape of it: QK-norm, no bias, and a head_dim that is not dim / heads.
+static ModelConfig micro_qwen3_config() {
+    ModelConfig c = micro_config(true, false);
+    c.head_dim = 6;
+    c.qk_norm = 1;
+    return c;
+}
+
 // Two rows: row 0 packs two examples, row 1 holds one example and padding. Mixed loss weights.
 static Batch micro_batch(int vocab) {
     Batch b;
@@ -41,13 +49,18 @@ static Model random_model(const ModelConfig& c, uint64_t seed) {
     model_init_random(c, p, seed);
     for (float& x : p) x *= 4.0f;  // std 0.08 instead of 0.02: gradients large enough to check in FP32
     model_init(m, c, std::move(p));
+    // QK-norm weights of 4 would scale every attention logit by 16: a softmax that saturated makes
+    // the loss too curved for finite differences. Around 1, as in trained Qwen3 models.
+    Rng r(seed);
+    for (const LayerOffsets& l : m.off.layers)
+        for (size_t o : {l.q_norm, l.k_norm})
+            for (int i = 0; o != SIZE_MAX && i < c.head_dim; i++) m.params[o + i] = 1.0f + 0.1f * r.normal();
     return m;
 }
 
 TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") {
-    for (bool tied : {false, true}) {
-        CAPTURE(tied);
-        ModelConfig c = micro_config(tied, !tied);
+    for (const ModelConfig& c : {micro_config(false, true), micro_config(true, false), micro_qwen3_config()}) {
+        CAPTURE(c.describe());
         Model m = random_model(c, 1);
         Batch b = micro_batch(c.vocab_size);
         Workspace ws;
@@ -71,22 +84,24 @@ TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") 
 }
 
 TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
-    ModelConfig c = micro_config();
-    Model m = random_model(c, 2);
-    LoraConfig lc;
-    lc.rank = 3;
-    lc.alpha = 6;
-    lc.targets = lora_parse_targets("all");
-    model_add_lora(m, lc, 3);
-    for (float& a : m.adapters) a += 0.3f * Rng((uint64_t)(&a - m.adapters.data())).normal();  // B ≠ 0 so dA ≠ 0
-    Batch b = micro_batch(c.vocab_size);
-    Workspace ws;
-    workspace_init(ws, m, b.B, b.T, false);
-    double W = b.total_weight();
-    vector<float> g(m.num_trainable(), 0.0f);
-    model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
-    auto loss = [&] { return model_forward_loss(m, ws, b, cpu_ops()) / W; };
-    grad_check("all adapters", m.adapters, g, loss, 5e-3, 120, 2e-3f);
+    for (const ModelConfig& c : {micro_config(), micro_qwen3_config()}) {
+        CAPTURE(c.describe());
+        Model m = random_model(c, 2);
+        LoraConfig lc;
+        lc.rank = 3;
+        lc.alpha = 6;
+        lc.targets = lora_parse_targets("all");
+        model_add_lora(m, lc, 3);
+        for (float& a : m.adapters) a += 0.3f * Rng((uint64_t)(&a - m.adapters.data())).normal();  // B ≠ 0 so dA ≠ 0
+        Batch b = micro_batch(c.vocab_size);
+        Workspace ws;
+        workspace_init(ws, m, b.B, b.T, false);
+        double W = b.total_weight();
+        vector<float> g(m.num_trainable(), 0.0f);
+        model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
+        auto loss = [&] { return model_forward_loss(m, ws, b, cpu_ops()) / W; };
+        grad_check("all adapters", m.adapters, g, loss, 5e-3, 120, 2e-3f);
+    }
 }
 
 TEST_CASE("LoRA with B = 0 is exactly the base model; merged LoRA equals unmerged") {
@@ -133,8 +148,8 @@ static vector<Example> random_examples(int n, int vocab, uint64_t seed) {
     return ex;
 }
 
-static Trainer make_trainer(Method method, int batch, int accum, bool recompute, bool packing, int steps = 5) {
-    ModelConfig c = micro_config();
+static Trainer make_trainer(Method method, int batch, int accum, bool recompute, bool packing, int steps = 5,
+                            const ModelConfig& c = micro_config()) {
     Trainer t;
     model_init_random(t.model, c, 7);
     TrainConfig tc;
@@ -176,14 +191,17 @@ TEST_CASE("gradient accumulation: 1x8 and 4x2 micro-batches give the same gradie
 
 TEST_CASE("recompute on and off give bit-identical gradients and updates") {
     for (Method method : {Method::Full, Method::Lora}) {
-        Trainer a = make_trainer(method, 4, 2, false, true), b = make_trainer(method, 4, 2, true, true);
-        for (int s = 0; s < 3; s++) {
-            StepResult ra = trainer_step(a), rb = trainer_step(b);
-            CHECK(ra.loss == rb.loss);
-            CHECK(trainer_gradients(a) == trainer_gradients(b));
+        for (const ModelConfig& c : {micro_config(), micro_qwen3_config()}) {
+            CAPTURE(c.describe());
+            Trainer a = make_trainer(method, 4, 2, false, true, 5, c), b = make_trainer(method, 4, 2, true, true, 5, c);
+            for (int s = 0; s < 3; s++) {
+                StepResult ra = trainer_step(a), rb = trainer_step(b);
+                CHECK(ra.loss == rb.loss);
+                CHECK(trainer_gradients(a) == trainer_gradients(b));
+            }
+            CHECK(memcmp(a.model.trainable(), b.model.trainable(), a.model.num_trainable() * sizeof(float)) == 0);
+            CHECK(b.ws.bytes() < a.ws.bytes());
         }
-        CHECK(memcmp(a.model.trainable(), b.model.trainable(), a.model.num_trainable() * sizeof(float)) == 0);
-        CHECK(b.ws.bytes() < a.ws.bytes());
     }
 }
 
