@@ -172,22 +172,17 @@ DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokeni
         std::string guess = tokenizer_beside(f.model);
         if (file_exists(guess)) path = guess;
     }
-    DataTokenizer dt;
     if (!path.empty()) {
         tok = tokenizer_load_any(path);
         if ((int)tok.vocab.size() > cfg.vocab_size)
             fail("%s: the tokenizer has %zu tokens but the model only %d", path.c_str(), tok.vocab.size(), cfg.vocab_size);
-        dt = data_tokenizer(tok, f.chat_template.empty() ? tok.chat_template : chat_template_from_name(f.chat_template));
+        DataTokenizer dt = data_tokenizer(tok, f.chat_template.empty() ? tok.chat_template : chat_template_from_name(f.chat_template));
         printf("tokenizer: %s (%zu tokens, template %s)\n", path.c_str(), tok.vocab.size(), chat_template_name(dt.chat_template.kind));
         return dt;
     }
     if (cfg.vocab_size < 257) fail("no tokenizer for this model and its vocabulary (%d) is too small for raw bytes: pass --tokenizer", cfg.vocab_size);
     printf("tokenizer: none found, using raw bytes (ids 0-255, EOS 256)\n");
-    dt.encode = [](std::string_view text, bool, TextStart) { return std::vector<int32_t>(text.begin(), text.end()); };
-    dt.is_special = [](int32_t id) { return id == 256; };
-    dt.eos = 256;
-    dt.chat_template = chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template);
-    return dt;
+    return raw_byte_data_tokenizer(chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template));
 }
 
 std::string fmt_time(double s) {

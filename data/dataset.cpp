@@ -289,3 +289,16 @@ DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat) {
     dt.chat_template = chat;
     return dt;
 }
+
+DataTokenizer raw_byte_data_tokenizer(const ChatTemplate& chat) {
+    DataTokenizer dt;
+    dt.encode = [](std::string_view text, bool, TextStart) {
+        std::vector<int32_t> ids(text.size());
+        for (size_t i = 0; i < text.size(); i++) ids[i] = (unsigned char)text[i];  // char is signed: é must not be -61
+        return ids;
+    };
+    dt.is_special = [](int32_t id) { return id == 256; };
+    dt.eos = 256;
+    dt.chat_template = chat;
+    return dt;
+}

@@ -43,6 +43,9 @@ struct DataTokenizer {
 
 // The model's tokenizer as the data pipeline uses it, rendering conversations with `chat`.
 DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat);
+// For a model without a tokenizer (a random test model with a vocabulary of at least 257): each
+// byte of UTF-8 text is its own id 0..255, EOS is 256, and no text is special.
+DataTokenizer raw_byte_data_tokenizer(const ChatTemplate& chat);
 
 struct DataOptions {
     int max_seq_len = 512;

@@ -80,6 +80,18 @@ TEST_CASE("input, system, prompt/completion and multi-turn chat") {
     CHECK(toy_decode(c.tokens).find("bye") != std::string::npos);
 }
 
+TEST_CASE("raw bytes (a model without a tokenizer): UTF-8 bytes are ids 0..255, EOS 256") {
+    ScratchDir dir;
+    DataOptions opt;
+    opt.max_seq_len = 16;
+    DataReport rep;
+    // The bytes of é (0xC3 0xA9) and → (0xE2 0x86 0x92) above 127: once a signed char, they were
+    // negative ids that failed the batch ("target id -30 is outside the vocabulary").
+    auto ex = read_dataset(dir.write("t.txt", "caf\xc3\xa9 \xe2\x86\x92 x\n"), raw_byte_data_tokenizer(ChatTemplate{}), opt, rep);
+    REQUIRE(ex.size() == 1);
+    CHECK(ex[0].tokens == std::vector<int32_t>{'c', 'a', 'f', 0xC3, 0xA9, ' ', 0xE2, 0x86, 0x92, ' ', 'x', '\n', 256});
+}
+
 TEST_CASE("raw text: documents joined with EOS and cut into blocks, every token supervised") {
     ScratchDir dir;
     DataOptions opt;
