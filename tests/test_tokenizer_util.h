@@ -1,12 +1,15 @@
 // Helpers shared by the tokenizer tests: the encode fixtures that Hugging Face `tokenizers` wrote
 // (tests/fixtures/tokenizer/gen_fixtures.py, gen_spm_fixtures.py).
 #pragma once
+#include <doctest/doctest.h>
+
 #include <sstream>
 #include <string>
 #include <vector>
 
 #include "data/json.h"
 #include "model/util.h"
+#include "tokenizer/tokenizer.h"
 
 // One line: kind TAB json-string TAB space-separated ids.
 struct Fixture {
@@ -33,4 +36,20 @@ inline std::string ids_str(const std::vector<int32_t>& ids) {
     std::string s;
     for (int32_t id : ids) s += std::to_string(id) + " ";
     return s;
+}
+
+// Every fixture of `kind` encodes with `t` to Hugging Face's ids (a mismatch fails a CHECK naming the
+// text and both id lists); returns how many were checked.
+inline int check_fixtures(const Tokenizer& t, const std::vector<Fixture>& fixtures, const std::string& kind) {
+    int n = 0;
+    for (const Fixture& f : fixtures) {
+        if (f.kind != kind) continue;
+        n++;
+        std::vector<int32_t> got = encode(t, f.text);
+        if (got != f.ids) {
+            INFO(kind << " text " << f.text << "\n  want " << ids_str(f.ids) << "\n  got  " << ids_str(got));
+            CHECK(got == f.ids);
+        }
+    }
+    return n;
 }

@@ -186,9 +186,11 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
             fail("%s: the normalizer is not NFC: only NFC (or none) is implemented for byte-level BPE tokenizers", path.c_str());
         tok.nfc = true;
     }
+    // Unset is null, or (Qwen2/3's files) an empty prefix/suffix, which changes nothing.
     for (const char* key : {"continuing_subword_prefix", "end_of_word_suffix", "dropout"}) {
         const JsonValue* v = model.get(key);
-        if (v && !v->is_null()) fail("%s: model.%s is set, which we do not implement", path.c_str(), key);
+        if (v && !v->is_null() && !(v->type == JsonValue::String && v->string.empty()))
+            fail("%s: model.%s is set, which we do not implement", path.c_str(), key);
     }
     const JsonValue* im = model.get("ignore_merges");
     tok.ignore_merges = im && im->boolean;
