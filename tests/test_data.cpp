@@ -269,6 +269,11 @@ TEST_CASE("score_task: exact match and per-field credit through a generate callb
     TaskScore t = score_answers(pf.records, answers);
     CHECK(t.exact == 2);
     CHECK(t.fields == 8);
+    // a reasoning model's answer (Qwen3 writes a think block, maybe empty, first) is scored without it
+    answers = {"<think>\n\n</think>\n\n" + items[0].output, "<think>\nThe year is...\n</think>\n\n{}", "", ""};
+    t = score_answers(pf.records, answers);
+    CHECK(t.exact == 1);
+    CHECK(t.fields == 4);
     answers.pop_back();
     CHECK_THROWS_WITH(score_answers(pf.records, answers), doctest::Contains("3 answers for 4"));
 }
