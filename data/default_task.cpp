@@ -107,6 +107,18 @@ std::string task_item_jsonl(const TaskItem& item) {
            ", \"output\": " + json_quote(item.output) + "}";
 }
 
+namespace {
+
+// The answer part of a turn that may start with reasoning: what follows the last "</think>", as
+// Qwen3's template splits a turn. A Qwen3 model writes its think block (empty or not) before every
+// answer, and a reference may carry one; neither is part of what is scored.
+std::string answer_part(const std::string& turn) {
+    const size_t end = turn.rfind("</think>");
+    return trim(end == std::string::npos ? turn : turn.substr(end + 8));
+}
+
+}  // namespace
+
 TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers) {
     if (answers.size() != held_out.size())
         fail("score_answers: %zu answers for %zu held-out records", answers.size(), held_out.size());
@@ -114,7 +126,7 @@ TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<s
     for (size_t i = 0; i < held_out.size(); i++) {
         const Record& r = held_out[i];
         if (r.is_text()) continue;
-        std::string reference = trim(r.messages.back().content), answer = trim(answers[i]);
+        std::string reference = answer_part(r.messages.back().content), answer = answer_part(answers[i]);
         score.n++;
         score.exact += answer == reference;
         JsonValue ref = parse_object_or_null(reference);

@@ -43,7 +43,7 @@ struct TaskScore {
 };
 
 // Compares answers[i] with the reference of held_out[i] (a conversation ending with the reference
-// answer; raw-text records are skipped). Partial credit counts the reference object's members
+// answer; raw-text records are skipped), both without reasoning: only what follows a "</think>". Partial credit counts the reference object's members
 // whose value the answer (parsed as JSON) has exactly, so progress shows before answers are
 // fully right.
 TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers);

@@ -61,6 +61,11 @@ bool get_string(const JsonValue& obj, const char* key, bool optional, bool allow
     return true;
 }
 
+// Whether a tool-calling field says anything: null and [] are the "none" that exporters write.
+bool has_tool_data(const JsonValue* v) {
+    return v && !v->is_null() && !(v->type == JsonValue::Array && v->array.empty());
+}
+
 bool parse_messages(const JsonValue& msgs, Record& r, std::string& why) {
     if (msgs.type != JsonValue::Array) {
         why = std::string("field \"messages\": expected an array, got ") + json_type_name(msgs.type);
@@ -84,6 +89,20 @@ bool parse_messages(const JsonValue& msgs, Record& r, std::string& why) {
         if (cm.role == "system" && i != 0) { why = at + ": a system message may only come first"; return false; }
         // An empty system prompt is a common way to say "none"; an empty turn is a data bug.
         if (!get_string(m, "content", false, cm.role == "system", cm.content, why)) { why = at + ": " + why; return false; }
+        // Kept apart from the content so that the template decides where it goes (Qwen3's renders
+        // it, the others refuse it); null is none. "" is kept: Qwen3's template treats it as given.
+        if (const JsonValue* rc = m.get("reasoning_content"); rc && !rc->is_null()) {
+            std::string reasoning;
+            if (!get_string(m, "reasoning_content", false, true, reasoning, why)) { why = at + ": " + why; return false; }
+            cm.reasoning_content = std::move(reasoning);
+        }
+        // Templates render tool calls into the assistant turn; we render none, so a line with them
+        // would teach the turn without its calls.
+        if (has_tool_data(m.get("tool_calls"))) {
+            why = at + ": tool_calls are not supported (tool calling is not rendered by any chat template here): "
+                  "drop the line, or the field if the turn should be learned without its calls";
+            return false;
+        }
         any_assistant |= cm.role == "assistant";
         r.messages.push_back(std::move(cm));
     }
@@ -102,7 +121,15 @@ bool parse_object(const JsonValue& v, Record& r, std::string& why) {
         why = std::string("expected a JSON object per line, got ") + json_type_name(v.type);
         return false;
     }
-    if (const JsonValue* msgs = v.get("messages")) return parse_messages(*msgs, r, why);
+    if (const JsonValue* msgs = v.get("messages")) {
+        // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn; we render none.
+        if (has_tool_data(v.get("tools"))) {
+            why = "field \"tools\": tool definitions are not supported (tool calling is not rendered by any chat "
+                  "template here): drop the line, or the field if the conversation should be learned without them";
+            return false;
+        }
+        return parse_messages(*msgs, r, why);
+    }
     if (v.get("instruction") || v.get("output")) {
         std::string sys, ins, in, out;
         if (!get_string(v, "instruction", false, false, ins, why) || !get_string(v, "input", true, true, in, why) ||

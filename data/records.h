@@ -1,6 +1,7 @@
 // Reading a dataset file into records, before any tokenization. Accepted inputs:
 //   jsonl (one JSON object per line), each line one of
 //     {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}   chat, multi-turn
+//        (a message may have "reasoning_content": "..." or null; "tool_calls" and "tools" are refused)
 //     {"instruction": "...", "input": "..." (optional), "output": "...", "system": "..." (optional)}
 //     {"prompt": "...", "completion": "..."}
 //     {"text": "..."}                                        a raw document (continued pre-training)

@@ -5,6 +5,7 @@
 #include "tokenizer/chat_template.h"
 
 #include <map>
+#include <optional>
 
 namespace {
 
@@ -17,8 +18,32 @@ std::string render_error(const ChatTemplate& t, const std::vector<ChatMessage>& 
     return "";
 }
 
+// A fixture's message: role, content and, where the case has one, reasoning_content (null is none).
+ChatMessage fixture_message(const JsonValue& m) {
+    ChatMessage msg{m.get("role")->string, m.get("content")->string};
+    const JsonValue* r = m.get("reasoning_content");
+    if (r && !r->is_null()) msg.reasoning_content = r->string;
+    return msg;
+}
+
+// Whether we refuse a conversation that transformers renders: Llama-2's template silently drops a
+// system or tool message after the first turn, Zephyr's any role but system, user and assistant;
+// ChatML's and Qwen3's render other roles (Qwen2.5's and Qwen3's tool messages as <tool_response>
+// blocks), which we refuse, having no tool calling. Returns the index of the message to name.
+std::optional<size_t> refused_message(ChatTemplateKind k, const std::vector<ChatMessage>& msgs) {
+    for (size_t i = 0; i < msgs.size(); i++) {
+        const std::string& role = msgs[i].role;
+        if (role == "user" || role == "assistant") continue;
+        if (role == "system" && (k != ChatTemplateKind::Llama2 || i == 0)) continue;
+        if (k == ChatTemplateKind::Llama2 || k == ChatTemplateKind::Zephyr || k == ChatTemplateKind::ChatML ||
+            k == ChatTemplateKind::Qwen3)
+            return i;
+    }
+    return std::nullopt;
+}
+
 // The text an assistant turn contributes to the loss: its content (trimmed where the template
-// trims) and the end-of-turn marker.
+// trims) and the end-of-turn marker. (Qwen3's cases list theirs, as its template marks them.)
 std::string assistant_target(ChatTemplateKind k, const std::string& content) {
     // Python's str.strip(), for the whitespace the fixtures use (U+001F and U+00A0 included)
     auto trimmed = [&] {
@@ -41,6 +66,7 @@ std::string assistant_target(ChatTemplateKind k, const std::string& content) {
     case ChatTemplateKind::Llama2: return " " + trimmed() + " </s>";
     case ChatTemplateKind::Mistral: return " " + content + "</s>";
     case ChatTemplateKind::Zephyr: return content + "</s>";
+    case ChatTemplateKind::Qwen3: break;
     }
     return "";
 }
@@ -62,28 +88,31 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
     CHECK(templates["llama2"].kind == ChatTemplateKind::Llama2);
     CHECK(templates["mistral"].kind == ChatTemplateKind::Mistral);
     CHECK(templates["zephyr"].kind == ChatTemplateKind::Zephyr);
+    CHECK(templates["qwen3"].kind == ChatTemplateKind::Qwen3);
+    // Qwen2.5's is ChatML with its default system prompt (its tools block aside); Qwen2's is not Qwen3's
+    CHECK(templates["qwen2.5"].kind == ChatTemplateKind::ChatML);
+    CHECK(templates["qwen2.5"].default_system == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+    CHECK(templates["qwen2"].kind == ChatTemplateKind::ChatML);
 
-    int same = 0, total = 0, refused = 0;
+    int same = 0, total = 0, refused = 0, qwen3 = 0;
     for (const JsonValue& c : fx.get("cases")->array) {
         const ChatTemplate& t = templates.at(c.get("template")->string);
         std::vector<ChatMessage> msgs;
         std::string want_assistant;
         for (const JsonValue& m : c.get("messages")->array) {
-            msgs.push_back({m.get("role")->string, m.get("content")->string});
+            msgs.push_back(fixture_message(m));
             if (msgs.back().role == "assistant") want_assistant += assistant_target(t.kind, msgs.back().content);
         }
+        if (const JsonValue* parts = c.get("assistant_parts"))
+            for (const JsonValue& part : parts->array) want_assistant += part.string;
         bool gen = c.get("add_generation_prompt")->boolean;
-        // Llama-2's template silently drops a system or tool message after the first turn, Zephyr's
-        // any role but system, user and assistant: we refuse those conversations
-        if ((t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Zephyr) && !render_error(t, msgs).empty()) {
-            bool dropped = false;
-            for (size_t i = 0; i < msgs.size(); i++)
-                dropped |= msgs[i].role != "user" && msgs[i].role != "assistant" &&
-                           (t.kind == ChatTemplateKind::Zephyr ? msgs[i].role != "system" : i > 0);
-            CHECK(dropped);
+        if (std::optional<size_t> at = refused_message(t.kind, msgs)) {
+            const std::string err = render_error(t, msgs);
+            CHECK_MESSAGE(err.find("message " + std::to_string(*at) + " has role '" + msgs[*at].role + "'") == 0, err);
             refused++;
             continue;
         }
+        qwen3 += t.kind == ChatTemplateKind::Qwen3;
         const std::string& expected = c.get("expected")->string;
         std::string all, assistant;
         for (const ChatPiece& p : chat_render_pieces(t, msgs, gen)) {
@@ -96,14 +125,17 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
         CHECK(chat_render(t, msgs, gen) == expected);
         CHECK(assistant == want_assistant);  // exactly the assistant contents + end-of-turn markers are marked
     }
-    MESSAGE(same << "/" << total << " chat renders identical to transformers (" << refused << " conversations whose messages Llama-2's or Zephyr's template would drop refused)");
-    CHECK(total >= 170);
+    MESSAGE(same << "/" << total << " chat renders identical to transformers, " << qwen3 << " of them Qwen3's (" << refused
+                 << " conversations refused: messages Llama-2's or Zephyr's template would drop, roles ChatML's and "
+                    "Qwen3's render for tool calling)");
+    CHECK(total >= 320);
+    CHECK(qwen3 >= 70);
     // every conversation transformers' template raises on, we refuse too
     int errors = 0;
     for (const JsonValue& c : fx.get("errors")->array) {
         if (!templates.count(c.get("template")->string)) continue;  // an older release's template (variants)
         std::vector<ChatMessage> msgs;
-        for (const JsonValue& m : c.get("messages")->array) msgs.push_back({m.get("role")->string, m.get("content")->string});
+        for (const JsonValue& m : c.get("messages")->array) msgs.push_back(fixture_message(m));
         CAPTURE(c.get("error")->string);
         CHECK(!render_error(templates.at(c.get("template")->string), msgs).empty());
         errors++;
@@ -124,6 +156,27 @@ TEST_CASE("chat: pieces mark assistant turns for the label mask") {
     CHECK(pieces[4].text == "\n");
 }
 
+TEST_CASE("chat: Qwen3 pieces: the think block is learned with the answer") {
+    ChatTemplate q = chat_template_from_name("qwen3");
+    std::vector<ChatMessage> msgs = {{"system", "Be brief."}, {"user", "2+2?"}, {"assistant", "<think>add</think>4"},
+                                     {"user", "3+3?"}, {"assistant", "6"}};
+    auto pieces = chat_render_pieces(q, msgs, false);
+    REQUIRE(pieces.size() == 5);
+    CHECK(pieces[0].text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n");
+    CHECK(pieces[1].text == "4<|im_end|>");  // before the last query: the reasoning is dropped
+    CHECK(pieces[1].assistant);
+    CHECK(pieces[2].text == "\n<|im_start|>user\n3+3?<|im_end|>\n<|im_start|>assistant\n");
+    CHECK_FALSE(pieces[2].assistant);
+    CHECK(pieces[3].text == "<think>\n\n</think>\n\n6<|im_end|>");  // the final turn: an empty block, learned
+    CHECK(pieces[3].assistant);
+    CHECK(pieces[4].text == "\n");
+    // the generation prompt ends where the model starts writing its think block
+    msgs.pop_back();
+    CHECK(chat_render(q, msgs, true).substr(chat_render(q, msgs, false).size()) == "<|im_start|>assistant\n");
+    msgs.push_back({"assistant", "6", std::string("\nsix\n")});
+    CHECK(chat_render_pieces(q, msgs, false)[3].text == "<think>\nsix\n</think>\n\n6<|im_end|>");
+}
+
 TEST_CASE("chat: plain template") {
     ChatTemplate plain = chat_template_from_name("plain");
     auto pieces = chat_render_pieces(plain, {{"system", "Context."}, {"user", "Q?"}, {"assistant", "A."}}, true);
@@ -137,14 +190,16 @@ TEST_CASE("chat: names, detection and refusals") {
     CHECK(chat_template_from_name("chatml").kind == ChatTemplateKind::ChatML);
     CHECK(chat_template_from_name("llama3").kind == ChatTemplateKind::Llama3);
     CHECK(chat_template_from_name("gemma").kind == ChatTemplateKind::Gemma);
+    CHECK(chat_template_from_name("qwen3").kind == ChatTemplateKind::Qwen3);
     CHECK(std::string(chat_template_name(ChatTemplateKind::Gemma)) == "gemma");
+    CHECK(std::string(chat_template_name(ChatTemplateKind::Qwen3)) == "qwen3");
     std::string err;
     try {
         chat_template_from_name("alpaca");
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, plain");
+    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, qwen3, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
@@ -157,14 +212,28 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|plain");
-    // the older releases' templates: Llama-2's transformers default is Llama-2's; the other Mistral ones are refused
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|qwen3|plain");
+    // the older releases' templates: Llama-2's transformers default is Llama-2's, Qwen3's first
+    // release Qwen3's; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
+    // would lose its blocks as ChatML) are refused
     JsonValue fx = json_parse(read_file("tests/fixtures/chat/render.json"));
     for (const auto& [name, jinja] : fx.get("variants")->object) {
         CAPTURE(name);
         if (name.rfind("llama2", 0) == 0) CHECK(chat_template_from_jinja(jinja.string).kind == ChatTemplateKind::Llama2);
+        else if (name == "qwen3_first_release") CHECK(chat_template_from_jinja(jinja.string).kind == ChatTemplateKind::Qwen3);
         else CHECK(chat_template_or_plain(jinja.string, "x").kind == ChatTemplateKind::Plain);
     }
+    try {
+        chat_template_from_jinja(fx.get("variants")->get("qwen3_thinking_2507")->string);
+    } catch (const std::runtime_error& e) {
+        err = e.what();
+    }
+    CHECK(err.find("a ChatML chat template with <think> blocks that is not Qwen3's") == 0);
+    CHECK(err.find("pass --template qwen3 if it renders its turns as Qwen3's does, or --template chatml") != std::string::npos);
+    // Qwen3's template as some copies write it (CRLF, a final newline) is still Qwen3's
+    std::string crlf_qwen3;
+    for (char c : chat_template_to_jinja(chat_template_from_name("qwen3")) + "\n") crlf_qwen3 += c == '\n' ? std::string("\r\n") : std::string(1, c);
+    CHECK(chat_template_from_jinja(crlf_qwen3).kind == ChatTemplateKind::Qwen3);
     // Llama 3.1+ (dated system block): the Llama 3 turns; an unknown template in an importer: plain.
     CHECK(chat_template_from_jinja("{{- \"Cutting Knowledge Date: December 2023\\n\" }}<|start_header_id|>").kind ==
           ChatTemplateKind::Llama3);
@@ -187,13 +256,34 @@ TEST_CASE("chat: names, detection and refusals") {
     CHECK(render_error(gemma, {{"system", "x"}, {"user", "y"}}).find("message 0 has role 'system'") == 0);
     CHECK(render_error(gemma, {{"user", "a"}, {"user", "b"}}).find("message 1 has role 'user'") == 0);
     CHECK(render_error(gemma, {{"user", "a"}, {"assistant", "b"}}) == "");
+    // tool messages, and reasoning where it cannot be rendered, are refused naming the message
+    ChatTemplate qwen3 = chat_template_from_name("qwen3"), chatml = chat_template_from_name("chatml");
+    CHECK(render_error(qwen3, {{"user", "a"}, {"tool", "42"}, {"assistant", "b"}}).find("message 1 has role 'tool' but Qwen3's chat template") == 0);
+    CHECK(render_error(chatml, {{"user", "a"}, {"tool", "42"}}).find("message 1 has role 'tool' but ChatML templates") == 0);
+    const std::vector<ChatMessage> reasoned = {{"user", "a"}, {"assistant", "b", std::string("why")}};
+    CHECK(render_error(qwen3, reasoned) == "");
+    CHECK(render_error(chatml, reasoned) == "message 1 has reasoning_content but the chatml chat template does not render "
+                                            "reasoning (only qwen3's does): drop the field, or write the reasoning into "
+                                            "the content if the model should learn it");
+    CHECK(render_error(qwen3, {{"user", "a", std::string("why")}, {"assistant", "b"}}) ==
+          "message 0 has reasoning_content but role 'user': only assistant messages carry reasoning");
+    CHECK(render_error(chat_template_from_name("llama2"), reasoned).find("message 1 has reasoning_content") == 0);
 }
 
 TEST_CASE("chat: the Jinja written for tokenizer_config.json is each family's own template, read back as the same") {
     JsonValue fx = json_parse(read_file("tests/fixtures/chat/render.json"));
     for (const auto& [name, jinja] : fx.get("templates")->object) {
         CAPTURE(name);
-        CHECK(chat_template_to_jinja(chat_template_from_jinja(jinja.string)) == jinja.string);  // byte for byte
+        const ChatTemplate t = chat_template_from_jinja(jinja.string);
+        // Qwen2.5's is read as ChatML with its default system prompt, which writes SmolLM2's form of
+        // ChatML (without Qwen2.5's tools block): it renders our conversations the same and reads back
+        if (name == "qwen2.5") {
+            const ChatTemplate back = chat_template_from_jinja(chat_template_to_jinja(t));
+            CHECK(back.kind == t.kind);
+            CHECK(back.default_system == t.default_system);
+            continue;
+        }
+        CHECK(chat_template_to_jinja(t) == jinja.string);  // byte for byte
     }
     ChatTemplate quoted{ChatTemplateKind::ChatML, "Don't say \"hi\" \\ or {braces}.\r\nTwo lines."};
     ChatTemplate back = chat_template_from_jinja(chat_template_to_jinja(quoted));

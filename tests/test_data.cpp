@@ -281,6 +281,42 @@ TEST_CASE("score_task: exact match and per-field credit through a generate callb
     TaskScore t = score_answers(pf.records, answers);
     CHECK(t.exact == 2);
     CHECK(t.fields == 8);
+    // a reasoning model's answer (Qwen3 writes a think block, maybe empty, first) is scored without it
+    answers = {"<think>\n\n</think>\n\n" + items[0].output, "<think>\nThe year is...\n</think>\n\n{}", "", ""};
+    t = score_answers(pf.records, answers);
+    CHECK(t.exact == 1);
+    CHECK(t.fields == 4);
     answers.pop_back();
     CHECK_THROWS_WITH(score_answers(pf.records, answers), doctest::Contains("3 answers for 4"));
+}
+
+TEST_CASE("Qwen3 chat: the think block is learned with the answer; the ids are the whole conversation's") {
+    // An earlier turn before the last query keeps only its answer; the last gets the think block,
+    // from reasoning_content or from the content's own <think>...</think>. Everything the model
+    // writes after "<|im_start|>assistant\n" weighs 1, the rest 0.
+    const std::string line =
+        R"({"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "2+2?"},)"
+        R"( {"role": "assistant", "content": "<think>add</think>4"}, {"role": "user", "content": "\ub2e4\uc74c 3+3? \ud83d\ude00"},)"
+        R"( {"role": "assistant", "content": "6 \u2705", "reasoning_content": "add again"}]})";
+    ParsedFile pf = parse_records(line + "\n", "q.jsonl", true);
+    REQUIRE(pf.records.size() == 1);
+    DataTokenizer tok = byte_tokenizer();
+    tok.chat_template = chat_template_from_name("qwen3");
+    DataOptions opt;
+    DataReport rep;
+    std::vector<Example> ex = build_examples(pf, tok, opt, rep);
+    REQUIRE(ex.size() == 1);
+    const std::string text = chat_render(tok.chat_template, pf.records[0].messages, false);
+    CHECK(text == "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\n2+2?<|im_end|>\n<|im_start|>assistant\n"
+                  "4<|im_end|>\n<|im_start|>user\n\xEB\x8B\xA4\xEC\x9D\x8C 3+3? \xF0\x9F\x98\x80<|im_end|>\n"
+                  "<|im_start|>assistant\n<think>\nadd again\n</think>\n\n6 \xE2\x9C\x85<|im_end|>\n");
+    CHECK(ex[0].tokens == tok.encode(text, true, TextStart::Begin));  // the whole rendered text's ids
+    CHECK(tokens_with_weight(ex[0], 1.0f) == "4<|im_end|><think>\nadd again\n</think>\n\n6 \xE2\x9C\x85<|im_end|>");
+    size_t weighted = 0;
+    for (float w : ex[0].weights) {
+        CHECK((w == 0.0f || w == 1.0f));
+        weighted += w == 1.0f;
+    }
+    CHECK(weighted == response_tokens(ex[0]));
+    CHECK(toy_decode(ex[0].tokens) == text);
 }

@@ -116,6 +116,37 @@ TEST_CASE("a template that cannot express a role reports the line") {
     CHECK(rep.invalid[0].what.rfind("chat template: ", 0) == 0);
 }
 
+TEST_CASE("reasoning_content only where the template renders it; tool calling refused") {
+    ScratchDir dir;
+    const std::string reasoned = R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "reasoning_content": "r"}]})";
+    // the toy tokenizer's ChatML drops reasoning: the line is refused, naming the message
+    CHECK(problem(dir, reasoned) == "chat template: message 1 has reasoning_content but the chatml chat template does "
+                                    "not render reasoning (only qwen3's does): drop the field, or write the reasoning "
+                                    "into the content if the model should learn it");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "reasoning_content": 3}]})") ==
+          "messages[1]: field \"reasoning_content\": expected a string, got number");
+    size_t n = 0;  // null is no reasoning
+    CHECK(problems(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "reasoning_content": null}]})" "\n", &n).empty());
+    CHECK(n == 1);
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "Calling f.", "tool_calls": [{"function": {"name": "f"}}]}]})")
+              .rfind("messages[1]: tool_calls are not supported", 0) == 0);
+    CHECK(problem(dir, R"({"tools": [{"type": "function"}], "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})")
+              .rfind("field \"tools\": tool definitions are not supported", 0) == 0);
+    CHECK(problems(dir, R"({"tools": [], "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "tool_calls": null}]})" "\n").empty());
+    // with Qwen3's template the reasoning is the think block; on a user message it is refused
+    DataTokenizer tok = byte_tokenizer();
+    tok.chat_template = chat_template_from_name("qwen3");
+    DataOptions opt;
+    DataReport rep;
+    auto ex = read_dataset(dir.write("q.jsonl", reasoned + "\n" +
+                                     R"({"messages": [{"role": "user", "content": "a", "reasoning_content": "r"}, {"role": "assistant", "content": "b"}]})" "\n"),
+                           tok, opt, rep);
+    REQUIRE(ex.size() == 1);
+    CHECK(tokens_with_weight(ex[0], 1.0f) == "<think>\nr\n</think>\n\nb<|im_end|>");
+    REQUIRE(rep.invalid.size() == 1);
+    CHECK(rep.invalid[0].what == "chat template: message 0 has reasoning_content but role 'user': only assistant messages carry reasoning");
+}
+
 TEST_CASE("errors stop the load with file:line unless skip_bad_lines; skipping is reported") {
     ScratchDir dir;
     std::string data = kGood + "\n" + R"({"instruction": "a"})" + "\n" + kGood + "\n{oops\n";

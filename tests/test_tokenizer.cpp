@@ -235,6 +235,8 @@ TEST_CASE("tokenizer: .tok and tokenizer.json save/load keep every field and giv
     plain.pre = PreTokenizerKind::Qwen2;
     plain.nfc = true;
     plain.bos_id = 0, plain.pad_id = 3;
+    Tokenizer qwen3 = plain;  // the last template kind: the .tok header and tokenizer_config.json keep it
+    qwen3.chat_template.kind = ChatTemplateKind::Qwen3;
     if (!ref) warn_skipped();
     const std::string gguf_path = "models/smollm2-135m-instruct.tok";  // from the packaged GGUF (`make model`)
     Tokenizer from_gguf;
@@ -245,7 +247,7 @@ TEST_CASE("tokenizer: .tok and tokenizer.json save/load keep every field and giv
         return types;
     };
     for (bool hf : {false, true})
-        for (const Tokenizer* t : std::vector<const Tokenizer*>{&tiny, &plain, ref, from_gguf.vocab.empty() ? nullptr : &from_gguf}) {
+        for (const Tokenizer* t : std::vector<const Tokenizer*>{&tiny, &plain, &qwen3, ref, from_gguf.vocab.empty() ? nullptr : &from_gguf}) {
             if (!t) continue;
             CAPTURE(hf);
             Tokenizer u;

@@ -209,6 +209,9 @@ TEST_CASE("tokenizer spm: chat examples tokenize as transformers tokenizes the w
         {&spm_json(), ChatTemplateKind::Llama2, {"Paris. </s> Seoul (\uc11c\uc6b8). </s>", "hi </s>"}},
         {&first, ChatTemplateKind::ChatML, {"Paris.<|im_end|>Seoul (\uc11c\uc6b8).<|im_end|>", "hi<|im_end|>"}},
         {&spm_json(), ChatTemplateKind::Zephyr, {"Paris.</s>Seoul (\uc11c\uc6b8).</s>", "hi</s>"}},  // TinyLlama-Chat
+        // Qwen3: the turn before the last query without a think block, the last with an empty one
+        {&first, ChatTemplateKind::Qwen3, {"Paris.<|im_end|><think>\n\n</think>\n\nSeoul (\uc11c\uc6b8).<|im_end|>",
+                                           "<think>\n\n</think>\n\nhi<|im_end|>"}},
     };
     const std::string jsonl =
         "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Capital of France?\"}, "

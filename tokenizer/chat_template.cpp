@@ -4,7 +4,9 @@
 #include "tokenizer/unicode.h"
 
 #include <cstdio>
+#include <cstring>
 #include <string_view>
+#include <utility>
 
 namespace {
 
@@ -74,20 +76,84 @@ void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages
     }
 }
 
+// Roles past system, user and assistant: Zephyr's template drops them without a word, Qwen2.5's
+// and Qwen3's render a tool message as a <tool_response> block inside a user turn (and drop the
+// rest), SmolLM2's writes any role as a turn. We have no tool calling: refuse them rather than
+// render what the model never saw.
+void require_basic_role(size_t i, const ChatMessage& m, const char* why) {
+    if (m.role != "system" && m.role != "user" && m.role != "assistant")
+        fail("message %zu has role '%s' but %s", i, m.role.c_str(), why);
+}
+
+// Python's str.lstrip('\n') / rstrip('\n'), which Qwen3's template applies around its think block.
+std::string strip_newlines(const std::string& s, bool left, bool right) {
+    size_t b = 0, e = s.size();
+    while (left && b < e && s[b] == '\n') b++;
+    while (right && e > b && s[e - 1] == '\n') e--;
+    return s.substr(b, e - b);
+}
+
+// Qwen3's last query: the last user message that is not a tool response pasted into a user turn
+// ("<tool_response>...</tool_response>", which the template skips). Without one it is the last
+// message, so no assistant turn comes after it.
+size_t qwen3_last_query(const std::vector<ChatMessage>& messages) {
+    auto pasted = [](const std::string& s) {
+        const std::string open = "<tool_response>", close = "</tool_response>";
+        return s.compare(0, open.size(), open) == 0 && s.size() >= close.size() &&
+               s.compare(s.size() - close.size(), close.size(), close) == 0;
+    };
+    for (size_t i = messages.size(); i-- > 0;)
+        if (messages[i].role == "user" && !pasted(messages[i].content)) return i;
+    return messages.empty() ? 0 : messages.size() - 1;
+}
+
+// A Qwen3 assistant turn. Its reasoning is reasoning_content when the message has one, else what
+// the content holds before "</think>": as the template's Python splits, up to the first
+// "</think>" and after the last "<think>" before it, the answer being what follows the last
+// "</think>". After the last query the final turn, and any other with reasoning, gets the think
+// block; elsewhere the reasoning is dropped.
+void qwen3_assistant_turn(std::vector<ChatPiece>& out, const ChatMessage& m, bool after_query, bool last) {
+    std::string answer = m.content, reasoning = m.reasoning_content.value_or("");
+    const size_t close = answer.find("</think>");
+    if (!m.reasoning_content && close != std::string::npos) {
+        const std::string before = strip_newlines(answer.substr(0, close), false, true);
+        const size_t open = before.rfind("<think>");
+        reasoning = strip_newlines(open == std::string::npos ? before : before.substr(open + 7), true, false);
+        answer = strip_newlines(answer.substr(answer.rfind("</think>") + 8), true, false);
+    }
+    if (after_query && (last || !reasoning.empty()))
+        answer = "<think>\n" + strip_newlines(reasoning, true, true) + "\n</think>\n\n" + strip_newlines(answer, true, false);
+    turn(out, true, "<|im_start|>assistant\n", answer, "<|im_end|>", "\n");
+}
+
 }  // namespace
 
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt) {
     std::vector<ChatPiece> out;
+    const bool qwen3 = t.kind == ChatTemplateKind::Qwen3;
+    for (size_t i = 0; i < messages.size(); i++)
+        if (messages[i].reasoning_content && (!qwen3 || messages[i].role != "assistant")) {
+            if (qwen3)
+                fail("message %zu has reasoning_content but role '%s': only assistant messages carry reasoning", i,
+                     messages[i].role.c_str());
+            fail("message %zu has reasoning_content but the %s chat template does not render reasoning (only qwen3's "
+                 "does): drop the field, or write the reasoning into the content if the model should learn it",
+                 i, chat_template_name(t.kind));
+        }
     if (t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Mistral) {
         render_inst(t.kind, messages, out);
         return out;
     }
+    const size_t last_query = qwen3 ? qwen3_last_query(messages) : 0;
     for (size_t i = 0; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
         bool asst = m.role == "assistant";
         switch (t.kind) {
         case ChatTemplateKind::ChatML:
+            require_basic_role(i, m, "ChatML templates are rendered with system, user and assistant turns only "
+                               "(Qwen2.5's renders a tool message as a <tool_response> block in a user turn): tool "
+                               "calling is not supported");
             if (i == 0 && m.role != "system" && !t.default_system.empty())
                 turn(out, false, "<|im_start|>system\n", t.default_system, "<|im_end|>", "\n");
             turn(out, asst, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
@@ -110,17 +176,23 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
             turn(out, asst, "", m.content, "\n", "");
             break;
         case ChatTemplateKind::Zephyr:
-            // its template silently drops any other role; refuse it instead
-            if (m.role != "system" && m.role != "user" && m.role != "assistant")
-                fail("message %zu has role '%s' but the Zephyr chat template has only system, user and assistant", i, m.role.c_str());
+            require_basic_role(i, m, "the Zephyr chat template has only system, user and assistant");
             turn(out, asst, "<|" + m.role + "|>\n", m.content, "</s>", "\n");
+            break;
+        case ChatTemplateKind::Qwen3:
+            require_basic_role(i, m, "Qwen3's chat template is rendered with system, user and assistant turns only (it "
+                               "renders a tool message as a <tool_response> block in a user turn and drops other "
+                               "roles): tool calling is not supported");
+            if (asst) qwen3_assistant_turn(out, m, i > last_query, i + 1 == messages.size());
+            else turn(out, false, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
             break;
         default: fail("internal: chat template kind %d", (int)t.kind);
         }
     }
     if (add_generation_prompt) {
         switch (t.kind) {
-        case ChatTemplateKind::ChatML: emit(out, "<|im_start|>assistant\n", false); break;
+        case ChatTemplateKind::ChatML:
+        case ChatTemplateKind::Qwen3: emit(out, "<|im_start|>assistant\n", false); break;
         case ChatTemplateKind::Llama3: emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false); break;
         case ChatTemplateKind::Gemma: emit(out, std::string(messages.empty() ? "<bos>" : "") + "<start_of_turn>model\n", false); break;
         case ChatTemplateKind::Zephyr: emit(out, messages.empty() ? "" : "<|assistant|>\n", false); break;
@@ -145,24 +217,26 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::Llama2: return "llama2";
     case ChatTemplateKind::Mistral: return "mistral";
     case ChatTemplateKind::Zephyr: return "zephyr";
+    case ChatTemplateKind::Qwen3: return "qwen3";
     }
     return "?";
 }
 
 ChatTemplate chat_template_from_name(const std::string& name) {
     for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma,
-                               ChatTemplateKind::Llama2, ChatTemplateKind::Mistral, ChatTemplateKind::Zephyr, ChatTemplateKind::Plain})
+                               ChatTemplateKind::Llama2, ChatTemplateKind::Mistral, ChatTemplateKind::Zephyr,
+                               ChatTemplateKind::Qwen3, ChatTemplateKind::Plain})
         if (name == chat_template_name(k)) return ChatTemplate{k, ""};
-    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, plain", name.c_str());
+    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, qwen3, plain", name.c_str());
 }
 
 namespace {
 
 // The Jinja templates chat_template_to_jinja writes: the models' own, from their tokenizer_config.json
 // (SmolLM2's ChatML with its default system prompt, plain ChatML, Meta-Llama-3-8B-Instruct,
-// gemma-2-2b-it, Llama-2-7b-chat-hf, Mistral-7B-Instruct-v0.2; tests/fixtures/chat/gen_fixtures.py
-// renders the same with transformers), and one for
-// Plain. chat_template_from_jinja reads each back as the template it came from.
+// gemma-2-2b-it, Llama-2-7b-chat-hf, Mistral-7B-Instruct-v0.2, TinyLlama-1.1B-Chat-v1.0, Qwen3;
+// tests/fixtures/chat/gen_fixtures.py renders the same with transformers), and one for Plain.
+// chat_template_from_jinja reads each back as the template it came from.
 const char* const kChatMLJinjaHead = "{% for message in messages %}";
 const char* const kChatMLJinjaSystemOpen =
     "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n";
@@ -214,6 +288,116 @@ const char* const kZephyrJinja =
     " + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{"
     "% endif %}\n{% endfor %}";
 const char* const kPlainJinja = "{% for message in messages %}{{ message['content'] + '\n' }}{% endfor %}";
+// Qwen3-0.6B ... Qwen3-32B's tokenizer_config.json, as Qwen updated it after release (it reads
+// message.content only when it is a string); the lines are the template's own, "\n" in its quoted
+// literals a Jinja escape.
+const char* const kQwen3Jinja = R"jinja({%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+        {{- messages[0].content + '\n\n' }}
+    {%- endif %}
+    {{- "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if message.reasoning_content is string %}
+            {%- set reasoning_content = message.reasoning_content %}
+        {%- else %}
+            {%- if '</think>' in content %}
+                {%- set reasoning_content = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+                {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+            {%- endif %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {%- if loop.last or (not loop.last and reasoning_content) %}
+                {{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+            {%- else %}
+                {{- '<|im_start|>' + message.role + '\n' + content }}
+            {%- endif %}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\n' + content }}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and content) or (not loop.first) %}
+                    {{- '\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\n\n</think>\n\n' }}
+    {%- endif %}
+{%- endif %})jinja";
+// The edits that turn kQwen3Jinja back into the template Qwen3 was first released with (April
+// 2025; GGUF files converted then carry it): it read message.content directly. Both render our
+// conversations alike; the edits spare a second 4 kB copy of nearly the same text.
+const std::pair<const char*, const char*> kQwen3FirstReleaseEdits[] = {
+    {"message.role == \"user\" and message.content is string and not(", "message.role == \"user\" and not("},
+    {"{%- for message in messages %}\n    {%- if message.content is string %}\n        {%- set content = message.content %}\n"
+     "    {%- else %}\n        {%- set content = '' %}\n    {%- endif %}\n", "{%- for message in messages %}\n"},
+    {"'\\n' + content + '<|im_end|>'", "'\\n' + message.content + '<|im_end|>'"},
+    {"{%- elif message.role == \"assistant\" %}\n",
+     "{%- elif message.role == \"assistant\" %}\n        {%- set content = message.content %}\n"},
+    {"message.reasoning_content is string", "message.reasoning_content is defined and message.reasoning_content is not none"},
+    {"{%- if '</think>' in content %}", "{%- if '</think>' in message.content %}"},
+    {"{%- set reasoning_content = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}\n"
+     "                {%- set content = content.split('</think>')[-1].lstrip('\\n') %}",
+     "{%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}\n"
+     "                {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}"},
+    {"{{- content }}", "{{- message.content }}"},
+};
 
 // The default system prompt of a ChatML template: the first string literal '<|im_start|>system\n...<|im_end|>'
 // in it (SmolLM2 and Qwen2 inject one when the conversation has none). The newline may be written as
@@ -276,10 +460,31 @@ std::string quoted_start(const std::string& jinja) {
     return out;
 }
 
+// Whether `jinja` is Qwen3's template, as it is now or as first released (read as copies differ,
+// see folded()).
+bool is_qwen3_jinja(const std::string& jinja) {
+    std::string first_release = kQwen3Jinja;
+    for (const auto& [now, then] : kQwen3FirstReleaseEdits) {
+        const size_t at = first_release.find(now);
+        if (at == std::string::npos) fail("internal: Qwen3 template edit '%s' does not apply", now);
+        first_release.replace(at, strlen(now), then);
+    }
+    const std::string f = folded(jinja);
+    return f == folded(kQwen3Jinja) || f == folded(first_release);
+}
+
 }  // namespace
 
 ChatTemplate chat_template_from_jinja(const std::string& jinja) {
-    if (jinja.find("<|im_start|>") != std::string::npos) return ChatTemplate{ChatTemplateKind::ChatML, chatml_default_system(jinja)};
+    if (jinja.find("<|im_start|>") != std::string::npos) {
+        // Rendered as ChatML, a template that writes <think> blocks (Qwen3's, QwQ's, the Qwen3-2507
+        // models', fine-tunes' edits of them) would lose them: only Qwen3's own text is Qwen3's.
+        if (jinja.find("<think>") == std::string::npos) return ChatTemplate{ChatTemplateKind::ChatML, chatml_default_system(jinja)};
+        if (is_qwen3_jinja(jinja)) return ChatTemplate{ChatTemplateKind::Qwen3, ""};
+        fail("a ChatML chat template with <think> blocks that is not Qwen3's (Qwen3-0.6B ... Qwen3-32B, as released or "
+             "as updated), starting '%s...': pass --template qwen3 if it renders its turns as Qwen3's does, or "
+             "--template chatml to render them without think blocks", quoted_start(jinja).c_str());
+    }
     if (jinja.find("<|start_header_id|>") != std::string::npos) {
         // Llama 3.1 and later put a system block with the knowledge cutoff and today's date before
         // the turns, which changes every day (strftime_now) and is not reproduced: the turns
@@ -311,7 +516,7 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              quoted_start(jinja).c_str());
     }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|plain",
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|qwen3|plain",
          quoted_start(jinja).c_str());
 }
 
@@ -334,6 +539,7 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         case ChatTemplateKind::Llama2: return kLlama2Jinja;
         case ChatTemplateKind::Mistral: return kMistralJinja;
         case ChatTemplateKind::Zephyr: return kZephyrJinja;
+        case ChatTemplateKind::Qwen3: return kQwen3Jinja;
         case ChatTemplateKind::Plain: return kPlainJinja;
     }
     fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);

@@ -1,7 +1,9 @@
 // Chat templates: render a conversation to the exact text Hugging Face's apply_chat_template gives
 // for the model's Jinja template, without a Jinja engine. We support the families LLaMA-style
 // models ship with and detect which one a Jinja template string is:
-//   ChatML  <|im_start|>role\ncontent<|im_end|>\n         (SmolLM2, Qwen2; optional default system)
+//   ChatML  <|im_start|>role\ncontent<|im_end|>\n         (SmolLM2, Qwen2, Qwen2.5; optional default
+//           system; only system, user and assistant turns: Qwen2.5's template renders tool messages
+//           as <tool_response> blocks and drops other roles, so those are refused)
 //   Llama3  <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
 //           (Llama-3-Instruct's template: content is trimmed)
 //   Gemma   <bos><start_of_turn>user\ncontent<end_of_turn>\n, assistant renamed "model", content
@@ -13,14 +15,27 @@
 //           Both need roles to alternate user/assistant after an optional first system message.
 //   Zephyr  <|system|>\nsystem</s>\n<|user|>\nuser</s>\n<|assistant|>\nassistant</s>\n
 //           (TinyLlama-1.1B-Chat-v1.0 and zephyr-7b-beta; the markers are plain text)
+//   Qwen3   ChatML whose assistant turns after the last user query carry a think block
+//           <|im_start|>assistant\n<think>\nreasoning\n</think>\n\nanswer<|im_end|>\n: always the
+//           last message's (empty without reasoning), an earlier one's when it has reasoning; before
+//           that query a turn is the answer alone (Qwen3-0.6B ... 32B, its template as transformers
+//           renders it by default, i.e. thinking enabled; the generation prompt is
+//           <|im_start|>assistant\n). Reasoning is an assistant message's reasoning_content, or
+//           else the content's text up to "</think>" (after any "<think>"), the answer what follows
+//           the last "</think>". A user message that is a pasted "<tool_response>...</tool_response>"
+//           is not a query. No tools or tool messages (refused, naming the message).
+//           The think block belongs to the assistant piece with the answer: at inference the prompt
+//           ends at <|im_start|>assistant\n, so the model must learn to write the block itself
+//           (an empty one, where the data has no reasoning) before answering.
 //   Plain   contents one after another, each followed by "\n"; no markers (base models)
 #pragma once
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
-enum class ChatTemplateKind : int32_t { Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6 };
-constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Zephyr;
+enum class ChatTemplateKind : int32_t { Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7 };
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Qwen3;
 
 struct ChatTemplate {
     ChatTemplateKind kind = ChatTemplateKind::Plain;
@@ -32,25 +47,31 @@ struct ChatTemplate {
 struct ChatMessage {
     std::string role;  // "system", "user" or "assistant"
     std::string content;
+    // An assistant message's chain of thought kept apart from its answer (the "reasoning_content"
+    // of a dataset line, as OpenAI-style APIs return it). Only Qwen3's template renders it; the
+    // others refuse a message that has one rather than drop it. "" is a field that is there and
+    // empty, which Qwen3's template treats differently from none (it then leaves the content whole).
+    // (The initializer keeps {role, content} a complete initializer for -Wmissing-field-initializers.)
+    std::optional<std::string> reasoning_content = std::nullopt;
 };
 
 // A run of rendered text. assistant = true marks an assistant message's content together with its
-// end-of-turn marker ("...<|im_end|>"): the tokens a fine-tune learns to produce. Concatenating all
-// pieces' text gives exactly chat_render's output. Where a template puts a space between the prompt
-// and the answer ("[/INST] answer"), the space belongs to the answer's piece: a SentencePiece
-// tokenizer writes it as the "▁" of the answer's first token.
+// end-of-turn marker ("...<|im_end|>"; Qwen3: with its think block): the tokens a fine-tune learns
+// to produce. Concatenating all pieces' text gives exactly chat_render's output. Where a template
+// puts a space between the prompt and the answer ("[/INST] answer"), the space belongs to the
+// answer's piece: a SentencePiece tokenizer writes it as the "▁" of the answer's first token.
 struct ChatPiece {
     std::string text;
     bool assistant;
 };
 
-// Fails (naming the message index) on a role the template cannot express.
+// Fails (naming the message index) on a role, or reasoning_content, the template cannot express.
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt);
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt);
 
-// For a --template flag: "chatml", "llama3", "gemma", "llama2", "mistral", "zephyr", "plain"; fails
-// listing them otherwise.
+// For a --template flag: "chatml", "llama3", "gemma", "llama2", "mistral", "zephyr", "qwen3", "plain";
+// fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);
 
