@@ -10,6 +10,8 @@
 
 #include "model/dequant.h"
 #include "model/export_gguf.h"
+#include "data/dataset.h"
+#include "data/records.h"
 #include "model/import.h"
 #include "test_tokenizer_util.h"
 #include "tokenizer/tokenizer.h"
@@ -49,7 +51,7 @@ TEST_CASE("tokenizer qwen3: identical ids to Hugging Face tokenizers on every fi
     int decoded = 0;
     for (const Fixture& f : qwen3_fixtures())
         decoded += decode(qwen3(), f.ids) == decode(qwen3(), encode(qwen3(), f.text));
-    CHECK(decoded == 287);
+    CHECK(decoded == 288);  // and the conversation
     // NFC: a decomposed é is the composed one's token
     CHECK(encode(qwen3(), "e\xcc\x81") == encode(qwen3(), "\xc3\xa9"));
 }
@@ -77,4 +79,33 @@ TEST_CASE("tokenizer qwen3: .tok, tokenizer.json and GGUF written by us give the
         CHECK(check_fixtures(u, qwen3_fixtures(), "qwen3") == 287);
     }
     REQUIRE(system(("rm -rf " + dir).c_str()) == 0);
+}
+
+TEST_CASE("tokenizer qwen3: its own chat template is recognised; a conversation trains on transformers' ids") {
+    const Tokenizer& t = qwen3();
+    CHECK(t.chat_template.kind == ChatTemplateKind::Qwen3);
+    // The conversation of gen_qwen3_fixtures.py: the earlier answer loses its think block, the last
+    // gets an empty one, as apply_chat_template renders it ("qwen3-chat": that text and its ids).
+    const std::string jsonl =
+        R"({"messages": [{"role": "system", "content": "Answer in one line."}, {"role": "user", "content": "Capital of Korea?"},)"
+        R"( {"role": "assistant", "content": "<think>\nEasy.\n</think>\n\nSeoul."},)"
+        R"( {"role": "user", "content": "\uadf8\ub7fc \uc77c\ubcf8\uc740? \ud83d\ude00"}, {"role": "assistant", "content": "Tokyo (\u6771\u4eac)."}]})"
+        "\n";
+    const Fixture* want = nullptr;
+    for (const Fixture& f : qwen3_fixtures())
+        if (f.kind == "qwen3-chat") want = &f;
+    REQUIRE(want);
+    ParsedFile pf = parse_records(jsonl, "chat.jsonl", true);
+    REQUIRE(pf.records.size() == 1);
+    CHECK(chat_render(t.chat_template, pf.records[0].messages, false) == want->text);
+    DataTokenizer dt = data_tokenizer(t, t.chat_template);
+    DataOptions opt;
+    DataReport report;
+    std::vector<Example> ex = build_examples(pf, dt, opt, report);
+    REQUIRE(ex.size() == 1);
+    CHECK(ex[0].tokens == want->ids);
+    std::vector<int32_t> learned;
+    for (size_t k = 0; k < ex[0].size(); k++)
+        if (ex[0].weights[k] == 1.0f) learned.push_back(ex[0].tokens[k]);
+    CHECK(decode(t, learned) == "Seoul.<|im_end|><think>\n\n</think>\n\nTokyo (\xE6\x9D\xB1\xE4\xBA\xAC).<|im_end|>");
 }
