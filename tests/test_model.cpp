@@ -58,17 +58,27 @@ static Model random_model(const ModelConfig& c, uint64_t seed) {
     return m;
 }
 
+// The micro batch through `m` once: the analytic gradient g of loss / total weight, and loss(m),
+// that loss at the model's current weights, for the finite differences.
+struct MicroGrad {
+    Batch b;
+    Workspace ws;
+    double W;
+    vector<float> g;
+    explicit MicroGrad(const Model& m) : b(micro_batch(m.cfg.vocab_size)), W(b.total_weight()), g(m.num_trainable(), 0.0f) {
+        workspace_init(ws, m, b.B, b.T, false);
+        model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
+    }
+    double loss(const Model& m) { return model_forward_loss(m, ws, b, cpu_ops()) / W; }
+};
+
 TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") {
     for (const ModelConfig& c : {micro_config(false, true), micro_config(true, false), micro_qwen3_config()}) {
         CAPTURE(c.describe());
         Model m = random_model(c, 1);
-        Batch b = micro_batch(c.vocab_size);
-        Workspace ws;
-        workspace_init(ws, m, b.B, b.T, false);
-        double W = b.total_weight();
-        vector<float> g(m.num_trainable(), 0.0f);
-        model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
-        auto loss = [&] { return model_forward_loss(m, ws, b, cpu_ops()) / W; };
+        MicroGrad mg(m);
+        const vector<float>& g = mg.g;
+        auto loss = [&] { return mg.loss(m); };
         // Sample every tensor: norms, biases, projections, embedding (the "input" of the model), head.
         for (const TensorInfo& t : m.layout.tensors) {
             vector<float> x(m.params.begin() + t.offset, m.params.begin() + t.offset + t.numel);
@@ -93,14 +103,8 @@ TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
         lc.targets = lora_parse_targets("all");
         model_add_lora(m, lc, 3);
         for (float& a : m.adapters) a += 0.3f * Rng((uint64_t)(&a - m.adapters.data())).normal();  // B ≠ 0 so dA ≠ 0
-        Batch b = micro_batch(c.vocab_size);
-        Workspace ws;
-        workspace_init(ws, m, b.B, b.T, false);
-        double W = b.total_weight();
-        vector<float> g(m.num_trainable(), 0.0f);
-        model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
-        auto loss = [&] { return model_forward_loss(m, ws, b, cpu_ops()) / W; };
-        grad_check("all adapters", m.adapters, g, loss, 5e-3, 120, 2e-3f);
+        MicroGrad mg(m);
+        grad_check("all adapters", m.adapters, mg.g, [&] { return mg.loss(m); }, 5e-3, 120, 2e-3f);
     }
 }
 
