@@ -229,8 +229,9 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + rows, targets, "
                         "weights, nll 4·N·4", K, K, cb, K, cb);
     // Backward buffers reused by every layer: dresid, dln, dfinal (3C), datt, dq (2Q), dk, dv (2KV),
-    // dh, dgate, dup (3F), with QK-norm the gradients of q and k before it (Q+KV). An NF4 base is dequantized one projection at a time into one buffer
-    // (with the absmax values restored from their 8-bit codes beside it).
+    // dh, dgate, dup (3F), with QK-norm the gradients of q and k before it (Q+KV). An NF4 base is
+    // dequantized one projection at a time into one buffer (with the absmax values restored from
+    // their 8-bit codes beside it).
     e.scratch = N * (3 * C + 2 * Q + 2 * KV + QK + 3 * F) * cb;
     e.why_scratch = strf("backward N·(3C+2Q+2KV%s+3F)·%zu", qk_terms.c_str(), cb);
     if (is_nf4(s.base)) {
