@@ -11,6 +11,7 @@
 #include "data/dataset.h"
 #include "data/default_task.h"
 #include "model/generate.h"
+#include "model/lora_peft.h"
 #include "model/loss_plot.h"
 #include "model/memory.h"
 #include "model/trainer.h"
@@ -22,7 +23,7 @@ namespace {
 
 struct Flags {
     std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, data = "data/default/train.jsonl",
-                val_data, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down",
+                val_data, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter,
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, check_data = false, dry_run = false, skip_bad_lines = false;
@@ -50,6 +51,7 @@ void usage() {
         "  --method lora|qlora|full  (default lora; qlora keeps the base projections in NF4)\n"
         "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
         "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
+        "  --init-adapter PATH     start LoRA from this adapter (.lora or a PEFT directory) instead of B = 0\n"
         "optimisation\n"
         "  --lr X (lora 2e-4, full 2e-5)  --weight-decay X (0)  --beta1 X (0.9)  --beta2 X (0.999)  --eps X (1e-8)\n"
         "  --lr-scheduler constant|linear|cosine (cosine)  --warmup-steps N | --warmup-ratio F  --min-lr-ratio F (0)\n"
@@ -92,6 +94,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number();
         else if (args.is("--lora-targets")) f.lora_targets = args.value();
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
+        else if (args.is("--init-adapter")) f.init_adapter = args.value();
         else if (args.is("--lr")) {
             double lr = args.number();
             f.lr = (float)lr;
@@ -140,6 +143,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
     tc.lora.targets = lora_parse_targets(f.lora_targets);
     if (tc.lora.rank < 1) fail("--lora-r must be at least 1");
     if (tc.lora.dropout < 0 || tc.lora.dropout >= 1) fail("--lora-dropout must be in [0, 1)");
+    if (!f.init_adapter.empty() && tc.method == Method::Full)
+        fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
     if (f.padding == "longest") tc.batch.padding = Padding::longest;
     else if (f.padding == "max_length") tc.batch.padding = Padding::max_length;
     else fail("--padding %s: use longest or max_length", f.padding.c_str());
@@ -296,7 +301,20 @@ int run(int argc, char** argv) {
         printf("qlora: base projections quantized to NF4 with double-quantized scales in %.1fs (%s for the base)\n",
                now_seconds() - q0, fmt_bytes(t.model.base_bytes()).c_str());
     }
-    if (f.tc.method != Method::Full) model_add_lora(t.model, f.tc.lora, f.tc.seed);
+    if (!f.init_adapter.empty()) {
+        // The adapter fixes the shape of what is trained (rank, alpha, rsLoRA, targets); dropout is
+        // this run's. The signature takes them, so --resume finds the same run.
+        LoraConfig lc;
+        std::vector<float> adapters;
+        lora_load_any(f.init_adapter, t.model.cfg, lc, adapters);
+        lc.dropout = f.tc.lora.dropout;
+        f.tc.lora = lc;
+        model_set_lora(t.model, lc, std::move(adapters));
+        printf("init adapter: %s (its r, alpha and targets replace --lora-r, --lora-alpha, --lora-targets)\n",
+               f.init_adapter.c_str());
+    } else if (f.tc.method != Method::Full) {
+        model_add_lora(t.model, f.tc.lora, f.tc.seed);
+    }
     const Ops& ops = select_ops(f.device.c_str());
     printf("device: %s%s%s\n", ops.name,
            !f.tc.offload_optimizer ? "" : ops.host ? " (--offload-optimizer: nothing to offload, the CPU backend's optimizer is in host memory)"

@@ -1,8 +1,10 @@
 #include "model/lora_peft.h"
 
+#include <cmath>
 #include <filesystem>
 
 #include "data/json.h"
+#include "model/import.h"
 #include "model/safetensors.h"
 #include "model/util.h"
 
@@ -47,4 +49,130 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
              "  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n  \"base_model_name_or_path\": null\n}\n",
              lc.rank, lc.alpha, lc.dropout, lc.use_rslora ? "true" : "false", targets.c_str());
     write_file_atomic(dir + "/adapter_config.json", buf);
+}
+
+namespace {
+// The PEFT module name of `tensor` (".../layers.{l}.self_attn.q_proj.lora_A.weight") as its layer,
+// target and A/B, or false when it is no LoRA tensor of a decoder projection.
+bool parse_peft_name(const std::string& tensor, int& layer, int& target, bool& is_a) {
+    const std::string prefix = "base_model.model.model.layers.";
+    if (tensor.compare(0, prefix.size(), prefix) != 0) return false;
+    size_t dot = tensor.find('.', prefix.size());
+    if (dot == std::string::npos || dot == prefix.size()) return false;
+    const std::string num = tensor.substr(prefix.size(), dot - prefix.size());
+    if (num.find_first_not_of("0123456789") != std::string::npos || num.size() > 6) return false;
+    layer = std::stoi(num);
+    const std::string rest = tensor.substr(dot + 1);
+    for (int t = 0; t < LORA_NUM_TARGETS; t++)
+        for (bool a : {true, false})
+            if (rest == std::string(kModule[t]) + (a ? ".lora_A.weight" : ".lora_B.weight")) {
+                target = t;
+                is_a = a;
+                return true;
+            }
+    return false;
+}
+}  // namespace
+
+void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters) {
+    const std::string cpath = dir + "/adapter_config.json";
+    JsonValue j;
+    try {
+        j = json_parse(read_file(cpath));
+    } catch (const std::runtime_error& e) {
+        fail("%s: %s", cpath.c_str(), e.what());
+    }
+    auto str = [&](const char* key) {
+        const JsonValue* v = j.get(key);
+        return v && v->type == JsonValue::String ? v->string : std::string();
+    };
+    auto truthy = [&](const char* key) {  // set to anything but null, false, "", [] or {}
+        const JsonValue* v = j.get(key);
+        return v && !v->is_null() && !(v->type == JsonValue::Bool && !v->boolean) &&
+               !(v->type == JsonValue::String && v->string.empty()) && !(v->type == JsonValue::Array && v->array.empty()) &&
+               !(v->type == JsonValue::Object && v->object.empty());
+    };
+    auto number = [&](const char* key, double fallback) {
+        const JsonValue* v = j.get(key);
+        if (!v || v->is_null()) return fallback;
+        if (v->type != JsonValue::Number) fail("%s: \"%s\" must be a number", cpath.c_str(), key);
+        return v->number;
+    };
+    if (str("peft_type") != "LORA")
+        fail("%s: peft_type is '%s': only LoRA adapters can be read", cpath.c_str(), str("peft_type").c_str());
+    const char* why[][2] = {{"use_dora", "DoRA's magnitude vectors"},
+                            {"modules_to_save", "fully trained modules beside the adapter"},
+                            {"rank_pattern", "per-module ranks"},
+                            {"alpha_pattern", "per-module alphas"},
+                            {"layers_to_transform", "adapters on some layers only"},
+                            {"fan_in_fan_out", "transposed (Conv1D) weights"},
+                            {"lora_bias", "a bias on lora_B"},
+                            {"use_qalora", "QA-LoRA"},
+                            {"use_bdlora", "block-diagonal LoRA"},
+                            {"layer_replication", "replicated layers"},
+                            {"trainable_token_indices", "trained token embeddings"},
+                            {"target_parameters", "adapters on parameters instead of modules"},
+                            {"alora_invocation_tokens", "activated LoRA (adapters that switch on at given tokens)"}};
+    for (const auto& w : why)
+        if (truthy(w[0])) fail("%s: \"%s\" is set: %s cannot be loaded here", cpath.c_str(), w[0], w[1]);
+    if (!str("bias").empty() && str("bias") != "none")
+        fail("%s: \"bias\" is '%s': trained biases cannot be loaded here (only \"none\")", cpath.c_str(), str("bias").c_str());
+    const double r = number("r", 8), alpha = number("lora_alpha", 8);
+    if (!(r >= 1 && r <= 65536 && r == std::floor(r))) fail("%s: \"r\" must be a positive integer (got %g)", cpath.c_str(), r);
+    if (!(alpha > 0)) fail("%s: \"lora_alpha\" must be positive (got %g)", cpath.c_str(), alpha);
+    lc = LoraConfig{};
+    lc.rank = (int32_t)r;
+    lc.alpha = (float)alpha;
+    lc.dropout = (float)number("lora_dropout", 0.0);
+    const JsonValue* rs = j.get("use_rslora");
+    lc.use_rslora = rs && rs->type == JsonValue::Bool && rs->boolean;
+
+    const std::string wpath = dir + "/adapter_model.safetensors";
+    if (!file_exists(wpath))
+        fail("%s: no adapter_model.safetensors%s", dir.c_str(),
+             file_exists(dir + "/adapter_model.bin") ? " (adapter_model.bin is a pickle, which is not read: save the adapter "
+                                                       "with safe_serialization=True, PEFT's default)" : "");
+    SafetensorsSet st;
+    safetensors_add_file(st, wpath);
+    // The tensors say which projections are adapted; every layer must have the same ones.
+    lc.targets = 0;
+    for (const SafeTensor& t : st.tensors) {
+        int layer, target;
+        bool is_a;
+        if (!parse_peft_name(t.name, layer, target, is_a))
+            fail("%s: tensor %s is not a LoRA A or B of a decoder projection (embeddings, lm_head or other modules are "
+                 "not supported)", wpath.c_str(), t.name.c_str());
+        if (layer >= cfg.n_layers)
+            fail("%s: tensor %s is for layer %d, but the base model has %d layers", wpath.c_str(), t.name.c_str(), layer,
+                 cfg.n_layers);
+        lc.targets |= 1u << target;
+    }
+    if (!lc.targets) fail("%s: holds no LoRA tensors", wpath.c_str());
+    LoraLayout L = lora_layout(cfg, lc);
+    adapters.assign(L.total, 0.0f);
+    for (int l = 0; l < cfg.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!lc.has((LoraTarget)t)) continue;
+            int in, out;
+            lora_target_shape(cfg, (LoraTarget)t, in, out);
+            for (bool a : {true, false}) {
+                const std::string name = "base_model.model.model.layers." + std::to_string(l) + "." + kModule[t] +
+                                         (a ? ".lora_A.weight" : ".lora_B.weight");
+                const SafeTensor* src = st.find(name);
+                if (!src) fail("%s: tensor %s is missing (every layer needs the same adapted projections)", wpath.c_str(), name.c_str());
+                TensorInfo want;  // r from adapter_config.json, in/out from the base model
+                want.name = name;
+                want.shape = a ? std::vector<int64_t>{lc.rank, in} : std::vector<int64_t>{out, lc.rank};
+                import_check_shape(want, src->shape, wpath + ": tensor " + name);
+                st.check_readable(*src);
+                st.read_f32(*src, adapters.data() + (a ? L.A(l, t) : L.B(l, t)));
+            }
+        }
+    for (size_t i = 0; i < adapters.size(); i++)
+        if (!std::isfinite(adapters[i])) fail("%s: the adapter holds a non-finite value (%g)", wpath.c_str(), (double)adapters[i]);
+}
+
+void lora_load_any(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters) {
+    if (std::filesystem::is_directory(path)) lora_import_peft(path, cfg, lc, adapters);
+    else lora_load(path, cfg, lc, adapters);
 }

@@ -46,7 +46,6 @@ std::string patched(std::string bytes, const std::string& from, const std::strin
     return bytes;
 }
 
-bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
 
 // A safetensors file from (name, dtype, shape, raw bytes) entries, written the way the Python library does.
 struct StEntry {

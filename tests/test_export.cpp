@@ -1,8 +1,14 @@
-// Adapters out: the PEFT safetensors file reads back (with our own reader) with PEFT's names,
-// shapes and exactly our values.
+// Adapters out and in: the PEFT safetensors file reads back (with our own reader) with PEFT's names,
+// shapes and exactly our values; an adapter PEFT wrote gives PeftModel's logits here, and what our
+// PEFT reader refuses.
+#include <algorithm>
+#include <cmath>
 #include <filesystem>
 
+#include "data/json.h"
+#include "model/import.h"
 #include "model/lora_peft.h"
+#include "model/model.h"
 #include "model/safetensors.h"
 #include "tests/test_util.h"
 
@@ -46,4 +52,73 @@ TEST_CASE("export: PEFT adapter_model.safetensors holds every A and B under PEFT
     CHECK(cfg.find("\"target_modules\": [\"q_proj\", \"v_proj\", \"down_proj\"]") != std::string::npos);
     CHECK(cfg.find("\"r\": 4,") != std::string::npos);
     CHECK(cfg.find("\"lora_alpha\": 8,") != std::string::npos);
+
+    // and back in: the same configuration and values
+    LoraConfig back;
+    std::vector<float> b;
+    lora_load_any(dir, c, back, b);
+    CHECK(back.rank == 4);
+    CHECK(back.alpha == 8.0f);
+    CHECK(back.targets == lc.targets);
+    CHECK(b == a);
+}
+
+namespace {
+const std::string kConvert = "tests/fixtures/convert/";
+
+// A copy of the PEFT fixture whose adapter_config.json has `key` set to `value` (raw JSON).
+std::string peft_with(const std::string& key, const std::string& value) {
+    const std::filesystem::path d = std::filesystem::temp_directory_path() / "llmtrain-test-peft-bad";
+    std::filesystem::remove_all(d);
+    std::filesystem::create_directories(d);
+    std::filesystem::copy(kConvert + "tiny_qwen3_peft/adapter_model.safetensors", d / "adapter_model.safetensors");
+    std::string cfg = read_file(kConvert + "tiny_qwen3_peft/adapter_config.json");
+    const std::string k = "\"" + key + "\": ";
+    size_t at = cfg.find(k);
+    REQUIRE(at != std::string::npos);
+    size_t end = cfg.find_first_of(",\n", at + k.size());
+    cfg = cfg.substr(0, at + k.size()) + value + cfg.substr(end);
+    write_file_atomic((d / "adapter_config.json").string(), cfg);
+    return d.string();
+}
+}  // namespace
+
+TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel's logits; what is refused") {
+    ImportedModel base = import_hf_dir(kConvert + "tiny_qwen3_hf");
+    LoraConfig lc;
+    std::vector<float> adapters;
+    lora_load_any(kConvert + "tiny_qwen3_peft", base.cfg, lc, adapters);
+    CHECK(lc.rank == 4);
+    CHECK(lc.use_rslora == 1);
+    CHECK(lc.scale() == 4.0f);  // 8 / sqrt(4)
+    CHECK(lora_targets_string(lc.targets) == "q,v,gate,down");
+    Model m;
+    model_init(m, base.cfg, base.params);
+    model_set_lora(m, lc, adapters);
+    JsonValue want = json_parse(read_file(kConvert + "tiny_qwen3_peft_logits.json"));
+    std::vector<int32_t> ids;
+    for (const JsonValue& v : want.get("ids")->array) ids.push_back((int32_t)v.number);
+    std::vector<float> got(ids.size() * base.cfg.vocab_size);
+    model_logits(m, ids.data(), (int)ids.size(), got.data());
+    double worst = 0;
+    for (size_t t = 0; t < ids.size(); t++)
+        for (int v = 0; v < base.cfg.vocab_size; v++)
+            worst = std::max(worst, std::fabs(got[t * base.cfg.vocab_size + v] - want.get("logits")->array[t].array[v].number));
+    MESSAGE("PEFT adapter: max |logit - PeftModel's| " << worst);
+    CHECK(worst < 1e-4);
+
+    auto err = [&](const std::string& dir) {
+        return error_of([&] { lora_load_any(dir, base.cfg, lc, adapters); });
+    };
+    CHECK(err(peft_with("use_dora", "true")) ==
+          peft_with("use_dora", "true") + "/adapter_config.json: \"use_dora\" is set: DoRA's magnitude vectors cannot be loaded here");
+    CHECK(contains(err(peft_with("modules_to_save", "[\"lm_head\"]")), "\"modules_to_save\" is set"));
+    CHECK(contains(err(peft_with("bias", "\"all\"")), "\"bias\" is 'all'"));
+    CHECK(contains(err(peft_with("peft_type", "\"IA3\"")), "peft_type is 'IA3': only LoRA adapters can be read"));
+    CHECK(contains(err(peft_with("r", "8")), "has shape [4, 16], but the model's config needs [8, 16]"));
+    // another base model: the shapes do not fit
+    ImportedModel llama = import_hf_dir(kConvert + "tiny_llama_hf");
+    CHECK(contains(error_of([&] { lora_load_any(kConvert + "tiny_qwen3_peft", llama.cfg, lc, adapters); }),
+                   "but the model's config needs"));
+    CHECK(contains(err(kConvert + "tiny_qwen3_hf"), "adapter_config.json: cannot open"));
 }

@@ -21,6 +21,8 @@ template <class F> std::string error_of(F f) {
     return "";
 }
 
+inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }
+
 inline std::vector<float> random_vec(size_t n, uint64_t seed, float scale = 1.0f) {
     Rng r(seed);
     std::vector<float> v(n);

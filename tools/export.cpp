@@ -35,6 +35,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR | --gguf OUT.gguf)\n"
                    "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json|tokenizer.model] [--template NAME]\n"
+                   "  --lora A     the adapter: our .lora, or a PEFT adapter directory (adapter_config.json + .safetensors)\n"
                    "  --peft DIR   the adapter as a Hugging Face PEFT adapter (needs --lora)\n"
                    "  --merge OUT  the model with the adapter merged in, as our .bin (needs --lora; f32 or bf16)\n"
                    "  --hf DIR     the model (with the adapter merged in, if --lora) as a Hugging Face model directory:\n"
@@ -61,7 +62,7 @@ static int run(int argc, char** argv) {
     ModelConfig cfg = model_read_config(model);
     LoraConfig lc;
     std::vector<float> adapters;
-    if (!lora.empty()) lora_load(lora, cfg, lc, adapters);
+    if (!lora.empty()) lora_load_any(lora, cfg, lc, adapters);
     if (!peft.empty()) {
         lora_export_peft(peft, cfg, lc, adapters);
         printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s)\n", peft.c_str(),

@@ -7,6 +7,7 @@
 #include <string>
 
 #include "model/generate.h"
+#include "model/lora_peft.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/cli.h"
 
@@ -35,7 +36,8 @@ static int run(int argc, char** argv) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
                    "       [--raw] [--template chatml|llama3|gemma|llama2|mistral|zephyr|qwen3|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N] [--device auto|cpu|cuda]\n"
-                   "Without --prompt the prompt is read from stdin.\n");
+                   "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
+                   "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n");
             return 0;
         } else args.unknown();
     }
@@ -55,7 +57,7 @@ static int run(int argc, char** argv) {
     if (!lora_path.empty()) {
         LoraConfig lc;
         std::vector<float> adapters;
-        lora_load(lora_path, cfg, lc, adapters);
+        lora_load_any(lora_path, cfg, lc, adapters);
         model_set_lora(m, lc, std::move(adapters));
     }
     std::string text = prompt;
