@@ -7,7 +7,8 @@ trainer's (build/bench/bench_train) on the same GPU, in the same command (bench/
                                [--qlora] [--recompute] [--attn sdpa|eager|flash_attention_2] [--rank 16]
 
 The step, as the HF Trainer with bf16=True runs it:
-  - LlamaForCausalLM from a LlamaConfig of the preset's shape, random init (normal, std 0.02), BF16.
+  - LlamaForCausalLM from a LlamaConfig of the preset's shape (Qwen3ForCausalLM for the qwen3 presets), random
+    init (normal, std 0.02), BF16.
   - peft LoRA r=16, alpha=32, dropout 0, on q,k,v,o,gate,up,down; the adapters are FP32 (peft's
     default autocast_adapter_dtype=True) and the forward runs under torch.autocast(bfloat16).
   - --qlora: the seven projections of every layer become bitsandbytes Linear4bit (NF4, blocks of 64,
@@ -37,7 +38,8 @@ import sys
 import time
 
 # The presets' shapes, as in model/config.cpp (vocab, dim, layers, heads, kv heads, ffn, rope theta,
-# rms eps, tied embeddings; the llama3 RoPE scaling factor of Llama 3.1/3.2, whose ramp is 1 to 4 of 8192).
+# rms eps, tied embeddings; the llama3 RoPE scaling factor of Llama 3.1/3.2, whose ramp is 1 to 4 of 8192;
+# Qwen3: head_dim 128 whatever dim/heads is, and QK-norm, so Qwen3ForCausalLM).
 PRESETS = {
     "tiny": dict(vocab=512, dim=64, layers=2, heads=4, kv=2, ffn=160, theta=10000.0, eps=1e-5, tied=True),
     "smollm2-135m": dict(vocab=49152, dim=576, layers=30, heads=9, kv=3, ffn=1536, theta=100000.0, eps=1e-5, tied=True),
@@ -48,14 +50,22 @@ PRESETS = {
                          llama3=8.0),
     "llama-2-7b": dict(vocab=32000, dim=4096, layers=32, heads=32, kv=32, ffn=11008, theta=10000.0, eps=1e-5, tied=False),
     "llama-2-13b": dict(vocab=32000, dim=5120, layers=40, heads=40, kv=40, ffn=13824, theta=10000.0, eps=1e-5, tied=False),
+    "qwen3-0.6b": dict(vocab=151936, dim=1024, layers=28, heads=16, kv=8, ffn=3072, theta=1e6, eps=1e-6, tied=True,
+                       head_dim=128, qwen3=True),
+    "qwen3-1.7b": dict(vocab=151936, dim=2048, layers=28, heads=16, kv=8, ffn=6144, theta=1e6, eps=1e-6, tied=True,
+                       head_dim=128, qwen3=True),
+    "qwen3-4b": dict(vocab=151936, dim=2560, layers=36, heads=32, kv=8, ffn=9728, theta=1e6, eps=1e-6, tied=True,
+                     head_dim=128, qwen3=True),
+    "qwen3-8b": dict(vocab=151936, dim=4096, layers=36, heads=32, kv=8, ffn=12288, theta=1e6, eps=1e-6, tied=False,
+                     head_dim=128, qwen3=True),
 }
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def train_flops_per_token(vocab, dim, layers, heads, kv, ffn, seq, full=False):
+def train_flops_per_token(vocab, dim, layers, heads, kv, ffn, seq, hd, full=False):
     """Model FLOPs of one training step (forward + backward) per token; the same formula as
-    flops_per_token() in bench/bench_train.cpp. With C = dim, hd = dim/heads, q = heads·hd,
+    flops_per_token() in bench/bench_train.cpp. With C = dim, hd the head dim, q = heads·hd,
     kv = kv_heads·hd, F = ffn, V = vocab, L = layers, T = sequence length:
 
       P    = L·(C·q + 2·C·kv + q·C + 3·C·F) + V·C
@@ -74,7 +84,6 @@ def train_flops_per_token(vocab, dim, layers, heads, kv, ffn, seq, full=False):
     counts model FLOPs, not hardware FLOPs), NF4 dequantization, norms, activations, softmax, the
     optimizer.
     """
-    hd = dim // heads
     q, kvd = heads * hd, kv * hd
     P = layers * (dim * q + 2 * dim * kvd + q * dim + 3 * dim * ffn) + vocab * dim
     attn = 3 * 4 * layers * q * seq / 2
@@ -163,14 +172,16 @@ def main():
     import peft
     import transformers
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM
+    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
 
     p = PRESETS[args.preset]
-    hd = p["dim"] // p["heads"]
-    cfg = LlamaConfig(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["ffn"],
+    hd = p.get("head_dim", p["dim"] // p["heads"])
+    Config, Model = (Qwen3Config, Qwen3ForCausalLM) if p.get("qwen3") else (LlamaConfig, LlamaForCausalLM)
+    extra = {} if p.get("qwen3") else dict(mlp_bias=False)
+    cfg = Config(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["ffn"],
                       num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv"],
                       head_dim=hd, max_position_embeddings=max(args.seq, 131072 if "llama3" in p else 2048), rope_theta=p["theta"],
-                      rms_norm_eps=p["eps"], tie_word_embeddings=p["tied"], attention_bias=False, mlp_bias=False,
+                      rms_norm_eps=p["eps"], tie_word_embeddings=p["tied"], attention_bias=False, **extra,
                       attn_implementation=args.attn, use_cache=False,
                       rope_scaling=None if "llama3" not in p else {
                           "rope_type": "llama3", "factor": p["llama3"], "low_freq_factor": 1.0, "high_freq_factor": 4.0,
@@ -186,7 +197,7 @@ def main():
     # BF16 on the GPU (what bf16=True training holds); FP32 on the CPU, like our CPU backend.
     torch.set_default_dtype(torch.bfloat16 if dev.type == "cuda" else torch.float32)
     with torch.device(dev):
-        model = LlamaForCausalLM(cfg)  # random init, directly on the device
+        model = Model(cfg)  # random init, directly on the device
     torch.set_default_dtype(torch.float32)
     n_params = sum(t.numel() for t in model.parameters())
     if args.qlora:
@@ -240,7 +251,7 @@ def main():
     med = times[len(times) // 2]
 
     tps = args.batch * args.seq / med
-    fpt = train_flops_per_token(p["vocab"], p["dim"], p["layers"], p["heads"], p["kv"], p["ffn"], args.seq)
+    fpt = train_flops_per_token(p["vocab"], p["dim"], p["layers"], p["heads"], p["kv"], p["ffn"], args.seq, hd)
     peak = args.peak_tflops * 1e12 if args.peak_tflops else gpu_peak_flops(gpu) if dev.type == "cuda" else float("inf")
     mfu = 100.0 * fpt * tps / peak
     if dev.type == "cuda":
