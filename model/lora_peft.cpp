@@ -1,6 +1,7 @@
 #include "model/lora_peft.h"
 
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 
 #include "data/json.h"
@@ -112,9 +113,22 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
                             {"layer_replication", "replicated layers"},
                             {"trainable_token_indices", "trained token embeddings"},
                             {"target_parameters", "adapters on parameters instead of modules"},
-                            {"alora_invocation_tokens", "activated LoRA (adapters that switch on at given tokens)"}};
+                            {"alora_invocation_tokens", "activated LoRA (adapters that switch on at given tokens)"},
+                            {"velora_config", "the VeLoRA variant"},
+                            {"monteclora_config", "the MonteCLoRA variant"},
+                            {"arrow_config", "Arrow routing between adapters"},
+                            {"kasa_config", "the KaSA variant"}};
     for (const auto& w : why)
         if (truthy(w[0])) fail("%s: \"%s\" is set: %s cannot be loaded here", cpath.c_str(), w[0], w[1]);
+    // Initialisations that rewrite the base weights when PEFT loads the adapter (the residual after
+    // taking out B·A): on the unmodified base here, B·A would be counted twice. MiCA changes the forward.
+    const std::string init = str("init_lora_weights");
+    for (const char* base_changing : {"pissa", "corda", "olora", "loftq", "lora_ga"})
+        if (init.compare(0, strlen(base_changing), base_changing) == 0)
+            fail("%s: \"init_lora_weights\" is '%s': PEFT changes the base weights for such an adapter when it loads "
+                 "it, so it cannot be added to the plain base here; convert it to a plain LoRA adapter first (PEFT's "
+                 "save_pretrained(..., path_initial_model_for_weight_conversion=...))", cpath.c_str(), init.c_str());
+    if (init == "mica") fail("%s: \"init_lora_weights\" is 'mica', a LoRA variant that cannot be loaded here", cpath.c_str());
     if (!str("bias").empty() && str("bias") != "none")
         fail("%s: \"bias\" is '%s': trained biases cannot be loaded here (only \"none\")", cpath.c_str(), str("bias").c_str());
     const double r = number("r", 8), alpha = number("lora_alpha", 8);
@@ -139,6 +153,10 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     for (const SafeTensor& t : st.tensors) {
         int layer, target;
         bool is_a;
+        if (!parse_peft_name(t.name, layer, target, is_a) &&
+            (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos))
+            fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
+                 "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
         if (!parse_peft_name(t.name, layer, target, is_a))
             fail("%s: tensor %s is not a LoRA A or B of a decoder projection (embeddings, lm_head or other modules are "
                  "not supported)", wpath.c_str(), t.name.c_str());

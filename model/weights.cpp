@@ -110,11 +110,14 @@ float bf16_to_f32(uint16_t h) {
     return f;
 }
 
-// Header: magic, version, then the config fields in declaration order, dtype, tensor count.
+// Header: magic, version, then the config fields in declaration order, dtype, tensor count. A model
+// without QK-norm is written as version 2 (the config without the flag), which builds from before
+// version 3 read too.
 static void write_header(AtomicFile& f, const ModelConfig& c, DType dtype, uint32_t n_tensors) {
     f.put(kModelMagic);
-    f.put(kModelVersion);
-    f.put(c);  // ModelConfig is a plain struct of int32/float: written as is (little-endian)
+    f.put(c.qk_norm ? kModelVersion : 2u);
+    // ModelConfig is a plain struct of int32/float: written as is (little-endian)
+    f.write(&c, c.qk_norm ? sizeof c : kConfigV2Bytes);
     f.put((uint32_t)dtype);
     f.put(n_tensors);
 }

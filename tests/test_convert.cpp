@@ -448,6 +448,24 @@ TEST_CASE("model .bin: a version 1 file (before RoPE scaling) still loads, unsca
     CHECK(params == want);
 }
 
+TEST_CASE("model .bin: version 2 for models without QK-norm (older builds read them), 3 with it; both load back") {
+    const std::string d = temp_dir();
+    for (const char* preset : {"tiny", "tiny-qwen3"}) {
+        CAPTURE(preset);
+        ModelConfig c = config_preset(preset), back;
+        std::vector<float> p, q;
+        model_init_random(c, p, 3);
+        model_save(d + "/m.bin", c, p, DType::F32);
+        const std::string bytes = read_file(d + "/m.bin");
+        uint32_t version;
+        memcpy(&version, bytes.data() + 4, 4);
+        CHECK(version == (c.qk_norm ? 3u : 2u));
+        model_load(d + "/m.bin", back, q);
+        CHECK(back.describe() == c.describe());
+        CHECK(q == p);
+    }
+}
+
 TEST_CASE("model .bin: a version 2 file (before QK-norm) still loads, with its RoPE scaling and no QK-norm") {
     ModelConfig c;
     std::vector<float> params;

@@ -113,6 +113,10 @@ TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel'
     CHECK(err(peft_with("use_dora", "true")) ==
           peft_with("use_dora", "true") + "/adapter_config.json: \"use_dora\" is set: DoRA's magnitude vectors cannot be loaded here");
     CHECK(contains(err(peft_with("modules_to_save", "[\"lm_head\"]")), "\"modules_to_save\" is set"));
+    // PiSSA and its kind rewrite the base when PEFT loads them: refused rather than added to the plain base
+    CHECK(contains(err(peft_with("init_lora_weights", "\"pissa_niter_4\"")),
+                   "\"init_lora_weights\" is 'pissa_niter_4': PEFT changes the base weights"));
+    CHECK(contains(err(peft_with("kasa_config", "{\"x\": 1}")), "\"kasa_config\" is set"));
     CHECK(contains(err(peft_with("bias", "\"all\"")), "\"bias\" is 'all'"));
     CHECK(contains(err(peft_with("peft_type", "\"IA3\"")), "peft_type is 'IA3': only LoRA adapters can be read"));
     CHECK(contains(err(peft_with("r", "8")), "has shape [4, 16], but the model's config needs [8, 16]"));

@@ -230,3 +230,19 @@ TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x rec
             check_cpu(c, Method::Qlora, rc, all);
         }
 }
+
+TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials of QK-norm (N·H rows of head_dim) when they are the larger") {
+    // rmsnorm_backward on CUDA keeps min(rows, 512) partial rows of the norm's width for dw: for the
+    // per-head q norm of qwen3-0.6b at 32 tokens that is 512 × 128 floats, more than 32 × 1024.
+    MemorySpec s;
+    s.cfg = config_preset("qwen3-0.6b");
+    s.method = Method::Full;
+    memory_set_backend(s, Backend::Cuda);
+    s.B = 1;
+    s.T = 32;
+    MemoryEstimate e = memory_estimate(s);
+    const size_t cublas = (size_t)32 << 20, attention = 32 * 16 * 4, reduce = 512 * 128 * 4;
+    CHECK(e.backend == cublas + attention + reduce);
+    s.T = 512;  // 512 × 1024 floats for the hidden-size norms: those are the larger now
+    CHECK(memory_estimate(s).backend == cublas + 512 * 16 * 4 + 512 * 1024 * 4);
+}
