@@ -240,17 +240,11 @@ TEST_CASE("import: a tiny Qwen3 (QK-norm, head_dim 8 with hidden 16 / 4 heads) f
     CHECK(h.cfg.rope_theta == 1000000.0f);
     check_same_model(g, h);
     // transformers' Qwen3ForCausalLM (FP32, eager attention) on the same weights and ids.
-    JsonValue want = json_parse(read_file(kDir + "tiny_qwen3_logits.json"));
-    std::vector<int32_t> ids;
-    for (const JsonValue& v : want.get("ids")->array) ids.push_back((int32_t)v.number);
     Model m;
     model_init(m, h.cfg, h.params);
-    std::vector<float> got(ids.size() * h.cfg.vocab_size);
-    model_logits(m, ids.data(), (int)ids.size(), got.data());
-    double worst = 0;
-    for (size_t t = 0; t < ids.size(); t++)
-        for (int v = 0; v < h.cfg.vocab_size; v++)
-            worst = std::max(worst, std::fabs(got[t * h.cfg.vocab_size + v] - want.get("logits")->array[t].array[v].number));
+    std::vector<int32_t> ids;
+    std::vector<float> got;
+    const double worst = max_logit_diff(m, kDir + "tiny_qwen3_logits.json", ids, got);
     MESSAGE("tiny Qwen3: max |logit - transformers'| " << worst << " over " << ids.size() << " positions");
     CHECK(worst < 1e-4);
     // The norm weights count: with layer 0's q_norm weight set to ones the logits move far past that.
@@ -436,16 +430,29 @@ TEST_CASE("llama3 RoPE scaling: transformers' frequencies bit for bit, its logit
     same_scaling(import_gguf(d + "/l32.gguf").cfg, c);
 }
 
-TEST_CASE("model .bin: a version 1 file (before RoPE scaling) still loads, unscaled") {
-    ModelConfig c;
-    std::vector<float> params;
-    model_load("tests/fixtures/model/v1_tiny.bin", c, params);  // ./init_model --preset tiny ... --seed 7, version 1
-    CHECK(c.describe() == "dim 16, 1 layers, 2/1 heads of 8, ffn 24, vocab 40, tied, 0.0M params");
-    CHECK(c.rope_scale_factor == 0.0f);
-    CHECK(c.rope_original_max_pos == 0);
-    std::vector<float> want;
-    model_init_random(c, want, 7);
-    CHECK(params == want);
+TEST_CASE("model .bin: files of older versions still load: 1 (before RoPE scaling) unscaled, 2 (before QK-norm)") {
+    // Written by ./init_model of their day with --seed 7: version 1 from --preset tiny with a small
+    // shape, version 2 (built at e8fa65a) from --preset llama-3.2-1b --layers 1 --dim 16 --heads 2
+    // --kv-heads 1 --head-dim 8 --ffn 24 --vocab 40, which keeps the llama3 scaling.
+    struct Old {
+        const char* path;
+        const char* describe;
+        int32_t original_max_pos;
+    };
+    for (const Old& o : {Old{"tests/fixtures/model/v1_tiny.bin", "dim 16, 1 layers, 2/1 heads of 8, ffn 24, vocab 40, tied, 0.0M params", 0},
+                         Old{"tests/fixtures/model/v2_tiny.bin",
+                             "dim 16, 1 layers, 2/1 heads of 8, ffn 24, vocab 40, tied, llama3 RoPE x32, 0.0M params", 8192}}) {
+        CAPTURE(o.path);
+        ModelConfig c;
+        std::vector<float> params;
+        model_load(o.path, c, params);
+        CHECK(c.describe() == o.describe);
+        CHECK(c.rope_original_max_pos == o.original_max_pos);
+        CHECK(c.qk_norm == 0);
+        std::vector<float> want;
+        model_init_random(c, want, 7);
+        CHECK(params == want);
+    }
 }
 
 TEST_CASE("model .bin: version 2 for models without QK-norm (older builds read them), 3 with it; both load back") {
@@ -464,20 +471,6 @@ TEST_CASE("model .bin: version 2 for models without QK-norm (older builds read t
         CHECK(back.describe() == c.describe());
         CHECK(q == p);
     }
-}
-
-TEST_CASE("model .bin: a version 2 file (before QK-norm) still loads, with its RoPE scaling and no QK-norm") {
-    ModelConfig c;
-    std::vector<float> params;
-    // ./init_model --preset llama-3.2-1b --layers 1 --dim 16 --heads 2 --kv-heads 1 --head-dim 8 --ffn 24
-    //   --vocab 40 --seed 7, built at e8fa65a (version 2)
-    model_load("tests/fixtures/model/v2_tiny.bin", c, params);
-    CHECK(c.describe() == "dim 16, 1 layers, 2/1 heads of 8, ffn 24, vocab 40, tied, llama3 RoPE x32, 0.0M params");
-    CHECK(c.rope_original_max_pos == 8192);
-    CHECK(c.qk_norm == 0);
-    std::vector<float> want;
-    model_init_random(c, want, 7);
-    CHECK(params == want);
 }
 
 TEST_CASE("import: BF16 and F16 safetensors, and bad safetensors files") {

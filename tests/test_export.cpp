@@ -95,15 +95,9 @@ TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel'
     Model m;
     model_init(m, base.cfg, base.params);
     model_set_lora(m, lc, adapters);
-    JsonValue want = json_parse(read_file(kConvert + "tiny_qwen3_peft_logits.json"));
     std::vector<int32_t> ids;
-    for (const JsonValue& v : want.get("ids")->array) ids.push_back((int32_t)v.number);
-    std::vector<float> got(ids.size() * base.cfg.vocab_size);
-    model_logits(m, ids.data(), (int)ids.size(), got.data());
-    double worst = 0;
-    for (size_t t = 0; t < ids.size(); t++)
-        for (int v = 0; v < base.cfg.vocab_size; v++)
-            worst = std::max(worst, std::fabs(got[t * base.cfg.vocab_size + v] - want.get("logits")->array[t].array[v].number));
+    std::vector<float> got;
+    const double worst = max_logit_diff(m, kConvert + "tiny_qwen3_peft_logits.json", ids, got);
     MESSAGE("PEFT adapter: max |logit - PeftModel's| " << worst);
     CHECK(worst < 1e-4);
 

@@ -9,6 +9,8 @@
 #include <string>
 #include <vector>
 
+#include "data/json.h"
+#include "model/model.h"
 #include "model/util.h"
 
 // The error message of f(), or "" when it does not throw.
@@ -62,5 +64,22 @@ inline double grad_check(const char* what, std::vector<float>& x, const std::vec
         }
     }
     MESSAGE(std::string(what) << ": worst gradient error " << worst << " (tolerance " << tol << ")");
+    return worst;
+}
+
+// The largest |logit| difference between `m` on a fixture's token ids and the fixture's logits
+// ({"ids": [...], "logits": [[...], ...]}, written by a Python reference such as transformers);
+// `got` receives ours.
+inline double max_logit_diff(const Model& m, const std::string& fixture_json, std::vector<int32_t>& ids,
+                             std::vector<float>& got) {
+    JsonValue want = json_parse(read_file(fixture_json));
+    ids.clear();
+    for (const JsonValue& v : want.get("ids")->array) ids.push_back((int32_t)v.number);
+    const int V = m.cfg.vocab_size;
+    got.assign(ids.size() * V, 0.0f);
+    model_logits(m, ids.data(), (int)ids.size(), got.data());
+    double worst = 0;
+    for (size_t t = 0; t < ids.size(); t++)
+        for (int v = 0; v < V; v++) worst = std::max(worst, std::fabs(got[t * V + v] - want.get("logits")->array[t].array[v].number));
     return worst;
 }
