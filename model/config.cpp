@@ -1,6 +1,7 @@
 #include "model/config.h"
 
 #include <cmath>
+#include <cstring>
 
 #include "model/util.h"
 
@@ -23,19 +24,22 @@ uint64_t ModelConfig::hash() const {
     // Mixed in only when set, so the fingerprints of models without it (in adapters already saved)
     // stay what they were.
     if (qk_norm) h = (h ^ 0x71) * 1099511628211ull;
+    if (nope_interval) h = (h ^ (0x100u + (uint32_t)nope_interval)) * 1099511628211ull;
     return h;
 }
 
 std::string ModelConfig::architecture(const std::string& where) const {
-    if (qkv_bias && qk_norm)
-        fail("%s: the model has both q/k/v biases and QK-norm, which no architecture other tools load has", where.c_str());
-    return qk_norm ? "qwen3" : qkv_bias ? "qwen2" : "llama";
+    if ((qkv_bias != 0) + (qk_norm != 0) + (nope_interval != 0) > 1)
+        fail("%s: the model has more than one of q/k/v biases, QK-norm and NoPE layers, which no architecture other "
+             "tools load has", where.c_str());
+    return qk_norm ? "qwen3" : qkv_bias ? "qwen2" : nope_interval ? "smollm3" : "llama";
 }
 
 std::string ModelConfig::describe() const {
     char buf[256];
     char scaling[64] = "";
     if (rope_scale_factor != 0.0f) snprintf(scaling, sizeof scaling, ", llama3 RoPE x%g", rope_scale_factor);
+    if (nope_interval) snprintf(scaling + strlen(scaling), sizeof scaling - strlen(scaling), ", NoPE every %d layers", nope_interval);
     snprintf(buf, sizeof buf, "dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d%s%s%s%s, %.1fM params", dim,
              n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, tied_embeddings ? ", tied" : "",
              qkv_bias ? ", qkv bias" : "", qk_norm ? ", qk norm" : "", scaling, num_params() / 1e6);
@@ -64,6 +68,8 @@ void ModelConfig::validate(const std::string& where) const {
              "context > 0 (got %g, %g, %g, %d)", where.c_str(), rope_scale_factor, rope_low_freq_factor,
              rope_high_freq_factor, rope_original_max_pos);
     if (!(rope_theta > 0)) fail("%s: rope_theta must be positive", where.c_str());
+    if (nope_interval < 0 || nope_interval == 1)
+        fail("%s: nope_interval must be 0 (RoPE everywhere) or at least 2 (got %d)", where.c_str(), nope_interval);
     if (!(norm_eps > 0)) fail("%s: norm_eps must be positive", where.c_str());
 }
 
@@ -93,6 +99,12 @@ ModelConfig tiny_qwen3() {
     c.qk_norm = 1;
     return c;
 }
+// SmolLM3-3B: Llama 3's vocabulary, GQA 16/4, NoPE in every 4th layer, RoPE theta 5e6, 64k context.
+ModelConfig smollm3() {
+    ModelConfig c = make(128256, 2048, 36, 16, 4, 11008, 65536, 5000000.0f, 1e-6f, 1);
+    c.nope_interval = 4;
+    return c;
+}
 // Llama 3.1 and later: the llama3 RoPE scaling of an 8192-token original context.
 ModelConfig llama3_scaled(ModelConfig c, float factor) {
     c.rope_scale_factor = factor, c.rope_low_freq_factor = 1.0f, c.rope_high_freq_factor = 4.0f;
@@ -114,6 +126,7 @@ const Preset kPresets[] = {
     {"llama-2-7b", make(32000, 4096, 32, 32, 32, 11008, 4096, 10000.0f, 1e-5f, 0)},
     {"llama-2-13b", make(32000, 5120, 40, 40, 40, 13824, 4096, 10000.0f, 1e-5f, 0)},
     {"llama-2-70b", make(32000, 8192, 80, 64, 8, 28672, 4096, 10000.0f, 1e-5f, 0)},
+    {"smollm3-3b", smollm3()},
     {"qwen3-0.6b", qwen3(1024, 28, 16, 8, 3072, 1)},
     {"qwen3-1.7b", qwen3(2048, 28, 16, 8, 6144, 1)},
     {"qwen3-4b", qwen3(2560, 36, 32, 8, 9728, 1)},

@@ -27,15 +27,19 @@ struct ModelConfig {
     // Qwen3's QK-norm: q and k are RMS-normalised per head (a [head_dim] weight each, shared by the
     // heads) after their projection and before RoPE; it keeps attention logits bounded.
     int32_t qk_norm = 0;
+    // SmolLM3's NoPE layers: every nope_interval-th layer (layer l with (l + 1) % nope_interval == 0)
+    // attends without RoPE, the others with it; 0: RoPE in every layer.
+    int32_t nope_interval = 0;
 
     int q_dim() const { return n_heads * head_dim; }
+    bool rope_in_layer(int l) const { return nope_interval == 0 || (l + 1) % nope_interval != 0; }
     int kv_dim() const { return n_kv_heads * head_dim; }
     int64_t num_params() const;      // every weight of the model
     uint64_t hash() const;           // fingerprint stored in adapters to refuse a wrong base
     std::string describe() const;    // one line: "dim 576, 30 layers, 9/3 heads of 64, ffn 1536, vocab 49152"
     void validate(const std::string& where) const;  // fails naming `where` and the bad field
-    // The architecture exporters write: "qwen3" (QK-norm), "qwen2" (q/k/v bias) or "llama". Both at
-    // once is no published architecture: fails naming `where`.
+    // The architecture exporters write: "qwen3" (QK-norm), "qwen2" (q/k/v bias), "smollm3" (NoPE
+    // layers) or "llama". Two of them at once is no published architecture: fails naming `where`.
     std::string architecture(const std::string& where) const;
 };
 

@@ -47,6 +47,9 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     check_exportable(cfg, params, tok.vocab.size(), path);
     const ParamLayout L = param_layout(cfg);
     const std::string arch = cfg.architecture(path), a = arch + ".";
+    if (cfg.nope_interval && cfg.nope_interval != 4)
+        fail("%s: llama.cpp runs SmolLM3 with NoPE in every 4th layer; this model has it every %d: export --hf instead",
+             path.c_str(), cfg.nope_interval);
 
     Metadata md;
     md.string("general.architecture", arch);
@@ -154,7 +157,7 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
         // llama.cpp runs LLaMA's q/k with interleaved RoPE: its converter permutes their rows (Qwen2/3
         // are run with rotate-half, as we do).
         const bool q = o.name.find(".attn_q.weight") != std::string::npos, k = o.name.find(".attn_k.weight") != std::string::npos;
-        if (arch == "llama" && (q || k)) {
+        if ((arch == "llama" || arch == "smollm3") && (q || k)) {
             rows.assign(src, src + o.numel);
             permute_rope_rows(rows.data(), q ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim, cfg.dim);
             src = rows.data();

@@ -32,7 +32,10 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
     }
 
     const std::string arch = cfg.architecture(dir);
-    const char* cls = arch == "qwen3" ? "Qwen3ForCausalLM" : arch == "qwen2" ? "Qwen2ForCausalLM" : "LlamaForCausalLM";
+    const char* cls = arch == "qwen3"     ? "Qwen3ForCausalLM"
+                      : arch == "qwen2"   ? "Qwen2ForCausalLM"
+                      : arch == "smollm3" ? "SmolLM3ForCausalLM"
+                                          : "LlamaForCausalLM";
     auto id = [](int32_t v) { return v < 0 ? std::string("null") : std::to_string(v); };
     std::string config = "{\n  \"architectures\": [\"" + std::string(cls) + "\"],\n  \"model_type\": \"" + arch + "\",\n";
     config += strf("  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n"
@@ -49,9 +52,15 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
     config += "  \"rms_norm_eps\": " + float_json(cfg.norm_eps) + ",\n  \"rope_theta\": " + float_json(cfg.rope_theta) +
               ",\n  \"rope_scaling\": " + scaling + ",\n  \"hidden_act\": \"silu\",\n  \"tie_word_embeddings\": " +
               (cfg.tied_embeddings ? "true" : "false") + ",\n";
-    config += arch == "qwen2"   ? "  \"use_sliding_window\": false,\n"
-              : arch == "qwen3" ? "  \"attention_bias\": false,\n  \"use_sliding_window\": false,\n"
-                                : "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n";
+    if (arch == "qwen2") config += "  \"use_sliding_window\": false,\n";
+    else if (arch == "qwen3") config += "  \"attention_bias\": false,\n  \"use_sliding_window\": false,\n";
+    else config += "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n";
+    if (arch == "smollm3") {
+        std::string layers;
+        for (int l = 0; l < cfg.n_layers; l++) layers += std::string(l ? ", " : "") + (cfg.rope_in_layer(l) ? "1" : "0");
+        config += strf("  \"use_sliding_window\": false,\n  \"no_rope_layer_interval\": %d,\n  \"no_rope_layers\": [%s],\n",
+                       cfg.nope_interval, layers.c_str());
+    }
     config += "  \"bos_token_id\": " + id(tok.bos_id) + ",\n  \"eos_token_id\": " + id(tok.eos_id) +
               ",\n  \"pad_token_id\": " + id(tok.pad_id) + ",\n  \"torch_dtype\": \"" +
               (dtype == DType::BF16 ? "bfloat16" : "float32") + "\"\n}\n";

@@ -102,8 +102,10 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
                 ops.rmsnorm_forward(q.a(), rstd_qk.f(), qp, P.w(o.q_norm), n * c.n_heads, c.head_dim, c.norm_eps);
                 ops.rmsnorm_forward(k.a(), rstd_qk.f(), kp, P.w(o.k_norm), n * c.n_kv_heads, c.head_dim, c.norm_eps);
             }
-            ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, P.inv_freq.data());
-            ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, P.inv_freq.data());
+            if (c.rope_in_layer(l)) {
+                ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, P.inv_freq.data());
+                ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, P.inv_freq.data());
+            }
             act* K = ops.at(kc.a(), l * layer_cache);
             act* Vv = ops.at(vc.a(), l * layer_cache);
             ops.scatter_rows(K, k.a(), dslot.i(), n, KV);  // the rows' k and v into their sequences' caches

@@ -52,6 +52,7 @@ ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
     c.norm_eps = (float)g.get_float(p + "attention.layer_norm_rms_epsilon");
     c.qkv_bias = arch == "qwen2";
     c.qk_norm = arch == "qwen3";
+    c.nope_interval = arch == "smollm3" ? 4 : 0;  // llama.cpp's SmolLM3: no key, always every 4th layer
     c.tied_embeddings = g.find_tensor("output.weight") == nullptr;
     const GgufTensor* emb = g.find_tensor("token_embd.weight");
     if (!emb) fail("%s: tensor token_embd.weight is missing", g.path().c_str());
@@ -198,8 +199,9 @@ void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
 ImportedModel import_gguf(const std::string& path) {
     GgufFile g = gguf_open(path);
     std::string arch = g.get_string("general.architecture");
-    if (arch != "llama" && arch != "qwen2" && arch != "qwen3")
-        fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM GGUFs), qwen2 and qwen3",
+    if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "smollm3")
+        fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM2 GGUFs), qwen2, qwen3 "
+             "and smollm3",
              path.c_str(), arch.c_str());
     ImportedModel m;
     m.cfg = gguf_config(g, arch);
@@ -230,10 +232,11 @@ ImportedModel import_gguf(const std::string& path) {
     for (size_t i = 0; i < L.tensors.size(); i++) {
         float* dst = m.params.data() + L.tensors[i].offset;
         g.read_f32(*src[i], dst);
-        // Only LLaMA GGUFs are permuted: llama.cpp runs Qwen2/3 with the rotate-half ("NEOX") RoPE.
+        // LLaMA and SmolLM3 GGUFs are permuted (llama.cpp's interleaved RoPE); Qwen2/3 are run with
+        // the rotate-half ("NEOX") RoPE, as stored.
         const std::string& name = src[i]->name;
         bool q = name.find(".attn_q.weight") != std::string::npos, k = name.find(".attn_k.weight") != std::string::npos;
-        if (arch == "llama" && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);
+        if ((arch == "llama" || arch == "smollm3") && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);
     }
     return m;
 }

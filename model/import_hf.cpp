@@ -36,6 +36,26 @@ struct HfConfig {
     }
 };
 
+// SmolLM3's no_rope_layers (1: RoPE, 0: none, one per layer) as our interval: the layers without
+// RoPE must be every k-th (k = no_rope_layer_interval, 4 in the released models), as llama.cpp
+// also assumes; another pattern is refused.
+int32_t smollm3_nope_interval(const HfConfig& h, int n_layers) {
+    const int32_t k = h.integer("no_rope_layer_interval", 4);
+    if (k < 2) fail("%s: no_rope_layer_interval must be at least 2 (got %d)", h.path.c_str(), k);
+    const JsonValue* list = h.get("no_rope_layers");
+    if (!list || list->is_null()) return k;
+    if (list->type != JsonValue::Array || (int)list->array.size() != n_layers)
+        fail("%s: no_rope_layers must list one 0 or 1 per layer (%d)", h.path.c_str(), n_layers);
+    for (int l = 0; l < n_layers; l++) {
+        const JsonValue& v = list->array[l];
+        const bool rope = (l + 1) % k != 0;
+        if (v.type != JsonValue::Number || v.number != (rope ? 1 : 0))
+            fail("%s: no_rope_layers[%d] is not %d: only NoPE in every %d-th layer (no_rope_layer_interval) is "
+                 "supported", h.path.c_str(), l, rope ? 1 : 0, k);
+    }
+    return k;
+}
+
 ModelConfig hf_config(const std::string& dir) {
     HfConfig h;
     h.path = dir + "/config.json";
@@ -46,13 +66,13 @@ ModelConfig hf_config(const std::string& dir) {
     }
     const JsonValue* mt = h.get("model_type");
     std::string type = mt && mt->type == JsonValue::String ? mt->string : "";
-    if (type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3")
-        fail("%s: model_type is '%s': supported are llama, mistral, qwen2 and qwen3", h.path.c_str(), type.c_str());
+    if (type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3" && type != "smollm3")
+        fail("%s: model_type is '%s': supported are llama, mistral, qwen2, qwen3 and smollm3", h.path.c_str(), type.c_str());
     const JsonValue* act = h.get("hidden_act");
     if (act && act->type == JsonValue::String && act->string != "silu")
         fail("%s: hidden_act is '%s': only SwiGLU (silu) models are supported", h.path.c_str(), act->string.c_str());
     // LLaMA's and Qwen3's attention_bias puts a bias on o_proj too, which our layout has no place for.
-    if ((type == "llama" || type == "qwen3") && h.flag("attention_bias")) fail("%s: attention_bias = true is not supported", h.path.c_str());
+    if ((type == "llama" || type == "qwen3" || type == "smollm3") && h.flag("attention_bias")) fail("%s: attention_bias = true is not supported", h.path.c_str());
     if (h.flag("mlp_bias")) fail("%s: mlp_bias = true is not supported", h.path.c_str());
 
     ModelConfig c;
@@ -72,6 +92,7 @@ ModelConfig hf_config(const std::string& dir) {
     c.tied_embeddings = h.flag("tie_word_embeddings");
     c.qkv_bias = type == "qwen2";
     c.qk_norm = type == "qwen3";
+    if (type == "smollm3") c.nope_interval = smollm3_nope_interval(h, c.n_layers);
     c.validate(h.path);
 
     // RoPE scaling: "rope_parameters" (transformers 5) or "rope_scaling" (before), with "rope_type" (or
@@ -96,10 +117,10 @@ ModelConfig hf_config(const std::string& dir) {
                     "(llama3 is); its outputs will differ from the original's\n", h.path.c_str(), type.c_str());
         }
     }
-    // Mistral's sliding window (Qwen2/3 only with use_sliding_window): our attention sees the whole context.
+    // Mistral's sliding window (Qwen2/3 and SmolLM3 only with use_sliding_window): our attention sees the whole context.
     const JsonValue* window = h.get("sliding_window");
     bool windowed = window && window->type == JsonValue::Number && window->number < c.max_seq_len &&
-                    ((type != "qwen2" && type != "qwen3") || h.flag("use_sliding_window"));
+                    ((type != "qwen2" && type != "qwen3" && type != "smollm3") || h.flag("use_sliding_window"));
     if (windowed)
         fprintf(stderr, "warning: %s: sliding-window attention (%g tokens) is not implemented; sequences longer than the "
                 "window attend further back than the original model\n", h.path.c_str(), window->number);

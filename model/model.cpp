@@ -1,6 +1,7 @@
 // Forward and backward of the decoder. One layer, as computed here:
 //   ln1 = rmsnorm(x)                       q,k,v = ln1 W{q,k,v}ᵀ (+ bias, + LoRA); rope(q), rope(k)
-//                                          (Qwen3: q, k = rmsnorm per head of q, k before RoPE)
+//                                          (Qwen3: q, k = rmsnorm per head of q, k before RoPE;
+//                                          SmolLM3: no RoPE in every nope_interval-th layer)
 //   att = attention(q, k, v)               x_mid = x + att Woᵀ (+ LoRA)
 //   ln2 = rmsnorm(x_mid)                   gate, up = ln2 W{gate,up}ᵀ (+ LoRA); h = silu(gate)·up
 //   out = x_mid + h Wdownᵀ (+ LoRA)
@@ -218,8 +219,10 @@ void layer_forward(const Pass& P, Workspace& ws, int l, LayerActs& A) {
         P.ops.rmsnorm_forward(A.q.a(), A.rstd_q.f(), q, P.w(o.q_norm), N * c.n_heads, c.head_dim, c.norm_eps);
         P.ops.rmsnorm_forward(A.k.a(), A.rstd_k.f(), k, P.w(o.k_norm), N * c.n_kv_heads, c.head_dim, c.norm_eps);
     }
-    P.ops.rope_forward(A.q.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
-    P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
+    if (c.rope_in_layer(l)) {  // SmolLM3's NoPE layers attend without positions
+        P.ops.rope_forward(A.q.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
+        P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
+    }
     P.ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads,
                             c.n_kv_heads, c.head_dim);
     linear_forward(P, A.att.a(), N, Q, l, {{A.x_mid.a(), x, o.wo, SIZE_MAX, C, LORA_O}}, A.u_o.a());
@@ -251,8 +254,10 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     linear_backward(P, ws.datt.a(), A.att.a(), N, Q, l, {{ws.dresid.a(), o.wo, SIZE_MAX, C, LORA_O}}, A.u_o.a(), false);
     P.ops.attention_backward(ws.dq.a(), ws.dk.a(), ws.dv.a(), ws.datt.a(), A.att.a(), A.lse.f(), A.q.a(), A.k.a(),
                              A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
-    P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
-    P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
+    if (c.rope_in_layer(l)) {
+        P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
+        P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
+    }
     act* dq = ws.dq.a();
     act* dk = ws.dk.a();
     if (c.qk_norm) {  // through the per-head norms (rmsnorm_backward adds into dx: start from zero)

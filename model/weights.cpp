@@ -10,12 +10,15 @@
 
 namespace {
 const uint32_t kModelMagic = 0x424d4c4c;  // "LLMB"
-// Version 2 appended the llama3 RoPE scaling fields to the config, version 3 the QK-norm flag;
-// older files (the config's first 48 or 64 bytes) still read, as unscaled and without QK-norm.
-const uint32_t kModelVersion = 3;
-constexpr size_t kConfigV1Bytes = 48, kConfigV2Bytes = 64;
-static_assert(offsetof(ModelConfig, rope_scale_factor) == kConfigV1Bytes, "the version 1 config is the prefix");
-static_assert(offsetof(ModelConfig, qk_norm) == kConfigV2Bytes, "the version 2 config is the prefix");
+// Version 2 appended the llama3 RoPE scaling fields to the config, version 3 the QK-norm flag,
+// version 4 the NoPE interval; each version's config is a prefix of the next (48, 64, 68 bytes).
+// A file is written in the oldest version that holds its model, so older builds read what they can.
+const uint32_t kModelVersion = 4;
+constexpr size_t kConfigBytes[kModelVersion + 1] = {0, 48, 64, 68, sizeof(ModelConfig)};
+static_assert(offsetof(ModelConfig, rope_scale_factor) == 48, "the version 1 config is the prefix");
+static_assert(offsetof(ModelConfig, qk_norm) == 64, "the version 2 config is the prefix");
+static_assert(offsetof(ModelConfig, nope_interval) == 68, "the version 3 config is the prefix");
+static_assert(sizeof(ModelConfig) == 72, "a new config field needs a new version");
 const size_t kAlign = 64;                 // bytes; lets readers mmap tensors with aligned vector loads
 
 void add(ParamLayout& L, const std::string& name, std::vector<int64_t> shape, bool decay) {
@@ -110,14 +113,14 @@ float bf16_to_f32(uint16_t h) {
     return f;
 }
 
-// Header: magic, version, then the config fields in declaration order, dtype, tensor count. A model
-// without QK-norm is written as version 2 (the config without the flag), which builds from before
-// version 3 read too.
+// Header: magic, version, then the config fields in declaration order, dtype, tensor count. The
+// version is the oldest that holds the model: 2, 3 with QK-norm, 4 with NoPE layers.
 static void write_header(AtomicFile& f, const ModelConfig& c, DType dtype, uint32_t n_tensors) {
+    const uint32_t version = c.nope_interval ? 4u : c.qk_norm ? 3u : 2u;
     f.put(kModelMagic);
-    f.put(c.qk_norm ? kModelVersion : 2u);
+    f.put(version);
     // ModelConfig is a plain struct of int32/float: written as is (little-endian)
-    f.write(&c, c.qk_norm ? sizeof c : kConfigV2Bytes);
+    f.write(&c, kConfigBytes[version]);
     f.put((uint32_t)dtype);
     f.put(n_tensors);
 }
@@ -151,7 +154,7 @@ static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t&
         fail("%s: model file version %u is not supported (this build reads versions 1 to %u)", r.path.c_str(), version,
              kModelVersion);
     cfg = ModelConfig{};
-    r.read(&cfg, version == 1 ? kConfigV1Bytes : version == 2 ? kConfigV2Bytes : sizeof cfg, "config");
+    r.read(&cfg, kConfigBytes[version], "config");
     // A Llama 3 shape converted before the scaling was read: 3.1 and later need it (once per run).
     static bool told = false;
     if (version == 1 && cfg.vocab_size == 128256 && cfg.rope_theta == 500000.0f && !told) {

@@ -57,8 +57,8 @@ struct ModelOffsets {
 };
 ModelOffsets model_offsets(const ModelConfig& cfg);
 
-// model .bin: magic "LLMB", version (3 with QK-norm, else 2, whose config lacks only that flag;
-// version 1, from before the RoPE scaling fields, still reads), the config, dtype, tensor count, then the tensors in layout order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory on the CPU backend.
+// model .bin: magic "LLMB", version (4 with NoPE layers, 3 with QK-norm, else 2: each config lacks
+// only the later fields; version 1, from before the RoPE scaling fields, still reads), the config, dtype, tensor count, then the tensors in layout order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory on the CPU backend.
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype);
 void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params);
 // Only the header: for tools that need the shape (memory estimator, adapters).

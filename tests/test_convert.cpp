@@ -256,8 +256,33 @@ TEST_CASE("import: a tiny Qwen3 (QK-norm, head_dim 8 with hidden 16 / 4 heads) f
     CHECK(shift > 100 * worst);
 }
 
-TEST_CASE("export: a tiny LLaMA, Qwen2 and Qwen3 out to a Hugging Face directory and back: the same model (BF16: rounded)") {
-    for (const char* src : {"tiny_llama_hf", "tiny_qwen2_hf", "tiny_qwen3_hf"}) {
+TEST_CASE("import: a tiny SmolLM3 (NoPE in its 4th layer) from GGUF (q/k permuted) and HF agree; its logits are "
+          "transformers'") {
+    ImportedModel g = import_gguf(kDir + "tiny_smollm3.gguf");
+    ImportedModel h = import_hf_dir(kDir + "tiny_smollm3_hf");
+    CHECK(h.cfg.nope_interval == 4);
+    CHECK(g.cfg.nope_interval == 4);
+    CHECK(!h.cfg.rope_in_layer(3));
+    CHECK(h.cfg.rope_in_layer(2));
+    check_same_model(g, h);
+    Model m;
+    model_init(m, h.cfg, h.params);
+    std::vector<int32_t> ids;
+    std::vector<float> got;
+    const double worst = max_logit_diff(m, kDir + "tiny_smollm3_logits.json", ids, got);
+    MESSAGE("tiny SmolLM3: max |logit - transformers'| " << worst << " over " << ids.size() << " positions");
+    CHECK(worst < 1e-4);
+    // With RoPE in every layer the logits are another model's
+    m.cfg.nope_interval = 0;
+    std::vector<float> roped(got.size());
+    model_logits(m, ids.data(), (int)ids.size(), roped.data());
+    double shift = 0;
+    for (size_t i = 0; i < got.size(); i++) shift = std::max(shift, (double)std::fabs(roped[i] - got[i]));
+    CHECK(shift > 100 * worst);
+}
+
+TEST_CASE("export: a tiny LLaMA, Qwen2, Qwen3 and SmolLM3 out to a Hugging Face directory and back: the same model (BF16: rounded)") {
+    for (const char* src : {"tiny_llama_hf", "tiny_qwen2_hf", "tiny_qwen3_hf", "tiny_smollm3_hf"}) {
         CAPTURE(src);
         ImportedModel a = import_hf_dir(kDir + src);
         std::string d = temp_dir() + "/hf";
@@ -268,6 +293,7 @@ TEST_CASE("export: a tiny LLaMA, Qwen2 and Qwen3 out to a Hugging Face directory
         CHECK(b.cfg.tied_embeddings == a.cfg.tied_embeddings);
         CHECK(b.cfg.qkv_bias == a.cfg.qkv_bias);
         CHECK(b.cfg.qk_norm == a.cfg.qk_norm);
+        CHECK(b.cfg.nope_interval == a.cfg.nope_interval);
         CHECK(contains(read_file(d + "/config.json"), "\"model_type\": \"" + a.cfg.architecture(src) + "\""));
         CHECK(b.tok.chat_template.default_system == a.tok.chat_template.default_system);
         CHECK(encode(b.tok, "the quick brown fox, 1234 <|im_end|>") == encode(a.tok, "the quick brown fox, 1234 <|im_end|>"));
@@ -289,8 +315,8 @@ TEST_CASE("export: a tiny LLaMA, Qwen2 and Qwen3 out to a Hugging Face directory
                    "weights given, the config needs"));
 }
 
-TEST_CASE("export: a tiny LLaMA (q/k permuted back), Qwen2 and Qwen3 out to GGUF and back: the same model; F16/Q8_0 rounded") {
-    for (const char* src : {"tiny_llama.gguf", "tiny_qwen2.gguf", "tiny_qwen3.gguf"}) {
+TEST_CASE("export: a tiny LLaMA and SmolLM3 (q/k permuted back), Qwen2 and Qwen3 out to GGUF and back: the same model; F16/Q8_0 rounded") {
+    for (const char* src : {"tiny_llama.gguf", "tiny_qwen2.gguf", "tiny_qwen3.gguf", "tiny_smollm3.gguf"}) {
         CAPTURE(src);
         ImportedModel a = import_gguf(kDir + src);
         const std::string path = temp_dir() + "/m.gguf";
@@ -455,18 +481,19 @@ TEST_CASE("model .bin: files of older versions still load: 1 (before RoPE scalin
     }
 }
 
-TEST_CASE("model .bin: version 2 for models without QK-norm (older builds read them), 3 with it; both load back") {
+TEST_CASE("model .bin: version 2 for models without QK-norm or NoPE (older builds read them), 3 with QK-norm, 4 with NoPE") {
     const std::string d = temp_dir();
-    for (const char* preset : {"tiny", "tiny-qwen3"}) {
+    for (const char* preset : {"tiny", "tiny-qwen3", "tiny-nope"}) {
         CAPTURE(preset);
-        ModelConfig c = config_preset(preset), back;
+        ModelConfig c = config_preset(std::string(preset) == "tiny-nope" ? "tiny" : preset), back;
+        if (std::string(preset) == "tiny-nope") c.nope_interval = 2;
         std::vector<float> p, q;
         model_init_random(c, p, 3);
         model_save(d + "/m.bin", c, p, DType::F32);
         const std::string bytes = read_file(d + "/m.bin");
         uint32_t version;
         memcpy(&version, bytes.data() + 4, 4);
-        CHECK(version == (c.qk_norm ? 3u : 2u));
+        CHECK(version == (c.nope_interval ? 4u : c.qk_norm ? 3u : 2u));
         model_load(d + "/m.bin", back, q);
         CHECK(back.describe() == c.describe());
         CHECK(q == p);

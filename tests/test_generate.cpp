@@ -58,6 +58,9 @@ TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full
     Model m = decoding_model(bias);
     check_greedy_decoding(m);
     check_greedy_decoding(decoding_model(config_preset("tiny-qwen3")));  // QK-norm before the cache
+    ModelConfig nope = config_preset("tiny");  // SmolLM3's NoPE layer: its keys enter the cache unrotated
+    nope.nope_interval = 2;
+    check_greedy_decoding(decoding_model(nope));
     SampleOptions so;
     so.max_new_tokens = 10;
     const vector<vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {7, 30, 2, 44}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}};

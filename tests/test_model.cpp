@@ -73,7 +73,9 @@ struct MicroGrad {
 };
 
 TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") {
-    for (const ModelConfig& c : {micro_config(false, true), micro_config(true, false), micro_qwen3_config()}) {
+    ModelConfig nope = micro_config(true, false);  // SmolLM3's NoPE: layer 1 of 2 without RoPE
+    nope.nope_interval = 2;
+    for (const ModelConfig& c : {micro_config(false, true), micro_config(true, false), micro_qwen3_config(), nope}) {
         CAPTURE(c.describe());
         Model m = random_model(c, 1);
         MicroGrad mg(m);

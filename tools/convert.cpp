@@ -23,7 +23,7 @@ static void usage() {
             "         directory (config.json, model.safetensors or its sharded index, tokenizer.json\n"
             "         or SentencePiece's tokenizer.model)\n"
             "  OUT    output path without extension: writes OUT.bin and OUT.tok\n"
-            "  LLaMA-family architectures (llama, mistral, qwen2, qwen3) with BPE tokenizers: byte-level (SmolLM2,\n"
+            "  LLaMA-family architectures (llama, mistral, qwen2, qwen3, smollm3) with BPE tokenizers: byte-level (SmolLM2,\n"
             "  Llama-3, Qwen2/3) or SentencePiece (LLaMA-1/2, Mistral v0.1, TinyLlama).\n");
 }
 
