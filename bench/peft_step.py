@@ -7,7 +7,7 @@ trainer's (build/bench/bench_train) on the same GPU, in the same command (bench/
                                [--qlora] [--recompute] [--attn sdpa|eager|flash_attention_2] [--rank 16]
 
 The step, as the HF Trainer with bf16=True runs it:
-  - LlamaForCausalLM from a LlamaConfig of the preset's shape (Qwen3ForCausalLM for the qwen3 presets), random
+  - LlamaForCausalLM from a LlamaConfig of the preset's shape (Qwen3/SmolLM3ForCausalLM for theirs), random
     init (normal, std 0.02), BF16.
   - peft LoRA r=16, alpha=32, dropout 0, on q,k,v,o,gate,up,down; the adapters are FP32 (peft's
     default autocast_adapter_dtype=True) and the forward runs under torch.autocast(bfloat16).
@@ -39,7 +39,8 @@ import time
 
 # The presets' shapes, as in model/config.cpp (vocab, dim, layers, heads, kv heads, ffn, rope theta,
 # rms eps, tied embeddings; the llama3 RoPE scaling factor of Llama 3.1/3.2, whose ramp is 1 to 4 of 8192;
-# Qwen3: head_dim 128 whatever dim/heads is, and QK-norm, so Qwen3ForCausalLM).
+# Qwen3: head_dim 128 whatever dim/heads is, and QK-norm, so Qwen3ForCausalLM; SmolLM3: no RoPE in every
+# 4th layer, SmolLM3ForCausalLM).
 PRESETS = {
     "tiny": dict(vocab=512, dim=64, layers=2, heads=4, kv=2, ffn=160, theta=10000.0, eps=1e-5, tied=True),
     "smollm2-135m": dict(vocab=49152, dim=576, layers=30, heads=9, kv=3, ffn=1536, theta=100000.0, eps=1e-5, tied=True),
@@ -50,6 +51,8 @@ PRESETS = {
                          llama3=8.0),
     "llama-2-7b": dict(vocab=32000, dim=4096, layers=32, heads=32, kv=32, ffn=11008, theta=10000.0, eps=1e-5, tied=False),
     "llama-2-13b": dict(vocab=32000, dim=5120, layers=40, heads=40, kv=40, ffn=13824, theta=10000.0, eps=1e-5, tied=False),
+    "smollm3-3b": dict(vocab=128256, dim=2048, layers=36, heads=16, kv=4, ffn=11008, theta=5e6, eps=1e-6, tied=True,
+                       smollm3=True),
     "qwen3-0.6b": dict(vocab=151936, dim=1024, layers=28, heads=16, kv=8, ffn=3072, theta=1e6, eps=1e-6, tied=True,
                        head_dim=128, qwen3=True),
     "qwen3-1.7b": dict(vocab=151936, dim=2048, layers=28, heads=16, kv=8, ffn=6144, theta=1e6, eps=1e-6, tied=True,
@@ -172,12 +175,14 @@ def main():
     import peft
     import transformers
     from peft import LoraConfig, get_peft_model
-    from transformers import LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM
+    from transformers import (LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
+                              SmolLM3ForCausalLM)
 
     p = PRESETS[args.preset]
     hd = p.get("head_dim", p["dim"] // p["heads"])
-    Config, Model = (Qwen3Config, Qwen3ForCausalLM) if p.get("qwen3") else (LlamaConfig, LlamaForCausalLM)
-    extra = {} if p.get("qwen3") else dict(mlp_bias=False)
+    Config, Model = ((Qwen3Config, Qwen3ForCausalLM) if p.get("qwen3") else
+                     (SmolLM3Config, SmolLM3ForCausalLM) if p.get("smollm3") else (LlamaConfig, LlamaForCausalLM))
+    extra = {} if p.get("qwen3") else dict(mlp_bias=False, no_rope_layer_interval=4) if p.get("smollm3") else dict(mlp_bias=False)
     cfg = Config(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["ffn"],
                       num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv"],
                       head_dim=hd, max_position_embeddings=max(args.seq, 131072 if "llama3" in p else 2048), rope_theta=p["theta"],

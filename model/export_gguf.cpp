@@ -50,6 +50,9 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     if (cfg.nope_interval && cfg.nope_interval != 4)
         fail("%s: llama.cpp runs SmolLM3 with NoPE in every 4th layer; this model has it every %d: export --hf instead",
              path.c_str(), cfg.nope_interval);
+    if (cfg.nope_interval && cfg.rope_scale_factor != 0.0f)
+        fail("%s: llama.cpp runs SmolLM3 without RoPE frequency factors, so its llama3 scaling would be lost: export --hf "
+             "instead", path.c_str());
 
     Metadata md;
     md.string("general.architecture", arch);

@@ -44,8 +44,9 @@ int32_t smollm3_nope_interval(const HfConfig& h, int n_layers) {
     if (k < 2) fail("%s: no_rope_layer_interval must be at least 2 (got %d)", h.path.c_str(), k);
     const JsonValue* list = h.get("no_rope_layers");
     if (!list || list->is_null()) return k;
-    if (list->type != JsonValue::Array || (int)list->array.size() != n_layers)
-        fail("%s: no_rope_layers must list one 0 or 1 per layer (%d)", h.path.c_str(), n_layers);
+    // transformers reads entry l for layer l: a longer list is allowed, a shorter one is not
+    if (list->type != JsonValue::Array || (int)list->array.size() < n_layers)
+        fail("%s: no_rope_layers must list a 0 or 1 for each of the %d layers", h.path.c_str(), n_layers);
     for (int l = 0; l < n_layers; l++) {
         const JsonValue& v = list->array[l];
         const bool rope = (l + 1) % k != 0;
@@ -87,9 +88,10 @@ ModelConfig hf_config(const std::string& dir) {
     // transformers 5 moved rope_theta (and rope_scaling) into "rope_parameters".
     const JsonValue* rp = h.get("rope_parameters");
     const JsonValue* theta = rp && rp->type == JsonValue::Object ? rp->get("rope_theta") : h.get("rope_theta");
-    c.rope_theta = (float)h.number(theta, "rope_theta", 10000.0);
+    c.rope_theta = (float)h.number(theta, "rope_theta", type == "smollm3" ? 2000000.0 : 10000.0);  // transformers' defaults
     c.norm_eps = (float)h.number(h.get("rms_norm_eps"), "rms_norm_eps", 1e-6);
-    c.tied_embeddings = h.flag("tie_word_embeddings");
+    // Absent, it is transformers' default: tied for SmolLM3 only.
+    c.tied_embeddings = h.get("tie_word_embeddings") ? h.flag("tie_word_embeddings") : type == "smollm3";
     c.qkv_bias = type == "qwen2";
     c.qk_norm = type == "qwen3";
     if (type == "smollm3") c.nope_interval = smollm3_nope_interval(h, c.n_layers);

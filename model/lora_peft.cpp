@@ -1,5 +1,6 @@
 #include "model/lora_peft.h"
 
+#include <cctype>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -121,14 +122,17 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     for (const auto& w : why)
         if (truthy(w[0])) fail("%s: \"%s\" is set: %s cannot be loaded here", cpath.c_str(), w[0], w[1]);
     // Initialisations that rewrite the base weights when PEFT loads the adapter (the residual after
-    // taking out B·A): on the unmodified base here, B·A would be counted twice. MiCA changes the forward.
-    const std::string init = str("init_lora_weights");
+    // taking out B·A): on the unmodified base here, B·A would be counted twice. PEFT compares some of
+    // these names case-insensitively ("OLoRA"), so the check does too. (MiCA, EVA, orthogonal and
+    // Gaussian inits leave the base alone and run as plain LoRA: accepted.)
+    std::string init = str("init_lora_weights");
+    for (char& ch : init) ch = (char)std::tolower((unsigned char)ch);
     for (const char* base_changing : {"pissa", "corda", "olora", "loftq", "lora_ga"})
         if (init.compare(0, strlen(base_changing), base_changing) == 0)
             fail("%s: \"init_lora_weights\" is '%s': PEFT changes the base weights for such an adapter when it loads "
                  "it, so it cannot be added to the plain base here; convert it to a plain LoRA adapter first (PEFT's "
-                 "save_pretrained(..., path_initial_model_for_weight_conversion=...))", cpath.c_str(), init.c_str());
-    if (init == "mica") fail("%s: \"init_lora_weights\" is 'mica', a LoRA variant that cannot be loaded here", cpath.c_str());
+                 "save_pretrained(..., path_initial_model_for_weight_conversion=...))", cpath.c_str(),
+                 str("init_lora_weights").c_str());
     if (!str("bias").empty() && str("bias") != "none")
         fail("%s: \"bias\" is '%s': trained biases cannot be loaded here (only \"none\")", cpath.c_str(), str("bias").c_str());
     const double r = number("r", 8), alpha = number("lora_alpha", 8);

@@ -281,6 +281,25 @@ TEST_CASE("import: a tiny SmolLM3 (NoPE in its 4th layer) from GGUF (q/k permute
     CHECK(shift > 100 * worst);
 }
 
+TEST_CASE("import: SmolLM3's config.json as transformers reads it: tied without the key, a longer no_rope_layers, "
+          "another pattern refused") {
+    const std::string src = kDir + "tiny_smollm3_hf/";
+    auto with_config = [&](const std::string& from, std::string to) {  // `to` padded with JSON spaces
+        const std::string d = copy_hf_dir(src, hf_tensors(src));
+        to.resize(from.size(), ' ');
+        write_bytes(d + "/config.json", patched(read_file(src + "config.json"), from, to));
+        return d;
+    };
+    // transformers' SmolLM3Config ties the head when the key is absent
+    ImportedModel untold = import_hf_dir(with_config("\"tie_word_embeddings\": true,", ""));
+    CHECK(untold.cfg.tied_embeddings == 1);
+    // transformers reads entry l for layer l of a list that may be longer
+    const std::string list = "[\n  1,\n  1,\n  1,\n  0\n ]";
+    CHECK(import_hf_dir(with_config(list, "[1, 1, 1, 0, 1]")).cfg.nope_interval == 4);
+    CHECK(contains(error_of([&] { import_hf_dir(with_config(list, "[1, 1, 0, 1]")); }),
+                   "no_rope_layers[2] is not 1: only NoPE in every 4-th layer"));
+}
+
 TEST_CASE("export: a tiny LLaMA, Qwen2, Qwen3 and SmolLM3 out to a Hugging Face directory and back: the same model (BF16: rounded)") {
     for (const char* src : {"tiny_llama_hf", "tiny_qwen2_hf", "tiny_qwen3_hf", "tiny_smollm3_hf"}) {
         CAPTURE(src);

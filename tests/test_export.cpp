@@ -110,6 +110,8 @@ TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel'
     // PiSSA and its kind rewrite the base when PEFT loads them: refused rather than added to the plain base
     CHECK(contains(err(peft_with("init_lora_weights", "\"pissa_niter_4\"")),
                    "\"init_lora_weights\" is 'pissa_niter_4': PEFT changes the base weights"));
+    CHECK(contains(err(peft_with("init_lora_weights", "\"OLoRA\"")), "\"init_lora_weights\" is 'OLoRA': PEFT changes"));
+    CHECK(err(peft_with("init_lora_weights", "\"mica\"")).empty());  // A·B as plain LoRA, base untouched
     CHECK(contains(err(peft_with("kasa_config", "{\"x\": 1}")), "\"kasa_config\" is set"));
     CHECK(contains(err(peft_with("bias", "\"all\"")), "\"bias\" is 'all'"));
     CHECK(contains(err(peft_with("peft_type", "\"IA3\"")), "peft_type is 'IA3': only LoRA adapters can be read"));
