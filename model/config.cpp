@@ -37,12 +37,12 @@ std::string ModelConfig::architecture(const std::string& where) const {
 
 std::string ModelConfig::describe() const {
     char buf[256];
-    char scaling[64] = "";
-    if (rope_scale_factor != 0.0f) snprintf(scaling, sizeof scaling, ", llama3 RoPE x%g", rope_scale_factor);
-    if (nope_interval) snprintf(scaling + strlen(scaling), sizeof scaling - strlen(scaling), ", NoPE every %d layers", nope_interval);
+    char rope[64] = "";  // how positions enter: llama3 scaling, NoPE layers
+    if (rope_scale_factor != 0.0f) snprintf(rope, sizeof rope, ", llama3 RoPE x%g", rope_scale_factor);
+    if (nope_interval) snprintf(rope + strlen(rope), sizeof rope - strlen(rope), ", NoPE every %d layers", nope_interval);
     snprintf(buf, sizeof buf, "dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d%s%s%s%s, %.1fM params", dim,
              n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, tied_embeddings ? ", tied" : "",
-             qkv_bias ? ", qkv bias" : "", qk_norm ? ", qk norm" : "", scaling, num_params() / 1e6);
+             qkv_bias ? ", qkv bias" : "", qk_norm ? ", qk norm" : "", rope, num_params() / 1e6);
     return buf;
 }
 

@@ -157,10 +157,9 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     std::vector<uint8_t> data;
     for (const Out& o : outs) {
         const float* src = o.src;
-        // llama.cpp runs LLaMA's q/k with interleaved RoPE: its converter permutes their rows (Qwen2/3
-        // are run with rotate-half, as we do).
+        // llama.cpp's converter permutes q/k rows for the architectures it runs with interleaved RoPE
         const bool q = o.name.find(".attn_q.weight") != std::string::npos, k = o.name.find(".attn_k.weight") != std::string::npos;
-        if ((arch == "llama" || arch == "smollm3") && (q || k)) {
+        if (gguf_rope_interleaved(arch) && (q || k)) {
             rows.assign(src, src + o.numel);
             permute_rope_rows(rows.data(), q ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim, cfg.dim);
             src = rows.data();

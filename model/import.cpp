@@ -35,6 +35,8 @@ static void move_rope_rows(float* w, int n_head, int head_dim, int64_t cols, boo
 void unpermute_rope_rows(float* w, int n_head, int head_dim, int64_t cols) { move_rope_rows(w, n_head, head_dim, cols, true); }
 void permute_rope_rows(float* w, int n_head, int head_dim, int64_t cols) { move_rope_rows(w, n_head, head_dim, cols, false); }
 
+bool gguf_rope_interleaved(const std::string& arch) { return arch == "llama" || arch == "smollm3"; }
+
 static std::string shape_str(const std::vector<int64_t>& s) {
     std::string out = "[";
     for (size_t i = 0; i < s.size(); i++) out += (i ? ", " : "") + std::to_string(s[i]);

@@ -29,6 +29,9 @@ ImportedModel import_model(const std::string& path);
 // and permute_rope_rows does it (for export_gguf).
 void unpermute_rope_rows(float* w, int n_head, int head_dim, int64_t cols);
 void permute_rope_rows(float* w, int n_head, int head_dim, int64_t cols);
+// Whether llama.cpp runs GGUF architecture `arch` with that interleaved RoPE (llama, smollm3: q/k
+// stored permuted) rather than rotate-half (qwen2, qwen3: stored as Hugging Face has them).
+bool gguf_rope_interleaved(const std::string& arch);
 // llama.cpp's name of one of our (Hugging Face) tensor names ("model.layers.3.mlp.up_proj.weight" →
 // "blk.3.ffn_up.weight"); "" when there is none.
 std::string gguf_tensor_name(const std::string& hf);

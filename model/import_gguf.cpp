@@ -232,11 +232,9 @@ ImportedModel import_gguf(const std::string& path) {
     for (size_t i = 0; i < L.tensors.size(); i++) {
         float* dst = m.params.data() + L.tensors[i].offset;
         g.read_f32(*src[i], dst);
-        // LLaMA and SmolLM3 GGUFs are permuted (llama.cpp's interleaved RoPE); Qwen2/3 are run with
-        // the rotate-half ("NEOX") RoPE, as stored.
         const std::string& name = src[i]->name;
         bool q = name.find(".attn_q.weight") != std::string::npos, k = name.find(".attn_k.weight") != std::string::npos;
-        if ((arch == "llama" || arch == "smollm3") && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);
+        if (gguf_rope_interleaved(arch) && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);
     }
     return m;
 }

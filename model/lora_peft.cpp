@@ -15,6 +15,11 @@ namespace {
 const char* const kModule[LORA_NUM_TARGETS] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
                                                "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                                "mlp.down_proj"};
+
+// PEFT's saved name of layer l's A or B of target t: base_model.model.model.layers.{l}.{module}.lora_A.weight
+std::string peft_tensor_name(int l, int t, bool a) {
+    return "base_model.model.model.layers." + std::to_string(l) + "." + kModule[t] + (a ? ".lora_A.weight" : ".lora_B.weight");
+}
 }  // namespace
 
 void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
@@ -32,9 +37,8 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
             if (!lc.has((LoraTarget)t)) continue;
             int in, out;
             lora_target_shape(cfg, (LoraTarget)t, in, out);
-            std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + kModule[t];
-            tensors.push_back({base + ".lora_A.weight", {lc.rank, in}, adapters.data() + L.A(l, (LoraTarget)t)});
-            tensors.push_back({base + ".lora_B.weight", {out, lc.rank}, adapters.data() + L.B(l, (LoraTarget)t)});
+            tensors.push_back({peft_tensor_name(l, t, true), {lc.rank, in}, adapters.data() + L.A(l, (LoraTarget)t)});
+            tensors.push_back({peft_tensor_name(l, t, false), {out, lc.rank}, adapters.data() + L.B(l, (LoraTarget)t)});
         }
     safetensors_write(dir + "/adapter_model.safetensors", tensors, DType::F32);
 
@@ -64,10 +68,9 @@ bool parse_peft_name(const std::string& tensor, int& layer, int& target, bool& i
     const std::string num = tensor.substr(prefix.size(), dot - prefix.size());
     if (num.find_first_not_of("0123456789") != std::string::npos || num.size() > 6) return false;
     layer = std::stoi(num);
-    const std::string rest = tensor.substr(dot + 1);
     for (int t = 0; t < LORA_NUM_TARGETS; t++)
         for (bool a : {true, false})
-            if (rest == std::string(kModule[t]) + (a ? ".lora_A.weight" : ".lora_B.weight")) {
+            if (tensor == peft_tensor_name(layer, t, a)) {
                 target = t;
                 is_a = a;
                 return true;
@@ -157,13 +160,13 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     for (const SafeTensor& t : st.tensors) {
         int layer, target;
         bool is_a;
-        if (!parse_peft_name(t.name, layer, target, is_a) &&
-            (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos))
-            fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
-                 "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
-        if (!parse_peft_name(t.name, layer, target, is_a))
+        if (!parse_peft_name(t.name, layer, target, is_a)) {
+            if (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos)
+                fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
+                     "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
             fail("%s: tensor %s is not a LoRA A or B of a decoder projection (embeddings, lm_head or other modules are "
                  "not supported)", wpath.c_str(), t.name.c_str());
+        }
         if (layer >= cfg.n_layers)
             fail("%s: tensor %s is for layer %d, but the base model has %d layers", wpath.c_str(), t.name.c_str(), layer,
                  cfg.n_layers);
@@ -178,8 +181,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
             int in, out;
             lora_target_shape(cfg, (LoraTarget)t, in, out);
             for (bool a : {true, false}) {
-                const std::string name = "base_model.model.model.layers." + std::to_string(l) + "." + kModule[t] +
-                                         (a ? ".lora_A.weight" : ".lora_B.weight");
+                const std::string name = peft_tensor_name(l, t, a);
                 const SafeTensor* src = st.find(name);
                 if (!src) fail("%s: tensor %s is missing (every layer needs the same adapted projections)", wpath.c_str(), name.c_str());
                 TensorInfo want;  // r from adapter_config.json, in/out from the base model

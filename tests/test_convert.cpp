@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <functional>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -83,6 +84,25 @@ std::string copy_hf_dir(const std::string& src, const std::vector<StEntry>& tens
     for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"}) write_bytes(d + "/" + f, read_file(src + f));
     write_safetensors(d + "/model.safetensors", tensors);
     return d;
+}
+
+// `h` gives the logits transformers wrote in `fixture` (within 1e-4), and logits far from them once
+// `drop_feature` has taken an architectural feature out of the model: the fixture tests that feature.
+void check_transformers_logits(const ImportedModel& h, const std::string& fixture, const char* what,
+                               const std::function<void(Model&)>& drop_feature) {
+    Model m;
+    model_init(m, h.cfg, h.params);
+    std::vector<int32_t> ids;
+    std::vector<float> got;
+    const double worst = max_logit_diff(m, fixture, ids, got);
+    MESSAGE(std::string(what) << ": max |logit - transformers'| " << worst << " over " << ids.size() << " positions");
+    CHECK(worst < 1e-4);
+    drop_feature(m);
+    std::vector<float> without(got.size());
+    model_logits(m, ids.data(), (int)ids.size(), without.data());
+    double shift = 0;
+    for (size_t i = 0; i < got.size(); i++) shift = std::max(shift, (double)std::fabs(without[i] - got[i]));
+    CHECK(shift > 100 * worst);
 }
 
 void check_same_model(const ImportedModel& a, const ImportedModel& b) {
@@ -239,21 +259,11 @@ TEST_CASE("import: a tiny Qwen3 (QK-norm, head_dim 8 with hidden 16 / 4 heads) f
     CHECK(h.cfg.head_dim == 8);
     CHECK(h.cfg.rope_theta == 1000000.0f);
     check_same_model(g, h);
-    // transformers' Qwen3ForCausalLM (FP32, eager attention) on the same weights and ids.
-    Model m;
-    model_init(m, h.cfg, h.params);
-    std::vector<int32_t> ids;
-    std::vector<float> got;
-    const double worst = max_logit_diff(m, kDir + "tiny_qwen3_logits.json", ids, got);
-    MESSAGE("tiny Qwen3: max |logit - transformers'| " << worst << " over " << ids.size() << " positions");
-    CHECK(worst < 1e-4);
-    // The norm weights count: with layer 0's q_norm weight set to ones the logits move far past that.
-    for (int i = 0; i < h.cfg.head_dim; i++) m.params[m.off.layers[0].q_norm + i] = 1.0f;
-    std::vector<float> moved(got.size());
-    model_logits(m, ids.data(), (int)ids.size(), moved.data());
-    double shift = 0;
-    for (size_t i = 0; i < got.size(); i++) shift = std::max(shift, (double)std::fabs(moved[i] - got[i]));
-    CHECK(shift > 100 * worst);
+    // transformers' Qwen3ForCausalLM (FP32, eager attention) on the same weights and ids; the norm
+    // weights count: with layer 0's q_norm weight set to ones the logits move far.
+    check_transformers_logits(h, kDir + "tiny_qwen3_logits.json", "tiny Qwen3", [](Model& m) {
+        for (int i = 0; i < m.cfg.head_dim; i++) m.params[m.off.layers[0].q_norm + i] = 1.0f;
+    });
 }
 
 TEST_CASE("import: a tiny SmolLM3 (NoPE in its 4th layer) from GGUF (q/k permuted) and HF agree; its logits are "
@@ -265,20 +275,8 @@ TEST_CASE("import: a tiny SmolLM3 (NoPE in its 4th layer) from GGUF (q/k permute
     CHECK(!h.cfg.rope_in_layer(3));
     CHECK(h.cfg.rope_in_layer(2));
     check_same_model(g, h);
-    Model m;
-    model_init(m, h.cfg, h.params);
-    std::vector<int32_t> ids;
-    std::vector<float> got;
-    const double worst = max_logit_diff(m, kDir + "tiny_smollm3_logits.json", ids, got);
-    MESSAGE("tiny SmolLM3: max |logit - transformers'| " << worst << " over " << ids.size() << " positions");
-    CHECK(worst < 1e-4);
     // With RoPE in every layer the logits are another model's
-    m.cfg.nope_interval = 0;
-    std::vector<float> roped(got.size());
-    model_logits(m, ids.data(), (int)ids.size(), roped.data());
-    double shift = 0;
-    for (size_t i = 0; i < got.size(); i++) shift = std::max(shift, (double)std::fabs(roped[i] - got[i]));
-    CHECK(shift > 100 * worst);
+    check_transformers_logits(h, kDir + "tiny_smollm3_logits.json", "tiny SmolLM3", [](Model& m) { m.cfg.nope_interval = 0; });
 }
 
 TEST_CASE("import: SmolLM3's config.json as transformers reads it: tied without the key, a longer no_rope_layers, "
