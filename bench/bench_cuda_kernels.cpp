@@ -185,6 +185,7 @@ void bench_attention(const Ops& ops) {
             int B = 16384 / T, nh = s.nh, nkv = s.nkv, hd = s.hd;
             std::string shape = strf("B%d T%d h%d/%d d%d", B, T, nh, nkv, hd);
             double fwd_flops = 4.0 * B * nh * (double)T * T * hd / 2;
+            float scale = 1.0f / std::sqrt((float)hd);
             size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;
             run_case(ops, "attn fwd", shape, [&](Buffers& b) {
                 act *q = b.act_rand(nq), *k = b.act_rand(nk), *v = b.act_rand(nk), *out = b.act_zeros(nq);
@@ -192,7 +193,7 @@ void bench_attention(const Ops& ops) {
                 int32_t* seg = (int32_t*)b.zeros((size_t)B * T * 4);
                 Case c;
                 if (ops.attention_forward)
-                    c.call = [=, &ops] { ops.attention_forward(out, lse, q, k, v, seg, B, T, nh, nkv, hd); };
+                    c.call = [=, &ops] { ops.attention_forward(out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale, 0); };
                 c.flops = fwd_flops;
                 return c;
             });
@@ -203,9 +204,10 @@ void bench_attention(const Ops& ops) {
                 int32_t* seg = (int32_t*)b.zeros((size_t)B * T * 4);
                 Case c;
                 if (ops.attention_forward && ops.attention_backward) {
-                    ops.attention_forward(out, lse, q, k, v, seg, B, T, nh, nkv, hd);  // out and lse for the backward
+                    // out and lse for the backward
+                    ops.attention_forward(out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale, 0);
                     c.call = [=, &ops] {
-                        ops.attention_backward(dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, nh, nkv, hd);
+                        ops.attention_backward(dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale, 0);
                     };
                 }
                 c.flops = 2.5 * fwd_flops;

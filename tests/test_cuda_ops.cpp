@@ -317,7 +317,8 @@ TEST_CASE("cuda attention_forward: causal, packed segments, padding, GQA; head d
         ActTwin out(g, rnd(in.NQ, 4));
         BufTwin<float> lse(g, rnd(in.NL, 5));
         run_both(g, [&](const Ops& o, On on) {
-            o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd);
+            o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd,
+                                inv_sqrt(c.hd), 0);
         });
         // Rows are tokens b·T + t: the index says which token, and so which segment, went wrong.
         expect_close("attention_forward " + name(c) + ": out", out, kAttnOut, (size_t)c.nh * c.hd);
@@ -332,13 +333,13 @@ TEST_CASE("cuda attention_backward: causal, packed segments, padding, GQA; head 
         // The forward's out and lse, from the CPU, kept as each backend keeps them (out in BF16).
         vector<float> out_h(in.NQ), lse_h(in.NL);
         cpu_ops().attention_forward(as_act(out_h.data()), lse_h.data(), in.q[On::cpu], in.k[On::cpu], in.v[On::cpu],
-                                    in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd);
+                                    in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd, inv_sqrt(c.hd), 0);
         ActTwin out(g, out_h), dout(g, rnd(in.NQ, 6));
         BufTwin<float> lse(g, lse_h);
         ActTwin dq(g, rnd(in.NQ, 7)), dk(g, rnd(in.NK, 8)), dv(g, rnd(in.NK, 9));  // garbage: overwritten
         auto op = [&](const Ops& o, On on) {
             o.attention_backward(dq[on], dk[on], dv[on], dout[on], out[on], lse[on], in.q[on], in.k[on], in.v[on],
-                                 in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd);
+                                 in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd, inv_sqrt(c.hd), 0);
         };
         run_both(g, op);
         std::string what = "attention_backward " + name(c);
@@ -364,7 +365,8 @@ TEST_CASE("cuda attention_decode: one query per sequence against its cache prefi
         size_t NQ = (size_t)c.S * c.nh * c.hd, NC = (size_t)c.S * c.max_T * c.nkv * c.hd;
         ActTwin q(g, rnd(NQ, 1)), kc(g, rnd(NC, 2)), vc(g, rnd(NC, 3)), out(g, rnd(NQ, 4));
         run_both(g, [&](const Ops& o, On on) {
-            o.attention_decode(out[on], q[on], kc[on], vc[on], lens[on], c.S, c.max_T, c.nh, c.nkv, c.hd);
+            o.attention_decode(out[on], q[on], kc[on], vc[on], lens[on], c.S, c.max_T, c.nh, c.nkv, c.hd, inv_sqrt(c.hd),
+                               0);
         });
         expect_close(strf("attention_decode S=%d max_T=%d nh=%d nkv=%d hd=%d: out", c.S, c.max_T, c.nh, c.nkv, c.hd),
                      out, kAttnOut, (size_t)c.nh * c.hd);

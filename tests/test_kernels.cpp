@@ -113,10 +113,14 @@ TEST_CASE("attention backward with causal, segment and padding masks, GQA") {
     size_t NQ = (size_t)B * T * nh * hd, NK = (size_t)B * T * nkv * hd;
     vector<float> q = random_vec(NQ, 1), k = random_vec(NK, 2), v = random_vec(NK, 3), R = random_vec(NQ, 4);
     vector<float> out(NQ), lse(B * T * nh), dq(NQ), dk(NK), dv(NK);
-    auto run = [&] { cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd); };
+    const float scale = 1.0f / std::sqrt((float)hd);
+    auto run = [&] {
+        cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd, scale,
+                               0);
+    };
     run();
     cpu::attention_backward(dq.data(), dk.data(), dv.data(), R.data(), out.data(), lse.data(), q.data(), k.data(),
-                            v.data(), seg.data(), B, T, nh, nkv, hd);
+                            v.data(), seg.data(), B, T, nh, nkv, hd, scale, 0);
     auto loss = [&] { run(); return dot_loss(out, R); };
     grad_check("attention dq", q, dq, loss, 2e-3, 60);
     grad_check("attention dk", k, dk, loss, 2e-3, 60);
@@ -152,9 +156,11 @@ TEST_CASE("attention forward and backward match a direct double-precision evalua
     size_t NQ = (size_t)B * T * nh * hd, NK = (size_t)B * T * nkv * hd;
     vector<float> q = random_vec(NQ, 1), k = random_vec(NK, 2), v = random_vec(NK, 3), dout = random_vec(NQ, 4);
     vector<float> out(NQ), lse(B * T * nh), dq(NQ), dk(NK), dv(NK);
-    cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd);
+    const float scale_f = 1.0f / std::sqrt((float)hd);
+    cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd, scale_f,
+                           0);
     cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), out.data(), lse.data(), q.data(), k.data(),
-                            v.data(), seg.data(), B, T, nh, nkv, hd);
+                            v.data(), seg.data(), B, T, nh, nkv, hd, scale_f, 0);
 
     vector<double> r_out(NQ, 0), r_dq(NQ, 0), r_dk(NK, 0), r_dv(NK, 0), r_lse(B * T * nh);
     double scale = 1.0 / std::sqrt((double)hd);
