@@ -18,7 +18,8 @@
 //   below. Accumulating outputs (+=) are read and written.
 // - Attention TFLOP/s, FlashAttention paper convention: causal forward = 4·B·nh·T²·hd / 2 (the two
 //   T×T matmuls QKᵀ and PV at 2 FLOP per multiply-add, half of the square masked); backward = 2.5 × that
-//   (five matmuls instead of two, recomputing QKᵀ included).
+//   (five matmuls instead of two, recomputing QKᵀ included). With a sliding window of w keys, the
+//   band's T·w − w²/2 pairs stand for T²/2.
 // - Matmul TFLOP/s: 2·N·C·OC per product; forward one product, backward dX one, dX+dW two.
 // - % of peak against --peak-bw (default 3350 GB/s, H100 SXM HBM3) or --peak-tflops (default 989,
 //   H100 SXM dense BF16); run_gpu.sh passes the H200's 4800 GB/s when it sees one.
@@ -177,41 +178,49 @@ void run_case(const Ops& ops, const char* op, const std::string& shape, const st
 void bench_attention(const Ops& ops) {
     // 16384 tokens per call (B = 16384/T), as in the FlashAttention benchmarks; MHA at dim 2048
     // (32 heads of 64, 16 heads of 128) and GQA with 8 KV heads (llama-3.2-1b: 32/8 of 64;
-    // llama-3.1-8b: 32/8 of 128). All rows one segment (seg = 0): plain causal.
+    // llama-3.1-8b: 32/8 of 128). All rows one segment (seg = 0): plain causal. Then one sliding
+    // window (Gemma 3's local layers; w512 in the shape), at head dim 128 since Gemma's 256 takes
+    // the FP32 fallback: its FLOPs count the band of T·w − w²/2 query-key pairs instead of T²/2, so
+    // its TFLOP/s compare with the causal row's, and its time shows what the window saves.
+    auto attention = [&](int T, int nh, int nkv, int hd, int window) {
+        int B = 16384 / T;
+        std::string shape = strf("B%d T%d h%d/%d d%d", B, T, nh, nkv, hd) + (window ? strf(" w%d", window) : "");
+        double pairs = window ? (double)T * window - (double)window * window / 2 : (double)T * T / 2;
+        double fwd_flops = 4.0 * B * nh * pairs * hd;
+        float scale = 1.0f / std::sqrt((float)hd);
+        size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;
+        run_case(ops, "attn fwd", shape, [&](Buffers& b) {
+            act *q = b.act_rand(nq), *k = b.act_rand(nk), *v = b.act_rand(nk), *out = b.act_zeros(nq);
+            float* lse = b.f32_zeros((size_t)B * T * nh);
+            int32_t* seg = (int32_t*)b.zeros((size_t)B * T * 4);
+            Case c;
+            if (ops.attention_forward)
+                c.call = [=, &ops] { ops.attention_forward(out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale, window); };
+            c.flops = fwd_flops;
+            return c;
+        });
+        run_case(ops, "attn bwd", shape, [&](Buffers& b) {
+            act *q = b.act_rand(nq), *k = b.act_rand(nk), *v = b.act_rand(nk), *out = b.act_zeros(nq);
+            act *dout = b.act_rand(nq), *dq = b.act_zeros(nq), *dk = b.act_zeros(nk), *dv = b.act_zeros(nk);
+            float* lse = b.f32_zeros((size_t)B * T * nh);
+            int32_t* seg = (int32_t*)b.zeros((size_t)B * T * 4);
+            Case c;
+            if (ops.attention_forward && ops.attention_backward) {
+                // out and lse for the backward
+                ops.attention_forward(out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale, window);
+                c.call = [=, &ops] {
+                    ops.attention_backward(dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale, window);
+                };
+            }
+            c.flops = 2.5 * fwd_flops;
+            return c;
+        });
+    };
     struct Shape { int hd, nh, nkv; };
     const Shape shapes[] = {{64, 32, 32}, {64, 32, 8}, {128, 16, 16}, {128, 32, 8}};
     for (const Shape& s : shapes)
-        for (int T : {2048, 4096}) {
-            int B = 16384 / T, nh = s.nh, nkv = s.nkv, hd = s.hd;
-            std::string shape = strf("B%d T%d h%d/%d d%d", B, T, nh, nkv, hd);
-            double fwd_flops = 4.0 * B * nh * (double)T * T * hd / 2;
-            size_t nq = (size_t)B * T * nh * hd, nk = (size_t)B * T * nkv * hd;
-            run_case(ops, "attn fwd", shape, [&](Buffers& b) {
-                act *q = b.act_rand(nq), *k = b.act_rand(nk), *v = b.act_rand(nk), *out = b.act_zeros(nq);
-                float* lse = b.f32_zeros((size_t)B * T * nh);
-                int32_t* seg = (int32_t*)b.zeros((size_t)B * T * 4);
-                Case c;
-                if (ops.attention_forward)
-                    c.call = [=, &ops] { ops.attention_forward(out, lse, q, k, v, seg, B, T, nh, nkv, hd); };
-                c.flops = fwd_flops;
-                return c;
-            });
-            run_case(ops, "attn bwd", shape, [&](Buffers& b) {
-                act *q = b.act_rand(nq), *k = b.act_rand(nk), *v = b.act_rand(nk), *out = b.act_zeros(nq);
-                act *dout = b.act_rand(nq), *dq = b.act_zeros(nq), *dk = b.act_zeros(nk), *dv = b.act_zeros(nk);
-                float* lse = b.f32_zeros((size_t)B * T * nh);
-                int32_t* seg = (int32_t*)b.zeros((size_t)B * T * 4);
-                Case c;
-                if (ops.attention_forward && ops.attention_backward) {
-                    ops.attention_forward(out, lse, q, k, v, seg, B, T, nh, nkv, hd);  // out and lse for the backward
-                    c.call = [=, &ops] {
-                        ops.attention_backward(dq, dk, dv, dout, out, lse, q, k, v, seg, B, T, nh, nkv, hd);
-                    };
-                }
-                c.flops = 2.5 * fwd_flops;
-                return c;
-            });
-        }
+        for (int T : {2048, 4096}) attention(T, s.nh, s.nkv, s.hd, 0);
+    attention(4096, 32, 8, 128, 512);
 }
 
 void bench_matmul(const Ops& ops) {

@@ -68,20 +68,27 @@ void rope_backward(float* dx, const int32_t* pos, int N, int n_heads, int head_d
 
 // Causal grouped-query attention over B rows of T tokens. q[B*T, nh, hd], k/v[B*T, nkv, hd],
 // out[B*T, nh, hd], lse[B*T, nh] (log-sum-exp of each query's scores, kept for the backward).
-// Query t attends to key s iff s <= t and seg[b,s] == seg[b,t] (packing and padding masks).
-// Scores are scaled by 1/sqrt(hd). Never materialises a T×T matrix.
+// Query t attends to key s iff s <= t and seg[b,s] == seg[b,t] (packing and padding masks) and,
+// with window > 0, s > t - window (a sliding window of `window` keys, t's own included: Gemma 3's
+// sliding_attention layers, transformers' sliding_window_overlay; window 0: the whole causal
+// context). Scores are q·k · scale (1/sqrt(hd) in LLaMA-family models; Gemma 3 takes
+// query_pre_attn_scalar^-0.5). Never materialises a T×T matrix, and with a window the cost is
+// O(T·window), not O(T²): keys below every window of a block of queries are never visited.
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* seg,
-                       int B, int T, int nh, int nkv, int hd);
-// dq, dk, dv overwritten. Recomputes the probabilities from lse (flash-attention style).
+                       int B, int T, int nh, int nkv, int hd, float scale, int window);
+// dq, dk, dv overwritten. Recomputes the probabilities from lse (flash-attention style). scale and
+// window as in the forward that produced out and lse.
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* seg, int B, int T, int nh,
-                        int nkv, int hd);
+                        int nkv, int hd, float scale, int window);
 
 // Decoding: one new query per sequence against that sequence's cached keys/values.
-// q[S, nh, hd]; kcache/vcache[S, max_T, nkv, hd] (one layer); sequence s attends to its first
-// len[s] cached positions (the new token's own k/v already written at len[s]-1). out[S, nh, hd].
+// q[S, nh, hd]; kcache/vcache[S, max_T, nkv, hd] (one layer); sequence s attends to its cached
+// positions max(0, len[s] - window) .. len[s]-1 (window 0: all len[s] of them; the new token's own
+// k/v already written at len[s]-1), scores scaled by `scale`: the last row of attention_forward
+// with the same scale and window. out[S, nh, hd].
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* len, int S,
-                      int max_T, int nh, int nkv, int hd);
+                      int max_T, int nh, int nkv, int hd, float scale, int window);
 
 // h[N] = silu(gate) * up, silu(g) = g * sigmoid(g)
 void swiglu_forward(float* h, const float* gate, const float* up, size_t N);
@@ -201,12 +208,12 @@ struct Ops {
     void (*rope_forward)(act* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
     void (*rope_backward)(act* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
     void (*attention_forward)(act* out, float* lse, const act* q, const act* k, const act* v, const int32_t* seg, int B,
-                              int T, int nh, int nkv, int hd);
+                              int T, int nh, int nkv, int hd, float scale, int window);
     void (*attention_backward)(act* dq, act* dk, act* dv, const act* dout, const act* out, const float* lse,
                                const act* q, const act* k, const act* v, const int32_t* seg, int B, int T, int nh,
-                               int nkv, int hd);
+                               int nkv, int hd, float scale, int window);
     void (*attention_decode)(act* out, const act* q, const act* kcache, const act* vcache, const int32_t* len, int S,
-                             int max_T, int nh, int nkv, int hd);
+                             int max_T, int nh, int nkv, int hd, float scale, int window);
     void (*swiglu_forward)(act* h, const act* gate, const act* up, size_t N);
     void (*swiglu_backward)(act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N);
     void (*lora_forward)(const LoraProj<act>* proj, int G, act* u, const act* x, int N, int C, int r, float scale,

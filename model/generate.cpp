@@ -136,7 +136,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
                 }
             forward_rows(g * Tp, [&](act*, act*) {
                 ops.attention_forward(att.a(), lse.f(), q.a(), k.a(), v.a(), seg.i(), g, Tp, c.n_heads,
-                                      c.n_kv_heads, c.head_dim);
+                                      c.n_kv_heads, c.head_dim, 1.0f / std::sqrt((float)c.head_dim), 0);
             });
         }
     }
@@ -158,7 +158,8 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         if (!any) break;
         ops.to_device(dlen.p, len.data(), S * sizeof(int32_t));
         forward_rows(S, [&](act* K, act* Vv) {
-            ops.attention_decode(att.a(), q.a(), K, Vv, dlen.i(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim);
+            ops.attention_decode(att.a(), q.a(), K, Vv, dlen.i(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim,
+                                 1.0f / std::sqrt((float)c.head_dim), 0);
         });
         ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(m.off.final_norm), S, C, c.norm_eps);
         ops.matmul_forward(dlogits.a(), ln.a(), P.w(m.off.lm_head), nullptr, S, C, V, nullptr);

@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstring>
 #include <functional>
 
@@ -224,7 +225,7 @@ void layer_forward(const Pass& P, Workspace& ws, int l, LayerActs& A) {
         P.ops.rope_forward(A.k.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());
     }
     P.ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads,
-                            c.n_kv_heads, c.head_dim);
+                            c.n_kv_heads, c.head_dim, 1.0f / std::sqrt((float)c.head_dim), 0);
     linear_forward(P, A.att.a(), N, Q, l, {{A.x_mid.a(), x, o.wo, SIZE_MAX, C, LORA_O}}, A.u_o.a());
     P.ops.rmsnorm_forward(A.ln2.a(), A.rstd2.f(), A.x_mid.a(), P.w(o.mlp_norm), N, C, c.norm_eps);
     linear_forward(P, A.ln2.a(), N, C, l,
@@ -253,7 +254,8 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     // Attention branch: x_mid = x + o(att)
     linear_backward(P, ws.datt.a(), A.att.a(), N, Q, l, {{ws.dresid.a(), o.wo, SIZE_MAX, C, LORA_O}}, A.u_o.a(), false);
     P.ops.attention_backward(ws.dq.a(), ws.dk.a(), ws.dv.a(), ws.datt.a(), A.att.a(), A.lse.f(), A.q.a(), A.k.a(),
-                             A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim);
+                             A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim,
+                             1.0f / std::sqrt((float)c.head_dim), 0);
     if (c.rope_in_layer(l)) {
         P.ops.rope_backward(ws.dq.a(), ws.pos.i(), N, c.n_heads, c.head_dim, P.inv_freq.data());
         P.ops.rope_backward(ws.dk.a(), ws.pos.i(), N, c.n_kv_heads, c.head_dim, P.inv_freq.data());

@@ -317,7 +317,8 @@ TEST_CASE("cuda attention_forward: causal, packed segments, padding, GQA; head d
         ActTwin out(g, rnd(in.NQ, 4));
         BufTwin<float> lse(g, rnd(in.NL, 5));
         run_both(g, [&](const Ops& o, On on) {
-            o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd);
+            o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd,
+                                inv_sqrt(c.hd), 0);
         });
         // Rows are tokens b·T + t: the index says which token, and so which segment, went wrong.
         expect_close("attention_forward " + name(c) + ": out", out, kAttnOut, (size_t)c.nh * c.hd);
@@ -332,13 +333,13 @@ TEST_CASE("cuda attention_backward: causal, packed segments, padding, GQA; head 
         // The forward's out and lse, from the CPU, kept as each backend keeps them (out in BF16).
         vector<float> out_h(in.NQ), lse_h(in.NL);
         cpu_ops().attention_forward(as_act(out_h.data()), lse_h.data(), in.q[On::cpu], in.k[On::cpu], in.v[On::cpu],
-                                    in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd);
+                                    in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd, inv_sqrt(c.hd), 0);
         ActTwin out(g, out_h), dout(g, rnd(in.NQ, 6));
         BufTwin<float> lse(g, lse_h);
         ActTwin dq(g, rnd(in.NQ, 7)), dk(g, rnd(in.NK, 8)), dv(g, rnd(in.NK, 9));  // garbage: overwritten
         auto op = [&](const Ops& o, On on) {
             o.attention_backward(dq[on], dk[on], dv[on], dout[on], out[on], lse[on], in.q[on], in.k[on], in.v[on],
-                                 in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd);
+                                 in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd, inv_sqrt(c.hd), 0);
         };
         run_both(g, op);
         std::string what = "attention_backward " + name(c);
@@ -364,9 +365,105 @@ TEST_CASE("cuda attention_decode: one query per sequence against its cache prefi
         size_t NQ = (size_t)c.S * c.nh * c.hd, NC = (size_t)c.S * c.max_T * c.nkv * c.hd;
         ActTwin q(g, rnd(NQ, 1)), kc(g, rnd(NC, 2)), vc(g, rnd(NC, 3)), out(g, rnd(NQ, 4));
         run_both(g, [&](const Ops& o, On on) {
-            o.attention_decode(out[on], q[on], kc[on], vc[on], lens[on], c.S, c.max_T, c.nh, c.nkv, c.hd);
+            o.attention_decode(out[on], q[on], kc[on], vc[on], lens[on], c.S, c.max_T, c.nh, c.nkv, c.hd, inv_sqrt(c.hd),
+                               0);
         });
         expect_close(strf("attention_decode S=%d max_T=%d nh=%d nkv=%d hd=%d: out", c.S, c.max_T, c.nh, c.nkv, c.hd),
+                     out, kAttnOut, (size_t)c.nh * c.hd);
+    }
+}
+
+namespace {
+// Sliding windows and scales other than 1/sqrt(hd) (Gemma 3: query_pre_attn_scalar^-0.5, such as
+// Gemma-3-27B's 168^-0.5 at hd 128): the mma kernels at hd 64 and 128, the FP32 fallback at hd 256
+// (Gemma 3's head dim). Windows of 1, 2 and 7 keys (inside one key tile), 45 and 150 (across key tiles
+// and query blocks: the forward and dQ start at the key block of their first query's window, dK/dV
+// stop at the last query block that the window of their last key reaches, and tiles are masked
+// where a window edge crosses them) and 400 > T (masks nothing); segments as above (packed, padded).
+struct WindowCase {
+    AttnCase c;
+    int window;
+    float scale;
+};
+const float kScale64 = 0.1f, kScale128 = 1.0f / std::sqrt(168.0f), kScale256 = 0.05f;  // 1/8, 1/11.3, 1/16 by default
+const WindowCase kWindowCases[] = {
+    {{3, 300, 6, 2, 64}, 1, kScale64},      {{3, 300, 6, 2, 64}, 2, kScale64},     {{3, 300, 6, 2, 64}, 150, kScale64},
+    {{3, 300, 6, 2, 128}, 7, kScale128},    {{3, 300, 6, 2, 128}, 45, kScale128},  {{2, 300, 4, 1, 128}, 150, kScale128},
+    {{2, 129, 2, 2, 128}, 400, kScale128},  {{3, 150, 4, 2, 256}, 7, kScale256},   {{3, 150, 4, 2, 256}, 45, kScale256},
+    {{2, 67, 4, 2, 256}, 400, kScale256}};
+std::string name(const WindowCase& w) { return name(w.c) + strf(" window=%d scale=%.4g", w.window, w.scale); }
+}  // namespace
+
+TEST_CASE("cuda attention_forward with a sliding window and an explicit scale; head dims 64, 128, 256") {
+    const Ops& g = cuda_backend();
+    for (const WindowCase& w : kWindowCases) {
+        const AttnCase& c = w.c;
+        AttnInputs in(g, c);
+        ActTwin out(g, rnd(in.NQ, 4));
+        BufTwin<float> lse(g, rnd(in.NL, 5));
+        run_both(g, [&](const Ops& o, On on) {
+            o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd,
+                                w.scale, w.window);
+        });
+        expect_close("attention_forward " + name(w) + ": out", out, kAttnOut, (size_t)c.nh * c.hd);
+        expect_close("attention_forward " + name(w) + ": lse", lse, kF32Lse, c.nh);
+    }
+}
+
+TEST_CASE("cuda attention_backward with a sliding window and an explicit scale; head dims 64, 128, 256; deterministic") {
+    const Ops& g = cuda_backend();
+    for (const WindowCase& w : kWindowCases) {
+        const AttnCase& c = w.c;
+        AttnInputs in(g, c);
+        vector<float> out_h(in.NQ), lse_h(in.NL);
+        cpu_ops().attention_forward(as_act(out_h.data()), lse_h.data(), in.q[On::cpu], in.k[On::cpu], in.v[On::cpu],
+                                    in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd, w.scale, w.window);
+        ActTwin out(g, out_h), dout(g, rnd(in.NQ, 6));
+        BufTwin<float> lse(g, lse_h);
+        ActTwin dq(g, rnd(in.NQ, 7)), dk(g, rnd(in.NK, 8)), dv(g, rnd(in.NK, 9));  // garbage: overwritten
+        auto op = [&](const Ops& o, On on) {
+            o.attention_backward(dq[on], dk[on], dv[on], dout[on], out[on], lse[on], in.q[on], in.k[on], in.v[on],
+                                 in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd, w.scale, w.window);
+        };
+        run_both(g, op);
+        std::string what = "attention_backward " + name(w);
+        // A window of one key: P = 1, so dS = P (dP − D) = dO·v − dO·o = 0 exactly (o = v), and dq, dk
+        // are rounding noise on both sides; dv (the group's dO rows summed) is still checked.
+        if (w.window > 1) {
+            expect_close(what + ": dq", dq, kAttnGrad, (size_t)c.nh * c.hd);
+            expect_close(what + ": dk", dk, kAttnGrad, (size_t)c.nkv * c.hd);
+        }
+        expect_close(what + ": dv", dv, kAttnGrad, (size_t)c.nkv * c.hd);
+        expect_deterministic(what, g, {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}}, op);
+    }
+}
+
+// Decoding with a window: positions len − window .. len − 1 only. The cached keys and values before
+// the window are NaN on both sides, so reading one (rather than masking it) shows as a NaN output.
+TEST_CASE("cuda attention_decode with a sliding window and an explicit scale") {
+    const Ops& g = cuda_backend();
+    struct Case {
+        int S, max_T, nh, nkv, hd, window;
+        float scale;
+    };
+    for (Case c : {Case{4, 300, 6, 2, 64, 1, kScale64}, Case{4, 300, 6, 2, 128, 7, kScale128},
+                   Case{4, 300, 6, 2, 128, 100, kScale128}, Case{4, 150, 4, 2, 256, 45, kScale256}}) {
+        const int pattern[4] = {1, c.max_T, c.max_T / 2 + 3, 37};
+        vector<int32_t> len(c.S);
+        for (int s = 0; s < c.S; s++) len[s] = std::min(c.max_T, pattern[s % 4]);
+        BufTwin<int32_t> lens(g, len);
+        const size_t NQ = (size_t)c.S * c.nh * c.hd, NC = (size_t)c.S * c.max_T * c.nkv * c.hd, pos = (size_t)c.nkv * c.hd;
+        vector<float> kc_h = rnd(NC, 2), vc_h = rnd(NC, 3);
+        for (int s = 0; s < c.S; s++)
+            for (size_t i = (size_t)s * c.max_T * pos; i < ((size_t)s * c.max_T + std::max(0, len[s] - c.window)) * pos; i++)
+                kc_h[i] = vc_h[i] = NAN;
+        ActTwin q(g, rnd(NQ, 1)), kc(g, kc_h), vc(g, vc_h), out(g, rnd(NQ, 4));
+        run_both(g, [&](const Ops& o, On on) {
+            o.attention_decode(out[on], q[on], kc[on], vc[on], lens[on], c.S, c.max_T, c.nh, c.nkv, c.hd, c.scale,
+                               c.window);
+        });
+        expect_close(strf("attention_decode S=%d max_T=%d nh=%d nkv=%d hd=%d window=%d scale=%.4g: out", c.S, c.max_T,
+                          c.nh, c.nkv, c.hd, c.window, c.scale),
                      out, kAttnOut, (size_t)c.nh * c.hd);
     }
 }

@@ -33,13 +33,13 @@ struct Attn {
     void forward(vector<float>& out, vector<float>& lse, const vector<float>& qq, const vector<int32_t>& sg) const {
         out.resize(NQ), lse.resize(NL);
         cpu_ops().attention_forward(as_act(out.data()), lse.data(), as_act(qq.data()), as_act(k.data()),
-                                    as_act(v.data()), sg.data(), B, T, nh, nkv, hd);
+                                    as_act(v.data()), sg.data(), B, T, nh, nkv, hd, 1.0f / std::sqrt((float)hd), 0);
     }
     vector<float> dq(const vector<float>& out, const vector<float>& lse, const vector<int32_t>& sg) const {
         vector<float> dq(NQ), dk(NK), dv(NK);
         cpu_ops().attention_backward(as_act(dq.data()), as_act(dk.data()), as_act(dv.data()), as_act(dout.data()),
                                      as_act(out.data()), lse.data(), as_act(q.data()), as_act(k.data()),
-                                     as_act(v.data()), sg.data(), B, T, nh, nkv, hd);
+                                     as_act(v.data()), sg.data(), B, T, nh, nkv, hd, 1.0f / std::sqrt((float)hd), 0);
         return dq;
     }
 };

@@ -6,6 +6,8 @@
 #include "model/config.h"
 #include "tests/test_util.h"
 
+#include <omp.h>
+
 using std::vector;
 
 TEST_CASE("gemm matches a naive product for every transpose, beta and awkward size") {
@@ -113,10 +115,14 @@ TEST_CASE("attention backward with causal, segment and padding masks, GQA") {
     size_t NQ = (size_t)B * T * nh * hd, NK = (size_t)B * T * nkv * hd;
     vector<float> q = random_vec(NQ, 1), k = random_vec(NK, 2), v = random_vec(NK, 3), R = random_vec(NQ, 4);
     vector<float> out(NQ), lse(B * T * nh), dq(NQ), dk(NK), dv(NK);
-    auto run = [&] { cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd); };
+    const float scale = 1.0f / std::sqrt((float)hd);
+    auto run = [&] {
+        cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd, scale,
+                               0);
+    };
     run();
     cpu::attention_backward(dq.data(), dk.data(), dv.data(), R.data(), out.data(), lse.data(), q.data(), k.data(),
-                            v.data(), seg.data(), B, T, nh, nkv, hd);
+                            v.data(), seg.data(), B, T, nh, nkv, hd, scale, 0);
     auto loss = [&] { run(); return dot_loss(out, R); };
     grad_check("attention dq", q, dq, loss, 2e-3, 60);
     grad_check("attention dk", k, dk, loss, 2e-3, 60);
@@ -139,11 +145,88 @@ TEST_CASE("attention backward with causal, segment and padding masks, GQA") {
     }
 }
 
+namespace {
+
+// Attention evaluated directly from its definition in double: for each query the softmax of
+// q·k · scale over the keys it may see (s <= t, same segment, and s > t − window when window > 0),
+// and the backward's formulas of kernels/cpu/attention.cpp. Shapes and layouts as the ops'.
+struct AttentionReference {
+    vector<double> out, lse, dq, dk, dv;
+    AttentionReference(const vector<float>& q, const vector<float>& k, const vector<float>& v,
+                       const vector<float>& dout, const vector<int32_t>& seg, int B, int T, int nh, int nkv, int hd,
+                       double scale, int window)
+        : out(q.size(), 0), lse((size_t)B * T * nh), dq(q.size(), 0), dk(k.size(), 0), dv(v.size(), 0) {
+        const int group = nh / nkv;
+        for (int b = 0; b < B; b++)
+            for (int h = 0; h < nh; h++)
+                for (int t = 0; t < T; t++) {
+                    size_t row = ((size_t)b * T + t) * nh + h;
+                    auto key = [&](int j) { return (((size_t)b * T + j) * nkv + h / group) * hd; };
+                    auto allowed = [&](int j) {
+                        return j <= t && seg[b * T + j] == seg[b * T + t] && (window <= 0 || j > t - window);
+                    };
+                    vector<double> p(T, 0.0);
+                    double mx = -INFINITY, sum = 0, D = 0;
+                    for (int j = 0; j < T; j++) {
+                        if (!allowed(j)) continue;
+                        double s = 0;
+                        for (int d = 0; d < hd; d++) s += (double)q[row * hd + d] * k[key(j) + d];
+                        p[j] = s * scale;
+                        mx = std::max(mx, p[j]);
+                    }
+                    for (int j = 0; j < T; j++) {
+                        p[j] = allowed(j) ? std::exp(p[j] - mx) : 0.0;
+                        sum += p[j];
+                    }
+                    lse[row] = mx + std::log(sum);
+                    for (int j = 0; j < T; j++)
+                        for (int d = 0; d < hd; d++) out[row * hd + d] += p[j] / sum * v[key(j) + d];
+                    for (int d = 0; d < hd; d++) D += (double)dout[row * hd + d] * out[row * hd + d];
+                    for (int j = 0; j < T; j++) {
+                        if (p[j] == 0) continue;
+                        double pj = p[j] / sum, dp = 0;
+                        for (int d = 0; d < hd; d++) dp += (double)dout[row * hd + d] * v[key(j) + d];
+                        double ds = pj * (dp - D) * scale;
+                        for (int d = 0; d < hd; d++) {
+                            dq[row * hd + d] += ds * k[key(j) + d];
+                            dk[key(j) + d] += ds * q[row * hd + d];
+                            dv[key(j) + d] += pj * dout[row * hd + d];
+                        }
+                    }
+                }
+    }
+};
+
+// The largest |got − want| / max(1, |want|).
+double worst_relative(const vector<float>& got, const vector<double>& want) {
+    double w = 0;
+    for (size_t i = 0; i < got.size(); i++) w = std::max(w, std::fabs(got[i] - want[i]) / std::max(1.0, std::fabs(want[i])));
+    return w;
+}
+
+// The CPU attention's outputs for one set of inputs.
+struct AttentionRun {
+    vector<float> out, lse, dq, dk, dv;
+    AttentionRun(const vector<float>& q, const vector<float>& k, const vector<float>& v, const vector<float>& dout,
+                 const vector<int32_t>& seg, int B, int T, int nh, int nkv, int hd, float scale, int window)
+        : out(q.size()), lse((size_t)B * T * nh), dq(q.size()), dk(k.size()), dv(v.size()) {
+        cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd,
+                               scale, window);
+        cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), out.data(), lse.data(), q.data(), k.data(),
+                                v.data(), seg.data(), B, T, nh, nkv, hd, scale, window);
+    }
+    bool operator==(const AttentionRun& o) const {
+        return out == o.out && lse == o.lse && dq == o.dq && dk == o.dk && dv == o.dv;
+    }
+};
+
+}  // namespace
+
 // The blocked kernels against the formulas of kernels/cpu/attention.cpp evaluated directly in double,
 // at sizes that cut through every block: T = 75 (two 64-query blocks, key tiles of 32 with a tail),
 // hd = 40 (one full and one partial 32-column tile), 6 query heads on 2 kv heads.
 TEST_CASE("attention forward and backward match a direct double-precision evaluation") {
-    int B = 2, T = 75, nh = 6, nkv = 2, hd = 40, group = nh / nkv;
+    int B = 2, T = 75, nh = 6, nkv = 2, hd = 40;
     vector<int32_t> seg(B * T);
     for (int t = 0; t < T; t++) {
         seg[t] = t < 30 ? 0 : t < 70 ? 1 : 2;  // row 0: three packed examples
@@ -151,58 +234,102 @@ TEST_CASE("attention forward and backward match a direct double-precision evalua
     }
     size_t NQ = (size_t)B * T * nh * hd, NK = (size_t)B * T * nkv * hd;
     vector<float> q = random_vec(NQ, 1), k = random_vec(NK, 2), v = random_vec(NK, 3), dout = random_vec(NQ, 4);
-    vector<float> out(NQ), lse(B * T * nh), dq(NQ), dk(NK), dv(NK);
-    cpu::attention_forward(out.data(), lse.data(), q.data(), k.data(), v.data(), seg.data(), B, T, nh, nkv, hd);
-    cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), out.data(), lse.data(), q.data(), k.data(),
-                            v.data(), seg.data(), B, T, nh, nkv, hd);
-
-    vector<double> r_out(NQ, 0), r_dq(NQ, 0), r_dk(NK, 0), r_dv(NK, 0), r_lse(B * T * nh);
-    double scale = 1.0 / std::sqrt((double)hd);
-    for (int b = 0; b < B; b++)
-        for (int h = 0; h < nh; h++)
-            for (int t = 0; t < T; t++) {
-                size_t row = ((size_t)b * T + t) * nh + h;
-                auto key = [&](int j) { return (((size_t)b * T + j) * nkv + h / group) * hd; };
-                vector<double> p(T, 0.0);
-                double mx = -INFINITY, sum = 0, D = 0;
-                for (int j = 0; j <= t; j++) {
-                    if (seg[b * T + j] != seg[b * T + t]) continue;
-                    double s = 0;
-                    for (int d = 0; d < hd; d++) s += (double)q[row * hd + d] * k[key(j) + d];
-                    p[j] = s * scale;
-                    mx = std::max(mx, p[j]);
-                }
-                for (int j = 0; j <= t; j++)
-                    if (seg[b * T + j] == seg[b * T + t]) sum += (p[j] = std::exp(p[j] - mx)); else p[j] = 0;
-                r_lse[row] = mx + std::log(sum);
-                for (int j = 0; j <= t; j++)
-                    for (int d = 0; d < hd; d++) r_out[row * hd + d] += p[j] / sum * v[key(j) + d];
-                for (int d = 0; d < hd; d++) D += (double)dout[row * hd + d] * r_out[row * hd + d];
-                for (int j = 0; j <= t; j++) {
-                    if (p[j] == 0) continue;
-                    double pj = p[j] / sum, dp = 0;
-                    for (int d = 0; d < hd; d++) dp += (double)dout[row * hd + d] * v[key(j) + d];
-                    double ds = pj * (dp - D) * scale;
-                    for (int d = 0; d < hd; d++) {
-                        r_dq[row * hd + d] += ds * k[key(j) + d];
-                        r_dk[key(j) + d] += ds * q[row * hd + d];
-                        r_dv[key(j) + d] += pj * dout[row * hd + d];
-                    }
-                }
-            }
-    auto worst = [](const vector<float>& got, const vector<double>& want) {
-        double w = 0;
-        for (size_t i = 0; i < got.size(); i++) w = std::max(w, std::fabs(got[i] - want[i]) / std::max(1.0, std::fabs(want[i])));
-        return w;
-    };
-    double e_out = worst(out, r_out), e_lse = worst(lse, r_lse), e_dq = worst(dq, r_dq), e_dk = worst(dk, r_dk),
-           e_dv = worst(dv, r_dv);
+    AttentionRun got(q, k, v, dout, seg, B, T, nh, nkv, hd, 1.0f / std::sqrt((float)hd), 0);
+    AttentionReference want(q, k, v, dout, seg, B, T, nh, nkv, hd, 1.0 / std::sqrt((double)hd), 0);
+    double e_out = worst_relative(got.out, want.out), e_lse = worst_relative(got.lse, want.lse),
+           e_dq = worst_relative(got.dq, want.dq), e_dk = worst_relative(got.dk, want.dk),
+           e_dv = worst_relative(got.dv, want.dv);
     MESSAGE("attention vs double: out " << e_out << ", lse " << e_lse << ", dq " << e_dq << ", dk " << e_dk << ", dv " << e_dv);
     CHECK(e_out < 1e-5);
     CHECK(e_lse < 1e-5);
     CHECK(e_dq < 1e-5);
     CHECK(e_dk < 1e-5);
     CHECK(e_dv < 1e-5);
+}
+
+// Gemma 3's attention: a sliding window and a scale that is not 1/sqrt(hd) (0.3 here; 1/sqrt(40) =
+// 0.158), against the direct evaluation. T = 203 cuts through the 64-query blocks (the last has 11
+// rows); windows of one key (a query sees only itself), 7 (smaller than a GEMM tile), 64 (one query
+// block), 100 (a block's products then start below its first query's window: at a multiple of 64)
+// and 250 > T (masks nothing: the same results as no window, bit for bit). Row 0 packs three
+// examples, row 1 is one example and then padding; 6 query heads on 2 kv heads.
+TEST_CASE("attention with a sliding window and an explicit scale matches a direct evaluation; deterministic") {
+    int B = 2, T = 203, nh = 6, nkv = 2, hd = 40;
+    const float scale = 0.3f;
+    vector<int32_t> seg(B * T);
+    for (int t = 0; t < T; t++) {
+        seg[t] = t < 90 ? 0 : t < 180 ? 1 : 2;
+        seg[T + t] = t < 190 ? 0 : -1;
+    }
+    size_t NQ = (size_t)B * T * nh * hd, NK = (size_t)B * T * nkv * hd;
+    vector<float> q = random_vec(NQ, 1), k = random_vec(NK, 2), v = random_vec(NK, 3), dout = random_vec(NQ, 4);
+    for (int window : {1, 7, 64, 100, 250}) {
+        CAPTURE(window);
+        AttentionRun got(q, k, v, dout, seg, B, T, nh, nkv, hd, scale, window);
+        AttentionReference want(q, k, v, dout, seg, B, T, nh, nkv, hd, scale, window);
+        double e_out = worst_relative(got.out, want.out), e_lse = worst_relative(got.lse, want.lse),
+               e_dq = worst_relative(got.dq, want.dq), e_dk = worst_relative(got.dk, want.dk),
+               e_dv = worst_relative(got.dv, want.dv);
+        MESSAGE("window " << window << " vs double: out " << e_out << ", lse " << e_lse << ", dq " << e_dq << ", dk "
+                          << e_dk << ", dv " << e_dv);
+        CHECK(e_out < 1e-5);
+        CHECK(e_lse < 1e-5);
+        CHECK(e_dq < 1e-5);
+        CHECK(e_dk < 1e-5);
+        CHECK(e_dv < 1e-5);
+        if (window == 1)  // a query's only key is itself: out is its value row
+            for (int t = 0; t < T; t++)
+                for (int d = 0; d < hd; d++) CHECK(got.out[(size_t)t * nh * hd + d] == v[(size_t)t * nkv * hd + d]);
+    }
+    CHECK(AttentionRun(q, k, v, dout, seg, B, T, nh, nkv, hd, scale, 250) ==
+          AttentionRun(q, k, v, dout, seg, B, T, nh, nkv, hd, scale, 0));
+
+    SUBCASE("bit-identical whatever the thread count") {
+        const int threads = omp_get_max_threads();
+        AttentionRun base(q, k, v, dout, seg, B, T, nh, nkv, hd, scale, 7);
+        for (int n : {1, 3}) {
+            omp_set_num_threads(n);
+            CHECK(AttentionRun(q, k, v, dout, seg, B, T, nh, nkv, hd, scale, 7) == base);
+        }
+        omp_set_num_threads(threads);
+    }
+}
+
+// Decoding with a window against the windowed forward: sequence s's output is the last row of
+// attention_forward over its len[s] cached positions. In the cache that decoding reads, the keys and
+// values before the window are NaN: they must not even be read. Lengths 1, the whole cache, 40
+// (shorter than some windows) and the window plus one.
+TEST_CASE("attention_decode with a window is the last row of the windowed forward") {
+    const int S = 4, max_T = 150, nh = 4, nkv = 2, hd = 24;
+    const size_t kvs = (size_t)nkv * hd;  // cache floats per position
+    const float scale = 0.25f;
+    for (int window : {1, 7, 64, 200}) {
+        CAPTURE(window);
+        const int lens[S] = {1, max_T, 40, std::min(window + 1, max_T)};
+        vector<float> q = random_vec((size_t)S * nh * hd, 1), kc = random_vec((size_t)S * max_T * kvs, 2);
+        vector<float> vc = random_vec(kc.size(), 3), kc_poisoned = kc, vc_poisoned = vc, out(q.size());
+        for (int s = 0; s < S; s++)
+            for (size_t i = (size_t)s * max_T * kvs; i < ((size_t)s * max_T + std::max(0, lens[s] - window)) * kvs; i++)
+                kc_poisoned[i] = vc_poisoned[i] = NAN;
+        cpu::attention_decode(out.data(), q.data(), kc_poisoned.data(), vc_poisoned.data(), lens, S, max_T, nh, nkv, hd,
+                              scale, window);
+        for (int s = 0; s < S; s++) {
+            CAPTURE(s);
+            // The forward over the sequence's T cached positions, its last query being the decoded one.
+            const int T = lens[s];
+            vector<float> fq = random_vec((size_t)T * nh * hd, 4), fout(fq.size()), flse((size_t)T * nh);
+            std::copy(&q[(size_t)s * nh * hd], &q[(size_t)(s + 1) * nh * hd], &fq[(size_t)(T - 1) * nh * hd]);
+            vector<int32_t> fseg(T, 0);
+            cpu::attention_forward(fout.data(), flse.data(), fq.data(), &kc[(size_t)s * max_T * kvs],
+                                   &vc[(size_t)s * max_T * kvs], fseg.data(), 1, T, nh, nkv, hd, scale, window);
+            double worst = 0;
+            for (int i = 0; i < nh * hd; i++) {
+                double d = std::fabs(out[(size_t)s * nh * hd + i] - fout[(size_t)(T - 1) * nh * hd + i]);
+                worst = d > worst || std::isnan(d) ? d : worst;  // NaN (a poisoned position read) sticks
+            }
+            CHECK(worst < 1e-5);
+        }
+    }
 }
 
 TEST_CASE("lora backward of a group of two projections: dx, dA, dB, with and without dropout") {

@@ -3,12 +3,23 @@
 // only each query's log-sum-exp is kept. Memory is O(QB·T) per thread, never O(T²).
 //
 // Forward, per query t of head h (kv head g = h / (nh/nkv)):
-//   s_j = q_t·k_j / sqrt(hd) for allowed j,  lse_t = log Σ_j exp(s_j),  o_t = Σ_j exp(s_j − lse_t) v_j
+//   s_j = q_t·k_j · scale for allowed j,  lse_t = log Σ_j exp(s_j),  o_t = Σ_j exp(s_j − lse_t) v_j
 // Backward (p_j recomputed from lse):
-//   D_t = dO_t·O_t,  dp_j = dO_t·v_j,  ds_j = p_j (dp_j − D_t) / sqrt(hd)
+//   D_t = dO_t·O_t,  dp_j = dO_t·v_j,  ds_j = p_j (dp_j − D_t) · scale
 //   dq_t = Σ_j ds_j k_j,  dk_j += Σ_t ds_j q_t,  dv_j += Σ_t p_j dO_t
 // Key j is allowed for query t when j <= t and seg[j] == seg[t]: causal, and never across packed
-// examples or into padding (padding has seg −1 and only sees other padding).
+// examples or into padding (padding has seg −1 and only sees other padding); with a sliding window
+// (window > 0) also j > t − window.
+//
+// A block of queries t0.. sees keys up to its last query; with a window, none below
+// t0 − window + 1, the first key of its first query's window. Its products start at key kb, that
+// first key rounded down to a multiple of KA = 64, and skip the keys before: a long row costs
+// O(T·(window + QB)) instead of O(T²). The skipped keys are the ones masking would have given
+// p = 0, and every sum keeps its order: the GEMM tile's sums over keys run in key order (a skipped
+// key would have added an exact 0), and the row max and sum of the softmax, whose vectorised
+// reductions assign key j to a lane by its column, see each key in the same column modulo KA (a
+// whole number of vectors) as with kb = 0. So a window gives the results that masking the full
+// causal range would, bit for bit (but for the sign of an exact zero, in contrived inputs).
 //
 // Every product above is a small matrix product over a block: S = Q·Kᵀ, O = P·V, dP = dO·Vᵀ,
 // dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO. They all run through the GEMM's 6×32 register tile
@@ -31,6 +42,7 @@ namespace {
 
 constexpr int MR = TILE_M, NR = TILE_N;
 constexpr int QB = 64;  // queries per block: the rows of P and dS kept for the dK/dV products
+constexpr int KA = 64;  // the first key of a block's products is a multiple of KA (see the top)
 
 int round_up(int x, int m) { return (x + m - 1) / m * m; }
 
@@ -61,38 +73,47 @@ void pack_rows(float* padded, const float* rows, size_t stride, int T, int hd, i
     for (int t = 0; t < T; t++) memcpy(padded + (size_t)t * hdp, rows + t * stride, hd * sizeof(float));
 }
 
-// Scores of queries t0..t0+qn−1 against keys 0..t0+qn−1 → S[qn][Tp], then in place the masked
-// probabilities p = exp(s·scale − L_t) (0 where the key is not allowed). L_t, the row's log-sum-exp,
-// is read from lse_in[i·lse_stride] (backward), or computed and stored in lse_out (forward).
+// The first key of the products of the query block starting at t0 (see the top): 0 without a window.
+int first_key(int t0, int window) {
+    const int lo = window > 0 ? t0 - window + 1 : 0;
+    return lo > 0 ? lo / KA * KA : 0;
+}
+
+// Scores of queries t0..t0+qn−1 against keys kb..t0+qn−1 → S[qn][Tp] (column c: key kb + c), then in
+// place the masked probabilities p = exp(s·scale − L_t) (0 where the key is not allowed). L_t, the
+// row's log-sum-exp, is read from lse_in[i·lse_stride] (backward), or computed and stored in lse_out
+// (forward).
 void probabilities(float* S, const float* q, size_t q_stride, const float* kcols, int Tp, const int32_t* sg, int t0,
-                   int qn, int hd, float scale, const float* lse_in, float* lse_out, size_t lse_stride) {
-    int n = t0 + qn;
-    block_product(qn, n, hd, q, q_stride, 1, kcols, Tp, S, Tp, false);
+                   int qn, int kb, int window, int hd, float scale, const float* lse_in, float* lse_out,
+                   size_t lse_stride) {
+    const int n = t0 + qn - kb;
+    block_product(qn, n, hd, q, q_stride, 1, kcols + kb, Tp, S, Tp, false);
     for (int i = 0; i < qn; i++) {
-        int t = t0 + i;
+        const int t = t0 + i, last = t - kb;        // columns 0..last: keys kb..t
+        const int lo = window > 0 ? t - window + 1 : 0;  // t's first key
+        const int32_t* sk = sg + kb;
         float* p = S + (size_t)i * Tp;
-        for (int j = 0; j < n; j++) p[j] = (j <= t && sg[j] == sg[t]) ? p[j] * scale : -INFINITY;
+        for (int c = 0; c < n; c++) p[c] = (c <= last && kb + c >= lo && sk[c] == sg[t]) ? p[c] * scale : -INFINITY;
         float L;
         if (lse_out) {
             float mx = -INFINITY, sum = 0.0f;
             #pragma omp simd reduction(max : mx)
-            for (int j = 0; j <= t; j++) mx = std::max(mx, p[j]);
+            for (int c = 0; c <= last; c++) mx = std::max(mx, p[c]);
             #pragma omp simd reduction(+ : sum)
-            for (int j = 0; j <= t; j++) sum += exp_fast(p[j] - mx);  // exp(−inf) = 0 for masked keys
+            for (int c = 0; c <= last; c++) sum += exp_fast(p[c] - mx);  // exp(−inf) = 0 for masked keys
             L = lse_out[i * lse_stride] = mx + std::log(sum);
         } else {
             L = lse_in[i * lse_stride];
         }
         #pragma omp simd
-        for (int j = 0; j < n; j++) p[j] = exp_fast(p[j] - L);
+        for (int c = 0; c < n; c++) p[c] = exp_fast(p[c] - L);
     }
 }
 
 }  // namespace
 
 void attention_forward(float* out, float* lse, const float* q, const float* k, const float* v, const int32_t* seg,
-                       int B, int T, int nh, int nkv, int hd) {
-    const float scale = 1.0f / std::sqrt((float)hd);
+                       int B, int T, int nh, int nkv, int hd, float scale, int window) {
     const int group = nh / nkv, Tp = round_up(T, NR), hdp = round_up(hd, NR);
     const size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;  // row strides
     #pragma omp parallel
@@ -108,11 +129,11 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                 pack_columns(kcols.data(), k + r0 * ks + g * hd, ks, T, hd, Tp);
                 pack_rows(vrows.data(), v + r0 * ks + g * hd, ks, T, hd, hdp);
                 for (int t0 = 0; t0 < T; t0 += QB) {
-                    int qn = std::min(QB, T - t0);
-                    probabilities(S.data(), q + (r0 + t0) * qs + h * hd, qs, kcols.data(), Tp, seg + r0, t0, qn, hd,
-                                  scale, nullptr, lse + (r0 + t0) * nh + h, nh);
-                    block_product(qn, hd, t0 + qn, S.data(), Tp, 1, vrows.data(), hdp, out + (r0 + t0) * qs + h * hd,
-                                  qs, false);
+                    const int qn = std::min(QB, T - t0), kb = first_key(t0, window);
+                    probabilities(S.data(), q + (r0 + t0) * qs + h * hd, qs, kcols.data(), Tp, seg + r0, t0, qn, kb,
+                                  window, hd, scale, nullptr, lse + (r0 + t0) * nh + h, nh);
+                    block_product(qn, hd, t0 + qn - kb, S.data(), Tp, 1, vrows.data() + (size_t)kb * hdp, hdp,
+                                  out + (r0 + t0) * qs + h * hd, qs, false);
                 }
             }
     }
@@ -120,8 +141,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
 
 void attention_backward(float* dq, float* dk, float* dv, const float* dout, const float* out, const float* lse,
                         const float* q, const float* k, const float* v, const int32_t* seg, int B, int T, int nh,
-                        int nkv, int hd) {
-    const float scale = 1.0f / std::sqrt((float)hd);
+                        int nkv, int hd, float scale, int window) {
     const int group = nh / nkv, Tp = round_up(T, NR), hdp = round_up(hd, NR);
     const size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
     // One task per (row, kv head): all query heads that share a kv head add into the same dk/dv, so
@@ -146,30 +166,32 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                 pack_rows(krows.data(), k + r0 * ks + g * hd, ks, T, hd, hdp);
                 for (int h = g * group; h < (g + 1) * group; h++)
                     for (int t0 = 0; t0 < T; t0 += QB) {
-                        const int qn = std::min(QB, T - t0), n = t0 + qn;
+                        // Keys kb .. t0 + qn − 1: n columns of P and dS.
+                        const int qn = std::min(QB, T - t0), kb = first_key(t0, window), n = t0 + qn - kb;
                         const size_t row0 = (r0 + t0) * qs + h * hd;  // this block's first q/dO/dq row
-                        probabilities(P.data(), q + row0, qs, kcols.data(), Tp, sg, t0, qn, hd, scale,
+                        probabilities(P.data(), q + row0, qs, kcols.data(), Tp, sg, t0, qn, kb, window, hd, scale,
                                       lse + (r0 + t0) * nh + h, nullptr, nh);
-                        block_product(qn, n, hd, dout + row0, qs, 1, vcols.data(), Tp, dS.data(), Tp, false);  // dP
+                        block_product(qn, n, hd, dout + row0, qs, 1, vcols.data() + kb, Tp, dS.data(), Tp, false);  // dP
                         for (int i = 0; i < qn; i++) {
                             float D = dot(dout + row0 + i * qs, out + row0 + i * qs, hd);
                             float* p = P.data() + (size_t)i * Tp;
                             float* ds = dS.data() + (size_t)i * Tp;
                             for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - D) * scale;
                         }
-                        block_product(qn, hd, n, dS.data(), Tp, 1, krows.data(), hdp, dq + row0, qs, false);
+                        block_product(qn, hd, n, dS.data(), Tp, 1, krows.data() + (size_t)kb * hdp, hdp, dq + row0, qs,
+                                      false);
                         pack_rows(qrows.data(), q + row0, qs, qn, hd, hdp);
                         pack_rows(dorows.data(), dout + row0, qs, qn, hd, hdp);
-                        block_product(n, hd, qn, dS.data(), 1, Tp, qrows.data(), hdp, dkg, ks, true);  // dK += dSᵀQ
-                        block_product(n, hd, qn, P.data(), 1, Tp, dorows.data(), hdp, dvg, ks, true);  // dV += PᵀdO
+                        // dK += dSᵀQ, dV += PᵀdO on the rows of keys kb..
+                        block_product(n, hd, qn, dS.data(), 1, Tp, qrows.data(), hdp, dkg + kb * ks, ks, true);
+                        block_product(n, hd, qn, P.data(), 1, Tp, dorows.data(), hdp, dvg + kb * ks, ks, true);
                     }
             }
     }
 }
 
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* len, int S,
-                      int max_T, int nh, int nkv, int hd) {
-    const float scale = 1.0f / std::sqrt((float)hd);
+                      int max_T, int nh, int nkv, int hd, float scale, int window) {
     const int group = nh / nkv;
     #pragma omp parallel
     {
@@ -177,19 +199,19 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
         #pragma omp for schedule(static) collapse(2)
         for (int s = 0; s < S; s++)
             for (int h = 0; h < nh; h++) {
-                int g = h / group, n = len[s];
+                const int g = h / group, n = len[s], j0 = window > 0 ? std::max(0, n - window) : 0;
                 const float* qs = q + ((size_t)s * nh + h) * hd;
                 const float* K = kcache + (size_t)s * max_T * nkv * hd;
                 const float* V = vcache + (size_t)s * max_T * nkv * hd;
                 float mx = -INFINITY, sum = 0.0f;
-                for (int j = 0; j < n; j++) {
+                for (int j = j0; j < n; j++) {
                     p[j] = dot(qs, K + ((size_t)j * nkv + g) * hd, hd) * scale;
                     mx = std::max(mx, p[j]);
                 }
-                for (int j = 0; j < n; j++) sum += (p[j] = std::exp(p[j] - mx));
+                for (int j = j0; j < n; j++) sum += (p[j] = std::exp(p[j] - mx));
                 float* o = out + ((size_t)s * nh + h) * hd;
                 memset(o, 0, hd * sizeof(float));
-                for (int j = 0; j < n; j++) {
+                for (int j = j0; j < n; j++) {
                     const float* vj = V + ((size_t)j * nkv + g) * hd;
                     float w = p[j] / sum;
                     for (int d = 0; d < hd; d++) o[d] += w * vj[d];

@@ -134,17 +134,18 @@ Ops make_ops() {
         cpu::rope_backward(F(dx), pos, N, n_heads, head_dim, inv_freq);
     };
     o.attention_forward = [](act* out, float* lse, const act* q, const act* k, const act* v, const int32_t* seg, int B,
-                             int T, int nh, int nkv, int hd) {
-        cpu::attention_forward(F(out), lse, F(q), F(k), F(v), seg, B, T, nh, nkv, hd);
+                             int T, int nh, int nkv, int hd, float scale, int window) {
+        cpu::attention_forward(F(out), lse, F(q), F(k), F(v), seg, B, T, nh, nkv, hd, scale, window);
     };
     o.attention_backward = [](act* dq, act* dk, act* dv, const act* dout, const act* out, const float* lse,
                               const act* q, const act* k, const act* v, const int32_t* seg, int B, int T, int nh,
-                              int nkv, int hd) {
-        cpu::attention_backward(F(dq), F(dk), F(dv), F(dout), F(out), lse, F(q), F(k), F(v), seg, B, T, nh, nkv, hd);
+                              int nkv, int hd, float scale, int window) {
+        cpu::attention_backward(F(dq), F(dk), F(dv), F(dout), F(out), lse, F(q), F(k), F(v), seg, B, T, nh, nkv, hd,
+                                scale, window);
     };
     o.attention_decode = [](act* out, const act* q, const act* kcache, const act* vcache, const int32_t* len, int S,
-                            int max_T, int nh, int nkv, int hd) {
-        cpu::attention_decode(F(out), F(q), F(kcache), F(vcache), len, S, max_T, nh, nkv, hd);
+                            int max_T, int nh, int nkv, int hd, float scale, int window) {
+        cpu::attention_decode(F(out), F(q), F(kcache), F(vcache), len, S, max_T, nh, nkv, hd, scale, window);
     };
     o.swiglu_forward = [](act* h, const act* gate, const act* up, size_t N) {
         cpu::swiglu_forward(F(h), F(gate), F(up), N);

@@ -2,7 +2,8 @@
 // recomputed from the saved lse:
 //   P = exp(S - lse), S = Q Kᵀ · scale     D = rowsum(dO ∘ O)        dP = dO Vᵀ
 //   dS = P ∘ (dP - D)                      dQ = dS K · scale          dK = dSᵀ Q · scale     dV = Pᵀ dO
-// dq, dk, dv are overwritten (BF16), everything is accumulated in FP32.
+// dq, dk, dv are overwritten (BF16), everything is accumulated in FP32. The mask is the forward's:
+// key s is seen by query t iff s <= t, same segment and, with a sliding window, s > t - window.
 //
 // Deterministic, without atomics. A single pass over the (query block, key block) tiles could
 // produce dQ, dK and dV at once, but then either dQ (if a CTA owns keys) or dK/dV (if it owns
@@ -10,10 +11,13 @@
 // whose result — changes from run to run. Instead the work is split by owner:
 //   1. bwd_D_kernel        D = rowsum(dO ∘ O), one FP32 per (token, head), in cuda_scratch.
 //   2. flash_dq_kernel     a CTA owns BM queries of one head and loops over the key blocks up to the
-//                          diagonal, recomputing S and P: dQ is summed in its registers.
+//                          diagonal (from the first its first query's window reaches, with a window),
+//                          recomputing S and P: dQ is summed in its registers.
 //   3. flash_dkdv_kernel   a CTA owns BN keys of one kv head and loops over ALL query blocks from the
-//                          diagonal on, of EVERY query head of its GQA group: dK and dV (which sum over
-//                          the group's heads) are summed in its registers, in a fixed order.
+//                          diagonal on (up to the last that can see its last key, with a window), of
+//                          EVERY query head of its GQA group: dK and dV (which sum over the group's
+//                          heads) are summed in its registers, in a fixed order.
+// With a window both loops are O(window) long, so the backward costs O(T·window) like the forward.
 // S and dP are computed twice (once per kernel): 7 tile products (S, dP, dQ | S, dP, dV, dK) instead of
 // a fused backward's 5, 40% more tensor-core work: the price of bit-identical gradients on every run.
 //
@@ -70,7 +74,7 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
     flash_dq_kernel(bf16* __restrict__ dq, const bf16* __restrict__ dout, const float* __restrict__ lse,
                     const float* __restrict__ Dg, const bf16* __restrict__ q, const bf16* __restrict__ k,
                     const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T, int nh, int nkv, float scale,
-                    float scale_log2) {
+                    float scale_log2, int win) {
     using C = DqCfg<HD, narrow>;
     constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
@@ -87,11 +91,13 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
     const size_t qstride = (size_t)nh * HD, kstride = (size_t)nkv * HD;
     const size_t qoff = ((size_t)b * T * nh + h) * HD, koff = ((size_t)b * T * nkv + g) * HD;
     const int nkb = ((q0 + BM < T ? q0 + BM : T) + BN - 1) / BN;
+    // As in the forward: the first key block in the window of the first query (0 without a window).
+    const int kb0 = q0 - win + 1 > 0 ? (q0 - win + 1) / BN : 0;
 
     load_tile<BM, HD, NT>(sQ, q + qoff, qstride, q0, T, tid);
     load_tile<BM, HD, NT>(sdO, dout + qoff, qstride, q0, T, tid);
-    load_tile<BN, HD, NT>(sK, k + koff, kstride, 0, T, tid);
-    load_tile<BN, HD, NT>(sV, v + koff, kstride, 0, T, tid);
+    load_tile<BN, HD, NT>(sK, k + koff, kstride, kb0 * BN, T, tid);
+    load_tile<BN, HD, NT>(sV, v + koff, kstride, kb0 * BN, T, tid);
     cp_async_commit();
 
     // This thread's query rows: wrow + 16m + gq and + 8 for each row tile m of the warp.
@@ -111,11 +117,11 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
         }
     const int seg_first = sg[q0];
     const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
-    int kseg_next = tid < BN && tid < T ? sg[tid] : 0;
+    int kseg_next = tid < BN && kb0 * BN + tid < T ? sg[kb0 * BN + tid] : 0;
 
     float acc[MT][HD / 8][4] = {};  // dQ (unscaled) for the warp's rows
-    for (int j = 0; j < nkb; j++) {
-        const int k0 = j * BN, st = j & 1;
+    for (int j = kb0; j < nkb; j++) {
+        const int k0 = j * BN, st = (j - kb0) & 1;
         if (j + 1 < nkb) {
             load_tile<BN, HD, NT>(sK + (st ^ 1) * BN * LD, k + koff, kstride, k0 + BN, T, tid);
             load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, v + koff, kstride, k0 + BN, T, tid);
@@ -131,11 +137,15 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
             __syncthreads();
             continue;
         }
-        // A warp whose queries all come before the block's first key: P = 0 throughout, dQ += 0. It
-        // skips the math (as in the forward; bit-identical) and waits at the barrier. At HD 128 only:
-        // at HD 64 the test made the backward 0.6-1.5% slower on an H100 (the warp skip's RESULTS).
-        if (HD == 64 || k0 <= q0 + wrow + 16 * MT - 1) {
-            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
+        // A warp whose queries all come before the block's first key, or whose first query's window
+        // starts after the block's last key: P = 0 throughout, dQ += 0. It skips the math (as in the
+        // forward; bit-identical) and waits at the barrier. At HD 128 only: at HD 64 the test made
+        // the backward 0.6-1.5% slower on an H100 (the warp skip's RESULTS; measured without windows).
+        const int wq_first = q0 + wrow, wq_last = q0 + wrow + 16 * MT - 1;  // this warp's queries
+        if (HD == 64 || (k0 <= wq_last && k0 + BN - 1 > wq_first - win)) {
+            // No mask: as in the forward (one segment, all keys real, every key <= every query and
+            // within every window of the warp's queries).
+            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0 && k0 > wq_last - win;
             const bf16* tK = sK + st * BN * LD;
             const bf16* tV = sV + st * BN * LD;
 
@@ -158,8 +168,8 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
                             float p = exp2_ftz(fmaf(s[m][n][e], scale_log2, -lse2[m][i]));
                             if (kMasked) {
                                 const int ki = k0 + c0 + (e & 1);
-                                const bool masked =
-                                    (ki > qi[m][i]) | (ki >= T) | (((e & 1) ? ks.y : ks.x) != qseg[m][i]);
+                                const bool masked = (ki > qi[m][i]) | (ki >= T) |
+                                                    (((e & 1) ? ks.y : ks.x) != qseg[m][i]) | (ki <= qi[m][i] - win);
                                 p = masked ? 0.0f : p;
                             }
                             s[m][n][e] = p * (dp[m][n][e] - Dr[m][i]);
@@ -222,7 +232,7 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
     flash_dkdv_kernel(bf16* __restrict__ dk, bf16* __restrict__ dv, const bf16* __restrict__ dout,
                       const float* __restrict__ lse, const float* __restrict__ Dg, const bf16* __restrict__ q,
                       const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
-                      int nh, int nkv, float scale, float scale_log2) {
+                      int nh, int nkv, float scale, float scale_log2, int win) {
     using C = DkvCfg<HD, narrow>;
     constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
@@ -245,8 +255,11 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
     const int32_t* sg = seg + (size_t)b * T;
     const size_t qstride = (size_t)nh * HD, kstride = (size_t)nkv * HD;
     const size_t koff = ((size_t)b * T * nkv + g) * HD;
-    // Iteration j: query head g*group + j / nqb, query block qb_first + j % nqb.
-    const int qb_first = k0 / BM, nqb = (T + BM - 1) / BM - qb_first, n_it = group * nqb;
+    // The queries that can see a key of the block: from its first key (the diagonal) to before
+    // q_end, where the window of its last key k0 + BN - 1 ends (query t sees key s only if
+    // t < s + win), or T. Iteration j: query head g*group + j / nqb, query block qb_first + j % nqb.
+    const int q_end = k0 + BN - 1 + win < T ? k0 + BN - 1 + win : T;
+    const int qb_first = k0 / BM, nqb = (q_end + BM - 1) / BM - qb_first, n_it = group * nqb;
     auto head_of = [&](int j) { return g * group + j / nqb; };
     auto q0_of = [&](int j) { return (qb_first + j % nqb) * BM; };
     auto qoff_of = [&](int j) { return ((size_t)b * T * nh + head_of(j)) * HD; };
@@ -304,8 +317,9 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
             __syncthreads();
             continue;
         }
-        // No mask: keys and queries all real and in one segment, every query >= every key.
-        const bool no_mask = k_full && n_match == BM && q0 >= k0 + BN - 1;
+        // No mask: keys and queries all real and in one segment, every query >= every key, and every
+        // query within the window of every key of the warp (the last query within the first key's).
+        const bool no_mask = k_full && n_match == BM && q0 >= k0 + BN - 1 && q0 + BM - 1 < k0 + wrow + win;
         const bf16* tQ = sQ + st * BM * LD;
         const bf16* tdO = sdO + st * BM * LD;
 
@@ -327,8 +341,8 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
                         const float p = exp2_ftz(fmaf(s[m][n][e], scale_log2, -((e & 1) ? l2.y : l2.x)));
                         if (kMasked) {
                             const int qi = q0 + c0 + (e & 1), i = e >> 1;
-                            const bool masked =
-                                (ki[m][i] > qi) | (qi >= T) | (((e & 1) ? qs.y : qs.x) != kseg[m][i]);
+                            const bool masked = (ki[m][i] > qi) | (qi >= T) |
+                                                (((e & 1) ? qs.y : qs.x) != kseg[m][i]) | (ki[m][i] <= qi - win);
                             s[m][n][e] = masked ? 0.0f : p;
                         } else {
                             s[m][n][e] = p;
@@ -347,10 +361,10 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
                     for (int e = 0; e < 4; e++) p[m][n][e] *= dp[m][n][e] - ((e & 1) ? d2.y : d2.x);
             }
         };
-        // A warp whose keys all come after the block's last query: Pᵀ = 0 throughout, dV and dK += 0.
-        // It skips the math (bit-identical) and only meets the barriers; a pair skips together. At HD
-        // 128 only, as in dQ.
-        const bool live = HD == 64 || q0 + BM - 1 >= k0 + wrow;
+        // A warp whose keys all come after the block's last query, or whose last key's window ends
+        // before the block's first query: Pᵀ = 0 throughout, dV and dK += 0. It skips the math
+        // (bit-identical) and only meets the barriers; a pair skips together. At HD 128 only, as in dQ.
+        const bool live = HD == 64 || (q0 + BM - 1 >= k0 + wrow && q0 < k0 + wrow + 16 * MT - 1 + win);
         if constexpr (!C::PAIR) {
             if (live) {
                 float dp[MT][BM / 8][4] = {};  // Sᵀ = K Qᵀ into s, dPᵀ = V dOᵀ into dp
@@ -420,10 +434,11 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
 }
 
 // ---------------------------------------------------------------------------------------------------
-// FP32 fallbacks, any hd <= 256. dQ: one warp per query row (b, t, h), over its allowed keys.
+// FP32 fallbacks, any hd <= 256. dQ: one warp per query row (b, t, h), over its allowed keys (from
+// t - win + 1 on).
 __global__ void dq_fallback_kernel(bf16* dq, const bf16* dout, const float* lse, const float* D, const bf16* q,
                                    const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv,
-                                   int hd, float scale) {
+                                   int hd, float scale, int win) {
     const int lane = threadIdx.x & 31;
     const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;  // (b*T + t)*nh + h
     if (row >= (size_t)B * T * nh) return;
@@ -433,7 +448,7 @@ __global__ void dq_fallback_kernel(bf16* dq, const bf16* dout, const float* lse,
     load_row(qv, q + row * hd, hd, lane);
     load_row(dov, dout + row * hd, hd, lane);
     const float L = lse[row], Dr = D[row];
-    for (int s = 0; s <= t; s++) {
+    for (int s = t - win + 1 > 0 ? t - win + 1 : 0; s <= t; s++) {
         if (sg[s] != sg[t]) continue;
         const size_t kv = (((size_t)b * T + s) * nkv + g) * hd;
         const float p = expf(dot_row(qv, k + kv, hd, lane) * scale - L);
@@ -447,10 +462,11 @@ __global__ void dq_fallback_kernel(bf16* dq, const bf16* dout, const float* lse,
     store_row(dq + row * hd, acc, scale, hd, lane);
 }
 
-// dK, dV: one warp per key row (b, s, g), over the allowed queries of every head of the group.
+// dK, dV: one warp per key row (b, s, g), over the allowed queries of every head of the group (up to
+// s + win - 1).
 __global__ void dkdv_fallback_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D,
                                      const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T,
-                                     int nh, int nkv, int hd, float scale) {
+                                     int nh, int nkv, int hd, float scale, int win) {
     const int lane = threadIdx.x & 31;
     const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;  // (b*T + s)*nkv + g
     if (row >= (size_t)B * T * nkv) return;
@@ -460,7 +476,7 @@ __global__ void dkdv_fallback_kernel(bf16* dk, bf16* dv, const bf16* dout, const
     load_row(kv_k, k + row * hd, hd, lane);
     load_row(kv_v, v + row * hd, hd, lane);
     for (int h = g * group; h < (g + 1) * group; h++)
-        for (int t = s; t < T; t++) {
+        for (int t = s; t < T && t < s + win; t++) {
             if (sg[t] != sg[s]) continue;
             const size_t qr = ((size_t)b * T + t) * nh + h;
             const float p = expf(dot_row(kv_k, q + qr * hd, hd, lane) * scale - lse[qr]);
@@ -480,7 +496,8 @@ __global__ void dkdv_fallback_kernel(bf16* dk, bf16* dv, const bf16* dout, const
 
 template <int HD, bool narrow>
 void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D, const bf16* q,
-                      const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv, float scale) {
+                      const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv, float scale,
+                      int win) {
     using Q = DqCfg<HD, narrow>;
     using KV = DkvCfg<HD, narrow>;
     static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
@@ -494,10 +511,11 @@ void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const floa
     const unsigned nqb = ceil_div(T, Q::BM), nkb = ceil_div(T, KV::BN);
     if (nqb > 65535) fail("attention_backward: T = %d is too long for one grid (at most %d)", T, 65535 * Q::BM);
     dim3 gq(B * nh, nqb), gkv(B * nkv, nkb);
-    flash_dq_kernel<HD, narrow><<<gq, Q::NT, Q::smem>>>(dq, dout, lse, D, q, k, v, seg, T, nh, nkv, scale, scale * kLog2e);
+    flash_dq_kernel<HD, narrow><<<gq, Q::NT, Q::smem>>>(dq, dout, lse, D, q, k, v, seg, T, nh, nkv, scale,
+                                                        scale * kLog2e, win);
     CUDA_LAUNCH_CHECK();
     flash_dkdv_kernel<HD, narrow><<<gkv, KV::NT, KV::smem>>>(dk, dv, dout, lse, D, q, k, v, seg, T, nh, nkv, scale,
-                                                             scale * kLog2e);
+                                                             scale * kLog2e, win);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -507,13 +525,13 @@ constexpr size_t bwd_smem() { return std::max(DqCfg<HD, narrow>::smem, DkvCfg<HD
 template <int HD>
 void launch_flash_bwd_fitting(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D,
                               const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh,
-                              int nkv, float scale) {
+                              int nkv, float scale, int win) {
     if constexpr (bwd_smem<HD, false>() > kMinSmemOptin) {  // only then is a narrow twin needed
         static_assert(bwd_smem<HD, true>() <= kMinSmemOptin, "the narrow tiling must fit every GPU");
         if (!wide_tiles_fit(bwd_smem<HD, false>()))
-            return launch_flash_bwd<HD, true>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+            return launch_flash_bwd<HD, true>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
     }
-    launch_flash_bwd<HD, false>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+    launch_flash_bwd<HD, false>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
 }
 
 }  // namespace
@@ -522,24 +540,25 @@ namespace cuda {
 
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
                         const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv,
-                        int hd) {
+                        int hd, float scale, int window) {
     if (B <= 0 || T <= 0 || nh <= 0) return;
     if (nkv <= 0 || nh % nkv != 0) fail("attention_backward: %d query heads do not share %d kv heads evenly", nh, nkv);
     if (hd > kMaxFallbackHd) fail("attention_backward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
-    const float scale = 1.0f / std::sqrt((float)hd);
+    const int win = kernel_window(window, T);
     const size_t rows = (size_t)B * T * nh;
     float* D = (float*)cuda_scratch(Scratch::attention, rows * sizeof(float));
     bwd_D_kernel<<<ceil_div(rows, 8), 256, 0>>>(D, dout, out, rows, hd);
     CUDA_LAUNCH_CHECK();
     if (tensor_core_ok(hd, {dq, dk, dv, dout, q, k, v})) {
-        if (hd == 64) launch_flash_bwd_fitting<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
-        else launch_flash_bwd_fitting<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale);
+        if (hd == 64) launch_flash_bwd_fitting<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
+        else launch_flash_bwd_fitting<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
         return;
     }
-    dq_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(dq, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale);
+    dq_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(dq, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale, win);
     CUDA_LAUNCH_CHECK();
     const size_t krows = (size_t)B * T * nkv;
-    dkdv_fallback_kernel<<<ceil_div(krows, 4), 128, 0>>>(dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale);
+    dkdv_fallback_kernel<<<ceil_div(krows, 4), 128, 0>>>(dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale,
+                                                         win);
     CUDA_LAUNCH_CHECK();
 }
 

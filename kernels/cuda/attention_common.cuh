@@ -274,6 +274,13 @@ __device__ __forceinline__ void acc_to_smem(bf16* tile, int row0, const float (&
     }
 }
 
+// The sliding window as the kernels take it: query t sees keys s > t - win. Without a window (0), or
+// with one at least T wide (which masks nothing), a width no row reaches, so the bounds and masks of
+// the kernels need no case of their own for it; small enough that t ± win stays within an int for
+// any row of fewer than 2^30 tokens.
+constexpr int kNoWindow = 1 << 30;
+inline int kernel_window(int window, int T) { return window > 0 && window < T ? window : kNoWindow; }
+
 // ---- FP32 fallback helpers: a warp owns one row, lane l holds elements d = l, l+32, ... (hd <= 256) ----
 constexpr int kMaxFallbackHd = 256;
 constexpr int kFbRegs = kMaxFallbackHd / 32;

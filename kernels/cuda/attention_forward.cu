@@ -1,7 +1,7 @@
 // Causal grouped-query attention, forward and decoding, on the GPU. Same semantics as the CPU
 // reference (kernels/cpu/attention.cpp): q[B*T, nh, hd], k/v[B*T, nkv, hd], out[B*T, nh, hd],
-// lse[B*T, nh] (natural log); query t of head h sees key s of kv head h / (nh/nkv) iff s <= t and
-// seg[b,s] == seg[b,t]; scores are scaled by 1/sqrt(hd).
+// lse[B*T, nh] (natural log); query t of head h sees key s of kv head h / (nh/nkv) iff s <= t,
+// seg[b,s] == seg[b,t] and, with a sliding window, s > t - window; scores are scaled by `scale`.
 //
 // Two implementations, chosen by the launcher on hd:
 // - flash_fwd_kernel<HD> (HD = 64, 128): flash attention 2 on tensor cores (mma.sync m16n8k16,
@@ -10,10 +10,13 @@
 //   models, odd head sizes). Slow but obviously right.
 //
 // The flash-attention forward, per CTA: one (batch b, head h) and a block of BM queries; each warp
-// owns MT row tiles of 16 queries. The CTA walks the key blocks of BN keys from 0 to the diagonal
-// (blocks wholly above it — all keys later than all queries — are never visited). For each:
+// owns MT row tiles of 16 queries. The CTA walks the key blocks of BN keys from the first that its
+// first query's window reaches (block 0 without a window) to the diagonal: blocks wholly above it
+// (all keys later than all queries) and, with a window, wholly below it (every key at or before
+// q0 - window, out of every query's window, since q0 is the earliest query) are never visited, so
+// a sliding window costs O(T·window). For each key block:
 //     S = Q Kᵀ               (warp: MT x 16 x BN scores, FP32 in registers: accumulator tiles of 16x8)
-//     S = -inf where masked  (causal, packed segments, padding; only on tiles that need it)
+//     S = -inf where masked  (causal, window, packed segments, padding; only on tiles that need it)
 //     online softmax         m = running row max, l = running row sum of exp, O rescaled by exp(m_old - m_new)
 //     O += P V               (P = exp(S - m) rounded to BF16, straight from the S registers)
 // At the end O /= l and lse = m + log(l). Everything runs in the log2 domain (exp2 is one
@@ -64,7 +67,7 @@ template <int HD>
 __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 : 2)
     flash_fwd_kernel(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
                      const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
-                     int nh, int nkv, float scale_log2) {
+                     int nh, int nkv, float scale_log2, int win) {
     using C = FwdCfg<HD>;
     constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
@@ -82,11 +85,14 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
     const bf16* kh = k + ((size_t)b * T * nkv + g) * HD;
     const bf16* vh = v + ((size_t)b * T * nkv + g) * HD;
     const int nkb = ((q0 + BM < T ? q0 + BM : T) + BN - 1) / BN;  // key blocks up to the diagonal
+    // The first key block with a key in some query's window: the one holding q0 - win + 1, where the
+    // window of the first (earliest) query starts. 0 without a window.
+    const int kb0 = q0 - win + 1 > 0 ? (q0 - win + 1) / BN : 0;
 
-    // Prologue: Q and key block 0 in one cp.async group.
+    // Prologue: Q and key block kb0 in one cp.async group.
     load_tile<BM, HD, NT>(sQ, qh, qstride, q0, T, tid);
-    load_tile<BN, HD, NT>(sK, kh, kstride, 0, T, tid);
-    load_tile<BN, HD, NT>(sV, vh, kstride, 0, T, tid);
+    load_tile<BN, HD, NT>(sK, kh, kstride, kb0 * BN, T, tid);
+    load_tile<BN, HD, NT>(sV, vh, kstride, kb0 * BN, T, tid);
     cp_async_commit();
 
     // This thread's rows (accumulator rows g and g+8 of each row tile of its warp) and their
@@ -106,7 +112,7 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
     const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
     // Segment ids of the next key block travel through a register (loaded one step ahead, so the
     // global-memory latency hides behind a step of math), then into sKseg.
-    int kseg_next = tid < BN && tid < T ? sg[tid] : 0;
+    int kseg_next = tid < BN && kb0 * BN + tid < T ? sg[kb0 * BN + tid] : 0;
 
     // Q's A fragments, loaded once when they stay in registers (a [1][1][4] placeholder otherwise).
     uint32_t qf[C::q_in_regs ? MT : 1][C::q_in_regs ? HD / 16 : 1][4];
@@ -115,8 +121,8 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
     #pragma unroll
     for (int mt = 0; mt < MT; mt++) m[mt][0] = m[mt][1] = -INFINITY, l[mt][0] = l[mt][1] = 0.0f;
 
-    for (int j = 0; j < nkb; j++) {
-        const int k0 = j * BN, st = j & 1;
+    for (int j = kb0; j < nkb; j++) {
+        const int k0 = j * BN, st = (j - kb0) & 1;
         // Start loading key block j+1 into the other buffer (free: the barrier at the end of step j-1
         // guarantees every warp is done reading it). An empty group on the last step keeps the
         // wait_group<1> below uniform.
@@ -132,7 +138,7 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
         cp_async_wait<1>();  // this thread's copies of block j (and Q) have landed...
         const int n_match = __syncthreads_count(match);  // ...and everyone's, and sKseg is written
         if constexpr (C::q_in_regs) {
-            if (j == 0) {
+            if (j == kb0) {
                 #pragma unroll
                 for (int kk = 0; kk < HD / 16; kk++)
                     ldmatrix_x4(qf[0][kk], sQ + (wrow + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
@@ -147,10 +153,15 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
         // skips the math and waits at the barrier, leaving the tensor cores to the warps (of this CTA
         // and the SM's other one) that have work on the diagonal. Bit-identical but for the sign of an
         // exact zero in contrived inputs (an o that a step of underflowing alpha made -0 stays -0 here,
-        // where adding the masked step's +0 gave +0), as with the CTA-level skip above.
-        if (k0 <= q0 + wrow + 16 * MT - 1) {
-            // No mask needed: one segment throughout, all keys valid, and every key <= every query.
-            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0;
+        // where adding the masked step's +0 gave +0), as with the CTA-level skip above. Likewise a
+        // warp whose first query's window starts after this block's last key (k0 + BN - 1 <=
+        // q0 + wrow - win): every key is out of every window of its queries (the CTA's later warps,
+        // in the first key blocks of a windowed row).
+        const int wq_first = q0 + wrow, wq_last = q0 + wrow + 16 * MT - 1;  // this warp's queries
+        if (k0 <= wq_last && k0 + BN - 1 > wq_first - win) {
+            // No mask needed: one segment throughout, all keys valid, every key <= every query, and
+            // every key in every window of the warp's queries (the first key in the last query's).
+            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0 && k0 > wq_last - win;
             const bf16* tK = sK + st * BN * LD;
             const bf16* tV = sV + st * BN * LD;
 
@@ -175,7 +186,8 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
                         #pragma unroll
                         for (int e = 0; e < 4; e++) {
                             const int ki = k0 + c0 + (e & 1), kseg_e = (e & 1) ? ks.y : ks.x, i = e >> 1;
-                            const bool masked = (ki > qi[mt][i]) | (ki >= T) | (kseg_e != qseg[mt][i]);
+                            const bool masked = (ki > qi[mt][i]) | (ki >= T) | (kseg_e != qseg[mt][i]) |
+                                                (ki <= qi[mt][i] - win);
                             s[mt][n][e] = masked ? -INFINITY : s[mt][n][e];
                         }
                 }
@@ -244,9 +256,9 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
 }
 
 // Fallback forward: one warp per (b, t, h) query row, lanes over the head dimension, keys one at a
-// time with the online softmax in FP32 (expf, like the CPU).
+// time (those of t's window: from t - win + 1 on) with the online softmax in FP32 (expf, like the CPU).
 __global__ void fwd_fallback_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v,
-                                    const int32_t* seg, int B, int T, int nh, int nkv, int hd, float scale) {
+                                    const int32_t* seg, int B, int T, int nh, int nkv, int hd, float scale, int win) {
     const int lane = threadIdx.x & 31;
     const size_t row = (size_t)blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32;  // (b*T + t)*nh + h
     if (row >= (size_t)B * T * nh) return;  // whole warps only: no block barriers here
@@ -255,7 +267,7 @@ __global__ void fwd_fallback_kernel(bf16* out, float* lse, const bf16* q, const 
     float qv[kFbRegs], o[kFbRegs] = {};
     load_row(qv, q + row * hd, hd, lane);
     float m = -INFINITY, l = 0.0f;
-    for (int s = 0; s <= t; s++) {
+    for (int s = t - win + 1 > 0 ? t - win + 1 : 0; s <= t; s++) {
         if (sg[s] != sg[t]) continue;
         const size_t kv = (((size_t)b * T + s) * nkv + g) * hd;
         online_softmax_step(o, m, l, dot_row(qv, k + kv, hd, lane) * scale, v + kv, hd, lane);
@@ -265,12 +277,13 @@ __global__ void fwd_fallback_kernel(bf16* out, float* lse, const bf16* q, const 
 }
 
 // Decoding: one block of kDecWarps warps per (sequence s, query head h). Warp w takes cached
-// positions j = w, w + kDecWarps, ... < len[s], with its own online-softmax state (lanes over the head
-// dimension); the warps' states are then merged in a fixed order (deterministic, no atomics).
+// positions j = j0 + w, j0 + w + kDecWarps, ... < len[s] (j0 = len[s] - win, the window's first, or 0),
+// with its own online-softmax state (lanes over the head dimension); the warps' states are then
+// merged in a fixed order (deterministic, no atomics).
 constexpr int kDecWarps = 4;
 
 __global__ void decode_kernel(bf16* out, const bf16* q, const bf16* kcache, const bf16* vcache, const int32_t* len,
-                              int max_T, int nh, int nkv, int hd, float scale) {
+                              int max_T, int nh, int nkv, int hd, float scale, int win) {
     extern __shared__ __align__(16) unsigned char attn_smem[];
     float* part = reinterpret_cast<float*>(attn_smem);  // [kDecWarps][hd + 2]: o[hd], m, l
     const int warp = threadIdx.x / 32, lane = threadIdx.x & 31;
@@ -280,7 +293,7 @@ __global__ void decode_kernel(bf16* out, const bf16* q, const bf16* kcache, cons
     float qv[kFbRegs], o[kFbRegs] = {};
     load_row(qv, q + ((size_t)s * nh + h) * hd, hd, lane);
     float m = -INFINITY, l = 0.0f;
-    for (int j = warp; j < n; j += kDecWarps) {
+    for (int j = (n - win > 0 ? n - win : 0) + warp; j < n; j += kDecWarps) {
         const size_t kv = ((size_t)j * nkv + g) * hd;
         online_softmax_step(o, m, l, dot_row(qv, K + kv, hd, lane) * scale, V + kv, hd, lane);
     }
@@ -308,7 +321,7 @@ __global__ void decode_kernel(bf16* out, const bf16* q, const bf16* kcache, cons
 // One tiling per head dim, within the 99 KB of shared memory every accepted GPU (sm_80+) allows.
 template <int HD>
 void launch_flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
-                      int T, int nh, int nkv, float scale) {
+                      int T, int nh, int nkv, float scale, int win) {
     using C = FwdCfg<HD>;
     static_assert(C::smem <= kMinSmemOptin, "the forward tiling must fit every GPU");
     static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
@@ -320,7 +333,7 @@ void launch_flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k, const
     const unsigned nqb = ceil_div(T, C::BM);
     if (nqb > 65535) fail("attention_forward: T = %d is too long for one grid (at most %d)", T, 65535 * C::BM);
     dim3 grid(B * nh, nqb);
-    flash_fwd_kernel<HD><<<grid, C::NT, C::smem>>>(out, lse, q, k, v, seg, T, nh, nkv, scale * kLog2e);
+    flash_fwd_kernel<HD><<<grid, C::NT, C::smem>>>(out, lse, q, k, v, seg, T, nh, nkv, scale * kLog2e, win);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -329,29 +342,29 @@ void launch_flash_fwd(bf16* out, float* lse, const bf16* q, const bf16* k, const
 namespace cuda {
 
 void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
-                       int T, int nh, int nkv, int hd) {
+                       int T, int nh, int nkv, int hd, float scale, int window) {
     if (B <= 0 || T <= 0 || nh <= 0) return;
     if (nkv <= 0 || nh % nkv != 0) fail("attention_forward: %d query heads do not share %d kv heads evenly", nh, nkv);
-    const float scale = 1.0f / std::sqrt((float)hd);
     if (hd > kMaxFallbackHd) fail("attention_forward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
+    const int win = kernel_window(window, T);
     if (tensor_core_ok(hd, {out, q, k, v})) {
-        if (hd == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
-        else launch_flash_fwd<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale);
+        if (hd == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale, win);
+        else launch_flash_fwd<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale, win);
         return;
     }
     const size_t rows = (size_t)B * T * nh;
-    fwd_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale);
+    fwd_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(out, lse, q, k, v, seg, B, T, nh, nkv, hd, scale, win);
     CUDA_LAUNCH_CHECK();
 }
 
 void attention_decode(bf16* out, const bf16* q, const bf16* kcache, const bf16* vcache, const int32_t* len, int S,
-                      int max_T, int nh, int nkv, int hd) {
+                      int max_T, int nh, int nkv, int hd, float scale, int window) {
     if (S <= 0 || nh <= 0) return;
     if (nkv <= 0 || nh % nkv != 0) fail("attention_decode: %d query heads do not share %d kv heads evenly", nh, nkv);
     if (hd > kMaxFallbackHd) fail("attention_decode: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
     const size_t smem = (size_t)kDecWarps * (hd + 2) * sizeof(float);
     decode_kernel<<<(unsigned)((size_t)S * nh), kDecWarps * 32, smem>>>(out, q, kcache, vcache, len, max_T, nh, nkv, hd,
-                                                                       1.0f / std::sqrt((float)hd));
+                                                                       scale, kernel_window(window, max_T));
     CUDA_LAUNCH_CHECK();
 }
 

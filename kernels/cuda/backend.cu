@@ -140,18 +140,18 @@ Ops make_ops() {
         cuda::rope_backward(bf(dx), pos, N, n_heads, head_dim, inv_freq);
     };
     o.attention_forward = [](act* out, float* lse, const act* q, const act* k, const act* v, const int32_t* seg, int B,
-                             int T, int nh, int nkv, int hd) {
-        cuda::attention_forward(bf(out), lse, bf(q), bf(k), bf(v), seg, B, T, nh, nkv, hd);
+                             int T, int nh, int nkv, int hd, float scale, int window) {
+        cuda::attention_forward(bf(out), lse, bf(q), bf(k), bf(v), seg, B, T, nh, nkv, hd, scale, window);
     };
     o.attention_backward = [](act* dq, act* dk, act* dv, const act* dout, const act* out, const float* lse,
                               const act* q, const act* k, const act* v, const int32_t* seg, int B, int T, int nh,
-                              int nkv, int hd) {
+                              int nkv, int hd, float scale, int window) {
         cuda::attention_backward(bf(dq), bf(dk), bf(dv), bf(dout), bf(out), lse, bf(q), bf(k), bf(v), seg, B, T, nh,
-                                 nkv, hd);
+                                 nkv, hd, scale, window);
     };
     o.attention_decode = [](act* out, const act* q, const act* kcache, const act* vcache, const int32_t* len, int S,
-                            int max_T, int nh, int nkv, int hd) {
-        cuda::attention_decode(bf(out), bf(q), bf(kcache), bf(vcache), len, S, max_T, nh, nkv, hd);
+                            int max_T, int nh, int nkv, int hd, float scale, int window) {
+        cuda::attention_decode(bf(out), bf(q), bf(kcache), bf(vcache), len, S, max_T, nh, nkv, hd, scale, window);
     };
     o.swiglu_forward = [](act* h, const act* gate, const act* up, size_t N) {
         cuda::swiglu_forward(bf(h), bf(gate), bf(up), N);

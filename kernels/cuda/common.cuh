@@ -55,12 +55,12 @@ void rmsnorm_backward(bf16* dx, float* dw, const bf16* dout, const bf16* x, cons
 void rope_forward(bf16* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
 void rope_backward(bf16* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
 void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
-                       int T, int nh, int nkv, int hd);
+                       int T, int nh, int nkv, int hd, float scale, int window);
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf16* out, const float* lse,
                         const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv,
-                        int hd);
+                        int hd, float scale, int window);
 void attention_decode(bf16* out, const bf16* q, const bf16* kcache, const bf16* vcache, const int32_t* len, int S,
-                      int max_T, int nh, int nkv, int hd);
+                      int max_T, int nh, int nkv, int hd, float scale, int window);
 void swiglu_forward(bf16* h, const bf16* gate, const bf16* up, size_t N);
 void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dh, const bf16* gate, const bf16* up, size_t N);
 int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, bool fp32_out,
