@@ -80,6 +80,8 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     std::vector<std::string> tokens = tok.vocab;
     std::vector<int32_t> types;
     for (TokenType t : tok.token_type) types.push_back((int32_t)t);
+    for (size_t i = 0; i < tokens.size() && spm; i++)  // a user-defined "▁▁" as "  ", as llama.cpp's converter writes it
+        if (tok.token_type[i] == TokenType::UserDefined) tokens[i] = spm_meta_to_spaces(tokens[i]);
     for (int32_t id = (int32_t)tokens.size(); id < cfg.vocab_size; id++)
         tokens.push_back("[PAD" + std::to_string(id) + "]"), types.push_back((int32_t)TokenType::Unused);
     md.strings("tokenizer.ggml.tokens", tokens);
