@@ -106,7 +106,8 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     // text, but llama.cpp's built-in versions of them leave it out and rely on add_bos_token (its
     // Jinja path drops the doubled one).
     const ChatTemplateKind kind = tok.chat_template.kind;
-    md.boolean("tokenizer.ggml.add_bos_token", tok.add_bos || kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Gemma);
+    md.boolean("tokenizer.ggml.add_bos_token", tok.add_bos || kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Gemma ||
+                                                   kind == ChatTemplateKind::Gemma3);
     md.boolean("tokenizer.ggml.add_eos_token", false);
     md.string("tokenizer.chat_template", chat_template_to_jinja(tok.chat_template));
 

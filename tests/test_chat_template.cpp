@@ -35,8 +35,9 @@ std::optional<size_t> refused_message(ChatTemplateKind k, const std::vector<Chat
         const std::string& role = msgs[i].role;
         if (role == "user" || role == "assistant") continue;
         if (role == "system" && (k != ChatTemplateKind::Llama2 || i == 0)) continue;
+        // Gemma 3's lets any role but user through where an assistant turn goes, as a turn of that name
         if (k == ChatTemplateKind::Llama2 || k == ChatTemplateKind::Zephyr || k == ChatTemplateKind::ChatML ||
-            k == ChatTemplateKind::Qwen3)
+            k == ChatTemplateKind::Qwen3 || k == ChatTemplateKind::Gemma3)
             return i;
     }
     return std::nullopt;
@@ -60,7 +61,8 @@ std::string assistant_target(ChatTemplateKind k, const std::string& content) {
     switch (k) {
     case ChatTemplateKind::ChatML: return content + "<|im_end|>";
     case ChatTemplateKind::Llama3: return trimmed() + "<|eot_id|>";
-    case ChatTemplateKind::Gemma: return trimmed() + "<end_of_turn>";
+    case ChatTemplateKind::Gemma:
+    case ChatTemplateKind::Gemma3: return trimmed() + "<end_of_turn>";
     case ChatTemplateKind::Plain: return content + "\n";
     // the space before the answer is the answer's: SentencePiece writes it as the "▁" of its first token
     case ChatTemplateKind::Llama2: return " " + trimmed() + " </s>";
@@ -85,6 +87,7 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
     CHECK(templates["chatml"].default_system.empty());
     CHECK(templates["llama3"].kind == ChatTemplateKind::Llama3);
     CHECK(templates["gemma"].kind == ChatTemplateKind::Gemma);
+    CHECK(templates["gemma3"].kind == ChatTemplateKind::Gemma3);
     CHECK(templates["llama2"].kind == ChatTemplateKind::Llama2);
     CHECK(templates["mistral"].kind == ChatTemplateKind::Mistral);
     CHECK(templates["zephyr"].kind == ChatTemplateKind::Zephyr);
@@ -94,7 +97,7 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
     CHECK(templates["qwen2.5"].default_system == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
     CHECK(templates["qwen2"].kind == ChatTemplateKind::ChatML);
 
-    int same = 0, total = 0, refused = 0, qwen3 = 0;
+    int same = 0, total = 0, refused = 0, qwen3 = 0, gemma3 = 0;
     for (const JsonValue& c : fx.get("cases")->array) {
         const ChatTemplate& t = templates.at(c.get("template")->string);
         std::vector<ChatMessage> msgs;
@@ -113,6 +116,7 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
             continue;
         }
         qwen3 += t.kind == ChatTemplateKind::Qwen3;
+        gemma3 += t.kind == ChatTemplateKind::Gemma3;
         const std::string& expected = c.get("expected")->string;
         std::string all, assistant;
         for (const ChatPiece& p : chat_render_pieces(t, msgs, gen)) {
@@ -125,11 +129,13 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
         CHECK(chat_render(t, msgs, gen) == expected);
         CHECK(assistant == want_assistant);  // exactly the assistant contents + end-of-turn markers are marked
     }
-    MESSAGE(same << "/" << total << " chat renders identical to transformers, " << qwen3 << " of them Qwen3's (" << refused
+    MESSAGE(same << "/" << total << " chat renders identical to transformers, " << qwen3 << " of them Qwen3's, " << gemma3
+                 << " Gemma 3's (" << refused
                  << " conversations refused: messages Llama-2's or Zephyr's template would drop, roles ChatML's and "
-                    "Qwen3's render for tool calling)");
-    CHECK(total >= 320);
+                    "Qwen3's render for tool calling, Gemma 3's as turns of their own)");
+    CHECK(total >= 360);
     CHECK(qwen3 >= 70);
+    CHECK(gemma3 >= 40);
     // every conversation transformers' template raises on, we refuse too
     int errors = 0;
     for (const JsonValue& c : fx.get("errors")->array) {
@@ -177,6 +183,54 @@ TEST_CASE("chat: Qwen3 pieces: the think block is learned with the answer") {
     CHECK(chat_render_pieces(q, msgs, false)[3].text == "<think>\nsix\n</think>\n\n6<|im_end|>");
 }
 
+TEST_CASE("chat: Gemma 3 pieces: the system message opens the first user turn; the model's turns are learned") {
+    ChatTemplate g = chat_template_from_name("gemma3");
+    CHECK(g.kind == ChatTemplateKind::Gemma3);
+    CHECK(std::string(chat_template_name(ChatTemplateKind::Gemma3)) == "gemma3");
+    std::vector<ChatMessage> msgs = {{"system", " Be brief. "}, {"user", " 2+2? "}, {"assistant", "4\n"}, {"user", "3+3?"},
+                                     {"assistant", "6"}};
+    auto pieces = chat_render_pieces(g, msgs, false);
+    REQUIRE(pieces.size() == 5);
+    CHECK(pieces[0].text == "<bos><start_of_turn>user\n Be brief. \n\n2+2?<end_of_turn>\n<start_of_turn>model\n");
+    CHECK_FALSE(pieces[0].assistant);
+    CHECK(pieces[1].text == "4<end_of_turn>");
+    CHECK(pieces[1].assistant);
+    CHECK(pieces[2].text == "\n<start_of_turn>user\n3+3?<end_of_turn>\n<start_of_turn>model\n");
+    CHECK(pieces[3].text == "6<end_of_turn>");
+    CHECK(pieces[3].assistant);
+    CHECK(pieces[4].text == "\n");
+    msgs.pop_back();
+    CHECK(chat_render(g, msgs, true).substr(chat_render(g, msgs, false).size()) == "<start_of_turn>model\n");
+    // a system message alone renders as <bos> only, as the template's loop has nothing to put it in
+    CHECK(chat_render(g, {{"system", "S"}}, false) == "<bos>");
+    CHECK(chat_render(g, {}, true) == "<bos><start_of_turn>model\n");
+    // Gemma 1/2's template still has no system role; Gemma 3's refuses what its check raises on, and the
+    // roles it would render as turns of their own, naming the message
+    CHECK(render_error(chat_template_from_name("gemma"), {{"system", "x"}, {"user", "y"}}).find("message 0 has role 'system'") == 0);
+    CHECK(render_error(g, {{"system", "x"}, {"assistant", "y"}}) ==
+          "message 1 has role 'assistant' but Gemma 3's chat template needs roles to alternate user/assistant, starting "
+          "with user after an optional first system message (expected 'user')");
+    CHECK(render_error(g, {{"user", "x"}, {"system", "y"}}).find("message 1 has role 'system'") == 0);
+    CHECK(render_error(g, {{"system", "s"}, {"user", "x"}, {"assistant", "y"}, {"tool", "z"}}).find("message 3 has role 'tool'") == 0);
+    CHECK(render_error(g, {{"user", "a"}, {"assistant", "b", std::string("why")}}).find("message 1 has reasoning_content") == 0);
+    // a template with Gemma 3's system prefix that is not its text is refused, saying what to pass
+    std::string jinja = chat_template_to_jinja(g), err;
+    CHECK(chat_template_from_jinja(jinja).kind == ChatTemplateKind::Gemma3);
+    std::string crlf;  // a copy with Windows line ends is the same template
+    for (char c : jinja) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+    CHECK(chat_template_from_jinja(crlf).kind == ChatTemplateKind::Gemma3);
+    std::string one_newline = jinja;
+    for (size_t at; (at = one_newline.find("'\n\n'")) != std::string::npos;) one_newline.replace(at, 4, "'\n'");
+    try {
+        chat_template_from_jinja(one_newline);
+    } catch (const std::runtime_error& e) {
+        err = e.what();
+    }
+    CHECK(err.find("a Gemma chat template with a system prefix that is not Gemma 3's") == 0);
+    CHECK(err.find("pass --template gemma3 if it renders its turns as Gemma 3's does") != std::string::npos);
+    CHECK(chat_template_or_plain(one_newline, "x.gguf").kind == ChatTemplateKind::Plain);
+}
+
 TEST_CASE("chat: plain template") {
     ChatTemplate plain = chat_template_from_name("plain");
     auto pieces = chat_render_pieces(plain, {{"system", "Context."}, {"user", "Q?"}, {"assistant", "A."}}, true);
@@ -199,7 +253,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, qwen3, plain");
+    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
@@ -212,7 +266,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|qwen3|plain");
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain");
     // the older releases' templates: Llama-2's transformers default is Llama-2's, Qwen3's first
     // release Qwen3's; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
     // would lose its blocks as ChatML) are refused
