@@ -19,8 +19,14 @@ std::string render_error(const ChatTemplate& t, const std::vector<ChatMessage>& 
 }
 
 // A fixture's message: role, content and, where the case has one, reasoning_content (null is none).
+// Content given as a list of text parts becomes the message's parts (and, joined, its content).
 ChatMessage fixture_message(const JsonValue& m) {
-    ChatMessage msg{m.get("role")->string, m.get("content")->string};
+    const JsonValue* content = m.get("content");
+    ChatMessage msg{m.get("role")->string, content->type == JsonValue::String ? content->string : ""};
+    if (content->type == JsonValue::Array) {
+        msg.parts.emplace();
+        for (const JsonValue& part : content->array) msg.parts->push_back(part.get("text")->string), msg.content += msg.parts->back();
+    }
     const JsonValue* r = m.get("reasoning_content");
     if (r && !r->is_null()) msg.reasoning_content = r->string;
     return msg;
@@ -35,6 +41,8 @@ ChatMessage fixture_message(const JsonValue& m) {
 std::optional<size_t> refused_message(ChatTemplateKind k, const std::vector<ChatMessage>& msgs) {
     for (size_t i = 0; i < msgs.size(); i++) {
         const std::string& role = msgs[i].role;
+        // Gemma 3's takes a system message's first part and drops the rest
+        if (k == ChatTemplateKind::Gemma3 && i == 0 && role == "system" && msgs[0].parts && msgs[0].parts->size() > 1) return 0;
         if (role == "user" || role == "assistant") continue;
         if (role == "system" && ((k != ChatTemplateKind::Llama2 && k != ChatTemplateKind::Gemma3) || i == 0)) continue;
         // Gemma 3's lets any role but user through where an assistant turn goes, as a turn of that name
@@ -45,19 +53,27 @@ std::optional<size_t> refused_message(ChatTemplateKind k, const std::vector<Chat
     return std::nullopt;
 }
 
-// The text an assistant turn contributes to the loss: its content (trimmed where the template
-// trims) and the end-of-turn marker. (Qwen3's cases list theirs, as its template marks them.)
-std::string assistant_target(ChatTemplateKind k, const std::string& content) {
-    // Python's str.strip(), for the whitespace the fixtures use (U+001F and U+00A0 included)
-    auto trimmed = [&] {
-        std::string s = content;
-        for (bool again = true; again;) {
-            again = false;
-            for (std::string ws : {" ", "\t", "\n", "\r", "\x1c", "\x1f", "\xC2\xA0", "\xE3\x80\x80"}) {
-                if (s.rfind(ws, 0) == 0) s.erase(0, ws.size()), again = true;
-                if (s.size() >= ws.size() && s.compare(s.size() - ws.size(), ws.size(), ws) == 0) s.resize(s.size() - ws.size()), again = true;
-            }
+// Python's str.strip(), for the whitespace the fixtures use (U+001F and U+00A0 included)
+std::string python_strip(std::string s) {
+    for (bool again = true; again;) {
+        again = false;
+        for (std::string ws : {" ", "\t", "\n", "\r", "\x1c", "\x1f", "\xC2\xA0", "\xE3\x80\x80"}) {
+            if (s.rfind(ws, 0) == 0) s.erase(0, ws.size()), again = true;
+            if (s.size() >= ws.size() && s.compare(s.size() - ws.size(), ws.size(), ws) == 0) s.resize(s.size() - ws.size()), again = true;
         }
+    }
+    return s;
+}
+
+// The text an assistant turn contributes to the loss: its content (trimmed where the template
+// trims; of parts, each trimmed) and the end-of-turn marker. (Qwen3's cases list theirs, as its
+// template marks them.)
+std::string assistant_target(ChatTemplateKind k, const ChatMessage& m) {
+    const std::string& content = m.content;
+    auto trimmed = [&] {
+        if (!m.parts) return python_strip(content);
+        std::string s;
+        for (const std::string& part : *m.parts) s += python_strip(part);
         return s;
     };
     switch (k) {
@@ -106,14 +122,15 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
         std::string want_assistant;
         for (const JsonValue& m : c.get("messages")->array) {
             msgs.push_back(fixture_message(m));
-            if (msgs.back().role == "assistant") want_assistant += assistant_target(t.kind, msgs.back().content);
+            if (msgs.back().role == "assistant") want_assistant += assistant_target(t.kind, msgs.back());
         }
         if (const JsonValue* parts = c.get("assistant_parts"))
             for (const JsonValue& part : parts->array) want_assistant += part.string;
         bool gen = c.get("add_generation_prompt")->boolean;
         if (std::optional<size_t> at = refused_message(t.kind, msgs)) {
             const std::string err = render_error(t, msgs);
-            CHECK_MESSAGE(err.find("message " + std::to_string(*at) + " has role '" + msgs[*at].role + "'") == 0, err);
+            const std::string why = msgs[*at].parts ? " is a system message of " : " has role '" + msgs[*at].role + "'";
+            CHECK_MESSAGE(err.find("message " + std::to_string(*at) + why) == 0, err);
             refused++;
             continue;
         }
@@ -215,6 +232,14 @@ TEST_CASE("chat: Gemma 3 pieces: the system message opens the first user turn; t
     CHECK(render_error(g, {{"user", "x"}, {"system", "y"}}).find("message 1 has role 'system'") == 0);
     CHECK(render_error(g, {{"system", "s"}, {"user", "x"}, {"assistant", "y"}, {"tool", "z"}}).find("message 3 has role 'tool'") == 0);
     CHECK(render_error(g, {{"user", "a"}, {"assistant", "b", std::string("why")}}).find("message 1 has reasoning_content") == 0);
+    // content parts: Gemma 3's alone renders them, each trimmed
+    ChatMessage parts{"user", " a b", std::nullopt, std::vector<std::string>{" a", " b"}};
+    CHECK(chat_render(g, {parts, {"assistant", "c"}}, false) == "<bos><start_of_turn>user\nab<end_of_turn>\n<start_of_turn>model\nc<end_of_turn>\n");
+    CHECK(render_error(chat_template_from_name("gemma"), {parts, {"assistant", "c"}}) ==
+          "message 0 has its content as a list of parts, which only Gemma 3's chat template (gemma3) renders: give the "
+          "content as a string for the gemma template");
+    ChatMessage system_parts{"system", "s1s2", std::nullopt, std::vector<std::string>{"s1", "s2"}};
+    CHECK(render_error(g, {system_parts, {"user", "u"}}).find("message 0 is a system message of 2 content parts") == 0);
     // a template with Gemma 3's system prefix that is not its text is refused, saying what to pass
     std::string jinja = chat_template_to_jinja(g), err;
     CHECK(chat_template_from_jinja(jinja).kind == ChatTemplateKind::Gemma3);

@@ -80,9 +80,20 @@ void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages
 // blank line open the first user turn, then user and assistant alternating, each turn trimmed. Its
 // check lets any role but user through at an odd position (rendered as a turn of that name, which
 // the model never saw): we refuse those too. A system message alone renders as <bos> only, as there.
+// Content given as parts: each trimmed, one after another, as the template's loop over them does.
 void render_gemma3(const std::vector<ChatMessage>& messages, std::vector<ChatPiece>& out) {
     emit(out, "<bos>", false);
     const size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
+    std::string system;  // untrimmed; of parts, the template takes the first one's text only
+    if (first && messages[0].parts) {
+        const std::vector<std::string>& parts = *messages[0].parts;
+        if (parts.size() != 1)
+            fail("message 0 is a system message of %zu content parts but Gemma 3's chat template takes the first "
+                 "part's text only: give it as one part or as a string", parts.size());
+        system = parts[0];
+    } else if (first) {
+        system = messages[0].content;
+    }
     for (size_t i = first; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
         const char* want = (i - first) % 2 == 0 ? "user" : "assistant";
@@ -90,9 +101,13 @@ void render_gemma3(const std::vector<ChatMessage>& messages, std::vector<ChatPie
             fail("message %zu has role '%s' but Gemma 3's chat template needs roles to alternate user/assistant, "
                  "starting with user after an optional first system message (expected '%s')", i, m.role.c_str(), want);
         const bool asst = m.role == "assistant";
-        const std::string prefix = first && i == first ? messages[0].content + "\n\n" : "";
-        turn(out, asst, std::string("<start_of_turn>") + (asst ? "model" : "user") + "\n" + prefix, trim(m.content),
-             "<end_of_turn>", "\n");
+        const std::string prefix = first && i == first ? system + "\n\n" : "";
+        std::string content;
+        if (m.parts)
+            for (const std::string& part : *m.parts) content += trim(part);
+        else
+            content = trim(m.content);
+        turn(out, asst, std::string("<start_of_turn>") + (asst ? "model" : "user") + "\n" + prefix, content, "<end_of_turn>", "\n");
     }
 }
 
@@ -152,6 +167,10 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
                                           bool add_generation_prompt) {
     std::vector<ChatPiece> out;
     const bool qwen3 = t.kind == ChatTemplateKind::Qwen3;
+    for (size_t i = 0; i < messages.size(); i++)
+        if (messages[i].parts && t.kind != ChatTemplateKind::Gemma3)
+            fail("message %zu has its content as a list of parts, which only Gemma 3's chat template (gemma3) renders: "
+                 "give the content as a string for the %s template", i, chat_template_name(t.kind));
     for (size_t i = 0; i < messages.size(); i++)
         if (messages[i].reasoning_content && (!qwen3 || messages[i].role != "assistant")) {
             if (qwen3)

@@ -58,6 +58,11 @@ struct ChatMessage {
     // empty, which Qwen3's template treats differently from none (it then leaves the content whole).
     // (The initializer keeps {role, content} a complete initializer for -Wmissing-field-initializers.)
     std::optional<std::string> reasoning_content = std::nullopt;
+    // The content as a list of text parts ("content": [{"type": "text", "text": "..."}, ...], the form
+    // multimodal chat APIs use), when a dataset line gave it so; `content` then holds the parts joined.
+    // Only Gemma 3's template renders parts (each trimmed, one after another; a system message's first
+    // part only); the others refuse a message that has them.
+    std::optional<std::vector<std::string>> parts = std::nullopt;
 };
 
 // A run of rendered text. assistant = true marks an assistant message's content together with its
@@ -70,7 +75,7 @@ struct ChatPiece {
     bool assistant;
 };
 
-// Fails (naming the message index) on a role, or reasoning_content, the template cannot express.
+// Fails (naming the message index) on a role, reasoning_content or content parts the template cannot express.
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt);
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt);
