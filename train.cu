@@ -42,7 +42,7 @@ void usage() {
         "                          none: raw bytes)\n"
         "  --data PATH             jsonl (instruction/input/output, prompt/completion, messages) or raw text\n"
         "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data)\n"
-        "  --template NAME         chatml, llama3, gemma, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
+        "  --template NAME         chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
         "  --max-seq-len N (512)   --padding longest|max_length   --packing   --truncation drop|truncate|error\n"
         "  --prompt-loss-weight W  weight of prompt tokens in the loss (0..1, default 0)\n"
         "  --skip-bad-lines        train without invalid lines instead of stopping (they are reported)\n"

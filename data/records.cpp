@@ -66,6 +66,31 @@ bool has_tool_data(const JsonValue* v) {
     return v && !v->is_null() && !(v->type == JsonValue::Array && v->array.empty());
 }
 
+// "content": [{"type": "text", "text": "..."}, ...]: the texts as the message's parts, joined as its
+// content. Images and other kinds of part are refused: there is no vision here, and a template that
+// skipped them would train on a turn without what it refers to.
+bool parse_parts(const JsonValue& list, ChatMessage& cm, std::string& why) {
+    cm.parts.emplace();
+    for (size_t k = 0; k < list.array.size(); k++) {
+        const JsonValue& p = list.array[k];
+        const std::string at = "content[" + std::to_string(k) + "]";
+        std::string type, text;
+        if (p.type != JsonValue::Object) {
+            why = at + ": expected an object {\"type\": \"text\", \"text\": ...}, got " + json_type_name(p.type);
+            return false;
+        }
+        if (!get_string(p, "type", false, false, type, why)) { why = at + ": " + why; return false; }
+        if (type != "text") {
+            why = at + ": a part of type \"" + type + "\": only text parts are supported";
+            return false;
+        }
+        if (!get_string(p, "text", false, true, text, why)) { why = at + ": " + why; return false; }
+        cm.content += text;
+        cm.parts->push_back(std::move(text));
+    }
+    return true;
+}
+
 bool parse_messages(const JsonValue& msgs, Record& r, std::string& why) {
     if (msgs.type != JsonValue::Array) {
         why = std::string("field \"messages\": expected an array, got ") + json_type_name(msgs.type);
@@ -88,7 +113,16 @@ bool parse_messages(const JsonValue& msgs, Record& r, std::string& why) {
         }
         if (cm.role == "system" && i != 0) { why = at + ": a system message may only come first"; return false; }
         // An empty system prompt is a common way to say "none"; an empty turn is a data bug.
-        if (!get_string(m, "content", false, cm.role == "system", cm.content, why)) { why = at + ": " + why; return false; }
+        if (const JsonValue* c = m.get("content"); c && c->type == JsonValue::Array) {
+            if (!parse_parts(*c, cm, why)) { why = at + ": " + why; return false; }
+            if (cm.role != "system" && cm.content.find_first_not_of(" \t\r\n") == std::string::npos) {
+                why = at + ": field \"content\" is empty";
+                return false;
+            }
+        } else if (!get_string(m, "content", false, cm.role == "system", cm.content, why)) {
+            why = at + ": " + why;
+            return false;
+        }
         // Kept apart from the content so that the template decides where it goes (Qwen3's renders
         // it, the others refuse it); null is none. "" is kept: Qwen3's template treats it as given.
         if (const JsonValue* rc = m.get("reasoning_content"); rc && !rc->is_null()) {

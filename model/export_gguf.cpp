@@ -80,6 +80,8 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     std::vector<std::string> tokens = tok.vocab;
     std::vector<int32_t> types;
     for (TokenType t : tok.token_type) types.push_back((int32_t)t);
+    for (size_t i = 0; i < tokens.size() && spm; i++)  // a user-defined "▁▁" as "  ", as llama.cpp's converter writes it
+        if (tok.token_type[i] == TokenType::UserDefined) tokens[i] = spm_meta_to_spaces(tokens[i]);
     for (int32_t id = (int32_t)tokens.size(); id < cfg.vocab_size; id++)
         tokens.push_back("[PAD" + std::to_string(id) + "]"), types.push_back((int32_t)TokenType::Unused);
     md.strings("tokenizer.ggml.tokens", tokens);
@@ -104,7 +106,8 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     // text, but llama.cpp's built-in versions of them leave it out and rely on add_bos_token (its
     // Jinja path drops the doubled one).
     const ChatTemplateKind kind = tok.chat_template.kind;
-    md.boolean("tokenizer.ggml.add_bos_token", tok.add_bos || kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Gemma);
+    md.boolean("tokenizer.ggml.add_bos_token", tok.add_bos || kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Gemma ||
+                                                   kind == ChatTemplateKind::Gemma3);
     md.boolean("tokenizer.ggml.add_eos_token", false);
     md.string("tokenizer.chat_template", chat_template_to_jinja(tok.chat_template));
 

@@ -147,6 +147,11 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
         for (size_t i = 0; i < s.size(); i++)
             if (!std::isfinite(s[i])) fail("%s: tokenizer.ggml.scores[%zu] is %g: scores must be finite", path.c_str(), i, s[i]);
         tok.model = TokenizerModel::SentencePiece;
+        // llama.cpp's converter writes a user-defined piece's "▁" as a space (Gemma's runs of "▁"),
+        // to match it on raw text; Hugging Face builds those runs by merges instead (see
+        // spm_merges_from_scores): back to the "▁" of tokenizer.model
+        for (size_t i = 0; i < tok.vocab.size(); i++)
+            if (tok.token_type[i] == TokenType::UserDefined) tok.vocab[i] = spm_spaces_to_meta(tok.vocab[i]);
         tok.space_prefix = g.get_int("tokenizer.ggml.add_space_prefix", 1) ? SpacePrefix::Always : SpacePrefix::None;
         tok.merges = spm_merges_from_scores(tok.vocab, std::vector<float>(s.begin(), s.end()), tok.token_type);
         tok.add_bos = g.get_int("tokenizer.ggml.add_bos_token", 1);
@@ -207,9 +212,7 @@ ImportedModel import_gguf(const std::string& path) {
     m.cfg = gguf_config(g, arch);
     gguf_rope_scaling(g, arch, m.cfg);
     m.tok = gguf_tokenizer(g);
-    if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
-        fail("%s: the tokenizer has %zu tokens but token_embd.weight only %d rows", path.c_str(), m.tok.vocab.size(),
-             m.cfg.vocab_size);
+    tokenizer_fit_rows(m.tok, (size_t)m.cfg.vocab_size, path, "token_embd.weight only has rows for");
 
     // Every tensor is checked (present, right shape, readable type) before the parameters are allocated,
     // so a bad file fails at once and no size from it is used unchecked.

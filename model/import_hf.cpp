@@ -138,9 +138,7 @@ ImportedModel import_hf_dir(const std::string& dir) {
     if (file_exists(tok_path)) m.tok = tokenizer_load_hf(tok_path);
     else if (file_exists(spm_path)) m.tok = tokenizer_load_spm(spm_path);
     else fail("%s: no tokenizer.json or tokenizer.model: copy the model's tokenizer files into the directory", dir.c_str());
-    if (m.tok.vocab.size() > (size_t)m.cfg.vocab_size)
-        fail("%s: the tokenizer has %zu tokens but the model's vocab_size is %d", dir.c_str(), m.tok.vocab.size(),
-             m.cfg.vocab_size);
+    tokenizer_fit_rows(m.tok, (size_t)m.cfg.vocab_size, dir, "the model's vocab_size is");
     SafetensorsSet st = safetensors_open_dir(dir);
     // Every tensor is checked before the parameters are allocated (see import_gguf).
     ParamLayout L = param_layout(m.cfg);

@@ -19,8 +19,14 @@ std::string render_error(const ChatTemplate& t, const std::vector<ChatMessage>& 
 }
 
 // A fixture's message: role, content and, where the case has one, reasoning_content (null is none).
+// Content given as a list of text parts becomes the message's parts (and, joined, its content).
 ChatMessage fixture_message(const JsonValue& m) {
-    ChatMessage msg{m.get("role")->string, m.get("content")->string};
+    const JsonValue* content = m.get("content");
+    ChatMessage msg{m.get("role")->string, content->type == JsonValue::String ? content->string : ""};
+    if (content->type == JsonValue::Array) {
+        msg.parts.emplace();
+        for (const JsonValue& part : content->array) msg.parts->push_back(part.get("text")->string), msg.content += msg.parts->back();
+    }
     const JsonValue* r = m.get("reasoning_content");
     if (r && !r->is_null()) msg.reasoning_content = r->string;
     return msg;
@@ -29,38 +35,52 @@ ChatMessage fixture_message(const JsonValue& m) {
 // Whether we refuse a conversation that transformers renders: Llama-2's template silently drops a
 // system or tool message after the first turn, Zephyr's any role but system, user and assistant;
 // ChatML's and Qwen3's render other roles (Qwen2.5's and Qwen3's tool messages as <tool_response>
-// blocks), which we refuse, having no tool calling. Returns the index of the message to name.
+// blocks), which we refuse, having no tool calling; Gemma 3's renders any role but user (a late
+// system message, a tool message) as a turn of that name where an assistant turn goes, which we
+// refuse. Returns the index of the message to name.
 std::optional<size_t> refused_message(ChatTemplateKind k, const std::vector<ChatMessage>& msgs) {
     for (size_t i = 0; i < msgs.size(); i++) {
         const std::string& role = msgs[i].role;
+        // Gemma 3's takes a system message's first part and drops the rest
+        if (k == ChatTemplateKind::Gemma3 && i == 0 && role == "system" && msgs[0].parts && msgs[0].parts->size() > 1) return 0;
         if (role == "user" || role == "assistant") continue;
-        if (role == "system" && (k != ChatTemplateKind::Llama2 || i == 0)) continue;
+        if (role == "system" && ((k != ChatTemplateKind::Llama2 && k != ChatTemplateKind::Gemma3) || i == 0)) continue;
+        // Gemma 3's lets any role but user through where an assistant turn goes, as a turn of that name
         if (k == ChatTemplateKind::Llama2 || k == ChatTemplateKind::Zephyr || k == ChatTemplateKind::ChatML ||
-            k == ChatTemplateKind::Qwen3)
+            k == ChatTemplateKind::Qwen3 || k == ChatTemplateKind::Gemma3)
             return i;
     }
     return std::nullopt;
 }
 
-// The text an assistant turn contributes to the loss: its content (trimmed where the template
-// trims) and the end-of-turn marker. (Qwen3's cases list theirs, as its template marks them.)
-std::string assistant_target(ChatTemplateKind k, const std::string& content) {
-    // Python's str.strip(), for the whitespace the fixtures use (U+001F and U+00A0 included)
-    auto trimmed = [&] {
-        std::string s = content;
-        for (bool again = true; again;) {
-            again = false;
-            for (std::string ws : {" ", "\t", "\n", "\r", "\x1c", "\x1f", "\xC2\xA0", "\xE3\x80\x80"}) {
-                if (s.rfind(ws, 0) == 0) s.erase(0, ws.size()), again = true;
-                if (s.size() >= ws.size() && s.compare(s.size() - ws.size(), ws.size(), ws) == 0) s.resize(s.size() - ws.size()), again = true;
-            }
+// Python's str.strip(), for the whitespace the fixtures use (U+001F and U+00A0 included)
+std::string python_strip(std::string s) {
+    for (bool again = true; again;) {
+        again = false;
+        for (std::string ws : {" ", "\t", "\n", "\r", "\x1c", "\x1f", "\xC2\xA0", "\xE3\x80\x80"}) {
+            if (s.rfind(ws, 0) == 0) s.erase(0, ws.size()), again = true;
+            if (s.size() >= ws.size() && s.compare(s.size() - ws.size(), ws.size(), ws) == 0) s.resize(s.size() - ws.size()), again = true;
         }
+    }
+    return s;
+}
+
+// The text an assistant turn contributes to the loss: its content (trimmed where the template
+// trims; of parts, each trimmed) and the end-of-turn marker. (Qwen3's cases list theirs, as its
+// template marks them.)
+std::string assistant_target(ChatTemplateKind k, const ChatMessage& m) {
+    const std::string& content = m.content;
+    auto trimmed = [&] {
+        if (!m.parts) return python_strip(content);
+        std::string s;
+        for (const std::string& part : *m.parts) s += python_strip(part);
         return s;
     };
     switch (k) {
     case ChatTemplateKind::ChatML: return content + "<|im_end|>";
     case ChatTemplateKind::Llama3: return trimmed() + "<|eot_id|>";
-    case ChatTemplateKind::Gemma: return trimmed() + "<end_of_turn>";
+    case ChatTemplateKind::Gemma:
+    case ChatTemplateKind::Gemma3: return trimmed() + "<end_of_turn>";
     case ChatTemplateKind::Plain: return content + "\n";
     // the space before the answer is the answer's: SentencePiece writes it as the "▁" of its first token
     case ChatTemplateKind::Llama2: return " " + trimmed() + " </s>";
@@ -85,6 +105,7 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
     CHECK(templates["chatml"].default_system.empty());
     CHECK(templates["llama3"].kind == ChatTemplateKind::Llama3);
     CHECK(templates["gemma"].kind == ChatTemplateKind::Gemma);
+    CHECK(templates["gemma3"].kind == ChatTemplateKind::Gemma3);
     CHECK(templates["llama2"].kind == ChatTemplateKind::Llama2);
     CHECK(templates["mistral"].kind == ChatTemplateKind::Mistral);
     CHECK(templates["zephyr"].kind == ChatTemplateKind::Zephyr);
@@ -94,25 +115,27 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
     CHECK(templates["qwen2.5"].default_system == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
     CHECK(templates["qwen2"].kind == ChatTemplateKind::ChatML);
 
-    int same = 0, total = 0, refused = 0, qwen3 = 0;
+    int same = 0, total = 0, refused = 0, qwen3 = 0, gemma3 = 0;
     for (const JsonValue& c : fx.get("cases")->array) {
         const ChatTemplate& t = templates.at(c.get("template")->string);
         std::vector<ChatMessage> msgs;
         std::string want_assistant;
         for (const JsonValue& m : c.get("messages")->array) {
             msgs.push_back(fixture_message(m));
-            if (msgs.back().role == "assistant") want_assistant += assistant_target(t.kind, msgs.back().content);
+            if (msgs.back().role == "assistant") want_assistant += assistant_target(t.kind, msgs.back());
         }
         if (const JsonValue* parts = c.get("assistant_parts"))
             for (const JsonValue& part : parts->array) want_assistant += part.string;
         bool gen = c.get("add_generation_prompt")->boolean;
         if (std::optional<size_t> at = refused_message(t.kind, msgs)) {
             const std::string err = render_error(t, msgs);
-            CHECK_MESSAGE(err.find("message " + std::to_string(*at) + " has role '" + msgs[*at].role + "'") == 0, err);
+            const std::string why = msgs[*at].parts ? " is a system message of " : " has role '" + msgs[*at].role + "'";
+            CHECK_MESSAGE(err.find("message " + std::to_string(*at) + why) == 0, err);
             refused++;
             continue;
         }
         qwen3 += t.kind == ChatTemplateKind::Qwen3;
+        gemma3 += t.kind == ChatTemplateKind::Gemma3;
         const std::string& expected = c.get("expected")->string;
         std::string all, assistant;
         for (const ChatPiece& p : chat_render_pieces(t, msgs, gen)) {
@@ -125,11 +148,13 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
         CHECK(chat_render(t, msgs, gen) == expected);
         CHECK(assistant == want_assistant);  // exactly the assistant contents + end-of-turn markers are marked
     }
-    MESSAGE(same << "/" << total << " chat renders identical to transformers, " << qwen3 << " of them Qwen3's (" << refused
+    MESSAGE(same << "/" << total << " chat renders identical to transformers, " << qwen3 << " of them Qwen3's, " << gemma3
+                 << " Gemma 3's (" << refused
                  << " conversations refused: messages Llama-2's or Zephyr's template would drop, roles ChatML's and "
-                    "Qwen3's render for tool calling)");
-    CHECK(total >= 320);
+                    "Qwen3's render for tool calling, Gemma 3's as turns of their own)");
+    CHECK(total >= 360);
     CHECK(qwen3 >= 70);
+    CHECK(gemma3 >= 40);
     // every conversation transformers' template raises on, we refuse too
     int errors = 0;
     for (const JsonValue& c : fx.get("errors")->array) {
@@ -177,6 +202,62 @@ TEST_CASE("chat: Qwen3 pieces: the think block is learned with the answer") {
     CHECK(chat_render_pieces(q, msgs, false)[3].text == "<think>\nsix\n</think>\n\n6<|im_end|>");
 }
 
+TEST_CASE("chat: Gemma 3 pieces: the system message opens the first user turn; the model's turns are learned") {
+    ChatTemplate g = chat_template_from_name("gemma3");
+    CHECK(g.kind == ChatTemplateKind::Gemma3);
+    CHECK(std::string(chat_template_name(ChatTemplateKind::Gemma3)) == "gemma3");
+    std::vector<ChatMessage> msgs = {{"system", " Be brief. "}, {"user", " 2+2? "}, {"assistant", "4\n"}, {"user", "3+3?"},
+                                     {"assistant", "6"}};
+    auto pieces = chat_render_pieces(g, msgs, false);
+    REQUIRE(pieces.size() == 5);
+    CHECK(pieces[0].text == "<bos><start_of_turn>user\n Be brief. \n\n2+2?<end_of_turn>\n<start_of_turn>model\n");
+    CHECK_FALSE(pieces[0].assistant);
+    CHECK(pieces[1].text == "4<end_of_turn>");
+    CHECK(pieces[1].assistant);
+    CHECK(pieces[2].text == "\n<start_of_turn>user\n3+3?<end_of_turn>\n<start_of_turn>model\n");
+    CHECK(pieces[3].text == "6<end_of_turn>");
+    CHECK(pieces[3].assistant);
+    CHECK(pieces[4].text == "\n");
+    msgs.pop_back();
+    CHECK(chat_render(g, msgs, true).substr(chat_render(g, msgs, false).size()) == "<start_of_turn>model\n");
+    // a system message alone renders as <bos> only, as the template's loop has nothing to put it in
+    CHECK(chat_render(g, {{"system", "S"}}, false) == "<bos>");
+    CHECK(chat_render(g, {}, true) == "<bos><start_of_turn>model\n");
+    // Gemma 1/2's template still has no system role; Gemma 3's refuses what its check raises on, and the
+    // roles it would render as turns of their own, naming the message
+    CHECK(render_error(chat_template_from_name("gemma"), {{"system", "x"}, {"user", "y"}}).find("message 0 has role 'system'") == 0);
+    CHECK(render_error(g, {{"system", "x"}, {"assistant", "y"}}) ==
+          "message 1 has role 'assistant' but Gemma 3's chat template needs roles to alternate user/assistant, starting "
+          "with user after an optional first system message (expected 'user')");
+    CHECK(render_error(g, {{"user", "x"}, {"system", "y"}}).find("message 1 has role 'system'") == 0);
+    CHECK(render_error(g, {{"system", "s"}, {"user", "x"}, {"assistant", "y"}, {"tool", "z"}}).find("message 3 has role 'tool'") == 0);
+    CHECK(render_error(g, {{"user", "a"}, {"assistant", "b", std::string("why")}}).find("message 1 has reasoning_content") == 0);
+    // content parts: Gemma 3's alone renders them, each trimmed
+    ChatMessage parts{"user", " a b", std::nullopt, std::vector<std::string>{" a", " b"}};
+    CHECK(chat_render(g, {parts, {"assistant", "c"}}, false) == "<bos><start_of_turn>user\nab<end_of_turn>\n<start_of_turn>model\nc<end_of_turn>\n");
+    CHECK(render_error(chat_template_from_name("gemma"), {parts, {"assistant", "c"}}) ==
+          "message 0 has its content as a list of parts, which only Gemma 3's chat template (gemma3) renders: give the "
+          "content as a string for the gemma template");
+    ChatMessage system_parts{"system", "s1s2", std::nullopt, std::vector<std::string>{"s1", "s2"}};
+    CHECK(render_error(g, {system_parts, {"user", "u"}}).find("message 0 is a system message of 2 content parts") == 0);
+    // a template with Gemma 3's system prefix that is not its text is refused, saying what to pass
+    std::string jinja = chat_template_to_jinja(g), err;
+    CHECK(chat_template_from_jinja(jinja).kind == ChatTemplateKind::Gemma3);
+    std::string crlf;  // a copy with Windows line ends is the same template
+    for (char c : jinja) crlf += c == '\n' ? std::string("\r\n") : std::string(1, c);
+    CHECK(chat_template_from_jinja(crlf).kind == ChatTemplateKind::Gemma3);
+    std::string one_newline = jinja;
+    for (size_t at; (at = one_newline.find("'\n\n'")) != std::string::npos;) one_newline.replace(at, 4, "'\n'");
+    try {
+        chat_template_from_jinja(one_newline);
+    } catch (const std::runtime_error& e) {
+        err = e.what();
+    }
+    CHECK(err.find("a Gemma chat template with a system prefix that is not Gemma 3's") == 0);
+    CHECK(err.find("pass --template gemma3 if it renders its turns as Gemma 3's does") != std::string::npos);
+    CHECK(chat_template_or_plain(one_newline, "x.gguf").kind == ChatTemplateKind::Plain);
+}
+
 TEST_CASE("chat: plain template") {
     ChatTemplate plain = chat_template_from_name("plain");
     auto pieces = chat_render_pieces(plain, {{"system", "Context."}, {"user", "Q?"}, {"assistant", "A."}}, true);
@@ -199,7 +280,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, qwen3, plain");
+    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
@@ -212,7 +293,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|qwen3|plain");
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain");
     // the older releases' templates: Llama-2's transformers default is Llama-2's, Qwen3's first
     // release Qwen3's; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
     // would lose its blocks as ChatML) are refused

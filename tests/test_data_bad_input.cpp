@@ -80,7 +80,7 @@ TEST_CASE("bad lines: each reason, with its line number") {
     CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]})") ==
           "messages[1]: unknown role \"bot\" (expected system, user or assistant)");
     CHECK(problem(dir, R"({"messages": [{"role": "user", "content": [{"type": "text"}]}, {"role": "assistant", "content": "b"}]})") ==
-          "messages[0]: field \"content\": expected a string, got array");
+          "messages[0]: content[0]: missing field \"text\"");  // a list of parts (see below), wrongly given
     CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}]})") ==
           "messages[1]: field \"content\" is empty");
     CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}]})") ==
@@ -145,6 +145,29 @@ TEST_CASE("reasoning_content only where the template renders it; tool calling re
     CHECK(tokens_with_weight(ex[0], 1.0f) == "<think>\nr\n</think>\n\nb<|im_end|>");
     REQUIRE(rep.invalid.size() == 1);
     CHECK(rep.invalid[0].what == "chat template: message 0 has reasoning_content but role 'user': only assistant messages carry reasoning");
+}
+
+TEST_CASE("content as a list of text parts: Gemma 3's template renders it, the others refuse; images refused") {
+    ScratchDir dir;
+    const std::string parts = R"({"messages": [{"role": "user", "content": [{"type": "text", "text": " a "}, {"type": "text", "text": "b"}]},)"
+                              R"( {"role": "assistant", "content": [{"type": "text", "text": " c "}]}]})";
+    // the toy tokenizer's ChatML cannot: the line is refused, naming the message
+    CHECK(problem(dir, parts) == "chat template: message 0 has its content as a list of parts, which only Gemma 3's chat "
+                                 "template (gemma3) renders: give the content as a string for the chatml template");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "what is it?"}]}, {"role": "assistant", "content": "a"}]})") ==
+          "messages[0]: content[0]: a part of type \"image\": only text parts are supported");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": ["a"]}, {"role": "assistant", "content": "b"}]})") ==
+          "messages[0]: content[0]: expected an object {\"type\": \"text\", \"text\": ...}, got string");
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": [{"type": "text", "text": " "}]}, {"role": "assistant", "content": "b"}]})") ==
+          "messages[0]: field \"content\" is empty");
+    DataTokenizer tok = byte_tokenizer();
+    tok.chat_template = chat_template_from_name("gemma3");
+    DataOptions opt;
+    DataReport rep;
+    auto ex = read_dataset(dir.write("g.jsonl", parts + "\n"), tok, opt, rep);
+    REQUIRE(ex.size() == 1);
+    CHECK(rep.invalid.empty());
+    CHECK(tokens_with_weight(ex[0], 1.0f) == "c<end_of_turn>");
 }
 
 TEST_CASE("errors stop the load with file:line unless skip_bad_lines; skipping is reported") {

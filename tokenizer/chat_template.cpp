@@ -76,6 +76,41 @@ void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages
     }
 }
 
+// Gemma 3's template: <bos>, then an optional first system message whose content (untrimmed) and a
+// blank line open the first user turn, then user and assistant alternating, each turn trimmed. Its
+// check lets any role but user through at an odd position (rendered as a turn of that name, which
+// the model never saw): we refuse those too. A system message alone renders as <bos> only, as there.
+// Content given as parts: each trimmed, one after another, as the template's loop over them does.
+void render_gemma3(const std::vector<ChatMessage>& messages, std::vector<ChatPiece>& out) {
+    emit(out, "<bos>", false);
+    const size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
+    std::string system;  // untrimmed; of parts, the template takes the first one's text only
+    if (first && messages[0].parts) {
+        const std::vector<std::string>& parts = *messages[0].parts;
+        if (parts.size() != 1)
+            fail("message 0 is a system message of %zu content parts but Gemma 3's chat template takes the first "
+                 "part's text only: give it as one part or as a string", parts.size());
+        system = parts[0];
+    } else if (first) {
+        system = messages[0].content;
+    }
+    for (size_t i = first; i < messages.size(); i++) {
+        const ChatMessage& m = messages[i];
+        const char* want = (i - first) % 2 == 0 ? "user" : "assistant";
+        if (m.role != want)
+            fail("message %zu has role '%s' but Gemma 3's chat template needs roles to alternate user/assistant, "
+                 "starting with user after an optional first system message (expected '%s')", i, m.role.c_str(), want);
+        const bool asst = m.role == "assistant";
+        const std::string prefix = first && i == first ? system + "\n\n" : "";
+        std::string content;
+        if (m.parts)
+            for (const std::string& part : *m.parts) content += trim(part);
+        else
+            content = trim(m.content);
+        turn(out, asst, std::string("<start_of_turn>") + (asst ? "model" : "user") + "\n" + prefix, content, "<end_of_turn>", "\n");
+    }
+}
+
 // Roles past system, user and assistant: Zephyr's template drops them without a word, Qwen2.5's
 // and Qwen3's render a tool message as a <tool_response> block inside a user turn (and drop the
 // rest), SmolLM2's writes any role as a turn. We have no tool calling: refuse them rather than
@@ -133,6 +168,10 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
     std::vector<ChatPiece> out;
     const bool qwen3 = t.kind == ChatTemplateKind::Qwen3;
     for (size_t i = 0; i < messages.size(); i++)
+        if (messages[i].parts && t.kind != ChatTemplateKind::Gemma3)
+            fail("message %zu has its content as a list of parts, which only Gemma 3's chat template (gemma3) renders: "
+                 "give the content as a string for the %s template", i, chat_template_name(t.kind));
+    for (size_t i = 0; i < messages.size(); i++)
         if (messages[i].reasoning_content && (!qwen3 || messages[i].role != "assistant")) {
             if (qwen3)
                 fail("message %zu has reasoning_content but role '%s': only assistant messages carry reasoning", i,
@@ -143,6 +182,11 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         }
     if (t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Mistral) {
         render_inst(t.kind, messages, out);
+        return out;
+    }
+    if (t.kind == ChatTemplateKind::Gemma3) {
+        render_gemma3(messages, out);
+        if (add_generation_prompt) emit(out, "<start_of_turn>model\n", false);
         return out;
     }
     const size_t last_query = qwen3 ? qwen3_last_query(messages) : 0;
@@ -218,23 +262,25 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::Mistral: return "mistral";
     case ChatTemplateKind::Zephyr: return "zephyr";
     case ChatTemplateKind::Qwen3: return "qwen3";
+    case ChatTemplateKind::Gemma3: return "gemma3";
     }
     return "?";
 }
 
 ChatTemplate chat_template_from_name(const std::string& name) {
     for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma,
-                               ChatTemplateKind::Llama2, ChatTemplateKind::Mistral, ChatTemplateKind::Zephyr,
-                               ChatTemplateKind::Qwen3, ChatTemplateKind::Plain})
+                               ChatTemplateKind::Gemma3, ChatTemplateKind::Llama2, ChatTemplateKind::Mistral,
+                               ChatTemplateKind::Zephyr, ChatTemplateKind::Qwen3, ChatTemplateKind::Plain})
         if (name == chat_template_name(k)) return ChatTemplate{k, ""};
-    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, llama2, mistral, zephyr, qwen3, plain", name.c_str());
+    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain",
+         name.c_str());
 }
 
 namespace {
 
 // The Jinja templates chat_template_to_jinja writes: the models' own, from their tokenizer_config.json
 // (SmolLM2's ChatML with its default system prompt, plain ChatML, Meta-Llama-3-8B-Instruct,
-// gemma-2-2b-it, Llama-2-7b-chat-hf, Mistral-7B-Instruct-v0.2, TinyLlama-1.1B-Chat-v1.0, Qwen3;
+// gemma-2-2b-it, gemma-3-*, Llama-2-7b-chat-hf, Mistral-7B-Instruct-v0.2, TinyLlama-1.1B-Chat-v1.0, Qwen3;
 // tests/fixtures/chat/gen_fixtures.py renders the same with transformers), and one for Plain.
 // chat_template_from_jinja reads each back as the template it came from.
 const char* const kChatMLJinjaHead = "{% for message in messages %}";
@@ -256,6 +302,56 @@ const char* const kGemmaJinja =
     "'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + "
     "role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
     "{{'<start_of_turn>model\n'}}{% endif %}";
+// Gemma 3's (google/gemma-3-*-it and -pt tokenizer_config.json, as transformers reads the JSON: the
+// newlines inside its quoted literals are real ones there; one line here per line of the template).
+const char* const kGemma3Jinja =
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\n"
+    "\n"
+    "' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n"
+    "\n"
+    "' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    "        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\n"
+    "' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\n"
+    "' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\n"
+    "'}}\n"
+    "{%- endif -%}\n";
 // Llama-2-7b-chat-hf's tokenizer_config.json
 const char* const kLlama2Jinja =
     "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message "
@@ -494,7 +590,17 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
                     "format, without its dated 'Cutting Knowledge Date' system block\n");
         return ChatTemplate{ChatTemplateKind::Llama3, ""};
     }
-    if (jinja.find("<start_of_turn>") != std::string::npos) return ChatTemplate{ChatTemplateKind::Gemma, ""};
+    if (jinja.find("<start_of_turn>") != std::string::npos) {
+        if (folded(jinja) == folded(kGemma3Jinja)) return ChatTemplate{ChatTemplateKind::Gemma3, ""};
+        // Gemma 3's way with a system message, in a text that is not Gemma 3's (Gemma 3n's with audio
+        // parts, fine-tunes' "\n" instead of "\n\n"): rendered as Gemma's, the system message would be
+        // refused; as Gemma 3's, maybe spaced wrongly
+        if (jinja.find("first_user_prefix") != std::string::npos)
+            fail("a Gemma chat template with a system prefix that is not Gemma 3's (gemma-3-*-it, as released), "
+                 "starting '%s...': pass --template gemma3 if it renders its turns as Gemma 3's does, or --template "
+                 "gemma for Gemma 1/2's turns (no system message)", quoted_start(jinja).c_str());
+        return ChatTemplate{ChatTemplateKind::Gemma, ""};
+    }
     if (jinja.find("[INST]") != std::string::npos) {
         // Llama-2's and its older transformers default (same turns, plus a late system message we refuse)
         if (jinja.find("<<SYS>>") != std::string::npos && jinja.find("bos_token + '[INST] ' + content.strip()") != std::string::npos) {
@@ -516,7 +622,7 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              quoted_start(jinja).c_str());
     }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|llama2|mistral|zephyr|qwen3|plain",
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain",
          quoted_start(jinja).c_str());
 }
 
@@ -536,6 +642,7 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         }
         case ChatTemplateKind::Llama3: return kLlama3Jinja;
         case ChatTemplateKind::Gemma: return kGemmaJinja;
+        case ChatTemplateKind::Gemma3: return kGemma3Jinja;
         case ChatTemplateKind::Llama2: return kLlama2Jinja;
         case ChatTemplateKind::Mistral: return kMistralJinja;
         case ChatTemplateKind::Zephyr: return kZephyrJinja;

@@ -8,6 +8,9 @@
 //           (Llama-3-Instruct's template: content is trimmed)
 //   Gemma   <bos><start_of_turn>user\ncontent<end_of_turn>\n, assistant renamed "model", content
 //           trimmed, no system role, roles must alternate user/assistant
+//   Gemma3  Gemma's turns with Gemma 3's system message: <bos> first, a first system message's content
+//           (as it is) + "\n\n" starts the first user turn's content (trimmed, as all turns are);
+//           after it, roles must alternate user/assistant (Gemma 3 and 3n, gemma_3 models 270M ... 27B)
 //   Llama2  <s>[INST] <<SYS>>\nsystem\n<</SYS>>\n\nuser [/INST] assistant </s><s>[INST] ...
 //           (Llama-2-chat's template: contents trimmed, the system message joins the first user one)
 //   Mistral <s> [INST] system\n\nuser [/INST] assistant</s> [INST] ...   (Mistral-7B-Instruct
@@ -34,8 +37,10 @@
 #include <string>
 #include <vector>
 
-enum class ChatTemplateKind : int32_t { Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7 };
-constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Qwen3;
+enum class ChatTemplateKind : int32_t {
+    Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7, Gemma3 = 8
+};
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Gemma3;
 
 struct ChatTemplate {
     ChatTemplateKind kind = ChatTemplateKind::Plain;
@@ -53,6 +58,11 @@ struct ChatMessage {
     // empty, which Qwen3's template treats differently from none (it then leaves the content whole).
     // (The initializer keeps {role, content} a complete initializer for -Wmissing-field-initializers.)
     std::optional<std::string> reasoning_content = std::nullopt;
+    // The content as a list of text parts ("content": [{"type": "text", "text": "..."}, ...], the form
+    // multimodal chat APIs use), when a dataset line gave it so; `content` then holds the parts joined.
+    // Only Gemma 3's template renders parts (each trimmed, one after another; a system message's first
+    // part only); the others refuse a message that has them.
+    std::optional<std::vector<std::string>> parts = std::nullopt;
 };
 
 // A run of rendered text. assistant = true marks an assistant message's content together with its
@@ -65,12 +75,12 @@ struct ChatPiece {
     bool assistant;
 };
 
-// Fails (naming the message index) on a role, or reasoning_content, the template cannot express.
+// Fails (naming the message index) on a role, reasoning_content or content parts the template cannot express.
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt);
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt);
 
-// For a --template flag: "chatml", "llama3", "gemma", "llama2", "mistral", "zephyr", "qwen3", "plain";
+// For a --template flag: "chatml", "llama3", "gemma", "gemma3", "llama2", "mistral", "zephyr", "qwen3", "plain";
 // fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);

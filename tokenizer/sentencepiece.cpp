@@ -86,6 +86,24 @@ std::string string_at(const JsonValue* v, const char* key) {
 
 }  // namespace
 
+std::string spm_meta_to_spaces(const std::string& token) {
+    std::string out;
+    for (size_t i = 0; i < token.size();) {
+        if (token.compare(i, 3, kSpmSpace) == 0) out += ' ', i += 3;
+        else out += token[i++];
+    }
+    return out;
+}
+
+std::string spm_spaces_to_meta(const std::string& token) {
+    std::string out;
+    for (char c : token) {
+        if (c == ' ') out += kSpmSpace;
+        else out += c;
+    }
+    return out;
+}
+
 int spm_byte_token_value(const std::string& s) {
     if (s.size() != 6 || s.compare(0, 3, "<0x") != 0 || s[5] != '>') return -1;
     int v = 0;
@@ -108,7 +126,14 @@ std::vector<std::pair<std::string, std::string>> spm_merges_from_scores(const st
     struct Cand { float score; int32_t left_chars, right_chars, merged, left, right; };
     std::vector<Cand> cands;
     for (size_t i = 0; i < vocab.size(); i++) {
-        if (types[i] != TokenType::Normal) continue;
+        // User-defined pieces count too, as transformers' converter counts every piece: Gemma's runs
+        // of "▁" ("▁▁" ... 31 of them) are such pieces, cut out of the text by SentencePiece, but in
+        // tokenizer.json added tokens matched on the raw text (where spaces are not yet "▁"), so
+        // Hugging Face builds them from single "▁" by these merges. SentencePiece scores them 0;
+        // llama.cpp's converter writes -1000 for them in a GGUF, which would rank them among the
+        // ordinary pieces: 0 as in tokenizer.model.
+        if (types[i] != TokenType::Normal && types[i] != TokenType::UserDefined) continue;
+        const float score = types[i] == TokenType::UserDefined ? 0.0f : scores[i];
         std::string_view t = vocab[i];
         int32_t chars = 0, left_chars = 0;
         for (char c : t) chars += ((uint8_t)c & 0xC0) != 0x80;
@@ -117,7 +142,7 @@ std::vector<std::pair<std::string, std::string>> spm_merges_from_scores(const st
             left_chars++;
             auto l = id_of.find(t.substr(0, k)), r = id_of.find(t.substr(k));
             if (l != id_of.end() && r != id_of.end())
-                cands.push_back({scores[i], left_chars, chars - left_chars, (int32_t)i, l->second, r->second});
+                cands.push_back({score, left_chars, chars - left_chars, (int32_t)i, l->second, r->second});
         }
     }
     // Equal scores (LLaMA's and Mistral's runs of "▁" all score -1e9) rank the longer left part
@@ -224,17 +249,37 @@ void spm_model_parse(const std::string& bytes, const std::string& path, Tokenize
     tok.add_bos = tok.bos_id >= 0;  // what transformers' LlamaTokenizer does by default
 }
 
+namespace {
+// Gemma's pre-tokenizer: Split(" ", MergedWithPrevious). It runs after the normalizer has turned
+// every space into "▁", so it never splits: a no-op, accepted only in exactly this form.
+bool is_gemma_split(const JsonValue* pre) {
+    const JsonValue* invert = pre->get("invert");
+    return type_of(pre) == "Split" && string_at(pre->get("pattern"), "String") == " " &&
+           string_at(pre, "behavior") == "MergedWithPrevious" && (!invert || (invert->type == JsonValue::Bool && !invert->boolean));
+}
+}  // namespace
+
 SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValue* pre_tokenizer, const std::string& path) {
     // Llama-2's and Mistral's files: Sequence[Prepend("▁"), Replace(" " → "▁")], no pre-tokenizer.
     // transformers with legacy = false: no normalizer, Metaspace("▁", prepend_scheme, split false).
     // A Metaspace without "split" (tokenizers < 0.19) splits at each "▁": refused.
-    // Without a Prepend, a Replace alone is "None".
+    // Without a Prepend, a Replace alone is "None"; Gemma's files (Gemma 1-3) have that Replace with
+    // the no-op pre-tokenizer Split(" ", MergedWithPrevious).
     bool have_norm = normalizer && !normalizer->is_null(), have_pre = pre_tokenizer && !pre_tokenizer->is_null();
     auto unsupported = [&](const char* what) {
         fail("%s: %s is not one we implement for a SentencePiece-style tokenizer (byte_fallback): supported are the "
-             "normalizer Sequence[Prepend(\"▁\"), Replace(\" \", \"▁\")] without a pre-tokenizer (Llama-2, Mistral) and "
-             "no normalizer with the pre-tokenizer Metaspace(\"▁\", split false)", path.c_str(), what);
+             "normalizer Sequence[Prepend(\"▁\"), Replace(\" \", \"▁\")] without a pre-tokenizer (Llama-2, Mistral), "
+             "the normalizer Replace(\" \", \"▁\") without a pre-tokenizer or with Split(\" \", MergedWithPrevious) "
+             "(Gemma), and no normalizer with the pre-tokenizer Metaspace(\"▁\", split false); convert the model's "
+             "tokenizer.model instead if it has one", path.c_str(), what);
     };
+    if (have_norm && have_pre && is_gemma_split(pre_tokenizer)) {
+        // only with the lone Replace: a Prepend before it would need the split to keep its meaning
+        const JsonValue* pattern = normalizer->get("pattern");
+        if (type_of(normalizer) != "Replace" || string_at(pattern, "String") != " " || string_at(normalizer, "content") != kSpmSpace)
+            unsupported("a normalizer other than Replace(\" \", \"▁\") before the pre-tokenizer Split(\" \")");
+        return SpacePrefix::None;
+    }
     if (have_norm && !have_pre) {
         std::vector<const JsonValue*> steps;
         const JsonValue* seq = normalizer->get("normalizers");
@@ -281,7 +326,9 @@ SpmHfJson spm_hf_json(SpacePrefix prefix) {
         case SpacePrefix::Always:
             return {"{\"type\": \"Sequence\", \"normalizers\": [{\"type\": \"Prepend\", \"prepend\": \"" + sp + "\"}, " + replace + "]}",
                     "null", decode};
-        case SpacePrefix::None: return {replace, "null", decode};
+        // Gemma's form, as transformers writes it: the split never splits (no spaces are left)
+        case SpacePrefix::None:
+            return {replace, "{\"type\": \"Split\", \"pattern\": {\"String\": \" \"}, \"behavior\": \"MergedWithPrevious\", \"invert\": false}", decode};
         case SpacePrefix::First:
         case SpacePrefix::UnlessSpace:
             return {"null",

@@ -150,7 +150,7 @@ void encode_sentencepiece(const Tokenizer& tok, std::string_view text, bool at_s
 int32_t match_special(const Tokenizer& tok, std::string_view text, size_t i, bool parse_special) {
     for (int32_t id : tok.special_by_byte[(uint8_t)text[i]]) {
         if (!parse_special && tok.token_type[id] != TokenType::UserDefined) continue;
-        const std::string& s = tok.token_bytes[id];
+        const std::string& s = tok.vocab[id];  // as written, "▁" included (Gemma's "▁▁": not two spaces)
         if (text.compare(i, s.size(), s) == 0) return id;
     }
     return -1;
@@ -184,7 +184,8 @@ void tokenizer_build(Tokenizer& tok) {
         if (!tok.token_to_id.emplace(s, (int32_t)id).second)
             fail("tokenizer: token %zu ('%s') duplicates token %d", id, s.c_str(), tok.token_to_id[s]);
         if (is_special(tok.token_type[id])) {
-            tok.token_bytes[id] = s;
+            // Hugging Face's decoder turns the "▁" of an added token into a space too (Gemma's "▁▁")
+            tok.token_bytes[id] = tok.model == TokenizerModel::SentencePiece ? replace_all(s, kSpmSpace, " ") : s;
             tok.special_by_byte[(uint8_t)s[0]].push_back((int32_t)id);
         } else if (tok.model == TokenizerModel::ByteLevel) {
             tok.token_bytes[id] = byte_level_to_bytes(s);
@@ -237,7 +238,7 @@ std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool pa
         if (id < 0) continue;
         ordinary(start, i);
         out.push_back(id);
-        i += tok.token_bytes[id].size() - 1;
+        i += tok.vocab[id].size() - 1;
         start = i + 1;
     }
     ordinary(start, text.size());

@@ -96,6 +96,12 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
 // Our binary .tok format (layout in tokenizer_io.cpp); the writer is atomic.
 void tokenizer_save(const Tokenizer& tok, const std::string& path);
 Tokenizer tokenizer_load(const std::string& path);
+// A tokenizer with more tokens than the model has embedding rows: Gemma 3's tokenizer.json adds
+// <image_soft_token> (id 262144) for its vision models, which the text models' 262,144 rows lack.
+// Trailing special tokens that nothing else refers to (not BOS/EOS/pad, in no merge) are dropped
+// with a note, as llama.cpp's converter drops them; any other surplus fails, naming `where` and
+// `rows_what` ("the model's vocab_size is", "token_embd.weight has ... rows").
+void tokenizer_fit_rows(Tokenizer& tok, size_t rows, const std::string& where, const std::string& rows_what);
 // The .tok that ./convert writes beside a model: the model's path with its extension replaced.
 std::string tokenizer_beside(const std::string& model_path);
 // By extension: ".json" → tokenizer_load_hf, ".model" → tokenizer_load_spm, anything else → tokenizer_load.
@@ -116,6 +122,10 @@ std::vector<std::pair<std::string, std::string>> spm_merges_from_scores(const st
                                                                         const std::vector<TokenType>& types);
 // The other way, for GGUF: scores that rank merged tokens as tok.merges does.
 std::vector<float> spm_scores_from_merges(const Tokenizer& tok);
+// A user-defined piece as llama.cpp's converter writes it into a GGUF (its "▁" as spaces: Gemma's
+// "▁▁" as "  ") and back as tokenizer.model and tokenizer.json have it.
+std::string spm_meta_to_spaces(const std::string& token);
+std::string spm_spaces_to_meta(const std::string& token);
 // The byte of a byte-fallback token ("<0x0A>" → 10), or -1 for any other text.
 int spm_byte_token_value(const std::string& token);
 // Fills tok's fields (not the side files, not tokenizer_build) from a tokenizer.model's bytes; path

@@ -13,6 +13,7 @@
 #include "data/json.h"
 #include "model/util.h"
 
+#include <cstdio>
 #include <cstring>
 
 namespace {
@@ -382,6 +383,31 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
                           ",\n  \"unk_token\": " + unk + ",\n  \"clean_up_tokenization_spaces\": false,\n  \"model_max_length\": " +
                           std::to_string(model_max_length) + ",\n  \"chat_template\": " +
                           json_quote(chat_template_to_jinja(tok.chat_template)) + "\n}\n");
+}
+
+void tokenizer_fit_rows(Tokenizer& tok, size_t rows, const std::string& where, const std::string& rows_what) {
+    if (tok.vocab.size() <= rows) return;
+    std::vector<bool> in_merge(tok.vocab.size(), false);
+    for (const auto& [a, b] : tok.merges)
+        for (const std::string* s : {&a, &b})
+            if (int32_t id = token_id(tok, *s); id >= 0) in_merge[id] = true;
+    std::string dropped;
+    for (size_t id = rows; id < tok.vocab.size(); id++) {
+        const bool referred = (int32_t)id == tok.bos_id || (int32_t)id == tok.eos_id || (int32_t)id == tok.pad_id;
+        if (!is_special_token(tok, (int32_t)id) || referred || in_merge[id])
+            fail("%s: the tokenizer has %zu tokens but %s %zu: token %zu ('%s') is past the model's embedding rows",
+                 where.c_str(), tok.vocab.size(), rows_what.c_str(), rows, id, tok.vocab[id].c_str());
+        dropped += (dropped.empty() ? "" : ", ") + tok.vocab[id];
+    }
+    for (const auto& [a, b] : tok.merges)  // a merge that makes a dropped token
+        if (int32_t id = token_id(tok, a + b); id >= (int32_t)rows)
+            fail("%s: token %d ('%s') is past the model's %zu embedding rows but merges make it", where.c_str(), id,
+                 tok.vocab[id].c_str(), rows);
+    fprintf(stderr, "note: %s: the tokenizer's last %zu token(s) (%s) are past the model's %zu embedding rows: dropped\n",
+            where.c_str(), tok.vocab.size() - rows, dropped.c_str(), rows);
+    tok.vocab.resize(rows);
+    tok.token_type.resize(rows);
+    build_naming(tok, where);
 }
 
 std::string tokenizer_beside(const std::string& model_path) {

@@ -14,7 +14,7 @@
 static const char* kUsage =
     "usage: check_data --data FILE [options]\n"
     "  --tokenizer PATH          .tok, tokenizer.json or tokenizer.model (default models/smollm2-135m-instruct.tok)\n"
-    "  --template NAME           chatml, llama3, gemma, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
+    "  --template NAME           chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
     "  --max-seq-len N           512\n"
     "  --prompt-loss-weight W    0 (in [0, 1])\n"
     "  --truncation P            drop | truncate | error (drop)\n"

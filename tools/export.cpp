@@ -41,7 +41,7 @@ static int run(int argc, char** argv) {
                    "  --hf DIR     the model (with the adapter merged in, if --lora) as a Hugging Face model directory:\n"
                    "               config.json, model.safetensors, tokenizer.json, tokenizer_config.json (f32 or bf16)\n"
                    "  --gguf OUT   the same as a GGUF file for llama.cpp / ollama (f32, f16, bf16 or q8_0)\n"
-                   "  --template   chatml, llama3, gemma, llama2, mistral, zephyr, qwen3 or plain: the chat template to write (default:\n"
+                   "  --template   chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3 or plain: the chat template to write (default:\n"
                    "               the tokenizer's; pass the one the model was trained with, if ./train had --template)\n");
             return 0;
         } else args.unknown();

@@ -34,7 +34,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--device")) device = args.value();
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
-                   "       [--raw] [--template chatml|llama3|gemma|llama2|mistral|zephyr|qwen3|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
+                   "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N] [--device auto|cpu|cuda]\n"
                    "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
                    "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n");
