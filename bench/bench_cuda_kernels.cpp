@@ -265,7 +265,7 @@ void bench_rmsnorm(const Ops& ops) {
             act *x = b.act_rand((size_t)N * C), *w = b.act_rand(C, 0.1f, 1.0f), *out = b.act_zeros((size_t)N * C);
             float* rstd = b.f32_zeros(N);
             Case c;
-            if (ops.rmsnorm_forward) c.call = [=, &ops] { ops.rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f); };
+            if (ops.rmsnorm_forward) c.call = [=, &ops] { ops.rmsnorm_forward(out, rstd, x, w, N, C, 1e-5f, nullptr); };
             c.bytes = nc * 2 + nc * 2 + C * 2 + N * 4;  // read x, write out, read w, write rstd
             return c;
         });
@@ -305,24 +305,27 @@ void bench_rope(const Ops& ops) {
     }
 }
 
-void bench_swiglu(const Ops& ops) {
-    // h = silu(gate)·up over N = 8192 tokens × ffn: llama-2-7b (11008), llama-3.2-1b (8192).
+void bench_glu(const Ops& ops) {
+    // h = act(gate)·up over N = 8192 tokens × ffn: SiLU ("swiglu") at llama-2-7b (11008) and
+    // llama-3.2-1b (8192), GELU-tanh ("geglu") at gemma3-1b (6912).
     const int N = 8192;
-    for (int F : {11008, 8192}) {
-        std::string shape = strf("N%d F%d", N, F);
+    struct Shape { int F, act; };
+    for (Shape s : {Shape{11008, GLU_SILU}, Shape{8192, GLU_SILU}, Shape{6912, GLU_GELU_TANH}}) {
+        const int F = s.F, act_kind = s.act;
+        std::string shape = strf("N%d F%d", N, F), name = act_kind == GLU_SILU ? "swiglu" : "geglu";
         size_t n = (size_t)N * F;
-        run_case(ops, "swiglu fwd", shape, [&](Buffers& b) {
+        run_case(ops, (name + " fwd").c_str(), shape, [&](Buffers& b) {
             act *g = b.act_rand(n, 3.0f), *u = b.act_rand(n), *h = b.act_zeros(n);
             Case c;
-            if (ops.swiglu_forward) c.call = [=, &ops] { ops.swiglu_forward(h, g, u, n); };
+            if (ops.glu_forward) c.call = [=, &ops] { ops.glu_forward(h, g, u, n, act_kind); };
             c.bytes = n * 2.0 * 3;  // read gate, up; write h
             return c;
         });
-        run_case(ops, "swiglu bwd", shape, [&](Buffers& b) {
+        run_case(ops, (name + " bwd").c_str(), shape, [&](Buffers& b) {
             act *g = b.act_rand(n, 3.0f), *u = b.act_rand(n), *dh = b.act_rand(n);
             act *dg = b.act_zeros(n), *du = b.act_zeros(n);
             Case c;
-            if (ops.swiglu_backward) c.call = [=, &ops] { ops.swiglu_backward(dg, du, dh, g, u, n); };
+            if (ops.glu_backward) c.call = [=, &ops] { ops.glu_backward(dg, du, dh, g, u, n, act_kind); };
             c.bytes = n * 2.0 * 5;  // read dh, gate, up; write dgate, dup
             return c;
         });
@@ -339,7 +342,7 @@ void bench_embedding(const Ops& ops) {
             act *table = b.act_rand((size_t)V * C, 0.02f), *out = b.act_zeros((size_t)N * C);
             int32_t* tok = b.ints<int32_t>(N, V);
             Case c;
-            if (ops.embedding_forward) c.call = [=, &ops] { ops.embedding_forward(out, tok, table, N, C); };
+            if (ops.embedding_forward) c.call = [=, &ops] { ops.embedding_forward(out, tok, table, N, C, 1.0f); };
             c.bytes = (double)N * C * 2 * 2 + N * 4.0;  // read the N rows, write out, read tokens
             return c;
         });
@@ -511,7 +514,7 @@ int main(int argc, char** argv) {
     bench_matmul(ops);
     bench_rmsnorm(ops);
     bench_rope(ops);
-    bench_swiglu(ops);
+    bench_glu(ops);
     bench_embedding(ops);
     bench_crossentropy(ops);
     bench_nf4(ops);

@@ -40,7 +40,8 @@ import time
 # The presets' shapes, as in model/config.cpp (vocab, dim, layers, heads, kv heads, ffn, rope theta,
 # rms eps, tied embeddings; the llama3 RoPE scaling factor of Llama 3.1/3.2, whose ramp is 1 to 4 of 8192;
 # Qwen3: head_dim 128 whatever dim/heads is, and QK-norm, so Qwen3ForCausalLM; SmolLM3: no RoPE in every
-# 4th layer, SmolLM3ForCausalLM).
+# 4th layer, SmolLM3ForCausalLM; Gemma 3: head_dim 256, QK-norm, GeGLU, post norms, a 512-key window
+# in five layers of six, Gemma3ForCausalLM).
 PRESETS = {
     "tiny": dict(vocab=512, dim=64, layers=2, heads=4, kv=2, ffn=160, theta=10000.0, eps=1e-5, tied=True),
     "smollm2-135m": dict(vocab=49152, dim=576, layers=30, heads=9, kv=3, ffn=1536, theta=100000.0, eps=1e-5, tied=True),
@@ -61,6 +62,10 @@ PRESETS = {
                      head_dim=128, qwen3=True),
     "qwen3-8b": dict(vocab=151936, dim=4096, layers=36, heads=32, kv=8, ffn=12288, theta=1e6, eps=1e-6, tied=False,
                      head_dim=128, qwen3=True),
+    "gemma3-270m": dict(vocab=262144, dim=640, layers=18, heads=4, kv=1, ffn=2048, theta=1e6, eps=1e-6, tied=True,
+                        head_dim=256, gemma3=True),
+    "gemma3-1b": dict(vocab=262144, dim=1152, layers=26, heads=4, kv=1, ffn=6912, theta=1e6, eps=1e-6, tied=True,
+                      head_dim=256, gemma3=True),
 }
 
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -175,14 +180,16 @@ def main():
     import peft
     import transformers
     from peft import LoraConfig, get_peft_model
-    from transformers import (LlamaConfig, LlamaForCausalLM, Qwen3Config, Qwen3ForCausalLM, SmolLM3Config,
-                              SmolLM3ForCausalLM)
+    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen3Config,
+                              Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
 
     p = PRESETS[args.preset]
     hd = p.get("head_dim", p["dim"] // p["heads"])
     Config, Model = ((Qwen3Config, Qwen3ForCausalLM) if p.get("qwen3") else
+                     (Gemma3TextConfig, Gemma3ForCausalLM) if p.get("gemma3") else
                      (SmolLM3Config, SmolLM3ForCausalLM) if p.get("smollm3") else (LlamaConfig, LlamaForCausalLM))
-    extra = {} if p.get("qwen3") else dict(mlp_bias=False, no_rope_layer_interval=4) if p.get("smollm3") else dict(mlp_bias=False)
+    extra = ({} if p.get("qwen3") else dict(sliding_window=512, query_pre_attn_scalar=hd) if p.get("gemma3") else
+             dict(mlp_bias=False, no_rope_layer_interval=4) if p.get("smollm3") else dict(mlp_bias=False))
     cfg = Config(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["ffn"],
                       num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv"],
                       head_dim=hd, max_position_embeddings=max(args.seq, 131072 if "llama3" in p else 2048), rope_theta=p["theta"],

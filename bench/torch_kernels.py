@@ -16,7 +16,7 @@ What each row runs (PyTorch's own kernels, eager mode, no torch.compile):
                    where ours accumulates dW in FP32)
   rmsnorm          F.rms_norm (weight frozen: no dW), bwd = autograd of it
   rope             the HF rotate-half formula in eager: q·cos + rotate_half(q)·sin; bwd = its autograd
-  swiglu           F.silu(g) * u; bwd = its autograd
+  swiglu, geglu    F.silu(g) * u, F.gelu(g, approximate="tanh") * u; bwd = its autograd
   embedding fwd    F.embedding
   crossentropy     F.cross_entropy(logits.float(), reduction='none') forward + its backward to the
                    BF16 logits (the HF loss path), per-row weights / n as the incoming gradient
@@ -266,23 +266,25 @@ def bench_rope():
         run_case("rope bwd", shape, bwd)
 
 
-def bench_swiglu():
+def bench_glu():
     N = 8192 // S
-    for Fd in (11008, 8192):
+    silu = F.silu
+    gelu = lambda g: F.gelu(g, approximate="tanh")
+    for Fd, name, act in ((11008, "swiglu", silu), (8192, "swiglu", silu), (6912, "geglu", gelu)):
         shape = f"N{N} F{Fd}"
         n = N * Fd
 
-        def fwd():
+        def fwd(act=act):
             g, u = rand(N, Fd, scale=3.0), rand(N, Fd)
-            return (lambda: F.silu(g) * u), n * 2 * 3, 0
+            return (lambda: act(g) * u), n * 2 * 3, 0
 
-        def bwd():
+        def bwd(act=act):
             g, u, dh = rand(N, Fd, scale=3.0, grad=True), rand(N, Fd, grad=True), rand(N, Fd)
-            h = F.silu(g) * u
+            h = act(g) * u
             return (lambda: torch.autograd.grad(h, (g, u), dh, retain_graph=True)), n * 2 * 5, 0
 
-        run_case("swiglu fwd", shape, fwd)
-        run_case("swiglu bwd", shape, bwd)
+        run_case(f"{name} fwd", shape, fwd)
+        run_case(f"{name} bwd", shape, bwd)
 
 
 def bench_embedding():
@@ -495,7 +497,7 @@ def main():
         bench_matmul()
         bench_rmsnorm()
         bench_rope()
-        bench_swiglu()
+        bench_glu()
         bench_embedding()
         bench_crossentropy()
         bench_nf4()

@@ -37,6 +37,11 @@ struct LoraProj {
     float* dB;             // backward: += [OC, r]
 };
 
+// The gated MLP's activation: h[N] = act(gate) * up, with act (ModelConfig::mlp_act)
+//   GLU_SILU (SwiGLU, LLaMA):        silu(g) = g · sigmoid(g)
+//   GLU_GELU_TANH (GeGLU, Gemma):    gelu(g) = g/2 · (1 + tanh(sqrt(2/π) · (g + 0.044715 g³)))
+enum GluAct { GLU_SILU = 0, GLU_GELU_TANH = 1 };
+
 namespace cpu {
 
 // out[N,OC] = add + inp[N,C] · W[OC,C]ᵀ + bias[OC] (bias may be null). add is null (overwrite), out
@@ -49,13 +54,16 @@ void matmul_forward(float* out, const float* inp, const float* w, const float* b
 void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, const float* inp, const float* w, int N,
                      int C, int OC, bool accumulate);
 
-// out[n,:] = table[tokens[n],:]
-void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C);
-// dtable[tokens[n],:] += dout[n,:]
-void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C);
+// out[n,:] = table[tokens[n],:] · scale (Gemma scales its embeddings by sqrt(dim); 1 for the others)
+void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C, float scale);
+// dtable[tokens[n],:] += dout[n,:] · scale
+void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C, float scale);
 
-// out = x / rms(x) * w, rms(x) = sqrt(mean(x²) + eps); saves rstd[N] = 1/rms for the backward.
-void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int N, int C, float eps);
+// out = add + x / rms(x) * w, rms(x) = sqrt(mean(x²) + eps); saves rstd[N] = 1/rms for the backward.
+// add is null (out = the norm), out itself (accumulate) or another [N,C] tensor: a branch's post-norm
+// (Gemma 3) added to the residual stream in the same pass. The backward is the norm's alone (add's
+// gradient is dout).
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int N, int C, float eps, const float* add);
 // dx[N,C] += ..., dw[C] += ... (dw may be null when the norm is frozen)
 void rmsnorm_backward(float* dx, float* dw, const float* dout, const float* x, const float* w, const float* rstd, int N, int C);
 
@@ -90,10 +98,10 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
 void attention_decode(float* out, const float* q, const float* kcache, const float* vcache, const int32_t* len, int S,
                       int max_T, int nh, int nkv, int hd, float scale, int window);
 
-// h[N] = silu(gate) * up, silu(g) = g * sigmoid(g)
-void swiglu_forward(float* h, const float* gate, const float* up, size_t N);
+// The gated MLP's activation: h[N] = act(gate) * up, act a GluAct (above).
+void glu_forward(float* h, const float* gate, const float* up, size_t N, int act);
 // dgate, dup overwritten
-void swiglu_backward(float* dgate, float* dup, const float* dh, const float* gate, const float* up, size_t N);
+void glu_backward(float* dgate, float* dup, const float* dh, const float* gate, const float* up, size_t N, int act);
 
 // LoRA path of the linear layers of a group: the projections of a layer that read the same input x
 // [N,C] (q, k, v; gate, up; or one alone), G of them, each with its adapter A_t [r,C], B_t [OC_t,r]:
@@ -201,9 +209,9 @@ struct Ops {
     void (*matmul_forward)(act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, const act* add);
     void (*matmul_backward)(act* dinp, float* dw, float* dbias, const act* dout, const act* inp, const act* w, int N,
                             int C, int OC, bool accumulate);
-    void (*embedding_forward)(act* out, const int32_t* tokens, const act* table, int N, int C);
-    void (*embedding_backward)(float* dtable, const act* dout, const int32_t* tokens, int N, int C);
-    void (*rmsnorm_forward)(act* out, float* rstd, const act* x, const act* w, int N, int C, float eps);
+    void (*embedding_forward)(act* out, const int32_t* tokens, const act* table, int N, int C, float scale);
+    void (*embedding_backward)(float* dtable, const act* dout, const int32_t* tokens, int N, int C, float scale);
+    void (*rmsnorm_forward)(act* out, float* rstd, const act* x, const act* w, int N, int C, float eps, const act* add);
     void (*rmsnorm_backward)(act* dx, float* dw, const act* dout, const act* x, const act* w, const float* rstd, int N, int C);
     void (*rope_forward)(act* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
     void (*rope_backward)(act* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
@@ -214,8 +222,8 @@ struct Ops {
                                int nkv, int hd, float scale, int window);
     void (*attention_decode)(act* out, const act* q, const act* kcache, const act* vcache, const int32_t* len, int S,
                              int max_T, int nh, int nkv, int hd, float scale, int window);
-    void (*swiglu_forward)(act* h, const act* gate, const act* up, size_t N);
-    void (*swiglu_backward)(act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N);
+    void (*glu_forward)(act* h, const act* gate, const act* up, size_t N, int act);
+    void (*glu_backward)(act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N, int act);
     void (*lora_forward)(const LoraProj<act>* proj, int G, act* u, const act* x, int N, int C, int r, float scale,
                          float p);
     void (*lora_backward)(const LoraProj<act>* proj, int G, act* dx, const act* x, const act* u, int N, int C, int r,

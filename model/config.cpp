@@ -10,7 +10,7 @@ int64_t ModelConfig::num_params() const {
     int64_t attn = C * q_dim() + 2 * C * kv_dim() + (int64_t)q_dim() * C;
     if (qkv_bias) attn += q_dim() + 2 * kv_dim();
     int64_t mlp = 3 * C * (int64_t)ffn_dim;
-    int64_t per_layer = attn + mlp + 2 * C + (qk_norm ? 2 * head_dim : 0);
+    int64_t per_layer = attn + mlp + (post_norms ? 4 : 2) * C + (qk_norm ? 2 * head_dim : 0);
     int64_t embed = (int64_t)vocab_size * C;
     return embed + L * per_layer + C + (tied_embeddings ? 0 : embed);
 }
@@ -25,24 +25,44 @@ uint64_t ModelConfig::hash() const {
     // stay what they were.
     if (qk_norm) h = (h ^ 0x71) * 1099511628211ull;
     if (nope_interval) h = (h ^ (0x100u + (uint32_t)nope_interval)) * 1099511628211ull;
+    if (post_norms) h = (h ^ 0x9e) * 1099511628211ull;
+    if (mlp_act) h = (h ^ (0x200u + (uint32_t)mlp_act)) * 1099511628211ull;
     return h;
 }
 
+float ModelConfig::attn_scale() const {
+    return 1.0f / std::sqrt(query_pre_attn_scalar != 0.0f ? query_pre_attn_scalar : (float)head_dim);
+}
+
 std::string ModelConfig::architecture(const std::string& where) const {
-    if ((qkv_bias != 0) + (qk_norm != 0) + (nope_interval != 0) > 1)
-        fail("%s: the model has more than one of q/k/v biases, QK-norm and NoPE layers, which no architecture other "
-             "tools load has", where.c_str());
-    return qk_norm ? "qwen3" : qkv_bias ? "qwen2" : nope_interval ? "smollm3" : "llama";
+    const bool gemma = post_norms || mlp_act || embed_scale != 0.0f || query_pre_attn_scalar != 0.0f || rope_local_theta != 0.0f;
+    if (gemma) {
+        if (!(post_norms && mlp_act == 1 && embed_scale != 0.0f && qk_norm && !qkv_bias && !nope_interval))
+            fail("%s: the model has some of Gemma 3's parts (post norms, GeGLU, scaled embeddings, QK-norm) but not "
+                 "all, which no architecture other tools load has", where.c_str());
+        return "gemma3";
+    }
+    if ((qkv_bias != 0) + (qk_norm != 0) + (nope_interval != 0) + (sliding_window != 0) > 1 || sliding_pattern)
+        fail("%s: the model has more than one of q/k/v biases, QK-norm, NoPE layers and a sliding window (or the "
+             "window in some layers only), which no architecture other tools load has", where.c_str());
+    return qk_norm ? "qwen3" : qkv_bias ? "qwen2" : nope_interval ? "smollm3" : sliding_window ? "mistral" : "llama";
 }
 
 std::string ModelConfig::describe() const {
     char buf[256];
-    char rope[64] = "";  // how positions enter: llama3 scaling, NoPE layers
-    if (rope_scale_factor != 0.0f) snprintf(rope, sizeof rope, ", llama3 RoPE x%g", rope_scale_factor);
+    char rope[128] = "";  // how positions enter: RoPE scaling, NoPE layers, windows
+    if (rope_scale_factor != 0.0f)
+        snprintf(rope, sizeof rope, ", %s RoPE x%g", rope_low_freq_factor == 0.0f ? "linear" : "llama3", rope_scale_factor);
     if (nope_interval) snprintf(rope + strlen(rope), sizeof rope - strlen(rope), ", NoPE every %d layers", nope_interval);
-    snprintf(buf, sizeof buf, "dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d%s%s%s%s, %.1fM params", dim,
+    if (sliding_window && sliding_pattern)
+        snprintf(rope + strlen(rope), sizeof rope - strlen(rope), ", window %d (every %d-th layer global)", sliding_window,
+                 sliding_pattern);
+    else if (sliding_window)
+        snprintf(rope + strlen(rope), sizeof rope - strlen(rope), ", window %d", sliding_window);
+    snprintf(buf, sizeof buf, "dim %d, %d layers, %d/%d heads of %d, ffn %d, vocab %d%s%s%s%s%s%s, %.1fM params", dim,
              n_layers, n_heads, n_kv_heads, head_dim, ffn_dim, vocab_size, tied_embeddings ? ", tied" : "",
-             qkv_bias ? ", qkv bias" : "", qk_norm ? ", qk norm" : "", rope, num_params() / 1e6);
+             qkv_bias ? ", qkv bias" : "", qk_norm ? ", qk norm" : "", mlp_act ? ", GeGLU" : "",
+             post_norms ? ", post norms" : "", rope, num_params() / 1e6);
     return buf;
 }
 
@@ -61,16 +81,24 @@ void ModelConfig::validate(const std::string& where) const {
     if (n_heads % n_kv_heads) fail("%s: n_heads (%d) must be a multiple of n_kv_heads (%d)", where.c_str(), n_heads, n_kv_heads);
     if (head_dim % 2) fail("%s: head_dim (%d) must be even for RoPE", where.c_str(), head_dim);
     if (head_dim > 512) fail("%s: head_dim (%d) is larger than the 512 the kernels support", where.c_str(), head_dim);
-    if (rope_scale_factor != 0.0f &&
+    const bool linear = rope_low_freq_factor == 0.0f && rope_high_freq_factor == 0.0f && rope_original_max_pos == 0;
+    if (rope_scale_factor != 0.0f && !(rope_scale_factor >= 1.0f && linear) &&
         !(rope_scale_factor >= 1.0f && rope_low_freq_factor > 0.0f && rope_high_freq_factor > rope_low_freq_factor &&
           rope_original_max_pos > 0))
         fail("%s: llama3 RoPE scaling needs factor >= 1, 0 < low_freq_factor < high_freq_factor and an original "
-             "context > 0 (got %g, %g, %g, %d)", where.c_str(), rope_scale_factor, rope_low_freq_factor,
-             rope_high_freq_factor, rope_original_max_pos);
+             "context > 0, linear scaling factor >= 1 and the others 0 (got %g, %g, %g, %d)", where.c_str(),
+             rope_scale_factor, rope_low_freq_factor, rope_high_freq_factor, rope_original_max_pos);
     if (!(rope_theta > 0)) fail("%s: rope_theta must be positive", where.c_str());
     if (nope_interval < 0 || nope_interval == 1)
         fail("%s: nope_interval must be 0 (RoPE everywhere) or at least 2 (got %d)", where.c_str(), nope_interval);
     if (!(norm_eps > 0)) fail("%s: norm_eps must be positive", where.c_str());
+    if (mlp_act != 0 && mlp_act != 1) fail("%s: mlp_act must be 0 (SiLU) or 1 (GELU, tanh) (got %d)", where.c_str(), mlp_act);
+    if (post_norms != 0 && post_norms != 1) fail("%s: post_norms must be 0 or 1 (got %d)", where.c_str(), post_norms);
+    if (!(embed_scale >= 0.0f) || !(query_pre_attn_scalar >= 0.0f) || !(rope_local_theta >= 0.0f))
+        fail("%s: embed_scale, query_pre_attn_scalar and rope_local_theta must be positive, or 0 for none", where.c_str());
+    if (sliding_window < 0 || sliding_pattern < 0 || (sliding_pattern && !sliding_window))
+        fail("%s: sliding_window must be >= 0, and sliding_pattern (%d) >= 0 and only with a window", where.c_str(),
+             sliding_pattern);
 }
 
 namespace {
@@ -105,6 +133,32 @@ ModelConfig smollm3() {
     c.nope_interval = 4;
     return c;
 }
+// Gemma 3 (text): GeGLU, post norms, QK-norm, embeddings scaled by sqrt(dim), head_dim 256, a
+// window of 512 keys in five layers of every six (RoPE base 10000 there, 1e6 in the global ones),
+// eps 1e-6, 262K vocabulary, tied; 4B and up scale the global RoPE linearly by 8.
+ModelConfig gemma3(int vocab, int dim, int layers, int heads, int kv, int head_dim, int ffn, int ctx, int window) {
+    ModelConfig c = make(vocab, dim, layers, heads, kv, ffn, ctx, 1000000.0f, 1e-6f, 1);
+    c.head_dim = head_dim;
+    c.qk_norm = 1;
+    c.mlp_act = 1;
+    c.post_norms = 1;
+    c.embed_scale = (float)std::sqrt((double)dim);
+    c.query_pre_attn_scalar = (float)head_dim;
+    c.sliding_window = window;
+    c.sliding_pattern = 6;
+    c.rope_local_theta = 10000.0f;
+    return c;
+}
+ModelConfig linear_rope(ModelConfig c, float factor) {
+    c.rope_scale_factor = factor;
+    return c;
+}
+// Gemma-3-27B scales scores by (dim / heads)^-1/2 = 168^-1/2, not head_dim's.
+ModelConfig gemma3_27b() {
+    ModelConfig c = linear_rope(gemma3(262208, 5376, 62, 32, 16, 128, 21504, 131072, 1024), 8.0f);
+    c.query_pre_attn_scalar = 168.0f;
+    return c;
+}
 // Llama 3.1 and later: the llama3 RoPE scaling of an 8192-token original context.
 ModelConfig llama3_scaled(ModelConfig c, float factor) {
     c.rope_scale_factor = factor, c.rope_low_freq_factor = 1.0f, c.rope_high_freq_factor = 4.0f;
@@ -131,6 +185,12 @@ const Preset kPresets[] = {
     {"qwen3-1.7b", qwen3(2048, 28, 16, 8, 6144, 1)},
     {"qwen3-4b", qwen3(2560, 36, 32, 8, 9728, 1)},
     {"qwen3-8b", qwen3(4096, 36, 32, 8, 12288, 0)},
+    {"tiny-gemma3", gemma3(512, 64, 6, 4, 2, 32, 160, 256, 5)},
+    {"gemma3-270m", gemma3(262144, 640, 18, 4, 1, 256, 2048, 32768, 512)},
+    {"gemma3-1b", gemma3(262144, 1152, 26, 4, 1, 256, 6912, 32768, 512)},
+    {"gemma3-4b", linear_rope(gemma3(262208, 2560, 34, 8, 4, 256, 10240, 131072, 1024), 8.0f)},
+    {"gemma3-12b", linear_rope(gemma3(262208, 3840, 48, 16, 8, 256, 15360, 131072, 1024), 8.0f)},
+    {"gemma3-27b", gemma3_27b()},
 };
 }  // namespace
 
@@ -154,10 +214,18 @@ std::vector<float> rope_inv_freq(float theta, int head_dim) {
     return f;
 }
 
+std::vector<float> rope_inv_freq_local(const ModelConfig& c) {
+    return c.rope_local_theta != 0.0f ? rope_inv_freq(c.rope_local_theta, c.head_dim) : rope_inv_freq(c);
+}
+
 std::vector<float> rope_inv_freq(const ModelConfig& c) {
     const int half = c.head_dim / 2;
     std::vector<float> f = rope_inv_freq(c.rope_theta, c.head_dim);
     if (c.rope_scale_factor == 0.0f) return f;
+    if (c.rope_low_freq_factor == 0.0f) {  // linear: transformers' inv_freq / factor
+        for (float& x : f) x /= c.rope_scale_factor;
+        return f;
+    }
     // transformers' _compute_llama3_parameters: tensors in FP32, the Python scalars cast to FP32 as
     // they meet them; the wavelength thresholds are Python (double) divisions.
     const float factor = c.rope_scale_factor, low = c.rope_low_freq_factor, high = c.rope_high_freq_factor;

@@ -20,6 +20,8 @@ struct ModelConfig {
     // RoPE scaling of Llama 3.1 and later (rope_type "llama3"; factor 0: none): frequencies whose
     // wavelength exceeds rope_original_max_pos / rope_low_freq_factor are divided by the factor,
     // those under rope_original_max_pos / rope_high_freq_factor kept, and a smooth ramp between.
+    // With the three others 0 it is the "linear" scaling (Gemma 3 4B and up): every frequency
+    // divided by the factor.
     float rope_scale_factor = 0.0f;
     float rope_low_freq_factor = 0.0f;
     float rope_high_freq_factor = 0.0f;
@@ -30,24 +32,57 @@ struct ModelConfig {
     // SmolLM3's NoPE layers: every nope_interval-th layer (layer l with (l + 1) % nope_interval == 0)
     // attends without RoPE, the others with it; 0: RoPE in every layer.
     int32_t nope_interval = 0;
+    // Gemma 3 (all 0 for the others, which is LLaMA's behaviour):
+    // - mlp_act: the gate's activation, 0 SiLU (SwiGLU), 1 GELU with the tanh approximation (GeGLU);
+    // - embed_scale: the embedding's rows are multiplied by it on the way in (Gemma: sqrt(dim) in
+    //   FP32), not on the tied LM head's way out; 0: 1;
+    // - post_norms: "sandwich" norms, each branch's output RMS-normalised (post_attention_layernorm,
+    //   post_feedforward_layernorm) before it is added to the residual stream;
+    // - query_pre_attn_scalar: attention scores are scaled by its -1/2 power instead of head_dim's;
+    // - sliding_window: a layer with a window attends to the last sliding_window keys only (itself
+    //   included); every sliding_pattern-th layer (l with (l + 1) % sliding_pattern == 0) attends
+    //   globally (pattern 0 with a window: every layer windowed, as Mistral v0.1);
+    // - rope_local_theta: RoPE's base in the windowed layers (Gemma 3: 10000; 0: rope_theta), with
+    //   no scaling there: the scaling applies to the global layers.
+    // Gemma's norms multiply by (1 + weight): the weights are stored here with the 1 added (as
+    // llama.cpp stores them), so one RMSNorm serves every model; the HF importer and exporter add
+    // and subtract it.
+    int32_t mlp_act = 0;
+    float embed_scale = 0.0f;
+    int32_t post_norms = 0;
+    float query_pre_attn_scalar = 0.0f;
+    int32_t sliding_window = 0;
+    int32_t sliding_pattern = 0;
+    float rope_local_theta = 0.0f;
 
     int q_dim() const { return n_heads * head_dim; }
     bool rope_in_layer(int l) const { return nope_interval == 0 || (l + 1) % nope_interval != 0; }
+    // The keys a query of layer l sees back (itself included); 0: its whole causal context.
+    int window_of_layer(int l) const {
+        return sliding_window && (sliding_pattern == 0 || (l + 1) % sliding_pattern != 0) ? sliding_window : 0;
+    }
+    // Layer l takes RoPE's local table (rope_inv_freq_local) rather than the global one.
+    bool rope_local(int l) const { return rope_local_theta != 0.0f && window_of_layer(l) != 0; }
+    float attn_scale() const;  // what attention multiplies q·k by
+    float embedding_scale() const { return embed_scale != 0.0f ? embed_scale : 1.0f; }
     int kv_dim() const { return n_kv_heads * head_dim; }
     int64_t num_params() const;      // every weight of the model
     uint64_t hash() const;           // fingerprint stored in adapters to refuse a wrong base
     std::string describe() const;    // one line: "dim 576, 30 layers, 9/3 heads of 64, ffn 1536, vocab 49152"
     void validate(const std::string& where) const;  // fails naming `where` and the bad field
-    // The architecture exporters write: "qwen3" (QK-norm), "qwen2" (q/k/v bias), "smollm3" (NoPE
-    // layers) or "llama". Two of them at once is no published architecture: fails naming `where`.
+    // The architecture exporters write: "gemma3" (post norms, GeGLU, scaled embeddings, QK-norm),
+    // "qwen3" (QK-norm), "qwen2" (q/k/v bias), "smollm3" (NoPE layers), "mistral" (a sliding window
+    // in every layer) or "llama". Any other mix is no published architecture: fails naming `where`.
     std::string architecture(const std::string& where) const;
 };
 
 // RoPE's head_dim / 2 inverse frequencies, inv_freq_i = 1 / theta^(2i / head_dim), then the llama3
-// scaling when the config has one, in FP32 with transformers' operations in its order: bit-identical
+// (or linear) scaling when the config has one, in FP32 with transformers' operations in its order: bit-identical
 // to it for Llama 3.1/3.2 (tested), except where glibc's powf and torch's differ by an ulp (some
 // theta/head_dim pairs, e.g. 1e6/128 at i = 37).
 std::vector<float> rope_inv_freq(const ModelConfig& c);
+// The windowed layers' table (ModelConfig::rope_local): rope_local_theta's, unscaled.
+std::vector<float> rope_inv_freq_local(const ModelConfig& c);
 // The unscaled table alone: 1 / theta^(2i / head_dim).
 std::vector<float> rope_inv_freq(float theta, int head_dim);
 

@@ -11,7 +11,7 @@
 #include "model/weights.h"
 
 namespace {
-const size_t QK = 32;    // elements per block of the legacy formats (Q4_0, Q4_1, Q8_0)
+const size_t QK = 32;    // elements per block of the legacy formats (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0)
 const size_t QK_K = 256; // elements per super-block of the k-quants
 
 uint16_t le16(const uint8_t* p) { return (uint16_t)(p[0] | (p[1] << 8)); }
@@ -44,30 +44,54 @@ void deq_q4_1(const uint8_t* b, float* y) {
     }
 }
 
-// Q4_K (144 bytes): d, dmin, 12 bytes of 6-bit scales and mins for 8 sub-blocks of 32, 128 bytes of
-// nibbles. Sub-block j < 4 has scale sc[j] & 63 and min sc[j+4] & 63; sub-block j >= 4 keeps the low 4
-// bits of both in sc[j+4] (scale low nibble, min high nibble) and their top 2 bits in the top bits of
-// sc[j-4] (scale) and sc[j] (min). Sub-blocks 2k and 2k+1 are the low and high nibbles of qs[32k..32k+31].
-// x = d * scale * q - dmin * min.
-void deq_q4_k(const uint8_t* b, float* y) {
+// Q5_0 (22 bytes) and Q5_1 (24 bytes): d (and m for Q5_1), 4 bytes qh holding the fifth bit of each
+// of the 32 values (bit i for element i), then nibbles as in Q4_0. Q5_0: x = d * (q - 16); Q5_1:
+// x = d * q + m.
+void deq_q5(const uint8_t* qh_bytes, const uint8_t* qs, float d, float m, bool offset, float* y) {
+    uint32_t qh;
+    memcpy(&qh, qh_bytes, 4);  // little-endian, as every field here
+    for (size_t i = 0; i < QK / 2; i++) {
+        const int lo = (qs[i] & 0x0F) | (((qh >> i) & 1) << 4), hi = (qs[i] >> 4) | (((qh >> (i + 16)) & 1) << 4);
+        y[i] = offset ? d * (float)lo + m : d * (float)(lo - 16);
+        y[i + QK / 2] = offset ? d * (float)hi + m : d * (float)(hi - 16);
+    }
+}
+void deq_q5_0(const uint8_t* b, float* y) { deq_q5(b + 2, b + 6, half_at(b), 0.0f, false, y); }
+void deq_q5_1(const uint8_t* b, float* y) { deq_q5(b + 4, b + 8, half_at(b), half_at(b + 2), true, y); }
+
+// The k-quants' 8 sub-block scales and mins, 6 bits each in 12 bytes: sub-block j < 4 has scale
+// sc[j] & 63 and min sc[j+4] & 63; sub-block j >= 4 keeps the low 4 bits of both in sc[j+4] (scale
+// low nibble, min high nibble) and their top 2 bits in the top bits of sc[j-4] (scale) and sc[j] (min).
+void scale_min_k4(const uint8_t* sc, int j, int& scale, int& min) {
+    if (j < 4) {
+        scale = sc[j] & 63;
+        min = sc[j + 4] & 63;
+    } else {
+        scale = (sc[j + 4] & 0x0F) | ((sc[j - 4] >> 6) << 4);
+        min = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
+    }
+}
+
+// Q4_K (144 bytes): d, dmin, the 12 bytes of scales and mins (scale_min_k4) for 8 sub-blocks of 32,
+// 128 bytes of nibbles. Sub-blocks 2k and 2k+1 are the low and high nibbles of qs[32k..32k+31].
+// Q5_K (176 bytes): the same with qh[32] before the nibbles, the fifth bits: sub-block j takes bit j
+// of qh[l] for its value l. x = d * scale * q - dmin * min.
+void deq_k_quant(const uint8_t* b, const uint8_t* qh, const uint8_t* qs, float* y) {
     float d = half_at(b), dmin = half_at(b + 2);
-    const uint8_t* sc = b + 4;
-    const uint8_t* qs = b + 16;
     for (int j = 0; j < 8; j++) {
         int scale, min;
-        if (j < 4) {
-            scale = sc[j] & 63;
-            min = sc[j + 4] & 63;
-        } else {
-            scale = (sc[j + 4] & 0x0F) | ((sc[j - 4] >> 6) << 4);
-            min = (sc[j + 4] >> 4) | ((sc[j] >> 6) << 4);
-        }
+        scale_min_k4(b + 4, j, scale, min);
         float dl = d * (float)scale, ml = dmin * (float)min;
         const uint8_t* q = qs + 32 * (j / 2);
         int shift = (j % 2) * 4;
-        for (int l = 0; l < 32; l++) y[32 * j + l] = dl * (float)((q[l] >> shift) & 0x0F) - ml;
+        for (int l = 0; l < 32; l++) {
+            const int high = qh ? ((qh[l] >> j) & 1) << 4 : 0;
+            y[32 * j + l] = dl * (float)(((q[l] >> shift) & 0x0F) | high) - ml;
+        }
     }
 }
+void deq_q4_k(const uint8_t* b, float* y) { deq_k_quant(b, nullptr, b + 16, y); }
+void deq_q5_k(const uint8_t* b, float* y) { deq_k_quant(b, b + 16, b + 48, y); }
 
 // Q6_K (210 bytes): ql[128] low 4 bits, qh[64] high 2 bits, 16 int8 scales (one per 16 values), d.
 // Each half of 128 values uses ql[64h..64h+63] and qh[32h..32h+31]; within it, value 32g + l
@@ -98,7 +122,8 @@ struct TypeInfo {
 const TypeInfo kTypes[] = {
     {GGML_F32, 1, 4, nullptr},   {GGML_F16, 1, 2, nullptr},        {GGML_BF16, 1, 2, nullptr},
     {GGML_Q8_0, QK, 34, deq_q8_0}, {GGML_Q4_0, QK, 18, deq_q4_0},   {GGML_Q4_1, QK, 20, deq_q4_1},
-    {GGML_Q4_K, QK_K, 144, deq_q4_k}, {GGML_Q6_K, QK_K, 210, deq_q6_k},
+    {GGML_Q5_0, QK, 22, deq_q5_0},  {GGML_Q5_1, QK, 24, deq_q5_1},
+    {GGML_Q4_K, QK_K, 144, deq_q4_k}, {GGML_Q5_K, QK_K, 176, deq_q5_k}, {GGML_Q6_K, QK_K, 210, deq_q6_k},
 };
 
 const TypeInfo* type_info(uint32_t type) {
@@ -118,7 +143,7 @@ const char* ggml_type_name(uint32_t type) {
     return type < sizeof names / sizeof names[0] ? names[type] : "unknown";
 }
 
-const char* ggml_supported_types() { return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K"; }
+const char* ggml_supported_types() { return "F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K"; }
 
 bool ggml_block_size(uint32_t type, size_t& block_elems, size_t& block_bytes) {
     const TypeInfo* t = type_info(type);

@@ -1,6 +1,7 @@
 #include "model/export_gguf.h"
 
 #include <cmath>
+#include <cstdio>
 #include <cstring>
 
 #include "model/dequant.h"
@@ -34,6 +35,13 @@ struct Metadata {
     }
 };
 
+// Whether llama.cpp's Gemma 3 (which hard-codes these) runs the model as it is.
+bool llama_cpp_runs_as_is(const ModelConfig& c) {
+    const float scalar = c.n_layers == 62 ? (float)(c.dim / c.n_heads) : (float)c.head_dim;
+    return c.sliding_window > 0 && c.sliding_pattern == 6 && c.rope_local_theta == 10000.0f &&
+           c.query_pre_attn_scalar == scalar;
+}
+
 // general.file_type (llama_ftype) of a model whose matrices are `type`.
 uint32_t file_type(uint32_t type) {
     return type == GGML_F16 ? 1 : type == GGML_Q8_0 ? 7 : type == GGML_BF16 ? 32 : 0;
@@ -46,7 +54,8 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
         fail("%s: GGUF output type %s is not supported: use F32, F16, BF16 or Q8_0", path.c_str(), ggml_type_name(type));
     check_exportable(cfg, params, tok.vocab.size(), path);
     const ParamLayout L = param_layout(cfg);
-    const std::string arch = cfg.architecture(path), a = arch + ".";
+    const std::string arch = cfg.architecture(path);
+    std::string a;
     if (cfg.nope_interval && cfg.nope_interval != 4)
         fail("%s: llama.cpp runs SmolLM3 with NoPE in every 4th layer; this model has it every %d: export --hf instead",
              path.c_str(), cfg.nope_interval);
@@ -54,8 +63,18 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
         fail("%s: llama.cpp runs SmolLM3 without RoPE frequency factors, so its llama3 scaling would be lost: export --hf "
              "instead", path.c_str());
 
+    if (arch == "gemma3" && !llama_cpp_runs_as_is(cfg))
+        fail("%s: llama.cpp runs Gemma 3 with a window in five layers of six, RoPE base 10000 in them and scores scaled "
+             "by head_dim^-1/2 (by (dim/heads)^-1/2 at 62 layers); this model differs: export --hf instead", path.c_str());
+    // llama.cpp runs Mistral as llama, without the window (its own converter writes it so).
+    const std::string gguf_arch = arch == "mistral" ? "llama" : arch;
+    if (arch == "mistral")
+        fprintf(stderr, "warning: %s: llama.cpp runs this model without its %d-token sliding window (as it runs Mistral "
+                "v0.1): beyond that many tokens its outputs differ from this trainer's\n", path.c_str(), cfg.sliding_window);
+    a = gguf_arch + ".";
+
     Metadata md;
-    md.string("general.architecture", arch);
+    md.string("general.architecture", gguf_arch);
     std::string name = path.substr(path.rfind('/') + 1);
     md.string("general.name", name.substr(0, name.rfind(".gguf")));
     md.u32("general.file_type", file_type(type));
@@ -70,6 +89,12 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     md.u32(a + "attention.value_length", cfg.head_dim);
     md.u32(a + "rope.dimension_count", cfg.head_dim);
     md.f32(a + "rope.freq_base", cfg.rope_theta);
+    const bool linear_rope = cfg.rope_scale_factor != 0.0f && cfg.rope_low_freq_factor == 0.0f;
+    if (linear_rope) {
+        md.string(a + "rope.scaling.type", "linear");
+        md.f32(a + "rope.scaling.factor", cfg.rope_scale_factor);
+    }
+    if (arch == "gemma3") md.u32(a + "attention.sliding_window", cfg.sliding_window);
     md.f32(a + "attention.layer_norm_rms_epsilon", cfg.norm_eps);
     md.u32(a + "vocab_size", cfg.vocab_size);
     const bool spm = tok.model == TokenizerModel::SentencePiece;
@@ -124,10 +149,10 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     };
     std::vector<Out> outs;
     for (const TensorInfo& t : L.tensors)
-        outs.push_back({gguf_tensor_name(t.name), t.shape, params.data() + t.offset, t.numel,
+        outs.push_back({gguf_tensor_name(t.name, cfg.post_norms), t.shape, params.data() + t.offset, t.numel,
                         t.shape.size() == 1 ? (uint32_t)GGML_F32 : type});
     std::vector<float> rope_freqs;
-    if (cfg.rope_scale_factor != 0.0f) {
+    if (cfg.rope_scale_factor != 0.0f && !linear_rope) {
         const std::vector<float> plain = rope_inv_freq(cfg.rope_theta, cfg.head_dim), scaled = rope_inv_freq(cfg);
         for (size_t i = 0; i < plain.size(); i++) rope_freqs.push_back(plain[i] / scaled[i]);
         outs.push_back({"rope_freqs.weight", {(int64_t)rope_freqs.size()}, rope_freqs.data(), rope_freqs.size(), GGML_F32});

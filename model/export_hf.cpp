@@ -3,6 +3,7 @@
 #include <cstdlib>
 #include <filesystem>
 
+#include "model/import.h"
 #include "model/safetensors.h"
 #include "model/util.h"
 
@@ -35,26 +36,45 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
     const char* cls = arch == "qwen3"     ? "Qwen3ForCausalLM"
                       : arch == "qwen2"   ? "Qwen2ForCausalLM"
                       : arch == "smollm3" ? "SmolLM3ForCausalLM"
+                      : arch == "gemma3"  ? "Gemma3ForCausalLM"
+                      : arch == "mistral" ? "MistralForCausalLM"
                                           : "LlamaForCausalLM";
     auto id = [](int32_t v) { return v < 0 ? std::string("null") : std::to_string(v); };
-    std::string config = "{\n  \"architectures\": [\"" + std::string(cls) + "\"],\n  \"model_type\": \"" + arch + "\",\n";
+    const std::string model_type = arch == "gemma3" ? "gemma3_text" : arch;
+    std::string config = "{\n  \"architectures\": [\"" + std::string(cls) + "\"],\n  \"model_type\": \"" + model_type + "\",\n";
     config += strf("  \"vocab_size\": %d,\n  \"hidden_size\": %d,\n  \"intermediate_size\": %d,\n  \"num_hidden_layers\": %d,\n"
                    "  \"num_attention_heads\": %d,\n  \"num_key_value_heads\": %d,\n  \"head_dim\": %d,\n"
                    "  \"max_position_embeddings\": %d,\n",
                    cfg.vocab_size, cfg.dim, cfg.ffn_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
                    cfg.max_seq_len);
     const std::string scaling =
-        cfg.rope_scale_factor == 0.0f
-            ? "null"
+        cfg.rope_scale_factor == 0.0f ? "null"
+        : cfg.rope_low_freq_factor == 0.0f
+            ? "{\"rope_type\": \"linear\", \"factor\": " + float_json(cfg.rope_scale_factor) + "}"
             : "{\"rope_type\": \"llama3\", \"factor\": " + float_json(cfg.rope_scale_factor) + ", \"low_freq_factor\": " +
                   float_json(cfg.rope_low_freq_factor) + ", \"high_freq_factor\": " + float_json(cfg.rope_high_freq_factor) +
                   ", \"original_max_position_embeddings\": " + std::to_string(cfg.rope_original_max_pos) + "}";
+    // Gemma 3 in the keys both transformers 4.5x and 5 read: rope_local_base_freq and the global
+    // layers' rope_scaling; layer_types and, for readers without them, sliding_window_pattern.
+    const std::string act = arch == "gemma3" ? "\"hidden_activation\": \"gelu_pytorch_tanh\"" : "\"hidden_act\": \"silu\"";
     config += "  \"rms_norm_eps\": " + float_json(cfg.norm_eps) + ",\n  \"rope_theta\": " + float_json(cfg.rope_theta) +
-              ",\n  \"rope_scaling\": " + scaling + ",\n  \"hidden_act\": \"silu\",\n  \"tie_word_embeddings\": " +
+              ",\n  \"rope_scaling\": " + scaling + ",\n  " + act + ",\n  \"tie_word_embeddings\": " +
               (cfg.tied_embeddings ? "true" : "false") + ",\n";
     if (arch == "qwen2") config += "  \"use_sliding_window\": false,\n";
     else if (arch == "qwen3") config += "  \"attention_bias\": false,\n  \"use_sliding_window\": false,\n";
     else config += "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n";
+    if (arch == "mistral") config += strf("  \"sliding_window\": %d,\n", cfg.sliding_window);
+    if (arch == "gemma3") {
+        std::string types;
+        for (int l = 0; l < cfg.n_layers; l++)
+            types += std::string(l ? ", " : "") + (cfg.window_of_layer(l) ? "\"sliding_attention\"" : "\"full_attention\"");
+        const int pattern = cfg.sliding_window == 0 ? 1 : cfg.sliding_pattern ? cfg.sliding_pattern : cfg.n_layers + 1;
+        config += "  \"query_pre_attn_scalar\": " + float_json(cfg.query_pre_attn_scalar) + ",\n  \"rope_local_base_freq\": " +
+                  float_json(cfg.rope_local_theta != 0.0f ? cfg.rope_local_theta : cfg.rope_theta) +
+                  strf(",\n  \"sliding_window\": %d,\n  \"sliding_window_pattern\": %d,\n  \"layer_types\": [%s],\n",
+                       cfg.sliding_window ? cfg.sliding_window : cfg.max_seq_len, pattern, types.c_str()) +
+                  "  \"final_logit_softcapping\": null,\n  \"attn_logit_softcapping\": null,\n";
+    }
     if (arch == "smollm3") {
         std::string layers;
         for (int l = 0; l < cfg.n_layers; l++) layers += std::string(l ? ", " : "") + (cfg.rope_in_layer(l) ? "1" : "0");
@@ -65,8 +85,16 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
               ",\n  \"pad_token_id\": " + id(tok.pad_id) + ",\n  \"torch_dtype\": \"" +
               (dtype == DType::BF16 ? "bfloat16" : "float32") + "\"\n}\n";
 
+    // Gemma's norms multiply by (1 + w): the 1 we store in the weights comes out (model/import.h).
+    std::vector<float> shifted;
+    const std::vector<float>* out = &params;
+    if (arch == "gemma3") {
+        shifted = params;
+        gemma_norm_shift(cfg, shifted, -1.0f);
+        out = &shifted;
+    }
     std::vector<SafeTensorOut> tensors;
-    for (const TensorInfo& t : param_layout(cfg).tensors) tensors.push_back({t.name, t.shape, params.data() + t.offset});
+    for (const TensorInfo& t : param_layout(cfg).tensors) tensors.push_back({t.name, t.shape, out->data() + t.offset});
     safetensors_write(dir + "/model.safetensors", tensors, dtype);
     tokenizer_save_hf(tok, dir, cfg.max_seq_len);
     write_file_atomic(dir + "/config.json", config);

@@ -82,16 +82,16 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     std::vector<int32_t> tok(rows), pos(rows), len(S), slot(rows);  // slot: the cache row [s, pos] of each row
 
     // Every layer on n rows (tokens tok, positions pos, cache slots slot, uploaded by this call): each
-    // row's k and v go into the cache at its slot, then attend(K, V) fills att from q (K, V: this
-    // layer's cache). Leaves the last hidden state of every row in x.
-    auto forward_rows = [&](int n, const std::function<void(act* K, act* V)>& attend) {
+    // row's k and v go into the cache at its slot, then attend(K, V, layer) fills att from q (K, V:
+    // this layer's cache). Leaves the last hidden state of every row in x.
+    auto forward_rows = [&](int n, const std::function<void(act* K, act* V, int layer)>& attend) {
         ops.to_device(dtok.p, tok.data(), n * sizeof(int32_t));
         ops.to_device(dpos.p, pos.data(), n * sizeof(int32_t));
         ops.to_device(dslot.p, slot.data(), n * sizeof(int32_t));
-        ops.embedding_forward(x.a(), dtok.i(), P.w(m.off.embed), n, C);
+        ops.embedding_forward(x.a(), dtok.i(), P.w(m.off.embed), n, C, c.embedding_scale());
         for (int l = 0; l < c.n_layers; l++) {
             const LayerOffsets& o = m.off.layers[l];
-            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.attn_norm), n, C, c.norm_eps);
+            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.attn_norm), n, C, c.norm_eps, nullptr);
             act* qp = c.qk_norm ? att.a() : q.a();
             act* kp = c.qk_norm ? k_pre.a() : k.a();
             linear_forward(P, ln.a(), n, C, l,
@@ -99,26 +99,31 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
                             {v.a(), nullptr, o.wv, o.bv, KV, LORA_V}},
                            u.a());
             if (c.qk_norm) {
-                ops.rmsnorm_forward(q.a(), rstd_qk.f(), qp, P.w(o.q_norm), n * c.n_heads, c.head_dim, c.norm_eps);
-                ops.rmsnorm_forward(k.a(), rstd_qk.f(), kp, P.w(o.k_norm), n * c.n_kv_heads, c.head_dim, c.norm_eps);
+                ops.rmsnorm_forward(q.a(), rstd_qk.f(), qp, P.w(o.q_norm), n * c.n_heads, c.head_dim, c.norm_eps, nullptr);
+                ops.rmsnorm_forward(k.a(), rstd_qk.f(), kp, P.w(o.k_norm), n * c.n_kv_heads, c.head_dim, c.norm_eps, nullptr);
             }
             if (c.rope_in_layer(l)) {
-                ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, P.inv_freq.data());
-                ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, P.inv_freq.data());
+                ops.rope_forward(q.a(), dpos.i(), n, c.n_heads, c.head_dim, P.rope_table(l));
+                ops.rope_forward(k.a(), dpos.i(), n, c.n_kv_heads, c.head_dim, P.rope_table(l));
             }
             act* K = ops.at(kc.a(), l * layer_cache);
             act* Vv = ops.at(vc.a(), l * layer_cache);
             ops.scatter_rows(K, k.a(), dslot.i(), n, KV);  // the rows' k and v into their sequences' caches
             ops.scatter_rows(Vv, v.a(), dslot.i(), n, KV);
-            attend(K, Vv);
-            linear_forward(P, att.a(), n, Q, l, {{x.a(), x.a(), o.wo, SIZE_MAX, C, LORA_O}}, u.a());
-            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.mlp_norm), n, C, c.norm_eps);
+            attend(K, Vv, l);
+            // x += the branch's output, or with post norms (Gemma 3) x += rmsnorm(output), the output
+            // going through ln, which is free once the branch's GEMMs have read it.
+            const bool post = c.post_norms;
+            linear_forward(P, att.a(), n, Q, l, {{post ? ln.a() : x.a(), post ? nullptr : x.a(), o.wo, SIZE_MAX, C, LORA_O}}, u.a());
+            if (post) ops.rmsnorm_forward(x.a(), rstd.f(), ln.a(), P.w(o.post_attn_norm), n, C, c.norm_eps, x.a());
+            ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(o.mlp_norm), n, C, c.norm_eps, nullptr);
             linear_forward(P, ln.a(), n, C, l,
                            {{gate.a(), nullptr, o.w_gate, SIZE_MAX, F, LORA_GATE},
                             {up.a(), nullptr, o.w_up, SIZE_MAX, F, LORA_UP}},
                            u.a());
-            ops.swiglu_forward(h.a(), gate.a(), up.a(), (size_t)n * F);
-            linear_forward(P, h.a(), n, F, l, {{x.a(), x.a(), o.w_down, SIZE_MAX, C, LORA_DOWN}}, u.a());
+            ops.glu_forward(h.a(), gate.a(), up.a(), (size_t)n * F, c.mlp_act);
+            linear_forward(P, h.a(), n, F, l, {{post ? ln.a() : x.a(), post ? nullptr : x.a(), o.w_down, SIZE_MAX, C, LORA_DOWN}}, u.a());
+            if (post) ops.rmsnorm_forward(x.a(), rstd.f(), ln.a(), P.w(o.post_mlp_norm), n, C, c.norm_eps, x.a());
         }
     };
 
@@ -134,9 +139,9 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
                     pos[i * Tp + t] = t;
                     slot[i * Tp + t] = (s0 + i) * max_T + t;
                 }
-            forward_rows(g * Tp, [&](act*, act*) {
+            forward_rows(g * Tp, [&](act*, act*, int l) {
                 ops.attention_forward(att.a(), lse.f(), q.a(), k.a(), v.a(), seg.i(), g, Tp, c.n_heads,
-                                      c.n_kv_heads, c.head_dim, 1.0f / std::sqrt((float)c.head_dim), 0);
+                                      c.n_kv_heads, c.head_dim, c.attn_scale(), c.window_of_layer(l));
             });
         }
     }
@@ -157,11 +162,11 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         }
         if (!any) break;
         ops.to_device(dlen.p, len.data(), S * sizeof(int32_t));
-        forward_rows(S, [&](act* K, act* Vv) {
+        forward_rows(S, [&](act* K, act* Vv, int l) {
             ops.attention_decode(att.a(), q.a(), K, Vv, dlen.i(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim,
-                                 1.0f / std::sqrt((float)c.head_dim), 0);
+                                 c.attn_scale(), c.window_of_layer(l));
         });
-        ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(m.off.final_norm), S, C, c.norm_eps);
+        ops.rmsnorm_forward(ln.a(), rstd.f(), x.a(), P.w(m.off.final_norm), S, C, c.norm_eps, nullptr);
         ops.matmul_forward(dlogits.a(), ln.a(), P.w(m.off.lm_head), nullptr, S, C, V, nullptr);
         ops.download(logits.data(), dlogits.a(), (size_t)S * V);
         for (int s = 0; s < S; s++) {

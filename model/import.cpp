@@ -37,6 +37,12 @@ void permute_rope_rows(float* w, int n_head, int head_dim, int64_t cols) { move_
 
 bool gguf_rope_interleaved(const std::string& arch) { return arch == "llama" || arch == "smollm3"; }
 
+void gemma_norm_shift(const ModelConfig& cfg, std::vector<float>& params, float delta) {
+    for (const TensorInfo& t : param_layout(cfg).tensors)
+        if (t.name.size() > 11 && t.name.compare(t.name.size() - 11, 11, "norm.weight") == 0)
+            for (size_t i = 0; i < t.numel; i++) params[t.offset + i] += delta;
+}
+
 static std::string shape_str(const std::vector<int64_t>& s) {
     std::string out = "[";
     for (size_t i = 0; i < s.size(); i++) out += (i ? ", " : "") + std::to_string(s[i]);

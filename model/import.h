@@ -1,6 +1,7 @@
 // Importing pretrained models into our format: a GGUF file or a Hugging Face directory becomes our
 // ModelConfig, the FP32 parameters in param_layout order (HF tensor names and layouts) and the tokenizer.
-// Supported architectures: LLaMA (and models converted as LLaMA: Mistral, SmolLM), Qwen2 and Qwen3.
+// Supported architectures: LLaMA (and models converted as LLaMA: Mistral, SmolLM), Qwen2, Qwen3,
+// SmolLM3 and Gemma 3 (text).
 // Anything else, or a tensor that is missing, extra, of the wrong shape or of an unsupported type,
 // fails with a message naming the file and the tensor or key.
 #pragma once
@@ -33,8 +34,13 @@ void permute_rope_rows(float* w, int n_head, int head_dim, int64_t cols);
 // stored permuted) rather than rotate-half (qwen2, qwen3: stored as Hugging Face has them).
 bool gguf_rope_interleaved(const std::string& arch);
 // llama.cpp's name of one of our (Hugging Face) tensor names ("model.layers.3.mlp.up_proj.weight" →
-// "blk.3.ffn_up.weight"); "" when there is none.
-std::string gguf_tensor_name(const std::string& hf);
+// "blk.3.ffn_up.weight"); "" when there is none. post_norms: the model's (Gemma 3's names differ).
+std::string gguf_tensor_name(const std::string& hf, bool post_norms);
+
+// Gemma's RMSNorm multiplies by (1 + w) where ours multiplies by w: every norm weight of a Gemma 3
+// model is stored here with the 1 added (as llama.cpp's GGUFs store them). `delta` +1 reads a
+// Hugging Face checkpoint, -1 writes one.
+void gemma_norm_shift(const ModelConfig& cfg, std::vector<float>& params, float delta);
 
 // Shared by the two importers: fails, naming `src` (file and tensor), when a source tensor's shape is
 // not the one the layout gives `t`.

@@ -5,12 +5,13 @@
 #include <cmath>
 #include <cstdio>
 
+#include "kernels/kernels.h"
 #include "model/gguf.h"
 #include "model/import.h"
 #include "model/util.h"
 
 // GGUF tensor name of one of our (Hugging Face) tensor names; "" when there is none.
-std::string gguf_tensor_name(const std::string& hf) {
+std::string gguf_tensor_name(const std::string& hf, bool post_norms) {
     if (hf == "model.embed_tokens.weight") return "token_embd.weight";
     if (hf == "model.norm.weight") return "output_norm.weight";
     if (hf == "lm_head.weight") return "output.weight";
@@ -26,6 +27,13 @@ std::string gguf_tensor_name(const std::string& hf) {
     if (hf.compare(0, prefix.size(), prefix) != 0) return "";
     size_t dot = hf.find('.', prefix.size());
     std::string layer = hf.substr(prefix.size(), dot - prefix.size()), rest = hf.substr(dot + 1);
+    // Gemma 3's sandwich norms: llama.cpp's ffn_norm is the MLP's input norm, whatever HF calls it.
+    static const char* const post_norm_names[][2] = {{"post_attention_layernorm.weight", "post_attention_norm.weight"},
+                                                     {"pre_feedforward_layernorm.weight", "ffn_norm.weight"},
+                                                     {"post_feedforward_layernorm.weight", "post_ffw_norm.weight"}};
+    if (post_norms)
+        for (const auto& m : post_norm_names)
+            if (rest == m[0]) return "blk." + layer + "." + m[1];
     for (const auto& m : layer_names)
         if (rest == m[0]) return "blk." + layer + "." + m[1];
     return "";
@@ -57,6 +65,20 @@ ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
     const GgufTensor* emb = g.find_tensor("token_embd.weight");
     if (!emb) fail("%s: tensor token_embd.weight is missing", g.path().c_str());
     c.vocab_size = (int32_t)emb->shape()[0];
+    if (arch == "gemma3") {
+        // What llama.cpp hard-codes for it: a window in five layers of six, RoPE base 10000 there,
+        // scores scaled by head_dim^-1/2 except in the 27B (62 layers): (dim / heads)^-1/2.
+        c.qk_norm = 1;
+        c.mlp_act = GLU_GELU_TANH;
+        c.post_norms = 1;
+        c.embed_scale = (float)std::sqrt((double)c.dim);
+        c.sliding_window = size("attention.sliding_window", -1);
+        c.sliding_pattern = 6;
+        c.rope_local_theta = 10000.0f;
+        c.query_pre_attn_scalar = c.n_layers == 62 && c.n_heads > 0 ? (float)(c.dim / c.n_heads) : (float)c.head_dim;
+        if (g.find(p + "final_logit_softcapping") || g.find(p + "attn_logit_softcapping"))
+            fail("%s: logit soft-capping (Gemma 2) is not supported", g.path().c_str());
+    }
 
     int64_t rope_dims = g.get_int(p + "rope.dimension_count", c.head_dim);
     if (rope_dims != c.head_dim)
@@ -80,6 +102,11 @@ ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
 // implemented: a warning says so.
 void gguf_rope_scaling(const GgufFile& g, const std::string& arch, ModelConfig& c) {
     const GgufValue* type = g.find(arch + ".rope.scaling.type");
+    if (type && !type->strings.empty() && type->strings[0] == "linear") {  // Gemma 3 4B+: every frequency / factor
+        c.rope_scale_factor = (float)g.get_float(arch + ".rope.scaling.factor");
+        c.validate(g.path());
+        return;
+    }
     if (type && !type->strings.empty() && type->strings[0] != "none")
         fprintf(stderr, "warning: %s: RoPE scaling of type '%s' is not implemented (llama3 is); the model's outputs "
                 "will differ from the original's\n", g.path().c_str(), type->strings[0].c_str());
@@ -204,9 +231,9 @@ void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
 ImportedModel import_gguf(const std::string& path) {
     GgufFile g = gguf_open(path);
     std::string arch = g.get_string("general.architecture");
-    if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "smollm3")
-        fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM2 GGUFs), qwen2, qwen3 "
-             "and smollm3",
+    if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "smollm3" && arch != "gemma3")
+        fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM2 GGUFs), qwen2, qwen3, "
+             "smollm3 and gemma3",
              path.c_str(), arch.c_str());
     ImportedModel m;
     m.cfg = gguf_config(g, arch);
@@ -219,7 +246,7 @@ ImportedModel import_gguf(const std::string& path) {
     ParamLayout L = param_layout(m.cfg);
     std::vector<const GgufTensor*> src;
     for (const TensorInfo& t : L.tensors) {
-        std::string name = gguf_tensor_name(t.name);
+        std::string name = gguf_tensor_name(t.name, m.cfg.post_norms);
         const GgufTensor* s = g.find_tensor(name);
         if (!s) fail("%s: tensor %s (for %s) is missing", path.c_str(), name.c_str(), t.name.c_str());
         import_check_shape(t, s->shape(), path + ": tensor " + name);

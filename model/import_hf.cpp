@@ -1,10 +1,14 @@
 // Hugging Face directory → our model: config.json onto ModelConfig, safetensors tensors by their own
 // names (our layout uses HF's names and [out, in] layout, and HF checkpoints use rotate-half RoPE, so
 // nothing is permuted), tokenizer.json with its side files.
+#include <algorithm>
 #include <climits>
+#include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "data/json.h"
+#include "kernels/kernels.h"
 #include "model/import.h"
 #include "model/safetensors.h"
 #include "model/util.h"
@@ -57,6 +61,77 @@ int32_t smollm3_nope_interval(const HfConfig& h, int n_layers) {
     return k;
 }
 
+// Gemma 3's layer_types (or, before them, sliding_window_pattern k: every k-th layer global) as our
+// sliding_pattern: every k-th layer "full_attention", the others "sliding_attention". 0: every layer
+// windowed; -1: none (every layer global).
+int32_t gemma3_sliding_pattern(const HfConfig& h, int n_layers) {
+    const JsonValue* list = h.get("layer_types");
+    if (!list || list->is_null()) {
+        const int32_t k = h.integer("sliding_window_pattern", 6);
+        if (k < 1) fail("%s: sliding_window_pattern must be at least 1 (got %d)", h.path.c_str(), k);
+        return k == 1 ? -1 : k;
+    }
+    if (list->type != JsonValue::Array || (int)list->array.size() != n_layers)
+        fail("%s: layer_types must be a list of %d layer types", h.path.c_str(), n_layers);
+    int first_full = -1;
+    for (int l = 0; l < n_layers; l++) {
+        const JsonValue& v = list->array[l];
+        if (v.type != JsonValue::String || (v.string != "full_attention" && v.string != "sliding_attention"))
+            fail("%s: layer_types[%d] must be \"full_attention\" or \"sliding_attention\"", h.path.c_str(), l);
+        if (v.string == "full_attention" && first_full < 0) first_full = l;
+    }
+    const int32_t k = first_full + 1;  // 0 when no layer is global
+    for (int l = 0; l < n_layers; l++)
+        if ((list->array[l].string == "full_attention") != (k > 0 && (l + 1) % k == 0))
+            fail("%s: layer_types[%d] breaks the pattern: only every k-th layer global (here k = %d) is supported",
+                 h.path.c_str(), l, k);
+    return k == 1 ? -1 : k;
+}
+
+// Gemma 3's own parts (gemma3_text, or the text model of a gemma3 checkpoint). Absent keys take
+// Gemma3TextConfig's defaults, as the 4B-27B configs rely on.
+void gemma3_config(const HfConfig& h, ModelConfig& c) {
+    const JsonValue* act = h.get("hidden_activation") ? h.get("hidden_activation") : h.get("hidden_act");
+    if (act && !act->is_null() && (act->type != JsonValue::String || act->string != "gelu_pytorch_tanh"))
+        fail("%s: hidden_activation must be gelu_pytorch_tanh, Gemma 3's", h.path.c_str());
+    for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"})
+        if (h.get(key) && !h.get(key)->is_null()) fail("%s: %s is set: logit soft-capping (Gemma 2) is not supported", h.path.c_str(), key);
+    if (h.flag("use_bidirectional_attention"))
+        fail("%s: use_bidirectional_attention = true (EmbeddingGemma) is not supported: only causal models", h.path.c_str());
+    c.mlp_act = GLU_GELU_TANH;
+    c.post_norms = 1;
+    c.qk_norm = 1;
+    c.embed_scale = (float)std::sqrt((double)c.dim);  // transformers: hidden_size**0.5, cast to FP32
+    c.query_pre_attn_scalar = (float)h.number(h.get("query_pre_attn_scalar"), "query_pre_attn_scalar", 256.0);
+    const int32_t pattern = gemma3_sliding_pattern(h, c.n_layers);
+    c.sliding_window = pattern < 0 ? 0 : h.integer("sliding_window", 4096);
+    c.sliding_pattern = pattern < 0 ? 0 : pattern;
+    // RoPE: transformers 5's rope_parameters per layer type, or rope_theta, rope_local_base_freq and
+    // rope_scaling (global layers only) before.
+    const JsonValue* rp = h.get("rope_parameters");
+    const JsonValue* full = rp && rp->type == JsonValue::Object ? rp->get("full_attention") : nullptr;
+    const JsonValue* local = rp && rp->type == JsonValue::Object ? rp->get("sliding_attention") : nullptr;
+    const JsonValue* scaling = full ? full : h.get("rope_scaling");
+    c.rope_theta = (float)h.number(full ? full->get("rope_theta") : h.get("rope_theta"), "rope_theta", 1000000.0);
+    c.rope_local_theta = (float)h.number(local ? local->get("rope_theta") : h.get("rope_local_base_freq"),
+                                         "rope_local_base_freq", 10000.0);
+    if (local && local->get("rope_type") && local->get("rope_type")->type == JsonValue::String &&
+        local->get("rope_type")->string != "default")
+        fail("%s: RoPE scaling of the sliding layers is not supported", h.path.c_str());
+    if (scaling && scaling->type == JsonValue::Object) {
+        const JsonValue* t = scaling->get("rope_type") ? scaling->get("rope_type") : scaling->get("type");
+        const std::string type = t && t->type == JsonValue::String ? t->string : "default";
+        if (type == "linear") c.rope_scale_factor = (float)h.number(scaling->get("factor"), "factor", 1.0);
+        else if (type != "default") fail("%s: Gemma 3 RoPE scaling of type '%s' is not supported (linear is)", h.path.c_str(), type.c_str());
+    }
+}
+
+// A gemma3 (multimodal) config keeps its language model's in "text_config".
+const char* const kGemma3Defaults[][2] = {{"vocab_size", "262208"}, {"hidden_size", "2304"}, {"intermediate_size", "9216"},
+                                          {"num_hidden_layers", "26"}, {"num_attention_heads", "8"},
+                                          {"num_key_value_heads", "4"}, {"head_dim", "256"},
+                                          {"max_position_embeddings", "131072"}, {"rms_norm_eps", "1e-6"}};
+
 ModelConfig hf_config(const std::string& dir) {
     HfConfig h;
     h.path = dir + "/config.json";
@@ -67,13 +142,25 @@ ModelConfig hf_config(const std::string& dir) {
     }
     const JsonValue* mt = h.get("model_type");
     std::string type = mt && mt->type == JsonValue::String ? mt->string : "";
-    if (type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3" && type != "smollm3")
-        fail("%s: model_type is '%s': supported are llama, mistral, qwen2, qwen3 and smollm3", h.path.c_str(), type.c_str());
+    if (type == "gemma3") {  // Gemma 3 4B-27B: the language model's config, the vision tower's tensors skipped
+        const JsonValue* text = h.get("text_config");
+        if (!text || text->type != JsonValue::Object) fail("%s: a gemma3 config needs \"text_config\"", h.path.c_str());
+        JsonValue t = *text;
+        h.j = t;
+        type = "gemma3_text";
+    }
+    if (type == "gemma3_text")  // fill in what the config leaves to Gemma3TextConfig's defaults
+        for (const auto& d : kGemma3Defaults)
+            if (!h.get(d[0])) h.j.object.emplace_back(d[0], json_parse(d[1]));
+    if (type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3" && type != "smollm3" && type != "gemma3_text")
+        fail("%s: model_type is '%s': supported are llama, mistral, qwen2, qwen3, smollm3, gemma3_text and gemma3",
+             h.path.c_str(), type.c_str());
     const JsonValue* act = h.get("hidden_act");
-    if (act && act->type == JsonValue::String && act->string != "silu")
+    if (type != "gemma3_text" && act && act->type == JsonValue::String && act->string != "silu")
         fail("%s: hidden_act is '%s': only SwiGLU (silu) models are supported", h.path.c_str(), act->string.c_str());
     // LLaMA's and Qwen3's attention_bias puts a bias on o_proj too, which our layout has no place for.
-    if ((type == "llama" || type == "qwen3" || type == "smollm3") && h.flag("attention_bias")) fail("%s: attention_bias = true is not supported", h.path.c_str());
+    if ((type == "llama" || type == "qwen3" || type == "smollm3" || type == "gemma3_text") && h.flag("attention_bias"))
+        fail("%s: attention_bias = true is not supported", h.path.c_str());
     if (h.flag("mlp_bias")) fail("%s: mlp_bias = true is not supported", h.path.c_str());
 
     ModelConfig c;
@@ -91,10 +178,15 @@ ModelConfig hf_config(const std::string& dir) {
     c.rope_theta = (float)h.number(theta, "rope_theta", type == "smollm3" ? 2000000.0 : 10000.0);  // transformers' defaults
     c.norm_eps = (float)h.number(h.get("rms_norm_eps"), "rms_norm_eps", 1e-6);
     // Absent, it is transformers' default: tied for SmolLM3 only.
-    c.tied_embeddings = h.get("tie_word_embeddings") ? h.flag("tie_word_embeddings") : type == "smollm3";
+    c.tied_embeddings = h.get("tie_word_embeddings") ? h.flag("tie_word_embeddings") : type == "smollm3" || type == "gemma3_text";
     c.qkv_bias = type == "qwen2";
     c.qk_norm = type == "qwen3";
     if (type == "smollm3") c.nope_interval = smollm3_nope_interval(h, c.n_layers);
+    if (type == "gemma3_text") {
+        gemma3_config(h, c);
+        c.validate(h.path);
+        return c;
+    }
     c.validate(h.path);
 
     // RoPE scaling: "rope_parameters" (transformers 5) or "rope_scaling" (before), with "rope_type" (or
@@ -114,18 +206,26 @@ ModelConfig hf_config(const std::string& dir) {
             c.rope_high_freq_factor = (float)num("high_freq_factor");
             c.rope_original_max_pos = (int32_t)num("original_max_position_embeddings");
             c.validate(h.path);
+        } else if (type == "linear") {  // every frequency divided by the factor
+            c.rope_scale_factor = (float)h.number(scaling->get("factor"), "factor", 1.0);
+            c.validate(h.path);
         } else if (type != "default") {
             fprintf(stderr, "warning: %s: the model uses RoPE scaling of type '%s', which this trainer does not implement "
                     "(llama3 is); its outputs will differ from the original's\n", h.path.c_str(), type.c_str());
         }
     }
-    // Mistral's sliding window (Qwen2/3 and SmolLM3 only with use_sliding_window): our attention sees the whole context.
+    // Mistral's sliding window, in every layer as MistralAttention has it. Qwen2/3 and SmolLM3 have
+    // one only with use_sliding_window, in the layers from max_window_layers on: not implemented.
     const JsonValue* window = h.get("sliding_window");
-    bool windowed = window && window->type == JsonValue::Number && window->number < c.max_seq_len &&
-                    ((type != "qwen2" && type != "qwen3" && type != "smollm3") || h.flag("use_sliding_window"));
-    if (windowed)
-        fprintf(stderr, "warning: %s: sliding-window attention (%g tokens) is not implemented; sequences longer than the "
-                "window attend further back than the original model\n", h.path.c_str(), window->number);
+    const bool has_window = window && window->type == JsonValue::Number && window->number < c.max_seq_len;
+    if (has_window && type == "mistral") {
+        c.sliding_window = h.integer("sliding_window");
+        c.validate(h.path);
+    } else if (has_window && type != "llama" && h.flag("use_sliding_window")) {
+        fprintf(stderr, "warning: %s: sliding-window attention in some layers (use_sliding_window) is not implemented; "
+                "sequences longer than the window (%g tokens) attend further back than the original model\n",
+                h.path.c_str(), window->number);
+    }
     return c;
 }
 }  // namespace
@@ -140,24 +240,44 @@ ImportedModel import_hf_dir(const std::string& dir) {
     else fail("%s: no tokenizer.json or tokenizer.model: copy the model's tokenizer files into the directory", dir.c_str());
     tokenizer_fit_rows(m.tok, (size_t)m.cfg.vocab_size, dir, "the model's vocab_size is");
     SafetensorsSet st = safetensors_open_dir(dir);
+    // A Gemma 3 4B-27B checkpoint (Gemma3ForConditionalGeneration) keeps the language model under
+    // "language_model.model." / "language_model.lm_head." (transformers < 4.52) or
+    // "model.language_model." (later), beside the vision tower and projector, which are skipped.
+    auto source = [&](const std::string& name) -> const SafeTensor* {
+        const std::string in_model = name.compare(0, 6, "model.") == 0 ? name.substr(6) : "";
+        for (const std::string& n : {name, "language_model." + name, in_model.empty() ? "" : "model.language_model." + in_model})
+            if (!n.empty())
+                if (const SafeTensor* t = st.find(n)) return t;
+        return nullptr;
+    };
+    auto vision = [](const std::string& n) {
+        for (const char* p : {"vision_tower.", "multi_modal_projector.", "model.vision_tower.", "model.multi_modal_projector."})
+            if (n.compare(0, strlen(p), p) == 0) return true;
+        return false;
+    };
     // Every tensor is checked before the parameters are allocated (see import_gguf).
     ParamLayout L = param_layout(m.cfg);
+    std::vector<const SafeTensor*> used;
     for (const TensorInfo& t : L.tensors) {
-        const SafeTensor* src = st.find(t.name);
+        const SafeTensor* src = source(t.name);
         if (!src) fail("%s: tensor %s is missing", dir.c_str(), t.name.c_str());
-        import_check_shape(t, src->shape, src->file->path + ": tensor " + t.name);
+        import_check_shape(t, src->shape, src->file->path + ": tensor " + src->name);
         st.check_readable(*src);
+        used.push_back(src);
     }
     // Leftovers: a tied model may still store lm_head.weight, and old checkpoints store RoPE's inv_freq
     // buffers; anything else is a part of the architecture we would silently drop.
+    const bool gemma3 = m.cfg.architecture(dir) == "gemma3";
     for (const SafeTensor& t : st.tensors) {
-        bool known = L.find(t.name) || (m.cfg.tied_embeddings && t.name == "lm_head.weight") ||
-                     t.name.find("rotary_emb.inv_freq") != std::string::npos;
+        bool known = std::find(used.begin(), used.end(), &t) != used.end() ||
+                     (m.cfg.tied_embeddings && (t.name == "lm_head.weight" || t.name == "language_model.lm_head.weight")) ||
+                     t.name.find("rotary_emb.inv_freq") != std::string::npos || (gemma3 && vision(t.name));
         if (!known)
             fail("%s: tensor %s is not part of the model as config.json describes it (architecture variant not supported)",
                  t.file->path.c_str(), t.name.c_str());
     }
     m.params.assign(L.total, 0.0f);
-    for (const TensorInfo& t : L.tensors) st.read_f32(*st.find(t.name), m.params.data() + t.offset);
+    for (size_t i = 0; i < L.tensors.size(); i++) st.read_f32(*used[i], m.params.data() + L.tensors[i].offset);
+    if (gemma3) gemma_norm_shift(m.cfg, m.params, 1.0f);  // Gemma3RMSNorm's (1 + w), stored with the 1 in
     return m;
 }

@@ -15,10 +15,14 @@ struct Pass {
     float* grads;          // null in a forward-only pass; FP32, num_trainable, in the backend's memory
     float dropout;         // LoRA dropout rate (0 when evaluating)
     uint64_t dropout_key;
-    std::vector<float> inv_freq;  // RoPE's frequencies (rope_inv_freq of the config)
+    std::vector<float> inv_freq;        // RoPE's frequencies (rope_inv_freq of the config)
+    std::vector<float> inv_freq_local;  // those of the windowed layers, when they have their own
     Pass(const Model& model, const Ops& o, float* g, float p, uint64_t key)
         : m(model), ops(o), W(model_weights(model, o)), grads(g), dropout(p), dropout_key(key),
-          inv_freq(rope_inv_freq(model.cfg)) {}
+          inv_freq(rope_inv_freq(model.cfg)),
+          inv_freq_local(model.cfg.rope_local_theta != 0.0f ? rope_inv_freq_local(model.cfg) : std::vector<float>()) {}
+    // Layer l's RoPE table.
+    const float* rope_table(int l) const { return m.cfg.rope_local(l) ? inv_freq_local.data() : inv_freq.data(); }
     // The one way to a base weight: in place, or an NF4 weight dequantized into the scratch (valid
     // until the next NF4 weight is fetched: each is used by one GEMM, then dropped).
     const act* w(size_t off) const {

@@ -155,7 +155,8 @@ void estimate_weights(const MemorySpec& s, MemoryEstimate& e) {
 //   kept for the backward: every layer's input (L+1)·N·C (the last is the final output), the final
 //   norm's output N·C and rstd N, and per layer ln1, x_mid, ln2 (3C), q, att (2Q), k, v (2KV),
 //   gate, up, h (3F), x·Aᵀ of each adapter (r per target) + FP32 statistics rstd1, rstd2, lse (2+H);
-//   with QK-norm (Qwen3) also q and k before their norm (Q+KV) and its statistics per head (H+Hkv).
+//   with QK-norm (Qwen3) also q and k before their norm (Q+KV) and its statistics per head (H+Hkv);
+//   with post norms (Gemma 3) the attention's and the MLP's outputs before them (2C) and their rstd (2).
 //   With recompute only one layer's set exists, refilled from its kept input in the backward.
 // No T×T term: attention is flash-style, it keeps only the log-sum-exp per head and row.
 // The CUDA backend's own growable buffers (kernels/cuda/: cuda_scratch), at the size the first
@@ -213,14 +214,17 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     size_t r = s.method == Method::Full ? 0 : s.lora.rank;
     // QK-norm: q and k before the norm, and the norm's statistics per row and head.
     const size_t qk = c.qk_norm ? 1 : 0, QK = qk * (Q + KV), QKH = qk * (H + c.n_kv_heads);
-    e.per_layer = N * ((3 * C + 2 * Q + 2 * KV + QK + 3 * F + r * adapted) * cb + (2 + H + QKH) * fb);
+    const size_t post = c.post_norms ? 1 : 0;
+    e.per_layer = N * (((3 + 2 * post) * C + 2 * Q + 2 * KV + QK + 3 * F + r * adapted) * cb + (2 + 2 * post + H + QKH) * fb);
     size_t copies = s.recompute ? 1 : L;
     const std::string qk_terms = qk ? "+Q+KV" : "", qk_stats = qk ? "+H+Hkv" : "";
+    const std::string c_terms = post ? "5C" : "3C", stat_terms = post ? "4" : "2";
     e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb + 3 * N * fb;
     e.why_activations =
-        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((3C+2Q+2KV%s+3F+r·%d)·%zu + (2+H%s)·4) = %zu × %s "
+        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((%s+2Q+2KV%s+3F+r·%d)·%zu + (%s+H%s)·4) = %zu × %s "
              "(%s) + final norm N·C·%zu + N·4 + the batch's tokens, positions, segments 3·N·4; N = %d×%d",
-             cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, qk_terms.c_str(), adapted, cb, qk_stats.c_str(),
+             cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, c_terms.c_str(), qk_terms.c_str(), adapted, cb,
+             stat_terms.c_str(), qk_stats.c_str(),
              copies, format_bytes(e.per_layer).c_str(),
              s.recompute ? "recompute: one layer's set, refilled in the backward" : "no recompute: every layer's set",
              cb, s.B, s.T);

@@ -106,6 +106,9 @@ struct LayerActs {
     // QK-norm (Qwen3; empty otherwise): q and k as projected, before the per-head norm, and its
     // statistics, one per row and head
     Buffer q_pre, k_pre, rstd_q, rstd_k;
+    // Post norms (Gemma 3; empty otherwise): the attention's and the MLP's outputs before their norms,
+    // and the norms' statistics
+    Buffer o, d, rstd_o, rstd_d;
     // x·Aᵀ of the adapters of each linear group (model/linear.h), [N, r per adapted projection]
     Buffer u_qkv, u_o, u_gate_up, u_down;
 };

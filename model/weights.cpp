@@ -11,14 +11,16 @@
 namespace {
 const uint32_t kModelMagic = 0x424d4c4c;  // "LLMB"
 // Version 2 appended the llama3 RoPE scaling fields to the config, version 3 the QK-norm flag,
-// version 4 the NoPE interval; each version's config is a prefix of the next (48, 64, 68 bytes).
-// A file is written in the oldest version that holds its model, so older builds read what they can.
-const uint32_t kModelVersion = 4;
-constexpr size_t kConfigBytes[kModelVersion + 1] = {0, 48, 64, 68, sizeof(ModelConfig)};
+// version 4 the NoPE interval, version 5 Gemma 3's fields and the sliding window; each version's
+// config is a prefix of the next (48, 64, 68, 72 bytes). A file is written in the oldest version
+// that holds its model, so older builds read what they can.
+const uint32_t kModelVersion = 5;
+constexpr size_t kConfigBytes[kModelVersion + 1] = {0, 48, 64, 68, 72, sizeof(ModelConfig)};
 static_assert(offsetof(ModelConfig, rope_scale_factor) == 48, "the version 1 config is the prefix");
 static_assert(offsetof(ModelConfig, qk_norm) == 64, "the version 2 config is the prefix");
 static_assert(offsetof(ModelConfig, nope_interval) == 68, "the version 3 config is the prefix");
-static_assert(sizeof(ModelConfig) == 72, "a new config field needs a new version");
+static_assert(offsetof(ModelConfig, mlp_act) == 72, "the version 4 config is the prefix");
+static_assert(sizeof(ModelConfig) == 100, "a new config field needs a new version");
 const size_t kAlign = 64;                 // bytes; lets readers mmap tensors with aligned vector loads
 
 void add(ParamLayout& L, const std::string& name, std::vector<int64_t> shape, bool decay) {
@@ -57,9 +59,11 @@ ParamLayout param_layout(const ModelConfig& c) {
         if (c.qk_norm) add(L, p + "self_attn.q_norm.weight", {c.head_dim}, false);
         if (c.qk_norm) add(L, p + "self_attn.k_norm.weight", {c.head_dim}, false);
         add(L, p + "post_attention_layernorm.weight", {C}, false);
+        if (c.post_norms) add(L, p + "pre_feedforward_layernorm.weight", {C}, false);
         add(L, p + "mlp.gate_proj.weight", {F, C}, true);
         add(L, p + "mlp.up_proj.weight", {F, C}, true);
         add(L, p + "mlp.down_proj.weight", {C, F}, true);
+        if (c.post_norms) add(L, p + "post_feedforward_layernorm.weight", {C}, false);
     }
     add(L, "model.norm.weight", {C}, false);
     if (!c.tied_embeddings) add(L, "lm_head.weight", {c.vocab_size, C}, true);
@@ -89,7 +93,10 @@ ModelOffsets model_offsets(const ModelConfig& c) {
         l.wo = off(p + "self_attn.o_proj.weight");
         l.q_norm = off(p + "self_attn.q_norm.weight");
         l.k_norm = off(p + "self_attn.k_norm.weight");
-        l.mlp_norm = off(p + "post_attention_layernorm.weight");
+        // With post norms post_attention_layernorm is the attention's output norm (Gemma's names).
+        l.post_attn_norm = c.post_norms ? off(p + "post_attention_layernorm.weight") : SIZE_MAX;
+        l.mlp_norm = off(p + (c.post_norms ? "pre_feedforward_layernorm.weight" : "post_attention_layernorm.weight"));
+        l.post_mlp_norm = off(p + "post_feedforward_layernorm.weight");
         l.w_gate = off(p + "mlp.gate_proj.weight");
         l.w_up = off(p + "mlp.up_proj.weight");
         l.w_down = off(p + "mlp.down_proj.weight");
@@ -114,9 +121,17 @@ float bf16_to_f32(uint16_t h) {
 }
 
 // Header: magic, version, then the config fields in declaration order, dtype, tensor count. The
-// version is the oldest that holds the model: 2, 3 with QK-norm, 4 with NoPE layers.
+// version is the oldest that holds the model: 2, 3 with QK-norm, 4 with NoPE layers, 5 with Gemma 3's
+// fields or a sliding window.
+uint32_t model_file_version(const ModelConfig& c) {
+    const ModelConfig plain{};
+    if (memcmp((const char*)&c + kConfigBytes[4], (const char*)&plain + kConfigBytes[4], kConfigBytes[5] - kConfigBytes[4]))
+        return 5;
+    return c.nope_interval ? 4u : c.qk_norm ? 3u : 2u;
+}
+
 static void write_header(AtomicFile& f, const ModelConfig& c, DType dtype, uint32_t n_tensors) {
-    const uint32_t version = c.nope_interval ? 4u : c.qk_norm ? 3u : 2u;
+    const uint32_t version = model_file_version(c);
     f.put(kModelMagic);
     f.put(version);
     // ModelConfig is a plain struct of int32/float: written as is (little-endian)

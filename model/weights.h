@@ -9,11 +9,14 @@
 //     self_attn.k_proj.weight [kv_dim, dim] (+ .bias [kv_dim])
 //     self_attn.v_proj.weight [kv_dim, dim] (+ .bias [kv_dim])
 //     self_attn.o_proj.weight                        [dim, q_dim]
-//     self_attn.q_norm.weight, k_norm.weight         [head_dim] each (when qk_norm: Qwen3)
-//     post_attention_layernorm.weight                [dim]
+//     self_attn.q_norm.weight, k_norm.weight         [head_dim] each (when qk_norm: Qwen3, Gemma 3)
+//     post_attention_layernorm.weight                [dim]  (the MLP's input norm)
+//   or with post_norms (Gemma 3), where post_attention_layernorm normalises the attention's output:
+//     post_attention_layernorm.weight, pre_feedforward_layernorm.weight (the MLP's input norm) [dim]
 //     mlp.gate_proj.weight                           [ffn, dim]
 //     mlp.up_proj.weight                             [ffn, dim]
 //     mlp.down_proj.weight                           [dim, ffn]
+//     post_feedforward_layernorm.weight              [dim]  (post_norms)
 //   model.norm.weight                                [dim]
 //   lm_head.weight                                   [vocab, dim]   (absent when tied)
 // Linear weights are [out, in] (PyTorch's layout): y = x Wᵀ.
@@ -43,12 +46,15 @@ struct ParamLayout {
 
 ParamLayout param_layout(const ModelConfig& cfg);
 
-// Offsets of one layer's tensors inside the flat buffer (biases and QK-norm weights: SIZE_MAX when absent).
+// Offsets of one layer's tensors inside the flat buffer (biases, QK-norm and post-norm weights:
+// SIZE_MAX when absent). mlp_norm is the MLP's input norm, whatever its name.
 struct LayerOffsets {
-    size_t attn_norm, wq, wk, wv, bq, bk, bv, wo, q_norm, k_norm, mlp_norm, w_gate, w_up, w_down;
+    size_t attn_norm, wq, wk, wv, bq, bk, bv, wo, q_norm, k_norm, post_attn_norm, mlp_norm, w_gate, w_up, w_down,
+        post_mlp_norm;
     // Every field, for code that moves all of them (the NF4 base's repacking).
     std::vector<size_t*> all() {
-        return {&attn_norm, &wq, &wk, &wv, &bq, &bk, &bv, &wo, &q_norm, &k_norm, &mlp_norm, &w_gate, &w_up, &w_down};
+        return {&attn_norm, &wq, &wk,     &wv,     &bq,   &bk,     &bv,          &wo,
+                &q_norm,    &k_norm, &post_attn_norm, &mlp_norm, &w_gate, &w_up, &w_down, &post_mlp_norm};
     }
 };
 struct ModelOffsets {
@@ -57,8 +63,13 @@ struct ModelOffsets {
 };
 ModelOffsets model_offsets(const ModelConfig& cfg);
 
-// model .bin: magic "LLMB", version (4 with NoPE layers, 3 with QK-norm, else 2: each config lacks
-// only the later fields; version 1, from before the RoPE scaling fields, still reads), the config, dtype, tensor count, then the tensors in layout order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory on the CPU backend.
+// model .bin: magic "LLMB", version (model_file_version: each config lacks only the later fields;
+// version 1, from before the RoPE scaling fields, still reads), the config, dtype, tensor count,
+// then the tensors in layout order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory
+// on the CPU backend.
+// The oldest version that holds the config: 5 with Gemma 3's fields or a sliding window, 4 with
+// NoPE layers, 3 with QK-norm, else 2.
+uint32_t model_file_version(const ModelConfig& cfg);
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype);
 void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params);
 // Only the header: for tools that need the shape (memory estimator, adapters).

@@ -19,111 +19,8 @@
 #include "model/model.h"
 #include "model/safetensors.h"
 #include "model/util.h"
+#include "test_convert_util.h"
 #include "test_util.h"
-
-namespace {
-const std::string kDir = "tests/fixtures/convert/";
-
-// A fresh directory under /tmp for files a test writes.
-std::string temp_dir() {
-    char buf[] = "/tmp/test_convert_XXXXXX";
-    REQUIRE(mkdtemp(buf) != nullptr);
-    return buf;
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-    FILE* f = fopen(path.c_str(), "wb");
-    REQUIRE(f);
-    fwrite(bytes.data(), 1, bytes.size(), f);
-    fclose(f);
-}
-
-// Replaces the first occurrence of `from` at or after `start` (both the same length: offsets stay valid).
-std::string patched(std::string bytes, const std::string& from, const std::string& to, size_t start = 0) {
-    REQUIRE(from.size() == to.size());
-    size_t at = bytes.find(from, start);
-    REQUIRE(at != std::string::npos);
-    bytes.replace(at, from.size(), to);
-    return bytes;
-}
-
-
-// A safetensors file from (name, dtype, shape, raw bytes) entries, written the way the Python library does.
-struct StEntry {
-    std::string name, dtype;
-    std::vector<int64_t> shape;
-    std::string bytes;
-};
-void write_safetensors(const std::string& path, const std::vector<StEntry>& entries) {
-    std::string header = "{\"__metadata__\":{\"format\":\"pt\"}", data;
-    for (const StEntry& e : entries) {
-        header += "," + json_quote(e.name) + ":{\"dtype\":\"" + e.dtype + "\",\"shape\":[";
-        for (size_t i = 0; i < e.shape.size(); i++) header += (i ? "," : "") + std::to_string(e.shape[i]);
-        header += "],\"data_offsets\":[" + std::to_string(data.size()) + "," + std::to_string(data.size() + e.bytes.size()) + "]}";
-        data += e.bytes;
-    }
-    header += "}";
-    uint64_t n = header.size();
-    write_bytes(path, std::string((const char*)&n, 8) + header + data);
-}
-
-// Every tensor of an HF fixture directory as F32 entries (their order kept).
-std::vector<StEntry> hf_tensors(const std::string& dir) {
-    SafetensorsSet set = safetensors_open_dir(dir);
-    std::vector<StEntry> out;
-    for (const SafeTensor& t : set.tensors) {
-        std::vector<float> v(t.numel);
-        set.read_f32(t, v.data());
-        out.push_back({t.name, "F32", t.shape, std::string((const char*)v.data(), v.size() * 4)});
-    }
-    return out;
-}
-
-std::string copy_hf_dir(const std::string& src, const std::vector<StEntry>& tensors) {
-    std::string d = temp_dir();
-    for (const char* f : {"config.json", "tokenizer.json", "tokenizer_config.json"}) write_bytes(d + "/" + f, read_file(src + f));
-    write_safetensors(d + "/model.safetensors", tensors);
-    return d;
-}
-
-// `h` gives the logits transformers wrote in `fixture` (within 1e-4), and logits far from them once
-// `drop_feature` has taken an architectural feature out of the model: the fixture tests that feature.
-void check_transformers_logits(const ImportedModel& h, const std::string& fixture, const char* what,
-                               const std::function<void(Model&)>& drop_feature) {
-    Model m;
-    model_init(m, h.cfg, h.params);
-    std::vector<int32_t> ids;
-    std::vector<float> got;
-    const double worst = max_logit_diff(m, fixture, ids, got);
-    MESSAGE(std::string(what) << ": max |logit - transformers'| " << worst << " over " << ids.size() << " positions");
-    CHECK(worst < 1e-4);
-    drop_feature(m);
-    std::vector<float> without(got.size());
-    model_logits(m, ids.data(), (int)ids.size(), without.data());
-    double shift = 0;
-    for (size_t i = 0; i < got.size(); i++) shift = std::max(shift, (double)std::fabs(without[i] - got[i]));
-    CHECK(shift > 100 * worst);
-}
-
-void check_same_model(const ImportedModel& a, const ImportedModel& b) {
-    CHECK(a.cfg.hash() == b.cfg.hash());
-    CHECK(a.cfg.rope_theta == b.cfg.rope_theta);
-    CHECK(a.cfg.norm_eps == b.cfg.norm_eps);
-    CHECK(a.cfg.max_seq_len == b.cfg.max_seq_len);
-    REQUIRE(a.params.size() == b.params.size());
-    size_t differ = 0;
-    for (size_t i = 0; i < a.params.size(); i++) differ += a.params[i] != b.params[i];
-    CHECK(differ == 0);
-    CHECK(a.tok.vocab == b.tok.vocab);
-    CHECK(a.tok.token_type == b.tok.token_type);
-    CHECK(a.tok.merges == b.tok.merges);
-    CHECK(a.tok.pre == b.tok.pre);
-    CHECK(a.tok.bos_id == b.tok.bos_id);
-    CHECK(a.tok.eos_id == b.tok.eos_id);
-    CHECK(a.tok.pad_id == b.tok.pad_id);
-    CHECK(a.tok.chat_template.kind == b.tok.chat_template.kind);
-}
-}  // namespace
 
 TEST_CASE("gguf: metadata of every value type, nested arrays skipped, custom alignment") {
     GgufFile g = gguf_open(kDir + "quants.gguf");
@@ -157,7 +54,7 @@ TEST_CASE("gguf: metadata of every value type, nested arrays skipped, custom ali
 
 TEST_CASE("dequant: every supported GGML type equals the gguf package's numpy dequantiser") {
     GgufFile g = gguf_open(kDir + "quants.gguf");
-    for (const char* type : {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q4_K", "Q6_K"}) {
+    for (const char* type : {"F32", "F16", "BF16", "Q8_0", "Q4_0", "Q4_1", "Q5_0", "Q5_1", "Q4_K", "Q5_K", "Q6_K"}) {
         const GgufTensor* t = g.find_tensor(type);
         const GgufTensor* want = g.find_tensor(std::string(type) + ".expected");
         INFO(std::string(type));
@@ -171,7 +68,7 @@ TEST_CASE("dequant: every supported GGML type equals the gguf package's numpy de
         double worst = 0;
         for (size_t i = 0; i < got.size(); i++) worst = std::max(worst, std::fabs((double)got[i] - ref[i]) / std::max(1.0f, std::fabs(ref[i])));
         CHECK(worst <= 1e-6);  // the same float operations; only FMA contraction could change a last bit
-        if (t->type != GGML_Q4_K && t->type != GGML_Q6_K)  // quantised from data whose row 1 starts with 32 zeros
+        if (t->type != GGML_Q4_K && t->type != GGML_Q5_K && t->type != GGML_Q6_K)  // quantised from data whose row 1 starts with 32 zeros
             for (int i = 256; i < 288; i++) CHECK(got[i] == 0.0f);
     }
 }
@@ -298,8 +195,10 @@ TEST_CASE("import: SmolLM3's config.json as transformers reads it: tied without 
                    "no_rope_layers[2] is not 1: only NoPE in every 4-th layer"));
 }
 
-TEST_CASE("export: a tiny LLaMA, Qwen2, Qwen3 and SmolLM3 out to a Hugging Face directory and back: the same model (BF16: rounded)") {
-    for (const char* src : {"tiny_llama_hf", "tiny_qwen2_hf", "tiny_qwen3_hf", "tiny_smollm3_hf"}) {
+TEST_CASE("export: a tiny LLaMA, Qwen2, Qwen3, SmolLM3 and Gemma 3 out to a Hugging Face directory and back: the same "
+          "model (BF16: rounded)") {
+    for (const char* src : {"tiny_llama_hf", "tiny_qwen2_hf", "tiny_qwen3_hf", "tiny_smollm3_hf", "tiny_gemma3_hf",
+                            "tiny_gemma3_scaled_hf"}) {
         CAPTURE(src);
         ImportedModel a = import_hf_dir(kDir + src);
         std::string d = temp_dir() + "/hf";
@@ -311,13 +210,21 @@ TEST_CASE("export: a tiny LLaMA, Qwen2, Qwen3 and SmolLM3 out to a Hugging Face 
         CHECK(b.cfg.qkv_bias == a.cfg.qkv_bias);
         CHECK(b.cfg.qk_norm == a.cfg.qk_norm);
         CHECK(b.cfg.nope_interval == a.cfg.nope_interval);
-        CHECK(contains(read_file(d + "/config.json"), "\"model_type\": \"" + a.cfg.architecture(src) + "\""));
+        CHECK(b.cfg.describe() == a.cfg.describe());
+        CHECK(b.cfg.attn_scale() == a.cfg.attn_scale());
+        CHECK(b.cfg.rope_local_theta == a.cfg.rope_local_theta);
+        CHECK(b.cfg.rope_scale_factor == a.cfg.rope_scale_factor);
+        const std::string arch = a.cfg.architecture(src);
+        CHECK(contains(read_file(d + "/config.json"), "\"model_type\": \"" + (arch == "gemma3" ? "gemma3_text" : arch) + "\""));
         CHECK(b.tok.chat_template.default_system == a.tok.chat_template.default_system);
         CHECK(encode(b.tok, "the quick brown fox, 1234 <|im_end|>") == encode(a.tok, "the quick brown fox, 1234 <|im_end|>"));
 
         export_hf_dir(d, a.cfg, a.params, a.tok, DType::BF16);  // over the F32 export
         ImportedModel c = import_hf_dir(d);
+        // Rounded as the file holds them: Gemma's norms as w, not our 1 + w
+        if (arch == "gemma3") gemma_norm_shift(a.cfg, a.params, -1.0f);
         for (float& v : a.params) v = bf16_to_f32(f32_to_bf16(v));
+        if (arch == "gemma3") gemma_norm_shift(a.cfg, a.params, 1.0f);
         check_same_model(a, c);
         CHECK(contains(read_file(d + "/config.json"), "\"torch_dtype\": \"bfloat16\""));
     }
@@ -332,13 +239,15 @@ TEST_CASE("export: a tiny LLaMA, Qwen2, Qwen3 and SmolLM3 out to a Hugging Face 
                    "weights given, the config needs"));
 }
 
-TEST_CASE("export: a tiny LLaMA and SmolLM3 (q/k permuted back), Qwen2 and Qwen3 out to GGUF and back: the same model; F16/Q8_0 rounded") {
-    for (const char* src : {"tiny_llama.gguf", "tiny_qwen2.gguf", "tiny_qwen3.gguf", "tiny_smollm3.gguf"}) {
+TEST_CASE("export: a tiny LLaMA and SmolLM3 (q/k permuted back), Qwen2, Qwen3 and Gemma 3 out to GGUF and back: the "
+          "same model; F16/Q8_0 rounded") {
+    for (const char* src : {"tiny_llama.gguf", "tiny_qwen2.gguf", "tiny_qwen3.gguf", "tiny_smollm3.gguf", "tiny_gemma3.gguf"}) {
         CAPTURE(src);
         ImportedModel a = import_gguf(kDir + src);
         const std::string path = temp_dir() + "/m.gguf";
         export_gguf(path, a.cfg, a.params, a.tok, GGML_F32);
         check_same_model(a, import_gguf(path));
+        CHECK(import_gguf(path).cfg.describe() == a.cfg.describe());
         GgufFile g = gguf_open(path);
         CHECK(g.get_string("general.architecture") == a.cfg.architecture(src));
         CHECK(g.get_string("tokenizer.chat_template") == chat_template_to_jinja(a.tok.chat_template));
@@ -498,19 +407,22 @@ TEST_CASE("model .bin: files of older versions still load: 1 (before RoPE scalin
     }
 }
 
-TEST_CASE("model .bin: version 2 for models without QK-norm or NoPE (older builds read them), 3 with QK-norm, 4 with NoPE") {
+TEST_CASE("model .bin: version 2 for models without QK-norm or NoPE (older builds read them), 3 with QK-norm, 4 with NoPE, "
+          "5 with Gemma 3's fields or a window") {
     const std::string d = temp_dir();
-    for (const char* preset : {"tiny", "tiny-qwen3", "tiny-nope"}) {
+    for (const char* preset : {"tiny", "tiny-qwen3", "tiny-nope", "tiny-gemma3", "tiny-window"}) {
         CAPTURE(preset);
-        ModelConfig c = config_preset(std::string(preset) == "tiny-nope" ? "tiny" : preset), back;
-        if (std::string(preset) == "tiny-nope") c.nope_interval = 2;
+        const std::string name = preset;
+        ModelConfig c = config_preset(name == "tiny-nope" || name == "tiny-window" ? "tiny" : preset), back;
+        if (name == "tiny-nope") c.nope_interval = 2;
+        if (name == "tiny-window") c.sliding_window = 3;
         std::vector<float> p, q;
         model_init_random(c, p, 3);
         model_save(d + "/m.bin", c, p, DType::F32);
         const std::string bytes = read_file(d + "/m.bin");
         uint32_t version;
         memcpy(&version, bytes.data() + 4, 4);
-        CHECK(version == (c.nope_interval ? 4u : c.qk_norm ? 3u : 2u));
+        CHECK(version == (c.sliding_window ? 5u : c.nope_interval ? 4u : c.qk_norm ? 3u : 2u));
         model_load(d + "/m.bin", back, q);
         CHECK(back.describe() == c.describe());
         CHECK(q == p);

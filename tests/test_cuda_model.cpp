@@ -35,14 +35,24 @@ void round_bf16(vector<float>& v) {
 
 const Ops& gpu() { return *cuda_ops(); }
 
-// hd 64 exercises the tensor-core attention; GQA 4/2, q/k/v bias, untied head, vocabulary not a
-// multiple of any tile. qk_norm: Qwen3's shape instead (QK-norm, no bias, dim not heads · head_dim).
-ModelConfig gpu_config(int head_dim = 64, bool qk_norm = false) {
+// The architectures the GPU tests run: LLaMA's shape with q/k/v bias; Qwen3's (QK-norm, no bias,
+// dim not heads · head_dim); Gemma 3's (that, with GeGLU, post norms, scaled embeddings, scores by
+// query_pre_attn_scalar^-1/2, a 7-key window with its own RoPE base in layer 0, linear RoPE scaling).
+enum Variant { kLlama = 0, kQwen3 = 1, kGemma3 = 2 };
+const char* variant_name(int v) { return v == kQwen3 ? " qk-norm" : v == kGemma3 ? " gemma3" : ""; }
+
+// hd 64 exercises the tensor-core attention; GQA 4/2, untied head, vocabulary not a multiple of any tile.
+ModelConfig gpu_config(int head_dim = 64, int variant = kLlama) {
     ModelConfig c;
     c.vocab_size = 301; c.dim = 4 * head_dim; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.head_dim = head_dim;
     c.ffn_dim = 3 * head_dim + 8; c.max_seq_len = 128; c.rope_theta = 10000.0f; c.norm_eps = 1e-5f;
     c.tied_embeddings = 0; c.qkv_bias = 1;
-    if (qk_norm) c.qkv_bias = 0, c.qk_norm = 1, c.dim = 3 * head_dim + 16;
+    if (variant != kLlama) c.qkv_bias = 0, c.qk_norm = 1, c.dim = 3 * head_dim + 16;
+    if (variant == kGemma3) {
+        c.mlp_act = GLU_GELU_TANH, c.post_norms = 1, c.embed_scale = std::sqrt((float)c.dim);
+        c.query_pre_attn_scalar = (float)(head_dim + 16), c.sliding_window = 7, c.sliding_pattern = 2;
+        c.rope_local_theta = 1000.0f, c.rope_scale_factor = 2.0f;
+    }
     return c;
 }
 
@@ -62,8 +72,8 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 // A trainer on `ops` whose model, data and settings depend only on the arguments.
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
            bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f,
-           int n_examples = 5, Padding padding = Padding::longest, bool qk_norm = false) {
-    ModelConfig c = gpu_config(head_dim, qk_norm);
+           int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama) {
+    ModelConfig c = gpu_config(head_dim, variant);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
     TrainConfig tc;
@@ -108,12 +118,12 @@ double rel_l2(const vector<float>& got, const vector<float>& want, size_t off, s
 
 // Every trainable tensor's gradient, CUDA vs CPU, after one step on each.
 // Dropout 0 takes the adapters of each linear group (q, k, v; gate, up) together (stacked on CUDA).
-void compare_step(Method method, int head_dim, float dropout = 0.1f, bool qk_norm = false) {
+void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant = kLlama) {
     Trainer c, g;
-    setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, qk_norm);
-    setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, qk_norm);
+    setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant);
+    setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant);
     StepResult rc = trainer_step(c), rg = trainer_step(g);
-    MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << std::string(qk_norm ? " qk-norm" : "") << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
+    MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << std::string(variant_name(variant)) << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
                                 << rc.grad_norm << " cuda " << rg.grad_norm);
     CHECK(std::fabs(rg.loss - rc.loss) <= kLossRel * std::fabs(rc.loss));
     vector<float> gc = trainer_gradients(c), gg = trainer_gradients(g);
@@ -154,11 +164,11 @@ void poison_workspace(const Workspace& ws) {
         poison(*b);
     for (const LayerActs& a : ws.acts) {
         for (const Buffer* b : {&a.ln1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.ln2, &a.gate, &a.up, &a.h, &a.q_pre,
-                                &a.k_pre, &a.u_qkv, &a.u_o, &a.u_gate_up, &a.u_down})
+                                &a.k_pre, &a.o, &a.d, &a.u_qkv, &a.u_o, &a.u_gate_up, &a.u_down})
             poison(*b);
     }
 }
-void check_poisoned_workspace(const Ops& ops, int head_dim, bool qk_norm) {
+void check_poisoned_workspace(const Ops& ops, int head_dim, int variant) {
     struct Case {
         Method method;
         const char* targets;
@@ -175,11 +185,11 @@ void check_poisoned_workspace(const Ops& ops, int head_dim, bool qk_norm) {
             CAPTURE(c.targets);
             CAPTURE(c.dropout);
             CAPTURE(recompute);
-            CAPTURE(qk_norm);
+            CAPTURE(variant);
             Trainer poisoned, clean;
             setup(poisoned, ops, c.method, head_dim, recompute, "", false, false, c.targets, c.dropout, 5, Padding::longest,
-                  qk_norm);
-            setup(clean, ops, c.method, head_dim, false, "", false, false, c.targets, c.dropout, 5, Padding::longest, qk_norm);
+                  variant);
+            setup(clean, ops, c.method, head_dim, false, "", false, false, c.targets, c.dropout, 5, Padding::longest, variant);
             for (int step = 0; step < 2; step++) {
                 poison_workspace(poisoned.ws);
                 double lp = trainer_step(poisoned).loss, lc = trainer_step(clean).loss;
@@ -201,21 +211,22 @@ std::string temp_dir(const char* name) {
 
 // The same promise on the CPU oracle (here, beside its CUDA twin below, for the shared helpers).
 TEST_CASE("model: no workspace buffer is read before it is written (poisoned with NaN: the same bits), CPU") {
-    check_poisoned_workspace(cpu_ops(), 16, false);
-    check_poisoned_workspace(cpu_ops(), 16, true);
+    for (int variant : {kLlama, kQwen3, kGemma3}) check_poisoned_workspace(cpu_ops(), 16, variant);
 }
 
 TEST_SUITE("cuda") {
 
 TEST_CASE("cuda model: no workspace buffer is read before it is written (poisoned with NaN: the same bits)") {
-    check_poisoned_workspace(gpu(), 64, false);
-    check_poisoned_workspace(gpu(), 64, true);
+    for (int variant : {kLlama, kQwen3, kGemma3}) check_poisoned_workspace(gpu(), 64, variant);
 }
 
-TEST_CASE("cuda model: logits of a sequence match the CPU (hd 64 and hd 16, GQA, bias, untied; Qwen3's QK-norm)") {
-    for (int hd : {64, 16, -64}) {  // -64: hd 64 with QK-norm
+TEST_CASE("cuda model: logits of a sequence match the CPU (hd 64 and hd 16, GQA, bias, untied; Qwen3's QK-norm; "
+          "Gemma 3 at hd 64 and 256)") {
+    struct Case { int hd, variant; };
+    for (Case k : {Case{64, kLlama}, Case{16, kLlama}, Case{64, kQwen3}, Case{64, kGemma3}, Case{256, kGemma3}}) {
+        const int hd = k.hd;
         Model m;
-        model_init_random(m, gpu_config(std::abs(hd), hd < 0), 2);
+        model_init_random(m, gpu_config(hd, k.variant), 2);
         round_bf16(m.params);
         vector<int32_t> tok;
         for (int i = 0; i < 77; i++) tok.push_back((i * 37 + 5) % m.cfg.vocab_size);
@@ -224,7 +235,7 @@ TEST_CASE("cuda model: logits of a sequence match the CPU (hd 64 and hd 16, GQA,
         model_upload(m, gpu());
         model_logits(m, tok.data(), (int)tok.size(), got.data(), gpu());
         double e = rel_l2(got, want, 0, want.size());
-        MESSAGE("hd " << std::abs(hd) << std::string(hd < 0 ? " qk-norm" : "") << ": logits relative L2 error " << e);
+        MESSAGE("hd " << hd << std::string(variant_name(k.variant)) << ": logits relative L2 error " << e);
         CHECK(e <= kRelL2);
     }
 }
@@ -244,9 +255,16 @@ TEST_CASE("cuda model: a QLoRA step (NF4 base dequantized on the GPU) matches th
 TEST_CASE("cuda model: a full fine-tuning step's gradients match the CPU") { compare_step(Method::Full, 64); }
 
 TEST_CASE("cuda model: Qwen3's QK-norm: LoRA, QLoRA and full steps match the CPU (hd 128 and 64)") {
-    compare_step(Method::Lora, 128, 0.1f, true);
-    compare_step(Method::Qlora, 64, 0.0f, true);
-    compare_step(Method::Full, 64, 0.0f, true);  // the norm weights' own gradients
+    compare_step(Method::Lora, 128, 0.1f, kQwen3);
+    compare_step(Method::Qlora, 64, 0.0f, kQwen3);
+    compare_step(Method::Full, 64, 0.0f, kQwen3);  // the norm weights' own gradients
+}
+
+TEST_CASE("cuda model: Gemma 3: LoRA, QLoRA and full steps match the CPU (hd 64, 128; 256 on the FP32 attention)") {
+    compare_step(Method::Lora, 128, 0.1f, kGemma3);
+    compare_step(Method::Qlora, 64, 0.0f, kGemma3);
+    compare_step(Method::Full, 64, 0.0f, kGemma3);  // the post norms' and the embedding's gradients
+    compare_step(Method::Lora, 256, 0.0f, kGemma3);  // Gemma 3's own head dim
 }
 
 TEST_CASE("cuda model: recompute on and off give bit-identical gradients and updates") {
@@ -403,10 +421,10 @@ TEST_CASE("cuda model: the backend's scratch after a step and an evaluation equa
 }
 
 TEST_CASE("cuda model: greedy decoding with the KV cache equals the argmax of the full forward") {
-    for (bool qk_norm : {false, true}) {
-        CAPTURE(qk_norm);
+    for (int variant : {kLlama, kQwen3, kGemma3}) {  // Gemma 3: 11 positions, past its window of 7
+        CAPTURE(variant);
         Model m;
-        model_init_random(m, gpu_config(64, qk_norm), 9);
+        model_init_random(m, gpu_config(64, variant), 9);
         round_bf16(m.params);
         model_upload(m, gpu());
         vector<int32_t> prompt = {5, 17, 99, 3, 250};

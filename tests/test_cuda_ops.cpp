@@ -193,15 +193,18 @@ TEST_CASE("cuda matmul_backward: dinp (BF16 += or =), dw and dbias (FP32 +=), nu
         }
 }
 
-TEST_CASE("cuda embedding_forward: an exact gather") {
+TEST_CASE("cuda embedding_forward: an exact gather, and scaled (Gemma) one rounding from the CPU's") {
     const Ops& g = cuda_backend();
-    for (int C : {100, 577}) {
-        int V = 50, N = 300;
-        BufTwin<int32_t> tok(g, random_ints(N, 1, 0, V));
-        ActTwin table(g, rnd((size_t)V * C, 2)), out(g, rnd((size_t)N * C, 3));
-        run_both(g, [&](const Ops& o, On on) { o.embedding_forward(out[on], tok[on], table[on], N, C); });
-        expect_identical(strf("embedding_forward N=%d C=%d V=%d: out", N, C, V), out);
-    }
+    for (int C : {100, 577, 640})
+        for (float scale : {1.0f, 25.298221f}) {
+            int V = 50, N = 300;
+            BufTwin<int32_t> tok(g, random_ints(N, 1, 0, V));
+            ActTwin table(g, rnd((size_t)V * C, 2)), out(g, rnd((size_t)N * C, 3));
+            run_both(g, [&](const Ops& o, On on) { o.embedding_forward(out[on], tok[on], table[on], N, C, scale); });
+            std::string what = strf("embedding_forward N=%d C=%d V=%d scale=%g: out", N, C, V, scale);
+            if (scale == 1.0f) expect_identical(what, out);
+            else expect_close(what, out, kBf16Elementwise);
+        }
 }
 
 TEST_CASE("cuda embedding_backward: FP32 += with repeated token ids; deterministic") {
@@ -213,7 +216,8 @@ TEST_CASE("cuda embedding_backward: FP32 += with repeated token ids; determinist
         BufTwin<int32_t> tok(g, ids);
         ActTwin dout(g, rnd((size_t)N * C, 2));
         BufTwin<float> dtable(g, rnd((size_t)V * C, 3));
-        auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C); };
+        const float scale = C == 577 ? 25.298221f : 1.0f;
+        auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C, scale); };
         run_both(g, op);
         std::string what = strf("embedding_backward N=%d C=%d V=%d", N, C, V);
         expect_close(what + ": dtable", dtable, kF32Sum, C);
@@ -250,10 +254,16 @@ TEST_CASE("cuda rmsnorm_forward: out (BF16) and rstd (FP32)") {
         int N = s.N, C = s.C;
         ActTwin x(g, rnd((size_t)N * C, 1, 2.0f)), w(g, norm_weight(C)), out(g, rnd((size_t)N * C, 3));
         BufTwin<float> rstd(g, rnd(N, 4));
-        run_both(g, [&](const Ops& o, On on) { o.rmsnorm_forward(out[on], rstd[on], x[on], w[on], N, C, kEps); });
+        run_both(g, [&](const Ops& o, On on) { o.rmsnorm_forward(out[on], rstd[on], x[on], w[on], N, C, kEps, nullptr); });
         std::string what = strf("rmsnorm_forward N=%d C=%d", N, C);
         expect_close(what + ": out", out, kBf16Elementwise, C);
         expect_close(what + ": rstd", rstd, kF32Rstd);
+        // A post-norm (Gemma 3): the residual added in the same pass, into another tensor and in place.
+        ActTwin add(g, rnd((size_t)N * C, 6)), sum(g, rnd((size_t)N * C, 7));
+        run_both(g, [&](const Ops& o, On on) { o.rmsnorm_forward(sum[on], rstd[on], x[on], w[on], N, C, kEps, add[on]); });
+        expect_close(what + " + add: out", sum, kBf16Elementwise, C);
+        run_both(g, [&](const Ops& o, On on) { o.rmsnorm_forward(add[on], rstd[on], x[on], w[on], N, C, kEps, add[on]); });
+        expect_close(what + " + add in place: out", add, kBf16Elementwise, C);
     }
 }
 
@@ -264,7 +274,7 @@ TEST_CASE("cuda rmsnorm_backward: dx (BF16 +=), dw (FP32 +=, or null); determini
             int N = s.N, C = s.C;
             ActTwin x(g, rnd((size_t)N * C, 1, 2.0f)), w(g, norm_weight(C)), dout(g, rnd((size_t)N * C, 3));
             vector<float> out_h((size_t)N * C), rstd_h(N);  // the forward's rstd, from the CPU
-            cpu_ops().rmsnorm_forward(as_act(out_h.data()), rstd_h.data(), x[On::cpu], w[On::cpu], N, C, kEps);
+            cpu_ops().rmsnorm_forward(as_act(out_h.data()), rstd_h.data(), x[On::cpu], w[On::cpu], N, C, kEps, nullptr);
             BufTwin<float> rstd(g, rstd_h), dw(g, rnd(C, 4));
             ActTwin dx(g, rnd((size_t)N * C, 5, 0.5f));  // smaller than the gradient added to it
             auto op = [&](const Ops& o, On on) {
@@ -469,30 +479,35 @@ TEST_CASE("cuda attention_decode with a sliding window and an explicit scale") {
 }
 
 namespace {
-// Gate values: N(0, 9), led by values where silu saturates, crosses zero and its derivative's root.
-const size_t kSwiN = 100003;
-vector<float> swiglu_gate() {
-    vector<float> gate = rnd(kSwiN, 1, 3.0f);
+// Gate values: N(0, 9), led by values where silu and gelu saturate, cross zero and silu's
+// derivative's root.
+const size_t kGluN = 100003;
+vector<float> glu_gate() {
+    vector<float> gate = rnd(kGluN, 1, 3.0f);
     const float extremes[] = {-100.0f, -30.0f, -10.0f, -1.278f, 0.0f, 10.0f, 30.0f, 100.0f};
     std::copy(std::begin(extremes), std::end(extremes), gate.begin());
     return gate;
 }
 }  // namespace
 
-TEST_CASE("cuda swiglu_forward") {
+TEST_CASE("cuda glu_forward: SiLU and GELU-tanh") {
     const Ops& g = cuda_backend();
-    ActTwin gate(g, swiglu_gate()), up(g, rnd(kSwiN, 2)), h(g, rnd(kSwiN, 3));
-    run_both(g, [&](const Ops& o, On on) { o.swiglu_forward(h[on], gate[on], up[on], kSwiN); });
-    expect_close(strf("swiglu_forward N=%zu: h", kSwiN), h, kBf16Elementwise);
+    for (int act : {GLU_SILU, GLU_GELU_TANH}) {
+        ActTwin gate(g, glu_gate()), up(g, rnd(kGluN, 2)), h(g, rnd(kGluN, 3));
+        run_both(g, [&](const Ops& o, On on) { o.glu_forward(h[on], gate[on], up[on], kGluN, act); });
+        expect_close(strf("glu_forward N=%zu act=%d: h", kGluN, act), h, kBf16Elementwise);
+    }
 }
 
-TEST_CASE("cuda swiglu_backward") {
+TEST_CASE("cuda glu_backward: SiLU and GELU-tanh") {
     const Ops& g = cuda_backend();
-    ActTwin gate(g, swiglu_gate()), up(g, rnd(kSwiN, 2)), dh(g, rnd(kSwiN, 3));
-    ActTwin dgate(g, rnd(kSwiN, 4)), dup(g, rnd(kSwiN, 5));  // garbage: overwritten
-    run_both(g, [&](const Ops& o, On on) { o.swiglu_backward(dgate[on], dup[on], dh[on], gate[on], up[on], kSwiN); });
-    expect_close(strf("swiglu_backward N=%zu: dgate", kSwiN), dgate, kBf16Elementwise);
-    expect_close(strf("swiglu_backward N=%zu: dup", kSwiN), dup, kBf16Elementwise);
+    for (int act : {GLU_SILU, GLU_GELU_TANH}) {
+        ActTwin gate(g, glu_gate()), up(g, rnd(kGluN, 2)), dh(g, rnd(kGluN, 3));
+        ActTwin dgate(g, rnd(kGluN, 4)), dup(g, rnd(kGluN, 5));  // garbage: overwritten
+        run_both(g, [&](const Ops& o, On on) { o.glu_backward(dgate[on], dup[on], dh[on], gate[on], up[on], kGluN, act); });
+        expect_close(strf("glu_backward N=%zu act=%d: dgate", kGluN, act), dgate, kBf16Elementwise);
+        expect_close(strf("glu_backward N=%zu act=%d: dup", kGluN, act), dup, kBf16Elementwise);
+    }
 }
 
 namespace {

@@ -61,6 +61,9 @@ TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full
     ModelConfig nope = config_preset("tiny");  // SmolLM3's NoPE layer: its keys enter the cache unrotated
     nope.nope_interval = 2;
     check_greedy_decoding(decoding_model(nope));
+    // Gemma 3: post norms, GeGLU, scaled embeddings; a window of 5 keys in five layers of six (the
+    // long prompts decode far past it), with their own RoPE base
+    check_greedy_decoding(decoding_model(config_preset("tiny-gemma3")));
     SampleOptions so;
     so.max_new_tokens = 10;
     const vector<vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {7, 30, 2, 44}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}};

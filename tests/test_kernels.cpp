@@ -65,24 +65,36 @@ TEST_CASE("matmul backward: dinp, dw, dbias") {
     grad_check("matmul dbias", b, db, loss, 1e-3);
 }
 
-TEST_CASE("embedding backward with repeated tokens") {
+TEST_CASE("embedding backward with repeated tokens, unscaled and scaled (Gemma)") {
     int N = 9, C = 5, V = 4;
     vector<int32_t> tok = {0, 1, 3, 1, 1, 2, 0, 3, 3};
-    vector<float> table = random_vec(V * C, 1), R = random_vec(N * C, 2), out(N * C), dt(V * C, 0);
-    cpu::embedding_backward(dt.data(), R.data(), tok.data(), N, C);
-    auto loss = [&] { cpu::embedding_forward(out.data(), tok.data(), table.data(), N, C); return dot_loss(out, R); };
-    grad_check("embedding dtable", table, dt, loss, 1e-3);
+    for (float scale : {1.0f, 2.236068f}) {
+        vector<float> table = random_vec(V * C, 1), R = random_vec(N * C, 2), out(N * C), dt(V * C, 0);
+        cpu::embedding_backward(dt.data(), R.data(), tok.data(), N, C, scale);
+        auto loss = [&] { cpu::embedding_forward(out.data(), tok.data(), table.data(), N, C, scale); return dot_loss(out, R); };
+        grad_check("embedding dtable", table, dt, loss, 1e-3);
+        loss();
+        CHECK(out[2 * C + 1] == table[3 * C + 1] * scale);
+    }
 }
 
 TEST_CASE("rmsnorm backward: dx and dw") {
     int N = 5, C = 19;
     vector<float> x = random_vec(N * C, 1), w = random_vec(C, 2), R = random_vec(N * C, 3);
     vector<float> out(N * C), rstd(N), dx(N * C, 0), dw(C, 0);
-    cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+    cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f, nullptr);
     cpu::rmsnorm_backward(dx.data(), dw.data(), R.data(), x.data(), w.data(), rstd.data(), N, C);
-    auto loss = [&] { cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f); return dot_loss(out, R); };
+    auto loss = [&] { cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f, nullptr); return dot_loss(out, R); };
     grad_check("rmsnorm dx", x, dx, loss, 2e-3);
     grad_check("rmsnorm dw", w, dw, loss, 2e-3);
+    // With a residual to add (post norms), out is that residual plus the same norm; in place too.
+    cpu::rmsnorm_forward(out.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f, nullptr);
+    vector<float> add = random_vec(N * C, 4), sum(N * C), rstd2(N);
+    cpu::rmsnorm_forward(sum.data(), rstd2.data(), x.data(), w.data(), N, C, 1e-5f, add.data());
+    // (within an FMA's rounding: the compiler may fuse the add with the norm's last product)
+    for (int i = 0; i < N * C; i++) CHECK(sum[i] == doctest::Approx(add[i] + out[i]).epsilon(1e-6));
+    cpu::rmsnorm_forward(add.data(), rstd2.data(), x.data(), w.data(), N, C, 1e-5f, add.data());
+    CHECK(add == sum);
 }
 
 TEST_CASE("rope: backward is the transpose, and position 0 is the identity") {
@@ -98,13 +110,23 @@ TEST_CASE("rope: backward is the transpose, and position 0 is the identity") {
     for (int i = 0; i < H * D; i++) CHECK(y[i] == x[i]);
 }
 
-TEST_CASE("swiglu backward") {
+TEST_CASE("glu backward: SiLU (SwiGLU) and GELU-tanh (GeGLU)") {
     size_t N = 23;
-    vector<float> g = random_vec(N, 1, 2.0f), u = random_vec(N, 2), R = random_vec(N, 3), h(N), dg(N), du(N);
-    cpu::swiglu_backward(dg.data(), du.data(), R.data(), g.data(), u.data(), N);
-    auto loss = [&] { cpu::swiglu_forward(h.data(), g.data(), u.data(), N); return dot_loss(h, R); };
-    grad_check("swiglu dgate", g, dg, loss, 1e-3);
-    grad_check("swiglu dup", u, du, loss, 1e-3);
+    for (int act : {GLU_SILU, GLU_GELU_TANH}) {
+        CAPTURE(act);
+        vector<float> g = random_vec(N, 1, 2.0f), u = random_vec(N, 2), R = random_vec(N, 3), h(N), dg(N), du(N);
+        cpu::glu_backward(dg.data(), du.data(), R.data(), g.data(), u.data(), N, act);
+        auto loss = [&] { cpu::glu_forward(h.data(), g.data(), u.data(), N, act); return dot_loss(h, R); };
+        grad_check("glu dgate", g, dg, loss, 1e-3);
+        grad_check("glu dup", u, du, loss, 1e-3);
+    }
+    // PyTorch's gelu(approximate="tanh") of a few values, times up = 1
+    // (torch.nn.functional.gelu(torch.tensor(g, dtype=torch.float64), approximate="tanh"), torch 2.x)
+    const float g[] = {-3.0f, -0.5f, 0.0f, 0.7f, 2.5f}, want[] = {-0.003637392082f, -0.1542859902f, 0.0f, 0.5305701347f, 2.484915734f};
+    const float one[] = {1, 1, 1, 1, 1};
+    float h[5];
+    cpu::glu_forward(h, g, one, 5, GLU_GELU_TANH);
+    for (int i = 0; i < 5; i++) CHECK(h[i] == doctest::Approx(want[i]).epsilon(1e-5));
 }
 
 // Attention with GQA (4 query heads on 2 kv heads), two rows, packed segments and right padding.

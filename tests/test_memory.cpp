@@ -221,7 +221,7 @@ TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x rec
     four.rank = 4;
     all.rank = 8;
     all.targets = lora_parse_targets("all");
-    for (const ModelConfig& c : {tiny, qwen, config_preset("tiny-qwen3")})
+    for (const ModelConfig& c : {tiny, qwen, config_preset("tiny-qwen3"), config_preset("tiny-gemma3")})
         for (bool rc : {false, true}) {
             check_cpu(c, Method::Full, rc, four);
             check_cpu(c, Method::Lora, rc, four);

@@ -25,6 +25,21 @@ static ModelConfig micro_qwen3_config() {
     return c;
 }
 
+// Gemma 3's: QK-norm, GeGLU, post norms, scaled embeddings, scores by query_pre_attn_scalar^-1/2, a
+// window of 2 keys in layer 0 (layer 1 global) with its own RoPE base, linear RoPE scaling in layer 1.
+static ModelConfig micro_gemma3_config() {
+    ModelConfig c = micro_qwen3_config();
+    c.mlp_act = GLU_GELU_TANH;
+    c.post_norms = 1;
+    c.embed_scale = 4.0f;
+    c.query_pre_attn_scalar = 5.0f;
+    c.sliding_window = 2;
+    c.sliding_pattern = 2;
+    c.rope_local_theta = 1000.0f;
+    c.rope_scale_factor = 2.0f;
+    return c;
+}
+
 // Two rows: row 0 packs two examples, row 1 holds one example and padding. Mixed loss weights.
 static Batch micro_batch(int vocab) {
     Batch b;
@@ -75,7 +90,8 @@ struct MicroGrad {
 TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") {
     ModelConfig nope = micro_config(true, false);  // SmolLM3's NoPE: layer 1 of 2 without RoPE
     nope.nope_interval = 2;
-    for (const ModelConfig& c : {micro_config(false, true), micro_config(true, false), micro_qwen3_config(), nope}) {
+    for (const ModelConfig& c : {micro_config(false, true), micro_config(true, false), micro_qwen3_config(), nope,
+                                 micro_gemma3_config()}) {
         CAPTURE(c.describe());
         Model m = random_model(c, 1);
         MicroGrad mg(m);
@@ -96,7 +112,7 @@ TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") 
 }
 
 TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
-    for (const ModelConfig& c : {micro_config(), micro_qwen3_config()}) {
+    for (const ModelConfig& c : {micro_config(), micro_qwen3_config(), micro_gemma3_config()}) {
         CAPTURE(c.describe());
         Model m = random_model(c, 2);
         LoraConfig lc;
@@ -197,7 +213,7 @@ TEST_CASE("gradient accumulation: 1x8 and 4x2 micro-batches give the same gradie
 
 TEST_CASE("recompute on and off give bit-identical gradients and updates") {
     for (Method method : {Method::Full, Method::Lora}) {
-        for (const ModelConfig& c : {micro_config(), micro_qwen3_config()}) {
+        for (const ModelConfig& c : {micro_config(), micro_qwen3_config(), micro_gemma3_config()}) {
             CAPTURE(c.describe());
             Trainer a = make_trainer(method, 4, 2, false, true, 5, c), b = make_trainer(method, 4, 2, true, true, 5, c);
             for (int s = 0; s < 3; s++) {

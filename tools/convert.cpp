@@ -19,7 +19,7 @@
 static void usage() {
     fprintf(stderr,
             "usage: ./convert INPUT -o OUT [--dtype f32|bf16]\n"
-            "  INPUT  a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, Q6_K tensors) or a Hugging Face model\n"
+            "  INPUT  a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K tensors) or a Hugging Face model\n"
             "         directory (config.json, model.safetensors or its sharded index, tokenizer.json\n"
             "         or SentencePiece's tokenizer.model)\n"
             "  OUT    output path without extension: writes OUT.bin and OUT.tok\n"

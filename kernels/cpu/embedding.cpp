@@ -1,16 +1,22 @@
-// Token embedding: a row gather forward, a scatter-add backward.
+// Token embedding: a row gather forward, a scatter-add backward, both times `scale` (Gemma's
+// sqrt(dim); 1 for the others, which is a plain copy: x·1 is x).
 #include <cstring>
 
 #include "kernels/kernels.h"
 
 namespace cpu {
 
-void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C) {
+void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C, float scale) {
     #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) memcpy(out + (size_t)n * C, table + (size_t)tokens[n] * C, C * sizeof(float));
+    for (int n = 0; n < N; n++) {
+        const float* src = table + (size_t)tokens[n] * C;
+        float* dst = out + (size_t)n * C;
+        if (scale == 1.0f) memcpy(dst, src, C * sizeof(float));
+        else for (int c = 0; c < C; c++) dst[c] = src[c] * scale;
+    }
 }
 
-void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C) {
+void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C, float scale) {
     // A token id can repeat within the batch, so threads split the columns, not the tokens: every
     // thread owns its slice of every row and the scatter-add needs no atomics (and stays in order).
     #pragma omp parallel for schedule(static)
@@ -19,7 +25,7 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* tokens,
         for (int n = 0; n < N; n++) {
             float* d = dtable + (size_t)tokens[n] * C;
             const float* g = dout + (size_t)n * C;
-            for (int c = c0; c < c1; c++) d[c] += g[c];
+            for (int c = c0; c < c1; c++) d[c] += g[c] * scale;
         }
     }
 }

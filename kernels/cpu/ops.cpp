@@ -116,14 +116,14 @@ Ops make_ops() {
                            int C, int OC, bool accumulate) {
         cpu::matmul_backward(F(dinp), dw, dbias, F(dout), F(inp), F(w), N, C, OC, accumulate);
     };
-    o.embedding_forward = [](act* out, const int32_t* tokens, const act* table, int N, int C) {
-        cpu::embedding_forward(F(out), tokens, F(table), N, C);
+    o.embedding_forward = [](act* out, const int32_t* tokens, const act* table, int N, int C, float scale) {
+        cpu::embedding_forward(F(out), tokens, F(table), N, C, scale);
     };
-    o.embedding_backward = [](float* dtable, const act* dout, const int32_t* tokens, int N, int C) {
-        cpu::embedding_backward(dtable, F(dout), tokens, N, C);
+    o.embedding_backward = [](float* dtable, const act* dout, const int32_t* tokens, int N, int C, float scale) {
+        cpu::embedding_backward(dtable, F(dout), tokens, N, C, scale);
     };
-    o.rmsnorm_forward = [](act* out, float* rstd, const act* x, const act* w, int N, int C, float eps) {
-        cpu::rmsnorm_forward(F(out), rstd, F(x), F(w), N, C, eps);
+    o.rmsnorm_forward = [](act* out, float* rstd, const act* x, const act* w, int N, int C, float eps, const act* add) {
+        cpu::rmsnorm_forward(F(out), rstd, F(x), F(w), N, C, eps, F(add));
     };
     o.rmsnorm_backward = [](act* dx, float* dw, const act* dout, const act* x, const act* w, const float* rstd, int N,
                             int C) { cpu::rmsnorm_backward(F(dx), dw, F(dout), F(x), F(w), rstd, N, C); };
@@ -147,11 +147,11 @@ Ops make_ops() {
                             int max_T, int nh, int nkv, int hd, float scale, int window) {
         cpu::attention_decode(F(out), F(q), F(kcache), F(vcache), len, S, max_T, nh, nkv, hd, scale, window);
     };
-    o.swiglu_forward = [](act* h, const act* gate, const act* up, size_t N) {
-        cpu::swiglu_forward(F(h), F(gate), F(up), N);
+    o.glu_forward = [](act* h, const act* gate, const act* up, size_t N, int a) {
+        cpu::glu_forward(F(h), F(gate), F(up), N, a);
     };
-    o.swiglu_backward = [](act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N) {
-        cpu::swiglu_backward(F(dgate), F(dup), F(dh), F(gate), F(up), N);
+    o.glu_backward = [](act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N, int a) {
+        cpu::glu_backward(F(dgate), F(dup), F(dh), F(gate), F(up), N, a);
     };
     o.lora_forward = [](const LoraProj<act>* proj, int G, act* u, const act* x, int N, int C, int r, float scale,
                         float p) {

@@ -1,5 +1,5 @@
 // RMSNorm (Zhang & Sennrich 2019), as LLaMA uses it: no mean subtraction, no bias.
-//   y = x · r · w,  r = 1/sqrt(mean(x²) + eps)
+//   y = x · r · w,  r = 1/sqrt(mean(x²) + eps)   (+ add: a post-norm onto the residual stream)
 // Backward, with g = dy ∘ w:
 //   dx = r · g − x · r³ · mean(g ∘ x)      dw = Σ_n dy ∘ x · r
 #include <cmath>
@@ -8,7 +8,7 @@
 
 namespace cpu {
 
-void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int N, int C, float eps) {
+void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, int N, int C, float eps, const float* add) {
     #pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const float* xr = x + (size_t)n * C;
@@ -16,7 +16,9 @@ void rmsnorm_forward(float* out, float* rstd, const float* x, const float* w, in
         for (int c = 0; c < C; c++) ss += xr[c] * xr[c];
         float r = 1.0f / std::sqrt(ss / C + eps);
         float* o = out + (size_t)n * C;
-        for (int c = 0; c < C; c++) o[c] = xr[c] * r * w[c];
+        const float* a = add ? add + (size_t)n * C : nullptr;
+        if (a) for (int c = 0; c < C; c++) o[c] = a[c] + xr[c] * r * w[c];
+        else for (int c = 0; c < C; c++) o[c] = xr[c] * r * w[c];
         rstd[n] = r;
     }
 }

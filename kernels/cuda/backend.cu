@@ -122,14 +122,14 @@ Ops make_ops() {
                            int C, int OC, bool accumulate) {
         cuda::matmul_backward(bf(dinp), dw, dbias, bf(dout), bf(inp), bf(w), N, C, OC, accumulate);
     };
-    o.embedding_forward = [](act* out, const int32_t* tokens, const act* table, int N, int C) {
-        cuda::embedding_forward(bf(out), tokens, bf(table), N, C);
+    o.embedding_forward = [](act* out, const int32_t* tokens, const act* table, int N, int C, float scale) {
+        cuda::embedding_forward(bf(out), tokens, bf(table), N, C, scale);
     };
-    o.embedding_backward = [](float* dtable, const act* dout, const int32_t* tokens, int N, int C) {
-        cuda::embedding_backward(dtable, bf(dout), tokens, N, C);
+    o.embedding_backward = [](float* dtable, const act* dout, const int32_t* tokens, int N, int C, float scale) {
+        cuda::embedding_backward(dtable, bf(dout), tokens, N, C, scale);
     };
-    o.rmsnorm_forward = [](act* out, float* rstd, const act* x, const act* w, int N, int C, float eps) {
-        cuda::rmsnorm_forward(bf(out), rstd, bf(x), bf(w), N, C, eps);
+    o.rmsnorm_forward = [](act* out, float* rstd, const act* x, const act* w, int N, int C, float eps, const act* add) {
+        cuda::rmsnorm_forward(bf(out), rstd, bf(x), bf(w), N, C, eps, bf(add));
     };
     o.rmsnorm_backward = [](act* dx, float* dw, const act* dout, const act* x, const act* w, const float* rstd, int N,
                             int C) { cuda::rmsnorm_backward(bf(dx), dw, bf(dout), bf(x), bf(w), rstd, N, C); };
@@ -153,11 +153,11 @@ Ops make_ops() {
                             int max_T, int nh, int nkv, int hd, float scale, int window) {
         cuda::attention_decode(bf(out), bf(q), bf(kcache), bf(vcache), len, S, max_T, nh, nkv, hd, scale, window);
     };
-    o.swiglu_forward = [](act* h, const act* gate, const act* up, size_t N) {
-        cuda::swiglu_forward(bf(h), bf(gate), bf(up), N);
+    o.glu_forward = [](act* h, const act* gate, const act* up, size_t N, int a) {
+        cuda::glu_forward(bf(h), bf(gate), bf(up), N, a);
     };
-    o.swiglu_backward = [](act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N) {
-        cuda::swiglu_backward(bf(dgate), bf(dup), bf(dh), bf(gate), bf(up), N);
+    o.glu_backward = [](act* dgate, act* dup, const act* dh, const act* gate, const act* up, size_t N, int a) {
+        cuda::glu_backward(bf(dgate), bf(dup), bf(dh), bf(gate), bf(up), N, a);
     };
     o.lora_forward = [](const LoraProj<act>* proj, int G, act* u, const act* x, int N, int C, int r, float scale,
                         float p) {

@@ -48,9 +48,9 @@ namespace cuda {
 void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, const bf16* add);
 void matmul_backward(bf16* dinp, float* dw, float* dbias, const bf16* dout, const bf16* inp, const bf16* w, int N, int C,
                      int OC, bool accumulate);
-void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int N, int C);
-void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, int N, int C);
-void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps);
+void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int N, int C, float scale);
+void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, int N, int C, float scale);
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps, const bf16* add);
 void rmsnorm_backward(bf16* dx, float* dw, const bf16* dout, const bf16* x, const bf16* w, const float* rstd, int N, int C);
 void rope_forward(bf16* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
 void rope_backward(bf16* dx, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);
@@ -61,8 +61,8 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
                         int hd, float scale, int window);
 void attention_decode(bf16* out, const bf16* q, const bf16* kcache, const bf16* vcache, const int32_t* len, int S,
                       int max_T, int nh, int nkv, int hd, float scale, int window);
-void swiglu_forward(bf16* h, const bf16* gate, const bf16* up, size_t N);
-void swiglu_backward(bf16* dgate, bf16* dup, const bf16* dh, const bf16* gate, const bf16* up, size_t N);
+void glu_forward(bf16* h, const bf16* gate, const bf16* up, size_t N, int act);
+void glu_backward(bf16* dgate, bf16* dup, const bf16* dh, const bf16* gate, const bf16* up, size_t N, int act);
 int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, bool fp32_out,
                     float beta, GemmCandidate* out, int max);
 void lora_forward(const LoraProj<bf16>* proj, int G, bf16* u, const bf16* x, int N, int C, int r, float scale, float p);

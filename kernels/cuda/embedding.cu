@@ -1,12 +1,31 @@
 // Token embedding: the forward is a row gather, the backward a scatter-add into the FP32 table
-// gradient.
+// gradient, both times `scale` (Gemma's sqrt(dim); 1 for the others).
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/packed.cuh"
 
 namespace cuda {
 
-// out[n, :] = table[tokens[n], :]: exactly gather_rows (kernels/cuda/cast.cu).
-void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int N, int C) {
-    gather_rows(out, table, tokens, N, C);
+// out[n, :] = table[tokens[n], :] · scale, rounded once to BF16 (as the CPU's FP32 product then the
+// storage type). One thread per 8 elements of a row, blocks along the rows.
+__global__ void embedding_scaled_kernel(bf16* out, const int32_t* tokens, const bf16* table, int C, float scale,
+                                        bool vec) {
+    const int n = blockIdx.y, i = 8 * (blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= C) return;
+    float v[8];
+    load8(v, table + (size_t)tokens[n] * C, i, C, vec);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) v[k] *= scale;
+    store8(out + (size_t)n * C, v, i, C, vec);
+}
+
+// scale 1: exactly gather_rows (kernels/cuda/cast.cu), a copy of raw bits.
+void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int N, int C, float scale) {
+    if (scale == 1.0f) return gather_rows(out, table, tokens, N, C);
+    if (N <= 0 || C <= 0) return;
+    const int threads = 128;
+    const bool vec = C % 8 == 0 && aligned16(out) && aligned16(table);
+    embedding_scaled_kernel<<<dim3(ceil_div(C, 8 * threads), N), threads>>>(out, tokens, table, C, scale, vec);
+    CUDA_LAUNCH_CHECK();
 }
 
 // dtable[tokens[n], c] += dout[n, c] for n = 0..N-1 in order.
@@ -26,7 +45,7 @@ void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int 
 constexpr int kBatch = 16;
 
 __global__ void embedding_backward_kernel(float* dtable, const bf16* __restrict__ dout,
-                                          const int32_t* __restrict__ tokens, int N, int C) {
+                                          const int32_t* __restrict__ tokens, int N, int C, float scale) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
     if (c >= C) return;
     for (int n0 = 0; n0 < N; n0 += kBatch) {
@@ -42,7 +61,7 @@ __global__ void embedding_backward_kernel(float* dtable, const bf16* __restrict_
             #pragma unroll
             for (int j = 0; j < k; j++)
                 if (tok[j] == tok[k]) val[k] = val[j];  // the latest earlier occurrence wins
-            if (tok[k] >= 0) val[k] += __bfloat162float(dout[(size_t)(n0 + k) * C + c]);
+            if (tok[k] >= 0) val[k] += __bfloat162float(dout[(size_t)(n0 + k) * C + c]) * scale;
         }
         #pragma unroll
         for (int k = 0; k < kBatch; k++)
@@ -50,11 +69,11 @@ __global__ void embedding_backward_kernel(float* dtable, const bf16* __restrict_
     }
 }
 
-void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, int N, int C) {
+void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, int N, int C, float scale) {
     if (N <= 0 || C <= 0) return;
     // Small blocks: the work is C independent chains, so spread them over as many SMs as possible.
     const int threads = 64;
-    embedding_backward_kernel<<<ceil_div(C, threads), threads>>>(dtable, dout, tokens, N, C);
+    embedding_backward_kernel<<<ceil_div(C, threads), threads>>>(dtable, dout, tokens, N, C, scale);
     CUDA_LAUNCH_CHECK();
 }
 

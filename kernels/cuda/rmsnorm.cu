@@ -1,4 +1,6 @@
-// RMSNorm, LLaMA style (no mean, no bias): y = x · r · w,  r = 1/sqrt(mean(x²) + eps).
+// RMSNorm, LLaMA style (no mean, no bias): y = x · r · w,  r = 1/sqrt(mean(x²) + eps), plus `add`
+// when given (Gemma 3's post-norms: a branch's normalised output added to the residual stream in the
+// same pass, y = add + x · r · w).
 // Backward, with g = dy ∘ w:  dx = r·g − x·r³·mean(g ∘ x),  dw = Σ_n dy ∘ x · r.
 // Same formulas and operation order as kernels/cpu/rmsnorm.cpp; the sums over a row run in a tree,
 // not left to right, so they agree with the CPU to FP32 rounding, not bit for bit.
@@ -20,6 +22,14 @@ __device__ inline void add_squares8(float& ss, const float (&x)[8]) {
 __device__ inline void normalize8(float (&out)[8], const float (&x)[8], const float (&w)[8], float r) {
     #pragma unroll
     for (int k = 0; k < 8; k++) out[k] = x[k] * r * w[k];
+}
+// out += the chunk of `add` (a row of it) at i, when there is one: add + x·r·w, as the CPU orders it.
+__device__ inline void add_residual8(float (&out)[8], const bf16* add, int i, int C, bool vec) {
+    if (!add) return;
+    float a[8];
+    load8(a, add, i, C, vec);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) out[k] = a[k] + out[k];
 }
 __device__ inline void add_dot8(float& dot, const float (&g)[8], const float (&w)[8], const float (&x)[8]) {
     #pragma unroll
@@ -47,10 +57,11 @@ __device__ inline void backward8(float (&d)[8], float* sdw, int chunks, int j, c
 // Wider rows (rmsnorm_forward_rows_kernel, below): one block per row.
 template <int CPL>
 __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps,
-                                       bool vec) {
+                                       const bf16* add, bool vec) {
     int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
     if (n >= N) return;  // whole warps leave together
     const bf16* xr = x + (size_t)n * C;
+    const bf16* ar = add ? add + (size_t)n * C : nullptr;
     bf16* o = out + (size_t)n * C;
     int chunks = (C + 7) / 8;
     float ss = 0.0f;
@@ -76,6 +87,7 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
                 unpack8(xv, raw[i]);
                 load8(wv, w, 8 * j, C, true);
                 normalize8(ov, xv, wv, r);
+                add_residual8(ov, ar, 8 * j, C, true);
                 store8(o, ov, 8 * j, C, true);
             }
         if (lane == 0) rstd[n] = r;
@@ -92,6 +104,7 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
             load8(xv, xr, 8 * j, C, vec);
             load8(wv, w, 8 * j, C, vec);
             normalize8(ov, xv, wv, r);
+            add_residual8(ov, ar, 8 * j, C, vec);
             store8(o, ov, 8 * j, C, vec);
         }
         if (lane == 0) rstd[n] = r;
@@ -109,7 +122,7 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
 template <int CPT>
 __global__ void __launch_bounds__(512)
     rmsnorm_forward_rows_kernel(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps,
-                                bool vec) {
+                                const bf16* add, bool vec) {
     const int chunks = (C + 7) / 8;
     uint4 raw_w[CPT] = {}, raw_x[CPT] = {};
     auto chunk = [&](int c) { return (int)threadIdx.x + c * (int)blockDim.x; };
@@ -142,6 +155,7 @@ __global__ void __launch_bounds__(512)
                 float wv[8], ov[8];
                 unpack_or_load8(wv, raw_w[c], w, 8 * chunk(c), C, vec);
                 normalize8(ov, xv[c], wv, r);
+                add_residual8(ov, add ? add + (size_t)n * C : nullptr, 8 * chunk(c), C, vec);
                 store8(out + (size_t)n * C, ov, 8 * chunk(c), C, vec);
             }
         if (threadIdx.x == 0) rstd[n] = r;
@@ -163,9 +177,9 @@ int persistent_blocks(Kernel kernel, int threads) {
     return sms * std::max(per_sm, 1);
 }
 
-void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps) {
+void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps, const bf16* add) {
     if (N <= 0 || C <= 0) return;
-    bool vec = C % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w);
+    bool vec = C % 8 == 0 && aligned16(out) && aligned16(x) && aligned16(w) && (!add || aligned16(add));
     const int chunks = ceil_div(C, 8);
     if (chunks > 128 && chunks <= 4 * 512) {
         // Chunks per thread 1, 2 or 4: blocks of ~256 threads (measured best at C 2048, 4096, 8192).
@@ -173,14 +187,14 @@ void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N
         const int threads = (int)ceil_div(ceil_div(chunks, cpt), 32) * 32;
         auto launch = [&](auto kernel) {
             const int blocks = std::min(N, persistent_blocks(kernel, threads));
-            kernel<<<blocks, threads>>>(out, rstd, x, w, N, C, eps, vec);
+            kernel<<<blocks, threads>>>(out, rstd, x, w, N, C, eps, add, vec);
         };
         if (cpt == 1) launch(rmsnorm_forward_rows_kernel<1>);
         else if (cpt == 2) launch(rmsnorm_forward_rows_kernel<2>);
         else launch(rmsnorm_forward_rows_kernel<4>);
     } else {
         const int threads = 256, blocks = ceil_div(N, threads / 32);
-        auto launch = [&](auto kernel) { kernel<<<blocks, threads>>>(out, rstd, x, w, N, C, eps, vec); };
+        auto launch = [&](auto kernel) { kernel<<<blocks, threads>>>(out, rstd, x, w, N, C, eps, add, vec); };
         if (vec && chunks <= 64) launch(rmsnorm_forward_kernel<2>);
         else if (vec && chunks <= 128) launch(rmsnorm_forward_kernel<4>);
         else launch(rmsnorm_forward_kernel<0>);
