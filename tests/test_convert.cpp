@@ -531,12 +531,12 @@ TEST_CASE("import: bad GGUF files fail with a message naming the problem, never 
     std::string wrong_ffn = good;
     wrong_ffn[good.find(ffn) + ffn.size() + 4] = 32;
     CHECK(contains(err(wrong_ffn), "tensor blk.0.ffn_gate.weight has shape [24, 16], but the model's config needs [32, 16]"));
-    // The ggml type of blk.0.ffn_up.weight (after name, n_dims and two u64 dims) set to Q5_0.
+    // The ggml type of blk.0.ffn_up.weight (after name, n_dims and two u64 dims) set to Q3_K.
     std::string name = "blk.0.ffn_up.weight";
-    std::string q5 = good;
+    std::string q3 = good;
     size_t type_at = good.find(name) + name.size() + 4 + 16;
-    q5[type_at] = 6;
-    CHECK(contains(err(q5), "tensor blk.0.ffn_up.weight has type Q5_0, which cannot be dequantised"));
+    q3[type_at] = 11;
+    CHECK(contains(err(q3), "tensor blk.0.ffn_up.weight has type Q3_K, which cannot be dequantised"));
     // A metadata count no file could hold.
     std::string huge = good;
     huge[23] = 0x10;
