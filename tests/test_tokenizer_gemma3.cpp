@@ -236,22 +236,7 @@ TEST_CASE("tokenizer gemma3: a conversation trains on transformers' ids, the mod
         R"( {"role": "assistant", "content": "Seoul.  "},)"
         R"( {"role": "user", "content": "\uadf8\ub7fc \uc77c\ubcf8\uc740? \ud83d\ude00"}, {"role": "assistant", "content": "Tokyo (\u6771\u4eac)."}]})"
         "\n";
-    const Fixture* want = nullptr;
-    for (const Fixture& f : gemma3_fixtures())
-        if (f.kind == "gemma3-chat") want = &f;
-    REQUIRE(want);
-    ParsedFile pf = parse_records(jsonl, "chat.jsonl", true);
-    REQUIRE(pf.records.size() == 1);
-    CHECK(chat_render(t.chat_template, pf.records[0].messages, false) == want->text);
-    DataTokenizer dt = data_tokenizer(t, t.chat_template);
-    DataOptions opt;
-    DataReport report;
-    std::vector<Example> ex = build_examples(pf, dt, opt, report);
-    REQUIRE(ex.size() == 1);
-    CHECK(ex[0].tokens == want->ids);  // <bos> once: the template's, which is also the model's BOS
-    CHECK(ex[0].tokens[0] == 2);
-    std::vector<int32_t> learned;
-    for (size_t k = 0; k < ex[0].size(); k++)
-        if (ex[0].weights[k] == 1.0f) learned.push_back(ex[0].tokens[k]);
-    CHECK(decode(t, learned) == "Seoul.<end_of_turn>Tokyo (\xE6\x9D\xB1\xE4\xBA\xAC).<end_of_turn>");
+    const Example e = check_conversation(t, gemma3_fixtures(), "gemma3-chat", jsonl);
+    CHECK(e.tokens[0] == 2);  // <bos> once: the template's, which is also the model's BOS
+    CHECK(learned_text(t, e) == "Seoul.<end_of_turn>Tokyo (\xE6\x9D\xB1\xE4\xBA\xAC).<end_of_turn>");
 }

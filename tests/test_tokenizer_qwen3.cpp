@@ -91,21 +91,6 @@ TEST_CASE("tokenizer qwen3: its own chat template is recognised; a conversation 
         R"( {"role": "assistant", "content": "<think>\nEasy.\n</think>\n\nSeoul."},)"
         R"( {"role": "user", "content": "\uadf8\ub7fc \uc77c\ubcf8\uc740? \ud83d\ude00"}, {"role": "assistant", "content": "Tokyo (\u6771\u4eac)."}]})"
         "\n";
-    const Fixture* want = nullptr;
-    for (const Fixture& f : qwen3_fixtures())
-        if (f.kind == "qwen3-chat") want = &f;
-    REQUIRE(want);
-    ParsedFile pf = parse_records(jsonl, "chat.jsonl", true);
-    REQUIRE(pf.records.size() == 1);
-    CHECK(chat_render(t.chat_template, pf.records[0].messages, false) == want->text);
-    DataTokenizer dt = data_tokenizer(t, t.chat_template);
-    DataOptions opt;
-    DataReport report;
-    std::vector<Example> ex = build_examples(pf, dt, opt, report);
-    REQUIRE(ex.size() == 1);
-    CHECK(ex[0].tokens == want->ids);
-    std::vector<int32_t> learned;
-    for (size_t k = 0; k < ex[0].size(); k++)
-        if (ex[0].weights[k] == 1.0f) learned.push_back(ex[0].tokens[k]);
-    CHECK(decode(t, learned) == "Seoul.<|im_end|><think>\n\n</think>\n\nTokyo (\xE6\x9D\xB1\xE4\xBA\xAC).<|im_end|>");
+    const Example e = check_conversation(t, qwen3_fixtures(), "qwen3-chat", jsonl);
+    CHECK(learned_text(t, e) == "Seoul.<|im_end|><think>\n\n</think>\n\nTokyo (\xE6\x9D\xB1\xE4\xBA\xAC).<|im_end|>");
 }

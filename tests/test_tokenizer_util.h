@@ -7,7 +7,9 @@
 #include <string>
 #include <vector>
 
+#include "data/dataset.h"
 #include "data/json.h"
+#include "data/records.h"
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
 
@@ -52,4 +54,32 @@ inline int check_fixtures(const Tokenizer& t, const std::vector<Fixture>& fixtur
         }
     }
     return n;
+}
+
+// A conversation (one jsonl line) through the data pipeline with the tokenizer's own template: its
+// rendering must be the fixture `kind`'s text (apply_chat_template's) and its tokens the fixture's
+// ids. Returns the example, whose learned tokens the caller checks.
+inline Example check_conversation(const Tokenizer& t, const std::vector<Fixture>& fixtures, const std::string& kind,
+                                  const std::string& jsonl) {
+    const Fixture* want = nullptr;
+    for (const Fixture& f : fixtures)
+        if (f.kind == kind) want = &f;
+    REQUIRE(want);
+    ParsedFile pf = parse_records(jsonl, "chat.jsonl", true);
+    REQUIRE(pf.records.size() == 1);
+    CHECK(chat_render(t.chat_template, pf.records[0].messages, false) == want->text);
+    DataOptions opt;
+    DataReport report;
+    std::vector<Example> ex = build_examples(pf, data_tokenizer(t, t.chat_template), opt, report);
+    REQUIRE(ex.size() == 1);
+    CHECK(ex[0].tokens == want->ids);
+    return ex[0];
+}
+
+// The text of the tokens of `e` that carry loss weight 1.
+inline std::string learned_text(const Tokenizer& t, const Example& e) {
+    std::vector<int32_t> learned;
+    for (size_t k = 0; k < e.size(); k++)
+        if (e.weights[k] == 1.0f) learned.push_back(e.tokens[k]);
+    return decode(t, learned);
 }
