@@ -37,9 +37,8 @@ struct Metadata {
 
 // Whether llama.cpp's Gemma 3 (which hard-codes these) runs the model as it is.
 bool llama_cpp_runs_as_is(const ModelConfig& c) {
-    const float scalar = c.n_layers == 62 ? (float)(c.dim / c.n_heads) : (float)c.head_dim;
     return c.sliding_window > 0 && c.sliding_pattern == 6 && c.rope_local_theta == 10000.0f &&
-           c.query_pre_attn_scalar == scalar;
+           c.query_pre_attn_scalar == gguf_gemma3_query_scalar(c);
 }
 
 // general.file_type (llama_ftype) of a model whose matrices are `type`.

@@ -37,6 +37,10 @@ void permute_rope_rows(float* w, int n_head, int head_dim, int64_t cols) { move_
 
 bool gguf_rope_interleaved(const std::string& arch) { return arch == "llama" || arch == "smollm3"; }
 
+float gguf_gemma3_query_scalar(const ModelConfig& c) {
+    return c.n_layers == 62 && c.n_heads > 0 ? (float)(c.dim / c.n_heads) : (float)c.head_dim;
+}
+
 void gemma_norm_shift(const ModelConfig& cfg, std::vector<float>& params, float delta) {
     for (const TensorInfo& t : param_layout(cfg).tensors)
         if (t.name.size() > 11 && t.name.compare(t.name.size() - 11, 11, "norm.weight") == 0)

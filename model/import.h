@@ -37,6 +37,10 @@ bool gguf_rope_interleaved(const std::string& arch);
 // "blk.3.ffn_up.weight"); "" when there is none. post_norms: the model's (Gemma 3's names differ).
 std::string gguf_tensor_name(const std::string& hf, bool post_norms);
 
+// The query_pre_attn_scalar llama.cpp hard-codes for a gemma3 GGUF (it has no key for it):
+// dim / heads at 62 layers (Gemma-3-27B), head_dim otherwise.
+float gguf_gemma3_query_scalar(const ModelConfig& c);
+
 // Gemma's RMSNorm multiplies by (1 + w) where ours multiplies by w: every norm weight of a Gemma 3
 // model is stored here with the 1 added (as llama.cpp's GGUFs store them). `delta` +1 reads a
 // Hugging Face checkpoint, -1 writes one.

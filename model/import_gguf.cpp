@@ -75,7 +75,7 @@ ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
         c.sliding_window = size("attention.sliding_window", -1);
         c.sliding_pattern = 6;
         c.rope_local_theta = 10000.0f;
-        c.query_pre_attn_scalar = c.n_layers == 62 && c.n_heads > 0 ? (float)(c.dim / c.n_heads) : (float)c.head_dim;
+        c.query_pre_attn_scalar = gguf_gemma3_query_scalar(c);
         if (g.find(p + "final_logit_softcapping") || g.find(p + "attn_logit_softcapping"))
             fail("%s: logit soft-capping (Gemma 2) is not supported", g.path().c_str());
     }

@@ -61,6 +61,12 @@ int32_t smollm3_nope_interval(const HfConfig& h, int n_layers) {
     return k;
 }
 
+// A RoPE parameters object's "rope_type" (or the older "type"); "default" when absent.
+std::string rope_type(const JsonValue* params) {
+    const JsonValue* t = params ? (params->get("rope_type") ? params->get("rope_type") : params->get("type")) : nullptr;
+    return t && t->type == JsonValue::String ? t->string : "default";
+}
+
 // Gemma 3's layer_types (or, before them, sliding_window_pattern k: every k-th layer global) as our
 // sliding_pattern: every k-th layer "full_attention", the others "sliding_attention". 0: every layer
 // windowed; -1: none (every layer global).
@@ -115,12 +121,9 @@ void gemma3_config(const HfConfig& h, ModelConfig& c) {
     c.rope_theta = (float)h.number(full ? full->get("rope_theta") : h.get("rope_theta"), "rope_theta", 1000000.0);
     c.rope_local_theta = (float)h.number(local ? local->get("rope_theta") : h.get("rope_local_base_freq"),
                                          "rope_local_base_freq", 10000.0);
-    if (local && local->get("rope_type") && local->get("rope_type")->type == JsonValue::String &&
-        local->get("rope_type")->string != "default")
-        fail("%s: RoPE scaling of the sliding layers is not supported", h.path.c_str());
+    if (rope_type(local) != "default") fail("%s: RoPE scaling of the sliding layers is not supported", h.path.c_str());
     if (scaling && scaling->type == JsonValue::Object) {
-        const JsonValue* t = scaling->get("rope_type") ? scaling->get("rope_type") : scaling->get("type");
-        const std::string type = t && t->type == JsonValue::String ? t->string : "default";
+        const std::string type = rope_type(scaling);
         if (type == "linear") c.rope_scale_factor = (float)h.number(scaling->get("factor"), "factor", 1.0);
         else if (type != "default") fail("%s: Gemma 3 RoPE scaling of type '%s' is not supported (linear is)", h.path.c_str(), type.c_str());
     }
@@ -193,8 +196,7 @@ ModelConfig hf_config(const std::string& dir) {
     // the older "type"). llama3 (Llama 3.1 and later) is implemented; others are not.
     const JsonValue* scaling = rp && rp->type == JsonValue::Object ? rp : h.get("rope_scaling");
     if (scaling && scaling->type == JsonValue::Object) {
-        const JsonValue* t = scaling->get("rope_type") ? scaling->get("rope_type") : scaling->get("type");
-        const std::string type = t && t->type == JsonValue::String ? t->string : "default";
+        const std::string type = rope_type(scaling);
         if (type == "llama3") {
             auto num = [&](const char* key) {
                 const JsonValue* v = scaling->get(key);
