@@ -178,10 +178,10 @@ void run_case(const Ops& ops, const char* op, const std::string& shape, const st
 void bench_attention(const Ops& ops) {
     // 16384 tokens per call (B = 16384/T), as in the FlashAttention benchmarks; MHA at dim 2048
     // (32 heads of 64, 16 heads of 128) and GQA with 8 KV heads (llama-3.2-1b: 32/8 of 64;
-    // llama-3.1-8b: 32/8 of 128). All rows one segment (seg = 0): plain causal. Then one sliding
-    // window (Gemma 3's local layers; w512 in the shape), at head dim 128 since Gemma's 256 takes
-    // the FP32 fallback: its FLOPs count the band of T·w − w²/2 query-key pairs instead of T²/2, so
-    // its TFLOP/s compare with the causal row's, and its time shows what the window saves.
+    // llama-3.1-8b: 32/8 of 128) and Gemma 3's head dim 256 (gemma-3-4b: 8/4). All rows one segment
+    // (seg = 0): plain causal. Then sliding windows (Gemma 3's local layers; w512 in the shape): their
+    // FLOPs count the band of T·w − w²/2 query-key pairs instead of T²/2, so their TFLOP/s compare
+    // with the causal rows', and their time shows what the window saves.
     auto attention = [&](int T, int nh, int nkv, int hd, int window) {
         int B = 16384 / T;
         std::string shape = strf("B%d T%d h%d/%d d%d", B, T, nh, nkv, hd) + (window ? strf(" w%d", window) : "");
@@ -217,10 +217,11 @@ void bench_attention(const Ops& ops) {
         });
     };
     struct Shape { int hd, nh, nkv; };
-    const Shape shapes[] = {{64, 32, 32}, {64, 32, 8}, {128, 16, 16}, {128, 32, 8}};
+    const Shape shapes[] = {{64, 32, 32}, {64, 32, 8}, {128, 16, 16}, {128, 32, 8}, {256, 8, 4}};
     for (const Shape& s : shapes)
         for (int T : {2048, 4096}) attention(T, s.nh, s.nkv, s.hd, 0);
     attention(4096, 32, 8, 128, 512);
+    attention(4096, 8, 4, 256, 512);
 }
 
 void bench_matmul(const Ops& ops) {

@@ -28,7 +28,7 @@
 #   the previous build's);
 #   SCALE_OFFLOAD=1 (the 65B QLoRA step again with --offload-optimizer); SANITIZE=1 (compute-sanitizer
 #   racecheck and synccheck on the attention tests);
-#   PROFILE=1 (Nsight Compute on the attention kernels, hd 64 and 128: profile.txt);
+#   PROFILE=1 (Nsight Compute on the attention kernels, hd 64, 128 and 256: profile.txt);
 #   PROFILE_OPS="case;case" (Nsight Compute on the bench_cuda_kernels cases matching each: profile.txt);
 #   PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt);
 #   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed: profile.txt);
@@ -242,7 +242,7 @@ fi
 # The bwd case runs the forward once for its out/lse, so the first three "flash" launches are the
 # forward, dQ and dK/dV kernels. Clocks left as they are (--clock-control none).
 if [ "${PROFILE:-0}" = 1 ] && [ -x build/bench/bench_cuda_kernels ] && command -v ncu >/dev/null; then
-    for shape in "B8 T2048 h32/8 d64" "B4 T4096 h32/8 d128"; do
+    for shape in "B8 T2048 h32/8 d64" "B4 T4096 h32/8 d128" "B4 T4096 h8/4 d256"; do
         step "profile: ncu attn bwd $shape" 120 "$OUT/profile.txt" ncu --clock-control none -k regex:flash \
             --launch-count 3 --section SpeedOfLight --section ComputeWorkloadAnalysis --section MemoryWorkloadAnalysis \
             --section WarpStateStats --section Occupancy --section LaunchStats --section SchedulerStats \

@@ -139,7 +139,7 @@ def rand(*shape, scale=1.0, offset=0.0, dtype=torch.bfloat16, grad=False):
 def bench_attention():
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
-    for hd, nh, nkv in ((64, 32, 32), (64, 32, 8), (128, 16, 16), (128, 32, 8)):
+    for hd, nh, nkv in ((64, 32, 32), (64, 32, 8), (128, 16, 16), (128, 32, 8), (256, 8, 4)):
         for T in (2048 // S, 4096 // S):
             B = 16384 // S // T
             shape = f"B{B} T{T} h{nh}/{nkv} d{hd}"

@@ -28,16 +28,18 @@ struct MatShape {
 };
 const MatShape kMatShapes[] = {{37, 100, 77}, {5, 2051, 33}, {130, 576, 1537}};
 
-// GQA with head dims 16, 64 and 128 at T = 300 (longer than any tile), plain multi-head attention,
-// and a short row with 2 query heads per kv head; then rows shorter than one 16-row tile, rows one
-// short of and one past a 128-row block (the tiles of 32 rows per warp), and 4 and 8 query heads
-// sharing a single kv head.
+// GQA with head dims 16 (the FP32 fallback), 64 and 128 at T = 300 (longer than any tile), plain
+// multi-head attention, and a short row with 2 query heads per kv head; then rows shorter than one
+// 16-row tile, rows one short of and one past a 128-row block (the tiles of 32 rows per warp), and 4
+// and 8 query heads sharing a single kv head; hd 256 (Gemma 3) across several of its 64-query and
+// 16- and 32-key blocks, packed and padded, and with 8 query heads on one kv head.
 struct AttnCase {
     int B, T, nh, nkv, hd;
 };
 const AttnCase kAttnCases[] = {{3, 300, 6, 2, 16}, {3, 300, 6, 2, 64}, {3, 300, 6, 2, 128}, {2, 67, 4, 4, 64},
                                {3, 37, 6, 3, 128},  {2, 6, 2, 1, 64},   {2, 11, 4, 2, 128},  {2, 127, 4, 1, 64},
-                               {2, 129, 2, 2, 64},  {2, 129, 2, 1, 128}, {1, 33, 8, 1, 128}};
+                               {2, 129, 2, 2, 64},  {2, 129, 2, 1, 128}, {1, 33, 8, 1, 128}, {3, 150, 4, 2, 256},
+                               {1, 70, 8, 1, 256}};
 
 std::string name(const AttnCase& c) {
     return strf("B=%d T=%d nh=%d nkv=%d hd=%d", c.B, c.T, c.nh, c.nkv, c.hd);
@@ -320,7 +322,7 @@ void check_rope(const Ops& g, decltype(&Ops::rope_forward) op, const char* op_na
 TEST_CASE("cuda rope_forward") { check_rope(cuda_backend(), &Ops::rope_forward, "rope_forward"); }
 TEST_CASE("cuda rope_backward") { check_rope(cuda_backend(), &Ops::rope_backward, "rope_backward"); }
 
-TEST_CASE("cuda attention_forward: causal, packed segments, padding, GQA; head dims 16, 64, 128") {
+TEST_CASE("cuda attention_forward: causal, packed segments, padding, GQA; head dims 16, 64, 128, 256") {
     const Ops& g = cuda_backend();
     for (const AttnCase& c : kAttnCases) {
         AttnInputs in(g, c);
@@ -336,7 +338,7 @@ TEST_CASE("cuda attention_forward: causal, packed segments, padding, GQA; head d
     }
 }
 
-TEST_CASE("cuda attention_backward: causal, packed segments, padding, GQA; head dims 16, 64, 128; deterministic") {
+TEST_CASE("cuda attention_backward: causal, packed segments, padding, GQA; head dims 16, 64, 128, 256; deterministic") {
     const Ops& g = cuda_backend();
     for (const AttnCase& c : kAttnCases) {
         AttnInputs in(g, c);
@@ -385,8 +387,8 @@ TEST_CASE("cuda attention_decode: one query per sequence against its cache prefi
 
 namespace {
 // Sliding windows and scales other than 1/sqrt(hd) (Gemma 3: query_pre_attn_scalar^-0.5, such as
-// Gemma-3-27B's 168^-0.5 at hd 128): the mma kernels at hd 64 and 128, the FP32 fallback at hd 256
-// (Gemma 3's head dim). Windows of 1, 2 and 7 keys (inside one key tile), 45 and 150 (across key tiles
+// Gemma-3-27B's 168^-0.5 at hd 128): the mma kernels at hd 64, 128 and 256 (Gemma 3's head dim), the
+// FP32 fallback at hd 96. Windows of 1, 2 and 7 keys (inside one key tile), 45 and 150 (across key tiles
 // and query blocks: the forward and dQ start at the key block of their first query's window, dK/dV
 // stop at the last query block that the window of their last key reaches, and tiles are masked
 // where a window edge crosses them) and 400 > T (masks nothing); segments as above (packed, padded).
@@ -396,15 +398,16 @@ struct WindowCase {
     float scale;
 };
 const float kScale64 = 0.1f, kScale128 = 1.0f / std::sqrt(168.0f), kScale256 = 0.05f;  // 1/8, 1/11.3, 1/16 by default
+const float kScale96 = 0.09f;                                                            // 1/9.8
 const WindowCase kWindowCases[] = {
     {{3, 300, 6, 2, 64}, 1, kScale64},      {{3, 300, 6, 2, 64}, 2, kScale64},     {{3, 300, 6, 2, 64}, 150, kScale64},
     {{3, 300, 6, 2, 128}, 7, kScale128},    {{3, 300, 6, 2, 128}, 45, kScale128},  {{2, 300, 4, 1, 128}, 150, kScale128},
     {{2, 129, 2, 2, 128}, 400, kScale128},  {{3, 150, 4, 2, 256}, 7, kScale256},   {{3, 150, 4, 2, 256}, 45, kScale256},
-    {{2, 67, 4, 2, 256}, 400, kScale256}};
+    {{2, 67, 4, 2, 256}, 400, kScale256},   {{2, 150, 4, 2, 96}, 45, kScale96}};
 std::string name(const WindowCase& w) { return name(w.c) + strf(" window=%d scale=%.4g", w.window, w.scale); }
 }  // namespace
 
-TEST_CASE("cuda attention_forward with a sliding window and an explicit scale; head dims 64, 128, 256") {
+TEST_CASE("cuda attention_forward with a sliding window and an explicit scale; head dims 64, 96, 128, 256") {
     const Ops& g = cuda_backend();
     for (const WindowCase& w : kWindowCases) {
         const AttnCase& c = w.c;
@@ -420,7 +423,7 @@ TEST_CASE("cuda attention_forward with a sliding window and an explicit scale; h
     }
 }
 
-TEST_CASE("cuda attention_backward with a sliding window and an explicit scale; head dims 64, 128, 256; deterministic") {
+TEST_CASE("cuda attention_backward with a sliding window and an explicit scale; head dims 64, 96, 128, 256; deterministic") {
     const Ops& g = cuda_backend();
     for (const WindowCase& w : kWindowCases) {
         const AttnCase& c = w.c;

@@ -21,7 +21,7 @@
 // S and dP are computed twice (once per kernel): 7 tile products (S, dP, dQ | S, dP, dV, dK) instead of
 // a fused backward's 5, 40% more tensor-core work: the price of bit-identical gradients on every run.
 //
-// Tensor-core path for hd 64 and 128 (fragment layouts in attention_common.cuh); an FP32 fallback
+// Tensor-core path for hd 64, 128 and 256 (fragment layouts in attention_common.cuh); an FP32 fallback
 // (one warp per query row for dQ, one warp per key row for dK/dV) for any other hd <= 256.
 #include <algorithm>
 #include <cmath>
@@ -57,15 +57,18 @@ __global__ void bwd_D_kernel(float* D, const bf16* dout, const bf16* out, size_t
 // queries (MT = 2): at HD 64, 64 ldmatrix per 192 mma instead of 56 per 96, for 2 CTAs of 4 warps
 // per SM instead of 4; at HD 128 with key blocks of BN = 32 (the 2 x 16 x 128 accumulators take the
 // registers that wider score tiles would), 80 ldmatrix per 192 mma instead of 112, at the same 2
-// CTAs of 4 warps. 254 registers either way.
-// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 74 KB at HD 64; the
-// narrow tiling (99 KB GPUs, HD 128) has 2 warps of 16 queries, BM = 32, BN = 64: 87 KB.
+// CTAs of 4 warps. 254 registers either way. At HD 256 the dQ accumulator of 16 queries is 128
+// registers a thread, so a warp owns 16 queries (MT = 1), 4 warps, and key blocks of BN = 16.
+// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 74 KB at HD 64, 99 KB
+// (exactly sm_86/89's limit) at HD 256; the narrow tiling (99 KB GPUs, HD 128) has 2 warps of 16
+// queries, BM = 32, BN = 64: 87 KB. The key block's segment ids are in registers (KeySegs).
 template <int HD, bool narrow>
 struct DqCfg {
-    static constexpr int MT = narrow ? 1 : 2, NW = narrow ? 2 : 4, NT = NW * 32, BM = 16 * MT * NW,
-                         BN = HD == 128 && !narrow ? 32 : 64, LD = HD + 8;
-    static constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * LD * sizeof(bf16) + BN * sizeof(int);
-    static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids)");
+    static_assert(HD == 64 || HD == 128 || HD == 256, "tilings exist for head dims 64, 128 and 256");
+    static constexpr int MT = narrow || HD == 256 ? 1 : 2, NW = narrow ? 2 : 4, NT = NW * 32, BM = 16 * MT * NW,
+                         BN = HD == 256 ? 16 : HD == 128 && !narrow ? 32 : 64, LD = HD + 8;
+    static constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * LD * sizeof(bf16);
+    static_assert(NT >= BM, "one thread per query of a block (segment ids)");
 };
 
 template <int HD, bool narrow>
@@ -82,7 +85,6 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
     bf16* sdO = sQ + BM * LD;                        // [BM][LD]
     bf16* sK = sdO + BM * LD;                        // [2][BN][LD]
     bf16* sV = sK + 2 * BN * LD;                     // [2][BN][LD]
-    int* sKseg = reinterpret_cast<int*>(sV + 2 * BN * LD);
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
     const int b = blockIdx.x / nh, h = blockIdx.x % nh, g = h / (nh / nkv);
@@ -117,7 +119,8 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
         }
     const int seg_first = sg[q0];
     const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
-    int kseg_next = tid < BN && kb0 * BN + tid < T ? sg[kb0 * BN + tid] : 0;
+    KeySegs<BN> kseg_next;
+    kseg_next.load(sg, kb0 * BN, T, lane);
 
     float acc[MT][HD / 8][4] = {};  // dQ (unscaled) for the warp's rows
     for (int j = kb0; j < nkb; j++) {
@@ -127,25 +130,23 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
             load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, v + koff, kstride, k0 + BN, T, tid);
         }
         cp_async_commit();
-        const int kseg = kseg_next;
-        if (tid < BN) sKseg[tid] = kseg;
-        const bool match = tid < BN && k0 + tid < T && kseg == seg_first;
-        if (j + 1 < nkb) kseg_next = tid < BN && k0 + BN + tid < T ? sg[k0 + BN + tid] : 0;
+        const KeySegs<BN> kseg = kseg_next;
+        if (j + 1 < nkb) kseg_next.load(sg, k0 + BN, T, lane);
         cp_async_wait<1>();
-        const int n_match = __syncthreads_count(match);
-        if (q_uniform && n_match == 0) {
+        __syncthreads();
+        if (q_uniform && !kseg.any_in(seg_first, lane)) {
             __syncthreads();
             continue;
         }
         // A warp whose queries all come before the block's first key, or whose first query's window
         // starts after the block's last key: P = 0 throughout, dQ += 0. It skips the math (as in the
-        // forward; bit-identical) and waits at the barrier. At HD 128 only: at HD 64 the test made
+        // forward; bit-identical) and waits at the barrier. At HD 128 and 256: at HD 64 the test made
         // the backward 0.6-1.5% slower on an H100 (the warp skip's RESULTS; measured without windows).
         const int wq_first = q0 + wrow, wq_last = q0 + wrow + 16 * MT - 1;  // this warp's queries
         if (HD == 64 || (k0 <= wq_last && k0 + BN - 1 > wq_first - win)) {
             // No mask: as in the forward (one segment, all keys real, every key <= every query and
             // within every window of the warp's queries).
-            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0 && k0 > wq_last - win;
+            const bool no_mask = q_uniform && kseg.all_in(seg_first, lane) && k0 + BN - 1 <= q0 && k0 > wq_last - win;
             const bf16* tK = sK + st * BN * LD;
             const bf16* tV = sV + st * BN * LD;
 
@@ -159,7 +160,8 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
                 #pragma unroll
                 for (int n = 0; n < BN / 8; n++) {
                     const int c0 = n * 8 + 2 * cq;
-                    const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
+                    int ks[2] = {0, 0};  // the segments of key columns c0, c0 + 1 (read only when masking)
+                    if (kMasked) ks[0] = kseg.at(n, 2 * cq), ks[1] = kseg.at(n, 2 * cq + 1);
                     #pragma unroll
                     for (int m = 0; m < MT; m++)
                         #pragma unroll
@@ -169,7 +171,7 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
                             if (kMasked) {
                                 const int ki = k0 + c0 + (e & 1);
                                 const bool masked = (ki > qi[m][i]) | (ki >= T) |
-                                                    (((e & 1) ? ks.y : ks.x) != qseg[m][i]) | (ki <= qi[m][i] - win);
+                                                    (ks[e & 1] != qseg[m][i]) | (ki <= qi[m][i] - win);
                                 p = masked ? 0.0f : p;
                             }
                             s[m][n][e] = p * (dp[m][n][e] - Dr[m][i]);
@@ -214,14 +216,19 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
 //   same lane of its partner wrote: float4 per lane, no bank conflicts). Per warp 48 ldmatrix and 8
 //   float4 stores or loads per 128 mma, against 80 ldmatrix per 128 mma when each of 8 warps did all
 //   four products for 16 keys; the arithmetic is the same, so dK and dV are bit-identical to it.
-// Shared memory: K, V [BN][HD+8], Q, dO [2][BM][HD+8], and at HD 128 Pᵀ [pairs][32][BM] FP32:
-// 118 KB at HD 128, 55 KB at HD 64; the narrow tiling (99 KB GPUs, HD 128) has 4 warps, BN = 64: 76 KB.
+// - HD 256 (PAIR): one accumulator of 16 keys is already 128 registers, so a pair owns 16 keys (MT =
+//   1); 2 pairs (BN = 32) and query blocks of BM = 16 keep the tiles within 99 KB, so one tiling
+//   serves every GPU.
+// Shared memory: K, V [BN][HD+8], Q, dO [2][BM][HD+8], and when paired Pᵀ [pairs][16·MT][BM] FP32:
+// 118 KB at HD 128, 55 KB at HD 64, 68 KB at HD 256; the narrow tiling (99 KB GPUs, HD 128) has 4
+// warps, BN = 64: 76 KB.
 template <int HD, bool narrow>
 struct DkvCfg {
-    static constexpr bool PAIR = HD == 128;
-    static constexpr int MT = 2, NW = narrow || !PAIR ? 4 : 8, NT = NW * 32, BN = 16 * MT * (PAIR ? NW / 2 : NW),
-                         BM = 32, LD = HD + 8;
-    static constexpr int PX = PAIR ? NW / 2 * MT * BM * 16 : 0;  // floats of Pᵀ for all pairs (32 keys x BM each)
+    static_assert(HD == 64 || HD == 128 || HD == 256, "tilings exist for head dims 64, 128 and 256");
+    static constexpr bool PAIR = HD >= 128;
+    static constexpr int MT = HD == 256 ? 1 : 2, NW = narrow || !PAIR || HD == 256 ? 4 : 8, NT = NW * 32,
+                         BN = 16 * MT * (PAIR ? NW / 2 : NW), BM = HD == 256 ? 16 : 32, LD = HD + 8;
+    static constexpr int PX = PAIR ? NW / 2 * MT * BM * 16 : 0;  // floats of Pᵀ for all pairs (16·MT keys x BM each)
     static constexpr size_t smem =
         (size_t)(2 * BN + 4 * BM) * LD * sizeof(bf16) + 3 * BM * sizeof(float) + PX * sizeof(float);
     static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids, lse, D)");
@@ -363,7 +370,7 @@ __global__ void __launch_bounds__(DkvCfg<HD, narrow>::NT)
         };
         // A warp whose keys all come after the block's last query, or whose last key's window ends
         // before the block's first query: Pᵀ = 0 throughout, dV and dK += 0. It skips the math
-        // (bit-identical) and only meets the barriers; a pair skips together. At HD 128 only, as in dQ.
+        // (bit-identical) and only meets the barriers; a pair skips together. At HD 128 and 256, as in dQ.
         const bool live = HD == 64 || (q0 + BM - 1 >= k0 + wrow && q0 < k0 + wrow + 16 * MT - 1 + win);
         if constexpr (!C::PAIR) {
             if (live) {
@@ -551,7 +558,8 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
     CUDA_LAUNCH_CHECK();
     if (tensor_core_ok(hd, {dq, dk, dv, dout, q, k, v})) {
         if (hd == 64) launch_flash_bwd_fitting<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
-        else launch_flash_bwd_fitting<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
+        else if (hd == 128) launch_flash_bwd_fitting<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
+        else launch_flash_bwd_fitting<256>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
         return;
     }
     dq_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(dq, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale, win);

@@ -274,6 +274,43 @@ __device__ __forceinline__ void acc_to_smem(bf16* tile, int row0, const float (&
     }
 }
 
+// The segment ids of a block of BN keys (k0 .. k0 + BN - 1), held in every warp's registers: lane l
+// has key k0 + l + 32i in id[i]. A score tile's mask reads the id of its key column with one shuffle,
+// and whether the block needs a mask at all is a warp vote (all warps hold the same ids, so they all
+// vote alike). Every warp loads the (same, L1-resident) ids itself rather than one warp staging them
+// in shared memory for all: the shared memory goes to tiles (at hd 256 the forward's and dQ's tiles
+// fill the 99 KB of sm_86/89 to the byte). The kernels load the ids of key block j + 1 during step j,
+// so the global latency hides behind a step of math.
+template <int BN>
+struct KeySegs {
+    static constexpr int R = (BN + 31) / 32;
+    int id[R];
+    int n_valid;  // keys of the block that are real tokens (before T): min(BN, T - k0)
+    __device__ __forceinline__ void load(const int32_t* sg, int k0, int T, int lane) {
+        n_valid = T - k0 < BN ? T - k0 : BN;
+        #pragma unroll
+        for (int i = 0; i < R; i++) id[i] = lane + 32 * i < n_valid ? sg[k0 + lane + 32 * i] : 0;
+    }
+    // The id of key column 8n + off (0 <= off < 8): n is the index of an 8-wide score tile, unrolled
+    // at compile time, so id[n / 4] is a register and not a local-memory array.
+    __device__ __forceinline__ int at(int n, int off) const {
+        return __shfl_sync(0xffffffffu, id[n / 4], (8 * n + off) % 32);
+    }
+    // Whether some real key of the block is in segment s / whether all BN keys are real and in s.
+    __device__ __forceinline__ bool any_in(int s, int lane) const {
+        bool any = false;
+        #pragma unroll
+        for (int i = 0; i < R; i++) any |= lane + 32 * i < n_valid && id[i] == s;
+        return __any_sync(0xffffffffu, any);
+    }
+    __device__ __forceinline__ bool all_in(int s, int lane) const {
+        bool all = n_valid == BN;
+        #pragma unroll
+        for (int i = 0; i < R; i++) all &= lane + 32 * i >= BN || id[i] == s;
+        return __all_sync(0xffffffffu, all);
+    }
+};
+
 // The sliding window as the kernels take it: query t sees keys s > t - win. Without a window (0), or
 // with one at least T wide (which masks nothing), a width no row reaches, so the bounds and masks of
 // the kernels need no case of their own for it; small enough that t ± win stays within an int for
@@ -371,7 +408,7 @@ inline size_t smem_optin() {
 // ATTENTION_TILES=narrow asks for the narrow one).
 inline bool wide_tiles_fit(size_t wide_smem) { return wide_smem <= smem_optin() && !force_narrow_tiles(); }
 
-// Whether the tensor-core kernels can run: they need hd 64 or 128 and 16-byte aligned tensors
+// Whether the tensor-core kernels can run: they need hd 64, 128 or 256 and 16-byte aligned tensors
 // (cp.async, uint4 stores); shared memory always suffices (a tiling that may not fit has a narrow
 // twin within kMinSmemOptin). Otherwise the FP32 fallback runs (correct, much slower at long
 // sequences), and the first time for each reason the user is told why.
@@ -382,7 +419,8 @@ inline bool tensor_core_ok(int hd, std::initializer_list<const void*> ptrs) {
         told = true;
         return false;
     };
-    if (hd != 64 && hd != 128) return tell(told_hd, "tensor-core kernels exist for head dims 64 and 128 only");
+    if (hd != 64 && hd != 128 && hd != 256)
+        return tell(told_hd, "tensor-core kernels exist for head dims 64, 128 and 256 only");
     for (const void* p : ptrs)
         if ((uintptr_t)p % 16 != 0) return tell(told_align, "a tensor is not 16-byte aligned");
     return true;

@@ -4,7 +4,7 @@
 // seg[b,s] == seg[b,t] and, with a sliding window, s > t - window; scores are scaled by `scale`.
 //
 // Two implementations, chosen by the launcher on hd:
-// - flash_fwd_kernel<HD> (HD = 64, 128): flash attention 2 on tensor cores (mma.sync m16n8k16,
+// - flash_fwd_kernel<HD> (HD = 64, 128, 256): flash attention 2 on tensor cores (mma.sync m16n8k16,
 //   operands from shared memory with ldmatrix; see attention_common.cuh for the fragment layouts).
 // - fwd_fallback_kernel: one warp per query row, FP32 CUDA cores, any hd <= 256 (the small test
 //   models, odd head sizes). Slow but obviously right.
@@ -22,8 +22,8 @@
 // At the end O /= l and lse = m + log(l). Everything runs in the log2 domain (exp2 is one
 // instruction): scores are multiplied by scale·log2(e), and lse is converted back to natural log.
 // Shared memory: Q tile [BM][HD+8], K and V tiles [BN][HD+8] twice each (double buffer: the next
-// key block is loaded with cp.async while the current one is computed), the key block's segment ids.
-// The two tilings:
+// key block is loaded with cp.async while the current one is computed). The key block's segment ids
+// travel in registers (KeySegs, attention_common.cuh). The three tilings:
 // - HD 64: 8 warps of 16 queries (MT = 1), BM = 128, BN = 64, 56 KB; each warp keeps its Q rows as A
 //   fragments in registers. At most 128 registers on sm_90: two CTAs (16 warps) per SM.
 // - HD 128: 4 warps of 32 queries (MT = 2), BM = 128, BN = 32, 70 KB (within the 99 KB of sm_86/89
@@ -31,6 +31,10 @@
 //   accumulators. Every K and V fragment a warp reads then feeds two mma: 48 ldmatrix per 128 mma
 //   instead of 64 with 16 queries per warp (the kernel is bound by shared-memory issue, not by the
 //   tensor cores: Nsight Compute on an H200).
+// - HD 256 (Gemma 3): 4 warps of 16 queries (MT = 1: the O accumulator alone is 16 x 256 / 32 = 128
+//   registers a thread), BM = 64, BN = 32, Q fragments from shared memory (64 more registers would
+//   not fit beside O). (64 + 4 x 32) rows x 528 bytes = 99 KB exactly: the limit of sm_86/89, and two
+//   CTAs (8 warps) per SM on sm_90.
 #include <cmath>
 
 #include "kernels/cuda/attention_common.cuh"
@@ -42,14 +46,15 @@ using namespace attn;
 
 template <int HD>
 struct FwdCfg {
+    static_assert(HD == 64 || HD == 128 || HD == 256, "tilings exist for head dims 64, 128 and 256");
     static constexpr int MT = HD == 128 ? 2 : 1;      // row tiles of 16 queries per warp
-    static constexpr int NW = HD == 128 ? 4 : 8, NT = NW * 32;  // warps, threads
+    static constexpr int NW = HD == 64 ? 8 : 4, NT = NW * 32;  // warps, threads
     static constexpr int BM = 16 * MT * NW;           // queries per CTA
-    static constexpr int BN = HD == 128 ? 32 : 64;    // keys per step
+    static constexpr int BN = HD == 64 ? 64 : 32;     // keys per step
     static constexpr int LD = HD + 8;                 // padded row of a shared tile (elements)
-    static constexpr bool q_in_regs = MT == 1;        // Q's A fragments held in registers
-    static constexpr size_t smem = (size_t)(BM + 4 * BN) * LD * sizeof(bf16) + BN * sizeof(int);
-    static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids)");
+    static constexpr bool q_in_regs = HD == 64;       // Q's A fragments held in registers
+    static constexpr size_t smem = (size_t)(BM + 4 * BN) * LD * sizeof(bf16);
+    static_assert(NT >= BM, "one thread per query of a block (segment ids)");
 };
 
 // Grid: x = b * nh + h, y = query block (reversed, so that the longest blocks — the last ones, which
@@ -57,7 +62,7 @@ struct FwdCfg {
 // At HD 64 on sm_90 the bound keeps the kernel within 128 registers, so two CTAs (16 warps) share an
 // SM: the kernel is latency-bound (Nsight Compute, H200), and one CTA of 8 warps left the tensor
 // cores idle. The sm_80 code (what Ampere and Ada GPUs JIT-compile) would spill under that bound, so
-// it keeps the plain one. At HD 128 the bound asks for two CTAs of 4 warps (<= 256 registers).
+// it keeps the plain one. At HD 128 and 256 the bound asks for two CTAs of 4 warps (<= 256 registers).
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 900
 constexpr int kFwdMinBlocksHd64 = 1;
 #else
@@ -74,7 +79,6 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
     bf16* sQ = reinterpret_cast<bf16*>(attn_smem);  // [BM][LD]
     bf16* sK = sQ + BM * LD;                         // [2][BN][LD]
     bf16* sV = sK + 2 * BN * LD;                     // [2][BN][LD]
-    int* sKseg = reinterpret_cast<int*>(sV + 2 * BN * LD);  // [BN] segment ids of the current key block
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
     const int b = blockIdx.x / nh, h = blockIdx.x % nh, g = h / (nh / nkv);
@@ -110,9 +114,8 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
     // classified at once: no key in the segment -> skipped, all keys in it -> no per-element mask.
     const int seg_first = sg[q0];
     const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
-    // Segment ids of the next key block travel through a register (loaded one step ahead, so the
-    // global-memory latency hides behind a step of math), then into sKseg.
-    int kseg_next = tid < BN && kb0 * BN + tid < T ? sg[kb0 * BN + tid] : 0;
+    KeySegs<BN> kseg_next;  // segment ids of the next key block
+    kseg_next.load(sg, kb0 * BN, T, lane);
 
     // Q's A fragments, loaded once when they stay in registers (a [1][1][4] placeholder otherwise).
     uint32_t qf[C::q_in_regs ? MT : 1][C::q_in_regs ? HD / 16 : 1][4];
@@ -131,12 +134,10 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
             load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, vh, kstride, k0 + BN, T, tid);
         }
         cp_async_commit();
-        const int kseg = kseg_next;
-        if (tid < BN) sKseg[tid] = kseg;
-        const bool match = tid < BN && k0 + tid < T && kseg == seg_first;
-        if (j + 1 < nkb) kseg_next = tid < BN && k0 + BN + tid < T ? sg[k0 + BN + tid] : 0;
+        const KeySegs<BN> kseg = kseg_next;
+        if (j + 1 < nkb) kseg_next.load(sg, k0 + BN, T, lane);
         cp_async_wait<1>();  // this thread's copies of block j (and Q) have landed...
-        const int n_match = __syncthreads_count(match);  // ...and everyone's, and sKseg is written
+        __syncthreads();     // ...and everyone's
         if constexpr (C::q_in_regs) {
             if (j == kb0) {
                 #pragma unroll
@@ -144,7 +145,7 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
                     ldmatrix_x4(qf[0][kk], sQ + (wrow + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
             }
         }
-        if (q_uniform && n_match == 0) {  // provably fully masked (skipping it is bit-identical)
+        if (q_uniform && !kseg.any_in(seg_first, lane)) {  // provably fully masked (skipping it is bit-identical)
             __syncthreads();
             continue;
         }
@@ -161,7 +162,7 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
         if (k0 <= wq_last && k0 + BN - 1 > wq_first - win) {
             // No mask needed: one segment throughout, all keys valid, every key <= every query, and
             // every key in every window of the warp's queries (the first key in the last query's).
-            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0 && k0 > wq_last - win;
+            const bool no_mask = q_uniform && kseg.all_in(seg_first, lane) && k0 + BN - 1 <= q0 && k0 > wq_last - win;
             const bf16* tK = sK + st * BN * LD;
             const bf16* tV = sV + st * BN * LD;
 
@@ -180,12 +181,12 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
                 #pragma unroll
                 for (int n = 0; n < BN / 8; n++) {
                     const int c0 = n * 8 + 2 * cq;
-                    const int2 ks = *reinterpret_cast<const int2*>(sKseg + c0);
+                    const int ks[2] = {kseg.at(n, 2 * cq), kseg.at(n, 2 * cq + 1)};
                     #pragma unroll
                     for (int mt = 0; mt < MT; mt++)
                         #pragma unroll
                         for (int e = 0; e < 4; e++) {
-                            const int ki = k0 + c0 + (e & 1), kseg_e = (e & 1) ? ks.y : ks.x, i = e >> 1;
+                            const int ki = k0 + c0 + (e & 1), kseg_e = ks[e & 1], i = e >> 1;
                             const bool masked = (ki > qi[mt][i]) | (ki >= T) | (kseg_e != qseg[mt][i]) |
                                                 (ki <= qi[mt][i] - win);
                             s[mt][n][e] = masked ? -INFINITY : s[mt][n][e];
@@ -228,7 +229,7 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
             // O += P V, 16 keys (one k-step) at a time; P's A fragments come from two S tiles.
             mma_acc_pb<MT, BN, HD, LD>(o, s, tV, lane);
         }
-        __syncthreads();  // everyone is done with buffer st and sKseg before they are refilled
+        __syncthreads();  // everyone is done with buffer st before it is refilled
     }
 
     // Epilogue: full row sums, O / l, lse. A row with no allowed key (impossible for a real query:
@@ -349,7 +350,8 @@ void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     const int win = kernel_window(window, T);
     if (tensor_core_ok(hd, {out, q, k, v})) {
         if (hd == 64) launch_flash_fwd<64>(out, lse, q, k, v, seg, B, T, nh, nkv, scale, win);
-        else launch_flash_fwd<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale, win);
+        else if (hd == 128) launch_flash_fwd<128>(out, lse, q, k, v, seg, B, T, nh, nkv, scale, win);
+        else launch_flash_fwd<256>(out, lse, q, k, v, seg, B, T, nh, nkv, scale, win);
         return;
     }
     const size_t rows = (size_t)B * T * nh;
