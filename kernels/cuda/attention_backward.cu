@@ -58,15 +58,17 @@ __global__ void bwd_D_kernel(float* D, const bf16* dout, const bf16* out, size_t
 // per SM instead of 4; at HD 128 with key blocks of BN = 32 (the 2 x 16 x 128 accumulators take the
 // registers that wider score tiles would), 80 ldmatrix per 192 mma instead of 112, at the same 2
 // CTAs of 4 warps. 254 registers either way. At HD 256 the dQ accumulator of 16 queries is 128
-// registers a thread, so a warp owns 16 queries (MT = 1), 4 warps, and key blocks of BN = 16.
-// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 74 KB at HD 64, 99 KB
-// (exactly sm_86/89's limit) at HD 256; the narrow tiling (99 KB GPUs, HD 128) has 2 warps of 16
-// queries, BM = 32, BN = 64: 87 KB. The key block's segment ids are in registers (KeySegs).
+// registers a thread, so a warp owns 16 queries (MT = 1), 4 warps, with key blocks of BN = 32 (16 in
+// the narrow tiling: 64 ldmatrix per 96 mma instead of 128 per 192, for 2 CTAs per SM instead of 1).
+// Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 74 KB at HD 64, 132 KB
+// at HD 256; the narrow tilings (99 KB GPUs) have 2 warps of 16 queries, BM = 32, BN = 64 at HD 128:
+// 87 KB; BN = 16 at HD 256: 99 KB exactly. The key block's segment ids are in registers (KeySegs).
 template <int HD, bool narrow>
 struct DqCfg {
     static_assert(HD == 64 || HD == 128 || HD == 256, "tilings exist for head dims 64, 128 and 256");
-    static constexpr int MT = narrow || HD == 256 ? 1 : 2, NW = narrow ? 2 : 4, NT = NW * 32, BM = 16 * MT * NW,
-                         BN = HD == 256 ? 16 : HD == 128 && !narrow ? 32 : 64, LD = HD + 8;
+    static constexpr int MT = narrow || HD == 256 ? 1 : 2, NW = narrow && HD != 256 ? 2 : 4, NT = NW * 32,
+                         BM = 16 * MT * NW, BN = HD == 256 ? (narrow ? 16 : 32) : HD == 128 && !narrow ? 32 : 64,
+                         LD = HD + 8;
     static constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * LD * sizeof(bf16);
     static_assert(NT >= BM, "one thread per query of a block (segment ids)");
 };
@@ -217,17 +219,16 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
 //   float4 stores or loads per 128 mma, against 80 ldmatrix per 128 mma when each of 8 warps did all
 //   four products for 16 keys; the arithmetic is the same, so dK and dV are bit-identical to it.
 // - HD 256 (PAIR): one accumulator of 16 keys is already 128 registers, so a pair owns 16 keys (MT =
-//   1); 2 pairs (BN = 32) and query blocks of BM = 16 keep the tiles within 99 KB, so one tiling
-//   serves every GPU.
+//   1): 4 pairs, BN = 64.
 // Shared memory: K, V [BN][HD+8], Q, dO [2][BM][HD+8], and when paired Pᵀ [pairs][16·MT][BM] FP32:
-// 118 KB at HD 128, 55 KB at HD 64, 68 KB at HD 256; the narrow tiling (99 KB GPUs, HD 128) has 4
-// warps, BN = 64: 76 KB.
+// 118 KB at HD 128, 55 KB at HD 64, 140 KB at HD 256. The narrow tilings (99 KB GPUs) have 4 warps:
+// BN = 64 at HD 128 (76 KB); BN = 32 and query blocks of BM = 16 at HD 256 (68 KB).
 template <int HD, bool narrow>
 struct DkvCfg {
     static_assert(HD == 64 || HD == 128 || HD == 256, "tilings exist for head dims 64, 128 and 256");
     static constexpr bool PAIR = HD >= 128;
-    static constexpr int MT = HD == 256 ? 1 : 2, NW = narrow || !PAIR || HD == 256 ? 4 : 8, NT = NW * 32,
-                         BN = 16 * MT * (PAIR ? NW / 2 : NW), BM = HD == 256 ? 16 : 32, LD = HD + 8;
+    static constexpr int MT = HD == 256 ? 1 : 2, NW = narrow || !PAIR ? 4 : 8, NT = NW * 32,
+                         BN = 16 * MT * (PAIR ? NW / 2 : NW), BM = HD == 256 && narrow ? 16 : 32, LD = HD + 8;
     static constexpr int PX = PAIR ? NW / 2 * MT * BM * 16 : 0;  // floats of Pᵀ for all pairs (16·MT keys x BM each)
     static constexpr size_t smem =
         (size_t)(2 * BN + 4 * BM) * LD * sizeof(bf16) + 3 * BM * sizeof(float) + PX * sizeof(float);
@@ -526,7 +527,8 @@ void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const floa
     CUDA_LAUNCH_CHECK();
 }
 
-// The wide tilings where the GPU allows their shared memory, else the narrow ones (hd 128 on sm_86/89).
+// The wide tilings where the GPU allows their shared memory, else the narrow ones (hd 128 and 256 on
+// sm_86/89).
 template <int HD, bool narrow>
 constexpr size_t bwd_smem() { return std::max(DqCfg<HD, narrow>::smem, DkvCfg<HD, narrow>::smem); }
 template <int HD>

@@ -374,9 +374,8 @@ __device__ __forceinline__ void store_row(bf16* p, const float (&r)[kFbRegs], fl
 
 // The shared memory one block may opt into: 227 KB on sm_90 (H100), 163 KB on sm_80 (A100), 99 KB on
 // sm_86/sm_89 (RTX 30/40, A10, L4, L40). The backward kernels come in two tilings: `wide` for the
-// first two, and `narrow` (half the warps per CTA, so half the rows in shared memory) for the last,
-// where the wide hd-128 tiles (~105 KB) do not fit. (The forward has one tiling per head dim, within
-// 99 KB.)
+// first two, and `narrow` (fewer rows in shared memory) for the last, where the wide hd-128 and
+// hd-256 tiles (105 to 140 KB) do not fit. (The forward has one tiling per head dim, within 99 KB.)
 // Every GPU the backend accepts (sm_80 and newer) allows at least 99 KB: a tiling within that needs
 // no narrow twin.
 constexpr size_t kMinSmemOptin = 99 * 1024;
