@@ -16,14 +16,25 @@ const char* const kModule[LORA_NUM_TARGETS] = {"self_attn.q_proj", "self_attn.k_
                                                "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
                                                "mlp.down_proj"};
 
-// PEFT's saved name of layer l's A or B of target t: base_model.model.model.layers.{l}.{module}.lora_A.weight
-std::string peft_tensor_name(int l, int t, bool a) {
-    return "base_model.model.model.layers." + std::to_string(l) + "." + kModule[t] + (a ? ".lora_A.weight" : ".lora_B.weight");
+// Where PEFT's saved names put the decoder layers (PeftBase order), then the image-text model's older
+// form (transformers before 4.52), which is read but not written.
+const char* const kLayers[] = {"base_model.model.model.layers.", "base_model.model.model.language_model.layers.",
+                               "base_model.model.language_model.model.layers."};
+constexpr int kNumLayerPrefixes = 3;
+
+// PEFT's saved name of layer l's A or B of target t under layer prefix p:
+// base_model.model.model.layers.{l}.{module}.lora_A.weight for a text-only model.
+std::string peft_tensor_name(int p, int l, int t, bool a) {
+    return kLayers[p] + std::to_string(l) + "." + kModule[t] + (a ? ".lora_A.weight" : ".lora_B.weight");
 }
 }  // namespace
 
+PeftBase peft_base_default(const ModelConfig& cfg) {
+    return cfg.architecture("peft_base_default") == "gemma3" && cfg.dim >= 2560 ? PeftBase::image_text : PeftBase::text;
+}
+
 void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
-                      const std::vector<float>& adapters) {
+                      const std::vector<float>& adapters, PeftBase base) {
     LoraLayout L = lora_layout(cfg, lc);
     if (adapters.size() != L.total) fail("%s: %zu adapter values, the layout needs %zu", dir.c_str(), adapters.size(), L.total);
     std::error_code ec;
@@ -37,45 +48,62 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
             if (!lc.has((LoraTarget)t)) continue;
             int in, out;
             lora_target_shape(cfg, (LoraTarget)t, in, out);
-            tensors.push_back({peft_tensor_name(l, t, true), {lc.rank, in}, adapters.data() + L.A(l, (LoraTarget)t)});
-            tensors.push_back({peft_tensor_name(l, t, false), {out, lc.rank}, adapters.data() + L.B(l, (LoraTarget)t)});
+            tensors.push_back({peft_tensor_name((int)base, l, t, true), {lc.rank, in}, adapters.data() + L.A(l, (LoraTarget)t)});
+            tensors.push_back({peft_tensor_name((int)base, l, t, false), {out, lc.rank}, adapters.data() + L.B(l, (LoraTarget)t)});
         }
     safetensors_write(dir + "/adapter_model.safetensors", tensors, DType::F32);
 
+    // A list of module names matches them anywhere in the model: in the image-text model also the
+    // vision tower's q/k/v_proj, which would get adapters that this file does not fill. There a regular
+    // expression (which PEFT matches against whole module paths) names the language model's alone.
     std::string targets;
     for (int t = 0; t < LORA_NUM_TARGETS; t++)
         if (lc.has((LoraTarget)t)) {
             std::string m = kModule[t];
-            targets += std::string(targets.empty() ? "" : ", ") + json_quote(m.substr(m.find('.') + 1));
+            m = m.substr(m.find('.') + 1);
+            if (base == PeftBase::text) targets += std::string(targets.empty() ? "" : ", ") + json_quote(m);
+            else targets += (targets.empty() ? "" : "|") + m;
         }
+    if (base == PeftBase::image_text) targets = json_quote(".*\\.language_model\\.layers\\.\\d+\\..*\\.(" + targets + ")");
+    else targets = "[" + targets + "]";
     char buf[1024];
     snprintf(buf, sizeof buf,
              "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": %g,\n"
-             "  \"lora_dropout\": %g,\n  \"use_rslora\": %s,\n  \"target_modules\": [%s],\n  \"bias\": \"none\",\n"
+             "  \"lora_dropout\": %g,\n  \"use_rslora\": %s,\n  \"target_modules\": %s,\n  \"bias\": \"none\",\n"
              "  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n  \"base_model_name_or_path\": null\n}\n",
              lc.rank, lc.alpha, lc.dropout, lc.use_rslora ? "true" : "false", targets.c_str());
     write_file_atomic(dir + "/adapter_config.json", buf);
 }
 
 namespace {
-// The PEFT module name of `tensor` (".../layers.{l}.self_attn.q_proj.lora_A.weight") as its layer,
-// target and A/B, or false when it is no LoRA tensor of a decoder projection.
-bool parse_peft_name(const std::string& tensor, int& layer, int& target, bool& is_a) {
-    const std::string prefix = "base_model.model.model.layers.";
-    if (tensor.compare(0, prefix.size(), prefix) != 0) return false;
-    size_t dot = tensor.find('.', prefix.size());
-    if (dot == std::string::npos || dot == prefix.size()) return false;
-    const std::string num = tensor.substr(prefix.size(), dot - prefix.size());
-    if (num.find_first_not_of("0123456789") != std::string::npos || num.size() > 6) return false;
-    layer = std::stoi(num);
-    for (int t = 0; t < LORA_NUM_TARGETS; t++)
-        for (bool a : {true, false})
-            if (tensor == peft_tensor_name(layer, t, a)) {
-                target = t;
-                is_a = a;
-                return true;
-            }
+// The PEFT module name of `tensor` (".../layers.{l}.self_attn.q_proj.lora_A.weight") as its layer
+// prefix (kLayers), layer, target and A/B, or false when it is no LoRA tensor of a decoder projection.
+bool parse_peft_name(const std::string& tensor, int& prefix, int& layer, int& target, bool& is_a) {
+    for (int p = 0; p < kNumLayerPrefixes; p++) {
+        const std::string pre = kLayers[p];
+        if (tensor.compare(0, pre.size(), pre) != 0) continue;
+        size_t dot = tensor.find('.', pre.size());
+        if (dot == std::string::npos || dot == pre.size()) return false;
+        const std::string num = tensor.substr(pre.size(), dot - pre.size());
+        if (num.find_first_not_of("0123456789") != std::string::npos || num.size() > 6) return false;
+        layer = std::stoi(num);
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            for (bool a : {true, false})
+                if (tensor == peft_tensor_name(p, layer, t, a)) {
+                    prefix = p, target = t, is_a = a;
+                    return true;
+                }
+        return false;
+    }
     return false;
+}
+
+// An image-text model's adapter on its vision tower or projector: no part of what the text-only
+// model here computes, so leaving it out changes no answer to text.
+bool is_vision_adapter(const std::string& tensor) {
+    const bool lora = tensor.find(".lora_A.") != std::string::npos || tensor.find(".lora_B.") != std::string::npos;
+    return lora && (tensor.find(".vision_tower.") != std::string::npos ||
+                    tensor.find(".multi_modal_projector.") != std::string::npos);
 }
 }  // namespace
 
@@ -155,12 +183,18 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
                                                        "with safe_serialization=True, PEFT's default)" : "");
     SafetensorsSet st;
     safetensors_add_file(st, wpath);
-    // The tensors say which projections are adapted; every layer must have the same ones.
+    // The tensors say which projections are adapted; every layer must have the same ones, all under
+    // one layer prefix (the text model's or the image-text model's).
     lc.targets = 0;
+    int prefix = -1, vision = 0;
     for (const SafeTensor& t : st.tensors) {
-        int layer, target;
+        int p, layer, target;
         bool is_a;
-        if (!parse_peft_name(t.name, layer, target, is_a)) {
+        if (is_vision_adapter(t.name)) {
+            vision++;
+            continue;
+        }
+        if (!parse_peft_name(t.name, p, layer, target, is_a)) {
             if (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos)
                 fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
                      "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
@@ -170,9 +204,16 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
         if (layer >= cfg.n_layers)
             fail("%s: tensor %s is for layer %d, but the base model has %d layers", wpath.c_str(), t.name.c_str(), layer,
                  cfg.n_layers);
+        if (prefix >= 0 && p != prefix)
+            fail("%s: tensor %s names its layer as %s..., an earlier one as %s...: one adapter is for one model", wpath.c_str(),
+                 t.name.c_str(), kLayers[p], kLayers[prefix]);
+        prefix = p;
         lc.targets |= 1u << target;
     }
-    if (!lc.targets) fail("%s: holds no LoRA tensors", wpath.c_str());
+    if (!lc.targets) fail("%s: holds no LoRA tensors of the language model's layers", wpath.c_str());
+    if (vision)
+        printf("note: %s: %d adapter tensors of the vision tower are left out (the model here is text-only: its "
+               "answers to text are what PEFT's image-text model gives)\n", wpath.c_str(), vision);
     LoraLayout L = lora_layout(cfg, lc);
     adapters.assign(L.total, 0.0f);
     for (int l = 0; l < cfg.n_layers; l++)
@@ -181,7 +222,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
             int in, out;
             lora_target_shape(cfg, (LoraTarget)t, in, out);
             for (bool a : {true, false}) {
-                const std::string name = peft_tensor_name(l, t, a);
+                const std::string name = peft_tensor_name(prefix, l, t, a);
                 const SafeTensor* src = st.find(name);
                 if (!src) fail("%s: tensor %s is missing (every layer needs the same adapted projections)", wpath.c_str(), name.c_str());
                 TensorInfo want;  // r from adapter_config.json, in/out from the base model

@@ -8,14 +8,28 @@
 #include "model/config.h"
 #include "model/lora.h"
 
+// The transformers model an adapter is for, which decides PEFT's names for the decoder layers:
+// - text: a text-only model (LlamaForCausalLM, Qwen3ForCausalLM, Gemma3ForCausalLM, ...): layers at
+//   model.layers.{i};
+// - image_text: Gemma 3's image-text model (Gemma3ForConditionalGeneration), which is what
+//   AutoModelForCausalLM loads for google/gemma-3-4b, 12b and 27b: layers at model.language_model.layers.{i}.
+enum class PeftBase { text = 0, image_text = 1 };
+// image_text for a Gemma 3 of width 2560 or more (the 4B, 12B and 27B, released as image-text models
+// only), text otherwise (Gemma 3 270M and 1B are text-only).
+PeftBase peft_base_default(const ModelConfig& cfg);
+
 // Tensor names as PEFT saves them: base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight
-// ([r, in]) and .lora_B.weight ([out, r]), FP32. Creates `dir` when needed.
+// ([r, in]) and .lora_B.weight ([out, r]), FP32 (model.language_model.layers for image_text, whose
+// target_modules is then a regular expression that leaves out the vision tower's q/k/v_proj). Creates
+// `dir` when needed.
 void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
-                      const std::vector<float>& adapters);
+                      const std::vector<float>& adapters, PeftBase base);
 
 // A PEFT LoRA adapter directory onto `cfg`: rank, alpha, dropout and rsLoRA from adapter_config.json,
 // the adapted projections from the tensors in adapter_model.safetensors (F32, F16 or BF16), which
-// must cover every layer with the same set. What our LoRA cannot express is refused naming the key
+// must cover every layer with the same set, under the text model's or the image-text model's layer
+// names (both of transformers' forms); adapters on an image-text model's vision tower are left out
+// with a note (the model here is text-only). What our LoRA cannot express is refused naming the key
 // or tensor: DoRA, bias training, modules_to_save, per-module rank or alpha patterns, some layers
 // only, fan_in_fan_out, other PEFT types, a pickled adapter_model.bin.
 void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);

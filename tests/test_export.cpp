@@ -1,6 +1,7 @@
 // Adapters out and in: the PEFT safetensors file reads back (with our own reader) with PEFT's names,
-// shapes and exactly our values; an adapter PEFT wrote gives PeftModel's logits here, and what our
-// PEFT reader refuses.
+// for a text model or Gemma 3's image-text one, shapes and exactly our values; adapters PEFT wrote
+// (on a text model, and on Gemma 3's image-text model) give PeftModel's logits here; what our PEFT
+// reader refuses.
 #include <algorithm>
 #include <cmath>
 #include <filesystem>
@@ -12,7 +13,7 @@
 #include "model/safetensors.h"
 #include "tests/test_util.h"
 
-TEST_CASE("export: PEFT adapter_model.safetensors holds every A and B under PEFT's names") {
+TEST_CASE("export: PEFT adapter_model.safetensors holds every A and B under PEFT's names, text or image-text") {
     ModelConfig c = config_preset("tiny");
     LoraConfig lc;
     lc.rank = 4;
@@ -21,46 +22,69 @@ TEST_CASE("export: PEFT adapter_model.safetensors holds every A and B under PEFT
     std::vector<float> a;
     lora_init(c, lc, a, 1);
     for (size_t i = 0; i < a.size(); i++) a[i] += 0.01f * (float)(i % 7);  // B ≠ 0 too
-    std::string dir = (std::filesystem::temp_directory_path() / "llmtrain-test-peft").string();
-    std::filesystem::remove_all(dir);
-    lora_export_peft(dir, c, lc, a);
+    for (PeftBase base : {PeftBase::text, PeftBase::image_text}) {
+        const bool text = base == PeftBase::text;
+        CAPTURE(text);
+        std::string dir = (std::filesystem::temp_directory_path() / "llmtrain-test-peft").string();
+        std::filesystem::remove_all(dir);
+        lora_export_peft(dir, c, lc, a, base);
 
-    SafetensorsSet st;
-    safetensors_add_file(st, dir + "/adapter_model.safetensors");
-    CHECK(st.tensors.size() == (size_t)c.n_layers * 3 * 2);
-    LoraLayout L = lora_layout(c, lc);
-    const char* names[] = {"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"};
-    LoraTarget targets[] = {LORA_Q, LORA_V, LORA_DOWN};
-    for (int l = 0; l < c.n_layers; l++)
-        for (int k = 0; k < 3; k++) {
-            std::string base = "base_model.model.model.layers." + std::to_string(l) + "." + names[k];
-            int in, out;
-            lora_target_shape(c, targets[k], in, out);
-            const SafeTensor* A = st.find(base + ".lora_A.weight");
-            const SafeTensor* B = st.find(base + ".lora_B.weight");
-            REQUIRE(A);
-            REQUIRE(B);
-            CHECK(A->shape == std::vector<int64_t>{lc.rank, in});
-            CHECK(B->shape == std::vector<int64_t>{out, lc.rank});
-            std::vector<float> va(A->numel), vb(B->numel);
-            st.read_f32(*A, va.data());
-            st.read_f32(*B, vb.data());
-            CHECK(std::equal(va.begin(), va.end(), a.begin() + L.A(l, targets[k])));
-            CHECK(std::equal(vb.begin(), vb.end(), a.begin() + L.B(l, targets[k])));
+        SafetensorsSet st;
+        safetensors_add_file(st, dir + "/adapter_model.safetensors");
+        CHECK(st.tensors.size() == (size_t)c.n_layers * 3 * 2);
+        LoraLayout L = lora_layout(c, lc);
+        const char* names[] = {"self_attn.q_proj", "self_attn.v_proj", "mlp.down_proj"};
+        LoraTarget targets[] = {LORA_Q, LORA_V, LORA_DOWN};
+        for (int l = 0; l < c.n_layers; l++)
+            for (int k = 0; k < 3; k++) {
+                std::string name = std::string(text ? "base_model.model.model.layers." : "base_model.model.model.language_model.layers.") +
+                                   std::to_string(l) + "." + names[k];
+                int in, out;
+                lora_target_shape(c, targets[k], in, out);
+                const SafeTensor* A = st.find(name + ".lora_A.weight");
+                const SafeTensor* B = st.find(name + ".lora_B.weight");
+                REQUIRE(A);
+                REQUIRE(B);
+                CHECK(A->shape == std::vector<int64_t>{lc.rank, in});
+                CHECK(B->shape == std::vector<int64_t>{out, lc.rank});
+                std::vector<float> va(A->numel), vb(B->numel);
+                st.read_f32(*A, va.data());
+                st.read_f32(*B, vb.data());
+                CHECK(std::equal(va.begin(), va.end(), a.begin() + L.A(l, targets[k])));
+                CHECK(std::equal(vb.begin(), vb.end(), a.begin() + L.B(l, targets[k])));
+            }
+        // A list of names for a text model; for the image-text one a pattern that PEFT matches against
+        // whole module paths, so that the vision tower's q/k/v_proj get no adapter.
+        const JsonValue cfg = json_parse(read_file(dir + "/adapter_config.json"));
+        const JsonValue* tm = cfg.get("target_modules");
+        REQUIRE(tm);
+        if (text) {
+            REQUIRE(tm->type == JsonValue::Array);
+            REQUIRE(tm->array.size() == 3);
+            CHECK(tm->array[0].string == "q_proj");
+            CHECK(tm->array[1].string == "v_proj");
+            CHECK(tm->array[2].string == "down_proj");
+        } else {
+            REQUIRE(tm->type == JsonValue::String);
+            CHECK(tm->string == ".*\\.language_model\\.layers\\.\\d+\\..*\\.(q_proj|v_proj|down_proj)");
         }
-    std::string cfg = read_file(dir + "/adapter_config.json");
-    CHECK(cfg.find("\"target_modules\": [\"q_proj\", \"v_proj\", \"down_proj\"]") != std::string::npos);
-    CHECK(cfg.find("\"r\": 4,") != std::string::npos);
-    CHECK(cfg.find("\"lora_alpha\": 8,") != std::string::npos);
+        CHECK(cfg.get("r")->number == 4);
+        CHECK(cfg.get("lora_alpha")->number == 8);
 
-    // and back in: the same configuration and values
-    LoraConfig back;
-    std::vector<float> b;
-    lora_load_any(dir, c, back, b);
-    CHECK(back.rank == 4);
-    CHECK(back.alpha == 8.0f);
-    CHECK(back.targets == lc.targets);
-    CHECK(b == a);
+        // and back in: the same configuration and values
+        LoraConfig back;
+        std::vector<float> b;
+        lora_load_any(dir, c, back, b);
+        CHECK(back.rank == 4);
+        CHECK(back.alpha == 8.0f);
+        CHECK(back.targets == lc.targets);
+        CHECK(b == a);
+    }
+    // Which model an adapter is for, by default: Gemma 3 4B and up exist only as image-text models.
+    CHECK(peft_base_default(config_preset("gemma3-4b")) == PeftBase::image_text);
+    CHECK(peft_base_default(config_preset("gemma3-27b")) == PeftBase::image_text);
+    CHECK(peft_base_default(config_preset("gemma3-1b")) == PeftBase::text);
+    CHECK(peft_base_default(config_preset("llama-3.1-8b")) == PeftBase::text);
 }
 
 namespace {
@@ -121,4 +145,29 @@ TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel'
     CHECK(contains(error_of([&] { lora_load_any(kConvert + "tiny_qwen3_peft", llama.cfg, lc, adapters); }),
                    "but the model's config needs"));
     CHECK(contains(err(kConvert + "tiny_qwen3_hf"), "adapter_config.json: cannot open"));
+}
+
+// Gemma 3 4B and up are image-text models (Gemma3ForConditionalGeneration): PEFT names their decoder
+// layers model.language_model.layers.N, and a list of target modules adapts the vision tower too.
+TEST_CASE("import: a PEFT adapter of Gemma 3's image-text model gives PeftModel's logits on text") {
+    ImportedModel base = import_hf_dir(kConvert + "tiny_gemma3_hf");
+    LoraConfig lc;
+    std::vector<float> adapters;
+    lora_load_any(kConvert + "tiny_gemma3_mm_peft", base.cfg, lc, adapters);  // 6 vision tensors left out, with a note
+    CHECK(lc.rank == 4);
+    CHECK(lc.scale() == 4.0f);  // 16 / 4
+    CHECK(lora_targets_string(lc.targets) == "q,k,v,o,up");
+    Model m;
+    model_init(m, base.cfg, base.params);
+    model_set_lora(m, lc, adapters);
+    std::vector<int32_t> ids;
+    std::vector<float> got;
+    const double worst = max_logit_diff(m, kConvert + "tiny_gemma3_mm_peft_logits.json", ids, got);
+    MESSAGE("Gemma 3 image-text PEFT adapter: max |logit - PeftModel's| " << worst);
+    CHECK(worst < 1e-4);
+    // The adapter moves the logits by far more than that: B is random.
+    Model plain;
+    model_init(plain, base.cfg, base.params);
+    std::vector<float> without;
+    CHECK(max_logit_diff(plain, kConvert + "tiny_gemma3_mm_peft_logits.json", ids, without) > 1e-2);
 }

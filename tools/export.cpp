@@ -20,7 +20,7 @@
 
 static int run(int argc, char** argv) {
     std::string model = "models/smollm2-135m-instruct.bin", tokenizer, chat_template, lora, peft, merge, hf, gguf;
-    std::string dtype = "f32";
+    std::string dtype = "f32", peft_base = "auto";
     Args args(argc, argv, "see ./export --help");
     while (args.next()) {
         if (args.is("--model")) model = args.value();
@@ -32,11 +32,16 @@ static int run(int argc, char** argv) {
         else if (args.is("--hf")) hf = args.value();
         else if (args.is("--gguf")) gguf = args.value();
         else if (args.is("--dtype")) dtype = args.value();
+        else if (args.is("--peft-base")) peft_base = args.value();
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR | --gguf OUT.gguf)\n"
                    "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json|tokenizer.model] [--template NAME]\n"
                    "  --lora A     the adapter: our .lora, or a PEFT adapter directory (adapter_config.json + .safetensors)\n"
                    "  --peft DIR   the adapter as a Hugging Face PEFT adapter (needs --lora)\n"
+                   "  --peft-base text|image-text  the transformers model it is for (default: image-text for Gemma 3\n"
+                   "               4B and up, the image-text Gemma3ForConditionalGeneration that AutoModelForCausalLM\n"
+                   "               loads for them; text otherwise): PEFT names the layers model.layers.N in a text\n"
+                   "               model and model.language_model.layers.N in Gemma 3's image-text one\n"
                    "  --merge OUT  the model with the adapter merged in, as our .bin (needs --lora; f32 or bf16)\n"
                    "  --hf DIR     the model (with the adapter merged in, if --lora) as a Hugging Face model directory:\n"
                    "               config.json, model.safetensors, tokenizer.json, tokenizer_config.json (f32 or bf16)\n"
@@ -64,9 +69,17 @@ static int run(int argc, char** argv) {
     std::vector<float> adapters;
     if (!lora.empty()) lora_load_any(lora, cfg, lc, adapters);
     if (!peft.empty()) {
-        lora_export_peft(peft, cfg, lc, adapters);
-        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s)\n", peft.c_str(),
-               lc.rank, lc.alpha, lora_targets_string(lc.targets).c_str());
+        if (peft_base != "auto" && peft_base != "text" && peft_base != "image-text")
+            fail("--peft-base %s: use text, image-text or auto", peft_base.c_str());
+        const PeftBase base = peft_base == "text"         ? PeftBase::text
+                              : peft_base == "image-text" ? PeftBase::image_text
+                                                          : peft_base_default(cfg);
+        lora_export_peft(peft, cfg, lc, adapters, base);
+        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s), for %s\n",
+               peft.c_str(), lc.rank, lc.alpha, lora_targets_string(lc.targets).c_str(),
+               base == PeftBase::text ? "a text model (layers model.layers.N)"
+                                      : "Gemma 3's image-text model, Gemma3ForConditionalGeneration (layers "
+                                        "model.language_model.layers.N; --peft-base text for Gemma3ForCausalLM)");
     }
     if (merge.empty() && hf.empty() && gguf.empty()) return 0;
     std::vector<float> params;
