@@ -105,6 +105,17 @@ std::string peft_with(const std::string& key, const std::string& value) {
     write_file_atomic((d / "adapter_config.json").string(), cfg);
     return d.string();
 }
+
+// The model with (lora) or without the adapter: max |logit - PeftModel's| on the fixture's tokens.
+double peft_logit_diff(const ImportedModel& base, const LoraConfig* lc, const std::vector<float>& adapters,
+                       const std::string& logits_json) {
+    Model m;
+    model_init(m, base.cfg, base.params);
+    if (lc) model_set_lora(m, *lc, adapters);
+    std::vector<int32_t> ids;
+    std::vector<float> got;
+    return max_logit_diff(m, logits_json, ids, got);
+}
 }  // namespace
 
 TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel's logits; what is refused") {
@@ -116,12 +127,7 @@ TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel'
     CHECK(lc.use_rslora == 1);
     CHECK(lc.scale() == 4.0f);  // 8 / sqrt(4)
     CHECK(lora_targets_string(lc.targets) == "q,v,gate,down");
-    Model m;
-    model_init(m, base.cfg, base.params);
-    model_set_lora(m, lc, adapters);
-    std::vector<int32_t> ids;
-    std::vector<float> got;
-    const double worst = max_logit_diff(m, kConvert + "tiny_qwen3_peft_logits.json", ids, got);
+    const double worst = peft_logit_diff(base, &lc, adapters, kConvert + "tiny_qwen3_peft_logits.json");
     MESSAGE("PEFT adapter: max |logit - PeftModel's| " << worst);
     CHECK(worst < 1e-4);
 
@@ -157,17 +163,10 @@ TEST_CASE("import: a PEFT adapter of Gemma 3's image-text model gives PeftModel'
     CHECK(lc.rank == 4);
     CHECK(lc.scale() == 4.0f);  // 16 / 4
     CHECK(lora_targets_string(lc.targets) == "q,k,v,o,up");
-    Model m;
-    model_init(m, base.cfg, base.params);
-    model_set_lora(m, lc, adapters);
-    std::vector<int32_t> ids;
-    std::vector<float> got;
-    const double worst = max_logit_diff(m, kConvert + "tiny_gemma3_mm_peft_logits.json", ids, got);
+    const std::string logits = kConvert + "tiny_gemma3_mm_peft_logits.json";
+    const double worst = peft_logit_diff(base, &lc, adapters, logits);
     MESSAGE("Gemma 3 image-text PEFT adapter: max |logit - PeftModel's| " << worst);
     CHECK(worst < 1e-4);
     // The adapter moves the logits by far more than that: B is random.
-    Model plain;
-    model_init(plain, base.cfg, base.params);
-    std::vector<float> without;
-    CHECK(max_logit_diff(plain, kConvert + "tiny_gemma3_mm_peft_logits.json", ids, without) > 1e-2);
+    CHECK(peft_logit_diff(base, nullptr, adapters, logits) > 1e-2);
 }
