@@ -1,5 +1,6 @@
 // Trained weights out to what other tools load:
-//   ./export --lora out/ckpt-00000050/adapter.lora --peft runs/peft-adapter     (Hugging Face PEFT)
+//   ./export --lora out/ckpt-00000050/adapter.lora --peft runs/peft-adapter     (Hugging Face PEFT; for
+//       Gemma 3 4B and up, laid out for the image-text model they ship as: --peft-base to choose)
 //   ./export --lora out/ckpt-00000050/adapter.lora --hf runs/merged-hf          (a transformers model)
 //   ./export --model out/ckpt-00000050/model.bin --hf runs/full-hf              (a full fine-tune)
 //   ./export --lora out/ckpt-00000050/adapter.lora --gguf merged.gguf --dtype q8_0 (llama.cpp, ollama)
@@ -36,6 +37,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR | --gguf OUT.gguf)\n"
                    "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json|tokenizer.model] [--template NAME]\n"
+                   "                [--peft-base text|image-text]\n"
                    "  --lora A     the adapter: our .lora, or a PEFT adapter directory (adapter_config.json + .safetensors)\n"
                    "  --peft DIR   the adapter as a Hugging Face PEFT adapter (needs --lora)\n"
                    "  --peft-base text|image-text  the transformers model it is for (default: image-text for Gemma 3\n"
