@@ -212,7 +212,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     }
     if (!lc.targets) fail("%s: holds no LoRA tensors of the language model's layers", wpath.c_str());
     if (vision)
-        printf("note: %s: %d adapter tensors of the vision tower are left out (the model here is text-only: its "
+        fprintf(stderr, "note: %s: %d adapter tensors of the vision tower are left out (the model here is text-only: its "
                "answers to text are what PEFT's image-text model gives)\n", wpath.c_str(), vision);
     LoraLayout L = lora_layout(cfg, lc);
     adapters.assign(L.total, 0.0f);
