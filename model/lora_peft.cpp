@@ -213,7 +213,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     if (!lc.targets) fail("%s: holds no LoRA tensors of the language model's layers", wpath.c_str());
     if (vision)
         fprintf(stderr, "note: %s: %d adapter tensors of the vision tower are left out (the model here is text-only: its "
-               "answers to text are what PEFT's image-text model gives)\n", wpath.c_str(), vision);
+                "answers to text are what PEFT's image-text model gives)\n", wpath.c_str(), vision);
     LoraLayout L = lora_layout(cfg, lc);
     adapters.assign(L.total, 0.0f);
     for (int l = 0; l < cfg.n_layers; l++)
