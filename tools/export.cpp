@@ -99,6 +99,9 @@ static int run(int argc, char** argv) {
         export_hf_dir(hf, cfg, params, tok, dt);
         printf("wrote %s: config.json, model.safetensors (%s), tokenizer.json, tokenizer_config.json: %s%s\n", hf.c_str(),
                dtype.c_str(), model.c_str(), what);
+        if (peft_base_default(cfg) == PeftBase::image_text)  // Gemma 3 4B and up
+            fprintf(stderr, "note: Gemma 3 of this size ships as an image-text model; %s is its language model alone "
+                            "(Gemma3ForCausalLM: text in, text out), since the vision tower is not imported\n", hf.c_str());
     }
     if (!gguf.empty()) {
         export_gguf(gguf, cfg, params, tok, gguf_type);
