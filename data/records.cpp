@@ -91,35 +91,68 @@ bool parse_parts(const JsonValue& list, ChatMessage& cm, std::string& why) {
     return true;
 }
 
-bool parse_messages(const JsonValue& msgs, Record& r, std::string& why) {
+// The two ways datasets store a conversation: OpenAI's "messages" [{"role", "content"}] (TRL,
+// transformers' chat templates) and ShareGPT's "conversations" [{"from", "value"}] (many datasets on the
+// Hub), read into the same turns.
+struct ChatLayout {
+    const char* list;     // the field holding the turns
+    const char* role;     // a turn's speaker
+    const char* content;  // a turn's text
+    bool sharegpt;        // speakers named as ShareGPT names them
+};
+const ChatLayout kOpenAI{"messages", "role", "content", false}, kShareGPT{"conversations", "from", "value", true};
+
+// A ShareGPT speaker as a role: system; human or user; gpt, assistant, model or chatgpt (as Axolotl and
+// Unsloth read them). "" when it is none of those.
+std::string sharegpt_role(const std::string& from) {
+    if (from == "system") return "system";
+    if (from == "human" || from == "user") return "user";
+    if (from == "gpt" || from == "assistant" || from == "model" || from == "chatgpt") return "assistant";
+    return "";
+}
+
+bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Record& r, std::string& why) {
+    const std::string list = lay.list;
     if (msgs.type != JsonValue::Array) {
-        why = std::string("field \"messages\": expected an array, got ") + json_type_name(msgs.type);
+        why = "field \"" + list + "\": expected an array, got " + json_type_name(msgs.type);
         return false;
     }
-    if (msgs.array.empty()) { why = "field \"messages\" is empty"; return false; }
+    if (msgs.array.empty()) { why = "field \"" + list + "\" is empty"; return false; }
     bool any_assistant = false;
     for (size_t i = 0; i < msgs.array.size(); i++) {
         const JsonValue& m = msgs.array[i];
-        std::string at = "messages[" + std::to_string(i) + "]";
+        std::string at = list + "[" + std::to_string(i) + "]";
         if (m.type != JsonValue::Object) {
-            why = at + ": expected an object {\"role\", \"content\"}, got " + json_type_name(m.type);
+            why = at + ": expected an object {\"" + lay.role + "\", \"" + lay.content + "\"}, got " + json_type_name(m.type);
             return false;
         }
         ChatMessage cm;
-        if (!get_string(m, "role", false, false, cm.role, why)) { why = at + ": " + why; return false; }
-        if (cm.role != "system" && cm.role != "user" && cm.role != "assistant") {
+        if (!get_string(m, lay.role, false, false, cm.role, why)) { why = at + ": " + why; return false; }
+        if (lay.sharegpt) {
+            const std::string from = cm.role;
+            cm.role = sharegpt_role(from);
+            if (from == "tool" || from == "function_call" || from == "function_response" || from == "observation") {
+                why = at + ": a tool turn (\"from\": \"" + from + "\") is not supported (tool calling is not rendered by "
+                      "any chat template here): drop the line";
+                return false;
+            }
+            if (cm.role.empty()) {
+                why = at + ": unknown \"from\": \"" + from + "\" (expected system, human or user, gpt or assistant)";
+                return false;
+            }
+        } else if (cm.role != "system" && cm.role != "user" && cm.role != "assistant") {
             why = at + ": unknown role \"" + cm.role + "\" (expected system, user or assistant)";
             return false;
         }
         if (cm.role == "system" && i != 0) { why = at + ": a system message may only come first"; return false; }
         // An empty system prompt is a common way to say "none"; an empty turn is a data bug.
-        if (const JsonValue* c = m.get("content"); c && c->type == JsonValue::Array) {
+        if (const JsonValue* c = m.get(lay.content); c && c->type == JsonValue::Array) {
             if (!parse_parts(*c, cm, why)) { why = at + ": " + why; return false; }
             if (cm.role != "system" && cm.content.find_first_not_of(" \t\r\n") == std::string::npos) {
-                why = at + ": field \"content\" is empty";
+                why = at + ": field \"" + lay.content + "\" is empty";
                 return false;
             }
-        } else if (!get_string(m, "content", false, cm.role == "system", cm.content, why)) {
+        } else if (!get_string(m, lay.content, false, cm.role == "system", cm.content, why)) {
             why = at + ": " + why;
             return false;
         }
@@ -155,15 +188,16 @@ bool parse_object(const JsonValue& v, Record& r, std::string& why) {
         why = std::string("expected a JSON object per line, got ") + json_type_name(v.type);
         return false;
     }
-    if (const JsonValue* msgs = v.get("messages")) {
-        // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn; we render none.
-        if (has_tool_data(v.get("tools"))) {
-            why = "field \"tools\": tool definitions are not supported (tool calling is not rendered by any chat "
-                  "template here): drop the line, or the field if the conversation should be learned without them";
-            return false;
+    for (const ChatLayout* lay : {&kOpenAI, &kShareGPT})
+        if (const JsonValue* msgs = v.get(lay->list)) {
+            // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn; we render none.
+            if (has_tool_data(v.get("tools"))) {
+                why = "field \"tools\": tool definitions are not supported (tool calling is not rendered by any chat "
+                      "template here): drop the line, or the field if the conversation should be learned without them";
+                return false;
+            }
+            return parse_messages(*msgs, *lay, r, why);
         }
-        return parse_messages(*msgs, r, why);
-    }
     if (v.get("instruction") || v.get("output")) {
         std::string sys, ins, in, out;
         if (!get_string(v, "instruction", false, false, ins, why) || !get_string(v, "input", true, true, in, why) ||
@@ -182,7 +216,8 @@ bool parse_object(const JsonValue& v, Record& r, std::string& why) {
         return true;
     }
     if (v.get("text")) return get_string(v, "text", false, false, r.text, why);
-    why = "no known fields: expected \"messages\", \"instruction\"+\"output\", \"prompt\"+\"completion\" or \"text\"";
+    why = "no known fields: expected \"messages\", \"conversations\", \"instruction\"+\"output\", \"prompt\"+\"completion\" "
+          "or \"text\"";
     if (!v.object.empty()) {
         why += " (found";
         for (size_t i = 0; i < v.object.size() && i < 5; i++) why += (i ? ", \"" : " \"") + v.object[i].first + "\"";

@@ -2,6 +2,8 @@
 //   jsonl (one JSON object per line), each line one of
 //     {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}   chat, multi-turn
 //        (a message may have "reasoning_content": "..." or null; "tool_calls" and "tools" are refused)
+//     {"conversations": [{"from": "system"|"human"|"gpt", "value": "..."}, ...]}  the same, as ShareGPT
+//        stores it ("user", "assistant", "model" and "chatgpt" are read too; tool turns are refused)
 //     {"instruction": "...", "input": "..." (optional), "output": "...", "system": "..." (optional)}
 //     {"prompt": "...", "completion": "..."}
 //     {"text": "..."}                                        a raw document (continued pre-training)

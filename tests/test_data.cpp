@@ -64,7 +64,7 @@ TEST_CASE("the batch supervises the end-of-turn token: the model learns to stop"
     CHECK(b.total_weight() == 6.0);
 }
 
-TEST_CASE("input, system, prompt/completion and multi-turn chat") {
+TEST_CASE("input, system, prompt/completion and multi-turn chat (OpenAI messages and ShareGPT conversations)") {
     Example a = one_example(R"({"instruction": "Translate", "input": "hallo", "output": "hello", "system": "Be brief"})", 0);
     CHECK(toy_decode(a.tokens) == "<|im_start|>system\nBe brief<|im_end|>\n<|im_start|>user\nTranslate\n\nhallo<|im_end|>\n"
                                   "<|im_start|>assistant\nhello<|im_end|>\n");
@@ -78,6 +78,13 @@ TEST_CASE("input, system, prompt/completion and multi-turn chat") {
                             R"( {"role": "assistant", "content": "ciao", "extra": 1}]})", 0);
     CHECK(tokens_with_weight(c, 1.0f) == "hey<|im_end|>ciao<|im_end|>");
     CHECK(toy_decode(c.tokens).find("bye") != std::string::npos);
+
+    // The same conversation as ShareGPT stores it: the same tokens and weights.
+    Example d = one_example(R"({"conversations": [{"from": "system", "value": ""}, {"from": "human", "value": "hi"},)"
+                            R"( {"from": "gpt", "value": "hey"}, {"from": "user", "value": "bye"},)"
+                            R"( {"from": "assistant", "value": "ciao", "weight": 1}], "source": "x"})", 0);
+    CHECK(d.tokens == c.tokens);
+    CHECK(d.weights == c.weights);
 }
 
 TEST_CASE("raw bytes (a model without a tokenizer): UTF-8 bytes are ids 0..255, EOS 256") {

@@ -72,8 +72,8 @@ TEST_CASE("bad lines: each reason, with its line number") {
     CHECK(problem(dir, R"({"prompt": "a"})") == "missing field \"completion\"");
     CHECK(problem(dir, R"({"text": null})") == "field \"text\": expected a string, got null");
     CHECK(problem(dir, R"({"question": "a", "answer": "b"})") ==
-          "no known fields: expected \"messages\", \"instruction\"+\"output\", \"prompt\"+\"completion\" or \"text\" "
-          "(found \"question\", \"answer\")");
+          "no known fields: expected \"messages\", \"conversations\", \"instruction\"+\"output\", \"prompt\"+\"completion\" "
+          "or \"text\" (found \"question\", \"answer\")");
     CHECK(problem(dir, R"({"messages": {"role": "user"}})") == "field \"messages\": expected an array, got object");
     CHECK(problem(dir, R"({"messages": []})") == "field \"messages\" is empty");
     CHECK(problem(dir, R"({"messages": ["hi"]})") == "messages[0]: expected an object {\"role\", \"content\"}, got string");
@@ -89,6 +89,19 @@ TEST_CASE("bad lines: each reason, with its line number") {
               .rfind("the last message is from \"user\"", 0) == 0);
     CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "system", "content": "s"}, {"role": "assistant", "content": "b"}]})") ==
           "messages[1]: a system message may only come first");
+    // ShareGPT's layout: the same checks, naming its fields
+    CHECK(problem(dir, R"({"conversations": []})") == "field \"conversations\" is empty");
+    CHECK(problem(dir, R"({"conversations": [1]})") == "conversations[0]: expected an object {\"from\", \"value\"}, got number");
+    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]})") ==
+          "conversations[1]: unknown \"from\": \"bot\" (expected system, human or user, gpt or assistant)");
+    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": " "}]})") ==
+          "conversations[1]: field \"value\" is empty");
+    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt"}]})") ==
+          "conversations[1]: missing field \"value\"");
+    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "function_call", "value": "{}"}, {"from": "gpt", "value": "b"}]})")
+              .rfind("conversations[1]: a tool turn (\"from\": \"function_call\") is not supported", 0) == 0);
+    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}]})")
+              .rfind("the last message is from \"user\"", 0) == 0);
     CHECK(problem(dir, "{\"instruction\": \"caf\xE9\", \"output\": \"b\"}").rfind("invalid UTF-8 (byte 0xE9 at byte 21 of the line)", 0) == 0);
     CHECK(problem(dir, "{\"instruction\": \"\xED\xA0\x80\", \"output\": \"b\"}").rfind("invalid UTF-8", 0) == 0);  // a surrogate
 }
