@@ -322,44 +322,55 @@ void check_rope(const Ops& g, decltype(&Ops::rope_forward) op, const char* op_na
 TEST_CASE("cuda rope_forward") { check_rope(cuda_backend(), &Ops::rope_forward, "rope_forward"); }
 TEST_CASE("cuda rope_backward") { check_rope(cuda_backend(), &Ops::rope_backward, "rope_backward"); }
 
-TEST_CASE("cuda attention_forward: causal, packed segments, padding, GQA; head dims 16, 64, 128, 256") {
-    const Ops& g = cuda_backend();
-    for (const AttnCase& c : kAttnCases) {
-        AttnInputs in(g, c);
-        ActTwin out(g, rnd(in.NQ, 4));
-        BufTwin<float> lse(g, rnd(in.NL, 5));
-        run_both(g, [&](const Ops& o, On on) {
-            o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd,
-                                inv_sqrt(c.hd), 0);
-        });
-        // Rows are tokens b·T + t: the index says which token, and so which segment, went wrong.
-        expect_close("attention_forward " + name(c) + ": out", out, kAttnOut, (size_t)c.nh * c.hd);
-        expect_close("attention_forward " + name(c) + ": lse", lse, kF32Lse, c.nh);
+namespace {
+// attention_forward on both backends, for one case at a score scale and a window (0: none); `what`
+// names the case in the messages. Rows are tokens b·T + t: the index says which token, and so which
+// segment, went wrong.
+void check_attention_forward(const Ops& g, const AttnCase& c, float scale, int window, const std::string& what) {
+    AttnInputs in(g, c);
+    ActTwin out(g, rnd(in.NQ, 4));
+    BufTwin<float> lse(g, rnd(in.NL, 5));
+    run_both(g, [&](const Ops& o, On on) {
+        o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd,
+                            scale, window);
+    });
+    expect_close("attention_forward " + what + ": out", out, kAttnOut, (size_t)c.nh * c.hd);
+    expect_close("attention_forward " + what + ": lse", lse, kF32Lse, c.nh);
+}
+
+// attention_backward likewise, from the forward's out and lse computed on the CPU and kept as each
+// backend keeps them (out in BF16), and run twice for determinism.
+void check_attention_backward(const Ops& g, const AttnCase& c, float scale, int window, const std::string& what_case) {
+    AttnInputs in(g, c);
+    vector<float> out_h(in.NQ), lse_h(in.NL);
+    cpu_ops().attention_forward(as_act(out_h.data()), lse_h.data(), in.q[On::cpu], in.k[On::cpu], in.v[On::cpu],
+                                in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd, scale, window);
+    ActTwin out(g, out_h), dout(g, rnd(in.NQ, 6));
+    BufTwin<float> lse(g, lse_h);
+    ActTwin dq(g, rnd(in.NQ, 7)), dk(g, rnd(in.NK, 8)), dv(g, rnd(in.NK, 9));  // garbage: overwritten
+    auto op = [&](const Ops& o, On on) {
+        o.attention_backward(dq[on], dk[on], dv[on], dout[on], out[on], lse[on], in.q[on], in.k[on], in.v[on],
+                             in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd, scale, window);
+    };
+    run_both(g, op);
+    std::string what = "attention_backward " + what_case;
+    // A window of one key: P = 1, so dS = P (dP − D) = dO·v − dO·o = 0 exactly (o = v), and dq, dk
+    // are rounding noise on both sides; dv (the group's dO rows summed) is still checked.
+    if (window != 1) {
+        expect_close(what + ": dq", dq, kAttnGrad, (size_t)c.nh * c.hd);
+        expect_close(what + ": dk", dk, kAttnGrad, (size_t)c.nkv * c.hd);
     }
+    expect_close(what + ": dv", dv, kAttnGrad, (size_t)c.nkv * c.hd);
+    expect_deterministic(what, g, {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}}, op);
+}
+}  // namespace
+
+TEST_CASE("cuda attention_forward: causal, packed segments, padding, GQA; head dims 16, 64, 128, 256") {
+    for (const AttnCase& c : kAttnCases) check_attention_forward(cuda_backend(), c, inv_sqrt(c.hd), 0, name(c));
 }
 
 TEST_CASE("cuda attention_backward: causal, packed segments, padding, GQA; head dims 16, 64, 128, 256; deterministic") {
-    const Ops& g = cuda_backend();
-    for (const AttnCase& c : kAttnCases) {
-        AttnInputs in(g, c);
-        // The forward's out and lse, from the CPU, kept as each backend keeps them (out in BF16).
-        vector<float> out_h(in.NQ), lse_h(in.NL);
-        cpu_ops().attention_forward(as_act(out_h.data()), lse_h.data(), in.q[On::cpu], in.k[On::cpu], in.v[On::cpu],
-                                    in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd, inv_sqrt(c.hd), 0);
-        ActTwin out(g, out_h), dout(g, rnd(in.NQ, 6));
-        BufTwin<float> lse(g, lse_h);
-        ActTwin dq(g, rnd(in.NQ, 7)), dk(g, rnd(in.NK, 8)), dv(g, rnd(in.NK, 9));  // garbage: overwritten
-        auto op = [&](const Ops& o, On on) {
-            o.attention_backward(dq[on], dk[on], dv[on], dout[on], out[on], lse[on], in.q[on], in.k[on], in.v[on],
-                                 in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd, inv_sqrt(c.hd), 0);
-        };
-        run_both(g, op);
-        std::string what = "attention_backward " + name(c);
-        expect_close(what + ": dq", dq, kAttnGrad, (size_t)c.nh * c.hd);
-        expect_close(what + ": dk", dk, kAttnGrad, (size_t)c.nkv * c.hd);
-        expect_close(what + ": dv", dv, kAttnGrad, (size_t)c.nkv * c.hd);
-        expect_deterministic(what, g, {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}}, op);
-    }
+    for (const AttnCase& c : kAttnCases) check_attention_backward(cuda_backend(), c, inv_sqrt(c.hd), 0, name(c));
 }
 
 TEST_CASE("cuda attention_decode: one query per sequence against its cache prefix, GQA") {
@@ -408,47 +419,11 @@ std::string name(const WindowCase& w) { return name(w.c) + strf(" window=%d scal
 }  // namespace
 
 TEST_CASE("cuda attention_forward with a sliding window and an explicit scale; head dims 64, 96, 128, 256") {
-    const Ops& g = cuda_backend();
-    for (const WindowCase& w : kWindowCases) {
-        const AttnCase& c = w.c;
-        AttnInputs in(g, c);
-        ActTwin out(g, rnd(in.NQ, 4));
-        BufTwin<float> lse(g, rnd(in.NL, 5));
-        run_both(g, [&](const Ops& o, On on) {
-            o.attention_forward(out[on], lse[on], in.q[on], in.k[on], in.v[on], in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd,
-                                w.scale, w.window);
-        });
-        expect_close("attention_forward " + name(w) + ": out", out, kAttnOut, (size_t)c.nh * c.hd);
-        expect_close("attention_forward " + name(w) + ": lse", lse, kF32Lse, c.nh);
-    }
+    for (const WindowCase& w : kWindowCases) check_attention_forward(cuda_backend(), w.c, w.scale, w.window, name(w));
 }
 
 TEST_CASE("cuda attention_backward with a sliding window and an explicit scale; head dims 64, 96, 128, 256; deterministic") {
-    const Ops& g = cuda_backend();
-    for (const WindowCase& w : kWindowCases) {
-        const AttnCase& c = w.c;
-        AttnInputs in(g, c);
-        vector<float> out_h(in.NQ), lse_h(in.NL);
-        cpu_ops().attention_forward(as_act(out_h.data()), lse_h.data(), in.q[On::cpu], in.k[On::cpu], in.v[On::cpu],
-                                    in.seg[On::cpu], c.B, c.T, c.nh, c.nkv, c.hd, w.scale, w.window);
-        ActTwin out(g, out_h), dout(g, rnd(in.NQ, 6));
-        BufTwin<float> lse(g, lse_h);
-        ActTwin dq(g, rnd(in.NQ, 7)), dk(g, rnd(in.NK, 8)), dv(g, rnd(in.NK, 9));  // garbage: overwritten
-        auto op = [&](const Ops& o, On on) {
-            o.attention_backward(dq[on], dk[on], dv[on], dout[on], out[on], lse[on], in.q[on], in.k[on], in.v[on],
-                                 in.seg[on], c.B, c.T, c.nh, c.nkv, c.hd, w.scale, w.window);
-        };
-        run_both(g, op);
-        std::string what = "attention_backward " + name(w);
-        // A window of one key: P = 1, so dS = P (dP − D) = dO·v − dO·o = 0 exactly (o = v), and dq, dk
-        // are rounding noise on both sides; dv (the group's dO rows summed) is still checked.
-        if (w.window > 1) {
-            expect_close(what + ": dq", dq, kAttnGrad, (size_t)c.nh * c.hd);
-            expect_close(what + ": dk", dk, kAttnGrad, (size_t)c.nkv * c.hd);
-        }
-        expect_close(what + ": dv", dv, kAttnGrad, (size_t)c.nkv * c.hd);
-        expect_deterministic(what, g, {{"dq", &dq}, {"dk", &dk}, {"dv", &dv}}, op);
-    }
+    for (const WindowCase& w : kWindowCases) check_attention_backward(cuda_backend(), w.c, w.scale, w.window, name(w));
 }
 
 // Decoding with a window: positions len − window .. len − 1 only. The cached keys and values before
