@@ -1,5 +1,5 @@
 // Every linear layer of the model goes through these two functions: the base GEMM, plus the LoRA
-// adapter path when that weight is adapted. Training (model.cpp) and decoding (generate.cpp) share them.
+// adapter path when that weight is adapted (model/layer.cpp, which training and decoding share).
 #pragma once
 #include <climits>
 #include <initializer_list>

@@ -111,6 +111,11 @@ struct LayerActs {
     Buffer o, d, rstd_o, rstd_d;
     // x·Aᵀ of the adapters of each linear group (model/linear.h), [N, r per adapted projection]
     Buffer u_qkv, u_o, u_gate_up, u_down;
+    // All of the above (memory accounting, tests).
+    std::vector<const Buffer*> buffers() const {
+        return {&ln1,   &rstd1, &q,     &k,     &v,      &att,    &lse,    &x_mid, &ln2,   &rstd2,   &gate, &up, &h,
+                &q_pre, &k_pre, &rstd_q, &rstd_k, &o,    &d,      &rstd_o, &rstd_d, &u_qkv, &u_o, &u_gate_up, &u_down};
+    }
 };
 
 // Every buffer a micro-batch of B×T needs, allocated once in the backend's memory. With recompute

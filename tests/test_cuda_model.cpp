@@ -162,11 +162,8 @@ void poison_workspace(const Workspace& ws) {
     for (const Buffer* b : {&ws.resid, &ws.final_ln, &ws.dresid, &ws.dln, &ws.datt, &ws.dq, &ws.dk, &ws.dv, &ws.dh,
                             &ws.dgate, &ws.dup, &ws.dfinal, &ws.dq_pre, &ws.dk_pre, &ws.logits, &ws.hc, &ws.dhc})
         poison(*b);
-    for (const LayerActs& a : ws.acts) {
-        for (const Buffer* b : {&a.ln1, &a.q, &a.k, &a.v, &a.att, &a.x_mid, &a.ln2, &a.gate, &a.up, &a.h, &a.q_pre,
-                                &a.k_pre, &a.o, &a.d, &a.u_qkv, &a.u_o, &a.u_gate_up, &a.u_down})
-            poison(*b);
-    }
+    for (const LayerActs& a : ws.acts)
+        for (const Buffer* b : a.buffers()) poison(*b);
 }
 void check_poisoned_workspace(const Ops& ops, int head_dim, int variant) {
     struct Case {
