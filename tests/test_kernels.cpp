@@ -269,6 +269,27 @@ TEST_CASE("attention forward and backward match a direct double-precision evalua
     CHECK(e_dv < 1e-5);
 }
 
+// A long row packed with examples: the products of a query block start at its segments' first key
+// (rounded down to 64), so most blocks skip keys. Segment ids need not come in runs: the last
+// example reuses the first one's id, so it attends to it too, and its blocks must start at key 0.
+TEST_CASE("attention over a packed row skips other examples' keys and matches a direct evaluation") {
+    int B = 1, T = 330, nh = 4, nkv = 2, hd = 40;
+    vector<int32_t> seg(T);
+    for (int t = 0; t < T; t++) seg[t] = t < 70 ? 3 : t < 75 ? 7 : t < 200 ? 8 : t < 265 ? 9 : 3;
+    size_t NQ = (size_t)B * T * nh * hd, NK = (size_t)B * T * nkv * hd;
+    vector<float> q = random_vec(NQ, 5), k = random_vec(NK, 6), v = random_vec(NK, 7), dout = random_vec(NQ, 8);
+    for (int window : {0, 100}) {
+        CAPTURE(window);
+        AttentionRun got(q, k, v, dout, seg, B, T, nh, nkv, hd, 0.2f, window);
+        AttentionReference want(q, k, v, dout, seg, B, T, nh, nkv, hd, 0.2, window);
+        CHECK(worst_relative(got.out, want.out) < 1e-5);
+        CHECK(worst_relative(got.lse, want.lse) < 1e-5);
+        CHECK(worst_relative(got.dq, want.dq) < 1e-5);
+        CHECK(worst_relative(got.dk, want.dk) < 1e-5);
+        CHECK(worst_relative(got.dv, want.dv) < 1e-5);
+    }
+}
+
 // Gemma 3's attention: a sliding window and a scale that is not 1/sqrt(hd) (0.3 here; 1/sqrt(40) =
 // 0.158), against the direct evaluation. T = 203 cuts through the 64-query blocks (the last has 11
 // rows); windows of one key (a query sees only itself), 7 (smaller than a GEMM tile), 64 (one query

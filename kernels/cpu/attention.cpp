@@ -12,10 +12,12 @@
 // (window > 0) also j > t − window.
 //
 // A block of queries t0.. sees keys up to its last query; with a window, none below
-// t0 − window + 1, the first key of its first query's window. Its products start at key kb, that
-// first key rounded down to a multiple of KA = 64, and skip the keys before: a long row costs
-// O(T·(window + QB)) instead of O(T²). The skipped keys are the ones masking would have given
-// p = 0, and every sum keeps its order: the GEMM tile's sums over keys run in key order (a skipped
+// t0 − window + 1, the first key of its first query's window; and none before the first key of its
+// queries' segments (packed examples, or the prompts of a generate prefill). Its products start at
+// key kb, the later of those two first keys rounded down to a multiple of KA = 64, and skip the
+// keys before: a long row costs O(T·(window + QB)) instead of O(T²), and a row packed with short
+// examples O(T·(example + QB)). The skipped keys are the ones masking would have given p = 0, and
+// every sum keeps its order: the GEMM tile's sums over keys run in key order (a skipped
 // key would have added an exact 0), and the row max and sum of the softmax, whose vectorised
 // reductions assign key j to a lane by its column, see each key in the same column modulo KA (a
 // whole number of vectors) as with kb = 0. So a window gives the results that masking the full
@@ -31,6 +33,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <unordered_map>
 #include <vector>
 
 #include "kernels/cpu/exp.h"
@@ -73,9 +76,24 @@ void pack_rows(float* padded, const float* rows, size_t stride, int T, int hd, i
     for (int t = 0; t < T; t++) memcpy(padded + (size_t)t * hdp, rows + t * stride, hd * sizeof(float));
 }
 
-// The first key of the products of the query block starting at t0 (see the top): 0 without a window.
-int first_key(int t0, int window) {
-    const int lo = window > 0 ? t0 - window + 1 : 0;
+// For every position t of each batch row, the first position of the row with t's segment id (as
+// ids need not come in runs, the first occurrence of the id anywhere before t): no key before it is
+// allowed for t.
+std::vector<int> segment_starts(const int32_t* seg, int B, int T) {
+    std::vector<int> first((size_t)B * T);
+    std::unordered_map<int32_t, int> seen;
+    for (int b = 0; b < B; b++) {
+        seen.clear();
+        for (int t = 0; t < T; t++) first[(size_t)b * T + t] = seen.emplace(seg[(size_t)b * T + t], t).first->second;
+    }
+    return first;
+}
+
+// The first key of the products of the query block t0 .. t0+qn−1 (see the top), whose queries'
+// segments start at seg_first[t0 ..].
+int first_key(int t0, int qn, int window, const int* seg_first) {
+    int lo = window > 0 ? t0 - window + 1 : 0;
+    lo = std::max(lo, *std::min_element(seg_first + t0, seg_first + t0 + qn));
     return lo > 0 ? lo / KA * KA : 0;
 }
 
@@ -116,6 +134,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                        int B, int T, int nh, int nkv, int hd, float scale, int window) {
     const int group = nh / nkv, Tp = round_up(T, NR), hdp = round_up(hd, NR);
     const size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;  // row strides
+    const std::vector<int> seg_first = segment_starts(seg, B, T);
     #pragma omp parallel
     {
         std::vector<float> kcols((size_t)hd * Tp), vrows((size_t)T * hdp), S((size_t)QB * Tp);
@@ -129,7 +148,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                 pack_columns(kcols.data(), k + r0 * ks + g * hd, ks, T, hd, Tp);
                 pack_rows(vrows.data(), v + r0 * ks + g * hd, ks, T, hd, hdp);
                 for (int t0 = 0; t0 < T; t0 += QB) {
-                    const int qn = std::min(QB, T - t0), kb = first_key(t0, window);
+                    const int qn = std::min(QB, T - t0), kb = first_key(t0, qn, window, seg_first.data() + r0);
                     probabilities(S.data(), q + (r0 + t0) * qs + h * hd, qs, kcols.data(), Tp, seg + r0, t0, qn, kb,
                                   window, hd, scale, nullptr, lse + (r0 + t0) * nh + h, nh);
                     block_product(qn, hd, t0 + qn - kb, S.data(), Tp, 1, vrows.data() + (size_t)kb * hdp, hdp,
@@ -144,6 +163,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         int nkv, int hd, float scale, int window) {
     const int group = nh / nkv, Tp = round_up(T, NR), hdp = round_up(hd, NR);
     const size_t qs = (size_t)nh * hd, ks = (size_t)nkv * hd;
+    const std::vector<int> seg_first = segment_starts(seg, B, T);
     // One task per (row, kv head): all query heads that share a kv head add into the same dk/dv, so
     // they run in one thread, in a fixed order (no atomics, deterministic).
     #pragma omp parallel
@@ -167,7 +187,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                 for (int h = g * group; h < (g + 1) * group; h++)
                     for (int t0 = 0; t0 < T; t0 += QB) {
                         // Keys kb .. t0 + qn − 1: n columns of P and dS.
-                        const int qn = std::min(QB, T - t0), kb = first_key(t0, window), n = t0 + qn - kb;
+                        const int qn = std::min(QB, T - t0), kb = first_key(t0, qn, window, seg_first.data() + r0),
+                                  n = t0 + qn - kb;
                         const size_t row0 = (r0 + t0) * qs + h * hd;  // this block's first q/dO/dq row
                         probabilities(P.data(), q + row0, qs, kcols.data(), Tp, sg, t0, qn, kb, window, hd, scale,
                                       lse + (r0 + t0) * nh + h, nullptr, nh);
