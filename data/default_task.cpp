@@ -124,9 +124,9 @@ TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<s
         fail("score_answers: %zu answers for %zu held-out records", answers.size(), held_out.size());
     TaskScore score;
     for (size_t i = 0; i < held_out.size(); i++) {
-        const Record& r = held_out[i];
-        if (r.is_text()) continue;
-        std::string reference = answer_part(r.messages.back().content), answer = answer_part(answers[i]);
+        const std::string* ref_turn = record_reference(held_out[i]);
+        if (!ref_turn) continue;
+        std::string reference = answer_part(*ref_turn), answer = answer_part(answers[i]);
         score.n++;
         score.exact += answer == reference;
         JsonValue ref = parse_object_or_null(reference);
@@ -139,13 +139,4 @@ TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<s
         }
     }
     return score;
-}
-
-TaskScore score_task(const std::vector<Record>& held_out,
-                     const std::function<std::string(const std::vector<ChatMessage>& prompt)>& generate) {
-    std::vector<std::string> answers;
-    for (const Record& r : held_out)
-        answers.push_back(r.is_text() ? std::string()
-                                      : generate(std::vector<ChatMessage>(r.messages.begin(), r.messages.end() - 1)));
-    return score_answers(held_out, answers);
 }

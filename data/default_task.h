@@ -7,11 +7,10 @@
 // The sentences come in several phrasings with the fields in different orders, so the model has to
 // find each field, not copy positions. Nothing here is copied text: names, cities and jobs are
 // common words combined at random. data/default/{train,val}.jsonl are this generator's output
-// (./make_dataset rewrites them; a test checks they still match), and score_task measures exact
-// match on held-out items through the trainer's generate callback.
+// (./make_dataset rewrites them; a test checks they still match), and score_answers measures exact
+// match of generated answers on held-out items.
 #pragma once
 #include <cstdint>
-#include <functional>
 #include <string>
 #include <vector>
 
@@ -42,13 +41,9 @@ struct TaskScore {
     double field_rate() const { return fields_total ? (double)fields / fields_total : 0.0; }
 };
 
-// Compares answers[i] with the reference of held_out[i] (a conversation ending with the reference
-// answer; raw-text records are skipped), both without reasoning: only what follows a "</think>". Partial credit counts the reference object's members
-// whose value the answer (parsed as JSON) has exactly, so progress shows before answers are
-// fully right.
+// Compares answers[i] with the reference of held_out[i] (record_reference: its final assistant
+// turn; records without one, raw text included, are skipped), both without reasoning: only what
+// follows a "</think>". Partial credit counts the reference object's members whose value the answer
+// (parsed as JSON) has exactly, so progress shows before answers are fully right.
 TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers);
 
-// The same, asking `generate` for each answer given the conversation without its last assistant
-// turn (callers that generate in one batch use score_answers).
-TaskScore score_task(const std::vector<Record>& held_out,
-                     const std::function<std::string(const std::vector<ChatMessage>& prompt)>& generate);

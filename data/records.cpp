@@ -111,7 +111,7 @@ std::string sharegpt_role(const std::string& from) {
     return "";
 }
 
-bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Record& r, std::string& why) {
+bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answers, Record& r, std::string& why) {
     const std::string list = lay.list;
     if (msgs.type != JsonValue::Array) {
         why = "field \"" + list + "\": expected an array, got " + json_type_name(msgs.type);
@@ -173,8 +173,12 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Record& r, std
         any_assistant |= cm.role == "assistant";
         r.messages.push_back(std::move(cm));
     }
+    // Prompts to answer (Answers::optional) may end with the user's turn.
+    const std::string& last = r.messages.back().role;
+    if (answers == Answers::optional && last != "system") return true;
+    if (answers == Answers::optional) { why = "the only message is the system prompt: nothing to answer"; return false; }
     if (!any_assistant) { why = "no assistant turn: nothing to learn from this conversation"; return false; }
-    if (r.messages.back().role != "assistant") {
+    if (last != "assistant") {
         why = "the last message is from \"" + r.messages.back().role +
               "\": nothing after the last assistant turn is learned; end with an assistant message";
         return false;
@@ -183,7 +187,7 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Record& r, std
 }
 
 // One jsonl line's object → a record; false with `why` when it cannot be one.
-bool parse_object(const JsonValue& v, Record& r, std::string& why) {
+bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& why) {
     if (v.type != JsonValue::Object) {
         why = std::string("expected a JSON object per line, got ") + json_type_name(v.type);
         return false;
@@ -196,23 +200,26 @@ bool parse_object(const JsonValue& v, Record& r, std::string& why) {
                       "template here): drop the line, or the field if the conversation should be learned without them";
                 return false;
             }
-            return parse_messages(*msgs, *lay, r, why);
+            return parse_messages(*msgs, *lay, answers, r, why);
         }
+    // The answer field, unless the caller only asks for prompts: then absent or null is "none".
+    const bool answer_optional = answers == Answers::optional;
     if (v.get("instruction") || v.get("output")) {
         std::string sys, ins, in, out;
         if (!get_string(v, "instruction", false, false, ins, why) || !get_string(v, "input", true, true, in, why) ||
-            !get_string(v, "output", false, false, out, why) || !get_string(v, "system", true, true, sys, why))
+            !get_string(v, "output", answer_optional, false, out, why) || !get_string(v, "system", true, true, sys, why))
             return false;
         if (!sys.empty()) r.messages.push_back({"system", sys});
         r.messages.push_back({"user", instruction_prompt(ins, in)});
-        r.messages.push_back({"assistant", out});
+        if (!out.empty()) r.messages.push_back({"assistant", out});
         return true;
     }
     if (v.get("prompt") || v.get("completion")) {
         std::string p, c;
-        if (!get_string(v, "prompt", false, false, p, why) || !get_string(v, "completion", false, false, c, why)) return false;
+        if (!get_string(v, "prompt", false, false, p, why) || !get_string(v, "completion", answer_optional, false, c, why))
+            return false;
         r.messages.push_back({"user", p});
-        r.messages.push_back({"assistant", c});
+        if (!c.empty()) r.messages.push_back({"assistant", c});
         return true;
     }
     if (v.get("text")) return get_string(v, "text", false, false, r.text, why);
@@ -240,7 +247,16 @@ std::string instruction_prompt(const std::string& instruction, const std::string
     return input.empty() ? instruction : instruction + "\n\n" + input;
 }
 
-ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl) {
+std::vector<ChatMessage> record_prompt(const Record& r) {
+    const bool answered = !r.messages.empty() && r.messages.back().role == "assistant";
+    return std::vector<ChatMessage>(r.messages.begin(), r.messages.end() - (answered ? 1 : 0));
+}
+
+const std::string* record_reference(const Record& r) {
+    return !r.messages.empty() && r.messages.back().role == "assistant" ? &r.messages.back().content : nullptr;
+}
+
+ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl, Answers answers) {
     const char* p = path.c_str();
     if (bytes.size() >= 3 && std::memcmp(bytes.data(), "\xEF\xBB\xBF", 3) == 0) bytes.remove_prefix(3);
     size_t first = bytes.find_first_not_of(" \t\r\n");
@@ -304,7 +320,7 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
         Record r;
         r.line = line;
         std::string why;
-        if (parse_object(v, r, why)) out.records.push_back(std::move(r));
+        if (parse_object(v, answers, r, why)) out.records.push_back(std::move(r));
         else out.invalid.push_back({line, why});
     }
     return out;

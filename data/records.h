@@ -22,7 +22,8 @@
 
 struct Record {
     int line = 0;                       // 1-based line in the file
-    std::vector<ChatMessage> messages;  // a conversation ending with an assistant turn, or empty...
+    std::vector<ChatMessage> messages;  // a conversation ending with an assistant turn (Answers::optional:
+                                        // or a user turn), or empty...
     std::string text;                   // ...for a raw document
     bool is_text() const { return messages.empty(); }
 };
@@ -45,9 +46,22 @@ constexpr size_t kMaxLineBytes = 1 << 20;
 // Whether `path` is read as jsonl (by its extension: .jsonl, .json, .ndjson).
 bool is_jsonl_path(const std::string& path);
 
+// Training data must end every conversation with the assistant's answer. Prompts to answer
+// (./generate --data) may leave it out: a conversation may end with the user's turn, and "output"
+// or "completion" may be absent or null.
+enum class Answers { required, optional };
+
 // Parses a whole file's bytes; `path` names it in messages.
-ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl);
+ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl,
+                         Answers answers = Answers::required);
 
 // The user turn of an instruction record: the instruction, then the input after a blank line when
 // there is one (the Alpaca layout). Exposed so evaluation renders prompts exactly as training did.
 std::string instruction_prompt(const std::string& instruction, const std::string& input);
+
+// What the model is asked in a conversation: every turn before its final assistant turn (all of it
+// when the conversation ends with the user's turn). Training learns that turn given this prompt;
+// evaluation compares an answer to it.
+std::vector<ChatMessage> record_prompt(const Record& r);
+// That final assistant turn's content, the reference answer; null when the conversation has none.
+const std::string* record_reference(const Record& r);

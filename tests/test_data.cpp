@@ -261,24 +261,57 @@ TEST_CASE("the shipped default dataset is the generator's output") {
     CHECK(items[0].output.rfind("{\"name\":\"", 0) == 0);
 }
 
-TEST_CASE("score_task: exact match and per-field credit through a generate callback") {
+TEST_CASE("prompts to answer (Answers::optional): the answer field may be left out, and is the reference when given") {
+    const std::string jsonl =
+        "{\"instruction\": \"Name a colour.\"}\n"
+        "{\"instruction\": \"Add.\", \"input\": \"2+2\", \"output\": null}\n"
+        "{\"prompt\": \"Hi\"}\n"
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Why?\"}]}\n"
+        "{\"conversations\": [{\"from\": \"human\", \"value\": \"A\"}, {\"from\": \"gpt\", \"value\": \"B\"}, "
+        "{\"from\": \"human\", \"value\": \"C\"}]}\n"
+        "{\"instruction\": \"Say yes.\", \"output\": \"yes\"}\n"
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}]}\n";
+    ParsedFile pf = parse_records(jsonl, "p.jsonl", true, Answers::optional);
+    REQUIRE(pf.records.size() == 6);
+    REQUIRE(pf.invalid.size() == 1);
+    CHECK(pf.invalid[0].line == 7);
+    CHECK(pf.invalid[0].what.find("nothing to answer") != std::string::npos);
+    for (int i = 0; i < 5; i++) CHECK_FALSE(record_reference(pf.records[i]));
+    CHECK(record_prompt(pf.records[0]).size() == 1);
+    CHECK(record_prompt(pf.records[1])[0].content == "Add.\n\n2+2");
+    CHECK(record_prompt(pf.records[3]).size() == 2);  // the system prompt and the question
+    std::vector<ChatMessage> multi = record_prompt(pf.records[4]);  // the whole conversation so far
+    REQUIRE(multi.size() == 3);
+    CHECK(multi[2].content == "C");
+    REQUIRE(record_reference(pf.records[5]));
+    CHECK(*record_reference(pf.records[5]) == "yes");
+    CHECK(record_prompt(pf.records[5]).size() == 1);
+    // Training data still needs every answer: the first five lines are refused there.
+    ParsedFile train = parse_records(jsonl, "p.jsonl", true);
+    CHECK(train.records.size() == 1);
+    CHECK(train.invalid.size() == 6);
+}
+
+TEST_CASE("score_answers: exact match and per-field credit against each record's reference") {
     auto items = default_task_items(kDefaultTaskSeed, 4);
     std::string jsonl;
     for (const TaskItem& it : items) jsonl += task_item_jsonl(it) + "\n";
     ParsedFile pf = parse_records(jsonl, "val.jsonl", true);
     REQUIRE(pf.records.size() == 4);
-    int call = 0;
-    TaskScore s = score_task(pf.records, [&](const std::vector<ChatMessage>& prompt) -> std::string {
+    std::vector<std::string> given;
+    for (int i = 0; i < 4; i++) {
+        std::vector<ChatMessage> prompt = record_prompt(pf.records[i]);
         REQUIRE(prompt.size() == 1);  // the user turn only: the reference is not shown
-        CHECK(prompt[0].content == instruction_prompt(items[call].instruction, items[call].input));
-        const std::string& ref = items[call].output;
-        switch (call++) {
-        case 0: return ref + "\n";                                      // exact (whitespace ignored)
-        case 1: return ref.substr(0, ref.find(",\"year\"")) + ",\"year\":1,\"city\":\"x\",\"job\":\"y\"}";  // name only
-        case 2: return "Sure! " + ref;                                  // not JSON: no credit
-        default: return "{\"job\":" + ref.substr(ref.rfind(':') + 1);  // job only
-        }
-    });
+        CHECK(prompt[0].content == instruction_prompt(items[i].instruction, items[i].input));
+        REQUIRE(record_reference(pf.records[i]));
+        CHECK(*record_reference(pf.records[i]) == items[i].output);
+        const std::string& ref = items[i].output;
+        given.push_back(i == 0   ? ref + "\n"                                                                // exact (whitespace ignored)
+                        : i == 1 ? ref.substr(0, ref.find(",\"year\"")) + ",\"year\":1,\"city\":\"x\",\"job\":\"y\"}"  // name only
+                        : i == 2 ? "Sure! " + ref                                                             // not JSON: no credit
+                                 : "{\"job\":" + ref.substr(ref.rfind(':') + 1));                             // job only
+    }
+    TaskScore s = score_answers(pf.records, given);
     CHECK(s.n == 4);
     CHECK(s.exact == 1);
     CHECK(s.fields_total == 16);
@@ -295,6 +328,14 @@ TEST_CASE("score_task: exact match and per-field credit through a generate callb
     CHECK(t.fields == 4);
     answers.pop_back();
     CHECK_THROWS_WITH(score_answers(pf.records, answers), doctest::Contains("3 answers for 4"));
+    // a prompt without a reference (read with Answers::optional) is not scored
+    ParsedFile open = parse_records("{\"instruction\": \"Say hi.\"}\n" + task_item_jsonl(items[0]) + "\n", "p.jsonl",
+                                    true, Answers::optional);
+    REQUIRE(open.records.size() == 2);
+    CHECK_FALSE(record_reference(open.records[0]));
+    t = score_answers(open.records, {"hi", items[0].output});
+    CHECK(t.n == 1);
+    CHECK(t.exact == 1);
 }
 
 TEST_CASE("Qwen3 chat: the think block is learned with the answer; the ids are the whole conversation's") {
