@@ -10,7 +10,7 @@
 
 #include "data/dataset.h"
 #include "data/default_task.h"
-#include "model/generate.h"
+#include "model/answer.h"
 #include "model/lora_peft.h"
 #include "model/loss_plot.h"
 #include "model/memory.h"
@@ -218,14 +218,10 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     if (se.held_out.empty() || !se.tok) return;
     double t0 = now_seconds();
     std::vector<std::vector<int32_t>> prompts;
-    for (const Record& r : se.held_out) {
-        std::vector<ChatMessage> prompt(r.messages.begin(), r.messages.end() - 1);
-        prompts.push_back(encode_with_bos(*se.tok, chat_render(se.chat, prompt, true)));
-    }
+    for (const Record& r : se.held_out) prompts.push_back(encode_prompt(*se.tok, se.chat, record_prompt(r)));
     SampleOptions so;
     so.max_new_tokens = 64;
-    std::vector<std::string> answers;
-    for (const std::vector<int32_t>& ids : generate(t.model, prompts, so, end_of_turn_ids(*se.tok), nullptr, *t.ops)) answers.push_back(decode(*se.tok, ids));
+    const std::vector<std::string> answers = answer_prompts(t.model, *se.tok, prompts, so, (int)prompts.size(), *t.ops);
     TaskScore score = score_answers(se.held_out, answers);
     printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%), JSON fields %.1f%%\n",
            when, score.n, now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate(), 100 * score.field_rate());

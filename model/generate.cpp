@@ -6,7 +6,6 @@
 #include "model/generate.h"
 
 #include <algorithm>
-#include <climits>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -44,24 +43,30 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     const ModelConfig& c = m.cfg;
     Pass P(m, ops, nullptr, 0.0f, 0);
     int S = (int)prompts.size(), C = c.dim, KV = c.kv_dim(), V = c.vocab_size;
-    int max_T = 0, min_plen = INT32_MAX;
+    int max_T = 0;
     for (const auto& p : prompts) {
         if (p.empty()) fail("generate: empty prompt");
         max_T = std::max(max_T, (int)p.size() + opt.max_new_tokens);
-        min_plen = std::min(min_plen, (int)p.size());
     }
     std::vector<std::vector<int32_t>> out(S);
-    if (S == 0) return out;
-    // Prefill: the first Tp positions of every prompt (all but the last token of the shortest one:
-    // no logits are needed there) go through the layers in passes of G sequences × Tp rows, with the
-    // training forward's attention over each sequence, instead of Tp steps of S rows: big GEMMs
-    // instead of thin ones, and no LM head for prompt positions. Their k and v fill the cache as the
-    // steps would. G keeps a pass within kPrefillRows rows (unless one prompt alone is longer), so
-    // the activation buffers stay small next to the KV cache, also when ./train samples while its
-    // own buffers are allocated.
+    if (S == 0 || opt.max_new_tokens <= 0) return out;
+    // Prefill: every prompt but its last token (no logits are needed there) goes through the layers
+    // at once, instead of one step per token: big GEMMs instead of thin ones, and no LM head for
+    // prompt positions. The prompts are packed, as training packs examples: their rows one after
+    // another, each prompt its own segment, so attention never crosses from one into another (and
+    // the attention kernels skip the key blocks of other prompts). Their k and v fill the cache as
+    // steps would. A pass takes at most kPrefillRows rows (or one prompt alone, when it is longer),
+    // so the activation buffers stay small next to the KV cache, also when ./train samples while its
+    // own buffers are allocated. passes[i] is the first sequence of pass i.
     constexpr int kPrefillRows = 2048;
-    const int Tp = min_plen - 1, G = Tp > 0 ? std::max(1, std::min(S, kPrefillRows / Tp)) : 0;
-    const int rows = std::max(S, G * Tp);
+    std::vector<int> passes;
+    int rows = S;
+    for (int s = 0, in_pass = 0; s < S; s++) {
+        const int n = (int)prompts[s].size() - 1;
+        if (passes.empty() || (in_pass > 0 && in_pass + n > kPrefillRows)) passes.push_back(s), in_pass = 0;
+        rows = std::max(rows, in_pass += n);
+    }
+    passes.push_back(S);
     // Cache layout per layer: [S, max_T, kv_dim], as attention_decode reads it.
     size_t layer_cache = (size_t)S * max_T * KV;
     const Mem M = Mem::activations;
@@ -93,35 +98,35 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             });
     };
 
-    if (Tp > 0) {
-        Buffer seg(ops, (size_t)G * Tp * sizeof(int32_t), M);
-        for (int s0 = 0; s0 < S; s0 += G) {
-            // Row i·Tp + t is position t of sequence s0 + i: the [B = g, T = Tp] layout that
-            // attention_forward takes, causal within each sequence (one segment per batch row).
-            const int g = std::min(G, S - s0);
-            for (int i = 0; i < g; i++)
-                for (int t = 0; t < Tp; t++) {
-                    tok[i * Tp + t] = prompts[s0 + i][t];
-                    pos[i * Tp + t] = t;
-                    slot[i * Tp + t] = (s0 + i) * max_T + t;
-                }
-            forward_rows(g * Tp, [&](act*, act*, int l) {
-                ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), seg.i(), g, Tp, c.n_heads,
-                                      c.n_kv_heads, c.head_dim, c.attn_scale(), c.window_of_layer(l));
-            });
-        }
+    Buffer dseg(ops, rows * sizeof(int32_t), M);
+    std::vector<int32_t> seg(rows);
+    for (size_t p = 0; p + 1 < passes.size(); p++) {
+        int n = 0;
+        for (int s = passes[p]; s < passes[p + 1]; s++)
+            for (int t = 0; t + 1 < (int)prompts[s].size(); t++, n++) {
+                tok[n] = prompts[s][t];
+                pos[n] = t;
+                slot[n] = s * max_T + t;
+                seg[n] = s;
+            }
+        if (n == 0) continue;  // one-token prompts only
+        ops.to_device(dseg.p, seg.data(), n * sizeof(int32_t));
+        forward_rows(n, [&](act*, act*, int l) {
+            ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), dseg.i(), 1, n, c.n_heads,
+                                  c.n_kv_heads, c.head_dim, c.attn_scale(), c.window_of_layer(l));
+        });
     }
     std::vector<float> logits((size_t)S * V);
     std::vector<char> done(S, 0);
     Rng rng(opt.seed);
-    for (int step = Tp;; step++) {
-        // Every sequence, finished or not, takes part in the step (a finished one just repeats its
-        // last token): one GEMM of S rows per layer, and results of the live ones are unaffected.
+    for (int step = 0;; step++) {
+        // Step 0 feeds each prompt's last token, later steps the token sampled last. Every sequence,
+        // finished or not, takes part (a finished one just repeats its last token): one GEMM of S rows
+        // per layer, and results of the live ones are unaffected.
         bool any = false;
         for (int s = 0; s < S; s++) {
-            int plen = (int)prompts[s].size();
-            tok[s] = step < plen ? prompts[s][step] : out[s].empty() ? prompts[s].back() : out[s].back();
-            pos[s] = std::min(step, max_T - 1);
+            tok[s] = out[s].empty() ? prompts[s].back() : out[s].back();
+            pos[s] = std::min((int)prompts[s].size() - 1 + step, max_T - 1);
             len[s] = pos[s] + 1;
             slot[s] = s * max_T + pos[s];
             any |= !done[s];
@@ -137,7 +142,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         ops.matmul_forward(dlogits.a(), A.ln1.a(), P.w(m.off.lm_head), nullptr, S, C, V, nullptr);
         ops.download(logits.data(), dlogits.a(), (size_t)S * V);
         for (int s = 0; s < S; s++) {
-            if (done[s] || step + 1 < (int)prompts[s].size()) continue;  // still feeding the prompt
+            if (done[s]) continue;
             int32_t next = sample_token(logits.data() + (size_t)s * V, V, opt, rng);
             if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) {
                 done[s] = 1;

@@ -19,12 +19,11 @@ struct SampleOptions {
 int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng);
 
 // Continues every prompt until it emits one of stop_ids (not included in the result) or reaches
-// max_new_tokens. The prompts' first positions (all but the last token of the shortest prompt) go
-// through the model in one prefill pass; then all sequences advance together, one position per
-// step, so the weights are read once per step for all of them: the rest of a longer prompt is fed
-// while a sequence is still in it, sampled tokens after. on_token(seq, id), when given, sees each new token as it comes
-// (streaming). LoRA adapters of the model are applied as in training. Runs on `ops` (the model
-// must be on it: model_upload).
+// max_new_tokens. Every prompt but its last token goes through the model in a prefill pass (the
+// prompts packed together, whatever their lengths); then all sequences advance together, one token
+// per step, so the weights are read once per step for all of them. on_token(seq, id), when given,
+// sees each new token as it comes (streaming). LoRA adapters of the model are applied as in
+// training. Runs on `ops` (the model must be on it: model_upload).
 std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
                                            const SampleOptions& opt, const std::vector<int32_t>& stop_ids,
                                            const std::function<void(int, int32_t)>& on_token = nullptr,

@@ -2,7 +2,8 @@
 // logits model_logits gives for the whole prefix, for several prompts decoded together, with LoRA.
 #include <algorithm>
 
-#include "model/generate.h"
+#include "model/answer.h"
+#include "model/import.h"
 #include "tests/test_util.h"
 
 using std::vector;
@@ -26,10 +27,10 @@ static void check_greedy_decoding(const Model& m) {
     const ModelConfig& c = m.cfg;
     SampleOptions so;
     so.max_new_tokens = 10;
-    // The first set has a one-token prompt, so nothing is prefilled; in the second every prompt has
-    // at least 4 tokens, so positions 0-2 of all three go through the prefill pass together; in the
-    // third the prompts are long enough (700+ tokens) that the prefill takes them in two passes
-    // (at most 2048 rows each: sequences 0-1, then 2).
+    // The prompts' lengths differ within each set. In the first, a one-token prompt has nothing to
+    // prefill; in the second all three are packed into one prefill pass; in the third the prompts
+    // are long enough (700+ tokens) that the prefill takes them in two passes (at most 2048 rows
+    // each: sequences 0-1, then 2).
     vector<vector<int32_t>> long_prompts(3);
     for (int s = 0; s < 3; s++)
         for (int i = 0; i < 700 + 5 * s; i++) long_prompts[s].push_back((i * 7 + 3 * s + i / 13) % c.vocab_size);
@@ -99,4 +100,38 @@ TEST_CASE("sample_token: top-k 1 is greedy, top-p keeps the nucleus, same seed s
     vector<float> l1 = logits, l2 = logits;
     so.top_p = 1.0f;
     CHECK(sample_token(l1.data(), 4, so, a) == sample_token(l2.data(), 4, so, b));
+}
+
+// The tiny LLaMA fixture (vocabulary of 300, ChatML template) with confident logits, as above.
+TEST_CASE("answer_prompts: batches answer as each prompt alone would, in order, each batch reported when done") {
+    ImportedModel im = import_hf_dir("tests/fixtures/convert/tiny_llama_hf");
+    for (float& x : im.params) x *= 5.0f;
+    Model m;
+    model_init(m, im.cfg, std::move(im.params));
+    vector<vector<int32_t>> prompts;
+    for (const char* q : {"the quick brown fox", "1234", "a", "hello there, how are you?", "xyz"})
+        prompts.push_back(encode_prompt(im.tok, im.tok.chat_template, {{"user", q}}));
+    // the prompt ends with the generation prompt: the model answers as the assistant
+    const std::string rendered = decode(im.tok, prompts[0]);
+    CHECK(rendered.size() > 22);
+    CHECK(rendered.substr(rendered.size() - 22) == "<|im_start|>assistant\n");
+    SampleOptions so;
+    so.max_new_tokens = 12;
+    const vector<std::string> whole = answer_prompts(m, im.tok, prompts, so, 5, cpu_ops());
+    vector<size_t> firsts;
+    vector<std::string> reported;
+    const vector<std::string> batched =
+        answer_prompts(m, im.tok, prompts, so, 2, cpu_ops(), [&](size_t first, const vector<std::string>& a) {
+            firsts.push_back(first);
+            reported.insert(reported.end(), a.begin(), a.end());
+        });
+    CHECK(batched == whole);
+    CHECK(reported == whole);
+    CHECK(firsts == vector<size_t>{0, 2, 4});
+    size_t answered = 0;
+    for (size_t i = 0; i < prompts.size(); i++) {
+        CHECK(whole[i] == decode(im.tok, generate(m, {prompts[i]}, so, end_of_turn_ids(im.tok))[0]));
+        answered += !whole[i].empty();
+    }
+    CHECK(answered > 0);
 }

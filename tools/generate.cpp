@@ -1,20 +1,89 @@
-// Sampling from a model, optionally with a LoRA adapter, streaming tokens as they come.
+// Sampling from a model, optionally with a LoRA adapter: one prompt, its tokens streamed as they
+// come, or every line of a dataset answered in batches, scored against its references.
 //   ./generate --prompt "What is the capital of France?"            (chat-formatted by the template)
 //   ./generate --raw --prompt "Once upon a time"                     (plain continuation)
 //   ./generate --lora out/ckpt-00000100/adapter.lora --prompt "..." --temperature 0.7 --top-p 0.9
+//   ./generate --lora out/final/adapter.lora --data test.jsonl --out answers.jsonl
 #include <cstdio>
 #include <cstdlib>
 #include <string>
 
-#include "model/generate.h"
+#include "data/default_task.h"
+#include "data/json.h"
+#include "model/answer.h"
 #include "model/lora_peft.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/cli.h"
+
+namespace {
+
+struct DataRun {
+    std::string data, out;
+    int batch = 16, limit = 0;
+};
+
+// --data: every conversation of the file answered (its final assistant turn, when it has one, is
+// the reference, not shown to the model), written as one jsonl line each as its batch finishes, so
+// a stopped run keeps what it answered; then the scores against the references.
+void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat, const SampleOptions& so,
+                 const DataRun& run, const Ops& ops) {
+    const char* p = run.data.c_str();
+    if (!is_jsonl_path(run.data)) fail("--data %s: expected a .jsonl file of prompts (instruction, prompt, messages or conversations)", p);
+    ParsedFile pf = parse_records(read_file(run.data), run.data, true, Answers::optional);
+    if (!pf.invalid.empty()) {
+        for (size_t i = 0; i < pf.invalid.size() && i < 10; i++)
+            fprintf(stderr, "%s:%d: %s\n", p, pf.invalid[i].line, pf.invalid[i].what.c_str());
+        fail("%s: %zu invalid line%s of %zu%s; fix or remove them", p, pf.invalid.size(),
+             pf.invalid.size() == 1 ? "" : "s", pf.lines, pf.invalid.size() > 10 ? " (the first 10 above)" : " (above)");
+    }
+    std::vector<Record> records;
+    for (const Record& r : pf.records) {
+        if (r.is_text()) fail("%s:%d: a \"text\" line is a document, not a prompt: --data answers conversations", p, r.line);
+        if (run.limit > 0 && (int)records.size() == run.limit) break;
+        records.push_back(r);
+    }
+    std::vector<std::vector<int32_t>> prompts;
+    for (const Record& r : records) {
+        prompts.push_back(encode_prompt(tok, chat, record_prompt(r)));
+        const int ctx = m.cfg.max_seq_len, need = (int)prompts.back().size() + so.max_new_tokens;
+        if (ctx > 0 && need > ctx)
+            fail("%s:%d: the prompt is %zu tokens, and with --max-tokens %d that is %d positions, more than the model's "
+                 "context of %d: shorten the prompt or lower --max-tokens", p, r.line, prompts.back().size(),
+                 so.max_new_tokens, need, ctx);
+    }
+    FILE* out = run.out.empty() ? stdout : fopen(run.out.c_str(), "w");
+    if (!out) fail("--out %s: cannot write the file", run.out.c_str());
+    const double t0 = now_seconds();
+    std::vector<std::string> answers = answer_prompts(m, tok, prompts, so, run.batch, ops,
+                                                      [&](size_t first, const std::vector<std::string>& done) {
+        for (size_t i = 0; i < done.size(); i++) {
+            const Record& r = records[first + i];
+            const std::string* ref = record_reference(r);
+            fprintf(out, "{\"line\": %d, \"prompt\": %s, \"answer\": %s%s%s}\n", r.line,
+                    json_quote(record_prompt(r).back().content).c_str(), json_quote(done[i]).c_str(),
+                    ref ? ", \"reference\": " : "", ref ? json_quote(*ref).c_str() : "");
+        }
+        fflush(out);
+        fprintf(stderr, "[%zu/%zu answered, %.1fs]\n", first + done.size(), records.size(), now_seconds() - t0);
+    });
+    if (out != stdout && fclose(out) != 0) fail("--out %s: writing failed (disk full?)", run.out.c_str());
+    TaskScore score = score_answers(records, answers);
+    fprintf(stderr, "%zu prompts answered in %.1fs", records.size(), now_seconds() - t0);
+    if (score.n > 0) {
+        fprintf(stderr, "; against the %d references: exact match %d/%d (%.1f%%)", score.n, score.exact, score.n,
+                100 * score.exact_rate());
+        if (score.fields_total > 0) fprintf(stderr, ", JSON fields %.1f%%", 100 * score.field_rate());
+    }
+    fprintf(stderr, "\n");
+}
+
+}  // namespace
 
 static int run(int argc, char** argv) {
     std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl,
                 device = "auto";
     bool raw = false;
+    DataRun data_run;
     SampleOptions so;
     so.max_new_tokens = 256;
     Args args(argc, argv, "see ./generate --help");
@@ -32,21 +101,35 @@ static int run(int argc, char** argv) {
         else if (args.is("--top-p")) so.top_p = (float)args.number();
         else if (args.is("--seed")) so.seed = (uint64_t)args.integer();
         else if (args.is("--device")) device = args.value();
+        else if (args.is("--data")) data_run.data = args.value();
+        else if (args.is("--out")) data_run.out = args.value();
+        else if (args.is("--batch")) data_run.batch = args.integer();
+        else if (args.is("--limit")) data_run.limit = args.integer();
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
                    "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N] [--device auto|cpu|cuda]\n"
+                   "       ./generate [...] --data FILE.jsonl [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
                    "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
-                   "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n");
+                   "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n"
+                   "--data answers every line of a jsonl file in the training formats (instruction/input,\n"
+                   "prompt, messages or conversations; the answer field may be left out): N prompts at a time,\n"
+                   "greedy unless --temperature. Each answer is written as it is done, one line\n"
+                   "{\"line\", \"prompt\", \"answer\", \"reference\"} (to stdout without --out); a line's\n"
+                   "final assistant turn or output is its reference, and exact match and JSON-field scores\n"
+                   "against the references are printed at the end.\n");
             return 0;
         } else args.unknown();
     }
-    if (prompt.empty()) {
+    if (!data_run.data.empty() && (!prompt.empty() || !system.empty() || raw))
+        fail("--data answers the conversations of a file: --prompt, --system and --raw are for one prompt");
+    if (data_run.batch < 1) fail("--batch %d: use at least 1", data_run.batch);
+    if (data_run.data.empty() && prompt.empty()) {
         char buf[4096];
         size_t n;
         while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) prompt.append(buf, n);
     }
-    if (prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin");
+    if (data_run.data.empty() && prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
     if (tok_path.empty()) tok_path = tokenizer_beside(model_path);
     Tokenizer tok = tokenizer_load_any(tok_path);
     ModelConfig cfg;
@@ -60,9 +143,15 @@ static int run(int argc, char** argv) {
         lora_load_any(lora_path, cfg, lc, adapters);
         model_set_lora(m, lc, std::move(adapters));
     }
+    const ChatTemplate ct = tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl);
+    const Ops& ops = select_ops(device.c_str());
+    model_upload(m, ops);
+    if (!data_run.data.empty()) {
+        answer_file(m, tok, ct, so, data_run, ops);
+        return 0;
+    }
     std::string text = prompt;
     if (!raw) {
-        ChatTemplate ct = tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl);
         std::vector<ChatMessage> msgs;
         if (!system.empty()) msgs.push_back({"system", system});
         msgs.push_back({"user", prompt});
@@ -72,8 +161,6 @@ static int run(int argc, char** argv) {
     std::vector<int32_t> stops = end_of_turn_ids(tok);
     double t0 = now_seconds(), first = 0;
     size_t n = 0;
-    const Ops& ops = select_ops(device.c_str());
-    model_upload(m, ops);
     // Tokens can end mid UTF-8 character: print bytes as they come, the terminal joins them. An
     // answer's first token loses the space a SentencePiece tokenizer writes before words, as
     // decode() does; a raw continuation keeps it.

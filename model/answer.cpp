@@ -1,0 +1,24 @@
+#include "model/answer.h"
+
+#include <algorithm>
+
+std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& chat, const std::vector<ChatMessage>& prompt) {
+    return encode_with_bos(tok, chat_render(chat, prompt, true));
+}
+
+std::vector<std::string> answer_prompts(const Model& m, const Tokenizer& tok, const std::vector<std::vector<int32_t>>& prompts,
+                                        const SampleOptions& opt, int batch, const Ops& ops,
+                                        const std::function<void(size_t, const std::vector<std::string>&)>& on_batch) {
+    if (batch < 1) fail("answer_prompts: batch %d: use at least 1", batch);
+    const std::vector<int32_t> stops = end_of_turn_ids(tok);
+    std::vector<std::string> answers;
+    for (size_t first = 0; first < prompts.size(); first += batch) {
+        const size_t n = std::min(prompts.size() - first, (size_t)batch);
+        const std::vector<std::vector<int32_t>> some(prompts.begin() + first, prompts.begin() + first + n);
+        std::vector<std::string> done;
+        for (const std::vector<int32_t>& ids : generate(m, some, opt, stops, nullptr, ops)) done.push_back(decode(tok, ids));
+        if (on_batch) on_batch(first, done);
+        answers.insert(answers.end(), done.begin(), done.end());
+    }
+    return answers;
+}

@@ -1,0 +1,23 @@
+// The model's answers to conversations, as ./train's sample evaluation and ./generate --data ask for
+// them: each conversation rendered by the chat template with the generation prompt (as training
+// renders the prompt part of an example), answered until the model ends its turn, and decoded.
+#pragma once
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "model/generate.h"
+#include "tokenizer/tokenizer.h"
+
+// The token ids of a conversation's prompt: rendered with the generation prompt, BOS first where
+// the tokenizer has one.
+std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& chat, const std::vector<ChatMessage>& prompt);
+
+// Answers every prompt (token ids from encode_prompt), `batch` sequences at a time in the given
+// order; each batch is one generate() call. on_batch(first, answers), when given, sees each batch's
+// answers as soon as they are done (first: the index of its first prompt), so that a caller can
+// write them out before the next batch starts. Returns all answers, in the prompts' order.
+std::vector<std::string> answer_prompts(const Model& m, const Tokenizer& tok, const std::vector<std::vector<int32_t>>& prompts,
+                                        const SampleOptions& opt, int batch, const Ops& ops,
+                                        const std::function<void(size_t first, const std::vector<std::string>& answers)>&
+                                            on_batch = nullptr);
