@@ -221,7 +221,13 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     for (const Record& r : se.held_out) prompts.push_back(encode_prompt(*se.tok, se.chat, record_prompt(r)));
     SampleOptions so;
     so.max_new_tokens = 64;
-    const std::vector<std::string> answers = answer_prompts(t.model, *se.tok, prompts, so, (int)prompts.size(), *t.ops);
+    // Generation runs in the training workspace's memory: the workspace is released meanwhile and
+    // made again after, and the prompts are answered in batches that need no more than it held, so
+    // sampling never raises the run's memory peak above a training step's.
+    const size_t budget = trainer_release_workspace(t);
+    const std::vector<std::string> answers =
+        answer_prompts(t.model, *se.tok, prompts, so, (int)prompts.size(), budget, *t.ops);
+    trainer_restore_workspace(t);
     TaskScore score = score_answers(se.held_out, answers);
     printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%), JSON fields %.1f%%\n",
            when, score.n, now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate(), 100 * score.field_rate());

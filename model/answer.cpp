@@ -7,18 +7,25 @@ std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& cha
 }
 
 std::vector<std::string> answer_prompts(const Model& m, const Tokenizer& tok, const std::vector<std::vector<int32_t>>& prompts,
-                                        const SampleOptions& opt, int batch, const Ops& ops,
+                                        const SampleOptions& opt, int batch, size_t max_bytes, const Ops& ops,
                                         const std::function<void(size_t, const std::vector<std::string>&)>& on_batch) {
     if (batch < 1) fail("answer_prompts: batch %d: use at least 1", batch);
     const std::vector<int32_t> stops = end_of_turn_ids(tok);
     std::vector<std::string> answers;
-    for (size_t first = 0; first < prompts.size(); first += batch) {
-        const size_t n = std::min(prompts.size() - first, (size_t)batch);
-        const std::vector<std::vector<int32_t>> some(prompts.begin() + first, prompts.begin() + first + n);
+    for (size_t first = 0; first < prompts.size();) {
+        std::vector<std::vector<int32_t>> some = {prompts[first]};
+        while (first + some.size() < prompts.size() && (int)some.size() < batch) {
+            some.push_back(prompts[first + some.size()]);
+            if (max_bytes && generate_bytes(m, some, opt, ops.act_size) > max_bytes) {
+                some.pop_back();
+                break;
+            }
+        }
         std::vector<std::string> done;
         for (const std::vector<int32_t>& ids : generate(m, some, opt, stops, nullptr, ops)) done.push_back(decode(tok, ids));
         if (on_batch) on_batch(first, done);
         answers.insert(answers.end(), done.begin(), done.end());
+        first += some.size();
     }
     return answers;
 }

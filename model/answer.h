@@ -13,11 +13,13 @@
 // the tokenizer has one.
 std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& chat, const std::vector<ChatMessage>& prompt);
 
-// Answers every prompt (token ids from encode_prompt), `batch` sequences at a time in the given
-// order; each batch is one generate() call. on_batch(first, answers), when given, sees each batch's
-// answers as soon as they are done (first: the index of its first prompt), so that a caller can
-// write them out before the next batch starts. Returns all answers, in the prompts' order.
+// Answers every prompt (token ids from encode_prompt), in consecutive batches of at most `batch`
+// prompts that need at most max_bytes of backend memory to generate (generate_bytes; 0: no limit;
+// a prompt that alone needs more is answered alone). Each batch is one generate() call.
+// on_batch(first, answers), when given, sees each batch's answers as soon as they are done (first:
+// the index of its first prompt), so that a caller can write them out before the next batch
+// starts. Returns all answers, in the prompts' order.
 std::vector<std::string> answer_prompts(const Model& m, const Tokenizer& tok, const std::vector<std::vector<int32_t>>& prompts,
-                                        const SampleOptions& opt, int batch, const Ops& ops,
+                                        const SampleOptions& opt, int batch, size_t max_bytes, const Ops& ops,
                                         const std::function<void(size_t first, const std::vector<std::string>& answers)>&
                                             on_batch = nullptr);

@@ -37,48 +37,79 @@ int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng) {
     return idx[keep - 1];
 }
 
+namespace {
+
+// Prefill: every prompt but its last token (no logits are needed there) goes through the layers at
+// once, instead of one step per token: big GEMMs instead of thin ones, and no LM head for prompt
+// positions. The prompts are packed, as training packs examples: their rows one after another,
+// each prompt its own segment, so attention never crosses from one into another (and the attention
+// kernels skip the key blocks of other prompts). Their k and v fill the cache as steps would. A pass
+// takes at most kPrefillRows rows (or one prompt alone, when it is longer), so the activation
+// buffers stay small next to the KV cache.
+constexpr int kPrefillRows = 2048;
+
+struct GeneratePlan {
+    int max_T = 0;            // cache positions per sequence: its prompt and max_new_tokens
+    int rows = 0;             // rows of the activation buffers: the longest pass, or S for the steps
+    std::vector<int> passes;  // prefill pass i takes sequences passes[i] .. passes[i+1]−1
+};
+
+GeneratePlan plan_generate(const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt) {
+    GeneratePlan p;
+    const int S = (int)prompts.size();
+    p.rows = S;
+    for (int s = 0, in_pass = 0; s < S; s++) {
+        if (prompts[s].empty()) fail("generate: empty prompt");
+        p.max_T = std::max(p.max_T, (int)prompts[s].size() + opt.max_new_tokens);
+        const int n = (int)prompts[s].size() - 1;
+        if (p.passes.empty() || (in_pass > 0 && in_pass + n > kPrefillRows)) p.passes.push_back(s), in_pass = 0;
+        p.rows = std::max(p.rows, in_pass += n);
+    }
+    p.passes.push_back(S);
+    return p;
+}
+
+// Elements of the K (or the V) cache: per layer [S, max_T, kv_dim], as attention_decode reads it.
+size_t cache_elems(const ModelConfig& c, int S, int max_T) { return (size_t)S * max_T * c.kv_dim() * c.n_layers; }
+
+}  // namespace
+
+size_t generate_bytes(const Model& m, const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt,
+                      size_t act_size) {
+    const int S = (int)prompts.size();
+    if (S == 0 || opt.max_new_tokens <= 0) return 0;
+    const GeneratePlan p = plan_generate(prompts, opt);
+    const ModelConfig& c = m.cfg;
+    // The caches; the layer's activations, x and the int buffers (tok, pos, slot, seg) for `rows`
+    // rows; the logits and lengths of S sequences: what generate() allocates below.
+    return (2 * cache_elems(c, S, p.max_T) + (size_t)p.rows * c.dim + (size_t)S * c.vocab_size) * act_size +
+           layer_acts_bytes(m, p.rows, act_size) + (4 * (size_t)p.rows + S) * sizeof(int32_t);
+}
+
 std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
                                            const SampleOptions& opt, const std::vector<int32_t>& stop_ids,
                                            const std::function<void(int, int32_t)>& on_token, const Ops& ops) {
     const ModelConfig& c = m.cfg;
     Pass P(m, ops, nullptr, 0.0f, 0);
     int S = (int)prompts.size(), C = c.dim, KV = c.kv_dim(), V = c.vocab_size;
-    int max_T = 0;
-    for (const auto& p : prompts) {
-        if (p.empty()) fail("generate: empty prompt");
-        max_T = std::max(max_T, (int)p.size() + opt.max_new_tokens);
-    }
     std::vector<std::vector<int32_t>> out(S);
     if (S == 0 || opt.max_new_tokens <= 0) return out;
-    // Prefill: every prompt but its last token (no logits are needed there) goes through the layers
-    // at once, instead of one step per token: big GEMMs instead of thin ones, and no LM head for
-    // prompt positions. The prompts are packed, as training packs examples: their rows one after
-    // another, each prompt its own segment, so attention never crosses from one into another (and
-    // the attention kernels skip the key blocks of other prompts). Their k and v fill the cache as
-    // steps would. A pass takes at most kPrefillRows rows (or one prompt alone, when it is longer),
-    // so the activation buffers stay small next to the KV cache, also when ./train samples while its
-    // own buffers are allocated. passes[i] is the first sequence of pass i.
-    constexpr int kPrefillRows = 2048;
-    std::vector<int> passes;
-    int rows = S;
-    for (int s = 0, in_pass = 0; s < S; s++) {
-        const int n = (int)prompts[s].size() - 1;
-        if (passes.empty() || (in_pass > 0 && in_pass + n > kPrefillRows)) passes.push_back(s), in_pass = 0;
-        rows = std::max(rows, in_pass += n);
-    }
-    passes.push_back(S);
-    // Cache layout per layer: [S, max_T, kv_dim], as attention_decode reads it.
-    size_t layer_cache = (size_t)S * max_T * KV;
+    const GeneratePlan plan = plan_generate(prompts, opt);
+    const int max_T = plan.max_T, rows = plan.rows;
+    const std::vector<int>& passes = plan.passes;
+    // What generate_bytes counts: the K and V caches; one set of layer activations, refilled by every
+    // layer (nothing is kept for a backward), and the residual stream x, which each layer updates in
+    // place; the logits of the sequences; the rows' tokens, positions, cache slots and segments, and
+    // the sequences' lengths.
+    const size_t layer_cache = cache_elems(c, S, max_T) / c.n_layers;
     const Mem M = Mem::activations;
-    Buffer kc = act_buffer(ops, layer_cache * c.n_layers, M), vc = act_buffer(ops, layer_cache * c.n_layers, M);
-    // One set of layer activations, refilled by every layer (nothing is kept for a backward), and
-    // the residual stream, which each layer updates in place.
+    Buffer kc = act_buffer(ops, cache_elems(c, S, max_T), M), vc = act_buffer(ops, cache_elems(c, S, max_T), M);
     LayerActs A;
     layer_acts_init(A, m, rows, ops);
     Buffer x = act_buffer(ops, (size_t)rows * C, M), dlogits = act_buffer(ops, (size_t)S * V, M),
-           dtok(ops, rows * sizeof(int32_t), M), dpos(ops, rows * sizeof(int32_t), M), dlen(ops, S * sizeof(int32_t), M),
-           dslot(ops, rows * sizeof(int32_t), M);
-    std::vector<int32_t> tok(rows), pos(rows), len(S), slot(rows);  // slot: the cache row [s, pos] of each row
+           dtok(ops, rows * sizeof(int32_t), M), dpos(ops, rows * sizeof(int32_t), M),
+           dslot(ops, rows * sizeof(int32_t), M), dseg(ops, rows * sizeof(int32_t), M), dlen(ops, S * sizeof(int32_t), M);
+    std::vector<int32_t> tok(rows), pos(rows), slot(rows), seg(rows), len(S);  // slot: the cache row [s, pos] of each row
 
     // Every layer on n rows (tokens tok, positions pos, cache slots slot, uploaded by this call): each
     // row's k and v go into the cache at its slot, then attend(K, V, layer) fills A.att from A.q (K,
@@ -98,8 +129,6 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             });
     };
 
-    Buffer dseg(ops, rows * sizeof(int32_t), M);
-    std::vector<int32_t> seg(rows);
     for (size_t p = 0; p + 1 < passes.size(); p++) {
         int n = 0;
         for (int s = passes[p]; s < passes[p + 1]; s++)

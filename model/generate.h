@@ -24,6 +24,11 @@ int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng);
 // per step, so the weights are read once per step for all of them. on_token(seq, id), when given,
 // sees each new token as it comes (streaming). LoRA adapters of the model are applied as in
 // training. Runs on `ops` (the model must be on it: model_upload).
+// The backend memory generate() allocates for these prompts (act_size: the backend's storage
+// type): the KV cache and the buffers of its passes.
+size_t generate_bytes(const Model& m, const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt,
+                      size_t act_size);
+
 std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
                                            const SampleOptions& opt, const std::vector<int32_t>& stop_ids,
                                            const std::function<void(int, int32_t)>& on_token = nullptr,

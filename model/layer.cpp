@@ -15,27 +15,54 @@
 // add the adapter path when that weight is adapted: one mechanism for every projection.
 #include "model/layer.h"
 
-void layer_acts_init(LayerActs& a, const Model& m, size_t N, const Ops& ops) {
+#include <vector>
+
+namespace {
+
+// Every LayerActs buffer with its size for N rows: elements, and whether they are FP32 (norm
+// statistics, lse) or the storage type. One table for allocating and for counting bytes.
+struct ActSize {
+    Buffer LayerActs::*buf;
+    size_t n;
+    bool fp32;
+};
+std::vector<ActSize> layer_act_sizes(const Model& m, size_t N) {
     const ModelConfig& c = m.cfg;
     const size_t C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
-    const Mem M = Mem::activations;
-    auto act = [&](size_t n) { return act_buffer(ops, n, M); };
-    auto f32 = [&](size_t n) { return Buffer(ops, n * sizeof(float), M); };
-    a.ln1 = act(N * C); a.rstd1 = f32(N); a.q = act(N * Q); a.k = act(N * KV); a.v = act(N * KV);
-    a.att = act(N * Q); a.lse = f32(N * c.n_heads); a.x_mid = act(N * C); a.ln2 = act(N * C);
-    a.rstd2 = f32(N); a.gate = act(N * F); a.up = act(N * F); a.h = act(N * F);
-    const size_t qk = c.qk_norm ? 1 : 0;
-    a.q_pre = act(qk * N * Q); a.k_pre = act(qk * N * KV);
-    a.rstd_q = f32(qk * N * c.n_heads); a.rstd_k = f32(qk * N * c.n_kv_heads);
-    const size_t post = c.post_norms ? 1 : 0;
-    a.o = act(post * N * C); a.d = act(post * N * C); a.rstd_o = f32(post * N); a.rstd_d = f32(post * N);
+    const size_t qk = c.qk_norm ? 1 : 0, post = c.post_norms ? 1 : 0;
     auto u = [&](std::initializer_list<LoraTarget> group) {
         size_t n = 0;
         for (LoraTarget t : group) n += m.has_adapters() && m.lora.has(t) ? N * m.lora.rank : 0;
-        return act(n);
+        return n;
     };
-    a.u_qkv = u({LORA_Q, LORA_K, LORA_V}), a.u_o = u({LORA_O}), a.u_gate_up = u({LORA_GATE, LORA_UP});
-    a.u_down = u({LORA_DOWN});
+    using L = LayerActs;
+    return {{&L::ln1, N * C, false},     {&L::rstd1, N, true},       {&L::q, N * Q, false},
+            {&L::k, N * KV, false},      {&L::v, N * KV, false},     {&L::att, N * Q, false},
+            {&L::lse, N * c.n_heads, true},                          {&L::x_mid, N * C, false},
+            {&L::ln2, N * C, false},     {&L::rstd2, N, true},       {&L::gate, N * F, false},
+            {&L::up, N * F, false},      {&L::h, N * F, false},
+            // QK-norm
+            {&L::q_pre, qk * N * Q, false}, {&L::k_pre, qk * N * KV, false},
+            {&L::rstd_q, qk * N * c.n_heads, true}, {&L::rstd_k, qk * N * c.n_kv_heads, true},
+            // post norms
+            {&L::o, post * N * C, false}, {&L::d, post * N * C, false}, {&L::rstd_o, post * N, true},
+            {&L::rstd_d, post * N, true},
+            // the adapters' x·Aᵀ of each linear group
+            {&L::u_qkv, u({LORA_Q, LORA_K, LORA_V}), false}, {&L::u_o, u({LORA_O}), false},
+            {&L::u_gate_up, u({LORA_GATE, LORA_UP}), false}, {&L::u_down, u({LORA_DOWN}), false}};
+}
+
+}  // namespace
+
+void layer_acts_init(LayerActs& a, const Model& m, size_t N, const Ops& ops) {
+    for (const ActSize& s : layer_act_sizes(m, N))
+        a.*s.buf = s.fp32 ? Buffer(ops, s.n * sizeof(float), Mem::activations) : act_buffer(ops, s.n, Mem::activations);
+}
+
+size_t layer_acts_bytes(const Model& m, size_t N, size_t act_size) {
+    size_t bytes = 0;
+    for (const ActSize& s : layer_act_sizes(m, N)) bytes += s.n * (s.fp32 ? sizeof(float) : act_size);
+    return bytes;
 }
 
 void layer_forward(const Pass& P, int l, int N, const act* x, act* out, const int32_t* pos, LayerActs& A,

@@ -6,8 +6,10 @@
 
 #include "model/linear.h"
 
-// One layer's activations for N rows, in the backend's memory (zero-filled).
+// One layer's activations for N rows, in the backend's memory (zero-filled), and their bytes
+// (act_size: the backend's storage type).
 void layer_acts_init(LayerActs& a, const Model& m, size_t N, const Ops& ops);
+size_t layer_acts_bytes(const Model& m, size_t N, size_t act_size);
 
 // The attention of layer l: reads A.q, A.k, A.v (after QK-norm and RoPE), writes A.att, and A.lse
 // when a backward will follow. Training attends within the batch's sequences; decoding first puts

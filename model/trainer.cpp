@@ -171,6 +171,20 @@ std::vector<float> trainer_gradients(const Trainer& t) {
     return g;
 }
 
+size_t trainer_release_workspace(Trainer& t) {
+    const size_t bytes = t.ws.bytes();
+    Workspace idle;  // no buffers; the shape to make again
+    idle.max_B = t.ws.max_B;
+    idle.max_T = t.ws.max_T;
+    idle.recompute = t.ws.recompute;
+    t.ws = std::move(idle);
+    return bytes;
+}
+
+void trainer_restore_workspace(Trainer& t) {
+    workspace_init(t.ws, t.model, t.ws.max_B, t.ws.max_T, t.ws.recompute, *t.ops);
+}
+
 MemoryUse trainer_memory(const Trainer& t) {
     MemoryUse m;
     m.gradients = t.grads.bytes;

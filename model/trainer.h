@@ -72,6 +72,10 @@ std::vector<float> trainer_gradients(const Trainer& t);
 StepResult trainer_step(Trainer& t);
 // Weighted mean loss over `examples` (no dropout, no gradients).
 double trainer_evaluate(Trainer& t, const std::vector<Example>& examples);
+// The workspace is idle between steps, so generation (train.cu's sample evaluation) can have its
+// memory: release frees it and returns its bytes, restore makes it again, of the same shape.
+size_t trainer_release_workspace(Trainer& t);
+void trainer_restore_workspace(Trainer& t);
 
 // Bytes of each part of the training state, for the memory table.
 struct MemoryUse {

@@ -3,6 +3,7 @@
 #include <cstring>
 #include <filesystem>
 
+#include "model/generate.h"
 #include "model/trainer.h"
 #include "tests/test_util.h"
 
@@ -84,6 +85,31 @@ TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit")
         CHECK(full.opt.v.bytes == second.opt.v.bytes);
         CHECK(memcmp(full.opt.v.p, second.opt.v.p, full.opt.v.bytes) == 0);
     }
+}
+
+// ./train's sample evaluation generates between steps in the workspace's memory (train.cu): the
+// workspace is released, answers are generated within its bytes, and it is made again. Training
+// then goes on exactly as without the pause, and the memory peak stays what the steps hold.
+TEST_CASE("generating in the released workspace between steps: same training, no higher memory peak") {
+    std::string dir = temp_dir("sample-pause");
+    Trainer plain, paused;
+    setup(plain, Method::Lora, dir + "/a");
+    setup(paused, Method::Lora, dir + "/b");
+    for (int s = 0; s < 3; s++) CHECK(trainer_step(paused).loss == trainer_step(plain).loss);
+    const Ops& ops = cpu_ops();
+    const size_t held = ops.mem_stats().total(), ws = paused.ws.bytes();
+    ops.reset_peak();
+    CHECK(trainer_release_workspace(paused) == ws);
+    CHECK(ops.mem_stats().total() == held - ws);
+    SampleOptions so;
+    so.max_new_tokens = 8;
+    const std::vector<std::vector<int32_t>> prompts = {{5, 6, 7}, {8, 9}, {10, 11, 12, 13}};
+    REQUIRE(generate_bytes(paused.model, prompts, so, ops.act_size) <= ws);
+    CHECK(generate(paused.model, prompts, so, {}).size() == 3);
+    trainer_restore_workspace(paused);
+    CHECK(paused.ws.bytes() == ws);
+    CHECK(ops.mem_stats().peak_total <= held);
+    while (plain.step < plain.total_steps) CHECK(trainer_step(paused).loss == trainer_step(plain).loss);
 }
 
 TEST_CASE("checkpoints: keep-last prunes, a half-written .tmp directory is never picked") {

@@ -75,6 +75,27 @@ TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full
     }
 }
 
+// generate_bytes counts what generate() allocates, to the byte: the KV cache, and buffers for the
+// longest prefill pass (one pass; two passes of 2048 rows at most) or the steps' rows; with LoRA,
+// QK-norm and post norms (their buffers are sized by the config).
+TEST_CASE("generate_bytes is the memory generate allocates") {
+    SampleOptions so;
+    so.max_new_tokens = 5;
+    vector<vector<int32_t>> long_prompts(3, vector<int32_t>(900, 7));
+    for (const char* preset : {"tiny", "tiny-qwen3", "tiny-gemma3"}) {
+        CAPTURE(preset);
+        Model m = decoding_model(config_preset(preset));
+        for (const vector<vector<int32_t>>& prompts :
+             {vector<vector<int32_t>>{{1}, {2}}, vector<vector<int32_t>>{{1, 2, 3, 4, 5}, {7}, {9, 8, 7}}, long_prompts}) {
+            const Ops& ops = cpu_ops();
+            const size_t live = ops.mem_stats().total();
+            ops.reset_peak();
+            generate(m, prompts, so, {});
+            CHECK(ops.mem_stats().peak_total - live == generate_bytes(m, prompts, so, ops.act_size));
+        }
+    }
+}
+
 TEST_CASE("sample_token: top-k 1 is greedy, top-p keeps the nucleus, same seed same draw") {
     vector<float> logits = {0.0f, 3.0f, 1.0f, 2.9f};
     SampleOptions so;
@@ -117,17 +138,30 @@ TEST_CASE("answer_prompts: batches answer as each prompt alone would, in order, 
     CHECK(rendered.substr(rendered.size() - 22) == "<|im_start|>assistant\n");
     SampleOptions so;
     so.max_new_tokens = 12;
-    const vector<std::string> whole = answer_prompts(m, im.tok, prompts, so, 5, cpu_ops());
+    const vector<std::string> whole = answer_prompts(m, im.tok, prompts, so, 5, 0, cpu_ops());
     vector<size_t> firsts;
     vector<std::string> reported;
     const vector<std::string> batched =
-        answer_prompts(m, im.tok, prompts, so, 2, cpu_ops(), [&](size_t first, const vector<std::string>& a) {
+        answer_prompts(m, im.tok, prompts, so, 2, 0, cpu_ops(), [&](size_t first, const vector<std::string>& a) {
             firsts.push_back(first);
             reported.insert(reported.end(), a.begin(), a.end());
         });
     CHECK(batched == whole);
     CHECK(reported == whole);
     CHECK(firsts == vector<size_t>{0, 2, 4});
+    // A memory budget forms the batches too: here, room for the first two prompts' generation.
+    const size_t budget = generate_bytes(m, {prompts[0], prompts[1]}, so, cpu_ops().act_size);
+    firsts.clear();
+    CHECK(answer_prompts(m, im.tok, prompts, so, 5, budget, cpu_ops(), [&](size_t first, const vector<std::string>&) {
+              firsts.push_back(first);
+          }) == whole);
+    REQUIRE(firsts.size() >= 2);
+    CHECK(firsts[1] == 2);
+    firsts.push_back(prompts.size());
+    for (size_t b = 0; b + 1 < firsts.size(); b++) {  // each batch within the budget, or one prompt alone
+        const vector<vector<int32_t>> some(prompts.begin() + firsts[b], prompts.begin() + firsts[b + 1]);
+        CHECK((some.size() == 1 || generate_bytes(m, some, so, cpu_ops().act_size) <= budget));
+    }
     size_t answered = 0;
     for (size_t i = 0; i < prompts.size(); i++) {
         CHECK(whole[i] == decode(im.tok, generate(m, {prompts[i]}, so, end_of_turn_ids(im.tok))[0]));

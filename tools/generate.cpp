@@ -54,7 +54,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
     FILE* out = run.out.empty() ? stdout : fopen(run.out.c_str(), "w");
     if (!out) fail("--out %s: cannot write the file", run.out.c_str());
     const double t0 = now_seconds();
-    std::vector<std::string> answers = answer_prompts(m, tok, prompts, so, run.batch, ops,
+    std::vector<std::string> answers = answer_prompts(m, tok, prompts, so, run.batch, 0, ops,
                                                       [&](size_t first, const std::vector<std::string>& done) {
         for (size_t i = 0; i < done.size(); i++) {
             const Record& r = records[first + i];
