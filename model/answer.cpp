@@ -6,6 +6,23 @@ std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& cha
     return encode_with_bos(tok, chat_render(chat, prompt, true));
 }
 
+std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ChatTemplate& chat,
+                                        std::vector<ChatMessage>& conversation, int context, int max_new) {
+    const size_t first = !conversation.empty() && conversation[0].role == "system" ? 1 : 0;
+    for (;;) {
+        std::vector<int32_t> ids = encode_prompt(tok, chat, conversation);
+        if (context <= 0 || (int)ids.size() + max_new <= context) return ids;
+        if (conversation.size() - first <= 1)
+            fail("the message makes a prompt of %zu tokens; with %d tokens of answer that is more than the model's "
+                 "context of %d: send a shorter one (or lower --max-tokens)", ids.size(), max_new, context);
+        // The oldest exchange: its user turn and the assistant's answer (so that the conversation
+        // still starts with a user turn, as templates expect).
+        conversation.erase(conversation.begin() + first);
+        while (conversation.size() - first > 1 && conversation[first].role == "assistant")
+            conversation.erase(conversation.begin() + first);
+    }
+}
+
 std::vector<std::string> answer_prompts(const Model& m, const Tokenizer& tok, const std::vector<std::vector<int32_t>>& prompts,
                                         const SampleOptions& opt, int batch, size_t max_bytes, const Ops& ops,
                                         const std::function<void(size_t, const std::vector<std::string>&)>& on_batch) {

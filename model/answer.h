@@ -13,6 +13,13 @@
 // the tokenizer has one.
 std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& chat, const std::vector<ChatMessage>& prompt);
 
+// A chat's next prompt: the conversation (ending with the user's new turn) encoded as by
+// encode_prompt, after dropping its oldest exchanges from `conversation` (a system prompt stays)
+// until the prompt and max_new more tokens fit `context` positions (0: no limit). Fails, naming
+// the sizes, when the new turn alone does not fit.
+std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ChatTemplate& chat,
+                                        std::vector<ChatMessage>& conversation, int context, int max_new);
+
 // Answers every prompt (token ids from encode_prompt), in consecutive batches of at most `batch`
 // prompts that need at most max_bytes of backend memory to generate (generate_bytes; 0: no limit;
 // a prompt that alone needs more is answered alone). Each batch is one generate() call.

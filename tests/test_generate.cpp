@@ -169,3 +169,26 @@ TEST_CASE("answer_prompts: batches answer as each prompt alone would, in order, 
     }
     CHECK(answered > 0);
 }
+
+TEST_CASE("encode_chat_prompt: the oldest exchanges go when the conversation outgrows the context") {
+    const Tokenizer tok = import_hf_dir("tests/fixtures/convert/tiny_llama_hf").tok;
+    const ChatTemplate& ct = tok.chat_template;
+    const vector<ChatMessage> whole = {{"system", "be brief"}, {"user", "first question"}, {"assistant", "first answer"},
+                                       {"user", "second question"}, {"assistant", "second answer"},
+                                       {"user", "third question"}};
+    vector<ChatMessage> conv = whole;
+    CHECK(encode_chat_prompt(tok, ct, conv, 0, 10) == encode_prompt(tok, ct, whole));  // no limit: all kept
+    CHECK(conv.size() == 6);
+    // Room for the system prompt and the last two exchanges: the first exchange goes, the system stays.
+    const vector<ChatMessage> kept = {whole[0], whole[3], whole[4], whole[5]};
+    const int fits = (int)encode_prompt(tok, ct, kept).size() + 10;
+    CHECK(encode_chat_prompt(tok, ct, conv, fits, 10) == encode_prompt(tok, ct, kept));
+    CHECK(conv.size() == 4);
+    CHECK(conv[1].content == "second question");
+    // One token less: the second exchange goes too.
+    conv = whole;
+    CHECK(encode_chat_prompt(tok, ct, conv, fits - 1, 10) == encode_prompt(tok, ct, {whole[0], whole[5]}));
+    // Not even the new message fits: an error naming the sizes.
+    conv = whole;
+    CHECK_THROWS_WITH(encode_chat_prompt(tok, ct, conv, 12, 10), doctest::Contains("more than the model's context of 12"));
+}

@@ -4,8 +4,13 @@
 //   ./generate --raw --prompt "Once upon a time"                     (plain continuation)
 //   ./generate --lora out/ckpt-00000100/adapter.lora --prompt "..." --temperature 0.7 --top-p 0.9
 //   ./generate --lora out/final/adapter.lora --data test.jsonl --out answers.jsonl
+//   ./generate --chat --system "You are terse."                   (a conversation on stdin)
+#include <unistd.h>
+
 #include <cstdio>
 #include <cstdlib>
+#include <iostream>
+#include <stdexcept>
 #include <string>
 
 #include "data/default_task.h"
@@ -77,12 +82,71 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
     fprintf(stderr, "\n");
 }
 
+// Generates from `ids`, printing the tokens as they come; returns them. Tokens can end mid UTF-8
+// character: bytes are printed as they come, the terminal joins them. An answer's first token
+// loses the space a SentencePiece tokenizer writes before words, as decode() does; a raw
+// continuation keeps it.
+std::vector<int32_t> stream_answer(const Model& m, const Tokenizer& tok, const std::vector<int32_t>& ids,
+                                   const SampleOptions& so, bool answer, const Ops& ops) {
+    double t0 = now_seconds(), first = 0;
+    size_t n = 0;
+    std::vector<int32_t> out = generate(m, {ids}, so, end_of_turn_ids(tok), [&](int, int32_t id) {
+        if (!n++) first = now_seconds();
+        const std::string b = n == 1 && answer ? decode(tok, {id}) : decode_token(tok, id);
+        fwrite(b.data(), 1, b.size(), stdout);
+        fflush(stdout);
+    }, ops)[0];
+    double dt = now_seconds() - first;
+    fprintf(stderr, "\n[%zu prompt tokens, %zu generated; prefill %.2fs, %.1f tokens/s]\n", ids.size(), n,
+            first - t0, n > 1 ? (n - 1) / dt : 0.0);
+    return out;
+}
+
+// --chat: a conversation on stdin, one user message per line, each answer streamed and kept in the
+// conversation; its oldest exchanges are dropped when it outgrows the model's context.
+void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const std::string& system,
+          const SampleOptions& so, const Ops& ops) {
+    std::vector<ChatMessage> conversation;
+    if (!system.empty()) conversation.push_back({"system", system});
+    const bool tty = isatty(0);
+    if (tty) fprintf(stderr, "one message per line; /reset starts over, /exit or Ctrl-D ends\n");
+    std::string line;
+    for (int turn = 0;; turn++) {
+        if (tty) fprintf(stderr, "> ");
+        if (!std::getline(std::cin, line)) break;
+        if (!line.empty() && line.back() == '\r') line.pop_back();
+        if (line.find_first_not_of(" \t") == std::string::npos) continue;
+        if (line == "/exit") break;
+        if (line == "/reset") {
+            conversation.resize(system.empty() ? 0 : 1);
+            continue;
+        }
+        conversation.push_back({"user", line});
+        const size_t before = conversation.size();
+        std::vector<int32_t> ids;
+        try {
+            ids = encode_chat_prompt(tok, ct, conversation, m.cfg.max_seq_len, so.max_new_tokens);
+        } catch (const std::runtime_error& e) {  // this message does not fit: the chat goes on without it
+            fprintf(stderr, "%s\n", e.what());
+            conversation.pop_back();
+            continue;
+        }
+        if (conversation.size() < before)
+            fprintf(stderr, "[%zu earlier messages dropped: the conversation outgrew the context of %d tokens]\n",
+                    before - conversation.size(), m.cfg.max_seq_len);
+        SampleOptions turn_so = so;
+        turn_so.seed = so.seed + turn;  // another draw each turn when sampling
+        conversation.push_back({"assistant", decode(tok, stream_answer(m, tok, ids, turn_so, true, ops))});
+        fputs("\n", stdout);  // the next answer on a line of its own
+    }
+}
+
 }  // namespace
 
 static int run(int argc, char** argv) {
     std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl,
                 device = "auto";
-    bool raw = false;
+    bool raw = false, chatting = false;
     DataRun data_run;
     SampleOptions so;
     so.max_new_tokens = 256;
@@ -95,6 +159,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--system")) system = args.value();
         else if (args.is("--template")) tmpl = args.value();
         else if (args.is("--raw")) raw = true;
+        else if (args.is("--chat")) chatting = true;
         else if (args.is("--max-tokens")) so.max_new_tokens = args.integer();
         else if (args.is("--temperature")) so.temperature = (float)args.number();
         else if (args.is("--top-k")) so.top_k = args.integer();
@@ -110,6 +175,7 @@ static int run(int argc, char** argv) {
                    "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N] [--device auto|cpu|cuda]\n"
                    "       ./generate [...] --data FILE.jsonl [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
+                   "       ./generate [...] --chat [--system TEXT]\n"
                    "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
                    "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n"
                    "--data answers every line of a jsonl file in the training formats (instruction/input,\n"
@@ -117,19 +183,23 @@ static int run(int argc, char** argv) {
                    "greedy unless --temperature. Each answer is written as it is done, one line\n"
                    "{\"line\", \"prompt\", \"answer\", \"reference\"} (to stdout without --out); a line's\n"
                    "final assistant turn or output is its reference, and exact match and JSON-field scores\n"
-                   "against the references are printed at the end.\n");
+                   "against the references are printed at the end.\n"
+                   "--chat holds a conversation: one user message per line on stdin, each answer streamed and\n"
+                   "kept; the oldest exchanges are dropped when it outgrows the model's context. /reset starts\n"
+                   "over, /exit or end of input ends.\n");
             return 0;
         } else args.unknown();
     }
-    if (!data_run.data.empty() && (!prompt.empty() || !system.empty() || raw))
-        fail("--data answers the conversations of a file: --prompt, --system and --raw are for one prompt");
+    if (!data_run.data.empty() && (!prompt.empty() || !system.empty() || raw || chatting))
+        fail("--data answers the conversations of a file: --prompt, --system, --raw and --chat are for one prompt");
+    if (chatting && (!prompt.empty() || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
     if (data_run.batch < 1) fail("--batch %d: use at least 1", data_run.batch);
-    if (data_run.data.empty() && prompt.empty()) {
+    if (data_run.data.empty() && !chatting && prompt.empty()) {
         char buf[4096];
         size_t n;
         while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) prompt.append(buf, n);
     }
-    if (data_run.data.empty() && prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
+    if (data_run.data.empty() && !chatting && prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
     if (tok_path.empty()) tok_path = tokenizer_beside(model_path);
     Tokenizer tok = tokenizer_load_any(tok_path);
     ModelConfig cfg;
@@ -150,6 +220,10 @@ static int run(int argc, char** argv) {
         answer_file(m, tok, ct, so, data_run, ops);
         return 0;
     }
+    if (chatting) {
+        chat(m, tok, ct, system, so, ops);
+        return 0;
+    }
     std::string text = prompt;
     if (!raw) {
         std::vector<ChatMessage> msgs;
@@ -157,22 +231,7 @@ static int run(int argc, char** argv) {
         msgs.push_back({"user", prompt});
         text = chat_render(ct, msgs, true);
     }
-    std::vector<int32_t> ids = encode_with_bos(tok, text, !raw);
-    std::vector<int32_t> stops = end_of_turn_ids(tok);
-    double t0 = now_seconds(), first = 0;
-    size_t n = 0;
-    // Tokens can end mid UTF-8 character: print bytes as they come, the terminal joins them. An
-    // answer's first token loses the space a SentencePiece tokenizer writes before words, as
-    // decode() does; a raw continuation keeps it.
-    generate(m, {ids}, so, stops, [&](int, int32_t id) {
-        if (!n++) first = now_seconds();
-        const std::string b = n == 1 && !raw ? decode(tok, {id}) : decode_token(tok, id);
-        fwrite(b.data(), 1, b.size(), stdout);
-        fflush(stdout);
-    }, ops);
-    double dt = now_seconds() - first;
-    fprintf(stderr, "\n[%zu prompt tokens, %zu generated; prefill %.2fs, %.1f tokens/s]\n", ids.size(), n,
-            first - t0, n > 1 ? (n - 1) / dt : 0.0);
+    stream_answer(m, tok, encode_with_bos(tok, text, !raw), so, !raw, ops);
     return 0;
 }
 
