@@ -252,6 +252,30 @@ void eval_and_print(Trainer& t, const char* when, FILE* csv, bool during) {
     }
 }
 
+// Before anything big is allocated: when the estimate says this run needs more memory than the
+// backend has free, fail with the memory table and the changes of flags that would fit, instead
+// of an out-of-memory error part way in (or, on the CPU, the kernel's OOM killer).
+void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) {
+    const size_t available = memory_available(ops);
+    if (available == 0) return;  // unknown
+    const MemorySpec spec = memory_spec(t.model, tc, trainer_seq_len(tc, t.train, t.val),
+                                        ops.host ? Backend::Cpu : Backend::Cuda);
+    const MemoryEstimate e = memory_estimate(spec);
+    // On the CPU the weights and adapters are host memory already (loaded above): in the capacity.
+    const size_t held = ops.host ? e.weights + e.adapters : 0, capacity = available + held;
+    if (e.total() <= capacity) return;
+    print_memory_table(e, nullptr, stdout);
+    std::string fixes;
+    for (const MemoryFix& x : memory_fixes(spec, tc.grad_accum, capacity))
+        fixes += strf("\n  %-40s %s", x.flags.c_str(), format_bytes(x.total).c_str());
+    fail("this run needs %s by the estimate above, and %s has room for %s. %s", format_bytes(e.total()).c_str(),
+         ops.host ? "this machine's memory (what is available, and the model already loaded)" : "the GPU's free memory",
+         format_bytes(capacity).c_str(),
+         fixes.empty() ? "No single change of --recompute, --batch-size, --method or --offload-optimizer fits: "
+                         "combine them, or take a smaller model (./memory estimates any setup)"
+                       : ("Each of these fits:" + fixes).c_str());
+}
+
 int run(int argc, char** argv) {
     Flags f;
     parse_flags(argc, argv, f);
@@ -324,6 +348,7 @@ int run(int argc, char** argv) {
                                                    : ", optimizer offloaded: AdamW runs on the CPU",
            !f.tc.optim.stochastic_rounding ? "" : ops.host ? " (--stochastic-rounding: nothing to round, the CPU backend's weights are FP32)"
                                                            : ", BF16 weights rounded stochastically");
+    check_memory_fits(f.tc, t, ops);
     trainer_init(t, f.tc, ops);
     printf("method: %s, %zu trainable parameters (%.2f%% of %lld)\n", method_name(f.tc.method), t.model.num_trainable(),
            100.0 * t.model.num_trainable() / t.model.cfg.num_params(), (long long)t.model.cfg.num_params());

@@ -162,6 +162,7 @@ struct MemStats {
     size_t peak_total = 0;               // most ever live at once, all categories together
     size_t device_used = 0;  // CUDA: the driver's bytes in use (cudaMemGetInfo total − free: our
                              // allocations + the CUDA context + cuBLAS' own); 0 on the CPU
+    size_t device_total = 0;  // CUDA: the GPU's memory (cudaMemGetInfo total); 0 on the CPU
     size_t total() const;
     void count(Mem c, size_t n);    // an allocation of n bytes (updates the peaks)
     void uncount(Mem c, size_t n);  // its release

@@ -76,18 +76,81 @@ MemorySpec qlora_65b_spec(bool paper) {
     return s;
 }
 
-MemorySpec trainer_memory_spec(const Trainer& t) {
+MemorySpec memory_spec(const Model& m, const TrainConfig& cfg, int T, Backend backend) {
     MemorySpec s;
-    s.cfg = t.model.cfg;
-    s.method = t.model.method;
+    s.cfg = m.cfg;
+    s.method = m.method;
     s.optimizer = OptimKind::AdamW;
-    s.lora = t.model.lora;
-    memory_set_backend(s, t.ops && !t.ops->host ? Backend::Cuda : Backend::Cpu);
-    s.B = t.ws.max_B;
-    s.T = t.ws.max_T;
-    s.recompute = t.ws.recompute;
-    s.offload_optimizer = t.cfg.offload_optimizer && s.backend == Backend::Cuda;
+    s.lora = m.lora;
+    memory_set_backend(s, backend);
+    s.B = cfg.batch.batch_size;
+    s.T = T;
+    s.recompute = cfg.recompute;
+    s.offload_optimizer = cfg.offload_optimizer && backend == Backend::Cuda;
     return s;
+}
+
+MemorySpec trainer_memory_spec(const Trainer& t) {
+    return memory_spec(t.model, t.cfg, t.ws.max_T, t.ops && !t.ops->host ? Backend::Cuda : Backend::Cpu);
+}
+
+std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t capacity) {
+    std::vector<MemoryFix> fixes;
+    auto fits = [&](const MemorySpec& x) { return memory_estimate(x).total() <= capacity; };
+    auto add = [&](const MemorySpec& x, std::string flags) { fixes.push_back({std::move(flags), memory_estimate(x).total()}); };
+    // The largest micro-batch under B that fits and divides B, so that more accumulation keeps the
+    // examples per step: 0 when none does.
+    auto smaller_batch = [&](MemorySpec x) {
+        for (int b = s.B - 1; b >= 1; b--) {
+            if (s.B % b) continue;
+            x.B = b;
+            if (fits(x)) return b;
+        }
+        return 0;
+    };
+    auto batch_flags = [&](int b) { return strf("--batch-size %d --grad-accum %d", b, grad_accum * (s.B / b)); };
+    MemorySpec r = s;
+    r.recompute = true;
+    if (!s.recompute && fits(r)) add(r, "--recompute");
+    if (int b = smaller_batch(s)) {
+        MemorySpec x = s;
+        x.B = b;
+        add(x, batch_flags(b));
+    } else if (!s.recompute && !fits(r)) {
+        if (int b = smaller_batch(r)) {
+            r.B = b;
+            add(r, "--recompute " + batch_flags(b));
+        }
+    }
+    if (s.method != Method::Qlora && s.params == 0) {
+        MemorySpec q = s;  // full → lora (the adapters' defaults), lora → qlora
+        q.method = s.method == Method::Full ? Method::Lora : Method::Qlora;
+        memory_set_backend(q, s.backend);
+        if (fits(q)) add(q, s.method == Method::Full ? "--method lora" : "--method qlora");
+    }
+    if (s.backend == Backend::Cuda && !s.offload_optimizer) {
+        MemorySpec o = s;
+        o.offload_optimizer = true;
+        if (fits(o)) add(o, "--offload-optimizer");
+    }
+    return fixes;
+}
+
+size_t memory_available(const Ops& ops) {
+    if (!ops.host) {
+        const MemStats st = ops.mem_stats();
+        return st.device_total - st.device_used;
+    }
+    // The kernel's estimate of what can be allocated without swapping (page cache it can drop
+    // included); unknown (0) where there is no /proc/meminfo.
+    FILE* f = fopen("/proc/meminfo", "r");
+    if (!f) return 0;
+    char line[256];
+    size_t kb = 0;
+    while (fgets(line, sizeof line, f))
+        if (sscanf(line, "MemAvailable: %zu kB", &kb) == 1) break;
+    fclose(f);
+    return kb * 1024;
 }
 
 size_t nf4_bytes(size_t n, bool double_quant) {

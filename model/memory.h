@@ -9,12 +9,14 @@
 #include <cstdint>
 #include <cstdio>
 #include <string>
+#include <vector>
 
 #include "model/config.h"
 #include "model/lora.h"
 #include "model/model.h"
 
 struct MemoryUse;  // model/trainer.h
+struct TrainConfig;
 struct Trainer;
 
 enum class OptimKind { AdamW, SGD, Momentum };
@@ -53,7 +55,9 @@ void memory_set_backend(MemorySpec& s, Backend b);
 // The rule-of-thumb model: weights, gradients and each optimizer state at `bytes`, no master copy
 // (`--bytes 2`: everything 16-bit, as the "13B × 2 bytes" figures assume). bytes must be 2 or 4.
 void memory_set_uniform_bytes(MemorySpec& s, int bytes);
-// What the trainer `t` holds, as a spec (CPU backend, its model, method, workspace shape).
+// The spec of training `m` with `cfg` on rows of T tokens (trainer_seq_len) on `backend`, and what
+// the trainer `t` holds, as a spec (its model, method, workspace shape, backend).
+MemorySpec memory_spec(const Model& m, const TrainConfig& cfg, int T, Backend backend);
 MemorySpec trainer_memory_spec(const Trainer& t);
 
 struct MemoryEstimate {
@@ -75,6 +79,21 @@ struct MemoryEstimate {
     double inference() const { return weights * 1.2; }  // rule of thumb: weights + 20% (KV cache, buffers)
 };
 MemoryEstimate memory_estimate(const MemorySpec& s);
+
+// Ways to bring a setup that does not fit `capacity` bytes under it, each one change of flags with
+// its estimated total, in this order: --recompute; a smaller micro-batch with more accumulation
+// (the same examples per step), with --recompute when the batch alone is not enough; the next
+// lighter method (full → lora → qlora); --offload-optimizer (CUDA). Only the changes that fit are
+// listed: empty when none does alone.
+struct MemoryFix {
+    std::string flags;
+    size_t total;
+};
+std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t capacity);
+
+// Bytes the backend can still allocate: the GPU's free memory, or the host's available memory
+// (MemAvailable); 0 when unknown.
+size_t memory_available(const Ops& ops);
 // LLaMA-65B QLoRA as the QLoRA paper ran it (r=64 on all linear layers, batch 1 × 512, recompute)
 // with our CUDA dtypes; `paper` = the paper's dtypes (BF16 adapters trained in place, BF16 gradients).
 MemorySpec qlora_65b_spec(bool paper);

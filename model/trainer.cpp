@@ -60,6 +60,19 @@ std::string TrainConfig::signature() const {
     return buf;
 }
 
+int trainer_seq_len(const TrainConfig& cfg, const std::vector<Example>& train, const std::vector<Example>& val) {
+    // With dynamic padding no batch is longer than the longest example: size the activations for
+    // that, not for max_seq_len (SmolLM2's default task: 98 tokens instead of 512, 5x less memory).
+    int T = cfg.batch.max_seq_len;
+    if (!cfg.batch.packing && cfg.batch.padding == Padding::longest) {
+        size_t longest = 2;
+        for (const auto* set : {&train, &val})
+            for (const Example& e : *set) longest = std::max(longest, e.size());
+        T = (int)std::min<size_t>(T, longest);
+    }
+    return T;
+}
+
 void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     if (t.train.empty()) fail("no training examples");
     if (cfg.grad_accum < 1) fail("--grad-accum must be at least 1");
@@ -87,17 +100,8 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     }
     if (t.cfg.optim.warmup_steps == 0 && cfg.warmup_ratio > 0)
         t.cfg.optim.warmup_steps = (int)std::ceil(cfg.warmup_ratio * t.total_steps);
-    // With dynamic padding no batch is longer than the longest example: size the activations for
-    // that, not for max_seq_len (SmolLM2's default task: 98 tokens instead of 512, 5x less memory).
-    int T = cfg.batch.max_seq_len;
-    if (!cfg.batch.packing && cfg.batch.padding == Padding::longest) {
-        size_t longest = 2;
-        for (const auto* set : {&t.train, &t.val})
-            for (const Example& e : *set) longest = std::max(longest, e.size());
-        T = (int)std::min<size_t>(T, longest);
-    }
     model_upload(t.model, ops, true, offloaded(t));
-    workspace_init(t.ws, t.model, cfg.batch.batch_size, T, cfg.recompute, ops);
+    workspace_init(t.ws, t.model, cfg.batch.batch_size, trainer_seq_len(cfg, t.train, t.val), cfg.recompute, ops);
     size_t bytes = t.model.num_trainable() * sizeof(float);
     t.grads = Buffer(ops, bytes, Mem::gradients);
     const Ops& opt_ops = offloaded(t) ? cpu_ops() : ops;  // where AdamW runs and its state lives

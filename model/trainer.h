@@ -63,6 +63,9 @@ struct StepResult {
     float lr = 0;
 };
 
+// Tokens per row the workspace is sized for: max_seq_len, or with dynamic padding the longest
+// example of train and val when shorter.
+int trainer_seq_len(const TrainConfig& cfg, const std::vector<Example>& train, const std::vector<Example>& val);
 // Sets up buffers, the example order and the step count, and puts the model on the backend. The
 // model (with its method set) and the data must already be in `t`.
 void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops);

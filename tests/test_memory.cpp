@@ -246,3 +246,52 @@ TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials of QK-norm 
     s.T = 512;  // 512 × 1024 floats for the hidden-size norms: those are the larger now
     CHECK(memory_estimate(s).backend == cublas + 512 * 16 * 4 + 512 * 1024 * 4);
 }
+
+// What ./train suggests when a run does not fit: each listed change fits, in the documented order,
+// and only changes that fit are listed.
+TEST_CASE("memory_fixes: the single changes of flags that bring a run under the capacity") {
+    MemorySpec s;
+    s.cfg = config_preset("llama-2-7b");
+    s.method = Method::Lora;
+    memory_set_backend(s, Backend::Cuda);
+    s.lora.rank = 16;
+    s.B = 6;
+    s.T = 2048;
+    auto total = [](MemorySpec x) { return memory_estimate(x).total(); };
+    MemorySpec r = s, b3 = s, q = s, o = s;
+    r.recompute = true;
+    b3.B = 3;
+    q.method = Method::Qlora;
+    memory_set_backend(q, Backend::Cuda);
+    o.offload_optimizer = true;
+    REQUIRE(total(r) < total(b3));  // 7B at 6 x 2048: recompute saves more than halving the batch
+    REQUIRE(total(q) < total(s));
+    REQUIRE(total(o) < total(s));
+
+    // Room for exactly the recomputed run: only --recompute fits (halving the batch does not; qlora
+    // and offloading save far less than the activations).
+    vector<MemoryFix> fixes = memory_fixes(s, 2, total(r));
+    REQUIRE(fixes.size() == 1);
+    CHECK(fixes[0].flags == "--recompute");
+    CHECK(fixes[0].total == total(r));
+    // Room for batch 3 (a divisor of 6: 4 and 5 are skipped, so the examples per step stay 6 x 2):
+    // both, recompute first; the accumulation doubles.
+    fixes = memory_fixes(s, 2, total(b3));
+    REQUIRE(fixes.size() == 2);
+    CHECK(fixes[1].flags == "--batch-size 3 --grad-accum 4");
+    CHECK(fixes[1].total == total(b3));
+    // Room for a little less than the recomputed run: recompute needs a smaller batch as well.
+    fixes = memory_fixes(s, 1, total(r) - 1);
+    REQUIRE(!fixes.empty());
+    CHECK(fixes[0].flags == "--recompute --batch-size 3 --grad-accum 2");
+    // Room for everything but the activations' last byte: each change listed fits.
+    fixes = memory_fixes(s, 1, total(s) - 1);
+    vector<std::string> flags;
+    for (const MemoryFix& f : fixes) {
+        CHECK(f.total <= total(s) - 1);
+        flags.push_back(f.flags);
+    }
+    CHECK(flags == vector<std::string>{"--recompute", "--batch-size 3 --grad-accum 2", "--method qlora", "--offload-optimizer"});
+    // Nothing fits a capacity under the weights alone.
+    CHECK(memory_fixes(s, 1, memory_estimate(s).weights / 2).empty());
+}

@@ -88,6 +88,7 @@ Ops make_ops() {
         size_t free_b = 0, total_b = 0;
         CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
         s.device_used = total_b - free_b;
+        s.device_total = total_b;
         return s;
     };
     o.memset0 = [](void* p, size_t bytes) { CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0)); };
