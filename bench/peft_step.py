@@ -138,6 +138,29 @@ def quantize_nf4_in_place(model, torch):
     model.is_loaded_in_4bit = True
 
 
+def hf_model_config(preset, seq, attn, use_cache):
+    """The transformers model class and config of a preset's shape (random init is the caller's)."""
+    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen3Config,
+                              Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
+
+    p = PRESETS[preset]
+    hd = p.get("head_dim", p["dim"] // p["heads"])
+    Config, Model = ((Qwen3Config, Qwen3ForCausalLM) if p.get("qwen3") else
+                     (Gemma3TextConfig, Gemma3ForCausalLM) if p.get("gemma3") else
+                     (SmolLM3Config, SmolLM3ForCausalLM) if p.get("smollm3") else (LlamaConfig, LlamaForCausalLM))
+    extra = ({} if p.get("qwen3") else dict(sliding_window=512, query_pre_attn_scalar=hd) if p.get("gemma3") else
+             dict(mlp_bias=False, no_rope_layer_interval=4) if p.get("smollm3") else dict(mlp_bias=False))
+    cfg = Config(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["ffn"],
+                 num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv"],
+                 head_dim=hd, max_position_embeddings=max(seq, 131072 if "llama3" in p else 2048), rope_theta=p["theta"],
+                 rms_norm_eps=p["eps"], tie_word_embeddings=p["tied"], attention_bias=False, **extra,
+                 attn_implementation=attn, use_cache=use_cache,
+                 rope_scaling=None if "llama3" not in p else {
+                     "rope_type": "llama3", "factor": p["llama3"], "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                     "original_max_position_embeddings": 8192})
+    return Model, cfg
+
+
 def main():
     ap = argparse.ArgumentParser(description="transformers + peft LoRA/QLoRA training step benchmark")
     ap.add_argument("--preset", default="smollm2-135m", choices=sorted(PRESETS))
@@ -180,24 +203,10 @@ def main():
     import peft
     import transformers
     from peft import LoraConfig, get_peft_model
-    from transformers import (Gemma3ForCausalLM, Gemma3TextConfig, LlamaConfig, LlamaForCausalLM, Qwen3Config,
-                              Qwen3ForCausalLM, SmolLM3Config, SmolLM3ForCausalLM)
 
     p = PRESETS[args.preset]
     hd = p.get("head_dim", p["dim"] // p["heads"])
-    Config, Model = ((Qwen3Config, Qwen3ForCausalLM) if p.get("qwen3") else
-                     (Gemma3TextConfig, Gemma3ForCausalLM) if p.get("gemma3") else
-                     (SmolLM3Config, SmolLM3ForCausalLM) if p.get("smollm3") else (LlamaConfig, LlamaForCausalLM))
-    extra = ({} if p.get("qwen3") else dict(sliding_window=512, query_pre_attn_scalar=hd) if p.get("gemma3") else
-             dict(mlp_bias=False, no_rope_layer_interval=4) if p.get("smollm3") else dict(mlp_bias=False))
-    cfg = Config(vocab_size=p["vocab"], hidden_size=p["dim"], intermediate_size=p["ffn"],
-                      num_hidden_layers=p["layers"], num_attention_heads=p["heads"], num_key_value_heads=p["kv"],
-                      head_dim=hd, max_position_embeddings=max(args.seq, 131072 if "llama3" in p else 2048), rope_theta=p["theta"],
-                      rms_norm_eps=p["eps"], tie_word_embeddings=p["tied"], attention_bias=False, **extra,
-                      attn_implementation=args.attn, use_cache=False,
-                      rope_scaling=None if "llama3" not in p else {
-                          "rope_type": "llama3", "factor": p["llama3"], "low_freq_factor": 1.0, "high_freq_factor": 4.0,
-                          "original_max_position_embeddings": 8192})
+    Model, cfg = hf_model_config(args.preset, args.seq, args.attn, use_cache=False)
     print(f"transformers {transformers.__version__}, peft {peft.__version__}, torch {torch.__version__} on {gpu}")
     print(f"{args.preset}: dim {p['dim']}, {p['layers']} layers, {p['heads']}/{p['kv']} heads of {hd}, "
           f"ffn {p['ffn']}, vocab {p['vocab']}{', tied' if p['tied'] else ''}; {method} r={args.rank} "

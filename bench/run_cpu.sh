@@ -6,8 +6,9 @@
 #   bash bench/run_cpu.sh                 # smollm2-135m, batch 4 × 256, r = 16, 3 rounds
 #   PRESET=tiny ROUNDS=1 bash bench/run_cpu.sh
 #
-# Prints every RESULT line, then the median tokens/s of each side and their ratio. Without torch,
-# transformers and peft importable, only our side runs.
+# Prints every RESULT line, then the median tokens/s of each side and their ratio; then generation
+# (bench_generate next to transformers' generate(): time to first token, decode tokens/s). Without
+# torch, transformers and peft importable, only our side runs.
 set -u
 cd "$(dirname "$0")/.."
 PRESET=${PRESET:-smollm2-135m} BATCH=${BATCH:-4} SEQ=${SEQ:-256} RANK=${RANK:-16} ROUNDS=${ROUNDS:-3}
@@ -28,3 +29,11 @@ median() { printf '%s\n' "$@" | sort -g | awk '{v[NR]=$1} END {if (NR) print v[i
 mo=$(median "${ours[@]}") mp=$(median "${peft[@]:-}")
 echo "median tokens/s over $ROUNDS rounds: ours ${mo:-?}, transformers+peft ${mp:-?}" \
      "$( [ -n "$mo" ] && [ -n "$mp" ] && awk -v a="$mo" -v b="$mp" 'BEGIN {printf "(ours %.2fx)", a / b}')"
+
+# Generation: bench_generate next to transformers' generate() (KV cache, greedy, FP32), the same
+# prompts' shape; each side takes medians of its own rounds (GEN_ROUNDS).
+gen_args="--preset $PRESET --batch ${GEN_BATCH:-8} --prompt ${GEN_PROMPT:-128} --new ${GEN_NEW:-32} --rounds ${GEN_ROUNDS:-3}"
+make -s build/bench/bench_generate || exit 1
+build/bench/bench_generate $gen_args --device cpu 2>&1 | grep '^RESULT'
+[ $have_peft = 1 ] && python3 bench/hf_generate.py $gen_args --device cpu 2>&1 | grep '^RESULT'
+

@@ -18,12 +18,14 @@
 #   kernels_torch.txt bench/torch_kernels.py, then the joined ours-vs-torch table
 #   kernels_narrow.txt the attention kernels again with the narrow tiling forced (ATTENTION_TILES=narrow)
 #   e2e.txt           every end-to-end run (build/bench/bench_train and peft_step.py), RESULT lines included
+#   generate.txt      generation: build/bench/bench_generate next to transformers' generate() (hf_generate.py)
 #   profile.txt       Nsight Compute (PROFILE=1, PROFILE_STEP=...), the GEMM candidates (GEMM_ALGOS=1)
 # Knobs (environment):
 #   BUDGET_S; E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_BATCH (4),
 #   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2);
+#   GEN_PRESETS ("llama-3.2-1b"), GEN_BATCH (16), GEN_PROMPT (512), GEN_NEW (64);
 #   SKIP_BUILD=1, SKIP_TESTS=1, SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1, SKIP_TRAIN=1 (no ./train
-#   run): leave those steps out; SKIP_TORCH=1 (no PyTorch kernel table), SKIP_NARROW=1 (no
+#   run), SKIP_GENERATE=1: leave those steps out; SKIP_TORCH=1 (no PyTorch kernel table), SKIP_NARROW=1 (no
 #   narrow-tiling kernel table), KERNELS_FILTER=attn (those kernel rows only, ours, PyTorch's and
 #   the previous build's);
 #   SCALE_OFFLOAD=1 (the 65B QLoRA step again with --offload-optimizer); SANITIZE=1 (compute-sanitizer
@@ -76,7 +78,7 @@ if [ "${1:-}" = "--prepare" ]; then
     # backend (and skip every CUDA test there), so then the GPU machine builds instead.
     src=${PREBUILD_DIR:-/tmp/llm_gpu_prebuild}
     bins=(train test_runner build/bench/bench_cuda_kernels build/bench/bench_train build/bench/bench_memory
-        build/bench/bench_gemm_algos)
+        build/bench/bench_gemm_algos build/bench/bench_generate)
     mkdir -p "$src" && find "$src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
     git ls-files -co --exclude-standard | grep -v "^$CARRY/" | tar -cf - -T - | tar -xf - -C "$src"
     if ! command -v nvcc >/dev/null; then
@@ -199,7 +201,9 @@ if [ "${SKIP_BUILD:-0}" != 1 ] && [ -x "$CARRY/bin/test_runner" ]; then
     if "$CARRY/bin/test_runner" -ltc >/dev/null 2>"$OUT/build.txt"; then
         mkdir -p build/bench
         for b in train test_runner; do cp "$CARRY/bin/$b" .; done
-        for b in bench_cuda_kernels bench_train bench_memory bench_gemm_algos; do cp "$CARRY/bin/$b" build/bench/; done
+        for b in bench_cuda_kernels bench_train bench_memory bench_gemm_algos bench_generate; do
+            [ -f "$CARRY/bin/$b" ] && cp "$CARRY/bin/$b" build/bench/
+        done
         echo "build: prebuilt binaries from $CARRY/bin (source: $(head -1 "$CARRY/bin/SOURCE"), $(($(wc -l <"$CARRY/bin/SOURCE") - 1)) files changed)" | tee -a "$SUMMARY"
         SKIP_BUILD=1
     else
@@ -342,6 +346,17 @@ for method in ${E2E_METHODS:-lora qlora}; do
     done
 done
 
+# ---- generation: bench_generate next to transformers' generate(), BF16 on both (SKIP_GENERATE=1 leaves it out) ----
+if [ "${SKIP_GENERATE:-0}" != 1 ]; then
+    for preset in ${GEN_PRESETS:-llama-3.2-1b}; do
+        gflags=(--preset "$preset" --batch "${GEN_BATCH:-16}" --prompt "${GEN_PROMPT:-512}" --new "${GEN_NEW:-64}" --rounds 3)
+        if [ -x build/bench/bench_generate ]; then
+            step "generate ours: $preset" 90 "$OUT/generate.txt" build/bench/bench_generate "${gflags[@]}" --device cuda
+        fi
+        step "generate transformers: $preset" 120 "$OUT/generate.txt" python3 bench/hf_generate.py "${gflags[@]}" --device cuda
+    done
+fi
+
 # ---- the trainer itself on the GPU (SKIP_TRAIN=1 leaves it out) ----
 # ./train end to end with random smollm2-135m weights, the real tokenizer and the default data: the
 # data pipeline, evaluation, sampling and checkpoints on the CUDA backend. 20 steps with a checkpoint
@@ -427,6 +442,9 @@ for (preset, method, rc, b, t), r in rows.items():
     print(f"| {preset} | {method} | {rc} | {b} x {t} | {o.get('tps', '-')} | {p.get('tps', '-')} | {ratio} | "
           f"{o.get('mfu', '-')} | {p.get('mfu', '-')} | {o.get('mem', '-')} | {p.get('mem', '-')} |")
 EOF
+    echo
+    echo "=== generation (time to first token, decode tokens/s)"
+    grep '^RESULT' "$OUT/generate.txt" 2>/dev/null
     echo
     echo "total ${SECONDS}s of ${BUDGET_S}s budget; files in $OUT: $(ls "$OUT" | tr '\n' ' ')"
 } 2>&1 | tee -a "$SUMMARY"
