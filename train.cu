@@ -222,8 +222,9 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     SampleOptions so;
     so.max_new_tokens = 64;
     // Generation runs in the training workspace's memory: the workspace is released meanwhile and
-    // made again after, and the prompts are answered in batches that need no more than it held, so
-    // sampling never raises the run's memory peak above a training step's.
+    // made again after, and the prompts are answered in batches whose buffers (generate_bytes) need
+    // no more than it held, so sampling does not raise the run's memory peak (unless one prompt
+    // alone needs more than a whole workspace: it is still answered, alone).
     const size_t budget = trainer_release_workspace(t);
     const std::vector<std::string> answers =
         answer_prompts(t.model, *se.tok, prompts, so, (int)prompts.size(), budget, *t.ops);
@@ -271,8 +272,9 @@ void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) 
     fail("this run needs %s by the estimate above, and %s has room for %s. %s", format_bytes(e.total()).c_str(),
          ops.host ? "this machine's memory (what is available, and the model already loaded)" : "the GPU's free memory",
          format_bytes(capacity).c_str(),
-         fixes.empty() ? "No single change of --recompute, --batch-size, --method or --offload-optimizer fits: "
-                         "combine them, or take a smaller model (./memory estimates any setup)"
+         fixes.empty() ? strf("No single change of --recompute, --batch-size%s fits: combine them, or take a "
+                              "smaller model (./memory estimates any setup)",
+                              ops.host ? " or --method" : ", --method or --offload-optimizer").c_str()
                        : ("Each of these fits:" + fixes).c_str());
 }
 

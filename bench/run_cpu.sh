@@ -35,5 +35,5 @@ echo "median tokens/s over $ROUNDS rounds: ours ${mo:-?}, transformers+peft ${mp
 gen_args="--preset $PRESET --batch ${GEN_BATCH:-8} --prompt ${GEN_PROMPT:-128} --new ${GEN_NEW:-32} --rounds ${GEN_ROUNDS:-3}"
 make -s build/bench/bench_generate || exit 1
 build/bench/bench_generate $gen_args --device cpu 2>&1 | grep '^RESULT'
-[ $have_peft = 1 ] && python3 bench/hf_generate.py $gen_args --device cpu 2>&1 | grep '^RESULT'
+if [ $have_peft = 1 ]; then python3 bench/hf_generate.py $gen_args --device cpu 2>&1 | grep '^RESULT'; fi
 

@@ -173,10 +173,15 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
         any_assistant |= cm.role == "assistant";
         r.messages.push_back(std::move(cm));
     }
-    // Prompts to answer (Answers::optional) may end with the user's turn.
+    // Prompts to answer (Answers::optional) may end with the user's turn, but must have one: the
+    // model answers a user.
     const std::string& last = r.messages.back().role;
-    if (answers == Answers::optional && last != "system") return true;
-    if (answers == Answers::optional) { why = "the only message is the system prompt: nothing to answer"; return false; }
+    if (answers == Answers::optional) {
+        for (const ChatMessage& m : record_prompt(r))
+            if (m.role == "user") return true;
+        why = "no user turn before the answer: nothing to answer";
+        return false;
+    }
     if (!any_assistant) { why = "no assistant turn: nothing to learn from this conversation"; return false; }
     if (last != "assistant") {
         why = "the last message is from \"" + r.messages.back().role +
@@ -202,12 +207,13 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
             }
             return parse_messages(*msgs, *lay, answers, r, why);
         }
-    // The answer field, unless the caller only asks for prompts: then absent or null is "none".
+    // The answer field, unless the caller only asks for prompts: then absent, null or "" is "none".
     const bool answer_optional = answers == Answers::optional;
     if (v.get("instruction") || v.get("output")) {
         std::string sys, ins, in, out;
         if (!get_string(v, "instruction", false, false, ins, why) || !get_string(v, "input", true, true, in, why) ||
-            !get_string(v, "output", answer_optional, false, out, why) || !get_string(v, "system", true, true, sys, why))
+            !get_string(v, "output", answer_optional, answer_optional, out, why) ||
+            !get_string(v, "system", true, true, sys, why))
             return false;
         if (!sys.empty()) r.messages.push_back({"system", sys});
         r.messages.push_back({"user", instruction_prompt(ins, in)});
@@ -216,7 +222,7 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
     }
     if (v.get("prompt") || v.get("completion")) {
         std::string p, c;
-        if (!get_string(v, "prompt", false, false, p, why) || !get_string(v, "completion", answer_optional, false, c, why))
+        if (!get_string(v, "prompt", false, false, p, why) || !get_string(v, "completion", answer_optional, answer_optional, c, why))
             return false;
         r.messages.push_back({"user", p});
         if (!c.empty()) r.messages.push_back({"assistant", c});

@@ -47,8 +47,8 @@ constexpr size_t kMaxLineBytes = 1 << 20;
 bool is_jsonl_path(const std::string& path);
 
 // Training data must end every conversation with the assistant's answer. Prompts to answer
-// (./generate --data) may leave it out: a conversation may end with the user's turn, and "output"
-// or "completion" may be absent or null.
+// (./generate --data) may leave it out: a conversation may end with the user's turn (it must have
+// one), and "output" or "completion" may be absent, null or "".
 enum class Answers { required, optional };
 
 // Parses a whole file's bytes; `path` names it in messages.

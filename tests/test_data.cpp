@@ -270,13 +270,18 @@ TEST_CASE("prompts to answer (Answers::optional): the answer field may be left o
         "{\"conversations\": [{\"from\": \"human\", \"value\": \"A\"}, {\"from\": \"gpt\", \"value\": \"B\"}, "
         "{\"from\": \"human\", \"value\": \"C\"}]}\n"
         "{\"instruction\": \"Say yes.\", \"output\": \"yes\"}\n"
-        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}]}\n";
+        "{\"prompt\": \"Hello\", \"completion\": \"\"}\n"
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}]}\n"
+        "{\"messages\": [{\"role\": \"assistant\", \"content\": \"Hi.\"}]}\n"
+        "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"assistant\", \"content\": \"A\"}]}\n";
     ParsedFile pf = parse_records(jsonl, "p.jsonl", true, Answers::optional);
-    REQUIRE(pf.records.size() == 6);
-    REQUIRE(pf.invalid.size() == 1);
-    CHECK(pf.invalid[0].line == 7);
-    CHECK(pf.invalid[0].what.find("nothing to answer") != std::string::npos);
-    for (int i = 0; i < 5; i++) CHECK_FALSE(record_reference(pf.records[i]));
+    REQUIRE(pf.records.size() == 7);
+    REQUIRE(pf.invalid.size() == 3);  // no user turn to answer: a system prompt alone, an answer alone
+    for (int i = 0; i < 3; i++) {
+        CHECK(pf.invalid[i].line == 8 + i);
+        CHECK(pf.invalid[i].what.find("nothing to answer") != std::string::npos);
+    }
+    for (int i : {0, 1, 2, 3, 4, 6}) CHECK_FALSE(record_reference(pf.records[i]));  // "" is no answer too
     CHECK(record_prompt(pf.records[0]).size() == 1);
     CHECK(record_prompt(pf.records[1])[0].content == "Add.\n\n2+2");
     CHECK(record_prompt(pf.records[3]).size() == 2);  // the system prompt and the question
@@ -286,10 +291,10 @@ TEST_CASE("prompts to answer (Answers::optional): the answer field may be left o
     REQUIRE(record_reference(pf.records[5]));
     CHECK(*record_reference(pf.records[5]) == "yes");
     CHECK(record_prompt(pf.records[5]).size() == 1);
-    // Training data still needs every answer: the first five lines are refused there.
+    // Training data still needs every answer: the lines without one are refused there.
     ParsedFile train = parse_records(jsonl, "p.jsonl", true);
-    CHECK(train.records.size() == 1);
-    CHECK(train.invalid.size() == 6);
+    CHECK(train.records.size() == 3);  // "Say yes." and the two lines that learn an answer without a question
+    CHECK(train.invalid.size() == 7);
 }
 
 TEST_CASE("score_answers: exact match and per-field credit against each record's reference") {

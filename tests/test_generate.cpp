@@ -191,4 +191,6 @@ TEST_CASE("encode_chat_prompt: the oldest exchanges go when the conversation out
     // Not even the new message fits: an error naming the sizes.
     conv = whole;
     CHECK_THROWS_WITH(encode_chat_prompt(tok, ct, conv, 12, 10), doctest::Contains("more than the model's context of 12"));
+    REQUIRE(conv.size() == whole.size());  // and the conversation is left whole
+    for (size_t i = 0; i < whole.size(); i++) CHECK(conv[i].content == whole[i].content);
 }

@@ -96,9 +96,10 @@ std::vector<int32_t> stream_answer(const Model& m, const Tokenizer& tok, const s
         fwrite(b.data(), 1, b.size(), stdout);
         fflush(stdout);
     }, ops)[0];
-    double dt = now_seconds() - first;
-    fprintf(stderr, "\n[%zu prompt tokens, %zu generated; prefill %.2fs, %.1f tokens/s]\n", ids.size(), n,
-            first - t0, n > 1 ? (n - 1) / dt : 0.0);
+    if (n == 0) fprintf(stderr, "\n[%zu prompt tokens, nothing generated: the first token ended the turn]\n", ids.size());
+    else
+        fprintf(stderr, "\n[%zu prompt tokens, %zu generated; prefill %.2fs, %.1f tokens/s]\n", ids.size(), n, first - t0,
+                n > 1 ? (n - 1) / (now_seconds() - first) : 0.0);
     return out;
 }
 
@@ -194,6 +195,7 @@ static int run(int argc, char** argv) {
         fail("--data answers the conversations of a file: --prompt, --system, --raw and --chat are for one prompt");
     if (chatting && (!prompt.empty() || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
     if (data_run.batch < 1) fail("--batch %d: use at least 1", data_run.batch);
+    if (so.max_new_tokens < 1) fail("--max-tokens %d: use at least 1", so.max_new_tokens);
     if (data_run.data.empty() && !chatting && prompt.empty()) {
         char buf[4096];
         size_t n;
