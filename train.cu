@@ -233,7 +233,7 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%), JSON fields %.1f%%\n",
            when, score.n, now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate(), 100 * score.field_rate());
     for (size_t i = 0; i < std::min<size_t>(3, se.held_out.size()); i++)
-        printf("  [%zu] %s\n      -> %s\n", i + 1, se.held_out[i].messages.end()[-2].content.c_str(),
+        printf("  [%zu] %s\n      -> %s\n", i + 1, record_prompt(se.held_out[i]).back().content.c_str(),
                answers[i].c_str());
 }
 

@@ -96,42 +96,37 @@ MemorySpec trainer_memory_spec(const Trainer& t) {
 
 std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t capacity) {
     std::vector<MemoryFix> fixes;
-    auto fits = [&](const MemorySpec& x) { return memory_estimate(x).total() <= capacity; };
-    auto add = [&](const MemorySpec& x, std::string flags) { fixes.push_back({std::move(flags), memory_estimate(x).total()}); };
-    // The largest micro-batch under B that fits and divides B, so that more accumulation keeps the
-    // examples per step: 0 when none does.
-    auto smaller_batch = [&](MemorySpec x) {
+    // Lists the change when its estimate fits; says whether it did.
+    auto try_fix = [&](const MemorySpec& x, std::string flags) {
+        const size_t total = memory_estimate(x).total();
+        if (total <= capacity) fixes.push_back({std::move(flags), total});
+        return total <= capacity;
+    };
+    auto batch_flags = [&](int b) { return strf("--batch-size %d --grad-accum %d", b, grad_accum * (s.B / b)); };
+    // The largest micro-batch under B that divides B (more accumulation keeps the examples per
+    // step) and fits, listed with `prefix`; false when none does.
+    auto try_smaller_batch = [&](MemorySpec x, const std::string& prefix) {
         for (int b = s.B - 1; b >= 1; b--) {
             if (s.B % b) continue;
             x.B = b;
-            if (fits(x)) return b;
+            if (try_fix(x, prefix + batch_flags(b))) return true;
         }
-        return 0;
+        return false;
     };
-    auto batch_flags = [&](int b) { return strf("--batch-size %d --grad-accum %d", b, grad_accum * (s.B / b)); };
     MemorySpec r = s;
     r.recompute = true;
-    if (!s.recompute && fits(r)) add(r, "--recompute");
-    if (int b = smaller_batch(s)) {
-        MemorySpec x = s;
-        x.B = b;
-        add(x, batch_flags(b));
-    } else if (!s.recompute && !fits(r)) {
-        if (int b = smaller_batch(r)) {
-            r.B = b;
-            add(r, "--recompute " + batch_flags(b));
-        }
-    }
+    const bool recompute_fits = !s.recompute && try_fix(r, "--recompute");
+    if (!try_smaller_batch(s, "") && !s.recompute && !recompute_fits) try_smaller_batch(r, "--recompute ");
     if (s.method != Method::Qlora && s.params == 0) {
         MemorySpec q = s;  // full → lora (the adapters' defaults), lora → qlora
         q.method = s.method == Method::Full ? Method::Lora : Method::Qlora;
         memory_set_backend(q, s.backend);
-        if (fits(q)) add(q, s.method == Method::Full ? "--method lora" : "--method qlora");
+        try_fix(q, s.method == Method::Full ? "--method lora" : "--method qlora");
     }
     if (s.backend == Backend::Cuda && !s.offload_optimizer) {
         MemorySpec o = s;
         o.offload_optimizer = true;
-        if (fits(o)) add(o, "--offload-optimizer");
+        try_fix(o, "--offload-optimizer");
     }
     return fixes;
 }
