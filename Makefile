@@ -4,7 +4,7 @@
 # the CPU backend). CI has nvcc but no GPU: every .cu file must compile there.
 
 CXX      ?= g++
-CXXFLAGS ?= -O3 -march=native -fno-math-errno
+CXXFLAGS ?= -O3 -march=native -fno-math-errno -fno-trapping-math
 # -iquote, not -I: the repo root holds binaries such as ./memory, which -I. would let shadow the
 # standard <memory> header. Our own headers are always included with quotes.
 CXXFLAGS += -std=c++17 -fopenmp -Wall -Wextra -iquote .

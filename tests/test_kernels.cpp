@@ -54,6 +54,23 @@ TEST_CASE("exp_fast: within 2 ulp of exp on [-87, 88.3]; 0 below, NaN stays NaN"
     CHECK(std::isfinite(cpu::exp_fast(INFINITY)));
 }
 
+TEST_CASE("tanh_fast: within 2e-7 of tanh (absolute) everywhere; exactly +-1 far out, NaN stays NaN") {
+    double worst = 0;
+    float worst_x = 0;
+    for (float x = -60.0f; x <= 60.0f; x += 0.000917f) {
+        double e = std::fabs(cpu::tanh_fast(x) - std::tanh((double)x));
+        if (e > worst) worst = e, worst_x = x;
+    }
+    MESSAGE("tanh_fast: worst absolute error " << worst << " at x = " << worst_x);
+    CHECK(worst < 2e-7);
+    CHECK(cpu::tanh_fast(0.0f) == 0.0f);
+    CHECK(cpu::tanh_fast(100.0f) == 1.0f);
+    CHECK(cpu::tanh_fast(-100.0f) == -1.0f);
+    CHECK(cpu::tanh_fast(INFINITY) == 1.0f);
+    CHECK(cpu::tanh_fast(-INFINITY) == -1.0f);
+    CHECK(std::isnan(cpu::tanh_fast(NAN)));
+}
+
 TEST_CASE("matmul backward: dinp, dw, dbias") {
     int N = 7, C = 13, OC = 11;
     vector<float> x = random_vec(N * C, 1), w = random_vec(OC * C, 2), b = random_vec(OC, 3), R = random_vec(N * OC, 4);

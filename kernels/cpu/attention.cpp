@@ -24,11 +24,12 @@
 // causal range would, bit for bit (but for the sign of an exact zero, in contrived inputs).
 //
 // Every product above is a small matrix product over a block: S = Q·Kᵀ, O = P·V, dP = dO·Vᵀ,
-// dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO. They all run through the GEMM's 6×32 register tile
-// (gemm_tile in gemm.h, which reads A through strides, so transposes cost nothing). Its B operand
-// must be rows of 32 readable floats, so K and V are first packed for the kv head: as columns
-// ([hd][Tp], keys along a row: K for Q·Kᵀ, and V for dO·Vᵀ) and as rows padded to hdp ([T][hdp]:
-// V for P·V, and K for dS·K); Q and dO blocks likewise as padded rows for dSᵀ·Q and Pᵀ·dO.
+// dQ = dS·K, dK += dSᵀ·Q, dV += Pᵀ·dO. They all run through the GEMM's register tile of 6 × NR
+// (NR = TILE_N: 16 columns with AVX2, 32 with AVX-512; gemm_tile in gemm.h, which reads A through
+// strides, so transposes cost nothing). Its B operand must be rows of NR readable floats, so K and V
+// are first packed for the kv head: transposed, in panels of NR keys ([Tp/NR][hd][NR]: K for Q·Kᵀ, and
+// V for dO·Vᵀ) and as rows padded to hdp ([T][hdp]: V for P·V, and K for dS·K); Q and dO blocks
+// likewise as padded rows for dSᵀ·Q and Pᵀ·dO.
 // Sums run in a fixed order whatever the thread count: results are bit-reproducible.
 #include <algorithm>
 #include <cmath>
@@ -58,19 +59,24 @@ inline float dot(const float* __restrict a, const float* __restrict b, int n) {
     return s;
 }
 
-// C[m, n] (=|+=) A[m, kc] · B[kc, n], A strided as in gemm_tile(); B rows hold n rounded up to NR floats.
-void block_product(int m, int n, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb, float* c,
-                   size_t ldc, bool accumulate) {
+// C[m, n] (=|+=) A[m, kc] · B[kc, n], A strided as in gemm_tile(). B comes in panels of NR columns,
+// panel p at b + p·b_panel, its rows ldb apart: a row-major B with rows of n rounded up to NR floats
+// (b_panel = NR, ldb its row stride), or packed panels (ldb = NR, b_panel = kc·NR).
+void block_product(int m, int n, int kc, const float* a, size_t as, size_t ak, const float* b, size_t ldb,
+                   size_t b_panel, float* c, size_t ldc, bool accumulate) {
     for (int j0 = 0; j0 < n; j0 += NR)  // column panels outside: a thread reuses one B panel over all rows
         for (int i0 = 0; i0 < m; i0 += MR)
-            gemm_tile(std::min(MR, m - i0), std::min(NR, n - j0), kc, a + i0 * as, as, ak, b + j0, ldb, 1.0f,
-                      c + i0 * ldc + j0, ldc, accumulate);
+            gemm_tile(std::min(MR, m - i0), std::min(NR, n - j0), kc, a + i0 * as, as, ak, b + j0 / NR * b_panel, ldb,
+                      1.0f, c + i0 * ldc + j0, ldc, accumulate);
 }
 
-// rows[T][hd] with row stride `stride` → cols[hd][Tp] (transposed) or padded[T][hdp].
-void pack_columns(float* cols, const float* rows, size_t stride, int T, int hd, int Tp) {
+// rows[T][hd] with row stride `stride` → panels[Tp/NR][hd][NR] (transposed: panel p holds keys
+// p·NR.. as columns, each d a row of NR floats, so the tile reads it with unit stride; read as one
+// [hd][Tp] matrix instead, the tile's rows would be Tp floats apart, and at T = 1024 every one of
+// them falls in the same L1 set: 22% slower at T = 1024 on one core) or padded[T][hdp].
+void pack_panels(float* panels, const float* rows, size_t stride, int T, int hd) {
     for (int t = 0; t < T; t++)
-        for (int d = 0; d < hd; d++) cols[(size_t)d * Tp + t] = rows[t * stride + d];
+        for (int d = 0; d < hd; d++) panels[((size_t)(t / NR) * hd + d) * NR + t % NR] = rows[t * stride + d];
 }
 void pack_rows(float* padded, const float* rows, size_t stride, int T, int hd, int hdp) {
     for (int t = 0; t < T; t++) memcpy(padded + (size_t)t * hdp, rows + t * stride, hd * sizeof(float));
@@ -98,33 +104,37 @@ int first_key(int t0, int qn, int window, const int* seg_first) {
 }
 
 // Scores of queries t0..t0+qn−1 against keys kb..t0+qn−1 → S[qn][Tp] (column c: key kb + c), then in
-// place the masked probabilities p = exp(s·scale − L_t) (0 where the key is not allowed). L_t, the
-// row's log-sum-exp, is read from lse_in[i·lse_stride] (backward), or computed and stored in lse_out
-// (forward).
-void probabilities(float* S, const float* q, size_t q_stride, const float* kcols, int Tp, const int32_t* sg, int t0,
+// place the masked probabilities (0 where the key is not allowed). The backward recomputes them from
+// the row's log-sum-exp L_t, read from lse_in[i·lse_stride]: p = exp(s·scale − L_t). The forward
+// finds L_t and stores it in lse_out: with the row max m and Σ = Σ_j exp(s_j·scale − m),
+// p = exp(s·scale − m) / Σ and L_t = m + log Σ. One exponential per score either way (a masked score
+// is −inf, whose exp is 0), in two passes over a row: mask and max, then exp and sum (and in the
+// forward a third, the division).
+void probabilities(float* S, const float* q, size_t q_stride, const float* kpanels, int Tp, const int32_t* sg, int t0,
                    int qn, int kb, int window, int hd, float scale, const float* lse_in, float* lse_out,
                    size_t lse_stride) {
     const int n = t0 + qn - kb;
-    block_product(qn, n, hd, q, q_stride, 1, kcols + kb, Tp, S, Tp, false);
+    block_product(qn, n, hd, q, q_stride, 1, kpanels + (size_t)kb * hd, NR, (size_t)hd * NR, S, Tp, false);
     for (int i = 0; i < qn; i++) {
         const int t = t0 + i, last = t - kb;        // columns 0..last: keys kb..t
         const int lo = window > 0 ? t - window + 1 : 0;  // t's first key
         const int32_t* sk = sg + kb;
         float* p = S + (size_t)i * Tp;
-        for (int c = 0; c < n; c++) p[c] = (c <= last && kb + c >= lo && sk[c] == sg[t]) ? p[c] * scale : -INFINITY;
-        float L;
-        if (lse_out) {
-            float mx = -INFINITY, sum = 0.0f;
-            #pragma omp simd reduction(max : mx)
-            for (int c = 0; c <= last; c++) mx = std::max(mx, p[c]);
-            #pragma omp simd reduction(+ : sum)
-            for (int c = 0; c <= last; c++) sum += exp_fast(p[c] - mx);  // exp(−inf) = 0 for masked keys
-            L = lse_out[i * lse_stride] = mx + std::log(sum);
-        } else {
-            L = lse_in[i * lse_stride];
+        float mx = -INFINITY, sum = 0.0f;
+        #pragma omp simd reduction(max : mx)
+        for (int c = 0; c < n; c++) {
+            p[c] = ((c <= last) & (kb + c >= lo) & (sk[c] == sg[t])) ? p[c] * scale : -INFINITY;
+            mx = std::max(mx, p[c]);
         }
-        #pragma omp simd
-        for (int c = 0; c < n; c++) p[c] = exp_fast(p[c] - L);
+        const float shift = lse_out ? mx : lse_in[i * lse_stride];
+        #pragma omp simd reduction(+ : sum)
+        for (int c = 0; c < n; c++) sum += (p[c] = exp_fast(p[c] - shift));
+        if (lse_out) {
+            lse_out[i * lse_stride] = mx + std::log(sum);
+            const float inv = 1.0f / sum;
+            #pragma omp simd
+            for (int c = 0; c < n; c++) p[c] *= inv;
+        }
     }
 }
 
@@ -137,7 +147,7 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
     const std::vector<int> seg_first = segment_starts(seg, B, T);
     #pragma omp parallel
     {
-        std::vector<float> kcols((size_t)hd * Tp), vrows((size_t)T * hdp), S((size_t)QB * Tp);
+        std::vector<float> kpanels((size_t)hd * Tp), vrows((size_t)T * hdp), S((size_t)QB * Tp);
         #pragma omp for schedule(dynamic, 1) collapse(2)
         for (int b = 0; b < B; b++)
             for (int h = 0; h < nh; h++) {
@@ -145,13 +155,13 @@ void attention_forward(float* out, float* lse, const float* q, const float* k, c
                 const int g = h / group;
                 // Packed per query head, so B·nh tasks share the threads: with GQA each kv head is
                 // packed group times, T·hd copies against T²·hd multiply-adds of attention.
-                pack_columns(kcols.data(), k + r0 * ks + g * hd, ks, T, hd, Tp);
+                pack_panels(kpanels.data(), k + r0 * ks + g * hd, ks, T, hd);
                 pack_rows(vrows.data(), v + r0 * ks + g * hd, ks, T, hd, hdp);
                 for (int t0 = 0; t0 < T; t0 += QB) {
                     const int qn = std::min(QB, T - t0), kb = first_key(t0, qn, window, seg_first.data() + r0);
-                    probabilities(S.data(), q + (r0 + t0) * qs + h * hd, qs, kcols.data(), Tp, seg + r0, t0, qn, kb,
+                    probabilities(S.data(), q + (r0 + t0) * qs + h * hd, qs, kpanels.data(), Tp, seg + r0, t0, qn, kb,
                                   window, hd, scale, nullptr, lse + (r0 + t0) * nh + h, nh);
-                    block_product(qn, hd, t0 + qn - kb, S.data(), Tp, 1, vrows.data() + (size_t)kb * hdp, hdp,
+                    block_product(qn, hd, t0 + qn - kb, S.data(), Tp, 1, vrows.data() + (size_t)kb * hdp, hdp, NR,
                                   out + (r0 + t0) * qs + h * hd, qs, false);
                 }
             }
@@ -168,7 +178,7 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
     // they run in one thread, in a fixed order (no atomics, deterministic).
     #pragma omp parallel
     {
-        std::vector<float> kcols((size_t)hd * Tp), vcols((size_t)hd * Tp), krows((size_t)T * hdp);
+        std::vector<float> kpanels((size_t)hd * Tp), vpanels((size_t)hd * Tp), krows((size_t)T * hdp);
         std::vector<float> P((size_t)QB * Tp), dS((size_t)QB * Tp), qrows((size_t)QB * hdp), dorows((size_t)QB * hdp);
         #pragma omp for schedule(dynamic, 1) collapse(2)
         for (int b = 0; b < B; b++)
@@ -181,8 +191,8 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                     memset(dkg + t * ks, 0, hd * sizeof(float));
                     memset(dvg + t * ks, 0, hd * sizeof(float));
                 }
-                pack_columns(kcols.data(), k + r0 * ks + g * hd, ks, T, hd, Tp);
-                pack_columns(vcols.data(), v + r0 * ks + g * hd, ks, T, hd, Tp);
+                pack_panels(kpanels.data(), k + r0 * ks + g * hd, ks, T, hd);
+                pack_panels(vpanels.data(), v + r0 * ks + g * hd, ks, T, hd);
                 pack_rows(krows.data(), k + r0 * ks + g * hd, ks, T, hd, hdp);
                 for (int h = g * group; h < (g + 1) * group; h++)
                     for (int t0 = 0; t0 < T; t0 += QB) {
@@ -190,22 +200,23 @@ void attention_backward(float* dq, float* dk, float* dv, const float* dout, cons
                         const int qn = std::min(QB, T - t0), kb = first_key(t0, qn, window, seg_first.data() + r0),
                                   n = t0 + qn - kb;
                         const size_t row0 = (r0 + t0) * qs + h * hd;  // this block's first q/dO/dq row
-                        probabilities(P.data(), q + row0, qs, kcols.data(), Tp, sg, t0, qn, kb, window, hd, scale,
+                        probabilities(P.data(), q + row0, qs, kpanels.data(), Tp, sg, t0, qn, kb, window, hd, scale,
                                       lse + (r0 + t0) * nh + h, nullptr, nh);
-                        block_product(qn, n, hd, dout + row0, qs, 1, vcols.data() + kb, Tp, dS.data(), Tp, false);  // dP
+                        block_product(qn, n, hd, dout + row0, qs, 1, vpanels.data() + (size_t)kb * hd, NR,
+                                      (size_t)hd * NR, dS.data(), Tp, false);  // dP
                         for (int i = 0; i < qn; i++) {
                             float D = dot(dout + row0 + i * qs, out + row0 + i * qs, hd);
                             float* p = P.data() + (size_t)i * Tp;
                             float* ds = dS.data() + (size_t)i * Tp;
                             for (int j = 0; j < n; j++) ds[j] = p[j] * (ds[j] - D) * scale;
                         }
-                        block_product(qn, hd, n, dS.data(), Tp, 1, krows.data() + (size_t)kb * hdp, hdp, dq + row0, qs,
-                                      false);
+                        block_product(qn, hd, n, dS.data(), Tp, 1, krows.data() + (size_t)kb * hdp, hdp, NR,
+                                      dq + row0, qs, false);
                         pack_rows(qrows.data(), q + row0, qs, qn, hd, hdp);
                         pack_rows(dorows.data(), dout + row0, qs, qn, hd, hdp);
                         // dK += dSᵀQ, dV += PᵀdO on the rows of keys kb..
-                        block_product(n, hd, qn, dS.data(), 1, Tp, qrows.data(), hdp, dkg + kb * ks, ks, true);
-                        block_product(n, hd, qn, P.data(), 1, Tp, dorows.data(), hdp, dvg + kb * ks, ks, true);
+                        block_product(n, hd, qn, dS.data(), 1, Tp, qrows.data(), hdp, NR, dkg + kb * ks, ks, true);
+                        block_product(n, hd, qn, P.data(), 1, Tp, dorows.data(), hdp, NR, dvg + kb * ks, ks, true);
                     }
             }
     }

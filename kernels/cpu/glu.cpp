@@ -4,8 +4,6 @@
 //   gelu(g) = g/2·(1 + t), t = tanh(k0·(g + k1·g³))
 //                                             gelu'(g) = (1 + t)/2 + g/2·(1 − t²)·k0·(1 + 3·k1·g²)
 // with k0 = sqrt(2/π), k1 = 0.044715 (PyTorch's gelu(approximate="tanh")). dh/du = act(g).
-#include <cmath>
-
 #include "kernels/cpu/exp.h"
 #include "kernels/kernels.h"
 
@@ -22,7 +20,7 @@ inline void activation(float g, float& a, float& da) {
         a = g * s;
         da = s * (1.0f + g * (1.0f - s));
     } else {
-        float t = std::tanh(kGeluK0 * (g + kGeluK1 * g * g * g));
+        float t = tanh_fast(kGeluK0 * (g + kGeluK1 * g * g * g));
         a = 0.5f * g * (1.0f + t);
         da = 0.5f * (1.0f + t) + 0.5f * g * (1.0f - t * t) * kGeluK0 * (1.0f + 3.0f * kGeluK1 * g * g);
     }
