@@ -14,9 +14,11 @@ TEST_CASE("gemm matches a naive product for every transpose, beta and awkward si
     for (int ta = 0; ta < 2; ta++)
         for (int tb = 0; tb < 2; tb++)
             for (float beta : {0.0f, 1.0f}) {
-                for (auto [M, N] : {std::pair{37, 70}, std::pair{3, 70}, std::pair{7, 4200}, std::pair{8300, 9}}) {
-                // K > one 256-deep slice; M = 3 takes the few-rows path; N = 4200: three column
-                // blocks; M = 8300: three row blocks
+                for (auto [M, N] : {std::pair{37, 70}, std::pair{3, 70}, std::pair{7, 4200}, std::pair{8300, 9},
+                                    std::pair{4200, 270}}) {
+                // K > one 256-deep slice; M = 3 takes the few-rows path; N <= 128 (256 with AVX-512)
+                // reads A in place, wider packs it; N = 4200: three column blocks; M = 8300 (A in
+                // place) and 4200 (packed): several row blocks
                 int K = 300;
                 vector<float> A = random_vec((size_t)M * K, 1), B = random_vec((size_t)K * N, 2), C = random_vec((size_t)M * N, 3);
                 vector<float> ref = C;
