@@ -4,7 +4,7 @@
 // Two thin GEMMs through the rank-r bottleneck instead of forming s·B·A (OC×C): the work is
 // O(N·r·(C+OC)), small next to the frozen base GEMM. Backward with u = drop(x)Aᵀ, du = s · dy B:
 //   dB += s · dyᵀ u,   dA += duᵀ drop(x),   dx (+)= drop'(du A)
-// Inverted dropout: kept elements are scaled by 1/(1−p); the mask is hash_uniform(key, index) ≥ p.
+// Inverted dropout: kept elements are scaled by 1/(1−p); the mask is dropout_keep(key, index) (hash.h).
 #include <vector>
 
 #include "kernels/cpu/gemm.h"
@@ -13,11 +13,15 @@
 
 namespace cpu {
 
-// dst = drop(src); dst may equal src (the backward masks its gradient in place).
-static void dropout_apply(float* dst, const float* src, size_t n, float p, uint64_t key) {
-    float keep_scale = 1.0f / (1.0f - p);
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) dst[i] = hash_uniform(key, i) >= p ? src[i] * keep_scale : 0.0f;
+// dst = drop(src), or dst += drop(src) with accumulate.
+static void dropout_apply(float* dst, const float* src, size_t n, float p, uint64_t key, bool accumulate) {
+    const float keep_scale = 1.0f / (1.0f - p);
+    const uint32_t threshold = dropout_threshold(p);
+    #pragma omp parallel for simd schedule(static)
+    for (size_t i = 0; i < n; i++) {
+        const float v = dropout_keep(key, i, threshold) ? src[i] * keep_scale : 0.0f;
+        dst[i] = accumulate ? dst[i] + v : v;
+    }
 }
 
 void lora_forward(const LoraProj<float>* proj, int G, float* u, const float* x, int N, int C, int r, float scale,
@@ -29,7 +33,7 @@ void lora_forward(const LoraProj<float>* proj, int G, float* u, const float* x, 
         const float* xin = x;
         if (p > 0.0f) {
             xd.resize((size_t)N * C);
-            dropout_apply(xd.data(), x, xd.size(), p, a.dropout_key);
+            dropout_apply(xd.data(), x, xd.size(), p, a.dropout_key, false);
             xin = xd.data();
         }
         gemm(false, true, N, r, C, 1.0f, xin, C, a.A, C, 0.0f, u + t * r, ldu);  // u_t = drop_t(x) A_tᵀ
@@ -52,14 +56,12 @@ void lora_backward(const LoraProj<float>* proj, int G, float* dx, const float* x
         const bool acc = accumulate || t > 0;  // the group's later terms add to the first
         if (p > 0.0f) {
             xd.resize((size_t)N * C);
-            dropout_apply(xd.data(), x, xd.size(), p, a.dropout_key);
+            dropout_apply(xd.data(), x, xd.size(), p, a.dropout_key, false);
             gemm(true, false, r, C, N, 1.0f, du.data(), r, xd.data(), C, 1.0f, a.dA, C);  // dA += duᵀ drop(x)
             if (!dx) continue;
             dxd.resize((size_t)N * C);
             gemm(false, false, N, C, r, 1.0f, du.data(), r, a.A, C, 0.0f, dxd.data(), C);
-            dropout_apply(dxd.data(), dxd.data(), dxd.size(), p, a.dropout_key);  // same mask, same scale
-            #pragma omp parallel for schedule(static)
-            for (size_t i = 0; i < dxd.size(); i++) dx[i] = acc ? dx[i] + dxd[i] : dxd[i];
+            dropout_apply(dx, dxd.data(), dxd.size(), p, a.dropout_key, acc);  // dx (+)= drop(du A): same mask
         } else {
             gemm(true, false, r, C, N, 1.0f, du.data(), r, x, C, 1.0f, a.dA, C);
             if (dx) gemm(false, false, N, C, r, 1.0f, du.data(), r, a.A, C, acc ? 1.0f : 0.0f, dx, C);  // dx (+)= du A

@@ -40,7 +40,7 @@ void cuda_release_scratch();  // frees them all (Ops::release_scratch)
 void* cuda_alloc(size_t bytes, Mem category);
 void cuda_release(void* p);
 
-// LoRA dropout keeps element i iff hash_uniform(key, i) >= p (kernels/hash.h): the same function on
+// LoRA dropout keeps element i iff dropout_keep(key, i, threshold) (kernels/hash.h): the same function on
 // host and device, so the CUDA masks equal the CPU's bit for bit.
 #include "kernels/hash.h"
 

@@ -18,20 +18,21 @@
 namespace {
 
 // dst = drop(src), or dst += drop(src) with accumulate. Element i of the flattened tensor is kept iff
-// hash_uniform(key, i) >= p and then scaled by keep_scale = 1/(1-p): the CPU's mask, bit for bit.
-__global__ void dropout_kernel(bf16* dst, const bf16* src, size_t n, float p, float keep_scale, uint64_t key,
-                               bool accumulate) {
+// dropout_keep(key, i, threshold) (kernels/hash.h) and then scaled by keep_scale = 1/(1-p): the CPU's
+// mask, bit for bit.
+__global__ void dropout_kernel(bf16* dst, const bf16* src, size_t n, uint32_t threshold, float keep_scale,
+                               uint64_t key, bool accumulate) {
     size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= n) return;
-    // __fmul_rn: the scaled value is rounded on its own, as the CPU's drop(du·A) is before it is added
-    // to dx (a plain product could be contracted with that add into one FMA).
-    float v = hash_uniform(key, i) >= p ? __fmul_rn(__bfloat162float(src[i]), keep_scale) : 0.0f;
+    // __fmul_rn: the scaled value is rounded on its own before the add (a plain product could be
+    // contracted with that add into one FMA).
+    float v = dropout_keep(key, i, threshold) ? __fmul_rn(__bfloat162float(src[i]), keep_scale) : 0.0f;
     dst[i] = __float2bfloat16(accumulate ? __bfloat162float(dst[i]) + v : v);
 }
 
 void dropout(bf16* dst, const bf16* src, size_t n, float p, uint64_t key, bool accumulate) {
     if (n == 0) return;
-    dropout_kernel<<<ceil_div(n, 256), 256>>>(dst, src, n, p, 1.0f / (1.0f - p), key, accumulate);
+    dropout_kernel<<<ceil_div(n, 256), 256>>>(dst, src, n, dropout_threshold(p), 1.0f / (1.0f - p), key, accumulate);
     CUDA_LAUNCH_CHECK();
 }
 
