@@ -7,10 +7,11 @@ CXX      ?= g++
 CXXFLAGS ?= -O3 -march=native
 # -iquote, not -I: the repo root holds binaries such as ./memory, which -I. would let shadow the
 # standard <memory> header. Our own headers are always included with quotes.
-# -fno-math-errno and -fno-trapping-math, whatever CXXFLAGS a user sets: without them GCC keeps
-# libm's errno calls and the selects of exp_fast (kernels/cpu/exp.h) as branches, and no softmax,
-# SiLU or cross-entropy loop vectorises. Neither changes a computed value.
-CXXFLAGS += -std=c++17 -fopenmp -fno-math-errno -fno-trapping-math -Wall -Wextra -iquote .
+# -fno-math-errno and -fno-trapping-math, whatever CXXFLAGS a user sets (override: also on make's
+# command line): without them GCC keeps libm's errno calls and the selects of exp_fast
+# (kernels/cpu/exp.h) as branches, and no softmax, SiLU or cross-entropy loop vectorises. Neither
+# changes a computed value.
+override CXXFLAGS += -std=c++17 -fopenmp -fno-math-errno -fno-trapping-math -Wall -Wextra -iquote .
 LDFLAGS  += -fopenmp
 # Any header change rebuilds every object: cheap at this size, and never a stale object.
 HEADERS  := $(wildcard */*.h */*/*.h */*/*.cuh)

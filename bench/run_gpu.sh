@@ -84,7 +84,7 @@ if [ "${1:-}" = "--prepare" ]; then
     if ! command -v nvcc >/dev/null; then
         echo "warning: no nvcc here: no prebuilt binaries (the GPU machine will build)"
         rm -rf "$CARRY/bin"
-    elif (cd "$src" && CXXFLAGS="-O3 -march=x86-64-v3 -fno-math-errno" make -j"$(nproc)" "${bins[@]}" >build.log 2>&1); then
+    elif (cd "$src" && CXXFLAGS="-O3 -march=x86-64-v3" make -j"$(nproc)" "${bins[@]}" >build.log 2>&1); then
         rm -rf "$CARRY/bin" && mkdir -p "$CARRY/bin"
         for b in "${bins[@]}"; do cp "$src/$b" "$CARRY/bin/"; done
         { git rev-parse --short HEAD; git status --short; } >"$CARRY/bin/SOURCE"
@@ -103,7 +103,7 @@ if [ "${1:-}" = "--prepare" ]; then
         old_rev=$(git rev-parse -q --verify "$AB_REF^{commit}")
         [ "$(cat "$old_src/build/.source" 2>/dev/null)" = "$old_rev" ] || rm -rf "$old_src/build"
         if [ -n "$old_rev" ] && git archive "$old_rev" | tar -xf - -C "$old_src" &&
-            (cd "$old_src" && CXXFLAGS="-O3 -march=x86-64-v3 -fno-math-errno" make -j"$(nproc)" "${old_bins[@]}" >build.log 2>&1); then
+            (cd "$old_src" && CXXFLAGS="-O3 -march=x86-64-v3" make -j"$(nproc)" "${old_bins[@]}" >build.log 2>&1); then
             echo "$old_rev" >"$old_src/build/.source"
             rm -rf "$CARRY/old" && mkdir -p "$CARRY/old"
             for b in "${old_bins[@]}"; do cp "$old_src/$b" "$CARRY/old/"; done
