@@ -3,6 +3,7 @@
 // stop token). bench/hf_generate.py runs the same in transformers (model.generate with its KV
 // cache) for the side-by-side figure (bench/run_cpu.sh).
 //   build/bench/bench_generate --preset smollm2-135m --batch 8 --prompt 128 --new 32 [--device cuda]
+//   --op-times: then the time of every op in one generation of 1 token and one of --new (bench/op_times.h)
 //
 // Timing, the same on both sides: a generation of 1 new token (the prefill and the first step: time
 // to first token), then one of --new tokens; decode tokens/s = batch·(new − 1) / (t_new − t_first).
@@ -12,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/op_times.h"
 #include "model/generate.h"
 #include "model/util.h"
 #include "tools/cli.h"
@@ -26,6 +28,7 @@ double median(std::vector<double> v) {
 int run(int argc, char** argv) {
     std::string preset = "smollm2-135m", device = "auto";
     int batch = 8, prompt = 128, new_tokens = 32, rounds = 3;  // small enough for `make bench` on a CPU
+    bool op_times = false;
     Args args(argc, argv, "see the header of bench/bench_generate.cpp");
     while (args.next()) {
         if (args.is("--preset")) preset = args.value();
@@ -34,11 +37,12 @@ int run(int argc, char** argv) {
         else if (args.is("--prompt")) prompt = args.integer();
         else if (args.is("--new")) new_tokens = args.integer();
         else if (args.is("--rounds")) rounds = args.integer();
+        else if (args.is("--op-times")) op_times = true;
         else args.unknown();
     }
     if (batch < 1 || prompt < 1 || new_tokens < 2 || rounds < 1)
         fail("--batch, --prompt and --rounds must be at least 1, --new at least 2");
-    const Ops& ops = select_ops(device.c_str());
+    const Ops& ops = op_times ? timed_ops(select_ops(device.c_str())) : select_ops(device.c_str());
     const ModelConfig cfg = config_preset(preset);
     Model m;
     model_init_random(m, cfg, 1);
@@ -66,6 +70,12 @@ int run(int argc, char** argv) {
            "tokens/s (median of %d), peak memory %.2f GB (arena)\n",
            preset.c_str(), ops.name, batch, prompt, new_tokens, 1e3 * ttft, decode, rounds,
            ops.mem_stats().peak_total / 1e9);
+    if (op_times) {
+        reset_op_times();
+        print_op_times("prefill and first token", 1, timed(first));
+        reset_op_times();
+        print_op_times(strf("generation of %d tokens", new_tokens).c_str(), 1, timed(all));
+    }
     return 0;
 }
 

@@ -2,6 +2,7 @@
 // shape with random weights and full-length random batches, on either backend. bench/peft_step.py
 // runs the same step in transformers + peft (+ bitsandbytes) for the side-by-side figure.
 //   build/bench/bench_train --preset llama-3.2-1b --method lora --batch 4 --seq 1024 --steps 10 [--device cuda]
+//   --op-times: also the time of every op per step (bench/op_times.h)
 //
 // MFU counts model FLOPs, not the work actually done (recompute's second forward is not credited),
 // per trained token (the same formula as bench/peft_step.py):
@@ -18,6 +19,7 @@
 #include <string>
 #include <vector>
 
+#include "bench/op_times.h"
 #include "model/memory.h"
 #include "model/trainer.h"
 #include "model/util.h"
@@ -45,7 +47,7 @@ double flops_per_token(const ModelConfig& c, Method method, int T) {
 int run(int argc, char** argv) {
     std::string preset = "smollm2-135m", method_s = "lora", device = "auto";
     int batch = 4, seq = 256, steps = 3, warmup = 1, rank = 16;  // small enough for `make bench` on a CPU
-    bool recompute = false, offload = false;
+    bool recompute = false, offload = false, op_times = false;
     double peak_tflops = 989.0;
     Args args(argc, argv, "see the header of bench/bench_train.cpp");
     while (args.next()) {
@@ -60,9 +62,10 @@ int run(int argc, char** argv) {
         else if (args.is("--recompute")) recompute = true;
         else if (args.is("--offload-optimizer")) offload = true;
         else if (args.is("--peak-tflops")) peak_tflops = args.number();
+        else if (args.is("--op-times")) op_times = true;
         else args.unknown();
     }
-    const Ops& ops = select_ops(device.c_str());
+    const Ops& ops = op_times ? timed_ops(select_ops(device.c_str())) : select_ops(device.c_str());
     ModelConfig cfg = config_preset(preset);
     Method method = parse_method(method_s);
     double t0 = now_seconds();
@@ -100,6 +103,7 @@ int run(int argc, char** argv) {
     print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
     for (int s = 0; s < warmup; s++) trainer_step(t);
     ops.synchronize();
+    reset_op_times();
     std::vector<double> times;
     double loss = 0;
     for (int s = 0; s < steps; s++) {
@@ -119,6 +123,9 @@ int run(int argc, char** argv) {
            preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, offload ? " offload=1" : "",
            1e3 * med, steps, tps, mfu_s.c_str(), ms.peak_total / 1e9, loss,
            flops_per_token(cfg, method, seq) * tps / 1e9, max_rss_bytes() / 1e9);
+    double all = 0;
+    for (double x : times) all += x;
+    if (op_times) print_op_times("step", steps, all);
     return 0;
 }
 
