@@ -240,7 +240,8 @@ void attention_decode(float* out, const float* q, const float* kcache, const flo
                     p[j] = dot(qs, K + ((size_t)j * nkv + g) * hd, hd) * scale;
                     mx = std::max(mx, p[j]);
                 }
-                for (int j = j0; j < n; j++) sum += (p[j] = std::exp(p[j] - mx));
+                #pragma omp simd reduction(+ : sum)
+                for (int j = j0; j < n; j++) sum += (p[j] = exp_fast(p[j] - mx));
                 float* o = out + ((size_t)s * nh + h) * hd;
                 memset(o, 0, hd * sizeof(float));
                 for (int j = j0; j < n; j++) {
