@@ -16,6 +16,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <numeric>
 #include <string>
 #include <vector>
 
@@ -123,9 +124,7 @@ int run(int argc, char** argv) {
            preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, offload ? " offload=1" : "",
            1e3 * med, steps, tps, mfu_s.c_str(), ms.peak_total / 1e9, loss,
            flops_per_token(cfg, method, seq) * tps / 1e9, max_rss_bytes() / 1e9);
-    double all = 0;
-    for (double x : times) all += x;
-    if (op_times) print_op_times("step", steps, all);
+    if (op_times) print_op_times("step", steps, std::accumulate(times.begin(), times.end(), 0.0));
     return 0;
 }
 

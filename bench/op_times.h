@@ -84,13 +84,14 @@ inline void reset_op_times() { op_times::state().seconds_calls.clear(); }
 
 // The table per `per` (e.g. per step: per = the steps timed), next to `total` seconds (the same span).
 inline void print_op_times(const char* per_name, double per, double total) {
-    std::vector<std::pair<double, std::string>> rows;
+    std::vector<std::pair<std::pair<double, long>, std::string>> rows;  // (seconds, calls), name
     double sum = 0;
-    for (auto& [name, e] : op_times::state().seconds_calls) rows.push_back({e.first, name}), sum += e.first;
+    for (auto& [name, e] : op_times::state().seconds_calls) rows.push_back({e, name}), sum += e.first;
     std::sort(rows.rbegin(), rows.rend());
     printf("time per %s, op by op (%s):\n", per_name, op_times::state().inner.name);
-    for (auto& [sec, name] : rows)
-        printf("  %-32s %9.2f ms  %5.1f%%  %6.0f calls\n", name.c_str(), 1e3 * sec / per, 100 * sec / total,
-               op_times::state().seconds_calls[name].second / per);
-    printf("  %-32s %9.2f ms  %5.1f%%\n", "(outside the ops)", 1e3 * (total - sum) / per, 100 * (total - sum) / total);
+    for (auto& [e, name] : rows)
+        printf("  %-32s %9.2f ms  %5.1f%%  %6.0f calls\n", name.c_str(), 1e3 * e.first / per, 100 * e.first / total,
+               e.second / per);
+    printf("  %-32s %9.2f ms  %5.1f%%\n", "(outside the ops)", 1e3 * (total - sum) / per,
+           100 * (total - sum) / total);
 }

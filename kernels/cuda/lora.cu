@@ -32,7 +32,8 @@ __global__ void dropout_kernel(bf16* dst, const bf16* src, size_t n, uint32_t th
 
 void dropout(bf16* dst, const bf16* src, size_t n, float p, uint64_t key, bool accumulate) {
     if (n == 0) return;
-    dropout_kernel<<<ceil_div(n, 256), 256>>>(dst, src, n, dropout_threshold(p), 1.0f / (1.0f - p), key, accumulate);
+    dropout_kernel<<<ceil_div(n, 256), 256>>>(dst, src, n, dropout_threshold(p), 1.0f / (1.0f - p), key,
+                                              accumulate);
     CUDA_LAUNCH_CHECK();
 }
 
