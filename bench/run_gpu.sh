@@ -81,6 +81,7 @@ if [ "${1:-}" = "--prepare" ]; then
         build/bench/bench_gemm_algos build/bench/bench_generate)
     mkdir -p "$src" && find "$src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
     git ls-files -co --exclude-standard | grep -v "^$CARRY/" | tar -cf - -T - | tar -xf - -C "$src"
+    rm -f "$CARRY/bin.tar.xz"
     if ! command -v nvcc >/dev/null; then
         echo "warning: no nvcc here: no prebuilt binaries (the GPU machine will build)"
         rm -rf "$CARRY/bin"
@@ -88,6 +89,9 @@ if [ "${1:-}" = "--prepare" ]; then
         rm -rf "$CARRY/bin" && mkdir -p "$CARRY/bin"
         for b in "${bins[@]}"; do cp "$src/$b" "$CARRY/bin/"; done
         { git rev-parse --short HEAD; git status --short; } >"$CARRY/bin/SOURCE"
+        # Seven binaries of ~6 MB each, nearly all the same CUDA fatbin: one xz stream with a 64 MB
+        # window stores it once (47 MB -> 3 MB), leaving room in what travels for the test fixtures.
+        tar -C "$CARRY" -cf - bin | xz -9 -T1 >"$CARRY/bin.tar.xz" && rm -rf "$CARRY/bin"
     else
         echo "warning: the prebuild failed (see $src/build.log): the GPU machine will build"
         rm -rf "$CARRY/bin"
@@ -108,9 +112,10 @@ if [ "${1:-}" = "--prepare" ]; then
             rm -rf "$CARRY/old" && mkdir -p "$CARRY/old"
             for b in "${old_bins[@]}"; do cp "$old_src/$b" "$CARRY/old/"; done
             git rev-parse --short "$AB_REF" >"$CARRY/old/SOURCE"
+            tar -C "$CARRY" -cf - old | xz -9 -T1 >"$CARRY/old.tar.xz" && rm -rf "$CARRY/old"
         else
             echo "warning: AB_REF=$AB_REF did not build (see $old_src/build.log): no previous build to compare"
-            rm -rf "$CARRY/old"
+            rm -rf "$CARRY/old" "$CARRY/old.tar.xz"
         fi
     fi
     # Keep it out of git (it is carried explicitly); only when the folder is inside this repo.
@@ -197,6 +202,10 @@ if grep -q '^bitsandbytes [0-9]' <<<"$PY_ENV"; then HAVE_BNB=1; else
 fi
 
 # ---- build: the prebuilt binaries from .gpu_carry/bin when they start here, else make ----
+# (packed by --prepare: bin.tar.xz, and old.tar.xz for AB_OLD).
+for packed in bin old; do
+    [ -f "$CARRY/$packed.tar.xz" ] && rm -rf "${CARRY:?}/$packed" && tar -C "$CARRY" -xJf "$CARRY/$packed.tar.xz"
+done
 if [ "${SKIP_BUILD:-0}" != 1 ] && [ -x "$CARRY/bin/test_runner" ]; then
     if "$CARRY/bin/test_runner" -ltc >/dev/null 2>"$OUT/build.txt"; then
         mkdir -p build/bench
