@@ -25,9 +25,9 @@
 #   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2);
 #   GEN_PRESETS ("llama-3.2-1b"), GEN_BATCH (16), GEN_PROMPT (512), GEN_NEW (64);
 #   SKIP_BUILD=1, SKIP_TESTS=1, SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1, SKIP_TRAIN=1 (no ./train
-#   run), SKIP_GENERATE=1: leave those steps out; SKIP_TORCH=1 (no PyTorch kernel table), SKIP_NARROW=1 (no
-#   narrow-tiling kernel table), KERNELS_FILTER=attn (those kernel rows only, ours, PyTorch's and
-#   the previous build's);
+#   run), SKIP_GENERATE=1, SKIP_PEFT=1 (our end-to-end steps only): leave those steps out; SKIP_TORCH=1
+#   (no PyTorch kernel table), SKIP_NARROW=1 (no narrow-tiling kernel table), KERNELS_FILTER=attn
+#   (those kernel rows only, ours, PyTorch's and the previous build's);
 #   SCALE_OFFLOAD=1 (the 65B QLoRA step again with --offload-optimizer); SANITIZE=1 (compute-sanitizer
 #   racecheck and synccheck on the attention tests);
 #   PROFILE=1 (Nsight Compute on the attention kernels, hd 64, 128 and 256: profile.txt);
@@ -345,6 +345,7 @@ for method in ${E2E_METHODS:-lora qlora}; do
             step "e2e before: $preset $method" 150 "$OUT/e2e.txt" bash -c "set -o pipefail; '$CARRY/old/bench_train' \
                 ${flags[*]} --method $method --device cuda | sed 's/^RESULT ours/RESULT before/'"
         fi
+        [ "${SKIP_PEFT:-0}" = 1 ] && continue
         if [ "$method" = qlora ] && [ "$HAVE_BNB" = 0 ]; then
             echo "=== e2e peft: $preset qlora: skipped, bitsandbytes not available" | tee -a "$OUT/e2e.txt" "$SUMMARY"
             continue

@@ -62,7 +62,8 @@ __global__ void bwd_D_kernel(float* D, const bf16* dout, const bf16* out, size_t
 // the narrow tiling: 64 ldmatrix per 96 mma instead of 128 per 192, for 2 CTAs per SM instead of 1).
 // Shared memory: Q and dO [BM][HD+8], K and V [2][BN][HD+8]: 105 KB at HD 128, 74 KB at HD 64, 132 KB
 // at HD 256; the narrow tilings (99 KB GPUs) have 2 warps of 16 queries, BM = 32, BN = 64 at HD 128:
-// 87 KB; BN = 16 at HD 256: 99 KB exactly. The key block's segment ids are in registers (KeySegs).
+// 87 KB; BN = 16 at HD 256: 99 KB exactly. The key block's segment ids ride in the K tile's row
+// padding (key_seg), as in the forward.
 template <int HD, bool narrow>
 struct DqCfg {
     static_assert(HD == 64 || HD == 128 || HD == 256, "tilings exist for head dims 64, 128 and 256");
@@ -70,7 +71,7 @@ struct DqCfg {
                          BM = 16 * MT * NW, BN = HD == 256 ? (narrow ? 16 : 32) : HD == 128 && !narrow ? 32 : 64,
                          LD = HD + 8;
     static constexpr size_t smem = (size_t)(2 * BM + 4 * BN) * LD * sizeof(bf16);
-    static_assert(NT >= BM, "one thread per query of a block (segment ids)");
+    static_assert(NT >= BM && NT >= BN, "one thread per query and per key of a block (segment ids)");
 };
 
 template <int HD, bool narrow>
@@ -121,8 +122,7 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
         }
     const int seg_first = sg[q0];
     const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
-    KeySegs<BN> kseg_next;
-    kseg_next.load(sg, kb0 * BN, T, lane);
+    int kseg_next = tid < BN && kb0 * BN + tid < T ? sg[kb0 * BN + tid] : 0;  // key tid of the next block
 
     float acc[MT][HD / 8][4] = {};  // dQ (unscaled) for the warp's rows
     for (int j = kb0; j < nkb; j++) {
@@ -132,11 +132,13 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
             load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, v + koff, kstride, k0 + BN, T, tid);
         }
         cp_async_commit();
-        const KeySegs<BN> kseg = kseg_next;
-        if (j + 1 < nkb) kseg_next.load(sg, k0 + BN, T, lane);
+        const int kseg = kseg_next;
+        if (tid < BN) key_seg<HD>(sK + st * BN * LD, tid) = kseg;
+        const bool match = tid < BN && k0 + tid < T && kseg == seg_first;
+        if (j + 1 < nkb) kseg_next = tid < BN && k0 + BN + tid < T ? sg[k0 + BN + tid] : 0;
         cp_async_wait<1>();
-        __syncthreads();
-        if (q_uniform && !kseg.any_in(seg_first, lane)) {
+        const int n_match = __syncthreads_count(match);
+        if (q_uniform && n_match == 0) {
             __syncthreads();
             continue;
         }
@@ -148,7 +150,7 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
         if (HD == 64 || (k0 <= wq_last && k0 + BN - 1 > wq_first - win)) {
             // No mask: as in the forward (one segment, all keys real, every key <= every query and
             // within every window of the warp's queries).
-            const bool no_mask = q_uniform && kseg.all_in(seg_first, lane) && k0 + BN - 1 <= q0 && k0 > wq_last - win;
+            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0 && k0 > wq_last - win;
             const bf16* tK = sK + st * BN * LD;
             const bf16* tV = sV + st * BN * LD;
 
@@ -163,7 +165,7 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
                 for (int n = 0; n < BN / 8; n++) {
                     const int c0 = n * 8 + 2 * cq;
                     int ks[2] = {0, 0};  // the segments of key columns c0, c0 + 1 (read only when masking)
-                    if (kMasked) ks[0] = kseg.at(n, 2 * cq), ks[1] = kseg.at(n, 2 * cq + 1);
+                    if (kMasked) ks[0] = key_seg<HD>(tK, c0), ks[1] = key_seg<HD>(tK, c0 + 1);
                     #pragma unroll
                     for (int m = 0; m < MT; m++)
                         #pragma unroll

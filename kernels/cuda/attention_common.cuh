@@ -274,42 +274,25 @@ __device__ __forceinline__ void acc_to_smem(bf16* tile, int row0, const float (&
     }
 }
 
-// The segment ids of a block of BN keys (k0 .. k0 + BN - 1), held in every warp's registers: lane l
-// has key k0 + l + 32i in id[i]. A score tile's mask reads the id of its key column with one shuffle,
-// and whether the block needs a mask at all is a warp vote (all warps hold the same ids, so they all
-// vote alike). Every warp loads the (same, L1-resident) ids itself rather than one warp staging them
-// in shared memory for all: the shared memory goes to tiles (at hd 256 the forward's and dQ's tiles
-// fill the 99 KB of sm_86/89 to the byte). The kernels load the ids of key block j + 1 during step j,
-// so the global latency hides behind a step of math.
-template <int BN>
-struct KeySegs {
-    static constexpr int R = (BN + 31) / 32;
-    int id[R];
-    int n_valid;  // keys of the block that are real tokens (before T): min(BN, T - k0)
-    __device__ __forceinline__ void load(const int32_t* sg, int k0, int T, int lane) {
-        n_valid = T - k0 < BN ? T - k0 : BN;
-        #pragma unroll
-        for (int i = 0; i < R; i++) id[i] = lane + 32 * i < n_valid ? sg[k0 + lane + 32 * i] : 0;
-    }
-    // The id of key column 8n + off (0 <= off < 8): n is the index of an 8-wide score tile, unrolled
-    // at compile time, so id[n / 4] is a register and not a local-memory array.
-    __device__ __forceinline__ int at(int n, int off) const {
-        return __shfl_sync(0xffffffffu, id[n / 4], (8 * n + off) % 32);
-    }
-    // Whether some real key of the block is in segment s / whether all BN keys are real and in s.
-    __device__ __forceinline__ bool any_in(int s, int lane) const {
-        bool any = false;
-        #pragma unroll
-        for (int i = 0; i < R; i++) any |= lane + 32 * i < n_valid && id[i] == s;
-        return __any_sync(0xffffffffu, any);
-    }
-    __device__ __forceinline__ bool all_in(int s, int lane) const {
-        bool all = n_valid == BN;
-        #pragma unroll
-        for (int i = 0; i < R; i++) all &= lane + 32 * i >= BN || id[i] == s;
-        return __all_sync(0xffffffffu, all);
-    }
-};
+// The segment ids of a key block ride in its K tile's row padding: row r of a [BN][HD+8] tile has 8
+// bf16 (16 bytes) after its HD elements that no ldmatrix and no cp.async touches, and the int32 id of
+// key r sits in the first 4 of them. So the ids cost no shared memory of their own (at hd 256 the
+// forward's and dQ's tiles fill the 99 KB of sm_86/89 to the byte), and they are double-buffered
+// with the tile they belong to. The kernels load the ids of key block j + 1 into a register (thread
+// tid < BN, key tid) during step j, so the global latency hides behind a step of math, and write it
+// at the start of step j + 1, before the barrier that publishes the tile, which also counts the
+// block's keys in the query block's segment (__syncthreads_count: none -> skip, all -> no mask).
+// (Held in every warp's registers instead, with a shuffle per score column in the masked branch,
+// the ids made nvcc duplicate the softmax: the hd-128 forward grew from 2,376 to 2,848 instructions
+// and ran 5-7% slower on an H200, hd 64 2-9%; the dQ kernels grew alike.)
+template <int HD>
+__device__ __forceinline__ int& key_seg(bf16* tile, int r) {
+    return *reinterpret_cast<int*>(tile + r * (HD + 8) + HD);
+}
+template <int HD>
+__device__ __forceinline__ int key_seg(const bf16* tile, int r) {
+    return *reinterpret_cast<const int*>(tile + r * (HD + 8) + HD);
+}
 
 // The sliding window as the kernels take it: query t sees keys s > t - win. Without a window (0), or
 // with one at least T wide (which masks nothing), a width no row reaches, so the bounds and masks of

@@ -23,7 +23,7 @@
 // instruction): scores are multiplied by scale·log2(e), and lse is converted back to natural log.
 // Shared memory: Q tile [BM][HD+8], K and V tiles [BN][HD+8] twice each (double buffer: the next
 // key block is loaded with cp.async while the current one is computed). The key block's segment ids
-// travel in registers (KeySegs, attention_common.cuh). The three tilings:
+// ride in the K tile's row padding (key_seg, attention_common.cuh). The three tilings:
 // - HD 64: 8 warps of 16 queries (MT = 1), BM = 128, BN = 64, 56 KB; each warp keeps its Q rows as A
 //   fragments in registers. At most 128 registers on sm_90: two CTAs (16 warps) per SM.
 // - HD 128: 4 warps of 32 queries (MT = 2), BM = 128, BN = 32, 70 KB (within the 99 KB of sm_86/89
@@ -54,7 +54,7 @@ struct FwdCfg {
     static constexpr int LD = HD + 8;                 // padded row of a shared tile (elements)
     static constexpr bool q_in_regs = HD == 64;       // Q's A fragments held in registers
     static constexpr size_t smem = (size_t)(BM + 4 * BN) * LD * sizeof(bf16);
-    static_assert(NT >= BM, "one thread per query of a block (segment ids)");
+    static_assert(NT >= BM && NT >= BN, "one thread per query and per key of a block (segment ids)");
 };
 
 // Grid: x = b * nh + h, y = query block (reversed, so that the longest blocks — the last ones, which
@@ -114,8 +114,8 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
     // classified at once: no key in the segment -> skipped, all keys in it -> no per-element mask.
     const int seg_first = sg[q0];
     const bool q_uniform = __syncthreads_and(tid >= BM || q0 + tid >= T || sg[q0 + tid] == seg_first);
-    KeySegs<BN> kseg_next;  // segment ids of the next key block
-    kseg_next.load(sg, kb0 * BN, T, lane);
+    // Thread tid < BN: the segment id of key tid of the next key block (0 past T).
+    int kseg_next = tid < BN && kb0 * BN + tid < T ? sg[kb0 * BN + tid] : 0;
 
     // Q's A fragments, loaded once when they stay in registers (a [1][1][4] placeholder otherwise).
     uint32_t qf[C::q_in_regs ? MT : 1][C::q_in_regs ? HD / 16 : 1][4];
@@ -134,10 +134,12 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
             load_tile<BN, HD, NT>(sV + (st ^ 1) * BN * LD, vh, kstride, k0 + BN, T, tid);
         }
         cp_async_commit();
-        const KeySegs<BN> kseg = kseg_next;
-        if (j + 1 < nkb) kseg_next.load(sg, k0 + BN, T, lane);
+        const int kseg = kseg_next;
+        if (tid < BN) key_seg<HD>(sK + st * BN * LD, tid) = kseg;
+        const bool match = tid < BN && k0 + tid < T && kseg == seg_first;
+        if (j + 1 < nkb) kseg_next = tid < BN && k0 + BN + tid < T ? sg[k0 + BN + tid] : 0;
         cp_async_wait<1>();  // this thread's copies of block j (and Q) have landed...
-        __syncthreads();     // ...and everyone's
+        const int n_match = __syncthreads_count(match);  // ...and everyone's, and the key ids are written
         if constexpr (C::q_in_regs) {
             if (j == kb0) {
                 #pragma unroll
@@ -145,7 +147,7 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
                     ldmatrix_x4(qf[0][kk], sQ + (wrow + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
             }
         }
-        if (q_uniform && !kseg.any_in(seg_first, lane)) {  // provably fully masked (skipping it is bit-identical)
+        if (q_uniform && n_match == 0) {  // provably fully masked (skipping it is bit-identical)
             __syncthreads();
             continue;
         }
@@ -162,7 +164,7 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
         if (k0 <= wq_last && k0 + BN - 1 > wq_first - win) {
             // No mask needed: one segment throughout, all keys valid, every key <= every query, and
             // every key in every window of the warp's queries (the first key in the last query's).
-            const bool no_mask = q_uniform && kseg.all_in(seg_first, lane) && k0 + BN - 1 <= q0 && k0 > wq_last - win;
+            const bool no_mask = q_uniform && n_match == BN && k0 + BN - 1 <= q0 && k0 > wq_last - win;
             const bf16* tK = sK + st * BN * LD;
             const bf16* tV = sV + st * BN * LD;
 
@@ -181,7 +183,7 @@ __global__ void __launch_bounds__(FwdCfg<HD>::NT, HD == 64 ? kFwdMinBlocksHd64 :
                 #pragma unroll
                 for (int n = 0; n < BN / 8; n++) {
                     const int c0 = n * 8 + 2 * cq;
-                    const int ks[2] = {kseg.at(n, 2 * cq), kseg.at(n, 2 * cq + 1)};
+                    const int ks[2] = {key_seg<HD>(tK, c0), key_seg<HD>(tK, c0 + 1)};
                     #pragma unroll
                     for (int mt = 0; mt < MT; mt++)
                         #pragma unroll
