@@ -92,6 +92,12 @@ build/bench/%: bench/%.cpp $(LIB_OBJ)
 bench: $(BENCHES)
 	@for b in $(BENCHES); do echo "== $$b"; ./$$b || exit 1; done
 
+# Every CUDA kernel's sm_90 instruction count, registers and spills next to bench/kernel_sizes.txt:
+# needs nvcc, not a GPU (bench/kernel_sizes.sh says why; --update records new figures).
+.PHONY: kernel-sizes
+kernel-sizes:
+	bash bench/kernel_sizes.sh
+
 clean:
 	rm -rf build train test_runner $(TOOLS)
 
