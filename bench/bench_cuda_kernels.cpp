@@ -33,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kernels/kernels.h"
@@ -256,10 +257,12 @@ void bench_matmul(const Ops& ops) {
 
 void bench_rmsnorm(const Ops& ops) {
     // N = 8192 tokens (batch 4 × seq 2048) at the widths of llama-65b/70b, llama-2-7b, llama-3.2-1b,
-    // smollm2-135m.
+    // gemma3-1b and smollm2-135m; then the per-head QK norms of Gemma 3 1B (4 heads of 256: rows of
+    // 256, four a token) and Qwen3 (16 heads of 128), where rows are short and many.
     // The backward passes dw = null (frozen norm weights: the LoRA/QLoRA case).
-    const int N = 8192;
-    for (int C : {8192, 4096, 2048, 576}) {
+    const std::pair<int, int> shapes[] = {{8192, 8192}, {8192, 4096}, {8192, 2048}, {8192, 1152},
+                                          {8192, 576},  {32768, 256}, {131072, 128}};
+    for (auto [N, C] : shapes) {
         std::string shape = strf("N%d C%d", N, C);
         double nc = (double)N * C;
         run_case(ops, "rmsnorm fwd", shape, [&](Buffers& b) {

@@ -210,8 +210,10 @@ def bench_matmul():
 
 
 def bench_rmsnorm():
-    N = 8192 // S
-    for C in (8192, 4096, 2048, 576):
+    # The shapes of bench_cuda_kernels: 8192 tokens at five widths, then the QK-norm rows of Gemma 3
+    # (32768 rows of 256) and Qwen3 (131072 of 128).
+    for n, C in ((8192, 8192), (8192, 4096), (8192, 2048), (8192, 1152), (8192, 576), (32768, 256), (131072, 128)):
+        N = n // S
         shape = f"N{N} C{C}"
         nc = N * C
 
