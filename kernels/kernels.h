@@ -151,6 +151,18 @@ double sum_squares(const float* g, size_t n);
 
 }  // namespace cpu
 
+// The CUDA rmsnorm_backward's grid, a function of the shape alone (so its dw partials, one row of C
+// floats per block in the reduce scratch, sum in the same order on every GPU; the memory estimate
+// counts them): rows of up to 256 go 256 / L at a time, L lanes a row (the power of two >= C / 8),
+// wider rows one at a time; at most 512 blocks.
+inline int rmsnorm_backward_blocks(long long N, int C) {
+    int lanes = 8;  // the short-row kernel's smallest row group (C <= 64)
+    while (lanes < (C + 7) / 8) lanes *= 2;
+    long long rows_at_once = C <= 256 ? 256 / lanes : 1;
+    long long blocks = (N + rows_at_once - 1) / rows_at_once;
+    return (int)(blocks < 512 ? blocks : 512);
+}
+
 // Where a backend's allocations go, for the memory table (bytes per category, current and peak).
 enum class Mem { weights, adapters, gradients, optimizer, activations, scratch, count };
 const char* mem_name(Mem c);

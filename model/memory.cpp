@@ -245,12 +245,12 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
             lora_extra = " + stacked A, dA G·r·C·6";
         }
     }
-    // reduce: the larger of rmsnorm's weight-gradient partials (full fine-tuning: min(rows, 512)
-    // blocks × width floats: N rows of C, and with QK-norm N·H rows of head_dim) and sum_squares'
-    // (one double per 2048 gradients, at most 1024).
+    // reduce: the larger of rmsnorm's weight-gradient partials (full fine-tuning: a row of width
+    // floats per block of its grid: N rows of C, and with QK-norm N·H rows of head_dim) and
+    // sum_squares' (one double per 2048 gradients, at most 1024).
     size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
-    size_t norms = std::min<size_t>(N, 512) * c.dim * 4;
-    if (c.qk_norm) norms = std::max(norms, std::min<size_t>(N * c.n_heads, 512) * c.head_dim * 4);
+    size_t norms = (size_t)rmsnorm_backward_blocks(N, c.dim) * c.dim * 4;
+    if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
     e.backend = cublas + attention + lora + reduce;
     e.why_backend = strf("cuBLASLt workspace 32 MiB + attention D N·H·4 = %s + LoRA N·G·r·2%s = %s + reductions %s",

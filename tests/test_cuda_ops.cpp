@@ -238,9 +238,12 @@ struct NormShape {
 // 16-byte access); the forward's warp per row with 1 and 3 chunks per lane in registers (256, 576)
 // and its block per row with 1, 2 and 4 chunks per thread (1536; 2050 and 4096; 4104 with 160
 // threads, its last chunks partly past the row, and 16384 with 512), past them (16400: a warp loop);
-// the backward's threads owning more than one chunk each (4104, 16384, 16400).
-const NormShape kNormShapes[] = {{37, 100},  {5, 2050},   {64, 576},   {1100, 100}, {9, 256},   {11, 1536},
-                                 {1100, 1536}, {600, 4096}, {600, 4104}, {300, 16384}, {2, 16400}};
+// the backward's threads owning more than one chunk each (4104, 16384, 16400); its short-row kernel
+// (C <= 256) at 8, 16 and 32 lanes a row (64; 100 and 128; 256), with blocks walking several row
+// groups where N exceeds 512 blocks of them (9000 rows of 128: 16 a group; 4500 of 256: 8).
+const NormShape kNormShapes[] = {{37, 100},   {5, 2050},   {64, 576},   {1100, 100}, {9, 256},
+                                 {11, 1536},  {1100, 1536}, {600, 4096}, {600, 4104}, {300, 16384},
+                                 {2, 16400},  {2100, 64},  {9000, 128}, {4500, 256}};
 const float kEps = 1e-5f;
 // x ~ N(0, 4) (rstd ≈ 0.5, not 1); w ≈ 1 ± 0.2 as trained norms are.
 vector<float> norm_weight(int C) {

@@ -231,20 +231,33 @@ TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x rec
         }
 }
 
-TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials of QK-norm (N·H rows of head_dim) when they are the larger") {
-    // rmsnorm_backward on CUDA keeps min(rows, 512) partial rows of the norm's width for dw: for the
-    // per-head q norm of qwen3-0.6b at 32 tokens that is 512 × 128 floats, more than 32 × 1024.
+TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials, a row per block of rmsnorm_backward's grid, for the hidden-size norms or QK-norm, whichever is larger") {
+    // qwen3-0.6b at 32 tokens: the hidden-size norms have 32 rows of 1024, a block each; the per-head
+    // q norm has 512 rows of 128, 16 to a block of the short-row kernel: 32 blocks of 128 floats.
     MemorySpec s;
     s.cfg = config_preset("qwen3-0.6b");
     s.method = Method::Full;
     memory_set_backend(s, Backend::Cuda);
     s.B = 1;
     s.T = 32;
-    MemoryEstimate e = memory_estimate(s);
-    const size_t cublas = (size_t)32 << 20, attention = 32 * 16 * 4, reduce = 512 * 128 * 4;
-    CHECK(e.backend == cublas + attention + reduce);
-    s.T = 512;  // 512 × 1024 floats for the hidden-size norms: those are the larger now
-    CHECK(memory_estimate(s).backend == cublas + 512 * 16 * 4 + 512 * 1024 * 4);
+    const size_t cublas = (size_t)32 << 20, attention = 32 * 16 * 4;
+    CHECK(rmsnorm_backward_blocks(32, 1024) == 32);
+    CHECK(rmsnorm_backward_blocks(32 * 16, 128) == 32);
+    CHECK(memory_estimate(s).backend == cublas + attention + 32 * 1024 * 4);
+    // A hidden size of 64 (the heads keep 16 of 128; such rows go 32 to a block): the q norm's partials
+    // are the larger, and at 512 tokens its grid reaches the 512 blocks.
+    s.cfg.dim = 64;
+    CHECK(memory_estimate(s).backend == cublas + attention + 32 * 128 * 4);
+    s.T = 512;
+    CHECK(rmsnorm_backward_blocks(512 * 16, 128) == 512);
+    CHECK(memory_estimate(s).backend == cublas + 512 * 16 * 4 + 512 * 128 * 4);
+    // The grid by row width: 8 rows of 256 a block (32 lanes a row), 16 of 100 or 128, 32 of 64 or
+    // less, one row a block above 256.
+    CHECK(rmsnorm_backward_blocks(100, 256) == 13);
+    CHECK(rmsnorm_backward_blocks(100, 100) == 7);
+    CHECK(rmsnorm_backward_blocks(100, 64) == 4);
+    CHECK(rmsnorm_backward_blocks(100, 257) == 100);
+    CHECK(rmsnorm_backward_blocks(100000, 257) == 512);
 }
 
 // What ./train suggests when a run does not fit: each listed change fits, in the documented order,

@@ -290,6 +290,58 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
             for (int k = 0; k < 8 && 8 * j + k < C; k++) dw_part[(size_t)blockIdx.x * C + 8 * j + k] = sdw[k * chunks + j];
 }
 
+// Short rows (C <= 256, at most 32 chunks: the per-head QK norms of Qwen3 and Gemma 3, 128 and 256
+// wide, 16 and 4 rows a token). The kernel above would give such a row one warp (half a warp at
+// C 128), and its grid of at most 512 blocks only ~4 warps an SM: too few loads in flight. Here a
+// row takes L lanes (the power of two >= its chunks), a 256-thread block R = 256 / L rows at a time,
+// and the row's dot product is summed over its L lanes by shuffles, with no barrier. Every lane runs
+// the shuffles, those of a row past N with zeros. For dw each of the block's R row groups keeps its
+// own transposed partial in shared memory ([R][8][L]: a thread owns its columns in its group), and
+// the block adds the groups in order into its row of dw_part at the end.
+constexpr int kShortRowThreads = 256;
+
+template <int L>
+__global__ void __launch_bounds__(kShortRowThreads)
+    rmsnorm_backward_short_kernel(bf16* dx, float* dw_part, const bf16* dout, const bf16* x, const bf16* w,
+                                  const float* rstd, int N, int C, bool vec) {
+    constexpr int R = kShortRowThreads / L;
+    extern __shared__ float sdw[];  // [R][8][L], only when dw_part
+    const int j = threadIdx.x % L, group = threadIdx.x / L, chunks = (C + 7) / 8;
+    const bool mine = j < chunks;
+    float* gdw = dw_part ? sdw + group * 8 * L : nullptr;  // this row group's partial
+    if (gdw)
+        for (int k = 0; k < 8; k++) gdw[k * L + j] = 0.0f;
+    float wv[8] = {};
+    if (mine) load8(wv, w, 8 * j, C, vec);
+    for (int base = blockIdx.x * R; base < N; base += gridDim.x * R) {
+        const int n = base + group;
+        const bool row = n < N;
+        const size_t off = (size_t)n * C;
+        float gv[8] = {}, xv[8] = {}, dv[8] = {}, dot = 0.0f;
+        if (row && mine) {
+            load8(gv, dout + off, 8 * j, C, vec);
+            load8(xv, x + off, 8 * j, C, vec);
+            load8(dv, dx + off, 8 * j, C, vec);
+            add_dot8(dot, gv, wv, xv);
+        }
+        #pragma unroll
+        for (int o = L / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        if (row && mine) {
+            const float r = rstd[n], kr = r * r * r * dot / (float)C;
+            backward8(dv, gdw, L, j, gv, wv, xv, r, kr);
+            store8(dx + off, dv, 8 * j, C, vec);
+        }
+    }
+    if (dw_part) {
+        __syncthreads();
+        for (int c = threadIdx.x; c < C; c += blockDim.x) {
+            float s = 0.0f;
+            for (int g = 0; g < R; g++) s += sdw[(g * 8 + c % 8) * L + c / 8];
+            dw_part[(size_t)blockIdx.x * C + c] = s;
+        }
+    }
+}
+
 // dw[c] += Σ_b part[b, c], b in order: one thread per column (coalesced across the warp).
 __global__ void rmsnorm_dw_kernel(float* dw, const float* part, int nparts, int C) {
     int c = blockIdx.x * blockDim.x + threadIdx.x;
@@ -299,30 +351,34 @@ __global__ void rmsnorm_dw_kernel(float* dw, const float* part, int nparts, int 
     dw[c] += s;
 }
 
-// Fixed (device-independent) upper bound on blocks: every block takes >= 1 row, and the dw partials
-// (blocks × C floats of scratch) stay small. The grid depends only on N, so the dw summation order,
-// and hence its bits, depend only on the shapes.
-constexpr int kBackwardMaxBlocks = 512;
-
 void rmsnorm_backward(bf16* dx, float* dw, const bf16* dout, const bf16* x, const bf16* w, const float* rstd, int N,
                       int C) {
     if (N <= 0 || C <= 0) return;
     int chunks = (C + 7) / 8;
-    // One chunk per thread up to C = 4096, then loop; at least a warp, at most 512 threads.
-    int threads = std::min(kBackwardMaxThreads, std::max(32, (chunks + 31) / 32 * 32));
-    int blocks = std::min(N, kBackwardMaxBlocks);
+    // The grid depends only on the shape (kernels.h), so the dw summation order, and hence its bits,
+    // do too; at most 512 blocks keep the dw partials (blocks × C floats of scratch) small.
+    const int blocks = rmsnorm_backward_blocks(N, C);
     bool vec = C % 8 == 0 && aligned16(dx) && aligned16(dout) && aligned16(x) && aligned16(w);
-    float* part = nullptr;
-    size_t smem = 0;
-    if (dw) {
-        part = (float*)cuda_scratch(Scratch::reduce, (size_t)blocks * C * sizeof(float));
-        smem = (size_t)8 * chunks * sizeof(float);
-        if (smem > 48 * 1024)  // beyond the default dynamic shared memory limit: opt in (C > 12288)
-            CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_backward_kernel<false>,
-                                            cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+    float* part = dw ? (float*)cuda_scratch(Scratch::reduce, (size_t)blocks * C * sizeof(float)) : nullptr;
+    if (C <= 256) {  // short rows: L lanes a row, as rmsnorm_backward_blocks counts them
+        const size_t smem = dw ? (size_t)kShortRowThreads * 8 * sizeof(float) : 0;  // R·8·L floats
+        auto launch = [&](auto kernel) { kernel<<<blocks, kShortRowThreads, smem>>>(dx, part, dout, x, w, rstd, N, C, vec); };
+        if (chunks <= 8) launch(rmsnorm_backward_short_kernel<8>);
+        else if (chunks <= 16) launch(rmsnorm_backward_short_kernel<16>);
+        else launch(rmsnorm_backward_short_kernel<32>);
+    } else {
+        // One chunk per thread up to C = 4096, then loop; at most 512 threads.
+        int threads = std::min(kBackwardMaxThreads, (chunks + 31) / 32 * 32);
+        size_t smem = 0;
+        if (dw) {
+            smem = (size_t)8 * chunks * sizeof(float);
+            if (smem > 48 * 1024)  // beyond the default dynamic shared memory limit: opt in (C > 12288)
+                CUDA_CHECK(cudaFuncSetAttribute(rmsnorm_backward_kernel<false>,
+                                                cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
+        }
+        if (chunks <= threads) rmsnorm_backward_kernel<true><<<blocks, threads, smem>>>(dx, part, dout, x, w, rstd, N, C, vec);
+        else rmsnorm_backward_kernel<false><<<blocks, threads, smem>>>(dx, part, dout, x, w, rstd, N, C, vec);
     }
-    if (chunks <= threads) rmsnorm_backward_kernel<true><<<blocks, threads, smem>>>(dx, part, dout, x, w, rstd, N, C, vec);
-    else rmsnorm_backward_kernel<false><<<blocks, threads, smem>>>(dx, part, dout, x, w, rstd, N, C, vec);
     CUDA_LAUNCH_CHECK();
     if (dw) {
         rmsnorm_dw_kernel<<<ceil_div(C, 256), 256>>>(dw, part, blocks, C);
