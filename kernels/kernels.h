@@ -153,12 +153,17 @@ double sum_squares(const float* g, size_t n);
 
 // The CUDA rmsnorm_backward's grid, a function of the shape alone (so its dw partials, one row of C
 // floats per block in the reduce scratch, sum in the same order on every GPU; the memory estimate
-// counts them): rows of up to 256 go 256 / L at a time, L lanes a row (the power of two >= C / 8),
-// wider rows one at a time; at most 512 blocks.
-inline int rmsnorm_backward_blocks(long long N, int C) {
-    int lanes = 8;  // the short-row kernel's smallest row group (C <= 64)
+// counts them): rows of up to 256 go to the short-row kernel, kRmsnormShortThreads / L rows a block
+// at a time with L lanes a row (rmsnorm_short_row_lanes), wider rows one a block; at most 512 blocks.
+constexpr int kRmsnormShortThreads = 256;
+// Lanes a short row takes: the power of two >= its 8-element chunks, at least 8 (C <= 256).
+inline int rmsnorm_short_row_lanes(int C) {
+    int lanes = 8;
     while (lanes < (C + 7) / 8) lanes *= 2;
-    long long rows_at_once = C <= 256 ? 256 / lanes : 1;
+    return lanes;
+}
+inline int rmsnorm_backward_blocks(long long N, int C) {
+    long long rows_at_once = C <= 256 ? kRmsnormShortThreads / rmsnorm_short_row_lanes(C) : 1;
     long long blocks = (N + rows_at_once - 1) / rows_at_once;
     return (int)(blocks < 512 ? blocks : 512);
 }

@@ -29,6 +29,7 @@
 
 #include "kernels/cuda/attention_common.cuh"
 #include "kernels/cuda/packed.cuh"
+#include "kernels/cuda/reduce.cuh"
 #include "model/util.h"
 
 namespace {
@@ -63,17 +64,17 @@ __global__ void bwd_D_vec_kernel(float* D, const bf16* dout, const bf16* out, si
         #pragma unroll
         for (int i = 0; i < 8; i++) s = fmaf(a[i], b[i], s);
     }
-    #pragma unroll
-    for (int o = L / 2; o > 0; o >>= 1) s += __shfl_xor_sync(0xffffffffu, s, o);
+    s = warp_reduce<SumOp, L>(s);
     if (row < rows && threadIdx.x % L == 0) D[row] = s;
 }
 
 void launch_bwd_D(float* D, const bf16* dout, const bf16* out, size_t rows, int hd) {
-    const bool vec = (hd == 64 || hd == 128 || hd == 256) && (uintptr_t)dout % 16 == 0 && (uintptr_t)out % 16 == 0;
-    if (!vec) bwd_D_kernel<<<ceil_div(rows, 8), 256, 0>>>(D, dout, out, rows, hd);
-    else if (hd == 64) bwd_D_vec_kernel<64><<<ceil_div(rows * 8, 256), 256, 0>>>(D, dout, out, rows);
-    else if (hd == 128) bwd_D_vec_kernel<128><<<ceil_div(rows * 16, 256), 256, 0>>>(D, dout, out, rows);
-    else bwd_D_vec_kernel<256><<<ceil_div(rows * 32, 256), 256, 0>>>(D, dout, out, rows);
+    const bool vec = (hd == 64 || hd == 128 || hd == 256) && aligned16(dout) && aligned16(out);
+    auto launch = [&](auto kernel) { kernel<<<ceil_div(rows * (hd / 8), 256), 256>>>(D, dout, out, rows); };
+    if (!vec) bwd_D_kernel<<<ceil_div(rows, 8), 256>>>(D, dout, out, rows, hd);
+    else if (hd == 64) launch(bwd_D_vec_kernel<64>);
+    else if (hd == 128) launch(bwd_D_vec_kernel<128>);
+    else launch(bwd_D_vec_kernel<256>);
     CUDA_LAUNCH_CHECK();
 }
 

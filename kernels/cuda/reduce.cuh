@@ -13,12 +13,14 @@ struct MaxOp {
     __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
-// Butterfly (xor) reduction over a full warp; every lane must call it. Every lane ends with the
-// same bits: at each level lanes i and i^o combine the same two values, and a+b == b+a exactly.
-template <class Op, class T>
+// Butterfly (xor) reduction over a full warp, or over each aligned group of Width lanes (a power of
+// two: several rows a warp); every lane must call it. Every lane of a group ends with the same bits:
+// at each level lanes i and i^o combine the same two values, and a+b == b+a exactly.
+template <class Op, int Width = 32, class T>
 __device__ inline T warp_reduce(T v) {
+    static_assert(Width >= 1 && Width <= 32 && (Width & (Width - 1)) == 0, "a power of two up to 32 lanes");
     #pragma unroll
-    for (int o = 16; o > 0; o >>= 1) v = Op()(v, __shfl_xor_sync(0xffffffffu, v, o));
+    for (int o = Width / 2; o > 0; o >>= 1) v = Op()(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;
 }
 

@@ -298,13 +298,11 @@ __global__ void __launch_bounds__(kBackwardMaxThreads)
 // the shuffles, those of a row past N with zeros. For dw each of the block's R row groups keeps its
 // own transposed partial in shared memory ([R][8][L]: a thread owns its columns in its group), and
 // the block adds the groups in order into its row of dw_part at the end.
-constexpr int kShortRowThreads = 256;
-
 template <int L>
-__global__ void __launch_bounds__(kShortRowThreads)
+__global__ void __launch_bounds__(kRmsnormShortThreads)
     rmsnorm_backward_short_kernel(bf16* dx, float* dw_part, const bf16* dout, const bf16* x, const bf16* w,
                                   const float* rstd, int N, int C, bool vec) {
-    constexpr int R = kShortRowThreads / L;
+    constexpr int R = kRmsnormShortThreads / L;
     extern __shared__ float sdw[];  // [R][8][L], only when dw_part
     const int j = threadIdx.x % L, group = threadIdx.x / L, chunks = (C + 7) / 8;
     const bool mine = j < chunks;
@@ -324,8 +322,7 @@ __global__ void __launch_bounds__(kShortRowThreads)
             load8(dv, dx + off, 8 * j, C, vec);
             add_dot8(dot, gv, wv, xv);
         }
-        #pragma unroll
-        for (int o = L / 2; o > 0; o >>= 1) dot += __shfl_xor_sync(0xffffffffu, dot, o);
+        dot = warp_reduce<SumOp, L>(dot);
         if (row && mine) {
             const float r = rstd[n], kr = r * r * r * dot / (float)C;
             backward8(dv, gdw, L, j, gv, wv, xv, r, kr);
@@ -361,10 +358,13 @@ void rmsnorm_backward(bf16* dx, float* dw, const bf16* dout, const bf16* x, cons
     bool vec = C % 8 == 0 && aligned16(dx) && aligned16(dout) && aligned16(x) && aligned16(w);
     float* part = dw ? (float*)cuda_scratch(Scratch::reduce, (size_t)blocks * C * sizeof(float)) : nullptr;
     if (C <= 256) {  // short rows: L lanes a row, as rmsnorm_backward_blocks counts them
-        const size_t smem = dw ? (size_t)kShortRowThreads * 8 * sizeof(float) : 0;  // R·8·L floats
-        auto launch = [&](auto kernel) { kernel<<<blocks, kShortRowThreads, smem>>>(dx, part, dout, x, w, rstd, N, C, vec); };
-        if (chunks <= 8) launch(rmsnorm_backward_short_kernel<8>);
-        else if (chunks <= 16) launch(rmsnorm_backward_short_kernel<16>);
+        const size_t smem = dw ? (size_t)kRmsnormShortThreads * 8 * sizeof(float) : 0;  // R·8·L floats
+        auto launch = [&](auto kernel) {
+            kernel<<<blocks, kRmsnormShortThreads, smem>>>(dx, part, dout, x, w, rstd, N, C, vec);
+        };
+        const int lanes = rmsnorm_short_row_lanes(C);
+        if (lanes == 8) launch(rmsnorm_backward_short_kernel<8>);
+        else if (lanes == 16) launch(rmsnorm_backward_short_kernel<16>);
         else launch(rmsnorm_backward_short_kernel<32>);
     } else {
         // One chunk per thread up to C = 4096, then loop; at most 512 threads.
