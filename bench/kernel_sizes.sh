@@ -20,6 +20,10 @@
 set -eu
 cd "$(dirname "$0")/.."
 REF=bench/kernel_sizes.txt
+case "${1:-}" in
+    "" | --update) ;;
+    *) echo "kernel_sizes: unknown argument '$1' (the only one is --update: record this build's figures in $REF)"; exit 2 ;;
+esac
 command -v nvcc >/dev/null || { echo "kernel_sizes: nvcc not found (the CUDA toolkit is needed, not a GPU)"; exit 1; }
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
