@@ -168,6 +168,22 @@ inline int rmsnorm_backward_blocks(long long N, int C) {
     return (int)(blocks < 512 ? blocks : 512);
 }
 
+// How the CUDA attention backward sums dQ: a kernel of its own that recomputes S and dP (the default,
+// "split"), or inside the dK/dV kernel through an FP32 accumulator that the key blocks add to in a
+// fixed order ("fused": ATTENTION_BWD=fused; kernels/cuda/attention_backward.cu). Both deterministic.
+// Read once from the environment; a value other than split or fused is refused (kernels/cpu/ops.cpp).
+bool attention_bwd_fused();
+// The CUDA attention_backward's scratch, a function of the shape alone (the memory estimate counts
+// it): D = rowsum(dO∘O), an FP32 per token and query head; fused, with the tensor-core kernels (head
+// dims 64, 128, 256), also dQ's FP32 accumulator (per token, head and dim), a ticket and the flags
+// that order the sums (one per 16 queries and head: the query blocks are 32 or 16 queries).
+inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh, int hd, bool fused) {
+    const size_t rows = (size_t)(B * T) * nh, D = rows * 4;
+    if (!fused || (hd != 64 && hd != 128 && hd != 256)) return D;
+    const size_t flags = (size_t)B * nh * ((T + 15) / 16);
+    return rows * hd * 4 + D + (1 + flags) * 4;
+}
+
 // Where a backend's allocations go, for the memory table (bytes per category, current and peak).
 enum class Mem { weights, adapters, gradients, optimizer, activations, scratch, count };
 const char* mem_name(Mem c);

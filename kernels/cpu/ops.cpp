@@ -12,6 +12,17 @@ const char* const kOutOfMemoryAdvice =
     "Lower --batch-size or --max-seq-len, add --recompute, or train with --method lora or qlora; ./train --dry-run "
     "prints the memory table, ./memory estimates any setup";
 
+bool attention_bwd_fused() {
+    static const bool fused = [] {
+        const char* e = getenv("ATTENTION_BWD");
+        if (!e || !*e || !strcmp(e, "split")) return false;
+        if (!strcmp(e, "fused")) return true;
+        fail("ATTENTION_BWD=%s: use split (dQ in a kernel of its own, the default) or fused (dQ summed by the dK/dV "
+             "kernel), or leave it unset", e);
+    }();
+    return fused;
+}
+
 const char* mem_name(Mem c) {
     static const char* names[] = {"weights", "adapters", "gradients", "optimizer", "activations", "scratch"};
     static_assert(sizeof names / sizeof names[0] == (size_t)Mem::count, "one name per Mem category");
