@@ -269,7 +269,7 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
 // on; a barrier, then thread 0's release store publishes every thread's writes). The round trips are
 // kept off the critical path: the wait comes after this step's first products, the loads of the
 // accumulator are issued before its last two and used after them, and the release of step it - 1's
-// stores comes in step it, after the barrier that follows the wait, when they have long completed. So
+// stores comes in step it, before that wait, when they have long completed. So
 // CTA j runs about a step behind CTA j - 1 (both walk the query blocks in the same order, j - 1 having
 // one more at the end). CTAs take j from a ticket (an atomic counter): j = ticket / (B·nkv), so a CTA
 // only ever waits for one that started before it — no deadlock, whatever order the GPU dispatches CTAs
@@ -453,14 +453,16 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
         float* acc_rows = dq_acc + ((size_t)b * nh + h) * T * HD;  // [T][HD] FP32 of head h
         const int c0 = warp * DW;                                  // this warp's columns of dQ
         float2 old[BM / 16][2][DW / 8];                            // the accumulator's sum so far
-        // The wait for CTA jb - 1's part (after this step's first products), the release of the
-        // previous step's tile, and the loads of this one's sum so far.
+        // The release of the previous step's tile (its stores came before the previous step's last
+        // barrier, and have had this step's first products to complete), the wait for CTA jb - 1's
+        // part, and the loads of this tile's sum so far. Releasing first keeps the successor of the
+        // previous tile from waiting on this CTA's predecessor.
         auto dq_turn = [&] {
             if constexpr (FUSED) {
-                if (tid == 0 && !first) flag_wait(flag, jb - j_first);
-                __syncthreads();  // everyone has the acquire, and every store of the previous step is done
                 if (tid == 0 && release_flag) flag_release(release_flag, release_value);
                 release_flag = nullptr;
+                if (tid == 0 && !first) flag_wait(flag, jb - j_first);
+                __syncthreads();  // everyone is ordered after the acquire
                 #pragma unroll
                 for (int mq = 0; mq < BM / 16; mq++)
                     #pragma unroll
