@@ -271,7 +271,7 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
 // accumulator are issued before its last two and used after them, and the release of step it - 1's
 // stores comes in step it, before that wait, when they have long completed. So
 // CTA j runs about a step behind CTA j - 1 (both walk the query blocks in the same order, j - 1 having
-// one more at the end). CTAs take j from a ticket (an atomic counter): j = ticket / (B·nkv), so a CTA
+// BN/BM more at the end). CTAs take j from a ticket (an atomic counter): j = ticket / (B·nkv), so a CTA
 // only ever waits for one that started before it — no deadlock, whatever order the GPU dispatches CTAs
 // in — and the longest CTAs (j = 0 sees the most queries) start first.
 //
@@ -292,6 +292,7 @@ struct BwdCfg {
                                    PX * sizeof(float) + (FUSED ? (size_t)BN * LDS * sizeof(bf16) : 0);
     static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids, lse, D)");
     static_assert(DW % 16 == 0, "a warp's dQ columns are whole 16-column ldmatrix tiles of K");
+    static_assert(BN % BM == 0, "a key block starts a query block (qb_first = k0 / BM; dQ's j_first, j_last)");
 };
 
 // acc += dS·K for a warp's DW columns of dQ (all BM query rows): dS is read as A fragments from the
@@ -583,7 +584,7 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
                         const int c = c0 + 8 * n + 2 * cq;
                         const float x0 = old[mq][half][n].x + dqa[mq][n][2 * half],
                                     x1 = old[mq][half][n].y + dqa[mq][n][2 * half + 1];
-                        if (last)
+                        if (last)  // (b·T + t in an int: a batch has fewer than 2^31 tokens)
                             *reinterpret_cast<uint32_t*>(dq + ((size_t)(b * T + t) * nh + h) * HD + c) =
                                 pack_bf16(x0 * scale, x1 * scale);
                         else
@@ -742,19 +743,22 @@ void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, BwdSync sync, const bf16* do
                                          win);
 }
 
-// The wide tilings where the GPU allows their shared memory (either way: split or fused), else the
-// narrow ones (hd 128 and 256 on sm_86/89).
+// The wide tilings where the GPU allows the shared memory of the kernels that run (split: dQ and
+// dK/dV; fused: the one kernel), else the narrow ones (hd 128 and 256 on sm_86/89).
 template <int HD, bool narrow>
-constexpr size_t bwd_smem() {
-    return std::max({DqCfg<HD, narrow>::smem, BwdCfg<HD, narrow, false>::smem, BwdCfg<HD, narrow, true>::smem});
+constexpr size_t bwd_smem(bool fused) {
+    return fused ? BwdCfg<HD, narrow, true>::smem : std::max(DqCfg<HD, narrow>::smem, BwdCfg<HD, narrow, false>::smem);
 }
 template <int HD>
 void launch_flash_bwd_fitting(bf16* dq, bf16* dk, bf16* dv, BwdSync sync, const bf16* dout, const float* lse,
                               const float* D, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
                               int T, int nh, int nkv, float scale, int win) {
-    if constexpr (bwd_smem<HD, false>() > kMinSmemOptin) {  // only then is a narrow twin needed
-        static_assert(bwd_smem<HD, true>() <= kMinSmemOptin, "the narrow tiling must fit every GPU");
-        if (!wide_tiles_fit(bwd_smem<HD, false>()))
+    const bool fused = attention_bwd_fused();
+    // A narrow twin exists where a wide tiling may not fit; it must fit every GPU.
+    if constexpr (std::max(bwd_smem<HD, false>(false), bwd_smem<HD, false>(true)) > kMinSmemOptin) {
+        static_assert(std::max(bwd_smem<HD, true>(false), bwd_smem<HD, true>(true)) <= kMinSmemOptin,
+                      "the narrow tiling must fit every GPU");
+        if (!wide_tiles_fit(bwd_smem<HD, false>(fused)))
             return launch_flash_bwd<HD, true>(dq, dk, dv, sync, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
     }
     launch_flash_bwd<HD, false>(dq, dk, dv, sync, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);

@@ -102,9 +102,11 @@ __device__ __forceinline__ float exp2_ftz(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 }
-// A flag between CTAs (the ordered dQ accumulation of the backward). The writer's data stores, then
-// __threadfence() by every thread that stored, then a barrier, then flag_release; the reader polls
-// with an acquire load, so whatever it reads after seeing the value (through L2: __ldcg) is the data.
+// A flag between CTAs (the ordered dQ accumulation of the backward), as CUTLASS's semaphore: the
+// writer's threads store their data, a barrier, then one thread's flag_release (a release at GPU scope
+// is cumulative: it publishes what the barrier ordered before it); the reader's one thread polls with
+// an acquire load, then a barrier, so whatever its threads read after that (through L2: __ldcg) is
+// the data.
 __device__ __forceinline__ void flag_release(int* f, int v) {
     asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(f), "r"(v) : "memory");
 }

@@ -121,14 +121,13 @@ template <class T>
 inline T __ldcg(const T* p) { return *p; }
 template <class T>
 inline void __stcg(T* p, T v) { *p = v; }
-// Atomics and fences: threads run one at a time between barriers and warp operations, and blocks one
-// after another, so a read-modify-write is atomic and every store is seen at once.
+// Atomics: threads run one at a time between barriers and warp operations, and blocks one after
+// another, so a read-modify-write is atomic and every store is seen at once.
 inline int atomicAdd(int* p, int v) {
     const int old = *p;
     *p = old + v;
     return old;
 }
-inline void __threadfence() {}
 // CUDA's global min/max overloads for device code (mixed signedness is ambiguous here too).
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
