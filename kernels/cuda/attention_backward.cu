@@ -267,7 +267,8 @@ __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
 // and writing dq in BF16. Each waits for a flag per (query block, head) that CTA j - 1 releases (the
 // semaphore of CUTLASS's serial split-K: thread 0 polls with an acquire load and a barrier passes it
 // on; a barrier, then thread 0's release store publishes every thread's writes). The round trips are
-// kept off the critical path: the wait comes after this step's first products, the loads of the
+// kept off the critical path: thread 0 fetches the flag before this step's first products and looks
+// at it after them (polling again only if it was not yet set), the loads of the
 // accumulator are issued before its last two and used after them, and the release of step it - 1's
 // stores comes in step it, before that wait, when they have long completed. So
 // CTA j runs about a step behind CTA j - 1 (both walk the query blocks in the same order, j - 1 having
@@ -451,18 +452,21 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
         const int xf = q0 - BN + 2 - win, j_first = xf > 0 ? (xf + BN - 1) / BN : 0, j_last = q0 / BN;
         const bool first = jb == j_first, last = jb == j_last;
         int* flag = flags + ((size_t)b * nh + h) * ((T + BM - 1) / BM) + qb;
+        // Thread 0 fetches the flag now, before the first products; dq_turn looks at it after them.
+        const int flag_seen = FUSED && tid == 0 && !first ? flag_acquire(flag) : 0;
         float* acc_rows = dq_acc + ((size_t)b * nh + h) * T * HD;  // [T][HD] FP32 of head h
         const int c0 = warp * DW;                                  // this warp's columns of dQ
         float2 old[BM / 16][2][DW / 8];                            // the accumulator's sum so far
         // The release of the previous step's tile (its stores came before the previous step's last
         // barrier, and have had this step's first products to complete), the wait for CTA jb - 1's
-        // part, and the loads of this tile's sum so far. Releasing first keeps the successor of the
-        // previous tile from waiting on this CTA's predecessor.
+        // part (none when the early fetch already saw it), and the loads of this tile's sum so far.
+        // Releasing first keeps the successor of the previous tile from waiting on this CTA's
+        // predecessor.
         auto dq_turn = [&] {
             if constexpr (FUSED) {
                 if (tid == 0 && release_flag) flag_release(release_flag, release_value);
                 release_flag = nullptr;
-                if (tid == 0 && !first) flag_wait(flag, jb - j_first);
+                if (tid == 0 && !first && flag_seen != jb - j_first) flag_wait(flag, jb - j_first);
                 __syncthreads();  // everyone is ordered after the acquire
                 #pragma unroll
                 for (int mq = 0; mq < BM / 16; mq++)

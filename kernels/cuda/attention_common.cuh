@@ -110,12 +110,18 @@ __device__ __forceinline__ float exp2_ftz(float x) {
 __device__ __forceinline__ void flag_release(int* f, int v) {
     asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(f), "r"(v) : "memory");
 }
+// One acquire load of the flag: issued early ("fetch" in CUTLASS's semaphore), its round trip overlaps
+// the work before its value is looked at.
+__device__ __forceinline__ int flag_acquire(const int* f) {
+    int x;
+    asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(x) : "l"(f) : "memory");
+    return x;
+}
 // Spins until *f == v. Only ever waits for a CTA that took its ticket earlier, so that CTA is running
 // and never waits for this one: no deadlock, whatever order the GPU dispatches CTAs in.
 __device__ __forceinline__ void flag_wait(const int* f, int v) {
-    int x;
-    do asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(x) : "l"(f) : "memory");
-    while (x != v);
+    while (flag_acquire(f) != v) {
+    }
 }
 #else  // the CPU emulator (make test-emu): the same instructions as functions, tests/emu/warp.cpp
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) { emu::cp_async16(dst, src, valid ? 16 : 0); }
@@ -129,6 +135,7 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
 }
 __device__ __forceinline__ float exp2_ftz(float x) { return exp2f(x); }
 __device__ __forceinline__ void flag_release(int* f, int v) { *f = v; }
+__device__ __forceinline__ int flag_acquire(const int* f) { return *f; }
 // Blocks run one after another here, so a flag is already set or never will be: waiting would hang.
 __device__ __forceinline__ void flag_wait(const int* f, int v) {
     if (*f != v) emu::fail("flag_wait: the flag is %d, not %d, and the CTA that would set it has not run before this one "
