@@ -177,9 +177,10 @@ bool attention_bwd_fused();
 // it): D = rowsum(dO∘O), an FP32 per token and query head; fused, with the tensor-core kernels (head
 // dims 64, 128, 256), also dQ's FP32 accumulator (per token, head and dim), a ticket and the flags
 // that order the sums (one per 16 queries and head: the query blocks are 32 or 16 queries).
+inline bool attention_bwd_has_dq_sum(int hd, bool fused) { return fused && (hd == 64 || hd == 128 || hd == 256); }
 inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh, int hd, bool fused) {
     const size_t rows = (size_t)(B * T) * nh, D = rows * 4;
-    if (!fused || (hd != 64 && hd != 128 && hd != 256)) return D;
+    if (!attention_bwd_has_dq_sum(hd, fused)) return D;
     const size_t flags = (size_t)B * nh * ((T + 15) / 16);
     return rows * hd * 4 + D + (1 + flags) * 4;
 }

@@ -223,6 +223,7 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     const ModelConfig& c = s.cfg;
     size_t N = (size_t)s.B * s.T;
     size_t cublas = (size_t)32 << 20;                 // matmul.cu kWorkspaceBytes
+    const bool dq_sum = attention_bwd_has_dq_sum(c.head_dim, attention_bwd_fused());
     size_t attention = attention_backward_scratch_bytes(s.B, s.T, c.n_heads, c.head_dim, attention_bwd_fused());
     size_t lora = 0, widest = 0;
     const char* lora_extra = "";
@@ -254,7 +255,7 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
     e.backend = cublas + attention + lora + reduce;
     e.why_backend = strf("cuBLASLt workspace 32 MiB + attention %s = %s + LoRA N·G·r·2%s = %s + reductions %s",
-                         attention > N * c.n_heads * 4 ? "D, dQ N·H·(hd+1)·4" : "D N·H·4",
+                         dq_sum ? "D, dQ N·H·(hd+1)·4" : "D N·H·4",
                          format_bytes(attention).c_str(), lora_extra, format_bytes(lora).c_str(),
                          format_bytes(reduce).c_str());
 }

@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cmath>
 #include <cstdarg>
+#include <cstdlib>
 #include <cstring>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -26,6 +27,13 @@ void fail(const char* fmt, ...) {
     std::string msg = vstrf(fmt, ap);
     va_end(ap);
     throw std::runtime_error(msg);
+}
+
+bool env_switch(const char* name, const char* off, const char* on, const char* on_means) {
+    const char* e = getenv(name);
+    if (!e || !*e || !strcmp(e, off)) return false;
+    if (!strcmp(e, on)) return true;
+    fail("%s=%s: use %s (%s) or %s, or leave it unset", name, e, on, on_means, off);
 }
 
 std::string strf(const char* fmt, ...) {

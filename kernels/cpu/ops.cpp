@@ -13,13 +13,7 @@ const char* const kOutOfMemoryAdvice =
     "prints the memory table, ./memory estimates any setup";
 
 bool attention_bwd_fused() {
-    static const bool fused = [] {
-        const char* e = getenv("ATTENTION_BWD");
-        if (!e || !*e || !strcmp(e, "split")) return false;
-        if (!strcmp(e, "fused")) return true;
-        fail("ATTENTION_BWD=%s: use split (dQ in a kernel of its own, the default) or fused (dQ summed by the dK/dV "
-             "kernel), or leave it unset", e);
-    }();
+    static const bool fused = env_switch("ATTENTION_BWD", "split", "fused", "dQ summed by the dK/dV kernel");
     return fused;
 }
 

@@ -43,8 +43,6 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <initializer_list>
 
 #include "kernels/cuda/common.cuh"
@@ -395,12 +393,7 @@ constexpr size_t kMinSmemOptin = 99 * 1024;
 // environment, to test the narrow kernels on an H100 (the tests run them so in bench/run_gpu.sh).
 // Unset, empty or "auto": the GPU decides. Anything else is refused, so a typo never goes unseen.
 inline bool force_narrow_tiles() {
-    static const bool narrow = [] {
-        const char* e = getenv("ATTENTION_TILES");
-        if (!e || !*e || !strcmp(e, "auto")) return false;
-        if (!strcmp(e, "narrow")) return true;
-        fail("ATTENTION_TILES=%s: use narrow (force the narrow attention tiling) or auto, or leave it unset", e);
-    }();
+    static const bool narrow = env_switch("ATTENTION_TILES", "auto", "narrow", "force the narrow attention tiling");
     return narrow;
 }
 
