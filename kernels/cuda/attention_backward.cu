@@ -20,7 +20,7 @@
 // Split: 7 tile products (S, dP, dQ | S, dP, dV, dK); fused: 5, as in FlashAttention-2, which sums dQ
 // with atomics instead.
 //
-// Tensor-core path for hd 64, 128 and 256 (fragment layouts in attention_common.cuh); an FP32 fallback
+// Tensor-core path for hd 64, 128 and 256 (fragment layouts in ptx.cuh); an FP32 fallback
 // (one warp per query row for dQ, one warp per key row for dK/dV) for any other hd <= 256.
 #include <algorithm>
 #include <cmath>

@@ -5,7 +5,7 @@
 //
 // Two implementations, chosen by the launcher on hd:
 // - flash_fwd_kernel<HD> (HD = 64, 128, 256): flash attention 2 on tensor cores (mma.sync m16n8k16,
-//   operands from shared memory with ldmatrix; see attention_common.cuh for the fragment layouts).
+//   operands from shared memory with ldmatrix; see ptx.cuh for the fragment layouts).
 // - fwd_fallback_kernel: one warp per query row, FP32 CUDA cores, any hd <= 256 (the small test
 //   models, odd head sizes). Slow but obviously right.
 //

@@ -1,7 +1,7 @@
 // The warp-level operations on top of emu.cpp's warp_op: the shuffle and vote intrinsics and
 // __syncwarp (CUDA C++ Programming Guide, "Warp Shuffle Functions", "Warp Vote Functions"), and the
-// PTX instructions of the tensor-core attention kernels (the wrappers at the top of
-// kernels/cuda/attention_common.cuh call these under #ifdef CUDA_EMULATOR), emulated from the PTX
+// PTX instructions of the tensor-core kernels (attention, LoRA: the wrappers in
+// kernels/cuda/ptx.cuh call these under #ifdef CUDA_EMULATOR), emulated from the PTX
 // ISA's definitions:
 //   cp.async.cg.shared.global [dst], [src], 16, src_size; cp.async.commit_group; cp.async.wait_group N
 //   ldmatrix.sync.aligned.m8n8.x4{.trans}.shared.b16

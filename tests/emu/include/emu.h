@@ -166,7 +166,7 @@ T shfl_sync(Shfl mode, unsigned mask, T v, int arg, int width, const char* file,
     return r;
 }
 
-// ---- emulated PTX (kernels/cuda/attention_common.cuh, under #ifdef CUDA_EMULATOR; tests/emu/warp.cpp) ----
+// ---- emulated PTX (kernels/cuda/ptx.cuh, under #ifdef CUDA_EMULATOR; tests/emu/warp.cpp) ----
 // cp.async.cg.shared.global [dst], [src], 16, src_size: lands in shared memory at issue or at the
 // thread's cp.async.wait_group that covers it (the two extremes the PTX ISA allows), chosen at random.
 void cp_async16(void* dst, const void* src, int src_size);
