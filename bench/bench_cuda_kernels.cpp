@@ -443,11 +443,14 @@ void bench_optimizer_and_casts(const Ops& ops) {
 
 void bench_lora(const Ops& ops) {
     // The adapter path of a group of G 4096 → 4096 projections reading the same x (G = 3: q, k, v of
-    // a 7B layer), r = 16, N = 8192 tokens, no dropout. Memory-bound: x is read once, each y read and
-    // written (+=), each dy read, dx written once and read (+=); A, B, u are small.
+    // a 7B layer), r = 16, N = 8192 tokens, without dropout and with ./train's default 0.05.
+    // Memory-bound: x is read once, each y read and written (+=), each dy read, dx written once and
+    // read (+=); A, B, u are small. The bytes are the same with dropout (its masks are hashed, not read).
     const int N = 8192, C = 4096, OC = 4096, r = 16;
+    for (float p : {0.0f, 0.05f})
     for (int G : {1, 3}) {
-        std::string shape = strf("N%d %dx%d r%d", N, C, OC, r) + (G > 1 ? strf(" x%d", G) : "");
+        std::string shape = strf("N%d %dx%d r%d", N, C, OC, r) + (G > 1 ? strf(" x%d", G) : "") +
+                            (p > 0 ? strf(" p%g", p) : "");
         run_case(ops, "lora fwd", shape, [&](Buffers& b) {
             act* x = b.act_rand((size_t)N * C);
             act* u = b.act_zeros((size_t)N * G * r);
@@ -458,7 +461,7 @@ void bench_lora(const Ops& ops) {
                      nullptr};
             }
             Case c;
-            if (ops.lora_forward) c.call = [=, &ops] { ops.lora_forward(proj.data(), G, u, x, N, C, r, 2.0f, 0.0f); };
+            if (ops.lora_forward) c.call = [=, &ops] { ops.lora_forward(proj.data(), G, u, x, N, C, r, 2.0f, p); };
             c.bytes = (double)N * C * 2 + G * ((double)N * OC * 2 * 2 + (double)N * r * 2 + (double)r * (C + OC) * 2);
             return c;
         });
@@ -470,7 +473,7 @@ void bench_lora(const Ops& ops) {
                      b.act_rand((size_t)N * OC), b.f32_zeros((size_t)r * C), b.f32_zeros((size_t)OC * r)};
             Case c;
             if (ops.lora_backward)
-                c.call = [=, &ops] { ops.lora_backward(proj.data(), G, dx, x, u, N, C, r, 2.0f, 0.0f, true); };
+                c.call = [=, &ops] { ops.lora_backward(proj.data(), G, dx, x, u, N, C, r, 2.0f, p, true); };
             // read each dy, x and u once; dx += (read + write); A, B read; dA, dB (FP32 +=) read + write
             c.bytes = G * ((double)N * OC * 2 + (double)N * r * 2 + (double)r * (C + OC) * (2 + 8)) +
                       (double)N * C * 2 + (double)N * C * 2 * 2;

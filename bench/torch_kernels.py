@@ -25,7 +25,8 @@ What each row runs (PyTorch's own kernels, eager mode, no torch.compile):
   adamw            torch.optim.AdamW(fused=True) over 100M FP32 params + the BF16 copy of the weights
   cast f32->bf16   dst.copy_(src)
   sum_squares      torch.linalg.vector_norm(g).item() (includes the wait for the result, as ours)
-  lora fwd / bwd   the adapter path as BF16 matmuls: y += s·(x Aᵀ) Bᵀ; bwd du = s·dy B, dB = s·dyᵀu, dA = duᵀx, dx += du A
+  lora fwd / bwd   the adapter path as BF16 matmuls: y += s·(x Aᵀ) Bᵀ; bwd du = s·dy B, dB = s·dyᵀu, dA = duᵀx, dx += du A;
+                   with dropout (p0.05) as peft: drop(x) written and kept, dx += mask·(du A)/(1-p)
 
 Counting: GB/s uses the byte count of OUR op for the same row (bench_cuda_kernels.cpp), so both
 GB/s columns are "the same work / time" and their ratio is the time ratio. Attention FLOPs:
@@ -381,31 +382,44 @@ def bench_optimizer_and_casts():
 
 def bench_lora():
     N, C, OC, r, s = 8192 // S, 4096, 4096, 16, 2.0
-    shape = f"N{N} {C}x{OC} r{r}"
 
-    def fwd():
-        x, A, B, y = rand(N, C), rand(r, C, scale=0.02), rand(OC, r, scale=0.02), rand(N, OC)
-        u = torch.empty(N, r, device=DEV, dtype=torch.bfloat16)
+    # With dropout as peft runs it: nn.Dropout writes drop(x) (kept for the backward, where dA reads
+    # it) and its backward multiplies du·A by the saved mask.
+    def fwd(p):
+        def make():
+            x, A, B, y = rand(N, C), rand(r, C, scale=0.02), rand(OC, r, scale=0.02), rand(N, OC)
+            u = torch.empty(N, r, device=DEV, dtype=torch.bfloat16)
 
-        def step():
-            torch.matmul(x, A.t(), out=u)
-            y.addmm_(u, B.t(), alpha=s)
-        return step, N * C * 2 + N * OC * 4 + N * r * 2 + r * (C + OC) * 2, 0
+            def step():
+                xd = torch.nn.functional.dropout(x, p) if p > 0 else x
+                torch.matmul(xd, A.t(), out=u)
+                y.addmm_(u, B.t(), alpha=s)
+            return step, N * C * 2 + N * OC * 4 + N * r * 2 + r * (C + OC) * 2, 0
+        return make
 
-    def bwd():
-        x, A, B, dy, u = rand(N, C), rand(r, C, scale=0.02), rand(OC, r, scale=0.02), rand(N, OC), rand(N, r)
-        dx = torch.zeros(N, C, device=DEV, dtype=torch.bfloat16)
+    def bwd(p):
+        def make():
+            x, A, B, dy, u = rand(N, C), rand(r, C, scale=0.02), rand(OC, r, scale=0.02), rand(N, OC), rand(N, r)
+            dx = torch.zeros(N, C, device=DEV, dtype=torch.bfloat16)
+            keep = torch.rand(N, C, device=DEV) >= p
+            xd = x * keep / (1 - p)
 
-        def step():
-            du = torch.matmul(dy, B) * s
-            dB = torch.matmul(dy.t(), u) * s
-            dA = torch.matmul(du.t(), x)
-            dx.addmm_(du, A)
-            return dA, dB
-        return step, N * OC * 2 + N * C * 2 + N * r * 2 + N * C * 4 + r * (C + OC) * 10, 0
+            def step():
+                du = torch.matmul(dy, B) * s
+                dB = torch.matmul(dy.t(), u) * s
+                dA = torch.matmul(du.t(), xd if p > 0 else x)
+                if p > 0:
+                    dx.add_(torch.matmul(du, A) * keep / (1 - p))
+                else:
+                    dx.addmm_(du, A)
+                return dA, dB
+            return step, N * OC * 2 + N * C * 2 + N * r * 2 + N * C * 4 + r * (C + OC) * 10, 0
+        return make
 
-    run_case("lora fwd", shape, fwd)
-    run_case("lora bwd", shape, bwd)
+    for p in (0.0, 0.05):
+        shape = f"N{N} {C}x{OC} r{r}" + (f" p{p:g}" if p > 0 else "")
+        run_case("lora fwd", shape, fwd(p))
+        run_case("lora bwd", shape, bwd(p))
 
 
 # ---- --compare: join with bench_cuda_kernels' table ----

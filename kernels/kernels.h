@@ -110,8 +110,8 @@ void glu_backward(float* dgate, float* dup, const float* dh, const float* gate, 
 // t·r + r − 1 for the backward. drop_t() is inverted dropout with rate p whose mask is a hash of
 // (dropout_key_t, element index): forward, recompute and backward regenerate it, nothing is stored.
 // The model runs this before the base GEMMs, which then accumulate onto y_t: the read of y_t falls to
-// the compute-bound GEMM instead of this memory-bound one. Without dropout the group's adapters
-// share x, so a backend may take u for all of them in one pass over x (and, backward, dA and dx).
+// the compute-bound GEMM instead of this memory-bound one. The group's adapters share x, so a backend
+// may take u for all of them in one pass over x (and, backward, dA and dx), dropout's masks included.
 void lora_forward(const LoraProj<float>* proj, int G, float* u, const float* x, int N, int C, int r, float scale,
                   float p);
 // dx[N,C] (+)= Σ_t drop_t'(du_t A_t) with du_t = scale · dy_t B_t (+= with accumulate, else the
@@ -183,6 +183,27 @@ inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh,
     if (!attention_bwd_has_dq_sum(hd, fused)) return D;
     const size_t flags = (size_t)B * nh * ((T + 15) / 16);
     return rows * hd * 4 + D + (1 + flags) * 4;
+}
+
+// The CUDA LoRA backward's dA partials (kernels/cuda/lora.cu), a function of the shape alone (the
+// memory estimate counts them): dA_t += du_tᵀ·drop_t(x) sums over N rows, so the rows are cut into
+// stripes of a multiple of 64, each CTA sums one stripe of a 64-column block of x, and a second pass
+// adds the stripes' FP32 partials [stripes][G·r][C] in order. Enough stripes for ~256 CTAs, none
+// under 512 rows (the partials then weigh at most 2·G·r/512 of x's bytes, written and read once).
+struct LoraStripes {
+    int count, rows;
+};
+inline LoraStripes lora_dA_stripes(long long N, int C, int G, int r) {
+    const long long col_blocks = (C + 63) / 64, stacked_blocks = ((long long)G * ((r + 15) / 16 * 16) + 63) / 64;
+    long long want = (256 + col_blocks * stacked_blocks - 1) / (col_blocks * stacked_blocks);
+    const long long most = (N + 511) / 512;
+    if (want > most) want = most;
+    if (want < 1) want = 1;
+    const long long rows = N > 0 ? ((N + want - 1) / want + 63) / 64 * 64 : 64;
+    return {(int)((N + rows - 1) / rows), (int)rows};
+}
+inline size_t lora_dA_scratch_bytes(long long N, int C, int G, int r) {
+    return (size_t)lora_dA_stripes(N, C, G, r).count * G * r * C * 4;
 }
 
 // Where a backend's allocations go, for the memory table (bytes per category, current and peak).

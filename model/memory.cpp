@@ -225,26 +225,20 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     size_t cublas = (size_t)32 << 20;                 // matmul.cu kWorkspaceBytes
     const bool dq_sum = attention_bwd_has_dq_sum(c.head_dim, attention_bwd_fused());
     size_t attention = attention_backward_scratch_bytes(s.B, s.T, c.n_heads, c.head_dim, attention_bwd_fused());
-    size_t lora = 0, widest = 0;
-    const char* lora_extra = "";
+    size_t lora = 0;
     if (s.method != Method::Full) {
-        for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            if (s.lora.has((LoraTarget)t))
-                widest = std::max<size_t>(widest, t == LORA_O ? c.q_dim() : t == LORA_DOWN ? c.ffn_dim : c.dim);
-        // The largest linear group of adapted projections (q, k, v; gate, up: both read C-wide rows).
+        // The groups of adapted projections, (G, C): q, k, v and gate, up read dim-wide rows, o reads
+        // the attention's q_dim, down the MLP's ffn_dim. lora_u holds du of a group, [N, G·r] BF16;
+        // lora_da the dA partials, the largest over the groups.
         const int qkv = s.lora.has(LORA_Q) + s.lora.has(LORA_K) + s.lora.has(LORA_V),
                   gate_up = s.lora.has(LORA_GATE) + s.lora.has(LORA_UP);
-        const size_t G = std::max({qkv, gate_up, 1});
-        const size_t r = s.lora.rank;
-        lora = N * G * r * 2;  // lora_u: du of a group, BF16
-        if (s.lora.dropout > 0) {  // lora_x, lora_dx: drop(x) and du·A, BF16; evaluation (no dropout)
-                                   // stacks the group's A (lora_a, BF16)
-            lora += 2 * N * widest * 2 + (G > 1 ? G * r * c.dim * 2 : 0);
-            lora_extra = G > 1 ? " + dropout 2·N·widest·2 + stacked A G·r·C·2" : " + dropout 2·N·widest·2";
-        } else if (G > 1) {  // lora_a, lora_da: the group's stacked A (BF16) and dA (FP32)
-            lora += G * r * c.dim * (2 + 4);
-            lora_extra = " + stacked A, dA G·r·C·6";
-        }
+        const std::pair<int, int> groups[] = {{qkv, c.dim}, {s.lora.has(LORA_O), c.q_dim()}, {gate_up, c.dim},
+                                              {s.lora.has(LORA_DOWN), c.ffn_dim}};
+        const int r = s.lora.rank;
+        size_t u = 0, da = 0;
+        for (auto [G, C] : groups)
+            if (G) u = std::max(u, N * G * r * 2), da = std::max(da, lora_dA_scratch_bytes(N, C, G, r));
+        lora = u + da;
     }
     // reduce: the larger of rmsnorm's weight-gradient partials (full fine-tuning: a row of width
     // floats per block of its grid: N rows of C, and with QK-norm N·H rows of head_dim) and
@@ -254,9 +248,10 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
     e.backend = cublas + attention + lora + reduce;
-    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention %s = %s + LoRA N·G·r·2%s = %s + reductions %s",
+    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention %s = %s + LoRA du N·G·r·2 + dA partials "
+                         "stripes·G·r·C·4 = %s + reductions %s",
                          dq_sum ? "D, dQ N·H·(hd+1)·4" : "D N·H·4",
-                         format_bytes(attention).c_str(), lora_extra, format_bytes(lora).c_str(),
+                         format_bytes(attention).c_str(), format_bytes(lora).c_str(),
                          format_bytes(reduce).c_str());
 }
 

@@ -3,95 +3,378 @@
 //   y_t = add_t + s · (drop_t(x) A_tᵀ) B_tᵀ,   A_t: [r, C], B_t: [OC_t, r]
 // Backward with u_t = drop_t(x)A_tᵀ, du_t = s · dy_t B_t:
 //   dB_t += s · dy_tᵀ u_t,   dA_t += du_tᵀ drop_t(x),   dx (+)= Σ_t drop_t'(du_t A_t)
-// Thin GEMMs through the rank-r bottleneck (cuda::gemm, cuBLASLt). Each is one memory-bound pass over
-// an [N, C] or [N, OC] activation, so the model runs them before the base GEMM of the same output,
-// which then accumulates onto it (the output is read once, by a compute-bound GEMM), and without
-// dropout the group's adapters are stacked, A = [A_1; ...; A_G] ([G·r, C], gathered into scratch:
-// G·r·C elements), so that x is read once for all the u_t (u = x Aᵀ, [N, G·r]) and once for all the dA_t
-// (duᵀ x), and dx is written once (dx (+)= du A, K = G·r) instead of once per projection, read and
-// written again for each later one. (On an H100 at 7B a beta = 1 dx pass takes 72 µs, a beta = 0 one
-// 30 µs: bench_gemm_algos.) With dropout each projection has its own mask on x and on du_t A_t, so
-// they go one at a time. No full-size temporary except for dropout, which the GEMMs cannot fold in.
+// Every product goes through the rank-r bottleneck, so each is one memory-bound pass over an [N, C]
+// or [N, OC] activation. The three that touch x or dx are hand-written tensor-core kernels:
+//   lora_down_kernel   u = [drop_1(x) A_1ᵀ | ... | drop_G(x) A_Gᵀ]   one read of x for the group
+//   lora_dA_kernel     dA_t += du_tᵀ drop_t(x)                        one read of x for the group
+//   lora_dx_kernel     dx (+)= Σ_t drop_t(du_t A_t)                   one write (and read) of dx
+// They apply each projection's dropout mask to the fragments in registers (the hash of kernels/hash.h:
+// the CPU's masks, bit for bit), so dropout costs no pass and no [N, C] temporary, and the group's G
+// adapters share the pass over x whether or not there is dropout. The scale 1/(1-p) of the kept
+// elements multiplies the FP32 products, not x. The two products through B (y_t = add_t + s·u_t B_tᵀ,
+// du_t and dB_t, which read y_t's and dy_t's [N, OC_t]) are cuBLASLt GEMMs (cuda::gemm). The model
+// runs the forward before the base GEMM of the same output, which then accumulates onto y_t (the
+// output is read once, by a compute-bound GEMM).
+//
+// The kernels' layout: the group's adapters side by side in a "stacked" column space of G·RP columns,
+// projection t in columns t·RP .. t·RP + r − 1, RP = r rounded up to 16 (an mma k-step or two n-tiles),
+// zeros in between. So a 16-column slice of it belongs to one projection and one dropout mask.
 #include "kernels/cuda/gemm.cuh"
+#include "kernels/cuda/ptx.cuh"
 #include "model/util.h"
 
 namespace {
 
-// dst = drop(src), or dst += drop(src) with accumulate. Element i of the flattened tensor is kept iff
-// dropout_keep(key, i, threshold) (kernels/hash.h) and then scaled by keep_scale = 1/(1-p): the CPU's
-// mask, bit for bit.
-__global__ void dropout_kernel(bf16* dst, const bf16* src, size_t n, uint32_t threshold, float keep_scale,
-                               uint64_t key, bool accumulate) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    // __fmul_rn: the scaled value is rounded on its own before the add (a plain product could be
-    // contracted with that add into one FMA).
-    float v = dropout_keep(key, i, threshold) ? __fmul_rn(__bfloat162float(src[i]), keep_scale) : 0.0f;
-    dst[i] = __float2bfloat16(accumulate ? __bfloat162float(dst[i]) + v : v);
-}
+constexpr int kMaxStack = 8;  // the widest group (LoraProj arrays of the model have at most 3)
+constexpr int kNT = 128;      // 4 warps a CTA
+constexpr int kB = 64;        // rows of a CTA (x's rows in down and dx, x's columns in dA): 16 a warp
+constexpr int kBK = 64;       // depth of a pipeline stage (x's columns in down, x's rows in dA)
+constexpr int kRC = 64;       // stacked columns a CTA computes in down and dA (8 accumulator tiles)
+constexpr int kLD = 64 + 8;   // row pitch of a 64-wide shared tile: 16 bytes of padding, no bank conflicts
+constexpr int kStages = 4;    // cp.async stages in down and dA: three tiles in flight while one is used
+constexpr int kBC = 128;      // columns of dx a CTA writes
+constexpr int kLDC = kBC + 8;
+constexpr int kDK = 16;       // depth of dx's product per load: one k-step of a projection's RP
+constexpr int kLDK = kDK + 8;  // 48-byte rows: ldmatrix's 8 row addresses still in 8 bank groups
+constexpr size_t kStreamSmem = (size_t)kStages * 2 * kB * kLD * sizeof(bf16);  // 72 KB
+constexpr size_t kDxSmem = (size_t)(kB * kLDK + kDK * kLDC) * sizeof(bf16);     // 7.4 KB
+static_assert(kStreamSmem <= 99 * 1024, "within the shared memory every accepted GPU (sm_80+) allows a CTA");
 
-void dropout(bf16* dst, const bf16* src, size_t n, float p, uint64_t key, bool accumulate) {
-    if (n == 0) return;
-    dropout_kernel<<<ceil_div(n, 256), 256>>>(dst, src, n, dropout_threshold(p), 1.0f / (1.0f - p), key,
-                                              accumulate);
-    CUDA_LAUNCH_CHECK();
-}
-
-// drop(x) in the lora_x scratch, or x itself when there is no dropout (no copy).
-const bf16* dropped_input(const bf16* x, size_t n, float p, uint64_t key) {
-    if (p <= 0.0f) return x;
-    bf16* xd = (bf16*)cuda_scratch(Scratch::lora_x, n * sizeof(bf16));
-    dropout(xd, x, n, p, key, false);
-    return xd;
-}
-
-// The G tensors of n elements that a stacked operand gathers or scatters (by value: one launch for
-// the whole group).
-constexpr int kMaxStack = 8;
-template <class T>
-struct Slices {
-    T* p[kMaxStack];
+// The group as a kernel argument (by value).
+struct Group {
+    const bf16* A[kMaxStack];  // A_t [r, C]
+    uint64_t key[kMaxStack];   // dropout keys
+    int G, r, RP;              // RP: r rounded up to 16
+    uint32_t threshold;        // dropout_threshold(p); 0: no dropout
+    float keep_scale;          // 1/(1-p)
 };
-// The group's G pointers get(proj[t]) as a kernel argument.
-template <class T, class Get>
-Slices<T> group_slices(const LoraProj<bf16>* proj, int G, Get get) {
+
+Group make_group(const LoraProj<bf16>* proj, int G, int r, float p) {
     if (G > kMaxStack) fail("internal: a LoRA group of %d projections (at most %d)", G, kMaxStack);
-    Slices<T> s{};
-    for (int t = 0; t < G; t++) s.p[t] = get(proj[t]);
-    return s;
+    Group g{};
+    for (int t = 0; t < G; t++) g.A[t] = proj[t].A, g.key[t] = proj[t].dropout_key;
+    g.G = G, g.r = r, g.RP = (r + 15) / 16 * 16;
+    g.threshold = p > 0.0f ? dropout_threshold(p) : 0;
+    g.keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
+    return g;
 }
 
-// dst[t·n + i] = src_t[i]: the group's A matrices stacked. Grid y = t.
-__global__ void stack_kernel(bf16* dst, Slices<const bf16> src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst[blockIdx.y * n + i] = src.p[blockIdx.y][i];
+// True when 16-byte chunks of a row-major [*, ld] tensor from p (at column offsets that are multiples
+// of 8) are 16-byte aligned: the cp.async path of load_tile.
+bool vec_ok(const void* p, long long ld) { return ld % 8 == 0 && (uintptr_t)p % 16 == 0; }
+
+// Fills rows < rows, columns < cols of a [ROWS][LDS] shared tile, COLS wide (the rest is not read:
+// stacked columns past the group's last projection): src(i, k) is the global address of the tile's
+// element (i, k), or null where the tile holds a zero (past the tensor's edge, a rank's padding).
+// With vec, every 8-element chunk is 16-byte aligned and wholly inside or outside the tensor, and goes
+// by cp.async; otherwise (odd widths, as in the tests) element by element through registers. `any` is
+// a valid address for the zero-filling cp.async (which reads nothing).
+template <int ROWS, int COLS, int LDS, class Src>
+__device__ __forceinline__ void load_tile(bf16* tile, bool vec, const bf16* any, int tid, Src src, int rows = ROWS,
+                                          int cols = COLS) {
+    constexpr int CH = COLS / 8;
+    for (int i = tid; i < ROWS * CH; i += kNT) {
+        const int row = i / CH, k = (i % CH) * 8;
+        if (row >= rows || k >= cols) continue;
+        bf16* dst = tile + row * LDS + k;
+        if (vec) {
+            const bf16* p = src(row, k);
+            cp_async16(dst, p ? p : any, p != nullptr);
+        } else {
+            for (int e = 0; e < 8; e++) {
+                const bf16* p = src(row, k + e);
+                dst[e] = p ? *p : __float2bfloat16(0.0f);
+            }
+        }
+    }
 }
 
-// dst_t[i] += src[t·n + i]: a stacked dA added to each projection's gradient (FP32). Grid y = t.
-__global__ void unstack_add_kernel(Slices<float> dst, const float* src, size_t n) {
-    size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i < n) dst.p[blockIdx.y][i] += src[blockIdx.y * n + i];
+// Keeps the BF16 halves of a fragment register whose elements (flattened indices lo, hi of x) the
+// dropout mask keeps: 0xFFFF per kept half (an element of zero bits is a BF16 zero).
+__device__ __forceinline__ uint32_t keep_mask(uint64_t key, uint64_t lo, uint64_t hi, uint32_t threshold) {
+    return (dropout_keep(key, lo, threshold) ? 0x0000FFFFu : 0u) | (dropout_keep(key, hi, threshold) ? 0xFFFF0000u : 0u);
 }
 
-// A = [A_1; ...; A_G] ([G·r, C]) in the lora_a scratch, or A_1 itself for a group of one.
-const bf16* stacked_A(const LoraProj<bf16>* proj, int G, int r, int C) {
-    if (G == 1) return proj[0].A;
-    const auto src = group_slices<const bf16>(proj, G, [](const LoraProj<bf16>& a) { return a.A; });
-    const size_t n = (size_t)r * C;
-    bf16* a = (bf16*)cuda_scratch(Scratch::lora_a, G * n * sizeof(bf16));
-    stack_kernel<<<dim3(ceil_div(n, 256), G), 256>>>(a, src, n);
+// The cp.async pipeline of lora_down and lora_dA over nk tiles, kStages − 1 in flight while one is
+// used: load(kt) issues tile kt's copies into stage kt % kStages, use(kt) reads them.
+template <class Load, class Use>
+__device__ __forceinline__ void stream_tiles(int nk, Load&& load, Use&& use) {
+    #pragma unroll
+    for (int kt = 0; kt < kStages - 1; kt++) {
+        if (kt < nk) load(kt);
+        cp_async_commit();
+    }
+    for (int kt = 0; kt < nk; kt++) {
+        cp_async_wait<kStages - 2>();
+        __syncthreads();  // tile kt is in; every warp is done with tile kt - 1, whose stage the next load refills
+        if (kt + kStages - 1 < nk) load(kt + kStages - 1);
+        cp_async_commit();
+        use(kt);
+    }
+}
+
+// One 16-deep k-step of a warp: acc += drop_t(X)·S over the CTA's ncols stacked columns from s0, two
+// n-tiles (one 16-column slice, one projection t) at a time; b_frag(np, bf) loads slice np's B
+// fragments. xf is X's A fragment, elements of x; the lane's first element is x's flattened element
+// i0, the second half of each register is h further on, registers 1 and 2 are d1 and d2 further on
+// (row-major X: h = 1, d1 = 8 rows, d2 = 8 columns; X = a transposed tile: h = a row, d1 = 8 columns,
+// d2 = 8 rows). Each projection masks the fragment with its key once.
+template <class BFrag>
+__device__ __forceinline__ void mma_stacked(float (&acc)[kRC / 8][4], const uint32_t (&xf)[4], const Group& g, int s0,
+                                            int ncols, size_t i0, size_t h, size_t d1, size_t d2, BFrag&& b_frag) {
+    uint32_t af[4];
+    int masked_for = -1;
+    #pragma unroll
+    for (int np = 0; np < kRC / 16; np++) {
+        if (np * 16 >= ncols) break;
+        const int t = (s0 + np * 16) / g.RP;
+        if (!g.threshold) {
+            for (int e = 0; e < 4; e++) af[e] = xf[e];
+        } else if (t != masked_for) {
+            const uint64_t key = g.key[t];
+            af[0] = xf[0] & keep_mask(key, i0, i0 + h, g.threshold);
+            af[1] = xf[1] & keep_mask(key, i0 + d1, i0 + d1 + h, g.threshold);
+            af[2] = xf[2] & keep_mask(key, i0 + d2, i0 + d2 + h, g.threshold);
+            af[3] = xf[3] & keep_mask(key, i0 + d1 + d2, i0 + d1 + d2 + h, g.threshold);
+            masked_for = t;
+        }
+        uint32_t bf[4];
+        b_frag(np, bf);
+        mma_bf16(acc[2 * np], af, bf[0], bf[1]);
+        mma_bf16(acc[2 * np + 1], af, bf[2], bf[3]);
+    }
+}
+
+// ---- u = [drop_1(x) A_1ᵀ | ... ], ldu = G·r ----
+// A CTA takes 64 rows of x (16 a warp, the mma's A operand) and 64 stacked columns (the A_t rows as
+// the B operand, read like K in Q·Kᵀ), and streams x's columns through kStages cp.async stages of
+// 64. Each 16-column k-step loads x's fragment once; each projection in the CTA's columns masks it
+// with its own key (8 hashes a lane) before its two n-tile pairs.
+__global__ void __launch_bounds__(kNT) lora_down_kernel(bf16* u, const bf16* x, Group g, int N, int C, bool x_vec,
+                                                        bool a_vec) {
+    extern __shared__ __align__(16) unsigned char lora_smem[];
+    bf16* sx = reinterpret_cast<bf16*>(lora_smem);  // [kStages][kB][kLD]: rows n0.., columns k0..
+    bf16* sa = sx + kStages * kB * kLD;              // [kStages][kRC][kLD]: stacked rows s0.., columns k0..
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
+    const int n0 = blockIdx.x * kB, s0 = blockIdx.y * kRC, nk = (C + kBK - 1) / kBK;
+    const int ncols = min(kRC, g.G * g.RP - s0);  // a multiple of 16
+    auto load = [&](int kt) {
+        const int st = kt % kStages, k0 = kt * kBK;
+        load_tile<kB, kBK, kLD>(sx + st * kB * kLD, x_vec, x, tid, [&](int i, int k) -> const bf16* {
+            return n0 + i < N && k0 + k < C ? x + (size_t)(n0 + i) * C + k0 + k : nullptr;
+        });
+        load_tile<kRC, kBK, kLD>(sa + st * kRC * kLD, a_vec, x, tid, [&](int i, int k) -> const bf16* {
+            const int s = s0 + i, t = s / g.RP, j = s % g.RP;
+            return j < g.r && k0 + k < C ? g.A[t] + (size_t)j * C + k0 + k : nullptr;
+        }, ncols);
+    };
+    float acc[kRC / 8][4] = {};
+    // Flattened index in x of the lane's first fragment element, row gq and column 2·cq of k-step 0.
+    const size_t row_base = (size_t)(n0 + warp * 16 + gq) * C + 2 * cq;
+    stream_tiles(nk, load, [&](int kt) {
+        const bf16* tx = sx + (kt % kStages) * kB * kLD + warp * 16 * kLD;
+        const bf16* ta = sa + (kt % kStages) * kRC * kLD;
+        #pragma unroll
+        for (int kk = 0; kk < kBK / 16; kk++) {
+            uint32_t xf[4];
+            ldmatrix_x4(xf, tx + (lane & 15) * kLD + kk * 16 + (lane >> 4) * 8);
+            mma_stacked(acc, xf, g, s0, ncols, row_base + kt * kBK + kk * 16, 1, (size_t)8 * C, 8,
+                        [&](int np, uint32_t (&bf)[4]) {
+                ldmatrix_x4(bf, ta + (np * 16 + (lane & 7) + (lane >> 4) * 8) * kLD + kk * 16 + ((lane >> 3) & 1) * 8);
+            });
+        }
+    });
+    const int ldu = g.G * g.r;
+    #pragma unroll
+    for (int nt = 0; nt < kRC / 8; nt++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) {
+            const int n = n0 + warp * 16 + gq + (e >> 1) * 8, s = s0 + nt * 8 + 2 * cq + (e & 1);
+            const int t = s / g.RP, j = s % g.RP;
+            if (n < N && t < g.G && j < g.r) u[(size_t)n * ldu + t * g.r + j] = __float2bfloat16(acc[nt][e] * g.keep_scale);
+        }
+}
+
+// ---- dA partials: part[z][t·r + j][c] = Σ over stripe z's rows n of du[n, t·r + j] · drop_t(x)[n, c] ----
+// The product dAᵀ = drop(x)ᵀ·du: a CTA takes 64 columns of x (16 a warp, the A operand read
+// transposed from [row][column] tiles) and 64 stacked columns of du (the B operand, read transposed
+// like V in P·V), and streams its stripe's rows through kStages stages of 64.
+__global__ void __launch_bounds__(kNT) lora_dA_kernel(float* part, const bf16* x, const bf16* du, Group g, int N, int C,
+                                                      int stripe_rows, bool x_vec, bool du_vec) {
+    extern __shared__ __align__(16) unsigned char lora_smem[];
+    bf16* sx = reinterpret_cast<bf16*>(lora_smem);  // [kStages][kBK][kLD]: rows nb.., columns c0..
+    bf16* sd = sx + kStages * kBK * kLD;             // [kStages][kBK][kLD]: rows nb.., stacked columns s0..
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
+    const int c0 = blockIdx.x * kB, z = blockIdx.y, s0 = blockIdx.z * kRC;
+    const int r_begin = z * stripe_rows, r_end = min(N, r_begin + stripe_rows);
+    const int nk = (r_end - r_begin + kBK - 1) / kBK, ldu = g.G * g.r;
+    const int ncols = min(kRC, g.G * g.RP - s0);
+    auto load = [&](int kt) {
+        const int st = kt % kStages, nb = r_begin + kt * kBK;
+        load_tile<kBK, kB, kLD>(sx + st * kBK * kLD, x_vec, x, tid, [&](int i, int k) -> const bf16* {
+            return nb + i < r_end && c0 + k < C ? x + (size_t)(nb + i) * C + c0 + k : nullptr;
+        });
+        load_tile<kBK, kRC, kLD>(sd + st * kBK * kLD, du_vec, du, tid, [&](int i, int k) -> const bf16* {
+            const int s = s0 + k, t = s / g.RP, j = s % g.RP;
+            return nb + i < r_end && j < g.r ? du + (size_t)(nb + i) * ldu + t * g.r + j : nullptr;
+        }, kBK, ncols);
+    };
+    float acc[kRC / 8][4] = {};
+    // Flattened index in x of the lane's first fragment element: row 2·cq of the k-step, column gq
+    // of the warp's 16.
+    const size_t col_base = (size_t)2 * cq * C + c0 + warp * 16 + gq;
+    stream_tiles(nk, load, [&](int kt) {
+        const bf16* tx = sx + (kt % kStages) * kBK * kLD + warp * 16;
+        const bf16* td = sd + (kt % kStages) * kBK * kLD;
+        #pragma unroll
+        for (int kk = 0; kk < kBK / 16; kk++) {
+            uint32_t xf[4];
+            ldmatrix_x4_trans(xf, tx + (kk * 16 + (lane & 7) + ((lane >> 4) & 1) * 8) * kLD + ((lane >> 3) & 1) * 8);
+            mma_stacked(acc, xf, g, s0, ncols, col_base + (size_t)(r_begin + kt * kBK + kk * 16) * C, C, 8,
+                        (size_t)8 * C, [&](int np, uint32_t (&bf)[4]) {
+                ldmatrix_x4_trans(bf, td + (kk * 16 + (lane & 15)) * kLD + np * 16 + (lane >> 4) * 8);
+            });
+        }
+    });
+    float* p = part + (size_t)z * ldu * C;
+    #pragma unroll
+    for (int nt = 0; nt < kRC / 8; nt++)
+        #pragma unroll
+        for (int e = 0; e < 4; e++) {  // the accumulator is dAᵀ: row = x's column, column = stacked
+            const int c = c0 + warp * 16 + gq + (e >> 1) * 8, s = s0 + nt * 8 + 2 * cq + (e & 1);
+            const int t = s / g.RP, j = s % g.RP;
+            if (c < C && t < g.G && j < g.r) p[(size_t)(t * g.r + j) * C + c] = acc[nt][e] * g.keep_scale;
+        }
+}
+
+// The G pointers dA_t as a kernel argument.
+struct Grads {
+    float* p[kMaxStack];
+};
+
+// dA_t[i] += Σ_z part[z][t·r·C + i], the stripes in order (deterministic). Grid y = t.
+__global__ void lora_dA_reduce_kernel(Grads dA, const float* part, int stripes, size_t per_proj, size_t per_stripe) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= per_proj) return;
+    const float* p = part + blockIdx.y * per_proj + i;
+    float s = 0.0f;
+    for (int z = 0; z < stripes; z++) s += p[z * per_stripe];
+    dA.p[blockIdx.y][i] += s;
+}
+
+// ---- dx (+)= Σ_t drop_t(du_t A_t) ----
+// A CTA writes a 64 × 128 block of dx (a warp 16 rows × 128 columns: 16 accumulator tiles). For each
+// projection it loads du_t's [64 rows][16] (the A operand) and A_t's [16][128] (the B operand, read
+// transposed), one k-step of its RP at a time, forms the product in FP32, masks it with t's key and
+// adds it to the sum, which starts from the old dx: fetched into registers first, its load overlaps
+// the products.
+__global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, Group g, int N, int C, bool accumulate,
+                                                      bool du_vec, bool a_vec, bool dx_pairs) {
+    extern __shared__ __align__(16) unsigned char lora_smem[];
+    bf16* sd = reinterpret_cast<bf16*>(lora_smem);  // [kB][kLDK]: du rows n0.., columns j0.. of projection t
+    bf16* sa = sd + kB * kLDK;                       // [kDK][kLDC]: A_t rows j0.., columns c0..
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
+    const int n0 = blockIdx.x * kB, c0 = blockIdx.y * kBC, ldu = g.G * g.r;
+    const int row = n0 + warp * 16 + gq;  // the lane's rows: row, row + 8
+    // Element e of tile nt: row + (e >> 1) * 8, column c0 + nt * 8 + 2 * cq + (e & 1).
+    auto col_of = [&](int nt, int e) { return c0 + nt * 8 + 2 * cq + (e & 1); };
+    auto inside = [&](int nt, int e) { return row + (e >> 1) * 8 < N && col_of(nt, e) < C; };
+    auto at = [&](int nt, int e) { return (size_t)(row + (e >> 1) * 8) * C + col_of(nt, e); };
+    float sum[kBC / 8][4] = {};
+    if (accumulate)
+        #pragma unroll
+        for (int nt = 0; nt < kBC / 8; nt++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++)
+                if (inside(nt, e)) sum[nt][e] = __bfloat162float(dx[at(nt, e)]);
+    for (int t = 0; t < g.G; t++) {
+        const bf16* A = g.A[t];
+        const uint64_t key = g.key[t];
+        float prod[kBC / 8][4] = {};
+        for (int j0 = 0; j0 < g.r; j0 += kDK) {
+            __syncthreads();  // every warp is done with the previous tiles
+            load_tile<kB, kDK, kLDK>(sd, du_vec, du, tid, [&](int i, int k) -> const bf16* {
+                return n0 + i < N && j0 + k < g.r ? du + (size_t)(n0 + i) * ldu + t * g.r + j0 + k : nullptr;
+            });
+            load_tile<kDK, kBC, kLDC>(sa, a_vec, A, tid, [&](int i, int k) -> const bf16* {
+                return j0 + i < g.r && c0 + k < C ? A + (size_t)(j0 + i) * C + c0 + k : nullptr;
+            });
+            cp_async_commit();
+            cp_async_wait<0>();
+            __syncthreads();
+            uint32_t af[4];
+            ldmatrix_x4(af, sd + (warp * 16 + (lane & 15)) * kLDK + (lane >> 4) * 8);
+            #pragma unroll
+            for (int np = 0; np < kBC / 16; np++) {
+                uint32_t bf[4];
+                ldmatrix_x4_trans(bf, sa + (lane & 15) * kLDC + np * 16 + (lane >> 4) * 8);
+                mma_bf16(prod[2 * np], af, bf[0], bf[1]);
+                mma_bf16(prod[2 * np + 1], af, bf[2], bf[3]);
+            }
+        }
+        #pragma unroll
+        for (int nt = 0; nt < kBC / 8; nt++)
+            #pragma unroll
+            for (int e = 0; e < 4; e++)
+                sum[nt][e] += !g.threshold                                   ? prod[nt][e]
+                              : dropout_keep(key, at(nt, e), g.threshold)      ? prod[nt][e] * g.keep_scale
+                                                                               : 0.0f;
+    }
+    #pragma unroll
+    for (int nt = 0; nt < kBC / 8; nt++)
+        #pragma unroll
+        for (int h = 0; h < 2; h++) {  // the pairs (e = 2h, 2h + 1): one row, two adjacent columns
+            const float lo = sum[nt][2 * h], hi = sum[nt][2 * h + 1];
+            if (dx_pairs && inside(nt, 2 * h + 1)) {
+                *reinterpret_cast<uint32_t*>(dx + at(nt, 2 * h)) = pack_bf16(lo, hi);
+            } else {
+                if (inside(nt, 2 * h)) dx[at(nt, 2 * h)] = __float2bfloat16(lo);
+                if (inside(nt, 2 * h + 1)) dx[at(nt, 2 * h + 1)] = __float2bfloat16(hi);
+            }
+        }
+}
+
+void lora_down(bf16* u, const bf16* x, const Group& g, int N, int C) {
+    static const bool smem_ok = [] {  // once: allow more than 48 KB of shared memory
+        CUDA_CHECK(cudaFuncSetAttribute(lora_down_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kStreamSmem));
+        return true;
+    }();
+    (void)smem_ok;
+    bool a_vec = vec_ok(x, C);
+    for (int t = 0; t < g.G; t++) a_vec = a_vec && vec_ok(g.A[t], C);
+    dim3 grid(ceil_div(N, kB), ceil_div(g.G * g.RP, kRC));
+    lora_down_kernel<<<grid, kNT, kStreamSmem>>>(u, x, g, N, C, vec_ok(x, C), a_vec);
     CUDA_LAUNCH_CHECK();
-    return a;
 }
 
-// dA_t += duᵀ x for all t in one pass over x: the stacked product into the lora_da scratch, then
-// added to each gradient.
-void stacked_dA(const LoraProj<bf16>* proj, int G, const bf16* du, const bf16* x, int N, int C, int r) {
-    const auto dst = group_slices<float>(proj, G, [](const LoraProj<bf16>& a) { return a.dA; });
-    const size_t n = (size_t)r * C;
-    float* dA = (float*)cuda_scratch(Scratch::lora_da, G * n * sizeof(float));
-    cuda::gemm(true, false, G * r, C, N, 1.0f, du, G * r, x, C, 0.0f, dA, C);
-    unstack_add_kernel<<<dim3(ceil_div(n, 256), G), 256>>>(dst, dA, n);
+void lora_dA(const LoraProj<bf16>* proj, const Group& g, const bf16* du, const bf16* x, int N, int C) {
+    static const bool smem_ok = [] {  // once: allow more than 48 KB of shared memory
+        CUDA_CHECK(cudaFuncSetAttribute(lora_dA_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kStreamSmem));
+        return true;
+    }();
+    (void)smem_ok;
+    const LoraStripes st = lora_dA_stripes(N, C, g.G, g.r);
+    const int ldu = g.G * g.r;
+    float* part = (float*)cuda_scratch(Scratch::lora_da, lora_dA_scratch_bytes(N, C, g.G, g.r));
+    const bool du_vec = vec_ok(du, ldu) && g.r % 8 == 0;
+    dim3 grid(ceil_div(C, kB), st.count, ceil_div(g.G * g.RP, kRC));
+    lora_dA_kernel<<<grid, kNT, kStreamSmem>>>(part, x, du, g, N, C, st.rows, vec_ok(x, C), du_vec);
+    CUDA_LAUNCH_CHECK();
+    Grads dA{};
+    for (int t = 0; t < g.G; t++) dA.p[t] = proj[t].dA;
+    const size_t per_proj = (size_t)g.r * C;
+    lora_dA_reduce_kernel<<<dim3(ceil_div(per_proj, 256), g.G), 256>>>(dA, part, st.count, per_proj, per_proj * g.G);
+    CUDA_LAUNCH_CHECK();
+}
+
+void lora_dx(bf16* dx, const bf16* du, const Group& g, int N, int C, bool accumulate) {
+    static_assert(kDxSmem <= 48 * 1024, "lora_dx_kernel needs no shared-memory opt-in");
+    const int ldu = g.G * g.r;
+    bool a_vec = C % 8 == 0;
+    for (int t = 0; t < g.G; t++) a_vec = a_vec && vec_ok(g.A[t], C);
+    const bool dx_pairs = C % 2 == 0 && (uintptr_t)dx % 4 == 0;
+    dim3 grid(ceil_div(N, kB), ceil_div(C, kBC));
+    lora_dx_kernel<<<grid, kNT, kDxSmem>>>(dx, du, g, N, C, accumulate, vec_ok(du, ldu) && g.r % 8 == 0, a_vec, dx_pairs);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -101,15 +384,10 @@ namespace cuda {
 
 void lora_forward(const LoraProj<bf16>* proj, int G, bf16* u, const bf16* x, int N, int C, int r, float scale,
                   float p) {
+    if (N <= 0) return;
+    const Group g = make_group(proj, G, r, p);
+    lora_down(u, x, g, N, C);  // u = [drop_1(x) A_1ᵀ | ... ]
     const int ldu = G * r;
-    if (p <= 0.0f) {
-        gemm(false, true, N, G * r, C, 1.0f, x, C, stacked_A(proj, G, r, C), C, 0.0f, u, ldu);  // u = x Aᵀ
-    } else {
-        for (int t = 0; t < G; t++) {
-            const bf16* xin = dropped_input(x, (size_t)N * C, p, proj[t].dropout_key);
-            gemm(false, true, N, r, C, 1.0f, xin, C, proj[t].A, C, 0.0f, u + t * r, ldu);  // u_t = drop_t(x) A_tᵀ
-        }
-    }
     for (int t = 0; t < G; t++) {  // y_t = add_t + s · u_t B_tᵀ
         const LoraProj<bf16>& a = proj[t];
         gemm(false, true, N, a.OC, r, scale, u + t * r, ldu, a.B, r, a.add ? 1.0f : 0.0f, a.y, a.OC, a.add);
@@ -118,6 +396,8 @@ void lora_forward(const LoraProj<bf16>* proj, int G, bf16* u, const bf16* x, int
 
 void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, const bf16* u, int N, int C, int r,
                    float scale, float p, bool accumulate) {
+    if (N <= 0) return;
+    const Group g = make_group(proj, G, r, p);
     const int ldu = G * r;
     bf16* du = (bf16*)cuda_scratch(Scratch::lora_u, (size_t)N * ldu * sizeof(bf16));  // [N, G·r]
     for (int t = 0; t < G; t++) {
@@ -125,23 +405,8 @@ void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, c
         gemm(true, false, a.OC, r, N, scale, a.dy, a.OC, u + t * r, ldu, 1.0f, a.dB, r);   // dB_t += s · dy_tᵀ u_t
         gemm(false, false, N, r, a.OC, scale, a.dy, a.OC, a.B, r, 0.0f, du + t * r, ldu);  // du_t = s · dy_t B_t
     }
-    if (p <= 0.0f) {
-        if (G == 1) gemm(true, false, r, C, N, 1.0f, du, r, x, C, 1.0f, proj[0].dA, C);  // dA += duᵀ x (FP32)
-        else stacked_dA(proj, G, du, x, N, C, r);
-        if (dx)  // dx (+)= du A, K = G·r
-            gemm(false, false, N, C, G * r, 1.0f, du, ldu, stacked_A(proj, G, r, C), C, accumulate ? 1.0f : 0.0f, dx, C);
-        return;
-    }
-    for (int t = 0; t < G; t++) {
-        const LoraProj<bf16>& a = proj[t];
-        const bf16* xin = dropped_input(x, (size_t)N * C, p, a.dropout_key);
-        gemm(true, false, r, C, N, 1.0f, du + t * r, ldu, xin, C, 1.0f, a.dA, C);  // dA_t += du_tᵀ drop_t(x) (FP32)
-        if (!dx) continue;
-        // dx (+)= drop_t(du_t A_t): the product goes to scratch, then dropout (same mask, same scale) writes it.
-        bf16* dxd = (bf16*)cuda_scratch(Scratch::lora_dx, (size_t)N * C * sizeof(bf16));
-        gemm(false, false, N, C, r, 1.0f, du + t * r, ldu, a.A, C, 0.0f, dxd, C);
-        dropout(dx, dxd, (size_t)N * C, p, a.dropout_key, accumulate || t > 0);
-    }
+    lora_dA(proj, g, du, x, N, C);                 // dA_t += du_tᵀ drop_t(x)
+    if (dx) lora_dx(dx, du, g, N, C, accumulate);  // dx (+)= Σ_t drop_t(du_t A_t)
 }
 
 }  // namespace cuda
