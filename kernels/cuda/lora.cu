@@ -73,8 +73,10 @@ template <int ROWS, int COLS, int LDS, class Src>
 __device__ __forceinline__ void load_tile(bf16* tile, bool vec, const bf16* any, int tid, Src src, int rows = ROWS,
                                           int cols = COLS) {
     constexpr int CH = COLS / 8;
-    for (int i = tid; i < ROWS * CH; i += kNT) {
-        const int row = i / CH, k = (i % CH) * 8;
+    static_assert(ROWS * CH % kNT == 0, "every thread takes the same chunks of every tile (hoistable addresses)");
+    #pragma unroll
+    for (int m = 0; m < ROWS * CH / kNT; m++) {
+        const int i = tid + m * kNT, row = i / CH, k = (i % CH) * 8;
         if (row >= rows || k >= cols) continue;
         bf16* dst = tile + row * LDS + k;
         if (vec) {
@@ -88,6 +90,34 @@ __device__ __forceinline__ void load_tile(bf16* tile, bool vec, const bf16* any,
         }
     }
 }
+
+// A thread's share of a tile that moves by a fixed stride at each pipeline stage (x's columns in
+// lora_down, x's and du's rows in lora_dA), on the 16-byte path: its chunks are the same tile
+// positions at every stage, chunk m at row (tid + m·kNT) / CH, column ((tid + m·kNT) % CH)·8, so
+// their addresses and bounds are worked out once, not per stage. Chunk m reads src[m] + kt·step at
+// stage kt while pos[m] + kt·kBK < end[m], and is zero-filled after that (end[m] = pos[m]: always);
+// with end[m] < 0 it is never loaded (columns the kernel does not read).
+template <int ROWS, int COLS, int LDS>
+struct TileStream {
+    static constexpr int CH = COLS / 8, M = ROWS * CH / kNT;
+    static_assert(ROWS * CH % kNT == 0, "every thread takes the same number of chunks");
+    const bf16* src[M];
+    int pos[M], end[M];
+    // at(row, col, src, pos, end) fills a chunk's fields for stage 0.
+    template <class At>
+    __device__ __forceinline__ TileStream(int tid, At&& at) {
+        #pragma unroll
+        for (int m = 0; m < M; m++) at((tid + m * kNT) / CH, (tid + m * kNT) % CH * 8, src[m], pos[m], end[m]);
+    }
+    __device__ __forceinline__ void load(bf16* tile, int kt, size_t step, const bf16* any, int tid) const {
+        #pragma unroll
+        for (int m = 0; m < M; m++) {
+            if (end[m] < 0) continue;
+            const bool in = pos[m] + kt * kBK < end[m];
+            cp_async16(tile + (tid + m * kNT) / CH * LDS + (tid + m * kNT) % CH * 8, in ? src[m] + kt * step : any, in);
+        }
+    }
+};
 
 // Keeps the BF16 halves of a fragment register whose elements (flattened indices lo, hi of x) the
 // dropout mask keeps: 0xFFFF per kept half (an element of zero bits is a BF16 zero).
@@ -150,23 +180,35 @@ __device__ __forceinline__ void mma_stacked(float (&acc)[kRC / 8][4], const uint
 // the B operand, read like K in Q·Kᵀ), and streams x's columns through kStages cp.async stages of
 // 64. Each 16-column k-step loads x's fragment once; each projection in the CTA's columns masks it
 // with its own key (8 hashes a lane) before its two n-tile pairs.
-__global__ void __launch_bounds__(kNT) lora_down_kernel(bf16* u, const bf16* x, Group g, int N, int C, bool x_vec,
-                                                        bool a_vec) {
-    extern __shared__ __align__(16) unsigned char lora_smem[];
-    bf16* sx = reinterpret_cast<bf16*>(lora_smem);  // [kStages][kB][kLD]: rows n0.., columns k0..
-    bf16* sa = sx + kStages * kB * kLD;              // [kStages][kRC][kLD]: stacked rows s0.., columns k0..
+template <bool VEC>
+__device__ __forceinline__ void lora_down_body(unsigned char* smem, bf16* u, const bf16* x, const Group& g, int N,
+                                               int C) {
+    bf16* sx = reinterpret_cast<bf16*>(smem);  // [kStages][kB][kLD]: rows n0.., columns k0..
+    bf16* sa = sx + kStages * kB * kLD;         // [kStages][kRC][kLD]: stacked rows s0.., columns k0..
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
     const int n0 = blockIdx.x * kB, s0 = blockIdx.y * kRC, nk = (C + kBK - 1) / kBK;
     const int ncols = min(kRC, g.G * g.RP - s0);  // a multiple of 16
+    const TileStream<kB, kBK, kLD> x_chunks(tid, [&](int i, int k, const bf16*& p, int& pos, int& end) {
+        p = x + (size_t)(n0 + i) * C + k, pos = k, end = n0 + i < N ? C : k;
+    });
+    const TileStream<kRC, kBK, kLD> a_chunks(tid, [&](int i, int k, const bf16*& p, int& pos, int& end) {
+        const int s = s0 + i, t = min(s / g.RP, g.G - 1), j = s % g.RP;
+        p = g.A[t] + (size_t)j * C + k, pos = k, end = i >= ncols ? -1 : j < g.r ? C : k;
+    });
     auto load = [&](int kt) {
         const int st = kt % kStages, k0 = kt * kBK;
-        load_tile<kB, kBK, kLD>(sx + st * kB * kLD, x_vec, x, tid, [&](int i, int k) -> const bf16* {
-            return n0 + i < N && k0 + k < C ? x + (size_t)(n0 + i) * C + k0 + k : nullptr;
-        });
-        load_tile<kRC, kBK, kLD>(sa + st * kRC * kLD, a_vec, x, tid, [&](int i, int k) -> const bf16* {
-            const int s = s0 + i, t = s / g.RP, j = s % g.RP;
-            return j < g.r && k0 + k < C ? g.A[t] + (size_t)j * C + k0 + k : nullptr;
-        }, ncols);
+        if constexpr (VEC) {
+            x_chunks.load(sx + st * kB * kLD, kt, kBK, x, tid);
+            a_chunks.load(sa + st * kRC * kLD, kt, kBK, x, tid);
+        } else {
+            load_tile<kB, kBK, kLD>(sx + st * kB * kLD, false, x, tid, [&](int i, int k) -> const bf16* {
+                return n0 + i < N && k0 + k < C ? x + (size_t)(n0 + i) * C + k0 + k : nullptr;
+            });
+            load_tile<kRC, kBK, kLD>(sa + st * kRC * kLD, false, x, tid, [&](int i, int k) -> const bf16* {
+                const int s = s0 + i, t = s / g.RP, j = s % g.RP;
+                return j < g.r && k0 + k < C ? g.A[t] + (size_t)j * C + k0 + k : nullptr;
+            }, ncols);
+        }
     };
     float acc[kRC / 8][4] = {};
     // Flattened index in x of the lane's first fragment element, row gq and column 2·cq of k-step 0.
@@ -194,30 +236,48 @@ __global__ void __launch_bounds__(kNT) lora_down_kernel(bf16* u, const bf16* x, 
             if (n < N && t < g.G && j < g.r) u[(size_t)n * ldu + t * g.r + j] = __float2bfloat16(acc[nt][e] * g.keep_scale);
         }
 }
+// vec: x and every A_t take the 16-byte path (TileStream); otherwise element by element.
+__global__ void __launch_bounds__(kNT) lora_down_kernel(bf16* u, const bf16* x, Group g, int N, int C, bool vec) {
+    extern __shared__ __align__(16) unsigned char lora_smem[];
+    if (vec) lora_down_body<true>(lora_smem, u, x, g, N, C);
+    else lora_down_body<false>(lora_smem, u, x, g, N, C);
+}
 
 // ---- dA partials: part[z][t·r + j][c] = Σ over stripe z's rows n of du[n, t·r + j] · drop_t(x)[n, c] ----
 // The product dAᵀ = drop(x)ᵀ·du: a CTA takes 64 columns of x (16 a warp, the A operand read
 // transposed from [row][column] tiles) and 64 stacked columns of du (the B operand, read transposed
 // like V in P·V), and streams its stripe's rows through kStages stages of 64.
-__global__ void __launch_bounds__(kNT) lora_dA_kernel(float* part, const bf16* x, const bf16* du, Group g, int N, int C,
-                                                      int stripe_rows, bool x_vec, bool du_vec) {
-    extern __shared__ __align__(16) unsigned char lora_smem[];
-    bf16* sx = reinterpret_cast<bf16*>(lora_smem);  // [kStages][kBK][kLD]: rows nb.., columns c0..
-    bf16* sd = sx + kStages * kBK * kLD;             // [kStages][kBK][kLD]: rows nb.., stacked columns s0..
+template <bool VEC>
+__device__ __forceinline__ void lora_dA_body(unsigned char* smem, float* part, const bf16* x, const bf16* du,
+                                             const Group& g, int N, int C, int stripe_rows) {
+    bf16* sx = reinterpret_cast<bf16*>(smem);  // [kStages][kBK][kLD]: rows nb.., columns c0..
+    bf16* sd = sx + kStages * kBK * kLD;        // [kStages][kBK][kLD]: rows nb.., stacked columns s0..
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
     const int c0 = blockIdx.x * kB, z = blockIdx.y, s0 = blockIdx.z * kRC;
     const int r_begin = z * stripe_rows, r_end = min(N, r_begin + stripe_rows);
     const int nk = (r_end - r_begin + kBK - 1) / kBK, ldu = g.G * g.r;
     const int ncols = min(kRC, g.G * g.RP - s0);
+    const TileStream<kBK, kB, kLD> x_chunks(tid, [&](int i, int k, const bf16*& p, int& pos, int& end) {
+        p = x + (size_t)(r_begin + i) * C + c0 + k, pos = r_begin + i, end = c0 + k < C ? r_end : pos;
+    });
+    const TileStream<kBK, kRC, kLD> du_chunks(tid, [&](int i, int k, const bf16*& p, int& pos, int& end) {
+        const int s = s0 + k, t = min(s / g.RP, g.G - 1), j = s % g.RP;
+        p = du + (size_t)(r_begin + i) * ldu + t * g.r + j, pos = r_begin + i, end = k >= ncols ? -1 : j < g.r ? r_end : pos;
+    });
     auto load = [&](int kt) {
         const int st = kt % kStages, nb = r_begin + kt * kBK;
-        load_tile<kBK, kB, kLD>(sx + st * kBK * kLD, x_vec, x, tid, [&](int i, int k) -> const bf16* {
-            return nb + i < r_end && c0 + k < C ? x + (size_t)(nb + i) * C + c0 + k : nullptr;
-        });
-        load_tile<kBK, kRC, kLD>(sd + st * kBK * kLD, du_vec, du, tid, [&](int i, int k) -> const bf16* {
-            const int s = s0 + k, t = s / g.RP, j = s % g.RP;
-            return nb + i < r_end && j < g.r ? du + (size_t)(nb + i) * ldu + t * g.r + j : nullptr;
-        }, kBK, ncols);
+        if constexpr (VEC) {
+            x_chunks.load(sx + st * kBK * kLD, kt, (size_t)kBK * C, x, tid);
+            du_chunks.load(sd + st * kBK * kLD, kt, (size_t)kBK * ldu, du, tid);
+        } else {
+            load_tile<kBK, kB, kLD>(sx + st * kBK * kLD, false, x, tid, [&](int i, int k) -> const bf16* {
+                return nb + i < r_end && c0 + k < C ? x + (size_t)(nb + i) * C + c0 + k : nullptr;
+            });
+            load_tile<kBK, kRC, kLD>(sd + st * kBK * kLD, false, du, tid, [&](int i, int k) -> const bf16* {
+                const int s = s0 + k, t = s / g.RP, j = s % g.RP;
+                return nb + i < r_end && j < g.r ? du + (size_t)(nb + i) * ldu + t * g.r + j : nullptr;
+            }, kBK, ncols);
+        }
     };
     float acc[kRC / 8][4] = {};
     // Flattened index in x of the lane's first fragment element: row 2·cq of the k-step, column gq
@@ -245,6 +305,13 @@ __global__ void __launch_bounds__(kNT) lora_dA_kernel(float* part, const bf16* x
             const int t = s / g.RP, j = s % g.RP;
             if (c < C && t < g.G && j < g.r) p[(size_t)(t * g.r + j) * C + c] = acc[nt][e] * g.keep_scale;
         }
+}
+// vec: x and du take the 16-byte path (TileStream); otherwise element by element.
+__global__ void __launch_bounds__(kNT) lora_dA_kernel(float* part, const bf16* x, const bf16* du, Group g, int N, int C,
+                                                      int stripe_rows, bool vec) {
+    extern __shared__ __align__(16) unsigned char lora_smem[];
+    if (vec) lora_dA_body<true>(lora_smem, part, x, du, g, N, C, stripe_rows);
+    else lora_dA_body<false>(lora_smem, part, x, du, g, N, C, stripe_rows);
 }
 
 // The G pointers dA_t as a kernel argument.
@@ -340,10 +407,10 @@ void lora_down(bf16* u, const bf16* x, const Group& g, int N, int C) {
         return true;
     }();
     (void)smem_ok;
-    bool a_vec = vec_ok(x, C);
-    for (int t = 0; t < g.G; t++) a_vec = a_vec && vec_ok(g.A[t], C);
+    bool vec = vec_ok(x, C);
+    for (int t = 0; t < g.G; t++) vec = vec && vec_ok(g.A[t], C);
     dim3 grid(ceil_div(N, kB), ceil_div(g.G * g.RP, kRC));
-    lora_down_kernel<<<grid, kNT, kStreamSmem>>>(u, x, g, N, C, vec_ok(x, C), a_vec);
+    lora_down_kernel<<<grid, kNT, kStreamSmem>>>(u, x, g, N, C, vec);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -356,9 +423,9 @@ void lora_dA(const LoraProj<bf16>* proj, const Group& g, const bf16* du, const b
     const LoraStripes st = lora_dA_stripes(N, C, g.G, g.r);
     const int ldu = g.G * g.r;
     float* part = (float*)cuda_scratch(Scratch::lora_da, lora_dA_scratch_bytes(N, C, g.G, g.r));
-    const bool du_vec = vec_ok(du, ldu) && g.r % 8 == 0;
+    const bool vec = vec_ok(x, C) && vec_ok(du, ldu) && g.r % 8 == 0;
     dim3 grid(ceil_div(C, kB), st.count, ceil_div(g.G * g.RP, kRC));
-    lora_dA_kernel<<<grid, kNT, kStreamSmem>>>(part, x, du, g, N, C, st.rows, vec_ok(x, C), du_vec);
+    lora_dA_kernel<<<grid, kNT, kStreamSmem>>>(part, x, du, g, N, C, st.rows, vec);
     CUDA_LAUNCH_CHECK();
     Grads dA{};
     for (int t = 0; t < g.G; t++) dA.p[t] = proj[t].dA;
