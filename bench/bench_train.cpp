@@ -3,6 +3,7 @@
 // runs the same step in transformers + peft (+ bitsandbytes) for the side-by-side figure.
 //   build/bench/bench_train --preset llama-3.2-1b --method lora --batch 4 --seq 1024 --steps 10 [--device cuda]
 //   --op-times: also the time of every op per step (bench/op_times.h)
+//   --dropout P: LoRA dropout (default 0, as bench/peft_step.py; ./train's default is 0.05)
 //
 // MFU counts model FLOPs, not the work actually done (recompute's second forward is not credited),
 // per trained token (the same formula as bench/peft_step.py):
@@ -49,7 +50,7 @@ int run(int argc, char** argv) {
     std::string preset = "smollm2-135m", method_s = "lora", device = "auto";
     int batch = 4, seq = 256, steps = 3, warmup = 1, rank = 16;  // small enough for `make bench` on a CPU
     bool recompute = false, offload = false, op_times = false;
-    double peak_tflops = 989.0;
+    double peak_tflops = 989.0, dropout = 0.0;
     Args args(argc, argv, "see the header of bench/bench_train.cpp");
     while (args.next()) {
         if (args.is("--preset")) preset = args.value();
@@ -64,6 +65,7 @@ int run(int argc, char** argv) {
         else if (args.is("--offload-optimizer")) offload = true;
         else if (args.is("--peak-tflops")) peak_tflops = args.number();
         else if (args.is("--op-times")) op_times = true;
+        else if (args.is("--dropout")) dropout = args.number();
         else args.unknown();
     }
     const Ops& ops = op_times ? timed_ops(select_ops(device.c_str())) : select_ops(device.c_str());
@@ -78,7 +80,8 @@ int run(int argc, char** argv) {
     tc.method = method;
     tc.lora.rank = rank;
     tc.lora.alpha = 2.0f * rank;
-    tc.lora.dropout = 0.0f;
+    if (dropout < 0 || dropout >= 1) fail("--dropout must be in [0, 1)");
+    tc.lora.dropout = (float)dropout;
     tc.lora.targets = lora_parse_targets("all");
     if (method != Method::Full) model_add_lora(t.model, tc.lora, tc.seed);
     tc.batch.batch_size = batch;
@@ -118,10 +121,11 @@ int run(int argc, char** argv) {
     MemStats ms = ops.mem_stats();
     // MFU means something against a GPU's peak only; on the CPU the model GFLOP/s stand alone.
     std::string mfu_s = ops.host ? "n/a (CPU)" : strf("%.1f%%", 100 * mfu);
+    std::string extra = (offload ? " offload=1" : "") + (dropout > 0 ? strf(" dropout=%g", dropout) : std::string());
     printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d%s: %.1f ms/step (median of %d), "
            "%.0f tokens/s, MFU %s, peak memory %.2f GB (arena), loss %.3f, %.1f GFLOP/s of model FLOPs, "
            "max RSS of the process %.2f GB\n",
-           preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, offload ? " offload=1" : "",
+           preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, extra.c_str(),
            1e3 * med, steps, tps, mfu_s.c_str(), ms.peak_total / 1e9, loss,
            flops_per_token(cfg, method, seq) * tps / 1e9, max_rss_bytes() / 1e9);
     if (op_times) print_op_times("step", steps, std::accumulate(times.begin(), times.end(), 0.0));

@@ -170,6 +170,7 @@ def main():
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--rank", type=int, default=16)
     ap.add_argument("--alpha", type=float, default=32)
+    ap.add_argument("--dropout", type=float, default=0.0, help="lora_dropout (bench_train's --dropout)")
     ap.add_argument("--qlora", action="store_true", help="NF4 base weights through bitsandbytes")
     ap.add_argument("--recompute", action="store_true", help="gradient checkpointing")
     ap.add_argument("--attn", default="sdpa", help="transformers attn_implementation (sdpa, eager, flash_attention_2)")
@@ -184,7 +185,7 @@ def main():
     method = "qlora" if args.qlora else "lora"
     def tag(device):
         return (f"peft preset={args.preset} method={method} device={device} batch={args.batch} seq={args.seq} "
-                f"recompute={int(args.recompute)}")
+                f"recompute={int(args.recompute)}" + (f" dropout={args.dropout:g}" if args.dropout > 0 else ""))
     if args.device == "cpu":
         dev, gpu = torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)"
     elif torch.cuda.is_available():
@@ -225,7 +226,7 @@ def main():
         quantize_nf4_in_place(model, torch)
     if args.recompute:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
-    lcfg = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=0.0, target_modules=LORA_TARGETS,
+    lcfg = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=LORA_TARGETS,
                       bias="none", task_type="CAUSAL_LM")
     model = get_peft_model(model, lcfg)
     model.train()

@@ -22,7 +22,7 @@
 #   profile.txt       Nsight Compute (PROFILE=1, PROFILE_STEP=...), the GEMM candidates (GEMM_ALGOS=1)
 # Knobs (environment):
 #   BUDGET_S; E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_BATCH (4),
-#   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2);
+#   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), E2E_DROPOUT (LoRA dropout on both sides; unset: 0);
 #   GEN_PRESETS ("llama-3.2-1b"), GEN_BATCH (16), GEN_PROMPT (512), GEN_NEW (64);
 #   SKIP_BUILD=1, SKIP_TESTS=1, SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1, SKIP_TRAIN=1 (no ./train
 #   run), SKIP_GENERATE=1, SKIP_PEFT=1 (our end-to-end steps only): leave those steps out; SKIP_TORCH=1
@@ -348,8 +348,10 @@ TRAIN_BENCH=build/bench/bench_train
 B=${E2E_BATCH:-4} T=${E2E_SEQ:-2048} N=${E2E_STEPS:-6} W=${E2E_WARMUP:-2}
 for method in ${E2E_METHODS:-lora qlora}; do
     for preset in ${E2E_PRESETS:-smollm2-135m llama-3.2-1b}; do
-        # LoRA r=16 (bench_train: alpha = 2r = 32, dropout 0, all seven projections), as peft_step.py.
+        # LoRA r=16 (bench_train: alpha = 2r = 32, dropout E2E_DROPOUT, all seven projections), as peft_step.py.
+        # (--dropout only when asked: a previous build from before the flag, AB_OLD=1, would refuse it.)
         flags=(--preset "$preset" --batch "$B" --seq "$T" --steps "$N" --warmup "$W" --rank 16 --peak-tflops "$PEAK_TF")
+        [ -n "${E2E_DROPOUT:-}" ] && flags+=(--dropout "$E2E_DROPOUT")
         if [ -x "$TRAIN_BENCH" ]; then
             step "e2e ours: $preset $method" 150 "$OUT/e2e.txt" \
                 "$TRAIN_BENCH" "${flags[@]}" --method "$method" --device cuda
@@ -461,7 +463,8 @@ for line in lines:
     if not m:
         continue
     kv = dict(w.split("=", 1) for w in m.group(2).split() if "=" in w)
-    method = kv.get("method", "") + ("+offload" if kv.get("offload", "0") == "1" else "")
+    method = (kv.get("method", "") + ("+offload" if kv.get("offload", "0") == "1" else "") +
+              (" dropout " + kv["dropout"] if "dropout" in kv else ""))
     key = (kv.get("preset"), method, kv.get("recompute", "0"), kv.get("batch"), kv.get("seq"))
     rows.setdefault(key, {})[m.group(1)] = dict(ms=m.group(3), tps=m.group(4), mfu=m.group(5) + "%", mem=m.group(6))
 print()
