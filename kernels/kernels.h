@@ -185,26 +185,40 @@ inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh,
     return rows * hd * 4 + D + (1 + flags) * 4;
 }
 
-// The CUDA LoRA backward's dA partials (kernels/cuda/lora.cu), a function of the shape alone (the
-// memory estimate counts them): dA_t += du_tᵀ·drop_t(x) sums over N rows, so the rows are cut into
-// stripes of a multiple of 64, each CTA sums one stripe of a 64-column block of x, and a second pass
-// adds the stripes' FP32 partials [stripes][G·r][C] in order. Enough stripes for ~256 CTAs, none
-// under 512 rows (the partials then weigh at most 2·G·r/512 of x's bytes, written and read once).
-struct LoraStripes {
-    int count, rows;
+// The CUDA LoRA kernels' scratch (kernels/cuda/lora.cu), a function of the shape alone (the memory
+// estimate counts it). A group's G adapters sit side by side in a "stacked" space of G·RP columns,
+// projection t at column t·RP, RP = r rounded up to 16; du is kept that way, [N, G·RP] BF16. Two sums
+// are cut into parts whose FP32 partial sums a second pass adds in order (deterministic), in one
+// buffer (the two never run at once):
+//  - dA_t += du_tᵀ·drop_t(x) sums over N: stripes of rows for ~256 CTAs of 64 columns of x, none
+//    under 512 rows (the partials, [stripes][G·r][C], then weigh at most 2·G·r/512 of x's bytes);
+//  - u = drop(x)·Aᵀ sums over C: cut only when the grid has fewer than 128 CTAs of 64 rows (a small
+//    batch), into parts of at least 256 columns, [parts][N][G·r].
+struct LoraSplit {
+    int count, len;  // parts, and the length of each (a multiple of 64)
 };
-inline LoraStripes lora_dA_stripes(long long N, int C, int G, int r) {
-    const long long col_blocks = (C + 63) / 64, stacked_blocks = ((long long)G * ((r + 15) / 16 * 16) + 63) / 64;
-    long long want = (256 + col_blocks * stacked_blocks - 1) / (col_blocks * stacked_blocks);
-    const long long most = (N + 511) / 512;
+inline int lora_rp(int r) { return (r + 15) / 16 * 16; }
+inline LoraSplit lora_split(long long total, long long want, long long most) {
     if (want > most) want = most;
     if (want < 1) want = 1;
-    const long long rows = N > 0 ? ((N + want - 1) / want + 63) / 64 * 64 : 64;
-    return {(int)((N + rows - 1) / rows), (int)rows};
+    const long long len = total > 0 ? ((total + want - 1) / want + 63) / 64 * 64 : 64;
+    return {(int)((total + len - 1) / len), (int)len};
 }
-inline size_t lora_dA_scratch_bytes(long long N, int C, int G, int r) {
-    return (size_t)lora_dA_stripes(N, C, G, r).count * G * r * C * 4;
+inline LoraSplit lora_dA_stripes(long long N, int C, int G, int r) {
+    const long long blocks = (C + 63) / 64 * (((long long)G * lora_rp(r) + 63) / 64);
+    return lora_split(N, (256 + blocks - 1) / blocks, (N + 511) / 512);
 }
+inline LoraSplit lora_u_parts(long long N, int C, int G, int r) {
+    const long long blocks = (N + 63) / 64 * (((long long)G * lora_rp(r) + 63) / 64);
+    return lora_split(C, (128 + blocks - 1) / blocks, C / 256);
+}
+inline size_t lora_partials_bytes(long long N, int C, int G, int r) {
+    const LoraSplit u = lora_u_parts(N, C, G, r);
+    const size_t u_bytes = u.count > 1 ? (size_t)u.count * N * G * r * 4 : 0;
+    const size_t dA_bytes = (size_t)lora_dA_stripes(N, C, G, r).count * G * r * C * 4;
+    return u_bytes > dA_bytes ? u_bytes : dA_bytes;
+}
+inline size_t lora_du_bytes(long long N, int G, int r) { return (size_t)N * G * lora_rp(r) * 2; }
 
 // Where a backend's allocations go, for the memory table (bytes per category, current and peak).
 enum class Mem { weights, adapters, gradients, optimizer, activations, scratch, count };

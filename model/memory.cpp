@@ -228,8 +228,8 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     size_t lora = 0;
     if (s.method != Method::Full) {
         // The groups of adapted projections, (G, C): q, k, v and gate, up read dim-wide rows, o reads
-        // the attention's q_dim, down the MLP's ffn_dim. lora_u holds du of a group, [N, G·r] BF16;
-        // lora_da the dA partials, the largest over the groups.
+        // the attention's q_dim, down the MLP's ffn_dim. lora_du holds du of a group, lora_partials
+        // the partial sums of u or dA (kernels.h): each the largest over the groups.
         const int qkv = s.lora.has(LORA_Q) + s.lora.has(LORA_K) + s.lora.has(LORA_V),
                   gate_up = s.lora.has(LORA_GATE) + s.lora.has(LORA_UP);
         const std::pair<int, int> groups[] = {{qkv, c.dim}, {s.lora.has(LORA_O), c.q_dim()}, {gate_up, c.dim},
@@ -237,7 +237,7 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
         const int r = s.lora.rank;
         size_t u = 0, da = 0;
         for (auto [G, C] : groups)
-            if (G) u = std::max(u, N * G * r * 2), da = std::max(da, lora_dA_scratch_bytes(N, C, G, r));
+            if (G) u = std::max(u, lora_du_bytes(N, G, r)), da = std::max(da, lora_partials_bytes(N, C, G, r));
         lora = u + da;
     }
     // reduce: the larger of rmsnorm's weight-gradient partials (full fine-tuning: a row of width
@@ -248,8 +248,8 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
     e.backend = cublas + attention + lora + reduce;
-    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention %s = %s + LoRA du N·G·r·2 + dA partials "
-                         "stripes·G·r·C·4 = %s + reductions %s",
+    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention %s = %s + LoRA du N·G·RP·2 + partials of u or dA "
+                         "= %s + reductions %s",
                          dq_sum ? "D, dQ N·H·(hd+1)·4" : "D N·H·4",
                          format_bytes(attention).c_str(), format_bytes(lora).c_str(),
                          format_bytes(reduce).c_str());

@@ -494,8 +494,9 @@ TEST_CASE("cuda glu_backward: SiLU and GELU-tanh") {
 namespace {
 // G projections reading the same x (a linear group: q, k, v or gate, up), of widths OC, OC + 3, OC + 6.
 // The kernels' edges (kernels/cuda/lora.cu): odd C and r (element-wise tile loads) and C, r multiples
-// of 8 (cp.async); N = 1100 sums dA over 3 row stripes; G·RP = 96 and 160 (r = 24, 72) take two
-// blocks of 64 stacked columns, and r = 72 two 64-deep steps of dx's product.
+// of 8 (cp.async; r = 12: du's 16-byte chunks carry padding columns into dA's product); N = 1100 sums
+// dA over 3 row stripes; N = 130, C = 576 sums u over 2 parts of C; G·RP = 96 and 160 (r = 24, 72)
+// take two blocks of 64 stacked columns, and r = 72 five 16-deep steps of dx's product.
 struct LoraCase {
     int N, C, OC, r;
     float p;
@@ -504,7 +505,8 @@ struct LoraCase {
 };
 const LoraCase kLoraCases[] = {{37, 100, 77, 8, 0.0f, 1},   {37, 100, 77, 13, 0.1f, 1}, {130, 576, 1537, 16, 0.1f, 1},
                                {37, 100, 77, 8, 0.0f, 3},   {130, 576, 300, 16, 0.0f, 2}, {37, 100, 77, 13, 0.1f, 3},
-                               {1100, 200, 96, 24, 0.1f, 3}, {70, 136, 50, 72, 0.1f, 2},  {1100, 200, 96, 24, 0.0f, 3}};
+                               {1100, 200, 96, 24, 0.1f, 3}, {70, 136, 50, 72, 0.1f, 2},  {1100, 200, 96, 24, 0.0f, 3},
+                               {70, 136, 50, 12, 0.1f, 3}};
 const float kLoraScale = 2.0f;  // alpha / r
 const uint64_t kLoraKey = 0x5eedf00d;
 const char* const kSlot[] = {"0", "1", "2"};

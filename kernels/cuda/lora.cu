@@ -18,7 +18,10 @@
 //
 // The kernels' layout: the group's adapters side by side in a "stacked" column space of G·RP columns,
 // projection t in columns t·RP .. t·RP + r − 1, RP = r rounded up to 16 (an mma k-step or two n-tiles),
-// zeros in between. So a 16-column slice of it belongs to one projection and one dropout mask.
+// zeros in between. So a 16-column slice of it belongs to one projection and one dropout mask. du is
+// kept in that layout ([N, G·RP], so its 16-byte chunks are aligned whatever r); u, the forward's
+// saved activation, packed ([N, G·r]). The scratch sizes are kernels.h's (lora_du_bytes,
+// lora_partials_bytes), which the memory estimate counts.
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/ptx.cuh"
 #include "model/util.h"
@@ -179,40 +182,45 @@ __device__ __forceinline__ void mma_stacked(float (&acc)[kRC / 8][4], const uint
 // A CTA takes 64 rows of x (16 a warp, the mma's A operand) and 64 stacked columns (the A_t rows as
 // the B operand, read like K in Q·Kᵀ), and streams x's columns through kStages cp.async stages of
 // 64. Each 16-column k-step loads x's fragment once; each projection in the CTA's columns masks it
-// with its own key (8 hashes a lane) before its two n-tile pairs.
+// with its own key (8 hashes a lane) before its two n-tile pairs. Grid: x = the blocks of 64 stacked
+// columns (fastest, so that the CTAs reading the same rows of x run together and share them in L2),
+// y = blocks of 64 rows, z = parts of C (lora_u_parts: a small batch's grid would leave SMs idle).
+// With one part the CTA writes u; with several, FP32 partial sums part[z][n][t·r + j] that
+// lora_u_reduce_kernel adds.
 template <bool VEC>
-__device__ __forceinline__ void lora_down_body(unsigned char* smem, bf16* u, const bf16* x, const Group& g, int N,
-                                               int C) {
+__device__ __forceinline__ void lora_down_body(unsigned char* smem, bf16* u, float* part, const bf16* x,
+                                               const Group& g, int N, int C, int part_len) {
     bf16* sx = reinterpret_cast<bf16*>(smem);  // [kStages][kB][kLD]: rows n0.., columns k0..
     bf16* sa = sx + kStages * kB * kLD;         // [kStages][kRC][kLD]: stacked rows s0.., columns k0..
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
-    const int n0 = blockIdx.x * kB, s0 = blockIdx.y * kRC, nk = (C + kBK - 1) / kBK;
+    const int s0 = blockIdx.x * kRC, n0 = blockIdx.y * kB, z = blockIdx.z;
+    const int c_begin = z * part_len, c_end = min(C, c_begin + part_len), nk = (c_end - c_begin + kBK - 1) / kBK;
     const int ncols = min(kRC, g.G * g.RP - s0);  // a multiple of 16
     const TileStream<kB, kBK, kLD> x_chunks(tid, [&](int i, int k, const bf16*& p, int& pos, int& end) {
-        p = x + (size_t)(n0 + i) * C + k, pos = k, end = n0 + i < N ? C : k;
+        p = x + (size_t)(n0 + i) * C + c_begin + k, pos = c_begin + k, end = n0 + i < N ? c_end : pos;
     });
     const TileStream<kRC, kBK, kLD> a_chunks(tid, [&](int i, int k, const bf16*& p, int& pos, int& end) {
         const int s = s0 + i, t = min(s / g.RP, g.G - 1), j = s % g.RP;
-        p = g.A[t] + (size_t)j * C + k, pos = k, end = i >= ncols ? -1 : j < g.r ? C : k;
+        p = g.A[t] + (size_t)j * C + c_begin + k, pos = c_begin + k, end = i >= ncols ? -1 : j < g.r ? c_end : pos;
     });
     auto load = [&](int kt) {
-        const int st = kt % kStages, k0 = kt * kBK;
+        const int st = kt % kStages, k0 = c_begin + kt * kBK;
         if constexpr (VEC) {
             x_chunks.load(sx + st * kB * kLD, kt, kBK, x, tid);
             a_chunks.load(sa + st * kRC * kLD, kt, kBK, x, tid);
         } else {
             load_tile<kB, kBK, kLD>(sx + st * kB * kLD, false, x, tid, [&](int i, int k) -> const bf16* {
-                return n0 + i < N && k0 + k < C ? x + (size_t)(n0 + i) * C + k0 + k : nullptr;
+                return n0 + i < N && k0 + k < c_end ? x + (size_t)(n0 + i) * C + k0 + k : nullptr;
             });
             load_tile<kRC, kBK, kLD>(sa + st * kRC * kLD, false, x, tid, [&](int i, int k) -> const bf16* {
                 const int s = s0 + i, t = s / g.RP, j = s % g.RP;
-                return j < g.r && k0 + k < C ? g.A[t] + (size_t)j * C + k0 + k : nullptr;
+                return j < g.r && k0 + k < c_end ? g.A[t] + (size_t)j * C + k0 + k : nullptr;
             }, ncols);
         }
     };
     float acc[kRC / 8][4] = {};
     // Flattened index in x of the lane's first fragment element, row gq and column 2·cq of k-step 0.
-    const size_t row_base = (size_t)(n0 + warp * 16 + gq) * C + 2 * cq;
+    const size_t row_base = (size_t)(n0 + warp * 16 + gq) * C + c_begin + 2 * cq;
     stream_tiles(nk, load, [&](int kt) {
         const bf16* tx = sx + (kt % kStages) * kB * kLD + warp * 16 * kLD;
         const bf16* ta = sa + (kt % kStages) * kRC * kLD;
@@ -233,49 +241,64 @@ __device__ __forceinline__ void lora_down_body(unsigned char* smem, bf16* u, con
         for (int e = 0; e < 4; e++) {
             const int n = n0 + warp * 16 + gq + (e >> 1) * 8, s = s0 + nt * 8 + 2 * cq + (e & 1);
             const int t = s / g.RP, j = s % g.RP;
-            if (n < N && t < g.G && j < g.r) u[(size_t)n * ldu + t * g.r + j] = __float2bfloat16(acc[nt][e] * g.keep_scale);
+            if (n >= N || t >= g.G || j >= g.r) continue;
+            const size_t at = (size_t)n * ldu + t * g.r + j;
+            if (part) part[(size_t)z * N * ldu + at] = acc[nt][e] * g.keep_scale;
+            else u[at] = __float2bfloat16(acc[nt][e] * g.keep_scale);
         }
 }
-// vec: x and every A_t take the 16-byte path (TileStream); otherwise element by element.
-__global__ void __launch_bounds__(kNT) lora_down_kernel(bf16* u, const bf16* x, Group g, int N, int C, bool vec) {
+// vec: x and every A_t take the 16-byte path (TileStream); otherwise element by element. part: null
+// with one part of C.
+__global__ void __launch_bounds__(kNT) lora_down_kernel(bf16* u, float* part, const bf16* x, Group g, int N, int C,
+                                                        int part_len, bool vec) {
     extern __shared__ __align__(16) unsigned char lora_smem[];
-    if (vec) lora_down_body<true>(lora_smem, u, x, g, N, C);
-    else lora_down_body<false>(lora_smem, u, x, g, N, C);
+    if (vec) lora_down_body<true>(lora_smem, u, part, x, g, N, C, part_len);
+    else lora_down_body<false>(lora_smem, u, part, x, g, N, C, part_len);
 }
 
-// ---- dA partials: part[z][t·r + j][c] = Σ over stripe z's rows n of du[n, t·r + j] · drop_t(x)[n, c] ----
+// u[i] = Σ_z part[z][i], the parts in order (deterministic).
+__global__ void lora_u_reduce_kernel(bf16* u, const float* part, int parts, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i >= n) return;
+    float s = 0.0f;
+    for (int z = 0; z < parts; z++) s += part[z * n + i];
+    u[i] = __float2bfloat16(s);
+}
+
+// ---- dA partials: part[z][t·r + j][c] = Σ over stripe z's rows n of du[n, t·RP + j] · drop_t(x)[n, c] ----
 // The product dAᵀ = drop(x)ᵀ·du: a CTA takes 64 columns of x (16 a warp, the A operand read
 // transposed from [row][column] tiles) and 64 stacked columns of du (the B operand, read transposed
-// like V in P·V), and streams its stripe's rows through kStages stages of 64.
+// like V in P·V), and streams its stripe's rows through kStages stages of 64. Grid: x = the blocks of
+// stacked columns (fastest: CTAs reading the same x run together), y = blocks of 64 columns of x,
+// z = stripes. du's padding columns (j ≥ r) hold whatever the scratch held: they only reach output
+// columns that are not written.
 template <bool VEC>
 __device__ __forceinline__ void lora_dA_body(unsigned char* smem, float* part, const bf16* x, const bf16* du,
                                              const Group& g, int N, int C, int stripe_rows) {
     bf16* sx = reinterpret_cast<bf16*>(smem);  // [kStages][kBK][kLD]: rows nb.., columns c0..
     bf16* sd = sx + kStages * kBK * kLD;        // [kStages][kBK][kLD]: rows nb.., stacked columns s0..
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
-    const int c0 = blockIdx.x * kB, z = blockIdx.y, s0 = blockIdx.z * kRC;
+    const int s0 = blockIdx.x * kRC, c0 = blockIdx.y * kB, z = blockIdx.z;
     const int r_begin = z * stripe_rows, r_end = min(N, r_begin + stripe_rows);
-    const int nk = (r_end - r_begin + kBK - 1) / kBK, ldu = g.G * g.r;
+    const int nk = (r_end - r_begin + kBK - 1) / kBK, ldd = g.G * g.RP, ldu = g.G * g.r;
     const int ncols = min(kRC, g.G * g.RP - s0);
     const TileStream<kBK, kB, kLD> x_chunks(tid, [&](int i, int k, const bf16*& p, int& pos, int& end) {
         p = x + (size_t)(r_begin + i) * C + c0 + k, pos = r_begin + i, end = c0 + k < C ? r_end : pos;
     });
     const TileStream<kBK, kRC, kLD> du_chunks(tid, [&](int i, int k, const bf16*& p, int& pos, int& end) {
-        const int s = s0 + k, t = min(s / g.RP, g.G - 1), j = s % g.RP;
-        p = du + (size_t)(r_begin + i) * ldu + t * g.r + j, pos = r_begin + i, end = k >= ncols ? -1 : j < g.r ? r_end : pos;
+        p = du + (size_t)(r_begin + i) * ldd + s0 + k, pos = r_begin + i, end = k >= ncols ? -1 : (s0 + k) % g.RP < g.r ? r_end : pos;
     });
     auto load = [&](int kt) {
         const int st = kt % kStages, nb = r_begin + kt * kBK;
         if constexpr (VEC) {
             x_chunks.load(sx + st * kBK * kLD, kt, (size_t)kBK * C, x, tid);
-            du_chunks.load(sd + st * kBK * kLD, kt, (size_t)kBK * ldu, du, tid);
+            du_chunks.load(sd + st * kBK * kLD, kt, (size_t)kBK * ldd, du, tid);
         } else {
             load_tile<kBK, kB, kLD>(sx + st * kBK * kLD, false, x, tid, [&](int i, int k) -> const bf16* {
                 return nb + i < r_end && c0 + k < C ? x + (size_t)(nb + i) * C + c0 + k : nullptr;
             });
             load_tile<kBK, kRC, kLD>(sd + st * kBK * kLD, false, du, tid, [&](int i, int k) -> const bf16* {
-                const int s = s0 + k, t = s / g.RP, j = s % g.RP;
-                return nb + i < r_end && j < g.r ? du + (size_t)(nb + i) * ldu + t * g.r + j : nullptr;
+                return nb + i < r_end && (s0 + k) % g.RP < g.r ? du + (size_t)(nb + i) * ldd + s0 + k : nullptr;
             }, kBK, ncols);
         }
     };
@@ -334,14 +357,15 @@ __global__ void lora_dA_reduce_kernel(Grads dA, const float* part, int stripes, 
 // projection it loads du_t's [64 rows][16] (the A operand) and A_t's [16][128] (the B operand, read
 // transposed), one k-step of its RP at a time, forms the product in FP32, masks it with t's key and
 // adds it to the sum, which starts from the old dx: fetched into registers first, its load overlaps
-// the products.
+// the products. du's padding columns are zero-filled here: they meet A_t's zero rows, and an
+// uninitialized one could be a NaN.
 __global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, Group g, int N, int C, bool accumulate,
                                                       bool du_vec, bool a_vec, bool dx_pairs) {
     extern __shared__ __align__(16) unsigned char lora_smem[];
     bf16* sd = reinterpret_cast<bf16*>(lora_smem);  // [kB][kLDK]: du rows n0.., columns j0.. of projection t
     bf16* sa = sd + kB * kLDK;                       // [kDK][kLDC]: A_t rows j0.., columns c0..
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
-    const int n0 = blockIdx.x * kB, c0 = blockIdx.y * kBC, ldu = g.G * g.r;
+    const int n0 = blockIdx.x * kB, c0 = blockIdx.y * kBC, ldd = g.G * g.RP;
     const int row = n0 + warp * 16 + gq;  // the lane's rows: row, row + 8
     // Element e of tile nt: row + (e >> 1) * 8, column c0 + nt * 8 + 2 * cq + (e & 1).
     auto col_of = [&](int nt, int e) { return c0 + nt * 8 + 2 * cq + (e & 1); };
@@ -352,8 +376,15 @@ __global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, 
         #pragma unroll
         for (int nt = 0; nt < kBC / 8; nt++)
             #pragma unroll
-            for (int e = 0; e < 4; e++)
-                if (inside(nt, e)) sum[nt][e] = __bfloat162float(dx[at(nt, e)]);
+            for (int h = 0; h < 2; h++) {  // the pairs (e = 2h, 2h + 1): one row, two adjacent columns
+                if (dx_pairs && inside(nt, 2 * h + 1)) {
+                    const float2 v = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dx + at(nt, 2 * h)));
+                    sum[nt][2 * h] = v.x, sum[nt][2 * h + 1] = v.y;
+                } else {
+                    for (int e = 2 * h; e < 2 * h + 2; e++)
+                        if (inside(nt, e)) sum[nt][e] = __bfloat162float(dx[at(nt, e)]);
+                }
+            }
     for (int t = 0; t < g.G; t++) {
         const bf16* A = g.A[t];
         const uint64_t key = g.key[t];
@@ -361,7 +392,7 @@ __global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, 
         for (int j0 = 0; j0 < g.r; j0 += kDK) {
             __syncthreads();  // every warp is done with the previous tiles
             load_tile<kB, kDK, kLDK>(sd, du_vec, du, tid, [&](int i, int k) -> const bf16* {
-                return n0 + i < N && j0 + k < g.r ? du + (size_t)(n0 + i) * ldu + t * g.r + j0 + k : nullptr;
+                return n0 + i < N && j0 + k < g.r ? du + (size_t)(n0 + i) * ldd + t * g.RP + j0 + k : nullptr;
             });
             load_tile<kDK, kBC, kLDC>(sa, a_vec, A, tid, [&](int i, int k) -> const bf16* {
                 return j0 + i < g.r && c0 + k < C ? A + (size_t)(j0 + i) * C + c0 + k : nullptr;
@@ -409,8 +440,15 @@ void lora_down(bf16* u, const bf16* x, const Group& g, int N, int C) {
     (void)smem_ok;
     bool vec = vec_ok(x, C);
     for (int t = 0; t < g.G; t++) vec = vec && vec_ok(g.A[t], C);
-    dim3 grid(ceil_div(N, kB), ceil_div(g.G * g.RP, kRC));
-    lora_down_kernel<<<grid, kNT, kStreamSmem>>>(u, x, g, N, C, vec);
+    const LoraSplit parts = lora_u_parts(N, C, g.G, g.r);
+    float* part = parts.count > 1 ? (float*)cuda_scratch(Scratch::lora_partials, lora_partials_bytes(N, C, g.G, g.r))
+                                  : nullptr;
+    dim3 grid(ceil_div(g.G * g.RP, kRC), ceil_div(N, kB), parts.count);
+    lora_down_kernel<<<grid, kNT, kStreamSmem>>>(u, part, x, g, N, C, parts.len, vec);
+    CUDA_LAUNCH_CHECK();
+    if (!part) return;
+    const size_t n = (size_t)N * g.G * g.r;
+    lora_u_reduce_kernel<<<ceil_div(n, 256), 256>>>(u, part, parts.count, n);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -420,12 +458,11 @@ void lora_dA(const LoraProj<bf16>* proj, const Group& g, const bf16* du, const b
         return true;
     }();
     (void)smem_ok;
-    const LoraStripes st = lora_dA_stripes(N, C, g.G, g.r);
-    const int ldu = g.G * g.r;
-    float* part = (float*)cuda_scratch(Scratch::lora_da, lora_dA_scratch_bytes(N, C, g.G, g.r));
-    const bool vec = vec_ok(x, C) && vec_ok(du, ldu) && g.r % 8 == 0;
-    dim3 grid(ceil_div(C, kB), st.count, ceil_div(g.G * g.RP, kRC));
-    lora_dA_kernel<<<grid, kNT, kStreamSmem>>>(part, x, du, g, N, C, st.rows, vec);
+    const LoraSplit st = lora_dA_stripes(N, C, g.G, g.r);
+    float* part = (float*)cuda_scratch(Scratch::lora_partials, lora_partials_bytes(N, C, g.G, g.r));
+    const bool vec = vec_ok(x, C) && vec_ok(du, g.G * g.RP);
+    dim3 grid(ceil_div(g.G * g.RP, kRC), ceil_div(C, kB), st.count);
+    lora_dA_kernel<<<grid, kNT, kStreamSmem>>>(part, x, du, g, N, C, st.len, vec);
     CUDA_LAUNCH_CHECK();
     Grads dA{};
     for (int t = 0; t < g.G; t++) dA.p[t] = proj[t].dA;
@@ -434,14 +471,16 @@ void lora_dA(const LoraProj<bf16>* proj, const Group& g, const bf16* du, const b
     CUDA_LAUNCH_CHECK();
 }
 
+// du_vec needs r % 8 == 0 here (lora_dA's does not): a 16-byte chunk of du must not carry padding
+// columns into this product.
 void lora_dx(bf16* dx, const bf16* du, const Group& g, int N, int C, bool accumulate) {
     static_assert(kDxSmem <= 48 * 1024, "lora_dx_kernel needs no shared-memory opt-in");
-    const int ldu = g.G * g.r;
     bool a_vec = C % 8 == 0;
     for (int t = 0; t < g.G; t++) a_vec = a_vec && vec_ok(g.A[t], C);
     const bool dx_pairs = C % 2 == 0 && (uintptr_t)dx % 4 == 0;
     dim3 grid(ceil_div(N, kB), ceil_div(C, kBC));
-    lora_dx_kernel<<<grid, kNT, kDxSmem>>>(dx, du, g, N, C, accumulate, vec_ok(du, ldu) && g.r % 8 == 0, a_vec, dx_pairs);
+    lora_dx_kernel<<<grid, kNT, kDxSmem>>>(dx, du, g, N, C, accumulate, vec_ok(du, g.G * g.RP) && g.r % 8 == 0, a_vec,
+                                           dx_pairs);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -465,12 +504,12 @@ void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, c
                    float scale, float p, bool accumulate) {
     if (N <= 0) return;
     const Group g = make_group(proj, G, r, p);
-    const int ldu = G * r;
-    bf16* du = (bf16*)cuda_scratch(Scratch::lora_u, (size_t)N * ldu * sizeof(bf16));  // [N, G·r]
+    const int ldu = G * r, ldd = G * g.RP;
+    bf16* du = (bf16*)cuda_scratch(Scratch::lora_du, lora_du_bytes(N, G, r));  // [N, G·RP], du_t at column t·RP
     for (int t = 0; t < G; t++) {
         const LoraProj<bf16>& a = proj[t];
-        gemm(true, false, a.OC, r, N, scale, a.dy, a.OC, u + t * r, ldu, 1.0f, a.dB, r);   // dB_t += s · dy_tᵀ u_t
-        gemm(false, false, N, r, a.OC, scale, a.dy, a.OC, a.B, r, 0.0f, du + t * r, ldu);  // du_t = s · dy_t B_t
+        gemm(true, false, a.OC, r, N, scale, a.dy, a.OC, u + t * r, ldu, 1.0f, a.dB, r);       // dB_t += s · dy_tᵀ u_t
+        gemm(false, false, N, r, a.OC, scale, a.dy, a.OC, a.B, r, 0.0f, du + t * g.RP, ldd);  // du_t = s · dy_t B_t
     }
     lora_dA(proj, g, du, x, N, C);                 // dA_t += du_tᵀ drop_t(x)
     if (dx) lora_dx(dx, du, g, N, C, accumulate);  // dx (+)= Σ_t drop_t(du_t A_t)
