@@ -20,10 +20,17 @@ HOST_DEVICE inline uint64_t hash64(uint64_t key, uint64_t index) {
 }
 
 // LoRA dropout keeps element `index` of the tensor masked under `key` iff u >= p, u = m / 2^24 uniform
-// in [0, 1) from the hash's top 24 bits m. Tested in integers, m >= ceil(p·2^24) (exact: p·2^24 is
-// a float times a power of two), so no 64-bit integer becomes a float: AVX2 has no instruction for
-// that, and the CPU's mask loop then stays scalar (1.8 against 0.7 ns an element on 2 cores).
+// in [0, 1) from 24 bits m of a hash. Elements 2j and 2j + 1 share the hash of (key, j), bits 40..63
+// and 16..39: a GPU lane holding two neighbours (a fragment register, a pair of outputs) hashes once,
+// and the hash (two 64-bit multiplies, ~25 instructions) is what dropout costs the CUDA LoRA kernels.
+// Tested in integers, m >= ceil(p·2^24) (exact: p·2^24 is a float times a power of two), so no
+// 64-bit integer becomes a float: AVX2 has no instruction for that, and the CPU's mask loop then
+// stays scalar (1.8 against 0.7 ns an element on 2 cores).
 HOST_DEVICE inline uint32_t dropout_threshold(float p) { return (uint32_t)ceil((double)p * 16777216.0); }
+// The 24 bits of element 2j (lo) and 2j + 1 (hi) from h = hash64(key, j).
+HOST_DEVICE inline uint32_t dropout_bits_even(uint64_t h) { return (uint32_t)(h >> 40); }
+HOST_DEVICE inline uint32_t dropout_bits_odd(uint64_t h) { return (uint32_t)(h >> 16) & 0xFFFFFFu; }
 HOST_DEVICE inline bool dropout_keep(uint64_t key, uint64_t index, uint32_t threshold) {
-    return (hash64(key, index) >> 40) >= threshold;
+    const uint64_t h = hash64(key, index >> 1);
+    return (index & 1 ? dropout_bits_odd(h) : dropout_bits_even(h)) >= threshold;
 }

@@ -122,10 +122,23 @@ struct TileStream {
     }
 };
 
-// Keeps the BF16 halves of a fragment register whose elements (flattened indices lo, hi of x) the
-// dropout mask keeps: 0xFFFF per kept half (an element of zero bits is a BF16 zero).
+// Whether the dropout mask keeps elements lo and hi (flattened indices of x): one hash when they are
+// the two halves of one (even, odd) pair (kernels/hash.h), else one each.
+__device__ __forceinline__ void keep2(uint64_t key, uint64_t lo, uint64_t hi, uint32_t threshold, bool& keep_lo,
+                                      bool& keep_hi) {
+    if (hi == lo + 1 && !(lo & 1)) {
+        const uint64_t h = hash64(key, lo >> 1);
+        keep_lo = dropout_bits_even(h) >= threshold, keep_hi = dropout_bits_odd(h) >= threshold;
+    } else {
+        keep_lo = dropout_keep(key, lo, threshold), keep_hi = dropout_keep(key, hi, threshold);
+    }
+}
+// keep2 as a mask of a fragment register: 0xFFFF per kept BF16 half (an element of zero bits is a
+// BF16 zero).
 __device__ __forceinline__ uint32_t keep_mask(uint64_t key, uint64_t lo, uint64_t hi, uint32_t threshold) {
-    return (dropout_keep(key, lo, threshold) ? 0x0000FFFFu : 0u) | (dropout_keep(key, hi, threshold) ? 0xFFFF0000u : 0u);
+    bool keep_lo, keep_hi;
+    keep2(key, lo, hi, threshold, keep_lo, keep_hi);
+    return (keep_lo ? 0x0000FFFFu : 0u) | (keep_hi ? 0xFFFF0000u : 0u);
 }
 
 // The cp.async pipeline of lora_down and lora_dA over nk tiles, kStages − 1 in flight while one is
@@ -413,10 +426,12 @@ __global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, 
         #pragma unroll
         for (int nt = 0; nt < kBC / 8; nt++)
             #pragma unroll
-            for (int e = 0; e < 4; e++)
-                sum[nt][e] += !g.threshold                                   ? prod[nt][e]
-                              : dropout_keep(key, at(nt, e), g.threshold)      ? prod[nt][e] * g.keep_scale
-                                                                               : 0.0f;
+            for (int h = 0; h < 2; h++) {  // the pairs (e = 2h, 2h + 1): one row, two adjacent columns
+                bool keep_lo = true, keep_hi = true;
+                if (g.threshold) keep2(key, at(nt, 2 * h), at(nt, 2 * h + 1), g.threshold, keep_lo, keep_hi);
+                sum[nt][2 * h] += keep_lo ? prod[nt][2 * h] * g.keep_scale : 0.0f;
+                sum[nt][2 * h + 1] += keep_hi ? prod[nt][2 * h + 1] * g.keep_scale : 0.0f;
+            }
     }
     #pragma unroll
     for (int nt = 0; nt < kBC / 8; nt++)
