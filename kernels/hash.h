@@ -34,3 +34,13 @@ HOST_DEVICE inline bool dropout_keep(uint64_t key, uint64_t index, uint32_t thre
     const uint64_t h = hash64(key, index >> 1);
     return (index & 1 ? dropout_bits_odd(h) : dropout_bits_even(h)) >= threshold;
 }
+// dropout_keep of elements lo and hi: one hash when they are the two halves of one (even, odd) pair.
+HOST_DEVICE inline void dropout_keep2(uint64_t key, uint64_t lo, uint64_t hi, uint32_t threshold, bool& keep_lo,
+                                      bool& keep_hi) {
+    if (hi == lo + 1 && !(lo & 1)) {
+        const uint64_t h = hash64(key, lo >> 1);
+        keep_lo = dropout_bits_even(h) >= threshold, keep_hi = dropout_bits_odd(h) >= threshold;
+    } else {
+        keep_lo = dropout_keep(key, lo, threshold), keep_hi = dropout_keep(key, hi, threshold);
+    }
+}

@@ -235,10 +235,10 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
         const std::pair<int, int> groups[] = {{qkv, c.dim}, {s.lora.has(LORA_O), c.q_dim()}, {gate_up, c.dim},
                                               {s.lora.has(LORA_DOWN), c.ffn_dim}};
         const int r = s.lora.rank;
-        size_t u = 0, da = 0;
+        size_t du = 0, partials = 0;
         for (auto [G, C] : groups)
-            if (G) u = std::max(u, lora_du_bytes(N, G, r)), da = std::max(da, lora_partials_bytes(N, C, G, r));
-        lora = u + da;
+            if (G) du = std::max(du, lora_du_bytes(N, G, r)), partials = std::max(partials, lora_partials_bytes(N, C, G, r));
+        lora = du + partials;
     }
     // reduce: the larger of rmsnorm's weight-gradient partials (full fine-tuning: a row of width
     // floats per block of its grid: N rows of C, and with QK-norm N·H rows of head_dim) and

@@ -23,6 +23,7 @@
 // saved activation, packed ([N, G·r]). The scratch sizes are kernels.h's (lora_du_bytes,
 // lora_partials_bytes), which the memory estimate counts.
 #include "kernels/cuda/gemm.cuh"
+#include "kernels/cuda/packed.cuh"
 #include "kernels/cuda/ptx.cuh"
 #include "model/util.h"
 
@@ -56,7 +57,7 @@ Group make_group(const LoraProj<bf16>* proj, int G, int r, float p) {
     if (G > kMaxStack) fail("internal: a LoRA group of %d projections (at most %d)", G, kMaxStack);
     Group g{};
     for (int t = 0; t < G; t++) g.A[t] = proj[t].A, g.key[t] = proj[t].dropout_key;
-    g.G = G, g.r = r, g.RP = (r + 15) / 16 * 16;
+    g.G = G, g.r = r, g.RP = lora_rp(r);
     g.threshold = p > 0.0f ? dropout_threshold(p) : 0;
     g.keep_scale = p > 0.0f ? 1.0f / (1.0f - p) : 1.0f;
     return g;
@@ -64,7 +65,7 @@ Group make_group(const LoraProj<bf16>* proj, int G, int r, float p) {
 
 // True when 16-byte chunks of a row-major [*, ld] tensor from p (at column offsets that are multiples
 // of 8) are 16-byte aligned: the cp.async path of load_tile.
-bool vec_ok(const void* p, long long ld) { return ld % 8 == 0 && (uintptr_t)p % 16 == 0; }
+bool vec_ok(const void* p, long long ld) { return ld % 8 == 0 && aligned16(p); }
 
 // Fills rows < rows, columns < cols of a [ROWS][LDS] shared tile, COLS wide (the rest is not read:
 // stacked columns past the group's last projection): src(i, k) is the global address of the tile's
@@ -122,23 +123,19 @@ struct TileStream {
     }
 };
 
-// Whether the dropout mask keeps elements lo and hi (flattened indices of x): one hash when they are
-// the two halves of one (even, odd) pair (kernels/hash.h), else one each.
-__device__ __forceinline__ void keep2(uint64_t key, uint64_t lo, uint64_t hi, uint32_t threshold, bool& keep_lo,
-                                      bool& keep_hi) {
-    if (hi == lo + 1 && !(lo & 1)) {
-        const uint64_t h = hash64(key, lo >> 1);
-        keep_lo = dropout_bits_even(h) >= threshold, keep_hi = dropout_bits_odd(h) >= threshold;
-    } else {
-        keep_lo = dropout_keep(key, lo, threshold), keep_hi = dropout_keep(key, hi, threshold);
-    }
-}
-// keep2 as a mask of a fragment register: 0xFFFF per kept BF16 half (an element of zero bits is a
-// BF16 zero).
+// dropout_keep2 of elements lo and hi (flattened indices of x) as a mask of a fragment register:
+// 0xFFFF per kept BF16 half (an element of zero bits is a BF16 zero).
 __device__ __forceinline__ uint32_t keep_mask(uint64_t key, uint64_t lo, uint64_t hi, uint32_t threshold) {
     bool keep_lo, keep_hi;
-    keep2(key, lo, hi, threshold, keep_lo, keep_hi);
+    dropout_keep2(key, lo, hi, threshold, keep_lo, keep_hi);
     return (keep_lo ? 0x0000FFFFu : 0u) | (keep_hi ? 0xFFFF0000u : 0u);
+}
+
+// Σ_z p[z·stride], z = 0 .. parts − 1 in order: the second pass of a sum cut into parts (deterministic).
+__device__ __forceinline__ float sum_parts(const float* p, int parts, size_t stride) {
+    float s = 0.0f;
+    for (int z = 0; z < parts; z++) s += p[z * stride];
+    return s;
 }
 
 // The cp.async pipeline of lora_down and lora_dA over nk tiles, kStages − 1 in flight while one is
@@ -272,10 +269,7 @@ __global__ void __launch_bounds__(kNT) lora_down_kernel(bf16* u, float* part, co
 // u[i] = Σ_z part[z][i], the parts in order (deterministic).
 __global__ void lora_u_reduce_kernel(bf16* u, const float* part, int parts, size_t n) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
-    if (i >= n) return;
-    float s = 0.0f;
-    for (int z = 0; z < parts; z++) s += part[z * n + i];
-    u[i] = __float2bfloat16(s);
+    if (i < n) u[i] = __float2bfloat16(sum_parts(part + i, parts, n));
 }
 
 // ---- dA partials: part[z][t·r + j][c] = Σ over stripe z's rows n of du[n, t·RP + j] · drop_t(x)[n, c] ----
@@ -359,10 +353,7 @@ struct Grads {
 __global__ void lora_dA_reduce_kernel(Grads dA, const float* part, int stripes, size_t per_proj, size_t per_stripe) {
     const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (i >= per_proj) return;
-    const float* p = part + blockIdx.y * per_proj + i;
-    float s = 0.0f;
-    for (int z = 0; z < stripes; z++) s += p[z * per_stripe];
-    dA.p[blockIdx.y][i] += s;
+    dA.p[blockIdx.y][i] += sum_parts(part + blockIdx.y * per_proj + i, stripes, per_stripe);
 }
 
 // ---- dx (+)= Σ_t drop_t(du_t A_t) ----
@@ -428,7 +419,7 @@ __global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, 
             #pragma unroll
             for (int h = 0; h < 2; h++) {  // the pairs (e = 2h, 2h + 1): one row, two adjacent columns
                 bool keep_lo = true, keep_hi = true;
-                if (g.threshold) keep2(key, at(nt, 2 * h), at(nt, 2 * h + 1), g.threshold, keep_lo, keep_hi);
+                if (g.threshold) dropout_keep2(key, at(nt, 2 * h), at(nt, 2 * h + 1), g.threshold, keep_lo, keep_hi);
                 sum[nt][2 * h] += keep_lo ? prod[nt][2 * h] * g.keep_scale : 0.0f;
                 sum[nt][2 * h + 1] += keep_hi ? prod[nt][2 * h + 1] * g.keep_scale : 0.0f;
             }
