@@ -185,15 +185,16 @@ inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh,
     return rows * hd * 4 + D + (1 + flags) * 4;
 }
 
-// The CUDA LoRA kernels' scratch (kernels/cuda/lora.cu), a function of the shape alone (the memory
-// estimate counts it). A group's G adapters sit side by side in a "stacked" space of G·RP columns,
-// projection t at column t·RP, RP = r rounded up to 16; du is kept that way, [N, G·RP] BF16. Two sums
-// are cut into parts whose FP32 partial sums a second pass adds in order (deterministic), in one
-// buffer (the two never run at once):
-//  - dA_t += du_tᵀ·drop_t(x) sums over N: stripes of rows for ~256 CTAs of 64 columns of x, none
-//    under 512 rows (the partials, [stripes][G·r][C], then weigh at most 2·G·r/512 of x's bytes);
-//  - u = drop(x)·Aᵀ sums over C: cut only when the grid has fewer than 128 CTAs of 64 rows (a small
-//    batch), into parts of at least 256 columns, [parts][N][G·r].
+// The CUDA LoRA scratch (kernels/cuda/lora.cu), a function of the shape alone (the memory estimate
+// counts it). With dropout the products that touch x or dx are hand-written kernels, for which a
+// group's G adapters sit side by side in a "stacked" space of G·RP columns, projection t at column
+// t·RP, RP = r rounded up to 16; du is kept that way, [N, G·RP] BF16. Two sums are cut into parts
+// whose FP32 partial sums a second pass adds in order (deterministic), in one buffer (the two never
+// run at once):
+//  - dA_t += du_tᵀ·drop_t(x) sums over N: stripes of rows for lora_ctas() CTAs of 64 columns of x,
+//    none under 512 rows (the partials, [stripes][G·r][C], then weigh at most 2·G·r/512 of x's bytes);
+//  - u = drop(x)·Aᵀ sums over C: parts of at least 256 columns when the grid's CTAs of 64 rows are
+//    fewer than lora_ctas() / 2, [parts][N][G·r].
 struct LoraSplit {
     int count, len;  // parts, and the length of each (a multiple of 64)
 };
@@ -204,13 +205,18 @@ inline LoraSplit lora_split(long long total, long long want, long long most) {
     const long long len = total > 0 ? ((total + want - 1) / want + 63) / 64 * 64 : 64;
     return {(int)((total + len - 1) / len), (int)len};
 }
+// The CTAs those splits aim for: three per SM of a 132-SM H100/H200 (72 KB of shared memory and 168
+// registers × 128 threads each let three share an SM), one wave that keeps enough of x's loads in
+// flight to stream it at DRAM speed; one CTA per SM, an H200 measured, read x at 0.4-0.8 TB/s.
+// LORA_CTAS=n overrides it (tuning; the memory estimate follows it).
+int lora_ctas();
 inline LoraSplit lora_dA_stripes(long long N, int C, int G, int r) {
     const long long blocks = (C + 63) / 64 * (((long long)G * lora_rp(r) + 63) / 64);
-    return lora_split(N, (256 + blocks - 1) / blocks, (N + 511) / 512);
+    return lora_split(N, lora_ctas() / blocks, (N + 511) / 512);
 }
 inline LoraSplit lora_u_parts(long long N, int C, int G, int r) {
     const long long blocks = (N + 63) / 64 * (((long long)G * lora_rp(r) + 63) / 64);
-    return lora_split(C, (128 + blocks - 1) / blocks, C / 256);
+    return lora_split(C, lora_ctas() / blocks, C / 256);
 }
 inline size_t lora_partials_bytes(long long N, int C, int G, int r) {
     const LoraSplit u = lora_u_parts(N, C, G, r);
@@ -219,6 +225,10 @@ inline size_t lora_partials_bytes(long long N, int C, int G, int r) {
     return u_bytes > dA_bytes ? u_bytes : dA_bytes;
 }
 inline size_t lora_du_bytes(long long N, int G, int r) { return (size_t)N * G * lora_rp(r) * 2; }
+// Without dropout (cuBLASLt GEMMs; evaluation and generation too) the group's A matrices stacked,
+// [G·r, C] BF16 (a group of one uses its own A); dA's stacked product goes to the partials, which hold
+// at least [G·r][C] FP32.
+inline size_t lora_stacked_bytes(int G, int r, long long C) { return G > 1 ? (size_t)G * r * C * 2 : 0; }
 
 // Where a backend's allocations go, for the memory table (bytes per category, current and peak).
 enum class Mem { weights, adapters, gradients, optimizer, activations, scratch, count };

@@ -229,16 +229,22 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     if (s.method != Method::Full) {
         // The groups of adapted projections, (G, C): q, k, v and gate, up read dim-wide rows, o reads
         // the attention's q_dim, down the MLP's ffn_dim. lora_du holds du of a group, lora_partials
-        // the partial sums of u or dA (kernels.h): each the largest over the groups.
+        // the partial sums of u or dA, lora_stacked the group's A for the products without dropout
+        // (evaluation's too) (kernels.h): each the largest over the groups.
         const int qkv = s.lora.has(LORA_Q) + s.lora.has(LORA_K) + s.lora.has(LORA_V),
                   gate_up = s.lora.has(LORA_GATE) + s.lora.has(LORA_UP);
         const std::pair<int, int> groups[] = {{qkv, c.dim}, {s.lora.has(LORA_O), c.q_dim()}, {gate_up, c.dim},
                                               {s.lora.has(LORA_DOWN), c.ffn_dim}};
         const int r = s.lora.rank;
-        size_t du = 0, partials = 0;
+        size_t du = 0, partials = 0, stacked = 0;
         for (auto [G, C] : groups)
-            if (G) du = std::max(du, lora_du_bytes(N, G, r)), partials = std::max(partials, lora_partials_bytes(N, C, G, r));
-        lora = du + partials;
+            if (G) {
+                du = std::max(du, lora_du_bytes(N, G, r));
+                if (s.lora.dropout > 0.0f || G > 1)  // without dropout only a stacked dA uses them
+                    partials = std::max(partials, lora_partials_bytes(N, C, G, r));
+                stacked = std::max(stacked, lora_stacked_bytes(G, r, C));
+            }
+        lora = du + partials + stacked;
     }
     // reduce: the larger of rmsnorm's weight-gradient partials (full fine-tuning: a row of width
     // floats per block of its grid: N rows of C, and with QK-norm N·H rows of head_dim) and

@@ -2,6 +2,7 @@
 // Sizes are deliberately awkward (not multiples of the GEMM's 6×32 tiles or of 16-wide vectors).
 #include "kernels/cpu/exp.h"
 #include "kernels/cpu/gemm.h"
+#include "kernels/hash.h"
 #include "kernels/kernels.h"
 #include "model/config.h"
 #include "tests/test_util.h"
@@ -422,6 +423,42 @@ TEST_CASE("lora backward of a group of two projections: dx, dA, dB, with and wit
             grad_check("lora dB", Bm[t], dB[t], loss, 1e-3, 40, 5e-2f);
         }
     }
+}
+
+TEST_CASE("dropout masks: keep rate 1 - p, halves of a pair, keys and far indices independent") {
+    // Statistics over 2^21 elements (binomial standard deviation at p = 0.1: ~2e-4): the 32-bit hash
+    // (kernels/hash.h) must still behave like independent coins where the kernels rely on it.
+    const float p = 0.1f;
+    const uint32_t threshold = dropout_threshold(p);
+    CHECK(threshold == 6554);  // ceil(0.1 · 65536)
+    const uint64_t key_a = 0x1234567890ABCDEFull, key_b = key_a + 1, far = 1ull << 34;
+    const size_t n = 1 << 21;
+    size_t kept = 0, both_dropped = 0, keys_differ = 0, far_differ = 0, far_kept = 0, pair_mismatches = 0;
+    for (size_t i = 0; i < n; i++) {
+        const bool a = dropout_keep(key_a, i, threshold);
+        kept += a;
+        keys_differ += a != dropout_keep(key_b, i, threshold);
+        const bool f = dropout_keep(key_a, i + far, threshold);
+        far_kept += f, far_differ += a != f;
+        if (i % 2 == 0) {
+            bool lo, hi;
+            dropout_keep2(key_a, i, i + 1, threshold, lo, hi);
+            pair_mismatches += (lo != a) + (hi != dropout_keep(key_a, i + 1, threshold));
+            both_dropped += !lo && !hi;
+        }
+    }
+    CHECK(pair_mismatches == 0);  // one hash for the pair gives dropout_keep's bits
+    const double q = 1.0 - threshold / 65536.0;  // the keep probability
+    CHECK(std::fabs((double)kept / n - q) < 1.5e-3);
+    CHECK(std::fabs((double)far_kept / n - q) < 1.5e-3);
+    CHECK(std::fabs((double)both_dropped / (n / 2) - (1 - q) * (1 - q)) < 1.5e-3);  // p², not p
+    CHECK(std::fabs((double)keys_differ / n - 2 * q * (1 - q)) < 2e-3);
+    CHECK(std::fabs((double)far_differ / n - 2 * q * (1 - q)) < 2e-3);
+    // dropout_keep2 of two elements that are not one pair hashes each on its own.
+    bool lo, hi;
+    dropout_keep2(key_a, 7, 8, threshold, lo, hi);
+    CHECK(lo == dropout_keep(key_a, 7, threshold));
+    CHECK(hi == dropout_keep(key_a, 8, threshold));
 }
 
 TEST_CASE("cross-entropy gradient with per-token weights") {

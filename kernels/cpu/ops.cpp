@@ -17,6 +17,18 @@ bool attention_bwd_fused() {
     return fused;
 }
 
+int lora_ctas() {
+    static const int ctas = [] {
+        const char* e = getenv("LORA_CTAS");
+        if (!e || !*e) return 396;
+        char* end = nullptr;
+        const long v = strtol(e, &end, 10);
+        if (*end || v < 1 || v > 100000) fail("LORA_CTAS=%s: use a number of CTAs from 1 to 100000, or leave it unset", e);
+        return (int)v;
+    }();
+    return ctas;
+}
+
 const char* mem_name(Mem c) {
     static const char* names[] = {"weights", "adapters", "gradients", "optimizer", "activations", "scratch"};
     static_assert(sizeof names / sizeof names[0] == (size_t)Mem::count, "one name per Mem category");

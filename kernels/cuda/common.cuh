@@ -33,7 +33,7 @@ inline unsigned ceil_div(size_t a, size_t b) { return (unsigned)((a + b - 1) / b
 
 // The backend's own growable scratch buffers (counted as Mem::scratch), one per use so two live
 // ones never alias. A buffer only grows; its contents are undefined on return.
-enum class Scratch { lora_du, lora_partials, cublas_workspace, reduce, attention, count };
+enum class Scratch { lora_du, lora_partials, lora_stacked, cublas_workspace, reduce, attention, count };
 void* cuda_scratch(Scratch slot, size_t bytes);
 void cuda_release_scratch();  // frees them all (Ops::release_scratch)
 // Device allocation counted in a category of the memory table (kernels/cuda/backend.cu).

@@ -4,24 +4,29 @@
 // Backward with u_t = drop_t(x)A_tᵀ, du_t = s · dy_t B_t:
 //   dB_t += s · dy_tᵀ u_t,   dA_t += du_tᵀ drop_t(x),   dx (+)= Σ_t drop_t'(du_t A_t)
 // Every product goes through the rank-r bottleneck, so each is one memory-bound pass over an [N, C]
-// or [N, OC] activation. The three that touch x or dx are hand-written tensor-core kernels:
-//   lora_down_kernel   u = [drop_1(x) A_1ᵀ | ... | drop_G(x) A_Gᵀ]   one read of x for the group
-//   lora_dA_kernel     dA_t += du_tᵀ drop_t(x)                        one read of x for the group
-//   lora_dx_kernel     dx (+)= Σ_t drop_t(du_t A_t)                   one write (and read) of dx
-// They apply each projection's dropout mask to the fragments in registers (the hash of kernels/hash.h:
-// the CPU's masks, bit for bit), so dropout costs no pass and no [N, C] temporary, and the group's G
-// adapters share the pass over x whether or not there is dropout. The scale 1/(1-p) of the kept
-// elements multiplies the FP32 products, not x. The two products through B (y_t = add_t + s·u_t B_tᵀ,
-// du_t and dB_t, which read y_t's and dy_t's [N, OC_t]) are cuBLASLt GEMMs (cuda::gemm). The model
-// runs the forward before the base GEMM of the same output, which then accumulates onto y_t (the
-// output is read once, by a compute-bound GEMM).
+// or [N, OC] activation. The two through B (y_t, which the model runs before the base GEMM of the
+// same output so that the compute-bound GEMM accumulates onto it; du_t and dB_t, which read dy_t)
+// are cuBLASLt GEMMs (cuda::gemm). The three that touch x or dx depend on dropout:
+//  - without it they are GEMMs of the group's stacked A = [A_1; ...; A_G] ([G·r, C], gathered into
+//    scratch): u = x Aᵀ and dAᵀ = duᵀ x read x once for the group, dx (+)= du A writes dx once;
+//  - with it each projection has its own mask on x and on du_t A_t, which a GEMM cannot fold in, so
+//    they are hand-written tensor-core kernels that mask the fragments in registers (the hash of
+//    kernels/hash.h: the CPU's masks, bit for bit), with no pass and no [N, C] temporary for the mask:
+//      lora_down_kernel   u = [drop_1(x) A_1ᵀ | ... | drop_G(x) A_Gᵀ]   one read of x for the group
+//      lora_dA_kernel     dA_t += du_tᵀ drop_t(x)                        one read of x for the group
+//      lora_dx_kernel     dx (+)= Σ_t drop_t(du_t A_t)                   one write (and read) of dx
+//    The scale 1/(1-p) of the kept elements multiplies the FP32 products, not x.
+// Why not the kernels for both: on an H200 (2026-11-27, bench/RESULTS.md) the GEMMs ran the
+// undropped products of a Llama-3.2-1B step faster (the step 102.8 ms against 107.1 ms with the
+// kernels), and the kernels ran the dropped ones without the GEMM path's mask passes.
 //
 // The kernels' layout: the group's adapters side by side in a "stacked" column space of G·RP columns,
 // projection t in columns t·RP .. t·RP + r − 1, RP = r rounded up to 16 (an mma k-step or two n-tiles),
-// zeros in between. So a 16-column slice of it belongs to one projection and one dropout mask. du is
-// kept in that layout ([N, G·RP], so its 16-byte chunks are aligned whatever r); u, the forward's
-// saved activation, packed ([N, G·r]). The scratch sizes are kernels.h's (lora_du_bytes,
-// lora_partials_bytes), which the memory estimate counts.
+// zeros in between. So a 16-column slice of it belongs to one projection and one dropout mask. With
+// dropout du is kept in that layout ([N, G·RP], so its 16-byte chunks are aligned whatever r), without
+// it packed ([N, G·r], the GEMMs' K); u, the forward's saved activation, is packed either way. The
+// scratch sizes are kernels.h's (lora_du_bytes, lora_partials_bytes, lora_stacked_bytes), which the
+// memory estimate counts.
 #include "kernels/cuda/gemm.cuh"
 #include "kernels/cuda/packed.cuh"
 #include "kernels/cuda/ptx.cuh"
@@ -38,10 +43,10 @@ constexpr int kLD = 64 + 8;   // row pitch of a 64-wide shared tile: 16 bytes of
 constexpr int kStages = 4;    // cp.async stages in down and dA: three tiles in flight while one is used
 constexpr int kBC = 128;      // columns of dx a CTA writes
 constexpr int kLDC = kBC + 8;
-constexpr int kDK = 16;       // depth of dx's product per load: one k-step of a projection's RP
-constexpr int kLDK = kDK + 8;  // 48-byte rows: ldmatrix's 8 row addresses still in 8 bank groups
+constexpr int kDxK = 64;      // stacked depth of dx's product per load: a whole group up to rank 16
+constexpr int kLDK = kDxK + 8;  // 144-byte rows: ldmatrix's 8 row addresses in 8 bank groups
 constexpr size_t kStreamSmem = (size_t)kStages * 2 * kB * kLD * sizeof(bf16);  // 72 KB
-constexpr size_t kDxSmem = (size_t)(kB * kLDK + kDK * kLDC) * sizeof(bf16);     // 7.4 KB
+constexpr size_t kDxSmem = (size_t)(kB * kLDK + kDxK * kLDC) * sizeof(bf16);    // 26 KB
 static_assert(kStreamSmem <= 99 * 1024, "within the shared memory every accepted GPU (sm_80+) allows a CTA");
 
 // The group as a kernel argument (by value).
@@ -49,7 +54,7 @@ struct Group {
     const bf16* A[kMaxStack];  // A_t [r, C]
     uint64_t key[kMaxStack];   // dropout keys
     int G, r, RP;              // RP: r rounded up to 16
-    uint32_t threshold;        // dropout_threshold(p); 0: no dropout
+    uint32_t threshold;        // dropout_threshold(p), p > 0 (the kernels run only with dropout)
     float keep_scale;          // 1/(1-p)
 };
 
@@ -171,9 +176,7 @@ __device__ __forceinline__ void mma_stacked(float (&acc)[kRC / 8][4], const uint
     for (int np = 0; np < kRC / 16; np++) {
         if (np * 16 >= ncols) break;
         const int t = (s0 + np * 16) / g.RP;
-        if (!g.threshold) {
-            for (int e = 0; e < 4; e++) af[e] = xf[e];
-        } else if (t != masked_for) {
+        if (t != masked_for) {
             const uint64_t key = g.key[t];
             af[0] = xf[0] & keep_mask(key, i0, i0 + h, g.threshold);
             af[1] = xf[1] & keep_mask(key, i0 + d1, i0 + d1 + h, g.threshold);
@@ -357,17 +360,19 @@ __global__ void lora_dA_reduce_kernel(Grads dA, const float* part, int stripes, 
 }
 
 // ---- dx (+)= Σ_t drop_t(du_t A_t) ----
-// A CTA writes a 64 × 128 block of dx (a warp 16 rows × 128 columns: 16 accumulator tiles). For each
-// projection it loads du_t's [64 rows][16] (the A operand) and A_t's [16][128] (the B operand, read
-// transposed), one k-step of its RP at a time, forms the product in FP32, masks it with t's key and
-// adds it to the sum, which starts from the old dx: fetched into registers first, its load overlaps
-// the products. du's padding columns are zero-filled here: they meet A_t's zero rows, and an
-// uninitialized one could be a NaN.
+// A CTA writes a 64 × 128 block of dx (a warp 16 rows × 128 columns: 16 accumulator tiles). It loads
+// du's [64 rows][kDxK stacked columns] (the A operand) and the stacked A rows [kDxK][128] (the B
+// operand, read transposed) in one round trip: the whole group at once up to rank 16 (G·RP ≤ 64),
+// since a load per 16-deep k-step, each waited for, left the SM idle most of the time. Each
+// projection's product is formed in FP32 on its own (prod), masked with t's key and then added to
+// the sum (the masks differ, so the products cannot share an accumulator). The sum starts from the old dx,
+// fetched into registers first: its load overlaps the products' loads. du's padding columns are
+// zero-filled here: they meet A_t's zero rows, and an uninitialized one could be a NaN.
 __global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, Group g, int N, int C, bool accumulate,
                                                       bool du_vec, bool a_vec, bool dx_pairs) {
     extern __shared__ __align__(16) unsigned char lora_smem[];
-    bf16* sd = reinterpret_cast<bf16*>(lora_smem);  // [kB][kLDK]: du rows n0.., columns j0.. of projection t
-    bf16* sa = sd + kB * kLDK;                       // [kDK][kLDC]: A_t rows j0.., columns c0..
+    bf16* sd = reinterpret_cast<bf16*>(lora_smem);  // [kB][kLDK]: du rows n0.., stacked columns sb..
+    bf16* sa = sd + kB * kLDK;                       // [kDxK][kLDC]: stacked rows sb.., columns c0..
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
     const int n0 = blockIdx.x * kB, c0 = blockIdx.y * kBC, ldd = g.G * g.RP;
     const int row = n0 + warp * 16 + gq;  // the lane's rows: row, row + 8
@@ -389,41 +394,55 @@ __global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, 
                         if (inside(nt, e)) sum[nt][e] = __bfloat162float(dx[at(nt, e)]);
                 }
             }
-    for (int t = 0; t < g.G; t++) {
-        const bf16* A = g.A[t];
-        const uint64_t key = g.key[t];
-        float prod[kBC / 8][4] = {};
-        for (int j0 = 0; j0 < g.r; j0 += kDK) {
-            __syncthreads();  // every warp is done with the previous tiles
-            load_tile<kB, kDK, kLDK>(sd, du_vec, du, tid, [&](int i, int k) -> const bf16* {
-                return n0 + i < N && j0 + k < g.r ? du + (size_t)(n0 + i) * ldd + t * g.RP + j0 + k : nullptr;
-            });
-            load_tile<kDK, kBC, kLDC>(sa, a_vec, A, tid, [&](int i, int k) -> const bf16* {
-                return j0 + i < g.r && c0 + k < C ? A + (size_t)(j0 + i) * C + c0 + k : nullptr;
-            });
-            cp_async_commit();
-            cp_async_wait<0>();
-            __syncthreads();
-            uint32_t af[4];
-            ldmatrix_x4(af, sd + (warp * 16 + (lane & 15)) * kLDK + (lane >> 4) * 8);
-            #pragma unroll
-            for (int np = 0; np < kBC / 16; np++) {
-                uint32_t bf[4];
-                ldmatrix_x4_trans(bf, sa + (lane & 15) * kLDC + np * 16 + (lane >> 4) * 8);
-                mma_bf16(prod[2 * np], af, bf[0], bf[1]);
-                mma_bf16(prod[2 * np + 1], af, bf[2], bf[3]);
-            }
+    float prod[kBC / 8][4] = {};
+    // prod += du's 16 columns kk.. of the tile times A's rows kk.. (one k-step).
+    auto product = [&](int kk) {
+        uint32_t af[4];
+        ldmatrix_x4(af, sd + (warp * 16 + (lane & 15)) * kLDK + kk + (lane >> 4) * 8);
+        #pragma unroll
+        for (int np = 0; np < kBC / 16; np++) {
+            uint32_t bf[4];
+            ldmatrix_x4_trans(bf, sa + (kk + (lane & 15)) * kLDC + np * 16 + (lane >> 4) * 8);
+            mma_bf16(prod[2 * np], af, bf[0], bf[1]);
+            mma_bf16(prod[2 * np + 1], af, bf[2], bf[3]);
         }
+    };
+    // sum += drop_t(prod), prod = 0: projection t's product, done.
+    auto add_masked = [&](int t) {
+        const uint64_t key = g.key[t];
         #pragma unroll
         for (int nt = 0; nt < kBC / 8; nt++)
             #pragma unroll
             for (int h = 0; h < 2; h++) {  // the pairs (e = 2h, 2h + 1): one row, two adjacent columns
-                bool keep_lo = true, keep_hi = true;
-                if (g.threshold) dropout_keep2(key, at(nt, 2 * h), at(nt, 2 * h + 1), g.threshold, keep_lo, keep_hi);
+                bool keep_lo, keep_hi;
+                dropout_keep2(key, at(nt, 2 * h), at(nt, 2 * h + 1), g.threshold, keep_lo, keep_hi);
                 sum[nt][2 * h] += keep_lo ? prod[nt][2 * h] * g.keep_scale : 0.0f;
                 sum[nt][2 * h + 1] += keep_hi ? prod[nt][2 * h + 1] * g.keep_scale : 0.0f;
+                prod[nt][2 * h] = prod[nt][2 * h + 1] = 0.0f;
             }
+    };
+    int t_prev = 0;
+    for (int sb = 0; sb < ldd; sb += kDxK) {
+        const int ks = min(kDxK, ldd - sb);  // a multiple of 16
+        if (sb) __syncthreads();             // every warp is done with the previous tiles
+        load_tile<kB, kDxK, kLDK>(sd, du_vec, du, tid, [&](int i, int k) -> const bf16* {
+            const int s = sb + k;
+            return n0 + i < N && s % g.RP < g.r ? du + (size_t)(n0 + i) * ldd + s : nullptr;
+        }, kB, ks);
+        load_tile<kDxK, kBC, kLDC>(sa, a_vec, du, tid, [&](int i, int k) -> const bf16* {
+            const int s = sb + i, t = s / g.RP, j = s % g.RP;
+            return j < g.r && c0 + k < C ? g.A[t] + (size_t)j * C + c0 + k : nullptr;
+        }, ks);
+        cp_async_commit();
+        cp_async_wait<0>();
+        __syncthreads();
+        for (int kk = 0; kk < ks; kk += 16) {
+            const int t = (sb + kk) / g.RP;
+            if (t != t_prev) add_masked(t_prev), t_prev = t;
+            product(kk);
+        }
     }
+    add_masked(t_prev);
     #pragma unroll
     for (int nt = 0; nt < kBC / 8; nt++)
         #pragma unroll
@@ -485,8 +504,40 @@ void lora_dx(bf16* dx, const bf16* du, const Group& g, int N, int C, bool accumu
     for (int t = 0; t < g.G; t++) a_vec = a_vec && vec_ok(g.A[t], C);
     const bool dx_pairs = C % 2 == 0 && (uintptr_t)dx % 4 == 0;
     dim3 grid(ceil_div(N, kB), ceil_div(C, kBC));
-    lora_dx_kernel<<<grid, kNT, kDxSmem>>>(dx, du, g, N, C, accumulate, vec_ok(du, g.G * g.RP) && g.r % 8 == 0, a_vec,
-                                           dx_pairs);
+    const bool du_vec = vec_ok(du, g.G * g.RP) && g.r % 8 == 0;
+    lora_dx_kernel<<<grid, kNT, kDxSmem>>>(dx, du, g, N, C, accumulate, du_vec, a_vec, dx_pairs);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- without dropout: the stacked GEMMs ----
+// dst[t·n + i] = A_t[i]: the group's A stacked, [G·r, C]. Grid y = t.
+__global__ void stack_A_kernel(bf16* dst, Group g, size_t n) {
+    const size_t i = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (i < n) dst[blockIdx.y * n + i] = g.A[blockIdx.y][i];
+}
+
+// A = [A_1; ...; A_G] in the lora_stacked scratch, or A_1 itself for a group of one.
+const bf16* stacked_A(const Group& g, int C) {
+    if (g.G == 1) return g.A[0];
+    const size_t n = (size_t)g.r * C;
+    bf16* a = (bf16*)cuda_scratch(Scratch::lora_stacked, lora_stacked_bytes(g.G, g.r, C));
+    stack_A_kernel<<<dim3(ceil_div(n, 256), g.G), 256>>>(a, g, n);
+    CUDA_LAUNCH_CHECK();
+    return a;
+}
+
+// dA_t += du_tᵀ x for the group in one pass over x: the stacked product duᵀ x ([G·r, C], FP32) into
+// the lora_partials scratch, added to each gradient by lora_dA_reduce_kernel (one part); a group of
+// one accumulates straight into its gradient.
+void stacked_dA(const LoraProj<bf16>* proj, const Group& g, const bf16* du, const bf16* x, int N, int C) {
+    const int K = g.G * g.r;
+    if (g.G == 1) return cuda::gemm(true, false, g.r, C, N, 1.0f, du, K, x, C, 1.0f, proj[0].dA, C);
+    float* part = (float*)cuda_scratch(Scratch::lora_partials, lora_partials_bytes(N, C, g.G, g.r));
+    cuda::gemm(true, false, K, C, N, 1.0f, du, K, x, C, 0.0f, part, C);
+    Grads dA{};
+    for (int t = 0; t < g.G; t++) dA.p[t] = proj[t].dA;
+    const size_t per_proj = (size_t)g.r * C;
+    lora_dA_reduce_kernel<<<dim3(ceil_div(per_proj, 256), g.G), 256>>>(dA, part, 1, per_proj, 0);
     CUDA_LAUNCH_CHECK();
 }
 
@@ -498,8 +549,9 @@ void lora_forward(const LoraProj<bf16>* proj, int G, bf16* u, const bf16* x, int
                   float p) {
     if (N <= 0) return;
     const Group g = make_group(proj, G, r, p);
-    lora_down(u, x, g, N, C);  // u = [drop_1(x) A_1ᵀ | ... ]
     const int ldu = G * r;
+    if (g.threshold) lora_down(u, x, g, N, C);  // u = [drop_1(x) A_1ᵀ | ... ]
+    else gemm(false, true, N, ldu, C, 1.0f, x, C, stacked_A(g, C), C, 0.0f, u, ldu);  // u = x Aᵀ
     for (int t = 0; t < G; t++) {  // y_t = add_t + s · u_t B_tᵀ
         const LoraProj<bf16>& a = proj[t];
         gemm(false, true, N, a.OC, r, scale, u + t * r, ldu, a.B, r, a.add ? 1.0f : 0.0f, a.y, a.OC, a.add);
@@ -510,15 +562,21 @@ void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, c
                    float scale, float p, bool accumulate) {
     if (N <= 0) return;
     const Group g = make_group(proj, G, r, p);
-    const int ldu = G * r, ldd = G * g.RP;
-    bf16* du = (bf16*)cuda_scratch(Scratch::lora_du, lora_du_bytes(N, G, r));  // [N, G·RP], du_t at column t·RP
+    // du_t at column t·RP of [N, G·RP] for the kernels, t·r of [N, G·r] for the GEMMs.
+    const int ldu = G * r, pitch = g.threshold ? g.RP : r, ldd = G * pitch;
+    bf16* du = (bf16*)cuda_scratch(Scratch::lora_du, lora_du_bytes(N, G, r));
     for (int t = 0; t < G; t++) {
         const LoraProj<bf16>& a = proj[t];
-        gemm(true, false, a.OC, r, N, scale, a.dy, a.OC, u + t * r, ldu, 1.0f, a.dB, r);       // dB_t += s · dy_tᵀ u_t
-        gemm(false, false, N, r, a.OC, scale, a.dy, a.OC, a.B, r, 0.0f, du + t * g.RP, ldd);  // du_t = s · dy_t B_t
+        gemm(true, false, a.OC, r, N, scale, a.dy, a.OC, u + t * r, ldu, 1.0f, a.dB, r);        // dB_t += s · dy_tᵀ u_t
+        gemm(false, false, N, r, a.OC, scale, a.dy, a.OC, a.B, r, 0.0f, du + t * pitch, ldd);  // du_t = s · dy_t B_t
     }
-    lora_dA(proj, g, du, x, N, C);                 // dA_t += du_tᵀ drop_t(x)
-    if (dx) lora_dx(dx, du, g, N, C, accumulate);  // dx (+)= Σ_t drop_t(du_t A_t)
+    if (g.threshold) {
+        lora_dA(proj, g, du, x, N, C);                 // dA_t += du_tᵀ drop_t(x)
+        if (dx) lora_dx(dx, du, g, N, C, accumulate);  // dx (+)= Σ_t drop_t(du_t A_t)
+        return;
+    }
+    stacked_dA(proj, g, du, x, N, C);  // dA_t += du_tᵀ x
+    if (dx) gemm(false, false, N, C, ldd, 1.0f, du, ldd, stacked_A(g, C), C, accumulate ? 1.0f : 0.0f, dx, C);  // dx (+)= du A
 }
 
 }  // namespace cuda
