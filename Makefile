@@ -155,12 +155,7 @@ test_runner_emu: $(TEST_OBJ) $(LIB_SRC:%.cpp=build/%.o) $(EMU_KOBJ) $(EMU_RTOBJ)
 	$(CXX) $^ -o $@ -fopenmp
 # The attention cases run twice: first with the 99 KB shared-memory opt-in of sm_86/89 GPUs (RTX
 # 30/40, L4), where the head-dim-128 backward kernels take their narrow tiling, then with the whole suite as
-# on an H100. The attention backward runs again with ATTENTION_BWD=fused (dQ summed inside the dK/dV
-# kernel) at both opt-ins, with the model's LoRA step, recompute and scratch cases (~2 min; the
-# attention cases check that it is deterministic, which is what an exact resume needs of it).
-FUSED_CASES := *attention_backward*,*a LoRA step's loss*,*recompute on and off*,*scratch after a step*
+# on an H100.
 test-emu: deps test_runner_emu
 	EMU_SMEM_OPTIN_KB=99 ./test_runner_emu -tc='*attention_forward*,*attention_backward*'
-	ATTENTION_BWD=fused EMU_SMEM_OPTIN_KB=99 ./test_runner_emu -tc='*attention_backward*'
-	ATTENTION_BWD=fused ./test_runner_emu -tc="$(FUSED_CASES)"
 	./test_runner_emu -sf='*tests/test_cuda_*,*tests/emu/*'

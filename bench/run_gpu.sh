@@ -34,9 +34,6 @@
 #   PROFILE_OPS="case;case" (Nsight Compute on the bench_cuda_kernels cases matching each: profile.txt);
 #   PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt);
 #   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed: profile.txt);
-#   FUSED=1 (the attention backward with dQ summed inside the dK/dV kernel, ATTENTION_BWD=fused, next
-#   to the default split one in the same run: the CUDA suite again, the "attn bwd" rows tagged "fused
-#   attn" in kernels_narrow.txt, and each end-to-end step again as "RESULT fused", right after ours);
 #   AB_OLD=1 (the previous build, benchmarked in the same run: its kernel table appended to
 #   kernels_ours.txt, its step of each preset and method to e2e.txt as "RESULT before", right after
 #   ours; AB_OLD=kernels: the kernel table only). The previous build is .gpu_carry/old/: `AB_REF=main bash bench/run_gpu.sh --prepare`
@@ -245,12 +242,6 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
         step "tests: attention with ATTENTION_TILES=narrow" 60 "$OUT/tests.txt" \
             env ATTENTION_TILES=narrow ./test_runner -tc='*attention*'
     fi
-    if [ "${FUSED:-0}" = 1 ] && [ -x ./test_runner ]; then
-        step "tests: ./test_runner -sf=*test_cuda* with ATTENTION_BWD=fused" 150 "$OUT/tests.txt" \
-            env ATTENTION_BWD=fused ./test_runner -sf="*test_cuda*"
-        step "tests: attention with ATTENTION_BWD=fused ATTENTION_TILES=narrow" 60 "$OUT/tests.txt" \
-            env ATTENTION_BWD=fused ATTENTION_TILES=narrow ./test_runner -tc='*attention*'
-    fi
     # Opt-in: what the emulator cannot see (real cp.async timing, shared-memory races between warps).
     if [ "${SANITIZE:-0}" = 1 ] && [ -x ./test_runner ] && command -v compute-sanitizer >/dev/null; then
         for tool in racecheck synccheck; do
@@ -310,14 +301,6 @@ elif [ -x build/bench/bench_cuda_kernels ]; then
     [ "${SKIP_NARROW:-0}" = 1 ] || step "kernels: attention with ATTENTION_TILES=narrow" 60 "$OUT/kernels_narrow.txt" \
         env ATTENTION_TILES=narrow build/bench/bench_cuda_kernels --filter attn --peak-bw "$PEAK_BW" \
         --peak-tflops "$PEAK_TF"
-    # The fused backward (FUSED=1), wide and narrow, tagged so that no join takes it for the default.
-    if [ "${FUSED:-0}" = 1 ]; then
-        for tiles in auto narrow; do
-            step "kernels: attention backward with ATTENTION_BWD=fused ATTENTION_TILES=$tiles" 60 "$OUT/kernels_narrow.txt" \
-                bash -c "set -o pipefail; ATTENTION_BWD=fused ATTENTION_TILES=$tiles build/bench/bench_cuda_kernels \
-                    --filter 'attn bwd' --peak-bw $PEAK_BW --peak-tflops $PEAK_TF | sed 's/^| attn/| fused attn/'"
-        done
-    fi
 else
     echo "=== kernels: build/bench/bench_cuda_kernels missing" | tee -a "$OUT/kernels_ours.txt" "$SUMMARY"
 fi
@@ -357,10 +340,6 @@ for method in ${E2E_METHODS:-lora qlora}; do
                 "$TRAIN_BENCH" "${flags[@]}" --method "$method" --device cuda
         else
             echo "=== e2e ours: $preset $method: $TRAIN_BENCH missing" | tee -a "$OUT/e2e.txt" "$SUMMARY"
-        fi
-        if [ "${FUSED:-0}" = 1 ] && [ -x "$TRAIN_BENCH" ]; then
-            step "e2e fused: $preset $method" 150 "$OUT/e2e.txt" bash -c "set -o pipefail; ATTENTION_BWD=fused \
-                '$TRAIN_BENCH' ${flags[*]} --method $method --device cuda | sed 's/^RESULT ours/RESULT fused/'"
         fi
         # The previous build's step (AB_OLD=1), as "RESULT before", right after ours: the pair runs
         # back to back (the same GPU state), and QLoRA's pair too.

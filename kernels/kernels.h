@@ -168,22 +168,9 @@ inline int rmsnorm_backward_blocks(long long N, int C) {
     return (int)(blocks < 512 ? blocks : 512);
 }
 
-// How the CUDA attention backward sums dQ: a kernel of its own that recomputes S and dP (the default,
-// "split"), or inside the dK/dV kernel through an FP32 accumulator that the key blocks add to in a
-// fixed order ("fused": ATTENTION_BWD=fused; kernels/cuda/attention_backward.cu). Both deterministic.
-// Read once from the environment; a value other than split or fused is refused (kernels/cpu/ops.cpp).
-bool attention_bwd_fused();
 // The CUDA attention_backward's scratch, a function of the shape alone (the memory estimate counts
-// it): D = rowsum(dO∘O), an FP32 per token and query head; fused, with the tensor-core kernels (head
-// dims 64, 128, 256), also dQ's FP32 accumulator (per token, head and dim), a ticket and the flags
-// that order the sums (one per 16 queries and head: the query blocks are 32 or 16 queries).
-inline bool attention_bwd_has_dq_sum(int hd, bool fused) { return fused && (hd == 64 || hd == 128 || hd == 256); }
-inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh, int hd, bool fused) {
-    const size_t rows = (size_t)(B * T) * nh, D = rows * 4;
-    if (!attention_bwd_has_dq_sum(hd, fused)) return D;
-    const size_t flags = (size_t)B * nh * ((T + 15) / 16);
-    return rows * hd * 4 + D + (1 + flags) * 4;
-}
+// it): D = rowsum(dO∘O), an FP32 per token and query head.
+inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh) { return (size_t)(B * T) * nh * 4; }
 
 // The CUDA LoRA scratch (kernels/cuda/lora.cu), a function of the shape alone (the memory estimate
 // counts it). With dropout the products that touch x or dx are hand-written kernels, for which a

@@ -223,8 +223,7 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     const ModelConfig& c = s.cfg;
     size_t N = (size_t)s.B * s.T;
     size_t cublas = (size_t)32 << 20;                 // matmul.cu kWorkspaceBytes
-    const bool dq_sum = attention_bwd_has_dq_sum(c.head_dim, attention_bwd_fused());
-    size_t attention = attention_backward_scratch_bytes(s.B, s.T, c.n_heads, c.head_dim, attention_bwd_fused());
+    size_t attention = attention_backward_scratch_bytes(s.B, s.T, c.n_heads);
     size_t lora = 0;
     if (s.method != Method::Full) {
         // The groups of adapted projections, (G, C): q, k, v and gate, up read dim-wide rows, o reads
@@ -254,9 +253,8 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
     e.backend = cublas + attention + lora + reduce;
-    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention %s = %s + LoRA du N·G·RP·2 + partials of u or dA "
-                         "= %s + reductions %s",
-                         dq_sum ? "D, dQ N·H·(hd+1)·4" : "D N·H·4",
+    e.why_backend = strf("cuBLASLt workspace 32 MiB + attention D N·H·4 = %s + LoRA du N·G·RP·2 + partials of u "
+                         "or dA + stacked A = %s + reductions %s",
                          format_bytes(attention).c_str(), format_bytes(lora).c_str(),
                          format_bytes(reduce).c_str());
 }

@@ -13,7 +13,7 @@
 [[noreturn]] void fail(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // printf into a std::string.
 std::string strf(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
-// An either/or switch from the environment (ATTENTION_TILES, ATTENTION_BWD): unset, empty or `off`
+// An either/or switch from the environment (ATTENTION_TILES): unset, empty or `off`
 // is false, `on` (which means `on_means`) is true; anything else fails naming both, so that a typo
 // never goes unseen.
 bool env_switch(const char* name, const char* off, const char* on, const char* on_means);

@@ -12,11 +12,6 @@ const char* const kOutOfMemoryAdvice =
     "Lower --batch-size or --max-seq-len, add --recompute, or train with --method lora or qlora; ./train --dry-run "
     "prints the memory table, ./memory estimates any setup";
 
-bool attention_bwd_fused() {
-    static const bool fused = env_switch("ATTENTION_BWD", "split", "fused", "dQ summed by the dK/dV kernel");
-    return fused;
-}
-
 int lora_ctas() {
     static const int ctas = [] {
         const char* e = getenv("LORA_CTAS");

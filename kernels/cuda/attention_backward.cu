@@ -12,13 +12,13 @@
 //                          is summed in its registers.
 //   3. flash_bwd_kernel    a CTA owns BN keys of one kv head and loops over ALL query blocks that see
 //                          them, of EVERY query head of its GQA group: dK and dV (which sum over the
-//                          group's heads) are summed in its registers, in a fixed order. With
-//                          ATTENTION_BWD=fused it also computes dQ (and 2. does not run): the CTAs of
-//                          a query block add their parts to an FP32 accumulator in the order of their
-//                          key blocks, each waiting for its predecessor's flag; the last writes dq.
+//                          group's heads) are summed in its registers, in a fixed order.
 // With a window both loops are O(window) long, so the backward costs O(T·window) like the forward.
-// Split: 7 tile products (S, dP, dQ | S, dP, dV, dK); fused: 5, as in FlashAttention-2, which sums dQ
-// with atomics instead.
+// 7 tile products (S, dP, dQ | S, dP, dV, dK) where FlashAttention-2 has 5: it sums dQ in the dK/dV
+// kernel with floating-point atomics, whose order (and so dq's bits) changes from run to run. A
+// deterministic version of that (the CTAs of a query block adding their parts to an FP32 sum in key
+// block order, each waiting on its predecessor's flag) was built and timed on an H200: 5-14% slower
+// than this pair at head dims 64, 128 and 256 (bench/RESULTS.md, 2026-11-27), so it was removed.
 //
 // Tensor-core path for hd 64, 128 and 256 (fragment layouts in ptx.cuh); an FP32 fallback
 // (one warp per query row for dQ, one warp per key row for dK/dV) for any other hd <= 256.
@@ -79,17 +79,16 @@ void launch_bwd_D(float* D, const bf16* dout, const bf16* out, size_t rows, int 
 }
 
 // ---------------------------------------------------------------------------------------------------
-// dK, dV, and with FUSED also dQ. A CTA owns BN = 128 keys of one kv head (64 in the narrow tiling),
-// their K and V rows resident in shared memory, and walks the query blocks of BM = 32 queries that can
-// see them, from the last down to the diagonal, each for every query head of its GQA group (heads
-// inner), double-buffering Q, dO (cp.async) and their lse, D, segment ids (through registers). Per warp
+// dK, dV. A CTA owns BN = 128 keys of one kv head (64 in the narrow tiling), their K and V rows
+// resident in shared memory, and walks the query blocks of BM = 32 queries that can see them, from the
+// diagonal on, for each query head of its GQA group in turn, double-buffering Q, dO (cp.async) and
+// their lse, D, segment ids (through registers). Per warp
 // the tile is transposed — keys are the rows — so that dK, dV stay in registers:
 //   Sᵀ  = K Qᵀ, dPᵀ = V dOᵀ         (A = K, V rows; B = Q, dO rows, non-transposed)
 //   Pᵀ  = exp2(Sᵀ·scale·log2e - lse[query]·log2e), 0 where masked
 //   dV += Pᵀ dO                      (A = Pᵀ from registers; B = dO rows, transposed)
 //   dSᵀ = Pᵀ ∘ (dPᵀ - D[query])
 //   dK += dSᵀ Q                      (A = dSᵀ from registers; B = Q rows, transposed)
-//   FUSED: dQ_i += dS K              (A = dS from shared memory; B = K rows, transposed): below
 // Every B fragment (Q, dO) is read from shared memory by every warp that needs it, so the ldmatrix
 // per mma fall as a warp owns more keys. A warp owns 32 keys (MT = 2 row tiles of 16):
 // - HD 64: one warp does all four products for its keys, 4 warps: 48 ldmatrix per 128 mma (72 with
@@ -104,86 +103,30 @@ void launch_bwd_D(float* D, const bf16* dout, const bf16* out, size_t rows, int 
 // - HD 256 (PAIR): one accumulator of 16 keys is already 128 registers, so a pair owns 16 keys (MT =
 //   1): 4 pairs, BN = 64.
 //
-// FUSED dQ (ATTENTION_BWD=fused; otherwise flash_dq_kernel, attention_backward_dq.cuh, recomputes S
-// and dP for it: 7 tile products in all instead of 5). Query block i sums dS_ij K_j over the key blocks j that see it, each
-// owned by another CTA. The warp (or pair) that computed dSᵀ writes it as BF16 to shared memory ([BN
-// keys][BM + 8]: the same BF16 values its dK product used); then each warp takes HD / NW columns of
-// dQ_i and multiplies all of dS (read with the transposed ldmatrix: the A fragments of dS from a tile
-// of dSᵀ) by its columns of K: 32 more mma per warp at HD 64 and 128, a fifth product. The parts are
-// summed in an FP32 accumulator in global memory (dq_acc, [b][h][t][HD]). Floating-point atomics
-// (FlashAttention-2's way) would make the order of that sum, and with it dq's bits, change from run
-// to run; instead the CTAs of a query block add in the order of their key blocks, j = j_first(i), ...,
-// j_last(i) (the diagonal), the first writing the accumulator and the last adding its part, scaling
-// and writing dq in BF16. Each waits for a flag per (query block, head) that CTA j - 1 releases (the
-// semaphore of CUTLASS's serial split-K: thread 0 polls with an acquire load and a barrier passes it
-// on; a barrier, then thread 0's release store publishes every thread's writes). The round trips are
-// kept off the critical path: thread 0 fetches the flag before this step's first products and looks
-// at it after them (polling again only if it was not yet set), the loads of the
-// accumulator are issued before its last two and used after them, and the release of step it - 1's
-// stores comes in step it, before that wait, when they have long completed. So
-// CTA j runs about a step behind CTA j - 1 (both walk the query blocks in the same order, j - 1 having
-// BN/BM more at the end). CTAs take j from a ticket (an atomic counter): j = ticket / (B·nkv), so a CTA
-// only ever waits for one that started before it — no deadlock, whatever order the GPU dispatches CTAs
-// in — and the longest CTAs (j = 0 sees the most queries) start first.
-//
-// Shared memory: K, V [BN][HD+8], Q, dO [2][BM][HD+8], when paired Pᵀ [pairs][16·MT][BM] FP32, FUSED
-// dSᵀ [BN][BM+8]: 118 (+10) KB at HD 128, 55 (+10) KB at HD 64, 140 (+5) KB at HD 256. The narrow
-// tilings (99 KB GPUs) have 4 warps: BN = 64 at HD 128 (76 + 5 KB); BN = 32 and query blocks of BM =
-// 16 at HD 256 (68 + 1.5 KB).
-template <int HD, bool narrow, bool FUSED>
+// Shared memory: K, V [BN][HD+8], Q, dO [2][BM][HD+8], when paired Pᵀ [pairs][16·MT][BM] FP32: 118 KB
+// at HD 128, 55 KB at HD 64, 140 KB at HD 256. The narrow tilings (99 KB GPUs) have 4 warps: BN = 64
+// at HD 128 (76 KB); BN = 32 and query blocks of BM = 16 at HD 256 (68 KB).
+template <int HD, bool narrow>
 struct BwdCfg {
     static_assert(HD == 64 || HD == 128 || HD == 256, "tilings exist for head dims 64, 128 and 256");
     static constexpr bool PAIR = HD >= 128;
     static constexpr int MT = HD == 256 ? 1 : 2, NW = narrow || !PAIR ? 4 : 8, NT = NW * 32,
-                         BN = 16 * MT * (PAIR ? NW / 2 : NW), BM = HD == 256 && narrow ? 16 : 32, LD = HD + 8,
-                         DW = HD / NW,  // dQ columns per warp
-                         LDS = BM + 8;  // row stride of the dSᵀ tile
+                         BN = 16 * MT * (PAIR ? NW / 2 : NW), BM = HD == 256 && narrow ? 16 : 32, LD = HD + 8;
     static constexpr int PX = PAIR ? NW / 2 * MT * BM * 16 : 0;  // floats of Pᵀ for all pairs (16·MT keys x BM each)
     static constexpr size_t smem = (size_t)(2 * BN + 4 * BM) * LD * sizeof(bf16) + 3 * BM * sizeof(float) +
-                                   PX * sizeof(float) + (FUSED ? (size_t)BN * LDS * sizeof(bf16) : 0);
+                                   PX * sizeof(float);
     static_assert(NT >= BN && NT >= BM, "one thread per key and per query of a block (segment ids, lse, D)");
-    static_assert(DW % 16 == 0, "a warp's dQ columns are whole 16-column ldmatrix tiles of K");
-    static_assert(BN % BM == 0, "a key block starts a query block (qb_first = k0 / BM; dQ's j_first, j_last)");
+    static_assert(BN % BM == 0, "a key block starts a query block (qb_first = k0 / BM)");
 };
 
-// acc += dS·K for a warp's DW columns of dQ (all BM query rows): dS is read as A fragments from the
-// dSᵀ tile [BN][LDS] with the transposed ldmatrix (matrix i: keys 8·(i/2).., queries 8·(i%2)..;
-// transposed, lane l gets dS[q = l/4][k = 2(l%4), 2(l%4)+1], a's layout), K as in P·V (rows = keys,
-// transposed), kc pointing at the warp's first column. Key steps of 16 whose dS rows were not written
-// (their warp skipped a tile that it cannot see) are skipped: live_keys(ks) says which.
-template <int BM, int BN, int DW, int LDS, int LD, class Live>
-__device__ __forceinline__ void mma_dq(float (&acc)[BM / 16][DW / 8][4], const bf16* dst, const bf16* kc,
-                                       Live&& live_keys, int lane) {
-    #pragma unroll
-    for (int ks = 0; ks < BN / 16; ks++) {
-        if (!live_keys(ks)) continue;
-        uint32_t a[BM / 16][4];
-        #pragma unroll
-        for (int mq = 0; mq < BM / 16; mq++)
-            ldmatrix_x4_trans(a[mq], dst + (ks * 16 + (lane & 7) + ((lane >> 4) & 1) * 8) * LDS + mq * 16 +
-                                         ((lane >> 3) & 1) * 8);
-        #pragma unroll
-        for (int dp = 0; dp < DW / 16; dp++) {
-            uint32_t bf[4];
-            ldmatrix_x4_trans(bf, kc + (ks * 16 + (lane & 15)) * LD + dp * 16 + (lane >> 4) * 8);
-            #pragma unroll
-            for (int mq = 0; mq < BM / 16; mq++) {
-                mma_bf16(acc[mq][2 * dp], a[mq], bf[0], bf[1]);
-                mma_bf16(acc[mq][2 * dp + 1], a[mq], bf[2], bf[3]);
-            }
-        }
-    }
-}
-
-template <int HD, bool narrow, bool FUSED>
-__global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
-    flash_bwd_kernel(bf16* __restrict__ dq, bf16* __restrict__ dk, bf16* __restrict__ dv, float* __restrict__ dq_acc,
-                     int* flags, int* ticket, const bf16* __restrict__ dout,
+template <int HD, bool narrow>
+__global__ void __launch_bounds__(BwdCfg<HD, narrow>::NT)
+    flash_bwd_kernel(bf16* __restrict__ dk, bf16* __restrict__ dv, const bf16* __restrict__ dout,
                      const float* __restrict__ lse, const float* __restrict__ Dg, const bf16* __restrict__ q,
-                     const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int B,
-                     int T, int nh, int nkv, float scale, float scale_log2, int win) {
-    using C = BwdCfg<HD, narrow, FUSED>;
-    constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT, DW = C::DW, LDS = C::LDS;
+                     const bf16* __restrict__ k, const bf16* __restrict__ v, const int32_t* __restrict__ seg, int T,
+                     int nh, int nkv, float scale, float scale_log2, int win) {
+    using C = BwdCfg<HD, narrow>;
+    constexpr int MT = C::MT, BM = C::BM, BN = C::BN, LD = C::LD, NT = C::NT;
     extern __shared__ __align__(16) unsigned char attn_smem[];
     bf16* sK = reinterpret_cast<bf16*>(attn_smem);  // [BN][LD]
     bf16* sV = sK + BN * LD;                         // [BN][LD]
@@ -193,21 +136,14 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
     float* sD = sLse2 + BM;                                      // [BM]
     int* sQseg = reinterpret_cast<int*>(sD + BM);                // [BM]
     float4* sP = reinterpret_cast<float4*>(sQseg + BM);         // PAIR: [pair][MT][BM/8][32 lanes] Pᵀ tiles
-    bf16* sdS = reinterpret_cast<bf16*>(sP + C::PX / 4);         // FUSED: [BN][LDS] dSᵀ (rows = keys)
-    __shared__ int s_ticket;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31, gq = lane >> 2, cq = lane & 3;
     // PAIR: role 0 (even warp) computes Sᵀ, Pᵀ, dV; role 1 (odd warp) dPᵀ, dSᵀ, dK, for the same keys.
     const int role = C::PAIR ? warp & 1 : 0, owner = C::PAIR ? warp >> 1 : warp;
     float4* pair_P = sP + owner * MT * (BM / 8) * 32;
     // The key block jb and (b, g): grid x = b * nkv + g, y = jb (block 0, which sees the most queries,
-    // first); FUSED: from the ticket, in the same order (see the top of the kernel).
-    int jb = blockIdx.y, bg = blockIdx.x;
-    if constexpr (FUSED) {
-        if (tid == 0) s_ticket = atomicAdd(ticket, 1);
-        __syncthreads();
-        jb = s_ticket / (B * nkv), bg = s_ticket % (B * nkv);
-    }
+    // first).
+    const int jb = blockIdx.y, bg = blockIdx.x;
     const int group = nh / nkv, b = bg / nkv, g = bg % nkv;
     const int k0 = jb * BN;
     const int32_t* sg = seg + (size_t)b * T;
@@ -215,13 +151,11 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
     const size_t koff = ((size_t)b * T * nkv + g) * HD;
     // The queries that can see a key of the block: from its first key (the diagonal) to before
     // q_end, where the window of its last key k0 + BN - 1 ends (query t sees key s only if
-    // t < s + win), or T. Step it: query head g*group + it / nqb, query block qb_first + it % nqb; FUSED
-    // (the CTAs of a query block in step, see the top): query block qb_last - it / group, query head
-    // g*group + it % group.
+    // t < s + win), or T. Step it: query head g*group + it / nqb, query block qb_first + it % nqb.
     const int q_end = k0 + BN - 1 + win < T ? k0 + BN - 1 + win : T;
     const int qb_first = k0 / BM, qb_last = (q_end + BM - 1) / BM - 1, nqb = qb_last - qb_first + 1, n_it = group * nqb;
-    auto head_of = [&](int it) { return g * group + (FUSED ? it % group : it / nqb); };
-    auto qb_of = [&](int it) { return FUSED ? qb_last - it / group : qb_first + it % nqb; };
+    auto head_of = [&](int it) { return g * group + it / nqb; };
+    auto qb_of = [&](int it) { return qb_first + it % nqb; };
     auto qoff_of = [&](int it) { return ((size_t)b * T * nh + head_of(it)) * HD; };
 
     load_tile<BN, HD, NT>(sK, k + koff, kstride, k0, T, tid);
@@ -261,10 +195,8 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
     // for role 0, dK for role 1 (dva is then unused, and takes no registers).
     float dka[MT][HD / 8][4] = {};
     float dva[C::PAIR ? 1 : MT][HD / 8][4] = {};
-    int* release_flag = nullptr;  // FUSED: the flag of the dQ tile stored in the previous step, and its
-    int release_value = 0;        // next value, released in this step (see the top of the kernel)
     for (int it = 0; it < n_it; it++) {
-        const int qb = qb_of(it), q0 = qb * BM, h = head_of(it), st = it & 1;
+        const int q0 = qb_of(it) * BM, st = it & 1;
         if (it + 1 < n_it) {
             load_tile<BM, HD, NT>(sQ + (st ^ 1) * BM * LD, q + qoff_of(it + 1), qstride, qb_of(it + 1) * BM, T, tid);
             load_tile<BM, HD, NT>(sdO + (st ^ 1) * BM * LD, dout + qoff_of(it + 1), qstride, qb_of(it + 1) * BM, T, tid);
@@ -277,7 +209,7 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
         const int n_match = __syncthreads_count(match);
         // No query of the block is in the keys' segment: nothing to add to dK, dV, and dS = 0.
         const bool any = !(k_uniform && n_match == 0);
-        if (!FUSED && !any) {  // (FUSED: the block still takes its turn in dQ's order)
+        if (!any) {
             __syncthreads();
             continue;
         }
@@ -288,49 +220,13 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
         const bf16* tdO = sdO + st * BM * LD;
         // A warp whose keys r0 .. r0 + 16·MT - 1 (of the block) all come after the block's last query,
         // or whose last key's window ends before its first query: Pᵀ = 0 throughout, dV, dK += 0, dS =
-        // 0. It skips the math (bit-identical) and only meets the barriers; a pair skips together, and
-        // dQ skips their keys. At HD 128 and 256: at HD 64 the test made the backward 0.6-1.5% slower
+        // 0. It skips the math (bit-identical) and only meets the barriers; a pair skips together. At HD 128 and 256: at HD 64 the test made the backward 0.6-1.5% slower
         // on an H100 (the warp skip's RESULTS; measured without windows).
         auto live_rows = [&](int r0) {
             return any && (HD == 64 || (q0 + BM - 1 >= k0 + r0 && q0 < k0 + r0 + 16 * MT - 1 + win));
         };
         const bool live = live_rows(wrow);
 
-        // FUSED: where dQ's part of this step goes. The key blocks that see query block qb: j_last holds
-        // its first query's diagonal, j_first is the first whose window reaches its first query (k0 +
-        // BN - 1 + win > q0; 0 without a window); CTA jb adds in turn jb - j_first.
-        const int xf = q0 - BN + 2 - win, j_first = xf > 0 ? (xf + BN - 1) / BN : 0, j_last = q0 / BN;
-        const bool first = jb == j_first, last = jb == j_last;
-        int* flag = FUSED ? flags + ((size_t)b * nh + h) * ((T + BM - 1) / BM) + qb : nullptr;
-        // Thread 0 fetches the flag now, before the first products; dq_turn looks at it after them.
-        const int flag_seen = FUSED && tid == 0 && !first ? flag_acquire(flag) : 0;
-        float* acc_rows = FUSED ? dq_acc + ((size_t)b * nh + h) * T * HD : nullptr;  // [T][HD] FP32 of head h
-        const int c0 = warp * DW;                                  // this warp's columns of dQ
-        float2 old[BM / 16][2][DW / 8];                            // the accumulator's sum so far
-        // The release of the previous step's tile (its stores came before the previous step's last
-        // barrier, and have had this step's first products to complete), the wait for CTA jb - 1's
-        // part (none when the early fetch already saw it), and the loads of this tile's sum so far.
-        // Releasing first keeps the successor of the previous tile from waiting on this CTA's
-        // predecessor.
-        auto dq_turn = [&] {
-            if constexpr (FUSED) {
-                if (tid == 0 && release_flag) flag_release(release_flag, release_value);
-                release_flag = nullptr;
-                if (tid == 0 && !first && flag_seen != jb - j_first) flag_wait(flag, jb - j_first);
-                __syncthreads();  // everyone is ordered after the acquire
-                #pragma unroll
-                for (int mq = 0; mq < BM / 16; mq++)
-                    #pragma unroll
-                    for (int half = 0; half < 2; half++) {
-                        const int t = q0 + 16 * mq + gq + 8 * half;
-                        #pragma unroll
-                        for (int n = 0; n < DW / 8; n++)
-                            old[mq][half][n] = !first && t < T ? __ldcg(reinterpret_cast<const float2*>(
-                                                                     acc_rows + (size_t)t * HD + c0 + 8 * n + 2 * cq))
-                                                               : make_float2(0.0f, 0.0f);
-                    }
-            }
-        };
 
         float s[MT][BM / 8][4] = {};  // rows = keys, columns = queries
         // Pᵀ into s. Element e of tile n of row tile m: key ki[m][e>>1], query column 8n + 2*cq + (e&1).
@@ -370,26 +266,15 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
                     for (int e = 0; e < 4; e++) p[m][n][e] *= dp[m][n][e] - ((e & 1) ? d2.y : d2.x);
             }
         };
-        // dK += dSᵀ Q, and FUSED: dSᵀ (rounded to BF16, as that product takes it) to sdS for dQ.
-        auto dk_and_stage_ds = [&](const float (&ds)[MT][BM / 8][4]) {
-            mma_acc_pb<MT, BM, HD, LD>(dka, ds, tQ, lane);
-            if constexpr (FUSED) {
-                #pragma unroll
-                for (int m = 0; m < MT; m++) acc_to_smem<BM>(sdS, wrow + 16 * m, ds[m], 1.0f, 1.0f, lane);
-            }
-        };
         if constexpr (!C::PAIR) {
             float dp[MT][BM / 8][4] = {};  // Sᵀ = K Qᵀ into s, dPᵀ = V dOᵀ into dp
             if (live) {
                 mma_scores_pair<MT, BM, HD, LD>(s, dp, sK + wrow * LD, sV + wrow * LD, tQ, tdO, lane);
                 if (no_mask) probs(std::false_type{});
                 else probs(std::true_type{});
-            }
-            dq_turn();
-            if (live) {
                 mma_acc_pb<MT, BM, HD, LD>(dva, s, tdO, lane);  // dV += Pᵀ dO (B = dO rows, transposed)
                 dscores(s, dp);
-                dk_and_stage_ds(s);
+                mma_acc_pb<MT, BM, HD, LD>(dka, s, tQ, lane);  // dK += dSᵀ Q
             }
         } else {
             if (live && role == 0) {  // Sᵀ = K Qᵀ, Pᵀ, handed to the partner
@@ -404,8 +289,7 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
             } else if (live) {  // dPᵀ = V dOᵀ
                 mma_scores<MT, BM, HD, LD>(s, sV + wrow * LD, tdO, lane);
             }
-            if constexpr (FUSED) dq_turn();  // its barrier also hands over Pᵀ
-            else __syncthreads();            // Pᵀ is in shared memory
+            __syncthreads();  // Pᵀ is in shared memory
             if (live && role == 0) {
                 mma_acc_pb<MT, BM, HD, LD>(dka, s, tdO, lane);  // dV += Pᵀ dO (in dka's registers)
             } else if (live) {
@@ -418,39 +302,12 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow, FUSED>::NT)
                         p[m][n][0] = x.x, p[m][n][1] = x.y, p[m][n][2] = x.z, p[m][n][3] = x.w;
                     }
                 dscores(p, s);
-                dk_and_stage_ds(p);
+                mma_acc_pb<MT, BM, HD, LD>(dka, p, tQ, lane);  // dK += dSᵀ Q
             }
         }
-        if constexpr (FUSED) {
-            __syncthreads();  // dSᵀ is in shared memory
-            // This warp's part of dQ, added to the sum so far: the accumulator, or dq if this CTA is
-            // the last to add (then scaled and rounded to BF16).
-            float dqa[BM / 16][DW / 8][4] = {};
-            mma_dq<BM, BN, DW, LDS, LD>(dqa, sdS, sK + c0, [&](int ks) { return live_rows(ks / MT * 16 * MT); }, lane);
-            #pragma unroll
-            for (int mq = 0; mq < BM / 16; mq++)
-                #pragma unroll
-                for (int half = 0; half < 2; half++) {
-                    const int t = q0 + 16 * mq + gq + 8 * half;
-                    if (t >= T) continue;
-                    #pragma unroll
-                    for (int n = 0; n < DW / 8; n++) {
-                        const int c = c0 + 8 * n + 2 * cq;
-                        const float x0 = old[mq][half][n].x + dqa[mq][n][2 * half],
-                                    x1 = old[mq][half][n].y + dqa[mq][n][2 * half + 1];
-                        if (last)  // (b·T + t in an int: a batch has fewer than 2^31 tokens)
-                            *reinterpret_cast<uint32_t*>(dq + ((size_t)(b * T + t) * nh + h) * HD + c) =
-                                pack_bf16(x0 * scale, x1 * scale);
-                        else
-                            __stcg(reinterpret_cast<float2*>(acc_rows + (size_t)t * HD + c), make_float2(x0, x1));
-                    }
-                }
-            if (!last) release_flag = flag, release_value = jb - j_first + 1;
-        }
-        __syncthreads();  // the Q, dO buffer (and sdS) are free for the next step
+        __syncthreads();  // the Q, dO buffer is free for the next step
     }
     cp_async_wait<0>();  // nothing is left in flight (the last group is empty), but be explicit
-    if (FUSED && tid == 0 && release_flag) flag_release(release_flag, release_value);  // after the loop's last barrier
     // The warp's rows of sK and sV are read by no one else now: stage dK · scale and dV there and
     // store (PAIR: role 1 stages its dK in sK, role 0 its dV in sV).
     if constexpr (!C::PAIR) {
@@ -538,53 +395,17 @@ __global__ void dkdv_fallback_kernel(bf16* dk, bf16* dv, const bf16* dout, const
     store_row(dv + row * hd, dva, 1.0f, hd, lane);
 }
 
-// The scratch of the fused kernel (attention_backward_scratch_bytes): dQ's FP32 accumulator, then
-// (after D) the ticket and the flags, zeroed before every launch: they count from 0 in every call.
-struct BwdSync {
-    float* dq_acc;
-    int* ticket;  // ticket[0]; the flags follow
-};
-
-// flash_bwd_kernel on a grid of (B·nkv, key blocks): FUSED takes the blocks' order from its ticket
-// and needs a 1D grid for it; sync is null without FUSED.
-template <int HD, bool narrow, bool FUSED>
-void launch_bwd_kernel(dim3 grid, bf16* dq, bf16* dk, bf16* dv, BwdSync sync, const bf16* dout, const float* lse,
-                       const float* D, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T,
-                       int nh, int nkv, float scale, int win) {
-    using C = BwdCfg<HD, narrow, FUSED>;
-    static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
-        CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<HD, narrow, FUSED>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                        (int)C::smem));
-        return true;
-    }();
-    (void)smem_ok;
-    if constexpr (FUSED) {
-        const size_t ctas = (size_t)grid.x * grid.y;
-        if (ctas > 0x7fffffff) fail("attention_backward: %zu blocks are too many for one grid", ctas);
-        grid = dim3((unsigned)ctas);
-        static_assert(C::BM == 16 || C::BM == 32, "attention_backward_scratch_bytes: a flag per 16 queries");
-        const size_t nflags = (size_t)B * nh * ceil_div(T, C::BM);
-        CUDA_CHECK(cudaMemsetAsync(sync.ticket, 0, (1 + nflags) * sizeof(int)));
-    }
-    int* flags = FUSED ? sync.ticket + 1 : nullptr;
-    flash_bwd_kernel<HD, narrow, FUSED><<<grid, C::NT, C::smem>>>(dq, dk, dv, sync.dq_acc, flags, sync.ticket, dout, lse,
-                                                                 D, q, k, v, seg, B, T, nh, nkv, scale,
-                                                                 scale * kLog2e, win);
-    CUDA_LAUNCH_CHECK();
-}
-
 template <int HD, bool narrow>
-void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, BwdSync sync, const bf16* dout, const float* lse, const float* D,
-                      const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv,
-                      float scale, int win) {
-    const dim3 grid(B * nkv, ceil_div(T, BwdCfg<HD, narrow, false>::BN));
-    if (attention_bwd_fused())
-        return launch_bwd_kernel<HD, narrow, true>(grid, dq, dk, dv, sync, dout, lse, D, q, k, v, seg, B, T, nh, nkv,
-                                                   scale, win);
+void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D, const bf16* q,
+                      const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh, int nkv, float scale,
+                      int win) {
     using Q = DqCfg<HD, narrow>;
-    static const bool smem_ok = [] {
+    using C = BwdCfg<HD, narrow>;
+    static const bool smem_ok = [] {  // once per instantiation: allow more than 48 KB of shared memory
         CUDA_CHECK(cudaFuncSetAttribute(flash_dq_kernel<HD, narrow>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)Q::smem));
+        CUDA_CHECK(cudaFuncSetAttribute(flash_bwd_kernel<HD, narrow>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)C::smem));
         return true;
     }();
     (void)smem_ok;
@@ -593,29 +414,28 @@ void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, BwdSync sync, const bf16* do
     flash_dq_kernel<HD, narrow><<<dim3(B * nh, nqb), Q::NT, Q::smem>>>(dq, dout, lse, D, q, k, v, seg, T, nh, nkv,
                                                                        scale, scale * kLog2e, win);
     CUDA_LAUNCH_CHECK();
-    launch_bwd_kernel<HD, narrow, false>(grid, dq, dk, dv, BwdSync{}, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale,
-                                         win);
+    flash_bwd_kernel<HD, narrow><<<dim3(B * nkv, ceil_div(T, C::BN)), C::NT, C::smem>>>(
+        dk, dv, dout, lse, D, q, k, v, seg, T, nh, nkv, scale, scale * kLog2e, win);
+    CUDA_LAUNCH_CHECK();
 }
 
-// The wide tilings where the GPU allows the shared memory of the kernels that run (split: dQ and
-// dK/dV; fused: the one kernel), else the narrow ones (hd 128 and 256 on sm_86/89).
+// The wide tilings where the GPU allows the shared memory of both kernels, else the narrow ones (hd
+// 128 and 256 on sm_86/89).
 template <int HD, bool narrow>
-constexpr size_t bwd_smem(bool fused) {
-    return fused ? BwdCfg<HD, narrow, true>::smem : std::max(DqCfg<HD, narrow>::smem, BwdCfg<HD, narrow, false>::smem);
+constexpr size_t bwd_smem() {
+    return std::max(DqCfg<HD, narrow>::smem, BwdCfg<HD, narrow>::smem);
 }
 template <int HD>
-void launch_flash_bwd_fitting(bf16* dq, bf16* dk, bf16* dv, BwdSync sync, const bf16* dout, const float* lse,
-                              const float* D, const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B,
-                              int T, int nh, int nkv, float scale, int win) {
-    const bool fused = attention_bwd_fused();
+void launch_flash_bwd_fitting(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* D,
+                              const bf16* q, const bf16* k, const bf16* v, const int32_t* seg, int B, int T, int nh,
+                              int nkv, float scale, int win) {
     // A narrow twin exists where a wide tiling may not fit; it must fit every GPU.
-    if constexpr (std::max(bwd_smem<HD, false>(false), bwd_smem<HD, false>(true)) > kMinSmemOptin) {
-        static_assert(std::max(bwd_smem<HD, true>(false), bwd_smem<HD, true>(true)) <= kMinSmemOptin,
-                      "the narrow tiling must fit every GPU");
-        if (!wide_tiles_fit(bwd_smem<HD, false>(fused)))
-            return launch_flash_bwd<HD, true>(dq, dk, dv, sync, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
+    if constexpr (bwd_smem<HD, false>() > kMinSmemOptin) {
+        static_assert(bwd_smem<HD, true>() <= kMinSmemOptin, "the narrow tiling must fit every GPU");
+        if (!wide_tiles_fit(bwd_smem<HD, false>()))
+            return launch_flash_bwd<HD, true>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
     }
-    launch_flash_bwd<HD, false>(dq, dk, dv, sync, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
+    launch_flash_bwd<HD, false>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
 }
 
 }  // namespace
@@ -630,16 +450,12 @@ void attention_backward(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const bf
     if (hd > kMaxFallbackHd) fail("attention_backward: head dim %d is not supported (at most %d)", hd, kMaxFallbackHd);
     const int win = kernel_window(window, T);
     const size_t rows = (size_t)B * T * nh;
-    // [dQ accumulator, fused (tensor-core head dims)][D][ticket, flags]: attention_backward_scratch_bytes.
-    const bool fused = attention_bwd_fused();
-    char* scratch = (char*)cuda_scratch(Scratch::attention, attention_backward_scratch_bytes(B, T, nh, hd, fused));
-    float* D = (float*)(scratch + (attention_bwd_has_dq_sum(hd, fused) ? rows * hd * sizeof(float) : 0));
-    const BwdSync sync{(float*)scratch, (int*)(D + rows)};
+    float* D = (float*)cuda_scratch(Scratch::attention, attention_backward_scratch_bytes(B, T, nh));
     launch_bwd_D(D, dout, out, rows, hd);
     if (tensor_core_ok(hd, {dq, dk, dv, dout, q, k, v})) {
-        if (hd == 64) launch_flash_bwd_fitting<64>(dq, dk, dv, sync, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
-        else if (hd == 128) launch_flash_bwd_fitting<128>(dq, dk, dv, sync, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
-        else launch_flash_bwd_fitting<256>(dq, dk, dv, sync, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
+        if (hd == 64) launch_flash_bwd_fitting<64>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
+        else if (hd == 128) launch_flash_bwd_fitting<128>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
+        else launch_flash_bwd_fitting<256>(dq, dk, dv, dout, lse, D, q, k, v, seg, B, T, nh, nkv, scale, win);
         return;
     }
     dq_fallback_kernel<<<ceil_div(rows, 4), 128, 0>>>(dq, dout, lse, D, q, k, v, seg, B, T, nh, nkv, hd, scale, win);

@@ -1,7 +1,6 @@
-// The attention backward's dQ kernel of the split path (the default; kernels/cuda/attention_backward.cu
-// has the rest): a CTA per query block recomputes S and dP, which the dK/dV kernel computes too. With
-// ATTENTION_BWD=fused the dK/dV kernel sums dQ itself and this kernel does not run. Included by
-// attention_backward.cu only.
+// The attention backward's dQ kernel (kernels/cuda/attention_backward.cu has the rest and says why dQ
+// has a kernel of its own): a CTA per query block recomputes S and dP, which the dK/dV kernel computes
+// too. Included by attention_backward.cu only.
 #pragma once
 #include <type_traits>
 

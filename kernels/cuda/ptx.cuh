@@ -89,27 +89,6 @@ __device__ __forceinline__ float exp2_ftz(float x) {
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
 }
-// A flag between CTAs (the ordered dQ accumulation of the backward), as CUTLASS's semaphore: the
-// writer's threads store their data, a barrier, then one thread's flag_release (a release at GPU scope
-// is cumulative: it publishes what the barrier ordered before it); the reader's one thread polls with
-// an acquire load, then a barrier, so whatever its threads read after that (through L2: __ldcg) is
-// the data.
-__device__ __forceinline__ void flag_release(int* f, int v) {
-    asm volatile("st.release.gpu.global.s32 [%0], %1;\n" ::"l"(f), "r"(v) : "memory");
-}
-// One acquire load of the flag: issued early ("fetch" in CUTLASS's semaphore), its round trip overlaps
-// the work before its value is looked at.
-__device__ __forceinline__ int flag_acquire(const int* f) {
-    int x;
-    asm volatile("ld.acquire.gpu.global.s32 %0, [%1];\n" : "=r"(x) : "l"(f) : "memory");
-    return x;
-}
-// Spins until *f == v. Only ever waits for a CTA that took its ticket earlier, so that CTA is running
-// and never waits for this one: no deadlock, whatever order the GPU dispatches CTAs in.
-__device__ __forceinline__ void flag_wait(const int* f, int v) {
-    while (flag_acquire(f) != v) {
-    }
-}
 #else  // the CPU emulator (make test-emu): the same instructions as functions, tests/emu/warp.cpp
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) { emu::cp_async16(dst, src, valid ? 16 : 0); }
 __device__ __forceinline__ void cp_async_commit() { emu::cp_async_commit(); }
@@ -121,13 +100,6 @@ __device__ __forceinline__ void mma_bf16(float (&d)[4], const uint32_t (&a)[4], 
     emu::mma_m16n8k16_bf16(d, a, b0, b1);
 }
 __device__ __forceinline__ float exp2_ftz(float x) { return exp2f(x); }
-__device__ __forceinline__ void flag_release(int* f, int v) { *f = v; }
-__device__ __forceinline__ int flag_acquire(const int* f) { return *f; }
-// Blocks run one after another here, so a flag is already set or never will be: waiting would hang.
-__device__ __forceinline__ void flag_wait(const int* f, int v) {
-    if (*f != v) emu::fail("flag_wait: the flag is %d, not %d, and the CTA that would set it has not run before this one "
-                           "(CTAs must only wait for CTAs with an earlier ticket)", *f, v);
-}
 #endif
 
 // Two floats as one register of two BF16 (lo in the low half: the lower column of a fragment).
