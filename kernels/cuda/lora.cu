@@ -41,12 +41,12 @@ constexpr int kBK = 64;       // depth of a pipeline stage (x's columns in down,
 constexpr int kRC = 64;       // stacked columns a CTA computes in down and dA (8 accumulator tiles)
 constexpr int kLD = 64 + 8;   // row pitch of a 64-wide shared tile: 16 bytes of padding, no bank conflicts
 constexpr int kStages = 4;    // cp.async stages in down and dA: three tiles in flight while one is used
-constexpr int kBC = 128;      // columns of dx a CTA writes
+constexpr int kBC = 64;       // columns of dx a CTA writes
 constexpr int kLDC = kBC + 8;
 constexpr int kDxK = 64;      // stacked depth of dx's product per load: a whole group up to rank 16
 constexpr int kLDK = kDxK + 8;  // 144-byte rows: ldmatrix's 8 row addresses in 8 bank groups
 constexpr size_t kStreamSmem = (size_t)kStages * 2 * kB * kLD * sizeof(bf16);  // 72 KB
-constexpr size_t kDxSmem = (size_t)(kB * kLDK + kDxK * kLDC) * sizeof(bf16);    // 26 KB
+constexpr size_t kDxSmem = (size_t)(kB * kLDK + kDxK * kLDC) * sizeof(bf16);    // 18 KB
 static_assert(kStreamSmem <= 99 * 1024, "within the shared memory every accepted GPU (sm_80+) allows a CTA");
 
 // The group as a kernel argument (by value).
@@ -136,6 +136,20 @@ __device__ __forceinline__ uint32_t keep_mask(uint64_t key, uint64_t lo, uint64_
     return (keep_lo ? 0x0000FFFFu : 0u) | (keep_hi ? 0xFFFF0000u : 0u);
 }
 
+// keep_mask of a transposed fragment's register: x[r][c] and x[r + 1][c], flattened indices i and
+// i + C, with C even, where lane ^ 4 holds the same rows of column c ^ 1 (lora_dA's fragments). The
+// pairs (2j, 2j + 1) are then a row's columns (c, c + 1), c even, split across the two lanes, so each
+// lane hashes one pair for both: the lane of the even column row r's, its partner row r + 1's, and
+// they swap hashes (one hash a register instead of two). Every lane of the warp must call it.
+__device__ __forceinline__ uint32_t keep_mask_rows(uint64_t key, size_t i, size_t C, uint32_t threshold,
+                                                   bool even_col) {
+    const uint32_t mine = dropout_hash(key, (even_col ? i : i + C) >> 1);
+    const uint32_t other = __shfl_xor_sync(0xffffffffu, mine, 4);
+    const uint32_t lo = even_col ? dropout_bits_even(mine) : dropout_bits_odd(other);
+    const uint32_t hi = even_col ? dropout_bits_even(other) : dropout_bits_odd(mine);
+    return (lo >= threshold ? 0x0000FFFFu : 0u) | (hi >= threshold ? 0xFFFF0000u : 0u);
+}
+
 // Σ_z p[z·stride], z = 0 .. parts − 1 in order: the second pass of a sum cut into parts (deterministic).
 __device__ __forceinline__ float sum_parts(const float* p, int parts, size_t stride) {
     float s = 0.0f;
@@ -164,12 +178,12 @@ __device__ __forceinline__ void stream_tiles(int nk, Load&& load, Use&& use) {
 // One 16-deep k-step of a warp: acc += drop_t(X)·S over the CTA's ncols stacked columns from s0, two
 // n-tiles (one 16-column slice, one projection t) at a time; b_frag(np, bf) loads slice np's B
 // fragments. xf is X's A fragment, elements of x; the lane's first element is x's flattened element
-// i0, the second half of each register is h further on, registers 1 and 2 are d1 and d2 further on
-// (row-major X: h = 1, d1 = 8 rows, d2 = 8 columns; X = a transposed tile: h = a row, d1 = 8 columns,
-// d2 = 8 rows). Each projection masks the fragment with its key once.
-template <class BFrag>
+// i0, registers 1 and 2 start d1 and d2 further on (row-major X: d1 = 8 rows, d2 = 8 columns; X = a
+// transposed tile: d1 = 8 columns, d2 = 8 rows), and mask(key, i) is the keep mask of the register
+// that starts at i. Each projection masks the fragment with its key once.
+template <class Mask, class BFrag>
 __device__ __forceinline__ void mma_stacked(float (&acc)[kRC / 8][4], const uint32_t (&xf)[4], const Group& g, int s0,
-                                            int ncols, size_t i0, size_t h, size_t d1, size_t d2, BFrag&& b_frag) {
+                                            int ncols, size_t i0, size_t d1, size_t d2, Mask&& mask, BFrag&& b_frag) {
     uint32_t af[4];
     int masked_for = -1;
     #pragma unroll
@@ -178,10 +192,10 @@ __device__ __forceinline__ void mma_stacked(float (&acc)[kRC / 8][4], const uint
         const int t = (s0 + np * 16) / g.RP;
         if (t != masked_for) {
             const uint64_t key = g.key[t];
-            af[0] = xf[0] & keep_mask(key, i0, i0 + h, g.threshold);
-            af[1] = xf[1] & keep_mask(key, i0 + d1, i0 + d1 + h, g.threshold);
-            af[2] = xf[2] & keep_mask(key, i0 + d2, i0 + d2 + h, g.threshold);
-            af[3] = xf[3] & keep_mask(key, i0 + d1 + d2, i0 + d1 + d2 + h, g.threshold);
+            af[0] = xf[0] & mask(key, i0);
+            af[1] = xf[1] & mask(key, i0 + d1);
+            af[2] = xf[2] & mask(key, i0 + d2);
+            af[3] = xf[3] & mask(key, i0 + d1 + d2);
             masked_for = t;
         }
         uint32_t bf[4];
@@ -234,6 +248,8 @@ __device__ __forceinline__ void lora_down_body(unsigned char* smem, bf16* u, flo
     float acc[kRC / 8][4] = {};
     // Flattened index in x of the lane's first fragment element, row gq and column 2·cq of k-step 0.
     const size_t row_base = (size_t)(n0 + warp * 16 + gq) * C + c_begin + 2 * cq;
+    // A register holds x[n][c], x[n][c + 1]: elements i and i + 1 (one pair when i is even).
+    auto row_pair = [&](uint64_t key, size_t i) { return keep_mask(key, i, i + 1, g.threshold); };
     stream_tiles(nk, load, [&](int kt) {
         const bf16* tx = sx + (kt % kStages) * kB * kLD + warp * 16 * kLD;
         const bf16* ta = sa + (kt % kStages) * kRC * kLD;
@@ -241,7 +257,7 @@ __device__ __forceinline__ void lora_down_body(unsigned char* smem, bf16* u, flo
         for (int kk = 0; kk < kBK / 16; kk++) {
             uint32_t xf[4];
             ldmatrix_x4(xf, tx + (lane & 15) * kLD + kk * 16 + (lane >> 4) * 8);
-            mma_stacked(acc, xf, g, s0, ncols, row_base + kt * kBK + kk * 16, 1, (size_t)8 * C, 8,
+            mma_stacked(acc, xf, g, s0, ncols, row_base + kt * kBK + kk * 16, (size_t)8 * C, 8, row_pair,
                         [&](int np, uint32_t (&bf)[4]) {
                 ldmatrix_x4(bf, ta + (np * 16 + (lane & 7) + (lane >> 4) * 8) * kLD + kk * 16 + ((lane >> 3) & 1) * 8);
             });
@@ -316,6 +332,12 @@ __device__ __forceinline__ void lora_dA_body(unsigned char* smem, float* part, c
     // Flattened index in x of the lane's first fragment element: row 2·cq of the k-step, column gq
     // of the warp's 16.
     const size_t col_base = (size_t)2 * cq * C + c0 + warp * 16 + gq;
+    // A register holds x[n][c], x[n + 1][c]: elements i and i + C. On the 16-byte path C is even and
+    // the lane's column c has gq's parity (c0 and the warp's 16 are even), so lane ^ 4 holds column
+    // c ^ 1 and the two share their hashes (keep_mask_rows); otherwise each element hashes alone.
+    auto column = [&](uint64_t key, size_t i) {
+        return VEC ? keep_mask_rows(key, i, C, g.threshold, (gq & 1) == 0) : keep_mask(key, i, i + C, g.threshold);
+    };
     stream_tiles(nk, load, [&](int kt) {
         const bf16* tx = sx + (kt % kStages) * kBK * kLD + warp * 16;
         const bf16* td = sd + (kt % kStages) * kBK * kLD;
@@ -323,8 +345,8 @@ __device__ __forceinline__ void lora_dA_body(unsigned char* smem, float* part, c
         for (int kk = 0; kk < kBK / 16; kk++) {
             uint32_t xf[4];
             ldmatrix_x4_trans(xf, tx + (kk * 16 + (lane & 7) + ((lane >> 4) & 1) * 8) * kLD + ((lane >> 3) & 1) * 8);
-            mma_stacked(acc, xf, g, s0, ncols, col_base + (size_t)(r_begin + kt * kBK + kk * 16) * C, C, 8,
-                        (size_t)8 * C, [&](int np, uint32_t (&bf)[4]) {
+            mma_stacked(acc, xf, g, s0, ncols, col_base + (size_t)(r_begin + kt * kBK + kk * 16) * C, 8,
+                        (size_t)8 * C, column, [&](int np, uint32_t (&bf)[4]) {
                 ldmatrix_x4_trans(bf, td + (kk * 16 + (lane & 15)) * kLD + np * 16 + (lane >> 4) * 8);
             });
         }
@@ -360,12 +382,14 @@ __global__ void lora_dA_reduce_kernel(Grads dA, const float* part, int stripes, 
 }
 
 // ---- dx (+)= Σ_t drop_t(du_t A_t) ----
-// A CTA writes a 64 × 128 block of dx (a warp 16 rows × 128 columns: 16 accumulator tiles). It loads
-// du's [64 rows][kDxK stacked columns] (the A operand) and the stacked A rows [kDxK][128] (the B
+// A CTA writes a 64 × 64 block of dx (a warp 16 rows × 64 columns: 8 accumulator tiles). It loads
+// du's [64 rows][kDxK stacked columns] (the A operand) and the stacked A rows [kDxK][64] (the B
 // operand, read transposed) in one round trip: the whole group at once up to rank 16 (G·RP ≤ 64),
 // since a load per 16-deep k-step, each waited for, left the SM idle most of the time. Each
 // projection's product is formed in FP32 on its own (prod), masked with t's key and then added to
-// the sum (the masks differ, so the products cannot share an accumulator). The sum starts from the old dx,
+// the sum (the masks differ, so the products cannot share an accumulator): two accumulator sets,
+// which at 128 columns took 217 registers (two CTAs an SM); at 64, du's small tile is read twice as
+// often and the SM holds twice the CTAs. The sum starts from the old dx,
 // fetched into registers first: its load overlaps the products' loads. du's padding columns are
 // zero-filled here: they meet A_t's zero rows, and an uninitialized one could be a NaN.
 __global__ void __launch_bounds__(kNT) lora_dx_kernel(bf16* dx, const bf16* du, Group g, int N, int C, bool accumulate,
