@@ -36,8 +36,9 @@
 #   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed: profile.txt);
 #   AB_OLD=1 (the previous build, benchmarked in the same run: its kernel table appended to
 #   kernels_ours.txt, its step of each preset and method to e2e.txt as "RESULT before", right after
-#   ours; AB_OLD=kernels: the kernel table only). The previous build is .gpu_carry/old/: `AB_REF=main bash bench/run_gpu.sh --prepare`
-#   builds it from any git ref (or copy bench_cuda_kernels and bench_train there by hand).
+#   ours, its generation to generate.txt as "RESULT before"; AB_OLD=kernels: the kernel table only).
+#   The previous build is .gpu_carry/old/: `AB_REF=main bash bench/run_gpu.sh --prepare` builds it
+#   from any git ref (or copy bench_cuda_kernels, bench_train and bench_generate there by hand).
 set -u
 cd "$(dirname "$0")/.."
 CARRY=${CARRY_DIR:-.gpu_carry}
@@ -100,7 +101,7 @@ if [ "${1:-}" = "--prepare" ]; then
     # build" of AB_OLD (an A/B of two commits, e.g. a branch against main, in one GPU call).
     if [ -n "${AB_REF:-}" ] && command -v nvcc >/dev/null; then
         old_src=${PREBUILD_DIR:-/tmp/llm_gpu_prebuild}_ab
-        old_bins=(build/bench/bench_cuda_kernels build/bench/bench_train)
+        old_bins=(build/bench/bench_cuda_kernels build/bench/bench_train build/bench/bench_generate)
         mkdir -p "$old_src" && find "$old_src" -mindepth 1 -maxdepth 1 ! -name build -exec rm -rf {} +
         # git archive gives every file the commit's time, older than objects built from another ref
         # (make would keep those): the build folder is kept only for the same commit.
@@ -364,6 +365,10 @@ if [ "${SKIP_GENERATE:-0}" != 1 ]; then
         gflags=(--preset "$preset" --batch "${GEN_BATCH:-16}" --prompt "${GEN_PROMPT:-512}" --new "${GEN_NEW:-64}" --rounds 3)
         if [ -x build/bench/bench_generate ]; then
             step "generate ours: $preset" 90 "$OUT/generate.txt" build/bench/bench_generate "${gflags[@]}" --device cuda
+        fi
+        if [ "${AB_OLD:-0}" = 1 ] && [ -x "$CARRY/old/bench_generate" ]; then
+            step "generate before: $preset" 90 "$OUT/generate.txt" bash -c "set -o pipefail; '$CARRY/old/bench_generate' \
+                ${gflags[*]} --device cuda | sed 's/^RESULT ours/RESULT before/'"
         fi
         step "generate transformers: $preset" 120 "$OUT/generate.txt" python3 bench/hf_generate.py "${gflags[@]}" --device cuda
     done
