@@ -209,9 +209,9 @@ __device__ __forceinline__ void mma_stacked(float (&acc)[kRC / 8][4], const uint
 // A CTA takes 64 rows of x (16 a warp, the mma's A operand) and 64 stacked columns (the A_t rows as
 // the B operand, read like K in Q·Kᵀ), and streams x's columns through kStages cp.async stages of
 // 64. Each 16-column k-step loads x's fragment once; each projection in the CTA's columns masks it
-// with its own key (8 hashes a lane) before its two n-tile pairs. Grid: x = the blocks of 64 stacked
+// with its own key (4 hashes a lane: a register holds a pair) before its two n-tile pairs. Grid: x = the blocks of 64 stacked
 // columns (fastest, so that the CTAs reading the same rows of x run together and share them in L2),
-// y = blocks of 64 rows, z = parts of C (lora_u_parts: a small batch's grid would leave SMs idle).
+// y = blocks of 64 rows, z = parts of C (lora_u_parts: enough CTAs for three an SM, lora_ctas).
 // With one part the CTA writes u; with several, FP32 partial sums part[z][n][t·r + j] that
 // lora_u_reduce_kernel adds.
 template <bool VEC>
