@@ -501,6 +501,15 @@ void lora_down(bf16* u, const bf16* x, const Group& g, int N, int C) {
     CUDA_LAUNCH_CHECK();
 }
 
+// dA_t += Σ_z part[z][t·r·C + i] for the group's FP32 gradients, the parts in order.
+void add_dA_parts(const LoraProj<bf16>* proj, const Group& g, const float* part, int parts, int C) {
+    Grads dA{};
+    for (int t = 0; t < g.G; t++) dA.p[t] = proj[t].dA;
+    const size_t per_proj = (size_t)g.r * C;
+    lora_dA_reduce_kernel<<<dim3(ceil_div(per_proj, 256), g.G), 256>>>(dA, part, parts, per_proj, per_proj * g.G);
+    CUDA_LAUNCH_CHECK();
+}
+
 void lora_dA(const LoraProj<bf16>* proj, const Group& g, const bf16* du, const bf16* x, int N, int C) {
     static const bool smem_ok = [] {  // once: allow more than 48 KB of shared memory
         CUDA_CHECK(cudaFuncSetAttribute(lora_dA_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)kStreamSmem));
@@ -513,11 +522,7 @@ void lora_dA(const LoraProj<bf16>* proj, const Group& g, const bf16* du, const b
     dim3 grid(ceil_div(g.G * g.RP, kRC), ceil_div(C, kB), st.count);
     lora_dA_kernel<<<grid, kNT, kStreamSmem>>>(part, x, du, g, N, C, st.len, vec);
     CUDA_LAUNCH_CHECK();
-    Grads dA{};
-    for (int t = 0; t < g.G; t++) dA.p[t] = proj[t].dA;
-    const size_t per_proj = (size_t)g.r * C;
-    lora_dA_reduce_kernel<<<dim3(ceil_div(per_proj, 256), g.G), 256>>>(dA, part, st.count, per_proj, per_proj * g.G);
-    CUDA_LAUNCH_CHECK();
+    add_dA_parts(proj, g, part, st.count, C);
 }
 
 // du_vec needs r % 8 == 0 here (lora_dA's does not): a 16-byte chunk of du must not carry padding
@@ -551,18 +556,14 @@ const bf16* stacked_A(const Group& g, int C) {
 }
 
 // dA_t += du_tᵀ x for the group in one pass over x: the stacked product duᵀ x ([G·r, C], FP32) into
-// the lora_partials scratch, added to each gradient by lora_dA_reduce_kernel (one part); a group of
-// one accumulates straight into its gradient.
+// the lora_partials scratch, added to each gradient as one part (add_dA_parts); a group of one
+// accumulates straight into its gradient.
 void stacked_dA(const LoraProj<bf16>* proj, const Group& g, const bf16* du, const bf16* x, int N, int C) {
     const int K = g.G * g.r;
     if (g.G == 1) return cuda::gemm(true, false, g.r, C, N, 1.0f, du, K, x, C, 1.0f, proj[0].dA, C);
     float* part = (float*)cuda_scratch(Scratch::lora_partials, lora_partials_bytes(N, C, g.G, g.r));
     cuda::gemm(true, false, K, C, N, 1.0f, du, K, x, C, 0.0f, part, C);
-    Grads dA{};
-    for (int t = 0; t < g.G; t++) dA.p[t] = proj[t].dA;
-    const size_t per_proj = (size_t)g.r * C;
-    lora_dA_reduce_kernel<<<dim3(ceil_div(per_proj, 256), g.G), 256>>>(dA, part, 1, per_proj, 0);
-    CUDA_LAUNCH_CHECK();
+    add_dA_parts(proj, g, part, 1, C);
 }
 
 }  // namespace
