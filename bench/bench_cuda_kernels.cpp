@@ -373,36 +373,20 @@ void bench_crossentropy(const Ops& ops) {
 }
 
 void bench_nf4(const Ops& ops) {
-    // Dequantize a whole NF4 weight to BF16: an MLP matrix of llama-2-7b (4096 × 11008) and of
-    // llama-65b (8192 × 22016). Blocks of 64, FP32 absmax ("nf4
-    // dequant"), then with double quantization as QLoRA stores it ("nf4 dequant dq": the absmax are
-    // 8-bit codes in blocks of 256 plus an offset; one dequantize_blockwise8 then nf4_dequantize).
-    // Bytes: codes n/2, absmax n/64·4 (dq: n/64 + n/64/256·4), output n·2.
+    // Dequantize a whole NF4 weight to BF16 as QLoRA stores it (double quantization: the absmax are
+    // 8-bit codes in blocks of 256 plus an offset, decoded on the way): an MLP matrix of llama-2-7b
+    // (4096 × 11008) and of llama-65b (8192 × 22016). Bytes: codes n/2, absmax codes n/64, their
+    // scales n/64/256·4, output n·2.
     struct Shape { int R, C; };
     for (Shape s : {Shape{4096, 11008}, Shape{8192, 22016}}) {
         size_t n = (size_t)s.R * s.C, nb = (n + 63) / 64, nb2 = (nb + 255) / 256;
-        std::string shape = strf("%dx%d", s.R, s.C);
-        run_case(ops, "nf4 dequant", shape, [&](Buffers& b) {
-            uint8_t* codes = b.ints<uint8_t>((n + 1) / 2, 256);
-            float* absmax = b.f32_rand(nb, 0.01f, 0.03f);
-            act* w = b.act_zeros(n);
-            Case c;
-            if (ops.nf4_dequantize) c.call = [=, &ops] { ops.nf4_dequantize(w, codes, absmax, n); };
-            c.bytes = n / 2.0 + nb * 4.0 + n * 2.0;
-            return c;
-        });
-        run_case(ops, "nf4 dequant dq", shape, [&](Buffers& b) {
+        run_case(ops, "nf4 dequant dq", strf("%dx%d", s.R, s.C), [&](Buffers& b) {
             uint8_t* codes = b.ints<uint8_t>((n + 1) / 2, 256);
             uint8_t* q8 = b.ints<uint8_t>(nb, 256);
-            float* absmax2 = b.f32_rand(nb2, 0.001f, 0.002f);
-            float* absmax = b.f32_zeros(nb);
+            float* qscale = b.f32_rand(nb2, 0.001f, 0.002f);
             act* w = b.act_zeros(n);
             Case c;
-            if (ops.nf4_dequantize && ops.dequantize_blockwise8)
-                c.call = [=, &ops] {
-                    ops.dequantize_blockwise8(absmax, q8, absmax2, nb, 0.02f);
-                    ops.nf4_dequantize(w, codes, absmax, n);
-                };
+            if (ops.nf4_dequantize) c.call = [=, &ops] { ops.nf4_dequantize(w, codes, q8, qscale, 0.02f, n); };
             c.bytes = n / 2.0 + nb + nb2 * 4.0 + n * 2.0;
             return c;
         });

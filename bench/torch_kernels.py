@@ -20,8 +20,8 @@ What each row runs (PyTorch's own kernels, eager mode, no torch.compile):
   embedding fwd    F.embedding
   crossentropy     F.cross_entropy(logits.float(), reduction='none') forward + its backward to the
                    BF16 logits (the HF loss path), per-row weights / n as the incoming gradient
-  nf4 dequant      bitsandbytes.functional.dequantize_4bit, NF4, blocks of 64 (dq: double quantization,
-                   compress_statistics=True, as QLoRA stores weights)
+  nf4 dequant dq   bitsandbytes.functional.dequantize_4bit, NF4, blocks of 64, double quantization
+                   (compress_statistics=True, as QLoRA stores weights)
   adamw            torch.optim.AdamW(fused=True) over 100M FP32 params + the BF16 copy of the weights
   cast f32->bf16   dst.copy_(src)
   sum_squares      torch.linalg.vector_norm(g).item() (includes the wait for the result, as ours)
@@ -331,11 +331,11 @@ def bench_nf4():
         nb2 = (nb + 255) // 256
         shape = f"{R}x{C}"
 
-        def setup(dq):
+        def setup():
             w = torch.randn(R, C, device=DEV, dtype=torch.bfloat16) * 0.02
-            qw, state = bnbf.quantize_4bit(w, blocksize=64, compress_statistics=dq, quant_type="nf4")
+            qw, state = bnbf.quantize_4bit(w, blocksize=64, compress_statistics=True, quant_type="nf4")
             out = torch.empty_like(w)
-            nbytes = n / 2 + (nb + nb2 * 4 if dq else nb * 4) + n * 2
+            nbytes = n / 2 + nb + nb2 * 4 + n * 2
             try:
                 bnbf.dequantize_4bit(qw, state, out=out)  # into a preallocated output, as ours
                 return (lambda: bnbf.dequantize_4bit(qw, state, out=out)), nbytes, 0
@@ -343,8 +343,7 @@ def bench_nf4():
                 NOTES.append(f"nf4 dequant {shape}: dequantize_4bit without out= (allocates its output)")
                 return (lambda: bnbf.dequantize_4bit(qw, state)), nbytes, 0
 
-        run_case("nf4 dequant", shape, lambda: setup(False))
-        run_case("nf4 dequant dq", shape, lambda: setup(True))
+        run_case("nf4 dequant dq", shape, setup)
 
 
 def bench_optimizer_and_casts():

@@ -130,12 +130,15 @@ void crossentropy_forward_backward(float* logits, float* nll, const int32_t* tar
 // bitsandbytes' codebook). Two codes per byte: element 2j in the high nibble, 2j+1 in the low.
 // n need not be a multiple of 64 (the last block is shorter); codes has ceil(n/2) bytes.
 void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n);
-void nf4_dequantize(float* w, const uint8_t* codes, const float* absmax, size_t n);
 // Blockwise 8-bit quantization with bitsandbytes' signed dynamic map (blocks of 256, one FP32
 // absmax each): how double quantization stores the NF4 absmax values (after subtracting their mean).
-// The dequantization adds `offset` back (that mean), so x = code·absmax + offset.
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n);
-void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n, float offset);
+// The inverse for NF4 with double-quantized absmax values, as QLoRA stores its weights, in one pass:
+// block b's absmax a_b = map8[qabsmax[b]]·qscale[b/256] + offset (one fused multiply-add; map8 the
+// dynamic map, offset the mean subtracted before quantize_blockwise8), then w_i = NF4[code_i]·a_{i/64}
+// (one FP32 product). The absmax values are never stored: they live in registers for their 64 weights.
+void nf4_dequantize(float* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,
+                    size_t n);
 
 // AdamW with decoupled weight decay (Loshchilov & Hutter): g' = g·grad_scale (clipping folded in),
 // m = b1 m + (1-b1) g', v = b2 v + (1-b2) g'², p -= lr (m̂/(sqrt(v̂)+eps) + wd p), m̂,v̂ bias-corrected at step t (1-based).
@@ -298,9 +301,9 @@ struct Ops {
     void (*crossentropy_forward_backward)(act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                           int V, float grad_scale);
     void (*nf4_quantize)(uint8_t* codes, float* absmax, const float* w, size_t n);
-    void (*nf4_dequantize)(act* w, const uint8_t* codes, const float* absmax, size_t n);
     void (*quantize_blockwise8)(uint8_t* q, float* absmax, const float* x, size_t n);
-    void (*dequantize_blockwise8)(float* x, const uint8_t* q, const float* absmax, size_t n, float offset);
+    void (*nf4_dequantize)(act* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,
+                           size_t n);
     void (*adamw_update)(float* p, act* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
                          float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key);
     double (*sum_squares)(const float* g, size_t n);

@@ -67,12 +67,10 @@ void model_upload(Model& m, const Ops& ops, bool train, bool host_masters) {
             d->view.nf4.push_back(v);
         }
         d->dequant = act_buffer(ops, largest, Mem::scratch);
-        d->absmax = Buffer(ops, (largest + 63) / 64 * sizeof(float), Mem::scratch);
     }
     d->view.params = d->params.a();
     d->view.adapters = d->adapters.a();
     d->view.dequant = d->dequant.a();
-    d->view.absmax = d->absmax.f();
     m.device = std::move(d);
 }
 
@@ -92,7 +90,6 @@ WeightsView model_weights(const Model& m, const Ops& ops) {
     v.adapters = as_act(m.adapters.data());
     for (const NF4Weight& q : m.nf4) v.nf4.push_back(nf4_view(q));
     v.dequant = as_act(m.dequant.data());
-    v.absmax = m.absmax.data();
     return v;
 }
 

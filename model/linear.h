@@ -28,7 +28,7 @@ struct Pass {
     const act* w(size_t off) const {
         if (off == SIZE_MAX) return nullptr;
         if (off & kNF4Tag) {
-            nf4_weight_dequantize(ops, W.nf4[off & ~kNF4Tag], W.dequant, W.absmax);
+            nf4_weight_dequantize(ops, W.nf4[off & ~kNF4Tag], W.dequant);
             return W.dequant;
         }
         return ops.at(W.params, off);

@@ -296,16 +296,14 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
                         "weights, nll 4·N·4", K, K, cb, K, cb);
     // Backward buffers reused by every layer: dresid, dln, dfinal (3C), datt, dq (2Q), dk, dv (2KV),
     // dh, dgate, dup (3F), with QK-norm the gradients of q and k before it (Q+KV). An NF4 base is
-    // dequantized one projection at a time into one buffer (with the absmax values restored from
-    // their 8-bit codes beside it).
+    // dequantized one projection at a time into one buffer (its absmax values decoded on the way).
     e.scratch = N * (3 * C + 2 * Q + 2 * KV + QK + 3 * F) * cb;
     e.why_scratch = strf("backward N·(3C+2Q+2KV%s+3F)·%zu", qk_terms.c_str(), cb);
     if (is_nf4(s.base)) {
         size_t biggest = std::max({C * Q, C * KV, C * F});
-        size_t dq = biggest * cb + (biggest + 63) / 64 * fb;
+        size_t dq = biggest * cb;
         e.scratch += dq;
-        e.why_scratch += strf(" + one dequantized projection max(C·Q, C·KV, C·F)·%zu and its absmax per 64 ·4 = %s", cb,
-                              format_bytes(dq).c_str());
+        e.why_scratch += strf(" + one dequantized projection max(C·Q, C·KV, C·F)·%zu = %s", cb, format_bytes(dq).c_str());
     }
     if (s.backend == Backend::Cuda) estimate_cuda_scratch(s, e);
 }

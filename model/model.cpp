@@ -85,7 +85,6 @@ void build_nf4_base(Model& m, const std::function<NF4Weight(size_t ti)>& quantiz
         for (size_t* o : l.all()) remap(*o);
     m.params = std::move(packed);
     m.dequant.assign(largest, 0.0f);
-    m.absmax.assign((largest + 63) / 64, 0.0f);
     if (m.method == Method::Lora) m.method = Method::Qlora;
     m.device.reset();  // its layout is the FP32 one (model_upload again)
 }

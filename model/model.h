@@ -27,7 +27,6 @@ struct WeightsView {
     const act* adapters = nullptr;  // LoRA A and B, storage type
     std::vector<NF4View> nf4;       // qlora: the quantized projections
     act* dequant = nullptr;         // qlora: the one projection dequantized at a time
-    float* absmax = nullptr;        // qlora: its reconstructed absmax values
 };
 
 // A model on a backend that does not compute in the host's FP32 vectors (CUDA): the base and
@@ -35,7 +34,7 @@ struct WeightsView {
 // which the optimizer updates and then casts into the storage copy.
 struct DeviceModel {
     const Ops* ops = nullptr;
-    Buffer params, adapters, nf4, dequant, absmax;  // weights / adapters / weights / scratch
+    Buffer params, adapters, nf4, dequant;  // weights / adapters / weights / scratch
     Buffer masters;                                 // FP32 trainable parameters (Mem::optimizer; training only)
     bool trained = false;                           // uploaded for training (masters here or on the host)
     WeightsView view;
@@ -47,7 +46,7 @@ struct Model {
     ModelOffsets off;
     std::vector<float> params;  // base weights, FP32, in layout order (qlora: only those not in nf4)
     std::vector<NF4Weight> nf4; // qlora: the seven projections of every layer
-    mutable std::vector<float> dequant, absmax;  // qlora: one weight dequantized at a time
+    mutable std::vector<float> dequant;  // qlora: one weight dequantized at a time
 
     Method method = Method::Full;
     LoraConfig lora;

@@ -56,7 +56,6 @@ NF4View nf4_view(const NF4Weight& q) {
     return v;
 }
 
-void nf4_weight_dequantize(const Ops& ops, const NF4View& q, act* out, float* absmax_scratch) {
-    ops.dequantize_blockwise8(absmax_scratch, q.qabsmax, q.qscale, q.blocks(), q.offset);
-    ops.nf4_dequantize(out, q.codes, absmax_scratch, q.n);
+void nf4_weight_dequantize(const Ops& ops, const NF4View& q, act* out) {
+    ops.nf4_dequantize(out, q.codes, q.qabsmax, q.qscale, q.offset, q.n);
 }

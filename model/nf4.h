@@ -37,8 +37,8 @@ struct NF4View {
     size_t blocks() const { return (n + 63) / 64; }
 };
 NF4View nf4_view(const NF4Weight& q);  // the host copy
-// out[n] = the weight in the storage type; absmax_scratch[blocks()] takes the reconstructed absmax values.
-void nf4_weight_dequantize(const Ops& ops, const NF4View& q, act* out, float* absmax_scratch);
+// out[n] = the weight in the storage type (one pass: the absmax values are decoded on the way).
+void nf4_weight_dequantize(const Ops& ops, const NF4View& q, act* out);
 
 // Offsets with this bit set name an NF4 weight (its index in Model::nf4) instead of a position in
 // Model::params: the model's one accessor for weights (Pass::w) dequantizes those on use.

@@ -199,13 +199,13 @@ MemoryUse trainer_memory(const Trainer& t) {
         m.weights = d->params.bytes + d->nf4.bytes;
         m.adapters = d->adapters.bytes;
         m.optimizer += d->masters.bytes;  // FP32 masters are optimizer state (the ops read the BF16 copy)
-        m.activations += d->dequant.bytes + d->absmax.bytes;
-        m.backend = t.ops->mem_stats().bytes[(int)Mem::scratch] - d->dequant.bytes - d->absmax.bytes;
+        m.activations += d->dequant.bytes;
+        m.backend = t.ops->mem_stats().bytes[(int)Mem::scratch] - d->dequant.bytes;
     } else {
         m.weights = t.model.base_bytes();
         m.adapters = t.model.adapters.size() * sizeof(float);
-        // qlora's dequantization scratch (one projection and its absmax values) counts as working memory.
-        m.activations += (t.model.dequant.size() + t.model.absmax.size()) * sizeof(float);
+        // qlora's dequantization scratch (one projection) counts as working memory.
+        m.activations += t.model.dequant.size() * sizeof(float);
     }
     return m;
 }

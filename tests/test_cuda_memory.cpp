@@ -9,7 +9,9 @@
 #include <cstring>
 #include <numeric>
 
+#include "kernels/nf4_tables.h"
 #include "model/buffer.h"
+#include "model/nf4.h"
 #include "tests/test_cuda_util.h"
 
 using std::vector;
@@ -81,22 +83,11 @@ vector<float> rounding_values() {
     return v;
 }
 
-// The NF4 codebook and the 8-bit dynamic map, read back from the CPU dequantizers (absmax 1).
-vector<float> nf4_codebook() {
-    vector<uint8_t> codes(8);
-    for (int j = 0; j < 8; j++) codes[j] = (uint8_t)((2 * j) << 4 | (2 * j + 1));
-    float one = 1.0f;
-    vector<float> book(16);
-    cpu_ops().nf4_dequantize(as_act(book.data()), codes.data(), &one, 16);
-    return book;
-}
+// The NF4 codebook and the 8-bit dynamic map, the tables both backends use.
+vector<float> nf4_codebook() { return vector<float>(kNF4, kNF4 + 16); }
 vector<float> dynamic_map() {
-    vector<uint8_t> q(256);
-    std::iota(q.begin(), q.end(), 0);
-    float one = 1.0f;
-    vector<float> map(256);
-    cpu_ops().dequantize_blockwise8(map.data(), q.data(), &one, 256, 0.0f);
-    return map;
+    const std::array<float, 256> map = dynamic_map_values();
+    return vector<float>(map.begin(), map.end());
 }
 
 // Writes, from x[at], the codes themselves, the midpoints between neighbours (exact ties, which go
@@ -206,17 +197,21 @@ TEST_CASE("cuda nf4_quantize: codes and absmax bit-identical to the CPU") {
     expect_identical(strf("nf4_quantize n=%zu: absmax", n), absmax);
 }
 
-TEST_CASE("cuda nf4_dequantize: the CPU's values rounded to BF16, exactly") {
+TEST_CASE("cuda nf4_dequantize (double-quantized absmax): the CPU's values rounded to BF16, exactly") {
     const Ops& g = cuda_backend();
-    const size_t n = 64 * 40 + 37;
-    vector<float> w = rnd(n, 1, 0.02f), absmax_h((n + 63) / 64);
-    vector<uint8_t> codes_h((n + 1) / 2);
-    cpu_ops().nf4_quantize(codes_h.data(), absmax_h.data(), w.data(), n);
-    BufTwin<uint8_t> codes(g, codes_h);
-    BufTwin<float> absmax(g, absmax_h);
+    // A short, odd last block, and 601 absmax codes: three scales of 256, the last one short.
+    const size_t n = 64 * 600 + 37;
+    vector<float> w = rnd(n, 1, 0.02f);
+    std::fill(w.begin() + 3 * 64, w.begin() + 4 * 64, 0.0f);  // an all-zero block
+    const NF4Weight q = nf4_weight_quantize(cpu_ops(), w.data(), n);
+    REQUIRE(q.qscale.size() == 3);
+    REQUIRE(q.offset != 0.0f);
+    BufTwin<uint8_t> codes(g, q.codes), qabsmax(g, q.qabsmax);
+    BufTwin<float> qscale(g, q.qscale);
     ActTwin out(g, rnd(n, 2));  // garbage: overwritten
-    run_both(g, [&](const Ops& o, On on) { o.nf4_dequantize(out[on], codes[on], absmax[on], n); });
-    // One FP32 product code·absmax, then the storage rounding: nothing to differ in.
+    run_both(g, [&](const Ops& o, On on) { o.nf4_dequantize(out[on], codes[on], qabsmax[on], qscale[on], q.offset, n); });
+    // One FMA for the absmax, one FP32 product code·absmax, then the storage rounding: nothing to
+    // differ in.
     expect_identical(strf("nf4_dequantize n=%zu: w", n), out.cuda(), bf16_round(out.h));
 }
 
@@ -233,21 +228,6 @@ TEST_CASE("cuda quantize_blockwise8: codes and absmax bit-identical to the CPU")
     run_both(g, [&](const Ops& o, On on) { o.quantize_blockwise8(q[on], absmax[on], xt[on], n); });
     expect_identical(strf("quantize_blockwise8 n=%zu: codes", n), q);
     expect_identical(strf("quantize_blockwise8 n=%zu: absmax", n), absmax);
-}
-
-TEST_CASE("cuda dequantize_blockwise8 with and without an offset (FP32 out)") {
-    const Ops& g = cuda_backend();
-    const size_t n = 256 * 5 + 37;
-    vector<float> x = rnd(n, 1, 0.01f), absmax_h((n + 255) / 256);
-    vector<uint8_t> q_h(n);
-    cpu_ops().quantize_blockwise8(q_h.data(), absmax_h.data(), x.data(), n);
-    BufTwin<uint8_t> q(g, q_h);
-    BufTwin<float> absmax(g, absmax_h);
-    for (float offset : {0.0f, -0.0123f}) {
-        BufTwin<float> out(g, rnd(n, 2));  // garbage: overwritten
-        run_both(g, [&](const Ops& o, On on) { o.dequantize_blockwise8(out[on], q[on], absmax[on], n, offset); });
-        expect_close(strf("dequantize_blockwise8 n=%zu offset=%g: x", n, offset), out, kFma);
-    }
 }
 
 TEST_CASE("cuda adamw_update: FP32 masters and moments, p_compute = BF16 of p; weight decay, grad_scale") {

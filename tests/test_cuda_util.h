@@ -72,8 +72,6 @@ constexpr Tol kCeGrad{0.0, 1e-2};
 // AdamW masters and moments (FP32): the same formula; a fused multiply-add or a device powf/sqrtf
 // changes the last bit or two: ~1e-7 relative, 1e-6 with margin.
 constexpr Tol kAdamW{1e-6, 1e-6};
-// FP32 code·absmax + offset: one FMA against a rounded product then an add: 1–2 ulp of the terms.
-constexpr Tol kFma{1e-6, 1e-6};
 // Σ g² in double (a scalar): FP32 or double partial sums in another order.
 constexpr double kSumSquaresRtol = 1e-6;
 

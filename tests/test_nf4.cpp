@@ -1,6 +1,7 @@
 // NF4 and double quantization (the CPU reference of the QLoRA storage), and QLoRA training on it.
 #include <cstring>
 
+#include "kernels/nf4_tables.h"
 #include "model/trainer.h"
 #include "tests/test_util.h"
 
@@ -10,6 +11,14 @@ static const float kCode[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526367
                                 -0.28444138169288635f, -0.18477343022823334f, -0.09105003625154495f, 0.0f,
                                 0.07958029955625534f, 0.16093020141124725f, 0.24611230194568634f, 0.33791524171829224f,
                                 0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, 1.0f};
+
+// NF4 codes back to values with plain FP32 absmax values (the trainer only ever decodes
+// double-quantized ones: nf4_weight_dequantize), from this file's own copy of the codebook.
+static vector<float> nf4_decode(const vector<uint8_t>& codes, const float* absmax, size_t n) {
+    vector<float> w(n);
+    for (size_t i = 0; i < n; i++) w[i] = kCode[i % 2 ? codes[i / 2] & 15 : codes[i / 2] >> 4] * absmax[i / 64];
+    return w;
+}
 
 TEST_CASE("nf4: codebook values round-trip exactly, nibble order, ties go to the lower code") {
     // One block of 64 whose absmax is 1: element i holds code i % 16.
@@ -21,8 +30,7 @@ TEST_CASE("nf4: codebook values round-trip exactly, nibble order, ties go to the
     CHECK(absmax == 1.0f);
     CHECK(codes[0] == 0x01);  // element 0 (code 0) in the high nibble, element 1 (code 1) in the low
     CHECK(codes[7] == 0xEF);
-    vector<float> back(64);
-    cpu::nf4_dequantize(back.data(), codes.data(), &absmax, 64);
+    vector<float> back = nf4_decode(codes, &absmax, 64);
     CHECK(memcmp(back.data(), w.data(), sizeof(float) * 64) == 0);
     // Exactly between codes 7 (0.0) and 8 (0.0796): the lower code.
     w[0] = 0.5f * (kCode[7] + kCode[8]);
@@ -32,11 +40,11 @@ TEST_CASE("nf4: codebook values round-trip exactly, nibble order, ties go to the
 
 TEST_CASE("nf4: error bound per element, odd sizes, zero blocks") {
     size_t n = 64 * 5 + 7;  // a short last block with an odd count
-    vector<float> w = random_vec(n, 3), back(n), absmax((n + 63) / 64);
+    vector<float> w = random_vec(n, 3), absmax((n + 63) / 64);
     for (size_t i = 128; i < 192; i++) w[i] = 0.0f;  // an all-zero block
     vector<uint8_t> codes((n + 1) / 2);
     cpu::nf4_quantize(codes.data(), absmax.data(), w.data(), n);
-    cpu::nf4_dequantize(back.data(), codes.data(), absmax.data(), n);
+    vector<float> back = nf4_decode(codes, absmax.data(), n);
     double worst = 0;
     for (size_t i = 0; i < n; i++) {
         // The widest gap between neighbouring codes is 1 − 0.7230: no element is further than half of it.
@@ -50,22 +58,32 @@ TEST_CASE("nf4: error bound per element, odd sizes, zero blocks") {
 
 TEST_CASE("double quantization: 4.127 bits per parameter, absmax recovered to 8-bit precision") {
     size_t n = 64 * 256 * 8;  // 8 blocks of absmax values
-    vector<float> w = random_vec(n, 5, 0.02f), back(n), absmax(n / 64);
+    vector<float> w = random_vec(n, 5, 0.02f), back(n);
     NF4Weight q = nf4_weight_quantize(cpu_ops(), w.data(), n);
     double bits = 8.0 * (q.bytes() - sizeof(float)) / n;
     MESSAGE("NF4 + double quant: " << bits << " bits per parameter");
     CHECK(bits == doctest::Approx(4.127).epsilon(1e-3));
-    nf4_weight_dequantize(cpu_ops(), nf4_view(q), as_act(back.data()), absmax.data());
+    nf4_weight_dequantize(cpu_ops(), nf4_view(q), as_act(back.data()));
     // Reference: NF4 with exact FP32 absmax values.
     vector<uint8_t> codes((n + 1) / 2);
-    vector<float> exact_absmax(n / 64), exact(n);
+    vector<float> exact_absmax(n / 64);
     cpu::nf4_quantize(codes.data(), exact_absmax.data(), w.data(), n);
-    cpu::nf4_dequantize(exact.data(), codes.data(), exact_absmax.data(), n);
+    CHECK(codes == q.codes);  // double quantization changes the scales only, never the 4-bit codes
+    // The absmax each block was decoded with: a block's largest |w| is coded ±1, so it comes back as
+    // exactly that absmax; every other value is its code times it.
+    const std::array<float, 256> map = dynamic_map_values();
+    vector<float> absmax(n / 64);
     double worst = 0;
-    for (size_t b = 0; b < n / 64; b++) worst = std::max(worst, (double)std::fabs(absmax[b] - exact_absmax[b]) / exact_absmax[b]);
+    for (size_t b = 0; b < n / 64; b++) {
+        absmax[b] = std::fma(map[q.qabsmax[b]], q.qscale[b / 256], q.offset);
+        float largest = 0.0f;
+        for (size_t i = b * 64; i < b * 64 + 64; i++) largest = std::max(largest, std::fabs(back[i]));
+        CHECK(largest == absmax[b]);
+        worst = std::max(worst, (double)std::fabs(absmax[b] - exact_absmax[b]) / exact_absmax[b]);
+    }
+    CHECK(back == nf4_decode(codes, absmax.data(), n));
     MESSAGE("absmax relative error after double quantization: " << worst);
     CHECK(worst < 0.02);
-    CHECK(codes == q.codes);  // double quantization changes the scales only, never the 4-bit codes
 }
 
 TEST_CASE("blockwise 8-bit: bitsandbytes' signed dynamic map, nearest code") {
@@ -73,8 +91,9 @@ TEST_CASE("blockwise 8-bit: bitsandbytes' signed dynamic map, nearest code") {
     vector<uint8_t> q(x.size());
     float absmax;
     cpu::quantize_blockwise8(q.data(), &absmax, x.data(), x.size());
+    const std::array<float, 256> map = dynamic_map_values();
     vector<float> back(x.size());
-    cpu::dequantize_blockwise8(back.data(), q.data(), &absmax, x.size(), 0.0f);
+    for (size_t i = 0; i < x.size(); i++) back[i] = map[q[i]] * absmax;
     CHECK(absmax == 1.0f);
     CHECK(back[0] == 0.0f);
     CHECK(back[1] == 1.0f);
@@ -99,15 +118,14 @@ TEST_CASE("qlora: the NF4 model computes exactly what FP32 weights holding the d
     model_quantize_nf4(q);
     CHECK(q.base_bytes() < ref.base_bytes() + p.size() * sizeof(float) / 2);
     // ref: the same weights, round-tripped through NF4 into FP32.
-    vector<float> deq = p, absmax;
+    vector<float> deq = p;
     for (const LayerOffsets& l : model_offsets(c).layers)
         for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) {
             const TensorInfo* t = nullptr;
             for (const TensorInfo& ti : param_layout(c).tensors)
                 if (ti.offset == o) t = &ti;
             NF4Weight w = nf4_weight_quantize(cpu_ops(), p.data() + o, t->numel);
-            absmax.resize(w.qabsmax.size());
-            nf4_weight_dequantize(cpu_ops(), nf4_view(w), as_act(deq.data() + o), absmax.data());
+            nf4_weight_dequantize(cpu_ops(), nf4_view(w), as_act(deq.data() + o));
         }
     model_init(ref, c, deq);
     LoraConfig lc;

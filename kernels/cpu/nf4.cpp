@@ -58,15 +58,6 @@ void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n) {
     }
 }
 
-void nf4_dequantize(float* w, const uint8_t* codes, const float* absmax, size_t n) {
-    #pragma omp parallel for schedule(static)
-    for (size_t j = 0; j < (n + 1) / 2; j++) {
-        float a = absmax[2 * j / 64];
-        w[2 * j] = kNF4[codes[j] >> 4] * a;
-        if (2 * j + 1 < n) w[2 * j + 1] = kNF4[codes[j] & 15] * a;
-    }
-}
-
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
     const std::array<float, 256>& map = dynamic_map();
     size_t blocks = (n + 255) / 256;
@@ -78,11 +69,20 @@ void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
     }
 }
 
-void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n, float offset) {
+void nf4_dequantize(float* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,
+                    size_t n) {
     const std::array<float, 256>& map = dynamic_map();
-    // One fused multiply-add, written out so every compiler and flag (and the CUDA kernel) rounds alike.
+    size_t blocks = (n + 63) / 64;
     #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < n; i++) x[i] = std::fma(map[q[i]], absmax[i / 256], offset);
+    for (size_t b = 0; b < blocks; b++) {
+        // The block's absmax back from its 8-bit code: one fused multiply-add, written out so every
+        // compiler and flag (and the CUDA kernel) rounds alike.
+        float a = std::fma(map[qabsmax[b]], qscale[b / 256], offset);
+        for (size_t i = b * 64; i < std::min(n, b * 64 + 64); i += 2) {  // blocks start even: pairs stay inside
+            w[i] = kNF4[codes[i / 2] >> 4] * a;
+            if (i + 1 < n) w[i + 1] = kNF4[codes[i / 2] & 15] * a;
+        }
+    }
 }
 
 }  // namespace cpu

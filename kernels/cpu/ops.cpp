@@ -180,11 +180,9 @@ Ops make_ops() {
         cpu::crossentropy_forward_backward(F(logits), nll, targets, weights, n, V, grad_scale);
     };
     o.nf4_quantize = cpu::nf4_quantize;
-    o.nf4_dequantize = [](act* w, const uint8_t* codes, const float* absmax, size_t n) {
-        cpu::nf4_dequantize(F(w), codes, absmax, n);
-    };
     o.quantize_blockwise8 = cpu::quantize_blockwise8;
-    o.dequantize_blockwise8 = cpu::dequantize_blockwise8;
+    o.nf4_dequantize = [](act* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,
+                          size_t n) { cpu::nf4_dequantize(F(w), codes, qabsmax, qscale, offset, n); };
     // p_compute is null here: the FP32 masters are the very weights the CPU ops read (so there is
     // nothing to round, stochastically or not).
     o.adamw_update = [](float* p, act*, const float* g, float* m, float* v, size_t n, float lr, float beta1,

@@ -175,11 +175,9 @@ Ops make_ops() {
         cuda::crossentropy_forward_backward(bf(logits), nll, targets, weights, n, V, grad_scale);
     };
     o.nf4_quantize = cuda::nf4_quantize;
-    o.nf4_dequantize = [](act* w, const uint8_t* codes, const float* absmax, size_t n) {
-        cuda::nf4_dequantize(bf(w), codes, absmax, n);
-    };
     o.quantize_blockwise8 = cuda::quantize_blockwise8;
-    o.dequantize_blockwise8 = cuda::dequantize_blockwise8;
+    o.nf4_dequantize = [](act* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,
+                          size_t n) { cuda::nf4_dequantize(bf(w), codes, qabsmax, qscale, offset, n); };
     o.adamw_update = [](float* p, act* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
                         float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key) {
         cuda::adamw_update(p, bf(p_compute), g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t, sr_key);

@@ -71,9 +71,8 @@ void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, c
 void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targets, const float* weights, int n, int V,
                                    float grad_scale);
 void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n);
-void nf4_dequantize(bf16* w, const uint8_t* codes, const float* absmax, size_t n);
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n);
-void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n, float offset);
+void nf4_dequantize(bf16* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset, size_t n);
 void adamw_update(float* p, bf16* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key);
 double sum_squares(const float* g, size_t n);

@@ -1,7 +1,7 @@
 // NF4 (blocks of 64 weights, 4-bit codes) and bitsandbytes' blockwise 8-bit dynamic quantization
 // (blocks of 256, the double quantization of the NF4 absmax values), on the GPU.
 //
-// The quantizers and the 8-bit dequantizer are bit-identical to kernels/cpu/nf4.cpp: the same
+// The quantizers and the dequantizer are bit-identical to kernels/cpu/nf4.cpp: the same
 // tables (kernels/nf4_tables.h), the same absmax, the same correctly rounded reciprocal 1/absmax,
 // multiplied (not divided) into each value, the same midpoint comparisons and tie rule (a value
 // exactly between two codes takes the lower one), the same nibble order (element 2j in the high
@@ -74,42 +74,6 @@ void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n) {
     CUDA_LAUNCH_CHECK();
 }
 
-// One thread per 8 weights: 4 code bytes (one 32-bit load when aligned) in, 8 BF16 (one 128-bit
-// store) out; all 8 lie in one block of 64, so one absmax. The codebook is copied to shared memory:
-// the 16 entries sit in 16 banks, so a warp's data-dependent lookups never conflict (constant
-// memory would serialise them). w = bf16(code value · absmax), the CPU's FP32 product rounded once.
-__global__ void nf4_dequantize_kernel(bf16* w, const uint8_t* codes, const float* absmax, size_t n, bool vec) {
-    __shared__ float book[16];
-    if (threadIdx.x < 16) book[threadIdx.x] = c_nf4[threadIdx.x];
-    __syncthreads();
-    size_t i = 8 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= n) return;
-    uint32_t bytes = 0;  // byte q (codes[i/2 + q]) in bits 8q..8q+7, as a little-endian load puts it
-    if (vec && i + 8 <= n) {
-        bytes = *reinterpret_cast<const uint32_t*>(codes + i / 2);
-    } else {
-        for (int q = 0; q < 4; q++)
-            if (i + 2 * q < n) bytes |= (uint32_t)codes[i / 2 + q] << (8 * q);
-    }
-    float a = absmax[i / 64], v[8];
-    #pragma unroll
-    for (int q = 0; q < 4; q++) {
-        uint32_t byte = bytes >> (8 * q) & 0xff;
-        v[2 * q] = __fmul_rn(book[byte >> 4], a);
-        v[2 * q + 1] = __fmul_rn(book[byte & 15], a);
-    }
-    store8(w, v, i, n, vec);
-}
-
-void nf4_dequantize(bf16* w, const uint8_t* codes, const float* absmax, size_t n) {
-    if (n == 0) return;
-    upload_tables();
-    const int threads = 256;
-    bool vec = aligned16(w) && ((uintptr_t)codes & 3) == 0;
-    nf4_dequantize_kernel<<<ceil_div(n, 8 * threads), threads>>>(w, codes, absmax, n, vec);
-    CUDA_LAUNCH_CHECK();
-}
-
 // ---- blockwise 8-bit ----
 
 constexpr int kBlock8 = 256;  // elements per absmax, and threads per CUDA block below
@@ -151,28 +115,56 @@ void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
     CUDA_LAUNCH_CHECK();
 }
 
-// x[i] = map[q[i]] · absmax[i / 256] + offset, as one fused multiply-add: that is what the CPU
-// reference compiles to with the Makefile's -march=native on FMA hardware (GCC contracts it), and
-// __fmaf_rn keeps it so whatever nvcc's flags. Each block copies the map to shared memory once and
-// then converts 16 elements per thread (strided by the block size, so accesses stay coalesced).
-constexpr int kDequant8PerThread = 16;
+// ---- NF4 dequantization with double-quantized absmax (QLoRA's storage) ----
 
-__global__ void dequantize_blockwise8_kernel(float* x, const uint8_t* q, const float* absmax, size_t n, float offset) {
-    __shared__ float map[256];
+// One thread per 8 weights: 4 code bytes (one 32-bit load when aligned) in, 8 BF16 (one 128-bit
+// store) out; all 8 lie in one block of 64, so one absmax, which the thread decodes itself from the
+// block's 8-bit code: a = map8[qabsmax[b]]·qscale[b/256] + offset as one fused multiply-add (what the
+// CPU reference writes with std::fma; __fmaf_rn keeps it whatever nvcc's flags). Eight threads decode
+// the same absmax; that costs a byte load (the warp's 4 blocks of 64 share one 32-byte sector) and
+// an FMA, where a separate pass would write the FP32 absmax values out and read them back, and cost a
+// launch (bitsandbytes' dequantize_4bit first runs dequantize_blockwise on them and adds the offset:
+// two more). The codebook and the map are
+// copied to shared memory: the 16 NF4 entries sit in 16 banks, so a warp's data-dependent lookups
+// never conflict (constant memory would serialise them). w = bf16(code value · absmax), the CPU's
+// FP32 product rounded once.
+constexpr int kDequantThreads = 256;  // one map entry each to copy
+
+__global__ void nf4_dequantize_kernel(bf16* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale,
+                                      float offset, size_t n, bool vec) {
+    __shared__ float book[16], map[256];
+    if (threadIdx.x < 16) book[threadIdx.x] = c_nf4[threadIdx.x];
     map[threadIdx.x] = c_map8[threadIdx.x];
     __syncthreads();
-    size_t i0 = (size_t)blockIdx.x * kBlock8 * kDequant8PerThread + threadIdx.x;
-    #pragma unroll
-    for (int r = 0; r < kDequant8PerThread; r++) {
-        size_t i = i0 + (size_t)r * kBlock8;
-        if (i < n) x[i] = __fmaf_rn(map[q[i]], absmax[i / kBlock8], offset);
+    size_t i = 8 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    uint32_t bytes = 0;  // byte q (codes[i/2 + q]) in bits 8q..8q+7, as a little-endian load puts it
+    if (vec && i + 8 <= n) {
+        bytes = *reinterpret_cast<const uint32_t*>(codes + i / 2);
+    } else {
+        for (int q = 0; q < 4; q++)
+            if (i + 2 * q < n) bytes |= (uint32_t)codes[i / 2 + q] << (8 * q);
     }
+    const size_t b = i / 64;
+    const float a = __fmaf_rn(map[qabsmax[b]], qscale[b / 256], offset);
+    float v[8];
+    #pragma unroll
+    for (int q = 0; q < 4; q++) {
+        uint32_t byte = bytes >> (8 * q) & 0xff;
+        v[2 * q] = __fmul_rn(book[byte >> 4], a);
+        v[2 * q + 1] = __fmul_rn(book[byte & 15], a);
+    }
+    store8(w, v, i, n, vec);
 }
 
-void dequantize_blockwise8(float* x, const uint8_t* q, const float* absmax, size_t n, float offset) {
+void nf4_dequantize(bf16* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,
+                    size_t n) {
     if (n == 0) return;
     upload_tables();
-    dequantize_blockwise8_kernel<<<ceil_div(n, kBlock8 * kDequant8PerThread), kBlock8>>>(x, q, absmax, n, offset);
+    static_assert(kDequantThreads == 256, "each thread copies one entry of the 256-entry map");
+    bool vec = aligned16(w) && ((uintptr_t)codes & 3) == 0;
+    nf4_dequantize_kernel<<<ceil_div(n, 8 * kDequantThreads), kDequantThreads>>>(w, codes, qabsmax, qscale, offset,
+                                                                                  n, vec);
     CUDA_LAUNCH_CHECK();
 }
 
