@@ -6,11 +6,14 @@
 namespace cuda {
 
 // out[n, :] = table[tokens[n], :] · scale, rounded once to BF16 (as the CPU's FP32 product then the
-// storage type). One thread per 8 elements of a row, blocks along the rows.
-__global__ void embedding_scaled_kernel(bf16* out, const int32_t* tokens, const bf16* table, int C, float scale,
-                                        bool vec) {
-    const int n = blockIdx.y, i = 8 * (blockIdx.x * blockDim.x + threadIdx.x);
-    if (i >= C) return;
+// storage type). One thread per 8 elements of a row, the N rows' chunks numbered one after another
+// on a 1-D grid (a grid's y is at most 65,535: a batch of 16 × 4096 tokens is more).
+__global__ void embedding_scaled_kernel(bf16* out, const int32_t* tokens, const bf16* table, int N, int C,
+                                        float scale, bool vec) {
+    const size_t chunks = (C + 7) / 8, t = (size_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (t >= (size_t)N * chunks) return;
+    const size_t n = t / chunks;
+    const int i = 8 * (int)(t % chunks);
     float v[8];
     load8(v, table + (size_t)tokens[n] * C, i, C, vec);
     #pragma unroll
@@ -24,7 +27,8 @@ void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int 
     if (N <= 0 || C <= 0) return;
     const int threads = 128;
     const bool vec = C % 8 == 0 && aligned16(out) && aligned16(table);
-    embedding_scaled_kernel<<<dim3(ceil_div(C, 8 * threads), N), threads>>>(out, tokens, table, C, scale, vec);
+    embedding_scaled_kernel<<<ceil_div((size_t)N * ((C + 7) / 8), threads), threads>>>(out, tokens, table, N, C, scale,
+                                                                                       vec);
     CUDA_LAUNCH_CHECK();
 }
 
