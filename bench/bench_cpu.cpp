@@ -74,7 +74,7 @@ int main(int argc, char** argv) {
     double t0 = now_seconds();
     for (int s = 0; s < steps; s++) trainer_step(t);
     double dt = (now_seconds() - t0) / steps;
-    // Forward 2N + backward dX 2N FLOP per token (frozen base: no weight gradients), plus attention.
+    // Forward 2N + backward dX 2N FLOP per token (frozen base: no weight gradients); attention not counted.
     double flop = 4.0 * cfg.num_params() * B * T;
     printf("  %.2f s/step, %.0f tokens/s, ~%.1f GFLOP/s (matmul FLOP only)\n", dt, B * T / dt, flop / dt / 1e9);
     return 0;

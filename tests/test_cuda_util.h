@@ -33,11 +33,11 @@ struct Tol {
 constexpr Tol kBf16Elementwise{1e-4, 1e-2};
 // A BF16 output of a dot product or an accumulation (+=), with inputs scaled so terms are O(rms):
 // one rounding of the result (2^-8·|ref|) plus possibly one of an intermediate of size ~rms (the
-// product before the bias or the old value is added; LoRA's drop(x) copy in BF16): about 2^-8·rms.
+// product before the bias or the old value is added): about 2^-8·rms.
 // FP32 summation-order differences are ~1e-6 and do not matter.
 constexpr Tol kBf16Dot{1e-2, 1e-2};
-// RoPE: a BF16 rounding, plus the angle pos·inv_freq in FP32: inv_freq from a device powf may be
-// 1-2 ulp off the host's, i.e. up to 2.4e-7·4096 ≈ 1e-3 rad at position 4096 (times |x| ~ rms).
+// RoPE: a BF16 rounding, plus sincosf on the device (≤ 2 ulp) against the host's sinf/cosf of the
+// same FP32 angle (the same inv_freq table); 4e-3 of rms leaves room for a rounding of x either way.
 constexpr Tol kRope{4e-3, 1e-2};
 // Attention output: each row is a convex combination of V rows; a flash kernel rounds the
 // probabilities to BF16 for the P·V product (2^-9 each, random over the keys), which on a short
@@ -47,9 +47,8 @@ constexpr Tol kAttnOut{5e-2, 1e-2};
 // Attention gradients: dS and P are rounded to BF16 for the four GEMMs of the backward, and dK, dV
 // sum those rounded terms over up to T·nh/nkv queries.
 constexpr Tol kAttnGrad{5e-2, 2e-2};
-// LoRA's y and dx come through a chain of BF16 intermediates on the GPU: drop(x) (scaled by
-// 1/(1−p)), u (BF16 by the interface), du = s·dy·B, and du·A before its dropout is added. Each is
-// off by up to 2^-8, and one rounding of u is shared by a whole row of y (correlated, heavy tails):
+// LoRA's y and dx come through BF16 intermediates on the GPU: u (BF16 by the interface) and
+// du = s·dy·B (the operand of the products that follow). Each is off by up to 2^-8, and one rounding of u is shared by a whole row of y (correlated, heavy tails):
 // an emulation of exactly these roundings reaches 1.3e-2·rms on the largest case below.
 constexpr Tol kLora{4e-2, 2e-2};
 // FP32 sums over tokens of products of identical BF16 inputs (dw, dbias, dtable, LoRA dB): the
@@ -63,7 +62,7 @@ constexpr Tol kF32ViaBf16{2e-2, 1e-2};
 // products in another order and a device expf/logf (a few ulp): ~1e-6 of |lse| ≈ 5–12. 1e-4
 // catches one key too many or too few on rows of up to a few hundred keys.
 constexpr Tol kF32Lse{1e-4, 1e-4};
-// rmsnorm's rstd: an FP32 mean of squares (reordered) and rsqrtf (2 ulp): ~1e-6 relative. Tight on
+// rmsnorm's rstd: an FP32 mean of squares (reordered) and 1/sqrtf: ~1e-6 relative. Tight on
 // purpose: a mean over C−1 instead of C is only 1/(2C) = 0.09% at C = 576.
 constexpr Tol kF32Rstd{0.0, 1e-5};
 // Cross-entropy gradient: each entry is one FP32 product softmax·w·scale rounded to BF16; no

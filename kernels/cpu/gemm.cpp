@@ -7,8 +7,8 @@
 //  2. B[slice, :] is packed into column panels of NR columns likewise, NC columns at a time, so that
 //     a wide B (the LM head's 49152 columns) is packed into a block that stays in cache.
 //  3. Every (MR×NR) tile of C is computed by the micro-kernel gemm_tile (gemm.h): MR×NR
-//     accumulators live in vector registers, and each k does MR broadcasts and MR×NR/16 fused
-//     multiply-adds.
+//     accumulators live in 12 vector registers (NR is two vectors: 32 floats with AVX-512, 16
+//     with AVX2), and each k does MR broadcasts and 12 fused multiply-adds.
 // Transposes cost nothing extra: they only change how the packing reads. Threads split the tiles
 // (OpenMP, static), and every C element is summed in the same order whatever the thread count, so
 // results are bit-reproducible.
@@ -22,7 +22,7 @@ namespace cpu {
 namespace {
 
 constexpr int MR = TILE_M, NR = TILE_N;
-constexpr int KC = 256;   // depth of a slice: an A panel (6 KB) and a B panel (32 KB) stay in L1/L2
+constexpr int KC = 256;   // depth of a slice: an A panel (6 KB) and a B panel (KC·NR·4: 32 KB, 16 with AVX2) stay in L1/L2
 constexpr int NC = 2048;  // columns of B (and C) per block: its packed B (2 MB) and C stay in cache over all K
 constexpr int MC = 4098;  // rows of A per block (a multiple of MR): its packed slice is 4.2 MB at most
 

@@ -220,13 +220,13 @@ __global__ void __launch_bounds__(BwdCfg<HD, narrow>::NT)
         const bf16* tdO = sdO + st * BM * LD;
         // A warp whose keys r0 .. r0 + 16·MT - 1 (of the block) all come after the block's last query,
         // or whose last key's window ends before its first query: Pᵀ = 0 throughout, dV, dK += 0, dS =
-        // 0. It skips the math (bit-identical) and only meets the barriers; a pair skips together. At HD 128 and 256: at HD 64 the test made the backward 0.6-1.5% slower
-        // on an H100 (the warp skip's RESULTS; measured without windows).
+        // 0. It skips the math (bit-identical) and only meets the barriers; a pair skips together. Only
+        // at HD 128 and 256: at HD 64 the test itself made the backward 0.6-1.5% slower on an H100
+        // (bench/RESULTS.md, the warp skip; measured without windows).
         auto live_rows = [&](int r0) {
             return any && (HD == 64 || (q0 + BM - 1 >= k0 + r0 && q0 < k0 + r0 + 16 * MT - 1 + win));
         };
         const bool live = live_rows(wrow);
-
 
         float s[MT][BM / 8][4] = {};  // rows = keys, columns = queries
         // Pᵀ into s. Element e of tile n of row tile m: key ki[m][e>>1], query column 8n + 2*cq + (e&1).
@@ -409,12 +409,13 @@ void launch_flash_bwd(bf16* dq, bf16* dk, bf16* dv, const bf16* dout, const floa
         return true;
     }();
     (void)smem_ok;
-    const unsigned nqb = ceil_div(T, Q::BM);
-    if (nqb > 65535) fail("attention_backward: T = %d is too long for one grid (at most %d)", T, 65535 * Q::BM);
+    const unsigned nqb = ceil_div(T, Q::BM), nkb = ceil_div(T, C::BN);
+    if (std::max(nqb, nkb) > 65535)
+        fail("attention_backward: T = %d is too long for one grid (at most %d)", T, 65535 * std::min(Q::BM, C::BN));
     flash_dq_kernel<HD, narrow><<<dim3(B * nh, nqb), Q::NT, Q::smem>>>(dq, dout, lse, D, q, k, v, seg, T, nh, nkv,
                                                                        scale, scale * kLog2e, win);
     CUDA_LAUNCH_CHECK();
-    flash_bwd_kernel<HD, narrow><<<dim3(B * nkv, ceil_div(T, C::BN)), C::NT, C::smem>>>(
+    flash_bwd_kernel<HD, narrow><<<dim3(B * nkv, nkb), C::NT, C::smem>>>(
         dk, dv, dout, lse, D, q, k, v, seg, T, nh, nkv, scale, scale * kLog2e, win);
     CUDA_LAUNCH_CHECK();
 }

@@ -37,7 +37,7 @@ struct DqCfg {
 };
 
 template <int HD, bool narrow>
-// At HD 64 the bound asks for <= 256 registers: 2 CTAs per SM.
+// The wide tilings' bound asks for <= 256 registers a thread (2 CTAs per SM), the narrow ones' for one CTA.
 __global__ void __launch_bounds__(DqCfg<HD, narrow>::NT, narrow ? 1 : 2)
     flash_dq_kernel(bf16* __restrict__ dq, const bf16* __restrict__ dout, const float* __restrict__ lse,
                     const float* __restrict__ Dg, const bf16* __restrict__ q, const bf16* __restrict__ k,

@@ -24,7 +24,7 @@
 // Shared memory: Q tile [BM][HD+8], K and V tiles [BN][HD+8] twice each (double buffer: the next
 // key block is loaded with cp.async while the current one is computed). The key block's segment ids
 // ride in the K tile's row padding (key_seg, attention_common.cuh). The three tilings:
-// - HD 64: 8 warps of 16 queries (MT = 1), BM = 128, BN = 64, 56 KB; each warp keeps its Q rows as A
+// - HD 64: 8 warps of 16 queries (MT = 1), BM = 128, BN = 64, 54 KB; each warp keeps its Q rows as A
 //   fragments in registers. At most 128 registers on sm_90: two CTAs (16 warps) per SM.
 // - HD 128: 4 warps of 32 queries (MT = 2), BM = 128, BN = 32, 70 KB (within the 99 KB of sm_86/89
 //   too); Q fragments are read from shared memory at each step, since registers hold 2 x 16 x 128

@@ -1,12 +1,13 @@
-// Type casts and row moves: the memory half of the CUDA backend's Ops (upload, download, cast,
-// gather_rows, scatter_rows). Pure bandwidth: 128-bit accesses where alignment allows.
+// The FP32 -> BF16 cast and the row moves of the CUDA backend's Ops (cast, gather_rows, scatter_rows;
+// upload and download convert on the host, kernels/cuda/backend.cu). Pure bandwidth: 128-bit
+// accesses where alignment allows.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/packed.cuh"
 
 namespace cuda {
 
 // ---- casts: one thread per 8 elements; FP32 -> BF16 rounds to nearest even (or, with a nonzero
-// key, stochastically: packed.cuh's store8), BF16 -> FP32 is exact.
+// key, stochastically: packed.cuh's store8).
 
 template <class To, class From>
 __global__ void cast_kernel(To* dst, const From* src, size_t n, bool vec, uint64_t sr_key) {
@@ -28,7 +29,6 @@ static void cast(To* dst, const From* src, size_t n, uint64_t sr_key = 0) {
 
 void cast_f32_to_bf16(bf16* dst, const float* src, size_t n) { cast(dst, src, n); }
 void cast_f32_to_bf16_stochastic(bf16* dst, const float* src, size_t n, uint64_t key) { cast(dst, src, n, key); }
-void cast_bf16_to_f32(float* dst, const bf16* src, size_t n) { cast(dst, src, n); }
 
 // ---- row moves: out[out_row(i), :] = in[in_row(i), :], where a null index array means the
 // identity. One block per row i; its threads copy the row's C elements as raw bits (16 bytes at a

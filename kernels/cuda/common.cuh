@@ -79,7 +79,6 @@ double sum_squares(const float* g, size_t n);
 // Casts and row moves (the memory half of Ops).
 void cast_f32_to_bf16(bf16* dst, const float* src, size_t n);
 void cast_f32_to_bf16_stochastic(bf16* dst, const float* src, size_t n, uint64_t key);
-void cast_bf16_to_f32(float* dst, const bf16* src, size_t n);
 void gather_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C);
 void scatter_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C);
 }  // namespace cuda

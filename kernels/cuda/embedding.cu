@@ -32,7 +32,7 @@ void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int 
     CUDA_LAUNCH_CHECK();
 }
 
-// dtable[tokens[n], c] += dout[n, c] for n = 0..N-1 in order.
+// dtable[tokens[n], c] += dout[n, c] · scale for n = 0..N-1 in order.
 //
 // A token id can repeat within the batch, so the tokens cannot be split across threads without
 // atomics (nondeterministic order). Instead each thread owns one column c and walks all N tokens in

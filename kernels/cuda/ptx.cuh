@@ -1,6 +1,6 @@
 // The inline-PTX building blocks of the tensor-core kernels (attention, kernels/cuda/attention_*.cu;
-// the LoRA products, kernels/cuda/lora.cu): cp.async, ldmatrix, mma.sync, ex2 and the flags between
-// CTAs, each with its CPU-emulator twin (tests/emu: `make test-emu` runs the same kernels on the CPU).
+// the LoRA products, kernels/cuda/lora.cu): cp.async, ldmatrix, mma.sync and ex2, each with its
+// CPU-emulator twin (tests/emu: `make test-emu` runs the same kernels on the CPU).
 //
 // ---- The tensor-core instruction: mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 ----
 // One warp computes D[16x8] = A[16x16] · B[16x8] + C[16x8] (A, B in BF16, C, D in FP32). Each lane

@@ -54,7 +54,8 @@ __device__ inline void backward8(float (&d)[8], float* sdw, int chunks, int j, c
 // is used, and the scaling pass reads registers instead of x again. CPL = 0: any alignment, a loop
 // and a second pass over x (from L1/L2); same arithmetic in the same order.
 //
-// Wider rows (rmsnorm_forward_rows_kernel, below): one block per row.
+// Wider rows, up to 16384 (rmsnorm_forward_rows_kernel, below): one block per row. Wider still
+// (no model has them): this kernel's loop (CPL = 0), a warp per row.
 template <int CPL>
 __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps,
                                        const bf16* add, bool vec) {
@@ -137,7 +138,7 @@ __global__ void __launch_bounds__(512)
         if (chunk(c) < chunks) prefetch_raw8(raw_w[c], w, 8 * chunk(c), C, vec);
     prefetch_row(blockIdx.x);
     // (Row pointers are formed where they are used: a row pointer held across the block reduction
-    // took 14 more registers, 54 instead of 40 at CPT = 1, and a block fewer per SM.)
+    // took 14 more registers when it was tried, and a block fewer per SM.)
     for (int n = blockIdx.x; n < N; n += gridDim.x) {
         float xv[CPT][8], ss = 0.0f;
         #pragma unroll

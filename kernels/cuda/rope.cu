@@ -1,5 +1,6 @@
 // Rotary position embedding, Hugging Face "rotate-half" layout, in place on x[N, n_heads, head_dim]:
-//   θ_i = pos · inv_freq_i,  inv_freq_i = 1 / theta^(2i/hd)
+//   θ_i = pos · inv_freq_i,  inv_freq_i = 1 / theta^(2i/hd), as the model's RoPE scaling (llama3,
+//   linear) or its layer's local theta makes it (the host's table, kernels/cpu/rope.cpp)
 //   y[i] = x[i]cosθ_i − x[i+hd/2]sinθ_i,  y[i+hd/2] = x[i+hd/2]cosθ_i + x[i]sinθ_i   (i < hd/2)
 // The backward is the inverse rotation (sin → −sin). Matches kernels/cpu/rope.cpp: the same host
 // table of inv_freq (rope_inv_freq), passed by value, and the same FP32 angle product. Only sincosf

@@ -116,18 +116,6 @@ inline int __clz(int x) { return x ? __builtin_clz((unsigned)x) : 32; }
 inline int __ffs(int x) { return __builtin_ffs(x); }
 template <class T>
 inline T __ldg(const T* p) { return *p; }
-// The cache hints (L2 only: ld.cg / st.cg) change nothing here: one memory, sequentially consistent.
-template <class T>
-inline T __ldcg(const T* p) { return *p; }
-template <class T>
-inline void __stcg(T* p, T v) { *p = v; }
-// Atomics: threads run one at a time between barriers and warp operations, and blocks one after
-// another, so a read-modify-write is atomic and every store is seen at once.
-inline int atomicAdd(int* p, int v) {
-    const int old = *p;
-    *p = old + v;
-    return old;
-}
 // CUDA's global min/max overloads for device code (mixed signedness is ambiguous here too).
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
