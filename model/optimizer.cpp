@@ -19,9 +19,8 @@ const char* schedule_name(Schedule s) {
 float lr_at(const OptimConfig& oc, int step, int total) {
     if (step < oc.warmup_steps) return oc.lr * (float)(step + 1) / (float)oc.warmup_steps;
     if (oc.schedule == Schedule::constant) return oc.lr;
-    int decay_steps = total - oc.warmup_steps;
-    float progress = decay_steps > 1 ? (float)(step - oc.warmup_steps) / (float)(decay_steps - 1) : 1.0f;
-    progress = std::min(1.0f, std::max(0.0f, progress));
+    const int decay_steps = std::max(1, total - oc.warmup_steps);
+    float progress = std::min(1.0f, (float)(step - oc.warmup_steps) / (float)decay_steps);
     float floor = oc.lr * oc.min_lr_ratio;
     float shape = oc.schedule == Schedule::linear ? 1.0f - progress : 0.5f * (1.0f + std::cos(3.14159265358979f * progress));
     return floor + (oc.lr - floor) * shape;

@@ -26,7 +26,10 @@ struct OptimConfig {
 
 // Learning rate of optimizer step `step` (0-based) of `total`: linear warmup over warmup_steps,
 // (step+1)/warmup so the first step already moves, then constant / linear / cosine decay from lr
-// to lr·min_lr_ratio at the last step.
+// towards lr·min_lr_ratio over the decay_steps = total − warmup_steps that follow, at progress
+// (step − warmup_steps)/decay_steps (transformers' get_{linear,cosine}_schedule_with_warmup): the
+// first decay step runs at lr and the last one above the floor, so no step is wasted at lr 0 (a
+// one-step run trains at lr).
 float lr_at(const OptimConfig& oc, int step, int total);
 
 struct AdamState {

@@ -1,5 +1,6 @@
 // The whole model: gradient checks through every layer, LoRA identities, and the invariances the
 // trainer promises (accumulation, recompute).
+#include <cmath>
 #include <cstring>
 
 #include "model/model.h"
@@ -225,6 +226,42 @@ TEST_CASE("recompute on and off give bit-identical gradients and updates") {
             CHECK(b.ws.bytes() < a.ws.bytes());
         }
     }
+}
+
+TEST_CASE("lr schedule: warmup from lr/W, then transformers' linear and cosine decay; no step at lr 0") {
+    OptimConfig oc;
+    oc.lr = 1.0f;
+    oc.warmup_steps = 2;
+    const int T = 10, W = 2;
+    const double pi = 3.14159265358979;
+    for (Schedule s : {Schedule::linear, Schedule::cosine, Schedule::constant}) {
+        oc.schedule = s;
+        CHECK(lr_at(oc, 0, T) == doctest::Approx(0.5));  // (step + 1)/W: the first step already moves
+        CHECK(lr_at(oc, 1, T) == doctest::Approx(1.0));
+        for (int t = W; t < T; t++) {
+            // get_{linear,cosine}_schedule_with_warmup: progress (t − W)/(T − W), never 1 on a step.
+            const double progress = (double)(t - W) / (T - W);
+            const double want = s == Schedule::linear   ? 1.0 - progress
+                                : s == Schedule::cosine ? 0.5 * (1.0 + std::cos(pi * progress))
+                                                        : 1.0;
+            INFO(schedule_name(s) << " step " << t);
+            CHECK(lr_at(oc, t, T) == doctest::Approx(want).epsilon(1e-5));
+            CHECK(lr_at(oc, t, T) > 0.0f);
+        }
+    }
+    // The floor: every decay step between lr·min_lr_ratio and lr, the last one above the floor.
+    oc.schedule = Schedule::cosine;
+    oc.min_lr_ratio = 0.1f;
+    CHECK(lr_at(oc, W, T) == doctest::Approx(1.0));
+    CHECK(lr_at(oc, T - 1, T) > 0.1f);
+    CHECK(lr_at(oc, T - 1, T) == doctest::Approx(0.1 + 0.9 * 0.5 * (1.0 + std::cos(pi * 7.0 / 8.0))));
+    // A run of one step, with or without warmup, trains at lr (it used to take lr 0: no update).
+    oc.warmup_steps = 0;
+    CHECK(lr_at(oc, 0, 1) == 1.0f);
+    oc.schedule = Schedule::linear;
+    CHECK(lr_at(oc, 0, 1) == 1.0f);
+    oc.warmup_steps = 1;
+    CHECK(lr_at(oc, 0, 1) == 1.0f);
 }
 
 TEST_CASE("training drives the loss down: overfitting one small batch") {
