@@ -2,6 +2,7 @@
 // and checkpoints. `./train` with no flags fine-tunes the default model (SmolLM2-135M-Instruct,
 // fetched by `make`) with LoRA on the default task (data/default). `./train --help` lists flags.
 #include <cmath>
+#include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
@@ -26,7 +27,8 @@ struct Flags {
                 val_data, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter,
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
-    bool resume = false, check_data = false, dry_run = false, skip_bad_lines = false;
+    bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false;
+    bool eval_samples_given = false;
     int log_every = 1, eval_samples = 32;
     TrainConfig tc;
     DataOptions data_opt;
@@ -38,8 +40,8 @@ void usage() {
         "model and data\n"
         "  --model PATH            model .bin (default models/smollm2-135m-instruct.bin)\n"
         "  --preset NAME           random weights of a known shape instead (tiny, smollm2-135m, llama-2-7b, ...)\n"
-        "  --tokenizer PATH        .tok, tokenizer.json or tokenizer.model (default: the model path with .tok;\n"
-        "                          none: raw bytes)\n"
+        "  --tokenizer PATH|bytes  .tok, tokenizer.json or tokenizer.model (default: the model path with .tok);\n"
+        "                          bytes: raw UTF-8 bytes as ids 0-255 (the default with --preset)\n"
         "  --data PATH             jsonl (instruction/input/output, prompt/completion, messages, ShareGPT\n"
         "                          conversations) or raw text\n"
         "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data)\n"
@@ -63,6 +65,9 @@ void usage() {
         "  --stochastic-rounding   GPU: round the BF16 weights from the FP32 masters stochastically (unbiased)\n"
         "output\n"
         "  --out DIR (out)  --save-every N  --keep-last N (2)  --eval-every N  --resume  --log-every N (1)\n"
+        "  --overwrite             start over in an --out that holds an earlier run's checkpoints (deletes them)\n"
+        "                          (Ctrl-C or SIGTERM while training: the step in progress ends, a checkpoint is\n"
+        "                          saved into --out, and the same command with --resume continues)\n"
         "  --keep-best             keep the weights of the lowest validation loss in OUT/best/\n"
         "  --early-stopping N      stop after N evaluations (--eval-every) without a lower validation loss\n"
         "  --eval-samples N (32)   held-out examples answered (greedy) before and after training: exact\n"
@@ -86,39 +91,35 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--tokenizer")) f.tokenizer = args.value();
         else if (args.is("--data")) { f.data = args.value(); data_given = true; }
         else if (args.is("--val-data")) f.val_data = args.value();
-        else if (args.is("--val-split")) f.val_split = (float)args.number();
+        else if (args.is("--val-split")) f.val_split = (float)args.number_in(0, 1, true, true);
         else if (args.is("--template")) f.chat_template = args.value();
         else if (args.is("--out")) tc.out_dir = args.value();
         else if (args.is("--method")) f.method = args.value();
-        else if (args.is("--lora-r")) tc.lora.rank = args.integer();
-        else if (args.is("--lora-alpha")) tc.lora.alpha = (float)args.number();
-        else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number();
+        else if (args.is("--lora-r")) tc.lora.rank = args.integer(1);
+        else if (args.is("--lora-alpha")) tc.lora.alpha = (float)args.number_in(0, INFINITY, true);
+        else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number_in(0, 1, false, true);
         else if (args.is("--lora-targets")) f.lora_targets = args.value();
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
         else if (args.is("--init-adapter")) f.init_adapter = args.value();
-        else if (args.is("--lr")) {
-            double lr = args.number();
-            f.lr = (float)lr;
-            if (!(f.lr > 0.0f) || !std::isfinite(f.lr)) fail("--lr %g: expected a positive learning rate (in float range)", lr);
-        }
-        else if (args.is("--weight-decay")) tc.optim.weight_decay = (float)args.number();
-        else if (args.is("--beta1")) tc.optim.beta1 = (float)args.number();
-        else if (args.is("--beta2")) tc.optim.beta2 = (float)args.number();
-        else if (args.is("--eps")) tc.optim.eps = (float)args.number();
-        else if (args.is("--max-grad-norm")) tc.optim.max_grad_norm = (float)args.number();
+        else if (args.is("--lr")) f.lr = (float)args.number_in(0, INFINITY, true);
+        else if (args.is("--weight-decay")) tc.optim.weight_decay = (float)args.number_in(0, INFINITY);
+        else if (args.is("--beta1")) tc.optim.beta1 = (float)args.number_in(0, 1, false, true);
+        else if (args.is("--beta2")) tc.optim.beta2 = (float)args.number_in(0, 1, false, true);
+        else if (args.is("--eps")) tc.optim.eps = (float)args.number_in(0, 1, true);
+        else if (args.is("--max-grad-norm")) tc.optim.max_grad_norm = (float)args.number_in(0, INFINITY);
         else if (args.is("--lr-scheduler")) f.schedule = args.value();
         else if (args.is("--warmup-steps")) tc.optim.warmup_steps = args.integer();
-        else if (args.is("--warmup-ratio")) tc.warmup_ratio = (float)args.number();
-        else if (args.is("--min-lr-ratio")) tc.optim.min_lr_ratio = (float)args.number();
-        else if (args.is("--batch-size")) tc.batch.batch_size = args.integer();
-        else if (args.is("--grad-accum")) tc.grad_accum = args.integer();
+        else if (args.is("--warmup-ratio")) tc.warmup_ratio = (float)args.number_in(0, 1, false, true);
+        else if (args.is("--min-lr-ratio")) tc.optim.min_lr_ratio = (float)args.number_in(0, 1);
+        else if (args.is("--batch-size")) tc.batch.batch_size = args.integer(1);
+        else if (args.is("--grad-accum")) tc.grad_accum = args.integer(1);
         else if (args.is("--max-steps")) tc.max_steps = args.integer();
-        else if (args.is("--epochs")) tc.epochs = (float)args.number();
+        else if (args.is("--epochs")) tc.epochs = (float)args.number_in(0, INFINITY, true);
         else if (args.is("--max-seq-len")) tc.batch.max_seq_len = args.integer();
         else if (args.is("--padding")) f.padding = args.value();
         else if (args.is("--packing")) tc.batch.packing = true;
         else if (args.is("--truncation")) f.truncation = args.value();
-        else if (args.is("--prompt-loss-weight")) f.prompt_loss_weight = (float)args.number();
+        else if (args.is("--prompt-loss-weight")) f.prompt_loss_weight = (float)args.number_in(0, 1);
         else if (args.is("--skip-bad-lines")) f.skip_bad_lines = true;
         else if (args.is("--recompute")) tc.recompute = true;
         else if (args.is("--offload-optimizer")) tc.offload_optimizer = true;
@@ -130,8 +131,9 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--keep-best")) tc.keep_best = true;
         else if (args.is("--early-stopping")) tc.early_stopping = args.integer();
         else if (args.is("--log-every")) f.log_every = std::max(1, args.integer());
-        else if (args.is("--eval-samples")) f.eval_samples = args.integer();
+        else if (args.is("--eval-samples")) f.eval_samples = args.integer(), f.eval_samples_given = true;
         else if (args.is("--resume")) f.resume = true;
+        else if (args.is("--overwrite")) f.overwrite = true;
         else if (args.is("--check-data")) f.check_data = true;
         else if (args.is("--dry-run")) f.dry_run = true;
         else if (args.is("--device")) f.device = args.value();
@@ -142,8 +144,10 @@ void parse_flags(int argc, char** argv, Flags& f) {
     tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;  // -1: not given
     tc.optim.schedule = parse_schedule(f.schedule);
     tc.lora.targets = lora_parse_targets(f.lora_targets);
-    if (tc.lora.rank < 1) fail("--lora-r must be at least 1");
-    if (tc.lora.dropout < 0 || tc.lora.dropout >= 1) fail("--lora-dropout must be in [0, 1)");
+    if (!f.val_data.empty() && f.val_split > 0)
+        fail("--val-data %s and --val-split %g both give held-out data: pass one", f.val_data.c_str(), f.val_split);
+    if (tc.optim.warmup_steps > 0 && tc.warmup_ratio > 0)
+        fail("--warmup-steps %d and --warmup-ratio %g both set the warmup: pass one", tc.optim.warmup_steps, tc.warmup_ratio);
     if (!f.init_adapter.empty() && tc.method == Method::Full)
         fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
     if (f.padding == "longest") tc.batch.padding = Padding::longest;
@@ -158,6 +162,18 @@ void parse_flags(int argc, char** argv, Flags& f) {
 
 // How the trained weights go to other tools (./export), for a run that started from a model file with
 // its tokenizer.
+// Ctrl-C (SIGINT) or SIGTERM during training: the step in progress finishes, a checkpoint is saved
+// and the run stops (--resume continues it). A second signal stops at once, as without the handler.
+volatile std::sig_atomic_t g_interrupt = 0;
+void catch_interrupts() {
+    auto on_signal = [](int sig) {
+        g_interrupt = 1;
+        std::signal(sig, SIG_DFL);
+    };
+    std::signal(SIGINT, on_signal);
+    std::signal(SIGTERM, on_signal);
+}
+
 void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt) {
     const std::string tok = !f.tokenizer.empty() ? f.tokenizer : tokenizer_beside(f.model);
     if (!f.preset.empty() || !file_exists(tok)) return;
@@ -171,23 +187,21 @@ void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt
 }
 
 // The tokenizer the data is encoded with: the model's own, or raw bytes (ids 0..255, EOS 256) for
-// a model that has none, such as a random test model with a vocabulary of at least 257.
+// a random --preset model (a vocabulary of at least 257) or with --tokenizer bytes. A model file
+// without a tokenizer is an error, not raw bytes: it would train a real vocabulary on byte ids.
 DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokenizer& tok) {
-    std::string path = f.tokenizer;
-    if (path.empty() && f.preset.empty()) {
-        std::string guess = tokenizer_beside(f.model);
-        if (file_exists(guess)) path = guess;
-    }
-    if (!path.empty()) {
+    if (f.tokenizer != "bytes" && (f.preset.empty() || !f.tokenizer.empty())) {
+        const std::string path = tokenizer_of_model(f.model, f.tokenizer, ", or --tokenizer bytes for raw bytes");
         tok = tokenizer_load_any(path);
         if ((int)tok.vocab.size() > cfg.vocab_size)
             fail("%s: the tokenizer has %zu tokens but the model only %d", path.c_str(), tok.vocab.size(), cfg.vocab_size);
         DataTokenizer dt = data_tokenizer(tok, f.chat_template.empty() ? tok.chat_template : chat_template_from_name(f.chat_template));
         printf("tokenizer: %s (%zu tokens, template %s)\n", path.c_str(), tok.vocab.size(), chat_template_name(dt.chat_template.kind));
+        if (const std::string w = template_marker_warning(dt); !w.empty()) fprintf(stderr, "warning: %s\n", w.c_str());
         return dt;
     }
-    if (cfg.vocab_size < 257) fail("no tokenizer for this model and its vocabulary (%d) is too small for raw bytes: pass --tokenizer", cfg.vocab_size);
-    printf("tokenizer: none found, using raw bytes (ids 0-255, EOS 256)\n");
+    if (cfg.vocab_size < 257) fail("raw bytes need a vocabulary of at least 257 (ids 0-255 and EOS): this model has %d; pass --tokenizer", cfg.vocab_size);
+    printf("tokenizer: raw bytes (ids 0-255, EOS 256)\n");
     return raw_byte_data_tokenizer(chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template));
 }
 
@@ -303,7 +317,7 @@ int run(int argc, char** argv) {
     if (f.check_data) {
         std::vector<Example> ex = read_dataset(f.data, dt, f.data_opt, report);
         print_report(report, f.data_opt, stdout);
-        check_report(report, f.data_opt);
+        check_report(report, f.data_opt, true);
         return 0;
     }
     t.train = load_dataset(f.data, dt, f.data_opt, report);
@@ -318,6 +332,8 @@ int run(int argc, char** argv) {
     }
     if ((f.tc.keep_best || f.tc.early_stopping > 0) && t.val.empty())
         fail("--keep-best and --early-stopping compare validation losses: pass --val-data FILE or --val-split F");
+    if ((f.tc.eval_every > 0 || (f.eval_samples_given && f.eval_samples > 0)) && t.val.empty())
+        fail("--eval-every and --eval-samples evaluate on held-out data: pass --val-data FILE or --val-split F");
     if (f.tc.early_stopping > 0 && f.tc.eval_every <= 0)
         fail("--early-stopping %d needs evaluations during training: pass --eval-every N", f.tc.early_stopping);
     if (f.tc.keep_best && f.tc.out_dir.empty()) fail("--keep-best writes OUT/best/: pass --out DIR");
@@ -367,6 +383,17 @@ int run(int argc, char** argv) {
     print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
     if (f.dry_run) return 0;
 
+    // A new run never mixes its checkpoints with an earlier run's (--keep-last would delete the new
+    // ones as the oldest steps, and --resume would pick up the old).
+    if (f.resume && f.overwrite) fail("--resume continues the run in --out, --overwrite deletes it: pass one");
+    if (const std::string old = find_latest_checkpoint(t.cfg.out_dir); !f.resume && !old.empty()) {
+        if (!f.overwrite)
+            fail("%s holds an earlier run's checkpoints (the latest: %s): pass --resume to continue that run, "
+                 "--overwrite to delete them and start over, or another --out",
+                 t.cfg.out_dir.c_str(), old.c_str());
+        printf("overwrite: removed %d checkpoint(s) of the earlier run in %s\n", trainer_remove_checkpoints(t.cfg.out_dir),
+               t.cfg.out_dir.c_str());
+    }
     if (f.resume) {
         std::string dir = find_latest_checkpoint(t.cfg.out_dir);
         if (dir.empty()) printf("resume: no checkpoint in %s, starting from scratch\n", t.cfg.out_dir.c_str());
@@ -380,7 +407,9 @@ int run(int argc, char** argv) {
     }
     FILE* csv = nullptr;
     if (!t.cfg.out_dir.empty()) {
-        std::filesystem::create_directories(t.cfg.out_dir);
+        std::error_code ec;
+        std::filesystem::create_directories(t.cfg.out_dir, ec);
+        if (ec) fail("--out %s: cannot create the directory: %s", t.cfg.out_dir.c_str(), ec.message().c_str());
         std::string path = t.cfg.out_dir + "/log.csv";
         // A resumed run keeps the log up to its checkpoint's step and drops the lines of steps the
         // killed run made after it: they are redone, so each step appears once.
@@ -416,6 +445,7 @@ int run(int argc, char** argv) {
     }
     double t0 = now_seconds(), tokens0 = t.tokens_seen;
     int step0 = t.step;
+    catch_interrupts();
     while (t.step < t.total_steps && !trainer_should_stop(t)) {
         double ts = now_seconds();
         StepResult r = trainer_step(t);
@@ -431,6 +461,12 @@ int run(int argc, char** argv) {
         if (t.cfg.eval_every > 0 && t.step % t.cfg.eval_every == 0 && t.step < t.total_steps) eval_and_print(t, "at", csv, true);
         if (!t.cfg.out_dir.empty() && t.cfg.save_every > 0 && t.step % t.cfg.save_every == 0 && t.step < t.total_steps)
             printf("saved %s\n", trainer_save_checkpoint(t).c_str());
+        if (g_interrupt && t.step < t.total_steps) {
+            if (t.cfg.out_dir.empty()) fail("interrupted at step %d of %d (no --out: nothing saved)", t.step, t.total_steps);
+            const std::string ckpt = trainer_save_checkpoint(t);
+            fail("interrupted at step %d of %d: saved %s; the same command with --resume continues the run", t.step,
+                 t.total_steps, ckpt.c_str());
+        }
     }
     // Steps ran and did not stop early (which has just evaluated); a run resumed at its end had its
     // final evaluation before that checkpoint.

@@ -171,20 +171,21 @@ std::vector<Example> read_dataset(const std::string& path, const DataTokenizer& 
     return build_examples(parse_records(bytes, path, is_jsonl_path(path)), tok, opt, report);
 }
 
-void check_report(const DataReport& r, const DataOptions& opt) {
+void check_report(const DataReport& r, const DataOptions& opt, bool printed) {
     const char* p = r.path.c_str();
+    const char* details = printed ? "the report above has the details" : "run --check-data for the details";
     if (!r.invalid.empty() && !opt.skip_bad_lines)
-        fail("%s:%d: %s\n  (%zu invalid line%s of %zu; run --check-data to list them all, fix them, or pass "
-             "--skip-bad-lines to train without them)", p, r.invalid[0].line, r.invalid[0].what.c_str(),
-             r.invalid.size(), r.invalid.size() == 1 ? "" : "s", r.lines);
+        fail("%s:%d: %s\n  (%zu invalid line%s of %zu; %s; fix them, or pass --skip-bad-lines to train without "
+             "them)", p, r.invalid[0].line, r.invalid[0].what.c_str(), r.invalid.size(), r.invalid.size() == 1 ? "" : "s",
+             r.lines, printed ? "the report above lists them all" : "run --check-data to list them all");
     if (!r.over_length.empty() && opt.truncation == Truncation::error)
         fail("%s:%d: example longer than --max-seq-len %d (%zu examples are: lines %s); raise --max-seq-len or "
              "pass --truncation drop|truncate", p, r.over_length[0], opt.max_seq_len, r.over_length.size(),
              join_lines(r.over_length, 10).c_str());
     if (r.examples == 0)
         fail("%s: no examples left to train on (%zu lines, %zu invalid, %zu over --max-seq-len %d dropped, %zu "
-             "without a response token); run --check-data for the details", p, r.lines, r.invalid.size(),
-             r.dropped_long, opt.max_seq_len, r.no_response.size());
+             "without a response token); %s", p, r.lines, r.invalid.size(), r.dropped_long, opt.max_seq_len,
+             r.no_response.size(), details);
 }
 
 std::vector<Example> load_dataset(const std::string& path, const DataTokenizer& tok, const DataOptions& opt,
@@ -288,6 +289,20 @@ DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat) {
     dt.bos = tok.add_bos ? tok.bos_id : -1;
     dt.chat_template = chat;
     return dt;
+}
+
+std::string template_marker_warning(const DataTokenizer& tok) {
+    if (tok.chat_template.kind == ChatTemplateKind::Plain) return "";
+    for (const ChatPiece& piece : chat_render_pieces(tok.chat_template, {{"user", "x"}, {"assistant", "y"}}, false)) {
+        if (!piece.assistant) continue;
+        for (int32_t id : tok.encode(piece.text, true, TextStart::AfterSpecial))
+            if (tok.is_special(id)) return "";
+        return std::string("the ") + chat_template_name(tok.chat_template.kind) + " template's end-of-turn marker is " +
+               "not a special token of this tokenizer (the answer piece \"" + piece.text + "\" has none), so the " +
+               "model would not learn a token to stop on: use the tokenizer's own template (leave --template out) " +
+               "or one whose markers it has";
+    }
+    return "";
 }
 
 DataTokenizer raw_byte_data_tokenizer(const ChatTemplate& chat) {

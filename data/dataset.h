@@ -43,6 +43,10 @@ struct DataTokenizer {
 
 // The model's tokenizer as the data pipeline uses it, rendering conversations with `chat`.
 DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat);
+// "" when the template's end-of-turn marker is a special token of the tokenizer (or the template has
+// none: plain); else a warning to print: the marker would be split into ordinary tokens (Llama 3's
+// <|eot_id|> under SmolLM2's tokenizer), so a fine-tune would not learn one token to stop on.
+std::string template_marker_warning(const DataTokenizer& tok);
 // For a model without a tokenizer (a random test model with a vocabulary of at least 257): each
 // byte of UTF-8 text is its own id 0..255, EOS is 256, and no text is special.
 DataTokenizer raw_byte_data_tokenizer(const ChatTemplate& chat);
@@ -80,7 +84,8 @@ std::vector<Example> read_dataset(const std::string& path, const DataTokenizer& 
 // Fails with "file:line: what ... what to do" when the report holds what the options do not
 // allow: invalid lines without skip_bad_lines, over-long examples with Truncation::error, or no
 // examples at all.
-void check_report(const DataReport& report, const DataOptions& opt);
+// `printed`: the caller has printed the report (print_report), so an error points at it.
+void check_report(const DataReport& report, const DataOptions& opt, bool printed = false);
 
 // The part of read_dataset after the file is parsed (for callers that hold the bytes, e.g. fuzzing).
 std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenizer& tok, const DataOptions& opt,

@@ -1,5 +1,7 @@
 #include "data/records.h"
 
+#include <algorithm>
+#include <cctype>
 #include <cstdio>
 #include <cstring>
 #include <stdexcept>
@@ -242,9 +244,11 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
 }  // namespace
 
 bool is_jsonl_path(const std::string& path) {
+    std::string tail = path.substr(path.size() - std::min<size_t>(path.size(), 7));
+    for (char& c : tail) c = (char)std::tolower((unsigned char)c);
     for (const char* ext : {".jsonl", ".json", ".ndjson"}) {
         size_t n = std::strlen(ext);
-        if (path.size() >= n && path.compare(path.size() - n, n, ext) == 0) return true;
+        if (tail.size() >= n && tail.compare(tail.size() - n, n, ext) == 0) return true;
     }
     return false;
 }
@@ -279,6 +283,21 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
 
     ParsedFile out;
     if (!jsonl) {
+        // A jsonl file under another name (data.txt, a pipe) would train on its JSON syntax: refuse
+        // when the first line is an object with a record's fields.
+        std::string_view head = bytes.substr(first, bytes.find('\n', first) - first);
+        if (!head.empty() && head.front() == '{') {
+            Record r;
+            std::string why;
+            bool record = false;
+            try {
+                record = parse_object(json_parse(head), Answers::optional, r, why);
+            } catch (const std::runtime_error&) {  // not JSON: text that starts with a brace
+            }
+            if (record)
+                fail("%s: line 1 is a training record (JSON), but the file is read as raw text by its name; give it "
+                     "the extension .jsonl (or .json, .ndjson) to train on its records", p);
+        }
         if (size_t bad = utf8_error(bytes); bad != std::string_view::npos) {
             int line = 1;
             size_t start = 0;

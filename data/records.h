@@ -43,7 +43,7 @@ struct ParsedFile {
 // train with, and refusing it early keeps one bad line from costing minutes of tokenization.
 constexpr size_t kMaxLineBytes = 1 << 20;
 
-// Whether `path` is read as jsonl (by its extension: .jsonl, .json, .ndjson).
+// Whether `path` is read as jsonl (by its extension, in any case: .jsonl, .json, .ndjson).
 bool is_jsonl_path(const std::string& path);
 
 // Training data must end every conversation with the assistant's answer. Prompts to answer

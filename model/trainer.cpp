@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <map>
+#include <sstream>
 
 #include "kernels/hash.h"
 #include "model/util.h"
@@ -238,6 +240,31 @@ static void save_state(const std::string& path, const Trainer& t) {
     f.commit();
 }
 
+// The settings that differ between two signatures ("key=value ..."), as "key: old -> new, ...".
+static std::string signature_changes(const std::string& was, const std::string& now) {
+    auto fields = [](const std::string& s) {
+        std::map<std::string, std::string> out;
+        std::istringstream in(s);
+        for (std::string kv; in >> kv;) {
+            size_t eq = kv.find('=');
+            out[kv.substr(0, eq)] = eq == std::string::npos ? "" : kv.substr(eq + 1);
+        }
+        return out;
+    };
+    auto a = fields(was), b = fields(now);
+    for (const auto& kv : b) a.emplace(kv.first, "(none)");
+    std::string out;
+    for (const auto& kv : a) {
+        auto it = b.find(kv.first);
+        const std::string& then = it == b.end() ? "(none)" : it->second;
+        if (kv.second != then) out += (out.empty() ? "" : ", ") + kv.first + ": " + kv.second + " -> " + then;
+    }
+    return out;
+}
+
+// Reads the state file (step, data cursor, optimizer moments) after checking that it was made with
+// this run's settings; the caller loads the weights only then (a checkpoint of another --method has
+// other weight files).
 static void load_state(const std::string& path, Trainer& t) {
     ByteReader r(path, read_file(path));
     uint32_t magic = r.get<uint32_t>("magic");
@@ -250,9 +277,9 @@ static void load_state(const std::string& path, Trainer& t) {
     std::string sig(n, '\0');
     r.read(&sig[0], n, "settings");
     if (sig != t.cfg.signature())
-        fail("%s: this checkpoint was made with other settings, so resuming would not continue the same run.\n"
+        fail("%s: this checkpoint was made with other settings (%s), so resuming would not continue the same run.\n"
              "  checkpoint: %s\n  now:        %s\nUse the same flags, or a new --out directory to start afresh",
-             path.c_str(), sig.c_str(), t.cfg.signature().c_str());
+             path.c_str(), signature_changes(sig, t.cfg.signature()).c_str(), sig.c_str(), t.cfg.signature().c_str());
     t.step = r.get<int32_t>("step");
     t.total_steps = r.get<int32_t>("total steps");
     t.epoch = r.get<uint64_t>("epoch");
@@ -302,6 +329,14 @@ static std::vector<std::pair<int, std::string>> list_checkpoints(const std::stri
 std::string find_latest_checkpoint(const std::string& out_dir) {
     auto found = list_checkpoints(out_dir);
     return found.empty() ? "" : found.back().second;
+}
+
+int trainer_remove_checkpoints(const std::string& out_dir) {
+    auto found = list_checkpoints(out_dir);
+    std::error_code ec;
+    for (const auto& c : found) fs::remove_all(c.second, ec);
+    fs::remove_all(fs::path(out_dir) / "best", ec);
+    return (int)found.size();
 }
 
 bool trainer_note_eval(Trainer& t, double val_loss) {
@@ -365,6 +400,7 @@ std::string trainer_save_checkpoint(Trainer& t) {
 }
 
 void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
+    load_state((fs::path(dir) / "train.state").string(), t);
     std::string wpath = (fs::path(dir) / weights_file(t)).string();
     if (t.cfg.method == Method::Full) {
         ModelConfig cfg;
@@ -379,7 +415,6 @@ void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
         model_set_lora(t.model, lc, std::move(adapters));
     }
     model_upload(t.model, *t.ops, true, offloaded(t));
-    load_state((fs::path(dir) / "train.state").string(), t);
     // The upload rounded the BF16 weights to nearest; the run being resumed had them rounded
     // stochastically by its last step.
     if (uint64_t key = t.step > 0 ? sr_key(t, t.step - 1) : 0)

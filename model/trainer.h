@@ -104,6 +104,9 @@ std::string trainer_save_best(Trainer& t);
 std::string trainer_save_checkpoint(Trainer& t);
 // Newest complete checkpoint directory in out_dir, or "" when there is none.
 std::string find_latest_checkpoint(const std::string& out_dir);
+// Deletes every checkpoint in out_dir and its best/ (a run started over with --overwrite); returns
+// how many checkpoints there were.
+int trainer_remove_checkpoints(const std::string& out_dir);
 // Restores weights/adapters, optimizer moments, step and data cursor from a checkpoint directory.
 // Fails when the checkpoint was made with different settings (cfg.signature()).
 void trainer_load_checkpoint(Trainer& t, const std::string& dir);

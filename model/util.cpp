@@ -56,9 +56,10 @@ std::string read_file(const std::string& path) {
     char buf[1 << 16];
     size_t n;
     while ((n = fread(buf, 1, sizeof buf, f)) > 0) out.append(buf, n);
-    bool err = ferror(f);
+    const bool err = ferror(f);
+    const int why = errno;  // "Is a directory" for a folder given where a file goes
     fclose(f);
-    if (err) fail("%s: read error", path.c_str());
+    if (err) fail("%s: read error: %s", path.c_str(), strerror(why));
     return out;
 }
 

@@ -104,6 +104,9 @@ Tokenizer tokenizer_load(const std::string& path);
 void tokenizer_fit_rows(Tokenizer& tok, size_t rows, const std::string& where, const std::string& rows_what);
 // The .tok that ./convert writes beside a model: the model's path with its extension replaced.
 std::string tokenizer_beside(const std::string& model_path);
+// The tokenizer a model is used with: `flag` (--tokenizer) when given, else the .tok beside the
+// model; with neither, fails naming the model and what to pass (`also`: a program's other choice).
+std::string tokenizer_of_model(const std::string& model_path, const std::string& flag, const char* also = "");
 // By extension: ".json" → tokenizer_load_hf, ".model" → tokenizer_load_spm, anything else → tokenizer_load.
 Tokenizer tokenizer_load_any(const std::string& path);
 

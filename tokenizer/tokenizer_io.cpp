@@ -414,6 +414,15 @@ std::string tokenizer_beside(const std::string& model_path) {
     return model_path.substr(0, model_path.rfind('.')) + ".tok";
 }
 
+std::string tokenizer_of_model(const std::string& model_path, const std::string& flag, const char* also) {
+    if (!flag.empty()) return flag;
+    const std::string beside = tokenizer_beside(model_path);
+    if (!file_exists(beside))
+        fail("%s: no tokenizer beside the model (looked for %s): pass --tokenizer PATH, the model's own (.tok, "
+             "tokenizer.json or tokenizer.model)%s", model_path.c_str(), beside.c_str(), also);
+    return beside;
+}
+
 Tokenizer tokenizer_load_any(const std::string& path) {
     auto ends_with = [&](const char* ext) { return path.size() >= strlen(ext) && path.compare(path.size() - strlen(ext), strlen(ext), ext) == 0; };
     return ends_with(".json") ? tokenizer_load_hf(path) : ends_with(".model") ? tokenizer_load_spm(path) : tokenizer_load(path);

@@ -12,7 +12,7 @@
 #include "tokenizer/tokenizer.h"
 
 static const char* kUsage =
-    "usage: check_data --data FILE [options]\n"
+    "usage: check_data [--data] FILE [options]\n"
     "  --tokenizer PATH          .tok, tokenizer.json or tokenizer.model (default models/smollm2-135m-instruct.tok)\n"
     "  --template NAME           chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
     "  --max-seq-len N           512\n"
@@ -29,21 +29,23 @@ int main(int argc, char** argv) {
             if (args.is("--data")) data = args.value();
             else if (args.is("--tokenizer")) tok_path = args.value();
             else if (args.is("--template")) tmpl = args.value();
-            else if (args.is("--max-seq-len")) opt.max_seq_len = args.integer();
-            else if (args.is("--prompt-loss-weight")) opt.prompt_loss_weight = (float)args.number();
+            else if (args.is("--max-seq-len")) opt.max_seq_len = args.integer(2);
+            else if (args.is("--prompt-loss-weight")) opt.prompt_loss_weight = (float)args.number_in(0, 1);
             else if (args.is("--truncation")) opt.truncation = parse_truncation(args.value());
             else if (args.is("--skip-bad-lines")) opt.skip_bad_lines = true;
             else if (args.is("-h") || args.is("--help")) { std::printf("%s", kUsage); return 0; }
+            else if (data.empty() && args.flag()[0] != '-') data = args.flag();  // ./check_data FILE
             else args.unknown();
         }
         if (data.empty()) fail("--data FILE is required\n%s", kUsage);
         if (!file_exists(tok_path)) fail("%s: tokenizer not found; pass --tokenizer PATH (.tok, tokenizer.json or tokenizer.model)", tok_path.c_str());
         Tokenizer tok = tokenizer_load_any(tok_path);
         DataTokenizer dt = data_tokenizer(tok, tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl));
+        if (const std::string w = template_marker_warning(dt); !w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
         DataReport report;
         read_dataset(data, dt, opt, report);
         print_report(report, opt, stdout);
-        check_report(report, opt);
+        check_report(report, opt, true);
         std::printf("ok: %s\n", report_summary(report).c_str());
         return 0;
     });

@@ -35,9 +35,20 @@ struct Args {
         if (v.empty() || *end) fail("flag %s: '%s' is not a number", flag_.c_str(), v.c_str());
         return d;
     }
-    int integer() {
+    // A number in [lo, hi], or with an open end where lo_open / hi_open ("(0, inf)": positive and
+    // finite): a NaN, an infinity or a value outside fails naming the flag and the range.
+    double number_in(double lo, double hi, bool lo_open = false, bool hi_open = false) {
         double d = number();
-        if (d != std::floor(d) || d < 0 || d > 2e9) fail("flag %s: expected a whole number >= 0, got %g", flag_.c_str(), d);
+        bool ok = std::isfinite(d) && (lo_open ? d > lo : d >= lo) && (hi_open ? d < hi : d <= hi);
+        if (!ok)
+            fail("flag %s: %s is out of range: expected a number in %c%g, %g%c", flag_.c_str(), argv_[i_],
+                 lo_open ? '(' : '[', lo, hi, hi_open || std::isinf(hi) ? ')' : ']');
+        return d;
+    }
+    int integer(int lo = 0) {
+        double d = number();
+        if (d != std::floor(d) || d < lo || d > 2e9)
+            fail("flag %s: expected a whole number from %d to 2000000000, got %s", flag_.c_str(), lo, argv_[i_]);
         return (int)d;
     }
     [[noreturn]] void unknown() const { fail("unknown flag '%s' (%s)", flag_.c_str(), hint_); }

@@ -44,7 +44,7 @@ static int run(int argc, char** argv) {
                    "               4B and up, the image-text Gemma3ForConditionalGeneration that AutoModelForCausalLM\n"
                    "               loads for them; text otherwise): PEFT names the layers model.layers.N in a text\n"
                    "               model and model.language_model.layers.N in Gemma 3's image-text one\n"
-                   "  --merge OUT  the model with the adapter merged in, as our .bin (needs --lora; f32 or bf16)\n"
+                   "  --merge OUT  the model with the adapter merged in, as our .bin and its .tok (needs --lora; f32 or bf16)\n"
                    "  --hf DIR     the model (with the adapter merged in, if --lora) as a Hugging Face model directory:\n"
                    "               config.json, model.safetensors, tokenizer.json, tokenizer_config.json (f32 or bf16)\n"
                    "  --gguf OUT   the same as a GGUF file for llama.cpp / ollama (f32, f16, bf16 or q8_0)\n"
@@ -55,6 +55,10 @@ static int run(int argc, char** argv) {
     }
     if (peft.empty() && merge.empty() && hf.empty() && gguf.empty())
         fail("pass --peft DIR, --merge OUT.bin, --hf DIR or --gguf OUT.gguf (see ./export --help)");
+    if (!chat_template.empty()) chat_template_from_name(chat_template);  // a wrong name fails now, before any work
+    if (!chat_template.empty() && merge.empty() && hf.empty() && gguf.empty())
+        fail("--template %s is written into --merge, --hf and --gguf outputs: a --peft adapter carries no template",
+             chat_template.c_str());
     if (lora.empty() && (!peft.empty() || !merge.empty())) fail("--peft and --merge need --lora A.lora (the adapter to export)");
     if (dtype != "f32" && dtype != "bf16" && dtype != "f16" && dtype != "q8_0") fail("--dtype %s: use f32, bf16, f16 or q8_0", dtype.c_str());
     if ((dtype == "f16" || dtype == "q8_0") && (!merge.empty() || !hf.empty()))
@@ -72,7 +76,7 @@ static int run(int argc, char** argv) {
     if (!lora.empty()) lora_load_any(lora, cfg, lc, adapters);
     if (!peft.empty()) {
         if (peft_base != "auto" && peft_base != "text" && peft_base != "image-text")
-            fail("--peft-base %s: use text, image-text or auto", peft_base.c_str());
+            fail("--peft-base %s: use text or image-text (or leave it out: chosen by the model)", peft_base.c_str());
         const PeftBase base = peft_base == "text"         ? PeftBase::text
                               : peft_base == "image-text" ? PeftBase::image_text
                                                           : peft_base_default(cfg);
@@ -88,13 +92,15 @@ static int run(int argc, char** argv) {
     model_load(model, cfg, params);
     if (!lora.empty()) lora_merge(cfg, lc, adapters, params);
     const char* what = lora.empty() ? "" : " with the adapter merged in";
+    // Every output carries the tokenizer: --merge as the .tok beside it, where ./train and ./generate look.
+    Tokenizer tok = tokenizer_load_any(tokenizer_of_model(model, tokenizer));
+    if (!chat_template.empty()) tok.chat_template = chat_template_from_name(chat_template);
     if (!merge.empty()) {
         model_save(merge, cfg, params, dt);
-        printf("wrote %s: %s%s\n", merge.c_str(), model.c_str(), what);
+        tokenizer_save(tok, tokenizer_beside(merge));
+        printf("wrote %s and %s: %s%s\n", merge.c_str(), tokenizer_beside(merge).c_str(), model.c_str(), what);
     }
     if (hf.empty() && gguf.empty()) return 0;
-    Tokenizer tok = tokenizer_load_any(tokenizer.empty() ? tokenizer_beside(model) : tokenizer);
-    if (!chat_template.empty()) tok.chat_template = chat_template_from_name(chat_template);
     if (!hf.empty()) {
         export_hf_dir(hf, cfg, params, tok, dt);
         printf("wrote %s: config.json, model.safetensors (%s), tokenizer.json, tokenizer_config.json: %s%s\n", hf.c_str(),

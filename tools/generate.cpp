@@ -161,15 +161,15 @@ static int run(int argc, char** argv) {
         else if (args.is("--template")) tmpl = args.value();
         else if (args.is("--raw")) raw = true;
         else if (args.is("--chat")) chatting = true;
-        else if (args.is("--max-tokens")) so.max_new_tokens = args.integer();
-        else if (args.is("--temperature")) so.temperature = (float)args.number();
+        else if (args.is("--max-tokens")) so.max_new_tokens = args.integer(1);
+        else if (args.is("--temperature")) so.temperature = (float)args.number_in(0, INFINITY);
         else if (args.is("--top-k")) so.top_k = args.integer();
-        else if (args.is("--top-p")) so.top_p = (float)args.number();
+        else if (args.is("--top-p")) so.top_p = (float)args.number_in(0, 1, true);
         else if (args.is("--seed")) so.seed = (uint64_t)args.integer();
         else if (args.is("--device")) device = args.value();
         else if (args.is("--data")) data_run.data = args.value();
         else if (args.is("--out")) data_run.out = args.value();
-        else if (args.is("--batch")) data_run.batch = args.integer();
+        else if (args.is("--batch")) data_run.batch = args.integer(1);
         else if (args.is("--limit")) data_run.limit = args.integer();
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
@@ -194,17 +194,17 @@ static int run(int argc, char** argv) {
     if (!data_run.data.empty() && (!prompt.empty() || !system.empty() || raw || chatting))
         fail("--data answers the conversations of a file: --prompt, --system, --raw and --chat are for one prompt");
     if (chatting && (!prompt.empty() || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
-    if (data_run.batch < 1) fail("--batch %d: use at least 1", data_run.batch);
-    if (so.max_new_tokens < 1) fail("--max-tokens %d: use at least 1", so.max_new_tokens);
     if (data_run.data.empty() && !chatting && prompt.empty()) {
         char buf[4096];
         size_t n;
         while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) prompt.append(buf, n);
     }
     if (data_run.data.empty() && !chatting && prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
-    if (tok_path.empty()) tok_path = tokenizer_beside(model_path);
-    Tokenizer tok = tokenizer_load_any(tok_path);
-    ModelConfig cfg;
+    ModelConfig cfg = model_read_config(model_path);  // the model first: a missing one is named as such
+    if (cfg.max_seq_len > 0 && so.max_new_tokens >= cfg.max_seq_len)
+        fail("--max-tokens %d: the model's context is %d positions, the prompt's included: ask for fewer", so.max_new_tokens,
+             cfg.max_seq_len);
+    Tokenizer tok = tokenizer_load_any(tokenizer_of_model(model_path, tok_path));
     std::vector<float> params;
     model_load(model_path, cfg, params);
     Model m;
