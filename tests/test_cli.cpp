@@ -1,0 +1,167 @@
+// The programs as a user runs them (`make test` builds them first): what ./train, ./generate,
+// ./export and ./check_data do with flags and files that would otherwise lose or spoil work. Each
+// case runs the binaries on the tiny random preset (a fraction of a second a run) in a scratch
+// folder and checks the exit status and the words of the message.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+#include "model/util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+    int status;
+    std::string out;  // stdout and stderr together
+};
+
+Run run(const std::string& cmd) {
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    int st = pclose(p);
+    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+// A scratch folder with five training examples of the default task, removed at the end.
+struct Scratch {
+    fs::path dir;
+    std::string data;
+    Scratch() {
+        char tmpl[] = "/tmp/test_cli_XXXXXX";
+        REQUIRE(mkdtemp(tmpl) != nullptr);
+        dir = tmpl;
+        std::string lines = read_file("data/default/train.jsonl"), five;
+        for (size_t at = 0, i = 0; i < 5; i++, at = lines.find('\n', at) + 1) five += lines.substr(at, lines.find('\n', at) - at + 1);
+        data = (dir / "d.jsonl").string();
+        write_file_atomic(data, five);
+    }
+    ~Scratch() { fs::remove_all(dir); }
+    // ./train on the tiny preset with this data, plus `flags`.
+    Run train(const std::string& flags) const {
+        return run("./train --preset tiny --data " + data + " --batch-size 2 --eval-samples 0 " + flags);
+    }
+    std::string out(const char* name) const { return (dir / name).string(); }
+};
+
+bool has(const Run& r, const char* text) { return r.out.find(text) != std::string::npos; }
+
+}  // namespace
+
+TEST_CASE("cli: a new run refuses an --out with an earlier run's checkpoints; --overwrite, --resume") {
+    Scratch s;
+    const std::string out = " --save-every 1 --out " + s.out("o");
+    REQUIRE(s.train("--max-steps 3" + out).status == 0);
+    // Before: keep-last deleted this run's new checkpoints as the oldest steps.
+    Run again = s.train("--max-steps 2" + out);
+    CHECK(again.status == 1);
+    CHECK(has(again, "holds an earlier run's checkpoints"));
+    CHECK(has(again, "--overwrite"));
+    CHECK(fs::exists(s.out("o/ckpt-00000003")));  // nothing was touched
+    Run over = s.train("--max-steps 2 --overwrite" + out);
+    CHECK(over.status == 0);
+    CHECK(has(over, "removed 2 checkpoint(s)"));
+    CHECK(!fs::exists(s.out("o/ckpt-00000003")));
+    CHECK(fs::exists(s.out("o/ckpt-00000002")));
+    // --resume with other settings names what differs, before it looks for weights of another method.
+    Run other = s.train("--max-steps 2 --resume --method full" + out);
+    CHECK(other.status == 1);
+    CHECK(has(other, "made with other settings (lr: 0.0002 -> 2e-05, method: 1 -> 0)"));
+    CHECK(s.train("--max-steps 2 --resume --overwrite" + out).status == 1);
+}
+
+TEST_CASE("cli: Ctrl-C while training saves a checkpoint that --resume continues") {
+    Scratch s;
+    const std::string log = s.out("log.txt"), cmd = "./train --preset tiny --data " + s.data +
+                                                     " --batch-size 2 --eval-samples 0 --max-steps 1000000 --out " + s.out("o");
+    // Wait for a logged step (the handler is in place from the first step on), then interrupt.
+    Run r = run("(" + cmd + " > " + log + " 2>&1 & pid=$!; for i in $(seq 600); do grep -q '^2,' " + s.out("o/log.csv") +
+                " 2>/dev/null && break; sleep 0.05; done; kill -INT $pid; wait $pid; echo status $?)");
+    CHECK(has(r, "status 1"));
+    const std::string text = read_file(log);
+    INFO(text.substr(text.size() > 400 ? text.size() - 400 : 0));
+    CHECK(text.find("--resume continues the run") != std::string::npos);
+    size_t at = text.find("saved " + s.out("o/ckpt-"));
+    REQUIRE(at != std::string::npos);
+    const int step = std::stoi(text.substr(at + 6 + s.out("o/ckpt-").size(), 8));
+    CHECK(step >= 2);
+    CHECK(fs::exists(s.out("o/ckpt-") + strf("%08d", step) + "/train.state"));
+}
+
+TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
+    Scratch s;
+    struct Case {
+        const char* flags;
+        const char* says;
+    };
+    for (Case c : {Case{"--lora-alpha nan", "flag --lora-alpha: nan is out of range: expected a number in (0, inf)"},
+                   Case{"--beta1 1", "flag --beta1: 1 is out of range: expected a number in [0, 1)"},
+                   Case{"--eps 0", "flag --eps: 0 is out of range"},
+                   Case{"--epochs 0", "flag --epochs: 0 is out of range"},
+                   Case{"--val-split -0.1", "flag --val-split: -0.1 is out of range: expected a number in (0, 1)"},
+                   Case{"--warmup-ratio 2", "flag --warmup-ratio: 2 is out of range"},
+                   Case{"--min-lr-ratio 5", "flag --min-lr-ratio: 5 is out of range"},
+                   Case{"--lora-r 0", "flag --lora-r: expected a whole number from 1"},
+                   Case{"--val-split 0.4 --val-data d.jsonl", "both give held-out data: pass one"},
+                   Case{"--warmup-steps 1 --warmup-ratio 0.5", "both set the warmup: pass one"},
+                   Case{"--eval-every 1", "evaluate on held-out data: pass --val-data FILE or --val-split F"}}) {
+        Run r = s.train(std::string(c.flags) + " --dry-run");
+        INFO(c.flags << ": " << r.out);
+        CHECK(r.status == 1);
+        CHECK(has(r, c.says));
+    }
+}
+
+TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the merged model") {
+    Scratch s;
+    const std::string model = s.out("m.bin");
+    REQUIRE(run("./init_model --preset tiny --vocab 49152 -o " + model).status == 0);  // SmolLM2's vocabulary
+    // Without a .tok beside it a real model would be trained on byte ids: refused, naming the flag.
+    Run r = run("./train --dry-run --model " + model + " --data " + s.data);
+    CHECK(r.status == 1);
+    CHECK(has(r, "no tokenizer beside the model"));
+    CHECK(has(r, "--tokenizer bytes"));
+    Run bytes = run("./train --dry-run --model " + model + " --data " + s.data + " --tokenizer bytes");
+    CHECK(bytes.status == 0);
+    CHECK(has(bytes, "tokenizer: raw bytes"));
+    Run gen = run("./generate --model " + s.out("missing.bin") + " --prompt hi");
+    CHECK(gen.status == 1);
+    CHECK(has(gen, "missing.bin: cannot open model file"));
+    // ./export --merge carries the tokenizer it merged with.
+    const std::string tok = s.out("m.tok");
+    REQUIRE(run("cp models/smollm2-135m-instruct.tok " + tok).status == 0);
+    Run trained = run("./train --model " + model + " --tokenizer " + tok + " --data " + s.data +
+                      " --batch-size 2 --eval-samples 0 --max-steps 1 --out " + s.out("o"));
+    INFO(trained.out);
+    REQUIRE(trained.status == 0);
+    Run merge = run("./export --model " + model + " --lora " + s.out("o/ckpt-00000001/adapter.lora") + " --merge " +
+                    s.out("merged.bin"));
+    INFO(merge.out);
+    CHECK(merge.status == 0);
+    CHECK(read_file(s.out("merged.tok")) == read_file(tok));
+}
+
+TEST_CASE("cli: data files by content as well as by name; ./check_data FILE") {
+    Scratch s;
+    const std::string txt = s.out("records.txt"), upper = s.out("records.JSONL");
+    fs::copy_file(s.data, txt);
+    fs::copy_file(s.data, upper);
+    Run r = run("./check_data " + txt);
+    CHECK(r.status == 1);
+    CHECK(has(r, "line 1 is a training record (JSON), but the file is read as raw text"));
+    Run ok = run("./check_data " + upper);
+    INFO(ok.out);
+    CHECK(ok.status == 0);
+    CHECK(has(ok, "5 examples"));
+    Run warn = run("./check_data " + s.data + " --template llama3");
+    CHECK(has(warn, "warning: the llama3 template's end-of-turn marker is not a special token"));
+}
