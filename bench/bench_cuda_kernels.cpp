@@ -350,6 +350,17 @@ void bench_embedding(const Ops& ops) {
             c.bytes = (double)N * C * 2 * 2 + N * 4.0;  // read the N rows, write out, read tokens
             return c;
         });
+        // The backward (full fine-tuning only: LoRA freezes the table): dtable[tok[n]] += dout[n] in
+        // FP32, in token order (one thread a column walks all N tokens: deterministic, few CTAs).
+        run_case(ops, "embedding bwd", strf("N%d V%d C%d", N, V, C), [&](Buffers& b) {
+            act* dout = b.act_rand((size_t)N * C, 0.02f);
+            float* dtable = b.f32_zeros((size_t)V * C);
+            int32_t* tok = b.ints<int32_t>(N, V);
+            Case c;
+            if (ops.embedding_backward) c.call = [=, &ops] { ops.embedding_backward(dtable, dout, tok, N, C, 1.0f); };
+            c.bytes = (double)N * C * (2 + 4 * 2) + N * 4.0;  // read dout, read and write N FP32 rows, read tokens
+            return c;
+        });
     }
 }
 

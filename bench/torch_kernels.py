@@ -18,6 +18,7 @@ What each row runs (PyTorch's own kernels, eager mode, no torch.compile):
   rope             the HF rotate-half formula in eager: q·cos + rotate_half(q)·sin; bwd = its autograd
   swiglu, geglu    F.silu(g) * u, F.gelu(g, approximate="tanh") * u; bwd = its autograd
   embedding fwd    F.embedding
+  embedding bwd    dtable.index_add_(0, tokens, dout.float()): FP32 accumulation into the table (atomics)
   crossentropy     F.cross_entropy(logits.float(), reduction='none') forward + its backward to the
                    BF16 logits (the HF loss path), per-row weights / n as the incoming gradient
   nf4 dequant dq   bitsandbytes.functional.dequantize_4bit, NF4, blocks of 64, double quantization
@@ -301,6 +302,14 @@ def bench_embedding():
             return (lambda: F.embedding(tok, table)), N * C * 2 * 2 + N * 4, 0
 
         run_case("embedding fwd", f"N{N} V{V} C{C}", setup)
+
+        def setup_bwd():
+            dtable = torch.zeros(V, C, device=DEV, dtype=torch.float32)
+            dout = rand(N, C, scale=0.02)
+            tok = torch.randint(0, V, (N,), device=DEV, dtype=torch.int64)
+            return (lambda: dtable.index_add_(0, tok, dout.float())), N * C * (2 + 4 * 2) + N * 4, 0
+
+        run_case("embedding bwd", f"N{N} V{V} C{C}", setup_bwd)
 
 
 def bench_crossentropy():

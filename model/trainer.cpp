@@ -384,12 +384,39 @@ std::string trainer_save_best(Trainer& t) {
     return dir.string();
 }
 
+// checksums.txt of a checkpoint: "FILE HEX" a line for its weights and its state, written last, so
+// that a resume can tell a file that changed after it was saved (a bad disk, a broken copy) from a
+// good one before it parses either. Checkpoints without one (older builds) load unchecked.
+static const char* const kChecksums = "checksums.txt";
+
+static void write_checksums(const Trainer& t, const fs::path& dir) {
+    std::string text;
+    for (const std::string& file : {weights_file(t), std::string("train.state")})
+        text += strf("%s %016llx\n", file.c_str(), (unsigned long long)checksum64(read_file((dir / file).string())));
+    write_file_atomic((dir / kChecksums).string(), text);
+}
+
+static void verify_checksums(const fs::path& dir) {
+    const fs::path list = dir / kChecksums;
+    if (!fs::exists(list)) return;
+    std::istringstream in(read_file(list.string()));
+    for (std::string file, hex; in >> file >> hex;) {
+        const std::string path = (dir / file).string();
+        if (!file_exists(path)) fail("%s: missing (%s lists it): delete %s to resume from the checkpoint before it",
+                                     path.c_str(), list.c_str(), dir.c_str());
+        if (strf("%016llx", (unsigned long long)checksum64(read_file(path))) != hex)
+            fail("%s: does not match its checksum in %s: the file changed after it was saved (a disk or copy "
+                 "error); delete %s to resume from the checkpoint before it", path.c_str(), list.c_str(), dir.c_str());
+    }
+}
+
 std::string trainer_save_checkpoint(Trainer& t) {
     char name[32];
     snprintf(name, sizeof name, "ckpt-%08d", t.step);
     fs::path dir = fs::path(t.cfg.out_dir) / name, tmp = fs::path(t.cfg.out_dir) / (std::string(name) + ".tmp");
     save_weights_into(t, tmp);
     save_state((tmp / "train.state").string(), t);
+    write_checksums(t, tmp);
     rename_into_place(tmp, dir);
     if (t.cfg.keep_last > 0) {
         std::error_code ec;
@@ -400,6 +427,7 @@ std::string trainer_save_checkpoint(Trainer& t) {
 }
 
 void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
+    verify_checksums(dir);
     load_state((fs::path(dir) / "train.state").string(), t);
     std::string wpath = (fs::path(dir) / weights_file(t)).string();
     if (t.cfg.method == Method::Full) {

@@ -63,6 +63,19 @@ std::string read_file(const std::string& path) {
     return out;
 }
 
+uint64_t checksum64(const std::string& bytes) {
+    const uint64_t prime = 0x100000001B3ull;
+    uint64_t h = 0xCBF29CE484222325ull ^ bytes.size();
+    size_t i = 0;
+    for (; i + 8 <= bytes.size(); i += 8) {
+        uint64_t w;
+        memcpy(&w, bytes.data() + i, 8);
+        h = (h ^ w) * prime;
+    }
+    for (; i < bytes.size(); i++) h = (h ^ (uint8_t)bytes[i]) * prime;
+    return h ^ (h >> 32);
+}
+
 AtomicFile::AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
     f_ = fopen(tmp_.c_str(), "wb");
     if (!f_) fail("%s: cannot write: %s", tmp_.c_str(), strerror(errno));

@@ -184,6 +184,7 @@ TEST_CASE("a version-1 train.state (before the best evaluation was kept) still r
     bytes.erase(best_at, 16);
     const uint32_t v1 = 1;
     memcpy(&bytes[4], &v1, 4);
+    fs::remove(ckpt + "/checksums.txt");  // version-1 checkpoints had none
     FILE* f = fopen(path.c_str(), "wb");
     fwrite(bytes.data(), 1, bytes.size(), f);
     fclose(f);
@@ -206,6 +207,29 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     setup(b, Method::Lora, dir);
     b.cfg.optim.lr = 1.0f;
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("other settings"));
+}
+
+TEST_CASE("resume refuses a checkpoint file that changed after it was saved (checksums.txt)") {
+    std::string dir = temp_dir("checksums");
+    Trainer a;
+    setup(a, Method::Lora, dir);
+    trainer_step(a);
+    const std::string ckpt = trainer_save_checkpoint(a);
+    for (const char* file : {"adapter.lora", "train.state"}) {
+        const std::string path = ckpt + "/" + file, good = read_file(path);
+        std::string bad = good;
+        bad[bad.size() / 2] ^= 0x10;  // one flipped bit, in the data: the format's own checks pass it
+        write_file_atomic(path, bad);
+        Trainer b;
+        setup(b, Method::Lora, dir);
+        INFO(file);
+        CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains((path + ": does not match its checksum").c_str()));
+        write_file_atomic(path, good);
+    }
+    Trainer c;
+    setup(c, Method::Lora, dir);
+    trainer_load_checkpoint(c, ckpt);  // intact again: loads
+    CHECK(c.step == 1);
 }
 
 // Writes `bytes` to a file and expects `load` to fail with a message containing the path and `what`.
@@ -278,6 +302,7 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         trainer_step(t);
         std::string ckpt = trainer_save_checkpoint(t);
         std::string state = ckpt + "/train.state", bytes = read_file(state);
+        fs::remove(ckpt + "/checksums.txt");  // the state reader's own checks (older checkpoints have no checksums)
         auto load = [&] { trainer_load_checkpoint(t, ckpt); };
         expect_rejected(state, bytes.substr(0, bytes.size() - 100), load, "truncated");
         expect_rejected(state, "LLMX" + bytes.substr(4), load, "bad magic");
