@@ -27,7 +27,7 @@
 #   SKIP_BUILD=1, SKIP_TESTS=1, SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1, SKIP_TRAIN=1 (no ./train
 #   run), SKIP_GENERATE=1, SKIP_PEFT=1 (our end-to-end steps only): leave those steps out; SKIP_TORCH=1
 #   (no PyTorch kernel table), SKIP_NARROW=1 (no narrow-tiling kernel table), KERNELS_FILTER=attn
-#   (those kernel rows only, ours, PyTorch's and the previous build's);
+#   (those kernel rows only, ours, PyTorch's and the previous build's; several: lora,nf4);
 #   SCALE_OFFLOAD=1 (the 65B QLoRA step again with --offload-optimizer); SANITIZE=1 (compute-sanitizer
 #   racecheck and synccheck on the attention tests);
 #   PROFILE=1 (Nsight Compute on the attention kernels, hd 64, 128 and 256: profile.txt);
@@ -290,14 +290,20 @@ if [ -n "${PROFILE_STEP:-}" ] && [ -x build/bench/bench_train ] && command -v nc
 fi
 
 # ---- kernels: ours, then PyTorch on the same shapes (with the joined table) ----
-# KERNELS_FILTER=attn: only the rows whose op or shape contains it (ours and the previous build's).
+# KERNELS_FILTER=attn: only the rows whose op or shape contains it (ours and the previous build's);
+# several, comma-separated (KERNELS_FILTER=lora,nf4): each binary runs once per substring, since a
+# previous build's --filter takes one.
+KFILTERS=("")
+[ -n "${KERNELS_FILTER:-}" ] && IFS=, read -r -a KFILTERS <<< "$KERNELS_FILTER"
 KFILTER=()
-[ -n "${KERNELS_FILTER:-}" ] && KFILTER=(--filter "$KERNELS_FILTER")
+[ -n "${KERNELS_FILTER:-}" ] && KFILTER=(--filter "$KERNELS_FILTER")  # torch_kernels.py takes the list
 if [ "${SKIP_KERNELS:-0}" = 1 ]; then
     :
 elif [ -x build/bench/bench_cuda_kernels ]; then
-    step "kernels: bench_cuda_kernels" 120 "$OUT/kernels_ours.txt" \
-        build/bench/bench_cuda_kernels --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" ${KFILTER[@]+"${KFILTER[@]}"}
+    for kf in "${KFILTERS[@]}"; do
+        step "kernels: bench_cuda_kernels ${kf}" 120 "$OUT/kernels_ours.txt" \
+            build/bench/bench_cuda_kernels --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" ${kf:+--filter "$kf"}
+    done
     # The narrow attention tiling (what sm_86/89 GPUs run at hd 128), forced, for its speed here.
     [ "${SKIP_NARROW:-0}" = 1 ] || step "kernels: attention with ATTENTION_TILES=narrow" 60 "$OUT/kernels_narrow.txt" \
         env ATTENTION_TILES=narrow build/bench/bench_cuda_kernels --filter attn --peak-bw "$PEAK_BW" \
@@ -316,9 +322,11 @@ fi
 # A/B in one run: the previous build's kernel table (the device and its state are the same).
 # Its rows are tagged "old <op>", so that no join or reader can take them for ours.
 if [ "${AB_OLD:-0}" != 0 ] && [ "${SKIP_KERNELS:-0}" != 1 ] && [ -x "$CARRY/old/bench_cuda_kernels" ]; then
-    step "kernels: the previous build, $(head -1 "$CARRY/old/SOURCE" 2>/dev/null)" 60 "$OUT/kernels_ours.txt" \
-        bash -c "set -o pipefail; '$CARRY/old/bench_cuda_kernels' --peak-bw $PEAK_BW --peak-tflops $PEAK_TF ${KFILTER[*]} |
-            sed 's/^| \([a-z]\)/| old \1/'"
+    for kf in "${KFILTERS[@]}"; do
+        step "kernels: the previous build, $(head -1 "$CARRY/old/SOURCE" 2>/dev/null) ${kf}" 60 "$OUT/kernels_ours.txt" \
+            bash -c "set -o pipefail; '$CARRY/old/bench_cuda_kernels' --peak-bw $PEAK_BW --peak-tflops $PEAK_TF ${kf:+--filter '$kf'} |
+                sed 's/^| \([a-z]\)/| old \1/'"
+    done
 fi
 [ "${SKIP_KERNELS:-0}" = 1 ] || [ "${SKIP_TORCH:-0}" = 1 ] || step "kernels: torch_kernels.py" 150 "$OUT/kernels_torch.txt" \
     python3 bench/torch_kernels.py --peak-bw "$PEAK_BW" --peak-tflops "$PEAK_TF" --compare "$OUT/kernels_ours.txt" \

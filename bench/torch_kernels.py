@@ -117,7 +117,7 @@ def print_row(op, shape, sec, nbytes=0.0, flops=0.0):
 
 def run_case(op, shape, setup):
     """setup() returns (fn, bytes, flops); errors print a row and the script goes on."""
-    if ARGS.filter and ARGS.filter not in f"{op} {shape}":
+    if ARGS.filter and not any(f in f"{op} {shape}" for f in ARGS.filter.split(",")):
         return
     try:
         fn, nbytes, flops = setup()
@@ -489,7 +489,7 @@ class Tee:
 def main():
     global ARGS, DEV, TIMER, S
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--filter", default="", help="only rows whose 'op shape' contains this")
+    ap.add_argument("--filter", default="", help="only rows whose 'op shape' contains this (or one of these, comma-separated)")
     ap.add_argument("--compare", default="", help="bench_cuda_kernels output to join with this table")
     ap.add_argument("--peak-bw", type=float, default=0, help="GB/s for %% of peak (default: from the GPU name)")
     ap.add_argument("--peak-tflops", type=float, default=0, help="dense BF16 TFLOP/s (default: from the GPU name)")
