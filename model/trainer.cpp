@@ -278,8 +278,11 @@ static void load_state(const std::string& path, Trainer& t) {
     r.read(&sig[0], n, "settings");
     if (sig != t.cfg.signature())
         fail("%s: this checkpoint was made with other settings (%s), so resuming would not continue the same run.\n"
-             "  checkpoint: %s\n  now:        %s\nUse the same flags, or a new --out directory to start afresh",
-             path.c_str(), signature_changes(sig, t.cfg.signature()).c_str(), sig.c_str(), t.cfg.signature().c_str());
+             "  checkpoint: %s\n  now:        %s\nUse the same flags, or a new --out directory to start afresh; to "
+             "train these weights on with other settings (more steps), start a new run from them: --init-adapter "
+             "%s/adapter.lora (LoRA) or --model %s/model.bin (full)",
+             path.c_str(), signature_changes(sig, t.cfg.signature()).c_str(), sig.c_str(), t.cfg.signature().c_str(),
+             fs::path(path).parent_path().c_str(), fs::path(path).parent_path().c_str());
     t.step = r.get<int32_t>("step");
     t.total_steps = r.get<int32_t>("total steps");
     t.epoch = r.get<uint64_t>("epoch");
