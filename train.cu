@@ -399,7 +399,8 @@ int run(int argc, char** argv) {
         if (dir.empty()) printf("resume: no checkpoint in %s, starting from scratch\n", t.cfg.out_dir.c_str());
         else {
             trainer_load_checkpoint(t, dir);
-            printf("resume: %s (step %d of %d)\n", dir.c_str(), t.step, t.total_steps);
+            printf("resume: %s (step %d of %d%s)\n", dir.c_str(), t.step, t.total_steps,
+                   t.step >= t.total_steps ? ": the run is complete, nothing left to train" : "");
             if (trainer_should_stop(t))
                 printf("resume: the run stopped early at step %d (no lower val loss than step %d's %.4f in %d evaluations)\n",
                        t.step, t.best_step, t.best_val, t.evals_since_best);
@@ -478,8 +479,10 @@ int run(int argc, char** argv) {
                fmt_bytes(ms.peak_total).c_str(), fmt_bytes(ms.device_used).c_str());
     }
     if (!t.cfg.out_dir.empty()) {
-        const std::string ckpt = trainer_save_checkpoint(t);
-        printf("saved %s\n", ckpt.c_str());
+        // A resumed run that had nothing left to train keeps its checkpoint as it is.
+        const bool trained = t.step > step0;
+        const std::string ckpt = trained ? trainer_save_checkpoint(t) : find_latest_checkpoint(t.cfg.out_dir);
+        printf("%s %s\n", trained ? "saved" : "checkpoint:", ckpt.c_str());
         print_export_hint(f, t, ckpt);
         if (t.cfg.keep_best && t.best_step >= 0) {
             // a run resumed with --keep-best after its best evaluation did not keep that one

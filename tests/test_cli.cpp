@@ -72,6 +72,10 @@ TEST_CASE("cli: a new run refuses an --out with an earlier run's checkpoints; --
     CHECK(has(over, "removed 2 checkpoint(s)"));
     CHECK(!fs::exists(s.out("o/ckpt-00000003")));
     CHECK(fs::exists(s.out("o/ckpt-00000002")));
+    Run done = s.train("--max-steps 2 --resume" + out);  // a finished run: said so, its checkpoint kept
+    CHECK(done.status == 0);
+    CHECK(has(done, "the run is complete, nothing left to train"));
+    CHECK(has(done, ("checkpoint: " + s.out("o/ckpt-00000002")).c_str()));
     // --resume with other settings names what differs, before it looks for weights of another method.
     Run other = s.train("--max-steps 2 --resume --method full" + out);
     CHECK(other.status == 1);
