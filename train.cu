@@ -407,6 +407,7 @@ int run(int argc, char** argv) {
         }
     }
     FILE* csv = nullptr;
+    double elapsed_base = 0;  // a resumed run's training time before its checkpoint (from log.csv)
     if (!t.cfg.out_dir.empty()) {
         std::error_code ec;
         std::filesystem::create_directories(t.cfg.out_dir, ec);
@@ -414,13 +415,21 @@ int run(int argc, char** argv) {
         std::string path = t.cfg.out_dir + "/log.csv";
         // A resumed run keeps the log up to its checkpoint's step and drops the lines of steps the
         // killed run made after it: they are redone, so each step appears once.
+        // Its elapsed_s goes on from the last kept step's, so the column is the run's training time.
         std::string kept = "step,loss,lr,grad_norm,tokens,tokens_per_s,elapsed_s,val_loss\n";
         if (t.step > 0 && file_exists(path)) {
             std::string old = read_file(path);
             for (size_t a = old.find('\n') + 1, b; a < old.size(); a = b + 1) {
                 b = old.find('\n', a);
                 if (b == std::string::npos) break;
-                if (atoi(old.c_str() + a) <= t.step) kept += old.substr(a, b - a + 1);
+                if (atoi(old.c_str() + a) > t.step) continue;
+                const std::string line = old.substr(a, b - a + 1);
+                kept += line;
+                size_t at = 0;  // the start of elapsed_s, the 7th field (evaluation lines leave it empty)
+                for (int i = 0; i < 6 && at != std::string::npos; i++)
+                    if ((at = line.find(',', at)) != std::string::npos) at++;
+                if (at != std::string::npos && at < line.size() && line[at] != ',' && line[at] != '\n')
+                    elapsed_base = atof(line.c_str() + at);
             }
         }
         csv = fopen(path.c_str(), "w");
@@ -458,7 +467,9 @@ int run(int argc, char** argv) {
                    t.step, t.total_steps, r.loss, r.lr, r.grad_norm, tps, now - ts, fmt_time(elapsed).c_str(),
                    fmt_time(eta).c_str(), fmt_bytes(trainer_memory(t).total()).c_str());
         fflush(stdout);
-        if (csv) fprintf(csv, "%d,%.6f,%.6e,%.6f,%.0f,%.1f,%.2f,\n", t.step, r.loss, r.lr, r.grad_norm, r.tokens, tps, elapsed), fflush(csv);
+        if (csv)
+            fprintf(csv, "%d,%.6f,%.6e,%.6f,%.0f,%.1f,%.2f,\n", t.step, r.loss, r.lr, r.grad_norm, r.tokens, tps,
+                    elapsed_base + elapsed), fflush(csv);
         if (t.cfg.eval_every > 0 && t.step % t.cfg.eval_every == 0 && t.step < t.total_steps) eval_and_print(t, "at", csv, true);
         if (!t.cfg.out_dir.empty() && t.cfg.save_every > 0 && t.step % t.cfg.save_every == 0 && t.step < t.total_steps)
             printf("saved %s\n", trainer_save_checkpoint(t).c_str());
