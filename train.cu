@@ -164,14 +164,15 @@ void parse_flags(int argc, char** argv, Flags& f) {
 // its tokenizer.
 // Ctrl-C (SIGINT) or SIGTERM during training: the step in progress finishes, a checkpoint is saved
 // and the run stops (--resume continues it). A second signal stops at once, as without the handler.
+// A signal the run was started ignoring (SIGINT under nohup or `&` in a script) stays ignored.
 volatile std::sig_atomic_t g_interrupt = 0;
 void catch_interrupts() {
     auto on_signal = [](int sig) {
         g_interrupt = 1;
         std::signal(sig, SIG_DFL);
     };
-    std::signal(SIGINT, on_signal);
-    std::signal(SIGTERM, on_signal);
+    for (int sig : {SIGINT, SIGTERM})
+        if (std::signal(sig, on_signal) == SIG_IGN) std::signal(sig, SIG_IGN);
 }
 
 void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt) {

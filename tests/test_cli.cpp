@@ -83,13 +83,14 @@ TEST_CASE("cli: a new run refuses an --out with an earlier run's checkpoints; --
     CHECK(s.train("--max-steps 2 --resume --overwrite" + out).status == 1);
 }
 
-TEST_CASE("cli: Ctrl-C while training saves a checkpoint that --resume continues") {
+TEST_CASE("cli: SIGTERM (or Ctrl-C) while training saves a checkpoint that --resume continues") {
     Scratch s;
     const std::string log = s.out("log.txt"), cmd = "./train --preset tiny --data " + s.data +
                                                      " --batch-size 2 --eval-samples 0 --max-steps 1000000 --out " + s.out("o");
-    // Wait for a logged step (the handler is in place from the first step on), then interrupt.
+    // Wait for a logged step (the handler is in place from the first step on), then stop it. (SIGTERM:
+    // a shell starts `&` jobs with SIGINT ignored, and the trainer leaves an ignored signal ignored.)
     Run r = run("(" + cmd + " > " + log + " 2>&1 & pid=$!; for i in $(seq 600); do grep -q '^2,' " + s.out("o/log.csv") +
-                " 2>/dev/null && break; sleep 0.05; done; kill -INT $pid; wait $pid; echo status $?)");
+                " 2>/dev/null && break; sleep 0.05; done; kill -TERM $pid; wait $pid; echo status $?)");
     CHECK(has(r, "status 1"));
     const std::string text = read_file(log);
     INFO(text.substr(text.size() > 400 ? text.size() - 400 : 0));
