@@ -1,12 +1,14 @@
 // The trainer: flags → model, tokenizer and data → the training loop with progress, evaluation
 // and checkpoints. `./train` with no flags fine-tunes the default model (SmolLM2-135M-Instruct,
 // fetched by `make`) with LoRA on the default task (data/default). `./train --help` lists flags.
+#include <algorithm>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
 #include <cstring>
 #include <filesystem>
 #include <set>
+#include <unistd.h>
 #include <string>
 
 #include "data/dataset.h"
@@ -19,6 +21,8 @@
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
 #include "tools/cli.h"
+
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -91,7 +95,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--tokenizer")) f.tokenizer = args.value();
         else if (args.is("--data")) { f.data = args.value(); data_given = true; }
         else if (args.is("--val-data")) f.val_data = args.value();
-        else if (args.is("--val-split")) f.val_split = (float)args.number_in(0, 1, true, true);
+        else if (args.is("--val-split")) f.val_split = (float)args.number_in(0, 1, false, true);  // 0: none
         else if (args.is("--template")) f.chat_template = args.value();
         else if (args.is("--out")) tc.out_dir = args.value();
         else if (args.is("--method")) f.method = args.value();
@@ -160,21 +164,30 @@ void parse_flags(int argc, char** argv, Flags& f) {
     f.data_opt.skip_bad_lines = f.skip_bad_lines;
 }
 
-// How the trained weights go to other tools (./export), for a run that started from a model file with
-// its tokenizer.
-// Ctrl-C (SIGINT) or SIGTERM during training: the step in progress finishes, a checkpoint is saved
-// and the run stops (--resume continues it). A second signal stops at once, as without the handler.
-// A signal the run was started ignoring (SIGINT under nohup or `&` in a script) stays ignored.
+// Ctrl-C (SIGINT) or SIGTERM while training: the step in progress (or the evaluation) finishes, a
+// checkpoint is saved and the run stops (--resume continues it). A second signal stops at once, as
+// without the handler. A signal the run was started ignoring (SIGINT for a script's `&` job) stays
+// ignored. After the final save release_interrupts() restores the default: the rest only reads.
 volatile std::sig_atomic_t g_interrupt = 0;
 void catch_interrupts() {
-    auto on_signal = [](int sig) {
+    auto on_signal = [](int) {
+        static const char note[] = "\ninterrupted: the step in progress ends, then a checkpoint is saved (again to stop at once)\n";
         g_interrupt = 1;
-        std::signal(sig, SIG_DFL);
+        std::signal(SIGINT, SIG_DFL);
+        std::signal(SIGTERM, SIG_DFL);
+        ssize_t ignored = write(2, note, sizeof note - 1);  // async-signal-safe, unlike printf
+        (void)ignored;
     };
     for (int sig : {SIGINT, SIGTERM})
         if (std::signal(sig, on_signal) == SIG_IGN) std::signal(sig, SIG_IGN);
 }
+void release_interrupts() {
+    for (int sig : {SIGINT, SIGTERM})
+        if (std::signal(sig, SIG_DFL) == SIG_IGN) std::signal(sig, SIG_IGN);
+}
 
+// How the trained weights go to other tools (./export), for a run that started from a model file with
+// its tokenizer.
 void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt) {
     const std::string tok = !f.tokenizer.empty() ? f.tokenizer : tokenizer_beside(f.model);
     if (!f.preset.empty() || !file_exists(tok)) return;
@@ -293,9 +306,31 @@ void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) 
                        : ("Each of these fits:" + fixes).c_str());
 }
 
+// A new run never mixes its checkpoints with an earlier run's (--keep-last would delete the new
+// ones as the oldest steps, and --resume would pick up the old): checked before any loading.
+void check_out_dir(const Flags& f) {
+    const std::string& out = f.tc.out_dir;
+    if (f.resume && f.overwrite) fail("--resume continues the run in --out, --overwrite deletes it: pass one");
+    const std::string old = find_latest_checkpoint(out);
+    if (f.resume || old.empty()) return;
+    if (!f.overwrite)
+        fail("%s holds an earlier run's checkpoints (the latest: %s): pass --resume to continue that run, "
+             "--overwrite to delete them and start over, or another --out", out.c_str(), old.c_str());
+    // --overwrite must not delete what this run starts from.
+    const fs::path dir = fs::weakly_canonical(out);
+    for (const std::string& input : {f.init_adapter, f.preset.empty() ? f.model : std::string()}) {
+        if (input.empty()) continue;
+        const fs::path in = fs::weakly_canonical(input);
+        if (std::mismatch(dir.begin(), dir.end(), in.begin(), in.end()).first == dir.end())
+            fail("--overwrite would delete %s, which this run starts from: copy it elsewhere, or use another --out",
+                 input.c_str());
+    }
+}
+
 int run(int argc, char** argv) {
     Flags f;
     parse_flags(argc, argv, f);
+    if (!f.dry_run && !f.check_data) check_out_dir(f);
     Trainer t;
     ModelConfig cfg;
     std::vector<float> params;
@@ -384,17 +419,9 @@ int run(int argc, char** argv) {
     print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
     if (f.dry_run) return 0;
 
-    // A new run never mixes its checkpoints with an earlier run's (--keep-last would delete the new
-    // ones as the oldest steps, and --resume would pick up the old).
-    if (f.resume && f.overwrite) fail("--resume continues the run in --out, --overwrite deletes it: pass one");
-    if (const std::string old = find_latest_checkpoint(t.cfg.out_dir); !f.resume && !old.empty()) {
-        if (!f.overwrite)
-            fail("%s holds an earlier run's checkpoints (the latest: %s): pass --resume to continue that run, "
-                 "--overwrite to delete them and start over, or another --out",
-                 t.cfg.out_dir.c_str(), old.c_str());
+    if (f.overwrite && !find_latest_checkpoint(t.cfg.out_dir).empty())
         printf("overwrite: removed %d checkpoint(s) of the earlier run in %s\n", trainer_remove_checkpoints(t.cfg.out_dir),
                t.cfg.out_dir.c_str());
-    }
     if (f.resume) {
         std::string dir = find_latest_checkpoint(t.cfg.out_dir);
         if (dir.empty()) printf("resume: no checkpoint in %s, starting from scratch\n", t.cfg.out_dir.c_str());
@@ -455,7 +482,12 @@ int run(int argc, char** argv) {
         sample_and_score(t, se, "before");
     }
     double t0 = now_seconds(), tokens0 = t.tokens_seen;
-    int step0 = t.step;
+    int step0 = t.step, saved_step = -1;
+    std::string saved;  // the checkpoint of saved_step, not to be written twice
+    auto save = [&] {
+        if (saved_step != t.step) saved = trainer_save_checkpoint(t), saved_step = t.step;
+        return saved;
+    };
     catch_interrupts();
     while (t.step < t.total_steps && !trainer_should_stop(t)) {
         double ts = now_seconds();
@@ -473,18 +505,16 @@ int run(int argc, char** argv) {
                     elapsed_base + elapsed), fflush(csv);
         if (t.cfg.eval_every > 0 && t.step % t.cfg.eval_every == 0 && t.step < t.total_steps) eval_and_print(t, "at", csv, true);
         if (!t.cfg.out_dir.empty() && t.cfg.save_every > 0 && t.step % t.cfg.save_every == 0 && t.step < t.total_steps)
-            printf("saved %s\n", trainer_save_checkpoint(t).c_str());
+            printf("saved %s\n", save().c_str());
         if (g_interrupt && t.step < t.total_steps) {
             if (t.cfg.out_dir.empty()) fail("interrupted at step %d of %d (no --out: nothing saved)", t.step, t.total_steps);
-            const std::string ckpt = trainer_save_checkpoint(t);
             fail("interrupted at step %d of %d: saved %s; the same command with --resume continues the run", t.step,
-                 t.total_steps, ckpt.c_str());
+                 t.total_steps, save().c_str());
         }
     }
     // Steps ran and did not stop early (which has just evaluated); a run resumed at its end had its
-    // final evaluation before that checkpoint.
-    if (t.step > step0 && !trainer_should_stop(t)) eval_and_print(t, "after", csv, true);
-    sample_and_score(t, se, "after");
+    // final evaluation before that checkpoint. An interrupt during the last step skips to the save.
+    if (t.step > step0 && !trainer_should_stop(t) && !g_interrupt) eval_and_print(t, "after", csv, true);
     if (!ops.host) {  // on the CPU the weights are plain host vectors, outside the allocator's count
         MemStats ms = ops.mem_stats();
         printf("peak %s memory: %s allocated at once (every category); the driver reports %s in use\n", ops.name,
@@ -493,7 +523,7 @@ int run(int argc, char** argv) {
     if (!t.cfg.out_dir.empty()) {
         // A resumed run that had nothing left to train keeps its checkpoint as it is.
         const bool trained = t.step > step0;
-        const std::string ckpt = trained ? trainer_save_checkpoint(t) : find_latest_checkpoint(t.cfg.out_dir);
+        const std::string ckpt = trained ? save() : find_latest_checkpoint(t.cfg.out_dir);
         printf("%s %s\n", trained ? "saved" : "checkpoint:", ckpt.c_str());
         print_export_hint(f, t, ckpt);
         if (t.cfg.keep_best && t.best_step >= 0) {
@@ -506,6 +536,8 @@ int run(int argc, char** argv) {
                 printf("best evaluation: step %d, val loss %.4f, not kept: the run had no --keep-best then\n", t.best_step, t.best_val);
         }
     }
+    release_interrupts();  // the rest only reads the weights: a signal stops it at once
+    if (!g_interrupt) sample_and_score(t, se, "after");
     if (csv) {
         fclose(csv);
         write_loss_plot(t.cfg.out_dir + "/log.csv", t.cfg.out_dir + "/loss.svg");

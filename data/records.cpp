@@ -295,7 +295,7 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
             } catch (const std::runtime_error&) {  // not JSON: text that starts with a brace
             }
             if (record)
-                fail("%s: line 1 is a training record (JSON), but the file is read as raw text by its name; give it "
+                fail("%s: the first line is a training record (JSON), but the file is read as raw text by its name; give it "
                      "the extension .jsonl (or .json, .ndjson) to train on its records", p);
         }
         if (size_t bad = utf8_error(bytes); bad != std::string_view::npos) {

@@ -276,13 +276,18 @@ static void load_state(const std::string& path, Trainer& t) {
     if (n > 4096) fail("%s: corrupt settings length %u", path.c_str(), n);
     std::string sig(n, '\0');
     r.read(&sig[0], n, "settings");
-    if (sig != t.cfg.signature())
+    if (sig != t.cfg.signature()) {
+        // Training these weights on with other settings (more steps) is a new run from them.
+        const std::string ckpt = fs::path(path).parent_path().string();
+        const std::string from = t.cfg.method == Method::Full
+                                     ? "--model " + ckpt + "/model.bin with --tokenizer (the original model's)"
+                                     : "--init-adapter " + ckpt + "/adapter.lora";
         fail("%s: this checkpoint was made with other settings (%s), so resuming would not continue the same run.\n"
              "  checkpoint: %s\n  now:        %s\nUse the same flags, or a new --out directory to start afresh; to "
-             "train these weights on with other settings (more steps), start a new run from them: --init-adapter "
-             "%s/adapter.lora (LoRA) or --model %s/model.bin (full)",
+             "train these weights on with other settings, start a new run from them (%s) and a new --out",
              path.c_str(), signature_changes(sig, t.cfg.signature()).c_str(), sig.c_str(), t.cfg.signature().c_str(),
-             fs::path(path).parent_path().c_str(), fs::path(path).parent_path().c_str());
+             from.c_str());
+    }
     t.step = r.get<int32_t>("step");
     t.total_steps = r.get<int32_t>("total steps");
     t.epoch = r.get<uint64_t>("epoch");
@@ -395,7 +400,7 @@ static const char* const kChecksums = "checksums.txt";
 static void write_checksums(const Trainer& t, const fs::path& dir) {
     std::string text;
     for (const std::string& file : {weights_file(t), std::string("train.state")})
-        text += strf("%s %016llx\n", file.c_str(), (unsigned long long)checksum64(read_file((dir / file).string())));
+        text += strf("%s %016llx\n", file.c_str(), (unsigned long long)checksum64_file((dir / file).string()));
     write_file_atomic((dir / kChecksums).string(), text);
 }
 
@@ -407,7 +412,7 @@ static void verify_checksums(const fs::path& dir) {
         const std::string path = (dir / file).string();
         if (!file_exists(path)) fail("%s: missing (%s lists it): delete %s to resume from the checkpoint before it",
                                      path.c_str(), list.c_str(), dir.c_str());
-        if (strf("%016llx", (unsigned long long)checksum64(read_file(path))) != hex)
+        if (strf("%016llx", (unsigned long long)checksum64_file(path)) != hex)
             fail("%s: does not match its checksum in %s: the file changed after it was saved (a disk or copy "
                  "error); delete %s to resume from the checkpoint before it", path.c_str(), list.c_str(), dir.c_str());
     }

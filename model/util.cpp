@@ -63,17 +63,27 @@ std::string read_file(const std::string& path) {
     return out;
 }
 
-uint64_t checksum64(const std::string& bytes) {
+uint64_t checksum64_file(const std::string& path) {
+    FILE* f = fopen(path.c_str(), "rb");
+    if (!f) fail("%s: cannot open: %s", path.c_str(), strerror(errno));
     const uint64_t prime = 0x100000001B3ull;
-    uint64_t h = 0xCBF29CE484222325ull ^ bytes.size();
-    size_t i = 0;
-    for (; i + 8 <= bytes.size(); i += 8) {
-        uint64_t w;
-        memcpy(&w, bytes.data() + i, 8);
-        h = (h ^ w) * prime;
+    uint64_t h = 0xCBF29CE484222325ull, size = 0;
+    std::vector<char> buf(1 << 20);  // a multiple of 8: every chunk but the last is whole words
+    size_t n;
+    while ((n = fread(buf.data(), 1, buf.size(), f)) > 0) {
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            uint64_t w;
+            memcpy(&w, buf.data() + i, 8);
+            h = (h ^ w) * prime;
+        }
+        for (; i < n; i++) h = (h ^ (uint8_t)buf[i]) * prime;  // only the file's last chunk has a tail
+        size += n;
     }
-    for (; i < bytes.size(); i++) h = (h ^ (uint8_t)bytes[i]) * prime;
-    return h ^ (h >> 32);
+    const bool err = ferror(f);
+    fclose(f);
+    if (err) fail("%s: read error", path.c_str());
+    return (h ^ size) ^ (h >> 32);
 }
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {

@@ -20,9 +20,9 @@ bool env_switch(const char* name, const char* off, const char* on, const char* o
 
 // Whole file as bytes; fails with the path in the message when it cannot be read.
 std::string read_file(const std::string& path);
-// A 64-bit checksum of bytes (FNV-1a over 8-byte words, then the tail bytes): catches a flipped bit
-// or a truncation of a checkpoint file; not a cryptographic hash.
-uint64_t checksum64(const std::string& bytes);
+// A 64-bit checksum of a file's bytes (FNV-1a over 8-byte words, then the tail bytes), read in
+// chunks: catches a flipped bit or a truncation of a checkpoint file; not a cryptographic hash.
+uint64_t checksum64_file(const std::string& path);
 bool file_exists(const std::string& path);
 
 // Writes `path` atomically: the bytes go to path.tmp, are flushed and fsync'ed, then renamed over

@@ -46,7 +46,7 @@ TEST_CASE("whole-file problems fail at once, naming the file") {
                       doctest::Contains("l.txt:3: invalid UTF-8 (byte 0xE9 at byte 4 of the line)"));
     // jsonl under another name would train on its JSON syntax as raw text; upper-case extensions are jsonl.
     CHECK_THROWS_WITH(read_bytes(dir, "records.txt", kGood + "\n" + kGood + "\n", opt, rep),
-                      doctest::Contains("records.txt: line 1 is a training record (JSON), but the file is read as raw text"));
+                      doctest::Contains("records.txt: the first line is a training record (JSON), but the file is read as raw text"));
     CHECK(read_bytes(dir, "upper.JSONL", kGood + "\n" + kGood + "\n", opt, rep).size() == 2);
     CHECK(read_bytes(dir, "brace.txt", "{ not json } but text\nmore text\n", opt, rep).size() >= 1);  // text that starts with a brace
 }

@@ -102,7 +102,8 @@ Tokenizer tokenizer_load(const std::string& path);
 // with a note, as llama.cpp's converter drops them; any other surplus fails, naming `where` and
 // `rows_what` ("the model's vocab_size is", "token_embd.weight has ... rows").
 void tokenizer_fit_rows(Tokenizer& tok, size_t rows, const std::string& where, const std::string& rows_what);
-// The .tok that ./convert writes beside a model: the model's path with its extension replaced.
+// The .tok that ./convert writes beside a model: the model's path with its file name's extension
+// replaced (or added).
 std::string tokenizer_beside(const std::string& model_path);
 // The tokenizer a model is used with: `flag` (--tokenizer) when given, else the .tok beside the
 // model; with neither, fails naming the model and what to pass (`also`: a program's other choice).

@@ -14,6 +14,7 @@
 #include "model/util.h"
 
 #include <cstdio>
+#include <filesystem>
 #include <cstring>
 
 namespace {
@@ -411,7 +412,8 @@ void tokenizer_fit_rows(Tokenizer& tok, size_t rows, const std::string& where, c
 }
 
 std::string tokenizer_beside(const std::string& model_path) {
-    return model_path.substr(0, model_path.rfind('.')) + ".tok";
+    // The file name's extension only: a dot in a folder's name (runs/v1.2/model) is not one.
+    return std::filesystem::path(model_path).replace_extension(".tok").string();
 }
 
 std::string tokenizer_of_model(const std::string& model_path, const std::string& flag, const char* also) {

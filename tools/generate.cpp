@@ -147,7 +147,7 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
 static int run(int argc, char** argv) {
     std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl,
                 device = "auto";
-    bool raw = false, chatting = false;
+    bool raw = false, chatting = false, max_tokens_given = false;
     DataRun data_run;
     SampleOptions so;
     so.max_new_tokens = 256;
@@ -161,7 +161,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--template")) tmpl = args.value();
         else if (args.is("--raw")) raw = true;
         else if (args.is("--chat")) chatting = true;
-        else if (args.is("--max-tokens")) so.max_new_tokens = args.integer(1);
+        else if (args.is("--max-tokens")) so.max_new_tokens = args.integer(1), max_tokens_given = true;
         else if (args.is("--temperature")) so.temperature = (float)args.number_in(0, INFINITY);
         else if (args.is("--top-k")) so.top_k = args.integer();
         else if (args.is("--top-p")) so.top_p = (float)args.number_in(0, 1, true);
@@ -201,9 +201,12 @@ static int run(int argc, char** argv) {
     }
     if (data_run.data.empty() && !chatting && prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
     ModelConfig cfg = model_read_config(model_path);  // the model first: a missing one is named as such
-    if (cfg.max_seq_len > 0 && so.max_new_tokens >= cfg.max_seq_len)
-        fail("--max-tokens %d: the model's context is %d positions, the prompt's included: ask for fewer", so.max_new_tokens,
-             cfg.max_seq_len);
+    if (cfg.max_seq_len > 0 && so.max_new_tokens >= cfg.max_seq_len) {
+        if (max_tokens_given)
+            fail("--max-tokens %d: the model's context is %d positions, the prompt's included: ask for fewer",
+                 so.max_new_tokens, cfg.max_seq_len);
+        so.max_new_tokens = cfg.max_seq_len / 2;  // the default 256 on a short-context model: half its context
+    }
     Tokenizer tok = tokenizer_load_any(tokenizer_of_model(model_path, tok_path));
     std::vector<float> params;
     model_load(model_path, cfg, params);
