@@ -88,7 +88,7 @@ uint64_t checksum64_file(const std::string& path) {
 
 AtomicFile::AtomicFile(const std::string& path) : path_(path), tmp_(path + ".tmp") {
     f_ = fopen(tmp_.c_str(), "wb");
-    if (!f_) fail("%s: cannot write: %s", tmp_.c_str(), strerror(errno));
+    if (!f_) fail("%s: cannot write: %s", path_.c_str(), strerror(errno));  // the file asked for, not its .tmp
 }
 
 AtomicFile::~AtomicFile() {
@@ -112,7 +112,11 @@ void AtomicFile::commit() {
     if (fflush(f_) != 0 || fsync(fileno(f_)) != 0) fail("%s: flush failed: %s", tmp_.c_str(), strerror(errno));
     fclose(f_);
     f_ = nullptr;
-    if (rename(tmp_.c_str(), path_.c_str()) != 0) fail("%s: rename to %s failed: %s", tmp_.c_str(), path_.c_str(), strerror(errno));
+    if (rename(tmp_.c_str(), path_.c_str()) != 0) {
+        const int why = errno;
+        remove(tmp_.c_str());  // a complete copy nobody will use: do not leave it behind
+        fail("%s: cannot write (rename from %s failed): %s", path_.c_str(), tmp_.c_str(), strerror(why));
+    }
 }
 
 void write_file_atomic(const std::string& path, const std::string& bytes) {

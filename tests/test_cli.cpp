@@ -159,6 +159,11 @@ TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the 
     Run gen = run("./generate --model " + s.out("missing.bin") + " --prompt hi");
     CHECK(gen.status == 1);
     CHECK(has(gen, "missing.bin: cannot open model file"));
+    // A tokenizer larger than the model's vocabulary (it used to crash ./generate), answers over the
+    // prompts, an export over its input: refused.
+    REQUIRE(run("./init_model --preset tiny -o " + s.out("small.bin")).status == 0);  // 512 embeddings
+    Run big = run("./generate --model " + s.out("small.bin") + " --tokenizer " + kTok + " --prompt hi");
+    CHECK(has(big, "the tokenizer has 49152 tokens but the model"));
     // ./export --merge carries the tokenizer it merged with.
     const std::string tok = s.out("m.tok");
     REQUIRE(run(std::string("cp ") + kTok + " " + tok).status == 0);
@@ -172,6 +177,12 @@ TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the 
     INFO(merge.out);
     CHECK(merge.status == 0);
     CHECK(read_file(s.out("run.v2/merged.tok")) == read_file(tok));
+    Run over = run("./export --model " + model + " --lora " + s.out("o/ckpt-00000001/adapter.lora") + " --merge " + model);
+    CHECK(over.status == 1);
+    CHECK(has(over, "is also an input of this export"));
+    Run answers = run("./generate --model " + model + " --data " + s.data + " --out " + s.data);
+    CHECK(answers.status == 1);
+    CHECK(has(answers, "is the --data file"));
     // ./generate's default --max-tokens (256) on a model of a shorter context: half the context.
     Run gen_tiny = run("./generate --model " + s.out("run.v2/merged") + " --prompt hi --raw");
     INFO(gen_tiny.out);

@@ -23,8 +23,9 @@ static void usage() {
             "         directory (config.json, model.safetensors or its sharded index, tokenizer.json\n"
             "         or SentencePiece's tokenizer.model)\n"
             "  OUT    output path without extension: writes OUT.bin and OUT.tok\n"
-            "  LLaMA-family architectures (llama, mistral, qwen2, qwen3, smollm3) with BPE tokenizers: byte-level (SmolLM2,\n"
-            "  Llama-3, Qwen2/3) or SentencePiece (LLaMA-1/2, Mistral v0.1, TinyLlama).\n");
+            "  LLaMA-family architectures (llama, mistral, qwen2, qwen3, smollm3) and Gemma 3 (gemma3, its text model)\n"
+            "  with BPE tokenizers: byte-level (SmolLM2, Llama-3, Qwen2/3) or SentencePiece (LLaMA-1/2, Mistral v0.1,\n"
+            "  TinyLlama, Gemma 3).\n");
 }
 
 // Creates every missing directory above `path`, like mkdir -p on its dirname.
@@ -39,8 +40,8 @@ static int run(int argc, char** argv) {
     std::string input, out, dtype = "f32";
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
-        if ((a == "-o" || a == "--dtype") && i + 1 >= argc) fail("%s needs a value", a.c_str());
-        if (a == "-o") out = argv[++i];
+        if ((a == "-o" || a == "--out" || a == "--dtype") && i + 1 >= argc) fail("%s needs a value", a.c_str());
+        if (a == "-o" || a == "--out") out = argv[++i];
         else if (a == "--dtype") dtype = argv[++i];
         else if (a == "-h" || a == "--help") return usage(), 0;
         else if (!a.empty() && a[0] == '-') fail("unknown option %s (see ./convert --help)", a.c_str());

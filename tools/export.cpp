@@ -65,6 +65,14 @@ static int run(int argc, char** argv) {
         fail("--dtype %s is for --gguf only: --merge and --hf write f32 or bf16", dtype.c_str());
     if (dtype != "f32" && merge.empty() && hf.empty() && gguf.empty())
         fail("--dtype is for --merge, --hf and --gguf: a --peft adapter is always written in f32");
+    // Never write over an input (the base model, the adapter): the export would destroy what it reads.
+    for (const std::string& output : {merge, gguf})
+        for (const std::string& input : {model, lora})
+            if (!output.empty() && !input.empty() && file_exists(output) && file_exists(input) &&
+                std::filesystem::equivalent(output, input))
+                fail("%s is also an input of this export (%s): write the output elsewhere", output.c_str(), input.c_str());
+    if (!gguf.empty() && std::filesystem::path(gguf).extension() != ".gguf")
+        fail("--gguf %s: name the file .gguf (llama.cpp and ollama look for it)", gguf.c_str());
     // The output files' directories, as --hf and --peft create theirs.
     for (const std::string& file : {merge, gguf})
         if (file.find('/') != std::string::npos) std::filesystem::create_directories(file.substr(0, file.rfind('/')));

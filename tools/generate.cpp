@@ -7,12 +7,16 @@
 //   ./generate --chat --system "You are terse."                   (a conversation on stdin)
 #include <unistd.h>
 
+#include <cerrno>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <string>
 
+#include "data/dataset.h"
 #include "data/default_task.h"
 #include "data/json.h"
 #include "model/answer.h"
@@ -26,6 +30,18 @@ struct DataRun {
     std::string data, out;
     int batch = 16, limit = 0;
 };
+
+// `s` without a UTF-8 character cut short at its end (--max-tokens can stop inside one): the answers
+// file stays valid UTF-8 for JSON readers.
+std::string whole_utf8(std::string s) {
+    size_t lead = s.size();
+    while (lead > 0 && s.size() - lead < 4 && ((uint8_t)s[lead - 1] & 0xC0) == 0x80) lead--;  // continuation bytes
+    if (lead == 0) return s;
+    const uint8_t c = (uint8_t)s[lead - 1];
+    const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+    if (s.size() - (lead - 1) < need) s.resize(lead - 1);
+    return s;
+}
 
 // --data: every conversation of the file answered (its final assistant turn, when it has one, is
 // the reference, not shown to the model), written as one jsonl line each as its batch finishes, so
@@ -57,7 +73,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
                  so.max_new_tokens, need, ctx);
     }
     FILE* out = run.out.empty() ? stdout : fopen(run.out.c_str(), "w");
-    if (!out) fail("--out %s: cannot write the file", run.out.c_str());
+    if (!out) fail("--out %s: cannot write the file: %s", run.out.c_str(), strerror(errno));
     const double t0 = now_seconds();
     std::vector<std::string> answers = answer_prompts(m, tok, prompts, so, run.batch, 0, ops,
                                                       [&](size_t first, const std::vector<std::string>& done) {
@@ -65,10 +81,12 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
             const Record& r = records[first + i];
             const std::string* ref = record_reference(r);
             fprintf(out, "{\"line\": %d, \"prompt\": %s, \"answer\": %s%s%s}\n", r.line,
-                    json_quote(record_prompt(r).back().content).c_str(), json_quote(done[i]).c_str(),
+                    json_quote(record_prompt(r).back().content).c_str(), json_quote(whole_utf8(done[i])).c_str(),
                     ref ? ", \"reference\": " : "", ref ? json_quote(*ref).c_str() : "");
         }
-        fflush(out);
+        if (fflush(out) != 0 || ferror(out))
+            fail("%s: writing the answers failed (disk full?): %s", run.out.empty() ? "stdout" : run.out.c_str(),
+                 strerror(errno));
         fprintf(stderr, "[%zu/%zu answered, %.1fs]\n", first + done.size(), records.size(), now_seconds() - t0);
     });
     if (out != stdout && fclose(out) != 0) fail("--out %s: writing failed (disk full?)", run.out.c_str());
@@ -198,6 +216,8 @@ static int run(int argc, char** argv) {
         char buf[4096];
         size_t n;
         while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) prompt.append(buf, n);
+        if (!prompt.empty() && prompt.back() == '\n') prompt.pop_back();  // echo's newline: as --prompt gives it
+        if (!prompt.empty() && prompt.back() == '\r') prompt.pop_back();
     }
     if (data_run.data.empty() && !chatting && prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
     ModelConfig cfg = model_read_config(model_path);  // the model first: a missing one is named as such
@@ -207,7 +227,15 @@ static int run(int argc, char** argv) {
                  so.max_new_tokens, cfg.max_seq_len);
         so.max_new_tokens = cfg.max_seq_len / 2;  // the default 256 on a short-context model: half its context
     }
+    if (tok_path == "bytes") fail("--tokenizer bytes is ./train's raw-byte encoding: ./generate needs a tokenizer file");
     Tokenizer tok = tokenizer_load_any(tokenizer_of_model(model_path, tok_path));
+    if ((int)tok.vocab.size() > cfg.vocab_size)
+        fail("%s: the tokenizer has %zu tokens but the model %s only %d embeddings: pass the model's own tokenizer",
+             tokenizer_of_model(model_path, tok_path).c_str(), tok.vocab.size(), model_path.c_str(), cfg.vocab_size);
+    if (!data_run.out.empty() && file_exists(data_run.out) &&
+        std::filesystem::equivalent(data_run.out, data_run.data))
+        fail("--out %s is the --data file: the answers would replace the prompts; write them elsewhere",
+             data_run.out.c_str());
     std::vector<float> params;
     model_load(model_path, cfg, params);
     Model m;
@@ -219,6 +247,7 @@ static int run(int argc, char** argv) {
         model_set_lora(m, lc, std::move(adapters));
     }
     const ChatTemplate ct = tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl);
+    if (const std::string w = template_marker_warning(data_tokenizer(tok, ct)); !w.empty()) fprintf(stderr, "warning: %s\n", w.c_str());
     const Ops& ops = select_ops(device.c_str());
     model_upload(m, ops);
     if (!data_run.data.empty()) {
@@ -236,7 +265,12 @@ static int run(int argc, char** argv) {
         msgs.push_back({"user", prompt});
         text = chat_render(ct, msgs, true);
     }
-    stream_answer(m, tok, encode_with_bos(tok, text, !raw), so, !raw, ops);
+    const std::vector<int32_t> ids = encode_with_bos(tok, text, !raw);
+    if (cfg.max_seq_len > 0 && (int)ids.size() + so.max_new_tokens > cfg.max_seq_len)
+        fail("the prompt is %zu tokens, and with --max-tokens %d that is %zu positions, more than the model's context "
+             "of %d: shorten the prompt or lower --max-tokens", ids.size(), so.max_new_tokens,
+             ids.size() + so.max_new_tokens, cfg.max_seq_len);
+    stream_answer(m, tok, ids, so, !raw, ops);
     return 0;
 }
 

@@ -25,7 +25,11 @@ int main(int argc, char** argv) {
         Args args(argc, argv, "usage: ./make_dataset [--out DIR], writes DIR/train.jsonl and DIR/val.jsonl");
         while (args.next()) {
             if (args.is("--out")) out = args.value();
-            else args.unknown();
+            else if (args.is("--help") || args.is("-h")) {
+                printf("usage: ./make_dataset [--out DIR (data/default)]: writes DIR/train.jsonl and DIR/val.jsonl, the "
+                       "default task's generated examples\n");
+                return 0;
+            } else args.unknown();
         }
         auto items = default_task_items(kDefaultTaskSeed, kDefaultTrainSize + kDefaultValSize);
         write_jsonl(out + "/train.jsonl", items, 0, kDefaultTrainSize);

@@ -17,7 +17,7 @@ static const char* kUsage =
     "shape:   --preset NAME | --model FILE.bin | --params N (e.g. 13e9: rules of thumb, no activations)\n"
     "         --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N --vocab N (override or give all)\n"
     "method:  --method full|lora|qlora (full)  --optimizer adamw|sgd|momentum (adamw)\n"
-    "         --lora-r 8 --lora-targets q,k,v,o|all\n"
+    "         --lora-r 8 --lora-targets q,k,v,o,gate,up,down|all (all, as ./train)\n"
     "bytes:   --device cuda|cpu (cuda: BF16 compute, FP32 master/grads/moments, NF4+DQ for qlora; cpu: FP32)\n"
     "         --precision fp32|bf16|nf4|nf4-dq (base weights)  --bytes 2|4 (everything at that size, no master)\n"
     "         --grad-bytes N --state-bytes N --master-bytes N (0: no master copy)\n"
@@ -87,6 +87,7 @@ static void print_lora_matrix(const std::string& dims, int r) {
 
 static int run(int argc, char** argv) {
     MemorySpec s;
+    s.lora.targets = lora_parse_targets("all");  // ./train's default: all seven projections
     std::string preset, model, method = "full", optimizer = "adamw", device = "cuda", precision, lora_matrix;
     int bytes = 0, grad_bytes = -1, state_bytes = -1, master_bytes = -1;
     ShapeFlags shape;

@@ -9,8 +9,9 @@
 #include "model/util.h"
 
 const char* const kOutOfMemoryAdvice =
-    "Lower --batch-size or --max-seq-len, add --recompute, or train with --method lora or qlora; ./train --dry-run "
-    "prints the memory table, ./memory estimates any setup";
+    "When training: lower --batch-size or --max-seq-len, add --recompute, or train with --method lora or qlora; "
+    "./train --dry-run prints the memory table, ./memory estimates any setup. Otherwise: the model does not fit "
+    "this machine's memory";
 
 int lora_ctas() {
     static const int ctas = [] {
