@@ -43,7 +43,9 @@ std::vector<std::string> answer_prompts(const Model& m, const Tokenizer& tok, co
             }
         }
         std::vector<std::string> done;
-        for (const std::vector<int32_t>& ids : generate(m, some, opt, stops, nullptr, ops)) done.push_back(decode(tok, ids));
+        SampleOptions o = opt;
+        o.vocab = (int)tok.vocab.size();  // padded embedding rows are never picked
+        for (const std::vector<int32_t>& ids : generate(m, some, o, stops, nullptr, ops)) done.push_back(decode(tok, ids));
         if (on_batch) on_batch(first, done);
         answers.insert(answers.end(), done.begin(), done.end());
         first += some.size();

@@ -172,7 +172,8 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         ops.download(logits.data(), dlogits.a(), (size_t)S * V);
         for (int s = 0; s < S; s++) {
             if (done[s]) continue;
-            int32_t next = sample_token(logits.data() + (size_t)s * V, V, opt, rng);
+            const int pickable = opt.vocab > 0 ? std::min(opt.vocab, V) : V;
+            int32_t next = sample_token(logits.data() + (size_t)s * V, pickable, opt, rng);
             if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) {
                 done[s] = 1;
                 continue;

@@ -13,6 +13,9 @@ struct SampleOptions {
     int top_k = 0;             // 0: no top-k cut
     float top_p = 1.0f;        // nucleus: smallest set of tokens whose probability reaches top_p
     uint64_t seed = 0;
+    // > 0: only ids below it are picked. A model whose embedding rows are padded past its
+    // tokenizer's vocabulary (Qwen's) must never emit an id the tokenizer cannot decode.
+    int vocab = 0;
 };
 
 // Picks the next token from logits[V] (modified in place) under the options.

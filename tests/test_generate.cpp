@@ -73,6 +73,18 @@ TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full
         vector<vector<int32_t>> stopped = generate(m, prompts, so, {out[0][3]});
         CHECK(stopped[0] == vector<int32_t>(out[0].begin(), out[0].begin() + 3));
     }
+    SUBCASE("SampleOptions::vocab: ids past a tokenizer's vocabulary (padded embedding rows) are never picked") {
+        int32_t largest = 0;
+        for (const vector<int32_t>& o : out) largest = std::max(largest, *std::max_element(o.begin(), o.end()));
+        REQUIRE(largest >= 8);  // unrestricted, the model picks higher ids
+        for (float temperature : {0.0f, 1.0f}) {
+            SampleOptions small = so;
+            small.vocab = 8;
+            small.temperature = temperature;
+            for (const vector<int32_t>& o : generate(m, prompts, small, {}))
+                for (int32_t id : o) CHECK(id < 8);
+        }
+    }
 }
 
 // generate_bytes counts what generate() allocates, to the byte: the KV cache, and buffers for the

@@ -108,7 +108,9 @@ std::vector<int32_t> stream_answer(const Model& m, const Tokenizer& tok, const s
                                    const SampleOptions& so, bool answer, const Ops& ops) {
     double t0 = now_seconds(), first = 0;
     size_t n = 0;
-    std::vector<int32_t> out = generate(m, {ids}, so, end_of_turn_ids(tok), [&](int, int32_t id) {
+    SampleOptions o = so;
+    o.vocab = (int)tok.vocab.size();  // padded embedding rows are never picked
+    std::vector<int32_t> out = generate(m, {ids}, o, end_of_turn_ids(tok), [&](int, int32_t id) {
         if (!n++) first = now_seconds();
         const std::string b = n == 1 && answer ? decode(tok, {id}) : decode_token(tok, id);
         fwrite(b.data(), 1, b.size(), stdout);
@@ -221,6 +223,8 @@ static int run(int argc, char** argv) {
     }
     if (data_run.data.empty() && !chatting && prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
     ModelConfig cfg = model_read_config(model_path);  // the model first: a missing one is named as such
+    if (so.temperature == 0.0f && (so.top_k > 0 || so.top_p < 1.0f))
+        fprintf(stderr, "note: --top-k and --top-p shape sampling, which needs --temperature T > 0: decoding greedily\n");
     if (cfg.max_seq_len > 0 && so.max_new_tokens >= cfg.max_seq_len) {
         if (max_tokens_given)
             fail("--max-tokens %d: the model's context is %d positions, the prompt's included: ask for fewer",
