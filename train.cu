@@ -419,9 +419,9 @@ int run(int argc, char** argv) {
     print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
     if (f.dry_run) return 0;
 
-    if (f.overwrite && !find_latest_checkpoint(t.cfg.out_dir).empty())
-        printf("overwrite: removed %d checkpoint(s) of the earlier run in %s\n", trainer_remove_checkpoints(t.cfg.out_dir),
-               t.cfg.out_dir.c_str());
+    if (f.overwrite)
+        if (int removed = trainer_remove_checkpoints(t.cfg.out_dir))
+            printf("overwrite: removed %d checkpoint(s) of the earlier run in %s\n", removed, t.cfg.out_dir.c_str());
     if (f.resume) {
         std::string dir = find_latest_checkpoint(t.cfg.out_dir);
         if (dir.empty()) printf("resume: no checkpoint in %s, starting from scratch\n", t.cfg.out_dir.c_str());
@@ -451,13 +451,10 @@ int run(int argc, char** argv) {
                 b = old.find('\n', a);
                 if (b == std::string::npos) break;
                 if (atoi(old.c_str() + a) > t.step) continue;
-                const std::string line = old.substr(a, b - a + 1);
-                kept += line;
-                size_t at = 0;  // the start of elapsed_s, the 7th field (evaluation lines leave it empty)
-                for (int i = 0; i < 6 && at != std::string::npos; i++)
-                    if ((at = line.find(',', at)) != std::string::npos) at++;
-                if (at != std::string::npos && at < line.size() && line[at] != ',' && line[at] != '\n')
-                    elapsed_base = atof(line.c_str() + at);
+                const std::string line = old.substr(a, b - a);
+                kept += line + "\n";
+                const std::vector<std::string> col = split(line, ',');  // elapsed_s: empty on evaluation lines
+                if (col.size() > 6 && !col[6].empty()) elapsed_base = atof(col[6].c_str());
             }
         }
         csv = fopen(path.c_str(), "w");

@@ -177,7 +177,7 @@ void check_report(const DataReport& r, const DataOptions& opt, bool printed) {
     if (!r.invalid.empty() && !opt.skip_bad_lines)
         fail("%s:%d: %s\n  (%zu invalid line%s of %zu; %s; fix them, or pass --skip-bad-lines to train without "
              "them)", p, r.invalid[0].line, r.invalid[0].what.c_str(), r.invalid.size(), r.invalid.size() == 1 ? "" : "s",
-             r.lines, printed ? "the report above lists them all" : "run --check-data to list them all");
+             r.lines, details);
     if (!r.over_length.empty() && opt.truncation == Truncation::error)
         fail("%s:%d: example longer than --max-seq-len %d (%zu examples are: lines %s); raise --max-seq-len or "
              "pass --truncation drop|truncate", p, r.over_length[0], opt.max_seq_len, r.over_length.size(),

@@ -1,9 +1,9 @@
 #include "data/records.h"
 
-#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <stdexcept>
 
 #include "data/json.h"
@@ -244,13 +244,9 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
 }  // namespace
 
 bool is_jsonl_path(const std::string& path) {
-    std::string tail = path.substr(path.size() - std::min<size_t>(path.size(), 7));
-    for (char& c : tail) c = (char)std::tolower((unsigned char)c);
-    for (const char* ext : {".jsonl", ".json", ".ndjson"}) {
-        size_t n = std::strlen(ext);
-        if (tail.size() >= n && tail.compare(tail.size() - n, n, ext) == 0) return true;
-    }
-    return false;
+    std::string ext = std::filesystem::path(path).extension().string();
+    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    return ext == ".jsonl" || ext == ".json" || ext == ".ndjson";
 }
 
 std::string instruction_prompt(const std::string& instruction, const std::string& input) {

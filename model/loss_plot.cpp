@@ -25,11 +25,8 @@ void write_loss_plot(const std::string& csv_path, const std::string& svg_path) {
     std::vector<Point> train, val;
     std::getline(in, line);  // header
     while (std::getline(in, line)) {
-        std::vector<std::string> col;
-        std::stringstream ls(line);
-        std::string c;
-        while (std::getline(ls, c, ',')) col.push_back(c);
-        if (col.empty() || col[0].empty()) continue;
+        const std::vector<std::string> col = split(line, ',');
+        if (col[0].empty()) continue;
         double step = atof(col[0].c_str());
         if (col.size() > 1 && !col[1].empty()) train.push_back({step, atof(col[1].c_str())});
         if (col.size() > 7 && !col[7].empty()) val.push_back({step, atof(col[7].c_str())});

@@ -49,6 +49,20 @@ bool file_exists(const std::string& path) {
     return stat(path.c_str(), &st) == 0;
 }
 
+bool same_file(const std::string& a, const std::string& b) {
+    struct stat sa, sb;
+    return !a.empty() && !b.empty() && stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 &&
+           sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+std::vector<std::string> split(const std::string& s, char sep) {
+    std::vector<std::string> out(1);
+    for (char c : s)
+        if (c == sep) out.emplace_back();
+        else out.back() += c;
+    return out;
+}
+
 std::string read_file(const std::string& path) {
     FILE* f = fopen(path.c_str(), "rb");
     if (!f) fail("%s: cannot open: %s", path.c_str(), strerror(errno));

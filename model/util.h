@@ -24,6 +24,11 @@ std::string read_file(const std::string& path);
 // chunks: catches a flipped bit or a truncation of a checkpoint file; not a cryptographic hash.
 uint64_t checksum64_file(const std::string& path);
 bool file_exists(const std::string& path);
+// Whether a and b both exist and are the same file (another name, a link): an output that would
+// overwrite an input.
+bool same_file(const std::string& a, const std::string& b);
+// s cut at every `sep` (a CSV line's fields, a comma list): "a,,b" gives {"a", "", "b"}.
+std::vector<std::string> split(const std::string& s, char sep);
 
 // Writes `path` atomically: the bytes go to path.tmp, are flushed and fsync'ed, then renamed over
 // `path`, so a kill at any moment leaves either the old file or the complete new one.

@@ -68,8 +68,7 @@ static int run(int argc, char** argv) {
     // Never write over an input (the base model, the adapter): the export would destroy what it reads.
     for (const std::string& output : {merge, gguf})
         for (const std::string& input : {model, lora})
-            if (!output.empty() && !input.empty() && file_exists(output) && file_exists(input) &&
-                std::filesystem::equivalent(output, input))
+            if (same_file(output, input))
                 fail("%s is also an input of this export (%s): write the output elsewhere", output.c_str(), input.c_str());
     if (!gguf.empty() && std::filesystem::path(gguf).extension() != ".gguf")
         fail("--gguf %s: name the file .gguf (llama.cpp and ollama look for it)", gguf.c_str());

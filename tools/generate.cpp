@@ -11,7 +11,6 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
-#include <filesystem>
 #include <iostream>
 #include <stdexcept>
 #include <string>
@@ -232,12 +231,12 @@ static int run(int argc, char** argv) {
         so.max_new_tokens = cfg.max_seq_len / 2;  // the default 256 on a short-context model: half its context
     }
     if (tok_path == "bytes") fail("--tokenizer bytes is ./train's raw-byte encoding: ./generate needs a tokenizer file");
-    Tokenizer tok = tokenizer_load_any(tokenizer_of_model(model_path, tok_path));
+    const std::string tok_file = tokenizer_of_model(model_path, tok_path);
+    Tokenizer tok = tokenizer_load_any(tok_file);
     if ((int)tok.vocab.size() > cfg.vocab_size)
         fail("%s: the tokenizer has %zu tokens but the model %s only %d embeddings: pass the model's own tokenizer",
-             tokenizer_of_model(model_path, tok_path).c_str(), tok.vocab.size(), model_path.c_str(), cfg.vocab_size);
-    if (!data_run.out.empty() && file_exists(data_run.out) &&
-        std::filesystem::equivalent(data_run.out, data_run.data))
+             tok_file.c_str(), tok.vocab.size(), model_path.c_str(), cfg.vocab_size);
+    if (same_file(data_run.out, data_run.data))
         fail("--out %s is the --data file: the answers would replace the prompts; write them elsewhere",
              data_run.out.c_str());
     std::vector<float> params;
