@@ -33,7 +33,8 @@
 #   PROFILE=1 (Nsight Compute on the attention kernels, hd 64, 128 and 256: profile.txt);
 #   PROFILE_OPS="case;case" (Nsight Compute on the bench_cuda_kernels cases matching each: profile.txt);
 #   PROFILE_STEP=<preset> (every kernel of a training step timed, summed by kernel: profile.txt);
-#   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed: profile.txt);
+#   GEMM_ALGOS=1 (every GEMM of a LoRA step, each cuBLASLt candidate timed and compared bit for bit
+#   with the first: profile.txt);
 #   AB_OLD=1 (the previous build, benchmarked in the same run: its kernel table appended to
 #   kernels_ours.txt, its step of each preset and method to e2e.txt as "RESULT before", right after
 #   ours, its generation to generate.txt as "RESULT before"; AB_OLD=kernels: the kernel table only).

@@ -240,10 +240,12 @@ struct MemStats {
 
 // One algorithm the GEMM heuristic offers for a shape (Ops::gemm_candidates): µs per call, and what it
 // is, in the library's terms (for cuBLASLt: algorithm, tile, stages, split-K and its reduction,
-// swizzle, custom option, inner and cluster shape ids, and the heuristic's waves count).
+// swizzle, custom option, inner and cluster shape ids, and the heuristic's waves count), and whether
+// it computes the same bits as the first.
 struct GemmCandidate {
     double us;
     char config[256];
+    bool same_bits;  // its output is candidate 0's, bit for bit, on random operands
 };
 struct act;  // an element of a weight or activation tensor in the backend's storage type (see top)
 

@@ -20,6 +20,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <cstring>
 #include <map>
 #include <tuple>
 #include <type_traits>
@@ -293,11 +294,34 @@ void gemm(bool transA, bool transB, int M, int N, int K, float alpha, const bf16
     gemm_any(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc, (const float*)nullptr);
 }
 
+// Fills `bytes` of device memory with random BF16 values in [-1, 1) (a 1 Mi-element pattern, repeated):
+// read as FP32, each pair of them is a float in [-1, 1) too (its high half is the second value).
+void fill_random_bf16(void* dev, size_t bytes, uint64_t key) {
+    std::vector<uint16_t> pattern(1u << 20);
+    for (size_t i = 0; i < pattern.size(); i++) {
+        const float v = (float)(hash64(key, i) >> 40) * (2.0f / 16777216.0f) - 1.0f;  // 24 random bits
+        uint32_t bits;
+        memcpy(&bits, &v, 4);
+        pattern[i] = (uint16_t)(bits >> 16);  // truncated: still in [-1, 1)
+    }
+    const size_t piece = pattern.size() * sizeof(uint16_t);
+    for (size_t off = 0; off < bytes; off += piece)
+        CUDA_CHECK(cudaMemcpy((char*)dev + off, pattern.data(), std::min(piece, bytes - off), cudaMemcpyHostToDevice));
+}
+
 // The candidates the heuristic ranks for one shape (row-major operands with the given leading
 // dimensions, 16-byte aligned), each timed on the GPU: what gemm() would gain by choosing among them
 // instead of taking the first (bench/bench_gemm_algos.cpp). out[i].us = µs per call of candidate i,
 // the median of 5 batches of calls that each last about a millisecond, out[i].config what it is;
 // returns how many candidates were timed (<= max).
+// out[i].same_bits: candidate i's output equals candidate 0's bit for bit, on random operands (and a
+// random C for beta != 0). The algorithms differ in tiles, stages, split-K, cluster shapes; those
+// that sum each output's K products in the same order give the same bits for every input. One
+// random input tells the others apart when the output is large: two orders' FP32 sums differ in
+// their last bits, and a BF16 output shows that only where a sum lies near a rounding boundary
+// (about one in 2^16 per ulp of difference), so among a training GEMM's millions of outputs some do,
+// among a few thousand perhaps none. A choice by timing among bit-identical candidates could not
+// change a run's numbers, so a resumed run would stay exact whatever its own timings chose.
 int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, bool fp32_out,
                     float beta, GemmCandidate* out, int max) {
     if (M <= 0 || N <= 0 || K <= 0 || max <= 0) return 0;
@@ -333,6 +357,19 @@ int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int 
         out[i].us = batch[2];
         describe(found[i], out[i].config, sizeof out[i].config);
     }
+    // The bit comparison: random operands now, C as the added input, each candidate's D to the host.
+    fill_random_bf16(A, a_bytes, 1);
+    fill_random_bf16(B, b_bytes, 2);
+    fill_random_bf16(C, out_bytes, 3);
+    void* D = cuda_alloc(out_bytes, Mem::scratch);
+    std::vector<unsigned char> first(out_bytes), other(out_bytes);
+    for (size_t i = 0; i < found.size(); i++) {
+        CUDA_CHECK(cudaMemset(D, 0xFF, out_bytes));  // NaN everywhere: an output not written cannot match
+        launch(p, found[i].algo, 1.0f, A, B, beta, C, D);
+        CUDA_CHECK(cudaMemcpy(i == 0 ? first.data() : other.data(), D, out_bytes, cudaMemcpyDeviceToHost));
+        out[i].same_bits = i == 0 || memcmp(first.data(), other.data(), out_bytes) == 0;
+    }
+    cuda_release(D);
     cuda_release(C);
     cuda_release(B);
     cuda_release(A);

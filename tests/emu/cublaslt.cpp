@@ -93,6 +93,16 @@ uint64_t signature(cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A, cublasLtMat
 // The bytes a column-major rows×cols matrix with leading dimension ld spans.
 size_t extent(cublasLtMatrixLayout_t l) { return ((l->cols - 1) * (uint64_t)l->ld + l->rows) * type_size(l->type); }
 
+// Σ x[q]·y[q] over q < k as eight interleaved FP32 sums, added in a fixed tree (deterministic).
+float dot(const float* x, const float* y, uint64_t k) {
+    float part[8] = {};
+    uint64_t q = 0;
+    for (; q + 8 <= k; q += 8)
+        for (int r = 0; r < 8; r++) part[r] += x[q + r] * y[q + r];
+    for (; q < k; q++) part[q % 8] += x[q] * y[q];
+    return ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+}
+
 float load(const void* p, cudaDataType_t t, size_t i) {
     return t == CUDA_R_32F ? ((const float*)p)[i] : emu::bf16_to_f32(((const uint16_t*)p)[i]);
 }
@@ -191,8 +201,11 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
     return CUBLAS_STATUS_SUCCESS;
 }
 
-// One algorithm for every valid problem: no workspace, no split-K (reduction scheme NONE, which
-// every mask allows), valid for pointers aligned at least as the preference says.
+// Two algorithms for every valid problem, valid for pointers aligned at least as the preference says
+// and with no workspace: id -1 (reported as such by cublasLtMatmulAlgoConfigGetAttribute; the real
+// library's ids are not negative) sums each output's K products in one order; id -2, offered second
+// when two are asked for, sums the two halves of K apart and then adds them, as a split-K algorithm
+// does: different bits, which gemm_candidates' bit comparison must see.
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A,
                                               cublasLtMatrixLayout_t B, cublasLtMatrixLayout_t C,
                                               cublasLtMatrixLayout_t D, cublasLtMatmulPreference_t pref, int requested,
@@ -208,6 +221,11 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     results[0].state = CUBLAS_STATUS_SUCCESS;
     results[0].wavesCount = 1.0f;
     *returned = 1;
+    if (requested >= 2) {
+        results[1] = results[0];
+        results[1].algo.data[6] = 1;  // the split variant
+        *returned = 2;
+    }
     return CUBLAS_STATUS_SUCCESS;
 }
 
@@ -223,6 +241,9 @@ cublasStatus_t cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t* 
         reject(CUBLAS_STATUS_INVALID_VALUE, "cublasLtMatmulAlgoConfigGetAttribute: attribute %d with a %zu-byte buffer",
                (int)attr, size);
     memset(buf, 0, size);
+    const int32_t variant = (int32_t)algo->data[6];
+    if (attr == CUBLASLT_ALGO_CONFIG_ID) *(int32_t*)buf = -1 - variant;
+    if (attr == CUBLASLT_ALGO_CONFIG_SPLITK_NUM) *(int32_t*)buf = variant ? 2 : 1;
     if (written) *written = size;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -261,6 +282,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
     // op(A) as rows of k, op(B) transposed as rows of k: each D(i, j) is a dot product of two rows.
     const uint64_t m = p.m, n = p.n, k = p.k;
     const bool ta = d->transa == CUBLAS_OP_T, tb = d->transb == CUBLAS_OP_T;
+    const uint64_t half = algo && algo->data[6] ? k / 2 : 0;  // the split variant: [0, half) and [half, k) apart
     std::vector<float> a(m * k), b(n * k);
     for (uint64_t i = 0; i < m; i++)
         for (uint64_t q = 0; q < k; q++) a[i * k + q] = load(A, Ad->type, ta ? q + i * Ad->ld : i + q * Ad->ld);
@@ -270,12 +292,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
     for (uint64_t j = 0; j < n; j++)
         for (uint64_t i = 0; i < m; i++) {
             const float *x = &a[i * k], *y = &b[j * k];
-            float part[8] = {};  // eight interleaved FP32 sums (a fixed order: deterministic)
-            uint64_t q = 0;
-            for (; q + 8 <= k; q += 8)
-                for (int r = 0; r < 8; r++) part[r] += x[q + r] * y[q + r];
-            for (; q < k; q++) part[q % 8] += x[q] * y[q];
-            const float s = ((part[0] + part[1]) + (part[2] + part[3])) + ((part[4] + part[5]) + (part[6] + part[7]));
+            const float s = half ? dot(x, y, half) + dot(x + half, y + half, k - half) : dot(x, y, k);
             float v = alpha * s;
             if (beta != 0.0f) v += beta * load(C, Cd->type, i + j * Cd->ld);
             const size_t at = i + j * Dd->ld;
