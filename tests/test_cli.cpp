@@ -6,12 +6,14 @@
 
 #include <sys/wait.h>
 
+#include <cmath>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <string>
 
 #include "model/util.h"
+#include "model/weights.h"
 
 namespace fs = std::filesystem;
 
@@ -180,6 +182,12 @@ TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the 
     Run over = run("./export --model " + model + " --lora " + s.out("o/ckpt-00000001/adapter.lora") + " --merge " + model);
     CHECK(over.status == 1);
     CHECK(has(over, "is also an input of this export"));
+    // Nor over the base's tokenizer: m.bf16 beside m.bin would write m.tok (here with another template).
+    Run over_tok = run("./export --model " + model + " --lora " + s.out("o/ckpt-00000001/adapter.lora") + " --merge " +
+                       s.out("m.bf16") + " --dtype bf16 --template llama3");
+    CHECK(over_tok.status == 1);
+    CHECK(has(over_tok, "m.tok is also an input of this export"));
+    CHECK(read_file(tok) == read_file(kTok));
     Run answers = run("./generate --model " + model + " --data " + s.data + " --out " + s.data);
     CHECK(answers.status == 1);
     CHECK(has(answers, "is the --data file"));
@@ -187,6 +195,31 @@ TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the 
     Run gen_tiny = run("./generate --model " + s.out("run.v2/merged") + " --prompt hi --raw");
     INFO(gen_tiny.out);
     CHECK(gen_tiny.status == 0);
+}
+
+TEST_CASE("cli: ./init_model's shape flags carry Gemma's scales along; ./convert -o names files, not a folder") {
+    Scratch s;
+    // A Gemma 3 preset with another width: embeddings scaled by sqrt(the new dim), scores by the new
+    // head_dim, as transformers and llama.cpp derive them from the exported config.
+    const std::string wide = s.out("g.bin"), narrow = s.out("h.bin");
+    REQUIRE(run("./init_model --preset tiny-gemma3 --dim 128 -o " + wide).status == 0);
+    ModelConfig c = model_read_config(wide);
+    CHECK(c.embed_scale == doctest::Approx(std::sqrt(128.0)));
+    CHECK(c.query_pre_attn_scalar == (float)c.head_dim);
+    REQUIRE(run("./init_model --preset tiny-gemma3 --head-dim 16 -o " + narrow).status == 0);
+    c = model_read_config(narrow);
+    CHECK(c.embed_scale == doctest::Approx(8.0));  // dim 64 as the preset's
+    CHECK(c.query_pre_attn_scalar == 16.0f);
+    REQUIRE(run("./init_model --preset tiny --dim 96 -o " + narrow).status == 0);
+    c = model_read_config(narrow);
+    CHECK(c.embed_scale == 0.0f);  // not Gemma: no scale appears
+    CHECK(c.query_pre_attn_scalar == 0.0f);
+    fs::create_directory(s.dir / "models");
+    Run conv = run("./convert missing.gguf -o " + s.out("models") + "/");
+    CHECK(conv.status == 1);
+    CHECK(has(conv, "is a directory: -o takes the output path without extension, e.g. -o "));
+    CHECK(has(conv, "/models/missing (writes"));
+    CHECK(fs::is_empty(s.dir / "models"));
 }
 
 TEST_CASE("cli: data files by content as well as by name; ./check_data FILE") {

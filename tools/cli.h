@@ -75,7 +75,11 @@ struct ShapeFlags {
     }
     bool any() const { return dim || layers || heads || kv_heads || head_dim || ffn || vocab; }
     // head_dim follows dim/heads unless given; without --kv-heads a model given from scratch has no GQA.
+    // Gemma's scales follow the shape they came from, as the importers and transformers derive them
+    // (embed_scale = sqrt(dim); query_pre_attn_scalar = head_dim, or dim / heads as Gemma-3-27B's),
+    // so that an export describes the model that was trained.
     void apply(ModelConfig& c) const {
+        const ModelConfig old = c;
         bool scratch = c.n_heads == 0;
         if (dim) { c.dim = dim; if (c.n_heads) c.head_dim = dim / c.n_heads; }
         if (heads) { c.n_heads = heads; c.head_dim = c.dim / heads; }
@@ -85,6 +89,11 @@ struct ShapeFlags {
         if (head_dim) c.head_dim = head_dim;
         if (ffn) c.ffn_dim = ffn;
         if (vocab) c.vocab_size = vocab;
+        if (old.embed_scale != 0.0f) c.embed_scale = (float)std::sqrt((double)c.dim);
+        if (old.query_pre_attn_scalar == 0.0f) return;
+        if (old.query_pre_attn_scalar == (float)old.head_dim) c.query_pre_attn_scalar = (float)c.head_dim;
+        else if (old.n_heads && old.query_pre_attn_scalar == (float)(old.dim / old.n_heads))
+            c.query_pre_attn_scalar = (float)(c.dim / c.n_heads);
     }
 };
 

@@ -51,6 +51,18 @@ static int run(int argc, char** argv) {
     if (input.empty() || out.empty()) return usage(), 2;
     if (dtype != "f32" && dtype != "bf16") fail("--dtype must be f32 or bf16, not %s", dtype.c_str());
     if (out.size() > 4 && out.compare(out.size() - 4, 4, ".bin") == 0) out.resize(out.size() - 4);
+    // OUT names files, not a folder: "-o models/" would write the hidden models/.bin and models/.tok.
+    struct stat st;
+    if (out.back() == '/' || (stat(out.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
+        std::string stem = input;
+        while (stem.size() > 1 && stem.back() == '/') stem.pop_back();
+        stem = stem.substr(stem.rfind('/') + 1);
+        if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".gguf") == 0) stem.resize(stem.size() - 5);
+        std::string dir = out;
+        while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+        fail("-o %s is a directory: -o takes the output path without extension, e.g. -o %s/%s (writes %s/%s.bin and "
+             "%s/%s.tok)", out.c_str(), dir.c_str(), stem.c_str(), dir.c_str(), stem.c_str(), dir.c_str(), stem.c_str());
+    }
 
     double t0 = now_seconds();
     ImportedModel m = import_model(input);

@@ -65,9 +65,16 @@ static int run(int argc, char** argv) {
         fail("--dtype %s is for --gguf only: --merge and --hf write f32 or bf16", dtype.c_str());
     if (dtype != "f32" && merge.empty() && hf.empty() && gguf.empty())
         fail("--dtype is for --merge, --hf and --gguf: a --peft adapter is always written in f32");
-    // Never write over an input (the base model, the adapter): the export would destroy what it reads.
-    for (const std::string& output : {merge, gguf})
-        for (const std::string& input : {model, lora})
+    // Never write over an input (the base model, the adapter, the tokenizer that --merge copies beside
+    // its output): the export would destroy what it reads. (`--merge base.bf16` beside base.bin would
+    // write base.tok, and with --template change the base model's chat template.)
+    std::vector<std::string> outputs = {merge, gguf}, inputs = {model, lora};
+    if (!merge.empty()) {
+        outputs.push_back(tokenizer_beside(merge));
+        inputs.push_back(tokenizer_of_model(model, tokenizer));
+    }
+    for (const std::string& output : outputs)
+        for (const std::string& input : inputs)
             if (same_file(output, input))
                 fail("%s is also an input of this export (%s): write the output elsewhere", output.c_str(), input.c_str());
     if (!gguf.empty() && std::filesystem::path(gguf).extension() != ".gguf")
