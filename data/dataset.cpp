@@ -10,9 +10,9 @@
 
 namespace {
 
-// FNV-1a over token ids and weights: finds exact duplicates and groups them in the split. Equal
-// hashes are taken as equal content (a false match among n examples has odds ~n²/2^65), which
-// spares keeping a second copy of every example.
+// FNV-1a over token ids and weights: finds exact duplicates and keys the split. Equal hashes are
+// taken as equal content (a false match among n examples has odds ~n²/2^65), which spares keeping
+// a second copy of every example.
 uint64_t content_hash(const Example& e) {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&](uint32_t x) {
@@ -28,15 +28,37 @@ uint64_t content_hash(const Example& e) {
     return h;
 }
 
+size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+    size_t n = 0;
+    while (n < a.size() && n < b.size() && a[n] == b[n]) n++;
+    return n;
+}
 
-Example format_conversation(const Record& r, const DataTokenizer& tok, float prompt_loss_weight) {
+// A conversation's ids are those of its whole rendered text, encoded at once as Hugging Face's
+// apply_chat_template(tokenize=True) does: the template's pieces encoded one by one would split a
+// run of whitespace that crosses from one into the next ("assistant\n" + "\n\nHello" gives Ċ Ċ Ċ
+// where the whole text gives ĊĊ Ċ). A token's weight is its piece's: 1 in an assistant piece, 0 in
+// the others (build_examples turns those into the prompt loss weight). Where the weight changes,
+// at offset b of the text, the tokens before b are the ids that encode(text[0, b)) shares with the
+// whole; the rest, a token that straddles b included, go to the piece after b.
+Example format_conversation(const Record& r, const DataTokenizer& tok) {
     Example e;
     e.line = r.line;
-    for (const ChatPiece& piece : chat_render_pieces(tok.chat_template, r.messages, false)) {
-        TextStart where = e.tokens.empty() ? TextStart::Begin : tok.is_special(e.tokens.back()) ? TextStart::AfterSpecial : TextStart::AfterText;
-        std::vector<int32_t> ids = tok.encode(piece.text, true, where);
-        e.tokens.insert(e.tokens.end(), ids.begin(), ids.end());
-        e.weights.insert(e.weights.end(), ids.size(), piece.assistant ? 1.0f : prompt_loss_weight);
+    const std::vector<ChatPiece> pieces = chat_render_pieces(tok.chat_template, r.messages, false);
+    std::string text;
+    for (const ChatPiece& piece : pieces) text += piece.text;
+    e.tokens = tok.encode(text, true, TextStart::Begin);
+    e.weights.assign(e.tokens.size(), 0.0f);
+    size_t end = 0, from = 0;  // the text's length up to piece k's end; the first token of its run of pieces
+    for (size_t k = 0; k < pieces.size(); k++) {
+        end += pieces[k].text.size();
+        const bool last = k + 1 == pieces.size();
+        if (!last && pieces[k + 1].assistant == pieces[k].assistant) continue;  // the same weight goes on
+        const size_t to = last ? e.tokens.size()
+                               : std::max(from, common_prefix(e.tokens, tok.encode(std::string_view(text).substr(0, end),
+                                                                                   true, TextStart::Begin)));
+        if (pieces[k].assistant) std::fill(e.weights.begin() + from, e.weights.begin() + to, 1.0f);
+        from = to;
     }
     // BOS when the model wants it, unless the template wrote it (Llama-3's, Llama-2's)
     if (tok.bos >= 0 && (e.tokens.empty() || e.tokens[0] != tok.bos))
@@ -71,6 +93,7 @@ void cut_documents(const std::vector<const Record*>& docs, const DataTokenizer& 
         }
     }
     if (block.size() >= 2) out.push_back(std::move(block));
+    for (Example& e : out) e.key = content_hash(e);
     report.blocks = out.size();
 }
 
@@ -116,14 +139,17 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
         }
         Example e;
         try {
-            e = format_conversation(r, tok, opt.prompt_loss_weight);
+            e = format_conversation(r, tok);
         } catch (const std::runtime_error& err) {  // a role this chat template cannot express
             report.invalid.push_back({r.line, std::string("chat template: ") + err.what()});
             continue;
         }
         report.conversations++;
         report.lengths.push_back((int)e.size());
-        auto [it, fresh] = first_line.emplace(content_hash(e), e.line);
+        // The key of the example as formatted, before the prompt loss weight and any truncation, so
+        // that neither --prompt-loss-weight nor --max-seq-len moves an example across the split.
+        e.key = content_hash(e);
+        auto [it, fresh] = first_line.emplace(e.key, e.line);
         if (!fresh) report.duplicates.push_back({e.line, it->second});
 
         if ((int)e.size() > opt.max_seq_len) {
@@ -139,6 +165,8 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
             if (response_tokens(e) > 0) report.truncated++;
         }
         if (response_tokens(e) == 0) { report.no_response.push_back(e.line); continue; }
+        for (size_t i = 1; i < e.size(); i++)
+            if (e.weights[i] == 0.0f) e.weights[i] = opt.prompt_loss_weight;
         out.push_back(std::move(e));
     }
     std::stable_sort(report.invalid.begin(), report.invalid.end(),
@@ -267,7 +295,7 @@ void split_train_val(std::vector<Example>& train, std::vector<Example>& val, dou
     size_t want = std::max<size_t>(1, (size_t)std::llround(fraction * n));
     // Rank examples by a seeded hash of their content: duplicates share a rank and so a side.
     std::vector<std::pair<uint64_t, size_t>> keyed(n);
-    for (size_t i = 0; i < n; i++) keyed[i] = {Rng(seed ^ content_hash(train[i])).next_u64(), i};
+    for (size_t i = 0; i < n; i++) keyed[i] = {Rng(seed ^ train[i].key).next_u64(), i};
     std::sort(keyed.begin(), keyed.end());
     std::vector<char> to_val(n, 0);
     size_t taken = 0;

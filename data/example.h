@@ -14,12 +14,15 @@ struct Example {
     // tokens. weights[0] is always 0 (nothing predicts the first token).
     std::vector<float> weights;
     int line = 0;  // 1-based line of the source file it came from (raw text: where its block starts)
+    // The split's key: a hash of the example's ids and response marks as formatted (raw text: of the
+    // block), equal for duplicates and unchanged by the prompt loss weight and by truncation.
+    uint64_t key = 0;
 
     size_t size() const { return tokens.size(); }
 };
 
-// Tokens that still teach the response: weight 1. Prompt tokens weigh at most 1 (the prompt loss
-// weight is checked to lie in [0,1]), so with --prompt-loss-weight 1 every token counts.
+// Tokens that still teach the response: weight 1. build_examples asks it before the prompt tokens
+// get the prompt loss weight (while they weigh 0), so a prompt loss weight of 1 counts none of them.
 size_t response_tokens(const Example& e);
 
 enum class Padding { longest, max_length };

@@ -171,6 +171,84 @@ TEST_CASE("length policy: drop (default), truncate, error; never cut away every 
     CHECK_THROWS_WITH(parse_truncation("cut"), doctest::Contains("drop, truncate or error"));
 }
 
+TEST_CASE("a prompt loss weight of 1 still tells the response apart: an answer cut away entirely drops the example") {
+    ScratchDir dir;
+    // Line 2's prompt alone is longer than --max-seq-len: truncated, it would keep no answer token.
+    std::string data = std::string(kInstr) + "\n" + R"({"instruction": ")" + std::string(60, 'q') +
+                       R"(", "output": "a"})" + "\n";
+    DataOptions opt;
+    opt.max_seq_len = 48;
+    opt.truncation = Truncation::truncate;
+    for (float w : {0.0f, 0.99f, 1.0f}) {
+        INFO("prompt loss weight " << w);
+        opt.prompt_loss_weight = w;
+        DataReport rep;
+        auto ex = read_bytes(dir, "d.jsonl", data, opt, rep);
+        REQUIRE(ex.size() == 1);
+        CHECK(rep.no_response == std::vector<int>{2});
+        CHECK(rep.truncated == 0);
+        CHECK(rep.response_over == 2);  // "a<|im_end|>"
+        CHECK(ex[0].weights[1] == w);     // the prompt's tokens weigh w, line 1's answer 1
+        CHECK(std::count(ex[0].weights.begin(), ex[0].weights.end(), 1.0f) == (w == 1.0f ? (long)ex[0].size() - 1 : 6));
+    }
+}
+
+TEST_CASE("the split does not move with --prompt-loss-weight or --max-seq-len") {
+    ScratchDir dir;
+    std::string data;
+    for (int i = 0; i < 60; i++)
+        data += R"({"instruction": "q)" + std::to_string(i) + std::string(i % 7 * 5, 'x') + R"(", "output": "a)" +
+                std::to_string(i) + "\"}\n";
+    auto val_lines = [&](float w, int max_len) {
+        DataOptions opt;
+        opt.prompt_loss_weight = w;
+        opt.max_seq_len = max_len;
+        opt.truncation = Truncation::truncate;
+        DataReport rep;
+        std::vector<Example> train = read_bytes(dir, "d.jsonl", data, opt, rep), val;
+        REQUIRE(train.size() == 60);
+        split_train_val(train, val, 0.2, 42);
+        std::vector<int> lines;
+        for (const Example& e : val) lines.push_back(e.line);
+        return lines;
+    };
+    const std::vector<int> base = val_lines(0.0f, 512);
+    CHECK(base.size() == 12);
+    CHECK(val_lines(0.5f, 512) == base);
+    CHECK(val_lines(1.0f, 512) == base);
+    CHECK(val_lines(0.0f, 60) == base);  // the longest lines cut
+}
+
+TEST_CASE("chat: the ids are the whole rendered text's even where whitespace runs across a piece boundary") {
+    // A toy tokenizer that, like byte-level BPE, takes "\n\n" as one token (id 300) where it can:
+    // the answer "\n\nHello" after "assistant\n" gives \n\n \n H... for the whole text, where the
+    // pieces encoded one by one would give \n \n\n H...
+    DataTokenizer tok = byte_tokenizer();
+    const auto bytes = tok.encode;
+    tok.encode = [bytes](std::string_view s, bool special, TextStart where) {
+        std::vector<int32_t> in = bytes(s, special, where), out;
+        for (size_t i = 0; i < in.size(); i++)
+            if (in[i] == '\n' && i + 1 < in.size() && in[i + 1] == '\n') out.push_back(300), i++;
+            else out.push_back(in[i]);
+        return out;
+    };
+    const std::string line = R"({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "\n\nHello"}]})";
+    ParsedFile pf = parse_records(line + "\n", "c.jsonl", true);
+    DataOptions opt;
+    DataReport rep;
+    std::vector<Example> ex = build_examples(pf, tok, opt, rep);
+    REQUIRE(ex.size() == 1);
+    const std::string text = chat_render(tok.chat_template, pf.records[0].messages, false);
+    CHECK(text == "<|im_start|>user\nQ<|im_end|>\n<|im_start|>assistant\n\n\nHello<|im_end|>\n");
+    CHECK(ex[0].tokens == tok.encode(text, true, TextStart::Begin));
+    // The token that straddles the boundary ("\n" of the prompt, "\n" of the answer) is learned with the answer.
+    std::vector<int32_t> learned;
+    for (size_t i = 0; i < ex[0].size(); i++)
+        if (ex[0].weights[i] == 1.0f) learned.push_back(ex[0].tokens[i]);
+    CHECK(learned == std::vector<int32_t>{300, '\n', 'H', 'e', 'l', 'l', 'o', kImEnd});
+    CHECK(ex[0].weights[ex[0].size() - 10] == 0.0f);  // "assistant"'s last letter
+}
+
 TEST_CASE("exact duplicates are reported with the line they repeat") {
     ScratchDir dir;
     std::string data = std::string(kInstr) + "\n" + R"({"prompt": "a", "completion": "b"})" + "\n\n" + kInstr + "\r\n";
@@ -219,6 +297,7 @@ TEST_CASE("split: deterministic by seed, duplicates on one side, order kept") {
         int v = i < 90 ? i : i - 90;  // lines 91..100 repeat lines 1..10
         e.tokens = {1, v};
         e.weights = {0, 1};
+        e.key = 1000 + v;  // as build_examples keys them: equal content, equal key
         all.push_back(e);
     }
     auto run = [&](uint64_t seed, std::vector<Example>& tr, std::vector<Example>& va) {

@@ -74,6 +74,12 @@ TEST_CASE("unicode: classes and the GPT-2 byte map") {
     CHECK(is_number(0x663));    // Arabic-Indic three (Nd)
     CHECK(is_number(0x2167));   // Roman numeral eight (Nl)
     CHECK(is_number(0xBD));     // ½ (No)
+    // Unicode 16.0's classes, as Hugging Face tokenizers' regexes have them (tokenizer/gen_unicode_tables.py):
+    CHECK(is_letter(0x2EBF0));  // CJK Extension I (15.1)
+    CHECK(is_letter(0x31350));  // CJK Extension H (15.0)
+    CHECK(is_letter(0x1C89));   // Cyrillic capital TJE (16.0)
+    CHECK(is_number(0x16D70));  // Kirat Rai digit zero (16.0)
+    CHECK_FALSE(is_letter(0x323B0));  // CJK Extension J (17.0): not yet a letter there
     CHECK(is_whitespace(0x3000));
     CHECK(is_whitespace(0x85));
     CHECK_FALSE(is_whitespace(0x200B));  // zero width space is not White_Space

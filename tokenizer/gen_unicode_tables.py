@@ -1,7 +1,14 @@
 #!/usr/bin/env python3
 """Writes tokenizer/unicode_tables.cpp: the code point ranges of the character classes the
-pre-tokenizer regexes use (\\p{L}, \\p{N}, \\s), from the Unicode Character Database as shipped in
-Python's unicodedata module. Run from the repo root: python3 tokenizer/gen_unicode_tables.py
+pre-tokenizer regexes use (\\p{L}, \\p{N}, \\s), from the Unicode Character Database of
+Unicode 16.0, the version Hugging Face tokenizers' regexes know (tokenizers 0.23 builds Oniguruma
+6.9.10). Checked over every code point up to U+33FFF against tokenizers 0.23 with SmolLM2's
+tokenizer: the characters of Unicode 15 and 16 are letters and numbers there, those of 17 are not,
+but for 13 digits (U+11DE0-11DE9, U+16FF4-16FF6) that its Digits pre-tokenizer splits off, as it asks
+Rust's char::is_numeric, which knows Unicode 17; with Unicode 14 tables 8,461 code points differed.
+Python's own unicodedata is older (3.11: Unicode 14), so this takes the unicodedata2 backport:
+    pip install unicodedata2==16.0.0
+    python3 tokenizer/gen_unicode_tables.py        (from the repo root)
 (The NFC normalizer's tables come from tokenizer/gen_unicode_nfc_tables.py.)
 
 Hugging Face tokenizers runs these regexes with Oniguruma; its \\p{L} is categories Lu Ll Lt Lm Lo,
@@ -9,7 +16,10 @@ Hugging Face tokenizers runs these regexes with Oniguruma; its \\p{L} is categor
 list is written out below from PropList.txt (unchanged since Unicode 6.3, when U+180E left it).
 The tests compare whole encodings against tokenizers' output, which would catch a mismatch."""
 import sys
-import unicodedata
+
+import unicodedata2 as unicodedata
+
+VERSION = "16.0.0"
 
 WHITE_SPACE = [(0x09, 0x0D), (0x20, 0x20), (0x85, 0x85), (0xA0, 0xA0), (0x1680, 0x1680), (0x2000, 0x200A),
                (0x2028, 0x2029), (0x202F, 0x202F), (0x205F, 0x205F), (0x3000, 0x3000)]
@@ -36,6 +46,8 @@ def emit(name, rs, f):
 
 
 def main():
+    if unicodedata.unidata_version != VERSION:
+        sys.exit(f"unicodedata2 has Unicode {unicodedata.unidata_version}: pip install unicodedata2=={VERSION}")
     letter = ranges(lambda cp: unicodedata.category(chr(cp)) in ("Lu", "Ll", "Lt", "Lm", "Lo"))
     number = ranges(lambda cp: unicodedata.category(chr(cp)) in ("Nd", "Nl", "No"))
     path = "tokenizer/unicode_tables.cpp"
