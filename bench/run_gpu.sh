@@ -316,7 +316,7 @@ fi
 # (bench/bench_gemm_algos.cpp): what choosing among them would save, per preset of E2E_PRESETS.
 if [ "${GEMM_ALGOS:-0}" = 1 ] && [ -x build/bench/bench_gemm_algos ]; then
     for preset in ${E2E_PRESETS:-smollm2-135m llama-3.2-1b}; do
-        step "profile: bench_gemm_algos $preset" 90 "$OUT/profile.txt" build/bench/bench_gemm_algos --preset "$preset" \
+        step "profile: bench_gemm_algos $preset" 150 "$OUT/profile.txt" build/bench/bench_gemm_algos --preset "$preset" \
             --batch "${E2E_BATCH:-4}" --seq "${E2E_SEQ:-2048}" --peak-tflops "$PEAK_TF"
     done
 fi
