@@ -462,6 +462,9 @@ int run(int argc, char** argv) {
         fputs(kept.c_str(), csv);
     }
     SampleEval se;
+    if (f.eval_samples_given && f.eval_samples > 0 && tok.vocab.empty())
+        printf("note: --eval-samples answers held-out prompts with the model's tokenizer, and this run has raw bytes: "
+               "none are answered\n");
     if (f.eval_samples > 0 && !tok.vocab.empty() && !t.val.empty()) {
         // The held-out conversations: the val file's, or with --val-split the lines of the data
         // file whose examples the split moved to val.

@@ -1,15 +1,14 @@
 // CPU benchmark: tokens/s of one LoRA training step (forward + backward + AdamW) at the
 // smollm2-135m shape, seq 256, batch 4, random weights; plus the GEMM's GFLOP/s on the shapes that
 // dominate it, next to a naive loop as the reference measured in the same run.
-//   make bench            or   build/bench/bench_cpu [--steps N] [--preset NAME] [--seq T] [--batch B]
+//   make bench            or   build/bench/bench_cpu [--steps N (0: the GEMM table only)] [--preset NAME] [--seq T] [--batch B]
 #include <cstdio>
-#include <cstdlib>
-#include <cstring>
 #include <string>
 
 #include "kernels/cpu/gemm.h"
 #include "model/trainer.h"
 #include "model/util.h"
+#include "tools/cli.h"
 
 static double time_gemm(int M, int N, int K, bool naive) {
     std::vector<float> A((size_t)M * K, 0.5f), B((size_t)N * K, 0.25f), C((size_t)M * N);
@@ -29,14 +28,17 @@ static double time_gemm(int M, int N, int K, bool naive) {
     return now_seconds() - t0;
 }
 
-int main(int argc, char** argv) {
+static int run(int argc, char** argv) {
     std::string preset = "smollm2-135m";
     int steps = 3, T = 256, B = 4;
-    for (int i = 1; i + 1 < argc; i += 2) {
-        if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--preset")) preset = argv[i + 1];
-        else if (!strcmp(argv[i], "--seq")) T = atoi(argv[i + 1]);
-        else if (!strcmp(argv[i], "--batch")) B = atoi(argv[i + 1]);
+    Args args(argc, argv, "usage: build/bench/bench_cpu [--steps N (3; 0: the GEMM table only)] [--preset NAME] "
+                          "[--seq T] [--batch B]");
+    while (args.next()) {
+        if (args.is("--steps")) steps = args.integer(0);
+        else if (args.is("--preset")) preset = args.value();
+        else if (args.is("--seq")) T = args.integer(2);
+        else if (args.is("--batch")) B = args.integer(1);
+        else args.unknown();
     }
     printf("GEMM y = x Wᵀ (M tokens × K in → N out), GFLOP/s\n");
     int shapes[][3] = {{1024, 576, 576}, {1024, 1536, 576}, {1024, 576, 1536}, {128, 49152, 576}};
@@ -48,6 +50,7 @@ int main(int argc, char** argv) {
         printf("  %5d x %5d x %5d   packed %7.1f   naive %7.1f   (%.1fx)\n", M, N, K, flop / tg / 1e9, flop / tn / 1e9, tn / tg);
     }
 
+    if (steps == 0) return 0;
     ModelConfig cfg = config_preset(preset);
     Trainer t;
     model_init_random(t.model, cfg, 1);
@@ -79,3 +82,5 @@ int main(int argc, char** argv) {
     printf("  %.2f s/step, %.0f tokens/s, ~%.1f GFLOP/s (matmul FLOP only)\n", dt, B * T / dt, flop / dt / 1e9);
     return 0;
 }
+
+int main(int argc, char** argv) { return run_main([&] { return run(argc, argv); }); }

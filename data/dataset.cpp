@@ -8,11 +8,6 @@
 
 #include "model/util.h"
 
-namespace {
-
-// FNV-1a over token ids and weights: finds exact duplicates and keys the split. Equal hashes are
-// taken as equal content (a false match among n examples has odds ~n²/2^65), which spares keeping
-// a second copy of every example.
 uint64_t content_hash(const Example& e) {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&](uint32_t x) {
@@ -27,6 +22,8 @@ uint64_t content_hash(const Example& e) {
     }
     return h;
 }
+
+namespace {
 
 size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
     size_t n = 0;

@@ -105,3 +105,8 @@ std::string report_summary(const DataReport& report);
 // Both keep their original relative order. Fails when fraction is outside [0, 1) or nothing would
 // be left to train on.
 void split_train_val(std::vector<Example>& train, std::vector<Example>& val, double fraction, uint64_t seed);
+
+// FNV-1a over an example's token ids and weights: finds exact duplicates, keys the split, and (over
+// all of them) tells a checkpoint's data from another's. Equal hashes are taken as equal content (a
+// false match among n examples has odds ~n²/2^65), which spares keeping a second copy of every example.
+uint64_t content_hash(const Example& e);

@@ -7,6 +7,7 @@
 #include <map>
 #include <sstream>
 
+#include "data/dataset.h"
 #include "kernels/hash.h"
 #include "model/util.h"
 
@@ -18,11 +19,35 @@ const uint32_t kStateVersion = 2;  // 2 added the best evaluation; version 1 fil
 
 // Epoch e's order: a Fisher-Yates shuffle seeded by (seed, e). Stateless, so a resumed run
 // rebuilds exactly the order it was in.
-void build_order(Trainer& t) {
-    t.order.resize(t.train.size());
-    for (size_t i = 0; i < t.order.size(); i++) t.order[i] = i;
-    Rng rng(t.cfg.seed ^ (0xA0761D6478BD642Full * (t.epoch + 1)));
-    for (size_t i = t.order.size(); i > 1; i--) std::swap(t.order[i - 1], t.order[rng.next_u64() % i]);
+std::vector<size_t> epoch_order(const Trainer& t, uint64_t epoch) {
+    std::vector<size_t> order(t.train.size());
+    for (size_t i = 0; i < order.size(); i++) order[i] = i;
+    Rng rng(t.cfg.seed ^ (0xA0761D6478BD642Full * (epoch + 1)));
+    for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[rng.next_u64() % i]);
+    return order;
+}
+void build_order(Trainer& t) { t.order = epoch_order(t, t.epoch); }
+
+// Optimizer steps in epoch `epoch`: its micro-batches (packing makes their count depend on the
+// order) in groups of grad_accum, the last group taking what is left, as transformers' Trainer.
+int epoch_steps(const Trainer& t, uint64_t epoch) {
+    const std::vector<size_t> order = epoch_order(t, epoch);
+    Batch b;
+    size_t micro = 0;
+    for (size_t c = 0; c < order.size(); micro++) c += fill_batch(t.train, order, c, t.cfg.batch, b);
+    return (int)((micro + t.cfg.grad_accum - 1) / t.cfg.grad_accum);
+}
+
+// FNV-1a over every training and validation example (ids and loss weights), in order: what the
+// data flags (--data, --val-data, --template, --prompt-loss-weight, --truncation, --max-seq-len, the
+// tokenizer) made of the files, for the checkpoint to tell a resume on other data.
+uint64_t data_hash(const Trainer& t) {
+    uint64_t h = 1469598103934665603ull;
+    for (const auto* set : {&t.train, &t.val}) {
+        for (const Example& e : *set) h = (h ^ content_hash(e)) * 1099511628211ull;
+        h = (h ^ 0xFF) * 1099511628211ull;  // where train ends and val begins
+    }
+    return h;
 }
 
 // The next micro-batch in data order, moving to the next epoch when this one is used up.
@@ -94,12 +119,15 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     if (cfg.max_steps > 0) {
         t.total_steps = cfg.max_steps;
     } else {
-        // Count the micro-batches of one epoch by laying it out once (packing makes it data dependent).
-        Batch b;
-        size_t micro = 0;
-        for (size_t c = 0; c < t.order.size(); micro++) c += fill_batch(t.train, t.order, c, cfg.batch, b);
-        t.total_steps = std::max(1, (int)std::ceil(cfg.epochs * micro / cfg.grad_accum));
+        // The steps of each whole epoch (with packing each epoch lays out its own order), then the
+        // fraction of the next one's.
+        const double whole = std::floor(cfg.epochs), part = cfg.epochs - whole;
+        t.total_steps = 0;
+        for (uint64_t e = 0; e < (uint64_t)whole; e++) t.total_steps += epoch_steps(t, e);
+        if (part > 0) t.total_steps += (int)std::ceil(part * epoch_steps(t, (uint64_t)whole));
+        t.total_steps = std::max(1, t.total_steps);
     }
+    t.data_hash = data_hash(t);
     if (t.cfg.optim.warmup_steps == 0 && cfg.warmup_ratio > 0)
         t.cfg.optim.warmup_steps = (int)std::ceil(cfg.warmup_ratio * t.total_steps);
     model_upload(t.model, ops, true, offloaded(t));
@@ -116,10 +144,14 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
 StepResult trainer_step(Trainer& t) {
     // Lay out every micro-batch of the step first: the loss is normalised by the total weight of
     // the whole accumulated batch, so each micro-batch's gradient must already know it.
-    std::vector<Batch> micro(t.cfg.grad_accum);
+    // An epoch's last step takes the micro-batches left in it, fewer than grad_accum, as transformers'
+    // Trainer does: a step never mixes two epochs, nor sees an example twice.
+    std::vector<Batch> micro;
     double total_weight = 0;
     StepResult r;
-    for (Batch& b : micro) {
+    while ((int)micro.size() < t.cfg.grad_accum && (micro.empty() || t.cursor < t.order.size())) {
+        micro.emplace_back();
+        Batch& b = micro.back();
         next_micro_batch(t, b);
         total_weight += b.total_weight();
         for (int32_t s : b.seg) r.tokens += s >= 0;
@@ -214,11 +246,17 @@ MemoryUse trainer_memory(const Trainer& t) {
 
 // ---- checkpoints ----
 
+// What must match to resume a run exactly: the settings, and the examples they were made into
+// ("data": a hash of every training and validation example's ids and weights).
+static std::string run_signature(const Trainer& t) {
+    return t.cfg.signature() + strf(" data=%016llx", (unsigned long long)t.data_hash);
+}
+
 static void save_state(const std::string& path, const Trainer& t) {
     AtomicFile f(path);
     f.put(kStateMagic);
     f.put(kStateVersion);
-    std::string sig = t.cfg.signature();
+    std::string sig = run_signature(t);
     f.put((uint32_t)sig.size());
     f.write(sig.data(), sig.size());
     f.put((int32_t)t.step);
@@ -276,17 +314,22 @@ static void load_state(const std::string& path, Trainer& t) {
     if (n > 4096) fail("%s: corrupt settings length %u", path.c_str(), n);
     std::string sig(n, '\0');
     r.read(&sig[0], n, "settings");
-    if (sig != t.cfg.signature()) {
+    // A checkpoint from before the data field: its settings only.
+    const std::string now = sig.find(" data=") == std::string::npos ? t.cfg.signature() : run_signature(t);
+    if (sig != now) {
         // Training these weights on with other settings (more steps) is a new run from them.
         const std::string ckpt = fs::path(path).parent_path().string();
         const std::string from = t.cfg.method == Method::Full
                                      ? "--model " + ckpt + "/model.bin with --tokenizer (the original model's)"
                                      : "--init-adapter " + ckpt + "/adapter.lora";
+        std::string changes = signature_changes(sig, now);
+        if (changes.find("data: ") != std::string::npos)
+            changes += "; data is what the data flags made of the files: --data, --val-data or --val-split, "
+                       "--template, --prompt-loss-weight, --truncation, the tokenizer";
         fail("%s: this checkpoint was made with other settings (%s), so resuming would not continue the same run.\n"
              "  checkpoint: %s\n  now:        %s\nUse the same flags, or a new --out directory to start afresh; to "
              "train these weights on with other settings, start a new run from them (%s) and a new --out",
-             path.c_str(), signature_changes(sig, t.cfg.signature()).c_str(), sig.c_str(), t.cfg.signature().c_str(),
-             from.c_str());
+             path.c_str(), changes.c_str(), sig.c_str(), now.c_str(), from.c_str());
     }
     t.step = r.get<int32_t>("step");
     t.total_steps = r.get<int32_t>("total steps");

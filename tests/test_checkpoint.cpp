@@ -207,6 +207,53 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     setup(b, Method::Lora, dir);
     b.cfg.optim.lr = 1.0f;
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("other settings"));
+    // Other data with the same flags (another file, prompt loss weight, template, truncation): the
+    // examples differ, and so does the checkpoint's data hash.
+    for (int change = 0; change < 2; change++) {
+        Trainer c;
+        model_init_random(c.model, tiny(), 1);
+        c.train = examples(13);
+        if (change == 0) c.train[5].weights[1] = 0.5f;  // a prompt token weighs something now
+        else c.val = examples(2);                       // held-out data where there was none
+        TrainConfig tc = a.cfg;
+        model_add_lora(c.model, tc.lora, tc.seed);
+        trainer_init(c, tc, cpu_ops());
+        CHECK_THROWS_WITH(trainer_load_checkpoint(c, ckpt), doctest::Contains("data: "));
+        CHECK_THROWS_WITH(trainer_load_checkpoint(c, ckpt), doctest::Contains("--prompt-loss-weight"));
+    }
+    Trainer same;
+    setup(same, Method::Lora, dir);
+    CHECK_NOTHROW(trainer_load_checkpoint(same, ckpt));
+}
+
+TEST_CASE("epochs with gradient accumulation: an epoch's last step takes what is left of it, no example twice") {
+    Trainer t;
+    model_init_random(t.model, tiny(), 1);
+    TrainConfig tc;
+    tc.method = Method::Lora;
+    tc.lora.rank = 4;
+    model_add_lora(t.model, tc.lora, tc.seed);
+    tc.batch.batch_size = 1;
+    tc.grad_accum = 3;
+    tc.epochs = 2;
+    t.train = examples(4);  // 4 micro-batches an epoch: steps of 3 and 1
+    trainer_init(t, tc, cpu_ops());
+    CHECK(t.total_steps == 4);
+    double epoch_tokens = 0;
+    for (const Example& e : t.train) epoch_tokens += (double)e.size();
+    StepResult s1 = trainer_step(t), s2 = trainer_step(t);
+    CHECK(s1.tokens + s2.tokens == epoch_tokens);
+    CHECK(t.epoch == 0);
+    StepResult s3 = trainer_step(t), s4 = trainer_step(t);
+    CHECK(s3.tokens + s4.tokens == epoch_tokens);
+    CHECK(t.epoch == 1);
+    tc.epochs = 1.5f;  // one epoch and half the steps of the next, rounded up
+    Trainer h;
+    model_init_random(h.model, tiny(), 1);
+    model_add_lora(h.model, tc.lora, tc.seed);
+    h.train = examples(4);
+    trainer_init(h, tc, cpu_ops());
+    CHECK(h.total_steps == 3);
 }
 
 TEST_CASE("resume refuses a checkpoint file that changed after it was saved (checksums.txt)") {

@@ -3,6 +3,7 @@
 // the committed files unchanged unless the generator changed.
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "data/default_task.h"
@@ -31,6 +32,7 @@ int main(int argc, char** argv) {
                 return 0;
             } else args.unknown();
         }
+        std::filesystem::create_directories(out);  // as ./convert and ./export make theirs
         auto items = default_task_items(kDefaultTaskSeed, kDefaultTrainSize + kDefaultValSize);
         write_jsonl(out + "/train.jsonl", items, 0, kDefaultTrainSize);
         write_jsonl(out + "/val.jsonl", items, kDefaultTrainSize, items.size());
