@@ -25,9 +25,10 @@ uint64_t content_hash(const Example& e) {
 
 namespace {
 
-size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& b) {
+// How many ids of a, from index `from` on, equal b's from its start.
+size_t common_prefix(const std::vector<int32_t>& a, size_t from, const std::vector<int32_t>& b) {
     size_t n = 0;
-    while (n < a.size() && n < b.size() && a[n] == b[n]) n++;
+    while (from + n < a.size() && n < b.size() && a[from + n] == b[n]) n++;
     return n;
 }
 
@@ -36,27 +37,45 @@ size_t common_prefix(const std::vector<int32_t>& a, const std::vector<int32_t>& 
 // run of whitespace that crosses from one into the next ("assistant\n" + "\n\nHello" gives Ċ Ċ Ċ
 // where the whole text gives ĊĊ Ċ). A token's weight is its piece's: 1 in an assistant piece, 0 in
 // the others (build_examples turns those into the prompt loss weight). Where the weight changes,
-// at offset b of the text, the tokens before b are the ids that encode(text[0, b)) shares with the
-// whole; the rest, a token that straddles b included, go to the piece after b.
+// at offset b of the text, the tokens before b are the ids that the text up to b encodes to on its
+// own and shares with the whole; the rest, a token that straddles b included, go to the next piece.
+// encode() splits the text at special tokens and encodes the parts between them apart, so at a
+// piece boundary beside a special token no token straddles, and the ids up to it are the whole's:
+// the text up to b is encoded from the last such boundary on (each turn of a chat template starts
+// with one), which keeps the work linear in the conversation's length.
 Example format_conversation(const Record& r, const DataTokenizer& tok) {
     Example e;
     e.line = r.line;
     const std::vector<ChatPiece> pieces = chat_render_pieces(tok.chat_template, r.messages, false);
     std::string text;
     for (const ChatPiece& piece : pieces) text += piece.text;
-    e.tokens = tok.encode(text, true, TextStart::Begin);
+    const std::string_view all(text);
+    e.tokens = tok.encode(all, true, TextStart::Begin);
     e.weights.assign(e.tokens.size(), 0.0f);
-    size_t end = 0, from = 0;  // the text's length up to piece k's end; the first token of its run of pieces
+    // Whether each piece starts and ends with a special token.
+    std::vector<char> opens(pieces.size()), closes(pieces.size());
     for (size_t k = 0; k < pieces.size(); k++) {
-        end += pieces[k].text.size();
-        const bool last = k + 1 == pieces.size();
-        if (!last && pieces[k + 1].assistant == pieces[k].assistant) continue;  // the same weight goes on
-        const size_t to = last ? e.tokens.size()
-                               : std::max(from, common_prefix(e.tokens, tok.encode(std::string_view(text).substr(0, end),
-                                                                                   true, TextStart::Begin)));
-        if (pieces[k].assistant) std::fill(e.weights.begin() + from, e.weights.begin() + to, 1.0f);
-        from = to;
+        const std::vector<int32_t> ids = tok.encode(pieces[k].text, true, TextStart::AfterSpecial);
+        opens[k] = !ids.empty() && tok.is_special(ids.front());
+        closes[k] = !ids.empty() && tok.is_special(ids.back());
     }
+    size_t clean_at = 0, clean_ids = 0;  // the last boundary beside a special token: text offset, ids before it
+    size_t end = 0, from = 0;            // piece k's end in the text; the first id of its run of pieces
+    for (size_t k = 0; k + 1 < pieces.size(); k++) {
+        end += pieces[k].text.size();
+        const bool clean = closes[k] || opens[k + 1], change = pieces[k + 1].assistant != pieces[k].assistant;
+        if (!clean && !change) continue;
+        const std::vector<int32_t> ids = tok.encode(all.substr(clean_at, end - clean_at), true,
+                                                    clean_at == 0 ? TextStart::Begin : TextStart::AfterSpecial);
+        const size_t shared = common_prefix(e.tokens, clean_ids, ids);
+        if (change) {
+            const size_t to = std::max(from, clean_ids + shared);
+            if (pieces[k].assistant) std::fill(e.weights.begin() + from, e.weights.begin() + to, 1.0f);
+            from = to;
+        }
+        if (clean && shared == ids.size()) clean_at = end, clean_ids += ids.size();  // (checked, not assumed)
+    }
+    if (!pieces.empty() && pieces.back().assistant) std::fill(e.weights.begin() + from, e.weights.end(), 1.0f);
     // BOS when the model wants it, unless the template wrote it (Llama-3's, Llama-2's)
     if (tok.bos >= 0 && (e.tokens.empty() || e.tokens[0] != tok.bos))
         e.tokens.insert(e.tokens.begin(), tok.bos), e.weights.insert(e.weights.begin(), 0.0f);
@@ -126,6 +145,7 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
     std::vector<Example> out;
     std::vector<const Record*> docs;
     std::unordered_map<uint64_t, int> first_line;  // content hash → line of its first occurrence
+    std::unordered_map<uint64_t, uint64_t> kept_key;  // a kept example's content hash → its split key
     std::unordered_map<size_t, int> first_doc;     // the same for raw documents, by their text
     for (const Record& r : parsed.records) {
         if (r.is_text()) {
@@ -162,6 +182,9 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
             if (response_tokens(e) > 0) report.truncated++;
         }
         if (response_tokens(e) == 0) { report.no_response.push_back(e.line); continue; }
+        // Examples that truncation made equal (to each other, or to one as short) share the first
+        // one's key, so a side of the split: val never repeats a training example.
+        e.key = kept_key.emplace(content_hash(e), e.key).first->second;
         for (size_t i = 1; i < e.size(); i++)
             if (e.weights[i] == 0.0f) e.weights[i] = opt.prompt_loss_weight;
         out.push_back(std::move(e));

@@ -121,10 +121,13 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     } else {
         // The steps of each whole epoch (with packing each epoch lays out its own order), then the
         // fraction of the next one's.
-        const double whole = std::floor(cfg.epochs), part = cfg.epochs - whole;
+        // (--epochs as the decimal it was typed as: the float 0.1f is 0.1000000015, whose ceil of a
+        // tenth of 10 steps would be 2; the last ceil allows for double rounding too.)
+        const double epochs = std::round((double)cfg.epochs * 1e6) / 1e6;
+        const double whole = std::floor(epochs), part = epochs - whole;
         t.total_steps = 0;
         for (uint64_t e = 0; e < (uint64_t)whole; e++) t.total_steps += epoch_steps(t, e);
-        if (part > 0) t.total_steps += (int)std::ceil(part * epoch_steps(t, (uint64_t)whole));
+        if (part > 0) t.total_steps += (int)std::ceil(part * epoch_steps(t, (uint64_t)whole) - 1e-9);
         t.total_steps = std::max(1, t.total_steps);
     }
     t.data_hash = data_hash(t);
@@ -314,8 +317,15 @@ static void load_state(const std::string& path, Trainer& t) {
     if (n > 4096) fail("%s: corrupt settings length %u", path.c_str(), n);
     std::string sig(n, '\0');
     r.read(&sig[0], n, "settings");
-    // A checkpoint from before the data field: its settings only.
-    const std::string now = sig.find(" data=") == std::string::npos ? t.cfg.signature() : run_signature(t);
+    // A checkpoint from before the data field: its settings only. Those builds also let a step run on
+    // into the next epoch with --grad-accum > 1, so such a run cannot go on the same way.
+    const bool before_data = sig.find(" data=") == std::string::npos;
+    if (before_data && t.cfg.grad_accum > 1 && sig == t.cfg.signature())
+        fail("%s: this checkpoint comes from an earlier build, whose steps with --grad-accum %d ran on into the next "
+             "epoch where this one ends each epoch's last step early, so resuming would not continue the same run. "
+             "Start a new run from its weights (--init-adapter or --model from this checkpoint) and a new --out",
+             path.c_str(), t.cfg.grad_accum);
+    const std::string now = before_data ? t.cfg.signature() : run_signature(t);
     if (sig != now) {
         // Training these weights on with other settings (more steps) is a new run from them.
         const std::string ckpt = fs::path(path).parent_path().string();

@@ -197,6 +197,41 @@ TEST_CASE("a version-1 train.state (before the best evaluation was kept) still r
     CHECK(trainer_step(b).loss == trainer_step(a).loss);  // and it continues the same run
 }
 
+TEST_CASE("a checkpoint from before the data hash resumes, but not with --grad-accum > 1 (steps then crossed epochs)") {
+    for (int accum : {1, 2}) {
+        std::string dir = temp_dir("state-nodata");
+        Trainer a;
+        setup(a, Method::Lora, dir);
+        a.cfg.grad_accum = accum;
+        trainer_step(a);
+        const std::string ckpt = trainer_save_checkpoint(a), path = ckpt + "/train.state";
+        // The settings string without its " data=..." field, as those builds wrote it.
+        std::string bytes = read_file(path);
+        uint32_t sig_len;
+        memcpy(&sig_len, bytes.data() + 8, 4);
+        const std::string sig = bytes.substr(12, sig_len);
+        const size_t data_at = sig.find(" data=");
+        REQUIRE(data_at != std::string::npos);
+        bytes.erase(12 + data_at, sig_len - data_at);
+        const uint32_t old_len = (uint32_t)data_at;
+        memcpy(&bytes[8], &old_len, 4);
+        fs::remove(ckpt + "/checksums.txt");
+        FILE* f = fopen(path.c_str(), "wb");
+        fwrite(bytes.data(), 1, bytes.size(), f);
+        fclose(f);
+        Trainer b;
+        setup(b, Method::Lora, dir);
+        b.cfg.grad_accum = accum;
+        INFO("grad_accum " << accum);
+        if (accum == 1) {
+            CHECK_NOTHROW(trainer_load_checkpoint(b, ckpt));
+            CHECK(b.step == 1);
+        } else {
+            CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("comes from an earlier build"));
+        }
+    }
+}
+
 TEST_CASE("resume refuses a checkpoint made with other settings") {
     std::string dir = temp_dir("mismatch");
     Trainer a;
@@ -254,6 +289,21 @@ TEST_CASE("epochs with gradient accumulation: an epoch's last step takes what is
     h.train = examples(4);
     trainer_init(h, tc, cpu_ops());
     CHECK(h.total_steps == 3);
+    // Fractional epochs as typed: 0.1 of 10 steps is 1 step (the float 0.1f is a little more).
+    for (auto [epochs, steps] : std::vector<std::pair<float, int>>{{0.1f, 1}, {0.3f, 3}, {1.1f, 11}, {2.2f, 22}, {0.05f, 1}}) {
+        Trainer f;
+        model_init_random(f.model, tiny(), 1);
+        TrainConfig fc;
+        fc.method = Method::Lora;
+        fc.lora.rank = 4;
+        model_add_lora(f.model, fc.lora, fc.seed);
+        fc.batch.batch_size = 1;
+        fc.epochs = epochs;
+        f.train = examples(10);
+        trainer_init(f, fc, cpu_ops());
+        INFO("--epochs " << epochs);
+        CHECK(f.total_steps == steps);
+    }
 }
 
 TEST_CASE("resume refuses a checkpoint file that changed after it was saved (checksums.txt)") {

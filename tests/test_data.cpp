@@ -195,10 +195,10 @@ TEST_CASE("a prompt loss weight of 1 still tells the response apart: an answer c
 
 TEST_CASE("the split does not move with --prompt-loss-weight or --max-seq-len") {
     ScratchDir dir;
-    std::string data;
+    std::string data;  // answers of up to 36 bytes: --max-seq-len 30 cuts most of them, keeping their start
     for (int i = 0; i < 60; i++)
-        data += R"({"instruction": "q)" + std::to_string(i) + std::string(i % 7 * 5, 'x') + R"(", "output": "a)" +
-                std::to_string(i) + "\"}\n";
+        data += R"({"instruction": "q)" + std::to_string(i) + R"(", "output": "a)" + std::to_string(i) +
+                std::string(i % 7 * 5, 'y') + "\"}\n";
     auto val_lines = [&](float w, int max_len) {
         DataOptions opt;
         opt.prompt_loss_weight = w;
@@ -207,6 +207,7 @@ TEST_CASE("the split does not move with --prompt-loss-weight or --max-seq-len") 
         DataReport rep;
         std::vector<Example> train = read_bytes(dir, "d.jsonl", data, opt, rep), val;
         REQUIRE(train.size() == 60);
+        if (max_len < 512) CHECK(rep.truncated >= 40);
         split_train_val(train, val, 0.2, 42);
         std::vector<int> lines;
         for (const Example& e : val) lines.push_back(e.line);
@@ -216,7 +217,22 @@ TEST_CASE("the split does not move with --prompt-loss-weight or --max-seq-len") 
     CHECK(base.size() == 12);
     CHECK(val_lines(0.5f, 512) == base);
     CHECK(val_lines(1.0f, 512) == base);
-    CHECK(val_lines(0.0f, 60) == base);  // the longest lines cut
+    CHECK(val_lines(0.0f, 30) == base);  // most answers cut
+}
+
+TEST_CASE("the split: examples that truncation makes equal land on one side") {
+    ScratchDir dir;
+    std::string data;  // 40 answers that differ only past --max-seq-len
+    for (int i = 0; i < 40; i++) data += R"({"instruction": "q", "output": ")" + std::string(20, 'a') + std::to_string(i) + "\"}\n";
+    DataOptions opt;
+    opt.max_seq_len = 30;
+    opt.truncation = Truncation::truncate;
+    DataReport rep;
+    std::vector<Example> train = read_bytes(dir, "d.jsonl", data, opt, rep), val;
+    REQUIRE(train.size() == 40);
+    CHECK(rep.truncated == 40);
+    // One group: the split cannot take 20% of it without taking all of it.
+    CHECK_THROWS_WITH(split_train_val(train, val, 0.2, 42), doctest::Contains("leaves nothing to train on"));
 }
 
 TEST_CASE("chat: the ids are the whole rendered text's even where whitespace runs across a piece boundary") {
@@ -232,6 +248,7 @@ TEST_CASE("chat: the ids are the whole rendered text's even where whitespace run
             else out.push_back(in[i]);
         return out;
     };
+    tok.is_special = [](int32_t id) { return id == kImStart || id == kImEnd || id == kEos; };  // 300 is text
     const std::string line = R"({"messages": [{"role": "user", "content": "Q"}, {"role": "assistant", "content": "\n\nHello"}]})";
     ParsedFile pf = parse_records(line + "\n", "c.jsonl", true);
     DataOptions opt;

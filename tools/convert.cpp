@@ -52,8 +52,8 @@ static int run(int argc, char** argv) {
     if (dtype != "f32" && dtype != "bf16") fail("--dtype must be f32 or bf16, not %s", dtype.c_str());
     if (out.size() > 4 && out.compare(out.size() - 4, 4, ".bin") == 0) out.resize(out.size() - 4);
     // OUT names files, not a folder: "-o models/" would write the hidden models/.bin and models/.tok.
-    struct stat st;
-    if (out.back() == '/' || (stat(out.c_str(), &st) == 0 && S_ISDIR(st.st_mode))) {
+    // (A folder named OUT is no obstacle: OUT.bin and OUT.tok go beside it.)
+    if (out.back() == '/') {
         std::string stem = input;
         while (stem.size() > 1 && stem.back() == '/') stem.pop_back();
         stem = stem.substr(stem.rfind('/') + 1);

@@ -314,14 +314,14 @@ void fill_random_bf16(void* dev, size_t bytes, uint64_t key) {
 // instead of taking the first (bench/bench_gemm_algos.cpp). out[i].us = µs per call of candidate i,
 // the median of 5 batches of calls that each last about a millisecond, out[i].config what it is;
 // returns how many candidates were timed (<= max).
-// out[i].same_bits: candidate i's output equals candidate 0's bit for bit, on random operands (and a
-// random C for beta != 0). The algorithms differ in tiles, stages, split-K, cluster shapes; those
-// that sum each output's K products in the same order give the same bits for every input. One
-// random input tells the others apart when the output is large: two orders' FP32 sums differ in
-// their last bits, and a BF16 output shows that only where a sum lies near a rounding boundary
-// (about one in 2^16 per ulp of difference), so among a training GEMM's millions of outputs some do,
-// among a few thousand perhaps none. A choice by timing among bit-identical candidates could not
-// change a run's numbers, so a resumed run would stay exact whatever its own timings chose.
+// out[i].same_bits: candidate i's output equals candidate 0's bit for bit, on four draws of random
+// operands (and of C for beta != 0). The algorithms differ in tiles, stages, split-K and cluster
+// shapes; those that sum each output's K products in the same order give the same bits for every
+// input. Random inputs tell the others apart when the output is large enough: two orders' FP32
+// sums differ in their last bits, and a BF16 output shows that only where a sum lies near a rounding
+// boundary (about one in 2^16 per ulp of difference), so among a training GEMM's millions of outputs
+// some do, among a few thousand perhaps none. A choice by timing among bit-identical candidates
+// could not change a run's numbers, so a resumed run would stay exact whatever its timings chose.
 int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int ldb, int ldc, bool fp32_out,
                     float beta, GemmCandidate* out, int max) {
     if (M <= 0 || N <= 0 || K <= 0 || max <= 0) return 0;
@@ -357,17 +357,25 @@ int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int 
         out[i].us = batch[2];
         describe(found[i], out[i].config, sizeof out[i].config);
     }
-    // The bit comparison: random operands now, C as the added input, each candidate's D to the host.
-    fill_random_bf16(A, a_bytes, 1);
-    fill_random_bf16(B, b_bytes, 2);
-    fill_random_bf16(C, out_bytes, 3);
+    // The bit comparison: random operands now (kFills draws, C as the added input), each candidate's
+    // D to the host beside candidate 0's. Several draws because a BF16 output shows a different
+    // order only where a sum lies near a rounding boundary: a thin product's 131,072 outputs may all
+    // miss it in one draw (odds of about one in ten), in four hardly ever.
+    constexpr int kFills = 4;
     void* D = cuda_alloc(out_bytes, Mem::scratch);
     std::vector<unsigned char> first(out_bytes), other(out_bytes);
-    for (size_t i = 0; i < found.size(); i++) {
-        CUDA_CHECK(cudaMemset(D, 0xFF, out_bytes));  // NaN everywhere: an output not written cannot match
-        launch(p, found[i].algo, 1.0f, A, B, beta, C, D);
-        CUDA_CHECK(cudaMemcpy(i == 0 ? first.data() : other.data(), D, out_bytes, cudaMemcpyDeviceToHost));
-        out[i].same_bits = i == 0 || memcmp(first.data(), other.data(), out_bytes) == 0;
+    for (size_t i = 0; i < found.size(); i++) out[i].same_bits = true;
+    for (int fill = 0; fill < kFills; fill++) {
+        fill_random_bf16(A, a_bytes, 3 * fill + 1);
+        fill_random_bf16(B, b_bytes, 3 * fill + 2);
+        fill_random_bf16(C, out_bytes, 3 * fill + 3);
+        for (size_t i = 0; i < found.size(); i++) {
+            if (!out[i].same_bits) continue;  // already told apart
+            CUDA_CHECK(cudaMemset(D, 0xFF, out_bytes));  // NaN everywhere: an output not written cannot match
+            launch(p, found[i].algo, 1.0f, A, B, beta, C, D);
+            CUDA_CHECK(cudaMemcpy(i == 0 ? first.data() : other.data(), D, out_bytes, cudaMemcpyDeviceToHost));
+            if (i > 0) out[i].same_bits = memcmp(first.data(), other.data(), out_bytes) == 0;
+        }
     }
     cuda_release(D);
     cuda_release(C);

@@ -201,11 +201,12 @@ cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p
     return CUBLAS_STATUS_SUCCESS;
 }
 
-// Two algorithms for every valid problem, valid for pointers aligned at least as the preference says
-// and with no workspace: id -1 (reported as such by cublasLtMatmulAlgoConfigGetAttribute; the real
-// library's ids are not negative) sums each output's K products in one order; id -2, offered second
-// when two are asked for, sums the two halves of K apart and then adds them, as a split-K algorithm
-// does: different bits, which gemm_candidates' bit comparison must see.
+// Three algorithms for every valid problem, valid for pointers aligned at least as the preference
+// says and with no workspace: id -1 (reported as such by cublasLtMatmulAlgoConfigGetAttribute; the
+// real library's ids are not negative) sums each output's K products in one order; id -2, offered
+// second when more are asked for, sums the two halves of K apart and then adds them, as a split-K
+// algorithm does: different bits, which gemm_candidates' bit comparison must see; id -3, third,
+// stands for another tile shape with id -1's order: the same bits, which it must see as such.
 cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t A,
                                               cublasLtMatrixLayout_t B, cublasLtMatrixLayout_t C,
                                               cublasLtMatrixLayout_t D, cublasLtMatmulPreference_t pref, int requested,
@@ -221,10 +222,10 @@ cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t h, cublasLtMatmul
     results[0].state = CUBLAS_STATUS_SUCCESS;
     results[0].wavesCount = 1.0f;
     *returned = 1;
-    if (requested >= 2) {
-        results[1] = results[0];
-        results[1].algo.data[6] = 1;  // the split variant
-        *returned = 2;
+    for (int variant = 1; variant <= 2 && variant < requested; variant++) {
+        results[variant] = results[0];
+        results[variant].algo.data[6] = (uint64_t)variant;  // 1: the split variant, 2: the same order
+        *returned = variant + 1;
     }
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -243,7 +244,7 @@ cublasStatus_t cublasLtMatmulAlgoConfigGetAttribute(const cublasLtMatmulAlgo_t* 
     memset(buf, 0, size);
     const int32_t variant = (int32_t)algo->data[6];
     if (attr == CUBLASLT_ALGO_CONFIG_ID) *(int32_t*)buf = -1 - variant;
-    if (attr == CUBLASLT_ALGO_CONFIG_SPLITK_NUM) *(int32_t*)buf = variant ? 2 : 1;
+    if (attr == CUBLASLT_ALGO_CONFIG_SPLITK_NUM) *(int32_t*)buf = variant == 1 ? 2 : 1;
     if (written) *written = size;
     return CUBLAS_STATUS_SUCCESS;
 }
@@ -282,7 +283,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
     // op(A) as rows of k, op(B) transposed as rows of k: each D(i, j) is a dot product of two rows.
     const uint64_t m = p.m, n = p.n, k = p.k;
     const bool ta = d->transa == CUBLAS_OP_T, tb = d->transb == CUBLAS_OP_T;
-    const uint64_t half = algo && algo->data[6] ? k / 2 : 0;  // the split variant: [0, half) and [half, k) apart
+    const uint64_t half = algo && algo->data[6] == 1 ? k / 2 : 0;  // the split variant: [0, half) and [half, k) apart
     std::vector<float> a(m * k), b(n * k);
     for (uint64_t i = 0; i < m; i++)
         for (uint64_t q = 0; q < k; q++) a[i * k + q] = load(A, Ad->type, ta ? q + i * Ad->ld : i + q * Ad->ld);
