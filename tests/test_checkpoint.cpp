@@ -261,18 +261,23 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     CHECK_NOTHROW(trainer_load_checkpoint(same, ckpt));
 }
 
-TEST_CASE("epochs with gradient accumulation: an epoch's last step takes what is left of it, no example twice") {
-    Trainer t;
+// A LoRA trainer over n examples (batch 1) that takes `epochs` epochs in steps of grad_accum micro-batches.
+static void setup_epochs(Trainer& t, int n, float epochs, int grad_accum) {
     model_init_random(t.model, tiny(), 1);
     TrainConfig tc;
     tc.method = Method::Lora;
     tc.lora.rank = 4;
     model_add_lora(t.model, tc.lora, tc.seed);
     tc.batch.batch_size = 1;
-    tc.grad_accum = 3;
-    tc.epochs = 2;
-    t.train = examples(4);  // 4 micro-batches an epoch: steps of 3 and 1
+    tc.grad_accum = grad_accum;
+    tc.epochs = epochs;
+    t.train = examples(n);
     trainer_init(t, tc, cpu_ops());
+}
+
+TEST_CASE("epochs with gradient accumulation: an epoch's last step takes what is left of it, no example twice") {
+    Trainer t;
+    setup_epochs(t, 4, 2.0f, 3);  // 4 micro-batches an epoch: steps of 3 and 1
     CHECK(t.total_steps == 4);
     double epoch_tokens = 0;
     for (const Example& e : t.train) epoch_tokens += (double)e.size();
@@ -282,25 +287,13 @@ TEST_CASE("epochs with gradient accumulation: an epoch's last step takes what is
     StepResult s3 = trainer_step(t), s4 = trainer_step(t);
     CHECK(s3.tokens + s4.tokens == epoch_tokens);
     CHECK(t.epoch == 1);
-    tc.epochs = 1.5f;  // one epoch and half the steps of the next, rounded up
     Trainer h;
-    model_init_random(h.model, tiny(), 1);
-    model_add_lora(h.model, tc.lora, tc.seed);
-    h.train = examples(4);
-    trainer_init(h, tc, cpu_ops());
+    setup_epochs(h, 4, 1.5f, 3);  // one epoch and half the steps of the next, rounded up
     CHECK(h.total_steps == 3);
     // Fractional epochs as typed: 0.1 of 10 steps is 1 step (the float 0.1f is a little more).
     for (auto [epochs, steps] : std::vector<std::pair<float, int>>{{0.1f, 1}, {0.3f, 3}, {1.1f, 11}, {2.2f, 22}, {0.05f, 1}}) {
         Trainer f;
-        model_init_random(f.model, tiny(), 1);
-        TrainConfig fc;
-        fc.method = Method::Lora;
-        fc.lora.rank = 4;
-        model_add_lora(f.model, fc.lora, fc.seed);
-        fc.batch.batch_size = 1;
-        fc.epochs = epochs;
-        f.train = examples(10);
-        trainer_init(f, fc, cpu_ops());
+        setup_epochs(f, 10, epochs, 1);
         INFO("--epochs " << epochs);
         CHECK(f.total_steps == steps);
     }
