@@ -80,6 +80,12 @@ TEST_CASE("unicode: classes and the GPT-2 byte map") {
     CHECK(is_letter(0x1C89));   // Cyrillic capital TJE (16.0)
     CHECK(is_number(0x16D70));  // Kirat Rai digit zero (16.0)
     CHECK_FALSE(is_letter(0x323B0));  // CJK Extension J (17.0): not yet a letter there
+    CHECK_FALSE(is_number(0x11DE0));  // Tolong Siki digit zero (17.0): not in \p{N} there,
+    CHECK(is_numeric(0x11DE0));       // but split off by the Digits pre-tokenizer (Rust's is_numeric)
+    CHECK(is_numeric(0x16FF6));
+    CHECK(is_numeric('7'));
+    CHECK(is_numeric(0x663));
+    CHECK_FALSE(is_numeric('a'));
     CHECK(is_whitespace(0x3000));
     CHECK(is_whitespace(0x85));
     CHECK_FALSE(is_whitespace(0x200B));  // zero width space is not White_Space

@@ -121,13 +121,14 @@ void split_regex(PreTokenizerKind kind, std::string_view text, std::vector<Char>
 void pretokenize(PreTokenizerKind kind, std::string_view text, std::vector<std::string_view>& out) {
     std::vector<Char> cs;
     if (kind != PreTokenizerKind::SmolLM) return split_regex(kind, text, cs, out);
-    // Digits(individual_digits=true) first: each \p{N} character becomes its own piece and the
-    // GPT-2 regex runs separately on the text between them (so " 42" gives " ", "4", "2").
+    // Digits(individual_digits=true) first: each numeric character (is_numeric: Rust's, as the
+    // Digits pre-tokenizer asks) becomes its own piece and the GPT-2 regex runs separately on the
+    // text between them (so " 42" gives " ", "4", "2").
     size_t start = 0;
     for (size_t i = 0; i < text.size();) {
         uint32_t cp;
         size_t n = utf8_decode(text, i, cp);
-        if (cp != kInvalidCodepoint && is_number(cp)) {
+        if (cp != kInvalidCodepoint && is_numeric(cp)) {
             if (i > start) split_regex(PreTokenizerKind::GPT2, text.substr(start, i - start), cs, out);
             out.push_back(text.substr(i, n));
             start = i + n;

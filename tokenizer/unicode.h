@@ -14,6 +14,8 @@ extern const UnicodeRange kLetterRanges[];      // \p{L}: Lu Ll Lt Lm Lo
 extern const size_t kLetterRanges_count;
 extern const UnicodeRange kNumberRanges[];      // \p{N}: Nd Nl No
 extern const size_t kNumberRanges_count;
+extern const UnicodeRange kNumericRanges[];     // Rust's char::is_numeric (Unicode 17): \p{N} and 13 more
+extern const size_t kNumericRanges_count;
 extern const UnicodeRange kWhiteSpaceRanges[];  // \s: the White_Space property
 extern const size_t kWhiteSpaceRanges_count;
 
@@ -41,6 +43,9 @@ void utf8_append(std::string& out, uint32_t cp);
 
 bool is_letter(uint32_t cp);
 bool is_number(uint32_t cp);
+// What Hugging Face tokenizers' Digits pre-tokenizer splits off: Rust's char::is_numeric, a newer
+// Unicode than its regexes' \p{N} (is_number), so 13 code points more.
+bool is_numeric(uint32_t cp);
 bool is_whitespace(uint32_t cp);
 
 // NFC (UAX #15: canonical decomposition, canonical ordering, canonical composition), as the NFC
