@@ -88,10 +88,7 @@ bool is_number(uint32_t cp) {
     return in_ranges(kNumberRanges, kNumberRanges_count, cp);
 }
 
-bool is_numeric(uint32_t cp) {
-    if (cp < 0x80) return cp >= '0' && cp <= '9';
-    return in_ranges(kNumericRanges, kNumericRanges_count, cp);
-}
+bool is_numeric(uint32_t cp) { return is_number(cp) || in_ranges(kNumericAddedRanges, kNumericAddedRanges_count, cp); }
 
 bool is_whitespace(uint32_t cp) { return in_ranges(kWhiteSpaceRanges, kWhiteSpaceRanges_count, cp); }
 

@@ -14,8 +14,8 @@ extern const UnicodeRange kLetterRanges[];      // \p{L}: Lu Ll Lt Lm Lo
 extern const size_t kLetterRanges_count;
 extern const UnicodeRange kNumberRanges[];      // \p{N}: Nd Nl No
 extern const size_t kNumberRanges_count;
-extern const UnicodeRange kNumericRanges[];     // Rust's char::is_numeric (Unicode 17): \p{N} and 13 more
-extern const size_t kNumericRanges_count;
+extern const UnicodeRange kNumericAddedRanges[];  // Rust's char::is_numeric (Unicode 17) beyond \p{N}
+extern const size_t kNumericAddedRanges_count;
 extern const UnicodeRange kWhiteSpaceRanges[];  // \s: the White_Space property
 extern const size_t kWhiteSpaceRanges_count;
 
