@@ -169,7 +169,8 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
         auto [it, fresh] = first_line.emplace(e.key, e.line);
         if (!fresh) report.duplicates.push_back({e.line, it->second});
 
-        if ((int)e.size() > opt.max_seq_len) {
+        const bool cut = (int)e.size() > opt.max_seq_len;
+        if (cut) {
             report.over_length.push_back(e.line);
             report.tokens_over += e.size() - opt.max_seq_len;
             for (size_t i = opt.max_seq_len; i < e.size(); i++) report.response_over += e.weights[i] >= 1.0f;
@@ -184,7 +185,7 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
         if (response_tokens(e) == 0) { report.no_response.push_back(e.line); continue; }
         // Examples that truncation made equal (to each other, or to one as short) share the first
         // one's key, so a side of the split: val never repeats a training example.
-        e.key = kept_key.emplace(content_hash(e), e.key).first->second;
+        e.key = kept_key.emplace(cut ? content_hash(e) : e.key, e.key).first->second;
         for (size_t i = 1; i < e.size(); i++)
             if (e.weights[i] == 0.0f) e.weights[i] = opt.prompt_loss_weight;
         out.push_back(std::move(e));

@@ -141,9 +141,8 @@ SpacePrefix spm_space_prefix_from_hf(const JsonValue* normalizer, const JsonValu
 struct SpmHfJson { std::string normalizer, pre_tokenizer, decoder; };
 SpmHfJson spm_hf_json(SpacePrefix prefix);
 
-// Where a text encoded on its own sits in a longer one (a chat template's pieces are encoded one by
-// one): at its start, after a special token, or after ordinary text. A SentencePiece space prefix
-// depends on it; byte-level BPE ignores it.
+// Where a text encoded on its own sits in a longer one: at its start, after a special token, or
+// after ordinary text. A SentencePiece space prefix depends on it; byte-level BPE ignores it.
 enum class TextStart { Begin, AfterSpecial, AfterText };
 
 // parse_special = false treats Control and Unknown tokens in the text ("<|im_start|>", "<unk>") as

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
 #include <string>
 #include <sys/stat.h>
 
@@ -15,6 +16,8 @@
 #include "model/util.h"
 #include "model/weights.h"
 #include "tools/cli.h"
+
+namespace fs = std::filesystem;
 
 static void usage() {
     fprintf(stderr,
@@ -54,12 +57,10 @@ static int run(int argc, char** argv) {
     // OUT names files, not a folder: "-o models/" would write the hidden models/.bin and models/.tok.
     // (A folder named OUT is no obstacle: OUT.bin and OUT.tok go beside it.)
     if (out.back() == '/') {
-        std::string stem = input;
-        while (stem.size() > 1 && stem.back() == '/') stem.pop_back();
-        stem = stem.substr(stem.rfind('/') + 1);
-        if (stem.size() > 5 && stem.compare(stem.size() - 5, 5, ".gguf") == 0) stem.resize(stem.size() - 5);
-        std::string dir = out;
-        while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+        fs::path in = fs::path(input).lexically_normal();
+        if (in.filename().empty()) in = in.parent_path();  // a folder given as "dir/"
+        const std::string stem = (in.extension() == ".gguf" ? in.stem() : in.filename()).string();
+        const std::string dir = fs::path(out).lexically_normal().parent_path().string();
         fail("-o %s is a directory: -o takes the output path without extension, e.g. -o %s/%s (writes %s/%s.bin and "
              "%s/%s.tok)", out.c_str(), dir.c_str(), stem.c_str(), dir.c_str(), stem.c_str(), dir.c_str(), stem.c_str());
     }

@@ -68,11 +68,10 @@ static int run(int argc, char** argv) {
     // Never write over an input (the base model, the adapter, the tokenizer that --merge copies beside
     // its output): the export would destroy what it reads. (`--merge base.bf16` beside base.bin would
     // write base.tok, and with --template change the base model's chat template.)
-    std::vector<std::string> outputs = {merge, gguf}, inputs = {model, lora};
-    if (!merge.empty()) {
-        outputs.push_back(tokenizer_beside(merge));
-        inputs.push_back(tokenizer_of_model(model, tokenizer));
-    }
+    const bool writes_model = !merge.empty() || !hf.empty() || !gguf.empty();
+    const std::string tok_in = writes_model ? tokenizer_of_model(model, tokenizer) : "";  // what they carry
+    std::vector<std::string> outputs = {merge, gguf}, inputs = {model, lora, tok_in};
+    if (!merge.empty()) outputs.push_back(tokenizer_beside(merge));
     for (const std::string& output : outputs)
         for (const std::string& input : inputs)
             if (same_file(output, input))
@@ -101,13 +100,13 @@ static int run(int argc, char** argv) {
                                       : "Gemma 3's image-text model, Gemma3ForConditionalGeneration (layers "
                                         "model.language_model.layers.N; --peft-base text for Gemma3ForCausalLM)");
     }
-    if (merge.empty() && hf.empty() && gguf.empty()) return 0;
+    if (!writes_model) return 0;
     std::vector<float> params;
     model_load(model, cfg, params);
     if (!lora.empty()) lora_merge(cfg, lc, adapters, params);
     const char* what = lora.empty() ? "" : " with the adapter merged in";
     // Every output carries the tokenizer: --merge as the .tok beside it, where ./train and ./generate look.
-    Tokenizer tok = tokenizer_load_any(tokenizer_of_model(model, tokenizer));
+    Tokenizer tok = tokenizer_load_any(tok_in);
     if (!chat_template.empty()) tok.chat_template = chat_template_from_name(chat_template);
     if (!merge.empty()) {
         model_save(merge, cfg, params, dt);
