@@ -22,7 +22,7 @@ namespace cpu {
 namespace {
 
 constexpr int MR = TILE_M, NR = TILE_N;
-constexpr int KC = 256;   // depth of a slice: an A panel (6 KB) and a B panel (KC·NR·4: 32 KB, 16 with AVX2) stay in L1/L2
+constexpr int KC = GEMM_KC;  // depth of a slice: an A panel (6 KB) and a B panel (KC·NR·4: 32 KB, 16 with AVX2) stay in L1/L2
 constexpr int NC = 2048;  // columns of B (and C) per block: its packed B (2 MB) and C stay in cache over all K
 constexpr int MC = 4098;  // rows of A per block (a multiple of MR): its packed slice is 4.2 MB at most
 

@@ -30,6 +30,9 @@ constexpr int VEC_FLOATS = 8;
 #endif
 constexpr int TILE_M = 6;               // rows of the register tile
 constexpr int TILE_N = 2 * VEC_FLOATS;  // columns of the register tile: two vectors
+// The depth of gemm()'s slices of the inner dimension: it sums each C element over K a slice at a time,
+// in order, so callers that cut K at multiples of it (lora.cpp) keep the same sums.
+constexpr int GEMM_KC = 256;
 typedef float vfloat __attribute__((vector_size(VEC_FLOATS * 4)));
 
 // The micro-kernel: C[i, 0:nc] = (accumulate ? C[i, 0:nc] : 0) + alpha · Σ_k A[i, k] · B[k, 0:nc] for

@@ -105,7 +105,7 @@ Ops make_ops() {
     o.release = host_release;
     o.mem_stats = [] { return stats; };
     o.reset_peak = [] { stats.reset_peak(); };
-    o.release_scratch = [] {};  // the CPU ops keep no scratch of their own
+    o.release_scratch = [] {};  // the CPU ops' own buffers are small and reused (docs/memory.md): nothing to free
     o.memset0 = [](void* p, size_t bytes) { memset(p, 0, bytes); };
     o.copy = [](void* dst, const void* src, size_t bytes) { memcpy(dst, src, bytes); };
     o.to_device = o.copy;
