@@ -10,30 +10,62 @@
 #include <cstring>
 #include <numeric>
 
+#include "kernels/cpu/exp.h"
 #include "model/layer.h"
 
+// Temperature, then top-k, then top-p (transformers' order). The candidates are ranked by falling logit
+// (equal logits: lower id first), but only as far as the draw needs: a vocabulary sorted whole took
+// 5 ms a token at 49,152 ids and 38 ms at 262,144, where the nucleus or the draw is usually settled
+// within the first few dozen. So the ranking grows as the draw reaches its end, to 64 ids, then 256,
+// 1024, ... (each a partial sort of what is left): the same order and draw as a sort of them all.
 int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng) {
     if (opt.temperature <= 0.0f) return (int32_t)(std::max_element(logits, logits + V) - logits);
-    std::vector<int32_t> idx(V);
+    static thread_local std::vector<int32_t> idx;
+    idx.resize(V);
     std::iota(idx.begin(), idx.end(), 0);
-    int k = opt.top_k > 0 && opt.top_k < V ? opt.top_k : V;
-    std::partial_sort(idx.begin(), idx.begin() + k, idx.end(), [&](int a, int b) { return logits[a] > logits[b]; });
-    float mx = logits[idx[0]];
-    std::vector<double> p(k);
+    auto higher = [&](int32_t a, int32_t b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); };
+    int ranked = 0;  // idx[0, ranked) is in final order
+    auto rank = [&](int first, int end, int last) {  // ranks idx[first, end) out of idx[first, last)
+        std::partial_sort(idx.begin() + first, idx.begin() + end, idx.begin() + last, higher);
+        ranked = end;
+    };
+    // The candidates, with their probabilities in place of the logits (exp is monotone: the ranking
+    // stands), and the sum of those: the top_k highest (ranked now), or every id.
+    const int k = opt.top_k > 0 && opt.top_k < V ? opt.top_k : V;
+    const float inv_t = 1.0f / opt.temperature;
     double sum = 0;
-    for (int i = 0; i < k; i++) sum += p[i] = std::exp((logits[idx[i]] - mx) / opt.temperature);
-    // Nucleus: keep the most probable tokens until their mass reaches top_p.
+    if (k < V) {
+        rank(0, k, V);
+        const float mx = logits[idx[0]];
+        for (int i = 0; i < k; i++) sum += logits[idx[i]] = std::exp((logits[idx[i]] - mx) * inv_t);
+    } else {
+        const float mx = *std::max_element(logits, logits + V);
+        #pragma omp simd reduction(+ : sum)
+        for (int i = 0; i < V; i++) sum += logits[i] = cpu::exp_fast((logits[i] - mx) * inv_t);
+    }
+    auto rank_through = [&](int i) {  // ranks at least idx[0..i]
+        if (i >= ranked) rank(ranked, std::min(k, std::max({64, 4 * ranked, i + 1})), k);
+    };
+    // Nucleus: the most probable candidates until their mass reaches top_p.
     int keep = k;
+    double total = sum;
     if (opt.top_p < 1.0f) {
         double acc = 0;
-        for (int i = 0; i < k; i++)
-            if ((acc += p[i] / sum) >= opt.top_p) { keep = i + 1; break; }
+        for (int i = 0; i < k; i++) {
+            rank_through(i);
+            if ((acc += logits[idx[i]]) >= opt.top_p * sum) {
+                keep = i + 1;
+                break;
+            }
+        }
+        total = acc;
     }
-    double total = 0;
-    for (int i = 0; i < keep; i++) total += p[i];
     double r = rng.uniform() * total;
-    for (int i = 0; i < keep; i++)
-        if ((r -= p[i]) <= 0) return idx[i];
+    for (int i = 0; i < keep; i++) {
+        rank_through(i);
+        if ((r -= logits[idx[i]]) <= 0) return idx[i];
+    }
+    rank_through(keep - 1);
     return idx[keep - 1];
 }
 

@@ -1,6 +1,7 @@
 // KV-cached generation must agree with the full forward: each greedy token is the argmax of the
 // logits model_logits gives for the whole prefix, for several prompts decoded together, with LoRA.
 #include <algorithm>
+#include <numeric>
 
 #include "model/answer.h"
 #include "model/import.h"
@@ -133,6 +134,54 @@ TEST_CASE("sample_token: top-k 1 is greedy, top-p keeps the nucleus, same seed s
     vector<float> l1 = logits, l2 = logits;
     so.top_p = 1.0f;
     CHECK(sample_token(l1.data(), 4, so, a) == sample_token(l2.data(), 4, so, b));
+}
+
+TEST_CASE("sample_token ranks only as far as the draw goes: the draws of a whole sort, over thousands of ids") {
+    // A flat distribution over 5000 ids (ties included), so that nuclei and draws reach deep into
+    // the ranking (sample_token ranks 64, then 256, 1024, ... ids): every draw must be the one a
+    // whole sort in double precision gives with the same random number.
+    const int V = 5000;
+    vector<float> logits = random_vec(V, 3, 2.0f);
+    for (int i = 0; i < 50; i++) logits[i * 97] = logits[i * 89];
+    for (auto [top_k, top_p] : {std::pair{0, 1.0f}, std::pair{0, 0.95f}, std::pair{0, 0.3f}, std::pair{700, 0.9f},
+                                std::pair{40, 1.0f}}) {
+        CAPTURE(top_k);
+        CAPTURE(top_p);
+        SampleOptions so;
+        so.temperature = 0.8f, so.top_k = top_k, so.top_p = top_p;
+        vector<int32_t> order(V);
+        std::iota(order.begin(), order.end(), 0);
+        std::sort(order.begin(), order.end(), [&](int a, int b) { return logits[a] > logits[b] || (logits[a] == logits[b] && a < b); });
+        const int k = top_k > 0 ? top_k : V;
+        vector<double> p(k);
+        double sum = 0;
+        for (int i = 0; i < k; i++) sum += p[i] = std::exp((double)(logits[order[i]] - logits[order[0]]) / so.temperature);
+        int keep = k;
+        double acc = 0;
+        for (int i = 0; i < k && top_p < 1.0f; i++)
+            if ((acc += p[i]) >= top_p * sum) {
+                keep = i + 1;
+                break;
+            }
+        double total = 0;
+        for (int i = 0; i < keep; i++) total += p[i];
+        int deep = 0, mismatches = 0;
+        for (uint64_t seed = 0; seed < 300; seed++) {
+            Rng a(seed), b(seed);
+            double r = b.uniform() * total;
+            int want = order[keep - 1], at = keep - 1;
+            for (int i = 0; i < keep; i++)
+                if ((r -= p[i]) <= 0) {
+                    want = order[i], at = i;
+                    break;
+                }
+            deep = std::max(deep, at);
+            vector<float> l = logits;
+            mismatches += sample_token(l.data(), V, so, a) != want;
+        }
+        CHECK(mismatches == 0);
+        if (top_k == 0 && top_p > 0.9f) CHECK(deep > 256);  // the draws went past the first rankings
+    }
 }
 
 // The tiny LLaMA fixture (vocabulary of 300, ChatML template) with confident logits, as above.
