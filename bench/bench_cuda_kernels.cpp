@@ -383,6 +383,22 @@ void bench_crossentropy(const Ops& ops) {
         }
 }
 
+void bench_argmax(const Ops& ops) {
+    // Greedy decoding's pick over a batch of S sequences' logits (one step of ./generate): reads
+    // the logits once, writes S ids.
+    for (int V : {49152, 128256})
+        for (int S : {1, 16}) {
+            run_case(ops, "argmax", strf("S%d V%d", S, V), [&](Buffers& b) {
+                act* logits = b.act_rand((size_t)S * V, 4.0f);
+                int32_t* idx = b.ints<int32_t>(S, V);
+                Case c;
+                if (ops.argmax_rows) c.call = [=, &ops] { ops.argmax_rows(idx, logits, S, V, V); };
+                c.bytes = (double)S * V * 2 + S * 4.0;
+                return c;
+            });
+        }
+}
+
 void bench_nf4(const Ops& ops) {
     // Dequantize a whole NF4 weight to BF16 as QLoRA stores it (double quantization: the absmax are
     // 8-bit codes in blocks of 256 plus an offset, decoded on the way): an MLP matrix of llama-2-7b
@@ -519,6 +535,7 @@ int main(int argc, char** argv) {
     bench_glu(ops);
     bench_embedding(ops);
     bench_crossentropy(ops);
+    bench_argmax(ops);
     bench_nf4(ops);
     bench_optimizer_and_casts(ops);
     bench_lora(ops);

@@ -21,6 +21,7 @@ What each row runs (PyTorch's own kernels, eager mode, no torch.compile):
   embedding bwd    dtable.index_add_(0, tokens, dout.float()): FP32 accumulation into the table (atomics)
   crossentropy     F.cross_entropy(logits.float(), reduction='none') forward + its backward to the
                    BF16 logits (the HF loss path), per-row weights / n as the incoming gradient
+  argmax           torch.argmax(logits, dim=-1) on BF16 logits (greedy decoding's pick)
   nf4 dequant dq   bitsandbytes.functional.dequantize_4bit, NF4, blocks of 64, double quantization
                    (compress_statistics=True, as QLoRA stores weights)
   adamw            torch.optim.AdamW(fused=True) over 100M FP32 params + the BF16 copy of the weights
@@ -328,6 +329,16 @@ def bench_crossentropy():
             run_case("crossentropy", f"n{n} V{V}", setup)
 
 
+def bench_argmax():
+    for V in (49152 // S, 128256 // S):
+        for n in (1, 16):
+            def setup():
+                logits = rand(n, V, scale=4.0)
+                return (lambda: torch.argmax(logits, dim=-1)), n * V * 2 + n * 4, 0
+
+            run_case("argmax", f"S{n} V{V}", setup)
+
+
 def bench_nf4():
     try:
         import bitsandbytes.functional as bnbf
@@ -524,6 +535,7 @@ def main():
         bench_glu()
         bench_embedding()
         bench_crossentropy()
+        bench_argmax()
         bench_nf4()
         bench_optimizer_and_casts()
         bench_lora()

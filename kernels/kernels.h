@@ -124,6 +124,9 @@ void lora_backward(const LoraProj<float>* proj, int G, float* dx, const float* x
 // so the caller can run the LM head's matmul backward on them (no second buffer of n×V).
 void crossentropy_forward_backward(float* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                    int V, float grad_scale);
+// Greedy decoding's pick: idx[i] = the first column of the largest value among the first n of row i
+// of x [rows, ld]. NaN is never picked; a row with nothing above −inf gives 0.
+void argmax_rows(int32_t* idx, const float* x, int rows, int n, int ld);
 
 // NF4 (QLoRA, Dettmers et al. 2023): each block of 64 consecutive weights is scaled by its absmax
 // into [-1, 1] and rounded to the nearest of the 16 NormalFloat values (the quantiles of N(0,1),
@@ -302,6 +305,7 @@ struct Ops {
                           float scale, float p, bool accumulate);
     void (*crossentropy_forward_backward)(act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                           int V, float grad_scale);
+    void (*argmax_rows)(int32_t* idx, const act* x, int rows, int n, int ld);  // idx in backend memory
     void (*nf4_quantize)(uint8_t* codes, float* absmax, const float* w, size_t n);
     void (*quantize_blockwise8)(uint8_t* q, float* absmax, const float* x, size_t n);
     void (*nf4_dequantize)(act* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,

@@ -19,7 +19,6 @@
 // within the first few dozen. So the ranking grows as the draw reaches its end, to 64 ids, then 256,
 // 1024, ... (each a partial sort of what is left): the same order and draw as a sort of them all.
 int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng) {
-    if (opt.temperature <= 0.0f) return (int32_t)(std::max_element(logits, logits + V) - logits);
     static thread_local std::vector<int32_t> idx;
     idx.resize(V);
     std::iota(idx.begin(), idx.end(), 0);
@@ -113,9 +112,9 @@ size_t generate_bytes(const Model& m, const std::vector<std::vector<int32_t>>& p
     const GeneratePlan p = plan_generate(prompts, opt);
     const ModelConfig& c = m.cfg;
     // The caches; the layer's activations, x and the int buffers (tok, pos, slot, seg) for `rows`
-    // rows; the logits and lengths of S sequences: what generate() allocates below.
+    // rows; the logits, lengths and greedy picks of S sequences: what generate() allocates below.
     return (2 * cache_elems(c, S, p.max_T) + (size_t)p.rows * c.dim + (size_t)S * c.vocab_size) * act_size +
-           layer_acts_bytes(m, p.rows, act_size) + (4 * (size_t)p.rows + S) * sizeof(int32_t);
+           layer_acts_bytes(m, p.rows, act_size) + (4 * (size_t)p.rows + 2 * S) * sizeof(int32_t);
 }
 
 std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
@@ -132,7 +131,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     // What generate_bytes counts: the K and V caches; one set of layer activations, refilled by every
     // layer (nothing is kept for a backward), and the residual stream x, which each layer updates in
     // place; the logits of the sequences; the rows' tokens, positions, cache slots and segments, and
-    // the sequences' lengths.
+    // the sequences' lengths and greedy picks.
     const size_t layer_cache = cache_elems(c, S, max_T) / c.n_layers;
     const Mem M = Mem::activations;
     Buffer kc = act_buffer(ops, cache_elems(c, S, max_T), M), vc = act_buffer(ops, cache_elems(c, S, max_T), M);
@@ -140,8 +139,9 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     layer_acts_init(A, m, rows, ops);
     Buffer x = act_buffer(ops, (size_t)rows * C, M), dlogits = act_buffer(ops, (size_t)S * V, M),
            dtok(ops, rows * sizeof(int32_t), M), dpos(ops, rows * sizeof(int32_t), M),
-           dslot(ops, rows * sizeof(int32_t), M), dseg(ops, rows * sizeof(int32_t), M), dlen(ops, S * sizeof(int32_t), M);
-    std::vector<int32_t> tok(rows), pos(rows), slot(rows), seg(rows), len(S);  // slot: the cache row [s, pos] of each row
+           dslot(ops, rows * sizeof(int32_t), M), dseg(ops, rows * sizeof(int32_t), M), dlen(ops, S * sizeof(int32_t), M),
+           dpick(ops, S * sizeof(int32_t), M);
+    std::vector<int32_t> tok(rows), pos(rows), slot(rows), seg(rows), len(S), pick(S);  // slot: the cache row [s, pos] of each row
 
     // Every layer on n rows (tokens tok, positions pos, cache slots slot, uploaded by this call): each
     // row's k and v go into the cache at its slot, then attend(K, V, layer) fills A.att from A.q (K,
@@ -177,7 +177,10 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
                                   c.n_kv_heads, c.head_dim, c.attn_scale(), c.window_of_layer(l));
         });
     }
-    std::vector<float> logits((size_t)S * V);
+    // Greedy decoding picks on the backend and brings back S ids; sampling needs the logits on the host.
+    const bool greedy = opt.temperature <= 0.0f;
+    const int pickable = opt.vocab > 0 ? std::min(opt.vocab, V) : V;
+    std::vector<float> logits(greedy ? 0 : (size_t)S * V);
     std::vector<char> done(S, 0);
     Rng rng(opt.seed);
     for (int step = 0;; step++) {
@@ -201,11 +204,15 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         // The final norm into ln1, free once the layers are done.
         ops.rmsnorm_forward(A.ln1.a(), A.rstd1.f(), x.a(), P.w(m.off.final_norm), S, C, c.norm_eps, nullptr);
         ops.matmul_forward(dlogits.a(), A.ln1.a(), P.w(m.off.lm_head), nullptr, S, C, V, nullptr);
-        ops.download(logits.data(), dlogits.a(), (size_t)S * V);
+        if (greedy) {
+            ops.argmax_rows(dpick.i(), dlogits.a(), S, pickable, V);
+            ops.to_host(pick.data(), dpick.p, S * sizeof(int32_t));
+        } else {
+            ops.download(logits.data(), dlogits.a(), (size_t)S * V);
+        }
         for (int s = 0; s < S; s++) {
             if (done[s]) continue;
-            const int pickable = opt.vocab > 0 ? std::min(opt.vocab, V) : V;
-            int32_t next = sample_token(logits.data() + (size_t)s * V, pickable, opt, rng);
+            const int32_t next = greedy ? pick[s] : sample_token(logits.data() + (size_t)s * V, pickable, opt, rng);
             if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) {
                 done[s] = 1;
                 continue;

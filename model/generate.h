@@ -18,7 +18,8 @@ struct SampleOptions {
     int vocab = 0;
 };
 
-// Picks the next token from logits[V] (modified in place) under the options.
+// Samples the next token from logits[V] (modified in place) under the options, temperature > 0
+// (greedy decoding picks on the backend: Ops::argmax_rows).
 int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng);
 
 // Continues every prompt until it emits one of stop_ids (not included in the result) or reaches

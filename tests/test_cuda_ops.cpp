@@ -662,4 +662,33 @@ TEST_CASE("cuda crossentropy_forward_backward: nll, gradient in place, zero-weig
         }
 }
 
+TEST_CASE("cuda argmax_rows: the CPU's picks, with ties, NaN, −inf rows and a restricted width") {
+    const Ops& g = cuda_backend();
+    struct Case {
+        int rows, n, ld;
+    };
+    // 128256 and 49152: the 16-byte path; 77 and 1001: odd widths, element by element; n < ld: the
+    // columns past n (Qwen's padded vocabulary) are never picked.
+    for (Case c : {Case{16, 128256, 128256}, Case{5, 77, 77}, Case{6, 1001, 1001}, Case{7, 49000, 49152}}) {
+        CAPTURE(c.n);
+        CAPTURE(c.ld);
+        vector<float> z = rnd((size_t)c.rows * c.ld, 1, 2.0f);
+        auto at = [&](int r, int j) -> float& { return z[(size_t)r * c.ld + j]; };
+        at(0, c.n - 1) = 50.0f, at(0, 3) = 50.0f, at(0, c.n / 2) = 50.0f;  // equal maxima: the first wins
+        for (int j = 0; j < c.ld; j++) at(1, j) = -INFINITY;               // nothing above −inf: 0
+        at(2, 0) = NAN, at(2, c.n - 2) = 40.0f;                            // NaN is never picked
+        at(3, c.n - 1) = 30.0f;                                            // the last column
+        if (c.n < c.ld) at(4, c.n) = 99.0f;                                // past n: not a candidate
+        ActTwin x(g, z);
+        BufTwin<int32_t> idx(g, vector<int32_t>(c.rows, -7));
+        run_both(g, [&](const Ops& o, On on) { o.argmax_rows(idx[on], x[on], c.rows, c.n, c.ld); });
+        expect_identical(strf("argmax_rows rows=%d n=%d ld=%d", c.rows, c.n, c.ld), idx);
+        CHECK(idx.h[0] == 3);
+        CHECK(idx.h[1] == 0);
+        CHECK(idx.h[2] == c.n - 2);
+        CHECK(idx.h[3] == c.n - 1);
+        CHECK(idx.h[4] < c.n);
+    }
+}
+
 }  // TEST_SUITE("cuda")

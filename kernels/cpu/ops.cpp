@@ -180,6 +180,7 @@ Ops make_ops() {
                                          int V, float grad_scale) {
         cpu::crossentropy_forward_backward(F(logits), nll, targets, weights, n, V, grad_scale);
     };
+    o.argmax_rows = [](int32_t* idx, const act* x, int rows, int n, int ld) { cpu::argmax_rows(idx, F(x), rows, n, ld); };
     o.nf4_quantize = cpu::nf4_quantize;
     o.quantize_blockwise8 = cpu::quantize_blockwise8;
     o.nf4_dequantize = [](act* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,

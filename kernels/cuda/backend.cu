@@ -174,6 +174,7 @@ Ops make_ops() {
                                          int V, float grad_scale) {
         cuda::crossentropy_forward_backward(bf(logits), nll, targets, weights, n, V, grad_scale);
     };
+    o.argmax_rows = [](int32_t* idx, const act* x, int rows, int n, int ld) { cuda::argmax_rows(idx, bf(x), rows, n, ld); };
     o.nf4_quantize = cuda::nf4_quantize;
     o.quantize_blockwise8 = cuda::quantize_blockwise8;
     o.nf4_dequantize = [](act* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,

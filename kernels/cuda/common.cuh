@@ -70,6 +70,7 @@ void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, c
                    float scale, float p, bool accumulate);
 void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targets, const float* weights, int n, int V,
                                    float grad_scale);
+void argmax_rows(int32_t* idx, const bf16* x, int rows, int n, int ld);
 void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n);
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n);
 void nf4_dequantize(bf16* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset, size_t n);
