@@ -1,19 +1,24 @@
 #include "model/config.h"
 
+#include <climits>
 #include <cmath>
 #include <cstring>
 
 #include "model/util.h"
 
-int64_t ModelConfig::num_params() const {
-    int64_t C = dim, L = n_layers;
-    int64_t attn = C * q_dim() + 2 * C * kv_dim() + (int64_t)q_dim() * C;
-    if (qkv_bias) attn += q_dim() + 2 * kv_dim();
-    int64_t mlp = 3 * C * (int64_t)ffn_dim;
-    int64_t per_layer = attn + mlp + (post_norms ? 4 : 2) * C + (qk_norm ? 2 * head_dim : 0);
-    int64_t embed = (int64_t)vocab_size * C;
-    return embed + L * per_layer + C + (tied_embeddings ? 0 : embed);
+// The parameter count in T: int64_t for num_params(), double for validate(), which checks a corrupt
+// config's count before anything computes it in int64_t (where it could overflow).
+template <class T> static T count_params(const ModelConfig& c) {
+    T C = c.dim, L = c.n_layers, Q = (T)c.n_heads * c.head_dim, KV = (T)c.n_kv_heads * c.head_dim;
+    T attn = C * Q + 2 * C * KV + Q * C;
+    if (c.qkv_bias) attn += Q + 2 * KV;
+    T mlp = 3 * C * (T)c.ffn_dim;
+    T per_layer = attn + mlp + (c.post_norms ? 4 : 2) * C + (c.qk_norm ? 2 * (T)c.head_dim : 0);
+    T embed = (T)c.vocab_size * C;
+    return embed + L * per_layer + C + (c.tied_embeddings ? 0 : embed);
 }
+
+int64_t ModelConfig::num_params() const { return count_params<int64_t>(*this); }
 
 uint64_t ModelConfig::hash() const {
     // FNV-1a over the shape fields (not theta/eps: an adapter stays valid across those).
@@ -81,6 +86,13 @@ void ModelConfig::validate(const std::string& where) const {
     if (n_heads % n_kv_heads) fail("%s: n_heads (%d) must be a multiple of n_kv_heads (%d)", where.c_str(), n_heads, n_kv_heads);
     if (head_dim % 2) fail("%s: head_dim (%d) must be even for RoPE", where.c_str(), head_dim);
     if (head_dim > 512) fail("%s: head_dim (%d) is larger than the 512 the kernels support", where.c_str(), head_dim);
+    // q_dim() and kv_dim() are int, num_params() int64_t: a corrupt size must fail here, not overflow them.
+    if ((int64_t)n_heads * head_dim > INT32_MAX)
+        fail("%s: n_heads (%d) times head_dim (%d) is out of range", where.c_str(), n_heads, head_dim);
+    const double params = count_params<double>(*this);
+    if (params > kMaxModelParams)
+        fail("%s: the config describes %.4g parameters, more than the %.4g allowed (a corrupt size field?)", where.c_str(),
+             params, kMaxModelParams);
     const bool linear = rope_low_freq_factor == 0.0f && rope_high_freq_factor == 0.0f && rope_original_max_pos == 0;
     if (rope_scale_factor != 0.0f && !(rope_scale_factor >= 1.0f && linear) &&
         !(rope_scale_factor >= 1.0f && rope_low_freq_factor > 0.0f && rope_high_freq_factor > rope_low_freq_factor &&

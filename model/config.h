@@ -86,6 +86,11 @@ std::vector<float> rope_inv_freq_local(const ModelConfig& c);
 // The unscaled table alone: 1 / theta^(2i / head_dim).
 std::vector<float> rope_inv_freq(float theta, int head_dim);
 
+// The most parameters a valid config may describe (2^48, about 2.8e14: a thousand times the largest
+// open models). validate() fails above it, so a corrupt size field gives an error, never an
+// overflowing count or a layout too large to build.
+constexpr double kMaxModelParams = 281474976710656.0;
+
 // Presets with the real shapes (random weights are made by ./init_model). Fails listing the names
 // it knows when `name` is unknown.
 ModelConfig config_preset(const std::string& name);

@@ -159,7 +159,7 @@ void ggml_dequantize(uint32_t type, const void* src, float* dst, size_t n) {
     if (n % t->block_elems) fail("internal error: %zu values are not whole %s blocks", n, ggml_type_name(type));
     const uint8_t* s = (const uint8_t*)src;
     switch (type) {
-    case GGML_F32: memcpy(dst, s, n * 4); return;
+    case GGML_F32: if (n) memcpy(dst, s, n * 4); return;  // n 0: dst may be null (an empty tensor)
     case GGML_F16: for (size_t i = 0; i < n; i++) dst[i] = half_at(s + 2 * i); return;
     case GGML_BF16: for (size_t i = 0; i < n; i++) dst[i] = bf16_to_f32(le16(s + 2 * i)); return;
     default: break;

@@ -6,6 +6,7 @@
 namespace {
 const uint32_t kGgufMagic = 0x46554747;  // "GGUF" read as a little-endian u32
 const int kMaxDims = 4;                  // GGML_MAX_DIMS
+const int kMaxArrayDepth = 16;           // arrays of arrays are skipped by recursion: bounds its depth
 
 bool is_integer_type(uint32_t t) {
     return t <= GGUF_INT32 || t == GGUF_BOOL || t == GGUF_UINT64 || t == GGUF_INT64;
@@ -64,13 +65,15 @@ void read_scalar(MapCursor& c, uint32_t type, GgufValue& v, const char* what) {
 
 // Arrays of arrays are legal GGUF but no LLaMA-family metadata uses them: they are skipped, and
 // kept as an empty value of type GGUF_ARRAY so a getter that needs one names the key.
-void skip_array(MapCursor& c, const char* what) {
+void skip_array(MapCursor& c, const char* what, int depth = 1) {
+    if (depth > kMaxArrayDepth)
+        fail("%s: %s has arrays nested more than %d deep at offset %zu", c.file.path.c_str(), what, kMaxArrayDepth, c.pos);
     uint32_t et = c.get<uint32_t>(what);
     if (!min_value_size(et)) fail("%s: %s has unknown element type %u", c.file.path.c_str(), what, et);
     uint64_t n = read_count(c, et, what);
     GgufValue scratch;
     for (uint64_t i = 0; i < n; i++) {
-        if (et == GGUF_ARRAY) skip_array(c, what);
+        if (et == GGUF_ARRAY) skip_array(c, what, depth + 1);
         else read_scalar(c, et, scratch, what);
         scratch = GgufValue();
     }

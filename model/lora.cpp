@@ -132,6 +132,7 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
     if (n != L.total)
         fail("%s: holds %llu adapter values but rank %d on targets %s needs %zu (mismatched shapes)", path.c_str(),
              (unsigned long long)n, lc.rank, lora_targets_string(lc.targets).c_str(), L.total);
+    r.need(n * sizeof(float), "adapter weights");  // before sizing the buffer: a corrupt rank must not allocate
     adapters.resize(n);
     r.read(adapters.data(), n * sizeof(float), "adapter weights");
     if (r.remaining()) fail("%s: %zu unexpected bytes after the adapter weights", path.c_str(), r.remaining());

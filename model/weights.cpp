@@ -42,6 +42,13 @@ const TensorInfo* ParamLayout::find(const std::string& name) const {
     return nullptr;
 }
 
+// How many tensors param_layout(c) lists, without building it: model_load checks a file's count
+// against it before the layout is built (a corrupt layer count must not build a huge one).
+static size_t layout_tensor_count(const ModelConfig& c) {
+    const size_t per_layer = 9 + (c.qkv_bias ? 3 : 0) + (c.qk_norm ? 2 : 0) + (c.post_norms ? 2 : 0);
+    return 2 + (size_t)c.n_layers * per_layer + (c.tied_embeddings ? 0 : 1);
+}
+
 ParamLayout param_layout(const ModelConfig& c) {
     ParamLayout L;
     int64_t C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
@@ -203,20 +210,32 @@ void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& p
     DType dtype;
     uint32_t n_tensors;
     read_header(r, cfg, dtype, n_tensors);
+    // Sizes from the header are checked against the file before anything is allocated for them: the
+    // tensor count against the config's, then against the file's length (each tensor but the last
+    // spans at least kAlign bytes), so the layout is only built for a file that can hold it.
+    if (n_tensors != layout_tensor_count(cfg))
+        fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(),
+             layout_tensor_count(cfg));
+    if ((uint64_t)(n_tensors - 1) * kAlign > r.remaining())
+        fail("%s: file is truncated: its %u tensors need more than the %zu bytes after the header", path.c_str(),
+             n_tensors, r.remaining());
     ParamLayout L = param_layout(cfg);
     if (n_tensors != L.tensors.size())
-        fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(),
-             L.tensors.size());
-    // Tensors are read in order, so a truncated file names the first tensor that is cut.
-    params.assign(L.total, 0.0f);
+        fail("%s: internal error: %zu tensors in the layout, %zu counted", path.c_str(), L.tensors.size(),
+             layout_tensor_count(cfg));
+    // Tensors are read in order, so a truncated file names the first tensor that is cut; the buffer
+    // grows tensor by tensor, only for what the file holds (one allocation when it holds them all).
     size_t esize = dtype == DType::F32 ? 4 : 2;
+    params.clear();
+    if (L.total <= r.remaining() / esize) params.reserve(L.total);
     for (const TensorInfo& t : L.tensors) {
         r.align(kAlign, t.name.c_str());
+        r.need(t.numel * esize, t.name.c_str());
+        params.resize(t.offset + t.numel);
         float* dst = params.data() + t.offset;
         if (dtype == DType::F32) {
             r.read(dst, t.numel * esize, t.name.c_str());
         } else {
-            r.need(t.numel * esize, t.name.c_str());
             const uint16_t* src = (const uint16_t*)(r.data.data() + r.pos);
             for (size_t i = 0; i < t.numel; i++) dst[i] = bf16_to_f32(src[i]);
             r.pos += t.numel * esize;

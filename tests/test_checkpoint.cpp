@@ -1,5 +1,6 @@
 // Files: exact resume from a checkpoint, and every reader refusing a bad file with a message that
 // names the file and the problem.
+#include <climits>
 #include <cstring>
 #include <filesystem>
 
@@ -365,6 +366,20 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         expect_rejected(bad, s, load, "tensors");
         expect_rejected(bad, bytes + "junk", load, "unexpected bytes");
         expect_rejected(bad, "", load, "truncated");
+        // Corrupt sizes fail before anything is allocated or built for them (found by fuzzing):
+        auto with = [&](std::initializer_list<std::pair<size_t, int32_t>> fields) {
+            std::string b = bytes;
+            for (auto [offset, v] : fields) memcpy(&b[8 + offset], &v, 4);
+            return b;
+        };
+        // 200 million layers: on the tensor count, not after building a layout of 2 billion tensors
+        expect_rejected(bad, with({{offsetof(ModelConfig, n_layers), 200000000}}), load, "tensors but its config");
+        // a billion-token vocabulary: naming the first tensor the file cannot hold, before allocating 128 GB
+        expect_rejected(bad, with({{offsetof(ModelConfig, vocab_size), 1000000000}}), load, "model.embed_tokens.weight needs");
+        // n_heads * head_dim and the parameter count past their integer types
+        expect_rejected(bad, with({{offsetof(ModelConfig, n_heads), 1 << 28}}), load, "times head_dim");
+        expect_rejected(bad, with({{offsetof(ModelConfig, dim), INT32_MAX}, {offsetof(ModelConfig, ffn_dim), INT32_MAX}}), load,
+                        "parameters, more than");
     }
     SUBCASE("adapter .lora") {
         LoraConfig lc;
@@ -384,6 +399,15 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         other.dim = 64;
         lora_save(good, other, lc, vector<float>(lora_layout(other, lc).total));
         expect_rejected(bad, read_file(good), load, "another base model");
+        // rank 65536 on every target, its adapter count to match, no weights: truncated, before sizing
+        // a 240 MB buffer for them
+        LoraConfig big = lc;
+        big.rank = 65536;
+        big.targets = lora_parse_targets("all");
+        uint64_t n = lora_layout(c, big).total;
+        std::string header = bytes.substr(0, 8) + std::string((const char*)&big, sizeof big) +
+                             bytes.substr(8 + sizeof big, 12) + std::string((const char*)&n, 8);
+        expect_rejected(bad, header, load, "truncated");
     }
     SUBCASE("training state") {
         std::string out = dir + "/state";

@@ -541,6 +541,18 @@ TEST_CASE("import: bad GGUF files fail with a message naming the problem, never 
     std::string huge = good;
     huge[23] = 0x10;
     CHECK(contains(err(huge), "metadata count claims"));
+    // Found by fuzzing. A block_count of 2^31 - 1: the first missing tensor is named as with 3 layers,
+    // without building a layout of 20 billion tensors first.
+    std::string layers = "llama.block_count";
+    std::string many_layers = good;
+    memcpy(&many_layers[good.find(layers) + layers.size() + 4], "\xff\xff\xff\x7f", 4);
+    CHECK(contains(err(many_layers), "tensor blk.2.attn_norm.weight (for model.layers.2.input_layernorm.weight) is missing"));
+    // Arrays of arrays 200000 deep (a 2.4 MB file): an error, not a stack overflow in the recursive skip.
+    std::string nested = std::string("GGUF\x03\0\0\0", 8) + std::string(8, '\0') + std::string("\x01\0\0\0\0\0\0\0", 8) +
+                         std::string("\x01\0\0\0\0\0\0\0k\x09\0\0\0", 13);
+    for (int i = 0; i < 200000; i++) nested += std::string("\x09\0\0\0\x01\0\0\0\0\0\0\0", 12);
+    nested += std::string(12, '\0');
+    CHECK(contains(err(nested), "k has arrays nested more than 16 deep"));
     // Cut anywhere: header, metadata, tensor infos, data. Each must fail cleanly, mostly as truncation.
     int truncated = 0, cuts = 0;
     for (size_t n = 0; n < good.size(); n += 37, cuts++) {

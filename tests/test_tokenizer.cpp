@@ -398,6 +398,9 @@ TEST_CASE("tokenizer: tokenizer.json with its side files, and what it refuses") 
     std::string holey = tokenizer_json("", "");
     holey.replace(holey.find("\"id\": 257"), 9, "\"id\": 300");
     CHECK(load_error(holey) == path + ": no token has id 257: ids must be contiguous from 0");
+    // an id of two billion: the same message, without sizing the vocabulary for it (found by fuzzing)
+    holey.replace(holey.find("\"id\": 300"), 9, "\"id\": 2000000000");
+    CHECK(load_error(holey) == path + ": no token has id 257: ids must be contiguous from 0");
     std::string lstrip = tokenizer_json("", "");
     lstrip.replace(lstrip.find("\"special\": true"), 15, "\"special\": true, \"lstrip\": true");
     CHECK(load_error(lstrip) == path + ": added_tokens[0] uses lstrip, which we do not implement");

@@ -4,8 +4,12 @@
 // tokenizer_config.json beside them is the special-token part of Mistral-7B-v0.1's).
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <set>
+#include <string_view>
 #include <unistd.h>
+#include <unordered_map>
 
 #include "data/dataset.h"
 #include "data/records.h"
@@ -260,4 +264,70 @@ TEST_CASE("tokenizer spm: random text round-trips, and megabytes encode in well 
     MESSAGE("encoded " << text.size() / 1e6 << " MB into " << ids.size() << " tokens in " << dt << " s");
     CHECK(decode(t, ids) == text);
     CHECK(dt < 10.0);
+}
+
+// spm_merges_from_scores as it was before it tried only the lengths tokens have: every split
+// between characters, both halves looked up (O(length²) a token).
+static std::vector<std::pair<std::string, std::string>> merges_every_split(const std::vector<std::string>& vocab,
+                                                                          const std::vector<float>& scores,
+                                                                          const std::vector<TokenType>& types) {
+    std::unordered_map<std::string_view, int32_t> id_of;
+    for (size_t i = 0; i < vocab.size(); i++) id_of.emplace(vocab[i], (int32_t)i);
+    struct Cand { float score; int32_t left_chars, right_chars, merged, left, right; };
+    std::vector<Cand> cands;
+    for (size_t i = 0; i < vocab.size(); i++) {
+        if (types[i] != TokenType::Normal && types[i] != TokenType::UserDefined) continue;
+        const float score = types[i] == TokenType::UserDefined ? 0.0f : scores[i];
+        std::string_view t = vocab[i];
+        int32_t chars = 0, left_chars = 0;
+        for (char c : t) chars += ((uint8_t)c & 0xC0) != 0x80;
+        for (size_t k = 1; k < t.size(); k++) {
+            if (((uint8_t)t[k] & 0xC0) == 0x80) continue;
+            left_chars++;
+            auto l = id_of.find(t.substr(0, k)), r = id_of.find(t.substr(k));
+            if (l != id_of.end() && r != id_of.end()) cands.push_back({score, left_chars, chars - left_chars, (int32_t)i, l->second, r->second});
+        }
+    }
+    std::sort(cands.begin(), cands.end(), [](const Cand& a, const Cand& b) {
+        if (a.score != b.score) return a.score > b.score;
+        if (a.left_chars != b.left_chars) return a.left_chars > b.left_chars;
+        if (a.right_chars != b.right_chars) return a.right_chars > b.right_chars;
+        if (a.merged != b.merged) return a.merged < b.merged;
+        return a.left != b.left ? a.left < b.left : a.right < b.right;
+    });
+    std::vector<std::pair<std::string, std::string>> merges;
+    for (const Cand& c : cands) merges.emplace_back(vocab[c.left], vocab[c.right]);
+    return merges;
+}
+
+TEST_CASE("tokenizer spm: merges from scores equal every split's, and a 1 MB token costs no time") {
+    // random vocabularies of multi-byte characters (and a stray continuation byte), tied scores, every type
+    const char* alphabet[] = {"a", "b", "\xE2\x96\x81", "\xC3\xA9", "\x80"};
+    Rng rng(5);
+    for (int round = 0; round < 20; round++) {
+        std::vector<std::string> vocab;
+        std::vector<float> scores;
+        std::vector<TokenType> types;
+        std::set<std::string> seen;
+        while (vocab.size() < 300) {
+            std::string s;
+            for (int k = 1 + (int)(rng.next_u64() % 6); k > 0; k--) s += alphabet[rng.next_u64() % 5];
+            if (!seen.insert(s).second) continue;
+            vocab.push_back(s);
+            scores.push_back(-(float)(rng.next_u64() % 8));
+            types.push_back(rng.next_u64() % 4 ? TokenType::Normal : (TokenType)(1 + rng.next_u64() % 6));
+        }
+        CHECK(spm_merges_from_scores(vocab, scores, types) == merges_every_split(vocab, scores, types));
+    }
+    CHECK(spm_merges_from_scores(spm_model().vocab, spm_scores_from_merges(spm_model()), spm_model().token_type) ==
+          merges_every_split(spm_model().vocab, spm_scores_from_merges(spm_model()), spm_model().token_type));
+    // A corrupt file's 1 MB token took minutes: splits at lengths no token has are skipped.
+    std::string long_token;
+    while (long_token.size() < (1u << 20)) long_token += "ab";
+    double t0 = now_seconds();
+    auto merges = spm_merges_from_scores({"a", "b", "ab", long_token}, {0, 0, -1, -2},
+                                         std::vector<TokenType>(4, TokenType::Normal));
+    double dt = now_seconds() - t0;
+    CHECK(merges == std::vector<std::pair<std::string, std::string>>{{"a", "b"}});
+    CHECK(dt < 1.0);
 }

@@ -122,7 +122,19 @@ std::vector<std::pair<std::string, std::string>> spm_merges_from_scores(const st
     if (scores.size() != vocab.size() || types.size() != vocab.size())
         fail("tokenizer: %zu scores and %zu token types for %zu tokens: they must match", scores.size(), types.size(), vocab.size());
     std::unordered_map<std::string_view, int32_t> id_of;
-    for (size_t i = 0; i < vocab.size(); i++) id_of.emplace(vocab[i], (int32_t)i);
+    std::vector<bool> has_len;  // has_len[n]: some token is n bytes long
+    for (size_t i = 0; i < vocab.size(); i++) {
+        id_of.emplace(vocab[i], (int32_t)i);
+        if (vocab[i].size() >= has_len.size()) has_len.resize(vocab[i].size() + 1);
+        has_len[vocab[i].size()] = true;
+    }
+    // A split at byte k needs a token of k bytes on the left and one of size - k on the right: only
+    // the lengths some token has are tried, so a long token costs its length times the number of
+    // distinct lengths (at most the square root of twice the vocabulary's bytes), not its length
+    // squared (a corrupt file with one 1 MB token took minutes).
+    std::vector<size_t> lengths;
+    for (size_t n = 1; n < has_len.size(); n++)
+        if (has_len[n]) lengths.push_back(n);
     struct Cand { float score; int32_t left_chars, right_chars, merged, left, right; };
     std::vector<Cand> cands;
     for (size_t i = 0; i < vocab.size(); i++) {
@@ -135,14 +147,19 @@ std::vector<std::pair<std::string, std::string>> spm_merges_from_scores(const st
         if (types[i] != TokenType::Normal && types[i] != TokenType::UserDefined) continue;
         const float score = types[i] == TokenType::UserDefined ? 0.0f : scores[i];
         std::string_view t = vocab[i];
-        int32_t chars = 0, left_chars = 0;
-        for (char c : t) chars += ((uint8_t)c & 0xC0) != 0x80;
-        for (size_t k = 1; k < t.size(); k++) {
-            if (((uint8_t)t[k] & 0xC0) == 0x80) continue;  // split between characters only
-            left_chars++;
-            auto l = id_of.find(t.substr(0, k)), r = id_of.find(t.substr(k));
-            if (l != id_of.end() && r != id_of.end())
-                cands.push_back({score, left_chars, chars - left_chars, (int32_t)i, l->second, r->second});
+        auto starts_char = [&](size_t k) { return ((uint8_t)t[k] & 0xC0) != 0x80; };
+        int32_t chars = 0;
+        for (size_t k = 0; k < t.size(); k++) chars += starts_char(k);
+        for (size_t k : lengths) {
+            if (k >= t.size()) break;
+            if (!has_len[t.size() - k] || !starts_char(k)) continue;  // split between characters only
+            auto l = id_of.find(t.substr(0, k));
+            if (l == id_of.end()) continue;
+            auto r = id_of.find(t.substr(k));
+            if (r == id_of.end()) continue;
+            int32_t left_chars = 0;  // the starts in t[1..k]: the left part's characters when t[0] starts one
+            for (size_t j = 1; j <= k; j++) left_chars += starts_char(j);
+            cands.push_back({score, left_chars, chars - left_chars, (int32_t)i, l->second, r->second});
         }
     }
     // Equal scores (LLaMA's and Mistral's runs of "▁" all score -1e9) rank the longer left part

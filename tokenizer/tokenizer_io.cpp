@@ -199,8 +199,18 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     if (tok.model == TokenizerModel::ByteLevel) tok.pre = pre_tokenizer_from_hf(member(j, "pre_tokenizer", JsonValue::Object, path, ""), path);
 
     const JsonValue& vocab = member(model, "vocab", JsonValue::Object, path, "model");
+    // Ids are contiguous from 0, so none reaches the number of entries listed: such an id is not
+    // stored (a tiny file must not size the vocabulary for two billion tokens), and the check after
+    // the loops names the first id missing below it, as it would have.
+    const JsonValue* added_list = j.get("added_tokens");
+    const size_t n_entries = vocab.object.size() + (added_list && added_list->type == JsonValue::Array ? added_list->array.size() : 0);
+    bool beyond = false;
     std::vector<bool> seen;
     auto place = [&](int32_t id, const std::string& text, TokenType t) {
+        if ((size_t)id >= n_entries) {
+            beyond = true;
+            return;
+        }
         if ((size_t)id >= tok.vocab.size()) tok.vocab.resize(id + 1), tok.token_type.resize(id + 1, TokenType::Normal), seen.resize(id + 1);
         if (seen[id] && tok.vocab[id] != text)
             fail("%s: id %d is given to both '%s' and '%s'", path.c_str(), id, tok.vocab[id].c_str(), text.c_str());
@@ -230,8 +240,8 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
                   special && special->boolean ? TokenType::Control : TokenType::UserDefined);
         }
     }
-    for (size_t id = 0; id < seen.size(); id++)
-        if (!seen[id]) fail("%s: no token has id %zu: ids must be contiguous from 0", path.c_str(), id);
+    for (size_t id = 0; id <= seen.size(); id++)
+        if (id < seen.size() ? !seen[id] : beyond) fail("%s: no token has id %zu: ids must be contiguous from 0", path.c_str(), id);
     const JsonValue* unk = model.get("unk_token");  // Unknown, as SentencePiece and GGUF type it
     if (int32_t id = unk && unk->type == JsonValue::String ? vocab_index(tok, unk->string) : -1; id >= 0)
         tok.token_type[id] = TokenType::Unknown;

@@ -1,0 +1,31 @@
+// libFuzzer target for the safetensors reader: any bytes must either be added to a set (and then
+// every tensor either reads as FP32 or fails check_readable) or throw std::runtime_error naming the
+// file. Never crash, hang, leak or allocate more than the file justifies (build with
+// tests/fuzz/run.sh; seeds: seeds/safetensors).
+#include <vector>
+
+#include "model/safetensors.h"
+#include "tests/fuzz/fuzz_file.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    static const std::string path = fuzz_path("model.safetensors");
+    fuzz_write(path, data, size);
+    SafetensorsSet set;
+    try {
+        safetensors_add_file(set, path);
+    } catch (const std::runtime_error& e) {
+        fuzz_check_error(e, path);
+        return 0;
+    }
+    for (const SafeTensor& t : set.tensors) {
+        try {
+            set.check_readable(t);
+        } catch (const std::runtime_error& e) {
+            fuzz_check_error(e, path);
+            continue;
+        }
+        std::vector<float> v((size_t)t.numel);
+        set.read_f32(t, v.data());
+    }
+    return 0;
+}
