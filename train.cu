@@ -248,7 +248,17 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     std::vector<std::vector<int32_t>> prompts;
     for (const Record& r : se.held_out) prompts.push_back(encode_prompt(*se.tok, se.chat, record_prompt(r)));
     SampleOptions so;
+    // Room for the longest reference and its end of turn (and a reasoning model's think block): a
+    // cap below a reference's length would make its exact match impossible. At least 64 tokens.
     so.max_new_tokens = 64;
+    size_t longest_prompt = 0;
+    for (size_t i = 0; i < prompts.size(); i++) {
+        longest_prompt = std::max(longest_prompt, prompts[i].size());
+        if (const std::string* ref = record_reference(se.held_out[i]))
+            so.max_new_tokens = std::max(so.max_new_tokens, (int)encode(*se.tok, *ref).size() + 16);
+    }
+    if (const int ctx = t.model.cfg.max_seq_len; ctx > 0)
+        so.max_new_tokens = std::max(1, std::min(so.max_new_tokens, ctx - (int)longest_prompt));
     // Generation runs in the training workspace's memory: the workspace is released meanwhile and
     // made again after, and the prompts are answered in batches whose buffers (generate_bytes) need
     // no more than it held, so sampling does not raise the run's memory peak (unless one prompt
@@ -258,8 +268,10 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
         answer_prompts(t.model, *se.tok, prompts, so, (int)prompts.size(), budget, *t.ops);
     trainer_restore_workspace(t);
     TaskScore score = score_answers(se.held_out, answers);
-    printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%), JSON fields %.1f%%\n",
-           when, score.n, now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate(), 100 * score.field_rate());
+    printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%)", when, score.n,
+           now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate());
+    if (score.fields_total > 0) printf(", JSON fields %.1f%%", 100 * score.field_rate());  // references that are JSON
+    printf("\n");
     for (size_t i = 0; i < std::min<size_t>(3, se.held_out.size()); i++)
         printf("  [%zu] %s\n      -> %s\n", i + 1, record_prompt(se.held_out[i]).back().content.c_str(),
                answers[i].c_str());

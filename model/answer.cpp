@@ -45,6 +45,7 @@ std::vector<std::string> answer_prompts(const Model& m, const Tokenizer& tok, co
         std::vector<std::string> done;
         SampleOptions o = opt;
         o.vocab = (int)tok.vocab.size();  // padded embedding rows are never picked
+        o.first_seq = opt.first_seq + first;  // each prompt its own random stream, whatever its batch
         for (const std::vector<int32_t>& ids : generate(m, some, o, stops, nullptr, ops)) done.push_back(decode(tok, ids));
         if (on_batch) on_batch(first, done);
         answers.insert(answers.end(), done.begin(), done.end());

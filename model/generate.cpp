@@ -6,6 +6,7 @@
 #include "model/generate.h"
 
 #include <algorithm>
+#include <cfloat>
 #include <cmath>
 #include <cstring>
 #include <numeric>
@@ -30,11 +31,18 @@ int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng) {
     };
     // The candidates, with their probabilities in place of the logits (exp is monotone: the ranking
     // stands), and the sum of those: the top_k highest (ranked now), or every id.
-    const int k = opt.top_k > 0 && opt.top_k < V ? opt.top_k : V;
-    const float inv_t = 1.0f / opt.temperature;
+    int k = opt.top_k > 0 && opt.top_k < V ? opt.top_k : V;
+    // 1/T overflows float for T under ~3e-39: FLT_MAX keeps the top logit's (l − max)·(1/T) at 0, not NaN.
+    const float inv_t = std::min(1.0f / opt.temperature, FLT_MAX);
     double sum = 0;
     if (k < V) {
         rank(0, k, V);
+        // ids tied with the k-th logit stay candidates (transformers drops only logits below it),
+        // ranked after it by id
+        const float kth = logits[idx[k - 1]];
+        auto tied_end = std::partition(idx.begin() + k, idx.end(), [&](int32_t a) { return logits[a] == kth; });
+        std::sort(idx.begin() + k, tied_end);
+        k = ranked = (int)(tied_end - idx.begin());
         const float mx = logits[idx[0]];
         for (int i = 0; i < k; i++) sum += logits[idx[i]] = std::exp((logits[idx[i]] - mx) * inv_t);
     } else {
@@ -66,6 +74,12 @@ int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng) {
     }
     rank_through(keep - 1);
     return idx[keep - 1];
+}
+
+uint64_t sequence_seed(uint64_t seed, uint64_t i) {
+    if (i == 0) return seed;
+    Rng r(seed ^ (i * 0xD1B54A32D192ED03ull));  // a hashed state: no stream a shifted copy of another's
+    return r.next_u64();
 }
 
 namespace {
@@ -182,7 +196,8 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     const int pickable = opt.vocab > 0 ? std::min(opt.vocab, V) : V;
     std::vector<float> logits(greedy ? 0 : (size_t)S * V);
     std::vector<char> done(S, 0);
-    Rng rng(opt.seed);
+    std::vector<Rng> rngs;  // one stream per sequence (SampleOptions::first_seq)
+    for (int s = 0; s < S; s++) rngs.emplace_back(sequence_seed(opt.seed, opt.first_seq + s));
     for (int step = 0;; step++) {
         // Step 0 feeds each prompt's last token, later steps the token sampled last. Every sequence,
         // finished or not, takes part (a finished one just repeats its last token): one GEMM of S rows
@@ -212,7 +227,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         }
         for (int s = 0; s < S; s++) {
             if (done[s]) continue;
-            const int32_t next = greedy ? pick[s] : sample_token(logits.data() + (size_t)s * V, pickable, opt, rng);
+            const int32_t next = greedy ? pick[s] : sample_token(logits.data() + (size_t)s * V, pickable, opt, rngs[s]);
             if (std::find(stop_ids.begin(), stop_ids.end(), next) != stop_ids.end()) {
                 done[s] = 1;
                 continue;

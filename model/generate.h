@@ -13,14 +13,23 @@ struct SampleOptions {
     int top_k = 0;             // 0: no top-k cut
     float top_p = 1.0f;        // nucleus: smallest set of tokens whose probability reaches top_p
     uint64_t seed = 0;
+    // Sampling draws each sequence from its own random stream, keyed by seed and the sequence's index
+    // first_seq + s (sequence 0's stream is Rng(seed)): a prompt's sampled answer is the same whatever
+    // batch it shares, and the same prompt in two batches gets two draws. answer_prompts sets it to
+    // the batch's first prompt.
+    uint64_t first_seq = 0;
     // > 0: only ids below it are picked. A model whose embedding rows are padded past its
     // tokenizer's vocabulary (Qwen's) must never emit an id the tokenizer cannot decode.
     int vocab = 0;
 };
 
 // Samples the next token from logits[V] (modified in place) under the options, temperature > 0
-// (greedy decoding picks on the backend: Ops::argmax_rows).
+// (greedy decoding picks on the backend: Ops::argmax_rows). As transformers' TopKLogitsWarper,
+// top-k keeps every id whose logit equals the k-th highest.
 int32_t sample_token(float* logits, int V, const SampleOptions& opt, Rng& rng);
+
+// The seed of sequence i's random stream under `seed` (i = 0: seed itself).
+uint64_t sequence_seed(uint64_t seed, uint64_t i);
 
 // Continues every prompt until it emits one of stop_ids (not included in the result) or reaches
 // max_new_tokens. Every prompt but its last token goes through the model in a prefill pass (the

@@ -195,6 +195,18 @@ TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the 
     Run gen_tiny = run("./generate --model " + s.out("run.v2/merged") + " --prompt hi --raw");
     INFO(gen_tiny.out);
     CHECK(gen_tiny.status == 0);
+    // An empty --prompt is a prompt (the chat template makes a turn of it), not a cue to read stdin;
+    // --raw has no template for --system to go into, and nothing to continue from an empty text.
+    Run empty = run("./generate --model " + s.out("run.v2/merged") + " --prompt '' --max-tokens 4 < /dev/null");
+    INFO(empty.out);
+    CHECK(empty.status == 0);
+    CHECK(!has(empty, "no prompt"));
+    Run raw_sys = run("./generate --model " + s.out("run.v2/merged") + " --raw --system x --prompt hi");
+    CHECK(raw_sys.status == 1);
+    CHECK(has(raw_sys, "drop --system and --template"));
+    Run raw_empty = run("./generate --model " + s.out("run.v2/merged") + " --raw --prompt '' < /dev/null");
+    CHECK(raw_empty.status == 1);
+    CHECK(has(raw_empty, "no token to continue from"));
 }
 
 TEST_CASE("cli: ./init_model's shape flags carry Gemma's scales along; ./convert -o names files, not a folder") {

@@ -2,6 +2,7 @@
 // logits model_logits gives for the whole prefix, for several prompts decoded together, with LoRA.
 #include <algorithm>
 #include <numeric>
+#include <set>
 
 #include "model/answer.h"
 #include "model/import.h"
@@ -136,6 +137,28 @@ TEST_CASE("sample_token: top-k 1 is greedy, top-p keeps the nucleus, same seed s
     CHECK(sample_token(l1.data(), 4, so, a) == sample_token(l2.data(), 4, so, b));
 }
 
+TEST_CASE("sample_token: top-k keeps the ids tied with the k-th logit (TopKLogitsWarper); a tiny temperature is greedy") {
+    SampleOptions so;
+    so.temperature = 1.0f;
+    so.top_k = 2;
+    Rng rng(3);
+    int seen[5] = {0};
+    for (int i = 0; i < 900; i++) {
+        vector<float> l = {1.0f, 3.0f, 3.0f, 3.0f, 0.0f};
+        seen[sample_token(l.data(), 5, so, rng)]++;
+    }
+    CHECK(seen[0] == 0);
+    CHECK(seen[4] == 0);
+    for (int id : {1, 2, 3}) CHECK(seen[id] > 200);  // transformers keeps all three, each a third
+    so.top_k = 0;
+    for (float t : {1e-39f, 1e-30f})  // 1/T overflows float for the first: it once gave NaN weights
+        for (int top_k : {0, 3}) {
+            so.temperature = t, so.top_k = top_k;
+            vector<float> l = {1.0f, 5.0f, 2.0f, 0.0f};
+            CHECK(sample_token(l.data(), 4, so, rng) == 1);
+        }
+}
+
 TEST_CASE("sample_token ranks only as far as the draw goes: the draws of a whole sort, over thousands of ids") {
     // A flat distribution over 5000 ids (ties included), so that nuclei and draws reach deep into
     // the ranking (sample_token ranks 64, then 256, 1024, ... ids): every draw must be the one a
@@ -229,6 +252,26 @@ TEST_CASE("answer_prompts: batches answer as each prompt alone would, in order, 
         answered += !whole[i].empty();
     }
     CHECK(answered > 0);
+}
+
+TEST_CASE("answer_prompts sampling: each prompt draws from its own stream, whatever batch it shares") {
+    ImportedModel im = import_hf_dir("tests/fixtures/convert/tiny_llama_hf");
+    Model m;
+    model_init(m, im.cfg, std::move(im.params));
+    // The same prompt five times: a batch is no longer a restart of one random stream, so that
+    // prompts 0, 2 and 4 (the first of each batch of 2) got the same answer.
+    const vector<vector<int32_t>> prompts(5, encode_prompt(im.tok, im.tok.chat_template, {{"user", "hello"}}));
+    SampleOptions so;
+    so.max_new_tokens = 12;
+    so.temperature = 2.0f;
+    so.seed = 11;
+    const vector<std::string> whole = answer_prompts(m, im.tok, prompts, so, 5, 0, cpu_ops());
+    CHECK(answer_prompts(m, im.tok, prompts, so, 2, 0, cpu_ops()) == whole);
+    CHECK(answer_prompts(m, im.tok, prompts, so, 1, 0, cpu_ops()) == whole);
+    CHECK(std::set<std::string>(whole.begin(), whole.end()).size() > 1);
+    // Sequence 0 draws from Rng(seed): one prompt alone samples as before streams were per sequence.
+    CHECK(sequence_seed(so.seed, 0) == so.seed);
+    CHECK(whole[0] == decode(im.tok, generate(m, {prompts[0]}, so, end_of_turn_ids(im.tok))[0]));
 }
 
 TEST_CASE("encode_chat_prompt: the oldest exchanges go when the conversation outgrows the context") {

@@ -21,6 +21,7 @@
 #include "model/answer.h"
 #include "model/lora_peft.h"
 #include "tokenizer/tokenizer.h"
+#include "tokenizer/unicode.h"
 #include "tools/cli.h"
 
 namespace {
@@ -30,16 +31,27 @@ struct DataRun {
     int batch = 16, limit = 0;
 };
 
-// `s` without a UTF-8 character cut short at its end (--max-tokens can stop inside one): the answers
-// file stays valid UTF-8 for JSON readers.
+// `s` as valid UTF-8 for JSON readers: without a character cut short at its end (--max-tokens can
+// stop inside one), and each byte that is not part of a valid character elsewhere (byte-level
+// tokens can come in any order) replaced by U+FFFD, as tokenizers' decode does.
 std::string whole_utf8(std::string s) {
     size_t lead = s.size();
     while (lead > 0 && s.size() - lead < 4 && ((uint8_t)s[lead - 1] & 0xC0) == 0x80) lead--;  // continuation bytes
-    if (lead == 0) return s;
-    const uint8_t c = (uint8_t)s[lead - 1];
-    const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
-    if (s.size() - (lead - 1) < need) s.resize(lead - 1);
-    return s;
+    if (lead > 0) {
+        const uint8_t c = (uint8_t)s[lead - 1];
+        const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
+        if (s.size() - (lead - 1) < need) s.resize(lead - 1);
+    }
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp;
+        const size_t n = utf8_decode(s, i, cp);
+        if (cp == kInvalidCodepoint) out += "\xEF\xBF\xBD";
+        else out.append(s, i, n);
+        i += n;
+    }
+    return out;
 }
 
 // --data: every conversation of the file answered (its final assistant turn, when it has one, is
@@ -128,6 +140,13 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
           const SampleOptions& so, const Ops& ops) {
     std::vector<ChatMessage> conversation;
     if (!system.empty()) conversation.push_back({"system", system});
+    if (!system.empty() && m.cfg.max_seq_len > 0) {  // else every message would be refused as too long
+        const size_t n = encode_prompt(tok, ct, {{"system", system}, {"user", ""}}).size();
+        if ((int)n + so.max_new_tokens > m.cfg.max_seq_len)
+            fail("--system: the system prompt makes a prompt of %zu tokens before any message; with --max-tokens %d "
+                 "that is more than the model's context of %d: shorten it or lower --max-tokens", n, so.max_new_tokens,
+                 m.cfg.max_seq_len);
+    }
     const bool tty = isatty(0);
     if (tty) fprintf(stderr, "one message per line; /reset starts over, /exit or Ctrl-D ends\n");
     std::string line;
@@ -166,7 +185,7 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
 static int run(int argc, char** argv) {
     std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl,
                 device = "auto";
-    bool raw = false, chatting = false, max_tokens_given = false;
+    bool raw = false, chatting = false, max_tokens_given = false, prompt_given = false;
     DataRun data_run;
     SampleOptions so;
     so.max_new_tokens = 256;
@@ -175,7 +194,7 @@ static int run(int argc, char** argv) {
         if (args.is("--model")) model_path = args.value();
         else if (args.is("--tokenizer")) tok_path = args.value();
         else if (args.is("--lora")) lora_path = args.value();
-        else if (args.is("--prompt")) prompt = args.value();
+        else if (args.is("--prompt")) prompt = args.value(), prompt_given = true;
         else if (args.is("--system")) system = args.value();
         else if (args.is("--template")) tmpl = args.value();
         else if (args.is("--raw")) raw = true;
@@ -210,17 +229,20 @@ static int run(int argc, char** argv) {
             return 0;
         } else args.unknown();
     }
-    if (!data_run.data.empty() && (!prompt.empty() || !system.empty() || raw || chatting))
+    if (!data_run.data.empty() && (prompt_given || !system.empty() || raw || chatting))
         fail("--data answers the conversations of a file: --prompt, --system, --raw and --chat are for one prompt");
-    if (chatting && (!prompt.empty() || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
-    if (data_run.data.empty() && !chatting && prompt.empty()) {
+    if (chatting && (prompt_given || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
+    if (raw && (!system.empty() || !tmpl.empty()))
+        fail("--raw continues the text as it is, without the chat template: drop --system and --template");
+    if (data_run.data.empty() && !chatting && !prompt_given) {
         char buf[4096];
         size_t n;
         while ((n = fread(buf, 1, sizeof buf, stdin)) > 0) prompt.append(buf, n);
         if (!prompt.empty() && prompt.back() == '\n') prompt.pop_back();  // echo's newline: as --prompt gives it
         if (!prompt.empty() && prompt.back() == '\r') prompt.pop_back();
     }
-    if (data_run.data.empty() && !chatting && prompt.empty()) fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
+    if (data_run.data.empty() && !chatting && prompt.empty() && !prompt_given)
+        fail("no prompt: pass --prompt TEXT or give it on stdin, or --data FILE");
     ModelConfig cfg = model_read_config(model_path);  // the model first: a missing one is named as such
     if (so.temperature == 0.0f && (so.top_k > 0 || so.top_p < 1.0f))
         fprintf(stderr, "note: --top-k and --top-p shape sampling, which needs --temperature T > 0: decoding greedily\n");
@@ -269,6 +291,7 @@ static int run(int argc, char** argv) {
         text = chat_render(ct, msgs, true);
     }
     const std::vector<int32_t> ids = encode_with_bos(tok, text, !raw);
+    if (ids.empty()) fail("--raw with an empty prompt: there is no token to continue from (this tokenizer adds no BOS)");
     if (cfg.max_seq_len > 0 && (int)ids.size() + so.max_new_tokens > cfg.max_seq_len)
         fail("the prompt is %zu tokens, and with --max-tokens %d that is %zu positions, more than the model's context "
              "of %d: shorten the prompt or lower --max-tokens", ids.size(), so.max_new_tokens,
