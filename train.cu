@@ -297,17 +297,29 @@ void eval_and_print(Trainer& t, const char* when, FILE* csv, bool during) {
 // backend has free, fail with the memory table and the changes of flags that would fit, instead
 // of an out-of-memory error part way in (or, on the CPU, the kernel's OOM killer).
 void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) {
-    const size_t available = memory_available(ops);
-    if (available == 0) return;  // unknown
     const MemorySpec spec = memory_spec(t.model, tc, trainer_seq_len(tc, t.train, t.val),
                                         ops.host ? Backend::Cpu : Backend::Cuda);
     const MemoryEstimate e = memory_estimate(spec);
+    // --offload-optimizer puts AdamW's moments and a gradient copy in host memory (12 bytes per
+    // trainable parameter), calloc'd and first touched by the first step: without this check a host
+    // that cannot hold them passes the GPU's check, the allocations succeed (overcommit), and the
+    // kernel's OOM killer ends the run at its first optimizer step, with no message.
+    if (e.host > 0) {
+        const size_t host_available = memory_available(cpu_ops());
+        if (host_available > 0 && e.host > host_available)
+            fail("--offload-optimizer keeps %s in host memory (AdamW's moments and a gradient copy), and this machine "
+                 "has %s available: free host memory, or train without --offload-optimizer (the GPU then holds the "
+                 "moments and FP32 masters: ./memory estimates any setup)",
+                 format_bytes(e.host).c_str(), format_bytes(host_available).c_str());
+    }
+    const size_t available = memory_available(ops);
+    if (available == 0) return;  // unknown
     // On the CPU the weights and adapters are host memory already (loaded above): in the capacity.
     const size_t held = ops.host ? e.weights + e.adapters : 0, capacity = available + held;
     if (e.total() <= capacity) return;
     print_memory_table(e, nullptr, stdout);
     std::string fixes;
-    for (const MemoryFix& x : memory_fixes(spec, tc.grad_accum, capacity))
+    for (const MemoryFix& x : memory_fixes(spec, tc.grad_accum, capacity, tc.optim.stochastic_rounding && !ops.host))
         fixes += strf("\n  %-40s %s", x.flags.c_str(), format_bytes(x.total).c_str());
     fail("this run needs %s by the estimate above, and %s has room for %s. %s", format_bytes(e.total()).c_str(),
          ops.host ? "this machine's memory (what is available, and the model already loaded)" : "the GPU's free memory",

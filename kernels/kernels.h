@@ -211,10 +211,22 @@ inline LoraSplit lora_u_parts(long long N, int C, int G, int r) {
     const long long blocks = (N + 63) / 64 * (((long long)G * lora_rp(r) + 63) / 64);
     return lora_split(C, lora_ctas() / blocks, C / 256);
 }
+// The partials buffer of a group at N rows: what lora_down (u's parts: count · N · G·r floats, when
+// count > 1) and lora_dA (dA's stripes: count · G·r · C floats) take at N rows or any fewer. The exact
+// need at N is not monotone in N (fewer rows leave room for more parts, and the parts' lengths round
+// to 64), and the scratch only grows: a batch shorter than the longest (dynamic padding, an epoch's
+// last batch) would grow it past its size at the workspace's B·T, which is what the memory estimate
+// counts. So each term is a bound that never decreases with N: a split's count is at most its `want`
+// (lora_split), u's parts at most C/256 and lora_ctas() / (ceil(N/64)·cols), whose product with N is
+// at most 64·lora_ctas() / cols; dA's stripes at most min(lora_ctas() / blocks, ceil(N/512)).
 inline size_t lora_partials_bytes(long long N, int C, int G, int r) {
-    const LoraSplit u = lora_u_parts(N, C, G, r);
-    const size_t u_bytes = u.count > 1 ? (size_t)u.count * N * G * r * 4 : 0;
-    const size_t dA_bytes = (size_t)lora_dA_stripes(N, C, G, r).count * G * r * C * 4;
+    const long long cols = ((long long)G * lora_rp(r) + 63) / 64, ctas = lora_ctas();
+    const long long most_u = C / 256, u_cap = 64 * ctas / cols;
+    const long long u_rows = most_u < 2 ? 0 : most_u * N < u_cap ? most_u * N : u_cap;  // a part count >= 2
+    const long long d_blocks = (C + 63) / 64 * cols, d_most = (N + 511) / 512;
+    long long stripes = ctas / d_blocks < d_most ? ctas / d_blocks : d_most;
+    if (stripes < 1) stripes = 1;
+    const size_t u_bytes = (size_t)u_rows * G * r * 4, dA_bytes = (size_t)stripes * G * r * C * 4;
     return u_bytes > dA_bytes ? u_bytes : dA_bytes;
 }
 inline size_t lora_du_bytes(long long N, int G, int r) { return (size_t)N * G * lora_rp(r) * 2; }

@@ -94,7 +94,7 @@ MemorySpec trainer_memory_spec(const Trainer& t) {
     return memory_spec(t.model, t.cfg, t.ws.max_T, t.ops && !t.ops->host ? Backend::Cuda : Backend::Cpu);
 }
 
-std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t capacity) {
+std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t capacity, bool stochastic_rounding) {
     std::vector<MemoryFix> fixes;
     // Lists the change when its estimate fits; says whether it did.
     auto try_fix = [&](const MemorySpec& x, std::string flags) {
@@ -126,7 +126,8 @@ std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t 
     if (s.backend == Backend::Cuda && !s.offload_optimizer) {
         MemorySpec o = s;
         o.offload_optimizer = true;
-        try_fix(o, "--offload-optimizer");
+        // The host's AdamW rounds to nearest: trainer_init refuses --stochastic-rounding beside it.
+        try_fix(o, stochastic_rounding ? "--offload-optimizer without --stochastic-rounding" : "--offload-optimizer");
     }
     return fixes;
 }
@@ -189,6 +190,15 @@ bool quantized_tensor(const TensorInfo& t) {
     return t.name.size() > suffix.size() && t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
+// One NF4 weight as model_upload (model/device.cpp) lays it out on the GPU: its codes, absmax codes
+// and scales, each part starting 16-byte aligned in the one NF4 buffer; the mean offset stays on the
+// host (a kernel argument).
+size_t nf4_device_bytes(size_t n) {
+    auto align16 = [](size_t b) { return (b + 15) & ~(size_t)15; };
+    const size_t blocks = (n + 63) / 64;
+    return align16((n + 1) / 2) + align16(blocks) + align16((blocks + 255) / 256 * 4);
+}
+
 void estimate_weights(const MemorySpec& s, MemoryEstimate& e) {
     if (!is_nf4(s.base)) {
         size_t b = format_bytes_per(s.base);
@@ -199,7 +209,9 @@ void estimate_weights(const MemorySpec& s, MemoryEstimate& e) {
     bool dq = s.base == WeightFormat::NF4_DQ;
     size_t nq = 0, nq_bytes = 0, rest = 0;
     for (const TensorInfo& t : param_layout(s.cfg).tensors) {
-        if (quantized_tensor(t)) nq += t.numel, nq_bytes += nf4_bytes(t.numel, dq);
+        // On CUDA (double quantization, what qlora stores) the bytes of the device buffer.
+        if (quantized_tensor(t))
+            nq += t.numel, nq_bytes += s.backend == Backend::Cuda && dq ? nf4_device_bytes(t.numel) : nf4_bytes(t.numel, dq);
         else rest += t.numel;
     }
     e.weights = nq_bytes + rest * s.compute_bytes;

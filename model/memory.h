@@ -84,12 +84,14 @@ MemoryEstimate memory_estimate(const MemorySpec& s);
 // its estimated total, in this order: --recompute; a smaller micro-batch with more accumulation
 // (the same examples per step), with --recompute when the batch alone is not enough; the next
 // lighter method (full → lora → qlora); --offload-optimizer (CUDA). Only the changes that fit are
-// listed: empty when none does alone.
+// listed: empty when none does alone. With stochastic_rounding (the run has --stochastic-rounding,
+// which the trainer refuses beside --offload-optimizer) the offload change says it drops it.
 struct MemoryFix {
     std::string flags;
     size_t total;
 };
-std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t capacity);
+std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t capacity,
+                                    bool stochastic_rounding = false);
 
 // Bytes the backend can still allocate: the GPU's free memory, or the host's available memory
 // (MemAvailable); 0 when unknown.

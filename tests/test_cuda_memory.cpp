@@ -132,6 +132,8 @@ TEST_CASE("cuda out of memory: the message names the category, the bytes in use 
     CHECK(msg.find("In use by this run: weights") != std::string::npos);
     CHECK(msg.find("--batch-size") != std::string::npos);
     CHECK(msg.find("--recompute") != std::string::npos);
+    CHECK(msg.find("--offload-optimizer") != std::string::npos);  // the GPU's own knob
+    CHECK(msg.find("this GPU's memory") != std::string::npos);
     CHECK(g.mem_stats().total() == before);
     void* p = g.alloc(4096, Mem::scratch);  // the backend goes on
     CHECK(p != nullptr);

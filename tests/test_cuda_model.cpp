@@ -72,13 +72,13 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 // A trainer on `ops` whose model, data and settings depend only on the arguments.
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
            bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f,
-           int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama) {
+           int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama, int rank = 8, int batch = 3) {
     ModelConfig c = gpu_config(head_dim, variant);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
     TrainConfig tc;
     tc.method = method;
-    tc.lora.rank = 8;
+    tc.lora.rank = rank;
     tc.lora.targets = lora_parse_targets(targets);
     tc.lora.dropout = dropout;
     if (method == Method::Qlora) model_quantize_nf4(t.model);
@@ -88,7 +88,7 @@ void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompu
         for (size_t i = 0; i < t.model.adapters.size(); i++) t.model.adapters[i] += 0.02f * Rng(i + 11).normal();
         round_bf16(t.model.adapters);
     }
-    tc.batch.batch_size = 3;
+    tc.batch.batch_size = batch;
     tc.batch.max_seq_len = 64;
     tc.batch.packing = true;  // segment masks and restarting positions
     tc.batch.padding = padding;
@@ -414,6 +414,50 @@ TEST_CASE("cuda model: the backend's scratch after a step and an evaluation equa
         t.val = gpu_examples(23, t.model.cfg.vocab_size, 4);
         (void)trainer_evaluate(t, t.val);
         CHECK(trainer_memory(t).backend == memory_estimate(trainer_memory_spec(t)).backend);
+    }
+}
+
+// Every category of the estimate against what the trainer holds on the GPU after a step and an
+// evaluation: the weights (NF4 parts as uploaded), adapters, gradients, optimizer state (FP32
+// masters, or nothing with --offload-optimizer), the workspace and the backend's scratch; for
+// QLoRA, recompute, offloading, QK-norm, Gemma 3's post norms, batch 1 and a rank that is not a
+// multiple of 16.
+TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12)") {
+    struct Run {
+        Method method;
+        const char* targets;
+        float dropout;
+        bool recompute, offload;
+        int variant, rank, batch;
+    };
+    for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3},
+                  Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1},
+                  Run{Method::Lora, "all", 0.1f, true, true, kGemma3, 12, 2},
+                  Run{Method::Full, "all", 0.0f, false, false, kQwen3, 8, 1},
+                  Run{Method::Full, "all", 0.0f, true, true, kGemma3, 8, 2}}) {
+        CAPTURE(method_name(r.method));
+        CAPTURE(r.targets);
+        CAPTURE(r.variant);
+        CAPTURE(r.rank);
+        CAPTURE(r.batch);
+        CAPTURE(r.recompute);
+        CAPTURE(r.offload);
+        gpu().release_scratch();
+        Trainer t;
+        setup(t, gpu(), r.method, 64, r.recompute, "", r.offload, false, r.targets, r.dropout, 60, Padding::max_length,
+              r.variant, r.rank, r.batch);
+        trainer_step(t);
+        t.val = gpu_examples(7, t.model.cfg.vocab_size, 4);
+        (void)trainer_evaluate(t, t.val);
+        const MemoryUse used = trainer_memory(t);
+        const MemoryEstimate est = memory_estimate(trainer_memory_spec(t));
+        CHECK(used.weights == est.weights);
+        CHECK(used.adapters == est.adapters);
+        CHECK(used.gradients == est.gradients);
+        CHECK(used.optimizer == est.optimizer);
+        CHECK(used.activations == est.workspace());
+        CHECK(used.backend == est.backend);
+        CHECK(used.offloaded == est.host);
     }
 }
 

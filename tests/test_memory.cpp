@@ -1,8 +1,13 @@
 // The memory estimator: the published figures it must reproduce (arithmetic, so exact), and on the
 // CPU the estimate equal to the bytes the trainer actually holds, category by category.
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cstring>
+#include <stdexcept>
 
+#include "model/buffer.h"
 #include "model/memory.h"
 #include "model/trainer.h"
 #include "tests/test_util.h"
@@ -259,6 +264,40 @@ TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials, a row per 
     CHECK(rmsnorm_backward_blocks(100000, 257) == 512);
 }
 
+// The LoRA partials scratch (kernels.h) is sized per call for that call's rows, and the scratch only
+// grows: with dynamic padding (or an epoch's short last batch) the rows vary from step to step, so
+// the size at B·T, which the estimate counts, must be the largest any batch of up to B·T rows asks
+// for, and at least what the kernels' splits use (lora_u_parts, lora_dA_stripes). With the exact
+// need it was not: e.g. Llama-2-7B's q,k,v group at r = 8 and 4096 rows asked 2,359,296 bytes, at
+// 2304 rows 2,433,024.
+TEST_CASE("estimate, CUDA: the LoRA partials scratch at B·T is the most any batch of up to B·T rows uses") {
+    struct Shape {
+        int dim, q_dim, ffn;
+    };
+    for (Shape sh : {Shape{576, 576, 1536}, Shape{2048, 2048, 8192}, Shape{4096, 4096, 11008}, Shape{640, 1024, 2048},
+                     Shape{1792, 1792, 4096}, Shape{8192, 8192, 22016}})
+        for (int r : {4, 8, 12, 64})
+            for (std::pair<int, int> g : {std::pair<int, int>{3, sh.dim}, {1, sh.q_dim}, {2, sh.dim}, {1, sh.ffn}}) {
+                const int G = g.first, C = g.second;
+                CAPTURE(C);
+                CAPTURE(G);
+                CAPTURE(r);
+                size_t prev = 0;
+                int bad_need = 0, bad_monotone = 0;
+                for (long long N = 1; N <= 8192; N++) {
+                    const LoraSplit u = lora_u_parts(N, C, G, r), d = lora_dA_stripes(N, C, G, r);
+                    const size_t need = std::max<size_t>(u.count > 1 ? (size_t)u.count * N * G * r * 4 : 0,
+                                                 (size_t)d.count * G * r * C * 4);
+                    const size_t have = lora_partials_bytes(N, C, G, r);
+                    bad_need += have < need;
+                    bad_monotone += have < prev;
+                    prev = std::max(prev, have);
+                }
+                CHECK(bad_need == 0);
+                CHECK(bad_monotone == 0);
+            }
+}
+
 // What ./train suggests when a run does not fit: each listed change fits, in the documented order,
 // and only changes that fit are listed.
 TEST_CASE("memory_fixes: the single changes of flags that bring a run under the capacity") {
@@ -304,6 +343,43 @@ TEST_CASE("memory_fixes: the single changes of flags that bring a run under the 
         flags.push_back(f.flags);
     }
     CHECK(flags == vector<std::string>{"--recompute", "--batch-size 3 --grad-accum 2", "--method qlora", "--offload-optimizer"});
+    // A run with --stochastic-rounding: trainer_init refuses it beside --offload-optimizer, so the
+    // change that fits is to offload without it, not to add one flag (which would only fail).
+    fixes = memory_fixes(s, 1, total(o), true);
+    REQUIRE(!fixes.empty());
+    CHECK(fixes.back().flags == "--offload-optimizer without --stochastic-rounding");
     // Nothing fits a capacity under the weights alone.
     CHECK(memory_fixes(s, 1, memory_estimate(s).weights / 2).empty());
+}
+
+// A Buffer's release runs in its destructor (and the noexcept move): a backend release that throws
+// there, as cuda_release does when cudaFree reports a sticky error after a kernel fault, must not
+// end the program in std::terminate while the error that caused it is unwinding (its message, the
+// one run_main prints, would be lost), nor when it is the only error. In a child process, so that
+// a terminate shows as its exit status rather than ending the test run.
+TEST_CASE("Buffer: a release that throws in the destructor neither terminates nor hides the error being unwound") {
+    static Ops failing;
+    failing = cpu_ops();
+    failing.release = [](void*) { throw std::runtime_error("cudaFree: an illegal memory access was encountered"); };
+    fflush(stdout);
+    fflush(stderr);
+    const pid_t pid = fork();
+    REQUIRE(pid >= 0);
+    if (pid == 0) {
+        if (!freopen("/dev/null", "w", stderr)) _exit(4);  // the warnings are expected
+        { Buffer quiet(failing, 64, Mem::scratch); }  // no error in flight: reported, not thrown
+        try {
+            Buffer b(failing, 64, Mem::activations);
+            Buffer moved(failing, 64, Mem::activations);
+            moved = Buffer(failing, 64, Mem::activations);  // the move releases the old block
+            throw std::runtime_error("CUDA error at model.cpp: the first error");
+        } catch (const std::exception& e) {
+            _exit(std::string(e.what()).find("the first error") != std::string::npos ? 0 : 2);
+        }
+        _exit(3);
+    }
+    int status = 0;
+    REQUIRE(waitpid(pid, &status, 0) == pid);
+    CHECK(WIFEXITED(status));
+    CHECK((WIFEXITED(status) ? WEXITSTATUS(status) : -1) == 0);
 }

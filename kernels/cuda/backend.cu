@@ -33,9 +33,13 @@ double gib(size_t bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
     }
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);  // best effort: the message matters more than this call's error
+    // Not kOutOfMemoryAdvice (the CPU's): the GPU has a knob of its own, --offload-optimizer, which
+    // moves AdamW's moments and the FP32 masters (12 bytes per trainable parameter) to host memory.
     fail("out of GPU memory allocating %.2f GiB (%zu bytes) for %s. In use by this run: %s; the GPU has %.2f GiB free "
-         "of %.2f GiB. %s",
-         gib(bytes), bytes, mem_name(category), in_use.c_str(), gib(free_bytes), gib(total_bytes), kOutOfMemoryAdvice);
+         "of %.2f GiB. When training: lower --batch-size or --max-seq-len, add --recompute, add --offload-optimizer "
+         "(AdamW's state in host memory), or train with --method lora or qlora; ./train --dry-run prints the memory "
+         "table, ./memory estimates any setup. Otherwise: the model does not fit this GPU's memory",
+         gib(bytes), bytes, mem_name(category), in_use.c_str(), gib(free_bytes), gib(total_bytes));
 }
 
 inline bf16* bf(act* p) { return reinterpret_cast<bf16*>(p); }
@@ -238,7 +242,10 @@ void* cuda_alloc(size_t bytes, Mem category) {
         out_of_memory(bytes, category);
     }
     cuda_check(e, "cudaMalloc", __FILE__, __LINE__);
-    CUDA_CHECK(cudaMemsetAsync(p, 0, bytes, 0));
+    if (const cudaError_t z = cudaMemsetAsync(p, 0, bytes, 0); z != cudaSuccess) {
+        cudaFree(p);  // not handed out: nothing may keep it, uncounted
+        cuda_check(z, "cudaMemsetAsync(p, 0, bytes, 0)", __FILE__, __LINE__);
+    }
     live[p] = {bytes, category};
     stats.count(category, bytes);
     return p;
@@ -248,9 +255,13 @@ void cuda_release(void* p) {
     if (!p) return;
     auto it = live.find(p);
     if (it == live.end()) fail("cuda_release: %p was not allocated by cuda_alloc", p);
-    CUDA_CHECK(cudaFree(p));
+    // Uncounted whatever cudaFree says: after a sticky error (a kernel fault) it returns that error,
+    // the context and every allocation in it are gone, and the run is ending with the error that
+    // found it. Its caller is usually a destructor, which reports rather than throws (Buffer).
+    const cudaError_t e = cudaFree(p);
     stats.uncount(it->second.category, it->second.bytes);
     live.erase(it);
+    cuda_check(e, "cudaFree", __FILE__, __LINE__);
 }
 
 namespace {
@@ -264,8 +275,9 @@ ScratchBuffer scratch_buffers[(int)Scratch::count];
 void cuda_release_scratch() {
     CUDA_CHECK(cudaDeviceSynchronize());  // queued kernels may still use them
     for (ScratchBuffer& b : scratch_buffers) {
-        cuda_release(b.p);
-        b = {nullptr, 0};
+        void* p = b.p;
+        b = {nullptr, 0};  // first: a release that fails must not leave the slot pointing at it
+        cuda_release(p);
     }
 }
 
@@ -274,9 +286,10 @@ void* cuda_scratch(Scratch slot, size_t bytes) {
     if (bytes > b.bytes) {
         if (b.p) {
             CUDA_CHECK(cudaDeviceSynchronize());  // queued kernels may still use the old buffer
-            cuda_release(b.p);
+            void* old = b.p;
+            b = {nullptr, 0};  // stays consistent if the release or the allocation below fails
+            cuda_release(old);
         }
-        b = {nullptr, 0};  // stays consistent if the allocation below fails
         b.p = cuda_alloc(bytes, Mem::scratch);
         b.bytes = bytes;
     }

@@ -328,14 +328,33 @@ int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int 
     const cudaDataType_t ctype = fp32_out ? CUDA_R_32F : CUDA_R_16BF;
     const GemmKey k{transA, transB, M, N, K, lda, ldb, ldc, ctype, 16, 16, 16};
     GemmPlan p = make_descriptors(k);
+    // The descriptors and the operands below are released at the end, also when a CUDA or cuBLASLt
+    // call in between throws: a leaked block would stay counted in Mem::scratch, which the memory
+    // table reports as the backend's scratch.
+    struct Owned {
+        GemmPlan* plan;
+        void* p[4] = {};
+        ~Owned() {
+            for (void* q : p) {
+                try {
+                    cuda_release(q);
+                } catch (...) {  // after a sticky CUDA error: the context and its memory are gone
+                }
+            }
+            try {
+                destroy_descriptors(*plan);
+            } catch (...) {
+            }
+        }
+    } owned{&p};
     cublasStatus_t st;
     std::vector<cublasLtMatmulHeuristicResult_t> found = heuristic(k, p, max, &st);
     // Row-major: A has transA ? K : M rows of lda elements, B transB ? N : K rows of ldb, C M of ldc.
     const size_t a_bytes = (size_t)(transA ? K : M) * lda * 2, b_bytes = (size_t)(transB ? N : K) * ldb * 2;
     const size_t out_bytes = (size_t)M * ldc * (fp32_out ? 4 : 2);
-    void* A = cuda_alloc(a_bytes, Mem::scratch);
-    void* B = cuda_alloc(b_bytes, Mem::scratch);
-    void* C = cuda_alloc(out_bytes, Mem::scratch);
+    void* A = owned.p[0] = cuda_alloc(a_bytes, Mem::scratch);
+    void* B = owned.p[1] = cuda_alloc(b_bytes, Mem::scratch);
+    void* C = owned.p[2] = cuda_alloc(out_bytes, Mem::scratch);
     // Small non-zero operands (every byte 0x3C: BF16 0.0115, FP32 0.0115): timing does not depend on
     // the values, but zeros might take a shortcut somewhere.
     CUDA_CHECK(cudaMemset(A, 0x3C, a_bytes));
@@ -362,7 +381,7 @@ int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int 
     // order only where a sum lies near a rounding boundary: a thin product's 131,072 outputs may all
     // miss it in one draw (odds of about one in ten), in four hardly ever.
     constexpr int kFills = 4;
-    void* D = cuda_alloc(out_bytes, Mem::scratch);
+    void* D = owned.p[3] = cuda_alloc(out_bytes, Mem::scratch);
     std::vector<unsigned char> first(out_bytes), other(out_bytes);
     for (size_t i = 0; i < found.size(); i++) out[i].same_bits = true;
     for (int fill = 0; fill < kFills; fill++) {
@@ -377,12 +396,7 @@ int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int 
             if (i > 0) out[i].same_bits = memcmp(first.data(), other.data(), out_bytes) == 0;
         }
     }
-    cuda_release(D);
-    cuda_release(C);
-    cuda_release(B);
-    cuda_release(A);
-    destroy_descriptors(p);
-    return (int)found.size();
+    return (int)found.size();  // `owned` releases the operands and the descriptors
 }
 
 void matmul_forward(bf16* out, const bf16* inp, const bf16* w, const bf16* bias, int N, int C, int OC, const bf16* add) {
