@@ -679,6 +679,10 @@ TEST_CASE("cuda argmax_rows: the CPU's picks, with ties, NaN, −inf rows and a 
         at(2, 0) = NAN, at(2, c.n - 2) = 40.0f;                            // NaN is never picked
         at(3, c.n - 1) = 30.0f;                                            // the last column
         if (c.n < c.ld) at(4, c.n) = 99.0f;                                // past n: not a candidate
+        if (c.rows > 5) {  // −0 and +0 are equal maxima: the first wins, whatever their signs
+            for (int j = 0; j < c.ld; j++) at(5, j) = -1.0f;
+            at(5, 0) = -0.0f, at(5, c.n - 1) = 0.0f;
+        }
         ActTwin x(g, z);
         BufTwin<int32_t> idx(g, vector<int32_t>(c.rows, -7));
         run_both(g, [&](const Ops& o, On on) { o.argmax_rows(idx[on], x[on], c.rows, c.n, c.ld); });
@@ -688,6 +692,7 @@ TEST_CASE("cuda argmax_rows: the CPU's picks, with ties, NaN, −inf rows and a 
         CHECK(idx.h[2] == c.n - 2);
         CHECK(idx.h[3] == c.n - 1);
         CHECK(idx.h[4] < c.n);
+        if (c.rows > 5) CHECK(idx.h[5] == 0);
     }
 }
 

@@ -494,6 +494,27 @@ TEST_CASE("lora forward and backward over several blocks of rows and columns equ
     }
 }
 
+TEST_CASE("lora forward with dropout is bit-identical to one whole-tensor GEMM, short blocks and few rows included") {
+    // The blocks must not change a sum's order. gemm() takes products of at most 4 rows down its
+    // few-rows path (one reduction over all of K): a last row block of 1-4 rows (N = 258) or a short
+    // N cut into column blocks (N = 3, C = 2048) would round differently from the unblocked GEMM.
+    const int C = 2048, r = 8, OC = 16;
+    const float p = 0.1f;
+    for (int N : {3, 258, 600}) {
+        CAPTURE(N);
+        const vector<float> x = random_vec((size_t)N * C, 21), A = random_vec((size_t)r * C, 22),
+                            Bm = random_vec((size_t)OC * r, 23);
+        vector<float> u((size_t)N * r), y((size_t)N * OC);
+        LoraProj<float> proj = {A.data(), Bm.data(), OC, 99u, y.data(), nullptr, nullptr, nullptr, nullptr};
+        cpu::lora_forward(&proj, 1, u.data(), x.data(), N, C, r, 1.0f, p);
+        const uint32_t threshold = dropout_threshold(p);
+        vector<float> xd((size_t)N * C), want((size_t)N * r);
+        for (size_t i = 0; i < xd.size(); i++) xd[i] = dropout_keep(99u, i, threshold) ? x[i] * (1.0f / (1.0f - p)) : 0.0f;
+        cpu::gemm(false, true, N, r, C, 1.0f, xd.data(), C, A.data(), C, 0.0f, want.data(), r);
+        CHECK(memcmp(u.data(), want.data(), u.size() * sizeof(float)) == 0);
+    }
+}
+
 TEST_CASE("dropout masks: keep rate 1 - p, halves of a pair, keys and far indices independent") {
     // Statistics over 2^21 elements (binomial standard deviation at p = 0.1: ~2e-4): the 32-bit hash
     // (kernels/hash.h) must still behave like independent coins where the kernels rely on it.

@@ -25,9 +25,11 @@ namespace {
 
 constexpr int kBlockRows = GEMM_KC, kBlockCols = 4 * GEMM_KC;
 
-// The calling thread's block buffer and du buffer (the GEMMs inside split the work over threads).
-float* block_buffer() {
+// The calling thread's block buffer (at least n floats) and du buffer (the GEMMs inside split the
+// work over threads).
+float* block_buffer(size_t n = (size_t)kBlockRows * kBlockCols) {
     static thread_local std::vector<float> b((size_t)kBlockRows * kBlockCols);
+    if (b.size() < n) b.resize(n);
     return b.data();
 }
 float* du_buffer(int r) {
@@ -77,11 +79,17 @@ void lora_forward(const LoraProj<float>* proj, int G, float* u, const float* x, 
         const LoraProj<float>& a = proj[t];
         float* ut = u + t * r;
         if (p > 0.0f) {  // u_t = drop_t(x) A_tᵀ, its sum over C taken a column block at a time
-            float* blk = block_buffer();
-            for (int n0 = 0; n0 < N; n0 += kBlockRows) {
-                const int rows = std::min(kBlockRows, N - n0);
-                for (int c0 = 0; c0 < C; c0 += kBlockCols) {
-                    const int cols = std::min(kBlockCols, C - c0);
+            // gemm() sends a product of at most 4 rows (x·Wᵀ) down its few-rows path, which sums each
+            // row over all of K in one vector reduction, not in GEMM_KC slices: so no block of rows is
+            // that short unless N is (the last block gives 8 rows to the one before), and then the
+            // block spans all of C, as the whole-tensor product did.
+            const int block_cols = N <= 4 ? C : kBlockCols;
+            float* blk = block_buffer((size_t)std::min(N, kBlockRows) * block_cols);
+            for (int n0 = 0, rows; n0 < N; n0 += rows) {
+                rows = std::min(kBlockRows, N - n0);
+                if (N - n0 - rows > 0 && N - n0 - rows <= 4) rows -= 8;
+                for (int c0 = 0; c0 < C; c0 += block_cols) {
+                    const int cols = std::min(block_cols, C - c0);
                     drop_block(blk, x, C, n0, rows, c0, cols, p, a.dropout_key);
                     gemm(false, true, rows, r, cols, 1.0f, blk, cols, a.A + c0, C, c0 ? 1.0f : 0.0f,
                          ut + (size_t)n0 * ldu, ldu);

@@ -10,9 +10,10 @@ namespace cuda {
 // (value, column) as one 64-bit key whose order is the pick's order, so that the block reduction is
 // a plain max: the float's bits made order-preserving (negative values flipped whole, positive ones
 // with the sign bit set) in the high half, the column's complement in the low half (of equal values
-// the lower column has the larger key). 0 is below every key: "nothing picked".
+// the lower column has the larger key). 0 is below every key: "nothing picked". −0 keys as +0: the
+// two compare equal, so the CPU's `>` keeps the first of them.
 __device__ inline unsigned long long argmax_key(float v, int j) {
-    uint32_t u = __float_as_uint(v);
+    uint32_t u = v == 0.0f ? 0u : __float_as_uint(v);
     u = (u & 0x80000000u) ? ~u : (u | 0x80000000u);
     return ((unsigned long long)u << 32) | (uint32_t)~(uint32_t)j;
 }
