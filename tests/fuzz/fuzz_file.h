@@ -36,10 +36,22 @@ inline void fuzz_write(const std::string& path, const uint8_t* data, size_t size
     }
 }
 
-// A reader's error must name the file it was reading.
-inline void fuzz_check_error(const std::runtime_error& e, const std::string& path) {
-    if (std::string(e.what()).find(path) == std::string::npos) {
-        fprintf(stderr, "error message does not name %s: %s\n", path.c_str(), e.what());
-        __builtin_trap();
+// Runs read() on the file at `path`: true when it succeeds, false when it throws std::runtime_error
+// naming that file (a reader's error must say which file is bad); anything else traps.
+template <class F>
+bool fuzz_reads(const std::string& path, F&& read) {
+    try {
+        read();
+        return true;
+    } catch (const std::runtime_error& e) {
+        if (std::string(e.what()).find(path) == std::string::npos) {
+            fprintf(stderr, "error message does not name %s: %s\n", path.c_str(), e.what());
+            __builtin_trap();
+        }
+        return false;
     }
 }
+
+// Text that every tokenizer that loads must encode and decode: double spaces, a special token's
+// text, a 4-byte character, a newline and a byte that is not UTF-8.
+inline const char* const kFuzzText = "Hello  world <s>\xF0\x9F\xA6\x99\n\xFF";

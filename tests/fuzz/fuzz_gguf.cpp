@@ -12,26 +12,13 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const std::string path = fuzz_path("model.gguf");
     fuzz_write(path, data, size);
-    try {
-        GgufFile g = gguf_open(path);
-        for (const GgufTensor& t : g.tensors) {
-            try {
-                g.check_readable(t);
-            } catch (const std::runtime_error& e) {
-                fuzz_check_error(e, path);
-                continue;
-            }
-            std::vector<float> v((size_t)t.numel);
-            g.read_f32(t, v.data());
-        }
-    } catch (const std::runtime_error& e) {
-        fuzz_check_error(e, path);
-        return 0;
+    GgufFile g;
+    if (!fuzz_reads(path, [&] { g = gguf_open(path); })) return 0;
+    for (const GgufTensor& t : g.tensors) {
+        if (!fuzz_reads(path, [&] { g.check_readable(t); })) continue;
+        std::vector<float> v((size_t)t.numel);
+        if (!fuzz_reads(path, [&] { g.read_f32(t, v.data()); })) return 0;
     }
-    try {
-        ImportedModel m = import_gguf(path);
-    } catch (const std::runtime_error& e) {
-        fuzz_check_error(e, path);
-    }
+    fuzz_reads(path, [&] { import_gguf(path); });
     return 0;
 }

@@ -10,13 +10,9 @@
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     static const std::string path = fuzz_path("model.bin");
     fuzz_write(path, data, size);
-    try {
-        ModelConfig cfg;
-        std::vector<float> params;
-        model_load(path, cfg, params);
-        if (params.size() != param_layout(cfg).total) __builtin_trap();
-    } catch (const std::runtime_error& e) {
-        fuzz_check_error(e, path);
-    }
+    ModelConfig cfg;
+    std::vector<float> params;
+    if (fuzz_reads(path, [&] { model_load(path, cfg, params); }) && params.size() != param_layout(cfg).total)
+        __builtin_trap();
     return 0;
 }
