@@ -112,7 +112,11 @@ int run(int argc, char** argv) {
     double loss = 0;
     for (int s = 0; s < steps; s++) {
         double ts = now_seconds();
-        loss = trainer_step(t).loss;  // the loss comes back to the host: the step has finished
+        loss = trainer_step(t).loss;
+        // The loss and the gradient norm come back to the host mid-step, but optimizer_step()'s
+        // AdamW (and the BF16 copy of the adapters) is only queued: wait for it, as peft_step.py's
+        // torch.cuda.synchronize() does, so that each step is timed whole and on its own.
+        ops.synchronize();
         times.push_back(now_seconds() - ts);
     }
     std::sort(times.begin(), times.end());

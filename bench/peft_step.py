@@ -169,7 +169,8 @@ def main():
     ap.add_argument("--steps", type=int, default=10, help="timed steps")
     ap.add_argument("--warmup", type=int, default=3, help="untimed steps first")
     ap.add_argument("--rank", type=int, default=16)
-    ap.add_argument("--alpha", type=float, default=32)
+    ap.add_argument("--alpha", type=float, default=None,
+                    help="lora_alpha (default 2·rank: bench_train's alpha, 32 at r=16)")
     ap.add_argument("--dropout", type=float, default=0.0, help="lora_dropout (bench_train's --dropout)")
     ap.add_argument("--qlora", action="store_true", help="NF4 base weights through bitsandbytes")
     ap.add_argument("--recompute", action="store_true", help="gradient checkpointing")
@@ -179,13 +180,16 @@ def main():
                     help="cpu: FP32 on the CPU, no autocast, next to bench_train --device cpu (our FP32 CPU backend)")
     args = ap.parse_args()
     args.steps = max(1, args.steps)
+    if args.alpha is None:
+        args.alpha = 2.0 * args.rank  # bench_train sets alpha = 2·rank; a fixed 32 differed at any other rank
 
     import torch
 
     method = "qlora" if args.qlora else "lora"
     def tag(device):
         return (f"peft preset={args.preset} method={method} device={device} batch={args.batch} seq={args.seq} "
-                f"recompute={int(args.recompute)}" + (f" dropout={args.dropout:g}" if args.dropout > 0 else ""))
+                f"recompute={int(args.recompute)}" + (f" dropout={args.dropout:g}" if args.dropout > 0 else "") +
+                (f" attn={args.attn}" if args.attn != "sdpa" else ""))
     if args.device == "cpu":
         dev, gpu = torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)"
     elif torch.cuda.is_available():
@@ -214,6 +218,13 @@ def main():
           f"alpha={args.alpha:g} on {','.join(t.split('_')[0] for t in LORA_TARGETS)}; attn={args.attn}; "
           f"recompute {'on' if args.recompute else 'off'}; batch {args.batch} x seq {args.seq}", flush=True)
 
+    if p.get("gemma3") and args.attn in ("sdpa", "eager"):
+        # transformers gives SDPA/eager an explicit (1, 1, T, T) sliding-window mask in 5 layers of 6
+        # (and repeats K/V to every head there): no flash kernel, the full causal T²/2 scores computed,
+        # where bench_train's attention visits only the 512-key band. Not the same attention work.
+        print(f"note: {args.preset} with attn={args.attn}: the sliding-window layers run full causal attention "
+              f"under a materialized mask (bench_train skips the blocks outside the window); "
+              f"--attn flex_attention or flash_attention_2 compares the same work", flush=True)
     torch.manual_seed(0)
     t_setup = time.perf_counter()
     # BF16 on the GPU (what bf16=True training holds); FP32 on the CPU, like our CPU backend.

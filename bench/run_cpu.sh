@@ -13,6 +13,9 @@ set -u
 cd "$(dirname "$0")/.."
 PRESET=${PRESET:-smollm2-135m} BATCH=${BATCH:-4} SEQ=${SEQ:-256} RANK=${RANK:-16} ROUNDS=${ROUNDS:-3}
 STEPS=${STEPS:-3} WARMUP=${WARMUP:-1}
+# The same thread count on both sides: libgomp (ours) defaults to every logical CPU, PyTorch to the
+# physical cores only, which differ on an SMT machine. Both read OMP_NUM_THREADS.
+export OMP_NUM_THREADS=${OMP_NUM_THREADS:-$(nproc)}
 make -s build/bench/bench_train || exit 1
 args="--preset $PRESET --batch $BATCH --seq $SEQ --rank $RANK --steps $STEPS --warmup $WARMUP"
 have_peft=1

@@ -23,6 +23,8 @@
 # Knobs (environment):
 #   BUDGET_S; E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_BATCH (4),
 #   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), E2E_DROPOUT (LoRA dropout on both sides; unset: 0);
+#   E2E_ATTN (peft_step.py's --attn; unset: sdpa, which runs Gemma 3's sliding-window layers as full
+#   causal attention under a materialized mask: flex_attention or flash_attention_2 do the band only);
 #   GEN_PRESETS ("llama-3.2-1b"), GEN_BATCH (16), GEN_PROMPT (512), GEN_NEW (64);
 #   SKIP_BUILD=1, SKIP_TESTS=1, SKIP_KERNELS=1, SKIP_MEMORY=1, SKIP_SCALE=1, SKIP_TRAIN=1 (no ./train
 #   run), SKIP_GENERATE=1, SKIP_PEFT=1 (our end-to-end steps only): leave those steps out; SKIP_TORCH=1
@@ -364,6 +366,7 @@ for method in ${E2E_METHODS:-lora qlora}; do
         fi
         peft_flags=("${flags[@]}")
         [ "$method" = qlora ] && peft_flags+=(--qlora)
+        [ -n "${E2E_ATTN:-}" ] && peft_flags+=(--attn "$E2E_ATTN")
         step "e2e peft: $preset $method" 150 "$OUT/e2e.txt" python3 bench/peft_step.py "${peft_flags[@]}"
     done
 done
@@ -438,7 +441,7 @@ fi
 # ---- the end-to-end table: one row per (preset, method, recompute), ours next to peft ----
 {
     echo
-    echo "=== end to end ($GPU_NAME; batch $B x seq $T, $N timed steps after $W warm-up; ratio = ours / peft tokens/s)"
+    echo "=== end to end ($GPU_NAME; batch $B x seq $T, $N timed steps after $W warm-up; peft attn ${E2E_ATTN:-sdpa}; ratio = ours / peft tokens/s)"
     grep '^RESULT' "$OUT/e2e.txt" 2>/dev/null
     python3 - "$OUT/e2e.txt" <<'EOF'
 # RESULT lines of bench_train and peft_step.py (the same format):

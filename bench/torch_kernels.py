@@ -428,7 +428,9 @@ def bench_lora():
                 dB = torch.matmul(dy.t(), u) * s
                 dA = torch.matmul(du.t(), xd if p > 0 else x)
                 if p > 0:
-                    dx.add_(torch.matmul(du, A) * keep / (1 - p))
+                    # What peft's autograd runs: nn.Dropout's backward is one native_dropout_backward
+                    # (mask · scale in one pass), then the sum into dx; not a separate mul and div.
+                    dx.add_(torch.ops.aten.native_dropout_backward(torch.matmul(du, A), keep, 1.0 / (1 - p)))
                 else:
                     dx.addmm_(du, A)
                 return dA, dB
