@@ -221,14 +221,6 @@ void estimate_weights(const MemorySpec& s, MemoryEstimate& e) {
                          human_count(rest).c_str(), s.compute_bytes);
 }
 
-// Activations, mirroring workspace_init (model.cpp) buffer by buffer, with N = B·T tokens:
-//   kept for the backward: every layer's input (L+1)·N·C (the last is the final output), the final
-//   norm's output N·C and rstd N, and per layer ln1, x_mid, ln2 (3C), q, att (2Q), k, v (2KV),
-//   gate, up, h (3F), x·Aᵀ of each adapter (r per target) + FP32 statistics rstd1, rstd2, lse (2+H);
-//   with QK-norm (Qwen3) also q and k before their norm (Q+KV) and its statistics per head (H+Hkv);
-//   with post norms (Gemma 3) the attention's and the MLP's outputs before them (2C) and their rstd (2).
-//   With recompute only one layer's set exists, refilled from its kept input in the backward.
-// No T×T term: attention is flash-style, it keeps only the log-sum-exp per head and row.
 // The CUDA backend's own growable buffers (kernels/cuda/: cuda_scratch), at the size the first
 // training step grows them to. The constants mirror the kernels' (named there).
 void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
@@ -271,6 +263,14 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
                          format_bytes(reduce).c_str());
 }
 
+// Activations, mirroring workspace_init (model.cpp) buffer by buffer, with N = B·T tokens:
+//   kept for the backward: every layer's input (L+1)·N·C (the last is the final output), the final
+//   norm's output N·C and rstd N, and per layer ln1, x_mid, ln2 (3C), q, att (2Q), k, v (2KV),
+//   gate, up, h (3F), x·Aᵀ of each adapter (r per target) + FP32 statistics rstd1, rstd2, lse (2+H);
+//   with QK-norm (Qwen3) also q and k before their norm (Q+KV) and its statistics per head (H+Hkv);
+//   with post norms (Gemma 3) the attention's and the MLP's outputs before them (2C) and their rstd (2).
+//   With recompute only one layer's set exists, refilled from its kept input in the backward.
+// No T×T term: attention is flash-style, it keeps only the log-sum-exp per head and row.
 void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     if (s.params > 0) {
         e.why_activations = e.why_logits = e.why_scratch = "need a shape (--preset, --model or dims), not --params";
