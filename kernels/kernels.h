@@ -13,6 +13,7 @@
 // - Every op is deterministic: the same inputs give bit-identical outputs on every call, whatever
 //   the thread count. Exact resume and recompute-equals-no-recompute rest on this.
 #pragma once
+#include <algorithm>
 #include <cstddef>
 #include <cstdint>
 
@@ -222,12 +223,10 @@ inline LoraSplit lora_u_parts(long long N, int C, int G, int r) {
 inline size_t lora_partials_bytes(long long N, int C, int G, int r) {
     const long long cols = ((long long)G * lora_rp(r) + 63) / 64, ctas = lora_ctas();
     const long long most_u = C / 256, u_cap = 64 * ctas / cols;
-    const long long u_rows = most_u < 2 ? 0 : most_u * N < u_cap ? most_u * N : u_cap;  // a part count >= 2
+    const long long u_rows = most_u < 2 ? 0 : std::min(most_u * N, u_cap);  // a part count >= 2
     const long long d_blocks = (C + 63) / 64 * cols, d_most = (N + 511) / 512;
-    long long stripes = ctas / d_blocks < d_most ? ctas / d_blocks : d_most;
-    if (stripes < 1) stripes = 1;
-    const size_t u_bytes = (size_t)u_rows * G * r * 4, dA_bytes = (size_t)stripes * G * r * C * 4;
-    return u_bytes > dA_bytes ? u_bytes : dA_bytes;
+    const long long stripes = std::max(1LL, std::min(ctas / d_blocks, d_most));
+    return std::max((size_t)u_rows * G * r * 4, (size_t)stripes * G * r * C * 4);
 }
 inline size_t lora_du_bytes(long long N, int G, int r) { return (size_t)N * G * lora_rp(r) * 2; }
 // Without dropout (cuBLASLt GEMMs; evaluation and generation too) the group's A matrices stacked,
@@ -238,8 +237,9 @@ inline size_t lora_stacked_bytes(int G, int r, long long C) { return G > 1 ? (si
 // Where a backend's allocations go, for the memory table (bytes per category, current and peak).
 enum class Mem { weights, adapters, gradients, optimizer, activations, scratch, count };
 const char* mem_name(Mem c);
-// What to change when memory runs out: every out-of-memory message ends with it.
-extern const char* const kOutOfMemoryAdvice;
+// What to change when memory runs out: every out-of-memory message ends with it. The GPU's names
+// its own knob too, --offload-optimizer (which frees GPU memory by using the host's).
+const char* out_of_memory_advice(bool gpu);
 struct MemStats {
     size_t bytes[(int)Mem::count] = {};  // live now
     size_t peak[(int)Mem::count] = {};   // most ever live at once, per category

@@ -245,13 +245,8 @@ ImportedModel import_gguf(const std::string& path) {
     tokenizer_fit_rows(m.tok, (size_t)m.cfg.vocab_size, path, "token_embd.weight only has rows for");
 
     // Every tensor is checked (present, right shape, readable type) before the parameters are allocated,
-    // so a bad file fails at once and no size from it is used unchecked. A block_count the file cannot
-    // hold (a layer has at least 9 tensors) must not build a layout for it (billions of entries): the
-    // layers it could hold come first in the same order, one of their tensors is missing, and the
-    // loop fails naming the same tensor as with the whole layout.
-    ModelConfig held = m.cfg;
-    if ((size_t)held.n_layers > g.tensors.size() / 9 + 1) held.n_layers = (int32_t)(g.tensors.size() / 9 + 1);
-    ParamLayout L = param_layout(held);
+    // so a bad file fails at once and no size from it is used unchecked (a block_count included).
+    ParamLayout L = param_layout_within(m.cfg, g.tensors.size());
     std::vector<const GgufTensor*> src;
     for (const TensorInfo& t : L.tensors) {
         std::string name = gguf_tensor_name(t.name, m.cfg.post_norms);
@@ -261,9 +256,6 @@ ImportedModel import_gguf(const std::string& path) {
         g.check_readable(*s);
         src.push_back(s);
     }
-    if (held.n_layers != m.cfg.n_layers)  // not reached: a tensor of the layers held is missing
-        fail("%s: %s.block_count is %d but the file holds only %zu tensors", path.c_str(), arch.c_str(), m.cfg.n_layers,
-             g.tensors.size());
     for (const GgufTensor& t : g.tensors)
         if (std::find(src.begin(), src.end(), &t) == src.end() && t.name != "rope_freqs.weight")
             fail("%s: tensor %s is not part of a %s model as this converter knows it (architecture variant not supported)",

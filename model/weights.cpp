@@ -1,5 +1,6 @@
 #include "model/weights.h"
 
+#include <algorithm>
 #include <climits>
 #include <cstddef>
 #include <cmath>
@@ -42,13 +43,6 @@ const TensorInfo* ParamLayout::find(const std::string& name) const {
     return nullptr;
 }
 
-// How many tensors param_layout(c) lists, without building it: model_load checks a file's count
-// against it before the layout is built (a corrupt layer count must not build a huge one).
-static size_t layout_tensor_count(const ModelConfig& c) {
-    const size_t per_layer = 9 + (c.qkv_bias ? 3 : 0) + (c.qk_norm ? 2 : 0) + (c.post_norms ? 2 : 0);
-    return 2 + (size_t)c.n_layers * per_layer + (c.tied_embeddings ? 0 : 1);
-}
-
 ParamLayout param_layout(const ModelConfig& c) {
     ParamLayout L;
     int64_t C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
@@ -75,6 +69,22 @@ ParamLayout param_layout(const ModelConfig& c) {
     add(L, "model.norm.weight", {C}, false);
     if (!c.tied_embeddings) add(L, "lm_head.weight", {c.vocab_size, C}, true);
     return L;
+}
+
+// The tensors of c's layout outside its layers and in each layer, from the layouts of 0 and 1 layers:
+// counts for a layer count that may be corrupt, without building a layout of that many layers.
+static std::pair<size_t, size_t> layout_counts(const ModelConfig& c) {
+    ModelConfig none = c, one = c;
+    none.n_layers = 0, one.n_layers = 1;
+    const size_t base = param_layout(none).tensors.size();
+    return {base, param_layout(one).tensors.size() - base};
+}
+
+ParamLayout param_layout_within(const ModelConfig& c, size_t n_tensors) {
+    const size_t per_layer = layout_counts(c).second;
+    ModelConfig held = c;
+    held.n_layers = (int32_t)std::min<size_t>((size_t)c.n_layers, n_tensors / per_layer + 1);
+    return param_layout(held);
 }
 
 ModelOffsets model_offsets(const ModelConfig& c) {
@@ -213,16 +223,14 @@ void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& p
     // Sizes from the header are checked against the file before anything is allocated for them: the
     // tensor count against the config's, then against the file's length (each tensor but the last
     // spans at least kAlign bytes), so the layout is only built for a file that can hold it.
-    if (n_tensors != layout_tensor_count(cfg))
-        fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(),
-             layout_tensor_count(cfg));
+    const auto [base, per_layer] = layout_counts(cfg);
+    const size_t needed = base + (size_t)cfg.n_layers * per_layer;
+    if (n_tensors != needed)
+        fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(), needed);
     if ((uint64_t)(n_tensors - 1) * kAlign > r.remaining())
         fail("%s: file is truncated: its %u tensors need more than the %zu bytes after the header", path.c_str(),
              n_tensors, r.remaining());
     ParamLayout L = param_layout(cfg);
-    if (n_tensors != L.tensors.size())
-        fail("%s: internal error: %zu tensors in the layout, %zu counted", path.c_str(), L.tensors.size(),
-             layout_tensor_count(cfg));
     // Tensors are read in order, so a truncated file names the first tensor that is cut; the buffer
     // grows tensor by tensor, only for what the file holds (one allocation when it holds them all).
     size_t esize = dtype == DType::F32 ? 4 : 2;

@@ -45,6 +45,12 @@ struct ParamLayout {
 };
 
 ParamLayout param_layout(const ModelConfig& cfg);
+// The layout of cfg's layers, or of its first ones only when a file of n_tensors tensors could not
+// hold them all: the importers check a file's tensors against it before trusting a layer count read
+// from the file, which must not build a layout of billions of entries. Capped, it holds more tensors
+// than the file (a layer more than n_tensors could fill), so the check finds one missing, the same one
+// the whole layout would name first.
+ParamLayout param_layout_within(const ModelConfig& cfg, size_t n_tensors);
 
 // Offsets of one layer's tensors inside the flat buffer (biases, QK-norm and post-norm weights:
 // SIZE_MAX when absent). mlp_norm is the MLP's input norm, whatever its name.

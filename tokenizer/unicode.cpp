@@ -38,7 +38,11 @@ const ByteMap& byte_map() {
 
 }  // namespace
 
-size_t utf8_decode(std::string_view s, size_t i, uint32_t& cp) {
+namespace {
+// The character at s[i]: its length, or for an invalid one (cp = kInvalidCodepoint) the length of
+// its maximal subpart, the bytes that start a valid character before one breaks it (Unicode's term;
+// what Rust's from_utf8_lossy replaces by one U+FFFD).
+size_t decode_at(std::string_view s, size_t i, uint32_t& cp) {
     auto u = [&](size_t k) { return i + k < s.size() ? (unsigned char)s[i + k] : 0u; };
     unsigned c = u(0);
     cp = kInvalidCodepoint;
@@ -52,11 +56,30 @@ size_t utf8_decode(std::string_view s, size_t i, uint32_t& cp) {
     if (u(1) < lo || u(1) > hi) return 1;
     uint32_t v = c & (0x7F >> n);
     for (size_t k = 1; k < n; k++) {
-        if ((u(k) & 0xC0) != 0x80) return 1;
+        if ((u(k) & 0xC0) != 0x80) return k;
         v = v << 6 | (u(k) & 0x3F);
     }
     cp = v;
     return n;
+}
+}  // namespace
+
+size_t utf8_decode(std::string_view s, size_t i, uint32_t& cp) {
+    const size_t n = decode_at(s, i, cp);
+    return cp == kInvalidCodepoint ? 1 : n;
+}
+
+std::string utf8_lossy(std::string_view s) {
+    std::string out;
+    out.reserve(s.size());
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp;
+        const size_t n = decode_at(s, i, cp);
+        if (cp == kInvalidCodepoint) out += "\xEF\xBF\xBD";
+        else out.append(s, i, n);
+        i += n;
+    }
+    return out;
 }
 
 void utf8_append(std::string& out, uint32_t cp) {

@@ -39,6 +39,9 @@ constexpr uint32_t kInvalidCodepoint = 0xFFFFFFFF;
 // Decodes the character starting at s[i] into cp and returns its length in bytes (≥ 1). Overlong
 // forms, surrogates, values above U+10FFFF and truncated sequences give kInvalidCodepoint, length 1.
 size_t utf8_decode(std::string_view s, size_t i, uint32_t& cp);
+// s with each maximal invalid subpart replaced by one U+FFFD, as Rust's from_utf8_lossy (which
+// tokenizers' decode uses): E2 82 then 'x' gives one U+FFFD and 'x'.
+std::string utf8_lossy(std::string_view s);
 void utf8_append(std::string& out, uint32_t cp);
 
 bool is_letter(uint32_t cp);

@@ -104,7 +104,7 @@ int run_main(F body) {
         return body();
     } catch (const std::bad_alloc&) {
         fflush(stdout);
-        fprintf(stderr, "error: out of memory. %s\n", kOutOfMemoryAdvice);
+        fprintf(stderr, "error: out of memory. %s\n", out_of_memory_advice(false));
         return 1;
     } catch (const std::exception& e) {
         fflush(stdout);

@@ -42,28 +42,7 @@ std::string whole_utf8(std::string s) {
         const size_t need = c >= 0xF0 ? 4 : c >= 0xE0 ? 3 : c >= 0xC0 ? 2 : 1;
         if (s.size() - (lead - 1) < need) s.resize(lead - 1);
     }
-    std::string out;
-    out.reserve(s.size());
-    for (size_t i = 0; i < s.size();) {
-        uint32_t cp;
-        size_t n = utf8_decode(s, i, cp);
-        if (cp != kInvalidCodepoint) {
-            out.append(s, i, n);
-            i += n;
-            continue;
-        }
-        // One U+FFFD for the longest start of a valid character (Rust's from_utf8_lossy, which
-        // tokenizers' decode uses, and Unicode's "maximal subpart"): E2 82 then 'x' is one, not two.
-        const uint8_t c = (uint8_t)s[i];
-        const size_t len = c >= 0xC2 && c <= 0xDF ? 2 : c >= 0xE0 && c <= 0xEF ? 3 : c >= 0xF0 && c <= 0xF4 ? 4 : 1;
-        const uint8_t lo = c == 0xE0 ? 0xA0 : c == 0xF0 ? 0x90 : 0x80, hi = c == 0xED ? 0x9F : c == 0xF4 ? 0x8F : 0xBF;
-        n = 1;
-        if (len > 1 && i + 1 < s.size() && (uint8_t)s[i + 1] >= lo && (uint8_t)s[i + 1] <= hi)
-            for (n = 2; n < len && i + n < s.size() && ((uint8_t)s[i + n] & 0xC0) == 0x80;) n++;
-        out += "\xEF\xBF\xBD";
-        i += n;
-    }
-    return out;
+    return utf8_lossy(s);
 }
 
 // --data: every conversation of the file answered (its final assistant turn, when it has one, is

@@ -38,30 +38,18 @@ float* du_buffer(int r) {
     return b.data();
 }
 
-// dst[i, j] = drop(x[n0 + i, c0 + j]) for a rows × cols block of x ([N, C]); dst is rows × cols.
-void drop_block(float* dst, const float* x, int C, int n0, int rows, int c0, int cols, float p, uint64_t key) {
+// dst[i·ld_dst + j] (+)= drop(src[i·ld_src + j]) over a rows × cols block of an [N, C] tensor whose
+// first element is (n0, c0): element (i, j) takes the mask of index (n0 + i)·C + c0 + j, so x's block
+// (into the buffer) and du·A's (out of it, into dx) drop the same elements.
+void drop_block(float* dst, size_t ld_dst, const float* src, size_t ld_src, int C, int n0, int rows, int c0, int cols,
+                float p, uint64_t key, bool accumulate) {
     const float keep_scale = 1.0f / (1.0f - p);
     const uint32_t threshold = dropout_threshold(p);
     #pragma omp parallel for schedule(static)
     for (int i = 0; i < rows; i++) {
         const size_t base = (size_t)(n0 + i) * C + c0;
-        const float* src = x + base;
-        float* d = dst + (size_t)i * cols;
-        #pragma omp simd
-        for (int j = 0; j < cols; j++) d[j] = dropout_keep(key, base + j, threshold) ? src[j] * keep_scale : 0.0f;
-    }
-}
-
-// dx[n0 + i, c0 + j] (+)= drop(src[i, j]): the same masks as drop_block, applied to a gradient.
-void add_dropped_block(float* dx, int C, const float* src, int n0, int rows, int c0, int cols, float p,
-                       uint64_t key, bool accumulate) {
-    const float keep_scale = 1.0f / (1.0f - p);
-    const uint32_t threshold = dropout_threshold(p);
-    #pragma omp parallel for schedule(static)
-    for (int i = 0; i < rows; i++) {
-        const size_t base = (size_t)(n0 + i) * C + c0;
-        const float* s = src + (size_t)i * cols;
-        float* d = dx + base;
+        const float* s = src + i * ld_src;
+        float* d = dst + i * ld_dst;
         #pragma omp simd
         for (int j = 0; j < cols; j++) {
             const float v = dropout_keep(key, base + j, threshold) ? s[j] * keep_scale : 0.0f;
@@ -90,7 +78,7 @@ void lora_forward(const LoraProj<float>* proj, int G, float* u, const float* x, 
                 if (N - n0 - rows > 0 && N - n0 - rows <= 4) rows -= 8;
                 for (int c0 = 0; c0 < C; c0 += block_cols) {
                     const int cols = std::min(block_cols, C - c0);
-                    drop_block(blk, x, C, n0, rows, c0, cols, p, a.dropout_key);
+                    drop_block(blk, cols, x + (size_t)n0 * C + c0, C, C, n0, rows, c0, cols, p, a.dropout_key, false);
                     gemm(false, true, rows, r, cols, 1.0f, blk, cols, a.A + c0, C, c0 ? 1.0f : 0.0f,
                          ut + (size_t)n0 * ldu, ldu);
                 }
@@ -127,11 +115,12 @@ void lora_backward(const LoraProj<float>* proj, int G, float* dx, const float* x
             }
             for (int c0 = 0; c0 < C; c0 += kBlockCols) {
                 const int cols = std::min(kBlockCols, C - c0);
-                drop_block(blk, x, C, n0, rows, c0, cols, p, a.dropout_key);
+                drop_block(blk, cols, x + (size_t)n0 * C + c0, C, C, n0, rows, c0, cols, p, a.dropout_key, false);
                 gemm(true, false, r, cols, rows, 1.0f, du, r, blk, cols, 1.0f, a.dA + c0, C);  // dA += duᵀ drop(x)
                 if (!dx) continue;
                 gemm(false, false, rows, cols, r, 1.0f, du, r, a.A + c0, C, 0.0f, blk, cols);
-                add_dropped_block(dx, C, blk, n0, rows, c0, cols, p, a.dropout_key, acc);  // dx (+)= drop(du A)
+                // dx (+)= drop(du A)
+                drop_block(dx + (size_t)n0 * C + c0, C, blk, cols, C, n0, rows, c0, cols, p, a.dropout_key, acc);
             }
         }
     }

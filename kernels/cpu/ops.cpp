@@ -8,10 +8,18 @@
 #include "kernels/kernels.h"
 #include "model/util.h"
 
-const char* const kOutOfMemoryAdvice =
-    "When training: lower --batch-size or --max-seq-len, add --recompute, or train with --method lora or qlora; "
-    "./train --dry-run prints the memory table, ./memory estimates any setup. Otherwise: the model does not fit "
-    "this machine's memory";
+const char* out_of_memory_advice(bool gpu) {
+    auto advice = [](bool on_gpu) {
+        return strf("When training: lower --batch-size or --max-seq-len, add --recompute, %sor train with --method "
+                    "lora or qlora; ./train --dry-run prints the memory table, ./memory estimates any setup. "
+                    "Otherwise: the model does not fit this %s's memory",
+                    on_gpu ? "add --offload-optimizer (AdamW's state in host memory; not with --stochastic-rounding), "
+                           : "",
+                    on_gpu ? "GPU" : "machine");
+    };
+    static const std::string texts[2] = {advice(false), advice(true)};
+    return texts[gpu].c_str();
+}
 
 int lora_ctas() {
     static const int ctas = [] {
@@ -70,7 +78,7 @@ void* host_alloc(size_t bytes, Mem category) {
     void* raw = calloc(1, bytes + 2 * kAlign);
     if (!raw)
         fail("out of host memory allocating %.2f GiB for %s. %s", bytes / (1024.0 * 1024.0 * 1024.0),
-             mem_name(category), kOutOfMemoryAdvice);
+             mem_name(category), out_of_memory_advice(false));
     char* p = (char*)(((uintptr_t)raw + kAlign + kAlign - 1) / kAlign * kAlign);
     *((Header*)p - 1) = {raw, bytes, category};
     stats.count(category, bytes);

@@ -33,13 +33,10 @@ double gib(size_t bytes) { return bytes / (1024.0 * 1024.0 * 1024.0); }
     }
     size_t free_bytes = 0, total_bytes = 0;
     cudaMemGetInfo(&free_bytes, &total_bytes);  // best effort: the message matters more than this call's error
-    // Not kOutOfMemoryAdvice (the CPU's): the GPU has a knob of its own, --offload-optimizer, which
-    // moves AdamW's moments and the FP32 masters (12 bytes per trainable parameter) to host memory.
     fail("out of GPU memory allocating %.2f GiB (%zu bytes) for %s. In use by this run: %s; the GPU has %.2f GiB free "
-         "of %.2f GiB. When training: lower --batch-size or --max-seq-len, add --recompute, add --offload-optimizer "
-         "(AdamW's state in host memory; not with --stochastic-rounding), or train with --method lora or qlora; ./train --dry-run prints the memory "
-         "table, ./memory estimates any setup. Otherwise: the model does not fit this GPU's memory",
-         gib(bytes), bytes, mem_name(category), in_use.c_str(), gib(free_bytes), gib(total_bytes));
+         "of %.2f GiB. %s",
+         gib(bytes), bytes, mem_name(category), in_use.c_str(), gib(free_bytes), gib(total_bytes),
+         out_of_memory_advice(true));
 }
 
 inline bf16* bf(act* p) { return reinterpret_cast<bf16*>(p); }
