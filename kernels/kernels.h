@@ -179,6 +179,19 @@ inline int rmsnorm_backward_blocks(long long N, int C) {
 // it): D = rowsum(dO∘O), an FP32 per token and query head.
 inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh) { return (size_t)(B * T) * nh * 4; }
 
+// Token ids the kernels take: below 2^24 (the CUDA embedding backward sorts them in three 8-bit radix
+// passes; ModelConfig::validate refuses a larger vocabulary).
+constexpr int kMaxTokenIds = 1 << 24;
+// The CUDA embedding_backward's scratch (kernels/cuda/embedding.cu, in the reduce slot; the memory
+// estimate counts it): two sort buffers of N ids and N positions, the radix histogram (256 digits ×
+// tiles of 256 positions) and two FP32 rows a tile for the runs that cross its edges; each part
+// 16-byte aligned.
+inline size_t embedding_backward_scratch_bytes(long long N, int C) {
+    auto up16 = [](size_t b) { return (b + 15) / 16 * 16; };
+    const size_t tiles = (size_t)(N + 255) / 256;
+    return 4 * up16((size_t)N * 4) + up16(256 * tiles * 4) + 2 * tiles * C * 4;
+}
+
 // The CUDA LoRA scratch (kernels/cuda/lora.cu), a function of the shape alone (the memory estimate
 // counts it). With dropout the products that touch x or dx are hand-written kernels, for which a
 // group's G adapters sit side by side in a "stacked" space of G·RP columns, projection t at column

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 
+#include "kernels/kernels.h"
 #include "model/util.h"
 
 // The parameter count in T: int64_t for num_params(), double for validate(), which checks a corrupt
@@ -76,6 +77,9 @@ void ModelConfig::validate(const std::string& where) const {
         if (v <= 0) fail("%s: config field %s must be positive (got %d)", where.c_str(), name, v);
     };
     positive(vocab_size, "vocab_size");
+    if (vocab_size > kMaxTokenIds)
+        fail("%s: config field vocab_size (%d) is larger than the %d token ids the kernels support", where.c_str(),
+             vocab_size, kMaxTokenIds);
     positive(dim, "dim");
     positive(n_layers, "n_layers");
     positive(n_heads, "n_heads");

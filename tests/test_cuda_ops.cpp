@@ -236,6 +236,28 @@ TEST_CASE("cuda embedding_backward: FP32 += with repeated token ids; determinist
     }
 }
 
+// The sort by id and the runs cut at its tiles of 256 positions (kernels/cuda/embedding.cu): ids in
+// all three 8-bit digits (up to 69,999), one id 600 times (a run across two tile edges, as a padding
+// token would be), N not a multiple of the tile, and C past one column slice of 256, not a multiple
+// of 8 (the scalar path) and a multiple. The test above has runs straddling an edge (V 50, N 300).
+TEST_CASE("cuda embedding_backward: runs across the sort's tiles, ids of three radix digits") {
+    const Ops& g = cuda_backend();
+    const int V = 70000, N = 1100;
+    for (int C : {300, 264}) {
+        vector<int32_t> ids = random_ints(N, 4, 0, V);
+        for (int i = 0; i < 600; i++) ids[(i * 7) % N] = 12345;  // spread over the positions
+        ids[1] = 69999, ids[2] = 0, ids[3] = 65536;
+        BufTwin<int32_t> tok(g, ids);
+        ActTwin dout(g, rnd((size_t)N * C, 5));
+        BufTwin<float> dtable(g, rnd((size_t)V * C, 6));
+        auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C, 1.0f); };
+        run_both(g, op);
+        std::string what = strf("embedding_backward N=%d C=%d V=%d", N, C, V);
+        expect_close(what + ": dtable", dtable, kF32Sum, C);
+        expect_deterministic(what, g, {{"dtable", &dtable}}, op);
+    }
+}
+
 namespace {
 struct NormShape {
     int N, C;
