@@ -129,9 +129,10 @@ void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
 // an FMA, where a separate pass would write the FP32 absmax values out and read them back, and cost a
 // launch (bitsandbytes' dequantize_4bit first runs dequantize_blockwise on them and adds the offset:
 // two more). A warp's 256 weights are 4 blocks of 64, so its map lookups hit at most 4 entries of
-// g_map8, through L1; the map is not copied to shared memory, whose 256 loads and the wait for
-// them cost each CUDA block of 2,048 weights more than its own work (measured on an H200: 58.6 µs
-// at 4096 × 11008 with the copy, 44.6 for the two passes it replaced). The 16 codebook entries are
+// g_map8, through L1; the map is not copied to shared memory: that copy, from constant memory (32
+// addresses a warp, serialized) and behind a barrier, in every CUDA block of 2,048 weights, made the
+// kernel slower than the two passes it replaced (H200, 4096 × 11008: 58.7 µs with it, 35.6 without,
+// 44.6 for the two passes; bitsandbytes 59.5). The 16 codebook entries are
 // copied to shared memory: they sit in 16 banks, so a warp's data-dependent lookups never conflict
 // (constant memory would serialise them). w = bf16(code value · absmax), the CPU's FP32 product
 // rounded once.
