@@ -266,7 +266,8 @@ struct NormShape {
 // forward's wide-row blocks walk several rows wherever N exceeds its grid (what fits on the GPU at
 // once; 132 blocks on the emulator; on an H100 1056 at C 1536, 396 at C 4096 and 4104, 132 at
 // C 16384): N = 1100, 600 and 300 there. The C values reach every path: C % 8 != 0 (100, 2050: no
-// 16-byte access); the forward's warp per row with 1 and 3 chunks per lane in registers (256, 576)
+// 16-byte access); the forward's 8 and 16 lanes a row (64, 128; rows of a block past N: 2100, 9000)
+// and its warp per row with 1 and 3 chunks per lane in registers (256, 576)
 // and its block per row with 1, 2 and 4 chunks per thread (1536; 2050 and 4096; 4104 with 160
 // threads, its last chunks partly past the row, and 16384 with 512), past them (16400: a warp loop);
 // the backward's threads owning more than one chunk each (4104, 16384, 16400); its short-row kernel

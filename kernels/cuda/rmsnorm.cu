@@ -54,36 +54,45 @@ __device__ inline void backward8(float (&d)[8], float* sdw, int chunks, int j, c
 // is used, and the scaling pass reads registers instead of x again. CPL = 0: any alignment, a loop
 // and a second pass over x (from L1/L2); same arithmetic in the same order.
 //
+// Rows of up to 128 (16 chunks: the per-head QK norms of Qwen3 and others) on the vector path take
+// L = 8 or 16 lanes a row (rmsnorm_short_row_lanes), 256 / L rows a block, one chunk a lane: a warp a
+// row would leave half its lanes or more idle, and the GPU with half the loads in flight it could
+// have (an H200 ran rows of 128 at 1.9 TB/s so). The sum is the same butterfly without its first
+// steps, which only added the idle lanes' zeros: the same bits. Every lane runs the shuffles, those
+// of a row past N with zeros.
+//
 // Wider rows, up to 16384 (rmsnorm_forward_rows_kernel, below): one block per row. Wider still
 // (no model has them): this kernel's loop (CPL = 0), a warp per row.
-template <int CPL>
+template <int CPL, int L = 32>
 __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps,
                                        const bf16* add, bool vec) {
-    int n = blockIdx.x * (blockDim.x / 32) + threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (n >= N) return;  // whole warps leave together
+    static_assert(CPL > 0 || L == 32, "the loop for any alignment takes a warp a row");
+    const int n = blockIdx.x * (blockDim.x / L) + threadIdx.x / L, lane = threadIdx.x % L;
+    const bool row = n < N;
+    if (L == 32 && !row) return;  // whole warps leave together
     const bf16* xr = x + (size_t)n * C;
     const bf16* ar = add ? add + (size_t)n * C : nullptr;
     bf16* o = out + (size_t)n * C;
     int chunks = (C + 7) / 8;
     float ss = 0.0f;
-    if constexpr (CPL > 0) {  // vec and chunks <= 32 * CPL
+    if constexpr (CPL > 0) {  // vec and chunks <= L * CPL
         uint4 raw[CPL];
         #pragma unroll
         for (int i = 0; i < CPL; i++)
-            if (lane + 32 * i < chunks) raw[i] = load_raw8(xr, 8 * (lane + 32 * i));
+            if (row && lane + L * i < chunks) raw[i] = load_raw8(xr, 8 * (lane + L * i));
         #pragma unroll
         for (int i = 0; i < CPL; i++)
-            if (lane + 32 * i < chunks) {
+            if (row && lane + L * i < chunks) {
                 float xv[8];
                 unpack8(xv, raw[i]);
                 add_squares8(ss, xv);
             }
-        ss = warp_reduce<SumOp>(ss);
+        ss = warp_reduce<SumOp, L>(ss);
         float r = 1.0f / sqrtf(ss / (float)C + eps);
         #pragma unroll
         for (int i = 0; i < CPL; i++)
-            if (lane + 32 * i < chunks) {
-                const int j = lane + 32 * i;
+            if (row && lane + L * i < chunks) {
+                const int j = lane + L * i;
                 float xv[8], wv[8], ov[8];
                 unpack8(xv, raw[i]);
                 load8(wv, w, 8 * j, C, true);
@@ -91,7 +100,7 @@ __global__ void rmsnorm_forward_kernel(bf16* out, float* rstd, const bf16* x, co
                 add_residual8(ov, ar, 8 * j, C, true);
                 store8(o, ov, 8 * j, C, true);
             }
-        if (lane == 0) rstd[n] = r;
+        if (row && lane == 0) rstd[n] = r;
     } else {
         for (int j = lane; j < chunks; j += 32) {
             float xv[8];
@@ -193,6 +202,10 @@ void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N
         if (cpt == 1) launch(rmsnorm_forward_rows_kernel<1>);
         else if (cpt == 2) launch(rmsnorm_forward_rows_kernel<2>);
         else launch(rmsnorm_forward_rows_kernel<4>);
+    } else if (vec && chunks <= 16) {  // short rows: L lanes a row
+        const int threads = 256, lanes = rmsnorm_short_row_lanes(C), blocks = ceil_div(N, threads / lanes);
+        if (lanes == 8) rmsnorm_forward_kernel<1, 8><<<blocks, threads>>>(out, rstd, x, w, N, C, eps, add, vec);
+        else rmsnorm_forward_kernel<1, 16><<<blocks, threads>>>(out, rstd, x, w, N, C, eps, add, vec);
     } else {
         const int threads = 256, blocks = ceil_div(N, threads / 32);
         auto launch = [&](auto kernel) { kernel<<<blocks, threads>>>(out, rstd, x, w, N, C, eps, add, vec); };
