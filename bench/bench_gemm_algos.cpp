@@ -2,11 +2,13 @@
 // LoRA training step (rank r, batch × seq tokens, no recompute) of a preset: for every distinct
 // GEMM of the step (the base projections forward and backward dX, the LM head in chunks of 1024
 // rows, the thin LoRA products), the heuristic's candidates are each timed on the GPU
-// (Ops::gemm_candidates). Prints, per GEMM, how often the step runs it, candidate 0's time (what
-// the trainer runs), the best candidate's, the best of those that compute candidate 0's bits, and
-// the step's GEMM total all three ways: the figures that say whether choosing among candidates is
-// worth it, and whether a choice that cannot change the numbers (so needs nothing kept for an
-// exact resume: timings differ from run to run, bits must not) would get most of it.
+// (Ops::gemm_candidates). Prints, per GEMM, how often the step runs it, candidate 0's time (the
+// heuristic's first choice), the best candidate's, the best of those that compute candidate 0's
+// bits, and the step's GEMM total four ways, the fourth with the best of the candidates in candidate
+// 0's order (its split-K count and reduction scheme), which is what gemm() times and chooses among
+// (kernels/cuda/matmul.cu). And it checks gemm()'s premise, that those compute candidate 0's bits
+// (so that a choice by timing changes no number: an exact resume needs it), on every candidate of
+// the step: "RESULT gemm_algos rule ... 0 of them with other bits".
 //
 //   build/bench/bench_gemm_algos [--preset llama-3.2-1b] [--batch 4] [--seq 2048] [--rank 16]
 //                                [--candidates 8] [--peak-tflops 989] [--all]
@@ -110,10 +112,11 @@ int run(int argc, char** argv) {
     printf("GEMMs of one LoRA step: %s, %d x %d tokens, r = %d; up to %d candidates of the cuBLASLt heuristic each, "
            "timed (µs per call, median of 5 batches of ~1 ms); %% of peak against %.0f TFLOP/s\n\n",
            preset.c_str(), batch, seq, rank, candidates, peak_tflops);
-    printf("| GEMM | M x N x K | per step | candidates | same bits | #0 µs | #0 TFLOP/s | best | best µs | best TFLOP/s "
-           "| gain | best same-bits | its gain |\n");
-    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
-    double total_first = 0, total_best = 0, total_same = 0;
+    printf("| GEMM | M x N x K | per step | candidates | same bits | same order | #0 µs | #0 TFLOP/s | best | best µs | "
+           "best TFLOP/s | gain | best same-bits | its gain |\n");
+    printf("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|\n");
+    double total_first = 0, total_best = 0, total_same = 0, total_order = 0;
+    int order_not_bits = 0, order_total = 0;  // gemm()'s rule against the bit comparison
     std::vector<GemmCandidate> cand(candidates);
     std::vector<std::string> configs;  // #0 and the best of each GEMM where they differ: what the heuristic misses
     for (const StepGemm& g : step_gemms(cfg, batch * seq, rank)) {
@@ -122,23 +125,28 @@ int run(int argc, char** argv) {
         int n = cuda->gemm_candidates(g.transA, g.transB, g.M, g.N, g.K, lda, ldb, ldc, g.fp32_out, g.beta, cand.data(),
                                       candidates);
         if (n == 0) {
-            printf("| %s | %d x %d x %d | %d | 0 | - | - | - | - | - | - | - | - | - |\n", g.what.c_str(), g.M, g.N, g.K,
-                   g.per_step);
+            printf("| %s | %d x %d x %d | %d | 0 | - | - | - | - | - | - | - | - | - | - |\n", g.what.c_str(), g.M, g.N,
+                   g.K, g.per_step);
             continue;
         }
-        int best = 0, best_same = 0, same = 0;
+        int best = 0, best_same = 0, best_order = 0, same = 0, order = 0;
         for (int i = 0; i < n; i++) {
             same += cand[i].same_bits;
+            order += cand[i].same_order;
+            order_not_bits += cand[i].same_order && !cand[i].same_bits;
             if (cand[i].us < cand[best].us) best = i;
             if (cand[i].same_bits && cand[i].us < cand[best_same].us) best_same = i;
+            if (cand[i].same_order && cand[i].us < cand[best_order].us) best_order = i;
         }
+        order_total += order;
         const double flop = 2.0 * g.M * g.N * g.K, us0 = cand[0].us, usb = cand[best].us, uss = cand[best_same].us;
-        printf("| %s | %d x %d x %d | %d | %d | %d | %.1f | %.0f | #%d | %.1f | %.0f | %.1f%% | #%d | %.1f%% |\n",
-               g.what.c_str(), g.M, g.N, g.K, g.per_step, n, same, us0, flop / us0 / 1e6, best, usb, flop / usb / 1e6,
-               100.0 * (us0 - usb) / us0, best_same, 100.0 * (us0 - uss) / us0);
+        printf("| %s | %d x %d x %d | %d | %d | %d | %d | %.1f | %.0f | #%d | %.1f | %.0f | %.1f%% | #%d | %.1f%% |\n",
+               g.what.c_str(), g.M, g.N, g.K, g.per_step, n, same, order, us0, flop / us0 / 1e6, best, usb,
+               flop / usb / 1e6, 100.0 * (us0 - usb) / us0, best_same, 100.0 * (us0 - uss) / us0);
         total_first += g.per_step * us0;
         total_best += g.per_step * usb;
         total_same += g.per_step * uss;
+        total_order += g.per_step * cand[best_order].us;
         for (int i = 0; all && i < n; i++)
             configs.push_back(strf("CANDIDATE %s | %d %d %d | %d | #%d | %.2f | %s | %s", g.what.c_str(), g.M, g.N, g.K,
                                    g.per_step, i, cand[i].us, cand[i].same_bits ? "same" : "differs", cand[i].config));
@@ -151,8 +159,13 @@ int run(int argc, char** argv) {
     auto less = [&](double t) { return total_first > 0 ? 100.0 * (total_first - t) / total_first : 0.0; };
     printf("\nRESULT gemm_algos preset=%s: the step's GEMMs take %.2f ms with the heuristic's first choice, %.2f ms with "
            "the best candidate of each (%.1f%% less), %.2f ms with the best of those that give the first's bits (%.1f%% "
-           "less)\n",
-           preset.c_str(), total_first / 1e3, total_best / 1e3, less(total_best), total_same / 1e3, less(total_same));
+           "less), %.2f ms with the best of those in the first's order, gemm()'s choice (%.1f%% less)\n",
+           preset.c_str(), total_first / 1e3, total_best / 1e3, less(total_best), total_same / 1e3, less(total_same),
+           total_order / 1e3, less(total_order));
+    // gemm() times and chooses among the candidates in the first one's order (the same split-K count and
+    // reduction scheme) on the premise that they compute its bits: every one that did not is a failure.
+    printf("RESULT gemm_algos rule preset=%s: %d candidates in the first one's order, %d of them with other bits%s\n",
+           preset.c_str(), order_total, order_not_bits, order_not_bits ? ": GEMM TIMING CAN CHANGE RESULTS" : "");
     return 0;
 }
 
