@@ -274,7 +274,7 @@ struct GemmCandidate {
     double us;
     char config[256];
     bool same_bits;   // its output is candidate 0's, bit for bit, on random operands
-    bool same_order;  // candidate 0's split-K count and reduction scheme: one gemm() may time and choose
+    bool same_order;  // candidate 0's split-K count and reduction scheme (not a promise of its bits)
 };
 struct act;  // an element of a weight or activation tensor in the backend's storage type (see top)
 

@@ -21,9 +21,7 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <deque>
 #include <map>
-#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <vector>
@@ -61,11 +59,9 @@ uint32_t alignment(const void* p) {
     return a;
 }
 
-// Everything the algorithm choice depends on. A shape's results depend only on the heuristic's first
-// algorithm for it: the shape runs that one or, once timed, the fastest of the candidates that sum
-// in its order (below), so a GEMM gives bit-identical results call after call (cuBLASLt is
-// deterministic for a fixed algorithm, workspace and stream). beta is not part of the key: the
-// heuristic does not see it.
+// Everything the algorithm choice depends on. A shape keeps the first algorithm the heuristic gave
+// it, so a GEMM gives bit-identical results call after call (cuBLASLt is deterministic for a fixed
+// algorithm, workspace and stream). beta is not part of the key: the heuristic does not see it.
 struct GemmKey {
     bool transA, transB;
     int M, N, K, lda, ldb, ldc;
@@ -77,54 +73,11 @@ struct GemmKey {
     }
 };
 
-// ---- the shape's algorithm: the fastest of those that compute the heuristic's first one's bits ----
-// The heuristic's first algorithm is not always the fastest for the shape: on an H200 the fastest of
-// its candidates took 6.9% off a Llama-3.2-1B LoRA step's GEMM time (bench_gemm_algos,
-// bench/RESULTS.md). A choice by timing must not change a result (an exact resume, recompute equal to
-// no recompute and the tests' determinism rest on the bits), so it is made among the candidates that
-// sum each output's K products in the first one's order: the same split-K count and reduction scheme
-// (tile, stage and cluster shapes and swizzles change where a product is computed, not its order).
-// On random operands they compute the first's bits (gemm_candidates' same_bits for every GEMM of a
-// training step, and a CUDA test). The shape's own calls are the trials, so the timing costs no
-// work, memory or synchronisation: its first calls run the candidates in turn between two CUDA
-// events, a later call reads the events that have completed, and once each candidate has kTrials
-// times the one with the least median runs the shape from then on. GEMM_ALGO=first keeps the first
-// for every shape, untimed (A/B benchmarks).
-constexpr int kCandidates = 8;  // asked of the heuristic
-constexpr int kTrials = 3;      // timed calls of each candidate
-
-template <class T>
-long long algo_config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
-    T v = 0;
-    size_t written = 0;
-    CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written));
-    return (long long)v;
-}
-
-bool same_order(const cublasLtMatmulAlgo_t& a, const cublasLtMatmulAlgo_t& b) {
-    return algo_config<int32_t>(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) ==
-               algo_config<int32_t>(b, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) &&
-           algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME) ==
-               algo_config<uint32_t>(b, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME);
-}
-
-struct GemmTuning {
-    struct Trial {
-        int candidate;
-        cudaEvent_t start, stop;
-    };
-    std::vector<cublasLtMatmulAlgo_t> algos;  // the first, then the others of its order
-    std::vector<std::vector<float>> ms;       // each candidate's completed trials
-    std::deque<Trial> pending;                // recorded and not yet read, oldest first
-    int next = 0;                             // the candidate of the next call
-};
-
 struct GemmPlan {
     bool fallback;  // cuBLASLt offered no algorithm: gemm_fallback_kernel computes this shape
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t first, second, c;  // cuBLASLt's A (our B), its B (our A), C = D
-    cublasLtMatmulAlgo_t algo;                // the one it runs (the first until the timing is done)
-    std::unique_ptr<GemmTuning> tuning;       // while its candidates are being timed
+    cublasLtMatmulAlgo_t algo;
 };
 
 // cuBLASLt's view of a shape: the descriptor and the three layouts (operands swapped, see the top).
@@ -194,26 +147,16 @@ void launch(const GemmPlan& p, const cublasLtMatmulAlgo_t& algo, float alpha, co
                                 kWorkspaceBytes, 0));
 }
 
-GemmPlan& plan_for(const GemmKey& k) {
+const GemmPlan& plan_for(const GemmKey& k) {
     static std::map<GemmKey, GemmPlan> plans;
     auto it = plans.find(k);
     if (it != plans.end()) return it->second;
 
     GemmPlan p = make_descriptors(k);
     cublasStatus_t st;
-    static const bool first_only =
-        env_switch("GEMM_ALGO", "tuned", "first", "the heuristic's first algorithm for every shape, untimed");
-    std::vector<cublasLtMatmulHeuristicResult_t> found = heuristic(k, p, first_only ? 1 : kCandidates, &st);
+    std::vector<cublasLtMatmulHeuristicResult_t> found = heuristic(k, p, 1, &st);
     if (!found.empty()) {
         p.algo = found[0].algo;
-        std::vector<cublasLtMatmulAlgo_t> same;
-        for (const auto& r : found)
-            if (same_order(r.algo, found[0].algo)) same.push_back(r.algo);
-        if (same.size() > 1) {
-            p.tuning = std::make_unique<GemmTuning>();
-            p.tuning->algos = same;
-            p.tuning->ms.resize(same.size());
-        }
     } else {
         // Not expected for BF16 operands (cuBLASLt has alignment-agnostic kernels), but a shape it
         // refuses should run slowly rather than stop the run: say so once per shape.
@@ -224,59 +167,7 @@ GemmPlan& plan_for(const GemmKey& k) {
                 k.align_a, k.align_b, k.align_c, cublasLtGetStatusString(st));
         p.fallback = true;
     }
-    return plans.emplace(k, std::move(p)).first->second;
-}
-
-// Reads the trials that have completed, oldest first (they complete in the order recorded).
-void collect_trials(GemmTuning& t) {
-    while (!t.pending.empty()) {
-        const GemmTuning::Trial& q = t.pending.front();
-        const cudaError_t e = cudaEventQuery(q.stop);
-        if (e == cudaErrorNotReady) {
-            // A status, not an error; should the runtime have kept it as the last error, clear it,
-            // so that the next launch check does not take it for one (and leave any other error).
-            if (cudaPeekAtLastError() == cudaErrorNotReady) (void)cudaGetLastError();
-            return;
-        }
-        CUDA_CHECK(e);
-        float ms = 0.0f;
-        CUDA_CHECK(cudaEventElapsedTime(&ms, q.start, q.stop));
-        t.ms[q.candidate].push_back(ms);
-        CUDA_CHECK(cudaEventDestroy(q.start));
-        CUDA_CHECK(cudaEventDestroy(q.stop));
-        t.pending.pop_front();
-    }
-}
-
-// While the shape is being timed: the next candidate in turn between two events, or, once every
-// candidate has kTrials times, the choice of the fastest and the end of the timing.
-void launch_timed(GemmPlan& p, float alpha, const void* A, const void* B, float beta, const void* C_in, void* C) {
-    GemmTuning& t = *p.tuning;
-    collect_trials(t);
-    bool timed = true;
-    for (const auto& m : t.ms) timed = timed && m.size() >= (size_t)kTrials;
-    if (timed) {
-        float best = 0.0f;
-        for (size_t i = 0; i < t.algos.size(); i++) {
-            std::vector<float> m = t.ms[i];
-            std::sort(m.begin(), m.end());
-            if (i == 0 || m[m.size() / 2] < best) best = m[m.size() / 2], p.algo = t.algos[i];
-        }
-        for (const GemmTuning::Trial& q : t.pending) {  // extra trials still in flight: released when done
-            CUDA_CHECK(cudaEventDestroy(q.start));
-            CUDA_CHECK(cudaEventDestroy(q.stop));
-        }
-        p.tuning.reset();
-        return launch(p, p.algo, alpha, A, B, beta, C_in, C);
-    }
-    GemmTuning::Trial q{t.next, nullptr, nullptr};
-    t.next = (t.next + 1) % (int)t.algos.size();
-    CUDA_CHECK(cudaEventCreate(&q.start));
-    CUDA_CHECK(cudaEventCreate(&q.stop));
-    CUDA_CHECK(cudaEventRecord(q.start, 0));
-    launch(p, t.algos[q.candidate], alpha, A, B, beta, C_in, C);
-    CUDA_CHECK(cudaEventRecord(q.stop, 0));
-    t.pending.push_back(q);
+    return plans.emplace(k, p).first->second;
 }
 
 __device__ inline float to_f32(float x) { return x; }
@@ -341,9 +232,8 @@ void gemm_any(bool transA, bool transB, int M, int N, int K, float alpha, const 
     constexpr cudaDataType_t ctype = std::is_same<T, float>::value ? CUDA_R_32F : CUDA_R_16BF;
     GemmKey key{transA, transB, M, N, K, lda, ldb, ldc, ctype, alignment(A), alignment(B),
                 std::min(alignment(C), alignment(C_in))};
-    GemmPlan& p = plan_for(key);
+    const GemmPlan& p = plan_for(key);
     if (p.fallback) return gemm_fallback(transA, transB, M, N, K, alpha, A, lda, B, ldb, beta, C_in, C, ldc);
-    if (p.tuning) return launch_timed(p, alpha, A, B, beta, C_in, C);
     launch(p, p.algo, alpha, A, B, beta, C_in, C);
 }
 
@@ -373,6 +263,15 @@ __global__ void bias_backward_kernel(float* dbias, const bf16* dout, int N, int 
     }
 }
 
+// One of cuBLASLt's configuration attributes of an algorithm (T: the attribute's type in the library).
+template <class T>
+long long algo_config(const cublasLtMatmulAlgo_t& algo, cublasLtMatmulAlgoConfigAttributes_t attr) {
+    T v = 0;
+    size_t written = 0;
+    CUBLAS_CHECK(cublasLtMatmulAlgoConfigGetAttribute(&algo, attr, &v, sizeof v, &written));
+    return (long long)v;
+}
+
 // What a candidate is: cuBLASLt's configuration attributes (the ids are the library's enums).
 void describe(const cublasLtMatmulHeuristicResult_t& r, char* buf, size_t n) {
     const cublasLtMatmulAlgo_t& a = r.algo;
@@ -386,6 +285,19 @@ void describe(const cublasLtMatmulHeuristicResult_t& r, char* buf, size_t n) {
              algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_CUSTOM_OPTION),
              algo_config<uint16_t>(a, CUBLASLT_ALGO_CONFIG_INNER_SHAPE_ID),
              algo_config<uint16_t>(a, CUBLASLT_ALGO_CONFIG_CLUSTER_SHAPE_ID), r.wavesCount);
+}
+
+// Whether b has a's split-K count and reduction scheme: the structural rule a timed choice among
+// candidates would need to rest on (one order of each output's sum). It does not hold: on an H200
+// candidates of the same split-K count and scheme gave other FP32 bits at small shapes (a dW of
+// 130 × 300 × 77: 6,327 of 156,000 elements), though at every GEMM of a Llama-3.2-1B step they gave
+// the same (bench/RESULTS.md, 2026-11-28): so gemm() keeps the first candidate, and
+// bench_gemm_algos reports the rule against the bit comparison.
+bool same_order(const cublasLtMatmulAlgo_t& a, const cublasLtMatmulAlgo_t& b) {
+    return algo_config<int32_t>(a, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) ==
+               algo_config<int32_t>(b, CUBLASLT_ALGO_CONFIG_SPLITK_NUM) &&
+           algo_config<uint32_t>(a, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME) ==
+               algo_config<uint32_t>(b, CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME);
 }
 
 }  // namespace

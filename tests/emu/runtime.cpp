@@ -3,7 +3,6 @@
 // check that their device side lies inside one allocation and their host side outside all of them.
 #include <cuda_runtime.h>
 
-#include <chrono>
 #include <cstdio>
 #include <string>
 
@@ -141,50 +140,6 @@ cudaError_t cudaMemGetInfo(size_t* free_bytes, size_t* total_bytes) {
 // Kernels run to completion when launched, and their faults are thrown at the launch.
 cudaError_t cudaDeviceSynchronize() { return (cudaError_t)emu::take_last_error(false); }
 cudaError_t cudaStreamSynchronize(cudaStream_t) { return (cudaError_t)emu::take_last_error(false); }
-// Events. The work before a record has run (everything is synchronous), so a record takes the host
-// clock. A query answers cudaErrorNotReady once after each record, as a GPU may while the work is in
-// flight, and keeps it as the last error, as the runtime may (callers must expect both), then
-// cudaSuccess.
-struct CUevent_st {
-    std::chrono::steady_clock::time_point t;
-    bool recorded = false, reported_not_ready = false;
-};
-
-cudaError_t cudaEventCreate(cudaEvent_t* event) {
-    if (!event) return error(cudaErrorInvalidValue);
-    *event = new CUevent_st;
-    return cudaSuccess;
-}
-
-cudaError_t cudaEventDestroy(cudaEvent_t event) {
-    if (!event) return error(cudaErrorInvalidValue);
-    delete event;
-    return cudaSuccess;
-}
-
-cudaError_t cudaEventRecord(cudaEvent_t event, cudaStream_t) {
-    if (!event) return error(cudaErrorInvalidValue);
-    event->t = std::chrono::steady_clock::now();
-    event->recorded = true;
-    event->reported_not_ready = false;
-    return cudaSuccess;
-}
-
-cudaError_t cudaEventQuery(cudaEvent_t event) {
-    if (!event) return error(cudaErrorInvalidValue);
-    if (event->recorded && !event->reported_not_ready) {
-        event->reported_not_ready = true;
-        return error(cudaErrorNotReady);
-    }
-    return cudaSuccess;
-}
-
-cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t start, cudaEvent_t end) {
-    if (!ms || !start || !end || !start->recorded || !end->recorded) return error(cudaErrorInvalidValue);
-    *ms = std::chrono::duration<float, std::milli>(end->t - start->t).count();
-    return cudaSuccess;
-}
-
 cudaError_t cudaGetLastError() { return (cudaError_t)emu::take_last_error(true); }
 cudaError_t cudaPeekAtLastError() { return (cudaError_t)emu::take_last_error(false); }
 
@@ -199,7 +154,6 @@ const char* cudaGetErrorName(cudaError_t e) {
         case cudaErrorInvalidMemcpyDirection: return "cudaErrorInvalidMemcpyDirection";
         case cudaErrorNoDevice: return "cudaErrorNoDevice";
         case cudaErrorInvalidDevice: return "cudaErrorInvalidDevice";
-        case cudaErrorNotReady: return "cudaErrorNotReady";
     }
     return "cudaErrorUnknown";
 }
@@ -215,7 +169,6 @@ const char* cudaGetErrorString(cudaError_t e) {
         case cudaErrorInvalidMemcpyDirection: return "invalid copy direction for memcpy";
         case cudaErrorNoDevice: return "no CUDA-capable device is detected";
         case cudaErrorInvalidDevice: return "invalid device ordinal";
-        case cudaErrorNotReady: return "device not ready";
     }
     return "unknown error";
 }
