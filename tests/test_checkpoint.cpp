@@ -374,8 +374,10 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         };
         // 200 million layers: on the tensor count, not after building a layout of 2 billion tensors
         expect_rejected(bad, with({{offsetof(ModelConfig, n_layers), 200000000}}), load, "tensors but its config");
-        // a billion-token vocabulary: naming the first tensor the file cannot hold, before allocating 128 GB
-        expect_rejected(bad, with({{offsetof(ModelConfig, vocab_size), 1000000000}}), load, "model.embed_tokens.weight needs");
+        // a vocabulary of 16 million: naming the first tensor the file cannot hold, before allocating 2 GB
+        expect_rejected(bad, with({{offsetof(ModelConfig, vocab_size), 16000000}}), load, "model.embed_tokens.weight needs");
+        // a billion: more token ids than the kernels take (kMaxTokenIds)
+        expect_rejected(bad, with({{offsetof(ModelConfig, vocab_size), 1000000000}}), load, "token ids the kernels support");
         // n_heads * head_dim and the parameter count past their integer types
         expect_rejected(bad, with({{offsetof(ModelConfig, n_heads), 1 << 28}}), load, "times head_dim");
         expect_rejected(bad, with({{offsetof(ModelConfig, dim), INT32_MAX}, {offsetof(ModelConfig, ffn_dim), INT32_MAX}}), load,
