@@ -17,7 +17,8 @@
 // same bytes — provided the vocabulary has a token for each of its bytes: bytes without one are
 // dropped, exactly as Hugging Face does (GPT-2, Llama-3, Qwen2 and SentencePiece models with byte
 // fallback have all 256; SmolLM2 lacks 21 control and never-valid-UTF-8 bytes, see
-// tokenizer_missing_bytes).
+// tokenizer_missing_bytes), and except that SentencePiece decodes every "▁" (U+2581) as a space,
+// one that was in the text too (its spaces are written that way; Hugging Face's decoders do the same).
 #pragma once
 #include <cstdint>
 #include <string>

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets (clang from Debian: apt-get install clang) for SECONDS each
 # (default 120): tests/fuzz/run.sh [SECONDS [TARGET...]], TARGET one of json jsonl spm_model gguf
-# safetensors model_bin tok lora tokenizer_json (default: all). Crashing inputs are written to
+# safetensors model_bin tok lora tokenizer_json encode (default: all). Crashing inputs are written to
 # tests/fuzz/crash-*; replay one with build/fuzz/fuzz_X FILE. Seeds: tests/fuzz/seeds/<target>
 # (a jsonl seed starts with two option bytes; spm/tiny.model is written by make_spm_seed.py,
 # gguf/mini.gguf and safetensors/mini.safetensors by make_gguf_safetensors_seeds.py), and for the
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-120}
 shift || true
-TARGETS=${*:-json jsonl spm_model gguf safetensors model_bin tok lora tokenizer_json}
+TARGETS=${*:-json jsonl spm_model gguf safetensors model_bin tok lora tokenizer_json encode}
 mkdir -p build/fuzz/obj
 # -iquote, not -I: the repository root holds the ./memory tool, which -I. would take for <memory>.
 FLAGS="-std=c++17 -g -O1 -iquote . -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
