@@ -260,6 +260,45 @@ TEST_CASE("cuda embedding_backward: runs across the sort's tiles, ids of three r
     }
 }
 
+// Edges of the sort's tiles of 256: N = 1; a tile exactly full of one id; a run one past an edge;
+// tiles that are all one continuing run (a run over 5 tiles, and 60,000 of one id: the scan's chunks
+// of more than one count); a run that starts exactly at a tile edge, and one that fills whole tiles
+// from edge to edge; two runs interleaved across an edge; all ids distinct; C of 8, 16, 24 and 264
+// (vector path), 300 and 513 (scalar, several column slices).
+TEST_CASE("cuda embedding_backward: tile edges (N 1, 256, 257, 512, runs from an edge, 60,000 of one id)") {
+    const Ops& g = cuda_backend();
+    struct Case {
+        int N, C;
+        const char* kind;
+    };
+    const Case cases[] = {{1, 8, "random"},   {1, 300, "random"},    {256, 8, "same"},      {257, 8, "same"},
+                          {512, 264, "same"}, {1200, 8, "same"},     {257, 513, "same"},    {600, 264, "edge"},
+                          {600, 300, "edge"}, {1030, 16, "edge3"},   {700, 24, "distinct"}, {256, 264, "random"},
+                          {513, 8, "two"},    {2049, 8, "pad"},      {70000, 8, "pad60k"}};
+    for (const Case& k : cases) {
+        const int N = k.N, C = k.C, V = 4000;
+        vector<int32_t> ids = random_ints(N, 9, 0, V);
+        const std::string kind = k.kind;
+        for (int i = 0; i < N; i++) {
+            if (kind == "same") ids[i] = V - 1;
+            if (kind == "edge") ids[i] = i < 256 ? 1 : i < 556 ? 2 : 3;    // id 2's run starts at sorted 256
+            if (kind == "edge3") ids[i] = i < 256 ? 5 : i < 1024 ? 6 : 7;  // id 6 fills tiles 1 to 3 exactly
+            if (kind == "distinct") ids[i] = (i * 37) % V;
+            if (kind == "two") ids[i] = i % 2 ? 100 : V - 1;  // two runs of about 256: one crosses the edge
+            if (kind == "pad" && i % 3) ids[i] = 0;
+            if (kind == "pad60k" && i % 7) ids[i] = 0;
+        }
+        BufTwin<int32_t> tok(g, ids);
+        ActTwin dout(g, rnd((size_t)N * C, 5));
+        BufTwin<float> dtable(g, rnd((size_t)V * C, 6));
+        auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C, 1.5f); };
+        run_both(g, op);
+        std::string what = strf("embedding_backward %s N=%d C=%d", k.kind, N, C);
+        expect_close(what + ": dtable", dtable, kF32Sum, C);
+        expect_deterministic(what, g, {{"dtable", &dtable}}, op);
+    }
+}
+
 namespace {
 struct NormShape {
     int N, C;

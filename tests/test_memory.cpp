@@ -264,6 +264,23 @@ TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials, a row per 
     CHECK(rmsnorm_backward_blocks(100000, 257) == 512);
 }
 
+// The embedding backward's sort and run sums (embedding_backward_scratch_bytes) share the reduce slot
+// and are its largest user at many tokens of a narrow model: smollm2-135m at 16 × 4096 tokens, 2.5 MB
+// against the norms' 1.2 MB (512 blocks of 576 floats).
+TEST_CASE("estimate, CUDA: full fine-tuning's reduce slot holds the embedding backward's scratch where it is the largest") {
+    MemorySpec s;
+    s.cfg = config_preset("smollm2-135m");
+    s.method = Method::Full;
+    memory_set_backend(s, Backend::Cuda);
+    s.B = 16;
+    s.T = 4096;
+    const size_t N = 16 * 4096, cublas = (size_t)32 << 20, attention = N * s.cfg.n_heads * 4;
+    const size_t emb = embedding_backward_scratch_bytes(N, s.cfg.dim);
+    CHECK(emb == 4 * N * 4 + 256 * (N / 256) * 4 + 2 * (N / 256) * s.cfg.dim * 4);
+    CHECK(emb > (size_t)rmsnorm_backward_blocks(N, s.cfg.dim) * s.cfg.dim * 4);
+    CHECK(memory_estimate(s).backend == cublas + attention + emb);
+}
+
 // The LoRA partials scratch (kernels.h) is sized per call for that call's rows, and the scratch only
 // grows: with dynamic padding (or an epoch's short last batch) the rows vary from step to step, so
 // the size at B·T, which the estimate counts, must be the largest any batch of up to B·T rows asks

@@ -45,10 +45,12 @@ void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int 
 //      warp per piece, a lane per 8 columns, sums the piece's dout rows in order (embedding_accumulate);
 //   3. a run that crosses tile edges (an id more than kEmbTile times, or one that straddles an edge)
 //      gets its pieces' partial sums added in tile order (embedding_combine).
-// A run within one tile adds into dtable exactly as the CPU's loop does (dtable + d_first + ... +
-// d_last, in position order: the same bits); a run across tiles is summed piece by piece, in a
-// fixed order. Deterministic either way, with tiles × column slices of parallel work, and no serial
-// chain longer than a tile whatever the batch (a padding token repeated 60,000 times included).
+// A run within one tile adds into dtable as the CPU's loop does (dtable + d_first + ... + d_last, in
+// position order: the same bits at scale 1; with Gemma's scale nvcc may fuse the product into the
+// add, the CPU build does not); a run across tiles is summed piece by piece, in a fixed order.
+// Deterministic either way, with tiles × column slices of parallel work, and no walk over more than
+// a tile's rows whatever the batch (a padding token repeated 60,000 times included: the combine then
+// adds one partial a tile, 235 of them).
 constexpr int kEmbTile = 256;      // positions a tile: the sort's tile and the accumulation's
 constexpr int kEmbCols = 256;      // columns a block slice: 32 lanes × 8
 constexpr int kScanThreads = 1024;
