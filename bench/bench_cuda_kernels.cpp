@@ -142,10 +142,16 @@ struct Buffers {
     }
     float* f32_zeros(size_t n) { return (float*)zeros(n * 4); }
     template <class T> T* ints(size_t n, uint64_t mod) {  // uniform in [0, mod)
+        return ints(ints_host<T>(n, mod));
+    }
+    template <class T> std::vector<T> ints_host(size_t n, uint64_t mod) {
         std::vector<T> h(n);
         for (T& x : h) x = (T)(next_u64() % mod);
-        T* p = (T*)zeros(n * sizeof(T));
-        ops.to_device(p, h.data(), n * sizeof(T));
+        return h;
+    }
+    template <class T> T* ints(const std::vector<T>& h) {
+        T* p = (T*)zeros(h.size() * sizeof(T));
+        ops.to_device(p, h.data(), h.size() * sizeof(T));
         return p;
     }
 };
@@ -336,6 +342,22 @@ void bench_glu(const Ops& ops) {
     }
 }
 
+void embedding_backward_case(const Ops& ops, const std::string& shape, int N, int V, int C, bool padded) {
+    run_case(ops, "embedding bwd", shape, [&](Buffers& b) {
+        act* dout = b.act_rand((size_t)N * C, 0.02f);
+        float* dtable = b.f32_zeros((size_t)V * C);
+        std::vector<int32_t> ids = b.ints_host<int32_t>(N, V);
+        if (padded)
+            for (int n = 0; n < N; n++)
+                if (n % 4) ids[n] = 0;
+        int32_t* tok = b.ints(ids);
+        Case c;
+        if (ops.embedding_backward) c.call = [=, &ops] { ops.embedding_backward(dtable, dout, tok, N, C, 1.0f); };
+        c.bytes = (double)N * C * (2 + 4 * 2) + N * 4.0;  // read dout, read and write N FP32 rows, read tokens
+        return c;
+    });
+}
+
 void bench_embedding(const Ops& ops) {
     // Gather N = 8192 rows: llama-2-7b (32000 × 4096), llama-3.2-1b (128256 × 2048).
     const int N = 8192;
@@ -351,17 +373,12 @@ void bench_embedding(const Ops& ops) {
             return c;
         });
         // The backward (full fine-tuning only: LoRA freezes the table): dtable[tok[n]] += dout[n] in
-        // FP32, in token order (one thread a column walks all N tokens: deterministic, few CTAs).
-        run_case(ops, "embedding bwd", strf("N%d V%d C%d", N, V, C), [&](Buffers& b) {
-            act* dout = b.act_rand((size_t)N * C, 0.02f);
-            float* dtable = b.f32_zeros((size_t)V * C);
-            int32_t* tok = b.ints<int32_t>(N, V);
-            Case c;
-            if (ops.embedding_backward) c.call = [=, &ops] { ops.embedding_backward(dtable, dout, tok, N, C, 1.0f); };
-            c.bytes = (double)N * C * (2 + 4 * 2) + N * 4.0;  // read dout, read and write N FP32 rows, read tokens
-            return c;
-        });
+        // FP32, deterministic (a sort of the positions by id, then each id's rows summed in order).
+        embedding_backward_case(ops, strf("N%d V%d C%d", N, V, C), N, V, C, false);
     }
+    // A padded batch, 16 × 4096 tokens of which 3 in 4 are the padding id 0: the longest runs the
+    // sort meets (49,152 rows of one id).
+    embedding_backward_case(ops, "N65536 V128256 C2048 pad3/4", 65536, 128256, 2048, true);
 }
 
 void bench_crossentropy(const Ops& ops) {

@@ -304,13 +304,22 @@ def bench_embedding():
 
         run_case("embedding fwd", f"N{N} V{V} C{C}", setup)
 
-        def setup_bwd():
-            dtable = torch.zeros(V, C, device=DEV, dtype=torch.float32)
-            dout = rand(N, C, scale=0.02)
-            tok = torch.randint(0, V, (N,), device=DEV, dtype=torch.int64)
-            return (lambda: dtable.index_add_(0, tok, dout.float())), N * C * (2 + 4 * 2) + N * 4, 0
+        run_case("embedding bwd", f"N{N} V{V} C{C}", embedding_bwd_setup(N, V, C, False))
+    # A padded batch, 16 x 4096 tokens of which 3 in 4 are the padding id 0.
+    N, V = 65536 // S, 128256 // S
+    run_case("embedding bwd", f"N{N} V{V} C2048 pad3/4", embedding_bwd_setup(N, V, 2048, True))
 
-        run_case("embedding bwd", f"N{N} V{V} C{C}", setup_bwd)
+
+def embedding_bwd_setup(N, V, C, padded):
+    def setup():
+        dtable = torch.zeros(V, C, device=DEV, dtype=torch.float32)
+        dout = rand(N, C, scale=0.02)
+        tok = torch.randint(0, V, (N,), device=DEV, dtype=torch.int64)
+        if padded:
+            tok[torch.arange(N, device=DEV) % 4 != 0] = 0
+        return (lambda: dtable.index_add_(0, tok, dout.float())), N * C * (2 + 4 * 2) + N * 4, 0
+
+    return setup
 
 
 def bench_crossentropy():
