@@ -10,7 +10,9 @@
 //   cuBLAS work interleaves correctly without events.
 // - Deterministic: no floating-point atomics. Reductions over rows go through per-block partial sums
 //   added in a fixed order, so the same inputs give bit-identical outputs every call (exact resume and
-//   recompute-equals-no-recompute depend on it, as on the CPU).
+//   recompute-equals-no-recompute depend on it, as on the CPU). A GEMM shape keeps cuBLASLt's first
+//   algorithm: a choice among its candidates by timing would change bits (even candidates of the same
+//   split-K count and reduction scheme can sum in another order: seen on an H200, matmul.cu).
 // - Pointers are device pointers. Shapes need not be multiples of any tile: every kernel guards its edges.
 #pragma once
 #include <cuda_bf16.h>
