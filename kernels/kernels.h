@@ -183,14 +183,19 @@ inline size_t attention_backward_scratch_bytes(long long B, long long T, int nh)
 // passes; ModelConfig::validate refuses a larger vocabulary).
 constexpr int kMaxTokenIds = 1 << 24;
 // The CUDA embedding_backward's scratch (kernels/cuda/embedding.cu, in the reduce slot; the memory
-// estimate counts it): two sort buffers of N ids and N positions, the radix histogram (256 digits ×
-// tiles of 256 positions) and two FP32 rows a tile for the runs that cross its edges; each part
-// 16-byte aligned.
-inline size_t embedding_backward_scratch_bytes(long long N, int C) {
+// estimate counts it), one layout for both: two sort buffers of N ids and N positions (each `ids`
+// bytes, from 0), the radix histogram (256 digits × tiles of 256 positions, at `hist`) and two FP32
+// rows a tile for the runs that cross its edges (at `slots`); each part 16-byte aligned.
+struct EmbeddingBackwardScratch {
+    size_t ids, hist, slots, bytes;
+};
+inline EmbeddingBackwardScratch embedding_backward_scratch(long long N, int C) {
     auto up16 = [](size_t b) { return (b + 15) / 16 * 16; };
-    const size_t tiles = (size_t)(N + 255) / 256;
-    return 4 * up16((size_t)N * 4) + up16(256 * tiles * 4) + 2 * tiles * C * 4;
+    const size_t tiles = (size_t)(N + 255) / 256, ids = up16((size_t)N * 4), hist = 4 * ids;
+    const size_t slots = hist + up16(256 * tiles * 4);
+    return {ids, hist, slots, slots + 2 * tiles * C * 4};
 }
+inline size_t embedding_backward_scratch_bytes(long long N, int C) { return embedding_backward_scratch(N, C).bytes; }
 
 // The CUDA LoRA scratch (kernels/cuda/lora.cu), a function of the shape alone (the memory estimate
 // counts it). With dropout the products that touch x or dx are hand-written kernels, for which a

@@ -256,8 +256,8 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
     size_t norms = (size_t)rmsnorm_backward_blocks(N, c.dim) * c.dim * 4;
     if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
-    norms = std::max(norms, embedding_backward_scratch_bytes(N, c.dim));
-    size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
+    const size_t full = std::max(norms, embedding_backward_scratch_bytes(N, c.dim));
+    size_t reduce = std::max(sum_squares, s.method == Method::Full ? full : 0);
     e.backend = cublas + attention + lora + reduce;
     e.why_backend = strf("cuBLASLt workspace 32 MiB + attention D N·H·4 = %s + LoRA du N·G·RP·2 + partials of u "
                          "or dA + stacked A = %s + reductions %s",

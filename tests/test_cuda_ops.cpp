@@ -220,21 +220,28 @@ TEST_CASE("cuda embedding_forward: an exact gather, and scaled (Gemma) one round
         }
 }
 
-TEST_CASE("cuda embedding_backward: FP32 += with repeated token ids; deterministic") {
+// dtable[V, C] += dout rows at ids (scale), CUDA against the CPU and run twice for the same bits;
+// dout and dtable from seeds `seed` and seed + 1.
+static void check_embedding_backward(const vector<int32_t>& ids, int V, int C, float scale, uint64_t seed,
+                                     const std::string& what) {
     const Ops& g = cuda_backend();
+    const int N = (int)ids.size();
+    BufTwin<int32_t> tok(g, ids);
+    ActTwin dout(g, rnd((size_t)N * C, seed));
+    BufTwin<float> dtable(g, rnd((size_t)V * C, seed + 1));
+    auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C, scale); };
+    run_both(g, op);
+    expect_close(what + ": dtable", dtable, kF32Sum, C);
+    expect_deterministic(what, g, {{"dtable", &dtable}}, op);
+}
+
+TEST_CASE("cuda embedding_backward: FP32 += with repeated token ids; deterministic") {
     for (int C : {100, 577}) {
         int V = 50, N = 300;  // each id about six times
         vector<int32_t> ids = random_ints(N, 1, 0, V);
         ids[0] = 0, ids[1] = V - 1, ids[2] = ids[3] = ids[4] = 7;  // both ends of the table; a run of one id
-        BufTwin<int32_t> tok(g, ids);
-        ActTwin dout(g, rnd((size_t)N * C, 2));
-        BufTwin<float> dtable(g, rnd((size_t)V * C, 3));
         const float scale = C == 577 ? 25.298221f : 1.0f;
-        auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C, scale); };
-        run_both(g, op);
-        std::string what = strf("embedding_backward N=%d C=%d V=%d", N, C, V);
-        expect_close(what + ": dtable", dtable, kF32Sum, C);
-        expect_deterministic(what, g, {{"dtable", &dtable}}, op);
+        check_embedding_backward(ids, V, C, scale, 2, strf("embedding_backward N=%d C=%d V=%d", N, C, V));
     }
 }
 
@@ -243,20 +250,12 @@ TEST_CASE("cuda embedding_backward: FP32 += with repeated token ids; determinist
 // token would be), N not a multiple of the tile, and C past one column slice of 256, not a multiple
 // of 8 (the scalar path) and a multiple. The test above has runs straddling an edge (V 50, N 300).
 TEST_CASE("cuda embedding_backward: runs across the sort's tiles, ids of three radix digits") {
-    const Ops& g = cuda_backend();
     const int V = 70000, N = 1100;
     for (int C : {300, 264}) {
         vector<int32_t> ids = random_ints(N, 4, 0, V);
         for (int i = 0; i < 600; i++) ids[(i * 7) % N] = 12345;  // spread over the positions
         ids[1] = 69999, ids[2] = 0, ids[3] = 65536;
-        BufTwin<int32_t> tok(g, ids);
-        ActTwin dout(g, rnd((size_t)N * C, 5));
-        BufTwin<float> dtable(g, rnd((size_t)V * C, 6));
-        auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C, 1.0f); };
-        run_both(g, op);
-        std::string what = strf("embedding_backward N=%d C=%d V=%d", N, C, V);
-        expect_close(what + ": dtable", dtable, kF32Sum, C);
-        expect_deterministic(what, g, {{"dtable", &dtable}}, op);
+        check_embedding_backward(ids, V, C, 1.0f, 5, strf("embedding_backward N=%d C=%d V=%d", N, C, V));
     }
 }
 
@@ -266,7 +265,6 @@ TEST_CASE("cuda embedding_backward: runs across the sort's tiles, ids of three r
 // from edge to edge; two runs interleaved across an edge; all ids distinct; C of 8, 16, 24 and 264
 // (vector path), 300 and 513 (scalar, several column slices).
 TEST_CASE("cuda embedding_backward: tile edges (N 1, 256, 257, 512, runs from an edge, 60,000 of one id)") {
-    const Ops& g = cuda_backend();
     struct Case {
         int N, C;
         const char* kind;
@@ -288,14 +286,7 @@ TEST_CASE("cuda embedding_backward: tile edges (N 1, 256, 257, 512, runs from an
             if (kind == "pad" && i % 3) ids[i] = 0;
             if (kind == "pad60k" && i % 7) ids[i] = 0;
         }
-        BufTwin<int32_t> tok(g, ids);
-        ActTwin dout(g, rnd((size_t)N * C, 5));
-        BufTwin<float> dtable(g, rnd((size_t)V * C, 6));
-        auto op = [&](const Ops& o, On on) { o.embedding_backward(dtable[on], dout[on], tok[on], N, C, 1.5f); };
-        run_both(g, op);
-        std::string what = strf("embedding_backward %s N=%d C=%d", k.kind, N, C);
-        expect_close(what + ": dtable", dtable, kF32Sum, C);
-        expect_deterministic(what, g, {{"dtable", &dtable}}, op);
+        check_embedding_backward(ids, V, C, 1.5f, 5, strf("embedding_backward %s N=%d C=%d", k.kind, N, C));
     }
 }
 

@@ -14,6 +14,17 @@
 
 using std::vector;
 
+// A preset trained on the CUDA backend with `method`, on B rows of T tokens.
+static MemorySpec cuda_spec(const char* preset, Method method, int B = 1, int T = 512) {
+    MemorySpec s;
+    s.cfg = config_preset(preset);
+    s.method = method;
+    memory_set_backend(s, Backend::Cuda);
+    s.B = B;
+    s.T = T;
+    return s;
+}
+
 static MemorySpec rule_of_thumb(int64_t params) {
     MemorySpec s;
     s.params = params;
@@ -76,10 +87,7 @@ TEST_CASE("published: NF4 with double quantization ~4.127 bits per parameter, 4.
 }
 
 TEST_CASE("published: LLaMA-7B NF4 base ~5 GB (ours: the stored weights, 3.9 GB)") {
-    MemorySpec s;
-    s.cfg = config_preset("llama-7b");
-    s.method = Method::Qlora;
-    memory_set_backend(s, Backend::Cuda);
+    MemorySpec s = cuda_spec("llama-7b", Method::Qlora);
     MemoryEstimate e = memory_estimate(s);
     // The projections in NF4+DQ, the embeddings, LM head and norms in BF16.
     size_t proj = 0, other = 0;
@@ -238,12 +246,7 @@ TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x rec
 TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials, a row per block of rmsnorm_backward's grid, for the hidden-size norms or QK-norm, whichever is larger") {
     // qwen3-0.6b at 32 tokens: the hidden-size norms have 32 rows of 1024, a block each; the per-head
     // q norm has 512 rows of 128, 16 to a block of the short-row kernel: 32 blocks of 128 floats.
-    MemorySpec s;
-    s.cfg = config_preset("qwen3-0.6b");
-    s.method = Method::Full;
-    memory_set_backend(s, Backend::Cuda);
-    s.B = 1;
-    s.T = 32;
+    MemorySpec s = cuda_spec("qwen3-0.6b", Method::Full, 1, 32);
     const size_t cublas = (size_t)32 << 20, attention = 32 * 16 * 4;
     CHECK(rmsnorm_backward_blocks(32, 1024) == 32);
     CHECK(rmsnorm_backward_blocks(32 * 16, 128) == 32);
@@ -268,12 +271,7 @@ TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials, a row per 
 // and are its largest user at many tokens of a narrow model: smollm2-135m at 16 × 4096 tokens, 2.5 MB
 // against the norms' 1.2 MB (512 blocks of 576 floats).
 TEST_CASE("estimate, CUDA: full fine-tuning's reduce slot holds the embedding backward's scratch where it is the largest") {
-    MemorySpec s;
-    s.cfg = config_preset("smollm2-135m");
-    s.method = Method::Full;
-    memory_set_backend(s, Backend::Cuda);
-    s.B = 16;
-    s.T = 4096;
+    MemorySpec s = cuda_spec("smollm2-135m", Method::Full, 16, 4096);
     const size_t N = 16 * 4096, cublas = (size_t)32 << 20, attention = N * s.cfg.n_heads * 4;
     const size_t emb = embedding_backward_scratch_bytes(N, s.cfg.dim);
     CHECK(emb == 4 * N * 4 + 256 * (N / 256) * 4 + 2 * (N / 256) * s.cfg.dim * 4);
@@ -318,13 +316,8 @@ TEST_CASE("estimate, CUDA: the LoRA partials scratch at B·T is the most any bat
 // What ./train suggests when a run does not fit: each listed change fits, in the documented order,
 // and only changes that fit are listed.
 TEST_CASE("memory_fixes: the single changes of flags that bring a run under the capacity") {
-    MemorySpec s;
-    s.cfg = config_preset("llama-2-7b");
-    s.method = Method::Lora;
-    memory_set_backend(s, Backend::Cuda);
+    MemorySpec s = cuda_spec("llama-2-7b", Method::Lora, 6, 2048);
     s.lora.rank = 16;
-    s.B = 6;
-    s.T = 2048;
     auto total = [](MemorySpec x) { return memory_estimate(x).total(); };
     MemorySpec r = s, b3 = s, q = s, o = s;
     r.recompute = true;

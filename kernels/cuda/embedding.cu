@@ -185,12 +185,12 @@ __global__ void embedding_combine_kernel(float* dtable, const float* slots, cons
 void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, int N, int C, float scale) {
     if (N <= 0 || C <= 0) return;
     const int tiles = (int)ceil_div(N, kEmbTile);
-    char* base = (char*)cuda_scratch(Scratch::reduce, embedding_backward_scratch_bytes(N, C));
-    const size_t keys_bytes = ((size_t)N * 4 + 15) / 16 * 16;  // each part 16-byte aligned
-    int32_t *key_a = (int32_t*)base, *pos_a = (int32_t*)(base + keys_bytes);
-    int32_t *key_b = (int32_t*)(base + 2 * keys_bytes), *pos_b = (int32_t*)(base + 3 * keys_bytes);
-    int* hist = (int*)(base + 4 * keys_bytes);
-    float* slots = (float*)(base + 4 * keys_bytes + ((size_t)256 * tiles * 4 + 15) / 16 * 16);
+    const EmbeddingBackwardScratch layout = embedding_backward_scratch(N, C);
+    char* base = (char*)cuda_scratch(Scratch::reduce, layout.bytes);
+    int32_t *key_a = (int32_t*)base, *pos_a = (int32_t*)(base + layout.ids);
+    int32_t *key_b = (int32_t*)(base + 2 * layout.ids), *pos_b = (int32_t*)(base + 3 * layout.ids);
+    int* hist = (int*)(base + layout.hist);
+    float* slots = (float*)(base + layout.slots);
     // Three passes: tokens -> a -> b -> a (the first takes positions 0..N-1 as its values).
     const int32_t* in_key = tokens;
     const int32_t* in_pos = nullptr;

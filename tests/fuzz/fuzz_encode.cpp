@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "model/util.h"
 #include "tokenizer/tokenizer.h"
 
 #define CHECK_OR_TRAP(c)                                   \
@@ -30,12 +31,10 @@ struct Loaded {
 std::vector<Loaded> load_all() {
     std::vector<Loaded> out;
     auto add = [&](const char* name, const char* path, bool lossless) {
-        FILE* f = fopen(path, "rb");
-        if (!f) {
+        if (!file_exists(path)) {
             fprintf(stderr, "fuzz_encode: %s not found: %s skipped\n", path, name);
             return;
         }
-        fclose(f);
         Loaded l{name, tokenizer_load_any(path), lossless, {}};
         l.missing = tokenizer_missing_bytes(l.tok);
         out.push_back(std::move(l));
