@@ -360,16 +360,17 @@ int run(int argc, char** argv) {
     std::vector<float> params;
     if (!f.preset.empty()) {
         cfg = config_preset(f.preset);
-        model_init_random(cfg, params, f.tc.seed);
+        if (!f.check_data) model_init_random(cfg, params, f.tc.seed);
         printf("model: random %s (%s)\n", f.preset.c_str(), cfg.describe().c_str());
     } else {
         if (!file_exists(f.model))
             fail("%s: model not found. Run `make` to fetch the default model, convert yours with ./convert, or pass --preset NAME for random weights",
                  f.model.c_str());
-        model_load(f.model, cfg, params);
+        // --check-data needs the model's shape (its vocabulary), not its weights
+        if (f.check_data) cfg = model_read_config(f.model);
+        else model_load(f.model, cfg, params);
         printf("model: %s (%s)\n", f.model.c_str(), cfg.describe().c_str());
     }
-    model_init(t.model, cfg, std::move(params));
 
     Tokenizer tok;
     DataTokenizer dt = make_data_tokenizer(f, cfg, tok);
@@ -380,6 +381,7 @@ int run(int argc, char** argv) {
         check_report(report, f.data_opt, true);
         return 0;
     }
+    model_init(t.model, cfg, std::move(params));
     t.train = load_dataset(f.data, dt, f.data_opt, report);
     printf("data: %s\n", report_summary(report).c_str());
     if (!f.val_data.empty()) {

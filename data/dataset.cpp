@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <exception>
 #include <sys/stat.h>
 #include <unordered_map>
 
@@ -30,6 +31,24 @@ size_t common_prefix(const std::vector<int32_t>& a, size_t from, const std::vect
     size_t n = 0;
     while (from + n < a.size() && n < b.size() && a[from + n] == b[n]) n++;
     return n;
+}
+
+// f(0), ..., f(n - 1) on OpenMP's threads, for work whose items are independent (a conversation's
+// formatting, a document's encoding: the bulk of loading a file). An exception cannot leave an
+// OpenMP region, so the first one thrown is kept and rethrown here, as a serial loop would have.
+template <typename F>
+void parallel_for_each(size_t n, F f) {
+    std::exception_ptr first;
+#pragma omp parallel for schedule(dynamic, 16)
+    for (size_t i = 0; i < n; i++) {
+        try {
+            f(i);
+        } catch (...) {
+#pragma omp critical(parallel_for_each)
+            if (!first) first = std::current_exception();
+        }
+    }
+    if (first) std::rethrow_exception(first);
 }
 
 // A conversation's ids are those of its whole rendered text, encoded at once as Hugging Face's
@@ -89,9 +108,13 @@ Example format_conversation(const Record& r, const DataTokenizer& tok) {
 // A block's line is that of the document its first predicted token comes from.
 void cut_documents(const std::vector<const Record*>& docs, const DataTokenizer& tok, int max_seq_len,
                    std::vector<Example>& out, DataReport& report) {
+    // Documents encode independently (in parallel, see build_examples); the cutting is in order.
+    std::vector<std::vector<int32_t>> encoded(docs.size());
+    parallel_for_each(docs.size(), [&](size_t i) { encoded[i] = tok.encode(docs[i]->text, false, TextStart::Begin); });
     Example block;
-    for (const Record* d : docs) {
-        std::vector<int32_t> ids = tok.encode(d->text, false, TextStart::Begin);
+    for (size_t i = 0; i < docs.size(); i++) {
+        const Record* d = docs[i];
+        std::vector<int32_t> ids = std::move(encoded[i]);
         if (tok.bos >= 0) ids.insert(ids.begin(), tok.bos);
         ids.push_back(tok.eos);
         report.document_tokens += ids.size();
@@ -147,25 +170,38 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
     std::unordered_map<uint64_t, int> first_line;  // content hash → line of its first occurrence
     std::unordered_map<uint64_t, uint64_t> kept_key;  // a kept example's content hash → its split key
     std::unordered_map<size_t, int> first_doc;     // the same for raw documents, by their text
-    for (const Record& r : parsed.records) {
+    // Conversations are formatted in parallel, each on its own; the loop after takes them in line
+    // order, so the examples, their order and the report are a serial pass's.
+    const std::vector<Record>& records = parsed.records;
+    std::vector<Example> formatted(records.size());
+    std::vector<std::string> template_error(records.size());
+    parallel_for_each(records.size(), [&](size_t i) {
+        if (records[i].is_text()) return;
+        try {
+            formatted[i] = format_conversation(records[i], tok);
+        } catch (const std::runtime_error& err) {  // a role this chat template cannot express
+            template_error[i] = std::string("chat template: ") + err.what();
+            return;
+        }
+        // The key of the example as formatted, before the prompt loss weight and any truncation, so
+        // that neither --prompt-loss-weight nor --max-seq-len moves an example across the split.
+        formatted[i].key = content_hash(formatted[i]);
+    });
+    for (size_t i = 0; i < records.size(); i++) {
+        const Record& r = records[i];
         if (r.is_text()) {
             auto [it, fresh] = first_doc.emplace(std::hash<std::string>()(r.text), r.line);
             if (!fresh) report.duplicates.push_back({r.line, it->second});
             docs.push_back(&r);
             continue;
         }
-        Example e;
-        try {
-            e = format_conversation(r, tok);
-        } catch (const std::runtime_error& err) {  // a role this chat template cannot express
-            report.invalid.push_back({r.line, std::string("chat template: ") + err.what()});
+        if (!template_error[i].empty()) {
+            report.invalid.push_back({r.line, std::move(template_error[i])});
             continue;
         }
+        Example e = std::move(formatted[i]);
         report.conversations++;
         report.lengths.push_back((int)e.size());
-        // The key of the example as formatted, before the prompt loss weight and any truncation, so
-        // that neither --prompt-loss-weight nor --max-seq-len moves an example across the split.
-        e.key = content_hash(e);
         auto [it, fresh] = first_line.emplace(e.key, e.line);
         if (!fresh) report.duplicates.push_back({e.line, it->second});
 

@@ -3,6 +3,8 @@
 #include <doctest/doctest.h>
 
 #include <numeric>
+#include <omp.h>
+#include <stdexcept>
 
 #include "data/default_task.h"
 #include "test_data_util.h"
@@ -276,6 +278,58 @@ TEST_CASE("exact duplicates are reported with the line they repeat") {
     REQUIRE(rep.duplicates.size() == 1);
     CHECK(rep.duplicates[0] == std::make_pair(4, 1));
     CHECK(rep.lines == 3);
+}
+
+TEST_CASE("formatting runs on every thread and gives a serial pass's examples, order and report") {
+    // 600 lines of every kind: conversations of many lengths, template errors, bad JSON, duplicates
+    std::string data;
+    for (int i = 0; i < 600; i++) {
+        if (i % 13 == 5) data += R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "reasoning_content": "r"}]})";
+        else if (i % 17 == 3) data += "{bad json";
+        else if (i % 11 == 7) data += R"({"prompt": "p7", "completion": "c"})";
+        else data += R"({"prompt": ")" + std::string(i % 90 + 1, 'p') + R"(", "completion": ")" + std::to_string(i) + "\"}";
+        data += "\n";
+    }
+    const ParsedFile parsed = parse_records(data, "d.jsonl", true);
+    DataOptions opt;
+    opt.max_seq_len = 100;
+    auto run = [&](int threads, DataReport& rep) {
+        const int was = omp_get_max_threads();
+        omp_set_num_threads(threads);
+        auto ex = build_examples(parsed, byte_tokenizer(), opt, rep);
+        omp_set_num_threads(was);
+        return ex;
+    };
+    DataReport serial, parallel;
+    const std::vector<Example> a = run(1, serial), b = run(4, parallel);
+    REQUIRE(a.size() == b.size());
+    CHECK(a.size() > 400);
+    for (size_t i = 0; i < a.size(); i++) {
+        CHECK(a[i].tokens == b[i].tokens);
+        CHECK(a[i].weights == b[i].weights);
+        CHECK(a[i].line == b[i].line);
+        CHECK(a[i].key == b[i].key);
+    }
+    REQUIRE(serial.invalid.size() == parallel.invalid.size());
+    CHECK(serial.invalid.size() == 46 + 33);  // 46 template errors (i % 13 == 5), 33 bad JSON lines
+    for (size_t i = 0; i < serial.invalid.size(); i++) {
+        CHECK(serial.invalid[i].line == parallel.invalid[i].line);
+        CHECK(serial.invalid[i].what == parallel.invalid[i].what);
+    }
+    CHECK(serial.duplicates == parallel.duplicates);
+    CHECK(serial.lengths == parallel.lengths);
+    CHECK(serial.over_length == parallel.over_length);
+    CHECK(serial.supervised_tokens == parallel.supervised_tokens);
+
+    SUBCASE("an error the tokenizer throws comes out of the parallel loop, as a serial loop's would") {
+        DataTokenizer tok = byte_tokenizer();
+        tok.encode = [](std::string_view s, bool, TextStart) -> std::vector<int32_t> {
+            if (s.find("p7") != std::string_view::npos) throw std::logic_error("tokenizer broke on p7");
+            return std::vector<int32_t>(s.size(), 'x');
+        };
+        DataReport rep;
+        CHECK_THROWS_WITH_AS(build_examples(parsed, tok, opt, rep), "tokenizer broke on p7", std::logic_error);
+    }
 }
 
 TEST_CASE("the report: counts, length stats, histogram, supervised tokens") {
