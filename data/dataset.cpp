@@ -285,7 +285,10 @@ std::string report_summary(const DataReport& r) {
     if (r.documents) s += " (" + std::to_string(r.blocks) + " blocks from " + std::to_string(r.documents) + " documents)";
     s += ", " + std::to_string(r.supervised_tokens) + " supervised tokens";
     if (!r.invalid.empty()) s += "; skipped " + std::to_string(r.invalid.size()) + " invalid lines";
-    if (r.dropped_long) s += "; dropped " + std::to_string(r.dropped_long) + " over-long";
+    if (r.dropped_long)
+        s += "; dropped " + std::to_string(r.dropped_long) + " longer than --max-seq-len (up to " +
+             std::to_string(*std::max_element(r.lengths.begin(), r.lengths.end())) +
+             " tokens: raise --max-seq-len, or --truncation truncate keeps their start)";
     if (r.truncated) s += "; truncated " + std::to_string(r.truncated);
     if (!r.no_response.empty()) s += "; dropped " + std::to_string(r.no_response.size()) + " without a response token";
     if (!r.duplicates.empty()) s += "; " + std::to_string(r.duplicates.size()) + " exact duplicates";

@@ -358,6 +358,8 @@ TEST_CASE("the report: counts, length stats, histogram, supervised tokens") {
     CHECK(text.find("over --max-seq-len 48: 4 (dropped)") != std::string::npos);
     CHECK(text.find("#") != std::string::npos);
     CHECK(report_summary(rep).find("skipped 1 invalid lines") != std::string::npos);
+    CHECK(report_summary(rep).find("dropped 4 longer than --max-seq-len (up to 52 tokens: raise --max-seq-len, or "
+                                   "--truncation truncate keeps their start)") != std::string::npos);
 }
 
 TEST_CASE("split: deterministic by seed, duplicates on one side, order kept") {
