@@ -380,6 +380,10 @@ TEST_CASE("tokenizer: tokenizer.json with its side files, and what it refuses") 
     t = tokenizer_load_hf(path);
     CHECK(t.eos_id == 97);  // config.json takes precedence
     CHECK(t.bos_id == 98);
+    // transformers now saves the template as chat_template.jinja, and prefers it to tokenizer_config.json's
+    write("chat_template.jinja", "{{ '<|im_start|>system\\nBe brief.<|im_end|>\\n' }}");
+    CHECK(tokenizer_load_hf(path).chat_template.default_system == "Be brief.");
+    std::remove((dir + "/chat_template.jinja").c_str());
 
     auto load_error = [&](const std::string& text) {
         write("tokenizer.json", text);

@@ -143,6 +143,13 @@ void load_hf_side_files(Tokenizer& tok, const std::string& dir) {
             have_template = true;
         }
     }
+    // Newer transformers save the template as chat_template.jinja beside tokenizer_config.json (and
+    // no longer inside it), and prefers that file when it loads a directory.
+    const std::string jinja_path = dir + "/chat_template.jinja";
+    if (file_exists(jinja_path)) {
+        tok.chat_template = chat_template_or_plain(read_file(jinja_path), jinja_path);
+        have_template = true;
+    }
     bool chatml_tokens = false;
     for (size_t i = 0; i < tok.vocab.size() && !chatml_tokens; i++) chatml_tokens = tok.vocab[i] == "<|im_start|>";
     if (!have_template && chatml_tokens) tok.chat_template.kind = ChatTemplateKind::ChatML;
@@ -408,7 +415,9 @@ void tokenizer_fit_rows(Tokenizer& tok, size_t rows, const std::string& where, c
         if (!is_special_token(tok, (int32_t)id) || referred || in_merge[id])
             fail("%s: the tokenizer has %zu tokens but %s %zu: token %zu ('%s') is past the model's embedding rows",
                  where.c_str(), tok.vocab.size(), rows_what.c_str(), rows, id, tok.vocab[id].c_str());
-        dropped += (dropped.empty() ? "" : ", ") + tok.vocab[id];
+        // the note names the first few and the last (Gemma 3 drops 145 unused tokens)
+        const size_t n = id - rows, last = tok.vocab.size() - 1 - rows;
+        if (n < 3 || n == last) dropped += (n == 0 ? "" : n == last && n > 3 ? ", ..., " : ", ") + tok.vocab[id];
     }
     for (const auto& [a, b] : tok.merges)  // a merge that makes a dropped token
         if (int32_t id = token_id(tok, a + b); id >= (int32_t)rows)
