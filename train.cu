@@ -198,6 +198,10 @@ void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt
     const std::string tmpl = f.chat_template.empty() ? "" : " --template " + f.chat_template;  // what the data was rendered with
     printf("to use it in other tools: ./export %s%s --hf DIR (transformers) | --gguf FILE.gguf --dtype q8_0 (llama.cpp, ollama)%s\n",
            from.c_str(), tmpl.c_str(), t.cfg.method == Method::Full ? "" : " | --peft DIR (PEFT adapter)");
+    if (t.cfg.method == Method::Qlora)
+        printf("qlora: the adapter was trained on the NF4 base: --nf4 merges it into that base for --hf, --gguf and "
+               "--merge (without it, into the full-precision weights, which answer slightly differently), and "
+               "./generate --nf4 answers with it\n");
 }
 
 // The tokenizer the data is encoded with: the model's own, or raw bytes (ids 0..255, EOS 256) for
@@ -417,7 +421,8 @@ int run(int argc, char** argv) {
         lc.dropout = f.tc.lora.dropout;
         f.tc.lora = lc;
         model_set_lora(t.model, lc, std::move(adapters));
-        printf("init adapter: %s (its r, alpha and targets replace --lora-r, --lora-alpha, --lora-targets)\n",
+        printf("init adapter: %s (its r, alpha, targets and rsLoRA scaling replace --lora-r, --lora-alpha, "
+               "--lora-targets, --use-rslora)\n",
                f.init_adapter.c_str());
     } else if (f.tc.method != Method::Full) {
         model_add_lora(t.model, f.tc.lora, f.tc.seed);

@@ -45,14 +45,20 @@ size_t Model::base_bytes() const {
 }
 
 namespace {
+// The weights QLoRA stores in NF4: the seven projections of every layer.
+std::vector<size_t> base_projections(const ModelOffsets& off) {
+    std::vector<size_t> projections;
+    for (const LayerOffsets& l : off.layers)
+        for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) projections.push_back(o);
+    return projections;
+}
+
 // The NF4 base: every projection becomes an NF4 weight (made by `quantized` from its tensor), the
 // other tensors are packed into a smaller FP32 buffer (filled by `fp32`), and every offset is
 // pointed at its new home: an NF4 index (tagged) or the packed position.
 void build_nf4_base(Model& m, const std::function<NF4Weight(size_t ti)>& quantized,
                     const std::function<void(size_t ti, float* dst)>& fp32) {
-    std::vector<size_t> projections;
-    for (const LayerOffsets& l : m.off.layers)
-        for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) projections.push_back(o);
+    const std::vector<size_t> projections = base_projections(m.off);
     std::vector<size_t> new_offset(m.layout.tensors.size());
     size_t packed_total = 0, largest = 0;
     for (size_t i = 0; i < m.layout.tensors.size(); i++) {
@@ -99,6 +105,14 @@ void model_quantize_nf4(Model& m) {
             const TensorInfo& t = m.layout.tensors[i];
             std::copy(fp32.begin() + t.offset, fp32.begin() + t.offset + t.numel, dst);
         });
+}
+
+void nf4_round_trip_base(const ModelConfig& cfg, std::vector<float>& params) {
+    const std::vector<size_t> projections = base_projections(model_offsets(cfg));
+    for (const TensorInfo& t : param_layout(cfg).tensors)
+        if (std::find(projections.begin(), projections.end(), t.offset) != projections.end())
+            nf4_weight_dequantize(cpu_ops(), nf4_view(nf4_weight_quantize(cpu_ops(), params.data() + t.offset, t.numel)),
+                                  as_act(params.data() + t.offset));
 }
 
 void model_init_random_nf4(Model& m, const ModelConfig& cfg, uint64_t seed) {

@@ -89,6 +89,10 @@ void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params);
 // Stores the seven projections of every layer in NF4 (double-quantized) and drops their FP32 copy;
 // embeddings, norms and the LM head stay FP32, as bitsandbytes/PEFT keep them.
 void model_quantize_nf4(Model& m);
+// FP32 parameters (param_layout order) with each projection replaced by what its NF4 weight
+// dequantizes to: the base that a QLoRA run trained and measured its adapter on, for merging the
+// adapter into (./export --nf4). A model made of these computes what its NF4 twin computes.
+void nf4_round_trip_base(const ModelConfig& cfg, std::vector<float>& params);
 // A model of the given shape with random weights (model_init_random), method Full.
 void model_init_random(Model& m, const ModelConfig& cfg, uint64_t seed);
 // A model whose projections are random NF4 weights made directly (nf4_weight_random), the rest as

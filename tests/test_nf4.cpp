@@ -119,14 +119,16 @@ TEST_CASE("qlora: the NF4 model computes exactly what FP32 weights holding the d
     CHECK(q.base_bytes() < ref.base_bytes() + p.size() * sizeof(float) / 2);
     // ref: the same weights, round-tripped through NF4 into FP32.
     vector<float> deq = p;
-    for (const LayerOffsets& l : model_offsets(c).layers)
-        for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) {
-            const TensorInfo* t = nullptr;
-            for (const TensorInfo& ti : param_layout(c).tensors)
-                if (ti.offset == o) t = &ti;
-            NF4Weight w = nf4_weight_quantize(cpu_ops(), p.data() + o, t->numel);
-            nf4_weight_dequantize(cpu_ops(), nf4_view(w), as_act(deq.data() + o));
-        }
+    nf4_round_trip_base(c, deq);
+    size_t changed = 0;  // every projection moved, nothing else
+    for (const TensorInfo& t : param_layout(c).tensors) {
+        const bool projection = t.name.find("_proj.weight") != std::string::npos;
+        size_t moved = 0;
+        for (size_t i = t.offset; i < t.offset + t.numel; i++) moved += deq[i] != p[i];
+        CHECK_MESSAGE((moved > 0) == projection, t.name);
+        changed += moved;
+    }
+    CHECK(changed > 0);
     model_init(ref, c, deq);
     LoraConfig lc;
     lc.targets = lora_parse_targets("all");
@@ -139,6 +141,41 @@ TEST_CASE("qlora: the NF4 model computes exactly what FP32 weights holding the d
     model_logits(q, tok, 7, a.data());
     model_logits(ref, tok, 7, b.data());
     CHECK(memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+TEST_CASE("qlora: the adapter merged into the base as NF4 holds it (./export --nf4) computes what training measured") {
+    ModelConfig c = small();
+    vector<float> p;
+    model_init_random(c, p, 12);
+    Model q;
+    model_init(q, c, p);
+    model_quantize_nf4(q);
+    LoraConfig lc;
+    lc.rank = 4;
+    lc.targets = lora_parse_targets("all");
+    model_add_lora(q, lc, 3);
+    for (size_t i = 0; i < q.adapters.size(); i++) q.adapters[i] += 0.05f * Rng(i + 7).normal();
+    int32_t tok[7] = {3, 1, 4, 1, 5, 9, 2};
+    auto merged_logits = [&](bool nf4) {
+        vector<float> w = p, out(7 * c.vocab_size);
+        if (nf4) nf4_round_trip_base(c, w);
+        lora_merge(c, q.lora, q.adapters, w);
+        Model m;
+        model_init(m, c, w);
+        model_logits(m, tok, 7, out.data());
+        return out;
+    };
+    vector<float> trained(7 * c.vocab_size);
+    model_logits(q, tok, 7, trained.data());
+    auto max_diff = [&](const vector<float>& a) {
+        double d = 0;
+        for (size_t i = 0; i < a.size(); i++) d = std::max(d, (double)std::fabs(a[i] - trained[i]));
+        return d;
+    };
+    const double nf4_base = max_diff(merged_logits(true)), fp32_base = max_diff(merged_logits(false));
+    MESSAGE("merged into the NF4 round trip: " << nf4_base << ", into the FP32 base: " << fp32_base);
+    CHECK(nf4_base < 1e-5);
+    CHECK(fp32_base > 100 * nf4_base);
 }
 
 TEST_CASE("qlora: adapter gradients pass the finite-difference check and training lowers the loss") {

@@ -16,12 +16,14 @@
 #include "model/export_gguf.h"
 #include "model/export_hf.h"
 #include "model/lora_peft.h"
+#include "model/model.h"
 #include "model/weights.h"
 #include "tools/cli.h"
 
 static int run(int argc, char** argv) {
     std::string model = "models/smollm2-135m-instruct.bin", tokenizer, chat_template, lora, peft, merge, hf, gguf;
     std::string dtype = "f32", peft_base = "auto";
+    bool nf4 = false;
     Args args(argc, argv, "see ./export --help");
     while (args.next()) {
         if (args.is("--model")) model = args.value();
@@ -34,10 +36,11 @@ static int run(int argc, char** argv) {
         else if (args.is("--gguf")) gguf = args.value();
         else if (args.is("--dtype")) dtype = args.value();
         else if (args.is("--peft-base")) peft_base = args.value();
+        else if (args.is("--nf4")) nf4 = true;
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR | --gguf OUT.gguf)\n"
                    "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json|tokenizer.model] [--template NAME]\n"
-                   "                [--peft-base text|image-text]\n"
+                   "                [--peft-base text|image-text] [--nf4]\n"
                    "  --lora A     the adapter: our .lora, or a PEFT adapter directory (adapter_config.json + .safetensors)\n"
                    "  --peft DIR   the adapter as a Hugging Face PEFT adapter (needs --lora)\n"
                    "  --peft-base text|image-text  the transformers model it is for (default: image-text for Gemma 3\n"
@@ -48,6 +51,9 @@ static int run(int argc, char** argv) {
                    "  --hf DIR     the model (with the adapter merged in, if --lora) as a Hugging Face model directory:\n"
                    "               config.json, model.safetensors, tokenizer.json, tokenizer_config.json (f32 or bf16)\n"
                    "  --gguf OUT   the same as a GGUF file for llama.cpp / ollama (f32, f16, bf16 or q8_0)\n"
+                   "  --nf4        merge into the base as NF4 holds it (each projection quantized and dequantized): the\n"
+                   "               model a --method qlora run trained and evaluated; without it the adapter goes into the\n"
+                   "               full-precision weights, which answer slightly differently (--merge, --hf, --gguf)\n"
                    "  --template   chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3 or plain: the chat template to write (default:\n"
                    "               the tokenizer's; pass the one the model was trained with, if ./train had --template)\n");
             return 0;
@@ -59,6 +65,9 @@ static int run(int argc, char** argv) {
     if (!chat_template.empty() && merge.empty() && hf.empty() && gguf.empty())
         fail("--template %s is written into --merge, --hf and --gguf outputs: a --peft adapter carries no template",
              chat_template.c_str());
+    if (nf4 && merge.empty() && hf.empty() && gguf.empty())
+        fail("--nf4 changes the base weights that --merge, --hf and --gguf write: a --peft adapter holds no base (for "
+             "QLoRA's, load the base in 4-bit NF4 with double quantization, as bitsandbytes does)");
     if (lora.empty() && (!peft.empty() || !merge.empty())) fail("--peft and --merge need --lora A.lora (the adapter to export)");
     if (dtype != "f32" && dtype != "bf16" && dtype != "f16" && dtype != "q8_0") fail("--dtype %s: use f32, bf16, f16 or q8_0", dtype.c_str());
     if ((dtype == "f16" || dtype == "q8_0") && (!merge.empty() || !hf.empty()))
@@ -103,28 +112,30 @@ static int run(int argc, char** argv) {
     if (!writes_model) return 0;
     std::vector<float> params;
     model_load(model, cfg, params);
+    if (nf4) nf4_round_trip_base(cfg, params);
     if (!lora.empty()) lora_merge(cfg, lc, adapters, params);
-    const char* what = lora.empty() ? "" : " with the adapter merged in";
+    const std::string what = std::string(nf4 ? " (its projections as NF4 holds them)" : "") +
+                             (lora.empty() ? "" : " with the adapter merged in");
     // Every output carries the tokenizer: --merge as the .tok beside it, where ./train and ./generate look.
     Tokenizer tok = tokenizer_load_any(tok_in);
     if (!chat_template.empty()) tok.chat_template = chat_template_from_name(chat_template);
     if (!merge.empty()) {
         model_save(merge, cfg, params, dt);
         tokenizer_save(tok, tokenizer_beside(merge));
-        printf("wrote %s and %s: %s%s\n", merge.c_str(), tokenizer_beside(merge).c_str(), model.c_str(), what);
+        printf("wrote %s and %s: %s%s\n", merge.c_str(), tokenizer_beside(merge).c_str(), model.c_str(), what.c_str());
     }
     if (hf.empty() && gguf.empty()) return 0;
     if (!hf.empty()) {
         export_hf_dir(hf, cfg, params, tok, dt);
         printf("wrote %s: config.json, model.safetensors (%s), tokenizer.json, tokenizer_config.json: %s%s\n", hf.c_str(),
-               dtype.c_str(), model.c_str(), what);
+               dtype.c_str(), model.c_str(), what.c_str());
         if (peft_base_default(cfg) == PeftBase::image_text)  // Gemma 3 4B and up
             fprintf(stderr, "note: Gemma 3 of this size ships as an image-text model; %s is its language model alone "
                             "(Gemma3ForCausalLM: text in, text out), since the vision tower is not imported\n", hf.c_str());
     }
     if (!gguf.empty()) {
         export_gguf(gguf, cfg, params, tok, gguf_type);
-        printf("wrote %s (%s): %s%s\n", gguf.c_str(), dtype.c_str(), model.c_str(), what);
+        printf("wrote %s (%s): %s%s\n", gguf.c_str(), dtype.c_str(), model.c_str(), what.c_str());
     }
     return 0;
 }

@@ -176,7 +176,7 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
 static int run(int argc, char** argv) {
     std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl,
                 device = "auto";
-    bool raw = false, chatting = false, max_tokens_given = false, prompt_given = false;
+    bool raw = false, chatting = false, max_tokens_given = false, prompt_given = false, nf4 = false;
     DataRun data_run;
     SampleOptions so;
     so.max_new_tokens = 256;
@@ -196,6 +196,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--top-p")) so.top_p = (float)args.number_in(0, 1, true);
         else if (args.is("--seed")) so.seed = (uint64_t)args.integer();
         else if (args.is("--device")) device = args.value();
+        else if (args.is("--nf4")) nf4 = true;
         else if (args.is("--data")) data_run.data = args.value();
         else if (args.is("--out")) data_run.out = args.value();
         else if (args.is("--batch")) data_run.batch = args.integer(1);
@@ -203,11 +204,13 @@ static int run(int argc, char** argv) {
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
                    "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
-                   "       [--top-k K] [--top-p P] [--seed N] [--device auto|cpu|cuda]\n"
+                   "       [--top-k K] [--top-p P] [--seed N] [--device auto|cpu|cuda] [--nf4]\n"
                    "       ./generate [...] --data FILE.jsonl [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
                    "       ./generate [...] --chat [--system TEXT]\n"
                    "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
                    "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n"
+                   "--nf4 holds the base projections in NF4, as ./train --method qlora does: the model a QLoRA\n"
+                   "adapter was trained and evaluated on (and a quarter of the weights' memory).\n"
                    "--data answers every line of a jsonl file in the training formats (instruction/input,\n"
                    "prompt, messages or conversations; the answer field may be left out): N prompts at a time,\n"
                    "greedy unless --temperature. Each answer is written as it is done, one line\n"
@@ -256,6 +259,7 @@ static int run(int argc, char** argv) {
     model_load(model_path, cfg, params);
     Model m;
     model_init(m, cfg, std::move(params));
+    if (nf4) model_quantize_nf4(m);
     if (!lora_path.empty()) {
         LoraConfig lc;
         std::vector<float> adapters;
