@@ -172,9 +172,19 @@ StepResult trainer_step(Trainer& t) {
     double norm = grad_norm(*t.ops, t.grads.f(), t.model.num_trainable());
     if (!std::isfinite(r.loss) || !std::isfinite(norm))
         fail("step %d: the %s is %s. Lower --lr (now %g), keep --max-grad-norm on, or check the data; the weights were "
-             "not updated, so the last checkpoint is intact",
+             "not updated, so a checkpoint saved before is intact",
              t.step + 1, std::isfinite(r.loss) ? "gradient norm" : "loss", std::isnan(r.loss) || std::isnan(norm) ? "NaN" : "infinite",
              t.cfg.optim.lr);
+    // A diverged run need not reach NaN: once the residual stream's sum of squares overflows, RMSNorm
+    // scales it by 1/sqrt(inf) = 0 (as PyTorch's does), every output is the uniform guess and nothing
+    // reaches the trained weights. No live run has a gradient of exactly 0 (LoRA's B = 0 at the start
+    // still gives B a gradient), so that stops the run instead of training on for nothing.
+    if (norm == 0.0)
+        fail("step %d: the gradient is exactly 0 (loss %.4f; a uniform guess over the vocabulary is %.4f), so no step "
+             "would change the weights: the run has diverged. Lower --lr (now %g) or lengthen the warmup, and start "
+             "again (or resume from a checkpoint saved before the loss went wrong). An --init-adapter whose A and B "
+             "are both zero cannot learn either",
+             t.step + 1, r.loss, std::log((double)t.model.cfg.vocab_size), t.cfg.optim.lr);
     if (offloaded(t)) {
         // Gradients down, AdamW on the host's FP32 parameters (the masters), the result up as the
         // storage-type copy the kernels read.

@@ -439,3 +439,15 @@ TEST_CASE("a NaN loss stops the step with a message, before any weight changes")
     CHECK(memcmp(before.data(), t.model.trainable(), before.size() * sizeof(float)) == 0);
     CHECK(t.step == 1);
 }
+
+TEST_CASE("a diverged run that never reaches NaN (the residual stream's squares overflow) stops with a message") {
+    std::string dir = temp_dir("diverged");
+    Trainer t;
+    setup(t, Method::Lora, dir);
+    trainer_step(t);
+    // every RMSNorm sees a sum of squares of inf and scales by 0: the logits are 0, the gradient is 0
+    const ModelConfig& c = t.model.cfg;
+    std::fill_n(t.model.params.begin() + t.model.off.embed, (size_t)c.vocab_size * c.dim, 1e20f);
+    CHECK_THROWS_WITH(trainer_step(t), doctest::Contains("step 2: the gradient is exactly 0"));
+    CHECK(t.step == 1);
+}
