@@ -50,6 +50,27 @@ uint64_t data_hash(const Trainer& t) {
     return h;
 }
 
+// A fingerprint of the weights a run starts from (--model's, or a preset's random ones): 4096 words
+// spread over the FP32 buffer and 4096 over each NF4 weight's codes, with their sizes. It costs
+// nothing at any size, and two models of one shape (a base model and its chat tune) differ in all
+// of them, so a resume on another model is refused. (A full fine-tune's checkpoint replaces the
+// weights after trainer_init, which takes this from the --model it was given, as the first run did.)
+uint64_t base_hash(const Model& m) {
+    uint64_t h = 1469598103934665603ull;
+    auto sample = [&](const void* data, size_t bytes) {
+        const size_t words = bytes / 4, k = std::min<size_t>(words, 4096);
+        h = (h ^ bytes) * 1099511628211ull;
+        for (size_t i = 0; i < k; i++) {
+            uint32_t w;
+            std::memcpy(&w, (const char*)data + 4 * (i * words / k), 4);
+            h = (h ^ w) * 1099511628211ull;
+        }
+    };
+    sample(m.params.data(), m.params.size() * sizeof(float));
+    for (const NF4Weight& q : m.nf4) sample(q.codes.data(), q.codes.size());
+    return h;
+}
+
 // The next micro-batch in data order, moving to the next epoch when this one is used up.
 void next_micro_batch(Trainer& t, Batch& b) {
     if (t.cursor >= t.order.size()) {
@@ -131,6 +152,7 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
         t.total_steps = std::max(1, t.total_steps);
     }
     t.data_hash = data_hash(t);
+    t.base_hash = base_hash(t.model);
     if (t.cfg.optim.warmup_steps == 0 && cfg.warmup_ratio > 0)
         t.cfg.optim.warmup_steps = (int)std::ceil(cfg.warmup_ratio * t.total_steps);
     model_upload(t.model, ops, true, offloaded(t));
@@ -259,10 +281,12 @@ MemoryUse trainer_memory(const Trainer& t) {
 
 // ---- checkpoints ----
 
-// What must match to resume a run exactly: the settings, and the examples they were made into
-// ("data": a hash of every training and validation example's ids and weights).
-static std::string run_signature(const Trainer& t) {
-    return t.cfg.signature() + strf(" data=%016llx", (unsigned long long)t.data_hash);
+// What must match to resume a run exactly: the settings, the examples they were made into ("data":
+// a hash of every training and validation example's ids and weights) and the weights the run
+// started from ("base", base_hash; checkpoints of earlier builds have none).
+static std::string run_signature(const Trainer& t, bool with_base = true) {
+    return t.cfg.signature() + strf(" data=%016llx", (unsigned long long)t.data_hash) +
+           (with_base ? strf(" base=%016llx", (unsigned long long)t.base_hash) : std::string());
 }
 
 static void save_state(const std::string& path, const Trainer& t) {
@@ -302,13 +326,21 @@ static std::string signature_changes(const std::string& was, const std::string& 
         }
         return out;
     };
+    // The signature keeps enums as numbers (what old checkpoints hold); a message names them.
+    auto named = [](const std::string& key, const std::string& v) -> std::string {
+        if (key == "method" && (v == "0" || v == "1" || v == "2")) return method_name((Method)std::stoi(v));
+        if (key == "padding" && (v == "0" || v == "1")) return v == "0" ? "longest" : "max_length";
+        if ((key == "packing" || key == "rslora") && (v == "0" || v == "1")) return v == "0" ? "off" : "on";
+        return v;
+    };
     auto a = fields(was), b = fields(now);
     for (const auto& kv : b) a.emplace(kv.first, "(none)");
     std::string out;
     for (const auto& kv : a) {
         auto it = b.find(kv.first);
         const std::string& then = it == b.end() ? "(none)" : it->second;
-        if (kv.second != then) out += (out.empty() ? "" : ", ") + kv.first + ": " + kv.second + " -> " + then;
+        if (kv.second != then)
+            out += (out.empty() ? "" : ", ") + kv.first + ": " + named(kv.first, kv.second) + " -> " + named(kv.first, then);
     }
     return out;
 }
@@ -335,7 +367,8 @@ static void load_state(const std::string& path, Trainer& t) {
              "epoch where this one ends each epoch's last step early, so resuming would not continue the same run. "
              "Start a new run from its weights (--init-adapter or --model from this checkpoint) and a new --out",
              path.c_str(), t.cfg.grad_accum);
-    const std::string now = before_data ? t.cfg.signature() : run_signature(t);
+    const bool before_base = sig.find(" base=") == std::string::npos;
+    const std::string now = before_data ? t.cfg.signature() : run_signature(t, !before_base);
     if (sig != now) {
         // Training these weights on with other settings (more steps) is a new run from them.
         const std::string ckpt = fs::path(path).parent_path().string();
@@ -346,6 +379,9 @@ static void load_state(const std::string& path, Trainer& t) {
         if (changes.find("data: ") != std::string::npos)
             changes += "; data is what the data flags made of the files: --data, --val-data or --val-split, "
                        "--template, --prompt-loss-weight, --truncation, the tokenizer";
+        if (changes.find("base: ") != std::string::npos)
+            changes += "; base is a fingerprint of the weights the run started from: this checkpoint was trained "
+                       "on another model (--model or --preset)";
         fail("%s: this checkpoint was made with other settings (%s), so resuming would not continue the same run.\n"
              "  checkpoint: %s\n  now:        %s\nUse the same flags, or a new --out directory to start afresh; to "
              "train these weights on with other settings, start a new run from them (%s) and a new --out",

@@ -51,6 +51,7 @@ struct Trainer {
     size_t cursor = 0;            // next example in this epoch's order
     std::vector<size_t> order;    // this epoch's shuffled example order (from seed and epoch)
     uint64_t data_hash = 0;       // of train and val (ids and weights): a checkpoint keeps it
+    uint64_t base_hash = 0;       // a fingerprint of the weights the run started from: a checkpoint keeps it
     double tokens_seen = 0;       // non-padding tokens trained on
     // The evaluations during training (not the one before it): the lowest validation loss, its
     // step, and how many evaluations since have not beaten it. Saved in checkpoints.

@@ -198,6 +198,39 @@ TEST_CASE("a version-1 train.state (before the best evaluation was kept) still r
     CHECK(trainer_step(b).loss == trainer_step(a).loss);  // and it continues the same run
 }
 
+// Rewrites a checkpoint's settings string without `field` and what follows it, as the builds
+// before that field wrote it.
+static void drop_signature_from(const std::string& ckpt, const char* field) {
+    const std::string path = ckpt + "/train.state";
+    std::string bytes = read_file(path);
+    uint32_t sig_len;
+    memcpy(&sig_len, bytes.data() + 8, 4);
+    const std::string sig = bytes.substr(12, sig_len);
+    const size_t at = sig.find(field);
+    REQUIRE(at != std::string::npos);
+    bytes.erase(12 + at, sig_len - at);
+    const uint32_t old_len = (uint32_t)at;
+    memcpy(&bytes[8], &old_len, 4);
+    fs::remove(ckpt + "/checksums.txt");
+    FILE* f = fopen(path.c_str(), "wb");
+    fwrite(bytes.data(), 1, bytes.size(), f);
+    fclose(f);
+}
+
+TEST_CASE("a checkpoint from before the base fingerprint resumes") {
+    std::string dir = temp_dir("state-nobase");
+    Trainer a;
+    setup(a, Method::Lora, dir);
+    trainer_step(a);
+    const std::string ckpt = trainer_save_checkpoint(a);
+    drop_signature_from(ckpt, " base=");
+    Trainer b;
+    setup(b, Method::Lora, dir);
+    trainer_load_checkpoint(b, ckpt);
+    CHECK(b.step == 1);
+    CHECK(trainer_step(b).loss == trainer_step(a).loss);
+}
+
 TEST_CASE("a checkpoint from before the data hash resumes, but not with --grad-accum > 1 (steps then crossed epochs)") {
     for (int accum : {1, 2}) {
         std::string dir = temp_dir("state-nodata");
@@ -205,21 +238,8 @@ TEST_CASE("a checkpoint from before the data hash resumes, but not with --grad-a
         setup(a, Method::Lora, dir);
         a.cfg.grad_accum = accum;
         trainer_step(a);
-        const std::string ckpt = trainer_save_checkpoint(a), path = ckpt + "/train.state";
-        // The settings string without its " data=..." field, as those builds wrote it.
-        std::string bytes = read_file(path);
-        uint32_t sig_len;
-        memcpy(&sig_len, bytes.data() + 8, 4);
-        const std::string sig = bytes.substr(12, sig_len);
-        const size_t data_at = sig.find(" data=");
-        REQUIRE(data_at != std::string::npos);
-        bytes.erase(12 + data_at, sig_len - data_at);
-        const uint32_t old_len = (uint32_t)data_at;
-        memcpy(&bytes[8], &old_len, 4);
-        fs::remove(ckpt + "/checksums.txt");
-        FILE* f = fopen(path.c_str(), "wb");
-        fwrite(bytes.data(), 1, bytes.size(), f);
-        fclose(f);
+        const std::string ckpt = trainer_save_checkpoint(a);
+        drop_signature_from(ckpt, " data=");
         Trainer b;
         setup(b, Method::Lora, dir);
         b.cfg.grad_accum = accum;
@@ -243,6 +263,9 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     setup(b, Method::Lora, dir);
     b.cfg.optim.lr = 1.0f;
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("other settings"));
+    b.cfg.optim.lr = a.cfg.optim.lr;
+    b.cfg.batch.padding = Padding::max_length;  // enums are named in the message
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(padding: longest -> max_length)"));
     // Other data with the same flags (another file, prompt loss weight, template, truncation): the
     // examples differ, and so does the checkpoint's data hash.
     for (int change = 0; change < 2; change++) {
@@ -257,6 +280,15 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
         CHECK_THROWS_WITH(trainer_load_checkpoint(c, ckpt), doctest::Contains("data: "));
         CHECK_THROWS_WITH(trainer_load_checkpoint(c, ckpt), doctest::Contains("--prompt-loss-weight"));
     }
+    // The same settings and data on another model of the same shape (a base model and its chat tune)
+    Trainer other;
+    model_init_random(other.model, tiny(), 2);
+    other.train = a.train;
+    other.val = a.val;
+    model_add_lora(other.model, a.cfg.lora, a.cfg.seed);
+    trainer_init(other, a.cfg, cpu_ops());
+    CHECK_THROWS_WITH(trainer_load_checkpoint(other, ckpt), doctest::Contains("base: "));
+    CHECK_THROWS_WITH(trainer_load_checkpoint(other, ckpt), doctest::Contains("trained on another model"));
     Trainer same;
     setup(same, Method::Lora, dir);
     CHECK_NOTHROW(trainer_load_checkpoint(same, ckpt));
