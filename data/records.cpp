@@ -265,6 +265,12 @@ const std::string* record_reference(const Record& r) {
 ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl, Answers answers) {
     const char* p = path.c_str();
     if (bytes.size() >= 3 && std::memcmp(bytes.data(), "\xEF\xBB\xBF", 3) == 0) bytes.remove_prefix(3);
+    // UTF-16 (what Windows PowerShell's > writes) or UTF-32, by its byte-order mark
+    for (const auto& [bom, name] : {std::pair<std::string_view, const char*>{{"\xFF\xFE\0\0", 4}, "UTF-32LE"},
+                                    {{"\0\0\xFE\xFF", 4}, "UTF-32BE"}, {"\xFF\xFE", "UTF-16LE"}, {"\xFE\xFF", "UTF-16BE"}})
+        if (bytes.substr(0, bom.size()) == bom)
+            fail("%s: the file is %s text, not UTF-8: convert it, e.g. iconv -f %s -t UTF-8 %s > data%s", p, name,
+                 name, p, jsonl ? ".jsonl" : ".txt");
     size_t first = bytes.find_first_not_of(" \t\r\n");
     if (first == std::string_view::npos)
         fail("%s: the file is empty; expected %s", p, jsonl ? "one JSON object per line (jsonl)" : "UTF-8 text");

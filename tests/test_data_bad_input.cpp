@@ -40,6 +40,13 @@ TEST_CASE("whole-file problems fail at once, naming the file") {
     CHECK_THROWS_WITH(read_bytes(dir, "e.txt", "", opt, rep), doctest::Contains("expected UTF-8 text"));
     CHECK_THROWS_WITH(read_bytes(dir, "b.jsonl", kGood + "\n" + kGood + "\n" + std::string("\x1f\x8b\x08\0\0\x03junk", 10), opt, rep),
                       doctest::Contains("b.jsonl:3: NUL byte: this looks like a binary file"));
+    // UTF-16 (PowerShell's >) by its byte-order mark: "{" in UTF-16LE is 7B 00
+    CHECK_THROWS_WITH(read_bytes(dir, "u.jsonl", std::string("\xFF\xFE{\0\"\0", 6), opt, rep),
+                      doctest::Contains("u.jsonl: the file is UTF-16LE text, not UTF-8: convert it, e.g. iconv -f UTF-16LE -t UTF-8"));
+    CHECK_THROWS_WITH(read_bytes(dir, "u.txt", std::string("\xFE\xFF\0h\0i", 6), opt, rep),
+                      doctest::Contains("u.txt: the file is UTF-16BE text"));
+    CHECK_THROWS_WITH(read_bytes(dir, "u32.jsonl", std::string("\xFF\xFE\0\0{\0\0\0", 8), opt, rep),
+                      doctest::Contains("the file is UTF-32LE text"));
     CHECK_THROWS_WITH(read_bytes(dir, "a.json", "[\n" + kGood + ",\n" + kGood + "\n]\n", opt, rep),
                       doctest::Contains("a.json: the file is one JSON array, not jsonl"));
     CHECK_THROWS_WITH(read_bytes(dir, "l.txt", "fine\nstill fine\ncaf\xE9\n", opt, rep),
