@@ -199,6 +199,20 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
         why = std::string("expected a JSON object per line, got ") + json_type_name(v.type);
         return false;
     }
+    // A line is one record: fields of two formats would leave one of them unread.
+    const char* kinds[][2] = {{"messages", nullptr}, {"conversations", nullptr}, {"instruction", "output"},
+                              {"prompt", "completion"}, {"text", nullptr}};
+    std::string found;
+    for (const auto& k : kinds)
+        if (v.get(k[0]) || (k[1] && v.get(k[1])))
+            found += std::string(found.empty() ? "" : " and ") + "\"" + (v.get(k[0]) ? k[0] : k[1]) + "\"";
+    if (found.find(" and ") != std::string::npos) {
+        why = "fields of two record formats (" + found + "): a line is one record, keep one of them";
+        return false;
+    }
+    // A top-level "system" (Alpaca's, LLaMA-Factory's ShareGPT) opens the conversation.
+    std::string sys;
+    if (!get_string(v, "system", true, true, sys, why)) return false;
     for (const ChatLayout* lay : {&kOpenAI, &kShareGPT})
         if (const JsonValue* msgs = v.get(lay->list)) {
             // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn; we render none.
@@ -207,17 +221,23 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
                       "template here): drop the line, or the field if the conversation should be learned without them";
                 return false;
             }
-            return parse_messages(*msgs, *lay, answers, r, why);
+            if (!parse_messages(*msgs, *lay, answers, r, why)) return false;
+            if (sys.empty()) return true;
+            if (r.messages.front().role == "system") {
+                why = "a \"system\" field and a system message in \"" + std::string(lay->list) + "\": keep one";
+                return false;
+            }
+            r.messages.insert(r.messages.begin(), ChatMessage{"system", sys});
+            return true;
         }
+    if (!sys.empty()) r.messages.push_back({"system", sys});
     // The answer field, unless the caller only asks for prompts: then absent, null or "" is "none".
     const bool answer_optional = answers == Answers::optional;
     if (v.get("instruction") || v.get("output")) {
-        std::string sys, ins, in, out;
+        std::string ins, in, out;
         if (!get_string(v, "instruction", false, false, ins, why) || !get_string(v, "input", true, true, in, why) ||
-            !get_string(v, "output", answer_optional, answer_optional, out, why) ||
-            !get_string(v, "system", true, true, sys, why))
+            !get_string(v, "output", answer_optional, answer_optional, out, why))
             return false;
-        if (!sys.empty()) r.messages.push_back({"system", sys});
         r.messages.push_back({"user", instruction_prompt(ins, in)});
         if (!out.empty()) r.messages.push_back({"assistant", out});
         return true;
@@ -230,7 +250,13 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
         if (!c.empty()) r.messages.push_back({"assistant", c});
         return true;
     }
-    if (v.get("text")) return get_string(v, "text", false, false, r.text, why);
+    if (v.get("text")) {
+        if (!sys.empty()) {
+            why = "a \"system\" field beside \"text\": raw text has no conversation to open; drop it";
+            return false;
+        }
+        return get_string(v, "text", false, false, r.text, why);
+    }
     why = "no known fields: expected \"messages\", \"conversations\", \"instruction\"+\"output\", \"prompt\"+\"completion\" "
           "or \"text\"";
     if (!v.object.empty()) {

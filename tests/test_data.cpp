@@ -87,6 +87,17 @@ TEST_CASE("input, system, prompt/completion and multi-turn chat (OpenAI messages
                             R"( {"from": "assistant", "value": "ciao", "weight": 1}], "source": "x"})", 0);
     CHECK(d.tokens == c.tokens);
     CHECK(d.weights == c.weights);
+
+    // A top-level "system" (LLaMA-Factory's ShareGPT, prompt/completion) opens the conversation.
+    const std::string with_system = "<|im_start|>system\nBe brief<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                                    "<|im_start|>assistant\nhey<|im_end|>\n";
+    for (const char* line : {R"({"system": "Be brief", "conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hey"}]})",
+                             R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"}], "system": "Be brief"})",
+                             R"({"system": "Be brief", "prompt": "hi", "completion": "hey"})"}) {
+        Example e = one_example(line, 0);
+        CHECK_MESSAGE(toy_decode(e.tokens) == with_system, line);
+        CHECK(tokens_with_weight(e, 1.0f) == "hey<|im_end|>");
+    }
 }
 
 TEST_CASE("raw bytes (a model without a tokenizer): UTF-8 bytes are ids 0..255, EOS 256") {

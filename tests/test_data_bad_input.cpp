@@ -141,6 +141,21 @@ TEST_CASE("a template that cannot express a role reports the line") {
     CHECK(rep.invalid[0].what.rfind("chat template: ", 0) == 0);
 }
 
+TEST_CASE("a line of two record formats, or a system prompt given twice, is refused") {
+    ScratchDir dir;
+    CHECK(problem(dir, R"({"instruction": "a", "output": "b", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})") ==
+          "fields of two record formats (\"messages\" and \"instruction\"): a line is one record, keep one of them");
+    CHECK(problem(dir, R"({"prompt": "a", "completion": "b", "text": "c"})") ==
+          "fields of two record formats (\"prompt\" and \"text\"): a line is one record, keep one of them");
+    CHECK(problem(dir, R"({"output": "b", "completion": "c"})") ==
+          "fields of two record formats (\"output\" and \"completion\"): a line is one record, keep one of them");
+    CHECK(problem(dir, R"({"system": "s", "messages": [{"role": "system", "content": "t"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})") ==
+          "a \"system\" field and a system message in \"messages\": keep one");
+    CHECK(problem(dir, R"({"system": "s", "text": "t"})") ==
+          "a \"system\" field beside \"text\": raw text has no conversation to open; drop it");
+    CHECK(problem(dir, R"({"system": 3, "prompt": "a", "completion": "b"})") == "field \"system\": expected a string, got number");
+}
+
 TEST_CASE("reasoning_content only where the template renders it; tool calling refused") {
     ScratchDir dir;
     const std::string reasoned = R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "reasoning_content": "r"}]})";
