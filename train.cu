@@ -31,7 +31,7 @@ struct Flags {
                 val_data, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter,
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
-    bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false;
+    bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
     bool eval_samples_given = false;
     int log_every = 1, eval_samples = 32;
     TrainConfig tc;
@@ -68,7 +68,7 @@ void usage() {
         "                          (12 bytes less GPU memory per trainable parameter)\n"
         "  --stochastic-rounding   GPU: round the BF16 weights from the FP32 masters stochastically (unbiased)\n"
         "output\n"
-        "  --out DIR (out)  --save-every N  --keep-last N (2)  --eval-every N  --resume  --log-every N (1)\n"
+        "  --out DIR (out)  --save-every N  --keep-last N (2, 0 = all)  --eval-every N  --resume  --log-every N (1)\n"
         "  --overwrite             start over in an --out that holds an earlier run's checkpoints (deletes them)\n"
         "                          (Ctrl-C or SIGTERM while training: the step in progress ends, a checkpoint is\n"
         "                          saved into --out, and the same command with --resume continues)\n"
@@ -118,7 +118,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--batch-size")) tc.batch.batch_size = args.integer(1);
         else if (args.is("--grad-accum")) tc.grad_accum = args.integer(1);
         else if (args.is("--max-steps")) tc.max_steps = args.integer();
-        else if (args.is("--epochs")) tc.epochs = (float)args.number_in(0, INFINITY, true);
+        else if (args.is("--epochs")) tc.epochs = (float)args.number_in(0, 1e5, true), f.epochs_given = true;
         else if (args.is("--max-seq-len")) tc.batch.max_seq_len = args.integer();
         else if (args.is("--padding")) f.padding = args.value();
         else if (args.is("--packing")) tc.batch.packing = true;
@@ -152,6 +152,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
         fail("--val-data %s and --val-split %g both give held-out data: pass one", f.val_data.c_str(), f.val_split);
     if (tc.optim.warmup_steps > 0 && tc.warmup_ratio > 0)
         fail("--warmup-steps %d and --warmup-ratio %g both set the warmup: pass one", tc.optim.warmup_steps, tc.warmup_ratio);
+    if (f.epochs_given && tc.max_steps > 0)
+        fail("--max-steps %d and --epochs %g both set the run's length: pass one", tc.max_steps, tc.epochs);
     if (!f.init_adapter.empty() && tc.method == Method::Full)
         fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
     if (f.padding == "longest") tc.batch.padding = Padding::longest;
@@ -376,6 +378,9 @@ int run(int argc, char** argv) {
         printf("model: %s (%s)\n", f.model.c_str(), cfg.describe().c_str());
     }
 
+    if (cfg.max_seq_len > 0 && f.tc.batch.max_seq_len > cfg.max_seq_len)
+        printf("note: --max-seq-len %d is longer than the model's context of %d positions: it was never trained on "
+               "positions past that\n", f.tc.batch.max_seq_len, cfg.max_seq_len);
     Tokenizer tok;
     DataTokenizer dt = make_data_tokenizer(f, cfg, tok);
     DataReport report;
@@ -443,6 +448,9 @@ int run(int argc, char** argv) {
     printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d\n", t.total_steps,
            f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
            f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps);
+    if (t.cfg.optim.warmup_steps >= t.total_steps)
+        printf("note: the warmup (%d steps) is not shorter than the run (%d steps): the learning rate never reaches --lr %g\n",
+               t.cfg.optim.warmup_steps, t.total_steps, f.tc.optim.lr);
     if (f.tc.early_stopping > 0 && (int64_t)f.tc.eval_every * (f.tc.early_stopping + 1) > t.total_steps)
         printf("note: --early-stopping %d with --eval-every %d cannot stop this run of %d steps (it needs %d evaluations)\n",
                f.tc.early_stopping, f.tc.eval_every, t.total_steps, f.tc.early_stopping + 1);
@@ -553,9 +561,10 @@ int run(int argc, char** argv) {
     }
     if (!t.cfg.out_dir.empty()) {
         // A resumed run that had nothing left to train keeps its checkpoint as it is.
-        const bool trained = t.step > step0;
+        // (early stopping on a --save-every step has printed its save already)
+        const bool trained = t.step > step0, fresh = trained && saved_step != t.step;
         const std::string ckpt = trained ? save() : find_latest_checkpoint(t.cfg.out_dir);
-        printf("%s %s\n", trained ? "saved" : "checkpoint:", ckpt.c_str());
+        if (fresh || !trained) printf("%s %s\n", fresh ? "saved" : "checkpoint:", ckpt.c_str());
         print_export_hint(f, t, ckpt);
         if (t.cfg.keep_best && t.best_step >= 0) {
             // a run resumed with --keep-best after its best evaluation did not keep that one

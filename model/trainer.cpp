@@ -1,6 +1,7 @@
 #include "model/trainer.h"
 
 #include <algorithm>
+#include <climits>
 #include <cmath>
 #include <cstring>
 #include <filesystem>
@@ -146,10 +147,11 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
         // tenth of 10 steps would be 2; the last ceil allows for double rounding too.)
         const double epochs = std::round((double)cfg.epochs * 1e6) / 1e6;
         const double whole = std::floor(epochs), part = epochs - whole;
-        t.total_steps = 0;
-        for (uint64_t e = 0; e < (uint64_t)whole; e++) t.total_steps += epoch_steps(t, e);
-        if (part > 0) t.total_steps += (int)std::ceil(part * epoch_steps(t, (uint64_t)whole) - 1e-9);
-        t.total_steps = std::max(1, t.total_steps);
+        int64_t total = 0;
+        for (uint64_t e = 0; e < (uint64_t)whole && total <= INT_MAX; e++) total += epoch_steps(t, e);
+        if (part > 0) total += (int64_t)std::ceil(part * epoch_steps(t, (uint64_t)whole) - 1e-9);
+        if (total > INT_MAX) fail("--epochs %g makes more than %d steps: ask for fewer epochs", cfg.epochs, INT_MAX);
+        t.total_steps = std::max<int>(1, (int)total);
     }
     t.data_hash = data_hash(t);
     t.base_hash = base_hash(t.model);
@@ -506,14 +508,18 @@ static void write_checksums(const Trainer& t, const fs::path& dir) {
 static void verify_checksums(const fs::path& dir) {
     const fs::path list = dir / kChecksums;
     if (!fs::exists(list)) return;
+    const auto found = list_checkpoints(dir.parent_path().string());
+    const bool earlier = !found.empty() && found.front().first < checkpoint_step(dir);
+    const std::string what_to_do = earlier ? "delete " + dir.string() + " to resume from the checkpoint before it"
+                                           : "no earlier checkpoint is left in " + dir.parent_path().string() +
+                                                 ": start the run again (--overwrite)";
     std::istringstream in(read_file(list.string()));
     for (std::string file, hex; in >> file >> hex;) {
         const std::string path = (dir / file).string();
-        if (!file_exists(path)) fail("%s: missing (%s lists it): delete %s to resume from the checkpoint before it",
-                                     path.c_str(), list.c_str(), dir.c_str());
+        if (!file_exists(path)) fail("%s: missing (%s lists it): %s", path.c_str(), list.c_str(), what_to_do.c_str());
         if (strf("%016llx", (unsigned long long)checksum64_file(path)) != hex)
             fail("%s: does not match its checksum in %s: the file changed after it was saved (a disk or copy "
-                 "error); delete %s to resume from the checkpoint before it", path.c_str(), list.c_str(), dir.c_str());
+                 "error); %s", path.c_str(), list.c_str(), what_to_do.c_str());
     }
 }
 
@@ -521,12 +527,16 @@ std::string trainer_save_checkpoint(Trainer& t) {
     char name[32];
     snprintf(name, sizeof name, "ckpt-%08d", t.step);
     fs::path dir = fs::path(t.cfg.out_dir) / name, tmp = fs::path(t.cfg.out_dir) / (std::string(name) + ".tmp");
+    // What a save cut short left (a kill, a full disk) is never read, but holds up to a whole model
+    std::error_code ec;
+    for (const auto& e : fs::directory_iterator(t.cfg.out_dir, ec))
+        if (e.path().extension() == ".tmp" && checkpoint_step(e.path().parent_path() / e.path().stem()) >= 0)
+            fs::remove_all(e.path(), ec);
     save_weights_into(t, tmp);
     save_state((tmp / "train.state").string(), t);
     write_checksums(t, tmp);
     rename_into_place(tmp, dir);
     if (t.cfg.keep_last > 0) {
-        std::error_code ec;
         auto found = list_checkpoints(t.cfg.out_dir);
         for (size_t i = 0; i + t.cfg.keep_last < found.size(); i++) fs::remove_all(found[i].second, ec);
     }

@@ -122,9 +122,15 @@ TEST_CASE("checkpoints: keep-last prunes, a half-written .tmp directory is never
         trainer_save_checkpoint(t);
     }
     fs::create_directories(dir + "/ckpt-00000009.tmp");  // a save killed midway
+    fs::create_directories(dir + "/best.tmp");           // may be a complete best: see trainer_save_best
     CHECK(find_latest_checkpoint(dir) == dir + "/ckpt-00000003");
     CHECK(!fs::exists(dir + "/ckpt-00000002"));  // keep_last = 1
     CHECK(find_latest_checkpoint(dir + "/nothing-here") == "");
+    trainer_step(t);
+    trainer_save_checkpoint(t);  // the next save clears what the killed one left
+    CHECK(!fs::exists(dir + "/ckpt-00000009.tmp"));
+    CHECK(fs::exists(dir + "/best.tmp"));
+    CHECK(find_latest_checkpoint(dir) == dir + "/ckpt-00000004");
 }
 
 TEST_CASE("early stopping and the best evaluation: counted, kept, and carried by checkpoints") {
@@ -347,12 +353,20 @@ TEST_CASE("resume refuses a checkpoint file that changed after it was saved (che
         setup(b, Method::Lora, dir);
         INFO(file);
         CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains((path + ": does not match its checksum").c_str()));
+        // the only checkpoint: there is none before it to go back to
+        CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("no earlier checkpoint is left"));
         write_file_atomic(path, good);
     }
     Trainer c;
     setup(c, Method::Lora, dir);
     trainer_load_checkpoint(c, ckpt);  // intact again: loads
     CHECK(c.step == 1);
+    c.cfg.keep_last = 0;  // with one before it, the message says to go back to that
+    trainer_step(c);
+    const std::string second = trainer_save_checkpoint(c);
+    write_file_atomic(second + "/train.state", "x");
+    CHECK_THROWS_WITH(trainer_load_checkpoint(c, second),
+                      doctest::Contains(("delete " + second + " to resume from the checkpoint before it").c_str()));
 }
 
 // Writes `bytes` to a file and expects `load` to fail with a message containing the path and `what`.
