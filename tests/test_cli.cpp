@@ -89,7 +89,7 @@ TEST_CASE("cli: a new run refuses an --out with an earlier run's checkpoints; --
     // --resume with other settings names what differs, before it looks for weights of another method.
     Run other = s.train("--max-steps 2 --resume --method full" + out);
     CHECK(other.status == 1);
-    CHECK(has(other, "made with other settings (lr: 0.0002 -> 2e-05, method: 1 -> 0)"));
+    CHECK(has(other, "made with other settings (lr: 0.0002 -> 2e-05, method: lora -> full)"));
     CHECK(s.train("--max-steps 2 --resume --overwrite" + out).status == 1);
     // --overwrite never deletes what the new run starts from.
     Run from = s.train("--max-steps 4 --overwrite --init-adapter " + s.out("o/ckpt-00000002/adapter.lora") + out);
