@@ -363,7 +363,9 @@ void split_train_val(std::vector<Example>& train, std::vector<Example>& val, dou
         to_val[keyed[i].second] = 1;
         taken++;
     }
-    if (taken == n) fail("--val-split %g leaves nothing to train on (%zu examples)", fraction, n);
+    if (taken == n)
+        fail("--val-split %g leaves nothing to train on (%zu examples%s)", fraction, n,
+             taken > want ? ", and duplicates of an example all go to its side: the data repeats itself" : "");
     std::vector<Example> keep;
     for (size_t i = 0; i < n; i++) (to_val[i] ? val : keep).push_back(std::move(train[i]));
     train = std::move(keep);

@@ -245,7 +245,7 @@ TEST_CASE("the split: examples that truncation makes equal land on one side") {
     REQUIRE(train.size() == 40);
     CHECK(rep.truncated == 40);
     // One group: the split cannot take 20% of it without taking all of it.
-    CHECK_THROWS_WITH(split_train_val(train, val, 0.2, 42), doctest::Contains("leaves nothing to train on"));
+    CHECK_THROWS_WITH(split_train_val(train, val, 0.2, 42), doctest::Contains("leaves nothing to train on (40 examples, and duplicates of an example all go to its side"));
 }
 
 TEST_CASE("chat: the ids are the whole rendered text's even where whitespace runs across a piece boundary") {
