@@ -84,11 +84,22 @@ int main(int argc, char** argv) {
             fwrite(text.data(), 1, text.size(), stdout);
         } else {
             std::vector<int32_t> ids = encode(tok, input, special);
+            // Bytes the vocabulary has no token for (never in valid UTF-8) are dropped by encode(): say so
+            std::vector<bool> missing(256, false);
+            for (uint8_t b : tokenizer_missing_bytes(tok)) missing[b] = true;
+            size_t dropped = 0;
+            int first = -1;
+            for (unsigned char c : input)
+                if (missing[c]) dropped++, first = first < 0 ? c : first;
             for (size_t i = 0; i < ids.size(); i++) {
                 if (show) std::printf("%d\t%s\n", ids[i], quoted(decode_token(tok, ids[i])).c_str());
                 else std::printf(i ? " %d" : "%d", ids[i]);
             }
             if (!show) std::printf("\n");
+            std::fflush(stdout);
+            if (dropped)
+                std::fprintf(stderr, "note: %zu byte(s) of the input (the first 0x%02X) have no token in this vocabulary "
+                                     "and were dropped: they never occur in valid UTF-8 text\n", dropped, first);
         }
         return 0;
     });
