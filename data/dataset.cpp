@@ -296,8 +296,11 @@ std::string report_summary(const DataReport& r) {
 }
 
 void print_report(const DataReport& r, const DataOptions& opt, FILE* out) {
-    std::fprintf(out, "%s: %zu lines: %zu conversations, %zu raw documents, %zu invalid\n", r.path.c_str(), r.lines,
-                 r.conversations, r.documents, r.invalid.size());
+    if (r.documents == r.lines && r.conversations == 0 && r.invalid.empty())  // a text file (or jsonl of "text" lines)
+        std::fprintf(out, "%s: %zu raw document%s\n", r.path.c_str(), r.documents, r.documents == 1 ? "" : "s");
+    else
+        std::fprintf(out, "%s: %zu lines: %zu conversations, %zu raw documents, %zu invalid\n", r.path.c_str(), r.lines,
+                     r.conversations, r.documents, r.invalid.size());
     const size_t kShown = 20;
     for (size_t i = 0; i < r.invalid.size() && i < kShown; i++)
         std::fprintf(out, "  invalid  %s:%d: %s\n", r.path.c_str(), r.invalid[i].line, r.invalid[i].what.c_str());

@@ -24,6 +24,18 @@ Example one_example(const std::string& line, float prompt_loss_weight) {
     return ex[0];
 }
 
+// What print_report writes.
+std::string report_text(const DataReport& rep, const DataOptions& opt) {
+    char* buf = nullptr;
+    size_t len = 0;
+    FILE* f = open_memstream(&buf, &len);
+    print_report(rep, opt, f);
+    std::fclose(f);
+    std::string text(buf, len);
+    std::free(buf);
+    return text;
+}
+
 }  // namespace
 
 TEST_CASE("instruction line: response and its end-of-turn weigh 1, the prompt 0") {
@@ -110,6 +122,7 @@ TEST_CASE("raw bytes (a model without a tokenizer): UTF-8 bytes are ids 0..255, 
     auto ex = read_dataset(dir.write("t.txt", "caf\xc3\xa9 \xe2\x86\x92 x\n"), raw_byte_data_tokenizer(ChatTemplate{}), opt, rep);
     REQUIRE(ex.size() == 1);
     CHECK(ex[0].tokens == std::vector<int32_t>{'c', 'a', 'f', 0xC3, 0xA9, ' ', 0xE2, 0x86, 0x92, ' ', 'x', '\n', 256});
+    CHECK(report_text(rep, opt).rfind(dir.path + "/t.txt: 1 raw document\n", 0) == 0);  // not "1 lines"
 }
 
 TEST_CASE("raw text: documents joined with EOS and cut into blocks, every token supervised") {
@@ -356,13 +369,7 @@ TEST_CASE("the report: counts, length stats, histogram, supervised tokens") {
     CHECK(ex.size() == 26);
     CHECK(rep.supervised_tokens == 52);  // "c<|im_end|>" in each
     CHECK(rep.weight_sum == 52.0);
-    char* buf = nullptr;
-    size_t len = 0;
-    FILE* f = open_memstream(&buf, &len);
-    print_report(rep, opt, f);
-    std::fclose(f);
-    std::string text(buf, len);
-    std::free(buf);
+    const std::string text = report_text(rep, opt);
     CHECK(text.find("31 lines: 30 conversations, 0 raw documents, 1 invalid") != std::string::npos);
     CHECK(text.find("d.jsonl:31: bad JSON: column 2") != std::string::npos);
     CHECK(text.find("min 23  mean 37.5  p50 37  p90 49  p99 52  max 52") != std::string::npos);

@@ -98,7 +98,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--model")) model = args.value();
         else if (args.is("--params")) {
             double p = args.number();
-            if (!(p >= 1)) fail("--params %g: expected a parameter count such as 13e9", p);
+            if (!(p >= 1 && p <= 1e15)) fail("--params %g: expected a parameter count such as 13e9 (at most 1e15)", p);
             s.params = (int64_t)p;
         } else if (shape.parse(args)) continue;
         else if (args.is("--method")) method = args.value();
