@@ -364,6 +364,7 @@ int run(int argc, char** argv) {
     Trainer t;
     ModelConfig cfg;
     std::vector<float> params;
+    double quantized_in = -1;  // --method qlora: seconds the base took to quantize (-1: not yet)
     if (!f.preset.empty()) {
         cfg = config_preset(f.preset);
         if (!f.check_data) model_init_random(cfg, params, f.tc.seed);
@@ -373,8 +374,16 @@ int run(int argc, char** argv) {
             fail("%s: model not found. Run `make` to fetch the default model, convert yours with ./convert, or pass --preset NAME for random weights",
                  f.model.c_str());
         // --check-data needs the model's shape (its vocabulary), not its weights
-        if (f.check_data) cfg = model_read_config(f.model);
-        else model_load(f.model, cfg, params);
+        if (f.check_data) {
+            cfg = model_read_config(f.model);
+        } else if (f.tc.method == Method::Qlora) {  // read into NF4 a projection at a time: never whole in FP32
+            const double q0 = now_seconds();
+            model_load_nf4(t.model, f.model);
+            quantized_in = now_seconds() - q0;
+            cfg = t.model.cfg;
+        } else {
+            model_load(f.model, cfg, params);
+        }
         printf("model: %s (%s)\n", f.model.c_str(), cfg.describe().c_str());
     }
 
@@ -390,7 +399,7 @@ int run(int argc, char** argv) {
         check_report(report, f.data_opt, true);
         return 0;
     }
-    model_init(t.model, cfg, std::move(params));
+    if (t.model.nf4.empty()) model_init(t.model, cfg, std::move(params));
     t.train = load_dataset(f.data, dt, f.data_opt, report);
     printf("data: %s\n", report_summary(report).c_str());
     if (!f.val_data.empty()) {
@@ -412,10 +421,13 @@ int run(int argc, char** argv) {
         printf("note: --keep-best without --eval-every compares only the final evaluation: OUT/best/ will be the last weights\n");
 
     if (f.tc.method == Method::Qlora) {
-        double q0 = now_seconds();
-        model_quantize_nf4(t.model);
+        if (quantized_in < 0) {  // a --preset's random weights
+            const double q0 = now_seconds();
+            model_quantize_nf4(t.model);
+            quantized_in = now_seconds() - q0;
+        }
         printf("qlora: base projections quantized to NF4 with double-quantized scales in %.1fs (%s for the base)\n",
-               now_seconds() - q0, fmt_bytes(t.model.base_bytes()).c_str());
+               quantized_in, fmt_bytes(t.model.base_bytes()).c_str());
     }
     if (!f.init_adapter.empty()) {
         // The adapter fixes the shape of what is trained (rank, alpha, rsLoRA, targets); dropout is

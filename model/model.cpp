@@ -107,6 +107,22 @@ void model_quantize_nf4(Model& m) {
         });
 }
 
+void model_load_nf4(Model& m, const std::string& path) {
+    const ModelFile mf(path);
+    m = Model{};
+    m.cfg = mf.cfg;
+    m.layout = mf.layout;
+    m.off = model_offsets(mf.cfg);
+    std::vector<float> tmp;  // one projection in FP32 at a time
+    build_nf4_base(
+        m, [&](size_t i) {
+            tmp.resize(mf.layout.tensors[i].numel);
+            mf.read(i, tmp.data());
+            return nf4_weight_quantize(cpu_ops(), tmp.data(), tmp.size());
+        },
+        [&](size_t i, float* dst) { mf.read(i, dst); });
+}
+
 void nf4_round_trip_base(const ModelConfig& cfg, std::vector<float>& params) {
     const std::vector<size_t> projections = base_projections(model_offsets(cfg));
     for (const TensorInfo& t : param_layout(cfg).tensors)

@@ -89,6 +89,10 @@ void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params);
 // Stores the seven projections of every layer in NF4 (double-quantized) and drops their FP32 copy;
 // embeddings, norms and the LM head stay FP32, as bitsandbytes/PEFT keep them.
 void model_quantize_nf4(Model& m);
+// model_load + model_init + model_quantize_nf4 (the same model, bit for bit) without ever holding
+// the FP32 projections: each is read from the file and quantized in turn. Host memory is the NF4
+// base plus the other tensors (a 65B model: about 36 GB instead of 260 GB of FP32).
+void model_load_nf4(Model& m, const std::string& path);
 // FP32 parameters (param_layout order) with each projection replaced by what its NF4 weight
 // dequantizes to: the base that a QLoRA run trained and measured its adapter on, for merging the
 // adapter into (./export --nf4). A model made of these computes what its NF4 twin computes.

@@ -215,9 +215,9 @@ ModelConfig model_read_config(const std::string& path) {
     return cfg;
 }
 
-void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params) {
-    ByteReader r(path, read_file(path));
-    DType dtype;
+ModelFile::ModelFile(const std::string& path) : file(path) {
+    // The header is a few hundred bytes (model_read_config reads 256)
+    ByteReader r(path, std::string((const char*)file.data, std::min<size_t>(file.size, 4096)));
     uint32_t n_tensors;
     read_header(r, cfg, dtype, n_tensors);
     // Sizes from the header are checked against the file before anything is allocated for them: the
@@ -227,29 +227,41 @@ void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& p
     const size_t needed = base + (size_t)cfg.n_layers * per_layer;
     if (n_tensors != needed)
         fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(), needed);
-    if ((uint64_t)(n_tensors - 1) * kAlign > r.remaining())
+    if ((uint64_t)(n_tensors - 1) * kAlign > file.size - r.pos)
         fail("%s: file is truncated: its %u tensors need more than the %zu bytes after the header", path.c_str(),
-             n_tensors, r.remaining());
-    ParamLayout L = param_layout(cfg);
-    // Tensors are read in order, so a truncated file names the first tensor that is cut; the buffer
-    // grows tensor by tensor, only for what the file holds (one allocation when it holds them all).
-    size_t esize = dtype == DType::F32 ? 4 : 2;
-    params.clear();
-    if (L.total <= r.remaining() / esize) params.reserve(L.total);
-    for (const TensorInfo& t : L.tensors) {
-        r.align(kAlign, t.name.c_str());
-        r.need(t.numel * esize, t.name.c_str());
-        params.resize(t.offset + t.numel);
-        float* dst = params.data() + t.offset;
-        if (dtype == DType::F32) {
-            r.read(dst, t.numel * esize, t.name.c_str());
-        } else {
-            const uint16_t* src = (const uint16_t*)(r.data.data() + r.pos);
-            for (size_t i = 0; i < t.numel; i++) dst[i] = bf16_to_f32(src[i]);
-            r.pos += t.numel * esize;
-        }
+             n_tensors, file.size - r.pos);
+    layout = param_layout(cfg);
+    const size_t esize = dtype == DType::F32 ? 4 : 2;
+    size_t pos = r.pos;
+    for (const TensorInfo& t : layout.tensors) {
+        pos = (pos + kAlign - 1) / kAlign * kAlign;
+        if (pos > file.size) fail("%s: file is truncated before %s", path.c_str(), t.name.c_str());
+        if (t.numel > (file.size - pos) / esize)
+            fail("%s: file is truncated: %s needs %zu bytes at offset %zu but only %zu remain", path.c_str(),
+                 t.name.c_str(), t.numel * esize, pos, file.size - pos);
+        at.push_back(pos);
+        pos += t.numel * esize;
     }
-    if (r.remaining() != 0) fail("%s: %zu unexpected bytes after the last tensor (wrong shapes?)", path.c_str(), r.remaining());
+    if (pos != file.size) fail("%s: %zu unexpected bytes after the last tensor (wrong shapes?)", path.c_str(), file.size - pos);
+}
+
+void ModelFile::read(size_t ti, float* dst) const {
+    const TensorInfo& t = layout.tensors[ti];
+    const uint8_t* src = file.data + at[ti];
+    if (dtype == DType::F32) {
+        std::memcpy(dst, src, t.numel * sizeof(float));
+        return;
+    }
+    const uint16_t* h = (const uint16_t*)src;  // 64-byte aligned in the file, and so in the mapping
+    #pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < t.numel; i++) dst[i] = bf16_to_f32(h[i]);
+}
+
+void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params) {
+    const ModelFile mf(path);
+    cfg = mf.cfg;
+    params.resize(mf.layout.total);
+    for (size_t i = 0; i < mf.layout.tensors.size(); i++) mf.read(i, params.data() + mf.layout.tensors[i].offset);
 }
 
 void init_random_tensor(const TensorInfo& t, size_t ti, float* p, uint64_t seed) {

@@ -27,6 +27,7 @@
 #include <vector>
 
 #include "model/config.h"
+#include "model/mapped_file.h"
 
 enum class DType : uint32_t { F32 = 0, BF16 = 1 };
 
@@ -78,6 +79,19 @@ ModelOffsets model_offsets(const ModelConfig& cfg);
 uint32_t model_file_version(const ModelConfig& cfg);
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype);
 void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params);
+// A model .bin opened for reading tensor by tensor: the header read and every tensor's place checked
+// against the file's size (a truncated file names the first tensor it cuts, trailing bytes fail)
+// before anything is allocated, the tensors mapped, not copied. model_load reads them all; the
+// QLoRA loader (model_load_nf4) quantizes one at a time, so a 65B model is never whole in FP32.
+struct ModelFile {
+    MappedFile file;
+    ModelConfig cfg;
+    ParamLayout layout;
+    DType dtype = DType::F32;
+    std::vector<size_t> at;  // each tensor's byte offset in the file, layout order
+    explicit ModelFile(const std::string& path);
+    void read(size_t ti, float* dst) const;  // tensor ti (layout.tensors[ti]) as FP32
+};
 // Only the header: for tools that need the shape (memory estimator, adapters).
 ModelConfig model_read_config(const std::string& path);
 

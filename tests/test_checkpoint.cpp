@@ -11,12 +11,6 @@
 using std::vector;
 namespace fs = std::filesystem;
 
-static std::string temp_dir(const char* name) {
-    fs::path p = fs::temp_directory_path() / (std::string("llmtrain-test-") + name);
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p.string();
-}
 
 static ModelConfig tiny() {
     ModelConfig c = config_preset("tiny");

@@ -197,13 +197,6 @@ void check_poisoned_workspace(const Ops& ops, int head_dim, int variant) {
         }
 }
 
-std::string temp_dir(const char* name) {
-    fs::path p = fs::temp_directory_path() / (std::string("llmtrain-cuda-test-") + name);
-    fs::remove_all(p);
-    fs::create_directories(p);
-    return p.string();
-}
-
 }  // namespace
 
 // The same promise on the CPU oracle (here, beside its CUDA twin below, for the shared helpers).
@@ -292,7 +285,7 @@ TEST_CASE("cuda model: 10 steps equal 4 steps + checkpoint + resume 6 steps, bit
     };
     vector<double> nearest_lora;
     for (Run r : {Run{Method::Lora, false, 0.1f}, Run{Method::Qlora, false, 0.0f}, Run{Method::Lora, true, 0.1f}}) {
-        std::string dir = temp_dir((std::string(method_name(r.method)) + (r.sr ? "_sr" : "")).c_str());
+        std::string dir = temp_dir(std::string("cuda-") + method_name(r.method) + (r.sr ? "_sr" : ""));
         Trainer full;
         setup(full, gpu(), r.method, 64, false, dir + "/a", false, r.sr, "all", r.dropout);
         vector<double> losses;
@@ -345,7 +338,7 @@ TEST_CASE("cuda model: --stochastic-rounding draws new bits every step") {
 }
 
 TEST_CASE("cuda model: --offload-optimizer runs AdamW on the host, as on the GPU, and resumes bit for bit") {
-    std::string dir = temp_dir("offload");
+    std::string dir = temp_dir("cuda-offload");
     Trainer on_gpu, offloaded, both;
     // The host's AdamW uploads its result rounded to nearest: no stochastic rounding there.
     CHECK_THROWS_WITH(setup(both, gpu(), Method::Lora, 64, false, "", true, true),

@@ -143,6 +143,38 @@ TEST_CASE("qlora: the NF4 model computes exactly what FP32 weights holding the d
     CHECK(memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
+TEST_CASE("qlora: a model file streamed into NF4 (model_load_nf4) is the model loaded whole and quantized") {
+    ModelConfig c = small();
+    vector<float> p;
+    model_init_random(c, p, 5);
+    const std::string dir = temp_dir("nf4-load");
+    for (DType dt : {DType::F32, DType::BF16}) {
+        const std::string path = dir + "/m.bin";
+        model_save(path, c, p, dt);
+        Model whole, streamed;
+        ModelConfig loaded;
+        vector<float> w;
+        model_load(path, loaded, w);
+        model_init(whole, loaded, w);
+        model_quantize_nf4(whole);
+        model_load_nf4(streamed, path);
+        CHECK(streamed.cfg.hash() == whole.cfg.hash());
+        CHECK(streamed.method == whole.method);
+        CHECK(streamed.params == whole.params);
+        CHECK(streamed.dequant.size() == whole.dequant.size());
+        REQUIRE(streamed.nf4.size() == whole.nf4.size());
+        for (size_t i = 0; i < whole.nf4.size(); i++) {
+            CHECK(streamed.nf4[i].codes == whole.nf4[i].codes);
+            CHECK(streamed.nf4[i].qabsmax == whole.nf4[i].qabsmax);
+            CHECK(streamed.nf4[i].qscale == whole.nf4[i].qscale);
+            CHECK(streamed.nf4[i].offset == whole.nf4[i].offset);
+        }
+        const LayerOffsets& a = whole.off.layers[1], &b = streamed.off.layers[1];
+        CHECK(a.wq == b.wq);  // the same tagged NF4 indices and packed offsets
+        CHECK(a.attn_norm == b.attn_norm);
+    }
+}
+
 TEST_CASE("qlora: the adapter merged into the base as NF4 holds it (./export --nf4) computes what training measured") {
     ModelConfig c = small();
     vector<float> p;

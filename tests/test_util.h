@@ -4,6 +4,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <filesystem>
 #include <functional>
 #include <stdexcept>
 #include <string>
@@ -21,6 +22,14 @@ template <class F> std::string error_of(F f) {
         return e.what();
     }
     return "";
+}
+
+// A fresh, empty directory /tmp/llmtrain-test-NAME for the files a test writes.
+inline std::string temp_dir(const std::string& name) {
+    const std::filesystem::path p = std::filesystem::temp_directory_path() / ("llmtrain-test-" + name);
+    std::filesystem::remove_all(p);
+    std::filesystem::create_directories(p);
+    return p.string();
 }
 
 inline bool contains(const std::string& s, const std::string& part) { return s.find(part) != std::string::npos; }

@@ -255,11 +255,14 @@ static int run(int argc, char** argv) {
     if (same_file(data_run.out, data_run.data))
         fail("--out %s is the --data file: the answers would replace the prompts; write them elsewhere",
              data_run.out.c_str());
-    std::vector<float> params;
-    model_load(model_path, cfg, params);
     Model m;
-    model_init(m, cfg, std::move(params));
-    if (nf4) model_quantize_nf4(m);
+    if (nf4) {
+        model_load_nf4(m, model_path);
+    } else {
+        std::vector<float> params;
+        model_load(model_path, cfg, params);
+        model_init(m, cfg, std::move(params));
+    }
     if (!lora_path.empty()) {
         LoraConfig lc;
         std::vector<float> adapters;
