@@ -152,8 +152,9 @@ void parse_flags(int argc, char** argv, Flags& f) {
         fail("--val-data %s and --val-split %g both give held-out data: pass one", f.val_data.c_str(), f.val_split);
     if (tc.optim.warmup_steps > 0 && tc.warmup_ratio > 0)
         fail("--warmup-steps %d and --warmup-ratio %g both set the warmup: pass one", tc.optim.warmup_steps, tc.warmup_ratio);
+    // (both are allowed, as transformers' Trainer allows them: runs started so must resume)
     if (f.epochs_given && tc.max_steps > 0)
-        fail("--max-steps %d and --epochs %g both set the run's length: pass one", tc.max_steps, tc.epochs);
+        printf("note: --max-steps %d sets the run's length: --epochs %g is ignored\n", tc.max_steps, tc.epochs);
     if (!f.init_adapter.empty() && tc.method == Method::Full)
         fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
     if (f.padding == "longest") tc.batch.padding = Padding::longest;

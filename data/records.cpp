@@ -199,15 +199,16 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
         why = std::string("expected a JSON object per line, got ") + json_type_name(v.type);
         return false;
     }
-    // A line is one record: fields of two formats would leave one of them unread.
-    const char* kinds[][2] = {{"messages", nullptr}, {"conversations", nullptr}, {"instruction", "output"},
-                              {"prompt", "completion"}, {"text", nullptr}};
+    // A line is one conversation: two ways of giving it would leave one unread. Fields that repeat
+    // it are not that: UltraChat's and no_robots' "prompt" (the first user turn) beside "messages",
+    // Alpaca's "text" (the rendered example) beside "instruction", so "prompt" counts only with
+    // "completion" and "text" only alone.
     std::string found;
-    for (const auto& k : kinds)
-        if (v.get(k[0]) || (k[1] && v.get(k[1])))
-            found += std::string(found.empty() ? "" : " and ") + "\"" + (v.get(k[0]) ? k[0] : k[1]) + "\"";
+    for (const char* kind : {"messages", "conversations", "instruction", "output", "completion"})
+        if (v.get(kind) && !(std::string(kind) == "output" && v.get("instruction")))
+            found += std::string(found.empty() ? "" : " and ") + "\"" + kind + "\"";
     if (found.find(" and ") != std::string::npos) {
-        why = "fields of two record formats (" + found + "): a line is one record, keep one of them";
+        why = "fields of two record formats (" + found + "): a line is one conversation, keep one of them";
         return false;
     }
     // A top-level "system" (Alpaca's, LLaMA-Factory's ShareGPT) opens the conversation.

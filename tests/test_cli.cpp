@@ -132,7 +132,6 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
                    Case{"--eps 0", "flag --eps: 0 is out of range"},
                    Case{"--epochs 0", "flag --epochs: 0 is out of range"},
                    Case{"--epochs 1e9", "flag --epochs: 1e9 is out of range: expected a number in (0, 100000]"},
-                   Case{"--epochs 2 --max-steps 5", "--max-steps 5 and --epochs 2 both set the run's length: pass one"},
                    Case{"--val-split -0.1", "flag --val-split: -0.1 is out of range: expected a number in [0, 1)"},
                    Case{"--warmup-ratio 2", "flag --warmup-ratio: 2 is out of range"},
                    Case{"--min-lr-ratio 5", "flag --min-lr-ratio: 5 is out of range"},
@@ -145,6 +144,11 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
         CHECK(r.status == 1);
         CHECK(has(r, c.says));
     }
+    Run both = s.train("--epochs 2 --max-steps 5 --dry-run");  // as transformers allows: max steps win
+    INFO(both.out);
+    CHECK(both.status == 0);
+    CHECK(has(both, "note: --max-steps 5 sets the run's length: --epochs 2 is ignored"));
+    CHECK(has(both, "steps: 5 "));
 }
 
 TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the merged model") {

@@ -144,11 +144,18 @@ TEST_CASE("a template that cannot express a role reports the line") {
 TEST_CASE("a line of two record formats, or a system prompt given twice, is refused") {
     ScratchDir dir;
     CHECK(problem(dir, R"({"instruction": "a", "output": "b", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})") ==
-          "fields of two record formats (\"messages\" and \"instruction\"): a line is one record, keep one of them");
-    CHECK(problem(dir, R"({"prompt": "a", "completion": "b", "text": "c"})") ==
-          "fields of two record formats (\"prompt\" and \"text\"): a line is one record, keep one of them");
+          "fields of two record formats (\"messages\" and \"instruction\"): a line is one conversation, keep one of them");
     CHECK(problem(dir, R"({"output": "b", "completion": "c"})") ==
-          "fields of two record formats (\"output\" and \"completion\"): a line is one record, keep one of them");
+          "fields of two record formats (\"output\" and \"completion\"): a line is one conversation, keep one of them");
+    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}], "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})") ==
+          "fields of two record formats (\"messages\" and \"conversations\"): a line is one conversation, keep one of them");
+    // Fields that repeat the conversation are no second one: UltraChat's and no_robots' "prompt"
+    // beside "messages", Alpaca's rendered "text" beside "instruction" or a completion
+    size_t n = 0;
+    CHECK(problems(dir, R"({"prompt": "a", "prompt_id": "x", "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})" "\n"
+                        R"({"instruction": "a", "input": "", "output": "b", "text": "Below is an instruction... a ... b"})" "\n"
+                        R"({"prompt": "a", "completion": "b", "text": "ab"})" "\n", &n).empty());
+    CHECK(n == 3);
     CHECK(problem(dir, R"({"system": "s", "messages": [{"role": "system", "content": "t"}, {"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})") ==
           "a \"system\" field and a system message in \"messages\": keep one");
     CHECK(problem(dir, R"({"system": "s", "text": "t"})") ==
