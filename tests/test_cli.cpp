@@ -213,6 +213,13 @@ TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the 
     Run raw_empty = run("./generate --model " + s.out("run.v2/merged") + " --raw --prompt '' < /dev/null");
     CHECK(raw_empty.status == 1);
     CHECK(has(raw_empty, "no token to continue from"));
+    // As transformers reads them: special-token text in a --raw prompt is those tokens (<|im_start|>
+    // user \n hi, not 7 pieces of "<|im_start|>"), and --system '' is an empty system turn, which
+    // replaces the template's default system prompt (SmolLM2's: 31 tokens with it, 15 with an empty one)
+    Run raw_special = run("printf '<|im_start|>user\\nhi' | ./generate --model " + s.out("run.v2/merged") + " --raw --max-tokens 1");
+    CHECK(has(raw_special, "[4 prompt tokens"));
+    Run empty_system = run("./generate --model " + s.out("run.v2/merged") + " --system '' --prompt hi --max-tokens 1");
+    CHECK(has(empty_system, "[15 prompt tokens"));
 }
 
 TEST_CASE("cli: ./init_model's shape flags carry Gemma's scales along; ./convert -o names files, not a folder") {

@@ -12,6 +12,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <optional>
 #include <stdexcept>
 #include <string>
 
@@ -127,12 +128,12 @@ std::vector<int32_t> stream_answer(const Model& m, const Tokenizer& tok, const s
 
 // --chat: a conversation on stdin, one user message per line, each answer streamed and kept in the
 // conversation; its oldest exchanges are dropped when it outgrows the model's context.
-void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const std::string& system,
+void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const std::optional<std::string>& system,
           const SampleOptions& so, const Ops& ops) {
     std::vector<ChatMessage> conversation;
-    if (!system.empty()) conversation.push_back({"system", system});
-    if (!system.empty() && m.cfg.max_seq_len > 0) {  // else every message would be refused as too long
-        const size_t n = encode_prompt(tok, ct, {{"system", system}, {"user", ""}}).size();
+    if (system) conversation.push_back({"system", *system});
+    if (system && m.cfg.max_seq_len > 0) {  // else every message would be refused as too long
+        const size_t n = encode_prompt(tok, ct, {{"system", *system}, {"user", ""}}).size();
         if ((int)n + so.max_new_tokens > m.cfg.max_seq_len)
             fail("--system: the system prompt makes a prompt of %zu tokens before any message; with --max-tokens %d "
                  "that is more than the model's context of %d: shorten it or lower --max-tokens", n, so.max_new_tokens,
@@ -148,7 +149,7 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
         if (line.find_first_not_of(" \t") == std::string::npos) continue;
         if (line == "/exit") break;
         if (line == "/reset") {
-            conversation.resize(system.empty() ? 0 : 1);
+            conversation.resize(system ? 1 : 0);
             continue;
         }
         conversation.push_back({"user", line});
@@ -174,8 +175,8 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
 }  // namespace
 
 static int run(int argc, char** argv) {
-    std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, system, tmpl,
-                device = "auto";
+    std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, tmpl, device = "auto";
+    std::optional<std::string> system;  // given, even empty: an empty system turn replaces the template's default
     bool raw = false, chatting = false, max_tokens_given = false, prompt_given = false, nf4 = false;
     DataRun data_run;
     SampleOptions so;
@@ -204,11 +205,14 @@ static int run(int argc, char** argv) {
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
                    "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
-                   "       [--top-k K] [--top-p P] [--seed N] [--device auto|cpu|cuda] [--nf4]\n"
+                   "       [--top-k K] [--top-p P] [--seed N (0: the same draws each run)] [--device auto|cpu|cuda] [--nf4]\n"
                    "       ./generate [...] --data FILE.jsonl [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
                    "       ./generate [...] --chat [--system TEXT]\n"
                    "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
                    "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n"
+                   "--raw continues the prompt as it is, without the chat template; special-token text in it\n"
+                   "(<|im_start|>) is read as those tokens, as transformers' tokenizer reads it. --system \"\"\n"
+                   "is an empty system turn, which replaces the template's default system prompt.\n"
                    "--nf4 holds the base projections in NF4, as ./train --method qlora does: the model a QLoRA\n"
                    "adapter was trained and evaluated on (and a quarter of the weights' memory).\n"
                    "--data answers every line of a jsonl file in the training formats (instruction/input,\n"
@@ -223,10 +227,10 @@ static int run(int argc, char** argv) {
             return 0;
         } else args.unknown();
     }
-    if (!data_run.data.empty() && (prompt_given || !system.empty() || raw || chatting))
+    if (!data_run.data.empty() && (prompt_given || system || raw || chatting))
         fail("--data answers the conversations of a file: --prompt, --system, --raw and --chat are for one prompt");
     if (chatting && (prompt_given || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
-    if (raw && (!system.empty() || !tmpl.empty()))
+    if (raw && (system || !tmpl.empty()))
         fail("--raw continues the text as it is, without the chat template: drop --system and --template");
     if (data_run.data.empty() && !chatting && !prompt_given) {
         char buf[4096];
@@ -284,11 +288,13 @@ static int run(int argc, char** argv) {
     std::string text = prompt;
     if (!raw) {
         std::vector<ChatMessage> msgs;
-        if (!system.empty()) msgs.push_back({"system", system});
+        if (system) msgs.push_back({"system", *system});
         msgs.push_back({"user", prompt});
         text = chat_render(ct, msgs, true);
     }
-    const std::vector<int32_t> ids = encode_with_bos(tok, text, !raw);
+    // Special-token text in a --raw prompt (a template written by hand) is those tokens, as
+    // transformers' tokenizer reads it
+    const std::vector<int32_t> ids = encode_with_bos(tok, text, true);
     if (ids.empty()) fail("--raw with an empty prompt: there is no token to continue from (this tokenizer adds no BOS)");
     if (cfg.max_seq_len > 0 && (int)ids.size() + so.max_new_tokens > cfg.max_seq_len)
         fail("the prompt is %zu tokens, and with --max-tokens %d that is %zu positions, more than the model's context "
