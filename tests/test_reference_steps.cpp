@@ -1,6 +1,6 @@
 // Our trainer against the one users compare it with: three training steps of transformers (+ peft)
-// + torch.optim.AdamW on the tiny Llama (tests/fixtures/train/gen_train_steps.py), replayed on the
-// CPU backend from the same weights and data. Each step's loss, gradient norm and learning rate,
+// + torch.optim.AdamW on the tiny Llama, Gemma 3 and Qwen3 (tests/fixtures/train/gen_train_steps.py),
+// replayed on the CPU backend from the same weights and data. Each step's loss, gradient norm and learning rate,
 // the first step's gradients and the trained weights after the third step must agree: the loss's
 // normalisation over response tokens, the LoRA scale and orientation, every weight's gradient in
 // full fine-tuning (embedding and norms included), clipping, AdamW's bias correction and decoupled
@@ -32,19 +32,24 @@ double relative_max_diff(const float* a, size_t n, const std::vector<float>& b) 
     return d / scale;
 }
 
+const char* const kModels[] = {"tiny_llama", "tiny_gemma3", "tiny_qwen3"};
+
+ImportedModel source(const std::string& model) { return import_hf_dir("tests/fixtures/convert/" + model + "_hf"); }
+
 // An adapter directory of the fixture (PEFT's layout), as our flat adapter vector.
 std::vector<float> adapter_at(const ModelConfig& cfg, const std::string& dir, LoraConfig* lc_out = nullptr) {
     LoraConfig lc;
     std::vector<float> a;
-    lora_load_any(kFixtures + "tiny_llama_lora/" + dir, cfg, lc, a);
+    lora_load_any(kFixtures + dir, cfg, lc, a);
     if (lc_out) *lc_out = lc;
     return a;
 }
 
 // A safetensors file of every model tensor under its Hugging Face name, in our parameter layout.
-std::vector<float> params_at(const ModelConfig& cfg, const std::string& file) {
+// `weights`: Gemma's norm weights as we store them, with the 1 of its (1 + w) added (not gradients).
+std::vector<float> params_at(const ModelConfig& cfg, const std::string& file, bool weights) {
     SafetensorsSet st;
-    safetensors_add_file(st, kFixtures + "tiny_llama_full/" + file);
+    safetensors_add_file(st, kFixtures + file);
     const ParamLayout layout = param_layout(cfg);
     std::vector<float> p(layout.total);
     for (const TensorInfo& t : layout.tensors) {
@@ -53,6 +58,7 @@ std::vector<float> params_at(const ModelConfig& cfg, const std::string& file) {
         REQUIRE(s->numel == (int64_t)t.numel);
         st.read_f32(*s, p.data() + t.offset);
     }
+    if (weights && cfg.architecture(file) == "gemma3") gemma_norm_shift(cfg, p, 1.0f);
     return p;
 }
 
@@ -62,7 +68,7 @@ std::vector<float> params_at(const ModelConfig& cfg, const std::string& file) {
 // transformers' Trainer does since 4.46), and packed into one row (no attention across them).
 void replay(const std::string& dir, const std::function<void(Trainer&, TrainConfig&)>& setup,
             const std::vector<float>& first_grads, const std::vector<float>& trained,
-            const std::function<const float*(const Trainer&)>& weights) {
+            const std::function<const float*(const Trainer&)>& weights, double weights_tolerance) {
     const JsonValue ref = json_parse(read_file(kFixtures + dir + "/steps.json"));
     const std::vector<JsonValue>& steps = ref.get("steps")->array;
     struct Variant {
@@ -101,42 +107,61 @@ void replay(const std::string& dir, const std::function<void(Trainer&, TrainConf
             if (s == 0) {  // the gradient of the mean loss, before clipping
                 const double d = relative_max_diff(t.grads.f(), t.model.num_trainable(), first_grads);
                 MESSAGE(dir << ", " << std::string(v.name) << ": step 1 gradients, max |ours - torch| = " << d << " of the largest");
-                CHECK(d < 1e-5);
+                CHECK(d < weights_tolerance);
             }
         }
-        // Adam divides by the gradients' running RMS, so where a weight's gradients nearly cancel over
-        // the steps, rounding differences grow (full fine-tuning: 7e-6 of the largest weight, 1.4e-5
-        // absolute against updates of 1e-2). A mistake moves far more: weight decay lost on the
-        // embedding alone gives 1.9e-4.
-        const double d = relative_max_diff(weights(t), t.model.num_trainable(), trained);
-        MESSAGE(dir << ", " << std::string(v.name) << ": weights after 3 steps, max |ours - torch| = " << d << " of the largest");
-        CHECK(d < 3e-5);
+        // Adam divides each gradient by its running RMS, so a weight whose gradients are near
+        // AdamW's eps (1e-8), or cancel over the steps, moves by an amount that rounding decides. The
+        // tiny Gemma 3's adapters are such (gradients down to 2e-8): in torch alone, noise of 2e-7 of
+        // the largest gradient moves them by 2.8e-5 as a whole (||diff|| / ||w||), where the Llama's
+        // move by 2.0e-6; ours differ from torch's by 4e-5 to 6e-5 (Gemma 3 LoRA) and by at most
+        // 6e-7 (the rest). The weights are compared as a whole, where those few weigh little and a
+        // mistake, which moves them all, weighs fully: no weight decay on the adapters gives 2.0e-4
+        // in every model (LoRA's tolerance: 1e-4), none on the embedding 9e-5 to 1.3e-4 in full
+        // fine-tuning (its tolerance: 1e-5).
+        double diff2 = 0, ref2 = 0, worst = 0;
+        const float* w = weights(t);
+        REQUIRE(t.model.num_trainable() == trained.size());
+        for (size_t i = 0; i < trained.size(); i++) {
+            diff2 += ((double)w[i] - trained[i]) * ((double)w[i] - trained[i]);
+            ref2 += (double)trained[i] * trained[i];
+            worst = std::max(worst, (double)std::fabs(w[i] - trained[i]));
+        }
+        const double d = std::sqrt(diff2 / ref2);
+        MESSAGE(dir << ", " << std::string(v.name) << ": weights after 3 steps, ||ours - torch|| / ||torch|| = " << d
+                    << " (the largest difference " << worst << ")");
+        CHECK(d < weights_tolerance);
     }
 }
 
 }  // namespace
 
 TEST_CASE("three LoRA steps equal transformers + peft + torch AdamW's (loss, gradients, clipping, schedule, weights)") {
-    const ModelConfig cfg = import_hf_dir("tests/fixtures/convert/tiny_llama_hf").cfg;
-    auto setup = [](Trainer& t, TrainConfig& tc) {
-        ImportedModel h = import_hf_dir("tests/fixtures/convert/tiny_llama_hf");
-        model_init(t.model, h.cfg, std::move(h.params));
-        std::vector<float> init = adapter_at(t.model.cfg, "init", &tc.lora);
-        REQUIRE(tc.lora.rank == 4);
-        model_set_lora(t.model, tc.lora, init);
-        tc.method = Method::Lora;
-    };
-    replay("tiny_llama_lora", setup, adapter_at(cfg, "grads"), adapter_at(cfg, "final"),
-           [](const Trainer& t) { return t.model.adapters.data(); });
+    for (const std::string model : kModels) {
+        const ModelConfig cfg = source(model).cfg;
+        auto setup = [&](Trainer& t, TrainConfig& tc) {
+            ImportedModel h = source(model);
+            model_init(t.model, h.cfg, std::move(h.params));
+            std::vector<float> init = adapter_at(t.model.cfg, model + "_lora/init", &tc.lora);
+            REQUIRE(tc.lora.rank == 4);
+            model_set_lora(t.model, tc.lora, init);
+            tc.method = Method::Lora;
+        };
+        replay(model + "_lora", setup, adapter_at(cfg, model + "_lora/grads"), adapter_at(cfg, model + "_lora/final"),
+               [](const Trainer& t) { return t.model.adapters.data(); }, 1e-4);
+    }
 }
 
 TEST_CASE("three full fine-tuning steps equal transformers + torch AdamW's (every weight, embedding and norms included)") {
-    const ModelConfig cfg = import_hf_dir("tests/fixtures/convert/tiny_llama_hf").cfg;
-    auto setup = [](Trainer& t, TrainConfig& tc) {
-        ImportedModel h = import_hf_dir("tests/fixtures/convert/tiny_llama_hf");
-        model_init(t.model, h.cfg, std::move(h.params));
-        tc.method = Method::Full;
-    };
-    replay("tiny_llama_full", setup, params_at(cfg, "grads.safetensors"), params_at(cfg, "final.safetensors"),
-           [](const Trainer& t) { return t.model.params.data(); });
+    for (const std::string model : kModels) {
+        const ModelConfig cfg = source(model).cfg;
+        auto setup = [&](Trainer& t, TrainConfig& tc) {
+            ImportedModel h = source(model);
+            model_init(t.model, h.cfg, std::move(h.params));
+            tc.method = Method::Full;
+        };
+        replay(model + "_full", setup, params_at(cfg, model + "_full/grads.safetensors", false),
+               params_at(cfg, model + "_full/final.safetensors", true), [](const Trainer& t) { return t.model.params.data(); },
+               1e-5);
+    }
 }
