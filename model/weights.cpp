@@ -1,11 +1,15 @@
 #include "model/weights.h"
 
 #include <algorithm>
+#include <cerrno>
 #include <climits>
 #include <cstddef>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "model/util.h"
 
@@ -215,46 +219,77 @@ ModelConfig model_read_config(const std::string& path) {
     return cfg;
 }
 
-ModelFile::ModelFile(const std::string& path) : file(path) {
-    // The header is a few hundred bytes (model_read_config reads 256)
-    ByteReader r(path, std::string((const char*)file.data, std::min<size_t>(file.size, 4096)));
-    uint32_t n_tensors;
-    read_header(r, cfg, dtype, n_tensors);
-    // Sizes from the header are checked against the file before anything is allocated for them: the
-    // tensor count against the config's, then against the file's length (each tensor but the last
-    // spans at least kAlign bytes), so the layout is only built for a file that can hold it.
-    const auto [base, per_layer] = layout_counts(cfg);
-    const size_t needed = base + (size_t)cfg.n_layers * per_layer;
-    if (n_tensors != needed)
-        fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(), needed);
-    if ((uint64_t)(n_tensors - 1) * kAlign > file.size - r.pos)
-        fail("%s: file is truncated: its %u tensors need more than the %zu bytes after the header", path.c_str(),
-             n_tensors, file.size - r.pos);
-    layout = param_layout(cfg);
-    const size_t esize = dtype == DType::F32 ? 4 : 2;
-    size_t pos = r.pos;
-    for (const TensorInfo& t : layout.tensors) {
-        pos = (pos + kAlign - 1) / kAlign * kAlign;
-        if (pos > file.size) fail("%s: file is truncated before %s", path.c_str(), t.name.c_str());
-        if (t.numel > (file.size - pos) / esize)
-            fail("%s: file is truncated: %s needs %zu bytes at offset %zu but only %zu remain", path.c_str(),
-                 t.name.c_str(), t.numel * esize, pos, file.size - pos);
-        at.push_back(pos);
-        pos += t.numel * esize;
+namespace {
+// n bytes at `offset` of the open file, or a failure naming the file and what was being read.
+void pread_all(int fd, void* dst, size_t n, size_t offset, const std::string& path, const char* what) {
+    for (size_t done = 0; done < n;) {
+        const ssize_t k = pread(fd, (char*)dst + done, n - done, (off_t)(offset + done));
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0)
+            fail("%s: %s: the file changed while it was read (%s)", path.c_str(), what, k < 0 ? strerror(errno) : "now shorter");
+        done += (size_t)k;
     }
-    if (pos != file.size) fail("%s: %zu unexpected bytes after the last tensor (wrong shapes?)", path.c_str(), file.size - pos);
 }
+}  // namespace
+
+ModelFile::ModelFile(const std::string& p) : path(p) {
+    fd = open(path.c_str(), O_RDONLY);
+    if (fd < 0) fail("%s: cannot open: %s", path.c_str(), strerror(errno));
+    struct stat st;
+    if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
+        close(fd);
+        fail("%s: not a regular file", path.c_str());
+    }
+    const size_t size = (size_t)st.st_size;
+    try {
+        // The header is a few hundred bytes (model_read_config reads 256)
+        std::string head(std::min<size_t>(size, 4096), '\0');
+        pread_all(fd, &head[0], head.size(), 0, path, "header");
+        ByteReader r(path, std::move(head));
+        uint32_t n_tensors;
+        read_header(r, cfg, dtype, n_tensors);
+        // Sizes from the header are checked against the file before anything is allocated for them:
+        // the tensor count against the config's, then against the file's length (each tensor but the
+        // last spans at least kAlign bytes), so the layout is only built for a file that can hold it.
+        const auto [base, per_layer] = layout_counts(cfg);
+        const size_t needed = base + (size_t)cfg.n_layers * per_layer;
+        if (n_tensors != needed)
+            fail("%s: holds %u tensors but its config (%s) needs %zu", path.c_str(), n_tensors, cfg.describe().c_str(), needed);
+        if ((uint64_t)(n_tensors - 1) * kAlign > size - r.pos)
+            fail("%s: file is truncated: its %u tensors need more than the %zu bytes after the header", path.c_str(),
+                 n_tensors, size - r.pos);
+        layout = param_layout(cfg);
+        const size_t esize = dtype == DType::F32 ? 4 : 2;
+        size_t pos = r.pos;
+        for (const TensorInfo& t : layout.tensors) {
+            pos = (pos + kAlign - 1) / kAlign * kAlign;
+            if (pos > size) fail("%s: file is truncated before %s", path.c_str(), t.name.c_str());
+            if (t.numel > (size - pos) / esize)
+                fail("%s: file is truncated: %s needs %zu bytes at offset %zu but only %zu remain", path.c_str(),
+                     t.name.c_str(), t.numel * esize, pos, size - pos);
+            at.push_back(pos);
+            pos += t.numel * esize;
+        }
+        if (pos != size) fail("%s: %zu unexpected bytes after the last tensor (wrong shapes?)", path.c_str(), size - pos);
+    } catch (...) {
+        close(fd);
+        throw;
+    }
+}
+
+ModelFile::~ModelFile() { close(fd); }
 
 void ModelFile::read(size_t ti, float* dst) const {
     const TensorInfo& t = layout.tensors[ti];
-    const uint8_t* src = file.data + at[ti];
-    if (dtype == DType::F32) {
-        std::memcpy(dst, src, t.numel * sizeof(float));
-        return;
+    if (dtype == DType::F32) return pread_all(fd, dst, t.numel * sizeof(float), at[ti], path, t.name.c_str());
+    // BF16: read in slices of 1M values, widened as they come
+    std::vector<uint16_t> h(std::min<size_t>(t.numel, (size_t)1 << 20));
+    for (size_t i = 0; i < t.numel; i += h.size()) {
+        const size_t n = std::min(h.size(), t.numel - i);
+        pread_all(fd, h.data(), n * sizeof(uint16_t), at[ti] + i * sizeof(uint16_t), path, t.name.c_str());
+        #pragma omp parallel for schedule(static)
+        for (size_t j = 0; j < n; j++) dst[i + j] = bf16_to_f32(h[j]);
     }
-    const uint16_t* h = (const uint16_t*)src;  // 64-byte aligned in the file, and so in the mapping
-    #pragma omp parallel for schedule(static)
-    for (size_t i = 0; i < t.numel; i++) dst[i] = bf16_to_f32(h[i]);
 }
 
 void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params) {

@@ -27,7 +27,6 @@
 #include <vector>
 
 #include "model/config.h"
-#include "model/mapped_file.h"
 
 enum class DType : uint32_t { F32 = 0, BF16 = 1 };
 
@@ -81,15 +80,20 @@ void model_save(const std::string& path, const ModelConfig& cfg, const std::vect
 void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params);
 // A model .bin opened for reading tensor by tensor: the header read and every tensor's place checked
 // against the file's size (a truncated file names the first tensor it cuts, trailing bytes fail)
-// before anything is allocated, the tensors mapped, not copied. model_load reads them all; the
+// before anything is allocated; each tensor read when asked for (pread, not a mapping: a file cut
+// short meanwhile is an error, where a mapping would die of SIGBUS). model_load reads them all; the
 // QLoRA loader (model_load_nf4) quantizes one at a time, so a 65B model is never whole in FP32.
 struct ModelFile {
-    MappedFile file;
+    std::string path;
+    int fd = -1;
     ModelConfig cfg;
     ParamLayout layout;
     DType dtype = DType::F32;
     std::vector<size_t> at;  // each tensor's byte offset in the file, layout order
     explicit ModelFile(const std::string& path);
+    ~ModelFile();
+    ModelFile(const ModelFile&) = delete;
+    ModelFile& operator=(const ModelFile&) = delete;
     void read(size_t ti, float* dst) const;  // tensor ti (layout.tensors[ti]) as FP32
 };
 // Only the header: for tools that need the shape (memory estimator, adapters).
