@@ -365,7 +365,7 @@ int run(int argc, char** argv) {
     Trainer t;
     ModelConfig cfg;
     std::vector<float> params;
-    double quantized_in = -1;  // --method qlora: seconds the base took to quantize (-1: not yet)
+    double quantized_in = 0;  // --method qlora: seconds the base took to quantize
     if (!f.preset.empty()) {
         cfg = config_preset(f.preset);
         if (!f.check_data) model_init_random(cfg, params, f.tc.seed);
@@ -422,7 +422,7 @@ int run(int argc, char** argv) {
         printf("note: --keep-best without --eval-every compares only the final evaluation: OUT/best/ will be the last weights\n");
 
     if (f.tc.method == Method::Qlora) {
-        if (quantized_in < 0) {  // a --preset's random weights
+        if (t.model.nf4.empty()) {  // a --preset's random weights (a model file was read into NF4)
             const double q0 = now_seconds();
             model_quantize_nf4(t.model);
             quantized_in = now_seconds() - q0;

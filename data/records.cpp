@@ -204,10 +204,11 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
     // Alpaca's "text" (the rendered example) beside "instruction", so "prompt" counts only with
     // "completion" and "text" only alone.
     std::string found;
+    int kinds = 0;
     for (const char* kind : {"messages", "conversations", "instruction", "output", "completion"})
         if (v.get(kind) && !(std::string(kind) == "output" && v.get("instruction")))
-            found += std::string(found.empty() ? "" : " and ") + "\"" + kind + "\"";
-    if (found.find(" and ") != std::string::npos) {
+            found += std::string(kinds++ ? " and " : "") + "\"" + kind + "\"";
+    if (kinds > 1) {
         why = "fields of two record formats (" + found + "): a line is one conversation, keep one of them";
         return false;
     }

@@ -94,6 +94,16 @@ void build_nf4_base(Model& m, const std::function<NF4Weight(size_t ti)>& quantiz
     if (m.method == Method::Lora) m.method = Method::Qlora;
     m.device.reset();  // its layout is the FP32 one (model_upload again)
 }
+// A fresh NF4 model of shape cfg, its tensors from `quantized` and `fp32` (build_nf4_base).
+void new_nf4_model(Model& m, const ModelConfig& cfg, const std::function<NF4Weight(size_t ti)>& quantized,
+                   const std::function<void(size_t ti, float* dst)>& fp32) {
+    cfg.validate("model");
+    m = Model{};
+    m.cfg = cfg;
+    m.layout = param_layout(cfg);
+    m.off = model_offsets(cfg);
+    build_nf4_base(m, quantized, fp32);
+}
 }  // namespace
 
 void model_quantize_nf4(Model& m) {
@@ -109,13 +119,9 @@ void model_quantize_nf4(Model& m) {
 
 void model_load_nf4(Model& m, const std::string& path) {
     const ModelFile mf(path);
-    m = Model{};
-    m.cfg = mf.cfg;
-    m.layout = mf.layout;
-    m.off = model_offsets(mf.cfg);
     std::vector<float> tmp;  // one projection in FP32 at a time
-    build_nf4_base(
-        m, [&](size_t i) {
+    new_nf4_model(
+        m, mf.cfg, [&](size_t i) {
             tmp.resize(mf.layout.tensors[i].numel);
             mf.read(i, tmp.data());
             return nf4_weight_quantize(cpu_ops(), tmp.data(), tmp.size());
@@ -132,13 +138,8 @@ void nf4_round_trip_base(const ModelConfig& cfg, std::vector<float>& params) {
 }
 
 void model_init_random_nf4(Model& m, const ModelConfig& cfg, uint64_t seed) {
-    cfg.validate("model");
-    m = Model{};
-    m.cfg = cfg;
-    m.layout = param_layout(cfg);
-    m.off = model_offsets(cfg);
-    build_nf4_base(
-        m, [&](size_t i) { return nf4_weight_random(m.layout.tensors[i].numel, seed * 7919ull + i); },
+    new_nf4_model(
+        m, cfg, [&](size_t i) { return nf4_weight_random(m.layout.tensors[i].numel, seed * 7919ull + i); },
         [&](size_t i, float* dst) { init_random_tensor(m.layout.tensors[i], i, dst, seed); });
 }
 

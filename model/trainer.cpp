@@ -508,18 +508,19 @@ static void write_checksums(const Trainer& t, const fs::path& dir) {
 static void verify_checksums(const fs::path& dir) {
     const fs::path list = dir / kChecksums;
     if (!fs::exists(list)) return;
-    const auto found = list_checkpoints(dir.parent_path().string());
-    const bool earlier = !found.empty() && found.front().first < checkpoint_step(dir);
-    const std::string what_to_do = earlier ? "delete " + dir.string() + " to resume from the checkpoint before it"
-                                           : "no earlier checkpoint is left in " + dir.parent_path().string() +
-                                                 ": start the run again (--overwrite)";
+    auto what_to_do = [&]() -> std::string {  // (only for a failure: it lists the other checkpoints)
+        const auto found = list_checkpoints(dir.parent_path().string());
+        if (!found.empty() && found.front().first < checkpoint_step(dir))
+            return "delete " + dir.string() + " to resume from the checkpoint before it";
+        return "no earlier checkpoint is left in " + dir.parent_path().string() + ": start the run again (--overwrite)";
+    };
     std::istringstream in(read_file(list.string()));
     for (std::string file, hex; in >> file >> hex;) {
         const std::string path = (dir / file).string();
-        if (!file_exists(path)) fail("%s: missing (%s lists it): %s", path.c_str(), list.c_str(), what_to_do.c_str());
+        if (!file_exists(path)) fail("%s: missing (%s lists it): %s", path.c_str(), list.c_str(), what_to_do().c_str());
         if (strf("%016llx", (unsigned long long)checksum64_file(path)) != hex)
             fail("%s: does not match its checksum in %s: the file changed after it was saved (a disk or copy "
-                 "error); %s", path.c_str(), list.c_str(), what_to_do.c_str());
+                 "error); %s", path.c_str(), list.c_str(), what_to_do().c_str());
     }
 }
 
