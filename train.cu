@@ -59,6 +59,8 @@ void usage() {
         "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
         "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
         "  --init-adapter PATH     start LoRA from this adapter (.lora or a PEFT directory) instead of B = 0\n"
+        "  --neftune-alpha A (0)   NEFTune: uniform noise of +-A/sqrt(seq len x dim) on the embeddings while\n"
+        "                          training (transformers' neftune_noise_alpha; 5 is usual, 0: off)\n"
         "optimisation\n"
         "  --lr X (lora 2e-4, full 2e-5)  --weight-decay X (0)  --beta1 X (0.9)  --beta2 X (0.999)  --eps X (1e-8)\n"
         "  --lr-scheduler constant|linear|cosine (cosine)  --warmup-steps N | --warmup-ratio F  --min-lr-ratio F (0)\n"
@@ -105,6 +107,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--lora-targets")) f.lora_targets = args.value();
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
         else if (args.is("--init-adapter")) f.init_adapter = args.value();
+        else if (args.is("--neftune-alpha")) tc.neftune_alpha = (float)args.number_in(0, 1e4);
         else if (args.is("--lr")) f.lr = (float)args.number_in(0, INFINITY, true);
         else if (args.is("--weight-decay")) tc.optim.weight_decay = (float)args.number_in(0, INFINITY);
         else if (args.is("--beta1")) tc.optim.beta1 = (float)args.number_in(0, 1, false, true);
@@ -458,6 +461,12 @@ int run(int argc, char** argv) {
     if (t.model.has_adapters())
         printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s\n", f.tc.lora.rank, f.tc.lora.alpha,
                f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str());
+    if (f.tc.neftune_alpha > 0) {
+        const int L = trainer_seq_len(f.tc, t.train, t.val);
+        printf("neftune: alpha %g, uniform noise of ±%.3g on the embeddings at rows of %d tokens (alpha/sqrt(L·%d), "
+               "more in shorter batches); none when evaluating\n",
+               f.tc.neftune_alpha, f.tc.neftune_alpha / std::sqrt((double)L * t.model.cfg.dim), L, t.model.cfg.dim);
+    }
     printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d\n", t.total_steps,
            f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
            f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps);

@@ -375,6 +375,16 @@ void bench_embedding(const Ops& ops) {
         // The backward (full fine-tuning only: LoRA freezes the table): dtable[tok[n]] += dout[n] in
         // FP32, deterministic (a sort of the positions by id, then each id's rows summed in order).
         embedding_backward_case(ops, strf("N%d V%d C%d", N, V, C), N, V, C, false);
+        // NEFTune's noise on the gathered rows, in place (--neftune-alpha; magnitude 5/sqrt(2048·C)).
+        run_case(ops, "embedding noise", strf("N%d C%d", N, C), [&](Buffers& b) {
+            act* x = b.act_rand((size_t)N * C, 0.02f);
+            const size_t n = (size_t)N * C;
+            const float magnitude = 5.0f / std::sqrt(2048.0f * C);
+            Case c;
+            if (ops.embedding_noise) c.call = [=, &ops] { ops.embedding_noise(x, n, magnitude, 42); };
+            c.bytes = n * 2.0 * 2;  // read and write x
+            return c;
+        });
     }
     // A padded batch, 16 × 4096 tokens of which 3 in 4 are the padding id 0: the longest runs the
     // sort meets (49,152 rows of one id).

@@ -58,6 +58,7 @@ inline const Ops& timed_ops(const Ops& inner) {
     OP_TIMED(matmul_backward);
     OP_TIMED(embedding_forward);
     OP_TIMED(embedding_backward);
+    OP_TIMED(embedding_noise);
     OP_TIMED(rmsnorm_forward);
     OP_TIMED(rmsnorm_backward);
     OP_TIMED(rope_forward);

@@ -19,6 +19,7 @@ What each row runs (PyTorch's own kernels, eager mode, no torch.compile):
   swiglu, geglu    F.silu(g) * u, F.gelu(g, approximate="tanh") * u; bwd = its autograd
   embedding fwd    F.embedding
   embedding bwd    dtable.index_add_(0, tokens, dout.float()): FP32 accumulation into the table (atomics)
+  embedding noise  NEFTune as transformers' hook adds it: x + torch.zeros_like(x).uniform_(-m, m)
   crossentropy     F.cross_entropy(logits.float(), reduction='none') forward + its backward to the
                    BF16 logits (the HF loss path), per-row weights / n as the incoming gradient
   argmax           torch.argmax(logits, dim=-1) on BF16 logits (greedy decoding's pick)
@@ -305,6 +306,14 @@ def bench_embedding():
         run_case("embedding fwd", f"N{N} V{V} C{C}", setup)
 
         run_case("embedding bwd", f"N{N} V{V} C{C}", embedding_bwd_setup(N, V, C, False))
+
+        def noise_setup():
+            x = rand(N, C, scale=0.02)
+            m = 5.0 / (2048 * C) ** 0.5
+            # transformers' neftune_post_forward_hook: output + zeros_like(output).uniform_(-m, m)
+            return (lambda: x + torch.zeros_like(x).uniform_(-m, m)), N * C * 2 * 2, 0
+
+        run_case("embedding noise", f"N{N} C{C}", noise_setup)
     # A padded batch, 16 x 4096 tokens of which 3 in 4 are the padding id 0.
     N, V = 65536 // S, 128256 // S
     run_case("embedding bwd", f"N{N} V{V} C2048 pad3/4", embedding_bwd_setup(N, V, 2048, True))

@@ -1,6 +1,6 @@
 // Stateless hashes of (key, index), host and device code: dropout_hash decides LoRA's dropout masks,
 // so that forward, recompute and backward regenerate the same mask without storing it, on either
-// backend; hash64's raw bits drive the optional stochastic rounding of the GPU's BF16 weights.
+// backend, and NEFTune's embedding noise; hash64's raw bits drive the optional stochastic rounding of the GPU's BF16 weights.
 #pragma once
 #include <cmath>
 #include <cstdint>
@@ -35,6 +35,11 @@ HOST_DEVICE inline uint32_t dropout_hash(uint64_t key, uint64_t j) {
     z ^= z >> 13;
     z *= 0xC2B2AE35u;
     return z ^ (z >> 16);
+}
+// NEFTune's noise (kernels.h, embedding_noise): element i under `key` draws u uniform in [-1, 1) on a
+// grid of 2^-23, the top 24 bits of the same 32-bit hash (exact in float: k·2^-23 - 1, k < 2^24).
+HOST_DEVICE inline float uniform_pm1(uint64_t key, uint64_t i) {
+    return (float)(dropout_hash(key, i) >> 8) * (1.0f / 8388608.0f) - 1.0f;
 }
 HOST_DEVICE inline uint32_t dropout_threshold(float p) { return (uint32_t)ceil((double)p * 65536.0); }
 // The 16 bits of element 2j (lo) and 2j + 1 (hi) from h = dropout_hash(key, j).

@@ -59,6 +59,11 @@ void matmul_backward(float* dinp, float* dw, float* dbias, const float* dout, co
 void embedding_forward(float* out, const int32_t* tokens, const float* table, int N, int C, float scale);
 // dtable[tokens[n],:] += dout[n,:] · scale
 void embedding_backward(float* dtable, const float* dout, const int32_t* tokens, int N, int C, float scale);
+// NEFTune (Jain et al. 2023, transformers' neftune_noise_alpha): while training, the embeddings get
+// uniform noise, x[i] += magnitude · u_i with u_i = uniform_pm1(key, i) in [-1, 1) (kernels/hash.h),
+// magnitude = alpha / sqrt(T · dim) for a batch of rows of T tokens. The noise is a constant of the
+// step (no gradient flows into it), drawn from the key alone, so recompute and resume redraw it.
+void embedding_noise(float* x, size_t n, float magnitude, uint64_t key);
 
 // out = add + x / rms(x) * w, rms(x) = sqrt(mean(x²) + eps); saves rstd[N] = 1/rms for the backward.
 // add is null (out = the norm), out itself (accumulate) or another [N,C] tensor: a branch's post-norm
@@ -317,6 +322,7 @@ struct Ops {
                             int C, int OC, bool accumulate);
     void (*embedding_forward)(act* out, const int32_t* tokens, const act* table, int N, int C, float scale);
     void (*embedding_backward)(float* dtable, const act* dout, const int32_t* tokens, int N, int C, float scale);
+    void (*embedding_noise)(act* x, size_t n, float magnitude, uint64_t key);
     void (*rmsnorm_forward)(act* out, float* rstd, const act* x, const act* w, int N, int C, float eps, const act* add);
     void (*rmsnorm_backward)(act* dx, float* dw, const act* dout, const act* x, const act* w, const float* rstd, int N, int C);
     void (*rope_forward)(act* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);

@@ -14,11 +14,12 @@ struct Pass {
     WeightsView W;         // model_weights(m, ops)
     float* grads;          // null in a forward-only pass; FP32, num_trainable, in the backend's memory
     float dropout;         // LoRA dropout rate (0 when evaluating)
-    uint64_t dropout_key;
+    uint64_t dropout_key;  // the key of the pass's randomness: dropout masks and NEFTune's noise
+    float neftune_alpha;   // NEFTune's noise on the embeddings (0: off, and when evaluating)
     std::vector<float> inv_freq;        // RoPE's frequencies (rope_inv_freq of the config)
     std::vector<float> inv_freq_local;  // those of the windowed layers, when they have their own
-    Pass(const Model& model, const Ops& o, float* g, float p, uint64_t key)
-        : m(model), ops(o), W(model_weights(model, o)), grads(g), dropout(p), dropout_key(key),
+    Pass(const Model& model, const Ops& o, float* g, float p, uint64_t key, float neftune = 0.0f)
+        : m(model), ops(o), W(model_weights(model, o)), grads(g), dropout(p), dropout_key(key), neftune_alpha(neftune),
           inv_freq(rope_inv_freq(model.cfg)),
           inv_freq_local(model.cfg.rope_local_theta != 0.0f ? rope_inv_freq_local(model.cfg) : std::vector<float>()) {}
     // Layer l's RoPE table.

@@ -232,6 +232,12 @@ void forward_layers(const Pass& P, Workspace& ws, const Batch& batch) {
     P.ops.to_device(ws.pos.p, batch.pos.data(), N * sizeof(int32_t));
     P.ops.to_device(ws.seg.p, batch.seg.data(), N * sizeof(int32_t));
     P.ops.embedding_forward(ws.resid.a(), ws.tokens.i(), P.w(P.m.off.embed), N, c.dim, c.embedding_scale());
+    // NEFTune as transformers adds it (a hook on the embedding's output, after Gemma's scale): the
+    // magnitude is alpha / sqrt(L · dim) with L the batch's row length, padded or packed, and every
+    // position gets noise (padding too: it is never attended to nor scored).
+    if (P.neftune_alpha > 0.0f)
+        P.ops.embedding_noise(ws.resid.a(), (size_t)N * c.dim, P.neftune_alpha / std::sqrt((float)ws.T * c.dim),
+                              hash64(P.dropout_key, 0x4E4546ull));
     for (int l = 0; l < c.n_layers; l++) layer_forward_batch(P, ws, l);
     P.ops.rmsnorm_forward(ws.final_ln.a(), ws.final_rstd.f(), row(P, ws.resid, c.n_layers, (size_t)N * c.dim),
                           P.w(P.m.off.final_norm), N, c.dim, c.norm_eps, nullptr);
@@ -286,8 +292,8 @@ double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad
 }  // namespace
 
 double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch, float* grads, float grad_scale,
-                              uint64_t dropout_key, const Ops& ops) {
-    Pass P(m, ops, grads, m.has_adapters() ? m.lora.dropout : 0.0f, dropout_key);
+                              uint64_t dropout_key, float neftune_alpha, const Ops& ops) {
+    Pass P(m, ops, grads, m.has_adapters() ? m.lora.dropout : 0.0f, dropout_key, neftune_alpha);
     const ModelConfig& c = m.cfg;
     forward_layers(P, ws, batch);  // sets ws.B, ws.T to the batch's shape
     int N = ws.B * ws.T;

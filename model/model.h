@@ -156,9 +156,10 @@ inline int loss_chunk(bool host) { return host ? 256 : 1024; }
 
 // One micro-batch forward and backward. Gradients of the trainable parameters accumulate into
 // `grads` (num_trainable floats). grad_scale = 1 / (total loss weight of the whole accumulated
-// batch). dropout_key seeds the LoRA dropout masks. Returns Σ weight·nll over the micro-batch.
+// batch). dropout_key seeds the LoRA dropout masks and NEFTune's noise, added to the embeddings when
+// neftune_alpha > 0 (kernels.h, embedding_noise). Returns Σ weight·nll over the micro-batch.
 double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch, float* grads, float grad_scale,
-                              uint64_t dropout_key, const Ops& ops);
+                              uint64_t dropout_key, float neftune_alpha, const Ops& ops);
 // Forward only, no dropout (evaluation). Returns Σ weight·nll.
 double model_forward_loss(const Model& m, Workspace& ws, const Batch& batch, const Ops& ops);
 // Logits of every position of one sequence: logits[T × vocab] (host FP32). For tests, fidelity checks.

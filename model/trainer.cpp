@@ -105,6 +105,7 @@ std::string TrainConfig::signature() const {
              batch.max_seq_len, (int)batch.padding, (int)batch.packing, grad_accum, max_steps, epochs,
              (unsigned long long)seed, optim.stochastic_rounding ? " sr=1" : "");
     // where the run stops depends on both (appended only when on, so older checkpoints still match)
+    if (neftune_alpha > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " neftune=%g", neftune_alpha);
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
     return buf;
 }
@@ -189,7 +190,7 @@ StepResult trainer_step(Trainer& t) {
     double loss = 0;
     for (size_t i = 0; i < micro.size(); i++) {
         uint64_t key = t.cfg.seed * 0x9E3779B97F4A7C15ull + (uint64_t)t.step * 1315423911ull + i;
-        loss += model_forward_backward(t.model, t.ws, micro[i], t.grads.f(), grad_scale, key, *t.ops);
+        loss += model_forward_backward(t.model, t.ws, micro[i], t.grads.f(), grad_scale, key, t.cfg.neftune_alpha, *t.ops);
     }
     r.loss = loss / total_weight;
     r.lr = lr_at(t.cfg.optim, t.step, t.total_steps);

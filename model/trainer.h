@@ -19,6 +19,7 @@ struct TrainConfig {
     int max_steps = 0;           // 0: run `epochs` epochs
     float epochs = 1.0f;
     bool recompute = false;      // gradient checkpointing
+    float neftune_alpha = 0.0f;  // NEFTune's noise on the embeddings while training (0: off)
     // Non-host backends: AdamW runs on the host (the CPU backend's kernel) on host copies of the
     // gradients and moments, with the host model's FP32 parameters (kept in every run) as the
     // masters, and the updated parameters go back as the BF16 copy. Moves 12 bytes per trainable

@@ -33,7 +33,7 @@ static vector<Example> examples(int n) {
 }
 
 // A fresh trainer: same model, data and settings every time.
-static void setup(Trainer& t, Method method, const std::string& out) {
+static void setup(Trainer& t, Method method, const std::string& out, float neftune_alpha = 0.0f) {
     model_init_random(t.model, tiny(), 1);
     TrainConfig tc;
     tc.method = method;
@@ -49,28 +49,32 @@ static void setup(Trainer& t, Method method, const std::string& out) {
     tc.optim.weight_decay = 0.01f;
     tc.out_dir = out;
     tc.keep_last = 1;
+    tc.neftune_alpha = neftune_alpha;
     t.train = examples(13);  // not a multiple of the batch: the run crosses epoch boundaries
     trainer_init(t, tc, cpu_ops());
 }
 
-TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit") {
-    for (Method method : {Method::Lora, Method::Full}) {
-        CAPTURE((int)method);
-        std::string dir = temp_dir(method == Method::Lora ? "resume-lora" : "resume-full");
+TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full)") {
+    struct Case { Method method; float neftune; const char* name; };
+    for (Case k : {Case{Method::Lora, 0.0f, "resume-lora"}, Case{Method::Full, 0.0f, "resume-full"},
+                   Case{Method::Lora, 5.0f, "resume-neftune"}}) {
+        const Method method = k.method;
+        CAPTURE(k.name);
+        std::string dir = temp_dir(k.name);
         Trainer full;
-        setup(full, method, dir + "/a");
+        setup(full, method, dir + "/a", k.neftune);
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
 
         {
             Trainer first;
-            setup(first, method, dir + "/b");
+            setup(first, method, dir + "/b", k.neftune);
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
             trainer_step(first);  // progress after the checkpoint is lost with the "kill"
         }
         Trainer second;
-        setup(second, method, dir + "/b");
+        setup(second, method, dir + "/b", k.neftune);
         std::string ckpt = find_latest_checkpoint(dir + "/b");
         REQUIRE(ckpt == dir + "/b/ckpt-00000004");
         trainer_load_checkpoint(second, ckpt);
@@ -266,6 +270,9 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     b.cfg.optim.lr = a.cfg.optim.lr;
     b.cfg.batch.padding = Padding::max_length;  // enums are named in the message
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(padding: longest -> max_length)"));
+    b.cfg.batch.padding = a.cfg.batch.padding;
+    b.cfg.neftune_alpha = 5.0f;  // another noise, another run (its key is only in runs that have it)
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(neftune: (none) -> 5)"));
     // Other data with the same flags (another file, prompt loss weight, template, truncation): the
     // examples differ, and so does the checkpoint's data hash.
     for (int change = 0; change < 2; change++) {

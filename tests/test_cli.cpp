@@ -136,6 +136,7 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
                    Case{"--warmup-ratio 2", "flag --warmup-ratio: 2 is out of range"},
                    Case{"--min-lr-ratio 5", "flag --min-lr-ratio: 5 is out of range"},
                    Case{"--lora-r 0", "flag --lora-r: expected a whole number from 1"},
+                   Case{"--neftune-alpha -5", "flag --neftune-alpha: -5 is out of range: expected a number in [0, 10000]"},
                    Case{"--val-split 0.4 --val-data d.jsonl", "both give held-out data: pass one"},
                    Case{"--warmup-steps 1 --warmup-ratio 0.5", "both set the warmup: pass one"},
                    Case{"--eval-every 1", "evaluate on held-out data: pass --val-data FILE or --val-split F"}}) {
@@ -149,6 +150,10 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     CHECK(both.status == 0);
     CHECK(has(both, "note: --max-steps 5 sets the run's length: --epochs 2 is ignored"));
     CHECK(has(both, "steps: 5 "));
+    Run noisy = s.train("--neftune-alpha 5 --dry-run");
+    INFO(noisy.out);
+    CHECK(noisy.status == 0);
+    CHECK(has(noisy, "neftune: alpha 5, uniform noise of "));
 }
 
 TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the merged model") {

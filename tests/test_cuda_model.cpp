@@ -118,10 +118,11 @@ double rel_l2(const vector<float>& got, const vector<float>& want, size_t off, s
 
 // Every trainable tensor's gradient, CUDA vs CPU, after one step on each.
 // Dropout 0 takes the adapters of each linear group (q, k, v; gate, up) together (stacked on CUDA).
-void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant = kLlama) {
+void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant = kLlama, float neftune_alpha = 0.0f) {
     Trainer c, g;
     setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant);
     setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant);
+    c.cfg.neftune_alpha = g.cfg.neftune_alpha = neftune_alpha;
     StepResult rc = trainer_step(c), rg = trainer_step(g);
     MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << std::string(variant_name(variant)) << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
                                 << rc.grad_norm << " cuda " << rg.grad_norm);
@@ -235,6 +236,13 @@ TEST_CASE("cuda model: a LoRA step's loss and every adapter gradient match the C
     compare_step(Method::Lora, 128);  // the hd-128 attention tilings (32 queries per warp in the forward)
     compare_step(Method::Lora, 16);
     compare_step(Method::Lora, 64, 0.0f);  // the stacked groups
+}
+
+// NEFTune's noise is drawn element by element from the same hash on both backends: the CUDA step sees
+// the CPU's noisy embeddings (one BF16 rounding apart), after Gemma's scale too.
+TEST_CASE("cuda model: a LoRA step with NEFTune's noise matches the CPU (LLaMA, Gemma 3)") {
+    compare_step(Method::Lora, 64, 0.1f, kLlama, 5.0f);
+    compare_step(Method::Lora, 64, 0.1f, kGemma3, 5.0f);
 }
 
 TEST_CASE("cuda model: a QLoRA step (NF4 base dequantized on the GPU) matches the CPU") {

@@ -220,6 +220,21 @@ TEST_CASE("cuda embedding_forward: an exact gather, and scaled (Gemma) one round
         }
 }
 
+// NEFTune's noise: the CUDA kernel draws the CPU's noise (uniform_pm1, element by element) and rounds
+// the sum once to BF16. On zeros the output is the noise itself, so each element's draw is compared;
+// a view that starts one element in takes the unaligned path.
+TEST_CASE("cuda embedding_noise: the CPU's noise, one BF16 rounding from it") {
+    const Ops& g = cuda_backend();
+    for (size_t n : {(size_t)1, (size_t)7, (size_t)8, (size_t)4099, (size_t)300017})
+        for (bool zeros : {true, false})
+            for (size_t off : {(size_t)0, (size_t)1}) {
+                ActTwin x(g, zeros ? vector<float>(n + off, 0.0f) : rnd(n + off, 4));
+                run_both(g, [&](const Ops& o, On on) { o.embedding_noise(o.at(x[on], off), n, 0.0625f, 1234567); });
+                expect_close(strf("embedding_noise n=%zu %s offset %zu", n, zeros ? "zeros" : "random", off), x,
+                             kBf16Elementwise);
+            }
+}
+
 // dtable[V, C] += dout rows at ids (scale), CUDA against the CPU and run twice for the same bits;
 // dout and dtable from seeds `seed` and seed + 1.
 static void check_embedding_backward(const vector<int32_t>& ids, int V, int C, float scale, uint64_t seed,

@@ -98,6 +98,45 @@ TEST_CASE("embedding backward with repeated tokens, unscaled and scaled (Gemma)"
     }
 }
 
+// NEFTune's noise is uniform on [-m, m): checked by its moments and range over 10^6 draws, and for
+// what training needs of it: the same key gives the same bits whatever the thread count (recompute
+// and resume redraw it), another key other noise, magnitude 0 nothing.
+TEST_CASE("embedding_noise: uniform in [-m, m), a function of (key, index) alone") {
+    const size_t n = 1000003;
+    const float m = 0.0375f;
+    vector<float> x = random_vec(n, 1, 0.25f), base = x;
+    cpu::embedding_noise(x.data(), n, m, 77);
+    double sum = 0, sq = 0, lo = 0, hi = 0, third[3] = {0, 0, 0}, off = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double d = (double)x[i] - base[i];  // the noise, up to x + d's rounding (|x| < 2: 1.2e-7)
+        sum += d, sq += d * d, lo = std::min(lo, d), hi = std::max(hi, d);
+        third[std::min(2, (int)((d + m) / (2 * m) * 3))]++;
+        off = std::max(off, std::fabs(d - m * uniform_pm1(77, i)));
+    }
+    CHECK(off < 1.2e-7);
+    CHECK(lo >= -m - 1.2e-7);
+    CHECK(hi < m + 1.2e-7);
+    const double mean = sum / n, var = sq / n - mean * mean;
+    CHECK(std::fabs(mean) < 4 * m / std::sqrt(3.0 * n));  // 4 standard errors of U(-m, m)'s mean
+    CHECK(var == doctest::Approx(m * m / 3).epsilon(0.005));
+    CHECK(lo < -0.999 * m);
+    CHECK(hi > 0.999 * m);
+    for (double c : third) CHECK(c == doctest::Approx(n / 3.0).epsilon(0.01));
+    // deterministic across thread counts, keyed, and nothing at magnitude 0
+    vector<float> again = base, other = base, none = base;
+    const int threads = omp_get_max_threads();
+    omp_set_num_threads(1);
+    cpu::embedding_noise(again.data(), n, m, 77);
+    omp_set_num_threads(threads);
+    CHECK(again == x);
+    cpu::embedding_noise(other.data(), n, m, 78);
+    size_t same = 0;
+    for (size_t i = 0; i < n; i++) same += other[i] == x[i];
+    CHECK(same < n / 1000);
+    cpu::embedding_noise(none.data(), n, 0.0f, 77);
+    CHECK(none == base);
+}
+
 TEST_CASE("rmsnorm backward: dx and dw") {
     int N = 5, C = 19;
     vector<float> x = random_vec(N * C, 1), w = random_vec(C, 2), R = random_vec(N * C, 3);

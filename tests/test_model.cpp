@@ -75,17 +75,25 @@ static Model random_model(const ModelConfig& c, uint64_t seed) {
 }
 
 // The micro batch through `m` once: the analytic gradient g of loss / total weight, and loss(m),
-// that loss at the model's current weights, for the finite differences.
+// that loss at the model's current weights, for the finite differences. With NEFTune's noise the
+// loss is the training pass's under the same key (the same noise), not the evaluation's.
 struct MicroGrad {
     Batch b;
     Workspace ws;
     double W;
     vector<float> g;
-    explicit MicroGrad(const Model& m) : b(micro_batch(m.cfg.vocab_size)), W(b.total_weight()), g(m.num_trainable(), 0.0f) {
+    float neftune;
+    static constexpr uint64_t kKey = 99;
+    explicit MicroGrad(const Model& m, float neftune_alpha = 0.0f)
+        : b(micro_batch(m.cfg.vocab_size)), W(b.total_weight()), g(m.num_trainable(), 0.0f), neftune(neftune_alpha) {
         workspace_init(ws, m, b.B, b.T, false);
-        model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
+        model_forward_backward(m, ws, b, g.data(), (float)(1.0 / W), kKey, neftune, cpu_ops());
     }
-    double loss(const Model& m) { return model_forward_loss(m, ws, b, cpu_ops()) / W; }
+    double loss(const Model& m) {
+        if (neftune == 0.0f) return model_forward_loss(m, ws, b, cpu_ops()) / W;
+        vector<float> unused(g.size(), 0.0f);
+        return model_forward_backward(m, ws, b, unused.data(), (float)(1.0 / W), kKey, neftune, cpu_ops()) / W;
+    }
 };
 
 TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") {
@@ -112,18 +120,52 @@ TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") 
     }
 }
 
+// LoRA r 3 on every target, with B ≠ 0 so that dA ≠ 0.
+static void add_random_lora(Model& m) {
+    LoraConfig lc;
+    lc.rank = 3;
+    lc.alpha = 6;
+    lc.targets = lora_parse_targets("all");
+    model_add_lora(m, lc, 3);
+    for (float& a : m.adapters) a += 0.3f * Rng((uint64_t)(&a - m.adapters.data())).normal();
+}
+
 TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
     for (const ModelConfig& c : {micro_config(), micro_qwen3_config(), micro_gemma3_config()}) {
         CAPTURE(c.describe());
         Model m = random_model(c, 2);
-        LoraConfig lc;
-        lc.rank = 3;
-        lc.alpha = 6;
-        lc.targets = lora_parse_targets("all");
-        model_add_lora(m, lc, 3);
-        for (float& a : m.adapters) a += 0.3f * Rng((uint64_t)(&a - m.adapters.data())).normal();  // B ≠ 0 so dA ≠ 0
+        add_random_lora(m);
         MicroGrad mg(m);
         grad_check("all adapters", m.adapters, mg.g, [&] { return mg.loss(m); }, 5e-3, 120, 2e-3f);
+    }
+}
+
+// transformers adds NEFTune's noise to the embedding module's output while training: uniform on
+// ±alpha/sqrt(L·dim), L the batch's row length, after Gemma's sqrt(dim) scale (its scaled embedding
+// module applies the scale). The gradient is that of the loss with the step's noise held fixed.
+TEST_CASE("NEFTune: the gradient of the noisy loss; noise of alpha/sqrt(T*dim) after the scale; none in evaluation") {
+    for (const ModelConfig& c : {micro_config(), micro_gemma3_config()}) {
+        CAPTURE(c.describe());
+        Model m = random_model(c, 2);
+        add_random_lora(m);
+        // alpha 1: noise of ±0.094 at T 7 × dim 16, the size of these embeddings (std 0.08), as alpha 5
+        // is at SmolLM2's dim 576 and 100 tokens; larger makes the loss too curved for the differences
+        const float alpha = 1.0f;
+        MicroGrad clean(m), noisy(m, alpha);
+        grad_check("adapters under NEFTune", m.adapters, noisy.g, [&] { return noisy.loss(m); }, 5e-3, 120, 2e-3f);
+        const double noisy_loss = noisy.loss(m);  // leaves the noisy embeddings in resid's row 0
+        CHECK(std::fabs(noisy_loss - clean.loss(m)) > 1e-6);
+        // what the layers saw: the scaled embeddings plus the noise
+        const int N = noisy.b.B * noisy.b.T, C = c.dim;
+        vector<float> emb((size_t)N * C);
+        cpu::embedding_forward(emb.data(), noisy.b.tokens.data(), m.params.data() + m.off.embed, N, C, c.embedding_scale());
+        const double bound = alpha / std::sqrt((double)noisy.b.T * C);
+        double most = 0;
+        for (size_t i = 0; i < emb.size(); i++) most = std::max(most, std::fabs((double)noisy.ws.resid.f()[i] - emb[i]));
+        CHECK(most <= bound * (1 + 1e-5));
+        CHECK(most > 0.95 * bound);
+        // evaluation draws none: the noisy model evaluates as the clean one, bit for bit
+        CHECK(model_forward_loss(m, noisy.ws, noisy.b, cpu_ops()) == model_forward_loss(m, clean.ws, clean.b, cpu_ops()));
     }
 }
 

@@ -241,7 +241,7 @@ TEST_CASE("qlora: adapter gradients pass the finite-difference check and trainin
     fill_batch(t.train, order, 0, tc.batch, b);
     double W = b.total_weight();
     vector<float> g(t.model.num_trainable(), 0.0f);
-    model_forward_backward(t.model, t.ws, b, g.data(), (float)(1.0 / W), 0, cpu_ops());
+    model_forward_backward(t.model, t.ws, b, g.data(), (float)(1.0 / W), 0, 0.0f, cpu_ops());
     grad_check("qlora adapters", t.model.adapters, g, [&] { return model_forward_loss(t.model, t.ws, b, cpu_ops()) / W; },
                5e-3, 60, 2e-3f);
 

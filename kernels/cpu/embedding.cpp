@@ -1,7 +1,9 @@
 // Token embedding: a row gather forward, a scatter-add backward, both times `scale` (Gemma's
-// sqrt(dim); 1 for the others, which is a plain copy: x·1 is x).
+// sqrt(dim); 1 for the others, which is a plain copy: x·1 is x), and NEFTune's training noise.
+#include <algorithm>
 #include <cstring>
 
+#include "kernels/hash.h"
 #include "kernels/kernels.h"
 
 namespace cpu {
@@ -28,6 +30,14 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* tokens,
             for (int c = c0; c < c1; c++) d[c] += g[c] * scale;
         }
     }
+}
+
+// A fixed number of elements per thread chunk (not n / threads): the noise of element i depends on i
+// alone, so any split gives the same bits, and the loop over a chunk vectorises.
+void embedding_noise(float* x, size_t n, float magnitude, uint64_t key) {
+    #pragma omp parallel for schedule(static)
+    for (size_t i0 = 0; i0 < n; i0 += 4096)
+        for (size_t i = i0; i < std::min(n, i0 + 4096); i++) x[i] += magnitude * uniform_pm1(key, i);
 }
 
 }  // namespace cpu

@@ -143,6 +143,9 @@ Ops make_ops() {
     o.embedding_backward = [](float* dtable, const act* dout, const int32_t* tokens, int N, int C, float scale) {
         cpu::embedding_backward(dtable, F(dout), tokens, N, C, scale);
     };
+    o.embedding_noise = [](act* x, size_t n, float magnitude, uint64_t key) {
+        cpu::embedding_noise(F(x), n, magnitude, key);
+    };
     o.rmsnorm_forward = [](act* out, float* rstd, const act* x, const act* w, int N, int C, float eps, const act* add) {
         cpu::rmsnorm_forward(F(out), rstd, F(x), F(w), N, C, eps, F(add));
     };

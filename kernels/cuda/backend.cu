@@ -130,6 +130,9 @@ Ops make_ops() {
     o.embedding_backward = [](float* dtable, const act* dout, const int32_t* tokens, int N, int C, float scale) {
         cuda::embedding_backward(dtable, bf(dout), tokens, N, C, scale);
     };
+    o.embedding_noise = [](act* x, size_t n, float magnitude, uint64_t key) {
+        cuda::embedding_noise(bf(x), n, magnitude, key);
+    };
     o.rmsnorm_forward = [](act* out, float* rstd, const act* x, const act* w, int N, int C, float eps, const act* add) {
         cuda::rmsnorm_forward(bf(out), rstd, bf(x), bf(w), N, C, eps, bf(add));
     };

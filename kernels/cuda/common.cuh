@@ -52,6 +52,7 @@ void matmul_backward(bf16* dinp, float* dw, float* dbias, const bf16* dout, cons
                      int OC, bool accumulate);
 void embedding_forward(bf16* out, const int32_t* tokens, const bf16* table, int N, int C, float scale);
 void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, int N, int C, float scale);
+void embedding_noise(bf16* x, size_t n, float magnitude, uint64_t key);
 void rmsnorm_forward(bf16* out, float* rstd, const bf16* x, const bf16* w, int N, int C, float eps, const bf16* add);
 void rmsnorm_backward(bf16* dx, float* dw, const bf16* dout, const bf16* x, const bf16* w, const float* rstd, int N, int C);
 void rope_forward(bf16* x, const int32_t* pos, int N, int n_heads, int head_dim, const float* inv_freq);

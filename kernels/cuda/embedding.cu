@@ -1,6 +1,6 @@
 // Token embedding: the forward is a row gather, the backward a scatter-add into the FP32 table
 // gradient (through a sort of the positions by id), both times `scale` (Gemma's sqrt(dim); 1 for the
-// others).
+// others); and NEFTune's training noise on the gathered rows.
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/packed.cuh"
 
@@ -210,6 +210,26 @@ void embedding_backward(float* dtable, const bf16* dout, const int32_t* tokens, 
     embedding_accumulate_kernel<<<grid, kEmbTile>>>(dtable, slots, dout, key_a, pos_a, N, C, scale, vec);
     CUDA_LAUNCH_CHECK();
     embedding_combine_kernel<<<grid, 32>>>(dtable, slots, key_a, N, C, vec);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- NEFTune: x[i] += magnitude · uniform_pm1(key, i) (kernels/hash.h), rounded once to BF16 ----
+// One thread per 8 elements, memory-bound (a read and a write of the embeddings per micro-batch).
+// The noise of element i is the CPU's, bit for bit; only the BF16 rounding of the sum differs.
+__global__ void embedding_noise_kernel(bf16* x, size_t n, float magnitude, uint64_t key, bool vec) {
+    const size_t i = 8 * ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
+    if (i >= n) return;
+    float v[8];
+    load8(v, x, i, n, vec);
+    #pragma unroll
+    for (int k = 0; k < 8; k++) v[k] += magnitude * uniform_pm1(key, i + k);
+    store8(x, v, i, n, vec);
+}
+
+void embedding_noise(bf16* x, size_t n, float magnitude, uint64_t key) {
+    if (n == 0) return;
+    const int threads = 256;
+    embedding_noise_kernel<<<ceil_div((n + 7) / 8, threads), threads>>>(x, n, magnitude, key, aligned16(x));
     CUDA_LAUNCH_CHECK();
 }
 
