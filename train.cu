@@ -27,13 +27,14 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Flags {
-    std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, data = "data/default/train.jsonl",
-                val_data, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter,
+    std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter,
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
     bool eval_samples_given = false;
     int log_every = 1, eval_samples = 32;
+    // --data and --val-data, each given once or more (the files' examples in this order)
+    std::vector<std::string> data = {"data/default/train.jsonl"}, val_data;
     TrainConfig tc;
     DataOptions data_opt;
 };
@@ -47,8 +48,9 @@ void usage() {
         "  --tokenizer PATH|bytes  .tok, tokenizer.json or tokenizer.model (default: the model path with .tok);\n"
         "                          bytes: raw UTF-8 bytes as ids 0-255 (the default with --preset)\n"
         "  --data PATH             jsonl (instruction/input/output, prompt/completion, messages, ShareGPT\n"
-        "                          conversations) or raw text\n"
-        "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data)\n"
+        "                          conversations) or raw text; repeat it to train on several files at once\n"
+        "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data;\n"
+        "                          --val-data repeats too)\n"
         "  --template NAME         chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
         "  --max-seq-len N (512)   --padding longest|max_length   --packing   --truncation drop|truncate|error\n"
         "  --prompt-loss-weight W  weight of prompt tokens in the loss (0..1, default 0)\n"
@@ -95,8 +97,12 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--model")) f.model = args.value();
         else if (args.is("--preset")) f.preset = args.value();
         else if (args.is("--tokenizer")) f.tokenizer = args.value();
-        else if (args.is("--data")) { f.data = args.value(); data_given = true; }
-        else if (args.is("--val-data")) f.val_data = args.value();
+        else if (args.is("--data")) {
+            if (!data_given) f.data.clear();
+            f.data.push_back(args.value());
+            data_given = true;
+        }
+        else if (args.is("--val-data")) f.val_data.push_back(args.value());
         else if (args.is("--val-split")) f.val_split = (float)args.number_in(0, 1, false, true);  // 0: none
         else if (args.is("--template")) f.chat_template = args.value();
         else if (args.is("--out")) tc.out_dir = args.value();
@@ -146,13 +152,13 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--device")) f.device = args.value();
         else args.unknown();
     }
-    if (!data_given && f.val_data.empty() && f.val_split == 0.0f) f.val_data = "data/default/val.jsonl";
+    if (!data_given && f.val_data.empty() && f.val_split == 0.0f) f.val_data = {"data/default/val.jsonl"};
     tc.method = parse_method(f.method);
     tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;  // -1: not given
     tc.optim.schedule = parse_schedule(f.schedule);
     tc.lora.targets = lora_parse_targets(f.lora_targets);
     if (!f.val_data.empty() && f.val_split > 0)
-        fail("--val-data %s and --val-split %g both give held-out data: pass one", f.val_data.c_str(), f.val_split);
+        fail("--val-data %s and --val-split %g both give held-out data: pass one", f.val_data[0].c_str(), f.val_split);
     if (tc.optim.warmup_steps > 0 && tc.warmup_ratio > 0)
         fail("--warmup-steps %d and --warmup-ratio %g both set the warmup: pass one", tc.optim.warmup_steps, tc.warmup_ratio);
     // (both are allowed, as transformers' Trainer allows them: runs started so must resume)
@@ -396,20 +402,14 @@ int run(int argc, char** argv) {
                "positions past that\n", f.tc.batch.max_seq_len, cfg.max_seq_len);
     Tokenizer tok;
     DataTokenizer dt = make_data_tokenizer(f, cfg, tok);
-    DataReport report;
     if (f.check_data) {
-        std::vector<Example> ex = read_dataset(f.data, dt, f.data_opt, report);
-        print_report(report, f.data_opt, stdout);
-        check_report(report, f.data_opt, true);
+        check_datasets(f.data, dt, f.data_opt, stdout);
         return 0;
     }
     if (t.model.nf4.empty()) model_init(t.model, cfg, std::move(params));
-    t.train = load_dataset(f.data, dt, f.data_opt, report);
-    printf("data: %s\n", report_summary(report).c_str());
+    t.train = load_datasets(f.data, dt, f.data_opt, "data", stdout);
     if (!f.val_data.empty()) {
-        DataReport vr;
-        t.val = load_dataset(f.val_data, dt, f.data_opt, vr);
-        printf("val data: %s\n", report_summary(vr).c_str());
+        t.val = load_datasets(f.val_data, dt, f.data_opt, "val data", stdout);
     } else if (f.val_split > 0) {
         split_train_val(t.train, t.val, f.val_split, f.tc.seed);
         printf("val split: %zu train, %zu val examples\n", t.train.size(), t.val.size());
@@ -527,14 +527,19 @@ int run(int argc, char** argv) {
         printf("note: --eval-samples answers held-out prompts with the model's tokenizer, and this run has raw bytes: "
                "none are answered\n");
     if (f.eval_samples > 0 && !tok.vocab.empty() && !t.val.empty()) {
-        // The held-out conversations: the val file's, or with --val-split the lines of the data
-        // file whose examples the split moved to val.
-        std::string path = !f.val_data.empty() ? f.val_data : f.data;
-        ParsedFile pf = parse_records(read_file(path), path, is_jsonl_path(path));
-        std::set<int> val_lines;
-        for (const Example& e : t.val) val_lines.insert(e.line);
-        for (const Record& r : pf.records)
-            if (!r.is_text() && val_lines.count(r.line) && (int)se.held_out.size() < f.eval_samples) se.held_out.push_back(r);
+        // The held-out conversations: the val files', or with --val-split the lines of the data
+        // files whose examples the split moved to val.
+        const std::vector<std::string>& paths = !f.val_data.empty() ? f.val_data : f.data;
+        std::set<std::pair<int, int>> val_lines;  // (file, line)
+        std::set<int> val_files;
+        for (const Example& e : t.val) val_lines.insert({e.file, e.line}), val_files.insert(e.file);
+        for (int i = 0; i < (int)paths.size() && (int)se.held_out.size() < f.eval_samples; i++) {
+            if (!val_files.count(i)) continue;
+            ParsedFile pf = parse_records(read_file(paths[i]), paths[i], is_jsonl_path(paths[i]));
+            for (const Record& r : pf.records)
+                if (!r.is_text() && val_lines.count({i, r.line}) && (int)se.held_out.size() < f.eval_samples)
+                    se.held_out.push_back(r);
+        }
         se.tok = &tok;
         se.chat = dt.chat_template;
     }

@@ -280,6 +280,34 @@ std::vector<Example> load_dataset(const std::string& path, const DataTokenizer& 
     return ex;
 }
 
+std::vector<Example> load_datasets(const std::vector<std::string>& paths, const DataTokenizer& tok,
+                                   const DataOptions& opt, const char* what, FILE* out) {
+    std::vector<Example> all;
+    size_t supervised = 0;
+    for (size_t i = 0; i < paths.size(); i++) {
+        DataReport report;
+        std::vector<Example> ex = load_dataset(paths[i], tok, opt, report);
+        fprintf(out, "%s: %s\n", what, report_summary(report).c_str());
+        supervised += report.supervised_tokens;
+        for (Example& e : ex) e.file = (int)i, all.push_back(std::move(e));
+    }
+    if (paths.size() > 1)
+        fprintf(out, "%s: %zu files, %zu examples, %zu supervised tokens in all\n", what, paths.size(), all.size(), supervised);
+    return all;
+}
+
+std::vector<DataReport> check_datasets(const std::vector<std::string>& paths, const DataTokenizer& tok,
+                                       const DataOptions& opt, FILE* out) {
+    std::vector<DataReport> reports(paths.size());
+    for (size_t i = 0; i < paths.size(); i++) {
+        if (i) fprintf(out, "\n");
+        read_dataset(paths[i], tok, opt, reports[i]);
+        print_report(reports[i], opt, out);
+    }
+    for (const DataReport& r : reports) check_report(r, opt, true);
+    return reports;
+}
+
 std::string report_summary(const DataReport& r) {
     std::string s = r.path + ": " + std::to_string(r.examples) + " examples";
     if (r.documents) s += " (" + std::to_string(r.blocks) + " blocks from " + std::to_string(r.documents) + " documents)";

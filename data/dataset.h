@@ -95,6 +95,15 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
 std::vector<Example> load_dataset(const std::string& path, const DataTokenizer& tok, const DataOptions& opt,
                                   DataReport& report);
 
+// Several files as one dataset (--data A --data B ...): each is read, reported and judged on its own,
+// so a problem names its file; the examples come in the order of `paths`, each with Example::file
+// set to its file's index. One summary line per file goes to `out`, and a total when there are
+// several. A file given twice is read twice: its examples count double.
+std::vector<Example> load_datasets(const std::vector<std::string>& paths, const DataTokenizer& tok,
+                                   const DataOptions& opt, const char* what, FILE* out);
+// --check-data over several files: every file's report printed, then each judged (check_report).
+std::vector<DataReport> check_datasets(const std::vector<std::string>& paths, const DataTokenizer& tok, const DataOptions& opt, FILE* out);
+
 // The human-readable validation report (--check-data), and the one-line summary the trainer prints.
 void print_report(const DataReport& report, const DataOptions& opt, FILE* out);
 std::string report_summary(const DataReport& report);

@@ -14,6 +14,7 @@ struct Example {
     // tokens. weights[0] is always 0 (nothing predicts the first token).
     std::vector<float> weights;
     int line = 0;  // 1-based line of the source file it came from (raw text: where its block starts)
+    int file = 0;  // which of several data files (--data A --data B: 0, 1, ...)
     // The split's key: a hash of the example's ids and response marks as formatted (raw text: of the
     // block), equal for duplicates and unchanged by the prompt loss weight and by truncation.
     uint64_t key = 0;

@@ -267,4 +267,16 @@ TEST_CASE("cli: data files by content as well as by name; ./check_data FILE") {
     CHECK(has(ok, "5 examples"));
     Run warn = run("./check_data " + s.data + " --template llama3");
     CHECK(has(warn, "warning: the llama3 template's end-of-turn marker is not a special token"));
+    // several files: a report and a verdict each; the trainer takes them all
+    Run two = run("./check_data " + s.data + " " + upper);
+    INFO(two.out);
+    CHECK(two.status == 0);
+    CHECK(has(two, ("ok: " + upper + ": 5 examples").c_str()));
+    Run one_bad = run("./check_data " + upper + " --data " + txt);
+    CHECK(one_bad.status == 1);
+    CHECK(has(one_bad, "records.txt"));
+    Run both = s.train("--data " + upper + " --dry-run");
+    INFO(both.out);
+    CHECK(both.status == 0);
+    CHECK(has(both, "data: 2 files, 10 examples, "));
 }

@@ -380,6 +380,39 @@ TEST_CASE("the report: counts, length stats, histogram, supervised tokens") {
                                    "--truncation truncate keeps their start)") != std::string::npos);
 }
 
+// --data A --data B: each file keeps its own format, report and errors; the examples follow the
+// files' order, each knowing its file; a file given twice counts twice (upsampling).
+TEST_CASE("several data files: concatenated in order, each judged and reported on its own") {
+    ScratchDir dir;
+    const std::string a = dir.write("a.jsonl", R"({"instruction": "i1", "output": "o1"})" "\n"
+                                               R"({"instruction": "i2", "output": "o2"})" "\n");
+    const std::string b = dir.write("b.jsonl", R"({"messages": [{"role": "user", "content": "u"}, )"
+                                               R"({"role": "assistant", "content": "m"}]})" "\n");
+    const std::string bad = dir.write("bad.jsonl", R"({"messages": [{"role": "user", "content": "u"}]})" "\n");
+    DataOptions opt;
+    FILE* out = tmpfile();
+    std::vector<Example> ex = load_datasets({a, b, a}, byte_tokenizer(), opt, "data", out);
+    REQUIRE(ex.size() == 5);
+    CHECK(ex[0].file == 0);
+    CHECK(ex[1].file == 0);
+    CHECK(ex[2].file == 1);
+    CHECK(ex[3].file == 2);
+    CHECK(ex[2].line == 1);
+    CHECK(tokens_with_weight(ex[2], 1.0f) == "m<|im_end|>");
+    CHECK(ex[3].tokens == ex[0].tokens);
+    rewind(out);
+    std::string printed(4096, '\0');
+    printed.resize(fread(&printed[0], 1, printed.size(), out));
+    fclose(out);
+    CHECK(printed.find("data: " + b + ": 1 examples") != std::string::npos);
+    CHECK(printed.find("data: 3 files, 5 examples, ") != std::string::npos);
+    // a bad line in the second file names that file
+    FILE* sink = tmpfile();
+    CHECK_THROWS_WITH(load_datasets({a, bad}, byte_tokenizer(), opt, "data", sink), doctest::Contains("bad.jsonl:1: "));
+    CHECK_THROWS_WITH(check_datasets({a, bad}, byte_tokenizer(), opt, sink), doctest::Contains("bad.jsonl:1: "));
+    fclose(sink);
+}
+
 TEST_CASE("split: deterministic by seed, duplicates on one side, order kept") {
     std::vector<Example> all;
     for (int i = 0; i < 100; i++) {

@@ -12,7 +12,7 @@
 #include "tokenizer/tokenizer.h"
 
 static const char* kUsage =
-    "usage: check_data [--data] FILE [options]\n"
+    "usage: check_data [--data] FILE [[--data] FILE ...] [options]   (several files: a report each)\n"
     "  --tokenizer PATH          .tok, tokenizer.json or tokenizer.model (default models/smollm2-135m-instruct.tok)\n"
     "  --template NAME           chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
     "  --max-seq-len N           512\n"
@@ -22,11 +22,12 @@ static const char* kUsage =
 
 int main(int argc, char** argv) {
     return run_main([&] {
-        std::string data, tok_path = "models/smollm2-135m-instruct.tok", tmpl;
+        std::vector<std::string> data;
+        std::string tok_path = "models/smollm2-135m-instruct.tok", tmpl;
         DataOptions opt;
         Args args(argc, argv, "see ./check_data --help");
         while (args.next()) {
-            if (args.is("--data")) data = args.value();
+            if (args.is("--data")) data.push_back(args.value());
             else if (args.is("--tokenizer")) tok_path = args.value();
             else if (args.is("--template")) tmpl = args.value();
             else if (args.is("--max-seq-len")) opt.max_seq_len = args.integer(2);
@@ -34,7 +35,7 @@ int main(int argc, char** argv) {
             else if (args.is("--truncation")) opt.truncation = parse_truncation(args.value());
             else if (args.is("--skip-bad-lines")) opt.skip_bad_lines = true;
             else if (args.is("-h") || args.is("--help")) { std::printf("%s", kUsage); return 0; }
-            else if (data.empty() && args.flag()[0] != '-') data = args.flag();  // ./check_data FILE
+            else if (args.flag()[0] != '-') data.push_back(args.flag());  // ./check_data FILE ...
             else args.unknown();
         }
         if (data.empty()) fail("--data FILE is required\n%s", kUsage);
@@ -42,11 +43,7 @@ int main(int argc, char** argv) {
         Tokenizer tok = tokenizer_load_any(tok_path);
         DataTokenizer dt = data_tokenizer(tok, tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl));
         if (const std::string w = template_marker_warning(dt); !w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
-        DataReport report;
-        read_dataset(data, dt, opt, report);
-        print_report(report, opt, stdout);
-        check_report(report, opt, true);
-        std::printf("ok: %s\n", report_summary(report).c_str());
+        for (const DataReport& r : check_datasets(data, dt, opt, stdout)) std::printf("ok: %s\n", report_summary(r).c_str());
         return 0;
     });
 }
