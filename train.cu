@@ -31,7 +31,7 @@ struct Flags {
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
-    bool eval_samples_given = false;
+    bool eval_samples_given = false, decay_ratio_given = false;
     int log_every = 1, eval_samples = 32;
     // --data and --val-data, each given once or more (the files' examples in this order)
     std::vector<std::string> data = {"data/default/train.jsonl"}, val_data;
@@ -65,7 +65,8 @@ void usage() {
         "                          training (transformers' neftune_noise_alpha; 5 is usual, 0: off)\n"
         "optimisation\n"
         "  --lr X (lora 2e-4, full 2e-5)  --weight-decay X (0)  --beta1 X (0.9)  --beta2 X (0.999)  --eps X (1e-8)\n"
-        "  --lr-scheduler constant|linear|cosine (cosine)  --warmup-steps N | --warmup-ratio F  --min-lr-ratio F (0)\n"
+        "  --lr-scheduler constant|linear|cosine|wsd (cosine)  --warmup-steps N | --warmup-ratio F  --min-lr-ratio F (0)\n"
+        "  --decay-ratio F (0.1)   wsd (warmup-stable-decay): the share of the steps in the final cosine decay\n"
         "  --max-grad-norm X (1.0, 0 = off)  --batch-size N (8)  --grad-accum N (1)\n"
         "  --max-steps N | --epochs F (1)    --seed N (42)   --recompute (gradient checkpointing)\n"
         "  --offload-optimizer     GPU: AdamW's moments and FP32 masters in host memory, AdamW on the CPU\n"
@@ -124,6 +125,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--warmup-steps")) tc.optim.warmup_steps = args.integer();
         else if (args.is("--warmup-ratio")) tc.warmup_ratio = (float)args.number_in(0, 1, false, true);
         else if (args.is("--min-lr-ratio")) tc.optim.min_lr_ratio = (float)args.number_in(0, 1);
+        else if (args.is("--decay-ratio")) tc.optim.decay_ratio = (float)args.number_in(0, 1, true), f.decay_ratio_given = true;
         else if (args.is("--batch-size")) tc.batch.batch_size = args.integer(1);
         else if (args.is("--grad-accum")) tc.grad_accum = args.integer(1);
         else if (args.is("--max-steps")) tc.max_steps = args.integer();
@@ -156,6 +158,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
     tc.method = parse_method(f.method);
     tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;  // -1: not given
     tc.optim.schedule = parse_schedule(f.schedule);
+    if (f.decay_ratio_given && tc.optim.schedule != Schedule::wsd)
+        fail("--decay-ratio sets the wsd schedule's cooldown: pass --lr-scheduler wsd, or leave it out");
     tc.lora.targets = lora_parse_targets(f.lora_targets);
     if (!f.val_data.empty() && f.val_split > 0)
         fail("--val-data %s and --val-split %g both give held-out data: pass one", f.val_data[0].c_str(), f.val_split);
@@ -467,9 +471,11 @@ int run(int argc, char** argv) {
                "more in shorter batches); none when evaluating\n",
                f.tc.neftune_alpha, f.tc.neftune_alpha / std::sqrt((double)L * t.model.cfg.dim), L, t.model.cfg.dim);
     }
-    printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d\n", t.total_steps,
+    printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d%s\n", t.total_steps,
            f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
-           f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps);
+           f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps,
+           f.tc.optim.schedule != Schedule::wsd ? ""
+               : strf(", decay over the last %d", std::max(1, (int)std::lround((double)f.tc.optim.decay_ratio * t.total_steps))).c_str());
     if (t.cfg.optim.warmup_steps >= t.total_steps)
         printf("note: the warmup (%d steps) is not shorter than the run (%d steps): the learning rate never reaches --lr %g\n",
                t.cfg.optim.warmup_steps, t.total_steps, f.tc.optim.lr);

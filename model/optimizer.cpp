@@ -1,5 +1,6 @@
 #include "model/optimizer.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/hash.h"
@@ -9,18 +10,24 @@ Schedule parse_schedule(const std::string& s) {
     if (s == "constant") return Schedule::constant;
     if (s == "linear") return Schedule::linear;
     if (s == "cosine") return Schedule::cosine;
-    fail("--lr-scheduler: unknown schedule '%s' (use constant, linear or cosine)", s.c_str());
+    if (s == "wsd") return Schedule::wsd;
+    fail("--lr-scheduler: unknown schedule '%s' (use constant, linear, cosine or wsd)", s.c_str());
 }
 
 const char* schedule_name(Schedule s) {
-    return s == Schedule::constant ? "constant" : s == Schedule::linear ? "linear" : "cosine";
+    return s == Schedule::constant ? "constant" : s == Schedule::linear ? "linear" : s == Schedule::cosine ? "cosine" : "wsd";
 }
 
 float lr_at(const OptimConfig& oc, int step, int total) {
     if (step < oc.warmup_steps) return oc.lr * (float)(step + 1) / (float)oc.warmup_steps;
     if (oc.schedule == Schedule::constant) return oc.lr;
-    const int decay_steps = std::max(1, total - oc.warmup_steps);
-    float progress = std::min(1.0f, (float)(step - oc.warmup_steps) / (float)decay_steps);
+    // linear and cosine decay from the end of the warmup; wsd from the start of its last steps
+    int decay_start = oc.warmup_steps;
+    if (oc.schedule == Schedule::wsd)
+        decay_start = std::max(oc.warmup_steps, total - std::max(1, (int)std::lround((double)oc.decay_ratio * total)));
+    if (step < decay_start) return oc.lr;
+    const int decay_steps = std::max(1, total - decay_start);
+    float progress = std::min(1.0f, (float)(step - decay_start) / (float)decay_steps);
     float floor = oc.lr * oc.min_lr_ratio;
     float shape = oc.schedule == Schedule::linear ? 1.0f - progress : 0.5f * (1.0f + std::cos(3.14159265358979f * progress));
     return floor + (oc.lr - floor) * shape;

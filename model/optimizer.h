@@ -7,7 +7,7 @@
 #include "model/buffer.h"
 #include "model/weights.h"
 
-enum class Schedule { constant, linear, cosine };
+enum class Schedule { constant, linear, cosine, wsd };
 Schedule parse_schedule(const std::string& s);  // fails naming the accepted values
 const char* schedule_name(Schedule s);
 
@@ -19,6 +19,7 @@ struct OptimConfig {
     Schedule schedule = Schedule::cosine;
     int warmup_steps = 0;
     float min_lr_ratio = 0.0f;  // the schedule ends at lr × this (the lr floor)
+    float decay_ratio = 0.1f;   // wsd: the share of the run's steps in its final (cosine) decay
     // GPU: round the BF16 weights the kernels read stochastically from the FP32 masters (unbiased),
     // instead of to nearest. No effect on the CPU backend, whose weights are the FP32 masters.
     bool stochastic_rounding = false;
@@ -29,7 +30,10 @@ struct OptimConfig {
 // towards lr·min_lr_ratio over the decay_steps = total − warmup_steps that follow, at progress
 // (step − warmup_steps)/decay_steps (transformers' get_{linear,cosine}_schedule_with_warmup): the
 // first decay step runs at lr and the last one above the floor, so no step is wasted at lr 0 (a
-// one-step run trains at lr).
+// one-step run trains at lr). wsd (warmup-stable-decay, transformers' get_wsd_schedule with its
+// cosine decay) holds lr after the warmup and decays only over the last round(decay_ratio × total)
+// steps, at progress (step − decay start)/decay steps: a run that is cut short or extended changes
+// only its cooldown.
 float lr_at(const OptimConfig& oc, int step, int total);
 
 struct AdamState {

@@ -105,6 +105,7 @@ std::string TrainConfig::signature() const {
              batch.max_seq_len, (int)batch.padding, (int)batch.packing, grad_accum, max_steps, epochs,
              (unsigned long long)seed, optim.stochastic_rounding ? " sr=1" : "");
     // where the run stops depends on both (appended only when on, so older checkpoints still match)
+    if (optim.schedule == Schedule::wsd) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " decay=%g", optim.decay_ratio);
     if (neftune_alpha > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " neftune=%g", neftune_alpha);
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
     return buf;

@@ -273,6 +273,9 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     b.cfg.batch.padding = a.cfg.batch.padding;
     b.cfg.neftune_alpha = 5.0f;  // another noise, another run (its key is only in runs that have it)
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(neftune: (none) -> 5)"));
+    b.cfg.neftune_alpha = 0.0f;
+    b.cfg.optim.schedule = Schedule::wsd;  // its cooldown's length is part of the schedule
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("decay: (none) -> 0.1, schedule: cosine -> wsd"));
     // Other data with the same flags (another file, prompt loss weight, template, truncation): the
     // examples differ, and so does the checkpoint's data hash.
     for (int change = 0; change < 2; change++) {

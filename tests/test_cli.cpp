@@ -136,6 +136,8 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
                    Case{"--warmup-ratio 2", "flag --warmup-ratio: 2 is out of range"},
                    Case{"--min-lr-ratio 5", "flag --min-lr-ratio: 5 is out of range"},
                    Case{"--lora-r 0", "flag --lora-r: expected a whole number from 1"},
+                   Case{"--decay-ratio 0.2", "--decay-ratio sets the wsd schedule's cooldown: pass --lr-scheduler wsd"},
+                   Case{"--lr-scheduler wsd --decay-ratio 0", "flag --decay-ratio: 0 is out of range: expected a number in (0, 1]"},
                    Case{"--neftune-alpha -5", "flag --neftune-alpha: -5 is out of range: expected a number in [0, 10000]"},
                    Case{"--val-split 0.4 --val-data d.jsonl", "both give held-out data: pass one"},
                    Case{"--warmup-steps 1 --warmup-ratio 0.5", "both set the warmup: pass one"},
@@ -154,6 +156,9 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     INFO(noisy.out);
     CHECK(noisy.status == 0);
     CHECK(has(noisy, "neftune: alpha 5, uniform noise of "));
+    Run wsd = s.train("--lr-scheduler wsd --decay-ratio 0.25 --max-steps 8 --dry-run");
+    INFO(wsd.out);
+    CHECK(has(wsd, "lr 0.0002 wsd, warmup 0, decay over the last 2"));
 }
 
 TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the merged model") {

@@ -306,6 +306,32 @@ TEST_CASE("lr schedule: warmup from lr/W, then transformers' linear and cosine d
     CHECK(lr_at(oc, 0, 1) == 1.0f);
 }
 
+// transformers' get_wsd_schedule(num_warmup_steps=2, num_decay_steps=4, num_training_steps=12,
+// min_lr_ratio=0.1) gives, after its warmup, these learning rates (LambdaLR, lr 1):
+TEST_CASE("lr schedule wsd: transformers' warmup-stable-decay, the cooldown over the last steps only") {
+    const double want[12] = {0, 0, 1, 1, 1, 1, 1, 1, 1, 0.868198052, 0.55, 0.231801948};
+    OptimConfig oc;
+    oc.lr = 1.0f;
+    oc.warmup_steps = 2;
+    oc.min_lr_ratio = 0.1f;
+    oc.schedule = Schedule::wsd;
+    oc.decay_ratio = 4.0f / 12.0f;
+    for (int t = 2; t < 12; t++) {
+        INFO("step " << t);
+        CHECK(lr_at(oc, t, 12) == doctest::Approx(want[t]).epsilon(1e-6));
+    }
+    // a cooldown longer than what follows the warmup is the cosine schedule; a one-step run trains at lr
+    oc.decay_ratio = 1.0f;
+    OptimConfig cosine = oc;
+    cosine.schedule = Schedule::cosine;
+    for (int t = 0; t < 12; t++) CHECK(lr_at(oc, t, 12) == lr_at(cosine, t, 12));
+    oc.warmup_steps = 0;
+    oc.decay_ratio = 0.01f;
+    CHECK(lr_at(oc, 0, 1) == 1.0f);
+    CHECK(lr_at(oc, 98, 100) == 1.0f);
+    CHECK(lr_at(oc, 99, 100) == 1.0f);  // the one decay step is its first: progress 0
+}
+
 TEST_CASE("training drives the loss down: overfitting one small batch") {
     ModelConfig c = micro_config();
     Trainer t;
