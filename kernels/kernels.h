@@ -43,6 +43,10 @@ struct LoraProj {
 //   GLU_GELU_TANH (GeGLU, Gemma):    gelu(g) = g/2 · (1 + tanh(sqrt(2/π) · (g + 0.044715 g³)))
 enum GluAct { GLU_SILU = 0, GLU_GELU_TANH = 1 };
 
+// Parameters per absmax of the 8-bit AdamW moments (adamw8bit_update), as bitsandbytes' blockwise
+// 8-bit optimizers.
+constexpr int kAdam8Block = 256;
+
 namespace cpu {
 
 // out[N,OC] = add + inp[N,C] · W[OC,C]ᵀ + bias[OC] (bias may be null). add is null (overwrite), out
@@ -158,6 +162,13 @@ void nf4_dequantize(float* w, const uint8_t* codes, const uint8_t* qabsmax, cons
 // read, p_compute is null and sr_key has no use.
 void adamw_update(float* p, const float* g, float* m, float* v, size_t n, float lr, float beta1, float beta2,
                   float eps, float weight_decay, float grad_scale, int t);
+// The same update with 8-bit moments (bitsandbytes' blockwise AdamW8bit): m and v are codes of the
+// signed and unsigned dynamic maps (kernels/nf4_tables.h), each block of kAdam8Block (256) scaled
+// by absmax_m[b], absmax_v[b]; decoded, updated in FP32 as above, encoded again against the block's
+// new absmax. 2 bytes + 8/256 per parameter instead of 8. All zero (codes and absmax) is m = v = 0.
+// Ops::adamw8bit_update takes p_compute and sr_key as Ops::adamw_update does.
+void adamw8bit_update(float* p, const float* g, uint8_t* m, uint8_t* v, float* absmax_m, float* absmax_v, size_t n,
+                      float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t);
 // Σ g² in double, summed in a fixed order (deterministic).
 double sum_squares(const float* g, size_t n);
 
@@ -349,6 +360,9 @@ struct Ops {
                            size_t n);
     void (*adamw_update)(float* p, act* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
                          float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key);
+    void (*adamw8bit_update)(float* p, act* p_compute, const float* g, uint8_t* m, uint8_t* v, float* absmax_m,
+                             float* absmax_v, size_t n, float lr, float beta1, float beta2, float eps,
+                             float weight_decay, float grad_scale, int t, uint64_t sr_key);
     double (*sum_squares)(const float* g, size_t n);
     // A tuning probe, null where the backend has one GEMM kernel (the CPU): the algorithms the GEMM's
     // heuristic ranks for C[M,N] = op(A)·op(B) (+ beta·C; row-major, leading dimensions lda, ldb, ldc

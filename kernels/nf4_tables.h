@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <cstdint>
 
 // bitsandbytes' NF4 codebook (DESIGN.md §9): quantiles of N(0,1) normalised to [-1, 1], with an
 // exact zero. Sorted ascending.
@@ -14,33 +15,43 @@ inline constexpr float kNF4[16] = {-1.0f, -0.6961928009986877f, -0.5250730514526
                                    0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,
                                    0.7229568362236023f, 1.0f};
 
-// bitsandbytes' create_dynamic_map(signed=True, max_exponent_bits=7, total_bits=8): for exponent
-// e = 0..6, 2^e fraction values (midpoints of linspace(0.1, 1, 2^e + 1)) scaled by 10^(e-6), both
-// signs; plus 0 and 1. 254 + 2 = 256 distinct values, sorted. Dense near zero, sparse near ±1.
+// bitsandbytes' create_dynamic_map(signed, max_exponent_bits=7, total_bits=8): for exponent e = 0..6,
+// 2^e fraction values (midpoints of linspace(0.1, 1, 2^e + 1)) scaled by 10^(e-6), both signs; plus 0
+// and 1. 254 + 2 = 256 distinct values, sorted. Dense near zero, sparse near ±1. Unsigned (the 8-bit
+// optimizer's second moment, never negative): 2^(e+1) fraction values a exponent, positive only.
 //
 // linspace is torch.linspace in float: the first half counts up from start, the second half down
 // from end. Its multiply-adds are written as explicit fma: GCC contracts `start + step * i` into one
 // on FMA hardware (-march=native), so a plain expression would round differently depending on the
 // compiler flags of each file including this header. The fma pins the values the Makefile build
 // has always produced, on every build.
-inline std::array<float, 256> dynamic_map_values() {
+inline std::array<float, 256> dynamic_map_values(bool is_signed = true) {
     std::array<float, 256> d;
     int k = 0;
     for (int e = 0; e < 7; e++) {
-        int steps = (1 << e) + 1;
+        int steps = (1 << (is_signed ? e : e + 1)) + 1;
         float start = 0.1f, end = 1.0f, step = (end - start) / (float)(steps - 1);
-        float b[65];
+        float b[129];
         for (int i = 0; i < steps; i++)
             b[i] = i < steps / 2 ? std::fma(step, (float)i, start) : std::fma(-step, (float)(steps - 1 - i), end);
         float scale = (float)std::pow(10.0, e - 6);
         for (int i = 0; i + 1 < steps; i++) {
             float mean = (b[i] + b[i + 1]) / 2.0f;
             d[k++] = scale * mean;
-            d[k++] = -scale * mean;
+            if (is_signed) d[k++] = -scale * mean;
         }
     }
     d[k++] = 0.0f;
     d[k++] = 1.0f;
     std::sort(d.begin(), d.end());
     return d;
+}
+
+// The map entry nearest x: the first entry >= x, or its lower neighbour when that is as near (ties
+// go to the lower code, as bitsandbytes' comparison tree does); below the map code 0, above it 255.
+inline uint8_t dynamic_code(float x, const std::array<float, 256>& map) {
+    size_t hi = std::lower_bound(map.begin(), map.end(), x) - map.begin();
+    if (hi == 0) return 0;
+    if (hi == map.size()) return (uint8_t)(map.size() - 1);
+    return (uint8_t)(x - map[hi - 1] <= map[hi] - x ? hi - 1 : hi);
 }

@@ -1,9 +1,11 @@
-// AdamW (Loshchilov & Hutter 2019) with decoupled weight decay, and the squared gradient norm used
-// for clipping by global norm.
+// AdamW (Loshchilov & Hutter 2019) with decoupled weight decay, its 8-bit variant (bitsandbytes'
+// blockwise AdamW8bit), and the squared gradient norm used for clipping by global norm.
+#include <array>
 #include <cmath>
 #include <vector>
 
 #include "kernels/kernels.h"
+#include "kernels/nf4_tables.h"
 
 namespace cpu {
 
@@ -17,6 +19,41 @@ void adamw_update(float* p, const float* g, float* m, float* v, size_t n, float 
         v[i] = beta2 * v[i] + (1.0f - beta2) * gi * gi;
         float mhat = m[i] / bc1, vhat = v[i] / bc2;
         p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + weight_decay * p[i]);
+    }
+}
+
+// The 8-bit moments (Dettmers et al. 2022, "8-bit Optimizers via Block-wise Quantization"): m and v
+// live as 8-bit codes of bitsandbytes' dynamic maps (signed for m, unsigned for v), each block of 256
+// scaled by its absmax. A step decodes the block's moments, runs the FP32 update above term for term,
+// and encodes them again against the block's new absmax (bitsandbytes' CPU path, blockwise). The
+// decoded moments, not the codes, carry the update: a moment's rounding error is at most half a code
+// step of its block, and the dynamic map's steps are relative (dense near 0), so small moments beside
+// a large one keep about two significant digits instead of flushing to 0.
+void adamw8bit_update(float* p, const float* g, uint8_t* m, uint8_t* v, float* absmax_m, float* absmax_v, size_t n,
+                      float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
+    static const std::array<float, 256> smap = dynamic_map_values(true), umap = dynamic_map_values(false);
+    float bc1 = 1.0f - std::pow(beta1, (float)t), bc2 = 1.0f - std::pow(beta2, (float)t);
+    const size_t blocks = (n + kAdam8Block - 1) / kAdam8Block;
+    #pragma omp parallel for schedule(static)
+    for (size_t b = 0; b < blocks; b++) {
+        const size_t i0 = b * kAdam8Block, i1 = std::min(n, i0 + kAdam8Block);
+        float mv[kAdam8Block], vv[kAdam8Block], am = 0.0f, av = 0.0f;
+        for (size_t i = i0; i < i1; i++) {
+            float gi = g[i] * grad_scale, mi = smap[m[i]] * absmax_m[b], vi = umap[v[i]] * absmax_v[b];
+            mi = beta1 * mi + (1.0f - beta1) * gi;
+            vi = beta2 * vi + (1.0f - beta2) * gi * gi;
+            float mhat = mi / bc1, vhat = vi / bc2;
+            p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + weight_decay * p[i]);
+            mv[i - i0] = mi, vv[i - i0] = vi;
+            am = std::max(am, std::fabs(mi)), av = std::max(av, vi);
+        }
+        // as quantize_blockwise8: scaled by the reciprocal of the absmax (0 for an all-zero block)
+        const float inv_m = am > 0.0f ? 1.0f / am : 0.0f, inv_v = av > 0.0f ? 1.0f / av : 0.0f;
+        for (size_t i = i0; i < i1; i++) {
+            m[i] = dynamic_code(mv[i - i0] * inv_m, smap);
+            v[i] = dynamic_code(vv[i - i0] * inv_v, umap);
+        }
+        absmax_m[b] = am, absmax_v[b] = av;
     }
 }
 

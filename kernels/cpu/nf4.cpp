@@ -26,14 +26,6 @@ const std::array<float, 256>& dynamic_map() {
     return map;
 }
 
-inline uint8_t dynamic_code(float x, const std::array<float, 256>& map) {
-    // First code >= x, then the nearer of it and its lower neighbour (ties: the lower).
-    size_t hi = std::lower_bound(map.begin(), map.end(), x) - map.begin();
-    if (hi == 0) return 0;
-    if (hi == map.size()) return (uint8_t)(map.size() - 1);
-    return (uint8_t)(x - map[hi - 1] <= map[hi] - x ? hi - 1 : hi);
-}
-
 // Absmax of x[i0, i1) into *absmax; returns its reciprocal (0 for an all-zero block, whose values
 // then all map to code 0.0).
 inline float block_scale(const float* x, size_t i0, size_t i1, float* absmax) {

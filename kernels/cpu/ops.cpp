@@ -202,6 +202,11 @@ Ops make_ops() {
                         float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t) {
         cpu::adamw_update(p, g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
     };
+    o.adamw8bit_update = [](float* p, act*, const float* g, uint8_t* m, uint8_t* v, float* absmax_m, float* absmax_v,
+                            size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                            float grad_scale, int t, uint64_t) {
+        cpu::adamw8bit_update(p, g, m, v, absmax_m, absmax_v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t);
+    };
     o.sum_squares = cpu::sum_squares;
     return o;
 }

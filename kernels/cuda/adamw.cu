@@ -1,11 +1,15 @@
-// AdamW on the FP32 masters, and the squared gradient norm for clipping.
+// AdamW on the FP32 masters (with FP32 or 8-bit moments), and the squared gradient norm for clipping.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <vector>
 
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/packed.cuh"
+#include "kernels/cuda/quant8.cuh"
 #include "kernels/cuda/reduce.cuh"
+#include "kernels/kernels.h"
+#include "kernels/nf4_tables.h"
 
 namespace cuda {
 
@@ -48,6 +52,68 @@ void adamw_update(float* p, bf16* p_compute, const float* g, float* m, float* v,
     bool vec = aligned16(p) && aligned16(g) && aligned16(m) && aligned16(v) && (!p_compute || aligned16(p_compute));
     adamw_kernel<<<ceil_div(n, 8 * kThreads), kThreads>>>(p, p_compute, g, m, v, n, lr, beta1, beta2, eps,
                                                            weight_decay, grad_scale, bc1, bc2, vec, sr_key);
+    CUDA_LAUNCH_CHECK();
+}
+
+// ---- 8-bit moments (kernels/cpu/adamw.cpp, adamw8bit_update) ----
+//
+// One CUDA block of kAdam8Block threads per quantization block, a thread per parameter: decode m and
+// v, the FP32 update as adamw_kernel's, the block's two new absmax values by max reductions, encode
+// against them. The maps sit in shared memory (a code is a data-dependent address; the binary search
+// reads 9 entries a thread). A step moves 4 + 4 + 1 + 1 (+ 2 for the BF16 copy) + 4 (p written) bytes
+// a parameter where the FP32 moments move 8 more: memory-bound like adamw_kernel.
+__device__ float g_adam8_smap[256], g_adam8_umap[256];  // dynamic_map_values(true / false)
+
+static void upload_adam8_maps() {
+    static const bool done = [] {
+        const std::array<float, 256> s = dynamic_map_values(true), u = dynamic_map_values(false);
+        CUDA_CHECK(cudaMemcpyToSymbol(g_adam8_smap, s.data(), sizeof(float) * 256));
+        CUDA_CHECK(cudaMemcpyToSymbol(g_adam8_umap, u.data(), sizeof(float) * 256));
+        return true;
+    }();
+    (void)done;
+}
+
+__global__ void adamw8bit_kernel(float* p, bf16* p_compute, const float* g, uint8_t* m, uint8_t* v, float* absmax_m,
+                                 float* absmax_v, size_t n, float lr, float beta1, float beta2, float eps,
+                                 float weight_decay, float grad_scale, float bc1, float bc2, uint64_t sr_key) {
+    __shared__ float smap[256], umap[256];
+    smap[threadIdx.x] = g_adam8_smap[threadIdx.x];
+    umap[threadIdx.x] = g_adam8_umap[threadIdx.x];
+    __syncthreads();
+    const size_t b = blockIdx.x, i = b * kAdam8Block + threadIdx.x;
+    const bool in = i < n;
+    float mi = 0.0f, vi = 0.0f;
+    if (in) {
+        // __fmul_rn: the decoded moment is rounded on its own, as the CPU's product is
+        float gi = g[i] * grad_scale;
+        mi = __fmul_rn(smap[m[i]], absmax_m[b]), vi = __fmul_rn(umap[v[i]], absmax_v[b]);
+        mi = beta1 * mi + (1.0f - beta1) * gi;
+        vi = beta2 * vi + (1.0f - beta2) * gi * gi;
+        float mhat = mi / bc1, vhat = vi / bc2, pi = p[i];
+        pi -= lr * (mhat / (sqrtf(vhat) + eps) + weight_decay * pi);
+        p[i] = pi;
+        if (p_compute)
+            p_compute[i] = sr_key ? bf16_round_stochastic(pi, (uint32_t)hash64(sr_key, i)) : __float2bfloat16_rn(pi);
+    }
+    // every thread has read the block's old absmax before these barriers, so thread 0 may replace it
+    const float am = block_reduce<MaxOp>(in ? abs_for_max(mi) : 0.0f);
+    const float av = block_reduce<MaxOp>(in ? abs_for_max(vi) : 0.0f);
+    if (threadIdx.x == 0) absmax_m[b] = am, absmax_v[b] = av;
+    if (in) {
+        m[i] = dynamic_code(__fmul_rn(mi, inv_absmax(am)), smap);
+        v[i] = dynamic_code(__fmul_rn(vi, inv_absmax(av)), umap);
+    }
+}
+
+void adamw8bit_update(float* p, bf16* p_compute, const float* g, uint8_t* m, uint8_t* v, float* absmax_m,
+                      float* absmax_v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float grad_scale, int t, uint64_t sr_key) {
+    if (n == 0) return;
+    upload_adam8_maps();
+    float bc1 = 1.0f - std::pow(beta1, (float)t), bc2 = 1.0f - std::pow(beta2, (float)t);
+    adamw8bit_kernel<<<ceil_div(n, kAdam8Block), kAdam8Block>>>(p, p_compute, g, m, v, absmax_m, absmax_v, n, lr, beta1,
+                                                                beta2, eps, weight_decay, grad_scale, bc1, bc2, sr_key);
     CUDA_LAUNCH_CHECK();
 }
 

@@ -187,6 +187,12 @@ Ops make_ops() {
                         float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key) {
         cuda::adamw_update(p, bf(p_compute), g, m, v, n, lr, beta1, beta2, eps, weight_decay, grad_scale, t, sr_key);
     };
+    o.adamw8bit_update = [](float* p, act* p_compute, const float* g, uint8_t* m, uint8_t* v, float* absmax_m,
+                            float* absmax_v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                            float grad_scale, int t, uint64_t sr_key) {
+        cuda::adamw8bit_update(p, bf(p_compute), g, m, v, absmax_m, absmax_v, n, lr, beta1, beta2, eps, weight_decay,
+                               grad_scale, t, sr_key);
+    };
     o.sum_squares = cuda::sum_squares;
     return o;
 }

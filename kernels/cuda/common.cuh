@@ -79,6 +79,9 @@ void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n);
 void nf4_dequantize(bf16* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset, size_t n);
 void adamw_update(float* p, bf16* p_compute, const float* g, float* m, float* v, size_t n, float lr, float beta1,
                   float beta2, float eps, float weight_decay, float grad_scale, int t, uint64_t sr_key);
+void adamw8bit_update(float* p, bf16* p_compute, const float* g, uint8_t* m, uint8_t* v, float* absmax_m,
+                      float* absmax_v, size_t n, float lr, float beta1, float beta2, float eps, float weight_decay,
+                      float grad_scale, int t, uint64_t sr_key);
 double sum_squares(const float* g, size_t n);
 // Casts and row moves (the memory half of Ops).
 void cast_f32_to_bf16(bf16* dst, const float* src, size_t n);
