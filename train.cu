@@ -28,7 +28,7 @@ namespace {
 
 struct Flags {
     std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter,
-                schedule = "cosine", padding = "longest", truncation = "drop", device = "auto";
+                schedule = "cosine", padding = "longest", truncation = "drop", device = "auto", optimizer = "adamw";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
     bool eval_samples_given = false, decay_ratio_given = false;
@@ -72,6 +72,8 @@ void usage() {
         "  --offload-optimizer     GPU: AdamW's moments and FP32 masters in host memory, AdamW on the CPU\n"
         "                          (12 bytes less GPU memory per trainable parameter)\n"
         "  --stochastic-rounding   GPU: round the BF16 weights from the FP32 masters stochastically (unbiased)\n"
+        "  --optimizer adamw|adamw8bit (adamw)  adamw8bit: bitsandbytes' 8-bit moments (2 bytes a parameter\n"
+        "                          instead of 8; tensors under 4096 parameters keep FP32 moments)\n"
         "output\n"
         "  --out DIR (out)  --save-every N  --keep-last N (2, 0 = all)  --eval-every N  --resume  --log-every N (1)\n"
         "  --overwrite             start over in an --out that holds an earlier run's checkpoints (deletes them)\n"
@@ -139,6 +141,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--recompute")) tc.recompute = true;
         else if (args.is("--offload-optimizer")) tc.offload_optimizer = true;
         else if (args.is("--stochastic-rounding")) tc.optim.stochastic_rounding = true;
+        else if (args.is("--optimizer")) f.optimizer = args.value();
         else if (args.is("--seed")) tc.seed = (uint64_t)args.integer();
         else if (args.is("--save-every")) tc.save_every = args.integer();
         else if (args.is("--keep-last")) tc.keep_last = args.integer();
@@ -158,6 +161,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
     tc.method = parse_method(f.method);
     tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;  // -1: not given
     tc.optim.schedule = parse_schedule(f.schedule);
+    if (f.optimizer == "adamw8bit") tc.optim.eight_bit = true;
+    else if (f.optimizer != "adamw") fail("--optimizer %s: use adamw or adamw8bit", f.optimizer.c_str());
     if (f.decay_ratio_given && tc.optim.schedule != Schedule::wsd)
         fail("--decay-ratio sets the wsd schedule's cooldown: pass --lr-scheduler wsd, or leave it out");
     tc.lora.targets = lora_parse_targets(f.lora_targets);

@@ -9,9 +9,10 @@
 
 OptimKind parse_optim_kind(const std::string& s) {
     if (s == "adamw" || s == "adam") return OptimKind::AdamW;
+    if (s == "adamw8bit") return OptimKind::AdamW8bit;
     if (s == "sgd") return OptimKind::SGD;
     if (s == "momentum") return OptimKind::Momentum;
-    fail("--optimizer %s: use adamw, sgd or momentum", s.c_str());
+    fail("--optimizer %s: use adamw, adamw8bit, sgd or momentum", s.c_str());
 }
 
 WeightFormat parse_weight_format(const std::string& s) {
@@ -28,12 +29,15 @@ Backend parse_backend(const std::string& s) {
     fail("--device %s: use cpu or cuda", s.c_str());
 }
 
-const char* optim_kind_name(OptimKind o) { return o == OptimKind::AdamW ? "AdamW" : o == OptimKind::SGD ? "SGD" : "momentum"; }
+const char* optim_kind_name(OptimKind o) {
+    const char* names[] = {"AdamW", "SGD", "momentum", "AdamW 8-bit"};
+    return names[(int)o];
+}
 const char* weight_format_name(WeightFormat w) {
     const char* names[] = {"FP32", "BF16", "NF4", "NF4+DQ"};
     return names[(int)w];
 }
-int optim_states(OptimKind o) { return o == OptimKind::AdamW ? 2 : o == OptimKind::Momentum ? 1 : 0; }
+int optim_states(OptimKind o) { return o == OptimKind::AdamW || o == OptimKind::AdamW8bit ? 2 : o == OptimKind::Momentum ? 1 : 0; }
 
 void memory_set_backend(MemorySpec& s, Backend b) {
     s.backend = b;
@@ -80,7 +84,7 @@ MemorySpec memory_spec(const Model& m, const TrainConfig& cfg, int T, Backend ba
     MemorySpec s;
     s.cfg = m.cfg;
     s.method = m.method;
-    s.optimizer = OptimKind::AdamW;
+    s.optimizer = cfg.optim.eight_bit ? OptimKind::AdamW8bit : OptimKind::AdamW;
     s.lora = m.lora;
     memory_set_backend(s, backend);
     s.B = cfg.batch.batch_size;
@@ -122,6 +126,11 @@ std::vector<MemoryFix> memory_fixes(const MemorySpec& s, int grad_accum, size_t 
         q.method = s.method == Method::Full ? Method::Lora : Method::Qlora;
         memory_set_backend(q, s.backend);
         try_fix(q, s.method == Method::Full ? "--method lora" : "--method qlora");
+    }
+    if (s.optimizer == OptimKind::AdamW) {
+        MemorySpec e = s;
+        e.optimizer = OptimKind::AdamW8bit;
+        try_fix(e, "--optimizer adamw8bit");
     }
     if (s.backend == Backend::Cuda && !s.offload_optimizer) {
         MemorySpec o = s;
@@ -357,19 +366,32 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
     e.gradients = T * s.grad_bytes;
     e.why_gradients = strf("trainable %s × %d B", human_count(T).c_str(), s.grad_bytes);
     int k = optim_states(s.optimizer);
+    // The moments' bytes and how they come about. 8-bit AdamW: a byte per moment and an FP32 absmax
+    // per 256 in each tensor of 4096 parameters or more, FP32 moments in the smaller ones (without a
+    // shape, --params: every parameter in 8 bits).
+    size_t states = T * k * s.state_bytes;
+    std::string why_states = strf("%d state%s × %d B", k, k == 1 ? "" : "s", s.state_bytes);
+    if (s.optimizer == OptimKind::AdamW8bit) {
+        if (s.params > 0) {
+            states = 2 * (T + (T + kAdam8Block - 1) / kAdam8Block * 4);
+        } else {
+            const std::vector<TensorInfo> tensors = adapters ? lora_layout(s.cfg, s.lora).tensors : param_layout(s.cfg).tensors;
+            states = adam_state_bytes(tensors, true);
+        }
+        why_states = strf("2 states × (1 B + 4 B per %d), FP32 in tensors under %zu", kAdam8Block, kAdam8MinSize);
+    }
     if (s.offload_optimizer && s.backend == Backend::Cuda) {
         // The host runs AdamW: its moments and a copy of the gradients live in host memory, and the
         // host model's FP32 parameters (there in every run) are the masters; the GPU keeps only the
         // BF16 copy.
-        e.host = T * (k * s.state_bytes + 4);
-        e.why_host = strf("trainable %s × (%d state%s × %d B + 4 B gradient copy) added to host memory; the host "
+        e.host = states + T * 4;
+        e.why_host = strf("trainable %s × (%s + 4 B gradient copy) added to host memory; the host "
                           "model's FP32 parameters are the masters",
-                          human_count(T).c_str(), k, k == 1 ? "" : "s", s.state_bytes);
+                          human_count(T).c_str(), why_states.c_str());
         e.why_optimizer = "none on the GPU: offloaded to host memory (--offload-optimizer), see the host line";
     } else {
-        e.optimizer = T * (k * s.state_bytes + s.master_bytes);
-        e.why_optimizer = strf("trainable %s × (%d state%s × %d B%s) (%s)", human_count(T).c_str(), k,
-                               k == 1 ? "" : "s", s.state_bytes,
+        e.optimizer = states + T * s.master_bytes;
+        e.why_optimizer = strf("trainable %s × (%s%s) (%s)", human_count(T).c_str(), why_states.c_str(),
                                s.master_bytes ? strf(" + %d B master copy", s.master_bytes).c_str() : "",
                                optim_kind_name(s.optimizer));
     }

@@ -19,7 +19,7 @@ struct MemoryUse;  // model/trainer.h
 struct TrainConfig;
 struct Trainer;
 
-enum class OptimKind { AdamW, SGD, Momentum };
+enum class OptimKind { AdamW, SGD, Momentum, AdamW8bit };
 enum class WeightFormat { FP32, BF16, NF4, NF4_DQ };  // storage of the base weights
 enum class Backend { Cpu, Cuda };
 
@@ -29,7 +29,7 @@ WeightFormat parse_weight_format(const std::string& s);
 Backend parse_backend(const std::string& s);
 const char* optim_kind_name(OptimKind o);
 const char* weight_format_name(WeightFormat w);
-int optim_states(OptimKind o);  // moments per trainable parameter: AdamW 2, momentum 1, SGD 0
+int optim_states(OptimKind o);  // moments per trainable parameter: AdamW (8-bit too) 2, momentum 1, SGD 0
 
 struct MemorySpec {
     ModelConfig cfg;       // the shape; ignored when params > 0

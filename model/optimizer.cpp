@@ -53,10 +53,65 @@ uint64_t run_key(uint64_t sr_key, size_t off) { return sr_key ? hash64(sr_key, o
 
 }  // namespace
 
+std::vector<MomentSlot> moment_slots(const std::vector<TensorInfo>& tensors, bool eight_bit, size_t* fp32,
+                                     size_t* codes, size_t* blocks) {
+    std::vector<MomentSlot> slots;
+    *fp32 = *codes = *blocks = 0;
+    for (const TensorInfo& t : tensors) {
+        if (!eight_bit) {
+            *fp32 = std::max(*fp32, t.offset + t.numel);
+            continue;
+        }
+        MomentSlot s{t.offset, t.numel, t.decay, t.numel >= kAdam8MinSize, 0, 0};
+        if (s.eight_bit) {
+            s.at = *codes, s.block = *blocks;
+            *codes += t.numel, *blocks += (t.numel + kAdam8Block - 1) / kAdam8Block;
+        } else {
+            s.at = *fp32;
+            *fp32 += t.numel;
+        }
+        slots.push_back(s);
+    }
+    return slots;
+}
+
+size_t adam_state_bytes(const std::vector<TensorInfo>& tensors, bool eight_bit) {
+    size_t fp32, codes, blocks;
+    moment_slots(tensors, eight_bit, &fp32, &codes, &blocks);
+    return 2 * (fp32 * sizeof(float) + codes + blocks * sizeof(float));
+}
+
+void adam_state_init(AdamState& st, const Ops& ops, const std::vector<TensorInfo>& tensors, bool eight_bit) {
+    size_t fp32, codes, blocks;
+    st.slots = moment_slots(tensors, eight_bit, &fp32, &codes, &blocks);
+    st.m = Buffer(ops, fp32 * sizeof(float), Mem::optimizer);
+    st.v = Buffer(ops, fp32 * sizeof(float), Mem::optimizer);
+    st.m8 = Buffer(ops, codes, Mem::optimizer);
+    st.v8 = Buffer(ops, codes, Mem::optimizer);
+    st.absmax = Buffer(ops, 2 * blocks * sizeof(float), Mem::optimizer);
+    st.t = 0;
+}
+
 void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, const std::vector<TensorInfo>& tensors,
                     AdamState& st, const OptimConfig& oc, float lr, double norm, uint64_t sr_key) {
     float scale = oc.max_grad_norm > 0 && norm > oc.max_grad_norm ? (float)(oc.max_grad_norm / (norm + 1e-6)) : 1.0f;
     st.t++;
+    if (st.eight_bit()) {
+        // a launch per tensor: each has its own blocks (a block never spans two tensors' scales)
+        const size_t v_blocks = st.absmax.bytes / sizeof(float) / 2;
+        for (const MomentSlot& s : st.slots) {
+            act* pc = compute ? ops.at(compute, s.offset) : nullptr;
+            const float wd = s.decay ? oc.weight_decay : 0.0f;
+            if (s.eight_bit)
+                ops.adamw8bit_update(params + s.offset, pc, grads + s.offset, st.m8.u8() + s.at, st.v8.u8() + s.at,
+                                     st.absmax.f() + s.block, st.absmax.f() + v_blocks + s.block, s.numel, lr, oc.beta1,
+                                     oc.beta2, oc.eps, wd, scale, st.t, run_key(sr_key, s.offset));
+            else
+                ops.adamw_update(params + s.offset, pc, grads + s.offset, st.m.f() + s.at, st.v.f() + s.at, s.numel, lr,
+                                 oc.beta1, oc.beta2, oc.eps, wd, scale, st.t, run_key(sr_key, s.offset));
+        }
+        return;
+    }
     for_each_run(tensors, [&](size_t off, size_t n, bool decay) {
         ops.adamw_update(params + off, compute ? ops.at(compute, off) : nullptr, grads + off, st.m.f() + off,
                          st.v.f() + off, n, lr, oc.beta1, oc.beta2, oc.eps, decay ? oc.weight_decay : 0.0f, scale, st.t,

@@ -23,7 +23,12 @@ struct OptimConfig {
     // GPU: round the BF16 weights the kernels read stochastically from the FP32 masters (unbiased),
     // instead of to nearest. No effect on the CPU backend, whose weights are the FP32 masters.
     bool stochastic_rounding = false;
+    // --optimizer adamw8bit: bitsandbytes' 8-bit AdamW moments (kernels.h, adamw8bit_update) for the
+    // tensors of at least kAdam8MinSize parameters; FP32 moments for the smaller ones, as bitsandbytes
+    // keeps them (its min_8bit_size).
+    bool eight_bit = false;
 };
+constexpr size_t kAdam8MinSize = 4096;
 
 // Learning rate of optimizer step `step` (0-based) of `total`: linear warmup over warmup_steps,
 // (step+1)/warmup so the first step already moves, then constant / linear / cosine decay from lr
@@ -36,11 +41,35 @@ struct OptimConfig {
 // only its cooldown.
 float lr_at(const OptimConfig& oc, int step, int total);
 
-struct AdamState {
-    Buffer m, v;  // first and second moments, FP32, one per trainable parameter, in the memory of the
-                  // backend AdamW runs on (the host's with --offload-optimizer)
-    int t = 0;    // steps taken (bias correction)
+// Where one trainable tensor's moments live: FP32 at m/v[at] (adamw: at = the tensor's offset),
+// or 8-bit codes at m8/v8[at] with their absmax values from block `block` on.
+struct MomentSlot {
+    size_t offset, numel;  // the tensor, in the flat trainable buffer
+    bool decay, eight_bit;
+    size_t at, block;
 };
+
+struct AdamState {
+    Buffer m, v;     // first and second moments, FP32, in the memory of the backend AdamW runs on (the
+                     // host's with --offload-optimizer): one per trainable parameter, or with 8-bit
+                     // moments those of the small tensors only, packed
+    Buffer m8, v8;   // 8-bit moments: the codes of the other tensors, packed
+    Buffer absmax;   // their blocks' absmax values: m's blocks, then v's
+    std::vector<MomentSlot> slots;  // 8-bit moments: per trainable tensor
+    int t = 0;       // steps taken (bias correction)
+    bool eight_bit() const { return !slots.empty(); }
+    size_t bytes() const { return m.bytes + v.bytes + m8.bytes + v8.bytes + absmax.bytes; }
+};
+
+// The moments' layout for `tensors`: FP32 for all (eight_bit false: no slots), or 8-bit for those
+// of kAdam8MinSize parameters and more. Returns the slots, with the FP32 floats, 8-bit codes and
+// absmax blocks (of each moment) they take in total.
+std::vector<MomentSlot> moment_slots(const std::vector<TensorInfo>& tensors, bool eight_bit, size_t* fp32,
+                                     size_t* codes, size_t* blocks);
+// Bytes of AdamW's two moments for `tensors` (the memory estimate's optimizer state, masters aside).
+size_t adam_state_bytes(const std::vector<TensorInfo>& tensors, bool eight_bit);
+// Zeroed moments on `ops` in category Mem::optimizer.
+void adam_state_init(AdamState& st, const Ops& ops, const std::vector<TensorInfo>& tensors, bool eight_bit);
 
 // The global gradient norm: sqrt(Σ g²) over all n trainable parameters (one reduction).
 double grad_norm(const Ops& ops, const float* grads, size_t n);

@@ -16,7 +16,9 @@ namespace fs = std::filesystem;
 
 namespace {
 const uint32_t kStateMagic = 0x534d4c4c;  // "LLMS"
-const uint32_t kStateVersion = 2;  // 2 added the best evaluation; version 1 files still load
+// 2 added the best evaluation, 3 the moments as their buffers (8-bit codes and absmax values too);
+// version 1 and 2 files still load
+const uint32_t kStateVersion = 3;
 
 // Epoch e's order: a Fisher-Yates shuffle seeded by (seed, e). Stateless, so a resumed run
 // rebuilds exactly the order it was in.
@@ -105,6 +107,7 @@ std::string TrainConfig::signature() const {
              batch.max_seq_len, (int)batch.padding, (int)batch.packing, grad_accum, max_steps, epochs,
              (unsigned long long)seed, optim.stochastic_rounding ? " sr=1" : "");
     // where the run stops depends on both (appended only when on, so older checkpoints still match)
+    if (optim.eight_bit) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " optimizer=adamw8bit");
     if (optim.schedule == Schedule::wsd) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " decay=%g", optim.decay_ratio);
     if (neftune_alpha > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " neftune=%g", neftune_alpha);
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
@@ -164,10 +167,8 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     size_t bytes = t.model.num_trainable() * sizeof(float);
     t.grads = Buffer(ops, bytes, Mem::gradients);
     const Ops& opt_ops = offloaded(t) ? cpu_ops() : ops;  // where AdamW runs and its state lives
-    t.opt.m = Buffer(opt_ops, bytes, Mem::optimizer);
-    t.opt.v = Buffer(opt_ops, bytes, Mem::optimizer);
+    adam_state_init(t.opt, opt_ops, t.model.trainable_tensors(), cfg.optim.eight_bit);
     t.host_grads = offloaded(t) ? Buffer(opt_ops, bytes, Mem::gradients) : Buffer();
-    t.opt.t = 0;
 }
 
 StepResult trainer_step(Trainer& t) {
@@ -265,8 +266,8 @@ void trainer_restore_workspace(Trainer& t) {
 MemoryUse trainer_memory(const Trainer& t) {
     MemoryUse m;
     m.gradients = t.grads.bytes;
-    if (offloaded(t)) m.offloaded = t.opt.m.bytes + t.opt.v.bytes + t.host_grads.bytes;
-    else m.optimizer = t.opt.m.bytes + t.opt.v.bytes;
+    if (offloaded(t)) m.offloaded = t.opt.bytes() + t.host_grads.bytes;
+    else m.optimizer = t.opt.bytes();
     m.activations = t.ws.bytes();
     if (const DeviceModel* d = t.model.device.get()) {
         m.weights = d->params.bytes + d->nf4.bytes;
@@ -293,6 +294,10 @@ static std::string run_signature(const Trainer& t, bool with_base = true) {
            (with_base ? strf(" base=%016llx", (unsigned long long)t.base_hash) : std::string());
 }
 
+// The optimizer's buffers as a checkpoint holds them, in this order.
+static std::vector<Buffer*> moment_buffers(AdamState& st) { return {&st.m, &st.v, &st.m8, &st.v8, &st.absmax}; }
+static std::vector<const Buffer*> moment_buffers(const AdamState& st) { return {&st.m, &st.v, &st.m8, &st.v8, &st.absmax}; }
+
 static void save_state(const std::string& path, const Trainer& t) {
     AtomicFile f(path);
     f.put(kStateMagic);
@@ -309,13 +314,13 @@ static void save_state(const std::string& path, const Trainer& t) {
     f.put(t.best_val);
     f.put((int32_t)t.best_step);
     f.put((int32_t)t.evals_since_best);
-    size_t n = t.model.num_trainable();
-    std::vector<float> m(n), v(n);
-    t.opt.m.ops->to_host(m.data(), t.opt.m.p, n * sizeof(float));  // the moments' own backend (host when offloaded)
-    t.opt.v.ops->to_host(v.data(), t.opt.v.p, n * sizeof(float));
-    f.put((uint64_t)n);
-    f.write(m.data(), n * sizeof(float));
-    f.write(v.data(), n * sizeof(float));
+    f.put((uint64_t)t.model.num_trainable());
+    for (const Buffer* b : moment_buffers(t.opt)) {
+        std::vector<uint8_t> bytes(b->bytes);
+        if (b->bytes) b->ops->to_host(bytes.data(), b->p, b->bytes);  // the moments' own backend (host when offloaded)
+        f.put((uint64_t)b->bytes);
+        f.write(bytes.data(), bytes.size());
+    }
     f.commit();
 }
 
@@ -406,12 +411,28 @@ static void load_state(const std::string& path, Trainer& t) {
     if (count != t.model.num_trainable())
         fail("%s: holds optimizer moments for %llu parameters, the model trains %zu (mismatched shapes)", path.c_str(),
              (unsigned long long)count, t.model.num_trainable());
-    std::vector<float> m(count), v(count);
-    r.read(m.data(), count * sizeof(float), "first moments");
-    r.read(v.data(), count * sizeof(float), "second moments");
+    if (version < 3) {  // FP32 moments, one per parameter: what --optimizer adamw holds
+        if (t.opt.m.bytes != count * sizeof(float)) fail("internal: an FP32-moment checkpoint for 8-bit moments");
+        for (Buffer* b : {&t.opt.m, &t.opt.v}) {
+            std::vector<uint8_t> bytes(b->bytes);
+            r.read(bytes.data(), bytes.size(), b == &t.opt.m ? "first moments" : "second moments");
+            b->ops->to_device(b->p, bytes.data(), bytes.size());
+        }
+    } else {
+        const char* names[] = {"first moments", "second moments", "8-bit first moments", "8-bit second moments",
+                               "8-bit moments' absmax values"};
+        int k = 0;
+        for (Buffer* b : moment_buffers(t.opt)) {
+            const uint64_t bytes = r.get<uint64_t>(names[k]);
+            if (bytes != b->bytes)
+                fail("%s: holds %llu bytes of %s where this run's optimizer has %zu (mismatched shapes)", path.c_str(),
+                     (unsigned long long)bytes, names[k], b->bytes);
+            std::vector<uint8_t> data(bytes);
+            r.read(data.data(), data.size(), names[k++]);
+            if (bytes) b->ops->to_device(b->p, data.data(), data.size());
+        }
+    }
     if (r.remaining()) fail("%s: %zu unexpected bytes at the end", path.c_str(), r.remaining());
-    t.opt.m.ops->to_device(t.opt.m.p, m.data(), count * sizeof(float));
-    t.opt.v.ops->to_device(t.opt.v.p, v.data(), count * sizeof(float));
     build_order(t);
 }
 

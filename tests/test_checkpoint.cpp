@@ -33,7 +33,7 @@ static vector<Example> examples(int n) {
 }
 
 // A fresh trainer: same model, data and settings every time.
-static void setup(Trainer& t, Method method, const std::string& out, float neftune_alpha = 0.0f) {
+static void setup(Trainer& t, Method method, const std::string& out, float neftune_alpha = 0.0f, bool eight_bit = false) {
     model_init_random(t.model, tiny(), 1);
     TrainConfig tc;
     tc.method = method;
@@ -50,31 +50,34 @@ static void setup(Trainer& t, Method method, const std::string& out, float neftu
     tc.out_dir = out;
     tc.keep_last = 1;
     tc.neftune_alpha = neftune_alpha;
+    tc.optim.eight_bit = eight_bit;
     t.train = examples(13);  // not a multiple of the batch: the run crosses epoch boundaries
     trainer_init(t, tc, cpu_ops());
 }
 
-TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full)") {
-    struct Case { Method method; float neftune; const char* name; };
-    for (Case k : {Case{Method::Lora, 0.0f, "resume-lora"}, Case{Method::Full, 0.0f, "resume-full"},
-                   Case{Method::Lora, 5.0f, "resume-neftune"}}) {
+// Full fine-tuning with 8-bit moments: the tiny model's embedding (9600 parameters) in codes, the
+// rest in FP32, both through the checkpoint.
+TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments)") {
+    struct Case { Method method; float neftune; bool eight_bit; const char* name; };
+    for (Case k : {Case{Method::Lora, 0.0f, false, "resume-lora"}, Case{Method::Full, 0.0f, false, "resume-full"},
+                   Case{Method::Lora, 5.0f, false, "resume-neftune"}, Case{Method::Full, 0.0f, true, "resume-adamw8bit"}}) {
         const Method method = k.method;
         CAPTURE(k.name);
         std::string dir = temp_dir(k.name);
         Trainer full;
-        setup(full, method, dir + "/a", k.neftune);
+        setup(full, method, dir + "/a", k.neftune, k.eight_bit);
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
 
         {
             Trainer first;
-            setup(first, method, dir + "/b", k.neftune);
+            setup(first, method, dir + "/b", k.neftune, k.eight_bit);
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
             trainer_step(first);  // progress after the checkpoint is lost with the "kill"
         }
         Trainer second;
-        setup(second, method, dir + "/b", k.neftune);
+        setup(second, method, dir + "/b", k.neftune, k.eight_bit);
         std::string ckpt = find_latest_checkpoint(dir + "/b");
         REQUIRE(ckpt == dir + "/b/ckpt-00000004");
         trainer_load_checkpoint(second, ckpt);
@@ -83,6 +86,10 @@ TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (
         CHECK(memcmp(full.model.trainable(), second.model.trainable(), full.model.num_trainable() * sizeof(float)) == 0);
         CHECK(full.opt.v.bytes == second.opt.v.bytes);
         CHECK(memcmp(full.opt.v.p, second.opt.v.p, full.opt.v.bytes) == 0);
+        CHECK(full.opt.eight_bit() == k.eight_bit);
+        CHECK(full.opt.m8.bytes == (k.eight_bit ? 9600u : 0u));
+        CHECK(memcmp(full.opt.m8.p, second.opt.m8.p, full.opt.m8.bytes) == 0);
+        CHECK(memcmp(full.opt.absmax.p, second.opt.absmax.p, full.opt.absmax.bytes) == 0);
     }
 }
 
@@ -181,12 +188,18 @@ TEST_CASE("a version-1 train.state (before the best evaluation was kept) still r
     trainer_step(a);
     a.best_step = 7;  // what version 1 does not have: must come back as "none"
     const std::string ckpt = trainer_save_checkpoint(a), path = ckpt + "/train.state";
-    // version 2 = version 1 + (f64 best loss, i32 best step, i32 evaluations since) after "tokens seen"
+    // version 2 = version 1 + (f64 best loss, i32 best step, i32 evaluations since) after "tokens seen";
+    // version 3 writes each moment buffer's byte count before it (m, v, and three empty 8-bit ones)
     std::string bytes = read_file(path);
     uint32_t sig_len;
     memcpy(&sig_len, bytes.data() + 8, 4);
     size_t best_at = 12 + sig_len + 4 + 4 + 8 + 8 + 4 + 8;
     bytes.erase(best_at, 16);
+    uint64_t m_bytes;
+    memcpy(&m_bytes, bytes.data() + best_at + 8, 8);  // after the moment count
+    bytes.erase(best_at + 8, 8);                      // m's byte count
+    bytes.erase(best_at + 8 + m_bytes, 8);            // v's
+    bytes.erase(bytes.size() - 24);                   // the empty 8-bit buffers' counts
     const uint32_t v1 = 1;
     memcpy(&bytes[4], &v1, 4);
     fs::remove(ckpt + "/checksums.txt");  // version-1 checkpoints had none
@@ -274,6 +287,9 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     b.cfg.neftune_alpha = 5.0f;  // another noise, another run (its key is only in runs that have it)
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(neftune: (none) -> 5)"));
     b.cfg.neftune_alpha = 0.0f;
+    b.cfg.optim.eight_bit = true;
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(optimizer: (none) -> adamw8bit)"));
+    b.cfg.optim.eight_bit = false;
     b.cfg.optim.schedule = Schedule::wsd;  // its cooldown's length is part of the schedule
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("decay: (none) -> 0.1, schedule: cosine -> wsd"));
     // Other data with the same flags (another file, prompt loss weight, template, truncation): the
@@ -473,8 +489,8 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         expect_rejected(state, bytes.substr(0, bytes.size() - 100), load, "truncated");
         expect_rejected(state, "LLMX" + bytes.substr(4), load, "bad magic");
         std::string v = bytes;
-        v[4] = 3;
-        expect_rejected(state, v, load, "version 3");
+        v[4] = 4;
+        expect_rejected(state, v, load, "version 4");
     }
 }
 

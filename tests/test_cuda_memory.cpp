@@ -256,6 +256,46 @@ TEST_CASE("cuda adamw_update: FP32 masters and moments, p_compute = BF16 of p; w
     }
 }
 
+// The 8-bit moments from a state three CPU steps made (codes of every size, blocks of different
+// absmax), then one step on each backend: the same parameters to AdamW's tolerance, p_compute their
+// BF16, the same absmax values, and the same codes but where a moment sits at a midpoint (an FMA the
+// one compiler fuses and the other does not moves it by an ulp): then a neighbouring code.
+TEST_CASE("cuda adamw8bit_update: the CPU's codes, absmax values and parameters; a short last block") {
+    const Ops& g = cuda_backend();
+    const size_t n = 100003, blocks = (n + kAdam8Block - 1) / kAdam8Block;
+    for (float weight_decay : {0.0f, 0.1f}) {
+        vector<float> p0 = rnd(n, 1), am0(blocks, 0.0f), av0(blocks, 0.0f);
+        vector<uint8_t> m0(n, 0), v0(n, 0);
+        for (int t = 1; t <= 3; t++) {
+            vector<float> grad = rnd(n, 10 + t, 0.1f);
+            for (size_t i = 0; i < n; i += 997) grad[i] *= 50.0f;  // a few large gradients: uneven blocks
+            cpu::adamw8bit_update(p0.data(), grad.data(), m0.data(), v0.data(), am0.data(), av0.data(), n, 1e-3f, 0.9f,
+                                  0.999f, 1e-8f, weight_decay, 1.0f, t);
+        }
+        BufTwin<float> p(g, p0), grad(g, rnd(n, 2, 0.1f)), am(g, am0), av(g, av0);
+        BufTwin<uint8_t> m(g, m0), v(g, v0);
+        ActTwin p_compute(g, vector<float>(n));
+        run_both(g, [&](const Ops& o, On on) {
+            o.adamw8bit_update(p[on], on == On::cuda ? p_compute[on] : nullptr, grad[on], m[on], v[on], am[on], av[on], n,
+                               1e-3f, 0.9f, 0.999f, 1e-8f, weight_decay, 0.37f, 4, 0);
+        });
+        std::string what = strf("adamw8bit_update n=%zu wd=%g", n, weight_decay);
+        expect_close(what + ": p", p, kAdamW);
+        expect_identical(what + ": p_compute = bf16(p)", p_compute.cuda(), bf16_round(p.cuda()));
+        expect_close(what + ": absmax of m", am, kAdamW);
+        expect_close(what + ": absmax of v", av, kAdamW);
+        const vector<uint8_t> mc = m.cuda(), vc = v.cuda();
+        size_t differ = 0, far = 0;
+        for (size_t i = 0; i < n; i++) {
+            differ += mc[i] != m.h[i] || vc[i] != v.h[i];
+            far += std::abs(mc[i] - m.h[i]) > 1 || std::abs(vc[i] - v.h[i]) > 1;
+        }
+        MESSAGE(what << ": codes unlike the CPU's " << differ << " of " << n << ", " << far << " beyond a neighbour");
+        CHECK(differ <= n / 1000);
+        CHECK(far == 0);
+    }
+}
+
 // Stochastic rounding of the BF16 copy: each value is one of the two BF16 neighbours of the FP32
 // master (truncated, or one BF16 ulp further from zero), the far one with probability equal to the
 // master's position between them, so the rounding is unbiased; the same key gives the same bits, and

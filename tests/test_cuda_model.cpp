@@ -72,7 +72,8 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 // A trainer on `ops` whose model, data and settings depend only on the arguments.
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
            bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f,
-           int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama, int rank = 8, int batch = 3) {
+           int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama, int rank = 8, int batch = 3,
+           bool eight_bit = false) {
     ModelConfig c = gpu_config(head_dim, variant);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
@@ -100,6 +101,7 @@ void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompu
     tc.recompute = recompute;
     tc.offload_optimizer = offload;
     tc.optim.stochastic_rounding = stochastic_rounding;
+    tc.optim.eight_bit = eight_bit;
     tc.out_dir = out;
     tc.keep_last = 1;
     t.train = gpu_examples(17, c.vocab_size, n_examples);
@@ -285,27 +287,34 @@ TEST_CASE("cuda model: recompute on and off give bit-identical gradients and upd
 
 // With --stochastic-rounding too: its random bits come from (seed, step), so the resumed run draws
 // the same ones; and they change the run (the losses part from the round-to-nearest run's).
+// And full fine-tuning with 8-bit moments (the embedding and projections in codes, the norms in FP32).
 TEST_CASE("cuda model: 10 steps equal 4 steps + checkpoint + resume 6 steps, bit for bit") {
     struct Run {
         Method method;
         bool sr;
         float dropout;  // 0: LoRA's stacked groups
+        bool eight_bit;
     };
     vector<double> nearest_lora;
-    for (Run r : {Run{Method::Lora, false, 0.1f}, Run{Method::Qlora, false, 0.0f}, Run{Method::Lora, true, 0.1f}}) {
-        std::string dir = temp_dir(std::string("cuda-") + method_name(r.method) + (r.sr ? "_sr" : ""));
+    for (Run r : {Run{Method::Lora, false, 0.1f, false}, Run{Method::Qlora, false, 0.0f, false},
+                  Run{Method::Lora, true, 0.1f, false}, Run{Method::Full, false, 0.0f, true}}) {
+        std::string dir = temp_dir(std::string("cuda-") + method_name(r.method) + (r.sr ? "_sr" : "") + (r.eight_bit ? "_8bit" : ""));
+        auto make = [&](Trainer& t, const std::string& out) {
+            setup(t, gpu(), r.method, 64, false, out, false, r.sr, "all", r.dropout, 5, Padding::longest, kLlama, 8, 3,
+                  r.eight_bit);
+        };
         Trainer full;
-        setup(full, gpu(), r.method, 64, false, dir + "/a", false, r.sr, "all", r.dropout);
+        make(full, dir + "/a");
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
         {
             Trainer first;
-            setup(first, gpu(), r.method, 64, false, dir + "/b", false, r.sr, "all", r.dropout);
+            make(first, dir + "/b");
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
         }
         Trainer second;
-        setup(second, gpu(), r.method, 64, false, dir + "/b", false, r.sr, "all", r.dropout);
+        make(second, dir + "/b");
         trainer_load_checkpoint(second, find_latest_checkpoint(dir + "/b"));
         REQUIRE(second.step == 4);
         for (int s = 4; s < 10; s++) CHECK(trainer_step(second).loss == losses[s]);
@@ -423,19 +432,22 @@ TEST_CASE("cuda model: the backend's scratch after a step and an evaluation equa
 // masters, or nothing with --offload-optimizer), the workspace and the backend's scratch; for
 // QLoRA, recompute, offloading, QK-norm, Gemma 3's post norms, batch 1 and a rank that is not a
 // multiple of 16.
-TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12)") {
+TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments)") {
     struct Run {
         Method method;
         const char* targets;
         float dropout;
         bool recompute, offload;
         int variant, rank, batch;
+        bool eight_bit;
     };
-    for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3},
-                  Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1},
-                  Run{Method::Lora, "all", 0.1f, true, true, kGemma3, 12, 2},
-                  Run{Method::Full, "all", 0.0f, false, false, kQwen3, 8, 1},
-                  Run{Method::Full, "all", 0.0f, true, true, kGemma3, 8, 2}}) {
+    for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3, false},
+                  Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1, false},
+                  Run{Method::Lora, "all", 0.1f, true, true, kGemma3, 12, 2, false},
+                  Run{Method::Full, "all", 0.0f, false, false, kQwen3, 8, 1, false},
+                  Run{Method::Full, "all", 0.0f, true, true, kGemma3, 8, 2, false},
+                  Run{Method::Full, "all", 0.0f, false, false, kLlama, 8, 2, true},
+                  Run{Method::Lora, "all", 0.1f, false, true, kQwen3, 64, 1, true}}) {
         CAPTURE(method_name(r.method));
         CAPTURE(r.targets);
         CAPTURE(r.variant);
@@ -443,10 +455,11 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         CAPTURE(r.batch);
         CAPTURE(r.recompute);
         CAPTURE(r.offload);
+        CAPTURE(r.eight_bit);
         gpu().release_scratch();
         Trainer t;
         setup(t, gpu(), r.method, 64, r.recompute, "", r.offload, false, r.targets, r.dropout, 60, Padding::max_length,
-              r.variant, r.rank, r.batch);
+              r.variant, r.rank, r.batch, r.eight_bit);
         trainer_step(t);
         t.val = gpu_examples(7, t.model.cfg.vocab_size, 4);
         (void)trainer_evaluate(t, t.val);

@@ -181,12 +181,14 @@ static vector<Example> examples(int n, int vocab) {
 
 // A trainer set up as ./train does, and the spec the estimator gets from the settings alone (not
 // from the trainer): with padding to max_length the workspace holds batch × max_seq_len tokens.
-static void check_cpu(const ModelConfig& cfg, Method method, bool recompute, const LoraConfig& lc) {
+static void check_cpu(const ModelConfig& cfg, Method method, bool recompute, const LoraConfig& lc,
+                      bool eight_bit = false) {
     Trainer t;
     model_init_random(t.model, cfg, 1);
     TrainConfig tc;
     tc.method = method;
     tc.lora = lc;
+    tc.optim.eight_bit = eight_bit;
     if (method == Method::Qlora) model_quantize_nf4(t.model);
     if (method != Method::Full) model_add_lora(t.model, lc, tc.seed);
     tc.batch.batch_size = 3;
@@ -205,9 +207,10 @@ static void check_cpu(const ModelConfig& cfg, Method method, bool recompute, con
     s.B = 3;
     s.T = 24;
     s.recompute = recompute;
+    s.optimizer = eight_bit ? OptimKind::AdamW8bit : OptimKind::AdamW;
     MemoryEstimate e = memory_estimate(s);
     MemoryUse m = trainer_memory(t);
-    INFO(cfg.describe() << ", " << method_name(method) << (recompute ? ", recompute" : ""));
+    INFO(cfg.describe() << ", " << method_name(method) << (recompute ? ", recompute" : "") << (eight_bit ? ", adamw8bit" : ""));
     CHECK(e.weights == m.weights);
     CHECK(e.adapters == m.adapters);
     CHECK(e.gradients == m.gradients);
@@ -241,6 +244,36 @@ TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x rec
             check_cpu(c, Method::Qlora, rc, four);
             check_cpu(c, Method::Qlora, rc, all);
         }
+    // 8-bit moments: the tensors of 4096 parameters and more in codes with their absmax values,
+    // the others in FP32 (the tiny model's embedding, and at r 64 its adapters, are of the first kind)
+    LoraConfig wide = all;
+    wide.rank = 64;
+    for (const ModelConfig& c : {tiny, config_preset("tiny-gemma3")}) {
+        check_cpu(c, Method::Full, false, four, true);
+        check_cpu(c, Method::Lora, false, wide, true);
+        check_cpu(c, Method::Qlora, true, wide, true);
+    }
+}
+
+// 8-bit Adam's bytes (Dettmers et al. 2022): a byte per state and an FP32 absmax per 256, so 2 + 1/32
+// bytes a parameter instead of 8 for the two moments; for full fine-tuning of 7B on the GPU the
+// optimizer state (with the FP32 master) drops from 16 to 6 bytes a parameter, tensors under 4096
+// parameters (the norms) keeping FP32 moments.
+TEST_CASE("published: 8-bit Adam keeps 2 bytes of state a parameter instead of 8") {
+    MemorySpec s = rule_of_thumb(1000000000);
+    s.optimizer = OptimKind::AdamW8bit;
+    CHECK(memory_estimate(s).optimizer == 2 * (1000000000ull + 3906250 * 4));
+    MemorySpec p;
+    p.cfg = config_preset("llama-2-7b");
+    memory_set_backend(p, Backend::Cuda);
+    const size_t fp32 = memory_estimate(p).optimizer;
+    p.optimizer = OptimKind::AdamW8bit;
+    const size_t eight = memory_estimate(p).optimizer;
+    const double n = (double)p.cfg.num_params();
+    MESSAGE("llama-2-7b full fine-tuning, optimizer state + FP32 master: AdamW " << fp32 / 1e9 << " GB, 8-bit "
+                                                                               << eight / 1e9 << " GB");
+    CHECK(fp32 == (size_t)n * 12);
+    CHECK(eight / n == doctest::Approx(4 + 2 + 1.0 / 32).epsilon(1e-3));  // master, 2 codes, 2 absmax per 256
 }
 
 TEST_CASE("estimate, CUDA: full fine-tuning's norm-gradient partials, a row per block of rmsnorm_backward's grid, for the hidden-size norms or QK-norm, whichever is larger") {
@@ -352,7 +385,8 @@ TEST_CASE("memory_fixes: the single changes of flags that bring a run under the 
         CHECK(f.total <= total(s) - 1);
         flags.push_back(f.flags);
     }
-    CHECK(flags == vector<std::string>{"--recompute", "--batch-size 3 --grad-accum 2", "--method qlora", "--offload-optimizer"});
+    CHECK(flags == vector<std::string>{"--recompute", "--batch-size 3 --grad-accum 2", "--method qlora",
+                                       "--optimizer adamw8bit", "--offload-optimizer"});
     // A run with --stochastic-rounding: trainer_init refuses it beside --offload-optimizer, so the
     // change that fits is to offload without it, not to add one flag (which would only fail).
     fixes = memory_fixes(s, 1, total(o), true);

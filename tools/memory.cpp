@@ -16,7 +16,7 @@ static const char* kUsage =
     "usage: ./memory SHAPE [options]\n"
     "shape:   --preset NAME | --model FILE.bin | --params N (e.g. 13e9: rules of thumb, no activations)\n"
     "         --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N --vocab N (override or give all)\n"
-    "method:  --method full|lora|qlora (full)  --optimizer adamw|sgd|momentum (adamw)\n"
+    "method:  --method full|lora|qlora (full)  --optimizer adamw|adamw8bit|sgd|momentum (adamw)\n"
     "         --lora-r 8 --lora-targets q,k,v,o,gate,up,down|all (all, as ./train)\n"
     "bytes:   --device cuda|cpu (cuda: BF16 compute, FP32 master/grads/moments, NF4+DQ for qlora; cpu: FP32)\n"
     "         --precision fp32|bf16|nf4|nf4-dq (base weights)  --bytes 2|4 (everything at that size, no master)\n"
