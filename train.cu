@@ -472,7 +472,7 @@ int run(int argc, char** argv) {
                f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str());
     if (f.tc.neftune_alpha > 0) {
         const int L = trainer_seq_len(f.tc, t.train, t.val);
-        printf("neftune: alpha %g, uniform noise of ±%.3g on the embeddings at rows of %d tokens (alpha/sqrt(L·%d), "
+        printf("neftune: alpha %g, uniform noise of ±%.3g on the embeddings at rows of up to %d tokens (alpha/sqrt(L·%d), "
                "more in shorter batches); none when evaluating\n",
                f.tc.neftune_alpha, f.tc.neftune_alpha / std::sqrt((double)L * t.model.cfg.dim), L, t.model.cfg.dim);
     }
@@ -480,7 +480,7 @@ int run(int argc, char** argv) {
            f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
            f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps,
            f.tc.optim.schedule != Schedule::wsd ? ""
-               : strf(", decay over the last %d", std::max(1, (int)std::lround((double)f.tc.optim.decay_ratio * t.total_steps))).c_str());
+               : strf(", decay over the last %d", t.total_steps - lr_decay_start(t.cfg.optim, t.total_steps)).c_str());
     if (t.cfg.optim.warmup_steps >= t.total_steps)
         printf("note: the warmup (%d steps) is not shorter than the run (%d steps): the learning rate never reaches --lr %g\n",
                t.cfg.optim.warmup_steps, t.total_steps, f.tc.optim.lr);
@@ -539,17 +539,23 @@ int run(int argc, char** argv) {
                "none are answered\n");
     if (f.eval_samples > 0 && !tok.vocab.empty() && !t.val.empty()) {
         // The held-out conversations: the val files', or with --val-split the lines of the data
-        // files whose examples the split moved to val.
+        // files whose examples the split moved to val; taken from the files in turn, and a file given
+        // twice read once (the split keeps identical examples on one side: its copies' lines match).
         const std::vector<std::string>& paths = !f.val_data.empty() ? f.val_data : f.data;
         std::set<std::pair<int, int>> val_lines;  // (file, line)
-        std::set<int> val_files;
-        for (const Example& e : t.val) val_lines.insert({e.file, e.line}), val_files.insert(e.file);
-        for (int i = 0; i < (int)paths.size() && (int)se.held_out.size() < f.eval_samples; i++) {
-            if (!val_files.count(i)) continue;
-            ParsedFile pf = parse_records(read_file(paths[i]), paths[i], is_jsonl_path(paths[i]));
-            for (const Record& r : pf.records)
-                if (!r.is_text() && val_lines.count({i, r.line}) && (int)se.held_out.size() < f.eval_samples)
-                    se.held_out.push_back(r);
+        for (const Example& e : t.val) val_lines.insert({e.file, e.line});
+        std::vector<std::vector<Record>> per_file;
+        std::set<std::string> read;
+        for (int i = 0; i < (int)paths.size(); i++) {
+            if (!read.insert(paths[i]).second) continue;
+            per_file.emplace_back();
+            for (const Record& r : parse_records(read_file(paths[i]), paths[i], is_jsonl_path(paths[i])).records)
+                if (!r.is_text() && val_lines.count({i, r.line})) per_file.back().push_back(r);
+        }
+        for (size_t k = 0, more = 1; more && (int)se.held_out.size() < f.eval_samples; k++) {
+            more = 0;
+            for (const std::vector<Record>& recs : per_file)
+                if (k < recs.size() && (int)se.held_out.size() < f.eval_samples) se.held_out.push_back(recs[k]), more = 1;
         }
         se.tok = &tok;
         se.chat = dt.chat_template;

@@ -66,7 +66,7 @@ void embedding_backward(float* dtable, const float* dout, const int32_t* tokens,
 // NEFTune (Jain et al. 2023, transformers' neftune_noise_alpha): while training, the embeddings get
 // uniform noise, x[i] += magnitude · u_i with u_i = uniform_pm1(key, i) in [-1, 1) (kernels/hash.h),
 // magnitude = alpha / sqrt(T · dim) for a batch of rows of T tokens. The noise is a constant of the
-// step (no gradient flows into it), drawn from the key alone, so recompute and resume redraw it.
+// step (no gradient flows into it), drawn from the key alone, so a resumed run redraws it.
 void embedding_noise(float* x, size_t n, float magnitude, uint64_t key);
 
 // out = add + x / rms(x) * w, rms(x) = sqrt(mean(x²) + eps); saves rstd[N] = 1/rms for the backward.

@@ -18,13 +18,15 @@ const char* schedule_name(Schedule s) {
     return s == Schedule::constant ? "constant" : s == Schedule::linear ? "linear" : s == Schedule::cosine ? "cosine" : "wsd";
 }
 
+int lr_decay_start(const OptimConfig& oc, int total) {
+    if (oc.schedule != Schedule::wsd) return oc.warmup_steps;
+    return std::max(oc.warmup_steps, total - std::max(1, (int)std::lround((double)oc.decay_ratio * total)));
+}
+
 float lr_at(const OptimConfig& oc, int step, int total) {
     if (step < oc.warmup_steps) return oc.lr * (float)(step + 1) / (float)oc.warmup_steps;
     if (oc.schedule == Schedule::constant) return oc.lr;
-    // linear and cosine decay from the end of the warmup; wsd from the start of its last steps
-    int decay_start = oc.warmup_steps;
-    if (oc.schedule == Schedule::wsd)
-        decay_start = std::max(oc.warmup_steps, total - std::max(1, (int)std::lround((double)oc.decay_ratio * total)));
+    const int decay_start = lr_decay_start(oc, total);
     if (step < decay_start) return oc.lr;
     const int decay_steps = std::max(1, total - decay_start);
     float progress = std::min(1.0f, (float)(step - decay_start) / (float)decay_steps);

@@ -39,7 +39,11 @@ constexpr size_t kAdam8MinSize = 4096;
 // cosine decay) holds lr after the warmup and decays only over the last round(decay_ratio × total)
 // steps, at progress (step − decay start)/decay steps: a run that is cut short or extended changes
 // only its cooldown.
+// steps: the last decay_steps of a run always start after its warmup, so a cooldown longer than what
+// follows the warmup starts where the warmup ends (transformers' would start inside the warmup).
 float lr_at(const OptimConfig& oc, int step, int total);
+// The first step of the decay: the end of the warmup (linear, cosine), or wsd's cooldown start.
+int lr_decay_start(const OptimConfig& oc, int total);
 
 // Where one trainable tensor's moments live: FP32 at m/v[at] (adamw: at = the tensor's offset),
 // or 8-bit codes at m8/v8[at] with their absmax values from block `block` on.

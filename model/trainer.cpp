@@ -106,7 +106,8 @@ std::string TrainConfig::signature() const {
              schedule_name(optim.schedule), optim.warmup_steps, warmup_ratio, optim.min_lr_ratio, batch.batch_size,
              batch.max_seq_len, (int)batch.padding, (int)batch.packing, grad_accum, max_steps, epochs,
              (unsigned long long)seed, optim.stochastic_rounding ? " sr=1" : "");
-    // where the run stops depends on both (appended only when on, so older checkpoints still match)
+    // Settings added since the first checkpoints: appended only when on, so that older checkpoints
+    // still match (early stopping: where the run stops depends on both of its numbers).
     if (optim.eight_bit) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " optimizer=adamw8bit");
     if (optim.schedule == Schedule::wsd) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " decay=%g", optim.decay_ratio);
     if (neftune_alpha > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " neftune=%g", neftune_alpha);

@@ -164,6 +164,13 @@ TEST_CASE("NEFTune: the gradient of the noisy loss; noise of alpha/sqrt(T*dim) a
         for (size_t i = 0; i < emb.size(); i++) most = std::max(most, std::fabs((double)noisy.ws.resid.f()[i] - emb[i]));
         CHECK(most <= bound * (1 + 1e-5));
         CHECK(most > 0.95 * bound);
+        // another key (the trainer's next micro-batch or step) draws other noise
+        const vector<float> row0(noisy.ws.resid.f(), noisy.ws.resid.f() + emb.size());
+        vector<float> unused(noisy.g.size(), 0.0f);
+        model_forward_backward(m, noisy.ws, noisy.b, unused.data(), 1.0f, MicroGrad::kKey + 1, alpha, cpu_ops());
+        size_t same = 0;
+        for (size_t i = 0; i < emb.size(); i++) same += noisy.ws.resid.f()[i] == row0[i];
+        CHECK(same < emb.size() / 100);
         // evaluation draws none: the noisy model evaluates as the clean one, bit for bit
         CHECK(model_forward_loss(m, noisy.ws, noisy.b, cpu_ops()) == model_forward_loss(m, clean.ws, clean.b, cpu_ops()));
     }
@@ -320,7 +327,8 @@ TEST_CASE("lr schedule wsd: transformers' warmup-stable-decay, the cooldown over
         INFO("step " << t);
         CHECK(lr_at(oc, t, 12) == doctest::Approx(want[t]).epsilon(1e-6));
     }
-    // a cooldown longer than what follows the warmup is the cosine schedule; a one-step run trains at lr
+    // a cooldown longer than what follows the warmup is the cosine schedule (it starts where the warmup
+    // ends, where transformers' would start inside the warmup); a one-step run trains at lr
     oc.decay_ratio = 1.0f;
     OptimConfig cosine = oc;
     cosine.schedule = Schedule::cosine;
