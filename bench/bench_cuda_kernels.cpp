@@ -460,6 +460,22 @@ void bench_optimizer_and_casts(const Ops& ops) {
         c.bytes = n * (4.0 * 4 + 4.0 * 3 + 2.0);  // read p, g, m, v; write p, m, v (FP32) and p (BF16)
         return c;
     });
+    // --optimizer adamw8bit: the moments as 8-bit codes with an absmax per 256 (one tensor of 100M)
+    run_case(ops, "adamw8bit", "n100M", [&](Buffers& b) {
+        float *p = b.f32_rand(n, 0.02f), *g = b.f32_rand(n, 0.001f);
+        const size_t blocks = (n + kAdam8Block - 1) / kAdam8Block;
+        float *am = b.f32_zeros(blocks), *av = b.f32_zeros(blocks);
+        uint8_t *m = (uint8_t*)b.zeros(n), *v = (uint8_t*)b.zeros(n);
+        act* pc = b.act_zeros(n);
+        Case c;
+        auto t = std::make_shared<int>(0);
+        if (ops.adamw8bit_update)
+            c.call = [=, &ops] {
+                ops.adamw8bit_update(p, pc, g, m, v, am, av, n, 1e-4f, 0.9f, 0.999f, 1e-8f, 0.01f, 1.0f, ++*t, 0);
+            };
+        c.bytes = n * (4.0 * 2 + 1.0 * 2 + 4.0 + 1.0 * 2 + 2.0) + blocks * 16.0;  // read p, g, m, v; write p, m, v, p (BF16); absmax
+        return c;
+    });
     const size_t nc = 64 << 20;  // 64M elements
     run_case(ops, "cast f32->bf16", "n64M", [&](Buffers& b) {
         float* src = b.f32_rand(nc);

@@ -73,6 +73,7 @@ inline const Ops& timed_ops(const Ops& inner) {
     OP_TIMED(crossentropy_forward_backward);
     OP_TIMED(nf4_dequantize);
     OP_TIMED(adamw_update);
+    OP_TIMED(adamw8bit_update);
     OP_TIMED(sum_squares);
     OP_TIMED(gather_rows);
     OP_TIMED(scatter_rows);

@@ -26,6 +26,7 @@ What each row runs (PyTorch's own kernels, eager mode, no torch.compile):
   nf4 dequant dq   bitsandbytes.functional.dequantize_4bit, NF4, blocks of 64, double quantization
                    (compress_statistics=True, as QLoRA stores weights)
   adamw            torch.optim.AdamW(fused=True) over 100M FP32 params + the BF16 copy of the weights
+  adamw8bit        bitsandbytes.optim.AdamW8bit (blockwise 8-bit moments) over the same, + the BF16 copy
   cast f32->bf16   dst.copy_(src)
   sum_squares      torch.linalg.vector_norm(g).item() (includes the wait for the result, as ours)
   lora fwd / bwd   the adapter path as BF16 matmuls: y += s·(x Aᵀ) Bᵀ; bwd du = s·dy B, dB = s·dyᵀu, dA = duᵀx, dx += du A;
@@ -400,6 +401,23 @@ def bench_optimizer_and_casts():
         return step, n * (4 * 4 + 4 * 3 + 2), 0
 
     run_case("adamw", "n100M" if S == 1 else f"n{n}", adamw)
+
+    def adamw8bit():
+        import bitsandbytes as bnb
+        p = torch.nn.Parameter(rand(n, scale=0.02, dtype=torch.float32))
+        p.grad = rand(n, scale=0.001, dtype=torch.float32)
+        pc = torch.empty(n, device=DEV, dtype=torch.bfloat16)
+        opt = bnb.optim.AdamW8bit([p], lr=1e-4, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.01)
+
+        def step():
+            opt.step()
+            pc.copy_(p.detach())
+        return step, n * (4 * 2 + 2 + 4 + 2 + 2) + (n + 255) // 256 * 16, 0
+
+    try:
+        run_case("adamw8bit", "n100M" if S == 1 else f"n{n}", adamw8bit)
+    except Exception as e:  # bitsandbytes carried as a wheel; absent, the row says so
+        print(f"| adamw8bit          | bitsandbytes not available ({type(e).__name__}: {str(e)[:100]})", flush=True)
 
     nc = (64 << 20) // S
 
