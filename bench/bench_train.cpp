@@ -4,6 +4,7 @@
 //   build/bench/bench_train --preset llama-3.2-1b --method lora --batch 4 --seq 1024 --steps 10 [--device cuda]
 //   --op-times: also the time of every op per step (bench/op_times.h)
 //   --dropout P: LoRA dropout (default 0, as bench/peft_step.py; ./train's default is 0.05)
+//   --optimizer adamw8bit: 8-bit AdamW moments (./train --optimizer)
 //
 // MFU counts model FLOPs, not the work actually done (recompute's second forward is not credited),
 // per trained token (the same formula as bench/peft_step.py):
@@ -49,7 +50,7 @@ double flops_per_token(const ModelConfig& c, Method method, int T) {
 int run(int argc, char** argv) {
     std::string preset = "smollm2-135m", method_s = "lora", device = "auto";
     int batch = 4, seq = 256, steps = 3, warmup = 1, rank = 16;  // small enough for `make bench` on a CPU
-    bool recompute = false, offload = false, op_times = false;
+    bool recompute = false, offload = false, op_times = false, eight_bit = false;
     double peak_tflops = 989.0, dropout = 0.0;
     Args args(argc, argv, "see the header of bench/bench_train.cpp");
     while (args.next()) {
@@ -63,6 +64,7 @@ int run(int argc, char** argv) {
         else if (args.is("--rank")) rank = args.integer();
         else if (args.is("--recompute")) recompute = true;
         else if (args.is("--offload-optimizer")) offload = true;
+        else if (args.is("--optimizer")) eight_bit = std::string(args.value()) == "adamw8bit";
         else if (args.is("--peak-tflops")) peak_tflops = args.number();
         else if (args.is("--op-times")) op_times = true;
         else if (args.is("--dropout")) dropout = args.number();
@@ -89,6 +91,7 @@ int run(int argc, char** argv) {
     tc.batch.padding = Padding::max_length;
     tc.recompute = recompute;
     tc.offload_optimizer = offload;
+    tc.optim.eight_bit = eight_bit;
     tc.max_steps = warmup + steps;
     tc.optim.lr = 1e-5f;
     Rng rng(7);
@@ -125,7 +128,8 @@ int run(int argc, char** argv) {
     MemStats ms = ops.mem_stats();
     // MFU means something against a GPU's peak only; on the CPU the model GFLOP/s stand alone.
     std::string mfu_s = ops.host ? "n/a (CPU)" : strf("%.1f%%", 100 * mfu);
-    std::string extra = (offload ? " offload=1" : "") + (dropout > 0 ? strf(" dropout=%g", dropout) : std::string());
+    std::string extra = (offload ? " offload=1" : "") + std::string(eight_bit ? " optimizer=adamw8bit" : "") +
+                        (dropout > 0 ? strf(" dropout=%g", dropout) : std::string());
     printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d%s: %.1f ms/step (median of %d), "
            "%.0f tokens/s, MFU %s, peak memory %.2f GB (arena), loss %.3f, %.1f GFLOP/s of model FLOPs, "
            "max RSS of the process %.2f GB\n",

@@ -5,11 +5,14 @@
 
 #include <array>
 #include <cmath>
+#include <cstring>
+#include <string>
 #include <vector>
 
 #include "data/json.h"
 #include "kernels/kernels.h"
 #include "kernels/nf4_tables.h"
+#include "model/optimizer.h"
 #include "model/util.h"
 
 using std::vector;
@@ -125,5 +128,96 @@ TEST_CASE("adamw8bit: tracks the FP32 AdamW, the small block beside the large on
         const double rel = std::sqrt(diff / moved);
         MESSAGE("from " << lo << ": ||p8 - p32|| / ||p32 - p0|| = " << rel);
         CHECK(rel < 0.05);
+    }
+}
+
+// The table-driven encoder gives the nearest map entry (ties to the lower, NaN 0, past the ends the
+// end codes) for every kind of float: each entry, each midpoint and the floats beside it, zeros,
+// subnormals, infinities, and two million others, against a search through all 256 entries.
+TEST_CASE("DynamicCoder: the nearest entry of either map, as a full search finds it") {
+    for (bool is_signed : {true, false}) {
+        const DynamicCoder coder(is_signed);
+        const std::array<float, 256>& map = coder.map;
+        auto nearest = [&](float x) -> int {
+            if (std::fabs(x) > 2.0f) return x > 0 ? 255 : 0;  // where |x − entry| rounds to one value for all
+            int best = 0;
+            for (int i = 1; i < 256; i++)
+                if (std::fabs(x - map[i]) < std::fabs(x - map[best])) best = i;
+            return best;
+        };
+        vector<float> xs = {0.0f, -0.0f, 1e-45f, -1e-45f, 1e-38f, -1e-38f, INFINITY, -INFINITY, NAN, 2.0f, -2.0f};
+        for (int i = 0; i < 256; i++) {
+            xs.push_back(map[i]);
+            if (i == 0) continue;
+            const float mid = 0.5f * (map[i - 1] + map[i]);
+            for (float x : {mid, std::nextafter(mid, -1.0f), std::nextafter(mid, 2.0f)}) xs.push_back(x);
+        }
+        uint64_t s = 99;
+        for (int k = 0; k < 2000000; k++) {
+            s = s * 6364136223846793005ull + 1442695040888963407ull;
+            uint32_t bits = (uint32_t)(s >> 32);
+            float x;
+            if (k % 2) std::memcpy(&x, &bits, 4);            // any bit pattern
+            else x = (float)((double)bits / 4294967296.0 * 2.2 - 1.1);  // the range moments take
+            xs.push_back(x);
+        }
+        size_t wrong = 0;
+        for (float x : xs) wrong += coder.code(x) != (std::isnan(x) ? 0 : nearest(x));
+        INFO(std::string(is_signed ? "signed" : "unsigned") << " map, " << xs.size() << " floats");
+        CHECK(wrong == 0);
+    }
+}
+
+// optimizer_step with 8-bit moments on a layout of several tensors (two 8-bit ones with short last
+// blocks, FP32 ones between them): each tensor's update equals the kernel's on buffers of its own,
+// its codes, its absmax values (m's, then v's after all of m's) and its FP32 moments.
+TEST_CASE("adamw8bit in optimizer_step: each tensor's state where its slot says, as if updated alone") {
+    vector<TensorInfo> tensors;
+    size_t off = 0;
+    for (size_t numel : {(size_t)5000, (size_t)300, (size_t)4096 + 7, (size_t)17}) {
+        TensorInfo t;
+        t.name = "t" + std::to_string(tensors.size());
+        t.offset = off, t.numel = numel, t.decay = numel != 17;
+        tensors.push_back(t);
+        off += numel;
+    }
+    const size_t n = off;
+    vector<float> p(n), g(n);
+    for (size_t i = 0; i < n; i++) p[i] = 0.01f * std::sin(0.37f * (float)i), g[i] = std::cos(0.11f * (float)i) * (i % 5 ? 1e-3f : 1.0f);
+    vector<float> q = p;
+    AdamState st;
+    adam_state_init(st, cpu_ops(), tensors, true);
+    OptimConfig oc;
+    oc.eight_bit = true, oc.weight_decay = 0.1f, oc.max_grad_norm = 0.0f;
+    for (int step = 0; step < 3; step++) optimizer_step(cpu_ops(), p.data(), nullptr, g.data(), tensors, st, oc, 1e-3f, 1.0);
+    REQUIRE(st.slots.size() == 4);
+    const size_t m_blocks = st.absmax.bytes / sizeof(float) / 2;
+    CHECK(m_blocks == (5000 + 255) / 256 + (4096 + 7 + 255) / 256);
+    for (const TensorInfo& t : tensors) {
+        CAPTURE(t.name);
+        const MomentSlot& s = st.slots[&t - tensors.data()];
+        vector<float> pa(q.begin() + t.offset, q.begin() + t.offset + t.numel), ga(g.begin() + t.offset, g.begin() + t.offset + t.numel);
+        const float wd = t.decay ? 0.1f : 0.0f;
+        if (t.numel >= kAdam8MinSize) {
+            REQUIRE(s.eight_bit);
+            const size_t blocks = (t.numel + 255) / 256;
+            vector<uint8_t> m(t.numel, 0), v(t.numel, 0);
+            vector<float> am(blocks, 0.0f), av(blocks, 0.0f);
+            for (int step = 1; step <= 3; step++)
+                cpu::adamw8bit_update(pa.data(), ga.data(), m.data(), v.data(), am.data(), av.data(), t.numel, 1e-3f, 0.9f,
+                                      0.999f, 1e-8f, wd, 1.0f, step);
+            CHECK(memcmp(m.data(), st.m8.u8() + s.at, t.numel) == 0);
+            CHECK(memcmp(v.data(), st.v8.u8() + s.at, t.numel) == 0);
+            CHECK(memcmp(am.data(), st.absmax.f() + s.block, blocks * 4) == 0);
+            CHECK(memcmp(av.data(), st.absmax.f() + m_blocks + s.block, blocks * 4) == 0);
+        } else {
+            REQUIRE(!s.eight_bit);
+            vector<float> m(t.numel, 0.0f), v(t.numel, 0.0f);
+            for (int step = 1; step <= 3; step++)
+                cpu::adamw_update(pa.data(), ga.data(), m.data(), v.data(), t.numel, 1e-3f, 0.9f, 0.999f, 1e-8f, wd, 1.0f, step);
+            CHECK(memcmp(m.data(), st.m.f() + s.at, t.numel * 4) == 0);
+            CHECK(memcmp(v.data(), st.v.f() + s.at, t.numel * 4) == 0);
+        }
+        CHECK(memcmp(pa.data(), p.data() + t.offset, t.numel * 4) == 0);
     }
 }

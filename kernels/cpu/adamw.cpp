@@ -31,28 +31,31 @@ void adamw_update(float* p, const float* g, float* m, float* v, size_t n, float 
 // a large one keep about two significant digits instead of flushing to 0.
 void adamw8bit_update(float* p, const float* g, uint8_t* m, uint8_t* v, float* absmax_m, float* absmax_v, size_t n,
                       float lr, float beta1, float beta2, float eps, float weight_decay, float grad_scale, int t) {
-    static const std::array<float, 256> smap = dynamic_map_values(true), umap = dynamic_map_values(false);
+    static const DynamicCoder scoder(true), ucoder(false);
+    const std::array<float, 256>&smap = scoder.map, &umap = ucoder.map;
     float bc1 = 1.0f - std::pow(beta1, (float)t), bc2 = 1.0f - std::pow(beta2, (float)t);
     const size_t blocks = (n + kAdam8Block - 1) / kAdam8Block;
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
-        const size_t i0 = b * kAdam8Block, i1 = std::min(n, i0 + kAdam8Block);
+        // Passes over the block: decode (table lookups), the update (plain arithmetic on arrays, which
+        // vectorises as adamw_update's loop does; a max reduction in it would keep it scalar: the
+        // compiler may not reorder max), the absmax values, encode.
+        const size_t i0 = b * kAdam8Block, len = std::min(n, i0 + kAdam8Block) - i0;
         float mv[kAdam8Block], vv[kAdam8Block], am = 0.0f, av = 0.0f;
-        for (size_t i = i0; i < i1; i++) {
-            float gi = g[i] * grad_scale, mi = smap[m[i]] * absmax_m[b], vi = umap[v[i]] * absmax_v[b];
-            mi = beta1 * mi + (1.0f - beta1) * gi;
-            vi = beta2 * vi + (1.0f - beta2) * gi * gi;
+        for (size_t k = 0; k < len; k++) mv[k] = smap[m[i0 + k]] * absmax_m[b], vv[k] = umap[v[i0 + k]] * absmax_v[b];
+        float* pb = p + i0;
+        const float* gb = g + i0;
+        for (size_t k = 0; k < len; k++) {
+            float gi = gb[k] * grad_scale;
+            float mi = beta1 * mv[k] + (1.0f - beta1) * gi, vi = beta2 * vv[k] + (1.0f - beta2) * gi * gi;
             float mhat = mi / bc1, vhat = vi / bc2;
-            p[i] -= lr * (mhat / (std::sqrt(vhat) + eps) + weight_decay * p[i]);
-            mv[i - i0] = mi, vv[i - i0] = vi;
-            am = std::max(am, std::fabs(mi)), av = std::max(av, vi);
+            pb[k] -= lr * (mhat / (std::sqrt(vhat) + eps) + weight_decay * pb[k]);
+            mv[k] = mi, vv[k] = vi;
         }
+        for (size_t k = 0; k < len; k++) am = std::max(am, std::fabs(mv[k])), av = std::max(av, vv[k]);
         // as quantize_blockwise8: scaled by the reciprocal of the absmax (0 for an all-zero block)
         const float inv_m = am > 0.0f ? 1.0f / am : 0.0f, inv_v = av > 0.0f ? 1.0f / av : 0.0f;
-        for (size_t i = i0; i < i1; i++) {
-            m[i] = dynamic_code(mv[i - i0] * inv_m, smap);
-            v[i] = dynamic_code(vv[i - i0] * inv_v, umap);
-        }
+        for (size_t k = 0; k < len; k++) m[i0 + k] = scoder.code(mv[k] * inv_m), v[i0 + k] = ucoder.code(vv[k] * inv_v);
         absmax_m[b] = am, absmax_v[b] = av;
     }
 }

@@ -20,10 +20,10 @@ inline uint8_t nf4_code(float x) {
     return (uint8_t)c;
 }
 
-// The 8-bit dynamic map (kernels/nf4_tables.h), built once.
-const std::array<float, 256>& dynamic_map() {
-    static const std::array<float, 256> map = dynamic_map_values();
-    return map;
+// The signed 8-bit dynamic map and its encoder (kernels/nf4_tables.h), built once.
+const DynamicCoder& dynamic_coder() {
+    static const DynamicCoder coder(true);
+    return coder;
 }
 
 // Absmax of x[i0, i1) into *absmax; returns its reciprocal (0 for an all-zero block, whose values
@@ -51,19 +51,19 @@ void nf4_quantize(uint8_t* codes, float* absmax, const float* w, size_t n) {
 }
 
 void quantize_blockwise8(uint8_t* q, float* absmax, const float* x, size_t n) {
-    const std::array<float, 256>& map = dynamic_map();
+    const DynamicCoder& coder = dynamic_coder();
     size_t blocks = (n + 255) / 256;
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
         size_t i0 = b * 256, i1 = std::min(n, i0 + 256);
         float inv = block_scale(x, i0, i1, &absmax[b]);
-        for (size_t i = i0; i < i1; i++) q[i] = dynamic_code(x[i] * inv, map);
+        for (size_t i = i0; i < i1; i++) q[i] = coder.code(x[i] * inv);
     }
 }
 
 void nf4_dequantize(float* w, const uint8_t* codes, const uint8_t* qabsmax, const float* qscale, float offset,
                     size_t n) {
-    const std::array<float, 256>& map = dynamic_map();
+    const std::array<float, 256>& map = dynamic_coder().map;
     size_t blocks = (n + 63) / 64;
     #pragma omp parallel for schedule(static)
     for (size_t b = 0; b < blocks; b++) {
