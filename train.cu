@@ -70,7 +70,7 @@ void usage() {
         "  --max-grad-norm X (1.0, 0 = off)  --batch-size N (8)  --grad-accum N (1)\n"
         "  --max-steps N | --epochs F (1)    --seed N (42)   --recompute (gradient checkpointing)\n"
         "  --offload-optimizer     GPU: AdamW's moments and FP32 masters in host memory, AdamW on the CPU\n"
-        "                          (12 bytes less GPU memory per trainable parameter)\n"
+        "                          (12 bytes less GPU memory per trainable parameter; about 6 with adamw8bit)\n"
         "  --stochastic-rounding   GPU: round the BF16 weights from the FP32 masters stochastically (unbiased)\n"
         "  --optimizer adamw|adamw8bit (adamw)  adamw8bit: bitsandbytes' 8-bit moments (2 bytes a parameter\n"
         "                          instead of 8; tensors under 4096 parameters keep FP32 moments)\n"
@@ -333,9 +333,10 @@ void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) 
         const size_t host_available = memory_available(cpu_ops());
         if (host_available > 0 && e.host > host_available)
             fail("--offload-optimizer keeps %s in host memory (AdamW's moments and a gradient copy), and this machine "
-                 "has %s available: free host memory, or train without --offload-optimizer (the GPU then holds the "
+                 "has %s available: free host memory,%s or train without --offload-optimizer (the GPU then holds the "
                  "moments and FP32 masters: ./memory estimates any setup)",
-                 format_bytes(e.host).c_str(), format_bytes(host_available).c_str());
+                 format_bytes(e.host).c_str(), format_bytes(host_available).c_str(),
+                 tc.optim.eight_bit ? "" : " take 8-bit moments (--optimizer adamw8bit: 2 bytes a parameter instead of 8),");
     }
     const size_t available = memory_available(ops);
     if (available == 0) return;  // unknown
@@ -349,9 +350,9 @@ void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) 
     fail("this run needs %s by the estimate above, and %s has room for %s. %s", format_bytes(e.total()).c_str(),
          ops.host ? "this machine's memory (what is available, and the model already loaded)" : "the GPU's free memory",
          format_bytes(capacity).c_str(),
-         fixes.empty() ? strf("No single change of --recompute, --batch-size%s fits: combine them, or take a "
-                              "smaller model (./memory estimates any setup)",
-                              ops.host ? " or --method" : ", --method or --offload-optimizer").c_str()
+         fixes.empty() ? strf("No single change of --recompute, --batch-size, --method%s fits: combine them, or "
+                              "take a smaller model (./memory estimates any setup)",
+                              ops.host ? " or --optimizer adamw8bit" : ", --optimizer adamw8bit or --offload-optimizer").c_str()
                        : ("Each of these fits:" + fixes).c_str());
 }
 

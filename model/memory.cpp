@@ -378,7 +378,8 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
             const std::vector<TensorInfo> tensors = adapters ? lora_layout(s.cfg, s.lora).tensors : param_layout(s.cfg).tensors;
             states = adam_state_bytes(tensors, true);
         }
-        why_states = strf("2 states × (1 B + 4 B per %d), FP32 in tensors under %zu", kAdam8Block, kAdam8MinSize);
+        why_states = s.params > 0 ? strf("2 states × (1 B + 4 B per %d)", kAdam8Block)
+                                  : strf("2 states × (1 B + 4 B per %d), FP32 in tensors under %zu", kAdam8Block, kAdam8MinSize);
     }
     if (s.offload_optimizer && s.backend == Backend::Cuda) {
         // The host runs AdamW: its moments and a copy of the gradients live in host memory, and the

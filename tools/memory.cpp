@@ -144,6 +144,8 @@ static int run(int argc, char** argv) {
     if (bytes) memory_set_uniform_bytes(s, bytes);
     if (!precision.empty()) s.base = parse_weight_format(precision);
     if (grad_bytes >= 0) s.grad_bytes = grad_bytes;
+    if (state_bytes >= 0 && s.optimizer == OptimKind::AdamW8bit)
+        fail("--state-bytes sets the size of FP32/16-bit moments; adamw8bit's are a byte each with an absmax per %d", kAdam8Block);
     if (state_bytes >= 0) s.state_bytes = state_bytes;
     if (master_bytes >= 0) s.master_bytes = master_bytes;
     print_memory_table(memory_estimate(s), nullptr, stdout, explain);
