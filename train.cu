@@ -60,6 +60,7 @@ void usage() {
         "  --method lora|qlora|full  (default lora; qlora keeps the base projections in NF4)\n"
         "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
         "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
+        "  --loraplus-lr-ratio R   LoRA+: train the adapters' B at lr x R (1: off; the paper suggests 16)\n"
         "  --init-adapter PATH     start LoRA from this adapter (.lora or a PEFT directory) instead of B = 0\n"
         "  --neftune-alpha A (0)   NEFTune: uniform noise of +-A/sqrt(seq len x dim) on the embeddings while\n"
         "                          training (transformers' neftune_noise_alpha; 5 is usual, 0: off)\n"
@@ -115,6 +116,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number_in(0, 1, false, true);
         else if (args.is("--lora-targets")) f.lora_targets = args.value();
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
+        else if (args.is("--loraplus-lr-ratio")) tc.optim.lora_b_lr_ratio = (float)args.number_in(0, 1e4, true);
         else if (args.is("--init-adapter")) f.init_adapter = args.value();
         else if (args.is("--neftune-alpha")) tc.neftune_alpha = (float)args.number_in(0, 1e4);
         else if (args.is("--lr")) f.lr = (float)args.number_in(0, INFINITY, true);
@@ -173,6 +175,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
     // (both are allowed, as transformers' Trainer allows them: runs started so must resume)
     if (f.epochs_given && tc.max_steps > 0)
         printf("note: --max-steps %d sets the run's length: --epochs %g is ignored\n", tc.max_steps, tc.epochs);
+    if (tc.optim.lora_b_lr_ratio != 1.0f && tc.method == Method::Full)
+        fail("--loraplus-lr-ratio raises the learning rate of LoRA's B matrices: it needs --method lora or qlora");
     if (!f.init_adapter.empty() && tc.method == Method::Full)
         fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
     if (f.padding == "longest") tc.batch.padding = Padding::longest;
@@ -469,8 +473,11 @@ int run(int argc, char** argv) {
     printf("method: %s, %zu trainable parameters (%.2f%% of %lld)\n", method_name(f.tc.method), t.model.num_trainable(),
            100.0 * t.model.num_trainable() / t.model.cfg.num_params(), (long long)t.model.cfg.num_params());
     if (t.model.has_adapters())
-        printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s\n", f.tc.lora.rank, f.tc.lora.alpha,
-               f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str());
+        printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s%s\n", f.tc.lora.rank, f.tc.lora.alpha,
+               f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str(),
+               f.tc.optim.lora_b_lr_ratio == 1.0f ? ""
+                   : strf(", LoRA+: B at lr x %g (%g)", f.tc.optim.lora_b_lr_ratio,
+                          f.tc.optim.lr * f.tc.optim.lora_b_lr_ratio).c_str());
     if (f.tc.neftune_alpha > 0) {
         const int L = trainer_seq_len(f.tc, t.train, t.val);
         printf("neftune: alpha %g, uniform noise of ±%.3g on the embeddings at rows of up to %d tokens (alpha/sqrt(L·%d), "

@@ -73,12 +73,14 @@ LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc) {
     return L;
 }
 
+bool lora_is_b(const TensorInfo& t) { return t.name.size() >= 7 && t.name.compare(t.name.size() - 7, 7, ".lora_B") == 0; }
+
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed) {
     LoraLayout L = lora_layout(cfg, lc);
     adapters.assign(L.total, 0.0f);
     Rng rng(seed);
     for (const TensorInfo& t : L.tensors) {
-        if (t.name.compare(t.name.size() - 6, 6, "lora_A") != 0) continue;  // B stays zero
+        if (lora_is_b(t)) continue;  // B stays zero
         float bound = 1.0f / std::sqrt((float)t.shape[1]);
         for (size_t i = 0; i < t.numel; i++) adapters[t.offset + i] = (2.0f * rng.uniform() - 1.0f) * bound;
     }

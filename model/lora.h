@@ -38,6 +38,9 @@ struct LoraLayout {
 };
 LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc);
 
+// Whether a trainable tensor is an adapter's B (LoRA+ trains it at a higher learning rate).
+bool lora_is_b(const TensorInfo& t);
+
 // PEFT's init: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in); B = 0, so training starts at the base model.
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed);
 

@@ -4,6 +4,7 @@
 #include <cmath>
 
 #include "kernels/hash.h"
+#include "model/lora.h"
 #include "model/util.h"
 
 Schedule parse_schedule(const std::string& s) {
@@ -39,14 +40,21 @@ double grad_norm(const Ops& ops, const float* grads, size_t n) { return std::sqr
 
 namespace {
 
-// Runs of adjacent tensors that all decay (weights) or all don't (norms, biases): one AdamW launch
-// each, and each its own stream of random bits for stochastic rounding, indexed from its start.
+// A tensor's learning-rate multiplier: LoRA+'s ratio for an adapter's B, else 1.
+float lr_scale(const TensorInfo& t, const OptimConfig& oc) { return lora_is_b(t) ? oc.lora_b_lr_ratio : 1.0f; }
+
+// Runs of adjacent tensors that all decay (weights) or all don't (norms, biases), at one learning
+// rate: one AdamW launch each, and each its own stream of random bits for stochastic rounding,
+// indexed from its start.
 template <class F>
-void for_each_run(const std::vector<TensorInfo>& tensors, F f) {
+void for_each_run(const std::vector<TensorInfo>& tensors, const OptimConfig& oc, F f) {
     for (size_t i = 0; i < tensors.size();) {
         size_t j = i + 1, off = tensors[i].offset, n = tensors[i].numel;
-        while (j < tensors.size() && tensors[j].decay == tensors[i].decay && tensors[j].offset == off + n) n += tensors[j++].numel;
-        f(off, n, tensors[i].decay);
+        const float scale = lr_scale(tensors[i], oc);
+        while (j < tensors.size() && tensors[j].decay == tensors[i].decay && lr_scale(tensors[j], oc) == scale &&
+               tensors[j].offset == off + n)
+            n += tensors[j++].numel;
+        f(off, n, tensors[i].decay, scale);
         i = j;
     }
 }
@@ -101,29 +109,30 @@ void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, c
     if (st.eight_bit()) {
         // a launch per tensor: each has its own blocks (a block never spans two tensors' scales)
         const size_t v_blocks = st.absmax.bytes / sizeof(float) / 2;
-        for (const MomentSlot& s : st.slots) {
+        for (size_t k = 0; k < st.slots.size(); k++) {
+            const MomentSlot& s = st.slots[k];
             act* pc = compute ? ops.at(compute, s.offset) : nullptr;
-            const float wd = s.decay ? oc.weight_decay : 0.0f;
+            const float wd = s.decay ? oc.weight_decay : 0.0f, tlr = lr * lr_scale(tensors[k], oc);
             if (s.eight_bit)
                 ops.adamw8bit_update(params + s.offset, pc, grads + s.offset, st.m8.u8() + s.at, st.v8.u8() + s.at,
-                                     st.absmax.f() + s.block, st.absmax.f() + v_blocks + s.block, s.numel, lr, oc.beta1,
+                                     st.absmax.f() + s.block, st.absmax.f() + v_blocks + s.block, s.numel, tlr, oc.beta1,
                                      oc.beta2, oc.eps, wd, scale, st.t, run_key(sr_key, s.offset));
             else
-                ops.adamw_update(params + s.offset, pc, grads + s.offset, st.m.f() + s.at, st.v.f() + s.at, s.numel, lr,
+                ops.adamw_update(params + s.offset, pc, grads + s.offset, st.m.f() + s.at, st.v.f() + s.at, s.numel, tlr,
                                  oc.beta1, oc.beta2, oc.eps, wd, scale, st.t, run_key(sr_key, s.offset));
         }
         return;
     }
-    for_each_run(tensors, [&](size_t off, size_t n, bool decay) {
+    for_each_run(tensors, oc, [&](size_t off, size_t n, bool decay, float lr_mult) {
         ops.adamw_update(params + off, compute ? ops.at(compute, off) : nullptr, grads + off, st.m.f() + off,
-                         st.v.f() + off, n, lr, oc.beta1, oc.beta2, oc.eps, decay ? oc.weight_decay : 0.0f, scale, st.t,
-                         run_key(sr_key, off));
+                         st.v.f() + off, n, lr * lr_mult, oc.beta1, oc.beta2, oc.eps, decay ? oc.weight_decay : 0.0f,
+                         scale, st.t, run_key(sr_key, off));
     });
 }
 
 void round_compute_copy(const Ops& ops, const float* params, act* compute, const std::vector<TensorInfo>& tensors,
-                        uint64_t sr_key) {
-    for_each_run(tensors, [&](size_t off, size_t n, bool) {
+                        const OptimConfig& oc, uint64_t sr_key) {
+    for_each_run(tensors, oc, [&](size_t off, size_t n, bool, float) {
         ops.cast_stochastic(ops.at(compute, off), params + off, n, run_key(sr_key, off));
     });
 }

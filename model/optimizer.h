@@ -27,6 +27,9 @@ struct OptimConfig {
     // tensors of at least kAdam8MinSize parameters; FP32 moments for the smaller ones, as bitsandbytes
     // keeps them (its min_8bit_size).
     bool eight_bit = false;
+    // LoRA+ (Hayou et al. 2024; PEFT's create_loraplus_optimizer, loraplus_lr_ratio): the adapters'
+    // B matrices train at lr × this (1: plain LoRA; the paper suggests 16).
+    float lora_b_lr_ratio = 1.0f;
 };
 constexpr size_t kAdam8MinSize = 4096;
 
@@ -86,4 +89,4 @@ void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, c
 // compute = the stochastically rounded `params`, exactly as optimizer_step with the same sr_key left
 // it: a run resumed from a checkpoint (which holds the FP32 masters) rebuilds its BF16 weights so.
 void round_compute_copy(const Ops& ops, const float* params, act* compute, const std::vector<TensorInfo>& tensors,
-                        uint64_t sr_key);
+                        const OptimConfig& oc, uint64_t sr_key);

@@ -109,6 +109,7 @@ std::string TrainConfig::signature() const {
     // Settings added since the first checkpoints: appended only when on, so that older checkpoints
     // still match (early stopping: where the run stops depends on both of its numbers).
     if (optim.eight_bit) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " optimizer=adamw8bit");
+    if (optim.lora_b_lr_ratio != 1.0f) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " loraplus=%g", optim.lora_b_lr_ratio);
     if (optim.schedule == Schedule::wsd) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " decay=%g", optim.decay_ratio);
     if (neftune_alpha > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " neftune=%g", neftune_alpha);
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
@@ -590,5 +591,5 @@ void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
     // stochastically by its last step.
     if (uint64_t key = t.step > 0 ? sr_key(t, t.step - 1) : 0)
         round_compute_copy(*t.ops, model_masters(t.model, *t.ops), model_compute_copy(t.model, *t.ops),
-                           t.model.trainable_tensors(), key);
+                           t.model.trainable_tensors(), t.cfg.optim, key);
 }

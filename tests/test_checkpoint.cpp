@@ -290,6 +290,9 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     b.cfg.optim.eight_bit = true;
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(optimizer: adamw -> adamw8bit)"));
     b.cfg.optim.eight_bit = false;
+    b.cfg.optim.lora_b_lr_ratio = 16.0f;
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(loraplus: (none) -> 16)"));
+    b.cfg.optim.lora_b_lr_ratio = 1.0f;
     b.cfg.optim.schedule = Schedule::wsd;  // its cooldown's length is part of the schedule
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("decay: (none) -> 0.1, schedule: cosine -> wsd"));
     // Other data with the same flags (another file, prompt loss weight, template, truncation): the

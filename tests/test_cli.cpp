@@ -138,6 +138,7 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
                    Case{"--lora-r 0", "flag --lora-r: expected a whole number from 1"},
                    Case{"--decay-ratio 0.2", "--decay-ratio sets the wsd schedule's cooldown: pass --lr-scheduler wsd"},
                    Case{"--lr-scheduler wsd --decay-ratio 0", "flag --decay-ratio: 0 is out of range: expected a number in (0, 1]"},
+                   Case{"--method full --loraplus-lr-ratio 16", "--loraplus-lr-ratio raises the learning rate of LoRA's B matrices"},
                    Case{"--neftune-alpha -5", "flag --neftune-alpha: -5 is out of range: expected a number in [0, 10000]"},
                    Case{"--val-split 0.4 --val-data d.jsonl", "both give held-out data: pass one"},
                    Case{"--warmup-steps 1 --warmup-ratio 0.5", "both set the warmup: pass one"},

@@ -152,6 +152,22 @@ TEST_CASE("three LoRA steps equal transformers + peft + torch AdamW's (loss, gra
     }
 }
 
+// LoRA+ as PEFT builds it (create_loraplus_optimizer): B in a parameter group at lr × 16.
+TEST_CASE("three LoRA+ steps equal PEFT's create_loraplus_optimizer's (B at lr x 16)") {
+    const std::string model = "tiny_llama";
+    const ModelConfig cfg = source(model).cfg;
+    auto setup = [&](Trainer& t, TrainConfig& tc) {
+        ImportedModel h = source(model);
+        model_init(t.model, h.cfg, std::move(h.params));
+        std::vector<float> init = adapter_at(t.model.cfg, model + "_loraplus/init", &tc.lora);
+        model_set_lora(t.model, tc.lora, init);
+        tc.method = Method::Lora;
+        tc.optim.lora_b_lr_ratio = 16.0f;
+    };
+    replay(model + "_loraplus", setup, adapter_at(cfg, model + "_loraplus/grads"),
+           adapter_at(cfg, model + "_loraplus/final"), [](const Trainer& t) { return t.model.adapters.data(); }, 1e-4);
+}
+
 TEST_CASE("three full fine-tuning steps equal transformers + torch AdamW's (every weight, embedding and norms included)") {
     for (const std::string model : kModels) {
         const ModelConfig cfg = source(model).cfg;
