@@ -260,9 +260,13 @@ TEST_CASE("estimate equals the trainer's bytes on the CPU: full/lora/qlora x rec
 // optimizer state (with the FP32 master) drops from 16 to 6 bytes a parameter, tensors under 4096
 // parameters (the norms) keeping FP32 moments.
 TEST_CASE("published: 8-bit Adam keeps 2 bytes of state a parameter instead of 8") {
-    MemorySpec s = rule_of_thumb(1000000000);
+    MemorySpec s = rule_of_thumb(1000000000), states32 = s;
     s.optimizer = OptimKind::AdamW8bit;
     CHECK(memory_estimate(s).optimizer == 2 * (1000000000ull + 3906250 * 4));
+    // bitsandbytes' "75% less" than 32-bit states: 1 − 2.03125/8
+    memory_set_uniform_bytes(states32, 4);
+    states32.master_bytes = 0;
+    CHECK(1.0 - (double)memory_estimate(s).optimizer / memory_estimate(states32).optimizer == doctest::Approx(0.74609375));
     MemorySpec p;
     p.cfg = config_preset("llama-2-7b");
     memory_set_backend(p, Backend::Cuda);
