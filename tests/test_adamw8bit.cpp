@@ -12,6 +12,7 @@
 #include "data/json.h"
 #include "kernels/kernels.h"
 #include "kernels/nf4_tables.h"
+#include "model/lora.h"
 #include "model/optimizer.h"
 #include "model/util.h"
 
@@ -170,13 +171,14 @@ TEST_CASE("DynamicCoder: the nearest entry of either map, as a full search finds
 
 // optimizer_step with 8-bit moments on a layout of several tensors (two 8-bit ones with short last
 // blocks, FP32 ones between them): each tensor's update equals the kernel's on buffers of its own,
-// its codes, its absmax values (m's, then v's after all of m's) and its FP32 moments.
-TEST_CASE("adamw8bit in optimizer_step: each tensor's state where its slot says, as if updated alone") {
+// its codes, its absmax values (m's, then v's after all of m's) and its FP32 moments; with LoRA+,
+// the B among them at lr × the ratio.
+TEST_CASE("adamw8bit in optimizer_step: each tensor's state where its slot says, as if updated alone (LoRA+ too)") {
     vector<TensorInfo> tensors;
     size_t off = 0;
     for (size_t numel : {(size_t)5000, (size_t)300, (size_t)4096 + 7, (size_t)17}) {
         TensorInfo t;
-        t.name = "t" + std::to_string(tensors.size());
+        t.name = "t" + std::to_string(tensors.size()) + (numel == 4096 + 7 ? ".lora_B" : ".lora_A");
         t.offset = off, t.numel = numel, t.decay = numel != 17;
         tensors.push_back(t);
         off += numel;
@@ -188,7 +190,7 @@ TEST_CASE("adamw8bit in optimizer_step: each tensor's state where its slot says,
     AdamState st;
     adam_state_init(st, cpu_ops(), tensors, true);
     OptimConfig oc;
-    oc.eight_bit = true, oc.weight_decay = 0.1f, oc.max_grad_norm = 0.0f;
+    oc.eight_bit = true, oc.weight_decay = 0.1f, oc.max_grad_norm = 0.0f, oc.lora_b_lr_ratio = 4.0f;
     for (int step = 0; step < 3; step++) optimizer_step(cpu_ops(), p.data(), nullptr, g.data(), tensors, st, oc, 1e-3f, 1.0);
     REQUIRE(st.slots.size() == 4);
     const size_t m_blocks = st.absmax.bytes / sizeof(float) / 2;
@@ -197,14 +199,14 @@ TEST_CASE("adamw8bit in optimizer_step: each tensor's state where its slot says,
         CAPTURE(t.name);
         const MomentSlot& s = st.slots[&t - tensors.data()];
         vector<float> pa(q.begin() + t.offset, q.begin() + t.offset + t.numel), ga(g.begin() + t.offset, g.begin() + t.offset + t.numel);
-        const float wd = t.decay ? 0.1f : 0.0f;
+        const float wd = t.decay ? 0.1f : 0.0f, lr = lora_is_b(t) ? 4e-3f : 1e-3f;
         if (t.numel >= kAdam8MinSize) {
             REQUIRE(s.eight_bit);
             const size_t blocks = (t.numel + 255) / 256;
             vector<uint8_t> m(t.numel, 0), v(t.numel, 0);
             vector<float> am(blocks, 0.0f), av(blocks, 0.0f);
             for (int step = 1; step <= 3; step++)
-                cpu::adamw8bit_update(pa.data(), ga.data(), m.data(), v.data(), am.data(), av.data(), t.numel, 1e-3f, 0.9f,
+                cpu::adamw8bit_update(pa.data(), ga.data(), m.data(), v.data(), am.data(), av.data(), t.numel, lr, 0.9f,
                                       0.999f, 1e-8f, wd, 1.0f, step);
             CHECK(memcmp(m.data(), st.m8.u8() + s.at, t.numel) == 0);
             CHECK(memcmp(v.data(), st.v8.u8() + s.at, t.numel) == 0);
@@ -214,7 +216,7 @@ TEST_CASE("adamw8bit in optimizer_step: each tensor's state where its slot says,
             REQUIRE(!s.eight_bit);
             vector<float> m(t.numel, 0.0f), v(t.numel, 0.0f);
             for (int step = 1; step <= 3; step++)
-                cpu::adamw_update(pa.data(), ga.data(), m.data(), v.data(), t.numel, 1e-3f, 0.9f, 0.999f, 1e-8f, wd, 1.0f, step);
+                cpu::adamw_update(pa.data(), ga.data(), m.data(), v.data(), t.numel, lr, 0.9f, 0.999f, 1e-8f, wd, 1.0f, step);
             CHECK(memcmp(m.data(), st.m.f() + s.at, t.numel * 4) == 0);
             CHECK(memcmp(v.data(), st.v.f() + s.at, t.numel * 4) == 0);
         }
