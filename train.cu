@@ -356,7 +356,8 @@ void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) 
          format_bytes(capacity).c_str(),
          fixes.empty() ? strf("No single change of --recompute, --batch-size, --method%s fits: combine them, or "
                               "take a smaller model (./memory estimates any setup)",
-                              ops.host ? " or --optimizer adamw8bit" : ", --optimizer adamw8bit or --offload-optimizer").c_str()
+                              ops.host ? (tc.optim.eight_bit ? "" : " or --optimizer adamw8bit")
+                                       : (tc.optim.eight_bit ? " or --offload-optimizer" : ", --optimizer adamw8bit or --offload-optimizer")).c_str()
                        : ("Each of these fits:" + fixes).c_str());
 }
 
@@ -416,14 +417,21 @@ int run(int argc, char** argv) {
                "positions past that\n", f.tc.batch.max_seq_len, cfg.max_seq_len);
     Tokenizer tok;
     DataTokenizer dt = make_data_tokenizer(f, cfg, tok);
-    if (f.check_data) {
-        check_datasets(f.data, dt, f.data_opt, stdout);
+    if (f.check_data) {  // the held-out files too: training stops on their problems as well
+        std::vector<std::string> all = f.data;
+        all.insert(all.end(), f.val_data.begin(), f.val_data.end());
+        check_datasets(all, dt, f.data_opt, stdout);
         return 0;
     }
     if (t.model.nf4.empty()) model_init(t.model, cfg, std::move(params));
     t.train = load_datasets(f.data, dt, f.data_opt, "data", stdout);
     if (!f.val_data.empty()) {
         t.val = load_datasets(f.val_data, dt, f.data_opt, "val data", stdout);
+        for (const std::string& v : f.val_data)
+            for (const std::string& d : f.data)
+                if (fs::weakly_canonical(v) == fs::weakly_canonical(d))
+                    printf("note: %s is training and validation data both: the validation loss and scores measure "
+                           "examples the run trains on\n", v.c_str());
     } else if (f.val_split > 0) {
         split_train_val(t.train, t.val, f.val_split, f.tc.seed);
         printf("val split: %zu train, %zu val examples\n", t.train.size(), t.val.size());
@@ -488,7 +496,19 @@ int run(int argc, char** argv) {
            f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
            f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps,
            f.tc.optim.schedule != Schedule::wsd ? ""
-               : strf(", decay over the last %d", t.total_steps - lr_decay_start(t.cfg.optim, t.total_steps)).c_str());
+               : strf(", cooldown over the last %d", std::max(0, t.total_steps - lr_decay_start(t.cfg.optim, t.total_steps))).c_str());
+    if (f.tc.optim.schedule == Schedule::wsd) {
+        // the cooldown's first step runs at lr (progress 0, as transformers'); fewer than 2 never lowers it
+        const int cooldown = std::max(0, t.total_steps - lr_decay_start(t.cfg.optim, t.total_steps));
+        const int asked = std::max(1, (int)std::lround((double)f.tc.optim.decay_ratio * t.total_steps));
+        if (cooldown < 2)
+            printf("note: the wsd cooldown has %d step%s, so the learning rate never falls below --lr %g: raise "
+                   "--decay-ratio or the run's length%s\n", cooldown, cooldown == 1 ? "" : "s", f.tc.optim.lr,
+                   t.cfg.optim.warmup_steps >= t.total_steps - 1 ? ", or shorten the warmup" : "");
+        else if (cooldown < asked)
+            printf("note: the warmup (%d steps) overlaps the wsd cooldown of %d: it starts after the warmup, %d steps\n",
+                   t.cfg.optim.warmup_steps, asked, cooldown);
+    }
     if (t.cfg.optim.warmup_steps >= t.total_steps)
         printf("note: the warmup (%d steps) is not shorter than the run (%d steps): the learning rate never reaches --lr %g\n",
                t.cfg.optim.warmup_steps, t.total_steps, f.tc.optim.lr);

@@ -298,12 +298,23 @@ std::vector<Example> load_datasets(const std::vector<std::string>& paths, const 
 
 std::vector<DataReport> check_datasets(const std::vector<std::string>& paths, const DataTokenizer& tok,
                                        const DataOptions& opt, FILE* out) {
+    // A file that cannot be read at all (missing, binary, the wrong kind) is named and the others are
+    // still reported; then the first problem stops the check.
     std::vector<DataReport> reports(paths.size());
+    std::vector<std::string> unreadable;
     for (size_t i = 0; i < paths.size(); i++) {
         if (i) fprintf(out, "\n");
-        read_dataset(paths[i], tok, opt, reports[i]);
-        print_report(reports[i], opt, out);
+        try {
+            read_dataset(paths[i], tok, opt, reports[i]);
+            print_report(reports[i], opt, out);
+        } catch (const std::runtime_error& e) {
+            fprintf(out, "not read: %s\n", e.what());
+            unreadable.push_back(e.what());
+        }
     }
+    if (!unreadable.empty())
+        fail("%s%s", unreadable[0].c_str(),
+             unreadable.size() > 1 ? strf(" (and %zu more files not read, above)", unreadable.size() - 1).c_str() : "");
     for (const DataReport& r : reports) check_report(r, opt, true);
     return reports;
 }

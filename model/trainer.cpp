@@ -342,7 +342,10 @@ static std::string signature_changes(const std::string& was, const std::string& 
         if (key == "method" && (v == "0" || v == "1" || v == "2")) return method_name((Method)std::stoi(v));
         if (key == "padding" && (v == "0" || v == "1")) return v == "0" ? "longest" : "max_length";
         if ((key == "packing" || key == "rslora") && (v == "0" || v == "1")) return v == "0" ? "off" : "on";
-        if (key == "optimizer" && v == "(none)") return "adamw";  // only the 8-bit one is written
+        // settings written only when on
+        if (key == "optimizer" && v == "(none)") return "adamw";
+        if (key == "loraplus" && v == "(none)") return "1 (off)";
+        if (key == "neftune" && v == "(none)") return "0 (off)";
         return v;
     };
     auto a = fields(was), b = fields(now);

@@ -285,13 +285,13 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(padding: longest -> max_length)"));
     b.cfg.batch.padding = a.cfg.batch.padding;
     b.cfg.neftune_alpha = 5.0f;  // another noise, another run (its key is only in runs that have it)
-    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(neftune: (none) -> 5)"));
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(neftune: 0 (off) -> 5)"));
     b.cfg.neftune_alpha = 0.0f;
     b.cfg.optim.eight_bit = true;
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(optimizer: adamw -> adamw8bit)"));
     b.cfg.optim.eight_bit = false;
     b.cfg.optim.lora_b_lr_ratio = 16.0f;
-    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(loraplus: (none) -> 16)"));
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(loraplus: 1 (off) -> 16)"));
     b.cfg.optim.lora_b_lr_ratio = 1.0f;
     b.cfg.optim.schedule = Schedule::wsd;  // its cooldown's length is part of the schedule
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("decay: (none) -> 0.1, schedule: cosine -> wsd"));

@@ -159,7 +159,10 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     CHECK(has(noisy, "neftune: alpha 5, uniform noise of "));
     Run wsd = s.train("--lr-scheduler wsd --decay-ratio 0.25 --max-steps 8 --dry-run");
     INFO(wsd.out);
-    CHECK(has(wsd, "lr 0.0002 wsd, warmup 0, decay over the last 2"));
+    CHECK(has(wsd, "lr 0.0002 wsd, warmup 0, cooldown over the last 2"));
+    Run short_wsd = s.train("--lr-scheduler wsd --max-steps 4 --warmup-steps 10 --dry-run");
+    CHECK(has(short_wsd, "cooldown over the last 0"));
+    CHECK(has(short_wsd, "note: the wsd cooldown has 0 steps, so the learning rate never falls below --lr"));
 }
 
 TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the merged model") {
@@ -278,9 +281,11 @@ TEST_CASE("cli: data files by content as well as by name; ./check_data FILE") {
     INFO(two.out);
     CHECK(two.status == 0);
     CHECK(has(two, ("ok: " + upper + ": 5 examples").c_str()));
-    Run one_bad = run("./check_data " + upper + " --data " + txt);
+    Run one_bad = run("./check_data " + txt + " --data " + upper);  // the unreadable file first: both reported
     CHECK(one_bad.status == 1);
+    CHECK(has(one_bad, "not read: "));
     CHECK(has(one_bad, "records.txt"));
+    CHECK(has(one_bad, "kept 5 examples"));
     Run both = s.train("--data " + upper + " --dry-run");
     INFO(both.out);
     CHECK(both.status == 0);
