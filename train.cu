@@ -492,15 +492,15 @@ int run(int argc, char** argv) {
                "more in shorter batches); none when evaluating\n",
                f.tc.neftune_alpha, f.tc.neftune_alpha / std::sqrt((double)L * t.model.cfg.dim), L, t.model.cfg.dim);
     }
+    const bool wsd = f.tc.optim.schedule == Schedule::wsd;
+    const int cooldown = std::max(0, t.total_steps - lr_decay_start(t.cfg.optim, t.total_steps));
     printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d%s\n", t.total_steps,
            f.tc.batch.batch_size, f.tc.grad_accum, f.tc.batch.max_seq_len, f.tc.batch.packing ? ", packed" : "",
            f.tc.optim.lr, schedule_name(f.tc.optim.schedule), t.cfg.optim.warmup_steps,
-           f.tc.optim.schedule != Schedule::wsd ? ""
-               : strf(", cooldown over the last %d", std::max(0, t.total_steps - lr_decay_start(t.cfg.optim, t.total_steps))).c_str());
-    if (f.tc.optim.schedule == Schedule::wsd) {
+           wsd ? strf(", cooldown over the last %d", cooldown).c_str() : "");
+    if (wsd) {
         // the cooldown's first step runs at lr (progress 0, as transformers'); fewer than 2 never lowers it
-        const int cooldown = std::max(0, t.total_steps - lr_decay_start(t.cfg.optim, t.total_steps));
-        const int asked = std::max(1, (int)std::lround((double)f.tc.optim.decay_ratio * t.total_steps));
+        const int asked = wsd_cooldown_steps(t.cfg.optim, t.total_steps);
         if (cooldown < 2)
             printf("note: the wsd cooldown has %d step%s, so the learning rate never falls below --lr %g: raise "
                    "--decay-ratio or the run's length%s\n", cooldown, cooldown == 1 ? "" : "s", f.tc.optim.lr,

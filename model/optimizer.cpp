@@ -19,9 +19,13 @@ const char* schedule_name(Schedule s) {
     return s == Schedule::constant ? "constant" : s == Schedule::linear ? "linear" : s == Schedule::cosine ? "cosine" : "wsd";
 }
 
+int wsd_cooldown_steps(const OptimConfig& oc, int total) {
+    return std::max(1, (int)std::lround((double)oc.decay_ratio * total));
+}
+
 int lr_decay_start(const OptimConfig& oc, int total) {
     if (oc.schedule != Schedule::wsd) return oc.warmup_steps;
-    return std::max(oc.warmup_steps, total - std::max(1, (int)std::lround((double)oc.decay_ratio * total)));
+    return std::max(oc.warmup_steps, total - wsd_cooldown_steps(oc, total));
 }
 
 float lr_at(const OptimConfig& oc, int step, int total) {
@@ -72,7 +76,7 @@ std::vector<MomentSlot> moment_slots(const std::vector<TensorInfo>& tensors, boo
             *fp32 = std::max(*fp32, t.offset + t.numel);
             continue;
         }
-        MomentSlot s{t.offset, t.numel, t.decay, t.numel >= kAdam8MinSize, 0, 0};
+        MomentSlot s{t.numel >= kAdam8MinSize, 0, 0};
         if (s.eight_bit) {
             s.at = *codes, s.block = *blocks;
             *codes += t.numel, *blocks += (t.numel + kAdam8Block - 1) / kAdam8Block;
@@ -111,15 +115,16 @@ void optimizer_step(const Ops& ops, float* params, act* compute, float* grads, c
         const size_t v_blocks = st.absmax.bytes / sizeof(float) / 2;
         for (size_t k = 0; k < st.slots.size(); k++) {
             const MomentSlot& s = st.slots[k];
-            act* pc = compute ? ops.at(compute, s.offset) : nullptr;
-            const float wd = s.decay ? oc.weight_decay : 0.0f, tlr = lr * lr_scale(tensors[k], oc);
+            const TensorInfo& t = tensors[k];
+            act* pc = compute ? ops.at(compute, t.offset) : nullptr;
+            const float wd = t.decay ? oc.weight_decay : 0.0f, tlr = lr * lr_scale(t, oc);
             if (s.eight_bit)
-                ops.adamw8bit_update(params + s.offset, pc, grads + s.offset, st.m8.u8() + s.at, st.v8.u8() + s.at,
-                                     st.absmax.f() + s.block, st.absmax.f() + v_blocks + s.block, s.numel, tlr, oc.beta1,
-                                     oc.beta2, oc.eps, wd, scale, st.t, run_key(sr_key, s.offset));
+                ops.adamw8bit_update(params + t.offset, pc, grads + t.offset, st.m8.u8() + s.at, st.v8.u8() + s.at,
+                                     st.absmax.f() + s.block, st.absmax.f() + v_blocks + s.block, t.numel, tlr, oc.beta1,
+                                     oc.beta2, oc.eps, wd, scale, st.t, run_key(sr_key, t.offset));
             else
-                ops.adamw_update(params + s.offset, pc, grads + s.offset, st.m.f() + s.at, st.v.f() + s.at, s.numel, tlr,
-                                 oc.beta1, oc.beta2, oc.eps, wd, scale, st.t, run_key(sr_key, s.offset));
+                ops.adamw_update(params + t.offset, pc, grads + t.offset, st.m.f() + s.at, st.v.f() + s.at, t.numel, tlr,
+                                 oc.beta1, oc.beta2, oc.eps, wd, scale, st.t, run_key(sr_key, t.offset));
         }
         return;
     }

@@ -47,12 +47,14 @@ constexpr size_t kAdam8MinSize = 4096;
 float lr_at(const OptimConfig& oc, int step, int total);
 // The first step of the decay: the end of the warmup (linear, cosine), or wsd's cooldown start.
 int lr_decay_start(const OptimConfig& oc, int total);
+// The cooldown wsd asks for: round(decay_ratio × total) steps, at least 1 (fewer when the warmup
+// overlaps it: lr_decay_start).
+int wsd_cooldown_steps(const OptimConfig& oc, int total);
 
-// Where one trainable tensor's moments live: FP32 at m/v[at] (adamw: at = the tensor's offset),
-// or 8-bit codes at m8/v8[at] with their absmax values from block `block` on.
+// Where one trainable tensor's moments live (the slots follow the trainable tensors, one each): FP32
+// at m/v[at], or 8-bit codes at m8/v8[at] with their absmax values from block `block` on.
 struct MomentSlot {
-    size_t offset, numel;  // the tensor, in the flat trainable buffer
-    bool decay, eight_bit;
+    bool eight_bit;
     size_t at, block;
 };
 

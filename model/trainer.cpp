@@ -297,8 +297,10 @@ static std::string run_signature(const Trainer& t, bool with_base = true) {
 }
 
 // The optimizer's buffers as a checkpoint holds them, in this order.
-static std::vector<Buffer*> moment_buffers(AdamState& st) { return {&st.m, &st.v, &st.m8, &st.v8, &st.absmax}; }
-static std::vector<const Buffer*> moment_buffers(const AdamState& st) { return {&st.m, &st.v, &st.m8, &st.v8, &st.absmax}; }
+template <class State>  // AdamState, const or not
+static auto moment_buffers(State& st) {
+    return std::vector<decltype(&st.m)>{&st.m, &st.v, &st.m8, &st.v8, &st.absmax};
+}
 
 static void save_state(const std::string& path, const Trainer& t) {
     AtomicFile f(path);

@@ -134,38 +134,32 @@ void replay(const std::string& dir, const std::function<void(Trainer&, TrainConf
     }
 }
 
-}  // namespace
-
-TEST_CASE("three LoRA steps equal transformers + peft + torch AdamW's (loss, gradients, clipping, schedule, weights)") {
-    for (const std::string model : kModels) {
-        const ModelConfig cfg = source(model).cfg;
-        auto setup = [&](Trainer& t, TrainConfig& tc) {
-            ImportedModel h = source(model);
-            model_init(t.model, h.cfg, std::move(h.params));
-            std::vector<float> init = adapter_at(t.model.cfg, model + "_lora/init", &tc.lora);
-            REQUIRE(tc.lora.rank == 4);
-            model_set_lora(t.model, tc.lora, init);
-            tc.method = Method::Lora;
-        };
-        replay(model + "_lora", setup, adapter_at(cfg, model + "_lora/grads"), adapter_at(cfg, model + "_lora/final"),
-               [](const Trainer& t) { return t.model.adapters.data(); }, 1e-4);
-    }
-}
-
-// LoRA+ as PEFT builds it (create_loraplus_optimizer): B in a parameter group at lr × 16.
-TEST_CASE("three LoRA+ steps equal PEFT's create_loraplus_optimizer's (B at lr x 16)") {
-    const std::string model = "tiny_llama";
+// The LoRA fixture `dir` (PEFT adapter directories init/, grads/, final/, r 4) on `model`, replayed
+// with B at lr × lora_b_lr_ratio.
+void replay_lora(const std::string& model, const std::string& dir, float lora_b_lr_ratio) {
     const ModelConfig cfg = source(model).cfg;
     auto setup = [&](Trainer& t, TrainConfig& tc) {
         ImportedModel h = source(model);
         model_init(t.model, h.cfg, std::move(h.params));
-        std::vector<float> init = adapter_at(t.model.cfg, model + "_loraplus/init", &tc.lora);
+        std::vector<float> init = adapter_at(t.model.cfg, dir + "/init", &tc.lora);
+        REQUIRE(tc.lora.rank == 4);
         model_set_lora(t.model, tc.lora, init);
         tc.method = Method::Lora;
-        tc.optim.lora_b_lr_ratio = 16.0f;
+        tc.optim.lora_b_lr_ratio = lora_b_lr_ratio;
     };
-    replay(model + "_loraplus", setup, adapter_at(cfg, model + "_loraplus/grads"),
-           adapter_at(cfg, model + "_loraplus/final"), [](const Trainer& t) { return t.model.adapters.data(); }, 1e-4);
+    replay(dir, setup, adapter_at(cfg, dir + "/grads"), adapter_at(cfg, dir + "/final"),
+           [](const Trainer& t) { return t.model.adapters.data(); }, 1e-4);
+}
+
+}  // namespace
+
+TEST_CASE("three LoRA steps equal transformers + peft + torch AdamW's (loss, gradients, clipping, schedule, weights)") {
+    for (const std::string model : kModels) replay_lora(model, model + "_lora", 1.0f);
+}
+
+// LoRA+ as PEFT builds it (create_loraplus_optimizer): B in a parameter group at lr × 16.
+TEST_CASE("three LoRA+ steps equal PEFT's create_loraplus_optimizer's (B at lr x 16)") {
+    replay_lora("tiny_llama", "tiny_llama_loraplus", 16.0f);
 }
 
 TEST_CASE("three full fine-tuning steps equal transformers + torch AdamW's (every weight, embedding and norms included)") {
