@@ -60,6 +60,8 @@ void usage() {
         "  --method lora|qlora|full  (default lora; qlora keeps the base projections in NF4)\n"
         "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
         "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
+        "  --use-dora              DoRA: also train a magnitude per output row of each adapted weight\n"
+        "                          (PEFT's use_dora; slower and more activation memory than LoRA)\n"
         "  --loraplus-lr-ratio R   LoRA+: train the adapters' B at lr x R (1: off; the paper suggests 16)\n"
         "  --init-adapter PATH     start LoRA from this adapter (.lora or a PEFT directory) instead of B = 0\n"
         "  --neftune-alpha A (0)   NEFTune: uniform noise of +-A/sqrt(seq len x dim) on the embeddings while\n"
@@ -116,6 +118,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number_in(0, 1, false, true);
         else if (args.is("--lora-targets")) f.lora_targets = args.value();
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
+        else if (args.is("--use-dora")) tc.lora.use_dora = 1;
         else if (args.is("--loraplus-lr-ratio")) tc.optim.lora_b_lr_ratio = (float)args.number_in(0, 1e4, true);
         else if (args.is("--init-adapter")) f.init_adapter = args.value();
         else if (args.is("--neftune-alpha")) tc.neftune_alpha = (float)args.number_in(0, 1e4);
@@ -177,6 +180,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
         printf("note: --max-steps %d sets the run's length: --epochs %g is ignored\n", tc.max_steps, tc.epochs);
     if (tc.optim.lora_b_lr_ratio != 1.0f && tc.method == Method::Full)
         fail("--loraplus-lr-ratio raises the learning rate of LoRA's B matrices: it needs --method lora or qlora");
+    if (tc.lora.use_dora && tc.method == Method::Full)
+        fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
     if (!f.init_adapter.empty() && tc.method == Method::Full)
         fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
     if (f.padding == "longest") tc.batch.padding = Padding::longest;
@@ -456,16 +461,16 @@ int run(int argc, char** argv) {
                quantized_in, fmt_bytes(t.model.base_bytes()).c_str());
     }
     if (!f.init_adapter.empty()) {
-        // The adapter fixes the shape of what is trained (rank, alpha, rsLoRA, targets); dropout is
-        // this run's. The signature takes them, so --resume finds the same run.
+        // The adapter fixes the shape of what is trained (rank, alpha, rsLoRA, targets, DoRA); dropout
+        // is this run's. The signature takes them, so --resume finds the same run.
         LoraConfig lc;
         std::vector<float> adapters;
         lora_load_any(f.init_adapter, t.model.cfg, lc, adapters);
         lc.dropout = f.tc.lora.dropout;
         f.tc.lora = lc;
         model_set_lora(t.model, lc, std::move(adapters));
-        printf("init adapter: %s (its r, alpha, targets and rsLoRA scaling replace --lora-r, --lora-alpha, "
-               "--lora-targets, --use-rslora)\n",
+        printf("init adapter: %s (its r, alpha, targets, rsLoRA scaling and DoRA replace --lora-r, --lora-alpha, "
+               "--lora-targets, --use-rslora, --use-dora)\n",
                f.init_adapter.c_str());
     } else if (f.tc.method != Method::Full) {
         model_add_lora(t.model, f.tc.lora, f.tc.seed);
@@ -481,8 +486,9 @@ int run(int argc, char** argv) {
     printf("method: %s, %zu trainable parameters (%.2f%% of %lld)\n", method_name(f.tc.method), t.model.num_trainable(),
            100.0 * t.model.num_trainable() / t.model.cfg.num_params(), (long long)t.model.cfg.num_params());
     if (t.model.has_adapters())
-        printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s%s\n", f.tc.lora.rank, f.tc.lora.alpha,
+        printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s%s%s\n", f.tc.lora.rank, f.tc.lora.alpha,
                f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str(),
+               f.tc.lora.use_dora ? ", DoRA (a magnitude per output row)" : "",
                f.tc.optim.lora_b_lr_ratio == 1.0f ? ""
                    : strf(", LoRA+: B at lr x %g (%g)", f.tc.optim.lora_b_lr_ratio,
                           f.tc.optim.lr * f.tc.optim.lora_b_lr_ratio).c_str());

@@ -129,6 +129,19 @@ void lora_forward(const LoraProj<float>* proj, int G, float* u, const float* x, 
 void lora_backward(const LoraProj<float>* proj, int G, float* dx, const float* x, const float* u, int N, int C, int r,
                    float scale, float p, bool accumulate);
 
+// DoRA (Liu et al. 2024; PEFT's use_dora): an adapted projection's weight W + s·B·A is rescaled row
+// by row to a trained magnitude m [OC]: y = (m / norm) ⊙ z + bias, z = x·Wᵀ + s·(drop(x)·Aᵀ)·Bᵀ (the
+// LoRA projection without its bias), norm[j] = ‖W_j + s·(B·A)_j‖₂. The norm is a constant of the step
+// (the paper's section 4.3, as PEFT: detached), so gradients reach A and B only through z.
+// norm[j] = ‖w[j,:] + scale·(B A)[j,:]‖₂ for w [OC,C], A [r,C], B [OC,r]; FP32 whatever w's type.
+void dora_norm(float* norm, const float* w, const float* A, const float* B, int OC, int C, int r, float scale);
+// y[n,j] = add[n,j] + m[j]/norm[j]·z[n,j] + bias[j] (add, bias may be null; y may be z or add).
+void dora_forward(float* y, const float* z, const float* m, const float* norm, const float* bias, const float* add,
+                  int N, int OC);
+// dz = m/norm ⊙ dy (dz may be dy) and dm[j] += Σ_n dy[n,j]·z[n,j] / norm[j].
+void dora_backward(float* dz, float* dm, const float* dy, const float* z, const float* m, const float* norm, int N,
+                   int OC);
+
 // Weighted cross-entropy on a chunk of n rows of logits[n,V]: nll[i] = logsumexp(row) - row[target].
 // When grad_scale != 0 the logits are overwritten by dloss/dlogits = (softmax - onehot) · w[i] · grad_scale,
 // so the caller can run the LM head's matmul backward on them (no second buffer of n×V).
@@ -351,6 +364,11 @@ struct Ops {
                          float p);
     void (*lora_backward)(const LoraProj<act>* proj, int G, act* dx, const act* x, const act* u, int N, int C, int r,
                           float scale, float p, bool accumulate);
+    void (*dora_norm)(float* norm, const act* w, const act* A, const act* B, int OC, int C, int r, float scale);
+    void (*dora_forward)(act* y, const act* z, const act* m, const float* norm, const act* bias, const act* add, int N,
+                         int OC);
+    void (*dora_backward)(act* dz, float* dm, const act* dy, const act* z, const act* m, const float* norm, int N,
+                          int OC);
     void (*crossentropy_forward_backward)(act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                           int V, float grad_scale);
     void (*argmax_rows)(int32_t* idx, const act* x, int rows, int n, int ld);  // idx in backend memory

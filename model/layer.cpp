@@ -35,6 +35,7 @@ std::vector<ActSize> layer_act_sizes(const Model& m, size_t N) {
         for (LoraTarget t : group) n += m.has_adapters() && m.lora.has(t) ? N * m.lora.rank : 0;
         return n;
     };
+    const size_t dora_cols = m.has_adapters() ? dora_offset(c, m.lora, LORA_NUM_TARGETS) : 0;
     using L = LayerActs;
     return {{&L::ln1, N * C, false},     {&L::rstd1, N, true},       {&L::q, N * Q, false},
             {&L::k, N * KV, false},      {&L::v, N * KV, false},     {&L::att, N * Q, false},
@@ -49,7 +50,9 @@ std::vector<ActSize> layer_act_sizes(const Model& m, size_t N) {
             {&L::rstd_d, post * N, true},
             // the adapters' x·Aᵀ of each linear group
             {&L::u_qkv, u({LORA_Q, LORA_K, LORA_V}), false}, {&L::u_o, u({LORA_O}), false},
-            {&L::u_gate_up, u({LORA_GATE, LORA_UP}), false}, {&L::u_down, u({LORA_DOWN}), false}};
+            {&L::u_gate_up, u({LORA_GATE, LORA_UP}), false}, {&L::u_down, u({LORA_DOWN}), false},
+            // DoRA: z and the norms of every projection with a magnitude
+            {&L::dora_z, N * dora_cols, false}, {&L::dora_norm, dora_cols, true}};
 }
 
 }  // namespace
@@ -71,6 +74,7 @@ void layer_forward(const Pass& P, int l, int N, const act* x, act* out, const in
     const bool post = c.post_norms;
     const LayerOffsets& o = P.m.off.layers[l];
     int C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
+    const DoraActs dora{A.dora_z.a(), A.dora_norm.f()};
     P.ops.rmsnorm_forward(A.ln1.a(), A.rstd1.f(), x, P.w(o.attn_norm), N, C, c.norm_eps, nullptr);
     // With QK-norm the projections land in q_pre/k_pre and the norm writes q/k: each head's row of
     // head_dim values is one rmsnorm row, so the one rmsnorm op does it over N·heads rows.
@@ -79,7 +83,7 @@ void layer_forward(const Pass& P, int l, int N, const act* x, act* out, const in
     linear_forward(P, A.ln1.a(), N, C, l,
                    {{q, nullptr, o.wq, o.bq, Q, LORA_Q}, {k, nullptr, o.wk, o.bk, KV, LORA_K},
                     {A.v.a(), nullptr, o.wv, o.bv, KV, LORA_V}},
-                   A.u_qkv.a());
+                   A.u_qkv.a(), dora);
     if (c.qk_norm) {
         P.ops.rmsnorm_forward(A.q.a(), A.rstd_q.f(), q, P.w(o.q_norm), N * c.n_heads, c.head_dim, c.norm_eps, nullptr);
         P.ops.rmsnorm_forward(A.k.a(), A.rstd_k.f(), k, P.w(o.k_norm), N * c.n_kv_heads, c.head_dim, c.norm_eps, nullptr);
@@ -91,16 +95,16 @@ void layer_forward(const Pass& P, int l, int N, const act* x, act* out, const in
     attend(A, l);
     // x_mid = x + o (one GEMM reading x), or with post norms o lands in A.o and x_mid = x + rmsnorm(o).
     linear_forward(P, A.att.a(), N, Q, l, {{post ? A.o.a() : A.x_mid.a(), post ? nullptr : x, o.wo, SIZE_MAX, C, LORA_O}},
-                   A.u_o.a());
+                   A.u_o.a(), dora);
     if (post) P.ops.rmsnorm_forward(A.x_mid.a(), A.rstd_o.f(), A.o.a(), P.w(o.post_attn_norm), N, C, c.norm_eps, x);
     P.ops.rmsnorm_forward(A.ln2.a(), A.rstd2.f(), A.x_mid.a(), P.w(o.mlp_norm), N, C, c.norm_eps, nullptr);
     linear_forward(P, A.ln2.a(), N, C, l,
                    {{A.gate.a(), nullptr, o.w_gate, SIZE_MAX, F, LORA_GATE},
                     {A.up.a(), nullptr, o.w_up, SIZE_MAX, F, LORA_UP}},
-                   A.u_gate_up.a());
+                   A.u_gate_up.a(), dora);
     P.ops.glu_forward(A.h.a(), A.gate.a(), A.up.a(), (size_t)N * F, c.mlp_act);
     linear_forward(P, A.h.a(), N, F, l, {{post ? A.d.a() : out, post ? nullptr : A.x_mid.a(), o.w_down, SIZE_MAX, C, LORA_DOWN}},
-                   A.u_down.a());
+                   A.u_down.a(), dora);
     if (post) P.ops.rmsnorm_forward(out, A.rstd_d.f(), A.d.a(), P.w(o.post_mlp_norm), N, C, c.norm_eps, A.x_mid.a());
 }
 
@@ -122,18 +126,20 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     const LayerOffsets& o = P.m.off.layers[l];
     int N = ws.B * ws.T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
     const act* x = P.ops.at(ws.resid.a(), (size_t)l * N * C);
+    const DoraActs dora{A.dora_z.a(), A.dora_norm.f()};
+    act* dz = ws.ddora.a();
     // MLP branch: out = x_mid + down(h) (or + rmsnorm(down(h))). The first projection into each
     // gradient overwrites it (no zeroing pass), the next ones of the group add to it.
     const act* dd = branch_grad(P, ws, o.post_mlp_norm, A.d, A.rstd_d);
-    linear_backward(P, ws.dh.a(), A.h.a(), N, F, l, {{dd, o.w_down, SIZE_MAX, C, LORA_DOWN}}, A.u_down.a(), false);
+    linear_backward(P, ws.dh.a(), A.h.a(), N, F, l, {{dd, o.w_down, SIZE_MAX, C, LORA_DOWN}}, A.u_down.a(), false, dora, dz);
     P.ops.glu_backward(ws.dgate.a(), ws.dup.a(), ws.dh.a(), A.gate.a(), A.up.a(), (size_t)N * F, c.mlp_act);
     linear_backward(P, ws.dln.a(), A.ln2.a(), N, C, l,
                     {{ws.dgate.a(), o.w_gate, SIZE_MAX, F, LORA_GATE}, {ws.dup.a(), o.w_up, SIZE_MAX, F, LORA_UP}},
-                    A.u_gate_up.a(), false);
+                    A.u_gate_up.a(), false, dora, dz);
     P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.mlp_norm), ws.dln.a(), A.x_mid.a(), P.w(o.mlp_norm), A.rstd2.f(), N, C);
     // Attention branch: x_mid = x + o(att) (or + rmsnorm(o(att)))
     const act* dout_o = branch_grad(P, ws, o.post_attn_norm, A.o, A.rstd_o);
-    linear_backward(P, ws.datt.a(), A.att.a(), N, Q, l, {{dout_o, o.wo, SIZE_MAX, C, LORA_O}}, A.u_o.a(), false);
+    linear_backward(P, ws.datt.a(), A.att.a(), N, Q, l, {{dout_o, o.wo, SIZE_MAX, C, LORA_O}}, A.u_o.a(), false, dora, dz);
     P.ops.attention_backward(ws.dq.a(), ws.dk.a(), ws.dv.a(), ws.datt.a(), A.att.a(), A.lse.f(), A.q.a(), A.k.a(),
                              A.v.a(), ws.seg.i(), ws.B, ws.T, c.n_heads, c.n_kv_heads, c.head_dim, c.attn_scale(),
                              c.window_of_layer(l));
@@ -155,6 +161,6 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     }
     linear_backward(P, ws.dln.a(), A.ln1.a(), N, C, l,
                     {{dq, o.wq, o.bq, Q, LORA_Q}, {dk, o.wk, o.bk, KV, LORA_K}, {ws.dv.a(), o.wv, o.bv, KV, LORA_V}},
-                    A.u_qkv.a(), false);
+                    A.u_qkv.a(), false, dora, dz);
     P.ops.rmsnorm_backward(ws.dresid.a(), P.gw(o.attn_norm), ws.dln.a(), x, P.w(o.attn_norm), A.rstd1.f(), N, C);
 }

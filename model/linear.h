@@ -38,6 +38,7 @@ struct Pass {
     // Gradient slot of a base weight: only when training every weight.
     float* gw(size_t off) const { return grads && m.method == Method::Full && off != SIZE_MAX ? grads + off : nullptr; }
     bool adapted(LoraTarget t) const { return m.has_adapters() && m.lora.has(t); }
+    bool dora(LoraTarget t) const { return adapted(t) && m.lora.use_dora; }
     uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
 };
 
@@ -45,6 +46,14 @@ struct Pass {
 // a group (q, k, v; o; gate, up; down), so that their LoRA adapters can share passes over x and dx
 // (kernels.h, LoraProj). Every group has at most kMaxLinearGroup projections.
 constexpr int kMaxLinearGroup = 3;
+
+// DoRA's buffers of one layer (LayerActs::dora_z, dora_norm): for each projection with a magnitude,
+// in target order, z = x Wᵀ + s·(drop(x) Aᵀ) Bᵀ [N, OC] (what the magnitude rescales, kept for its
+// gradient) and the row norms of W + s·B·A [OC]. dora_offset (model/lora.h) places a target in them.
+struct DoraActs {
+    act* z;
+    float* norm;
+};
 
 // One projection of a group in the forward: y = add + x Wᵀ + b (+ s·(drop(x) Aᵀ) Bᵀ), add null, y
 // (accumulate) or the residual stream's input (x_mid = x + att·Woᵀ with no copy of x).
@@ -58,8 +67,9 @@ struct LinearOut {
 // u [N, (adapted projections)·r] keeps x·Aᵀ of the group's adapters for the backward. The adapters'
 // terms are written first and each base GEMM accumulates onto its output: the adapters' GEMMs
 // through the rank-r bottleneck are memory-bound, so they should not be the ones that read y.
+// A DoRA projection writes z (in `dora`) that way, then y = add + (m / norm) ⊙ z + b.
 void linear_forward(const Pass& P, const act* x, int N, int C, int layer, std::initializer_list<LinearOut> group,
-                    act* u);
+                    act* u, DoraActs dora);
 
 // One projection of a group in the backward: its output's gradient dy.
 struct LinearGrad {
@@ -71,5 +81,7 @@ struct LinearGrad {
 // dx (+)= Σ dy W (+ the adapters' paths): accumulate adds, else dx is overwritten (the first
 // projection into a gradient, so no zeroing pass); weight/bias/adapter gradients accumulate into
 // the pass's grads. As in the forward, the adapters write dx first and the base GEMMs accumulate.
+// A DoRA projection first takes its magnitude's gradient and dz = (m / norm) ⊙ dy into dz (N ×
+// dora_group_width, model/lora.h), which then goes where dy would.
 void linear_backward(const Pass& P, act* dx, const act* x, int N, int C, int layer,
-                     std::initializer_list<LinearGrad> group, const act* u, bool accumulate);
+                     std::initializer_list<LinearGrad> group, const act* u, bool accumulate, DoraActs dora, act* dz);

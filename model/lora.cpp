@@ -1,5 +1,6 @@
 #include "model/lora.h"
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
 #include <sstream>
@@ -11,7 +12,14 @@ const char* const kLoraTargetNames[LORA_NUM_TARGETS] = {"q", "k", "v", "o", "gat
 
 namespace {
 const uint32_t kLoraMagic = 0x414d4c4c;  // "LLMA"
-const uint32_t kLoraVersion = 1;
+const uint32_t kLoraVersion = 2;
+// The LoraConfig of version 1 files: today's without use_dora.
+struct LoraConfigV1 {
+    int32_t rank;
+    float alpha, dropout;
+    int32_t use_rslora;
+    uint32_t targets;
+};
 }  // namespace
 
 float LoraConfig::scale() const { return use_rslora ? alpha / std::sqrt((float)rank) : alpha / (float)rank; }
@@ -54,7 +62,7 @@ void lora_target_shape(const ModelConfig& c, LoraTarget t, int& in, int& out) {
 LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc) {
     LoraLayout L;
     L.a.assign((size_t)cfg.n_layers * LORA_NUM_TARGETS, SIZE_MAX);
-    L.b = L.a;
+    L.b = L.m = L.a;
     for (int l = 0; l < cfg.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             if (!lc.has((LoraTarget)t)) continue;
@@ -69,18 +77,49 @@ LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc) {
             L.total += b.numel;
             L.tensors.push_back(a);
             L.tensors.push_back(b);
+            if (lc.use_dora) {
+                L.m[(size_t)l * LORA_NUM_TARGETS + t] = L.total;
+                L.tensors.push_back({base + ".lora_magnitude", {out}, L.total, (size_t)out, true});
+                L.total += out;
+            }
         }
     return L;
 }
 
-bool lora_is_b(const TensorInfo& t) { return t.name.size() >= 7 && t.name.compare(t.name.size() - 7, 7, ".lora_B") == 0; }
+namespace {
+size_t columns(const ModelConfig& cfg, const LoraConfig& lc, std::initializer_list<int> targets) {
+    size_t cols = 0;
+    for (int t : targets)
+        if (lc.use_dora && lc.has((LoraTarget)t)) {
+            int in, out;
+            lora_target_shape(cfg, (LoraTarget)t, in, out);
+            cols += out;
+        }
+    return cols;
+}
+}  // namespace
+
+size_t dora_offset(const ModelConfig& cfg, const LoraConfig& lc, int t) {
+    size_t cols = 0;
+    for (int s = 0; s < t; s++) cols += columns(cfg, lc, {s});
+    return cols;
+}
+
+size_t dora_group_width(const ModelConfig& cfg, const LoraConfig& lc) {
+    return std::max({columns(cfg, lc, {LORA_Q, LORA_K, LORA_V}), columns(cfg, lc, {LORA_O}),
+                     columns(cfg, lc, {LORA_GATE, LORA_UP}), columns(cfg, lc, {LORA_DOWN})});
+}
+
+bool lora_is_b(const TensorInfo& t) {
+    return t.shape.size() == 1 || (t.name.size() >= 7 && t.name.compare(t.name.size() - 7, 7, ".lora_B") == 0);
+}
 
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed) {
     LoraLayout L = lora_layout(cfg, lc);
     adapters.assign(L.total, 0.0f);
     Rng rng(seed);
     for (const TensorInfo& t : L.tensors) {
-        if (lora_is_b(t)) continue;  // B stays zero
+        if (lora_is_b(t)) continue;  // B stays zero (and the magnitudes, set from the base by the caller)
         float bound = 1.0f / std::sqrt((float)t.shape[1]);
         for (size_t i = 0; i < t.numel; i++) adapters[t.offset + i] = (2.0f * rng.uniform() - 1.0f) * bound;
     }
@@ -90,15 +129,25 @@ void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<
     LoraLayout L = lora_layout(cfg, lc);
     ModelOffsets off = model_offsets(cfg);
     for (int l = 0; l < cfg.n_layers; l++) {
-        const LayerOffsets& lo = off.layers[l];
-        const size_t w[LORA_NUM_TARGETS] = {lo.wq, lo.wk, lo.wv, lo.wo, lo.w_gate, lo.w_up, lo.w_down};
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             if (!lc.has((LoraTarget)t)) continue;
             int in, out;
             lora_target_shape(cfg, (LoraTarget)t, in, out);
+            float* w = params.data() + off.layers[l].projection(t);
             // W[out,in] += s · B[out,r] · A[r,in]
             cpu::gemm(false, false, out, in, lc.rank, lc.scale(), adapters.data() + L.B(l, t), lc.rank,
-                      adapters.data() + L.A(l, t), in, 1.0f, params.data() + w[t], in);
+                      adapters.data() + L.A(l, t), in, 1.0f, w, in);
+            if (!lc.use_dora) continue;
+            // DoRA: row j of the merged weight is m_j · W_j / ‖W_j‖ (the norm of W + s·BA, as the
+            // forward's dora_norm takes it, in double here: a merge is done once).
+            const float* mag = adapters.data() + L.M(l, t);
+            for (int j = 0; j < out; j++) {
+                float* row = w + (size_t)j * in;
+                double sum = 0.0;
+                for (int i = 0; i < in; i++) sum += (double)row[i] * row[i];
+                const float g = (float)(mag[j] / std::sqrt(sum));
+                for (int i = 0; i < in; i++) row[i] *= g;
+            }
         }
     }
 }
@@ -120,15 +169,22 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
     uint32_t magic = r.get<uint32_t>("magic");
     if (magic != kLoraMagic) fail("%s: not a LoRA adapter file (bad magic 0x%08x)", path.c_str(), magic);
     uint32_t version = r.get<uint32_t>("version");
-    if (version != kLoraVersion) fail("%s: adapter file version %u is not supported (this build reads %u)", path.c_str(), version, kLoraVersion);
-    lc = r.get<LoraConfig>("LoRA config");
+    if (version != kLoraVersion && version != 1)
+        fail("%s: adapter file version %u is not supported (this build reads 1 and %u)", path.c_str(), version, kLoraVersion);
+    if (version == 1) {
+        const LoraConfigV1 v1 = r.get<LoraConfigV1>("LoRA config");
+        lc = LoraConfig{};
+        lc.rank = v1.rank, lc.alpha = v1.alpha, lc.dropout = v1.dropout, lc.use_rslora = v1.use_rslora, lc.targets = v1.targets;
+    } else {
+        lc = r.get<LoraConfig>("LoRA config");
+    }
     uint64_t hash = r.get<uint64_t>("base model hash");
     int32_t layers = r.get<int32_t>("layer count");
     if (hash != cfg.hash() || layers != cfg.n_layers)
         fail("%s: this adapter was trained on another base model (%d layers, shape hash %016llx) than the one loaded (%s)",
              path.c_str(), layers, (unsigned long long)hash, cfg.describe().c_str());
-    if (lc.rank <= 0 || lc.rank > 65536 || lc.targets == 0 || lc.targets >> LORA_NUM_TARGETS)
-        fail("%s: corrupt LoRA config (rank %d, targets 0x%x)", path.c_str(), lc.rank, lc.targets);
+    if (lc.rank <= 0 || lc.rank > 65536 || lc.targets == 0 || lc.targets >> LORA_NUM_TARGETS || (lc.use_dora & ~1))
+        fail("%s: corrupt LoRA config (rank %d, targets 0x%x, DoRA %d)", path.c_str(), lc.rank, lc.targets, lc.use_dora);
     uint64_t n = r.get<uint64_t>("adapter size");
     LoraLayout L = lora_layout(cfg, lc);
     if (n != L.total)

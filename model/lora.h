@@ -17,6 +17,7 @@ struct LoraConfig {
     float dropout = 0.0f;
     int32_t use_rslora = 0;                                         // scale alpha/sqrt(r) instead of alpha/r
     uint32_t targets = (1u << LORA_Q) | (1u << LORA_K) | (1u << LORA_V) | (1u << LORA_O);  // bitmask
+    int32_t use_dora = 0;  // DoRA: each adapted weight also has a trained magnitude per output row (kernels.h)
     float scale() const;
     bool has(LoraTarget t) const { return targets >> t & 1u; }
 };
@@ -30,24 +31,40 @@ void lora_target_shape(const ModelConfig& cfg, LoraTarget t, int& in, int& out);
 
 struct LoraLayout {
     // Offsets into the adapter buffer, SIZE_MAX where the target is not adapted.
-    std::vector<size_t> a, b;  // [layer * LORA_NUM_TARGETS + target]
-    std::vector<TensorInfo> tensors;  // for the optimizer (decay on A and B, as PEFT + HF Trainer do)
+    // m: DoRA's magnitude vector [out] (SIZE_MAX without DoRA).
+    std::vector<size_t> a, b, m;  // [layer * LORA_NUM_TARGETS + target]
+    // For the optimizer: decay on A, B and the magnitudes, as PEFT + HF Trainer do (their rule
+    // leaves out only biases and norms).
+    std::vector<TensorInfo> tensors;
     size_t total = 0;
     size_t A(int layer, int t) const { return a[(size_t)layer * LORA_NUM_TARGETS + t]; }
     size_t B(int layer, int t) const { return b[(size_t)layer * LORA_NUM_TARGETS + t]; }
+    size_t M(int layer, int t) const { return m[(size_t)layer * LORA_NUM_TARGETS + t]; }
 };
 LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc);
 
-// Whether a trainable tensor is an adapter's B (LoRA+ trains it at a higher learning rate).
+// DoRA's activations per layer (model/linear.h, DoraActs) hold each DoRA projection's columns in
+// target order: the columns before target t (LORA_NUM_TARGETS: all of them; 0 without DoRA).
+size_t dora_offset(const ModelConfig& cfg, const LoraConfig& lc, int t);
+// The columns of the widest group of DoRA projections as the layer forms its groups (q, k, v; o;
+// gate, up; down): the backward's dz scratch is N times it.
+size_t dora_group_width(const ModelConfig& cfg, const LoraConfig& lc);
+
+// Whether LoRA+ trains a tensor at the higher learning rate: an adapter's B, and (PEFT's
+// create_loraplus_optimizer puts every 1-D parameter there) DoRA's magnitudes.
 bool lora_is_b(const TensorInfo& t);
 
-// PEFT's init: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in); B = 0, so training starts at the base model.
+// PEFT's init: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in); B = 0, so training starts at the
+// base model. DoRA's magnitudes are left 0 here: they start at the base weights' row norms, which
+// model_add_lora sets (lora_init_magnitudes in model.h).
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed);
 
-// W += scale · B A for every adapted weight: afterwards the base alone gives the adapted model.
+// W += scale · B A for every adapted weight (with DoRA then each row of it scaled to its magnitude,
+// W_j = m_j · W_j / ‖W_j‖): afterwards the base alone gives the adapted model.
 void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters, std::vector<float>& params);
 
 // adapter .lora: magic "LLMA", version, the LoraConfig, the base config's hash and layer count,
-// then A and B of each adapted weight in layout order (FP32).
+// then A and B (and with DoRA the magnitude) of each adapted weight in layout order (FP32).
+// Version 1 files (before DoRA: a LoraConfig without use_dora) still load.
 void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters);
 void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);

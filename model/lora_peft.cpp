@@ -22,11 +22,28 @@ const char* const kLayers[] = {"base_model.model.model.layers.", "base_model.mod
                                "base_model.model.language_model.model.layers."};
 constexpr int kNumLayerPrefixes = 3;
 
-// PEFT's saved name of layer l's A or B of target t under layer prefix p:
+// The saved tensors of one adapted projection: A, B, and with DoRA the magnitude vector.
+enum PeftPart { kPartA, kPartB, kPartMagnitude, kNumParts };
+const char* const kPartSuffix[kNumParts] = {".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector"};
+
+// PEFT's saved name of part `part` of layer l's target t under layer prefix p:
 // base_model.model.model.layers.{l}.{module}.lora_A.weight for a text-only model.
-std::string peft_tensor_name(int p, int l, int t, bool a) {
-    return kLayers[p] + std::to_string(l) + "." + kModule[t] + (a ? ".lora_A.weight" : ".lora_B.weight");
+std::string peft_tensor_name(int p, int l, int t, int part) {
+    return kLayers[p] + std::to_string(l) + "." + kModule[t] + kPartSuffix[part];
 }
+
+// Where each part of target t of layer l lives in the adapter buffer, and its shape.
+size_t part_offset(const LoraLayout& L, int l, int t, int part) {
+    return part == kPartA ? L.A(l, t) : part == kPartB ? L.B(l, t) : L.M(l, t);
+}
+std::vector<int64_t> part_shape(const ModelConfig& cfg, const LoraConfig& lc, int t, int part) {
+    int in, out;
+    lora_target_shape(cfg, (LoraTarget)t, in, out);
+    if (part == kPartA) return {lc.rank, in};
+    if (part == kPartB) return {out, lc.rank};
+    return {out};
+}
+int num_parts(const LoraConfig& lc) { return lc.use_dora ? 3 : 2; }
 }  // namespace
 
 PeftBase peft_base_default(const ModelConfig& cfg) {
@@ -41,16 +58,15 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     std::filesystem::create_directories(dir, ec);
     if (ec) fail("%s: cannot create directory: %s", dir.c_str(), ec.message().c_str());
 
-    // PEFT's names in lora_layout's order (A then B for each adapted projection of each layer).
+    // PEFT's names in lora_layout's order (A, B and with DoRA the magnitude of each adapted
+    // projection of each layer).
     std::vector<SafeTensorOut> tensors;
     for (int l = 0; l < cfg.n_layers; l++)
-        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
-            if (!lc.has((LoraTarget)t)) continue;
-            int in, out;
-            lora_target_shape(cfg, (LoraTarget)t, in, out);
-            tensors.push_back({peft_tensor_name((int)base, l, t, true), {lc.rank, in}, adapters.data() + L.A(l, (LoraTarget)t)});
-            tensors.push_back({peft_tensor_name((int)base, l, t, false), {out, lc.rank}, adapters.data() + L.B(l, (LoraTarget)t)});
-        }
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (lc.has((LoraTarget)t))
+                for (int part = 0; part < num_parts(lc); part++)
+                    tensors.push_back({peft_tensor_name((int)base, l, t, part), part_shape(cfg, lc, t, part),
+                                       adapters.data() + part_offset(L, l, t, part)});
     safetensors_write(dir + "/adapter_model.safetensors", tensors, DType::F32);
 
     // A list of module names matches them anywhere in the model: in the image-text model also the
@@ -69,16 +85,18 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     char buf[1024];
     snprintf(buf, sizeof buf,
              "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": %g,\n"
-             "  \"lora_dropout\": %g,\n  \"use_rslora\": %s,\n  \"target_modules\": %s,\n  \"bias\": \"none\",\n"
-             "  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n  \"base_model_name_or_path\": null\n}\n",
-             lc.rank, lc.alpha, lc.dropout, lc.use_rslora ? "true" : "false", targets.c_str());
+             "  \"lora_dropout\": %g,\n  \"use_rslora\": %s,\n  \"use_dora\": %s,\n  \"target_modules\": %s,\n"
+             "  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n"
+             "  \"base_model_name_or_path\": null\n}\n",
+             lc.rank, lc.alpha, lc.dropout, lc.use_rslora ? "true" : "false", lc.use_dora ? "true" : "false",
+             targets.c_str());
     write_file_atomic(dir + "/adapter_config.json", buf);
 }
 
 namespace {
 // The PEFT module name of `tensor` (".../layers.{l}.self_attn.q_proj.lora_A.weight") as its layer
-// prefix (kLayers), layer, target and A/B, or false when it is no LoRA tensor of a decoder projection.
-bool parse_peft_name(const std::string& tensor, int& prefix, int& layer, int& target, bool& is_a) {
+// prefix (kLayers), layer, target and part, or false when it is no LoRA tensor of a decoder projection.
+bool parse_peft_name(const std::string& tensor, int& prefix, int& layer, int& target, int& part) {
     for (int p = 0; p < kNumLayerPrefixes; p++) {
         const std::string pre = kLayers[p];
         if (tensor.compare(0, pre.size(), pre) != 0) continue;
@@ -88,9 +106,9 @@ bool parse_peft_name(const std::string& tensor, int& prefix, int& layer, int& ta
         if (num.find_first_not_of("0123456789") != std::string::npos || num.size() > 6) return false;
         layer = std::stoi(num);
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            for (bool a : {true, false})
-                if (tensor == peft_tensor_name(p, layer, t, a)) {
-                    prefix = p, target = t, is_a = a;
+            for (int k = 0; k < kNumParts; k++)
+                if (tensor == peft_tensor_name(p, layer, t, k)) {
+                    prefix = p, target = t, part = k;
                     return true;
                 }
         return false;
@@ -101,7 +119,8 @@ bool parse_peft_name(const std::string& tensor, int& prefix, int& layer, int& ta
 // An image-text model's adapter on its vision tower or projector: no part of what the text-only
 // model here computes, so leaving it out changes no answer to text.
 bool is_vision_adapter(const std::string& tensor) {
-    const bool lora = tensor.find(".lora_A.") != std::string::npos || tensor.find(".lora_B.") != std::string::npos;
+    const bool lora = tensor.find(".lora_A.") != std::string::npos || tensor.find(".lora_B.") != std::string::npos ||
+                      tensor.find(".lora_magnitude_vector") != std::string::npos;
     return lora && (tensor.find(".vision_tower.") != std::string::npos ||
                     tensor.find(".multi_modal_projector.") != std::string::npos);
 }
@@ -133,8 +152,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     };
     if (str("peft_type") != "LORA")
         fail("%s: peft_type is '%s': only LoRA adapters can be read", cpath.c_str(), str("peft_type").c_str());
-    const char* why[][2] = {{"use_dora", "DoRA's magnitude vectors"},
-                            {"modules_to_save", "fully trained modules beside the adapter"},
+    const char* why[][2] = {{"modules_to_save", "fully trained modules beside the adapter"},
                             {"rank_pattern", "per-module ranks"},
                             {"alpha_pattern", "per-module alphas"},
                             {"layers_to_transform", "adapters on some layers only"},
@@ -175,6 +193,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     lc.dropout = (float)number("lora_dropout", 0.0);
     const JsonValue* rs = j.get("use_rslora");
     lc.use_rslora = rs && rs->type == JsonValue::Bool && rs->boolean;
+    lc.use_dora = truthy("use_dora");
 
     const std::string wpath = dir + "/adapter_model.safetensors";
     if (!file_exists(wpath))
@@ -188,19 +207,21 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     lc.targets = 0;
     int prefix = -1, vision = 0;
     for (const SafeTensor& t : st.tensors) {
-        int p, layer, target;
-        bool is_a;
+        int p, layer, target, part;
         if (is_vision_adapter(t.name)) {
             vision++;
             continue;
         }
-        if (!parse_peft_name(t.name, p, layer, target, is_a)) {
+        if (!parse_peft_name(t.name, p, layer, target, part)) {
             if (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos)
                 fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
                      "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
             fail("%s: tensor %s is not a LoRA A or B of a decoder projection (embeddings, lm_head or other modules are "
                  "not supported)", wpath.c_str(), t.name.c_str());
         }
+        if (part == kPartMagnitude && !lc.use_dora)
+            fail("%s: tensor %s is a DoRA magnitude, but %s does not set \"use_dora\": true", wpath.c_str(),
+                 t.name.c_str(), cpath.c_str());
         if (layer >= cfg.n_layers)
             fail("%s: tensor %s is for layer %d, but the base model has %d layers", wpath.c_str(), t.name.c_str(), layer,
                  cfg.n_layers);
@@ -219,18 +240,18 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     for (int l = 0; l < cfg.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             if (!lc.has((LoraTarget)t)) continue;
-            int in, out;
-            lora_target_shape(cfg, (LoraTarget)t, in, out);
-            for (bool a : {true, false}) {
-                const std::string name = peft_tensor_name(prefix, l, t, a);
+            for (int part = 0; part < num_parts(lc); part++) {
+                const std::string name = peft_tensor_name(prefix, l, t, part);
                 const SafeTensor* src = st.find(name);
-                if (!src) fail("%s: tensor %s is missing (every layer needs the same adapted projections)", wpath.c_str(), name.c_str());
+                if (!src)
+                    fail("%s: tensor %s is missing (every layer needs the same adapted projections%s)", wpath.c_str(),
+                         name.c_str(), part == kPartMagnitude ? ", and with use_dora each its magnitude" : "");
                 TensorInfo want;  // r from adapter_config.json, in/out from the base model
                 want.name = name;
-                want.shape = a ? std::vector<int64_t>{lc.rank, in} : std::vector<int64_t>{out, lc.rank};
+                want.shape = part_shape(cfg, lc, t, part);
                 import_check_shape(want, src->shape, wpath + ": tensor " + name);
                 st.check_readable(*src);
-                st.read_f32(*src, adapters.data() + (a ? L.A(l, t) : L.B(l, t)));
+                st.read_f32(*src, adapters.data() + part_offset(L, l, t, part));
             }
         }
     for (size_t i = 0; i < adapters.size(); i++)

@@ -297,16 +297,20 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     // QK-norm: q and k before the norm, and the norm's statistics per row and head.
     const size_t qk = c.qk_norm ? 1 : 0, QK = qk * (Q + KV), QKH = qk * (H + c.n_kv_heads);
     const size_t post = c.post_norms ? 1 : 0;
-    e.per_layer = N * (((3 + 2 * post) * C + 2 * Q + 2 * KV + QK + 3 * F + r * adapted) * cb + (2 + 2 * post + H + QKH) * fb);
+    // DoRA: each projection with a magnitude keeps z [N, out] and its weight's row norms [out] (FP32).
+    const size_t dora = s.method == Method::Full ? 0 : dora_offset(c, s.lora, LORA_NUM_TARGETS);
+    e.per_layer = N * (((3 + 2 * post) * C + 2 * Q + 2 * KV + QK + 3 * F + r * adapted + dora) * cb +
+                       (2 + 2 * post + H + QKH) * fb) + dora * fb;
     size_t copies = s.recompute ? 1 : L;
     const std::string qk_terms = qk ? "+Q+KV" : "", qk_stats = qk ? "+H+Hkv" : "";
     const std::string c_terms = post ? "5C" : "3C", stat_terms = post ? "4" : "2";
+    const std::string dora_terms = dora ? strf("+DoRA z %zu", dora) : "", dora_norms = dora ? strf(" + DoRA norms %zu·4", dora) : "";
     e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb + 3 * N * fb;
     e.why_activations =
-        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((%s+2Q+2KV%s+3F+r·%d)·%zu + (%s+H%s)·4) = %zu × %s "
+        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((%s+2Q+2KV%s+3F+r·%d%s)·%zu + (%s+H%s)·4)%s = %zu × %s "
              "(%s) + final norm N·C·%zu + N·4 + the batch's tokens, positions, segments 3·N·4; N = %d×%d",
-             cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, c_terms.c_str(), qk_terms.c_str(), adapted, cb,
-             stat_terms.c_str(), qk_stats.c_str(),
+             cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, c_terms.c_str(), qk_terms.c_str(), adapted,
+             dora_terms.c_str(), cb, stat_terms.c_str(), qk_stats.c_str(), dora_norms.c_str(),
              copies, format_bytes(e.per_layer).c_str(),
              s.recompute ? "recompute: one layer's set, refilled in the backward" : "no recompute: every layer's set",
              cb, s.B, s.T);
@@ -320,8 +324,10 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     // Backward buffers reused by every layer: dresid, dln, dfinal (3C), datt, dq (2Q), dk, dv (2KV),
     // dh, dgate, dup (3F), with QK-norm the gradients of q and k before it (Q+KV). An NF4 base is
     // dequantized one projection at a time into one buffer (its absmax values decoded on the way).
-    e.scratch = N * (3 * C + 2 * Q + 2 * KV + QK + 3 * F) * cb;
-    e.why_scratch = strf("backward N·(3C+2Q+2KV%s+3F)·%zu", qk_terms.c_str(), cb);
+    // DoRA: dz of the widest group of projections with magnitudes.
+    const size_t dz = s.method == Method::Full ? 0 : dora_group_width(c, s.lora);
+    e.scratch = N * (3 * C + 2 * Q + 2 * KV + QK + 3 * F + dz) * cb;
+    e.why_scratch = strf("backward N·(3C+2Q+2KV%s+3F%s)·%zu", qk_terms.c_str(), dz ? strf("+DoRA dz %zu", dz).c_str() : "", cb);
     if (is_nf4(s.base)) {
         size_t biggest = std::max({C * Q, C * KV, C * F});
         size_t dq = biggest * cb;
@@ -355,7 +361,8 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
     if (adapters) {
         e.n_trainable = (int64_t)lora_layout(s.cfg, s.lora).total;
         e.adapters = (size_t)e.n_trainable * s.compute_bytes;
-        e.why_adapters = strf("r·(in+out) per adapted matrix, r = %d on %s × %d layers = %s params × %d B", s.lora.rank,
+        e.why_adapters = strf("r·(in+out)%s per adapted matrix, r = %d on %s × %d layers = %s params × %d B",
+                              s.lora.use_dora ? " + out (DoRA's magnitude)" : "", s.lora.rank,
                               lora_targets_string(s.lora.targets).c_str(), s.cfg.n_layers, human_count(e.n_trainable).c_str(),
                               s.compute_bytes);
     } else {

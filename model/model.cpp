@@ -49,7 +49,7 @@ namespace {
 std::vector<size_t> base_projections(const ModelOffsets& off) {
     std::vector<size_t> projections;
     for (const LayerOffsets& l : off.layers)
-        for (size_t o : {l.wq, l.wk, l.wv, l.wo, l.w_gate, l.w_up, l.w_down}) projections.push_back(o);
+        for (int t = 0; t < 7; t++) projections.push_back(l.projection(t));
     return projections;
 }
 
@@ -158,12 +158,28 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed) {
     std::vector<float> a;
     lora_init(m.cfg, lc, a, seed);
     model_set_lora(m, lc, std::move(a));
+    if (lc.use_dora) lora_init_magnitudes(m);
+}
+
+void lora_init_magnitudes(Model& m) {
+    const Pass P(m, cpu_ops(), nullptr, 0.0f, 0);
+    const LoraLayout& L = m.lora_layout;
+    for (int l = 0; l < m.cfg.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            if (!m.lora.has((LoraTarget)t)) continue;
+            int in, out;
+            lora_target_shape(m.cfg, (LoraTarget)t, in, out);
+            cpu::dora_norm(m.adapters.data() + L.M(l, t), (const float*)P.w(m.off.layers[l].projection(t)),
+                           m.adapters.data() + L.A(l, t), m.adapters.data() + L.B(l, t), out, in, m.lora.rank,
+                           m.lora.scale());
+        }
+    m.device.reset();  // the magnitudes changed (as model_set_lora)
 }
 
 size_t Workspace::bytes() const {
     size_t n = 0;
     for (const Buffer* b : {&resid, &final_ln, &final_rstd, &dresid, &dln, &datt, &dq, &dk, &dv, &dh, &dgate, &dup,
-                            &dfinal, &dq_pre, &dk_pre, &logits, &hc, &dhc, &nll, &targets, &weights, &rows, &tokens,
+                            &dfinal, &dq_pre, &dk_pre, &ddora, &logits, &hc, &dhc, &nll, &targets, &weights, &rows, &tokens,
                             &pos, &seg})
         n += b->bytes;
     for (const LayerActs& a : acts)
@@ -194,6 +210,7 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
     ws.dk = act(N * KV); ws.dv = act(N * KV); ws.dh = act(N * F); ws.dgate = act(N * F); ws.dup = act(N * F);
     ws.dfinal = act(N * C);
     ws.dq_pre = act(c.qk_norm ? N * Q : 0); ws.dk_pre = act(c.qk_norm ? N * KV : 0);
+    ws.ddora = act(m.has_adapters() ? N * dora_group_width(c, m.lora) : 0);
     size_t K = ws.chunk = loss_chunk(ops.host);
     ws.logits = act(K * c.vocab_size); ws.hc = act(K * C); ws.dhc = act(K * C);
     ws.nll = f32(N); ws.targets = i32(N); ws.weights = f32(N); ws.rows = i32(N);

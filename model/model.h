@@ -104,6 +104,10 @@ void model_init_random(Model& m, const ModelConfig& cfg, uint64_t seed);
 void model_init_random_nf4(Model& m, const ModelConfig& cfg, uint64_t seed);
 // Switches to LoRA (QLoRA once quantized) with fresh adapters (A Kaiming-uniform, B zero) or the given ones.
 void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
+// DoRA's magnitudes set to the row norms of W + s·B·A with the model's adapters (as PEFT initialises
+// them: with B = 0 the base weights' norms, so training starts at the base model), W as the model
+// computes with it (QLoRA: the NF4 weight dequantized).
+void lora_init_magnitudes(Model& m);
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters);
 
 // Saved activations of one decoder layer (see model.cpp for what each holds). Storage type, except
@@ -118,10 +122,14 @@ struct LayerActs {
     Buffer o, d, rstd_o, rstd_d;
     // x·Aᵀ of the adapters of each linear group (model/linear.h), [N, r per adapted projection]
     Buffer u_qkv, u_o, u_gate_up, u_down;
+    // DoRA (empty otherwise): z of every projection with a magnitude and its weight's row norms (FP32),
+    // in target order (model/linear.h, DoraActs)
+    Buffer dora_z, dora_norm;
     // All of the above (memory accounting, tests).
     std::vector<const Buffer*> buffers() const {
         return {&ln1,   &rstd1, &q,     &k,     &v,      &att,    &lse,    &x_mid, &ln2,   &rstd2,   &gate, &up, &h,
-                &q_pre, &k_pre, &rstd_q, &rstd_k, &o,    &d,      &rstd_o, &rstd_d, &u_qkv, &u_o, &u_gate_up, &u_down};
+                &q_pre, &k_pre, &rstd_q, &rstd_k, &o,    &d,      &rstd_o, &rstd_d, &u_qkv, &u_o, &u_gate_up, &u_down,
+                &dora_z, &dora_norm};
     }
 };
 
@@ -140,6 +148,7 @@ struct Workspace {
     // backward scratch, shared by all layers
     Buffer dresid, dln, datt, dq, dk, dv, dh, dgate, dup, dfinal;
     Buffer dq_pre, dk_pre;  // QK-norm: the gradients of q_pre, k_pre (empty without it)
+    Buffer ddora;           // DoRA: dz of a group's projections (N × dora_group_width; empty without it)
     // LM head: one chunk's logits (then dlogits), gathered hidden states and their gradient; for
     // all the batch positions that carry loss weight (`rows` lists them), their losses, targets and weights
     Buffer logits, hc, dhc, nll, targets, weights, rows;

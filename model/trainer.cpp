@@ -112,6 +112,7 @@ std::string TrainConfig::signature() const {
     if (optim.lora_b_lr_ratio != 1.0f) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " loraplus=%g", optim.lora_b_lr_ratio);
     if (optim.schedule == Schedule::wsd) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " decay=%g", optim.decay_ratio);
     if (neftune_alpha > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " neftune=%g", neftune_alpha);
+    if (lora.use_dora && method != Method::Full) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " dora=1");
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
     return buf;
 }
@@ -348,6 +349,7 @@ static std::string signature_changes(const std::string& was, const std::string& 
         if (key == "optimizer" && v == "(none)") return "adamw";
         if (key == "loraplus" && v == "(none)") return "1 (off)";
         if (key == "neftune" && v == "(none)") return "0 (off)";
+        if (key == "dora") return v == "(none)" ? "off" : "on";
         return v;
     };
     auto a = fields(was), b = fields(now);

@@ -57,6 +57,11 @@ ParamLayout param_layout_within(const ModelConfig& cfg, size_t n_tensors);
 struct LayerOffsets {
     size_t attn_norm, wq, wk, wv, bq, bk, bv, wo, q_norm, k_norm, post_attn_norm, mlp_norm, w_gate, w_up, w_down,
         post_mlp_norm;
+    // The weight of projection t in LoraTarget order (q, k, v, o, gate, up, down).
+    size_t projection(int t) const {
+        const size_t w[7] = {wq, wk, wv, wo, w_gate, w_up, w_down};
+        return w[t];
+    }
     // Every field, for code that moves all of them (the NF4 base's repacking).
     std::vector<size_t*> all() {
         return {&attn_norm, &wq, &wk,     &wv,     &bq,   &bk,     &bv,          &wo,

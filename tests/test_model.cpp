@@ -140,6 +140,66 @@ TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
     }
 }
 
+// DoRA r 3 on every target: A, B random (half add_random_lora's spread: with the magnitudes held
+// to the norms the loss curves faster in them), the magnitudes at the row norms (with that B) times
+// 1 + N(0, 0.2²), so that no row scale m / norm is 1.
+static void add_random_dora(Model& m) {
+    LoraConfig lc;
+    lc.rank = 3;
+    lc.alpha = 6;
+    lc.targets = lora_parse_targets("all");
+    lc.use_dora = 1;
+    model_add_lora(m, lc, 3);
+    for (float& a : m.adapters) a += 0.15f * Rng((uint64_t)(&a - m.adapters.data())).normal();
+    lora_init_magnitudes(m);
+    Rng r(17);
+    for (const TensorInfo& t : m.lora_layout.tensors)
+        for (size_t i = 0; t.shape.size() == 1 && i < t.numel; i++) m.adapters[t.offset + i] *= 1.0f + 0.2f * r.normal();
+}
+
+// Every DoRA row norm ‖W + s·B·A‖ of the model's adapters, at the magnitudes' places of the adapter layout.
+static vector<float> dora_norms(const Model& m) {
+    Model copy = m;
+    lora_init_magnitudes(copy);
+    return copy.adapters;
+}
+
+// The paper (section 4.3) and PEFT treat the norm as a constant of the step: the gradient of A and B
+// is that of the loss with each row's scale m / norm held where it is. The finite differences do
+// the same by moving each magnitude with its norm when A or B moves; the magnitudes themselves get
+// the loss's own gradient.
+TEST_CASE("whole-model gradient check: DoRA's magnitudes, and A and B with the row scales held") {
+    for (const ModelConfig& c : {micro_config(), micro_qwen3_config(), micro_gemma3_config()}) {
+        CAPTURE(c.describe());
+        Model m = random_model(c, 2);
+        add_random_dora(m);
+        MicroGrad mg(m);
+        vector<size_t> mags, ab;  // indices into the adapters
+        for (const TensorInfo& t : m.lora_layout.tensors)
+            for (size_t i = 0; i < t.numel; i++) (t.shape.size() == 1 ? mags : ab).push_back(t.offset + i);
+        auto pick = [&](const vector<size_t>& at, const vector<float>& from) {
+            vector<float> out;
+            for (size_t i : at) out.push_back(from[i]);
+            return out;
+        };
+        const vector<float> saved = m.adapters, norms0 = dora_norms(m);
+        vector<float> x = pick(mags, m.adapters);
+        grad_check("DoRA magnitudes", x, pick(mags, mg.g), [&] {
+            for (size_t k = 0; k < mags.size(); k++) m.adapters[mags[k]] = x[k];
+            return mg.loss(m);
+        }, 5e-3, 60, 2e-3f);
+        m.adapters = saved;
+        x = pick(ab, m.adapters);
+        grad_check("DoRA A and B", x, pick(ab, mg.g), [&] {
+            for (size_t k = 0; k < ab.size(); k++) m.adapters[ab[k]] = x[k];
+            const vector<float> norms = dora_norms(m);
+            for (size_t i : mags) m.adapters[i] = saved[i] / norms0[i] * norms[i];
+            return mg.loss(m);
+        }, 5e-3, 120, 5e-4f);
+        m.adapters = saved;
+    }
+}
+
 // transformers adds NEFTune's noise to the embedding module's output while training: uniform on
 // ±alpha/sqrt(L·dim), L the batch's row length, after Gemma's sqrt(dim) scale (its scaled embedding
 // module applies the scale). The gradient is that of the loss with the step's noise held fixed.
@@ -176,33 +236,43 @@ TEST_CASE("NEFTune: the gradient of the noisy loss; noise of alpha/sqrt(T*dim) a
     }
 }
 
-TEST_CASE("LoRA with B = 0 is exactly the base model; merged LoRA equals unmerged") {
-    ModelConfig c = micro_config();
-    Model m = random_model(c, 4);
-    int32_t tok[6] = {1, 5, 9, 2, 30, 7};
-    vector<float> base(6 * c.vocab_size), with(6 * c.vocab_size), merged(6 * c.vocab_size);
-    model_logits(m, tok, 6, base.data());
-    LoraConfig lc;
-    lc.rank = 4;
-    lc.targets = lora_parse_targets("all");
-    model_add_lora(m, lc, 5);
-    model_logits(m, tok, 6, with.data());
-    CHECK(memcmp(base.data(), with.data(), base.size() * sizeof(float)) == 0);
+TEST_CASE("LoRA and DoRA start at the base model; merged equals unmerged") {
+    for (int dora : {0, 1}) {
+        CAPTURE(dora);
+        ModelConfig c = micro_config();
+        Model m = random_model(c, 4);
+        int32_t tok[6] = {1, 5, 9, 2, 30, 7};
+        vector<float> base(6 * c.vocab_size), with(6 * c.vocab_size), merged(6 * c.vocab_size);
+        model_logits(m, tok, 6, base.data());
+        LoraConfig lc;
+        lc.rank = 4;
+        lc.targets = lora_parse_targets("all");
+        lc.use_dora = dora;
+        model_add_lora(m, lc, 5);
+        model_logits(m, tok, 6, with.data());
+        if (!dora) {
+            CHECK(memcmp(base.data(), with.data(), base.size() * sizeof(float)) == 0);
+        } else {  // every row scale is m / norm = 1 exactly; only the bias is added in another order
+            double d = 0;
+            for (size_t i = 0; i < base.size(); i++) d = std::max(d, (double)std::fabs(with[i] - base[i]));
+            CHECK(d < 1e-5);
+        }
 
-    for (size_t i = 0; i < m.adapters.size(); i++) m.adapters[i] += 0.1f * Rng(i + 99).normal();
-    model_logits(m, tok, 6, with.data());
-    double moved = 0;
-    for (size_t i = 0; i < base.size(); i++) moved = std::max(moved, (double)std::fabs(with[i] - base[i]));
-    CHECK(moved > 1e-2);  // the adapter really changes the output...
-    Model mm;
-    vector<float> p = m.params;
-    lora_merge(c, m.lora, m.adapters, p);
-    model_init(mm, c, p);
-    model_logits(mm, tok, 6, merged.data());
-    double diff = 0;
-    for (size_t i = 0; i < base.size(); i++) diff = std::max(diff, (double)std::fabs(with[i] - merged[i]));
-    MESSAGE("merged vs unmerged logits: max abs diff " << diff);
-    CHECK(diff < 1e-4);  // ...and merging it into W gives the same function
+        for (size_t i = 0; i < m.adapters.size(); i++) m.adapters[i] += 0.1f * Rng(i + 99).normal();
+        model_logits(m, tok, 6, with.data());
+        double moved = 0;
+        for (size_t i = 0; i < base.size(); i++) moved = std::max(moved, (double)std::fabs(with[i] - base[i]));
+        CHECK(moved > 1e-2);  // the adapter really changes the output...
+        Model mm;
+        vector<float> p = m.params;
+        lora_merge(c, m.lora, m.adapters, p);
+        model_init(mm, c, p);
+        model_logits(mm, tok, 6, merged.data());
+        double diff = 0;
+        for (size_t i = 0; i < base.size(); i++) diff = std::max(diff, (double)std::fabs(with[i] - merged[i]));
+        MESSAGE("merged vs unmerged logits: max abs diff " << diff);
+        CHECK(diff < 1e-4);  // ...and merging it into W gives the same function
+    }
 }
 
 // Random examples with prompt (weight 0) and response (weight 1) parts, of varied lengths.

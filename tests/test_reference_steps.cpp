@@ -162,6 +162,15 @@ TEST_CASE("three LoRA+ steps equal PEFT's create_loraplus_optimizer's (B at lr x
     replay_lora("tiny_llama", "tiny_llama_loraplus", 16.0f);
 }
 
+// DoRA as PEFT trains it (use_dora, dropout 0): A, B and the magnitudes, the row norms held constant
+// in the backward; the magnitudes start 10% off the norms and B ≠ 0, so no row scale is 1.
+TEST_CASE("three DoRA steps equal PEFT's use_dora (A, B and the magnitudes)") {
+    LoraConfig lc;
+    adapter_at(source("tiny_llama").cfg, "tiny_llama_dora/init", &lc);
+    CHECK(lc.use_dora == 1);
+    replay_lora("tiny_llama", "tiny_llama_dora", 1.0f);
+}
+
 TEST_CASE("three full fine-tuning steps equal transformers + torch AdamW's (every weight, embedding and norms included)") {
     for (const std::string model : kModels) {
         const ModelConfig cfg = source(model).cfg;

@@ -17,7 +17,7 @@ static const char* kUsage =
     "shape:   --preset NAME | --model FILE.bin | --params N (e.g. 13e9: rules of thumb, no activations)\n"
     "         --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N --vocab N (override or give all)\n"
     "method:  --method full|lora|qlora (full)  --optimizer adamw|adamw8bit|sgd|momentum (adamw)\n"
-    "         --lora-r 8 --lora-targets q,k,v,o,gate,up,down|all (all, as ./train)\n"
+    "         --lora-r 8 --lora-targets q,k,v,o,gate,up,down|all (all, as ./train) --use-dora\n"
     "bytes:   --device cuda|cpu (cuda: BF16 compute, FP32 master/grads/moments, NF4+DQ for qlora; cpu: FP32)\n"
     "         --precision fp32|bf16|nf4|nf4-dq (base weights)  --bytes 2|4 (everything at that size, no master)\n"
     "         --grad-bytes N --state-bytes N --master-bytes N (0: no master copy)\n"
@@ -124,6 +124,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--offload-optimizer")) s.offload_optimizer = true;
         else if (args.is("--lora-r")) s.lora.rank = args.integer();
         else if (args.is("--lora-targets")) s.lora.targets = lora_parse_targets(args.value());
+        else if (args.is("--use-dora")) s.lora.use_dora = 1;
         else if (args.is("--lora-matrix")) lora_matrix = args.value();
         else if (args.is("--explain")) explain = true;
         else if (args.is("--published")) published = true;

@@ -187,6 +187,13 @@ Ops make_ops() {
         std::vector<LoraProj<float>> f = as_float(proj, G);
         cpu::lora_backward(f.data(), G, F(dx), F(x), F(u), N, C, r, scale, p, accumulate);
     };
+    o.dora_norm = [](float* norm, const act* w, const act* A, const act* B, int OC, int C, int r, float scale) {
+        cpu::dora_norm(norm, F(w), F(A), F(B), OC, C, r, scale);
+    };
+    o.dora_forward = [](act* y, const act* z, const act* m, const float* norm, const act* bias, const act* add, int N,
+                        int OC) { cpu::dora_forward(F(y), F(z), F(m), norm, F(bias), F(add), N, OC); };
+    o.dora_backward = [](act* dz, float* dm, const act* dy, const act* z, const act* m, const float* norm, int N,
+                         int OC) { cpu::dora_backward(F(dz), dm, F(dy), F(z), F(m), norm, N, OC); };
     o.crossentropy_forward_backward = [](act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                          int V, float grad_scale) {
         cpu::crossentropy_forward_backward(F(logits), nll, targets, weights, n, V, grad_scale);

@@ -174,6 +174,13 @@ Ops make_ops() {
         std::vector<LoraProj<bf16>> b = as_bf16(proj, G);
         cuda::lora_backward(b.data(), G, bf(dx), bf(x), bf(u), N, C, r, scale, p, accumulate);
     };
+    o.dora_norm = [](float* norm, const act* w, const act* A, const act* B, int OC, int C, int r, float scale) {
+        cuda::dora_norm(norm, bf(w), bf(A), bf(B), OC, C, r, scale);
+    };
+    o.dora_forward = [](act* y, const act* z, const act* m, const float* norm, const act* bias, const act* add, int N,
+                        int OC) { cuda::dora_forward(bf(y), bf(z), bf(m), norm, bf(bias), bf(add), N, OC); };
+    o.dora_backward = [](act* dz, float* dm, const act* dy, const act* z, const act* m, const float* norm, int N,
+                         int OC) { cuda::dora_backward(bf(dz), dm, bf(dy), bf(z), bf(m), norm, N, OC); };
     o.crossentropy_forward_backward = [](act* logits, float* nll, const int32_t* targets, const float* weights, int n,
                                          int V, float grad_scale) {
         cuda::crossentropy_forward_backward(bf(logits), nll, targets, weights, n, V, grad_scale);

@@ -71,6 +71,10 @@ int gemm_candidates(bool transA, bool transB, int M, int N, int K, int lda, int 
 void lora_forward(const LoraProj<bf16>* proj, int G, bf16* u, const bf16* x, int N, int C, int r, float scale, float p);
 void lora_backward(const LoraProj<bf16>* proj, int G, bf16* dx, const bf16* x, const bf16* u, int N, int C, int r,
                    float scale, float p, bool accumulate);
+void dora_norm(float* norm, const bf16* w, const bf16* A, const bf16* B, int OC, int C, int r, float scale);
+void dora_forward(bf16* y, const bf16* z, const bf16* m, const float* norm, const bf16* bias, const bf16* add, int N,
+                  int OC);
+void dora_backward(bf16* dz, float* dm, const bf16* dy, const bf16* z, const bf16* m, const float* norm, int N, int OC);
 void crossentropy_forward_backward(bf16* logits, float* nll, const int32_t* targets, const float* weights, int n, int V,
                                    float grad_scale);
 void argmax_rows(int32_t* idx, const bf16* x, int rows, int n, int ld);
