@@ -73,7 +73,7 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
            bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f,
            int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama, int rank = 8, int batch = 3,
-           bool eight_bit = false) {
+           bool eight_bit = false, bool dora = false) {
     ModelConfig c = gpu_config(head_dim, variant);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
@@ -82,10 +82,11 @@ void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompu
     tc.lora.rank = rank;
     tc.lora.targets = lora_parse_targets(targets);
     tc.lora.dropout = dropout;
+    tc.lora.use_dora = dora;
     if (method == Method::Qlora) model_quantize_nf4(t.model);
     if (method != Method::Full) {
         model_add_lora(t.model, tc.lora, 3);
-        // B ≠ 0, so every adapter path carries signal (dA ≠ 0).
+        // B ≠ 0, so every adapter path carries signal (dA ≠ 0); DoRA's magnitudes move off the norms.
         for (size_t i = 0; i < t.model.adapters.size(); i++) t.model.adapters[i] += 0.02f * Rng(i + 11).normal();
         round_bf16(t.model.adapters);
     }
@@ -120,10 +121,13 @@ double rel_l2(const vector<float>& got, const vector<float>& want, size_t off, s
 
 // Every trainable tensor's gradient, CUDA vs CPU, after one step on each.
 // Dropout 0 takes the adapters of each linear group (q, k, v; gate, up) together (stacked on CUDA).
-void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant = kLlama, float neftune_alpha = 0.0f) {
+void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant = kLlama, float neftune_alpha = 0.0f,
+                  bool dora = false) {
     Trainer c, g;
-    setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant);
-    setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant);
+    setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant, 8, 3,
+          false, dora);
+    setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant, 8, 3,
+          false, dora);
     c.cfg.neftune_alpha = g.cfg.neftune_alpha = neftune_alpha;
     StepResult rc = trainer_step(c), rg = trainer_step(g);
     MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << std::string(variant_name(variant)) << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
@@ -252,6 +256,15 @@ TEST_CASE("cuda model: a QLoRA step (NF4 base dequantized on the GPU) matches th
     compare_step(Method::Qlora, 64, 0.0f);  // the stacked groups beside the dequantized weights
 }
 
+// DoRA: the magnitudes' gradients and A's and B's through the rescaled z, on LLaMA (q, k, v with
+// a bias), QLoRA (the norms of the dequantized weights) and Gemma 3 (the post norms after o and down).
+TEST_CASE("cuda model: a DoRA step matches the CPU (LoRA with dropout and without, QLoRA, Gemma 3)") {
+    compare_step(Method::Lora, 64, 0.1f, kLlama, 0.0f, true);
+    compare_step(Method::Lora, 64, 0.0f, kLlama, 0.0f, true);
+    compare_step(Method::Qlora, 64, 0.0f, kLlama, 0.0f, true);
+    compare_step(Method::Lora, 64, 0.1f, kGemma3, 0.0f, true);
+}
+
 TEST_CASE("cuda model: a full fine-tuning step's gradients match the CPU") { compare_step(Method::Full, 64); }
 
 TEST_CASE("cuda model: Qwen3's QK-norm: LoRA, QLoRA and full steps match the CPU (hd 128 and 64)") {
@@ -271,11 +284,15 @@ TEST_CASE("cuda model: recompute on and off give bit-identical gradients and upd
     struct Run {
         Method method;
         float dropout;  // 0: LoRA's stacked groups
+        bool dora;
     };
-    for (Run r : {Run{Method::Lora, 0.1f}, Run{Method::Lora, 0.0f}, Run{Method::Full, 0.1f}}) {
+    for (Run r : {Run{Method::Lora, 0.1f, false}, Run{Method::Lora, 0.0f, false}, Run{Method::Full, 0.1f, false},
+                  Run{Method::Lora, 0.1f, true}}) {
         Trainer a, b;
-        setup(a, gpu(), r.method, 64, false, "", false, false, "all", r.dropout);
-        setup(b, gpu(), r.method, 64, true, "", false, false, "all", r.dropout);
+        setup(a, gpu(), r.method, 64, false, "", false, false, "all", r.dropout, 5, Padding::longest, kLlama, 8, 3,
+              false, r.dora);
+        setup(b, gpu(), r.method, 64, true, "", false, false, "all", r.dropout, 5, Padding::longest, kLlama, 8, 3,
+              false, r.dora);
         for (int s = 0; s < 3; s++) {
             CHECK(trainer_step(a).loss == trainer_step(b).loss);
             CHECK(trainer_gradients(a) == trainer_gradients(b));
@@ -432,22 +449,23 @@ TEST_CASE("cuda model: the backend's scratch after a step and an evaluation equa
 // masters, or nothing with --offload-optimizer), the workspace and the backend's scratch; for
 // QLoRA, recompute, offloading, QK-norm, Gemma 3's post norms, batch 1 and a rank that is not a
 // multiple of 16.
-TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments)") {
+TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments, DoRA)") {
     struct Run {
         Method method;
         const char* targets;
         float dropout;
         bool recompute, offload;
         int variant, rank, batch;
-        bool eight_bit;
+        bool eight_bit, dora;
     };
-    for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3, false},
-                  Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1, false},
-                  Run{Method::Lora, "all", 0.1f, true, true, kGemma3, 12, 2, false},
-                  Run{Method::Full, "all", 0.0f, false, false, kQwen3, 8, 1, false},
-                  Run{Method::Full, "all", 0.0f, true, true, kGemma3, 8, 2, false},
-                  Run{Method::Full, "all", 0.0f, false, false, kLlama, 8, 2, true},
-                  Run{Method::Lora, "all", 0.1f, false, true, kQwen3, 64, 1, true}}) {
+    for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3, false, false},
+                  Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1, false, false},
+                  Run{Method::Lora, "all", 0.1f, true, true, kGemma3, 12, 2, false, false},
+                  Run{Method::Full, "all", 0.0f, false, false, kQwen3, 8, 1, false, false},
+                  Run{Method::Full, "all", 0.0f, true, true, kGemma3, 8, 2, false, false},
+                  Run{Method::Full, "all", 0.0f, false, false, kLlama, 8, 2, true, false},
+                  Run{Method::Lora, "all", 0.1f, false, true, kQwen3, 64, 1, true, false},
+                  Run{Method::Qlora, "q,v,gate,up", 0.1f, true, false, kLlama, 8, 2, false, true}}) {
         CAPTURE(method_name(r.method));
         CAPTURE(r.targets);
         CAPTURE(r.variant);
@@ -456,10 +474,11 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         CAPTURE(r.recompute);
         CAPTURE(r.offload);
         CAPTURE(r.eight_bit);
+        CAPTURE(r.dora);
         gpu().release_scratch();
         Trainer t;
         setup(t, gpu(), r.method, 64, r.recompute, "", r.offload, false, r.targets, r.dropout, 60, Padding::max_length,
-              r.variant, r.rank, r.batch, r.eight_bit);
+              r.variant, r.rank, r.batch, r.eight_bit, r.dora);
         trainer_step(t);
         t.val = gpu_examples(7, t.model.cfg.vocab_size, 4);
         (void)trainer_evaluate(t, t.val);
