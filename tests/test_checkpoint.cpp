@@ -33,12 +33,14 @@ static vector<Example> examples(int n) {
 }
 
 // A fresh trainer: same model, data and settings every time.
-static void setup(Trainer& t, Method method, const std::string& out, float neftune_alpha = 0.0f, bool eight_bit = false) {
+static void setup(Trainer& t, Method method, const std::string& out, float neftune_alpha = 0.0f, bool eight_bit = false,
+                  bool dora = false) {
     model_init_random(t.model, tiny(), 1);
     TrainConfig tc;
     tc.method = method;
     tc.lora.rank = 4;
     tc.lora.dropout = 0.1f;  // exercises the dropout keys across the resume
+    tc.lora.use_dora = dora;
     if (method == Method::Lora) model_add_lora(t.model, tc.lora, tc.seed);
     tc.batch.batch_size = 3;
     tc.batch.max_seq_len = 32;
@@ -57,27 +59,28 @@ static void setup(Trainer& t, Method method, const std::string& out, float neftu
 
 // Full fine-tuning with 8-bit moments: the tiny model's embedding (9600 parameters) in codes, the
 // rest in FP32, both through the checkpoint.
-TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments)") {
-    struct Case { Method method; float neftune; bool eight_bit; const char* name; };
-    for (Case k : {Case{Method::Lora, 0.0f, false, "resume-lora"}, Case{Method::Full, 0.0f, false, "resume-full"},
-                   Case{Method::Lora, 5.0f, false, "resume-neftune"}, Case{Method::Full, 0.0f, true, "resume-adamw8bit"}}) {
+TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments, DoRA)") {
+    struct Case { Method method; float neftune; bool eight_bit; const char* name; bool dora; };
+    for (Case k : {Case{Method::Lora, 0.0f, false, "resume-lora", false}, Case{Method::Full, 0.0f, false, "resume-full", false},
+                   Case{Method::Lora, 5.0f, false, "resume-neftune", false},
+                   Case{Method::Full, 0.0f, true, "resume-adamw8bit", false}, Case{Method::Lora, 0.0f, false, "resume-dora", true}}) {
         const Method method = k.method;
         CAPTURE(k.name);
         std::string dir = temp_dir(k.name);
         Trainer full;
-        setup(full, method, dir + "/a", k.neftune, k.eight_bit);
+        setup(full, method, dir + "/a", k.neftune, k.eight_bit, k.dora);
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
 
         {
             Trainer first;
-            setup(first, method, dir + "/b", k.neftune, k.eight_bit);
+            setup(first, method, dir + "/b", k.neftune, k.eight_bit, k.dora);
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
             trainer_step(first);  // progress after the checkpoint is lost with the "kill"
         }
         Trainer second;
-        setup(second, method, dir + "/b", k.neftune, k.eight_bit);
+        setup(second, method, dir + "/b", k.neftune, k.eight_bit, k.dora);
         std::string ckpt = find_latest_checkpoint(dir + "/b");
         REQUIRE(ckpt == dir + "/b/ckpt-00000004");
         trainer_load_checkpoint(second, ckpt);
@@ -90,6 +93,7 @@ TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (
         CHECK(full.opt.m8.bytes == (k.eight_bit ? 9600u : 0u));
         CHECK(memcmp(full.opt.m8.p, second.opt.m8.p, full.opt.m8.bytes) == 0);
         CHECK(memcmp(full.opt.absmax.p, second.opt.absmax.p, full.opt.absmax.bytes) == 0);
+        CHECK(second.model.lora.use_dora == k.dora);
     }
 }
 
@@ -479,6 +483,22 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         std::string header = bytes.substr(0, 8) + std::string((const char*)&big, sizeof big) +
                              bytes.substr(8 + sizeof big, 12) + std::string((const char*)&n, 8);
         expect_rejected(bad, header, load, "truncated");
+        // A version-1 file (before DoRA: its LoraConfig without use_dora) still loads.
+        LoraConfig rs = lc;
+        rs.use_rslora = 1;
+        lora_save(good, c, rs, a);
+        bytes = read_file(good);
+        const size_t v1_config = 5 * 4;  // rank, alpha, dropout, use_rslora, targets
+        const uint32_t one = 1;
+        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&one, 4) + bytes.substr(8, v1_config) +
+                                   bytes.substr(8 + sizeof(LoraConfig)));
+        load();
+        CHECK(lc2.rank == rs.rank);
+        CHECK(lc2.alpha == rs.alpha);
+        CHECK(lc2.use_rslora == 1);
+        CHECK(lc2.targets == rs.targets);
+        CHECK(lc2.use_dora == 0);
+        CHECK(a2 == a);
     }
     SUBCASE("training state") {
         std::string out = dir + "/state";

@@ -118,6 +118,50 @@ double peft_logit_diff(const ImportedModel& base, const LoraConfig* lc, const st
 }
 }  // namespace
 
+// PEFT's own DoRA adapter (tests/fixtures/train/tiny_llama_dora/final, saved by save_pretrained):
+// read, written again in PEFT's layout, read back to the same values; its magnitudes are its
+// lora_magnitude_vector tensors, one per output row.
+TEST_CASE("import/export: a DoRA adapter's magnitudes (use_dora, lora_magnitude_vector) round-trip through PEFT's layout") {
+    const std::string src = "tests/fixtures/train/tiny_llama_dora/final";
+    ImportedModel base = import_hf_dir(kConvert + "tiny_llama_hf");
+    LoraConfig lc;
+    std::vector<float> a;
+    lora_load_any(src, base.cfg, lc, a);
+    CHECK(lc.use_dora == 1);
+    CHECK(lora_targets_string(lc.targets) == "q,k,v,o,gate,up,down");
+    SafetensorsSet peft;
+    safetensors_add_file(peft, src + "/adapter_model.safetensors");
+    const SafeTensor* m = peft.find("base_model.model.model.layers.1.mlp.gate_proj.lora_magnitude_vector");
+    REQUIRE(m);
+    std::vector<float> want(m->numel);
+    peft.read_f32(*m, want.data());
+    const LoraLayout L = lora_layout(base.cfg, lc);
+    CHECK(std::equal(want.begin(), want.end(), a.begin() + L.M(1, LORA_GATE)));
+    CHECK((int64_t)want.size() == base.cfg.ffn_dim);
+
+    const std::string dir = (std::filesystem::temp_directory_path() / "llmtrain-test-peft-dora").string();
+    std::filesystem::remove_all(dir);
+    lora_export_peft(dir, base.cfg, lc, a, PeftBase::text);
+    CHECK(json_parse(read_file(dir + "/adapter_config.json")).get("use_dora")->boolean);
+    SafetensorsSet ours;
+    safetensors_add_file(ours, dir + "/adapter_model.safetensors");
+    CHECK(ours.tensors.size() == peft.tensors.size());
+    LoraConfig back;
+    std::vector<float> b;
+    lora_load_any(dir, base.cfg, back, b);
+    CHECK(back.use_dora == 1);
+    CHECK(b == a);
+
+    // use_dora: false beside magnitudes in the file is refused, naming the tensor
+    std::filesystem::copy(src + "/adapter_model.safetensors", dir + "/adapter_model.safetensors",
+                          std::filesystem::copy_options::overwrite_existing);
+    std::string cfg = read_file(dir + "/adapter_config.json");
+    cfg.replace(cfg.find("\"use_dora\": true"), 16, "\"use_dora\": false");
+    write_file_atomic(dir + "/adapter_config.json", cfg);
+    CHECK(contains(error_of([&] { lora_load_any(dir, base.cfg, back, b); }),
+                   "lora_magnitude_vector is a DoRA magnitude, but " + dir + "/adapter_config.json does not set \"use_dora\": true"));
+}
+
 TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel's logits; what is refused") {
     ImportedModel base = import_hf_dir(kConvert + "tiny_qwen3_hf");
     LoraConfig lc;
