@@ -139,6 +139,7 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
                    Case{"--decay-ratio 0.2", "--decay-ratio sets the wsd schedule's cooldown: pass --lr-scheduler wsd"},
                    Case{"--lr-scheduler wsd --decay-ratio 0", "flag --decay-ratio: 0 is out of range: expected a number in (0, 1]"},
                    Case{"--method full --loraplus-lr-ratio 16", "--loraplus-lr-ratio raises the learning rate of LoRA's B matrices"},
+                   Case{"--method full --use-dora", "--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora"},
                    Case{"--neftune-alpha -5", "flag --neftune-alpha: -5 is out of range: expected a number in [0, 10000]"},
                    Case{"--val-split 0.4 --val-data d.jsonl", "both give held-out data: pass one"},
                    Case{"--warmup-steps 1 --warmup-ratio 0.5", "both set the warmup: pass one"},
@@ -157,6 +158,10 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     INFO(noisy.out);
     CHECK(noisy.status == 0);
     CHECK(has(noisy, "neftune: alpha 5, uniform noise of "));
+    Run dora = s.train("--use-dora --dry-run");
+    INFO(dora.out);
+    CHECK(dora.status == 0);
+    CHECK(has(dora, ", DoRA (a magnitude per output row)"));
     Run wsd = s.train("--lr-scheduler wsd --decay-ratio 0.25 --max-steps 8 --dry-run");
     INFO(wsd.out);
     CHECK(has(wsd, "lr 0.0002 wsd, warmup 0, cooldown over the last 2"));
