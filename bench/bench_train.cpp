@@ -5,6 +5,7 @@
 //   --op-times: also the time of every op per step (bench/op_times.h)
 //   --dropout P: LoRA dropout (default 0, as bench/peft_step.py; ./train's default is 0.05)
 //   --optimizer adamw8bit: 8-bit AdamW moments (./train --optimizer)
+//   --use-dora: DoRA's magnitudes on every adapted projection (./train --use-dora; peft_step.py --use-dora)
 //
 // MFU counts model FLOPs, not the work actually done (recompute's second forward is not credited),
 // per trained token (the same formula as bench/peft_step.py):
@@ -50,7 +51,7 @@ double flops_per_token(const ModelConfig& c, Method method, int T) {
 int run(int argc, char** argv) {
     std::string preset = "smollm2-135m", method_s = "lora", device = "auto";
     int batch = 4, seq = 256, steps = 3, warmup = 1, rank = 16;  // small enough for `make bench` on a CPU
-    bool recompute = false, offload = false, op_times = false, eight_bit = false;
+    bool recompute = false, offload = false, op_times = false, eight_bit = false, dora = false;
     double peak_tflops = 989.0, dropout = 0.0;
     Args args(argc, argv, "see the header of bench/bench_train.cpp");
     while (args.next()) {
@@ -68,6 +69,7 @@ int run(int argc, char** argv) {
         else if (args.is("--peak-tflops")) peak_tflops = args.number();
         else if (args.is("--op-times")) op_times = true;
         else if (args.is("--dropout")) dropout = args.number();
+        else if (args.is("--use-dora")) dora = true;
         else args.unknown();
     }
     const Ops& ops = op_times ? timed_ops(select_ops(device.c_str())) : select_ops(device.c_str());
@@ -85,6 +87,8 @@ int run(int argc, char** argv) {
     if (dropout < 0 || dropout >= 1) fail("--dropout must be in [0, 1)");
     tc.lora.dropout = (float)dropout;
     tc.lora.targets = lora_parse_targets("all");
+    if (dora && method == Method::Full) fail("--use-dora needs --method lora or qlora");
+    tc.lora.use_dora = dora;
     if (method != Method::Full) model_add_lora(t.model, tc.lora, tc.seed);
     tc.batch.batch_size = batch;
     tc.batch.max_seq_len = seq;
@@ -129,6 +133,7 @@ int run(int argc, char** argv) {
     // MFU means something against a GPU's peak only; on the CPU the model GFLOP/s stand alone.
     std::string mfu_s = ops.host ? "n/a (CPU)" : strf("%.1f%%", 100 * mfu);
     std::string extra = (offload ? " offload=1" : "") + std::string(eight_bit ? " optimizer=adamw8bit" : "") +
+                        (dora ? " dora=1" : "") +
                         (dropout > 0 ? strf(" dropout=%g", dropout) : std::string());
     printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d%s: %.1f ms/step (median of %d), "
            "%.0f tokens/s, MFU %s, peak memory %.2f GB (arena), loss %.3f, %.1f GFLOP/s of model FLOPs, "

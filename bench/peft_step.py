@@ -4,7 +4,7 @@ on a model of a preset's shape with random weights, on the GPU. The figures to p
 trainer's (build/bench/bench_train) on the same GPU, in the same command (bench/run_gpu.sh).
 
     python3 bench/peft_step.py --preset llama-3.2-1b [--batch 4] [--seq 2048] [--steps 10] [--warmup 3]
-                               [--qlora] [--recompute] [--attn sdpa|eager|flash_attention_2] [--rank 16]
+                               [--qlora] [--use-dora] [--recompute] [--attn sdpa|eager|flash_attention_2] [--rank 16]
 
 The step, as the HF Trainer with bf16=True runs it:
   - LlamaForCausalLM from a LlamaConfig of the preset's shape (Qwen3/SmolLM3ForCausalLM for theirs), random
@@ -15,6 +15,7 @@ The step, as the HF Trainer with bf16=True runs it:
     double quantization, BF16 compute), as BitsAndBytesConfig(load_in_4bit, nf4, double quant,
     bnb_4bit_compute_dtype=bf16) would load them; embeddings, norms and the LM head stay BF16.
     (We quantize the random model in place instead of save + from_pretrained: same modules, no disk.)
+  - --use-dora: LoraConfig(use_dora=True), PEFT's DoRA (bench_train --use-dora).
   - --recompute: gradient_checkpointing_enable(use_reentrant=False).
   - loss: model(input_ids, labels=input_ids) (HF's shifted cross-entropy, logits upcast to FP32),
     backward, clip_grad_norm_(1.0), torch.optim.AdamW(fused=True) on the adapters, zero_grad.
@@ -173,6 +174,7 @@ def main():
                     help="lora_alpha (default 2·rank: bench_train's alpha, 32 at r=16)")
     ap.add_argument("--dropout", type=float, default=0.0, help="lora_dropout (bench_train's --dropout)")
     ap.add_argument("--qlora", action="store_true", help="NF4 base weights through bitsandbytes")
+    ap.add_argument("--use-dora", action="store_true", help="LoraConfig(use_dora=True) (bench_train's --use-dora)")
     ap.add_argument("--recompute", action="store_true", help="gradient checkpointing")
     ap.add_argument("--attn", default="sdpa", help="transformers attn_implementation (sdpa, eager, flash_attention_2)")
     ap.add_argument("--peak-tflops", type=float, default=0, help="dense BF16 peak for MFU (default: from the GPU name)")
@@ -189,6 +191,7 @@ def main():
     def tag(device):
         return (f"peft preset={args.preset} method={method} device={device} batch={args.batch} seq={args.seq} "
                 f"recompute={int(args.recompute)}" + (f" dropout={args.dropout:g}" if args.dropout > 0 else "") +
+                (" dora=1" if args.use_dora else "") +
                 (f" attn={args.attn}" if args.attn != "sdpa" else ""))
     if args.device == "cpu":
         dev, gpu = torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)"
@@ -238,7 +241,7 @@ def main():
     if args.recompute:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lcfg = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=LORA_TARGETS,
-                      bias="none", task_type="CAUSAL_LM")
+                      bias="none", task_type="CAUSAL_LM", use_dora=args.use_dora)
     model = get_peft_model(model, lcfg)
     model.train()
     trainable = [t for t in model.parameters() if t.requires_grad]

@@ -103,8 +103,9 @@ static int run(int argc, char** argv) {
                               : peft_base == "image-text" ? PeftBase::image_text
                                                           : peft_base_default(cfg);
         lora_export_peft(peft, cfg, lc, adapters, base);
-        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s), for %s\n",
+        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s%s), for %s\n",
                peft.c_str(), lc.rank, lc.alpha, lora_targets_string(lc.targets).c_str(),
+               lc.use_dora ? ", DoRA: use_dora with each lora_magnitude_vector" : "",
                base == PeftBase::text ? "a text model (layers model.layers.N)"
                                       : "Gemma 3's image-text model, Gemma3ForConditionalGeneration (layers "
                                         "model.language_model.layers.N; --peft-base text for Gemma3ForCausalLM)");
