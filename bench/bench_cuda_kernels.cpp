@@ -536,6 +536,40 @@ void bench_lora(const Ops& ops) {
     }
 }
 
+void bench_dora(const Ops& ops) {
+    // DoRA's ops at a 7B projection (4096 → 4096, r 16) over N = 8192 tokens. The norms read W
+    // (OC·C) and A (r·C, from cache) and do OC·C·r multiply-adds; the rescale and its backward are
+    // memory-bound passes over [N, OC].
+    const int N = 8192, C = 4096, OC = 4096, r = 16;
+    const std::string shape = strf("N%d %dx%d r%d", N, C, OC, r);
+    run_case(ops, "dora norm", strf("%dx%d r%d", C, OC, r), [&](Buffers& b) {
+        act *w = b.act_rand((size_t)OC * C, 0.02f), *A = b.act_rand((size_t)r * C, 0.02f), *B = b.act_rand((size_t)OC * r, 0.02f);
+        float* norm = b.f32_zeros(OC);
+        Case c;
+        if (ops.dora_norm) c.call = [=, &ops] { ops.dora_norm(norm, w, A, B, OC, C, r, 2.0f); };
+        c.bytes = (double)OC * C * 2 + (double)r * C * 2 + (double)OC * r * 2 + OC * 4.0;
+        c.flops = 2.0 * OC * C * r;
+        return c;
+    });
+    const size_t n = (size_t)N * OC;
+    run_case(ops, "dora fwd", shape, [&](Buffers& b) {
+        act *z = b.act_rand(n), *m = b.act_rand(OC, 0.1f, 1.0f), *y = b.act_rand(n);
+        float* norm = b.f32_rand(OC, 0.1f, 1.0f);
+        Case c;
+        if (ops.dora_forward) c.call = [=, &ops] { ops.dora_forward(y, z, m, norm, nullptr, y, N, OC); };
+        c.bytes = n * 2.0 * 3;  // read z and the residual (add), write y
+        return c;
+    });
+    run_case(ops, "dora bwd", shape, [&](Buffers& b) {
+        act *dy = b.act_rand(n), *z = b.act_rand(n), *dz = b.act_zeros(n), *m = b.act_rand(OC, 0.1f, 1.0f);
+        float *norm = b.f32_rand(OC, 0.1f, 1.0f), *dm = b.f32_zeros(OC);
+        Case c;
+        if (ops.dora_backward) c.call = [=, &ops] { ops.dora_backward(dz, dm, dy, z, m, norm, N, OC); };
+        c.bytes = n * 2.0 * 3;  // read dy, z; write dz
+        return c;
+    });
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -582,6 +616,7 @@ int main(int argc, char** argv) {
     bench_nf4(ops);
     bench_optimizer_and_casts(ops);
     bench_lora(ops);
+    bench_dora(ops);
 
     MemStats m = ops.mem_stats();
     printf("\nbackend memory: peak %.1f MB all categories together (", m.peak_total / 1e6);

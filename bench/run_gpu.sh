@@ -21,7 +21,7 @@
 #   generate.txt      generation: build/bench/bench_generate next to transformers' generate() (hf_generate.py)
 #   profile.txt       Nsight Compute (PROFILE=1, PROFILE_STEP=...), the GEMM candidates (GEMM_ALGOS=1)
 # Knobs (environment):
-#   BUDGET_S; E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_BATCH (4),
+#   BUDGET_S; E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_DORA (1: with --use-dora), E2E_BATCH (4),
 #   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), E2E_DROPOUT (LoRA dropout on both sides; unset: 0);
 #   E2E_ATTN (peft_step.py's --attn; unset: sdpa, which runs Gemma 3's sliding-window layers as full
 #   causal attention under a materialized mask: flex_attention or flash_attention_2 do the band only);
@@ -347,6 +347,7 @@ for method in ${E2E_METHODS:-lora qlora}; do
         # (--dropout only when asked: a previous build from before the flag, AB_OLD=1, would refuse it.)
         flags=(--preset "$preset" --batch "$B" --seq "$T" --steps "$N" --warmup "$W" --rank 16 --peak-tflops "$PEAK_TF")
         [ -n "${E2E_DROPOUT:-}" ] && flags+=(--dropout "$E2E_DROPOUT")
+        [ "${E2E_DORA:-0}" = 1 ] && flags+=(--use-dora)  # DoRA on both sides (peft_step.py: use_dora=True)
         if [ -x "$TRAIN_BENCH" ]; then
             step "e2e ours: $preset $method" 150 "$OUT/e2e.txt" \
                 "$TRAIN_BENCH" "${flags[@]}" --method "$method" --device cuda
@@ -460,6 +461,7 @@ for line in lines:
         continue
     kv = dict(w.split("=", 1) for w in m.group(2).split() if "=" in w)
     method = (kv.get("method", "") + ("+offload" if kv.get("offload", "0") == "1" else "") +
+              ("+dora" if kv.get("dora", "0") == "1" else "") +
               (" dropout " + kv["dropout"] if "dropout" in kv else ""))
     key = (kv.get("preset"), method, kv.get("recompute", "0"), kv.get("batch"), kv.get("seq"))
     rows.setdefault(key, {})[m.group(1)] = dict(ms=m.group(3), tps=m.group(4), mfu=m.group(5) + "%", mem=m.group(6))

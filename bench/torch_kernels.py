@@ -31,6 +31,8 @@ What each row runs (PyTorch's own kernels, eager mode, no torch.compile):
   sum_squares      torch.linalg.vector_norm(g).item() (includes the wait for the result, as ours)
   lora fwd / bwd   the adapter path as BF16 matmuls: y += s·(x Aᵀ) Bᵀ; bwd du = s·dy B, dB = s·dyᵀu, dA = duᵀx, dx += du A;
                    with dropout (p0.05) as peft: drop(x) written and kept, dx += mask·(du A)/(1-p)
+  dora norm/fwd/bwd PEFT's DoRA: torch.linalg.norm(W + s·(B A), dim=1); y += (m/norm)·z; its backward
+                   dz = (m/norm)·dy, dm = Σ dy·z / norm (eager elementwise ops)
 
 Counting: GB/s uses the byte count of OUR op for the same row (bench_cuda_kernels.cpp), so both
 GB/s columns are "the same work / time" and their ratio is the time ratio. Attention FLOPs:
@@ -479,6 +481,37 @@ def bench_lora():
         run_case("lora bwd", shape, bwd(p))
 
 
+def bench_dora():
+    # PEFT's DoRA on a 7B projection: get_weight_norm's torch.linalg.norm(W + s·(B A), dim=1) (B A
+    # materialized), and the rescale of the projection's output and its autograd backward as eager
+    # elementwise ops: y = add + (m / norm)·z; dz = (m / norm)·dy, dm = Σ_n dy·z / norm.
+    N, C, OC, r, s = 8192 // S, 4096, 4096, 16, 2.0
+
+    def norm():
+        W, A, B = rand(OC, C, scale=0.02), rand(r, C, scale=0.02), rand(OC, r, scale=0.02)
+        return (lambda: torch.linalg.norm(W + s * (B @ A), dim=1)), OC * C * 2 + r * C * 2 + OC * r * 2 + OC * 4, \
+            2.0 * OC * C * r
+
+    def fwd():
+        z, y, m = rand(N, OC), rand(N, OC), rand(OC, scale=0.1) + 1
+        n = torch.rand(OC, device=DEV) + 0.5
+        return (lambda: y.add_((m / n) * z)), N * OC * 2 * 3, 0
+
+    def bwd():
+        dy, z, m = rand(N, OC), rand(N, OC), rand(OC, scale=0.1) + 1
+        n = torch.rand(OC, device=DEV) + 0.5
+
+        def step():
+            dz = (m / n) * dy
+            dm = (dy.float() * z.float()).sum(0) / n
+            return dz, dm
+        return step, N * OC * 2 * 3, 0
+
+    run_case("dora norm", f"{C}x{OC} r{r}", norm)
+    run_case("dora fwd", f"N{N} {C}x{OC} r{r}", fwd)
+    run_case("dora bwd", f"N{N} {C}x{OC} r{r}", bwd)
+
+
 # ---- --compare: join with bench_cuda_kernels' table ----
 
 def parse_table(lines):
@@ -577,6 +610,7 @@ def main():
         bench_nf4()
         bench_optimizer_and_casts()
         bench_lora()
+        bench_dora()
         if DEV.type == "cuda":
             print("\ntorch memory: peak allocated %.1f MB, peak reserved %.1f MB"
                   % (torch.cuda.max_memory_allocated() / 1e6, torch.cuda.max_memory_reserved() / 1e6))
