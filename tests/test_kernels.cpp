@@ -590,6 +590,39 @@ TEST_CASE("dropout masks: keep rate 1 - p, halves of a pair, keys and far indice
     CHECK(hi == dropout_keep(key_a, 8, threshold));
 }
 
+// DoRA: the norms against a double-precision W + s·B·A; the rescale's backward by finite differences
+// (the norm a constant, as the model treats it), with add and bias, and dz in place of dy.
+TEST_CASE("dora: norms of W + s·B·A; backward dz and dm of the rescale") {
+    const int OC = 19, C = 37, r = 5, N = 11;
+    const float s = 1.5f;
+    vector<float> w = random_vec((size_t)OC * C, 1), A = random_vec((size_t)r * C, 2, 0.3f), B = random_vec((size_t)OC * r, 3, 0.3f);
+    vector<float> norm(OC);
+    cpu::dora_norm(norm.data(), w.data(), A.data(), B.data(), OC, C, r, s);
+    for (int j = 0; j < OC; j++) {
+        double sum = 0;
+        for (int i = 0; i < C; i++) {
+            double v = w[(size_t)j * C + i];
+            for (int k = 0; k < r; k++) v += (double)s * B[(size_t)j * r + k] * A[(size_t)k * C + i];
+            sum += v * v;
+        }
+        CHECK(norm[j] == doctest::Approx(std::sqrt(sum)).epsilon(1e-6));
+    }
+    vector<float> z = random_vec((size_t)N * OC, 4), m = random_vec(OC, 5), add = random_vec((size_t)N * OC, 6),
+                  bias = random_vec(OC, 7), R = random_vec((size_t)N * OC, 8), y((size_t)N * OC);
+    auto loss = [&] {
+        cpu::dora_forward(y.data(), z.data(), m.data(), norm.data(), bias.data(), add.data(), N, OC);
+        return dot_loss(y, R);
+    };
+    vector<float> dz((size_t)N * OC), dm = random_vec(OC, 9), dm0 = dm;
+    cpu::dora_backward(dz.data(), dm.data(), R.data(), z.data(), m.data(), norm.data(), N, OC);
+    for (int j = 0; j < OC; j++) dm[j] -= dm0[j];  // it adds: what it added is the gradient
+    grad_check("dora dz", z, dz, loss, 1e-3);
+    grad_check("dora dm", m, dm, loss, 1e-3);
+    vector<float> in_place = R;  // dz may be dy
+    cpu::dora_backward(in_place.data(), dm.data(), in_place.data(), z.data(), m.data(), norm.data(), N, OC);
+    CHECK(in_place == dz);
+}
+
 TEST_CASE("cross-entropy gradient with per-token weights") {
     int n = 4, V = 11;
     vector<float> z = random_vec(n * V, 1, 2.0f), w = {1.0f, 0.0f, 0.1f, 2.0f}, nll(n);
