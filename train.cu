@@ -466,6 +466,9 @@ int run(int argc, char** argv) {
         LoraConfig lc;
         std::vector<float> adapters;
         lora_load_any(f.init_adapter, t.model.cfg, lc, adapters);
+        if (f.tc.lora.use_dora && !lc.use_dora)
+            fail("--use-dora: --init-adapter %s is a plain LoRA adapter, without DoRA's magnitudes; continue it as LoRA "
+                 "(leave out --use-dora) or start a new DoRA adapter (leave out --init-adapter)", f.init_adapter.c_str());
         lc.dropout = f.tc.lora.dropout;
         f.tc.lora = lc;
         model_set_lora(t.model, lc, std::move(adapters));

@@ -70,6 +70,9 @@ inline const Ops& timed_ops(const Ops& inner) {
     OP_TIMED(glu_backward);
     OP_TIMED(lora_forward);
     OP_TIMED(lora_backward);
+    OP_TIMED(dora_norm);
+    OP_TIMED(dora_forward);
+    OP_TIMED(dora_backward);
     OP_TIMED(crossentropy_forward_backward);
     OP_TIMED(nf4_dequantize);
     OP_TIMED(adamw_update);

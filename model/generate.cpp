@@ -116,6 +116,10 @@ GeneratePlan plan_generate(const std::vector<std::vector<int32_t>>& prompts, con
 
 // Elements of the K (or the V) cache: per layer [S, max_T, kv_dim], as attention_decode reads it.
 size_t cache_elems(const ModelConfig& c, int S, int max_T) { return (size_t)S * max_T * c.kv_dim() * c.n_layers; }
+// DoRA's row norms of every layer (Pass::dora_norms); 0 without DoRA.
+size_t dora_norm_floats(const Model& m) {
+    return m.has_adapters() ? (size_t)m.cfg.n_layers * dora_offset(m.cfg, m.lora, LORA_NUM_TARGETS) : 0;
+}
 
 }  // namespace
 
@@ -128,7 +132,8 @@ size_t generate_bytes(const Model& m, const std::vector<std::vector<int32_t>>& p
     // The caches; the layer's activations, x and the int buffers (tok, pos, slot, seg) for `rows`
     // rows; the logits, lengths and greedy picks of S sequences: what generate() allocates below.
     return (2 * cache_elems(c, S, p.max_T) + (size_t)p.rows * c.dim + (size_t)S * c.vocab_size) * act_size +
-           layer_acts_bytes(m, p.rows, act_size) + (4 * (size_t)p.rows + 2 * S) * sizeof(int32_t);
+           layer_acts_bytes(m, p.rows, act_size) + (4 * (size_t)p.rows + 2 * S) * sizeof(int32_t) +
+           dora_norm_floats(m) * sizeof(float);
 }
 
 std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std::vector<int32_t>>& prompts,
@@ -145,12 +150,14 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     // What generate_bytes counts: the K and V caches; one set of layer activations, refilled by every
     // layer (nothing is kept for a backward), and the residual stream x, which each layer updates in
     // place; the logits of the sequences; the rows' tokens, positions, cache slots and segments, and
-    // the sequences' lengths and greedy picks.
+    // the sequences' lengths and greedy picks; with DoRA every layer's row norms.
     const size_t layer_cache = cache_elems(c, S, max_T) / c.n_layers;
     const Mem M = Mem::activations;
     Buffer kc = act_buffer(ops, cache_elems(c, S, max_T), M), vc = act_buffer(ops, cache_elems(c, S, max_T), M);
     LayerActs A;
     layer_acts_init(A, m, rows, ops);
+    Buffer dora_norms(ops, dora_norm_floats(m) * sizeof(float), M);  // computed by the first forward, read by the rest
+    P.dora_norms = dora_norms.f();
     Buffer x = act_buffer(ops, (size_t)rows * C, M), dlogits = act_buffer(ops, (size_t)S * V, M),
            dtok(ops, rows * sizeof(int32_t), M), dpos(ops, rows * sizeof(int32_t), M),
            dslot(ops, rows * sizeof(int32_t), M), dseg(ops, rows * sizeof(int32_t), M), dlen(ops, S * sizeof(int32_t), M),

@@ -51,8 +51,8 @@ std::vector<ActSize> layer_act_sizes(const Model& m, size_t N) {
             // the adapters' x·Aᵀ of each linear group
             {&L::u_qkv, u({LORA_Q, LORA_K, LORA_V}), false}, {&L::u_o, u({LORA_O}), false},
             {&L::u_gate_up, u({LORA_GATE, LORA_UP}), false}, {&L::u_down, u({LORA_DOWN}), false},
-            // DoRA: z and the norms of every projection with a magnitude
-            {&L::dora_z, N * dora_cols, false}, {&L::dora_norm, dora_cols, true}};
+            // DoRA: z of every projection with a magnitude (the norms: Pass::dora_norms)
+            {&L::dora_z, N * dora_cols, false}};
 }
 
 }  // namespace
@@ -74,7 +74,7 @@ void layer_forward(const Pass& P, int l, int N, const act* x, act* out, const in
     const bool post = c.post_norms;
     const LayerOffsets& o = P.m.off.layers[l];
     int C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
-    const DoraActs dora{A.dora_z.a(), A.dora_norm.f()};
+    const DoraActs dora{A.dora_z.a(), P.dora_norms_of(l)};
     P.ops.rmsnorm_forward(A.ln1.a(), A.rstd1.f(), x, P.w(o.attn_norm), N, C, c.norm_eps, nullptr);
     // With QK-norm the projections land in q_pre/k_pre and the norm writes q/k: each head's row of
     // head_dim values is one rmsnorm row, so the one rmsnorm op does it over N·heads rows.
@@ -126,7 +126,7 @@ void layer_backward(const Pass& P, Workspace& ws, int l, const LayerActs& A) {
     const LayerOffsets& o = P.m.off.layers[l];
     int N = ws.B * ws.T, C = c.dim, Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
     const act* x = P.ops.at(ws.resid.a(), (size_t)l * N * C);
-    const DoraActs dora{A.dora_z.a(), A.dora_norm.f()};
+    const DoraActs dora{A.dora_z.a(), P.dora_norms_of(l)};
     act* dz = ws.ddora.a();
     // MLP branch: out = x_mid + down(h) (or + rmsnorm(down(h))). The first projection into each
     // gradient overwrites it (no zeroing pass), the next ones of the group add to it.

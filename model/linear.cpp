@@ -42,8 +42,11 @@ void linear_forward(const Pass& P, const act* x, int N, int C, int layer, std::i
         const act* w = P.w(o.w);
         float* norm = dora.norm + dora_offset(P.m.cfg, P.m.lora, o.t);
         P.ops.matmul_forward(z(o.t), x, w, nullptr, N, C, o.OC, z(o.t));
-        P.ops.dora_norm(norm, w, P.adapter(L.A(layer, o.t)), P.adapter(L.B(layer, o.t)), o.OC, C, P.m.lora.rank,
-                        P.m.lora.scale());
+        char& fresh = P.dora_fresh[(size_t)layer * LORA_NUM_TARGETS + o.t];
+        if (!fresh)
+            P.ops.dora_norm(norm, w, P.adapter(L.A(layer, o.t)), P.adapter(L.B(layer, o.t)), o.OC, C, P.m.lora.rank,
+                            P.m.lora.scale());
+        fresh = 1;
         P.ops.dora_forward(o.y, z(o.t), P.adapter(L.M(layer, o.t)), norm, P.w(o.b), o.add, N, o.OC);
     }
 }

@@ -16,11 +16,17 @@ struct Pass {
     float dropout;         // LoRA dropout rate (0 when evaluating)
     uint64_t dropout_key;  // the key of the pass's randomness: dropout masks and NEFTune's noise
     float neftune_alpha;   // NEFTune's noise on the embeddings (0: off, and when evaluating)
+    // DoRA's row norms of every layer's projections, [n_layers × dora_offset(all)] FP32 in the
+    // backend's memory (the workspace's, or generate()'s), and which (layer, target) this pass has
+    // computed: the weights do not change within a pass, so the forward computes each norm once and
+    // the backward's recompute, and every decoding step of generate(), read it again.
+    float* dora_norms = nullptr;
+    mutable std::vector<char> dora_fresh;
     std::vector<float> inv_freq;        // RoPE's frequencies (rope_inv_freq of the config)
     std::vector<float> inv_freq_local;  // those of the windowed layers, when they have their own
     Pass(const Model& model, const Ops& o, float* g, float p, uint64_t key, float neftune = 0.0f)
         : m(model), ops(o), W(model_weights(model, o)), grads(g), dropout(p), dropout_key(key), neftune_alpha(neftune),
-          inv_freq(rope_inv_freq(model.cfg)),
+          dora_fresh((size_t)model.cfg.n_layers * LORA_NUM_TARGETS, 0), inv_freq(rope_inv_freq(model.cfg)),
           inv_freq_local(model.cfg.rope_local_theta != 0.0f ? rope_inv_freq_local(model.cfg) : std::vector<float>()) {}
     // Layer l's RoPE table.
     const float* rope_table(int l) const { return m.cfg.rope_local(l) ? inv_freq_local.data() : inv_freq.data(); }
@@ -39,6 +45,11 @@ struct Pass {
     float* gw(size_t off) const { return grads && m.method == Method::Full && off != SIZE_MAX ? grads + off : nullptr; }
     bool adapted(LoraTarget t) const { return m.has_adapters() && m.lora.has(t); }
     bool dora(LoraTarget t) const { return adapted(t) && m.lora.use_dora; }
+    // Layer l's slice of dora_norms (null without DoRA).
+    float* dora_norms_of(int l) const {
+        return m.has_adapters() && m.lora.use_dora ? dora_norms + (size_t)l * dora_offset(m.cfg, m.lora, LORA_NUM_TARGETS)
+                                                   : nullptr;
+    }
     uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
 };
 
@@ -47,9 +58,10 @@ struct Pass {
 // (kernels.h, LoraProj). Every group has at most kMaxLinearGroup projections.
 constexpr int kMaxLinearGroup = 3;
 
-// DoRA's buffers of one layer (LayerActs::dora_z, dora_norm): for each projection with a magnitude,
-// in target order, z = x Wᵀ + s·(drop(x) Aᵀ) Bᵀ [N, OC] (what the magnitude rescales, kept for its
-// gradient) and the row norms of W + s·B·A [OC]. dora_offset (model/lora.h) places a target in them.
+// DoRA's buffers of one layer: for each projection with a magnitude, in target order,
+// z = x Wᵀ + s·(drop(x) Aᵀ) Bᵀ [N, OC] (LayerActs::dora_z: what the magnitude rescales, kept for its
+// gradient) and the row norms of W + s·B·A [OC] (Pass::dora_norms_of). dora_offset (model/lora.h)
+// places a target in them.
 struct DoraActs {
     act* z;
     float* norm;
@@ -67,7 +79,8 @@ struct LinearOut {
 // u [N, (adapted projections)·r] keeps x·Aᵀ of the group's adapters for the backward. The adapters'
 // terms are written first and each base GEMM accumulates onto its output: the adapters' GEMMs
 // through the rank-r bottleneck are memory-bound, so they should not be the ones that read y.
-// A DoRA projection writes z (in `dora`) that way, then y = add + (m / norm) ⊙ z + b.
+// A DoRA projection writes z (in `dora`) that way, then y = add + (m / norm) ⊙ z + b, the norms
+// computed by the pass's first forward of the layer (Pass::dora_fresh).
 void linear_forward(const Pass& P, const act* x, int N, int C, int layer, std::initializer_list<LinearOut> group,
                     act* u, DoraActs dora);
 

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <climits>
 #include <cmath>
+#include <cstddef>
 #include <sstream>
 
 #include "kernels/cpu/gemm.h"
@@ -13,13 +14,10 @@ const char* const kLoraTargetNames[LORA_NUM_TARGETS] = {"q", "k", "v", "o", "gat
 namespace {
 const uint32_t kLoraMagic = 0x414d4c4c;  // "LLMA"
 const uint32_t kLoraVersion = 2;
-// The LoraConfig of version 1 files: today's without use_dora.
-struct LoraConfigV1 {
-    int32_t rank;
-    float alpha, dropout;
-    int32_t use_rslora;
-    uint32_t targets;
-};
+// The LoraConfig as each version stores it: each is a prefix of the next (version 1: before use_dora).
+constexpr size_t kLoraConfigBytes[kLoraVersion + 1] = {0, 20, sizeof(LoraConfig)};
+static_assert(offsetof(LoraConfig, use_dora) == 20, "the version 1 config is the prefix");
+static_assert(sizeof(LoraConfig) == 24, "a new config field needs a new version");
 }  // namespace
 
 float LoraConfig::scale() const { return use_rslora ? alpha / std::sqrt((float)rank) : alpha / (float)rank; }
@@ -111,7 +109,10 @@ size_t dora_group_width(const ModelConfig& cfg, const LoraConfig& lc) {
 }
 
 bool lora_is_b(const TensorInfo& t) {
-    return t.shape.size() == 1 || (t.name.size() >= 7 && t.name.compare(t.name.size() - 7, 7, ".lora_B") == 0);
+    auto ends_with = [&](const std::string& s) {
+        return t.name.size() >= s.size() && t.name.compare(t.name.size() - s.size(), s.size(), s) == 0;
+    };
+    return ends_with(".lora_B") || ends_with(".lora_magnitude");
 }
 
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed) {
@@ -171,13 +172,8 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
     uint32_t version = r.get<uint32_t>("version");
     if (version != kLoraVersion && version != 1)
         fail("%s: adapter file version %u is not supported (this build reads 1 and %u)", path.c_str(), version, kLoraVersion);
-    if (version == 1) {
-        const LoraConfigV1 v1 = r.get<LoraConfigV1>("LoRA config");
-        lc = LoraConfig{};
-        lc.rank = v1.rank, lc.alpha = v1.alpha, lc.dropout = v1.dropout, lc.use_rslora = v1.use_rslora, lc.targets = v1.targets;
-    } else {
-        lc = r.get<LoraConfig>("LoRA config");
-    }
+    lc = LoraConfig{};  // the fields an older version lacks keep their defaults
+    r.read(&lc, kLoraConfigBytes[version], "LoRA config");
     uint64_t hash = r.get<uint64_t>("base model hash");
     int32_t layers = r.get<int32_t>("layer count");
     if (hash != cfg.hash() || layers != cfg.n_layers)

@@ -50,8 +50,8 @@ size_t dora_offset(const ModelConfig& cfg, const LoraConfig& lc, int t);
 // gate, up; down): the backward's dz scratch is N times it.
 size_t dora_group_width(const ModelConfig& cfg, const LoraConfig& lc);
 
-// Whether LoRA+ trains a tensor at the higher learning rate: an adapter's B, and (PEFT's
-// create_loraplus_optimizer puts every 1-D parameter there) DoRA's magnitudes.
+// Whether LoRA+ trains a tensor at the higher learning rate: an adapter's B, and DoRA's magnitudes
+// (PEFT's create_loraplus_optimizer puts every 1-D parameter there).
 bool lora_is_b(const TensorInfo& t);
 
 // PEFT's init: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in); B = 0, so training starts at the

@@ -213,7 +213,8 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
             continue;
         }
         if (!parse_peft_name(t.name, p, layer, target, part)) {
-            if (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos)
+            if (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos ||
+                t.name.find(".lora_magnitude_vector.") != std::string::npos)
                 fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
                      "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
             fail("%s: tensor %s is not a LoRA A or B of a decoder projection (embeddings, lm_head or other modules are "

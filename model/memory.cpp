@@ -297,23 +297,25 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     // QK-norm: q and k before the norm, and the norm's statistics per row and head.
     const size_t qk = c.qk_norm ? 1 : 0, QK = qk * (Q + KV), QKH = qk * (H + c.n_kv_heads);
     const size_t post = c.post_norms ? 1 : 0;
-    // DoRA: each projection with a magnitude keeps z [N, out] and its weight's row norms [out] (FP32).
+    // DoRA: each projection with a magnitude keeps z [N, out] per layer; the row norms [out] of every
+    // layer's (FP32) are computed once a pass.
     const size_t dora = s.method == Method::Full ? 0 : dora_offset(c, s.lora, LORA_NUM_TARGETS);
     e.per_layer = N * (((3 + 2 * post) * C + 2 * Q + 2 * KV + QK + 3 * F + r * adapted + dora) * cb +
-                       (2 + 2 * post + H + QKH) * fb) + dora * fb;
+                       (2 + 2 * post + H + QKH) * fb);
     size_t copies = s.recompute ? 1 : L;
     const std::string qk_terms = qk ? "+Q+KV" : "", qk_stats = qk ? "+H+Hkv" : "";
     const std::string c_terms = post ? "5C" : "3C", stat_terms = post ? "4" : "2";
-    const std::string dora_terms = dora ? strf("+DoRA z %zu", dora) : "", dora_norms = dora ? strf(" + DoRA norms %zu·4", dora) : "";
-    e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb + 3 * N * fb;
+    const std::string dora_terms = dora ? strf("+DoRA z %zu", dora) : "",
+                      dora_norms = dora ? strf(" + DoRA's row norms L·%zu·4", dora) : "";
+    e.activations = (L + 1) * N * C * cb + copies * e.per_layer + N * C * cb + N * fb + 3 * N * fb + L * dora * fb;
     e.why_activations =
-        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((%s+2Q+2KV%s+3F+r·%d%s)·%zu + (%s+H%s)·4)%s = %zu × %s "
-             "(%s) + final norm N·C·%zu + N·4 + the batch's tokens, positions, segments 3·N·4; N = %d×%d",
+        strf("layer inputs (L+1)·N·C·%zu = %s + %zu × per layer N·((%s+2Q+2KV%s+3F+r·%d%s)·%zu + (%s+H%s)·4) = %zu × %s "
+             "(%s) + final norm N·C·%zu + N·4 + the batch's tokens, positions, segments 3·N·4%s; N = %d×%d",
              cb, format_bytes((L + 1) * N * C * cb).c_str(), copies, c_terms.c_str(), qk_terms.c_str(), adapted,
-             dora_terms.c_str(), cb, stat_terms.c_str(), qk_stats.c_str(), dora_norms.c_str(),
+             dora_terms.c_str(), cb, stat_terms.c_str(), qk_stats.c_str(),
              copies, format_bytes(e.per_layer).c_str(),
              s.recompute ? "recompute: one layer's set, refilled in the backward" : "no recompute: every layer's set",
-             cb, s.B, s.T);
+             cb, dora_norms.c_str(), s.B, s.T);
     // The LM head runs loss_chunk() rows at a time: their logits (then dlogits, in place), hidden
     // states and their gradient; and for all the rows that carry loss weight at once: the list of
     // them, their targets, weights and nll.

@@ -169,9 +169,11 @@ void lora_init_magnitudes(Model& m) {
             if (!m.lora.has((LoraTarget)t)) continue;
             int in, out;
             lora_target_shape(m.cfg, (LoraTarget)t, in, out);
+            // B = 0 (a new adapter): the norms of W alone, without forming B·A (r·in·out multiply-adds)
+            const float* B = m.adapters.data() + L.B(l, t);
+            const bool b_zero = std::all_of(B, B + (size_t)out * m.lora.rank, [](float b) { return b == 0.0f; });
             cpu::dora_norm(m.adapters.data() + L.M(l, t), (const float*)P.w(m.off.layers[l].projection(t)),
-                           m.adapters.data() + L.A(l, t), m.adapters.data() + L.B(l, t), out, in, m.lora.rank,
-                           m.lora.scale());
+                           m.adapters.data() + L.A(l, t), B, out, in, b_zero ? 0 : m.lora.rank, m.lora.scale());
         }
     m.device.reset();  // the magnitudes changed (as model_set_lora)
 }
@@ -179,7 +181,7 @@ void lora_init_magnitudes(Model& m) {
 size_t Workspace::bytes() const {
     size_t n = 0;
     for (const Buffer* b : {&resid, &final_ln, &final_rstd, &dresid, &dln, &datt, &dq, &dk, &dv, &dh, &dgate, &dup,
-                            &dfinal, &dq_pre, &dk_pre, &ddora, &logits, &hc, &dhc, &nll, &targets, &weights, &rows, &tokens,
+                            &dfinal, &dq_pre, &dk_pre, &ddora, &dora_norms, &logits, &hc, &dhc, &nll, &targets, &weights, &rows, &tokens,
                             &pos, &seg})
         n += b->bytes;
     for (const LayerActs& a : acts)
@@ -211,6 +213,7 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
     ws.dfinal = act(N * C);
     ws.dq_pre = act(c.qk_norm ? N * Q : 0); ws.dk_pre = act(c.qk_norm ? N * KV : 0);
     ws.ddora = act(m.has_adapters() ? N * dora_group_width(c, m.lora) : 0);
+    ws.dora_norms = f32(m.has_adapters() ? c.n_layers * dora_offset(c, m.lora, LORA_NUM_TARGETS) : 0);
     size_t K = ws.chunk = loss_chunk(ops.host);
     ws.logits = act(K * c.vocab_size); ws.hc = act(K * C); ws.dhc = act(K * C);
     ws.nll = f32(N); ws.targets = i32(N); ws.weights = f32(N); ws.rows = i32(N);
@@ -311,6 +314,7 @@ double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad
 double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch, float* grads, float grad_scale,
                               uint64_t dropout_key, float neftune_alpha, const Ops& ops) {
     Pass P(m, ops, grads, m.has_adapters() ? m.lora.dropout : 0.0f, dropout_key, neftune_alpha);
+    P.dora_norms = ws.dora_norms.f();
     const ModelConfig& c = m.cfg;
     forward_layers(P, ws, batch);  // sets ws.B, ws.T to the batch's shape
     int N = ws.B * ws.T;
@@ -330,6 +334,7 @@ double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch,
 
 double model_forward_loss(const Model& m, Workspace& ws, const Batch& batch, const Ops& ops) {
     Pass P(m, ops, nullptr, 0.0f, 0);
+    P.dora_norms = ws.dora_norms.f();
     forward_layers(P, ws, batch);
     return lm_head_loss(P, ws, batch, 0.0f);
 }
@@ -345,6 +350,7 @@ void model_logits(const Model& m, const int32_t* tokens, int T, float* logits, c
         b.seg[t] = 0;
     }
     Pass P(m, ops, nullptr, 0.0f, 0);
+    P.dora_norms = ws.dora_norms.f();
     forward_layers(P, ws, b);
     Buffer out = act_buffer(ops, (size_t)T * m.cfg.vocab_size, Mem::activations);
     ops.matmul_forward(out.a(), ws.final_ln.a(), P.w(m.off.lm_head), nullptr, T, m.cfg.dim, m.cfg.vocab_size, nullptr);

@@ -122,14 +122,14 @@ struct LayerActs {
     Buffer o, d, rstd_o, rstd_d;
     // x·Aᵀ of the adapters of each linear group (model/linear.h), [N, r per adapted projection]
     Buffer u_qkv, u_o, u_gate_up, u_down;
-    // DoRA (empty otherwise): z of every projection with a magnitude and its weight's row norms (FP32),
-    // in target order (model/linear.h, DoraActs)
-    Buffer dora_z, dora_norm;
+    // DoRA (empty otherwise): z of every projection with a magnitude, in target order (model/linear.h,
+    // DoraActs)
+    Buffer dora_z;
     // All of the above (memory accounting, tests).
     std::vector<const Buffer*> buffers() const {
         return {&ln1,   &rstd1, &q,     &k,     &v,      &att,    &lse,    &x_mid, &ln2,   &rstd2,   &gate, &up, &h,
                 &q_pre, &k_pre, &rstd_q, &rstd_k, &o,    &d,      &rstd_o, &rstd_d, &u_qkv, &u_o, &u_gate_up, &u_down,
-                &dora_z, &dora_norm};
+                &dora_z};
     }
 };
 
@@ -149,6 +149,7 @@ struct Workspace {
     Buffer dresid, dln, datt, dq, dk, dv, dh, dgate, dup, dfinal;
     Buffer dq_pre, dk_pre;  // QK-norm: the gradients of q_pre, k_pre (empty without it)
     Buffer ddora;           // DoRA: dz of a group's projections (N × dora_group_width; empty without it)
+    Buffer dora_norms;      // DoRA: every layer's row norms, FP32 (Pass::dora_norms; empty without it)
     // LM head: one chunk's logits (then dlogits), gathered hidden states and their gradient; for
     // all the batch positions that carry loss weight (`rows` lists them), their losses, targets and weights
     Buffer logits, hc, dhc, nll, targets, weights, rows;

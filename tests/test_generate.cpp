@@ -10,8 +10,8 @@
 
 using std::vector;
 
-// A tiny model with LoRA on every target, confident enough that FP32 ordering flips no argmax.
-static Model decoding_model(ModelConfig c) {
+// A tiny model with LoRA (or DoRA) on every target, confident enough that FP32 ordering flips no argmax.
+static Model decoding_model(ModelConfig c, bool dora = false) {
     c.vocab_size = 61;
     Model m;
     vector<float> p;
@@ -20,6 +20,7 @@ static Model decoding_model(ModelConfig c) {
     model_init(m, c, std::move(p));
     LoraConfig lc;
     lc.targets = lora_parse_targets("all");
+    lc.use_dora = dora;
     model_add_lora(m, lc, 4);
     for (size_t i = 0; i < m.adapters.size(); i++) m.adapters[i] += 0.05f * Rng(i).normal();
     return m;
@@ -67,6 +68,8 @@ TEST_CASE("generate: batched KV-cached greedy decoding equals argmax of the full
     // Gemma 3: post norms, GeGLU, scaled embeddings; a window of 5 keys in five layers of six (the
     // long prompts decode far past it), with their own RoPE base
     check_greedy_decoding(decoding_model(config_preset("tiny-gemma3")));
+    // DoRA: the row norms computed by the prefill's first forward of each layer, then read by every step
+    check_greedy_decoding(decoding_model(bias, true));
     SampleOptions so;
     so.max_new_tokens = 10;
     const vector<vector<int32_t>> prompts = {{1, 2, 3, 4, 5}, {7, 30, 2, 44}, {9, 8, 7, 6, 5, 4, 3, 2, 1, 0, 11, 12}};
@@ -96,9 +99,10 @@ TEST_CASE("generate_bytes is the memory generate allocates") {
     SampleOptions so;
     so.max_new_tokens = 5;
     vector<vector<int32_t>> long_prompts(3, vector<int32_t>(900, 7));
-    for (const char* preset : {"tiny", "tiny-qwen3", "tiny-gemma3"}) {
+    for (const char* preset : {"tiny", "tiny-qwen3", "tiny-gemma3", "tiny+dora"}) {
         CAPTURE(preset);
-        Model m = decoding_model(config_preset(preset));
+        const bool dora = std::string(preset) == "tiny+dora";
+        Model m = decoding_model(config_preset(dora ? "tiny" : preset), dora);
         for (const vector<vector<int32_t>>& prompts :
              {vector<vector<int32_t>>{{1}, {2}}, vector<vector<int32_t>>{{1, 2, 3, 4, 5}, {7}, {9, 8, 7}}, long_prompts}) {
             const Ops& ops = cpu_ops();

@@ -4,7 +4,7 @@
 //   ./export --lora out/ckpt-00000050/adapter.lora --hf runs/merged-hf          (a transformers model)
 //   ./export --model out/ckpt-00000050/model.bin --hf runs/full-hf              (a full fine-tune)
 //   ./export --lora out/ckpt-00000050/adapter.lora --gguf merged.gguf --dtype q8_0 (llama.cpp, ollama)
-//   ./export --lora out/ckpt-00000050/adapter.lora --merge models/merged.bin     (W += s·B·A, our .bin)
+//   ./export --lora out/ckpt-00000050/adapter.lora --merge models/merged.bin     (W += s·B·A; DoRA: then each row to its magnitude; our .bin)
 // --model names the base (default models/smollm2-135m-instruct.bin); an adapter must match it.
 // --hf and --gguf write the model (with the adapter merged in, when one is given) and its tokenizer
 // (--tokenizer, default the model path with .tok) as a Hugging Face directory or a GGUF file.

@@ -136,6 +136,7 @@ static int run(int argc, char** argv) {
         } else args.unknown();
     }
     if (s.lora.rank < 1) fail("--lora-r must be at least 1");
+    if (s.lora.use_dora && s.method == Method::Full) fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
     if (published) return print_published(), 0;
     if (!lora_matrix.empty()) return print_lora_matrix(lora_matrix, s.lora.rank), 0;
     if (s.B < 1 || s.T < 1) fail("--batch-size and --seq-len must be at least 1");
