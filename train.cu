@@ -53,6 +53,7 @@ void usage() {
         "                          --val-data repeats too)\n"
         "  --template NAME         chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
         "  --max-seq-len N (512)   --padding longest|max_length   --packing   --truncation drop|truncate|error\n"
+        "  --group-by-length       batches of similar lengths (transformers' group_by_length): less padding\n"
         "  --prompt-loss-weight W  weight of prompt tokens in the loss (0..1, default 0)\n"
         "  --skip-bad-lines        train without invalid lines instead of stopping (they are reported)\n"
         "  --check-data            print the data report and exit\n"
@@ -140,6 +141,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--max-seq-len")) tc.batch.max_seq_len = args.integer();
         else if (args.is("--padding")) f.padding = args.value();
         else if (args.is("--packing")) tc.batch.packing = true;
+        else if (args.is("--group-by-length")) tc.group_by_length = true;
         else if (args.is("--truncation")) f.truncation = args.value();
         else if (args.is("--prompt-loss-weight")) f.prompt_loss_weight = (float)args.number_in(0, 1);
         else if (args.is("--skip-bad-lines")) f.skip_bad_lines = true;
@@ -188,6 +190,12 @@ void parse_flags(int argc, char** argv, Flags& f) {
     else if (f.padding == "max_length") tc.batch.padding = Padding::max_length;
     else fail("--padding %s: use longest or max_length", f.padding.c_str());
     if (tc.batch.max_seq_len < 2) fail("--max-seq-len must be at least 2");
+    if (tc.group_by_length && tc.batch.packing)
+        fail("--group-by-length groups examples of similar lengths into padded batches: with --packing there is no "
+             "padding to save (leave one out)");
+    if (tc.group_by_length && tc.batch.padding == Padding::max_length)
+        fail("--group-by-length saves padding up to each batch's longest example: with --padding max_length every "
+             "batch is padded to --max-seq-len anyway (use --padding longest)");
     f.data_opt.max_seq_len = tc.batch.max_seq_len;
     f.data_opt.prompt_loss_weight = f.prompt_loss_weight;
     f.data_opt.truncation = parse_truncation(f.truncation);
@@ -501,6 +509,9 @@ int run(int argc, char** argv) {
                "more in shorter batches); none when evaluating\n",
                f.tc.neftune_alpha, f.tc.neftune_alpha / std::sqrt((double)L * t.model.cfg.dim), L, t.model.cfg.dim);
     }
+    if (f.tc.group_by_length)
+        printf("group by length: %.1f%% of the first epoch's batch positions are padding (%.1f%% in shuffled order)\n",
+               100 * epoch_padding(t, 0, true), 100 * epoch_padding(t, 0, false));
     const bool wsd = f.tc.optim.schedule == Schedule::wsd;
     const int cooldown = std::max(0, t.total_steps - lr_decay_start(t.cfg.optim, t.total_steps));
     printf("steps: %d (batch %d x accum %d, max seq %d%s), lr %g %s, warmup %d%s\n", t.total_steps,

@@ -10,6 +10,21 @@ size_t response_tokens(const Example& e) {
     return n;
 }
 
+void group_by_length(std::vector<size_t>& order, const std::vector<Example>& examples, size_t group) {
+    const size_t n = order.size();
+    if (n == 0 || group == 0) return;
+    const size_t mult = std::max<size_t>(1, std::min<size_t>(n / (group * 4), 50)), mega = mult * group;
+    auto longer = [&](size_t a, size_t b) { return examples[a].size() > examples[b].size(); };
+    size_t longest_mega = 0;
+    for (size_t start = 0; start < n; start += mega) {
+        const auto first = order.begin() + start, last = order.begin() + std::min(n, start + mega);
+        std::stable_sort(first, last, longer);
+        // the first mega-batch whose head is the longest (torch.argmax: the first of equal maxima)
+        if (longer(*first, order[longest_mega])) longest_mega = start;
+    }
+    std::swap(order[0], order[longest_mega]);
+}
+
 size_t fill_batch(const std::vector<Example>& examples, const std::vector<size_t>& order, size_t start,
                   const BatchOptions& opt, Batch& b) {
     if (opt.batch_size < 1 || opt.max_seq_len < 2)

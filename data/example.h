@@ -46,3 +46,11 @@ struct BatchOptions {
 // policy guarantees it); otherwise this fails naming the example's line.
 size_t fill_batch(const std::vector<Example>& examples, const std::vector<size_t>& order, size_t start,
                   const BatchOptions& opt, Batch& b);
+
+// transformers' group_by_length (LengthGroupedSampler, get_length_grouped_indices) on a shuffled
+// order: cut into mega-batches of `group` × min(n / (4·group), 50) (at least one group), each sorted
+// longest first (stably), and the longest example of all swapped to the very front, so that
+// consecutive examples have similar lengths (less padding in each batch, Padding::longest) and the
+// largest batch runs first (an out-of-memory shows at once). `group` is what one optimizer step
+// takes: rows per micro-batch × micro-batches per step, as the Trainer passes it.
+void group_by_length(std::vector<size_t>& order, const std::vector<Example>& examples, size_t group);

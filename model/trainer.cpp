@@ -20,15 +20,17 @@ const uint32_t kStateMagic = 0x534d4c4c;  // "LLMS"
 // version 1 and 2 files still load
 const uint32_t kStateVersion = 3;
 
-// Epoch e's order: a Fisher-Yates shuffle seeded by (seed, e). Stateless, so a resumed run
-// rebuilds exactly the order it was in.
-std::vector<size_t> epoch_order(const Trainer& t, uint64_t epoch) {
+// Epoch e's order: a Fisher-Yates shuffle seeded by (seed, e), then with --group-by-length grouped
+// by length over what a step takes. Stateless, so a resumed run rebuilds exactly the order it was in.
+std::vector<size_t> epoch_order(const Trainer& t, uint64_t epoch, bool grouped) {
     std::vector<size_t> order(t.train.size());
     for (size_t i = 0; i < order.size(); i++) order[i] = i;
     Rng rng(t.cfg.seed ^ (0xA0761D6478BD642Full * (epoch + 1)));
     for (size_t i = order.size(); i > 1; i--) std::swap(order[i - 1], order[rng.next_u64() % i]);
+    if (grouped) group_by_length(order, t.train, (size_t)t.cfg.batch.batch_size * t.cfg.grad_accum);
     return order;
 }
+std::vector<size_t> epoch_order(const Trainer& t, uint64_t epoch) { return epoch_order(t, epoch, t.cfg.group_by_length); }
 void build_order(Trainer& t) { t.order = epoch_order(t, t.epoch); }
 
 // Optimizer steps in epoch `epoch`: its micro-batches (packing makes their count depend on the
@@ -40,6 +42,23 @@ int epoch_steps(const Trainer& t, uint64_t epoch) {
     for (size_t c = 0; c < order.size(); micro++) c += fill_batch(t.train, order, c, t.cfg.batch, b);
     return (int)((micro + t.cfg.grad_accum - 1) / t.cfg.grad_accum);
 }
+
+}  // namespace
+
+double epoch_padding(const Trainer& t, uint64_t epoch, bool grouped) {
+    const std::vector<size_t> order = epoch_order(t, epoch, grouped);
+    Batch b;
+    size_t positions = 0, used = 0;
+    for (size_t c = 0; c < order.size();) {
+        const size_t n = fill_batch(t.train, order, c, t.cfg.batch, b);
+        for (size_t k = c; k < c + n; k++) used += t.train[order[k]].size();
+        positions += (size_t)b.B * b.T;
+        c += n;
+    }
+    return positions ? 1.0 - (double)used / positions : 0.0;
+}
+
+namespace {
 
 // FNV-1a over every training and validation example (ids and loss weights), in order: what the
 // data flags (--data, --val-data, --template, --prompt-loss-weight, --truncation, --max-seq-len, the
@@ -113,6 +132,7 @@ std::string TrainConfig::signature() const {
     if (optim.schedule == Schedule::wsd) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " decay=%g", optim.decay_ratio);
     if (neftune_alpha > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " neftune=%g", neftune_alpha);
     if (lora.use_dora && method != Method::Full) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " dora=1");
+    if (group_by_length) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " group_by_length=1");
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
     return buf;
 }
@@ -349,7 +369,7 @@ static std::string signature_changes(const std::string& was, const std::string& 
         if (key == "optimizer" && v == "(none)") return "adamw";
         if (key == "loraplus" && v == "(none)") return "1 (off)";
         if (key == "neftune" && v == "(none)") return "0 (off)";
-        if (key == "dora") return v == "(none)" ? "off" : "on";
+        if (key == "dora" || key == "group_by_length") return v == "(none)" ? "off" : "on";
         return v;
     };
     auto a = fields(was), b = fields(now);

@@ -20,6 +20,7 @@ struct TrainConfig {
     float epochs = 1.0f;
     bool recompute = false;      // gradient checkpointing
     float neftune_alpha = 0.0f;  // NEFTune's noise on the embeddings while training (0: off)
+    bool group_by_length = false;  // each epoch's order grouped by length (data/example.h; not with packing)
     // Non-host backends: AdamW runs on the host (the CPU backend's kernel) on host copies of the
     // gradients and moments, with the host model's FP32 parameters (kept in every run) as the
     // masters, and the updated parameters go back as the BF16 copy. Moves 12 bytes per trainable
@@ -69,6 +70,9 @@ struct StepResult {
 // Tokens per row the workspace is sized for: max_seq_len, or with dynamic padding the longest
 // example of train and val when shorter.
 int trainer_seq_len(const TrainConfig& cfg, const std::vector<Example>& train, const std::vector<Example>& val);
+// The share of epoch `epoch`'s batch positions (rows × T of every micro-batch) that are padding, with
+// its order grouped by length or not (whatever t.cfg.group_by_length says).
+double epoch_padding(const Trainer& t, uint64_t epoch, bool grouped);
 // Sets up buffers, the example order and the step count, and puts the model on the backend. The
 // model (with its method set) and the data must already be in `t`.
 void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops);

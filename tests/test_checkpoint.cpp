@@ -34,7 +34,7 @@ static vector<Example> examples(int n) {
 
 // A fresh trainer: same model, data and settings every time.
 static void setup(Trainer& t, Method method, const std::string& out, float neftune_alpha = 0.0f, bool eight_bit = false,
-                  bool dora = false) {
+                  bool dora = false, bool grouped = false) {
     model_init_random(t.model, tiny(), 1);
     TrainConfig tc;
     tc.method = method;
@@ -53,34 +53,38 @@ static void setup(Trainer& t, Method method, const std::string& out, float neftu
     tc.keep_last = 1;
     tc.neftune_alpha = neftune_alpha;
     tc.optim.eight_bit = eight_bit;
+    tc.group_by_length = grouped;
     t.train = examples(13);  // not a multiple of the batch: the run crosses epoch boundaries
     trainer_init(t, tc, cpu_ops());
 }
 
 // Full fine-tuning with 8-bit moments: the tiny model's embedding (9600 parameters) in codes, the
 // rest in FP32, both through the checkpoint.
-TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments, DoRA)") {
-    struct Case { Method method; float neftune; bool eight_bit; const char* name; bool dora; };
-    for (Case k : {Case{Method::Lora, 0.0f, false, "resume-lora", false}, Case{Method::Full, 0.0f, false, "resume-full", false},
-                   Case{Method::Lora, 5.0f, false, "resume-neftune", false},
-                   Case{Method::Full, 0.0f, true, "resume-adamw8bit", false}, Case{Method::Lora, 0.0f, false, "resume-dora", true}}) {
+TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments, DoRA, grouped by length)") {
+    struct Case { Method method; float neftune; bool eight_bit; const char* name; bool dora, grouped; };
+    for (Case k : {Case{Method::Lora, 0.0f, false, "resume-lora", false, false},
+                   Case{Method::Full, 0.0f, false, "resume-full", false, false},
+                   Case{Method::Lora, 5.0f, false, "resume-neftune", false, false},
+                   Case{Method::Full, 0.0f, true, "resume-adamw8bit", false, false},
+                   Case{Method::Lora, 0.0f, false, "resume-dora", true, false},
+                   Case{Method::Lora, 0.0f, false, "resume-grouped", false, true}}) {
         const Method method = k.method;
         CAPTURE(k.name);
         std::string dir = temp_dir(k.name);
         Trainer full;
-        setup(full, method, dir + "/a", k.neftune, k.eight_bit, k.dora);
+        setup(full, method, dir + "/a", k.neftune, k.eight_bit, k.dora, k.grouped);
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
 
         {
             Trainer first;
-            setup(first, method, dir + "/b", k.neftune, k.eight_bit, k.dora);
+            setup(first, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped);
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
             trainer_step(first);  // progress after the checkpoint is lost with the "kill"
         }
         Trainer second;
-        setup(second, method, dir + "/b", k.neftune, k.eight_bit, k.dora);
+        setup(second, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped);
         std::string ckpt = find_latest_checkpoint(dir + "/b");
         REQUIRE(ckpt == dir + "/b/ckpt-00000004");
         trainer_load_checkpoint(second, ckpt);
@@ -94,6 +98,7 @@ TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (
         CHECK(memcmp(full.opt.m8.p, second.opt.m8.p, full.opt.m8.bytes) == 0);
         CHECK(memcmp(full.opt.absmax.p, second.opt.absmax.p, full.opt.absmax.bytes) == 0);
         CHECK(second.model.lora.use_dora == k.dora);
+        if (k.grouped) CHECK(epoch_padding(full, 0, true) < epoch_padding(full, 0, false));
     }
 }
 

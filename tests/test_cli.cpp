@@ -140,6 +140,8 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
                    Case{"--lr-scheduler wsd --decay-ratio 0", "flag --decay-ratio: 0 is out of range: expected a number in (0, 1]"},
                    Case{"--method full --loraplus-lr-ratio 16", "--loraplus-lr-ratio raises the learning rate of LoRA's B matrices"},
                    Case{"--method full --use-dora", "--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora"},
+                   Case{"--packing --group-by-length", "with --packing there is no padding to save"},
+                   Case{"--padding max_length --group-by-length", "every batch is padded to --max-seq-len anyway"},
                    Case{"--neftune-alpha -5", "flag --neftune-alpha: -5 is out of range: expected a number in [0, 10000]"},
                    Case{"--val-split 0.4 --val-data d.jsonl", "both give held-out data: pass one"},
                    Case{"--warmup-steps 1 --warmup-ratio 0.5", "both set the warmup: pass one"},
@@ -162,6 +164,11 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     INFO(dora.out);
     CHECK(dora.status == 0);
     CHECK(has(dora, ", DoRA (a magnitude per output row)"));
+    Run grouped = s.train("--group-by-length --dry-run");
+    INFO(grouped.out);
+    CHECK(grouped.status == 0);
+    CHECK(has(grouped, "group by length: "));
+    CHECK(has(grouped, "% in shuffled order)"));
     Run wsd = s.train("--lr-scheduler wsd --decay-ratio 0.25 --max-steps 8 --dry-run");
     INFO(wsd.out);
     CHECK(has(wsd, "lr 0.0002 wsd, warmup 0, cooldown over the last 2"));

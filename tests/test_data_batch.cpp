@@ -1,6 +1,7 @@
 // The batch builder: padding, packing isolation, weights/targets alignment, cursor arithmetic.
 #include <doctest/doctest.h>
 
+#include <algorithm>
 #include <numeric>
 #include <string>
 
@@ -172,4 +173,39 @@ TEST_CASE("fill_batch refuses examples the length policy should have handled") {
     Batch b;
     CHECK_THROWS_WITH(fill_batch(ex, iota_order(1), 0, o, b), doctest::Contains("line 7"));
     CHECK_THROWS(fill_batch(ex, iota_order(1), 1, o, b));
+}
+
+// transformers' get_length_grouped_indices after its randperm (here the identity, so the expected
+// orders follow by hand): mega-batches of group × min(n / (4·group), 50), each sorted longest first
+// (stable), the longest head swapped to the front.
+TEST_CASE("group_by_length: transformers' mega-batches, sorted longest first, the longest example first") {
+    auto examples = [](std::vector<int> lengths) {
+        std::vector<Example> ex;
+        for (int n : lengths) ex.push_back(make_example(n, 1, 0, (int)ex.size() + 1));
+        return ex;
+    };
+    auto grouped = [](const std::vector<Example>& ex, size_t group) {
+        std::vector<size_t> order(ex.size());
+        std::iota(order.begin(), order.end(), 0);
+        group_by_length(order, ex, group);
+        return order;
+    };
+    // n 10, group 2: mega-batches of 2 (10 / 8 = 1); the longest (9, twice) heads the first already
+    const std::vector<Example> a = examples({3, 9, 4, 9, 2, 7, 5, 8, 6, 1});
+    CHECK(grouped(a, 2) == std::vector<size_t>{1, 0, 3, 2, 5, 4, 7, 6, 8, 9});
+    // the longest in the second mega-batch: its head and the first's swap
+    const std::vector<Example> b = examples({3, 4, 9, 2, 5, 5});
+    CHECK(grouped(b, 2) == std::vector<size_t>{2, 0, 1, 3, 4, 5});  // [1, 0] [2, 3] [4, 5] -> 2 first
+    // n 1000, group 8: mega-batches of 8 × 31 = 248 (the last 8 of 1000 alone)
+    std::vector<int> lengths;
+    for (int i = 0; i < 1000; i++) lengths.push_back(2 + (i * 7919) % 500);
+    const std::vector<Example> c = examples(lengths);
+    const std::vector<size_t> order = grouped(c, 8);
+    std::vector<size_t> sorted = order;
+    std::sort(sorted.begin(), sorted.end());
+    for (size_t i = 0; i < sorted.size(); i++) REQUIRE(sorted[i] == i);  // a permutation
+    CHECK(c[order[0]].size() == 501);  // the longest of all first
+    for (size_t start : {0, 248, 496, 744, 992})
+        for (size_t i = start + 2; i < std::min<size_t>(1000, start + 248); i++) CHECK(c[order[i - 1]].size() >= c[order[i]].size());
+    CHECK(c[order[247]].size() < c[order[248]].size());  // a new mega-batch starts long again
 }
