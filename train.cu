@@ -405,7 +405,14 @@ int run(int argc, char** argv) {
     double quantized_in = 0;  // --method qlora: seconds the base took to quantize
     if (!f.preset.empty()) {
         cfg = config_preset(f.preset);
-        if (!f.check_data) model_init_random(cfg, params, f.tc.seed);
+        if (f.check_data) {
+        } else if (f.tc.method == Method::Qlora) {  // quantized a projection at a time: never whole in FP32
+            const double q0 = now_seconds();
+            model_init_random_quantized(t.model, cfg, f.tc.seed);
+            quantized_in = now_seconds() - q0;
+        } else {
+            model_init_random(cfg, params, f.tc.seed);
+        }
         printf("model: random %s (%s)\n", f.preset.c_str(), cfg.describe().c_str());
     } else {
         if (!file_exists(f.model))
@@ -459,15 +466,9 @@ int run(int argc, char** argv) {
     if (f.tc.keep_best && f.tc.eval_every <= 0)
         printf("note: --keep-best without --eval-every compares only the final evaluation: OUT/best/ will be the last weights\n");
 
-    if (f.tc.method == Method::Qlora) {
-        if (t.model.nf4.empty()) {  // a --preset's random weights (a model file was read into NF4)
-            const double q0 = now_seconds();
-            model_quantize_nf4(t.model);
-            quantized_in = now_seconds() - q0;
-        }
+    if (f.tc.method == Method::Qlora)
         printf("qlora: base projections quantized to NF4 with double-quantized scales in %.1fs (%s for the base)\n",
                quantized_in, fmt_bytes(t.model.base_bytes()).c_str());
-    }
     if (!f.init_adapter.empty()) {
         // The adapter fixes the shape of what is trained (rank, alpha, rsLoRA, targets, DoRA); dropout
         // is this run's. The signature takes them, so --resume finds the same run.
@@ -501,7 +502,8 @@ int run(int argc, char** argv) {
                f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str(),
                f.tc.lora.use_dora ? ", DoRA (a magnitude per output row)" : "",
                f.tc.optim.lora_b_lr_ratio == 1.0f ? ""
-                   : strf(", LoRA+: B at lr x %g (%g)", f.tc.optim.lora_b_lr_ratio,
+                   : strf(", LoRA+: B%s at lr x %g (%g)", f.tc.lora.use_dora ? " and DoRA's magnitudes" : "",
+                          f.tc.optim.lora_b_lr_ratio,
                           f.tc.optim.lr * f.tc.optim.lora_b_lr_ratio).c_str());
     if (f.tc.neftune_alpha > 0) {
         const int L = trainer_seq_len(f.tc, t.train, t.val);

@@ -143,6 +143,17 @@ void model_init_random_nf4(Model& m, const ModelConfig& cfg, uint64_t seed) {
         [&](size_t i, float* dst) { init_random_tensor(m.layout.tensors[i], i, dst, seed); });
 }
 
+void model_init_random_quantized(Model& m, const ModelConfig& cfg, uint64_t seed) {
+    std::vector<float> tmp;  // one projection in FP32 at a time
+    new_nf4_model(
+        m, cfg, [&](size_t i) {
+            tmp.resize(m.layout.tensors[i].numel);
+            init_random_tensor(m.layout.tensors[i], i, tmp.data(), seed);
+            return nf4_weight_quantize(cpu_ops(), tmp.data(), tmp.size());
+        },
+        [&](size_t i, float* dst) { init_random_tensor(m.layout.tensors[i], i, dst, seed); });
+}
+
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters) {
     m.method = m.nf4.empty() ? Method::Lora : Method::Qlora;
     m.lora = lc;

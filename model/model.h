@@ -102,6 +102,9 @@ void model_init_random(Model& m, const ModelConfig& cfg, uint64_t seed);
 // A model whose projections are random NF4 weights made directly (nf4_weight_random), the rest as
 // model_init_random: a QLoRA base of any size (LLaMA-65B) without ever holding its FP32 weights.
 void model_init_random_nf4(Model& m, const ModelConfig& cfg, uint64_t seed);
+// model_init_random + model_quantize_nf4 (the same model, bit for bit, as model_load_nf4 is for a
+// file) with one projection in FP32 at a time: a --preset's QLoRA base in a quarter of the memory.
+void model_init_random_quantized(Model& m, const ModelConfig& cfg, uint64_t seed);
 // Switches to LoRA (QLoRA once quantized) with fresh adapters (A Kaiming-uniform, B zero) or the given ones.
 void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
 // DoRA's magnitudes set to the row norms of W + s·B·A with the model's adapters (as PEFT initialises

@@ -164,6 +164,17 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     INFO(dora.out);
     CHECK(dora.status == 0);
     CHECK(has(dora, ", DoRA (a magnitude per output row)"));
+    // ./memory takes --use-dora after or before --method; its magnitudes, z, norms and dz are explained
+    Run mem = run("./memory --use-dora --preset smollm2-135m --method lora --explain");
+    INFO(mem.out);
+    CHECK(mem.status == 0);
+    CHECK(has(mem, "+ out (DoRA's magnitude)"));
+    CHECK(has(mem, "DoRA z "));
+    CHECK(has(mem, "DoRA's row norms"));
+    CHECK(has(mem, "DoRA dz"));
+    Run mem_full = run("./memory --preset smollm2-135m --method full --use-dora");
+    CHECK(mem_full.status == 1);
+    CHECK(has(mem_full, "--use-dora adds magnitudes to LoRA adapters"));
     Run grouped = s.train("--group-by-length --dry-run");
     INFO(grouped.out);
     CHECK(grouped.status == 0);

@@ -143,21 +143,28 @@ TEST_CASE("qlora: the NF4 model computes exactly what FP32 weights holding the d
     CHECK(memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
 }
 
-TEST_CASE("qlora: a model file streamed into NF4 (model_load_nf4) is the model loaded whole and quantized") {
+// And a --preset's random weights quantized a projection at a time (model_init_random_quantized).
+TEST_CASE("qlora: a model file streamed into NF4 (model_load_nf4), or random weights made a projection at a time, is the model made whole and quantized") {
     ModelConfig c = small();
     vector<float> p;
     model_init_random(c, p, 5);
     const std::string dir = temp_dir("nf4-load");
-    for (DType dt : {DType::F32, DType::BF16}) {
-        const std::string path = dir + "/m.bin";
-        model_save(path, c, p, dt);
+    for (const char* source : {"F32 file", "BF16 file", "random"}) {
+        CAPTURE(source);
         Model whole, streamed;
-        ModelConfig loaded;
-        vector<float> w;
-        model_load(path, loaded, w);
-        model_init(whole, loaded, w);
+        if (std::string(source) == "random") {
+            model_init(whole, c, p);
+            model_init_random_quantized(streamed, c, 5);
+        } else {
+            const std::string path = dir + "/m.bin";
+            model_save(path, c, p, std::string(source) == "F32 file" ? DType::F32 : DType::BF16);
+            ModelConfig loaded;
+            vector<float> w;
+            model_load(path, loaded, w);
+            model_init(whole, loaded, w);
+            model_load_nf4(streamed, path);
+        }
         model_quantize_nf4(whole);
-        model_load_nf4(streamed, path);
         CHECK(streamed.cfg.hash() == whole.cfg.hash());
         CHECK(streamed.method == whole.method);
         CHECK(streamed.params == whole.params);

@@ -136,7 +136,6 @@ static int run(int argc, char** argv) {
         } else args.unknown();
     }
     if (s.lora.rank < 1) fail("--lora-r must be at least 1");
-    if (s.lora.use_dora && s.method == Method::Full) fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
     if (published) return print_published(), 0;
     if (!lora_matrix.empty()) return print_lora_matrix(lora_matrix, s.lora.rank), 0;
     if (s.B < 1 || s.T < 1) fail("--batch-size and --seq-len must be at least 1");
@@ -150,6 +149,7 @@ static int run(int argc, char** argv) {
     if (shapes == 0 && !s.cfg.max_seq_len) s.cfg.max_seq_len = s.T;
 
     s.method = parse_method(method);
+    if (s.lora.use_dora && s.method == Method::Full) fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
     s.optimizer = parse_optim_kind(optimizer);
     memory_set_backend(s, parse_backend(device));
     if (bytes) memory_set_uniform_bytes(s, bytes);
