@@ -5,6 +5,7 @@
 #include <initializer_list>
 
 #include "model/model.h"
+#include "model/util.h"
 
 // What a pass needs besides the buffers: the model, the backend and the weights as it reads them,
 // the gradient sink.
@@ -47,8 +48,9 @@ struct Pass {
     bool dora(LoraTarget t) const { return adapted(t) && m.lora.use_dora; }
     // Layer l's slice of dora_norms (null without DoRA).
     float* dora_norms_of(int l) const {
-        return m.has_adapters() && m.lora.use_dora ? dora_norms + (size_t)l * dora_offset(m.cfg, m.lora, LORA_NUM_TARGETS)
-                                                   : nullptr;
+        if (!m.has_adapters() || !m.lora.use_dora) return nullptr;
+        if (!dora_norms) fail("internal: a pass over a DoRA model without its row norms' buffer (Pass::dora_norms)");
+        return dora_norms + (size_t)l * dora_offset(m.cfg, m.lora, LORA_NUM_TARGETS);
     }
     uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
 };
