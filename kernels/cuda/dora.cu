@@ -112,11 +112,14 @@ __global__ void dora_backward_kernel(bf16* dz, float* dm, const bf16* dy, const 
 void dora_norm(float* norm, const bf16* w, const bf16* A, const bf16* B, int OC, int C, int r, float scale) {
     if (OC == 0) return;
     const int rk = (r + 3) / 4 * 4;
-    const size_t smem_limit = 48 << 10;  // without opting in to more
-    if ((size_t)rk * 4 > smem_limit)
+    // A block's shared memory, without opting in to more: 48 KiB for its rows of B (dynamic) and
+    // the warps' partial sums (static, a float per row and warp) together.
+    const size_t smem_limit = 48 << 10, per_row_sums = kDoraNormThreads / 32 * 4;
+    auto fits = [&](size_t rows) { return rows * ((size_t)rk * 4 + per_row_sums) <= smem_limit; };
+    if (!fits(1))
         fail("DoRA at rank %d: its row of B does not fit the norms kernel's shared memory (ranks up to %zu)", r,
-             smem_limit / 4);
-    if ((size_t)kDoraNormRows * rk * 4 <= smem_limit)
+             (smem_limit - per_row_sums) / 4);
+    if (fits(kDoraNormRows))
         dora_norm_kernel<kDoraNormRows><<<ceil_div(OC, kDoraNormRows), kDoraNormThreads, (size_t)kDoraNormRows * rk * 4>>>(
             norm, w, A, B, OC, C, r, rk, scale);
     else

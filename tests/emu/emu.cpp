@@ -444,7 +444,9 @@ void run(const char* kernel, const char* file, int line, const Config& c, Body b
     L = {kernel, file, line, body, ctx, c.smem};
     grid_dim = g;
     block_dim = b;
-    smem_launch(c.smem);
+    // Without the opt-in a block's static and dynamic shared memory together fit 48 KB; with it, the
+    // GPU's per-block maximum.
+    smem_launch(c.smem, smem_limit > (int)kDynamicSmemDefault ? smem_optin_max() : kDynamicSmemDefault);
     error.clear();
     FaultHandlers handlers;
     const long switches0 = switches;

@@ -52,6 +52,7 @@ constexpr size_t kSmemOptInMax = 227 << 10;  // the largest opt-in of any GPU (s
 unsigned char* dyn_guard;                    // the page after the dynamic shared memory
 unsigned char* dyn_base;
 size_t dyn_bytes;
+size_t smem_block_limit;  // static + dynamic of one block (smem_launch)
 size_t static_bytes;              // claimed by this block
 std::vector<SharedSlot*> slots;   // every static __shared__ variable seen
 
@@ -146,10 +147,11 @@ void check_kernel_pointer(const void* p, const char* kernel, int index) {
 }
 
 // ---- shared memory ----
-void smem_launch(size_t bytes) {
+void smem_launch(size_t bytes, size_t block_limit) {
     if (!dyn_guard)
         dyn_guard = (unsigned char*)round_up((uintptr_t)guarded_region(kSmemOptInMax, 16) + kSmemOptInMax, page_size());
     dyn_bytes = bytes;
+    smem_block_limit = block_limit;
     dyn_base = dyn_guard - round_up(bytes, 16);
 }
 
@@ -177,9 +179,10 @@ void SharedSlot::claim(size_t n, size_t align, const char* var) {
     static_bytes += bytes;
     if (static_bytes > kStaticSmemMax)
         fail("static __shared__ memory of the kernel exceeds 48 KB (%zu bytes with %s)", static_bytes, var);
-    if (static_bytes + dyn_bytes > smem_optin_max())
-        fail("static (%zu) + dynamic (%zu) shared memory exceeds the %zu KB per block", static_bytes, dyn_bytes,
-             smem_optin_max() >> 10);
+    if (static_bytes + dyn_bytes > smem_block_limit)
+        fail("static (%zu) + dynamic (%zu) shared memory exceeds the %zu KB per block%s: the launch would fail",
+             static_bytes, dyn_bytes, smem_block_limit >> 10,
+             smem_block_limit < smem_optin_max() ? " without cudaFuncAttributeMaxDynamicSharedMemorySize" : "");
 }
 
 void check_shared(const void* p, size_t n, const char* what) {

@@ -46,7 +46,7 @@ bool describe_stack(const void* p, char* buf, size_t len);
 
 // memory.cpp: the dynamic shared memory of a launch, fresh shared memory for a block, and after a
 // kernel, a message if it wrote into the padding after a device allocation.
-void smem_launch(size_t bytes);
+void smem_launch(size_t bytes, size_t block_limit);
 void smem_block();
 std::string check_canaries();
 
