@@ -156,30 +156,20 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     CHECK(both.status == 0);
     CHECK(has(both, "note: --max-steps 5 sets the run's length: --epochs 2 is ignored"));
     CHECK(has(both, "steps: 5 "));
-    Run noisy = s.train("--neftune-alpha 5 --dry-run");
-    INFO(noisy.out);
-    CHECK(noisy.status == 0);
-    CHECK(has(noisy, "neftune: alpha 5, uniform noise of "));
-    Run dora = s.train("--use-dora --dry-run");
-    INFO(dora.out);
-    CHECK(dora.status == 0);
-    CHECK(has(dora, ", DoRA (a magnitude per output row)"));
+    auto succeeds = [](const Run& r, std::initializer_list<const char*> says) {
+        INFO(r.out);
+        CHECK(r.status == 0);
+        for (const char* said : says) CHECK(has(r, said));
+    };
+    succeeds(s.train("--neftune-alpha 5 --dry-run"), {"neftune: alpha 5, uniform noise of "});
+    succeeds(s.train("--use-dora --dry-run"), {", DoRA (a magnitude per output row)"});
+    succeeds(s.train("--group-by-length --dry-run"), {"group by length: ", "% in shuffled order)"});
     // ./memory takes --use-dora after or before --method; its magnitudes, z, norms and dz are explained
-    Run mem = run("./memory --use-dora --preset smollm2-135m --method lora --explain");
-    INFO(mem.out);
-    CHECK(mem.status == 0);
-    CHECK(has(mem, "+ out (DoRA's magnitude)"));
-    CHECK(has(mem, "DoRA z "));
-    CHECK(has(mem, "DoRA's row norms"));
-    CHECK(has(mem, "DoRA dz"));
+    succeeds(run("./memory --use-dora --preset smollm2-135m --method lora --explain"),
+             {"+ out (DoRA's magnitude)", "DoRA z ", "DoRA's row norms", "DoRA dz"});
     Run mem_full = run("./memory --preset smollm2-135m --method full --use-dora");
     CHECK(mem_full.status == 1);
     CHECK(has(mem_full, "--use-dora adds magnitudes to LoRA adapters"));
-    Run grouped = s.train("--group-by-length --dry-run");
-    INFO(grouped.out);
-    CHECK(grouped.status == 0);
-    CHECK(has(grouped, "group by length: "));
-    CHECK(has(grouped, "% in shuffled order)"));
     Run wsd = s.train("--lr-scheduler wsd --decay-ratio 0.25 --max-steps 8 --dry-run");
     INFO(wsd.out);
     CHECK(has(wsd, "lr 0.0002 wsd, warmup 0, cooldown over the last 2"));
