@@ -418,7 +418,8 @@ static void load_state(const std::string& path, Trainer& t) {
         if (changes.find("data: ") != std::string::npos)
             changes += "; data is what the data flags made of the files: --data, --val-data or --val-split, "
                        "--template, --prompt-loss-weight, --truncation, the tokenizer";
-        if (changes.find("base: ") != std::string::npos)
+        // (with another --method the fingerprint changes too: a QLoRA base is sampled in its NF4 codes)
+        if (changes.find("base: ") != std::string::npos && changes.find("method: ") == std::string::npos)
             changes += "; base is a fingerprint of the weights the run started from: this checkpoint was trained "
                        "on another model (--model or --preset)";
         fail("%s: this checkpoint was made with other settings (%s), so resuming would not continue the same run.\n"

@@ -327,6 +327,20 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     trainer_init(other, a.cfg, cpu_ops());
     CHECK_THROWS_WITH(trainer_load_checkpoint(other, ckpt), doctest::Contains("base: "));
     CHECK_THROWS_WITH(trainer_load_checkpoint(other, ckpt), doctest::Contains("trained on another model"));
+    // The same model as QLoRA: its fingerprint samples the NF4 codes, so it changes too; the message
+    // names the method, not another model
+    Trainer quantized;
+    model_init_random(quantized.model, tiny(), 1);
+    model_quantize_nf4(quantized.model);
+    quantized.train = a.train;
+    quantized.val = a.val;
+    model_add_lora(quantized.model, a.cfg.lora, a.cfg.seed);
+    TrainConfig qc = a.cfg;
+    qc.method = Method::Qlora;
+    trainer_init(quantized, qc, cpu_ops());
+    CHECK_THROWS_WITH(trainer_load_checkpoint(quantized, ckpt), doctest::Contains("method: lora -> qlora"));
+    const std::string why = error_of([&] { trainer_load_checkpoint(quantized, ckpt); });
+    CHECK(why.find("trained on another model") == std::string::npos);
     Trainer same;
     setup(same, Method::Lora, dir);
     CHECK_NOTHROW(trainer_load_checkpoint(same, ckpt));
