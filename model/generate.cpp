@@ -116,10 +116,6 @@ GeneratePlan plan_generate(const std::vector<std::vector<int32_t>>& prompts, con
 
 // Elements of the K (or the V) cache: per layer [S, max_T, kv_dim], as attention_decode reads it.
 size_t cache_elems(const ModelConfig& c, int S, int max_T) { return (size_t)S * max_T * c.kv_dim() * c.n_layers; }
-// DoRA's row norms of every layer (Pass::dora_norms); 0 without DoRA.
-size_t dora_norm_floats(const Model& m) {
-    return m.has_adapters() ? (size_t)m.cfg.n_layers * dora_offset(m.cfg, m.lora, LORA_NUM_TARGETS) : 0;
-}
 
 }  // namespace
 

@@ -35,7 +35,6 @@ std::vector<ActSize> layer_act_sizes(const Model& m, size_t N) {
         for (LoraTarget t : group) n += m.has_adapters() && m.lora.has(t) ? N * m.lora.rank : 0;
         return n;
     };
-    const size_t dora_cols = m.has_adapters() ? dora_offset(c, m.lora, LORA_NUM_TARGETS) : 0;
     using L = LayerActs;
     return {{&L::ln1, N * C, false},     {&L::rstd1, N, true},       {&L::q, N * Q, false},
             {&L::k, N * KV, false},      {&L::v, N * KV, false},     {&L::att, N * Q, false},
@@ -52,7 +51,7 @@ std::vector<ActSize> layer_act_sizes(const Model& m, size_t N) {
             {&L::u_qkv, u({LORA_Q, LORA_K, LORA_V}), false}, {&L::u_o, u({LORA_O}), false},
             {&L::u_gate_up, u({LORA_GATE, LORA_UP}), false}, {&L::u_down, u({LORA_DOWN}), false},
             // DoRA: z of every projection with a magnitude (the norms: Pass::dora_norms)
-            {&L::dora_z, N * dora_cols, false}};
+            {&L::dora_z, N * dora_columns(m), false}};
 }
 
 }  // namespace

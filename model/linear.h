@@ -50,7 +50,7 @@ struct Pass {
     float* dora_norms_of(int l) const {
         if (!m.has_adapters() || !m.lora.use_dora) return nullptr;
         if (!dora_norms) fail("internal: a pass over a DoRA model without its row norms' buffer (Pass::dora_norms)");
-        return dora_norms + (size_t)l * dora_offset(m.cfg, m.lora, LORA_NUM_TARGETS);
+        return dora_norms + (size_t)l * dora_columns(m);
     }
     uint64_t key(int layer, LoraTarget t) const { return dropout_key ^ (0x9E3779B97F4A7C15ull * (uint64_t)(layer * LORA_NUM_TARGETS + t + 1)); }
 };

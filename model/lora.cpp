@@ -10,6 +10,8 @@
 #include "model/util.h"
 
 const char* const kLoraTargetNames[LORA_NUM_TARGETS] = {"q", "k", "v", "o", "gate", "up", "down"};
+const std::vector<LoraTarget> kLinearGroups[kNumLinearGroups] = {
+    {LORA_Q, LORA_K, LORA_V}, {LORA_O}, {LORA_GATE, LORA_UP}, {LORA_DOWN}};
 
 namespace {
 const uint32_t kLoraMagic = 0x414d4c4c;  // "LLMA"
@@ -85,35 +87,31 @@ LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc) {
 }
 
 namespace {
-size_t columns(const ModelConfig& cfg, const LoraConfig& lc, std::initializer_list<int> targets) {
-    size_t cols = 0;
-    for (int t : targets)
-        if (lc.use_dora && lc.has((LoraTarget)t)) {
-            int in, out;
-            lora_target_shape(cfg, (LoraTarget)t, in, out);
-            cols += out;
-        }
-    return cols;
+// The output columns of the targets with a magnitude (0 without DoRA).
+size_t dora_out(const ModelConfig& cfg, const LoraConfig& lc, LoraTarget t) {
+    int in, out;
+    lora_target_shape(cfg, t, in, out);
+    return lc.use_dora && lc.has(t) ? (size_t)out : 0;
 }
 }  // namespace
 
 size_t dora_offset(const ModelConfig& cfg, const LoraConfig& lc, int t) {
     size_t cols = 0;
-    for (int s = 0; s < t; s++) cols += columns(cfg, lc, {s});
+    for (int s = 0; s < t; s++) cols += dora_out(cfg, lc, (LoraTarget)s);
     return cols;
 }
 
 size_t dora_group_width(const ModelConfig& cfg, const LoraConfig& lc) {
-    return std::max({columns(cfg, lc, {LORA_Q, LORA_K, LORA_V}), columns(cfg, lc, {LORA_O}),
-                     columns(cfg, lc, {LORA_GATE, LORA_UP}), columns(cfg, lc, {LORA_DOWN})});
+    size_t widest = 0;
+    for (const std::vector<LoraTarget>& group : kLinearGroups) {
+        size_t cols = 0;
+        for (LoraTarget t : group) cols += dora_out(cfg, lc, t);
+        widest = std::max(widest, cols);
+    }
+    return widest;
 }
 
-bool lora_is_b(const TensorInfo& t) {
-    auto ends_with = [&](const std::string& s) {
-        return t.name.size() >= s.size() && t.name.compare(t.name.size() - s.size(), s.size(), s) == 0;
-    };
-    return ends_with(".lora_B") || ends_with(".lora_magnitude");
-}
+bool lora_is_b(const TensorInfo& t) { return ends_with(t.name, ".lora_B") || ends_with(t.name, ".lora_magnitude"); }
 
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed) {
     LoraLayout L = lora_layout(cfg, lc);

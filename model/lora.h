@@ -29,6 +29,11 @@ std::string lora_targets_string(uint32_t mask);
 // in/out features of a target's base weight.
 void lora_target_shape(const ModelConfig& cfg, LoraTarget t, int& in, int& out);
 
+// The projections of a layer that read the same input, as the layer runs them together (model/layer.cpp:
+// q, k, v; o; gate, up; down), each group in target order.
+constexpr int kNumLinearGroups = 4;
+extern const std::vector<LoraTarget> kLinearGroups[kNumLinearGroups];
+
 struct LoraLayout {
     // Offsets into the adapter buffer, SIZE_MAX where the target is not adapted.
     // m: DoRA's magnitude vector [out] (SIZE_MAX without DoRA).

@@ -239,23 +239,23 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     size_t attention = attention_backward_scratch_bytes(s.B, s.T, c.n_heads);
     size_t lora = 0;
     if (s.method != Method::Full) {
-        // The groups of adapted projections, (G, C): q, k, v and gate, up read dim-wide rows, o reads
-        // the attention's q_dim, down the MLP's ffn_dim. lora_du holds du of a group, lora_partials
-        // the partial sums of u or dA, lora_stacked the group's A for the products without dropout
-        // (evaluation's too) (kernels.h): each the largest over the groups.
-        const int qkv = s.lora.has(LORA_Q) + s.lora.has(LORA_K) + s.lora.has(LORA_V),
-                  gate_up = s.lora.has(LORA_GATE) + s.lora.has(LORA_UP);
-        const std::pair<int, int> groups[] = {{qkv, c.dim}, {s.lora.has(LORA_O), c.q_dim()}, {gate_up, c.dim},
-                                              {s.lora.has(LORA_DOWN), c.ffn_dim}};
+        // The groups of adapted projections (kLinearGroups), G of them reading rows of width C: q, k,
+        // v and gate, up read dim-wide rows, o the attention's q_dim, down the MLP's ffn_dim. lora_du
+        // holds du of a group, lora_partials the partial sums of u or dA, lora_stacked the group's A
+        // for the products without dropout (evaluation's too) (kernels.h): each the largest over the groups.
         const int r = s.lora.rank;
         size_t du = 0, partials = 0, stacked = 0;
-        for (auto [G, C] : groups)
+        for (const std::vector<LoraTarget>& group : kLinearGroups) {
+            int G = 0, C, out;
+            for (LoraTarget t : group) G += s.lora.has(t);
+            lora_target_shape(c, group[0], C, out);
             if (G) {
                 du = std::max(du, lora_du_bytes(N, G, r));
                 if (s.lora.dropout > 0.0f || G > 1)  // without dropout only a stacked dA uses them
                     partials = std::max(partials, lora_partials_bytes(N, C, G, r));
                 stacked = std::max(stacked, lora_stacked_bytes(G, r, C));
             }
+        }
         lora = du + partials + stacked;
     }
     // reduce: the largest of sum_squares' partials (one double per 2048 gradients, at most 1024) and,

@@ -224,7 +224,7 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
     ws.dfinal = act(N * C);
     ws.dq_pre = act(c.qk_norm ? N * Q : 0); ws.dk_pre = act(c.qk_norm ? N * KV : 0);
     ws.ddora = act(m.has_adapters() ? N * dora_group_width(c, m.lora) : 0);
-    ws.dora_norms = f32(m.has_adapters() ? c.n_layers * dora_offset(c, m.lora, LORA_NUM_TARGETS) : 0);
+    ws.dora_norms = f32(dora_norm_floats(m));
     size_t K = ws.chunk = loss_chunk(ops.host);
     ws.logits = act(K * c.vocab_size); ws.hc = act(K * C); ws.dhc = act(K * C);
     ws.nll = f32(N); ws.targets = i32(N); ws.weights = f32(N); ws.rows = i32(N);

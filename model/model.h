@@ -113,6 +113,13 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
 void lora_init_magnitudes(Model& m);
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters);
 
+// DoRA's columns in a layer (those of every projection with a magnitude; 0 without DoRA), and the
+// row norms of all layers (Pass::dora_norms).
+inline size_t dora_columns(const Model& m) {
+    return m.has_adapters() ? dora_offset(m.cfg, m.lora, LORA_NUM_TARGETS) : 0;
+}
+inline size_t dora_norm_floats(const Model& m) { return (size_t)m.cfg.n_layers * dora_columns(m); }
+
 // Saved activations of one decoder layer (see model.cpp for what each holds). Storage type, except
 // rstd and lse (FP32).
 struct LayerActs {

@@ -33,13 +33,23 @@ std::vector<size_t> epoch_order(const Trainer& t, uint64_t epoch, bool grouped) 
 std::vector<size_t> epoch_order(const Trainer& t, uint64_t epoch) { return epoch_order(t, epoch, t.cfg.group_by_length); }
 void build_order(Trainer& t) { t.order = epoch_order(t, t.epoch); }
 
+// Lays out every micro-batch of an epoch in `order`, calling f(batch, first, count) with the
+// examples order[first .. first+count) it took.
+template <class F>
+void for_each_micro_batch(const Trainer& t, const std::vector<size_t>& order, F f) {
+    Batch b;
+    for (size_t c = 0; c < order.size();) {
+        const size_t n = fill_batch(t.train, order, c, t.cfg.batch, b);
+        f(b, c, n);
+        c += n;
+    }
+}
+
 // Optimizer steps in epoch `epoch`: its micro-batches (packing makes their count depend on the
 // order) in groups of grad_accum, the last group taking what is left, as transformers' Trainer.
 int epoch_steps(const Trainer& t, uint64_t epoch) {
-    const std::vector<size_t> order = epoch_order(t, epoch);
-    Batch b;
     size_t micro = 0;
-    for (size_t c = 0; c < order.size(); micro++) c += fill_batch(t.train, order, c, t.cfg.batch, b);
+    for_each_micro_batch(t, epoch_order(t, epoch), [&](const Batch&, size_t, size_t) { micro++; });
     return (int)((micro + t.cfg.grad_accum - 1) / t.cfg.grad_accum);
 }
 
@@ -47,14 +57,11 @@ int epoch_steps(const Trainer& t, uint64_t epoch) {
 
 double epoch_padding(const Trainer& t, uint64_t epoch, bool grouped) {
     const std::vector<size_t> order = epoch_order(t, epoch, grouped);
-    Batch b;
     size_t positions = 0, used = 0;
-    for (size_t c = 0; c < order.size();) {
-        const size_t n = fill_batch(t.train, order, c, t.cfg.batch, b);
-        for (size_t k = c; k < c + n; k++) used += t.train[order[k]].size();
+    for_each_micro_batch(t, order, [&](const Batch& b, size_t first, size_t n) {
+        for (size_t k = first; k < first + n; k++) used += t.train[order[k]].size();
         positions += (size_t)b.B * b.T;
-        c += n;
-    }
+    });
     return positions ? 1.0 - (double)used / positions : 0.0;
 }
 

@@ -27,6 +27,10 @@ bool file_exists(const std::string& path);
 // Whether a and b both exist and are the same file (another name, a link): an output that would
 // overwrite an input.
 bool same_file(const std::string& a, const std::string& b);
+// Whether s ends with `suffix` (a whole string ends with itself).
+inline bool ends_with(const std::string& s, const std::string& suffix) {
+    return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
 // s cut at every `sep` (a CSV line's fields, a comma list): "a,,b" gives {"a", "", "b"}.
 std::vector<std::string> split(const std::string& s, char sep);
 

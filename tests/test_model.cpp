@@ -120,14 +120,16 @@ TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") 
     }
 }
 
-// LoRA r 3 on every target, with B ≠ 0 so that dA ≠ 0.
-static void add_random_lora(Model& m) {
+// LoRA (or DoRA) r 3 on every target, with B ≠ 0 so that dA ≠ 0: each adapter value moved by
+// N(0, spread²).
+static void add_random_lora(Model& m, float spread = 0.3f, bool dora = false) {
     LoraConfig lc;
     lc.rank = 3;
     lc.alpha = 6;
     lc.targets = lora_parse_targets("all");
+    lc.use_dora = dora;
     model_add_lora(m, lc, 3);
-    for (float& a : m.adapters) a += 0.3f * Rng((uint64_t)(&a - m.adapters.data())).normal();
+    for (float& a : m.adapters) a += spread * Rng((uint64_t)(&a - m.adapters.data())).normal();
 }
 
 TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
@@ -144,13 +146,7 @@ TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
 // to the norms the loss curves faster in them), the magnitudes at the row norms (with that B) times
 // 1 + N(0, 0.2²), so that no row scale m / norm is 1.
 static void add_random_dora(Model& m) {
-    LoraConfig lc;
-    lc.rank = 3;
-    lc.alpha = 6;
-    lc.targets = lora_parse_targets("all");
-    lc.use_dora = 1;
-    model_add_lora(m, lc, 3);
-    for (float& a : m.adapters) a += 0.15f * Rng((uint64_t)(&a - m.adapters.data())).normal();
+    add_random_lora(m, 0.15f, true);
     lora_init_magnitudes(m);
     Rng r(17);
     for (const TensorInfo& t : m.lora_layout.tensors)

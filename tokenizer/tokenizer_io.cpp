@@ -445,6 +445,5 @@ std::string tokenizer_of_model(const std::string& model_path, const std::string&
 }
 
 Tokenizer tokenizer_load_any(const std::string& path) {
-    auto ends_with = [&](const char* ext) { return path.size() >= strlen(ext) && path.compare(path.size() - strlen(ext), strlen(ext), ext) == 0; };
-    return ends_with(".json") ? tokenizer_load_hf(path) : ends_with(".model") ? tokenizer_load_spm(path) : tokenizer_load(path);
+    return ends_with(path, ".json") ? tokenizer_load_hf(path) : ends_with(path, ".model") ? tokenizer_load_spm(path) : tokenizer_load(path);
 }
