@@ -27,7 +27,7 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Flags {
-    std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter,
+    std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter, modules_to_save,
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto", optimizer = "adamw";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
@@ -64,6 +64,12 @@ void usage() {
         "  --use-dora              DoRA: also train a magnitude per output row of each adapted weight\n"
         "                          (PEFT's use_dora; slower and more activation memory than LoRA)\n"
         "  --loraplus-lr-ratio R   LoRA+: train the adapters' B at lr x R (1: off; the paper suggests 16)\n"
+        "  --modules-to-save embed_tokens,lm_head   also train these base tensors in full beside the adapters\n"
+        "                          (PEFT's modules_to_save: new languages, continued pretraining, new tokens;\n"
+        "                          a tied model's embedding is its LM head). 4 bytes more a parameter in the\n"
+        "                          adapter and 16-20 in training: 28M parameters for SmolLM2's embedding\n"
+        "  --embedding-lr X        learning rate of the embedding and LM head (unsloth's embedding_learning_rate;\n"
+        "                          default: --lr; a tenth of it or less is usual)\n"
         "  --init-adapter PATH     start LoRA from this adapter (.lora or a PEFT directory) instead of B = 0\n"
         "  --neftune-alpha A (0)   NEFTune: uniform noise of +-A/sqrt(seq len x dim) on the embeddings while\n"
         "                          training (transformers' neftune_noise_alpha; 5 is usual, 0: off)\n"
@@ -122,6 +128,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--use-dora")) tc.lora.use_dora = 1;
         else if (args.is("--loraplus-lr-ratio")) tc.optim.lora_b_lr_ratio = (float)args.number_in(0, 1e4, true);
         else if (args.is("--init-adapter")) f.init_adapter = args.value();
+        else if (args.is("--modules-to-save")) f.modules_to_save = args.value();
+        else if (args.is("--embedding-lr")) tc.optim.embedding_lr = (float)args.number_in(0, INFINITY, true);
         else if (args.is("--neftune-alpha")) tc.neftune_alpha = (float)args.number_in(0, 1e4);
         else if (args.is("--lr")) f.lr = (float)args.number_in(0, INFINITY, true);
         else if (args.is("--weight-decay")) tc.optim.weight_decay = (float)args.number_in(0, INFINITY);
@@ -186,6 +194,14 @@ void parse_flags(int argc, char** argv, Flags& f) {
         fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
     if (!f.init_adapter.empty() && tc.method == Method::Full)
         fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
+    if (!f.modules_to_save.empty()) {
+        if (tc.method == Method::Full)
+            fail("--modules-to-save trains base tensors beside LoRA's adapters: --method full trains them all already");
+        tc.lora.save_modules = lora_parse_saves(f.modules_to_save);
+    }
+    if (tc.optim.embedding_lr > 0 && tc.method != Method::Full && !tc.lora.save_modules && f.init_adapter.empty())
+        fail("--embedding-lr is the learning rate of the embedding and LM head, which LoRA trains only with "
+             "--modules-to-save embed_tokens,lm_head (or --method full)");
     if (f.padding == "longest") tc.batch.padding = Padding::longest;
     else if (f.padding == "max_length") tc.batch.padding = Padding::max_length;
     else fail("--padding %s: use longest or max_length", f.padding.c_str());
@@ -478,13 +494,21 @@ int run(int argc, char** argv) {
         if (f.tc.lora.use_dora && !lc.use_dora)
             fail("--use-dora: --init-adapter %s is a plain LoRA adapter, without DoRA's magnitudes; continue it as LoRA "
                  "(leave out --use-dora) or start a new DoRA adapter (leave out --init-adapter)", f.init_adapter.c_str());
+        const uint32_t asked = lora_saves(t.model.cfg, f.tc.lora.save_modules);
+        if ((asked & ~lc.save_modules) != 0)
+            fail("--modules-to-save %s: --init-adapter %s does not train %s; continue it without --modules-to-save, or "
+                 "start a new adapter (leave out --init-adapter)", f.modules_to_save.c_str(), f.init_adapter.c_str(),
+                 lora_saves_string(asked & ~lc.save_modules).c_str());
+        if (f.tc.optim.embedding_lr > 0 && !lc.save_modules)
+            fail("--embedding-lr: --init-adapter %s trains no embedding or LM head (no modules_to_save)", f.init_adapter.c_str());
         lc.dropout = f.tc.lora.dropout;
         f.tc.lora = lc;
         model_set_lora(t.model, lc, std::move(adapters));
-        printf("init adapter: %s (its r, alpha, targets, rsLoRA scaling and DoRA replace --lora-r, --lora-alpha, "
-               "--lora-targets, --use-rslora, --use-dora)\n",
+        printf("init adapter: %s (its r, alpha, targets, rsLoRA scaling, DoRA and saved modules replace --lora-r, "
+               "--lora-alpha, --lora-targets, --use-rslora, --use-dora, --modules-to-save)\n",
                f.init_adapter.c_str());
     } else if (f.tc.method != Method::Full) {
+        f.tc.lora.save_modules = lora_saves(t.model.cfg, f.tc.lora.save_modules);  // tied: the one tensor is both
         model_add_lora(t.model, f.tc.lora, f.tc.seed);
     }
     const Ops& ops = select_ops(f.device.c_str());
@@ -505,6 +529,13 @@ int run(int argc, char** argv) {
                    : strf(", LoRA+: B%s at lr x %g (%g)", f.tc.lora.use_dora ? " and DoRA's magnitudes" : "",
                           f.tc.optim.lora_b_lr_ratio,
                           f.tc.optim.lr * f.tc.optim.lora_b_lr_ratio).c_str());
+    if (t.model.has_adapters() && f.tc.lora.save_modules) {
+        size_t saved = 0;
+        for (const TensorInfo& ti : t.model.lora_layout.tensors) saved += lora_is_saved_module(ti) ? ti.numel : 0;
+        printf("modules to save: %s trained in full beside the adapters (%zu parameters) at lr %g\n",
+               t.model.cfg.tied_embeddings ? "embed_tokens (tied: also the LM head)" : lora_saves_string(f.tc.lora.save_modules).c_str(),
+               saved, f.tc.optim.embedding_lr > 0 ? f.tc.optim.embedding_lr : f.tc.optim.lr);
+    }
     if (f.tc.neftune_alpha > 0) {
         const int L = trainer_seq_len(f.tc, t.train, t.val);
         printf("neftune: alpha %g, uniform noise of ±%.3g on the embeddings at rows of up to %d tokens (alpha/sqrt(L·%d), "

@@ -35,6 +35,7 @@ struct Pass {
     // until the next NF4 weight is fetched: each is used by one GEMM, then dropped).
     const act* w(size_t off) const {
         if (off == SIZE_MAX) return nullptr;
+        if (const size_t s = saved(off); s != SIZE_MAX) return adapter(s);
         if (off & kNF4Tag) {
             nf4_weight_dequantize(ops, W.nf4[off & ~kNF4Tag], W.dequant);
             return W.dequant;
@@ -42,8 +43,19 @@ struct Pass {
         return ops.at(W.params, off);
     }
     const act* adapter(size_t off) const { return ops.at(W.adapters, off); }
-    // Gradient slot of a base weight: only when training every weight.
-    float* gw(size_t off) const { return grads && m.method == Method::Full && off != SIZE_MAX ? grads + off : nullptr; }
+    // The trained copy of a base tensor among the adapters (modules_to_save: the embedding, the LM
+    // head), or SIZE_MAX: the ops read and train it in place of the base tensor.
+    size_t saved(size_t off) const {
+        if (!m.has_adapters() || off == SIZE_MAX) return SIZE_MAX;
+        return off == m.off.embed ? m.lora_layout.embed : off == m.off.lm_head ? m.lora_layout.lm_head : SIZE_MAX;
+    }
+    // Gradient slot of a base weight: when training every weight, or its saved copy's.
+    float* gw(size_t off) const {
+        if (!grads || off == SIZE_MAX) return nullptr;
+        if (m.method == Method::Full) return grads + off;
+        const size_t s = saved(off);
+        return s == SIZE_MAX ? nullptr : grads + s;
+    }
     bool adapted(LoraTarget t) const { return m.has_adapters() && m.lora.has(t); }
     bool dora(LoraTarget t) const { return adapted(t) && m.lora.use_dora; }
     // Layer l's slice of dora_norms (null without DoRA).

@@ -15,11 +15,13 @@ const std::vector<LoraTarget> kLinearGroups[kNumLinearGroups] = {
 
 namespace {
 const uint32_t kLoraMagic = 0x414d4c4c;  // "LLMA"
-const uint32_t kLoraVersion = 2;
-// The LoraConfig as each version stores it: each is a prefix of the next (version 1: before use_dora).
-constexpr size_t kLoraConfigBytes[kLoraVersion + 1] = {0, 20, sizeof(LoraConfig)};
+const uint32_t kLoraVersion = 3;
+// The LoraConfig as each version stores it: each is a prefix of the next (version 1: before use_dora,
+// version 2: before save_modules).
+constexpr size_t kLoraConfigBytes[kLoraVersion + 1] = {0, 20, 24, sizeof(LoraConfig)};
 static_assert(offsetof(LoraConfig, use_dora) == 20, "the version 1 config is the prefix");
-static_assert(sizeof(LoraConfig) == 24, "a new config field needs a new version");
+static_assert(offsetof(LoraConfig, save_modules) == 24, "the version 2 config is the prefix");
+static_assert(sizeof(LoraConfig) == 28, "a new config field needs a new version");
 }  // namespace
 
 float LoraConfig::scale() const { return use_rslora ? alpha / std::sqrt((float)rank) : alpha / (float)rank; }
@@ -40,6 +42,29 @@ uint32_t lora_parse_targets(const std::string& list) {
     }
     if (!mask) fail("--lora-targets: empty list (use e.g. q,k,v,o or all)");
     return mask;
+}
+
+uint32_t lora_parse_saves(const std::string& list) {
+    uint32_t bits = 0;
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        if (item == "embed_tokens" || item == "embed") bits |= LORA_SAVE_EMBED;
+        else if (item == "lm_head" || item == "head") bits |= LORA_SAVE_LM_HEAD;
+        else fail("--modules-to-save: unknown module '%s' (use embed_tokens, lm_head or both: embed_tokens,lm_head)", item.c_str());
+    }
+    if (!bits) fail("--modules-to-save: empty list (use embed_tokens, lm_head or embed_tokens,lm_head)");
+    return bits;
+}
+
+uint32_t lora_saves(const ModelConfig& cfg, uint32_t bits) {
+    return cfg.tied_embeddings && bits ? LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD : bits;
+}
+
+std::string lora_saves_string(uint32_t bits) {
+    std::string s = bits & LORA_SAVE_EMBED ? "embed_tokens" : "";
+    if (bits & LORA_SAVE_LM_HEAD) s += std::string(s.empty() ? "" : ",") + "lm_head";
+    return s;
 }
 
 std::string lora_targets_string(uint32_t mask) {
@@ -83,6 +108,16 @@ LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc) {
                 L.total += out;
             }
         }
+    // The saved modules after every adapter, so that the adapters' offsets do not depend on them.
+    const uint32_t saves = lora_saves(cfg, lc.save_modules);
+    auto save = [&](const char* name, size_t& at) {
+        at = L.total;
+        L.tensors.push_back({name, {cfg.vocab_size, cfg.dim}, L.total, (size_t)cfg.vocab_size * cfg.dim, true});
+        L.total += (size_t)cfg.vocab_size * cfg.dim;
+    };
+    if (saves & LORA_SAVE_EMBED) save("embed_tokens", L.embed);
+    if (cfg.tied_embeddings) L.lm_head = L.embed;
+    else if (saves & LORA_SAVE_LM_HEAD) save("lm_head", L.lm_head);
     return L;
 }
 
@@ -113,12 +148,15 @@ size_t dora_group_width(const ModelConfig& cfg, const LoraConfig& lc) {
 
 bool lora_is_b(const TensorInfo& t) { return ends_with(t.name, ".lora_B") || ends_with(t.name, ".lora_magnitude"); }
 
+bool lora_is_saved_module(const TensorInfo& t) { return t.name == "embed_tokens" || t.name == "lm_head"; }
+
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed) {
     LoraLayout L = lora_layout(cfg, lc);
     adapters.assign(L.total, 0.0f);
     Rng rng(seed);
     for (const TensorInfo& t : L.tensors) {
-        if (lora_is_b(t)) continue;  // B stays zero (and the magnitudes, set from the base by the caller)
+        // B stays zero; the magnitudes and the saved modules are set from the base by the caller
+        if (lora_is_b(t) || lora_is_saved_module(t)) continue;
         float bound = 1.0f / std::sqrt((float)t.shape[1]);
         for (size_t i = 0; i < t.numel; i++) adapters[t.offset + i] = (2.0f * rng.uniform() - 1.0f) * bound;
     }
@@ -149,13 +187,21 @@ void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<
             }
         }
     }
+    // The saved modules replace the base tensors (a tied model's one tensor is written once).
+    for (size_t at : {L.embed, L.lm_head == L.embed ? SIZE_MAX : L.lm_head}) {
+        if (at == SIZE_MAX) continue;
+        const size_t dst = at == L.embed ? off.embed : off.lm_head, n = (size_t)cfg.vocab_size * cfg.dim;
+        std::copy(adapters.begin() + at, adapters.begin() + at + n, params.begin() + dst);
+    }
 }
 
 void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters) {
     AtomicFile f(path);
     f.put(kLoraMagic);
     f.put(kLoraVersion);
-    f.put(lc);
+    LoraConfig stored = lc;
+    stored.save_modules = lora_saves(cfg, lc.save_modules);  // as lora_load checks it
+    f.put(stored);
     f.put(cfg.hash());
     f.put((int32_t)cfg.n_layers);
     f.put((uint64_t)adapters.size());
@@ -177,8 +223,10 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
     if (hash != cfg.hash() || layers != cfg.n_layers)
         fail("%s: this adapter was trained on another base model (%d layers, shape hash %016llx) than the one loaded (%s)",
              path.c_str(), layers, (unsigned long long)hash, cfg.describe().c_str());
-    if (lc.rank <= 0 || lc.rank > 65536 || lc.targets == 0 || lc.targets >> LORA_NUM_TARGETS || (lc.use_dora & ~1))
-        fail("%s: corrupt LoRA config (rank %d, targets 0x%x, DoRA %d)", path.c_str(), lc.rank, lc.targets, lc.use_dora);
+    if (lc.rank <= 0 || lc.rank > 65536 || lc.targets == 0 || lc.targets >> LORA_NUM_TARGETS || (lc.use_dora & ~1) ||
+        lc.save_modules > (LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD) || lora_saves(cfg, lc.save_modules) != lc.save_modules)
+        fail("%s: corrupt LoRA config (rank %d, targets 0x%x, DoRA %d, saved modules 0x%x)", path.c_str(), lc.rank,
+             lc.targets, lc.use_dora, lc.save_modules);
     uint64_t n = r.get<uint64_t>("adapter size");
     LoraLayout L = lora_layout(cfg, lc);
     if (n != L.total)

@@ -44,6 +44,17 @@ std::vector<int64_t> part_shape(const ModelConfig& cfg, const LoraConfig& lc, in
     return {out};
 }
 int num_parts(const LoraConfig& lc) { return lc.use_dora ? 3 : 2; }
+
+// PEFT's saved names of the modules_to_save tensors for layer prefix p: the embedding beside the
+// layers (base_model.model.model.embed_tokens.weight), the LM head at the top of the causal-LM model
+// (base_model.model.lm_head.weight; inside language_model in transformers' older image-text form).
+std::string peft_embed_name(int p) {
+    const std::string layers = kLayers[p];
+    return layers.substr(0, layers.size() - strlen("layers.")) + "embed_tokens.weight";
+}
+std::string peft_head_name(int p) {
+    return p == 2 ? "base_model.model.language_model.lm_head.weight" : "base_model.model.lm_head.weight";
+}
 }  // namespace
 
 PeftBase peft_base_default(const ModelConfig& cfg) {
@@ -67,6 +78,11 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
                 for (int part = 0; part < num_parts(lc); part++)
                     tensors.push_back({peft_tensor_name((int)base, l, t, part), part_shape(cfg, lc, t, part),
                                        adapters.data() + part_offset(L, l, t, part)});
+    // The saved modules; a tied model's one tensor under both names, as PEFT's ensure_weight_tying
+    // writes it.
+    const std::vector<int64_t> table = {cfg.vocab_size, cfg.dim};
+    if (L.embed != SIZE_MAX) tensors.push_back({peft_embed_name((int)base), table, adapters.data() + L.embed});
+    if (L.lm_head != SIZE_MAX) tensors.push_back({peft_head_name((int)base), table, adapters.data() + L.lm_head});
     safetensors_write(dir + "/adapter_model.safetensors", tensors, DType::F32);
 
     // A list of module names matches them anywhere in the model: in the image-text model also the
@@ -82,14 +98,23 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
         }
     if (base == PeftBase::image_text) targets = json_quote(".*\\.language_model\\.layers\\.\\d+\\..*\\.(" + targets + ")");
     else targets = "[" + targets + "]";
+    // modules_to_save: a tied model's tensor is named once, as the embedding, and ensure_weight_tying
+    // makes PEFT train (and load) the LM head as that same tensor.
+    const uint32_t saves = lora_saves(cfg, lc.save_modules);
+    std::string saved;
+    for (uint32_t bit : {LORA_SAVE_EMBED, LORA_SAVE_LM_HEAD})
+        if ((saves & bit) && !(cfg.tied_embeddings && bit == LORA_SAVE_LM_HEAD))
+            saved += (saved.empty() ? "" : ", ") + json_quote(bit == LORA_SAVE_EMBED ? "embed_tokens" : "lm_head");
+    saved = saved.empty() ? "null" : "[" + saved + "]";
     char buf[1024];
     snprintf(buf, sizeof buf,
              "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": %g,\n"
              "  \"lora_dropout\": %g,\n  \"use_rslora\": %s,\n  \"use_dora\": %s,\n  \"target_modules\": %s,\n"
+             "  \"modules_to_save\": %s,\n  \"ensure_weight_tying\": %s,\n"
              "  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n"
              "  \"base_model_name_or_path\": null\n}\n",
              lc.rank, lc.alpha, lc.dropout, lc.use_rslora ? "true" : "false", lc.use_dora ? "true" : "false",
-             targets.c_str());
+             targets.c_str(), saved.c_str(), saves && cfg.tied_embeddings ? "true" : "false");
     write_file_atomic(dir + "/adapter_config.json", buf);
 }
 
@@ -126,6 +151,67 @@ bool is_vision_adapter(const std::string& tensor) {
 }
 }  // namespace
 
+namespace {
+// The modules_to_save tensors (`saves`, from adapter_config.json) into `adapters`, which grow to
+// the layout with them. A tied model holds one tensor for both: PEFT trained it so only with
+// ensure_weight_tying (or the two saved tensors equal); without, it trains a copy of the embedding
+// apart from the LM head (or the other way), which a tied model cannot hold.
+void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, const std::string& cpath,
+                        const ModelConfig& cfg, uint32_t saves, bool tying, int prefix, LoraConfig& lc,
+                        std::vector<float>& adapters) {
+    const std::string embed = peft_embed_name(prefix), head = peft_head_name(prefix);
+    for (int q = 0; q < kNumLayerPrefixes; q++)
+        for (const std::string& name : {peft_embed_name(q), peft_head_name(q)})
+            if (st.find(name) && name != embed && name != head)
+                fail("%s: tensor %s names the model as %s..., the layers as %s...: one adapter is for one model",
+                     wpath.c_str(), name.c_str(), kLayers[q], kLayers[prefix]);
+    if (!cfg.tied_embeddings && st.find(embed) && !(saves & LORA_SAVE_EMBED))
+        fail("%s: tensor %s is a trained embedding, but \"modules_to_save\" in %s does not name embed_tokens", wpath.c_str(),
+             embed.c_str(), cpath.c_str());
+    if (!cfg.tied_embeddings && st.find(head) && !(saves & LORA_SAVE_LM_HEAD))
+        fail("%s: tensor %s is a trained LM head, but \"modules_to_save\" in %s does not name lm_head", wpath.c_str(),
+             head.c_str(), cpath.c_str());
+    if (!saves) return;
+    const std::vector<int64_t> table = {cfg.vocab_size, cfg.dim};
+    const size_t n = (size_t)cfg.vocab_size * cfg.dim;
+    auto read = [&](const std::string& name, float* dst) {
+        const SafeTensor* src = st.find(name);
+        if (!src) fail("%s: tensor %s is missing (\"modules_to_save\" in %s names it)", wpath.c_str(), name.c_str(), cpath.c_str());
+        TensorInfo want;
+        want.name = name;
+        want.shape = table;
+        import_check_shape(want, src->shape, wpath + ": tensor " + name);
+        st.check_readable(*src);
+        st.read_f32(*src, dst);
+    };
+    if (cfg.tied_embeddings) {
+        // Without ensure_weight_tying PEFT trains a copy of each named module on its own: with one of
+        // the two named, the other stays the base's.
+        if (!tying && saves != (LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD))
+            fail("%s: the base model ties its LM head to its embedding, but PEFT trained %s apart from the other "
+                 "(\"ensure_weight_tying\" is not set), which a tied model cannot hold: train the adapter with "
+                 "ensure_weight_tying=True", cpath.c_str(), saves == LORA_SAVE_EMBED ? "the embedding" : "the LM head");
+        const bool both = st.find(embed) && st.find(head);
+        std::vector<float> a(n), b(both ? n : 0);
+        read(st.find(embed) || !st.find(head) ? embed : head, a.data());
+        if (both) read(head, b.data());
+        if (a != b && both)
+            fail("%s: the base model ties its LM head to its embedding, but the adapter's trained embedding and LM head "
+                 "differ (PEFT trained the two apart%s): a tied model cannot hold them", wpath.c_str(),
+                 tying ? "" : ": set ensure_weight_tying=True when training");
+        lc.save_modules = lora_saves(cfg, saves);
+        adapters.resize(lora_layout(cfg, lc).total);
+        std::copy(a.begin(), a.end(), adapters.begin() + lora_layout(cfg, lc).embed);
+        return;
+    }
+    lc.save_modules = saves;
+    const LoraLayout L = lora_layout(cfg, lc);
+    adapters.resize(L.total);
+    if (saves & LORA_SAVE_EMBED) read(embed, adapters.data() + L.embed);
+    if (saves & LORA_SAVE_LM_HEAD) read(head, adapters.data() + L.lm_head);
+}
+}  // namespace
+
 void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters) {
     const std::string cpath = dir + "/adapter_config.json";
     JsonValue j;
@@ -152,8 +238,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     };
     if (str("peft_type") != "LORA")
         fail("%s: peft_type is '%s': only LoRA adapters can be read", cpath.c_str(), str("peft_type").c_str());
-    const char* why[][2] = {{"modules_to_save", "fully trained modules beside the adapter"},
-                            {"rank_pattern", "per-module ranks"},
+    const char* why[][2] = {{"rank_pattern", "per-module ranks"},
                             {"alpha_pattern", "per-module alphas"},
                             {"layers_to_transform", "adapters on some layers only"},
                             {"fan_in_fan_out", "transposed (Conv1D) weights"},
@@ -194,6 +279,21 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     const JsonValue* rs = j.get("use_rslora");
     lc.use_rslora = rs && rs->type == JsonValue::Bool && rs->boolean;
     lc.use_dora = truthy("use_dora");
+    // modules_to_save: the embedding and the LM head, by their module names (PEFT matches the last
+    // components: embed_tokens, model.embed_tokens, model.language_model.embed_tokens).
+    uint32_t saves = 0;
+    if (truthy("modules_to_save")) {
+        const JsonValue* list = j.get("modules_to_save");
+        if (list->type != JsonValue::Array) fail("%s: \"modules_to_save\" must be a list of module names", cpath.c_str());
+        for (const JsonValue& v : list->array) {
+            const std::string name = v.type == JsonValue::String ? v.string : "";
+            const std::string last = name.substr(name.rfind('.') == std::string::npos ? 0 : name.rfind('.') + 1);
+            if (last == "embed_tokens") saves |= LORA_SAVE_EMBED;
+            else if (last == "lm_head") saves |= LORA_SAVE_LM_HEAD;
+            else fail("%s: \"modules_to_save\" names '%s': only embed_tokens and lm_head can be trained beside the "
+                      "adapter here", cpath.c_str(), name.c_str());
+        }
+    }
 
     const std::string wpath = dir + "/adapter_model.safetensors";
     if (!file_exists(wpath))
@@ -208,6 +308,9 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     int prefix = -1, vision = 0;
     for (const SafeTensor& t : st.tensors) {
         int p, layer, target, part;
+        bool saved_module = false;
+        for (int q = 0; q < kNumLayerPrefixes; q++) saved_module |= t.name == peft_embed_name(q) || t.name == peft_head_name(q);
+        if (saved_module) continue;  // read below, under the layers' prefix
         if (is_vision_adapter(t.name)) {
             vision++;
             continue;
@@ -217,8 +320,8 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
                 t.name.find(".lora_magnitude_vector.") != std::string::npos)
                 fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
                      "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
-            fail("%s: tensor %s is not a LoRA A or B of a decoder projection (embeddings, lm_head or other modules are "
-                 "not supported)", wpath.c_str(), t.name.c_str());
+            fail("%s: tensor %s is not a LoRA A or B of a decoder projection, nor a saved embedding or LM head (LoRA on "
+                 "other modules is not supported)", wpath.c_str(), t.name.c_str());
         }
         if (part == kPartMagnitude && !lc.use_dora)
             fail("%s: tensor %s is a DoRA magnitude, but %s does not set \"use_dora\": true", wpath.c_str(),
@@ -255,6 +358,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
                 st.read_f32(*src, adapters.data() + part_offset(L, l, t, part));
             }
         }
+    read_saved_modules(st, wpath, cpath, cfg, saves, truthy("ensure_weight_tying"), prefix, lc, adapters);
     for (size_t i = 0; i < adapters.size(); i++)
         if (!std::isfinite(adapters[i])) fail("%s: the adapter holds a non-finite value (%g)", wpath.c_str(), (double)adapters[i]);
 }

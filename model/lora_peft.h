@@ -20,8 +20,10 @@ PeftBase peft_base_default(const ModelConfig& cfg);
 
 // Tensor names as PEFT saves them: base_model.model.model.layers.{i}.self_attn.q_proj.lora_A.weight
 // ([r, in]) and .lora_B.weight ([out, r]), FP32 (model.language_model.layers for image_text, whose
-// target_modules is then a regular expression that leaves out the vision tower's q/k/v_proj). Creates
-// `dir` when needed.
+// target_modules is then a regular expression that leaves out the vision tower's q/k/v_proj). Saved
+// modules go in as PEFT's modules_to_save (base_model.model.model.embed_tokens.weight,
+// base_model.model.lm_head.weight; a tied model's tensor under both names, with ensure_weight_tying).
+// Creates `dir` when needed.
 void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
                       const std::vector<float>& adapters, PeftBase base);
 
@@ -30,8 +32,9 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
 // must cover every layer with the same set, under the text model's or the image-text model's layer
 // names (both of transformers' forms); adapters on an image-text model's vision tower are left out
 // with a note (the model here is text-only). What our LoRA cannot express is refused naming the key
-// or tensor: DoRA, bias training, modules_to_save, per-module rank or alpha patterns, some layers
-// only, fan_in_fan_out, other PEFT types, a pickled adapter_model.bin.
+// or tensor: bias training, modules_to_save other than embed_tokens and lm_head (and on a tied model
+// without ensure_weight_tying), per-module rank or alpha patterns, some layers only, fan_in_fan_out,
+// other PEFT types, a pickled adapter_model.bin.
 void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);
 // An adapter from a .lora file or a PEFT directory.
 void lora_load_any(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);

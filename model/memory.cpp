@@ -258,15 +258,16 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
         }
         lora = du + partials + stacked;
     }
-    // reduce: the largest of sum_squares' partials (one double per 2048 gradients, at most 1024) and,
-    // in full fine-tuning, rmsnorm's weight-gradient partials (a row of width floats per block of its
-    // grid: N rows of C, and with QK-norm N·H rows of head_dim) and the embedding backward's sort
-    // and run sums.
+    // reduce: the largest of sum_squares' partials (one double per 2048 gradients, at most 1024), in
+    // full fine-tuning rmsnorm's weight-gradient partials (a row of width floats per block of its
+    // grid: N rows of C, and with QK-norm N·H rows of head_dim), and when the embedding is trained
+    // (full fine-tuning, or LoRA's saved modules) the embedding backward's sort and run sums.
     size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
     size_t norms = (size_t)rmsnorm_backward_blocks(N, c.dim) * c.dim * 4;
     if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
-    const size_t full = std::max(norms, embedding_backward_scratch_bytes(N, c.dim));
-    size_t reduce = std::max(sum_squares, s.method == Method::Full ? full : 0);
+    const bool embedding = s.method == Method::Full || lora_layout(c, s.lora).embed != SIZE_MAX;
+    size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
+    if (embedding) reduce = std::max(reduce, embedding_backward_scratch_bytes(N, c.dim));
     e.backend = cublas + attention + lora + reduce;
     e.why_backend = strf("cuBLASLt workspace 32 MiB + attention D N·H·4 = %s + LoRA du N·G·RP·2 + partials of u "
                          "or dA + stacked A = %s + reductions %s",
@@ -363,10 +364,12 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
     if (adapters) {
         e.n_trainable = (int64_t)lora_layout(s.cfg, s.lora).total;
         e.adapters = (size_t)e.n_trainable * s.compute_bytes;
-        e.why_adapters = strf("r·(in+out)%s per adapted matrix, r = %d on %s × %d layers = %s params × %d B",
+        e.why_adapters = strf("r·(in+out)%s per adapted matrix, r = %d on %s × %d layers%s = %s params × %d B",
                               s.lora.use_dora ? " + out (DoRA's magnitude)" : "", s.lora.rank,
-                              lora_targets_string(s.lora.targets).c_str(), s.cfg.n_layers, human_count(e.n_trainable).c_str(),
-                              s.compute_bytes);
+                              lora_targets_string(s.lora.targets).c_str(), s.cfg.n_layers,
+                              s.lora.save_modules ? (" + vocab·dim a saved module (" +
+                                                     lora_saves_string(lora_saves(s.cfg, s.lora.save_modules)) + ")").c_str() : "",
+                              human_count(e.n_trainable).c_str(), s.compute_bytes);
     } else {
         e.n_trainable = e.n_params;
         e.why_adapters = "none (full fine-tuning trains the weights themselves)";

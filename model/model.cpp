@@ -157,6 +157,7 @@ void model_init_random_quantized(Model& m, const ModelConfig& cfg, uint64_t seed
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters) {
     m.method = m.nf4.empty() ? Method::Lora : Method::Qlora;
     m.lora = lc;
+    m.lora.save_modules = lora_saves(m.cfg, lc.save_modules);
     m.lora_layout = lora_layout(m.cfg, lc);
     if (adapters.size() != m.lora_layout.total) fail("model: %zu adapter values given, layout needs %zu", adapters.size(), m.lora_layout.total);
     m.adapters = std::move(adapters);
@@ -169,6 +170,12 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed) {
     std::vector<float> a;
     lora_init(m.cfg, lc, a, seed);
     model_set_lora(m, lc, std::move(a));
+    // The saved modules start as the base tensors (FP32 in every method: QLoRA quantizes only the
+    // projections), so training starts at the base model.
+    const LoraLayout& L = m.lora_layout;
+    const size_t n = (size_t)m.cfg.vocab_size * m.cfg.dim;
+    if (L.embed != SIZE_MAX) std::copy_n(m.params.begin() + m.off.embed, n, m.adapters.begin() + L.embed);
+    if (L.lm_head != SIZE_MAX) std::copy_n(m.params.begin() + m.off.lm_head, n, m.adapters.begin() + L.lm_head);
     if (lc.use_dora) lora_init_magnitudes(m);
 }
 

@@ -105,7 +105,8 @@ void model_init_random_nf4(Model& m, const ModelConfig& cfg, uint64_t seed);
 // model_init_random + model_quantize_nf4 (the same model, bit for bit, as model_load_nf4 is for a
 // file) with one projection in FP32 at a time: a --preset's QLoRA base in a quarter of the memory.
 void model_init_random_quantized(Model& m, const ModelConfig& cfg, uint64_t seed);
-// Switches to LoRA (QLoRA once quantized) with fresh adapters (A Kaiming-uniform, B zero) or the given ones.
+// Switches to LoRA (QLoRA once quantized) with fresh adapters (A Kaiming-uniform, B zero, the saved
+// modules copies of the base tensors, DoRA's magnitudes the base's row norms) or the given ones.
 void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
 // DoRA's magnitudes set to the row norms of W + s·B·A with the model's adapters (as PEFT initialises
 // them: with B = 0 the base weights' norms, so training starts at the base model), W as the model

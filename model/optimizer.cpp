@@ -44,8 +44,13 @@ double grad_norm(const Ops& ops, const float* grads, size_t n) { return std::sqr
 
 namespace {
 
-// A tensor's learning-rate multiplier: LoRA+'s ratio for an adapter's B, else 1.
-float lr_scale(const TensorInfo& t, const OptimConfig& oc) { return lora_is_b(t) ? oc.lora_b_lr_ratio : 1.0f; }
+// A tensor's learning-rate multiplier: LoRA+'s ratio for an adapter's B, --embedding-lr's for the
+// embedding and the LM head (full fine-tuning's tensors or LoRA's saved copies), else 1.
+float lr_scale(const TensorInfo& t, const OptimConfig& oc) {
+    const bool embedding = lora_is_saved_module(t) || t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight";
+    if (embedding && oc.embedding_lr > 0.0f) return oc.embedding_lr / oc.lr;
+    return lora_is_b(t) ? oc.lora_b_lr_ratio : 1.0f;
+}
 
 // Runs of adjacent tensors that all decay (weights) or all don't (norms, biases), at one learning
 // rate: one AdamW launch each, and each its own stream of random bits for stochastic rounding,

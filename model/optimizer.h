@@ -30,6 +30,10 @@ struct OptimConfig {
     // LoRA+ (Hayou et al. 2024; PEFT's create_loraplus_optimizer, loraplus_lr_ratio): the adapters'
     // B matrices train at lr × this (1: plain LoRA; the paper suggests 16).
     float lora_b_lr_ratio = 1.0f;
+    // --embedding-lr (unsloth's embedding_learning_rate): the peak learning rate of the token embedding
+    // and the LM head, trained in full fine-tuning or as LoRA's saved modules (0: lr, as the rest);
+    // the schedule scales it as it scales lr.
+    float embedding_lr = 0.0f;
 };
 constexpr size_t kAdam8MinSize = 4096;
 

@@ -139,6 +139,9 @@ std::string TrainConfig::signature() const {
     if (optim.schedule == Schedule::wsd) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " decay=%g", optim.decay_ratio);
     if (neftune_alpha > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " neftune=%g", neftune_alpha);
     if (lora.use_dora && method != Method::Full) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " dora=1");
+    if (lora.save_modules && method != Method::Full)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " save=%s", lora_saves_string(lora.save_modules).c_str());
+    if (optim.embedding_lr > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " embedding_lr=%g", optim.embedding_lr);
     if (group_by_length) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " group_by_length=1");
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
     return buf;
@@ -376,6 +379,8 @@ static std::string signature_changes(const std::string& was, const std::string& 
         if (key == "optimizer" && v == "(none)") return "adamw";
         if (key == "loraplus" && v == "(none)") return "1 (off)";
         if (key == "neftune" && v == "(none)") return "0 (off)";
+        if (key == "save" && v == "(none)") return "none";
+        if (key == "embedding_lr" && v == "(none)") return "lr's";
         if (key == "dora" || key == "group_by_length") return v == "(none)" ? "off" : "on";
         return v;
     };

@@ -34,13 +34,15 @@ static vector<Example> examples(int n) {
 
 // A fresh trainer: same model, data and settings every time.
 static void setup(Trainer& t, Method method, const std::string& out, float neftune_alpha = 0.0f, bool eight_bit = false,
-                  bool dora = false, bool grouped = false) {
+                  bool dora = false, bool grouped = false, uint32_t saves = 0) {
     model_init_random(t.model, tiny(), 1);
     TrainConfig tc;
     tc.method = method;
     tc.lora.rank = 4;
     tc.lora.dropout = 0.1f;  // exercises the dropout keys across the resume
     tc.lora.use_dora = dora;
+    tc.lora.save_modules = lora_saves(t.model.cfg, saves);
+    tc.optim.embedding_lr = saves ? 1e-3f : 0.0f;
     if (method == Method::Lora) model_add_lora(t.model, tc.lora, tc.seed);
     tc.batch.batch_size = 3;
     tc.batch.max_seq_len = 32;
@@ -60,31 +62,32 @@ static void setup(Trainer& t, Method method, const std::string& out, float neftu
 
 // Full fine-tuning with 8-bit moments: the tiny model's embedding (9600 parameters) in codes, the
 // rest in FP32, both through the checkpoint.
-TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments, DoRA, grouped by length)") {
-    struct Case { Method method; float neftune; bool eight_bit; const char* name; bool dora, grouped; };
+TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments, DoRA, grouped by length, saved modules)") {
+    struct Case { Method method; float neftune; bool eight_bit; const char* name; bool dora, grouped; uint32_t saves = 0; };
     for (Case k : {Case{Method::Lora, 0.0f, false, "resume-lora", false, false},
                    Case{Method::Full, 0.0f, false, "resume-full", false, false},
                    Case{Method::Lora, 5.0f, false, "resume-neftune", false, false},
                    Case{Method::Full, 0.0f, true, "resume-adamw8bit", false, false},
                    Case{Method::Lora, 0.0f, false, "resume-dora", true, false},
-                   Case{Method::Lora, 0.0f, false, "resume-grouped", false, true}}) {
+                   Case{Method::Lora, 0.0f, false, "resume-grouped", false, true},
+                   Case{Method::Lora, 0.0f, false, "resume-saved", false, false, LORA_SAVE_EMBED}}) {
         const Method method = k.method;
         CAPTURE(k.name);
         std::string dir = temp_dir(k.name);
         Trainer full;
-        setup(full, method, dir + "/a", k.neftune, k.eight_bit, k.dora, k.grouped);
+        setup(full, method, dir + "/a", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves);
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
 
         {
             Trainer first;
-            setup(first, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped);
+            setup(first, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves);
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
             trainer_step(first);  // progress after the checkpoint is lost with the "kill"
         }
         Trainer second;
-        setup(second, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped);
+        setup(second, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves);
         std::string ckpt = find_latest_checkpoint(dir + "/b");
         REQUIRE(ckpt == dir + "/b/ckpt-00000004");
         trainer_load_checkpoint(second, ckpt);
@@ -98,6 +101,7 @@ TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (
         CHECK(memcmp(full.opt.m8.p, second.opt.m8.p, full.opt.m8.bytes) == 0);
         CHECK(memcmp(full.opt.absmax.p, second.opt.absmax.p, full.opt.absmax.bytes) == 0);
         CHECK(second.model.lora.use_dora == k.dora);
+        CHECK((second.model.lora_layout.embed != SIZE_MAX) == (k.saves != 0));
         if (k.grouped) CHECK(epoch_padding(full, 0, true) < epoch_padding(full, 0, false));
     }
 }
@@ -304,6 +308,13 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     b.cfg.optim.lora_b_lr_ratio = 1.0f;
     b.cfg.optim.schedule = Schedule::wsd;  // its cooldown's length is part of the schedule
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("decay: (none) -> 0.1, schedule: cosine -> wsd"));
+    b.cfg.optim.schedule = a.cfg.optim.schedule;
+    b.cfg.optim.embedding_lr = 1e-4f;
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(embedding_lr: lr's -> 0.0001)"));
+    b.cfg.optim.embedding_lr = 0.0f;
+    b.cfg.lora.save_modules = LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD;
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(save: none -> embed_tokens,lm_head)"));
+    b.cfg.lora.save_modules = 0;
     // Other data with the same flags (another file, prompt loss weight, template, truncation): the
     // examples differ, and so does the checkpoint's data hash.
     for (int change = 0; change < 2; change++) {

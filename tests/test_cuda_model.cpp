@@ -73,7 +73,7 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
            bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f,
            int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama, int rank = 8, int batch = 3,
-           bool eight_bit = false, bool dora = false) {
+           bool eight_bit = false, bool dora = false, uint32_t saves = 0) {
     ModelConfig c = gpu_config(head_dim, variant);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
@@ -83,6 +83,7 @@ void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompu
     tc.lora.targets = lora_parse_targets(targets);
     tc.lora.dropout = dropout;
     tc.lora.use_dora = dora;
+    tc.lora.save_modules = saves;
     if (method == Method::Qlora) model_quantize_nf4(t.model);
     if (method != Method::Full) {
         model_add_lora(t.model, tc.lora, 3);
@@ -122,12 +123,12 @@ double rel_l2(const vector<float>& got, const vector<float>& want, size_t off, s
 // Every trainable tensor's gradient, CUDA vs CPU, after one step on each.
 // Dropout 0 takes the adapters of each linear group (q, k, v; gate, up) together (stacked on CUDA).
 void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant = kLlama, float neftune_alpha = 0.0f,
-                  bool dora = false) {
+                  bool dora = false, uint32_t saves = 0) {
     Trainer c, g;
     setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant, 8, 3,
-          false, dora);
+          false, dora, saves);
     setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant, 8, 3,
-          false, dora);
+          false, dora, saves);
     c.cfg.neftune_alpha = g.cfg.neftune_alpha = neftune_alpha;
     StepResult rc = trainer_step(c), rg = trainer_step(g);
     MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << std::string(variant_name(variant)) << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
@@ -266,6 +267,14 @@ TEST_CASE("cuda model: a DoRA step matches the CPU (LoRA with dropout and withou
 }
 
 TEST_CASE("cuda model: a full fine-tuning step's gradients match the CPU") { compare_step(Method::Full, 64); }
+
+// modules_to_save: the embedding's gradient (the sorted embedding backward) and the LM head's (its
+// weight-gradient GEMM) into the adapters' gradients, the embedding alone or with the LM head.
+TEST_CASE("cuda model: a LoRA step with the embedding and LM head trained (modules_to_save) matches the CPU") {
+    compare_step(Method::Lora, 64, 0.1f, kLlama, 0.0f, false, LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD);
+    compare_step(Method::Qlora, 64, 0.0f, kGemma3, 0.0f, false, LORA_SAVE_EMBED);
+    compare_step(Method::Lora, 64, 0.0f, kQwen3, 0.0f, true, LORA_SAVE_LM_HEAD);
+}
 
 TEST_CASE("cuda model: Qwen3's QK-norm: LoRA, QLoRA and full steps match the CPU (hd 128 and 64)") {
     compare_step(Method::Lora, 128, 0.1f, kQwen3);
@@ -449,7 +458,7 @@ TEST_CASE("cuda model: the backend's scratch after a step and an evaluation equa
 // masters, or nothing with --offload-optimizer), the workspace and the backend's scratch; for
 // QLoRA, recompute, offloading, QK-norm, Gemma 3's post norms, batch 1 and a rank that is not a
 // multiple of 16.
-TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments, DoRA)") {
+TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments, DoRA, saved modules)") {
     struct Run {
         Method method;
         const char* targets;
@@ -457,6 +466,7 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         bool recompute, offload;
         int variant, rank, batch;
         bool eight_bit, dora;
+        uint32_t saves;
     };
     for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3, false, false},
                   Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1, false, false},
@@ -465,7 +475,9 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
                   Run{Method::Full, "all", 0.0f, true, true, kGemma3, 8, 2, false, false},
                   Run{Method::Full, "all", 0.0f, false, false, kLlama, 8, 2, true, false},
                   Run{Method::Lora, "all", 0.1f, false, true, kQwen3, 64, 1, true, false},
-                  Run{Method::Qlora, "q,v,gate,up", 0.1f, true, false, kLlama, 8, 2, false, true}}) {
+                  Run{Method::Qlora, "q,v,gate,up", 0.1f, true, false, kLlama, 8, 2, false, true},
+                  Run{Method::Lora, "q,v", 0.1f, false, false, kLlama, 8, 3, false, false, LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD},
+                  Run{Method::Qlora, "all", 0.0f, true, true, kGemma3, 8, 2, true, false, LORA_SAVE_EMBED}}) {
         CAPTURE(method_name(r.method));
         CAPTURE(r.targets);
         CAPTURE(r.variant);
@@ -478,7 +490,7 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         gpu().release_scratch();
         Trainer t;
         setup(t, gpu(), r.method, 64, r.recompute, "", r.offload, false, r.targets, r.dropout, 60, Padding::max_length,
-              r.variant, r.rank, r.batch, r.eight_bit, r.dora);
+              r.variant, r.rank, r.batch, r.eight_bit, r.dora, r.saves);
         trainer_step(t);
         t.val = gpu_examples(7, t.model.cfg.vocab_size, 4);
         (void)trainer_evaluate(t, t.val);

@@ -162,6 +162,78 @@ TEST_CASE("import/export: a DoRA adapter's magnitudes (use_dora, lora_magnitude_
                    "lora_magnitude_vector is a DoRA magnitude, but " + dir + "/adapter_config.json does not set \"use_dora\": true"));
 }
 
+// PEFT's own adapters with modules_to_save (tests/fixtures/train/*_save/final, saved by save_pretrained):
+// the untied Llama's embedding and LM head, the tied Gemma 3's one tensor (ensure_weight_tying, saved
+// under both names). Read, written again, read back to the same values under PEFT's names; a tied
+// model's tensors trained apart are refused.
+TEST_CASE("import/export: saved modules (modules_to_save: embed_tokens, lm_head) round-trip through PEFT's layout") {
+    for (const std::string model : {"tiny_llama", "tiny_gemma3"}) {
+        CAPTURE(model);
+        const std::string src = "tests/fixtures/train/" + model + "_save/final";
+        const ImportedModel base = import_hf_dir(kConvert + model + "_hf");
+        const bool tied = base.cfg.tied_embeddings;
+        LoraConfig lc;
+        std::vector<float> a;
+        lora_load_any(src, base.cfg, lc, a);
+        CHECK(lc.save_modules == (LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD));
+        const LoraLayout L = lora_layout(base.cfg, lc);
+        CHECK((L.embed == L.lm_head) == tied);
+        SafetensorsSet peft;
+        safetensors_add_file(peft, src + "/adapter_model.safetensors");
+        const size_t n = (size_t)base.cfg.vocab_size * base.cfg.dim;
+        for (const char* name : {"base_model.model.model.embed_tokens.weight", "base_model.model.lm_head.weight"}) {
+            const SafeTensor* t = peft.find(name);
+            REQUIRE(t);
+            std::vector<float> want(n);
+            peft.read_f32(*t, want.data());
+            const size_t at = std::string(name).find("lm_head") != std::string::npos ? L.lm_head : L.embed;
+            CHECK(std::equal(want.begin(), want.end(), a.begin() + at));
+        }
+        const std::string dir = (std::filesystem::temp_directory_path() / "llmtrain-test-peft-save").string();
+        std::filesystem::remove_all(dir);
+        lora_export_peft(dir, base.cfg, lc, a, PeftBase::text);
+        const JsonValue cfg = json_parse(read_file(dir + "/adapter_config.json"));
+        std::vector<std::string> listed;
+        for (const JsonValue& v : cfg.get("modules_to_save")->array) listed.push_back(v.string);
+        CHECK(listed == (tied ? std::vector<std::string>{"embed_tokens"} : std::vector<std::string>{"embed_tokens", "lm_head"}));
+        CHECK(cfg.get("ensure_weight_tying")->boolean == tied);
+        SafetensorsSet ours;
+        safetensors_add_file(ours, dir + "/adapter_model.safetensors");
+        std::vector<std::string> ours_names, peft_names;
+        for (const SafeTensor& t : ours.tensors) ours_names.push_back(t.name);
+        for (const SafeTensor& t : peft.tensors) peft_names.push_back(t.name);
+        std::sort(ours_names.begin(), ours_names.end());
+        std::sort(peft_names.begin(), peft_names.end());
+        CHECK(ours_names == peft_names);
+        LoraConfig back;
+        std::vector<float> b;
+        lora_load_any(dir, base.cfg, back, b);
+        CHECK(back.save_modules == lc.save_modules);
+        CHECK(b == a);
+        if (!tied) continue;
+        // A tied model's tensors trained apart: PEFT without ensure_weight_tying (the LM head stays the
+        // base's), or two saved tensors that differ.
+        std::string text = read_file(dir + "/adapter_config.json");
+        text.replace(text.find("\"ensure_weight_tying\": true"), 27, "\"ensure_weight_tying\": false");
+        write_file_atomic(dir + "/adapter_config.json", text);
+        CHECK(contains(error_of([&] { lora_load_any(dir, base.cfg, back, b); }),
+                       "but PEFT trained the embedding apart from the other (\"ensure_weight_tying\" is not set)"));
+        lora_export_peft(dir, base.cfg, lc, a, PeftBase::text);
+        std::vector<std::vector<float>> values(ours.tensors.size());
+        std::vector<SafeTensorOut> tensors;
+        for (size_t i = 0; i < ours.tensors.size(); i++) {
+            const SafeTensor& t = ours.tensors[i];
+            values[i].resize(t.numel);
+            ours.read_f32(t, values[i].data());
+            if (t.name == "base_model.model.lm_head.weight") values[i][0] += 1.0f;
+            tensors.push_back({t.name, t.shape, values[i].data()});
+        }
+        safetensors_write(dir + "/adapter_model.safetensors", tensors, DType::F32);
+        CHECK(contains(error_of([&] { lora_load_any(dir, base.cfg, back, b); }),
+                       "the base model ties its LM head to its embedding, but the adapter's trained embedding and LM head differ"));
+    }
+}
+
 TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel's logits; what is refused") {
     ImportedModel base = import_hf_dir(kConvert + "tiny_qwen3_hf");
     LoraConfig lc;
@@ -181,7 +253,13 @@ TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel'
     // use_dora with no magnitudes in the file
     CHECK(contains(err(peft_with("use_dora", "true")),
                    "lora_magnitude_vector is missing (every layer needs the same adapted projections, and with use_dora each its magnitude)"));
-    CHECK(contains(err(peft_with("modules_to_save", "[\"lm_head\"]")), "\"modules_to_save\" is set"));
+    // modules_to_save: a tensor it names that the file lacks; on this tied model, the LM head alone
+    // without ensure_weight_tying (PEFT would keep the embedding the base's)
+    CHECK(contains(err(peft_with("modules_to_save", "[\"embed_tokens\", \"lm_head\"]")),
+                   "tensor base_model.model.model.embed_tokens.weight is missing (\"modules_to_save\" in"));
+    CHECK(contains(err(peft_with("modules_to_save", "[\"lm_head\"]")), "but PEFT trained the LM head apart from the other"));
+    CHECK(contains(err(peft_with("modules_to_save", "[\"model.norm\"]")),
+                   "\"modules_to_save\" names 'model.norm': only embed_tokens and lm_head can be trained"));
     // PiSSA and its kind rewrite the base when PEFT loads them: refused rather than added to the plain base
     CHECK(contains(err(peft_with("init_lora_weights", "\"pissa_niter_4\"")),
                    "\"init_lora_weights\" is 'pissa_niter_4': PEFT changes the base weights"));

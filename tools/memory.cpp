@@ -18,6 +18,7 @@ static const char* kUsage =
     "         --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N --vocab N (override or give all)\n"
     "method:  --method full|lora|qlora (full)  --optimizer adamw|adamw8bit|sgd|momentum (adamw)\n"
     "         --lora-r 8 --lora-targets q,k,v,o,gate,up,down|all (all, as ./train) --use-dora\n"
+    "         --modules-to-save embed_tokens,lm_head (trained in full beside the adapters)\n"
     "bytes:   --device cuda|cpu (cuda: BF16 compute, FP32 master/grads/moments, NF4+DQ for qlora; cpu: FP32)\n"
     "         --precision fp32|bf16|nf4|nf4-dq (base weights)  --bytes 2|4 (everything at that size, no master)\n"
     "         --grad-bytes N --state-bytes N --master-bytes N (0: no master copy)\n"
@@ -125,6 +126,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--lora-r")) s.lora.rank = args.integer();
         else if (args.is("--lora-targets")) s.lora.targets = lora_parse_targets(args.value());
         else if (args.is("--use-dora")) s.lora.use_dora = 1;
+        else if (args.is("--modules-to-save")) s.lora.save_modules = lora_parse_saves(args.value());
         else if (args.is("--lora-matrix")) lora_matrix = args.value();
         else if (args.is("--explain")) explain = true;
         else if (args.is("--published")) published = true;
@@ -150,6 +152,8 @@ static int run(int argc, char** argv) {
 
     s.method = parse_method(method);
     if (s.lora.use_dora && s.method == Method::Full) fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
+    if (s.lora.save_modules && s.method == Method::Full)
+        fail("--modules-to-save trains base tensors beside LoRA's adapters: it needs --method lora or qlora");
     s.optimizer = parse_optim_kind(optimizer);
     memory_set_backend(s, parse_backend(device));
     if (bytes) memory_set_uniform_bytes(s, bytes);
