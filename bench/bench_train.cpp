@@ -6,10 +6,13 @@
 //   --dropout P: LoRA dropout (default 0, as bench/peft_step.py; ./train's default is 0.05)
 //   --optimizer adamw8bit: 8-bit AdamW moments (./train --optimizer)
 //   --use-dora: DoRA's magnitudes on every adapted projection (./train --use-dora; peft_step.py --use-dora)
+//   --modules-to-save embed_tokens,lm_head: those trained in full beside the adapters (./train's flag;
+//     peft_step.py --modules-to-save)
 //
 // MFU counts model FLOPs, not the work actually done (recompute's second forward is not credited),
 // per trained token (the same formula as bench/peft_step.py):
-//   linear layers: forward 2·P, backward dX 2·P, plus dW 2·P only when the weights are trained (full),
+//   linear layers: forward 2·P, backward dX 2·P, plus dW 2·P only when the weights are trained (full;
+//     with --modules-to-save the LM head's dW, 2·V·C),
 //     P = parameters in the matmuls (the seven projections of every layer and the LM head);
 //   attention (causal, on average T/2 keys per query): forward 4·L·nh·hd·T/2, backward twice that.
 // Peak BF16 dense throughput: 989 TFLOP/s for H100/H200 SXM (--peak-tflops to change).
@@ -39,11 +42,12 @@ double max_rss_bytes() {
     return ru.ru_maxrss * 1024.0;
 }
 
-double flops_per_token(const ModelConfig& c, Method method, int T) {
+double flops_per_token(const ModelConfig& c, Method method, int T, bool head_trained) {
     double P = (double)c.n_layers * ((double)c.dim * (c.q_dim() + 2 * c.kv_dim()) + (double)c.q_dim() * c.dim +
                                      3.0 * c.dim * c.ffn_dim) +
                (double)c.dim * c.vocab_size;
     double linear = (method == Method::Full ? 6.0 : 4.0) * P;
+    if (head_trained && method != Method::Full) linear += 2.0 * c.dim * c.vocab_size;  // the saved LM head's dW
     double attention_fwd = 4.0 * c.n_layers * c.n_heads * c.head_dim * (T / 2.0);
     return linear + 3.0 * attention_fwd;
 }
@@ -52,6 +56,7 @@ int run(int argc, char** argv) {
     std::string preset = "smollm2-135m", method_s = "lora", device = "auto";
     int batch = 4, seq = 256, steps = 3, warmup = 1, rank = 16;  // small enough for `make bench` on a CPU
     bool recompute = false, offload = false, op_times = false, eight_bit = false, dora = false;
+    uint32_t saves = 0;
     double peak_tflops = 989.0, dropout = 0.0;
     Args args(argc, argv, "see the header of bench/bench_train.cpp");
     while (args.next()) {
@@ -70,6 +75,7 @@ int run(int argc, char** argv) {
         else if (args.is("--op-times")) op_times = true;
         else if (args.is("--dropout")) dropout = args.number();
         else if (args.is("--use-dora")) dora = true;
+        else if (args.is("--modules-to-save")) saves = lora_parse_saves(args.value());
         else args.unknown();
     }
     const Ops& ops = op_times ? timed_ops(select_ops(device.c_str())) : select_ops(device.c_str());
@@ -89,6 +95,8 @@ int run(int argc, char** argv) {
     tc.lora.targets = lora_parse_targets("all");
     if (dora && method == Method::Full) fail("--use-dora needs --method lora or qlora");
     tc.lora.use_dora = dora;
+    if (saves && method == Method::Full) fail("--modules-to-save needs --method lora or qlora");
+    tc.lora.save_modules = lora_saves(cfg, saves);
     if (method != Method::Full) model_add_lora(t.model, tc.lora, tc.seed);
     tc.batch.batch_size = batch;
     tc.batch.max_seq_len = seq;
@@ -128,19 +136,20 @@ int run(int argc, char** argv) {
     }
     std::sort(times.begin(), times.end());
     double med = times[times.size() / 2], tokens = (double)batch * seq;
-    double tps = tokens / med, mfu = flops_per_token(cfg, method, seq) * tps / (peak_tflops * 1e12);
+    double tps = tokens / med, mfu = flops_per_token(cfg, method, seq, t.model.lora_layout.lm_head != SIZE_MAX) * tps / (peak_tflops * 1e12);
     MemStats ms = ops.mem_stats();
     // MFU means something against a GPU's peak only; on the CPU the model GFLOP/s stand alone.
     std::string mfu_s = ops.host ? "n/a (CPU)" : strf("%.1f%%", 100 * mfu);
     std::string extra = (offload ? " offload=1" : "") + std::string(eight_bit ? " optimizer=adamw8bit" : "") +
                         (dora ? " dora=1" : "") +
+                        (saves ? " save=" + lora_saves_string(tc.lora.save_modules) : std::string()) +
                         (dropout > 0 ? strf(" dropout=%g", dropout) : std::string());
     printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d%s: %.1f ms/step (median of %d), "
            "%.0f tokens/s, MFU %s, peak memory %.2f GB (arena), loss %.3f, %.1f GFLOP/s of model FLOPs, "
            "max RSS of the process %.2f GB\n",
            preset.c_str(), method_name(method), ops.name, batch, seq, (int)recompute, extra.c_str(),
            1e3 * med, steps, tps, mfu_s.c_str(), ms.peak_total / 1e9, loss,
-           flops_per_token(cfg, method, seq) * tps / 1e9, max_rss_bytes() / 1e9);
+           flops_per_token(cfg, method, seq, t.model.lora_layout.lm_head != SIZE_MAX) * tps / 1e9, max_rss_bytes() / 1e9);
     if (op_times) print_op_times("step", steps, std::accumulate(times.begin(), times.end(), 0.0));
     return 0;
 }

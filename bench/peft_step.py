@@ -16,6 +16,7 @@ The step, as the HF Trainer with bf16=True runs it:
     bnb_4bit_compute_dtype=bf16) would load them; embeddings, norms and the LM head stay BF16.
     (We quantize the random model in place instead of save + from_pretrained: same modules, no disk.)
   - --use-dora: LoraConfig(use_dora=True), PEFT's DoRA (bench_train --use-dora).
+  - --modules-to-save embed_tokens,lm_head: those trained in full beside the adapters (bench_train's flag).
   - --recompute: gradient_checkpointing_enable(use_reentrant=False).
   - loss: model(input_ids, labels=input_ids) (HF's shifted cross-entropy, logits upcast to FP32),
     backward, clip_grad_norm_(1.0), torch.optim.AdamW(fused=True) on the adapters, zero_grad.
@@ -72,7 +73,7 @@ PRESETS = {
 LORA_TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
 
-def train_flops_per_token(vocab, dim, layers, heads, kv, ffn, seq, hd, full=False):
+def train_flops_per_token(vocab, dim, layers, heads, kv, ffn, seq, hd, full=False, head_trained=False):
     """Model FLOPs of one training step (forward + backward) per token; the same formula as
     flops_per_token() in bench/bench_train.cpp. With C = dim, hd the head dim, q = heads·hd,
     kv = kv_heads·hd, F = ffn, V = vocab, L = layers, T = sequence length:
@@ -87,6 +88,7 @@ def train_flops_per_token(vocab, dim, layers, heads, kv, ffn, seq, hd, full=Fals
       LoRA and QLoRA (frozen base):  4·P + attn
              2 FLOP per weight in the forward, 2 in the backward for dX, none for dW (frozen).
       full fine-tuning:              6·P + attn
+      LoRA with the LM head among modules_to_save (head_trained): + 2·V·C, its dW
 
     Not counted: the LoRA adapters' own matmuls (6·r·(in+out) per adapted matrix: ~4% of the total
     for smollm2-135m at r=16, ~1.5% for llama-3.2-1b), recomputation (gradient checkpointing: MFU
@@ -96,7 +98,7 @@ def train_flops_per_token(vocab, dim, layers, heads, kv, ffn, seq, hd, full=Fals
     q, kvd = heads * hd, kv * hd
     P = layers * (dim * q + 2 * dim * kvd + q * dim + 3 * dim * ffn) + vocab * dim
     attn = 3 * 4 * layers * q * seq / 2
-    return (6 if full else 4) * P + attn
+    return (6 if full else 4) * P + attn + (2 * vocab * dim if head_trained and not full else 0)
 
 
 def gpu_peak_flops(name):
@@ -175,6 +177,9 @@ def main():
     ap.add_argument("--dropout", type=float, default=0.0, help="lora_dropout (bench_train's --dropout)")
     ap.add_argument("--qlora", action="store_true", help="NF4 base weights through bitsandbytes")
     ap.add_argument("--use-dora", action="store_true", help="LoraConfig(use_dora=True) (bench_train's --use-dora)")
+    ap.add_argument("--modules-to-save", default="",
+                    help="embed_tokens,lm_head: LoraConfig(modules_to_save=..., ensure_weight_tying on a tied "
+                         "preset) (bench_train's --modules-to-save)")
     ap.add_argument("--recompute", action="store_true", help="gradient checkpointing")
     ap.add_argument("--attn", default="sdpa", help="transformers attn_implementation (sdpa, eager, flash_attention_2)")
     ap.add_argument("--peak-tflops", type=float, default=0, help="dense BF16 peak for MFU (default: from the GPU name)")
@@ -192,6 +197,7 @@ def main():
         return (f"peft preset={args.preset} method={method} device={device} batch={args.batch} seq={args.seq} "
                 f"recompute={int(args.recompute)}" + (f" dropout={args.dropout:g}" if args.dropout > 0 else "") +
                 (" dora=1" if args.use_dora else "") +
+                (f" save={args.modules_to_save}" if args.modules_to_save else "") +
                 (f" attn={args.attn}" if args.attn != "sdpa" else ""))
     if args.device == "cpu":
         dev, gpu = torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)"
@@ -241,7 +247,9 @@ def main():
     if args.recompute:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     lcfg = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=LORA_TARGETS,
-                      bias="none", task_type="CAUSAL_LM", use_dora=args.use_dora)
+                      bias="none", task_type="CAUSAL_LM", use_dora=args.use_dora,
+                      modules_to_save=args.modules_to_save.split(",") if args.modules_to_save else None,
+                      ensure_weight_tying=bool(args.modules_to_save) and p["tied"])
     model = get_peft_model(model, lcfg)
     model.train()
     trainable = [t for t in model.parameters() if t.requires_grad]
@@ -287,7 +295,9 @@ def main():
     med = times[len(times) // 2]
 
     tps = args.batch * args.seq / med
-    fpt = train_flops_per_token(p["vocab"], p["dim"], p["layers"], p["heads"], p["kv"], p["ffn"], args.seq, hd)
+    head_trained = bool(args.modules_to_save) and (p["tied"] or "lm_head" in args.modules_to_save)
+    fpt = train_flops_per_token(p["vocab"], p["dim"], p["layers"], p["heads"], p["kv"], p["ffn"], args.seq, hd,
+                                head_trained=head_trained)
     peak = args.peak_tflops * 1e12 if args.peak_tflops else gpu_peak_flops(gpu) if dev.type == "cuda" else float("inf")
     mfu = 100.0 * fpt * tps / peak
     if dev.type == "cuda":

@@ -140,6 +140,9 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
                    Case{"--lr-scheduler wsd --decay-ratio 0", "flag --decay-ratio: 0 is out of range: expected a number in (0, 1]"},
                    Case{"--method full --loraplus-lr-ratio 16", "--loraplus-lr-ratio raises the learning rate of LoRA's B matrices"},
                    Case{"--method full --use-dora", "--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora"},
+                   Case{"--method full --modules-to-save embed_tokens", "--method full trains them all already"},
+                   Case{"--modules-to-save norm", "--modules-to-save: unknown module 'norm' (use embed_tokens, lm_head"},
+                   Case{"--embedding-lr 1e-5", "which LoRA trains only with --modules-to-save embed_tokens,lm_head"},
                    Case{"--packing --group-by-length", "with --packing there is no padding to save"},
                    Case{"--padding max_length --group-by-length", "every batch is padded to --max-seq-len anyway"},
                    Case{"--neftune-alpha -5", "flag --neftune-alpha: -5 is out of range: expected a number in [0, 10000]"},
@@ -164,6 +167,12 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     succeeds(s.train("--neftune-alpha 5 --dry-run"), {"neftune: alpha 5, uniform noise of "});
     succeeds(s.train("--use-dora --dry-run"), {", DoRA (a magnitude per output row)"});
     succeeds(s.train("--group-by-length --dry-run"), {"group by length: ", "% in shuffled order)"});
+    // the tiny preset ties its LM head to its embedding: one tensor of 512 × 64
+    succeeds(s.train("--modules-to-save lm_head --embedding-lr 2e-5 --dry-run"),
+             {"modules to save: embed_tokens (tied: also the LM head) trained in full beside the adapters (32768 "
+              "parameters) at lr 2e-05"});
+    succeeds(run("./memory --preset llama-2-7b --method qlora --modules-to-save embed_tokens,lm_head --explain"),
+             {"+ vocab·dim a saved module (embed_tokens,lm_head)"});
     // ./memory takes --use-dora after or before --method; its magnitudes, z, norms and dz are explained
     succeeds(run("./memory --use-dora --preset smollm2-135m --method lora --explain"),
              {"+ out (DoRA's magnitude)", "DoRA z ", "DoRA's row norms", "DoRA dz"});
