@@ -226,6 +226,20 @@ inline EmbeddingBackwardScratch embedding_backward_scratch(long long N, int C) {
 }
 inline size_t embedding_backward_scratch_bytes(long long N, int C) { return embedding_backward_scratch(N, C).bytes; }
 
+// The CUDA dora_backward's split of its N rows into stripes (kernels/cuda/dora.cu): enough blocks of
+// 32 columns × a stripe to fill a GPU even for a narrow projection (2048 columns are 64 blocks), each
+// stripe at least 256 rows; with more than one, each stripe's column sums go to the reduce slot,
+// stripes × OC FP32 (the memory estimate counts it).
+inline int dora_backward_stripes(long long N, int OC) {
+    const long long col_blocks = (OC + 31) / 32, want = (1024 + col_blocks - 1) / col_blocks, most = (N + 255) / 256;
+    const long long stripes = want < most ? want : most;
+    return stripes > 1 ? (int)stripes : 1;
+}
+inline size_t dora_backward_scratch_bytes(long long N, int OC) {
+    const int stripes = dora_backward_stripes(N, OC);
+    return stripes > 1 ? (size_t)stripes * OC * 4 : 0;
+}
+
 // The CUDA LoRA scratch (kernels/cuda/lora.cu), a function of the shape alone (the memory estimate
 // counts it). With dropout the products that touch x or dx are hand-written kernels, for which a
 // group's G adapters sit side by side in a "stacked" space of G·RP columns, projection t at column

@@ -261,13 +261,19 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     // reduce: the largest of sum_squares' partials (one double per 2048 gradients, at most 1024), in
     // full fine-tuning rmsnorm's weight-gradient partials (a row of width floats per block of its
     // grid: N rows of C, and with QK-norm N·H rows of head_dim), and when the embedding is trained
-    // (full fine-tuning, or LoRA's saved modules) the embedding backward's sort and run sums.
+    // (full fine-tuning, or LoRA's saved modules) the embedding backward's sort and run sums, and with
+    // DoRA the magnitude gradients' stripe sums.
     size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
     size_t norms = (size_t)rmsnorm_backward_blocks(N, c.dim) * c.dim * 4;
     if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
     const bool embedding = s.method == Method::Full || lora_layout(c, s.lora).embed != SIZE_MAX;
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
     if (embedding) reduce = std::max(reduce, embedding_backward_scratch_bytes(N, c.dim));
+    for (int t = 0; t < LORA_NUM_TARGETS && s.method != Method::Full && s.lora.use_dora; t++) {
+        int in, out;  // DoRA's magnitude gradients: the column sums of each stripe of rows
+        lora_target_shape(c, (LoraTarget)t, in, out);
+        if (s.lora.has((LoraTarget)t)) reduce = std::max(reduce, dora_backward_scratch_bytes(N, out));
+    }
     e.backend = cublas + attention + lora + reduce;
     e.why_backend = strf("cuBLASLt workspace 32 MiB + attention D N·H·4 = %s + LoRA du N·G·RP·2 + partials of u "
                          "or dA + stacked A = %s + reductions %s",

@@ -68,8 +68,10 @@ TEST_CASE("cuda dora_backward: dz = m/norm·dy (BF16, in place on dy too), dm +=
     struct Shape {
         int N, OC;
     };
+    // 300 and 1025 rows: 2 and 5 stripes (dora_backward_stripes), their column sums added in order
     for (Shape s : {Shape{1, 1}, Shape{37, 77}, Shape{300, 576}, Shape{1025, 33}})
         for (bool in_place : {false, true}) {
+            CHECK(dora_backward_stripes(s.N, s.OC) == (s.N == 300 ? 2 : s.N == 1025 ? 5 : 1));
             const size_t n = (size_t)s.N * s.OC;
             ActTwin dy(g, rnd(n, 10)), z(g, rnd(n, 11)), dz(g, rnd(n, 12)), m(g, rnd(s.OC, 13, 0.5f));
             vector<float> norms = rnd(s.OC, 14, 0.2f);

@@ -466,7 +466,7 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         bool recompute, offload;
         int variant, rank, batch;
         bool eight_bit, dora;
-        uint32_t saves;
+        uint32_t saves = 0;
     };
     for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3, false, false},
                   Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1, false, false},

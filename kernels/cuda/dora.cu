@@ -81,30 +81,44 @@ __global__ void dora_forward_kernel(bf16* y, const bf16* z, const bf16* m, const
 }
 
 // A block owns 32 columns (threadIdx.x: one warp reads 32 consecutive elements of a row) and walks
-// all N rows in kDoraRows strands (threadIdx.y); the strands' sums of dy·z meet in shared memory and
-// one thread per column adds them in strand order: no atomics, the same bits on every call.
+// the rows of its stripe (blockIdx.y, dora_backward_stripes: a narrow projection alone would leave
+// most of the GPU idle) in kDoraRows strands (threadIdx.y); the strands' sums of dy·z meet in shared
+// memory and one thread per column adds them in strand order. With one stripe it adds the sum to dm
+// itself; with several it writes part[stripe][j], which dora_dm_reduce_kernel adds in stripe order:
+// no atomics, the same bits on every call.
 constexpr int kDoraRows = 16;
-__global__ void dora_backward_kernel(bf16* dz, float* dm, const bf16* dy, const bf16* z, const bf16* m,
-                                     const float* norm, int N, int OC) {
-    __shared__ float part[kDoraRows][32];
+__global__ void dora_backward_kernel(bf16* dz, float* dm, float* part, const bf16* dy, const bf16* z, const bf16* m,
+                                     const float* norm, int N, int OC, int stripe_rows) {
+    __shared__ float strands[kDoraRows][32];
     const int j = blockIdx.x * 32 + threadIdx.x;
+    const int n_end = min(N, ((int)blockIdx.y + 1) * stripe_rows);
     float acc = 0.0f;
     if (j < OC) {
         const float g = __bfloat162float(m[j]) / norm[j];
-        for (int n = threadIdx.y; n < N; n += kDoraRows) {
+        for (int n = (int)blockIdx.y * stripe_rows + (int)threadIdx.y; n < n_end; n += kDoraRows) {
             const size_t i = (size_t)n * OC + j;
             const float d = __bfloat162float(dy[i]);
             acc += d * __bfloat162float(z[i]);
             dz[i] = __float2bfloat16(g * d);
         }
     }
-    part[threadIdx.y][threadIdx.x] = acc;
+    strands[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && j < OC) {
-        float s = part[0][threadIdx.x];
-        for (int t = 1; t < kDoraRows; t++) s += part[t][threadIdx.x];
-        dm[j] += s / norm[j];
+        float s = strands[0][threadIdx.x];
+        for (int t = 1; t < kDoraRows; t++) s += strands[t][threadIdx.x];
+        if (part) part[(size_t)blockIdx.y * OC + j] = s;
+        else dm[j] += s / norm[j];
     }
+}
+
+// dm[j] += Σ_z part[z][j] / norm[j], the stripes in order.
+__global__ void dora_dm_reduce_kernel(float* dm, const float* part, const float* norm, int stripes, int OC) {
+    const int j = blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= OC) return;
+    float s = 0.0f;
+    for (int z = 0; z < stripes; z++) s += part[(size_t)z * OC + j];
+    dm[j] += s / norm[j];
 }
 
 }  // namespace
@@ -136,8 +150,14 @@ void dora_forward(bf16* y, const bf16* z, const bf16* m, const float* norm, cons
 }
 
 void dora_backward(bf16* dz, float* dm, const bf16* dy, const bf16* z, const bf16* m, const float* norm, int N, int OC) {
-    if (OC == 0) return;
-    dora_backward_kernel<<<ceil_div(OC, 32), dim3(32, kDoraRows)>>>(dz, dm, dy, z, m, norm, N, OC);
+    if (OC == 0 || N == 0) return;
+    const int stripes = dora_backward_stripes(N, OC), stripe_rows = ceil_div(N, stripes);
+    float* part = stripes > 1 ? (float*)cuda_scratch(Scratch::reduce, dora_backward_scratch_bytes(N, OC)) : nullptr;
+    dora_backward_kernel<<<dim3(ceil_div(OC, 32), ceil_div(N, stripe_rows)), dim3(32, kDoraRows)>>>(
+        dz, dm, part, dy, z, m, norm, N, OC, stripe_rows);
+    CUDA_LAUNCH_CHECK();
+    if (!part) return;
+    dora_dm_reduce_kernel<<<ceil_div(OC, 256), 256>>>(dm, part, norm, ceil_div(N, stripe_rows), OC);
     CUDA_LAUNCH_CHECK();
 }
 
