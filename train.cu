@@ -277,6 +277,28 @@ DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokeni
     return raw_byte_data_tokenizer(chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template));
 }
 
+// A base model's untrained rows among the tokens the data uses (untrained_tokens: its chat version's
+// template tokens, say): LoRA cannot train them, so the run says which flag does.
+void note_untrained_tokens(const Trainer& t, const Tokenizer& tok) {
+    if (t.model.method == Method::Full || t.model.lora_layout.embed != SIZE_MAX) return;  // trained anyway
+    std::vector<int32_t> used;
+    for (const std::vector<Example>* set : {&t.train, &t.val})
+        for (const Example& e : *set) used.insert(used.end(), e.tokens.begin(), e.tokens.end());
+    const std::vector<int32_t> bad = untrained_tokens(t.model, used);
+    if (bad.empty()) return;
+    std::string names;
+    for (size_t i = 0; i < bad.size() && i < 6; i++) {
+        const int32_t id = bad[i];
+        const bool text = (size_t)id < tok.token_bytes.size();
+        names += strf("%s%d%s%s%s", i ? ", " : "", id, text ? " \"" : "", text ? tok.token_bytes[id].c_str() : "", text ? "\"" : "");
+    }
+    printf("note: %zu token%s of the data ha%s an untrained embedding or LM head row in this model (under 1e-3 of the "
+           "median row's norm): %s%s. LoRA cannot train those rows, so the model reads such a token as nothing and "
+           "never writes it: pass --modules-to-save %s, or start from the model's chat version\n",
+           bad.size(), bad.size() == 1 ? "" : "s", bad.size() == 1 ? "s" : "ve", names.c_str(), bad.size() > 6 ? ", ..." : "",
+           t.model.cfg.tied_embeddings ? "embed_tokens" : "embed_tokens,lm_head");
+}
+
 std::string fmt_time(double s) {
     char buf[32];
     int t = (int)s;
@@ -529,6 +551,7 @@ int run(int argc, char** argv) {
                    : strf(", LoRA+: B%s at lr x %g (%g)", f.tc.lora.use_dora ? " and DoRA's magnitudes" : "",
                           f.tc.optim.lora_b_lr_ratio,
                           f.tc.optim.lr * f.tc.optim.lora_b_lr_ratio).c_str());
+    note_untrained_tokens(t, tok);
     if (t.model.has_adapters() && f.tc.lora.save_modules) {
         size_t saved = 0;
         for (const TensorInfo& ti : t.model.lora_layout.tensors) saved += lora_is_saved_module(ti) ? ti.numel : 0;

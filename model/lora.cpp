@@ -214,8 +214,8 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
     uint32_t magic = r.get<uint32_t>("magic");
     if (magic != kLoraMagic) fail("%s: not a LoRA adapter file (bad magic 0x%08x)", path.c_str(), magic);
     uint32_t version = r.get<uint32_t>("version");
-    if (version != kLoraVersion && version != 1)
-        fail("%s: adapter file version %u is not supported (this build reads 1 and %u)", path.c_str(), version, kLoraVersion);
+    if (version < 1 || version > kLoraVersion)
+        fail("%s: adapter file version %u is not supported (this build reads 1 to %u)", path.c_str(), version, kLoraVersion);
     lc = LoraConfig{};  // the fields an older version lacks keep their defaults
     r.read(&lc, kLoraConfigBytes[version], "LoRA config");
     uint64_t hash = r.get<uint64_t>("base model hash");

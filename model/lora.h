@@ -79,7 +79,7 @@ bool lora_is_saved_module(const TensorInfo& t);
 
 // PEFT's init: A ~ kaiming_uniform(a=√5), i.e. U(−1/√in, 1/√in); B = 0, so training starts at the
 // base model. DoRA's magnitudes and the saved modules are left 0 here: they start at the base
-// weights' row norms and the base tensors, which model_add_lora sets (lora_init_from_base, model.h).
+// weights' row norms and the base tensors, which model_add_lora sets (model.h).
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed);
 
 // W += scale · B A for every adapted weight (with DoRA then each row of it scaled to its magnitude,

@@ -165,10 +165,12 @@ void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, cons
             if (st.find(name) && name != embed && name != head)
                 fail("%s: tensor %s names the model as %s..., the layers as %s...: one adapter is for one model",
                      wpath.c_str(), name.c_str(), kLayers[q], kLayers[prefix]);
-    if (!cfg.tied_embeddings && st.find(embed) && !(saves & LORA_SAVE_EMBED))
+    // (a tied model's tensor is saved under both names when either is listed)
+    const bool tied_saved = cfg.tied_embeddings && saves;
+    if (st.find(embed) && !(saves & LORA_SAVE_EMBED) && !tied_saved)
         fail("%s: tensor %s is a trained embedding, but \"modules_to_save\" in %s does not name embed_tokens", wpath.c_str(),
              embed.c_str(), cpath.c_str());
-    if (!cfg.tied_embeddings && st.find(head) && !(saves & LORA_SAVE_LM_HEAD))
+    if (st.find(head) && !(saves & LORA_SAVE_LM_HEAD) && !tied_saved)
         fail("%s: tensor %s is a trained LM head, but \"modules_to_save\" in %s does not name lm_head", wpath.c_str(),
              head.c_str(), cpath.c_str());
     if (!saves) return;
@@ -191,9 +193,10 @@ void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, cons
             fail("%s: the base model ties its LM head to its embedding, but PEFT trained %s apart from the other "
                  "(\"ensure_weight_tying\" is not set), which a tied model cannot hold: train the adapter with "
                  "ensure_weight_tying=True", cpath.c_str(), saves == LORA_SAVE_EMBED ? "the embedding" : "the LM head");
-        const bool both = st.find(embed) && st.find(head);
+        // (without ensure_weight_tying both copies were trained, and both must be there)
+        const bool both = (st.find(embed) && st.find(head)) || !tying;
         std::vector<float> a(n), b(both ? n : 0);
-        read(st.find(embed) || !st.find(head) ? embed : head, a.data());
+        read(both || st.find(embed) || !st.find(head) ? embed : head, a.data());
         if (both) read(head, b.data());
         if (a != b && both)
             fail("%s: the base model ties its LM head to its embedding, but the adapter's trained embedding and LM head "

@@ -373,8 +373,9 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
         e.why_adapters = strf("r·(in+out)%s per adapted matrix, r = %d on %s × %d layers%s = %s params × %d B",
                               s.lora.use_dora ? " + out (DoRA's magnitude)" : "", s.lora.rank,
                               lora_targets_string(s.lora.targets).c_str(), s.cfg.n_layers,
-                              s.lora.save_modules ? (" + vocab·dim a saved module (" +
-                                                     lora_saves_string(lora_saves(s.cfg, s.lora.save_modules)) + ")").c_str() : "",
+                              !s.lora.save_modules ? ""
+                              : s.cfg.tied_embeddings ? " + vocab·dim (the saved embedding, tied to the LM head)"
+                              : (" + vocab·dim each saved module (" + lora_saves_string(s.lora.save_modules) + ")").c_str(),
                               human_count(e.n_trainable).c_str(), s.compute_bytes);
     } else {
         e.n_trainable = e.n_params;

@@ -196,6 +196,30 @@ void lora_init_magnitudes(Model& m) {
     m.device.reset();  // the magnitudes changed (as model_set_lora)
 }
 
+std::vector<int32_t> untrained_tokens(const Model& m, const std::vector<int32_t>& ids) {
+    const int V = m.cfg.vocab_size, C = m.cfg.dim;
+    std::vector<int32_t> found;
+    for (size_t table : {m.off.embed, m.off.lm_head == m.off.embed ? SIZE_MAX : m.off.lm_head}) {
+        if (table == SIZE_MAX) continue;
+        std::vector<float> norm(V);
+        #pragma omp parallel for
+        for (int v = 0; v < V; v++) {
+            const float* row = m.params.data() + table + (size_t)v * C;
+            double s = 0;
+            for (int i = 0; i < C; i++) s += (double)row[i] * row[i];
+            norm[v] = (float)std::sqrt(s);
+        }
+        std::vector<float> sorted = norm;
+        std::nth_element(sorted.begin(), sorted.begin() + V / 2, sorted.end());
+        const float floor = 1e-3f * sorted[V / 2];
+        for (int32_t id : ids)
+            if (id >= 0 && id < V && norm[id] < floor) found.push_back(id);
+    }
+    std::sort(found.begin(), found.end());
+    found.erase(std::unique(found.begin(), found.end()), found.end());
+    return found;
+}
+
 size_t Workspace::bytes() const {
     size_t n = 0;
     for (const Buffer* b : {&resid, &final_ln, &final_rstd, &dresid, &dln, &datt, &dq, &dk, &dv, &dh, &dgate, &dup,

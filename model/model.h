@@ -114,6 +114,12 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed);
 void lora_init_magnitudes(Model& m);
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters);
 
+// The token ids among `ids` whose embedding row, or LM head row when the head is untied, was never
+// trained: a norm under 1e-3 of the median row's. Base models leave the special tokens of their chat
+// versions so (Llama 3's <|eot_id|>, near 0): LoRA cannot move such a row, and a target token whose
+// logit stays 0 is never generated. Sorted, each once.
+std::vector<int32_t> untrained_tokens(const Model& m, const std::vector<int32_t>& ids);
+
 // DoRA's columns in a layer (those of every projection with a magnitude; 0 without DoRA), and the
 // row norms of all layers (Pass::dora_norms).
 inline size_t dora_columns(const Model& m) {

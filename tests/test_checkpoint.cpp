@@ -529,6 +529,22 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         CHECK(lc2.targets == rs.targets);
         CHECK(lc2.use_dora == 0);
         CHECK(a2 == a);
+        // A version-2 file (DoRA, before the saved modules: its LoraConfig without save_modules) too.
+        LoraConfig dora = lc;
+        dora.use_dora = 1;
+        vector<float> da(lora_layout(c, dora).total, 0.5f);
+        lora_save(good, c, dora, da);
+        bytes = read_file(good);
+        const uint32_t two = 2;
+        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&two, 4) + bytes.substr(8, v1_config + 4) +
+                                   bytes.substr(8 + sizeof(LoraConfig)));
+        load();
+        CHECK(lc2.use_dora == 1);
+        CHECK(lc2.save_modules == 0);
+        CHECK(a2 == da);
+        const uint32_t four = 4;
+        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&four, 4) + bytes.substr(8));
+        CHECK(contains(error_of(load), "adapter file version 4 is not supported (this build reads 1 to 3)"));
     }
     SUBCASE("training state") {
         std::string out = dir + "/state";

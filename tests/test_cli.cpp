@@ -172,7 +172,7 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
              {"modules to save: embed_tokens (tied: also the LM head) trained in full beside the adapters (32768 "
               "parameters) at lr 2e-05"});
     succeeds(run("./memory --preset llama-2-7b --method qlora --modules-to-save embed_tokens,lm_head --explain"),
-             {"+ vocab·dim a saved module (embed_tokens,lm_head)"});
+             {"+ vocab·dim each saved module (embed_tokens,lm_head)"});
     // ./memory takes --use-dora after or before --method; its magnitudes, z, norms and dz are explained
     succeeds(run("./memory --use-dora --preset smollm2-135m --method lora --explain"),
              {"+ out (DoRA's magnitude)", "DoRA z ", "DoRA's row norms", "DoRA dz"});
@@ -185,6 +185,29 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     Run short_wsd = s.train("--lr-scheduler wsd --max-steps 4 --warmup-steps 10 --dry-run");
     CHECK(has(short_wsd, "cooldown over the last 0"));
     CHECK(has(short_wsd, "note: the wsd cooldown has 0 steps, so the learning rate never falls below --lr"));
+}
+
+// A base model whose rows for tokens the data uses were never trained (here the bytes '"' and '{' of
+// the default task's JSON, zeroed): ./train names them and the flag that trains them.
+TEST_CASE("cli: tokens with untrained embeddings in the data are named, with --modules-to-save") {
+    Scratch s;
+    ModelConfig c = config_preset("tiny");
+    std::vector<float> p;
+    model_init_random(c, p, 5);
+    const ModelOffsets off = model_offsets(c);
+    for (int id : {'"', '{'}) std::fill_n(p.begin() + off.embed + (size_t)id * c.dim, c.dim, 0.0f);
+    const std::string model = s.out("base.bin");
+    model_save(model, c, p, DType::F32);
+    const std::string flags = "--model " + model + " --tokenizer bytes --data " + s.data + " --batch-size 2 --eval-samples 0 --dry-run";
+    Run lora = run("./train " + flags);
+    INFO(lora.out);
+    CHECK(lora.status == 0);
+    CHECK(has(lora, "note: 2 tokens of the data have an untrained embedding or LM head row in this model"));
+    CHECK(has(lora, ": 34, 123. LoRA cannot train those rows"));
+    CHECK(has(lora, "pass --modules-to-save embed_tokens, or start from the model's chat version"));
+    Run saved = run("./train " + flags + " --modules-to-save embed_tokens");
+    CHECK(saved.status == 0);
+    CHECK(!has(saved, "untrained embedding"));
 }
 
 TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the merged model") {

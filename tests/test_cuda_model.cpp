@@ -38,16 +38,17 @@ const Ops& gpu() { return *cuda_ops(); }
 // The architectures the GPU tests run: LLaMA's shape with q/k/v bias; Qwen3's (QK-norm, no bias,
 // dim not heads · head_dim); Gemma 3's (that, with GeGLU, post norms, scaled embeddings, scores by
 // query_pre_attn_scalar^-1/2, a 7-key window with its own RoPE base in layer 0, linear RoPE scaling).
-enum Variant { kLlama = 0, kQwen3 = 1, kGemma3 = 2 };
-const char* variant_name(int v) { return v == kQwen3 ? " qk-norm" : v == kGemma3 ? " gemma3" : ""; }
+// kTiedLlama: LLaMA's with the LM head tied to the embedding (SmolLM2, Llama 3.2).
+enum Variant { kLlama = 0, kQwen3 = 1, kGemma3 = 2, kTiedLlama = 3 };
+const char* variant_name(int v) { return v == kQwen3 ? " qk-norm" : v == kGemma3 ? " gemma3" : v == kTiedLlama ? " tied" : ""; }
 
 // hd 64 exercises the tensor-core attention; GQA 4/2, untied head, vocabulary not a multiple of any tile.
 ModelConfig gpu_config(int head_dim = 64, int variant = kLlama) {
     ModelConfig c;
     c.vocab_size = 301; c.dim = 4 * head_dim; c.n_layers = 2; c.n_heads = 4; c.n_kv_heads = 2; c.head_dim = head_dim;
     c.ffn_dim = 3 * head_dim + 8; c.max_seq_len = 128; c.rope_theta = 10000.0f; c.norm_eps = 1e-5f;
-    c.tied_embeddings = 0; c.qkv_bias = 1;
-    if (variant != kLlama) c.qkv_bias = 0, c.qk_norm = 1, c.dim = 3 * head_dim + 16;
+    c.tied_embeddings = variant == kTiedLlama; c.qkv_bias = 1;
+    if (variant == kQwen3 || variant == kGemma3) c.qkv_bias = 0, c.qk_norm = 1, c.dim = 3 * head_dim + 16;
     if (variant == kGemma3) {
         c.mlp_act = GLU_GELU_TANH, c.post_norms = 1, c.embed_scale = std::sqrt((float)c.dim);
         c.query_pre_attn_scalar = (float)(head_dim + 16), c.sliding_window = 7, c.sliding_pattern = 2;
@@ -269,9 +270,11 @@ TEST_CASE("cuda model: a DoRA step matches the CPU (LoRA with dropout and withou
 TEST_CASE("cuda model: a full fine-tuning step's gradients match the CPU") { compare_step(Method::Full, 64); }
 
 // modules_to_save: the embedding's gradient (the sorted embedding backward) and the LM head's (its
-// weight-gradient GEMM) into the adapters' gradients, the embedding alone or with the LM head.
+// weight-gradient GEMM) into the adapters' gradients: untied both, a tied model's one tensor (both
+// gradients into one slot), the embedding alone, the LM head alone.
 TEST_CASE("cuda model: a LoRA step with the embedding and LM head trained (modules_to_save) matches the CPU") {
     compare_step(Method::Lora, 64, 0.1f, kLlama, 0.0f, false, LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD);
+    compare_step(Method::Lora, 64, 0.0f, kTiedLlama, 0.0f, false, LORA_SAVE_EMBED);
     compare_step(Method::Qlora, 64, 0.0f, kGemma3, 0.0f, false, LORA_SAVE_EMBED);
     compare_step(Method::Lora, 64, 0.0f, kQwen3, 0.0f, true, LORA_SAVE_LM_HEAD);
 }
@@ -477,6 +480,7 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
                   Run{Method::Lora, "all", 0.1f, false, true, kQwen3, 64, 1, true, false},
                   Run{Method::Qlora, "q,v,gate,up", 0.1f, true, false, kLlama, 8, 2, false, true},
                   Run{Method::Lora, "q,v", 0.1f, false, false, kLlama, 8, 3, false, false, LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD},
+                  Run{Method::Lora, "all", 0.0f, false, false, kTiedLlama, 8, 2, false, false, LORA_SAVE_LM_HEAD},
                   Run{Method::Qlora, "all", 0.0f, true, true, kGemma3, 8, 2, true, false, LORA_SAVE_EMBED}}) {
         CAPTURE(method_name(r.method));
         CAPTURE(r.targets);

@@ -218,6 +218,17 @@ TEST_CASE("import/export: saved modules (modules_to_save: embed_tokens, lm_head)
         write_file_atomic(dir + "/adapter_config.json", text);
         CHECK(contains(error_of([&] { lora_load_any(dir, base.cfg, back, b); }),
                        "but PEFT trained the embedding apart from the other (\"ensure_weight_tying\" is not set)"));
+        // both named without the tying: both copies must be there; no modules_to_save beside a saved tensor
+        auto set_config = [&](const std::string& from, const std::string& to) {
+            REQUIRE(text.find(from) != std::string::npos);
+            text.replace(text.find(from), from.size(), to);
+            write_file_atomic(dir + "/adapter_config.json", text);
+        };
+        set_config("[\"embed_tokens\"]", "[\"embed_tokens\", \"lm_head\"]");
+        CHECK(error_of([&] { lora_load_any(dir, base.cfg, back, b); }).empty());
+        set_config("[\"embed_tokens\", \"lm_head\"]", "null");
+        CHECK(contains(error_of([&] { lora_load_any(dir, base.cfg, back, b); }),
+                       "embed_tokens.weight is a trained embedding, but \"modules_to_save\" in"));
         lora_export_peft(dir, base.cfg, lc, a, PeftBase::text);
         std::vector<std::vector<float>> values(ours.tensors.size());
         std::vector<SafeTensorOut> tensors;

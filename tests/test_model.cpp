@@ -121,7 +121,8 @@ TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") 
 }
 
 // The trained copies of the embedding and the LM head (modules_to_save) beside LoRA on q, v, down:
-// their gradients reach the copies, not the base tensors; on a tied model one tensor gets both.
+// their gradients reach the copies (the gradient vector is the adapters'); on a tied model one
+// tensor gets both.
 TEST_CASE("whole-model gradient check: the embedding and LM head trained beside LoRA (modules_to_save)") {
     for (const ModelConfig& c : {micro_config(false, true), micro_config(true, false), micro_gemma3_config()}) {
         CAPTURE(c.describe());
@@ -150,6 +151,16 @@ TEST_CASE("whole-model gradient check: the embedding and LM head trained beside 
         }
         CHECK(saved == (c.tied_embeddings ? 1 : 2));
     }
+}
+
+// An untied model's LM head row and embedding row, each zeroed, are found among the ids asked about.
+TEST_CASE("untrained_tokens: rows under 1e-3 of the median norm, in the embedding or the untied LM head") {
+    Model m = random_model(micro_config(false, true), 1);
+    const int C = m.cfg.dim;
+    std::fill_n(m.params.begin() + m.off.lm_head + 7 * C, C, 0.0f);
+    std::fill_n(m.params.begin() + m.off.embed + 3 * C, C, 1e-6f);
+    CHECK(untrained_tokens(m, {1, 7, 30, 7, 3, 9}) == vector<int32_t>{3, 7});
+    CHECK(untrained_tokens(m, {1, 30}).empty());
 }
 
 // LoRA (or DoRA) r 3 on every target, with B ≠ 0 so that dA ≠ 0: each adapter value moved by

@@ -68,7 +68,8 @@ std::vector<float> params_at(const ModelConfig& cfg, const std::string& file, bo
 // transformers' Trainer does since 4.46), and packed into one row (no attention across them).
 void replay(const std::string& dir, const std::function<void(Trainer&, TrainConfig&)>& setup,
             const std::vector<float>& first_grads, const std::vector<float>& trained,
-            const std::function<const float*(const Trainer&)>& weights, double weights_tolerance) {
+            const std::function<const float*(const Trainer&)>& weights, double weights_tolerance,
+            double loss_tolerance = 1e-6) {
     const JsonValue ref = json_parse(read_file(kFixtures + dir + "/steps.json"));
     const std::vector<JsonValue>& steps = ref.get("steps")->array;
     struct Variant {
@@ -101,8 +102,7 @@ void replay(const std::string& dir, const std::function<void(Trainer&, TrainConf
         for (size_t s = 0; s < steps.size(); s++) {
             StepResult r = trainer_step(t);
             INFO("step " << s + 1);
-            // (Gemma 3 with its embedding trained: 1.3e-6 at step 2, packed; the rest within 1e-6)
-            CHECK(r.loss == doctest::Approx(steps[s].get("loss")->number).epsilon(2e-6));
+            CHECK(r.loss == doctest::Approx(steps[s].get("loss")->number).epsilon(loss_tolerance));
             CHECK(r.grad_norm == doctest::Approx(steps[s].get("grad_norm")->number).epsilon(5e-5));  // Gemma 3 LoRA: 1.4e-5
             CHECK(r.lr == doctest::Approx(steps[s].get("lr")->number).epsilon(1e-6));
             if (s == 0) {  // the gradient of the mean loss, before clipping
@@ -137,7 +137,7 @@ void replay(const std::string& dir, const std::function<void(Trainer&, TrainConf
 
 // The LoRA fixture `dir` (PEFT adapter directories init/, grads/, final/, r 4) on `model`, replayed
 // with B at lr × lora_b_lr_ratio.
-void replay_lora(const std::string& model, const std::string& dir, float lora_b_lr_ratio) {
+void replay_lora(const std::string& model, const std::string& dir, float lora_b_lr_ratio, double loss_tolerance = 1e-6) {
     const ModelConfig cfg = source(model).cfg;
     auto setup = [&](Trainer& t, TrainConfig& tc) {
         ImportedModel h = source(model);
@@ -149,7 +149,7 @@ void replay_lora(const std::string& model, const std::string& dir, float lora_b_
         tc.optim.lora_b_lr_ratio = lora_b_lr_ratio;
     };
     replay(dir, setup, adapter_at(cfg, dir + "/grads"), adapter_at(cfg, dir + "/final"),
-           [](const Trainer& t) { return t.model.adapters.data(); }, 1e-4);
+           [](const Trainer& t) { return t.model.adapters.data(); }, 1e-4, loss_tolerance);
 }
 
 }  // namespace
@@ -183,7 +183,9 @@ TEST_CASE("three LoRA steps with the embedding and LM head trained equal PEFT's 
         CHECK(lc.save_modules == (LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD));
         const LoraLayout L = lora_layout(source(model).cfg, lc);
         CHECK((L.embed == L.lm_head) == (model == "tiny_gemma3"));
-        replay_lora(model, model + "_save", 1.0f);
+        // (Gemma 3's adapters, whose gradients are near AdamW's eps, move the loss of step 2 by 1.3e-6
+        // when packed; the Llama's stay within 1e-6)
+        replay_lora(model, model + "_save", 1.0f, model == "tiny_gemma3" ? 2e-6 : 1e-6);
     }
 }
 
