@@ -31,7 +31,7 @@ struct Flags {
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto", optimizer = "adamw";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
-    bool eval_samples_given = false, decay_ratio_given = false;
+    bool eval_samples_given = false, decay_ratio_given = false, saves_given = false;
     int log_every = 1, eval_samples = 32;
     // --data and --val-data, each given once or more (the files' examples in this order)
     std::vector<std::string> data = {"data/default/train.jsonl"}, val_data;
@@ -67,7 +67,7 @@ void usage() {
         "  --modules-to-save embed_tokens,lm_head   also train these base tensors in full beside the adapters\n"
         "                          (PEFT's modules_to_save: new languages, continued pretraining, new tokens;\n"
         "                          a tied model's embedding is its LM head). 4 bytes more a parameter in the\n"
-        "                          adapter and 16-20 in training: 28M parameters for SmolLM2's embedding\n"
+        "                          adapter, 16 in CPU training, 18 on the GPU: 28M parameters for SmolLM2's\n"
         "  --embedding-lr X        learning rate of the embedding and LM head (unsloth's embedding_learning_rate;\n"
         "                          default: --lr; a tenth of it or less is usual)\n"
         "  --init-adapter PATH     start LoRA from this adapter (.lora or a PEFT directory) instead of B = 0\n"
@@ -128,7 +128,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--use-dora")) tc.lora.use_dora = 1;
         else if (args.is("--loraplus-lr-ratio")) tc.optim.lora_b_lr_ratio = (float)args.number_in(0, 1e4, true);
         else if (args.is("--init-adapter")) f.init_adapter = args.value();
-        else if (args.is("--modules-to-save")) f.modules_to_save = args.value();
+        else if (args.is("--modules-to-save")) f.modules_to_save = args.value(), f.saves_given = true;
         else if (args.is("--embedding-lr")) tc.optim.embedding_lr = (float)args.number_in(0, INFINITY, true);
         else if (args.is("--neftune-alpha")) tc.neftune_alpha = (float)args.number_in(0, 1e4);
         else if (args.is("--lr")) f.lr = (float)args.number_in(0, INFINITY, true);
@@ -194,7 +194,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
     if (!f.init_adapter.empty() && tc.method == Method::Full)
         fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
-    if (!f.modules_to_save.empty()) {
+    if (f.saves_given) {
         if (tc.method == Method::Full)
             fail("--modules-to-save trains base tensors beside LoRA's adapters: --method full trains them all already");
         tc.lora.save_modules = lora_parse_saves(f.modules_to_save);
@@ -559,6 +559,9 @@ int run(int argc, char** argv) {
                t.model.cfg.tied_embeddings ? "embed_tokens (tied: also the LM head)" : lora_saves_string(f.tc.lora.save_modules).c_str(),
                saved, f.tc.optim.embedding_lr > 0 ? f.tc.optim.embedding_lr : f.tc.optim.lr);
     }
+    if (f.tc.method == Method::Full && f.tc.optim.embedding_lr > 0)
+        printf("embedding and LM head at lr %g (--embedding-lr), the other weights at %g\n", f.tc.optim.embedding_lr,
+               f.tc.optim.lr);
     if (f.tc.neftune_alpha > 0) {
         const int L = trainer_seq_len(f.tc, t.train, t.val);
         printf("neftune: alpha %g, uniform noise of ±%.3g on the embeddings at rows of up to %d tokens (alpha/sqrt(L·%d), "

@@ -49,6 +49,7 @@ uint32_t lora_parse_saves(const std::string& list) {
     std::stringstream ss(list);
     std::string item;
     while (std::getline(ss, item, ',')) {
+        if (item.empty()) continue;  // "embed_tokens," as "embed_tokens"
         if (item == "embed_tokens" || item == "embed") bits |= LORA_SAVE_EMBED;
         else if (item == "lm_head" || item == "head") bits |= LORA_SAVE_LM_HEAD;
         else fail("--modules-to-save: unknown module '%s' (use embed_tokens, lm_head or both: embed_tokens,lm_head)", item.c_str());

@@ -152,12 +152,14 @@ bool is_vision_adapter(const std::string& tensor) {
 }  // namespace
 
 namespace {
-// The modules_to_save tensors (`saves`, from adapter_config.json) into `adapters`, which grow to
-// the layout with them. A tied model holds one tensor for both: PEFT trained it so only with
-// ensure_weight_tying (or the two saved tensors equal); without, it trains a copy of the embedding
-// apart from the LM head (or the other way), which a tied model cannot hold.
+// The saved embedding and LM head into `adapters`, which grow to the layout with them. PEFT loads such
+// a tensor into the model whether modules_to_save names it (`named`, from adapter_config.json) or
+// save_embedding_layers wrote it (modules_to_save null, as after a vocabulary resize), so both are
+// read. A tied model holds one tensor for both: PEFT trained it so with ensure_weight_tying (or
+// saved the tied layers as they are); naming one of the two without it, PEFT trains a copy of that
+// one apart from the other, which a tied model cannot hold.
 void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, const std::string& cpath,
-                        const ModelConfig& cfg, uint32_t saves, bool tying, int prefix, LoraConfig& lc,
+                        const ModelConfig& cfg, uint32_t named, bool tying, int prefix, LoraConfig& lc,
                         std::vector<float>& adapters) {
     const std::string embed = peft_embed_name(prefix), head = peft_head_name(prefix);
     for (int q = 0; q < kNumLayerPrefixes; q++)
@@ -165,14 +167,8 @@ void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, cons
             if (st.find(name) && name != embed && name != head)
                 fail("%s: tensor %s names the model as %s..., the layers as %s...: one adapter is for one model",
                      wpath.c_str(), name.c_str(), kLayers[q], kLayers[prefix]);
-    // (a tied model's tensor is saved under both names when either is listed)
-    const bool tied_saved = cfg.tied_embeddings && saves;
-    if (st.find(embed) && !(saves & LORA_SAVE_EMBED) && !tied_saved)
-        fail("%s: tensor %s is a trained embedding, but \"modules_to_save\" in %s does not name embed_tokens", wpath.c_str(),
-             embed.c_str(), cpath.c_str());
-    if (st.find(head) && !(saves & LORA_SAVE_LM_HEAD) && !tied_saved)
-        fail("%s: tensor %s is a trained LM head, but \"modules_to_save\" in %s does not name lm_head", wpath.c_str(),
-             head.c_str(), cpath.c_str());
+    const bool has_embed = st.find(embed), has_head = st.find(head);
+    const uint32_t saves = named | (has_embed ? LORA_SAVE_EMBED : 0u) | (has_head ? LORA_SAVE_LM_HEAD : 0u);
     if (!saves) return;
     const std::vector<int64_t> table = {cfg.vocab_size, cfg.dim};
     const size_t n = (size_t)cfg.vocab_size * cfg.dim;
@@ -187,18 +183,17 @@ void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, cons
         st.read_f32(*src, dst);
     };
     if (cfg.tied_embeddings) {
-        // Without ensure_weight_tying PEFT trains a copy of each named module on its own: with one of
-        // the two named, the other stays the base's.
-        if (!tying && saves != (LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD))
+        const uint32_t both_named = LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD;
+        if (named && !tying && named != both_named)
             fail("%s: the base model ties its LM head to its embedding, but PEFT trained %s apart from the other "
                  "(\"ensure_weight_tying\" is not set), which a tied model cannot hold: train the adapter with "
-                 "ensure_weight_tying=True", cpath.c_str(), saves == LORA_SAVE_EMBED ? "the embedding" : "the LM head");
-        // (without ensure_weight_tying both copies were trained, and both must be there)
-        const bool both = (st.find(embed) && st.find(head)) || !tying;
+                 "ensure_weight_tying=True", cpath.c_str(), named == LORA_SAVE_EMBED ? "the embedding" : "the LM head");
+        // (both named without the tying: both copies were trained, and both must be there)
+        const bool both = (has_embed && has_head) || (named == both_named && !tying);
         std::vector<float> a(n), b(both ? n : 0);
-        read(both || st.find(embed) || !st.find(head) ? embed : head, a.data());
+        read(both || has_embed || !has_head ? embed : head, a.data());
         if (both) read(head, b.data());
-        if (a != b && both)
+        if (both && a != b)
             fail("%s: the base model ties its LM head to its embedding, but the adapter's trained embedding and LM head "
                  "differ (PEFT trained the two apart%s): a tied model cannot hold them", wpath.c_str(),
                  tying ? "" : ": set ensure_weight_tying=True when training");

@@ -33,8 +33,9 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
 // names (both of transformers' forms); adapters on an image-text model's vision tower are left out
 // with a note (the model here is text-only). What our LoRA cannot express is refused naming the key
 // or tensor: bias training, modules_to_save other than embed_tokens and lm_head (and on a tied model
-// without ensure_weight_tying), per-module rank or alpha patterns, some layers only, fan_in_fan_out,
-// other PEFT types, a pickled adapter_model.bin.
+// one of the two without ensure_weight_tying), per-module rank or alpha patterns, some layers only,
+// fan_in_fan_out, other PEFT types, a pickled adapter_model.bin. A saved embedding or LM head is read
+// whether modules_to_save names it or save_embedding_layers wrote it.
 void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);
 // An adapter from a .lora file or a PEFT directory.
 void lora_load_any(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);

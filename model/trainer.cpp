@@ -380,7 +380,7 @@ static std::string signature_changes(const std::string& was, const std::string& 
         if (key == "loraplus" && v == "(none)") return "1 (off)";
         if (key == "neftune" && v == "(none)") return "0 (off)";
         if (key == "save" && v == "(none)") return "none";
-        if (key == "embedding_lr" && v == "(none)") return "lr's";
+        if (key == "embedding_lr" && v == "(none)") return "as --lr";
         if (key == "dora" || key == "group_by_length") return v == "(none)" ? "off" : "on";
         return v;
     };

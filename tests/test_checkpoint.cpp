@@ -310,7 +310,7 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("decay: (none) -> 0.1, schedule: cosine -> wsd"));
     b.cfg.optim.schedule = a.cfg.optim.schedule;
     b.cfg.optim.embedding_lr = 1e-4f;
-    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(embedding_lr: lr's -> 0.0001)"));
+    CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(embedding_lr: as --lr -> 0.0001)"));
     b.cfg.optim.embedding_lr = 0.0f;
     b.cfg.lora.save_modules = LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD;
     CHECK_THROWS_WITH(trainer_load_checkpoint(b, ckpt), doctest::Contains("(save: none -> embed_tokens,lm_head)"));
