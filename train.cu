@@ -281,9 +281,14 @@ DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokeni
 // template tokens, say): LoRA cannot train them, so the run says which flag does.
 void note_untrained_tokens(const Trainer& t, const Tokenizer& tok) {
     if (t.model.method == Method::Full || t.model.lora_layout.embed != SIZE_MAX) return;  // trained anyway
-    std::vector<int32_t> used;
+    std::vector<char> seen(t.model.cfg.vocab_size, 0);  // each id once, not every token of the data
     for (const std::vector<Example>* set : {&t.train, &t.val})
-        for (const Example& e : *set) used.insert(used.end(), e.tokens.begin(), e.tokens.end());
+        for (const Example& e : *set)
+            for (int32_t id : e.tokens)
+                if (id >= 0 && id < (int32_t)seen.size()) seen[id] = 1;
+    std::vector<int32_t> used;
+    for (int32_t id = 0; id < (int32_t)seen.size(); id++)
+        if (seen[id]) used.push_back(id);
     const std::vector<int32_t> bad = untrained_tokens(t.model, used);
     if (bad.empty()) return;
     std::string names;

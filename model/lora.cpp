@@ -189,11 +189,9 @@ void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<
         }
     }
     // The saved modules replace the base tensors (a tied model's one tensor is written once).
-    for (size_t at : {L.embed, L.lm_head == L.embed ? SIZE_MAX : L.lm_head}) {
-        if (at == SIZE_MAX) continue;
-        const size_t dst = at == L.embed ? off.embed : off.lm_head, n = (size_t)cfg.vocab_size * cfg.dim;
-        std::copy(adapters.begin() + at, adapters.begin() + at + n, params.begin() + dst);
-    }
+    const size_t n = (size_t)cfg.vocab_size * cfg.dim;
+    if (L.embed != SIZE_MAX) std::copy_n(adapters.begin() + L.embed, n, params.begin() + off.embed);
+    if (L.lm_head != SIZE_MAX && L.lm_head != L.embed) std::copy_n(adapters.begin() + L.lm_head, n, params.begin() + off.lm_head);
 }
 
 void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters) {

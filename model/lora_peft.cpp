@@ -1,5 +1,6 @@
 #include "model/lora_peft.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -152,6 +153,18 @@ bool is_vision_adapter(const std::string& tensor) {
 }  // namespace
 
 namespace {
+// Tensor `src` of `st` (named `name`) into dst as FP32, after checking it has `shape` (the one the
+// base model and adapter_config.json give it).
+void read_checked(const SafetensorsSet& st, const SafeTensor& src, const std::string& wpath, const std::string& name,
+                  const std::vector<int64_t>& shape, float* dst) {
+    TensorInfo want;
+    want.name = name;
+    want.shape = shape;
+    import_check_shape(want, src.shape, wpath + ": tensor " + name);
+    st.check_readable(src);
+    st.read_f32(src, dst);
+}
+
 // The saved embedding and LM head into `adapters`, which grow to the layout with them. PEFT loads such
 // a tensor into the model whether modules_to_save names it (`named`, from adapter_config.json) or
 // save_embedding_layers wrote it (modules_to_save null, as after a vocabulary resize), so both are
@@ -170,43 +183,37 @@ void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, cons
     const bool has_embed = st.find(embed), has_head = st.find(head);
     const uint32_t saves = named | (has_embed ? LORA_SAVE_EMBED : 0u) | (has_head ? LORA_SAVE_LM_HEAD : 0u);
     if (!saves) return;
+    const uint32_t both_named = LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD;
+    if (cfg.tied_embeddings && named && !tying && named != both_named)
+        fail("%s: the base model ties its LM head to its embedding, but PEFT trained %s apart from the other "
+             "(\"ensure_weight_tying\" is not set), which a tied model cannot hold: train the adapter with "
+             "ensure_weight_tying=True", cpath.c_str(), named == LORA_SAVE_EMBED ? "the embedding" : "the LM head");
     const std::vector<int64_t> table = {cfg.vocab_size, cfg.dim};
-    const size_t n = (size_t)cfg.vocab_size * cfg.dim;
     auto read = [&](const std::string& name, float* dst) {
         const SafeTensor* src = st.find(name);
         if (!src) fail("%s: tensor %s is missing (\"modules_to_save\" in %s names it)", wpath.c_str(), name.c_str(), cpath.c_str());
-        TensorInfo want;
-        want.name = name;
-        want.shape = table;
-        import_check_shape(want, src->shape, wpath + ": tensor " + name);
-        st.check_readable(*src);
-        st.read_f32(*src, dst);
+        read_checked(st, *src, wpath, name, table, dst);
     };
-    if (cfg.tied_embeddings) {
-        const uint32_t both_named = LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD;
-        if (named && !tying && named != both_named)
-            fail("%s: the base model ties its LM head to its embedding, but PEFT trained %s apart from the other "
-                 "(\"ensure_weight_tying\" is not set), which a tied model cannot hold: train the adapter with "
-                 "ensure_weight_tying=True", cpath.c_str(), named == LORA_SAVE_EMBED ? "the embedding" : "the LM head");
-        // (both named without the tying: both copies were trained, and both must be there)
-        const bool both = (has_embed && has_head) || (named == both_named && !tying);
-        std::vector<float> a(n), b(both ? n : 0);
-        read(both || has_embed || !has_head ? embed : head, a.data());
-        if (both) read(head, b.data());
-        if (both && a != b)
-            fail("%s: the base model ties its LM head to its embedding, but the adapter's trained embedding and LM head "
-                 "differ (PEFT trained the two apart%s): a tied model cannot hold them", wpath.c_str(),
-                 tying ? "" : ": set ensure_weight_tying=True when training");
-        lc.save_modules = lora_saves(cfg, saves);
-        adapters.resize(lora_layout(cfg, lc).total);
-        std::copy(a.begin(), a.end(), adapters.begin() + lora_layout(cfg, lc).embed);
-        return;
-    }
-    lc.save_modules = saves;
+    lc.save_modules = lora_saves(cfg, saves);
     const LoraLayout L = lora_layout(cfg, lc);
     adapters.resize(L.total);
-    if (saves & LORA_SAVE_EMBED) read(embed, adapters.data() + L.embed);
-    if (saves & LORA_SAVE_LM_HEAD) read(head, adapters.data() + L.lm_head);
+    if (!cfg.tied_embeddings) {
+        if (saves & LORA_SAVE_EMBED) read(embed, adapters.data() + L.embed);
+        if (saves & LORA_SAVE_LM_HEAD) read(head, adapters.data() + L.lm_head);
+        return;
+    }
+    // One tensor (L.embed == L.lm_head); both copies when both were saved (both named without the
+    // tying: both were trained, and both must be there), which must then be equal.
+    const bool both = (has_embed && has_head) || (named == both_named && !tying);
+    float* one = adapters.data() + L.embed;
+    read(both || has_embed || !has_head ? embed : head, one);
+    if (!both) return;
+    std::vector<float> other((size_t)cfg.vocab_size * cfg.dim);
+    read(head, other.data());
+    if (!std::equal(other.begin(), other.end(), one))
+        fail("%s: the base model ties its LM head to its embedding, but the adapter's trained embedding and LM head "
+             "differ (PEFT trained the two apart%s): a tied model cannot hold them", wpath.c_str(),
+             tying ? "" : ": set ensure_weight_tying=True when training");
 }
 }  // namespace
 
@@ -348,12 +355,8 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
                 if (!src)
                     fail("%s: tensor %s is missing (every layer needs the same adapted projections%s)", wpath.c_str(),
                          name.c_str(), part == kPartMagnitude ? ", and with use_dora each its magnitude" : "");
-                TensorInfo want;  // r from adapter_config.json, in/out from the base model
-                want.name = name;
-                want.shape = part_shape(cfg, lc, t, part);
-                import_check_shape(want, src->shape, wpath + ": tensor " + name);
-                st.check_readable(*src);
-                st.read_f32(*src, adapters.data() + part_offset(L, l, t, part));
+                // r from adapter_config.json, in/out from the base model
+                read_checked(st, *src, wpath, name, part_shape(cfg, lc, t, part), adapters.data() + part_offset(L, l, t, part));
             }
         }
     read_saved_modules(st, wpath, cpath, cfg, saves, truthy("ensure_weight_tying"), prefix, lc, adapters);

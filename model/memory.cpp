@@ -266,7 +266,7 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
     size_t norms = (size_t)rmsnorm_backward_blocks(N, c.dim) * c.dim * 4;
     if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
-    const bool embedding = s.method == Method::Full || lora_layout(c, s.lora).embed != SIZE_MAX;
+    const bool embedding = s.method == Method::Full || (lora_saves(c, s.lora.save_modules) & LORA_SAVE_EMBED);
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
     if (embedding) reduce = std::max(reduce, embedding_backward_scratch_bytes(N, c.dim));
     for (int t = 0; t < LORA_NUM_TARGETS && s.method != Method::Full && s.lora.use_dora; t++) {

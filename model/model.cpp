@@ -175,7 +175,8 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed) {
     const LoraLayout& L = m.lora_layout;
     const size_t n = (size_t)m.cfg.vocab_size * m.cfg.dim;
     if (L.embed != SIZE_MAX) std::copy_n(m.params.begin() + m.off.embed, n, m.adapters.begin() + L.embed);
-    if (L.lm_head != SIZE_MAX) std::copy_n(m.params.begin() + m.off.lm_head, n, m.adapters.begin() + L.lm_head);
+    if (L.lm_head != SIZE_MAX && L.lm_head != L.embed)  // (a tied model's one tensor is copied once)
+        std::copy_n(m.params.begin() + m.off.lm_head, n, m.adapters.begin() + L.lm_head);
     if (lc.use_dora) lora_init_magnitudes(m);
 }
 

@@ -96,6 +96,19 @@ struct MicroGrad {
     }
 };
 
+// grad_check on tensor t of the weights `w` (the model's params or adapters) with gradient g over the
+// same layout: the tensor's values are moved in place and restored.
+static void check_tensor(Model& m, MicroGrad& mg, vector<float>& w, const TensorInfo& t, int samples, float h) {
+    vector<float> x(w.begin() + t.offset, w.begin() + t.offset + t.numel);
+    vector<float> ga(mg.g.begin() + t.offset, mg.g.begin() + t.offset + t.numel);
+    auto loss = [&] {
+        std::copy(x.begin(), x.end(), w.begin() + t.offset);
+        return mg.loss(m);
+    };
+    grad_check(t.name.c_str(), x, ga, loss, 2e-3, samples, h);
+    std::copy(x.begin(), x.end(), w.begin() + t.offset);
+}
+
 TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") {
     ModelConfig nope = micro_config(true, false);  // SmolLM3's NoPE: layer 1 of 2 without RoPE
     nope.nope_interval = 2;
@@ -104,19 +117,8 @@ TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") 
         CAPTURE(c.describe());
         Model m = random_model(c, 1);
         MicroGrad mg(m);
-        const vector<float>& g = mg.g;
-        auto loss = [&] { return mg.loss(m); };
         // Sample every tensor: norms, biases, projections, embedding (the "input" of the model), head.
-        for (const TensorInfo& t : m.layout.tensors) {
-            vector<float> x(m.params.begin() + t.offset, m.params.begin() + t.offset + t.numel);
-            vector<float> ga(g.begin() + t.offset, g.begin() + t.offset + t.numel);
-            auto l2 = [&] {
-                std::copy(x.begin(), x.end(), m.params.begin() + t.offset);
-                return loss();
-            };
-            grad_check(t.name.c_str(), x, ga, l2, 2e-3, 6, 2e-3f);
-            std::copy(x.begin(), x.end(), m.params.begin() + t.offset);
-        }
+        for (const TensorInfo& t : m.layout.tensors) check_tensor(m, mg, m.params, t, 6, 2e-3f);
     }
 }
 
@@ -139,15 +141,8 @@ TEST_CASE("whole-model gradient check: the embedding and LM head trained beside 
         for (const TensorInfo& t : m.lora_layout.tensors) {
             if (!lora_is_saved_module(t)) continue;
             saved++;
-            vector<float> x(m.adapters.begin() + t.offset, m.adapters.begin() + t.offset + t.numel);
-            vector<float> ga(mg.g.begin() + t.offset, mg.g.begin() + t.offset + t.numel);
-            auto l2 = [&] {
-                std::copy(x.begin(), x.end(), m.adapters.begin() + t.offset);
-                return mg.loss(m);
-            };
             // (steps of 5e-4: at 2e-3 the tied embedding's curvature alone gives 3.3e-3 at one element)
-            grad_check(t.name.c_str(), x, ga, l2, 2e-3, 12, 5e-4f);
-            std::copy(x.begin(), x.end(), m.adapters.begin() + t.offset);
+            check_tensor(m, mg, m.adapters, t, 12, 5e-4f);
         }
         CHECK(saved == (c.tied_embeddings ? 1 : 2));
     }
