@@ -13,6 +13,7 @@
 
 #include "data/dataset.h"
 #include "data/default_task.h"
+#include "model/adapter_setup.h"
 #include "model/answer.h"
 #include "model/lora_peft.h"
 #include "model/loss_plot.h"
@@ -27,15 +28,16 @@ namespace fs = std::filesystem;
 namespace {
 
 struct Flags {
-    std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down", init_adapter, modules_to_save,
+    std::string model = "models/smollm2-135m-instruct.bin", preset, tokenizer, out = "out", chat_template, method = "lora", lora_targets = "q,k,v,o,gate,up,down",
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto", optimizer = "adamw";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
-    bool eval_samples_given = false, decay_ratio_given = false, saves_given = false;
+    bool eval_samples_given = false, decay_ratio_given = false, saves_given = false, tokens_given = false;
     int log_every = 1, eval_samples = 32;
     // --data and --val-data, each given once or more (the files' examples in this order)
     std::vector<std::string> data = {"data/default/train.jsonl"}, val_data;
     TrainConfig tc;
+    AdapterFlags adapters;  // --init-adapter, --modules-to-save, --trainable-tokens
     DataOptions data_opt;
 };
 
@@ -68,6 +70,9 @@ void usage() {
         "                          (PEFT's modules_to_save: new languages, continued pretraining, new tokens;\n"
         "                          a tied model's embedding is its LM head). 4 bytes more a parameter in the\n"
         "                          adapter, 16 in CPU training, 18 on the GPU: 28M parameters for SmolLM2's\n"
+        "  --trainable-tokens LIST  also train these tokens' rows of the embedding and LM head (PEFT's\n"
+        "                          trainable_token_indices): ids or tokens, e.g. <|im_start|>,<|im_end|>: new or\n"
+        "                          untrained special tokens, dim parameters each instead of a whole table\n"
         "  --embedding-lr X        learning rate of the embedding and LM head (unsloth's embedding_learning_rate;\n"
         "                          default: --lr; a tenth of it or less is usual)\n"
         "  --init-adapter PATH     start LoRA from this adapter (.lora or a PEFT directory) instead of B = 0\n"
@@ -127,8 +132,9 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
         else if (args.is("--use-dora")) tc.lora.use_dora = 1;
         else if (args.is("--loraplus-lr-ratio")) tc.optim.lora_b_lr_ratio = (float)args.number_in(0, 1e4, true);
-        else if (args.is("--init-adapter")) f.init_adapter = args.value();
-        else if (args.is("--modules-to-save")) f.modules_to_save = args.value(), f.saves_given = true;
+        else if (args.is("--init-adapter")) f.adapters.init_adapter = args.value();
+        else if (args.is("--modules-to-save")) f.adapters.modules_to_save = args.value(), f.saves_given = true;
+        else if (args.is("--trainable-tokens")) f.adapters.trainable_tokens = args.value(), f.tokens_given = true;
         else if (args.is("--embedding-lr")) tc.optim.embedding_lr = (float)args.number_in(0, INFINITY, true);
         else if (args.is("--neftune-alpha")) tc.neftune_alpha = (float)args.number_in(0, 1e4);
         else if (args.is("--lr")) f.lr = (float)args.number_in(0, INFINITY, true);
@@ -192,16 +198,21 @@ void parse_flags(int argc, char** argv, Flags& f) {
         fail("--loraplus-lr-ratio raises the learning rate of LoRA's B matrices: it needs --method lora or qlora");
     if (tc.lora.use_dora && tc.method == Method::Full)
         fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
-    if (!f.init_adapter.empty() && tc.method == Method::Full)
-        fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.init_adapter.c_str());
+    if (!f.adapters.init_adapter.empty() && tc.method == Method::Full)
+        fail("--init-adapter %s starts LoRA from an adapter: it needs --method lora or qlora", f.adapters.init_adapter.c_str());
     if (f.saves_given) {
         if (tc.method == Method::Full)
             fail("--modules-to-save trains base tensors beside LoRA's adapters: --method full trains them all already");
-        tc.lora.save_modules = lora_parse_saves(f.modules_to_save);
+        tc.lora.save_modules = lora_parse_saves(f.adapters.modules_to_save);
     }
-    if (tc.optim.embedding_lr > 0 && tc.method != Method::Full && !tc.lora.save_modules && f.init_adapter.empty())
+    if (f.tokens_given && tc.method == Method::Full)
+        fail("--trainable-tokens trains rows of the embedding beside LoRA's adapters: --method full trains them all already");
+    if (f.tokens_given && f.adapters.trainable_tokens.find_first_not_of(',') == std::string::npos)
+        fail("--trainable-tokens: empty list (use token ids or tokens, e.g. <|im_start|>,<|im_end|>)");
+    if (tc.optim.embedding_lr > 0 && tc.method != Method::Full && !tc.lora.save_modules && !f.tokens_given &&
+        f.adapters.init_adapter.empty())
         fail("--embedding-lr is the learning rate of the embedding and LM head, which LoRA trains only with "
-             "--modules-to-save embed_tokens,lm_head (or --method full)");
+             "--modules-to-save embed_tokens,lm_head or --trainable-tokens (or --method full)");
     if (f.padding == "longest") tc.batch.padding = Padding::longest;
     else if (f.padding == "max_length") tc.batch.padding = Padding::max_length;
     else fail("--padding %s: use longest or max_length", f.padding.c_str());
@@ -275,33 +286,6 @@ DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokeni
     if (cfg.vocab_size < 257) fail("raw bytes need a vocabulary of at least 257 (ids 0-255 and EOS): this model has %d; pass --tokenizer", cfg.vocab_size);
     printf("tokenizer: raw bytes (ids 0-255, EOS 256)\n");
     return raw_byte_data_tokenizer(chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template));
-}
-
-// A base model's untrained rows among the tokens the data uses (untrained_tokens: its chat version's
-// template tokens, say): LoRA cannot train them, so the run says which flag does.
-void note_untrained_tokens(const Trainer& t, const Tokenizer& tok) {
-    if (t.model.method == Method::Full || t.model.lora_layout.embed != SIZE_MAX) return;  // trained anyway
-    std::vector<char> seen(t.model.cfg.vocab_size, 0);  // each id once, not every token of the data
-    for (const std::vector<Example>* set : {&t.train, &t.val})
-        for (const Example& e : *set)
-            for (int32_t id : e.tokens)
-                if (id >= 0 && id < (int32_t)seen.size()) seen[id] = 1;
-    std::vector<int32_t> used;
-    for (int32_t id = 0; id < (int32_t)seen.size(); id++)
-        if (seen[id]) used.push_back(id);
-    const std::vector<int32_t> bad = untrained_tokens(t.model, used);
-    if (bad.empty()) return;
-    std::string names;
-    for (size_t i = 0; i < bad.size() && i < 6; i++) {
-        const int32_t id = bad[i];
-        const bool text = (size_t)id < tok.token_bytes.size();
-        names += strf("%s%d%s%s%s", i ? ", " : "", id, text ? " \"" : "", text ? tok.token_bytes[id].c_str() : "", text ? "\"" : "");
-    }
-    printf("note: %zu token%s of the data ha%s an untrained embedding or LM head row in this model (under 1e-3 of the "
-           "median row's norm): %s%s. LoRA cannot train those rows, so the model reads such a token as nothing and "
-           "never writes it: pass --modules-to-save %s, or start from the model's chat version\n",
-           bad.size(), bad.size() == 1 ? "" : "s", bad.size() == 1 ? "s" : "ve", names.c_str(), bad.size() > 6 ? ", ..." : "",
-           t.model.cfg.tied_embeddings ? "embed_tokens" : "embed_tokens,lm_head");
 }
 
 std::string fmt_time(double s) {
@@ -429,7 +413,7 @@ void check_out_dir(const Flags& f) {
              "--overwrite to delete them and start over, or another --out", out.c_str(), old.c_str());
     // --overwrite must not delete what this run starts from.
     const fs::path dir = fs::weakly_canonical(out);
-    for (const std::string& input : {f.init_adapter, f.preset.empty() ? f.model : std::string()}) {
+    for (const std::string& input : {f.adapters.init_adapter, f.preset.empty() ? f.model : std::string()}) {
         if (input.empty()) continue;
         const fs::path in = fs::weakly_canonical(input);
         if (std::mismatch(dir.begin(), dir.end(), in.begin(), in.end()).first == dir.end())
@@ -512,32 +496,7 @@ int run(int argc, char** argv) {
     if (f.tc.method == Method::Qlora)
         printf("qlora: base projections quantized to NF4 with double-quantized scales in %.1fs (%s for the base)\n",
                quantized_in, fmt_bytes(t.model.base_bytes()).c_str());
-    if (!f.init_adapter.empty()) {
-        // The adapter fixes the shape of what is trained (rank, alpha, rsLoRA, targets, DoRA); dropout
-        // is this run's. The signature takes them, so --resume finds the same run.
-        LoraConfig lc;
-        std::vector<float> adapters;
-        lora_load_any(f.init_adapter, t.model.cfg, lc, adapters);
-        if (f.tc.lora.use_dora && !lc.use_dora)
-            fail("--use-dora: --init-adapter %s is a plain LoRA adapter, without DoRA's magnitudes; continue it as LoRA "
-                 "(leave out --use-dora) or start a new DoRA adapter (leave out --init-adapter)", f.init_adapter.c_str());
-        const uint32_t asked = lora_saves(t.model.cfg, f.tc.lora.save_modules);
-        if ((asked & ~lc.save_modules) != 0)
-            fail("--modules-to-save %s: --init-adapter %s does not train %s; continue it without --modules-to-save, or "
-                 "start a new adapter (leave out --init-adapter)", f.modules_to_save.c_str(), f.init_adapter.c_str(),
-                 lora_saves_string(asked & ~lc.save_modules).c_str());
-        if (f.tc.optim.embedding_lr > 0 && !lc.save_modules)
-            fail("--embedding-lr: --init-adapter %s trains no embedding or LM head (no modules_to_save)", f.init_adapter.c_str());
-        lc.dropout = f.tc.lora.dropout;
-        f.tc.lora = lc;
-        model_set_lora(t.model, lc, std::move(adapters));
-        printf("init adapter: %s (its r, alpha, targets, rsLoRA scaling, DoRA and saved modules replace --lora-r, "
-               "--lora-alpha, --lora-targets, --use-rslora, --use-dora, --modules-to-save)\n",
-               f.init_adapter.c_str());
-    } else if (f.tc.method != Method::Full) {
-        f.tc.lora.save_modules = lora_saves(t.model.cfg, f.tc.lora.save_modules);  // tied: the one tensor is both
-        model_add_lora(t.model, f.tc.lora, f.tc.seed);
-    }
+    adapters_setup(t, f.tc, f.adapters, tok);
     const Ops& ops = select_ops(f.device.c_str());
     printf("device: %s%s%s\n", ops.name,
            !f.tc.offload_optimizer ? "" : ops.host ? " (--offload-optimizer: nothing to offload, the CPU backend's optimizer is in host memory)"
@@ -548,22 +507,7 @@ int run(int argc, char** argv) {
     trainer_init(t, f.tc, ops);
     printf("method: %s, %zu trainable parameters (%.2f%% of %lld)\n", method_name(f.tc.method), t.model.num_trainable(),
            100.0 * t.model.num_trainable() / t.model.cfg.num_params(), (long long)t.model.cfg.num_params());
-    if (t.model.has_adapters())
-        printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s%s%s\n", f.tc.lora.rank, f.tc.lora.alpha,
-               f.tc.lora.scale(), f.tc.lora.dropout, lora_targets_string(f.tc.lora.targets).c_str(),
-               f.tc.lora.use_dora ? ", DoRA (a magnitude per output row)" : "",
-               f.tc.optim.lora_b_lr_ratio == 1.0f ? ""
-                   : strf(", LoRA+: B%s at lr x %g (%g)", f.tc.lora.use_dora ? " and DoRA's magnitudes" : "",
-                          f.tc.optim.lora_b_lr_ratio,
-                          f.tc.optim.lr * f.tc.optim.lora_b_lr_ratio).c_str());
-    note_untrained_tokens(t, tok);
-    if (t.model.has_adapters() && f.tc.lora.save_modules) {
-        size_t saved = 0;
-        for (const TensorInfo& ti : t.model.lora_layout.tensors) saved += lora_is_saved_module(ti) ? ti.numel : 0;
-        printf("modules to save: %s trained in full beside the adapters (%zu parameters) at lr %g\n",
-               t.model.cfg.tied_embeddings ? "embed_tokens (tied: also the LM head)" : lora_saves_string(f.tc.lora.save_modules).c_str(),
-               saved, f.tc.optim.embedding_lr > 0 ? f.tc.optim.embedding_lr : f.tc.optim.lr);
-    }
+    adapters_print(t, f.tc, tok);
     if (f.tc.method == Method::Full && f.tc.optim.embedding_lr > 0)
         printf("embedding and LM head at lr %g (--embedding-lr), the other weights at %g\n", f.tc.optim.embedding_lr,
                f.tc.optim.lr);

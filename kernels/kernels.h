@@ -353,6 +353,9 @@ struct Ops {
     // out[i,:] = in[rows[i],:] and out[rows[i],:] = in[i,:] for i < n (rows in backend memory).
     void (*gather_rows)(act* out, const act* in, const int32_t* rows, int n, int C);
     void (*scatter_rows)(act* out, const act* in, const int32_t* rows, int n, int C);
+    // out[i,j] = in[i,cols[j]] for i < n, j < k: in [n, V], out [n, k] (cols in backend memory). The
+    // LM head's dlogits of the trainable tokens, whose rows' gradient is then one small GEMM.
+    void (*gather_columns)(act* out, const act* in, const int32_t* cols, int n, int V, int k);
 
     // ---- ops ----
     void (*matmul_forward)(act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, const act* add);

@@ -34,6 +34,14 @@ void model_upload(Model& m, const Ops& ops, bool train, bool host_masters) {
     if (m.has_adapters()) {
         d->adapters = act_buffer(ops, m.adapters.size(), Mem::adapters);
         ops.upload(d->adapters.a(), m.adapters.data(), m.adapters.size());
+        const std::vector<int32_t>& e = m.lora.tokens[LORA_TABLE_EMBED], &h = m.lora.tokens[LORA_TABLE_LM_HEAD];
+        if (m.lora.has_tokens()) {
+            d->token_ids = Buffer(ops, (e.size() + h.size()) * sizeof(int32_t), Mem::adapters);
+            if (!e.empty()) ops.to_device(d->token_ids.p, e.data(), e.size() * sizeof(int32_t));
+            if (!h.empty()) ops.to_device(d->token_ids.i() + e.size(), h.data(), h.size() * sizeof(int32_t));
+            d->view.tokens[LORA_TABLE_EMBED] = d->token_ids.i();
+            d->view.tokens[LORA_TABLE_LM_HEAD] = d->token_ids.i() + (m.cfg.tied_embeddings ? 0 : e.size());
+        }
     }
     d->trained = train;
     if (train && !host_masters) {
@@ -78,6 +86,7 @@ void model_download(Model& m) {
     if (!m.device || !m.device->masters.p) return;  // nothing was trained off the host
     std::vector<float>& trained = m.has_adapters() ? m.adapters : m.params;
     m.device->ops->to_host(trained.data(), m.device->masters.p, trained.size() * sizeof(float));
+    model_put_token_rows(m, cpu_ops());  // the host tables as the trained rows have them
 }
 
 WeightsView model_weights(const Model& m, const Ops& ops) {
@@ -90,7 +99,18 @@ WeightsView model_weights(const Model& m, const Ops& ops) {
     v.adapters = as_act(m.adapters.data());
     for (const NF4Weight& q : m.nf4) v.nf4.push_back(nf4_view(q));
     v.dequant = as_act(m.dequant.data());
+    for (int t = 0; t < LORA_NUM_TABLES && m.has_adapters(); t++) v.tokens[t] = lora_table_tokens(m.cfg, m.lora, t).data();
     return v;
+}
+
+void model_put_token_rows(Model& m, const Ops& ops) {
+    if (!m.has_adapters() || !m.lora.has_tokens()) return;
+    const WeightsView W = model_weights(m, ops);
+    act* params = ops.host ? as_act(m.params.data()) : m.device->params.a();
+    for (int t = 0; t < LORA_NUM_TABLES; t++)
+        if (const int k = (int)m.lora.tokens[t].size())
+            ops.scatter_rows(ops.at(params, t == LORA_TABLE_EMBED ? m.off.embed : m.off.lm_head),
+                             ops.at(W.adapters, m.lora_layout.tokens[t]), W.tokens[t], k, m.cfg.dim);
 }
 
 float* model_masters(Model& m, const Ops& ops) {

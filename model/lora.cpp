@@ -15,13 +15,14 @@ const std::vector<LoraTarget> kLinearGroups[kNumLinearGroups] = {
 
 namespace {
 const uint32_t kLoraMagic = 0x414d4c4c;  // "LLMA"
-const uint32_t kLoraVersion = 3;
-// The LoraConfig as each version stores it: each is a prefix of the next (version 1: before use_dora,
-// version 2: before save_modules).
-constexpr size_t kLoraConfigBytes[kLoraVersion + 1] = {0, 20, 24, sizeof(LoraConfig)};
-static_assert(offsetof(LoraConfig, use_dora) == 20, "the version 1 config is the prefix");
-static_assert(offsetof(LoraConfig, save_modules) == 24, "the version 2 config is the prefix");
-static_assert(sizeof(LoraConfig) == 28, "a new config field needs a new version");
+const uint32_t kLoraVersion = 4;
+// The LoraScalars as each version stores them: each is a prefix of the next (version 1: before
+// use_dora, version 2: before save_modules; version 4 adds the token lists after them).
+constexpr size_t kLoraConfigBytes[kLoraVersion + 1] = {0, 20, 24, sizeof(LoraScalars), sizeof(LoraScalars)};
+static_assert(offsetof(LoraScalars, use_dora) == 20, "the version 1 config is the prefix");
+static_assert(offsetof(LoraScalars, save_modules) == 24, "the version 2 config is the prefix");
+static_assert(sizeof(LoraScalars) == 28, "a new config field needs a new version");
+const char* const kTableNames[LORA_NUM_TABLES] = {"embed_tokens", "lm_head"};
 }  // namespace
 
 float LoraConfig::scale() const { return use_rslora ? alpha / std::sqrt((float)rank) : alpha / (float)rank; }
@@ -65,6 +66,61 @@ uint32_t lora_saves(const ModelConfig& cfg, uint32_t bits) {
 std::string lora_saves_string(uint32_t bits) {
     std::string s = bits & LORA_SAVE_EMBED ? "embed_tokens" : "";
     if (bits & LORA_SAVE_LM_HEAD) s += std::string(s.empty() ? "" : ",") + "lm_head";
+    return s;
+}
+
+std::vector<int32_t> lora_parse_tokens(const std::string& list, const std::function<int32_t(const std::string&)>& lookup) {
+    std::vector<int32_t> ids;
+    std::stringstream ss(list);
+    std::string item;
+    while (std::getline(ss, item, ',')) {
+        if (item.empty()) continue;
+        // A number is an id (digits are tokens too, but not the ones a template adds), else a token
+        const bool number = item.find_first_not_of("0123456789") == std::string::npos && item.size() <= 9;
+        const int32_t id = number ? std::stoi(item) : lookup(item);
+        if (id < 0)
+            fail("--trainable-tokens: '%s' is neither a token of the vocabulary (as tokenizer.json writes it: "
+                 "<|im_end|>, <|eot_id|>) nor a token id", item.c_str());
+        ids.push_back(id);
+    }
+    if (ids.empty()) fail("--trainable-tokens: empty list (use token ids or tokens, e.g. <|im_start|>,<|im_end|>)");
+    return ids;
+}
+
+void lora_check_tokens(const ModelConfig& cfg, LoraConfig& lc, const std::string& where) {
+    std::vector<int32_t>& embed = lc.tokens[LORA_TABLE_EMBED];
+    std::vector<int32_t>& head = lc.tokens[LORA_TABLE_LM_HEAD];
+    if (cfg.tied_embeddings && !head.empty()) {
+        if (!embed.empty() && embed != head)
+            fail("%s: the base model ties its LM head to its embedding, but the trainable tokens of the two differ: "
+                 "a tied model holds one row per token for both", where.c_str());
+        embed = std::move(head);
+        head.clear();
+    }
+    for (int t = 0; t < LORA_NUM_TABLES; t++) {
+        std::vector<char> seen(cfg.vocab_size, 0);
+        for (int32_t id : lc.tokens[t]) {
+            if (id < 0 || id >= cfg.vocab_size)
+                fail("%s: trainable token %d of %s is outside the vocabulary (0..%d)", where.c_str(), id, kTableNames[t],
+                     cfg.vocab_size - 1);
+            if (seen[id]++) fail("%s: trainable token %d is listed twice for %s", where.c_str(), id, kTableNames[t]);
+        }
+    }
+    if ((!embed.empty() && (lora_saves(cfg, lc.save_modules) & LORA_SAVE_EMBED)) ||
+        (!head.empty() && (lora_saves(cfg, lc.save_modules) & LORA_SAVE_LM_HEAD)))
+        fail("%s: trainable tokens in a table that modules_to_save trains in full already (%s): use one of the two",
+             where.c_str(), lora_saves_string(lora_saves(cfg, lc.save_modules)).c_str());
+}
+
+std::string lora_tokens_string(const ModelConfig& cfg, const LoraConfig& lc) {
+    const size_t e = lc.tokens[LORA_TABLE_EMBED].size(), h = lc.tokens[LORA_TABLE_LM_HEAD].size();
+    if (cfg.tied_embeddings) return strf("%zu token%s (embed_tokens, tied: also the LM head)", e, e == 1 ? "" : "s");
+    if (e && h && lc.tokens[LORA_TABLE_EMBED] == lc.tokens[LORA_TABLE_LM_HEAD])
+        return strf("%zu token%s (embed_tokens, lm_head)", e, e == 1 ? "" : "s");
+    std::string s;
+    for (int t = 0; t < LORA_NUM_TABLES; t++)
+        if (size_t k = lc.tokens[t].size())
+            s += strf("%s%zu token%s (%s)", s.empty() ? "" : " + ", k, k == 1 ? "" : "s", kTableNames[t]);
     return s;
 }
 
@@ -119,6 +175,16 @@ LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc) {
     if (saves & LORA_SAVE_EMBED) save("embed_tokens", L.embed);
     if (cfg.tied_embeddings) L.lm_head = L.embed;
     else if (saves & LORA_SAVE_LM_HEAD) save("lm_head", L.lm_head);
+    // The trainable tokens' rows last (a tied model's one set serves both tables).
+    for (int t = 0; t < LORA_NUM_TABLES; t++) {
+        const size_t k = lc.tokens[t].size();
+        if (!k) continue;
+        L.tokens[t] = L.total;
+        L.tensors.push_back({std::string(kTableNames[t]) + ".trainable_tokens", {(int64_t)k, cfg.dim}, L.total,
+                             k * cfg.dim, true});
+        L.total += k * cfg.dim;
+    }
+    if (cfg.tied_embeddings) L.tokens[LORA_TABLE_LM_HEAD] = L.tokens[LORA_TABLE_EMBED];
     return L;
 }
 
@@ -151,13 +217,15 @@ bool lora_is_b(const TensorInfo& t) { return ends_with(t.name, ".lora_B") || end
 
 bool lora_is_saved_module(const TensorInfo& t) { return t.name == "embed_tokens" || t.name == "lm_head"; }
 
+bool lora_is_token_rows(const TensorInfo& t) { return ends_with(t.name, ".trainable_tokens"); }
+
 void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>& adapters, uint64_t seed) {
     LoraLayout L = lora_layout(cfg, lc);
     adapters.assign(L.total, 0.0f);
     Rng rng(seed);
     for (const TensorInfo& t : L.tensors) {
-        // B stays zero; the magnitudes and the saved modules are set from the base by the caller
-        if (lora_is_b(t) || lora_is_saved_module(t)) continue;
+        // B stays zero; the magnitudes, saved modules and token rows are set from the base by the caller
+        if (lora_is_b(t) || lora_is_saved_module(t) || lora_is_token_rows(t)) continue;
         float bound = 1.0f / std::sqrt((float)t.shape[1]);
         for (size_t i = 0; i < t.numel; i++) adapters[t.offset + i] = (2.0f * rng.uniform() - 1.0f) * bound;
     }
@@ -192,17 +260,31 @@ void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<
     const size_t n = (size_t)cfg.vocab_size * cfg.dim;
     if (L.embed != SIZE_MAX) std::copy_n(adapters.begin() + L.embed, n, params.begin() + off.embed);
     if (L.lm_head != SIZE_MAX && L.lm_head != L.embed) std::copy_n(adapters.begin() + L.lm_head, n, params.begin() + off.lm_head);
+    lora_put_tokens(cfg, lc, adapters, params, off);
+}
+
+void lora_put_tokens(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters,
+                     std::vector<float>& params, const ModelOffsets& off) {
+    const LoraLayout L = lora_layout(cfg, lc);
+    for (int t = 0; t < LORA_NUM_TABLES; t++)
+        for (size_t i = 0; i < lc.tokens[t].size(); i++)
+            std::copy_n(adapters.begin() + L.tokens[t] + i * cfg.dim, cfg.dim,
+                        params.begin() + (t == LORA_TABLE_EMBED ? off.embed : off.lm_head) + (size_t)lc.tokens[t][i] * cfg.dim);
 }
 
 void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters) {
     AtomicFile f(path);
     f.put(kLoraMagic);
     f.put(kLoraVersion);
-    LoraConfig stored = lc;
+    LoraScalars stored = lc;
     stored.save_modules = lora_saves(cfg, lc.save_modules);  // as lora_load checks it
     f.put(stored);
     f.put(cfg.hash());
     f.put((int32_t)cfg.n_layers);
+    for (const std::vector<int32_t>& ids : lc.tokens) {
+        f.put((uint32_t)ids.size());
+        f.write(ids.data(), ids.size() * sizeof(int32_t));
+    }
     f.put((uint64_t)adapters.size());
     f.write(adapters.data(), adapters.size() * sizeof(float));
     f.commit();
@@ -216,7 +298,7 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
     if (version < 1 || version > kLoraVersion)
         fail("%s: adapter file version %u is not supported (this build reads 1 to %u)", path.c_str(), version, kLoraVersion);
     lc = LoraConfig{};  // the fields an older version lacks keep their defaults
-    r.read(&lc, kLoraConfigBytes[version], "LoRA config");
+    r.read(static_cast<LoraScalars*>(&lc), kLoraConfigBytes[version], "LoRA config");
     uint64_t hash = r.get<uint64_t>("base model hash");
     int32_t layers = r.get<int32_t>("layer count");
     if (hash != cfg.hash() || layers != cfg.n_layers)
@@ -226,6 +308,16 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
         lc.save_modules > (LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD) || lora_saves(cfg, lc.save_modules) != lc.save_modules)
         fail("%s: corrupt LoRA config (rank %d, targets 0x%x, DoRA %d, saved modules 0x%x)", path.c_str(), lc.rank,
              lc.targets, lc.use_dora, lc.save_modules);
+    for (int t = 0; t < LORA_NUM_TABLES && version >= 4; t++) {
+        const uint32_t k = r.get<uint32_t>("trainable token count");
+        if (k > (uint32_t)cfg.vocab_size) fail("%s: corrupt LoRA config (%u trainable tokens of %s)", path.c_str(), k, kTableNames[t]);
+        lc.tokens[t].resize(k);
+        r.read(lc.tokens[t].data(), k * sizeof(int32_t), "trainable token ids");
+    }
+    const std::vector<int32_t> stored_tokens[LORA_NUM_TABLES] = {lc.tokens[0], lc.tokens[1]};
+    lora_check_tokens(cfg, lc, path);
+    if (lc.tokens[0] != stored_tokens[0] || lc.tokens[1] != stored_tokens[1])
+        fail("%s: corrupt LoRA config (a tied model's trainable tokens listed for its LM head)", path.c_str());
     uint64_t n = r.get<uint64_t>("adapter size");
     LoraLayout L = lora_layout(cfg, lc);
     if (n != L.total)

@@ -261,12 +261,13 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     // reduce: the largest of sum_squares' partials (one double per 2048 gradients, at most 1024), in
     // full fine-tuning rmsnorm's weight-gradient partials (a row of width floats per block of its
     // grid: N rows of C, and with QK-norm N·H rows of head_dim), and when the embedding is trained
-    // (full fine-tuning, or LoRA's saved modules) the embedding backward's sort and run sums, and with
+    // (full fine-tuning, LoRA's saved modules or its trainable tokens) the embedding backward's sort and run sums, and with
     // DoRA the magnitude gradients' stripe sums.
     size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
     size_t norms = (size_t)rmsnorm_backward_blocks(N, c.dim) * c.dim * 4;
     if (c.qk_norm) norms = std::max(norms, (size_t)rmsnorm_backward_blocks(N * c.n_heads, c.head_dim) * c.head_dim * 4);
-    const bool embedding = s.method == Method::Full || (lora_saves(c, s.lora.save_modules) & LORA_SAVE_EMBED);
+    const bool embedding = s.method == Method::Full || (lora_saves(c, s.lora.save_modules) & LORA_SAVE_EMBED) ||
+                           !s.lora.tokens[LORA_TABLE_EMBED].empty();
     size_t reduce = std::max(sum_squares, s.method == Method::Full ? norms : 0);
     if (embedding) reduce = std::max(reduce, embedding_backward_scratch_bytes(N, c.dim));
     for (int t = 0; t < LORA_NUM_TARGETS && s.method != Method::Full && s.lora.use_dora; t++) {
@@ -327,9 +328,11 @@ void estimate_activations(const MemorySpec& s, MemoryEstimate& e) {
     // states and their gradient; and for all the rows that carry loss weight at once: the list of
     // them, their targets, weights and nll.
     size_t V = c.vocab_size, K = loss_chunk(s.backend == Backend::Cpu);
-    e.logits = K * V * cb + 2 * K * C * cb + 4 * N * fb;
-    e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu + rows, targets, "
-                        "weights, nll 4·N·4", K, K, cb, K, cb);
+    const size_t head_tokens = s.method == Method::Full ? 0 : lora_table_tokens(c, s.lora, LORA_TABLE_LM_HEAD).size();
+    e.logits = K * V * cb + 2 * K * C * cb + K * head_tokens * cb + 4 * N * fb;
+    e.why_logits = strf("chunk of %zu rows: logits %zu·V·%zu + hidden and its gradient 2·%zu·C·%zu%s + rows, targets, "
+                        "weights, nll 4·N·4", K, K, cb, K, cb,
+                        head_tokens ? strf(" + the trainable tokens' dlogits %zu·%zu·%zu", K, head_tokens, cb).c_str() : "");
     // Backward buffers reused by every layer: dresid, dln, dfinal (3C), datt, dq (2Q), dk, dv (2KV),
     // dh, dgate, dup (3F), with QK-norm the gradients of q and k before it (Q+KV). An NF4 base is
     // dequantized one projection at a time into one buffer (its absmax values decoded on the way).
@@ -369,14 +372,18 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
 
     if (adapters) {
         e.n_trainable = (int64_t)lora_layout(s.cfg, s.lora).total;
-        e.adapters = (size_t)e.n_trainable * s.compute_bytes;
-        e.why_adapters = strf("r·(in+out)%s per adapted matrix, r = %d on %s × %d layers%s = %s params × %d B",
+        // (the trainable tokens' ids beside them, on the GPU: 4 B each)
+        const size_t ids = s.lora.tokens[LORA_TABLE_EMBED].size() + s.lora.tokens[LORA_TABLE_LM_HEAD].size();
+        e.adapters = (size_t)e.n_trainable * s.compute_bytes + (s.backend == Backend::Cuda ? ids * 4 : 0);
+        e.why_adapters = strf("r·(in+out)%s per adapted matrix, r = %d on %s × %d layers%s%s = %s params × %d B%s",
                               s.lora.use_dora ? " + out (DoRA's magnitude)" : "", s.lora.rank,
                               lora_targets_string(s.lora.targets).c_str(), s.cfg.n_layers,
                               !s.lora.save_modules ? ""
                               : s.cfg.tied_embeddings ? " + vocab·dim (the saved embedding, tied to the LM head)"
                               : (" + vocab·dim each saved module (" + lora_saves_string(s.lora.save_modules) + ")").c_str(),
-                              human_count(e.n_trainable).c_str(), s.compute_bytes);
+                              !s.lora.has_tokens() ? "" : (" + dim per trainable token row (" + lora_tokens_string(s.cfg, s.lora) + ")").c_str(),
+                              human_count(e.n_trainable).c_str(), s.compute_bytes,
+                              s.backend == Backend::Cuda && ids ? strf(" + their ids %zu·4 B", ids).c_str() : "");
     } else {
         e.n_trainable = e.n_params;
         e.why_adapters = "none (full fine-tuning trains the weights themselves)";

@@ -154,13 +154,44 @@ void model_init_random_quantized(Model& m, const ModelConfig& cfg, uint64_t seed
         [&](size_t i, float* dst) { init_random_tensor(m.layout.tensors[i], i, dst, seed); });
 }
 
+namespace {
+// Table t's rows of the trainable tokens `ids` in the host params, one after another, to or from `rows`.
+void table_rows(Model& m, int t, const std::vector<int32_t>& ids, float* rows, bool to_table) {
+    const size_t C = m.cfg.dim, table = t == LORA_TABLE_EMBED ? m.off.embed : m.off.lm_head;
+    for (size_t i = 0; i < ids.size(); i++) {
+        float* row = m.params.data() + table + (size_t)ids[i] * C;
+        if (to_table) std::copy_n(rows + i * C, C, row);
+        else std::copy_n(row, C, rows + i * C);
+    }
+}
+
+// The base's own rows back where trainable tokens replaced them (Model::token_base).
+void restore_token_rows(Model& m) {
+    size_t at = 0, rows = m.lora.tokens[LORA_TABLE_EMBED].size() + m.lora.tokens[LORA_TABLE_LM_HEAD].size();
+    for (int t = 0; t < LORA_NUM_TABLES && m.token_base.size() == rows * m.cfg.dim; t++) {
+        table_rows(m, t, m.lora.tokens[t], m.token_base.data() + at, true);
+        at += m.lora.tokens[t].size() * m.cfg.dim;
+    }
+    m.token_base.clear();
+}
+}  // namespace
+
 void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters) {
+    restore_token_rows(m);
     m.method = m.nf4.empty() ? Method::Lora : Method::Qlora;
     m.lora = lc;
     m.lora.save_modules = lora_saves(m.cfg, lc.save_modules);
-    m.lora_layout = lora_layout(m.cfg, lc);
+    lora_check_tokens(m.cfg, m.lora, "adapter");
+    m.lora_layout = lora_layout(m.cfg, m.lora);
     if (adapters.size() != m.lora_layout.total) fail("model: %zu adapter values given, layout needs %zu", adapters.size(), m.lora_layout.total);
     m.adapters = std::move(adapters);
+    // The trainable tokens' rows go into the tables the ops read, the base's own kept aside.
+    for (int t = 0; t < LORA_NUM_TABLES; t++) {
+        const size_t at = m.token_base.size();
+        m.token_base.resize(at + m.lora.tokens[t].size() * m.cfg.dim);
+        table_rows(m, t, m.lora.tokens[t], m.token_base.data() + at, false);
+    }
+    lora_put_tokens(m.cfg, m.lora, m.adapters, m.params, m.off);
     // A device copy holds the old adapters (or none, and masters of another size): reading it would
     // run stale weights or past its buffers, so it goes (model_upload again).
     m.device.reset();
@@ -170,13 +201,17 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed) {
     std::vector<float> a;
     lora_init(m.cfg, lc, a, seed);
     model_set_lora(m, lc, std::move(a));
-    // The saved modules start as the base tensors (FP32 in every method: QLoRA quantizes only the
-    // projections), so training starts at the base model.
+    // The saved modules and token rows start as the base's (FP32 in every method: QLoRA quantizes
+    // only the projections), so training starts at the base model.
     const LoraLayout& L = m.lora_layout;
     const size_t n = (size_t)m.cfg.vocab_size * m.cfg.dim;
     if (L.embed != SIZE_MAX) std::copy_n(m.params.begin() + m.off.embed, n, m.adapters.begin() + L.embed);
     if (L.lm_head != SIZE_MAX && L.lm_head != L.embed)  // (a tied model's one tensor is copied once)
         std::copy_n(m.params.begin() + m.off.lm_head, n, m.adapters.begin() + L.lm_head);
+    for (int t = 0, at = 0; t < LORA_NUM_TABLES; at += (int)m.lora.tokens[t].size(), t++)
+        std::copy_n(m.token_base.begin() + (size_t)at * m.cfg.dim, m.lora.tokens[t].size() * m.cfg.dim,
+                    m.adapters.begin() + L.tokens[t]);
+    lora_put_tokens(m.cfg, m.lora, m.adapters, m.params, m.off);  // (model_set_lora put lora_init's zeros there)
     if (lc.use_dora) lora_init_magnitudes(m);
 }
 
@@ -224,7 +259,7 @@ std::vector<int32_t> untrained_tokens(const Model& m, const std::vector<int32_t>
 size_t Workspace::bytes() const {
     size_t n = 0;
     for (const Buffer* b : {&resid, &final_ln, &final_rstd, &dresid, &dln, &datt, &dq, &dk, &dv, &dh, &dgate, &dup,
-                            &dfinal, &dq_pre, &dk_pre, &ddora, &dora_norms, &logits, &hc, &dhc, &nll, &targets, &weights, &rows, &tokens,
+                            &dfinal, &dq_pre, &dk_pre, &ddora, &dora_norms, &logits, &hc, &dhc, &token_dlogits, &nll, &targets, &weights, &rows, &tokens,
                             &pos, &seg})
         n += b->bytes;
     for (const LayerActs& a : acts)
@@ -259,6 +294,7 @@ void workspace_init(Workspace& ws, const Model& m, int B, int T, bool recompute,
     ws.dora_norms = f32(dora_norm_floats(m));
     size_t K = ws.chunk = loss_chunk(ops.host);
     ws.logits = act(K * c.vocab_size); ws.hc = act(K * C); ws.dhc = act(K * C);
+    ws.token_dlogits = act(m.has_adapters() ? K * lora_table_tokens(c, m.lora, LORA_TABLE_LM_HEAD).size() : 0);
     ws.nll = f32(N); ws.targets = i32(N); ws.weights = f32(N); ws.rows = i32(N);
     ws.tokens = i32(N); ws.pos = i32(N); ws.seg = i32(N);
 }
@@ -306,6 +342,34 @@ void forward_layers(const Pass& P, Workspace& ws, const Batch& batch) {
                           P.w(P.m.off.final_norm), N, c.dim, c.norm_eps, nullptr);
 }
 
+// The trainable tokens of table t (LoraConfig::tokens) when this pass trains them, else 0.
+int token_count(const Pass& P, int t) {
+    return P.grads && P.m.has_adapters() ? (int)lora_table_tokens(P.m.cfg, P.m.lora, t).size() : 0;
+}
+
+// The embedding's trainable token rows: the batch positions holding one of the tokens (found on the
+// host, which has the batch) gather their rows of dresid, which then add up per token as the
+// embedding backward adds rows of a table. The LM head's row lists (ws.rows, ws.targets) are free by
+// now and hold the positions and their tokens' slots.
+void token_rows_backward(const Pass& P, Workspace& ws, const Batch& batch) {
+    const std::vector<int32_t>& ids = P.m.lora.tokens[LORA_TABLE_EMBED];
+    std::vector<std::pair<int32_t, int32_t>> slot_of;  // (id, slot), sorted by id
+    for (size_t j = 0; j < ids.size(); j++) slot_of.push_back({ids[j], (int32_t)j});
+    std::sort(slot_of.begin(), slot_of.end());
+    std::vector<int32_t> pos, slot;
+    for (int i = 0; i < ws.B * ws.T; i++) {
+        auto it = std::lower_bound(slot_of.begin(), slot_of.end(), std::make_pair(batch.tokens[i], INT32_MIN));
+        if (it != slot_of.end() && it->first == batch.tokens[i]) pos.push_back(i), slot.push_back(it->second);
+    }
+    if (pos.empty()) return;
+    const int n = (int)pos.size(), C = P.m.cfg.dim;
+    P.ops.to_device(ws.rows.p, pos.data(), n * sizeof(int32_t));
+    P.ops.to_device(ws.targets.p, slot.data(), n * sizeof(int32_t));
+    P.ops.gather_rows(ws.dln.a(), ws.dresid.a(), ws.rows.i(), n, C);
+    P.ops.embedding_backward(P.grads + P.m.lora_layout.tokens[LORA_TABLE_EMBED], ws.dln.a(), ws.targets.i(), n, C,
+                             P.m.cfg.embedding_scale());
+}
+
 // The LM head and the weighted loss, chunked over the positions that carry weight: positions with
 // weight 0 (padding, masked prompt) add nothing to loss or gradient, so they are skipped outright.
 // Each chunk's hidden states are gathered into one block, its logits computed, turned into
@@ -343,6 +407,12 @@ double lm_head_loss(const Pass& P, Workspace& ws, const Batch& batch, float grad
         if (P.grads) {
             P.ops.matmul_backward(ws.dhc.a(), P.gw(P.m.off.lm_head), nullptr, ws.logits.a(), ws.hc.a(), W, n, C, V, false);
             P.ops.scatter_rows(ws.dfinal.a(), ws.dhc.a(), ws.rows.i() + r0, n, C);
+            // The trainable tokens' rows of the head: their k columns of dlogits, then dRows += dlogitsᵀ·h
+            if (const int k = token_count(P, LORA_TABLE_LM_HEAD)) {
+                P.ops.gather_columns(ws.token_dlogits.a(), ws.logits.a(), P.W.tokens[LORA_TABLE_LM_HEAD], n, V, k);
+                P.ops.matmul_backward(nullptr, P.grads + P.m.lora_layout.tokens[LORA_TABLE_LM_HEAD], nullptr,
+                                      ws.token_dlogits.a(), ws.hc.a(), nullptr, n, C, k, false);
+            }
         }
     }
     std::vector<float> nll(nrows);
@@ -372,6 +442,7 @@ double model_forward_backward(const Model& m, Workspace& ws, const Batch& batch,
         layer_backward(P, ws, l, acts_for(ws, l));
     }
     if (P.gw(m.off.embed)) ops.embedding_backward(P.gw(m.off.embed), ws.dresid.a(), ws.tokens.i(), N, c.dim, c.embedding_scale());
+    if (token_count(P, LORA_TABLE_EMBED)) token_rows_backward(P, ws, batch);
     return loss;
 }
 

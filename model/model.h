@@ -27,6 +27,8 @@ struct WeightsView {
     const act* adapters = nullptr;  // LoRA A and B, storage type
     std::vector<NF4View> nf4;       // qlora: the quantized projections
     act* dequant = nullptr;         // qlora: the one projection dequantized at a time
+    // The trainable tokens' ids of each table (LoraConfig::tokens), where the ops read them
+    const int32_t* tokens[LORA_NUM_TABLES] = {nullptr, nullptr};
 };
 
 // A model on a backend that does not compute in the host's FP32 vectors (CUDA): the base and
@@ -35,6 +37,7 @@ struct WeightsView {
 struct DeviceModel {
     const Ops* ops = nullptr;
     Buffer params, adapters, nf4, dequant;  // weights / adapters / weights / scratch
+    Buffer token_ids;                       // the trainable tokens' ids, table after table (adapters)
     Buffer masters;                                 // FP32 trainable parameters (Mem::optimizer; training only)
     bool trained = false;                           // uploaded for training (masters here or on the host)
     WeightsView view;
@@ -52,8 +55,12 @@ struct Model {
     LoraConfig lora;
     LoraLayout lora_layout;
     std::vector<float> adapters;  // LoRA A and B, in lora_layout order
+    // The base's own rows of the trainable tokens (LoraConfig::tokens, table after table): params
+    // holds the adapters' rows in their place, as the ops read them (model_set_lora, which puts these
+    // back before other adapters go in).
+    std::vector<float> token_base;
     // The copy on a non-host backend (model_upload); null on the CPU. The host vectors above stay
-    // the model as files see it: model_download brings trained values back into them.
+    // the model as files see it (but for the token rows): model_download brings trained values back into them.
     std::shared_ptr<DeviceModel> device;
 
     bool has_adapters() const { return method != Method::Full; }
@@ -79,6 +86,9 @@ void model_upload(Model& m, const Ops& ops, bool train = false, bool host_master
 void model_download(Model& m);
 // What `ops` reads the weights from.
 WeightsView model_weights(const Model& m, const Ops& ops);
+// The trainable tokens' rows of the adapters on `ops` written into the tables the ops read (after
+// every optimizer step: the forward reads the tables alone); no-op without trainable tokens.
+void model_put_token_rows(Model& m, const Ops& ops);
 // The optimizer's view of the trainable parameters on `ops`: FP32 masters, and the storage-type copy
 // to write after each update (null when the masters are what the ops read, as on the CPU).
 float* model_masters(Model& m, const Ops& ops);
@@ -170,6 +180,7 @@ struct Workspace {
     // LM head: one chunk's logits (then dlogits), gathered hidden states and their gradient; for
     // all the batch positions that carry loss weight (`rows` lists them), their losses, targets and weights
     Buffer logits, hc, dhc, nll, targets, weights, rows;
+    Buffer token_dlogits;  // the chunk's dlogits of the LM head's trainable tokens [chunk, k] (empty without)
     Buffer tokens, pos, seg;      // the batch, copied to the backend
     size_t bytes() const;
 };

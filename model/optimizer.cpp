@@ -45,9 +45,11 @@ double grad_norm(const Ops& ops, const float* grads, size_t n) { return std::sqr
 namespace {
 
 // A tensor's learning-rate multiplier: LoRA+'s ratio for an adapter's B, --embedding-lr's for the
-// embedding and the LM head (full fine-tuning's tensors or LoRA's saved copies), else 1.
+// embedding and the LM head (full fine-tuning's tensors, LoRA's saved copies or trainable token
+// rows), else 1.
 float lr_scale(const TensorInfo& t, const OptimConfig& oc) {
-    const bool embedding = lora_is_saved_module(t) || t.name == "model.embed_tokens.weight" || t.name == "lm_head.weight";
+    const bool embedding = lora_is_saved_module(t) || lora_is_token_rows(t) || t.name == "model.embed_tokens.weight" ||
+                           t.name == "lm_head.weight";
     if (embedding && oc.embedding_lr > 0.0f) return oc.embedding_lr / oc.lr;
     return lora_is_b(t) ? oc.lora_b_lr_ratio : 1.0f;
 }

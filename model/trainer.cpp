@@ -141,6 +141,13 @@ std::string TrainConfig::signature() const {
     if (lora.use_dora && method != Method::Full) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " dora=1");
     if (lora.save_modules && method != Method::Full)
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " save=%s", lora_saves_string(lora.save_modules).c_str());
+    if (lora.has_tokens() && method != Method::Full) {
+        uint64_t h = 0;  // the ids themselves, in order, as a hash: a list can be long
+        for (const std::vector<int32_t>& ids : lora.tokens)
+            for (int32_t id : ids) h = hash64(h ^ (uint64_t)(uint32_t)id, ids.size());
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " tokens=%zu+%zu:%016llx", lora.tokens[0].size(),
+                 lora.tokens[1].size(), (unsigned long long)h);
+    }
     if (optim.embedding_lr > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " embedding_lr=%g", optim.embedding_lr);
     if (group_by_length) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " group_by_length=1");
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);
@@ -253,10 +260,12 @@ StepResult trainer_step(Trainer& t) {
         optimizer_step(cpu_ops(), t.model.trainable(), nullptr, t.host_grads.f(), t.model.trainable_tensors(), t.opt,
                        t.cfg.optim, r.lr, norm);
         t.ops->upload(model_compute_copy(t.model, *t.ops), t.model.trainable(), n);
+        model_put_token_rows(t.model, cpu_ops());  // (the host's tables follow the host's masters)
     } else {
         optimizer_step(*t.ops, model_masters(t.model, *t.ops), model_compute_copy(t.model, *t.ops), t.grads.f(),
                        t.model.trainable_tensors(), t.opt, t.cfg.optim, r.lr, norm, sr_key(t, t.step));
     }
+    model_put_token_rows(t.model, *t.ops);
     r.grad_norm = norm;
     t.step++;
     t.tokens_seen += r.tokens;
@@ -632,4 +641,5 @@ void trainer_load_checkpoint(Trainer& t, const std::string& dir) {
     if (uint64_t key = t.step > 0 ? sr_key(t, t.step - 1) : 0)
         round_compute_copy(*t.ops, model_masters(t.model, *t.ops), model_compute_copy(t.model, *t.ops),
                            t.model.trainable_tensors(), t.cfg.optim, key);
+    model_put_token_rows(t.model, *t.ops);  // the tables as the (rounded) copy has the rows
 }

@@ -510,18 +510,23 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         big.rank = 65536;
         big.targets = lora_parse_targets("all");
         uint64_t n = lora_layout(c, big).total;
-        std::string header = bytes.substr(0, 8) + std::string((const char*)&big, sizeof big) +
-                             bytes.substr(8 + sizeof big, 12) + std::string((const char*)&n, 8);
+        const size_t scalars = sizeof(LoraScalars), no_tokens = 8;  // two token counts of 0
+        std::string header = bytes.substr(0, 8) + std::string((const char*)static_cast<LoraScalars*>(&big), scalars) +
+                             bytes.substr(8 + scalars, 12 + no_tokens) + std::string((const char*)&n, 8);
         expect_rejected(bad, header, load, "truncated");
+        // A file of an older version from a version-4 file without trainable tokens: its LoraScalars
+        // cut to `config` bytes, no token counts.
+        auto older = [&](const std::string& v4, uint32_t version, size_t config) {
+            return v4.substr(0, 4) + std::string((const char*)&version, 4) + v4.substr(8, config) +
+                   v4.substr(8 + scalars, 12) + v4.substr(8 + scalars + 12 + no_tokens);
+        };
         // A version-1 file (before DoRA: its LoraConfig without use_dora) still loads.
         LoraConfig rs = lc;
         rs.use_rslora = 1;
         lora_save(good, c, rs, a);
         bytes = read_file(good);
         const size_t v1_config = 5 * 4;  // rank, alpha, dropout, use_rslora, targets
-        const uint32_t one = 1;
-        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&one, 4) + bytes.substr(8, v1_config) +
-                                   bytes.substr(8 + sizeof(LoraConfig)));
+        write_file_atomic(bad, older(bytes, 1, v1_config));
         load();
         CHECK(lc2.rank == rs.rank);
         CHECK(lc2.alpha == rs.alpha);
@@ -535,16 +540,44 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         vector<float> da(lora_layout(c, dora).total, 0.5f);
         lora_save(good, c, dora, da);
         bytes = read_file(good);
-        const uint32_t two = 2;
-        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&two, 4) + bytes.substr(8, v1_config + 4) +
-                                   bytes.substr(8 + sizeof(LoraConfig)));
+        write_file_atomic(bad, older(bytes, 2, v1_config + 4));
         load();
         CHECK(lc2.use_dora == 1);
         CHECK(lc2.save_modules == 0);
         CHECK(a2 == da);
-        const uint32_t four = 4;
-        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&four, 4) + bytes.substr(8));
-        CHECK(contains(error_of(load), "adapter file version 4 is not supported (this build reads 1 to 3)"));
+        // A version-3 file (before trainable tokens: no token counts) too.
+        write_file_atomic(bad, older(bytes, 3, scalars));
+        load();
+        CHECK(lc2.use_dora == 1);
+        CHECK(!lc2.has_tokens());
+        CHECK(a2 == da);
+        // Version 4's token lists: read back; an id past the vocabulary, a tied model's list for its
+        // LM head, a count past the vocabulary: refused.
+        LoraConfig tk = lc;
+        tk.tokens[LORA_TABLE_EMBED] = {5, 299, 0};
+        vector<float> ta(lora_layout(c, tk).total, 0.25f);
+        lora_save(good, c, tk, ta);
+        bytes = read_file(good);
+        write_file_atomic(bad, bytes);
+        load();
+        CHECK(lc2.tokens[LORA_TABLE_EMBED] == tk.tokens[LORA_TABLE_EMBED]);
+        CHECK(lc2.tokens[LORA_TABLE_LM_HEAD].empty());
+        CHECK(a2 == ta);
+        const size_t ids_at = 8 + scalars + 12 + 4;
+        std::string past = bytes;
+        const int32_t outside = 300;
+        past.replace(ids_at + 4, 4, std::string((const char*)&outside, 4));
+        expect_rejected(bad, past, load, "trainable token 300 of embed_tokens is outside the vocabulary");
+        std::string head = bytes.substr(0, ids_at - 4) + std::string(4, '\0') + bytes.substr(ids_at - 4, 4) +
+                           bytes.substr(ids_at, 12) + bytes.substr(ids_at + 16);
+        expect_rejected(bad, head, load, "a tied model's trainable tokens listed for its LM head");
+        std::string many = bytes;
+        const uint32_t huge = 1u << 30;
+        many.replace(ids_at - 4, 4, std::string((const char*)&huge, 4));
+        expect_rejected(bad, many, load, "corrupt LoRA config (1073741824 trainable tokens of embed_tokens)");
+        const uint32_t five = 5;
+        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&five, 4) + bytes.substr(8));
+        CHECK(contains(error_of(load), "adapter file version 5 is not supported (this build reads 1 to 4)"));
     }
     SUBCASE("training state") {
         std::string out = dir + "/state";

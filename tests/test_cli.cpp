@@ -189,7 +189,7 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
 
 // A base model whose rows for tokens the data uses were never trained (here the bytes '"' and '{' of
 // the default task's JSON, zeroed): ./train names them and the flag that trains them.
-TEST_CASE("cli: tokens with untrained embeddings in the data are named, with --modules-to-save") {
+TEST_CASE("cli: tokens with untrained embeddings in the data are named, with --trainable-tokens") {
     Scratch s;
     ModelConfig c = config_preset("tiny");
     std::vector<float> p;
@@ -204,10 +204,16 @@ TEST_CASE("cli: tokens with untrained embeddings in the data are named, with --m
     CHECK(lora.status == 0);
     CHECK(has(lora, "note: 2 tokens of the data have an untrained embedding or LM head row in this model"));
     CHECK(has(lora, ": 34, 123. LoRA cannot train those rows"));
-    CHECK(has(lora, "pass --modules-to-save embed_tokens, or start from the model's chat version"));
+    CHECK(has(lora, "pass --trainable-tokens 34,123 (their rows alone), or start from the model's chat version"));
     Run saved = run("./train " + flags + " --modules-to-save embed_tokens");
     CHECK(saved.status == 0);
     CHECK(!has(saved, "untrained embedding"));
+    Run rows = run("./train " + flags + " --trainable-tokens 34,123");
+    INFO(rows.out);
+    CHECK(rows.status == 0);
+    CHECK(!has(rows, "untrained embedding"));
+    CHECK(has(rows, "trainable tokens: 2 tokens (embed_tokens, tied: also the LM head), their rows trained beside the "
+                    "adapters (128 parameters) at lr 0.0002: 34, 123"));
 }
 
 TEST_CASE("cli: a model file needs its tokenizer; --merge writes one beside the merged model") {

@@ -184,6 +184,20 @@ TEST_CASE("cuda gather_rows and scatter_rows move BF16 rows exactly") {
     expect_identical(strf("scatter_rows n=%d C=%d into %d rows", n, C, R), dst);
 }
 
+// The LM head's columns of the trainable tokens: k of 1 (one block thread past it idle), 40 and 300
+// (more columns than a block's threads) of a vocabulary of 1537, in any order, over 37 rows.
+TEST_CASE("cuda gather_columns moves BF16 columns exactly") {
+    const Ops& g = cuda_backend();
+    const int n = 37, V = 1537;
+    ActTwin logits(g, rnd((size_t)n * V, 7));
+    for (int k : {1, 40, 300}) {
+        BufTwin<int32_t> cols(g, random_ints(k, 8 + k, 0, V));
+        ActTwin out(g, rnd((size_t)n * k, 9));
+        run_both(g, [&](const Ops& o, On on) { o.gather_columns(out[on], logits[on], cols[on], n, V, k); });
+        expect_identical(strf("gather_columns n=%d V=%d k=%d", n, V, k), out);
+    }
+}
+
 TEST_CASE("cuda nf4_quantize: codes and absmax bit-identical to the CPU") {
     const Ops& g = cuda_backend();
     const size_t n = 64 * 40 + 37;  // a short, odd last block

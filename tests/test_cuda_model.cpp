@@ -74,7 +74,7 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
            bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f,
            int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama, int rank = 8, int batch = 3,
-           bool eight_bit = false, bool dora = false, uint32_t saves = 0) {
+           bool eight_bit = false, bool dora = false, uint32_t saves = 0, bool tokens = false) {
     ModelConfig c = gpu_config(head_dim, variant);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
@@ -85,12 +85,17 @@ void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompu
     tc.lora.dropout = dropout;
     tc.lora.use_dora = dora;
     tc.lora.save_modules = saves;
+    if (tokens) {  // trainable tokens: five rows of each table (a tied model's one), in no order
+        tc.lora.tokens[LORA_TABLE_EMBED] = {3, 250, 17, 96, 200};
+        if (!c.tied_embeddings) tc.lora.tokens[LORA_TABLE_LM_HEAD] = {250, 8, 17, 299, 40};
+    }
     if (method == Method::Qlora) model_quantize_nf4(t.model);
     if (method != Method::Full) {
         model_add_lora(t.model, tc.lora, 3);
         // B ≠ 0, so every adapter path carries signal (dA ≠ 0); DoRA's magnitudes move off the norms.
         for (size_t i = 0; i < t.model.adapters.size(); i++) t.model.adapters[i] += 0.02f * Rng(i + 11).normal();
         round_bf16(t.model.adapters);
+        model_put_token_rows(t.model, cpu_ops());  // the tables follow the moved token rows
     }
     tc.batch.batch_size = batch;
     tc.batch.max_seq_len = 64;
@@ -124,12 +129,12 @@ double rel_l2(const vector<float>& got, const vector<float>& want, size_t off, s
 // Every trainable tensor's gradient, CUDA vs CPU, after one step on each.
 // Dropout 0 takes the adapters of each linear group (q, k, v; gate, up) together (stacked on CUDA).
 void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant = kLlama, float neftune_alpha = 0.0f,
-                  bool dora = false, uint32_t saves = 0) {
+                  bool dora = false, uint32_t saves = 0, bool tokens = false) {
     Trainer c, g;
     setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant, 8, 3,
-          false, dora, saves);
+          false, dora, saves, tokens);
     setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant, 8, 3,
-          false, dora, saves);
+          false, dora, saves, tokens);
     c.cfg.neftune_alpha = g.cfg.neftune_alpha = neftune_alpha;
     StepResult rc = trainer_step(c), rg = trainer_step(g);
     MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << std::string(variant_name(variant)) << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
@@ -147,6 +152,17 @@ void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant
     MESSAGE(std::string(method_name(method)) << " hd " << head_dim << ": worst gradient error " << worst << " (" << worst_name << ")");
     CHECK(bad == 0);
     CHECK(rel_l2(gg, gc, 0, gc.size()) <= kRelL2);
+    if (!tokens) return;
+    // After the update the GPU's tables hold the token rows of its BF16 copy of the adapters, bit for bit.
+    const Model& m = g.model;
+    for (int t = 0; t < LORA_NUM_TABLES; t++)
+        for (size_t i = 0; i < m.lora.tokens[t].size(); i++) {
+            vector<float> row(m.cfg.dim), adapter_row(m.cfg.dim);
+            const size_t table = t == LORA_TABLE_EMBED ? m.off.embed : m.off.lm_head;
+            gpu().download(row.data(), gpu().at(m.device->params.a(), table + (size_t)m.lora.tokens[t][i] * m.cfg.dim), m.cfg.dim);
+            gpu().download(adapter_row.data(), gpu().at(m.device->adapters.a(), m.lora_layout.tokens[t] + i * m.cfg.dim), m.cfg.dim);
+            CHECK(row == adapter_row);
+        }
 }
 
 vector<float> masters(Trainer& t) {
@@ -169,7 +185,8 @@ void poison(const Buffer& b) {
 }
 void poison_workspace(const Workspace& ws) {
     for (const Buffer* b : {&ws.resid, &ws.final_ln, &ws.dresid, &ws.dln, &ws.datt, &ws.dq, &ws.dk, &ws.dv, &ws.dh,
-                            &ws.dgate, &ws.dup, &ws.dfinal, &ws.dq_pre, &ws.dk_pre, &ws.logits, &ws.hc, &ws.dhc})
+                            &ws.dgate, &ws.dup, &ws.dfinal, &ws.dq_pre, &ws.dk_pre, &ws.logits, &ws.hc, &ws.dhc,
+                            &ws.token_dlogits})
         poison(*b);
     for (const LayerActs& a : ws.acts)
         for (const Buffer* b : a.buffers()) poison(*b);
@@ -277,6 +294,15 @@ TEST_CASE("cuda model: a LoRA step with the embedding and LM head trained (modul
     compare_step(Method::Lora, 64, 0.0f, kTiedLlama, 0.0f, false, LORA_SAVE_EMBED);
     compare_step(Method::Qlora, 64, 0.0f, kGemma3, 0.0f, false, LORA_SAVE_EMBED);
     compare_step(Method::Lora, 64, 0.0f, kQwen3, 0.0f, true, LORA_SAVE_LM_HEAD);
+}
+
+// Trainable tokens: the embedding's rows (the batch positions of the tokens gathered, then the
+// embedding backward into k slots) and the LM head's (k columns of dlogits, then a small GEMM), two
+// lists on an untied model, one on a tied one (both gradients into one slot); beside a saved LM head.
+TEST_CASE("cuda model: a LoRA step with trainable token rows (trainable_token_indices) matches the CPU") {
+    compare_step(Method::Lora, 64, 0.1f, kLlama, 0.0f, false, 0, true);
+    compare_step(Method::Lora, 64, 0.0f, kTiedLlama, 0.0f, false, 0, true);
+    compare_step(Method::Qlora, 64, 0.0f, kGemma3, 0.0f, false, 0, true);
 }
 
 TEST_CASE("cuda model: Qwen3's QK-norm: LoRA, QLoRA and full steps match the CPU (hd 128 and 64)") {
@@ -461,7 +487,7 @@ TEST_CASE("cuda model: the backend's scratch after a step and an evaluation equa
 // masters, or nothing with --offload-optimizer), the workspace and the backend's scratch; for
 // QLoRA, recompute, offloading, QK-norm, Gemma 3's post norms, batch 1 and a rank that is not a
 // multiple of 16.
-TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments, DoRA, saved modules)") {
+TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments, DoRA, saved modules, trainable tokens)") {
     struct Run {
         Method method;
         const char* targets;
@@ -470,6 +496,7 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         int variant, rank, batch;
         bool eight_bit, dora;
         uint32_t saves = 0;
+        bool tokens = false;
     };
     for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3, false, false},
                   Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1, false, false},
@@ -481,7 +508,9 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
                   Run{Method::Qlora, "q,v,gate,up", 0.1f, true, false, kLlama, 8, 2, false, true},
                   Run{Method::Lora, "q,v", 0.1f, false, false, kLlama, 8, 3, false, false, LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD},
                   Run{Method::Lora, "all", 0.0f, false, false, kTiedLlama, 8, 2, false, false, LORA_SAVE_LM_HEAD},
-                  Run{Method::Qlora, "all", 0.0f, true, true, kGemma3, 8, 2, true, false, LORA_SAVE_EMBED}}) {
+                  Run{Method::Qlora, "all", 0.0f, true, true, kGemma3, 8, 2, true, false, LORA_SAVE_EMBED},
+                  Run{Method::Lora, "q,v", 0.1f, false, false, kLlama, 8, 3, false, false, 0, true},
+                  Run{Method::Qlora, "all", 0.0f, true, true, kTiedLlama, 8, 2, true, false, 0, true}}) {
         CAPTURE(method_name(r.method));
         CAPTURE(r.targets);
         CAPTURE(r.variant);
@@ -494,7 +523,7 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         gpu().release_scratch();
         Trainer t;
         setup(t, gpu(), r.method, 64, r.recompute, "", r.offload, false, r.targets, r.dropout, 60, Padding::max_length,
-              r.variant, r.rank, r.batch, r.eight_bit, r.dora, r.saves);
+              r.variant, r.rank, r.batch, r.eight_bit, r.dora, r.saves, r.tokens);
         trainer_step(t);
         t.val = gpu_examples(7, t.model.cfg.vocab_size, 4);
         (void)trainer_evaluate(t, t.val);

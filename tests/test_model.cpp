@@ -103,10 +103,12 @@ static void check_tensor(Model& m, MicroGrad& mg, vector<float>& w, const Tensor
     vector<float> ga(mg.g.begin() + t.offset, mg.g.begin() + t.offset + t.numel);
     auto loss = [&] {
         std::copy(x.begin(), x.end(), w.begin() + t.offset);
+        model_put_token_rows(m, cpu_ops());  // (trainable token rows: the forward reads the tables)
         return mg.loss(m);
     };
     grad_check(t.name.c_str(), x, ga, loss, 2e-3, samples, h);
     std::copy(x.begin(), x.end(), w.begin() + t.offset);
+    model_put_token_rows(m, cpu_ops());
 }
 
 TEST_CASE("whole-model gradient check: full fine-tuning, every kind of weight") {
@@ -145,6 +147,55 @@ TEST_CASE("whole-model gradient check: the embedding and LM head trained beside 
             check_tensor(m, mg, m.adapters, t, 12, 5e-4f);
         }
         CHECK(saved == (c.tied_embeddings ? 1 : 2));
+    }
+}
+
+// Trainable tokens (PEFT's trainable_token_indices) beside LoRA on q, down: the gradient of each
+// listed row of the embedding (tokens of the batch, one repeated, one absent) and of the LM head
+// (another list on the untied model) reaches the adapters' rows; a tied model's one list gets both.
+TEST_CASE("whole-model gradient check: trainable token rows of the embedding and LM head beside LoRA") {
+    for (const ModelConfig& c : {micro_config(false, true), micro_config(true, false), micro_gemma3_config()}) {
+        CAPTURE(c.describe());
+        Model m = random_model(c, 4);
+        const Batch b = micro_batch(c.vocab_size);
+        int32_t absent = 0;
+        while (std::count(b.tokens.begin(), b.tokens.end(), absent)) absent++;
+        LoraConfig lc;
+        lc.rank = 3;
+        lc.alpha = 6;
+        lc.targets = lora_parse_targets("q,down");
+        lc.tokens[LORA_TABLE_EMBED] = {b.tokens[9], absent, b.tokens[0]};
+        if (b.tokens[9] == b.tokens[0]) lc.tokens[LORA_TABLE_EMBED].pop_back();
+        if (!c.tied_embeddings) lc.tokens[LORA_TABLE_LM_HEAD] = {b.targets[2], 5};
+        if (!c.tied_embeddings && b.targets[2] == 5) lc.tokens[LORA_TABLE_LM_HEAD].pop_back();
+        const vector<float> base = m.params;
+        model_add_lora(m, lc, 3);
+        CHECK(m.params == base);  // the rows start as the base's
+        for (float& a : m.adapters) a += 0.05f * Rng((uint64_t)(&a - m.adapters.data())).normal();
+        model_put_token_rows(m, cpu_ops());
+        MicroGrad mg(m);
+        int tables = 0;
+        for (const TensorInfo& t : m.lora_layout.tensors) {
+            if (!lora_is_token_rows(t)) continue;
+            tables++;
+            check_tensor(m, mg, m.adapters, t, 12, 5e-4f);
+        }
+        CHECK(tables == (c.tied_embeddings ? 1 : 2));
+        // Other adapters put the base's rows back; the merged base computes what the adapters do.
+        const vector<float> trained = m.adapters;
+        const LoraConfig with = m.lora;
+        vector<float> merged = base;
+        lora_merge(c, with, trained, merged);
+        vector<float> logits_adapted(7 * c.vocab_size), logits_merged(7 * c.vocab_size);
+        model_logits(m, b.tokens.data(), 7, logits_adapted.data());
+        LoraConfig plain = lc;
+        plain.tokens[0].clear(), plain.tokens[1].clear();
+        model_add_lora(m, plain, 3);
+        CHECK(m.params == base);
+        Model mm;
+        model_init(mm, c, merged);
+        model_logits(mm, b.tokens.data(), 7, logits_merged.data());
+        for (size_t i = 0; i < logits_merged.size(); i++) CHECK(logits_merged[i] == doctest::Approx(logits_adapted[i]).epsilon(1e-4));
     }
 }
 

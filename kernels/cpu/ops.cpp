@@ -129,6 +129,10 @@ Ops make_ops() {
     o.scatter_rows = [](act* out, const act* in, const int32_t* rows, int n, int C) {
         for (int i = 0; i < n; i++) memcpy(F(out) + (size_t)rows[i] * C, F(in) + (size_t)i * C, C * sizeof(float));
     };
+    o.gather_columns = [](act* out, const act* in, const int32_t* cols, int n, int V, int k) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < k; j++) F(out)[(size_t)i * k + j] = F(in)[(size_t)i * V + cols[j]];
+    };
 
     o.matmul_forward = [](act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, const act* add) {
         cpu::matmul_forward(F(out), F(inp), F(w), F(bias), N, C, OC, F(add));

@@ -115,6 +115,9 @@ Ops make_ops() {
     o.scatter_rows = [](act* out, const act* in, const int32_t* rows, int n, int C) {
         cuda::scatter_rows(bf(out), bf(in), rows, n, C);
     };
+    o.gather_columns = [](act* out, const act* in, const int32_t* cols, int n, int V, int k) {
+        cuda::gather_columns(bf(out), bf(in), cols, n, V, k);
+    };
 
     o.matmul_forward = [](act* out, const act* inp, const act* w, const act* bias, int N, int C, int OC, const act* add) {
         cuda::matmul_forward(bf(out), bf(inp), bf(w), bf(bias), N, C, OC, bf(add));

@@ -1,4 +1,5 @@
-// The FP32 -> BF16 cast and the row moves of the CUDA backend's Ops (cast, gather_rows, scatter_rows;
+// The FP32 -> BF16 cast and the row moves of the CUDA backend's Ops (cast, gather_rows, scatter_rows,
+// gather_columns;
 // upload and download convert on the host, kernels/cuda/backend.cu). Pure bandwidth: 128-bit
 // accesses where alignment allows.
 #include "kernels/cuda/common.cuh"
@@ -57,5 +58,19 @@ void gather_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C) {
 // The rows must be distinct (as every caller's are: LM-head chunks, KV-cache slots): with a repeated
 // row, which of the copies lands would depend on block scheduling.
 void scatter_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C) { copy_rows(out, in, rows, nullptr, n, C); }
+
+// A few columns (the trainable tokens' k, against a vocabulary of V) of each of n rows: one block per
+// row, a thread per column. The reads are scattered across the row, but k·n elements are a rounding
+// error beside the GEMM that made the row (n·V·dim).
+__global__ void gather_columns_kernel(bf16* out, const bf16* in, const int32_t* cols, int V, int k) {
+    const size_t i = blockIdx.x;
+    for (int j = threadIdx.x; j < k; j += blockDim.x) out[i * k + j] = in[i * V + cols[j]];
+}
+
+void gather_columns(bf16* out, const bf16* in, const int32_t* cols, int n, int V, int k) {
+    if (n <= 0 || k <= 0) return;
+    gather_columns_kernel<<<n, std::min(256, (k + 31) / 32 * 32)>>>(out, in, cols, V, k);
+    CUDA_LAUNCH_CHECK();
+}
 
 }  // namespace cuda

@@ -92,4 +92,5 @@ void cast_f32_to_bf16(bf16* dst, const float* src, size_t n);
 void cast_f32_to_bf16_stochastic(bf16* dst, const float* src, size_t n, uint64_t key);
 void gather_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C);
 void scatter_rows(bf16* out, const bf16* in, const int32_t* rows, int n, int C);
+void gather_columns(bf16* out, const bf16* in, const int32_t* cols, int n, int V, int k);
 }  // namespace cuda
