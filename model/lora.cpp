@@ -91,10 +91,10 @@ void lora_check_tokens(const ModelConfig& cfg, LoraConfig& lc, const std::string
     std::vector<int32_t>& embed = lc.tokens[LORA_TABLE_EMBED];
     std::vector<int32_t>& head = lc.tokens[LORA_TABLE_LM_HEAD];
     if (cfg.tied_embeddings && !head.empty()) {
-        if (!embed.empty() && embed != head)
-            fail("%s: the base model ties its LM head to its embedding, but the trainable tokens of the two differ: "
-                 "a tied model holds one row per token for both", where.c_str());
-        embed = std::move(head);
+        if (embed != head)
+            fail("%s: the base model ties its LM head to its embedding, but the trainable tokens of the two differ "
+                 "(the LM head's: %zu, the embedding's: %zu): a tied model holds one row per token for both", where.c_str(),
+                 head.size(), embed.size());
         head.clear();
     }
     for (int t = 0; t < LORA_NUM_TABLES; t++) {

@@ -56,9 +56,9 @@ std::string lora_saves_string(uint32_t bits);
 // A comma list of token ids or of tokens as the vocabulary stores them ("<|im_end|>", "128009")
 // into ids, `lookup` giving a token's id or -1; fails naming the item that is neither.
 std::vector<int32_t> lora_parse_tokens(const std::string& list, const std::function<int32_t(const std::string&)>& lookup);
-// Fails, naming `where`, unless every table's ids are distinct and inside the vocabulary, and a tied
-// model's are all in the embedding's list (its LM head's list moved there when it is the same or
-// the embedding's is empty: the one table holds one row per id).
+// Fails, naming `where`, unless every table's ids are distinct and inside the vocabulary, neither
+// table is a saved module too, and a tied model's LM head lists the embedding's ids or none (the one
+// table holds one row per id: a list equal to the embedding's is dropped).
 void lora_check_tokens(const ModelConfig& cfg, LoraConfig& lc, const std::string& where);
 // The trainable tokens whose rows the pass through table t trains: a tied model's LM head is its
 // embedding, so the head's are the embedding's.

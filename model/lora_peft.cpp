@@ -56,6 +56,18 @@ std::string peft_embed_name(int p) {
 std::string peft_head_name(int p) {
     return p == 2 ? "base_model.model.language_model.lm_head.weight" : "base_model.model.lm_head.weight";
 }
+// PEFT's saved name of table t's trainable token rows (trainable_token_indices) for layer prefix p:
+// base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta (the rows themselves,
+// not a difference, despite the name).
+std::string peft_token_rows_name(int p, int t) {
+    const std::string table = t == LORA_TABLE_EMBED ? peft_embed_name(p) : peft_head_name(p);
+    return table.substr(0, table.size() - strlen("weight")) + "token_adapter.trainable_tokens_delta";
+}
+std::string json_ids(const std::vector<int32_t>& ids) {
+    std::string s;
+    for (int32_t id : ids) s += (s.empty() ? "" : ", ") + std::to_string(id);
+    return "[" + s + "]";
+}
 }  // namespace
 
 PeftBase peft_base_default(const ModelConfig& cfg) {
@@ -84,6 +96,10 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     const std::vector<int64_t> table = {cfg.vocab_size, cfg.dim};
     if (L.embed != SIZE_MAX) tensors.push_back({peft_embed_name((int)base), table, adapters.data() + L.embed});
     if (L.lm_head != SIZE_MAX) tensors.push_back({peft_head_name((int)base), table, adapters.data() + L.lm_head});
+    // The trainable tokens' rows; a tied model's once, under the embedding (PEFT ties the head's to them).
+    for (int t = 0; t < LORA_NUM_TABLES; t++)
+        if (const int64_t k = (int64_t)lc.tokens[t].size())
+            tensors.push_back({peft_token_rows_name((int)base, t), {k, cfg.dim}, adapters.data() + L.tokens[t]});
     safetensors_write(dir + "/adapter_model.safetensors", tensors, DType::F32);
 
     // A list of module names matches them anywhere in the model: in the image-text model also the
@@ -107,15 +123,27 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
         if ((saves & bit) && !(cfg.tied_embeddings && bit == LORA_SAVE_LM_HEAD))
             saved += (saved.empty() ? "" : ", ") + json_quote(bit == LORA_SAVE_EMBED ? "embed_tokens" : "lm_head");
     saved = saved.empty() ? "null" : "[" + saved + "]";
-    char buf[1024];
-    snprintf(buf, sizeof buf,
+    // trainable_token_indices: a tied model's one list as a list (the input embedding's, which PEFT
+    // ties the LM head to); an untied model's by module name.
+    std::string tokens = "null";
+    if (cfg.tied_embeddings && lc.has_tokens()) tokens = json_ids(lc.tokens[LORA_TABLE_EMBED]);
+    else if (lc.has_tokens()) {
+        tokens.clear();
+        for (int t = 0; t < LORA_NUM_TABLES; t++)
+            if (!lc.tokens[t].empty())
+                tokens += std::string(tokens.empty() ? "" : ", ") + (t == LORA_TABLE_EMBED ? "\"embed_tokens\": " : "\"lm_head\": ") +
+                          json_ids(lc.tokens[t]);
+        tokens = "{" + tokens + "}";
+    }
+    std::string buf(4096 + tokens.size(), '\0');
+    buf.resize(snprintf(buf.data(), buf.size(),
              "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": %g,\n"
              "  \"lora_dropout\": %g,\n  \"use_rslora\": %s,\n  \"use_dora\": %s,\n  \"target_modules\": %s,\n"
-             "  \"modules_to_save\": %s,\n  \"ensure_weight_tying\": %s,\n"
+             "  \"modules_to_save\": %s,\n  \"ensure_weight_tying\": %s,\n  \"trainable_token_indices\": %s,\n"
              "  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n"
              "  \"base_model_name_or_path\": null\n}\n",
              lc.rank, lc.alpha, lc.dropout, lc.use_rslora ? "true" : "false", lc.use_dora ? "true" : "false",
-             targets.c_str(), saved.c_str(), saves && cfg.tied_embeddings ? "true" : "false");
+             targets.c_str(), saved.c_str(), saves && cfg.tied_embeddings ? "true" : "false", tokens.c_str()));
     write_file_atomic(dir + "/adapter_config.json", buf);
 }
 
@@ -217,6 +245,40 @@ void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, cons
 }
 }  // namespace
 
+namespace {
+// The trainable tokens' rows of each table adapter_config.json lists them for, into `adapters`, which
+// grow to the layout with them. A tied model's LM head rows are the embedding's (PEFT saves them
+// once); rows saved for a table that lists no tokens, or for a tied model's head, are refused, not dropped.
+void read_token_rows(const SafetensorsSet& st, const std::string& wpath, const std::string& cpath,
+                     const ModelConfig& cfg, int prefix, const LoraConfig& lc, std::vector<float>& adapters) {
+    for (int q = 0; q < kNumLayerPrefixes; q++)
+        for (int t = 0; t < LORA_NUM_TABLES; t++) {
+            const std::string name = peft_token_rows_name(q, t);
+            if (!st.find(name)) continue;
+            if (q != prefix)
+                fail("%s: tensor %s names the model as %s..., the layers as %s...: one adapter is for one model",
+                     wpath.c_str(), name.c_str(), kLayers[q], kLayers[prefix]);
+            if (cfg.tied_embeddings && t == LORA_TABLE_LM_HEAD)
+                fail("%s: tensor %s holds LM head rows apart from the embedding's, which a base model that ties the two "
+                     "cannot hold", wpath.c_str(), name.c_str());
+            if (lc.tokens[t].empty())
+                fail("%s: tensor %s holds trained token rows, but \"trainable_token_indices\" in %s lists no tokens for %s",
+                     wpath.c_str(), name.c_str(), cpath.c_str(), t == LORA_TABLE_EMBED ? "embed_tokens" : "lm_head");
+        }
+    const LoraLayout L = lora_layout(cfg, lc);
+    adapters.resize(L.total);
+    for (int t = 0; t < LORA_NUM_TABLES; t++) {
+        if (lc.tokens[t].empty()) continue;
+        const std::string name = peft_token_rows_name(prefix, t);
+        const SafeTensor* src = st.find(name);
+        if (!src)
+            fail("%s: tensor %s is missing (\"trainable_token_indices\" in %s lists %zu tokens for it)", wpath.c_str(),
+                 name.c_str(), cpath.c_str(), lc.tokens[t].size());
+        read_checked(st, *src, wpath, name, {(int64_t)lc.tokens[t].size(), cfg.dim}, adapters.data() + L.tokens[t]);
+    }
+}
+}  // namespace
+
 void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters) {
     const std::string cpath = dir + "/adapter_config.json";
     JsonValue j;
@@ -251,7 +313,6 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
                             {"use_qalora", "QA-LoRA"},
                             {"use_bdlora", "block-diagonal LoRA"},
                             {"layer_replication", "replicated layers"},
-                            {"trainable_token_indices", "trained token embeddings"},
                             {"target_parameters", "adapters on parameters instead of modules"},
                             {"alora_invocation_tokens", "activated LoRA (adapters that switch on at given tokens)"},
                             {"velora_config", "the VeLoRA variant"},
@@ -300,6 +361,37 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
         }
     }
 
+    // trainable_token_indices: a list (the input embedding's, which PEFT ties a tied LM head to) or
+    // module names (embed_tokens, lm_head, matched by their last component as PEFT does) to lists.
+    if (truthy("trainable_token_indices")) {
+        const JsonValue& v = *j.get("trainable_token_indices");
+        auto ids = [&](const JsonValue& list, const std::string& what) {
+            std::vector<int32_t> out;
+            if (list.type != JsonValue::Array) fail("%s: \"trainable_token_indices\"%s must be a list of token ids", cpath.c_str(), what.c_str());
+            for (const JsonValue& id : list.array) {
+                if (id.type != JsonValue::Number || !id.exact_integer || id.integer < 0 || id.integer >= cfg.vocab_size)
+                    fail("%s: \"trainable_token_indices\"%s holds %s, not a token id of the base model's vocabulary (0..%d)",
+                         cpath.c_str(), what.c_str(), id.type == JsonValue::Number ? strf("%g", id.number).c_str() : json_type_name(id.type),
+                         cfg.vocab_size - 1);
+                out.push_back((int32_t)id.integer);
+            }
+            return out;
+        };
+        if (v.type == JsonValue::Object) {
+            for (const auto& [name, list] : v.object) {
+                const std::string last = name.substr(name.rfind('.') == std::string::npos ? 0 : name.rfind('.') + 1);
+                const int t = last == "embed_tokens" ? LORA_TABLE_EMBED : last == "lm_head" ? LORA_TABLE_LM_HEAD : -1;
+                if (t < 0)
+                    fail("%s: \"trainable_token_indices\" names '%s': only embed_tokens and lm_head can train token rows "
+                         "here", cpath.c_str(), name.c_str());
+                lc.tokens[t] = ids(list, "[\"" + name + "\"]");
+            }
+        } else {
+            lc.tokens[LORA_TABLE_EMBED] = ids(v, "");
+        }
+        lora_check_tokens(cfg, lc, cpath);
+    }
+
     const std::string wpath = dir + "/adapter_model.safetensors";
     if (!file_exists(wpath))
         fail("%s: no adapter_model.safetensors%s", dir.c_str(),
@@ -314,7 +406,9 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     for (const SafeTensor& t : st.tensors) {
         int p, layer, target, part;
         bool saved_module = false;
-        for (int q = 0; q < kNumLayerPrefixes; q++) saved_module |= t.name == peft_embed_name(q) || t.name == peft_head_name(q);
+        for (int q = 0; q < kNumLayerPrefixes; q++)
+            saved_module |= t.name == peft_embed_name(q) || t.name == peft_head_name(q) ||
+                            t.name == peft_token_rows_name(q, LORA_TABLE_EMBED) || t.name == peft_token_rows_name(q, LORA_TABLE_LM_HEAD);
         if (saved_module) continue;  // read below, under the layers' prefix
         if (is_vision_adapter(t.name)) {
             vision++;
@@ -360,6 +454,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
             }
         }
     read_saved_modules(st, wpath, cpath, cfg, saves, truthy("ensure_weight_tying"), prefix, lc, adapters);
+    read_token_rows(st, wpath, cpath, cfg, prefix, lc, adapters);
     for (size_t i = 0; i < adapters.size(); i++)
         if (!std::isfinite(adapters[i])) fail("%s: the adapter holds a non-finite value (%g)", wpath.c_str(), (double)adapters[i]);
 }

@@ -22,8 +22,9 @@ PeftBase peft_base_default(const ModelConfig& cfg);
 // ([r, in]) and .lora_B.weight ([out, r]), FP32 (model.language_model.layers for image_text, whose
 // target_modules is then a regular expression that leaves out the vision tower's q/k/v_proj). Saved
 // modules go in as PEFT's modules_to_save (base_model.model.model.embed_tokens.weight,
-// base_model.model.lm_head.weight; a tied model's tensor under both names, with ensure_weight_tying).
-// Creates `dir` when needed.
+// base_model.model.lm_head.weight; a tied model's tensor under both names, with ensure_weight_tying),
+// trainable tokens as PEFT's trainable_token_indices (...embed_tokens.token_adapter.trainable_tokens_delta
+// [k, dim]: a tied model's as a list, an untied model's by module name). Creates `dir` when needed.
 void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
                       const std::vector<float>& adapters, PeftBase base);
 
@@ -35,7 +36,9 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
 // or tensor: bias training, modules_to_save other than embed_tokens and lm_head (and on a tied model
 // one of the two without ensure_weight_tying), per-module rank or alpha patterns, some layers only,
 // fan_in_fan_out, other PEFT types, a pickled adapter_model.bin. A saved embedding or LM head is read
-// whether modules_to_save names it or save_embedding_layers wrote it.
+// whether modules_to_save names it or save_embedding_layers wrote it; trainable_token_indices as a
+// list or by module name (embed_tokens, lm_head; on a tied model the same ids for both, or the
+// embedding's alone).
 void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);
 // An adapter from a .lora file or a PEFT directory.
 void lora_load_any(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);

@@ -261,7 +261,8 @@ void estimate_cuda_scratch(const MemorySpec& s, MemoryEstimate& e) {
     // reduce: the largest of sum_squares' partials (one double per 2048 gradients, at most 1024), in
     // full fine-tuning rmsnorm's weight-gradient partials (a row of width floats per block of its
     // grid: N rows of C, and with QK-norm N·H rows of head_dim), and when the embedding is trained
-    // (full fine-tuning, LoRA's saved modules or its trainable tokens) the embedding backward's sort and run sums, and with
+    // (full fine-tuning, LoRA's saved modules or its trainable tokens: then over the batch positions
+    // holding one, all N at most) the embedding backward's sort and run sums, and with
     // DoRA the magnitude gradients' stripe sums.
     size_t sum_squares = std::min<size_t>(((size_t)e.n_trainable + 2047) / 2048, 1024) * 8;
     size_t norms = (size_t)rmsnorm_backward_blocks(N, c.dim) * c.dim * 4;

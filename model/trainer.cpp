@@ -313,7 +313,7 @@ MemoryUse trainer_memory(const Trainer& t) {
     m.activations = t.ws.bytes();
     if (const DeviceModel* d = t.model.device.get()) {
         m.weights = d->params.bytes + d->nf4.bytes;
-        m.adapters = d->adapters.bytes;
+        m.adapters = d->adapters.bytes + d->token_ids.bytes;
         m.optimizer += d->masters.bytes;  // FP32 masters are optimizer state (the ops read the BF16 copy)
         m.activations += d->dequant.bytes;
         m.backend = t.ops->mem_stats().bytes[(int)Mem::scratch] - d->dequant.bytes;

@@ -534,7 +534,10 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         CHECK(used.gradients == est.gradients);
         CHECK(used.optimizer == est.optimizer);
         CHECK(used.activations == est.workspace());
-        CHECK(used.backend == est.backend);
+        // The embedding backward of trainable token rows runs over the batch positions holding one of
+        // the tokens, and its scratch grows to the most a batch has had: the estimate's bound is all N.
+        if (r.tokens) CHECK(used.backend <= est.backend);
+        else CHECK(used.backend == est.backend);
         CHECK(used.offloaded == est.host);
     }
 }
