@@ -255,7 +255,7 @@ void read_token_rows(const SafetensorsSet& st, const std::string& wpath, const s
         for (int t = 0; t < LORA_NUM_TABLES; t++) {
             const std::string name = peft_token_rows_name(q, t);
             if (!st.find(name)) continue;
-            if (q != prefix)
+            if (name != peft_token_rows_name(prefix, t))  // (the LM head's name is one for two prefixes)
                 fail("%s: tensor %s names the model as %s..., the layers as %s...: one adapter is for one model",
                      wpath.c_str(), name.c_str(), kLayers[q], kLayers[prefix]);
             if (cfg.tied_embeddings && t == LORA_TABLE_LM_HEAD)

@@ -250,6 +250,107 @@ TEST_CASE("import/export: saved modules (modules_to_save: embed_tokens, lm_head)
     }
 }
 
+// PEFT's own adapters with trainable_token_indices (tests/fixtures/train/*_tokens/final): the untied
+// Llama's rows of the embedding and of the LM head (by module name), the tied Gemma 3's one list.
+// Read, written again under PEFT's names and form, read back to the same values; what a model here
+// cannot hold is refused, naming the key or tensor.
+TEST_CASE("import/export: trainable token rows (trainable_token_indices) round-trip through PEFT's layout") {
+    for (const std::string model : {"tiny_llama", "tiny_gemma3"}) {
+        CAPTURE(model);
+        const std::string src = "tests/fixtures/train/" + model + "_tokens/final";
+        const ImportedModel base = import_hf_dir(kConvert + model + "_hf");
+        const bool tied = base.cfg.tied_embeddings;
+        LoraConfig lc;
+        std::vector<float> a;
+        lora_load_any(src, base.cfg, lc, a);
+        const std::vector<int32_t> ids = {129, 299, 154, 5, 140};  // (gen_train_steps.py's TOKENS)
+        CHECK(lc.tokens[LORA_TABLE_EMBED] == ids);
+        CHECK(lc.tokens[LORA_TABLE_LM_HEAD] == (tied ? std::vector<int32_t>{} : ids));
+        const LoraLayout L = lora_layout(base.cfg, lc);
+        SafetensorsSet peft;
+        safetensors_add_file(peft, src + "/adapter_model.safetensors");
+        for (int t = 0; t < (tied ? 1 : 2); t++) {
+            const SafeTensor* rows = peft.find(t == 0 ? "base_model.model.model.embed_tokens.token_adapter.trainable_tokens_delta"
+                                                      : "base_model.model.lm_head.token_adapter.trainable_tokens_delta");
+            REQUIRE(rows);
+            std::vector<float> want(rows->numel);
+            peft.read_f32(*rows, want.data());
+            CHECK(std::equal(want.begin(), want.end(), a.begin() + L.tokens[t]));
+        }
+        const std::string dir = (std::filesystem::temp_directory_path() / "llmtrain-test-peft-tokens").string();
+        std::filesystem::remove_all(dir);
+        lora_export_peft(dir, base.cfg, lc, a, PeftBase::text);
+        const JsonValue cfg = json_parse(read_file(dir + "/adapter_config.json"));
+        const JsonValue* listed = cfg.get("trainable_token_indices");
+        REQUIRE(listed);
+        CHECK(listed->type == (tied ? JsonValue::Array : JsonValue::Object));
+        SafetensorsSet ours;
+        safetensors_add_file(ours, dir + "/adapter_model.safetensors");
+        std::vector<std::string> ours_names, peft_names;
+        for (const SafeTensor& t : ours.tensors) ours_names.push_back(t.name);
+        for (const SafeTensor& t : peft.tensors) peft_names.push_back(t.name);
+        std::sort(ours_names.begin(), ours_names.end());
+        std::sort(peft_names.begin(), peft_names.end());
+        CHECK(ours_names == peft_names);
+        LoraConfig back;
+        std::vector<float> b;
+        lora_load_any(dir, base.cfg, back, b);
+        CHECK(back.tokens[0] == lc.tokens[0]);
+        CHECK(back.tokens[1] == lc.tokens[1]);
+        CHECK(b == a);
+
+        std::string text = read_file(dir + "/adapter_config.json");
+        const std::string good = text;
+        auto err_with = [&](const std::string& from, const std::string& to) {
+            text = good;
+            REQUIRE(text.find(from) != std::string::npos);
+            text.replace(text.find(from), from.size(), to);
+            write_file_atomic(dir + "/adapter_config.json", text);
+            return error_of([&] { lora_load_any(dir, base.cfg, back, b); });
+        };
+        const std::string list = "[129, 299, 154, 5, 140]";
+        CHECK(contains(err_with(list, "[129, 300, 154, 5, 140]"),
+                       "\"trainable_token_indices\"" + std::string(tied ? "" : "[\"embed_tokens\"]") +
+                           " holds 300, not a token id of the base model's vocabulary (0..299)"));
+        CHECK(contains(err_with(list, "[129, 129, 154, 5, 140]"), "trainable token 129 is listed twice for embed_tokens"));
+        CHECK(contains(err_with(list, "[129, 299, 154, 5]"), "has shape [5, 16], but the model's config needs [4, 16]"));
+        if (tied) {
+            // the LM head's rows alone (PEFT leaves the tied embedding as it was), or other ids than the embedding's
+            CHECK(contains(err_with("\"trainable_token_indices\": " + list, "\"trainable_token_indices\": {\"lm_head\": " + list + "}"),
+                           "ties its LM head to its embedding, but the trainable tokens of the two differ"));
+            CHECK(contains(err_with("\"trainable_token_indices\": " + list,
+                                    "\"trainable_token_indices\": {\"embed_tokens\": " + list + ", \"model.lm_head\": [5]}"),
+                           "the trainable tokens of the two differ (the LM head's: 1, the embedding's: 5)"));
+            // both listed alike: the one table
+            CHECK(err_with("\"trainable_token_indices\": " + list,
+                           "\"trainable_token_indices\": {\"embed_tokens\": " + list + ", \"lm_head\": " + list + "}").empty());
+        } else {
+            CHECK(contains(err_with("\"lm_head\"", "\"model.norm\""),
+                           "\"trainable_token_indices\" names 'model.norm': only embed_tokens and lm_head"));
+            // rows in the file for a table the config does not list
+            CHECK(contains(err_with(", \"lm_head\": " + list, ""),
+                           "holds trained token rows, but \"trainable_token_indices\" in " + dir +
+                               "/adapter_config.json lists no tokens for lm_head"));
+        }
+        // listed rows the file lacks
+        text = good;
+        write_file_atomic(dir + "/adapter_config.json", text);
+        std::vector<std::vector<float>> values;
+        std::vector<SafeTensorOut> kept;
+        for (const SafeTensor& t : ours.tensors) {
+            if (t.name.find("token_adapter") != std::string::npos) continue;
+            values.emplace_back(t.numel);
+            ours.read_f32(t, values.back().data());
+        }
+        size_t i = 0;
+        for (const SafeTensor& t : ours.tensors)
+            if (t.name.find("token_adapter") == std::string::npos) kept.push_back({t.name, t.shape, values[i++].data()});
+        safetensors_write(dir + "/adapter_model.safetensors", kept, DType::F32);
+        CHECK(contains(error_of([&] { lora_load_any(dir, base.cfg, back, b); }),
+                       "embed_tokens.token_adapter.trainable_tokens_delta is missing (\"trainable_token_indices\" in"));
+    }
+}
+
 TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel's logits; what is refused") {
     ImportedModel base = import_hf_dir(kConvert + "tiny_qwen3_hf");
     LoraConfig lc;

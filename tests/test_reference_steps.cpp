@@ -132,6 +132,17 @@ void replay(const std::string& dir, const std::function<void(Trainer&, TrainConf
         MESSAGE(dir << ", " << std::string(v.name) << ": weights after 3 steps, ||ours - torch|| / ||torch|| = " << d
                     << " (the largest difference " << worst << ")");
         CHECK(d < weights_tolerance);
+        // Trainable token rows are a few rows beside the adapters, which would hide them in the whole:
+        // compared on their own too.
+        for (const TensorInfo& ti : t.model.trainable_tensors()) {
+            if (!lora_is_token_rows(ti)) continue;
+            const std::vector<float> ours(w + ti.offset, w + ti.offset + ti.numel),
+                torch(trained.begin() + ti.offset, trained.begin() + ti.offset + ti.numel);
+            const double rows = relative_max_diff(ours.data(), ours.size(), torch);
+            MESSAGE(dir << ", " << std::string(v.name) << ": " << ti.name << " after 3 steps, max |ours - torch| = " << rows
+                        << " of the largest");
+            CHECK(rows < weights_tolerance);
+        }
     }
 }
 
@@ -186,6 +197,21 @@ TEST_CASE("three LoRA steps with the embedding and LM head trained equal PEFT's 
         // (Gemma 3's adapters, whose gradients are near AdamW's eps, move the loss of step 2 by 1.3e-6
         // when packed; the Llama's stay within 1e-6)
         replay_lora(model, model + "_save", 1.0f, model == "tiny_gemma3" ? 2e-6 : 1e-6);
+    }
+}
+
+// trainable_token_indices as PEFT trains them: five tokens' rows (three of the examples', two absent)
+// of the Llama's embedding and LM head, each its own tensor, and of the tied Gemma 3's one table,
+// whose rows get the embedding's and the LM head's gradients; decayed as weights.
+TEST_CASE("three LoRA steps with trainable token rows equal PEFT's trainable_token_indices") {
+    for (const std::string model : {"tiny_llama", "tiny_gemma3"}) {
+        INFO(model);
+        LoraConfig lc;
+        const ModelConfig cfg = source(model).cfg;
+        adapter_at(cfg, model + "_tokens/init", &lc);
+        CHECK(lc.tokens[LORA_TABLE_EMBED].size() == 5);
+        CHECK(lc.tokens[LORA_TABLE_LM_HEAD].size() == (cfg.tied_embeddings ? 0u : 5u));
+        replay_lora(model, model + "_tokens", 1.0f, model == "tiny_gemma3" ? 2e-6 : 1e-6);
     }
 }
 
