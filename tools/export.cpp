@@ -103,12 +103,13 @@ static int run(int argc, char** argv) {
                               : peft_base == "image-text" ? PeftBase::image_text
                                                           : peft_base_default(cfg);
         lora_export_peft(peft, cfg, lc, adapters, base);
-        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s%s%s), for %s\n",
+        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s%s%s%s), for %s\n",
                peft.c_str(), lc.rank, lc.alpha, lora_targets_string(lc.targets).c_str(),
                lc.use_dora ? ", DoRA: use_dora with each lora_magnitude_vector" : "",
                !lc.save_modules      ? ""
                : cfg.tied_embeddings ? ", modules_to_save embed_tokens with ensure_weight_tying (the tied LM head)"
                                      : (", modules_to_save " + lora_saves_string(lc.save_modules)).c_str(),
+               lc.has_tokens() ? (", trainable_token_indices: " + lora_tokens_string(cfg, lc)).c_str() : "",
                base == PeftBase::text ? "a text model (layers model.layers.N)"
                                       : "Gemma 3's image-text model, Gemma3ForConditionalGeneration (layers "
                                         "model.language_model.layers.N; --peft-base text for Gemma3ForCausalLM)");
