@@ -8,6 +8,8 @@
 //   --use-dora: DoRA's magnitudes on every adapted projection (./train --use-dora; peft_step.py --use-dora)
 //   --modules-to-save embed_tokens,lm_head: those trained in full beside the adapters (./train's flag;
 //     peft_step.py --modules-to-save)
+//   --trainable-tokens N: the rows of tokens 0..N-1 of the embedding and LM head trained beside the
+//     adapters (./train's flag with N ids; peft_step.py --trainable-tokens)
 //
 // MFU counts model FLOPs, not the work actually done (recompute's second forward is not credited),
 // per trained token (the same formula as bench/peft_step.py):
@@ -57,6 +59,7 @@ int run(int argc, char** argv) {
     int batch = 4, seq = 256, steps = 3, warmup = 1, rank = 16;  // small enough for `make bench` on a CPU
     bool recompute = false, offload = false, op_times = false, eight_bit = false, dora = false;
     uint32_t saves = 0;
+    int trainable_tokens = 0;
     double peak_tflops = 989.0, dropout = 0.0;
     Args args(argc, argv, "see the header of bench/bench_train.cpp");
     while (args.next()) {
@@ -76,6 +79,7 @@ int run(int argc, char** argv) {
         else if (args.is("--dropout")) dropout = args.number();
         else if (args.is("--use-dora")) dora = true;
         else if (args.is("--modules-to-save")) saves = lora_parse_saves(args.value());
+        else if (args.is("--trainable-tokens")) trainable_tokens = args.integer(1);
         else args.unknown();
     }
     const Ops& ops = op_times ? timed_ops(select_ops(device.c_str())) : select_ops(device.c_str());
@@ -97,6 +101,11 @@ int run(int argc, char** argv) {
     tc.lora.use_dora = dora;
     if (saves && method == Method::Full) fail("--modules-to-save needs --method lora or qlora");
     tc.lora.save_modules = lora_saves(cfg, saves);
+    if (trainable_tokens && method == Method::Full) fail("--trainable-tokens needs --method lora or qlora");
+    if (trainable_tokens > cfg.vocab_size) fail("--trainable-tokens %d: the vocabulary has %d tokens", trainable_tokens, cfg.vocab_size);
+    tc.lora.tokens[LORA_TABLE_EMBED].resize(trainable_tokens);
+    std::iota(tc.lora.tokens[LORA_TABLE_EMBED].begin(), tc.lora.tokens[LORA_TABLE_EMBED].end(), 0);
+    if (!cfg.tied_embeddings) tc.lora.tokens[LORA_TABLE_LM_HEAD] = tc.lora.tokens[LORA_TABLE_EMBED];
     if (method != Method::Full) model_add_lora(t.model, tc.lora, tc.seed);
     tc.batch.batch_size = batch;
     tc.batch.max_seq_len = seq;
@@ -143,6 +152,7 @@ int run(int argc, char** argv) {
     std::string extra = (offload ? " offload=1" : "") + std::string(eight_bit ? " optimizer=adamw8bit" : "") +
                         (dora ? " dora=1" : "") +
                         (saves ? " save=" + lora_saves_string(tc.lora.save_modules) : std::string()) +
+                        (trainable_tokens ? strf(" tokens=%d", trainable_tokens) : std::string()) +
                         (dropout > 0 ? strf(" dropout=%g", dropout) : std::string());
     printf("RESULT ours preset=%s method=%s device=%s batch=%d seq=%d recompute=%d%s: %.1f ms/step (median of %d), "
            "%.0f tokens/s, MFU %s, peak memory %.2f GB (arena), loss %.3f, %.1f GFLOP/s of model FLOPs, "

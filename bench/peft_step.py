@@ -17,6 +17,8 @@ The step, as the HF Trainer with bf16=True runs it:
     (We quantize the random model in place instead of save + from_pretrained: same modules, no disk.)
   - --use-dora: LoraConfig(use_dora=True), PEFT's DoRA (bench_train --use-dora).
   - --modules-to-save embed_tokens,lm_head: those trained in full beside the adapters (bench_train's flag).
+  - --trainable-tokens N: trainable_token_indices of tokens 0..N-1, in the embedding and (untied) the LM
+    head (bench_train's flag).
   - --recompute: gradient_checkpointing_enable(use_reentrant=False).
   - loss: model(input_ids, labels=input_ids) (HF's shifted cross-entropy, logits upcast to FP32),
     backward, clip_grad_norm_(1.0), torch.optim.AdamW(fused=True) on the adapters, zero_grad.
@@ -180,6 +182,9 @@ def main():
     ap.add_argument("--modules-to-save", default="",
                     help="embed_tokens,lm_head: LoraConfig(modules_to_save=..., ensure_weight_tying on a tied "
                          "preset) (bench_train's --modules-to-save)")
+    ap.add_argument("--trainable-tokens", type=int, default=0,
+                    help="N: LoraConfig(trainable_token_indices=tokens 0..N-1, by module name on an untied preset) "
+                         "(bench_train's --trainable-tokens)")
     ap.add_argument("--recompute", action="store_true", help="gradient checkpointing")
     ap.add_argument("--attn", default="sdpa", help="transformers attn_implementation (sdpa, eager, flash_attention_2)")
     ap.add_argument("--peak-tflops", type=float, default=0, help="dense BF16 peak for MFU (default: from the GPU name)")
@@ -198,6 +203,7 @@ def main():
                 f"recompute={int(args.recompute)}" + (f" dropout={args.dropout:g}" if args.dropout > 0 else "") +
                 (" dora=1" if args.use_dora else "") +
                 (f" save={args.modules_to_save}" if args.modules_to_save else "") +
+                (f" tokens={args.trainable_tokens}" if args.trainable_tokens else "") +
                 (f" attn={args.attn}" if args.attn != "sdpa" else ""))
     if args.device == "cpu":
         dev, gpu = torch.device("cpu"), f"cpu ({torch.get_num_threads()} threads)"
@@ -249,7 +255,10 @@ def main():
     lcfg = LoraConfig(r=args.rank, lora_alpha=args.alpha, lora_dropout=args.dropout, target_modules=LORA_TARGETS,
                       bias="none", task_type="CAUSAL_LM", use_dora=args.use_dora,
                       modules_to_save=args.modules_to_save.split(",") if args.modules_to_save else None,
-                      ensure_weight_tying=bool(args.modules_to_save) and p["tied"])
+                      ensure_weight_tying=bool(args.modules_to_save) and p["tied"],
+                      trainable_token_indices=None if not args.trainable_tokens else list(range(args.trainable_tokens))
+                      if p["tied"] else {"embed_tokens": list(range(args.trainable_tokens)),
+                                         "lm_head": list(range(args.trainable_tokens))})
     model = get_peft_model(model, lcfg)
     model.train()
     trainable = [t for t in model.parameters() if t.requires_grad]

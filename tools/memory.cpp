@@ -5,6 +5,7 @@
 //   ./memory --model models/smollm2-135m-instruct.bin --device cpu --method lora --explain
 //   ./memory --published                                      the published figures with ours beside them
 #include <cstdio>
+#include <numeric>
 #include <string>
 
 #include "model/memory.h"
@@ -19,6 +20,7 @@ static const char* kUsage =
     "method:  --method full|lora|qlora (full)  --optimizer adamw|adamw8bit|sgd|momentum (adamw)\n"
     "         --lora-r 8 --lora-targets q,k,v,o,gate,up,down|all (all, as ./train) --use-dora\n"
     "         --modules-to-save embed_tokens,lm_head (trained in full beside the adapters)\n"
+    "         --trainable-tokens N (N tokens' rows of the embedding and LM head trained beside the adapters)\n"
     "bytes:   --device cuda|cpu (cuda: BF16 compute, FP32 master/grads/moments, NF4+DQ for qlora; cpu: FP32)\n"
     "         --precision fp32|bf16|nf4|nf4-dq (base weights)  --bytes 2|4 (everything at that size, no master)\n"
     "         --grad-bytes N --state-bytes N --master-bytes N (0: no master copy)\n"
@@ -99,7 +101,7 @@ static int run(int argc, char** argv) {
     MemorySpec s;
     s.lora.targets = lora_parse_targets("all");  // ./train's default: all seven projections
     std::string preset, model, method = "full", optimizer = "adamw", device = "cuda", precision, lora_matrix;
-    int bytes = 0, grad_bytes = -1, state_bytes = -1, master_bytes = -1;
+    int bytes = 0, grad_bytes = -1, state_bytes = -1, master_bytes = -1, trainable_tokens = 0;
     ShapeFlags shape;
     bool explain = false, published = false;
     Args args(argc, argv, "see ./memory --help");
@@ -127,6 +129,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--lora-targets")) s.lora.targets = lora_parse_targets(args.value());
         else if (args.is("--use-dora")) s.lora.use_dora = 1;
         else if (args.is("--modules-to-save")) s.lora.save_modules = lora_parse_saves(args.value());
+        else if (args.is("--trainable-tokens")) trainable_tokens = args.integer(1);
         else if (args.is("--lora-matrix")) lora_matrix = args.value();
         else if (args.is("--explain")) explain = true;
         else if (args.is("--published")) published = true;
@@ -154,6 +157,16 @@ static int run(int argc, char** argv) {
     if (s.lora.use_dora && s.method == Method::Full) fail("--use-dora adds magnitudes to LoRA adapters: it needs --method lora or qlora");
     if (s.lora.save_modules && s.method == Method::Full)
         fail("--modules-to-save trains base tensors beside LoRA's adapters: it needs --method lora or qlora");
+    if (trainable_tokens && s.method == Method::Full)
+        fail("--trainable-tokens trains token rows beside LoRA's adapters: it needs --method lora or qlora");
+    if (trainable_tokens && s.params > 0) fail("--trainable-tokens needs a model shape (--preset, --model or dims), not --params");
+    if (trainable_tokens) {  // (which ids does not change a byte: the first N, in both tables when untied)
+        if (trainable_tokens > s.cfg.vocab_size)
+            fail("--trainable-tokens %d: the vocabulary has %d tokens", trainable_tokens, s.cfg.vocab_size);
+        s.lora.tokens[LORA_TABLE_EMBED].resize(trainable_tokens);
+        std::iota(s.lora.tokens[LORA_TABLE_EMBED].begin(), s.lora.tokens[LORA_TABLE_EMBED].end(), 0);
+        if (!s.cfg.tied_embeddings) s.lora.tokens[LORA_TABLE_LM_HEAD] = s.lora.tokens[LORA_TABLE_EMBED];
+    }
     s.optimizer = parse_optim_kind(optimizer);
     memory_set_backend(s, parse_backend(device));
     if (bytes) memory_set_uniform_bytes(s, bytes);
