@@ -162,6 +162,14 @@ TEST_CASE("import/export: a DoRA adapter's magnitudes (use_dora, lora_magnitude_
                    "lora_magnitude_vector is a DoRA magnitude, but " + dir + "/adapter_config.json does not set \"use_dora\": true"));
 }
 
+// The names of a safetensors file's tensors, sorted.
+static std::vector<std::string> tensor_names(const SafetensorsSet& st) {
+    std::vector<std::string> names;
+    for (const SafeTensor& t : st.tensors) names.push_back(t.name);
+    std::sort(names.begin(), names.end());
+    return names;
+}
+
 // PEFT's own adapters with modules_to_save (tests/fixtures/train/*_save/final, saved by save_pretrained):
 // the untied Llama's embedding and LM head, the tied Gemma 3's one tensor (ensure_weight_tying, saved
 // under both names). Read, written again, read back to the same values under PEFT's names; a tied
@@ -199,12 +207,7 @@ TEST_CASE("import/export: saved modules (modules_to_save: embed_tokens, lm_head)
         CHECK(cfg.get("ensure_weight_tying")->boolean == tied);
         SafetensorsSet ours;
         safetensors_add_file(ours, dir + "/adapter_model.safetensors");
-        std::vector<std::string> ours_names, peft_names;
-        for (const SafeTensor& t : ours.tensors) ours_names.push_back(t.name);
-        for (const SafeTensor& t : peft.tensors) peft_names.push_back(t.name);
-        std::sort(ours_names.begin(), ours_names.end());
-        std::sort(peft_names.begin(), peft_names.end());
-        CHECK(ours_names == peft_names);
+        CHECK(tensor_names(ours) == tensor_names(peft));
         LoraConfig back;
         std::vector<float> b;
         lora_load_any(dir, base.cfg, back, b);
@@ -286,12 +289,7 @@ TEST_CASE("import/export: trainable token rows (trainable_token_indices) round-t
         CHECK(listed->type == (tied ? JsonValue::Array : JsonValue::Object));
         SafetensorsSet ours;
         safetensors_add_file(ours, dir + "/adapter_model.safetensors");
-        std::vector<std::string> ours_names, peft_names;
-        for (const SafeTensor& t : ours.tensors) ours_names.push_back(t.name);
-        for (const SafeTensor& t : peft.tensors) peft_names.push_back(t.name);
-        std::sort(ours_names.begin(), ours_names.end());
-        std::sort(peft_names.begin(), peft_names.end());
-        CHECK(ours_names == peft_names);
+        CHECK(tensor_names(ours) == tensor_names(peft));
         LoraConfig back;
         std::vector<float> b;
         lora_load_any(dir, base.cfg, back, b);
