@@ -147,7 +147,7 @@ void ByteReader::need(size_t n, const char* what) const {
 
 void ByteReader::read(void* dst, size_t n, const char* what) {
     need(n, what);
-    memcpy(dst, data.data() + pos, n);
+    if (n) memcpy(dst, data.data() + pos, n);  // (an empty vector's data() may be null: memcpy's is no place for it)
     pos += n;
 }
 
