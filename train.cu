@@ -537,8 +537,8 @@ int run(int argc, char** argv) {
             printf("note: the warmup (%d steps) overlaps the wsd cooldown of %d: it starts after the warmup, %d steps\n",
                    t.cfg.optim.warmup_steps, asked, cooldown);
     }
-    if (t.cfg.optim.warmup_steps >= t.total_steps)
-        printf("note: the warmup (%d steps) is not shorter than the run (%d steps): the learning rate never reaches --lr %g\n",
+    if (t.cfg.optim.warmup_steps > t.total_steps)  // the warmup's last step runs at --lr (lr_at)
+        printf("note: the warmup (%d steps) is longer than the run (%d steps): the learning rate never reaches --lr %g\n",
                t.cfg.optim.warmup_steps, t.total_steps, f.tc.optim.lr);
     if (f.tc.early_stopping > 0 && (int64_t)f.tc.eval_every * (f.tc.early_stopping + 1) > t.total_steps)
         printf("note: --early-stopping %d with --eval-every %d cannot stop this run of %d steps (it needs %d evaluations)\n",

@@ -182,6 +182,13 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     Run wsd = s.train("--lr-scheduler wsd --decay-ratio 0.25 --max-steps 8 --dry-run");
     INFO(wsd.out);
     CHECK(has(wsd, "lr 0.0002 wsd, warmup 0, cooldown over the last 2"));
+    // The warmup's last step runs at --lr (lr_at: (step + 1) / warmup): a warmup as long as the run
+    // reaches it at the run's last step, only a longer one never does.
+    Run whole = s.train("--warmup-steps 3 --max-steps 3 --dry-run");
+    CHECK(whole.status == 0);
+    CHECK(!has(whole, "never reaches --lr"));
+    CHECK(has(s.train("--warmup-steps 4 --max-steps 3 --dry-run"),
+              "note: the warmup (4 steps) is longer than the run (3 steps): the learning rate never reaches --lr 0.0002"));
     Run short_wsd = s.train("--lr-scheduler wsd --max-steps 4 --warmup-steps 10 --dry-run");
     CHECK(has(short_wsd, "cooldown over the last 0"));
     CHECK(has(short_wsd, "note: the wsd cooldown has 0 steps, so the learning rate never falls below --lr"));
