@@ -349,3 +349,23 @@ TEST_CASE("cli: data files by content as well as by name; ./check_data FILE") {
     CHECK(both.status == 0);
     CHECK(has(both, "data: 2 files, 10 examples, "));
 }
+
+TEST_CASE("cli: --flag=value as well as --flag value; a flag that takes no value refuses one") {
+    Scratch s;
+    Run eq = run("./train --preset=tiny --data=" + s.data + " --batch-size=2 --eval-samples=0 --max-steps=5 --lr=1e-3 --dry-run");
+    INFO(eq.out);
+    CHECK(eq.status == 0);
+    CHECK(has(eq, "steps: 5 (batch 2 x accum 1"));
+    CHECK(has(eq, "lr 0.001 cosine"));
+    Run bad = s.train("--max-steps=x --dry-run");
+    CHECK(bad.status == 1);
+    CHECK(has(bad, "flag --max-steps: 'x' is not a number"));
+    Run range = s.train("--lora-r=0 --dry-run");
+    CHECK(has(range, "flag --lora-r: expected a whole number from 1 to 2000000000, got 0"));
+    Run flag = s.train("--dry-run=yes");
+    CHECK(flag.status == 1);
+    CHECK(has(flag, "flag --dry-run takes no value: drop '=yes'"));
+    Run mem = run("./memory --preset=smollm2-135m --method=full");
+    INFO(mem.out);
+    CHECK(mem.status == 0);
+}

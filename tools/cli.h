@@ -15,18 +15,27 @@
 struct Args {
     Args(int argc, char** argv, const char* help_hint) : argc_(argc), argv_(argv), hint_(help_hint) {}
 
-    // Moves to the next argument; false when there is none left.
+    // Moves to the next argument; false when there is none left. A flag may carry its value after
+    // '=' (--data=FILE, as GNU tools and argparse take it); a flag that takes no value refuses one,
+    // which is known once the caller has moved on without reading it.
     bool next() {
+        if (inline_value_)
+            fail("flag %s takes no value: drop '=%s' (%s)", flag_.c_str(), value_.c_str(), hint_);
         if (++i_ >= argc_) return false;
         flag_ = argv_[i_];
+        const size_t eq = flag_.find('=');
+        inline_value_ = flag_.rfind("--", 0) == 0 && eq != std::string::npos;
+        if (inline_value_) value_ = flag_.substr(eq + 1), flag_.resize(eq);
         return true;
     }
     bool is(const char* name) const { return flag_ == name; }
     const std::string& flag() const { return flag_; }
 
     std::string value() {
-        if (i_ + 1 >= argc_) fail("flag %s needs a value (%s)", flag_.c_str(), hint_);
-        return argv_[++i_];
+        if (inline_value_) inline_value_ = false;
+        else if (i_ + 1 >= argc_) fail("flag %s needs a value (%s)", flag_.c_str(), hint_);
+        else value_ = argv_[++i_];
+        return value_;
     }
     double number() {
         std::string v = value();
@@ -41,14 +50,14 @@ struct Args {
         double d = number();
         bool ok = std::isfinite(d) && (lo_open ? d > lo : d >= lo) && (hi_open ? d < hi : d <= hi);
         if (!ok)
-            fail("flag %s: %s is out of range: expected a number in %c%g, %g%c", flag_.c_str(), argv_[i_],
+            fail("flag %s: %s is out of range: expected a number in %c%g, %g%c", flag_.c_str(), value_.c_str(),
                  lo_open ? '(' : '[', lo, hi, hi_open || std::isinf(hi) ? ')' : ']');
         return d;
     }
     int integer(int lo = 0) {
         double d = number();
         if (d != std::floor(d) || d < lo || d > 2e9)
-            fail("flag %s: expected a whole number from %d to 2000000000, got %s", flag_.c_str(), lo, argv_[i_]);
+            fail("flag %s: expected a whole number from %d to 2000000000, got %s", flag_.c_str(), lo, value_.c_str());
         return (int)d;
     }
     [[noreturn]] void unknown() const { fail("unknown flag '%s' (%s)", flag_.c_str(), hint_); }
@@ -58,7 +67,8 @@ private:
     char** argv_;
     const char* hint_;
     int i_ = 0;
-    std::string flag_;
+    std::string flag_, value_;   // value_: the current flag's, once read (or given after '=')
+    bool inline_value_ = false;  // the current flag came as --flag=value and value() has not read it
 };
 
 // --dim --layers --heads --kv-heads --head-dim --ffn --vocab: a shape given field by field, over a
