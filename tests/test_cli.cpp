@@ -369,3 +369,20 @@ TEST_CASE("cli: --flag=value as well as --flag value; a flag that takes no value
     INFO(mem.out);
     CHECK(mem.status == 0);
 }
+
+TEST_CASE("cli: a directory where a model file goes is named as one, with the file it holds") {
+    Scratch s;
+    fs::create_directories(s.dir / "full");
+    write_file_atomic(s.out("full/model.bin"), "");
+    Run full = run("./generate --model " + s.out("full") + " --prompt hi");
+    CHECK(full.status == 1);
+    CHECK(has(full, (s.out("full") + " is a directory, not a file: pass " + s.out("full/model.bin")).c_str()));
+    fs::create_directories(s.dir / "lora");
+    write_file_atomic(s.out("lora/adapter.lora"), "");
+    Run lora = run("./train --model " + s.out("lora") + " --data " + s.data + " --dry-run");
+    CHECK(lora.status == 1);
+    CHECK(has(lora, (s.out("lora") + " is a directory, not a file: it holds a LoRA adapter (adapter.lora)").c_str()));
+    Run empty = run("./generate --model " + s.dir.string() + " --prompt hi");
+    CHECK(empty.status == 1);
+    CHECK(has(empty, "is a directory, not a file: pass a model file (.bin)"));
+}
