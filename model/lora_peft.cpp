@@ -281,9 +281,10 @@ void read_token_rows(const SafetensorsSet& st, const std::string& wpath, const s
 
 void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters) {
     const std::string cpath = dir + "/adapter_config.json";
+    const std::string text = read_file(cpath);  // its errors name the file already
     JsonValue j;
     try {
-        j = json_parse(read_file(cpath));
+        j = json_parse(text);
     } catch (const std::runtime_error& e) {
         fail("%s: %s", cpath.c_str(), e.what());
     }
@@ -459,7 +460,12 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
         if (!std::isfinite(adapters[i])) fail("%s: the adapter holds a non-finite value (%g)", wpath.c_str(), (double)adapters[i]);
 }
 
+// A directory is a PEFT adapter, or a checkpoint of ./train (ckpt-N/ holds adapter.lora).
 void lora_load_any(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters) {
-    if (std::filesystem::is_directory(path)) lora_import_peft(path, cfg, lc, adapters);
-    else lora_load(path, cfg, lc, adapters);
+    if (!std::filesystem::is_directory(path)) return lora_load(path, cfg, lc, adapters);
+    const std::string peft = (std::filesystem::path(path) / "adapter_config.json").string(),
+                      ours = (std::filesystem::path(path) / "adapter.lora").string();
+    if (file_exists(peft)) lora_import_peft(path, cfg, lc, adapters);
+    else if (file_exists(ours)) lora_load(ours, cfg, lc, adapters);
+    else fail("%s holds neither a PEFT adapter (adapter_config.json) nor an adapter.lora", path.c_str());
 }

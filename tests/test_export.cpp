@@ -388,7 +388,7 @@ TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel'
     ImportedModel llama = import_hf_dir(kConvert + "tiny_llama_hf");
     CHECK(contains(error_of([&] { lora_load_any(kConvert + "tiny_qwen3_peft", llama.cfg, lc, adapters); }),
                    "but the model's config needs"));
-    CHECK(contains(err(kConvert + "tiny_qwen3_hf"), "adapter_config.json: cannot open"));
+    CHECK(contains(err(kConvert + "tiny_qwen3_hf"), "holds neither a PEFT adapter (adapter_config.json) nor an adapter.lora"));
 }
 
 // Gemma 3 4B and up are image-text models (Gemma3ForConditionalGeneration): PEFT names their decoder
@@ -407,4 +407,28 @@ TEST_CASE("import: a PEFT adapter of Gemma 3's image-text model gives PeftModel'
     CHECK(worst < 1e-4);
     // The adapter moves the logits by far more than that: B is random.
     CHECK(peft_logit_diff(base, nullptr, adapters, logits) > 1e-2);
+}
+
+// --lora / --init-adapter given a checkpoint of ./train (ckpt-N/ holds adapter.lora) read it; a
+// folder with neither kind of adapter, or a PEFT folder without its config, is named once.
+TEST_CASE("import: a directory is a PEFT adapter or a checkpoint's adapter.lora, else named plainly") {
+    const ModelConfig c = config_preset("tiny");
+    LoraConfig lc;
+    std::vector<float> a;
+    lora_init(c, lc, a, 3);
+    const std::filesystem::path dir = temp_dir("ckpt-dir");
+    LoraConfig back;
+    std::vector<float> b;
+    CHECK(error_of([&] { lora_load_any(dir.string(), c, back, b); }) ==
+          dir.string() + " holds neither a PEFT adapter (adapter_config.json) nor an adapter.lora");
+    lora_save((dir / "adapter.lora").string(), c, lc, a);
+    lora_load_any(dir.string() + "/", c, back, b);
+    CHECK(b == a);
+    CHECK(back.rank == lc.rank);
+    // An unreadable adapter_config.json (here a folder) is named once, not as "PATH: PATH: ..."
+    std::filesystem::create_directory(dir / "adapter_config.json");
+    const std::string err = error_of([&] { lora_load_any(dir.string(), c, back, b); });
+    CHECK(contains(err, (dir / "adapter_config.json").string()));
+    CHECK(err.find("adapter_config.json: " + dir.string()) == std::string::npos);
+    std::filesystem::remove_all(dir);
 }
