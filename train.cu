@@ -6,10 +6,11 @@
 #include <csignal>
 #include <cstdio>
 #include <cstring>
+#include <ctime>
 #include <filesystem>
 #include <set>
-#include <unistd.h>
 #include <string>
+#include <unistd.h>
 
 #include "data/dataset.h"
 #include "data/default_task.h"
@@ -230,21 +231,40 @@ void parse_flags(int argc, char** argv, Flags& f) {
 }
 
 // Ctrl-C (SIGINT) or SIGTERM while training: the step in progress (or the evaluation) finishes, a
-// checkpoint is saved and the run stops (--resume continues it). A second signal stops at once, as
-// without the handler. A signal the run was started ignoring (SIGINT for a script's `&` job) stays
-// ignored. After the final save release_interrupts() restores the default: the rest only reads.
+// checkpoint is saved and the run stops (--resume continues it). A signal more than a second after
+// the first stops at once, as without the handler; one sooner is taken as the same request, since
+// coreutils' timeout (and a shell's kill of a process group) delivers it to the trainer twice within
+// microseconds, which must not lose the checkpoint. A signal the run was started ignoring (SIGINT
+// for a script's `&` job) stays ignored. After the final save release_interrupts() restores the
+// default: the rest only reads.
 volatile std::sig_atomic_t g_interrupt = 0;
-void catch_interrupts() {
-    auto on_signal = [](int) {
-        static const char note[] = "\ninterrupted: the step in progress ends, then a checkpoint is saved (again to stop at once)\n";
+void on_interrupt(int sig) {
+    static timespec first;  // only the handler touches it, and it never runs nested (sa_mask)
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);  // async-signal-safe, unlike printf or now_seconds()
+    if (!g_interrupt) {
+        static const char note[] = "\ninterrupted: the step in progress ends, then a checkpoint is saved (interrupt "
+                                   "again, a second or more later, to stop at once)\n";
+        first = now;
         g_interrupt = 1;
-        std::signal(SIGINT, SIG_DFL);
-        std::signal(SIGTERM, SIG_DFL);
-        ssize_t ignored = write(2, note, sizeof note - 1);  // async-signal-safe, unlike printf
+        ssize_t ignored = write(2, note, sizeof note - 1);
         (void)ignored;
-    };
-    for (int sig : {SIGINT, SIGTERM})
-        if (std::signal(sig, on_signal) == SIG_IGN) std::signal(sig, SIG_IGN);
+    } else if ((now.tv_sec - first.tv_sec) + (now.tv_nsec - first.tv_nsec) * 1e-9 > 1.0) {
+        std::signal(sig, SIG_DFL);
+        raise(sig);  // blocked while the handler runs: the default action ends the process on return
+    }
+}
+void catch_interrupts() {
+    struct sigaction sa = {};
+    sa.sa_handler = on_interrupt;
+    sigemptyset(&sa.sa_mask);
+    sigaddset(&sa.sa_mask, SIGINT);
+    sigaddset(&sa.sa_mask, SIGTERM);
+    sa.sa_flags = SA_RESTART;
+    for (int sig : {SIGINT, SIGTERM}) {
+        struct sigaction old;
+        if (sigaction(sig, nullptr, &old) == 0 && old.sa_handler != SIG_IGN) sigaction(sig, &sa, nullptr);
+    }
 }
 void release_interrupts() {
     for (int sig : {SIGINT, SIGTERM})
