@@ -7,9 +7,11 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
+#include <fcntl.h>
 #include <filesystem>
 #include <set>
 #include <string>
+#include <sys/file.h>
 #include <unistd.h>
 
 #include "data/dataset.h"
@@ -421,6 +423,30 @@ void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) 
                        : ("Each of these fits:" + fixes).c_str());
 }
 
+// One run at a time in an --out: two would overwrite each other's checkpoints and log.csv. The lock
+// (flock on OUT/.lock, which the kernel releases when the process ends, however it ends) is taken
+// before check_out_dir, so a second run refuses instead of resuming or deleting (--overwrite) the
+// first's checkpoints. The file holds the owner's pid for the message; it stays (an unlink could
+// race with a run that has just opened it) and names no checkpoint, so nothing else reads it.
+void lock_out_dir(const std::string& out) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (ec) fail("--out %s: cannot create the directory: %s", out.c_str(), ec.message().c_str());
+    const std::string path = out + "/.lock";
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);  // left open: the lock lasts the run
+    if (fd < 0) fail("%s: cannot open the lock file: %s", path.c_str(), strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno != EWOULDBLOCK) fail("%s: cannot lock: %s", path.c_str(), strerror(errno));
+        char pid[24] = {};
+        const ssize_t n = pread(fd, pid, sizeof pid - 1, 0);  // empty while the owner is about to write it
+        fail("--out %s is in use by another ./train%s: wait for it, or pass another --out", out.c_str(),
+             n > 0 && atoi(pid) > 0 ? strf(" (pid %d)", atoi(pid)).c_str() : "");
+    }
+    const std::string pid = strf("%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != (ssize_t)pid.size())
+        fail("%s: cannot write: %s", path.c_str(), strerror(errno));
+}
+
 // A new run never mixes its checkpoints with an earlier run's (--keep-last would delete the new
 // ones as the oldest steps, and --resume would pick up the old): checked before any loading.
 void check_out_dir(const Flags& f) {
@@ -445,7 +471,10 @@ void check_out_dir(const Flags& f) {
 int run(int argc, char** argv) {
     Flags f;
     parse_flags(argc, argv, f);
-    if (!f.dry_run && !f.check_data) check_out_dir(f);
+    if (!f.dry_run && !f.check_data) {
+        if (!f.tc.out_dir.empty()) lock_out_dir(f.tc.out_dir);
+        check_out_dir(f);
+    }
     Trainer t;
     ModelConfig cfg;
     std::vector<float> params;

@@ -4,7 +4,10 @@
 // folder and checks the exit status and the words of the message.
 #include <doctest/doctest.h>
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdio>
@@ -125,6 +128,34 @@ TEST_CASE("cli: SIGTERM (or Ctrl-C) while training saves a checkpoint that --res
         CHECK(step >= 2);
         CHECK(fs::exists(s.out("o/ckpt-") + strf("%08d", step) + "/train.state"));
     }
+}
+
+// Two runs into one --out at once would overwrite each other's checkpoints and log.csv: the second
+// refuses while the first holds OUT/.lock (here the test holds it, as a running ./train would).
+TEST_CASE("cli: a second ./train into an --out in use refuses, naming it and the first run's pid") {
+    Scratch s;
+    const std::string out = s.out("o");
+    fs::create_directory(out);
+    const int fd = open((out + "/.lock").c_str(), O_RDWR | O_CREAT, 0644);
+    REQUIRE(fd >= 0);
+    REQUIRE(flock(fd, LOCK_EX | LOCK_NB) == 0);
+    const std::string pid = std::to_string(getpid());
+    REQUIRE(write(fd, pid.data(), pid.size()) == (ssize_t)pid.size());
+    Run busy = s.train("--max-steps 1 --out " + out);
+    INFO(busy.out);
+    CHECK(busy.status == 1);
+    CHECK(has(busy, ("--out " + out + " is in use by another ./train (pid " + pid + "): wait for it, or pass another --out").c_str()));
+    CHECK(!fs::exists(out + "/log.csv"));
+    CHECK(s.train("--max-steps 1 --dry-run --out " + out).status == 0);  // writes nothing: no lock needed
+    close(fd);  // the first run ends: its lock goes with it
+    CHECK(s.train("--max-steps 1 --out " + out).status == 0);
+    CHECK(atoi(read_file(out + "/.lock").c_str()) > 0);  // the run wrote its pid for the message
+    // The lock file is no checkpoint: --overwrite and --resume see only the run's ckpt-1.
+    Run over = s.train("--max-steps 1 --overwrite --out " + out);
+    INFO(over.out);
+    CHECK(over.status == 0);
+    CHECK(has(over, "removed 1 checkpoint(s)"));
+    CHECK(has(s.train("--max-steps 1 --resume --out " + out), "the run is complete, nothing left to train"));
 }
 
 TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
