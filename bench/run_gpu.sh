@@ -22,7 +22,8 @@
 #   profile.txt       Nsight Compute (PROFILE=1, PROFILE_STEP=...), the GEMM candidates (GEMM_ALGOS=1)
 # Knobs (environment):
 #   BUDGET_S; E2E_PRESETS ("smollm2-135m llama-3.2-1b"), E2E_METHODS ("lora qlora"), E2E_DORA (1: with --use-dora),
-#   E2E_SAVE (--modules-to-save on both sides, e.g. embed_tokens,lm_head), E2E_BATCH (4),
+#   E2E_SAVE (--modules-to-save on both sides, e.g. embed_tokens,lm_head), E2E_TOKENS (N: --trainable-tokens
+#   N on both sides), E2E_BATCH (4),
 #   E2E_SEQ (2048), E2E_STEPS (6), E2E_WARMUP (2), E2E_DROPOUT (LoRA dropout on both sides; unset: 0);
 #   E2E_ATTN (peft_step.py's --attn; unset: sdpa, which runs Gemma 3's sliding-window layers as full
 #   causal attention under a materialized mask: flex_attention or flash_attention_2 do the band only);
@@ -350,6 +351,7 @@ for method in ${E2E_METHODS:-lora qlora}; do
         [ -n "${E2E_DROPOUT:-}" ] && flags+=(--dropout "$E2E_DROPOUT")
         [ "${E2E_DORA:-0}" = 1 ] && flags+=(--use-dora)  # DoRA on both sides (peft_step.py: use_dora=True)
         [ -n "${E2E_SAVE:-}" ] && flags+=(--modules-to-save "$E2E_SAVE")  # peft_step.py: modules_to_save
+        [ -n "${E2E_TOKENS:-}" ] && flags+=(--trainable-tokens "$E2E_TOKENS")  # peft_step.py: trainable_token_indices
         if [ -x "$TRAIN_BENCH" ]; then
             step "e2e ours: $preset $method" 150 "$OUT/e2e.txt" \
                 "$TRAIN_BENCH" "${flags[@]}" --method "$method" --device cuda
