@@ -76,13 +76,22 @@ void adapters_setup(Trainer& t, TrainConfig& tc, const AdapterFlags& a, const To
              "start a new adapter (leave out --init-adapter)", a.modules_to_save.c_str(), a.init_adapter.c_str(),
              lora_saves_string(asked & ~lc.save_modules).c_str());
     if (!a.trainable_tokens.empty()) {
+        // The same ids in any order are the same rows (the adapter keeps its order, which its rows follow)
         LoraConfig want = lc;
         want.save_modules = 0;  // (only the lists are compared)
         set_tokens(t.model, want, a.trainable_tokens, tok);
-        if (want.tokens[0] != lc.tokens[0] || want.tokens[1] != lc.tokens[1])
-            fail("--trainable-tokens %s: --init-adapter %s trains %s; continue it without --trainable-tokens, or start "
-                 "a new adapter (leave out --init-adapter)", a.trainable_tokens.c_str(), a.init_adapter.c_str(),
-                 lc.has_tokens() ? ("other tokens: " + lora_tokens_string(t.model.cfg, lc)).c_str() : "no token rows");
+        auto sorted = [](std::vector<int32_t> v) { return std::sort(v.begin(), v.end()), v; };
+        auto ids = [](const std::vector<int32_t>& v) {
+            std::string s;
+            for (size_t i = 0; i < v.size() && i < 16; i++) s += strf("%s%d", i ? "," : "", v[i]);
+            return v.empty() ? std::string("none") : s + (v.size() > 16 ? ",..." : "");
+        };
+        for (int table = 0; table < LORA_NUM_TABLES; table++)
+            if (sorted(want.tokens[table]) != sorted(lc.tokens[table]))
+                fail("--trainable-tokens %s: --init-adapter %s trains other rows of %s (%s, where the flag asks for %s); "
+                     "continue it without --trainable-tokens, or start a new adapter (leave out --init-adapter)",
+                     a.trainable_tokens.c_str(), a.init_adapter.c_str(), table == LORA_TABLE_EMBED ? "embed_tokens" : "lm_head",
+                     ids(lc.tokens[table]).c_str(), ids(want.tokens[table]).c_str());
     }
     if (tc.optim.embedding_lr > 0 && !lc.save_modules && !lc.has_tokens())
         fail("--embedding-lr: --init-adapter %s trains no embedding or LM head (no modules_to_save, no trainable tokens)",

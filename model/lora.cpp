@@ -91,6 +91,10 @@ void lora_check_tokens(const ModelConfig& cfg, LoraConfig& lc, const std::string
     std::vector<int32_t>& embed = lc.tokens[LORA_TABLE_EMBED];
     std::vector<int32_t>& head = lc.tokens[LORA_TABLE_LM_HEAD];
     if (cfg.tied_embeddings && !head.empty()) {
+        if (embed.empty())
+            fail("%s: the base model ties its LM head to its embedding, but trainable tokens are listed for the LM head "
+                 "alone, whose rows would then differ from the embedding's: list them for the embedding (a tied "
+                 "model's one row serves both)", where.c_str());
         if (embed != head)
             fail("%s: the base model ties its LM head to its embedding, but the trainable tokens of the two differ "
                  "(the LM head's: %zu, the embedding's: %zu): a tied model holds one row per token for both", where.c_str(),
@@ -311,6 +315,7 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
     for (int t = 0; t < LORA_NUM_TABLES && version >= 4; t++) {
         const uint32_t k = r.get<uint32_t>("trainable token count");
         if (k > (uint32_t)cfg.vocab_size) fail("%s: corrupt LoRA config (%u trainable tokens of %s)", path.c_str(), k, kTableNames[t]);
+        r.need((size_t)k * sizeof(int32_t), "trainable token ids");  // before sizing the list
         lc.tokens[t].resize(k);
         r.read(lc.tokens[t].data(), k * sizeof(int32_t), "trainable token ids");
     }

@@ -13,14 +13,14 @@
 
 void model_init(Model& m, const ModelConfig& cfg, std::vector<float> params) {
     cfg.validate("model");
+    const ParamLayout layout = param_layout(cfg);
+    if (params.size() != layout.total) fail("model: %zu weights given, config needs %zu", params.size(), layout.total);
+    // A fresh model: nothing of an earlier one stays (its adapters, token rows, NF4 parts, device copy)
+    m = Model{};
     m.cfg = cfg;
-    m.layout = param_layout(cfg);
+    m.layout = layout;
     m.off = model_offsets(cfg);
-    if (params.size() != m.layout.total) fail("model: %zu weights given, config needs %zu", params.size(), m.layout.total);
     m.params = std::move(params);
-    m.method = Method::Full;
-    m.adapters.clear();
-    m.device.reset();  // it holds the old weights (model_upload again)
 }
 
 void model_init_random(Model& m, const ModelConfig& cfg, uint64_t seed) {

@@ -34,7 +34,7 @@ static vector<Example> examples(int n) {
 
 // A fresh trainer: same model, data and settings every time.
 static void setup(Trainer& t, Method method, const std::string& out, float neftune_alpha = 0.0f, bool eight_bit = false,
-                  bool dora = false, bool grouped = false, uint32_t saves = 0) {
+                  bool dora = false, bool grouped = false, uint32_t saves = 0, bool tokens = false) {
     model_init_random(t.model, tiny(), 1);
     TrainConfig tc;
     tc.method = method;
@@ -43,6 +43,7 @@ static void setup(Trainer& t, Method method, const std::string& out, float neftu
     tc.lora.use_dora = dora;
     tc.lora.save_modules = lora_saves(t.model.cfg, saves);
     tc.optim.embedding_lr = saves ? 1e-3f : 0.0f;
+    if (tokens) tc.lora.tokens[LORA_TABLE_EMBED] = {3, 299, 7, 11};  // (the tiny model is tied: one list)
     if (method == Method::Lora) model_add_lora(t.model, tc.lora, tc.seed);
     tc.batch.batch_size = 3;
     tc.batch.max_seq_len = 32;
@@ -62,38 +63,40 @@ static void setup(Trainer& t, Method method, const std::string& out, float neftu
 
 // Full fine-tuning with 8-bit moments: the tiny model's embedding (9600 parameters) in codes, the
 // rest in FP32, both through the checkpoint.
-TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments, DoRA, grouped by length, saved modules)") {
-    struct Case { Method method; float neftune; bool eight_bit; const char* name; bool dora, grouped; uint32_t saves = 0; };
+TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (LoRA with and without NEFTune, full, 8-bit moments, DoRA, grouped by length, saved modules, token rows)") {
+    struct Case { Method method; float neftune; bool eight_bit; const char* name; bool dora, grouped; uint32_t saves = 0; bool tokens = false; };
     for (Case k : {Case{Method::Lora, 0.0f, false, "resume-lora", false, false},
                    Case{Method::Full, 0.0f, false, "resume-full", false, false},
                    Case{Method::Lora, 5.0f, false, "resume-neftune", false, false},
                    Case{Method::Full, 0.0f, true, "resume-adamw8bit", false, false},
                    Case{Method::Lora, 0.0f, false, "resume-dora", true, false},
                    Case{Method::Lora, 0.0f, false, "resume-grouped", false, true},
-                   Case{Method::Lora, 0.0f, false, "resume-saved", false, false, LORA_SAVE_EMBED}}) {
+                   Case{Method::Lora, 0.0f, false, "resume-saved", false, false, LORA_SAVE_EMBED},
+                   Case{Method::Lora, 0.0f, false, "resume-tokens", false, false, 0, true}}) {
         const Method method = k.method;
         CAPTURE(k.name);
         std::string dir = temp_dir(k.name);
         Trainer full;
-        setup(full, method, dir + "/a", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves);
+        setup(full, method, dir + "/a", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves, k.tokens);
         vector<double> losses;
         while (full.step < full.total_steps) losses.push_back(trainer_step(full).loss);
 
         {
             Trainer first;
-            setup(first, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves);
+            setup(first, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves, k.tokens);
             for (int s = 0; s < 4; s++) CHECK(trainer_step(first).loss == losses[s]);
             trainer_save_checkpoint(first);
             trainer_step(first);  // progress after the checkpoint is lost with the "kill"
         }
         Trainer second;
-        setup(second, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves);
+        setup(second, method, dir + "/b", k.neftune, k.eight_bit, k.dora, k.grouped, k.saves, k.tokens);
         std::string ckpt = find_latest_checkpoint(dir + "/b");
         REQUIRE(ckpt == dir + "/b/ckpt-00000004");
         trainer_load_checkpoint(second, ckpt);
         CHECK(second.step == 4);
         for (int s = 4; s < 10; s++) CHECK(trainer_step(second).loss == losses[s]);
         CHECK(memcmp(full.model.trainable(), second.model.trainable(), full.model.num_trainable() * sizeof(float)) == 0);
+        CHECK(full.model.params == second.model.params);  // (with token rows: the tables as trained)
         CHECK(full.opt.v.bytes == second.opt.v.bytes);
         CHECK(memcmp(full.opt.v.p, second.opt.v.p, full.opt.v.bytes) == 0);
         CHECK(full.opt.eight_bit() == k.eight_bit);
@@ -102,6 +105,7 @@ TEST_CASE("resume: 10 steps equal 4 steps + kill + resume 6 steps, bit for bit (
         CHECK(memcmp(full.opt.absmax.p, second.opt.absmax.p, full.opt.absmax.bytes) == 0);
         CHECK(second.model.lora.use_dora == k.dora);
         CHECK((second.model.lora_layout.embed != SIZE_MAX) == (k.saves != 0));
+        CHECK(second.model.lora.has_tokens() == k.tokens);
         if (k.grouped) CHECK(epoch_padding(full, 0, true) < epoch_padding(full, 0, false));
     }
 }

@@ -101,6 +101,39 @@ TEST_CASE("cli: a new run refuses an --out with an earlier run's checkpoints; --
     CHECK(fs::exists(s.out("o/ckpt-00000002/adapter.lora")));
 }
 
+// --trainable-tokens: the rows trained with the adapters, in its file, and an --init-adapter that
+// carries them continues them: the same ids in another order are the same rows, others refused.
+TEST_CASE("cli: --trainable-tokens trains token rows; --init-adapter takes them in any order, not others") {
+    Scratch s;
+    Run first = s.train("--max-steps 2 --trainable-tokens 34,123,125 --out " + s.out("a"));
+    INFO(first.out);
+    REQUIRE(first.status == 0);
+    CHECK(has(first, "trainable tokens: 3 tokens (embed_tokens, tied: also the LM head), their rows trained beside the "
+                     "adapters (192 parameters) at lr 0.0002: 34, 123, 125"));
+    const std::string from = " --max-steps 2 --init-adapter " + s.out("a/ckpt-00000002");
+    Run same = s.train(from + " --trainable-tokens 123,34,125 --out " + s.out("b"));
+    INFO(same.out);
+    CHECK(same.status == 0);
+    Run other = s.train(from + " --trainable-tokens 34,123 --out " + s.out("c"));
+    CHECK(other.status == 1);
+    CHECK(has(other, "trains other rows of embed_tokens (34,123,125, where the flag asks for 34,123)"));
+    Run full = s.train("--max-steps 2 --method full --trainable-tokens 34 --out " + s.out("d"));
+    CHECK(full.status == 1);
+    CHECK(has(full, "--trainable-tokens trains rows of the embedding beside LoRA's adapters: --method full trains them all"));
+    Run twice = s.train("--max-steps 2 --trainable-tokens 34,34 --out " + s.out("e"));
+    CHECK(twice.status == 1);
+    CHECK(has(twice, "--trainable-tokens: trainable token 34 is listed twice for embed_tokens"));
+    Run outside = s.train("--max-steps 2 --trainable-tokens 512 --out " + s.out("f"));
+    CHECK(outside.status == 1);
+    CHECK(has(outside, "trainable token 512 of embed_tokens is outside the vocabulary (0..511)"));
+    Run word = s.train("--max-steps 2 --trainable-tokens '<|im_end|>' --out " + s.out("g"));
+    CHECK(word.status == 1);
+    CHECK(has(word, "'<|im_end|>' is neither a token of the vocabulary"));
+    Run both = s.train("--max-steps 2 --trainable-tokens 34 --modules-to-save embed_tokens --out " + s.out("h"));
+    CHECK(both.status == 1);
+    CHECK(has(both, "trainable tokens in a table that modules_to_save trains in full already"));
+}
+
 TEST_CASE("cli: SIGTERM (or Ctrl-C) while training saves a checkpoint that --resume continues, also when sent twice") {
     // Twice in a moment, as coreutils' timeout delivers it (to the trainer, then to its process
     // group): the second signal used to kill the run before its checkpoint was saved. (A millisecond

@@ -199,6 +199,25 @@ TEST_CASE("whole-model gradient check: trainable token rows of the embedding and
     }
 }
 
+// model_init makes a fresh model: an earlier model's trainable token rows (and what put them there)
+// do not reach the new weights when other adapters go in.
+TEST_CASE("model_init after a model with trainable token rows keeps none of them") {
+    const ModelConfig c = micro_config(true, false);
+    Model m = random_model(c, 1);
+    LoraConfig lc;
+    lc.tokens[LORA_TABLE_EMBED] = {3, 7};
+    model_add_lora(m, lc, 1);
+    for (float& x : m.adapters) x += 0.5f;
+    model_put_token_rows(m, cpu_ops());
+    vector<float> other;
+    model_init_random(c, other, 2);
+    model_init(m, c, other);
+    CHECK(!m.has_adapters());
+    CHECK(m.params == other);
+    model_add_lora(m, LoraConfig{}, 1);
+    CHECK(m.params == other);
+}
+
 // An untied model's LM head row and embedding row, each zeroed, are found among the ids asked about.
 TEST_CASE("untrained_tokens: rows under 1e-3 of the median norm, in the embedding or the untied LM head") {
     Model m = random_model(micro_config(false, true), 1);
