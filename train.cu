@@ -65,6 +65,7 @@ void usage() {
         "method\n"
         "  --method lora|qlora|full  (default lora; qlora keeps the base projections in NF4)\n"
         "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
+        "  --lora-layers 0-3,10    adapters on these decoder layers only (PEFT's layers_to_transform; default: all)\n"
         "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
         "  --use-dora              DoRA: also train a magnitude per output row of each adapted weight\n"
         "                          (PEFT's use_dora; slower and more activation memory than LoRA)\n"
@@ -132,6 +133,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--lora-alpha")) tc.lora.alpha = (float)args.number_in(0, INFINITY, true);
         else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number_in(0, 1, false, true);
         else if (args.is("--lora-targets")) f.lora_targets = args.value();
+        else if (args.is("--lora-layers")) tc.lora.layers = lora_parse_layers(args.value());
         else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
         else if (args.is("--use-dora")) tc.lora.use_dora = 1;
         else if (args.is("--loraplus-lr-ratio")) tc.optim.lora_b_lr_ratio = (float)args.number_in(0, 1e4, true);

@@ -56,6 +56,7 @@ void note_untrained_tokens(const Trainer& t, const Tokenizer& tok) {
 void adapters_setup(Trainer& t, TrainConfig& tc, const AdapterFlags& a, const Tokenizer& tok) {
     if (tc.method == Method::Full) return;
     if (a.init_adapter.empty()) {
+        lora_check_layers(t.model.cfg, tc.lora, "--lora-layers");
         tc.lora.save_modules = lora_saves(t.model.cfg, tc.lora.save_modules);  // tied: the one tensor is both
         if (!a.trainable_tokens.empty()) set_tokens(t.model, tc.lora, a.trainable_tokens, tok);
         model_add_lora(t.model, tc.lora, tc.seed);
@@ -99,16 +100,19 @@ void adapters_setup(Trainer& t, TrainConfig& tc, const AdapterFlags& a, const To
     lc.dropout = tc.lora.dropout;
     tc.lora = lc;
     model_set_lora(t.model, lc, std::move(adapters));
-    printf("init adapter: %s (its r, alpha, targets, rsLoRA scaling, DoRA, saved modules and trainable tokens replace "
-           "--lora-r, --lora-alpha, --lora-targets, --use-rslora, --use-dora, --modules-to-save, --trainable-tokens)\n",
+    printf("init adapter: %s (its r, alpha, targets, layers, rsLoRA scaling, DoRA, saved modules and trainable tokens "
+           "replace --lora-r, --lora-alpha, --lora-targets, --lora-layers, --use-rslora, --use-dora, --modules-to-save, "
+           "--trainable-tokens)\n",
            a.init_adapter.c_str());
 }
 
 void adapters_print(const Trainer& t, const TrainConfig& tc, const Tokenizer& tok) {
     const Model& m = t.model;
     if (!m.has_adapters()) return;
-    printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s%s%s\n", tc.lora.rank, tc.lora.alpha, tc.lora.scale(),
+    printf("lora: r=%d alpha=%g (scale %g) dropout=%g targets=%s%s%s%s\n", tc.lora.rank, tc.lora.alpha, tc.lora.scale(),
            tc.lora.dropout, lora_targets_string(tc.lora.targets).c_str(),
+           tc.lora.layers.empty() ? "" : strf(" layers=%s (%zu of %d)", lora_layers_string(tc.lora.layers).c_str(),
+                                              tc.lora.layers.size(), m.cfg.n_layers).c_str(),
            tc.lora.use_dora ? ", DoRA (a magnitude per output row)" : "",
            tc.optim.lora_b_lr_ratio == 1.0f ? ""
                : strf(", LoRA+: B%s at lr x %g (%g)", tc.lora.use_dora ? " and DoRA's magnitudes" : "",

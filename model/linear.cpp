@@ -12,7 +12,7 @@ int lora_group(const Pass& P, int layer, std::initializer_list<Proj> group, Lora
     const LoraLayout& L = P.m.lora_layout;
     int G = 0;
     for (const Proj& o : group) {
-        if (!P.adapted(o.t)) continue;
+        if (!P.adapted(layer, o.t)) continue;
         LoraProj<act>& a = out[G++];
         a = {P.adapter(L.A(layer, o.t)), P.adapter(L.B(layer, o.t)), o.OC, P.key(layer, o.t), nullptr, nullptr, nullptr,
              nullptr, nullptr};
@@ -28,13 +28,13 @@ void linear_forward(const Pass& P, const act* x, int N, int C, int layer, std::i
     LoraProj<act> proj[kMaxLinearGroup];
     auto z = [&](LoraTarget t) { return P.ops.at(dora.z, (size_t)N * dora_offset(P.m.cfg, P.m.lora, t)); };
     int G = lora_group(P, layer, group, proj, [&](LoraProj<act>& a, const LinearOut& o) {
-        if (P.dora(o.t)) a.y = z(o.t), a.add = nullptr;
+        if (P.dora(layer, o.t)) a.y = z(o.t), a.add = nullptr;
         else a.y = o.y, a.add = o.add;
     });
     if (G) P.ops.lora_forward(proj, G, u, x, N, C, P.m.lora.rank, P.m.lora.scale(), P.dropout);
     for (const LinearOut& o : group) {
-        if (!P.dora(o.t)) {
-            P.ops.matmul_forward(o.y, x, P.w(o.w), P.w(o.b), N, C, o.OC, P.adapted(o.t) ? o.y : o.add);
+        if (!P.dora(layer, o.t)) {
+            P.ops.matmul_forward(o.y, x, P.w(o.w), P.w(o.b), N, C, o.OC, P.adapted(layer, o.t) ? o.y : o.add);
             continue;
         }
         // The norms read the same weight as the GEMM (an NF4 weight dequantized once for both).
@@ -60,7 +60,7 @@ void linear_backward(const Pass& P, act* dx, const act* x, int N, int C, int lay
     size_t dz_cols = 0;
     for (const LinearGrad& o : group) {
         const act* g = o.dy;
-        if (P.dora(o.t)) {
+        if (P.dora(layer, o.t)) {
             act* d = P.ops.at(dz, (size_t)N * dz_cols);
             dz_cols += o.OC;
             const size_t col = dora_offset(P.m.cfg, P.m.lora, o.t);

@@ -56,8 +56,8 @@ struct Pass {
         const size_t s = saved(off);
         return s == SIZE_MAX ? nullptr : grads + s;
     }
-    bool adapted(LoraTarget t) const { return m.has_adapters() && m.lora.has(t); }
-    bool dora(LoraTarget t) const { return adapted(t) && m.lora.use_dora; }
+    bool adapted(int layer, LoraTarget t) const { return m.has_adapters() && m.lora.adapts(layer, t); }
+    bool dora(int layer, LoraTarget t) const { return adapted(layer, t) && m.lora.use_dora; }
     // Layer l's slice of dora_norms (null without DoRA).
     float* dora_norms_of(int l) const {
         if (!m.has_adapters() || !m.lora.use_dora) return nullptr;

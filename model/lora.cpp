@@ -15,10 +15,11 @@ const std::vector<LoraTarget> kLinearGroups[kNumLinearGroups] = {
 
 namespace {
 const uint32_t kLoraMagic = 0x414d4c4c;  // "LLMA"
-const uint32_t kLoraVersion = 4;
+const uint32_t kLoraVersion = 5;
 // The LoraScalars as each version stores them: each is a prefix of the next (version 1: before
-// use_dora, version 2: before save_modules; version 4 adds the token lists after them).
-constexpr size_t kLoraConfigBytes[kLoraVersion + 1] = {0, 20, 24, sizeof(LoraScalars), sizeof(LoraScalars)};
+// use_dora, version 2: before save_modules; versions 4 and 5 add lists after them).
+constexpr size_t kLoraConfigBytes[kLoraVersion + 1] = {0, 20, 24, sizeof(LoraScalars), sizeof(LoraScalars),
+                                                       sizeof(LoraScalars)};
 static_assert(offsetof(LoraScalars, use_dora) == 20, "the version 1 config is the prefix");
 static_assert(offsetof(LoraScalars, save_modules) == 24, "the version 2 config is the prefix");
 static_assert(sizeof(LoraScalars) == 28, "a new config field needs a new version");
@@ -128,6 +129,49 @@ std::string lora_tokens_string(const ModelConfig& cfg, const LoraConfig& lc) {
     return s;
 }
 
+std::vector<int32_t> lora_parse_layers(const std::string& list) {
+    std::vector<int32_t> layers;
+    std::stringstream ss(list);
+    std::string item;
+    auto number = [&](const std::string& s) {
+        if (s.empty() || s.size() > 6 || s.find_first_not_of("0123456789") != std::string::npos)
+            fail("--lora-layers: '%s' is not a layer index or a range of them (e.g. 0-3,10)", item.c_str());
+        return std::stoi(s);
+    };
+    while (std::getline(ss, item, ',')) {
+        if (item.empty()) continue;
+        const size_t dash = item.find('-');
+        const int first = number(item.substr(0, dash)), last = dash == std::string::npos ? first : number(item.substr(dash + 1));
+        if (last < first) fail("--lora-layers: '%s' runs backwards (write the lower layer first)", item.c_str());
+        for (int l = first; l <= last; l++) layers.push_back(l);
+    }
+    if (layers.empty()) fail("--lora-layers: empty list (use layer indices and ranges, e.g. 0-3,10)");
+    std::sort(layers.begin(), layers.end());
+    layers.erase(std::unique(layers.begin(), layers.end()), layers.end());
+    return layers;
+}
+
+void lora_check_layers(const ModelConfig& cfg, const LoraConfig& lc, const std::string& where) {
+    for (size_t i = 0; i < lc.layers.size(); i++) {
+        if (lc.layers[i] < 0 || lc.layers[i] >= cfg.n_layers)
+            fail("%s: layer %d is not a layer of the model (0..%d)", where.c_str(), lc.layers[i], cfg.n_layers - 1);
+        if (i && lc.layers[i] <= lc.layers[i - 1])
+            fail("%s: the adapted layers are not in ascending order, each once (%d after %d)", where.c_str(),
+                 lc.layers[i], lc.layers[i - 1]);
+    }
+}
+
+std::string lora_layers_string(const std::vector<int32_t>& layers) {
+    std::string s;
+    for (size_t i = 0; i < layers.size();) {
+        size_t j = i;
+        while (j + 1 < layers.size() && layers[j + 1] == layers[j] + 1) j++;
+        s += (s.empty() ? "" : ",") + std::to_string(layers[i]) + (j > i ? "-" + std::to_string(layers[j]) : "");
+        i = j + 1;
+    }
+    return s.empty() ? "all" : s;
+}
+
 std::string lora_targets_string(uint32_t mask) {
     std::string s;
     for (int t = 0; t < LORA_NUM_TARGETS; t++)
@@ -151,7 +195,7 @@ LoraLayout lora_layout(const ModelConfig& cfg, const LoraConfig& lc) {
     L.b = L.m = L.a;
     for (int l = 0; l < cfg.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
-            if (!lc.has((LoraTarget)t)) continue;
+            if (!lc.adapts(l, (LoraTarget)t)) continue;
             int in, out;
             lora_target_shape(cfg, (LoraTarget)t, in, out);
             std::string base = "layers." + std::to_string(l) + "." + kLoraTargetNames[t];
@@ -240,7 +284,7 @@ void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<
     ModelOffsets off = model_offsets(cfg);
     for (int l = 0; l < cfg.n_layers; l++) {
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
-            if (!lc.has((LoraTarget)t)) continue;
+            if (!lc.adapts(l, (LoraTarget)t)) continue;
             int in, out;
             lora_target_shape(cfg, (LoraTarget)t, in, out);
             float* w = params.data() + off.layers[l].projection(t);
@@ -285,9 +329,9 @@ void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig
     f.put(stored);
     f.put(cfg.hash());
     f.put((int32_t)cfg.n_layers);
-    for (const std::vector<int32_t>& ids : lc.tokens) {
-        f.put((uint32_t)ids.size());
-        f.write(ids.data(), ids.size() * sizeof(int32_t));
+    for (const std::vector<int32_t>* ids : {&lc.tokens[0], &lc.tokens[1], &lc.layers}) {
+        f.put((uint32_t)ids->size());
+        f.write(ids->data(), ids->size() * sizeof(int32_t));
     }
     f.put((uint64_t)adapters.size());
     f.write(adapters.data(), adapters.size() * sizeof(float));
@@ -318,6 +362,14 @@ void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, 
         r.need((size_t)k * sizeof(int32_t), "trainable token ids");  // before sizing the list
         lc.tokens[t].resize(k);
         r.read(lc.tokens[t].data(), k * sizeof(int32_t), "trainable token ids");
+    }
+    if (version >= 5) {
+        const uint32_t k = r.get<uint32_t>("adapted layer count");
+        if (k > (uint32_t)cfg.n_layers) fail("%s: corrupt LoRA config (%u adapted layers of %d)", path.c_str(), k, cfg.n_layers);
+        r.need((size_t)k * sizeof(int32_t), "adapted layers");
+        lc.layers.resize(k);
+        r.read(lc.layers.data(), k * sizeof(int32_t), "adapted layers");
+        lora_check_layers(cfg, lc, path);
     }
     const std::vector<int32_t> stored_tokens[LORA_NUM_TABLES] = {lc.tokens[0], lc.tokens[1]};
     lora_check_tokens(cfg, lc, path);

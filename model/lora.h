@@ -1,6 +1,7 @@
 // LoRA adapters (Hu et al. 2021): for each targeted linear layer W [out, in] of each decoder layer,
 // A [r, in] and B [out, r] in one flat buffer, so the optimizer and the files see one array.
 #pragma once
+#include <algorithm>
 #include <cstdint>
 #include <functional>
 #include <string>
@@ -34,8 +35,13 @@ struct LoraConfig : LoraScalars {
     // whole table (modules_to_save): the few new or untrained special tokens a chat template brings.
     // A tied model's one table has its ids in [LORA_TABLE_EMBED] alone (lora_check_tokens).
     std::vector<int32_t> tokens[LORA_NUM_TABLES];
+    // PEFT's layers_to_transform: the decoder layers that get adapters, ascending (empty: every layer).
+    std::vector<int32_t> layers;
     float scale() const;
     bool has(LoraTarget t) const { return targets >> t & 1u; }
+    bool has_layer(int l) const { return layers.empty() || std::binary_search(layers.begin(), layers.end(), l); }
+    // Whether layer l's projection t has an adapter.
+    bool adapts(int l, LoraTarget t) const { return has(t) && has_layer(l); }
     bool has_tokens() const { return !tokens[LORA_TABLE_EMBED].empty() || !tokens[LORA_TABLE_LM_HEAD].empty(); }
 };
 
@@ -67,6 +73,13 @@ inline const std::vector<int32_t>& lora_table_tokens(const ModelConfig& cfg, con
 }
 // "3 tokens (embed_tokens, lm_head)", for logs.
 std::string lora_tokens_string(const ModelConfig& cfg, const LoraConfig& lc);
+
+// "0-3,10,20-23" (layer indices and ranges) into ascending distinct layers; fails naming the item.
+std::vector<int32_t> lora_parse_layers(const std::string& list);
+// Fails, naming `where`, unless the layers ascend, differ and are below cfg.n_layers.
+void lora_check_layers(const ModelConfig& cfg, const LoraConfig& lc, const std::string& where);
+// "0-3,10" for logs and signatures ("all" when empty).
+std::string lora_layers_string(const std::vector<int32_t>& layers);
 
 // in/out features of a target's base weight.
 void lora_target_shape(const ModelConfig& cfg, LoraTarget t, int& in, int& out);
@@ -127,9 +140,10 @@ void lora_put_tokens(const ModelConfig& cfg, const LoraConfig& lc, const std::ve
                      std::vector<float>& params, const ModelOffsets& off);
 
 // adapter .lora: magic "LLMA", version, the LoraScalars, the base config's hash and layer count,
-// (version 4:) each table's count of trainable tokens and their ids (int32), then the adapter values
-// (FP32) in layout order: A and B (and with DoRA the magnitude) of each adapted weight, the saved
-// modules, the token rows. Version 1 files (before DoRA: no use_dora), version 2 (before
-// modules_to_save) and version 3 (before trainable tokens) still load.
+// (version 4:) each table's count of trainable tokens and their ids (int32), (version 5:) the count
+// of adapted layers (0: all) and their indices, then the adapter values (FP32) in layout order: A and
+// B (and with DoRA the magnitude) of each adapted weight, the saved modules, the token rows. Version 1
+// files (before DoRA: no use_dora), 2 (before modules_to_save), 3 (before trainable tokens) and 4
+// (before some layers only) still load.
 void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters);
 void lora_load(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters);

@@ -87,7 +87,7 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     std::vector<SafeTensorOut> tensors;
     for (int l = 0; l < cfg.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
-            if (lc.has((LoraTarget)t))
+            if (lc.adapts(l, (LoraTarget)t))
                 for (int part = 0; part < num_parts(lc); part++)
                     tensors.push_back({peft_tensor_name((int)base, l, t, part), part_shape(cfg, lc, t, part),
                                        adapters.data() + part_offset(L, l, t, part)});

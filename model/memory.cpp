@@ -378,7 +378,8 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
         e.adapters = (size_t)e.n_trainable * s.compute_bytes + (s.backend == Backend::Cuda ? ids * 4 : 0);
         e.why_adapters = strf("r·(in+out)%s per adapted matrix, r = %d on %s × %d layers%s%s = %s params × %d B%s",
                               s.lora.use_dora ? " + out (DoRA's magnitude)" : "", s.lora.rank,
-                              lora_targets_string(s.lora.targets).c_str(), s.cfg.n_layers,
+                              lora_targets_string(s.lora.targets).c_str(),
+                              s.lora.layers.empty() ? s.cfg.n_layers : (int)s.lora.layers.size(),
                               !s.lora.save_modules ? ""
                               : s.cfg.tied_embeddings ? " + vocab·dim (the saved embedding, tied to the LM head)"
                               : (" + vocab·dim each saved module (" + lora_saves_string(s.lora.save_modules) + ")").c_str(),

@@ -182,6 +182,7 @@ void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters)
     m.lora = lc;
     m.lora.save_modules = lora_saves(m.cfg, lc.save_modules);
     lora_check_tokens(m.cfg, m.lora, "adapter");
+    lora_check_layers(m.cfg, m.lora, "adapter");
     m.lora_layout = lora_layout(m.cfg, m.lora);
     if (adapters.size() != m.lora_layout.total) fail("model: %zu adapter values given, layout needs %zu", adapters.size(), m.lora_layout.total);
     m.adapters = std::move(adapters);
@@ -220,7 +221,7 @@ void lora_init_magnitudes(Model& m) {
     const LoraLayout& L = m.lora_layout;
     for (int l = 0; l < m.cfg.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
-            if (!m.lora.has((LoraTarget)t)) continue;
+            if (!m.lora.adapts(l, (LoraTarget)t)) continue;
             int in, out;
             lora_target_shape(m.cfg, (LoraTarget)t, in, out);
             // B = 0 (a new adapter): the norms of W alone, without forming B·A (r·in·out multiply-adds)

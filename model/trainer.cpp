@@ -148,6 +148,8 @@ std::string TrainConfig::signature() const {
         snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " tokens=%zu+%zu:%016llx", lora.tokens[0].size(),
                  lora.tokens[1].size(), (unsigned long long)h);
     }
+    if (!lora.layers.empty() && method != Method::Full)
+        snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " layers=%s", lora_layers_string(lora.layers).c_str());
     if (optim.embedding_lr > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " embedding_lr=%g", optim.embedding_lr);
     if (group_by_length) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " group_by_length=1");
     if (early_stopping > 0) snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " early_stop=%d/%d", early_stopping, eval_every);

@@ -514,15 +514,16 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         big.rank = 65536;
         big.targets = lora_parse_targets("all");
         uint64_t n = lora_layout(c, big).total;
-        const size_t scalars = sizeof(LoraScalars), no_tokens = 8;  // two token counts of 0
+        const size_t scalars = sizeof(LoraScalars), no_tokens = 8, no_layers = 4;  // counts of 0
         std::string header = bytes.substr(0, 8) + std::string((const char*)static_cast<LoraScalars*>(&big), scalars) +
-                             bytes.substr(8 + scalars, 12 + no_tokens) + std::string((const char*)&n, 8);
+                             bytes.substr(8 + scalars, 12 + no_tokens + no_layers) + std::string((const char*)&n, 8);
         expect_rejected(bad, header, load, "truncated");
-        // A file of an older version from a version-4 file without trainable tokens: its LoraScalars
-        // cut to `config` bytes, no token counts.
-        auto older = [&](const std::string& v4, uint32_t version, size_t config) {
-            return v4.substr(0, 4) + std::string((const char*)&version, 4) + v4.substr(8, config) +
-                   v4.substr(8 + scalars, 12) + v4.substr(8 + scalars + 12 + no_tokens);
+        // A file of an older version from a version-5 file without trainable tokens or chosen layers:
+        // its LoraScalars cut to `config` bytes, no token counts before version 4, no layer count before 5.
+        auto older = [&](const std::string& v5, uint32_t version, size_t config) {
+            return v5.substr(0, 4) + std::string((const char*)&version, 4) + v5.substr(8, config) +
+                   v5.substr(8 + scalars, 12) + (version >= 4 ? v5.substr(8 + scalars + 12, no_tokens) : "") +
+                   v5.substr(8 + scalars + 12 + no_tokens + no_layers);
         };
         // A version-1 file (before DoRA: its LoraConfig without use_dora) still loads.
         LoraConfig rs = lc;
@@ -549,12 +550,36 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         CHECK(lc2.use_dora == 1);
         CHECK(lc2.save_modules == 0);
         CHECK(a2 == da);
-        // A version-3 file (before trainable tokens: no token counts) too.
-        write_file_atomic(bad, older(bytes, 3, scalars));
+        // A version-3 file (before trainable tokens: no token counts) too, and a version-4 file (before
+        // the adapted layers: no layer count).
+        for (uint32_t version : {3u, 4u}) {
+            write_file_atomic(bad, older(bytes, version, scalars));
+            load();
+            CHECK(lc2.use_dora == 1);
+            CHECK(!lc2.has_tokens());
+            CHECK(lc2.layers.empty());
+            CHECK(a2 == da);
+        }
+        // Version 5's adapted layers: read back; past the model's layers, out of order: refused.
+        LoraConfig some = lc;
+        some.layers = {1};
+        vector<float> sa(lora_layout(c, some).total, 0.75f);
+        CHECK(sa.size() * 2 == lora_layout(c, lc).total);  // one of the two layers
+        lora_save(good, c, some, sa);
+        const std::string with_layers = read_file(good);
+        write_file_atomic(bad, with_layers);
         load();
-        CHECK(lc2.use_dora == 1);
-        CHECK(!lc2.has_tokens());
-        CHECK(a2 == da);
+        CHECK(lc2.layers == vector<int32_t>{1});
+        CHECK(a2 == sa);
+        const size_t layers_at = 8 + scalars + 12 + no_tokens;  // the count, then the ids
+        std::string beyond = with_layers;
+        const int32_t two = 2;
+        beyond.replace(layers_at + 4, 4, std::string((const char*)&two, 4));
+        expect_rejected(bad, beyond, load, "layer 2 is not a layer of the model (0..1)");
+        std::string many_layers = with_layers;
+        const uint32_t three = 3;
+        many_layers.replace(layers_at, 4, std::string((const char*)&three, 4));
+        expect_rejected(bad, many_layers, load, "corrupt LoRA config (3 adapted layers of 2)");
         // Version 4's token lists: read back; an id past the vocabulary, a tied model's list for its
         // LM head, a count past the vocabulary: refused.
         LoraConfig tk = lc;
@@ -579,9 +604,9 @@ TEST_CASE("readers reject truncated files, wrong magic, wrong version, mismatche
         const uint32_t huge = 1u << 30;
         many.replace(ids_at - 4, 4, std::string((const char*)&huge, 4));
         expect_rejected(bad, many, load, "corrupt LoRA config (1073741824 trainable tokens of embed_tokens)");
-        const uint32_t five = 5;
-        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&five, 4) + bytes.substr(8));
-        CHECK(contains(error_of(load), "adapter file version 5 is not supported (this build reads 1 to 4)"));
+        const uint32_t six = 6;
+        write_file_atomic(bad, bytes.substr(0, 4) + std::string((const char*)&six, 4) + bytes.substr(8));
+        CHECK(contains(error_of(load), "adapter file version 6 is not supported (this build reads 1 to 5)"));
     }
     SUBCASE("training state") {
         std::string out = dir + "/state";

@@ -250,6 +250,42 @@ TEST_CASE("whole-model gradient check: LoRA A and B on every target") {
     }
 }
 
+// LoRA on some layers only (PEFT's layers_to_transform): layer 1 of 2. Its gradients check against
+// finite differences, and the model computes what LoRA on every layer does with layer 0's B = 0.
+TEST_CASE("whole-model gradient check: LoRA on some layers only (layers_to_transform)") {
+    for (const ModelConfig& c : {micro_config(), micro_gemma3_config()}) {
+        CAPTURE(c.describe());
+        Model m = random_model(c, 2);
+        LoraConfig lc;
+        lc.rank = 3;
+        lc.alpha = 6;
+        lc.targets = lora_parse_targets("all");
+        lc.layers = {1};
+        model_add_lora(m, lc, 3);
+        for (float& a : m.adapters) a += 0.3f * Rng((uint64_t)(&a - m.adapters.data())).normal();
+        MicroGrad mg(m);
+        grad_check("layer 1's adapters", m.adapters, mg.g, [&] { return mg.loss(m); }, 5e-3, 60, 2e-3f);
+        // The same adapters inside an every-layer layout, layer 0's A random and B zero.
+        Model every = m;
+        LoraConfig all = lc;
+        all.layers.clear();
+        model_add_lora(every, all, 4);
+        const LoraLayout &L = m.lora_layout, &E = every.lora_layout;
+        for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+            int in, out;
+            lora_target_shape(c, (LoraTarget)t, in, out);
+            CHECK(L.A(0, t) == SIZE_MAX);
+            std::copy_n(m.adapters.begin() + L.A(1, t), (size_t)lc.rank * in, every.adapters.begin() + E.A(1, t));
+            std::copy_n(m.adapters.begin() + L.B(1, t), (size_t)lc.rank * out, every.adapters.begin() + E.B(1, t));
+        }
+        const Batch& b = mg.b;
+        vector<float> some(7 * c.vocab_size), each(7 * c.vocab_size);
+        model_logits(m, b.tokens.data(), 7, some.data());
+        model_logits(every, b.tokens.data(), 7, each.data());
+        for (size_t i = 0; i < some.size(); i++) CHECK(some[i] == doctest::Approx(each[i]).epsilon(1e-5));
+    }
+}
+
 // DoRA r 3 on every target: A, B random (half add_random_lora's spread: with the magnitudes held
 // to the norms the loss curves faster in them), the magnitudes at the row norms (with that B) times
 // 1 + N(0, 0.2²), so that no row scale m / norm is 1.

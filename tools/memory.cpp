@@ -18,7 +18,7 @@ static const char* kUsage =
     "shape:   --preset NAME | --model FILE.bin | --params N (e.g. 13e9: rules of thumb, no activations)\n"
     "         --dim N --layers N --heads N --kv-heads N --head-dim N --ffn N --vocab N (override or give all)\n"
     "method:  --method full|lora|qlora (full)  --optimizer adamw|adamw8bit|sgd|momentum (adamw)\n"
-    "         --lora-r 8 --lora-targets q,k,v,o,gate,up,down|all (all, as ./train) --use-dora\n"
+    "         --lora-r 8 --lora-targets q,k,v,o,gate,up,down|all (all, as ./train) --lora-layers 0-3,10 --use-dora\n"
     "         --modules-to-save embed_tokens,lm_head (trained in full beside the adapters)\n"
     "         --trainable-tokens N (N tokens' rows of the embedding and LM head trained beside the adapters)\n"
     "bytes:   --device cuda|cpu (cuda: BF16 compute, FP32 master/grads/moments, NF4+DQ for qlora; cpu: FP32)\n"
@@ -127,6 +127,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--offload-optimizer")) s.offload_optimizer = true;
         else if (args.is("--lora-r")) s.lora.rank = args.integer();
         else if (args.is("--lora-targets")) s.lora.targets = lora_parse_targets(args.value());
+        else if (args.is("--lora-layers")) s.lora.layers = lora_parse_layers(args.value());
         else if (args.is("--use-dora")) s.lora.use_dora = 1;
         else if (args.is("--modules-to-save")) s.lora.save_modules = lora_parse_saves(args.value());
         else if (args.is("--trainable-tokens")) trainable_tokens = args.integer(1);
@@ -160,6 +161,7 @@ static int run(int argc, char** argv) {
     if (trainable_tokens && s.method == Method::Full)
         fail("--trainable-tokens trains token rows beside LoRA's adapters: it needs --method lora or qlora");
     if (trainable_tokens && s.params > 0) fail("--trainable-tokens needs a model shape (--preset, --model or dims), not --params");
+    if (!s.lora.layers.empty() && s.params == 0) lora_check_layers(s.cfg, s.lora, "--lora-layers");
     if (trainable_tokens) {  // (which ids does not change a byte: the first N, in both tables when untied)
         if (trainable_tokens > s.cfg.vocab_size)
             fail("--trainable-tokens %d: the vocabulary has %d tokens", trainable_tokens, s.cfg.vocab_size);
