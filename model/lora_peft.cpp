@@ -113,7 +113,20 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
             if (base == PeftBase::text) targets += std::string(targets.empty() ? "" : ", ") + json_quote(m);
             else targets += (targets.empty() ? "" : "|") + m;
         }
-    if (base == PeftBase::image_text) targets = json_quote(".*\\.language_model\\.layers\\.\\d+\\..*\\.(" + targets + ")");
+    // Some layers only: layers_to_transform beside a list; PEFT ignores it beside a regular expression,
+    // which then names the layers itself.
+    std::string layer_regex = "\\d+", layers_json = "null";
+    if (!lc.layers.empty()) {
+        layer_regex = layers_json = "";
+        for (int32_t l : lc.layers) {
+            layer_regex += (layer_regex.empty() ? "" : "|") + std::to_string(l);
+            layers_json += (layers_json.empty() ? "" : ", ") + std::to_string(l);
+        }
+        layer_regex = "(?:" + layer_regex + ")";
+        layers_json = base == PeftBase::text ? "[" + layers_json + "]" : "null";
+    }
+    if (base == PeftBase::image_text)
+        targets = json_quote(".*\\.language_model\\.layers\\." + layer_regex + "\\..*\\.(" + targets + ")");
     else targets = "[" + targets + "]";
     // modules_to_save: a tied model's tensor is named once, as the embedding, and ensure_weight_tying
     // makes PEFT train (and load) the LM head as that same tensor.
@@ -139,11 +152,13 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     buf.resize(snprintf(buf.data(), buf.size(),
              "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": %g,\n"
              "  \"lora_dropout\": %g,\n  \"use_rslora\": %s,\n  \"use_dora\": %s,\n  \"target_modules\": %s,\n"
+             "  \"layers_to_transform\": %s,\n"
              "  \"modules_to_save\": %s,\n  \"ensure_weight_tying\": %s,\n  \"trainable_token_indices\": %s,\n"
              "  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n"
              "  \"base_model_name_or_path\": null\n}\n",
              lc.rank, lc.alpha, lc.dropout, lc.use_rslora ? "true" : "false", lc.use_dora ? "true" : "false",
-             targets.c_str(), saved.c_str(), saves && cfg.tied_embeddings ? "true" : "false", tokens.c_str()));
+             targets.c_str(), layers_json.c_str(), saved.c_str(), saves && cfg.tied_embeddings ? "true" : "false",
+             tokens.c_str()));
     write_file_atomic(dir + "/adapter_config.json", buf);
 }
 
@@ -308,7 +323,6 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
         fail("%s: peft_type is '%s': only LoRA adapters can be read", cpath.c_str(), str("peft_type").c_str());
     const char* why[][2] = {{"rank_pattern", "per-module ranks"},
                             {"alpha_pattern", "per-module alphas"},
-                            {"layers_to_transform", "adapters on some layers only"},
                             {"fan_in_fan_out", "transposed (Conv1D) weights"},
                             {"lora_bias", "a bias on lora_B"},
                             {"use_qalora", "QA-LoRA"},
@@ -404,6 +418,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     // one layer prefix (the text model's or the image-text model's).
     lc.targets = 0;
     int prefix = -1, vision = 0;
+    std::vector<char> present(cfg.n_layers, 0);  // the layers with adapter tensors
     for (const SafeTensor& t : st.tensors) {
         int p, layer, target, part;
         bool saved_module = false;
@@ -434,8 +449,32 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
                  t.name.c_str(), kLayers[p], kLayers[prefix]);
         prefix = p;
         lc.targets |= 1u << target;
+        present[layer] = 1;
     }
     if (!lc.targets) fail("%s: holds no LoRA tensors of the language model's layers", wpath.c_str());
+    // The adapted layers: layers_to_transform's, or those the tensors cover (a regular expression in
+    // target_modules may name some layers only).
+    if (truthy("layers_to_transform")) {
+        const JsonValue& v = *j.get("layers_to_transform");
+        auto layer = [&](const JsonValue& x) {
+            if (x.type != JsonValue::Number || !x.exact_integer || x.integer < 0 || x.integer >= cfg.n_layers)
+                fail("%s: \"layers_to_transform\" holds %s, not a layer of the base model (0..%d)", cpath.c_str(),
+                     x.type == JsonValue::Number ? strf("%g", x.number).c_str() : json_type_name(x.type), cfg.n_layers - 1);
+            return (int32_t)x.integer;
+        };
+        if (v.type == JsonValue::Array)
+            for (const JsonValue& x : v.array) lc.layers.push_back(layer(x));
+        else lc.layers.push_back(layer(v));
+        std::sort(lc.layers.begin(), lc.layers.end());
+        lc.layers.erase(std::unique(lc.layers.begin(), lc.layers.end()), lc.layers.end());
+        for (int l = 0; l < cfg.n_layers; l++)
+            if (present[l] && !lc.has_layer(l))
+                fail("%s: holds adapters of layer %d, which \"layers_to_transform\" in %s leaves out", wpath.c_str(), l,
+                     cpath.c_str());
+    } else if (std::find(present.begin(), present.end(), 0) != present.end()) {
+        for (int l = 0; l < cfg.n_layers; l++)
+            if (present[l]) lc.layers.push_back(l);
+    }
     if (vision)
         fprintf(stderr, "note: %s: %d adapter tensors of the vision tower are left out (the model here is text-only: its "
                 "answers to text are what PEFT's image-text model gives)\n", wpath.c_str(), vision);
@@ -443,12 +482,12 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     adapters.assign(L.total, 0.0f);
     for (int l = 0; l < cfg.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
-            if (!lc.has((LoraTarget)t)) continue;
+            if (!lc.adapts(l, (LoraTarget)t)) continue;
             for (int part = 0; part < num_parts(lc); part++) {
                 const std::string name = peft_tensor_name(prefix, l, t, part);
                 const SafeTensor* src = st.find(name);
                 if (!src)
-                    fail("%s: tensor %s is missing (every layer needs the same adapted projections%s)", wpath.c_str(),
+                    fail("%s: tensor %s is missing (every adapted layer needs the same adapted projections%s)", wpath.c_str(),
                          name.c_str(), part == kPartMagnitude ? ", and with use_dora each its magnitude" : "");
                 // r from adapter_config.json, in/out from the base model
                 read_checked(st, *src, wpath, name, part_shape(cfg, lc, t, part), adapters.data() + part_offset(L, l, t, part));

@@ -215,6 +215,17 @@ TEST_CASE("three LoRA steps with trainable token rows equal PEFT's trainable_tok
     }
 }
 
+// layers_to_transform as PEFT trains it: adapters on the Llama's layer 1 of 2 and Gemma 3's 1 and 4 of 6.
+TEST_CASE("three LoRA steps on some layers only equal PEFT's layers_to_transform") {
+    for (const std::string model : {"tiny_llama", "tiny_gemma3"}) {
+        INFO(model);
+        LoraConfig lc;
+        adapter_at(source(model).cfg, model + "_layers/init", &lc);
+        CHECK(lc.layers == (model == "tiny_llama" ? std::vector<int32_t>{1} : std::vector<int32_t>{1, 4}));
+        replay_lora(model, model + "_layers", 1.0f, model == "tiny_gemma3" ? 2e-6 : 1e-6);
+    }
+}
+
 TEST_CASE("three full fine-tuning steps equal transformers + torch AdamW's (every weight, embedding and norms included)") {
     for (const std::string model : kModels) {
         const ModelConfig cfg = source(model).cfg;
