@@ -74,7 +74,7 @@ vector<Example> gpu_examples(int n, int vocab, uint64_t seed) {
 void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompute, const std::string& out = "",
            bool offload = false, bool stochastic_rounding = false, const char* targets = "all", float dropout = 0.1f,
            int n_examples = 5, Padding padding = Padding::longest, int variant = kLlama, int rank = 8, int batch = 3,
-           bool eight_bit = false, bool dora = false, uint32_t saves = 0, bool tokens = false) {
+           bool eight_bit = false, bool dora = false, uint32_t saves = 0, bool tokens = false, bool some_layers = false) {
     ModelConfig c = gpu_config(head_dim, variant);
     model_init_random(t.model, c, 7);
     round_bf16(t.model.params);
@@ -85,6 +85,7 @@ void setup(Trainer& t, const Ops& ops, Method method, int head_dim, bool recompu
     tc.lora.dropout = dropout;
     tc.lora.use_dora = dora;
     tc.lora.save_modules = saves;
+    if (some_layers) tc.lora.layers = {1};  // layers_to_transform: the second of two
     if (tokens) {  // trainable tokens: five rows of each table (a tied model's one), in no order
         tc.lora.tokens[LORA_TABLE_EMBED] = {3, 250, 17, 96, 200};
         if (!c.tied_embeddings) tc.lora.tokens[LORA_TABLE_LM_HEAD] = {250, 8, 17, 299, 40};
@@ -129,12 +130,12 @@ double rel_l2(const vector<float>& got, const vector<float>& want, size_t off, s
 // Every trainable tensor's gradient, CUDA vs CPU, after one step on each.
 // Dropout 0 takes the adapters of each linear group (q, k, v; gate, up) together (stacked on CUDA).
 void compare_step(Method method, int head_dim, float dropout = 0.1f, int variant = kLlama, float neftune_alpha = 0.0f,
-                  bool dora = false, uint32_t saves = 0, bool tokens = false) {
+                  bool dora = false, uint32_t saves = 0, bool tokens = false, bool some_layers = false) {
     Trainer c, g;
     setup(c, cpu_ops(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant, 8, 3,
-          false, dora, saves, tokens);
+          false, dora, saves, tokens, some_layers);
     setup(g, gpu(), method, head_dim, false, "", false, false, "all", dropout, 5, Padding::longest, variant, 8, 3,
-          false, dora, saves, tokens);
+          false, dora, saves, tokens, some_layers);
     c.cfg.neftune_alpha = g.cfg.neftune_alpha = neftune_alpha;
     StepResult rc = trainer_step(c), rg = trainer_step(g);
     MESSAGE(std::string(method_name(method)) << " hd " << head_dim << " dropout " << dropout << std::string(variant_name(variant)) << ": loss cpu " << rc.loss << " cuda " << rg.loss << ", grad norm cpu "
@@ -303,6 +304,13 @@ TEST_CASE("cuda model: a LoRA step with trainable token rows (trainable_token_in
     compare_step(Method::Lora, 64, 0.1f, kLlama, 0.0f, false, 0, true);
     compare_step(Method::Lora, 64, 0.0f, kTiedLlama, 0.0f, false, 0, true);
     compare_step(Method::Qlora, 64, 0.0f, kGemma3, 0.0f, false, 0, true);
+}
+
+// layers_to_transform: adapters on the second layer of two, the first's projections plain GEMMs (with
+// dropout, and DoRA on QLoRA's dequantized weights).
+TEST_CASE("cuda model: a LoRA step on some layers only matches the CPU") {
+    compare_step(Method::Lora, 64, 0.1f, kLlama, 0.0f, false, 0, false, true);
+    compare_step(Method::Qlora, 64, 0.0f, kGemma3, 0.0f, true, 0, false, true);
 }
 
 TEST_CASE("cuda model: Qwen3's QK-norm: LoRA, QLoRA and full steps match the CPU (hd 128 and 64)") {
@@ -487,7 +495,7 @@ TEST_CASE("cuda model: the backend's scratch after a step and an evaluation equa
 // masters, or nothing with --offload-optimizer), the workspace and the backend's scratch; for
 // QLoRA, recompute, offloading, QK-norm, Gemma 3's post norms, batch 1 and a rank that is not a
 // multiple of 16.
-TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments, DoRA, saved modules, trainable tokens)") {
+TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes (qlora, recompute, offload, QK-norm, post norms, batch 1, rank 12, 8-bit moments, DoRA, saved modules, trainable tokens, some layers)") {
     struct Run {
         Method method;
         const char* targets;
@@ -496,7 +504,7 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         int variant, rank, batch;
         bool eight_bit, dora;
         uint32_t saves = 0;
-        bool tokens = false;
+        bool tokens = false, some_layers = false;
     };
     for (Run r : {Run{Method::Qlora, "all", 0.1f, false, false, kLlama, 8, 3, false, false},
                   Run{Method::Qlora, "q,v,up", 0.0f, true, false, kQwen3, 12, 1, false, false},
@@ -510,7 +518,8 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
                   Run{Method::Lora, "all", 0.0f, false, false, kTiedLlama, 8, 2, false, false, LORA_SAVE_LM_HEAD},
                   Run{Method::Qlora, "all", 0.0f, true, true, kGemma3, 8, 2, true, false, LORA_SAVE_EMBED},
                   Run{Method::Lora, "q,v", 0.1f, false, false, kLlama, 8, 3, false, false, 0, true},
-                  Run{Method::Qlora, "all", 0.0f, true, true, kTiedLlama, 8, 2, true, false, 0, true}}) {
+                  Run{Method::Qlora, "all", 0.0f, true, true, kTiedLlama, 8, 2, true, false, 0, true},
+                  Run{Method::Lora, "all", 0.1f, true, false, kQwen3, 8, 2, false, true, 0, false, true}}) {
         CAPTURE(method_name(r.method));
         CAPTURE(r.targets);
         CAPTURE(r.variant);
@@ -523,7 +532,7 @@ TEST_CASE("cuda model: every category of the estimate equals the trainer's bytes
         gpu().release_scratch();
         Trainer t;
         setup(t, gpu(), r.method, 64, r.recompute, "", r.offload, false, r.targets, r.dropout, 60, Padding::max_length,
-              r.variant, r.rank, r.batch, r.eight_bit, r.dora, r.saves, r.tokens);
+              r.variant, r.rank, r.batch, r.eight_bit, r.dora, r.saves, r.tokens, r.some_layers);
         trainer_step(t);
         t.val = gpu_examples(7, t.model.cfg.vocab_size, 4);
         (void)trainer_evaluate(t, t.val);

@@ -349,6 +349,64 @@ TEST_CASE("import/export: trainable token rows (trainable_token_indices) round-t
     }
 }
 
+// PEFT's own adapter on some layers (tests/fixtures/train/tiny_llama_layers/final: layers_to_transform
+// [1] of 2): read, written back with the same names and list, and for the image-text model with the
+// layers in the regular expression; tensors of a layer the list leaves out are refused, and tensors
+// covering some layers without a list are read as those layers.
+TEST_CASE("import/export: adapters on some layers (layers_to_transform) round-trip through PEFT's layout") {
+    const std::string src = "tests/fixtures/train/tiny_llama_layers/final";
+    const ImportedModel base = import_hf_dir(kConvert + "tiny_llama_hf");
+    LoraConfig lc;
+    std::vector<float> a;
+    lora_load_any(src, base.cfg, lc, a);
+    CHECK(lc.layers == std::vector<int32_t>{1});
+    LoraConfig every = lc;
+    every.layers.clear();
+    CHECK(a.size() * 2 == lora_layout(base.cfg, every).total);
+    const std::string dir = (std::filesystem::temp_directory_path() / "llmtrain-test-peft-layers").string();
+    std::filesystem::remove_all(dir);
+    lora_export_peft(dir, base.cfg, lc, a, PeftBase::text);
+    const JsonValue cfg = json_parse(read_file(dir + "/adapter_config.json"));
+    REQUIRE(cfg.get("layers_to_transform")->type == JsonValue::Array);
+    CHECK(cfg.get("layers_to_transform")->array.size() == 1);
+    SafetensorsSet ours, peft;
+    safetensors_add_file(ours, dir + "/adapter_model.safetensors");
+    safetensors_add_file(peft, src + "/adapter_model.safetensors");
+    CHECK(tensor_names(ours) == tensor_names(peft));
+    LoraConfig back;
+    std::vector<float> b;
+    lora_load_any(dir, base.cfg, back, b);
+    CHECK(back.layers == lc.layers);
+    CHECK(b == a);
+    // the image-text form: the layers go into the regular expression (PEFT ignores the list beside one)
+    const std::string mm = dir + "-mm";
+    std::filesystem::remove_all(mm);
+    lora_export_peft(mm, base.cfg, lc, a, PeftBase::image_text);
+    const JsonValue mcfg = json_parse(read_file(mm + "/adapter_config.json"));
+    CHECK(mcfg.get("layers_to_transform")->is_null());
+    CHECK(contains(mcfg.get("target_modules")->string, ".*\\.language_model\\.layers\\.(?:1)\\..*\\.("));
+    lora_load_any(mm, base.cfg, back, b);
+    CHECK(back.layers == lc.layers);
+    CHECK(b == a);
+    // a list that leaves out the layer the tensors are for; no list: the tensors' layers
+    std::string text = read_file(dir + "/adapter_config.json");
+    const std::string from = text.substr(text.find("\"layers_to_transform\""), text.find('\n', text.find("\"layers_to_transform\"")) -
+                                                                               text.find("\"layers_to_transform\""));
+    auto with = [&](const std::string& to) {
+        std::string t = text;
+        t.replace(t.find(from), from.size(), to);
+        write_file_atomic(dir + "/adapter_config.json", t);
+        return error_of([&] { lora_load_any(dir, base.cfg, back, b); });
+    };
+    CHECK(contains(with("\"layers_to_transform\": [0],"), "holds adapters of layer 1, which \"layers_to_transform\" in"));
+    CHECK(contains(with("\"layers_to_transform\": 2,"), "\"layers_to_transform\" holds 2, not a layer of the base model (0..1)"));
+    CHECK(with("\"layers_to_transform\": 1,").empty());
+    CHECK(back.layers == lc.layers);
+    CHECK(with("\"layers_to_transform\": null,").empty());
+    CHECK(back.layers == lc.layers);
+    CHECK(contains(with("\"layers_to_transform\": [0, 1],"), "tensor base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight is missing"));
+}
+
 TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel's logits; what is refused") {
     ImportedModel base = import_hf_dir(kConvert + "tiny_qwen3_hf");
     LoraConfig lc;
