@@ -24,18 +24,19 @@ PeftBase peft_base_default(const ModelConfig& cfg);
 // modules go in as PEFT's modules_to_save (base_model.model.model.embed_tokens.weight,
 // base_model.model.lm_head.weight; a tied model's tensor under both names, with ensure_weight_tying),
 // trainable tokens as PEFT's trainable_token_indices (...embed_tokens.token_adapter.trainable_tokens_delta
-// [k, dim]: a tied model's as a list, an untied model's by module name). Creates `dir` when needed.
+// [k, dim]: a tied model's as a list, an untied model's by module name), some layers only as
+// layers_to_transform (in the image-text model's regular expression). Creates `dir` when needed.
 void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
                       const std::vector<float>& adapters, PeftBase base);
 
 // A PEFT LoRA adapter directory onto `cfg`: rank, alpha, dropout and rsLoRA from adapter_config.json,
 // the adapted projections from the tensors in adapter_model.safetensors (F32, F16 or BF16), which
-// must cover every layer with the same set, under the text model's or the image-text model's layer
+// must give every adapted layer the same set (the layers of layers_to_transform, else those the
+// tensors cover), under the text model's or the image-text model's layer
 // names (both of transformers' forms); adapters on an image-text model's vision tower are left out
 // with a note (the model here is text-only). What our LoRA cannot express is refused naming the key
 // or tensor: bias training, modules_to_save other than embed_tokens and lm_head (and on a tied model
-// one of the two without ensure_weight_tying), per-module rank or alpha patterns, some layers only,
-// fan_in_fan_out, other PEFT types, a pickled adapter_model.bin. A saved embedding or LM head is read
+// one of the two without ensure_weight_tying), per-module rank or alpha patterns, fan_in_fan_out, other PEFT types, a pickled adapter_model.bin. A saved embedding or LM head is read
 // whether modules_to_save names it or save_embedding_layers wrote it; trainable_token_indices as a
 // list or by module name (embed_tokens, lm_head; on a tied model the same ids for both, or the
 // embedding's alone).
