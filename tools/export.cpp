@@ -103,8 +103,9 @@ static int run(int argc, char** argv) {
                               : peft_base == "image-text" ? PeftBase::image_text
                                                           : peft_base_default(cfg);
         lora_export_peft(peft, cfg, lc, adapters, base);
-        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s%s%s%s), for %s\n",
+        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s%s%s%s%s), for %s\n",
                peft.c_str(), lc.rank, lc.alpha, lora_targets_string(lc.targets).c_str(),
+               lc.layers.empty() ? "" : (", layers_to_transform " + lora_layers_string(lc.layers)).c_str(),
                lc.use_dora ? ", DoRA: use_dora with each lora_magnitude_vector" : "",
                !lc.save_modules      ? ""
                : cfg.tied_embeddings ? ", modules_to_save embed_tokens with ensure_weight_tying (the tied LM head)"
