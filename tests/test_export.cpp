@@ -222,11 +222,11 @@ TEST_CASE("import/export: saved modules (modules_to_save: embed_tokens, lm_head)
             text.replace(text.find(from), from.size(), to);
             write_file_atomic(dir + "/adapter_config.json", text);
         };
-        set_config(listed_json, "null");
+        set_config("\"modules_to_save\": " + listed_json, "\"modules_to_save\": null");
         CHECK(error_of([&] { lora_load_any(dir, base.cfg, back, b); }).empty());
         CHECK(back.save_modules == lc.save_modules);
         CHECK(b == a);
-        set_config("null", listed_json);
+        set_config("\"modules_to_save\": null", "\"modules_to_save\": " + listed_json);
         if (!tied) continue;
         // A tied model's tensors trained apart: PEFT without ensure_weight_tying (the LM head stays the
         // base's), or two saved tensors that differ.
@@ -425,7 +425,7 @@ TEST_CASE("import: a PEFT adapter (BF16, rsLoRA, q/v/gate/down) gives PeftModel'
     };
     // use_dora with no magnitudes in the file
     CHECK(contains(err(peft_with("use_dora", "true")),
-                   "lora_magnitude_vector is missing (every layer needs the same adapted projections, and with use_dora each its magnitude)"));
+                   "lora_magnitude_vector is missing (every adapted layer needs the same adapted projections, and with use_dora each its magnitude)"));
     // modules_to_save: a tensor it names that the file lacks; on this tied model, the LM head alone
     // without ensure_weight_tying (PEFT would keep the embedding the base's)
     CHECK(contains(err(peft_with("modules_to_save", "[\"embed_tokens\", \"lm_head\"]")),
