@@ -210,6 +210,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
             fail("--modules-to-save trains base tensors beside LoRA's adapters: --method full trains them all already");
         tc.lora.save_modules = lora_parse_saves(f.adapters.modules_to_save);
     }
+    if (!tc.lora.layers.empty() && tc.method == Method::Full)
+        fail("--lora-layers places LoRA's adapters: --method full trains every layer's weights themselves");
     if (f.tokens_given && tc.method == Method::Full)
         fail("--trainable-tokens trains rows of the embedding beside LoRA's adapters: --method full trains them all already");
     if (f.tokens_given && f.adapters.trainable_tokens.find_first_not_of(',') == std::string::npos)

@@ -103,7 +103,7 @@ TEST_CASE("cli: a new run refuses an --out with an earlier run's checkpoints; --
 
 // --trainable-tokens: the rows trained with the adapters, in its file, and an --init-adapter that
 // carries them continues them: the same ids in another order are the same rows, others refused.
-TEST_CASE("cli: --trainable-tokens trains token rows; --init-adapter takes them in any order, not others") {
+TEST_CASE("cli: --trainable-tokens trains token rows; --init-adapter takes them in any order, not others; --lora-layers") {
     Scratch s;
     Run first = s.train("--max-steps 2 --trainable-tokens 34,123,125 --out " + s.out("a"));
     INFO(first.out);
@@ -129,6 +129,13 @@ TEST_CASE("cli: --trainable-tokens trains token rows; --init-adapter takes them 
     Run word = s.train("--max-steps 2 --trainable-tokens '<|im_end|>' --out " + s.out("g"));
     CHECK(word.status == 1);
     CHECK(has(word, "'<|im_end|>' is neither a token of the vocabulary"));
+    Run layers = s.train("--max-steps 2 --lora-layers 1 --out " + s.out("i"));
+    INFO(layers.out);
+    CHECK(layers.status == 0);
+    CHECK(has(layers, "targets=q,k,v,o,gate,up,down layers=1 (1 of 2)"));
+    CHECK(has(s.train("--max-steps 2 --lora-layers 2 --out " + s.out("j")), "--lora-layers: layer 2 is not a layer of the model (0..1)"));
+    CHECK(has(s.train("--max-steps 2 --lora-layers 1-0 --out " + s.out("k")), "--lora-layers: '1-0' runs backwards"));
+    CHECK(has(s.train("--max-steps 2 --lora-layers 1 --method full --out " + s.out("l")), "--lora-layers places LoRA's adapters"));
     Run both = s.train("--max-steps 2 --trainable-tokens 34 --modules-to-save embed_tokens --out " + s.out("h"));
     CHECK(both.status == 1);
     CHECK(has(both, "trainable tokens in a table that modules_to_save trains in full already"));

@@ -161,6 +161,8 @@ static int run(int argc, char** argv) {
     if (trainable_tokens && s.method == Method::Full)
         fail("--trainable-tokens trains token rows beside LoRA's adapters: it needs --method lora or qlora");
     if (trainable_tokens && s.params > 0) fail("--trainable-tokens needs a model shape (--preset, --model or dims), not --params");
+    if (!s.lora.layers.empty() && s.method == Method::Full)
+        fail("--lora-layers places LoRA's adapters: it needs --method lora or qlora");
     if (!s.lora.layers.empty() && s.params == 0) lora_check_layers(s.cfg, s.lora, "--lora-layers");
     if (trainable_tokens) {  // (which ids does not change a byte: the first N, in both tables when untied)
         if (trainable_tokens > s.cfg.vocab_size)
