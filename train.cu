@@ -282,10 +282,11 @@ void release_interrupts() {
 void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt) {
     const std::string tok = !f.tokenizer.empty() ? f.tokenizer : tokenizer_beside(f.model);
     if (!f.preset.empty() || !file_exists(tok)) return;
+    // Quoted where a shell would split or expand them, so that the line can be copied and run.
     const std::string from = t.cfg.method == Method::Full
-                                 ? "--model " + ckpt + "/model.bin --tokenizer " + tok
-                                 : "--model " + f.model + " --lora " + ckpt + "/adapter.lora" +
-                                       (f.tokenizer.empty() ? "" : " --tokenizer " + tok);
+                                 ? "--model " + shell_quote(ckpt + "/model.bin") + " --tokenizer " + shell_quote(tok)
+                                 : "--model " + shell_quote(f.model) + " --lora " + shell_quote(ckpt + "/adapter.lora") +
+                                       (f.tokenizer.empty() ? "" : " --tokenizer " + shell_quote(tok));
     const std::string tmpl = f.chat_template.empty() ? "" : " --template " + f.chat_template;  // what the data was rendered with
     printf("to use it in other tools: ./export %s%s --hf DIR (transformers) | --gguf FILE.gguf --dtype q8_0 (llama.cpp, ollama)%s\n",
            from.c_str(), tmpl.c_str(), t.cfg.method == Method::Full ? "" : " | --peft DIR (PEFT adapter)");

@@ -1,5 +1,6 @@
 #include "model/util.h"
 
+#include <cctype>
 #include <cerrno>
 #include <chrono>
 #include <cmath>
@@ -53,6 +54,15 @@ bool same_file(const std::string& a, const std::string& b) {
     struct stat sa, sb;
     return !a.empty() && !b.empty() && stat(a.c_str(), &sa) == 0 && stat(b.c_str(), &sb) == 0 &&
            sa.st_dev == sb.st_dev && sa.st_ino == sb.st_ino;
+}
+
+std::string shell_quote(const std::string& s) {
+    bool plain = !s.empty();
+    for (unsigned char c : s) plain &= std::isalnum(c) || (c && std::strchr("_./+-:=,@%", c));
+    if (plain) return s;
+    std::string out = "'";
+    for (char c : s) out += c == '\'' ? "'\\''" : std::string(1, c);
+    return out + "'";
 }
 
 std::vector<std::string> split(const std::string& s, char sep) {

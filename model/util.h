@@ -31,6 +31,10 @@ bool same_file(const std::string& a, const std::string& b);
 inline bool ends_with(const std::string& s, const std::string& suffix) {
     return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
+// `s` as one word for a POSIX shell, for the commands messages print: as it is when it holds only
+// characters a shell leaves alone, else in single quotes (a path with a space stays one argument
+// when the command is copied and pasted).
+std::string shell_quote(const std::string& s);
 // s cut at every `sep` (a CSV line's fields, a comma list): "a,,b" gives {"a", "", "b"}.
 std::vector<std::string> split(const std::string& s, char sep);
 

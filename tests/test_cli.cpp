@@ -37,6 +37,9 @@ Run run(const std::string& cmd) {
     return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
 }
 
+// The default model's tokenizer (make fetches it).
+const char* const kTok = "models/smollm2-135m-instruct.tok";
+
 // A scratch folder with five training examples of the default task, removed at the end.
 struct Scratch {
     fs::path dir;
@@ -56,12 +59,19 @@ struct Scratch {
         return run("./train --preset tiny --data " + data + " --batch-size 2 --eval-samples 0 " + flags);
     }
     std::string out(const char* name) const { return (dir / name).string(); }
+    // A tiny random model with SmolLM2's vocabulary at `name` and the real tokenizer beside it.
+    std::string real_vocab_model(const char* name) const {
+        const std::string model = out(name);
+        fs::create_directories(fs::path(model).parent_path());
+        REQUIRE(run("./init_model --preset tiny --vocab 49152 -o '" + model + "'").status == 0);
+        REQUIRE(run(std::string("cp ") + kTok + " '" + fs::path(model).replace_extension(".tok").string() + "'").status == 0);
+        return model;
+    }
 };
 
 bool has(const Run& r, const char* text) { return r.out.find(text) != std::string::npos; }
 
-// The cases that need the real tokenizer skip without it (`make` fetches it; offline it may be missing).
-const char* const kTok = "models/smollm2-135m-instruct.tok";
+// The cases that need the real tokenizer skip without it (offline it may be missing).
 bool have_tokenizer() {
     if (file_exists(kTok)) return true;
     MESSAGE("skipped: " << kTok << " missing (make fetches the default model)");
@@ -462,4 +472,22 @@ TEST_CASE("cli: a directory where a model file goes is named as one, with the fi
     Run empty = run("./generate --model " + s.dir.string() + " --prompt hi");
     CHECK(empty.status == 1);
     CHECK(has(empty, "is a directory, not a file: pass a model file (.bin)"));
+}
+
+// Paths with a space: the printed ./export command runs as it is copied.
+TEST_CASE("cli: the ./export command ./train prints quotes its paths") {
+    if (!have_tokenizer()) return;
+    Scratch s;
+    const std::string model = s.real_vocab_model("my run/m.bin"), q = "'" + s.out("my run");
+    Run trained = run("./train --model '" + model + "' --data " + s.data + " --batch-size 2 --eval-samples 0 --max-steps 1 --out '" +
+                      s.out("my run/o") + "'");
+    INFO(trained.out);
+    REQUIRE(trained.status == 0);
+    const std::string from = "--model " + q + "/m.bin' --lora " + q + "/o/ckpt-00000001/adapter.lora'";
+    REQUIRE(has(trained, ("to use it in other tools: ./export " + from + " --hf DIR").c_str()));
+    Run merged = run("./export " + from + " --merge " + s.out("merged.bin"));
+    INFO(merged.out);
+    CHECK(merged.status == 0);
+    CHECK(shell_quote("a/b-1.bin") == "a/b-1.bin");
+    CHECK(shell_quote("it's here") == "'it'\\''s here'");
 }
