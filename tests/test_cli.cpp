@@ -491,3 +491,16 @@ TEST_CASE("cli: the ./export command ./train prints quotes its paths") {
     CHECK(shell_quote("a/b-1.bin") == "a/b-1.bin");
     CHECK(shell_quote("it's here") == "'it'\\''s here'");
 }
+
+TEST_CASE("cli: ./check_data finds the tokenizer as ./train does: beside --model, or raw bytes") {
+    if (!have_tokenizer()) return;
+    Scratch s;
+    Run beside = run("./check_data --model " + s.real_vocab_model("m.bin") + " " + s.data);
+    INFO(beside.out);
+    CHECK(beside.status == 0);
+    CHECK(run("./check_data --tokenizer bytes " + s.data).status == 0);
+    Run elsewhere = run("cd " + s.dir.string() + " && " + (fs::current_path() / "check_data").string() + " " + s.data);
+    CHECK(elsewhere.status == 1);
+    CHECK(has(elsewhere, "models/smollm2-135m-instruct.bin: model not found (a relative path is from the current directory)"));
+    CHECK(has(elsewhere, "--tokenizer bytes"));
+}

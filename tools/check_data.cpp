@@ -13,7 +13,9 @@
 
 static const char* kUsage =
     "usage: check_data [--data] FILE [[--data] FILE ...] [options]   (several files: a report each)\n"
-    "  --tokenizer PATH          .tok, tokenizer.json or tokenizer.model (default models/smollm2-135m-instruct.tok)\n"
+    "  --model PATH              the model whose tokenizer (the .tok beside it) encodes the data, as ./train\n"
+    "                            finds it (default models/smollm2-135m-instruct.bin)\n"
+    "  --tokenizer PATH          .tok, tokenizer.json or tokenizer.model instead, or bytes (./train's raw bytes)\n"
     "  --template NAME           chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
     "  --max-seq-len N           512\n"
     "  --prompt-loss-weight W    0 (in [0, 1])\n"
@@ -23,11 +25,12 @@ static const char* kUsage =
 int main(int argc, char** argv) {
     return run_main([&] {
         std::vector<std::string> data;
-        std::string tok_path = "models/smollm2-135m-instruct.tok", tmpl;
+        std::string model = "models/smollm2-135m-instruct.bin", tok_path, tmpl;
         DataOptions opt;
         Args args(argc, argv, "see ./check_data --help");
         while (args.next()) {
             if (args.is("--data")) data.push_back(args.value());
+            else if (args.is("--model")) model = args.value();
             else if (args.is("--tokenizer")) tok_path = args.value();
             else if (args.is("--template")) tmpl = args.value();
             else if (args.is("--max-seq-len")) opt.max_seq_len = args.integer(2);
@@ -39,10 +42,22 @@ int main(int argc, char** argv) {
             else args.unknown();
         }
         if (data.empty()) fail("--data FILE is required\n%s", kUsage);
-        if (!file_exists(tok_path)) fail("%s: tokenizer not found; pass --tokenizer PATH (.tok, tokenizer.json or tokenizer.model)", tok_path.c_str());
-        Tokenizer tok = tokenizer_load_any(tok_path);
-        DataTokenizer dt = data_tokenizer(tok, tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl));
-        if (const std::string w = template_marker_warning(dt); !w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+        // The tokenizer as ./train chooses it (make_data_tokenizer), so that the report is of the run's data.
+        Tokenizer tok;
+        DataTokenizer dt;
+        if (tok_path == "bytes") {
+            dt = raw_byte_data_tokenizer(chat_template_from_name(tmpl.empty() ? "plain" : tmpl));
+        } else {
+            if (tok_path.empty() && !file_exists(model))
+                fail("%s: model not found (a relative path is from the current directory), so no tokenizer beside it: "
+                     "pass --model PATH or --tokenizer PATH (.tok, tokenizer.json or tokenizer.model), or --tokenizer bytes "
+                     "for raw bytes", model.c_str());
+            const std::string path = tokenizer_of_model(model, tok_path, ", or --tokenizer bytes for raw bytes");
+            if (!file_exists(path)) fail("%s: tokenizer not found; pass --tokenizer PATH (.tok, tokenizer.json or tokenizer.model)", path.c_str());
+            tok = tokenizer_load_any(path);
+            dt = data_tokenizer(tok, tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl));
+            if (const std::string w = template_marker_warning(dt); !w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
+        }
         for (const DataReport& r : check_datasets(data, dt, opt, stdout)) std::printf("ok: %s\n", report_summary(r).c_str());
         return 0;
     });
