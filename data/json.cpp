@@ -275,6 +275,13 @@ JsonValue json_parse(std::string_view text) {
     return v;
 }
 
+size_t json_value_length(std::string_view text) {
+    Parser p{text};
+    JsonValue v;
+    p.value(v, 0);
+    return p.pos;
+}
+
 std::string json_quote(std::string_view s) {
     std::string out;
     out.reserve(s.size() + 2);

@@ -36,6 +36,9 @@ const char* json_type_name(JsonValue::Type t);
 
 // Parses one complete JSON text (surrounding whitespace allowed, nothing else after it).
 JsonValue json_parse(std::string_view text);
+// The length of the JSON value that starts `text` (leading whitespace included), text after it left
+// unread: how far one value of a stream of values reaches. Throws as json_parse does.
+size_t json_value_length(std::string_view text);
 
 // `s` as a JSON string literal with quotes; control characters, '"' and '\' escaped, other bytes
 // (UTF-8) copied as they are. Used by writers of jsonl/fixtures so output parses back exactly.

@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <stdexcept>
+#include <tuple>
 
 #include "data/json.h"
 #include "model/util.h"
@@ -269,6 +270,28 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
     return false;
 }
 
+// `jq .` and Python's json.dump(indent=...) spread each object over several lines, none of which is
+// JSON alone: every line would be reported bad (and --skip-bad-lines would leave nothing), so the file
+// is refused once, by its cause, when its first line is not JSON but a value starting there is.
+void refuse_pretty_printed(std::string_view bytes, size_t first, const char* p) {
+    const size_t eol = bytes.find('\n', first);
+    if (eol == std::string_view::npos) return;
+    try {
+        json_parse(bytes.substr(first, eol - first));
+        return;
+    } catch (const std::runtime_error&) {  // the first line alone is not JSON: see whether more lines are
+    }
+    size_t len = 0;
+    try {
+        len = json_value_length(bytes.substr(first));
+    } catch (const std::runtime_error&) {  // not JSON over several lines either: the lines are reported one by one
+        return;
+    }
+    if (first + len > eol)
+        fail("%s: pretty-printed JSON (one object spans several lines); a .jsonl file needs one object per line: "
+             "convert it with jq -c . %s > data.jsonl", p, shell_quote(p).c_str());
+}
+
 }  // namespace
 
 bool is_jsonl_path(const std::string& path) {
@@ -298,10 +321,16 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
                                     {{"\0\0\xFE\xFF", 4}, "UTF-32BE"}, {"\xFF\xFE", "UTF-16LE"}, {"\xFE\xFF", "UTF-16BE"}})
         if (bytes.substr(0, bom.size()) == bom)
             fail("%s: the file is %s text, not UTF-8: convert it, e.g. iconv -f %s -t UTF-8 %s > data%s", p, name,
-                 name, p, jsonl ? ".jsonl" : ".txt");
+                 name, shell_quote(p).c_str(), jsonl ? ".jsonl" : ".txt");
+    // A compressed download (data.jsonl.gz, .zst) read as it is would only show a NUL byte on some line.
+    for (const auto& [magic, name, cmd] : {std::tuple<std::string_view, const char*, const char*>{"\x1f\x8b", "gzip", "gunzip -k"},
+                                           {"\x28\xb5\x2f\xfd", "zstd", "zstd -d"}})
+        if (bytes.substr(0, magic.size()) == magic)
+            fail("%s is %s-compressed: decompress it first (%s %s)", p, name, cmd, shell_quote(p).c_str());
     size_t first = bytes.find_first_not_of(" \t\r\n");
     if (first == std::string_view::npos)
-        fail("%s: the file is empty; expected %s", p, jsonl ? "one JSON object per line (jsonl)" : "UTF-8 text");
+        fail("%s: the file %s; expected %s", p, bytes.empty() ? "is empty" : "holds only blank lines",
+             jsonl ? "one JSON object per line (jsonl)" : "UTF-8 text");
     if (size_t nul = bytes.find('\0'); nul != std::string_view::npos) {
         int line = 1;
         for (size_t i = 0; i < nul; i++) line += bytes[i] == '\n';
@@ -309,7 +338,8 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
     }
     if (jsonl && bytes[first] == '[')
         fail("%s: the file is one JSON array, not jsonl (one object per line); convert it, e.g. "
-             "jq -c '.[]' %s > data.jsonl", p, p);
+             "jq -c '.[]' %s > data.jsonl", p, shell_quote(p).c_str());
+    if (jsonl && bytes[first] == '{') refuse_pretty_printed(bytes, first, p);
 
     ParsedFile out;
     if (!jsonl) {

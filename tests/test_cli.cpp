@@ -504,3 +504,24 @@ TEST_CASE("cli: ./check_data finds the tokenizer as ./train does: beside --model
     CHECK(has(elsewhere, "models/smollm2-135m-instruct.bin: model not found (a relative path is from the current directory)"));
     CHECK(has(elsewhere, "--tokenizer bytes"));
 }
+
+// A file every line of which is bad for one cause is refused once, by that cause, and not with
+// --skip-bad-lines as the way out (nothing would be left).
+TEST_CASE("cli: pretty-printed JSON and compressed data fail once, naming the fix; ./check_data as ./train") {
+    Scratch s;
+    const std::string pretty = s.out("pretty.jsonl"), gz = s.out("d.jsonl.gz");
+    REQUIRE(run("jq . " + s.data + " > " + pretty).status == 0);  // as a user makes one
+    for (const std::string& cmd : {"./train --preset tiny --dry-run --data " + pretty, "./check_data --tokenizer bytes " + pretty}) {
+        Run r = run(cmd);
+        INFO(r.out);
+        CHECK(r.status == 1);
+        CHECK(has(r, (pretty + ": pretty-printed JSON (one object spans several lines); a .jsonl file needs one object "
+                      "per line: convert it with jq -c . " + pretty + " > data.jsonl").c_str()));
+        CHECK(!has(r, "--skip-bad-lines"));
+        CHECK(!has(r, "bad JSON"));
+    }
+    REQUIRE(run("gzip -c " + s.data + " > " + gz).status == 0);
+    Run z = run("./check_data --tokenizer bytes " + gz);
+    CHECK(z.status == 1);
+    CHECK(has(z, (gz + " is gzip-compressed: decompress it first (gunzip -k " + gz + ")").c_str()));
+}

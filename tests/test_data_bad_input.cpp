@@ -36,7 +36,7 @@ TEST_CASE("whole-file problems fail at once, naming the file") {
     CHECK_THROWS_WITH(read_dataset(dir.path + "/nope.jsonl", tok, opt, rep), doctest::Contains("nope.jsonl: no such file"));
     CHECK_THROWS_WITH(read_dataset(dir.path, tok, opt, rep), doctest::Contains("is a directory"));
     CHECK_THROWS_WITH(read_bytes(dir, "e.jsonl", "", opt, rep), doctest::Contains("e.jsonl: the file is empty"));
-    CHECK_THROWS_WITH(read_bytes(dir, "w.jsonl", " \r\n\n\t\n", opt, rep), doctest::Contains("w.jsonl: the file is empty"));
+    CHECK_THROWS_WITH(read_bytes(dir, "w.jsonl", " \r\n\n\t\n", opt, rep), doctest::Contains("w.jsonl: the file holds only blank lines"));
     CHECK_THROWS_WITH(read_bytes(dir, "e.txt", "", opt, rep), doctest::Contains("expected UTF-8 text"));
     CHECK_THROWS_WITH(read_bytes(dir, "b.jsonl", kGood + "\n" + kGood + "\n" + std::string("\x1f\x8b\x08\0\0\x03junk", 10), opt, rep),
                       doctest::Contains("b.jsonl:3: NUL byte: this looks like a binary file"));
@@ -56,6 +56,28 @@ TEST_CASE("whole-file problems fail at once, naming the file") {
                       doctest::Contains("records.txt: the first line is a training record (JSON), but the file is read as raw text"));
     CHECK(read_bytes(dir, "upper.JSONL", kGood + "\n" + kGood + "\n", opt, rep).size() == 2);
     CHECK(read_bytes(dir, "brace.txt", "{ not json } but text\nmore text\n", opt, rep).size() >= 1);  // text that starts with a brace
+}
+
+// Each of these used to be reported line by line (or as a NUL byte on line 2), with nothing that
+// --skip-bad-lines could keep.
+TEST_CASE("pretty-printed JSON and compressed files fail once, naming the cause and the fix") {
+    ScratchDir dir;
+    DataOptions opt;
+    DataReport rep;
+    // jq . writes "{" alone on the first line; Python's json.dump(indent=2) the same; both, one object or several.
+    const std::string jq = "{\n  \"instruction\": \"Say hi\",\n  \"output\": \"hi\"\n}\n";
+    for (const std::string& bytes : {jq, jq + jq, std::string("{\"instruction\": \"Say hi\",\n \"output\": \"hi\"}\n")})
+        CHECK_THROWS_WITH(read_bytes(dir, "p.json", bytes, opt, rep),
+                          doctest::Contains("p.json: pretty-printed JSON (one object spans several lines); a .jsonl file needs "
+                                            "one object per line: convert it with jq -c . "));
+    // A broken first line that no later line completes is still that line's problem.
+    auto p = problems(dir, "{\"instruction\": \"a\"\n" + kGood + "\n");
+    REQUIRE(p.size() == 1);
+    CHECK(p[0].rfind("1: bad JSON", 0) == 0);
+    CHECK_THROWS_WITH(read_bytes(dir, "d.jsonl.gz", std::string("\x1f\x8b\x08\0\0\x03junk", 10), opt, rep),
+                      doctest::Contains("d.jsonl.gz is gzip-compressed: decompress it first (gunzip -k "));
+    CHECK_THROWS_WITH(read_bytes(dir, "d.jsonl.zst", "\x28\xb5\x2f\xfd junk", opt, rep),
+                      doctest::Contains("d.jsonl.zst is zstd-compressed: decompress it first (zstd -d "));
 }
 
 TEST_CASE("a UTF-8 BOM is stripped and CRLF line ends are accepted") {
