@@ -525,3 +525,13 @@ TEST_CASE("cli: pretty-printed JSON and compressed data fail once, naming the fi
     CHECK(z.status == 1);
     CHECK(has(z, (gz + " is gzip-compressed: decompress it first (gunzip -k " + gz + ")").c_str()));
 }
+
+TEST_CASE("cli: ./tokenize names a config.json given as the tokenizer") {
+    Scratch s;
+    const std::string config = s.out("config.json");
+    write_file_atomic(config, "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\"}");
+    Run r = run("echo hi | ./tokenize --tokenizer " + config);
+    CHECK(r.status == 1);
+    CHECK(has(r, (config + " is not a tokenizer.json (no \"model\" section) (it looks like a model's config.json): pass "
+                           "the model's tokenizer.json, tokenizer.model or .tok").c_str()));
+}

@@ -397,6 +397,13 @@ TEST_CASE("tokenizer: tokenizer.json with its side files, and what it refuses") 
     CHECK(load_error(tokenizer_json("\"byte_fallback\": true, ", "")).find(path + ": the pre_tokenizer is not one we implement for a SentencePiece") == 0);
     CHECK(load_error("{\"model\": {\"type\": \"WordPiece\"}}") ==
           path + ": model.type is 'WordPiece': only BPE tokenizers (byte-level or SentencePiece-style) are supported");
+    // Another JSON file of the model's folder, passed for its tokenizer.json.
+    const std::string other = path + " is not a tokenizer.json (no \"model\" section)";
+    const std::string pass = ": pass the model's tokenizer.json, tokenizer.model or .tok";
+    CHECK(load_error("{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\"}") ==
+          other + " (it looks like a model's config.json)" + pass);
+    CHECK(load_error("{\"tokenizer_class\": \"GPT2Tokenizer\"}") == other + " (it looks like a tokenizer_config.json)" + pass);
+    CHECK(load_error("[1, 2]") == other + pass);
     CHECK(load_error("{\"model\": 3}") == path + ": \"model\" should be an object, not a number");
     CHECK(load_error("{\"model\": {\"type\": \"BPE\",\n \"vocab\": {]}}") == path + ": line 2, column 12: expected a string key in object");
     std::string holey = tokenizer_json("", "");

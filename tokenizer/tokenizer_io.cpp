@@ -170,10 +170,22 @@ void finish_hf(Tokenizer& tok, const std::string& path) {
     build_naming(tok, path);
 }
 
+// A JSON file without a tokenizer's "model" section: most often the model's config.json or
+// tokenizer_config.json passed for its tokenizer.json, which the message names.
+void refuse_other_json(const JsonValue& j, const std::string& path) {
+    if (j.get("model")) return;
+    const char* looks = j.get("architectures") || j.get("model_type") ? " (it looks like a model's config.json)"
+                        : j.get("tokenizer_class") || j.get("chat_template") ? " (it looks like a tokenizer_config.json)"
+                                                                             : "";
+    fail("%s is not a tokenizer.json (no \"model\" section)%s: pass the model's tokenizer.json, tokenizer.model or .tok",
+         path.c_str(), looks);
+}
+
 }  // namespace
 
 Tokenizer tokenizer_load_hf(const std::string& path) {
     JsonValue j = parse_file(path);
+    refuse_other_json(j, path);
     Tokenizer tok;
     const JsonValue& model = member(j, "model", JsonValue::Object, path, "");
     const JsonValue& type = member(model, "type", JsonValue::String, path, "model");
