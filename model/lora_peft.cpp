@@ -81,6 +81,16 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     std::error_code ec;
     std::filesystem::create_directories(dir, ec);
     if (ec) fail("%s: cannot create directory: %s", dir.c_str(), ec.message().c_str());
+    // Beside a model export (./export --hf) the folder would be read as a model and as an adapter at
+    // once, and other files would be taken for the adapter's: only our own two files, from an
+    // earlier export, may be there (as --hf allows its own four).
+    for (const auto& e : std::filesystem::directory_iterator(dir)) {
+        const std::string name = e.path().filename().string();
+        if (name == "config.json" || name == "model.safetensors")
+            fail("%s holds a model export (%s): write the adapter into another directory", dir.c_str(), name.c_str());
+        if (name != "adapter_config.json" && name != "adapter_model.safetensors")
+            fail("%s already holds %s: export into a new or empty directory", dir.c_str(), name.c_str());
+    }
 
     // PEFT's names in lora_layout's order (A, B and with DoRA the magnitude of each adapted
     // projection of each layer).

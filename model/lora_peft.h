@@ -26,6 +26,7 @@ PeftBase peft_base_default(const ModelConfig& cfg);
 // trainable tokens as PEFT's trainable_token_indices (...embed_tokens.token_adapter.trainable_tokens_delta
 // [k, dim]: a tied model's as a list, an untied model's by module name), some layers only as
 // layers_to_transform (in the image-text model's regular expression). Creates `dir` when needed.
+// Refuses a `dir` that holds anything but an earlier adapter export (a model export above all).
 void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
                       const std::vector<float>& adapters, PeftBase base);
 

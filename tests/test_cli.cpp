@@ -535,3 +535,35 @@ TEST_CASE("cli: ./tokenize names a config.json given as the tokenizer") {
     CHECK(has(r, (config + " is not a tokenizer.json (no \"model\" section) (it looks like a model's config.json): pass "
                            "the model's tokenizer.json, tokenizer.model or .tok").c_str()));
 }
+
+// --peft as --hf treats its directory: an earlier export of its own kind is replaced, anything else
+// (a model export above all) refused; --merge writes our .bin, never a .gguf.
+TEST_CASE("cli: ./export --peft refuses a model export's directory; --merge refuses a .gguf name") {
+    Scratch s;
+    const std::string model = s.out("m.bin");
+    REQUIRE(run("./init_model --preset tiny -o " + model).status == 0);
+    Run trained = run("./train --model " + model + " --tokenizer bytes --data " + s.data +
+                      " --batch-size 2 --eval-samples 0 --max-steps 1 --out " + s.out("o"));
+    INFO(trained.out);
+    REQUIRE(trained.status == 0);
+    const std::string exp = "./export --model " + model + " --lora " + s.out("o/ckpt-00000001/adapter.lora");
+    CHECK(run(exp + " --peft " + s.out("peft")).status == 0);
+    CHECK(run(exp + " --peft " + s.out("peft")).status == 0);  // over its own earlier export, as --hf
+    fs::create_directories(s.dir / "hf");
+    write_file_atomic(s.out("hf/config.json"), "{}");
+    Run into_hf = run(exp + " --peft " + s.out("hf"));
+    CHECK(into_hf.status == 1);
+    CHECK(has(into_hf, (s.out("hf") + " holds a model export (config.json): write the adapter into another directory").c_str()));
+    CHECK(!fs::exists(s.dir / "hf/adapter_config.json"));
+    write_file_atomic(s.out("peft/notes.txt"), "");
+    Run other = run(exp + " --peft " + s.out("peft"));
+    CHECK(other.status == 1);
+    CHECK(has(other, "already holds notes.txt: export into a new or empty directory"));
+    Run both = run(exp + " --peft " + s.out("x") + " --hf " + s.out("x/"));
+    CHECK(both.status == 1);
+    CHECK(has(both, "--peft and --hf name the same directory"));
+    Run gguf = run(exp + " --merge " + s.out("m2.gguf"));
+    CHECK(gguf.status == 1);
+    CHECK(has(gguf, "writes our .bin format, not GGUF: for llama.cpp and ollama pass --gguf"));
+    CHECK(!fs::exists(s.dir / "m2.gguf"));
+}

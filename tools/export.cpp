@@ -74,6 +74,14 @@ static int run(int argc, char** argv) {
         fail("--dtype %s is for --gguf only: --merge and --hf write f32 or bf16", dtype.c_str());
     if (dtype != "f32" && merge.empty() && hf.empty() && gguf.empty())
         fail("--dtype is for --merge, --hf and --gguf: a --peft adapter is always written in f32");
+    if (!merge.empty() && std::filesystem::path(merge).extension() == ".gguf")
+        fail("--merge %s writes our .bin format, not GGUF: for llama.cpp and ollama pass --gguf %s", merge.c_str(), merge.c_str());
+    auto dir_key = [](const std::string& d) {  // "runs/x/" and "runs/x" alike
+        const std::filesystem::path p = std::filesystem::weakly_canonical(d);
+        return p.has_filename() ? p : p.parent_path();
+    };
+    if (!peft.empty() && !hf.empty() && dir_key(peft) == dir_key(hf))
+        fail("--peft and --hf name the same directory (%s): an adapter and a model need a directory each", peft.c_str());
     // Never write over an input (the base model, the adapter, the tokenizer that --merge copies beside
     // its output): the export would destroy what it reads. (`--merge base.bf16` beside base.bin would
     // write base.tok, and with --template change the base model's chat template.)
