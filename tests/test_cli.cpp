@@ -567,3 +567,19 @@ TEST_CASE("cli: ./export --peft refuses a model export's directory; --merge refu
     CHECK(has(gguf, "writes our .bin format, not GGUF: for llama.cpp and ollama pass --gguf"));
     CHECK(!fs::exists(s.dir / "m2.gguf"));
 }
+
+// Output lost (a full disk, > /dev/full) is an error, not exit status 0.
+TEST_CASE("cli: a write to a full stdout fails: ./generate --prompt and --chat, ./tokenize") {
+    if (!have_tokenizer()) return;
+    Scratch s;
+    const std::string model = s.real_vocab_model("m.bin");
+    for (const std::string& cmd : {"./generate --model " + model + " --prompt hi --max-tokens 4",
+                                   "echo hi | ./generate --chat --model " + model + " --max-tokens 4",
+                                   std::string("echo hi | ./tokenize --tokenizer ") + kTok}) {
+        Run full = run("{ " + cmd + " > /dev/full; }");  // stderr still comes back
+        INFO(cmd);
+        INFO(full.out);
+        CHECK(full.status == 1);
+        CHECK(has(full, "error: writing to standard output failed: No space left on device"));
+    }
+}

@@ -2,9 +2,11 @@
 // report an error ("error: <what>", exit status 1). A flag's value that is missing or not a number
 // fails naming the flag, instead of atoi's silent 0 or reading past argv.
 #pragma once
+#include <cerrno>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <new>
 #include <string>
 
@@ -107,11 +109,22 @@ struct ShapeFlags {
     }
 };
 
-// main() of every program: runs `body`, turning an exception into "error: ..." and exit status 1.
+// Fails when what was written to `f` has not all arrived (a full disk, > /dev/full): the program
+// would otherwise exit 0 with its output lost. `name` is the output in the message.
+inline void check_written(FILE* f, const char* name) {
+    const bool flushed = fflush(f) == 0;
+    const int err = errno;
+    if (!flushed || ferror(f)) fail("writing to %s failed: %s", name, flushed ? "an earlier write was lost" : strerror(err));
+}
+
+// main() of every program: runs `body`, turning an exception into "error: ..." and exit status 1;
+// output to stdout that was lost is such an error.
 template <class F>
 int run_main(F body) {
     try {
-        return body();
+        const int status = body();
+        check_written(stdout, "standard output");
+        return status;
     } catch (const std::bad_alloc&) {
         fflush(stdout);
         fprintf(stderr, "error: out of memory. %s\n", out_of_memory_advice(false));

@@ -87,9 +87,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
                     json_quote(record_prompt(r).back().content).c_str(), json_quote(whole_utf8(done[i])).c_str(),
                     ref ? ", \"reference\": " : "", ref ? json_quote(*ref).c_str() : "");
         }
-        if (fflush(out) != 0 || ferror(out))
-            fail("%s: writing the answers failed (disk full?): %s", run.out.empty() ? "stdout" : run.out.c_str(),
-                 strerror(errno));
+        check_written(out, run.out.empty() ? "standard output" : run.out.c_str());
         fprintf(stderr, "[%zu/%zu answered, %.1fs]\n", first + done.size(), records.size(), now_seconds() - t0);
     });
     if (out != stdout && fclose(out) != 0) fail("--out %s: writing failed (disk full?)", run.out.c_str());
@@ -117,7 +115,7 @@ std::vector<int32_t> stream_answer(const Model& m, const Tokenizer& tok, const s
         if (!n++) first = now_seconds();
         const std::string b = n == 1 && answer ? decode(tok, {id}) : decode_token(tok, id);
         fwrite(b.data(), 1, b.size(), stdout);
-        fflush(stdout);
+        check_written(stdout, "standard output");  // else a lost answer would run to --max-tokens
     }, ops)[0];
     if (n == 0) fprintf(stderr, "\n[%zu prompt tokens, nothing generated: the first token ended the turn]\n", ids.size());
     else

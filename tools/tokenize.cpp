@@ -96,7 +96,7 @@ int main(int argc, char** argv) {
                 else std::printf(i ? " %d" : "%d", ids[i]);
             }
             if (!show) std::printf("\n");
-            std::fflush(stdout);
+            check_written(stdout, "standard output");  // the ids before the note below
             if (dropped)
                 std::fprintf(stderr, "note: %zu byte(s) of the input (the first 0x%02X) have no token in this vocabulary "
                                      "and were dropped: they never occur in valid UTF-8 text\n", dropped, first);
