@@ -442,9 +442,13 @@ static void load_state(const std::string& path, Trainer& t) {
             changes += "; data is what the data flags made of the files: --data, --val-data or --val-split, "
                        "--template, --prompt-loss-weight, --truncation, the tokenizer";
         // (with another --method the fingerprint changes too: a QLoRA base is sampled in its NF4 codes)
+        // A --preset's random weights are drawn from --seed: another seed is another base, not another model.
         if (changes.find("base: ") != std::string::npos && changes.find("method: ") == std::string::npos)
-            changes += "; base is a fingerprint of the weights the run started from: this checkpoint was trained "
-                       "on another model (--model or --preset)";
+            changes += changes.find("seed: ") != std::string::npos
+                           ? "; base is a fingerprint of the weights the run started from, and a --preset's random "
+                             "weights depend on --seed: pass the checkpoint's --seed"
+                           : "; base is a fingerprint of the weights the run started from: this checkpoint was trained "
+                             "on another model (--model or --preset)";
         fail("%s: this checkpoint was made with other settings (%s), so resuming would not continue the same run.\n"
              "  checkpoint: %s\n  now:        %s\nUse the same flags, or a new --out directory to start afresh; to "
              "train these weights on with other settings, start a new run from them (%s) and a new --out",

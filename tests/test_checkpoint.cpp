@@ -342,6 +342,18 @@ TEST_CASE("resume refuses a checkpoint made with other settings") {
     trainer_init(other, a.cfg, cpu_ops());
     CHECK_THROWS_WITH(trainer_load_checkpoint(other, ckpt), doctest::Contains("base: "));
     CHECK_THROWS_WITH(trainer_load_checkpoint(other, ckpt), doctest::Contains("trained on another model"));
+    // The same preset drawn from another --seed: the seed is named as the cause, not another model.
+    Trainer reseeded;
+    TrainConfig rc = a.cfg;
+    rc.seed = a.cfg.seed + 1;
+    model_init_random(reseeded.model, tiny(), rc.seed);
+    reseeded.train = a.train;
+    reseeded.val = a.val;
+    model_add_lora(reseeded.model, rc.lora, rc.seed);
+    trainer_init(reseeded, rc, cpu_ops());
+    const std::string seeded = error_of([&] { trainer_load_checkpoint(reseeded, ckpt); });
+    CHECK(seeded.find("a --preset's random weights depend on --seed: pass the checkpoint's --seed") != std::string::npos);
+    CHECK(seeded.find("trained on another model") == std::string::npos);
     // The same model as QLoRA: its fingerprint samples the NF4 codes, so it changes too; the message
     // names the method, not another model
     Trainer quantized;

@@ -583,3 +583,14 @@ TEST_CASE("cli: a write to a full stdout fails: ./generate --prompt and --chat, 
         CHECK(has(full, "error: writing to standard output failed: No space left on device"));
     }
 }
+
+TEST_CASE("cli: --resume with another --seed on a preset names the seed, not another model") {
+    Scratch s;
+    const std::string out = " --save-every 1 --max-steps 2 --out " + s.out("o");
+    REQUIRE(s.train("--seed 1" + out).status == 0);
+    Run r = s.train("--seed 2 --resume" + out);
+    CHECK(r.status == 1);
+    CHECK(has(r, "seed: 1 -> 2"));
+    CHECK(has(r, "a --preset's random weights depend on --seed: pass the checkpoint's --seed"));
+    CHECK(!has(r, "another model"));
+}
