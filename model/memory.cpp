@@ -363,6 +363,11 @@ MemoryEstimate memory_estimate(const MemorySpec& s) {
         s.cfg.validate("memory");
         e.n_params = s.cfg.num_params();
     }
+    // Past 2^31 tokens a micro-batch's byte counts wrap around 64 bits (a total below its parts), and
+    // no step's buffers could index them anyway.
+    if ((int64_t)s.B * s.T > (int64_t)1 << 31)
+        fail("--batch-size %d × --seq-len %d is %lld tokens a micro-batch, more than 2^31 (2147483648): ask for fewer",
+             s.B, s.T, (long long)s.B * s.T);
     if (s.method == Method::Full && is_nf4(s.base))
         fail("--precision %s: full fine-tuning updates every weight, which cannot stay NF4 (use --method qlora)",
              weight_format_name(s.base));

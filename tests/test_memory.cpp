@@ -146,6 +146,15 @@ TEST_CASE("estimate: flags name themselves in errors; shapes the method needs") 
     s.method = Method::Full;
     s.base = WeightFormat::NF4;
     CHECK(message([&] { memory_estimate(s); }).find("--method qlora") != std::string::npos);
+    // Sizes whose byte counts would wrap around 64 bits (a total below its scratch line) are refused.
+    MemorySpec big = qlora_65b_spec(false);
+    big.B = big.T = 2000000000;
+    CHECK(message([&] { memory_estimate(big); }) ==
+          "--batch-size 2000000000 × --seq-len 2000000000 is 4000000000000000000 tokens a micro-batch, more than 2^31 "
+          "(2147483648): ask for fewer");
+    big.B = 4096, big.T = 524288;  // 2^31 exactly: estimated, each line within the total
+    const MemoryEstimate e = memory_estimate(big);
+    CHECK(e.total() >= e.scratch + e.activations + e.logits);
 }
 
 TEST_CASE("estimate: the table prints GB with GiB beside, measured with the error, formulas with --explain") {
