@@ -35,6 +35,7 @@ struct Flags {
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto", optimizer = "adamw";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
+    bool eval_only = false;
     bool eval_samples_given = false, decay_ratio_given = false, saves_given = false, tokens_given = false;
     int log_every = 1, eval_samples = 32;
     // --data and --val-data, each given once or more (the files' examples in this order)
@@ -103,6 +104,8 @@ void usage() {
         "  --eval-samples N (32)   held-out examples answered (greedy) before and after training: exact\n"
         "                          match and per-field JSON score, with a few samples shown (0: off)\n"
         "  --dry-run               print the setup and memory table, then exit\n"
+        "  --eval-only             evaluate without training: the held-out loss and --eval-samples answers of the\n"
+        "                          model (with --init-adapter PATH, of that adapter); writes nothing\n"
         "  --device auto|cpu|cuda  where to train (auto: the GPU when there is one, else the CPU)\n");
 }
 
@@ -180,6 +183,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--overwrite")) f.overwrite = true;
         else if (args.is("--check-data")) f.check_data = true;
         else if (args.is("--dry-run")) f.dry_run = true;
+        else if (args.is("--eval-only")) f.eval_only = true;
         else if (args.is("--device")) f.device = args.value();
         else args.unknown();
     }
@@ -210,6 +214,10 @@ void parse_flags(int argc, char** argv, Flags& f) {
             fail("--modules-to-save trains base tensors beside LoRA's adapters: --method full trains them all already");
         tc.lora.save_modules = lora_parse_saves(f.adapters.modules_to_save);
     }
+    if (f.eval_only && (f.resume || f.overwrite))
+        fail("--eval-only evaluates without training and writes nothing: leave out --resume and --overwrite (to "
+             "evaluate a checkpoint, pass --init-adapter CKPT_DIR)");
+    if (f.eval_only) tc.out_dir.clear();  // nothing is saved, so nothing is locked or checked either
     if (!tc.lora.layers.empty() && tc.method == Method::Full)
         fail("--lora-layers places LoRA's adapters: --method full trains every layer's weights themselves");
     if (f.tokens_given && tc.method == Method::Full)
@@ -539,6 +547,8 @@ int run(int argc, char** argv) {
     }
     if ((f.tc.keep_best || f.tc.early_stopping > 0) && t.val.empty())
         fail("--keep-best and --early-stopping compare validation losses: pass --val-data FILE or --val-split F");
+    if (f.eval_only && t.val.empty())
+        fail("--eval-only evaluates on held-out data: pass --val-data FILE or --val-split F");
     if ((f.tc.eval_every > 0 || (f.eval_samples_given && f.eval_samples > 0)) && t.val.empty())
         fail("--eval-every and --eval-samples evaluate on held-out data: pass --val-data FILE or --val-split F");
     if (f.tc.early_stopping > 0 && f.tc.eval_every <= 0)
@@ -669,6 +679,11 @@ int run(int argc, char** argv) {
         }
         se.tok = &tok;
         se.chat = dt.chat_template;
+    }
+    if (f.eval_only) {
+        eval_and_print(t, "without training at", nullptr, false);
+        sample_and_score(t, se, "without");
+        return 0;
     }
     if (t.step == 0) {
         eval_and_print(t, "before", csv, false);

@@ -147,6 +147,27 @@ TEST_CASE("cli: --trainable-tokens trains token rows; --init-adapter takes them 
     CHECK(has(layers, "targets=q,k,v,o,gate,up,down layers=1 (1 of 2)"));
 }
 
+// --eval-only: the held-out loss of a checkpoint's adapter without training, the same as the run that
+// saved it printed at its end; nothing written (no --out, no lock); refused without held-out data.
+TEST_CASE("cli: --eval-only gives a checkpoint's val loss without training and writes nothing") {
+    Scratch s;
+    const std::string val = " --val-data " + s.data;
+    Run trained = s.train("--max-steps 2 --out " + s.out("a") + val);
+    REQUIRE(trained.status == 0);
+    const std::string said = "eval after step 2: val loss ";
+    const size_t at = trained.out.find(said);
+    REQUIRE(at != std::string::npos);
+    const std::string loss = trained.out.substr(at + said.size(), 6);
+    Run eval = s.train("--eval-only --init-adapter " + s.out("a/ckpt-00000002") + " --out " + s.out("b") + val);
+    INFO(eval.out);
+    CHECK(eval.status == 0);
+    CHECK(has(eval, ("eval without training at step 0: val loss " + loss).c_str()));
+    CHECK(!has(eval, "step     1/"));
+    CHECK(!fs::exists(s.out("b")));
+    CHECK(has(s.train("--eval-only"), "--eval-only evaluates on held-out data: pass --val-data FILE or --val-split F"));
+    CHECK(has(s.train("--eval-only --resume" + val), "--eval-only evaluates without training and writes nothing"));
+}
+
 TEST_CASE("cli: SIGTERM (or Ctrl-C) while training saves a checkpoint that --resume continues, also when sent twice") {
     // Twice in a moment, as coreutils' timeout delivers it (to the trainer, then to its process
     // group): the second signal used to kill the run before its checkpoint was saved. (A millisecond
