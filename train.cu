@@ -214,10 +214,11 @@ void parse_flags(int argc, char** argv, Flags& f) {
             fail("--modules-to-save trains base tensors beside LoRA's adapters: --method full trains them all already");
         tc.lora.save_modules = lora_parse_saves(f.adapters.modules_to_save);
     }
-    if (f.eval_only && (f.resume || f.overwrite))
-        fail("--eval-only evaluates without training and writes nothing: leave out --resume and --overwrite (to "
-             "evaluate a checkpoint, pass --init-adapter CKPT_DIR)");
+    if (f.eval_only && (f.resume || f.overwrite || tc.keep_best || tc.early_stopping > 0))
+        fail("--eval-only evaluates without training and writes nothing: leave out --resume, --overwrite, --keep-best "
+             "and --early-stopping (to evaluate a checkpoint, pass --init-adapter CKPT_DIR)");
     if (f.eval_only) tc.out_dir.clear();  // nothing is saved, so nothing is locked or checked either
+    tc.eval_only = f.eval_only;
     if (!tc.lora.layers.empty() && tc.method == Method::Full)
         fail("--lora-layers places LoRA's adapters: --method full trains every layer's weights themselves");
     if (f.tokens_given && tc.method == Method::Full)
@@ -567,7 +568,7 @@ int run(int argc, char** argv) {
                                                    : ", optimizer offloaded: AdamW runs on the CPU",
            !f.tc.optim.stochastic_rounding ? "" : ops.host ? " (--stochastic-rounding: nothing to round, the CPU backend's weights are FP32)"
                                                            : ", BF16 weights rounded stochastically");
-    check_memory_fits(f.tc, t, ops);
+    if (!f.eval_only) check_memory_fits(f.tc, t, ops);  // (what it sizes is training's)
     trainer_init(t, f.tc, ops);
     printf("method: %s, %zu trainable parameters (%.2f%% of %lld)\n", method_name(f.tc.method), t.model.num_trainable(),
            100.0 * t.model.num_trainable() / t.model.cfg.num_params(), (long long)t.model.cfg.num_params());
@@ -608,7 +609,7 @@ int run(int argc, char** argv) {
         printf("note: --early-stopping %d with --eval-every %d cannot stop this run of %d steps (it needs %d evaluations)\n",
                f.tc.early_stopping, f.tc.eval_every, t.total_steps, f.tc.early_stopping + 1);
     MemoryUse used = trainer_memory(t);
-    print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
+    if (!f.eval_only) print_memory_table(memory_estimate(trainer_memory_spec(t)), &used, stdout);
     if (f.dry_run) return 0;
 
     if (f.overwrite)

@@ -204,8 +204,9 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops) {
     t.base_hash = base_hash(t.model);
     if (t.cfg.optim.warmup_steps == 0 && cfg.warmup_ratio > 0)
         t.cfg.optim.warmup_steps = (int)std::ceil(cfg.warmup_ratio * t.total_steps);
-    model_upload(t.model, ops, true, offloaded(t));
+    model_upload(t.model, ops, !cfg.eval_only, offloaded(t));
     workspace_init(t.ws, t.model, cfg.batch.batch_size, trainer_seq_len(cfg, t.train, t.val), cfg.recompute, ops);
+    if (cfg.eval_only) return;  // no gradients, optimizer state or FP32 masters: trainer_step is not for it
     size_t bytes = t.model.num_trainable() * sizeof(float);
     t.grads = Buffer(ops, bytes, Mem::gradients);
     const Ops& opt_ops = offloaded(t) ? cpu_ops() : ops;  // where AdamW runs and its state lives
@@ -446,7 +447,8 @@ static void load_state(const std::string& path, Trainer& t) {
         if (changes.find("base: ") != std::string::npos && changes.find("method: ") == std::string::npos)
             changes += changes.find("seed: ") != std::string::npos
                            ? "; base is a fingerprint of the weights the run started from, and a --preset's random "
-                             "weights depend on --seed: pass the checkpoint's --seed"
+                             "weights depend on --seed: with --preset, pass the checkpoint's --seed; with --model, "
+                             "this checkpoint was trained on another model"
                            : "; base is a fingerprint of the weights the run started from: this checkpoint was trained "
                              "on another model (--model or --preset)";
         fail("%s: this checkpoint was made with other settings (%s), so resuming would not continue the same run.\n"

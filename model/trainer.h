@@ -27,6 +27,7 @@ struct TrainConfig {
     // parameter from the GPU to the host, at the cost of moving the gradients down and the
     // parameters up once per step. No effect on the CPU backend.
     bool offload_optimizer = false;
+    bool eval_only = false;  // evaluation without training (./train --eval-only): no gradients, optimizer state or masters
     uint64_t seed = 42;
     std::string out_dir;         // checkpoints and the CSV log; empty: none
     int save_every = 0;          // steps between checkpoints (0: only at the end)

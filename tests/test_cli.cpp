@@ -166,6 +166,8 @@ TEST_CASE("cli: --eval-only gives a checkpoint's val loss without training and w
     CHECK(!fs::exists(s.out("b")));
     CHECK(has(s.train("--eval-only"), "--eval-only evaluates on held-out data: pass --val-data FILE or --val-split F"));
     CHECK(has(s.train("--eval-only --resume" + val), "--eval-only evaluates without training and writes nothing"));
+    CHECK(has(s.train("--eval-only --keep-best" + val), "leave out --resume, --overwrite, --keep-best and --early-stopping"));
+    CHECK(!has(eval, "memory estimate"));  // (training's table: none of it is allocated)
 }
 
 TEST_CASE("cli: SIGTERM (or Ctrl-C) while training saves a checkpoint that --resume continues, also when sent twice") {
@@ -601,13 +603,12 @@ TEST_CASE("cli: a write to a full stdout fails: ./generate --prompt and --chat, 
     }
 }
 
-TEST_CASE("cli: --resume with another --seed on a preset names the seed, not another model") {
+TEST_CASE("cli: --resume with another --seed on a preset names the seed") {
     Scratch s;
     const std::string out = " --save-every 1 --max-steps 2 --out " + s.out("o");
     REQUIRE(s.train("--seed 1" + out).status == 0);
     Run r = s.train("--seed 2 --resume" + out);
     CHECK(r.status == 1);
     CHECK(has(r, "seed: 1 -> 2"));
-    CHECK(has(r, "a --preset's random weights depend on --seed: pass the checkpoint's --seed"));
-    CHECK(!has(r, "another model"));
+    CHECK(has(r, "a --preset's random weights depend on --seed: with --preset, pass the checkpoint's --seed"));
 }

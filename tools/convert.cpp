@@ -43,6 +43,11 @@ static int run(int argc, char** argv) {
     std::string input, out, dtype = "f32";
     for (int i = 1; i < argc; i++) {
         std::string a = argv[i];
+        // --out=PATH and --dtype=bf16, as every tool takes them (tools/cli.h's Args)
+        if (a.rfind("--out=", 0) == 0 || a.rfind("--dtype=", 0) == 0) {
+            (a[2] == 'o' ? out : dtype) = a.substr(a.find('=') + 1);
+            continue;
+        }
         if ((a == "-o" || a == "--out" || a == "--dtype") && i + 1 >= argc) fail("%s needs a value", a.c_str());
         if (a == "-o" || a == "--out") out = argv[++i];
         else if (a == "--dtype") dtype = argv[++i];
