@@ -7,6 +7,7 @@
 #include <cstdarg>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -176,4 +177,18 @@ float Rng::normal() {
 double now_seconds() {
     using namespace std::chrono;
     return duration<double>(steady_clock::now().time_since_epoch()).count();
+}
+
+// A folder given as a model (a checkpoint's, say) opens, and reads from it return nothing, which
+// would be reported as a truncated file: named as a folder instead, with the file it may hold.
+void check_model_not_directory(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;
+    const std::filesystem::path dir(path);
+    const std::string bin = (dir / "model.bin").string();
+    if (file_exists(bin)) fail("%s is a directory, not a file: pass %s", path.c_str(), bin.c_str());
+    if (file_exists((dir / "adapter.lora").string()))
+        fail("%s is a directory, not a file: it holds a LoRA adapter (adapter.lora), which needs the base model it "
+             "was trained from: pass that as --model, the adapter as --lora (./train: --init-adapter)", path.c_str());
+    fail("%s is a directory, not a file: pass a model file (.bin)", path.c_str());
 }

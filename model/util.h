@@ -85,3 +85,7 @@ struct Rng {
 };
 
 double now_seconds();
+
+// A folder given where a model file goes (a checkpoint's, say) fails naming it as one, with the file
+// it holds (model.bin, or an adapter.lora that needs its base model); anything else passes.
+void check_model_not_directory(const std::string& path);

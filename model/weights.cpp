@@ -206,24 +206,9 @@ static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t&
     cfg.validate(r.path);
 }
 
-namespace {
-// A folder given as a model (a checkpoint's, say) opens, and reads from it return nothing, which
-// would be reported as a truncated file: named as a folder instead, with the file it may hold.
-void check_not_directory(const std::string& path) {
-    struct stat st;
-    if (stat(path.c_str(), &st) != 0 || !S_ISDIR(st.st_mode)) return;
-    const std::filesystem::path dir(path);
-    const std::string bin = (dir / "model.bin").string();
-    if (file_exists(bin)) fail("%s is a directory, not a file: pass %s", path.c_str(), bin.c_str());
-    if (file_exists((dir / "adapter.lora").string()))
-        fail("%s is a directory, not a file: it holds a LoRA adapter (adapter.lora), which needs the base model it "
-             "was trained from: pass that as --model, the adapter as --lora (./train: --init-adapter)", path.c_str());
-    fail("%s is a directory, not a file: pass a model file (.bin)", path.c_str());
-}
-}  // namespace
 
 ModelConfig model_read_config(const std::string& path) {
-    check_not_directory(path);
+    check_model_not_directory(path);
     FILE* f = fopen(path.c_str(), "rb");
     if (!f) fail("%s: cannot open model file", path.c_str());
     std::string head(256, '\0');
@@ -251,7 +236,7 @@ void pread_all(int fd, void* dst, size_t n, size_t offset, const std::string& pa
 }  // namespace
 
 ModelFile::ModelFile(const std::string& p) : path(p) {
-    check_not_directory(path);
+    check_model_not_directory(path);
     fd = open(path.c_str(), O_RDONLY);
     if (fd < 0) fail("%s: cannot open: %s", path.c_str(), strerror(errno));
     struct stat st;

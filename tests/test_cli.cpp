@@ -488,6 +488,9 @@ TEST_CASE("cli: a directory where a model file goes is named as one, with the fi
     Run lora = run("./train --model " + s.out("lora") + " --data " + s.data + " --dry-run");
     CHECK(lora.status == 1);
     CHECK(has(lora, (s.out("lora") + " is a directory, not a file: it holds a LoRA adapter (adapter.lora)").c_str()));
+    Run exported = run("./export --model " + s.out("lora") + " --hf " + s.out("hf"));  // (before its tokenizer is looked for)
+    CHECK(exported.status == 1);
+    CHECK(has(exported, (s.out("lora") + " is a directory, not a file: it holds a LoRA adapter (adapter.lora)").c_str()));
     Run empty = run("./generate --model " + s.dir.string() + " --prompt hi");
     CHECK(empty.status == 1);
     CHECK(has(empty, "is a directory, not a file: pass a model file (.bin)"));

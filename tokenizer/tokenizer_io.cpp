@@ -449,9 +449,7 @@ std::string tokenizer_beside(const std::string& model_path) {
 
 std::string tokenizer_of_model(const std::string& model_path, const std::string& flag, const char* also) {
     if (!flag.empty()) return flag;
-    if (std::filesystem::is_directory(model_path))  // (a checkpoint's folder: its file is named by the model reader)
-        fail("%s is a directory, not a model file: pass the .bin file (a checkpoint's model.bin, or the base model "
-             "its adapter.lora was trained from)", model_path.c_str());
+    check_model_not_directory(model_path);  // (a checkpoint's folder: named with the file it holds)
     const std::string beside = tokenizer_beside(model_path);
     if (!file_exists(beside))
         fail("%s: no tokenizer beside the model (looked for %s): pass --tokenizer PATH, the model's own (.tok, "
