@@ -66,7 +66,7 @@ void usage() {
         "method\n"
         "  --method lora|qlora|full  (default lora; qlora keeps the base projections in NF4)\n"
         "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
-        "  --lora-layers 0-3,10    adapters on these decoder layers only (PEFT's layers_to_transform; default: all)\n"
+        "  --lora-layers 0-3,10|all  adapters on these decoder layers only (PEFT's layers_to_transform; default: all)\n"
         "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
         "  --use-dora              DoRA: also train a magnitude per output row of each adapted weight\n"
         "                          (PEFT's use_dora; slower and more activation memory than LoRA)\n"
@@ -450,6 +450,12 @@ void lock_out_dir(const std::string& out) {
     const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);  // left open: the lock lasts the run
     if (fd < 0) fail("%s: cannot open the lock file: %s", path.c_str(), strerror(errno));
     if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == ENOLCK || errno == EOPNOTSUPP || errno == ENOSYS) {  // a filesystem without locks (some NFS)
+            fprintf(stderr, "warning: %s: cannot lock (%s): nothing stops a second ./train from using --out %s at "
+                    "the same time\n", path.c_str(), strerror(errno), out.c_str());
+            close(fd);
+            return;
+        }
         if (errno != EWOULDBLOCK) fail("%s: cannot lock: %s", path.c_str(), strerror(errno));
         char pid[24] = {};
         const ssize_t n = pread(fd, pid, sizeof pid - 1, 0);  // empty while the owner is about to write it

@@ -131,6 +131,7 @@ std::string lora_tokens_string(const ModelConfig& cfg, const LoraConfig& lc) {
 
 std::vector<int32_t> lora_parse_layers(const std::string& list) {
     std::vector<int32_t> layers;
+    if (list == "all") return layers;  // (as the logs write the default)
     std::stringstream ss(list);
     std::string item;
     auto number = [&](const std::string& s) {

@@ -74,7 +74,8 @@ inline const std::vector<int32_t>& lora_table_tokens(const ModelConfig& cfg, con
 // "3 tokens (embed_tokens, lm_head)", for logs.
 std::string lora_tokens_string(const ModelConfig& cfg, const LoraConfig& lc);
 
-// "0-3,10,20-23" (layer indices and ranges) into ascending distinct layers; fails naming the item.
+// "0-3,10,20-23" (layer indices and ranges) into ascending distinct layers, "all" into none (every
+// layer); fails naming the item.
 std::vector<int32_t> lora_parse_layers(const std::string& list);
 // Fails, naming `where`, unless the layers ascend, differ and are below cfg.n_layers.
 void lora_check_layers(const ModelConfig& cfg, const LoraConfig& lc, const std::string& where);

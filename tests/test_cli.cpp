@@ -145,6 +145,9 @@ TEST_CASE("cli: --trainable-tokens trains token rows; --init-adapter takes them 
     INFO(layers.out);
     CHECK(layers.status == 0);
     CHECK(has(layers, "targets=q,k,v,o,gate,up,down layers=1 (1 of 2)"));
+    Run all = s.train("--max-steps 2 --lora-layers all --out " + s.out("m"));
+    CHECK(all.status == 0);
+    CHECK(has(all, "targets=q,k,v,o,gate,up,down\n"));
 }
 
 // --eval-only: the held-out loss of a checkpoint's adapter without training, the same as the run that
