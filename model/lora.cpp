@@ -309,17 +309,13 @@ void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<
     const size_t n = (size_t)cfg.vocab_size * cfg.dim;
     if (L.embed != SIZE_MAX) std::copy_n(adapters.begin() + L.embed, n, params.begin() + off.embed);
     if (L.lm_head != SIZE_MAX && L.lm_head != L.embed) std::copy_n(adapters.begin() + L.lm_head, n, params.begin() + off.lm_head);
-    lora_put_tokens(cfg, lc, adapters, params, off);
-}
-
-void lora_put_tokens(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters,
-                     std::vector<float>& params, const ModelOffsets& off) {
-    const LoraLayout L = lora_layout(cfg, lc);
+    // and the trainable tokens' rows theirs
     for (int t = 0; t < LORA_NUM_TABLES; t++)
         for (size_t i = 0; i < lc.tokens[t].size(); i++)
             std::copy_n(adapters.begin() + L.tokens[t] + i * cfg.dim, cfg.dim,
                         params.begin() + (t == LORA_TABLE_EMBED ? off.embed : off.lm_head) + (size_t)lc.tokens[t][i] * cfg.dim);
 }
+
 
 void lora_save(const std::string& path, const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters) {
     AtomicFile f(path);

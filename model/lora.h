@@ -132,13 +132,8 @@ void lora_init(const ModelConfig& cfg, const LoraConfig& lc, std::vector<float>&
 
 // W += scale · B A for every adapted weight (with DoRA then each row of it scaled to its magnitude,
 // W_j = m_j · W_j / ‖W_j‖), and the saved modules' copies and the trainable tokens' rows put in place
-// of the base tensors and rows (lora_put_tokens): afterwards the base alone gives the adapted model.
+// of the base tensors and rows: afterwards the base alone gives the adapted model.
 void lora_merge(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters, std::vector<float>& params);
-
-// The trainable tokens' rows of `adapters` written over their rows of the tables in `params` (FP32,
-// the tables at off.embed and off.lm_head).
-void lora_put_tokens(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters,
-                     std::vector<float>& params, const ModelOffsets& off);
 
 // adapter .lora: magic "LLMA", version, the LoraScalars, the base config's hash and layer count,
 // (version 4:) each table's count of trainable tokens and their ids (int32), (version 5:) the count

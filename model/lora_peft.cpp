@@ -63,6 +63,14 @@ std::string peft_token_rows_name(int p, int t) {
     const std::string table = t == LORA_TABLE_EMBED ? peft_embed_name(p) : peft_head_name(p);
     return table.substr(0, table.size() - strlen("weight")) + "token_adapter.trainable_tokens_delta";
 }
+// An integer of [0, count) that adapter_config.json gives as `what`, or a failure naming it as not
+// `kind`.
+int32_t json_index(const JsonValue& x, int count, const std::string& cpath, const std::string& what, const char* kind) {
+    if (x.type != JsonValue::Number || !x.exact_integer || x.integer < 0 || x.integer >= count)
+        fail("%s: %s holds %s, not %s (0..%d)", cpath.c_str(), what.c_str(),
+             x.type == JsonValue::Number ? strf("%g", x.number).c_str() : json_type_name(x.type), kind, count - 1);
+    return (int32_t)x.integer;
+}
 std::string json_ids(const std::vector<int32_t>& ids) {
     std::string s;
     for (int32_t id : ids) s += (s.empty() ? "" : ", ") + std::to_string(id);
@@ -125,16 +133,13 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
         }
     // Some layers only: layers_to_transform beside a list; PEFT ignores it beside a regular expression,
     // which then names the layers itself.
-    std::string layer_regex = "\\d+", layers_json = "null";
+    std::string layer_regex = "\\d+";
     if (!lc.layers.empty()) {
-        layer_regex = layers_json = "";
-        for (int32_t l : lc.layers) {
-            layer_regex += (layer_regex.empty() ? "" : "|") + std::to_string(l);
-            layers_json += (layers_json.empty() ? "" : ", ") + std::to_string(l);
-        }
+        layer_regex.clear();
+        for (int32_t l : lc.layers) layer_regex += (layer_regex.empty() ? "" : "|") + std::to_string(l);
         layer_regex = "(?:" + layer_regex + ")";
-        layers_json = base == PeftBase::text ? "[" + layers_json + "]" : "null";
     }
+    const std::string layers_json = lc.layers.empty() || base != PeftBase::text ? "null" : json_ids(lc.layers);
     if (base == PeftBase::image_text)
         targets = json_quote(".*\\.language_model\\.layers\\." + layer_regex + "\\..*\\.(" + targets + ")");
     else targets = "[" + targets + "]";
@@ -393,13 +398,9 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
         auto ids = [&](const JsonValue& list, const std::string& what) {
             std::vector<int32_t> out;
             if (list.type != JsonValue::Array) fail("%s: \"trainable_token_indices\"%s must be a list of token ids", cpath.c_str(), what.c_str());
-            for (const JsonValue& id : list.array) {
-                if (id.type != JsonValue::Number || !id.exact_integer || id.integer < 0 || id.integer >= cfg.vocab_size)
-                    fail("%s: \"trainable_token_indices\"%s holds %s, not a token id of the base model's vocabulary (0..%d)",
-                         cpath.c_str(), what.c_str(), id.type == JsonValue::Number ? strf("%g", id.number).c_str() : json_type_name(id.type),
-                         cfg.vocab_size - 1);
-                out.push_back((int32_t)id.integer);
-            }
+            for (const JsonValue& id : list.array)
+                out.push_back(json_index(id, cfg.vocab_size, cpath, "\"trainable_token_indices\"" + what,
+                                         "a token id of the base model's vocabulary"));
             return out;
         };
         if (v.type == JsonValue::Object) {
@@ -467,10 +468,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     if (truthy("layers_to_transform")) {
         const JsonValue& v = *j.get("layers_to_transform");
         auto layer = [&](const JsonValue& x) {
-            if (x.type != JsonValue::Number || !x.exact_integer || x.integer < 0 || x.integer >= cfg.n_layers)
-                fail("%s: \"layers_to_transform\" holds %s, not a layer of the base model (0..%d)", cpath.c_str(),
-                     x.type == JsonValue::Number ? strf("%g", x.number).c_str() : json_type_name(x.type), cfg.n_layers - 1);
-            return (int32_t)x.integer;
+            return json_index(x, cfg.n_layers, cpath, "\"layers_to_transform\"", "a layer of the base model");
         };
         if (v.type == JsonValue::Array)
             for (const JsonValue& x : v.array) lc.layers.push_back(layer(x));

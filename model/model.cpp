@@ -192,7 +192,7 @@ void model_set_lora(Model& m, const LoraConfig& lc, std::vector<float> adapters)
         m.token_base.resize(at + m.lora.tokens[t].size() * m.cfg.dim);
         table_rows(m, t, m.lora.tokens[t], m.token_base.data() + at, false);
     }
-    lora_put_tokens(m.cfg, m.lora, m.adapters, m.params, m.off);
+    model_put_token_rows(m, cpu_ops());
     // A device copy holds the old adapters (or none, and masters of another size): reading it would
     // run stale weights or past its buffers, so it goes (model_upload again).
     m.device.reset();
@@ -212,7 +212,7 @@ void model_add_lora(Model& m, const LoraConfig& lc, uint64_t seed) {
     for (int t = 0, at = 0; t < LORA_NUM_TABLES; at += (int)m.lora.tokens[t].size(), t++)
         std::copy_n(m.token_base.begin() + (size_t)at * m.cfg.dim, m.lora.tokens[t].size() * m.cfg.dim,
                     m.adapters.begin() + L.tokens[t]);
-    lora_put_tokens(m.cfg, m.lora, m.adapters, m.params, m.off);  // (model_set_lora put lora_init's zeros there)
+    model_put_token_rows(m, cpu_ops());  // (model_set_lora put lora_init's zeros there)
     if (lc.use_dora) lora_init_magnitudes(m);
 }
 
