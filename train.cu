@@ -21,6 +21,7 @@
 #include "model/lora_peft.h"
 #include "model/loss_plot.h"
 #include "model/memory.h"
+#include "model/run_command.h"
 #include "model/trainer.h"
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
@@ -95,10 +96,12 @@ void usage() {
         "  --optimizer adamw|adamw8bit (adamw)  adamw8bit: bitsandbytes' 8-bit moments (2 bytes a parameter\n"
         "                          instead of 8; tensors under 4096 parameters keep FP32 moments)\n"
         "output\n"
-        "  --out DIR (out)  --save-every N  --keep-last N (2, 0 = all)  --eval-every N  --resume  --log-every N (1)\n"
-        "  --overwrite             start over in an --out that holds an earlier run's checkpoints (deletes them)\n"
+        "  --out DIR (out)  --save-every N  --keep-last N (2, 0 = all)  --eval-every N  --log-every N (1)\n"
+        "  --resume                continue the run in --out from its newest checkpoint, given its command again or\n"
+        "                          alone (with at most --out DIR): then the command recorded in OUT/run.json runs\n"
         "                          (Ctrl-C or SIGTERM while training: the step in progress ends, a checkpoint is\n"
-        "                          saved into --out, and the same command with --resume continues)\n"
+        "                          saved into --out, and --resume continues)\n"
+        "  --overwrite             start over in an --out that holds an earlier run's checkpoints (deletes them)\n"
         "  --keep-best             keep the weights of the lowest validation loss in OUT/best/\n"
         "  --early-stopping N      stop after N evaluations (--eval-every) without a lower validation loss\n"
         "  --eval-samples N (32)   held-out examples answered (greedy) before and after training: exact\n"
@@ -489,6 +492,12 @@ void check_out_dir(const Flags& f) {
 }
 
 int run(int argc, char** argv) {
+    std::vector<std::string> recorded = recorded_resume_args(argc, argv);  // `./train --resume` alone
+    std::vector<char*> recorded_argv = {argv[0]};
+    if (!recorded.empty()) {
+        for (std::string& a : recorded) recorded_argv.push_back(a.data());
+        argc = (int)recorded_argv.size(), argv = recorded_argv.data();
+    }
     Flags f;
     parse_flags(argc, argv, f);
     if (!f.dry_run && !f.check_data) {
@@ -659,6 +668,7 @@ int run(int argc, char** argv) {
         csv = fopen(path.c_str(), "w");
         if (!csv) fail("%s: cannot write the log", path.c_str());
         fputs(kept.c_str(), csv);
+        save_run_command(t.cfg.out_dir, argc, argv);
     }
     SampleEval se;
     if (f.eval_samples_given && f.eval_samples > 0 && tok.vocab.empty())
@@ -723,8 +733,9 @@ int run(int argc, char** argv) {
             printf("saved %s\n", save().c_str());
         if (g_interrupt && t.step < t.total_steps) {
             if (t.cfg.out_dir.empty()) fail("interrupted at step %d of %d (no --out: nothing saved)", t.step, t.total_steps);
-            fail("interrupted at step %d of %d: saved %s; the same command with --resume continues the run", t.step,
-                 t.total_steps, save().c_str());
+            fail("interrupted at step %d of %d: saved %s; ./train --resume%s continues the run (the same command with "
+                 "--resume does too)", t.step, t.total_steps, save().c_str(),
+                 t.cfg.out_dir == "out" ? "" : (" --out " + shell_quote(t.cfg.out_dir)).c_str());
         }
     }
     // Steps ran and did not stop early (which has just evaluated); a run resumed at its end had its

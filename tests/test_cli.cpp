@@ -111,6 +111,37 @@ TEST_CASE("cli: a new run refuses an --out with an earlier run's checkpoints; --
     CHECK(fs::exists(s.out("o/ckpt-00000002/adapter.lora")));
 }
 
+// After a kill the command line is what a user has lost: `./train --resume` alone (or with only
+// --out) reruns the one recorded in OUT/run.json, from the directory it started in, also after the
+// folder moved.
+TEST_CASE("cli: --resume alone reruns the command recorded in OUT/run.json") {
+    Scratch s;
+    const std::string train = fs::absolute("train").string();
+    REQUIRE(run("cd " + s.dir.string() + " && " + train + " --preset tiny --data d.jsonl --batch-size 2 --eval-samples 0 "
+                "--max-steps 3 --save-every 1 --lr 1e-3 --out o").status == 0);
+    CHECK(read_file(s.out("o/run.json")).find("\"--lr\", \"1e-3\"") != std::string::npos);
+    fs::remove_all(s.out("o/ckpt-00000003"));  // as if killed after step 2's checkpoint
+    Run again = run("cd / && " + train + " --resume --out " + s.out("o"));  // elsewhere: d.jsonl is relative
+    INFO(again.out);
+    CHECK(again.status == 0);
+    CHECK(has(again, "resume: the command recorded in"));
+    CHECK(has(again, "--lr 1e-3 --out o --resume"));
+    CHECK(has(again, "resume: o/ckpt-00000002 (step 2 of 3)"));
+    CHECK(fs::exists(s.out("o/ckpt-00000003/train.state")));
+    fs::rename(s.out("o"), s.out("moved"));
+    Run moved = run("cd " + s.dir.string() + " && " + train + " --out=moved --resume");
+    INFO(moved.out);
+    CHECK(moved.status == 0);
+    CHECK(has(moved, ("--out " + s.out("moved") + " --resume").c_str()));
+    CHECK(has(moved, "the run is complete, nothing left to train"));
+    // Any other flag: the command given is the command run (here the default model, which refuses).
+    CHECK(!has(run("cd " + s.dir.string() + " && " + train + " --resume --out moved --max-steps 3"), "recorded"));
+    write_file_atomic(s.out("moved/run.json"), "{\"cwd\": 1}");
+    Run bad = run("cd " + s.dir.string() + " && " + train + " --resume --out moved");
+    CHECK(bad.status == 1);
+    CHECK(has(bad, "moved/run.json: no \"cwd\" string: it records the run's command for --resume"));
+}
+
 // --trainable-tokens: the rows trained with the adapters, in its file, and an --init-adapter that
 // carries them continues them: the same ids in another order are the same rows, others refused.
 TEST_CASE("cli: --trainable-tokens trains token rows; --init-adapter takes them in any order, not others; --lora-layers") {
@@ -193,7 +224,7 @@ TEST_CASE("cli: SIGTERM (or Ctrl-C) while training saves a checkpoint that --res
         CHECK(has(r, "status 1"));  // the run's own error exit, not 143 (killed by the signal)
         const std::string text = read_file(log);
         INFO(text.substr(text.size() > 400 ? text.size() - 400 : 0));
-        CHECK(text.find("--resume continues the run") != std::string::npos);
+        CHECK(text.find("./train --resume --out " + s.out("o") + " continues the run") != std::string::npos);
         size_t at = text.find("saved " + s.out("o/ckpt-"));
         REQUIRE(at != std::string::npos);
         const int step = std::stoi(text.substr(at + 6 + s.out("o/ckpt-").size(), 8));

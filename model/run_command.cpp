@@ -1,0 +1,102 @@
+#include "model/run_command.h"
+
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <stdexcept>
+
+#include "data/json.h"
+#include "model/util.h"
+
+namespace fs = std::filesystem;
+
+static std::string run_json(const std::string& out_dir) { return out_dir + "/run.json"; }
+
+void save_run_command(const std::string& out_dir, int argc, char** argv) {
+    std::error_code ec;
+    const fs::path cwd = fs::current_path(ec);
+    if (ec) fail("cannot read the working directory to record the run's command: %s", ec.message().c_str());
+    std::string json = "{\"cwd\": " + json_quote(cwd.string()) + ", \"args\": [";
+    bool first = true;
+    for (int i = 1; i < argc; i++) {
+        const std::string a = argv[i];
+        if (a == "--resume" || a == "--overwrite") continue;  // one-off requests, not the run's settings
+        json += (first ? "" : ", ") + json_quote(a);
+        first = false;
+    }
+    write_file_atomic(run_json(out_dir), json + "]}\n");
+}
+
+bool load_run_command(const std::string& out_dir, RunCommand& rc) {
+    const std::string path = run_json(out_dir);
+    if (!file_exists(path)) return false;
+    const auto bad = [&](const std::string& why) {
+        fail("%s: %s: it records the run's command for --resume; pass the whole command with --resume instead, "
+             "or delete the file", path.c_str(), why.c_str());
+    };
+    JsonValue v;
+    try {
+        v = json_parse(read_file(path));
+    } catch (const std::runtime_error& e) {
+        bad(e.what());
+    }
+    const JsonValue* cwd = v.get("cwd");
+    const JsonValue* args = v.get("args");
+    if (!cwd || cwd->type != JsonValue::String) bad("no \"cwd\" string");
+    if (!args || args->type != JsonValue::Array) bad("no \"args\" array");
+    rc.cwd = cwd->string;
+    rc.args.clear();
+    for (const JsonValue& a : args->array) {
+        if (a.type != JsonValue::String) bad("an argument that is not a string");
+        rc.args.push_back(a.string);
+    }
+    return true;
+}
+
+std::string train_command_line(const std::vector<std::string>& args) {
+    std::string line = "./train";
+    for (const std::string& a : args) line += " " + shell_quote(a);
+    return line;
+}
+
+// The --out an argument list names ("out" when none): its last, as the flag parser takes it.
+static std::string out_of(const std::vector<std::string>& args) {
+    std::string out = "out";
+    for (size_t i = 0; i < args.size(); i++)
+        if (args[i] == "--out" && i + 1 < args.size()) out = args[++i];
+        else if (args[i].rfind("--out=", 0) == 0) out = args[i].substr(6);
+    return out;
+}
+
+std::vector<std::string> recorded_resume_args(int argc, char** argv) {
+    const std::vector<std::string> given(argv + 1, argv + argc);
+    bool resume = false;
+    for (size_t i = 0; i < given.size(); i++) {
+        if (given[i] == "--resume") resume = true;
+        else if (given[i] == "--out" && i + 1 < given.size()) i++;
+        else if (given[i].rfind("--out=", 0) != 0) return {};  // a command of its own: it stands as given
+    }
+    const std::string out = out_of(given);
+    RunCommand rc;
+    if (!resume || !load_run_command(out, rc)) return {};
+    std::error_code ec;
+    const std::string here = fs::absolute(out, ec).lexically_normal().string();
+    if (chdir(rc.cwd.c_str()) != 0)
+        fail("%s/run.json: the run was started in %s, which cannot be entered (%s): run its command with --resume "
+             "from where its paths lead: %s --resume", out.c_str(), rc.cwd.c_str(), strerror(errno),
+             train_command_line(rc.args).c_str());
+    if (!same_file(out_of(rc.args), here)) {  // the folder moved: the run goes on where it is now
+        std::vector<std::string> kept;
+        for (size_t i = 0; i < rc.args.size(); i++)
+            if (rc.args[i] == "--out" && i + 1 < rc.args.size()) i++;
+            else if (rc.args[i].rfind("--out=", 0) != 0) kept.push_back(rc.args[i]);
+        rc.args = kept;
+        rc.args.insert(rc.args.end(), {"--out", here});
+    }
+    rc.args.push_back("--resume");
+    printf("resume: the command recorded in %s/run.json: %s\n", out.c_str(), train_command_line(rc.args).c_str());
+    return rc.args;
+}
