@@ -121,7 +121,7 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
         return false;
     }
     if (msgs.array.empty()) { why = "field \"" + list + "\" is empty"; return false; }
-    bool any_assistant = false;
+    bool any_assistant = false, any_learned = false;
     for (size_t i = 0; i < msgs.array.size(); i++) {
         const JsonValue& m = msgs.array[i];
         std::string at = list + "[" + std::to_string(i) + "]";
@@ -173,7 +173,22 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
                   "drop the line, or the field if the turn should be learned without its calls";
             return false;
         }
+        // OpenAI's fine-tuning format: "weight" 0 on an assistant message keeps the turn as context
+        // without learning it (a weak or outdated answer inside a good conversation), 1 learns it.
+        if (const JsonValue* w = m.get("weight"); w && !w->is_null()) {
+            if (w->type != JsonValue::Number || (w->number != 0 && w->number != 1)) {
+                why = at + ": field \"weight\" must be 0 (the turn is context, not learned) or 1 (learned)";
+                return false;
+            }
+            if (cm.role != "assistant" && w->number == 1) {  // 0 says what a non-assistant turn is anyway
+                why = at + ": field \"weight\": 1 learns an assistant turn; a " + cm.role + " turn is context (its "
+                      "tokens weigh --prompt-loss-weight, for every prompt alike): drop the field";
+                return false;
+            }
+            cm.trained = w->number == 1;
+        }
         any_assistant |= cm.role == "assistant";
+        any_learned |= cm.role == "assistant" && cm.trained;
         r.messages.push_back(std::move(cm));
     }
     // Prompts to answer (Answers::optional) may end with the user's turn, but must have one: the
@@ -186,6 +201,10 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
         return false;
     }
     if (!any_assistant) { why = "no assistant turn: nothing to learn from this conversation"; return false; }
+    if (!any_learned) {
+        why = "every assistant turn has \"weight\": 0: nothing to learn from this conversation";
+        return false;
+    }
     if (last != "assistant") {
         why = "the last message is from \"" + r.messages.back().role +
               "\": nothing after the last assistant turn is learned; end with an assistant message";

@@ -8,6 +8,8 @@
 //     {"prompt": "...", "completion": "..."}
 //     {"text": "..."}                                        a raw document (continued pre-training)
 //   anything else (.txt, .md, ...): the whole file is one raw document.
+// A message of either chat form may have "weight": 0 or 1 (OpenAI's fine-tuning format): an
+// assistant turn of weight 0 is context, not learned (ChatMessage::trained).
 // Other keys on a line are ignored. Lines that are empty or only whitespace are skipped.
 // A UTF-8 byte-order mark at the start of the file is accepted and stripped (editors on Windows
 // write one; it carries no content). CRLF line ends are accepted. A line that cannot become a

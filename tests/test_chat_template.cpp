@@ -4,6 +4,7 @@
 #include "model/util.h"
 #include "tokenizer/chat_template.h"
 
+#include <algorithm>
 #include <map>
 #include <optional>
 
@@ -147,6 +148,25 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
         CHECK_MESSAGE(all == expected, c.get("template")->string << ": " << json_quote(all) << " != " << json_quote(expected));
         CHECK(chat_render(t, msgs, gen) == expected);
         CHECK(assistant == want_assistant);  // exactly the assistant contents + end-of-turn markers are marked
+        // "weight": 0 on a message (ChatMessage::trained): the same text, that turn no longer marked.
+        std::vector<ChatMessage> context = msgs;
+        std::string want_rest;
+        bool first = true;
+        for (ChatMessage& m : context)
+            if (m.role == "assistant") {
+                m.trained = !first;
+                if (!first) want_rest += assistant_target(t.kind, m);
+                first = false;
+            }
+        std::string all0, assistant0;
+        for (const ChatPiece& p : chat_render_pieces(t, context, gen)) {
+            all0 += p.text;
+            if (p.assistant) assistant0 += p.text;
+        }
+        CHECK(all0 == expected);
+        if (t.kind != ChatTemplateKind::Qwen3) CHECK(assistant0 == want_rest);  // (Qwen3's targets are listed whole)
+        else if (std::count_if(msgs.begin(), msgs.end(), [](const ChatMessage& m) { return m.role == "assistant"; }) == 1)
+            CHECK(assistant0.empty());
     }
     MESSAGE(same << "/" << total << " chat renders identical to transformers, " << qwen3 << " of them Qwen3's, " << gemma3
                  << " Gemma 3's (" << refused

@@ -112,6 +112,40 @@ TEST_CASE("input, system, prompt/completion and multi-turn chat (OpenAI messages
     }
 }
 
+// OpenAI's fine-tuning format: an assistant message with "weight": 0 stays in the conversation as
+// context and is not learned; its tokens weigh what the prompt's do.
+TEST_CASE("a message's \"weight\": 0 keeps an assistant turn as context, not learned (OpenAI messages and ShareGPT)") {
+    const std::string turns = R"({"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey", "weight": 0},)"
+                              R"( {"role": "user", "content": "bye", "weight": 0}, {"role": "assistant", "content": "ciao", "weight": 1})";
+    Example plain = one_example(R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hey"},)"
+                                R"( {"role": "user", "content": "bye"}, {"role": "assistant", "content": "ciao"}]})", 0);
+    Example e = one_example(R"({"messages": [)" + turns + "]}", 0);
+    CHECK(e.tokens == plain.tokens);
+    CHECK(tokens_with_weight(plain, 1.0f) == "hey<|im_end|>ciao<|im_end|>");
+    CHECK(tokens_with_weight(e, 1.0f) == "ciao<|im_end|>");
+    Example p = one_example(R"({"messages": [)" + turns + "]}", 0.1f);  // the unlearned turn weighs as the prompt
+    CHECK(tokens_with_weight(p, 1.0f) == "ciao<|im_end|>");
+    CHECK(tokens_with_weight(p, 0.1f).find("hey<|im_end|>") != std::string::npos);
+    Example g = one_example(R"({"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hey", "weight": 0},)"
+                            R"( {"from": "human", "value": "bye"}, {"from": "gpt", "value": "ciao"}]})", 0);
+    CHECK(g.tokens == e.tokens);
+    CHECK(g.weights == e.weights);
+
+    ScratchDir dir;
+    DataOptions opt;
+    DataReport rep;
+    const std::string bad = R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a", "weight": 0.5}]})" "\n"
+                            R"({"messages": [{"role": "user", "content": "hi", "weight": 1}, {"role": "assistant", "content": "a"}]})" "\n"
+                            R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a", "weight": 0}]})" "\n"
+                            R"({"messages": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "a", "weight": "1"}]})" "\n";
+    CHECK(read_bytes(dir, "w.jsonl", std::string(kInstr) + "\n" + bad, opt, rep).size() == 1);
+    REQUIRE(rep.invalid.size() == 4);
+    CHECK(rep.invalid[0].what == "messages[1]: field \"weight\" must be 0 (the turn is context, not learned) or 1 (learned)");
+    CHECK(rep.invalid[1].what.find("messages[0]: field \"weight\": 1 learns an assistant turn; a user turn is context") == 0);
+    CHECK(rep.invalid[2].what == "every assistant turn has \"weight\": 0: nothing to learn from this conversation");
+    CHECK(rep.invalid[3].what == rep.invalid[0].what);  // a string "1" is no number
+}
+
 TEST_CASE("raw bytes (a model without a tokenizer): UTF-8 bytes are ids 0..255, EOS 256") {
     ScratchDir dir;
     DataOptions opt;

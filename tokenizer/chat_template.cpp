@@ -71,7 +71,7 @@ void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages
             else
                 emit(out, " [INST] " + (with_system ? system + "\n\n" : "") + m.content + " [/INST]", false);
         } else {
-            turn(out, true, "", " " + (llama2 ? trim(m.content) : m.content), llama2 ? " </s>" : "</s>", "");
+            turn(out, m.trained, "", " " + (llama2 ? trim(m.content) : m.content), llama2 ? " </s>" : "</s>", "");
         }
     }
 }
@@ -100,14 +100,14 @@ void render_gemma3(const std::vector<ChatMessage>& messages, std::vector<ChatPie
         if (m.role != want)
             fail("message %zu has role '%s' but Gemma 3's chat template needs roles to alternate user/assistant, "
                  "starting with user after an optional first system message (expected '%s')", i, m.role.c_str(), want);
-        const bool asst = m.role == "assistant";
+        const bool asst = m.role == "assistant", learned = asst && m.trained;
         const std::string prefix = first && i == first ? system + "\n\n" : "";
         std::string content;
         if (m.parts)
             for (const std::string& part : *m.parts) content += trim(part);
         else
             content = trim(m.content);
-        turn(out, asst, std::string("<start_of_turn>") + (asst ? "model" : "user") + "\n" + prefix, content, "<end_of_turn>", "\n");
+        turn(out, learned, std::string("<start_of_turn>") + (asst ? "model" : "user") + "\n" + prefix, content, "<end_of_turn>", "\n");
     }
 }
 
@@ -158,7 +158,7 @@ void qwen3_assistant_turn(std::vector<ChatPiece>& out, const ChatMessage& m, boo
     }
     if (after_query && (last || !reasoning.empty()))
         answer = "<think>\n" + strip_newlines(reasoning, true, true) + "\n</think>\n\n" + strip_newlines(answer, true, false);
-    turn(out, true, "<|im_start|>assistant\n", answer, "<|im_end|>", "\n");
+    turn(out, m.trained, "<|im_start|>assistant\n", answer, "<|im_end|>", "\n");
 }
 
 }  // namespace
@@ -192,7 +192,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
     const size_t last_query = qwen3 ? qwen3_last_query(messages) : 0;
     for (size_t i = 0; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
-        bool asst = m.role == "assistant";
+        const bool asst = m.role == "assistant", learned = asst && m.trained;
         switch (t.kind) {
         case ChatTemplateKind::ChatML:
             require_basic_role(i, m, "ChatML templates are rendered with system, user and assistant turns only "
@@ -200,10 +200,10 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
                                "calling is not supported");
             if (i == 0 && m.role != "system" && !t.default_system.empty())
                 turn(out, false, "<|im_start|>system\n", t.default_system, "<|im_end|>", "\n");
-            turn(out, asst, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
+            turn(out, learned, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
             break;
         case ChatTemplateKind::Llama3:
-            turn(out, asst, std::string(i == 0 ? "<|begin_of_text|>" : "") + "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n",
+            turn(out, learned, std::string(i == 0 ? "<|begin_of_text|>" : "") + "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n",
                  trim(m.content), "<|eot_id|>", "");
             break;
         case ChatTemplateKind::Gemma: {
@@ -212,16 +212,16 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
             if (m.role != want)
                 fail("message %zu has role '%s' but Gemma's chat template has no system role and needs roles to "
                      "alternate user/assistant, starting with user (expected '%s')", i, m.role.c_str(), want);
-            turn(out, asst, std::string(i == 0 ? "<bos>" : "") + "<start_of_turn>" + (asst ? "model" : "user") + "\n",
+            turn(out, learned, std::string(i == 0 ? "<bos>" : "") + "<start_of_turn>" + (asst ? "model" : "user") + "\n",
                  trim(m.content), "<end_of_turn>", "\n");
             break;
         }
         case ChatTemplateKind::Plain:
-            turn(out, asst, "", m.content, "\n", "");
+            turn(out, learned, "", m.content, "\n", "");
             break;
         case ChatTemplateKind::Zephyr:
             require_basic_role(i, m, "the Zephyr chat template has only system, user and assistant");
-            turn(out, asst, "<|" + m.role + "|>\n", m.content, "</s>", "\n");
+            turn(out, learned, "<|" + m.role + "|>\n", m.content, "</s>", "\n");
             break;
         case ChatTemplateKind::Qwen3:
             require_basic_role(i, m, "Qwen3's chat template is rendered with system, user and assistant turns only (it "

@@ -63,10 +63,13 @@ struct ChatMessage {
     // Only Gemma 3's template renders parts (each trimmed, one after another; a system message's first
     // part only); the others refuse a message that has them.
     std::optional<std::vector<std::string>> parts = std::nullopt;
+    // Whether an assistant message is learned: false for a dataset message with "weight": 0 (OpenAI's
+    // fine-tuning format), whose turn is then rendered as context, weighed as the prompt is.
+    bool trained = true;
 };
 
-// A run of rendered text. assistant = true marks an assistant message's content together with its
-// end-of-turn marker ("...<|im_end|>"; Qwen3: with its think block): the tokens a fine-tune learns
+// A run of rendered text. assistant = true marks a learned (ChatMessage::trained) assistant message's
+// content together with its end-of-turn marker ("...<|im_end|>"; Qwen3: with its think block): the tokens a fine-tune learns
 // to produce. Concatenating all pieces' text gives exactly chat_render's output. Where a template
 // puts a space between the prompt and the answer ("[/INST] answer"), the space belongs to the
 // answer's piece: a SentencePiece tokenizer writes it as the "▁" of the answer's first token.
