@@ -7,11 +7,10 @@
 #include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <fcntl.h>
 #include <filesystem>
+#include <map>
 #include <set>
 #include <string>
-#include <sys/file.h>
 #include <unistd.h>
 
 #include "data/dataset.h"
@@ -21,7 +20,7 @@
 #include "model/lora_peft.h"
 #include "model/loss_plot.h"
 #include "model/memory.h"
-#include "model/run_command.h"
+#include "model/out_dir.h"
 #include "model/trainer.h"
 #include "model/util.h"
 #include "tokenizer/tokenizer.h"
@@ -57,7 +56,7 @@ void usage() {
         "  --data PATH             jsonl (instruction/input/output, prompt/completion, messages, ShareGPT\n"
         "                          conversations) or raw text; repeat it to train on several files at once\n"
         "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data;\n"
-        "                          --val-data repeats too)\n"
+        "                          --val-data repeats too: the val loss then names each file's own as well)\n"
         "  --template NAME         chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
         "  --max-seq-len N (512)   --padding longest|max_length   --packing   --truncation drop|truncate|error\n"
         "  --group-by-length       batches of similar lengths (transformers' group_by_length): less padding\n"
@@ -387,10 +386,23 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
 
 // during: an evaluation after training steps, which --keep-best and --early-stopping count (the
 // one before training is the baseline they do not).
-void eval_and_print(Trainer& t, const char* when, FILE* csv, bool during) {
+// `files`: the names of the data files the held-out examples come from (Example::file); from
+// several, each one's loss follows the whole's (a mix of tasks shows which of them moves).
+void eval_and_print(Trainer& t, const char* when, FILE* csv, bool during, const std::vector<std::string>& files) {
     if (t.val.empty()) return;
-    double vl = trainer_evaluate(t, t.val);
-    printf("eval %s step %d: val loss %.4f, perplexity %.2f\n", when, t.step, vl, std::exp(vl));
+    std::map<int, std::pair<double, double>> per_file;
+    double vl = trainer_evaluate(t, t.val, &per_file);
+    std::vector<std::pair<std::string, std::pair<double, double>>> by_name;  // in order; a file given twice is one
+    for (const auto& [file, sums] : per_file) {
+        const std::string name = file < (int)files.size() ? files[file] : strf("file %d", file);
+        auto at = std::find_if(by_name.begin(), by_name.end(), [&](const auto& n) { return n.first == name; });
+        if (at == by_name.end()) at = by_name.insert(by_name.end(), {name, {0.0, 0.0}});
+        at->second.first += sums.first, at->second.second += sums.second;
+    }
+    std::string each;
+    for (const auto& [name, sums] : by_name)
+        if (by_name.size() > 1 && sums.second > 0) each += strf("%s%s %.4f", each.empty() ? " (" : ", ", name.c_str(), sums.first / sums.second);
+    printf("eval %s step %d: val loss %.4f, perplexity %.2f%s\n", when, t.step, vl, std::exp(vl), each.empty() ? "" : (each + ")").c_str());
     if (csv) fprintf(csv, "%d,,,,,,,%.6f\n", t.step, vl), fflush(csv);
     if (!during) return;
     if (trainer_note_eval(t, vl)) {
@@ -440,57 +452,6 @@ void check_memory_fits(const TrainConfig& tc, const Trainer& t, const Ops& ops) 
                        : ("Each of these fits:" + fixes).c_str());
 }
 
-// One run at a time in an --out: two would overwrite each other's checkpoints and log.csv. The lock
-// (flock on OUT/.lock, which the kernel releases when the process ends, however it ends) is taken
-// before check_out_dir, so a second run refuses instead of resuming or deleting (--overwrite) the
-// first's checkpoints. The file holds the owner's pid for the message; it stays (an unlink could
-// race with a run that has just opened it) and names no checkpoint, so nothing else reads it.
-void lock_out_dir(const std::string& out) {
-    std::error_code ec;
-    fs::create_directories(out, ec);
-    if (ec) fail("--out %s: cannot create the directory: %s", out.c_str(), ec.message().c_str());
-    const std::string path = out + "/.lock";
-    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);  // left open: the lock lasts the run
-    if (fd < 0) fail("%s: cannot open the lock file: %s", path.c_str(), strerror(errno));
-    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
-        if (errno == ENOLCK || errno == EOPNOTSUPP || errno == ENOSYS) {  // a filesystem without locks (some NFS)
-            fprintf(stderr, "warning: %s: cannot lock (%s): nothing stops a second ./train from using --out %s at "
-                    "the same time\n", path.c_str(), strerror(errno), out.c_str());
-            close(fd);
-            return;
-        }
-        if (errno != EWOULDBLOCK) fail("%s: cannot lock: %s", path.c_str(), strerror(errno));
-        char pid[24] = {};
-        const ssize_t n = pread(fd, pid, sizeof pid - 1, 0);  // empty while the owner is about to write it
-        fail("--out %s is in use by another ./train%s: wait for it, or pass another --out", out.c_str(),
-             n > 0 && atoi(pid) > 0 ? strf(" (pid %d)", atoi(pid)).c_str() : "");
-    }
-    const std::string pid = strf("%d\n", (int)getpid());
-    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != (ssize_t)pid.size())
-        fail("%s: cannot write: %s", path.c_str(), strerror(errno));
-}
-
-// A new run never mixes its checkpoints with an earlier run's (--keep-last would delete the new
-// ones as the oldest steps, and --resume would pick up the old): checked before any loading.
-void check_out_dir(const Flags& f) {
-    const std::string& out = f.tc.out_dir;
-    if (f.resume && f.overwrite) fail("--resume continues the run in --out, --overwrite deletes it: pass one");
-    const std::string old = find_latest_checkpoint(out);
-    if (f.resume || old.empty()) return;
-    if (!f.overwrite)
-        fail("%s holds an earlier run's checkpoints (the latest: %s): pass --resume to continue that run, "
-             "--overwrite to delete them and start over, or another --out", out.c_str(), old.c_str());
-    // --overwrite must not delete what this run starts from.
-    const fs::path dir = fs::weakly_canonical(out);
-    for (const std::string& input : {f.adapters.init_adapter, f.preset.empty() ? f.model : std::string()}) {
-        if (input.empty()) continue;
-        const fs::path in = fs::weakly_canonical(input);
-        if (std::mismatch(dir.begin(), dir.end(), in.begin(), in.end()).first == dir.end())
-            fail("--overwrite would delete %s, which this run starts from: copy it elsewhere, or use another --out",
-                 input.c_str());
-    }
-}
-
 int run(int argc, char** argv) {
     std::vector<std::string> recorded = recorded_resume_args(argc, argv);  // `./train --resume` alone
     std::vector<char*> recorded_argv = {argv[0]};
@@ -502,7 +463,7 @@ int run(int argc, char** argv) {
     parse_flags(argc, argv, f);
     if (!f.dry_run && !f.check_data) {
         if (!f.tc.out_dir.empty()) lock_out_dir(f.tc.out_dir);
-        check_out_dir(f);
+        check_out_dir(f.tc.out_dir, f.resume, f.overwrite, {f.adapters.init_adapter, f.preset.empty() ? f.model : ""});
     }
     Trainer t;
     ModelConfig cfg;
@@ -561,6 +522,7 @@ int run(int argc, char** argv) {
         split_train_val(t.train, t.val, f.val_split, f.tc.seed);
         printf("val split: %zu train, %zu val examples\n", t.train.size(), t.val.size());
     }
+    const std::vector<std::string>& val_files = f.val_data.empty() ? f.data : f.val_data;  // what Example::file names
     if ((f.tc.keep_best || f.tc.early_stopping > 0) && t.val.empty())
         fail("--keep-best and --early-stopping compare validation losses: pass --val-data FILE or --val-split F");
     if (f.eval_only && t.val.empty())
@@ -698,12 +660,12 @@ int run(int argc, char** argv) {
         se.chat = dt.chat_template;
     }
     if (f.eval_only) {
-        eval_and_print(t, "without training at", nullptr, false);
+        eval_and_print(t, "without training at", nullptr, false, val_files);
         sample_and_score(t, se, "without");
         return 0;
     }
     if (t.step == 0) {
-        eval_and_print(t, "before", csv, false);
+        eval_and_print(t, "before", csv, false, val_files);
         sample_and_score(t, se, "before");
     }
     double t0 = now_seconds(), tokens0 = t.tokens_seen;
@@ -728,7 +690,7 @@ int run(int argc, char** argv) {
         if (csv)
             fprintf(csv, "%d,%.6f,%.6e,%.6f,%.0f,%.1f,%.2f,\n", t.step, r.loss, r.lr, r.grad_norm, r.tokens, tps,
                     elapsed_base + elapsed), fflush(csv);
-        if (t.cfg.eval_every > 0 && t.step % t.cfg.eval_every == 0 && t.step < t.total_steps) eval_and_print(t, "at", csv, true);
+        if (t.cfg.eval_every > 0 && t.step % t.cfg.eval_every == 0 && t.step < t.total_steps) eval_and_print(t, "at", csv, true, val_files);
         if (!t.cfg.out_dir.empty() && t.cfg.save_every > 0 && t.step % t.cfg.save_every == 0 && t.step < t.total_steps)
             printf("saved %s\n", save().c_str());
         if (g_interrupt && t.step < t.total_steps) {
@@ -740,7 +702,7 @@ int run(int argc, char** argv) {
     }
     // Steps ran and did not stop early (which has just evaluated); a run resumed at its end had its
     // final evaluation before that checkpoint. An interrupt during the last step skips to the save.
-    if (t.step > step0 && !trainer_should_stop(t) && !g_interrupt) eval_and_print(t, "after", csv, true);
+    if (t.step > step0 && !trainer_should_stop(t) && !g_interrupt) eval_and_print(t, "after", csv, true, val_files);
     if (!ops.host) {  // on the CPU the weights are plain host vectors, outside the allocator's count
         MemStats ms = ops.mem_stats();
         printf("peak %s memory: %s allocated at once (every category); the driver reports %s in use\n", ops.name,

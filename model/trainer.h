@@ -2,6 +2,7 @@
 // clipping, AdamW, the schedule, evaluation, and checkpoints that resume exactly.
 #pragma once
 #include <cstdint>
+#include <map>
 #include <string>
 #include <vector>
 
@@ -81,8 +82,11 @@ void trainer_init(Trainer& t, const TrainConfig& cfg, const Ops& ops);
 std::vector<float> trainer_gradients(const Trainer& t);
 // One optimizer step. Fails (naming the step and what to change) on a NaN/Inf loss or gradient.
 StepResult trainer_step(Trainer& t);
-// Weighted mean loss over `examples` (no dropout, no gradients).
-double trainer_evaluate(Trainer& t, const std::vector<Example>& examples);
+// Weighted mean loss over `examples` (no dropout, no gradients). With per_file, also each data
+// file's share (Example::file → its summed loss and loss weight): examples of several files are
+// batched file by file, so that each file's loss is its own.
+double trainer_evaluate(Trainer& t, const std::vector<Example>& examples,
+                        std::map<int, std::pair<double, double>>* per_file = nullptr);
 // The workspace is idle between steps, so generation (train.cu's sample evaluation) can have its
 // memory: release frees it and returns its bytes, restore makes it again, of the same shape.
 size_t trainer_release_workspace(Trainer& t);

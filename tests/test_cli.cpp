@@ -142,6 +142,28 @@ TEST_CASE("cli: --resume alone reruns the command recorded in OUT/run.json") {
     CHECK(has(bad, "moved/run.json: no \"cwd\" string: it records the run's command for --resume"));
 }
 
+// Held-out data from several files (a mix of tasks): each file's loss follows the whole's, in the
+// order given, a file given twice counted once; from one file, the line is as it was.
+TEST_CASE("cli: the val loss of several --val-data files names each file's loss") {
+    Scratch s;
+    const std::string doc = s.out("doc.txt");
+    write_file_atomic(doc, "a held-out document of plain text, read as continued pretraining data\n");
+    Run two = s.train("--max-steps 1 --out " + s.out("o") + " --val-data " + doc + " --val-data " + s.data + " --val-data " + doc);
+    INFO(two.out);
+    CHECK(two.status == 0);
+    auto eval_line = [](const Run& r) {
+        const size_t at = r.out.find("eval before step 0: val loss ");
+        return at == std::string::npos ? std::string() : r.out.substr(at, r.out.find('\n', at) - at);
+    };
+    const std::string line = eval_line(two);
+    CHECK(line.find(" (" + doc + " ") != std::string::npos);
+    CHECK(line.find(", " + s.data + " ") != std::string::npos);
+    CHECK(line.find(doc, line.find(s.data)) == std::string::npos);
+    const std::string single = eval_line(s.train("--max-steps 1 --out " + s.out("p") + " --val-data " + s.data));
+    CHECK(!single.empty());
+    CHECK(single.find(" (") == std::string::npos);
+}
+
 // --trainable-tokens: the rows trained with the adapters, in its file, and an --init-adapter that
 // carries them continues them: the same ids in another order are the same rows, others refused.
 TEST_CASE("cli: --trainable-tokens trains token rows; --init-adapter takes them in any order, not others; --lora-layers") {

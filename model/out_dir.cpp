@@ -1,7 +1,10 @@
-#include "model/run_command.h"
+#include "model/out_dir.h"
 
+#include <fcntl.h>
+#include <sys/file.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -9,9 +12,60 @@
 #include <stdexcept>
 
 #include "data/json.h"
+#include "model/trainer.h"
 #include "model/util.h"
 
 namespace fs = std::filesystem;
+
+// One run at a time in an --out: two would overwrite each other's checkpoints and log.csv. The lock
+// (flock on OUT/.lock, which the kernel releases when the process ends, however it ends) is taken
+// before check_out_dir, so a second run refuses instead of resuming or deleting (--overwrite) the
+// first's checkpoints. The file holds the owner's pid for the message; it stays (an unlink could
+// race with a run that has just opened it) and names no checkpoint, so nothing else reads it.
+void lock_out_dir(const std::string& out) {
+    std::error_code ec;
+    fs::create_directories(out, ec);
+    if (ec) fail("--out %s: cannot create the directory: %s", out.c_str(), ec.message().c_str());
+    const std::string path = out + "/.lock";
+    const int fd = open(path.c_str(), O_RDWR | O_CREAT | O_CLOEXEC, 0644);  // left open: the lock lasts the run
+    if (fd < 0) fail("%s: cannot open the lock file: %s", path.c_str(), strerror(errno));
+    if (flock(fd, LOCK_EX | LOCK_NB) != 0) {
+        if (errno == ENOLCK || errno == EOPNOTSUPP || errno == ENOSYS) {  // a filesystem without locks (some NFS)
+            fprintf(stderr, "warning: %s: cannot lock (%s): nothing stops a second ./train from using --out %s at "
+                    "the same time\n", path.c_str(), strerror(errno), out.c_str());
+            close(fd);
+            return;
+        }
+        if (errno != EWOULDBLOCK) fail("%s: cannot lock: %s", path.c_str(), strerror(errno));
+        char pid[24] = {};
+        const ssize_t n = pread(fd, pid, sizeof pid - 1, 0);  // empty while the owner is about to write it
+        fail("--out %s is in use by another ./train%s: wait for it, or pass another --out", out.c_str(),
+             n > 0 && atoi(pid) > 0 ? strf(" (pid %d)", atoi(pid)).c_str() : "");
+    }
+    const std::string pid = strf("%d\n", (int)getpid());
+    if (ftruncate(fd, 0) != 0 || pwrite(fd, pid.data(), pid.size(), 0) != (ssize_t)pid.size())
+        fail("%s: cannot write: %s", path.c_str(), strerror(errno));
+}
+
+// A new run never mixes its checkpoints with an earlier run's (--keep-last would delete the new
+// ones as the oldest steps, and --resume would pick up the old): checked before any loading.
+void check_out_dir(const std::string& out, bool resume, bool overwrite, const std::vector<std::string>& inputs) {
+    if (resume && overwrite) fail("--resume continues the run in --out, --overwrite deletes it: pass one");
+    const std::string old = find_latest_checkpoint(out);
+    if (resume || old.empty()) return;
+    if (!overwrite)
+        fail("%s holds an earlier run's checkpoints (the latest: %s): pass --resume to continue that run, "
+             "--overwrite to delete them and start over, or another --out", out.c_str(), old.c_str());
+    // --overwrite must not delete what this run starts from.
+    const fs::path dir = fs::weakly_canonical(out);
+    for (const std::string& input : inputs) {
+        if (input.empty()) continue;
+        const fs::path in = fs::weakly_canonical(input);
+        if (std::mismatch(dir.begin(), dir.end(), in.begin(), in.end()).first == dir.end())
+            fail("--overwrite would delete %s, which this run starts from: copy it elsewhere, or use another --out",
+                 input.c_str());
+    }
+}
 
 static std::string run_json(const std::string& out_dir) { return out_dir + "/run.json"; }
 

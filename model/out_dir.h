@@ -1,11 +1,20 @@
-// The command of the run in an --out, kept in OUT/run.json. A resumed run must be given the run's
-// own settings (the checkpoint's signature refuses others), and after a kill or a reboot the command
-// line is what a user has lost: `./train --resume` alone, or with only `--out DIR`, reruns the
-// recorded command from the directory it was started in.
+// What ./train keeps in its --out besides the checkpoints (model/trainer.h), and the checks before
+// a run writes there: the lock that keeps a second run out, and the run's command.
 #pragma once
 #include <string>
 #include <vector>
 
+// Takes OUT/.lock (creating OUT) for as long as the process lives, or fails naming the run that
+// holds it.
+void lock_out_dir(const std::string& out);
+// A new run (neither resume nor overwrite) refuses an --out that holds an earlier run's
+// checkpoints; --overwrite refuses to delete any of `inputs` (what the run starts from) with them.
+void check_out_dir(const std::string& out, bool resume, bool overwrite, const std::vector<std::string>& inputs);
+
+// The command of the run in an --out, kept in OUT/run.json. A resumed run must be given the run's
+// own settings (the checkpoint's signature refuses others), and after a kill or a reboot the command
+// line is what a user has lost: `./train --resume` alone, or with only `--out DIR`, reruns the
+// recorded command from the directory it was started in.
 struct RunCommand {
     std::string cwd;                // where the run started: its relative paths are relative to it
     std::vector<std::string> args;  // argv[1..], without --resume and --overwrite (a rerun adds --resume)
