@@ -1,0 +1,397 @@
+// Chat templates as Jinja text: recognising a model's template (chat_template_from_jinja) and
+// writing each family's own for the tools that read tokenizer_config.json and GGUF
+// (chat_template_to_jinja). Rendering is tokenizer/chat_template.cpp's.
+#include "tokenizer/chat_template.h"
+
+#include "model/util.h"
+
+#include <cstdio>
+#include <cstring>
+#include <stdexcept>
+#include <string_view>
+#include <utility>
+
+namespace {
+
+// The Jinja templates chat_template_to_jinja writes: the models' own, from their tokenizer_config.json
+// (SmolLM2's ChatML with its default system prompt, plain ChatML, Meta-Llama-3-8B-Instruct,
+// gemma-2-2b-it, gemma-3-*, Llama-2-7b-chat-hf, Mistral-7B-Instruct-v0.2, TinyLlama-1.1B-Chat-v1.0, Qwen3;
+// tests/fixtures/chat/gen_fixtures.py renders the same with transformers), and one for Plain.
+// chat_template_from_jinja reads each back as the template it came from.
+const char* const kChatMLJinjaHead = "{% for message in messages %}";
+const char* const kChatMLJinjaSystemOpen =
+    "{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\n";
+const char* const kChatMLJinjaSystemClose = "<|im_end|>\n' }}{% endif %}";
+const char* const kChatMLJinjaTail =
+    "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+const char* const kLlama3Jinja =
+    "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+    "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}"
+    "{% set content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}"
+    "{{ '<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+const char* const kGemmaJinja =
+    "{{ bos_token }}{% if messages[0]['role'] == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}"
+    "{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception("
+    "'Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if (message['role'] == "
+    "'assistant') %}{% set role = 'model' %}{% else %}{% set role = message['role'] %}{% endif %}{{ '<start_of_turn>' + "
+    "role + '\n' + message['content'] | trim + '<end_of_turn>\n' }}{% endfor %}{% if add_generation_prompt %}"
+    "{{'<start_of_turn>model\n'}}{% endif %}";
+// Gemma 3's (google/gemma-3-*-it and -pt tokenizer_config.json, as transformers reads the JSON: the
+// newlines inside its quoted literals are real ones there; one line here per line of the template).
+const char* const kGemma3Jinja =
+    "{{ bos_token }}\n"
+    "{%- if messages[0]['role'] == 'system' -%}\n"
+    "    {%- if messages[0]['content'] is string -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'] + '\n"
+    "\n"
+    "' -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set first_user_prefix = messages[0]['content'][0]['text'] + '\n"
+    "\n"
+    "' -%}\n"
+    "    {%- endif -%}\n"
+    "    {%- set loop_messages = messages[1:] -%}\n"
+    "{%- else -%}\n"
+    "    {%- set first_user_prefix = \"\" -%}\n"
+    "    {%- set loop_messages = messages -%}\n"
+    "{%- endif -%}\n"
+    "{%- for message in loop_messages -%}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) -%}\n"
+    "        {{ raise_exception(\"Conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "    {%- endif -%}\n"
+    "    {%- if (message['role'] == 'assistant') -%}\n"
+    "        {%- set role = \"model\" -%}\n"
+    "    {%- else -%}\n"
+    "        {%- set role = message['role'] -%}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<start_of_turn>' + role + '\n"
+    "' + (first_user_prefix if loop.first else \"\") }}\n"
+    "    {%- if message['content'] is string -%}\n"
+    "        {{ message['content'] | trim }}\n"
+    "    {%- elif message['content'] is iterable -%}\n"
+    "        {%- for item in message['content'] -%}\n"
+    "            {%- if item['type'] == 'image' -%}\n"
+    "                {{ '<start_of_image>' }}\n"
+    "            {%- elif item['type'] == 'text' -%}\n"
+    "                {{ item['text'] | trim }}\n"
+    "            {%- endif -%}\n"
+    "        {%- endfor -%}\n"
+    "    {%- else -%}\n"
+    "        {{ raise_exception(\"Invalid content type\") }}\n"
+    "    {%- endif -%}\n"
+    "    {{ '<end_of_turn>\n"
+    "' }}\n"
+    "{%- endfor -%}\n"
+    "{%- if add_generation_prompt -%}\n"
+    "    {{'<start_of_turn>model\n"
+    "'}}\n"
+    "{%- endif -%}\n";
+// Llama-2-7b-chat-hf's tokenizer_config.json
+const char* const kLlama2Jinja =
+    "{% if messages[0]['role'] == 'system' %}{% set loop_messages = messages[1:] %}{% set system_message "
+    "= messages[0]['content'] %}{% else %}{% set loop_messages = messages %}{% set system_message = false"
+    " %}{% endif %}{% for message in loop_messages %}{% if (message['role'] == 'user') != (loop.index0 % "
+    "2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') "
+    "}}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = '<<SYS>>\\n' + sy"
+    "stem_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% else %}{% set content = message['conten"
+    "t'] %}{% endif %}{% if message['role'] == 'user' %}{{ bos_token + '[INST] ' + content.strip() + ' [/"
+    "INST]' }}{% elif message['role'] == 'assistant' %}{{ ' '  + content.strip() + ' ' + eos_token }}{% e"
+    "ndif %}{% endfor %}";
+// Mistral-7B-Instruct-v0.2's (and v0.1's, as updated) tokenizer_config.json
+const char* const kMistralJinja =
+    "{%- if messages[0]['role'] == 'system' %}\n    {%- set system_message = messages[0]['content'] %}\n "
+    "   {%- set loop_messages = messages[1:] %}\n{%- else %}\n    {%- set loop_messages = messages %}\n{%"
+    "- endif %}\n\n{{- bos_token }}\n{%- for message in loop_messages %}\n    {%- if (message['role'] == "
+    "'user') != (loop.index0 % 2 == 0) %}\n        {{- raise_exception('After the optional system message"
+    ", conversation roles must alternate user/assistant/user/assistant/...') }}\n    {%- endif %}\n    {%"
+    "- if message['role'] == 'user' %}\n        {%- if loop.first and system_message is defined %}\n     "
+    "       {{- ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}\n        {%- "
+    "else %}\n            {{- ' [INST] ' + message['content'] + ' [/INST]' }}\n        {%- endif %}\n    "
+    "{%- elif message['role'] == 'assistant' %}\n        {{- ' ' + message['content'] + eos_token}}\n    "
+    "{%- else %}\n        {{- raise_exception('Only user and assistant roles are supported, with the exce"
+    "ption of an initial optional system message!') }}\n    {%- endif %}\n{%- endfor %}\n";
+// TinyLlama-1.1B-Chat-v1.0's and zephyr-7b-beta's tokenizer_config.json (the newlines are real ones)
+const char* const kZephyrJinja =
+    "{% for message in messages %}\n{% if message['role'] == 'user' %}\n{{ '<|user|>\n' + message['conten"
+    "t'] + eos_token }}\n{% elif message['role'] == 'system' %}\n{{ '<|system|>\n' + message['content'] +"
+    " eos_token }}\n{% elif message['role'] == 'assistant' %}\n{{ '<|assistant|>\n'  + message['content']"
+    " + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{"
+    "% endif %}\n{% endfor %}";
+const char* const kPlainJinja = "{% for message in messages %}{{ message['content'] + '\n' }}{% endfor %}";
+// Qwen3-0.6B ... Qwen3-32B's tokenizer_config.json, as Qwen updated it after release (it reads
+// message.content only when it is a string); the lines are the template's own, "\n" in its quoted
+// literals a Jinja escape.
+const char* const kQwen3Jinja = R"jinja({%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0].role == 'system' %}
+        {{- messages[0].content + '\n\n' }}
+    {%- endif %}
+    {{- "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0].role == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0].content + '<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- set ns = namespace(multi_step_tool=true, last_query_index=messages|length - 1) %}
+{%- for message in messages[::-1] %}
+    {%- set index = (messages|length - 1) - loop.index0 %}
+    {%- if ns.multi_step_tool and message.role == "user" and message.content is string and not(message.content.startswith('<tool_response>') and message.content.endswith('</tool_response>')) %}
+        {%- set ns.multi_step_tool = false %}
+        {%- set ns.last_query_index = index %}
+    {%- endif %}
+{%- endfor %}
+{%- for message in messages %}
+    {%- if message.content is string %}
+        {%- set content = message.content %}
+    {%- else %}
+        {%- set content = '' %}
+    {%- endif %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) %}
+        {{- '<|im_start|>' + message.role + '\n' + content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {%- set reasoning_content = '' %}
+        {%- if message.reasoning_content is string %}
+            {%- set reasoning_content = message.reasoning_content %}
+        {%- else %}
+            {%- if '</think>' in content %}
+                {%- set reasoning_content = content.split('</think>')[0].rstrip('\n').split('<think>')[-1].lstrip('\n') %}
+                {%- set content = content.split('</think>')[-1].lstrip('\n') %}
+            {%- endif %}
+        {%- endif %}
+        {%- if loop.index0 > ns.last_query_index %}
+            {%- if loop.last or (not loop.last and reasoning_content) %}
+                {{- '<|im_start|>' + message.role + '\n<think>\n' + reasoning_content.strip('\n') + '\n</think>\n\n' + content.lstrip('\n') }}
+            {%- else %}
+                {{- '<|im_start|>' + message.role + '\n' + content }}
+            {%- endif %}
+        {%- else %}
+            {{- '<|im_start|>' + message.role + '\n' + content }}
+        {%- endif %}
+        {%- if message.tool_calls %}
+            {%- for tool_call in message.tool_calls %}
+                {%- if (loop.first and content) or (not loop.first) %}
+                    {{- '\n' }}
+                {%- endif %}
+                {%- if tool_call.function %}
+                    {%- set tool_call = tool_call.function %}
+                {%- endif %}
+                {{- '<tool_call>\n{"name": "' }}
+                {{- tool_call.name }}
+                {{- '", "arguments": ' }}
+                {%- if tool_call.arguments is string %}
+                    {{- tool_call.arguments }}
+                {%- else %}
+                    {{- tool_call.arguments | tojson }}
+                {%- endif %}
+                {{- '}\n</tool_call>' }}
+            {%- endfor %}
+        {%- endif %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if loop.first or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+    {%- if enable_thinking is defined and enable_thinking is false %}
+        {{- '<think>\n\n</think>\n\n' }}
+    {%- endif %}
+{%- endif %})jinja";
+// The edits that turn kQwen3Jinja back into the template Qwen3 was first released with (April
+// 2025; GGUF files converted then carry it): it read message.content directly. Both render our
+// conversations alike; the edits spare a second 4 kB copy of nearly the same text.
+const std::pair<const char*, const char*> kQwen3FirstReleaseEdits[] = {
+    {"message.role == \"user\" and message.content is string and not(", "message.role == \"user\" and not("},
+    {"{%- for message in messages %}\n    {%- if message.content is string %}\n        {%- set content = message.content %}\n"
+     "    {%- else %}\n        {%- set content = '' %}\n    {%- endif %}\n", "{%- for message in messages %}\n"},
+    {"'\\n' + content + '<|im_end|>'", "'\\n' + message.content + '<|im_end|>'"},
+    {"{%- elif message.role == \"assistant\" %}\n",
+     "{%- elif message.role == \"assistant\" %}\n        {%- set content = message.content %}\n"},
+    {"message.reasoning_content is string", "message.reasoning_content is defined and message.reasoning_content is not none"},
+    {"{%- if '</think>' in content %}", "{%- if '</think>' in message.content %}"},
+    {"{%- set reasoning_content = content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}\n"
+     "                {%- set content = content.split('</think>')[-1].lstrip('\\n') %}",
+     "{%- set content = message.content.split('</think>')[-1].lstrip('\\n') %}\n"
+     "                {%- set reasoning_content = message.content.split('</think>')[0].rstrip('\\n').split('<think>')[-1].lstrip('\\n') %}"},
+    {"{{- content }}", "{{- message.content }}"},
+};
+
+// The default system prompt of a ChatML template: the first string literal '<|im_start|>system\n...<|im_end|>'
+// in it (SmolLM2 and Qwen2 inject one when the conversation has none). The newline may be written as
+// a real one or as the escape \n; a literal that closes before <|im_end|> is followed by Jinja that
+// computes the text (a message's content), not a default.
+std::string chatml_default_system(const std::string& jinja) {
+    for (std::string_view head : {"<|im_start|>system\\n", "<|im_start|>system\n"}) {
+        for (size_t at = jinja.find(head); at != std::string::npos; at = jinja.find(head, at + 1)) {
+            if (at == 0 || (jinja[at - 1] != '\'' && jinja[at - 1] != '"')) continue;
+            const char quote = jinja[at - 1];
+            std::string out;  // the literal's text, its escapes undone
+            for (size_t i = at + head.size(); i < jinja.size() && jinja[i] != quote; i++) {
+                if (jinja.compare(i, 10, "<|im_end|>") == 0) return out;
+                char c = jinja[i];
+                if (c == '\\' && i + 1 < jinja.size()) {
+                    c = jinja[++i];
+                    c = c == 'n' ? '\n' : c == 't' ? '\t' : c == 'r' ? '\r' : c;
+                }
+                out += c;
+            }
+        }
+    }
+    return "";
+}
+
+// A template as Jinja reads it, in the ways copies of one tokenizer_config.json template differ:
+// inside the string literals of its {{ }} and {% %} tags a "\n" escape is a newline, and between
+// them runs of spaces are one; line ends are \n; a newline after the last block tag goes (trim_blocks
+// drops it anyway).
+std::string folded(const std::string& jinja) {
+    std::string out;
+    bool in_tag = false;
+    char quote = 0;
+    for (size_t i = 0; i < jinja.size(); i++) {
+        char c = jinja[i];
+        if (c == '\r' && i + 1 < jinja.size() && jinja[i + 1] == '\n') continue;
+        if (!in_tag && c == '{' && i + 1 < jinja.size() && (jinja[i + 1] == '{' || jinja[i + 1] == '%')) in_tag = true;
+        else if (in_tag && !quote && (c == '}' || c == '%') && i + 1 < jinja.size() && jinja[i + 1] == '}') in_tag = false;
+        else if (in_tag && quote && c == '\\' && i + 1 < jinja.size()) {
+            out += jinja[i + 1] == 'n' ? std::string("\n") : jinja.substr(i, 2);
+            i++;
+            continue;
+        } else if (in_tag && (c == '\'' || c == '"') && (!quote || quote == c)) quote = quote ? 0 : c;
+        if (c == ' ' && in_tag && !quote && !out.empty() && out.back() == ' ') continue;
+        out += c;
+    }
+    if (out.size() >= 3 && out.compare(out.size() - 3, 3, "%}\n") == 0) out.pop_back();
+    return out;
+}
+
+// The first 60 characters of a template for a message, its runs of whitespace (newlines and the
+// indentation of multi-line templates) as one space.
+std::string quoted_start(const std::string& jinja) {
+    std::string out;
+    for (size_t i = 0; i < jinja.size() && out.size() < 60; i++) {
+        bool space = jinja[i] == ' ' || jinja[i] == '\n' || jinja[i] == '\t' || jinja[i] == '\r';
+        if (!space) out += jinja[i];
+        else if (!out.empty() && out.back() != ' ') out += ' ';
+    }
+    return out;
+}
+
+// Whether `jinja` is Qwen3's template, as it is now or as first released (read as copies differ,
+// see folded()).
+bool is_qwen3_jinja(const std::string& jinja) {
+    std::string first_release = kQwen3Jinja;
+    for (const auto& [now, then] : kQwen3FirstReleaseEdits) {
+        const size_t at = first_release.find(now);
+        if (at == std::string::npos) fail("internal: Qwen3 template edit '%s' does not apply", now);
+        first_release.replace(at, strlen(now), then);
+    }
+    const std::string f = folded(jinja);
+    return f == folded(kQwen3Jinja) || f == folded(first_release);
+}
+
+}  // namespace
+
+ChatTemplate chat_template_from_jinja(const std::string& jinja) {
+    if (jinja.find("<|im_start|>") != std::string::npos) {
+        // Rendered as ChatML, a template that writes <think> blocks (Qwen3's, QwQ's, the Qwen3-2507
+        // models', fine-tunes' edits of them) would lose them: only Qwen3's own text is Qwen3's.
+        if (jinja.find("<think>") == std::string::npos) return ChatTemplate{ChatTemplateKind::ChatML, chatml_default_system(jinja)};
+        if (is_qwen3_jinja(jinja)) return ChatTemplate{ChatTemplateKind::Qwen3, ""};
+        fail("a ChatML chat template with <think> blocks that is not Qwen3's (Qwen3-0.6B ... Qwen3-32B, as released or "
+             "as updated), starting '%s...': pass --template qwen3 if it renders its turns as Qwen3's does, or "
+             "--template chatml to render them without think blocks", quoted_start(jinja).c_str());
+    }
+    if (jinja.find("<|start_header_id|>") != std::string::npos) {
+        // Llama 3.1 and later put a system block with the knowledge cutoff and today's date before
+        // the turns, which changes every day (strftime_now) and is not reproduced: the turns
+        // themselves are Llama 3's.
+        if (jinja.find("Cutting Knowledge Date") != std::string::npos)
+            fprintf(stderr, "note: a Llama 3.1-or-later chat template: conversations are rendered in the Llama 3 "
+                    "format, without its dated 'Cutting Knowledge Date' system block\n");
+        return ChatTemplate{ChatTemplateKind::Llama3, ""};
+    }
+    if (jinja.find("<start_of_turn>") != std::string::npos) {
+        if (folded(jinja) == folded(kGemma3Jinja)) return ChatTemplate{ChatTemplateKind::Gemma3, ""};
+        // Gemma 3's way with a system message, in a text that is not Gemma 3's (Gemma 3n's with audio
+        // parts, fine-tunes' "\n" instead of "\n\n"): rendered as Gemma's, the system message would be
+        // refused; as Gemma 3's, maybe spaced wrongly
+        if (jinja.find("first_user_prefix") != std::string::npos)
+            fail("a Gemma chat template with a system prefix that is not Gemma 3's (gemma-3-*-it, as released), "
+                 "starting '%s...': pass --template gemma3 if it renders its turns as Gemma 3's does, or --template "
+                 "gemma for Gemma 1/2's turns (no system message)", quoted_start(jinja).c_str());
+        return ChatTemplate{ChatTemplateKind::Gemma, ""};
+    }
+    if (jinja.find("[INST]") != std::string::npos) {
+        // Llama-2's and its older transformers default (same turns, plus a late system message we refuse)
+        if (jinja.find("<<SYS>>") != std::string::npos && jinja.find("bos_token + '[INST] ' + content.strip()") != std::string::npos) {
+            if (jinja.find("true == true and not '<<SYS>>'") != std::string::npos)
+                fprintf(stderr, "note: a Llama-2 chat template with a default system prompt: conversations without a "
+                        "system message are rendered without it\n");
+            return ChatTemplate{ChatTemplateKind::Llama2, ""};
+        }
+        if (jinja.find("' [INST] ' + system_message") != std::string::npos) return ChatTemplate{ChatTemplateKind::Mistral, ""};
+        fail("an [INST] chat template that is neither Llama-2-chat's nor Mistral-7B-Instruct-v0.2's (earlier Mistral "
+             "releases and v0.3 place their spaces differently), starting '%s...': pass --template llama2|mistral "
+             "to render as one of those", quoted_start(jinja).c_str());
+    }
+    if (jinja.find("<|user|>") != std::string::npos && jinja.find("<|assistant|>") != std::string::npos) {
+        // Phi-3, ChatGLM and others use the same markers with other turns: only Zephyr's own text
+        if (folded(jinja) == folded(kZephyrJinja)) return ChatTemplate{ChatTemplateKind::Zephyr, ""};
+        fail("a <|user|>/<|assistant|> chat template that is not Zephyr's (TinyLlama-1.1B-Chat-v1.0, zephyr-7b-beta), "
+             "starting '%s...': pass --template zephyr if it renders the same, or another with --template",
+             quoted_start(jinja).c_str());
+    }
+    if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain",
+         quoted_start(jinja).c_str());
+}
+
+std::string chat_template_to_jinja(const ChatTemplate& t) {
+    switch (t.kind) {
+        case ChatTemplateKind::ChatML: {
+            std::string jinja = kChatMLJinjaHead;
+            if (!t.default_system.empty()) {
+                // A single-quoted Jinja literal: escape the backslash and the quote, and \r (Jinja's
+                // template loader would turn a raw \r\n into \n).
+                std::string lit;
+                for (char c : t.default_system)
+                    lit += c == '\\' || c == '\'' ? std::string("\\") + c : c == '\r' ? std::string("\\r") : std::string(1, c);
+                jinja += kChatMLJinjaSystemOpen + lit + kChatMLJinjaSystemClose;
+            }
+            return jinja + kChatMLJinjaTail;
+        }
+        case ChatTemplateKind::Llama3: return kLlama3Jinja;
+        case ChatTemplateKind::Gemma: return kGemmaJinja;
+        case ChatTemplateKind::Gemma3: return kGemma3Jinja;
+        case ChatTemplateKind::Llama2: return kLlama2Jinja;
+        case ChatTemplateKind::Mistral: return kMistralJinja;
+        case ChatTemplateKind::Zephyr: return kZephyrJinja;
+        case ChatTemplateKind::Qwen3: return kQwen3Jinja;
+        case ChatTemplateKind::Plain: return kPlainJinja;
+    }
+    fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);
+}
+
+ChatTemplate chat_template_or_plain(const std::string& jinja, const std::string& where) {
+    try {
+        return chat_template_from_jinja(jinja);
+    } catch (const std::runtime_error& e) {
+        fprintf(stderr, "warning: %s: %s; conversations will be rendered as plain text\n", where.c_str(), e.what());
+        return ChatTemplate{};
+    }
+}
