@@ -2,10 +2,12 @@
 
 #include "model/util.h"
 
+#include <algorithm>
 #include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <stdexcept>
 
 namespace {
 
@@ -139,6 +141,7 @@ struct Parser {
             v.number = strtod(std::string(b, e).c_str(), nullptr);
             if (std::isinf(v.number)) error_at(start, "number is too large for a double");
         }
+        v.integer_literal = integral_literal;
         if (integral_literal) {
             int64_t i;
             auto ri = std::from_chars(b, e, i);
@@ -293,6 +296,8 @@ std::string json_quote(std::string_view s) {
         case '\n': out += "\\n"; break;
         case '\r': out += "\\r"; break;
         case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
         default:
             if (c < 0x20) {
                 char b[8];
@@ -305,4 +310,56 @@ std::string json_quote(std::string_view s) {
     }
     out += '"';
     return out;
+}
+
+// Python's repr of a finite double: the shortest digits that read back as it (to_chars gives the
+// same), in positional notation when the decimal point falls within 16 places of them (value =
+// 0.DIGITS x 10^decpt with -4 < decpt <= 16), with ".0" when whole; else d.ddde+XX.
+static std::string python_float_repr(double x) {
+    if (x == 0) return std::signbit(x) ? "-0.0" : "0.0";
+    char buf[64];
+    const auto r = std::to_chars(buf, buf + sizeof buf, x, std::chars_format::scientific);
+    std::string s(buf, r.ptr), sign;
+    if (s[0] == '-') sign = "-", s.erase(0, 1);
+    const size_t e = s.find('e');
+    const int exp10 = atoi(s.c_str() + e + 1), decpt = exp10 + 1;
+    std::string digits;
+    for (size_t i = 0; i < e; i++)
+        if (s[i] != '.') digits += s[i];
+    if (decpt <= -4 || decpt > 16) {
+        char ex[16];
+        snprintf(ex, sizeof ex, "e%c%02d", exp10 < 0 ? '-' : '+', std::abs(exp10));
+        return sign + digits.substr(0, 1) + (digits.size() > 1 ? "." + digits.substr(1) : "") + ex;
+    }
+    if (decpt <= 0) return sign + "0." + std::string(-decpt, '0') + digits;
+    if (decpt >= (int)digits.size()) return sign + digits + std::string(decpt - digits.size(), '0') + ".0";
+    return sign + digits.substr(0, decpt) + "." + digits.substr(decpt);
+}
+
+std::string json_dumps_python(const JsonValue& v) {
+    switch (v.type) {
+    case JsonValue::Null: return "null";
+    case JsonValue::Bool: return v.boolean ? "true" : "false";
+    case JsonValue::Number:
+        if (!v.integer_literal) return python_float_repr(v.number);
+        if (!v.exact_integer) throw std::runtime_error("an integer past 64 bits, which is not kept exactly");
+        return std::to_string(v.integer);
+    case JsonValue::String: return json_quote(v.string);
+    case JsonValue::Array: {
+        std::string out = "[";
+        for (size_t i = 0; i < v.array.size(); i++) out += (i ? ", " : "") + json_dumps_python(v.array[i]);
+        return out + "]";
+    }
+    case JsonValue::Object: {
+        std::string out = "{";
+        std::vector<std::string> seen;
+        for (const auto& [key, value] : v.object) {
+            if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+            seen.push_back(key);
+            out += (seen.size() > 1 ? ", " : "") + json_quote(key) + ": " + json_dumps_python(*v.get(key));
+        }
+        return out + "}";
+    }
+    }
+    return "null";
 }

@@ -21,6 +21,9 @@ struct JsonValue {
     // holds it. Token ids and counts must be exact, so readers check this instead of casting.
     bool exact_integer = false;
     int64_t integer = 0;
+    // The literal had no fraction or exponent ("3", not "3.0" or "3e0"): Python reads it as an int,
+    // the others as a float, and writes them back so (json_dumps_python).
+    bool integer_literal = false;
     std::string string;
     std::vector<JsonValue> array;
     std::vector<std::pair<std::string, JsonValue>> object;  // in file order
@@ -41,5 +44,12 @@ JsonValue json_parse(std::string_view text);
 size_t json_value_length(std::string_view text);
 
 // `s` as a JSON string literal with quotes; control characters, '"' and '\' escaped, other bytes
-// (UTF-8) copied as they are. Used by writers of jsonl/fixtures so output parses back exactly.
+// (UTF-8) copied as they are, exactly as Python's json.dumps(s, ensure_ascii=False) writes it. Used
+// by writers of jsonl/fixtures so output parses back exactly.
 std::string json_quote(std::string_view s);
+// `v` as Python's json.dumps(v, ensure_ascii=False) writes what json.loads read from it: ", " and
+// ": " between items, keys in their order (a repeated key once, at its first place with its last
+// value, as a dict keeps it), an int literal's digits, a float as Python's repr ("1e-05", "100.0",
+// "1e+16"). Chat templates write tool definitions and call arguments so (transformers' |tojson).
+// Throws std::runtime_error on an int literal past 64 bits (its digits are not kept).
+std::string json_dumps_python(const JsonValue& v);

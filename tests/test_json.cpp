@@ -71,6 +71,48 @@ TEST_CASE("json: string escapes and UTF-8") {
     CHECK(json_parse(json_quote(all)).string == all);
 }
 
+// Chat templates write tool definitions and arguments with transformers' |tojson, Python's
+// json.dumps(ensure_ascii=False): the pairs are what Python writes for json.loads of each text
+// (tests/fixtures/chat/gen_tool_fixtures.py's values among them).
+TEST_CASE("json: json_dumps_python writes what Python's json.dumps writes") {
+    const std::pair<const char*, const char*> cases[] = {
+        {R"(1.5)", R"(1.5)"},
+        {R"(1e-05)", R"(1e-05)"},
+        {R"(1E16)", R"(1e+16)"},
+        {R"(1e15)", R"(1000000000000000.0)"},
+        {R"(0.1)", R"(0.1)"},
+        {R"(100.0)", R"(100.0)"},
+        {R"(-0.0001)", R"(-0.0001)"},
+        {R"(42)", R"(42)"},
+        {R"(-0)", R"(0)"},
+        {R"(-0.0)", R"(-0.0)"},
+        {R"(0)", R"(0)"},
+        {R"(123456789.123456789)", R"(123456789.12345679)"},
+        {R"(1.7976931348623157e308)", R"(1.7976931348623157e+308)"},
+        {R"(5e-324)", R"(5e-324)"},
+        {R"(2.5e-5)", R"(2.5e-05)"},
+        {R"(0.00012345)", R"(0.00012345)"},
+        {R"(1234567890123456.7)", R"(1234567890123456.8)"},
+        {R"(12345678901234567.0)", R"(1.2345678901234568e+16)"},
+        {R"(3e0)", R"(3.0)"},
+        {R"(-7)", R"(-7)"},
+        {R"(9007199254740993)", R"(9007199254740993)"},
+        {R"(true)", R"(true)"},
+        {R"(null)", R"(null)"},
+        {R"("a\u0001\b\f\u001f\u007f\/é")", "\"a\\u0001\\b\\f\\u001f\x7f/é\""},
+        {R"({"b":1,"a":{"c":[1,2.0,{}],"d":[]},"b":2})", R"({"b": 2, "a": {"c": [1, 2.0, {}], "d": []}})"},
+        {R"([])", R"([])"},
+        {R"({})", R"({})"},
+        {R"([1,[2,[3]]])", R"([1, [2, [3]]])"},
+        {R"(1e22)", R"(1e+22)"},
+        {R"(1e21)", R"(1e+21)"},
+        {R"(1e-7)", R"(1e-07)"},
+        {R"(123e-20)", R"(1.23e-18)"},
+    };
+    for (const auto& [text, python] : cases) CHECK_MESSAGE(json_dumps_python(json_parse(text)) == python, text);
+    CHECK_THROWS_WITH(json_dumps_python(json_parse("123456789012345678901234567890")), doctest::Contains("past 64 bits"));
+}
+
 TEST_CASE("json: errors give line, column and what was expected") {
     CHECK(parse_error("{\n  \"a\": 1,\n  \"b\": 2 \"c\"\n}") == "line 3, column 10: expected ',' or '}' in object");
     CHECK(parse_error("[1, 2") == "line 1, column 6: unexpected end of input: expected ',' or ']' in array");
