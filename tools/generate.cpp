@@ -3,7 +3,7 @@
 //   ./generate --prompt "What is the capital of France?"            (chat-formatted by the template)
 //   ./generate --raw --prompt "Once upon a time"                     (plain continuation)
 //   ./generate --lora out/ckpt-00000100/adapter.lora --prompt "..." --temperature 0.7 --top-p 0.9
-//   ./generate --lora out/final/adapter.lora --data test.jsonl --out answers.jsonl
+//   ./generate --lora out/ckpt-00000050/adapter.lora --data test.jsonl --out answers.jsonl
 //   ./generate --chat --system "You are terse."                   (a conversation on stdin)
 #include <unistd.h>
 
