@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
+#include <regex>
 #include <string>
 
 #include "model/util.h"
@@ -670,4 +671,27 @@ TEST_CASE("cli: --resume with another --seed on a preset names the seed") {
     CHECK(r.status == 1);
     CHECK(has(r, "seed: 1 -> 2"));
     CHECK(has(r, "a --preset's random weights depend on --seed: with --preset, pass the checkpoint's --seed"));
+}
+
+// Every flag a program reads (its source's is("--x") and == "--x"), aliases included, is named in
+// what --help prints on stdout: a flag only the source knows is one no user can find.
+TEST_CASE("cli: --help prints on stdout every flag the program takes") {
+    const std::regex flag_re("(?:is\\(|== )\"(--[a-z0-9-]+)\"");
+    for (const char* p : {"train", "convert", "export", "generate", "memory", "tokenize", "check_data", "make_dataset",
+                          "raft", "init_model"}) {
+        const std::string prog = p, src = read_file(prog == "train" ? "train.cu" : "tools/" + prog + ".cpp");
+        Run help = run("{ ./" + prog + " --help 2>/dev/null; }");  // stdout only
+        INFO(prog << " --help: " << help.out);
+        CHECK(help.status == 0);
+        for (std::sregex_iterator it(src.begin(), src.end(), flag_re), end; it != end; ++it) {
+            const std::string flag = (*it)[1];
+            if (flag == "--help") continue;
+            bool named = false;  // as a whole word: --lr-scheduler does not name --lr
+            for (size_t at = help.out.find(flag); at != std::string::npos && !named; at = help.out.find(flag, at + 1)) {
+                const char next = at + flag.size() < help.out.size() ? help.out[at + flag.size()] : ' ';
+                named = !(isalnum((unsigned char)next) || next == '-');
+            }
+            CHECK_MESSAGE(named, prog << " takes " << flag << ", which its --help does not name");
+        }
+    }
 }

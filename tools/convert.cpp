@@ -19,9 +19,10 @@
 
 namespace fs = std::filesystem;
 
-static void usage() {
-    fprintf(stderr,
-            "usage: ./convert INPUT -o OUT [--dtype f32|bf16]\n"
+// On stdout for --help, on stderr when the arguments are incomplete.
+static void usage(FILE* f) {
+    fprintf(f,
+            "usage: ./convert INPUT -o|--out OUT [--dtype f32|bf16]\n"
             "  INPUT  a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K tensors) or a Hugging Face model\n"
             "         directory (config.json, model.safetensors or its sharded index, tokenizer.json\n"
             "         or SentencePiece's tokenizer.model)\n"
@@ -51,12 +52,12 @@ static int run(int argc, char** argv) {
         if ((a == "-o" || a == "--out" || a == "--dtype") && i + 1 >= argc) fail("%s needs a value", a.c_str());
         if (a == "-o" || a == "--out") out = argv[++i];
         else if (a == "--dtype") dtype = argv[++i];
-        else if (a == "-h" || a == "--help") return usage(), 0;
+        else if (a == "-h" || a == "--help") return usage(stdout), 0;
         else if (!a.empty() && a[0] == '-') fail("unknown option %s (see ./convert --help)", a.c_str());
         else if (input.empty()) input = a;
         else fail("more than one input given (%s and %s)", input.c_str(), a.c_str());
     }
-    if (input.empty() || out.empty()) return usage(), 2;
+    if (input.empty() || out.empty()) return usage(stderr), 2;
     if (dtype != "f32" && dtype != "bf16") fail("--dtype must be f32 or bf16, not %s", dtype.c_str());
     if (out.size() > 4 && out.compare(out.size() - 4, 4, ".bin") == 0) out.resize(out.size() - 4);
     // OUT names files, not a folder: "-o models/" would write the hidden models/.bin and models/.tok.

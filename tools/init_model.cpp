@@ -30,7 +30,7 @@ static int run(int argc, char** argv) {
         } else if (args.is("--help") || args.is("-h")) {
             std::string names;
             for (const std::string& n : config_preset_names()) names += " " + n;
-            printf("usage: ./init_model --preset NAME -o OUT.bin [--seed N] [--dtype f32|bf16]\n"
+            printf("usage: ./init_model --preset NAME -o|--out OUT.bin [--seed N] [--dtype f32|bf16]\n"
                    "       [--dim N --layers N --heads N --kv-heads N --head-dim N --ffn N --vocab N]\npresets:%s\n",
                    names.c_str());
             return 0;

@@ -24,7 +24,7 @@ static const char* kUsage =
     "bytes:   --device cuda|cpu (cuda: BF16 compute, FP32 master/grads/moments, NF4+DQ for qlora; cpu: FP32)\n"
     "         --precision fp32|bf16|nf4|nf4-dq (base weights)  --bytes 2|4 (everything at that size, no master)\n"
     "         --grad-bytes N --state-bytes N --master-bytes N (0: no master copy)\n"
-    "batch:   --batch-size 1 --seq-len 512 --recompute\n"
+    "batch:   --batch-size 1 --seq-len 512 (or --max-seq-len, as ./train names it) --recompute\n"
     "         --offload-optimizer (cuda: moments, masters and a gradient copy in host memory)\n"
     "output:  --explain (the formula under each line), --published (the published figures beside ours),\n"
     "         --lora-matrix INxOUT (adapter vs full parameters of one matrix at --lora-r)\n";
