@@ -57,7 +57,7 @@ void usage() {
         "                          conversations) or raw text; repeat it to train on several files at once\n"
         "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data;\n"
         "                          --val-data repeats too: the val loss then names each file's own as well)\n"
-        "  --template NAME         chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain (default: the tokenizer's)\n"
+        "  --template NAME         chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, qwen2.5, plain (default: the tokenizer's)\n"
         "  --max-seq-len N (512)   --padding longest|max_length   --packing   --truncation drop|truncate|error\n"
         "  --group-by-length       batches of similar lengths (transformers' group_by_length): less padding\n"
         "  --prompt-loss-weight W  weight of prompt tokens in the loss (0..1, default 0)\n"
@@ -353,7 +353,7 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     if (se.held_out.empty() || !se.tok) return;
     double t0 = now_seconds();
     std::vector<std::vector<int32_t>> prompts;
-    for (const Record& r : se.held_out) prompts.push_back(encode_prompt(*se.tok, se.chat, record_prompt(r)));
+    for (const Record& r : se.held_out) prompts.push_back(encode_prompt(*se.tok, se.chat, record_prompt(r), r.tools));
     SampleOptions so;
     // Room for the longest reference and its end of turn (and a reasoning model's think block): a
     // cap below a reference's length would make its exact match impossible. At least 64 tokens.

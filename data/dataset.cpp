@@ -65,7 +65,7 @@ void parallel_for_each(size_t n, F f) {
 Example format_conversation(const Record& r, const DataTokenizer& tok) {
     Example e;
     e.line = r.line;
-    const std::vector<ChatPiece> pieces = chat_render_pieces(tok.chat_template, r.messages, false);
+    const std::vector<ChatPiece> pieces = chat_render_pieces(tok.chat_template, r.messages, false, r.tools);
     std::string text;
     for (const ChatPiece& piece : pieces) text += piece.text;
     const std::string_view all(text);

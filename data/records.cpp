@@ -69,6 +69,85 @@ bool has_tool_data(const JsonValue* v) {
     return v && !v->is_null() && !(v->type == JsonValue::Array && v->array.empty());
 }
 
+// A JSON value that datasets give either as it is or as a string of its JSON text (OpenAI's
+// arguments, LLaMA-Factory's "tools" and "function_call" values): the value, parsed when a string.
+bool json_or_string_of_json(const JsonValue& v, const std::string& field, JsonValue& out, std::string& why) {
+    if (v.type != JsonValue::String) return out = v, true;
+    try {
+        out = json_parse(v.string);
+        return true;
+    } catch (const std::runtime_error& e) {
+        why = field + ": a string that is not JSON (" + e.what() + ")";
+        return false;
+    }
+}
+
+// A value as chat templates write it (|tojson, Python's json.dumps).
+bool python_json(const JsonValue& v, const std::string& field, std::string& out, std::string& why) {
+    try {
+        out = json_dumps_python(v);
+        return true;
+    } catch (const std::runtime_error& e) {
+        why = field + ": " + e.what();
+        return false;
+    }
+}
+
+// An assistant turn's function calls: [{"type": "function", "function": {"name", "arguments"}}, ...]
+// (OpenAI's form) or [{"name", "arguments"}, ...], the arguments an object or a string of one.
+bool parse_tool_calls(const JsonValue& list, const std::string& at, ChatMessage& cm, std::string& why) {
+    if (list.type != JsonValue::Array) {
+        why = at + ": expected an array of calls, got " + json_type_name(list.type);
+        return false;
+    }
+    for (size_t k = 0; k < list.array.size(); k++) {
+        const std::string here = at + "[" + std::to_string(k) + "]";
+        const JsonValue* call = &list.array[k];
+        if (const JsonValue* fn = call->get("function"); fn && fn->type == JsonValue::Object) call = fn;
+        ToolCall tc;
+        if (call->type != JsonValue::Object || !get_string(*call, "name", false, false, tc.name, why)) {
+            why = here + ": " + (call->type == JsonValue::Object ? why : "expected an object {\"name\", \"arguments\"}");
+            return false;
+        }
+        const JsonValue* args = call->get("arguments");
+        JsonValue value;
+        if (!args || args->is_null()) {
+            why = here + ": missing field \"arguments\" (an object; {} for none)";
+            return false;
+        }
+        if (!json_or_string_of_json(*args, here + ".arguments", value, why)) return false;
+        if (value.type != JsonValue::Object) {
+            why = here + ".arguments: expected an object (or a string of one), got " + json_type_name(value.type);
+            return false;
+        }
+        if (args->type == JsonValue::String) tc.arguments_text = args->string;
+        if (!python_json(value, here + ".arguments", tc.arguments, why)) return false;
+        cm.tool_calls.push_back(std::move(tc));
+    }
+    return true;
+}
+
+// A conversation's tool definitions ("tools": a list of objects, or a string of one as LLaMA-Factory
+// stores it), each as the templates' |tojson writes it.
+bool parse_tools(const JsonValue& v, Record& r, std::string& why) {
+    JsonValue list;
+    if (!json_or_string_of_json(v, "field \"tools\"", list, why)) return false;
+    if (list.type != JsonValue::Array) {
+        why = std::string("field \"tools\": expected an array of tool definitions, got ") + json_type_name(list.type);
+        return false;
+    }
+    for (size_t k = 0; k < list.array.size(); k++) {
+        const std::string at = "tools[" + std::to_string(k) + "]";
+        if (list.array[k].type != JsonValue::Object) {
+            why = at + ": expected an object, got " + json_type_name(list.array[k].type);
+            return false;
+        }
+        r.tools.emplace_back();
+        if (!python_json(list.array[k], at, r.tools.back(), why)) return false;
+    }
+    return true;
+}
+
 // "content": [{"type": "text", "text": "..."}, ...]: the texts as the message's parts, joined as its
 // content. Images and other kinds of part are refused: there is no vision here, and a template that
 // skipped them would train on a turn without what it refers to.
@@ -106,11 +185,13 @@ struct ChatLayout {
 const ChatLayout kOpenAI{"messages", "role", "content", false}, kShareGPT{"conversations", "from", "value", true};
 
 // A ShareGPT speaker as a role: system; human or user; gpt, assistant, model or chatgpt (as Axolotl and
-// Unsloth read them). "" when it is none of those.
+// Unsloth read them); LLaMA-Factory's function_call (an assistant turn of calls) and observation,
+// tool or function_response (a tool's result). "" when it is none of those.
 std::string sharegpt_role(const std::string& from) {
     if (from == "system") return "system";
     if (from == "human" || from == "user") return "user";
-    if (from == "gpt" || from == "assistant" || from == "model" || from == "chatgpt") return "assistant";
+    if (from == "gpt" || from == "assistant" || from == "model" || from == "chatgpt" || from == "function_call") return "assistant";
+    if (from == "observation" || from == "tool" || from == "function_response") return "tool";
     return "";
 }
 
@@ -131,31 +212,52 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
         }
         ChatMessage cm;
         if (!get_string(m, lay.role, false, false, cm.role, why)) { why = at + ": " + why; return false; }
+        std::string from;  // ShareGPT's speaker
         if (lay.sharegpt) {
-            const std::string from = cm.role;
+            from = cm.role;
             cm.role = sharegpt_role(from);
-            if (from == "tool" || from == "function_call" || from == "function_response" || from == "observation") {
-                why = at + ": a tool turn (\"from\": \"" + from + "\") is not supported (tool calling is not rendered by "
-                      "any chat template here): drop the line";
-                return false;
-            }
             if (cm.role.empty()) {
-                why = at + ": unknown \"from\": \"" + from + "\" (expected system, human or user, gpt or assistant)";
+                why = at + ": unknown \"from\": \"" + from + "\" (expected system, human or user, gpt or assistant, "
+                      "function_call or observation)";
                 return false;
             }
-        } else if (cm.role != "system" && cm.role != "user" && cm.role != "assistant") {
-            why = at + ": unknown role \"" + cm.role + "\" (expected system, user or assistant)";
+        } else if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" && cm.role != "tool") {
+            why = at + ": unknown role \"" + cm.role + "\" (expected system, user, assistant or tool)";
             return false;
         }
         if (cm.role == "system" && i != 0) { why = at + ": a system message may only come first"; return false; }
-        // An empty system prompt is a common way to say "none"; an empty turn is a data bug.
+        // LLaMA-Factory's function_call turn: its value is the call (or a list of them) as JSON text.
+        if (from == "function_call") {
+            JsonValue calls;
+            const JsonValue* v = m.get(lay.content);
+            if (!v || !json_or_string_of_json(*v, at + ".value", calls, why)) {
+                if (!v) why = at + ": missing field \"value\"";
+                return false;
+            }
+            if (calls.type == JsonValue::Object) calls.array = {calls}, calls.type = JsonValue::Array;
+            if (!parse_tool_calls(calls, at + ".value", cm, why)) return false;
+            any_assistant = any_learned = true;
+            r.messages.push_back(std::move(cm));
+            continue;
+        }
+        // Function calls (the content may then be empty or null).
+        if (has_tool_data(m.get("tool_calls"))) {
+            if (cm.role != "assistant") {
+                why = at + ": tool_calls on a " + cm.role + " message: only an assistant calls tools";
+                return false;
+            }
+            if (!parse_tool_calls(*m.get("tool_calls"), at + ".tool_calls", cm, why)) return false;
+        }
+        // An empty system prompt is a common way to say "none", an empty tool result a result; an
+        // empty turn is a data bug, but for an assistant's that only calls tools.
+        const bool may_be_empty = cm.role == "system" || cm.role == "tool" || !cm.tool_calls.empty();
         if (const JsonValue* c = m.get(lay.content); c && c->type == JsonValue::Array) {
             if (!parse_parts(*c, cm, why)) { why = at + ": " + why; return false; }
             if (cm.role != "system" && cm.content.find_first_not_of(" \t\r\n") == std::string::npos) {
                 why = at + ": field \"" + lay.content + "\" is empty";
                 return false;
             }
-        } else if (!get_string(m, lay.content, false, cm.role == "system", cm.content, why)) {
+        } else if (!get_string(m, lay.content, !cm.tool_calls.empty(), may_be_empty, cm.content, why)) {
             why = at + ": " + why;
             return false;
         }
@@ -165,13 +267,6 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
             std::string reasoning;
             if (!get_string(m, "reasoning_content", false, true, reasoning, why)) { why = at + ": " + why; return false; }
             cm.reasoning_content = std::move(reasoning);
-        }
-        // Templates render tool calls into the assistant turn; we render none, so a line with them
-        // would teach the turn without its calls.
-        if (has_tool_data(m.get("tool_calls"))) {
-            why = at + ": tool_calls are not supported (tool calling is not rendered by any chat template here): "
-                  "drop the line, or the field if the turn should be learned without its calls";
-            return false;
         }
         // OpenAI's fine-tuning format: "weight" 0 on an assistant message keeps the turn as context
         // without learning it (a weak or outdated answer inside a good conversation), 1 learns it.
@@ -237,12 +332,8 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
     if (!get_string(v, "system", true, true, sys, why)) return false;
     for (const ChatLayout* lay : {&kOpenAI, &kShareGPT})
         if (const JsonValue* msgs = v.get(lay->list)) {
-            // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn; we render none.
-            if (has_tool_data(v.get("tools"))) {
-                why = "field \"tools\": tool definitions are not supported (tool calling is not rendered by any chat "
-                      "template here): drop the line, or the field if the conversation should be learned without them";
-                return false;
-            }
+            // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn.
+            if (has_tool_data(v.get("tools")) && !parse_tools(*v.get("tools"), r, why)) return false;
             if (!parse_messages(*msgs, *lay, answers, r, why)) return false;
             if (sys.empty()) return true;
             if (r.messages.front().role == "system") {

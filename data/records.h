@@ -1,9 +1,11 @@
 // Reading a dataset file into records, before any tokenization. Accepted inputs:
 //   jsonl (one JSON object per line), each line one of
 //     {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}   chat, multi-turn
-//        (a message may have "reasoning_content": "..." or null; "tool_calls" and "tools" are refused)
+//        (a message may have "reasoning_content": "..." or null; role "tool" and an assistant's
+//        "tool_calls", with the line's "tools", are tool calling, which qwen2.5 and qwen3 render)
 //     {"conversations": [{"from": "system"|"human"|"gpt", "value": "..."}, ...]}  the same, as ShareGPT
-//        stores it ("user", "assistant", "model" and "chatgpt" are read too; tool turns are refused)
+//        stores it ("user", "assistant", "model" and "chatgpt" are read too; LLaMA-Factory's
+//        "function_call" and "observation" turns are tool calls and results)
 //     {"instruction": "...", "input": "..." (optional), "output": "...", "system": "..." (optional)}
 //     {"prompt": "...", "completion": "..."}
 //     {"text": "..."}                                        a raw document (continued pre-training)
@@ -27,6 +29,7 @@ struct Record {
     std::vector<ChatMessage> messages;  // a conversation ending with an assistant turn (Answers::optional:
                                         // or a user turn), or empty...
     std::string text;                   // ...for a raw document
+    std::vector<std::string> tools;     // a conversation's tool definitions, each's JSON as chat templates write it
     bool is_text() const { return messages.empty(); }
 };
 

@@ -2,8 +2,9 @@
 
 #include <algorithm>
 
-std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& chat, const std::vector<ChatMessage>& prompt) {
-    return encode_with_bos(tok, chat_render(chat, prompt, true));
+std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& chat, const std::vector<ChatMessage>& prompt,
+                                   const std::vector<std::string>& tools) {
+    return encode_with_bos(tok, chat_render(chat, prompt, true, tools));
 }
 
 std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ChatTemplate& chat,

@@ -9,9 +9,10 @@
 #include "model/generate.h"
 #include "tokenizer/tokenizer.h"
 
-// The token ids of a conversation's prompt: rendered with the generation prompt, BOS first where
-// the tokenizer has one.
-std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& chat, const std::vector<ChatMessage>& prompt);
+// The token ids of a conversation's prompt: rendered with the generation prompt (and the
+// conversation's tool definitions, where it has them), BOS first where the tokenizer has one.
+std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& chat, const std::vector<ChatMessage>& prompt,
+                                   const std::vector<std::string>& tools = {});
 
 // A chat's next prompt: the conversation (ending with the user's new turn) encoded as by
 // encode_prompt, after dropping its oldest exchanges from `conversation` (a system prompt stays)

@@ -1,6 +1,7 @@
 #include <doctest/doctest.h>
 
 #include "data/json.h"
+#include "data/records.h"
 #include "model/util.h"
 #include "tokenizer/chat_template.h"
 
@@ -10,14 +11,18 @@
 
 namespace {
 
-std::string render_error(const ChatTemplate& t, const std::vector<ChatMessage>& msgs) {
+std::string render_error_tools(const ChatTemplate& t, const std::vector<ChatMessage>& msgs, const std::vector<std::string>& tools) {
     try {
-        chat_render(t, msgs, false);
+        chat_render(t, msgs, false, tools);
     } catch (const std::runtime_error& e) {
         return e.what();
     }
     return "";
 }
+std::string render_error(const ChatTemplate& t, const std::vector<ChatMessage>& msgs) { return render_error_tools(t, msgs, {}); }
+
+// A JSON value as one jsonl line (its own compact text).
+std::string json_quote_line(const JsonValue& v) { return json_dumps_python(v) + "\n"; }
 
 // A fixture's message: role, content and, where the case has one, reasoning_content (null is none).
 // Content given as a list of text parts becomes the message's parts (and, joined, its content).
@@ -36,7 +41,7 @@ ChatMessage fixture_message(const JsonValue& m) {
 // Whether we refuse a conversation that transformers renders: Llama-2's template silently drops a
 // system or tool message after the first turn, Zephyr's any role but system, user and assistant;
 // ChatML's and Qwen3's render other roles (Qwen2.5's and Qwen3's tool messages as <tool_response>
-// blocks), which we refuse, having no tool calling; Gemma 3's renders any role but user (a late
+// blocks, which we render too), which we refuse; Gemma 3's renders any role but user (a late
 // system message, a tool message) as a turn of that name where an assistant turn goes, which we
 // refuse. Returns the index of the message to name.
 std::optional<size_t> refused_message(ChatTemplateKind k, const std::vector<ChatMessage>& msgs) {
@@ -46,9 +51,10 @@ std::optional<size_t> refused_message(ChatTemplateKind k, const std::vector<Chat
         if (k == ChatTemplateKind::Gemma3 && i == 0 && role == "system" && msgs[0].parts && msgs[0].parts->size() > 1) return 0;
         if (role == "user" || role == "assistant") continue;
         if (role == "system" && ((k != ChatTemplateKind::Llama2 && k != ChatTemplateKind::Gemma3) || i == 0)) continue;
+        if (role == "tool" && (k == ChatTemplateKind::Qwen25 || k == ChatTemplateKind::Qwen3)) continue;
         // Gemma 3's lets any role but user through where an assistant turn goes, as a turn of that name
         if (k == ChatTemplateKind::Llama2 || k == ChatTemplateKind::Zephyr || k == ChatTemplateKind::ChatML ||
-            k == ChatTemplateKind::Qwen3 || k == ChatTemplateKind::Gemma3)
+            k == ChatTemplateKind::Qwen25 || k == ChatTemplateKind::Qwen3 || k == ChatTemplateKind::Gemma3)
             return i;
     }
     return std::nullopt;
@@ -78,7 +84,8 @@ std::string assistant_target(ChatTemplateKind k, const ChatMessage& m) {
         return s;
     };
     switch (k) {
-    case ChatTemplateKind::ChatML: return content + "<|im_end|>";
+    case ChatTemplateKind::ChatML:
+    case ChatTemplateKind::Qwen25: return content + "<|im_end|>";
     case ChatTemplateKind::Llama3: return trimmed() + "<|eot_id|>";
     case ChatTemplateKind::Gemma:
     case ChatTemplateKind::Gemma3: return trimmed() + "<end_of_turn>";
@@ -112,7 +119,7 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
     CHECK(templates["zephyr"].kind == ChatTemplateKind::Zephyr);
     CHECK(templates["qwen3"].kind == ChatTemplateKind::Qwen3);
     // Qwen2.5's is ChatML with its default system prompt (its tools block aside); Qwen2's is not Qwen3's
-    CHECK(templates["qwen2.5"].kind == ChatTemplateKind::ChatML);
+    CHECK(templates["qwen2.5"].kind == ChatTemplateKind::Qwen25);  // the ChatML that renders tool calls
     CHECK(templates["qwen2.5"].default_system == "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
     CHECK(templates["qwen2"].kind == ChatTemplateKind::ChatML);
 
@@ -186,6 +193,90 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
         errors++;
     }
     CHECK(errors >= 20);
+}
+
+// Tool calling as Qwen2.5's and Qwen3's templates render it (tests/fixtures/chat/gen_tool_fixtures.py):
+// each case a dataset line read by the data reader, rendered as transformers renders it, and every
+// assistant turn from its header to its <|im_end|> learned (its content, its calls, the marker).
+TEST_CASE("chat: tool definitions, calls and results render as transformers renders Qwen2.5's and Qwen3's") {
+    const JsonValue templates = *json_parse(read_file("tests/fixtures/chat/render.json")).get("templates");
+    const JsonValue fx = json_parse(read_file("tests/fixtures/chat/tools.json"));
+    int n = 0;
+    for (const JsonValue& c : fx.get("cases")->array) {
+        const ChatTemplate t = chat_template_from_jinja(templates.get(c.get("template")->string)->string);
+        CHECK(t.kind == (c.get("template")->string == "qwen3" ? ChatTemplateKind::Qwen3 : ChatTemplateKind::Qwen25));
+        const bool gen = c.get("add_generation_prompt")->boolean;
+        // a prompt to answer may end with a tool's result; training data ends with the answer
+        const ParsedFile pf = parse_records(json_quote_line(*c.get("line")), "tools.jsonl", true,
+                                            gen ? Answers::optional : Answers::required);
+        REQUIRE_MESSAGE(pf.invalid.empty(), (pf.invalid.empty() ? "" : pf.invalid[0].what));
+        const Record& r = pf.records.at(0);
+        const std::string& expected = c.get("expected")->string;
+        std::string all, learned, want;
+        for (const ChatPiece& p : chat_render_pieces(t, r.messages, gen, r.tools)) {
+            all += p.text;
+            if (p.assistant) learned += p.text;
+        }
+        CHECK_MESSAGE(all == expected, c.get("template")->string << ": " << json_quote(all) << " != " << json_quote(expected));
+        const std::string head = "<|im_start|>assistant\n", end = "<|im_end|>";
+        for (size_t at = expected.find(head); at != std::string::npos; at = expected.find(head, at + 1))
+            if (const size_t close = expected.find(end, at); close != std::string::npos)
+                want += expected.substr(at + head.size(), close + end.size() - at - head.size());
+        CHECK(learned == want);
+        n++;
+    }
+    CHECK(n == 20);
+    // Qwen2.5's template writes a string of arguments as a quoted string; we write the object it holds
+    const ChatTemplate q25 = chat_template_from_name("qwen2.5");
+    const std::string as_object = R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1.0}}}]}]})";
+    const std::string as_string = R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "tool_calls": [{"function": {"name": "f", "arguments": "{\"x\":1.0}"}}]}]})";
+    const Record ro = parse_records(as_object, "o.jsonl", true).records.at(0), rs = parse_records(as_string, "s.jsonl", true).records.at(0);
+    CHECK(chat_render(q25, rs.messages, false) == chat_render(q25, ro.messages, false));
+    CHECK(chat_render(q25, rs.messages, false).find("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1.0}}\n</tool_call><|im_end|>") != std::string::npos);
+    CHECK(chat_render(chat_template_from_name("qwen3"), rs.messages, false).find("\"arguments\": {\"x\":1.0}}") != std::string::npos);
+    // templates without tool calling refuse a conversation with tool definitions
+    CHECK(render_error_tools(chat_template_from_name("llama3"), ro.messages, {"{}"}).find(
+              "the conversation has tool definitions but the llama3 chat template does not render tool calling") == 0);
+}
+
+// The dataset forms of tool calling: OpenAI's messages, and LLaMA-Factory's ShareGPT (function_call and
+// observation turns, "tools" as a string of JSON) read as the same conversation; bad fields named.
+TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad tool fields are named") {
+    const std::string openai = R"({"tools": [{"name": "f", "parameters": {}}], "messages": [{"role": "user", "content": "q"},)"
+                               R"( {"role": "assistant", "content": null, "tool_calls": [{"type": "function", "function": {"name": "f", "arguments": {"a": 1}}}]},)"
+                               R"( {"role": "tool", "content": "r"}, {"role": "assistant", "content": "done"}]})";
+    const std::string sharegpt = R"({"tools": "[{\"name\": \"f\", \"parameters\": {}}]", "conversations": [{"from": "human", "value": "q"},)"
+                                 R"( {"from": "function_call", "value": "{\"name\": \"f\", \"arguments\": {\"a\": 1}}"},)"
+                                 R"( {"from": "observation", "value": "r"}, {"from": "gpt", "value": "done"}]})";
+    const ParsedFile a = parse_records(openai + "\n", "a.jsonl", true), b = parse_records(sharegpt + "\n", "b.jsonl", true);
+    REQUIRE(a.invalid.empty());
+    REQUIRE(b.invalid.empty());
+    for (const char* name : {"qwen2.5", "qwen3"}) {
+        const ChatTemplate t = chat_template_from_name(name);
+        CHECK(chat_render(t, a.records[0].messages, false, a.records[0].tools) ==
+              chat_render(t, b.records[0].messages, false, b.records[0].tools));
+    }
+    CHECK(a.records[0].tools == std::vector<std::string>{R"({"name": "f", "parameters": {}})"});
+    const auto problem = [](const std::string& line) {
+        const ParsedFile pf = parse_records(line + "\n", "p.jsonl", true);
+        return pf.invalid.empty() ? std::string() : pf.invalid[0].what;
+    };
+    const std::string user = R"({"role": "user", "content": "q"}, )";
+    CHECK(problem(R"({"messages": [{"role": "user", "content": "q", "tool_calls": [{"name": "f", "arguments": {}}]}, {"role": "assistant", "content": "a"}]})") ==
+          "messages[0]: tool_calls on a user message: only an assistant calls tools");
+    CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "tool_calls": [{"name": "f"}]}]})") ==
+          "messages[1].tool_calls[0]: missing field \"arguments\" (an object; {} for none)");
+    CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "tool_calls": [{"name": "f", "arguments": "[1]"}]}]})") ==
+          "messages[1].tool_calls[0].arguments: expected an object (or a string of one), got array");
+    CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "tool_calls": [{"name": "f", "arguments": "{x"}]}]})").find(
+              "messages[1].tool_calls[0].arguments: a string that is not JSON (line 1, column 2") == 0);
+    CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "tool_calls": [{"arguments": {}}]}]})") ==
+          "messages[1].tool_calls[0]: missing field \"name\"");
+    CHECK(problem(R"({"tools": {"name": "f"}, "messages": [)" + user + R"({"role": "assistant", "content": "a"}]})") ==
+          "field \"tools\": expected an array of tool definitions, got object");
+    CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "content": ""}]})") == "messages[1]: field \"content\" is empty");
+    CHECK(problem(R"({"messages": [)" + user + R"({"role": "function", "content": "x"}, {"role": "assistant", "content": "a"}]})") ==
+          "messages[1]: unknown role \"function\" (expected system, user, assistant or tool)");
 }
 
 TEST_CASE("chat: pieces mark assistant turns for the label mask") {
@@ -300,7 +391,8 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain");
+    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, "
+          "qwen2.5, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
@@ -313,7 +405,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain");
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain");
     // the older releases' templates: Llama-2's transformers default is Llama-2's, Qwen3's first
     // release Qwen3's; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
     // would lose its blocks as ChatML) are refused
@@ -357,10 +449,16 @@ TEST_CASE("chat: names, detection and refusals") {
     CHECK(render_error(gemma, {{"system", "x"}, {"user", "y"}}).find("message 0 has role 'system'") == 0);
     CHECK(render_error(gemma, {{"user", "a"}, {"user", "b"}}).find("message 1 has role 'user'") == 0);
     CHECK(render_error(gemma, {{"user", "a"}, {"assistant", "b"}}) == "");
-    // tool messages, and reasoning where it cannot be rendered, are refused naming the message
+    // tool messages where no tool calling is rendered, and reasoning where it cannot be, are refused naming the message
     ChatTemplate qwen3 = chat_template_from_name("qwen3"), chatml = chat_template_from_name("chatml");
-    CHECK(render_error(qwen3, {{"user", "a"}, {"tool", "42"}, {"assistant", "b"}}).find("message 1 has role 'tool' but Qwen3's chat template") == 0);
-    CHECK(render_error(chatml, {{"user", "a"}, {"tool", "42"}}).find("message 1 has role 'tool' but ChatML templates") == 0);
+    CHECK(render_error(qwen3, {{"user", "a"}, {"tool", "42"}, {"assistant", "b"}}) == "");
+    CHECK(render_error(chatml, {{"user", "a"}, {"tool", "42"}}) ==
+          "message 1 has role 'tool' but the chatml chat template does not render tool calling (qwen2.5's and qwen3's "
+          "do): pass --template qwen2.5|qwen3 if the model was trained on theirs, or drop the line");
+    ChatMessage calls{"assistant", ""};
+    calls.tool_calls = {{"f", "{}"}};
+    CHECK(render_error(chatml, {{"user", "a"}, calls}).find("message 1 has tool_calls but the chatml chat template") == 0);
+    CHECK(render_error(qwen3, {{"user", "a"}, {"function", "x"}}).find("message 1 has role 'function' but Qwen3's") == 0);
     const std::vector<ChatMessage> reasoned = {{"user", "a"}, {"assistant", "b", std::string("why")}};
     CHECK(render_error(qwen3, reasoned) == "");
     CHECK(render_error(chatml, reasoned) == "message 1 has reasoning_content but the chatml chat template does not render "
@@ -376,16 +474,13 @@ TEST_CASE("chat: the Jinja written for tokenizer_config.json is each family's ow
     for (const auto& [name, jinja] : fx.get("templates")->object) {
         CAPTURE(name);
         const ChatTemplate t = chat_template_from_jinja(jinja.string);
-        // Qwen2.5's is read as ChatML with its default system prompt, which writes SmolLM2's form of
-        // ChatML (without Qwen2.5's tools block): it renders our conversations the same and reads back
-        if (name == "qwen2.5") {
-            const ChatTemplate back = chat_template_from_jinja(chat_template_to_jinja(t));
-            CHECK(back.kind == t.kind);
-            CHECK(back.default_system == t.default_system);
-            continue;
-        }
-        CHECK(chat_template_to_jinja(t) == jinja.string);  // byte for byte
+        CHECK(chat_template_to_jinja(t) == jinja.string);  // byte for byte (Qwen2.5's with its tools block)
     }
+    // Qwen2.5's text with another default system prompt is still Qwen2.5's, with that prompt
+    ChatTemplate other{ChatTemplateKind::Qwen25, "Be a 'careful' coder.\nAlways."};
+    const ChatTemplate back25 = chat_template_from_jinja(chat_template_to_jinja(other));
+    CHECK(back25.kind == ChatTemplateKind::Qwen25);
+    CHECK(back25.default_system == other.default_system);
     ChatTemplate quoted{ChatTemplateKind::ChatML, "Don't say \"hi\" \\ or {braces}.\r\nTwo lines."};
     ChatTemplate back = chat_template_from_jinja(chat_template_to_jinja(quoted));
     CHECK(back.kind == ChatTemplateKind::ChatML);

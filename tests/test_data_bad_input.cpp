@@ -112,7 +112,7 @@ TEST_CASE("bad lines: each reason, with its line number") {
     CHECK(problem(dir, R"({"messages": []})") == "field \"messages\" is empty");
     CHECK(problem(dir, R"({"messages": ["hi"]})") == "messages[0]: expected an object {\"role\", \"content\"}, got string");
     CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "bot", "content": "b"}]})") ==
-          "messages[1]: unknown role \"bot\" (expected system, user or assistant)");
+          "messages[1]: unknown role \"bot\" (expected system, user, assistant or tool)");
     CHECK(problem(dir, R"({"messages": [{"role": "user", "content": [{"type": "text"}]}, {"role": "assistant", "content": "b"}]})") ==
           "messages[0]: content[0]: missing field \"text\"");  // a list of parts (see below), wrongly given
     CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": ""}]})") ==
@@ -127,13 +127,16 @@ TEST_CASE("bad lines: each reason, with its line number") {
     CHECK(problem(dir, R"({"conversations": []})") == "field \"conversations\" is empty");
     CHECK(problem(dir, R"({"conversations": [1]})") == "conversations[0]: expected an object {\"from\", \"value\"}, got number");
     CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "bot", "value": "b"}]})") ==
-          "conversations[1]: unknown \"from\": \"bot\" (expected system, human or user, gpt or assistant)");
+          "conversations[1]: unknown \"from\": \"bot\" (expected system, human or user, gpt or assistant, function_call or observation)");
     CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": " "}]})") ==
           "conversations[1]: field \"value\" is empty");
     CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt"}]})") ==
           "conversations[1]: missing field \"value\"");
-    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "function_call", "value": "{}"}, {"from": "gpt", "value": "b"}]})")
-              .rfind("conversations[1]: a tool turn (\"from\": \"function_call\") is not supported", 0) == 0);
+    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "function_call", "value": "{}"}, {"from": "gpt", "value": "b"}]})") ==
+          "conversations[1].value[0]: missing field \"name\"");
+    // tool calling where the template (the toy tokenizer's ChatML) renders none: refused, naming the turn
+    CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "function_call", "value": "{\"name\": \"f\", \"arguments\": {}}"}, {"from": "gpt", "value": "b"}]})")
+              .rfind("chat template: message 1 has tool_calls but the chatml chat template does not render tool calling (qwen2.5's and qwen3's do)", 0) == 0);
     CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}]})")
               .rfind("the last message is from \"user\"", 0) == 0);
     CHECK(problem(dir, "{\"instruction\": \"caf\xE9\", \"output\": \"b\"}").rfind("invalid UTF-8 (byte 0xE9 at byte 21 of the line)", 0) == 0);
@@ -197,10 +200,10 @@ TEST_CASE("reasoning_content only where the template renders it; tool calling re
     size_t n = 0;  // null is no reasoning
     CHECK(problems(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "reasoning_content": null}]})" "\n", &n).empty());
     CHECK(n == 1);
-    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "Calling f.", "tool_calls": [{"function": {"name": "f"}}]}]})")
-              .rfind("messages[1]: tool_calls are not supported", 0) == 0);
+    CHECK(problem(dir, R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "Calling f.", "tool_calls": [{"function": {"name": "f"}}]}]})") ==
+          "messages[1].tool_calls[0]: missing field \"arguments\" (an object; {} for none)");
     CHECK(problem(dir, R"({"tools": [{"type": "function"}], "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b"}]})")
-              .rfind("field \"tools\": tool definitions are not supported", 0) == 0);
+              .rfind("chat template: the conversation has tool definitions but the chatml chat template does not render tool calling", 0) == 0);
     CHECK(problems(dir, R"({"tools": [], "messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "b", "tool_calls": null}]})" "\n").empty());
     // with Qwen3's template the reasoning is the think block; on a user message it is refused
     DataTokenizer tok = byte_tokenizer();

@@ -140,6 +140,37 @@ size_t qwen3_last_query(const std::vector<ChatMessage>& messages) {
     return messages.empty() ? 0 : messages.size() - 1;
 }
 
+// The <tool_call> blocks of an assistant turn, one after another, each on its own lines. Qwen3's
+// template writes a string of arguments as it is; Qwen2.5's writes every value with |tojson.
+std::string tool_calls_text(const ChatMessage& m, bool qwen3) {
+    std::string out;
+    for (size_t k = 0; k < m.tool_calls.size(); k++) {
+        const ToolCall& c = m.tool_calls[k];
+        out += std::string(k ? "\n" : "") + "<tool_call>\n{\"name\": \"" + c.name + "\", \"arguments\": " +
+               (qwen3 && c.arguments_text ? *c.arguments_text : c.arguments) + "}\n</tool_call>";
+    }
+    return out;
+}
+
+// Qwen2.5's and Qwen3's system turn with tools: `system` (what precedes the block), then each tool's
+// JSON on a line of the <tools> block and the instructions on calling them.
+void qwen_tools_turn(std::vector<ChatPiece>& out, const std::string& system, const std::vector<std::string>& tools) {
+    std::string block = "<|im_start|>system\n" + system +
+                        "# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are "
+                        "provided with function signatures within <tools></tools> XML tags:\n<tools>";
+    for (const std::string& tool : tools) block += "\n" + tool;
+    emit(out, block + "\n</tools>\n\nFor each function call, return a json object with function name and arguments "
+                      "within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, "
+                      "\"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n", false);
+}
+
+// A tool message: a <tool_response> block; a run of them shares one user turn.
+void tool_response(std::vector<ChatPiece>& out, const std::vector<ChatMessage>& messages, size_t i) {
+    const bool first = i == 0 || messages[i - 1].role != "tool", last = i + 1 == messages.size() || messages[i + 1].role != "tool";
+    emit(out, std::string(first ? "<|im_start|>user" : "") + "\n<tool_response>\n" + messages[i].content +
+                  "\n</tool_response>" + (last ? "<|im_end|>\n" : ""), false);
+}
+
 // A Qwen3 assistant turn. Its reasoning is reasoning_content when the message has one, else what
 // the content holds before "</think>": as the template's Python splits, up to the first
 // "</think>" and after the last "<think>" before it, the answer being what follows the last
@@ -154,17 +185,28 @@ void qwen3_assistant_turn(std::vector<ChatPiece>& out, const ChatMessage& m, boo
         reasoning = strip_newlines(open == std::string::npos ? before : before.substr(open + 7), true, false);
         answer = strip_newlines(answer.substr(answer.rfind("</think>") + 8), true, false);
     }
+    const bool content = !answer.empty();  // the template's test for a newline before the first call
     if (after_query && (last || !reasoning.empty()))
         answer = "<think>\n" + strip_newlines(reasoning, true, true) + "\n</think>\n\n" + strip_newlines(answer, true, false);
+    if (!m.tool_calls.empty()) answer += (content ? "\n" : "") + tool_calls_text(m, true);
     turn(out, m.trained, "<|im_start|>assistant\n", answer, "<|im_end|>", "\n");
 }
 
 }  // namespace
 
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
-                                          bool add_generation_prompt) {
+                                          bool add_generation_prompt, const std::vector<std::string>& tools) {
     std::vector<ChatPiece> out;
-    const bool qwen3 = t.kind == ChatTemplateKind::Qwen3;
+    const bool qwen3 = t.kind == ChatTemplateKind::Qwen3, qwen25 = t.kind == ChatTemplateKind::Qwen25;
+    if (!qwen3 && !qwen25) {  // templates without tool calling: a conversation with them cannot be rendered
+        const char* why = "the %s chat template does not render tool calling (qwen2.5's and qwen3's do): pass "
+                          "--template qwen2.5|qwen3 if the model was trained on theirs, or drop the line";
+        if (!tools.empty()) fail(("the conversation has tool definitions but " + std::string(why)).c_str(), chat_template_name(t.kind));
+        for (size_t i = 0; i < messages.size(); i++)
+            if (!messages[i].tool_calls.empty() || messages[i].role == "tool")
+                fail(("message %zu %s but " + std::string(why)).c_str(), i,
+                     messages[i].role == "tool" ? "has role 'tool'" : "has tool_calls", chat_template_name(t.kind));
+    }
     for (size_t i = 0; i < messages.size(); i++)
         if (messages[i].parts && t.kind != ChatTemplateKind::Gemma3)
             fail("message %zu has its content as a list of parts, which only Gemma 3's chat template (gemma3) renders: "
@@ -188,17 +230,31 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         return out;
     }
     const size_t last_query = qwen3 ? qwen3_last_query(messages) : 0;
+    const bool system_first = !messages.empty() && messages[0].role == "system";
+    if (!tools.empty()) {  // the tools block is the system turn, the first system message's content in it
+        const std::string& system = system_first ? messages[0].content : t.default_system;
+        qwen_tools_turn(out, qwen3 ? (system_first ? system + "\n\n" : "") : system + "\n\n", tools);
+    }
     for (size_t i = 0; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
         const bool asst = m.role == "assistant", learned = asst && m.trained;
+        if (i == 0 && system_first && !tools.empty()) continue;  // in the tools turn
+        if ((qwen3 || qwen25) && m.role == "tool") {
+            tool_response(out, messages, i);
+            continue;
+        }
         switch (t.kind) {
         case ChatTemplateKind::ChatML:
+        case ChatTemplateKind::Qwen25:
             require_basic_role(i, m, "ChatML templates are rendered with system, user and assistant turns only "
-                               "(Qwen2.5's renders a tool message as a <tool_response> block in a user turn): tool "
-                               "calling is not supported");
-            if (i == 0 && m.role != "system" && !t.default_system.empty())
+                               "(SmolLM2's would render any role as a turn of that name, which the model never saw)");
+            if (i == 0 && m.role != "system" && !t.default_system.empty() && tools.empty())
                 turn(out, false, "<|im_start|>system\n", t.default_system, "<|im_end|>", "\n");
-            turn(out, learned, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
+            if (asst && !m.tool_calls.empty())  // the content (when there is one), then the calls
+                turn(out, learned, "<|im_start|>assistant\n",
+                     (m.content.empty() ? "" : m.content + "\n") + tool_calls_text(m, false), "<|im_end|>", "\n");
+            else
+                turn(out, learned, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
             break;
         case ChatTemplateKind::Llama3:
             turn(out, learned, std::string(i == 0 ? "<|begin_of_text|>" : "") + "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n",
@@ -222,9 +278,8 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
             turn(out, learned, "<|" + m.role + "|>\n", m.content, "</s>", "\n");
             break;
         case ChatTemplateKind::Qwen3:
-            require_basic_role(i, m, "Qwen3's chat template is rendered with system, user and assistant turns only (it "
-                               "renders a tool message as a <tool_response> block in a user turn and drops other "
-                               "roles): tool calling is not supported");
+            require_basic_role(i, m, "Qwen3's chat template renders system, user, assistant and tool messages only "
+                               "(it drops other roles)");
             if (asst) qwen3_assistant_turn(out, m, i > last_query, i + 1 == messages.size());
             else turn(out, false, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
             break;
@@ -234,6 +289,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
     if (add_generation_prompt) {
         switch (t.kind) {
         case ChatTemplateKind::ChatML:
+        case ChatTemplateKind::Qwen25:
         case ChatTemplateKind::Qwen3: emit(out, "<|im_start|>assistant\n", false); break;
         case ChatTemplateKind::Llama3: emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false); break;
         case ChatTemplateKind::Gemma: emit(out, std::string(messages.empty() ? "<bos>" : "") + "<start_of_turn>model\n", false); break;
@@ -244,9 +300,10 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
     return out;
 }
 
-std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                        const std::vector<std::string>& tools) {
     std::string out;
-    for (const ChatPiece& p : chat_render_pieces(t, messages, add_generation_prompt)) out += p.text;
+    for (const ChatPiece& p : chat_render_pieces(t, messages, add_generation_prompt, tools)) out += p.text;
     return out;
 }
 
@@ -261,6 +318,7 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::Zephyr: return "zephyr";
     case ChatTemplateKind::Qwen3: return "qwen3";
     case ChatTemplateKind::Gemma3: return "gemma3";
+    case ChatTemplateKind::Qwen25: return "qwen2.5";
     }
     return "?";
 }
@@ -268,8 +326,10 @@ const char* chat_template_name(ChatTemplateKind kind) {
 ChatTemplate chat_template_from_name(const std::string& name) {
     for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma,
                                ChatTemplateKind::Gemma3, ChatTemplateKind::Llama2, ChatTemplateKind::Mistral,
-                               ChatTemplateKind::Zephyr, ChatTemplateKind::Qwen3, ChatTemplateKind::Plain})
-        if (name == chat_template_name(k)) return ChatTemplate{k, ""};
-    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, plain",
-         name.c_str());
+                               ChatTemplateKind::Zephyr, ChatTemplateKind::Qwen3, ChatTemplateKind::Qwen25,
+                               ChatTemplateKind::Plain})
+        if (name == chat_template_name(k))  // Qwen2.5's comes with its default system prompt
+            return ChatTemplate{k, k == ChatTemplateKind::Qwen25 ? kQwen25DefaultSystem : ""};
+    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, "
+         "qwen2.5, plain", name.c_str());
 }

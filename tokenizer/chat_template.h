@@ -1,9 +1,14 @@
 // Chat templates: render a conversation to the exact text Hugging Face's apply_chat_template gives
 // for the model's Jinja template, without a Jinja engine. We support the families LLaMA-style
 // models ship with and detect which one a Jinja template string is:
-//   ChatML  <|im_start|>role\ncontent<|im_end|>\n         (SmolLM2, Qwen2, Qwen2.5; optional default
-//           system; only system, user and assistant turns: Qwen2.5's template renders tool messages
-//           as <tool_response> blocks and drops other roles, so those are refused)
+//   ChatML  <|im_start|>role\ncontent<|im_end|>\n         (SmolLM2, Qwen2; optional default
+//           system; only system, user and assistant turns)
+//   Qwen25  Qwen2.5's ChatML (its default system prompt) with its tool calling: tool definitions
+//           as JSON lines in a <tools> block of the system turn, an assistant's calls after its
+//           content as <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call>, and tool
+//           messages as <tool_response> blocks, a run of them in one user turn. Its template writes
+//           arguments given as a string of JSON as a quoted string (OpenAI's datasets give them so,
+//           Qwen2.5 was trained on objects): we write the object the string holds.
 //   Llama3  <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
 //           (Llama-3-Instruct's template: content is trimmed)
 //   Gemma   <bos><start_of_turn>user\ncontent<end_of_turn>\n, assistant renamed "model", content
@@ -26,7 +31,7 @@
 //           <|im_start|>assistant\n). Reasoning is an assistant message's reasoning_content, or
 //           else the content's text up to "</think>" (after any "<think>"), the answer what follows
 //           the last "</think>". A user message that is a pasted "<tool_response>...</tool_response>"
-//           is not a query. No tools or tool messages (refused, naming the message).
+//           is not a query. Tools as Qwen2.5's (a string of arguments written as it is).
 //           The think block belongs to the assistant piece with the answer: at inference the prompt
 //           ends at <|im_start|>assistant\n, so the model must learn to write the block itself
 //           (an empty one, where the data has no reasoning) before answering.
@@ -38,15 +43,29 @@
 #include <vector>
 
 enum class ChatTemplateKind : int32_t {
-    Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7, Gemma3 = 8
+    Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7, Gemma3 = 8, Qwen25 = 9
 };
-constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Gemma3;
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Qwen25;
+
+// Qwen2.5's default system prompt (--template qwen2.5), which its template injects without one.
+inline constexpr char kQwen25DefaultSystem[] = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
 
 struct ChatTemplate {
     ChatTemplateKind kind = ChatTemplateKind::Plain;
-    // ChatML only: the system message a template injects when the conversation has none
+    // ChatML and Qwen25 only: the system message a template injects when the conversation has none
     // (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"); empty = none.
     std::string default_system;
+};
+
+// One function call of an assistant message, as the templates write it:
+// <tool_call>\n{"name": "NAME", "arguments": ARGUMENTS}\n</tool_call>
+struct ToolCall {
+    std::string name;
+    // The arguments' JSON as Python's json.dumps writes it (the templates' |tojson; a dataset's
+    // arguments given as a string of JSON, OpenAI's form, are parsed and written so)...
+    std::string arguments;
+    // ...and that string as given, which Qwen3's template writes as it is.
+    std::optional<std::string> arguments_text = std::nullopt;
 };
 
 struct ChatMessage {
@@ -66,6 +85,8 @@ struct ChatMessage {
     // Whether an assistant message is learned: false for a dataset message with "weight": 0 (OpenAI's
     // fine-tuning format), whose turn is then rendered as context, weighed as the prompt is.
     bool trained = true;
+    // An assistant message's function calls (qwen2.5 and qwen3 render them after its content).
+    std::vector<ToolCall> tool_calls = {};
 };
 
 // A run of rendered text. assistant = true marks a learned (ChatMessage::trained) assistant message's
@@ -78,12 +99,15 @@ struct ChatPiece {
     bool assistant;
 };
 
-// Fails (naming the message index) on a role, reasoning_content or content parts the template cannot express.
+// Fails (naming the message index) on a role, reasoning_content, content parts or tool calls the
+// template cannot express. `tools`: the conversation's tool definitions, each's JSON as |tojson
+// writes it (json_dumps_python), which qwen2.5 and qwen3 put into the system turn.
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
-                                          bool add_generation_prompt);
-std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt);
+                                          bool add_generation_prompt, const std::vector<std::string>& tools = {});
+std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                        const std::vector<std::string>& tools = {});
 
-// For a --template flag: "chatml", "llama3", "gemma", "gemma3", "llama2", "mistral", "zephyr", "qwen3", "plain";
+// For a --template flag: "chatml", "llama3", "gemma", "gemma3", "llama2", "mistral", "zephyr", "qwen3", "qwen2.5", "plain";
 // fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);

@@ -122,6 +122,63 @@ const char* const kPlainJinja = "{% for message in messages %}{{ message['conten
 // Qwen3-0.6B ... Qwen3-32B's tokenizer_config.json, as Qwen updated it after release (it reads
 // message.content only when it is a string); the lines are the template's own, "\n" in its quoted
 // literals a Jinja escape.
+// Qwen2.5-*-Instruct's, its default system prompt (written twice: with tools and without) as
+// @DEFAULT_SYSTEM@, a Jinja single-quoted literal's text.
+const char* const kQwen25Jinja = R"jinja({%- if tools %}
+    {{- '<|im_start|>system\n' }}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- messages[0]['content'] }}
+    {%- else %}
+        {{- '@DEFAULT_SYSTEM@' }}
+    {%- endif %}
+    {{- "\n\n# Tools\n\nYou may call one or more functions to assist with the user query.\n\nYou are provided with function signatures within <tools></tools> XML tags:\n<tools>" }}
+    {%- for tool in tools %}
+        {{- "\n" }}
+        {{- tool | tojson }}
+    {%- endfor %}
+    {{- "\n</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call><|im_end|>\n" }}
+{%- else %}
+    {%- if messages[0]['role'] == 'system' %}
+        {{- '<|im_start|>system\n' + messages[0]['content'] + '<|im_end|>\n' }}
+    {%- else %}
+        {{- '<|im_start|>system\n@DEFAULT_SYSTEM@<|im_end|>\n' }}
+    {%- endif %}
+{%- endif %}
+{%- for message in messages %}
+    {%- if (message.role == "user") or (message.role == "system" and not loop.first) or (message.role == "assistant" and not message.tool_calls) %}
+        {{- '<|im_start|>' + message.role + '\n' + message.content + '<|im_end|>' + '\n' }}
+    {%- elif message.role == "assistant" %}
+        {{- '<|im_start|>' + message.role }}
+        {%- if message.content %}
+            {{- '\n' + message.content }}
+        {%- endif %}
+        {%- for tool_call in message.tool_calls %}
+            {%- if tool_call.function is defined %}
+                {%- set tool_call = tool_call.function %}
+            {%- endif %}
+            {{- '\n<tool_call>\n{"name": "' }}
+            {{- tool_call.name }}
+            {{- '", "arguments": ' }}
+            {{- tool_call.arguments | tojson }}
+            {{- '}\n</tool_call>' }}
+        {%- endfor %}
+        {{- '<|im_end|>\n' }}
+    {%- elif message.role == "tool" %}
+        {%- if (loop.index0 == 0) or (messages[loop.index0 - 1].role != "tool") %}
+            {{- '<|im_start|>user' }}
+        {%- endif %}
+        {{- '\n<tool_response>\n' }}
+        {{- message.content }}
+        {{- '\n</tool_response>' }}
+        {%- if loop.last or (messages[loop.index0 + 1].role != "tool") %}
+            {{- '<|im_end|>\n' }}
+        {%- endif %}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|im_start|>assistant\n' }}
+{%- endif %}
+)jinja";
 const char* const kQwen3Jinja = R"jinja({%- if tools %}
     {{- '<|im_start|>system\n' }}
     {%- if messages[0].role == 'system' %}
@@ -234,6 +291,14 @@ const std::pair<const char*, const char*> kQwen3FirstReleaseEdits[] = {
 // in it (SmolLM2 and Qwen2 inject one when the conversation has none). The newline may be written as
 // a real one or as the escape \n; a literal that closes before <|im_end|> is followed by Jinja that
 // computes the text (a message's content), not a default.
+// `text` inside a single-quoted Jinja literal: the backslash and the quote escaped, and \r (Jinja's
+// template loader would turn a raw \r\n into \n).
+std::string jinja_literal_text(const std::string& text) {
+    std::string lit;
+    for (char c : text) lit += c == '\\' || c == '\'' ? std::string("\\") + c : c == '\r' ? std::string("\\r") : std::string(1, c);
+    return lit;
+}
+
 std::string chatml_default_system(const std::string& jinja) {
     for (std::string_view head : {"<|im_start|>system\\n", "<|im_start|>system\n"}) {
         for (size_t at = jinja.find(head); at != std::string::npos; at = jinja.find(head, at + 1)) {
@@ -310,7 +375,14 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
     if (jinja.find("<|im_start|>") != std::string::npos) {
         // Rendered as ChatML, a template that writes <think> blocks (Qwen3's, QwQ's, the Qwen3-2507
         // models', fine-tunes' edits of them) would lose them: only Qwen3's own text is Qwen3's.
-        if (jinja.find("<think>") == std::string::npos) return ChatTemplate{ChatTemplateKind::ChatML, chatml_default_system(jinja)};
+        if (jinja.find("<think>") == std::string::npos) {
+            // Qwen2.5's own text, whatever its default system prompt, renders tool calls; any other
+            // ChatML template is read without them (its tool format, if any, is not Qwen2.5's).
+            ChatTemplate t{ChatTemplateKind::Qwen25, chatml_default_system(jinja)};
+            if (jinja.find("<tool_call>") == std::string::npos || folded(jinja) != folded(chat_template_to_jinja(t)))
+                t.kind = ChatTemplateKind::ChatML;
+            return t;
+        }
         if (is_qwen3_jinja(jinja)) return ChatTemplate{ChatTemplateKind::Qwen3, ""};
         fail("a ChatML chat template with <think> blocks that is not Qwen3's (Qwen3-0.6B ... Qwen3-32B, as released or "
              "as updated), starting '%s...': pass --template qwen3 if it renders its turns as Qwen3's does, or "
@@ -357,7 +429,7 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              quoted_start(jinja).c_str());
     }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain",
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain",
          quoted_start(jinja).c_str());
 }
 
@@ -365,15 +437,16 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
     switch (t.kind) {
         case ChatTemplateKind::ChatML: {
             std::string jinja = kChatMLJinjaHead;
-            if (!t.default_system.empty()) {
-                // A single-quoted Jinja literal: escape the backslash and the quote, and \r (Jinja's
-                // template loader would turn a raw \r\n into \n).
-                std::string lit;
-                for (char c : t.default_system)
-                    lit += c == '\\' || c == '\'' ? std::string("\\") + c : c == '\r' ? std::string("\\r") : std::string(1, c);
-                jinja += kChatMLJinjaSystemOpen + lit + kChatMLJinjaSystemClose;
-            }
+            if (!t.default_system.empty())
+                jinja += kChatMLJinjaSystemOpen + jinja_literal_text(t.default_system) + kChatMLJinjaSystemClose;
             return jinja + kChatMLJinjaTail;
+        }
+        case ChatTemplateKind::Qwen25: {
+            std::string jinja = kQwen25Jinja;
+            const std::string mark = "@DEFAULT_SYSTEM@", lit = jinja_literal_text(t.default_system);
+            for (size_t at = jinja.find(mark); at != std::string::npos; at = jinja.find(mark, at + lit.size()))
+                jinja.replace(at, mark.size(), lit);
+            return jinja;
         }
         case ChatTemplateKind::Llama3: return kLlama3Jinja;
         case ChatTemplateKind::Gemma: return kGemmaJinja;

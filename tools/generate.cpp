@@ -68,7 +68,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
     }
     std::vector<std::vector<int32_t>> prompts;
     for (const Record& r : records) {
-        prompts.push_back(encode_prompt(tok, chat, record_prompt(r)));
+        prompts.push_back(encode_prompt(tok, chat, record_prompt(r), r.tools));
         const int ctx = m.cfg.max_seq_len, need = (int)prompts.back().size() + so.max_new_tokens;
         if (ctx > 0 && need > ctx)
             fail("%s:%d: the prompt is %zu tokens, and with --max-tokens %d that is %d positions, more than the model's "
@@ -202,7 +202,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--limit")) data_run.limit = args.integer();
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
-                   "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
+                   "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N (0: the same draws each run)] [--device auto|cpu|cuda] [--nf4]\n"
                    "       ./generate [...] --data FILE.jsonl [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
                    "       ./generate [...] --chat [--system TEXT]\n"
