@@ -30,6 +30,7 @@ namespace {
 struct DataRun {
     std::string data, out;
     int batch = 16, limit = 0;
+    std::string file_flag;  // --out, --batch or --limit when given (the last): they only shape a --data run
 };
 
 // `s` as valid UTF-8 for JSON readers: without a character cut short at its end (--max-tokens can
@@ -197,9 +198,9 @@ static int run(int argc, char** argv) {
         else if (args.is("--device")) device = args.value();
         else if (args.is("--nf4")) nf4 = true;
         else if (args.is("--data")) data_run.data = args.value();
-        else if (args.is("--out")) data_run.out = args.value();
-        else if (args.is("--batch")) data_run.batch = args.integer(1);
-        else if (args.is("--limit")) data_run.limit = args.integer();
+        else if (args.is("--out")) data_run.out = args.value(), data_run.file_flag = "--out";
+        else if (args.is("--batch")) data_run.batch = args.integer(1), data_run.file_flag = "--batch";
+        else if (args.is("--limit")) data_run.limit = args.integer(), data_run.file_flag = "--limit";
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
                    "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
@@ -227,6 +228,10 @@ static int run(int argc, char** argv) {
     }
     if (!data_run.data.empty() && (prompt_given || system || raw || chatting))
         fail("--data answers the conversations of a file: --prompt, --system, --raw and --chat are for one prompt");
+    // Else `--prompt X --out answer.txt` would print the answer and leave the file unwritten, exit 0.
+    if (data_run.data.empty() && !data_run.file_flag.empty())
+        fail("%s is for --data FILE (answering a file of prompts): with --prompt or --chat the answer goes to "
+             "standard output (redirect it: > FILE)", data_run.file_flag.c_str());
     if (chatting && (prompt_given || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
     if (raw && (system || !tmpl.empty()))
         fail("--raw continues the text as it is, without the chat template: drop --system and --template");

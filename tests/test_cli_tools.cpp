@@ -1,0 +1,64 @@
+// The smaller programs (./generate's flags, ./raft, ./init_model, ./memory) run as a user runs them:
+// flags that would be silently ignored and outputs that would destroy an input. Like test_cli.cpp,
+// each case runs the binaries that `make test` builds, in a scratch folder.
+#include <doctest/doctest.h>
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <string>
+
+#include "model/util.h"
+
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Run {
+    int status;
+    std::string out;  // stdout and stderr together
+};
+
+Run run(const std::string& cmd) {
+    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
+    REQUIRE(p != nullptr);
+    std::string out;
+    char buf[4096];
+    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
+    int st = pclose(p);
+    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
+}
+
+bool has(const Run& r, const char* text) { return r.out.find(text) != std::string::npos; }
+
+struct Scratch {
+    fs::path dir;
+    Scratch() {
+        char tmpl[] = "/tmp/test_cli_tools_XXXXXX";
+        REQUIRE(mkdtemp(tmpl) != nullptr);
+        dir = tmpl;
+    }
+    ~Scratch() { fs::remove_all(dir); }
+    std::string out(const char* name) const { return (dir / name).string(); }
+};
+
+}  // namespace
+
+// --out, --batch and --limit shape a --data run; with --prompt the answer went to stdout, the file
+// named by --out was never written, and the run exited 0.
+TEST_CASE("cli tools: ./generate refuses --out, --batch and --limit without --data") {
+    Scratch s;
+    const std::string model = s.out("tiny.bin");
+    REQUIRE(run("./init_model --preset tiny -o " + model).status == 0);
+    for (const char* flags : {"--out answer.txt", "--batch 4", "--limit 2"}) {
+        Run r = run("./generate --model " + model + " --prompt hi --max-tokens 2 " + flags);
+        INFO(std::string(flags) << ": " << r.out);
+        CHECK(r.status == 1);
+        CHECK(has(r, (std::string(flags).substr(0, std::string(flags).find(' ')) + " is for --data FILE").c_str()));
+    }
+    Run chat = run("echo hi | ./generate --model " + model + " --chat --out answer.txt");
+    CHECK(chat.status == 1);
+    CHECK(has(chat, "--out is for --data FILE"));
+}
