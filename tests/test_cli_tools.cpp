@@ -62,3 +62,25 @@ TEST_CASE("cli tools: ./generate refuses --out, --batch and --limit without --da
     CHECK(chat.status == 1);
     CHECK(has(chat, "--out is for --data FILE"));
 }
+
+// ./raft writes --out atomically after reading its inputs, so an --out naming one of them replaced
+// the questions or the pool with the examples, exit 0.
+TEST_CASE("cli tools: ./raft refuses an --out that is one of its inputs") {
+    Scratch s;
+    const std::string qa = s.out("qa.jsonl"), pool = s.out("pool.jsonl");
+    const std::string questions = "{\"question\": \"q\", \"answer\": \"a\", \"oracle\": \"d1\"}\n";
+    const std::string docs = "{\"text\": \"d1\"}\n{\"text\": \"d2\"}\n{\"text\": \"d3\"}\n";
+    write_file_atomic(qa, questions);
+    write_file_atomic(pool, docs);
+    for (const std::string& out : {qa, pool}) {
+        Run r = run("./raft --questions " + qa + " --pool " + pool + " --k 1 --out " + out);
+        INFO(r.out);
+        CHECK(r.status == 1);
+        CHECK(has(r, out == qa ? "is the --questions file" : "is the --pool file"));
+    }
+    CHECK(read_file(qa) == questions);
+    CHECK(read_file(pool) == docs);
+    Run ok = run("./raft --questions " + qa + " --pool " + pool + " --k 1 --out " + s.out("raft.jsonl"));
+    INFO(ok.out);
+    CHECK(ok.status == 0);
+}

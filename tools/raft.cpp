@@ -49,6 +49,11 @@ int main(int argc, char** argv) {
             else args.unknown();
         }
         if (questions.empty() || pool.empty() || out.empty()) fail("--questions, --pool and --out are required\n%s", kUsage);
+        // AtomicFile would replace an input with the examples built from it, the questions or documents lost.
+        for (const std::string* input : {&questions, &pool})
+            if (same_file(out, *input))
+                fail("--out %s is the %s file: the examples would replace it; write them elsewhere", out.c_str(),
+                     input == &questions ? "--questions" : "--pool");
         auto qs = raft_parse_questions(read_file(questions), questions);
         auto docs = read_pool(pool);
         auto items = raft_build(qs, docs, opt);
