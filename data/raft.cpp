@@ -68,6 +68,9 @@ std::vector<TaskItem> raft_build(const std::vector<RaftQuestion>& questions, con
                                  const RaftOptions& opt) {
     if (opt.k < 0) fail("--k %d: expected a count >= 0", opt.k);
     if (!(opt.p_no_oracle >= 0.0 && opt.p_no_oracle <= 1.0)) fail("--p-no-oracle %g: expected a share in [0, 1]", opt.p_no_oracle);
+    // The abstaining examples' output: empty, every one of them is a line ./train refuses ("field output is empty").
+    if (opt.abstain.find_first_not_of(" \t\r\n") == std::string::npos)
+        fail("--abstain: the abstaining answer is empty; the examples without the oracle need an answer to learn");
     // Distinct documents only, so two distractors never repeat one text.
     std::vector<std::string> pool;
     std::unordered_map<std::string, size_t> index;

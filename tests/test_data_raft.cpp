@@ -89,4 +89,10 @@ TEST_CASE("raft: bad questions and a pool too small fail with a clear message") 
     opt.k = 1;
     opt.p_no_oracle = 1.5;
     CHECK_THROWS_WITH(raft_build(questions(2), pool(10), opt), doctest::Contains("--p-no-oracle"));
+    // An empty abstaining answer made every no-oracle example a line ./train refuses (empty "output").
+    opt.p_no_oracle = 0.5;
+    for (const char* blank : {"", " \n"}) {
+        opt.abstain = blank;
+        CHECK_THROWS_WITH(raft_build(questions(2), pool(10), opt), doctest::Contains("--abstain: the abstaining answer is empty"));
+    }
 }
