@@ -84,3 +84,18 @@ TEST_CASE("cli tools: ./raft refuses an --out that is one of its inputs") {
     INFO(ok.out);
     CHECK(ok.status == 0);
 }
+
+// 0 meant "not given" inside the shape flags, so --layers 0 wrote (or estimated) the preset's shape.
+TEST_CASE("cli tools: ./init_model and ./memory refuse a shape flag of 0") {
+    Scratch s;
+    for (const char* flag : {"--layers", "--dim", "--heads", "--kv-heads", "--head-dim", "--ffn", "--vocab"}) {
+        Run init = run("./init_model --preset tiny " + std::string(flag) + " 0 -o " + s.out("z.bin"));
+        INFO(std::string(flag) << ": " << init.out);
+        CHECK(init.status == 1);
+        CHECK(has(init, (std::string("flag ") + flag + ": expected a whole number from 1").c_str()));
+        CHECK(!file_exists(s.out("z.bin")));
+        Run mem = run("./memory --preset tiny " + std::string(flag) + " 0");
+        CHECK(mem.status == 1);
+        CHECK(has(mem, (std::string("flag ") + flag + ": expected a whole number from 1").c_str()));
+    }
+}

@@ -77,12 +77,13 @@ private:
 // preset's or from scratch (./init_model, ./memory).
 struct ShapeFlags {
     int32_t dim = 0, layers = 0, heads = 0, kv_heads = 0, head_dim = 0, ffn = 0, vocab = 0;
-    // Takes the current flag when it is one of these.
+    // Takes the current flag when it is one of these. At least 1: 0 is "not given" here, so a 0 would
+    // silently keep the preset's value (--layers 0 writing a 2-layer model).
     bool parse(Args& a) {
         int32_t* field = a.is("--dim") ? &dim : a.is("--layers") ? &layers : a.is("--heads") ? &heads
                        : a.is("--kv-heads") ? &kv_heads : a.is("--head-dim") ? &head_dim : a.is("--ffn") ? &ffn
                        : a.is("--vocab") ? &vocab : nullptr;
-        if (field) *field = a.integer();
+        if (field) *field = a.integer(1);
         return field != nullptr;
     }
     bool any() const { return dim || layers || heads || kv_heads || head_dim || ffn || vocab; }
