@@ -507,6 +507,26 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
         if (!std::isfinite(adapters[i])) fail("%s: the adapter holds a non-finite value (%g)", wpath.c_str(), (double)adapters[i]);
 }
 
+namespace {
+
+// What a directory without an adapter is, when it is something ./train wrote, and what to pass
+// instead: a run's --out (its newest checkpoint) or a full fine-tune's checkpoint (a model, no adapter).
+std::string not_an_adapter_hint(const std::filesystem::path& dir) {
+    if (file_exists((dir / "model.bin").string()))
+        return strf(": it holds model.bin, the weights of a full fine-tune (--method full), not an adapter; pass "
+                    "--model %s instead of --lora", (dir / "model.bin").string().c_str());
+    std::string newest;  // ckpt-NNNNNNNN: zero-padded, so the largest name is the latest step
+    std::error_code ec;
+    for (const auto& e : std::filesystem::directory_iterator(dir, ec)) {
+        const std::string name = e.path().filename().string();
+        if (name.rfind("ckpt-", 0) == 0 && file_exists((e.path() / "adapter.lora").string()) && name > newest) newest = name;
+    }
+    if (newest.empty()) return "";
+    return strf(": it is a training run's output; pass one of its checkpoints, the newest %s", (dir / newest).string().c_str());
+}
+
+}  // namespace
+
 // A directory is a PEFT adapter, or a checkpoint of ./train (ckpt-N/ holds adapter.lora).
 void lora_load_any(const std::string& path, const ModelConfig& cfg, LoraConfig& lc, std::vector<float>& adapters) {
     if (!std::filesystem::is_directory(path)) return lora_load(path, cfg, lc, adapters);
@@ -514,5 +534,6 @@ void lora_load_any(const std::string& path, const ModelConfig& cfg, LoraConfig& 
                       ours = (std::filesystem::path(path) / "adapter.lora").string();
     if (file_exists(peft)) lora_import_peft(path, cfg, lc, adapters);
     else if (file_exists(ours)) lora_load(ours, cfg, lc, adapters);
-    else fail("%s holds neither a PEFT adapter (adapter_config.json) nor an adapter.lora", path.c_str());
+    else fail("%s holds neither a PEFT adapter (adapter_config.json) nor an adapter.lora%s", path.c_str(),
+              not_an_adapter_hint(path).c_str());
 }

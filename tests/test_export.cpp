@@ -490,3 +490,27 @@ TEST_CASE("import: a directory is a PEFT adapter or a checkpoint's adapter.lora,
     CHECK(err.find("adapter_config.json: " + dir.string()) == std::string::npos);
     std::filesystem::remove_all(dir);
 }
+
+// --lora given what ./train wrote but no adapter: a run's --out (whose checkpoints hold the adapters)
+// and a full fine-tune's checkpoint (model.bin) are named as such, with what to pass instead.
+TEST_CASE("import: --lora of a run's folder names its newest checkpoint; of a full fine-tune's, its model.bin") {
+    const ModelConfig c = config_preset("tiny");
+    LoraConfig lc, back;
+    std::vector<float> a, b;
+    lora_init(c, lc, a, 3);
+    const std::filesystem::path run = temp_dir("run-dir");
+    for (const char* step : {"ckpt-00000002", "ckpt-00000010"}) {
+        std::filesystem::create_directories(run / step);
+        lora_save((run / step / "adapter.lora").string(), c, lc, a);
+    }
+    CHECK(error_of([&] { lora_load_any(run.string(), c, back, b); }) ==
+          run.string() + " holds neither a PEFT adapter (adapter_config.json) nor an adapter.lora: it is a training "
+                         "run's output; pass one of its checkpoints, the newest " + (run / "ckpt-00000010").string());
+    const std::filesystem::path full = run / "ckpt-00000020";
+    std::filesystem::create_directories(full);
+    write_file_atomic((full / "model.bin").string(), "");
+    CHECK(contains(error_of([&] { lora_load_any(full.string(), c, back, b); }),
+                   "it holds model.bin, the weights of a full fine-tune (--method full), not an adapter; pass --model " +
+                       (full / "model.bin").string() + " instead of --lora"));
+    std::filesystem::remove_all(run);
+}
