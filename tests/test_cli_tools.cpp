@@ -99,3 +99,19 @@ TEST_CASE("cli tools: ./init_model and ./memory refuse a shape flag of 0") {
         CHECK(has(mem, (std::string("flag ") + flag + ": expected a whole number from 1").c_str()));
     }
 }
+
+// ./convert, ./export and ./make_dataset create their output's folder; ./init_model failed with
+// "cannot write: No such file or directory".
+TEST_CASE("cli tools: ./init_model creates the output's folder; -o naming a folder is refused as one") {
+    Scratch s;
+    Run r = run("./init_model --preset tiny -o " + s.out("models/new/tiny.bin"));
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(file_exists(s.out("models/new/tiny.bin")));
+    for (const std::string& dir : {s.out("models"), s.out("models/")}) {  // a folder names no file
+        Run folder = run("./init_model --preset tiny -o " + dir);
+        INFO(folder.out);
+        CHECK(folder.status == 1);
+        CHECK(has(folder, ("-o " + dir + " is a directory: -o takes the model file's path").c_str()));
+    }
+}

@@ -5,6 +5,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <filesystem>
 #include <string>
 
 #include "model/util.h"
@@ -37,9 +38,18 @@ static int run(int argc, char** argv) {
         } else args.unknown();
     }
     if (out.empty()) fail("no output: pass -o PATH.bin");
+    // -o names the file: a folder got "cannot write (rename from DIR/.tmp failed): Not a directory"
+    if (out.back() == '/' || std::filesystem::is_directory(out)) {
+        std::string dir = out;
+        while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
+        fail("-o %s is a directory: -o takes the model file's path, e.g. -o %s/%s.bin", out.c_str(), dir.c_str(), preset.c_str());
+    }
     ModelConfig cfg = config_preset(preset);
     shape.apply(cfg);
     cfg.validate("init_model");
+    // The output's folder, as ./convert, ./export and ./make_dataset create theirs
+    if (const std::filesystem::path dir = std::filesystem::path(out).parent_path(); !dir.empty())
+        std::filesystem::create_directories(dir);
     std::vector<float> params;
     model_init_random(cfg, params, seed);
     model_save(out, cfg, params, dtype);
