@@ -127,9 +127,9 @@ bool parse_tool_calls(const JsonValue& list, const std::string& at, ChatMessage&
     return true;
 }
 
-// A conversation's tool definitions ("tools": a list of objects, or a string of one as LLaMA-Factory
-// stores it), each as the templates' |tojson writes it.
-bool parse_tools(const JsonValue& v, Record& r, std::string& why) {
+}  // namespace
+
+bool parse_tools(const JsonValue& v, std::vector<std::string>& tools, std::string& why) {
     JsonValue list;
     if (!json_or_string_of_json(v, "field \"tools\"", list, why)) return false;
     if (list.type != JsonValue::Array) {
@@ -142,11 +142,13 @@ bool parse_tools(const JsonValue& v, Record& r, std::string& why) {
             why = at + ": expected an object, got " + json_type_name(list.array[k].type);
             return false;
         }
-        r.tools.emplace_back();
-        if (!python_json(list.array[k], at, r.tools.back(), why)) return false;
+        tools.emplace_back();
+        if (!python_json(list.array[k], at, tools.back(), why)) return false;
     }
     return true;
 }
+
+namespace {
 
 // "content": [{"type": "text", "text": "..."}, ...]: the texts as the message's parts, joined as its
 // content. Images and other kinds of part are refused: there is no vision here, and a template that
@@ -333,7 +335,7 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
     for (const ChatLayout* lay : {&kOpenAI, &kShareGPT})
         if (const JsonValue* msgs = v.get(lay->list)) {
             // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn.
-            if (has_tool_data(v.get("tools")) && !parse_tools(*v.get("tools"), r, why)) return false;
+            if (has_tool_data(v.get("tools")) && !parse_tools(*v.get("tools"), r.tools, why)) return false;
             if (!parse_messages(*msgs, *lay, answers, r, why)) return false;
             if (sys.empty()) return true;
             if (r.messages.front().role == "system") {

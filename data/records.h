@@ -56,6 +56,12 @@ bool is_jsonl_path(const std::string& path);
 // one), and "output" or "completion" may be absent, null or "".
 enum class Answers { required, optional };
 
+// A conversation's tool definitions ("tools": a list of objects, or a string of its JSON as
+// LLaMA-Factory stores it), each as chat templates' |tojson writes it (json_dumps_python), appended
+// to `tools`; false with `why` when it is not such a list.
+struct JsonValue;
+bool parse_tools(const JsonValue& v, std::vector<std::string>& tools, std::string& why);
+
 // Parses a whole file's bytes; `path` names it in messages.
 ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl,
                          Answers answers = Answers::required);

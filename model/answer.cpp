@@ -8,12 +8,13 @@ std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& cha
 }
 
 std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ChatTemplate& chat,
-                                        std::vector<ChatMessage>& conversation, int context, int max_new) {
+                                        std::vector<ChatMessage>& conversation, int context, int max_new,
+                                        const std::vector<std::string>& tools) {
     // Trimmed on a copy: when even the new turn alone does not fit, the conversation stays whole.
     std::vector<ChatMessage> kept = conversation;
     const size_t first = !kept.empty() && kept[0].role == "system" ? 1 : 0;
     for (;;) {
-        std::vector<int32_t> ids = encode_prompt(tok, chat, kept);
+        std::vector<int32_t> ids = encode_prompt(tok, chat, kept, tools);
         if (context <= 0 || (int)ids.size() + max_new <= context) {
             conversation = std::move(kept);
             return ids;
@@ -21,10 +22,11 @@ std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ChatTemplate
         if (kept.size() - first <= 1)
             fail("the message makes a prompt of %zu tokens; with %d tokens of answer that is more than the model's "
                  "context of %d: send a shorter one (or lower --max-tokens)", ids.size(), max_new, context);
-        // The oldest exchange: its user turn and the assistant's answer (so that the conversation
-        // still starts with a user turn, as templates expect).
+        // The oldest exchange: its user turn and the assistant's answers and tool results (so that
+        // the conversation still starts with a user turn, as templates expect).
         kept.erase(kept.begin() + first);
-        while (kept.size() - first > 1 && kept[first].role == "assistant") kept.erase(kept.begin() + first);
+        while (kept.size() - first > 1 && (kept[first].role == "assistant" || kept[first].role == "tool"))
+            kept.erase(kept.begin() + first);
     }
 }
 

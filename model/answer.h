@@ -19,7 +19,8 @@ std::vector<int32_t> encode_prompt(const Tokenizer& tok, const ChatTemplate& cha
 // until the prompt and max_new more tokens fit `context` positions (0: no limit). Fails, naming
 // the sizes, when the new turn alone does not fit.
 std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ChatTemplate& chat,
-                                        std::vector<ChatMessage>& conversation, int context, int max_new);
+                                        std::vector<ChatMessage>& conversation, int context, int max_new,
+                                        const std::vector<std::string>& tools = {});
 
 // Answers every prompt (token ids from encode_prompt), in consecutive batches of at most `batch`
 // prompts that need at most max_bytes of backend memory to generate (generate_bytes; 0: no limit;

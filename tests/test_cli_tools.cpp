@@ -115,3 +115,34 @@ TEST_CASE("cli tools: ./init_model creates the output's folder; -o naming a fold
         CHECK(has(folder, ("-o " + dir + " is a directory: -o takes the model file's path").c_str()));
     }
 }
+
+// --tools: the definitions go into the system turn of the templates that render tool calling (the
+// prompt grows by them), /tool answers a call in --chat; elsewhere they are refused, naming why.
+TEST_CASE("cli tools: ./generate --tools puts definitions in the prompt; /tool in --chat; refused where none render") {
+    Scratch s;
+    const std::string model = s.out("q3.bin"), tools = s.out("tools.json"), fx = "tests/fixtures/tokenizer/qwen3/";
+    REQUIRE(run("./init_model --preset tiny-qwen3 --vocab 151936 -o " + model).status == 0);
+    REQUIRE(run("cp " + fx + "tokenizer.json " + fx + "tokenizer_config.json " + s.dir.string()).status == 0);
+    write_file_atomic(tools, R"([{"type": "function", "function": {"name": "get_weather", "parameters": {}}}])");
+    const std::string gen = "./generate --model " + model + " --tokenizer " + s.out("tokenizer.json") + " --max-tokens 2 ";
+    auto prompt_tokens = [](const Run& r, size_t from = 0) {  // "[N prompt tokens, ..." after `from`
+        const size_t end = r.out.find(" prompt tokens", from);
+        const size_t at = end == std::string::npos ? end : r.out.rfind('[', end);
+        return at == std::string::npos ? -1 : atoi(r.out.c_str() + at + 1);
+    };
+    Run plain = run(gen + "--prompt Weather?"), with = run(gen + "--prompt Weather? --tools " + tools);
+    INFO(plain.out << with.out);
+    REQUIRE(plain.status == 0);
+    REQUIRE(with.status == 0);
+    CHECK(prompt_tokens(with) > prompt_tokens(plain) + 20);
+    Run chat = run("printf 'hi\\n/tool 3 degrees\\n' | " + gen + "--chat --tools " + tools);
+    INFO(chat.out);
+    CHECK(chat.status == 0);
+    const size_t second = chat.out.find("prompt tokens") + 1;
+    CHECK(prompt_tokens(chat, second) > prompt_tokens(chat) + 10);  // the answer and the <tool_response> turn
+    CHECK(has(run(gen + "--prompt hi --template chatml --tools " + tools),
+              "--tools: the chatml chat template does not render tool definitions (qwen2.5's and qwen3's do)"));
+    CHECK(has(run(gen + "--prompt hi --raw --tools " + tools), "--raw renders no template to put them in"));
+    write_file_atomic(tools, R"({"name": "f"})");
+    CHECK(has(run(gen + "--prompt hi --tools " + tools), "field \"tools\": expected an array of tool definitions, got object"));
+}

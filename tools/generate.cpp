@@ -128,18 +128,19 @@ std::vector<int32_t> stream_answer(const Model& m, const Tokenizer& tok, const s
 // --chat: a conversation on stdin, one user message per line, each answer streamed and kept in the
 // conversation; its oldest exchanges are dropped when it outgrows the model's context.
 void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const std::optional<std::string>& system,
-          const SampleOptions& so, const Ops& ops) {
+          const std::vector<std::string>& tools, const SampleOptions& so, const Ops& ops) {
     std::vector<ChatMessage> conversation;
     if (system) conversation.push_back({"system", *system});
     if (system && m.cfg.max_seq_len > 0) {  // else every message would be refused as too long
-        const size_t n = encode_prompt(tok, ct, {{"system", *system}, {"user", ""}}).size();
+        const size_t n = encode_prompt(tok, ct, {{"system", *system}, {"user", ""}}, tools).size();
         if ((int)n + so.max_new_tokens > m.cfg.max_seq_len)
             fail("--system: the system prompt makes a prompt of %zu tokens before any message; with --max-tokens %d "
                  "that is more than the model's context of %d: shorten it or lower --max-tokens", n, so.max_new_tokens,
                  m.cfg.max_seq_len);
     }
     const bool tty = isatty(0);
-    if (tty) fprintf(stderr, "one message per line; /reset starts over, /exit or Ctrl-D ends\n");
+    if (tty) fprintf(stderr, "one message per line; /reset starts over, /exit or Ctrl-D ends%s\n",
+                     tools.empty() ? "" : "; /tool TEXT answers the model's tool call with TEXT");
     std::string line;
     for (int turn = 0;; turn++) {
         if (tty) fprintf(stderr, "> ");
@@ -151,11 +152,13 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
             conversation.resize(system ? 1 : 0);
             continue;
         }
-        conversation.push_back({"user", line});
+        // A tool's result (the model's <tool_call> is in its answer, kept as the template writes it)
+        if (!tools.empty() && line.rfind("/tool ", 0) == 0) conversation.push_back({"tool", line.substr(6)});
+        else conversation.push_back({"user", line});
         const size_t before = conversation.size();
         std::vector<int32_t> ids;
         try {
-            ids = encode_chat_prompt(tok, ct, conversation, m.cfg.max_seq_len, so.max_new_tokens);
+            ids = encode_chat_prompt(tok, ct, conversation, m.cfg.max_seq_len, so.max_new_tokens, tools);
         } catch (const std::runtime_error& e) {  // this message does not fit: the chat goes on without it
             fprintf(stderr, "%s\n", e.what());
             conversation.pop_back();
@@ -174,7 +177,7 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
 }  // namespace
 
 static int run(int argc, char** argv) {
-    std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, tmpl, device = "auto";
+    std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, tmpl, device = "auto", tools_path;
     std::optional<std::string> system;  // given, even empty: an empty system turn replaces the template's default
     bool raw = false, chatting = false, max_tokens_given = false, prompt_given = false, nf4 = false;
     DataRun data_run;
@@ -188,6 +191,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--prompt")) prompt = args.value(), prompt_given = true;
         else if (args.is("--system")) system = args.value();
         else if (args.is("--template")) tmpl = args.value();
+        else if (args.is("--tools")) tools_path = args.value();
         else if (args.is("--raw")) raw = true;
         else if (args.is("--chat")) chatting = true;
         else if (args.is("--max-tokens")) so.max_new_tokens = args.integer(1), max_tokens_given = true;
@@ -206,7 +210,7 @@ static int run(int argc, char** argv) {
                    "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N (0: the same draws each run)] [--device auto|cpu|cuda] [--nf4]\n"
                    "       ./generate [...] --data FILE.jsonl [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
-                   "       ./generate [...] --chat [--system TEXT]\n"
+                   "       ./generate [...] --chat [--system TEXT] [--tools TOOLS.json]\n"
                    "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
                    "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n"
                    "--raw continues the prompt as it is, without the chat template; special-token text in it\n"
@@ -222,7 +226,10 @@ static int run(int argc, char** argv) {
                    "against the references are printed at the end.\n"
                    "--chat holds a conversation: one user message per line on stdin, each answer streamed and\n"
                    "kept; the oldest exchanges are dropped when it outgrows the model's context. /reset starts\n"
-                   "over, /exit or end of input ends.\n");
+                   "over, /exit or end of input ends.\n"
+                   "--tools TOOLS.json gives --prompt and --chat tool definitions (a JSON list, as a training\n"
+                   "line's \"tools\"), which the qwen2.5 and qwen3 templates put in the system turn; in --chat,\n"
+                   "/tool TEXT sends TEXT as the result of the model's call. --data lines carry their own.\n");
             return 0;
         } else args.unknown();
     }
@@ -233,6 +240,9 @@ static int run(int argc, char** argv) {
         fail("%s is for --data FILE (answering a file of prompts): with --prompt or --chat the answer goes to "
              "standard output (redirect it: > FILE)", data_run.file_flag.c_str());
     if (chatting && (prompt_given || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
+    if (!tools_path.empty() && (!data_run.data.empty() || raw))
+        fail("--tools gives --prompt and --chat tool definitions: %s", raw ? "--raw renders no template to put them in"
+                                                                          : "--data lines carry their own (\"tools\")");
     if (raw && (system || !tmpl.empty()))
         fail("--raw continues the text as it is, without the chat template: drop --system and --template");
     if (data_run.data.empty() && !chatting && !prompt_given) {
@@ -277,6 +287,20 @@ static int run(int argc, char** argv) {
         model_set_lora(m, lc, std::move(adapters));
     }
     const ChatTemplate ct = tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl);
+    std::vector<std::string> tools;
+    if (!tools_path.empty()) {
+        std::string why;
+        JsonValue list;
+        try {
+            list = json_parse(read_file(tools_path));
+        } catch (const std::runtime_error& e) {
+            fail("--tools %s: %s", tools_path.c_str(), e.what());
+        }
+        if (!parse_tools(list, tools, why)) fail("--tools %s: %s", tools_path.c_str(), why.c_str());
+        if (ct.kind != ChatTemplateKind::Qwen25 && ct.kind != ChatTemplateKind::Qwen3)
+            fail("--tools: the %s chat template does not render tool definitions (qwen2.5's and qwen3's do): pass "
+                 "--template qwen2.5|qwen3 if the model was trained on theirs", chat_template_name(ct.kind));
+    }
     if (const std::string w = template_marker_warning(data_tokenizer(tok, ct)); !w.empty()) fprintf(stderr, "warning: %s\n", w.c_str());
     const Ops& ops = select_ops(device.c_str());
     model_upload(m, ops);
@@ -285,7 +309,7 @@ static int run(int argc, char** argv) {
         return 0;
     }
     if (chatting) {
-        chat(m, tok, ct, system, so, ops);
+        chat(m, tok, ct, system, tools, so, ops);
         return 0;
     }
     std::string text = prompt;
@@ -293,7 +317,7 @@ static int run(int argc, char** argv) {
         std::vector<ChatMessage> msgs;
         if (system) msgs.push_back({"system", *system});
         msgs.push_back({"user", prompt});
-        text = chat_render(ct, msgs, true);
+        text = chat_render(ct, msgs, true, tools);
     }
     // Special-token text in a --raw prompt (a template written by hand) is those tokens, as
     // transformers' tokenizer reads it
