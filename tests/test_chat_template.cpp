@@ -86,7 +86,8 @@ std::string assistant_target(ChatTemplateKind k, const ChatMessage& m) {
     switch (k) {
     case ChatTemplateKind::ChatML:
     case ChatTemplateKind::Qwen25: return content + "<|im_end|>";
-    case ChatTemplateKind::Llama3: return trimmed() + "<|eot_id|>";
+    case ChatTemplateKind::Llama3:
+    case ChatTemplateKind::Llama31: return trimmed() + "<|eot_id|>";
     case ChatTemplateKind::Gemma:
     case ChatTemplateKind::Gemma3: return trimmed() + "<end_of_turn>";
     case ChatTemplateKind::Plain: return content + "\n";
@@ -279,6 +280,36 @@ TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad
           "messages[1]: unknown role \"function\" (expected system, user, assistant or tool)");
 }
 
+// Llama 3.1-3.3's dated system block (tests/fixtures/chat/gen_llama31_fixtures.py: Llama 3.2's own
+// template rendered by transformers with the date we write): identical text, the assistant turns
+// alone learned, and the template recognised and written back byte for byte.
+TEST_CASE("chat: Llama 3.1+ renders its dated system block as transformers renders Llama 3.2's template") {
+    const JsonValue fx = json_parse(read_file("tests/fixtures/chat/llama31.json"));
+    const std::string& jinja = fx.get("template")->string;
+    const ChatTemplate t = chat_template_from_jinja(jinja);
+    CHECK(t.kind == ChatTemplateKind::Llama31);
+    CHECK(chat_template_to_jinja(t) == jinja);
+    CHECK(chat_template_from_name("llama3.1").kind == ChatTemplateKind::Llama31);
+    int n = 0;
+    for (const JsonValue& c : fx.get("cases")->array) {
+        std::vector<ChatMessage> msgs;
+        std::string want;
+        for (const JsonValue& m : c.get("messages")->array) {
+            msgs.push_back({m.get("role")->string, m.get("content")->string});
+            if (msgs.back().role == "assistant") want += assistant_target(t.kind, msgs.back());
+        }
+        std::string all, learned;
+        for (const ChatPiece& p : chat_render_pieces(t, msgs, c.get("add_generation_prompt")->boolean)) {
+            all += p.text;
+            if (p.assistant) learned += p.text;
+        }
+        CHECK_MESSAGE(all == c.get("expected")->string, json_quote(all));
+        CHECK(learned == want);
+        n++;
+    }
+    CHECK(n == 10);
+}
+
 TEST_CASE("chat: pieces mark assistant turns for the label mask") {
     ChatTemplate smol{ChatTemplateKind::ChatML, "Be nice."};
     auto pieces = chat_render_pieces(smol, {{"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Bye"}, {"assistant", "Bye!"}}, false);
@@ -391,8 +422,8 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, "
-          "qwen2.5, plain");
+    CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, "
+          "zephyr, qwen3, qwen2.5, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
@@ -405,7 +436,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain");
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|plain");
     // the older releases' templates: Llama-2's transformers default is Llama-2's, Qwen3's first
     // release Qwen3's; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
     // would lose its blocks as ChatML) are refused
@@ -427,9 +458,9 @@ TEST_CASE("chat: names, detection and refusals") {
     std::string crlf_qwen3;
     for (char c : chat_template_to_jinja(chat_template_from_name("qwen3")) + "\n") crlf_qwen3 += c == '\n' ? std::string("\r\n") : std::string(1, c);
     CHECK(chat_template_from_jinja(crlf_qwen3).kind == ChatTemplateKind::Qwen3);
-    // Llama 3.1+ (dated system block): the Llama 3 turns; an unknown template in an importer: plain.
+    // Llama 3.1+ (dated system block): Llama31; an unknown template in an importer: plain.
     CHECK(chat_template_from_jinja("{{- \"Cutting Knowledge Date: December 2023\\n\" }}<|start_header_id|>").kind ==
-          ChatTemplateKind::Llama3);
+          ChatTemplateKind::Llama31);
     CHECK(chat_template_or_plain("[INST] {{ m }} [/INST]", "x.gguf").kind == ChatTemplateKind::Plain);
     // Zephyr's template as some copies write it (\n escapes, one space) is Zephyr's; Phi-3's is not
     std::string zephyr = chat_template_to_jinja(chat_template_from_name("zephyr"));

@@ -257,8 +257,15 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
                 turn(out, learned, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
             break;
         case ChatTemplateKind::Llama3:
-            turn(out, learned, std::string(i == 0 ? "<|begin_of_text|>" : "") + "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n",
-                 trim(m.content), "<|eot_id|>", "");
+        case ChatTemplateKind::Llama31:
+            if (i == 0 && t.kind == ChatTemplateKind::Llama31) {  // the system block, the system message's text in it
+                emit(out, std::string("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+                                      "December 2023\nToday Date: ") + kLlama31Date + "\n\n" +
+                              (m.role == "system" ? trim(m.content) : "") + "<|eot_id|>", false);
+                if (m.role == "system") break;
+            }
+            turn(out, learned, std::string(i == 0 && t.kind == ChatTemplateKind::Llama3 ? "<|begin_of_text|>" : "") +
+                 "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n", trim(m.content), "<|eot_id|>", "");
             break;
         case ChatTemplateKind::Gemma: {
             // Gemma's template raises on these; say so instead of rendering something it never saw
@@ -291,6 +298,12 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::ChatML:
         case ChatTemplateKind::Qwen25:
         case ChatTemplateKind::Qwen3: emit(out, "<|im_start|>assistant\n", false); break;
+        case ChatTemplateKind::Llama31:
+            if (messages.empty())
+                emit(out, std::string("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge "
+                                      "Date: December 2023\nToday Date: ") + kLlama31Date + "\n\n<|eot_id|>", false);
+            emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false);
+            break;
         case ChatTemplateKind::Llama3: emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false); break;
         case ChatTemplateKind::Gemma: emit(out, std::string(messages.empty() ? "<bos>" : "") + "<start_of_turn>model\n", false); break;
         case ChatTemplateKind::Zephyr: emit(out, messages.empty() ? "" : "<|assistant|>\n", false); break;
@@ -319,6 +332,7 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::Qwen3: return "qwen3";
     case ChatTemplateKind::Gemma3: return "gemma3";
     case ChatTemplateKind::Qwen25: return "qwen2.5";
+    case ChatTemplateKind::Llama31: return "llama3.1";
     }
     return "?";
 }
@@ -327,9 +341,9 @@ ChatTemplate chat_template_from_name(const std::string& name) {
     for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma,
                                ChatTemplateKind::Gemma3, ChatTemplateKind::Llama2, ChatTemplateKind::Mistral,
                                ChatTemplateKind::Zephyr, ChatTemplateKind::Qwen3, ChatTemplateKind::Qwen25,
-                               ChatTemplateKind::Plain})
+                               ChatTemplateKind::Llama31, ChatTemplateKind::Plain})
         if (name == chat_template_name(k))  // Qwen2.5's comes with its default system prompt
             return ChatTemplate{k, k == ChatTemplateKind::Qwen25 ? kQwen25DefaultSystem : ""};
-    fail("unknown chat template '%s': valid names are chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, "
-         "qwen2.5, plain", name.c_str());
+    fail("unknown chat template '%s': valid names are chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, zephyr, "
+         "qwen3, qwen2.5, plain", name.c_str());
 }

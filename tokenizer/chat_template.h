@@ -11,6 +11,10 @@
 //           Qwen2.5 was trained on objects): we write the object the string holds.
 //   Llama3  <|begin_of_text|><|start_header_id|>role<|end_header_id|>\n\ncontent<|eot_id|>
 //           (Llama-3-Instruct's template: content is trimmed)
+//   Llama31 Llama 3's turns after a system block that is always there (Llama 3.1, 3.2, 3.3):
+//           <|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date:
+//           December 2023\nToday Date: 26 Jul 2024\n\n<system message, trimmed><|eot_id|>, then the
+//           other messages' turns (no tools: its tool format is not rendered)
 //   Gemma   <bos><start_of_turn>user\ncontent<end_of_turn>\n, assistant renamed "model", content
 //           trimmed, no system role, roles must alternate user/assistant
 //   Gemma3  Gemma's turns with Gemma 3's system message: <bos> first, a first system message's content
@@ -43,9 +47,13 @@
 #include <vector>
 
 enum class ChatTemplateKind : int32_t {
-    Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7, Gemma3 = 8, Qwen25 = 9
+    Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7, Gemma3 = 8, Qwen25 = 9,
+    Llama31 = 10
 };
-constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Qwen25;
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Llama31;
+// The date Llama31's system block carries: the 3.1 template's own default. (3.2's writes the day it
+// renders, so a fixed one keeps the rendered data, and a resumed run's, the same from day to day.)
+inline constexpr char kLlama31Date[] = "26 Jul 2024";
 
 // Qwen2.5's default system prompt (--template qwen2.5), which its template injects without one.
 inline constexpr char kQwen25DefaultSystem[] = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
@@ -107,7 +115,8 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                         const std::vector<std::string>& tools = {});
 
-// For a --template flag: "chatml", "llama3", "gemma", "gemma3", "llama2", "mistral", "zephyr", "qwen3", "qwen2.5", "plain";
+// For a --template flag: "chatml", "llama3", "llama3.1", "gemma", "gemma3", "llama2", "mistral", "zephyr", "qwen3",
+// "qwen2.5", "plain";
 // fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);

@@ -122,6 +122,103 @@ const char* const kPlainJinja = "{% for message in messages %}{{ message['conten
 // Qwen3-0.6B ... Qwen3-32B's tokenizer_config.json, as Qwen updated it after release (it reads
 // message.content only when it is a string); the lines are the template's own, "\n" in its quoted
 // literals a Jinja escape.
+// Llama-3.2-*-Instruct's (as llama.cpp's models/templates/meta-llama-Llama-3.2-3B-Instruct.jinja
+// quotes it; Llama 3.1's and 3.3's differ only in their tools): the system block with the knowledge
+// cutoff and a date, which transformers fills with the day of rendering (strftime_now).
+const char* const kLlama31Jinja = R"jinja({{- bos_token }}
+{%- if custom_tools is defined %}
+    {%- set tools = custom_tools %}
+{%- endif %}
+{%- if not tools_in_user_message is defined %}
+    {%- set tools_in_user_message = true %}
+{%- endif %}
+{%- if not date_string is defined %}
+    {%- if strftime_now is defined %}
+        {%- set date_string = strftime_now("%d %b %Y") %}
+    {%- else %}
+        {%- set date_string = "26 Jul 2024" %}
+    {%- endif %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+
+{#- This block extracts the system message, so we can slot it into the right place. #}
+{%- if messages[0]['role'] == 'system' %}
+    {%- set system_message = messages[0]['content']|trim %}
+    {%- set messages = messages[1:] %}
+{%- else %}
+    {%- set system_message = "" %}
+{%- endif %}
+
+{#- System message #}
+{{- "<|start_header_id|>system<|end_header_id|>\n\n" }}
+{%- if tools is not none %}
+    {{- "Environment: ipython\n" }}
+{%- endif %}
+{{- "Cutting Knowledge Date: December 2023\n" }}
+{{- "Today Date: " + date_string + "\n\n" }}
+{%- if tools is not none and not tools_in_user_message %}
+    {{- "You have access to the following functions. To call a function, please respond with JSON for a function call." }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+{%- endif %}
+{{- system_message }}
+{{- "<|eot_id|>" }}
+
+{#- Custom tools are passed in a user message with some extra guidance #}
+{%- if tools_in_user_message and not tools is none %}
+    {#- Extract the first user message so we can plug it in here #}
+    {%- if messages | length != 0 %}
+        {%- set first_user_message = messages[0]['content']|trim %}
+        {%- set messages = messages[1:] %}
+    {%- else %}
+        {{- raise_exception("Cannot put tools in the first user message when there's no first user message!") }}
+{%- endif %}
+    {{- '<|start_header_id|>user<|end_header_id|>\n\n' -}}
+    {{- "Given the following functions, please respond with a JSON for a function call " }}
+    {{- "with its proper arguments that best answers the given prompt.\n\n" }}
+    {{- 'Respond in the format {"name": function name, "parameters": dictionary of argument name and its value}.' }}
+    {{- "Do not use variables.\n\n" }}
+    {%- for t in tools %}
+        {{- t | tojson(indent=4) }}
+        {{- "\n\n" }}
+    {%- endfor %}
+    {{- first_user_message + "<|eot_id|>"}}
+{%- endif %}
+
+{%- for message in messages %}
+    {%- if not (message.role == 'ipython' or message.role == 'tool' or 'tool_calls' in message) %}
+        {{- '<|start_header_id|>' + message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' }}
+    {%- elif 'tool_calls' in message %}
+        {%- if not message.tool_calls|length == 1 %}
+            {{- raise_exception("This model only supports single tool-calls at once!") }}
+        {%- endif %}
+        {%- set tool_call = message.tool_calls[0].function %}
+        {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' -}}
+        {{- '{"name": "' + tool_call.name + '", ' }}
+        {{- '"parameters": ' }}
+        {{- tool_call.arguments | tojson }}
+        {{- "}" }}
+        {{- "<|eot_id|>" }}
+    {%- elif message.role == "tool" or message.role == "ipython" %}
+        {{- "<|start_header_id|>ipython<|end_header_id|>\n\n" }}
+        {%- if message.content is mapping or message.content is iterable %}
+            {{- message.content | tojson }}
+        {%- else %}
+            {{- message.content }}
+        {%- endif %}
+        {{- "<|eot_id|>" }}
+    {%- endif %}
+{%- endfor %}
+{%- if add_generation_prompt %}
+    {{- '<|start_header_id|>assistant<|end_header_id|>\n\n' }}
+{%- endif %}
+)jinja";
 // Qwen2.5-*-Instruct's, its default system prompt (written twice: with tools and without) as
 // @DEFAULT_SYSTEM@, a Jinja single-quoted literal's text.
 const char* const kQwen25Jinja = R"jinja({%- if tools %}
@@ -389,12 +486,8 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              "--template chatml to render them without think blocks", quoted_start(jinja).c_str());
     }
     if (jinja.find("<|start_header_id|>") != std::string::npos) {
-        // Llama 3.1 and later put a system block with the knowledge cutoff and today's date before
-        // the turns, which changes every day (strftime_now) and is not reproduced: the turns
-        // themselves are Llama 3's.
-        if (jinja.find("Cutting Knowledge Date") != std::string::npos)
-            fprintf(stderr, "note: a Llama 3.1-or-later chat template: conversations are rendered in the Llama 3 "
-                    "format, without its dated 'Cutting Knowledge Date' system block\n");
+        // Llama 3.1 and later put a system block with the knowledge cutoff and a date before the turns
+        if (jinja.find("Cutting Knowledge Date") != std::string::npos) return ChatTemplate{ChatTemplateKind::Llama31, ""};
         return ChatTemplate{ChatTemplateKind::Llama3, ""};
     }
     if (jinja.find("<start_of_turn>") != std::string::npos) {
@@ -429,7 +522,7 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              quoted_start(jinja).c_str());
     }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain",
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|plain",
          quoted_start(jinja).c_str());
 }
 
@@ -449,6 +542,7 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
             return jinja;
         }
         case ChatTemplateKind::Llama3: return kLlama3Jinja;
+        case ChatTemplateKind::Llama31: return kLlama31Jinja;
         case ChatTemplateKind::Gemma: return kGemmaJinja;
         case ChatTemplateKind::Gemma3: return kGemma3Jinja;
         case ChatTemplateKind::Llama2: return kLlama2Jinja;

@@ -207,7 +207,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--limit")) data_run.limit = args.integer(), data_run.file_flag = "--limit";
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
-                   "       [--raw] [--template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
+                   "       [--raw] [--template chatml|llama3|llama3.1|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N (0: the same draws each run)] [--device auto|cpu|cuda] [--nf4]\n"
                    "       ./generate [...] --data FILE.jsonl [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
                    "       ./generate [...] --chat [--system TEXT] [--tools TOOLS.json]\n"
