@@ -117,6 +117,17 @@ std::string answer_part(const std::string& turn) {
     return trim(end == std::string::npos ? turn : turn.substr(end + 8));
 }
 
+// The JSON objects of the <tool_call> blocks in a text, in order (null for a block that is not one).
+std::vector<JsonValue> tool_call_objects(const std::string& text) {
+    std::vector<JsonValue> calls;
+    const std::string open = "<tool_call>", close = "</tool_call>";
+    for (size_t at = text.find(open); at != std::string::npos; at = text.find(open, at + open.size())) {
+        const size_t end = text.find(close, at);
+        calls.push_back(parse_object_or_null(text.substr(at + open.size(), end == std::string::npos ? end : end - at - open.size())));
+    }
+    return calls;
+}
+
 }  // namespace
 
 TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers) {
@@ -124,11 +135,24 @@ TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<s
         fail("score_answers: %zu answers for %zu held-out records", answers.size(), held_out.size());
     TaskScore score;
     for (size_t i = 0; i < held_out.size(); i++) {
-        const std::string* ref_turn = record_reference(held_out[i]);
+        const std::optional<std::string> ref_turn = record_reference(held_out[i]);
         if (!ref_turn) continue;
         std::string reference = answer_part(*ref_turn), answer = answer_part(answers[i]);
         score.n++;
         score.exact += answer == reference;
+        // A turn of tool calls: each call's name and arguments are two fields, compared as JSON (so
+        // that spacing and key order do not count), the answer's calls taken in order.
+        if (!held_out[i].messages.back().tool_calls.empty()) {
+            const std::vector<JsonValue> want = tool_call_objects(reference), got = tool_call_objects(answer);
+            for (size_t k = 0; k < want.size(); k++)
+                for (const char* key : {"name", "arguments"}) {
+                    score.fields_total++;
+                    const JsonValue* w = want[k].get(key);
+                    const JsonValue* g = k < got.size() ? got[k].get(key) : nullptr;
+                    score.fields += w && g && json_equal(*w, *g);
+                }
+            continue;
+        }
         JsonValue ref = parse_object_or_null(reference);
         if (ref.is_null()) continue;
         JsonValue got = parse_object_or_null(answer);

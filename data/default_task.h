@@ -44,6 +44,7 @@ struct TaskScore {
 // Compares answers[i] with the reference of held_out[i] (record_reference: its final assistant
 // turn; records without one, raw text included, are skipped), both without reasoning: only what
 // follows a "</think>". Partial credit counts the reference object's members whose value the answer
-// (parsed as JSON) has exactly, so progress shows before answers are fully right.
+// (parsed as JSON) has exactly, so progress shows before answers are fully right; for a turn of tool
+// calls, each call's name and arguments (the answer's <tool_call> blocks in order, as JSON).
 TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers);
 

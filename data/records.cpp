@@ -421,8 +421,11 @@ std::vector<ChatMessage> record_prompt(const Record& r) {
     return std::vector<ChatMessage>(r.messages.begin(), r.messages.end() - (answered ? 1 : 0));
 }
 
-const std::string* record_reference(const Record& r) {
-    return !r.messages.empty() && r.messages.back().role == "assistant" ? &r.messages.back().content : nullptr;
+std::optional<std::string> record_reference(const Record& r) {
+    if (r.messages.empty() || r.messages.back().role != "assistant") return std::nullopt;
+    const ChatMessage& m = r.messages.back();
+    if (m.tool_calls.empty()) return m.content;
+    return (m.content.empty() ? "" : m.content + "\n") + tool_calls_text(m, false);
 }
 
 ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl, Answers answers) {

@@ -18,6 +18,7 @@
 // record is reported with its line number and the reason, never dropped silently; a file that is
 // missing, empty, binary, not UTF-8, or a JSON array instead of jsonl fails as a whole.
 #pragma once
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -74,5 +75,7 @@ std::string instruction_prompt(const std::string& instruction, const std::string
 // when the conversation ends with the user's turn). Training learns that turn given this prompt;
 // evaluation compares an answer to it.
 std::vector<ChatMessage> record_prompt(const Record& r);
-// That final assistant turn's content, the reference answer; null when the conversation has none.
-const std::string* record_reference(const Record& r);
+// That final assistant turn's content, the reference answer, followed by its tool calls (after a
+// newline when it has content: tool_calls_text, as the templates write them); none when the
+// conversation has no final assistant turn.
+std::optional<std::string> record_reference(const Record& r);

@@ -580,6 +580,30 @@ TEST_CASE("score_answers: exact match and per-field credit against each record's
     CHECK(t.exact == 1);
 }
 
+// A held-out turn of tool calls: its reference is the calls as the templates write them, and each
+// call's name and arguments earn a field, compared as JSON (spacing and key order aside).
+TEST_CASE("score_answers: a turn of tool calls is scored call by call, name and arguments as JSON") {
+    const std::string line = R"({"messages": [{"role": "user", "content": "Weather in Seoul and Paris?"}, {"role": "assistant", "content": "",)"
+                             R"( "tool_calls": [{"function": {"name": "get_weather", "arguments": "{\"city\":\"Seoul\",\"days\":2}"}},)"
+                             R"( {"name": "get_weather", "arguments": {"city": "Paris"}}]}]})";
+    const ParsedFile pf = parse_records(line + "\n", "t.jsonl", true);
+    REQUIRE(pf.records.size() == 1);
+    const std::string ref = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Seoul\", \"days\": 2}}\n</tool_call>\n"
+                            "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Paris\"}}\n</tool_call>";
+    CHECK(record_reference(pf.records[0]) == ref);
+    TaskScore exact = score_answers(pf.records, {"<think>\n\n</think>\n\n" + ref});
+    CHECK(exact.exact == 1);
+    CHECK(exact.fields == 4);
+    CHECK(exact.fields_total == 4);
+    // the same calls spaced otherwise: not exact, every field; a wrong city: its arguments lost; one call: half
+    TaskScore spaced = score_answers(pf.records, {"<tool_call>{\"arguments\":{\"days\":2,\"city\":\"Seoul\"},\"name\":\"get_weather\"}</tool_call>"
+                                                  "<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Paris\"}}</tool_call>"});
+    CHECK(spaced.exact == 0);
+    CHECK(spaced.fields == 4);
+    CHECK(score_answers(pf.records, {"<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Tokyo\",\"days\":2}}</tool_call>"}).fields == 1);
+    CHECK(score_answers(pf.records, {"It is sunny."}).fields == 0);
+}
+
 TEST_CASE("Qwen3 chat: the think block is learned with the answer; the ids are the whole conversation's") {
     // An earlier turn before the last query keeps only its answer; the last gets the think block,
     // from reasoning_content or from the content's own <think>...</think>. Everything the model

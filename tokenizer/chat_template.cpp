@@ -140,18 +140,6 @@ size_t qwen3_last_query(const std::vector<ChatMessage>& messages) {
     return messages.empty() ? 0 : messages.size() - 1;
 }
 
-// The <tool_call> blocks of an assistant turn, one after another, each on its own lines. Qwen3's
-// template writes a string of arguments as it is; Qwen2.5's writes every value with |tojson.
-std::string tool_calls_text(const ChatMessage& m, bool qwen3) {
-    std::string out;
-    for (size_t k = 0; k < m.tool_calls.size(); k++) {
-        const ToolCall& c = m.tool_calls[k];
-        out += std::string(k ? "\n" : "") + "<tool_call>\n{\"name\": \"" + c.name + "\", \"arguments\": " +
-               (qwen3 && c.arguments_text ? *c.arguments_text : c.arguments) + "}\n</tool_call>";
-    }
-    return out;
-}
-
 // Qwen2.5's and Qwen3's system turn with tools: `system` (what precedes the block), then each tool's
 // JSON on a line of the <tools> block and the instructions on calling them.
 void qwen_tools_turn(std::vector<ChatPiece>& out, const std::string& system, const std::vector<std::string>& tools) {
@@ -309,6 +297,17 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::Zephyr: emit(out, messages.empty() ? "" : "<|assistant|>\n", false); break;
         default: break;
         }
+    }
+    return out;
+}
+
+// Qwen3's template writes a string of arguments as it is; Qwen2.5's writes every value with |tojson.
+std::string tool_calls_text(const ChatMessage& m, bool raw_string_arguments) {
+    std::string out;
+    for (size_t k = 0; k < m.tool_calls.size(); k++) {
+        const ToolCall& c = m.tool_calls[k];
+        out += std::string(k ? "\n" : "") + "<tool_call>\n{\"name\": \"" + c.name + "\", \"arguments\": " +
+               (raw_string_arguments && c.arguments_text ? *c.arguments_text : c.arguments) + "}\n</tool_call>";
     }
     return out;
 }

@@ -114,6 +114,10 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
                                           bool add_generation_prompt, const std::vector<std::string>& tools = {});
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
                         const std::vector<std::string>& tools = {});
+// An assistant message's calls as the templates write them after its content, one
+// <tool_call>\n{"name": ..., "arguments": ...}\n</tool_call> block after another, separated by
+// newlines; with raw_string_arguments a string of arguments as it was given (Qwen3's way).
+std::string tool_calls_text(const ChatMessage& m, bool raw_string_arguments);
 
 // For a --template flag: "chatml", "llama3", "llama3.1", "gemma", "gemma3", "llama2", "mistral", "zephyr", "qwen3",
 // "qwen2.5", "plain";

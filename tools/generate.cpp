@@ -83,7 +83,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
                                                       [&](size_t first, const std::vector<std::string>& done) {
         for (size_t i = 0; i < done.size(); i++) {
             const Record& r = records[first + i];
-            const std::string* ref = record_reference(r);
+            const std::optional<std::string> ref = record_reference(r);
             fprintf(out, "{\"line\": %d, \"prompt\": %s, \"answer\": %s%s%s}\n", r.line,
                     json_quote(record_prompt(r).back().content).c_str(), json_quote(whole_utf8(done[i])).c_str(),
                     ref ? ", \"reference\": " : "", ref ? json_quote(*ref).c_str() : "");
