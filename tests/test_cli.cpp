@@ -18,25 +18,11 @@
 
 #include "model/util.h"
 #include "model/weights.h"
+#include "test_cli_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Run {
-    int status;
-    std::string out;  // stdout and stderr together
-};
-
-Run run(const std::string& cmd) {
-    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    int st = pclose(p);
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
 
 // The default model's tokenizer (make fetches it).
 const char* const kTok = "models/smollm2-135m-instruct.tok";
@@ -69,8 +55,6 @@ struct Scratch {
         return model;
     }
 };
-
-bool has(const Run& r, const char* text) { return r.out.find(text) != std::string::npos; }
 
 // The cases that need the real tokenizer skip without it (offline it may be missing).
 bool have_tokenizer() {

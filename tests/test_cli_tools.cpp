@@ -11,27 +11,11 @@
 #include <string>
 
 #include "model/util.h"
+#include "test_cli_util.h"
 
 namespace fs = std::filesystem;
 
 namespace {
-
-struct Run {
-    int status;
-    std::string out;  // stdout and stderr together
-};
-
-Run run(const std::string& cmd) {
-    FILE* p = popen((cmd + " 2>&1").c_str(), "r");
-    REQUIRE(p != nullptr);
-    std::string out;
-    char buf[4096];
-    for (size_t n; (n = fread(buf, 1, sizeof buf, p)) > 0;) out.append(buf, n);
-    int st = pclose(p);
-    return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, out};
-}
-
-bool has(const Run& r, const char* text) { return r.out.find(text) != std::string::npos; }
 
 struct Scratch {
     fs::path dir;
