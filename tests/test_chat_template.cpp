@@ -235,6 +235,13 @@ TEST_CASE("chat: tool definitions, calls and results render as transformers rend
     CHECK(chat_render(q25, rs.messages, false) == chat_render(q25, ro.messages, false));
     CHECK(chat_render(q25, rs.messages, false).find("<tool_call>\n{\"name\": \"f\", \"arguments\": {\"x\": 1.0}}\n</tool_call><|im_end|>") != std::string::npos);
     CHECK(chat_render(chat_template_from_name("qwen3"), rs.messages, false).find("\"arguments\": {\"x\":1.0}}") != std::string::npos);
+    // A conversation opening with a tool's result: Qwen2.5's template injects its default system turn
+    // before it (its system block comes before the loop over messages), as transformers renders it.
+    const std::vector<ChatMessage> tool_first = {{"tool", "r"}, {"user", "q"}, {"assistant", "a"}};
+    CHECK(chat_render(q25, tool_first, false) ==
+          "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+          "<|im_start|>user\n<tool_response>\nr\n</tool_response><|im_end|>\n<|im_start|>user\nq<|im_end|>\n"
+          "<|im_start|>assistant\na<|im_end|>\n");
     // templates without tool calling refuse a conversation with tool definitions
     CHECK(render_error_tools(chat_template_from_name("llama3"), ro.messages, {"{}"}).find(
               "the conversation has tool definitions but the llama3 chat template does not render tool calling") == 0);

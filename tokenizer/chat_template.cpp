@@ -222,6 +222,12 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
     if (!tools.empty()) {  // the tools block is the system turn, the first system message's content in it
         const std::string& system = system_first ? messages[0].content : t.default_system;
         qwen_tools_turn(out, qwen3 ? (system_first ? system + "\n\n" : "") : system + "\n\n", tools);
+    } else if ((t.kind == ChatTemplateKind::ChatML || qwen25) && !system_first && !messages.empty() &&
+               !t.default_system.empty()) {
+        // Ahead of the first message, whatever its role: Qwen2.5's template writes it before its
+        // loop, so a conversation opening with a tool's result gets it too (SmolLM2's in its loop's
+        // first turn, which renders as the same text)
+        turn(out, false, "<|im_start|>system\n", t.default_system, "<|im_end|>", "\n");
     }
     for (size_t i = 0; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
@@ -236,8 +242,6 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::Qwen25:
             require_basic_role(i, m, "ChatML templates are rendered with system, user and assistant turns only "
                                "(SmolLM2's would render any role as a turn of that name, which the model never saw)");
-            if (i == 0 && m.role != "system" && !t.default_system.empty() && tools.empty())
-                turn(out, false, "<|im_start|>system\n", t.default_system, "<|im_end|>", "\n");
             if (asst && !m.tool_calls.empty())  // the content (when there is one), then the calls
                 turn(out, learned, "<|im_start|>assistant\n",
                      (m.content.empty() ? "" : m.content + "\n") + tool_calls_text(m, false), "<|im_end|>", "\n");
