@@ -228,7 +228,8 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
             return false;
         }
         if (cm.role == "system" && i != 0) { why = at + ": a system message may only come first"; return false; }
-        // LLaMA-Factory's function_call turn: its value is the call (or a list of them) as JSON text.
+        // LLaMA-Factory's function_call turn: its value is the call (or a list of them) as JSON text,
+        // the turn's content empty; its weight and reasoning are read below, as any assistant turn's.
         if (from == "function_call") {
             JsonValue calls;
             const JsonValue* v = m.get(lay.content);
@@ -237,13 +238,12 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
                 return false;
             }
             if (calls.type == JsonValue::Object) calls.array = {calls}, calls.type = JsonValue::Array;
+            if (calls.type == JsonValue::Array && calls.array.empty()) {  // else an empty turn, learned
+                why = at + ".value: no call (an empty list): a function_call turn holds one or more";
+                return false;
+            }
             if (!parse_tool_calls(calls, at + ".value", cm, why)) return false;
-            any_assistant = any_learned = true;
-            r.messages.push_back(std::move(cm));
-            continue;
-        }
-        // Function calls (the content may then be empty or null).
-        if (has_tool_data(m.get("tool_calls"))) {
+        } else if (has_tool_data(m.get("tool_calls"))) {  // function calls (the content may then be empty or null)
             if (cm.role != "assistant") {
                 why = at + ": tool_calls on a " + cm.role + " message: only an assistant calls tools";
                 return false;
@@ -253,7 +253,9 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
         // An empty system prompt is a common way to say "none", an empty tool result a result; an
         // empty turn is a data bug, but for an assistant's that only calls tools.
         const bool may_be_empty = cm.role == "system" || cm.role == "tool" || !cm.tool_calls.empty();
-        if (const JsonValue* c = m.get(lay.content); c && c->type == JsonValue::Array) {
+        if (from == "function_call") {
+            // its value, the calls, was read above: no content
+        } else if (const JsonValue* c = m.get(lay.content); c && c->type == JsonValue::Array) {
             if (!parse_parts(*c, cm, why)) { why = at + ": " + why; return false; }
             if (cm.role != "system" && cm.content.find_first_not_of(" \t\r\n") == std::string::npos) {
                 why = at + ": field \"" + lay.content + "\" is empty";

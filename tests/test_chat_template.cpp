@@ -285,6 +285,19 @@ TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad
     CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "content": ""}]})") == "messages[1]: field \"content\" is empty");
     CHECK(problem(R"({"messages": [)" + user + R"({"role": "function", "content": "x"}, {"role": "assistant", "content": "a"}]})") ==
           "messages[1]: unknown role \"function\" (expected system, user, assistant or tool)");
+    // A function_call turn is an assistant turn like another: its "weight" counts (0: context), and
+    // a value of no call at all would be an empty turn learned.
+    const auto sharegpt_call = [](const std::string& call) {
+        return R"({"conversations": [{"from": "human", "value": "q"}, )" + call +
+               R"(, {"from": "observation", "value": "r"}, {"from": "gpt", "value": "done"}]})";
+    };
+    const ParsedFile w0 = parse_records(sharegpt_call(R"({"from": "function_call", "value": "{\"name\": \"f\", \"arguments\": {}}", "weight": 0})") + "\n", "w.jsonl", true);
+    REQUIRE(w0.invalid.empty());
+    CHECK(!w0.records[0].messages[1].trained);
+    CHECK(problem(sharegpt_call(R"({"from": "function_call", "value": "{\"name\": \"f\", \"arguments\": {}}", "weight": 2})")) ==
+          "conversations[1]: field \"weight\" must be 0 (the turn is context, not learned) or 1 (learned)");
+    CHECK(problem(sharegpt_call(R"({"from": "function_call", "value": "[]"})")) ==
+          "conversations[1].value: no call (an empty list): a function_call turn holds one or more");
 }
 
 // Llama 3.1-3.3's dated system block (tests/fixtures/chat/gen_llama31_fixtures.py: Llama 3.2's own
