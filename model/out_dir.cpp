@@ -138,11 +138,15 @@ std::vector<std::string> recorded_resume_args(int argc, char** argv) {
     if (!resume || !load_run_command(out, rc)) return {};
     std::error_code ec;
     const std::string here = fs::absolute(out, ec).lexically_normal().string();
+    const bool elsewhere = !same_file(".", rc.cwd);  // the user is not in the run's directory
     if (chdir(rc.cwd.c_str()) != 0)
         fail("%s/run.json: the run was started in %s, which cannot be entered (%s): run its command with --resume "
              "from where its paths lead: %s --resume", out.c_str(), rc.cwd.c_str(), strerror(errno),
              train_command_line(rc.args).c_str());
-    if (!same_file(out_of(rc.args), here)) {  // the folder moved: the run goes on where it is now
+    // The folder moved: the run goes on where it is now. Resumed from another directory, the --out
+    // is named whole too: the paths the run prints (its checkpoints, the interrupt's "./train
+    // --resume --out DIR") are for the user's shell, which is not in the run's directory.
+    if (elsewhere || !same_file(out_of(rc.args), here)) {
         std::vector<std::string> kept;
         for (size_t i = 0; i < rc.args.size(); i++)
             if (rc.args[i] == "--out" && i + 1 < rc.args.size()) i++;

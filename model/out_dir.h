@@ -30,5 +30,6 @@ std::string train_command_line(const std::vector<std::string>& args);
 // When argv is `--resume` and at most `--out DIR` (the whole command a user retypes after a kill)
 // and that --out holds run.json: moves to the recorded directory and returns the recorded arguments
 // with --resume, their --out made the given one's absolute path when the folder has moved since
-// (e.g. the run's --out renamed). Otherwise returns nothing and argv stands.
+// (e.g. the run's --out renamed) or the user is in another directory (so that the paths the run
+// prints hold where the user is). Otherwise returns nothing and argv stands.
 std::vector<std::string> recorded_resume_args(int argc, char** argv);

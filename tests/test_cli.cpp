@@ -106,12 +106,19 @@ TEST_CASE("cli: --resume alone reruns the command recorded in OUT/run.json") {
                 "--max-steps 3 --save-every 1 --lr 1e-3 --out o").status == 0);
     CHECK(read_file(s.out("o/run.json")).find("\"--lr\", \"1e-3\"") != std::string::npos);
     fs::remove_all(s.out("o/ckpt-00000003"));  // as if killed after step 2's checkpoint
+    Run here = run("cd " + s.dir.string() + " && " + train + " --resume --out o");  // in the run's directory: as recorded
+    INFO(here.out);
+    CHECK(has(here, "--lr 1e-3 --out o --resume"));
+    CHECK(has(here, "resume: o/ckpt-00000002 (step 2 of 3)"));
+    fs::remove_all(s.out("o/ckpt-00000003"));
     Run again = run("cd / && " + train + " --resume --out " + s.out("o"));  // elsewhere: d.jsonl is relative
     INFO(again.out);
     CHECK(again.status == 0);
     CHECK(has(again, "resume: the command recorded in"));
-    CHECK(has(again, "--lr 1e-3 --out o --resume"));
-    CHECK(has(again, "resume: o/ckpt-00000002 (step 2 of 3)"));
+    // from / the run's "o" would be /o: the paths it prints (and an interrupt's ./train --resume --out)
+    // name the folder whole
+    CHECK(has(again, ("--lr 1e-3 --out " + s.out("o") + " --resume").c_str()));
+    CHECK(has(again, ("resume: " + s.out("o/ckpt-00000002") + " (step 2 of 3)").c_str()));
     CHECK(fs::exists(s.out("o/ckpt-00000003/train.state")));
     fs::rename(s.out("o"), s.out("moved"));
     Run moved = run("cd " + s.dir.string() + " && " + train + " --out=moved --resume");
