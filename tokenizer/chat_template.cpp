@@ -109,10 +109,10 @@ void render_gemma3(const std::vector<ChatMessage>& messages, std::vector<ChatPie
     }
 }
 
-// Roles past system, user and assistant: Zephyr's template drops them without a word, Qwen2.5's
-// and Qwen3's render a tool message as a <tool_response> block inside a user turn (and drop the
-// rest), SmolLM2's writes any role as a turn. We have no tool calling: refuse them rather than
-// render what the model never saw.
+// Roles past system, user and assistant (and tool, which Qwen2.5's and Qwen3's render as a
+// <tool_response> block in a user turn, before this is asked): Zephyr's template drops them without
+// a word, Qwen2.5's and Qwen3's drop them too, SmolLM2's writes any role as a turn. Refuse them
+// rather than render what the model never saw.
 void require_basic_role(size_t i, const ChatMessage& m, const char* why) {
     if (m.role != "system" && m.role != "user" && m.role != "assistant")
         fail("message %zu has role '%s' but %s", i, m.role.c_str(), why);

@@ -77,7 +77,7 @@ struct ToolCall {
 };
 
 struct ChatMessage {
-    std::string role;  // "system", "user" or "assistant"
+    std::string role;  // "system", "user", "assistant" or "tool" (a tool's result: qwen2.5 and qwen3 only)
     std::string content;
     // An assistant message's chain of thought kept apart from its answer (the "reasoning_content"
     // of a dataset line, as OpenAI-style APIs return it). Only Qwen3's template renders it; the

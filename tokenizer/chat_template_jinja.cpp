@@ -119,9 +119,6 @@ const char* const kZephyrJinja =
     " + eos_token }}\n{% endif %}\n{% if loop.last and add_generation_prompt %}\n{{ '<|assistant|>' }}\n{"
     "% endif %}\n{% endfor %}";
 const char* const kPlainJinja = "{% for message in messages %}{{ message['content'] + '\n' }}{% endfor %}";
-// Qwen3-0.6B ... Qwen3-32B's tokenizer_config.json, as Qwen updated it after release (it reads
-// message.content only when it is a string); the lines are the template's own, "\n" in its quoted
-// literals a Jinja escape.
 // Llama-3.2-*-Instruct's (as llama.cpp's models/templates/meta-llama-Llama-3.2-3B-Instruct.jinja
 // quotes it; Llama 3.1's and 3.3's differ only in their tools): the system block with the knowledge
 // cutoff and a date, which transformers fills with the day of rendering (strftime_now).
@@ -276,6 +273,9 @@ const char* const kQwen25Jinja = R"jinja({%- if tools %}
     {{- '<|im_start|>assistant\n' }}
 {%- endif %}
 )jinja";
+// Qwen3-0.6B ... Qwen3-32B's tokenizer_config.json, as Qwen updated it after release (it reads
+// message.content only when it is a string); the lines are the template's own, "\n" in its quoted
+// literals a Jinja escape.
 const char* const kQwen3Jinja = R"jinja({%- if tools %}
     {{- '<|im_start|>system\n' }}
     {%- if messages[0].role == 'system' %}
@@ -384,10 +384,6 @@ const std::pair<const char*, const char*> kQwen3FirstReleaseEdits[] = {
     {"{{- content }}", "{{- message.content }}"},
 };
 
-// The default system prompt of a ChatML template: the first string literal '<|im_start|>system\n...<|im_end|>'
-// in it (SmolLM2 and Qwen2 inject one when the conversation has none). The newline may be written as
-// a real one or as the escape \n; a literal that closes before <|im_end|> is followed by Jinja that
-// computes the text (a message's content), not a default.
 // `text` inside a single-quoted Jinja literal: the backslash and the quote escaped, and \r (Jinja's
 // template loader would turn a raw \r\n into \n).
 std::string jinja_literal_text(const std::string& text) {
@@ -396,6 +392,10 @@ std::string jinja_literal_text(const std::string& text) {
     return lit;
 }
 
+// The default system prompt of a ChatML template: the first string literal '<|im_start|>system\n...<|im_end|>'
+// in it (SmolLM2 and Qwen2 inject one when the conversation has none). The newline may be written as
+// a real one or as the escape \n; a literal that closes before <|im_end|> is followed by Jinja that
+// computes the text (a message's content), not a default.
 std::string chatml_default_system(const std::string& jinja) {
     for (std::string_view head : {"<|im_start|>system\\n", "<|im_start|>system\n"}) {
         for (size_t at = jinja.find(head); at != std::string::npos; at = jinja.find(head, at + 1)) {
