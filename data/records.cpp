@@ -64,9 +64,11 @@ bool get_string(const JsonValue& obj, const char* key, bool optional, bool allow
     return true;
 }
 
-// Whether a tool-calling field says anything: null and [] are the "none" that exporters write.
+// Whether a tool-calling field says anything: null, [] and "" are the "none" that exporters write
+// ("": LLaMA-Factory's string of tools on a line without them, as a dataset's string column holds it).
 bool has_tool_data(const JsonValue* v) {
-    return v && !v->is_null() && !(v->type == JsonValue::Array && v->array.empty());
+    return v && !v->is_null() && !(v->type == JsonValue::Array && v->array.empty()) &&
+           !(v->type == JsonValue::String && v->string.empty());
 }
 
 // A JSON value that datasets give either as it is or as a string of its JSON text (OpenAI's

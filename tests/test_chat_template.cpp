@@ -285,6 +285,8 @@ TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad
     CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "content": ""}]})") == "messages[1]: field \"content\" is empty");
     CHECK(problem(R"({"messages": [)" + user + R"({"role": "function", "content": "x"}, {"role": "assistant", "content": "a"}]})") ==
           "messages[1]: unknown role \"function\" (expected system, user, assistant or tool)");
+    // LLaMA-Factory's "tools" of a line without tools: "" (a string column's empty value) is none, as "[]" is
+    CHECK(problem(R"({"tools": "", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]})").empty());
     // A function_call turn is an assistant turn like another: its "weight" counts (0: context), and
     // a value of no call at all would be an empty turn learned.
     const auto sharegpt_call = [](const std::string& call) {
