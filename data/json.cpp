@@ -146,6 +146,7 @@ struct Parser {
             int64_t i;
             auto ri = std::from_chars(b, e, i);
             if (ri.ec == std::errc() && ri.ptr == e) v.exact_integer = true, v.integer = i;
+            else v.string.assign(b, e);  // past 64 bits: Python keeps every digit, and writes them back
         } else if (v.number == std::floor(v.number) && std::fabs(v.number) <= 9007199254740992.0) {
             v.exact_integer = true, v.integer = (int64_t)v.number;
         }
@@ -342,8 +343,9 @@ std::string json_dumps_python(const JsonValue& v) {
     case JsonValue::Bool: return v.boolean ? "true" : "false";
     case JsonValue::Number:
         if (!v.integer_literal) return python_float_repr(v.number);
-        if (!v.exact_integer) throw std::runtime_error("an integer past 64 bits, which is not kept exactly");
-        return std::to_string(v.integer);
+        if (v.exact_integer) return std::to_string(v.integer);
+        if (!v.string.empty()) return v.string;  // the digits of an int literal past 64 bits
+        throw std::runtime_error("an integer past 64 bits, which is not kept exactly");
     case JsonValue::String: return json_quote(v.string);
     case JsonValue::Array: {
         std::string out = "[";

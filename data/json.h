@@ -24,7 +24,7 @@ struct JsonValue {
     // The literal had no fraction or exponent ("3", not "3.0" or "3e0"): Python reads it as an int,
     // the others as a float, and writes them back so (json_dumps_python).
     bool integer_literal = false;
-    std::string string;
+    std::string string;  // a string's text; an integer literal's digits when they are past 64 bits
     std::vector<JsonValue> array;
     std::vector<std::pair<std::string, JsonValue>> object;  // in file order
 
@@ -50,6 +50,7 @@ std::string json_quote(std::string_view s);
 // `v` as Python's json.dumps(v, ensure_ascii=False) writes what json.loads read from it: ", " and
 // ": " between items, keys in their order (a repeated key once, at its first place with its last
 // value, as a dict keeps it), an int literal's digits, a float as Python's repr ("1e-05", "100.0",
-// "1e+16"). Chat templates write tool definitions and call arguments so (transformers' |tojson).
-// Throws std::runtime_error on an int literal past 64 bits (its digits are not kept).
+// "1e+16"; an int literal past 64 bits as its digits, as Python's int keeps them). Chat templates
+// write tool definitions and call arguments so (transformers' |tojson).
+// Throws std::runtime_error on an integer Number whose digits are not kept (one not read by json_parse).
 std::string json_dumps_python(const JsonValue& v);

@@ -110,7 +110,13 @@ TEST_CASE("json: json_dumps_python writes what Python's json.dumps writes") {
         {R"(123e-20)", R"(1.23e-18)"},
     };
     for (const auto& [text, python] : cases) CHECK_MESSAGE(json_dumps_python(json_parse(text)) == python, text);
-    CHECK_THROWS_WITH(json_dumps_python(json_parse("123456789012345678901234567890")), doctest::Contains("past 64 bits"));
+    // an int past 64 bits (a 20-digit id in a call's arguments, a schema's uint64 "maximum") is a
+    // Python int: its digits as they are, where they were refused
+    CHECK(json_dumps_python(json_parse("123456789012345678901234567890")) == "123456789012345678901234567890");
+    CHECK(json_dumps_python(json_parse("[-9223372036854775809, 18446744073709551615]")) == "[-9223372036854775809, 18446744073709551615]");
+    JsonValue big;  // a number built without its digits
+    big.type = JsonValue::Number, big.number = 1e30, big.integer_literal = true;
+    CHECK_THROWS_WITH(json_dumps_python(big), doctest::Contains("past 64 bits"));
 }
 
 TEST_CASE("json: errors give line, column and what was expected") {
