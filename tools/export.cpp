@@ -54,8 +54,9 @@ static int run(int argc, char** argv) {
                    "  --nf4        merge into the base as NF4 holds it (each projection quantized and dequantized): the\n"
                    "               model a --method qlora run trained and evaluated; without it the adapter goes into the\n"
                    "               full-precision weights, which answer slightly differently (--merge, --hf, --gguf)\n"
-                   "  --template   chatml, llama3, gemma, gemma3, llama2, mistral, zephyr, qwen3, qwen2.5 or plain: the chat template to write (default:\n"
-                   "               the tokenizer's; pass the one the model was trained with, if ./train had --template)\n");
+                   "  --template   chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, zephyr, qwen3, qwen2.5 or plain: the chat\n"
+                   "               template to write (default: the tokenizer's; pass the one the model was trained with, if\n"
+                   "               ./train had --template)\n");
             return 0;
         } else args.unknown();
     }
