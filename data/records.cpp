@@ -1,5 +1,6 @@
 #include "data/records.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -408,6 +409,46 @@ void refuse_pretty_printed(std::string_view bytes, size_t first, const char* p) 
              "convert it with jq -c . %s > data.jsonl", p, shell_quote(p).c_str());
 }
 
+// A file that is one JSON array of records (Alpaca's alpaca_data.json, many datasets' .json
+// downloads), usually pretty-printed: each element is a record, named in messages by the line it
+// starts on. The array as a whole must be JSON (else the file fails at the parser's line and
+// column: nothing after a syntax error can be trusted); an element that is no record is reported
+// as a line of jsonl is.
+ParsedFile parse_record_array(std::string_view bytes, size_t first, const char* p, Answers answers) {
+    if (size_t bad = utf8_error(bytes); bad != std::string_view::npos) {
+        const size_t start = bytes.rfind('\n', bad) == std::string_view::npos ? 0 : bytes.rfind('\n', bad) + 1;
+        fail("%s:%zu: %s", p, (size_t)std::count(bytes.begin(), bytes.begin() + bad, '\n') + 1,
+             utf8_message(bytes.substr(start), bad - start).c_str());
+    }
+    try {
+        json_parse(bytes);  // syntax first, with the parser's line and column
+    } catch (const std::runtime_error& e) {
+        fail("%s: a JSON array of records that is not valid JSON: %s", p, e.what());
+    }
+    ParsedFile out;
+    size_t at = first + 1, line = 1 + std::count(bytes.begin(), bytes.begin() + first, '\n');
+    auto skip = [&](std::string_view ws) {
+        while (at < bytes.size() && ws.find(bytes[at]) != std::string_view::npos) line += bytes[at++] == '\n';
+    };
+    for (skip(" \t\r\n"); at < bytes.size() && bytes[at] != ']'; skip(" \t\r\n,")) {
+        const size_t len = json_value_length(bytes.substr(at));  // the element, its leading whitespace none
+        const std::string_view element = bytes.substr(at, len);
+        out.lines++;
+        Record r;
+        r.line = (int)line;
+        std::string why;
+        if (element.size() > kMaxLineBytes)
+            out.invalid.push_back({r.line, "the record is " + std::to_string(element.size()) + " bytes, over the limit of " +
+                                               std::to_string(kMaxLineBytes) + " for one example; split or remove it"});
+        else if (parse_object(json_parse(element), answers, r, why)) out.records.push_back(std::move(r));
+        else out.invalid.push_back({r.line, why});
+        line += std::count(element.begin(), element.end(), '\n');
+        at += len;
+    }
+    if (out.lines == 0) fail("%s: the JSON array holds no records", p);
+    return out;
+}
+
 }  // namespace
 
 bool is_jsonl_path(const std::string& path) {
@@ -455,9 +496,7 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
         for (size_t i = 0; i < nul; i++) line += bytes[i] == '\n';
         fail("%s:%d: NUL byte: this looks like a binary file, not UTF-8 text%s", p, line, jsonl ? " jsonl" : "");
     }
-    if (jsonl && bytes[first] == '[')
-        fail("%s: the file is one JSON array, not jsonl (one object per line); convert it, e.g. "
-             "jq -c '.[]' %s > data.jsonl", p, shell_quote(p).c_str());
+    if (jsonl && bytes[first] == '[') return parse_record_array(bytes, first, p, answers);
     if (jsonl && bytes[first] == '{') refuse_pretty_printed(bytes, first, p);
 
     ParsedFile out;

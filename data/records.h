@@ -16,7 +16,8 @@
 // A UTF-8 byte-order mark at the start of the file is accepted and stripped (editors on Windows
 // write one; it carries no content). CRLF line ends are accepted. A line that cannot become a
 // record is reported with its line number and the reason, never dropped silently; a file that is
-// missing, empty, binary, not UTF-8, or a JSON array instead of jsonl fails as a whole.
+// missing, empty, binary or not UTF-8 fails as a whole. A jsonl-named file that is one JSON array of
+// records (alpaca_data.json) is read element by element, each named by the line it starts on.
 #pragma once
 #include <optional>
 #include <string>

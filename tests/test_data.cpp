@@ -146,6 +146,31 @@ TEST_CASE("a message's \"weight\": 0 keeps an assistant turn as context, not lea
     CHECK(rep.invalid[3].what == rep.invalid[0].what);  // a string "1" is no number
 }
 
+// Alpaca's alpaca_data.json and many datasets' .json downloads are one pretty-printed JSON array of
+// records: read element by element, each named by the line it starts on, as jsonl's lines are.
+TEST_CASE("a JSON array of records (alpaca_data.json) reads as jsonl does, elements named by their line") {
+    const std::string jsonl = std::string(kInstr) + "\n" + R"({"prompt": "2+2=", "completion": "4"})" "\n";
+    const std::string array = "[\n    {\n        \"instruction\": \"Capital of France?\",\n        \"input\": \"\",\n"
+                              "        \"output\": \"Paris\"\n    },\n    {\"output\": \"x\"},\n"
+                              "    {\"prompt\": \"2+2=\", \"completion\": \"4\"}\n]";
+    ScratchDir dir;
+    DataOptions opt;
+    DataReport a, b;
+    const std::vector<Example> from_jsonl = read_bytes(dir, "d.jsonl", jsonl, opt, a);
+    const std::vector<Example> from_array = read_bytes(dir, "d.json", array, opt, b);
+    REQUIRE(from_array.size() == 2);
+    for (size_t i = 0; i < 2; i++) {
+        CHECK(from_array[i].tokens == from_jsonl[i].tokens);
+        CHECK(from_array[i].weights == from_jsonl[i].weights);
+    }
+    CHECK(from_array[0].line == 2);
+    CHECK(from_array[1].line == 8);
+    REQUIRE(b.invalid.size() == 1);
+    CHECK(b.invalid[0].line == 7);  // {"output": "x"}: no instruction
+    CHECK(b.invalid[0].what == "missing field \"instruction\"");
+    CHECK(b.lines == 3);
+}
+
 TEST_CASE("raw bytes (a model without a tokenizer): UTF-8 bytes are ids 0..255, EOS 256") {
     ScratchDir dir;
     DataOptions opt;

@@ -47,8 +47,9 @@ TEST_CASE("whole-file problems fail at once, naming the file") {
                       doctest::Contains("u.txt: the file is UTF-16BE text"));
     CHECK_THROWS_WITH(read_bytes(dir, "u32.jsonl", std::string("\xFF\xFE\0\0{\0\0\0", 8), opt, rep),
                       doctest::Contains("the file is UTF-32LE text"));
-    CHECK_THROWS_WITH(read_bytes(dir, "a.json", "[\n" + kGood + ",\n" + kGood + "\n]\n", opt, rep),
-                      doctest::Contains("a.json: the file is one JSON array, not jsonl"));
+    CHECK_THROWS_WITH(read_bytes(dir, "a.json", "[\n" + kGood + ",\n" + kGood + "\n", opt, rep),
+                      doctest::Contains("a.json: a JSON array of records that is not valid JSON: line 4, column 1"));
+    CHECK_THROWS_WITH(read_bytes(dir, "e.json", " [ ]\n", opt, rep), doctest::Contains("e.json: the JSON array holds no records"));
     CHECK_THROWS_WITH(read_bytes(dir, "l.txt", "fine\nstill fine\ncaf\xE9\n", opt, rep),
                       doctest::Contains("l.txt:3: invalid UTF-8 (byte 0xE9 at byte 4 of the line)"));
     // jsonl under another name would train on its JSON syntax as raw text; upper-case extensions are jsonl.
