@@ -381,7 +381,7 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     if (score.fields_total > 0) printf(", JSON fields %.1f%%", 100 * score.field_rate());  // references that are JSON
     printf("\n");
     for (size_t i = 0; i < std::min<size_t>(3, se.held_out.size()); i++)
-        printf("  [%zu] %s\n      -> %s\n", i + 1, record_prompt(se.held_out[i]).back().content.c_str(),
+        printf("  [%zu] %s\n      -> %s\n", i + 1, record_question(se.held_out[i]).c_str(),
                answers[i].c_str());
 }
 

@@ -466,6 +466,13 @@ std::vector<ChatMessage> record_prompt(const Record& r) {
     return std::vector<ChatMessage>(r.messages.begin(), r.messages.end() - (answered ? 1 : 0));
 }
 
+std::string record_question(const Record& r) {
+    const std::vector<ChatMessage> prompt = record_prompt(r);
+    for (size_t i = prompt.size(); i-- > 0;)
+        if (prompt[i].role == "user") return prompt[i].content;
+    return prompt.empty() ? "" : prompt.back().content;
+}
+
 std::optional<std::string> record_reference(const Record& r) {
     if (r.messages.empty() || r.messages.back().role != "assistant") return std::nullopt;
     const ChatMessage& m = r.messages.back();

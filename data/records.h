@@ -76,6 +76,9 @@ std::string instruction_prompt(const std::string& instruction, const std::string
 // when the conversation ends with the user's turn). Training learns that turn given this prompt;
 // evaluation compares an answer to it.
 std::vector<ChatMessage> record_prompt(const Record& r);
+// The prompt's last user turn: what a listing of prompts shows (when the prompt ends with a tool's
+// result, that result is not the question).
+std::string record_question(const Record& r);
 // That final assistant turn's content, the reference answer, followed by its tool calls (after a
 // newline when it has content: tool_calls_text, as the templates write them); none when the
 // conversation has no final assistant turn.

@@ -265,6 +265,7 @@ TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad
               chat_render(t, b.records[0].messages, false, b.records[0].tools));
     }
     CHECK(a.records[0].tools == std::vector<std::string>{R"({"name": "f", "parameters": {}})"});
+    CHECK(record_question(a.records[0]) == "q");  // the prompt ends with the tool's result, not the question
     const auto problem = [](const std::string& line) {
         const ParsedFile pf = parse_records(line + "\n", "p.jsonl", true);
         return pf.invalid.empty() ? std::string() : pf.invalid[0].what;

@@ -85,7 +85,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
             const Record& r = records[first + i];
             const std::optional<std::string> ref = record_reference(r);
             fprintf(out, "{\"line\": %d, \"prompt\": %s, \"answer\": %s%s%s}\n", r.line,
-                    json_quote(record_prompt(r).back().content).c_str(), json_quote(whole_utf8(done[i])).c_str(),
+                    json_quote(record_question(r)).c_str(), json_quote(whole_utf8(done[i])).c_str(),
                     ref ? ", \"reference\": " : "", ref ? json_quote(*ref).c_str() : "");
         }
         check_written(out, run.out.empty() ? "standard output" : run.out.c_str());
