@@ -226,6 +226,8 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
                       "function_call or observation)";
                 return false;
             }
+        } else if (cm.role == "function") {  // OpenAI's older form of a tool's result
+            cm.role = "tool";
         } else if (cm.role != "system" && cm.role != "user" && cm.role != "assistant" && cm.role != "tool") {
             why = at + ": unknown role \"" + cm.role + "\" (expected system, user, assistant or tool)";
             return false;
@@ -246,12 +248,23 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
                 return false;
             }
             if (!parse_tool_calls(calls, at + ".value", cm, why)) return false;
-        } else if (has_tool_data(m.get("tool_calls"))) {  // function calls (the content may then be empty or null)
-            if (cm.role != "assistant") {
-                why = at + ": tool_calls on a " + cm.role + " message: only an assistant calls tools";
+        } else {  // function calls (the content may then be empty or null)
+            const JsonValue* calls = m.get("tool_calls");
+            std::string field = "tool_calls";
+            JsonValue one;  // OpenAI's older form of one call, "function_call": {"name", "arguments"}
+            if (const JsonValue* fc = m.get("function_call"); fc && !fc->is_null()) {
+                if (has_tool_data(calls)) {
+                    why = at + ": both \"tool_calls\" and \"function_call\" (OpenAI's older form of one call): keep one";
+                    return false;
+                }
+                one.type = JsonValue::Array, one.array = {*fc};
+                calls = &one, field = "function_call";
+            }
+            if (has_tool_data(calls) && cm.role != "assistant") {
+                why = at + ": " + field + " on a " + cm.role + " message: only an assistant calls tools";
                 return false;
             }
-            if (!parse_tool_calls(*m.get("tool_calls"), at + ".tool_calls", cm, why)) return false;
+            if (has_tool_data(calls) && !parse_tool_calls(*calls, at + "." + field, cm, why)) return false;
         }
         // An empty system prompt is a common way to say "none", an empty tool result a result; an
         // empty turn is a data bug, but for an assistant's that only calls tools.
@@ -339,8 +352,25 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
     if (!get_string(v, "system", true, true, sys, why)) return false;
     for (const ChatLayout* lay : {&kOpenAI, &kShareGPT})
         if (const JsonValue* msgs = v.get(lay->list)) {
-            // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn.
+            // Templates (Qwen2.5's, Qwen3's) put tool definitions into the system turn. OpenAI's older
+            // "functions" are the same definitions, each the "function" of a tool.
+            const JsonValue* functions = v.get("functions");
+            if (has_tool_data(v.get("tools")) && has_tool_data(functions)) {
+                why = "both \"tools\" and \"functions\" (OpenAI's older form of tools): keep one";
+                return false;
+            }
             if (has_tool_data(v.get("tools")) && !parse_tools(*v.get("tools"), r.tools, why)) return false;
+            if (has_tool_data(functions)) {
+                JsonValue tools = *functions;
+                if (tools.type == JsonValue::Array)
+                    for (JsonValue& f : tools.array) {
+                        JsonValue type, tool;
+                        type.type = JsonValue::String, type.string = "function";
+                        tool.type = JsonValue::Object, tool.object = {{"type", type}, {"function", f}};
+                        f = std::move(tool);
+                    }
+                if (!parse_tools(tools, r.tools, why)) return false;
+            }
             if (!parse_messages(*msgs, *lay, answers, r, why)) return false;
             if (sys.empty()) return true;
             if (r.messages.front().role == "system") {

@@ -266,6 +266,19 @@ TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad
     }
     CHECK(a.records[0].tools == std::vector<std::string>{R"({"name": "f", "parameters": {}})"});
     CHECK(record_question(a.records[0]) == "q");  // the prompt ends with the tool's result, not the question
+    // OpenAI's older function calling: "functions", an assistant's "function_call", "role": "function"
+    const std::string legacy = R"({"functions": [{"name": "f", "parameters": {}}], "messages": [{"role": "user", "content": "q"},)"
+                               R"( {"role": "assistant", "content": null, "function_call": {"name": "f", "arguments": "{\"a\": 1}"}},)"
+                               R"( {"role": "function", "name": "f", "content": "r"}, {"role": "assistant", "content": "done"}]})";
+    const ParsedFile c = parse_records(legacy + "\n", "c.jsonl", true);
+    REQUIRE(c.invalid.empty());
+    const ChatTemplate q25 = chat_template_from_name("qwen2.5");
+    const std::string modern = R"({"tools": [{"type": "function", "function": {"name": "f", "parameters": {}}}], "messages": [{"role": "user", "content": "q"},)"
+                               R"( {"role": "assistant", "tool_calls": [{"name": "f", "arguments": {"a": 1}}]},)"
+                               R"( {"role": "tool", "content": "r"}, {"role": "assistant", "content": "done"}]})";
+    const ParsedFile d = parse_records(modern + "\n", "d.jsonl", true);
+    REQUIRE(d.invalid.empty());
+    CHECK(chat_render(q25, c.records[0].messages, false, c.records[0].tools) == chat_render(q25, d.records[0].messages, false, d.records[0].tools));
     const auto problem = [](const std::string& line) {
         const ParsedFile pf = parse_records(line + "\n", "p.jsonl", true);
         return pf.invalid.empty() ? std::string() : pf.invalid[0].what;
@@ -284,8 +297,12 @@ TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad
     CHECK(problem(R"({"tools": {"name": "f"}, "messages": [)" + user + R"({"role": "assistant", "content": "a"}]})") ==
           "field \"tools\": expected an array of tool definitions, got object");
     CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "content": ""}]})") == "messages[1]: field \"content\" is empty");
-    CHECK(problem(R"({"messages": [)" + user + R"({"role": "function", "content": "x"}, {"role": "assistant", "content": "a"}]})") ==
-          "messages[1]: unknown role \"function\" (expected system, user, assistant or tool)");
+    CHECK(problem(R"({"messages": [)" + user + R"({"role": "ipython", "content": "x"}, {"role": "assistant", "content": "a"}]})") ==
+          "messages[1]: unknown role \"ipython\" (expected system, user, assistant or tool)");
+    CHECK(problem(R"({"messages": [)" + user + R"({"role": "assistant", "tool_calls": [{"name": "f", "arguments": {}}], "function_call": {"name": "f", "arguments": {}}}]})") ==
+          "messages[1]: both \"tool_calls\" and \"function_call\" (OpenAI's older form of one call): keep one");
+    CHECK(problem(R"({"tools": [{"name": "f"}], "functions": [{"name": "f"}], "messages": [)" + user + R"({"role": "assistant", "content": "a"}]})") ==
+          "both \"tools\" and \"functions\" (OpenAI's older form of tools): keep one");
     // LLaMA-Factory's "tools" of a line without tools: "" (a string column's empty value) is none, as "[]" is
     CHECK(problem(R"({"tools": "", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]})").empty());
     // A function_call turn is an assistant turn like another: its "weight" counts (0: context), and
