@@ -126,12 +126,12 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     if (tok.bos_id >= 0) md.u32("tokenizer.ggml.bos_token_id", tok.bos_id);
     if (tok.eos_id >= 0) md.u32("tokenizer.ggml.eos_token_id", tok.eos_id);
     if (tok.pad_id >= 0) md.u32("tokenizer.ggml.padding_token_id", tok.pad_id);
-    // True when the model wants BOS, and for the Llama-3 and Gemma templates: they put BOS in the
-    // text, but llama.cpp's built-in versions of them leave it out and rely on add_bos_token (its
-    // Jinja path drops the doubled one).
+    // True when the model wants BOS, and for the Llama-3 (3.1's too) and Gemma templates: they put BOS
+    // in the text, but llama.cpp's built-in versions of them leave it out and rely on add_bos_token
+    // (its Jinja path drops the doubled one).
     const ChatTemplateKind kind = tok.chat_template.kind;
-    md.boolean("tokenizer.ggml.add_bos_token", tok.add_bos || kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Gemma ||
-                                                   kind == ChatTemplateKind::Gemma3);
+    md.boolean("tokenizer.ggml.add_bos_token", tok.add_bos || kind == ChatTemplateKind::Llama3 || kind == ChatTemplateKind::Llama31 ||
+                                                   kind == ChatTemplateKind::Gemma || kind == ChatTemplateKind::Gemma3);
     md.boolean("tokenizer.ggml.add_eos_token", false);
     md.string("tokenizer.chat_template", chat_template_to_jinja(tok.chat_template));
 

@@ -284,9 +284,11 @@ TEST_CASE("export: a tiny LLaMA and SmolLM3 (q/k permuted back), Qwen2, Qwen3 an
     CHECK(b.tok.token_type[302] == TokenType::Unused);
     CHECK(encode(b.tok, "the quick brown fox [PAD302]") == encode(a.tok, "the quick brown fox [PAD302]"));
     CHECK(g.get_int("tokenizer.ggml.add_bos_token") == 0);  // ChatML: no BOS
-    a.tok.chat_template.kind = ChatTemplateKind::Llama3;  // its template starts with BOS: llama.cpp adds it
-    export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0);
-    CHECK(gguf_open(path).get_int("tokenizer.ggml.add_bos_token") == 1);
+    for (ChatTemplateKind k : {ChatTemplateKind::Llama3, ChatTemplateKind::Llama31}) {  // their templates start with BOS: llama.cpp adds it
+        a.tok.chat_template.kind = k;
+        export_gguf(path, a.cfg, a.params, a.tok, GGML_Q8_0);
+        CHECK(gguf_open(path).get_int("tokenizer.ggml.add_bos_token") == 1);
+    }
     a.params[param_layout(a.cfg).find("model.layers.0.mlp.up_proj.weight")->offset + 3] = 70000.0f;  // beyond half floats: refused for F16, written in BF16
     CHECK(contains(error_of([&] { export_gguf(path, a.cfg, a.params, a.tok, GGML_F16); }), "does not fit F16 (largest 65504): use --dtype bf16 or f32"));
     export_gguf(path, a.cfg, a.params, a.tok, GGML_BF16);
