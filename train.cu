@@ -638,19 +638,22 @@ int run(int argc, char** argv) {
         printf("note: --eval-samples answers held-out prompts with the model's tokenizer, and this run has raw bytes: "
                "none are answered\n");
     if (f.eval_samples > 0 && !tok.vocab.empty() && !t.val.empty()) {
-        // The held-out conversations: the val files', or with --val-split the lines of the data
+        // The held-out conversations: the val files', or with --val-split the records of the data
         // files whose examples the split moved to val; taken from the files in turn, and a file given
-        // twice read once (the split keeps identical examples on one side: its copies' lines match).
+        // twice read once (the split keeps identical examples on one side: its copies' records match).
+        // A record is named by its index in the file, not its line: a one-line JSON array's records
+        // all start on line 1, and by line every one of them was taken as held out.
         const std::vector<std::string>& paths = !f.val_data.empty() ? f.val_data : f.data;
-        std::set<std::pair<int, int>> val_lines;  // (file, line)
-        for (const Example& e : t.val) val_lines.insert({e.file, e.line});
+        std::set<std::pair<int, int>> val_records;  // (file, record)
+        for (const Example& e : t.val) val_records.insert({e.file, e.record});
         std::vector<std::vector<Record>> per_file;
         std::set<std::string> read;
         for (int i = 0; i < (int)paths.size(); i++) {
             if (!read.insert(paths[i]).second) continue;
             per_file.emplace_back();
-            for (const Record& r : parse_records(read_file(paths[i]), paths[i], is_jsonl_path(paths[i])).records)
-                if (!r.is_text() && val_lines.count({i, r.line})) per_file.back().push_back(r);
+            const std::vector<Record> records = parse_records(read_file(paths[i]), paths[i], is_jsonl_path(paths[i])).records;
+            for (size_t k = 0; k < records.size(); k++)
+                if (!records[k].is_text() && val_records.count({i, (int)k})) per_file.back().push_back(records[k]);
         }
         for (size_t k = 0, more = 1; more && (int)se.held_out.size() < f.eval_samples; k++) {
             more = 0;

@@ -200,6 +200,7 @@ std::vector<Example> build_examples(const ParsedFile& parsed, const DataTokenize
             continue;
         }
         Example e = std::move(formatted[i]);
+        e.record = (int)i;
         report.conversations++;
         report.lengths.push_back((int)e.size());
         auto [it, fresh] = first_line.emplace(e.key, e.line);

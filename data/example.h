@@ -15,6 +15,9 @@ struct Example {
     std::vector<float> weights;
     int line = 0;  // 1-based line of the source file it came from (raw text: where its block starts)
     int file = 0;  // which of several data files (--data A --data B: 0, 1, ...)
+    // A conversation's index among its file's records (ParsedFile::records), -1 for raw text: what
+    // names the record, as its line may not (a one-line JSON array's records all start on line 1).
+    int record = -1;
     // The split's key: a hash of the example's ids and response marks as formatted (raw text: of the
     // block), equal for duplicates and unchanged by the prompt loss weight and by truncation.
     uint64_t key = 0;

@@ -218,6 +218,28 @@ TEST_CASE("cli: --eval-only gives a checkpoint's val loss without training and w
     CHECK(!has(eval, "memory estimate"));  // (training's table: none of it is allocated)
 }
 
+// json.dump without indent writes a JSON array of records on one line, so every record starts on
+// line 1: --eval-samples with --val-split, which found the held-out records by their line, took every
+// record of the file (training ones included) as held out.
+TEST_CASE("cli: --eval-samples with --val-split answers the split's records of a one-line JSON array, no others") {
+    if (!have_tokenizer()) return;
+    Scratch s;
+    const std::string lines = read_file("data/default/train.jsonl");
+    std::string array = "[";
+    for (size_t at = 0, i = 0; i < 10; i++, at = lines.find('\n', at) + 1)
+        array += (i ? ", " : "") + lines.substr(at, lines.find('\n', at) - at);
+    write_file_atomic(s.out("d.json"), array + "]");
+    Run r = run("./train --model " + s.real_vocab_model("m.bin") + " --data " + s.out("d.json") +
+                " --val-split 0.3 --eval-samples 10 --eval-only --batch-size 2");
+    INFO(r.out);
+    REQUIRE(r.status == 0);
+    std::smatch split, held;
+    REQUIRE(std::regex_search(r.out, split, std::regex("val split: (\\d+) train, (\\d+) val examples")));
+    REQUIRE(std::regex_search(r.out, held, std::regex("\\((\\d+) held-out examples")));
+    CHECK(std::stoi(split[2]) > 0);
+    CHECK(held[1] == split[2]);
+}
+
 TEST_CASE("cli: SIGTERM (or Ctrl-C) while training saves a checkpoint that --resume continues, also when sent twice") {
     // Twice in a moment, as coreutils' timeout delivers it (to the trainer, then to its process
     // group): the second signal used to kill the run before its checkpoint was saved. (A millisecond
