@@ -361,14 +361,26 @@ bool parse_object(const JsonValue& v, Answers answers, Record& r, std::string& w
             }
             if (has_tool_data(v.get("tools")) && !parse_tools(*v.get("tools"), r.tools, why)) return false;
             if (has_tool_data(functions)) {
-                JsonValue tools = *functions;
-                if (tools.type == JsonValue::Array)
-                    for (JsonValue& f : tools.array) {
-                        JsonValue type, tool;
-                        type.type = JsonValue::String, type.string = "function";
-                        tool.type = JsonValue::Object, tool.object = {{"type", type}, {"function", f}};
-                        f = std::move(tool);
+                // A list, or a string of its JSON as "tools" may be; each definition an object (wrapped
+                // as it is, a string would become a tool whose "function" is that string)
+                JsonValue tools;
+                if (!json_or_string_of_json(*functions, "field \"functions\"", tools, why)) return false;
+                if (tools.type != JsonValue::Array) {
+                    why = std::string("field \"functions\": expected an array of function definitions, got ") +
+                          json_type_name(tools.type);
+                    return false;
+                }
+                for (size_t k = 0; k < tools.array.size(); k++) {
+                    JsonValue& f = tools.array[k];
+                    if (f.type != JsonValue::Object) {
+                        why = "functions[" + std::to_string(k) + "]: expected an object, got " + json_type_name(f.type);
+                        return false;
                     }
+                    JsonValue type, tool;
+                    type.type = JsonValue::String, type.string = "function";
+                    tool.type = JsonValue::Object, tool.object = {{"type", type}, {"function", f}};
+                    f = std::move(tool);
+                }
                 if (!parse_tools(tools, r.tools, why)) return false;
             }
             if (!parse_messages(*msgs, *lay, answers, r, why)) return false;

@@ -279,6 +279,14 @@ TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad
     const ParsedFile d = parse_records(modern + "\n", "d.jsonl", true);
     REQUIRE(d.invalid.empty());
     CHECK(chat_render(q25, c.records[0].messages, false, c.records[0].tools) == chat_render(q25, d.records[0].messages, false, d.records[0].tools));
+    // "functions" as a string of their JSON (as "tools" may be) are the same tools; a definition that
+    // is no object is refused, not wrapped into a tool whose "function" is a string
+    std::string quoted = legacy;
+    const std::string list = R"([{"name": "f", "parameters": {}}])";
+    quoted.replace(quoted.find(list), list.size(), R"("[{\"name\": \"f\", \"parameters\": {}}]")");
+    const ParsedFile cs = parse_records(quoted + "\n", "cs.jsonl", true);
+    REQUIRE(cs.invalid.empty());
+    CHECK(cs.records[0].tools == d.records[0].tools);
     const auto problem = [](const std::string& line) {
         const ParsedFile pf = parse_records(line + "\n", "p.jsonl", true);
         return pf.invalid.empty() ? std::string() : pf.invalid[0].what;
@@ -303,6 +311,10 @@ TEST_CASE("chat: tool calling in OpenAI's and LLaMA-Factory's dataset forms; bad
           "messages[1]: both \"tool_calls\" and \"function_call\" (OpenAI's older form of one call): keep one");
     CHECK(problem(R"({"tools": [{"name": "f"}], "functions": [{"name": "f"}], "messages": [)" + user + R"({"role": "assistant", "content": "a"}]})") ==
           "both \"tools\" and \"functions\" (OpenAI's older form of tools): keep one");
+    CHECK(problem(R"({"functions": ["f"], "messages": [)" + user + R"({"role": "assistant", "content": "a"}]})") ==
+          "functions[0]: expected an object, got string");
+    CHECK(problem(R"({"functions": {"name": "f"}, "messages": [)" + user + R"({"role": "assistant", "content": "a"}]})") ==
+          "field \"functions\": expected an array of function definitions, got object");
     // LLaMA-Factory's "tools" of a line without tools: "" (a string column's empty value) is none, as "[]" is
     CHECK(problem(R"({"tools": "", "conversations": [{"from": "human", "value": "q"}, {"from": "gpt", "value": "a"}]})").empty());
     // A function_call turn is an assistant turn like another: its "weight" counts (0: context), and
