@@ -482,7 +482,10 @@ ParsedFile parse_record_array(std::string_view bytes, size_t first, const char* 
         if (element.size() > kMaxLineBytes)
             out.invalid.push_back({r.line, "the record is " + std::to_string(element.size()) + " bytes, over the limit of " +
                                                std::to_string(kMaxLineBytes) + " for one example; split or remove it"});
-        else if (parse_object(json_parse(element), answers, r, why)) out.records.push_back(std::move(r));
+        else if (const JsonValue v = json_parse(element); v.type != JsonValue::Object)  // not "per line": an element
+            out.invalid.push_back({r.line, std::string("expected a record (a JSON object) as each element of the array, got ") +
+                                               json_type_name(v.type)});
+        else if (parse_object(v, answers, r, why)) out.records.push_back(std::move(r));
         else out.invalid.push_back({r.line, why});
         line += std::count(element.begin(), element.end(), '\n');
         at += len;

@@ -169,6 +169,12 @@ TEST_CASE("a JSON array of records (alpaca_data.json) reads as jsonl does, eleme
     CHECK(b.invalid[0].line == 7);  // {"output": "x"}: no instruction
     CHECK(b.invalid[0].what == "missing field \"instruction\"");
     CHECK(b.lines == 3);
+    // An element that is no object (an array of arrays, of strings) is named as an element, not a line
+    DataReport c;
+    CHECK(read_bytes(dir, "n.json", "[[" + std::string(kInstr) + "], \"x\"]", opt, c).empty());
+    REQUIRE(c.invalid.size() == 2);
+    CHECK(c.invalid[0].what == "expected a record (a JSON object) as each element of the array, got array");
+    CHECK(c.invalid[1].what == "expected a record (a JSON object) as each element of the array, got string");
 }
 
 TEST_CASE("raw bytes (a model without a tokenizer): UTF-8 bytes are ids 0..255, EOS 256") {
