@@ -120,8 +120,11 @@ const char* const kZephyrJinja =
     "% endif %}\n{% endfor %}";
 const char* const kPlainJinja = "{% for message in messages %}{{ message['content'] + '\n' }}{% endfor %}";
 // Llama-3.2-*-Instruct's (as llama.cpp's models/templates/meta-llama-Llama-3.2-3B-Instruct.jinja
-// quotes it; Llama 3.1's and 3.3's differ only in their tools): the system block with the knowledge
-// cutoff and a date, which transformers fills with the day of rendering (strftime_now).
+// quotes it): the system block with the knowledge cutoff and a date, which transformers fills with
+// the day of rendering (strftime_now). Llama 3.1's and 3.3's differ in their tools (builtin_tools)
+// and in that date: theirs is always "26 Jul 2024", the one chat_render writes, unless the caller
+// passes date_string; written back as this text, a 3.1 or 3.3 fine-tune's template dates its prompts
+// with the day they are rendered.
 const char* const kLlama31Jinja = R"jinja({{- bos_token }}
 {%- if custom_tools is defined %}
     {%- set tools = custom_tools %}
