@@ -127,6 +127,11 @@ TEST_CASE("cli tools: ./generate --tools puts definitions in the prompt; /tool i
     CHECK(has(run(gen + "--prompt hi --template chatml --tools " + tools),
               "--tools: the chatml chat template does not render tool definitions (qwen2.5's and qwen3's do)"));
     CHECK(has(run(gen + "--prompt hi --raw --tools " + tools), "--raw renders no template to put them in"));
+    // definitions that fill the context refuse the chat at once, not every message after
+    std::string many = "[";
+    for (int k = 0; k < 60; k++) many += std::string(k ? ", " : "") + R"({"name": "tool_number_)" + std::to_string(k) + R"(", "parameters": {}})";
+    write_file_atomic(tools, many + "]");
+    CHECK(has(run("echo hi | " + gen + "--chat --tools " + tools), "--tools: a prompt of "));
     write_file_atomic(tools, R"({"name": "f"})");
     CHECK(has(run(gen + "--prompt hi --tools " + tools), "field \"tools\": expected an array of tool definitions, got object"));
 }

@@ -131,12 +131,15 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
           const std::vector<std::string>& tools, const SampleOptions& so, const Ops& ops) {
     std::vector<ChatMessage> conversation;
     if (system) conversation.push_back({"system", *system});
-    if (system && m.cfg.max_seq_len > 0) {  // else every message would be refused as too long
-        const size_t n = encode_prompt(tok, ct, {{"system", *system}, {"user", ""}}, tools).size();
+    if ((system || !tools.empty()) && m.cfg.max_seq_len > 0) {  // else every message would be refused as too long
+        std::vector<ChatMessage> fixed = conversation;
+        fixed.push_back({"user", ""});
+        const size_t n = encode_prompt(tok, ct, fixed, tools).size();
+        const char* what = system && !tools.empty() ? "--system and --tools" : system ? "--system" : "--tools";
         if ((int)n + so.max_new_tokens > m.cfg.max_seq_len)
-            fail("--system: the system prompt makes a prompt of %zu tokens before any message; with --max-tokens %d "
-                 "that is more than the model's context of %d: shorten it or lower --max-tokens", n, so.max_new_tokens,
-                 m.cfg.max_seq_len);
+            fail("%s: a prompt of %zu tokens before any message; with --max-tokens %d that is more than the model's "
+                 "context of %d: shorten what %s gives or lower --max-tokens", what, n, so.max_new_tokens,
+                 m.cfg.max_seq_len, what);
     }
     const bool tty = isatty(0);
     if (tty) fprintf(stderr, "one message per line; /reset starts over, /exit or Ctrl-D ends%s\n",
