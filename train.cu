@@ -362,7 +362,7 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     size_t longest_prompt = 0;
     for (size_t i = 0; i < prompts.size(); i++) {
         longest_prompt = std::max(longest_prompt, prompts[i].size());
-        if (const std::optional<std::string> ref = record_reference(se.held_out[i]))
+        if (const std::optional<std::string> ref = record_reference(se.held_out[i], se.chat.kind == ChatTemplateKind::Qwen3))
             so.max_new_tokens = std::max(so.max_new_tokens, (int)encode(*se.tok, *ref).size() + 16);
     }
     if (const int ctx = t.model.cfg.max_seq_len; ctx > 0)
@@ -375,7 +375,7 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     const std::vector<std::string> answers =
         answer_prompts(t.model, *se.tok, prompts, so, (int)prompts.size(), budget, *t.ops);
     trainer_restore_workspace(t);
-    TaskScore score = score_answers(se.held_out, answers);
+    TaskScore score = score_answers(se.held_out, answers, se.chat);
     printf("samples %s training (%d held-out examples, greedy, %.0fs): exact match %d/%d (%.1f%%)", when, score.n,
            now_seconds() - t0, score.exact, score.n, 100 * score.exact_rate());
     if (score.fields_total > 0) printf(", JSON fields %.1f%%", 100 * score.field_rate());  // references that are JSON

@@ -130,12 +130,13 @@ std::vector<JsonValue> tool_call_objects(const std::string& text) {
 
 }  // namespace
 
-TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers) {
+TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers,
+                        const ChatTemplate& chat) {
     if (answers.size() != held_out.size())
         fail("score_answers: %zu answers for %zu held-out records", answers.size(), held_out.size());
     TaskScore score;
     for (size_t i = 0; i < held_out.size(); i++) {
-        const std::optional<std::string> ref_turn = record_reference(held_out[i]);
+        const std::optional<std::string> ref_turn = record_reference(held_out[i], chat.kind == ChatTemplateKind::Qwen3);
         if (!ref_turn) continue;
         std::string reference = answer_part(*ref_turn), answer = answer_part(answers[i]);
         score.n++;

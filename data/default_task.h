@@ -46,5 +46,8 @@ struct TaskScore {
 // follows a "</think>". Partial credit counts the reference object's members whose value the answer
 // (parsed as JSON) has exactly, so progress shows before answers are fully right; for a turn of tool
 // calls, each call's name and arguments (the answer's <tool_call> blocks in order, as JSON).
-TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers);
+// chat: the template the answers were prompted with (Qwen3's writes a string of arguments as given,
+// so its references do too).
+TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<std::string>& answers,
+                        const ChatTemplate& chat = {});
 

@@ -80,6 +80,7 @@ std::vector<ChatMessage> record_prompt(const Record& r);
 // result, that result is not the question).
 std::string record_question(const Record& r);
 // That final assistant turn's content, the reference answer, followed by its tool calls (after a
-// newline when it has content: tool_calls_text, as the templates write them); none when the
+// newline when it has content: tool_calls_text, as the templates write them; raw_string_arguments
+// as Qwen3's does, a string of arguments as given); none when the
 // conversation has no final assistant turn.
-std::optional<std::string> record_reference(const Record& r);
+std::optional<std::string> record_reference(const Record& r, bool raw_string_arguments = false);

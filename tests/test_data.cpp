@@ -633,6 +633,12 @@ TEST_CASE("score_answers: a turn of tool calls is scored call by call, name and 
     CHECK(spaced.fields == 4);
     CHECK(score_answers(pf.records, {"<tool_call>{\"name\":\"get_weather\",\"arguments\":{\"city\":\"Tokyo\",\"days\":2}}</tool_call>"}).fields == 1);
     CHECK(score_answers(pf.records, {"It is sunny."}).fields == 0);
+    // prompted with Qwen3's template, which writes a string of arguments as given, the reference does too
+    const std::string raw = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Seoul\",\"days\":2}}\n</tool_call>\n" +
+                            ref.substr(ref.find("</tool_call>\n") + 13);
+    CHECK(record_reference(pf.records[0], true) == raw);
+    CHECK(score_answers(pf.records, {raw}, chat_template_from_name("qwen3")).exact == 1);
+    CHECK(score_answers(pf.records, {raw}).exact == 0);
 }
 
 TEST_CASE("Qwen3 chat: the think block is learned with the answer; the ids are the whole conversation's") {

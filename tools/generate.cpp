@@ -83,7 +83,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
                                                       [&](size_t first, const std::vector<std::string>& done) {
         for (size_t i = 0; i < done.size(); i++) {
             const Record& r = records[first + i];
-            const std::optional<std::string> ref = record_reference(r);
+            const std::optional<std::string> ref = record_reference(r, chat.kind == ChatTemplateKind::Qwen3);
             fprintf(out, "{\"line\": %d, \"prompt\": %s, \"answer\": %s%s%s}\n", r.line,
                     json_quote(record_question(r)).c_str(), json_quote(whole_utf8(done[i])).c_str(),
                     ref ? ", \"reference\": " : "", ref ? json_quote(*ref).c_str() : "");
@@ -92,7 +92,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
         fprintf(stderr, "[%zu/%zu answered, %.1fs]\n", first + done.size(), records.size(), now_seconds() - t0);
     });
     if (out != stdout && fclose(out) != 0) fail("--out %s: writing failed (disk full?)", run.out.c_str());
-    TaskScore score = score_answers(records, answers);
+    TaskScore score = score_answers(records, answers, chat);
     fprintf(stderr, "%zu prompts answered in %.1fs", records.size(), now_seconds() - t0);
     if (score.n > 0) {
         fprintf(stderr, "; against the %d references: exact match %d/%d (%.1f%%)", score.n, score.exact, score.n,
