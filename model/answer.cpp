@@ -23,10 +23,15 @@ std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ChatTemplate
             fail("the message makes a prompt of %zu tokens; with %d tokens of answer that is more than the model's "
                  "context of %d: send a shorter one (or lower --max-tokens)", ids.size(), max_new, context);
         // The oldest exchange: its user turn and the assistant's answers and tool results (so that
-        // the conversation still starts with a user turn, as templates expect).
+        // the conversation still starts with a user turn, as templates expect). A new tool result
+        // whose exchange went with it would answer a call no longer there: it does not fit.
         kept.erase(kept.begin() + first);
         while (kept.size() - first > 1 && (kept[first].role == "assistant" || kept[first].role == "tool"))
             kept.erase(kept.begin() + first);
+        if (kept[first].role != "user")
+            fail("the tool result and the exchange whose call it answers make a prompt of %zu tokens; with %d tokens of "
+                 "answer that is more than the model's context of %d: send a shorter result (or lower --max-tokens)",
+                 ids.size(), max_new, context);
     }
 }
 

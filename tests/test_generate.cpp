@@ -301,4 +301,13 @@ TEST_CASE("encode_chat_prompt: the oldest exchanges go when the conversation out
     CHECK_THROWS_WITH(encode_chat_prompt(tok, ct, conv, 12, 10), doctest::Contains("more than the model's context of 12"));
     REQUIRE(conv.size() == whole.size());  // and the conversation is left whole
     for (size_t i = 0; i < whole.size(); i++) CHECK(conv[i].content == whole[i].content);
+    // A tool's result keeps the exchange whose call it answers: with no room for both it does not fit
+    // (as the answer to nothing), where trimming would have left [system, tool].
+    const ChatTemplate qwen = chat_template_from_name("qwen3");
+    const vector<ChatMessage> called = {{"system", "be brief"}, {"user", "weather?"}, {"assistant", "<tool_call>{}</tool_call>"},
+                                        {"tool", "sunny"}};
+    conv = called;
+    const int alone = (int)encode_prompt(tok, qwen, {called[0], called[3]}).size() + 10;
+    CHECK_THROWS_WITH(encode_chat_prompt(tok, qwen, conv, alone, 10), doctest::Contains("the tool result and the exchange"));
+    CHECK(conv.size() == called.size());
 }
