@@ -135,3 +135,20 @@ TEST_CASE("cli tools: ./generate --tools puts definitions in the prompt; /tool i
     write_file_atomic(tools, R"({"name": "f"})");
     CHECK(has(run(gen + "--prompt hi --tools " + tools), "field \"tools\": expected an array of tool definitions, got object"));
 }
+
+// --show: an example as the model sees it, the learned tokens between [[ and ]] (a tool-calling
+// conversation with Qwen3's template: the calls and the final answer learned, the tool's result not).
+TEST_CASE("cli tools: ./check_data --show prints examples with the learned tokens marked") {
+    Scratch s;
+    const std::string data = s.out("tools.jsonl");
+    write_file_atomic(data, R"({"messages": [{"role": "user", "content": "Weather?"}, {"role": "assistant", "tool_calls": [{"name": "w", "arguments": {}}]},)"
+                            R"( {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "Sunny."}]})" "\n");
+    Run r = run("./check_data " + data + " --tokenizer tests/fixtures/tokenizer/qwen3/tokenizer.json --show 3");
+    INFO(r.out);
+    CHECK(r.status == 0);
+    CHECK(has(r, "the first 1 examples, learned tokens [[between double brackets]]"));
+    CHECK(has(r, "<|im_start|>assistant\n[[<tool_call>\n{\"name\": \"w\", \"arguments\": {}}\n</tool_call><|im_end|>]]\n"));
+    CHECK(has(r, "<tool_response>\nsunny\n</tool_response><|im_end|>\n"));
+    CHECK(has(r, "Sunny.<|im_end|>]]"));
+    CHECK(!has(r, "[[<tool_response>"));
+}

@@ -1,6 +1,7 @@
 // ./check_data: the dataset validation report without loading a model (./train --check-data
 // prints the same report). Exits 1 when the file has problems the options do not allow, so it can
 // gate a data pipeline.
+#include <algorithm>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -21,13 +22,34 @@ static const char* kUsage =
     "  --max-seq-len N           512\n"
     "  --prompt-loss-weight W    0 (in [0, 1])\n"
     "  --truncation P            drop | truncate | error (drop)\n"
-    "  --skip-bad-lines          judge the file as training with --skip-bad-lines would\n";
+    "  --skip-bad-lines          judge the file as training with --skip-bad-lines would\n"
+    "  --show N                  then print each file's first N examples as the model sees them, the tokens\n"
+    "                            it learns (the answers and their end of turn) [[between double brackets]]\n";
+
+// An example's text as its tokens spell it, each run of learned tokens (weight 1: a response and its
+// end of turn, whatever --prompt-loss-weight gives the rest) between [[ and ]]: what the chat
+// template made of a line and what the loss sees, for checking a template or a dataset by eye.
+static void show_example(const Example& e, const Tokenizer& tok, int n) {
+    size_t learned = 0;
+    std::string text;
+    bool in = false;
+    for (size_t i = 0; i < e.tokens.size(); i++) {
+        const bool now = e.weights[i] >= 1.0f;
+        learned += now;
+        if (now != in) text += now ? "[[" : "]]", in = now;
+        // raw bytes (no tokenizer): the ids are the bytes, and 256 is EOS
+        text += !tok.vocab.empty() ? decode_token(tok, e.tokens[i]) : e.tokens[i] < 256 ? std::string(1, (char)e.tokens[i]) : "<eos>";
+    }
+    if (in) text += "]]";
+    std::printf("\nexample %d (line %d: %zu tokens, %zu learned):\n%s\n", n, e.line, e.tokens.size(), learned, text.c_str());
+}
 
 int main(int argc, char** argv) {
     return run_main([&] {
         std::vector<std::string> data;
         std::string model = "models/smollm2-135m-instruct.bin", tok_path, tmpl;
         DataOptions opt;
+        int show = 0;
         Args args(argc, argv, "see ./check_data --help");
         while (args.next()) {
             if (args.is("--data")) data.push_back(args.value());
@@ -38,6 +60,7 @@ int main(int argc, char** argv) {
             else if (args.is("--prompt-loss-weight")) opt.prompt_loss_weight = (float)args.number_in(0, 1);
             else if (args.is("--truncation")) opt.truncation = parse_truncation(args.value());
             else if (args.is("--skip-bad-lines")) opt.skip_bad_lines = true;
+            else if (args.is("--show")) show = args.integer();
             else if (args.is("-h") || args.is("--help")) { std::printf("%s", kUsage); return 0; }
             else if (args.flag()[0] != '-') data.push_back(args.flag());  // ./check_data FILE ...
             else args.unknown();
@@ -60,6 +83,14 @@ int main(int argc, char** argv) {
             if (const std::string w = template_marker_warning(dt); !w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
         }
         for (const DataReport& r : check_datasets(data, dt, opt, stdout)) std::printf("ok: %s\n", report_summary(r).c_str());
+        for (const std::string& path : data) {
+            if (show == 0) break;
+            DataReport rep;
+            const std::vector<Example> ex = read_dataset(path, dt, opt, rep);
+            std::printf("\n%s: the first %zu examples, learned tokens [[between double brackets]]:\n", path.c_str(),
+                        std::min(ex.size(), (size_t)show));
+            for (size_t i = 0; i < ex.size() && (int)i < show; i++) show_example(ex[i], tok, (int)i + 1);
+        }
         return 0;
     });
 }
