@@ -67,6 +67,7 @@ void usage() {
         "method\n"
         "  --method lora|qlora|full  (default lora; qlora keeps the base projections in NF4)\n"
         "  --lora-r N (8)  --lora-alpha A (16)  --lora-dropout P (0.05)  --lora-targets q,k,v,o,gate,up,down|all\n"
+        "                          (PEFT's names too: q_proj,v_proj or all-linear)\n"
         "  --lora-layers 0-3,10|all  adapters on these decoder layers only (PEFT's layers_to_transform; default: all)\n"
         "  --use-rslora            scale alpha/sqrt(r) instead of alpha/r\n"
         "  --use-dora              DoRA: also train a magnitude per output row of each adapted weight\n"

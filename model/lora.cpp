@@ -29,11 +29,14 @@ const char* const kTableNames[LORA_NUM_TABLES] = {"embed_tokens", "lm_head"};
 float LoraConfig::scale() const { return use_rslora ? alpha / std::sqrt((float)rank) : alpha / (float)rank; }
 
 uint32_t lora_parse_targets(const std::string& list) {
-    if (list == "all") return (1u << LORA_NUM_TARGETS) - 1;
+    if (list == "all" || list == "all-linear") return (1u << LORA_NUM_TARGETS) - 1;  // all-linear: PEFT's name
     uint32_t mask = 0;
     std::stringstream ss(list);
     std::string item;
     while (std::getline(ss, item, ',')) {
+        // "q_proj, v_proj", as a list copied from a config reads
+        item.erase(0, item.find_first_not_of(' '));
+        item.erase(item.find_last_not_of(' ') + 1);
         // Accept HF module names too: q_proj, gate_proj, ...
         std::string name = item.size() > 5 && item.compare(item.size() - 5, 5, "_proj") == 0 ? item.substr(0, item.size() - 5) : item;
         int found = -1;

@@ -19,6 +19,9 @@ TEST_CASE("export: PEFT adapter_model.safetensors holds every A and B under PEFT
     lc.rank = 4;
     lc.alpha = 8;
     lc.targets = lora_parse_targets("q,v,down");
+    // PEFT's and axolotl's names for the same: module names, spaced as a copied list, all-linear
+    CHECK(lora_parse_targets("q_proj, v_proj, down_proj") == lc.targets);
+    CHECK(lora_parse_targets("all-linear") == lora_parse_targets("all"));
     std::vector<float> a;
     lora_init(c, lc, a, 1);
     for (size_t i = 0; i < a.size(); i++) a[i] += 0.01f * (float)(i % 7);  // B ≠ 0 too
