@@ -181,7 +181,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--eval-every")) tc.eval_every = args.integer();
         else if (args.is("--keep-best")) tc.keep_best = true;
         else if (args.is("--early-stopping")) tc.early_stopping = args.integer();
-        else if (args.is("--log-every")) f.log_every = std::max(1, args.integer());
+        else if (args.is("--log-every")) f.log_every = args.integer(1);
         else if (args.is("--eval-samples")) f.eval_samples = args.integer(), f.eval_samples_given = true;
         else if (args.is("--resume")) f.resume = true;
         else if (args.is("--overwrite")) f.overwrite = true;

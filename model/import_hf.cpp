@@ -156,8 +156,8 @@ ModelConfig hf_config(const std::string& dir) {
         for (const auto& d : kGemma3Defaults)
             if (!h.get(d[0])) h.j.object.emplace_back(d[0], json_parse(d[1]));
     if (type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3" && type != "smollm3" && type != "gemma3_text")
-        fail("%s: model_type is '%s': supported are llama, mistral, qwen2, qwen3, smollm3, gemma3_text and gemma3",
-             h.path.c_str(), type.c_str());
+        fail("%s: %s: supported are llama, mistral, qwen2, qwen3, smollm3, gemma3_text and gemma3", h.path.c_str(),
+             type.empty() ? "no \"model_type\"" : ("model_type is '" + type + "'").c_str());
     const JsonValue* act = h.get("hidden_act");
     if (type != "gemma3_text" && act && act->type == JsonValue::String && act->string != "silu")
         fail("%s: hidden_act is '%s': only SwiGLU (silu) models are supported", h.path.c_str(), act->string.c_str());

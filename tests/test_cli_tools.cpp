@@ -152,3 +152,25 @@ TEST_CASE("cli tools: ./check_data --show prints examples with the learned token
     CHECK(has(r, "Sunny.<|im_end|>]]"));
     CHECK(!has(r, "[[<tool_response>"));
 }
+
+// Edges the user audit reported: each said something wrong or nothing at all.
+TEST_CASE("cli tools: ./memory's more-than-full LoRA, ./make_dataset --out a file, ./tokenize bytes, /exit with spaces") {
+    Scratch s;
+    CHECK(has(run("./memory --lora-matrix 10x10 --lora-r 8"), "= 160 adapter params vs 100 (60.0% more)"));  // was "-60.0% fewer"
+    const std::string file = s.out("file");
+    write_file_atomic(file, "x");
+    Run md = run("./make_dataset --out " + file);  // was a raw filesystem_error
+    CHECK(md.status == 1);
+    CHECK(has(md, ("--out " + file + ": cannot make the directory").c_str()));
+    CHECK(has(run("./tokenize --tokenizer bytes < /dev/null"), "--tokenizer bytes is ./train's raw-byte encoding"));
+    CHECK(has(run("./train --log-every 0"), "flag --log-every: expected a whole number from 1"));  // was taken as 1
+    const std::string model = s.out("tiny.bin");  // with the repository's Qwen3 tokenizer, as the --tools case
+    REQUIRE(run("./init_model --preset tiny-qwen3 --vocab 151936 -o " + model).status == 0);
+    Run chat = run("printf 'hi\\n /exit \\nhello\\n' | ./generate --model " + model +
+                   " --tokenizer tests/fixtures/tokenizer/qwen3/tokenizer.json --chat --max-tokens 2");
+    INFO(chat.out);
+    CHECK(chat.status == 0);
+    size_t answers = 0;  // one per message answered: "/exit " ends the chat before "hello"
+    for (size_t at = chat.out.find("prompt tokens"); at != std::string::npos; at = chat.out.find("prompt tokens", at + 1)) answers++;
+    CHECK(answers == 1);
+}

@@ -150,8 +150,11 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
         if (!std::getline(std::cin, line)) break;
         if (!line.empty() && line.back() == '\r') line.pop_back();
         if (line.find_first_not_of(" \t") == std::string::npos) continue;
-        if (line == "/exit") break;
-        if (line == "/reset") {
+        // a command with spaces around it (typed, or pasted) is still the command
+        const std::string command = line.substr(line.find_first_not_of(" \t"), line.find_last_not_of(" \t") + 1 -
+                                                                                 line.find_first_not_of(" \t"));
+        if (command == "/exit") break;
+        if (command == "/reset") {
             conversation.resize(system ? 1 : 0);
             continue;
         }

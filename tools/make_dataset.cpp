@@ -32,7 +32,11 @@ int main(int argc, char** argv) {
                 return 0;
             } else args.unknown();
         }
-        std::filesystem::create_directories(out);  // as ./convert and ./export make theirs
+        std::error_code ec;  // made as ./convert and ./export make theirs
+        std::filesystem::create_directories(out, ec);
+        if (ec || !std::filesystem::is_directory(out))
+            fail("--out %s: cannot make the directory (%s): --out names the folder for train.jsonl and val.jsonl",
+                 out.c_str(), ec ? ec.message().c_str() : "a file has that name");
         auto items = default_task_items(kDefaultTaskSeed, kDefaultTrainSize + kDefaultValSize);
         write_jsonl(out + "/train.jsonl", items, 0, kDefaultTrainSize);
         write_jsonl(out + "/val.jsonl", items, kDefaultTrainSize, items.size());

@@ -4,6 +4,7 @@
 //   ./memory --preset llama-65b --method qlora --lora-r 64 --lora-targets all --seq-len 512 --recompute
 //   ./memory --model models/smollm2-135m-instruct.bin --device cpu --method lora --explain
 //   ./memory --published                                      the published figures with ours beside them
+#include <cmath>
 #include <cstdio>
 #include <numeric>
 #include <string>
@@ -93,8 +94,9 @@ static void print_lora_matrix(const std::string& dims, int r) {
     if (sscanf(dims.c_str(), "%lldx%lld", &in, &out) != 2 || in <= 0 || out <= 0)
         fail("--lora-matrix %s: expected INxOUT, e.g. 1000x1000", dims.c_str());
     int64_t lp = lora_params(in, out, r);
-    printf("LoRA r=%d on a %lldx%lld matrix: r*(in+out) = %lld adapter params vs %lld (%.1f%% fewer)\n", r, in, out,
-           (long long)lp, in * out, 100.0 * (1.0 - (double)lp / (double)(in * out)));
+    const double change = 100.0 * (1.0 - (double)lp / (double)(in * out));  // a rank past in·out/(in+out) adds
+    printf("LoRA r=%d on a %lldx%lld matrix: r*(in+out) = %lld adapter params vs %lld (%.1f%% %s)\n", r, in, out,
+           (long long)lp, in * out, std::fabs(change), change >= 0 ? "fewer" : "more");
 }
 
 static int run(int argc, char** argv) {

@@ -71,6 +71,8 @@ int main(int argc, char** argv) {
             else args.unknown();
         }
         if (tok_path.empty()) fail("--tokenizer PATH is required\n%s", kUsage);
+        if (tok_path == "bytes")
+            fail("--tokenizer bytes is ./train's raw-byte encoding (each UTF-8 byte its id): there is no tokenizer to run");
         if (do_decode && show) fail("--decode and --show cannot be combined: --show already prints each token's text");
         Tokenizer tok = tokenizer_load_any(tok_path);
         if (!save_path.empty()) {
