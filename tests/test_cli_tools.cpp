@@ -173,4 +173,6 @@ TEST_CASE("cli tools: ./memory's more-than-full LoRA, ./make_dataset --out a fil
     size_t answers = 0;  // one per message answered: "/exit " ends the chat before "hello"
     for (size_t at = chat.out.find("prompt tokens"); at != std::string::npos; at = chat.out.find("prompt tokens", at + 1)) answers++;
     CHECK(answers == 1);
+    CHECK(has(run("./generate --model " + model + " --tokenizer tests/fixtures/tokenizer/qwen3/tokenizer.json --template gemma "
+                  "--system hi --prompt x"), "--system: message 0 has role 'system' but Gemma's chat template has no system role"));
 }

@@ -314,6 +314,13 @@ static int run(int argc, char** argv) {
         answer_file(m, tok, ct, so, data_run, ops);
         return 0;
     }
+    if (system && !raw) {  // a template without a system role (gemma) says so about the flag, not "message 0"
+        try {
+            (void)chat_render(ct, {{"system", *system}, {"user", "x"}}, true, tools);
+        } catch (const std::runtime_error& e) {
+            fail("--system: %s", e.what());
+        }
+    }
     if (chatting) {
         chat(m, tok, ct, system, tools, so, ops);
         return 0;
