@@ -1,5 +1,6 @@
 #include "data/raft.h"
 
+#include <algorithm>
 #include <cmath>
 #include <numeric>
 #include <stdexcept>
@@ -33,7 +34,8 @@ std::string parse_question(std::string_view text, RaftQuestion& q) {
     else if (o && o->type == JsonValue::Array && !o->array.empty()) {
         for (const JsonValue& d : o->array) {
             if (!nonempty_string(&d)) return "\"oracle\" array entries must be non-empty strings";
-            q.oracles.push_back(d.string);
+            // a document listed twice is one document: in the context once, as the pool's duplicates are
+            if (std::find(q.oracles.begin(), q.oracles.end(), d.string) == q.oracles.end()) q.oracles.push_back(d.string);
         }
     } else return "\"oracle\" must be a non-empty string or array of strings";
     return "";

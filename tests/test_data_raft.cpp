@@ -36,6 +36,9 @@ TEST_CASE("raft: oracles plus k distractors, an exact no-oracle share, reproduci
     auto qs = questions(20);
     REQUIRE(qs.size() == 20);
     CHECK(qs[3].oracles.size() == 2);
+    // an oracle listed twice is one document (it appeared twice in the context)
+    CHECK(raft_parse_questions(R"({"question": "Q?", "answer": "A", "oracle": ["d", "e", "d"]})" "\n", "q.jsonl")[0].oracles ==
+          std::vector<std::string>{"d", "e"});
     CHECK(qs[4].line == 5);
     RaftOptions opt;
     opt.k = 3;
