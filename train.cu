@@ -392,18 +392,18 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
 // several, each one's loss follows the whole's (a mix of tasks shows which of them moves).
 void eval_and_print(Trainer& t, const char* when, FILE* csv, bool during, const std::vector<std::string>& files) {
     if (t.val.empty()) return;
-    std::map<int, std::pair<double, double>> per_file;
+    std::map<int, EvalSums> per_file;
     double vl = trainer_evaluate(t, t.val, &per_file);
-    std::vector<std::pair<std::string, std::pair<double, double>>> by_name;  // in order; a file given twice is one
+    std::vector<std::pair<std::string, EvalSums>> by_name;  // in order; a file given twice is one
     for (const auto& [file, sums] : per_file) {
         const std::string name = file < (int)files.size() ? files[file] : strf("file %d", file);
         auto at = std::find_if(by_name.begin(), by_name.end(), [&](const auto& n) { return n.first == name; });
-        if (at == by_name.end()) at = by_name.insert(by_name.end(), {name, {0.0, 0.0}});
-        at->second.first += sums.first, at->second.second += sums.second;
+        if (at == by_name.end()) at = by_name.insert(by_name.end(), {name, EvalSums{}});
+        at->second.loss += sums.loss, at->second.weight += sums.weight;
     }
     std::string each;
     for (const auto& [name, sums] : by_name)
-        if (by_name.size() > 1 && sums.second > 0) each += strf("%s%s %.4f", each.empty() ? " (" : ", ", name.c_str(), sums.first / sums.second);
+        if (by_name.size() > 1 && sums.weight > 0) each += strf("%s%s %.4f", each.empty() ? " (" : ", ", name.c_str(), sums.mean());
     printf("eval %s step %d: val loss %.4f, perplexity %.2f%s\n", when, t.step, vl, std::exp(vl), each.empty() ? "" : (each + ")").c_str());
     if (csv) fprintf(csv, "%d,,,,,,,%.6f\n", t.step, vl), fflush(csv);
     if (!during) return;

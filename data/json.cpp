@@ -279,10 +279,10 @@ JsonValue json_parse(std::string_view text) {
     return v;
 }
 
-size_t json_value_length(std::string_view text) {
+size_t json_value_length(std::string_view text, JsonValue* value) {
     Parser p{text};
     JsonValue v;
-    p.value(v, 0);
+    p.value(value ? *value : v, 0);
     return p.pos;
 }
 

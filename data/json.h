@@ -40,8 +40,9 @@ const char* json_type_name(JsonValue::Type t);
 // Parses one complete JSON text (surrounding whitespace allowed, nothing else after it).
 JsonValue json_parse(std::string_view text);
 // The length of the JSON value that starts `text` (leading whitespace included), text after it left
-// unread: how far one value of a stream of values reaches. Throws as json_parse does.
-size_t json_value_length(std::string_view text);
+// unread: how far one value of a stream of values reaches, and with `value` the value itself (one
+// parse for both). Throws as json_parse does.
+size_t json_value_length(std::string_view text, JsonValue* value = nullptr);
 
 // `s` as a JSON string literal with quotes; control characters, '"' and '\' escaped, other bytes
 // (UTF-8) copied as they are, exactly as Python's json.dumps(s, ensure_ascii=False) writes it. Used

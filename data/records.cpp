@@ -473,7 +473,8 @@ ParsedFile parse_record_array(std::string_view bytes, size_t first, const char* 
         while (at < bytes.size() && ws.find(bytes[at]) != std::string_view::npos) line += bytes[at++] == '\n';
     };
     for (skip(" \t\r\n"); at < bytes.size() && bytes[at] != ']'; skip(" \t\r\n,")) {
-        const size_t len = json_value_length(bytes.substr(at));  // the element, its leading whitespace none
+        JsonValue v;
+        const size_t len = json_value_length(bytes.substr(at), &v);  // the element, its leading whitespace none
         const std::string_view element = bytes.substr(at, len);
         out.lines++;
         Record r;
@@ -482,7 +483,7 @@ ParsedFile parse_record_array(std::string_view bytes, size_t first, const char* 
         if (element.size() > kMaxLineBytes)
             out.invalid.push_back({r.line, "the record is " + std::to_string(element.size()) + " bytes, over the limit of " +
                                                std::to_string(kMaxLineBytes) + " for one example; split or remove it"});
-        else if (const JsonValue v = json_parse(element); v.type != JsonValue::Object)  // not "per line": an element
+        else if (v.type != JsonValue::Object)  // not "per line": an element
             out.invalid.push_back({r.line, std::string("expected a record (a JSON object) as each element of the array, got ") +
                                                json_type_name(v.type)});
         else if (parse_object(v, answers, r, why)) out.records.push_back(std::move(r));

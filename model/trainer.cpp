@@ -275,23 +275,22 @@ StepResult trainer_step(Trainer& t) {
     return r;
 }
 
-double trainer_evaluate(Trainer& t, const std::vector<Example>& examples,
-                        std::map<int, std::pair<double, double>>* per_file) {
+double trainer_evaluate(Trainer& t, const std::vector<Example>& examples, std::map<int, EvalSums>* per_file) {
     std::map<int, std::vector<size_t>> by_file;  // each file's examples, in order
     for (size_t i = 0; i < examples.size(); i++) by_file[examples[i].file].push_back(i);
-    double loss = 0, weight = 0;
+    EvalSums all;
     Batch b;
     for (const auto& [file, order] : by_file) {
-        double file_loss = 0, file_weight = 0;
+        EvalSums sums;
         for (size_t c = 0; c < order.size();) {
             c += fill_batch(examples, order, c, t.cfg.batch, b);
-            file_loss += model_forward_loss(t.model, t.ws, b, *t.ops);
-            file_weight += b.total_weight();
+            sums.loss += model_forward_loss(t.model, t.ws, b, *t.ops);
+            sums.weight += b.total_weight();
         }
-        if (per_file) (*per_file)[file] = {file_loss, file_weight};
-        loss += file_loss, weight += file_weight;
+        if (per_file) (*per_file)[file] = sums;
+        all.loss += sums.loss, all.weight += sums.weight;
     }
-    return weight > 0 ? loss / weight : 0.0;
+    return all.mean();
 }
 
 std::vector<float> trainer_gradients(const Trainer& t) {

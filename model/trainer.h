@@ -85,8 +85,11 @@ StepResult trainer_step(Trainer& t);
 // Weighted mean loss over `examples` (no dropout, no gradients). With per_file, also each data
 // file's share (Example::file → its summed loss and loss weight): examples of several files are
 // batched file by file, so that each file's loss is its own.
-double trainer_evaluate(Trainer& t, const std::vector<Example>& examples,
-                        std::map<int, std::pair<double, double>>* per_file = nullptr);
+struct EvalSums {
+    double loss = 0, weight = 0;  // summed token losses (times their weights) and loss weights
+    double mean() const { return weight > 0 ? loss / weight : 0.0; }
+};
+double trainer_evaluate(Trainer& t, const std::vector<Example>& examples, std::map<int, EvalSums>* per_file = nullptr);
 // The workspace is idle between steps, so generation (train.cu's sample evaluation) can have its
 // memory: release frees it and returns its bytes, restore makes it again, of the same shape.
 size_t trainer_release_workspace(Trainer& t);

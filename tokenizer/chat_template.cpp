@@ -229,10 +229,15 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         // first turn, which renders as the same text)
         turn(out, false, "<|im_start|>system\n", t.default_system, "<|im_end|>", "\n");
     }
+    const bool llama31 = t.kind == ChatTemplateKind::Llama31;
+    if (llama31 && (!messages.empty() || add_generation_prompt))  // always there, the system message's text in it
+        emit(out, std::string("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
+                              "December 2023\nToday Date: ") + kLlama31Date + "\n\n" +
+                      (system_first ? trim(messages[0].content) : "") + "<|eot_id|>", false);
     for (size_t i = 0; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
         const bool asst = m.role == "assistant", learned = asst && m.trained;
-        if (i == 0 && system_first && !tools.empty()) continue;  // in the tools turn
+        if (i == 0 && system_first && (!tools.empty() || llama31)) continue;  // in the tools turn, Llama 3.1's block
         if ((qwen3 || qwen25) && m.role == "tool") {
             tool_response(out, messages, i);
             continue;
@@ -250,13 +255,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
             break;
         case ChatTemplateKind::Llama3:
         case ChatTemplateKind::Llama31:
-            if (i == 0 && t.kind == ChatTemplateKind::Llama31) {  // the system block, the system message's text in it
-                emit(out, std::string("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
-                                      "December 2023\nToday Date: ") + kLlama31Date + "\n\n" +
-                              (m.role == "system" ? trim(m.content) : "") + "<|eot_id|>", false);
-                if (m.role == "system") break;
-            }
-            turn(out, learned, std::string(i == 0 && t.kind == ChatTemplateKind::Llama3 ? "<|begin_of_text|>" : "") +
+            turn(out, learned, std::string(i == 0 && !llama31 ? "<|begin_of_text|>" : "") +
                  "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n", trim(m.content), "<|eot_id|>", "");
             break;
         case ChatTemplateKind::Gemma: {
@@ -291,11 +290,6 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::Qwen25:
         case ChatTemplateKind::Qwen3: emit(out, "<|im_start|>assistant\n", false); break;
         case ChatTemplateKind::Llama31:
-            if (messages.empty())
-                emit(out, std::string("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge "
-                                      "Date: December 2023\nToday Date: ") + kLlama31Date + "\n\n<|eot_id|>", false);
-            emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false);
-            break;
         case ChatTemplateKind::Llama3: emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false); break;
         case ChatTemplateKind::Gemma: emit(out, std::string(messages.empty() ? "<bos>" : "") + "<start_of_turn>model\n", false); break;
         case ChatTemplateKind::Zephyr: emit(out, messages.empty() ? "" : "<|assistant|>\n", false); break;
