@@ -57,7 +57,7 @@ void usage() {
         "                          conversations) or raw text; repeat it to train on several files at once\n"
         "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data;\n"
         "                          --val-data repeats too: the val loss then names each file's own as well)\n"
-        "  --template NAME         chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, zephyr, qwen3, qwen2.5, plain\n"
+        "  --template NAME         " CHAT_TEMPLATE_NAMES "\n"
         "                          (default: the tokenizer's)\n"
         "  --max-seq-len N (512)   --padding longest|max_length   --packing   --truncation drop|truncate|error\n"
         "  --group-by-length       batches of similar lengths (transformers' group_by_length): less padding\n"

@@ -1,6 +1,7 @@
 #include "data/json.h"
 
 #include "model/util.h"
+#include "tokenizer/unicode.h"
 
 #include <algorithm>
 #include <charconv>
@@ -337,19 +338,62 @@ static std::string python_float_repr(double x) {
     return sign + digits.substr(0, decpt) + "." + digits.substr(decpt);
 }
 
-std::string json_dumps_python(const JsonValue& v) {
+namespace {
+
+// Python's str.isprintable() for a code point past ASCII: false for the categories Cc, Cf, Co, Zs,
+// Zl and Zp (and Cs, which UTF-8 cannot hold). Unassigned code points (Cn) other than the
+// noncharacters count as printable here: that would need the whole Unicode table.
+bool python_isprintable(uint32_t cp) {
+    static const uint32_t ranges[][2] = {
+        {0x80, 0xA0}, {0xAD, 0xAD}, {0x600, 0x605}, {0x61C, 0x61C}, {0x6DD, 0x6DD}, {0x70F, 0x70F},
+        {0x890, 0x891}, {0x8E2, 0x8E2}, {0x1680, 0x1680}, {0x180E, 0x180E}, {0x2000, 0x200F},
+        {0x2028, 0x202F}, {0x205F, 0x2064}, {0x2066, 0x206F}, {0x3000, 0x3000}, {0xE000, 0xF8FF},
+        {0xFDD0, 0xFDEF}, {0xFEFF, 0xFEFF}, {0xFFF9, 0xFFFB}, {0x110BD, 0x110BD}, {0x110CD, 0x110CD},
+        {0x13430, 0x1343F}, {0x1BCA0, 0x1BCA3}, {0x1D173, 0x1D17A}, {0xE0001, 0xE0001}, {0xE0020, 0xE007F},
+        {0xF0000, 0x10FFFF}};
+    if ((cp & 0xFFFE) == 0xFFFE) return false;  // the noncharacters U+xxFFFE and U+xxFFFF
+    for (const auto& r : ranges)
+        if (cp >= r[0] && cp <= r[1]) return false;
+    return true;
+}
+
+// Python's repr of a str: single quotes unless the text has one and no double quote; the quote,
+// backslash, \t \n \r escaped, other unprintable characters as \xNN, \uNNNN or \UNNNNNNNN.
+std::string python_str_repr(std::string_view s) {
+    const char quote = s.find('\'') != std::string_view::npos && s.find('"') == std::string_view::npos ? '"' : '\'';
+    std::string out(1, quote);
+    for (size_t i = 0; i < s.size();) {
+        uint32_t cp;
+        const size_t n = utf8_decode(s, i, cp);
+        char b[16] = "";
+        if (cp == (uint32_t)quote || cp == '\\') snprintf(b, sizeof b, "\\%c", (char)cp);
+        else if (cp == '\t' || cp == '\n' || cp == '\r') snprintf(b, sizeof b, "\\%c", cp == '\t' ? 't' : cp == '\n' ? 'n' : 'r');
+        else if (cp == kInvalidCodepoint) snprintf(b, sizeof b, "\\x%02x", (unsigned char)s[i]);  // not from a JSON string
+        else if (cp < 0x20 || cp == 0x7F || (cp > 0x7F && cp <= 0xFF && !python_isprintable(cp))) snprintf(b, sizeof b, "\\x%02x", cp);
+        else if (cp > 0xFF && !python_isprintable(cp)) snprintf(b, sizeof b, cp <= 0xFFFF ? "\\u%04x" : "\\U%08x", cp);
+        if (b[0]) out += b;
+        else out.append(s.substr(i, n));
+        i += n;
+    }
+    return out + quote;
+}
+
+// json.dumps (python_literal false) and repr (true) of what json.loads read: they differ only in
+// how null, booleans and strings are spelled.
+std::string python_dump(const JsonValue& v, bool python_literal) {
+    const auto str = [&](std::string_view s) { return python_literal ? python_str_repr(s) : json_quote(s); };
     switch (v.type) {
-    case JsonValue::Null: return "null";
-    case JsonValue::Bool: return v.boolean ? "true" : "false";
+    case JsonValue::Null: return python_literal ? "None" : "null";
+    case JsonValue::Bool: return v.boolean ? (python_literal ? "True" : "true") : (python_literal ? "False" : "false");
     case JsonValue::Number:
         if (!v.integer_literal) return python_float_repr(v.number);
         if (v.exact_integer) return std::to_string(v.integer);
         if (!v.string.empty()) return v.string;  // the digits of an int literal past 64 bits
         throw std::runtime_error("an integer past 64 bits, which is not kept exactly");
-    case JsonValue::String: return json_quote(v.string);
+    case JsonValue::String: return str(v.string);
     case JsonValue::Array: {
         std::string out = "[";
-        for (size_t i = 0; i < v.array.size(); i++) out += (i ? ", " : "") + json_dumps_python(v.array[i]);
+        for (size_t i = 0; i < v.array.size(); i++) out += (i ? ", " : "") + python_dump(v.array[i], python_literal);
         return out + "]";
     }
     case JsonValue::Object: {
@@ -358,10 +402,16 @@ std::string json_dumps_python(const JsonValue& v) {
         for (const auto& [key, value] : v.object) {
             if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
             seen.push_back(key);
-            out += (seen.size() > 1 ? ", " : "") + json_quote(key) + ": " + json_dumps_python(*v.get(key));
+            out += (seen.size() > 1 ? ", " : "") + str(key) + ": " + python_dump(*v.get(key), python_literal);
         }
         return out + "}";
     }
     }
     return "null";
 }
+
+}  // namespace
+
+std::string json_dumps_python(const JsonValue& v) { return python_dump(v, false); }
+
+std::string python_repr(const JsonValue& v) { return python_dump(v, true); }

@@ -55,3 +55,7 @@ std::string json_quote(std::string_view s);
 // write tool definitions and call arguments so (transformers' |tojson).
 // Throws std::runtime_error on an integer Number whose digits are not kept (one not read by json_parse).
 std::string json_dumps_python(const JsonValue& v);
+// `v` as Python's str() (repr) writes what json.loads read from it: as json_dumps_python but None,
+// True and False, and strings as repr quotes and escapes them ('it\'s', "it's", '\xa0', '\u200b';
+// printable non-ASCII as it is). SmolLM3's template writes its tool definitions so (|string).
+std::string python_repr(const JsonValue& v);

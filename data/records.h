@@ -2,7 +2,7 @@
 //   jsonl (one JSON object per line), each line one of
 //     {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}   chat, multi-turn
 //        (a message may have "reasoning_content": "..." or null; role "tool" and an assistant's
-//        "tool_calls", with the line's "tools", are tool calling, which qwen2.5 and qwen3 render)
+//        "tool_calls", with the line's "tools", are tool calling, which qwen2.5, qwen3 and smollm3 render)
 //     {"conversations": [{"from": "system"|"human"|"gpt", "value": "..."}, ...]}  the same, as ShareGPT
 //        stores it ("user", "assistant", "model" and "chatgpt" are read too; LLaMA-Factory's
 //        "function_call" and "observation" turns are tool calls and results)

@@ -21,6 +21,20 @@ std::string render_error_tools(const ChatTemplate& t, const std::vector<ChatMess
 }
 std::string render_error(const ChatTemplate& t, const std::vector<ChatMessage>& msgs) { return render_error_tools(t, msgs, {}); }
 
+// A rendered conversation, and the text of its pieces marked as learned.
+struct Rendered {
+    std::string all, learned;
+};
+Rendered render_marked(const ChatTemplate& t, const std::vector<ChatMessage>& msgs, bool gen,
+                       const std::vector<std::string>& tools = {}) {
+    Rendered r;
+    for (const ChatPiece& p : chat_render_pieces(t, msgs, gen, tools)) {
+        r.all += p.text;
+        if (p.assistant) r.learned += p.text;
+    }
+    return r;
+}
+
 // A JSON value as one jsonl line (its own compact text).
 std::string json_quote_line(const JsonValue& v) { return json_dumps_python(v) + "\n"; }
 
@@ -95,7 +109,8 @@ std::string assistant_target(ChatTemplateKind k, const ChatMessage& m) {
     case ChatTemplateKind::Llama2: return " " + trimmed() + " </s>";
     case ChatTemplateKind::Mistral: return " " + content + "</s>";
     case ChatTemplateKind::Zephyr: return content + "</s>";
-    case ChatTemplateKind::Qwen3: break;
+    case ChatTemplateKind::Qwen3:
+    case ChatTemplateKind::SmolLM3: break;  // their cases list what is learned
     }
     return "";
 }
@@ -213,11 +228,8 @@ TEST_CASE("chat: tool definitions, calls and results render as transformers rend
         REQUIRE_MESSAGE(pf.invalid.empty(), (pf.invalid.empty() ? "" : pf.invalid[0].what));
         const Record& r = pf.records.at(0);
         const std::string& expected = c.get("expected")->string;
-        std::string all, learned, want;
-        for (const ChatPiece& p : chat_render_pieces(t, r.messages, gen, r.tools)) {
-            all += p.text;
-            if (p.assistant) learned += p.text;
-        }
+        const auto [all, learned] = render_marked(t, r.messages, gen, r.tools);
+        std::string want;
         CHECK_MESSAGE(all == expected, c.get("template")->string << ": " << json_quote(all) << " != " << json_quote(expected));
         const std::string head = "<|im_start|>assistant\n", end = "<|im_end|>";
         for (size_t at = expected.find(head); at != std::string::npos; at = expected.find(head, at + 1))
@@ -350,16 +362,61 @@ TEST_CASE("chat: Llama 3.1+ renders its dated system block as transformers rende
             msgs.push_back({m.get("role")->string, m.get("content")->string});
             if (msgs.back().role == "assistant") want += assistant_target(t.kind, msgs.back());
         }
-        std::string all, learned;
-        for (const ChatPiece& p : chat_render_pieces(t, msgs, c.get("add_generation_prompt")->boolean)) {
-            all += p.text;
-            if (p.assistant) learned += p.text;
-        }
+        const auto [all, learned] = render_marked(t, msgs, c.get("add_generation_prompt")->boolean);
         CHECK_MESSAGE(all == c.get("expected")->string, json_quote(all));
         CHECK(learned == want);
         n++;
     }
     CHECK(n == 10);
+}
+
+// SmolLM3's template (tests/fixtures/chat/gen_smollm3_fixtures.py: rendered by transformers with the
+// date we write): its system block in each of its forms (default instructions with reasoning on and
+// off, /think and /no_think taken out, /system_override, the block left open without tools), tool
+// definitions as Python's repr, tool results as user turns, calls written into the content; the
+// assistant turns alone learned; the template recognised and written back byte for byte.
+TEST_CASE("chat: SmolLM3 renders as transformers renders its template") {
+    const JsonValue fx = json_parse(read_file("tests/fixtures/chat/smollm3.json"));
+    const std::string& jinja = fx.get("template")->string;
+    const ChatTemplate t = chat_template_from_jinja(jinja);
+    CHECK(t.kind == ChatTemplateKind::SmolLM3);
+    CHECK(chat_template_to_jinja(t) == jinja);
+    CHECK(chat_template_from_name("smollm3").kind == ChatTemplateKind::SmolLM3);
+    CHECK(fx.get("date")->string == kSmolLM3Date);
+    int n = 0;
+    for (const JsonValue& c : fx.get("cases")->array) {
+        const bool gen = c.get("add_generation_prompt")->boolean;
+        const ParsedFile pf = parse_records(json_quote_line(*c.get("line")), "smollm3.jsonl", true,
+                                            gen ? Answers::optional : Answers::required);
+        REQUIRE_MESSAGE(pf.invalid.empty(), (pf.invalid.empty() ? "" : pf.invalid[0].what));
+        const Record& r = pf.records.at(0);
+        const auto [all, learned] = render_marked(t, r.messages, gen, r.tools);
+        CHECK_MESSAGE(all == c.get("expected")->string, json_quote(all) << " != " << json_quote(c.get("expected")->string));
+        CHECK(learned == c.get("learned")->string);
+        n++;
+    }
+    CHECK(n == 24);
+    // Copies differ in the whitespace Jinja strips (next to a tag's "-") and in comments: still SmolLM3's.
+    // Unsloth's GGUF edit (no date, the block always closed) renders differently: refused, naming --template smollm3.
+    std::string reindented;
+    for (char ch : jinja) reindented += ch == '\n' ? std::string("\n    ") : std::string(1, ch);
+    CHECK(chat_template_from_jinja("{#- a comment #}\n" + reindented).kind == ChatTemplateKind::SmolLM3);
+    std::string unsloth = jinja;
+    unsloth.erase(unsloth.find("{%- set today"), unsloth.find("{{- \"Reasoning Mode") - unsloth.find("{%- set today"));
+    std::string err;
+    try {
+        chat_template_from_jinja(unsloth);
+    } catch (const std::runtime_error& e) {
+        err = e.what();
+    }
+    CHECK(err.find("a SmolLM3-style chat template that is not SmolLM3-3B's own") == 0);
+    CHECK(err.find("pass --template smollm3") != std::string::npos);
+    // roles the template drops are refused; a weight-0 assistant turn is context
+    CHECK(render_error(t, {{"user", "a"}, {"system", "late"}, {"assistant", "b"}}).find("message 1 has role 'system' but SmolLM3's") == 0);
+    ChatMessage context{"assistant", "old"};
+    context.trained = false;
+    CHECK(render_marked(t, {{"system", "/no_think"}, {"user", "a"}, context, {"user", "b"}, {"assistant", "\nnew"}}, false).learned ==
+          "new<|im_end|>");
 }
 
 TEST_CASE("chat: pieces mark assistant turns for the label mask") {
@@ -475,7 +532,7 @@ TEST_CASE("chat: names, detection and refusals") {
         err = e.what();
     }
     CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, "
-          "zephyr, qwen3, qwen2.5, plain");
+          "zephyr, qwen3, qwen2.5, smollm3, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
@@ -488,7 +545,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|plain");
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|plain");
     // the older releases' templates: Llama-2's transformers default is Llama-2's, Qwen3's first
     // release Qwen3's; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
     // would lose its blocks as ChatML) are refused
@@ -504,7 +561,7 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err.find("a ChatML chat template with <think> blocks that is not Qwen3's") == 0);
+    CHECK(err.find("a ChatML chat template with <think> blocks that is neither Qwen3's") == 0);
     CHECK(err.find("pass --template qwen3 if it renders its turns as Qwen3's does, or --template chatml") != std::string::npos);
     // Qwen3's template as some copies write it (CRLF, a final newline) is still Qwen3's
     std::string crlf_qwen3;
@@ -536,8 +593,8 @@ TEST_CASE("chat: names, detection and refusals") {
     ChatTemplate qwen3 = chat_template_from_name("qwen3"), chatml = chat_template_from_name("chatml");
     CHECK(render_error(qwen3, {{"user", "a"}, {"tool", "42"}, {"assistant", "b"}}) == "");
     CHECK(render_error(chatml, {{"user", "a"}, {"tool", "42"}}) ==
-          "message 1 has role 'tool' but the chatml chat template does not render tool calling (qwen2.5's and qwen3's "
-          "do): pass --template qwen2.5|qwen3 if the model was trained on theirs, or drop the line");
+          "message 1 has role 'tool' but the chatml chat template does not render tool calling (qwen2.5's, qwen3's and "
+          "smollm3's do): pass --template qwen2.5|qwen3|smollm3 if the model was trained on theirs, or drop the line");
     ChatMessage calls{"assistant", ""};
     calls.tool_calls = {{"f", "{}"}};
     CHECK(render_error(chatml, {{"user", "a"}, calls}).find("message 1 has tool_calls but the chatml chat template") == 0);

@@ -1,5 +1,6 @@
 #include "tokenizer/chat_template.h"
 
+#include "data/json.h"
 #include "model/util.h"
 #include "tokenizer/unicode.h"
 
@@ -12,9 +13,10 @@ namespace {
 // which is the White_Space property plus the separators U+001C..U+001F.
 bool python_isspace(uint32_t cp) { return (cp >= 0x1C && cp <= 0x1F) || is_whitespace(cp); }
 
-std::string trim(const std::string& s) {
+// (right_only: Python's str.rstrip(), which SmolLM3's template applies.)
+std::string trim(const std::string& s, bool right_only = false) {
     size_t b = 0, e = s.size();
-    while (b < e) {
+    while (!right_only && b < e) {
         uint32_t cp;
         size_t n = utf8_decode(s, b, cp);
         if (!python_isspace(cp)) break;
@@ -180,15 +182,78 @@ void qwen3_assistant_turn(std::vector<ChatPiece>& out, const ChatMessage& m, boo
     turn(out, m.trained, "<|im_start|>assistant\n", answer, "<|im_end|>", "\n");
 }
 
+std::string replace_all(std::string s, const std::string& from, const std::string& to) {
+    for (size_t at = s.find(from); at != std::string::npos; at = s.find(from, at + to.size())) s.replace(at, from.size(), to);
+    return s;
+}
+
+// SmolLM3's template (see chat_template.h): its system block, then the turns.
+void render_smollm3(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+                    const std::vector<std::string>& tools, std::vector<ChatPiece>& out) {
+    const bool system_first = !messages.empty() && messages[0].role == "system";
+    const std::string system = system_first ? messages[0].content : "";
+    // "/no_think" wins over "/think" (which it contains); both are taken out of the instructions
+    const bool think = system.find("/no_think") == std::string::npos;
+    const std::string custom = trim(replace_all(replace_all(system, "/no_think", ""), "/think", ""), true);
+    std::string head = "<|im_start|>system\n";
+    if (system.find("/system_override") != std::string::npos) {
+        head += trim(replace_all(custom, "/system_override", ""), true) + "<|im_end|>\n";
+    } else {
+        head += std::string("## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday Date: ") + kSmolLM3Date +
+                "\nReasoning Mode: " + (think ? "/think" : "/no_think") + "\n\n## Custom Instructions\n\n";
+        if (!custom.empty()) head += custom + "\n\n";
+        else if (think)
+            head += "You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role as an assistant involves "
+                    "thoroughly exploring questions through a systematic thinking process before providing the final precise "
+                    "and accurate solutions. This requires engaging in a comprehensive cycle of analysis, summarizing, "
+                    "exploration, reassessment, reflection, backtracking, and iteration to develop well-considered thinking "
+                    "process. Please structure your response into two main sections: Thought and Solution using the specified "
+                    "format: <think> Thought section </think> Solution section. In the Thought section, detail your reasoning "
+                    "process in steps. Each step should include detailed considerations such as analysing questions, "
+                    "summarizing relevant findings, brainstorming new ideas, verifying the accuracy of the current steps, "
+                    "refining any errors, and revisiting previous steps. In the Solution section, based on various attempts, "
+                    "explorations, and reflections from the Thought section, systematically present the final solution that "
+                    "you deem correct. The Solution section should be logical, accurate, and concise and detail necessary "
+                    "steps needed to reach the conclusion.\n\n";
+        else
+            head += "You are a helpful AI assistant named SmolLM, trained by Hugging Face.\n\n";
+        if (!tools.empty()) {  // the block is closed only here: without tools the template leaves it open
+            head += "### Tools\n\nYou may call one or more functions to assist with the user query.\nYou are provided with "
+                    "function signatures within <tools></tools> XML tags:\n\n<tools>\n";
+            for (const std::string& tool : tools) head += python_repr(json_parse(tool)) + "\n";
+            head += "</tools>\n\nFor each function call, return a json object with function name and arguments within "
+                    "<tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": "
+                    "<args-json-object>}\n</tool_call>\n\n<|im_end|>\n";
+        }
+    }
+    emit(out, head, false);
+    const std::string assistant_head = think ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n";
+    for (size_t i = system_first ? 1 : 0; i < messages.size(); i++) {
+        const ChatMessage& m = messages[i];
+        if (m.role == "assistant") {
+            const std::string content = strip_newlines(m.content, true, false);
+            turn(out, m.trained, assistant_head,
+                 m.tool_calls.empty() ? content : (content.empty() ? "" : content + "\n") + tool_calls_text(m, false),
+                 "<|im_end|>", "\n");
+        } else if (m.role == "user" || m.role == "tool") {  // a tool's result is a user turn
+            turn(out, false, "<|im_start|>user\n", m.content, "<|im_end|>", "\n");
+        } else {
+            fail("message %zu has role '%s' but SmolLM3's chat template renders user, assistant and tool messages and "
+                 "a first system message only (it drops the others)", i, m.role.c_str());
+        }
+    }
+    if (add_generation_prompt) emit(out, assistant_head, false);
+}
+
 }  // namespace
 
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt, const std::vector<std::string>& tools) {
     std::vector<ChatPiece> out;
     const bool qwen3 = t.kind == ChatTemplateKind::Qwen3, qwen25 = t.kind == ChatTemplateKind::Qwen25;
-    if (!qwen3 && !qwen25) {  // templates without tool calling: a conversation with them cannot be rendered
-        const char* why = "the %s chat template does not render tool calling (qwen2.5's and qwen3's do): pass "
-                          "--template qwen2.5|qwen3 if the model was trained on theirs, or drop the line";
+    if (!chat_template_renders_tools(t.kind)) {  // a conversation with tool calling cannot be rendered
+        const char* why = "the %s chat template does not render tool calling (qwen2.5's, qwen3's and smollm3's do): "
+                          "pass --template qwen2.5|qwen3|smollm3 if the model was trained on theirs, or drop the line";
         if (!tools.empty()) fail(("the conversation has tool definitions but " + std::string(why)).c_str(), chat_template_name(t.kind));
         for (size_t i = 0; i < messages.size(); i++)
             if (!messages[i].tool_calls.empty() || messages[i].role == "tool")
@@ -210,6 +275,10 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         }
     if (t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Mistral) {
         render_inst(t.kind, messages, out);
+        return out;
+    }
+    if (t.kind == ChatTemplateKind::SmolLM3) {
+        render_smollm3(messages, add_generation_prompt, tools, out);
         return out;
     }
     if (t.kind == ChatTemplateKind::Gemma3) {
@@ -330,17 +399,21 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::Gemma3: return "gemma3";
     case ChatTemplateKind::Qwen25: return "qwen2.5";
     case ChatTemplateKind::Llama31: return "llama3.1";
+    case ChatTemplateKind::SmolLM3: return "smollm3";
     }
     return "?";
+}
+
+bool chat_template_renders_tools(ChatTemplateKind kind) {
+    return kind == ChatTemplateKind::Qwen25 || kind == ChatTemplateKind::Qwen3 || kind == ChatTemplateKind::SmolLM3;
 }
 
 ChatTemplate chat_template_from_name(const std::string& name) {
     for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma,
                                ChatTemplateKind::Gemma3, ChatTemplateKind::Llama2, ChatTemplateKind::Mistral,
                                ChatTemplateKind::Zephyr, ChatTemplateKind::Qwen3, ChatTemplateKind::Qwen25,
-                               ChatTemplateKind::Llama31, ChatTemplateKind::Plain})
+                               ChatTemplateKind::Llama31, ChatTemplateKind::SmolLM3, ChatTemplateKind::Plain})
         if (name == chat_template_name(k))  // Qwen2.5's comes with its default system prompt
             return ChatTemplate{k, k == ChatTemplateKind::Qwen25 ? kQwen25DefaultSystem : ""};
-    fail("unknown chat template '%s': valid names are chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, zephyr, "
-         "qwen3, qwen2.5, plain", name.c_str());
+    fail("unknown chat template '%s': valid names are " CHAT_TEMPLATE_NAMES, name.c_str());
 }

@@ -39,6 +39,20 @@
 //           The think block belongs to the assistant piece with the answer: at inference the prompt
 //           ends at <|im_start|>assistant\n, so the model must learn to write the block itself
 //           (an empty one, where the data has no reasoning) before answering.
+//   SmolLM3 ChatML after SmolLM3's system block, which is always there and is closed only when it
+//           lists tools: <|im_start|>system\n## Metadata\n\nKnowledge Cutoff Date: June 2025\nToday
+//           Date: 08 July 2025\nReasoning Mode: /think\n\n## Custom Instructions\n\n<the system
+//           message, or a default>\n\n then the turns. "/no_think" in the system message (taken out of
+//           it, as "/think" is) turns reasoning off: each assistant turn and the generation prompt then
+//           open with an empty "<think>\n\n</think>\n", which is the prompt's, not learned (the model
+//           is given it). "/system_override" in it: the system turn is its text alone. Tool results
+//           are user turns; tool definitions are listed with Python's repr in a "### Tools" section
+//           (the template's xml_tools, which is what a line's "tools" are given as). The template
+//           drops an assistant's tool_calls: we write them into its content after the text, as
+//           Qwen2.5's <tool_call> blocks, the form its tools section asks the model to answer in, so
+//           that a call is learned rather than lost. The template dates the block with the day it
+//           renders; we write SmolLM3's release day (kSmolLM3Date) so that the text stays the same
+//           from day to day.
 //   Plain   contents one after another, each followed by "\n"; no markers (base models)
 #pragma once
 #include <cstdint>
@@ -48,12 +62,18 @@
 
 enum class ChatTemplateKind : int32_t {
     Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7, Gemma3 = 8, Qwen25 = 9,
-    Llama31 = 10
+    Llama31 = 10, SmolLM3 = 11
 };
-constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Llama31;
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::SmolLM3;
+// The names --template takes, for the programs' --help (chat_template_from_name lists them on a miss).
+#define CHAT_TEMPLATE_NAMES "chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, zephyr, qwen3, qwen2.5, smollm3, plain"
+
 // The date Llama31's system block carries: the 3.1 template's own default. (3.2's writes the day it
 // renders, so a fixed one keeps the rendered data, and a resumed run's, the same from day to day.)
 inline constexpr char kLlama31Date[] = "26 Jul 2024";
+// The date SmolLM3's system block carries (its template's strftime_now("%d %B %Y"), the day of
+// rendering): the model's release day, fixed for the same reason.
+inline constexpr char kSmolLM3Date[] = "08 July 2025";
 
 // Qwen2.5's default system prompt (--template qwen2.5), which its template injects without one.
 inline constexpr char kQwen25DefaultSystem[] = "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.";
@@ -77,7 +97,7 @@ struct ToolCall {
 };
 
 struct ChatMessage {
-    std::string role;  // "system", "user", "assistant" or "tool" (a tool's result: qwen2.5 and qwen3 only)
+    std::string role;  // "system", "user", "assistant" or "tool" (a tool's result: qwen2.5, qwen3 and smollm3 only)
     std::string content;
     // An assistant message's chain of thought kept apart from its answer (the "reasoning_content"
     // of a dataset line, as OpenAI-style APIs return it). Only Qwen3's template renders it; the
@@ -93,7 +113,7 @@ struct ChatMessage {
     // Whether an assistant message is learned: false for a dataset message with "weight": 0 (OpenAI's
     // fine-tuning format), whose turn is then rendered as context, weighed as the prompt is.
     bool trained = true;
-    // An assistant message's function calls (qwen2.5 and qwen3 render them after its content).
+    // An assistant message's function calls (qwen2.5, qwen3 and smollm3 render them after its content).
     std::vector<ToolCall> tool_calls = {};
 };
 
@@ -109,7 +129,7 @@ struct ChatPiece {
 
 // Fails (naming the message index) on a role, reasoning_content, content parts or tool calls the
 // template cannot express. `tools`: the conversation's tool definitions, each's JSON as |tojson
-// writes it (json_dumps_python), which qwen2.5 and qwen3 put into the system turn.
+// writes it (json_dumps_python), which qwen2.5, qwen3 and smollm3 put into the system turn.
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt, const std::vector<std::string>& tools = {});
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
@@ -119,11 +139,11 @@ std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& m
 // newlines; with raw_string_arguments a string of arguments as it was given (Qwen3's way).
 std::string tool_calls_text(const ChatMessage& m, bool raw_string_arguments);
 
-// For a --template flag: "chatml", "llama3", "llama3.1", "gemma", "gemma3", "llama2", "mistral", "zephyr", "qwen3",
-// "qwen2.5", "plain";
-// fails listing them otherwise.
+// For a --template flag: one of CHAT_TEMPLATE_NAMES; fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);
+// Whether a template renders tool definitions, calls and results (qwen2.5, qwen3, smollm3).
+bool chat_template_renders_tools(ChatTemplateKind kind);
 
 // Recognises a Jinja chat template (from tokenizer_config.json or GGUF tokenizer.chat_template) by
 // its markers, taking a ChatML default system prompt from it. Fails, quoting the template's start,

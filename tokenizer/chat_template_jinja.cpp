@@ -387,6 +387,101 @@ const std::pair<const char*, const char*> kQwen3FirstReleaseEdits[] = {
     {"{{- content }}", "{{- message.content }}"},
 };
 
+// HuggingFaceTB/SmolLM3-3B's: its system block (dated with the day of rendering, closed only
+// when it lists tools), tools given as xml_tools or python_tools (we write a line's "tools" as the
+// former), {% generation %} around the assistant turns for transformers' assistant masks.
+const char* const kSmolLM3Jinja = R"jinja({# ───── defaults ───── #}
+{%- if enable_thinking is not defined -%}
+{%- set enable_thinking = true -%}
+{%- endif -%}
+
+{# ───── reasoning mode ───── #}
+{%- if enable_thinking -%}
+{%- set reasoning_mode = "/think" -%}
+{%- else -%}
+{%- set reasoning_mode = "/no_think" -%}
+{%- endif -%}
+
+{# ───── header (system message) ───── #}
+{{- "<|im_start|>system\n" -}}
+
+{%- if messages[0].role == "system" -%}
+{%- set system_message = messages[0].content -%}
+{%- if "/no_think" in system_message -%}
+{%- set reasoning_mode = "/no_think" -%}
+{%- elif "/think" in system_message -%}
+{%- set reasoning_mode = "/think" -%}
+{%- endif -%}
+{%- set custom_instructions = system_message.replace("/no_think", "").replace("/think", "").rstrip() -%}
+{%- endif -%}
+
+{%- if "/system_override" in system_message -%}
+{{- custom_instructions.replace("/system_override", "").rstrip() -}}
+{{- "<|im_end|>\n" -}}
+{%- else -%}
+{{- "## Metadata\n\n" -}}
+{{- "Knowledge Cutoff Date: June 2025\n" -}}
+{%- set today = strftime_now("%d %B %Y") -%}
+{{- "Today Date: " ~ today ~ "\n" -}}
+{{- "Reasoning Mode: " + reasoning_mode + "\n\n" -}}
+
+{{- "## Custom Instructions\n\n" -}}
+{%- if custom_instructions -%}
+{{- custom_instructions + "\n\n" -}}
+{%- elif reasoning_mode == "/think" -%}
+{{- "You are a helpful AI assistant named SmolLM, trained by Hugging Face. Your role as an assistant involves thoroughly exploring questions through a systematic thinking process before providing the final precise and accurate solutions. This requires engaging in a comprehensive cycle of analysis, summarizing, exploration, reassessment, reflection, backtracking, and iteration to develop well-considered thinking process. Please structure your response into two main sections: Thought and Solution using the specified format: <think> Thought section </think> Solution section. In the Thought section, detail your reasoning process in steps. Each step should include detailed considerations such as analysing questions, summarizing relevant findings, brainstorming new ideas, verifying the accuracy of the current steps, refining any errors, and revisiting previous steps. In the Solution section, based on various attempts, explorations, and reflections from the Thought section, systematically present the final solution that you deem correct. The Solution section should be logical, accurate, and concise and detail necessary steps needed to reach the conclusion.\n\n" -}}
+{%- else -%}
+{{- "You are a helpful AI assistant named SmolLM, trained by Hugging Face.\n\n" -}}
+{%- endif -%}
+
+{%- if xml_tools or python_tools -%}
+{{- "### Tools\n\n" -}}
+{%- if xml_tools -%}
+  {%- set ns = namespace(xml_tool_string="You may call one or more functions to assist with the user query.\nYou are provided with function signatures within <tools></tools> XML tags:\n\n<tools>\n") -%}
+  {%- for tool in xml_tools[:] -%} {# The slicing makes sure that xml_tools is a list #}
+    {%- set ns.xml_tool_string = ns.xml_tool_string ~ (tool | string) ~ "\n" -%}
+  {%- endfor -%}
+  {%- set xml_tool_string = ns.xml_tool_string + "</tools>\n\nFor each function call, return a json object with function name and arguments within <tool_call></tool_call> XML tags:\n<tool_call>\n{\"name\": <function-name>, \"arguments\": <args-json-object>}\n</tool_call>" -%}
+  {{- xml_tool_string -}}
+{%- endif -%}
+{%- if python_tools -%}
+  {%- set ns = namespace(python_tool_string="When you send a message containing Python code between '<code>' and '</code>' tags, it will be executed in a stateful Jupyter notebook environment, and you will then be given the output to continued reasoning in an agentic loop.\n\nYou can use the following tools in your python code like regular functions:\n<tools>\n") -%}
+  {%- for tool in python_tools[:] -%} {# The slicing makes sure that python_tools is a list #}
+    {%- set ns.python_tool_string = ns.python_tool_string ~ (tool | string) ~ "\n" -%}
+  {%- endfor -%}
+  {%- set python_tool_string = ns.python_tool_string + "</tools>\n\nThe state persists between code executions: so variables that you define in one step are still available thereafter." -%}
+  {{- python_tool_string -}}
+{%- endif -%}
+{{- "\n\n" -}}
+{{- "<|im_end|>\n" -}}
+{%- endif -%}
+{%- endif -%}
+{# ───── main loop ───── #}
+{%- for message in messages -%}
+{%- set content = message.content if message.content is string else "" -%}
+{%- if message.role == "user" -%}
+    {{ "<|im_start|>" + message.role + "\n"  + content + "<|im_end|>\n" }}
+{%- elif message.role == "assistant" -%}
+    {% generation %}
+    {%- if reasoning_mode == "/think" -%}
+        {{ "<|im_start|>assistant\n" + content.lstrip("\n") + "<|im_end|>\n" }}
+    {%- else -%}
+        {{ "<|im_start|>assistant\n" + "<think>\n\n</think>\n" + content.lstrip("\n") + "<|im_end|>\n" }}
+    {%- endif -%}
+    {% endgeneration %}
+{%- elif message.role == "tool" -%}
+{{ "<|im_start|>" + "user\n"  + content + "<|im_end|>\n" }}
+{%- endif -%}
+{%- endfor -%}
+{# ───── generation prompt ───── #}
+{%- if add_generation_prompt -%}
+{%- if reasoning_mode == "/think" -%}
+    {{ "<|im_start|>assistant\n" }}
+{%- else -%}
+    {{ "<|im_start|>assistant\n" + "<think>\n\n</think>\n"  }}
+{%- endif -%}
+{%- endif -%})jinja";
+
 // `text` inside a single-quoted Jinja literal: the backslash and the quote escaped, and \r (Jinja's
 // template loader would turn a raw \r\n into \n).
 std::string jinja_literal_text(const std::string& text) {
@@ -422,21 +517,50 @@ std::string chatml_default_system(const std::string& jinja) {
 // A template as Jinja reads it, in the ways copies of one tokenizer_config.json template differ:
 // inside the string literals of its {{ }} and {% %} tags a "\n" escape is a newline, and between
 // them runs of spaces are one; line ends are \n; a newline after the last block tag goes (trim_blocks
-// drops it anyway).
+// drops it anyway); whitespace next to a tag's "-" goes (Jinja strips it: {%- and {{- the text's
+// before the tag, -%} and -}} the text's after it), and so do comments, which render nothing.
 std::string folded(const std::string& jinja) {
+    const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
+    const size_t n = jinja.size();
     std::string out;
-    bool in_tag = false;
+    bool in_tag = false, skip_space = false;  // skip_space: after a tag that ends with '-'
     char quote = 0;
-    for (size_t i = 0; i < jinja.size(); i++) {
+    size_t text_start = 0;  // where the text after the last tag starts in out
+    const auto strip_text = [&] {
+        while (out.size() > text_start && space(out.back())) out.pop_back();
+    };
+    for (size_t i = 0; i < n; i++) {
         char c = jinja[i];
-        if (c == '\r' && i + 1 < jinja.size() && jinja[i + 1] == '\n') continue;
-        if (!in_tag && c == '{' && i + 1 < jinja.size() && (jinja[i + 1] == '{' || jinja[i + 1] == '%')) in_tag = true;
-        else if (in_tag && !quote && (c == '}' || c == '%') && i + 1 < jinja.size() && jinja[i + 1] == '}') in_tag = false;
-        else if (in_tag && quote && c == '\\' && i + 1 < jinja.size()) {
+        if (c == '\r' && i + 1 < n && jinja[i + 1] == '\n') continue;
+        if (!in_tag && c == '{' && i + 1 < n && jinja[i + 1] == '#') {  // a comment
+            const size_t end = jinja.find("#}", i + 2);
+            if (end == std::string::npos) break;  // Jinja refuses it; nothing after it renders
+            if (i + 2 < n && jinja[i + 2] == '-') strip_text();
+            skip_space = jinja[end - 1] == '-';
+            i = end + 1;
+            continue;
+        }
+        if (!in_tag && c == '{' && i + 1 < n && (jinja[i + 1] == '{' || jinja[i + 1] == '%')) {
+            in_tag = true;
+            if (i + 2 < n && jinja[i + 2] == '-') strip_text();
+        } else if (in_tag && !quote && (c == '}' || c == '%') && i + 1 < n && jinja[i + 1] == '}') {
+            in_tag = false;
+            skip_space = jinja[i - 1] == '-';
+            out += c;
+            out += jinja[++i];
+            text_start = out.size();
+            continue;
+        } else if (in_tag && quote && c == '\\' && i + 1 < n) {
             out += jinja[i + 1] == 'n' ? std::string("\n") : jinja.substr(i, 2);
             i++;
             continue;
-        } else if (in_tag && (c == '\'' || c == '"') && (!quote || quote == c)) quote = quote ? 0 : c;
+        } else if (in_tag && (c == '\'' || c == '"') && (!quote || quote == c)) {
+            quote = quote ? 0 : c;
+        }
+        if (!in_tag && skip_space) {
+            if (space(c)) continue;
+            skip_space = false;
+        }
         if (c == ' ' && in_tag && !quote && !out.empty() && out.back() == ' ') continue;
         out += c;
     }
@@ -484,9 +608,15 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
             return t;
         }
         if (is_qwen3_jinja(jinja)) return ChatTemplate{ChatTemplateKind::Qwen3, ""};
-        fail("a ChatML chat template with <think> blocks that is not Qwen3's (Qwen3-0.6B ... Qwen3-32B, as released or "
-             "as updated), starting '%s...': pass --template qwen3 if it renders its turns as Qwen3's does, or "
-             "--template chatml to render them without think blocks", quoted_start(jinja).c_str());
+        if (folded(jinja) == folded(kSmolLM3Jinja)) return ChatTemplate{ChatTemplateKind::SmolLM3, ""};
+        // Edits of SmolLM3's (Unsloth's GGUF one drops the date and always closes the system turn)
+        if (jinja.find("Reasoning Mode") != std::string::npos)
+            fail("a SmolLM3-style chat template that is not SmolLM3-3B's own, starting '%s...': pass --template smollm3 "
+                 "to render as SmolLM3-3B's template does (a dated system block, closed only when it lists tools), or "
+                 "another with --template", quoted_start(jinja).c_str());
+        fail("a ChatML chat template with <think> blocks that is neither Qwen3's (Qwen3-0.6B ... Qwen3-32B, as released "
+             "or as updated) nor SmolLM3's, starting '%s...': pass --template qwen3 if it renders its turns as Qwen3's "
+             "does, or --template chatml to render them without think blocks", quoted_start(jinja).c_str());
     }
     if (jinja.find("<|start_header_id|>") != std::string::npos) {
         // Llama 3.1 and later put a system block with the knowledge cutoff and a date before the turns
@@ -525,7 +655,7 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              quoted_start(jinja).c_str());
     }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|plain",
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|plain",
          quoted_start(jinja).c_str());
 }
 
@@ -552,6 +682,7 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         case ChatTemplateKind::Mistral: return kMistralJinja;
         case ChatTemplateKind::Zephyr: return kZephyrJinja;
         case ChatTemplateKind::Qwen3: return kQwen3Jinja;
+        case ChatTemplateKind::SmolLM3: return kSmolLM3Jinja;
         case ChatTemplateKind::Plain: return kPlainJinja;
     }
     fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);

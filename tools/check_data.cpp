@@ -17,7 +17,7 @@ static const char* kUsage =
     "  --model PATH              the model whose tokenizer (the .tok beside it) encodes the data, as ./train\n"
     "                            finds it (default models/smollm2-135m-instruct.bin)\n"
     "  --tokenizer PATH          .tok, tokenizer.json or tokenizer.model instead, or bytes (./train's raw bytes)\n"
-    "  --template NAME           chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, zephyr, qwen3, qwen2.5, plain\n"
+    "  --template NAME           " CHAT_TEMPLATE_NAMES "\n"
     "                            (default: the tokenizer's)\n"
     "  --max-seq-len N           512\n"
     "  --prompt-loss-weight W    0 (in [0, 1])\n"

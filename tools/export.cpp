@@ -54,7 +54,7 @@ static int run(int argc, char** argv) {
                    "  --nf4        merge into the base as NF4 holds it (each projection quantized and dequantized): the\n"
                    "               model a --method qlora run trained and evaluated; without it the adapter goes into the\n"
                    "               full-precision weights, which answer slightly differently (--merge, --hf, --gguf)\n"
-                   "  --template   chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, zephyr, qwen3, qwen2.5 or plain: the chat\n"
+                   "  --template   " CHAT_TEMPLATE_NAMES ": the chat\n"
                    "               template to write (default: the tokenizer's; pass the one the model was trained with, if\n"
                    "               ./train had --template)\n");
             return 0;

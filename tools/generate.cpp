@@ -213,7 +213,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--limit")) data_run.limit = args.integer(), data_run.file_flag = "--limit";
         else if (args.is("--help") || args.is("-h")) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
-                   "       [--raw] [--template chatml|llama3|llama3.1|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|plain] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
+                   "       [--raw] [--template NAME] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N (0: the same draws each run)] [--device auto|cpu|cuda] [--nf4]\n"
                    "       ./generate [...] --data FILE.jsonl [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
                    "       ./generate [...] --chat [--system TEXT] [--tools TOOLS.json]\n"
@@ -222,6 +222,7 @@ static int run(int argc, char** argv) {
                    "--raw continues the prompt as it is, without the chat template; special-token text in it\n"
                    "(<|im_start|>) is read as those tokens, as transformers' tokenizer reads it. --system \"\"\n"
                    "is an empty system turn, which replaces the template's default system prompt.\n"
+                   "--template NAME: " CHAT_TEMPLATE_NAMES " (default: the tokenizer's).\n"
                    "--nf4 holds the base projections in NF4, as ./train --method qlora does: the model a QLoRA\n"
                    "adapter was trained and evaluated on (and a quarter of the weights' memory).\n"
                    "--data answers every line of a jsonl file in the training formats (instruction/input,\n"
@@ -234,7 +235,7 @@ static int run(int argc, char** argv) {
                    "kept; the oldest exchanges are dropped when it outgrows the model's context. /reset starts\n"
                    "over, /exit or end of input ends.\n"
                    "--tools TOOLS.json gives --prompt and --chat tool definitions (a JSON list, as a training\n"
-                   "line's \"tools\"), which the qwen2.5 and qwen3 templates put in the system turn; in --chat,\n"
+                   "line's \"tools\"), which the qwen2.5, qwen3 and smollm3 templates put in the system turn; in --chat,\n"
                    "/tool TEXT sends TEXT as the result of the model's call. --data lines carry their own.\n");
             return 0;
         } else args.unknown();
@@ -303,9 +304,9 @@ static int run(int argc, char** argv) {
             fail("--tools %s: %s", tools_path.c_str(), e.what());
         }
         if (!parse_tools(list, tools, why)) fail("--tools %s: %s", tools_path.c_str(), why.c_str());
-        if (ct.kind != ChatTemplateKind::Qwen25 && ct.kind != ChatTemplateKind::Qwen3)
-            fail("--tools: the %s chat template does not render tool definitions (qwen2.5's and qwen3's do): pass "
-                 "--template qwen2.5|qwen3 if the model was trained on theirs", chat_template_name(ct.kind));
+        if (!chat_template_renders_tools(ct.kind))
+            fail("--tools: the %s chat template does not render tool definitions (qwen2.5's, qwen3's and smollm3's do): "
+                 "pass --template qwen2.5|qwen3|smollm3 if the model was trained on theirs", chat_template_name(ct.kind));
     }
     if (const std::string w = template_marker_warning(data_tokenizer(tok, ct)); !w.empty()) fprintf(stderr, "warning: %s\n", w.c_str());
     const Ops& ops = select_ops(device.c_str());
