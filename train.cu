@@ -363,7 +363,7 @@ void sample_and_score(Trainer& t, const SampleEval& se, const char* when) {
     size_t longest_prompt = 0;
     for (size_t i = 0; i < prompts.size(); i++) {
         longest_prompt = std::max(longest_prompt, prompts[i].size());
-        if (const std::optional<std::string> ref = record_reference(se.held_out[i], se.chat.kind == ChatTemplateKind::Qwen3))
+        if (const std::optional<std::string> ref = record_reference(se.held_out[i], se.chat.kind))
             so.max_new_tokens = std::max(so.max_new_tokens, (int)encode(*se.tok, *ref).size() + 16);
     }
     if (const int ctx = t.model.cfg.max_seq_len; ctx > 0)

@@ -117,7 +117,9 @@ std::string answer_part(const std::string& turn) {
     return trim(end == std::string::npos ? turn : turn.substr(end + 8));
 }
 
-// The JSON objects of the <tool_call> blocks in a text, in order (null for a block that is not one).
+// The calls in a text as {"name", "arguments"} objects, in order (null for a block that is not one):
+// the JSON objects of its <tool_call> blocks, or, without any, the text as Llama 3.1's one call
+// {"name": ..., "parameters": ...}.
 std::vector<JsonValue> tool_call_objects(const std::string& text) {
     std::vector<JsonValue> calls;
     const std::string open = "<tool_call>", close = "</tool_call>";
@@ -125,6 +127,12 @@ std::vector<JsonValue> tool_call_objects(const std::string& text) {
         const size_t end = text.find(close, at);
         calls.push_back(parse_object_or_null(text.substr(at + open.size(), end == std::string::npos ? end : end - at - open.size())));
     }
+    if (calls.empty())
+        if (JsonValue call = parse_object_or_null(text); call.get("name") && call.get("parameters")) {
+            for (auto& [key, value] : call.object)
+                if (key == "parameters") key = "arguments";
+            calls.push_back(call);
+        }
     return calls;
 }
 
@@ -136,7 +144,7 @@ TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<s
         fail("score_answers: %zu answers for %zu held-out records", answers.size(), held_out.size());
     TaskScore score;
     for (size_t i = 0; i < held_out.size(); i++) {
-        const std::optional<std::string> ref_turn = record_reference(held_out[i], chat.kind == ChatTemplateKind::Qwen3);
+        const std::optional<std::string> ref_turn = record_reference(held_out[i], chat.kind);
         if (!ref_turn) continue;
         std::string reference = answer_part(*ref_turn), answer = answer_part(answers[i]);
         score.n++;

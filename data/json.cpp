@@ -379,8 +379,9 @@ std::string python_str_repr(std::string_view s) {
 }
 
 // json.dumps (python_literal false) and repr (true) of what json.loads read: they differ only in
-// how null, booleans and strings are spelled.
-std::string python_dump(const JsonValue& v, bool python_literal) {
+// how null, booleans and strings are spelled. indent > 0: json.dumps(indent=N), each item on a line
+// of its own, indented N spaces a level, "," after it (an empty list or object stays [] or {}).
+std::string python_dump(const JsonValue& v, bool python_literal, int indent = 0, int level = 0) {
     const auto str = [&](std::string_view s) { return python_literal ? python_str_repr(s) : json_quote(s); };
     switch (v.type) {
     case JsonValue::Null: return python_literal ? "None" : "null";
@@ -391,20 +392,26 @@ std::string python_dump(const JsonValue& v, bool python_literal) {
         if (!v.string.empty()) return v.string;  // the digits of an int literal past 64 bits
         throw std::runtime_error("an integer past 64 bits, which is not kept exactly");
     case JsonValue::String: return str(v.string);
-    case JsonValue::Array: {
-        std::string out = "[";
-        for (size_t i = 0; i < v.array.size(); i++) out += (i ? ", " : "") + python_dump(v.array[i], python_literal);
-        return out + "]";
-    }
+    case JsonValue::Array:
     case JsonValue::Object: {
-        std::string out = "{";
-        std::vector<std::string> seen;
-        for (const auto& [key, value] : v.object) {
-            if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
-            seen.push_back(key);
-            out += (seen.size() > 1 ? ", " : "") + str(key) + ": " + python_dump(*v.get(key), python_literal);
+        const bool array = v.type == JsonValue::Array;
+        // before an item: ", " on one line, or a newline and the indentation of the level inside
+        const std::string open = indent ? "\n" + std::string((level + 1) * indent, ' ') : "";
+        const std::string sep = indent ? "," + open : ", ";
+        std::string out;
+        size_t n = 0;
+        if (array) {
+            for (const JsonValue& item : v.array) out += (n++ ? sep : open) + python_dump(item, python_literal, indent, level + 1);
+        } else {
+            std::vector<std::string> seen;
+            for (const auto& [key, value] : v.object) {
+                if (std::find(seen.begin(), seen.end(), key) != seen.end()) continue;
+                seen.push_back(key);
+                out += (n++ ? sep : open) + str(key) + ": " + python_dump(*v.get(key), python_literal, indent, level + 1);
+            }
         }
-        return out + "}";
+        if (n && indent) out += "\n" + std::string(level * indent, ' ');
+        return (array ? "[" : "{") + out + (array ? "]" : "}");
     }
     }
     return "null";
@@ -412,6 +419,6 @@ std::string python_dump(const JsonValue& v, bool python_literal) {
 
 }  // namespace
 
-std::string json_dumps_python(const JsonValue& v) { return python_dump(v, false); }
+std::string json_dumps_python(const JsonValue& v, int indent) { return python_dump(v, false, indent); }
 
 std::string python_repr(const JsonValue& v) { return python_dump(v, true); }

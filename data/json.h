@@ -54,7 +54,9 @@ std::string json_quote(std::string_view s);
 // "1e+16"; an int literal past 64 bits as its digits, as Python's int keeps them). Chat templates
 // write tool definitions and call arguments so (transformers' |tojson).
 // Throws std::runtime_error on an integer Number whose digits are not kept (one not read by json_parse).
-std::string json_dumps_python(const JsonValue& v);
+// indent > 0: as json.dumps(v, indent=indent) writes it (|tojson(indent=4), Llama 3.1's tools), each
+// item on its own line.
+std::string json_dumps_python(const JsonValue& v, int indent = 0);
 // `v` as Python's str() (repr) writes what json.loads read from it: as json_dumps_python but None,
 // True and False, and strings as repr quotes and escapes them ('it\'s', "it's", '\xa0', '\u200b';
 // printable non-ASCII as it is). SmolLM3's template writes its tool definitions so (|string).

@@ -519,11 +519,12 @@ std::string record_question(const Record& r) {
     return prompt.empty() ? "" : prompt.back().content;
 }
 
-std::optional<std::string> record_reference(const Record& r, bool raw_string_arguments) {
+std::optional<std::string> record_reference(const Record& r, ChatTemplateKind kind) {
     if (r.messages.empty() || r.messages.back().role != "assistant") return std::nullopt;
     const ChatMessage& m = r.messages.back();
     if (m.tool_calls.empty()) return m.content;
-    return (m.content.empty() ? "" : m.content + "\n") + tool_calls_text(m, raw_string_arguments);
+    if (kind == ChatTemplateKind::Llama31) return llama31_call_text(m, r.messages.size() - 1);
+    return (m.content.empty() ? "" : m.content + "\n") + tool_calls_text(m, kind == ChatTemplateKind::Qwen3);
 }
 
 ParsedFile parse_records(std::string_view bytes, const std::string& path, bool jsonl, Answers answers) {

@@ -2,7 +2,7 @@
 //   jsonl (one JSON object per line), each line one of
 //     {"messages": [{"role": "system"|"user"|"assistant", "content": "..."}, ...]}   chat, multi-turn
 //        (a message may have "reasoning_content": "..." or null; role "tool" and an assistant's
-//        "tool_calls", with the line's "tools", are tool calling, which qwen2.5, qwen3 and smollm3 render)
+//        "tool_calls", with the line's "tools", are tool calling, which qwen2.5, qwen3, smollm3 and llama3.1 render)
 //     {"conversations": [{"from": "system"|"human"|"gpt", "value": "..."}, ...]}  the same, as ShareGPT
 //        stores it ("user", "assistant", "model" and "chatgpt" are read too; LLaMA-Factory's
 //        "function_call" and "observation" turns are tool calls and results)
@@ -79,8 +79,8 @@ std::vector<ChatMessage> record_prompt(const Record& r);
 // The prompt's last user turn: what a listing of prompts shows (when the prompt ends with a tool's
 // result, that result is not the question).
 std::string record_question(const Record& r);
-// That final assistant turn's content, the reference answer, followed by its tool calls (after a
-// newline when it has content: tool_calls_text, as the templates write them; raw_string_arguments
-// as Qwen3's does, a string of arguments as given); none when the
+// That final assistant turn's content, the reference answer, followed by its tool calls as the
+// template `kind` writes them (after a newline when it has content: tool_calls_text, Qwen3's with a
+// string of arguments as given; llama3.1's call alone: llama31_call_text); none when the
 // conversation has no final assistant turn.
-std::optional<std::string> record_reference(const Record& r, bool raw_string_arguments = false);
+std::optional<std::string> record_reference(const Record& r, ChatTemplateKind kind = ChatTemplateKind::ChatML);

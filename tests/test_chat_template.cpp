@@ -214,13 +214,16 @@ TEST_CASE("chat: renders exactly what transformers' apply_chat_template gives") 
 // Tool calling as Qwen2.5's and Qwen3's templates render it (tests/fixtures/chat/gen_tool_fixtures.py):
 // each case a dataset line read by the data reader, rendered as transformers renders it, and every
 // assistant turn from its header to its <|im_end|> learned (its content, its calls, the marker).
-TEST_CASE("chat: tool definitions, calls and results render as transformers renders Qwen2.5's and Qwen3's") {
-    const JsonValue templates = *json_parse(read_file("tests/fixtures/chat/render.json")).get("templates");
+TEST_CASE("chat: tool definitions, calls and results render as transformers renders Qwen2.5's, Qwen3's and Llama 3.2's") {
+    JsonValue templates = *json_parse(read_file("tests/fixtures/chat/render.json")).get("templates");
+    templates.object.push_back({"llama3.1", *json_parse(read_file("tests/fixtures/chat/llama31.json")).get("template")});
     const JsonValue fx = json_parse(read_file("tests/fixtures/chat/tools.json"));
-    int n = 0;
+    int n = 0, llama = 0;
     for (const JsonValue& c : fx.get("cases")->array) {
-        const ChatTemplate t = chat_template_from_jinja(templates.get(c.get("template")->string)->string);
-        CHECK(t.kind == (c.get("template")->string == "qwen3" ? ChatTemplateKind::Qwen3 : ChatTemplateKind::Qwen25));
+        const std::string& name = c.get("template")->string;
+        const ChatTemplate t = chat_template_from_jinja(templates.get(name)->string);
+        CHECK(t.kind == chat_template_from_name(name).kind);
+        llama += t.kind == ChatTemplateKind::Llama31;
         const bool gen = c.get("add_generation_prompt")->boolean;
         // a prompt to answer may end with a tool's result; training data ends with the answer
         const ParsedFile pf = parse_records(json_quote_line(*c.get("line")), "tools.jsonl", true,
@@ -231,14 +234,26 @@ TEST_CASE("chat: tool definitions, calls and results render as transformers rend
         const auto [all, learned] = render_marked(t, r.messages, gen, r.tools);
         std::string want;
         CHECK_MESSAGE(all == expected, c.get("template")->string << ": " << json_quote(all) << " != " << json_quote(expected));
-        const std::string head = "<|im_start|>assistant\n", end = "<|im_end|>";
+        const bool l31 = t.kind == ChatTemplateKind::Llama31;
+        const std::string head = l31 ? "<|start_header_id|>assistant<|end_header_id|>\n\n" : "<|im_start|>assistant\n",
+                          end = l31 ? "<|eot_id|>" : "<|im_end|>";
         for (size_t at = expected.find(head); at != std::string::npos; at = expected.find(head, at + 1))
             if (const size_t close = expected.find(end, at); close != std::string::npos)
                 want += expected.substr(at + head.size(), close + end.size() - at - head.size());
         CHECK(learned == want);
         n++;
     }
-    CHECK(n == 20);
+    CHECK(n == 28);
+    CHECK(llama == 8);
+    // Llama 3.1's writes one call a turn, alone: more, or text beside it, are refused
+    const ChatTemplate l31 = chat_template_from_name("llama3.1");
+    ChatMessage two{"assistant", ""}, with_text{"assistant", "Checking."};
+    two.tool_calls = {{"f", "{}"}, {"g", "{}"}};
+    with_text.tool_calls = {{"f", "{}"}};
+    CHECK(render_error(l31, {{"user", "a"}, two}).find("message 1 has 2 tool calls but Llama 3.1's chat template writes one") == 0);
+    CHECK(render_error(l31, {{"user", "a"}, with_text}).find("message 1 has content beside its tool call") == 0);
+    CHECK(render_error_tools(l31, {{"system", "s"}}, {"{}"}).find("the conversation has tool definitions but no user message") == 0);
+    CHECK(render_error_tools(l31, {{"assistant", "a"}}, {"{}"}).find("message 0 has role 'assistant' but Llama 3.1's") == 0);
     // Qwen2.5's template writes a string of arguments as a quoted string; we write the object it holds
     const ChatTemplate q25 = chat_template_from_name("qwen2.5");
     const std::string as_object = R"({"messages": [{"role": "user", "content": "a"}, {"role": "assistant", "content": "", "tool_calls": [{"function": {"name": "f", "arguments": {"x": 1.0}}}]}]})";
@@ -593,8 +608,9 @@ TEST_CASE("chat: names, detection and refusals") {
     ChatTemplate qwen3 = chat_template_from_name("qwen3"), chatml = chat_template_from_name("chatml");
     CHECK(render_error(qwen3, {{"user", "a"}, {"tool", "42"}, {"assistant", "b"}}) == "");
     CHECK(render_error(chatml, {{"user", "a"}, {"tool", "42"}}) ==
-          "message 1 has role 'tool' but the chatml chat template does not render tool calling (qwen2.5's, qwen3's and "
-          "smollm3's do): pass --template qwen2.5|qwen3|smollm3 if the model was trained on theirs, or drop the line");
+          "message 1 has role 'tool' but the chatml chat template does not render tool calling (qwen2.5's, qwen3's, "
+          "smollm3's and llama3.1's do): pass --template qwen2.5|qwen3|smollm3|llama3.1 if the model was trained on "
+          "theirs, or drop the line");
     ChatMessage calls{"assistant", ""};
     calls.tool_calls = {{"f", "{}"}};
     CHECK(render_error(chatml, {{"user", "a"}, calls}).find("message 1 has tool_calls but the chatml chat template") == 0);

@@ -636,9 +636,20 @@ TEST_CASE("score_answers: a turn of tool calls is scored call by call, name and 
     // prompted with Qwen3's template, which writes a string of arguments as given, the reference does too
     const std::string raw = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\":\"Seoul\",\"days\":2}}\n</tool_call>\n" +
                             ref.substr(ref.find("</tool_call>\n") + 13);
-    CHECK(record_reference(pf.records[0], true) == raw);
+    CHECK(record_reference(pf.records[0], ChatTemplateKind::Qwen3) == raw);
     CHECK(score_answers(pf.records, {raw}, chat_template_from_name("qwen3")).exact == 1);
     CHECK(score_answers(pf.records, {raw}).exact == 0);
+    // Llama 3.1's template writes one call alone, {"name", "parameters"}: the reference and the answer so
+    const ParsedFile one = parse_records(R"({"messages": [{"role": "user", "content": "Seoul?"}, {"role": "assistant", )"
+                                         R"("tool_calls": [{"name": "get_weather", "arguments": {"city": "Seoul"}}]}]})" "\n",
+                                         "l.jsonl", true);
+    const ChatTemplate l31 = chat_template_from_name("llama3.1");
+    CHECK(record_reference(one.records[0], ChatTemplateKind::Llama31) == R"({"name": "get_weather", "parameters": {"city": "Seoul"}})");
+    TaskScore llama = score_answers(one.records, {R"({"parameters": {"city": "Seoul"}, "name": "get_weather"})"}, l31);
+    CHECK(llama.fields == 2);
+    CHECK(llama.fields_total == 2);
+    CHECK(score_answers(one.records, {R"({"name": "get_weather", "parameters": {"city": "Tokyo"}})"}, l31).fields == 1);
+    CHECK_THROWS_WITH(record_reference(pf.records[0], ChatTemplateKind::Llama31), doctest::Contains("has 2 tool calls"));
 }
 
 TEST_CASE("Qwen3 chat: the think block is learned with the answer; the ids are the whole conversation's") {

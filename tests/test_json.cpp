@@ -117,6 +117,13 @@ TEST_CASE("json: json_dumps_python writes what Python's json.dumps writes") {
     JsonValue big;  // a number built without its digits
     big.type = JsonValue::Number, big.number = 1e30, big.integer_literal = true;
     CHECK_THROWS_WITH(json_dumps_python(big), doctest::Contains("past 64 bits"));
+    // json.dumps(indent=4) (Llama 3.1's tools): an item a line, "," after it, empty ones kept as [] and {}
+    CHECK(json_dumps_python(json_parse(R"({"a": [], "b": {}, "c": [1, {"d": null, "e": "é"}]})"), 4) ==
+          "{\n    \"a\": [],\n    \"b\": {},\n    \"c\": [\n        1,\n        {\n            \"d\": null,\n"
+          "            \"e\": \"é\"\n        }\n    ]\n}");
+    // Python's repr of the same values (SmolLM3's tools): None/True/False, repr's quotes and escapes
+    CHECK(python_repr(json_parse(R"({"it's": [true, false, null, 1.0, "a\"b", "x\u00a0\u200b\n\\"], "q": "it's \"q\""})")) ==
+          R"({"it's": [True, False, None, 1.0, 'a"b', 'x\xa0\u200b\n\\'], 'q': 'it\'s "q"'})");
 }
 
 TEST_CASE("json: errors give line, column and what was expected") {

@@ -247,13 +247,26 @@ void render_smollm3(const std::vector<ChatMessage>& messages, bool add_generatio
 
 }  // namespace
 
+// Llama 3.1's call: one per message, written alone (its template drops the content beside it and
+// raises on more than one call); arguments as the object, as for Qwen2.5 (see chat_template.h).
+std::string llama31_call_text(const ChatMessage& m, size_t index) {
+    if (m.tool_calls.size() != 1)
+        fail("message %zu has %zu tool calls but Llama 3.1's chat template writes one call a message: split them into "
+             "turns of one call and its result each", index, m.tool_calls.size());
+    if (!trim(m.content).empty())
+        fail("message %zu has content beside its tool call but Llama 3.1's chat template writes the call alone (it "
+             "would drop the text): put the text in a turn of its own, or drop it", index);
+    return "{\"name\": \"" + m.tool_calls[0].name + "\", \"parameters\": " + m.tool_calls[0].arguments + "}";
+}
+
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt, const std::vector<std::string>& tools) {
     std::vector<ChatPiece> out;
     const bool qwen3 = t.kind == ChatTemplateKind::Qwen3, qwen25 = t.kind == ChatTemplateKind::Qwen25;
     if (!chat_template_renders_tools(t.kind)) {  // a conversation with tool calling cannot be rendered
-        const char* why = "the %s chat template does not render tool calling (qwen2.5's, qwen3's and smollm3's do): "
-                          "pass --template qwen2.5|qwen3|smollm3 if the model was trained on theirs, or drop the line";
+        const char* why = "the %s chat template does not render tool calling (qwen2.5's, qwen3's, smollm3's and "
+                          "llama3.1's do): pass --template qwen2.5|qwen3|smollm3|llama3.1 if the model was trained on "
+                          "theirs, or drop the line";
         if (!tools.empty()) fail(("the conversation has tool definitions but " + std::string(why)).c_str(), chat_template_name(t.kind));
         for (size_t i = 0; i < messages.size(); i++)
             if (!messages[i].tool_calls.empty() || messages[i].role == "tool")
@@ -288,7 +301,8 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
     }
     const size_t last_query = qwen3 ? qwen3_last_query(messages) : 0;
     const bool system_first = !messages.empty() && messages[0].role == "system";
-    if (!tools.empty()) {  // the tools block is the system turn, the first system message's content in it
+    const bool llama31 = t.kind == ChatTemplateKind::Llama31;
+    if (!tools.empty() && !llama31) {  // the tools block is the system turn, the first system message's content in it
         const std::string& system = system_first ? messages[0].content : t.default_system;
         qwen_tools_turn(out, qwen3 ? (system_first ? system + "\n\n" : "") : system + "\n\n", tools);
     } else if ((t.kind == ChatTemplateKind::ChatML || qwen25) && !system_first && !messages.empty() &&
@@ -298,17 +312,33 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         // first turn, which renders as the same text)
         turn(out, false, "<|im_start|>system\n", t.default_system, "<|im_end|>", "\n");
     }
-    const bool llama31 = t.kind == ChatTemplateKind::Llama31;
     if (llama31 && (!messages.empty() || add_generation_prompt))  // always there, the system message's text in it
-        emit(out, std::string("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: "
-                              "December 2023\nToday Date: ") + kLlama31Date + "\n\n" +
-                      (system_first ? trim(messages[0].content) : "") + "<|eot_id|>", false);
+        emit(out, std::string("<|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\n") +
+                      (tools.empty() ? "" : "Environment: ipython\n") + "Cutting Knowledge Date: December 2023\nToday Date: " +
+                      kLlama31Date + "\n\n" + (system_first ? trim(messages[0].content) : "") + "<|eot_id|>", false);
+    // Llama 3.1's tools go into the first message after the system one, which must be the user's
+    const size_t llama_tools_turn = llama31 && !tools.empty() ? (system_first ? 1 : 0) : messages.size();
+    if (llama31 && !tools.empty() && llama_tools_turn == messages.size())
+        fail("the conversation has tool definitions but no user message: Llama 3.1's chat template puts them into "
+             "the first user message");
     for (size_t i = 0; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
         const bool asst = m.role == "assistant", learned = asst && m.trained;
         if (i == 0 && system_first && (!tools.empty() || llama31)) continue;  // in the tools turn, Llama 3.1's block
         if ((qwen3 || qwen25) && m.role == "tool") {
             tool_response(out, messages, i);
+            continue;
+        }
+        if (i == llama_tools_turn) {
+            if (m.role != "user")
+                fail("message %zu has role '%s' but Llama 3.1's chat template puts the tool definitions into the first "
+                     "message after the system one, as a user turn: start the conversation with the user's", i, m.role.c_str());
+            std::string text = "Given the following functions, please respond with a JSON for a function call with its "
+                               "proper arguments that best answers the given prompt.\n\nRespond in the format {\"name\": "
+                               "function name, \"parameters\": dictionary of argument name and its value}.Do not use "
+                               "variables.\n\n";
+            for (const std::string& tool : tools) text += json_dumps_python(json_parse(tool), 4) + "\n\n";
+            turn(out, false, "<|start_header_id|>user<|end_header_id|>\n\n", text + trim(m.content), "<|eot_id|>", "");
             continue;
         }
         switch (t.kind) {
@@ -322,8 +352,17 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
             else
                 turn(out, learned, "<|im_start|>" + m.role + "\n", m.content, "<|im_end|>", "\n");
             break;
-        case ChatTemplateKind::Llama3:
         case ChatTemplateKind::Llama31:
+            if (m.role == "tool") {  // its template writes a result with |tojson: a string as a quoted one
+                turn(out, false, "<|start_header_id|>ipython<|end_header_id|>\n\n", json_quote(m.content), "<|eot_id|>", "");
+                break;
+            }
+            if (!m.tool_calls.empty()) {
+                turn(out, learned, "<|start_header_id|>assistant<|end_header_id|>\n\n", llama31_call_text(m, i), "<|eot_id|>", "");
+                break;
+            }
+            [[fallthrough]];
+        case ChatTemplateKind::Llama3:
             turn(out, learned, std::string(i == 0 && !llama31 ? "<|begin_of_text|>" : "") +
                  "<|start_header_id|>" + m.role + "<|end_header_id|>\n\n", trim(m.content), "<|eot_id|>", "");
             break;
@@ -405,7 +444,8 @@ const char* chat_template_name(ChatTemplateKind kind) {
 }
 
 bool chat_template_renders_tools(ChatTemplateKind kind) {
-    return kind == ChatTemplateKind::Qwen25 || kind == ChatTemplateKind::Qwen3 || kind == ChatTemplateKind::SmolLM3;
+    return kind == ChatTemplateKind::Qwen25 || kind == ChatTemplateKind::Qwen3 || kind == ChatTemplateKind::SmolLM3 ||
+           kind == ChatTemplateKind::Llama31;
 }
 
 ChatTemplate chat_template_from_name(const std::string& name) {

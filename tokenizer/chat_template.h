@@ -14,7 +14,11 @@
 //   Llama31 Llama 3's turns after a system block that is always there (Llama 3.1, 3.2, 3.3):
 //           <|begin_of_text|><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date:
 //           December 2023\nToday Date: 26 Jul 2024\n\n<system message, trimmed><|eot_id|>, then the
-//           other messages' turns (no tools: its tool format is not rendered)
+//           other messages' turns. With tools: "Environment: ipython\n" opens the block, and the tool
+//           definitions (json.dumps(indent=4) each) go with instructions into the first user turn;
+//           an assistant's call is the turn alone, {"name": "NAME", "parameters": ARGUMENTS} (one a
+//           message, no text beside it: the template would raise or drop it, we refuse), a tool's
+//           result an ipython turn holding its text as a JSON string (the template's |tojson).
 //   Gemma   <bos><start_of_turn>user\ncontent<end_of_turn>\n, assistant renamed "model", content
 //           trimmed, no system role, roles must alternate user/assistant
 //   Gemma3  Gemma's turns with Gemma 3's system message: <bos> first, a first system message's content
@@ -97,7 +101,7 @@ struct ToolCall {
 };
 
 struct ChatMessage {
-    std::string role;  // "system", "user", "assistant" or "tool" (a tool's result: qwen2.5, qwen3 and smollm3 only)
+    std::string role;  // "system", "user", "assistant" or "tool" (a tool's result: the templates that render tools)
     std::string content;
     // An assistant message's chain of thought kept apart from its answer (the "reasoning_content"
     // of a dataset line, as OpenAI-style APIs return it). Only Qwen3's template renders it; the
@@ -113,7 +117,8 @@ struct ChatMessage {
     // Whether an assistant message is learned: false for a dataset message with "weight": 0 (OpenAI's
     // fine-tuning format), whose turn is then rendered as context, weighed as the prompt is.
     bool trained = true;
-    // An assistant message's function calls (qwen2.5, qwen3 and smollm3 render them after its content).
+    // An assistant message's function calls (qwen2.5, qwen3 and smollm3 render them after its content,
+    // llama3.1 one alone).
     std::vector<ToolCall> tool_calls = {};
 };
 
@@ -129,7 +134,8 @@ struct ChatPiece {
 
 // Fails (naming the message index) on a role, reasoning_content, content parts or tool calls the
 // template cannot express. `tools`: the conversation's tool definitions, each's JSON as |tojson
-// writes it (json_dumps_python), which qwen2.5, qwen3 and smollm3 put into the system turn.
+// writes it (json_dumps_python), which qwen2.5, qwen3 and smollm3 put into the system turn, llama3.1
+// into the first user turn.
 std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vector<ChatMessage>& messages,
                                           bool add_generation_prompt, const std::vector<std::string>& tools = {});
 std::string chat_render(const ChatTemplate& t, const std::vector<ChatMessage>& messages, bool add_generation_prompt,
@@ -142,8 +148,11 @@ std::string tool_calls_text(const ChatMessage& m, bool raw_string_arguments);
 // For a --template flag: one of CHAT_TEMPLATE_NAMES; fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);
-// Whether a template renders tool definitions, calls and results (qwen2.5, qwen3, smollm3).
+// Whether a template renders tool definitions, calls and results (qwen2.5, qwen3, smollm3, llama3.1).
 bool chat_template_renders_tools(ChatTemplateKind kind);
+// An assistant message's one call as Llama 3.1's template writes it: {"name": ..., "parameters": ...};
+// fails, naming message `index`, on more than one call or on text beside it.
+std::string llama31_call_text(const ChatMessage& m, size_t index);
 
 // Recognises a Jinja chat template (from tokenizer_config.json or GGUF tokenizer.chat_template) by
 // its markers, taking a ChatML default system prompt from it. Fails, quoting the template's start,

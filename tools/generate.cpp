@@ -83,7 +83,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
                                                       [&](size_t first, const std::vector<std::string>& done) {
         for (size_t i = 0; i < done.size(); i++) {
             const Record& r = records[first + i];
-            const std::optional<std::string> ref = record_reference(r, chat.kind == ChatTemplateKind::Qwen3);
+            const std::optional<std::string> ref = record_reference(r, chat.kind);
             fprintf(out, "{\"line\": %d, \"prompt\": %s, \"answer\": %s%s%s}\n", r.line,
                     json_quote(record_question(r)).c_str(), json_quote(whole_utf8(done[i])).c_str(),
                     ref ? ", \"reference\": " : "", ref ? json_quote(*ref).c_str() : "");
@@ -235,7 +235,7 @@ static int run(int argc, char** argv) {
                    "kept; the oldest exchanges are dropped when it outgrows the model's context. /reset starts\n"
                    "over, /exit or end of input ends.\n"
                    "--tools TOOLS.json gives --prompt and --chat tool definitions (a JSON list, as a training\n"
-                   "line's \"tools\"), which the qwen2.5, qwen3 and smollm3 templates put in the system turn; in --chat,\n"
+                   "line's \"tools\"), which the qwen2.5, qwen3, smollm3 and llama3.1 templates render; in --chat,\n"
                    "/tool TEXT sends TEXT as the result of the model's call. --data lines carry their own.\n");
             return 0;
         } else args.unknown();
@@ -305,8 +305,9 @@ static int run(int argc, char** argv) {
         }
         if (!parse_tools(list, tools, why)) fail("--tools %s: %s", tools_path.c_str(), why.c_str());
         if (!chat_template_renders_tools(ct.kind))
-            fail("--tools: the %s chat template does not render tool definitions (qwen2.5's, qwen3's and smollm3's do): "
-                 "pass --template qwen2.5|qwen3|smollm3 if the model was trained on theirs", chat_template_name(ct.kind));
+            fail("--tools: the %s chat template does not render tool definitions (qwen2.5's, qwen3's, smollm3's and "
+                 "llama3.1's do): pass --template qwen2.5|qwen3|smollm3|llama3.1 if the model was trained on theirs",
+                 chat_template_name(ct.kind));
     }
     if (const std::string w = template_marker_warning(data_tokenizer(tok, ct)); !w.empty()) fprintf(stderr, "warning: %s\n", w.c_str());
     const Ops& ops = select_ops(device.c_str());
