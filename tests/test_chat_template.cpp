@@ -416,6 +416,21 @@ TEST_CASE("chat: SmolLM3 renders as transformers renders its template") {
     std::string reindented;
     for (char ch : jinja) reindented += ch == '\n' ? std::string("\n    ") : std::string(1, ch);
     CHECK(chat_template_from_jinja("{#- a comment #}\n" + reindented).kind == ChatTemplateKind::SmolLM3);
+    // but a comment is not nothing to Jinja: the "{%-" after it strips the text between them only, and
+    // the newline right after it goes (transformers' trim_blocks). transformers renders this copy's
+    // system block followed by "  " (the spaces between the comments), and this Zephyr copy without
+    // the newline after each turn ("<|user|>\nHi</s><|assistant|>\nYo</s>"): neither is recognised.
+    std::string spaced = jinja;
+    spaced.insert(spaced.find("{# ───── main loop"), "{# a comment #}  ");
+    CHECK_THROWS_WITH(chat_template_from_jinja(spaced), doctest::Contains("a SmolLM3-style chat template that is not"));
+    std::string zephyr = chat_template_to_jinja(chat_template_from_name("zephyr"));
+    for (size_t at = 0; (at = zephyr.find("eos_token }}\n", at)) != std::string::npos; at += 20) zephyr.insert(at + 12, "{# c #}");
+    CHECK(zephyr.find("eos_token }}{# c #}\n{% elif") != std::string::npos);
+    CHECK_THROWS_WITH(chat_template_from_jinja(zephyr), doctest::Contains("chat template that is not Zephyr's"));
+    // where the text on both sides of it is stripped anyway it changes nothing
+    std::string between = jinja;
+    between.insert(between.find("{%- if add_generation_prompt"), "{#- a -#}  \n  {# b #}\n");
+    CHECK(chat_template_from_jinja(between).kind == ChatTemplateKind::SmolLM3);
     std::string unsloth = jinja;
     unsloth.erase(unsloth.find("{%- set today"), unsloth.find("{{- \"Reasoning Mode") - unsloth.find("{%- set today"));
     std::string err;

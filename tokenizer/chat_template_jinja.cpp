@@ -518,16 +518,27 @@ std::string chatml_default_system(const std::string& jinja) {
 // inside the string literals of its {{ }} and {% %} tags a "\n" escape is a newline, and between
 // them runs of spaces are one; line ends are \n; a newline after the last block tag goes (trim_blocks
 // drops it anyway); whitespace next to a tag's "-" goes (Jinja strips it: {%- and {{- the text's
-// before the tag, -%} and -}} the text's after it), and so do comments, which render nothing.
+// before the tag, -%} and -}} the text's after it). A comment renders nothing but still splits the
+// text around it (a "-" beside it or the next tag strips only its own side; transformers' trim_blocks
+// drops a newline right after it): it stays as a mark, and goes only where the text on both sides of
+// it is empty once stripped, as between two tags. ("A  {# c #}\n{%- if" renders "A  ", not "A".)
 std::string folded(const std::string& jinja) {
     const auto space = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
     const size_t n = jinja.size();
     std::string out;
     bool in_tag = false, skip_space = false;  // skip_space: after a tag that ends with '-'
     char quote = 0;
-    size_t text_start = 0;  // where the text after the last tag starts in out
+    size_t text_start = 0;  // where the text after the last tag or comment starts in out
     const auto strip_text = [&] {
         while (out.size() > text_start && space(out.back())) out.pop_back();
+    };
+    struct Comment {
+        size_t at;  // where it stands in out
+        bool empty_before, empty_after;
+    };
+    std::vector<Comment> comments;
+    const auto settle = [&] {  // at a tag, a comment or the end: whether text followed the last comment
+        if (!comments.empty() && comments.back().at == text_start) comments.back().empty_after = out.size() == text_start;
     };
     for (size_t i = 0; i < n; i++) {
         char c = jinja[i];
@@ -536,13 +547,21 @@ std::string folded(const std::string& jinja) {
             const size_t end = jinja.find("#}", i + 2);
             if (end == std::string::npos) break;  // Jinja refuses it; nothing after it renders
             if (i + 2 < n && jinja[i + 2] == '-') strip_text();
+            settle();
+            comments.push_back({out.size(), out.size() == text_start, false});
+            text_start = out.size();
             skip_space = jinja[end - 1] == '-';
             i = end + 1;
+            if (!skip_space && jinja[end - 1] != '+') {  // trim_blocks
+                if (i + 1 < n && jinja[i + 1] == '\n') i++;
+                else if (i + 2 < n && jinja[i + 1] == '\r' && jinja[i + 2] == '\n') i += 2;
+            }
             continue;
         }
         if (!in_tag && c == '{' && i + 1 < n && (jinja[i + 1] == '{' || jinja[i + 1] == '%')) {
             in_tag = true;
             if (i + 2 < n && jinja[i + 2] == '-') strip_text();
+            settle();
         } else if (in_tag && !quote && (c == '}' || c == '%') && i + 1 < n && jinja[i + 1] == '}') {
             in_tag = false;
             skip_space = jinja[i - 1] == '-';
@@ -564,8 +583,17 @@ std::string folded(const std::string& jinja) {
         if (c == ' ' && in_tag && !quote && !out.empty() && out.back() == ' ') continue;
         out += c;
     }
+    settle();
     if (out.size() >= 3 && out.compare(out.size() - 3, 3, "%}\n") == 0) out.pop_back();
-    return out;
+    std::string marked;
+    size_t from = 0;
+    for (const Comment& k : comments) {
+        const size_t at = std::min(k.at, out.size());
+        marked.append(out, from, at - from);
+        if (!k.empty_before || !k.empty_after) marked += "{#}";
+        from = at;
+    }
+    return marked + out.substr(from);
 }
 
 // The first 60 characters of a template for a message, its runs of whitespace (newlines and the
