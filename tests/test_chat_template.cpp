@@ -3,7 +3,9 @@
 #include "data/json.h"
 #include "data/records.h"
 #include "model/util.h"
+#include "data/dataset.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 #include <algorithm>
 #include <map>
@@ -108,6 +110,7 @@ std::string assistant_target(ChatTemplateKind k, const ChatMessage& m) {
     // the space before the answer is the answer's: SentencePiece writes it as the "▁" of its first token
     case ChatTemplateKind::Llama2: return " " + trimmed() + " </s>";
     case ChatTemplateKind::Mistral: return " " + content + "</s>";
+    case ChatTemplateKind::MistralV03: return " " + trimmed() + "</s>";
     case ChatTemplateKind::Zephyr: return content + "</s>";
     case ChatTemplateKind::Qwen3:
     case ChatTemplateKind::SmolLM3: break;  // their cases list what is learned
@@ -449,6 +452,59 @@ TEST_CASE("chat: SmolLM3 renders as transformers renders its template") {
           "new<|im_end|>");
 }
 
+// Mistral-7B-Instruct-v0.3 (tests/fixtures/chat/gen_mistral_v03_fixtures.py): prompts and training
+// conversations rendered as transformers renders its template, and training conversations tokenized
+// with its v3 SentencePiece model as Mistral's own tokenizer (mistral-common) encodes them for
+// fine-tuning, the system message in the last user turn; the answers alone learned.
+TEST_CASE("chat: Mistral v0.3 renders as its template does and tokenizes as mistral-common does") {
+    const JsonValue fx = json_parse(read_file("tests/fixtures/chat/mistral_v03.json"));
+    const std::string& jinja = fx.get("template")->string;
+    const ChatTemplate t = chat_template_from_jinja(jinja);
+    CHECK(t.kind == ChatTemplateKind::MistralV03);
+    CHECK(chat_template_to_jinja(t) == jinja);
+    CHECK(chat_template_from_name("mistral-v0.3").kind == ChatTemplateKind::MistralV03);
+    const auto messages = [](const JsonValue& c) {
+        std::vector<ChatMessage> msgs;
+        for (const JsonValue& m : c.get("messages")->array) msgs.push_back({m.get("role")->string, m.get("content")->string});
+        return msgs;
+    };
+    int renders = 0;
+    for (const JsonValue& c : fx.get("render")->array) {
+        const Rendered r = render_marked(t, messages(c), c.get("add_generation_prompt")->boolean);
+        CHECK_MESSAGE(r.all == c.get("expected")->string, json_quote(r.all));
+        renders++;
+    }
+    CHECK(renders == 14);
+    // The v3 tokenizer as its tokenizer.json has it (transformers' legacy = false): "▁" before the
+    // text's first run only, so the text after [INST] is not given a second one
+    Tokenizer v3 = tokenizer_load_spm("tests/fixtures/tokenizer/mistral_v3/tokenizer.model");
+    v3.space_prefix = SpacePrefix::First;
+    const DataTokenizer dt = data_tokenizer(v3, t);
+    int encodings = 0;
+    for (const JsonValue& c : fx.get("ids")->array) {
+        ParsedFile pf;
+        pf.records.push_back(Record{});
+        pf.records[0].messages = messages(c);
+        DataReport rep;
+        const std::vector<Example> ex = build_examples(pf, dt, DataOptions{}, rep);
+        REQUIRE(ex.size() == 1);
+        std::vector<int32_t> want;
+        for (const JsonValue& id : c.get("ids")->array) want.push_back((int32_t)id.integer);
+        CHECK(ex[0].tokens == want);
+        // learned: each answer, what follows [/INST] (id 4) up to its </s> (id 2)
+        std::vector<float> answer(want.size(), 0.0f);
+        for (size_t i = 0, in_answer = 0; i < want.size(); i++) {
+            answer[i] = in_answer ? 1.0f : 0.0f;
+            in_answer = want[i] == 4 ? 1 : want[i] == 2 ? 0 : in_answer;
+        }
+        CHECK(ex[0].weights == answer);
+        encodings++;
+    }
+    CHECK(encodings == 6);
+    // the template's alternation is required (after an optional first system message)
+    CHECK(render_error(t, {{"user", "a"}, {"user", "b"}}).find("message 1 has role 'user' but Mistral v0.3's chat template") == 0);
+}
+
 TEST_CASE("chat: pieces mark assistant turns for the label mask") {
     ChatTemplate smol{ChatTemplateKind::ChatML, "Be nice."};
     auto pieces = chat_render_pieces(smol, {{"user", "Hi"}, {"assistant", "Hello!"}, {"user", "Bye"}, {"assistant", "Bye!"}}, false);
@@ -562,28 +618,29 @@ TEST_CASE("chat: names, detection and refusals") {
         err = e.what();
     }
     CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, "
-          "zephyr, qwen3, qwen2.5, smollm3, plain");
+          "mistral-v0.3, zephyr, qwen3, qwen2.5, smollm3, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err.find("an [INST] chat template that is neither Llama-2-chat's nor Mistral-7B-Instruct-v0.2's") == 0);
-    CHECK(err.find("pass --template llama2|mistral") != std::string::npos);
+    CHECK(err.find("an [INST] chat template that is neither Llama-2-chat's nor Mistral-7B-Instruct-v0.2's or v0.3's") == 0);
+    CHECK(err.find("pass --template llama2|mistral|mistral-v0.3") != std::string::npos);
     try {
         chat_template_from_jinja("{{ messages[0]['content'] }}");
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|plain");
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|mistral-v0.3|plain");
     // the older releases' templates: Llama-2's transformers default is Llama-2's, Qwen3's first
-    // release Qwen3's; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
+    // release Qwen3's, Mistral v0.3's its own; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
     // would lose its blocks as ChatML) are refused
     JsonValue fx = json_parse(read_file("tests/fixtures/chat/render.json"));
     for (const auto& [name, jinja] : fx.get("variants")->object) {
         CAPTURE(name);
         if (name.rfind("llama2", 0) == 0) CHECK(chat_template_from_jinja(jinja.string).kind == ChatTemplateKind::Llama2);
         else if (name == "qwen3_first_release") CHECK(chat_template_from_jinja(jinja.string).kind == ChatTemplateKind::Qwen3);
+        else if (name == "mistral_v03") CHECK(chat_template_from_jinja(jinja.string).kind == ChatTemplateKind::MistralV03);
         else CHECK(chat_template_or_plain(jinja.string, "x").kind == ChatTemplateKind::Plain);
     }
     try {

@@ -52,10 +52,15 @@ void turn(std::vector<ChatPiece>& out, bool assistant, const std::string& header
 // into the first user turn, then user and assistant must alternate (their templates raise
 // otherwise; Llama-2's would silently drop a later system message, which we refuse instead).
 // add_generation_prompt changes nothing: the prompt already ends with [/INST].
+// Mistral v0.3's: [INST] and [/INST] are control tokens, no spaces around them but the answer's, and
+// the system message joins the last user turn (see chat_template.h).
 void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages, std::vector<ChatPiece>& out) {
-    const bool llama2 = kind == ChatTemplateKind::Llama2;
-    const char* name = llama2 ? "Llama-2's" : "Mistral's";
+    const bool llama2 = kind == ChatTemplateKind::Llama2, v03 = kind == ChatTemplateKind::MistralV03;
+    const char* name = llama2 ? "Llama-2's" : v03 ? "Mistral v0.3's" : "Mistral's";
     size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
+    size_t last_user = messages.size();
+    for (size_t i = first; i < messages.size(); i++)
+        if (messages[i].role == "user") last_user = i;
     if (!llama2) emit(out, "<s>", false);
     for (size_t i = first; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
@@ -64,14 +69,17 @@ void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages
             fail("message %zu has role '%s' but %s chat template needs roles to alternate user/assistant, starting with "
                  "user after an optional first system message (expected '%s')", i, m.role.c_str(), name, want);
         if (m.role == "user") {
-            const bool with_system = first && i == first;  // the system message joins the first user turn
+            // the system message joins the first user turn (Mistral v0.3: the last)
+            const bool with_system = first && i == (v03 ? last_user : first);
             const std::string& system = messages[0].content;
-            if (llama2)
+            if (v03)
+                emit(out, "[INST] " + (with_system ? system + "\n\n" : "") + m.content + "[/INST]", false);
+            else if (llama2)
                 emit(out, "<s>[INST] " + trim(with_system ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + m.content : m.content) + " [/INST]", false);
             else
                 emit(out, " [INST] " + (with_system ? system + "\n\n" : "") + m.content + " [/INST]", false);
         } else {
-            turn(out, m.trained, "", " " + (llama2 ? trim(m.content) : m.content), llama2 ? " </s>" : "</s>", "");
+            turn(out, m.trained, "", " " + (llama2 || v03 ? trim(m.content) : m.content), llama2 ? " </s>" : "</s>", "");
         }
     }
 }
@@ -286,7 +294,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
                  "does): drop the field, or write the reasoning into the content if the model should learn it",
                  i, chat_template_name(t.kind));
         }
-    if (t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Mistral) {
+    if (t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Mistral || t.kind == ChatTemplateKind::MistralV03) {
         render_inst(t.kind, messages, out);
         return out;
     }
@@ -439,6 +447,7 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::Qwen25: return "qwen2.5";
     case ChatTemplateKind::Llama31: return "llama3.1";
     case ChatTemplateKind::SmolLM3: return "smollm3";
+    case ChatTemplateKind::MistralV03: return "mistral-v0.3";
     }
     return "?";
 }
@@ -452,7 +461,8 @@ ChatTemplate chat_template_from_name(const std::string& name) {
     for (ChatTemplateKind k : {ChatTemplateKind::ChatML, ChatTemplateKind::Llama3, ChatTemplateKind::Gemma,
                                ChatTemplateKind::Gemma3, ChatTemplateKind::Llama2, ChatTemplateKind::Mistral,
                                ChatTemplateKind::Zephyr, ChatTemplateKind::Qwen3, ChatTemplateKind::Qwen25,
-                               ChatTemplateKind::Llama31, ChatTemplateKind::SmolLM3, ChatTemplateKind::Plain})
+                               ChatTemplateKind::Llama31, ChatTemplateKind::SmolLM3, ChatTemplateKind::MistralV03,
+                               ChatTemplateKind::Plain})
         if (name == chat_template_name(k))  // Qwen2.5's comes with its default system prompt
             return ChatTemplate{k, k == ChatTemplateKind::Qwen25 ? kQwen25DefaultSystem : ""};
     fail("unknown chat template '%s': valid names are " CHAT_TEMPLATE_NAMES, name.c_str());

@@ -28,6 +28,12 @@
 //           (Llama-2-chat's template: contents trimmed, the system message joins the first user one)
 //   Mistral <s> [INST] system\n\nuser [/INST] assistant</s> [INST] ...   (Mistral-7B-Instruct
 //           v0.1/v0.2's template: contents as they are)
+//   MistralV03 <s>[INST] user[/INST] assistant</s>[INST] system\n\nuser[/INST] assistant</s>
+//           (Mistral-7B-Instruct-v0.3, its v3 tokenizer's [INST] control tokens: contents as they are,
+//           an answer trimmed). The system message goes into the last user turn, as Mistral's own
+//           tokenizer (mistral-common) puts it for fine-tuning and its template for a prompt; the
+//           template writes it only where that turn is the conversation's last message, i.e. it drops
+//           it from a conversation that ends with the answer, which would train without it.
 //           Both need roles to alternate user/assistant after an optional first system message.
 //   Zephyr  <|system|>\nsystem</s>\n<|user|>\nuser</s>\n<|assistant|>\nassistant</s>\n
 //           (TinyLlama-1.1B-Chat-v1.0 and zephyr-7b-beta; the markers are plain text)
@@ -66,11 +72,12 @@
 
 enum class ChatTemplateKind : int32_t {
     Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7, Gemma3 = 8, Qwen25 = 9,
-    Llama31 = 10, SmolLM3 = 11
+    Llama31 = 10, SmolLM3 = 11, MistralV03 = 12
 };
-constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::SmolLM3;
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::MistralV03;
 // The names --template takes, for the programs' --help (chat_template_from_name lists them on a miss).
-#define CHAT_TEMPLATE_NAMES "chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, zephyr, qwen3, qwen2.5, smollm3, plain"
+#define CHAT_TEMPLATE_NAMES \
+    "chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, mistral-v0.3, zephyr, qwen3, qwen2.5, smollm3, plain"
 
 // The date Llama31's system block carries: the 3.1 template's own default. (3.2's writes the day it
 // renders, so a fixed one keeps the rendered data, and a resumed run's, the same from day to day.)

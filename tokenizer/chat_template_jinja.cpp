@@ -482,6 +482,98 @@ const char* const kSmolLM3Jinja = R"jinja({# ───── defaults ───�
 {%- endif -%}
 {%- endif -%})jinja";
 
+// Mistral-7B-Instruct-v0.3's (as updated for function calling, July 2024): [INST] and [/INST] as its
+// v3 tokenizer's control tokens, the system message in the last user turn when that turn ends the
+// conversation (a prompt), tools in [AVAILABLE_TOOLS] (not rendered here).
+const char* const kMistralV03Jinja = R"jinja({%- if messages[0]["role"] == "system" %}
+    {%- set system_message = messages[0]["content"] %}
+    {%- set loop_messages = messages[1:] %}
+{%- else %}
+    {%- set loop_messages = messages %}
+{%- endif %}
+{%- if not tools is defined %}
+    {%- set tools = none %}
+{%- endif %}
+{%- set user_messages = loop_messages | selectattr("role", "equalto", "user") | list %}
+
+{#- This block checks for alternating user/assistant messages, skipping tool calling messages #}
+{%- set ns = namespace() %}
+{%- set ns.index = 0 %}
+{%- for message in loop_messages %}
+    {%- if not (message.role == "tool" or message.role == "tool_results" or (message.tool_calls is defined and message.tool_calls is not none)) %}
+        {%- if (message["role"] == "user") != (ns.index % 2 == 0) %}
+            {{- raise_exception("After the optional system message, conversation roles must alternate user/assistant/user/assistant/...") }}
+        {%- endif %}
+        {%- set ns.index = ns.index + 1 %}
+    {%- endif %}
+{%- endfor %}
+
+{{- bos_token }}
+{%- for message in loop_messages %}
+    {%- if message["role"] == "user" %}
+        {%- if tools is not none and (message == user_messages[-1]) %}
+            {{- "[AVAILABLE_TOOLS] [" }}
+            {%- for tool in tools %}
+                {%- set tool = tool.function %}
+                {{- '{"type": "function", "function": {' }}
+                {%- for key, val in tool.items() if key != "return" %}
+                    {%- if val is string %}
+                        {{- '"' + key + '": "' + val + '"' }}
+                    {%- else %}
+                        {{- '"' + key + '": ' + val|tojson }}
+                    {%- endif %}
+                    {%- if not loop.last %}
+                        {{- ", " }}
+                    {%- endif %}
+                {%- endfor %}
+                {{- "}}" }}
+                {%- if not loop.last %}
+                    {{- ", " }}
+                {%- else %}
+                    {{- "]" }}
+                {%- endif %}
+            {%- endfor %}
+            {{- "[/AVAILABLE_TOOLS]" }}
+            {%- endif %}
+        {%- if loop.last and system_message is defined %}
+            {{- "[INST] " + system_message + "\n\n" + message["content"] + "[/INST]" }}
+        {%- else %}
+            {{- "[INST] " + message["content"] + "[/INST]" }}
+        {%- endif %}
+    {%- elif message.tool_calls is defined and message.tool_calls is not none %}
+        {{- "[TOOL_CALLS] [" }}
+        {%- for tool_call in message.tool_calls %}
+            {%- set out = tool_call.function|tojson %}
+            {{- out[:-1] }}
+            {%- if not tool_call.id is defined or tool_call.id|length != 9 %}
+                {{- raise_exception("Tool call IDs should be alphanumeric strings with length 9!") }}
+            {%- endif %}
+            {{- ', "id": "' + tool_call.id + '"}' }}
+            {%- if not loop.last %}
+                {{- ", " }}
+            {%- else %}
+                {{- "]" + eos_token }}
+            {%- endif %}
+        {%- endfor %}
+    {%- elif message["role"] == "assistant" %}
+        {{- " " + message["content"]|trim + eos_token}}
+    {%- elif message["role"] == "tool_results" or message["role"] == "tool" %}
+        {%- if message.content is defined and message.content.content is defined %}
+            {%- set content = message.content.content %}
+        {%- else %}
+            {%- set content = message.content %}
+        {%- endif %}
+        {{- '[TOOL_RESULTS] {"content": ' + content|string + ", " }}
+        {%- if not message.tool_call_id is defined or message.tool_call_id|length != 9 %}
+            {{- raise_exception("Tool call IDs should be alphanumeric strings with length 9!") }}
+        {%- endif %}
+        {{- '"call_id": "' + message.tool_call_id + '"}[/TOOL_RESULTS]' }}
+    {%- else %}
+        {{- raise_exception("Only user and assistant roles are supported, with the exception of an initial optional system message!") }}
+    {%- endif %}
+{%- endfor %}
+)jinja";
+
 // `text` inside a single-quoted Jinja literal: the backslash and the quote escaped, and \r (Jinja's
 // template loader would turn a raw \r\n into \n).
 std::string jinja_literal_text(const std::string& text) {
@@ -671,9 +763,10 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
             return ChatTemplate{ChatTemplateKind::Llama2, ""};
         }
         if (jinja.find("' [INST] ' + system_message") != std::string::npos) return ChatTemplate{ChatTemplateKind::Mistral, ""};
-        fail("an [INST] chat template that is neither Llama-2-chat's nor Mistral-7B-Instruct-v0.2's (earlier Mistral "
-             "releases and v0.3 place their spaces differently), starting '%s...': pass --template llama2|mistral "
-             "to render as one of those", quoted_start(jinja).c_str());
+        if (folded(jinja) == folded(kMistralV03Jinja)) return ChatTemplate{ChatTemplateKind::MistralV03, ""};
+        fail("an [INST] chat template that is neither Llama-2-chat's nor Mistral-7B-Instruct-v0.2's or v0.3's (other "
+             "Mistral releases place their spaces differently), starting '%s...': pass --template "
+             "llama2|mistral|mistral-v0.3 to render as one of those", quoted_start(jinja).c_str());
     }
     if (jinja.find("<|user|>") != std::string::npos && jinja.find("<|assistant|>") != std::string::npos) {
         // Phi-3, ChatGLM and others use the same markers with other turns: only Zephyr's own text
@@ -683,7 +776,7 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              quoted_start(jinja).c_str());
     }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|plain",
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|mistral-v0.3|plain",
          quoted_start(jinja).c_str());
 }
 
@@ -711,6 +804,7 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         case ChatTemplateKind::Zephyr: return kZephyrJinja;
         case ChatTemplateKind::Qwen3: return kQwen3Jinja;
         case ChatTemplateKind::SmolLM3: return kSmolLM3Jinja;
+        case ChatTemplateKind::MistralV03: return kMistralV03Jinja;
         case ChatTemplateKind::Plain: return kPlainJinja;
     }
     fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);

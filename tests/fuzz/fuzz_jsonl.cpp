@@ -22,8 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     std::string_view bytes((const char*)data + 2, size - 2);
     DataTokenizer tok = byte_tokenizer();
     // the toy tokenizer's ChatML, or a template that renders tool calling or a system block of its own
-    const char* const templates[] = {"chatml", "qwen2.5", "qwen3", "llama3.1", "smollm3"};
-    tok.chat_template = chat_template_from_name(templates[((data[1] >> 4) & 7) % 5]);
+    const char* const templates[] = {"chatml", "qwen2.5", "qwen3", "llama3.1", "smollm3", "mistral-v0.3"};
+    tok.chat_template = chat_template_from_name(templates[((data[1] >> 4) & 7) % 6]);
     DataReport rep;
     std::vector<Example> ex;
     try {
