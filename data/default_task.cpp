@@ -117,22 +117,26 @@ std::string answer_part(const std::string& turn) {
     return trim(end == std::string::npos ? turn : turn.substr(end + 8));
 }
 
-// The calls in a text as {"name", "arguments"} objects, in order (null for a block that is not one):
-// the JSON objects of its <tool_call> blocks, or, without any, the text as Llama 3.1's one call
-// {"name": ..., "parameters": ...}.
-std::vector<JsonValue> tool_call_objects(const std::string& text) {
+// The calls in a text as {"name", "arguments"} objects, in order (null for a block that is not one),
+// in the form the template asks for: Llama 3.1's one call, the whole text {"name": ..., "parameters":
+// ...}; the others' <tool_call> blocks, each a JSON object. An answer in the other form is no call
+// (a model prompted with one template that answers in the other's form would not be parsed by that
+// template's tool parser), and a Llama call whose arguments hold the text "<tool_call>" is one call.
+std::vector<JsonValue> tool_call_objects(const std::string& text, bool llama31) {
     std::vector<JsonValue> calls;
-    const std::string open = "<tool_call>", close = "</tool_call>";
-    for (size_t at = text.find(open); at != std::string::npos; at = text.find(open, at + open.size())) {
-        const size_t end = text.find(close, at);
-        calls.push_back(parse_object_or_null(text.substr(at + open.size(), end == std::string::npos ? end : end - at - open.size())));
-    }
-    if (calls.empty())
+    if (llama31) {
         if (JsonValue call = parse_object_or_null(text); call.get("name") && call.get("parameters")) {
             for (auto& [key, value] : call.object)
                 if (key == "parameters") key = "arguments";
             calls.push_back(call);
         }
+        return calls;
+    }
+    const std::string open = "<tool_call>", close = "</tool_call>";
+    for (size_t at = text.find(open); at != std::string::npos; at = text.find(open, at + open.size())) {
+        const size_t end = text.find(close, at);
+        calls.push_back(parse_object_or_null(text.substr(at + open.size(), end == std::string::npos ? end : end - at - open.size())));
+    }
     return calls;
 }
 
@@ -152,7 +156,8 @@ TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<s
         // A turn of tool calls: each call's name and arguments are two fields, compared as JSON (so
         // that spacing and key order do not count), the answer's calls taken in order.
         if (!held_out[i].messages.back().tool_calls.empty()) {
-            const std::vector<JsonValue> want = tool_call_objects(reference), got = tool_call_objects(answer);
+            const bool llama31 = chat.kind == ChatTemplateKind::Llama31;
+            const std::vector<JsonValue> want = tool_call_objects(reference, llama31), got = tool_call_objects(answer, llama31);
             for (size_t k = 0; k < want.size(); k++)
                 for (const char* key : {"name", "arguments"}) {
                     score.fields_total++;

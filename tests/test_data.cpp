@@ -650,6 +650,21 @@ TEST_CASE("score_answers: a turn of tool calls is scored call by call, name and 
     CHECK(llama.fields_total == 2);
     CHECK(score_answers(one.records, {R"({"name": "get_weather", "parameters": {"city": "Tokyo"}})"}, l31).fields == 1);
     CHECK_THROWS_WITH(record_reference(pf.records[0], ChatTemplateKind::Llama31), doctest::Contains("has 2 tool calls"));
+    // Each template's calls in its own form only: Llama's whole answer {"name", "parameters"}, the others'
+    // <tool_call> blocks. An answer in the other form is no call, and a Llama call whose arguments
+    // hold "<tool_call>" is still the one call (it was read as a block that is not JSON: 0 fields of 2)
+    const std::string qwen_form = "<tool_call>\n{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Seoul\"}}\n</tool_call>";
+    CHECK(score_answers(one.records, {qwen_form}, l31).fields == 0);
+    CHECK(score_answers(one.records, {R"({"name": "get_weather", "parameters": {"city": "Seoul"}})"},
+                        chat_template_from_name("qwen2.5")).fields == 0);
+    CHECK(score_answers(one.records, {qwen_form}, chat_template_from_name("qwen2.5")).fields == 2);
+    const ParsedFile tagged = parse_records(R"({"messages": [{"role": "user", "content": "Wrap?"}, {"role": "assistant", )"
+                                            R"("tool_calls": [{"name": "wrap", "arguments": {"tag": "<tool_call>"}}]}]})" "\n",
+                                            "l.jsonl", true);
+    TaskScore wrapped = score_answers(tagged.records, {R"({"name": "wrap", "parameters": {"tag": "<tool_call>"}})"}, l31);
+    CHECK(wrapped.exact == 1);
+    CHECK(wrapped.fields == 2);
+    CHECK(wrapped.fields_total == 2);
 }
 
 TEST_CASE("Qwen3 chat: the think block is learned with the answer; the ids are the whole conversation's") {
