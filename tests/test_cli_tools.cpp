@@ -176,3 +176,26 @@ TEST_CASE("cli tools: ./memory's more-than-full LoRA, ./make_dataset --out a fil
     CHECK(has(run("./generate --model " + model + " --tokenizer tests/fixtures/tokenizer/qwen3/tokenizer.json --template gemma "
                   "--system hi --prompt x"), "--system: message 0 has role 'system' but Gemma's chat template has no system role"));
 }
+
+// ./generate --data writes each line's reference beside its answer: one that the template cannot write
+// (Llama 3.1's writes one call a turn) stopped the run after answering the lines before it, its
+// message naming neither the file nor the line. Now refused before answering anything, naming both.
+TEST_CASE("cli tools: ./generate --data refuses a reference the template cannot write before answering") {
+    const char* tok = "models/smollm2-135m-instruct.tok";
+    if (!file_exists(tok)) {
+        MESSAGE("skipped: " << tok << " missing (make fetches the default model)");
+        return;
+    }
+    Scratch s;
+    const std::string model = s.out("m.bin"), data = s.out("d.jsonl");
+    REQUIRE(run("./init_model --preset tiny --vocab 49152 -o " + model).status == 0);  // the tokenizer's vocabulary
+    write_file_atomic(data, "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"a\"}]}\n"
+                            "{\"messages\": [{\"role\": \"user\", \"content\": \"q\"}, {\"role\": \"assistant\", \"content\": \"\", "
+                            "\"tool_calls\": [{\"name\": \"f\", \"arguments\": {}}, {\"name\": \"g\", \"arguments\": {}}]}]}\n");
+    Run r = run("./generate --model " + model + " --tokenizer " + tok + " --template llama3.1 --data " + data +
+                " --max-tokens 2 --batch 1");
+    INFO(r.out);
+    CHECK(r.status == 1);
+    CHECK(has(r, (data + ":2: message 1 has 2 tool calls but Llama 3.1's chat template writes one call").c_str()));
+    CHECK(!has(r, "answered"));
+}

@@ -69,7 +69,15 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
     }
     std::vector<std::vector<int32_t>> prompts;
     for (const Record& r : records) {
-        prompts.push_back(encode_prompt(tok, chat, record_prompt(r), r.tools));
+        // The prompt, and the reference written beside its answer, as the template writes them: one it
+        // cannot write (Llama 3.1's two calls in a turn) is refused here, naming the line, not after
+        // answering the batches before it
+        try {
+            prompts.push_back(encode_prompt(tok, chat, record_prompt(r), r.tools));
+            record_reference(r, chat.kind);
+        } catch (const std::runtime_error& e) {
+            fail("%s:%d: %s", p, r.line, e.what());
+        }
         const int ctx = m.cfg.max_seq_len, need = (int)prompts.back().size() + so.max_new_tokens;
         if (ctx > 0 && need > ctx)
             fail("%s:%d: the prompt is %zu tokens, and with --max-tokens %d that is %d positions, more than the model's "
