@@ -54,7 +54,8 @@ void usage() {
         "  --tokenizer PATH|bytes  .tok, tokenizer.json or tokenizer.model (default: the model path with .tok);\n"
         "                          bytes: raw UTF-8 bytes as ids 0-255 (the default with --preset)\n"
         "  --data PATH             jsonl (instruction/input/output, prompt/completion, messages, ShareGPT\n"
-        "                          conversations) or raw text; repeat it to train on several files at once\n"
+        "                          conversations), .csv/.tsv with those columns, or raw text; repeat it to train\n"
+        "                          on several files at once\n"
         "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data;\n"
         "                          --val-data repeats too: the val loss then names each file's own as well)\n"
         "  --template NAME         " CHAT_TEMPLATE_NAMES "\n"
@@ -652,7 +653,7 @@ int run(int argc, char** argv) {
         for (int i = 0; i < (int)paths.size(); i++) {
             if (!read.insert(paths[i]).second) continue;
             per_file.emplace_back();
-            const std::vector<Record> records = parse_records(read_file(paths[i]), paths[i], is_jsonl_path(paths[i])).records;
+            const std::vector<Record> records = parse_records(read_file(paths[i]), paths[i], is_records_path(paths[i])).records;
             for (size_t k = 0; k < records.size(); k++)
                 if (!records[k].is_text() && val_records.count({i, (int)k})) per_file.back().push_back(records[k]);
         }

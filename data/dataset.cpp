@@ -254,7 +254,7 @@ std::vector<Example> read_dataset(const std::string& path, const DataTokenizer& 
     if (stat(path.c_str(), &st) != 0) fail("%s: no such file; pass an existing dataset file (see data/README.md)", path.c_str());
     if (S_ISDIR(st.st_mode)) fail("%s: is a directory; pass a dataset file (.jsonl, or .txt for raw text)", path.c_str());
     std::string bytes = read_file(path);
-    return build_examples(parse_records(bytes, path, is_jsonl_path(path)), tok, opt, report);
+    return build_examples(parse_records(bytes, path, is_records_path(path)), tok, opt, report);
 }
 
 void check_report(const DataReport& r, const DataOptions& opt, bool printed) {

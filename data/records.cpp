@@ -8,6 +8,7 @@
 #include <stdexcept>
 #include <tuple>
 
+#include "data/csv.h"
 #include "data/json.h"
 #include "model/util.h"
 
@@ -495,12 +496,90 @@ ParsedFile parse_record_array(std::string_view bytes, size_t first, const char* 
     return out;
 }
 
-}  // namespace
+// A CSV or TSV file: its first row names the fields, each later row is a record of them, as a
+// jsonl line with those fields would be. Cells are strings; a messages, conversations, tools or
+// functions cell holds that field's JSON; an empty cell is a field left out (pandas writes a
+// missing value so).
+ParsedFile parse_csv_records(std::string_view bytes, const char* p, char delimiter, Answers answers) {
+    if (size_t bad = utf8_error(bytes); bad != std::string_view::npos) {
+        const size_t start = bytes.rfind('\n', bad) == std::string_view::npos ? 0 : bytes.rfind('\n', bad) + 1;
+        fail("%s:%zu: %s", p, (size_t)std::count(bytes.begin(), bytes.begin() + bad, '\n') + 1,
+             utf8_message(bytes.substr(start), bad - start).c_str());
+    }
+    const std::vector<CsvRow> rows = csv_rows(bytes, delimiter, p);
+    const CsvRow& head = rows.at(0);  // the file has a non-blank line
+    const char* fields_hint = "instruction, input, output; prompt, completion; messages; conversations; text";
+    bool known = false;
+    for (size_t k = 0; k < head.fields.size(); k++) {
+        const std::string& name = head.fields[k];
+        if (name.empty())
+            fail("%s:%d: column %zu has no name: the first row names the columns (%s)", p, head.line, k + 1, fields_hint);
+        if (std::find(head.fields.begin(), head.fields.begin() + k, name) != head.fields.begin() + k)
+            fail("%s:%d: the header row names column '%s' twice", p, head.line, name.c_str());
+        for (const char* f : {"instruction", "output", "prompt", "completion", "messages", "conversations", "text"})
+            known |= name == f;
+    }
+    if (!known)
+        fail("%s:%d: the header row names none of the fields a record has (%s): the first row must name the columns",
+             p, head.line, fields_hint);
+    ParsedFile out;
+    for (size_t i = 1; i < rows.size(); i++) {
+        const CsvRow& row = rows[i];
+        out.lines++;
+        size_t bytes_in_row = 0;
+        for (const std::string& f : row.fields) bytes_in_row += f.size();
+        if (row.fields.size() != head.fields.size()) {
+            out.invalid.push_back({row.line, std::to_string(row.fields.size()) + " fields where the header row names " +
+                                                 std::to_string(head.fields.size()) + " (a field holding the delimiter, " +
+                                                 "a quote or a newline must be quoted: \"...\", a quote inside as \"\")"});
+            continue;
+        }
+        if (bytes_in_row > kMaxLineBytes) {
+            out.invalid.push_back({row.line, "the row is " + std::to_string(bytes_in_row) + " bytes, over the limit of " +
+                                                 std::to_string(kMaxLineBytes) + " for one example; split or remove it"});
+            continue;
+        }
+        JsonValue v;
+        v.type = JsonValue::Object;
+        std::string why;
+        for (size_t k = 0; k < row.fields.size() && why.empty(); k++) {
+            const std::string& name = head.fields[k];
+            if (row.fields[k].empty()) continue;
+            JsonValue cell;
+            if (name == "messages" || name == "conversations" || name == "tools" || name == "functions") {
+                try {
+                    cell = json_parse(row.fields[k]);
+                } catch (const std::runtime_error& e) {
+                    why = "column " + name + ": bad JSON: " + e.what();
+                }
+            } else {
+                cell.type = JsonValue::String;
+                cell.string = row.fields[k];
+            }
+            v.object.emplace_back(name, std::move(cell));
+        }
+        Record r;
+        r.line = row.line;
+        if (why.empty() && parse_object(v, answers, r, why)) out.records.push_back(std::move(r));
+        else out.invalid.push_back({row.line, why});
+    }
+    if (out.lines == 0) fail("%s: the file holds a header row and no records", p);
+    return out;
+}
 
-bool is_jsonl_path(const std::string& path) {
+// The delimiter of a CSV (,) or TSV (tab) file by its extension; 0 for another file.
+char csv_delimiter(const std::string& path) {
     std::string ext = std::filesystem::path(path).extension().string();
     for (char& c : ext) c = (char)std::tolower((unsigned char)c);
-    return ext == ".jsonl" || ext == ".json" || ext == ".ndjson";
+    return ext == ".csv" ? ',' : ext == ".tsv" ? '\t' : 0;
+}
+
+}  // namespace
+
+bool is_records_path(const std::string& path) {
+    std::string ext = std::filesystem::path(path).extension().string();
+    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    return ext == ".jsonl" || ext == ".json" || ext == ".ndjson" || csv_delimiter(path);
 }
 
 std::string instruction_prompt(const std::string& instruction, const std::string& input) {
@@ -550,6 +629,7 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
         for (size_t i = 0; i < nul; i++) line += bytes[i] == '\n';
         fail("%s:%d: NUL byte: this looks like a binary file, not UTF-8 text%s", p, line, jsonl ? " jsonl" : "");
     }
+    if (jsonl && csv_delimiter(path)) return parse_csv_records(bytes, p, csv_delimiter(path), answers);
     if (jsonl && bytes[first] == '[') return parse_record_array(bytes, first, p, answers);
     if (jsonl && bytes[first] == '{') refuse_pretty_printed(bytes, first, p);
 

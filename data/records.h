@@ -9,6 +9,8 @@
 //     {"instruction": "...", "input": "..." (optional), "output": "...", "system": "..." (optional)}
 //     {"prompt": "...", "completion": "..."}
 //     {"text": "..."}                                        a raw document (continued pre-training)
+//   CSV (.csv) and TSV (.tsv): a header row naming the fields above, then one record a row (a
+//     messages, conversations or tools cell holds that field's JSON; an empty cell is no field)
 //   anything else (.txt, .md, ...): the whole file is one raw document.
 // A message of either chat form may have "weight": 0 or 1 (OpenAI's fine-tuning format): an
 // assistant turn of weight 0 is context, not learned (ChatMessage::trained).
@@ -50,8 +52,9 @@ struct ParsedFile {
 // train with, and refusing it early keeps one bad line from costing minutes of tokenization.
 constexpr size_t kMaxLineBytes = 1 << 20;
 
-// Whether `path` is read as jsonl (by its extension, in any case: .jsonl, .json, .ndjson).
-bool is_jsonl_path(const std::string& path);
+// Whether `path` is read as records rather than raw text (by its extension, in any case: .jsonl,
+// .json, .ndjson; .csv and .tsv, whose first row names the fields: data/csv.h).
+bool is_records_path(const std::string& path);
 
 // Training data must end every conversation with the assistant's answer. Prompts to answer
 // (./generate --data) may leave it out: a conversation may end with the user's turn (it must have

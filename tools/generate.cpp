@@ -53,7 +53,8 @@ std::string whole_utf8(std::string s) {
 void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat, const SampleOptions& so,
                  const DataRun& run, const Ops& ops) {
     const char* p = run.data.c_str();
-    if (!is_jsonl_path(run.data)) fail("--data %s: expected a .jsonl file of prompts (instruction, prompt, messages or conversations)", p);
+    if (!is_records_path(run.data))
+        fail("--data %s: expected a .jsonl (or .csv, .tsv) file of prompts (instruction, prompt, messages or conversations)", p);
     ParsedFile pf = parse_records(read_file(run.data), run.data, true, Answers::optional);
     if (!pf.invalid.empty()) {
         for (size_t i = 0; i < pf.invalid.size() && i < 10; i++)

@@ -21,7 +21,7 @@ static const char* kUsage =
 
 // The pool's documents; any line that is not a {"text"} document stops the build.
 static std::vector<std::string> read_pool(const std::string& path) {
-    ParsedFile pf = parse_records(read_file(path), path, is_jsonl_path(path));
+    ParsedFile pf = parse_records(read_file(path), path, is_records_path(path));
     if (!pf.invalid.empty())
         fail("%s:%d: %s (%zu bad lines)", path.c_str(), pf.invalid[0].line, pf.invalid[0].what.c_str(), pf.invalid.size());
     std::vector<std::string> docs;

@@ -27,7 +27,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     DataReport rep;
     std::vector<Example> ex;
     try {
-        ParsedFile pf = parse_records(bytes, "fuzz", jsonl);
+        // the first option byte's top bit reads the records as CSV
+        ParsedFile pf = parse_records(bytes, data[0] & 0x80 ? "fuzz.csv" : "fuzz", jsonl);
         ex = build_examples(pf, tok, opt, rep);
     } catch (const std::runtime_error&) {
         return 0;
