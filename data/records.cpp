@@ -10,6 +10,7 @@
 
 #include "data/csv.h"
 #include "data/json.h"
+#include "data/parquet.h"
 #include "model/util.h"
 
 namespace {
@@ -496,6 +497,25 @@ ParsedFile parse_record_array(std::string_view bytes, size_t first, const char* 
     return out;
 }
 
+// A record from a table's row (CSV, Parquet) given as the object of its fields: a chat or tools field
+// that is a string holds its JSON (a table cell cannot hold a list).
+void add_table_record(ParsedFile& out, JsonValue v, int line, Answers answers) {
+    std::string why;
+    for (auto& [key, value] : v.object)
+        if (why.empty() && value.type == JsonValue::String &&
+            (key == "messages" || key == "conversations" || key == "tools" || key == "functions")) {
+            try {
+                value = json_parse(value.string);
+            } catch (const std::runtime_error& e) {
+                why = "column " + key + ": bad JSON: " + e.what();
+            }
+        }
+    Record r;
+    r.line = line;
+    if (why.empty() && parse_object(v, answers, r, why)) out.records.push_back(std::move(r));
+    else out.invalid.push_back({line, why});
+}
+
 // A CSV or TSV file: its first row names the fields, each later row is a record of them, as a
 // jsonl line with those fields would be. Cells are strings; a messages, conversations, tools or
 // functions cell holds that field's JSON; an empty cell is a field left out (pandas writes a
@@ -541,29 +561,32 @@ ParsedFile parse_csv_records(std::string_view bytes, const char* p, char delimit
         }
         JsonValue v;
         v.type = JsonValue::Object;
-        std::string why;
-        for (size_t k = 0; k < row.fields.size() && why.empty(); k++) {
-            const std::string& name = head.fields[k];
+        for (size_t k = 0; k < row.fields.size(); k++) {
             if (row.fields[k].empty()) continue;
             JsonValue cell;
-            if (name == "messages" || name == "conversations" || name == "tools" || name == "functions") {
-                try {
-                    cell = json_parse(row.fields[k]);
-                } catch (const std::runtime_error& e) {
-                    why = "column " + name + ": bad JSON: " + e.what();
-                }
-            } else {
-                cell.type = JsonValue::String;
-                cell.string = row.fields[k];
-            }
-            v.object.emplace_back(name, std::move(cell));
+            cell.type = JsonValue::String;
+            cell.string = row.fields[k];
+            v.object.emplace_back(head.fields[k], std::move(cell));
         }
-        Record r;
-        r.line = row.line;
-        if (why.empty() && parse_object(v, answers, r, why)) out.records.push_back(std::move(r));
-        else out.invalid.push_back({row.line, why});
+        add_table_record(out, std::move(v), row.line, answers);
     }
     if (out.lines == 0) fail("%s: the file holds a header row and no records", p);
+    return out;
+}
+
+// A Parquet file (data/parquet.h): each row a record of the columns named as its fields, named by
+// its number (from 1) where a jsonl record is named by its line.
+ParsedFile parse_parquet_records(std::string_view bytes, const char* p, Answers answers) {
+    std::vector<JsonValue> rows = parquet_rows(bytes, p);
+    if (rows.empty()) fail("%s: the Parquet file holds no rows", p);
+    if (std::all_of(rows.begin(), rows.end(), [](const JsonValue& r) { return r.object.empty(); }))
+        fail("%s: none of the Parquet file's columns is a record's field (instruction, input, output; prompt, completion; "
+             "messages; conversations; text), or all are empty", p);
+    ParsedFile out;
+    for (size_t i = 0; i < rows.size(); i++) {
+        out.lines++;
+        add_table_record(out, std::move(rows[i]), (int)i + 1, answers);
+    }
     return out;
 }
 
@@ -579,7 +602,7 @@ char csv_delimiter(const std::string& path) {
 bool is_records_path(const std::string& path) {
     std::string ext = std::filesystem::path(path).extension().string();
     for (char& c : ext) c = (char)std::tolower((unsigned char)c);
-    return ext == ".jsonl" || ext == ".json" || ext == ".ndjson" || csv_delimiter(path);
+    return ext == ".jsonl" || ext == ".json" || ext == ".ndjson" || ext == ".parquet" || csv_delimiter(path);
 }
 
 std::string instruction_prompt(const std::string& instruction, const std::string& input) {
@@ -615,6 +638,7 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
         if (bytes.substr(0, bom.size()) == bom)
             fail("%s: the file is %s text, not UTF-8: convert it, e.g. iconv -f %s -t UTF-8 %s > data%s", p, name,
                  name, shell_quote(p).c_str(), jsonl ? ".jsonl" : ".txt");
+    if (is_parquet(bytes)) return parse_parquet_records(bytes, p, answers);  // whatever its name
     // A compressed download (data.jsonl.gz, .zst) read as it is would only show a NUL byte on some line.
     for (const auto& [magic, name, cmd] : {std::tuple<std::string_view, const char*, const char*>{"\x1f\x8b", "gzip", "gunzip -k"},
                                            {"\x28\xb5\x2f\xfd", "zstd", "zstd -d"}})

@@ -11,6 +11,8 @@
 //     {"text": "..."}                                        a raw document (continued pre-training)
 //   CSV (.csv) and TSV (.tsv): a header row naming the fields above, then one record a row (a
 //     messages, conversations or tools cell holds that field's JSON; an empty cell is no field)
+//   Parquet (what the Hugging Face Hub serves): one record a row, of the columns named as the fields
+//     above (a chat column a list of {role, content} or {from, value}), numbered from 1 as lines are
 //   anything else (.txt, .md, ...): the whole file is one raw document.
 // A message of either chat form may have "weight": 0 or 1 (OpenAI's fine-tuning format): an
 // assistant turn of weight 0 is context, not learned (ChatMessage::trained).
@@ -53,7 +55,7 @@ struct ParsedFile {
 constexpr size_t kMaxLineBytes = 1 << 20;
 
 // Whether `path` is read as records rather than raw text (by its extension, in any case: .jsonl,
-// .json, .ndjson; .csv and .tsv, whose first row names the fields: data/csv.h).
+// .json, .ndjson; .csv and .tsv, whose first row names the fields: data/csv.h; .parquet).
 bool is_records_path(const std::string& path);
 
 // Training data must end every conversation with the assistant's answer. Prompts to answer

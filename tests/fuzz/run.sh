@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets (clang from Debian: apt-get install clang) for SECONDS each
 # (default 120): tests/fuzz/run.sh [SECONDS [TARGET...]], TARGET one of json jsonl spm_model gguf
-# safetensors model_bin tok lora tokenizer_json encode (default: all). Crashing inputs are written to
+# safetensors model_bin tok lora tokenizer_json encode parquet (default: all). Crashing inputs are written to
 # tests/fuzz/crash-*; replay one with build/fuzz/fuzz_X FILE. Seeds: tests/fuzz/seeds/<target>
 # (a jsonl seed starts with two option bytes; spm/tiny.model is written by make_spm_seed.py,
 # gguf/mini.gguf and safetensors/mini.safetensors by make_gguf_safetensors_seeds.py), and for the
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-120}
 shift || true
-TARGETS=${*:-json jsonl spm_model gguf safetensors model_bin tok lora tokenizer_json encode}
+TARGETS=${*:-json jsonl spm_model gguf safetensors model_bin tok lora tokenizer_json encode parquet}
 mkdir -p build/fuzz/obj
 # -iquote, not -I: the repository root holds the ./memory tool, which -I. would take for <memory>.
 FLAGS="-std=c++17 -g -O1 -iquote . -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
@@ -26,12 +26,13 @@ extra_seeds() {
     gguf) ls $F/*.gguf ;;
     safetensors) ls $F/tiny_llama_sharded/*.safetensors $F/tiny_qwen2_hf/model.safetensors $F/tiny_gemma3_mm_peft/*.safetensors ;;
     tokenizer_json) ls $F/tiny_llama_hf/tokenizer.json ;;
+    parquet) ls tests/fixtures/parquet/*.parquet ;;
     esac
 }
 for t in $TARGETS; do
     corpus=build/fuzz/corpus_$t
     mkdir -p "$corpus"
-    cp tests/fuzz/seeds/${t%_model}/* "$corpus"/
+    [ -d tests/fuzz/seeds/${t%_model} ] && cp tests/fuzz/seeds/${t%_model}/* "$corpus"/
     for s in $(extra_seeds $t); do cp "$s" "$corpus/fixture_$(echo "$s" | tr / _)"; done
     echo "== fuzz_$t for ${SECONDS_EACH}s"
     # Model files are larger than the text inputs: up to 128 KB for them (256 KB for adapters: a

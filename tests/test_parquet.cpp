@@ -1,0 +1,70 @@
+#include <doctest/doctest.h>
+
+#include "data/json.h"
+#include "data/parquet.h"
+#include "data/records.h"
+#include "model/util.h"
+
+// Parquet files as pyarrow writes them (tests/fixtures/parquet/gen_parquet_fixtures.py: Snappy and
+// uncompressed, dictionary and plain values, data pages v1 and v2, several row groups, nulls, empty
+// and null lists, a null message, columns that are not a record's): the rows pyarrow reads back.
+TEST_CASE("parquet: rows as pyarrow reads them") {
+    const JsonValue fx = json_parse(read_file("tests/fixtures/parquet/rows.json"));
+    int files = 0;
+    for (const JsonValue& c : fx.array) {
+        const std::string path = "tests/fixtures/parquet/" + c.get("file")->string;
+        const std::vector<JsonValue> rows = parquet_rows(read_file(path), path.c_str());
+        const std::vector<JsonValue>& want = c.get("rows")->array;
+        REQUIRE(rows.size() == want.size());
+        for (size_t i = 0; i < rows.size(); i++) {
+            CAPTURE(path);
+            CAPTURE(i);
+            CHECK(rows[i].object.size() == want[i].object.size());
+            for (const auto& [key, value] : want[i].object) {
+                const JsonValue* got = rows[i].get(key);
+                REQUIRE_MESSAGE(got, key);
+                CHECK(json_dumps_python(*got) == json_dumps_python(value));
+            }
+        }
+        files++;
+    }
+    CHECK(files == 3);
+    // another codec is refused with how to convert the file
+    CHECK_THROWS_WITH(parquet_rows(read_file("tests/fixtures/parquet/gzip.parquet"), "g.parquet"),
+                      doctest::Contains("g.parquet: column instruction is compressed with gzip, which is not read here"));
+}
+
+// A Parquet file's rows are records as jsonl lines are, named by their number; damage is named, never a crash.
+TEST_CASE("parquet: records from a file's rows; damaged files fail with a message") {
+    const std::string alpaca = read_file("tests/fixtures/parquet/alpaca.parquet");
+    const ParsedFile pf = parse_records(alpaca, "a.parquet", true);
+    CHECK(pf.lines == 7);
+    REQUIRE(pf.records.size() == 6);
+    CHECK(pf.records[0].messages.at(0).content == "Translate to French\n\nGood morning");
+    CHECK(pf.records[0].messages.at(1).content == "Bonjour");
+    CHECK(pf.records[1].messages.at(0).content == "Say hi");  // a null input is no input
+    REQUIRE(pf.invalid.size() == 1);
+    CHECK(pf.invalid[0].line == 6);  // the row without its output
+    CHECK(is_records_path("train-00000-of-00001.parquet"));
+    // a chat file: the null and empty lists and the message without content are named
+    const ParsedFile chat = parse_records(read_file("tests/fixtures/parquet/chat_v2.parquet"), "c.parquet", true);
+    CHECK(chat.records.size() == 2);
+    CHECK(chat.records[1].messages.size() == 4);
+    CHECK(chat.invalid.size() == 4);
+    // damage anywhere fails with the file's name: cut short, or bytes changed in its metadata and pages
+    CHECK_THROWS_WITH(parquet_rows(alpaca.substr(0, alpaca.size() / 2), "cut.parquet"), doctest::Contains("cut.parquet: a damaged Parquet file"));
+    int failed = 0, read = 0;
+    for (size_t at = 4; at + 8 < alpaca.size(); at += 7) {
+        std::string bad = alpaca;
+        bad[at] = (char)(bad[at] ^ 0x5a);
+        try {
+            parquet_rows(bad, "x.parquet");
+            read++;
+        } catch (const std::runtime_error& e) {
+            failed++;
+            CHECK(std::string(e.what()).find("x.parquet: ") == 0);
+        }
+    }
+    CHECK(failed > 0);
+    CHECK(failed + read == (int)((alpaca.size() - 12) / 7) + 1);
+}
