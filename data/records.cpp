@@ -526,22 +526,51 @@ ParsedFile parse_csv_records(std::string_view bytes, const char* p, char delimit
         fail("%s:%zu: %s", p, (size_t)std::count(bytes.begin(), bytes.begin() + bad, '\n') + 1,
              utf8_message(bytes.substr(start), bad - start).c_str());
     }
-    const std::vector<CsvRow> rows = csv_rows(bytes, delimiter, p);
-    const CsvRow& head = rows.at(0);  // the file has a non-blank line
+    std::vector<CsvRow> rows = csv_rows(bytes, delimiter, p);
+    // A header name as a spreadsheet's user writes it: spaces around it ("instruction, output") and
+    // capitals ("Instruction") are no part of the field it names.
+    const auto header_names = [](std::vector<std::string> names) {
+        for (std::string& name : names) {
+            const size_t a = name.find_first_not_of(' '), b = name.find_last_not_of(' ');
+            name = a == std::string::npos ? "" : name.substr(a, b - a + 1);
+            for (char& c : name) c = (char)std::tolower((unsigned char)c);
+        }
+        return names;
+    };
+    const auto names_a_field = [](const std::vector<std::string>& names) {
+        for (const std::string& name : names)
+            for (const char* f : {"instruction", "output", "prompt", "completion", "messages", "conversations", "text"})
+                if (name == f) return true;
+        return false;
+    };
+    std::vector<std::string> names = header_names(rows.at(0).fields);  // the file has a non-blank line
+    // Another delimiter than the extension's: Excel writes ';' in locales whose decimal mark is a
+    // comma, and a TSV may be saved as .csv. The header row is then one column holding them all.
+    if (names.size() == 1 && !names_a_field(names))
+        for (char other : {',', '\t', ';', '|'})
+            if (const std::vector<CsvRow> h = csv_rows(rows[0].fields[0], other, p);
+                other != delimiter && !h.empty() && names_a_field(header_names(h[0].fields))) {
+                rows = csv_rows(bytes, other, p);
+                names = header_names(rows.at(0).fields);
+                break;
+            }
+    const CsvRow& head = rows[0];
     const char* fields_hint = "instruction, input, output; prompt, completion; messages; conversations; text";
-    bool known = false;
-    for (size_t k = 0; k < head.fields.size(); k++) {
-        const std::string& name = head.fields[k];
-        if (name.empty())
-            fail("%s:%d: column %zu has no name: the first row names the columns (%s)", p, head.line, k + 1, fields_hint);
-        if (std::find(head.fields.begin(), head.fields.begin() + k, name) != head.fields.begin() + k)
-            fail("%s:%d: the header row names column '%s' twice", p, head.line, name.c_str());
-        for (const char* f : {"instruction", "output", "prompt", "completion", "messages", "conversations", "text"})
-            known |= name == f;
+    for (size_t k = 0; k < names.size(); k++)
+        if (!names[k].empty() && std::find(names.begin(), names.begin() + k, names[k]) != names.begin() + k)
+            fail("%s:%d: the header row names column '%s' twice", p, head.line, names[k].c_str());
+    if (!names_a_field(names)) {
+        const std::string_view first = bytes.substr(bytes.find_first_not_of(" \t\r\n"));
+        if (first[0] == '{' || first[0] == '[')
+            fail("%s:%d: the first line is JSON, not a header row naming the columns: jsonl under a .%s name? rename "
+                 "it .jsonl", p, head.line, delimiter == ',' ? "csv" : "tsv");
+        std::string seen;
+        for (size_t k = 0; k < head.fields.size() && k < 8; k++)
+            seen += (k ? ", '" : "'") + (head.fields[k].size() > 40 ? head.fields[k].substr(0, 40) + "..." : head.fields[k]) + "'";
+        if (head.fields.size() > 8) seen += ", ...";
+        fail("%s:%d: the header row names none of the fields a record has (%s): the first row must name the columns; "
+             "it names %s", p, head.line, fields_hint, seen.c_str());
     }
-    if (!known)
-        fail("%s:%d: the header row names none of the fields a record has (%s): the first row must name the columns",
-             p, head.line, fields_hint);
     ParsedFile out;
     for (size_t i = 1; i < rows.size(); i++) {
         const CsvRow& row = rows[i];
@@ -562,11 +591,13 @@ ParsedFile parse_csv_records(std::string_view bytes, const char* p, char delimit
         JsonValue v;
         v.type = JsonValue::Object;
         for (size_t k = 0; k < row.fields.size(); k++) {
-            if (row.fields[k].empty()) continue;
+            // an unnamed column (the index pandas' to_csv writes first, a spreadsheet's trailing
+            // delimiter) is no field, as a column of another name is not
+            if (row.fields[k].empty() || names[k].empty()) continue;
             JsonValue cell;
             cell.type = JsonValue::String;
             cell.string = row.fields[k];
-            v.object.emplace_back(head.fields[k], std::move(cell));
+            v.object.emplace_back(names[k], std::move(cell));
         }
         add_table_record(out, std::move(v), row.line, answers);
     }

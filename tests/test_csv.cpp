@@ -75,6 +75,28 @@ TEST_CASE("csv: records from a header row and its columns, as jsonl's") {
     CHECK_THROWS_WITH(parse_records("question,answer\nq,a\n", "h.csv", true),
                       doctest::Contains("h.csv:1: the header row names none of the fields a record has"));
     CHECK_THROWS_WITH(parse_records("prompt,prompt\nq,a\n", "h.csv", true), doctest::Contains("names column 'prompt' twice"));
-    CHECK_THROWS_WITH(parse_records("prompt,,completion\nq,,a\n", "h.csv", true), doctest::Contains("h.csv:1: column 2 has no name"));
     CHECK_THROWS_WITH(parse_records("prompt,completion\n", "h.csv", true), doctest::Contains("a header row and no records"));
+}
+
+// What pandas' to_csv and spreadsheets write: its index as an unnamed first column, a trailing
+// delimiter, headers with spaces or capitals, ';' (Excel where the decimal mark is a comma), a tab
+// in a .csv; jsonl under a .csv name is named as that.
+TEST_CASE("csv: files as pandas and spreadsheets write them") {
+    const auto answer = [](const std::string& text, const char* path) {
+        const ParsedFile f = parse_records(text, path, true);
+        REQUIRE(f.invalid.empty());
+        REQUIRE(f.records.size() == 1);
+        const Record& r = f.records[0];
+        return r.messages.at(0).content + "|" + r.messages.at(1).content;
+    };
+    CHECK(answer(",instruction,input,output\n0,Add,2 and 3,5\n", "pandas.csv") == "Add\n\n2 and 3|5");
+    CHECK(answer("prompt,completion,\nq,a,\n", "excel.csv") == "q|a");
+    CHECK(answer("Instruction, Input, Output\nq,,a\n", "sheet.csv") == "q|a");
+    CHECK(answer("\xEF\xBB\xBFprompt;completion\r\n\"q; r\";\"a,b\"\r\n", "excel_de.csv") == "q; r|a,b");
+    CHECK(answer("prompt\tcompletion\nq,1\ta\n", "tabs.csv") == "q,1|a");
+    CHECK(answer("prompt,completion\nq\ta,b\n", "commas.tsv") == "q\ta|b");
+    CHECK_THROWS_WITH(parse_records("output,Output\nq,a\n", "h.csv", true), doctest::Contains("names column 'output' twice"));
+    CHECK_THROWS_WITH(parse_records("question,answer\nq,a\n", "h.csv", true), doctest::Contains("it names 'question', 'answer'"));
+    CHECK_THROWS_WITH(parse_records("{\"prompt\": \"q\", \"completion\": \"a\"}\n", "j.csv", true),
+                      doctest::Contains("j.csv:1: the first line is JSON, not a header row naming the columns: jsonl under a .csv name?"));
 }
