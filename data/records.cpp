@@ -508,6 +508,12 @@ void add_table_record(ParsedFile& out, JsonValue v, int line, Answers answers) {
                 value = json_parse(value.string);
             } catch (const std::runtime_error& e) {
                 why = "column " + key + ": bad JSON: " + e.what();
+                // pandas' to_csv writes a column of Python lists or dicts as their repr
+                const size_t at = value.string.find_first_not_of(" [{");
+                if (at != std::string::npos && at > 0 && value.string[at] == '\'')
+                    why += " (this is Python's repr, single-quoted, which pandas' to_csv writes for a column of "
+                           "lists: write each cell as JSON, e.g. df[\"" + key + "\"] = df[\"" + key +
+                           "\"].map(json.dumps) before to_csv)";
             }
         }
     Record r;

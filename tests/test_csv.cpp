@@ -80,7 +80,7 @@ TEST_CASE("csv: records from a header row and its columns, as jsonl's") {
 
 // What pandas' to_csv and spreadsheets write: its index as an unnamed first column, a trailing
 // delimiter, headers with spaces or capitals, ';' (Excel where the decimal mark is a comma), a tab
-// in a .csv; jsonl under a .csv name is named as that.
+// in a .csv; jsonl under a .csv name is named as that, as is a column of Python lists.
 TEST_CASE("csv: files as pandas and spreadsheets write them") {
     const auto answer = [](const std::string& text, const char* path) {
         const ParsedFile f = parse_records(text, path, true);
@@ -99,4 +99,10 @@ TEST_CASE("csv: files as pandas and spreadsheets write them") {
     CHECK_THROWS_WITH(parse_records("question,answer\nq,a\n", "h.csv", true), doctest::Contains("it names 'question', 'answer'"));
     CHECK_THROWS_WITH(parse_records("{\"prompt\": \"q\", \"completion\": \"a\"}\n", "j.csv", true),
                       doctest::Contains("j.csv:1: the first line is JSON, not a header row naming the columns: jsonl under a .csv name?"));
+    // a column of Python lists, as pandas writes it
+    const ParsedFile repr = parse_records("messages\n\"[{'role': 'user', 'content': 'hi'}, {'role': 'assistant', 'content': 'yo'}]\"\n",
+                                          "m.csv", true);
+    REQUIRE(repr.invalid.size() == 1);
+    CHECK(repr.invalid[0].what.find("this is Python's repr") != std::string::npos);
+    CHECK(repr.invalid[0].what.find("df[\"messages\"].map(json.dumps)") != std::string::npos);
 }
