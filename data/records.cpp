@@ -676,6 +676,9 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
             fail("%s: the file is %s text, not UTF-8: convert it, e.g. iconv -f %s -t UTF-8 %s > data%s", p, name,
                  name, shell_quote(p).c_str(), jsonl ? ".jsonl" : ".txt");
     if (is_parquet(bytes)) return parse_parquet_records(bytes, p, answers);  // whatever its name
+    if (bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4))  // a spreadsheet saved as a workbook
+        fail("%s is a zip archive (an .xlsx or .ods workbook is one), which is not read: save the sheet as CSV "
+             "(UTF-8), or unzip the archive", p);
     // A compressed download (data.jsonl.gz, .zst) read as it is would only show a NUL byte on some line.
     for (const auto& [magic, name, cmd] : {std::tuple<std::string_view, const char*, const char*>{"\x1f\x8b", "gzip", "gunzip -k"},
                                            {"\x28\xb5\x2f\xfd", "zstd", "zstd -d"}})

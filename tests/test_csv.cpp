@@ -76,6 +76,9 @@ TEST_CASE("csv: records from a header row and its columns, as jsonl's") {
                       doctest::Contains("h.csv:1: the header row names none of the fields a record has"));
     CHECK_THROWS_WITH(parse_records("prompt,prompt\nq,a\n", "h.csv", true), doctest::Contains("names column 'prompt' twice"));
     CHECK_THROWS_WITH(parse_records("prompt,completion\n", "h.csv", true), doctest::Contains("a header row and no records"));
+    // a workbook saved as .xlsx/.ods is a zip: named, with what to do
+    CHECK_THROWS_WITH(parse_records(std::string("PK\x03\x04\x14\0", 6), "data.xlsx", false),
+                      doctest::Contains("data.xlsx is a zip archive (an .xlsx or .ods workbook is one)"));
 }
 
 // What pandas' to_csv and spreadsheets write: its index as an unnamed first column, a trailing
