@@ -2,11 +2,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <filesystem>
 #include <numeric>
 #include <stdexcept>
 #include <unordered_map>
 #include <unordered_set>
 
+#include "data/csv.h"
 #include "data/json.h"
 #include "model/util.h"
 
@@ -17,13 +19,7 @@ bool nonempty_string(const JsonValue* v) {
 }
 
 // What is wrong with one questions line, or "" when it is a valid question.
-std::string parse_question(std::string_view text, RaftQuestion& q) {
-    JsonValue v;
-    try {
-        v = json_parse(text);
-    } catch (const std::runtime_error& e) {
-        return std::string("bad JSON: ") + e.what();
-    }
+std::string parse_question(const JsonValue& v, RaftQuestion& q) {
     if (v.type != JsonValue::Object) return "expected a JSON object {\"question\", \"answer\", \"oracle\"}";
     if (!nonempty_string(v.get("question"))) return "\"question\" must be a non-empty string";
     if (!nonempty_string(v.get("answer"))) return "\"answer\" must be a non-empty string";
@@ -47,7 +43,45 @@ std::vector<RaftQuestion> raft_parse_questions(const std::string& bytes, const s
     std::vector<RaftQuestion> out;
     std::string errors;
     int n_errors = 0, line = 0;
-    for (size_t at = 0; at < bytes.size();) {
+    const auto add = [&](const JsonValue& v, int at_line, const std::string& bad_json) {
+        RaftQuestion q;
+        q.line = at_line;
+        const std::string why = bad_json.empty() ? parse_question(v, q) : bad_json;
+        if (why.empty()) out.push_back(std::move(q));
+        else if (++n_errors <= 10) errors += "\n  " + path + ":" + std::to_string(at_line) + ": " + why;
+    };
+    // A .csv or .tsv table (the pool may be one): a header row naming question, answer and oracle,
+    // a row a question with one oracle document
+    std::string ext = std::filesystem::path(path).extension().string();
+    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    if (ext == ".csv" || ext == ".tsv") {
+        std::string_view text(bytes);
+        if (text.substr(0, 3) == "\xEF\xBB\xBF") text.remove_prefix(3);
+        const std::vector<CsvRow> rows = csv_rows(text, ext == ".csv" ? ',' : '\t', path.c_str());
+        if (rows.empty()) fail("%s: no questions; expected a header row naming question, answer and oracle", path.c_str());
+        std::vector<std::string> names = rows[0].fields;
+        for (std::string& n : names) {
+            for (char& c : n) c = (char)std::tolower((unsigned char)c);
+            n.erase(0, n.find_first_not_of(' '));
+            n.erase(n.find_last_not_of(' ') + 1);
+        }
+        for (const char* need : {"question", "answer", "oracle"})
+            if (std::find(names.begin(), names.end(), need) == names.end())
+                fail("%s:%d: the header row names no '%s' column: a questions table has the columns question, answer "
+                     "and oracle (one document a row; jsonl's \"oracle\" may list several)", path.c_str(), rows[0].line, need);
+        for (size_t i = 1; i < rows.size(); i++) {
+            JsonValue v;
+            v.type = JsonValue::Object;
+            for (size_t k = 0; k < names.size() && k < rows[i].fields.size(); k++) {
+                JsonValue cell;
+                cell.type = JsonValue::String, cell.string = rows[i].fields[k];
+                v.object.emplace_back(names[k], std::move(cell));
+            }
+            add(v, rows[i].line, rows[i].fields.size() == names.size() ? "" :
+                std::to_string(rows[i].fields.size()) + " fields where the header row names " + std::to_string(names.size()));
+        }
+    }
+    for (size_t at = 0; ext != ".csv" && ext != ".tsv" && at < bytes.size();) {
         size_t nl = bytes.find('\n', at);
         if (nl == std::string::npos) nl = bytes.size();
         std::string_view text(bytes.data() + at, nl - at);
@@ -55,11 +89,14 @@ std::vector<RaftQuestion> raft_parse_questions(const std::string& bytes, const s
         line++;
         if (!text.empty() && text.back() == '\r') text.remove_suffix(1);
         if (text.find_first_not_of(" \t\r\xEF\xBB\xBF") == std::string_view::npos) continue;
-        RaftQuestion q;
-        q.line = line;
-        std::string why = parse_question(text, q);
-        if (why.empty()) out.push_back(std::move(q));
-        else if (++n_errors <= 10) errors += "\n  " + path + ":" + std::to_string(line) + ": " + why;
+        JsonValue v;
+        std::string bad_json;
+        try {
+            v = json_parse(text);
+        } catch (const std::runtime_error& e) {
+            bad_json = std::string("bad JSON: ") + e.what();
+        }
+        add(v, line, bad_json);
     }
     if (n_errors) fail("%s: %d bad question line%s:%s", path.c_str(), n_errors, n_errors == 1 ? "" : "s", errors.c_str());
     if (out.empty()) fail("%s: no questions; expected jsonl lines {\"question\", \"answer\", \"oracle\"}", path.c_str());

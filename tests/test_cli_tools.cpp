@@ -67,6 +67,11 @@ TEST_CASE("cli tools: ./raft refuses an --out that is one of its inputs") {
     Run ok = run("./raft --questions " + qa + " --pool " + pool + " --k 1 --out " + s.out("raft.jsonl"));
     INFO(ok.out);
     CHECK(ok.status == 0);
+    // jsonl under a .csv name: ./train would read the examples as a table and refuse them
+    Run csv = run("./raft --questions " + qa + " --pool " + pool + " --k 1 --out " + s.out("raft.csv"));
+    CHECK(csv.status == 1);
+    CHECK(has(csv, "the examples are written as jsonl, which ./train would read as a csv table by its name"));
+    CHECK_FALSE(std::filesystem::exists(s.out("raft.csv")));
 }
 
 // 0 meant "not given" inside the shape flags, so --layers 0 wrote (or estimated) the preset's shape.

@@ -99,3 +99,21 @@ TEST_CASE("raft: bad questions and a pool too small fail with a clear message") 
         CHECK_THROWS_WITH(raft_build(questions(2), pool(10), opt), doctest::Contains("--abstain: the abstaining answer is empty"));
     }
 }
+
+// A questions table, as the pool may be one: the same questions as jsonl lines; a row named by its line.
+TEST_CASE("raft: questions from a .csv or .tsv table") {
+    const auto qs = raft_parse_questions("\xEF\xBB\xBFQuestion,answer,oracle,id\r\n"
+                                         "\"Capital of France, please?\",Paris,\"Paris is the capital\nof France.\",7\r\n",
+                                         "q.csv");
+    REQUIRE(qs.size() == 1);
+    CHECK(qs[0].question == "Capital of France, please?");
+    CHECK(qs[0].answer == "Paris");
+    CHECK(qs[0].oracles == std::vector<std::string>{"Paris is the capital\nof France."});
+    CHECK(qs[0].line == 2);
+    CHECK(raft_parse_questions("question\tanswer\toracle\nq\ta\td\n", "q.TSV").at(0).oracles[0] == "d");
+    CHECK_THROWS_WITH(raft_parse_questions("question,answer\nq,a\n", "q.csv"),
+                      doctest::Contains("q.csv:1: the header row names no 'oracle' column"));
+    CHECK_THROWS_WITH(raft_parse_questions("question,answer,oracle\nq,a,d\nq2,,d\nq3,a\n", "q.csv"),
+                      doctest::Contains("q.csv: 2 bad question lines:\n  q.csv:3: \"answer\" must be a non-empty string\n"
+                                        "  q.csv:4: 2 fields where the header row names 3"));
+}

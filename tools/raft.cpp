@@ -2,6 +2,7 @@
 //   ./raft --questions qa.jsonl --pool docs.jsonl --out raft.jsonl [--k 3] [--p-no-oracle 0.2] [--seed 1]
 #include <cstdio>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include "data/raft.h"
@@ -11,9 +12,10 @@
 
 static const char* kUsage =
     "usage: raft --questions FILE --pool FILE --out FILE [options]\n"
-    "  --questions FILE   jsonl: {\"question\", \"answer\", \"oracle\": \"doc\" or [\"doc\", ...]}\n"
-    "  --pool FILE        jsonl of {\"text\": \"doc\"} (distractors are drawn from it)\n"
-    "  --out FILE         instruction jsonl to write\n"
+    "  --questions FILE   jsonl: {\"question\", \"answer\", \"oracle\": \"doc\" or [\"doc\", ...]}, or a .csv/.tsv\n"
+    "                     with the columns question, answer, oracle (one document)\n"
+    "  --pool FILE        jsonl of {\"text\": \"doc\"}, or a .csv/.tsv with a text column (distractors are drawn from it)\n"
+    "  --out FILE         instruction jsonl to write (.jsonl)\n"
     "  --k N              distractors per example (3)\n"
     "  --p-no-oracle P    share of examples with only distractors and the abstaining answer (0.2)\n"
     "  --seed N           1\n"
@@ -49,6 +51,14 @@ int main(int argc, char** argv) {
             else args.unknown();
         }
         if (questions.empty() || pool.empty() || out.empty()) fail("--questions, --pool and --out are required\n%s", kUsage);
+        // The examples are jsonl: under a .csv or .tsv name ./train would read them as a table.
+        {
+            std::string ext = std::filesystem::path(out).extension().string();
+            for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+            if (ext == ".csv" || ext == ".tsv")
+                fail("--out %s: the examples are written as jsonl, which ./train would read as a %s table by its name: "
+                     "name it .jsonl", out.c_str(), ext.c_str() + 1);
+        }
         // AtomicFile would replace an input with the examples built from it, the questions or documents lost.
         for (const std::string* input : {&questions, &pool})
             if (same_file(out, *input))
