@@ -54,7 +54,7 @@ void answer_file(const Model& m, const Tokenizer& tok, const ChatTemplate& chat,
                  const DataRun& run, const Ops& ops) {
     const char* p = run.data.c_str();
     if (!is_records_path(run.data))
-        fail("--data %s: expected a .jsonl (or .csv, .tsv) file of prompts (instruction, prompt, messages or conversations)", p);
+        fail("--data %s: expected a .jsonl (or .csv, .tsv, .parquet) file of prompts (instruction, prompt, messages or conversations)", p);
     ParsedFile pf = parse_records(read_file(run.data), run.data, true, Answers::optional);
     if (!pf.invalid.empty()) {
         for (size_t i = 0; i < pf.invalid.size() && i < 10; i++)
@@ -224,7 +224,7 @@ static int run(int argc, char** argv) {
             printf("usage: ./generate [--model M.bin] [--tokenizer T.tok] [--lora A.lora] --prompt TEXT [--system TEXT]\n"
                    "       [--raw] [--template NAME] [--max-tokens N (256)] [--temperature T (0 = greedy)]\n"
                    "       [--top-k K] [--top-p P] [--seed N (0: the same draws each run)] [--device auto|cpu|cuda] [--nf4]\n"
-                   "       ./generate [...] --data FILE.jsonl|.csv|.tsv [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
+                   "       ./generate [...] --data FILE.jsonl|.csv|.tsv|.parquet [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
                    "       ./generate [...] --chat [--system TEXT] [--tools TOOLS.json]\n"
                    "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
                    "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n"
@@ -234,7 +234,7 @@ static int run(int argc, char** argv) {
                    "--template NAME: " CHAT_TEMPLATE_NAMES " (default: the tokenizer's).\n"
                    "--nf4 holds the base projections in NF4, as ./train --method qlora does: the model a QLoRA\n"
                    "adapter was trained and evaluated on (and a quarter of the weights' memory).\n"
-                   "--data answers every line of a jsonl file, or row of a .csv/.tsv, in the training formats\n"
+                   "--data answers every line of a jsonl file, or row of a .csv/.tsv/.parquet, in the training formats\n"
                    "(instruction/input, prompt, messages or conversations; the answer field may be left out): N prompts at a time,\n"
                    "greedy unless --temperature. Each answer is written as it is done, one line\n"
                    "{\"line\", \"prompt\", \"answer\", \"reference\"} (to stdout without --out); a line's\n"
