@@ -55,7 +55,7 @@ void usage() {
         "                          bytes: raw UTF-8 bytes as ids 0-255 (the default with --preset)\n"
         "  --data PATH             jsonl (instruction/input/output, prompt/completion, messages, ShareGPT\n"
         "                          conversations), .csv/.tsv/.parquet with those columns, or raw text; repeat it\n"
-        "                          to train on several files at once\n"
+        "                          to train on several files at once, or quote a wildcard: 'data/train-*.parquet'\n"
         "  --val-data PATH | --val-split F   held-out data (default data/default/val.jsonl with the default data;\n"
         "                          --val-data repeats too: the val loss then names each file's own as well)\n"
         "  --template NAME         " CHAT_TEMPLATE_NAMES "\n"
@@ -193,6 +193,8 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else args.unknown();
     }
     if (!data_given && f.val_data.empty() && f.val_split == 0.0f) f.val_data = {"data/default/val.jsonl"};
+    f.data = expand_data_paths(f.data);  // --data 'shards/train-*.parquet'
+    f.val_data = expand_data_paths(f.val_data);
     tc.method = parse_method(f.method);
     tc.optim.lr = f.lr > 0 ? f.lr : tc.method == Method::Full ? 2e-5f : 2e-4f;  // -1: not given
     tc.optim.schedule = parse_schedule(f.schedule);

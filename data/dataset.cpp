@@ -4,6 +4,7 @@
 #include <cmath>
 #include <cstring>
 #include <exception>
+#include <glob.h>
 #include <sys/stat.h>
 #include <unordered_map>
 
@@ -252,9 +253,34 @@ std::vector<Example> read_dataset(const std::string& path, const DataTokenizer& 
     report.path = path;
     struct stat st;
     if (stat(path.c_str(), &st) != 0) fail("%s: no such file; pass an existing dataset file (see data/README.md)", path.c_str());
-    if (S_ISDIR(st.st_mode)) fail("%s: is a directory; pass a dataset file (.jsonl, or .txt for raw text)", path.c_str());
+    if (S_ISDIR(st.st_mode))
+        fail("%s: is a directory; pass a dataset file (.jsonl, .csv, .parquet, or .txt for raw text), or its files with a "
+             "quoted wildcard: --data '%s/*.parquet'", path.c_str(), path.c_str());
     std::string bytes = read_file(path);
     return build_examples(parse_records(bytes, path, is_records_path(path)), tok, opt, report);
+}
+
+std::vector<std::string> expand_data_paths(const std::vector<std::string>& paths) {
+    std::vector<std::string> out;
+    for (const std::string& p : paths) {
+        if (p.find_first_of("*?[") == std::string::npos) {
+            out.push_back(p);
+            continue;
+        }
+        glob_t g{};
+        const int rc = glob(p.c_str(), 0, nullptr, &g);  // sorted by name, as ls lists them
+        if (rc == GLOB_NOMATCH) {
+            globfree(&g);
+            fail("%s: no file matches this pattern", p.c_str());
+        }
+        if (rc != 0) {
+            globfree(&g);
+            fail("%s: the pattern could not be read (glob error %d)", p.c_str(), rc);
+        }
+        for (size_t i = 0; i < g.gl_pathc; i++) out.push_back(g.gl_pathv[i]);
+        globfree(&g);
+    }
+    return out;
 }
 
 void check_report(const DataReport& r, const DataOptions& opt, bool printed) {

@@ -101,6 +101,10 @@ std::vector<Example> load_dataset(const std::string& path, const DataTokenizer& 
 // several. A file given twice is read twice: its examples count double.
 std::vector<Example> load_datasets(const std::vector<std::string>& paths, const DataTokenizer& tok,
                                    const DataOptions& opt, const char* what, FILE* out);
+// The files --data names: a path with a wildcard (*, ? or [...], quoted so that the shell leaves it:
+// --data 'data/train-*.parquet', a Hub dataset's shards) stands for the files it matches, in name
+// order; it fails naming the pattern when none does. Other paths are kept as they are.
+std::vector<std::string> expand_data_paths(const std::vector<std::string>& paths);
 // --check-data over several files: every file's report printed, then each judged (check_report).
 std::vector<DataReport> check_datasets(const std::vector<std::string>& paths, const DataTokenizer& tok, const DataOptions& opt, FILE* out);
 

@@ -61,6 +61,19 @@ TEST_CASE("whole-file problems fail at once, naming the file") {
 
 // Each of these used to be reported line by line (or as a NUL byte on line 2), with nothing that
 // --skip-bad-lines could keep.
+// A dataset's shards as one quoted wildcard (--data 'dir/train-*.parquet'): the files it matches in
+// name order; a pattern that matches none fails naming it; a directory says how to pass its files.
+TEST_CASE("--data with a wildcard stands for the files it matches") {
+    ScratchDir dir;
+    const std::string a2 = dir.write("train-00001-of-00002.jsonl", "{}\n"), a1 = dir.write("train-00000-of-00002.jsonl", "{}\n");
+    dir.write("test-00000-of-00001.jsonl", "{}\n");
+    CHECK(expand_data_paths({dir.path + "/train-*.jsonl", "x.jsonl"}) == std::vector<std::string>{a1, a2, "x.jsonl"});
+    CHECK_THROWS_WITH(expand_data_paths({dir.path + "/val-*.jsonl"}), doctest::Contains("val-*.jsonl: no file matches this pattern"));
+    DataOptions opt;
+    DataReport rep;
+    CHECK_THROWS_WITH(read_dataset(dir.path, byte_tokenizer(), opt, rep), doctest::Contains("or its files with a quoted wildcard: --data '"));
+}
+
 TEST_CASE("pretty-printed JSON and compressed files fail once, naming the cause and the fix") {
     ScratchDir dir;
     DataOptions opt;

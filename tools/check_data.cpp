@@ -66,6 +66,7 @@ int main(int argc, char** argv) {
             else args.unknown();
         }
         if (data.empty()) fail("--data FILE is required\n%s", kUsage);
+        data = expand_data_paths(data);  // a quoted wildcard: 'shards/train-*.parquet'
         // The tokenizer as ./train chooses it (make_data_tokenizer), so that the report is of the run's data.
         Tokenizer tok;
         DataTokenizer dt;
