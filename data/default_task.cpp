@@ -119,12 +119,24 @@ std::string answer_part(const std::string& turn) {
 
 // The calls in a text as {"name", "arguments"} objects, in order (null for a block that is not one),
 // in the form the template asks for: Llama 3.1's one call, the whole text {"name": ..., "parameters":
-// ...}; the others' <tool_call> blocks, each a JSON object. An answer in the other form is no call
+// ...}; Mistral v0.3's [TOOL_CALLS] list; the others' <tool_call> blocks, each a JSON object. An answer in the other form is no call
 // (a model prompted with one template that answers in the other's form would not be parsed by that
 // template's tool parser), and a Llama call whose arguments hold the text "<tool_call>" is one call.
-std::vector<JsonValue> tool_call_objects(const std::string& text, bool llama31) {
+std::vector<JsonValue> tool_call_objects(const std::string& text, ChatTemplateKind kind) {
     std::vector<JsonValue> calls;
-    if (llama31) {
+    if (kind == ChatTemplateKind::MistralV03) {  // [TOOL_CALLS] (a control token, kept or not) and a JSON list
+        std::string list = trim(text);
+        if (list.rfind("[TOOL_CALLS]", 0) == 0) list = list.substr(12);
+        JsonValue v;
+        try {
+            v = json_parse(list);
+        } catch (const std::runtime_error&) {
+        }
+        if (v.type == JsonValue::Array)
+            for (const JsonValue& call : v.array) calls.push_back(call.type == JsonValue::Object ? call : JsonValue{});
+        return calls;
+    }
+    if (kind == ChatTemplateKind::Llama31) {
         if (JsonValue call = parse_object_or_null(text); call.get("name") && call.get("parameters")) {
             for (auto& [key, value] : call.object)
                 if (key == "parameters") key = "arguments";
@@ -156,8 +168,7 @@ TaskScore score_answers(const std::vector<Record>& held_out, const std::vector<s
         // A turn of tool calls: each call's name and arguments are two fields, compared as JSON (so
         // that spacing and key order do not count), the answer's calls taken in order.
         if (!held_out[i].messages.back().tool_calls.empty()) {
-            const bool llama31 = chat.kind == ChatTemplateKind::Llama31;
-            const std::vector<JsonValue> want = tool_call_objects(reference, llama31), got = tool_call_objects(answer, llama31);
+            const std::vector<JsonValue> want = tool_call_objects(reference, chat.kind), got = tool_call_objects(answer, chat.kind);
             for (size_t k = 0; k < want.size(); k++)
                 for (const char* key : {"name", "arguments"}) {
                     score.fields_total++;

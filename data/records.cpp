@@ -108,8 +108,9 @@ bool parse_tool_calls(const JsonValue& list, const std::string& at, ChatMessage&
     for (size_t k = 0; k < list.array.size(); k++) {
         const std::string here = at + "[" + std::to_string(k) + "]";
         const JsonValue* call = &list.array[k];
-        if (const JsonValue* fn = call->get("function"); fn && fn->type == JsonValue::Object) call = fn;
         ToolCall tc;
+        if (const JsonValue* id = call->get("id"); id && id->type == JsonValue::String) tc.id = id->string;
+        if (const JsonValue* fn = call->get("function"); fn && fn->type == JsonValue::Object) call = fn;
         if (call->type != JsonValue::Object || !get_string(*call, "name", false, false, tc.name, why)) {
             why = here + ": " + (call->type == JsonValue::Object ? why : "expected an object {\"name\", \"arguments\"}");
             return false;
@@ -235,6 +236,8 @@ bool parse_messages(const JsonValue& msgs, const ChatLayout& lay, Answers answer
             return false;
         }
         if (cm.role == "system" && i != 0) { why = at + ": a system message may only come first"; return false; }
+        if (const JsonValue* id = m.get("tool_call_id"); id && id->type == JsonValue::String && cm.role == "tool")
+            cm.tool_call_id = id->string;
         // LLaMA-Factory's function_call turn: its value is the call (or a list of them) as JSON text,
         // the turn's content empty; its weight and reasoning are read below, as any assistant turn's.
         if (from == "function_call") {
@@ -663,6 +666,7 @@ std::optional<std::string> record_reference(const Record& r, ChatTemplateKind ki
     const ChatMessage& m = r.messages.back();
     if (m.tool_calls.empty()) return m.content;
     if (kind == ChatTemplateKind::Llama31) return llama31_call_text(m, r.messages.size() - 1);
+    if (kind == ChatTemplateKind::MistralV03) return mistral_v03_calls_text(m, r.messages.size() - 1);
     return (m.content.empty() ? "" : m.content + "\n") + tool_calls_text(m, kind == ChatTemplateKind::Qwen3);
 }
 

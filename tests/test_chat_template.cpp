@@ -480,27 +480,59 @@ TEST_CASE("chat: Mistral v0.3 renders as its template does and tokenizes as mist
     Tokenizer v3 = tokenizer_load_spm("tests/fixtures/tokenizer/mistral_v3/tokenizer.model");
     v3.space_prefix = SpacePrefix::First;
     const DataTokenizer dt = data_tokenizer(v3, t);
+    // the token ids, and the learned tokens: each answer or call turn, what follows [/INST] (id 4) or
+    // the last [/TOOL_RESULTS] (9) up to its </s> (2)
+    const auto check_ids = [&](const ParsedFile& pf, const JsonValue& ids) {
+        DataReport rep;
+        const std::vector<Example> ex = build_examples(pf, dt, DataOptions{}, rep);
+        REQUIRE(ex.size() == 1);
+        std::vector<int32_t> want;
+        for (const JsonValue& id : ids.array) want.push_back((int32_t)id.integer);
+        CHECK(ex[0].tokens == want);
+        std::vector<float> answer(want.size(), 0.0f);
+        for (size_t i = 1, in_answer = 0; i < want.size(); i++) {
+            if ((want[i - 1] == 4 || want[i - 1] == 9) && want[i] != 8) in_answer = 1;
+            answer[i] = in_answer ? 1.0f : 0.0f;
+            if (want[i] == 2) in_answer = 0;
+        }
+        CHECK(ex[0].weights == answer);
+    };
     int encodings = 0;
     for (const JsonValue& c : fx.get("ids")->array) {
         ParsedFile pf;
         pf.records.push_back(Record{});
         pf.records[0].messages = messages(c);
-        DataReport rep;
-        const std::vector<Example> ex = build_examples(pf, dt, DataOptions{}, rep);
-        REQUIRE(ex.size() == 1);
-        std::vector<int32_t> want;
-        for (const JsonValue& id : c.get("ids")->array) want.push_back((int32_t)id.integer);
-        CHECK(ex[0].tokens == want);
-        // learned: each answer, what follows [/INST] (id 4) up to its </s> (id 2)
-        std::vector<float> answer(want.size(), 0.0f);
-        for (size_t i = 0, in_answer = 0; i < want.size(); i++) {
-            answer[i] = in_answer ? 1.0f : 0.0f;
-            in_answer = want[i] == 4 ? 1 : want[i] == 2 ? 0 : in_answer;
-        }
-        CHECK(ex[0].weights == answer);
+        check_ids(pf, *c.get("ids"));
         encodings++;
     }
     CHECK(encodings == 6);
+    // tool calling, from dataset lines in OpenAI's form
+    int with_tools = 0;
+    for (const JsonValue& c : fx.get("tools")->array) {
+        const ParsedFile pf = parse_records(json_quote_line(*c.get("line")), "tools.jsonl", true);
+        REQUIRE(pf.invalid.empty());
+        check_ids(pf, *c.get("ids"));
+        with_tools++;
+    }
+    CHECK(with_tools == 2);
+    // ids that are not Mistral's 9 letters and digits (OpenAI's call_...) are made into such, the same
+    // for a call and the result naming it; a result that names none answers its turn's calls in order
+    ChatMessage calls{"assistant", ""};
+    calls.tool_calls = {{"get_weather", "{}"}};
+    calls.tool_calls[0].id = "call_8f3a2b";
+    ChatMessage named{"tool", "1"}, unnamed{"tool", "2"};
+    named.tool_call_id = "call_8f3a2b";
+    const std::string text =
+        chat_render(t, {{"user", "a"}, calls, named, {"assistant", "x"}, {"user", "b"}, calls, unnamed, {"assistant", "c"}}, false);
+    const size_t id_at = text.find("\"id\": \"") + 7;
+    const std::string id = text.substr(id_at, 9);
+    CHECK(std::all_of(id.begin(), id.end(), [](char ch) { return isalnum((unsigned char)ch); }));
+    CHECK(text.substr(id_at + 9, 1) == "\"");
+    CHECK(text.find("{\"content\": 1, \"call_id\": \"" + id + "\"}") != std::string::npos);
+    CHECK(text.find("{\"content\": 2, \"call_id\": \"" + id + "\"}") != std::string::npos);
+    ChatMessage both = calls;
+    both.content = "Checking.";
+    CHECK(render_error(t, {{"user", "a"}, both}).find("message 1 has content beside its tool calls") == 0);
     // the template's alternation is required (after an optional first system message)
     CHECK(render_error(t, {{"user", "a"}, {"user", "b"}}).find("message 1 has role 'user' but Mistral v0.3's chat template") == 0);
 }
@@ -681,8 +713,8 @@ TEST_CASE("chat: names, detection and refusals") {
     CHECK(render_error(qwen3, {{"user", "a"}, {"tool", "42"}, {"assistant", "b"}}) == "");
     CHECK(render_error(chatml, {{"user", "a"}, {"tool", "42"}}) ==
           "message 1 has role 'tool' but the chatml chat template does not render tool calling (qwen2.5's, qwen3's, "
-          "smollm3's and llama3.1's do): pass --template qwen2.5|qwen3|smollm3|llama3.1 if the model was trained on "
-          "theirs, or drop the line");
+          "smollm3's, llama3.1's and mistral-v0.3's do): pass --template qwen2.5|qwen3|smollm3|llama3.1|mistral-v0.3 if "
+          "the model was trained on theirs, or drop the line");
     ChatMessage calls{"assistant", ""};
     calls.tool_calls = {{"f", "{}"}};
     CHECK(render_error(chatml, {{"user", "a"}, calls}).find("message 1 has tool_calls but the chatml chat template") == 0);

@@ -130,7 +130,7 @@ TEST_CASE("cli tools: ./generate --tools puts definitions in the prompt; /tool i
     const size_t second = chat.out.find("prompt tokens") + 1;
     CHECK(prompt_tokens(chat, second) > prompt_tokens(chat) + 10);  // the answer and the <tool_response> turn
     CHECK(has(run(gen + "--prompt hi --template chatml --tools " + tools),
-              "--tools: the chatml chat template does not render tool definitions (qwen2.5's, qwen3's, smollm3's and llama3.1's do)"));
+              "--tools: the chatml chat template does not render tool definitions (qwen2.5's, qwen3's, smollm3's, llama3.1's and mistral-v0.3's do)"));
     CHECK(has(run(gen + "--prompt hi --raw --tools " + tools), "--raw renders no template to put them in"));
     // definitions that fill the context refuse the chat at once, not every message after
     std::string many = "[";

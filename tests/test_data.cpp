@@ -650,6 +650,14 @@ TEST_CASE("score_answers: a turn of tool calls is scored call by call, name and 
     CHECK(llama.fields_total == 2);
     CHECK(score_answers(one.records, {R"({"name": "get_weather", "parameters": {"city": "Tokyo"}})"}, l31).fields == 1);
     CHECK_THROWS_WITH(record_reference(pf.records[0], ChatTemplateKind::Llama31), doctest::Contains("has 2 tool calls"));
+    // Mistral v0.3's [TOOL_CALLS] list: its ids are not scored, and a decoded answer may have lost the control token
+    const ChatTemplate v03 = chat_template_from_name("mistral-v0.3");
+    const std::string mref = *record_reference(pf.records[0], ChatTemplateKind::MistralV03);
+    CHECK(mref.rfind("[TOOL_CALLS] [{\"name\": \"get_weather\", \"arguments\": {\"city\": \"Seoul\", \"days\": 2}, \"id\": \"", 0) == 0);
+    TaskScore mistral = score_answers(pf.records, {R"( [{"name": "get_weather", "arguments": {"days": 2, "city": "Seoul"}, "id": "x"},)"
+                                                   R"( {"name": "get_weather", "arguments": {"city": "Lyon"}}])"}, v03);
+    CHECK(mistral.fields == 3);
+    CHECK(mistral.fields_total == 4);
     // Each template's calls in its own form only: Llama's whole answer {"name", "parameters"}, the others'
     // <tool_call> blocks. An answer in the other form is no call, and a Llama call whose arguments
     // hold "<tool_call>" is still the one call (it was read as a block that is not JSON: 0 fields of 2)

@@ -150,7 +150,7 @@ TEST_CASE("bad lines: each reason, with its line number") {
           "conversations[1].value[0]: missing field \"name\"");
     // tool calling where the template (the toy tokenizer's ChatML) renders none: refused, naming the turn
     CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "function_call", "value": "{\"name\": \"f\", \"arguments\": {}}"}, {"from": "gpt", "value": "b"}]})")
-              .rfind("chat template: message 1 has tool_calls but the chatml chat template does not render tool calling (qwen2.5's, qwen3's, smollm3's and llama3.1's do)", 0) == 0);
+              .rfind("chat template: message 1 has tool_calls but the chatml chat template does not render tool calling (qwen2.5's, qwen3's, smollm3's, llama3.1's and mistral-v0.3's do)", 0) == 0);
     CHECK(problem(dir, R"({"conversations": [{"from": "human", "value": "a"}, {"from": "gpt", "value": "b"}, {"from": "human", "value": "c"}]})")
               .rfind("the last message is from \"user\"", 0) == 0);
     CHECK(problem(dir, "{\"instruction\": \"caf\xE9\", \"output\": \"b\"}").rfind("invalid UTF-8 (byte 0xE9 at byte 21 of the line)", 0) == 0);

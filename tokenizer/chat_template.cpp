@@ -4,6 +4,7 @@
 #include "model/util.h"
 #include "tokenizer/unicode.h"
 
+#include <algorithm>
 #include <string_view>
 #include <utility>
 
@@ -52,15 +53,10 @@ void turn(std::vector<ChatPiece>& out, bool assistant, const std::string& header
 // into the first user turn, then user and assistant must alternate (their templates raise
 // otherwise; Llama-2's would silently drop a later system message, which we refuse instead).
 // add_generation_prompt changes nothing: the prompt already ends with [/INST].
-// Mistral v0.3's: [INST] and [/INST] are control tokens, no spaces around them but the answer's, and
-// the system message joins the last user turn (see chat_template.h).
 void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages, std::vector<ChatPiece>& out) {
-    const bool llama2 = kind == ChatTemplateKind::Llama2, v03 = kind == ChatTemplateKind::MistralV03;
-    const char* name = llama2 ? "Llama-2's" : v03 ? "Mistral v0.3's" : "Mistral's";
+    const bool llama2 = kind == ChatTemplateKind::Llama2;
+    const char* name = llama2 ? "Llama-2's" : "Mistral's";
     size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
-    size_t last_user = messages.size();
-    for (size_t i = first; i < messages.size(); i++)
-        if (messages[i].role == "user") last_user = i;
     if (!llama2) emit(out, "<s>", false);
     for (size_t i = first; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
@@ -69,17 +65,94 @@ void render_inst(ChatTemplateKind kind, const std::vector<ChatMessage>& messages
             fail("message %zu has role '%s' but %s chat template needs roles to alternate user/assistant, starting with "
                  "user after an optional first system message (expected '%s')", i, m.role.c_str(), name, want);
         if (m.role == "user") {
-            // the system message joins the first user turn (Mistral v0.3: the last)
-            const bool with_system = first && i == (v03 ? last_user : first);
+            const bool with_system = first && i == first;  // the system message joins the first user turn
             const std::string& system = messages[0].content;
-            if (v03)
-                emit(out, "[INST] " + (with_system ? system + "\n\n" : "") + m.content + "[/INST]", false);
-            else if (llama2)
+            if (llama2)
                 emit(out, "<s>[INST] " + trim(with_system ? "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + m.content : m.content) + " [/INST]", false);
             else
                 emit(out, " [INST] " + (with_system ? system + "\n\n" : "") + m.content + " [/INST]", false);
         } else {
-            turn(out, m.trained, "", " " + (llama2 || v03 ? trim(m.content) : m.content), llama2 ? " </s>" : "</s>", "");
+            turn(out, m.trained, "", " " + (llama2 ? trim(m.content) : m.content), llama2 ? " </s>" : "</s>", "");
+        }
+    }
+}
+
+// A call id as Mistral's format needs it: 9 characters of a-z, A-Z and 0-9. A dataset's own id when
+// it is one; else one made from it (FNV-1a in base 62), so that a call and the result naming it still
+// agree; a call or result without one gets one made from `place`.
+std::string mistral_call_id(const std::string& given, const std::string& place) {
+    const auto alnum = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'); };
+    if (given.size() == 9 && std::all_of(given.begin(), given.end(), alnum)) return given;
+    uint64_t h = 1469598103934665603ull;
+    for (char c : given.empty() ? place : given) h = (h ^ (uint8_t)c) * 1099511628211ull;
+    const char* digits = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    std::string id;
+    for (int i = 0; i < 9; i++, h /= 62) id += digits[h % 62];
+    return id;
+}
+
+// Mistral v0.3 as Mistral's own tokenizer (mistral-common, v3) writes a conversation for fine-tuning:
+// [INST] and [/INST] control tokens without spaces but the answer's; the system message in the last
+// user turn, and the tool definitions in [AVAILABLE_TOOLS] just before it; an assistant's calls as
+// [TOOL_CALLS] and their JSON list, ended by </s> and learned; each tool result in [TOOL_RESULTS].
+void render_mistral_v03(const std::vector<ChatMessage>& messages, const std::vector<std::string>& tools,
+                        std::vector<ChatPiece>& out) {
+    const size_t first = !messages.empty() && messages[0].role == "system" ? 1 : 0;
+    size_t last_user = messages.size();
+    for (size_t i = first; i < messages.size(); i++)
+        if (messages[i].role == "user") last_user = i;
+    emit(out, "<s>", false);
+    std::vector<std::string> call_ids;  // the last call turn's, for the results that name none
+    size_t turns = 0, results = 0;
+    for (size_t i = first; i < messages.size(); i++) {
+        const ChatMessage& m = messages[i];
+        const std::string place = std::to_string(i);
+        if (m.role == "tool") {  // its content as the JSON it holds, else as a string
+            std::string content;
+            try {
+                content = json_dumps_python(json_parse(m.content));
+            } catch (const std::runtime_error&) {
+                content = json_quote(m.content);
+            }
+            const std::string id = !m.tool_call_id.empty() ? mistral_call_id(m.tool_call_id, place)
+                                   : results < call_ids.size() ? call_ids[results] : mistral_call_id("", "result " + place);
+            results++;
+            emit(out, "[TOOL_RESULTS] {\"content\": " + content + ", \"call_id\": \"" + id + "\"}[/TOOL_RESULTS]", false);
+            continue;
+        }
+        if (m.role == "assistant" && !m.tool_calls.empty()) {
+            call_ids.clear();
+            results = 0;
+            turn(out, m.trained, "", mistral_v03_calls_text(m, i, &call_ids), "</s>", "");
+            continue;
+        }
+        // the other turns alternate user and assistant, as Mistral's template and validator require
+        const char* want = turns++ % 2 == 0 ? "user" : "assistant";
+        if (m.role != want)
+            fail("message %zu has role '%s' but Mistral v0.3's chat template needs roles to alternate user/assistant "
+                 "(tool calls and their results between them), starting with user after an optional first system "
+                 "message (expected '%s')", i, m.role.c_str(), want);
+        if (m.role == "user") {
+            std::string head;
+            if (i == last_user && !tools.empty()) {  // each definition as mistral-common's Tool writes it
+                head = "[AVAILABLE_TOOLS] [";
+                for (size_t k = 0; k < tools.size(); k++) {
+                    const JsonValue t = json_parse(tools[k]);
+                    const JsonValue* fn = t.get("function") && t.get("function")->type == JsonValue::Object ? t.get("function") : &t;
+                    const JsonValue* name = fn->get("name");
+                    const JsonValue* description = fn->get("description");
+                    const JsonValue* parameters = fn->get("parameters");
+                    head += std::string(k ? ", " : "") + "{\"type\": \"function\", \"function\": {\"name\": " +
+                            json_quote(name && name->type == JsonValue::String ? name->string : "") + ", \"description\": " +
+                            json_quote(description && description->type == JsonValue::String ? description->string : "") +
+                            ", \"parameters\": " + (parameters ? json_dumps_python(*parameters) : "{}") + "}}";
+                }
+                head += "][/AVAILABLE_TOOLS]";
+            }
+            const bool with_system = first && i == last_user;
+            emit(out, head + "[INST] " + (with_system ? messages[0].content + "\n\n" : "") + m.content + "[/INST]", false);
+        } else {
+            turn(out, m.trained, "", " " + trim(m.content), "</s>", "");
         }
     }
 }
@@ -255,6 +328,21 @@ void render_smollm3(const std::vector<ChatMessage>& messages, bool add_generatio
 
 }  // namespace
 
+std::string mistral_v03_calls_text(const ChatMessage& m, size_t index, std::vector<std::string>* ids) {
+    if (!trim(m.content).empty())
+        fail("message %zu has content beside its tool calls but Mistral v0.3's format writes calls alone: put the "
+             "text in a turn of its own, or drop it", index);
+    std::string calls;
+    for (size_t k = 0; k < m.tool_calls.size(); k++) {
+        const ToolCall& c = m.tool_calls[k];
+        const std::string id = mistral_call_id(c.id, std::to_string(index) + "." + std::to_string(k));
+        if (ids) ids->push_back(id);
+        calls += std::string(k ? ", " : "") + "{\"name\": " + json_quote(c.name) + ", \"arguments\": " + c.arguments +
+                 ", \"id\": \"" + id + "\"}";
+    }
+    return "[TOOL_CALLS] [" + calls + "]";
+}
+
 // Llama 3.1's call: one per message, written alone (its template drops the content beside it and
 // raises on more than one call); arguments as the object, as for Qwen2.5 (see chat_template.h).
 std::string llama31_call_text(const ChatMessage& m, size_t index) {
@@ -272,9 +360,8 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
     std::vector<ChatPiece> out;
     const bool qwen3 = t.kind == ChatTemplateKind::Qwen3, qwen25 = t.kind == ChatTemplateKind::Qwen25;
     if (!chat_template_renders_tools(t.kind)) {  // a conversation with tool calling cannot be rendered
-        const char* why = "the %s chat template does not render tool calling (qwen2.5's, qwen3's, smollm3's and "
-                          "llama3.1's do): pass --template qwen2.5|qwen3|smollm3|llama3.1 if the model was trained on "
-                          "theirs, or drop the line";
+        const char* why = "the %s chat template does not render tool calling (" TOOL_CALLING_TEMPLATES
+                          " if the model was trained on theirs, or drop the line";
         if (!tools.empty()) fail(("the conversation has tool definitions but " + std::string(why)).c_str(), chat_template_name(t.kind));
         for (size_t i = 0; i < messages.size(); i++)
             if (!messages[i].tool_calls.empty() || messages[i].role == "tool")
@@ -294,7 +381,11 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
                  "does): drop the field, or write the reasoning into the content if the model should learn it",
                  i, chat_template_name(t.kind));
         }
-    if (t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Mistral || t.kind == ChatTemplateKind::MistralV03) {
+    if (t.kind == ChatTemplateKind::MistralV03) {
+        render_mistral_v03(messages, tools, out);
+        return out;
+    }
+    if (t.kind == ChatTemplateKind::Llama2 || t.kind == ChatTemplateKind::Mistral) {
         render_inst(t.kind, messages, out);
         return out;
     }
@@ -454,7 +545,7 @@ const char* chat_template_name(ChatTemplateKind kind) {
 
 bool chat_template_renders_tools(ChatTemplateKind kind) {
     return kind == ChatTemplateKind::Qwen25 || kind == ChatTemplateKind::Qwen3 || kind == ChatTemplateKind::SmolLM3 ||
-           kind == ChatTemplateKind::Llama31;
+           kind == ChatTemplateKind::Llama31 || kind == ChatTemplateKind::MistralV03;
 }
 
 ChatTemplate chat_template_from_name(const std::string& name) {

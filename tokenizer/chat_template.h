@@ -33,7 +33,11 @@
 //           an answer trimmed). The system message goes into the last user turn, as Mistral's own
 //           tokenizer (mistral-common) puts it for fine-tuning and its template for a prompt; the
 //           template writes it only where that turn is the conversation's last message, i.e. it drops
-//           it from a conversation that ends with the answer, which would train without it.
+//           it from a conversation that ends with the answer, which would train without it. Tool
+//           calling as mistral-common writes it: the definitions in [AVAILABLE_TOOLS] [...] before that
+//           last user turn, an assistant's calls as [TOOL_CALLS] [{"name", "arguments", "id"}]</s>
+//           (learned), each result as [TOOL_RESULTS] {"content", "call_id"}[/TOOL_RESULTS]; its ids are
+//           9 letters and digits, made from a dataset's own ids where they are not.
 //           Both need roles to alternate user/assistant after an optional first system message.
 //   Zephyr  <|system|>\nsystem</s>\n<|user|>\nuser</s>\n<|assistant|>\nassistant</s>\n
 //           (TinyLlama-1.1B-Chat-v1.0 and zephyr-7b-beta; the markers are plain text)
@@ -105,6 +109,8 @@ struct ToolCall {
     std::string arguments;
     // ...and that string as given, which Qwen3's template writes as it is.
     std::optional<std::string> arguments_text = std::nullopt;
+    // The call's id ("id" of an OpenAI call; "" when none), which Mistral v0.3's format writes.
+    std::string id = "";
 };
 
 struct ChatMessage {
@@ -125,8 +131,10 @@ struct ChatMessage {
     // fine-tuning format), whose turn is then rendered as context, weighed as the prompt is.
     bool trained = true;
     // An assistant message's function calls (qwen2.5, qwen3 and smollm3 render them after its content,
-    // llama3.1 one alone).
+    // llama3.1 one alone, mistral-v0.3 all alone).
     std::vector<ToolCall> tool_calls = {};
+    // A tool message's "tool_call_id": the id of the call it answers ("" when none).
+    std::string tool_call_id = "";
 };
 
 // A run of rendered text. assistant = true marks a learned (ChatMessage::trained) assistant message's
@@ -155,11 +163,19 @@ std::string tool_calls_text(const ChatMessage& m, bool raw_string_arguments);
 // For a --template flag: one of CHAT_TEMPLATE_NAMES; fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
 const char* chat_template_name(ChatTemplateKind kind);
-// Whether a template renders tool definitions, calls and results (qwen2.5, qwen3, smollm3, llama3.1).
+// Whether a template renders tool definitions, calls and results (qwen2.5, qwen3, smollm3, llama3.1,
+// mistral-v0.3), and the words that name them in messages.
 bool chat_template_renders_tools(ChatTemplateKind kind);
+#define TOOL_CALLING_TEMPLATES \
+    "qwen2.5's, qwen3's, smollm3's, llama3.1's and mistral-v0.3's do): pass --template " \
+    "qwen2.5|qwen3|smollm3|llama3.1|mistral-v0.3"
 // An assistant message's one call as Llama 3.1's template writes it: {"name": ..., "parameters": ...};
 // fails, naming message `index`, on more than one call or on text beside it.
 std::string llama31_call_text(const ChatMessage& m, size_t index);
+// An assistant message's calls as Mistral v0.3's format writes them: [TOOL_CALLS] [{"name", "arguments",
+// "id"}, ...] (ids of 9 letters and digits: a dataset's own, or made from it or from the call's place);
+// the ids appended to `ids`. Fails, naming message `index`, on text beside the calls.
+std::string mistral_v03_calls_text(const ChatMessage& m, size_t index, std::vector<std::string>* ids = nullptr);
 
 // Recognises a Jinja chat template (from tokenizer_config.json or GGUF tokenizer.chat_template) by
 // its markers, taking a ChatML default system prompt from it. Fails, quoting the template's start,

@@ -314,9 +314,8 @@ static int run(int argc, char** argv) {
         }
         if (!parse_tools(list, tools, why)) fail("--tools %s: %s", tools_path.c_str(), why.c_str());
         if (!chat_template_renders_tools(ct.kind))
-            fail("--tools: the %s chat template does not render tool definitions (qwen2.5's, qwen3's, smollm3's and "
-                 "llama3.1's do): pass --template qwen2.5|qwen3|smollm3|llama3.1 if the model was trained on theirs",
-                 chat_template_name(ct.kind));
+            fail("--tools: the %s chat template does not render tool definitions (" TOOL_CALLING_TEMPLATES
+                 " if the model was trained on theirs", chat_template_name(ct.kind));
     }
     if (const std::string w = template_marker_warning(data_tokenizer(tok, ct)); !w.empty()) fprintf(stderr, "warning: %s\n", w.c_str());
     const Ops& ops = select_ops(device.c_str());
