@@ -529,8 +529,15 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
                 max_def += l->repetition[d] != kRequired;
                 if (l->repetition[d] == kRepeated) max_rep++, def_at_item = max_def, repeated_at = d;
             }
-            if (!list && l->type != kByteArray)
+            // a column of another type than text: one whose values are all null (pandas and datasets
+            // write a column of None so, with the Null type on an int32) adds nothing, as a null does
+            if (!list && l->type != kByteArray) {
+                if (l->type == kInt32 || l->type == kInt64 || l->type == kBoolean) {
+                    const Column col = read_column(bytes, meta, l->column, max_rep, max_def, path);
+                    if (col.values.empty()) continue;
+                }
                 fail("%s: column %s holds numbers or booleans, not text: a record's fields are strings", path, name);
+            }
             if (list && max_rep != 1)
                 fail("%s: column %s nests %s (at %s): only a list of records of values is read (messages: [{role, content}]); "
                      "convert the file to jsonl, e.g. python -c \"import pandas as pd; pd.read_parquet('%s').to_json("
