@@ -1,6 +1,7 @@
 #include "data/parquet.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -13,7 +14,7 @@ const char* const kRecordColumns[] = {"instruction", "input", "output", "prompt"
                                       "messages", "conversations", "tools", "functions"};
 
 // Physical types (parquet-format Type), codecs, page types and encodings used here.
-enum : int { kBoolean = 0, kInt32 = 1, kInt64 = 2, kByteArray = 6 };
+enum : int { kBoolean = 0, kInt32 = 1, kInt64 = 2, kFloat = 4, kDouble = 5, kByteArray = 6 };
 enum : int { kUncompressed = 0, kSnappy = 1 };
 enum : int { kDataPage = 0, kDictionaryPage = 2, kDataPageV2 = 3 };
 enum : int { kPlain = 0, kPlainDictionary = 2, kRle = 3, kRleDictionary = 8 };
@@ -346,6 +347,21 @@ void plain_values(const uint8_t* p, const uint8_t* end, int type, size_t count, 
             v.type = JsonValue::Bool;
             v.boolean = (p[bit / 8] >> (bit % 8)) & 1;
             bit++;
+        } else if (type == kFloat || type == kDouble) {  // a weight of 0.0: datasets writes float64 for a column of floats and None
+            const size_t size = type == kFloat ? 4 : 8;
+            if ((size_t)(end - p) < size) damaged(path, "a number value past its page");
+            double x;
+            if (size == 4) {
+                float y;
+                memcpy(&y, p, 4);
+                x = y;
+            } else {
+                memcpy(&x, p, 8);
+            }
+            p += size;
+            v.type = JsonValue::Number;
+            v.number = x;
+            if (x == std::floor(x) && std::fabs(x) <= 9007199254740992.0) v.exact_integer = true, v.integer = (int64_t)x;
         } else {
             const size_t size = type == kInt32 ? 4 : 8;
             if ((size_t)(end - p) < size) damaged(path, "a number value past its page");
@@ -532,7 +548,7 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
             // a column of another type than text: one whose values are all null (pandas and datasets
             // write a column of None so, with the Null type on an int32) adds nothing, as a null does
             if (!list && l->type != kByteArray) {
-                if (l->type == kInt32 || l->type == kInt64 || l->type == kBoolean) {
+                if (l->type == kInt32 || l->type == kInt64 || l->type == kBoolean || l->type == kFloat || l->type == kDouble) {
                     const Column col = read_column(bytes, meta, l->column, max_rep, max_def, path);
                     if (col.values.empty()) continue;
                 }
@@ -543,7 +559,9 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
                      "convert the file to jsonl, e.g. python -c \"import pandas as pd; pd.read_parquet('%s').to_json("
                      "'data.jsonl', orient='records', lines=True, force_ascii=False)\"", path, name,
                      max_rep ? "lists within its lists" : "records without a list", l->path.back().c_str(), path);
-            if (l->type != kByteArray && l->type != kInt32 && l->type != kInt64 && l->type != kBoolean) continue;
+            if (l->type != kByteArray && l->type != kInt32 && l->type != kInt64 && l->type != kBoolean && l->type != kFloat &&
+                l->type != kDouble)
+                continue;
             const Column col = read_column(bytes, meta, l->column, max_rep, max_def, path);
             // an item's key: the leaf's own name, unless the leaf is the list's element itself
             const bool scalar = l->path.size() == repeated_at + 1 ||

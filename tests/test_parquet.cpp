@@ -28,7 +28,7 @@ TEST_CASE("parquet: rows as pyarrow reads them") {
         }
         files++;
     }
-    CHECK(files == 4);
+    CHECK(files == 5);
     // another codec is refused with how to convert the file
     CHECK_THROWS_WITH(parquet_rows(read_file("tests/fixtures/parquet/gzip.parquet"), "g.parquet"),
                       doctest::Contains("g.parquet: column instruction is compressed with gzip, which is not read here"));
@@ -37,6 +37,13 @@ TEST_CASE("parquet: rows as pyarrow reads them") {
     const ParsedFile nulls = parse_records(read_file("tests/fixtures/parquet/null_column.parquet"), "n.parquet", true);
     CHECK(nulls.records.size() == 2);
     CHECK(nulls.invalid.empty());
+    // a weight of float64 (datasets' type for floats and None) is read: its 0.0 keeps the turn as context,
+    // where the field was dropped and the turn learned
+    const ParsedFile weighted = parse_records(read_file("tests/fixtures/parquet/weight_float.parquet"), "w.parquet", true);
+    REQUIRE(weighted.records.size() == 1);
+    REQUIRE(weighted.records[0].messages.size() == 4);
+    CHECK(!weighted.records[0].messages[1].trained);
+    CHECK(weighted.records[0].messages[3].trained);
 }
 
 // A Parquet file's rows are records as jsonl lines are, named by their number; damage is named, never a crash.
