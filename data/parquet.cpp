@@ -473,6 +473,20 @@ Column read_column(std::string_view file, const FileMeta& meta, size_t index, in
                     if (i >= dictionary.size()) damaged(path, "an index past its dictionary");
                     col.values.push_back(dictionary[i]);
                 }
+            } else if (h.encoding == kRle && m.type == kBoolean) {  // booleans of v2 pages: a 4-byte length, then 1-bit levels' hybrid
+                if (end - p < 4) damaged(path, "a page's booleans past the page");
+                uint32_t len;
+                memcpy(&len, p, 4);
+                p += 4;
+                if (len > (size_t)(end - p)) damaged(path, "a page's booleans past the page");
+                std::vector<uint32_t> bits;
+                if (defined) rle_hybrid(p, p + len, 1, defined, bits, path);
+                for (uint32_t b : bits) {
+                    JsonValue v;
+                    v.type = JsonValue::Bool;
+                    v.boolean = b != 0;
+                    col.values.push_back(std::move(v));
+                }
             } else {
                 fail("%s: column %s stores its values in encoding %d, which is not read here (PLAIN and dictionary "
                      "are): write the file with pyarrow's defaults, or convert it to jsonl", path, m.path[0].c_str(), h.encoding);
