@@ -520,6 +520,15 @@ size_t walk_schema(const std::vector<SchemaNode>& s, size_t i, Leaf prefix, std:
     return next;
 }
 
+// The member `key` of object `o`, added as an empty object where it has none.
+JsonValue& object_member(JsonValue& o, const std::string& key) {
+    for (auto& [k, v] : o.object)
+        if (k == key) return v;
+    o.object.emplace_back(key, JsonValue());
+    o.object.back().second.type = JsonValue::Object;
+    return o.object.back().second;
+}
+
 }  // namespace
 
 bool is_parquet(std::string_view bytes) { return bytes.size() >= 4 && bytes.compare(0, 4, "PAR1") == 0; }
@@ -555,8 +564,10 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
         for (const Leaf* l : mine) {
             int max_rep = 0, max_def = 0, def_at_item = -1;
             size_t repeated_at = 0;
+            std::vector<int> def_at(l->path.size());  // the definition level at which each node of the path is there
             for (size_t d = 0; d < l->path.size(); d++) {
                 max_def += l->repetition[d] != kRequired;
+                def_at[d] = max_def;
                 if (l->repetition[d] == kRepeated) max_rep++, def_at_item = max_def, repeated_at = d;
             }
             // a column of another type than text: one whose values are all null (pandas and datasets
@@ -577,9 +588,20 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
                 l->type != kDouble)
                 continue;
             const Column col = read_column(bytes, meta, l->column, max_rep, max_def, path);
-            // an item's key: the leaf's own name, unless the leaf is the list's element itself
-            const bool scalar = l->path.size() == repeated_at + 1 ||
-                                (l->path.size() == repeated_at + 2 && (l->path.back() == "element" || l->path.back() == "item"));
+            // The nodes below the list that are an item's keys (parquet-format's LogicalTypes.md): in a
+            // 3-level list (messages.list.element.role) those below the repeated group's one child;
+            // in a legacy 2-level list (messages.array.role) those below the repeated group itself,
+            // which then has several children or is named "array" or "<list>_tuple". A leaf below
+            // no key is the item itself (a list of strings); nodes between are records within the
+            // item (a message's function_call: {name, arguments}), kept as such.
+            size_t keys_from = repeated_at + 2;
+            if (l->path.size() > repeated_at + 1) {
+                bool two_level = l->path[repeated_at] == "array" || (repeated_at > 0 && l->path[repeated_at] == l->path[repeated_at - 1] + "_tuple");
+                for (const Leaf* o : mine)
+                    two_level |= o->path.size() > repeated_at + 1 && o->path[repeated_at + 1] != l->path[repeated_at + 1];
+                if (two_level) keys_from = repeated_at + 1;
+            }
+            const bool scalar = keys_from >= l->path.size();
             long row = -1;
             size_t item = 0, value = 0;
             for (size_t e = 0; e < col.def.size(); e++) {
@@ -598,7 +620,12 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
                         if (present) it = col.values[value];
                     } else {
                         it.type = JsonValue::Object;
-                        if (present) it.object.emplace_back(l->path.back(), col.values[value]);
+                        JsonValue* o = &it;
+                        for (size_t d = keys_from; d + 1 < l->path.size() && o; d++) {
+                            if ((int)col.def[e] < def_at[d]) o = nullptr;  // a null record within the item: left out
+                            else o = &object_member(*o, l->path[d]);
+                        }
+                        if (o && present) o->object.emplace_back(l->path.back(), col.values[value]);
                     }
                     item++;
                 } else if (col.def[e] > 0 || l->repetition[0] == kRequired) {  // the list is there but empty

@@ -28,7 +28,7 @@ TEST_CASE("parquet: rows as pyarrow reads them") {
         }
         files++;
     }
-    CHECK(files == 6);
+    CHECK(files == 7);
     // another codec is refused with how to convert the file
     CHECK_THROWS_WITH(parquet_rows(read_file("tests/fixtures/parquet/gzip.parquet"), "g.parquet"),
                       doctest::Contains("g.parquet: column instruction is compressed with gzip, which is not read here"));
@@ -46,6 +46,15 @@ TEST_CASE("parquet: rows as pyarrow reads them") {
     CHECK(weighted.records[0].messages[3].trained);
     // a boolean field in data pages v2 (RLE-encoded there) is read, where the file failed with 'encoding 3'
     CHECK(parse_records(read_file("tests/fixtures/parquet/bool_v2.parquet"), "b.parquet", true).records.size() == 2);
+    // a record within an item stays one (function_call: {name, arguments}; a tool's function), where its
+    // fields were put in the item beside role and content, and the call and the tool were lost
+    const ParsedFile calls = parse_records(read_file("tests/fixtures/parquet/nested_struct.parquet"), "f.parquet", true);
+    REQUIRE(calls.records.size() == 1);
+    REQUIRE(calls.records[0].messages.size() == 2);
+    REQUIRE(calls.records[0].messages[1].tool_calls.size() == 1);
+    CHECK(calls.records[0].messages[1].tool_calls[0].name == "get_weather");
+    REQUIRE(calls.records[0].tools.size() == 1);
+    CHECK(calls.records[0].tools[0].find("\"function\": {\"name\": \"get_weather\"") != std::string::npos);
 }
 
 // A Parquet file's rows are records as jsonl lines are, named by their number; damage is named, never a crash.
