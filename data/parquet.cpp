@@ -383,7 +383,9 @@ void plain_values(const uint8_t* p, const uint8_t* end, int type, size_t count, 
     }
 }
 
-Column read_column(std::string_view file, const FileMeta& meta, size_t index, int max_rep, int max_def, const char* path) {
+// `name`: the column's, as the schema gives it (a damaged chunk's own path may be missing).
+Column read_column(std::string_view file, const FileMeta& meta, size_t index, const char* name, int max_rep, int max_def,
+                   const char* path) {
     Column col;
     const uint8_t* base = (const uint8_t*)file.data();
     for (const RowGroup& g : meta.row_groups) {
@@ -393,7 +395,7 @@ Column read_column(std::string_view file, const FileMeta& meta, size_t index, in
             static const char* const names[] = {"none", "Snappy", "gzip", "LZO", "Brotli", "LZ4", "zstd", "LZ4"};
             fail("%s: column %s is compressed with %s, which is not read here (Snappy and none are): convert it, e.g. "
                  "python -c \"import pyarrow.parquet as pq; pq.write_table(pq.read_table('%s'), 'out.parquet', "
-                 "compression='snappy')\", or to jsonl", path, m.path.empty() ? "?" : m.path[0].c_str(),
+                 "compression='snappy')\", or to jsonl", path, name,
                  m.codec >= 0 && m.codec < 8 ? names[m.codec] : "an unknown codec", path);
         }
         int64_t at = m.dictionary_page_offset > 0 && m.dictionary_page_offset < m.data_page_offset ? m.dictionary_page_offset
@@ -489,7 +491,7 @@ Column read_column(std::string_view file, const FileMeta& meta, size_t index, in
                 }
             } else {
                 fail("%s: column %s stores its values in encoding %d, which is not read here (PLAIN and dictionary "
-                     "are): write the file with pyarrow's defaults, or convert it to jsonl", path, m.path[0].c_str(), h.encoding);
+                     "are): write the file with pyarrow's defaults, or convert it to jsonl", path, name, h.encoding);
             }
             seen += h.num_values;
         }
@@ -574,7 +576,7 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
             // write a column of None so, with the Null type on an int32) adds nothing, as a null does
             if (!list && l->type != kByteArray) {
                 if (l->type == kInt32 || l->type == kInt64 || l->type == kBoolean || l->type == kFloat || l->type == kDouble) {
-                    const Column col = read_column(bytes, meta, l->column, max_rep, max_def, path);
+                    const Column col = read_column(bytes, meta, l->column, name, max_rep, max_def, path);
                     if (col.values.empty()) continue;
                 }
                 fail("%s: column %s holds numbers or booleans, not text: a record's fields are strings", path, name);
@@ -587,7 +589,7 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
             if (l->type != kByteArray && l->type != kInt32 && l->type != kInt64 && l->type != kBoolean && l->type != kFloat &&
                 l->type != kDouble)
                 continue;
-            const Column col = read_column(bytes, meta, l->column, max_rep, max_def, path);
+            const Column col = read_column(bytes, meta, l->column, name, max_rep, max_def, path);
             // The nodes below the list that are an item's keys (parquet-format's LogicalTypes.md): in a
             // 3-level list (messages.list.element.role) those below the repeated group's one child;
             // in a legacy 2-level list (messages.array.role) those below the repeated group itself,

@@ -32,6 +32,9 @@ TEST_CASE("parquet: rows as pyarrow reads them") {
     // another codec is refused with how to convert the file
     CHECK_THROWS_WITH(parquet_rows(read_file("tests/fixtures/parquet/gzip.parquet"), "g.parquet"),
                       doctest::Contains("g.parquet: column instruction is compressed with gzip, which is not read here"));
+    // an encoding not read here is named with the column, the schema's name where the chunk has lost its own
+    CHECK_THROWS_WITH(parquet_rows(read_file("tests/fixtures/parquet/delta_no_path.parquet"), "d.parquet"),
+                      doctest::Contains("d.parquet: column output stores its values in encoding 7, which is not read here"));
     // a column of None only (pandas and datasets give it the Null type, on int32 values all null) is no
     // field, as a null is, where the file failed as a column of numbers
     const ParsedFile nulls = parse_records(read_file("tests/fixtures/parquet/null_column.parquet"), "n.parquet", true);
