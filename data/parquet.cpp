@@ -383,6 +383,12 @@ void plain_values(const uint8_t* p, const uint8_t* end, int type, size_t count, 
     }
 }
 
+// The most rows, or entries of a column, a file of `size` bytes is taken to hold. Entries take a bit or
+// more each, but for runs: a run of levels and one of dictionary indices hold any number of equal
+// values (pyarrow writes 100k rows of one text in 1 KB), so a million are allowed whatever the size.
+// More is damage, and no reason to allocate.
+int64_t max_entries(size_t size) { return std::max<int64_t>(8 * (int64_t)size + 1024, int64_t(1) << 20); }
+
 // `name`: the column's, as the schema gives it (a damaged chunk's own path may be missing).
 Column read_column(std::string_view file, const FileMeta& meta, size_t index, const char* name, int max_rep, int max_def,
                    const char* path) {
@@ -400,9 +406,7 @@ Column read_column(std::string_view file, const FileMeta& meta, size_t index, co
         }
         int64_t at = m.dictionary_page_offset > 0 && m.dictionary_page_offset < m.data_page_offset ? m.dictionary_page_offset
                                                                                                      : m.data_page_offset;
-        // entries take a bit or more each, but for runs: a column of more than this is damaged (and
-        // no reason to allocate)
-        if (m.num_values < 0 || m.num_values > 8 * (int64_t)file.size() + 1024) damaged(path, "a column of more entries than the file could hold");
+        if (m.num_values < 0 || m.num_values > max_entries(file.size())) damaged(path, "a column of more entries than the file could hold");
         std::vector<JsonValue> dictionary;
         for (int64_t seen = 0; seen < m.num_values;) {
             if (at < 0 || at >= (int64_t)file.size()) damaged(path, "a page outside the file");
@@ -552,8 +556,8 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
     }
     for (const RowGroup& g : meta.row_groups)
         if (g.columns.size() != leaves.size()) damaged(path, "a row group whose columns are not the schema's");
-    std::vector<JsonValue> rows((size_t)std::min<int64_t>(meta.num_rows, (int64_t)bytes.size()));
-    if ((int64_t)rows.size() != meta.num_rows) damaged(path, "more rows than bytes");
+    if (meta.num_rows > max_entries(bytes.size())) damaged(path, "more rows than the file could hold");
+    std::vector<JsonValue> rows((size_t)meta.num_rows);
     for (JsonValue& r : rows) r.type = JsonValue::Object;
     for (const char* name : kRecordColumns) {
         std::vector<const Leaf*> mine;

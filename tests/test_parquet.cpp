@@ -32,6 +32,10 @@ TEST_CASE("parquet: rows as pyarrow reads them") {
     // another codec is refused with how to convert the file
     CHECK_THROWS_WITH(parquet_rows(read_file("tests/fixtures/parquet/gzip.parquet"), "g.parquet"),
                       doctest::Contains("g.parquet: column instruction is compressed with gzip, which is not read here"));
+    // rows of one repeated text are held in fewer bytes than rows, and read, where the file was damaged
+    const std::vector<JsonValue> repeated = parquet_rows(read_file("tests/fixtures/parquet/repeated_rows.parquet"), "r.parquet");
+    REQUIRE(repeated.size() == 100000);
+    CHECK(repeated[99999].get("text")->string == "hello world");
     // an encoding not read here is named with the column, the schema's name where the chunk has lost its own
     CHECK_THROWS_WITH(parquet_rows(read_file("tests/fixtures/parquet/delta_no_path.parquet"), "d.parquet"),
                       doctest::Contains("d.parquet: column output stores its values in encoding 7, which is not read here"));
