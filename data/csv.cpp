@@ -2,6 +2,13 @@
 
 #include "model/util.h"
 
+std::string table_field_name(std::string name) {
+    const size_t a = name.find_first_not_of(' '), b = name.find_last_not_of(' ');
+    name = a == std::string::npos ? "" : name.substr(a, b - a + 1);
+    for (char& c : name) c = (char)std::tolower((unsigned char)c);
+    return name;
+}
+
 std::vector<CsvRow> csv_rows(std::string_view bytes, char delimiter, const char* path) {
     std::vector<CsvRow> rows;
     CsvRow row;

@@ -14,6 +14,10 @@ struct CsvRow {
     std::vector<std::string> fields;
 };
 
+// The record field a table's column names, as its user writes it: spaces around the name
+// ("instruction, output") and capitals ("Instruction") are no part of it. (CSV headers, Parquet columns.)
+std::string table_field_name(std::string name);
+
 // Every non-blank row of `bytes`. Fails naming `path` and the line of a quoted field that is never
 // closed (everything after it would be read as that one field).
 std::vector<CsvRow> csv_rows(std::string_view bytes, char delimiter, const char* path);

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 
+#include "data/csv.h"
 #include "model/util.h"
 
 namespace {
@@ -539,7 +540,7 @@ JsonValue& object_member(JsonValue& o, const std::string& key) {
 
 bool is_parquet(std::string_view bytes) { return bytes.size() >= 4 && bytes.compare(0, 4, "PAR1") == 0; }
 
-std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
+std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path, std::vector<std::string>* columns) {
     if (bytes.size() < 12 || !is_parquet(bytes) || bytes.compare(bytes.size() - 4, 4, "PAR1") != 0)
         damaged(path, "no PAR1 marks at both ends");
     uint32_t meta_len;
@@ -552,6 +553,7 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
     std::vector<Leaf> leaves;
     for (size_t i = 1, k = 0; k < (size_t)meta.schema[0].children; k++) {
         Leaf root;
+        if (columns && i < meta.schema.size()) columns->push_back(meta.schema[i].name);
         i = walk_schema(meta.schema, i, root, leaves, 0, path);
     }
     for (const RowGroup& g : meta.row_groups)
@@ -562,7 +564,7 @@ std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path) {
     for (const char* name : kRecordColumns) {
         std::vector<const Leaf*> mine;
         for (const Leaf& l : leaves)
-            if (l.path[0] == name) mine.push_back(&l);
+            if (table_field_name(l.path[0]) == name) mine.push_back(&l);
         if (mine.empty()) continue;
         const bool list = mine.size() > 1 || mine[0]->path.size() > 1;
         // a chat column: a list of structs (or of values); one repeated node on each leaf's path

@@ -26,7 +26,9 @@
 // Every row of the file as a JSON object of the columns above that it has (a null or missing value
 // is left out): strings, and for a chat column a list of objects of its string fields. Fails naming
 // `path` on a file that is not Parquet, is damaged, or stores those columns in a way not read here.
-std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path);
+// A column is matched as table_field_name (data/csv.h) reads its name; `columns`, when given, gets
+// the names of the file's top-level columns.
+std::vector<JsonValue> parquet_rows(std::string_view bytes, const char* path, std::vector<std::string>* columns = nullptr);
 
 // Whether `bytes` starts as a Parquet file does ("PAR1").
 bool is_parquet(std::string_view bytes);

@@ -536,14 +536,8 @@ ParsedFile parse_csv_records(std::string_view bytes, const char* p, char delimit
              utf8_message(bytes.substr(start), bad - start).c_str());
     }
     std::vector<CsvRow> rows = csv_rows(bytes, delimiter, p);
-    // A header name as a spreadsheet's user writes it: spaces around it ("instruction, output") and
-    // capitals ("Instruction") are no part of the field it names.
     const auto header_names = [](std::vector<std::string> names) {
-        for (std::string& name : names) {
-            const size_t a = name.find_first_not_of(' '), b = name.find_last_not_of(' ');
-            name = a == std::string::npos ? "" : name.substr(a, b - a + 1);
-            for (char& c : name) c = (char)std::tolower((unsigned char)c);
-        }
+        for (std::string& name : names) name = table_field_name(name);
         return names;
     };
     const auto names_a_field = [](const std::vector<std::string>& names) {
@@ -617,11 +611,16 @@ ParsedFile parse_csv_records(std::string_view bytes, const char* p, char delimit
 // A Parquet file (data/parquet.h): each row a record of the columns named as its fields, named by
 // its number (from 1) where a jsonl record is named by its line.
 ParsedFile parse_parquet_records(std::string_view bytes, const char* p, Answers answers) {
-    std::vector<JsonValue> rows = parquet_rows(bytes, p);
+    std::vector<std::string> columns;
+    std::vector<JsonValue> rows = parquet_rows(bytes, p, &columns);
     if (rows.empty()) fail("%s: the Parquet file holds no rows", p);
-    if (std::all_of(rows.begin(), rows.end(), [](const JsonValue& r) { return r.object.empty(); }))
+    if (std::all_of(rows.begin(), rows.end(), [](const JsonValue& r) { return r.object.empty(); })) {
+        std::string names;
+        for (size_t i = 0; i < columns.size() && i < 12; i++) names += (i ? ", '" : "'") + columns[i] + "'";
         fail("%s: none of the Parquet file's columns is a record's field (instruction, input, output; prompt, completion; "
-             "messages; conversations; text), or all are empty", p);
+             "messages; conversations; text), or all are empty: its columns are %s%s", p, names.c_str(),
+             columns.size() > 12 ? ", ..." : "");
+    }
     ParsedFile out;
     for (size_t i = 0; i < rows.size(); i++) {
         out.lines++;

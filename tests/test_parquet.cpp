@@ -76,6 +76,13 @@ TEST_CASE("parquet: records from a file's rows; damaged files fail with a messag
     REQUIRE(pf.invalid.size() == 1);
     CHECK(pf.invalid[0].line == 6);  // the row without its output
     CHECK(is_records_path("train-00000-of-00001.parquet"));
+    // column names in any case, spaces around them ignored, as a CSV header's; none a field: the columns listed
+    const ParsedFile caps = parse_records(read_file("tests/fixtures/parquet/capitals.parquet"), "caps.parquet", true);
+    REQUIRE(caps.records.size() == 1);
+    CHECK(caps.records[0].messages.at(0).content == "Say hi");
+    CHECK(caps.records[0].messages.at(1).content == "Hi!");
+    CHECK_THROWS_WITH(parse_records(read_file("tests/fixtures/parquet/unrelated.parquet"), "u.parquet", true),
+                      doctest::Contains("or all are empty: its columns are 'question', 'answer'"));
     // a chat file: the null and empty lists and the message without content are named
     const ParsedFile chat = parse_records(read_file("tests/fixtures/parquet/chat_v2.parquet"), "c.parquet", true);
     CHECK(chat.records.size() == 2);
