@@ -514,7 +514,7 @@ TEST_CASE("chat: Mistral v0.3 renders as its template does and tokenizes as mist
         check_ids(pf, *c.get("ids"));
         with_tools++;
     }
-    CHECK(with_tools == 3);
+    CHECK(with_tools == 4);
     // ids that are not Mistral's 9 letters and digits (OpenAI's call_...) are made into such, the same
     // for a call and the result naming it; a result that names none answers its turn's calls in order
     ChatMessage calls{"assistant", ""};

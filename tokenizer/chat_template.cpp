@@ -135,6 +135,7 @@ void render_mistral_v03(const std::vector<ChatMessage>& messages, const std::vec
         if (m.role == "user") {
             std::string head;
             if (i == last_user && !tools.empty()) {  // each definition as mistral-common's Tool writes it
+                // (from OpenAI's form: a missing or null description is "", missing or null parameters {})
                 head = "[AVAILABLE_TOOLS] [";
                 for (size_t k = 0; k < tools.size(); k++) {
                     const JsonValue t = json_parse(tools[k]);
@@ -145,7 +146,7 @@ void render_mistral_v03(const std::vector<ChatMessage>& messages, const std::vec
                     head += std::string(k ? ", " : "") + "{\"type\": \"function\", \"function\": {\"name\": " +
                             json_quote(name && name->type == JsonValue::String ? name->string : "") + ", \"description\": " +
                             json_quote(description && description->type == JsonValue::String ? description->string : "") +
-                            ", \"parameters\": " + (parameters ? json_dumps_python(*parameters) : "{}") + "}}";
+                            ", \"parameters\": " + (parameters && !parameters->is_null() ? json_dumps_python(*parameters) : "{}") + "}}";
                 }
                 head += "][/AVAILABLE_TOOLS]";
             }
