@@ -474,7 +474,7 @@ TEST_CASE("chat: Mistral v0.3 renders as its template does and tokenizes as mist
         CHECK_MESSAGE(r.all == c.get("expected")->string, json_quote(r.all));
         renders++;
     }
-    CHECK(renders == 14);
+    CHECK(renders == 18);
     // The v3 tokenizer as its tokenizer.json has it (transformers' legacy = false): "▁" before the
     // text's first run only, so the text after [INST] is not given a second one
     Tokenizer v3 = tokenizer_load_spm("tests/fixtures/tokenizer/mistral_v3/tokenizer.model");
@@ -505,7 +505,7 @@ TEST_CASE("chat: Mistral v0.3 renders as its template does and tokenizes as mist
         check_ids(pf, *c.get("ids"));
         encodings++;
     }
-    CHECK(encodings == 6);
+    CHECK(encodings == 7);
     // tool calling, from dataset lines in OpenAI's form
     int with_tools = 0;
     for (const JsonValue& c : fx.get("tools")->array) {
@@ -514,7 +514,13 @@ TEST_CASE("chat: Mistral v0.3 renders as its template does and tokenizes as mist
         check_ids(pf, *c.get("ids"));
         with_tools++;
     }
-    CHECK(with_tools == 4);
+    CHECK(with_tools == 5);
+    // a prompt with tools (./generate) is what mistral-common encodes to serve it: an empty system
+    // message dropped, where the template (without tools) writes its "\n\n"
+    const std::string convert = "{\"type\": \"function\", \"function\": {\"name\": \"convert\", \"parameters\": {}}}";
+    CHECK(chat_render(t, {{"system", ""}, {"user", "a"}}, true, {convert}) ==
+          "<s>[AVAILABLE_TOOLS] [{\"type\": \"function\", \"function\": {\"name\": \"convert\", \"description\": \"\", "
+          "\"parameters\": {}}}][/AVAILABLE_TOOLS][INST] a[/INST]");
     // ids that are not Mistral's 9 letters and digits (OpenAI's call_...) are made into such, the same
     // for a call and the result naming it; a result that names none answers its turn's calls in order
     ChatMessage calls{"assistant", ""};

@@ -150,7 +150,10 @@ void render_mistral_v03(const std::vector<ChatMessage>& messages, const std::vec
                 }
                 head += "][/AVAILABLE_TOOLS]";
             }
-            const bool with_system = first && i == last_user;
+            // An empty system message: mistral-common drops it (a training conversation, a prompt with
+            // tools); the template writes its "\n\n" when the last user turn ends the conversation.
+            const bool with_system = first && i == last_user &&
+                                     (!messages[0].content.empty() || (i + 1 == messages.size() && tools.empty()));
             emit(out, head + "[INST] " + (with_system ? messages[0].content + "\n\n" : "") + m.content + "[/INST]", false);
         } else {
             turn(out, m.trained, "", " " + trim(m.content), "</s>", "");
