@@ -19,6 +19,7 @@ constexpr int kMaxDepth = 256;
 struct Parser {
     std::string_view s;
     size_t pos = 0;
+    bool python = false;  // also NaN, Infinity, -Infinity and overflowing floats, as Python's json.loads
 
     // Line/column are computed only when failing, so the hot path never tracks them.
     [[noreturn]] void error_at(size_t at, const char* fmt, const char* arg = "") const {
@@ -63,6 +64,13 @@ struct Parser {
         case 'f': return literal("false", v, JsonValue::Bool, false);
         case 'n': return literal("null", v, JsonValue::Null, false);
         default:
+            if (python && (s.substr(pos, 3) == "NaN" || s.substr(pos, 8) == "Infinity" || s.substr(pos, 9) == "-Infinity")) {
+                const bool nan = s[pos] == 'N', neg = s[pos] == '-';
+                pos += nan ? 3 : neg ? 9 : 8;
+                v.type = JsonValue::Number;
+                v.number = nan ? std::nan("") : neg ? -HUGE_VAL : HUGE_VAL;
+                return;
+            }
             if (s[pos] == '-' || (s[pos] >= '0' && s[pos] <= '9')) return number(v);
             expected("a value (null, true, false, a number, a string, an array or an object)");
         }
@@ -140,7 +148,7 @@ struct Parser {
             // from underflow (0 or a denormal, which we accept as Python does). Infinity is not a JSON
             // value, so an overflow is refused rather than silently saturated.
             v.number = strtod(std::string(b, e).c_str(), nullptr);
-            if (std::isinf(v.number)) error_at(start, "number is too large for a double");
+            if (std::isinf(v.number) && !(python && !integral_literal)) error_at(start, "number is too large for a double");
         }
         v.integer_literal = integral_literal;
         if (integral_literal) {
@@ -270,8 +278,9 @@ const char* json_type_name(JsonValue::Type t) {
     return "?";
 }
 
-JsonValue json_parse(std::string_view text) {
+JsonValue json_parse(std::string_view text, bool python) {
     Parser p{text};
+    p.python = python;
     if (text.substr(0, 3) == "\xEF\xBB\xBF") p.pos = 3;
     JsonValue v;
     p.value(v, 0);
@@ -387,6 +396,9 @@ std::string python_dump(const JsonValue& v, bool python_literal, int indent = 0,
     case JsonValue::Null: return python_literal ? "None" : "null";
     case JsonValue::Bool: return v.boolean ? (python_literal ? "True" : "true") : (python_literal ? "False" : "false");
     case JsonValue::Number:
+        if (std::isnan(v.number)) return python_literal ? "nan" : "NaN";
+        if (std::isinf(v.number) && !v.integer_literal)
+            return v.number < 0 ? (python_literal ? "-inf" : "-Infinity") : (python_literal ? "inf" : "Infinity");
         if (!v.integer_literal) return python_float_repr(v.number);
         if (v.exact_integer) return std::to_string(v.integer);
         if (!v.string.empty()) return v.string;  // the digits of an int literal past 64 bits

@@ -38,7 +38,9 @@ struct JsonValue {
 const char* json_type_name(JsonValue::Type t);
 
 // Parses one complete JSON text (surrounding whitespace allowed, nothing else after it).
-JsonValue json_parse(std::string_view text);
+// python: also what Python's json.loads reads past the standard, NaN, Infinity, -Infinity and a float
+// too large for a double (infinity); json_dumps_python writes them back as json.dumps does.
+JsonValue json_parse(std::string_view text, bool python = false);
 // The length of the JSON value that starts `text` (leading whitespace included), text after it left
 // unread: how far one value of a stream of values reaches, and with `value` the value itself (one
 // parse for both). Throws as json_parse does.

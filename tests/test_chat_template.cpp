@@ -514,7 +514,7 @@ TEST_CASE("chat: Mistral v0.3 renders as its template does and tokenizes as mist
         check_ids(pf, *c.get("ids"));
         with_tools++;
     }
-    CHECK(with_tools == 5);
+    CHECK(with_tools == 6);
     // a prompt with tools (./generate) is what mistral-common encodes to serve it: an empty system
     // message dropped, where the template (without tools) writes its "\n\n"
     const std::string convert = "{\"type\": \"function\", \"function\": {\"name\": \"convert\", \"parameters\": {}}}";

@@ -178,3 +178,13 @@ TEST_CASE("json: parses a tokenizer-sized document quickly") {
     CHECK(v.get("merges")->array.size() == 100000);
     CHECK(dt < 0.5);
 }
+
+TEST_CASE("json: Python's reading of NaN and Infinity, written back as json.dumps does") {
+    CHECK_THROWS(json_parse("NaN"));
+    CHECK_THROWS(json_parse("[1E400]"));
+    CHECK(json_dumps_python(json_parse("[NaN, Infinity, -Infinity, 1E400, -1e999, 3]", true)) ==
+          "[NaN, Infinity, -Infinity, Infinity, -Infinity, 3]");
+    CHECK(python_repr(json_parse("{\"x\": NaN, \"y\": -Infinity}", true)) == "{'x': nan, 'y': -inf}");
+    CHECK_THROWS(json_parse("nan", true));
+    CHECK_THROWS(json_parse("-NaN", true));
+}

@@ -107,10 +107,10 @@ void render_mistral_v03(const std::vector<ChatMessage>& messages, const std::vec
     for (size_t i = first; i < messages.size(); i++) {
         const ChatMessage& m = messages[i];
         const std::string place = std::to_string(i);
-        if (m.role == "tool") {  // its content as the JSON it holds, else as a string; none is {}, as
-            std::string content;  // mistral-common's normalizer makes an empty result
+        if (m.role == "tool") {  // its content as the JSON Python reads in it (NaN too), else as a
+            std::string content;  // string; none is {}, as mistral-common's normalizer makes an empty result
             try {
-                content = m.content.empty() ? "{}" : json_dumps_python(json_parse(m.content));
+                content = m.content.empty() ? "{}" : json_dumps_python(json_parse(m.content, true));
             } catch (const std::runtime_error&) {
                 content = json_quote(m.content);
             }
