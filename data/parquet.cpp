@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "data/csv.h"
+#include "data/gzip.h"
 #include "model/util.h"
 
 namespace {
@@ -16,7 +17,7 @@ const char* const kRecordColumns[] = {"instruction", "input", "output", "prompt"
 
 // Physical types (parquet-format Type), codecs, page types and encodings used here.
 enum : int { kBoolean = 0, kInt32 = 1, kInt64 = 2, kFloat = 4, kDouble = 5, kByteArray = 6 };
-enum : int { kUncompressed = 0, kSnappy = 1 };
+enum : int { kUncompressed = 0, kSnappy = 1, kGzip = 2 };
 enum : int { kDataPage = 0, kDictionaryPage = 2, kDataPageV2 = 3 };
 enum : int { kPlain = 0, kPlainDictionary = 2, kRle = 3, kRleDictionary = 8 };
 enum : int { kRequired = 0, kOptional = 1, kRepeated = 2 };
@@ -287,6 +288,15 @@ std::string snappy(const uint8_t* p, const uint8_t* end, int64_t expected, const
     return out;
 }
 
+// A page's bytes as its column's codec stored them: Snappy, gzip (RFC 1952, data/gzip.h) or none.
+std::string decompress(int codec, const uint8_t* p, const uint8_t* end, int64_t expected, const char* path) {
+    if (codec == kSnappy) return snappy(p, end, expected, path);
+    if (codec != kGzip) return std::string((const char*)p, end - p);
+    std::string out = gunzip(std::string_view((const char*)p, end - p), path);
+    if ((int64_t)out.size() != expected) damaged(path, "a gzip page of another size than its header says");
+    return out;
+}
+
 // The RLE / bit-packed hybrid: runs of one repeated value, and groups of 8 values packed in
 // `bits` bits each, least significant first. Reads `count` values from [p, end).
 void rle_hybrid(const uint8_t* p, const uint8_t* end, int bits, size_t count, std::vector<uint32_t>& out, const char* path) {
@@ -398,9 +408,9 @@ Column read_column(std::string_view file, const FileMeta& meta, size_t index, co
     for (const RowGroup& g : meta.row_groups) {
         if (index >= g.columns.size()) damaged(path, "a row group without every column");
         const ColumnMeta& m = g.columns[index];
-        if (m.codec != kUncompressed && m.codec != kSnappy) {
+        if (m.codec != kUncompressed && m.codec != kSnappy && m.codec != kGzip) {
             static const char* const names[] = {"none", "Snappy", "gzip", "LZO", "Brotli", "LZ4", "zstd", "LZ4"};
-            fail("%s: column %s is compressed with %s, which is not read here (Snappy and none are): convert it, e.g. "
+            fail("%s: column %s is compressed with %s, which is not read here (Snappy, gzip and none are): convert it, e.g. "
                  "python -c \"import pyarrow.parquet as pq; pq.write_table(pq.read_table('%s'), 'out.parquet', "
                  "compression='snappy')\", or to jsonl", path, name,
                  m.codec >= 0 && m.codec < 8 ? names[m.codec] : "an unknown codec", path);
@@ -417,8 +427,7 @@ Column read_column(std::string_view file, const FileMeta& meta, size_t index, co
             if (h.compressed > base + file.size() - page) damaged(path, "a page past the file's end");
             at = (int64_t)(page - base) + h.compressed;
             if (h.type == kDictionaryPage) {
-                const std::string raw = m.codec == kSnappy ? snappy(page, page + h.compressed, h.uncompressed, path)
-                                                           : std::string((const char*)page, h.compressed);
+                const std::string raw = decompress(m.codec, page, page + h.compressed, h.uncompressed, path);
                 dictionary.clear();
                 plain_values((const uint8_t*)raw.data(), (const uint8_t*)raw.data() + raw.size(), m.type, h.num_values, dictionary, path);
                 continue;
@@ -434,12 +443,10 @@ Column read_column(std::string_view file, const FileMeta& meta, size_t index, co
                 raw.assign((const char*)page, h.rep_bytes + h.def_bytes);
                 const uint8_t* values = page + h.rep_bytes + h.def_bytes;
                 const int64_t stored = h.compressed - h.rep_bytes - h.def_bytes;
-                raw += m.codec == kSnappy && h.values_compressed
-                           ? snappy(values, values + stored, h.uncompressed - h.rep_bytes - h.def_bytes, path)
-                           : std::string((const char*)values, stored);
+                raw += decompress(h.values_compressed ? m.codec : kUncompressed, values, values + stored,
+                                  h.uncompressed - h.rep_bytes - h.def_bytes, path);
             } else {
-                raw = m.codec == kSnappy ? snappy(page, page + h.compressed, h.uncompressed, path)
-                                         : std::string((const char*)page, h.compressed);
+                raw = decompress(m.codec, page, page + h.compressed, h.uncompressed, path);
             }
             p = (const uint8_t*)raw.data();
             end = p + raw.size();

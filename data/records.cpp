@@ -9,6 +9,7 @@
 #include <tuple>
 
 #include "data/csv.h"
+#include "data/gzip.h"
 #include "data/json.h"
 #include "data/parquet.h"
 #include "model/util.h"
@@ -629,18 +630,25 @@ ParsedFile parse_parquet_records(std::string_view bytes, const char* p, Answers 
     return out;
 }
 
+// A data file's extension in lower case, that of the file a .gz holds ("data.jsonl.gz": ".jsonl").
+std::string data_extension(const std::string& path) {
+    std::filesystem::path p(path);
+    std::string ext = p.extension().string();
+    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    if (ext != ".gz") return ext;
+    return data_extension(p.replace_extension().string());
+}
+
 // The delimiter of a CSV (,) or TSV (tab) file by its extension; 0 for another file.
 char csv_delimiter(const std::string& path) {
-    std::string ext = std::filesystem::path(path).extension().string();
-    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    const std::string ext = data_extension(path);
     return ext == ".csv" ? ',' : ext == ".tsv" ? '\t' : 0;
 }
 
 }  // namespace
 
 bool is_records_path(const std::string& path) {
-    std::string ext = std::filesystem::path(path).extension().string();
-    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    const std::string ext = data_extension(path);
     return ext == ".jsonl" || ext == ".json" || ext == ".ndjson" || ext == ".parquet" || csv_delimiter(path);
 }
 
@@ -682,11 +690,11 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
     if (bytes.substr(0, 4) == std::string_view("PK\x03\x04", 4))  // a spreadsheet saved as a workbook
         fail("%s is a zip archive (an .xlsx or .ods workbook is one), which is not read: save the sheet as CSV "
              "(UTF-8), or unzip the archive", p);
-    // A compressed download (data.jsonl.gz, .zst) read as it is would only show a NUL byte on some line.
-    for (const auto& [magic, name, cmd] : {std::tuple<std::string_view, const char*, const char*>{"\x1f\x8b", "gzip", "gunzip -k"},
-                                           {"\x28\xb5\x2f\xfd", "zstd", "zstd -d"}})
-        if (bytes.substr(0, magic.size()) == magic)
-            fail("%s is %s-compressed: decompress it first (%s %s)", p, name, cmd, shell_quote(p).c_str());
+    // data.jsonl.gz (as some datasets are downloaded): the file it holds, read by its own name's extension
+    if (is_gzip(bytes)) return parse_records(gunzip(bytes, p), path, jsonl, answers);
+    // Another compressed download read as it is would only show a NUL byte on some line.
+    if (bytes.substr(0, 4) == std::string_view("\x28\xb5\x2f\xfd", 4))
+        fail("%s is zstd-compressed: decompress it first (zstd -d %s)", p, shell_quote(p).c_str());
     size_t first = bytes.find_first_not_of(" \t\r\n");
     if (first == std::string_view::npos)
         fail("%s: the file %s; expected %s", p, bytes.empty() ? "is empty" : "holds only blank lines",

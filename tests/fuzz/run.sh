@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Builds and runs the libFuzzer targets (clang from Debian: apt-get install clang) for SECONDS each
 # (default 120): tests/fuzz/run.sh [SECONDS [TARGET...]], TARGET one of json jsonl spm_model gguf
-# safetensors model_bin tok lora tokenizer_json encode parquet (default: all). Crashing inputs are written to
+# safetensors model_bin tok lora tokenizer_json encode parquet gzip (default: all). Crashing inputs are written to
 # tests/fuzz/crash-*; replay one with build/fuzz/fuzz_X FILE. Seeds: tests/fuzz/seeds/<target>
 # (a jsonl seed starts with two option bytes; spm/tiny.model is written by make_spm_seed.py,
 # gguf/mini.gguf and safetensors/mini.safetensors by make_gguf_safetensors_seeds.py), and for the
@@ -10,7 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/../.."
 SECONDS_EACH=${1:-120}
 shift || true
-TARGETS=${*:-json jsonl spm_model gguf safetensors model_bin tok lora tokenizer_json encode parquet}
+TARGETS=${*:-json jsonl spm_model gguf safetensors model_bin tok lora tokenizer_json encode parquet gzip}
 mkdir -p build/fuzz/obj
 # -iquote, not -I: the repository root holds the ./memory tool, which -I. would take for <memory>.
 FLAGS="-std=c++17 -g -O1 -iquote . -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined"
@@ -27,6 +27,7 @@ extra_seeds() {
     safetensors) ls $F/tiny_llama_sharded/*.safetensors $F/tiny_qwen2_hf/model.safetensors $F/tiny_gemma3_mm_peft/*.safetensors ;;
     tokenizer_json) ls $F/tiny_llama_hf/tokenizer.json ;;
     parquet) ls tests/fixtures/parquet/*.parquet ;;
+    gzip) ls tests/fixtures/gzip/*.gz ;;
     esac
 }
 for t in $TARGETS; do
@@ -38,7 +39,7 @@ for t in $TARGETS; do
     # Model files are larger than the text inputs: up to 128 KB for them (256 KB for adapters: a
     # saved embedding of the tiny preset is 128 KB alone).
     max_len=8192
-    case $t in gguf|safetensors|model_bin|tok|tokenizer_json) max_len=131072 ;; lora) max_len=262144 ;; esac
+    case $t in gguf|safetensors|model_bin|tok|tokenizer_json|gzip) max_len=131072 ;; lora) max_len=262144 ;; esac
     build/fuzz/fuzz_$t "$corpus" -max_total_time="$SECONDS_EACH" -max_len=$max_len -timeout=10 -rss_limit_mb=2048 \
         -malloc_limit_mb=1024 -artifact_prefix=tests/fuzz/crash- -print_final_stats=1 2>&1 | tail -n 12
 done
