@@ -647,6 +647,14 @@ char csv_delimiter(const std::string& path) {
 
 }  // namespace
 
+void require_jsonl_output_name(const std::string& path, const char* flag) {
+    std::string ext = std::filesystem::path(path).extension().string();
+    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    if (ext == ".csv" || ext == ".tsv" || ext == ".parquet" || ext == ".gz")
+        fail("%s %s: it is written as jsonl, which ./train would read as %s by its name: name it .jsonl", flag, path.c_str(),
+             ext == ".gz" ? "gzip" : ext == ".parquet" ? "Parquet" : ext == ".csv" ? "a CSV table" : "a TSV table");
+}
+
 bool is_records_path(const std::string& path) {
     const std::string ext = data_extension(path);
     return ext == ".jsonl" || ext == ".json" || ext == ".ndjson" || ext == ".parquet" || csv_delimiter(path);

@@ -57,6 +57,9 @@ constexpr size_t kMaxLineBytes = 1 << 20;
 // Whether `path` is read as records rather than raw text (by its extension, in any case: .jsonl,
 // .json, .ndjson; .csv and .tsv, whose first row names the fields: data/csv.h; .parquet).
 bool is_records_path(const std::string& path);
+// Fails naming `flag` when a jsonl output is given a name the readers would take for another format
+// (.csv, .tsv, .parquet, .gz: ./train would read it as a table, Parquet or gzip and refuse it).
+void require_jsonl_output_name(const std::string& path, const char* flag);
 
 // Training data must end every conversation with the assistant's answer. Prompts to answer
 // (./generate --data) may leave it out: a conversation may end with the user's turn (it must have

@@ -45,6 +45,12 @@ TEST_CASE("cli tools: ./generate refuses --out, --batch and --limit without --da
     Run chat = run("echo hi | ./generate --model " + model + " --chat --out answer.txt");
     CHECK(chat.status == 1);
     CHECK(has(chat, "--out is for --data FILE"));
+    // answers are jsonl: a .csv or .parquet name is refused before any work, as ./raft's --out is
+    const std::string prompts = s.out("p.jsonl");
+    write_file_atomic(prompts, "{\"prompt\": \"hi\"}\n");
+    Run csv = run("./generate --model " + model + " --data " + prompts + " --out " + s.out("a.parquet"));
+    CHECK(csv.status == 1);
+    CHECK(has(csv, ": it is written as jsonl, which ./train would read as Parquet by its name: name it .jsonl"));
 }
 
 // ./raft writes --out atomically after reading its inputs, so an --out naming one of them replaced
@@ -70,7 +76,7 @@ TEST_CASE("cli tools: ./raft refuses an --out that is one of its inputs") {
     // jsonl under a .csv name: ./train would read the examples as a table and refuse them
     Run csv = run("./raft --questions " + qa + " --pool " + pool + " --k 1 --out " + s.out("raft.csv"));
     CHECK(csv.status == 1);
-    CHECK(has(csv, "the examples are written as jsonl, which ./train would read as a csv table by its name"));
+    CHECK(has(csv, ("--out " + s.out("raft.csv") + ": it is written as jsonl, which ./train would read as a CSV table by its name").c_str()));
     CHECK_FALSE(std::filesystem::exists(s.out("raft.csv")));
 }
 

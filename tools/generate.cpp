@@ -256,6 +256,7 @@ static int run(int argc, char** argv) {
         fail("%s is for --data FILE (answering a file of prompts): with --prompt or --chat the answer goes to "
              "standard output (redirect it: > FILE)", data_run.file_flag.c_str());
     if (chatting && (prompt_given || raw)) fail("--chat reads the user's messages from stdin: drop --prompt and --raw");
+    if (!data_run.out.empty()) require_jsonl_output_name(data_run.out, "--out");  // the answers are jsonl
     if (!tools_path.empty() && (!data_run.data.empty() || raw))
         fail("--tools gives --prompt and --chat tool definitions: %s", raw ? "--raw renders no template to put them in"
                                                                           : "--data lines carry their own (\"tools\")");

@@ -51,14 +51,7 @@ int main(int argc, char** argv) {
             else args.unknown();
         }
         if (questions.empty() || pool.empty() || out.empty()) fail("--questions, --pool and --out are required\n%s", kUsage);
-        // The examples are jsonl: under a .csv or .tsv name ./train would read them as a table.
-        {
-            std::string ext = std::filesystem::path(out).extension().string();
-            for (char& c : ext) c = (char)std::tolower((unsigned char)c);
-            if (ext == ".csv" || ext == ".tsv")
-                fail("--out %s: the examples are written as jsonl, which ./train would read as a %s table by its name: "
-                     "name it .jsonl", out.c_str(), ext.c_str() + 1);
-        }
+        require_jsonl_output_name(out, "--out");  // the examples are jsonl
         // AtomicFile would replace an input with the examples built from it, the questions or documents lost.
         for (const std::string* input : {&questions, &pool})
             if (same_file(out, *input))
