@@ -458,8 +458,8 @@ std::string template_marker_warning(const DataTokenizer& tok) {
             if (tok.is_special(id)) return "";
         return std::string("the ") + chat_template_name(tok.chat_template.kind) + " template's end-of-turn marker is " +
                "not a special token of this tokenizer (the answer piece \"" + piece.text + "\" has none), so the " +
-               "model would not learn a token to stop on: use the tokenizer's own template (leave --template out) " +
-               "or one whose markers it has";
+               "model has no token that ends its turn (a fine-tune learns none to stop on; generation does not stop at "
+               "the answer's end): use the tokenizer's own template (leave --template out) or one whose markers it has";
     }
     return "";
 }

@@ -45,7 +45,8 @@ struct DataTokenizer {
 DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat);
 // "" when the template's end-of-turn marker is a special token of the tokenizer (or the template has
 // none: plain); else a warning to print: the marker would be split into ordinary tokens (Llama 3's
-// <|eot_id|> under SmolLM2's tokenizer), so a fine-tune would not learn one token to stop on.
+// <|eot_id|> under SmolLM2's tokenizer), so a fine-tune would not learn one token to stop on, and
+// ./generate, which stops at such a token, would not stop at the turn's end.
 std::string template_marker_warning(const DataTokenizer& tok);
 // For a model without a tokenizer (a random test model with a vocabulary of at least 257): each
 // byte of UTF-8 text is its own id 0..255, EOS is 256, and no text is special.
