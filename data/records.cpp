@@ -47,6 +47,16 @@ std::string utf8_message(std::string_view line, size_t at) {
     return buf;
 }
 
+// A file read whole (a JSON array, a table, raw text) fails at its first byte that is not UTF-8,
+// naming its line.
+void require_utf8(std::string_view bytes, const char* p) {
+    const size_t bad = utf8_error(bytes);
+    if (bad == std::string_view::npos) return;
+    const size_t start = bytes.rfind('\n', bad) == std::string_view::npos ? 0 : bytes.rfind('\n', bad) + 1;
+    fail("%s:%zu: %s", p, (size_t)std::count(bytes.begin(), bytes.begin() + bad, '\n') + 1,
+         utf8_message(bytes.substr(start), bad - start).c_str());
+}
+
 // A string member that must be present (or, with `optional`, may be absent or null).
 // Returns false and sets `why` when it is missing, of another type, or empty when it must not be.
 bool get_string(const JsonValue& obj, const char* key, bool optional, bool allow_empty, std::string& out, std::string& why) {
@@ -463,11 +473,7 @@ void refuse_pretty_printed(std::string_view bytes, size_t first, const char* p) 
 // column: nothing after a syntax error can be trusted); an element that is no record is reported
 // as a line of jsonl is.
 ParsedFile parse_record_array(std::string_view bytes, size_t first, const char* p, Answers answers) {
-    if (size_t bad = utf8_error(bytes); bad != std::string_view::npos) {
-        const size_t start = bytes.rfind('\n', bad) == std::string_view::npos ? 0 : bytes.rfind('\n', bad) + 1;
-        fail("%s:%zu: %s", p, (size_t)std::count(bytes.begin(), bytes.begin() + bad, '\n') + 1,
-             utf8_message(bytes.substr(start), bad - start).c_str());
-    }
+    require_utf8(bytes, p);
     try {
         json_parse(bytes);  // syntax first, with the parser's line and column
     } catch (const std::runtime_error& e) {
@@ -531,11 +537,7 @@ void add_table_record(ParsedFile& out, JsonValue v, int line, Answers answers) {
 // functions cell holds that field's JSON; an empty cell is a field left out (pandas writes a
 // missing value so).
 ParsedFile parse_csv_records(std::string_view bytes, const char* p, char delimiter, Answers answers) {
-    if (size_t bad = utf8_error(bytes); bad != std::string_view::npos) {
-        const size_t start = bytes.rfind('\n', bad) == std::string_view::npos ? 0 : bytes.rfind('\n', bad) + 1;
-        fail("%s:%zu: %s", p, (size_t)std::count(bytes.begin(), bytes.begin() + bad, '\n') + 1,
-             utf8_message(bytes.substr(start), bad - start).c_str());
-    }
+    require_utf8(bytes, p);
     std::vector<CsvRow> rows = csv_rows(bytes, delimiter, p);
     const auto header_names = [](std::vector<std::string> names) {
         for (std::string& name : names) name = table_field_name(name);
@@ -630,13 +632,16 @@ ParsedFile parse_parquet_records(std::string_view bytes, const char* p, Answers 
     return out;
 }
 
+std::string lower_extension(const std::string& path) {
+    std::string ext = std::filesystem::path(path).extension().string();
+    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    return ext;
+}
+
 // A data file's extension in lower case, that of the file a .gz holds ("data.jsonl.gz": ".jsonl").
 std::string data_extension(const std::string& path) {
-    std::filesystem::path p(path);
-    std::string ext = p.extension().string();
-    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
-    if (ext != ".gz") return ext;
-    return data_extension(p.replace_extension().string());
+    const std::string ext = lower_extension(path);
+    return ext == ".gz" ? data_extension(std::filesystem::path(path).replace_extension().string()) : ext;
 }
 
 // The delimiter of a CSV (,) or TSV (tab) file by its extension; 0 for another file.
@@ -648,8 +653,7 @@ char csv_delimiter(const std::string& path) {
 }  // namespace
 
 void require_jsonl_output_name(const std::string& path, const char* flag) {
-    std::string ext = std::filesystem::path(path).extension().string();
-    for (char& c : ext) c = (char)std::tolower((unsigned char)c);
+    const std::string ext = lower_extension(path);
     if (ext == ".csv" || ext == ".tsv" || ext == ".parquet" || ext == ".gz")
         fail("%s %s: it is written as jsonl, which ./train would read as %s by its name: name it .jsonl", flag, path.c_str(),
              ext == ".gz" ? "gzip" : ext == ".parquet" ? "Parquet" : ext == ".csv" ? "a CSV table" : "a TSV table");
@@ -733,13 +737,7 @@ ParsedFile parse_records(std::string_view bytes, const std::string& path, bool j
                 fail("%s: the first line is a training record (JSON), but the file is read as raw text by its name; give it "
                      "the extension .jsonl (or .json, .ndjson) to train on its records", p);
         }
-        if (size_t bad = utf8_error(bytes); bad != std::string_view::npos) {
-            int line = 1;
-            size_t start = 0;
-            for (size_t i = 0; i < bad; i++)
-                if (bytes[i] == '\n') line++, start = i + 1;
-            fail("%s:%d: %s", p, line, utf8_message(bytes.substr(start), bad - start).c_str());
-        }
+        require_utf8(bytes, p);
         Record r;
         r.line = 1;
         r.text = std::string(bytes);
