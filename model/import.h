@@ -16,6 +16,9 @@ struct ImportedModel {
     ModelConfig cfg;
     std::vector<float> params;
     Tokenizer tok;
+    // A pre-quantized checkpoint's method ("bitsandbytes NF4, double-quantized scales", ...), its
+    // weights dequantized into params; "" for a full-precision one (model/import_quantized.h).
+    std::string quantization;
 };
 
 ImportedModel import_gguf(const std::string& path);

@@ -10,6 +10,7 @@
 #include "data/json.h"
 #include "kernels/kernels.h"
 #include "model/import.h"
+#include "model/import_quantized.h"
 #include "model/safetensors.h"
 #include "model/util.h"
 
@@ -135,7 +136,7 @@ const char* const kGemma3Defaults[][2] = {{"vocab_size", "262208"}, {"hidden_siz
                                           {"num_key_value_heads", "4"}, {"head_dim", "256"},
                                           {"max_position_embeddings", "131072"}, {"rms_norm_eps", "1e-6"}};
 
-ModelConfig hf_config(const std::string& dir) {
+ModelConfig hf_config(const std::string& dir, HfQuantization& quantization) {
     HfConfig h;
     h.path = dir + "/config.json";
     try {
@@ -143,6 +144,7 @@ ModelConfig hf_config(const std::string& dir) {
     } catch (const std::runtime_error& e) {
         fail("%s: %s", h.path.c_str(), e.what());
     }
+    quantization = hf_quantization(h.j, h.path);  // top level, for a gemma3 checkpoint too
     const JsonValue* mt = h.get("model_type");
     std::string type = mt && mt->type == JsonValue::String ? mt->string : "";
     if (type == "gemma3") {  // Gemma 3 4B-27B: the language model's config, the vision tower's tensors skipped
@@ -234,7 +236,8 @@ ModelConfig hf_config(const std::string& dir) {
 
 ImportedModel import_hf_dir(const std::string& dir) {
     ImportedModel m;
-    m.cfg = hf_config(dir);
+    HfQuantization quantization;
+    m.cfg = hf_config(dir, quantization);
     // tokenizer.json, or for LLaMA-1/2 directories that have only SentencePiece's file, tokenizer.model
     std::string tok_path = dir + "/tokenizer.json", spm_path = dir + "/tokenizer.model";
     if (file_exists(tok_path)) m.tok = tokenizer_load_hf(tok_path);
@@ -259,13 +262,15 @@ ImportedModel import_hf_dir(const std::string& dir) {
     };
     // Every tensor is checked before the parameters are allocated (see import_gguf).
     ParamLayout L = param_layout_within(m.cfg, st.tensors.size());
-    std::vector<const SafeTensor*> used;
+    std::vector<HfWeight> weights;
+    std::vector<const SafeTensor*> used;  // the weights and the side tensors of quantized ones
     for (const TensorInfo& t : L.tensors) {
         const SafeTensor* src = source(t.name);
         if (!src) fail("%s: tensor %s is missing", dir.c_str(), t.name.c_str());
-        import_check_shape(t, src->shape, src->file->path + ": tensor " + src->name);
-        st.check_readable(*src);
+        weights.push_back(hf_weight(st, *src, quantization));
+        import_check_shape(t, weights.back().shape, src->file->path + ": tensor " + src->name);
         used.push_back(src);
+        used.insert(used.end(), weights.back().parts.begin(), weights.back().parts.end());
     }
     // Leftovers: a tied model may still store lm_head.weight, and old checkpoints store RoPE's inv_freq
     // buffers; anything else is a part of the architecture we would silently drop.
@@ -279,7 +284,8 @@ ImportedModel import_hf_dir(const std::string& dir) {
                  t.file->path.c_str(), t.name.c_str());
     }
     m.params.assign(L.total, 0.0f);
-    for (size_t i = 0; i < L.tensors.size(); i++) st.read_f32(*used[i], m.params.data() + L.tensors[i].offset);
+    for (size_t i = 0; i < L.tensors.size(); i++) hf_weight_read(st, weights[i], m.params.data() + L.tensors[i].offset);
     if (gemma3) gemma_norm_shift(m.cfg, m.params, 1.0f);  // Gemma3RMSNorm's (1 + w), stored with the 1 in
+    if (!quantization.method.empty()) m.quantization = quantization.describe();
     return m;
 }

@@ -3,8 +3,9 @@
 //   ./convert SmolLM2-135M-Instruct.Q4_1.gguf -o models/smollm2-135m-instruct
 //   ./convert ~/hf/Qwen2.5-0.5B-Instruct -o models/qwen2.5-0.5b --dtype bf16
 //
-// Quantised GGUF tensors are dequantised to FP32 (the trainer fine-tunes full-precision weights; qlora
-// re-quantises to NF4 itself). --dtype chooses how the .bin stores them: f32 (default, exact) or bf16.
+// Quantised GGUF tensors, and the weights of bitsandbytes and FP8 checkpoints (model/import_quantized.h),
+// are dequantised to FP32 (the trainer fine-tunes full-precision weights; qlora re-quantises to NF4
+// itself). --dtype chooses how the .bin stores them: f32 (default, exact) or bf16.
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -25,7 +26,8 @@ static void usage(FILE* f) {
             "usage: ./convert INPUT -o|--out OUT [--dtype f32|bf16]\n"
             "  INPUT  a GGUF file (F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K tensors) or a Hugging Face model\n"
             "         directory (config.json, model.safetensors or its sharded index, tokenizer.json\n"
-            "         or SentencePiece's tokenizer.model)\n"
+            "         or SentencePiece's tokenizer.model); its weights F32, F16 or BF16, or quantized by bitsandbytes\n"
+            "         (4-bit NF4/FP4 as unsloth's -bnb-4bit models, 8-bit) or as FP8 with block scales (-FP8 models)\n"
             "  OUT    output path without extension: writes OUT.bin and OUT.tok\n"
             "  LLaMA-family architectures (llama, mistral, qwen2, qwen3, smollm3) and Gemma 3 (gemma3, its text model)\n"
             "  with BPE tokenizers: byte-level (SmolLM2, Llama-3, Qwen2/3) or SentencePiece (LLaMA-1/2, Mistral v0.1,\n"
@@ -76,6 +78,11 @@ static int run(int argc, char** argv) {
     double t1 = now_seconds();
     printf("read %s in %.1f s\n  %s\n  tokenizer: %s\n", input.c_str(), t1 - t0, m.cfg.describe().c_str(),
            tokenizer_describe(m.tok).c_str());
+    if (!m.quantization.empty())
+        printf("  quantized: %s, dequantized to FP32%s\n", m.quantization.c_str(),
+               // our NF4 is bitsandbytes' in blocks of 64: the same codes come back (test_convert_quantized.cpp)
+               m.quantization == "bitsandbytes NF4, double-quantized scales" || m.quantization == "bitsandbytes NF4"
+                   ? " (--method qlora quantizes them to the same NF4 codes again)" : "");
     make_parent_dirs(out);
     model_save(out + ".bin", m.cfg, m.params, dtype == "f32" ? DType::F32 : DType::BF16);
     tokenizer_save(m.tok, out + ".tok");

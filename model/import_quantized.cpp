@@ -1,0 +1,258 @@
+// Pre-quantized Hugging Face checkpoints (bitsandbytes 4-bit and 8-bit, FP8 with block scales) read
+// back to FP32: the formats are described in import_quantized.h.
+#include "model/import_quantized.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "model/util.h"
+
+namespace {
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// A side tensor's values as FP32, checking their count.
+std::vector<float> read_values(const SafetensorsSet& st, const SafeTensor& t, int64_t numel) {
+    if (t.numel != numel)
+        fail("%s: tensor %s has %lld values where %lld are expected (a damaged or unknown quantization layout)",
+             t.file->path.c_str(), t.name.c_str(), (long long)t.numel, (long long)numel);
+    std::vector<float> v((size_t)numel);
+    st.read_f32(t, v.data());
+    return v;
+}
+
+int64_t state_int(const JsonValue& s, const char* key, const SafeTensor& t) {
+    const JsonValue* v = s.get(key);
+    if (!v || v->type != JsonValue::Number || !v->exact_integer || v->integer <= 0)
+        fail("%s: tensor %s: \"%s\" must be a positive integer", t.file->path.c_str(), t.name.c_str(), key);
+    return v->integer;
+}
+
+// bitsandbytes 4-bit: the JSON quant state, and every side tensor's size against it.
+void bnb4_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& state, HfQuantization& q) {
+    const SafeTensor& t = *w.data;
+    const char* file = t.file->path.c_str();
+    if (state.dtype != "U8") fail("%s: tensor %s must be U8 (JSON bytes)", file, state.name.c_str());
+    JsonValue s;
+    try {
+        s = json_parse(std::string((const char*)t.file->data + state.offset, state.nbytes));
+    } catch (const std::runtime_error& e) {
+        fail("%s: tensor %s is not the JSON of a bitsandbytes quant state: %s", file, state.name.c_str(), e.what());
+    }
+    const JsonValue* type = s.get("quant_type");
+    w.quant_type = ends_with(state.name, "nf4") ? "nf4" : "fp4";
+    if (!type || type->type != JsonValue::String || type->string != w.quant_type)
+        fail("%s: tensor %s: \"quant_type\" must be \"%s\", as its name says", file, state.name.c_str(), w.quant_type.c_str());
+    const JsonValue* shape = s.get("shape");
+    if (!shape || shape->type != JsonValue::Array || shape->array.size() != 2)
+        fail("%s: tensor %s: \"shape\" must be the weight's [out, in]", file, state.name.c_str());
+    w.shape.clear();
+    int64_t n = 1;
+    for (const JsonValue& d : shape->array) {
+        if (d.type != JsonValue::Number || !d.exact_integer || d.integer <= 0 || d.integer > ((int64_t)1 << 31))
+            fail("%s: tensor %s: \"shape\" must be the weight's [out, in]", file, state.name.c_str());
+        w.shape.push_back(d.integer);
+        n *= d.integer;
+    }
+    // The packed codes may sit in a tensor of any dtype (bnb_4bit_quant_storage): only the bytes count.
+    if ((int64_t)t.nbytes < ceil_div(n, 2) || (int64_t)t.nbytes > ceil_div(n, 2) + 16)
+        fail("%s: tensor %s holds %zu bytes: a %lld x %lld weight in 4 bits takes %lld", file, t.name.c_str(), t.nbytes,
+             (long long)w.shape[0], (long long)w.shape[1], (long long)ceil_div(n, 2));
+    w.blocksize = state_int(s, "blocksize", state);
+    const int64_t blocks = ceil_div(n, w.blocksize);
+    auto side = [&](const char* suffix, bool required) {
+        const SafeTensor* p = st.find(t.name + suffix);
+        if (!p && required) fail("%s: tensor %s has a 4-bit quant state but no %s%s beside it", file, t.name.c_str(), t.name.c_str(), suffix);
+        if (p) w.parts.push_back(p);
+        return p;
+    };
+    w.quant_map = side(".quant_map", true);
+    w.absmax = side(".absmax", true);
+    w.nested_absmax = side(".nested_absmax", false);
+    w.nested_quant_map = side(".nested_quant_map", w.nested_absmax != nullptr);
+    read_values(st, *w.quant_map, 16);
+    if (w.nested_absmax) {
+        w.nested_blocksize = state_int(s, "nested_blocksize", state);
+        const JsonValue* off = s.get("nested_offset");
+        if (!off || off->type != JsonValue::Number)
+            fail("%s: tensor %s: \"nested_offset\" must be a number", file, state.name.c_str());
+        w.nested_offset = (float)off->number;  // Python wrote the FP32 offset's exact value
+        if (w.absmax->dtype != "U8" || w.absmax->numel != blocks)
+            fail("%s: tensor %s must hold %lld U8 codes, one per block of %lld", file, w.absmax->name.c_str(),
+                 (long long)blocks, (long long)w.blocksize);
+        read_values(st, *w.nested_quant_map, 256);
+        read_values(st, *w.nested_absmax, ceil_div(blocks, w.nested_blocksize));
+    } else {
+        read_values(st, *w.absmax, blocks);
+    }
+    const std::string kind = std::string(w.quant_type == "nf4" ? "NF4" : "FP4") +
+                             (w.blocksize != 64 ? " in blocks of " + std::to_string(w.blocksize) : "") +
+                             (w.nested_absmax ? ", double-quantized scales" : "");
+    if (q.bnb_kind.empty()) q.bnb_kind = kind;
+    else if (q.bnb_kind.find(kind) == std::string::npos) q.bnb_kind += "; " + kind;
+}
+
+void bnb8_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scb, HfQuantization& q) {
+    const SafeTensor& t = *w.data;
+    const char* file = t.file->path.c_str();
+    if (t.dtype != "I8" || t.shape.size() != 2)
+        fail("%s: tensor %s has an 8-bit scale (%s) beside it but is %s, not an I8 matrix", file, t.name.c_str(),
+             scb.name.c_str(), t.dtype.c_str());
+    w.scale = &scb;
+    w.parts.push_back(&scb);
+    read_values(st, scb, t.shape[0]);
+    const std::string module = t.name.substr(0, t.name.size() - 7);
+    if (const SafeTensor* format = st.find(module + ".weight_format")) {
+        w.parts.push_back(format);
+        if (format->dtype != "U8" || format->numel != 1 || *(const uint8_t*)(format->file->data + format->offset) != 0)
+            fail("%s: tensor %s is not 0: only the row-major layout of bitsandbytes' 8-bit weights is read (save the "
+                 "model again with a current bitsandbytes)", file, format->name.c_str());
+    }
+    if (q.bnb_kind.empty()) q.bnb_kind = "8-bit";
+    else if (q.bnb_kind.find("8-bit") == std::string::npos) q.bnb_kind += "; 8-bit";
+}
+
+void fp8_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scale, const HfQuantization& q) {
+    const SafeTensor& t = *w.data;
+    const char* file = t.file->path.c_str();
+    if (t.dtype != "F8_E4M3" || t.shape.size() != 2)
+        fail("%s: tensor %s has a block scale (%s) beside it but is %s, not an F8_E4M3 matrix", file, t.name.c_str(),
+             scale.name.c_str(), t.dtype.c_str());
+    w.block[0] = q.fp8_block[0];
+    w.block[1] = q.fp8_block[1];
+    const int64_t rows = ceil_div(t.shape[0], w.block[0]), cols = ceil_div(t.shape[1], w.block[1]);
+    if (scale.shape.size() != 2 || scale.shape[0] != rows || scale.shape[1] != cols)
+        fail("%s: tensor %s must be [%lld, %lld]: one scale per %lld x %lld block of %s (weight_block_size)", file,
+             scale.name.c_str(), (long long)rows, (long long)cols, (long long)w.block[0], (long long)w.block[1], t.name.c_str());
+    st.check_readable(scale);
+    w.scale = &scale;
+    w.parts.push_back(&scale);
+}
+}  // namespace
+
+std::string HfQuantization::describe() const {
+    if (method == "bitsandbytes") return "bitsandbytes " + (bnb_kind.empty() ? std::string("(no quantized weights)") : bnb_kind);
+    if (method == "fp8")
+        return "FP8 E4M3 with a scale per " + std::to_string(fp8_block[0]) + " x " + std::to_string(fp8_block[1]) + " block";
+    return "none";
+}
+
+HfQuantization hf_quantization(const JsonValue& config, const std::string& path) {
+    HfQuantization q;
+    const JsonValue* qc = config.get("quantization_config");
+    if (!qc || qc->is_null()) return q;
+    if (qc->type != JsonValue::Object) fail("%s: quantization_config must be an object", path.c_str());
+    const JsonValue* m = qc->get("quant_method");
+    q.method = m && m->type == JsonValue::String ? m->string : "";
+    if (q.method.empty() && (qc->get("load_in_4bit") || qc->get("load_in_8bit"))) q.method = "bitsandbytes";  // older configs
+    if (q.method == "fp8") {
+        const JsonValue* fmt = qc->get("fmt");
+        if (fmt && fmt->type == JsonValue::String && fmt->string != "e4m3")
+            fail("%s: quantization_config.fmt is '%s': only FP8 E4M3 weights are read", path.c_str(), fmt->string.c_str());
+        const JsonValue* b = qc->get("weight_block_size");
+        if (b && !b->is_null()) {
+            if (b->type != JsonValue::Array || b->array.size() != 2)
+                fail("%s: quantization_config.weight_block_size must be [rows, columns]", path.c_str());
+            for (int i = 0; i < 2; i++) {
+                const JsonValue& v = b->array[i];
+                if (v.type != JsonValue::Number || !v.exact_integer || v.integer <= 0)
+                    fail("%s: quantization_config.weight_block_size must be two positive integers", path.c_str());
+                q.fp8_block[i] = v.integer;
+            }
+        }
+    } else if (q.method != "bitsandbytes") {
+        fail("%s: quantization_config.quant_method is '%s': ./convert reads bitsandbytes (4-bit NF4/FP4, 8-bit) and "
+             "fp8 checkpoints only. Convert the model's unquantized BF16/FP16 safetensors (or a GGUF) instead",
+             path.c_str(), q.method.empty() ? "missing" : q.method.c_str());
+    }
+    return q;
+}
+
+HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization& q) {
+    HfWeight w;
+    w.data = &t;
+    w.shape = t.shape;
+    const SafeTensor* state = st.find(t.name + ".quant_state.bitsandbytes__nf4");
+    if (!state) state = st.find(t.name + ".quant_state.bitsandbytes__fp4");
+    const SafeTensor* scb = ends_with(t.name, ".weight") ? st.find(t.name.substr(0, t.name.size() - 7) + ".SCB") : nullptr;
+    const SafeTensor* scale_inv = st.find(t.name + "_scale_inv");
+    if (state) {
+        w.kind = HfWeight::Bnb4;
+        w.parts.push_back(state);
+        bnb4_weight(st, w, *state, q);
+    } else if (scb) {
+        w.kind = HfWeight::Bnb8;
+        bnb8_weight(st, w, *scb, q);
+    } else if (scale_inv) {
+        if (q.method != "fp8")
+            fail("%s: tensor %s has a block scale beside it but config.json's quantization_config does not say "
+                 "quant_method \"fp8\" (and weight_block_size)", t.file->path.c_str(), t.name.c_str());
+        w.kind = HfWeight::Fp8;
+        fp8_weight(st, w, *scale_inv, q);
+    } else if (!q.method.empty() && (t.dtype == "U8" || t.dtype == "I8" || t.dtype == "F8_E4M3")) {
+        fail("%s: tensor %s is %s without the side tensors that dequantize it (a %s checkpoint's quant_state, SCB "
+             "or weight_scale_inv): a damaged or unknown quantization layout", t.file->path.c_str(), t.name.c_str(),
+             t.dtype.c_str(), q.method.c_str());
+    } else {
+        st.check_readable(t);
+    }
+    return w;
+}
+
+float f8e4m3_to_f32(uint8_t v) {
+    const int exp = (v >> 3) & 15, man = v & 7;
+    float mag;
+    if (exp == 15 && man == 7) mag = NAN;
+    else if (exp == 0) mag = std::ldexp((float)man, -9);  // subnormal: man/8 · 2^-6
+    else mag = std::ldexp((float)(8 + man), exp - 10);    // (1 + man/8) · 2^(exp-7)
+    return v & 0x80 ? -mag : mag;
+}
+
+void hf_weight_read(const SafetensorsSet& st, const HfWeight& w, float* dst) {
+    if (w.kind == HfWeight::Plain) return st.read_f32(*w.data, dst);
+    const int64_t rows = w.shape[0], cols = w.shape[1], n = rows * cols;
+    const uint8_t* src = w.data->file->data + w.data->offset;
+    if (w.kind == HfWeight::Bnb8) {
+        // bitsandbytes' int8_vectorwise_dequant: (W8 · SCB) · (1/127 as FP32), two roundings
+        const std::vector<float> scb = read_values(st, *w.scale, rows);
+        const float inv127 = 7.874015718698502e-3f;
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = (float)(int8_t)src[r * cols + c] * scb[r] * inv127;
+        return;
+    }
+    if (w.kind == HfWeight::Fp8) {
+        const std::vector<float> scale = read_values(st, *w.scale, w.scale->numel);
+        const int64_t scale_cols = w.scale->shape[1];
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++)
+            for (int64_t c = 0; c < cols; c++)
+                dst[r * cols + c] = f8e4m3_to_f32(src[r * cols + c]) * scale[(r / w.block[0]) * scale_cols + c / w.block[1]];
+        return;
+    }
+    // bitsandbytes 4-bit: each block's absmax (decoded from 8 bits with double quantization), then each
+    // code's value times it, the even element in the byte's high nibble.
+    const std::vector<float> map = read_values(st, *w.quant_map, 16);
+    const int64_t blocks = ceil_div(n, w.blocksize);
+    std::vector<float> absmax;
+    if (w.nested_absmax) {
+        const std::vector<float> nested_map = read_values(st, *w.nested_quant_map, 256);
+        const std::vector<float> nested = read_values(st, *w.nested_absmax, w.nested_absmax->numel);
+        const uint8_t* codes = w.absmax->file->data + w.absmax->offset;
+        absmax.resize((size_t)blocks);
+        for (int64_t b = 0; b < blocks; b++) {
+            volatile float scaled = nested_map[codes[b]] * nested[b / w.nested_blocksize];  // two roundings, as bitsandbytes
+            absmax[b] = scaled + w.nested_offset;
+        }
+    } else {
+        absmax = read_values(st, *w.absmax, blocks);
+    }
+#pragma omp parallel for schedule(static)
+    for (int64_t b = 0; b < blocks; b++) {
+        const int64_t end = std::min(n, (b + 1) * w.blocksize);
+        for (int64_t i = b * w.blocksize; i < end; i++) {
+            const uint8_t byte = src[i >> 1];
+            dst[i] = map[i & 1 ? byte & 15 : byte >> 4] * absmax[b];
+        }
+    }
+}

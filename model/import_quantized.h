@@ -1,0 +1,72 @@
+// Pre-quantized Hugging Face checkpoints: the weights people download already quantized, read back
+// to FP32 by ./convert (the trainer fine-tunes full-precision weights; --method qlora quantizes them
+// to NF4 itself, which for a bitsandbytes NF4 checkpoint gives back the same 4-bit codes).
+//
+//   bitsandbytes 4-bit (config.json: quantization_config.quant_method "bitsandbytes", load_in_4bit;
+//   unsloth's "-bnb-4bit" models): a weight W [out, in] is stored as
+//     W                  ceil(n/2) bytes (of any storage dtype), two codes a byte, the high nibble first
+//     W.quant_map        the 16 FP32 code values (NF4's or FP4's table)
+//     W.absmax           per block of `blocksize` values: its absmax, FP32, or with double
+//                        quantization an 8-bit code into W.nested_quant_map, scaled by
+//     W.nested_absmax    one FP32 per `nested_blocksize` absmax codes, plus `nested_offset`
+//     W.quant_state.bitsandbytes__nf4 (or __fp4)   JSON bytes: shape, blocksize, nested_blocksize,
+//                        nested_offset, quant_type
+//   so W[i] = quant_map[code i] · absmax[i / blocksize], each absmax
+//   nested_quant_map[c] · nested_absmax[b / nested_blocksize] + nested_offset (all FP32, as
+//   bitsandbytes' CUDA kernels compute them before rounding to the model's dtype).
+//
+//   bitsandbytes 8-bit (load_in_8bit, LLM.int8): W int8 [out, in] and MODULE.SCB, FP32 [out] (each row's
+//   absmax): W[r][c] = W8[r][c] · SCB[r] · (1/127); MODULE.weight_format must be 0 (row-major).
+//
+//   FP8 (quant_method "fp8": DeepSeek-V3's and Qwen3's "-FP8" checkpoints): W float8 E4M3 [out, in] and
+//   W_scale_inv FP32 [ceil(out/b0), ceil(in/b1)] for blocks of weight_block_size [b0, b1] (128 x 128):
+//   W[r][c] = E4M3(W8[r][c]) · W_scale_inv[r/b0][c/b1].
+//
+// Other quantization methods (GPTQ, AWQ, ...) are refused by name. The sources below are found by the
+// side tensors beside a weight, so layers a checkpoint left unquantized (llm_int8_skip_modules,
+// unsloth's dynamic 4-bit) are read as ordinary tensors.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "data/json.h"
+#include "model/safetensors.h"
+
+// What config.json's quantization_config says: the method, and FP8's block size.
+struct HfQuantization {
+    std::string method;             // "" (none), "bitsandbytes" or "fp8"; any other fails in hf_quantization
+    int64_t fp8_block[2] = {128, 128};
+    std::string describe() const;   // "bitsandbytes 4-bit (NF4, double-quantized scales)", ... for the note
+    std::string bnb_kind;           // filled while reading: what the bitsandbytes weights turned out to be
+};
+// Reads config.json's quantization_config (absent or null: none); fails naming the key for a method
+// that is not read, with what to do instead.
+HfQuantization hf_quantization(const JsonValue& config, const std::string& path);
+
+// One weight of the model as the checkpoint stores it: `data` itself (F32/F16/BF16), or quantized,
+// with the side tensors that dequantize it (all of them in `parts`, so the importer can tell them from
+// tensors it does not know).
+struct HfWeight {
+    enum Kind { Plain, Bnb4, Bnb8, Fp8 } kind = Plain;
+    const SafeTensor* data = nullptr;
+    std::vector<const SafeTensor*> parts;
+    std::vector<int64_t> shape;  // the weight's own shape (a 4-bit weight's stored tensor is packed)
+    // Bnb4
+    const SafeTensor *quant_map = nullptr, *absmax = nullptr, *nested_absmax = nullptr, *nested_quant_map = nullptr;
+    int64_t blocksize = 0, nested_blocksize = 0;
+    float nested_offset = 0.0f;
+    std::string quant_type;  // "nf4" or "fp4"
+    // Bnb8: per-row scales; Fp8: the block scales and their block size
+    const SafeTensor* scale = nullptr;
+    int64_t block[2] = {0, 0};
+};
+
+// How tensor `t` of `st` is stored: quantized when its side tensors are there (each checked: dtype,
+// size, the JSON state), else Plain. Fails naming the tensor and what is wrong.
+HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization& q);
+// The weight's values as FP32 (dst holds the product of w.shape).
+void hf_weight_read(const SafetensorsSet& st, const HfWeight& w, float* dst);
+
+// FP8 E4M3 ("e4m3fn": bias 7, no infinities, S.1111.111 is NaN) to FP32, exactly.
+float f8e4m3_to_f32(uint8_t v);

@@ -1,0 +1,158 @@
+// ./convert on pre-quantized Hugging Face checkpoints (model/import_quantized.h): bitsandbytes 4-bit
+// (NF4, FP4, with and without double quantization, packed in a BF16 tensor), 8-bit, and FP8 with block
+// scales, each dequantized to the values the fixture's numpy code (checked there against bitsandbytes
+// and transformers) gives, and to transformers' logits. Fixtures: tests/fixtures/quantized/gen_quantized_fixtures.py.
+#include <doctest/doctest.h>
+
+#include <algorithm>
+#include <cstring>
+
+#include "model/import.h"
+#include "model/import_quantized.h"
+#include "model/model.h"
+#include "model/nf4.h"
+#include "test_convert_util.h"
+#include "test_util.h"
+
+namespace {
+const std::string kQDir = "tests/fixtures/quantized/";
+const char* const kChecked[] = {"model.layers.0.self_attn.k_proj.weight", "model.layers.1.mlp.down_proj.weight"};
+
+const float* param(const ImportedModel& m, const std::string& name) {
+    for (const TensorInfo& t : param_layout(m.cfg).tensors)
+        if (t.name == name) return m.params.data() + t.offset;
+    FAIL("no tensor " << name);
+    return nullptr;
+}
+
+// The stored bytes of every tensor of a fixture, to copy with some changed.
+std::vector<StEntry> raw_tensors(const std::string& dir) {
+    SafetensorsSet set = safetensors_open_dir(dir);
+    std::vector<StEntry> out;
+    for (const SafeTensor& t : set.tensors)
+        out.push_back({t.name, t.dtype, t.shape, std::string((const char*)t.file->data + t.offset, t.nbytes)});
+    return out;
+}
+
+StEntry& entry(std::vector<StEntry>& es, const std::string& name) {
+    for (StEntry& e : es)
+        if (e.name == name) return e;
+    FAIL("no tensor " << name);
+    return es[0];
+}
+
+// A copy of fixture `variant` with its tensors and config.json as given.
+std::string variant_copy(const std::string& variant, const std::vector<StEntry>& tensors, const std::string& config) {
+    std::string d = temp_dir();
+    write_bytes(d + "/config.json", config);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"}) write_bytes(d + "/" + f, read_file(kQDir + variant + "/" + f));
+    write_safetensors(d + "/model.safetensors", tensors);
+    return d;
+}
+}  // namespace
+
+TEST_CASE("convert quantized: bitsandbytes 4-bit and 8-bit and FP8 checkpoints give numpy's weights and transformers' logits") {
+    SafetensorsSet expected;
+    safetensors_add_file(expected, kQDir + "expected.safetensors");
+    for (const char* variant : {"bnb_nf4_dq", "bnb_nf4", "bnb_fp4", "bnb_nf4_bf16", "bnb_int8", "fp8"}) {
+        INFO(variant);
+        ImportedModel m = import_hf_dir(kQDir + variant);
+        for (const char* name : kChecked) {
+            const SafeTensor* want = expected.find(std::string(variant) + "/" + name);
+            REQUIRE(want);
+            std::vector<float> w(want->numel);
+            expected.read_f32(*want, w.data());
+            const float* got = param(m, name);
+            size_t differ = 0;
+            for (size_t i = 0; i < w.size(); i++) differ += memcmp(&w[i], &got[i], 4) != 0;
+            CHECK(differ == 0);
+        }
+        if (std::string(variant) == "bnb_nf4_bf16") continue;  // no FP32 reference logits (the fixture says why)
+        Model model;
+        model_init(model, m.cfg, m.params);
+        std::vector<int32_t> ids;
+        std::vector<float> logits;
+        const double worst = max_logit_diff(model, kQDir + variant + "_logits.json", ids, logits);
+        MESSAGE(std::string(variant) << ": max |logit - transformers'| " << worst << " over " << ids.size() << " positions");
+        CHECK(worst < 1e-4);
+    }
+}
+
+TEST_CASE("convert quantized: --method qlora quantizes a bitsandbytes NF4 checkpoint's weights to its own codes") {
+    // The dequantized block's absmax element is ±1 · absmax exactly, so NF4 finds the same absmax and
+    // every value the code it came from. (The double-quantized absmax codes differ: bitsandbytes took
+    // the mean offset of the absmax values before they were quantized, we of their dequantized values.)
+    for (const char* variant : {"bnb_nf4_dq", "bnb_nf4", "bnb_nf4_bf16"}) {
+        INFO(variant);
+        ImportedModel m = import_hf_dir(kQDir + variant);
+        SafetensorsSet st = safetensors_open_dir(kQDir + variant);
+        const Ops& ops = cpu_ops();
+        for (const TensorInfo& t : param_layout(m.cfg).tensors) {
+            const SafeTensor* packed = st.find(t.name);
+            REQUIRE(packed);
+            if (!st.find(t.name + ".quant_state.bitsandbytes__nf4")) continue;  // not quantized (norms, embeddings)
+            NF4Weight q = nf4_weight_quantize(ops, m.params.data() + t.offset, t.numel);
+            REQUIRE(q.codes.size() == packed->nbytes);
+            CHECK(memcmp(q.codes.data(), packed->file->data + packed->offset, packed->nbytes) == 0);
+        }
+    }
+}
+
+TEST_CASE("convert quantized: other methods and damaged layouts fail naming the key or tensor") {
+    const std::string cfg4 = read_file(kQDir + "bnb_nf4_dq/config.json");
+    auto error_with = [&](const std::string& variant, const std::vector<StEntry>& tensors, const std::string& config) {
+        return error_of([&] { import_hf_dir(variant_copy(variant, tensors, config)); });
+    };
+    std::vector<StEntry> t4 = raw_tensors(kQDir + "bnb_nf4_dq");
+    const std::string q = "model.layers.0.self_attn.q_proj.weight";
+
+    std::string gptq = cfg4;
+    gptq.replace(gptq.find("\"bitsandbytes\""), 14, "\"gptq\"");
+    std::string e = error_with("bnb_nf4_dq", t4, gptq);
+    CHECK(contains(e, "quantization_config.quant_method is 'gptq'"));
+    CHECK(contains(e, "unquantized BF16/FP16 safetensors"));
+
+    std::vector<StEntry> no_map = t4;
+    no_map.erase(std::find_if(no_map.begin(), no_map.end(), [&](const StEntry& x) { return x.name == q + ".quant_map"; }));
+    CHECK(contains(error_with("bnb_nf4_dq", no_map, cfg4), "has a 4-bit quant state but no " + q + ".quant_map beside it"));
+
+    std::vector<StEntry> short_absmax = t4;
+    StEntry& a = entry(short_absmax, q + ".absmax");
+    a.bytes.pop_back();
+    a.shape[0]--;
+    CHECK(contains(error_with("bnb_nf4_dq", short_absmax, cfg4), "must hold 25 U8 codes, one per block of 64"));
+
+    std::vector<StEntry> bad_state = t4;
+    StEntry& s = entry(bad_state, q + ".quant_state.bitsandbytes__nf4");
+    s.bytes = patched(s.bytes, "\"nf4\"", "\"fp4\"");
+    CHECK(contains(error_with("bnb_nf4_dq", bad_state, cfg4), "\"quant_type\" must be \"nf4\", as its name says"));
+
+    std::vector<StEntry> no_state = t4;  // codes without their state: not read as a plain tensor
+    no_state.erase(std::find_if(no_state.begin(), no_state.end(),
+                                [&](const StEntry& x) { return x.name == q + ".quant_state.bitsandbytes__nf4"; }));
+    CHECK(contains(error_with("bnb_nf4_dq", no_state, cfg4), "is U8 without the side tensors that dequantize it"));
+
+    std::vector<StEntry> t8 = raw_tensors(kQDir + "bnb_int8");
+    entry(t8, "model.layers.0.self_attn.q_proj.weight_format").bytes = std::string(1, '\2');
+    CHECK(contains(error_with("bnb_int8", t8, read_file(kQDir + "bnb_int8/config.json")),
+                   "q_proj.weight_format is not 0: only the row-major layout"));
+
+    const std::string cfg8 = read_file(kQDir + "fp8/config.json");
+    const std::string wide = patched(cfg8, "[\n      4,", "[\n      8,");
+    CHECK(contains(error_with("fp8", raw_tensors(kQDir + "fp8"), wide), "q_proj.weight_scale_inv must be [5, 10]: one scale per 8 x 4 block of"));
+    const std::string none = patched(cfg8, "\"fp8\"", "\"xyz\"");
+    CHECK(contains(error_with("fp8", raw_tensors(kQDir + "fp8"), none), "quant_method is 'xyz'"));
+}
+
+TEST_CASE("convert quantized: FP8 E4M3 decodes every byte as PyTorch's float8_e4m3fn") {
+    CHECK(f8e4m3_to_f32(0x00) == 0.0f);
+    CHECK(std::signbit(f8e4m3_to_f32(0x80)));
+    CHECK(f8e4m3_to_f32(0x01) == std::ldexp(1.0f, -9));   // the smallest subnormal
+    CHECK(f8e4m3_to_f32(0x07) == 7 * std::ldexp(1.0f, -9));
+    CHECK(f8e4m3_to_f32(0x08) == std::ldexp(1.0f, -6));   // the smallest normal
+    CHECK(f8e4m3_to_f32(0x38) == 1.0f);
+    CHECK(f8e4m3_to_f32(0x7E) == 448.0f);                  // the largest
+    CHECK(f8e4m3_to_f32(0xFE) == -448.0f);
+    CHECK(std::isnan(f8e4m3_to_f32(0x7F)));
+    CHECK(std::isnan(f8e4m3_to_f32(0xFF)));
+}
