@@ -112,29 +112,107 @@ void bnb8_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scb, H
     else if (q.bnb_kind.find("8-bit") == std::string::npos) q.bnb_kind += "; 8-bit";
 }
 
-void fp8_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scale, const HfQuantization& q) {
+// An 8-bit weight (FP8 E4M3 or INT8) times a scale per block of q.block (the whole weight, a row, a
+// group of a row or a 2-D block), the scales a [ceil(out/b0), ceil(in/b1)] grid (a grid of one scale
+// per tensor or row may be stored as [] / [1] or [out]).
+void scaled_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scale, const HfQuantization& q) {
     const SafeTensor& t = *w.data;
     const char* file = t.file->path.c_str();
-    if (t.dtype != "F8_E4M3" || t.shape.size() != 2)
-        fail("%s: tensor %s has a block scale (%s) beside it but is %s, not an F8_E4M3 matrix", file, t.name.c_str(),
-             scale.name.c_str(), t.dtype.c_str());
-    w.block[0] = q.fp8_block[0];
-    w.block[1] = q.fp8_block[1];
+    const std::string want = q.int8 ? "I8" : "F8_E4M3";
+    if (t.dtype != want || t.shape.size() != 2)
+        fail("%s: tensor %s has a scale (%s) beside it but is %s, not an %s matrix", file, t.name.c_str(),
+             scale.name.c_str(), t.dtype.c_str(), want.c_str());
+    w.block[0] = q.block[0] ? q.block[0] : t.shape[0];  // 0: the whole dimension
+    w.block[1] = q.block[1] ? q.block[1] : t.shape[1];
     const int64_t rows = ceil_div(t.shape[0], w.block[0]), cols = ceil_div(t.shape[1], w.block[1]);
-    if (scale.shape.size() != 2 || scale.shape[0] != rows || scale.shape[1] != cols)
-        fail("%s: tensor %s must be [%lld, %lld]: one scale per %lld x %lld block of %s (weight_block_size)", file,
-             scale.name.c_str(), (long long)rows, (long long)cols, (long long)w.block[0], (long long)w.block[1], t.name.c_str());
+    const std::vector<int64_t>& s = scale.shape;
+    const bool fits = (s.size() == 2 && s[0] == rows && s[1] == cols) || (s.size() == 1 && s[0] == rows && cols == 1) ||
+                      (s.size() <= 1 && scale.numel == 1 && rows == 1 && cols == 1);
+    if (!fits)
+        fail("%s: tensor %s must be [%lld, %lld]: one scale per %lld x %lld block of %s (%s)", file, scale.name.c_str(),
+             (long long)rows, (long long)cols, (long long)w.block[0], (long long)w.block[1], t.name.c_str(), q.describe().c_str());
     st.check_readable(scale);
     w.scale = &scale;
     w.parts.push_back(&scale);
+}
+
+// A positive integer of a JSON object, or `fallback` when absent or null (-1: required).
+int64_t config_int(const JsonValue* o, const char* key, int64_t fallback, const std::string& path, const char* where) {
+    const JsonValue* v = o ? o->get(key) : nullptr;
+    if ((!v || v->is_null()) && fallback >= 0) return fallback;
+    if (!v || v->type != JsonValue::Number || !v->exact_integer || v->integer <= 0)
+        fail("%s: quantization_config%s.%s must be a positive integer", path.c_str(), where, key);
+    return v->integer;
+}
+
+// [rows, columns] of a block (weight_block_size, block_structure).
+void config_block(const JsonValue* b, int64_t block[2], const std::string& path, const char* key) {
+    if (!b || b->type != JsonValue::Array || b->array.size() != 2)
+        fail("%s: quantization_config: %s must be [rows, columns]", path.c_str(), key);
+    for (int i = 0; i < 2; i++) {
+        const JsonValue& v = b->array[i];
+        if (v.type != JsonValue::Number || !v.exact_integer || v.integer <= 0)
+            fail("%s: quantization_config: %s must be two positive integers", path.c_str(), key);
+        block[i] = v.integer;
+    }
+}
+
+// compressed-tensors (llm-compressor's checkpoints, RedHatAI's "-FP8-dynamic" and "-quantized.w8a8"
+// models): the weights' scheme of its config groups, which must be one symmetric 8-bit scheme.
+void compressed_tensors_scheme(const JsonValue& qc, HfQuantization& q, const std::string& path) {
+    const JsonValue* format = qc.get("format");
+    const std::string f = format && format->type == JsonValue::String ? format->string : "";
+    if (f == "dense") {  // stored unquantized
+        q.method.clear();
+        return;
+    }
+    if (f != "float-quantized" && f != "int-quantized" && f != "naive-quantized")
+        fail("%s: quantization_config.format is '%s': of compressed-tensors checkpoints ./convert reads the 8-bit ones "
+             "(float-quantized, int-quantized, naive-quantized), not 4-bit packed weights (pack-quantized) or sparse "
+             "ones. Convert the model's unquantized BF16/FP16 safetensors (or a GGUF) instead", path.c_str(), f.c_str());
+    const JsonValue* groups = qc.get("config_groups");
+    if (!groups || groups->type != JsonValue::Object || groups->object.empty())
+        fail("%s: quantization_config.config_groups must list the quantization schemes", path.c_str());
+    std::string scheme;
+    for (const auto& g : groups->object) {
+        const JsonValue* wt = g.second.get("weights");
+        const std::string where = ".config_groups." + g.first + ".weights";
+        if (!wt || wt->type != JsonValue::Object) fail("%s: quantization_config%s must be an object", path.c_str(), where.c_str());
+        const JsonValue *type = wt->get("type"), *strategy = wt->get("strategy"), *sym = wt->get("symmetric");
+        if (config_int(wt, "num_bits", -1, path, where.c_str()) != 8 || !type || type->type != JsonValue::String ||
+            (type->string != "float" && type->string != "int") || !strategy || strategy->type != JsonValue::String)
+            fail("%s: quantization_config%s: only 8-bit float or int weights (num_bits 8, type float|int, a strategy) are read",
+                 path.c_str(), where.c_str());
+        if (sym && sym->type == JsonValue::Bool && !sym->boolean)
+            fail("%s: quantization_config%s.symmetric is false: weights with zero points are not read", path.c_str(), where.c_str());
+        const std::string st = strategy->string;
+        int64_t block[2] = {0, 0};
+        if (st == "channel") block[0] = 1;
+        else if (st == "group") block[0] = 1, block[1] = config_int(wt, "group_size", -1, path, where.c_str());
+        else if (st == "block") config_block(wt->get("block_structure"), block, path, (where + ".block_structure").c_str());
+        else if (st != "tensor")
+            fail("%s: quantization_config%s.strategy is '%s': tensor, channel, group and block are read", path.c_str(),
+                 where.c_str(), st.c_str());
+        const std::string this_scheme = type->string + "/" + st + "/" + std::to_string(block[0]) + "x" + std::to_string(block[1]);
+        if (!scheme.empty() && scheme != this_scheme)
+            fail("%s: quantization_config.config_groups weigh layers by different schemes (%s and %s): not read",
+                 path.c_str(), scheme.c_str(), this_scheme.c_str());
+        scheme = this_scheme;
+        q.int8 = type->string == "int";
+        q.strategy = st;
+        q.block[0] = block[0];
+        q.block[1] = block[1];
+    }
 }
 }  // namespace
 
 std::string HfQuantization::describe() const {
     if (method == "bitsandbytes") return "bitsandbytes " + (bnb_kind.empty() ? std::string("(no quantized weights)") : bnb_kind);
-    if (method == "fp8")
-        return "FP8 E4M3 with a scale per " + std::to_string(fp8_block[0]) + " x " + std::to_string(fp8_block[1]) + " block";
-    return "none";
+    const std::string values = (method == "fp8" ? "" : method + " ") + (int8 ? "INT8" : "FP8 E4M3");
+    if (strategy == "tensor") return values + " with a scale per tensor";
+    if (strategy == "channel") return values + " with a scale per row";
+    if (strategy == "group") return values + " with a scale per " + std::to_string(block[1]) + " values of a row";
+    return values + " with a scale per " + std::to_string(block[0]) + " x " + std::to_string(block[1]) + " block";
 }
 
 HfQuantization hf_quantization(const JsonValue& config, const std::string& path) {
@@ -145,24 +223,19 @@ HfQuantization hf_quantization(const JsonValue& config, const std::string& path)
     const JsonValue* m = qc->get("quant_method");
     q.method = m && m->type == JsonValue::String ? m->string : "";
     if (q.method.empty() && (qc->get("load_in_4bit") || qc->get("load_in_8bit"))) q.method = "bitsandbytes";  // older configs
-    if (q.method == "fp8") {
+    if (q.method == "fp8") {  // transformers' FineGrainedFP8Config
         const JsonValue* fmt = qc->get("fmt");
         if (fmt && fmt->type == JsonValue::String && fmt->string != "e4m3")
             fail("%s: quantization_config.fmt is '%s': only FP8 E4M3 weights are read", path.c_str(), fmt->string.c_str());
+        q.strategy = "block";
+        q.block[0] = q.block[1] = 128;  // its default
         const JsonValue* b = qc->get("weight_block_size");
-        if (b && !b->is_null()) {
-            if (b->type != JsonValue::Array || b->array.size() != 2)
-                fail("%s: quantization_config.weight_block_size must be [rows, columns]", path.c_str());
-            for (int i = 0; i < 2; i++) {
-                const JsonValue& v = b->array[i];
-                if (v.type != JsonValue::Number || !v.exact_integer || v.integer <= 0)
-                    fail("%s: quantization_config.weight_block_size must be two positive integers", path.c_str());
-                q.fp8_block[i] = v.integer;
-            }
-        }
+        if (b && !b->is_null()) config_block(b, q.block, path, "weight_block_size");
+    } else if (q.method == "compressed-tensors") {
+        compressed_tensors_scheme(*qc, q, path);
     } else if (q.method != "bitsandbytes") {
-        fail("%s: quantization_config.quant_method is '%s': ./convert reads bitsandbytes (4-bit NF4/FP4, 8-bit) and "
-             "fp8 checkpoints only. Convert the model's unquantized BF16/FP16 safetensors (or a GGUF) instead",
+        fail("%s: quantization_config.quant_method is '%s': ./convert reads bitsandbytes (4-bit NF4/FP4, 8-bit), fp8 "
+             "and 8-bit compressed-tensors checkpoints only. Convert the model's unquantized BF16/FP16 safetensors (or a GGUF) instead",
              path.c_str(), q.method.empty() ? "missing" : q.method.c_str());
     }
     return q;
@@ -174,8 +247,10 @@ HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization
     w.shape = t.shape;
     const SafeTensor* state = st.find(t.name + ".quant_state.bitsandbytes__nf4");
     if (!state) state = st.find(t.name + ".quant_state.bitsandbytes__fp4");
-    const SafeTensor* scb = ends_with(t.name, ".weight") ? st.find(t.name.substr(0, t.name.size() - 7) + ".SCB") : nullptr;
-    const SafeTensor* scale_inv = st.find(t.name + "_scale_inv");
+    const std::string module = ends_with(t.name, ".weight") ? t.name.substr(0, t.name.size() - 7) : "";
+    const SafeTensor* scb = module.empty() ? nullptr : st.find(module + ".SCB");
+    // FP8's is W_scale_inv, compressed-tensors' MODULE.weight_scale (both multiply)
+    const SafeTensor* scale = st.find(t.name + (q.method == "fp8" ? "_scale_inv" : "_scale"));
     if (state) {
         w.kind = HfWeight::Bnb4;
         w.parts.push_back(state);
@@ -183,15 +258,17 @@ HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization
     } else if (scb) {
         w.kind = HfWeight::Bnb8;
         bnb8_weight(st, w, *scb, q);
-    } else if (scale_inv) {
-        if (q.method != "fp8")
-            fail("%s: tensor %s has a block scale beside it but config.json's quantization_config does not say "
-                 "quant_method \"fp8\" (and weight_block_size)", t.file->path.c_str(), t.name.c_str());
-        w.kind = HfWeight::Fp8;
-        fp8_weight(st, w, *scale_inv, q);
+    } else if (scale && (q.method == "fp8" || q.method == "compressed-tensors")) {
+        w.kind = HfWeight::Scaled;
+        scaled_weight(st, w, *scale, q);
+        for (const char* refused : {"_zero_point", "_g_idx"})
+            if (st.find(t.name + refused))
+                fail("%s: tensor %s%s: weights with zero points or a group order are not read", t.file->path.c_str(),
+                     t.name.c_str(), refused);
+        if (const SafeTensor* input_scale = st.find(module + ".input_scale")) w.parts.push_back(input_scale);  // activations': unused
     } else if (!q.method.empty() && (t.dtype == "U8" || t.dtype == "I8" || t.dtype == "F8_E4M3")) {
-        fail("%s: tensor %s is %s without the side tensors that dequantize it (a %s checkpoint's quant_state, SCB "
-             "or weight_scale_inv): a damaged or unknown quantization layout", t.file->path.c_str(), t.name.c_str(),
+        fail("%s: tensor %s is %s without the side tensors that dequantize it (a %s checkpoint's quant_state, SCB, "
+             "weight_scale_inv or weight_scale): a damaged or unknown quantization layout", t.file->path.c_str(), t.name.c_str(),
              t.dtype.c_str(), q.method.c_str());
     } else {
         st.check_readable(t);
@@ -221,13 +298,16 @@ void hf_weight_read(const SafetensorsSet& st, const HfWeight& w, float* dst) {
             for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = (float)(int8_t)src[r * cols + c] * scb[r] * inv127;
         return;
     }
-    if (w.kind == HfWeight::Fp8) {
+    if (w.kind == HfWeight::Scaled) {
         const std::vector<float> scale = read_values(st, *w.scale, w.scale->numel);
-        const int64_t scale_cols = w.scale->shape[1];
+        const int64_t scale_cols = ceil_div(cols, w.block[1]);
+        const bool int8 = w.data->dtype == "I8";
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; r++)
-            for (int64_t c = 0; c < cols; c++)
-                dst[r * cols + c] = f8e4m3_to_f32(src[r * cols + c]) * scale[(r / w.block[0]) * scale_cols + c / w.block[1]];
+            for (int64_t c = 0; c < cols; c++) {
+                const uint8_t v = src[r * cols + c];
+                dst[r * cols + c] = (int8 ? (float)(int8_t)v : f8e4m3_to_f32(v)) * scale[(r / w.block[0]) * scale_cols + c / w.block[1]];
+            }
         return;
     }
     // bitsandbytes 4-bit: each block's absmax (decoded from 8 bits with double quantization), then each

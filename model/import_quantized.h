@@ -22,6 +22,12 @@
 //   W_scale_inv FP32 [ceil(out/b0), ceil(in/b1)] for blocks of weight_block_size [b0, b1] (128 x 128):
 //   W[r][c] = E4M3(W8[r][c]) · W_scale_inv[r/b0][c/b1].
 //
+//   compressed-tensors (quant_method "compressed-tensors", llm-compressor's: RedHatAI's "-FP8-dynamic",
+//   "-FP8" and "-quantized.w8a8" models), formats float-quantized / int-quantized / naive-quantized:
+//   W float8 E4M3 or int8 [out, in] and MODULE.weight_scale, one per tensor, row, group of group_size
+//   values of a row, or block of block_structure, multiplied in the same way; symmetric schemes only
+//   (no zero points); MODULE.input_scale (static activation scales) is not needed and left out.
+//
 // Other quantization methods (GPTQ, AWQ, ...) are refused by name. The sources below are found by the
 // side tensors beside a weight, so layers a checkpoint left unquantized (llm_int8_skip_modules,
 // unsloth's dynamic 4-bit) are read as ordinary tensors.
@@ -35,10 +41,14 @@
 
 // What config.json's quantization_config says: the method, and FP8's block size.
 struct HfQuantization {
-    std::string method;             // "" (none), "bitsandbytes" or "fp8"; any other fails in hf_quantization
-    int64_t fp8_block[2] = {128, 128};
-    std::string describe() const;   // "bitsandbytes 4-bit (NF4, double-quantized scales)", ... for the note
-    std::string bnb_kind;           // filled while reading: what the bitsandbytes weights turned out to be
+    std::string method;    // "" (none), "bitsandbytes", "fp8" or "compressed-tensors"; others fail in hf_quantization
+    // fp8 and compressed-tensors: 8-bit values (FP8 E4M3, or INT8) times a scale per block of
+    // block[0] x block[1] (0: the whole dimension); strategy: tensor, channel (a row), group (of a row), block
+    bool int8 = false;
+    std::string strategy;
+    int64_t block[2] = {0, 0};
+    std::string bnb_kind;  // filled while reading: what the bitsandbytes weights turned out to be
+    std::string describe() const;  // "bitsandbytes NF4, double-quantized scales", ... for ./convert's report
 };
 // Reads config.json's quantization_config (absent or null: none); fails naming the key for a method
 // that is not read, with what to do instead.
@@ -48,7 +58,7 @@ HfQuantization hf_quantization(const JsonValue& config, const std::string& path)
 // with the side tensors that dequantize it (all of them in `parts`, so the importer can tell them from
 // tensors it does not know).
 struct HfWeight {
-    enum Kind { Plain, Bnb4, Bnb8, Fp8 } kind = Plain;
+    enum Kind { Plain, Bnb4, Bnb8, Scaled } kind = Plain;
     const SafeTensor* data = nullptr;
     std::vector<const SafeTensor*> parts;
     std::vector<int64_t> shape;  // the weight's own shape (a 4-bit weight's stored tensor is packed)
@@ -57,7 +67,7 @@ struct HfWeight {
     int64_t blocksize = 0, nested_blocksize = 0;
     float nested_offset = 0.0f;
     std::string quant_type;  // "nf4" or "fp4"
-    // Bnb8: per-row scales; Fp8: the block scales and their block size
+    // Bnb8: per-row scales; Scaled: the block scales and their block size
     const SafeTensor* scale = nullptr;
     int64_t block[2] = {0, 0};
 };

@@ -1,6 +1,6 @@
 // ./convert on pre-quantized Hugging Face checkpoints (model/import_quantized.h): bitsandbytes 4-bit
-// (NF4, FP4, with and without double quantization, packed in a BF16 tensor), 8-bit, and FP8 with block
-// scales, each dequantized to the values the fixture's numpy code (checked there against bitsandbytes
+// (NF4, FP4, with and without double quantization, packed in a BF16 tensor), 8-bit, FP8 with block
+// scales and compressed-tensors' 8-bit schemes (FP8 per row and per block, INT8 per group), each dequantized to the values the fixture's numpy code (checked there against bitsandbytes
 // and transformers) gives, and to transformers' logits. Fixtures: tests/fixtures/quantized/gen_quantized_fixtures.py.
 #include <doctest/doctest.h>
 
@@ -51,10 +51,11 @@ std::string variant_copy(const std::string& variant, const std::vector<StEntry>&
 }
 }  // namespace
 
-TEST_CASE("convert quantized: bitsandbytes 4-bit and 8-bit and FP8 checkpoints give numpy's weights and transformers' logits") {
+TEST_CASE("convert quantized: bitsandbytes, FP8 and compressed-tensors checkpoints give numpy's weights and transformers' logits") {
     SafetensorsSet expected;
     safetensors_add_file(expected, kQDir + "expected.safetensors");
-    for (const char* variant : {"bnb_nf4_dq", "bnb_nf4", "bnb_fp4", "bnb_nf4_bf16", "bnb_int8", "fp8"}) {
+    for (const char* variant : {"bnb_nf4_dq", "bnb_nf4", "bnb_fp4", "bnb_nf4_bf16", "bnb_int8", "fp8", "ct_fp8_channel",
+                                "ct_fp8_block", "ct_int8_group"}) {
         INFO(variant);
         ImportedModel m = import_hf_dir(kQDir + variant);
         for (const char* name : kChecked) {
@@ -68,6 +69,9 @@ TEST_CASE("convert quantized: bitsandbytes 4-bit and 8-bit and FP8 checkpoints g
             CHECK(differ == 0);
         }
         if (std::string(variant) == "bnb_nf4_bf16") continue;  // no FP32 reference logits (the fixture says why)
+        // compressed-tensors decompresses in BF16: its weights are ours (the exact products) rounded
+        if (std::string(variant).rfind("ct_", 0) == 0)
+            for (float& v : m.params) v = bf16_to_f32(f32_to_bf16(v));
         Model model;
         model_init(model, m.cfg, m.params);
         std::vector<int32_t> ids;
@@ -140,6 +144,18 @@ TEST_CASE("convert quantized: other methods and damaged layouts fail naming the 
     const std::string cfg8 = read_file(kQDir + "fp8/config.json");
     const std::string wide = patched(cfg8, "[\n      4,", "[\n      8,");
     CHECK(contains(error_with("fp8", raw_tensors(kQDir + "fp8"), wide), "q_proj.weight_scale_inv must be [5, 10]: one scale per 8 x 4 block of"));
+    const std::string cfgct = read_file(kQDir + "ct_fp8_channel/config.json");
+    const std::vector<StEntry> tct = raw_tensors(kQDir + "ct_fp8_channel");
+    CHECK(contains(error_with("ct_fp8_channel", tct, patched(cfgct, "\"float-quantized\"", "\"pack-quantized\" ")),
+                   "quantization_config.format is 'pack-quantized': of compressed-tensors checkpoints ./convert reads the 8-bit"));
+    CHECK(contains(error_with("ct_fp8_channel", tct, patched(cfgct, "\"symmetric\": true", "\"symmetric\":false",
+                                                                  cfgct.find("\"weights\""))),
+                   "weights.symmetric is false: weights with zero points are not read"));
+    CHECK(contains(error_with("ct_fp8_channel", tct, patched(cfgct, "\"strategy\": \"channel\"", "\"strategy\": \"tensor\" ")),
+                   "q_proj.weight_scale must be [1, 1]: one scale per 40 x 40 block of"));
+    std::vector<StEntry> zero_point = tct;
+    zero_point.push_back({"model.layers.0.self_attn.q_proj.weight_zero_point", "BF16", {40, 1}, std::string(80, '\0')});
+    CHECK(contains(error_with("ct_fp8_channel", zero_point, cfgct), "q_proj.weight_zero_point: weights with zero points"));
     const std::string none = patched(cfg8, "\"fp8\"", "\"xyz\"");
     CHECK(contains(error_with("fp8", raw_tensors(kQDir + "fp8"), none), "quant_method is 'xyz'"));
 }
