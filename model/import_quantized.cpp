@@ -119,7 +119,7 @@ void scaled_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scal
     const SafeTensor& t = *w.data;
     const char* file = t.file->path.c_str();
     const std::string want = q.int8 ? "I8" : "F8_E4M3";
-    if (t.dtype != want || t.shape.size() != 2)
+    if (t.dtype != want || t.shape.size() != 2 || t.numel == 0)
         fail("%s: tensor %s has a scale (%s) beside it but is %s, not an %s matrix", file, t.name.c_str(),
              scale.name.c_str(), t.dtype.c_str(), want.c_str());
     w.block[0] = q.block[0] ? q.block[0] : t.shape[0];  // 0: the whole dimension

@@ -1,6 +1,9 @@
 #!/usr/bin/env python3
 """Writes the hand-made fuzz seeds seeds/gguf/mini.gguf and seeds/safetensors/mini.safetensors.
 
+quantized_<kind>.safetensors: one weight of each pre-quantized fixture (tests/fixtures/quantized), layer
+0's k_proj, with the side tensors that dequantize it (bitsandbytes 4-bit and 8-bit, FP8, compressed-tensors).
+
 mini.gguf: GGUF v3 with string, u32, bool, f64, string-array, f32-array and array-of-arrays metadata
 and four small tensors (F32, Q8_0, BF16, F16). mini.safetensors: F32, F16 (inf, a subnormal), BF16
 (a NaN), I8 and an empty [0, 3] tensor, with __metadata__. The other seeds are files the tools
@@ -55,12 +58,16 @@ def mini_gguf():
     return head + data
 
 
-def mini_safetensors():
-    tens = {'w.f32': ('F32', [2, 2], struct.pack('<4f', 1, 2, 3, 4)),
-            'w.f16': ('F16', [3], struct.pack('<3H', 0x3c00, 0x7c00, 0x0001)),
-            'w.bf16': ('BF16', [1, 2], struct.pack('<2H', 0x3f80, 0x7fc0)),
-            'w.i8': ('I8', [2], b'\x01\xff'),
-            'w.empty': ('F32', [0, 3], b'')}
+def read_safetensors(path):
+    """{name: (dtype, shape, bytes)} of a safetensors file, in its order."""
+    raw = open(path, 'rb').read()
+    n = struct.unpack('<Q', raw[:8])[0]
+    hdr = json.loads(raw[8:8 + n])
+    hdr.pop('__metadata__', None)
+    return {k: (v['dtype'], v['shape'], raw[8 + n + v['data_offsets'][0]:8 + n + v['data_offsets'][1]]) for k, v in hdr.items()}
+
+
+def write_safetensors(tens):
     hdr, body = {'__metadata__': {'format': 'pt'}}, b''
     for n, (dt, shape, d) in tens.items():
         hdr[n] = {'dtype': dt, 'shape': shape, 'data_offsets': [len(body), len(body) + len(d)]}
@@ -70,6 +77,21 @@ def mini_safetensors():
     return struct.pack('<Q', len(h)) + h + body
 
 
+def quantized_seed(fixture):
+    """Layer 0's k_proj weight and its side tensors (every tensor named after that module)."""
+    t = read_safetensors(os.path.join(fixture, 'model.safetensors'))
+    return write_safetensors({k: v for k, v in t.items() if k.startswith('model.layers.0.self_attn.k_proj.')})
+
+
+def mini_safetensors():
+    tens = {'w.f32': ('F32', [2, 2], struct.pack('<4f', 1, 2, 3, 4)),
+            'w.f16': ('F16', [3], struct.pack('<3H', 0x3c00, 0x7c00, 0x0001)),
+            'w.bf16': ('BF16', [1, 2], struct.pack('<2H', 0x3f80, 0x7fc0)),
+            'w.i8': ('I8', [2], b'\x01\xff'),
+            'w.empty': ('F32', [0, 3], b'')}
+    return write_safetensors(tens)
+
+
 if __name__ == '__main__':
     if len(sys.argv) == 4 and sys.argv[1] == '--nested':
         open(sys.argv[3], 'wb').write(nested_gguf(int(sys.argv[2])))
@@ -77,3 +99,7 @@ if __name__ == '__main__':
     seeds = os.path.join(os.path.dirname(os.path.abspath(__file__)), 'seeds')
     open(os.path.join(seeds, 'gguf', 'mini.gguf'), 'wb').write(mini_gguf())
     open(os.path.join(seeds, 'safetensors', 'mini.safetensors'), 'wb').write(mini_safetensors())
+    quantized = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'fixtures', 'quantized')
+    for kind in ('bnb_nf4_dq', 'bnb_nf4', 'bnb_int8', 'fp8', 'ct_fp8_channel', 'ct_int8_group'):
+        open(os.path.join(seeds, 'safetensors', f'quantized_{kind}.safetensors'), 'wb').write(
+            quantized_seed(os.path.join(quantized, kind)))
