@@ -6,10 +6,16 @@
 #include "model/util.h"
 #include "model/weights.h"
 
-ImportedModel import_model(const std::string& path) {
+ImportedModel import_model(const std::string& path, bool load_params) {
     struct stat st;
     if (stat(path.c_str(), &st) != 0) fail("%s: no such file or directory", path.c_str());
-    return S_ISDIR(st.st_mode) ? import_hf_dir(path) : import_gguf(path);
+    return S_ISDIR(st.st_mode) ? import_hf_dir(path, load_params) : import_gguf(path, load_params);
+}
+
+void import_load_params(ImportedModel& m) {
+    const ParamLayout L = param_layout(m.cfg);
+    m.params.assign(L.total, 0.0f);
+    for (size_t i = 0; i < L.tensors.size(); i++) m.read_tensor(i, m.params.data() + L.tensors[i].offset);
 }
 
 // llama.cpp's convert_hf_to_gguf.py (LlamaModel.permute) writes
@@ -41,9 +47,11 @@ float gguf_gemma3_query_scalar(const ModelConfig& c) {
     return c.n_layers == 62 && c.n_heads > 0 ? (float)(c.dim / c.n_heads) : (float)c.head_dim;
 }
 
+bool gemma_norm_tensor(const TensorInfo& t) { return ends_with(t.name, "norm.weight"); }
+
 void gemma_norm_shift(const ModelConfig& cfg, std::vector<float>& params, float delta) {
     for (const TensorInfo& t : param_layout(cfg).tensors)
-        if (t.name.size() > 11 && t.name.compare(t.name.size() - 11, 11, "norm.weight") == 0)
+        if (gemma_norm_tensor(t))
             for (size_t i = 0; i < t.numel; i++) params[t.offset + i] += delta;
 }
 

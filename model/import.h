@@ -5,6 +5,7 @@
 // Anything else, or a tensor that is missing, extra, of the wrong shape or of an unsupported type,
 // fails with a message naming the file and the tensor or key.
 #pragma once
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -14,19 +15,26 @@
 
 struct ImportedModel {
     ModelConfig cfg;
-    std::vector<float> params;
+    std::vector<float> params;  // param_layout(cfg) order; empty when imported with load_params false
     Tokenizer tok;
     // A pre-quantized checkpoint's method ("bitsandbytes NF4, double-quantized scales", ...), its
-    // weights dequantized into params; "" for a full-precision one (model/import_quantized.h).
+    // weights dequantized on reading; "" for a full-precision one (model/import_quantized.h).
     std::string quantization;
+    // Tensor i of param_layout(cfg) as FP32, from the source file, which stays mapped as long as this
+    // does: ./convert writes a model a tensor at a time and never holds all of it (70B in FP32: 280 GB).
+    std::function<void(size_t i, float* dst)> read_tensor;
 };
 
-ImportedModel import_gguf(const std::string& path);
+// Every tensor is checked (present, shape, readable) before anything is read; with load_params the
+// FP32 parameters are read into params.
+ImportedModel import_gguf(const std::string& path, bool load_params = true);
 // config.json, model.safetensors (or the shards of model.safetensors.index.json), tokenizer.json and
 // tokenizer_config.json.
-ImportedModel import_hf_dir(const std::string& dir);
+ImportedModel import_hf_dir(const std::string& dir, bool load_params = true);
 // A directory is read as a Hugging Face model, a file as GGUF.
-ImportedModel import_model(const std::string& path);
+ImportedModel import_model(const std::string& path, bool load_params = true);
+// params from read_tensor (what load_params does).
+void import_load_params(ImportedModel& m);
 
 // llama.cpp's converter stores each q/k projection with the rows of every head permuted for its
 // interleaved RoPE; this undoes it in place on a [n_head * head_dim, cols] matrix (see import.cpp),
@@ -48,6 +56,7 @@ float gguf_gemma3_query_scalar(const ModelConfig& c);
 // model is stored here with the 1 added (as llama.cpp's GGUFs store them). `delta` +1 reads a
 // Hugging Face checkpoint, -1 writes one.
 void gemma_norm_shift(const ModelConfig& cfg, std::vector<float>& params, float delta);
+bool gemma_norm_tensor(const TensorInfo& t);  // the tensors it shifts
 
 // Shared by the two importers: fails, naming `src` (file and tensor), when a source tensor's shape is
 // not the one the layout gives `t`.

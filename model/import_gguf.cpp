@@ -4,6 +4,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 
 #include "kernels/kernels.h"
 #include "model/gguf.h"
@@ -231,8 +232,9 @@ void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
 }
 }  // namespace
 
-ImportedModel import_gguf(const std::string& path) {
-    GgufFile g = gguf_open(path);
+ImportedModel import_gguf(const std::string& path, bool load_params) {
+    auto file = std::make_shared<GgufFile>(gguf_open(path));
+    const GgufFile& g = *file;
     std::string arch = g.get_string("general.architecture");
     if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "smollm3" && arch != "gemma3")
         fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM2 GGUFs), qwen2, qwen3, "
@@ -261,13 +263,13 @@ ImportedModel import_gguf(const std::string& path) {
             fail("%s: tensor %s is not part of a %s model as this converter knows it (architecture variant not supported)",
                  path.c_str(), t.name.c_str(), arch.c_str());
 
-    m.params.assign(L.total, 0.0f);
-    for (size_t i = 0; i < L.tensors.size(); i++) {
-        float* dst = m.params.data() + L.tensors[i].offset;
-        g.read_f32(*src[i], dst);
+    const ModelConfig c = m.cfg;
+    m.read_tensor = [file, src, c, arch](size_t i, float* dst) {
+        file->read_f32(*src[i], dst);
         const std::string& name = src[i]->name;
         bool q = name.find(".attn_q.weight") != std::string::npos, k = name.find(".attn_k.weight") != std::string::npos;
-        if (gguf_rope_interleaved(arch) && (q || k)) unpermute_rope_rows(dst, q ? m.cfg.n_heads : m.cfg.n_kv_heads, m.cfg.head_dim, m.cfg.dim);
-    }
+        if (gguf_rope_interleaved(arch) && (q || k)) unpermute_rope_rows(dst, q ? c.n_heads : c.n_kv_heads, c.head_dim, c.dim);
+    };
+    if (load_params) import_load_params(m);
     return m;
 }

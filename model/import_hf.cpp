@@ -5,6 +5,7 @@
 #include <climits>
 #include <cmath>
 #include <cstdio>
+#include <memory>
 #include <cstring>
 
 #include "data/json.h"
@@ -234,7 +235,7 @@ ModelConfig hf_config(const std::string& dir, HfQuantization& quantization) {
 }
 }  // namespace
 
-ImportedModel import_hf_dir(const std::string& dir) {
+ImportedModel import_hf_dir(const std::string& dir, bool load_params) {
     ImportedModel m;
     HfQuantization quantization;
     m.cfg = hf_config(dir, quantization);
@@ -244,7 +245,8 @@ ImportedModel import_hf_dir(const std::string& dir) {
     else if (file_exists(spm_path)) m.tok = tokenizer_load_spm(spm_path);
     else fail("%s: no tokenizer.json or tokenizer.model: copy the model's tokenizer files into the directory", dir.c_str());
     tokenizer_fit_rows(m.tok, (size_t)m.cfg.vocab_size, dir, "the model's vocab_size is");
-    SafetensorsSet st = safetensors_open_dir(dir);
+    auto set = std::make_shared<SafetensorsSet>(safetensors_open_dir(dir));
+    const SafetensorsSet& st = *set;
     // A Gemma 3 4B-27B checkpoint (Gemma3ForConditionalGeneration) keeps the language model under
     // "language_model.model." / "language_model.lm_head." (transformers < 4.52) or
     // "model.language_model." (later), beside the vision tower and projector, which are skipped.
@@ -283,9 +285,12 @@ ImportedModel import_hf_dir(const std::string& dir) {
             fail("%s: tensor %s is not part of the model as config.json describes it (architecture variant not supported)",
                  t.file->path.c_str(), t.name.c_str());
     }
-    m.params.assign(L.total, 0.0f);
-    for (size_t i = 0; i < L.tensors.size(); i++) hf_weight_read(st, weights[i], m.params.data() + L.tensors[i].offset);
-    if (gemma3) gemma_norm_shift(m.cfg, m.params, 1.0f);  // Gemma3RMSNorm's (1 + w), stored with the 1 in
     if (!quantization.method.empty()) m.quantization = quantization.describe();
+    m.read_tensor = [set, weights, shift = gemma3 ? L.tensors : std::vector<TensorInfo>{}](size_t i, float* dst) {
+        hf_weight_read(*set, weights[i], dst);
+        if (!shift.empty() && gemma_norm_tensor(shift[i]))  // Gemma3RMSNorm's (1 + w), stored with the 1 in
+            for (size_t j = 0; j < shift[i].numel; j++) dst[j] += 1.0f;
+    };
+    if (load_params) import_load_params(m);
     return m;
 }

@@ -162,25 +162,36 @@ static void write_header(AtomicFile& f, const ModelConfig& c, DType dtype, uint3
     f.put(n_tensors);
 }
 
+void model_save(const std::string& path, const ModelConfig& cfg, const std::function<void(size_t, float*)>& read_tensor,
+                DType dtype) {
+    ParamLayout L = param_layout(cfg);
+    AtomicFile f(path);
+    write_header(f, cfg, dtype, (uint32_t)L.tensors.size());
+    std::vector<float> values;
+    std::vector<uint16_t> half;
+    for (size_t i = 0; i < L.tensors.size(); i++) {
+        const size_t n = L.tensors[i].numel;
+        f.pad_to(kAlign);
+        values.resize(n);
+        read_tensor(i, values.data());
+        if (dtype == DType::F32) {
+            f.write(values.data(), n * sizeof(float));
+        } else {
+            half.resize(n);
+            for (size_t j = 0; j < n; j++) half[j] = f32_to_bf16(values[j]);
+            f.write(half.data(), n * sizeof(uint16_t));
+        }
+    }
+    f.commit();
+}
+
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype) {
     ParamLayout L = param_layout(cfg);
     if (params.size() != L.total)
         fail("%s: internal error: %zu parameters given, the config needs %zu", path.c_str(), params.size(), L.total);
-    AtomicFile f(path);
-    write_header(f, cfg, dtype, (uint32_t)L.tensors.size());
-    std::vector<uint16_t> tmp;
-    for (const TensorInfo& t : L.tensors) {
-        f.pad_to(kAlign);
-        const float* src = params.data() + t.offset;
-        if (dtype == DType::F32) {
-            f.write(src, t.numel * sizeof(float));
-        } else {
-            tmp.resize(t.numel);
-            for (size_t i = 0; i < t.numel; i++) tmp[i] = f32_to_bf16(src[i]);
-            f.write(tmp.data(), t.numel * sizeof(uint16_t));
-        }
-    }
-    f.commit();
+    model_save(path, cfg, [&](size_t i, float* dst) {
+        std::copy_n(params.data() + L.tensors[i].offset, L.tensors[i].numel, dst);
+    }, dtype);
 }
 
 static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t& n_tensors) {

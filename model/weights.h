@@ -23,6 +23,7 @@
 #pragma once
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -82,6 +83,10 @@ ModelOffsets model_offsets(const ModelConfig& cfg);
 // NoPE layers, 3 with QK-norm, else 2.
 uint32_t model_file_version(const ModelConfig& cfg);
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype);
+// The same from a reader of tensor i of param_layout(cfg) (ImportedModel::read_tensor): one tensor in
+// memory at a time.
+void model_save(const std::string& path, const ModelConfig& cfg, const std::function<void(size_t, float*)>& read_tensor,
+                DType dtype);
 void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& params);
 // A model .bin opened for reading tensor by tensor: the header read and every tensor's place checked
 // against the file's size (a truncated file names the first tensor it cuts, trailing bytes fail)

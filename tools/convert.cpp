@@ -75,7 +75,7 @@ static int run(int argc, char** argv) {
     }
 
     double t0 = now_seconds();
-    ImportedModel m = import_model(input);
+    ImportedModel m = import_model(input, false);  // read a tensor at a time by model_save
     double t1 = now_seconds();
     printf("read %s in %.1f s\n  %s\n  tokenizer: %s\n", input.c_str(), t1 - t0, m.cfg.describe().c_str(),
            tokenizer_describe(m.tok).c_str());
@@ -85,7 +85,7 @@ static int run(int argc, char** argv) {
                m.quantization == "bitsandbytes NF4, double-quantized scales" || m.quantization == "bitsandbytes NF4"
                    ? " (--method qlora quantizes them to the same NF4 codes again)" : "");
     make_parent_dirs(out);
-    model_save(out + ".bin", m.cfg, m.params, dtype == "f32" ? DType::F32 : DType::BF16);
+    model_save(out + ".bin", m.cfg, m.read_tensor, dtype == "f32" ? DType::F32 : DType::BF16);
     tokenizer_save(m.tok, out + ".tok");
     printf("wrote %s.bin (%s) and %s.tok in %.1f s\n", out.c_str(), dtype.c_str(), out.c_str(), now_seconds() - t1);
     return 0;
