@@ -185,8 +185,9 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     for (const Out& o : outs) {
         const float* src = o.src;
         // llama.cpp's converter permutes q/k rows for the architectures it runs with interleaved RoPE
+        // (by the architecture written: Mistral goes out as llama, and llama.cpp un-permutes it as one)
         const bool q = o.name.find(".attn_q.weight") != std::string::npos, k = o.name.find(".attn_k.weight") != std::string::npos;
-        if (gguf_rope_interleaved(arch) && (q || k)) {
+        if (gguf_rope_interleaved(gguf_arch) && (q || k)) {
             rows.assign(src, src + o.numel);
             permute_rope_rows(rows.data(), q ? cfg.n_heads : cfg.n_kv_heads, cfg.head_dim, cfg.dim);
             src = rows.data();

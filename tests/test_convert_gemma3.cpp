@@ -70,7 +70,7 @@ TEST_CASE("import: Gemma 3 in transformers' older config keys, with scores by qu
                    "llama.cpp runs Gemma 3 with a window in five layers of six"));
 }
 
-TEST_CASE("import: Mistral's sliding window in every layer: transformers' logits; out to HF as Mistral and back") {
+TEST_CASE("import: Mistral's sliding window in every layer: transformers' logits; out to HF as Mistral and to GGUF as llama, and back") {
     ImportedModel h = import_hf_dir(kDir + "tiny_mistral_hf");
     CHECK(h.cfg.sliding_window == 5);
     CHECK(h.cfg.sliding_pattern == 0);
@@ -84,6 +84,18 @@ TEST_CASE("import: Mistral's sliding window in every layer: transformers' logits
     ImportedModel b = import_hf_dir(d);
     check_same_model(h, b);
     CHECK(b.cfg.sliding_window == 5);
+
+    // Out to GGUF as llama (llama.cpp has no window for it): q/k rows permuted as llama.cpp's converter
+    // permutes a llama's, so the file reads back (un-permuted, as any llama GGUF) as the same weights.
+    const std::string g = temp_dir() + "/m.gguf";
+    export_gguf(g, h.cfg, h.params, h.tok, GGML_F32);
+    CHECK(gguf_open(g).get_string("general.architecture") == "llama");
+    ImportedModel c = import_gguf(g);
+    CHECK(c.cfg.sliding_window == 0);
+    REQUIRE(c.params.size() == h.params.size());
+    size_t differ = 0;
+    for (size_t i = 0; i < h.params.size(); i++) differ += c.params[i] != h.params[i];
+    CHECK(differ == 0);
 }
 
 TEST_CASE("import: a Gemma 3 4B-27B checkpoint (text_config, language-model prefixes, a vision tower) reads as its "
