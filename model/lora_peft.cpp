@@ -223,6 +223,36 @@ void read_checked(const SafetensorsSet& st, const SafeTensor& src, const std::st
     st.read_f32(src, dst);
 }
 
+// A tensor of PEFT's module wrappers that save_embedding_layers (PEFT's default after a vocabulary
+// resize) writes beside a saved table X.weight: X.modules_to_save.weight, the trained copy (the
+// values of X.weight, which is read), and X.original_module.weight, the base's copy kept to switch the
+// adapter off: skipped. X.token_adapter.base_layer.weight, the whole base table beside trainable
+// token rows, is refused: its rows past the original vocabulary exist nowhere else.
+bool peft_wrapper_tensor(const SafetensorsSet& st, const std::string& name, const std::string& wpath) {
+    for (int q = 0; q < kNumLayerPrefixes; q++)
+        for (const std::string& table : {peft_embed_name(q), peft_head_name(q)}) {
+            const std::string stem = table.substr(0, table.size() - strlen("weight"));
+            if (name == stem + "original_module.weight") return true;
+            if (name == stem + "token_adapter.base_layer.weight")
+                fail("%s: tensor %s is the whole table beside trainable token rows, as PEFT's save_embedding_layers "
+                     "writes it after a vocabulary resize; it cannot be read here: load the adapter into the resized "
+                     "model in PEFT and save it again with save_embedding_layers=False (the token rows alone), and "
+                     "convert the resized model (save_pretrained) as the base", wpath.c_str(), name.c_str());
+            if (name != stem + "modules_to_save.weight") continue;
+            const SafeTensor* copy = st.find(name);
+            const SafeTensor* saved = st.find(table);
+            if (!saved)
+                fail("%s: tensor %s is PEFT's trained copy of %s, which is missing", wpath.c_str(), name.c_str(), table.c_str());
+            // (PEFT writes both from one tensor: the same dtype, shape and bytes)
+            if (copy->dtype != saved->dtype || copy->shape != saved->shape || copy->nbytes != saved->nbytes ||
+                memcmp(copy->file->data + copy->offset, saved->file->data + saved->offset, copy->nbytes) != 0)
+                fail("%s: tensors %s and %s, both the trained %s, differ", wpath.c_str(), name.c_str(), table.c_str(),
+                     table.c_str());
+            return true;
+        }
+    return false;
+}
+
 // The saved embedding and LM head into `adapters`, which grow to the layout with them. PEFT loads such
 // a tensor into the model whether modules_to_save names it (`named`, from adapter_config.json) or
 // save_embedding_layers wrote it (modules_to_save null, as after a vocabulary resize), so both are
@@ -250,6 +280,10 @@ void read_saved_modules(const SafetensorsSet& st, const std::string& wpath, cons
     auto read = [&](const std::string& name, float* dst) {
         const SafeTensor* src = st.find(name);
         if (!src) fail("%s: tensor %s is missing (\"modules_to_save\" in %s names it)", wpath.c_str(), name.c_str(), cpath.c_str());
+        if (src->shape.size() == 2 && src->shape[1] == cfg.dim && src->shape[0] != cfg.vocab_size)
+            fail("%s: tensor %s has %lld rows, the base model %d tokens: the adapter was trained on a model whose "
+                 "vocabulary was resized; pass that model (saved with save_pretrained, then converted) as the base",
+                 wpath.c_str(), name.c_str(), (long long)src->shape[0], cfg.vocab_size);
         read_checked(st, *src, wpath, name, table, dst);
     };
     lc.save_modules = lora_saves(cfg, saves);
@@ -437,6 +471,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
             saved_module |= t.name == peft_embed_name(q) || t.name == peft_head_name(q) ||
                             t.name == peft_token_rows_name(q, LORA_TABLE_EMBED) || t.name == peft_token_rows_name(q, LORA_TABLE_LM_HEAD);
         if (saved_module) continue;  // read below, under the layers' prefix
+        if (peft_wrapper_tensor(st, t.name, wpath)) continue;
         if (is_vision_adapter(t.name)) {
             vision++;
             continue;

@@ -470,6 +470,62 @@ TEST_CASE("import: a PEFT adapter of Gemma 3's image-text model gives PeftModel'
     CHECK(peft_logit_diff(base, nullptr, adapters, logits) > 1e-2);
 }
 
+// PEFT's save_embedding_layers (its default after a vocabulary resize) writes the wrappers' own tensors
+// beside each saved table X.weight: X.modules_to_save.weight (the same values) and X.original_module.weight
+// (the base's). Read as PeftModel reads them (tests/fixtures/convert/gen_peft_saved_tables.py), where
+// they were refused as "not a LoRA A or B ..., nor a saved embedding or LM head".
+TEST_CASE("import: a PEFT adapter saved with save_embedding_layers (modules_to_save) gives PeftModel's logits") {
+    ImportedModel base = import_hf_dir(kConvert + "tiny_llama_hf");
+    const std::string src = kConvert + "tiny_llama_peft_tables";
+    LoraConfig lc;
+    std::vector<float> adapters;
+    lora_load_any(src, base.cfg, lc, adapters);
+    CHECK(lc.save_modules == (LORA_SAVE_EMBED | LORA_SAVE_LM_HEAD));
+    CHECK(lora_targets_string(lc.targets) == "q,v");
+    const std::string logits = kConvert + "tiny_llama_peft_tables_logits.json";
+    const double worst = peft_logit_diff(base, &lc, adapters, logits);
+    MESSAGE("PEFT adapter with save_embedding_layers: max |logit - PeftModel's| " << worst);
+    CHECK(worst < 1e-4);
+    CHECK(peft_logit_diff(base, nullptr, adapters, logits) > 1e-2);
+
+    // The file again with one tensor changed (or added): what is refused, named.
+    SafetensorsSet st;
+    safetensors_add_file(st, src + "/adapter_model.safetensors");
+    auto rewritten = [&](const std::string& changed, const std::string& added) {
+        const std::filesystem::path d = std::filesystem::temp_directory_path() / "llmtrain-test-peft-tables";
+        std::filesystem::remove_all(d);
+        std::filesystem::create_directories(d);
+        std::filesystem::copy(src + "/adapter_config.json", d / "adapter_config.json");
+        std::vector<std::vector<float>> values(st.tensors.size() + 1);
+        std::vector<SafeTensorOut> out;
+        for (size_t i = 0; i < st.tensors.size(); i++) {
+            const SafeTensor& t = st.tensors[i];
+            values[i].resize(t.numel);
+            st.read_f32(t, values[i].data());
+            if (t.name == changed) values[i][7] += 0.5f;
+            out.push_back({t.name, t.shape, values[i].data()});
+            if (t.name == "base_model.model.model.embed_tokens.weight" && !added.empty())
+                out.push_back({added, t.shape, values[i].data()});
+        }
+        safetensors_write((d / "adapter_model.safetensors").string(), out, DType::F32);
+        return error_of([&] { lora_load_any(d.string(), base.cfg, lc, adapters); });
+    };
+    CHECK(rewritten("", "").empty());
+    CHECK(contains(rewritten("base_model.model.lm_head.modules_to_save.weight", ""),
+                   "tensors base_model.model.lm_head.modules_to_save.weight and base_model.model.lm_head.weight, both "
+                   "the trained base_model.model.lm_head.weight, differ"));
+    CHECK(rewritten("base_model.model.lm_head.original_module.weight", "").empty());  // the base's: not the adapter's
+    // beside trainable token rows, the whole (resized) table: refused, saying how to save the rows alone
+    CHECK(contains(rewritten("", "base_model.model.model.embed_tokens.token_adapter.base_layer.weight"),
+                   "save it again with save_embedding_layers=False"));
+    // a base model without the resized vocabulary the tables have
+    ModelConfig smaller = base.cfg;
+    smaller.vocab_size = 296;
+    CHECK(contains(error_of([&] { lora_load_any(src, smaller, lc, adapters); }),
+                   "tensor base_model.model.model.embed_tokens.weight has 300 rows, the base model 296 tokens: the "
+                   "adapter was trained on a model whose vocabulary was resized"));
+}
+
 // --lora / --init-adapter given a checkpoint of ./train (ckpt-N/ holds adapter.lora) read it; a
 // folder with neither kind of adapter, or a PEFT folder without its config, is named once.
 TEST_CASE("import: a directory is a PEFT adapter or a checkpoint's adapter.lora, else named plainly") {
