@@ -18,6 +18,8 @@
 #include <string>
 #include <vector>
 
+#include "internal.h"  // tests/emu/include
+
 struct cublasLtContext {
     int magic;
 };
@@ -253,6 +255,7 @@ cublasStatus_t cublasLtMatmul(cublasLtHandle_t h, cublasLtMatmulDesc_t d, const 
                               cublasLtMatrixLayout_t Ad, const void* B, cublasLtMatrixLayout_t Bd, const void* beta_p,
                               const void* C, cublasLtMatrixLayout_t Cd, void* D, cublasLtMatrixLayout_t Dd,
                               const cublasLtMatmulAlgo_t* algo, void* ws, size_t ws_bytes, cudaStream_t) {
+    const emu::DeviceAccess access;
     const char* fn = "cublasLtMatmul";
     if (!h) reject(CUBLAS_STATUS_NOT_INITIALIZED, "%s: no handle", fn);
     const Problem p = check_problem(fn, d, Ad, Bd, Cd, Dd);

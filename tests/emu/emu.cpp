@@ -448,6 +448,7 @@ void run(const char* kernel, const char* file, int line, const Config& c, Body b
     // GPU's per-block maximum.
     smem_launch(c.smem, smem_limit > (int)kDynamicSmemDefault ? smem_optin_max() : kDynamicSmemDefault);
     error.clear();
+    const DeviceAccess access;
     FaultHandlers handlers;
     const long switches0 = switches;
     const auto t0 = std::chrono::steady_clock::now();

@@ -10,6 +10,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <csignal>
 #include <map>
 #include <string>
 #include <sys/mman.h>
@@ -44,6 +45,38 @@ const Mapping* at_or_before(const void* p) {
     auto it = allocations.upper_bound((uintptr_t)p);
     if (it == allocations.begin()) return nullptr;
     return &(--it)->second;
+}
+
+// EMU_HOST_FAULT=1: the allocations' pages are PROT_NONE while no DeviceAccess is held.
+int access_depth = 0;
+bool host_fault_mode() {
+    static const bool on = getenv("EMU_HOST_FAULT") != nullptr;
+    return on;
+}
+void protect(const Mapping& m, int prot) { mprotect(m.map, m.map_bytes - page_size(), prot); }
+struct sigaction previous_segv;
+// A fault on a closed allocation's page is host code touching device memory: said, then the fault
+// goes to the handler that was there before (the test framework's, which names the test case).
+void on_host_fault(int sig, siginfo_t* si, void* ctx) {
+    const unsigned char* c = (const unsigned char*)si->si_addr;
+    const Mapping* m = at_or_before(si->si_addr);
+    if (m && c < (const unsigned char*)m->map + m->map_bytes - page_size())
+        fprintf(stderr, "emu: host code accessed device memory at %p (offset %zd of the device allocation of %zu "
+                "bytes at %p): it would fault on the GPU (EMU_HOST_FAULT)\n", si->si_addr, (ssize_t)(c - m->a.p),
+                m->a.bytes, (const void*)m->a.p);
+    sigaction(SIGSEGV, &previous_segv, nullptr);
+    (void)sig, (void)ctx;  // returning re-runs the instruction: it faults again, into that handler
+}
+// Closes m to the host (first installing on_host_fault).
+void close_to_host(const Mapping& m) {
+    static const bool installed = [] {
+        struct sigaction sa{};
+        sa.sa_sigaction = on_host_fault;
+        sa.sa_flags = SA_SIGINFO;
+        return sigaction(SIGSEGV, &sa, &previous_segv) == 0;
+    }();
+    (void)installed;
+    protect(m, PROT_NONE);
 }
 
 // ---- shared memory ----
@@ -87,6 +120,7 @@ void* alloc_device(size_t bytes) {
     m.a = {p, bytes};
     allocations[(uintptr_t)p] = m;
     in_use += bytes;
+    if (host_fault_mode() && access_depth == 0) close_to_host(m);
     return p;
 }
 
@@ -97,6 +131,16 @@ bool free_device(void* p) {
     munmap(it->second.map, it->second.map_bytes);  // a later use faults (until the addresses are reused)
     allocations.erase(it);
     return true;
+}
+
+void device_access_begin() {
+    if (!host_fault_mode() || access_depth++ > 0) return;
+    for (const auto& kv : allocations) protect(kv.second, PROT_READ | PROT_WRITE);
+}
+
+void device_access_end() {
+    if (!host_fault_mode() || --access_depth > 0) return;
+    for (const auto& kv : allocations) close_to_host(kv.second);
 }
 
 size_t device_bytes_in_use() { return in_use; }

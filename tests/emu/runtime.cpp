@@ -99,6 +99,7 @@ cudaError_t cudaFree(void* p) {
 }
 
 cudaError_t cudaMemcpy(void* dst, const void* src, size_t bytes, cudaMemcpyKind kind) {
+    const emu::DeviceAccess access;
     if (bytes == 0) return cudaSuccess;
     const bool dst_dev = kind == cudaMemcpyHostToDevice || kind == cudaMemcpyDeviceToDevice;
     const bool src_dev = kind == cudaMemcpyDeviceToHost || kind == cudaMemcpyDeviceToDevice;
@@ -123,6 +124,7 @@ cudaError_t cudaMemcpyAsync(void* dst, const void* src, size_t bytes, cudaMemcpy
 }
 
 cudaError_t cudaMemset(void* p, int value, size_t bytes) {
+    const emu::DeviceAccess access;
     if (bytes == 0) return cudaSuccess;
     if (!side_ok("cudaMemset", "destination", p, bytes, true)) return error(cudaErrorInvalidValue);
     memset(p, value, bytes);

@@ -50,4 +50,16 @@ void smem_launch(size_t bytes, size_t block_limit);
 void smem_block();
 std::string check_canaries();
 
+// memory.cpp, EMU_HOST_FAULT=1: device memory is inaccessible to the host except while a kernel,
+// a cudaMemcpy/cudaMemset or a cuBLASLt call runs (each holds a DeviceAccess), so host code that
+// dereferences a device pointer (which faults on the GPU) faults here too.
+void device_access_begin();
+void device_access_end();
+struct DeviceAccess {
+    DeviceAccess() { device_access_begin(); }
+    ~DeviceAccess() { device_access_end(); }
+    DeviceAccess(const DeviceAccess&) = delete;
+    DeviceAccess& operator=(const DeviceAccess&) = delete;
+};
+
 }  // namespace emu
