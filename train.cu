@@ -38,6 +38,7 @@ struct Flags {
     bool eval_only = false;
     bool eval_samples_given = false, decay_ratio_given = false, saves_given = false, tokens_given = false;
     int log_every = 1, eval_samples = 32;
+    std::string lora_shape_flag;  // the last of --lora-r/-alpha/-dropout/-targets and --use-rslora given
     // --data and --val-data, each given once or more (the files' examples in this order)
     std::vector<std::string> data = {"data/default/train.jsonl"}, val_data;
     TrainConfig tc;
@@ -137,12 +138,12 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--template")) f.chat_template = args.value();
         else if (args.is("--out")) tc.out_dir = args.value();
         else if (args.is("--method")) f.method = args.value();
-        else if (args.is("--lora-r")) tc.lora.rank = args.integer(1);
-        else if (args.is("--lora-alpha")) tc.lora.alpha = (float)args.number_in(0, INFINITY, true);
-        else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number_in(0, 1, false, true);
-        else if (args.is("--lora-targets")) f.lora_targets = args.value();
+        else if (args.is("--lora-r")) tc.lora.rank = args.integer(1), f.lora_shape_flag = "--lora-r";
+        else if (args.is("--lora-alpha")) tc.lora.alpha = (float)args.number_in(0, INFINITY, true), f.lora_shape_flag = "--lora-alpha";
+        else if (args.is("--lora-dropout")) tc.lora.dropout = (float)args.number_in(0, 1, false, true), f.lora_shape_flag = "--lora-dropout";
+        else if (args.is("--lora-targets")) f.lora_targets = args.value(), f.lora_shape_flag = "--lora-targets";
         else if (args.is("--lora-layers")) tc.lora.layers = lora_parse_layers(args.value());
-        else if (args.is("--use-rslora")) tc.lora.use_rslora = 1;
+        else if (args.is("--use-rslora")) tc.lora.use_rslora = 1, f.lora_shape_flag = "--use-rslora";
         else if (args.is("--use-dora")) tc.lora.use_dora = 1;
         else if (args.is("--loraplus-lr-ratio")) tc.optim.lora_b_lr_ratio = (float)args.number_in(0, 1e4, true);
         else if (args.is("--init-adapter")) f.adapters.init_adapter = args.value();
@@ -210,6 +211,9 @@ void parse_flags(int argc, char** argv, Flags& f) {
     // (both are allowed, as transformers' Trainer allows them: runs started so must resume)
     if (f.epochs_given && tc.max_steps > 0)
         printf("note: --max-steps %d sets the run's length: --epochs %g is ignored\n", tc.max_steps, tc.epochs);
+    // A note, not a refusal: full runs recorded with these flags must still --resume.
+    if (!f.lora_shape_flag.empty() && tc.method == Method::Full)
+        printf("note: %s shapes LoRA's adapters, which --method full does not have: it is ignored\n", f.lora_shape_flag.c_str());
     if (tc.optim.lora_b_lr_ratio != 1.0f && tc.method == Method::Full)
         fail("--loraplus-lr-ratio raises the learning rate of LoRA's B matrices: it needs --method lora or qlora");
     if (tc.lora.use_dora && tc.method == Method::Full)

@@ -335,6 +335,10 @@ TEST_CASE("cli: flags out of range or in conflict fail naming the flag") {
     CHECK(both.status == 0);
     CHECK(has(both, "note: --max-steps 5 sets the run's length: --epochs 2 is ignored"));
     CHECK(has(both, "steps: 5 "));
+    Run full = s.train("--method full --lora-r 4 --lora-dropout 0.1 --dry-run");  // refused would break --resume of such runs
+    INFO(full.out);
+    CHECK(full.status == 0);
+    CHECK(has(full, "note: --lora-dropout shapes LoRA's adapters, which --method full does not have: it is ignored"));
     auto succeeds = [](const Run& r, std::initializer_list<const char*> says) {
         INFO(r.out);
         CHECK(r.status == 0);
