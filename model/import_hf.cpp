@@ -268,6 +268,7 @@ ImportedModel import_hf_dir(const std::string& dir, bool load_params) {
     std::vector<const SafeTensor*> used;  // the weights and the side tensors of quantized ones
     for (const TensorInfo& t : L.tensors) {
         const SafeTensor* src = source(t.name);
+        if (!src && quantization.packed) src = source(t.name + "_packed");  // compressed-tensors' packed weights
         if (!src) fail("%s: tensor %s is missing", dir.c_str(), t.name.c_str());
         weights.push_back(hf_weight(st, *src, quantization));
         import_check_shape(t, weights.back().shape, src->file->path + ": tensor " + src->name);

@@ -166,10 +166,11 @@ void compressed_tensors_scheme(const JsonValue& qc, HfQuantization& q, const std
         q.method.clear();
         return;
     }
-    if (f != "float-quantized" && f != "int-quantized" && f != "naive-quantized")
-        fail("%s: quantization_config.format is '%s': of compressed-tensors checkpoints ./convert reads the 8-bit ones "
-             "(float-quantized, int-quantized, naive-quantized), not 4-bit packed weights (pack-quantized) or sparse "
-             "ones. Convert the model's unquantized BF16/FP16 safetensors (or a GGUF) instead", path.c_str(), f.c_str());
+    if (f != "float-quantized" && f != "int-quantized" && f != "naive-quantized" && f != "pack-quantized")
+        fail("%s: quantization_config.format is '%s': of compressed-tensors checkpoints ./convert reads float-quantized, "
+             "int-quantized, naive-quantized and pack-quantized ones, not sparse or FP4 ones. Convert the model's "
+             "unquantized BF16/FP16 safetensors (or a GGUF) instead", path.c_str(), f.c_str());
+    q.packed = f == "pack-quantized";
     const JsonValue* groups = qc.get("config_groups");
     if (!groups || groups->type != JsonValue::Object || groups->object.empty())
         fail("%s: quantization_config.config_groups must list the quantization schemes", path.c_str());
@@ -179,12 +180,15 @@ void compressed_tensors_scheme(const JsonValue& qc, HfQuantization& q, const std
         const std::string where = ".config_groups." + g.first + ".weights";
         if (!wt || wt->type != JsonValue::Object) fail("%s: quantization_config%s must be an object", path.c_str(), where.c_str());
         const JsonValue *type = wt->get("type"), *strategy = wt->get("strategy"), *sym = wt->get("symmetric");
-        if (config_int(wt, "num_bits", -1, path, where.c_str()) != 8 || !type || type->type != JsonValue::String ||
-            (type->string != "float" && type->string != "int") || !strategy || strategy->type != JsonValue::String)
-            fail("%s: quantization_config%s: only 8-bit float or int weights (num_bits 8, type float|int, a strategy) are read",
+        const int64_t bits = config_int(wt, "num_bits", -1, path, where.c_str());
+        if (!type || type->type != JsonValue::String || !strategy || strategy->type != JsonValue::String ||
+            (q.packed ? type->string != "int" || bits > 8 : (type->string != "float" && type->string != "int") || bits != 8))
+            fail("%s: quantization_config%s: read are 8-bit float or int weights, and packed ones of 1 to 8 bits "
+                 "(num_bits, type float|int, a strategy)", path.c_str(), where.c_str());
+        const bool asymmetric = sym && sym->type == JsonValue::Bool && !sym->boolean;
+        if (asymmetric && !q.packed)
+            fail("%s: quantization_config%s.symmetric is false: weights with zero points are read packed only",
                  path.c_str(), where.c_str());
-        if (sym && sym->type == JsonValue::Bool && !sym->boolean)
-            fail("%s: quantization_config%s.symmetric is false: weights with zero points are not read", path.c_str(), where.c_str());
         const std::string st = strategy->string;
         int64_t block[2] = {0, 0};
         if (st == "channel") block[0] = 1;
@@ -193,22 +197,84 @@ void compressed_tensors_scheme(const JsonValue& qc, HfQuantization& q, const std
         else if (st != "tensor")
             fail("%s: quantization_config%s.strategy is '%s': tensor, channel, group and block are read", path.c_str(),
                  where.c_str(), st.c_str());
-        const std::string this_scheme = type->string + "/" + st + "/" + std::to_string(block[0]) + "x" + std::to_string(block[1]);
+        if (q.packed && st == "block") fail("%s: quantization_config%s: packed weights in 2-D blocks are not read", path.c_str(), where.c_str());
+        const std::string this_scheme = type->string + std::to_string(bits) + (asymmetric ? "/asymmetric/" : "/") + st + "/" +
+                                        std::to_string(block[0]) + "x" + std::to_string(block[1]);
         if (!scheme.empty() && scheme != this_scheme)
             fail("%s: quantization_config.config_groups weigh layers by different schemes (%s and %s): not read",
                  path.c_str(), scheme.c_str(), this_scheme.c_str());
         scheme = this_scheme;
         q.int8 = type->string == "int";
+        q.bits = (int)bits;
+        q.zero_points = asymmetric;
         q.strategy = st;
         q.block[0] = block[0];
         q.block[1] = block[1];
     }
 }
+
+// compressed-tensors pack-quantized: the weight's shape from MODULE.weight_shape, the packed words' and
+// the scales' sizes against it, and the packed zero points of an asymmetric scheme.
+void packed_weight(const SafetensorsSet& st, HfWeight& w, const std::string& weight, const HfQuantization& q) {
+    const SafeTensor& t = *w.data;
+    const char* file = t.file->path.c_str();
+    auto side = [&](const std::string& name) {
+        const SafeTensor* p = st.find(name);
+        if (!p) fail("%s: tensor %s is packed but %s is missing beside it", file, t.name.c_str(), name.c_str());
+        w.parts.push_back(p);
+        return p;
+    };
+    const SafeTensor* shape = side(weight + "_shape");
+    if ((shape->dtype != "I64" && shape->dtype != "I32") || shape->numel != 2)
+        fail("%s: tensor %s must hold the weight's [out, in] as 2 integers", file, shape->name.c_str());
+    const uint8_t* p = shape->file->data + shape->offset;
+    w.shape.clear();
+    for (int i = 0; i < 2; i++) {
+        int64_t v = 0;
+        if (shape->dtype == "I64") memcpy(&v, p + 8 * i, 8);
+        else v = (int32_t)(p[4 * i] | p[4 * i + 1] << 8 | p[4 * i + 2] << 16 | (uint32_t)p[4 * i + 3] << 24);
+        if (v <= 0 || v > ((int64_t)1 << 31)) fail("%s: tensor %s must hold the weight's [out, in] as 2 positive integers", file, shape->name.c_str());
+        w.shape.push_back(v);
+    }
+    w.bits = q.bits;
+    const int64_t rows = w.shape[0], cols = w.shape[1], words = ceil_div(cols * w.bits, 32);
+    if (t.dtype != "I32" || t.shape.size() != 2 || t.shape[0] != rows || t.shape[1] != words)
+        fail("%s: tensor %s must be I32 [%lld, %lld]: %lld x %lld values of %d bits packed into 32-bit words", file,
+             t.name.c_str(), (long long)rows, (long long)words, (long long)rows, (long long)cols, w.bits);
+    w.block[0] = q.block[0] ? q.block[0] : rows;
+    w.block[1] = q.block[1] ? q.block[1] : cols;
+    const int64_t groups = ceil_div(cols, w.block[1]);
+    const SafeTensor* scale = side(weight + "_scale");
+    const std::vector<int64_t>& s = scale->shape;
+    if (!((s.size() == 2 && s[0] == ceil_div(rows, w.block[0]) && s[1] == groups) ||
+          (s.size() <= 1 && scale->numel == 1 && w.block[0] == rows && groups == 1)))
+        fail("%s: tensor %s must be [%lld, %lld]: one scale per %lld x %lld block of %s (%s)", file, scale->name.c_str(),
+             (long long)ceil_div(rows, w.block[0]), (long long)groups, (long long)w.block[0], (long long)w.block[1],
+             t.name.c_str(), q.describe().c_str());
+    st.check_readable(*scale);
+    w.scale = scale;
+    if (q.zero_points) {
+        w.zero_point = side(weight + "_zero_point");
+        const SafeTensor& z = *w.zero_point;
+        if (z.dtype != "I32" || z.shape.size() != 2 || z.shape[0] != ceil_div(rows * w.bits, 32) || z.shape[1] != groups)
+            fail("%s: tensor %s must be I32 [%lld, %lld]: each group's zero points of %d bits packed down the rows", file,
+                 z.name.c_str(), (long long)ceil_div(rows * w.bits, 32), (long long)groups, w.bits);
+    }
+}
+
+// Value i of a run of `bits`-bit values packed densely into little-endian 32-bit words (value i at bit i·bits).
+uint32_t packed_value(const uint8_t* words, int64_t i, int bits) {
+    const int64_t bit = i * bits;
+    uint64_t two = 0;  // the word holding the value's first bit and the next one, for a value across the boundary
+    memcpy(&two, words + (bit / 32) * 4, (bit % 32) + bits > 32 ? 8 : 4);
+    return (uint32_t)(two >> (bit % 32)) & ((1u << bits) - 1);
+}
 }  // namespace
 
 std::string HfQuantization::describe() const {
     if (method == "bitsandbytes") return "bitsandbytes " + (bnb_kind.empty() ? std::string("(no quantized weights)") : bnb_kind);
-    const std::string values = (method == "fp8" ? "" : method + " ") + (int8 ? "INT8" : "FP8 E4M3");
+    const std::string values = (method == "fp8" ? "" : method + " ") + (int8 ? "INT" + std::to_string(bits) : "FP8 E4M3") +
+                               (packed ? " packed" : "") + (zero_points ? " with zero points," : "");
     if (strategy == "tensor") return values + " with a scale per tensor";
     if (strategy == "channel") return values + " with a scale per row";
     if (strategy == "group") return values + " with a scale per " + std::to_string(block[1]) + " values of a row";
@@ -251,7 +317,10 @@ HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization
     const SafeTensor* scb = module.empty() ? nullptr : st.find(module + ".SCB");
     // FP8's is W_scale_inv, compressed-tensors' MODULE.weight_scale (both multiply)
     const SafeTensor* scale = st.find(t.name + (q.method == "fp8" ? "_scale_inv" : "_scale"));
-    if (state) {
+    if (q.packed && ends_with(t.name, ".weight_packed")) {
+        w.kind = HfWeight::Packed;
+        packed_weight(st, w, t.name.substr(0, t.name.size() - 7), q);
+    } else if (state) {
         w.kind = HfWeight::Bnb4;
         w.parts.push_back(state);
         bnb4_weight(st, w, *state, q);
@@ -296,6 +365,31 @@ void hf_weight_read(const SafetensorsSet& st, const HfWeight& w, float* dst) {
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = (float)(int8_t)src[r * cols + c] * scb[r] * inv127;
+        return;
+    }
+    if (w.kind == HfWeight::Packed) {
+        // (q - z) · scale, q and z stored as unsigned q + 2^(bits-1); a zero point z of row r and group g is
+        // value r of column g's run of words (packed down the rows: column g's words are strided by groups)
+        const std::vector<float> scale = read_values(st, *w.scale, w.scale->numel);
+        const int64_t groups = ceil_div(cols, w.block[1]), words = w.data->shape[1], offset = 1 << (w.bits - 1);
+        const int64_t zwords = w.zero_point ? w.zero_point->shape[0] : 0;
+        std::vector<uint8_t> zcol((size_t)(zwords * 4));  // one column of zero-point words, made contiguous
+        std::vector<float> zero((size_t)(w.zero_point ? rows * groups : 0));
+        for (int64_t g = 0; g < groups && w.zero_point; g++) {
+            const uint8_t* z = w.zero_point->file->data + w.zero_point->offset;
+            for (int64_t k = 0; k < zwords; k++) memcpy(zcol.data() + 4 * k, z + (k * groups + g) * 4, 4);
+            for (int64_t r = 0; r < rows; r++) zero[r * groups + g] = (float)((int64_t)packed_value(zcol.data(), r, w.bits) - offset);
+        }
+#pragma omp parallel for schedule(static)
+        for (int64_t r = 0; r < rows; r++) {
+            const uint8_t* row = src + r * words * 4;
+            for (int64_t c = 0; c < cols; c++) {
+                const int64_t g = c / w.block[1];
+                const float z = w.zero_point ? zero[r * groups + g] : 0.0f;
+                dst[r * cols + c] = ((float)((int64_t)packed_value(row, c, w.bits) - offset) - z) *
+                                    scale[(r / w.block[0]) * groups + g];
+            }
+        }
         return;
     }
     if (w.kind == HfWeight::Scaled) {

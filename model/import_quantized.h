@@ -27,6 +27,11 @@
 //   W float8 E4M3 or int8 [out, in] and MODULE.weight_scale, one per tensor, row, group of group_size
 //   values of a row, or block of block_structure, multiplied in the same way; symmetric schemes only
 //   (no zero points); MODULE.input_scale (static activation scales) is not needed and left out.
+//   pack-quantized (RedHatAI's "-quantized.w4a16"): MODULE.weight_packed int32 [out, ceil(in·b/32)], the
+//   b-bit values q + 2^(b-1) of each row packed densely (value i at bit i·b of the row's words, the words
+//   little-endian), MODULE.weight_shape [out, in], weight_scale per row or group of a row, and for an
+//   asymmetric scheme MODULE.weight_zero_point packed the same way down each column:
+//   W[r][c] = (q - z) · scale.
 //
 // Other quantization methods (GPTQ, AWQ, ...) are refused by name. The sources below are found by the
 // side tensors beside a weight, so layers a checkpoint left unquantized (llm_int8_skip_modules,
@@ -47,6 +52,10 @@ struct HfQuantization {
     bool int8 = false;
     std::string strategy;
     int64_t block[2] = {0, 0};
+    // compressed-tensors pack-quantized (W4A16 and the like): `bits`-bit integers packed densely into
+    // int32 words, with zero points when asymmetric
+    bool packed = false, zero_points = false;
+    int bits = 8;
     std::string bnb_kind;  // filled while reading: what the bitsandbytes weights turned out to be
     std::string describe() const;  // "bitsandbytes NF4, double-quantized scales", ... for ./convert's report
 };
@@ -58,7 +67,7 @@ HfQuantization hf_quantization(const JsonValue& config, const std::string& path)
 // with the side tensors that dequantize it (all of them in `parts`, so the importer can tell them from
 // tensors it does not know).
 struct HfWeight {
-    enum Kind { Plain, Bnb4, Bnb8, Scaled } kind = Plain;
+    enum Kind { Plain, Bnb4, Bnb8, Scaled, Packed } kind = Plain;
     const SafeTensor* data = nullptr;
     std::vector<const SafeTensor*> parts;
     std::vector<int64_t> shape;  // the weight's own shape (a 4-bit weight's stored tensor is packed)
@@ -67,9 +76,12 @@ struct HfWeight {
     int64_t blocksize = 0, nested_blocksize = 0;
     float nested_offset = 0.0f;
     std::string quant_type;  // "nf4" or "fp4"
-    // Bnb8: per-row scales; Scaled: the block scales and their block size
+    // Bnb8: per-row scales; Scaled and Packed: the block scales and their block size
     const SafeTensor* scale = nullptr;
     int64_t block[2] = {0, 0};
+    // Packed: bits per value, and the packed zero points (nullptr: symmetric)
+    int bits = 0;
+    const SafeTensor* zero_point = nullptr;
 };
 
 // How tensor `t` of `st` is stored: quantized when its side tensors are there (each checked: dtype,

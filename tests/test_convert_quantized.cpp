@@ -1,6 +1,7 @@
 // ./convert on pre-quantized Hugging Face checkpoints (model/import_quantized.h): bitsandbytes 4-bit
 // (NF4, FP4, with and without double quantization, packed in a BF16 tensor), 8-bit, FP8 with block
-// scales and compressed-tensors' 8-bit schemes (FP8 per row and per block, INT8 per group), each dequantized to the values the fixture's numpy code (checked there against bitsandbytes
+// scales and compressed-tensors' schemes (FP8 per row and per block, INT8 per group; INT4 and INT3 packed,
+// with and without zero points), each dequantized to the values the fixture's numpy code (checked there against bitsandbytes
 // and transformers) gives, and to transformers' logits. Fixtures: tests/fixtures/quantized/gen_quantized_fixtures.py.
 #include <doctest/doctest.h>
 
@@ -55,7 +56,7 @@ TEST_CASE("convert quantized: bitsandbytes, FP8 and compressed-tensors checkpoin
     SafetensorsSet expected;
     safetensors_add_file(expected, kQDir + "expected.safetensors");
     for (const char* variant : {"bnb_nf4_dq", "bnb_nf4", "bnb_fp4", "bnb_nf4_bf16", "bnb_int8", "fp8", "ct_fp8_channel",
-                                "ct_fp8_block", "ct_int8_group"}) {
+                                "ct_fp8_block", "ct_int8_group", "ct_w4_group", "ct_w4_asym", "ct_w3_channel"}) {
         INFO(variant);
         ImportedModel m = import_hf_dir(kQDir + variant);
         for (const char* name : kChecked) {
@@ -146,11 +147,22 @@ TEST_CASE("convert quantized: other methods and damaged layouts fail naming the 
     CHECK(contains(error_with("fp8", raw_tensors(kQDir + "fp8"), wide), "q_proj.weight_scale_inv must be [5, 10]: one scale per 8 x 4 block of"));
     const std::string cfgct = read_file(kQDir + "ct_fp8_channel/config.json");
     const std::vector<StEntry> tct = raw_tensors(kQDir + "ct_fp8_channel");
-    CHECK(contains(error_with("ct_fp8_channel", tct, patched(cfgct, "\"float-quantized\"", "\"pack-quantized\" ")),
-                   "quantization_config.format is 'pack-quantized': of compressed-tensors checkpoints ./convert reads the 8-bit"));
+    CHECK(contains(error_with("ct_fp8_channel", tct, patched(cfgct, "\"float-quantized\"", "\"sparse-bitmask\" ")),
+                   "quantization_config.format is 'sparse-bitmask': of compressed-tensors checkpoints ./convert reads"));
     CHECK(contains(error_with("ct_fp8_channel", tct, patched(cfgct, "\"symmetric\": true", "\"symmetric\":false",
                                                                   cfgct.find("\"weights\""))),
-                   "weights.symmetric is false: weights with zero points are not read"));
+                   "weights.symmetric is false: weights with zero points are read packed only"));
+    const std::string cfgw4 = read_file(kQDir + "ct_w4_asym/config.json");
+    std::vector<StEntry> tw4 = raw_tensors(kQDir + "ct_w4_asym");
+    const std::string qz = "model.layers.0.self_attn.q_proj.weight_zero_point";
+    tw4.erase(std::find_if(tw4.begin(), tw4.end(), [&](const StEntry& x) { return x.name == qz; }));
+    CHECK(contains(error_with("ct_w4_asym", tw4, cfgw4), "q_proj.weight_packed is packed but " + qz + " is missing beside it"));
+    std::vector<StEntry> short_rows = raw_tensors(kQDir + "ct_w4_group");
+    StEntry& packed = entry(short_rows, "model.layers.0.self_attn.q_proj.weight_packed");
+    packed.shape[0]--;
+    packed.bytes.resize(packed.bytes.size() - 4 * packed.shape[1]);
+    CHECK(contains(error_with("ct_w4_group", short_rows, read_file(kQDir + "ct_w4_group/config.json")),
+                   "q_proj.weight_packed must be I32 [40, 5]: 40 x 40 values of 4 bits packed into 32-bit words"));
     CHECK(contains(error_with("ct_fp8_channel", tct, patched(cfgct, "\"strategy\": \"channel\"", "\"strategy\": \"tensor\" ")),
                    "q_proj.weight_scale must be [1, 1]: one scale per 40 x 40 block of"));
     std::vector<StEntry> zero_point = tct;

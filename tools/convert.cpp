@@ -28,7 +28,7 @@ static void usage(FILE* f) {
             "         directory (config.json, model.safetensors or its sharded index, tokenizer.json\n"
             "         or SentencePiece's tokenizer.model); its weights F32, F16 or BF16, or quantized by bitsandbytes\n"
             "         (4-bit NF4/FP4 as unsloth's -bnb-4bit models, 8-bit), as FP8 with block scales (-FP8 models) or by\n"
-            "         llm-compressor in 8 bits (compressed-tensors: -FP8-dynamic, -quantized.w8a8 models)\n"
+            "         llm-compressor (compressed-tensors: -FP8-dynamic, -quantized.w8a8, -quantized.w4a16 models)\n"
             "  OUT    output path without extension: writes OUT.bin and OUT.tok\n"
             "  LLaMA-family architectures (llama, mistral, qwen2, qwen3, smollm3) and Gemma 3 (gemma3, its text model)\n"
             "  with BPE tokenizers: byte-level (SmolLM2, Llama-3, Qwen2/3) or SentencePiece (LLaMA-1/2, Mistral v0.1,\n"

@@ -22,7 +22,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // (its side tensors found by name in the same file).
     static const HfQuantization kinds[] = {
         {"bitsandbytes"}, {"fp8", false, "block", {4, 4}}, {"compressed-tensors", false, "channel", {1, 0}},
-        {"compressed-tensors", true, "group", {1, 10}}, {"compressed-tensors", false, "tensor", {0, 0}}};
+        {"compressed-tensors", true, "group", {1, 10}}, {"compressed-tensors", false, "tensor", {0, 0}},
+        {"compressed-tensors", true, "group", {1, 20}, true, true, 4}, {"compressed-tensors", true, "channel", {1, 0}, true, false, 3}};
     for (const SafeTensor& t : set.tensors)
         for (HfQuantization q : kinds) {
             HfWeight w;

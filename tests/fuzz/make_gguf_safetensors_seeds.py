@@ -100,6 +100,6 @@ if __name__ == '__main__':
     open(os.path.join(seeds, 'gguf', 'mini.gguf'), 'wb').write(mini_gguf())
     open(os.path.join(seeds, 'safetensors', 'mini.safetensors'), 'wb').write(mini_safetensors())
     quantized = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'fixtures', 'quantized')
-    for kind in ('bnb_nf4_dq', 'bnb_nf4', 'bnb_int8', 'fp8', 'ct_fp8_channel', 'ct_int8_group'):
+    for kind in ('bnb_nf4_dq', 'bnb_nf4', 'bnb_int8', 'fp8', 'ct_fp8_channel', 'ct_int8_group', 'ct_w4_asym', 'ct_w3_channel'):
         open(os.path.join(seeds, 'safetensors', f'quantized_{kind}.safetensors'), 'wb').write(
             quantized_seed(os.path.join(quantized, kind)))
