@@ -17,6 +17,7 @@
 #include "data/default_task.h"
 #include "model/adapter_setup.h"
 #include "model/answer.h"
+#include "model/import.h"
 #include "model/lora_peft.h"
 #include "model/loss_plot.h"
 #include "model/memory.h"
@@ -50,7 +51,8 @@ void usage() {
     printf(
         "usage: ./train [flags]   (no flags: LoRA on the default model and task)\n"
         "model and data\n"
-        "  --model PATH            model .bin (default models/smollm2-135m-instruct.bin)\n"
+        "  --model PATH            model .bin (default models/smollm2-135m-instruct.bin), or a Hugging Face model\n"
+        "                          directory or .gguf file, imported as ./convert would at each start\n"
         "  --preset NAME           random weights of a known shape instead (tiny, smollm2-135m, llama-2-7b, ...)\n"
         "  --tokenizer PATH|bytes  .tok, tokenizer.json or tokenizer.model (default: the model path with .tok);\n"
         "                          bytes: raw UTF-8 bytes as ids 0-255 (the default with --preset)\n"
@@ -300,8 +302,8 @@ void release_interrupts() {
 // How the trained weights go to other tools (./export), for a run that started from a model file with
 // its tokenizer.
 void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt) {
-    const std::string tok = !f.tokenizer.empty() ? f.tokenizer : tokenizer_beside(f.model);
-    if (!f.preset.empty() || !file_exists(tok)) return;
+    const std::string tok = !f.tokenizer.empty() ? f.tokenizer : model_is_imported(f.model) ? f.model : tokenizer_beside(f.model);
+    if (!f.preset.empty() || !(file_exists(tok) || model_is_imported(tok))) return;
     // Quoted where a shell would split or expand them, so that the line can be copied and run.
     const std::string from = t.cfg.method == Method::Full
                                  ? "--model " + shell_quote(ckpt + "/model.bin") + " --tokenizer " + shell_quote(tok)

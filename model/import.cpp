@@ -1,6 +1,10 @@
 #include "model/import.h"
 
+#include <cctype>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <map>
 #include <sys/stat.h>
 
 #include "model/util.h"
@@ -10,6 +14,27 @@ ImportedModel import_model(const std::string& path, bool load_params) {
     struct stat st;
     if (stat(path.c_str(), &st) != 0) fail("%s: no such file or directory", path.c_str());
     return S_ISDIR(st.st_mode) ? import_hf_dir(path, load_params) : import_gguf(path, load_params);
+}
+
+bool model_is_imported(const std::string& path) {
+    struct stat st;
+    if (stat(path.c_str(), &st) != 0) return false;
+    if (S_ISDIR(st.st_mode)) return file_exists(path + "/config.json");
+    std::string ext = std::filesystem::path(path).extension().string();
+    for (char& ch : ext) ch = (char)tolower((unsigned char)ch);
+    return ext == ".gguf";
+}
+
+const ImportedModel& model_import_cached(const std::string& path) {
+    static std::map<std::string, ImportedModel> imported;  // one process, one import of each model
+    auto it = imported.find(path);
+    if (it != imported.end()) return it->second;
+    const double t0 = now_seconds();
+    ImportedModel m = import_model(path, false);
+    fprintf(stderr, "note: %s is imported as the model (%s%s; read in %.1f s): `./convert %s -o OUT` writes it as a "
+            ".bin once\n", path.c_str(), std::filesystem::is_directory(path) ? "a Hugging Face model" : "GGUF",
+            m.quantization.empty() ? "" : (", " + m.quantization + ", dequantized").c_str(), now_seconds() - t0, path.c_str());
+    return imported.emplace(path, std::move(m)).first->second;
 }
 
 void import_load_params(ImportedModel& m) {

@@ -36,6 +36,12 @@ ImportedModel import_model(const std::string& path, bool load_params = true);
 // params from read_tensor (what load_params does).
 void import_load_params(ImportedModel& m);
 
+// Whether `path` names a model to import rather than our .bin: a directory holding config.json (a
+// Hugging Face model) or a .gguf file. Every tool's --model takes those (ModelFile, model_read_config,
+// tokenizer_of_model): the model is imported once per process, without params, and kept mapped.
+bool model_is_imported(const std::string& path);
+const ImportedModel& model_import_cached(const std::string& path);
+
 // llama.cpp's converter stores each q/k projection with the rows of every head permuted for its
 // interleaved RoPE; this undoes it in place on a [n_head * head_dim, cols] matrix (see import.cpp),
 // and permute_rope_rows does it (for export_gguf).

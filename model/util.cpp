@@ -190,5 +190,6 @@ void check_model_not_directory(const std::string& path) {
     if (file_exists((dir / "adapter.lora").string()))
         fail("%s is a directory, not a file: it holds a LoRA adapter (adapter.lora), which needs the base model it "
              "was trained from: pass that as --model, the adapter as --lora (./train: --init-adapter)", path.c_str());
-    fail("%s is a directory, not a file: pass a model file (.bin)", path.c_str());
+    fail("%s is a directory, not a model: pass a model file (.bin), or a Hugging Face model directory (with its "
+         "config.json)", path.c_str());
 }

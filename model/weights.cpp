@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "model/import.h"
 #include "model/util.h"
 
 namespace {
@@ -219,6 +220,7 @@ static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t&
 
 
 ModelConfig model_read_config(const std::string& path) {
+    if (model_is_imported(path)) return model_import_cached(path).cfg;
     check_model_not_directory(path);
     FILE* f = fopen(path.c_str(), "rb");
     if (!f) fail("%s: cannot open model file", path.c_str());
@@ -247,6 +249,13 @@ void pread_all(int fd, void* dst, size_t n, size_t offset, const std::string& pa
 }  // namespace
 
 ModelFile::ModelFile(const std::string& p) : path(p) {
+    if (model_is_imported(path)) {
+        const ImportedModel& m = model_import_cached(path);
+        cfg = m.cfg;
+        layout = param_layout(cfg);
+        imported = m.read_tensor;
+        return;
+    }
     check_model_not_directory(path);
     fd = open(path.c_str(), O_RDONLY);
     if (fd < 0) fail("%s: cannot open: %s", path.c_str(), strerror(errno));
@@ -292,9 +301,12 @@ ModelFile::ModelFile(const std::string& p) : path(p) {
     }
 }
 
-ModelFile::~ModelFile() { close(fd); }
+ModelFile::~ModelFile() {
+    if (fd >= 0) close(fd);
+}
 
 void ModelFile::read(size_t ti, float* dst) const {
+    if (imported) return imported(ti, dst);
     const TensorInfo& t = layout.tensors[ti];
     if (dtype == DType::F32) return pread_all(fd, dst, t.numel * sizeof(float), at[ti], path, t.name.c_str());
     // BF16: read in slices of 1M values, widened as they come

@@ -93,9 +93,12 @@ void model_load(const std::string& path, ModelConfig& cfg, std::vector<float>& p
 // before anything is allocated; each tensor read when asked for (pread, not a mapping: a file cut
 // short meanwhile is an error, where a mapping would die of SIGBUS). model_load reads them all; the
 // QLoRA loader (model_load_nf4) quantizes one at a time, so a 65B model is never whole in FP32.
+// A Hugging Face directory or a GGUF file given as a model is imported instead (model/import.h:
+// model_is_imported), read a tensor at a time as ./convert would write it.
 struct ModelFile {
     std::string path;
     int fd = -1;
+    std::function<void(size_t, float*)> imported;  // an imported model's tensor reader; empty for a .bin
     ModelConfig cfg;
     ParamLayout layout;
     DType dtype = DType::F32;

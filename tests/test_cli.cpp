@@ -567,7 +567,7 @@ TEST_CASE("cli: a directory where a model file goes is named as one, with the fi
     CHECK(has(exported, (s.out("lora") + " is a directory, not a file: it holds a LoRA adapter (adapter.lora)").c_str()));
     Run empty = run("./generate --model " + s.dir.string() + " --prompt hi");
     CHECK(empty.status == 1);
-    CHECK(has(empty, "is a directory, not a file: pass a model file (.bin)"));
+    CHECK(has(empty, "is a directory, not a model: pass a model file (.bin), or a Hugging Face model directory"));
 }
 
 // Paths with a space: the printed ./export command runs as it is copied.

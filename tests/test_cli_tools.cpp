@@ -210,3 +210,48 @@ TEST_CASE("cli tools: ./generate --data refuses a reference the template cannot 
     CHECK(has(r, (data + ":2: message 1 has 2 tool calls but Llama 3.1's chat template writes one call").c_str()));
     CHECK(!has(r, "answered"));
 }
+
+// Every tool takes a Hugging Face directory or a GGUF file as --model, imported on the way in: the
+// same run as from the .bin ./convert writes of it.
+TEST_CASE("cli tools: --model takes a Hugging Face directory or a GGUF file as ./convert's .bin") {
+    Scratch s;
+    const std::string hf = "tests/fixtures/convert/tiny_llama_hf", gguf = "tests/fixtures/convert/tiny_qwen3.gguf";
+    const std::string bin = s.out("llama"), qwen = s.out("qwen3");
+    REQUIRE(run("./convert " + hf + " -o " + bin).status == 0);
+    REQUIRE(run("./convert " + gguf + " -o " + qwen).status == 0);
+    const std::string data = s.out("d.jsonl");
+    std::string lines;
+    for (int i = 0; i < 8; i++) lines += "{\"prompt\": \"the quick brown fox " + std::to_string(i) + "\", \"completion\": \" hello world\"}\n";
+    write_file_atomic(data, lines);
+    auto train = [&](const std::string& model, const char* out) {
+        return run("./train --model " + model + " --data " + data + " --val-split 0.25 --max-steps 2 --batch-size 2 "
+                   "--eval-samples 1 --lora-dropout 0 --out " + s.out(out));
+    };
+    auto losses = [](const Run& r) {  // the step and val-loss figures, without the timings
+        std::string k;
+        for (size_t at = 0; (at = r.out.find("loss ", at)) != std::string::npos; at += 5) k += r.out.substr(at, 11) + ";";
+        return k;
+    };
+    const Run from_dir = train(hf, "a"), from_bin = train(bin + ".bin", "b");
+    INFO(from_dir.out);
+    REQUIRE(from_dir.status == 0);
+    REQUIRE(from_bin.status == 0);
+    CHECK(has(from_dir, ("note: " + hf + " is imported as the model (a Hugging Face model; read in").c_str()));
+    CHECK(has(from_dir, ("tokenizer: " + hf + " (300 tokens, template chatml)").c_str()));
+    CHECK(!losses(from_dir).empty());
+    CHECK(losses(from_dir) == losses(from_bin));
+    CHECK(has(from_dir, ("./export --model " + hf + " --lora ").c_str()));  // the hint names the directory
+    const std::string lora = s.out("a") + "/ckpt-00000002/adapter.lora";
+    const Run g_dir = run("./generate --model " + hf + " --lora " + lora + " --prompt hi --max-tokens 4");
+    const Run g_bin = run("./generate --model " + bin + ".bin --lora " + lora + " --prompt hi --max-tokens 4");
+    CHECK(g_dir.status == 0);
+    CHECK(g_dir.out.substr(g_dir.out.find('\n') + 1, 4) == g_bin.out.substr(0, 4));  // after the note: the same answer
+    const Run q_gguf = run("./generate --model " + gguf + " --prompt hi --max-tokens 4 --nf4");
+    const Run q_bin = run("./generate --model " + qwen + ".bin --prompt hi --max-tokens 4 --nf4");
+    INFO(q_gguf.out);
+    CHECK(q_gguf.status == 0);
+    CHECK(q_gguf.out.substr(q_gguf.out.find('\n') + 1, 4) == q_bin.out.substr(0, 4));
+    CHECK(run("./export --model " + hf + " --lora " + lora + " --merge " + s.out("m.bin")).status == 0);
+    CHECK(run("./export --model " + bin + ".bin --lora " + lora + " --merge " + s.out("n.bin")).status == 0);
+    CHECK(read_file(s.out("m.bin")) == read_file(s.out("n.bin")));
+}

@@ -11,6 +11,7 @@
 #include "tokenizer/tokenizer.h"
 
 #include "data/json.h"
+#include "model/import.h"
 #include "model/util.h"
 
 #include <cstdio>
@@ -449,6 +450,7 @@ std::string tokenizer_beside(const std::string& model_path) {
 
 std::string tokenizer_of_model(const std::string& model_path, const std::string& flag, const char* also) {
     if (!flag.empty()) return flag;
+    if (model_is_imported(model_path)) return model_path;  // a Hugging Face directory's or a GGUF's own
     check_model_not_directory(model_path);  // (a checkpoint's folder: named with the file it holds)
     const std::string beside = tokenizer_beside(model_path);
     if (!file_exists(beside))
@@ -458,5 +460,6 @@ std::string tokenizer_of_model(const std::string& model_path, const std::string&
 }
 
 Tokenizer tokenizer_load_any(const std::string& path) {
+    if (model_is_imported(path)) return model_import_cached(path).tok;
     return ends_with(path, ".json") ? tokenizer_load_hf(path) : ends_with(path, ".model") ? tokenizer_load_spm(path) : tokenizer_load(path);
 }

@@ -41,6 +41,7 @@ static int run(int argc, char** argv) {
             printf("usage: ./export [--model BASE.bin] [--lora A.lora] (--peft DIR | --merge OUT.bin | --hf DIR | --gguf OUT.gguf)\n"
                    "                [--dtype f32|bf16|f16|q8_0] [--tokenizer T.tok|tokenizer.json|tokenizer.model] [--template NAME]\n"
                    "                [--peft-base text|image-text] [--nf4]\n"
+                   "  --model M    our .bin, or a Hugging Face model directory or .gguf file (imported as ./convert would)\n"
                    "  --lora A     the adapter: our .lora, or a PEFT adapter directory (adapter_config.json + .safetensors)\n"
                    "  --peft DIR   the adapter as a Hugging Face PEFT adapter (needs --lora)\n"
                    "  --peft-base text|image-text  the transformers model it is for (default: image-text for Gemma 3\n"

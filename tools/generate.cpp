@@ -226,6 +226,7 @@ static int run(int argc, char** argv) {
                    "       [--top-k K] [--top-p P] [--seed N (0: the same draws each run)] [--device auto|cpu|cuda] [--nf4]\n"
                    "       ./generate [...] --data FILE.jsonl|.csv|.tsv|.parquet [--out ANSWERS.jsonl] [--batch N (16)] [--limit N]\n"
                    "       ./generate [...] --chat [--system TEXT] [--tools TOOLS.json]\n"
+                   "--model takes our .bin, or a Hugging Face model directory or .gguf file (imported as ./convert would).\n"
                    "--lora takes our .lora or a Hugging Face PEFT adapter directory (adapter_config.json +\n"
                    "adapter_model.safetensors). Without --prompt the prompt is read from stdin.\n"
                    "--raw continues the prompt as it is, without the chat template; special-token text in it\n"
