@@ -269,6 +269,8 @@ ImportedModel import_hf_dir(const std::string& dir, bool load_params) {
     for (const TensorInfo& t : L.tensors) {
         const SafeTensor* src = source(t.name);
         if (!src && quantization.packed) src = source(t.name + "_packed");  // compressed-tensors' packed weights
+        if (!src && ends_with(t.name, ".weight") && (quantization.method == "gptq" || quantization.method == "awq"))
+            src = source(t.name.substr(0, t.name.size() - 7) + ".qweight");
         if (!src) fail("%s: tensor %s is missing", dir.c_str(), t.name.c_str());
         weights.push_back(hf_weight(st, *src, quantization));
         import_check_shape(t, weights.back().shape, src->file->path + ": tensor " + src->name);

@@ -262,6 +262,58 @@ void packed_weight(const SafetensorsSet& st, HfWeight& w, const std::string& wei
     }
 }
 
+// GPTQ and AWQ: the weight's shape from the packed words and the scales, each side tensor's size.
+void gptq_awq_weight(const SafetensorsSet& st, HfWeight& w, const std::string& module, const HfQuantization& q) {
+    const SafeTensor& t = *w.data;
+    const char* file = t.file->path.c_str();
+    auto side = [&](const char* name, bool required) {
+        const SafeTensor* p = st.find(module + "." + name);
+        if (!p && required) fail("%s: tensor %s is packed but %s.%s is missing beside it", file, t.name.c_str(), module.c_str(), name);
+        if (p) w.parts.push_back(p);
+        return p;
+    };
+    w.scale = side("scales", true);
+    w.zero_point = side("qzeros", q.method == "gptq" || q.zero_points);
+    w.g_idx = q.method == "gptq" ? side("g_idx", false) : nullptr;
+    // AutoGPTQ saves a bias for every layer, zeros where the model has none: those are not a part of it
+    if (const SafeTensor* bias = st.find(module + ".bias")) {
+        std::vector<float> b((size_t)bias->numel);
+        st.check_readable(*bias);
+        st.read_f32(*bias, b.data());
+        if (std::all_of(b.begin(), b.end(), [](float x) { return x == 0.0f; })) w.parts.push_back(bias);
+    }
+    w.bits = q.bits;
+    w.gptq_v1 = q.gptq_v1;
+    const int per_word = 32 / q.bits;
+    if (t.dtype != "I32" || t.shape.size() != 2 || w.scale->shape.size() != 2)
+        fail("%s: tensor %s must be an I32 matrix of packed values, beside a [groups, out] %s", file, t.name.c_str(),
+             w.scale->name.c_str());
+    const int64_t in = q.method == "gptq" ? t.shape[0] * per_word : t.shape[0];
+    const int64_t out = q.method == "gptq" ? t.shape[1] : t.shape[1] * per_word;
+    w.shape = {out, in};
+    w.group_size = q.group_size < 0 ? in : q.group_size;
+    const int64_t groups = ceil_div(in, w.group_size);
+    if (w.scale->shape[0] != groups || w.scale->shape[1] != out)
+        fail("%s: tensor %s must be [%lld, %lld]: a scale per group of %lld inputs and output", file, w.scale->name.c_str(),
+             (long long)groups, (long long)out, (long long)w.group_size);
+    st.check_readable(*w.scale);
+    if (w.zero_point) {
+        const SafeTensor& z = *w.zero_point;
+        if (z.dtype != "I32" || z.shape.size() != 2 || z.shape[0] != groups || z.shape[1] * per_word != out)
+            fail("%s: tensor %s must be I32 [%lld, %lld]: the zero points of each group, packed along the outputs", file,
+                 z.name.c_str(), (long long)groups, (long long)(out / per_word));
+    }
+    if (w.g_idx) {
+        const SafeTensor& g = *w.g_idx;
+        if (g.dtype != "I32" || g.numel != in) fail("%s: tensor %s must hold %lld I32 groups, one per input", file, g.name.c_str(), (long long)in);
+        const int32_t* gi = (const int32_t*)(g.file->data + g.offset);
+        for (int64_t i = 0; i < in; i++)
+            if (gi[i] < 0 || gi[i] >= groups)
+                fail("%s: tensor %s: input %lld is in group %d, not one of the %lld", file, g.name.c_str(), (long long)i, gi[i],
+                     (long long)groups);
+    }
+}
+
 // Value i of a run of `bits`-bit values packed densely into little-endian 32-bit words (value i at bit i·bits).
 uint32_t packed_value(const uint8_t* words, int64_t i, int bits) {
     const int64_t bit = i * bits;
@@ -273,6 +325,10 @@ uint32_t packed_value(const uint8_t* words, int64_t i, int bits) {
 
 std::string HfQuantization::describe() const {
     if (method == "bitsandbytes") return "bitsandbytes " + (bnb_kind.empty() ? std::string("(no quantized weights)") : bnb_kind);
+    if (method == "gptq" || method == "awq")
+        return (method == "gptq" ? "GPTQ INT" : "AWQ INT") + std::to_string(bits) + " with a scale" +
+               (method == "gptq" || zero_points ? " and zero point" : "") + " per " +
+               (group_size < 0 ? std::string("column") : std::to_string(group_size) + " inputs");
     const std::string values = (method == "fp8" ? "" : method + " ") + (int8 ? "INT" + std::to_string(bits) : "FP8 E4M3") +
                                (packed ? " packed" : "") + (zero_points ? " with zero points," : "");
     if (strategy == "tensor") return values + " with a scale per tensor";
@@ -299,9 +355,34 @@ HfQuantization hf_quantization(const JsonValue& config, const std::string& path)
         if (b && !b->is_null()) config_block(b, q.block, path, "weight_block_size");
     } else if (q.method == "compressed-tensors") {
         compressed_tensors_scheme(*qc, q, path);
+    } else if (q.method == "gptq" || q.method == "awq") {
+        q.bits = (int)config_int(qc, q.method == "gptq" ? "bits" : "bits", 4, path, "");
+        if (q.method == "gptq" ? q.bits != 2 && q.bits != 4 && q.bits != 8 : q.bits != 4)
+            fail("%s: quantization_config.bits is %d: %s checkpoints of %s bits are read", path.c_str(), q.bits,
+                 q.method.c_str(), q.method == "gptq" ? "2, 4 or 8" : "4");
+        const JsonValue* g = qc->get("group_size");
+        q.group_size = g && g->type == JsonValue::Number && g->number == -1 ? -1 : config_int(qc, "group_size", 128, path, "");
+        auto text = [&](const char* key) {
+            const JsonValue* v = qc->get(key);
+            return v && v->type == JsonValue::String ? v->string : std::string();
+        };
+        if (q.method == "gptq") {
+            const std::string format = !text("checkpoint_format").empty() ? text("checkpoint_format") : text("format");
+            if (!format.empty() && format != "gptq" && format != "gptq_v2")
+                fail("%s: quantization_config.checkpoint_format is '%s': GPTQ's gptq and gptq_v2 layouts are read, not "
+                     "Marlin's or BitBLAS' repacked ones", path.c_str(), format.c_str());
+            q.gptq_v1 = format != "gptq_v2";
+        } else {
+            const std::string version = text("version");
+            if (!version.empty() && version != "gemm" && version != "GEMM")
+                fail("%s: quantization_config.version is '%s': AutoAWQ's GEMM layout is read, not its GEMV, Marlin or "
+                     "ExLlama ones", path.c_str(), version.c_str());
+            const JsonValue* zp = qc->get("zero_point");
+            q.zero_points = !zp || zp->type != JsonValue::Bool || zp->boolean;
+        }
     } else if (q.method != "bitsandbytes") {
-        fail("%s: quantization_config.quant_method is '%s': ./convert reads bitsandbytes (4-bit NF4/FP4, 8-bit), fp8 "
-             "and 8-bit compressed-tensors checkpoints only. Convert the model's unquantized BF16/FP16 safetensors (or a GGUF) instead",
+        fail("%s: quantization_config.quant_method is '%s': ./convert reads bitsandbytes (4-bit NF4/FP4, 8-bit), fp8, "
+             "compressed-tensors, GPTQ and AWQ checkpoints only. Convert the model's unquantized BF16/FP16 safetensors (or a GGUF) instead",
              path.c_str(), q.method.empty() ? "missing" : q.method.c_str());
     }
     return q;
@@ -317,7 +398,10 @@ HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization
     const SafeTensor* scb = module.empty() ? nullptr : st.find(module + ".SCB");
     // FP8's is W_scale_inv, compressed-tensors' MODULE.weight_scale (both multiply)
     const SafeTensor* scale = st.find(t.name + (q.method == "fp8" ? "_scale_inv" : "_scale"));
-    if (q.packed && ends_with(t.name, ".weight_packed")) {
+    if ((q.method == "gptq" || q.method == "awq") && ends_with(t.name, ".qweight")) {
+        w.kind = q.method == "gptq" ? HfWeight::Gptq : HfWeight::Awq;
+        gptq_awq_weight(st, w, t.name.substr(0, t.name.size() - 8), q);
+    } else if (q.packed && ends_with(t.name, ".weight_packed")) {
         w.kind = HfWeight::Packed;
         packed_weight(st, w, t.name.substr(0, t.name.size() - 7), q);
     } else if (state) {
@@ -365,6 +449,43 @@ void hf_weight_read(const SafetensorsSet& st, const HfWeight& w, float* dst) {
 #pragma omp parallel for schedule(static)
         for (int64_t r = 0; r < rows; r++)
             for (int64_t c = 0; c < cols; c++) dst[r * cols + c] = (float)(int8_t)src[r * cols + c] * scb[r] * inv127;
+        return;
+    }
+    if (w.kind == HfWeight::Gptq || w.kind == HfWeight::Awq) {
+        const bool gptq = w.kind == HfWeight::Gptq;
+        const std::vector<float> scale = read_values(st, *w.scale, w.scale->numel);
+        const int per_word = 32 / w.bits;
+        const uint32_t mask = (1u << w.bits) - 1;
+        static const int kAwqNibble[8] = {0, 4, 1, 5, 2, 6, 3, 7};  // AutoAWQ's order of 8 outputs in a word
+        // Output o's field in a row of words packed along the outputs (qzeros; AWQ's qweight too)
+        auto field = [&](const uint32_t* row, int64_t o) {
+            const int pos = gptq ? (int)(o % per_word) : kAwqNibble[o % 8];
+            return (row[o / per_word] >> (pos * w.bits)) & mask;
+        };
+        const int64_t groups = w.scale->shape[0], zwords = rows / per_word;
+        std::vector<float> zero((size_t)(groups * rows), (float)(1 << (w.bits - 1)));  // no qzeros (AWQ zero_point false): 2^(b-1)
+        if (w.zero_point) {
+            const uint32_t* z = (const uint32_t*)(w.zero_point->file->data + w.zero_point->offset);
+            // GPTQ v1 keeps each zero point minus one; GPTQModel adds one back in every field of the word at
+            // once (a carry, where a field stored -1, runs into the next), and so do we
+            uint32_t one = 0;
+            for (int f = 0; f < per_word && gptq && w.gptq_v1; f++) one |= 1u << (f * w.bits);
+            std::vector<uint32_t> row((size_t)zwords);
+            for (int64_t g = 0; g < groups; g++) {
+                for (int64_t k = 0; k < zwords; k++) row[k] = z[g * zwords + k] + one;
+                for (int64_t o = 0; o < rows; o++) zero[g * rows + o] = (float)field(row.data(), o);
+            }
+        }
+        const int32_t* g_idx = w.g_idx ? (const int32_t*)(w.g_idx->file->data + w.g_idx->offset) : nullptr;
+        const uint32_t* q = (const uint32_t*)src;
+        const int64_t words = w.data->shape[1];  // gptq: outputs; awq: out / 8
+#pragma omp parallel for schedule(static)
+        for (int64_t o = 0; o < rows; o++)
+            for (int64_t i = 0; i < cols; i++) {
+                const uint32_t v = gptq ? (q[(i / per_word) * words + o] >> ((i % per_word) * w.bits)) & mask : field(q + i * words, o);
+                const int64_t g = g_idx ? g_idx[i] : i / w.group_size;
+                dst[o * cols + i] = ((float)v - zero[g * rows + o]) * scale[g * rows + o];
+            }
         return;
     }
     if (w.kind == HfWeight::Packed) {

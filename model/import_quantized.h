@@ -33,7 +33,18 @@
 //   asymmetric scheme MODULE.weight_zero_point packed the same way down each column:
 //   W[r][c] = (q - z) · scale.
 //
-// Other quantization methods (GPTQ, AWQ, ...) are refused by name. The sources below are found by the
+//   GPTQ (quant_method "gptq": AutoGPTQ's and GPTQModel's checkpoints, TheBloke's "-GPTQ" models), 2, 4 or
+//   8 bits: MODULE.qweight int32 [in·b/32, out], the inputs of each output column packed in order from
+//   the low bits; MODULE.qzeros int32 [groups, out·b/32] packed the same way along the outputs, each
+//   stored minus one (checkpoint_format "gptq"; "gptq_v2" stores them as they are: GPTQModel adds
+//   0x11111111 to a 4-bit word, carries included, as it loads); MODULE.scales FP16 [groups, out];
+//   MODULE.g_idx [in], each input's group (act-order), else input / group_size:
+//   W[o][i] = (q - z) · scales[g][o].
+//   AWQ (quant_method "awq", version "gemm": AutoAWQ's "-AWQ" models), 4 bits: MODULE.qweight int32
+//   [in, out/8] and MODULE.qzeros int32 [groups, out/8], output 8k + m in nibble [0,4,1,5,2,6,3,7][m] of
+//   word k; zero_point false: z = 8. W[o][i] = (q - z) · scales[i / group_size][o].
+//
+// Other quantization methods (HQQ, EETQ, ...) are refused by name. The sources below are found by the
 // side tensors beside a weight, so layers a checkpoint left unquantized (llm_int8_skip_modules,
 // unsloth's dynamic 4-bit) are read as ordinary tensors.
 #pragma once
@@ -56,6 +67,11 @@ struct HfQuantization {
     // int32 words, with zero points when asymmetric
     bool packed = false, zero_points = false;
     int bits = 8;
+    // gptq and awq: integers packed along the input dimension (gptq) or AutoAWQ's interleaved columns
+    // (awq), a scale and zero point per group of group_size inputs (-1: one group); gptq_v1: the
+    // zero points stored minus one, as GPTQ checkpoints (checkpoint_format "gptq") keep them
+    int64_t group_size = -1;
+    bool gptq_v1 = true;
     std::string bnb_kind;  // filled while reading: what the bitsandbytes weights turned out to be
     std::string describe() const;  // "bitsandbytes NF4, double-quantized scales", ... for ./convert's report
 };
@@ -67,7 +83,7 @@ HfQuantization hf_quantization(const JsonValue& config, const std::string& path)
 // with the side tensors that dequantize it (all of them in `parts`, so the importer can tell them from
 // tensors it does not know).
 struct HfWeight {
-    enum Kind { Plain, Bnb4, Bnb8, Scaled, Packed } kind = Plain;
+    enum Kind { Plain, Bnb4, Bnb8, Scaled, Packed, Gptq, Awq } kind = Plain;
     const SafeTensor* data = nullptr;
     std::vector<const SafeTensor*> parts;
     std::vector<int64_t> shape;  // the weight's own shape (a 4-bit weight's stored tensor is packed)
@@ -79,9 +95,13 @@ struct HfWeight {
     // Bnb8: per-row scales; Scaled and Packed: the block scales and their block size
     const SafeTensor* scale = nullptr;
     int64_t block[2] = {0, 0};
-    // Packed: bits per value, and the packed zero points (nullptr: symmetric)
+    // Packed, Gptq, Awq: bits per value, and the packed zero points (nullptr: symmetric); Gptq's g_idx
+    // (each input's group, nullptr: input / group_size), group_size and whether its zeros are stored minus one
     int bits = 0;
     const SafeTensor* zero_point = nullptr;
+    const SafeTensor* g_idx = nullptr;
+    int64_t group_size = 0;
+    bool gptq_v1 = true;
 };
 
 // How tensor `t` of `st` is stored: quantized when its side tensors are there (each checked: dtype,

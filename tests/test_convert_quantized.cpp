@@ -1,13 +1,14 @@
 // ./convert on pre-quantized Hugging Face checkpoints (model/import_quantized.h): bitsandbytes 4-bit
 // (NF4, FP4, with and without double quantization, packed in a BF16 tensor), 8-bit, FP8 with block
-// scales and compressed-tensors' schemes (FP8 per row and per block, INT8 per group; INT4 and INT3 packed,
-// with and without zero points), each dequantized to the values the fixture's numpy code (checked there against bitsandbytes
+// scales, compressed-tensors' schemes (FP8 per row and per block, INT8 per group; INT4 and INT3 packed,
+// with and without zero points), GPTQ (4- and 8-bit, act-order) and AWQ, each dequantized to the values the fixture's numpy code (checked there against bitsandbytes
 // and transformers) gives, and to transformers' logits. Fixtures: tests/fixtures/quantized/gen_quantized_fixtures.py.
 #include <doctest/doctest.h>
 
 #include <algorithm>
 #include <cstring>
 
+#include "model/dequant.h"
 #include "model/import.h"
 #include "model/import_quantized.h"
 #include "model/model.h"
@@ -56,8 +57,9 @@ TEST_CASE("convert quantized: bitsandbytes, FP8 and compressed-tensors checkpoin
     SafetensorsSet expected;
     safetensors_add_file(expected, kQDir + "expected.safetensors");
     for (const char* variant : {"bnb_nf4_dq", "bnb_nf4", "bnb_fp4", "bnb_nf4_bf16", "bnb_int8", "fp8", "ct_fp8_channel",
-                                "ct_fp8_block", "ct_int8_group", "ct_w4_group", "ct_w4_asym", "ct_w3_channel"}) {
-        INFO(variant);
+                                "ct_fp8_block", "ct_int8_group", "ct_w4_group", "ct_w4_asym", "ct_w3_channel", "gptq_w4",
+                                "gptq_w4_asym_actorder", "gptq_w8", "awq_w4"}) {
+        INFO(std::string(variant));
         ImportedModel m = import_hf_dir(kQDir + variant);
         for (const char* name : kChecked) {
             const SafeTensor* want = expected.find(std::string(variant) + "/" + name);
@@ -65,11 +67,18 @@ TEST_CASE("convert quantized: bitsandbytes, FP8 and compressed-tensors checkpoin
             std::vector<float> w(want->numel);
             expected.read_f32(*want, w.data());
             const float* got = param(m, name);
+            // GPTQModel dequantizes in FP16: the exact products (ours) rounded
+            const bool f16 = std::string(variant).rfind("gptq", 0) == 0;
             size_t differ = 0;
-            for (size_t i = 0; i < w.size(); i++) differ += memcmp(&w[i], &got[i], 4) != 0;
+            for (size_t i = 0; i < w.size(); i++) {
+                const float ours = f16 ? f16_to_f32(f32_to_f16(got[i])) : got[i];
+                differ += memcmp(&w[i], &ours, 4) != 0;
+            }
             CHECK(differ == 0);
         }
-        if (std::string(variant) == "bnb_nf4_bf16") continue;  // no FP32 reference logits (the fixture says why)
+        // no FP32 reference logits for these (the fixture says why; transformers reads GPTQ and AWQ only
+        // through GPTQModel's kernels)
+        if (std::string(variant) == "bnb_nf4_bf16" || std::string(variant).rfind("gptq", 0) == 0 || std::string(variant) == "awq_w4") continue;
         // compressed-tensors decompresses in BF16: its weights are ours (the exact products) rounded
         if (std::string(variant).rfind("ct_", 0) == 0)
             for (float& v : m.params) v = bf16_to_f32(f32_to_bf16(v));
@@ -88,7 +97,7 @@ TEST_CASE("convert quantized: --method qlora quantizes a bitsandbytes NF4 checkp
     // every value the code it came from. (The double-quantized absmax codes differ: bitsandbytes took
     // the mean offset of the absmax values before they were quantized, we of their dequantized values.)
     for (const char* variant : {"bnb_nf4_dq", "bnb_nf4", "bnb_nf4_bf16"}) {
-        INFO(variant);
+        INFO(std::string(variant));
         ImportedModel m = import_hf_dir(kQDir + variant);
         SafetensorsSet st = safetensors_open_dir(kQDir + variant);
         const Ops& ops = cpu_ops();
@@ -111,11 +120,26 @@ TEST_CASE("convert quantized: other methods and damaged layouts fail naming the 
     std::vector<StEntry> t4 = raw_tensors(kQDir + "bnb_nf4_dq");
     const std::string q = "model.layers.0.self_attn.q_proj.weight";
 
-    std::string gptq = cfg4;
-    gptq.replace(gptq.find("\"bitsandbytes\""), 14, "\"gptq\"");
-    std::string e = error_with("bnb_nf4_dq", t4, gptq);
-    CHECK(contains(e, "quantization_config.quant_method is 'gptq'"));
+    std::string hqq = cfg4;
+    hqq.replace(hqq.find("\"bitsandbytes\""), 14, "\"hqq\"");
+    std::string e = error_with("bnb_nf4_dq", t4, hqq);
+    CHECK(contains(e, "quantization_config.quant_method is 'hqq'"));
     CHECK(contains(e, "unquantized BF16/FP16 safetensors"));
+    const std::string cfgg = read_file(kQDir + "gptq_w4/config.json");
+    CHECK(contains(error_with("gptq_w4", raw_tensors(kQDir + "gptq_w4"), patched(cfgg, "\"bits\": 4", "\"bits\": 3")),
+                   "quantization_config.bits is 3: gptq checkpoints of 2, 4 or 8 bits are read"));
+    CHECK(contains(error_with("gptq_w4", raw_tensors(kQDir + "gptq_w4"), patched(cfgg, "\"checkpoint_format\": \"gptq\"",
+                                                                                 "\"checkpoint_format\": \"marl\"")),
+                   "checkpoint_format is 'marl': GPTQ's gptq and gptq_v2 layouts are read"));
+    std::vector<StEntry> bad_g = raw_tensors(kQDir + "gptq_w4_asym_actorder");
+    entry(bad_g, "model.layers.0.self_attn.q_proj.g_idx").bytes[0] = 9;  // input 0 in group 9 of 2
+    CHECK(contains(error_with("gptq_w4_asym_actorder", bad_g, read_file(kQDir + "gptq_w4_asym_actorder/config.json")),
+                   "q_proj.g_idx: input 0 is in group 9, not one of the 2"));
+    std::vector<StEntry> no_zeros = raw_tensors(kQDir + "awq_w4");
+    no_zeros.erase(std::find_if(no_zeros.begin(), no_zeros.end(),
+                                [&](const StEntry& x) { return x.name == "model.layers.0.self_attn.q_proj.qzeros"; }));
+    CHECK(contains(error_with("awq_w4", no_zeros, read_file(kQDir + "awq_w4/config.json")),
+                   "q_proj.qweight is packed but model.layers.0.self_attn.q_proj.qzeros is missing beside it"));
 
     std::vector<StEntry> no_map = t4;
     no_map.erase(std::find_if(no_map.begin(), no_map.end(), [&](const StEntry& x) { return x.name == q + ".quant_map"; }));

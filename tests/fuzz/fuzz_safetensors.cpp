@@ -18,12 +18,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         std::vector<float> v((size_t)t.numel);
         set.read_f32(t, v.data());
     }
-    // Each tensor as the weight of a bitsandbytes, fine-grained FP8 and compressed-tensors checkpoint
+    // Each tensor as the weight of a bitsandbytes, fine-grained FP8, compressed-tensors, GPTQ and AWQ checkpoint
     // (its side tensors found by name in the same file).
     static const HfQuantization kinds[] = {
         {"bitsandbytes"}, {"fp8", false, "block", {4, 4}}, {"compressed-tensors", false, "channel", {1, 0}},
         {"compressed-tensors", true, "group", {1, 10}}, {"compressed-tensors", false, "tensor", {0, 0}},
-        {"compressed-tensors", true, "group", {1, 20}, true, true, 4}, {"compressed-tensors", true, "channel", {1, 0}, true, false, 3}};
+        {"compressed-tensors", true, "group", {1, 20}, true, true, 4}, {"compressed-tensors", true, "channel", {1, 0}, true, false, 3},
+        {"gptq", false, "", {0, 0}, false, false, 4, 32, true}, {"awq", false, "", {0, 0}, false, true, 4, 32}};
     for (const SafeTensor& t : set.tensors)
         for (HfQuantization q : kinds) {
             HfWeight w;

@@ -2,7 +2,8 @@
 """Writes the hand-made fuzz seeds seeds/gguf/mini.gguf and seeds/safetensors/mini.safetensors.
 
 quantized_<kind>.safetensors: one weight of each pre-quantized fixture (tests/fixtures/quantized), layer
-0's k_proj, with the side tensors that dequantize it (bitsandbytes 4-bit and 8-bit, FP8, compressed-tensors).
+0's k_proj, with the side tensors that dequantize it (bitsandbytes 4-bit and 8-bit, FP8, compressed-tensors,
+GPTQ, AWQ).
 
 mini.gguf: GGUF v3 with string, u32, bool, f64, string-array, f32-array and array-of-arrays metadata
 and four small tensors (F32, Q8_0, BF16, F16). mini.safetensors: F32, F16 (inf, a subnormal), BF16
@@ -100,6 +101,7 @@ if __name__ == '__main__':
     open(os.path.join(seeds, 'gguf', 'mini.gguf'), 'wb').write(mini_gguf())
     open(os.path.join(seeds, 'safetensors', 'mini.safetensors'), 'wb').write(mini_safetensors())
     quantized = os.path.join(os.path.dirname(os.path.abspath(__file__)), '..', 'fixtures', 'quantized')
-    for kind in ('bnb_nf4_dq', 'bnb_nf4', 'bnb_int8', 'fp8', 'ct_fp8_channel', 'ct_int8_group', 'ct_w4_asym', 'ct_w3_channel'):
+    for kind in ('bnb_nf4_dq', 'bnb_nf4', 'bnb_int8', 'fp8', 'ct_fp8_channel', 'ct_int8_group', 'ct_w4_asym', 'ct_w3_channel',
+                 'gptq_w4_asym_actorder', 'gptq_w8', 'awq_w4'):
         open(os.path.join(seeds, 'safetensors', f'quantized_{kind}.safetensors'), 'wb').write(
             quantized_seed(os.path.join(quantized, kind)))
