@@ -31,26 +31,28 @@ int64_t state_int(const JsonValue& s, const char* key, const SafeTensor& t) {
 // bitsandbytes 4-bit: the JSON quant state, and every side tensor's size against it.
 void bnb4_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& state, HfQuantization& q) {
     const SafeTensor& t = *w.data;
-    const char* file = t.file->path.c_str();
-    if (state.dtype != "U8") fail("%s: tensor %s must be U8 (JSON bytes)", file, state.name.c_str());
+    // The state and the other side tensors may sit in another shard than the weight (a checkpoint
+    // split between them): each is read from, and named with, its own file.
+    const char *file = t.file->path.c_str(), *sfile = state.file->path.c_str();
+    if (state.dtype != "U8") fail("%s: tensor %s must be U8 (JSON bytes)", sfile, state.name.c_str());
     JsonValue s;
     try {
-        s = json_parse(std::string((const char*)t.file->data + state.offset, state.nbytes));
+        s = json_parse(std::string((const char*)state.file->data + state.offset, state.nbytes));
     } catch (const std::runtime_error& e) {
-        fail("%s: tensor %s is not the JSON of a bitsandbytes quant state: %s", file, state.name.c_str(), e.what());
+        fail("%s: tensor %s is not the JSON of a bitsandbytes quant state: %s", sfile, state.name.c_str(), e.what());
     }
     const JsonValue* type = s.get("quant_type");
     w.quant_type = ends_with(state.name, "nf4") ? "nf4" : "fp4";
     if (!type || type->type != JsonValue::String || type->string != w.quant_type)
-        fail("%s: tensor %s: \"quant_type\" must be \"%s\", as its name says", file, state.name.c_str(), w.quant_type.c_str());
+        fail("%s: tensor %s: \"quant_type\" must be \"%s\", as its name says", sfile, state.name.c_str(), w.quant_type.c_str());
     const JsonValue* shape = s.get("shape");
     if (!shape || shape->type != JsonValue::Array || shape->array.size() != 2)
-        fail("%s: tensor %s: \"shape\" must be the weight's [out, in]", file, state.name.c_str());
+        fail("%s: tensor %s: \"shape\" must be the weight's [out, in]", sfile, state.name.c_str());
     w.shape.clear();
     int64_t n = 1;
     for (const JsonValue& d : shape->array) {
         if (d.type != JsonValue::Number || !d.exact_integer || d.integer <= 0 || d.integer > ((int64_t)1 << 31))
-            fail("%s: tensor %s: \"shape\" must be the weight's [out, in]", file, state.name.c_str());
+            fail("%s: tensor %s: \"shape\" must be the weight's [out, in]", sfile, state.name.c_str());
         w.shape.push_back(d.integer);
         n *= d.integer;
     }
@@ -75,10 +77,10 @@ void bnb4_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& state,
         w.nested_blocksize = state_int(s, "nested_blocksize", state);
         const JsonValue* off = s.get("nested_offset");
         if (!off || off->type != JsonValue::Number)
-            fail("%s: tensor %s: \"nested_offset\" must be a number", file, state.name.c_str());
+            fail("%s: tensor %s: \"nested_offset\" must be a number", sfile, state.name.c_str());
         w.nested_offset = (float)off->number;  // Python wrote the FP32 offset's exact value
         if (w.absmax->dtype != "U8" || w.absmax->numel != blocks)
-            fail("%s: tensor %s must hold %lld U8 codes, one per block of %lld", file, w.absmax->name.c_str(),
+            fail("%s: tensor %s must hold %lld U8 codes, one per block of %lld", w.absmax->file->path.c_str(), w.absmax->name.c_str(),
                  (long long)blocks, (long long)w.blocksize);
         read_values(st, *w.nested_quant_map, 256);
         read_values(st, *w.nested_absmax, ceil_div(blocks, w.nested_blocksize));

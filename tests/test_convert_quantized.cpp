@@ -112,6 +112,28 @@ TEST_CASE("convert quantized: --method qlora quantizes a bitsandbytes NF4 checkp
     }
 }
 
+TEST_CASE("convert quantized: a 4-bit weight's quant state and absmax in another shard than its codes") {
+    // A checkpoint sharded by tensor order (transformers < 4.50, other tools) can split a Linear4bit's
+    // tensors at a shard boundary: the quant state must be read from its own file.
+    const std::vector<StEntry> all = raw_tensors(kQDir + "bnb_nf4_dq");
+    std::vector<StEntry> codes, side;
+    for (const StEntry& e : all)
+        (contains(e.name, ".quant_state.") || ends_with(e.name, ".absmax") ? side : codes).push_back(e);
+    std::string d = variant_copy("bnb_nf4_dq", {}, read_file(kQDir + "bnb_nf4_dq/config.json"));
+    std::remove((d + "/model.safetensors").c_str());
+    write_safetensors(d + "/model-00001-of-00002.safetensors", codes);
+    write_safetensors(d + "/model-00002-of-00002.safetensors", side);
+    std::string index = "{\"metadata\": {}, \"weight_map\": {";
+    for (size_t i = 0; i < all.size(); i++) {
+        const bool second = contains(all[i].name, ".quant_state.") || ends_with(all[i].name, ".absmax");
+        index += (i ? ", " : "") + json_quote(all[i].name) + ": \"model-0000" + (second ? "2" : "1") + "-of-00002.safetensors\"";
+    }
+    write_bytes(d + "/model.safetensors.index.json", index + "}}");
+    const ImportedModel whole = import_hf_dir(kQDir + "bnb_nf4_dq"), split = import_hf_dir(d);
+    REQUIRE(split.params.size() == whole.params.size());
+    CHECK(memcmp(split.params.data(), whole.params.data(), whole.params.size() * 4) == 0);
+}
+
 TEST_CASE("convert quantized: other methods and damaged layouts fail naming the key or tensor") {
     const std::string cfg4 = read_file(kQDir + "bnb_nf4_dq/config.json");
     auto error_with = [&](const std::string& variant, const std::vector<StEntry>& tensors, const std::string& config) {
