@@ -277,11 +277,13 @@ ImportedModel import_hf_dir(const std::string& dir, bool load_params) {
         used.push_back(src);
         used.insert(used.end(), weights.back().parts.begin(), weights.back().parts.end());
     }
-    // Leftovers: a tied model may still store lm_head.weight, and old checkpoints store RoPE's inv_freq
-    // buffers; anything else is a part of the architecture we would silently drop.
+    // Leftovers: a tied model may still store lm_head.weight, old checkpoints store RoPE's inv_freq
+    // buffers, and quantized ones their activation and KV-cache scales; anything else is a part of the
+    // architecture we would silently drop.
     const bool gemma3 = m.cfg.architecture(dir) == "gemma3";
     for (const SafeTensor& t : st.tensors) {
         bool known = std::find(used.begin(), used.end(), &t) != used.end() ||
+                     (quantization.present && hf_activation_scale(t.name)) ||
                      (m.cfg.tied_embeddings && (t.name == "lm_head.weight" || t.name == "language_model.lm_head.weight")) ||
                      t.name.find("rotary_emb.inv_freq") != std::string::npos || (gemma3 && vision(t.name));
         if (!known)

@@ -344,6 +344,7 @@ HfQuantization hf_quantization(const JsonValue& config, const std::string& path)
     const JsonValue* qc = config.get("quantization_config");
     if (!qc || qc->is_null()) return q;
     if (qc->type != JsonValue::Object) fail("%s: quantization_config must be an object", path.c_str());
+    q.present = true;
     const JsonValue* m = qc->get("quant_method");
     q.method = m && m->type == JsonValue::String ? m->string : "";
     if (q.method.empty() && (qc->get("load_in_4bit") || qc->get("load_in_8bit"))) q.method = "bitsandbytes";  // older configs
@@ -420,7 +421,6 @@ HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization
             if (st.find(t.name + refused))
                 fail("%s: tensor %s%s: weights with zero points or a group order are not read", t.file->path.c_str(),
                      t.name.c_str(), refused);
-        if (const SafeTensor* input_scale = st.find(module + ".input_scale")) w.parts.push_back(input_scale);  // activations': unused
     } else if (!q.method.empty() && (t.dtype == "U8" || t.dtype == "I8" || t.dtype == "F8_E4M3")) {
         fail("%s: tensor %s is %s without the side tensors that dequantize it (a %s checkpoint's quant_state, SCB, "
              "weight_scale_inv or weight_scale): a damaged or unknown quantization layout", t.file->path.c_str(), t.name.c_str(),
@@ -429,6 +429,12 @@ HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization
         st.check_readable(t);
     }
     return w;
+}
+
+bool hf_activation_scale(const std::string& name) {
+    for (const char* suffix : {".input_scale", ".output_scale", ".activation_scale", ".k_scale", ".v_scale", ".q_scale", ".kv_scale"})
+        if (ends_with(name, suffix)) return true;
+    return false;
 }
 
 float f8e4m3_to_f32(uint8_t v) {

@@ -26,7 +26,7 @@
 //   "-FP8" and "-quantized.w8a8" models), formats float-quantized / int-quantized / naive-quantized:
 //   W float8 E4M3 or int8 [out, in] and MODULE.weight_scale, one per tensor, row, group of group_size
 //   values of a row, or block of block_structure, multiplied in the same way; symmetric schemes only
-//   (no zero points); MODULE.input_scale (static activation scales) is not needed and left out.
+//   (no zero points); activation and KV-cache scales (hf_activation_scale) are not needed and left out.
 //   pack-quantized (RedHatAI's "-quantized.w4a16"): MODULE.weight_packed int32 [out, ceil(in·b/32)], the
 //   b-bit values q + 2^(b-1) of each row packed densely (value i at bit i·b of the row's words, the words
 //   little-endian), MODULE.weight_shape [out, in], weight_scale per row or group of a row, and for an
@@ -58,6 +58,7 @@
 // What config.json's quantization_config says: the method, and FP8's block size.
 struct HfQuantization {
     std::string method;    // "" (none), "bitsandbytes", "fp8" or "compressed-tensors"; others fail in hf_quantization
+    bool present = false;  // config.json has a quantization_config (also a dense compressed-tensors one)
     // fp8 and compressed-tensors: 8-bit values (FP8 E4M3, or INT8) times a scale per block of
     // block[0] x block[1] (0: the whole dimension); strategy: tensor, channel (a row), group (of a row), block
     bool int8 = false;
@@ -109,6 +110,12 @@ struct HfWeight {
 HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization& q);
 // The weight's values as FP32 (dst holds the product of w.shape).
 void hf_weight_read(const SafetensorsSet& st, const HfWeight& w, float* dst);
+// Whether a quantized checkpoint's tensor is a scale of activations or of the KV cache, not of a weight:
+// MODULE.input_scale / output_scale (static activation quantization: compressed-tensors, FP8),
+// activation_scale (transformers' static FP8), self_attn.k_scale / v_scale / q_scale (compressed-tensors'
+// kv_cache_scheme and attention quantization), kv_scale (AutoFP8). They only steer 8-bit inference and
+// are left out.
+bool hf_activation_scale(const std::string& name);
 
 // FP8 E4M3 ("e4m3fn": bias 7, no infinities, S.1111.111 is NaN) to FP32, exactly.
 float f8e4m3_to_f32(uint8_t v);

@@ -134,6 +134,33 @@ TEST_CASE("convert quantized: a 4-bit weight's quant state and absmax in another
     CHECK(memcmp(split.params.data(), whole.params.data(), whole.params.size() * 4) == 0);
 }
 
+TEST_CASE("convert quantized: activation and KV-cache scales are left out") {
+    // llm-compressor's static activation scales (input_scale), its kv_cache_scheme's
+    // self_attn.k_scale / v_scale and transformers' static FP8 activation_scale steer 8-bit inference
+    // only: the weights are the same as without them.
+    std::vector<StEntry> t = raw_tensors(kQDir + "ct_fp8_channel");
+    const std::string bf16_one("\x80\x3f", 2);
+    for (int l = 0; l < 2; l++) {
+        const std::string p = "model.layers." + std::to_string(l) + ".self_attn.";
+        t.push_back({p + "k_scale", "BF16", {}, bf16_one});
+        t.push_back({p + "v_scale", "BF16", {}, bf16_one});
+        t.push_back({p + "q_proj.input_scale", "BF16", {1}, bf16_one});
+        t.push_back({p + "o_proj.activation_scale", "BF16", {}, bf16_one});
+    }
+    std::string cfg = read_file(kQDir + "ct_fp8_channel/config.json");
+    const std::string kv = "\"kv_cache_scheme\": {\"num_bits\": 8, \"type\": \"float\", \"strategy\": \"tensor\", \"dynamic\": false, \"symmetric\": true}";
+    REQUIRE(contains(cfg, "\"kv_cache_scheme\": null"));
+    cfg.replace(cfg.find("\"kv_cache_scheme\": null"), 23, kv);
+    const ImportedModel plain = import_hf_dir(kQDir + "ct_fp8_channel"), scaled = import_hf_dir(variant_copy("ct_fp8_channel", t, cfg));
+    REQUIRE(scaled.params.size() == plain.params.size());
+    CHECK(memcmp(scaled.params.data(), plain.params.data(), plain.params.size() * 4) == 0);
+    // not in an unquantized checkpoint, where such a tensor is an unknown part of the model
+    std::vector<StEntry> bf16 = raw_tensors(kDir + "tiny_llama_hf");
+    bf16.push_back({"model.layers.0.self_attn.k_scale", "BF16", {}, bf16_one});
+    std::string d = copy_hf_dir(kDir + "tiny_llama_hf/", bf16);
+    CHECK(contains(error_of([&] { import_hf_dir(d); }), "tensor model.layers.0.self_attn.k_scale is not part of the model"));
+}
+
 TEST_CASE("convert quantized: other methods and damaged layouts fail naming the key or tensor") {
     const std::string cfg4 = read_file(kQDir + "bnb_nf4_dq/config.json");
     auto error_with = [&](const std::string& variant, const std::vector<StEntry>& tensors, const std::string& config) {
