@@ -117,15 +117,18 @@ void bnb8_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scb, H
 // An 8-bit weight (FP8 E4M3 or INT8) times a scale per block of q.block (the whole weight, a row, a
 // group of a row or a 2-D block), the scales a [ceil(out/b0), ceil(in/b1)] grid (a grid of one scale
 // per tensor or row may be stored as [] / [1] or [out]).
-void scaled_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scale, const HfQuantization& q) {
+void scaled_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scale, HfQuantization& q) {
     const SafeTensor& t = *w.data;
     const char* file = t.file->path.c_str();
     const std::string want = q.int8 ? "I8" : "F8_E4M3";
     if (t.dtype != want || t.shape.size() != 2 || t.numel == 0)
         fail("%s: tensor %s has a scale (%s) beside it but is %s, not an %s matrix", file, t.name.c_str(),
              scale.name.c_str(), t.dtype.c_str(), want.c_str());
-    w.block[0] = q.block[0] ? q.block[0] : t.shape[0];  // 0: the whole dimension
-    w.block[1] = q.block[1] ? q.block[1] : t.shape[1];
+    // AutoFP8's checkpoints (quant_method fp8 without weight_block_size) keep one scale per tensor
+    const bool per_tensor = q.fp8_default_block && scale.numel == 1 && scale.shape.size() <= 1;
+    if (per_tensor) q.strategy = "tensor";
+    w.block[0] = q.block[0] && !per_tensor ? q.block[0] : t.shape[0];  // 0: the whole dimension
+    w.block[1] = q.block[1] && !per_tensor ? q.block[1] : t.shape[1];
     const int64_t rows = ceil_div(t.shape[0], w.block[0]), cols = ceil_div(t.shape[1], w.block[1]);
     const std::vector<int64_t>& s = scale.shape;
     const bool fits = (s.size() == 2 && s[0] == rows && s[1] == cols) || (s.size() == 1 && s[0] == rows && cols == 1) ||
@@ -352,10 +355,13 @@ HfQuantization hf_quantization(const JsonValue& config, const std::string& path)
         const JsonValue* fmt = qc->get("fmt");
         if (fmt && fmt->type == JsonValue::String && fmt->string != "e4m3")
             fail("%s: quantization_config.fmt is '%s': only FP8 E4M3 weights are read", path.c_str(), fmt->string.c_str());
-        q.strategy = "block";
-        q.block[0] = q.block[1] = 128;  // its default
+        // weight_block_size: null is one scale per tensor (FineGrainedFP8Config's weight_block_size=None);
+        // absent, its default 128 x 128, or AutoFP8's scale per tensor (scaled_weight tells them apart)
         const JsonValue* b = qc->get("weight_block_size");
-        if (b && !b->is_null()) config_block(b, q.block, path, "weight_block_size");
+        q.strategy = b && b->is_null() ? "tensor" : "block";
+        q.fp8_default_block = !b;
+        if (!b) q.block[0] = q.block[1] = 128;
+        else if (!b->is_null()) config_block(b, q.block, path, "weight_block_size");
     } else if (q.method == "compressed-tensors") {
         compressed_tensors_scheme(*qc, q, path);
     } else if (q.method == "gptq" || q.method == "awq") {
@@ -401,6 +407,7 @@ HfWeight hf_weight(const SafetensorsSet& st, const SafeTensor& t, HfQuantization
     const SafeTensor* scb = module.empty() ? nullptr : st.find(module + ".SCB");
     // FP8's is W_scale_inv, compressed-tensors' MODULE.weight_scale (both multiply)
     const SafeTensor* scale = st.find(t.name + (q.method == "fp8" ? "_scale_inv" : "_scale"));
+    if (!scale && q.method == "fp8") scale = st.find(t.name + "_scale");  // AutoFP8's (neuralmagic's first -FP8 models)
     if ((q.method == "gptq" || q.method == "awq") && ends_with(t.name, ".qweight")) {
         w.kind = q.method == "gptq" ? HfWeight::Gptq : HfWeight::Awq;
         gptq_awq_weight(st, w, t.name.substr(0, t.name.size() - 8), q);

@@ -20,7 +20,8 @@
 //
 //   FP8 (quant_method "fp8": DeepSeek-V3's and Qwen3's "-FP8" checkpoints): W float8 E4M3 [out, in] and
 //   W_scale_inv FP32 [ceil(out/b0), ceil(in/b1)] for blocks of weight_block_size [b0, b1] (128 x 128):
-//   W[r][c] = E4M3(W8[r][c]) · W_scale_inv[r/b0][c/b1].
+//   W[r][c] = E4M3(W8[r][c]) · W_scale_inv[r/b0][c/b1]. weight_block_size null: one scale per tensor;
+//   AutoFP8's checkpoints (no weight_block_size) store that one scale as MODULE.weight_scale.
 //
 //   compressed-tensors (quant_method "compressed-tensors", llm-compressor's: RedHatAI's "-FP8-dynamic",
 //   "-FP8" and "-quantized.w8a8" models), formats float-quantized / int-quantized / naive-quantized:
@@ -73,6 +74,7 @@ struct HfQuantization {
     // zero points stored minus one, as GPTQ checkpoints (checkpoint_format "gptq") keep them
     int64_t group_size = -1;
     bool gptq_v1 = true;
+    bool fp8_default_block = false;  // fp8 without weight_block_size: 128 x 128, or one scale per tensor
     std::string bnb_kind;  // filled while reading: what the bitsandbytes weights turned out to be
     std::string describe() const;  // "bitsandbytes NF4, double-quantized scales", ... for ./convert's report
 };

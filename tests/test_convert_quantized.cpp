@@ -161,6 +161,40 @@ TEST_CASE("convert quantized: activation and KV-cache scales are left out") {
     CHECK(contains(error_of([&] { import_hf_dir(d); }), "tensor model.layers.0.self_attn.k_scale is not part of the model"));
 }
 
+TEST_CASE("convert quantized: FP8 with one scale per tensor (weight_block_size null, AutoFP8)") {
+    // transformers' FineGrainedFP8Config(weight_block_size=None) stores one weight_scale_inv per
+    // tensor and, for static activations, activation_scale; AutoFP8's checkpoints (neuralmagic's first
+    // -FP8 models: no weight_block_size) a scalar MODULE.weight_scale and input_scale.
+    const std::string cfg = read_file(kQDir + "fp8/config.json");
+    const size_t at = cfg.find("\"weight_block_size\"");
+    REQUIRE(at != std::string::npos);
+    const size_t end = cfg.find(']', at) + 1;
+    const std::string null_block = cfg.substr(0, at) + "\"weight_block_size\": null" + cfg.substr(end);
+    const std::string no_block = cfg.substr(0, cfg.rfind(',', at)) + cfg.substr(end);
+    const float half = 0.5f;
+    const std::string f32_half((const char*)&half, 4);
+    for (const bool autofp8 : {false, true}) {
+        INFO("autofp8 " << autofp8);
+        std::vector<StEntry> t;
+        for (StEntry e : raw_tensors(kQDir + "fp8")) {
+            if (ends_with(e.name, "_scale_inv")) {
+                const std::string module = e.name.substr(0, e.name.size() - 17);
+                t.push_back({autofp8 ? module + ".weight_scale" : e.name, "F32", {}, f32_half});
+                t.push_back({module + (autofp8 ? ".input_scale" : ".activation_scale"), "F32", {}, f32_half});
+            } else {
+                t.push_back(e);
+            }
+        }
+        const ImportedModel m = import_hf_dir(variant_copy("fp8", t, autofp8 ? no_block : null_block));
+        CHECK(m.quantization == "FP8 E4M3 with a scale per tensor");
+        const StEntry& codes = entry(t, kChecked[1]);
+        const float* got = param(m, kChecked[1]);
+        size_t differ = 0;
+        for (size_t i = 0; i < codes.bytes.size(); i++) differ += got[i] != f8e4m3_to_f32((uint8_t)codes.bytes[i]) * 0.5f;
+        CHECK(differ == 0);
+    }
+}
+
 TEST_CASE("convert quantized: other methods and damaged layouts fail naming the key or tensor") {
     const std::string cfg4 = read_file(kQDir + "bnb_nf4_dq/config.json");
     auto error_with = [&](const std::string& variant, const std::vector<StEntry>& tensors, const std::string& config) {
