@@ -174,7 +174,7 @@ void compressed_tensors_scheme(const JsonValue& qc, HfQuantization& q, const std
     if (f != "float-quantized" && f != "int-quantized" && f != "naive-quantized" && f != "pack-quantized")
         fail("%s: quantization_config.format is '%s': of compressed-tensors checkpoints ./convert reads float-quantized, "
              "int-quantized, naive-quantized and pack-quantized ones, not sparse or FP4 ones. Convert the model's "
-             "unquantized BF16/FP16 safetensors (or a GGUF) instead", path.c_str(), f.c_str());
+             "unquantized BF16/FP16 safetensors (or a GGUF) instead", path.c_str(), f.empty() ? "missing" : f.c_str());
     q.packed = f == "pack-quantized";
     const JsonValue* groups = qc.get("config_groups");
     if (!groups || groups->type != JsonValue::Object || groups->object.empty())

@@ -84,7 +84,7 @@ static int run(int argc, char** argv) {
         printf("  quantized: %s, dequantized to FP32%s\n", m.quantization.c_str(),
                // our NF4 is bitsandbytes' in blocks of 64: the same codes come back (test_convert_quantized.cpp)
                m.quantization == "bitsandbytes NF4, double-quantized scales" || m.quantization == "bitsandbytes NF4"
-                   ? " (--method qlora quantizes them to the same NF4 codes again)" : "");
+                   ? " (--method qlora quantizes them to NF4 again: as a rule to the same codes)" : "");
     make_parent_dirs(out);
     model_save(out + ".bin", m.cfg, m.read_tensor, dtype == "f32" ? DType::F32 : DType::BF16);
     tokenizer_save(m.tok, out + ".tok");
