@@ -36,7 +36,7 @@ struct Flags {
                 schedule = "cosine", padding = "longest", truncation = "drop", device = "auto", optimizer = "adamw";
     float val_split = 0.0f, prompt_loss_weight = 0.0f, lr = -1.0f;
     bool resume = false, overwrite = false, check_data = false, dry_run = false, skip_bad_lines = false, epochs_given = false;
-    bool eval_only = false;
+    bool eval_only = false, no_think = false;
     bool eval_samples_given = false, decay_ratio_given = false, saves_given = false, tokens_given = false;
     int log_every = 1, eval_samples = 32;
     std::string lora_shape_flag;  // the last of --lora-r/-alpha/-dropout/-targets and --use-rslora given
@@ -63,6 +63,8 @@ void usage() {
         "                          --val-data repeats too: the val loss then names each file's own as well)\n"
         "  --template NAME         " CHAT_TEMPLATE_NAMES "\n"
         "                          (default: the tokenizer's)\n"
+        "  --no-think              render as apply_chat_template(enable_thinking=False) (qwen3: the held-out\n"
+        "                          prompts open an empty think block; smollm3: reasoning mode /no_think)\n"
         "  --max-seq-len N (512)   --padding longest|max_length   --packing   --truncation drop|truncate|error\n"
         "  --group-by-length       batches of similar lengths (transformers' group_by_length): less padding\n"
         "  --prompt-loss-weight W  weight of prompt tokens in the loss (0..1, default 0)\n"
@@ -138,6 +140,7 @@ void parse_flags(int argc, char** argv, Flags& f) {
         else if (args.is("--val-data")) f.val_data.push_back(args.value());
         else if (args.is("--val-split")) f.val_split = (float)args.number_in(0, 1, false, true);  // 0: none
         else if (args.is("--template")) f.chat_template = args.value();
+        else if (args.is("--no-think")) f.no_think = true;
         else if (args.is("--out")) tc.out_dir = args.value();
         else if (args.is("--method")) f.method = args.value();
         else if (args.is("--lora-r")) tc.lora.rank = args.integer(1), f.lora_shape_flag = "--lora-r";
@@ -327,14 +330,14 @@ DataTokenizer make_data_tokenizer(const Flags& f, const ModelConfig& cfg, Tokeni
         tok = tokenizer_load_any(path);
         if ((int)tok.vocab.size() > cfg.vocab_size)
             fail("%s: the tokenizer has %zu tokens but the model only %d", path.c_str(), tok.vocab.size(), cfg.vocab_size);
-        DataTokenizer dt = data_tokenizer(tok, f.chat_template.empty() ? tok.chat_template : chat_template_from_name(f.chat_template));
+        DataTokenizer dt = data_tokenizer(tok, chat_template_choice(tok.chat_template, f.chat_template, f.no_think));
         printf("tokenizer: %s (%zu tokens, template %s)\n", path.c_str(), tok.vocab.size(), chat_template_name(dt.chat_template.kind));
         if (const std::string w = template_marker_warning(dt); !w.empty()) fprintf(stderr, "warning: %s\n", w.c_str());
         return dt;
     }
     if (cfg.vocab_size < 257) fail("raw bytes need a vocabulary of at least 257 (ids 0-255 and EOS): this model has %d; pass --tokenizer", cfg.vocab_size);
     printf("tokenizer: raw bytes (ids 0-255, EOS 256)\n");
-    return raw_byte_data_tokenizer(chat_template_from_name(f.chat_template.empty() ? "plain" : f.chat_template));
+    return raw_byte_data_tokenizer(chat_template_choice(chat_template_from_name("plain"), f.chat_template, f.no_think));
 }
 
 std::string fmt_time(double s) {

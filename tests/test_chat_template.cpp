@@ -456,6 +456,23 @@ TEST_CASE("chat: SmolLM3 renders as transformers renders its template") {
 // conversations rendered as transformers renders its template, and training conversations tokenized
 // with its v3 SentencePiece model as Mistral's own tokenizer (mistral-common) encodes them for
 // fine-tuning, the system message in the last user turn; the answers alone learned.
+TEST_CASE("chat: --no-think renders Qwen3 and SmolLM3 as transformers does with enable_thinking=False") {
+    int n = 0;
+    const JsonValue fx = json_parse(read_file("tests/fixtures/chat/no_think.json"));
+    for (const JsonValue& c : fx.get("cases")->array) {
+        const bool gen = c.get("add_generation_prompt")->boolean;
+        ChatTemplate t = chat_template_from_name(c.get("template")->string);
+        t.thinking = false;
+        const ParsedFile pf = parse_records(json_quote_line(*c.get("line")), "no_think.jsonl", true,
+                                            gen ? Answers::optional : Answers::required);
+        REQUIRE(pf.invalid.empty());
+        const std::string all = render_marked(t, pf.records.at(0).messages, gen).all;
+        CHECK_MESSAGE(all == c.get("expected")->string, json_quote(all) << " != " << json_quote(c.get("expected")->string));
+        n++;
+    }
+    CHECK(n == 16);
+}
+
 TEST_CASE("chat: Mistral v0.3 renders as its template does and tokenizes as mistral-common does") {
     const JsonValue fx = json_parse(read_file("tests/fixtures/chat/mistral_v03.json"));
     const std::string& jinja = fx.get("template")->string;

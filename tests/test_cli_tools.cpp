@@ -255,3 +255,24 @@ TEST_CASE("cli tools: --model takes a Hugging Face directory or a GGUF file as .
     CHECK(run("./export --model " + bin + ".bin --lora " + lora + " --merge " + s.out("n.bin")).status == 0);
     CHECK(read_file(s.out("m.bin")) == read_file(s.out("n.bin")));
 }
+
+// --no-think, transformers' enable_thinking=False: SmolLM3's reasoning mode in the data ./train reads,
+// Qwen3's generation prompt; refused for a template without the switch.
+TEST_CASE("cli tools: --no-think renders SmolLM3's /no_think mode and is refused where a template has no switch") {
+    Scratch s;
+    const std::string data = s.out("c.jsonl");
+    write_file_atomic(data, "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hello\"}]}\n");
+    const Run off = run("./check_data " + data + " --template smollm3 --no-think --show 1");
+    const Run on = run("./check_data " + data + " --template smollm3 --show 1");
+    INFO(off.out);
+    CHECK(off.status == 0);
+    CHECK(has(off, "Reasoning Mode: /no_think"));
+    CHECK(has(off, "<|im_start|>assistant\n<think>\n\n</think>\n[[Hello<|im_end|>]]"));
+    CHECK(has(on, "Reasoning Mode: /think"));
+    const Run chatml = run("./generate --prompt hi --no-think");
+    CHECK(chatml.status == 1);
+    CHECK(has(chatml, "--no-think: the chatml chat template has no thinking switch"));
+    const Run train = run("./train --no-think --dry-run --out " + s.out("o"));
+    CHECK(train.status == 1);
+    CHECK(has(train, "--no-think: the chatml chat template has no thinking switch"));
+}

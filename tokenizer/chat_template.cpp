@@ -273,12 +273,13 @@ std::string replace_all(std::string s, const std::string& from, const std::strin
 }
 
 // SmolLM3's template (see chat_template.h): its system block, then the turns.
-void render_smollm3(const std::vector<ChatMessage>& messages, bool add_generation_prompt,
+void render_smollm3(const std::vector<ChatMessage>& messages, bool add_generation_prompt, bool thinking,
                     const std::vector<std::string>& tools, std::vector<ChatPiece>& out) {
     const bool system_first = !messages.empty() && messages[0].role == "system";
     const std::string system = system_first ? messages[0].content : "";
-    // "/no_think" wins over "/think" (which it contains); both are taken out of the instructions
-    const bool think = system.find("/no_think") == std::string::npos;
+    // "/no_think" wins over "/think" (which it contains), and either over enable_thinking; both are
+    // taken out of the instructions
+    const bool think = system.find("/no_think") == std::string::npos && (thinking || system.find("/think") != std::string::npos);
     const std::string custom = trim(replace_all(replace_all(system, "/no_think", ""), "/think", ""), true);
     std::string head = "<|im_start|>system\n";
     if (system.find("/system_override") != std::string::npos) {
@@ -394,7 +395,7 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         return out;
     }
     if (t.kind == ChatTemplateKind::SmolLM3) {
-        render_smollm3(messages, add_generation_prompt, tools, out);
+        render_smollm3(messages, add_generation_prompt, t.thinking, tools, out);
         return out;
     }
     if (t.kind == ChatTemplateKind::Gemma3) {
@@ -498,8 +499,8 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
     if (add_generation_prompt) {
         switch (t.kind) {
         case ChatTemplateKind::ChatML:
-        case ChatTemplateKind::Qwen25:
-        case ChatTemplateKind::Qwen3: emit(out, "<|im_start|>assistant\n", false); break;
+        case ChatTemplateKind::Qwen25: emit(out, "<|im_start|>assistant\n", false); break;
+        case ChatTemplateKind::Qwen3: emit(out, t.thinking ? "<|im_start|>assistant\n" : "<|im_start|>assistant\n<think>\n\n</think>\n\n", false); break;
         case ChatTemplateKind::Llama31:
         case ChatTemplateKind::Llama3: emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false); break;
         case ChatTemplateKind::Gemma: emit(out, std::string(messages.empty() ? "<bos>" : "") + "<start_of_turn>model\n", false); break;
@@ -561,4 +562,13 @@ ChatTemplate chat_template_from_name(const std::string& name) {
         if (name == chat_template_name(k))  // Qwen2.5's comes with its default system prompt
             return ChatTemplate{k, k == ChatTemplateKind::Qwen25 ? kQwen25DefaultSystem : ""};
     fail("unknown chat template '%s': valid names are " CHAT_TEMPLATE_NAMES, name.c_str());
+}
+
+ChatTemplate chat_template_choice(const ChatTemplate& own, const std::string& name, bool no_think) {
+    ChatTemplate t = name.empty() ? own : chat_template_from_name(name);
+    if (no_think && t.kind != ChatTemplateKind::Qwen3 && t.kind != ChatTemplateKind::SmolLM3)
+        fail("--no-think: the %s chat template has no thinking switch (qwen3's and smollm3's have: enable_thinking)",
+             chat_template_name(t.kind));
+    t.thinking = !no_think;
+    return t;
 }

@@ -98,6 +98,10 @@ struct ChatTemplate {
     // ChatML and Qwen25 only: the system message a template injects when the conversation has none
     // (SmolLM2: "You are a helpful AI assistant named SmolLM, trained by Hugging Face"); empty = none.
     std::string default_system;
+    // Qwen3 and SmolLM3: false renders as their templates do given enable_thinking=False (./train and
+    // ./generate --no-think): Qwen3's generation prompt opens an empty think block, SmolLM3's reasoning
+    // mode is /no_think unless the system message says /think. A rendering option, not saved.
+    bool thinking = true;
 };
 
 // One function call of an assistant message, as the templates write it:
@@ -162,6 +166,9 @@ std::string tool_calls_text(const ChatMessage& m, bool raw_string_arguments);
 
 // For a --template flag: one of CHAT_TEMPLATE_NAMES; fails listing them otherwise.
 ChatTemplate chat_template_from_name(const std::string& name);
+// What a program renders with: --template NAME, else the tokenizer's own `own`; --no-think (thinking
+// false) only for the templates that have the switch (qwen3, smollm3), failing otherwise.
+ChatTemplate chat_template_choice(const ChatTemplate& own, const std::string& name, bool no_think);
 const char* chat_template_name(ChatTemplateKind kind);
 // Whether a template renders tool definitions, calls and results (qwen2.5, qwen3, smollm3, llama3.1,
 // mistral-v0.3), and the words that name them in messages.

@@ -19,6 +19,7 @@ static const char* kUsage =
     "  --tokenizer PATH          .tok, tokenizer.json or tokenizer.model instead, or bytes (./train's raw bytes)\n"
     "  --template NAME           " CHAT_TEMPLATE_NAMES "\n"
     "                            (default: the tokenizer's)\n"
+    "  --no-think                render as apply_chat_template(enable_thinking=False), as ./train --no-think\n"
     "  --max-seq-len N           512\n"
     "  --prompt-loss-weight W    0 (in [0, 1])\n"
     "  --truncation P            drop | truncate | error (drop)\n"
@@ -48,6 +49,7 @@ int main(int argc, char** argv) {
     return run_main([&] {
         std::vector<std::string> data;
         std::string model = "models/smollm2-135m-instruct.bin", tok_path, tmpl;
+        bool no_think = false;
         DataOptions opt;
         int show = 0;
         Args args(argc, argv, "see ./check_data --help");
@@ -56,6 +58,7 @@ int main(int argc, char** argv) {
             else if (args.is("--model")) model = args.value();
             else if (args.is("--tokenizer")) tok_path = args.value();
             else if (args.is("--template")) tmpl = args.value();
+            else if (args.is("--no-think")) no_think = true;
             else if (args.is("--max-seq-len")) opt.max_seq_len = args.integer(2);
             else if (args.is("--prompt-loss-weight")) opt.prompt_loss_weight = (float)args.number_in(0, 1);
             else if (args.is("--truncation")) opt.truncation = parse_truncation(args.value());
@@ -71,7 +74,7 @@ int main(int argc, char** argv) {
         Tokenizer tok;
         DataTokenizer dt;
         if (tok_path == "bytes") {
-            dt = raw_byte_data_tokenizer(chat_template_from_name(tmpl.empty() ? "plain" : tmpl));
+            dt = raw_byte_data_tokenizer(chat_template_choice(chat_template_from_name("plain"), tmpl, no_think));
         } else {
             if (tok_path.empty() && !file_exists(model))
                 fail("%s: model not found (a relative path is from the current directory), so no tokenizer beside it: "
@@ -80,7 +83,7 @@ int main(int argc, char** argv) {
             const std::string path = tokenizer_of_model(model, tok_path, ", or --tokenizer bytes for raw bytes");
             if (!file_exists(path)) fail("%s: tokenizer not found; pass --tokenizer PATH (.tok, tokenizer.json or tokenizer.model)", path.c_str());
             tok = tokenizer_load_any(path);
-            dt = data_tokenizer(tok, tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl));
+            dt = data_tokenizer(tok, chat_template_choice(tok.chat_template, tmpl, no_think));
             if (const std::string w = template_marker_warning(dt); !w.empty()) std::fprintf(stderr, "warning: %s\n", w.c_str());
         }
         for (const DataReport& r : check_datasets(data, dt, opt, stdout)) std::printf("ok: %s\n", report_summary(r).c_str());

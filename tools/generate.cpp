@@ -194,7 +194,7 @@ void chat(const Model& m, const Tokenizer& tok, const ChatTemplate& ct, const st
 static int run(int argc, char** argv) {
     std::string model_path = "models/smollm2-135m-instruct.bin", tok_path, lora_path, prompt, tmpl, device = "auto", tools_path;
     std::optional<std::string> system;  // given, even empty: an empty system turn replaces the template's default
-    bool raw = false, chatting = false, max_tokens_given = false, prompt_given = false, nf4 = false;
+    bool raw = false, chatting = false, max_tokens_given = false, prompt_given = false, nf4 = false, no_think = false;
     DataRun data_run;
     SampleOptions so;
     so.max_new_tokens = 256;
@@ -208,6 +208,7 @@ static int run(int argc, char** argv) {
         else if (args.is("--template")) tmpl = args.value();
         else if (args.is("--tools")) tools_path = args.value();
         else if (args.is("--raw")) raw = true;
+        else if (args.is("--no-think")) no_think = true;
         else if (args.is("--chat")) chatting = true;
         else if (args.is("--max-tokens")) so.max_new_tokens = args.integer(1), max_tokens_given = true;
         else if (args.is("--temperature")) so.temperature = (float)args.number_in(0, INFINITY);
@@ -233,6 +234,8 @@ static int run(int argc, char** argv) {
                    "(<|im_start|>) is read as those tokens, as transformers' tokenizer reads it. --system \"\"\n"
                    "is an empty system turn, which replaces the template's default system prompt.\n"
                    "--template NAME: " CHAT_TEMPLATE_NAMES " (default: the tokenizer's).\n"
+                   "--no-think renders as apply_chat_template(enable_thinking=False): Qwen3's prompt opens an empty\n"
+                   "think block, SmolLM3's reasoning mode is /no_think (qwen3 and smollm3 only).\n"
                    "--nf4 holds the base projections in NF4, as ./train --method qlora does: the model a QLoRA\n"
                    "adapter was trained and evaluated on (and a quarter of the weights' memory).\n"
                    "--data answers every line of a jsonl file, or row of a .csv/.tsv/.parquet, in the training formats\n"
@@ -304,7 +307,7 @@ static int run(int argc, char** argv) {
         lora_load_any(lora_path, cfg, lc, adapters);
         model_set_lora(m, lc, std::move(adapters));
     }
-    const ChatTemplate ct = tmpl.empty() ? tok.chat_template : chat_template_from_name(tmpl);
+    const ChatTemplate ct = chat_template_choice(tok.chat_template, tmpl, no_think);
     std::vector<std::string> tools;
     if (!tools_path.empty()) {
         std::string why;
