@@ -85,6 +85,9 @@ void bnb4_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& state,
         read_values(st, *w.nested_quant_map, 256);
         read_values(st, *w.nested_absmax, ceil_div(blocks, w.nested_blocksize));
     } else {
+        if (w.absmax->dtype == "U8")  // 8-bit codes of a double quantization whose other half is gone
+            fail("%s: tensor %s holds 8-bit codes (double quantization) but %s.nested_absmax and %s.nested_quant_map "
+                 "are missing beside it", file, w.absmax->name.c_str(), t.name.c_str(), t.name.c_str());
         read_values(st, *w.absmax, blocks);
     }
     const std::string kind = std::string(w.quant_type == "nf4" ? "NF4" : "FP4") +

@@ -234,6 +234,12 @@ TEST_CASE("convert quantized: other methods and damaged layouts fail naming the 
     a.shape[0]--;
     CHECK(contains(error_with("bnb_nf4_dq", short_absmax, cfg4), "must hold 25 U8 codes, one per block of 64"));
 
+    std::vector<StEntry> no_nested = t4;
+    for (const char* part : {".nested_absmax", ".nested_quant_map"})
+        no_nested.erase(std::find_if(no_nested.begin(), no_nested.end(), [&](const StEntry& x) { return x.name == q + part; }));
+    CHECK(contains(error_with("bnb_nf4_dq", no_nested, cfg4), q + ".absmax holds 8-bit codes (double quantization) but " + q +
+                                                                  ".nested_absmax and " + q + ".nested_quant_map are missing"));
+
     std::vector<StEntry> bad_state = t4;
     StEntry& s = entry(bad_state, q + ".quant_state.bitsandbytes__nf4");
     s.bytes = patched(s.bytes, "\"nf4\"", "\"fp4\"");
