@@ -11,11 +11,17 @@
 namespace {
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// A side tensor's values as FP32, checking their count.
-std::vector<float> read_values(const SafetensorsSet& st, const SafeTensor& t, int64_t numel) {
+// A side tensor's count of values, and that they can be read as FP32 (checked before anything is read).
+void expect_values(const SafetensorsSet& st, const SafeTensor& t, int64_t numel) {
     if (t.numel != numel)
         fail("%s: tensor %s has %lld values where %lld are expected (a damaged or unknown quantization layout)",
              t.file->path.c_str(), t.name.c_str(), (long long)t.numel, (long long)numel);
+    st.check_readable(t);
+}
+
+// A side tensor's values as FP32, checking their count.
+std::vector<float> read_values(const SafetensorsSet& st, const SafeTensor& t, int64_t numel) {
+    expect_values(st, t, numel);
     std::vector<float> v((size_t)numel);
     st.read_f32(t, v.data());
     return v;
@@ -72,7 +78,7 @@ void bnb4_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& state,
     w.absmax = side(".absmax", true);
     w.nested_absmax = side(".nested_absmax", false);
     w.nested_quant_map = side(".nested_quant_map", w.nested_absmax != nullptr);
-    read_values(st, *w.quant_map, 16);
+    expect_values(st, *w.quant_map, 16);
     if (w.nested_absmax) {
         w.nested_blocksize = state_int(s, "nested_blocksize", state);
         const JsonValue* off = s.get("nested_offset");
@@ -82,13 +88,13 @@ void bnb4_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& state,
         if (w.absmax->dtype != "U8" || w.absmax->numel != blocks)
             fail("%s: tensor %s must hold %lld U8 codes, one per block of %lld", w.absmax->file->path.c_str(), w.absmax->name.c_str(),
                  (long long)blocks, (long long)w.blocksize);
-        read_values(st, *w.nested_quant_map, 256);
-        read_values(st, *w.nested_absmax, ceil_div(blocks, w.nested_blocksize));
+        expect_values(st, *w.nested_quant_map, 256);
+        expect_values(st, *w.nested_absmax, ceil_div(blocks, w.nested_blocksize));
     } else {
         if (w.absmax->dtype == "U8")  // 8-bit codes of a double quantization whose other half is gone
             fail("%s: tensor %s holds 8-bit codes (double quantization) but %s.nested_absmax and %s.nested_quant_map "
                  "are missing beside it", file, w.absmax->name.c_str(), t.name.c_str(), t.name.c_str());
-        read_values(st, *w.absmax, blocks);
+        expect_values(st, *w.absmax, blocks);
     }
     const std::string kind = std::string(w.quant_type == "nf4" ? "NF4" : "FP4") +
                              (w.blocksize != 64 ? " in blocks of " + std::to_string(w.blocksize) : "") +
@@ -105,7 +111,7 @@ void bnb8_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scb, H
              scb.name.c_str(), t.dtype.c_str());
     w.scale = &scb;
     w.parts.push_back(&scb);
-    read_values(st, scb, t.shape[0]);
+    expect_values(st, scb, t.shape[0]);
     const std::string module = t.name.substr(0, t.name.size() - 7);
     if (const SafeTensor* format = st.find(module + ".weight_format")) {
         w.parts.push_back(format);
@@ -115,6 +121,21 @@ void bnb8_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scb, H
     }
     if (q.bnb_kind.empty()) q.bnb_kind = "8-bit";
     else if (q.bnb_kind.find("8-bit") == std::string::npos) q.bnb_kind += "; 8-bit";
+}
+
+// The scales of w (shape and block set): a [ceil(out/b0), ceil(in/b1)] grid, which with one column may be
+// stored as [out], and with one scale as [] or [1].
+void scale_grid(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scale, const HfQuantization& q) {
+    const int64_t rows = ceil_div(w.shape[0], w.block[0]), cols = ceil_div(w.shape[1], w.block[1]);
+    const std::vector<int64_t>& s = scale.shape;
+    const bool fits = (s.size() == 2 && s[0] == rows && s[1] == cols) || (s.size() == 1 && s[0] == rows && cols == 1) ||
+                      (s.size() <= 1 && scale.numel == 1 && rows == 1 && cols == 1);
+    if (!fits)
+        fail("%s: tensor %s must be [%lld, %lld]: one scale per %lld x %lld block of %s (%s)", scale.file->path.c_str(),
+             scale.name.c_str(), (long long)rows, (long long)cols, (long long)w.block[0], (long long)w.block[1],
+             w.data->name.c_str(), q.describe().c_str());
+    st.check_readable(scale);
+    w.scale = &scale;
 }
 
 // An 8-bit weight (FP8 E4M3 or INT8) times a scale per block of q.block (the whole weight, a row, a
@@ -132,15 +153,7 @@ void scaled_weight(const SafetensorsSet& st, HfWeight& w, const SafeTensor& scal
     if (per_tensor) q.strategy = "tensor";
     w.block[0] = q.block[0] && !per_tensor ? q.block[0] : t.shape[0];  // 0: the whole dimension
     w.block[1] = q.block[1] && !per_tensor ? q.block[1] : t.shape[1];
-    const int64_t rows = ceil_div(t.shape[0], w.block[0]), cols = ceil_div(t.shape[1], w.block[1]);
-    const std::vector<int64_t>& s = scale.shape;
-    const bool fits = (s.size() == 2 && s[0] == rows && s[1] == cols) || (s.size() == 1 && s[0] == rows && cols == 1) ||
-                      (s.size() <= 1 && scale.numel == 1 && rows == 1 && cols == 1);
-    if (!fits)
-        fail("%s: tensor %s must be [%lld, %lld]: one scale per %lld x %lld block of %s (%s)", file, scale.name.c_str(),
-             (long long)rows, (long long)cols, (long long)w.block[0], (long long)w.block[1], t.name.c_str(), q.describe().c_str());
-    st.check_readable(scale);
-    w.scale = &scale;
+    scale_grid(st, w, scale, q);
     w.parts.push_back(&scale);
 }
 
@@ -252,15 +265,7 @@ void packed_weight(const SafetensorsSet& st, HfWeight& w, const std::string& wei
     w.block[0] = q.block[0] ? q.block[0] : rows;
     w.block[1] = q.block[1] ? q.block[1] : cols;
     const int64_t groups = ceil_div(cols, w.block[1]);
-    const SafeTensor* scale = side(weight + "_scale");
-    const std::vector<int64_t>& s = scale->shape;
-    if (!((s.size() == 2 && s[0] == ceil_div(rows, w.block[0]) && s[1] == groups) ||
-          (s.size() <= 1 && scale->numel == 1 && w.block[0] == rows && groups == 1)))
-        fail("%s: tensor %s must be [%lld, %lld]: one scale per %lld x %lld block of %s (%s)", file, scale->name.c_str(),
-             (long long)ceil_div(rows, w.block[0]), (long long)groups, (long long)w.block[0], (long long)w.block[1],
-             t.name.c_str(), q.describe().c_str());
-    st.check_readable(*scale);
-    w.scale = scale;
+    scale_grid(st, w, *side(weight + "_scale"), q);
     if (q.zero_points) {
         w.zero_point = side(weight + "_zero_point");
         const SafeTensor& z = *w.zero_point;
