@@ -163,20 +163,21 @@ static void write_header(AtomicFile& f, const ModelConfig& c, DType dtype, uint3
     f.put(n_tensors);
 }
 
-void model_save(const std::string& path, const ModelConfig& cfg, const std::function<void(size_t, float*)>& read_tensor,
-                DType dtype) {
+// The .bin of `cfg`, tensor i's values from values_of(i, scratch): a pointer into memory that already
+// holds them (a model's params, not copied), or scratch filled by a reader.
+static void write_model(const std::string& path, const ModelConfig& cfg, DType dtype,
+                        const std::function<const float*(size_t, std::vector<float>&)>& values_of) {
     ParamLayout L = param_layout(cfg);
     AtomicFile f(path);
     write_header(f, cfg, dtype, (uint32_t)L.tensors.size());
-    std::vector<float> values;
+    std::vector<float> scratch;
     std::vector<uint16_t> half;
     for (size_t i = 0; i < L.tensors.size(); i++) {
         const size_t n = L.tensors[i].numel;
         f.pad_to(kAlign);
-        values.resize(n);
-        read_tensor(i, values.data());
+        const float* values = values_of(i, scratch);
         if (dtype == DType::F32) {
-            f.write(values.data(), n * sizeof(float));
+            f.write(values, n * sizeof(float));
         } else {
             half.resize(n);
             for (size_t j = 0; j < n; j++) half[j] = f32_to_bf16(values[j]);
@@ -186,13 +187,21 @@ void model_save(const std::string& path, const ModelConfig& cfg, const std::func
     f.commit();
 }
 
+void model_save(const std::string& path, const ModelConfig& cfg, const std::function<void(size_t, float*)>& read_tensor,
+                DType dtype) {
+    const ParamLayout L = param_layout(cfg);
+    write_model(path, cfg, dtype, [&](size_t i, std::vector<float>& scratch) {
+        scratch.resize(L.tensors[i].numel);
+        read_tensor(i, scratch.data());
+        return (const float*)scratch.data();
+    });
+}
+
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype) {
-    ParamLayout L = param_layout(cfg);
+    const ParamLayout L = param_layout(cfg);
     if (params.size() != L.total)
         fail("%s: internal error: %zu parameters given, the config needs %zu", path.c_str(), params.size(), L.total);
-    model_save(path, cfg, [&](size_t i, float* dst) {
-        std::copy_n(params.data() + L.tensors[i].offset, L.tensors[i].numel, dst);
-    }, dtype);
+    write_model(path, cfg, dtype, [&](size_t i, std::vector<float>&) { return params.data() + L.tensors[i].offset; });
 }
 
 static void read_header(ByteReader& r, ModelConfig& cfg, DType& dtype, uint32_t& n_tensors) {
