@@ -33,11 +33,14 @@ uint64_t ModelConfig::hash() const {
     if (nope_interval) h = (h ^ (0x100u + (uint32_t)nope_interval)) * 1099511628211ull;
     if (post_norms) h = (h ^ 0x9e) * 1099511628211ull;
     if (mlp_act) h = (h ^ (0x200u + (uint32_t)mlp_act)) * 1099511628211ull;
+    if (fused_projections) h = (h ^ 0x3f) * 1099511628211ull;
     return h;
 }
 
 float ModelConfig::attn_scale() const {
-    return 1.0f / std::sqrt(query_pre_attn_scalar != 0.0f ? query_pre_attn_scalar : (float)head_dim);
+    const float scale = 1.0f / std::sqrt(query_pre_attn_scalar != 0.0f ? query_pre_attn_scalar : (float)head_dim);
+    // LongRoPE's cos and sin times rope_attn_factor scale q and k both: q·k by its square
+    return rope_attn_factor != 0.0f ? (float)((double)scale * rope_attn_factor * rope_attn_factor) : scale;
 }
 
 std::string ModelConfig::architecture(const std::string& where) const {
@@ -48,6 +51,15 @@ std::string ModelConfig::architecture(const std::string& where) const {
                  "all, which no architecture other tools load has", where.c_str());
         return "gemma3";
     }
+    if (fused_projections) {
+        if (qkv_bias || qk_norm || nope_interval || sliding_pattern)
+            fail("%s: the model has Phi-3's fused projections and q/k/v biases, QK-norm, NoPE layers or a window in "
+                 "some layers only, which no architecture other tools load has", where.c_str());
+        return "phi3";
+    }
+    if (longrope())
+        fail("%s: the model has LongRoPE without Phi-3's fused projections, which no architecture other tools load has",
+             where.c_str());
     if ((qkv_bias != 0) + (qk_norm != 0) + (nope_interval != 0) + (sliding_window != 0) > 1 || sliding_pattern)
         fail("%s: the model has more than one of q/k/v biases, QK-norm, NoPE layers and a sliding window (or the "
              "window in some layers only), which no architecture other tools load has", where.c_str());
@@ -59,6 +71,7 @@ std::string ModelConfig::describe() const {
     char rope[128] = "";  // how positions enter: RoPE scaling, NoPE layers, windows
     if (rope_scale_factor != 0.0f)
         snprintf(rope, sizeof rope, ", %s RoPE x%g", rope_low_freq_factor == 0.0f ? "linear" : "llama3", rope_scale_factor);
+    if (longrope()) snprintf(rope, sizeof rope, ", LongRoPE from %d positions", rope_original_max_pos);
     if (nope_interval) snprintf(rope + strlen(rope), sizeof rope - strlen(rope), ", NoPE every %d layers", nope_interval);
     if (sliding_window && sliding_pattern)
         snprintf(rope + strlen(rope), sizeof rope - strlen(rope), ", window %d (every %d-th layer global)", sliding_window,
@@ -112,6 +125,20 @@ void ModelConfig::validate(const std::string& where) const {
     if (post_norms != 0 && post_norms != 1) fail("%s: post_norms must be 0 or 1 (got %d)", where.c_str(), post_norms);
     if (!(embed_scale >= 0.0f) || !(query_pre_attn_scalar >= 0.0f) || !(rope_local_theta >= 0.0f))
         fail("%s: embed_scale, query_pre_attn_scalar and rope_local_theta must be positive, or 0 for none", where.c_str());
+    if (fused_projections != 0 && fused_projections != 1)
+        fail("%s: fused_projections must be 0 or 1 (got %d)", where.c_str(), fused_projections);
+    // LongRoPE: head_dim / 2 positive factors of each set (the rest 0), an attention factor, the
+    // original context, and no other scaling
+    bool factors_ok = head_dim / 2 <= kMaxRopeFactors;
+    for (int i = 0; i < kMaxRopeFactors && factors_ok; i++) {
+        const bool used = i < head_dim / 2;
+        for (float f : {rope_short_factor[i], rope_long_factor[i]})
+            factors_ok = longrope() ? (used ? f > 0.0f && std::isfinite(f) : f == 0.0f) : f == 0.0f;
+    }
+    if (!factors_ok || !(rope_attn_factor >= 0.0f && std::isfinite(rope_attn_factor)) ||
+        (longrope() && (rope_attn_factor == 0.0f || rope_original_max_pos <= 0 || rope_scale_factor != 0.0f)))
+        fail("%s: LongRoPE needs head_dim / 2 (at most %d) positive short and long factors, an attention factor > 0 and "
+             "the original context, and no other RoPE scaling", where.c_str(), kMaxRopeFactors);
     if (sliding_window < 0 || sliding_pattern < 0 || (sliding_pattern && !sliding_window))
         fail("%s: sliding_window must be >= 0, and sliding_pattern (%d) >= 0 and only with a window", where.c_str(),
              sliding_pattern);
@@ -234,9 +261,14 @@ std::vector<float> rope_inv_freq_local(const ModelConfig& c) {
     return c.rope_local_theta != 0.0f ? rope_inv_freq(c.rope_local_theta, c.head_dim) : rope_inv_freq(c);
 }
 
-std::vector<float> rope_inv_freq(const ModelConfig& c) {
+std::vector<float> rope_inv_freq(const ModelConfig& c, bool long_context) {
     const int half = c.head_dim / 2;
     std::vector<float> f = rope_inv_freq(c.rope_theta, c.head_dim);
+    if (c.longrope()) {  // transformers' _compute_longrope_parameters: 1 / (factor_i · theta^(2i / head_dim)), FP32
+        const float* factor = long_context ? c.rope_long_factor : c.rope_short_factor;
+        for (int i = 0; i < half; i++) f[i] = 1.0f / (factor[i] * std::pow(c.rope_theta, (float)(2 * i) / (float)c.head_dim));
+        return f;
+    }
     if (c.rope_scale_factor == 0.0f) return f;
     if (c.rope_low_freq_factor == 0.0f) {  // linear: transformers' inv_freq / factor
         for (float& x : f) x /= c.rope_scale_factor;

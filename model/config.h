@@ -54,7 +54,24 @@ struct ModelConfig {
     int32_t sliding_window = 0;
     int32_t sliding_pattern = 0;
     float rope_local_theta = 0.0f;
+    // Phi-3 (all 0 for the others):
+    // - fused_projections: Hugging Face stores q/k/v as one qkv_proj ([q; k; v] rows) and gate/up as
+    //   one gate_up_proj ([gate; up] rows). The layout here keeps them apart (the math is LLaMA's);
+    //   the HF and PEFT importers split them, the exporters fuse them back.
+    // - LongRoPE (Phi-3-128k, Phi-3.5): frequency i is divided by rope_short_factor[i] (positions
+    //   within rope_original_max_pos; rope_long_factor[i] past them), and RoPE's cos and sin are
+    //   multiplied by rope_attn_factor, i.e. q·k by its square. Factor 0: none (the arrays hold
+    //   head_dim / 2 values, the rest 0).
+    int32_t fused_projections = 0;
+    float rope_attn_factor = 0.0f;
+    static constexpr int kMaxRopeFactors = 128;  // head_dim 256
+    float rope_short_factor[kMaxRopeFactors] = {};
+    float rope_long_factor[kMaxRopeFactors] = {};
 
+    bool longrope() const { return rope_short_factor[0] != 0.0f; }
+    // A pass over sequences of up to `positions` tokens takes LongRoPE's long factors (transformers:
+    // max(position_ids) + 1 > original_max_position_embeddings).
+    bool long_rope_for(int64_t positions) const { return longrope() && positions > rope_original_max_pos; }
     int q_dim() const { return n_heads * head_dim; }
     bool rope_in_layer(int l) const { return nope_interval == 0 || (l + 1) % nope_interval != 0; }
     // The keys a query of layer l sees back (itself included); 0: its whole causal context.
@@ -70,17 +87,19 @@ struct ModelConfig {
     uint64_t hash() const;           // fingerprint stored in adapters to refuse a wrong base
     std::string describe() const;    // one line: "dim 576, 30 layers, 9/3 heads of 64, ffn 1536, vocab 49152"
     void validate(const std::string& where) const;  // fails naming `where` and the bad field
-    // The architecture exporters write: "gemma3" (post norms, GeGLU, scaled embeddings, QK-norm),
+    // The architecture exporters write: "phi3" (fused projections), "gemma3" (post norms, GeGLU, scaled embeddings, QK-norm),
     // "qwen3" (QK-norm), "qwen2" (q/k/v bias), "smollm3" (NoPE layers), "mistral" (a sliding window
     // in every layer) or "llama". Any other mix is no published architecture: fails naming `where`.
     std::string architecture(const std::string& where) const;
 };
 
 // RoPE's head_dim / 2 inverse frequencies, inv_freq_i = 1 / theta^(2i / head_dim), then the llama3
-// (or linear) scaling when the config has one, in FP32 with transformers' operations in its order: bit-identical
+// (or linear, or LongRoPE's short-context) scaling when the config has one, in FP32 with transformers' operations in its order: bit-identical
 // to it for Llama 3.1/3.2 (tested), except where glibc's powf and torch's differ by an ulp (some
 // theta/head_dim pairs, e.g. 1e6/128 at i = 37).
-std::vector<float> rope_inv_freq(const ModelConfig& c);
+// long_context: LongRoPE's long factors, which transformers takes for a pass whose longest position
+// passes rope_original_max_pos (ModelConfig::long_rope_for); the other scalings ignore it.
+std::vector<float> rope_inv_freq(const ModelConfig& c, bool long_context = false);
 // The windowed layers' table (ModelConfig::rope_local): rope_local_theta's, unscaled.
 std::vector<float> rope_inv_freq_local(const ModelConfig& c);
 // The unscaled table alone: 1 / theta^(2i / head_dim).

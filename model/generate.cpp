@@ -163,7 +163,10 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     // Every layer on n rows (tokens tok, positions pos, cache slots slot, uploaded by this call): each
     // row's k and v go into the cache at its slot, then attend(K, V, layer) fills A.att from A.q (K,
     // V: this layer's cache). Leaves the last hidden state of every row in x.
-    auto forward_rows = [&](int n, const std::function<void(act* K, act* V, int layer)>& attend) {
+    // `positions`: what transformers' forward would reach here (LongRoPE picks its table by it): the
+    // whole prompt for the prompt's pass, whose last token is left to the first step.
+    auto forward_rows = [&](int n, int64_t positions, const std::function<void(act* K, act* V, int layer)>& attend) {
+        P.set_positions(positions);
         ops.to_device(dtok.p, tok.data(), n * sizeof(int32_t));
         ops.to_device(dpos.p, pos.data(), n * sizeof(int32_t));
         ops.to_device(dslot.p, slot.data(), n * sizeof(int32_t));
@@ -180,6 +183,8 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
 
     for (size_t p = 0; p + 1 < passes.size(); p++) {
         int n = 0;
+        int64_t longest = 0;
+        for (int s = passes[p]; s < passes[p + 1]; s++) longest = std::max<int64_t>(longest, prompts[s].size());
         for (int s = passes[p]; s < passes[p + 1]; s++)
             for (int t = 0; t + 1 < (int)prompts[s].size(); t++, n++) {
                 tok[n] = prompts[s][t];
@@ -189,7 +194,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             }
         if (n == 0) continue;  // one-token prompts only
         ops.to_device(dseg.p, seg.data(), n * sizeof(int32_t));
-        forward_rows(n, [&](act*, act*, int l) {
+        forward_rows(n, longest, [&](act*, act*, int l) {
             ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), dseg.i(), 1, n, c.n_heads,
                                   c.n_kv_heads, c.head_dim, c.attn_scale(), c.window_of_layer(l));
         });
@@ -215,7 +220,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         }
         if (!any) break;
         ops.to_device(dlen.p, len.data(), S * sizeof(int32_t));
-        forward_rows(S, [&](act* K, act* Vv, int l) {
+        forward_rows(S, *std::max_element(len.begin(), len.end()), [&](act* K, act* Vv, int l) {
             ops.attention_decode(A.att.a(), A.q.a(), K, Vv, dlen.i(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim,
                                  c.attn_scale(), c.window_of_layer(l));
         });

@@ -131,6 +131,34 @@ void gemma3_config(const HfConfig& h, ModelConfig& c) {
     }
 }
 
+// Phi-3's LongRoPE (rope_type "longrope", "su" in the first releases) as transformers'
+// _compute_longrope_parameters reads it: a short and a long factor per frequency, the original
+// context (in the RoPE parameters or, in Phi-3's configs, beside them), and the attention factor,
+// given or sqrt(1 + ln(factor) / ln(original)) with factor max_position_embeddings / original.
+void phi3_longrope(const HfConfig& h, const JsonValue& scaling, ModelConfig& c) {
+    const int half = c.head_dim / 2;
+    auto factors = [&](const char* key, float* out) {
+        const JsonValue* v = scaling.get(key);
+        if (!v || v->type != JsonValue::Array || (int)v->array.size() != half || half > ModelConfig::kMaxRopeFactors)
+            fail("%s: LongRoPE needs \"%s\", a list of head_dim / 2 = %d numbers", h.path.c_str(), key, half);
+        for (int i = 0; i < half; i++) {
+            const JsonValue& x = v->array[i];
+            if (x.type != JsonValue::Number || !(x.number > 0)) fail("%s: %s[%d] must be a positive number", h.path.c_str(), key, i);
+            out[i] = (float)x.number;
+        }
+    };
+    factors("short_factor", c.rope_short_factor);
+    factors("long_factor", c.rope_long_factor);
+    const JsonValue* orig = scaling.get("original_max_position_embeddings");
+    c.rope_original_max_pos = orig && !orig->is_null() ? (int32_t)h.number(orig, "original_max_position_embeddings", 0)
+                                                       : h.integer("original_max_position_embeddings", 4096);
+    if (c.rope_original_max_pos <= 0) fail("%s: original_max_position_embeddings must be positive", h.path.c_str());
+    const double factor = h.number(scaling.get("factor"), "factor", (double)c.max_seq_len / c.rope_original_max_pos);
+    const double attn = factor <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(factor) / std::log((double)c.rope_original_max_pos));
+    c.rope_attn_factor = (float)h.number(scaling.get("attention_factor"), "attention_factor", attn);
+    c.validate(h.path);
+}
+
 // A gemma3 (multimodal) config keeps its language model's in "text_config".
 const char* const kGemma3Defaults[][2] = {{"vocab_size", "262208"}, {"hidden_size", "2304"}, {"intermediate_size", "9216"},
                                           {"num_hidden_layers", "26"}, {"num_attention_heads", "8"},
@@ -158,8 +186,9 @@ ModelConfig hf_config(const std::string& dir, HfQuantization& quantization) {
     if (type == "gemma3_text")  // fill in what the config leaves to Gemma3TextConfig's defaults
         for (const auto& d : kGemma3Defaults)
             if (!h.get(d[0])) h.j.object.emplace_back(d[0], json_parse(d[1]));
-    if (type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3" && type != "smollm3" && type != "gemma3_text")
-        fail("%s: %s: supported are llama, mistral, qwen2, qwen3, smollm3, gemma3_text and gemma3", h.path.c_str(),
+    if (type != "llama" && type != "mistral" && type != "qwen2" && type != "qwen3" && type != "smollm3" &&
+        type != "gemma3_text" && type != "phi3")
+        fail("%s: %s: supported are llama, mistral, qwen2, qwen3, smollm3, phi3, gemma3_text and gemma3", h.path.c_str(),
              type.empty() ? "no \"model_type\"" : ("model_type is '" + type + "'").c_str());
     const JsonValue* act = h.get("hidden_act");
     if (type != "gemma3_text" && act && act->type == JsonValue::String && act->string != "silu")
@@ -188,6 +217,14 @@ ModelConfig hf_config(const std::string& dir, HfQuantization& quantization) {
     c.qkv_bias = type == "qwen2";
     c.qk_norm = type == "qwen3";
     if (type == "smollm3") c.nope_interval = smollm3_nope_interval(h, c.n_layers);
+    c.fused_projections = type == "phi3";
+    if (c.fused_projections) {  // (transformers 5 keeps it in rope_parameters, earlier ones beside them)
+        const JsonValue* in_rp = rp && rp->type == JsonValue::Object ? rp->get("partial_rotary_factor") : nullptr;
+        const double rotary = h.number(in_rp ? in_rp : h.get("partial_rotary_factor"), "partial_rotary_factor", 1.0);
+        if (rotary != 1.0)
+            fail("%s: partial_rotary_factor is %g: RoPE on part of each head (Phi-4-mini) is not supported",
+                 h.path.c_str(), rotary);
+    }
     if (type == "gemma3_text") {
         gemma3_config(h, c);
         c.validate(h.path);
@@ -214,6 +251,8 @@ ModelConfig hf_config(const std::string& dir, HfQuantization& quantization) {
         } else if (type == "linear") {  // every frequency divided by the factor
             c.rope_scale_factor = (float)h.number(scaling->get("factor"), "factor", 1.0);
             c.validate(h.path);
+        } else if (c.fused_projections && (type == "longrope" || type == "su")) {
+            phi3_longrope(h, *scaling, c);
         } else if (type != "default") {
             fprintf(stderr, "warning: %s: the model uses RoPE scaling of type '%s', which this trainer does not implement "
                     "(llama3 is); its outputs will differ from the original's\n", h.path.c_str(), type.c_str());
@@ -223,7 +262,7 @@ ModelConfig hf_config(const std::string& dir, HfQuantization& quantization) {
     // one only with use_sliding_window, in the layers from max_window_layers on: not implemented.
     const JsonValue* window = h.get("sliding_window");
     const bool has_window = window && window->type == JsonValue::Number && window->number < c.max_seq_len;
-    if (has_window && type == "mistral") {
+    if (has_window && (type == "mistral" || type == "phi3")) {  // (Phi-3-mini-4k: 2047 keys)
         c.sliding_window = h.integer("sliding_window");
         c.validate(h.path);
     } else if (has_window && type != "llama" && h.flag("use_sliding_window")) {
@@ -266,7 +305,11 @@ ImportedModel import_hf_dir(const std::string& dir, bool load_params) {
     ParamLayout L = param_layout_within(m.cfg, st.tensors.size());
     std::vector<HfWeight> weights;
     std::vector<const SafeTensor*> used;  // the weights and the side tensors of quantized ones
-    for (const TensorInfo& t : L.tensors) {
+    std::vector<FusedPart> slices(L.tensors.size());  // Phi-3's: each tensor's rows of its fused one
+    for (size_t i = 0; i < L.tensors.size(); i++) {
+        TensorInfo t = L.tensors[i];
+        const std::string fused = fused_tensor_name(m.cfg, t.name, slices[i]);
+        if (!fused.empty()) t.name = fused, t.shape[0] = slices[i].total;  // what the checkpoint holds
         const SafeTensor* src = source(t.name);
         if (!src && quantization.packed) src = source(t.name + "_packed");  // compressed-tensors' packed weights
         if (!src && ends_with(t.name, ".weight") && (quantization.method == "gptq" || quantization.method == "awq"))
@@ -291,10 +334,25 @@ ImportedModel import_hf_dir(const std::string& dir, bool load_params) {
                  t.file->path.c_str(), t.name.c_str());
     }
     if (!quantization.method.empty()) m.quantization = quantization.describe();
-    m.read_tensor = [set, weights, shift = gemma3 ? L.tensors : std::vector<TensorInfo>{}](size_t i, float* dst) {
+    // A fused tensor is read whole into `fused` once for its consecutive parts (q, k, v; gate, up),
+    // and let go after the last.
+    auto fused = std::make_shared<std::pair<const SafeTensor*, std::vector<float>>>();
+    m.read_tensor = [set, weights, slices, fused, tensors = L.tensors, gemma3](size_t i, float* dst) {
+        const FusedPart& part = slices[i];
+        if (part.module) {
+            const size_t cols = tensors[i].shape[1];
+            if (fused->first != weights[i].data) {
+                fused->second.resize((size_t)part.total * cols);
+                hf_weight_read(*set, weights[i], fused->second.data());
+                fused->first = weights[i].data;
+            }
+            std::copy_n(fused->second.begin() + part.row0 * cols, tensors[i].numel, dst);
+            if (part.index + 1 == part.count) *fused = {};  // (the last part: not held after the import)
+            return;
+        }
         hf_weight_read(*set, weights[i], dst);
-        if (!shift.empty() && gemma_norm_tensor(shift[i]))  // Gemma3RMSNorm's (1 + w), stored with the 1 in
-            for (size_t j = 0; j < shift[i].numel; j++) dst[j] += 1.0f;
+        if (gemma3 && gemma_norm_tensor(tensors[i]))  // Gemma3RMSNorm's (1 + w), stored with the 1 in
+            for (size_t j = 0; j < tensors[i].numel; j++) dst[j] += 1.0f;
     };
     if (load_params) import_load_params(m);
     return m;

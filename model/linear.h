@@ -23,12 +23,20 @@ struct Pass {
     // the backward's recompute, and every decoding step of generate(), read it again.
     float* dora_norms = nullptr;
     mutable std::vector<char> dora_fresh;
-    std::vector<float> inv_freq;        // RoPE's frequencies (rope_inv_freq of the config)
+    mutable std::vector<float> inv_freq;  // RoPE's frequencies (rope_inv_freq of the config)
     std::vector<float> inv_freq_local;  // those of the windowed layers, when they have their own
+    mutable bool long_rope = false;     // inv_freq holds LongRoPE's long factors (set_positions)
     Pass(const Model& model, const Ops& o, float* g, float p, uint64_t key, float neftune = 0.0f)
         : m(model), ops(o), W(model_weights(model, o)), grads(g), dropout(p), dropout_key(key), neftune_alpha(neftune),
           dora_fresh((size_t)model.cfg.n_layers * LORA_NUM_TARGETS, 0), inv_freq(rope_inv_freq(model.cfg)),
           inv_freq_local(model.cfg.rope_local_theta != 0.0f ? rope_inv_freq_local(model.cfg) : std::vector<float>()) {}
+    // The forward about to run reaches `positions` (its longest position + 1): LongRoPE takes its long
+    // factors past the original context, for every position of that forward, as transformers does
+    // (ModelConfig::long_rope_for). Nothing changes for other models.
+    void set_positions(int64_t positions) const {
+        const bool want = m.cfg.long_rope_for(positions);
+        if (want != long_rope) inv_freq = rope_inv_freq(m.cfg, want), long_rope = want;
+    }
     // Layer l's RoPE table.
     const float* rope_table(int l) const { return m.cfg.rope_local(l) ? inv_freq_local.data() : inv_freq.data(); }
     // The one way to a base weight: in place, or an NF4 weight dequantized into the scratch (valid

@@ -331,6 +331,7 @@ void forward_layers(const Pass& P, Workspace& ws, const Batch& batch) {
     P.ops.to_device(ws.tokens.p, batch.tokens.data(), N * sizeof(int32_t));
     P.ops.to_device(ws.pos.p, batch.pos.data(), N * sizeof(int32_t));
     P.ops.to_device(ws.seg.p, batch.seg.data(), N * sizeof(int32_t));
+    P.set_positions(N ? *std::max_element(batch.pos.begin(), batch.pos.begin() + N) + 1 : 0);
     P.ops.embedding_forward(ws.resid.a(), ws.tokens.i(), P.w(P.m.off.embed), N, c.dim, c.embedding_scale());
     // NEFTune as transformers adds it (a hook on the embedding's output, after Gemma's scale): the
     // magnitude is alpha / sqrt(L · dim) with L the batch's row length, padded or packed, and every

@@ -18,16 +18,18 @@
 namespace {
 const uint32_t kModelMagic = 0x424d4c4c;  // "LLMB"
 // Version 2 appended the llama3 RoPE scaling fields to the config, version 3 the QK-norm flag,
-// version 4 the NoPE interval, version 5 Gemma 3's fields and the sliding window; each version's
-// config is a prefix of the next (48, 64, 68, 72 bytes). A file is written in the oldest version
-// that holds its model, so older builds read what they can.
-const uint32_t kModelVersion = 5;
-constexpr size_t kConfigBytes[kModelVersion + 1] = {0, 48, 64, 68, 72, sizeof(ModelConfig)};
+// version 4 the NoPE interval, version 5 Gemma 3's fields and the sliding window, version 6 Phi-3's
+// (fused projections, LongRoPE); each version's config is a prefix of the next (48, 64, 68, 72, 100
+// bytes). A file is written in the oldest version that holds its model, so older builds read what
+// they can.
+const uint32_t kModelVersion = 6;
+constexpr size_t kConfigBytes[kModelVersion + 1] = {0, 48, 64, 68, 72, 100, sizeof(ModelConfig)};
 static_assert(offsetof(ModelConfig, rope_scale_factor) == 48, "the version 1 config is the prefix");
 static_assert(offsetof(ModelConfig, qk_norm) == 64, "the version 2 config is the prefix");
 static_assert(offsetof(ModelConfig, nope_interval) == 68, "the version 3 config is the prefix");
 static_assert(offsetof(ModelConfig, mlp_act) == 72, "the version 4 config is the prefix");
-static_assert(sizeof(ModelConfig) == 100, "a new config field needs a new version");
+static_assert(offsetof(ModelConfig, fused_projections) == 100, "the version 5 config is the prefix");
+static_assert(sizeof(ModelConfig) == 1132, "a new config field needs a new version");
 const size_t kAlign = 64;                 // bytes; lets readers mmap tensors with aligned vector loads
 
 void add(ParamLayout& L, const std::string& name, std::vector<int64_t> shape, bool decay) {
@@ -128,6 +130,34 @@ ModelOffsets model_offsets(const ModelConfig& c) {
     return o;
 }
 
+FusedPart fused_part(const ModelConfig& c, int t) {
+    FusedPart p;
+    if (!c.fused_projections || t == 3 || t == 6) return p;  // (o and down stand alone)
+    const int64_t Q = c.q_dim(), KV = c.kv_dim(), F = c.ffn_dim;
+    if (t < 3) {
+        p.module = "self_attn.qkv_proj", p.total = Q + 2 * KV, p.count = 3, p.index = t, p.first = 0;
+        p.row0 = t == 0 ? 0 : Q + (t - 1) * KV, p.rows = t == 0 ? Q : KV;
+    } else {
+        p.module = "mlp.gate_up_proj", p.total = 2 * F, p.count = 2, p.index = t - 4, p.first = 4;
+        p.row0 = (t - 4) * F, p.rows = F;
+    }
+    return p;
+}
+
+std::string fused_tensor_name(const ModelConfig& c, const std::string& name, FusedPart& part) {
+    static const char* const kParts[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                                         nullptr, "mlp.gate_proj.weight", "mlp.up_proj.weight"};
+    const size_t dot = name.rfind('.', name.rfind('.') - 1);  // before "q_proj.weight"
+    if (!c.fused_projections || dot == std::string::npos || name.compare(0, 13, "model.layers.") != 0) return "";
+    const size_t module = name.rfind('.', dot - 1) + 1;  // "self_attn.q_proj.weight"
+    for (int t = 0; t < 6; t++)
+        if (kParts[t] && name.compare(module, std::string::npos, kParts[t]) == 0) {
+            part = fused_part(c, t);
+            return name.substr(0, module) + part.module + ".weight";
+        }
+    return "";
+}
+
 uint16_t f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
@@ -145,9 +175,11 @@ float bf16_to_f32(uint16_t h) {
 
 // Header: magic, version, then the config fields in declaration order, dtype, tensor count. The
 // version is the oldest that holds the model: 2, 3 with QK-norm, 4 with NoPE layers, 5 with Gemma 3's
-// fields or a sliding window.
+// fields or a sliding window, 6 with Phi-3's.
 uint32_t model_file_version(const ModelConfig& c) {
     const ModelConfig plain{};
+    if (memcmp((const char*)&c + kConfigBytes[5], (const char*)&plain + kConfigBytes[5], kConfigBytes[6] - kConfigBytes[5]))
+        return 6;
     if (memcmp((const char*)&c + kConfigBytes[4], (const char*)&plain + kConfigBytes[4], kConfigBytes[5] - kConfigBytes[4]))
         return 5;
     return c.nope_interval ? 4u : c.qk_norm ? 3u : 2u;
@@ -233,7 +265,7 @@ ModelConfig model_read_config(const std::string& path) {
     check_model_not_directory(path);
     FILE* f = fopen(path.c_str(), "rb");
     if (!f) fail("%s: cannot open model file", path.c_str());
-    std::string head(256, '\0');
+    std::string head(sizeof(ModelConfig) + 64, '\0');  // magic, version, config, dtype, count
     head.resize(fread(&head[0], 1, head.size(), f));
     fclose(f);
     ByteReader r(path, head);

@@ -75,11 +75,27 @@ struct ModelOffsets {
 };
 ModelOffsets model_offsets(const ModelConfig& cfg);
 
+// Phi-3's checkpoints (ModelConfig::fused_projections) store some projections of a layer as one
+// tensor, their rows one after another: q, k, v as self_attn.qkv_proj, gate, up as mlp.gate_up_proj.
+// Projection t (LoraTarget order: q, k, v, o, gate, up, down) is then rows [row0, row0 + rows) of the
+// layer's `module`, which holds `total` rows and `count` projections, this one the `index`-th.
+// Another model's projections, and o and down: module null (stored as they are).
+struct FusedPart {
+    const char* module = nullptr;  // "self_attn.qkv_proj" or "mlp.gate_up_proj"
+    int64_t row0 = 0, rows = 0, total = 0;
+    int index = 0, count = 1;
+    int first = 0;  // the first projection of the module (LoraTarget order)
+};
+FusedPart fused_part(const ModelConfig& cfg, int t);
+// The fused tensor that holds layout tensor `name` ("model.layers.3.self_attn.k_proj.weight" →
+// "model.layers.3.self_attn.qkv_proj.weight"), with its part; empty for a tensor stored as it is.
+std::string fused_tensor_name(const ModelConfig& cfg, const std::string& name, FusedPart& part);
+
 // model .bin: magic "LLMB", version (model_file_version: each config lacks only the later fields;
 // version 1, from before the RoPE scaling fields, still reads), the config, dtype, tensor count,
 // then the tensors in layout order, each 64-byte aligned. F32 or BF16 on disk; always FP32 in memory
 // on the CPU backend.
-// The oldest version that holds the config: 5 with Gemma 3's fields or a sliding window, 4 with
+// The oldest version that holds the config: 6 with Phi-3's fields, 5 with Gemma 3's fields or a sliding window, 4 with
 // NoPE layers, 3 with QK-norm, else 2.
 uint32_t model_file_version(const ModelConfig& cfg);
 void model_save(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, DType dtype);
