@@ -261,6 +261,10 @@ std::vector<float> rope_inv_freq_local(const ModelConfig& c) {
     return c.rope_local_theta != 0.0f ? rope_inv_freq(c.rope_local_theta, c.head_dim) : rope_inv_freq(c);
 }
 
+float longrope_default_attn_factor(double factor, int32_t original_max_pos) {
+    return factor <= 1.0 ? 1.0f : (float)std::sqrt(1.0 + std::log(factor) / std::log((double)original_max_pos));
+}
+
 std::vector<float> rope_inv_freq(const ModelConfig& c, bool long_context) {
     const int half = c.head_dim / 2;
     std::vector<float> f = rope_inv_freq(c.rope_theta, c.head_dim);

@@ -97,6 +97,9 @@ struct ModelConfig {
 // (or linear, or LongRoPE's short-context) scaling when the config has one, in FP32 with transformers' operations in its order: bit-identical
 // to it for Llama 3.1/3.2 (tested), except where glibc's powf and torch's differ by an ulp (some
 // theta/head_dim pairs, e.g. 1e6/128 at i = 37).
+// LongRoPE's attention factor when the config gives none (transformers' _compute_longrope_parameters):
+// sqrt(1 + ln(s) / ln(original)) with s = max_position_embeddings / original, 1 for s <= 1.
+float longrope_default_attn_factor(double factor, int32_t original_max_pos);
 // long_context: LongRoPE's long factors, which transformers takes for a pass whose longest position
 // passes rope_original_max_pos (ModelConfig::long_rope_for); the other scalings ignore it.
 std::vector<float> rope_inv_freq(const ModelConfig& c, bool long_context = false);

@@ -38,6 +38,7 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
                       : arch == "smollm3" ? "SmolLM3ForCausalLM"
                       : arch == "gemma3"  ? "Gemma3ForCausalLM"
                       : arch == "mistral" ? "MistralForCausalLM"
+                      : arch == "phi3"    ? "Phi3ForCausalLM"
                                           : "LlamaForCausalLM";
     auto id = [](int32_t v) { return v < 0 ? std::string("null") : std::to_string(v); };
     const std::string model_type = arch == "gemma3" ? "gemma3_text" : arch;
@@ -47,8 +48,21 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
                    "  \"max_position_embeddings\": %d,\n",
                    cfg.vocab_size, cfg.dim, cfg.ffn_dim, cfg.n_layers, cfg.n_heads, cfg.n_kv_heads, cfg.head_dim,
                    cfg.max_seq_len);
+    auto factors = [&](const float* f) {
+        std::string list;
+        for (int i = 0; i < cfg.head_dim / 2; i++) list += (i ? ", " : "") + float_json(f[i]);
+        return "[" + list + "]";
+    };
     const std::string scaling =
-        cfg.rope_scale_factor == 0.0f ? "null"
+        // (Phi-3's own keys, which transformers before 4.48 and vLLM require: no attention factor where
+        // the context's ratio gives it)
+        cfg.longrope() ? "{\"type\": \"longrope\", \"short_factor\": " + factors(cfg.rope_short_factor) +
+                             ", \"long_factor\": " + factors(cfg.rope_long_factor) +
+                             (cfg.rope_attn_factor == longrope_default_attn_factor((double)cfg.max_seq_len / cfg.rope_original_max_pos,
+                                                                                   cfg.rope_original_max_pos)
+                                  ? std::string("}")
+                                  : ", \"attention_factor\": " + float_json(cfg.rope_attn_factor) + "}")
+        : cfg.rope_scale_factor == 0.0f ? "null"
         : cfg.rope_low_freq_factor == 0.0f
             ? "{\"rope_type\": \"linear\", \"factor\": " + float_json(cfg.rope_scale_factor) + "}"
             : "{\"rope_type\": \"llama3\", \"factor\": " + float_json(cfg.rope_scale_factor) + ", \"low_freq_factor\": " +
@@ -64,6 +78,10 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
     else if (arch == "qwen3") config += "  \"attention_bias\": false,\n  \"use_sliding_window\": false,\n";
     else config += "  \"attention_bias\": false,\n  \"mlp_bias\": false,\n";
     if (arch == "mistral") config += strf("  \"sliding_window\": %d,\n", cfg.sliding_window);
+    if (arch == "phi3")
+        config += strf("  \"sliding_window\": %s,\n  \"original_max_position_embeddings\": %d,\n",
+                       cfg.sliding_window ? std::to_string(cfg.sliding_window).c_str() : "null",
+                       cfg.longrope() ? cfg.rope_original_max_pos : cfg.max_seq_len);
     if (arch == "gemma3") {
         std::string types;
         for (int l = 0; l < cfg.n_layers; l++)
@@ -94,7 +112,13 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
         out = &shifted;
     }
     std::vector<SafeTensorOut> tensors;
-    for (const TensorInfo& t : param_layout(cfg).tensors) tensors.push_back({t.name, t.shape, out->data() + t.offset});
+    for (const TensorInfo& t : param_layout(cfg).tensors) {
+        FusedPart part;
+        const std::string fused = fused_tensor_name(cfg, t.name, part);
+        if (fused.empty()) tensors.push_back({t.name, t.shape, out->data() + t.offset});
+        // Phi-3's fused tensor: its parts lie one after another in the layout, so it is their span
+        else if (part.index == 0) tensors.push_back({fused, {part.total, t.shape[1]}, out->data() + t.offset});
+    }
     safetensors_write(dir + "/model.safetensors", tensors, dtype);
     tokenizer_save_hf(tok, dir, cfg.max_seq_len);
     write_file_atomic(dir + "/config.json", config);

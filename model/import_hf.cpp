@@ -154,8 +154,8 @@ void phi3_longrope(const HfConfig& h, const JsonValue& scaling, ModelConfig& c) 
                                                        : h.integer("original_max_position_embeddings", 4096);
     if (c.rope_original_max_pos <= 0) fail("%s: original_max_position_embeddings must be positive", h.path.c_str());
     const double factor = h.number(scaling.get("factor"), "factor", (double)c.max_seq_len / c.rope_original_max_pos);
-    const double attn = factor <= 1.0 ? 1.0 : std::sqrt(1.0 + std::log(factor) / std::log((double)c.rope_original_max_pos));
-    c.rope_attn_factor = (float)h.number(scaling.get("attention_factor"), "attention_factor", attn);
+    c.rope_attn_factor = (float)h.number(scaling.get("attention_factor"), "attention_factor",
+                                         longrope_default_attn_factor(factor, c.rope_original_max_pos));
     c.validate(h.path);
 }
 

@@ -5,6 +5,8 @@
 // shown to matter by taking it out; and out again to HF and PEFT as Phi-3 has them.
 #include <doctest/doctest.h>
 
+#include <cstring>
+
 #include "model/export_hf.h"
 #include "model/lora_peft.h"
 #include "test_convert_util.h"
@@ -59,4 +61,65 @@ TEST_CASE("import: Phi-3-mini-4k and Phi-4's form (no RoPE scaling, tied, older 
     CHECK(h.cfg.sliding_window == 0);
     check_transformers_logits(h, kPhi3 + "tiny_phi3_plain_logits.json", "tiny Phi-3 (plain)",
                               [](Model& m) { m.cfg.rope_theta = 10000.0f; });
+}
+
+TEST_CASE("export: Phi-3 out to HF fuses its projections again and keeps LongRoPE and the window: it reads back as "
+          "the same model") {
+    for (const char* name : {"tiny_phi3_hf", "tiny_phi3_plain_hf"}) {
+        CAPTURE(name);
+        ImportedModel h = import_hf_dir(kPhi3 + name);
+        const std::string d = temp_dir() + "/hf";
+        export_hf_dir(d, h.cfg, h.params, h.tok, DType::F32);
+        const std::string config = read_file(d + "/config.json");
+        CHECK(contains(config, "\"model_type\": \"phi3\""));
+        CHECK(contains(config, "Phi3ForCausalLM"));
+        SafetensorsSet st = safetensors_open_dir(d);
+        CHECK(st.find("model.layers.0.self_attn.qkv_proj.weight"));
+        CHECK(st.find("model.layers.1.mlp.gate_up_proj.weight"));
+        CHECK(!st.find("model.layers.0.self_attn.q_proj.weight"));
+        ImportedModel b = import_hf_dir(d);
+        check_same_model(h, b);
+        CHECK(b.cfg.describe() == h.cfg.describe());
+        CHECK(std::memcmp(&b.cfg, &h.cfg, sizeof(ModelConfig)) == 0);
+    }
+}
+
+TEST_CASE("import: Phi-3 configs in the hub's keys (rope_scaling of type su or longrope, a given attention factor), "
+          "and what no Phi-3 here can be, refused naming the key") {
+    const std::string src = kPhi3 + "tiny_phi3_hf/";
+    const std::string config = read_file(src + "config.json");
+    auto replaced = [](std::string text, const std::string& from, const std::string& to) {
+        const size_t at = text.find(from);
+        REQUIRE(at != std::string::npos);
+        return text.replace(at, from.size(), to);
+    };
+    auto with = [&](const std::string& from, const std::string& to) {
+        const std::string d = copy_hf_dir(src, hf_tensors(src));
+        write_bytes(d + "/config.json", replaced(config, from, to));
+        return d;
+    };
+    const ModelConfig want = import_hf_dir(src).cfg;
+    // Phi-3-mini-128k's config.json: rope_scaling {"type": "su", ...} (before "longrope"), rope_theta and
+    // the original context beside it
+    const std::string old = with("\"rope_parameters\"", "\"rope_theta\": 10000.0, \"rope_scaling\"");
+    write_bytes(old + "/config.json", replaced(replaced(read_file(old + "/config.json"), "\"type\": \"longrope\"", "\"type\": \"su\""),
+                                               "\"rope_type\": \"longrope\",", ""));
+    CHECK(!contains(read_file(old + "/config.json"), "longrope"));
+    ImportedModel o = import_hf_dir(old);
+    CHECK(std::memcmp(&o.cfg, &want, sizeof(ModelConfig)) == 0);
+
+    // A given attention factor wins over the one the contexts' ratio gives, and goes out with the model.
+    ImportedModel a = import_hf_dir(with("\"long_factor\"", "\"attention_factor\": 1.5, \"long_factor\""));
+    CHECK(a.cfg.rope_attn_factor == 1.5f);
+    CHECK(a.cfg.attn_scale() == doctest::Approx(2.25 / std::sqrt(8.0)));
+    const std::string d = temp_dir() + "/hf";
+    export_hf_dir(d, a.cfg, a.params, a.tok, DType::F32);
+    CHECK(contains(read_file(d + "/config.json"), "\"attention_factor\": 1.5"));
+    CHECK(import_hf_dir(d).cfg.rope_attn_factor == 1.5f);
+
+    auto error = [&](const std::string& from, const std::string& to) { return error_of([&] { import_hf_dir(with(from, to)); }); };
+    CHECK(contains(error("\"partial_rotary_factor\": 1.0", "\"partial_rotary_factor\": 0.75"),
+                   "partial_rotary_factor is 0.75: RoPE on part of each head (Phi-4-mini) is not supported"));
+    CHECK(contains(error("\"short_factor\": [", "\"short_factor\": [2.0, "), "LongRoPE needs \"short_factor\", a list of head_dim / 2 = 4 numbers"));
+    CHECK(contains(error("1.25,", "-1.0,"), "long_factor[0] must be a positive number"));
 }
