@@ -39,10 +39,17 @@ uint32_t lora_parse_targets(const std::string& list) {
         item.erase(item.find_last_not_of(' ') + 1);
         // Accept HF module names too: q_proj, gate_proj, ...
         std::string name = item.size() > 5 && item.compare(item.size() - 5, 5, "_proj") == 0 ? item.substr(0, item.size() - 5) : item;
+        // Phi-3's fused modules (qkv_proj, gate_up_proj), as its PEFT recipes name them: their projections
+        if (name == "qkv" || name == "gate_up") {
+            mask |= name == "qkv" ? 1u << LORA_Q | 1u << LORA_K | 1u << LORA_V : 1u << LORA_GATE | 1u << LORA_UP;
+            continue;
+        }
         int found = -1;
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             if (name == kLoraTargetNames[t]) found = t;
-        if (found < 0) fail("--lora-targets: unknown target '%s' (use a comma list of q,k,v,o,gate,up,down, or all)", item.c_str());
+        if (found < 0)
+            fail("--lora-targets: unknown target '%s' (use a comma list of q,k,v,o,gate,up,down (or qkv, gate_up), or all)",
+                 item.c_str());
         mask |= 1u << found;
     }
     if (!mask) fail("--lora-targets: empty list (use e.g. q,k,v,o or all)");

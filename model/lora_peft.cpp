@@ -27,10 +27,17 @@ constexpr int kNumLayerPrefixes = 3;
 enum PeftPart { kPartA, kPartB, kPartMagnitude, kNumParts };
 const char* const kPartSuffix[kNumParts] = {".lora_A.weight", ".lora_B.weight", ".lora_magnitude_vector"};
 
+// The module PEFT adapts for target t: its own, or Phi-3's fused one that holds it (qkv_proj for q, k
+// and v; gate_up_proj for gate and up), whose adapter is all of theirs.
+const char* peft_module(const ModelConfig& cfg, int t) {
+    const FusedPart f = fused_part(cfg, t);
+    return f.module ? f.module : kModule[t];
+}
+
 // PEFT's saved name of part `part` of layer l's target t under layer prefix p:
 // base_model.model.model.layers.{l}.{module}.lora_A.weight for a text-only model.
-std::string peft_tensor_name(int p, int l, int t, int part) {
-    return kLayers[p] + std::to_string(l) + "." + kModule[t] + kPartSuffix[part];
+std::string peft_tensor_name(const ModelConfig& cfg, int p, int l, int t, int part) {
+    return kLayers[p] + std::to_string(l) + "." + peft_module(cfg, t) + kPartSuffix[part];
 }
 
 // Where each part of target t of layer l lives in the adapter buffer, and its shape.
@@ -78,12 +85,98 @@ std::string json_ids(const std::vector<int32_t>& ids) {
 }
 }  // namespace
 
+namespace {
+// Whether target t is the first adapted projection of its PEFT module (a fused module is listed, and
+// written, once: at its first adapted projection).
+bool first_of_module(const ModelConfig& cfg, const LoraConfig& lc, int t) {
+    const FusedPart f = fused_part(cfg, t);
+    for (int u = f.module ? f.first : t; u < t; u++)
+        if (lc.has((LoraTarget)u)) return false;
+    return lc.has((LoraTarget)t);
+}
+
+// Phi-3's adapters as PEFT has them: on the fused qkv_proj and gate_up_proj, whose adapter is that of
+// all their projections at once. A fused module's adapted projections that share one A (an adapter
+// that came from PEFT so) give that A and their B's rows one after another: rank r. Otherwise its A
+// stacks theirs and its B is block-diagonal, so that the rows of projection i get B_i·A_i exactly,
+// at rank n·r for n adapted projections. PEFT and vLLM take one rank for every module, so every
+// module then goes out at the largest such rank R, its A padded with zero rows and its B with zero
+// columns (which add nothing to B·A), and alpha scaled to keep the scale (lora_alpha_at_rank).
+// Appends every adapter's tensors to `out` (their memory in `owned`) and returns R; for another
+// model, appends nothing and returns r.
+int fused_peft_modules(const ModelConfig& cfg, const LoraConfig& lc, const std::vector<float>& adapters,
+                       const LoraLayout& L, PeftBase base, std::vector<SafeTensorOut>& out,
+                       std::vector<std::vector<float>>& owned) {
+    if (!cfg.fused_projections) return lc.rank;
+    const int r = lc.rank;
+    auto module_targets = [&](int t) {  // the adapted projections of t's module, t the first
+        std::vector<int> ts = {t};
+        const FusedPart f = fused_part(cfg, t);
+        for (int u = t + 1; f.module && u < f.first + f.count; u++)
+            if (lc.has((LoraTarget)u)) ts.push_back(u);
+        return ts;
+    };
+    auto shared_a = [&](int l, const std::vector<int>& ts) {
+        for (int t : ts)
+            if (!std::equal(adapters.begin() + L.A(l, t), adapters.begin() + L.A(l, t) + L.B(l, t) - L.A(l, t),
+                            adapters.begin() + L.A(l, ts[0])))
+                return false;
+        return true;
+    };
+    int R = r;
+    for (int l = 0; l < cfg.n_layers; l++)
+        for (int t = 0; t < LORA_NUM_TARGETS; t++)
+            if (lc.has_layer(l) && first_of_module(cfg, lc, t)) {
+                const std::vector<int> ts = module_targets(t);
+                if (!shared_a(l, ts)) R = std::max(R, (int)ts.size() * r);
+            }
+    for (int l = 0; l < cfg.n_layers; l++)
+        for (int t0 = 0; t0 < LORA_NUM_TARGETS; t0++) {
+            if (!lc.has_layer(l) || !first_of_module(cfg, lc, t0)) continue;
+            const std::vector<int> ts = module_targets(t0);
+            const bool shared = shared_a(l, ts);
+            const FusedPart f0 = fused_part(cfg, t0);
+            int in, rows;
+            lora_target_shape(cfg, (LoraTarget)t0, in, rows);
+            if (f0.module) rows = (int)f0.total;
+            if (lc.use_dora && f0.module && (int)ts.size() != f0.count)
+                fail("Phi-3's %s: DoRA adapts it as a whole in PEFT, so its magnitudes need all of its projections "
+                     "adapted (this adapter has %zu of %d): train them all (--lora-targets) to export it", f0.module,
+                     ts.size(), f0.count);
+            std::vector<float> A((size_t)R * in), B((size_t)rows * R), M(lc.use_dora ? rows : 0);
+            for (size_t i = 0; i < ts.size(); i++) {
+                const int t = ts[i];
+                const FusedPart f = fused_part(cfg, t);
+                const int64_t row0 = f.module ? f.row0 : 0, col0 = shared ? 0 : (int64_t)i * r;
+                int t_in, t_out;
+                lora_target_shape(cfg, (LoraTarget)t, t_in, t_out);
+                std::copy_n(adapters.begin() + L.A(l, t), (size_t)r * in, A.begin() + col0 * in);
+                for (int j = 0; j < t_out; j++)
+                    std::copy_n(adapters.begin() + L.B(l, t) + (size_t)j * r, r, B.begin() + (row0 + j) * R + col0);
+                if (lc.use_dora) std::copy_n(adapters.begin() + L.M(l, t), t_out, M.begin() + row0);
+            }
+            const std::vector<int64_t> shapes[kNumParts] = {{R, in}, {rows, R}, {rows}};
+            std::vector<float>* parts[kNumParts] = {&A, &B, &M};
+            for (int part = 0; part < num_parts(lc); part++) {
+                owned.push_back(std::move(*parts[part]));  // (a moved vector keeps its memory: the pointer stays good)
+                out.push_back({peft_tensor_name(cfg, (int)base, l, t0, part), shapes[part], owned.back().data()});
+            }
+        }
+    return R;
+}
+}  // namespace
+
+double lora_alpha_at_rank(const LoraConfig& lc, int rank) {
+    const double k = (double)rank / lc.rank;
+    return lc.alpha * (lc.use_rslora ? std::sqrt(k) : k);
+}
+
 PeftBase peft_base_default(const ModelConfig& cfg) {
     return cfg.architecture("peft_base_default") == "gemma3" && cfg.dim >= 2560 ? PeftBase::image_text : PeftBase::text;
 }
 
-void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
-                      const std::vector<float>& adapters, PeftBase base) {
+int lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
+                     const std::vector<float>& adapters, PeftBase base) {
     LoraLayout L = lora_layout(cfg, lc);
     if (adapters.size() != L.total) fail("%s: %zu adapter values, the layout needs %zu", dir.c_str(), adapters.size(), L.total);
     std::error_code ec;
@@ -101,13 +194,15 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     }
 
     // PEFT's names in lora_layout's order (A, B and with DoRA the magnitude of each adapted
-    // projection of each layer).
+    // projection of each layer); Phi-3's fused modules and the rank they need, fused_peft_modules.
     std::vector<SafeTensorOut> tensors;
-    for (int l = 0; l < cfg.n_layers; l++)
+    std::vector<std::vector<float>> fused;  // the tensors made for them
+    const int rank = fused_peft_modules(cfg, lc, adapters, L, base, tensors, fused);
+    for (int l = 0; l < cfg.n_layers && !cfg.fused_projections; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             if (lc.adapts(l, (LoraTarget)t))
                 for (int part = 0; part < num_parts(lc); part++)
-                    tensors.push_back({peft_tensor_name((int)base, l, t, part), part_shape(cfg, lc, t, part),
+                    tensors.push_back({peft_tensor_name(cfg, (int)base, l, t, part), part_shape(cfg, lc, t, part),
                                        adapters.data() + part_offset(L, l, t, part)});
     // The saved modules; a tied model's one tensor under both names, as PEFT's ensure_weight_tying
     // writes it.
@@ -125,8 +220,8 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     // expression (which PEFT matches against whole module paths) names the language model's alone.
     std::string targets;
     for (int t = 0; t < LORA_NUM_TARGETS; t++)
-        if (lc.has((LoraTarget)t)) {
-            std::string m = kModule[t];
+        if (first_of_module(cfg, lc, t)) {
+            std::string m = peft_module(cfg, t);
             m = m.substr(m.find('.') + 1);
             if (base == PeftBase::text) targets += std::string(targets.empty() ? "" : ", ") + json_quote(m);
             else targets += (targets.empty() ? "" : "|") + m;
@@ -165,22 +260,23 @@ void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const Lora
     }
     std::string buf(4096 + tokens.size(), '\0');
     buf.resize(snprintf(buf.data(), buf.size(),
-             "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": %g,\n"
+             "{\n  \"peft_type\": \"LORA\",\n  \"task_type\": \"CAUSAL_LM\",\n  \"r\": %d,\n  \"lora_alpha\": %.9g,\n"
              "  \"lora_dropout\": %g,\n  \"use_rslora\": %s,\n  \"use_dora\": %s,\n  \"target_modules\": %s,\n"
              "  \"layers_to_transform\": %s,\n"
              "  \"modules_to_save\": %s,\n  \"ensure_weight_tying\": %s,\n  \"trainable_token_indices\": %s,\n"
              "  \"bias\": \"none\",\n  \"fan_in_fan_out\": false,\n  \"inference_mode\": true,\n"
              "  \"base_model_name_or_path\": null\n}\n",
-             lc.rank, lc.alpha, lc.dropout, lc.use_rslora ? "true" : "false", lc.use_dora ? "true" : "false",
+             rank, lora_alpha_at_rank(lc, rank), lc.dropout, lc.use_rslora ? "true" : "false", lc.use_dora ? "true" : "false",
              targets.c_str(), layers_json.c_str(), saved.c_str(), saves && cfg.tied_embeddings ? "true" : "false",
              tokens.c_str()));
     write_file_atomic(dir + "/adapter_config.json", buf);
+    return rank;
 }
 
 namespace {
 // The PEFT module name of `tensor` (".../layers.{l}.self_attn.q_proj.lora_A.weight") as its layer
 // prefix (kLayers), layer, target and part, or false when it is no LoRA tensor of a decoder projection.
-bool parse_peft_name(const std::string& tensor, int& prefix, int& layer, int& target, int& part) {
+bool parse_peft_name(const ModelConfig& cfg, const std::string& tensor, int& prefix, int& layer, uint32_t& targets, int& part) {
     for (int p = 0; p < kNumLayerPrefixes; p++) {
         const std::string pre = kLayers[p];
         if (tensor.compare(0, pre.size(), pre) != 0) continue;
@@ -189,13 +285,11 @@ bool parse_peft_name(const std::string& tensor, int& prefix, int& layer, int& ta
         const std::string num = tensor.substr(pre.size(), dot - pre.size());
         if (num.find_first_not_of("0123456789") != std::string::npos || num.size() > 6) return false;
         layer = std::stoi(num);
+        targets = 0;  // (every projection of a fused module)
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
             for (int k = 0; k < kNumParts; k++)
-                if (tensor == peft_tensor_name(p, layer, t, k)) {
-                    prefix = p, target = t, part = k;
-                    return true;
-                }
-        return false;
+                if (tensor == peft_tensor_name(cfg, p, layer, t, k)) prefix = p, targets |= 1u << t, part = k;
+        return targets != 0;
     }
     return false;
 }
@@ -465,7 +559,8 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
     int prefix = -1, vision = 0;
     std::vector<char> present(cfg.n_layers, 0);  // the layers with adapter tensors
     for (const SafeTensor& t : st.tensors) {
-        int p, layer, target, part;
+        int p, layer, part;
+        uint32_t targets;
         bool saved_module = false;
         for (int q = 0; q < kNumLayerPrefixes; q++)
             saved_module |= t.name == peft_embed_name(q) || t.name == peft_head_name(q) ||
@@ -476,7 +571,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
             vision++;
             continue;
         }
-        if (!parse_peft_name(t.name, p, layer, target, part)) {
+        if (!parse_peft_name(cfg, t.name, p, layer, targets, part)) {
             if (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos ||
                 t.name.find(".lora_magnitude_vector.") != std::string::npos)
                 fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
@@ -494,7 +589,7 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
             fail("%s: tensor %s names its layer as %s..., an earlier one as %s...: one adapter is for one model", wpath.c_str(),
                  t.name.c_str(), kLayers[p], kLayers[prefix]);
         prefix = p;
-        lc.targets |= 1u << target;
+        lc.targets |= targets;
         present[layer] = 1;
     }
     if (!lc.targets) fail("%s: holds no LoRA tensors of the language model's layers", wpath.c_str());
@@ -527,13 +622,25 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
         for (int t = 0; t < LORA_NUM_TARGETS; t++) {
             if (!lc.adapts(l, (LoraTarget)t)) continue;
             for (int part = 0; part < num_parts(lc); part++) {
-                const std::string name = peft_tensor_name(prefix, l, t, part);
+                const std::string name = peft_tensor_name(cfg, prefix, l, t, part);
                 const SafeTensor* src = st.find(name);
                 if (!src)
                     fail("%s: tensor %s is missing (every adapted layer needs the same adapted projections%s)", wpath.c_str(),
                          name.c_str(), part == kPartMagnitude ? ", and with use_dora each its magnitude" : "");
                 // r from adapter_config.json, in/out from the base model
-                read_checked(st, *src, wpath, name, part_shape(cfg, lc, t, part), adapters.data() + part_offset(L, l, t, part));
+                float* dst = adapters.data() + part_offset(L, l, t, part);
+                const FusedPart f = fused_part(cfg, t);
+                if (!f.module || part == kPartA) {  // (a fused module's A is each of its projections')
+                    read_checked(st, *src, wpath, name, part_shape(cfg, lc, t, part), dst);
+                    continue;
+                }
+                // B [total, r] or the magnitude [total]: this projection's rows of them
+                std::vector<int64_t> shape = part_shape(cfg, lc, t, part);
+                shape[0] = f.total;
+                std::vector<float> all((size_t)f.total * (part == kPartB ? lc.rank : 1));
+                read_checked(st, *src, wpath, name, shape, all.data());
+                const size_t row = part == kPartB ? lc.rank : 1;
+                std::copy_n(all.begin() + f.row0 * row, f.rows * row, dst);
             }
         }
     read_saved_modules(st, wpath, cpath, cfg, saves, truthy("ensure_weight_tying"), prefix, lc, adapters);

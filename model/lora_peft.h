@@ -27,8 +27,15 @@ PeftBase peft_base_default(const ModelConfig& cfg);
 // [k, dim]: a tied model's as a list, an untied model's by module name), some layers only as
 // layers_to_transform (in the image-text model's regular expression). Creates `dir` when needed.
 // Refuses a `dir` that holds anything but an earlier adapter export (a model export above all).
-void lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
-                      const std::vector<float>& adapters, PeftBase base);
+// Phi-3's adapters go on its fused qkv_proj and gate_up_proj, as PEFT has them: a fused module's B is
+// block-diagonal over its projections' (their A's stacked), or their B's stacked where they share one
+// A (an adapter PEFT trained). PEFT and vLLM take one rank for all modules: every module then goes out
+// at the largest rank this needs, zero-padded, with lora_alpha scaled to keep the scale. Returns the
+// rank written (r, but for Phi-3).
+int lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
+                     const std::vector<float>& adapters, PeftBase base);
+// lora_alpha at another rank with the same scale: alpha / r (rsLoRA: alpha / sqrt(r)) unchanged.
+double lora_alpha_at_rank(const LoraConfig& lc, int rank);
 
 // A PEFT LoRA adapter directory onto `cfg`: rank, alpha, dropout and rsLoRA from adapter_config.json,
 // the adapted projections from the tensors in adapter_model.safetensors (F32, F16 or BF16), which

@@ -123,3 +123,94 @@ TEST_CASE("import: Phi-3 configs in the hub's keys (rope_scaling of type su or l
     CHECK(contains(error("\"short_factor\": [", "\"short_factor\": [2.0, "), "LongRoPE needs \"short_factor\", a list of head_dim / 2 = 4 numbers"));
     CHECK(contains(error("1.25,", "-1.0,"), "long_factor[0] must be a positive number"));
 }
+
+namespace {
+// The model with the adapter: max |logit - the fixture's| on its tokens.
+double logit_diff_with(const ImportedModel& base, const LoraConfig& lc, const std::vector<float>& adapters,
+                       const std::string& logits_json) {
+    Model m;
+    model_init(m, base.cfg, base.params);
+    model_set_lora(m, lc, adapters);
+    std::vector<int32_t> ids;
+    std::vector<float> got;
+    return max_logit_diff(m, logits_json, ids, got);
+}
+}  // namespace
+
+TEST_CASE("PEFT: an adapter on Phi-3's fused qkv_proj and gate_up_proj reads as one on each of their projections "
+          "(PeftModel's logits), and goes out fused again at its own rank") {
+    ImportedModel base = import_hf_dir(kPhi3 + "tiny_phi3_hf");
+    LoraConfig lc;
+    std::vector<float> adapters;
+    lora_load_any(kPhi3 + "tiny_phi3_peft", base.cfg, lc, adapters);
+    CHECK(lc.rank == 4);
+    CHECK(lora_targets_string(lc.targets) == "q,k,v,o,gate,up,down");
+    CHECK(lora_parse_targets("qkv_proj, o_proj, gate_up_proj, down_proj") == lc.targets);  // (the names Phi-3 recipes use)
+    const std::string want = kPhi3 + "tiny_phi3_peft_logits.json";
+    const double worst = logit_diff_with(base, lc, adapters, want);
+    MESSAGE("Phi-3 PEFT adapter: max |logit - PeftModel's| " << worst);
+    CHECK(worst < 1e-4);
+
+    // Out again: q, k and v share the A they came with, so qkv_proj keeps rank 4, and the file holds
+    // the same tensors as PEFT's.
+    const std::string d = temp_dir() + "/peft";
+    lora_export_peft(d, base.cfg, lc, adapters, PeftBase::text);
+    const std::string config = read_file(d + "/adapter_config.json");
+    CHECK(contains(config, "\"r\": 4,"));
+    CHECK(contains(config, "[\"qkv_proj\", \"o_proj\", \"gate_up_proj\", \"down_proj\"]"));
+    SafetensorsSet ours, theirs;
+    safetensors_add_file(ours, d + "/adapter_model.safetensors");
+    safetensors_add_file(theirs, kPhi3 + "tiny_phi3_peft/adapter_model.safetensors");
+    REQUIRE(ours.tensors.size() == theirs.tensors.size());
+    for (const SafeTensor& t : theirs.tensors) {
+        CAPTURE(t.name);
+        const SafeTensor* o = ours.find(t.name);
+        REQUIRE(o);
+        REQUIRE(o->shape == t.shape);
+        std::vector<float> a(t.numel), b(t.numel);
+        theirs.read_f32(t, a.data());
+        ours.read_f32(*o, b.data());
+        CHECK(a == b);
+    }
+}
+
+TEST_CASE("PEFT: our Phi-3 adapters (a separate A for each projection) go out on the fused modules block-diagonal, "
+          "every module at that rank, the scale kept: the same model") {
+    ImportedModel base = import_hf_dir(kPhi3 + "tiny_phi3_hf");
+    for (const char* targets : {"q,v,o,up,down", "q,k,v,gate,up", "k"}) {
+        for (bool rslora : {false, true}) {
+            CAPTURE(targets);
+            CAPTURE(rslora);
+            LoraConfig lc;
+            lc.rank = 3;
+            lc.alpha = 5.0f;
+            lc.use_rslora = rslora;
+            lc.targets = lora_parse_targets(targets);
+            std::vector<float> adapters;
+            lora_init(base.cfg, lc, adapters, 7);
+            Rng rng(3);
+            for (float& x : adapters) x = x == 0.0f ? 0.3f * rng.normal() : x;  // B random too
+            const std::string d = temp_dir() + "/peft";
+            lora_export_peft(d, base.cfg, lc, adapters, PeftBase::text);
+            LoraConfig back;
+            std::vector<float> read;
+            lora_load_any(d, base.cfg, back, read);
+            const int n = std::string(targets) == "q,k,v,gate,up" ? 3 : std::string(targets) == "k" ? 1 : 2;
+            CHECK(back.rank == n * 3);
+            CHECK(back.scale() == doctest::Approx(lc.scale()).epsilon(1e-6));
+            // The same function: the logits with either adapter.
+            Model a, b;
+            model_init(a, base.cfg, base.params);
+            model_init(b, base.cfg, base.params);
+            model_set_lora(a, lc, adapters);
+            model_set_lora(b, back, read);
+            const std::vector<int32_t> ids = {5, 77, 140, 3, 299, 18, 42, 9};
+            std::vector<float> la(ids.size() * 300), lb(la.size());
+            model_logits(a, ids.data(), (int)ids.size(), la.data());
+            model_logits(b, ids.data(), (int)ids.size(), lb.data());
+            double worst = 0;
+            for (size_t i = 0; i < la.size(); i++) worst = std::max(worst, (double)std::fabs(la[i] - lb[i]));
+            CHECK(worst < 1e-4);
+        }
+    }
+}

@@ -112,9 +112,11 @@ static int run(int argc, char** argv) {
         const PeftBase base = peft_base == "text"         ? PeftBase::text
                               : peft_base == "image-text" ? PeftBase::image_text
                                                           : peft_base_default(cfg);
-        lora_export_peft(peft, cfg, lc, adapters, base);
-        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%g, targets %s%s%s%s%s), for %s\n",
-               peft.c_str(), lc.rank, lc.alpha, lora_targets_string(lc.targets).c_str(),
+        const int rank = lora_export_peft(peft, cfg, lc, adapters, base);
+        const std::string fused = rank == lc.rank ? "" : strf(" (r=%d here: PEFT adapts Phi-3's fused qkv_proj and "
+                                                              "gate_up_proj, which hold several of the projections)", lc.rank);
+        printf("wrote %s/adapter_model.safetensors and adapter_config.json (r=%d, alpha=%.9g%s, targets %s%s%s%s%s), for %s\n",
+               peft.c_str(), rank, lora_alpha_at_rank(lc, rank), fused.c_str(), lora_targets_string(lc.targets).c_str(),
                lc.layers.empty() ? "" : (", layers_to_transform " + lora_layers_string(lc.layers)).c_str(),
                lc.use_dora ? ", DoRA: use_dora with each lora_magnitude_vector" : "",
                !lc.save_modules      ? ""
