@@ -208,6 +208,13 @@ ModelConfig llama3_scaled(ModelConfig c, float factor) {
     c.rope_original_max_pos = 8192;
     return c;
 }
+// Phi-3: LLaMA's math, q/k/v and gate/up fused in its checkpoints, untied, eps 1e-5.
+ModelConfig phi3(int vocab, int dim, int layers, int heads, int kv, int ffn, int ctx, float theta, int window) {
+    ModelConfig c = make(vocab, dim, layers, heads, kv, ffn, ctx, theta, 1e-5f, 0);
+    c.fused_projections = 1;
+    c.sliding_window = window;
+    return c;
+}
 // Shapes from each model's config.json.
 const Preset kPresets[] = {
     {"tiny", make(512, 64, 2, 4, 2, 160, 256, 10000.0f, 1e-5f, 1)},
@@ -228,6 +235,8 @@ const Preset kPresets[] = {
     {"qwen3-1.7b", qwen3(2048, 28, 16, 8, 6144, 1)},
     {"qwen3-4b", qwen3(2560, 36, 32, 8, 9728, 1)},
     {"qwen3-8b", qwen3(4096, 36, 32, 8, 12288, 0)},
+    {"phi-3-mini", phi3(32064, 3072, 32, 32, 32, 8192, 4096, 10000.0f, 2047)},  // Phi-3-mini-4k-instruct
+    {"phi-4", phi3(100352, 5120, 40, 40, 10, 17920, 16384, 250000.0f, 0)},
     {"tiny-gemma3", gemma3(512, 64, 6, 4, 2, 32, 160, 256, 5)},
     {"gemma3-270m", gemma3(262144, 640, 18, 4, 1, 256, 2048, 32768, 512)},
     {"gemma3-1b", gemma3(262144, 1152, 26, 4, 1, 256, 6912, 32768, 512)},
