@@ -146,6 +146,31 @@ void encode_sentencepiece(const Tokenizer& tok, std::string_view text, bool at_s
     out.insert(out.end(), ids.begin(), ids.end());
 }
 
+// Unicode's White_Space characters (Rust's char::is_whitespace, the \s that Hugging Face strips beside
+// an lstrip/rstrip token).
+bool is_white_space(uint32_t c) {
+    return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
+           c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// The end of the run of white space starting at text[i].
+size_t white_space_end(std::string_view text, size_t i) {
+    uint32_t c;
+    for (size_t n; i < text.size() && (n = utf8_decode(text, i, c)) && is_white_space(c);) i += n;
+    return i;
+}
+
+// The start of the run of white space ending at text[i], not before `floor`: the characters are
+// decoded forwards from floor (UTF-8 reads in that direction), the run starting after the last one
+// that is not white space.
+size_t white_space_start(std::string_view text, size_t floor, size_t i) {
+    size_t start = floor;
+    uint32_t c;
+    for (size_t at = floor, n; at < i; at += n)
+        if (n = utf8_decode(text, at, c); !is_white_space(c)) start = at + n;
+    return std::min(start, i);
+}
+
 // The longest special token starting at text[i] (its id), or -1.
 int32_t match_special(const Tokenizer& tok, std::string_view text, size_t i, bool parse_special) {
     for (int32_t id : tok.special_by_byte[(uint8_t)text[i]]) {
@@ -200,6 +225,11 @@ void tokenizer_build(Tokenizer& tok) {
         auto it = tok.token_to_id.find(byte_to_unicode((uint8_t)b));
         if (it != tok.token_to_id.end()) tok.byte_token[b] = it->second;
     }
+    if (!tok.strip.empty() && tok.strip.size() != n)
+        fail("tokenizer: %zu strip flags for %zu vocabulary entries: they must match", tok.strip.size(), n);
+    for (size_t id = 0; id < tok.strip.size(); id++)
+        if (tok.strip[id] > 3 || (tok.strip[id] && !is_special(tok.token_type[id])))
+            fail("tokenizer: token %zu ('%s') strips white space but is no added token", id, tok.vocab[id].c_str());
     for (auto& v : tok.special_by_byte)
         std::stable_sort(v.begin(), v.end(), [&](int32_t a, int32_t b) { return tok.vocab[a].size() > tok.vocab[b].size(); });
     tok.merge_of.clear();
@@ -236,10 +266,13 @@ std::vector<int32_t> encode(const Tokenizer& tok, std::string_view text, bool pa
         if (tok.special_by_byte[(uint8_t)text[i]].empty()) continue;
         int32_t id = match_special(tok, text, i, parse_special);
         if (id < 0) continue;
-        ordinary(start, i);
+        const uint8_t strip = tok.strip.empty() ? 0 : tok.strip[id];
+        // lstrip: the white space before it (back to the last cut) goes; rstrip: the white space after it
+        ordinary(start, strip & Tokenizer::kStripLeft ? white_space_start(text, start, i) : i);
         out.push_back(id);
-        i += tok.vocab[id].size() - 1;
-        start = i + 1;
+        i += tok.vocab[id].size();
+        if (strip & Tokenizer::kStripRight) i = white_space_end(text, i);
+        start = i--;
     }
     ordinary(start, text.size());
     return out;

@@ -72,6 +72,11 @@ struct Tokenizer {
     // tokenizer.ggml.add_bos_token): the data pipeline and ./generate put it in front of text that
     // does not already start with it.
     bool add_bos = false;
+    // tokenizer.json's added tokens with "lstrip" / "rstrip" (Phi-3's <|user|>, <|end|>, ...): when one
+    // is cut out of text, the whitespace before (kStripLeft) or after it (kStripRight) goes with it,
+    // encoded as nothing. Bits per token id; empty: no token strips.
+    static constexpr uint8_t kStripLeft = 1, kStripRight = 2;
+    std::vector<uint8_t> strip;
 
     // --- built by tokenizer_build ---
     struct Merge { int32_t rank, result; };

@@ -1,11 +1,13 @@
 // Tokenizers from and to Hugging Face tokenizer.json, and from/to our .tok file.
 //
 // .tok layout (little-endian):
-//   char[4] "BTOK", u32 version (1)
+//   char[4] "BTOK", u32 version (1; 2 when some added token strips white space: the oldest that holds it)
 //   u32 vocab_size, u32 n_merges, i32 pre_tokenizer, i32 chat_template_kind, i32 bos, eos, pad,
 //   u32 flags (bit 0: ignore_merges, bit 1: NFC normalizer, bit 2: SentencePiece model, bits 3-4:
 //   its SpacePrefix, bit 5: add_bos), u32 len + bytes: the ChatML default system prompt
-//   vocab_size × (i32 token_type, u32 len, bytes)          token strings as the vocabulary stores them
+//   vocab_size × (i32 token_type, u32 len, bytes)          token strings as the vocabulary stores them;
+//                                                          version 2: the type's bits 8-9 are the
+//                                                          token's Tokenizer::strip bits
 //   n_merges × (u32 len, bytes, u32 len, bytes)            in rank order
 // and nothing after. Strings are length-prefixed, so any byte may appear in them.
 #include "tokenizer/tokenizer.h"
@@ -14,6 +16,7 @@
 #include "model/import.h"
 #include "model/util.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <cstring>
@@ -21,7 +24,7 @@
 namespace {
 
 constexpr char kMagic[4] = {'B', 'T', 'O', 'K'};
-constexpr uint32_t kVersion = 1;
+constexpr uint32_t kVersion = 2;
 
 std::string dir_of(const std::string& path) {
     size_t slash = path.rfind('/');
@@ -240,28 +243,32 @@ Tokenizer tokenizer_load_hf(const std::string& path) {
     if (tok.model == TokenizerModel::SentencePiece)  // the byte fallback's <0x00>..<0xFF>, as GGUF types them
         for (size_t id = 0; id < tok.vocab.size(); id++)
             if (spm_byte_token_value(tok.vocab[id]) >= 0) tok.token_type[id] = TokenType::Byte;
+    std::vector<std::pair<int32_t, uint8_t>> strips;  // (id, Tokenizer::strip bits) of the added tokens that strip
     if (j.get("added_tokens")) {
         const JsonValue& added = member(j, "added_tokens", JsonValue::Array, path, "");
         for (size_t i = 0; i < added.array.size(); i++) {
             const JsonValue& a = added.array[i];
             std::string where = "added_tokens[" + std::to_string(i) + "]";
-            for (const char* f : {"lstrip", "rstrip", "single_word"}) {
-                const JsonValue* v = a.get(f);
-                if (v && v->boolean) fail("%s: %s uses %s, which we do not implement", path.c_str(), where.c_str(), f);
-            }
+            const JsonValue* single = a.get("single_word");
+            if (single && single->boolean) fail("%s: %s uses single_word, which we do not implement", path.c_str(), where.c_str());
+            const JsonValue *l = a.get("lstrip"), *r = a.get("rstrip");
+            const uint8_t strip = (l && l->boolean ? Tokenizer::kStripLeft : 0) | (r && r->boolean ? Tokenizer::kStripRight : 0);
             // matched in the normalized text ("▁<|im_start|>"): only a normalizer makes that differ
             const JsonValue* normalized = a.get("normalized");
             if (normalized && normalized->boolean && tok.model == TokenizerModel::SentencePiece)
                 fail("%s: %s is \"normalized\": true (matched after the \"▁\" normalizer), which we do not implement for "
                      "SentencePiece-style tokenizers: set it to false", path.c_str(), where.c_str());
             const JsonValue* special = a.get("special");
-            place(token_id_value(member(a, "id", JsonValue::Number, path, where), path, (where + ".id").c_str()),
-                  member(a, "content", JsonValue::String, path, where).string,
+            const int32_t id = token_id_value(member(a, "id", JsonValue::Number, path, where), path, (where + ".id").c_str());
+            place(id, member(a, "content", JsonValue::String, path, where).string,
                   special && special->boolean ? TokenType::Control : TokenType::UserDefined);
+            if (strip) strips.push_back({id, strip});
         }
     }
     for (size_t id = 0; id <= seen.size(); id++)
         if (id < seen.size() ? !seen[id] : beyond) fail("%s: no token has id %zu: ids must be contiguous from 0", path.c_str(), id);
+    if (!strips.empty()) tok.strip.assign(tok.vocab.size(), 0);
+    for (const auto& [id, bits] : strips) tok.strip[id] = bits;
     const JsonValue* unk = model.get("unk_token");  // Unknown, as SentencePiece and GGUF type it
     if (int32_t id = unk && unk->type == JsonValue::String ? vocab_index(tok, unk->string) : -1; id >= 0)
         tok.token_type[id] = TokenType::Unknown;
@@ -290,7 +297,8 @@ void tokenizer_save(const Tokenizer& tok, const std::string& path) {
         f.write(s.data(), s.size());
     };
     f.write(kMagic, 4);
-    f.put<uint32_t>(kVersion);
+    const bool strips = std::any_of(tok.strip.begin(), tok.strip.end(), [](uint8_t b) { return b != 0; });
+    f.put<uint32_t>(strips ? 2 : 1);
     f.put<uint32_t>((uint32_t)tok.vocab.size());
     f.put<uint32_t>((uint32_t)tok.merges.size());
     f.put<int32_t>((int32_t)tok.pre);
@@ -303,7 +311,7 @@ void tokenizer_save(const Tokenizer& tok, const std::string& path) {
                     (tok.add_bos ? 32u : 0u));
     put_str(tok.chat_template.default_system);
     for (size_t i = 0; i < tok.vocab.size(); i++) {
-        f.put<int32_t>((int32_t)tok.token_type[i]);
+        f.put<int32_t>((int32_t)tok.token_type[i] | (strips ? (int32_t)tok.strip[i] << 8 : 0));
         put_str(tok.vocab[i]);
     }
     for (const auto& [a, b] : tok.merges) put_str(a), put_str(b);
@@ -316,7 +324,8 @@ Tokenizer tokenizer_load(const std::string& path) {
     r.read(magic, 4, "magic");
     if (memcmp(magic, kMagic, 4) != 0) fail("%s: not a .tok tokenizer file (bad magic); convert a tokenizer.json with ./tokenize --tokenizer tokenizer.json --save out.tok", path.c_str());
     uint32_t version = r.get<uint32_t>("version");
-    if (version != kVersion) fail("%s: .tok version %u is not supported (this build reads version %u)", path.c_str(), version, kVersion);
+    if (version < 1 || version > kVersion)
+        fail("%s: .tok version %u is not supported (this build reads versions 1 to %u)", path.c_str(), version, kVersion);
     uint32_t n_vocab = r.get<uint32_t>("vocab size"), n_merges = r.get<uint32_t>("merge count");
     Tokenizer tok;
     int32_t pre = r.get<int32_t>("pre-tokenizer kind"), chat = r.get<int32_t>("chat template kind");
@@ -351,8 +360,10 @@ Tokenizer tokenizer_load(const std::string& path) {
              path.c_str(), n_vocab, n_merges, r.remaining());
     tok.vocab.resize(n_vocab);
     tok.token_type.resize(n_vocab);
+    if (version >= 2) tok.strip.assign(n_vocab, 0);
     for (uint32_t i = 0; i < n_vocab; i++) {
         int32_t t = r.get<int32_t>("token type");
+        if (version >= 2) tok.strip[i] = (uint8_t)(t >> 8 & 3), t &= ~(3 << 8);
         if (t < (int32_t)TokenType::Normal || t > (int32_t)TokenType::Byte) fail("%s: token %u has unknown type %d", path.c_str(), i, t);
         tok.token_type[i] = (TokenType)t;
         tok.vocab[i] = get_str("token text");
@@ -375,8 +386,10 @@ void tokenizer_save_hf(const Tokenizer& tok, const std::string& dir, int64_t mod
         vocab += (id ? ",\n      " : "") + q + ": " + std::to_string(id);
         TokenType t = tok.token_type[id];
         if (!is_special_token(tok, (int32_t)id)) continue;
+        const uint8_t strip = tok.strip.empty() ? 0 : tok.strip[id];
         added += std::string(added.empty() ? "\n    " : ",\n    ") + "{\"id\": " + std::to_string(id) + ", \"content\": " + q +
-                 ", \"single_word\": false, \"lstrip\": false, \"rstrip\": false, \"normalized\": false, \"special\": " +
+                 ", \"single_word\": false, \"lstrip\": " + (strip & Tokenizer::kStripLeft ? "true" : "false") +
+                 ", \"rstrip\": " + (strip & Tokenizer::kStripRight ? "true" : "false") + ", \"normalized\": false, \"special\": " +
                  (t == TokenType::UserDefined ? "false" : "true") + "}";
     }
     for (size_t r = 0; r < tok.merges.size(); r++)
@@ -440,6 +453,7 @@ void tokenizer_fit_rows(Tokenizer& tok, size_t rows, const std::string& where, c
             where.c_str(), tok.vocab.size() - rows, dropped.c_str(), rows);
     tok.vocab.resize(rows);
     tok.token_type.resize(rows);
+    if (!tok.strip.empty()) tok.strip.resize(rows);
     build_naming(tok, where);
 }
 

@@ -1,0 +1,86 @@
+// Added tokens that take the white space beside them (tokenizer.json "lstrip" / "rstrip"): Phi-3's
+// <|user|>, <|end|>, ... (rstrip, on Llama-2's SentencePiece vocabulary), and lstrip / rstrip / both on
+// a byte-level one, against Hugging Face `tokenizers` (tests/fixtures/tokenizer/gen_strip_fixtures.py),
+// read from tokenizer.json and kept through our .tok and tokenizer.json writers.
+#include <doctest/doctest.h>
+
+#include <unistd.h>
+
+#include "data/json.h"
+#include "test_tokenizer_util.h"
+#include "test_util.h"
+#include "tokenizer/tokenizer.h"
+
+namespace {
+const std::string kTok = "tests/fixtures/tokenizer/";
+
+// `src`'s tokenizer.json with its added_tokens replaced by the list in `added`, read back.
+Tokenizer with_added_tokens(const std::string& src, const std::string& added) {
+    std::string j = read_file(src);
+    const size_t at = j.find("\"added_tokens\"");
+    REQUIRE(at != std::string::npos);
+    const size_t open = j.find('[', at);
+    int depth = 0;
+    size_t close = open;
+    for (; close < j.size(); close++) {
+        depth += j[close] == '[' ? 1 : j[close] == ']' ? -1 : 0;
+        if (depth == 0) break;
+    }
+    char dir[] = "/tmp/test_strip_XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    const std::string path = std::string(dir) + "/tokenizer.json";
+    write_file_atomic(path, j.substr(0, open) + read_file(added) + j.substr(close + 1));
+    return tokenizer_load_hf(path);
+}
+
+// t written as .tok and as tokenizer.json, each read back: the fixtures' ids still.
+void check_round_trips(const Tokenizer& t, const std::vector<Fixture>& f, const std::string& kind, int n) {
+    char dir[] = "/tmp/test_strip_XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    tokenizer_save(t, std::string(dir) + "/t.tok");
+    Tokenizer a = tokenizer_load(std::string(dir) + "/t.tok");
+    CHECK(a.strip == t.strip);
+    CHECK(check_fixtures(a, f, kind) == n);
+    tokenizer_save_hf(t, dir, 4096);
+    Tokenizer b = tokenizer_load_hf(std::string(dir) + "/tokenizer.json");
+    CHECK(b.strip == t.strip);
+    CHECK(check_fixtures(b, f, kind) == n);
+}
+}  // namespace
+
+TEST_CASE("tokenizer: Phi-3's added tokens take the white space after them (rstrip), as Hugging Face's do") {
+    const std::vector<Fixture> f = load_fixtures(kTok + "encode_strip.txt");
+    Tokenizer t = with_added_tokens(kTok + "spm/tokenizer.json", kTok + "strip/phi3_added_tokens.json");
+    REQUIRE(t.vocab.size() == 32011);
+    CHECK(t.strip[32007] == Tokenizer::kStripRight);  // <|end|>
+    CHECK(t.strip[2] == Tokenizer::kStripRight);      // </s>, not special
+    CHECK(t.token_type[2] == TokenType::UserDefined);
+    CHECK(t.strip[32000] == 0);  // <|endoftext|>
+    CHECK(check_fixtures(t, f, "phi3") == 25);
+    check_round_trips(t, f, "phi3", 25);
+    // A tokenizer without such tokens writes the .tok version older builds read.
+    char dir[] = "/tmp/test_strip_XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    const Tokenizer plain = tokenizer_load_hf(kTok + "spm/tokenizer.json");
+    CHECK(plain.strip.empty());
+    tokenizer_save(plain, std::string(dir) + "/p.tok");
+    CHECK(read_file(std::string(dir) + "/p.tok").compare(4, 4, std::string("\1\0\0\0", 4)) == 0);
+}
+
+TEST_CASE("tokenizer: lstrip, rstrip and both on a byte-level tokenizer, Unicode white space included, never "
+          "past the token before") {
+    const std::vector<Fixture> f = load_fixtures(kTok + "encode_strip.txt");
+    Tokenizer t = with_added_tokens("tests/fixtures/convert/tiny_llama_hf/tokenizer.json", kTok + "strip/bpe_added_tokens.json");
+    CHECK(check_fixtures(t, f, "bpe-strip") == 15);
+    check_round_trips(t, f, "bpe-strip", 15);
+    // single_word is still refused, naming the token
+    char dir[] = "/tmp/test_strip_XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    std::string added = read_file(kTok + "strip/bpe_added_tokens.json");
+    const size_t at = added.rfind("\"single_word\": false");
+    REQUIRE(at != std::string::npos);
+    write_file_atomic(std::string(dir) + "/a.json", added.replace(at, 20, "\"single_word\": true "));
+    CHECK(contains(error_of([&] { with_added_tokens("tests/fixtures/convert/tiny_llama_hf/tokenizer.json",
+                                                     std::string(dir) + "/a.json"); }),
+                   "uses single_word, which we do not implement"));
+}
