@@ -329,7 +329,7 @@ std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok) {
 
 std::vector<int32_t> end_of_turn_ids(const Tokenizer& tok) {
     std::vector<int32_t> ids;
-    for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|endoftext|>"})
+    for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"})
         if (token_id(tok, s) >= 0) ids.push_back(token_id(tok, s));
     if (tok.eos_id >= 0 && std::find(ids.begin(), ids.end(), tok.eos_id) == ids.end()) ids.push_back(tok.eos_id);
     return ids;

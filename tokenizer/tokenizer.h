@@ -166,8 +166,8 @@ std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids);
 const std::string& decode_token(const Tokenizer& tok, int32_t id);
 // The bytes this vocabulary has no token for (encode drops them), so data checks can report them.
 std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok);
-// Tokens that end a model's turn or document (<|im_end|>, <|eot_id|>, <end_of_turn>, <|endoftext|>,
-// and EOS): generation stops at any of them.
+// Tokens that end a model's turn or document (<|im_end|>, <|eot_id|>, <end_of_turn>, Phi-3's <|end|>,
+// <|endoftext|>, and EOS): generation stops at any of them.
 std::vector<int32_t> end_of_turn_ids(const Tokenizer& tok);
 // One line for logs: "32000 tokens, 58980 merges, SentencePiece BPE (space prefix always), chat
 // template mistral, bos 1 (added), eos 2, pad -1".
