@@ -595,7 +595,7 @@ TEST_CASE("chat: names, detection and refusals") {
         err = e.what();
     }
     CHECK(err == "unknown chat template 'alpaca': valid names are chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, "
-          "mistral-v0.3, zephyr, qwen3, qwen2.5, smollm3, plain");
+          "mistral-v0.3, zephyr, qwen3, qwen2.5, smollm3, phi3, phi4, phi4-mini, plain");
     try {
         chat_template_from_jinja("{% for m in messages %}[INST] {{ m['content'] }} [/INST]{% endfor %}");
     } catch (const std::runtime_error& e) {
@@ -608,7 +608,8 @@ TEST_CASE("chat: names, detection and refusals") {
     } catch (const std::runtime_error& e) {
         err = e.what();
     }
-    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|mistral-v0.3|plain");
+    CHECK(err == "unrecognised chat template starting '{{ messages[0]['content'] }}...': pass --template chatml|llama3|gemma|"
+                 "gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|mistral-v0.3|phi3|phi4|phi4-mini|plain");
     // the older releases' templates: Llama-2's transformers default is Llama-2's, Qwen3's first
     // release Qwen3's, Mistral v0.3's its own; the other Mistral ones and Qwen3-Thinking-2507's (a <think> template that
     // would lose its blocks as ChatML) are refused
@@ -635,7 +636,7 @@ TEST_CASE("chat: names, detection and refusals") {
     CHECK(chat_template_from_jinja("{{- \"Cutting Knowledge Date: December 2023\\n\" }}<|start_header_id|>").kind ==
           ChatTemplateKind::Llama31);
     CHECK(chat_template_or_plain("[INST] {{ m }} [/INST]", "x.gguf").kind == ChatTemplateKind::Plain);
-    // Zephyr's template as some copies write it (\n escapes, one space) is Zephyr's; Phi-3's is not
+    // Zephyr's template as some copies write it (\n escapes, one space) is Zephyr's
     std::string zephyr = chat_template_to_jinja(chat_template_from_name("zephyr"));
     for (size_t at; (at = zephyr.find("|>\n'")) != std::string::npos;) zephyr.replace(at, 4, "|>\\n'");
     zephyr.replace(zephyr.find("'  +"), 4, "' +");

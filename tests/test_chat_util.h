@@ -1,4 +1,4 @@
-// Helpers shared by the chat template tests.
+// Helpers shared by the chat template tests (test_chat_template.cpp, test_chat_template_phi.cpp).
 #pragma once
 #include <stdexcept>
 #include <string>
@@ -85,6 +85,9 @@ inline std::string assistant_target(ChatTemplateKind k, const ChatMessage& m) {
     case ChatTemplateKind::Mistral: return " " + content + "</s>";
     case ChatTemplateKind::MistralV03: return " " + trimmed() + "</s>";
     case ChatTemplateKind::Zephyr: return content + "</s>";
+    case ChatTemplateKind::Phi3:
+    case ChatTemplateKind::Phi4Mini: return content + "<|end|>";
+    case ChatTemplateKind::Phi4: return content + "<|im_end|>";
     case ChatTemplateKind::Qwen3:
     case ChatTemplateKind::SmolLM3: break;  // their cases list what is learned
     }

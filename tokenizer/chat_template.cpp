@@ -484,8 +484,21 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
             turn(out, learned, "", m.content, "\n", "");
             break;
         case ChatTemplateKind::Zephyr:
-            require_basic_role(i, m, "the Zephyr chat template has only system, user and assistant");
-            turn(out, learned, "<|" + m.role + "|>\n", m.content, "</s>", "\n");
+        case ChatTemplateKind::Phi3:
+        case ChatTemplateKind::Phi4Mini: {  // <|role|> turns: Zephyr's end with </s>, Phi's with <|end|>
+            const bool zephyr = t.kind == ChatTemplateKind::Zephyr, phi3 = t.kind == ChatTemplateKind::Phi3;
+            require_basic_role(i, m, zephyr ? "the Zephyr chat template has only system, user and assistant"
+                                     : phi3 ? "Phi-3's chat template renders system, user and assistant turns only (it drops other roles)"
+                                            : "Phi-4-mini's chat template is rendered with system, user and assistant turns only "
+                                              "(it would write any role as a turn of that name, which the model never saw)");
+            if (phi3 && m.role == "system" && m.content.empty()) break;  // Phi-3.5-mini's writes no empty system turn
+            const std::string newline = t.kind == ChatTemplateKind::Phi4Mini ? "" : "\n";
+            turn(out, learned, "<|" + m.role + "|>" + newline, m.content, zephyr ? "</s>" : "<|end|>", newline);
+            break;
+        }
+        case ChatTemplateKind::Phi4:
+            require_basic_role(i, m, "Phi-4's chat template renders system, user and assistant turns only (it drops other roles)");
+            turn(out, learned, "<|im_start|>" + m.role + "<|im_sep|>", m.content, "<|im_end|>", "");
             break;
         case ChatTemplateKind::Qwen3:
             require_basic_role(i, m, "Qwen3's chat template renders system, user, assistant and tool messages only "
@@ -505,8 +518,15 @@ std::vector<ChatPiece> chat_render_pieces(const ChatTemplate& t, const std::vect
         case ChatTemplateKind::Llama3: emit(out, "<|start_header_id|>assistant<|end_header_id|>\n\n", false); break;
         case ChatTemplateKind::Gemma: emit(out, std::string(messages.empty() ? "<bos>" : "") + "<start_of_turn>model\n", false); break;
         case ChatTemplateKind::Zephyr: emit(out, messages.empty() ? "" : "<|assistant|>\n", false); break;
+        case ChatTemplateKind::Phi3: emit(out, "<|assistant|>\n", false); break;
+        case ChatTemplateKind::Phi4: emit(out, "<|im_start|>assistant<|im_sep|>", false); break;
+        case ChatTemplateKind::Phi4Mini: emit(out, "<|assistant|>", false); break;
         default: break;
         }
+    } else if (t.kind == ChatTemplateKind::Phi3 || t.kind == ChatTemplateKind::Phi4Mini) {
+        // their templates' eos_token after the last turn, not learned: Microsoft's own training code marks an
+        // assistant turn's content and <|end|> as what the model generates, not the newline or this eos
+        emit(out, "<|endoftext|>", false);
     }
     return out;
 }
@@ -544,6 +564,9 @@ const char* chat_template_name(ChatTemplateKind kind) {
     case ChatTemplateKind::Llama31: return "llama3.1";
     case ChatTemplateKind::SmolLM3: return "smollm3";
     case ChatTemplateKind::MistralV03: return "mistral-v0.3";
+    case ChatTemplateKind::Phi3: return "phi3";
+    case ChatTemplateKind::Phi4: return "phi4";
+    case ChatTemplateKind::Phi4Mini: return "phi4-mini";
     }
     return "?";
 }
@@ -558,7 +581,7 @@ ChatTemplate chat_template_from_name(const std::string& name) {
                                ChatTemplateKind::Gemma3, ChatTemplateKind::Llama2, ChatTemplateKind::Mistral,
                                ChatTemplateKind::Zephyr, ChatTemplateKind::Qwen3, ChatTemplateKind::Qwen25,
                                ChatTemplateKind::Llama31, ChatTemplateKind::SmolLM3, ChatTemplateKind::MistralV03,
-                               ChatTemplateKind::Plain})
+                               ChatTemplateKind::Phi3, ChatTemplateKind::Phi4, ChatTemplateKind::Phi4Mini, ChatTemplateKind::Plain})
         if (name == chat_template_name(k))  // Qwen2.5's comes with its default system prompt
             return ChatTemplate{k, k == ChatTemplateKind::Qwen25 ? kQwen25DefaultSystem : ""};
     fail("unknown chat template '%s': valid names are " CHAT_TEMPLATE_NAMES, name.c_str());

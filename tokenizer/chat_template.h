@@ -67,6 +67,22 @@
 //           that a call is learned rather than lost. The template dates the block with the day it
 //           renders; we write SmolLM3's release day (kSmolLM3Date) so that the text stays the same
 //           from day to day.
+//   Phi3    <|system|>\nsystem<|end|>\n<|user|>\nuser<|end|>\n<|assistant|>\nassistant<|end|>\n, and after the
+//           last turn, when no generation prompt follows, the eos token <|endoftext|> (Phi-3.5-mini-instruct's
+//           template: an empty system message writes no turn). The eos is the prompt's, not learned: the model
+//           ends its turn with <|end|>. Phi-3-mini-4k/128k-instruct's template is read as Phi3 too (it writes an
+//           empty system message as an empty turn), and so, with a note, are the first releases' (Phi-3-mini of
+//           April 2024 with <s> first, Phi-3-medium-4k-instruct): they drop system messages and write no eos,
+//           and otherwise render prompts and training conversations alike.
+//   Phi4    <|im_start|>system<|im_sep|>system<|im_end|><|im_start|>user<|im_sep|>user<|im_end|>
+//           <|im_start|>assistant<|im_sep|>assistant<|im_end|>, no newlines (microsoft/phi-4's template as
+//           updated; as first released it wrote the assistant's header after each user turn, which
+//           renders prompts and training conversations the same, and is read as Phi4 too)
+//   Phi4Mini Phi-3's markers without newlines: <|system|>system<|end|><|user|>user<|end|><|assistant|>
+//           assistant<|end|>, then <|endoftext|> (not learned, as Phi3's) when no generation prompt follows
+//           (Phi-4-mini-instruct; its tool definitions, a system message's "tools" string, are not rendered)
+//           Phi3, Phi4 and Phi4Mini render system, user and assistant messages only (their templates drop
+//           other roles, Phi-4-mini's writes them as turns the model never saw): others are refused.
 //   Plain   contents one after another, each followed by "\n"; no markers (base models)
 #pragma once
 #include <cstdint>
@@ -76,12 +92,13 @@
 
 enum class ChatTemplateKind : int32_t {
     Plain = 0, ChatML = 1, Llama3 = 2, Gemma = 3, Llama2 = 4, Mistral = 5, Zephyr = 6, Qwen3 = 7, Gemma3 = 8, Qwen25 = 9,
-    Llama31 = 10, SmolLM3 = 11, MistralV03 = 12
+    Llama31 = 10, SmolLM3 = 11, MistralV03 = 12, Phi3 = 13, Phi4 = 14, Phi4Mini = 15
 };
-constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::MistralV03;
+constexpr ChatTemplateKind kLastChatTemplateKind = ChatTemplateKind::Phi4Mini;
 // The names --template takes, for the programs' --help (chat_template_from_name lists them on a miss).
 #define CHAT_TEMPLATE_NAMES \
-    "chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, mistral-v0.3, zephyr, qwen3, qwen2.5, smollm3, plain"
+    "chatml, llama3, llama3.1, gemma, gemma3, llama2, mistral, mistral-v0.3, zephyr, qwen3, qwen2.5, smollm3, phi3, " \
+    "phi4, phi4-mini, plain"
 
 // The date Llama31's system block carries: the 3.1 template's own default. (3.2's writes the day it
 // renders, so a fixed one keeps the rendered data, and a resumed run's, the same from day to day.)

@@ -156,6 +156,13 @@ bool is_qwen3_jinja(const std::string& jinja) {
 }  // namespace
 
 ChatTemplate chat_template_from_jinja(const std::string& jinja) {
+    if (jinja.find("<|im_sep|>") != std::string::npos) {  // ChatML's markers, <|im_sep|> after the role
+        const std::string f = folded(jinja);
+        if (f == folded(kPhi4Jinja) || f == folded(kPhi4FirstReleaseJinja)) return ChatTemplate{ChatTemplateKind::Phi4, ""};
+        fail("an <|im_sep|> chat template that is not Phi-4's (microsoft/phi-4, as released or as updated; Phi-4-reasoning's "
+             "think blocks are not rendered), starting '%s...': pass --template phi4 if it renders its turns as Phi-4's "
+             "does, or another with --template", quoted_start(jinja).c_str());
+    }
     if (jinja.find("<|im_start|>") != std::string::npos) {
         // Rendered as ChatML, a template that writes <think> blocks (Qwen3's, QwQ's, the Qwen3-2507
         // models', fine-tunes' edits of them) would lose them: only Qwen3's own text is Qwen3's.
@@ -208,15 +215,32 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
              "Mistral releases place their spaces differently), starting '%s...': pass --template "
              "llama2|mistral|mistral-v0.3 to render as one of those", quoted_start(jinja).c_str());
     }
+    if (jinja.find("<|end|>") != std::string::npos) {  // Microsoft's <|role|> ... <|end|> turns
+        const std::string f = folded(jinja);
+        if (f == folded(kPhi3Jinja) || f == folded(kPhi3MiniJinja)) return ChatTemplate{ChatTemplateKind::Phi3, ""};
+        if (f == folded(kPhi3FirstReleaseJinja) || f == folded(kPhi3MediumJinja)) {
+            fprintf(stderr, "note: Phi-3's chat template as first released (Phi-3-mini-4k-instruct of April 2024, "
+                    "Phi-3-medium-4k-instruct): rendered as Phi-3.5-mini's, which writes system messages as <|system|> "
+                    "turns where this one drops them, ends a conversation rendered without a generation prompt with "
+                    "<|endoftext|> (not learned), and writes no <s> first (the first Phi-3-mini's did)\n");
+            return ChatTemplate{ChatTemplateKind::Phi3, ""};
+        }
+        if (f == folded(kPhi4MiniJinja)) return ChatTemplate{ChatTemplateKind::Phi4Mini, ""};
+        fail("a <|end|> chat template that is none of Phi-3's (Phi-3-mini-4k/128k-instruct, Phi-3-medium-4k-instruct, "
+             "Phi-3.5-mini-instruct) or Phi-4-mini-instruct's, starting '%s...': pass --template phi3 for <|role|>\\n "
+             "turns ending <|end|>\\n, --template phi4-mini for them without newlines, or another with --template",
+             quoted_start(jinja).c_str());
+    }
     if (jinja.find("<|user|>") != std::string::npos && jinja.find("<|assistant|>") != std::string::npos) {
-        // Phi-3, ChatGLM and others use the same markers with other turns: only Zephyr's own text
+        // ChatGLM and others use the same markers with other turns: only Zephyr's own text
         if (folded(jinja) == folded(kZephyrJinja)) return ChatTemplate{ChatTemplateKind::Zephyr, ""};
         fail("a <|user|>/<|assistant|> chat template that is not Zephyr's (TinyLlama-1.1B-Chat-v1.0, zephyr-7b-beta), "
              "starting '%s...': pass --template zephyr if it renders the same, or another with --template",
              quoted_start(jinja).c_str());
     }
     if (jinja == kPlainJinja) return ChatTemplate{ChatTemplateKind::Plain, ""};
-    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|qwen2.5|llama3.1|smollm3|mistral-v0.3|plain",
+    fail("unrecognised chat template starting '%s...': pass --template chatml|llama3|gemma|gemma3|llama2|mistral|zephyr|qwen3|"
+         "qwen2.5|llama3.1|smollm3|mistral-v0.3|phi3|phi4|phi4-mini|plain",
          quoted_start(jinja).c_str());
 }
 
@@ -245,6 +269,9 @@ std::string chat_template_to_jinja(const ChatTemplate& t) {
         case ChatTemplateKind::Qwen3: return kQwen3Jinja;
         case ChatTemplateKind::SmolLM3: return kSmolLM3Jinja;
         case ChatTemplateKind::MistralV03: return kMistralV03Jinja;
+        case ChatTemplateKind::Phi3: return kPhi3Jinja;
+        case ChatTemplateKind::Phi4: return kPhi4Jinja;
+        case ChatTemplateKind::Phi4Mini: return kPhi4MiniJinja;
         case ChatTemplateKind::Plain: return kPlainJinja;
     }
     fail("chat_template_to_jinja: unknown template kind %d", (int)t.kind);

@@ -7,7 +7,8 @@
 // The Jinja templates chat_template_to_jinja writes: the models' own, from their tokenizer_config.json
 // (SmolLM2's ChatML with its default system prompt, plain ChatML, Meta-Llama-3-8B-Instruct,
 // gemma-2-2b-it, gemma-3-*, Llama-2-7b-chat-hf, Mistral-7B-Instruct-v0.2, TinyLlama-1.1B-Chat-v1.0, Qwen3;
-// tests/fixtures/chat/gen_fixtures.py renders the same with transformers), and one for Plain.
+// tests/fixtures/chat/gen_fixtures.py renders the same with transformers; the Phi ones at the end), and one
+// for Plain.
 // chat_template_from_jinja reads each back as the template it came from.
 const char* const kChatMLJinjaHead = "{% for message in messages %}";
 const char* const kChatMLJinjaSystemOpen =
@@ -564,3 +565,51 @@ const char* const kMistralV03Jinja = R"jinja({%- if messages[0]["role"] == "syst
     {%- endif %}
 {%- endfor %}
 )jinja";
+
+// Microsoft's Phi templates, as the models' tokenizer_config.json hold them (the newlines inside their
+// quoted literals are real ones; sources in tests/fixtures/chat/gen_phi_fixtures.py, which renders each
+// with transformers). Phi-3.5-mini-instruct's, which --template phi3 writes:
+const char* const kPhi3Jinja =
+    "{% for message in messages %}{% if message['role'] == 'system' and message['content'] %}{{'<|system|>\n'"
+    " + message['content'] + '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['conte"
+    "nt'] + '<|end|>\n'}}{% elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + "
+    "'<|end|>\n'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eo"
+    "s_token }}{% endif %}";
+// Read as Phi-3's: Phi-3-mini-4k-instruct's and -128k-instruct's as updated in July 2024 (an empty system
+// message is an empty turn)...
+const char* const kPhi3MiniJinja =
+    "{% for message in messages %}{% if message['role'] == 'system' %}{{'<|system|>\n' + message['content'] +"
+    " '<|end|>\n'}}{% elif message['role'] == 'user' %}{{'<|user|>\n' + message['content'] + '<|end|>\n'}}{% "
+    "elif message['role'] == 'assistant' %}{{'<|assistant|>\n' + message['content'] + '<|end|>\n'}}{% endif %"
+    "}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>\n' }}{% else %}{{ eos_token }}{% endif %}";
+// ...and, with a note, the first releases': Phi-3-mini-4k-instruct's of April 2024 (<s> first) and
+// Phi-3-medium-4k-instruct's: no system turns, the assistant's header after each user turn, no eos.
+const char* const kPhi3FirstReleaseJinja =
+    "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' + '\n' + me"
+    "ssage['content'] + '<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif (message['role'] == 'assistant') %"
+    "}{{message['content'] + '<|end|>' + '\n'}}{% endif %}{% endfor %}";
+const char* const kPhi3MediumJinja =
+    "{% for message in messages %}{% if (message['role'] == 'user') %}{{'<|user|>' + '\n' + message['content'"
+    "] + '<|end|>' + '\n' + '<|assistant|>' + '\n'}}{% elif (message['role'] == 'assistant') %}{{message['con"
+    "tent'] + '<|end|>' + '\n'}}{% endif %}{% endfor %}";
+// microsoft/phi-4's as updated in January 2025, which --template phi4 writes...
+const char* const kPhi4Jinja =
+    "{% for message in messages %}{% if (message['role'] == 'system') %}{{'<|im_start|>system<|im_sep|>' + me"
+    "ssage['content'] + '<|im_end|>'}}{% elif (message['role'] == 'user') %}{{'<|im_start|>user<|im_sep|>' + "
+    "message['content'] + '<|im_end|>'}}{% elif (message['role'] == 'assistant') %}{{'<|im_start|>assistant<|"
+    "im_sep|>' + message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '"
+    "<|im_start|>assistant<|im_sep|>' }}{% endif %}";
+// ...and as first released (December 2024): the assistant's header after each user turn, whatever
+// add_generation_prompt says.
+const char* const kPhi4FirstReleaseJinja =
+    "{% for message in messages %}{% if (message['role'] == 'system') %}{{'<|im_start|>system<|im_sep|>' + me"
+    "ssage['content'] + '<|im_end|>'}}{% elif (message['role'] == 'user') %}{{'<|im_start|>user<|im_sep|>' + "
+    "message['content'] + '<|im_end|><|im_start|>assistant<|im_sep|>'}}{% elif (message['role'] == 'assistant"
+    "') %}{{message['content'] + '<|im_end|>'}}{% endif %}{% endfor %}";
+// microsoft/Phi-4-mini-instruct's, which --template phi4-mini writes.
+const char* const kPhi4MiniJinja =
+    "{% for message in messages %}{% if message['role'] == 'system' and 'tools' in message and message['tools"
+    "'] is not none %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|tool|>' + message['tools'] +"
+    " '<|/tool|>' + '<|end|>' }}{% else %}{{ '<|' + message['role'] + '|>' + message['content'] + '<|end|>' }"
+    "}{% endif %}{% endfor %}{% if add_generation_prompt %}{{ '<|assistant|>' }}{% else %}{{ eos_token }}{% e"
+    "ndif %}";
