@@ -7,6 +7,7 @@
 #include "tests/test_chat_util.h"
 #include "tests/test_util.h"
 #include "tokenizer/chat_template.h"
+#include "tokenizer/tokenizer.h"
 
 #include <algorithm>
 #include <iterator>
@@ -191,4 +192,11 @@ TEST_CASE("chat phi: names, Jinja written back, recognition and refusals") {
     CHECK(chat_render(phi3, {}, true) == "<|assistant|>\n");
     CHECK(chat_render(phi4, {}, true) == "<|im_start|>assistant<|im_sep|>");
     CHECK(chat_render(chat_template_from_name("phi4-mini"), {}, true) == "<|assistant|>");
+    // generation stops at Phi's end-of-turn marker as at the others'
+    Tokenizer tok;
+    tok.token_to_id = {{"<|end|>", 32007}, {"<|endoftext|>", 32000}};
+    tok.eos_id = 32000;
+    const std::vector<int32_t> stops = end_of_turn_ids(tok);
+    CHECK(std::find(stops.begin(), stops.end(), 32007) != stops.end());
+    CHECK(std::find(stops.begin(), stops.end(), 32000) != stops.end());
 }
