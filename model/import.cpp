@@ -1,5 +1,6 @@
 #include "model/import.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cstdio>
 #include <cstring>
@@ -90,4 +91,16 @@ void import_check_shape(const TensorInfo& t, const std::vector<int64_t>& shape, 
     if (shape != t.shape)
         fail("%s has shape %s, but the model's config needs %s for %s", src.c_str(), shape_str(shape).c_str(),
              shape_str(t.shape).c_str(), t.name.c_str());
+}
+
+void FusedReads::read(const void* src, const FusedPart& part, const TensorInfo& t,
+                      const std::function<void(float*)>& read_whole, float* dst) {
+    const size_t cols = t.shape[1];
+    if (source != src) {
+        values.resize((size_t)part.total * cols);
+        read_whole(values.data());
+        source = src;
+    }
+    std::copy_n(values.begin() + part.row0 * cols, t.numel, dst);
+    if (part.index + 1 == part.count) *this = {};
 }

@@ -1,7 +1,7 @@
 // Importing pretrained models into our format: a GGUF file or a Hugging Face directory becomes our
 // ModelConfig, the FP32 parameters in param_layout order (HF tensor names and layouts) and the tokenizer.
 // Supported architectures: LLaMA (and models converted as LLaMA: Mistral, SmolLM), Qwen2, Qwen3,
-// SmolLM3 and Gemma 3 (text).
+// SmolLM3, Gemma 3 (text) and Phi-3 (Phi-3, Phi-3.5, Phi-4).
 // Anything else, or a tensor that is missing, extra, of the wrong shape or of an unsupported type,
 // fails with a message naming the file and the tensor or key.
 #pragma once
@@ -67,3 +67,13 @@ bool gemma_norm_tensor(const TensorInfo& t);  // the tensors it shifts
 // Shared by the two importers: fails, naming `src` (file and tensor), when a source tensor's shape is
 // not the one the layout gives `t`.
 void import_check_shape(const TensorInfo& t, const std::vector<int64_t>& shape, const std::string& src);
+
+// How both importers read Phi-3's fused tensors (stored_tensor): layout tensor t, part `part` of the
+// fused tensor `source`, is its rows of the whole, which `read_whole` reads once for the consecutive
+// parts (q, k, v; gate, up) and which is let go after the last (the import holds no copy of it).
+struct FusedReads {
+    const void* source = nullptr;  // the fused tensor held in `values`
+    std::vector<float> values;
+    void read(const void* source, const FusedPart& part, const TensorInfo& t,
+              const std::function<void(float*)>& read_whole, float* dst);
+};

@@ -307,9 +307,7 @@ ImportedModel import_hf_dir(const std::string& dir, bool load_params) {
     std::vector<const SafeTensor*> used;  // the weights and the side tensors of quantized ones
     std::vector<FusedPart> slices(L.tensors.size());  // Phi-3's: each tensor's rows of its fused one
     for (size_t i = 0; i < L.tensors.size(); i++) {
-        TensorInfo t = L.tensors[i];
-        const std::string fused = fused_tensor_name(m.cfg, t.name, slices[i]);
-        if (!fused.empty()) t.name = fused, t.shape[0] = slices[i].total;  // what the checkpoint holds
+        const TensorInfo t = stored_tensor(m.cfg, L.tensors[i], slices[i]);  // what the checkpoint holds
         const SafeTensor* src = source(t.name);
         if (!src && quantization.packed) src = source(t.name + "_packed");  // compressed-tensors' packed weights
         if (!src && ends_with(t.name, ".weight") && (quantization.method == "gptq" || quantization.method == "awq"))
@@ -334,21 +332,11 @@ ImportedModel import_hf_dir(const std::string& dir, bool load_params) {
                  t.file->path.c_str(), t.name.c_str());
     }
     if (!quantization.method.empty()) m.quantization = quantization.describe();
-    // A fused tensor is read whole into `fused` once for its consecutive parts (q, k, v; gate, up),
-    // and let go after the last.
-    auto fused = std::make_shared<std::pair<const SafeTensor*, std::vector<float>>>();
+    auto fused = std::make_shared<FusedReads>();
     m.read_tensor = [set, weights, slices, fused, tensors = L.tensors, gemma3](size_t i, float* dst) {
-        const FusedPart& part = slices[i];
-        if (part.module) {
-            const size_t cols = tensors[i].shape[1];
-            if (fused->first != weights[i].data) {
-                fused->second.resize((size_t)part.total * cols);
-                hf_weight_read(*set, weights[i], fused->second.data());
-                fused->first = weights[i].data;
-            }
-            std::copy_n(fused->second.begin() + part.row0 * cols, tensors[i].numel, dst);
-            if (part.index + 1 == part.count) *fused = {};  // (the last part: not held after the import)
-            return;
+        if (slices[i].module) {  // (Phi-3's)
+            auto whole = [&](float* all) { hf_weight_read(*set, weights[i], all); };
+            return fused->read(weights[i].data, slices[i], tensors[i], whole, dst);
         }
         hf_weight_read(*set, weights[i], dst);
         if (gemma3 && gemma_norm_tensor(tensors[i]))  // Gemma3RMSNorm's (1 + w), stored with the 1 in

@@ -158,6 +158,12 @@ std::string fused_tensor_name(const ModelConfig& c, const std::string& name, Fus
     return "";
 }
 
+TensorInfo stored_tensor(const ModelConfig& c, TensorInfo t, FusedPart& part) {
+    const std::string fused = fused_tensor_name(c, t.name, part);
+    if (!fused.empty()) t.name = fused, t.shape[0] = part.total, t.numel = (size_t)part.total * t.shape[1];
+    return t;
+}
+
 uint16_t f32_to_bf16(float f) {
     uint32_t u;
     memcpy(&u, &f, 4);
