@@ -1,5 +1,5 @@
 // GGUF → our model: llama.cpp's tensor names and metadata keys mapped onto ModelConfig and the HF
-// layout, q/k rows un-permuted, the tokenizer from tokenizer.ggml.*.
+// layout, q/k rows un-permuted, Phi-3's fused attn_qkv / ffn_up split, the tokenizer from tokenizer.ggml.*.
 #include <algorithm>
 #include <climits>
 #include <cmath>
@@ -23,7 +23,10 @@ std::string gguf_tensor_name(const std::string& hf, bool post_norms) {
         {"self_attn.v_proj.bias", "attn_v.bias"},          {"self_attn.o_proj.weight", "attn_output.weight"},
         {"self_attn.q_norm.weight", "attn_q_norm.weight"}, {"self_attn.k_norm.weight", "attn_k_norm.weight"},
         {"post_attention_layernorm.weight", "ffn_norm.weight"}, {"mlp.gate_proj.weight", "ffn_gate.weight"},
-        {"mlp.up_proj.weight", "ffn_up.weight"},           {"mlp.down_proj.weight", "ffn_down.weight"}};
+        {"mlp.up_proj.weight", "ffn_up.weight"},           {"mlp.down_proj.weight", "ffn_down.weight"},
+        // Phi-3's fused tensors (stored_tensor): q, k, v rows in one; gate then up rows in ffn_up, the
+        // first half the one llama.cpp's SwiGLU puts through SiLU
+        {"self_attn.qkv_proj.weight", "attn_qkv.weight"},  {"mlp.gate_up_proj.weight", "ffn_up.weight"}};
     const std::string prefix = "model.layers.";
     if (hf.compare(0, prefix.size(), prefix) != 0) return "";
     size_t dot = hf.find('.', prefix.size());
@@ -62,6 +65,7 @@ ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
     c.qkv_bias = arch == "qwen2";
     c.qk_norm = arch == "qwen3";
     c.nope_interval = arch == "smollm3" ? 4 : 0;  // llama.cpp's SmolLM3: no key, always every 4th layer
+    c.fused_projections = arch == "phi3";
     c.tied_embeddings = g.find_tensor("output.weight") == nullptr;
     const GgufTensor* emb = g.find_tensor("token_embd.weight");
     if (!emb) fail("%s: tensor token_embd.weight is missing", g.path().c_str());
@@ -82,6 +86,14 @@ ModelConfig gguf_config(const GgufFile& g, const std::string& arch) {
         c.query_pre_attn_scalar = gguf_gemma3_query_scalar(c);
         if (g.find(p + "final_logit_softcapping") || g.find(p + "attn_logit_softcapping"))
             fail("%s: logit soft-capping (Gemma 2) is not supported", g.path().c_str());
+    }
+    if (arch == "phi3") {
+        // The window as Phi-3's converter writes it: config.json's sliding_window, 0 for none (Phi-4);
+        // without the key (older GGUFs), llama.cpp's default for Phi-3-mini/medium-4k, 2047. A window
+        // that spans the whole context is none, as the HF importer takes it (Phi-3-mini-128k: 262144).
+        const bool mini_4k = (c.n_layers == 32 || c.n_layers == 40) && c.max_seq_len == 4096;
+        const int64_t window = g.get_int(p + "attention.sliding_window", mini_4k ? 2047 : 0);
+        if (window > 0 && window < c.max_seq_len) c.sliding_window = (int32_t)window;
     }
 
     int64_t rope_dims = g.get_int(p + "rope.dimension_count", c.head_dim);
@@ -146,6 +158,35 @@ void gguf_rope_scaling(const GgufFile& g, const std::string& arch, ModelConfig& 
     }
     fprintf(stderr, "warning: %s: rope_freqs.weight is not a llama3 scaling this converter recognises; RoPE runs "
             "unscaled and the model's outputs will differ from the original's\n", g.path().c_str());
+}
+
+// Phi-3's LongRoPE as its converter writes it: rope_factors_short.weight and rope_factors_long.weight
+// (head_dim / 2 divisors of the frequencies each, one pair for all layers), the original context
+// (phi3.rope.scaling.original_context_length; llama.cpp's default: the context length) and the
+// attention factor that multiplies RoPE's cos and sin (phi3.rope.scaling.attn_factor; default 1).
+// The converter computes that factor from the two contexts, as transformers does when config.json
+// gives none (one config.json gives is lost in conversion). llama.cpp takes the long factors for every position once its context (-c) passes the
+// original one; transformers, and this trainer, for a pass whose longest position does.
+void gguf_longrope(const GgufFile& g, const std::string& arch, ModelConfig& c) {
+    const GgufTensor* factors[] = {g.find_tensor("rope_factors_short.weight"), g.find_tensor("rope_factors_long.weight")};
+    if (!factors[0] && !factors[1]) return;
+    float* into[] = {c.rope_short_factor, c.rope_long_factor};
+    const int64_t half = c.head_dim / 2;
+    for (int i = 0; i < 2; i++) {
+        const char* name = i ? "rope_factors_long.weight" : "rope_factors_short.weight";
+        if (!factors[i]) fail("%s: tensor %s is missing (LongRoPE needs both sets of factors)", g.path().c_str(), name);
+        if (factors[i]->numel != half || half > ModelConfig::kMaxRopeFactors)
+            fail("%s: tensor %s has %lld values, but LongRoPE needs head_dim / 2 = %lld (at most %d)", g.path().c_str(),
+                 name, (long long)factors[i]->numel, (long long)half, ModelConfig::kMaxRopeFactors);
+        g.read_f32(*factors[i], into[i]);
+    }
+    const int64_t original = g.get_int(arch + ".rope.scaling.original_context_length", c.max_seq_len);
+    if (original <= 0 || original > INT32_MAX)
+        fail("%s: %s.rope.scaling.original_context_length = %lld is out of range", g.path().c_str(), arch.c_str(),
+             (long long)original);
+    c.rope_original_max_pos = (int32_t)original;
+    c.rope_attn_factor = (float)g.get_float(arch + ".rope.scaling.attn_factor", 1.0);
+    c.validate(g.path());
 }
 
 void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok);
@@ -236,13 +277,14 @@ ImportedModel import_gguf(const std::string& path, bool load_params) {
     auto file = std::make_shared<GgufFile>(gguf_open(path));
     const GgufFile& g = *file;
     std::string arch = g.get_string("general.architecture");
-    if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "smollm3" && arch != "gemma3")
+    if (arch != "llama" && arch != "qwen2" && arch != "qwen3" && arch != "smollm3" && arch != "gemma3" && arch != "phi3")
         fail("%s: general.architecture is '%s': supported are llama (also Mistral and SmolLM2 GGUFs), qwen2, qwen3, "
-             "smollm3 and gemma3",
+             "smollm3, gemma3 and phi3 (Phi-3, Phi-3.5, Phi-4)",
              path.c_str(), arch.c_str());
     ImportedModel m;
     m.cfg = gguf_config(g, arch);
     gguf_rope_scaling(g, arch, m.cfg);
+    if (arch == "phi3") gguf_longrope(g, arch, m.cfg);
     m.tok = gguf_tokenizer(g);
     tokenizer_fit_rows(m.tok, (size_t)m.cfg.vocab_size, path, "token_embd.weight only has rows for");
 
@@ -250,21 +292,31 @@ ImportedModel import_gguf(const std::string& path, bool load_params) {
     // so a bad file fails at once and no size from it is used unchecked (a block_count included).
     ParamLayout L = param_layout_within(m.cfg, g.tensors.size());
     std::vector<const GgufTensor*> src;
-    for (const TensorInfo& t : L.tensors) {
+    std::vector<FusedPart> slices(L.tensors.size());  // Phi-3's: each tensor's rows of its fused one
+    for (size_t i = 0; i < L.tensors.size(); i++) {
+        const TensorInfo t = stored_tensor(m.cfg, L.tensors[i], slices[i]);
         std::string name = gguf_tensor_name(t.name, m.cfg.post_norms);
         const GgufTensor* s = g.find_tensor(name);
-        if (!s) fail("%s: tensor %s (for %s) is missing", path.c_str(), name.c_str(), t.name.c_str());
+        if (!s) fail("%s: tensor %s (for %s) is missing", path.c_str(), name.c_str(), L.tensors[i].name.c_str());
         import_check_shape(t, s->shape(), path + ": tensor " + name);
         g.check_readable(*s);
         src.push_back(s);
     }
-    for (const GgufTensor& t : g.tensors)
-        if (std::find(src.begin(), src.end(), &t) == src.end() && t.name != "rope_freqs.weight")
+    for (const GgufTensor& t : g.tensors) {  // (the RoPE tensors are read into the config)
+        const bool rope = t.name == "rope_freqs.weight" ||
+                          (m.cfg.longrope() && (t.name == "rope_factors_short.weight" || t.name == "rope_factors_long.weight"));
+        if (std::find(src.begin(), src.end(), &t) == src.end() && !rope)
             fail("%s: tensor %s is not part of a %s model as this converter knows it (architecture variant not supported)",
                  path.c_str(), t.name.c_str(), arch.c_str());
+    }
 
     const ModelConfig c = m.cfg;
-    m.read_tensor = [file, src, c, arch](size_t i, float* dst) {
+    auto fused = std::make_shared<FusedReads>();
+    m.read_tensor = [file, src, slices, fused, tensors = L.tensors, c, arch](size_t i, float* dst) {
+        if (slices[i].module) {  // (Phi-3's)
+            auto whole = [&](float* all) { file->read_f32(*src[i], all); };
+            return fused->read(src[i], slices[i], tensors[i], whole, dst);
+        }
         file->read_f32(*src[i], dst);
         const std::string& name = src[i]->name;
         bool q = name.find(".attn_q.weight") != std::string::npos, k = name.find(".attn_k.weight") != std::string::npos;

@@ -2,12 +2,14 @@
 // tests/fixtures/phi3/gen_phi3_fixtures.py, whose fused qkv_proj and gate_up_proj import as our
 // separate projections, with LongRoPE's short and long factors and its attention factor, and a
 // sliding window; their logits checked against transformers' (FP32, eager attention), each part
-// shown to matter by taking it out; and out again to HF and PEFT as Phi-3 has them.
+// shown to matter by taking it out; and out again to HF and PEFT as Phi-3 has them. GGUF both ways
+// against tests/fixtures/phi3/gen_phi3_gguf.py's files, converted as llama.cpp's converter does.
 #include <doctest/doctest.h>
 
 #include <cstring>
 
 #include "model/export_hf.h"
+#include "model/gguf.h"
 #include "model/lora_peft.h"
 #include "test_convert_util.h"
 
@@ -213,4 +215,23 @@ TEST_CASE("PEFT: our Phi-3 adapters (a separate A for each projection) go out on
             CHECK(worst < 1e-4);
         }
     }
+}
+
+TEST_CASE("import: Phi-3 GGUFs as llama.cpp's converter writes them (attn_qkv, ffn_up holding gate and up, LongRoPE's "
+          "factor tensors and attention factor, the window) are the HF models they came from") {
+    for (const char* name : {"tiny_phi3", "tiny_phi3_plain"}) {
+        CAPTURE(name);
+        ImportedModel h = import_hf_dir(kPhi3 + name + "_hf"), g = import_gguf(kPhi3 + name + ".gguf");
+        check_same_model(h, g);
+        CHECK(std::memcmp(&g.cfg, &h.cfg, sizeof(ModelConfig)) == 0);
+        Model m;
+        model_init(m, g.cfg, g.params);
+        std::vector<int32_t> ids;
+        std::vector<float> got;
+        CHECK(max_logit_diff(m, kPhi3 + name + "_logits.json", ids, got) < 1e-4);  // (transformers')
+    }
+    // What the factors are without both tensors: refused, naming the missing one.
+    const std::string d = temp_dir() + "/m.gguf";
+    write_bytes(d, patched(read_file(kPhi3 + "tiny_phi3.gguf"), "rope_factors_short.weight", "rope_factors_shorx.weight"));
+    CHECK(contains(error_of([&] { import_gguf(d); }), "tensor rope_factors_short.weight is missing (LongRoPE needs both"));
 }
