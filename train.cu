@@ -17,6 +17,7 @@
 #include "data/default_task.h"
 #include "model/adapter_setup.h"
 #include "model/answer.h"
+#include "model/export_gguf.h"
 #include "model/import.h"
 #include "model/lora_peft.h"
 #include "model/loss_plot.h"
@@ -313,8 +314,10 @@ void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt
                                  : "--model " + shell_quote(f.model) + " --lora " + shell_quote(ckpt + "/adapter.lora") +
                                        (f.tokenizer.empty() ? "" : " --tokenizer " + shell_quote(tok));
     const std::string tmpl = f.chat_template.empty() ? "" : " --template " + f.chat_template;  // what the data was rendered with
-    printf("to use it in other tools: ./export %s%s --hf DIR (transformers) | --gguf FILE.gguf --dtype q8_0 (llama.cpp, ollama)%s\n",
-           from.c_str(), tmpl.c_str(), t.cfg.method == Method::Full ? "" : " | --peft DIR (PEFT adapter)");
+    // (--gguf only for a model llama.cpp runs as it is)
+    const char* gguf = gguf_unsupported(t.model.cfg).empty() ? " | --gguf FILE.gguf --dtype q8_0 (llama.cpp, ollama)" : "";
+    printf("to use it in other tools: ./export %s%s --hf DIR (transformers)%s%s\n", from.c_str(), tmpl.c_str(), gguf,
+           t.cfg.method == Method::Full ? "" : " | --peft DIR (PEFT adapter)");
     if (t.cfg.method == Method::Qlora)
         printf("qlora: the adapter was trained on the NF4 base: --nf4 merges it into that base for --hf, --gguf and "
                "--merge (without it, into the full-precision weights, which answer slightly differently), and "

@@ -36,7 +36,7 @@ struct Metadata {
 };
 
 // Whether llama.cpp's Gemma 3 (which hard-codes these) runs the model as it is.
-bool llama_cpp_runs_as_is(const ModelConfig& c) {
+bool llama_cpp_runs_gemma3(const ModelConfig& c) {
     return c.sliding_window > 0 && c.sliding_pattern == 6 && c.rope_local_theta == 10000.0f &&
            c.query_pre_attn_scalar == gguf_gemma3_query_scalar(c);
 }
@@ -47,6 +47,25 @@ uint32_t file_type(uint32_t type) {
 }
 }  // namespace
 
+std::string gguf_unsupported(const ModelConfig& c) {
+    if (c.nope_interval && c.nope_interval != 4)
+        return strf("llama.cpp runs SmolLM3 with NoPE in every 4th layer; this model has it every %d", c.nope_interval);
+    if (c.nope_interval && c.rope_scale_factor != 0.0f)
+        return "llama.cpp runs SmolLM3 without RoPE frequency factors, so its llama3 scaling would be lost";
+    if (c.post_norms && !llama_cpp_runs_gemma3(c))
+        return "llama.cpp runs Gemma 3 with a window in five layers of six, RoPE base 10000 in them and scores scaled by "
+               "head_dim^-1/2 (by (dim/heads)^-1/2 at 62 layers); this model differs";
+    // llama.cpp's Phi-3 loads attn_qkv as [dim, dim + 2 kv_dim] and attn_output as [dim, dim], and no
+    // frequency factors but LongRoPE's
+    if (c.fused_projections && c.q_dim() != c.dim)
+        return strf("llama.cpp runs Phi-3 with heads x head_dim = dim; this model has %d x %d = %d and dim %d", c.n_heads,
+                    c.head_dim, c.q_dim(), c.dim);
+    if (c.fused_projections && c.rope_scale_factor != 0.0f && c.rope_low_freq_factor != 0.0f)
+        return "llama.cpp runs Phi-3 without RoPE frequency factors other than LongRoPE's, so its llama3 scaling would "
+               "be lost";
+    return "";
+}
+
 void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vector<float>& params, const Tokenizer& tok,
                  uint32_t type) {
     if (type != GGML_F32 && type != GGML_F16 && type != GGML_BF16 && type != GGML_Q8_0)
@@ -54,23 +73,16 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     check_exportable(cfg, params, tok.vocab.size(), path);
     const ParamLayout L = param_layout(cfg);
     const std::string arch = cfg.architecture(path);
-    std::string a;
-    if (cfg.nope_interval && cfg.nope_interval != 4)
-        fail("%s: llama.cpp runs SmolLM3 with NoPE in every 4th layer; this model has it every %d: export --hf instead",
-             path.c_str(), cfg.nope_interval);
-    if (cfg.nope_interval && cfg.rope_scale_factor != 0.0f)
-        fail("%s: llama.cpp runs SmolLM3 without RoPE frequency factors, so its llama3 scaling would be lost: export --hf "
-             "instead", path.c_str());
-
-    if (arch == "gemma3" && !llama_cpp_runs_as_is(cfg))
-        fail("%s: llama.cpp runs Gemma 3 with a window in five layers of six, RoPE base 10000 in them and scores scaled "
-             "by head_dim^-1/2 (by (dim/heads)^-1/2 at 62 layers); this model differs: export --hf instead", path.c_str());
-    // llama.cpp runs Mistral as llama, without the window (its own converter writes it so).
+    const std::string unsupported = gguf_unsupported(cfg);
+    if (!unsupported.empty()) fail("%s: %s: export --hf instead", path.c_str(), unsupported.c_str());
+    // llama.cpp runs Mistral as llama, without the window (its own converter writes it so), and Phi-3
+    // without its window too (llama.cpp disabled Phi's sliding window: its PR 13676).
     const std::string gguf_arch = arch == "mistral" ? "llama" : arch;
-    if (arch == "mistral")
-        fprintf(stderr, "warning: %s: llama.cpp runs this model without its %d-token sliding window (as it runs Mistral "
-                "v0.1): beyond that many tokens its outputs differ from this trainer's\n", path.c_str(), cfg.sliding_window);
-    a = gguf_arch + ".";
+    if (arch == "mistral" || (arch == "phi3" && cfg.sliding_window))
+        fprintf(stderr, "warning: %s: llama.cpp runs this model without its %d-token sliding window (as it runs %s): "
+                "beyond that many tokens its outputs differ from this trainer's\n", path.c_str(), cfg.sliding_window,
+                arch == "phi3" ? "every Phi-3" : "Mistral v0.1");
+    const std::string a = gguf_arch + ".";
 
     Metadata md;
     md.string("general.architecture", gguf_arch);
@@ -94,6 +106,14 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
         md.f32(a + "rope.scaling.factor", cfg.rope_scale_factor);
     }
     if (arch == "gemma3") md.u32(a + "attention.sliding_window", cfg.sliding_window);
+    if (arch == "phi3") {
+        // As Phi-3's converter writes it: the window (0 for none), the original context (max_seq_len
+        // without LongRoPE, as the HF exporter writes it), and with LongRoPE its attention factor, the
+        // one llama.cpp multiplies cos and sin by; the factors are tensors (below).
+        md.u32(a + "attention.sliding_window", cfg.sliding_window);
+        md.u32(a + "rope.scaling.original_context_length", cfg.longrope() ? cfg.rope_original_max_pos : cfg.max_seq_len);
+        if (cfg.longrope()) md.f32(a + "rope.scaling.attn_factor", cfg.rope_attn_factor);
+    }
     md.f32(a + "attention.layer_norm_rms_epsilon", cfg.norm_eps);
     md.u32(a + "vocab_size", cfg.vocab_size);
     const bool spm = tok.model == TokenizerModel::SentencePiece;
@@ -136,8 +156,10 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     md.string("tokenizer.chat_template", chat_template_to_jinja(tok.chat_template));
 
     // Tensor infos: name, dims innermost first, ggml type, offset into the data section (aligned).
-    // The tensors: the model's, in layout order, and for llama3 RoPE scaling llama.cpp's rope_freqs
-    // (per frequency, the divisor of the unscaled inv_freq: 1, the factor, or the ramp between).
+    // The tensors: the model's, in layout order (Phi-3's q, k, v as one attn_qkv, gate and up as one
+    // ffn_up: their parts are one span of the layout), and for llama3 RoPE scaling llama.cpp's
+    // rope_freqs (per frequency, the divisor of the unscaled inv_freq: 1, the factor, or the ramp
+    // between), for LongRoPE its short and long factors.
     struct Out {
         std::string name;
         std::vector<int64_t> shape;
@@ -147,14 +169,23 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
         size_t bytes = 0, offset = 0;
     };
     std::vector<Out> outs;
-    for (const TensorInfo& t : L.tensors)
-        outs.push_back({gguf_tensor_name(t.name, cfg.post_norms), t.shape, params.data() + t.offset, t.numel,
-                        t.shape.size() == 1 ? (uint32_t)GGML_F32 : type});
+    for (const TensorInfo& layout : L.tensors) {
+        FusedPart part;
+        const TensorInfo t = stored_tensor(cfg, layout, part);
+        if (part.index == 0)  // (a fused tensor's other parts are in its span)
+            outs.push_back({gguf_tensor_name(t.name, cfg.post_norms), t.shape, params.data() + t.offset, t.numel,
+                            t.shape.size() == 1 ? (uint32_t)GGML_F32 : type});
+    }
     std::vector<float> rope_freqs;
     if (cfg.rope_scale_factor != 0.0f && !linear_rope) {
         const std::vector<float> plain = rope_inv_freq(cfg.rope_theta, cfg.head_dim), scaled = rope_inv_freq(cfg);
         for (size_t i = 0; i < plain.size(); i++) rope_freqs.push_back(plain[i] / scaled[i]);
         outs.push_back({"rope_freqs.weight", {(int64_t)rope_freqs.size()}, rope_freqs.data(), rope_freqs.size(), GGML_F32});
+    }
+    const int64_t half = cfg.head_dim / 2;
+    if (cfg.longrope()) {
+        outs.push_back({"rope_factors_long.weight", {half}, cfg.rope_long_factor, (size_t)half, GGML_F32});
+        outs.push_back({"rope_factors_short.weight", {half}, cfg.rope_short_factor, (size_t)half, GGML_F32});
     }
     std::string infos;
     auto raw = [&](const auto& v) { infos.append((const char*)&v, sizeof v); };

@@ -8,6 +8,8 @@
 
 #include <cstring>
 
+#include "model/dequant.h"
+#include "model/export_gguf.h"
 #include "model/export_hf.h"
 #include "model/gguf.h"
 #include "model/lora_peft.h"
@@ -234,4 +236,52 @@ TEST_CASE("import: Phi-3 GGUFs as llama.cpp's converter writes them (attn_qkv, f
     const std::string d = temp_dir() + "/m.gguf";
     write_bytes(d, patched(read_file(kPhi3 + "tiny_phi3.gguf"), "rope_factors_short.weight", "rope_factors_shorx.weight"));
     CHECK(contains(error_of([&] { import_gguf(d); }), "tensor rope_factors_short.weight is missing (LongRoPE needs both"));
+}
+
+TEST_CASE("export: Phi-3 out to GGUF is what llama.cpp's converter writes (its keys, tensor names, shapes and values) "
+          "and reads back as the same model; what llama.cpp's Phi-3 cannot run is refused") {
+    for (const char* name : {"tiny_phi3", "tiny_phi3_plain"}) {
+        CAPTURE(name);
+        ImportedModel h = import_hf_dir(kPhi3 + name + "_hf");
+        const std::string path = temp_dir() + "/m.gguf";
+        export_gguf(path, h.cfg, h.params, h.tok, GGML_F32);
+        ImportedModel b = import_gguf(path);
+        check_same_model(h, b);
+        CHECK(std::memcmp(&b.cfg, &h.cfg, sizeof(ModelConfig)) == 0);
+
+        GgufFile ours = gguf_open(path), ref = gguf_open(kPhi3 + name + ".gguf");
+        CHECK(ours.get_string("general.architecture") == "phi3");
+        for (const auto& [key, want] : ref.metadata) {
+            if (key.compare(0, 5, "phi3.") != 0) continue;
+            CAPTURE(key);
+            const GgufValue* got = ours.find(key);
+            REQUIRE(got);
+            CHECK(got->type == want.type);
+            CHECK(got->ints == want.ints);
+            CHECK(got->floats == want.floats);
+        }
+        CHECK(ours.tensors.size() == ref.tensors.size());
+        for (const GgufTensor& want : ref.tensors) {
+            CAPTURE(want.name);
+            const GgufTensor* got = ours.find_tensor(want.name);
+            REQUIRE(got);
+            CHECK(got->dims == want.dims);
+            CHECK(got->type == want.type);
+            std::vector<float> a(want.numel), o(want.numel);
+            ref.read_f32(want, a.data());
+            ours.read_f32(*got, o.data());
+            CHECK(a == o);
+        }
+    }
+    // llama.cpp's Phi-3 loads attn_output as [dim, dim] and no RoPE frequency factors but LongRoPE's.
+    ModelConfig c = import_hf_dir(kPhi3 + "tiny_phi3_plain_hf").cfg;
+    CHECK(gguf_unsupported(c).empty());
+    c.head_dim = 16;
+    const std::string path = temp_dir() + "/m.gguf";
+    const std::vector<float> params(param_layout(c).total);
+    CHECK(contains(error_of([&] { export_gguf(path, c, params, import_hf_dir(kPhi3 + "tiny_phi3_plain_hf").tok, GGML_F32); }),
+                   "llama.cpp runs Phi-3 with heads x head_dim = dim; this model has 4 x 16 = 64 and dim 32: export --hf instead"));
+    CHECK(!file_exists(path));
+    c.head_dim = 8, c.rope_scale_factor = 8.0f, c.rope_low_freq_factor = 1.0f, c.rope_high_freq_factor = 4.0f;
+    CHECK(contains(gguf_unsupported(c), "llama.cpp runs Phi-3 without RoPE frequency factors other than LongRoPE's"));
 }

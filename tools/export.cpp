@@ -103,6 +103,8 @@ static int run(int argc, char** argv) {
     const DType dt = dtype == "bf16" ? DType::BF16 : DType::F32;
     const uint32_t gguf_type = dtype == "f16" ? GGML_F16 : dtype == "q8_0" ? GGML_Q8_0 : dtype == "bf16" ? GGML_BF16 : GGML_F32;
     ModelConfig cfg = model_read_config(model);
+    if (!gguf.empty() && !gguf_unsupported(cfg).empty())  // (before any other output is written)
+        fail("%s: %s: export --hf instead", gguf.c_str(), gguf_unsupported(cfg).c_str());
     LoraConfig lc;
     std::vector<float> adapters;
     if (!lora.empty()) lora_load_any(lora, cfg, lc, adapters);
