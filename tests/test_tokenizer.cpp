@@ -312,9 +312,9 @@ TEST_CASE("tokenizer: damaged .tok files fail naming the file and the problem") 
     };
     CHECK(load_bytes("XTOK" + good.substr(4)) == bad_path + ": not a .tok tokenizer file (bad magic); convert a tokenizer.json "
                                                         "with ./tokenize --tokenizer tokenizer.json --save out.tok");
-    std::string v2 = good;
-    v2[4] = 2;
-    CHECK(load_bytes(v2) == bad_path + ": .tok version 2 is not supported (this build reads version 1)");
+    std::string v3 = good;
+    v3[4] = 3;
+    CHECK(load_bytes(v3) == bad_path + ": .tok version 3 is not supported (this build reads versions 1 to 2)");
     CHECK(load_bytes(good.substr(0, 2)) == bad_path + ": file is truncated: magic needs 4 bytes at offset 0 but only 2 remain");
     // cut anywhere after the header: every cut is caught, by the header/length check or a read
     for (size_t cut : {size_t(20), size_t(48), good.size() / 2, good.size() - 1}) {
@@ -412,8 +412,8 @@ TEST_CASE("tokenizer: tokenizer.json with its side files, and what it refuses") 
     // an id of two billion: the same message, without sizing the vocabulary for it (found by fuzzing)
     holey.replace(holey.find("\"id\": 300"), 9, "\"id\": 2000000000");
     CHECK(load_error(holey) == path + ": no token has id 257: ids must be contiguous from 0");
-    std::string lstrip = tokenizer_json("", "");
-    lstrip.replace(lstrip.find("\"special\": true"), 15, "\"special\": true, \"lstrip\": true");
-    CHECK(load_error(lstrip) == path + ": added_tokens[0] uses lstrip, which we do not implement");
+    std::string single = tokenizer_json("", "");
+    single.replace(single.find("\"special\": true"), 15, "\"special\": true, \"single_word\": true");
+    CHECK(load_error(single) == path + ": added_tokens[0] uses single_word, which we do not implement");
     REQUIRE(system(("rm -rf " + dir).c_str()) == 0);
 }

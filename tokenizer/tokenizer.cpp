@@ -146,17 +146,11 @@ void encode_sentencepiece(const Tokenizer& tok, std::string_view text, bool at_s
     out.insert(out.end(), ids.begin(), ids.end());
 }
 
-// Unicode's White_Space characters (Rust's char::is_whitespace, the \s that Hugging Face strips beside
-// an lstrip/rstrip token).
-bool is_white_space(uint32_t c) {
-    return (c >= 9 && c <= 13) || c == 32 || c == 0x85 || c == 0xA0 || c == 0x1680 || (c >= 0x2000 && c <= 0x200A) ||
-           c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
-}
-
-// The end of the run of white space starting at text[i].
+// The end of the run of white space starting at text[i] (Unicode's White_Space, as Rust's
+// char::is_whitespace, what Hugging Face strips beside an lstrip/rstrip token).
 size_t white_space_end(std::string_view text, size_t i) {
     uint32_t c;
-    for (size_t n; i < text.size() && (n = utf8_decode(text, i, c)) && is_white_space(c);) i += n;
+    for (size_t n; i < text.size() && (n = utf8_decode(text, i, c)) && is_whitespace(c);) i += n;
     return i;
 }
 
@@ -167,7 +161,7 @@ size_t white_space_start(std::string_view text, size_t floor, size_t i) {
     size_t start = floor;
     uint32_t c;
     for (size_t at = floor, n; at < i; at += n)
-        if (n = utf8_decode(text, at, c); !is_white_space(c)) start = at + n;
+        if (n = utf8_decode(text, at, c); !is_whitespace(c)) start = at + n;
     return std::min(start, i);
 }
 

@@ -25,7 +25,7 @@ extra_seeds() {
     case $1 in
     gguf) ls $F/*.gguf ;;
     safetensors) ls $F/tiny_llama_sharded/*.safetensors $F/tiny_qwen2_hf/model.safetensors $F/tiny_gemma3_mm_peft/*.safetensors ;;
-    tokenizer_json) ls $F/tiny_llama_hf/tokenizer.json ;;
+    tokenizer_json) ls $F/tiny_llama_hf/tokenizer.json tests/fixtures/tokenizer/strip/bpe_tokenizer.json ;;
     parquet) ls tests/fixtures/parquet/*.parquet ;;
     gzip) ls tests/fixtures/gzip/*.gz ;;
     esac
