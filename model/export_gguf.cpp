@@ -1,5 +1,6 @@
 #include "model/export_gguf.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -86,8 +87,18 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
 
     Metadata md;
     md.string("general.architecture", gguf_arch);
+    // llama.cpp strips white space beside added tokens by the model's name alone (gguf_token_strips):
+    // a tokenizer that strips as Phi-3's does gets a name that says Phi-3; one that strips otherwise
+    // cannot be told to llama.cpp.
     std::string name = path.substr(path.rfind('/') + 1);
-    md.string("general.name", name.substr(0, name.rfind(".gguf")));
+    name = name.substr(0, name.rfind(".gguf"));
+    const bool strips = std::any_of(tok.strip.begin(), tok.strip.end(), [](uint8_t b) { return b != 0; });
+    if (strips && gguf_token_strips(tok, name).empty() && gguf_token_strips(tok, "phi-3") == tok.strip) name = "Phi-3 " + name;
+    if (strips && gguf_token_strips(tok, name) != tok.strip)
+        fprintf(stderr, "warning: %s: the tokenizer's added tokens take the white space beside them in a way llama.cpp "
+                "cannot be told (it strips only Phi-3's, by the model's name): llama.cpp tokenizes the white space after "
+                "them as text\n", path.c_str());
+    md.string("general.name", name);
     md.u32("general.file_type", file_type(type));
     md.u32("general.quantization_version", 2);  // GGML_QNT_VERSION, as llama.cpp's converter writes
     md.u32(a + "context_length", cfg.max_seq_len);

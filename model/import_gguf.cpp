@@ -257,6 +257,7 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
 // The ids, chat template and checks both tokenizer kinds share.
 void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
     const std::string& path = g.path();
+    tok.strip = gguf_token_strips(tok, g.find("general.name") ? g.get_string("general.name") : "");
     tok.bos_id = (int32_t)g.get_int("tokenizer.ggml.bos_token_id", -1);
     tok.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id", -1);
     tok.pad_id = (int32_t)g.get_int("tokenizer.ggml.padding_token_id", -1);
@@ -272,6 +273,20 @@ void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
     }
 }
 }  // namespace
+
+std::vector<uint8_t> gguf_token_strips(const Tokenizer& tok, const std::string& general_name) {
+    std::string name = general_name;
+    for (char& c : name) c = (char)std::tolower((unsigned char)c);
+    if (name.find("phi-3") == std::string::npos && name.find("phi3") == std::string::npos) return {};
+    std::vector<uint8_t> strip(tok.vocab.size(), 0);
+    for (size_t id = 0; id < tok.vocab.size(); id++) {
+        const TokenType t = tok.token_type[id];
+        const std::string& s = tok.vocab[id];
+        const bool special = t == TokenType::Control || t == TokenType::UserDefined || t == TokenType::Unknown;
+        if ((special || s == "</s>") && s != "<unk>" && s != "<s>" && s != "<|endoftext|>") strip[id] = Tokenizer::kStripRight;
+    }
+    return strip;
+}
 
 ImportedModel import_gguf(const std::string& path, bool load_params) {
     auto file = std::make_shared<GgufFile>(gguf_open(path));

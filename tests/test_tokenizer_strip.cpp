@@ -7,6 +7,11 @@
 #include <unistd.h>
 
 #include "data/json.h"
+#include "model/dequant.h"
+#include "model/export_gguf.h"
+#include "model/gguf.h"
+#include "model/import.h"
+#include "model/weights.h"
 #include "test_tokenizer_util.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -73,4 +78,26 @@ TEST_CASE("tokenizer: lstrip, rstrip and both on a byte-level tokenizer, Unicode
     Tokenizer t = with_added_tokens("tests/fixtures/convert/tiny_llama_hf/tokenizer.json", kTok + "strip/bpe_added_tokens.json");
     CHECK(check_fixtures(t, f, "bpe-strip") == 15);
     check_round_trips(t, f, "bpe-strip", 15);
+}
+
+TEST_CASE("tokenizer: to and from GGUF, which has no key for it, the stripping goes by the model's name as in "
+          "llama.cpp: a Phi-3 tokenizer's export is named Phi-3 and reads back the same") {
+    const Tokenizer phi3 = with_added_tokens(kTok + "spm/tokenizer.json", kTok + "strip/phi3_added_tokens.json");
+    CHECK(gguf_token_strips(phi3, "Phi 3.5 Mini Instruct").empty());  // llama.cpp's test: "phi-3" or "phi3" in it
+    CHECK(gguf_token_strips(phi3, "Phi-3.5-mini-instruct") == phi3.strip);
+    CHECK(gguf_token_strips(phi3, "my PHI3 tune") == phi3.strip);
+    ModelConfig c = config_preset("tiny");
+    c.vocab_size = (int32_t)phi3.vocab.size();
+    c.fused_projections = 1;
+    std::vector<float> params;
+    model_init_random(c, params, 1);
+    char dir[] = "/tmp/test_strip_XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    const std::string path = std::string(dir) + "/tune.gguf";
+    export_gguf(path, c, params, phi3, GGML_F32);
+    CHECK(gguf_open(path).get_string("general.name") == "Phi-3 tune");
+    const ImportedModel back = import_gguf(path);
+    CHECK(back.tok.strip == phi3.strip);
+    const std::string chat = "<|user|>\nHello<|end|>\n<|assistant|>\n";
+    CHECK(encode(back.tok, chat) == encode(phi3, chat));
 }
