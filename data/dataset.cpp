@@ -85,15 +85,21 @@ Example format_conversation(const Record& r, const DataTokenizer& tok) {
         end += pieces[k].text.size();
         const bool clean = closes[k] || opens[k + 1], change = pieces[k + 1].assistant != pieces[k].assistant;
         if (!clean && !change) continue;
-        const std::vector<int32_t> ids = tok.encode(all.substr(clean_at, end - clean_at), true,
-                                                    clean_at == 0 ? TextStart::Begin : TextStart::AfterSpecial);
+        const size_t at = std::min(clean_at, end);  // (white space an rstrip token took may pass `end`)
+        const std::vector<int32_t> ids = tok.encode(all.substr(at, end - at), true,
+                                                    at == 0 ? TextStart::Begin : TextStart::AfterSpecial);
         const size_t shared = common_prefix(e.tokens, clean_ids, ids);
         if (change) {
             const size_t to = std::max(from, clean_ids + shared);
             if (pieces[k].assistant) std::fill(e.weights.begin() + from, e.weights.begin() + to, 1.0f);
             from = to;
         }
-        if (clean && shared == ids.size()) clean_at = end, clean_ids += ids.size();  // (checked, not assumed)
+        // (checked, not assumed) The text resumes after the white space the boundary's token takes
+        // with it (Phi-3's rstrip tokens), as in the whole text's encoding.
+        if (clean && shared == ids.size()) {
+            clean_ids += ids.size();
+            if (!ids.empty()) clean_at = tok.text_after ? tok.text_after(ids.back(), all, end) : end;
+        }
     }
     if (!pieces.empty() && pieces.back().assistant) std::fill(e.weights.begin() + from, e.weights.end(), 1.0f);
     // BOS when the model wants it, unless the template wrote it (Llama-3's, Llama-2's)
@@ -444,6 +450,7 @@ DataTokenizer data_tokenizer(const Tokenizer& tok, const ChatTemplate& chat) {
     DataTokenizer dt;
     dt.encode = [&tok](std::string_view text, bool special, TextStart where) { return encode(tok, text, special, where); };
     dt.is_special = [&tok](int32_t id) { return is_special_token(tok, id); };
+    dt.text_after = [&tok](int32_t id, std::string_view text, size_t at) { return text_after_token(tok, id, text, at); };
     dt.eos = tok.eos_id;
     dt.bos = tok.add_bos ? tok.bos_id : -1;
     dt.chat_template = chat;

@@ -35,6 +35,9 @@ struct DataTokenizer {
     // template piece after others), see encode().
     std::function<std::vector<int32_t>(std::string_view text, bool parse_special, TextStart where)> encode;
     std::function<bool(int32_t id)> is_special;  // a special token's id ("<|im_end|>", "</s>")
+    // Where text resumes after special token `id` ending at text[at] (text_after_token: past the white
+    // space an rstrip token takes, Phi-3's <|assistant|>\n).
+    std::function<size_t(int32_t id, std::string_view text, size_t at)> text_after;
     int32_t eos = -1;  // closes each raw document; needed only when a file has raw text
     int32_t bos = -1;  // opens each example and raw document when the model wants BOS (Tokenizer::add_bos)
     ChatTemplate chat_template;

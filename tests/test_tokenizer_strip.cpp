@@ -6,7 +6,11 @@
 
 #include <unistd.h>
 
+#include <sstream>
+
+#include "data/dataset.h"
 #include "data/json.h"
+#include "data/records.h"
 #include "model/dequant.h"
 #include "model/export_gguf.h"
 #include "model/gguf.h"
@@ -100,4 +104,32 @@ TEST_CASE("tokenizer: to and from GGUF, which has no key for it, the stripping g
     CHECK(back.tok.strip == phi3.strip);
     const std::string chat = "<|user|>\nHello<|end|>\n<|assistant|>\n";
     CHECK(encode(back.tok, chat) == encode(phi3, chat));
+}
+
+TEST_CASE("data: Phi-3 conversations encode to transformers' ids (the white space after <|assistant|>\\n and "
+          "<|user|>\\n taken by the tokens), and each answer with its <|end|> is learned") {
+    Tokenizer phi3 = with_added_tokens(kTok + "spm/tokenizer.json", kTok + "strip/phi3_added_tokens.json");
+    phi3.add_bos = false;  // Phi-3.5-mini's tokenizer_config.json: add_bos_token false
+    const ParsedFile pf = parse_records(read_file(kTok + "strip/phi3_chat.jsonl"), "phi3_chat.jsonl", true);
+    const DataTokenizer dt = data_tokenizer(phi3, ChatTemplate{ChatTemplateKind::Phi3, ""});
+    DataReport report;
+    const std::vector<Example> ex = build_examples(pf, dt, DataOptions{}, report);
+    std::istringstream want(read_file(kTok + "strip/phi3_chat_ids.txt"));
+    REQUIRE(ex.size() == 2);
+    for (const Example& e : ex) {
+        std::string line;
+        std::getline(want, line);
+        std::vector<int32_t> ids;
+        std::istringstream in(line);
+        for (int32_t id; in >> id;) ids.push_back(id);
+        CHECK(e.tokens == ids);
+        // learned: what follows each <|assistant|> (32001) up to its <|end|> (32007), that included
+        bool in_answer = false;
+        for (size_t k = 0; k < e.size(); k++) {
+            CAPTURE(k);
+            CHECK((e.weights[k] == 1.0f) == in_answer);
+            if (e.tokens[k] == 32001) in_answer = true;
+            if (e.tokens[k] == 32007) in_answer = false;
+        }
+    }
 }

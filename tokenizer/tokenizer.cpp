@@ -321,6 +321,11 @@ std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok) {
     return out;
 }
 
+size_t text_after_token(const Tokenizer& tok, int32_t id, std::string_view text, size_t at) {
+    const bool strips = id >= 0 && (size_t)id < tok.strip.size() && (tok.strip[id] & Tokenizer::kStripRight);
+    return strips ? white_space_end(text, at) : at;
+}
+
 std::vector<int32_t> end_of_turn_ids(const Tokenizer& tok) {
     std::vector<int32_t> ids;
     for (const char* s : {"<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>"})

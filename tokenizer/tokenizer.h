@@ -166,6 +166,9 @@ std::string decode(const Tokenizer& tok, const std::vector<int32_t>& ids);
 const std::string& decode_token(const Tokenizer& tok, int32_t id);
 // The bytes this vocabulary has no token for (encode drops them), so data checks can report them.
 std::vector<uint8_t> tokenizer_missing_bytes(const Tokenizer& tok);
+// Where text resumes after special token `id`, which ends at text[at]: past the white space the token
+// takes with it when it strips right (Tokenizer::strip), else at.
+size_t text_after_token(const Tokenizer& tok, int32_t id, std::string_view text, size_t at);
 // Tokens that end a model's turn or document (<|im_end|>, <|eot_id|>, <end_of_turn>, Phi-3's <|end|>,
 // <|endoftext|>, and EOS): generation stops at any of them.
 std::vector<int32_t> end_of_turn_ids(const Tokenizer& tok);
