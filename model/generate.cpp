@@ -99,18 +99,41 @@ struct GeneratePlan {
     std::vector<int> passes;  // prefill pass i takes sequences passes[i] .. passes[i+1]−1
 };
 
-GeneratePlan plan_generate(const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt) {
+// The prefill passes of sequences whose first lengths[s] tokens go into the cache: consecutive
+// sequences packed up to `limit` rows (a longer one alone). Returns the rows of the largest pass.
+int plan_passes(const std::vector<int>& lengths, int limit, std::vector<int>& passes) {
+    int rows = 0;
+    passes.clear();
+    for (int s = 0, in_pass = 0; s < (int)lengths.size(); s++) {
+        if (passes.empty() || (in_pass > 0 && in_pass + lengths[s] > limit)) passes.push_back(s), in_pass = 0;
+        rows = std::max(rows, in_pass += lengths[s]);
+    }
+    passes.push_back((int)lengths.size());
+    return rows;
+}
+
+// Whether a LongRoPE model switches to its long factors during the steps (long_rope_for(longest
+// prompt) false, but true for the last step's length), when generate() recomputes the cache.
+bool long_rope_switches(const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt) {
+    size_t longest = 0, last = 0;  // the longest prompt, and the longest sequence at the last step
+    for (const std::vector<int32_t>& p : prompts)
+        longest = std::max(longest, p.size()), last = std::max(last, p.size() + std::max(opt.max_new_tokens - 1, 0));
+    return !c.long_rope_for((int64_t)longest) && c.long_rope_for((int64_t)last);
+}
+
+GeneratePlan plan_generate(const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt) {
     GeneratePlan p;
     const int S = (int)prompts.size();
-    p.rows = S;
-    for (int s = 0, in_pass = 0; s < S; s++) {
+    std::vector<int> lengths(S);
+    for (int s = 0; s < S; s++) {
         if (prompts[s].empty()) fail("generate: empty prompt");
         p.max_T = std::max(p.max_T, (int)prompts[s].size() + opt.max_new_tokens);
-        const int n = (int)prompts[s].size() - 1;
-        if (p.passes.empty() || (in_pass > 0 && in_pass + n > kPrefillRows)) p.passes.push_back(s), in_pass = 0;
-        p.rows = std::max(p.rows, in_pass += n);
+        lengths[s] = (int)prompts[s].size() - 1;
     }
-    p.passes.push_back(S);
+    p.rows = std::max(S, plan_passes(lengths, kPrefillRows, p.passes));
+    // The recompute at LongRoPE's switch: at most the original context of each sequence, in passes
+    // of at most these rows.
+    if (long_rope_switches(c, prompts, opt)) p.rows = std::max(p.rows, (int)c.rope_original_max_pos);
     return p;
 }
 
@@ -123,7 +146,7 @@ size_t generate_bytes(const Model& m, const std::vector<std::vector<int32_t>>& p
                       size_t act_size) {
     const int S = (int)prompts.size();
     if (S == 0 || opt.max_new_tokens <= 0) return 0;
-    const GeneratePlan p = plan_generate(prompts, opt);
+    const GeneratePlan p = plan_generate(m.cfg, prompts, opt);
     const ModelConfig& c = m.cfg;
     // The caches; the layer's activations, x and the int buffers (tok, pos, slot, seg) for `rows`
     // rows; the logits, lengths and greedy picks of S sequences: what generate() allocates below.
@@ -140,7 +163,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     int S = (int)prompts.size(), C = c.dim, KV = c.kv_dim(), V = c.vocab_size;
     std::vector<std::vector<int32_t>> out(S);
     if (S == 0 || opt.max_new_tokens <= 0) return out;
-    const GeneratePlan plan = plan_generate(prompts, opt);
+    const GeneratePlan plan = plan_generate(c, prompts, opt);
     const int max_T = plan.max_T, rows = plan.rows;
     const std::vector<int>& passes = plan.passes;
     // What generate_bytes counts: the K and V caches; one set of layer activations, refilled by every
@@ -164,7 +187,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
     // row's k and v go into the cache at its slot, then attend(K, V, layer) fills A.att from A.q (K,
     // V: this layer's cache). Leaves the last hidden state of every row in x.
     // `positions`: what transformers' forward would reach here (LongRoPE picks its table by it): the
-    // whole prompt for the prompt's pass, whose last token is left to the first step.
+    // longest prompt for the prefill, whose last tokens are left to the first step.
     auto forward_rows = [&](int n, int64_t positions, const std::function<void(act* K, act* V, int layer)>& attend) {
         P.set_positions(positions);
         ops.to_device(dtok.p, tok.data(), n * sizeof(int32_t));
@@ -181,24 +204,30 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             });
     };
 
-    for (size_t p = 0; p + 1 < passes.size(); p++) {
-        int n = 0;
-        int64_t longest = 0;
-        for (int s = passes[p]; s < passes[p + 1]; s++) longest = std::max<int64_t>(longest, prompts[s].size());
-        for (int s = passes[p]; s < passes[p + 1]; s++)
-            for (int t = 0; t + 1 < (int)prompts[s].size(); t++, n++) {
-                tok[n] = prompts[s][t];
-                pos[n] = t;
-                slot[n] = s * max_T + t;
-                seg[n] = s;
-            }
-        if (n == 0) continue;  // one-token prompts only
-        ops.to_device(dseg.p, seg.data(), n * sizeof(int32_t));
-        forward_rows(n, longest, [&](act*, act*, int l) {
-            ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), dseg.i(), 1, n, c.n_heads,
-                                  c.n_kv_heads, c.head_dim, c.attn_scale(), c.window_of_layer(l));
-        });
-    }
+    // The cache of every sequence but its last token (seqs[s]: the prompt, or the prompt and what
+    // was generated), in prefill passes (sequences pass[i] .. pass[i+1]-1 each), whose forwards all
+    // reach `positions` (one RoPE table for all the sequences, as one transformers forward has).
+    auto prefill = [&](const std::vector<std::vector<int32_t>>& seqs, const std::vector<int>& pass, int64_t positions) {
+        for (size_t p = 0; p + 1 < pass.size(); p++) {
+            int n = 0;
+            for (int s = pass[p]; s < pass[p + 1]; s++)
+                for (int t = 0; t + 1 < (int)seqs[s].size(); t++, n++) {
+                    tok[n] = seqs[s][t];
+                    pos[n] = t;
+                    slot[n] = s * max_T + t;
+                    seg[n] = s;
+                }
+            if (n == 0) continue;  // one-token prompts only
+            ops.to_device(dseg.p, seg.data(), n * sizeof(int32_t));
+            forward_rows(n, positions, [&](act*, act*, int l) {
+                ops.attention_forward(A.att.a(), A.lse.f(), A.q.a(), A.k.a(), A.v.a(), dseg.i(), 1, n, c.n_heads,
+                                      c.n_kv_heads, c.head_dim, c.attn_scale(), c.window_of_layer(l));
+            });
+        }
+    };
+    size_t longest = 0;
+    for (const std::vector<int32_t>& p : prompts) longest = std::max(longest, p.size());
+    prefill(prompts, passes, (int64_t)longest);
     // Greedy decoding picks on the backend and brings back S ids; sampling needs the logits on the host.
     const bool greedy = opt.temperature <= 0.0f;
     const int pickable = opt.vocab > 0 ? std::min(opt.vocab, V) : V;
@@ -212,15 +241,33 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
         // per layer, and results of the live ones are unaffected.
         bool any = false;
         for (int s = 0; s < S; s++) {
-            tok[s] = out[s].empty() ? prompts[s].back() : out[s].back();
-            pos[s] = std::min((int)prompts[s].size() - 1 + step, max_T - 1);
-            len[s] = pos[s] + 1;
-            slot[s] = s * max_T + pos[s];
+            len[s] = std::min((int)prompts[s].size() + step, max_T);
             any |= !done[s];
         }
         if (!any) break;
+        const int64_t reach = *std::max_element(len.begin(), len.end());
+        if (c.long_rope_for(reach) && !P.long_rope) {
+            // LongRoPE passes its original context at this step: as transformers' Phi-3 does there,
+            // the cache is made again with the long factors (each sequence's tokens so far but the
+            // one this step feeds; a finished one's, its results unused), not kept with keys
+            // rotated by the short ones. Each sequence has at most the original context cached.
+            std::vector<std::vector<int32_t>> seqs(S);
+            std::vector<int> lengths(S), pass;
+            for (int s = 0; s < S; s++) {
+                seqs[s] = prompts[s];
+                seqs[s].insert(seqs[s].end(), out[s].begin(), out[s].end());
+                lengths[s] = (int)seqs[s].size() - 1;
+            }
+            if (plan_passes(lengths, rows, pass) > rows) fail("generate: the LongRoPE recompute needs more rows than planned");
+            prefill(seqs, pass, reach);
+        }
+        for (int s = 0; s < S; s++) {  // (after the recompute, which fills these arrays with its rows)
+            tok[s] = out[s].empty() ? prompts[s].back() : out[s].back();
+            pos[s] = len[s] - 1;
+            slot[s] = s * max_T + pos[s];
+        }
         ops.to_device(dlen.p, len.data(), S * sizeof(int32_t));
-        forward_rows(S, *std::max_element(len.begin(), len.end()), [&](act* K, act* Vv, int l) {
+        forward_rows(S, reach, [&](act* K, act* Vv, int l) {
             ops.attention_decode(A.att.a(), A.q.a(), K, Vv, dlen.i(), S, max_T, c.n_heads, c.n_kv_heads, c.head_dim,
                                  c.attn_scale(), c.window_of_layer(l));
         });

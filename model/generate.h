@@ -37,6 +37,10 @@ uint64_t sequence_seed(uint64_t seed, uint64_t i);
 // per step, so the weights are read once per step for all of them. on_token(seq, id), when given,
 // sees each new token as it comes (streaming). LoRA adapters of the model are applied as in
 // training. Runs on `ops` (the model must be on it: model_upload).
+// LongRoPE (Phi-3): every forward takes one table, as one transformers forward of the batch does:
+// the long factors once the longest sequence passes the original context; at the step where it
+// does, the cache is recomputed with them (transformers' Phi-3 drops its cache there), so a prompt
+// alone decodes as Phi3ForCausalLM.generate does, and one in a batch as the longest decides.
 // The backend memory generate() allocates for these prompts (act_size: the backend's storage
 // type): the KV cache and the buffers of its passes.
 size_t generate_bytes(const Model& m, const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt,

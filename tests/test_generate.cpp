@@ -311,3 +311,46 @@ TEST_CASE("encode_chat_prompt: the oldest exchanges go when the conversation out
     CHECK_THROWS_WITH(encode_chat_prompt(tok, qwen, conv, alone, 10), doctest::Contains("the tool result and the exchange"));
     CHECK(conv.size() == called.size());
 }
+
+// transformers' Phi3ForCausalLM.generate drops its KV cache at the step where the sequence first
+// passes LongRoPE's original context and runs the whole sequence again: the keys cached with the
+// short factors would meet queries rotated with the long ones. generate() recomputes its cache
+// there as well, so that greedy decoding is the argmax of the full forward (what transformers
+// generates, with or without its cache) on either side of the switch.
+TEST_CASE("generate: a LongRoPE model's cache is recomputed with the long factors when the sequence passes the "
+          "original context, as transformers' Phi-3 does") {
+    ImportedModel im = import_hf_dir("tests/fixtures/phi3/tiny_phi3_hf");  // original context 16, window 6
+    Model m;
+    model_init(m, im.cfg, std::move(im.params));
+    const vector<int32_t> ids = {260, 296, 276, 289, 283, 80, 292, 90, 293, 280, 85, 295, 274, 261, 294, 91, 290, 73, 14, 287};
+    SampleOptions so;
+    so.max_new_tokens = 20;
+    // A 9-token prompt switches to the long factors at the 9th step (17 tokens); transformers 5.24's
+    // model.generate(do_sample=False) on it (tests/fixtures/phi3/tiny_phi3_hf, FP32, eager):
+    const vector<int32_t> prompt(ids.begin(), ids.begin() + 9);
+    const vector<int32_t> want = {112, 280, 146, 266, 222, 283, 255, 295, 100, 211, 211, 282, 19, 282, 181, 272, 41, 132, 276, 235};
+    CHECK(generate(m, {prompt}, so, {})[0] == want);
+    // generate_bytes counts the rows the recompute takes (the original context of 16 here)
+    const Ops& ops = cpu_ops();
+    const size_t live = ops.mem_stats().total();
+    ops.reset_peak();
+    generate(m, {vector<int32_t>(ids.begin(), ids.begin() + 2)}, so, {});
+    CHECK(ops.mem_stats().peak_total - live == generate_bytes(m, {vector<int32_t>(ids.begin(), ids.begin() + 2)}, so, ops.act_size));
+    // Two prompts of that length decoded together switch at the same step; one past the original
+    // context takes the long factors from its prefill on. Each is the argmax of the full forward.
+    const vector<vector<int32_t>> prompts = {prompt, vector<int32_t>(ids.begin() + 11, ids.end()), ids};
+    for (const vector<vector<int32_t>>& batch : {vector<vector<int32_t>>{prompts[0], prompts[1]}, vector<vector<int32_t>>{prompts[2]}}) {
+        const vector<vector<int32_t>> out = generate(m, batch, so, {});
+        for (size_t s = 0; s < batch.size(); s++) {
+            CAPTURE(s);
+            vector<int32_t> seq = batch[s];
+            for (int32_t next : out[s]) {
+                vector<float> logits(seq.size() * m.cfg.vocab_size);
+                model_logits(m, seq.data(), (int)seq.size(), logits.data());
+                const float* last = logits.data() + (seq.size() - 1) * m.cfg.vocab_size;
+                CHECK(next == std::max_element(last, last + m.cfg.vocab_size) - last);
+                seq.push_back(next);
+            }
+        }
+    }
+}
