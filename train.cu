@@ -316,8 +316,10 @@ void print_export_hint(const Flags& f, const Trainer& t, const std::string& ckpt
     const std::string tmpl = f.chat_template.empty() ? "" : " --template " + f.chat_template;  // what the data was rendered with
     // (--gguf only for a model llama.cpp runs as it is)
     const char* gguf = gguf_unsupported(t.model.cfg).empty() ? " | --gguf FILE.gguf --dtype q8_0 (llama.cpp, ollama)" : "";
+    // (--peft only for an adapter PEFT can hold: adapters_print warned of one it cannot)
+    const bool peft = t.cfg.method != Method::Full && peft_unexportable(t.model.cfg, t.model.lora).empty();
     printf("to use it in other tools: ./export %s%s --hf DIR (transformers)%s%s\n", from.c_str(), tmpl.c_str(), gguf,
-           t.cfg.method == Method::Full ? "" : " | --peft DIR (PEFT adapter)");
+           peft ? " | --peft DIR (PEFT adapter)" : "");
     if (t.cfg.method == Method::Qlora)
         printf("qlora: the adapter was trained on the NF4 base: --nf4 merges it into that base for --hf, --gguf and "
                "--merge (without it, into the full-precision weights, which answer slightly differently), and "

@@ -117,6 +117,9 @@ void adapters_print(const Trainer& t, const TrainConfig& tc, const Tokenizer& to
            tc.optim.lora_b_lr_ratio == 1.0f ? ""
                : strf(", LoRA+: B%s at lr x %g (%g)", tc.lora.use_dora ? " and DoRA's magnitudes" : "",
                       tc.optim.lora_b_lr_ratio, tc.optim.lr * tc.optim.lora_b_lr_ratio).c_str());
+    if (const std::string why = peft_unexportable(m.cfg, m.lora); !why.empty())
+        printf("warning: this adapter will not export as a PEFT adapter (./export --peft): %s; --hf, --merge and --gguf "
+               "take it merged\n", why.c_str());
     note_untrained_tokens(t, tok);
     const float embedding_lr = tc.optim.embedding_lr > 0 ? tc.optim.embedding_lr : tc.optim.lr;
     size_t saved = 0, rows = 0;

@@ -123,6 +123,7 @@ int fused_peft_modules(const ModelConfig& cfg, const LoraConfig& lc, const std::
                 return false;
         return true;
     };
+    if (const std::string why = peft_unexportable(cfg, lc); !why.empty()) fail("%s", why.c_str());
     int R = r;
     for (int l = 0; l < cfg.n_layers; l++)
         for (int t = 0; t < LORA_NUM_TARGETS; t++)
@@ -139,10 +140,6 @@ int fused_peft_modules(const ModelConfig& cfg, const LoraConfig& lc, const std::
             int in, rows;
             lora_target_shape(cfg, (LoraTarget)t0, in, rows);
             if (f0.module) rows = (int)f0.total;
-            if (lc.use_dora && f0.module && (int)ts.size() != f0.count)
-                fail("Phi-3's %s: DoRA adapts it as a whole in PEFT, so its magnitudes need all of its projections "
-                     "adapted (this adapter has %zu of %d): train them all (--lora-targets) to export it", f0.module,
-                     ts.size(), f0.count);
             std::vector<float> A((size_t)R * in), B((size_t)rows * R), M(lc.use_dora ? rows : 0);
             for (size_t i = 0; i < ts.size(); i++) {
                 const int t = ts[i];
@@ -165,6 +162,21 @@ int fused_peft_modules(const ModelConfig& cfg, const LoraConfig& lc, const std::
     return R;
 }
 }  // namespace
+
+std::string peft_unexportable(const ModelConfig& cfg, const LoraConfig& lc) {
+    if (!lc.use_dora) return "";
+    for (int t = 0; t < LORA_NUM_TARGETS; t++) {
+        const FusedPart f = fused_part(cfg, t);
+        if (!f.module || f.index != 0) continue;
+        int adapted = 0;
+        for (int u = t; u < t + f.count; u++) adapted += lc.has((LoraTarget)u);
+        if (adapted > 0 && adapted < f.count)
+            return strf("Phi-3's %s: DoRA adapts it as a whole in PEFT, so its magnitudes need all of its projections "
+                        "adapted (this adapter has %d of %d): train them all (--lora-targets %s) to export it with --peft",
+                        f.module, adapted, f.count, t == 0 ? "q,k,v or qkv_proj" : "gate,up or gate_up_proj");
+    }
+    return "";
+}
 
 double lora_alpha_at_rank(const LoraConfig& lc, int rank) {
     const double k = (double)rank / lc.rank;

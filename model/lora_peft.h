@@ -34,6 +34,10 @@ PeftBase peft_base_default(const ModelConfig& cfg);
 // rank written (r, but for Phi-3).
 int lora_export_peft(const std::string& dir, const ModelConfig& cfg, const LoraConfig& lc,
                      const std::vector<float>& adapters, PeftBase base);
+// Why lora_export_peft cannot write this adapter for `cfg`, or "": DoRA on some but not all of the
+// projections of one of Phi-3's fused modules (PEFT's magnitude covers the whole module, whose other
+// rows would need the base weight's norms).
+std::string peft_unexportable(const ModelConfig& cfg, const LoraConfig& lc);
 // lora_alpha at another rank with the same scale: alpha / r (rsLoRA: alpha / sqrt(r)) unchanged.
 double lora_alpha_at_rank(const LoraConfig& lc, int rank);
 

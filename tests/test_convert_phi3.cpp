@@ -13,6 +13,7 @@
 #include "model/export_hf.h"
 #include "model/gguf.h"
 #include "model/lora_peft.h"
+#include "test_cli_util.h"
 #include "test_convert_util.h"
 
 namespace {
@@ -217,6 +218,50 @@ TEST_CASE("PEFT: our Phi-3 adapters (a separate A for each projection) go out on
             CHECK(worst < 1e-4);
         }
     }
+}
+
+// PEFT's DoRA on qkv_proj (gate_up_proj) has one magnitude vector for the whole module: an adapter
+// with DoRA on some of its projections only has no PEFT form. ./train says so when it starts, and its
+// closing hint leaves --peft out; --hf still takes it merged.
+TEST_CASE("PEFT: DoRA on part of Phi-3's fused modules is refused by --peft, and ./train says so before training") {
+    const ModelConfig cfg = import_hf_dir(kPhi3 + "tiny_phi3_hf", false).cfg;
+    LoraConfig lc;
+    lc.use_dora = 1;
+    for (const char* targets : {"all", "q,k,v,o", "gate,up,down", "o,down"}) {
+        lc.targets = lora_parse_targets(targets);
+        CHECK(peft_unexportable(cfg, lc).empty());
+    }
+    lc.targets = lora_parse_targets("q,v,up");
+    CHECK(contains(peft_unexportable(cfg, lc), "self_attn.qkv_proj: DoRA adapts it as a whole in PEFT"));
+    lc.targets = lora_parse_targets("q,k,v,gate");
+    CHECK(contains(peft_unexportable(cfg, lc), "mlp.gate_up_proj: DoRA adapts it as a whole in PEFT, so its magnitudes "
+                                               "need all of its projections adapted (this adapter has 1 of 2)"));
+    std::vector<float> adapters;
+    lora_init(cfg, lc, adapters, 7);
+    const std::string d = temp_dir();
+    CHECK(contains(error_of([&] { lora_export_peft(d + "/peft", cfg, lc, adapters, PeftBase::text); }), peft_unexportable(cfg, lc)));
+    lc.use_dora = 0;
+    CHECK(peft_unexportable(cfg, lc).empty());
+    ModelConfig llama = cfg;
+    llama.fused_projections = 0;
+    lc.use_dora = 1;
+    CHECK(peft_unexportable(llama, lc).empty());
+
+    write_bytes(d + "/d.jsonl", "{\"prompt\": \"the cat\", \"completion\": \"sat on the mat\"}\n"
+                                "{\"prompt\": \"a dog\", \"completion\": \"ran far away\"}\n");
+    const std::string train = "./train --model " + kPhi3 + "tiny_phi3_hf --data " + d + "/d.jsonl --batch-size 2 "
+                              "--eval-samples 0 --max-steps 1 --use-dora --out " + d + "/o";
+    Run partial = run(train + " --lora-targets q,v");
+    INFO(partial.out);
+    REQUIRE(partial.status == 0);
+    CHECK(has(partial, "warning: this adapter will not export as a PEFT adapter (./export --peft): Phi-3's self_attn.qkv_proj"));
+    CHECK(has(partial, "--hf DIR (transformers)"));
+    CHECK(!has(partial, "--peft DIR"));
+    Run whole = run(train + " --lora-targets q,k,v --overwrite");
+    INFO(whole.out);
+    REQUIRE(whole.status == 0);
+    CHECK(!has(whole, "will not export as a PEFT adapter"));
+    CHECK(has(whole, "--peft DIR (PEFT adapter)"));
 }
 
 TEST_CASE("import: Phi-3 GGUFs as llama.cpp's converter writes them (attn_qkv, ffn_up holding gate and up, LongRoPE's "
