@@ -330,3 +330,9 @@ TEST_CASE("export: Phi-3 out to GGUF is what llama.cpp's converter writes (its k
     c.head_dim = 8, c.rope_scale_factor = 8.0f, c.rope_low_freq_factor = 1.0f, c.rope_high_freq_factor = 4.0f;
     CHECK(contains(gguf_unsupported(c), "llama.cpp runs Phi-3 without RoPE frequency factors other than LongRoPE's"));
 }
+
+TEST_CASE("cli: ./convert's usage names Phi-3 among the architectures it reads") {
+    Run usage = run("./convert --help");
+    CHECK(usage.status == 0);
+    CHECK(has(usage, "Phi-3 (phi3: Phi-3, Phi-3.5, Phi-4)"));
+}

@@ -31,9 +31,9 @@ static void usage(FILE* f) {
             "         llm-compressor (compressed-tensors: -FP8-dynamic, -quantized.w8a8, -quantized.w4a16 models),\n"
             "         GPTQ (-GPTQ models) or AutoAWQ (-AWQ models)\n"
             "  OUT    output path without extension: writes OUT.bin and OUT.tok\n"
-            "  LLaMA-family architectures (llama, mistral, qwen2, qwen3, smollm3) and Gemma 3 (gemma3, its text model)\n"
-            "  with BPE tokenizers: byte-level (SmolLM2, Llama-3, Qwen2/3) or SentencePiece (LLaMA-1/2, Mistral v0.1,\n"
-            "  TinyLlama, Gemma 3).\n");
+            "  LLaMA-family architectures (llama, mistral, qwen2, qwen3, smollm3), Gemma 3 (gemma3, its text model) and\n"
+            "  Phi-3 (phi3: Phi-3, Phi-3.5, Phi-4) with BPE tokenizers: byte-level (SmolLM2, Llama-3, Qwen2/3) or\n"
+            "  SentencePiece (LLaMA-1/2, Mistral v0.1, TinyLlama, Gemma 3, Phi-3).\n");
 }
 
 // Creates every missing directory above `path`, like mkdir -p on its dirname.
