@@ -56,8 +56,8 @@ std::string gguf_tensor_name(const std::string& hf, bool post_norms);
 
 // The white space llama.cpp strips beside added tokens (Tokenizer::strip), which GGUF has no key for:
 // llama.cpp sets it by the model's general.name. One with "phi-3" or "phi3" in it (any case) gets
-// Phi-3's: rstrip on every special token and </s>, but <unk>, <s> and <|endoftext|>. Any other name:
-// none.
+// Phi-3's: rstrip on every special token (</s> among them), but <unk>, <s> and <|endoftext|>. Any other
+// name: none.
 std::vector<uint8_t> gguf_token_strips(const Tokenizer& tok, const std::string& general_name);
 
 // The query_pre_attn_scalar llama.cpp hard-codes for a gemma3 GGUF (it has no key for it):

@@ -282,8 +282,9 @@ std::vector<uint8_t> gguf_token_strips(const Tokenizer& tok, const std::string& 
     for (size_t id = 0; id < tok.vocab.size(); id++) {
         const TokenType t = tok.token_type[id];
         const std::string& s = tok.vocab[id];
+        // (llama.cpp also names </s>, but cuts only these types out of text: an ordinary </s> strips nothing)
         const bool special = t == TokenType::Control || t == TokenType::UserDefined || t == TokenType::Unknown;
-        if ((special || s == "</s>") && s != "<unk>" && s != "<s>" && s != "<|endoftext|>") strip[id] = Tokenizer::kStripRight;
+        if (special && s != "<unk>" && s != "<s>" && s != "<|endoftext|>") strip[id] = Tokenizer::kStripRight;
     }
     return strip;
 }

@@ -133,3 +133,23 @@ TEST_CASE("data: Phi-3 conversations encode to transformers' ids (the white spac
         }
     }
 }
+
+// llama.cpp marks </s> rstrip by its text, but only special tokens are cut out of text there: a
+// vocabulary whose </s> is an ordinary token (a byte-level one) strips nothing beside it, and must
+// still load (tokenizer_build refuses stripping on an ordinary token).
+TEST_CASE("tokenizer: a GGUF named Phi-3 whose </s> is an ordinary token: only its special tokens strip") {
+    Tokenizer t = tokenizer_load_hf("tests/fixtures/convert/tiny_llama_hf/tokenizer.json");
+    int32_t normal = -1;
+    for (int32_t id = 0; id < (int32_t)t.vocab.size() && normal < 0; id++)
+        if (t.token_type[id] == TokenType::Normal && t.vocab[id].size() > 1) normal = id;
+    REQUIRE(normal >= 0);
+    t.vocab[normal] = "</s>";
+    tokenizer_build(t);
+    t.strip = gguf_token_strips(t, "Phi-3 byte-level tune");
+    REQUIRE(t.strip.size() == t.vocab.size());
+    CHECK(t.strip[normal] == 0);
+    const int32_t im_end = token_id(t, "<|im_end|>");
+    REQUIRE(im_end >= 0);
+    CHECK(t.strip[im_end] == Tokenizer::kStripRight);
+    CHECK_NOTHROW(tokenizer_build(t));
+}
