@@ -5,9 +5,12 @@
 #include "data/json.h"
 #include "model/util.h"
 #include "tests/test_chat_util.h"
+#include "tests/test_cli_util.h"
 #include "tests/test_util.h"
 #include "tokenizer/chat_template.h"
 #include "tokenizer/tokenizer.h"
+
+#include <unistd.h>
 
 #include <algorithm>
 #include <iterator>
@@ -199,4 +202,31 @@ TEST_CASE("chat phi: names, Jinja written back, recognition and refusals") {
     const std::vector<int32_t> stops = end_of_turn_ids(tok);
     CHECK(std::find(stops.begin(), stops.end(), 32007) != stops.end());
     CHECK(std::find(stops.begin(), stops.end(), 32000) != stops.end());
+}
+
+// Phi-3-mini-4k/128k-instruct's template (as updated) is rendered as Phi-3.5-mini's, which drops an
+// empty system message where it writes "<|system|>\n<|end|>\n": reading it says so, as reading the
+// first releases' does (their differences are larger), so that data with empty system messages is
+// not rendered unlike transformers without a word.
+TEST_CASE("chat phi: reading Phi-3-mini's template notes the empty system turn it writes and Phi-3.5-mini's drops") {
+    char dir[] = "/tmp/test_phi_XXXXXX";
+    REQUIRE(mkdtemp(dir) != nullptr);
+    const std::string d = dir;
+    write_file_atomic(d + "/tokenizer.json", read_file("tests/fixtures/phi3/tiny_phi3_hf/tokenizer.json"));
+    auto config = [&](const char* variant) {
+        const std::string& jinja = variant ? phi_fixtures().get("variants")->get(variant)->string
+                                           : phi_fixtures().get("templates")->get("phi3")->string;
+        write_file_atomic(d + "/tokenizer_config.json", "{\"chat_template\": " + json_quote(jinja) + "}");
+        return run("./tokenize --tokenizer " + d + "/tokenizer.json --save " + d + "/t.tok");
+    };
+    const Run mini = config("phi3_mini");
+    INFO(mini.out);
+    CHECK(mini.status == 0);
+    CHECK(has(mini, "chat template phi3"));
+    CHECK(has(mini, "note: Phi-3-mini-4k/128k-instruct's chat template: rendered as Phi-3.5-mini's, which writes no turn "
+                    "for an empty system message where this one writes <|system|>\\n<|end|>\\n"));
+    const Run phi35 = config(nullptr);
+    CHECK(phi35.status == 0);
+    CHECK(has(phi35, "chat template phi3"));
+    CHECK(!has(phi35, "note:"));
 }

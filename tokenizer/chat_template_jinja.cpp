@@ -217,7 +217,13 @@ ChatTemplate chat_template_from_jinja(const std::string& jinja) {
     }
     if (jinja.find("<|end|>") != std::string::npos) {  // Microsoft's <|role|> ... <|end|> turns
         const std::string f = folded(jinja);
-        if (f == folded(kPhi3Jinja) || f == folded(kPhi3MiniJinja)) return ChatTemplate{ChatTemplateKind::Phi3, ""};
+        if (f == folded(kPhi3Jinja)) return ChatTemplate{ChatTemplateKind::Phi3, ""};
+        if (f == folded(kPhi3MiniJinja)) {
+            fprintf(stderr, "note: Phi-3-mini-4k/128k-instruct's chat template: rendered as Phi-3.5-mini's, which writes no "
+                    "turn for an empty system message where this one writes <|system|>\\n<|end|>\\n (give such a "
+                    "message content, or leave it out)\n");
+            return ChatTemplate{ChatTemplateKind::Phi3, ""};
+        }
         if (f == folded(kPhi3FirstReleaseJinja) || f == folded(kPhi3MediumJinja)) {
             fprintf(stderr, "note: Phi-3's chat template as first released (Phi-3-mini-4k-instruct of April 2024, "
                     "Phi-3-medium-4k-instruct): rendered as Phi-3.5-mini's, which writes system messages as <|system|> "
