@@ -40,10 +40,20 @@ std::vector<std::string> answer_prompts(const Model& m, const Tokenizer& tok, co
                                         const std::function<void(size_t, const std::vector<std::string>&)>& on_batch) {
     if (batch < 1) fail("answer_prompts: batch %d: use at least 1", batch);
     const std::vector<int32_t> stops = end_of_turn_ids(tok);
+    // LongRoPE: a batch takes one RoPE table, the long one once its longest sequence passes the original
+    // context (generate). Prompts share a batch only where that is what each gets alone: all short to
+    // the last token (0), or all past the context from the start (1); one that passes it while
+    // answering (2) goes alone.
+    auto rope_phase = [&](const std::vector<int32_t>& p) {
+        if (m.cfg.long_rope_for((int64_t)p.size())) return 1;
+        return m.cfg.long_rope_for((int64_t)p.size() + std::max(opt.max_new_tokens - 1, 0)) ? 2 : 0;
+    };
     std::vector<std::string> answers;
     for (size_t first = 0; first < prompts.size();) {
         std::vector<std::vector<int32_t>> some = {prompts[first]};
-        while (first + some.size() < prompts.size() && (int)some.size() < batch) {
+        const int phase = rope_phase(prompts[first]);
+        while (first + some.size() < prompts.size() && (int)some.size() < batch && phase != 2 &&
+               rope_phase(prompts[first + some.size()]) == phase) {
             some.push_back(prompts[first + some.size()]);
             if (max_bytes && generate_bytes(m, some, opt, ops.act_size) > max_bytes) {
                 some.pop_back();

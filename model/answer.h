@@ -24,7 +24,9 @@ std::vector<int32_t> encode_chat_prompt(const Tokenizer& tok, const ChatTemplate
 
 // Answers every prompt (token ids from encode_prompt), in consecutive batches of at most `batch`
 // prompts that need at most max_bytes of backend memory to generate (generate_bytes; 0: no limit;
-// a prompt that alone needs more is answered alone). Each batch is one generate() call.
+// a prompt that alone needs more is answered alone). Each batch is one generate() call. With
+// LongRoPE, a batch holds only prompts that take the same RoPE table throughout (a prompt whose
+// answer may pass the original context is answered alone): each answer is the prompt's alone.
 // on_batch(first, answers), when given, sees each batch's answers as soon as they are done (first:
 // the index of its first prompt), so that a caller can write them out before the next batch
 // starts. Returns all answers, in the prompts' order.

@@ -40,7 +40,8 @@ uint64_t sequence_seed(uint64_t seed, uint64_t i);
 // LongRoPE (Phi-3): every forward takes one table, as one transformers forward of the batch does:
 // the long factors once the longest sequence passes the original context; at the step where it
 // does, the cache is recomputed with them (transformers' Phi-3 drops its cache there), so a prompt
-// alone decodes as Phi3ForCausalLM.generate does, and one in a batch as the longest decides.
+// alone decodes as Phi3ForCausalLM.generate does, and one in a batch as the longest decides
+// (answer_prompts batches only prompts that take the same table throughout).
 // The backend memory generate() allocates for these prompts (act_size: the backend's storage
 // type): the KV cache and the buffers of its passes.
 size_t generate_bytes(const Model& m, const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt,

@@ -354,3 +354,23 @@ TEST_CASE("generate: a LongRoPE model's cache is recomputed with the long factor
         }
     }
 }
+
+// A LongRoPE batch switches to the long factors when its longest sequence passes the original
+// context: a prompt that stays short alone would be answered with the long factors beside one that
+// passes it. answer_prompts (./generate --data, ./train --eval-samples) batches a LongRoPE model's
+// prompts only where no switch can happen, so that each answer is the one the prompt gets alone.
+TEST_CASE("answer_prompts: a LongRoPE model's prompts answer as each alone would, those that pass the original "
+          "context included") {
+    ImportedModel im = import_hf_dir("tests/fixtures/phi3/tiny_phi3_hf");  // original context 16
+    Model m;
+    model_init(m, im.cfg, std::move(im.params));
+    const vector<int32_t> ids = {260, 296, 276, 289, 283, 80, 292, 90, 293, 280, 85, 295, 274, 261, 294, 91, 290, 73, 14, 287};
+    SampleOptions so;
+    so.max_new_tokens = 8;
+    vector<vector<int32_t>> prompts;  // short throughout, passing 16 while answering, past 16 from the start
+    for (int n : {3, 12, 20, 5, 14, 18, 4, 9})
+        prompts.push_back(vector<int32_t>(ids.begin() + (n > 10 ? 0 : 7), ids.begin() + (n > 10 ? 0 : 7) + n));
+    const vector<std::string> alone = answer_prompts(m, im.tok, prompts, so, 1, 0, cpu_ops());
+    CHECK(answer_prompts(m, im.tok, prompts, so, 8, 0, cpu_ops()) == alone);
+    CHECK(answer_prompts(m, im.tok, prompts, so, 3, 0, cpu_ops()) == alone);
+}
