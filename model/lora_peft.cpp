@@ -584,10 +584,20 @@ void lora_import_peft(const std::string& dir, const ModelConfig& cfg, LoraConfig
             continue;
         }
         if (!parse_peft_name(cfg, t.name, p, layer, targets, part)) {
-            if (t.name.find(".lora_A.") != std::string::npos || t.name.find(".lora_B.") != std::string::npos ||
-                t.name.find(".lora_magnitude_vector.") != std::string::npos)
-                fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
-                     "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
+            ModelConfig apart = cfg;  // Phi-3's: an adapter of its projections one by one
+            apart.fused_projections = 0;
+            if (cfg.fused_projections && parse_peft_name(apart, t.name, p, layer, targets, part)) {
+                const int t0 = __builtin_ctz(targets);
+                fail("%s: tensor %s adapts %s, which Phi-3 holds fused in %s: the adapter is for a model with the "
+                     "projections apart (as unsloth's Llama-form Phi-3 has them): load it with that model", wpath.c_str(),
+                     t.name.c_str(), kModule[t0], fused_part(cfg, t0).module);
+            }
+            // PEFT's names in memory hold the adapter's name: lora_A.default.weight, lora_magnitude_vector.default.weight
+            for (const char* in_memory : {".lora_A.", ".lora_B.", ".lora_magnitude_vector."})
+                if (const size_t at = t.name.find(in_memory);
+                    at != std::string::npos && t.name.compare(at + strlen(in_memory), std::string::npos, "weight") != 0)
+                    fail("%s: tensor %s carries an adapter name, as PEFT names tensors in memory: save the adapter with "
+                         "save_pretrained, which writes ...lora_A.weight", wpath.c_str(), t.name.c_str());
             fail("%s: tensor %s is not a LoRA A or B of a decoder projection, nor a saved embedding or LM head (LoRA on "
                  "other modules is not supported)", wpath.c_str(), t.name.c_str());
         }

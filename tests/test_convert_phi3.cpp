@@ -336,3 +336,40 @@ TEST_CASE("cli: ./convert's usage names Phi-3 among the architectures it reads")
     CHECK(usage.status == 0);
     CHECK(has(usage, "Phi-3 (phi3: Phi-3, Phi-3.5, Phi-4)"));
 }
+
+// PEFT adapters whose tensors this loader does not take are refused naming why: one for separate
+// q/k/v or gate/up projections (as trained on unsloth's Llama-form Phi-3) on Phi-3's fused model; LoRA
+// on a module that is no decoder projection; and only names with PEFT's in-memory adapter name
+// (lora_A.default.weight) get the save_pretrained hint, which all three got.
+TEST_CASE("PEFT: an adapter for Phi-3's projections apart, or on other modules, is refused naming what it adapts") {
+    const ImportedModel base = import_hf_dir(kPhi3 + "tiny_phi3_hf", false);
+    std::vector<StEntry> st;  // the fixture adapter's tensors, as F32
+    SafetensorsSet set;
+    safetensors_add_file(set, kPhi3 + "tiny_phi3_peft/adapter_model.safetensors");
+    for (const SafeTensor& t : set.tensors) {
+        std::vector<float> v(t.numel);
+        set.read_f32(t, v.data());
+        st.push_back({t.name, "F32", t.shape, std::string((const char*)v.data(), v.size() * 4)});
+    }
+    auto error_with = [&](const std::string& from, const std::string& to) {
+        std::vector<StEntry> renamed = st;
+        for (StEntry& e : renamed)
+            if (size_t at = e.name.find(from); at != std::string::npos) e.name.replace(at, from.size(), to);
+        const std::string d = temp_dir();
+        write_bytes(d + "/adapter_config.json", read_file(kPhi3 + "tiny_phi3_peft/adapter_config.json"));
+        write_safetensors(d + "/adapter_model.safetensors", renamed);
+        LoraConfig lc;
+        std::vector<float> adapters;
+        return error_of([&] { lora_load_any(d, base.cfg, lc, adapters); });
+    };
+    const std::string apart = error_with("qkv_proj", "q_proj");
+    CHECK(contains(apart, "self_attn.q_proj.lora_A.weight adapts self_attn.q_proj, which Phi-3 holds fused in "
+                          "self_attn.qkv_proj"));
+    CHECK(!contains(apart, "save_pretrained"));
+    CHECK(contains(error_with("gate_up_proj", "up_proj"), "which Phi-3 holds fused in mlp.gate_up_proj"));
+    const std::string other = error_with("mlp.down_proj", "mlp.fc1");
+    CHECK(contains(other, "mlp.fc1.lora_A.weight is not a LoRA A or B of a decoder projection"));
+    CHECK(!contains(other, "save_pretrained"));
+    CHECK(contains(error_with("o_proj.lora_A.weight", "o_proj.lora_A.default.weight"),
+                   "carries an adapter name, as PEFT names tensors in memory"));
+}
