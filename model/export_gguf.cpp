@@ -98,6 +98,11 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
         fprintf(stderr, "warning: %s: the tokenizer's added tokens take the white space beside them in a way llama.cpp "
                 "cannot be told (it strips only Phi-3's, by the model's name): llama.cpp tokenizes the white space after "
                 "them as text\n", path.c_str());
+    const std::vector<uint8_t> by_name = gguf_token_strips(tok, name);
+    if (!strips && std::any_of(by_name.begin(), by_name.end(), [](uint8_t b) { return b != 0; }))
+        fprintf(stderr, "warning: %s: llama.cpp strips the white space after the special tokens of a model whose name "
+                "says Phi-3, as this file's does ('%s'), but this tokenizer keeps it: llama.cpp will tokenize prompts "
+                "otherwise than they were trained (name the file without phi-3 or phi3)\n", path.c_str(), name.c_str());
     md.string("general.name", name);
     md.u32("general.file_type", file_type(type));
     md.u32("general.quantization_version", 2);  // GGML_QNT_VERSION, as llama.cpp's converter writes

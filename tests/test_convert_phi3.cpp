@@ -373,3 +373,19 @@ TEST_CASE("PEFT: an adapter for Phi-3's projections apart, or on other modules, 
     CHECK(contains(error_with("o_proj.lora_A.weight", "o_proj.lora_A.default.weight"),
                    "carries an adapter name, as PEFT names tensors in memory"));
 }
+
+// llama.cpp strips the white space after the special tokens of any model whose name says Phi-3, and
+// GGUF names the model after the file: a tokenizer that strips nothing exported as phi3-....gguf would
+// be tokenized otherwise there than it was trained. The export says so.
+TEST_CASE("export: a GGUF whose name makes llama.cpp strip beside special tokens that this tokenizer keeps warns") {
+    const std::string d = temp_dir(), model = kPhi3 + "tiny_phi3_hf";  // (its tokenizer strips nothing)
+    const Run named = run("./export --model " + model + " --gguf " + d + "/phi3-tune.gguf");
+    INFO(named.out);
+    CHECK(named.status == 0);
+    CHECK(has(named, "phi3-tune.gguf: llama.cpp strips the white space after the special tokens of a model whose name "
+                     "says Phi-3, as this file's does ('phi3-tune'), but this tokenizer keeps it"));
+    CHECK(gguf_open(d + "/phi3-tune.gguf").get_string("general.name") == "phi3-tune");
+    const Run plain = run("./export --model " + model + " --gguf " + d + "/tune.gguf");
+    CHECK(plain.status == 0);
+    CHECK(!has(plain, "llama.cpp strips"));
+}
