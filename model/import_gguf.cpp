@@ -257,7 +257,18 @@ Tokenizer gguf_tokenizer(const GgufFile& g) {
 // The ids, chat template and checks both tokenizer kinds share.
 void finish_gguf_tokenizer(const GgufFile& g, Tokenizer& tok) {
     const std::string& path = g.path();
-    tok.strip = gguf_token_strips(tok, g.find("general.name") ? g.get_string("general.name") : "");
+    const std::string name = g.find("general.name") ? g.get_string("general.name") : "";
+    tok.strip = gguf_token_strips(tok, name);
+    // Phi-3's own vocabulary (arch phi3 with SentencePiece's: Phi-4's is byte-level) strips after its
+    // special tokens whatever the file is named: that is how the model was trained (its tokenizer.json's
+    // rstrip). llama.cpp's converter names Phi-3.5 "Phi 3.5 Mini Instruct", which llama.cpp then runs
+    // without it: the training data is tokenized as the model's own tokenizer does instead.
+    if (tok.strip.empty() && tok.model == TokenizerModel::SentencePiece && g.get_string("general.architecture") == "phi3") {
+        tok.strip = gguf_token_strips(tok, "phi-3");
+        fprintf(stderr, "note: %s: general.name '%s' does not say Phi-3, so llama.cpp runs this file without taking the "
+                "white space after <|user|>, <|end|>, ...; Phi-3's own tokenizer takes it, and so does this import "
+                "(./export --gguf names its output Phi-3, so that llama.cpp does too)\n", path.c_str(), name.c_str());
+    }
     tok.bos_id = (int32_t)g.get_int("tokenizer.ggml.bos_token_id", -1);
     tok.eos_id = (int32_t)g.get_int("tokenizer.ggml.eos_token_id", -1);
     tok.pad_id = (int32_t)g.get_int("tokenizer.ggml.padding_token_id", -1);

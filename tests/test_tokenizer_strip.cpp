@@ -16,6 +16,7 @@
 #include "model/gguf.h"
 #include "model/import.h"
 #include "model/weights.h"
+#include "test_convert_util.h"
 #include "test_tokenizer_util.h"
 #include "test_util.h"
 #include "tokenizer/tokenizer.h"
@@ -104,6 +105,11 @@ TEST_CASE("tokenizer: to and from GGUF, which has no key for it, the stripping g
     CHECK(back.tok.strip == phi3.strip);
     const std::string chat = "<|user|>\nHello<|end|>\n<|assistant|>\n";
     CHECK(encode(back.tok, chat) == encode(phi3, chat));
+    // A Phi-3 named otherwise ("Phi 3.5 Mini Instruct", as llama.cpp's converter names it) still strips
+    // as Phi-3's tokenizer does: its SentencePiece vocabulary under arch phi3 is Phi-3's.
+    const std::string renamed = std::string(dir) + "/renamed.gguf";
+    write_file_atomic(renamed, patched(read_file(path), "Phi-3 tune", "Phi 3 tune"));
+    CHECK(import_gguf(renamed).tok.strip == phi3.strip);
 }
 
 TEST_CASE("data: Phi-3 conversations encode to transformers' ids (the white space after <|assistant|>\\n and "
