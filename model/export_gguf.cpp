@@ -94,12 +94,16 @@ void export_gguf(const std::string& path, const ModelConfig& cfg, const std::vec
     name = name.substr(0, name.rfind(".gguf"));
     const bool strips = std::any_of(tok.strip.begin(), tok.strip.end(), [](uint8_t b) { return b != 0; });
     if (strips && gguf_token_strips(tok, name).empty() && gguf_token_strips(tok, "phi-3") == tok.strip) name = "Phi-3 " + name;
-    if (strips && gguf_token_strips(tok, name) != tok.strip)
+    // What llama.cpp will strip for that name against what the tokenizer strips (an empty list: none).
+    const std::vector<uint8_t> by_name = gguf_token_strips(tok, name);
+    bool differ = false;
+    for (size_t id = 0; id < tok.vocab.size(); id++)
+        differ |= (id < by_name.size() ? by_name[id] : 0) != (id < tok.strip.size() ? tok.strip[id] : 0);
+    if (differ && strips)
         fprintf(stderr, "warning: %s: the tokenizer's added tokens take the white space beside them in a way llama.cpp "
                 "cannot be told (it strips only Phi-3's, by the model's name): llama.cpp tokenizes the white space after "
                 "them as text\n", path.c_str());
-    const std::vector<uint8_t> by_name = gguf_token_strips(tok, name);
-    if (!strips && std::any_of(by_name.begin(), by_name.end(), [](uint8_t b) { return b != 0; }))
+    else if (differ)
         fprintf(stderr, "warning: %s: llama.cpp strips the white space after the special tokens of a model whose name "
                 "says Phi-3, as this file's does ('%s'), but this tokenizer keeps it: llama.cpp will tokenize prompts "
                 "otherwise than they were trained (name the file without phi-3 or phi3)\n", path.c_str(), name.c_str());

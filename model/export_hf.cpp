@@ -112,12 +112,11 @@ void export_hf_dir(const std::string& dir, const ModelConfig& cfg, const std::ve
         out = &shifted;
     }
     std::vector<SafeTensorOut> tensors;
-    for (const TensorInfo& t : param_layout(cfg).tensors) {
+    for (const TensorInfo& layout : param_layout(cfg).tensors) {
         FusedPart part;
-        const std::string fused = fused_tensor_name(cfg, t.name, part);
-        if (fused.empty()) tensors.push_back({t.name, t.shape, out->data() + t.offset});
-        // Phi-3's fused tensor: its parts lie one after another in the layout, so it is their span
-        else if (part.index == 0) tensors.push_back({fused, {part.total, t.shape[1]}, out->data() + t.offset});
+        const TensorInfo t = stored_tensor(cfg, layout, part);
+        // (Phi-3's fused tensor: its parts lie one after another in the layout, so it is their span)
+        if (part.index == 0) tensors.push_back({t.name, t.shape, out->data() + t.offset});
     }
     safetensors_write(dir + "/model.safetensors", tensors, dtype);
     tokenizer_save_hf(tok, dir, cfg.max_seq_len);

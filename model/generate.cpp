@@ -97,6 +97,7 @@ struct GeneratePlan {
     int max_T = 0;            // cache positions per sequence: its prompt and max_new_tokens
     int rows = 0;             // rows of the activation buffers: the longest pass, or S for the steps
     std::vector<int> passes;  // prefill pass i takes sequences passes[i] .. passes[i+1]−1
+    int longest = 0;          // the longest prompt: what the prefill's forwards reach (LongRoPE's table)
 };
 
 // The prefill passes of sequences whose first lengths[s] tokens go into the cache: consecutive
@@ -112,15 +113,6 @@ int plan_passes(const std::vector<int>& lengths, int limit, std::vector<int>& pa
     return rows;
 }
 
-// Whether a LongRoPE model switches to its long factors during the steps (long_rope_for(longest
-// prompt) false, but true for the last step's length), when generate() recomputes the cache.
-bool long_rope_switches(const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt) {
-    size_t longest = 0, last = 0;  // the longest prompt, and the longest sequence at the last step
-    for (const std::vector<int32_t>& p : prompts)
-        longest = std::max(longest, p.size()), last = std::max(last, p.size() + std::max(opt.max_new_tokens - 1, 0));
-    return !c.long_rope_for((int64_t)longest) && c.long_rope_for((int64_t)last);
-}
-
 GeneratePlan plan_generate(const ModelConfig& c, const std::vector<std::vector<int32_t>>& prompts, const SampleOptions& opt) {
     GeneratePlan p;
     const int S = (int)prompts.size();
@@ -128,12 +120,15 @@ GeneratePlan plan_generate(const ModelConfig& c, const std::vector<std::vector<i
     for (int s = 0; s < S; s++) {
         if (prompts[s].empty()) fail("generate: empty prompt");
         p.max_T = std::max(p.max_T, (int)prompts[s].size() + opt.max_new_tokens);
+        p.longest = std::max(p.longest, (int)prompts[s].size());
         lengths[s] = (int)prompts[s].size() - 1;
     }
     p.rows = std::max(S, plan_passes(lengths, kPrefillRows, p.passes));
-    // The recompute at LongRoPE's switch: at most the original context of each sequence, in passes
-    // of at most these rows.
-    if (long_rope_switches(c, prompts, opt)) p.rows = std::max(p.rows, (int)c.rope_original_max_pos);
+    // The recompute where LongRoPE switches to its long factors during the steps (the last step's
+    // longest sequence, the longest prompt's max_new_tokens - 1 later, passes the original context):
+    // at most the original context of each sequence, in passes of at most these rows.
+    const int64_t last = (int64_t)p.longest + std::max(opt.max_new_tokens - 1, 0);
+    if (!c.long_rope_for(p.longest) && c.long_rope_for(last)) p.rows = std::max(p.rows, (int)c.rope_original_max_pos);
     return p;
 }
 
@@ -225,9 +220,7 @@ std::vector<std::vector<int32_t>> generate(const Model& m, const std::vector<std
             });
         }
     };
-    size_t longest = 0;
-    for (const std::vector<int32_t>& p : prompts) longest = std::max(longest, p.size());
-    prefill(prompts, passes, (int64_t)longest);
+    prefill(prompts, passes, plan.longest);
     // Greedy decoding picks on the backend and brings back S ids; sampling needs the logits on the host.
     const bool greedy = opt.temperature <= 0.0f;
     const int pickable = opt.vocab > 0 ? std::min(opt.vocab, V) : V;

@@ -144,7 +144,8 @@ FusedPart fused_part(const ModelConfig& c, int t) {
     return p;
 }
 
-std::string fused_tensor_name(const ModelConfig& c, const std::string& name, FusedPart& part) {
+// The fused tensor that holds layout tensor `name`, with its part; empty for one stored as it is.
+static std::string fused_tensor_name(const ModelConfig& c, const std::string& name, FusedPart& part) {
     static const char* const kParts[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
                                          nullptr, "mlp.gate_proj.weight", "mlp.up_proj.weight"};
     const size_t dot = name.rfind('.', name.rfind('.') - 1);  // before "q_proj.weight"

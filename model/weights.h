@@ -87,11 +87,9 @@ struct FusedPart {
     int first = 0;  // the first projection of the module (LoraTarget order)
 };
 FusedPart fused_part(const ModelConfig& cfg, int t);
-// The fused tensor that holds layout tensor `name` ("model.layers.3.self_attn.k_proj.weight" →
-// "model.layers.3.self_attn.qkv_proj.weight"), with its part; empty for a tensor stored as it is.
-std::string fused_tensor_name(const ModelConfig& cfg, const std::string& name, FusedPart& part);
 // The tensor a checkpoint stores for layout tensor t: t itself, or the fused tensor that holds it
-// (its name, shape [part.total, in] and size; the offset stays t's), with its part.
+// ("model.layers.3.self_attn.k_proj.weight" → "...qkv_proj.weight": its name, shape [part.total, in]
+// and size; the offset stays t's), with its part.
 TensorInfo stored_tensor(const ModelConfig& cfg, TensorInfo t, FusedPart& part);
 
 // model .bin: magic "LLMB", version (model_file_version: each config lacks only the later fields;
